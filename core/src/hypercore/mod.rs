@@ -1,0 +1,1 @@
+//! hypercore: the signed append-only log. (being written)

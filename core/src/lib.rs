@@ -1,0 +1,19 @@
+//! # hyperpunch-core
+//!
+//! The sans-IO engines of hyperpunch, a Rust implementation of the Holepunch stack that is
+//! wire-compatible with the JavaScript original. Nothing in this crate performs I/O, reads a clock or
+//! uses a global random number generator: time and randomness come in as arguments, and storage is
+//! reached only through the [`storage::Storage`] trait that a transport crate implements.
+//!
+//! One module per Holepunch concept:
+//! - [`encoding`]: compact-encoding.
+//! - [`crypto`]: hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
+//! - [`hypercore`]: the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
+//! - [`storage`]: the storage trait, the in-memory backend and the backend conformance suite.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod encoding;
+pub mod hypercore;
+pub mod storage;

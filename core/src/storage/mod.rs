@@ -1,0 +1,282 @@
+//! The storage trait every hypercore sits on, and the in-memory backend.
+//!
+//! A [`Storage`] is an ordered key-value store holding one core (or, through [`Prefixed`], one
+//! namespace of a larger store). Reads are point gets and range scans; writes go in a [`Batch`] that
+//! is applied atomically: after a crash either all of a batch is there or none of it is.
+//!
+//! Three backends implement it and run one conformance suite ([`conformance`]): [`MemoryStorage`]
+//! here, the native file backend in `hyperpunch` (transport-native) and the IndexedDB backend in
+//! `hyperpunch-web`. The trait's methods return futures because IndexedDB is asynchronous; the core
+//! never performs I/O itself, it only awaits what the backend it was handed returns.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+pub mod conformance;
+
+/// `Send` on native targets, nothing on wasm (where futures and JS handles are not `Send`).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// `Send` on native targets, nothing on wasm (where futures and JS handles are not `Send`).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` on native targets, nothing on wasm.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+/// `Sync` on native targets, nothing on wasm.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// A storage backend failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    /// The backend reported an I/O error.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// Stored bytes are not what was written (detected by the backend or by a decoder above it).
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    /// The store was closed or is locked by another process.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One write operation of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (no error if absent).
+    Delete(Vec<u8>),
+    /// Remove every key in `start..end` (end exclusive).
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+/// Writes applied atomically and in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The operations, applied first to last.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Queue a put.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Put(key.into(), value.into()));
+        self
+    }
+    /// Queue a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+    /// Queue a range delete of `start..end`.
+    pub fn delete_range(
+        &mut self,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push(Op::DeleteRange(start.into(), end.into()));
+        self
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Key/value pairs returned by a scan, in ascending key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An ordered key-value store with atomic batches. See the module docs.
+pub trait Storage: MaybeSend + MaybeSync {
+    /// The value at `key`.
+    fn get(&self, key: &[u8])
+        -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend;
+
+    /// The values at `keys`, in the same order (backends may do this in one round trip).
+    fn get_many(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StorageError>> + MaybeSend;
+
+    /// Every entry with `start <= key < end`, ascending, at most `limit` of them (`None`: all).
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Entries, StorageError>> + MaybeSend;
+
+    /// Apply `batch` atomically. When the future resolves the batch survives a process kill.
+    fn write(&self, batch: Batch) -> impl Future<Output = Result<(), StorageError>> + MaybeSend;
+}
+
+/// In-memory backend: a shared ordered map. Clones share the same data.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStorage {
+    map: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // A poisoned lock only means another thread panicked mid-batch; batches are applied
+        // under one lock acquisition, so the map itself is still consistent.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemoryStorage {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let m = self.lock();
+        Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
+    }
+
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<Entries, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let m = self.lock();
+        Ok(m.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        let mut m = self.lock();
+        for op in batch.ops {
+            match op {
+                Op::Put(k, v) => {
+                    m.insert(k, v);
+                }
+                Op::Delete(k) => {
+                    m.remove(&k);
+                }
+                Op::DeleteRange(s, e) => {
+                    if s < e {
+                        let doomed: Vec<Vec<u8>> = m
+                            .range::<[u8], _>((
+                                Bound::Included(s.as_slice()),
+                                Bound::Excluded(e.as_slice()),
+                            ))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in doomed {
+                            m.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A view of a storage under a key prefix (one core inside a shared store).
+#[derive(Debug, Clone)]
+pub struct Prefixed<S> {
+    inner: S,
+    prefix: Vec<u8>,
+}
+
+impl<S> Prefixed<S> {
+    /// Keys of this view are `prefix ‖ key` in `inner`.
+    pub fn new(inner: S, prefix: impl Into<Vec<u8>>) -> Self {
+        Prefixed {
+            inner,
+            prefix: prefix.into(),
+        }
+    }
+    fn k(&self, key: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.prefix.len() + key.len());
+        v.extend_from_slice(&self.prefix);
+        v.extend_from_slice(key);
+        v
+    }
+}
+
+impl<S: Storage> Storage for Prefixed<S> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(&self.k(key)).await
+    }
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| self.k(k)).collect();
+        self.inner.get_many(&keys).await
+    }
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<Entries, StorageError> {
+        let p = self.prefix.len();
+        let mut out = self.inner.scan(&self.k(start), &self.k(end), limit).await?;
+        for (k, _) in out.iter_mut() {
+            k.drain(..p);
+        }
+        Ok(out)
+    }
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        let ops = batch
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put(k, v) => Op::Put(self.k(&k), v),
+                Op::Delete(k) => Op::Delete(self.k(&k)),
+                Op::DeleteRange(s, e) => Op::DeleteRange(self.k(&s), self.k(&e)),
+            })
+            .collect();
+        self.inner.write(Batch { ops }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_backend_passes_conformance() {
+        futures_executor::block_on(conformance::run_all(|| async { MemoryStorage::new() }));
+    }
+
+    #[test]
+    fn prefixed_memory_backend_passes_conformance() {
+        futures_executor::block_on(conformance::run_all(|| async {
+            let shared = MemoryStorage::new();
+            // Another namespace next door must never leak into this one.
+            let mut b = Batch::new();
+            b.put(b"other/zz".to_vec(), b"x".to_vec());
+            shared.write(b).await.unwrap();
+            Prefixed::new(shared, b"core/".to_vec())
+        }));
+    }
+}

@@ -1,0 +1,8 @@
+//! # hyperpunch
+//!
+//! The native face of hyperpunch: everything in [`hyperpunch_core`] (re-exported as [`core`]), plus
+//! the effects the core leaves out: file storage, and (in later work) tokio sockets.
+#![warn(missing_docs)]
+
+pub use hyperpunch_core as core;
+pub use hyperpunch_core::{crypto, encoding, hypercore, storage};

@@ -1,0 +1,3 @@
+//! # hyperpunch-web
+//!
+//! hyperpunch compiled to wasm for browsers.
