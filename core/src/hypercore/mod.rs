@@ -1,1 +1,20 @@
-//! hypercore: the signed append-only log. (being written)
+//! hypercore: the signed append-only log.
+//!
+//! - [`flat_tree`]: flat-tree indexing of the merkle tree.
+//! - [`tree`]: the merkle tree (leaf/parent/root hashes, roots, tree hash) over storage.
+//! - [`manifest`]: manifests v0-v3 and the core key (manifest hash).
+//! - [`verifier`]: the 112/80-byte signables, multisig blobs, quorum and prologue checks.
+//! - [`encryption`]: default block encryption (XSalsa20 with the 8-byte padding).
+//! - [`messages`]: the wire encodings of tree nodes, proofs and replication messages.
+//! - [`proof`]: proof generation and verification (block, hash, seek, upgrade, additional nodes).
+//! - [`bitfield`]: the local bitfield (which blocks are present).
+//! - [`core`]: [`Hypercore`], the log itself on a [`crate::storage::Storage`].
+
+pub mod bitfield;
+pub mod encryption;
+pub mod flat_tree;
+pub mod manifest;
+pub mod messages;
+pub mod proof;
+pub mod tree;
+pub mod verifier;
