@@ -6,3 +6,7 @@
 
 pub use hyperpunch_core as core;
 pub use hyperpunch_core::{crypto, encoding, hypercore, storage};
+
+#[path = "storage.rs"]
+pub mod file_storage;
+pub use file_storage::{Durability, FileStorage, FileStorageOptions};

@@ -5,8 +5,59 @@
 //! non-canonical varints and ignore trailing bytes unless a caller asks for [`Decoder::finish`].
 //!
 //! Message structs implement [`Encode`] and [`Decode`].
+//!
+//! Every codec of `compact-encoding` 3.5.2 has a counterpart here. Decoding is a method of
+//! [`Decoder`]; encoding is a `write_*` function appending to a `Vec<u8>`, with a matching `*_len`
+//! function where the size is not obvious (JS `preencode`). Map from JS names:
+//!
+//! | JS codec | Rust |
+//! |---|---|
+//! | `uint`, `int` | [`write_uint`]/[`Decoder::uint`], [`write_int`]/[`Decoder::int`] |
+//! | `uint8..uint64`, `int8..int64` | [`write_u8`]..[`write_u64`], [`write_int8`]..[`write_int64`] and the same-named decoder methods |
+//! | `uint32be`, `uint64be` | [`write_u32_be`], [`write_u64_be`], [`Decoder::u32_be`], [`Decoder::u64_be_safe`] |
+//! | `biguint64`, `bigint64`, `biguint`, `bigint` | [`write_u64`], [`write_bigint64`], [`BigUint`], [`BigInt`] |
+//! | `float32`, `float64` | [`write_f32`], [`write_f64`] |
+//! | `bool`, `buffer`, `uint8array`, `binary`, `arraybuffer`, `optionalBuffer` | [`Decoder::bool`], [`write_buffer`], [`write_optional_buffer`] |
+//! | `string`/`utf8`, `ascii`, `hex`, `base64`, `utf16le`/`ucs2`, `string.fixed(n)` | [`write_string`], [`write_ascii`], [`write_hex`], [`write_base64`], [`write_utf16le`], [`write_fixed_string`] |
+//! | `fixed(n)`, `fixed32`, `fixed64` | `[u8; N]` ([`Decoder::fixed`]) |
+//! | `array`, `frame`, `record`, `stringRecord` | [`write_array`], [`write_array_with`], [`write_frame`], [`write_record_with`] |
+//! | typed arrays, `bitarray` | [`write_typed_array`]/[`Decoder::typed_array`], [`write_bitarray`] |
+//! | `ipv4`, `ipv6`, `ip`, `ipAddress`, `ipv4Address`, `ipv6Address`, `port` | `Ipv4Addr`, `Ipv6Addr`, `IpAddr`, `SocketAddr`, `SocketAddrV4`, `SocketAddrV6`, `u16` |
+//! | `lexint` | [`write_lexint`], [`Decoder::lexint`] |
+//! | `json`, `ndjson`, `raw.*` | [`write_json`], [`write_ndjson`], [`write_raw_json`], [`Decoder::rest`] and `raw_*` decoders |
+//! | `date`, `any`, `none` | [`write_date`], [`AnyValue`], `()` |
 
 use thiserror::Error;
+
+mod any;
+mod collections;
+mod json;
+mod lexint;
+mod net;
+mod numbers;
+mod text;
+#[cfg(test)]
+mod vectors_tests;
+
+pub use any::{AnyValue, MAX_ANY_DEPTH};
+pub use collections::{
+    bitarray_len, typed_array_len, write_array_with, write_bitarray, write_frame,
+    write_record_with, write_typed_array, TypedElement,
+};
+pub use json::{js_number_to_string, json_stringify, write_json, write_ndjson, write_raw_json};
+pub use lexint::{lexint_len, write_lexint};
+pub use net::ipv6_js_string;
+pub use numbers::{
+    int_len, try_write_int, try_write_uint, write_bigint64, write_date, write_f32, write_f64,
+    write_int, write_int16, write_int24, write_int32, write_int40, write_int48, write_int56,
+    write_int64, write_int8, write_u16, write_u24, write_u32, write_u32_be, write_u40, write_u48,
+    write_u56, write_u64, write_u64_be, write_u8, zigzag_decode, zigzag_encode, BigInt, BigUint,
+    MAX_SAFE_INT, MIN_SAFE_INT,
+};
+pub use text::{
+    ascii_len, base64_len, hex_len, utf16le_len, write_ascii, write_base64, write_fixed_string,
+    write_hex, write_raw_ascii, write_raw_base64, write_raw_hex, write_raw_utf16le, write_utf16le,
+};
 
 /// Largest integer JS encodes with `uint` (2^53 - 1).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -39,6 +90,31 @@ pub enum DecodeError {
     /// A value is structurally invalid (bad tag, unknown version, ...).
     #[error("invalid {0}")]
     Invalid(&'static str),
+}
+
+/// Why a value could not be encoded the way JS encodes it.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// An integer outside the range JS accepts for the codec (JS throws `use biguint`/`use bigint`).
+    #[error("integer out of range for {0}")]
+    IntegerOutOfRange(&'static str),
+    /// A `hex` string with an odd length or a non-hex digit.
+    #[error("invalid hex string")]
+    InvalidHex,
+    /// A `base64` string with a character outside both base64 alphabets.
+    #[error("invalid base64 string")]
+    InvalidBase64,
+    /// An `ascii` string with a character above U+00FF (JS would write a truncated byte).
+    #[error("string is not latin1/ascii")]
+    InvalidAscii,
+    /// A string longer than its `string.fixed(n)` slot.
+    #[error("string of {len} bytes does not fit {max}")]
+    TooLong {
+        /// Encoded byte length of the value.
+        len: usize,
+        /// The fixed size.
+        max: usize,
+    },
 }
 
 /// A value that encodes to compact-encoding bytes.
@@ -153,10 +229,21 @@ impl<'a> Decoder<'a> {
         }
         Ok(n)
     }
-    /// Varint `uint`. Accepts non-canonical forms like JS. Values read with the `ff` prefix are
-    /// returned as the full 64-bit value (JS would produce an imprecise float above 2^53).
+    /// Varint `uint`. Accepts non-canonical forms like JS and, like JS, rejects values above
+    /// 2^53-1 (`ff ffffffffffffff00` → [`DecodeError::IntegerOutOfRange`]); see
+    /// [`Decoder::uint_full`] for the whole 64-bit range.
     #[inline]
     pub fn uint(&mut self) -> Result<u64, DecodeError> {
+        let n = self.uint_full()?;
+        if n > MAX_SAFE_INTEGER {
+            return Err(DecodeError::IntegerOutOfRange);
+        }
+        Ok(n)
+    }
+    /// Varint `uint` over the full 64-bit range (a Rust extension: JS rejects values above
+    /// 2^53-1, which [`write_uint`] can produce).
+    #[inline]
+    pub fn uint_full(&mut self) -> Result<u64, DecodeError> {
         let a = self.u8()?;
         Ok(match a {
             0..=0xfc => a as u64,
@@ -223,7 +310,8 @@ pub fn uint_len(n: u64) -> usize {
     }
 }
 
-/// Append a varint `uint`.
+/// Append a varint `uint`. Any `u64` is written; JS only encodes and decodes values up to
+/// [`MAX_SAFE_INTEGER`] (see [`try_write_uint`]).
 #[inline]
 pub fn write_uint(out: &mut Vec<u8>, n: u64) {
     if n <= 0xfc {
@@ -289,17 +377,104 @@ impl Decode<'_> for u64 {
         d.uint()
     }
 }
-impl Encode for [u8; 32] {
+/// `fixed(N)` (`fixed32`, `fixed64`, ...): the raw bytes.
+impl<const N: usize> Encode for [u8; N] {
     fn encoded_len(&self) -> usize {
-        32
+        N
     }
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
     }
 }
-impl Decode<'_> for [u8; 32] {
+impl<const N: usize> Decode<'_> for [u8; N] {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         d.fixed()
+    }
+}
+
+/// `bool`.
+impl Encode for bool {
+    fn encoded_len(&self) -> usize {
+        1
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self))
+    }
+}
+impl Decode<'_> for bool {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.bool()
+    }
+}
+/// `string` / `utf8`.
+impl Encode for str {
+    fn encoded_len(&self) -> usize {
+        buffer_len(self.len())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_string(out, self)
+    }
+}
+/// `string` / `utf8`.
+impl Encode for String {
+    fn encoded_len(&self) -> usize {
+        buffer_len(self.len())
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_string(out, self)
+    }
+}
+impl<'a> Decode<'a> for &'a str {
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        d.string()
+    }
+}
+impl Decode<'_> for String {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        d.string().map(str::to_owned)
+    }
+}
+/// `none`: nothing on the wire.
+impl Encode for () {
+    fn encoded_len(&self) -> usize {
+        0
+    }
+    fn encode(&self, _out: &mut Vec<u8>) {}
+}
+impl Decode<'_> for () {
+    fn decode(_d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(())
+    }
+}
+/// `array(enc)`.
+impl<T: Encode> Encode for [T] {
+    fn encoded_len(&self) -> usize {
+        array_len(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_array(out, self)
+    }
+}
+/// `array(enc)`.
+impl<T: Encode> Encode for Vec<T> {
+    fn encoded_len(&self) -> usize {
+        array_len(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_array(out, self)
+    }
+}
+impl<'a, T: Decode<'a>> Decode<'a> for Vec<T> {
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        d.array()
+    }
+}
+impl<T: Encode + ?Sized> Encode for &T {
+    fn encoded_len(&self) -> usize {
+        (**self).encoded_len()
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out)
     }
 }
 

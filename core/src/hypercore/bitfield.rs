@@ -1,1 +1,442 @@
-//! (being written)
+//! The local bitfield: which blocks this core holds (`lib/bitfield.js`).
+//!
+//! One bit per block, LSB first: bit `i` is bit `i & 31` of the little-endian u32 word `i >> 5`
+//! (`quickbit-universal`). Bits are grouped in pages of [`BITS_PER_PAGE`] bits, persisted as
+//! [`BYTES_PER_PAGE`]-byte records; only pages that were ever set exist (sparse). Changed pages are
+//! tracked so the caller can write them back ([`Bitfield::take_dirty_pages`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Bits in one page (JS `BITS_PER_PAGE`).
+pub const BITS_PER_PAGE: u64 = 32768;
+/// Bytes of one stored page.
+pub const BYTES_PER_PAGE: usize = 4096;
+/// Bits in one segment: the unit of a `want` answer (JS `BITS_PER_SEGMENT`).
+pub const BITS_PER_SEGMENT: u64 = 2_097_152;
+
+const WORDS_PER_PAGE: usize = BYTES_PER_PAGE / 4;
+const PAGE_MASK: u64 = BITS_PER_PAGE - 1;
+const PAGES_PER_SEGMENT: u64 = BITS_PER_SEGMENT / BITS_PER_PAGE;
+const WORDS_PER_SEGMENT: u64 = BITS_PER_SEGMENT / 32;
+const INITIAL_WORDS_PER_SEGMENT: u64 = 1024;
+
+type Page = Box<[u32; WORDS_PER_PAGE]>;
+
+/// Errors loading stored pages.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BitfieldError {
+    /// A stored page is not [`BYTES_PER_PAGE`] bytes long.
+    #[error("bitfield page {page} has {len} bytes, expected {BYTES_PER_PAGE}")]
+    BadPageLength {
+        /// Page index.
+        page: u64,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// A sparse bitfield of blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bitfield {
+    pages: BTreeMap<u64, Page>,
+    dirty: BTreeSet<u64>,
+}
+
+/// Mask of the bits `lo..hi` (0 ≤ lo < hi ≤ 32) of a word.
+#[inline]
+fn mask(lo: u32, hi: u32) -> u32 {
+    let upper = if hi >= 32 { u32::MAX } else { (1u32 << hi) - 1 };
+    upper & (u32::MAX << lo)
+}
+
+#[inline]
+fn split(index: u64) -> (u64, usize) {
+    (index / BITS_PER_PAGE, (index & PAGE_MASK) as usize)
+}
+
+impl Bitfield {
+    /// An empty bitfield.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Install a stored page (not marked dirty). Replaces the page if present.
+    pub fn load_page(&mut self, page_index: u64, bytes: &[u8]) -> Result<(), BitfieldError> {
+        if bytes.len() != BYTES_PER_PAGE {
+            return Err(BitfieldError::BadPageLength {
+                page: page_index,
+                len: bytes.len(),
+            });
+        }
+        let mut page: Page = Box::new([0u32; WORDS_PER_PAGE]);
+        for (w, c) in page.iter_mut().zip(bytes.chunks_exact(4)) {
+            *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        self.pages.insert(page_index, page);
+        self.dirty.remove(&page_index);
+        Ok(())
+    }
+
+    /// The stored form of page `page_index`, if it exists.
+    pub fn page_bytes(&self, page_index: u64) -> Option<Vec<u8>> {
+        self.pages.get(&page_index).map(|p| page_to_bytes(p))
+    }
+
+    /// Indexes of the pages that exist.
+    pub fn page_indexes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.keys().copied()
+    }
+
+    /// The pages changed since the last call, with their stored bytes, in page order.
+    pub fn take_dirty_pages(&mut self) -> Vec<(u64, Vec<u8>)> {
+        let dirty = core::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|i| self.pages.get(&i).map(|p| (i, page_to_bytes(p))))
+            .collect()
+    }
+
+    /// Whether any page changed since the last [`Bitfield::take_dirty_pages`].
+    pub fn has_dirty_pages(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Drop every page (and the dirty set). The caller deletes the stored pages.
+    pub fn clear(&mut self) {
+        self.pages.clear();
+        self.dirty.clear();
+    }
+
+    /// Bit `index`.
+    pub fn get(&self, index: u64) -> bool {
+        let (p, bit) = split(index);
+        self.pages
+            .get(&p)
+            .is_some_and(|pg| pg[bit >> 5] & (1 << (bit & 31)) != 0)
+    }
+
+    /// Set bit `index` to `value`; returns whether it changed. Clearing a bit of a page that does not
+    /// exist creates nothing.
+    pub fn set(&mut self, index: u64, value: bool) -> bool {
+        let (p, bit) = split(index);
+        let page = match self.pages.get_mut(&p) {
+            Some(pg) => pg,
+            None if value => self.pages.entry(p).or_insert_with(new_page),
+            None => return false,
+        };
+        let w = &mut page[bit >> 5];
+        let m = 1u32 << (bit & 31);
+        let old = *w;
+        if value {
+            *w |= m;
+        } else {
+            *w &= !m;
+        }
+        let changed = *w != old;
+        if changed {
+            self.dirty.insert(p);
+        }
+        changed
+    }
+
+    /// Set the bits `start..end` to `value`.
+    pub fn set_range(&mut self, start: u64, end: u64, value: bool) {
+        let mut i = start;
+        while i < end {
+            let (p, lo) = split(i);
+            let page_end = (p + 1).saturating_mul(BITS_PER_PAGE);
+            let stop = end.min(page_end);
+            let hi = (stop - p * BITS_PER_PAGE) as usize; // ≤ BITS_PER_PAGE
+            let page = match self.pages.get_mut(&p) {
+                Some(pg) => Some(pg),
+                None if value => Some(self.pages.entry(p).or_insert_with(new_page)),
+                None => None,
+            };
+            if let Some(page) = page {
+                if fill(page, lo, hi, value) {
+                    self.dirty.insert(p);
+                }
+            }
+            if stop == end {
+                break;
+            }
+            i = stop;
+        }
+    }
+
+    /// First index ≥ `from` whose bit is `value`. For `false` this is always `Some` unless `from`
+    /// lies in the last possible page and every later bit is set.
+    pub fn find_first(&self, value: bool, from: u64) -> Option<u64> {
+        let (p0, bit0) = split(from);
+        if value {
+            for (&p, page) in self.pages.range(p0..) {
+                let start = if p == p0 { bit0 } else { 0 };
+                if let Some(b) = scan_forward(page, start, false) {
+                    return Some(p * BITS_PER_PAGE + b as u64);
+                }
+            }
+            return None;
+        }
+        let (mut p, mut bit) = (p0, bit0);
+        loop {
+            match self.pages.get(&p) {
+                None => return Some(p * BITS_PER_PAGE + bit as u64),
+                Some(page) => {
+                    if let Some(b) = scan_forward(page, bit, true) {
+                        return Some(p * BITS_PER_PAGE + b as u64);
+                    }
+                }
+            }
+            if p >= u64::MAX / BITS_PER_PAGE {
+                return None;
+            }
+            p += 1;
+            bit = 0;
+        }
+    }
+
+    /// Last index ≤ `from` whose bit is `value`.
+    pub fn find_last(&self, value: bool, from: u64) -> Option<u64> {
+        let (p0, bit0) = split(from);
+        if value {
+            for (&p, page) in self.pages.range(..=p0).rev() {
+                let start = if p == p0 {
+                    bit0
+                } else {
+                    BITS_PER_PAGE as usize - 1
+                };
+                if let Some(b) = scan_backward(page, start, false) {
+                    return Some(p * BITS_PER_PAGE + b as u64);
+                }
+            }
+            return None;
+        }
+        let (mut p, mut bit) = (p0, bit0);
+        loop {
+            match self.pages.get(&p) {
+                None => return Some(p * BITS_PER_PAGE + bit as u64),
+                Some(page) => {
+                    if let Some(b) = scan_backward(page, bit, true) {
+                        return Some(p * BITS_PER_PAGE + b as u64);
+                    }
+                }
+            }
+            if p == 0 {
+                return None;
+            }
+            p -= 1;
+            bit = BITS_PER_PAGE as usize - 1;
+        }
+    }
+
+    /// First set bit at or after `from`.
+    pub fn first_set(&self, from: u64) -> Option<u64> {
+        self.find_first(true, from)
+    }
+
+    /// First unset bit at or after `from`.
+    pub fn first_unset(&self, from: u64) -> Option<u64> {
+        self.find_first(false, from)
+    }
+
+    /// Last set bit at or before `from`.
+    pub fn last_set(&self, from: u64) -> Option<u64> {
+        self.find_last(true, from)
+    }
+
+    /// Last unset bit at or before `from`.
+    pub fn last_unset(&self, from: u64) -> Option<u64> {
+        self.find_last(false, from)
+    }
+
+    /// Number of bits equal to `value` in `start..start + length` (the end saturates).
+    pub fn count(&self, start: u64, length: u64, value: bool) -> u64 {
+        let end = start.saturating_add(length);
+        if end <= start {
+            return 0;
+        }
+        let (p0, _) = split(start);
+        let (p1, _) = split(end - 1);
+        let mut ones = 0u64;
+        for (&p, page) in self.pages.range(p0..=p1) {
+            let base = p * BITS_PER_PAGE;
+            let lo = start.saturating_sub(base) as usize;
+            let hi = (end - base).min(BITS_PER_PAGE) as usize;
+            ones += popcount(page, lo, hi);
+        }
+        if value {
+            ones
+        } else {
+            (end - start) - ones
+        }
+    }
+
+    /// Whether any bit in `start..start + length` is set.
+    pub fn has_set(&self, start: u64, length: u64) -> bool {
+        length > 0
+            && self
+                .first_set(start)
+                .is_some_and(|i| i < start.saturating_add(length))
+    }
+
+    /// Whether any bit in `start..start + length` is unset.
+    pub fn has_unset(&self, start: u64, length: u64) -> bool {
+        length > 0
+            && self
+                .first_unset(start)
+                .is_some_and(|i| i < start.saturating_add(length))
+    }
+
+    /// The u32 words (LSB first) covering bits `start..start + length`, with `start` rounded down
+    /// and the end rounded up to a multiple of 32. Missing pages read as zeros.
+    ///
+    /// Allocates `length / 8` bytes: callers bound `length` (wire wants are at most 2^21 bits).
+    pub fn words(&self, start: u64, length: u64) -> Vec<u32> {
+        let first = start / 32;
+        let last = start.saturating_add(length).div_ceil(32);
+        let mut out = vec![0u32; (last - first) as usize];
+        let p0 = first / WORDS_PER_PAGE as u64;
+        let p1 = last.saturating_sub(1) / WORDS_PER_PAGE as u64;
+        if last > first {
+            for (&p, page) in self.pages.range(p0..=p1) {
+                let base = p * WORDS_PER_PAGE as u64;
+                let lo = first.max(base);
+                let hi = last.min(base + WORDS_PER_PAGE as u64);
+                out[(lo - first) as usize..(hi - first) as usize]
+                    .copy_from_slice(&page[(lo - base) as usize..(hi - base) as usize]);
+            }
+        }
+        out
+    }
+
+    /// The `bitfield` messages answering a want of `start..start + length` (JS `Bitfield.want`):
+    /// `start` is aligned down to 32; one `(start, words)` per 2^21-bit segment holding a page, the
+    /// words cut at the segment's allocated size as JS sizes it (segment 0 grows 1024·4^k words,
+    /// other segments are whole).
+    pub fn want(&self, start: u64, length: u64) -> Vec<(u64, Vec<u32>)> {
+        let d = start & 31;
+        let start = start - d;
+        let mut length = length.saturating_add(d);
+        let mut j = start % BITS_PER_SEGMENT;
+        let mut i = start / BITS_PER_SEGMENT;
+        let mut out = Vec::new();
+        while length > 0 {
+            let seg_pages = i * PAGES_PER_SEGMENT..(i + 1) * PAGES_PER_SEGMENT;
+            if let Some((&max_page, _)) = self.pages.range(seg_pages).next_back() {
+                let alloc = if i == 0 {
+                    let need = (max_page + 1) * WORDS_PER_PAGE as u64;
+                    let mut a = INITIAL_WORDS_PER_SEGMENT;
+                    while a < need {
+                        a *= 4;
+                    }
+                    a
+                } else {
+                    WORDS_PER_SEGMENT
+                };
+                let mut end = j.saturating_add(length).min(BITS_PER_SEGMENT);
+                if end & 31 != 0 {
+                    end += 32 - (end & 31);
+                }
+                let (wlo, whi) = (j / 32, (end / 32).min(alloc));
+                let seg_start = i * BITS_PER_SEGMENT;
+                let words = if whi > wlo {
+                    self.words(seg_start + wlo * 32, (whi - wlo) * 32)
+                } else {
+                    Vec::new()
+                };
+                out.push((seg_start + j, words));
+            }
+            j = 0;
+            i += 1;
+            length = length.saturating_sub(BITS_PER_SEGMENT);
+        }
+        out
+    }
+}
+
+fn new_page() -> Page {
+    Box::new([0u32; WORDS_PER_PAGE])
+}
+
+fn page_to_bytes(p: &[u32; WORDS_PER_PAGE]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BYTES_PER_PAGE);
+    for w in p.iter() {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Set bits `lo..hi` of a page to `value`; returns whether anything changed.
+fn fill(page: &mut [u32; WORDS_PER_PAGE], lo: usize, hi: usize, value: bool) -> bool {
+    let mut changed = false;
+    let mut apply = |w: &mut u32, m: u32| {
+        let old = *w;
+        if value {
+            *w |= m;
+        } else {
+            *w &= !m;
+        }
+        changed |= *w != old;
+    };
+    let (w0, w1) = (lo >> 5, (hi - 1) >> 5);
+    if w0 == w1 {
+        apply(&mut page[w0], mask((lo & 31) as u32, ((hi - 1) & 31) as u32 + 1));
+        return changed;
+    }
+    apply(&mut page[w0], mask((lo & 31) as u32, 32));
+    for w in &mut page[w0 + 1..w1] {
+        apply(w, u32::MAX);
+    }
+    apply(&mut page[w1], mask(0, ((hi - 1) & 31) as u32 + 1));
+    changed
+}
+
+/// First bit ≥ `start` that is set (or, with `invert`, unset) within the page.
+fn scan_forward(page: &[u32; WORDS_PER_PAGE], start: usize, invert: bool) -> Option<usize> {
+    let mut wi = start >> 5;
+    let mut w = (if invert { !page[wi] } else { page[wi] }) & (u32::MAX << (start & 31));
+    loop {
+        if w != 0 {
+            return Some((wi << 5) + w.trailing_zeros() as usize);
+        }
+        wi += 1;
+        if wi == WORDS_PER_PAGE {
+            return None;
+        }
+        w = if invert { !page[wi] } else { page[wi] };
+    }
+}
+
+/// Last bit ≤ `start` that is set (or, with `invert`, unset) within the page.
+fn scan_backward(page: &[u32; WORDS_PER_PAGE], start: usize, invert: bool) -> Option<usize> {
+    let mut wi = start >> 5;
+    let mut w = (if invert { !page[wi] } else { page[wi] }) & (u32::MAX >> (31 - (start & 31)));
+    loop {
+        if w != 0 {
+            return Some((wi << 5) + 31 - w.leading_zeros() as usize);
+        }
+        if wi == 0 {
+            return None;
+        }
+        wi -= 1;
+        w = if invert { !page[wi] } else { page[wi] };
+    }
+}
+
+/// Set bits in `lo..hi` of a page.
+fn popcount(page: &[u32; WORDS_PER_PAGE], lo: usize, hi: usize) -> u64 {
+    if lo >= hi {
+        return 0;
+    }
+    let (w0, w1) = (lo >> 5, (hi - 1) >> 5);
+    if w0 == w1 {
+        let m = mask((lo & 31) as u32, ((hi - 1) & 31) as u32 + 1);
+        return u64::from((page[w0] & m).count_ones());
+    }
+    let mut n = u64::from((page[w0] & mask((lo & 31) as u32, 32)).count_ones());
+    n += page[w0 + 1..w1]
+        .iter()
+        .map(|w| u64::from(w.count_ones()))
+        .sum::<u64>();
+    n + u64::from((page[w1] & mask(0, ((hi - 1) & 31) as u32 + 1)).count_ones())
+}

@@ -1,0 +1,50 @@
+# hyperpunch tasks. `./run.sh <recipe>` installs `just` first on a fresh machine.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export CARGO_TERM_COLOR := "never"
+
+# Show the recipes.
+default:
+    @just --list
+
+# Install what the tests need: wasm target, wasm-bindgen-cli (version from Cargo.lock), Chromium, the JS reference.
+setup:
+    bash scripts/install-wasm-tools.sh
+    bash scripts/install-js-reference.sh
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# rustfmt check.
+fmt-check:
+    cargo fmt --all -- --check
+
+# clippy with warnings denied, native and wasm32.
+lint:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-core -p hyperpunch-web -- -D warnings
+
+# Every native test: unit, property, CLI, crash (kill -9) and live JS interop tests.
+test-native:
+    cargo test --workspace --locked
+
+# Build core + transport-web for wasm32 and fail if the core depends on any I/O crate.
+wasm:
+    bash scripts/check-core-deps.sh
+
+# Storage conformance (IndexedDB for real) in headless Chromium via wasm-bindgen-test.
+test-browser:
+    bash scripts/test-browser.sh
+
+# Everything CI runs.
+test: setup fmt-check lint wasm test-native test-browser
+    @echo "all checks passed"
+
+# The end-to-end demo: a log written by the hyperpunch CLI, checked against the JS reference.
+demo: setup
+    bash scripts/demo.sh
+
+# hyperpunch vs the JS reference on the same work, in one run (writes bench/latest.md).
+bench: setup
+    bash bench/run.sh

@@ -1,0 +1,178 @@
+//! Command-line arguments of the `hyperpunch` binary (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const ABOUT: &str = "hyperpunch: the Holepunch peer-to-peer stack (hypercore and friends) in Rust.";
+
+const CORE_LONG: &str = "\
+Work with a single hypercore: a signed, append-only log of blocks, stored in a folder.
+
+A core is identified by its 32-byte key (printed by `create`). Its blocks are numbered from 0.
+Every append extends a merkle tree over the blocks and signs its root with the core's secret
+key, so anyone holding the key can check any block. The storage folder holds one core (in an
+embedded, crash-safe database): an append that has printed its result survives a crash.
+
+Examples:
+  # create a core with a random key pair and print its key
+  hyperpunch core create --storage ./my-core
+
+  # the same key as JS `new Hypercore(storage, { keyPair: crypto.keyPair(seed) })`
+  hyperpunch core create --storage ./c --seed 0101010101010101010101010101010101010101010101010101010101010101
+
+  # one block per line of stdin, then one block per file
+  printf 'hello\\nworld\\n' | hyperpunch core append --storage ./my-core
+  hyperpunch core append --storage ./my-core photo.jpg notes.txt
+
+  # read block 1 back (raw bytes on stdout), inspect, check everything
+  hyperpunch core get --storage ./my-core 1
+  hyperpunch core info --storage ./my-core --json
+  hyperpunch core verify --storage ./my-core
+
+  # drop everything from block 1 on (increments the fork id)
+  hyperpunch core truncate --storage ./my-core 1";
+
+/// The `hyperpunch` command line.
+#[derive(Debug, Parser)]
+#[command(name = "hyperpunch", version, about = ABOUT, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, append to, read, truncate, inspect and verify a hypercore.
+    #[command(long_about = CORE_LONG, subcommand)]
+    Core(CoreCommand),
+}
+
+/// The storage folder every core command works on.
+#[derive(Debug, Args)]
+pub struct StorageArg {
+    /// Folder holding the core (created by `create`).
+    #[arg(long, short = 's', value_name = "DIR")]
+    pub storage: PathBuf,
+}
+
+/// `hyperpunch core ...`
+#[derive(Debug, Subcommand)]
+pub enum CoreCommand {
+    /// Create a new core in an empty folder and print its key (hex).
+    #[command(long_about = "\
+Create a new core in DIR (created if missing; it must not hold a core yet) and print its key
+as 64 hex characters.
+
+Without --seed a fresh key pair is drawn from the operating system's random source. The key
+pair (including the secret key) is kept inside the core's storage, so later appends can sign;
+protect the folder like a private key.
+
+--seed derives the key pair exactly like hypercore-crypto's keyPair(seed), so the same seed
+gives the same key as the JavaScript implementation.
+
+Examples:
+  hyperpunch core create --storage ./c
+  hyperpunch core create --storage ./c --compat --seed 0101010101010101010101010101010101010101010101010101010101010101
+  hyperpunch core create --storage ./c --encryption-key $(openssl rand -hex 32)")]
+    Create {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// 32-byte seed (64 hex characters) for the ed25519 key pair.
+        #[arg(long, value_name = "HEX32")]
+        seed: Option<String>,
+        /// Compat mode: the key is the public key itself (hypercore 10 style, manifest v0/v1)
+        /// instead of the manifest hash.
+        #[arg(long)]
+        compat: bool,
+        /// Encrypt blocks with this 32-byte key (64 hex characters). It is remembered in the
+        /// storage folder, so later commands need not repeat it.
+        #[arg(long, value_name = "HEX32")]
+        encryption_key: Option<String>,
+    },
+    /// Append blocks (one per file, or from stdin) and print the new length.
+    #[command(long_about = "\
+Append blocks and print the core's new length.
+
+With FILE arguments, each file becomes one block (its whole content). Without FILE arguments,
+stdin is read: by default every line becomes one block, newline included (a final line without
+a newline is a block too), so the blocks concatenated give back the input exactly. With
+--block-size N stdin is cut into N-byte blocks instead (the last one may be shorter).
+
+Blocks are written in batches (--batch blocks per signed write), so appending many small blocks
+is fast. A progress bar is shown on stderr when it is a terminal.
+
+Examples:
+  seq 1 100000 | hyperpunch core append --storage ./c
+  hyperpunch core append --storage ./c --block-size 65536 < video.mp4
+  hyperpunch core append --storage ./c a.txt b.txt")]
+    Append {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// Cut stdin into blocks of this many bytes instead of lines.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(64 * 1024 * 1024)))]
+        block_size: Option<u64>,
+        /// Blocks per atomic, signed write.
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Files to append, one block each. Without files, stdin is read.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Write block INDEX's bytes (raw) to stdout.
+    #[command(long_about = "\
+Write the bytes of block INDEX (0-based) to stdout, unmodified (decrypted if the core is
+encrypted). Fails if the block does not exist.
+
+Example:
+  hyperpunch core get --storage ./c 0 > block0.bin")]
+    Get {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// Block number, from 0.
+        #[arg(value_name = "INDEX")]
+        index: u64,
+    },
+    /// Cut the core down to LENGTH blocks (starts a new fork).
+    #[command(long_about = "\
+Truncate the core to LENGTH blocks, dropping the rest. The core's fork id increases, as in
+hypercore's truncate(). LENGTH may not exceed the current length.
+
+Example:
+  hyperpunch core truncate --storage ./c 10")]
+    Truncate {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// The new length.
+        #[arg(value_name = "LENGTH")]
+        length: u64,
+    },
+    /// Print the core's key, lengths, fork, tree hash and signature.
+    #[command(long_about = "\
+Print key, discovery key, length, byte length, fork, tree hash, signature (hex, as sent on the
+wire), compat and encrypted. Human-readable by default, one JSON object with --json.
+
+Examples:
+  hyperpunch core info --storage ./c
+  hyperpunch core info --storage ./c --json | jq -r .key")]
+    Info {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every block and check the signature; non-zero exit on corruption.
+    #[command(long_about = "\
+Re-hash every stored block against the merkle tree, check the tree hash against the stored
+signature, and report the first problem found (which block, what is wrong). Exit status 0 when
+everything verifies, 3 when the core is corrupt, 1 on other errors.
+
+Example:
+  hyperpunch core verify --storage ./c && echo ok")]
+    Verify {
+        #[command(flatten)]
+        storage: StorageArg,
+    },
+}
