@@ -6,10 +6,10 @@
 //! reached only through the [`storage::Storage`] trait that a transport crate implements.
 //!
 //! One module per Holepunch concept:
-//! - [`encoding`]: compact-encoding.
-//! - [`crypto`]: hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
-//! - [`hypercore`]: the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
-//! - [`storage`]: the storage trait, the in-memory backend and the backend conformance suite.
+//! - [`encoding`] — compact-encoding.
+//! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
+//! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
+//! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -23,17 +23,55 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
 
+/// A byte string that should have been a 32-byte hypercore key was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLengthError {
+    /// The length received.
+    pub len: usize,
+}
+
+impl std::fmt::Display for KeyLengthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a hypercore key is 32 bytes, got {}", self.len)
+    }
+}
+
+impl std::error::Error for KeyLengthError {}
+
+fn discovery_key_of(key: &[u8]) -> Result<hyperpunch_core::crypto::Hash, KeyLengthError> {
+    let key: &hyperpunch_core::crypto::Hash = key
+        .try_into()
+        .map_err(|_| KeyLengthError { len: key.len() })?;
+    Ok(hyperpunch_core::crypto::discovery_key(key))
+}
+
 /// The discovery key of a 32-byte hypercore public key (BLAKE2b-256 of `hypercore`, keyed with
 /// the key), as JS `discoveryKey(key)`.
 ///
-/// Throws a `TypeError` in JS (returns `Err` in Rust) when `key` is not 32 bytes long.
+/// Throws an `Error` in JS when `key` is not 32 bytes long.
 #[wasm_bindgen(js_name = discoveryKey)]
 pub fn discovery_key(key: &[u8]) -> Result<Vec<u8>, JsError> {
-    let key: &hyperpunch_core::crypto::Hash = key.try_into().map_err(|_| {
-        JsError::new(&format!(
-            "discoveryKey: a hypercore key is 32 bytes, got {}",
-            key.len()
-        ))
-    })?;
-    Ok(hyperpunch_core::crypto::discovery_key(key).to_vec())
+    discovery_key_of(key)
+        .map(|dk| dk.to_vec())
+        .map_err(|e| JsError::new(&format!("discoveryKey: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_key_checks_length_and_matches_core() {
+        let key = [7u8; 32];
+        assert_eq!(
+            discovery_key_of(&key),
+            Ok(hyperpunch_core::crypto::discovery_key(&key))
+        );
+        assert_eq!(
+            discovery_key_of(&[0u8; 33]),
+            Err(KeyLengthError { len: 33 })
+        );
+        assert_eq!(discovery_key_of(&[]), Err(KeyLengthError { len: 0 }));
+        assert_eq!(version(), env!("CARGO_PKG_VERSION"));
+    }
 }

@@ -141,7 +141,8 @@ fn value_js(value: &[u8]) -> JsValue {
     Uint8Array::from(value).into()
 }
 
-/// Bytes of a binary key or value read back (`ArrayBuffer` or any `ArrayBufferView`).
+/// Bytes of a key or value read back: keys come back as `ArrayBuffer`, values as the `Uint8Array`
+/// that was stored. Anything else was not written by this backend.
 fn bytes_of(what: &str, js: JsValue) -> Result<Vec<u8>, StorageError> {
     if let Some(buf) = js.dyn_ref::<ArrayBuffer>() {
         return Ok(Uint8Array::new(buf).to_vec());
@@ -149,17 +150,8 @@ fn bytes_of(what: &str, js: JsValue) -> Result<Vec<u8>, StorageError> {
     if let Some(arr) = js.dyn_ref::<Uint8Array>() {
         return Ok(arr.to_vec());
     }
-    if ArrayBuffer::is_view(&js) {
-        let view: &js_sys::DataView = js.unchecked_ref();
-        let bytes = Uint8Array::new_with_byte_offset_and_length(
-            &view.buffer(),
-            view.byte_offset() as u32,
-            view.byte_length() as u32,
-        );
-        return Ok(bytes.to_vec());
-    }
     Err(StorageError::Corrupt(format!(
-        "IndexedDB returned a {what} that is not binary: {js:?}"
+        "IndexedDB returned a {what} that is neither an ArrayBuffer nor a Uint8Array: {js:?}"
     )))
 }
 

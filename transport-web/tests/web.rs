@@ -180,3 +180,61 @@ fn discovery_key_export_matches_core() {
     assert!(hyperpunch_web::discovery_key(&[0u8; 31]).is_err());
     assert_eq!(hyperpunch_web::version(), env!("CARGO_PKG_VERSION"));
 }
+
+/// Opens `name` at schema version 1 with the object store `store`, bypassing `IdbStorage`.
+async fn raw_db(name: &str, store: &'static str) -> indexed_db_futures::database::Database {
+    use indexed_db_futures::prelude::*;
+    indexed_db_futures::database::Database::open(name)
+        .with_version(1u32)
+        .with_on_upgrade_needed(move |_, db| {
+            db.create_object_store(store).build()?;
+            Ok(())
+        })
+        .await
+        .expect("raw open")
+}
+
+#[wasm_bindgen_test]
+async fn idb_rejects_a_foreign_database() {
+    let name = unique_name("foreign");
+    IdbStorage::delete_database(&name).await.expect("delete");
+    raw_db(&name, "not-kv").await.close();
+    match IdbStorage::open(&name).await {
+        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("kv"), "{msg}"),
+        other => panic!("expected Corrupt for a database without the kv store, got {other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn idb_reports_non_binary_values_as_corrupt() {
+    use indexed_db_futures::prelude::*;
+    use indexed_db_futures::transaction::TransactionMode;
+    let name = unique_name("nonbinary");
+    IdbStorage::delete_database(&name).await.expect("delete");
+    let db = raw_db(&name, "kv").await;
+    {
+        let tx = db
+            .transaction("kv")
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .expect("tx");
+        let store = tx.object_store("kv").expect("store");
+        let key: wasm_bindgen::JsValue = js_sys::Uint8Array::from(&b"k"[..]).into();
+        store
+            .put("a string, not bytes")
+            .with_key(key)
+            .without_key_type()
+            .primitive()
+            .expect("put")
+            .await
+            .expect("put done");
+        tx.commit().await.expect("commit");
+    }
+    db.close();
+    let s = IdbStorage::open(&name).await.expect("open");
+    assert!(matches!(s.get(b"k").await, Err(StorageError::Corrupt(_))));
+    assert!(matches!(
+        s.scan(b"", b"z", None).await,
+        Err(StorageError::Corrupt(_))
+    ));
+}

@@ -178,7 +178,7 @@ pub fn verify(message: &[u8], signature: &[u8], public_key: &[u8]) -> bool {
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else {
         return false;
     };
-    vk.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
         .is_ok()
 }
 

@@ -440,3 +440,195 @@ fn popcount(page: &[u32; WORDS_PER_PAGE], lo: usize, hi: usize) -> u64 {
         .sum::<u64>();
     n + u64::from((page[w1] & mask(0, ((hi - 1) & 31) as u32 + 1)).count_ones())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn get_set_and_layout() {
+        let mut b = Bitfield::new();
+        assert!(!b.get(0));
+        assert!(b.set(0, true));
+        assert!(!b.set(0, true));
+        assert!(b.set(33, true));
+        assert!(b.set(40_000, true));
+        assert!(b.get(0) && b.get(33) && b.get(40_000) && !b.get(1));
+        let pages = b.take_dirty_pages();
+        assert_eq!(pages.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+        // bit 0 → byte 0 bit 0; bit 33 → word 1 bit 1 → byte 4 = 0x02
+        assert_eq!(pages[0].1.len(), BYTES_PER_PAGE);
+        assert_eq!(&pages[0].1[..8], &[1, 0, 0, 0, 2, 0, 0, 0]);
+        // 40_000 - 32_768 = 7232 → word 226 bit 0
+        assert_eq!(pages[1].1[226 * 4], 1);
+        assert!(b.take_dirty_pages().is_empty());
+        // clearing a bit on a missing page creates nothing
+        assert!(!b.set(1 << 40, false));
+        assert!(!b.has_dirty_pages());
+        assert_eq!(b.page_indexes().count(), 2);
+        assert!(b.set(0, false));
+        assert_eq!(b.take_dirty_pages()[0].0, 0);
+    }
+
+    #[test]
+    fn load_pages() {
+        let mut b = Bitfield::new();
+        b.set_range(10, 100_000, true);
+        let pages = b.take_dirty_pages();
+        let mut c = Bitfield::new();
+        for (i, bytes) in &pages {
+            c.load_page(*i, bytes).unwrap();
+        }
+        assert!(!c.has_dirty_pages());
+        assert_eq!(c, b);
+        assert_eq!(c.count(0, 200_000, true), 100_000 - 10);
+        assert_eq!(c.page_bytes(0), Some(pages[0].1.clone()));
+        assert_eq!(c.page_bytes(9), None);
+        assert_eq!(
+            c.load_page(3, &[0; 100]),
+            Err(BitfieldError::BadPageLength { page: 3, len: 100 })
+        );
+    }
+
+    #[test]
+    fn find_and_count() {
+        let mut b = Bitfield::new();
+        assert_eq!(b.first_set(0), None);
+        assert_eq!(b.first_unset(5), Some(5));
+        assert_eq!(b.last_unset(5), Some(5));
+        assert_eq!(b.last_set(1 << 50), None);
+        b.set_range(0, 70_000, true);
+        assert_eq!(b.first_unset(0), Some(70_000));
+        assert_eq!(b.first_set(0), Some(0));
+        assert_eq!(b.first_set(70_000), None);
+        assert_eq!(b.last_set(u64::MAX), Some(69_999));
+        assert_eq!(b.last_unset(69_999), None);
+        b.set(1_000_000_000, true);
+        assert_eq!(b.first_set(70_000), Some(1_000_000_000));
+        assert_eq!(b.last_set(999_999_999), Some(69_999));
+        assert_eq!(b.last_unset(1_000_000_000), Some(999_999_999));
+        assert_eq!(b.count(0, 1 << 40, true), 70_001);
+        assert_eq!(b.count(10, 20, false), 0);
+        assert_eq!(b.count(69_990, 20, false), 10);
+        assert_eq!(b.count(u64::MAX - 5, 100, false), 5);
+        assert!(b.has_set(69_999, 1) && !b.has_set(70_000, 1000));
+        assert!(b.has_unset(69_000, 2000) && !b.has_unset(0, 70_000));
+        // clear part of a range
+        b.set_range(100, 65_636, false);
+        assert_eq!(b.count(0, 70_000, true), 70_000 - 65_536);
+        assert_eq!(b.first_unset(0), Some(100));
+        assert_eq!(b.first_set(100), Some(65_636));
+        // the very end of the index space
+        let mut e = Bitfield::new();
+        e.set(u64::MAX, true);
+        assert!(e.get(u64::MAX));
+        assert_eq!(e.last_set(u64::MAX), Some(u64::MAX));
+        e.set_range(u64::MAX - 40, u64::MAX, true);
+        assert_eq!(e.count(u64::MAX - 100, 100, true), 40);
+        assert_eq!(e.first_unset(u64::MAX - 40), None);
+    }
+
+    #[test]
+    fn words_and_want() {
+        let mut b = Bitfield::new();
+        b.set_range(0, 5, true);
+        b.set(40, true);
+        assert_eq!(b.words(0, 64), vec![0x1f, 1 << 8]);
+        assert_eq!(b.words(33, 1), vec![1 << 8]);
+        // JS: segment 0 holding page 0 is 1024 words long, so a 2^21 want yields 1024 words
+        let w = b.want(0, BITS_PER_SEGMENT);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].0, w[0].1.len()), (0, 1024));
+        assert_eq!(&w[0].1[..2], &[0x1f, 1 << 8]);
+        // an unaligned start is aligned down
+        let w = b.want(35, 10);
+        assert_eq!(w, vec![(32, vec![1 << 8])]);
+        // a page 1 grows segment 0 to 4096 words
+        b.set(BITS_PER_PAGE, true);
+        assert_eq!(b.want(0, BITS_PER_SEGMENT)[0].1.len(), 4096);
+        // segments without pages yield nothing; later segments are whole
+        b.set(3 * BITS_PER_SEGMENT + 1, true);
+        let w = b.want(BITS_PER_SEGMENT, 3 * BITS_PER_SEGMENT);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, 3 * BITS_PER_SEGMENT);
+        assert_eq!(w[0].1.len(), 65536);
+        assert_eq!(w[0].1[0], 2);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u64, bool),
+        Range(u64, u64, bool),
+    }
+
+    fn idx() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..200, 32_700u64..32_900, 0u64..200_000]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (idx(), any::<bool>()).prop_map(|(i, v)| Op::Set(i, v)),
+            (idx(), 0u64..70_000, any::<bool>()).prop_map(|(s, l, v)| Op::Range(s, s + l, v)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Against a plain `Vec<bool>` model.
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 1..20), probes in proptest::collection::vec((idx(), 0u64..100_000), 1..10)) {
+            const N: usize = 300_000;
+            let mut model = vec![false; N];
+            let mut b = Bitfield::new();
+            for op in &ops {
+                match *op {
+                    Op::Set(i, v) => {
+                        b.set(i, v);
+                        model[i as usize] = v;
+                    }
+                    Op::Range(s, e, v) => {
+                        b.set_range(s, e, v);
+                        model[s as usize..e as usize].fill(v);
+                    }
+                }
+            }
+            for &(p, len) in &probes {
+                let pu = p as usize;
+                prop_assert_eq!(b.get(p), model[pu]);
+                for v in [true, false] {
+                    let ff = model[pu..].iter().position(|&x| x == v).map(|i| (pu + i) as u64);
+                    prop_assert_eq!(b.find_first(v, p), ff.or(if v { None } else { Some(N as u64) }));
+                    let fl = model[..=pu].iter().rposition(|&x| x == v).map(|i| i as u64);
+                    prop_assert_eq!(b.find_last(v, p), fl);
+                    let end = (pu + len as usize).min(N);
+                    let c = model[pu..end].iter().filter(|&&x| x == v).count() as u64;
+                    prop_assert_eq!(b.count(p, (end - pu) as u64, v), c);
+                }
+                let words = b.words(p, len);
+                let first = (p / 32) as usize * 32;
+                for (k, w) in words.iter().enumerate() {
+                    for bit in 0..32 {
+                        let i = first + 32 * k + bit;
+                        prop_assert_eq!((w >> bit) & 1 == 1, i < N && model[i]);
+                    }
+                }
+            }
+            // persisted pages reload to the same bits
+            let mut c = Bitfield::new();
+            for (i, bytes) in b.take_dirty_pages() {
+                c.load_page(i, &bytes).unwrap();
+            }
+            for &(p, _) in &probes {
+                prop_assert_eq!(c.get(p), model[p as usize]);
+            }
+        }
+
+        #[test]
+        fn load_page_never_panics(i in any::<u64>(), bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            let mut b = Bitfield::new();
+            let ok = b.load_page(i, &bytes).is_ok();
+            prop_assert_eq!(ok, bytes.len() == BYTES_PER_PAGE);
+        }
+    }
+}
