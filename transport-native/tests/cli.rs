@@ -61,11 +61,22 @@ fn info_json(d: &str) -> serde_json::Value {
 fn create_with_seed_gives_the_js_keys() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("a");
-    let key = ok(&["core", "create", "--storage", dir_arg(&a), "--seed", SEED1], b"");
+    let key = ok(
+        &["core", "create", "--storage", dir_arg(&a), "--seed", SEED1],
+        b"",
+    );
     assert_eq!(key.trim(), JS_KEY_DEFAULT);
     let b = t.path().join("b");
     let key = ok(
-        &["core", "create", "--storage", dir_arg(&b), "--seed", SEED1, "--compat"],
+        &[
+            "core",
+            "create",
+            "--storage",
+            dir_arg(&b),
+            "--seed",
+            SEED1,
+            "--compat",
+        ],
         b"",
     );
     assert_eq!(key.trim(), JS_KEY_COMPAT);
@@ -84,7 +95,18 @@ fn js_vector_tree_hash_and_signature_after_three_blocks() {
     // vectors 02-hypercore-tree, compat mode: blocks "a", "b", "c".
     let t = tempfile::tempdir().unwrap();
     let d = dir_arg(t.path());
-    ok(&["core", "create", "--storage", d, "--seed", SEED1, "--compat"], b"");
+    ok(
+        &[
+            "core",
+            "create",
+            "--storage",
+            d,
+            "--seed",
+            SEED1,
+            "--compat",
+        ],
+        b"",
+    );
     for f in ["a", "b", "c"] {
         std::fs::write(t.path().with_extension(f), f).unwrap();
     }
@@ -131,7 +153,16 @@ fn append_get_info_truncate_verify_round_trip() {
     // Fixed-size chunks, with small batches so several writes happen.
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let n = ok(
-        &["core", "append", "--storage", d, "--block-size", "1000", "--batch", "3"],
+        &[
+            "core",
+            "append",
+            "--storage",
+            d,
+            "--block-size",
+            "1000",
+            "--batch",
+            "3",
+        ],
         &data,
     );
     assert_eq!(n.trim(), "14");
@@ -147,7 +178,10 @@ fn append_get_info_truncate_verify_round_trip() {
     assert_eq!(info["signature"].as_str().unwrap().len(), 128);
     assert_eq!(info["discoveryKey"].as_str().unwrap().len(), 64);
     let human = ok(&["core", "info", "--storage", d], b"");
-    assert!(human.contains(key.trim()) && human.contains("14"), "{human}");
+    assert!(
+        human.contains(key.trim()) && human.contains("14"),
+        "{human}"
+    );
 
     ok(&["core", "verify", "--storage", d], b"");
 
@@ -160,7 +194,10 @@ fn append_get_info_truncate_verify_round_trip() {
     assert_eq!(code, 1);
     assert!(err.contains('2'), "{err}");
     ok(&["core", "verify", "--storage", d], b"");
-    assert_eq!(ok(&["core", "append", "--storage", d], b"again\n").trim(), "3");
+    assert_eq!(
+        ok(&["core", "append", "--storage", d], b"again\n").trim(),
+        "3"
+    );
     assert_eq!(ok(&["core", "get", "--storage", d, "2"], b""), "again\n");
     ok(&["core", "verify", "--storage", d], b"");
 
@@ -174,18 +211,24 @@ fn encrypted_core_round_trips_and_stores_ciphertext() {
     let t = tempfile::tempdir().unwrap();
     let d = dir_arg(t.path());
     let ek = "07".repeat(32);
-    ok(&["core", "create", "--storage", d, "--encryption-key", &ek], b"");
+    ok(
+        &["core", "create", "--storage", d, "--encryption-key", &ek],
+        b"",
+    );
     let secret = b"top secret block content 0123456789\n";
     assert_eq!(ok(&["core", "append", "--storage", d], secret).trim(), "1");
-    assert_eq!(ok(&["core", "get", "--storage", d, "0"], b"").as_bytes(), secret);
+    assert_eq!(
+        ok(&["core", "get", "--storage", d, "0"], b"").as_bytes(),
+        secret
+    );
     assert_eq!(info_json(d)["encrypted"], true);
     ok(&["core", "verify", "--storage", d], b"");
     // The plaintext is nowhere in the store.
     let s = FileStorage::open(t.path()).unwrap();
     let all = block_on(s.scan(&[], &[0xff; 64], None)).unwrap();
-    assert!(!all.iter().any(|(_, v)| v
-        .windows(secret.len())
-        .any(|w| w == secret.as_slice())));
+    assert!(!all
+        .iter()
+        .any(|(_, v)| v.windows(secret.len()).any(|w| w == secret.as_slice())));
 }
 
 #[test]
@@ -228,11 +271,24 @@ fn clear_errors_for_bad_input() {
     let missing = t.path().join("nope");
     let (code, err) = fails(&["core", "info", "--storage", dir_arg(&missing)], b"");
     assert_eq!(code, 1);
-    assert!(err.starts_with("error: ") && err.contains("no core"), "{err}");
-    assert!(!missing.exists(), "a read command must not create the folder");
+    assert!(
+        err.starts_with("error: ") && err.contains("no core"),
+        "{err}"
+    );
+    assert!(
+        !missing.exists(),
+        "a read command must not create the folder"
+    );
 
     let (code, err) = fails(
-        &["core", "create", "--storage", dir_arg(t.path()), "--seed", "zz"],
+        &[
+            "core",
+            "create",
+            "--storage",
+            dir_arg(t.path()),
+            "--seed",
+            "zz",
+        ],
         b"",
     );
     assert_ne!(code, 0);
@@ -246,7 +302,13 @@ fn clear_errors_for_bad_input() {
     let (code, _) = fails(&["core", "get", "--storage", dir_arg(&d), "minus-one"], b"");
     assert_eq!(code, 2, "usage errors exit with 2");
     let (_, err) = fails(
-        &["core", "append", "--storage", dir_arg(&d), "/definitely/not/here"],
+        &[
+            "core",
+            "append",
+            "--storage",
+            dir_arg(&d),
+            "/definitely/not/here",
+        ],
         b"",
     );
     assert!(err.contains("/definitely/not/here"), "{err}");
@@ -257,7 +319,10 @@ fn clear_errors_for_bad_input() {
 #[test]
 fn help_teaches_with_examples() {
     let h = ok(&["core", "--help"], b"");
-    assert!(h.contains("Examples:") && h.contains("hyperpunch core append"), "{h}");
+    assert!(
+        h.contains("Examples:") && h.contains("hyperpunch core append"),
+        "{h}"
+    );
     let h = ok(&["core", "append", "--help"], b"");
     assert!(h.contains("--block-size") && h.contains("Examples:"), "{h}");
 }

@@ -380,7 +380,10 @@ fn fill(page: &mut [u32; WORDS_PER_PAGE], lo: usize, hi: usize, value: bool) -> 
     };
     let (w0, w1) = (lo >> 5, (hi - 1) >> 5);
     if w0 == w1 {
-        apply(&mut page[w0], mask((lo & 31) as u32, ((hi - 1) & 31) as u32 + 1));
+        apply(
+            &mut page[w0],
+            mask((lo & 31) as u32, ((hi - 1) & 31) as u32 + 1),
+        );
         return changed;
     }
     apply(&mut page[w0], mask((lo & 31) as u32, 32));

@@ -170,10 +170,7 @@ mod tests {
     fn compat_and_block_keys() {
         let core_key = [7u8; 32];
         let enc = BlockEncryption::new(&[9u8; 32], &core_key, true);
-        assert_eq!(
-            enc.block_key(),
-            &keyed_hash_batch(&core_key, &[&[9u8; 32]])
-        );
+        assert_eq!(enc.block_key(), &keyed_hash_batch(&core_key, &[&[9u8; 32]]));
         let raw = BlockEncryption::from_block_key([9u8; 32]);
         assert_eq!(raw.block_key(), &[9u8; 32]);
         assert_eq!(raw.blinding_key(), &hash(&[9u8; 32]));

@@ -39,7 +39,8 @@ pub const REPLICATE_INITIATOR: Hash =
 pub const REPLICATE_RESPONDER: Hash =
     hex32("0438492d02970cc13528ac0262bca0074e0926260256865accc0bf15bd79127d");
 /// `namespace('hypercore', 6)[3]`: prefix of the manifest hash.
-pub const MANIFEST: Hash = hex32("e64b7108eacce47cfc61ac850568f55f8b15b82ec5ed78c4ec597b036e2a1498");
+pub const MANIFEST: Hash =
+    hex32("e64b7108eacce47cfc61ac850568f55f8b15b82ec5ed78c4ec597b036e2a1498");
 /// `namespace('hypercore', 6)[4]`: the namespace a signer gets when none is given.
 pub const DEFAULT_NAMESPACE: Hash =
     hex32("4144eea531e483d54e0c14f4ca68e0644f355343ff6fcb0f005200e12cd747cb");
@@ -778,13 +779,12 @@ mod tests {
     }
 
     fn arb_manifest() -> impl Strategy<Value = Manifest> {
-        let signer = (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(namespace, public_key)| {
-            Signer {
+        let signer =
+            (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(namespace, public_key)| Signer {
                 signature: 0,
                 namespace,
                 public_key,
-            }
-        });
+            });
         (
             1u64..=3,
             any::<bool>(),
@@ -794,8 +794,8 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<[u8; 32]>(), 0..3)),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         )
-            .prop_map(|(version, allow_patch, quorum, signers, p, linked, user_data)| {
-                Manifest {
+            .prop_map(
+                |(version, allow_patch, quorum, signers, p, linked, user_data)| Manifest {
                     version,
                     hash: 0,
                     allow_patch,
@@ -804,8 +804,8 @@ mod tests {
                     prologue: p.map(|(hash, length)| Prologue { hash, length }),
                     linked,
                     user_data,
-                }
-            })
+                },
+            )
     }
 
     proptest! {

@@ -306,9 +306,7 @@ impl Encode for Cancel {
 
 impl Decode<'_> for Cancel {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
-        Ok(Cancel {
-            request: d.uint()?,
-        })
+        Ok(Cancel { request: d.uint()? })
     }
 }
 
@@ -661,10 +659,7 @@ impl Encode for Range {
             }
     }
     fn encode(&self, out: &mut Vec<u8>) {
-        write_uint(
-            out,
-            u64::from(self.drop) | u64::from(self.length == 1) << 1,
-        );
+        write_uint(out, u64::from(self.drop) | u64::from(self.length == 1) << 1);
         write_uint(out, self.start);
         if self.length != 1 {
             write_uint(out, self.length);
@@ -705,8 +700,10 @@ impl Encode for Extension {
 
 impl Decode<'_> for Extension {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        // JS decodes the name with a lossy UTF-8 decoder (invalid sequences become U+FFFD).
+        let name = String::from_utf8_lossy(d.buffer()?).into_owned();
         Ok(Extension {
-            name: d.string()?.to_owned(),
+            name,
             message: d.rest().to_vec(),
         })
     }
@@ -836,7 +833,10 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/vectors/data/");
+    const VECTORS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/vectors/data/"
+    );
 
     fn read_vector(name: &str) -> String {
         std::fs::read_to_string(format!("{VECTORS}{name}"))
@@ -913,7 +913,11 @@ mod tests {
     fn round_trip(type_id: u64, bytes: &[u8]) -> Message {
         let m = Message::decode(type_id, bytes).unwrap();
         assert_eq!(m.type_id(), type_id);
-        assert_eq!(hex::encode(m.to_bytes()), hex::encode(bytes), "re-encode of {m:?}");
+        assert_eq!(
+            hex::encode(m.to_bytes()),
+            hex::encode(bytes),
+            "re-encode of {m:?}"
+        );
         assert_eq!(m.encoded_len(), bytes.len());
         m
     }
@@ -925,7 +929,7 @@ mod tests {
         }
     }
 
-    fn json_after<'a>(line: &'a str, prefix: &str) -> Value {
+    fn json_after(line: &str, prefix: &str) -> Value {
         serde_json::from_str(line.strip_prefix(prefix).unwrap().trim()).unwrap()
     }
 
@@ -1017,7 +1021,10 @@ mod tests {
         );
 
         let t = tail(&text, "wire.cancel");
-        assert_eq!(round_trip(2, &h(t[0])), Message::Cancel(Cancel { request: 3 }));
+        assert_eq!(
+            round_trip(2, &h(t[0])),
+            Message::Cancel(Cancel { request: 3 })
+        );
 
         let t = tail(&text, "wire.noData");
         assert_eq!(t[0], "reason0");
@@ -1253,8 +1260,12 @@ mod tests {
         write_uint(&mut b, 1 << 30);
         assert!(Data::from_bytes(&b).is_err());
         assert!(Message::decode(10, &[]).is_err());
-        // invalid UTF-8 extension name
-        assert!(Extension::from_bytes(&[1, 0xff]).is_err());
+        // an invalid UTF-8 extension name decodes lossily, as in JS
+        assert_eq!(
+            Extension::from_bytes(&[1, 0xff, 7]).unwrap().name,
+            "\u{fffd}"
+        );
+        assert!(Extension::from_bytes(&[2, 0x61]).is_err());
     }
 
     fn arb_node() -> impl Strategy<Value = TreeNode> {
@@ -1328,7 +1339,11 @@ mod tests {
                     Message::Data(Box::new(Data {
                         request,
                         fork,
-                        block: b.map(|(index, value, nodes)| DataBlock { index, value, nodes }),
+                        block: b.map(|(index, value, nodes)| DataBlock {
+                            index,
+                            value,
+                            nodes,
+                        }),
                         hash: hs.map(|(index, nodes)| DataHash { index, nodes }),
                         seek: s.map(|(bytes, nodes)| DataSeek { bytes, nodes }),
                         upgrade: u.map(|(start, length, nodes, additional_nodes, signature)| {
@@ -1344,14 +1359,22 @@ mod tests {
                     }))
                 }),
             pair().prop_map(|(request, reason)| Message::NoData(NoData { request, reason })),
-            (safe(), safe(), any::<bool>())
-                .prop_map(|(start, length, any)| Message::Want(Want { start, length, any })),
+            (safe(), safe(), any::<bool>()).prop_map(|(start, length, any)| Message::Want(Want {
+                start,
+                length,
+                any
+            })),
             (safe(), safe(), any::<bool>())
                 .prop_map(|(start, length, any)| Message::Unwant(Want { start, length, any })),
             (safe(), proptest::collection::vec(any::<u32>(), 0..20))
                 .prop_map(|(start, bitfield)| Message::Bitfield(Bitfield { start, bitfield })),
-            (any::<bool>(), safe(), safe())
-                .prop_map(|(drop, start, length)| Message::Range(Range { drop, start, length })),
+            (any::<bool>(), safe(), safe()).prop_map(|(drop, start, length)| Message::Range(
+                Range {
+                    drop,
+                    start,
+                    length
+                }
+            )),
             (".{0,12}", arb_bytes())
                 .prop_map(|(name, message)| Message::Extension(Extension { name, message })),
         ]

@@ -649,7 +649,10 @@ mod patch {
         let half = 1u64 << (d - 1);
         let l = node(index - half, from, roots, nodes)?;
         let r = node(index + half, from, roots, nodes)?;
-        let size = l.size.checked_add(r.size).ok_or(VerifyError::InvalidPatch)?;
+        let size = l
+            .size
+            .checked_add(r.size)
+            .ok_or(VerifyError::InvalidPatch)?;
         Ok(TreeNode {
             index,
             size,
@@ -954,10 +957,7 @@ mod tests {
         .unwrap();
         let v = Verifier::for_core(m.key(), m);
         v.verify(&th, 3, 0, &[]).unwrap();
-        assert_eq!(
-            v.verify(&th, 4, 0, &sig4),
-            Err(VerifyError::ZeroQuorum)
-        );
+        assert_eq!(v.verify(&th, 4, 0, &sig4), Err(VerifyError::ZeroQuorum));
     }
 
     /// Blocks "a".."e": leaves, the roots at length 3 ([1, 4]) and the nodes a length-5 tree adds.

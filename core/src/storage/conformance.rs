@@ -24,7 +24,11 @@ where
 
 /// Put, overwrite, get, delete of single keys.
 pub async fn get_put_delete<S: Storage>(s: &S) {
-    assert_eq!(s.get(b"a").await.unwrap(), None, "fresh store must be empty");
+    assert_eq!(
+        s.get(b"a").await.unwrap(),
+        None,
+        "fresh store must be empty"
+    );
     let mut b = Batch::new();
     b.put(b"a".to_vec(), b"1".to_vec());
     s.write(b).await.unwrap();
@@ -32,7 +36,11 @@ pub async fn get_put_delete<S: Storage>(s: &S) {
     let mut b = Batch::new();
     b.put(b"a".to_vec(), b"2".to_vec());
     s.write(b).await.unwrap();
-    assert_eq!(s.get(b"a").await.unwrap().as_deref(), Some(&b"2"[..]), "overwrite");
+    assert_eq!(
+        s.get(b"a").await.unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "overwrite"
+    );
     let mut b = Batch::new();
     b.delete(b"a".to_vec()).delete(b"missing".to_vec());
     s.write(b).await.unwrap();
@@ -54,7 +62,11 @@ pub async fn batch_is_ordered<S: Storage>(s: &S) {
         .delete_range(b"j".to_vec(), b"k".to_vec());
     s.write(b).await.unwrap();
     assert_eq!(s.get(b"k").await.unwrap().as_deref(), Some(&b"3"[..]));
-    assert_eq!(s.get(b"j").await.unwrap(), None, "range delete after put in one batch");
+    assert_eq!(
+        s.get(b"j").await.unwrap(),
+        None,
+        "range delete after put in one batch"
+    );
 }
 
 /// Scans are ascending by unsigned bytes, end-exclusive and honour the limit.
@@ -79,7 +91,10 @@ pub async fn scan_order_bounds_limit<S: Storage>(s: &S) {
     let lim = s.scan(b"a", b"\xff\xff", Some(2)).await.unwrap();
     assert_eq!(lim.len(), 2);
     assert_eq!(lim[0].0, b"a");
-    assert!(s.scan(b"c", b"a", None).await.unwrap().is_empty(), "empty when start >= end");
+    assert!(
+        s.scan(b"c", b"a", None).await.unwrap().is_empty(),
+        "empty when start >= end"
+    );
 }
 
 /// Range deletes remove exactly `start..end`.
@@ -116,7 +131,9 @@ pub async fn get_many<S: Storage>(s: &S) {
 
 /// Arbitrary binary keys and a multi-megabyte value round-trip.
 pub async fn binary_keys_and_large_values<S: Storage>(s: &S) {
-    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
     let key = vec![0u8, 0, 0xff, 0x80, 0];
     let mut b = Batch::new();
     b.put(key.clone(), big.clone());

@@ -106,8 +106,10 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// An ordered key-value store with atomic batches. See the module docs.
 pub trait Storage: MaybeSend + MaybeSync {
     /// The value at `key`.
-    fn get(&self, key: &[u8])
-        -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend;
+    fn get(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend;
 
     /// The values at `keys`, in the same order (backends may do this in one round trip).
     fn get_many(
@@ -165,10 +167,12 @@ impl Storage for MemoryStorage {
             return Ok(Vec::new());
         }
         let m = self.lock();
-        Ok(m.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(
+            m.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+                .take(limit.unwrap_or(usize::MAX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
