@@ -5,7 +5,8 @@
 #    hypercore from tests/interop/node_modules.
 # 2. Rust: the release example `bench_hypercore` (transport-native/examples/bench_hypercore.rs) doing
 #    the same appends/gets on hyperpunch::FileStorage, plus Rust-only figures (proofs, BLAKE2b,
-#    Ed25519) and, in a process of its own, the peak RSS while appending 1 GiB of 4 KiB blocks.
+#    Ed25519) and, each in a process of its own, the peak RSS while appending 1 GiB of 4 KiB blocks
+#    to a core, and while writing the same data straight to FileStorage (the storage's share).
 # 3. Prints a table (JS, Rust, Rust/JS computed from the figures of this run) to stdout and writes
 #    it to bench/latest.md.
 set -euo pipefail
@@ -35,6 +36,8 @@ echo "==> hyperpunch: bench_hypercore rust-only" >&2
 "$bin" rust-only | tee -a "$tmp/rust.txt" >&2
 echo "==> hyperpunch: bench_hypercore rss (1 GiB of 4 KiB blocks, own process)" >&2
 "$bin" rss | tee -a "$tmp/rust.txt" >&2
+echo "==> hyperpunch: bench_hypercore rss-raw (the same writes straight to FileStorage, own process)" >&2
+"$bin" rss-raw | tee -a "$tmp/rust.txt" >&2
 
 # JS lines -> "key value" (same keys as the Rust BENCH lines).
 awk '
@@ -95,7 +98,14 @@ rss_length|  length after the 1 GiB append|blocks
 rss_vmhwm_before_kib|  VmHWM before appending|KiB
 rss_vmhwm_quarter_kib|  VmHWM after 256 MiB|KiB
 rss_vmhwm_after_kib|  VmHWM after 1 GiB|KiB
+rss_raw_vmhwm_quarter_kib|  same writes straight to FileStorage (no hypercore): VmHWM after 256 MiB|KiB
+rss_raw_vmhwm_after_kib|  same writes straight to FileStorage (no hypercore): VmHWM after 1 GiB|KiB
 EOF
+  q=$(val "$tmp/rust.kv" rss_vmhwm_quarter_kib); a=$(val "$tmp/rust.kv" rss_vmhwm_after_kib)
+  if [ -n "$q" ] && [ -n "$a" ]; then
+    echo
+    awk -v q="$q" -v a="$a" 'BEGIN { printf "Peak RSS of the 1 GiB append grew by %.0f MiB between 256 MiB and 1 GiB appended (flat would be about 0).\n", (a - q) / 1024 }'
+  fi
 } | tee "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 echo >&2

@@ -194,7 +194,9 @@ async function main () {
   const input = JSON.parse(await readInput())
   const out = []
   for (const job of Array.isArray(input) ? input : [input]) out.push(await run(job))
-  process.stdout.write(JSON.stringify(Array.isArray(input) ? out : out[0]) + '\n')
+  const text = JSON.stringify(Array.isArray(input) ? out : out[0]) + '\n'
+  // Exit only once stdout is flushed: writes to a pipe are asynchronous.
+  await new Promise((resolve, reject) => process.stdout.write(text, (err) => (err ? reject(err) : resolve())))
 }
 
 main().then(

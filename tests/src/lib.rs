@@ -1,3 +1,6 @@
 //! Shared helpers for the cross-crate tests.
 
+pub mod crash;
+pub mod hypercore_ops;
 pub mod node;
+pub mod node_peer;

@@ -1,8 +1,11 @@
 //! Native file storage: [`FileStorage`], a [`Storage`] backed by the embedded LSM store `fjall`.
 //!
-//! One [`FileStorage`] owns one folder. Opening takes an exclusive lock on it, so a second
-//! process (or a second open in the same process) gets [`StorageError::Unavailable`] instead of
-//! silently sharing the files.
+//! One [`FileStorage`] owns one folder DIR. Opening takes an exclusive lock on
+//! `DIR/storage.lock`, so a second process (or a second open in the same process) gets
+//! [`StorageError::Unavailable`] instead of silently sharing the files. The database lives in
+//! `DIR/db`; a new one is built in `DIR/db.creating` and renamed into place once complete, so a
+//! kill during creation never leaves a folder that cannot be opened. Other files in DIR are left
+//! alone (the CLI keeps an encryption key there).
 //!
 //! # What is guaranteed
 //!
@@ -34,6 +37,7 @@
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -43,6 +47,12 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 /// The name of the single fjall keyspace holding the data.
 const KEYSPACE: &str = "kv";
+/// Subfolder holding the fjall database.
+const DB_DIR: &str = "db";
+/// Where a new database is built before it is renamed to [`DB_DIR`].
+const DB_STAGING_DIR: &str = "db.creating";
+/// The lock file guarding the folder.
+const LOCK_FILE: &str = "storage.lock";
 /// Longest key fjall accepts.
 const MAX_KEY_LEN: usize = u16::MAX as usize;
 /// Longest value fjall accepts.
@@ -75,6 +85,9 @@ struct Inner {
     write_lock: Mutex<()>,
     durability: Durability,
     path: PathBuf,
+    /// Exclusive lock on `DIR/storage.lock`, held while open; declared last so it is released
+    /// only after the database is closed.
+    _lock: File,
 }
 
 /// A crash-safe [`Storage`] in a folder on disk. Clones share the same open store.
@@ -134,6 +147,67 @@ fn check_key(k: &[u8]) -> Result<(), StorageError> {
     Ok(())
 }
 
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> StorageError {
+    StorageError::Io(format!("cannot {what} {}: {e}", p.display()))
+}
+
+/// The fjall settings of every store: small, predictable footprint (a store holds one or a few
+/// cores).
+fn builder(p: &Path) -> fjall::DatabaseBuilder<Database> {
+    Database::builder(p)
+        .cache_size(32 * 1024 * 1024)
+        .worker_threads(1)
+}
+
+/// Take the exclusive lock of folder `dir` (released when the returned file is closed, including
+/// when the process dies).
+fn lock_folder(dir: &Path) -> Result<File, StorageError> {
+    let p = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&p)
+        .map_err(|e| io_err("open", &p, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Unavailable(format!(
+            "{}: the storage folder is in use by another process (or another open handle)",
+            dir.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(io_err("lock", &p, e)),
+    }
+}
+
+/// Make sure `dir/db` holds a fully created database, and return its path.
+///
+/// fjall's own creation is not atomic (a kill between its first file and its version marker
+/// leaves a folder it refuses to open), so a new database is built in a staging folder, closed
+/// and renamed into place: `dir/db` exists only once it is complete. Runs under the folder lock.
+fn ensure_database(dir: &Path) -> Result<PathBuf, StorageError> {
+    let db_path = dir.join(DB_DIR);
+    if db_path.is_dir() {
+        return Ok(db_path);
+    }
+    let staging = dir.join(DB_STAGING_DIR);
+    if staging.exists() {
+        // Left by a creation that was interrupted: it never held data.
+        std::fs::remove_dir_all(&staging).map_err(|e| io_err("remove", &staging, e))?;
+    }
+    guarded("creating", || {
+        let db = builder(&staging).open().map_err(map_err)?;
+        db.persist(PersistMode::SyncAll).map_err(map_err)?;
+        drop(db); // joins fjall's threads and releases its files
+        Ok(())
+    })?;
+    std::fs::rename(&staging, &db_path).map_err(|e| io_err("rename", &staging, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("sync", dir, e))?;
+    Ok(db_path)
+}
+
 impl FileStorage {
     /// Open (creating if needed) the store in folder `dir`, with default options.
     ///
@@ -149,27 +223,27 @@ impl FileStorage {
         options: FileStorageOptions,
     ) -> Result<Self, StorageError> {
         let path = dir.as_ref().to_path_buf();
+        let in_path = |m: String| format!("{}: {m}", path.display());
         std::fs::create_dir_all(&path).map_err(|e| {
             StorageError::Io(format!("cannot create folder {}: {e}", path.display()))
         })?;
+        let lock = lock_folder(&path)?;
+        let db_path = ensure_database(&path).map_err(|e| match e {
+            StorageError::Unavailable(m) => StorageError::Unavailable(in_path(m)),
+            StorageError::Io(m) => StorageError::Io(in_path(m)),
+            StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
+        })?;
         let (db, ks) = guarded("opening", || {
-            let db = Database::builder(&path)
-                // Small, predictable footprint: these stores hold one or a few cores each.
-                .cache_size(32 * 1024 * 1024)
-                .worker_threads(1)
-                .open()
-                .map_err(map_err)?;
+            let db = builder(&db_path).open().map_err(map_err)?;
             let ks = db
                 .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
                 .map_err(map_err)?;
             Ok((db, ks))
         })
         .map_err(|e| match e {
-            StorageError::Unavailable(m) => {
-                StorageError::Unavailable(format!("{}: {m}", path.display()))
-            }
-            StorageError::Io(m) => StorageError::Io(format!("{}: {m}", path.display())),
-            StorageError::Corrupt(m) => StorageError::Corrupt(format!("{}: {m}", path.display())),
+            StorageError::Unavailable(m) => StorageError::Unavailable(in_path(m)),
+            StorageError::Io(m) => StorageError::Io(in_path(m)),
+            StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
         })?;
         Ok(FileStorage {
             inner: Arc::new(Inner {
@@ -178,6 +252,7 @@ impl FileStorage {
                 write_lock: Mutex::new(()),
                 durability: options.durability,
                 path,
+                _lock: lock,
             }),
         })
     }

@@ -8,13 +8,23 @@
 //! - [`messages`]: the wire encodings of tree nodes, proofs and replication messages.
 //! - [`proof`]: proof generation and verification (block, hash, seek, upgrade, additional nodes).
 //! - [`bitfield`]: the local bitfield (which blocks are present).
+//! - [`layout`]: the storage key layout of one core.
 //! - [`core`]: [`Hypercore`], the log itself on a [`crate::storage::Storage`].
 
 pub mod bitfield;
+pub mod core;
 pub mod encryption;
 pub mod flat_tree;
+pub mod layout;
 pub mod manifest;
 pub mod messages;
 pub mod proof;
 pub mod tree;
 pub mod verifier;
+
+pub use self::core::{
+    AppendOutcome, ApplyOutcome, CreateOptions, Hypercore, HypercoreError, OpenOptions, Snapshot,
+    VerifiedProof, MAX_BLOCK_SIZE,
+};
+pub use self::proof::{ProofError, ProofRequest};
+pub use self::tree::{MerkleTree, SeekResult};

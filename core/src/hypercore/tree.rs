@@ -1,1 +1,765 @@
-//! (being written)
+//! The merkle tree of a hypercore over a [`Storage`] (`lib/merkle-tree.js`).
+//!
+//! [`MerkleTree`] holds only what a core needs in memory: the current roots (at most 64), length,
+//! byte length, fork and signature. Every other node lives in storage under
+//! [`layout::tree_node_key`] and is read on demand (in one `get_many` round trip where the set of
+//! nodes is known up front), so memory does not grow with the length of the log.
+//!
+//! Changes go through a [`TreeBatch`]: appends, truncations and verified upgrades build one, its
+//! [`TreeBatch::write_ops`] go into the same atomic storage batch as the blocks and the header, and
+//! [`MerkleTree::commit`] adopts its state once that write succeeded.
+
+use crate::crypto::{leaf_hash, parent_hash, tree_hash, Hash};
+use crate::storage::{Batch, Storage};
+
+use super::core::HypercoreError;
+use super::flat_tree::{self, Iterator};
+use super::layout;
+use super::messages::TreeNode;
+
+/// Stored size of a tree node record: `u64le(size) ‖ hash`.
+pub const NODE_RECORD_LEN: usize = 40;
+
+/// The stored record of a node.
+#[inline]
+pub fn encode_node(node: &TreeNode) -> [u8; NODE_RECORD_LEN] {
+    let mut out = [0u8; NODE_RECORD_LEN];
+    out[..8].copy_from_slice(&node.size.to_le_bytes());
+    out[8..].copy_from_slice(&node.hash);
+    out
+}
+
+/// Parse the stored record of node `index`.
+pub fn decode_node(index: u64, bytes: &[u8]) -> Result<TreeNode, HypercoreError> {
+    if bytes.len() != NODE_RECORD_LEN {
+        return Err(HypercoreError::Corrupt(format!(
+            "tree node {index} record has {} bytes",
+            bytes.len()
+        )));
+    }
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&bytes[..8]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&bytes[8..]);
+    Ok(TreeNode {
+        index,
+        size: u64::from_le_bytes(size),
+        hash,
+    })
+}
+
+/// The leaf node of block data stored at leaf `index` (= 2 × block index).
+#[inline]
+pub fn block_node(index: u64, data: &[u8]) -> TreeNode {
+    TreeNode {
+        index,
+        size: data.len() as u64,
+        hash: leaf_hash(data),
+    }
+}
+
+/// Blocks up to this size are leaf-hashed through [`leaf_hashes`]' SIMD path (larger ones are
+/// hashed in place, avoiding the copy).
+const MANY_MAX: usize = 4096;
+
+/// Leaf hashes of many blocks (`crypto::leaf_hash` of each). Small blocks are hashed several at a
+/// time in parallel SIMD lanes (BLAKE2b `hash_many`), which roughly halves the cost of hashing
+/// appends of many small blocks.
+pub fn leaf_hashes<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<Hash> {
+    let mut out = vec![[0u8; 32]; blocks.len()];
+    let mut buf = Vec::with_capacity(
+        blocks
+            .iter()
+            .map(|b| b.as_ref().len())
+            .filter(|&l| l <= MANY_MAX)
+            .map(|l| l + 9)
+            .sum(),
+    );
+    let mut ranges = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let b = b.as_ref();
+        if b.len() > MANY_MAX {
+            out[i] = leaf_hash(b);
+            continue;
+        }
+        let start = buf.len();
+        buf.push(0);
+        buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        buf.extend_from_slice(b);
+        ranges.push((i, start, buf.len()));
+    }
+    let params = {
+        let mut p = blake2b_simd::Params::new();
+        p.hash_length(32);
+        p
+    };
+    let mut jobs: Vec<blake2b_simd::many::HashManyJob<'_>> = ranges
+        .iter()
+        .map(|&(_, s, e)| blake2b_simd::many::HashManyJob::new(&params, &buf[s..e]))
+        .collect();
+    blake2b_simd::many::hash_many(jobs.iter_mut());
+    for (job, &(i, _, _)) in jobs.iter().zip(&ranges) {
+        out[i].copy_from_slice(&job.to_hash().as_bytes()[..32]);
+    }
+    out
+}
+
+/// The parent node `index` of `a` and `b` (`a` is the left child).
+#[inline]
+pub fn parent_node(index: u64, a: &TreeNode, b: &TreeNode) -> TreeNode {
+    // JS `crypto.parent` orders by index; keep that so either argument order works.
+    let (l, r) = if a.index <= b.index { (a, b) } else { (b, a) };
+    TreeNode {
+        index,
+        size: a.size + b.size,
+        hash: parent_hash(a.size + b.size, &l.hash, &r.hash),
+    }
+}
+
+/// Tree hash (root of roots) of `roots`.
+pub fn hash_roots(roots: &[TreeNode]) -> Hash {
+    tree_hash(roots.iter().map(|r| (r.index, r.size, &r.hash)))
+}
+
+/// Sum of the sizes of `nodes`.
+pub fn total_size(nodes: &[TreeNode]) -> u64 {
+    nodes.iter().map(|n| n.size).sum()
+}
+
+/// Read node `index` from storage.
+pub async fn get_node<S: Storage>(
+    storage: &S,
+    index: u64,
+) -> Result<Option<TreeNode>, HypercoreError> {
+    match storage.get(&layout::tree_node_key(index)).await? {
+        Some(v) => Ok(Some(decode_node(index, &v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Read node `index`, failing with [`HypercoreError::MissingNode`] when absent.
+pub async fn require_node<S: Storage>(storage: &S, index: u64) -> Result<TreeNode, HypercoreError> {
+    get_node(storage, index)
+        .await?
+        .ok_or(HypercoreError::MissingNode(index))
+}
+
+/// Read the nodes `indexes` in one round trip.
+pub async fn get_nodes<S: Storage>(
+    storage: &S,
+    indexes: &[u64],
+) -> Result<Vec<Option<TreeNode>>, HypercoreError> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| layout::tree_node_key(i)).collect();
+    let vals = storage.get_many(&keys).await?;
+    if vals.len() != indexes.len() {
+        return Err(HypercoreError::Corrupt(
+            "storage get_many returned a wrong number of values".into(),
+        ));
+    }
+    indexes
+        .iter()
+        .zip(vals)
+        .map(|(&i, v)| v.map(|v| decode_node(i, &v)).transpose())
+        .collect()
+}
+
+/// Read the nodes `indexes` in one round trip, all of which must exist.
+pub async fn require_nodes<S: Storage>(
+    storage: &S,
+    indexes: &[u64],
+) -> Result<Vec<TreeNode>, HypercoreError> {
+    get_nodes(storage, indexes)
+        .await?
+        .into_iter()
+        .zip(indexes)
+        .map(|(n, &i)| n.ok_or(HypercoreError::MissingNode(i)))
+        .collect()
+}
+
+/// The roots of the stored tree of `length` blocks.
+pub async fn roots_from_storage<S: Storage>(
+    storage: &S,
+    length: u64,
+) -> Result<Vec<TreeNode>, HypercoreError> {
+    require_nodes(storage, &flat_tree::roots_of_length(length)).await
+}
+
+/// Where a byte offset falls ([`MerkleTree::seek`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekResult {
+    /// Byte `offset` of block `index` (`offset` 0 and `index == length` at the very end).
+    Found {
+        /// Block index.
+        index: u64,
+        /// Offset inside the block.
+        offset: u64,
+    },
+    /// The byte lies in blocks `start..end` whose tree nodes are not stored locally.
+    Missing {
+        /// First block of the range to fetch.
+        start: u64,
+        /// End (exclusive) of the range to fetch.
+        end: u64,
+    },
+    /// The byte offset is past the end of the tree.
+    OutOfBounds,
+}
+
+/// In-memory state of a core's merkle tree: roots, length, byte length, fork, signature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MerkleTree {
+    /// Roots, left to right.
+    pub roots: Vec<TreeNode>,
+    /// Number of blocks.
+    pub length: u64,
+    /// Total byte size of the blocks as stored (including encryption padding).
+    pub byte_length: u64,
+    /// Fork id.
+    pub fork: u64,
+    /// Wire signature of `(tree hash, length, fork)` (empty for an empty reader core).
+    pub signature: Vec<u8>,
+}
+
+impl MerkleTree {
+    /// The tree of `length` blocks at `fork`, with its roots read from storage.
+    pub async fn load<S: Storage>(
+        storage: &S,
+        length: u64,
+        fork: u64,
+        signature: Vec<u8>,
+    ) -> Result<Self, HypercoreError> {
+        let roots = roots_from_storage(storage, length).await?;
+        Ok(MerkleTree {
+            byte_length: total_size(&roots),
+            roots,
+            length,
+            fork,
+            signature,
+        })
+    }
+
+    /// Tree hash of the current roots.
+    pub fn hash(&self) -> Hash {
+        hash_roots(&self.roots)
+    }
+
+    /// A batch that extends this tree.
+    pub fn batch(&self) -> TreeBatch {
+        TreeBatch {
+            fork: self.fork,
+            roots: self.roots.clone(),
+            length: self.length,
+            byte_length: self.byte_length,
+            ancestors: self.length,
+            signature: None,
+            nodes: Vec::new(),
+            upgraded: false,
+            tree_length: self.length,
+        }
+    }
+
+    /// A batch truncating this tree to `length` blocks at `fork` (JS `MerkleTree.truncate`):
+    /// the roots are re-read from storage for the new length.
+    pub async fn truncate_batch<S: Storage>(
+        &self,
+        storage: &S,
+        length: u64,
+        fork: u64,
+    ) -> Result<TreeBatch, HypercoreError> {
+        let mut b = self.batch();
+        let full = flat_tree::roots_of_length(length);
+        let keep = full
+            .iter()
+            .zip(&self.roots)
+            .take_while(|(a, r)| **a == r.index)
+            .count();
+        let missing = require_nodes(storage, &full[keep..]).await?;
+        b.roots.truncate(keep);
+        b.roots.extend(missing);
+        b.fork = fork;
+        b.length = length;
+        b.ancestors = length;
+        b.byte_length = total_size(&b.roots);
+        b.upgraded = true;
+        Ok(b)
+    }
+
+    /// Adopt the state of a batch whose [`TreeBatch::write_ops`] were written.
+    pub fn commit(&mut self, batch: &TreeBatch) {
+        self.roots.clone_from(&batch.roots);
+        self.length = batch.length;
+        self.byte_length = batch.byte_length;
+        self.fork = batch.fork;
+        if let Some(s) = &batch.signature {
+            self.signature.clone_from(s);
+        }
+    }
+
+    /// Byte offset (as stored) of the leftmost block under node `index` (JS `byteOffset`).
+    pub async fn byte_offset<S: Storage>(
+        &self,
+        storage: &S,
+        index: u64,
+    ) -> Result<u64, HypercoreError> {
+        if index == 2 * self.length {
+            return Ok(self.byte_length);
+        }
+        let index = flat_tree::left_span(index);
+        let mut head = 0u64;
+        let mut offset = 0u64;
+        let mut wanted = Vec::new();
+        for node in &self.roots {
+            head += 2 * (node.index - head + 1);
+            if index >= head {
+                offset += node.size;
+                continue;
+            }
+            let mut ite = Iterator::new(node.index);
+            let mut cnt = 0;
+            while ite.index != index {
+                cnt += 1;
+                if cnt >= 1024 {
+                    return Err(HypercoreError::InvalidArgument("bad byte offset index"));
+                }
+                if index < ite.index {
+                    ite.left_child();
+                } else {
+                    wanted.push(ite.left_child());
+                    ite.sibling();
+                }
+            }
+            let nodes = require_nodes(storage, &wanted).await?;
+            return Ok(offset + total_size(&nodes));
+        }
+        Err(HypercoreError::OutOfBounds {
+            index: index / 2,
+            length: self.length,
+        })
+    }
+
+    /// Find the block holding byte `bytes`, counting each block as its stored size minus
+    /// `padding` (JS `ByteSeeker`).
+    pub async fn seek<S: Storage>(
+        &self,
+        storage: &S,
+        bytes: u64,
+        padding: u64,
+    ) -> Result<SeekResult, HypercoreError> {
+        let size = self.byte_length - self.length * padding;
+        if bytes > size {
+            return Ok(SeekResult::OutOfBounds);
+        }
+        if bytes == 0 {
+            return Ok(SeekResult::Found {
+                index: 0,
+                offset: 0,
+            });
+        }
+        let mut bytes = bytes;
+        for node in &self.roots {
+            let size = node.size - padding * flat_tree::count_leaves(node.index);
+            if bytes == size {
+                return Ok(found(flat_tree::right_span(node.index) + 2, 0));
+            }
+            if bytes > size {
+                bytes -= size;
+                continue;
+            }
+            let mut ite = Iterator::new(node.index);
+            while ite.index & 1 != 0 {
+                let left = get_node(storage, ite.left_child()).await?;
+                match left {
+                    Some(l) => {
+                        let size = l.size - padding * ite.count_leaves();
+                        if size == bytes {
+                            return Ok(found(ite.right_span() + 2, 0));
+                        }
+                        if size > bytes {
+                            continue;
+                        }
+                        bytes -= size;
+                        ite.sibling();
+                    }
+                    None => {
+                        ite.parent();
+                        let (s, e) = flat_tree::spans(ite.index);
+                        return Ok(SeekResult::Missing {
+                            start: s / 2,
+                            end: e / 2 + 1,
+                        });
+                    }
+                }
+            }
+            return Ok(found(ite.index, bytes));
+        }
+        Ok(SeekResult::OutOfBounds)
+    }
+
+    /// How many levels above node `index` a peer at `length` lacks (JS `missingNodes`): the
+    /// `nodes` field of a block/hash request.
+    pub async fn missing_nodes<S: Storage>(
+        storage: &S,
+        index: u64,
+        length: u64,
+    ) -> Result<u64, HypercoreError> {
+        let head = 2 * length;
+        let mut ite = Iterator::new(index);
+        if ite.peek_right_span() >= head {
+            return Ok(0);
+        }
+        let mut chain = Vec::new();
+        while !ite.contains(head) {
+            chain.push(ite.index);
+            if chain.len() >= 1024 {
+                return Err(HypercoreError::InvalidArgument(
+                    "bad missing_nodes arguments",
+                ));
+            }
+            ite.parent();
+        }
+        let have = get_nodes(storage, &chain).await?;
+        Ok(have.iter().take_while(|n| n.is_none()).count() as u64)
+    }
+}
+
+fn found(leaf: u64, offset: u64) -> SeekResult {
+    SeekResult::Found {
+        index: leaf / 2,
+        offset,
+    }
+}
+
+/// Pending changes to a [`MerkleTree`] (JS `MerkleTreeBatch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeBatch {
+    /// Fork after the batch.
+    pub fork: u64,
+    /// Roots after the batch.
+    pub roots: Vec<TreeNode>,
+    /// Length after the batch.
+    pub length: u64,
+    /// Byte length after the batch.
+    pub byte_length: u64,
+    /// Length of the prefix shared with the tree the batch started from; stored nodes and
+    /// blocks past it are deleted on write.
+    pub ancestors: u64,
+    /// Signature of the new tree, once known.
+    pub signature: Option<Vec<u8>>,
+    /// New nodes to store.
+    pub nodes: Vec<TreeNode>,
+    /// Whether the length/roots changed.
+    pub upgraded: bool,
+    /// Length of the tree the batch started from.
+    pub tree_length: u64,
+}
+
+impl TreeBatch {
+    /// An empty tree (a reader core that has verified nothing yet).
+    pub fn empty(fork: u64) -> Self {
+        TreeBatch {
+            fork,
+            roots: Vec::new(),
+            length: 0,
+            byte_length: 0,
+            ancestors: 0,
+            signature: None,
+            nodes: Vec::new(),
+            upgraded: false,
+            tree_length: 0,
+        }
+    }
+
+    /// Tree hash of the batch's roots.
+    pub fn hash(&self) -> Hash {
+        hash_roots(&self.roots)
+    }
+
+    /// Append one block (hashes it).
+    pub fn append(&mut self, data: &[u8]) {
+        self.append_leaf(leaf_hash(data), data.len() as u64);
+    }
+
+    /// Append one block given its leaf hash and size.
+    pub fn append_leaf(&mut self, hash: Hash, size: u64) {
+        let head = self.length * 2;
+        let mut ite = Iterator::new(head);
+        self.append_root(
+            TreeNode {
+                index: head,
+                size,
+                hash,
+            },
+            &mut ite,
+        );
+    }
+
+    /// Add `node` (the subtree at `ite`) to the right of the roots and merge equal roots (JS
+    /// `appendRoot`).
+    pub fn append_root(&mut self, node: TreeNode, ite: &mut Iterator) {
+        self.upgraded = true;
+        self.length += ite.factor / 2;
+        self.byte_length += node.size;
+        self.roots.push(node);
+        self.nodes.push(node);
+        while self.roots.len() > 1 {
+            let n = self.roots.len();
+            let a = self.roots[n - 1];
+            let b = self.roots[n - 2];
+            if ite.sibling() != b.index {
+                ite.sibling();
+                break;
+            }
+            let p = parent_node(ite.parent(), &a, &b);
+            self.nodes.push(p);
+            self.roots.truncate(n - 2);
+            self.roots.push(p);
+        }
+    }
+
+    /// Queue this batch's storage changes: new nodes, and when the batch cut the tree (truncate
+    /// or reorg) the removal of every node, block and bitfield bit past the shared prefix is the
+    /// caller's part for blocks; the nodes are removed here (JS `_commitUpgrade`).
+    pub fn write_ops(&self, out: &mut Batch) {
+        if self.upgraded && self.ancestors < self.tree_length {
+            out.delete_range(
+                layout::tree_node_key(2 * self.ancestors),
+                layout::tag_end(layout::TREE_NODE),
+            );
+            if self.ancestors > 0 {
+                let head = self.ancestors * 2;
+                let mut ite = Iterator::new(head - 2);
+                loop {
+                    if ite.contains(head) && ite.index < head {
+                        out.delete(layout::tree_node_key(ite.index));
+                    }
+                    if ite.offset == 0 {
+                        break;
+                    }
+                    ite.parent();
+                }
+            }
+        }
+        for n in &self.nodes {
+            out.put(layout::tree_node_key(n.index), encode_node(n).to_vec());
+        }
+    }
+
+    /// Whether the batch removes nodes (and so blocks) past [`TreeBatch::ancestors`].
+    pub fn truncates(&self) -> bool {
+        self.upgraded && self.ancestors < self.tree_length
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use futures_executor::block_on;
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    async fn build(blocks: &[&[u8]]) -> (MemoryStorage, MerkleTree) {
+        let s = MemoryStorage::new();
+        let mut t = MerkleTree::default();
+        let mut b = t.batch();
+        for x in blocks {
+            b.append(x);
+        }
+        let mut w = Batch::new();
+        b.write_ops(&mut w);
+        s.write(w).await.unwrap();
+        t.commit(&b);
+        (s, t)
+    }
+
+    #[test]
+    fn leaf_hashes_equal_single_hashes() {
+        let blocks: Vec<Vec<u8>> = (0..40usize)
+            .map(|i| vec![i as u8; (i * 397) % (2 * MANY_MAX)])
+            .collect();
+        let many = leaf_hashes(&blocks);
+        for (b, h) in blocks.iter().zip(&many) {
+            assert_eq!(*h, leaf_hash(b));
+        }
+        assert!(leaf_hashes::<Vec<u8>>(&[]).is_empty());
+    }
+
+    #[test]
+    fn append_matches_js_vectors() {
+        block_on(async {
+            let (s, t) = build(&[b"a", b"b", b"c"]).await;
+            assert_eq!(t.length, 3);
+            assert_eq!(t.byte_length, 3);
+            assert_eq!(
+                t.roots.iter().map(|r| r.index).collect::<Vec<_>>(),
+                vec![1, 4]
+            );
+            assert_eq!(
+                t.hash().to_vec(),
+                h("7ea73eb86179fb7328e73663f90f4c91256574af1112efe97fdf9309e03b67a7")
+            );
+            let n1 = require_node(&s, 1).await.unwrap();
+            assert_eq!(n1.size, 2);
+            assert_eq!(
+                n1.hash.to_vec(),
+                h("9cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f06")
+            );
+            let n2 = require_node(&s, 2).await.unwrap();
+            assert_eq!(
+                n2.hash.to_vec(),
+                h("520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c")
+            );
+            assert_eq!(get_node(&s, 3).await.unwrap(), None);
+            // Reload from storage gives the same tree.
+            let t2 = MerkleTree::load(&s, 3, 0, vec![]).await.unwrap();
+            assert_eq!(t2, t);
+        });
+    }
+
+    #[test]
+    fn append_one_by_one_equals_batch() {
+        block_on(async {
+            let data: Vec<Vec<u8>> = (0..37u8).map(|i| vec![i; i as usize + 1]).collect();
+            let refs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+            let (_, all) = build(&refs).await;
+            let s = MemoryStorage::new();
+            let mut t = MerkleTree::default();
+            for d in &refs {
+                let mut b = t.batch();
+                b.append(d);
+                let mut w = Batch::new();
+                b.write_ops(&mut w);
+                s.write(w).await.unwrap();
+                t.commit(&b);
+            }
+            assert_eq!(t, all);
+            assert_eq!(
+                t.roots.iter().map(|r| r.index).collect::<Vec<_>>(),
+                flat_tree::roots_of_length(37)
+            );
+        });
+    }
+
+    #[test]
+    fn truncate_matches_js_vector_and_cleans_nodes() {
+        block_on(async {
+            let (s, t) = build(&[b"a", b"b", b"c"]).await;
+            let b = t.truncate_batch(&s, 2, 1).await.unwrap();
+            assert!(b.truncates());
+            let mut w = Batch::new();
+            b.write_ops(&mut w);
+            s.write(w).await.unwrap();
+            let mut t = t;
+            t.commit(&b);
+            assert_eq!(
+                t.hash().to_vec(),
+                h("3424a063fb40dfef317c8ca38fb8c37dfdbccac669582f6f9cddd22bbdf9c044")
+            );
+            assert_eq!(get_node(&s, 4).await.unwrap(), None);
+            let mut b = t.batch();
+            b.append(b"z");
+            let mut w = Batch::new();
+            b.write_ops(&mut w);
+            s.write(w).await.unwrap();
+            t.commit(&b);
+            assert_eq!(
+                t.hash().to_vec(),
+                h("f6516686da8a8bbd6176e5c196121719310c904ae4c6e4c42964f4151a715b8e")
+            );
+            assert_eq!(t.fork, 1);
+        });
+    }
+
+    #[test]
+    fn truncate_deletes_parents_spanning_cut() {
+        block_on(async {
+            let blocks: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i]).collect();
+            let refs: Vec<&[u8]> = blocks.iter().map(|d| d.as_slice()).collect();
+            let (s, t) = build(&refs).await;
+            let b = t.truncate_batch(&s, 3, 1).await.unwrap();
+            let mut w = Batch::new();
+            b.write_ops(&mut w);
+            s.write(w).await.unwrap();
+            // Node 3 (blocks 0..4) and 7 (0..8) span the cut and must be gone; 1 and 4 stay.
+            for gone in [3u64, 5, 6, 7, 8, 11] {
+                assert_eq!(get_node(&s, gone).await.unwrap(), None, "node {gone}");
+            }
+            for kept in [0u64, 1, 2, 4] {
+                assert!(get_node(&s, kept).await.unwrap().is_some(), "node {kept}");
+            }
+            assert_eq!(
+                b.roots.iter().map(|r| r.index).collect::<Vec<_>>(),
+                vec![1, 4]
+            );
+        });
+    }
+
+    #[test]
+    fn seek_and_byte_offset() {
+        block_on(async {
+            // Block sizes 1,2,3,4,5 → offsets 0,1,3,6,10, total 15.
+            let blocks: Vec<Vec<u8>> = (1..=5u8).map(|i| vec![i; i as usize]).collect();
+            let refs: Vec<&[u8]> = blocks.iter().map(|d| d.as_slice()).collect();
+            let (s, t) = build(&refs).await;
+            let offs = [0u64, 1, 3, 6, 10];
+            for (i, o) in offs.iter().enumerate() {
+                assert_eq!(t.byte_offset(&s, 2 * i as u64).await.unwrap(), *o);
+            }
+            assert_eq!(t.byte_offset(&s, 10).await.unwrap(), 15);
+            for bytes in 0..15u64 {
+                let idx = offs.iter().rposition(|&o| o <= bytes).unwrap() as u64;
+                let want = SeekResult::Found {
+                    index: idx,
+                    offset: bytes - offs[idx as usize],
+                };
+                assert_eq!(t.seek(&s, bytes, 0).await.unwrap(), want, "bytes {bytes}");
+            }
+            assert_eq!(
+                t.seek(&s, 15, 0).await.unwrap(),
+                SeekResult::Found {
+                    index: 5,
+                    offset: 0
+                }
+            );
+            assert_eq!(t.seek(&s, 16, 0).await.unwrap(), SeekResult::OutOfBounds);
+            // padding 1: sizes 0,1,2,3,4 → byte 4 is block 3 offset 1
+            assert_eq!(
+                t.seek(&s, 4, 1).await.unwrap(),
+                SeekResult::Found {
+                    index: 3,
+                    offset: 1
+                }
+            );
+        });
+    }
+
+    #[test]
+    fn missing_nodes_counts_absent_ancestors() {
+        block_on(async {
+            let blocks: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i]).collect();
+            let refs: Vec<&[u8]> = blocks.iter().map(|d| d.as_slice()).collect();
+            let (s, _) = build(&refs).await;
+            // A writer has everything: nothing missing.
+            assert_eq!(MerkleTree::missing_nodes(&s, 0, 8).await.unwrap(), 0);
+            let empty = MemoryStorage::new();
+            // Reader with nothing: leaf 0 at length 8 lacks 0, 1, 3 and the root 7.
+            assert_eq!(MerkleTree::missing_nodes(&empty, 0, 8).await.unwrap(), 4);
+            // Once the root is stored, only the levels below it are missing.
+            let mut w = Batch::new();
+            w.put(
+                layout::tree_node_key(7),
+                encode_node(&require_node(&s, 7).await.unwrap()).to_vec(),
+            );
+            empty.write(w).await.unwrap();
+            assert_eq!(MerkleTree::missing_nodes(&empty, 0, 8).await.unwrap(), 3);
+            assert_eq!(MerkleTree::missing_nodes(&empty, 4, 8).await.unwrap(), 3);
+            assert_eq!(MerkleTree::missing_nodes(&empty, 8, 5).await.unwrap(), 1);
+            assert_eq!(MerkleTree::missing_nodes(&empty, 20, 5).await.unwrap(), 0);
+        });
+    }
+}

@@ -34,7 +34,13 @@ Examples:
 
 /// The `hyperpunch` command line.
 #[derive(Debug, Parser)]
-#[command(name = "hyperpunch", version, about = ABOUT, long_about = None)]
+#[command(
+    name = "hyperpunch",
+    version,
+    about = ABOUT,
+    long_about = None,
+    after_help = "Run `hyperpunch core --help` for what a core is, with examples."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

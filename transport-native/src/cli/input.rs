@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn chunks_are_fixed_size_with_a_short_tail() {
         let got = all(BlockSource::Chunks(&b"abcdefg"[..], 3), 10, 1 << 20);
-        assert_eq!(got, vec![vec![b"abc".to_vec(), b"def".to_vec(), b"g".to_vec()]]);
+        assert_eq!(
+            got,
+            vec![vec![b"abc".to_vec(), b"def".to_vec(), b"g".to_vec()]]
+        );
     }
 
     #[test]

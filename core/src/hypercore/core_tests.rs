@@ -1,0 +1,945 @@
+//! Tests of [`Hypercore`] against the JS golden vectors (`vectors/data/02-hypercore-tree.out`,
+//! `03-proofs.out`) and its local semantics.
+
+use super::*;
+use crate::encoding::{Decode, Encode};
+use crate::hypercore::messages::{RequestBlock, RequestSeek, RequestUpgrade};
+use crate::storage::MemoryStorage;
+use futures_executor::block_on;
+
+fn h(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+fn hx(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+fn seed_pair() -> KeyPair {
+    KeyPair::from_seed(&[1u8; 32])
+}
+
+async fn writer(compat: bool) -> Hypercore<MemoryStorage> {
+    Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(seed_pair()),
+            compat,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn reader(key: [u8; 32]) -> Hypercore<MemoryStorage> {
+    Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pre {
+    None,
+    Three,
+    Five,
+}
+
+struct Case {
+    name: &'static str,
+    req: ProofRequest,
+    enc: &'static str,
+    pre: Pre,
+    reader_length: u64,
+}
+
+const P3_ENC: &str = "090100000161010201520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c00030104019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c500440100ffc0d71651d8c0c24962a662c90f411f371945e3514669899d3189b832a1bd960415ee04d8ccb4c4159506ad230d223f33ca3dce6aa6d16d27e9fbd47efa25050000";
+
+const CASES: &[Case] = &[
+    Case {
+        name: "block 0, nodes 0, upgrade 0..5",
+        req: ProofRequest { block: Some(RequestBlock { index: 0, nodes: 0 }), hash: None, seek: None, upgrade: Some(RequestUpgrade { start: 0, length: 5 }) },
+        enc: "090100000161020201520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c05025ecb153b72aaf9234d9d7289123b41a8340729460a2b1aeffefdd08e6679856e0005010801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::None,
+        reader_length: 5,
+    },
+    Case {
+        name: "block 4, nodes 0, upgrade 0..5",
+        req: ProofRequest { block: Some(RequestBlock { index: 4, nodes: 0 }), hash: None, seek: None, upgrade: Some(RequestUpgrade { start: 0, length: 5 }) },
+        enc: "0901000401650000050103040f9ccfd59f6c98fd5b6e444a6e57325c91eddcfabceb4c74d92f28c45f310cd30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::None,
+        reader_length: 5,
+    },
+    Case {
+        name: "upgrade only 0..5",
+        req: ProofRequest { block: None, hash: None, seek: None, upgrade: Some(RequestUpgrade { start: 0, length: 5 }) },
+        enc: "08010000050203040f9ccfd59f6c98fd5b6e444a6e57325c91eddcfabceb4c74d92f28c45f310cd30801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::None,
+        reader_length: 5,
+    },
+    Case {
+        name: "upgrade 3..5 (from length 3)",
+        req: ProofRequest { block: None, hash: None, seek: None, upgrade: Some(RequestUpgrade { start: 3, length: 2 }) },
+        enc: "080100030202060120915cf95a391fc2b132d5b481d1c2467314cc0f2d135f39f060dea90b9a118a0801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::Three,
+        reader_length: 5,
+    },
+    Case {
+        name: "upgrade 0..3 (additional nodes up to 5)",
+        req: ProofRequest { block: None, hash: None, seek: None, upgrade: Some(RequestUpgrade { start: 0, length: 3 }) },
+        enc: "08010000030201029cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f0604019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c502060120915cf95a391fc2b132d5b481d1c2467314cc0f2d135f39f060dea90b9a118a0801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e344010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::None,
+        reader_length: 5,
+    },
+    Case {
+        name: "block 1, nodes 0 (no upgrade)",
+        req: ProofRequest { block: Some(RequestBlock { index: 1, nodes: 0 }), hash: None, seek: None, upgrade: None },
+        enc: "01010001016200",
+        pre: Pre::Three,
+        reader_length: 3,
+    },
+    Case {
+        name: "block 3, nodes 2 (no upgrade; requires reader at length 5)",
+        req: ProofRequest { block: Some(RequestBlock { index: 3, nodes: 2 }), hash: None, seek: None, upgrade: None },
+        enc: "0101000301640204019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c501029cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f06",
+        pre: Pre::Five,
+        reader_length: 5,
+    },
+    Case {
+        name: "hash index 2 (block 1 hash), nodes 1",
+        req: ProofRequest { block: None, hash: Some(RequestBlock { index: 2, nodes: 1 }), seek: None, upgrade: None },
+        enc: "02010002020201520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c0001423177bd3da55c6ac57419beff9c763bab05e12a6d8908b38b7fc14360228d4a",
+        pre: Pre::Three,
+        reader_length: 3,
+    },
+    Case {
+        name: "seek bytes 3 + upgrade 0..5",
+        req: ProofRequest { block: None, hash: None, seek: Some(RequestSeek { bytes: 3, padding: 0 }), upgrade: Some(RequestUpgrade { start: 0, length: 5 }) },
+        enc: "0c0100030304019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c5060120915cf95a391fc2b132d5b481d1c2467314cc0f2d135f39f060dea90b9a118a01029cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f060005010801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        pre: Pre::None,
+        reader_length: 5,
+    },
+    Case {
+        name: "seek bytes 3 (no upgrade)",
+        req: ProofRequest { block: None, hash: None, seek: Some(RequestSeek { bytes: 3, padding: 0 }), upgrade: None },
+        enc: "000100",
+        pre: Pre::Three,
+        reader_length: 3,
+    },
+];
+
+const TH3: &str = "7ea73eb86179fb7328e73663f90f4c91256574af1112efe97fdf9309e03b67a7";
+const TH_TRUNC2: &str = "3424a063fb40dfef317c8ca38fb8c37dfdbccac669582f6f9cddd22bbdf9c044";
+const TH_Z: &str = "f6516686da8a8bbd6176e5c196121719310c904ae4c6e4c42964f4151a715b8e";
+
+#[test]
+fn compat_core_matches_js_vectors() {
+    block_on(async {
+        let mut c = writer(true).await;
+        assert!(c.is_compat() && c.writable() && !c.encrypted());
+        c.append(&[b"a", b"b", b"c"]).await.unwrap();
+        assert_eq!(
+            hx(c.key()),
+            "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+        );
+        assert_eq!(
+            hx(c.discovery_key()),
+            "c1feb82a2b3ba065ffed9f6addcf19ac250793bcab748986a1b4272c62da20e6"
+        );
+        assert_eq!(hx(&c.tree_hash()), TH3);
+        assert_eq!((c.length(), c.fork(), c.byte_length()), (3, 0, 3));
+        assert_eq!(hx(c.signature()), "deb1a2d6b46b1ac51fa3111f84cd6d0874ab43f325e160aff4d3d95acfdfec67b399fd0bd4e09b86fdbf19bd894b28e0a9d4bbf58c4ccb326fc888d8428d960e");
+        assert_eq!(hx(&c.signable()), "9fac70b50ca14efc4e91c833b204e75b8b5aad8b5881bfc0adb5ef38a3275b9c7ea73eb86179fb7328e73663f90f4c91256574af1112efe97fdf9309e03b67a703000000000000000000000000000000");
+        c.truncate(2, None).await.unwrap();
+        assert_eq!((c.length(), c.fork()), (2, 1));
+        assert_eq!(hx(&c.tree_hash()), TH_TRUNC2);
+        assert_eq!(hx(c.signature()), "db498b9168f7e6704c90055542c29ecea01dd8a49552d9f0960ee177926725a358cd01a560461e5c889bdb90785ed138f54f929c017f5e3ae25b81172e95940d");
+        c.append(&[b"z"]).await.unwrap();
+        assert_eq!((c.length(), c.fork()), (3, 1));
+        assert_eq!(hx(&c.tree_hash()), TH_Z);
+        c.verify_all().await.unwrap();
+    });
+}
+
+#[test]
+fn default_core_matches_js_vectors() {
+    block_on(async {
+        let mut c = writer(false).await;
+        assert!(!c.is_compat());
+        c.append(&[b"a", b"b", b"c"]).await.unwrap();
+        assert_eq!(
+            hx(c.key()),
+            "d8c3a0597903b28d751c6e0b7107775e388ec5a3cf669bdd1e7ec41b8b8f6e72"
+        );
+        assert_eq!(
+            hx(c.discovery_key()),
+            "fb892b1c77fdcb05dcbd234607208b7036e00a13e7f2cc0bbaa463924e57865a"
+        );
+        assert_eq!(
+            hx(&c.manifest().unwrap().to_bytes()),
+            "0100000101004144eea531e483d54e0c14f4ca68e0644f355343ff6fcb0f005200e12cd747cb8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+        );
+        assert_eq!(hx(&c.tree_hash()), TH3);
+        assert_eq!(hx(c.signature()), "0100ffc0d71651d8c0c24962a662c90f411f371945e3514669899d3189b832a1bd960415ee04d8ccb4c4159506ad230d223f33ca3dce6aa6d16d27e9fbd47efa25050000");
+        assert_eq!(hx(&c.signable()), "9fac70b50ca14efc4e91c833b204e75b8b5aad8b5881bfc0adb5ef38a3275b9cd8c3a0597903b28d751c6e0b7107775e388ec5a3cf669bdd1e7ec41b8b8f6e727ea73eb86179fb7328e73663f90f4c91256574af1112efe97fdf9309e03b67a703000000000000000000000000000000");
+        // Stored nodes match JS.
+        let n1 = c.tree_node(1).await.unwrap().unwrap();
+        assert_eq!(
+            (n1.size, hx(&n1.hash)),
+            (
+                2,
+                "9cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f06".into()
+            )
+        );
+        assert_eq!(c.tree_node(3).await.unwrap(), None);
+        c.truncate(2, None).await.unwrap();
+        assert_eq!(hx(&c.tree_hash()), TH_TRUNC2);
+        assert_eq!(hx(c.signature()), "010033992c43877378c03da43a5714fe0fe3fdefde443f126eb9475e2e9d984b1052d70da13db383587323fe20ae3dd4719c3f73860c38953d21840602c3322c110c0000");
+        c.append(&[b"z"]).await.unwrap();
+        assert_eq!(hx(&c.tree_hash()), TH_Z);
+        assert_eq!(c.get(2).await.unwrap().unwrap(), b"z");
+        c.verify_all().await.unwrap();
+    });
+}
+
+#[test]
+fn explicit_v1_manifest_gives_default_key() {
+    block_on(async {
+        let kp = seed_pair();
+        let c = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                manifest: Some(Manifest::default_signer(kp.public_key)),
+                key_pair: Some(kp),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            hx(c.key()),
+            "d8c3a0597903b28d751c6e0b7107775e388ec5a3cf669bdd1e7ec41b8b8f6e72"
+        );
+        // A key pair that is not a signer is refused.
+        let other = KeyPair::from_seed(&[2u8; 32]);
+        let err = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                manifest: Some(Manifest::default_signer(seed_pair().public_key)),
+                key_pair: Some(other),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, HypercoreError::KeyMismatch(_)));
+    });
+}
+
+#[test]
+fn encrypted_blocks_match_js_vector() {
+    block_on(async {
+        let mut c = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(seed_pair()),
+                encryption_key: Some([9u8; 32]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(c.encrypted());
+        c.append(&[b"x", b"yy", b"zzz"]).await.unwrap();
+        assert_eq!(c.byte_length(), 6);
+        assert_eq!(c.tree().byte_length, 6 + 3 * 8);
+        // Bring the core to fork 5 at length 3 so block 3 is appended at fork 5 (the JS vector:
+        // encrypt(index=3, fork=5, "hello")).
+        c.truncate(3, Some(5)).await.unwrap();
+        c.append(&[b"hello"]).await.unwrap();
+        let stored = c.get_stored(3).await.unwrap().unwrap();
+        assert_eq!(hx(&stored), "8400a6088e6b8d7596b1ca3b72");
+        assert_eq!(c.get(3).await.unwrap().unwrap(), b"hello");
+        assert_eq!(c.get(1).await.unwrap().unwrap(), b"yy");
+        // The tree hashes the stored (encrypted) bytes.
+        let leaf = c.tree_node(6).await.unwrap().unwrap();
+        assert_eq!(leaf.hash, crate::crypto::leaf_hash(&stored));
+        // byte seek skips padding
+        assert_eq!(
+            c.seek(3).await.unwrap(),
+            SeekResult::Found {
+                index: 2,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            c.seek(7).await.unwrap(),
+            SeekResult::Found {
+                index: 3,
+                offset: 1
+            }
+        );
+        c.verify_all().await.unwrap();
+        // Reopen: without the key reads fail with a typed error; with it they work.
+        let s = c.storage().clone();
+        let nokey = Hypercore::open(s.clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert!(nokey.encrypted());
+        assert_eq!(
+            nokey.get(3).await.unwrap_err(),
+            HypercoreError::EncryptionKeyRequired
+        );
+        let withkey = Hypercore::open(
+            s,
+            OpenOptions {
+                encryption_key: Some([9u8; 32]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(withkey.get(3).await.unwrap().unwrap(), b"hello");
+    });
+}
+
+async fn five_block_writer() -> (Hypercore<MemoryStorage>, Data) {
+    let mut w = writer(false).await;
+    w.append(&[b"a", b"b", b"c"]).await.unwrap();
+    let p3 = w
+        .proof(&ProofRequest {
+            block: Some(RequestBlock { index: 0, nodes: 0 }),
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 3,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    w.append(&[b"d", b"e"]).await.unwrap();
+    (w, p3)
+}
+
+fn wire(mut p: Data) -> Vec<u8> {
+    p.request = 1;
+    p.to_bytes()
+}
+
+#[test]
+fn proofs_match_js_vectors_and_verify_on_fresh_readers() {
+    block_on(async {
+        let (w, p3) = five_block_writer().await;
+        assert_eq!(hx(&wire(p3.clone())), P3_ENC);
+        let manifest = w.manifest().cloned();
+        for case in CASES {
+            let p = w.proof(&case.req).await.unwrap();
+            assert_eq!(hx(&wire(p.clone())), case.enc, "{}", case.name);
+            // The wire bytes decode back to the same proof.
+            let decoded = Data::from_bytes(&h(case.enc)).unwrap();
+            assert_eq!(
+                decoded,
+                Data {
+                    request: 1,
+                    ..p.clone()
+                },
+                "{}",
+                case.name
+            );
+            let mut r = reader(*w.key()).await;
+            assert!(!r.writable());
+            match case.pre {
+                Pre::None => {}
+                Pre::Three => {
+                    r.apply_proof(&Data {
+                        manifest: manifest.clone(),
+                        ..p3.clone()
+                    })
+                    .await
+                    .unwrap();
+                    assert_eq!(r.length(), 3);
+                }
+                Pre::Five => {
+                    let up = w
+                        .proof(&ProofRequest {
+                            upgrade: Some(RequestUpgrade {
+                                start: 0,
+                                length: 5,
+                            }),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    r.apply_proof(&Data {
+                        manifest: manifest.clone(),
+                        ..up
+                    })
+                    .await
+                    .unwrap();
+                    assert_eq!(r.length(), 5);
+                }
+            }
+            let out = r
+                .apply_proof(&Data {
+                    manifest: manifest.clone(),
+                    ..p.clone()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert_eq!(r.length(), case.reader_length, "{}", case.name);
+            if let Some(b) = &p.block {
+                assert_eq!(out.block, Some(b.index));
+                assert!(r.has(b.index));
+                assert_eq!(r.get(b.index).await.unwrap().unwrap(), b.value);
+            }
+            if r.length() == 5 {
+                assert_eq!(r.tree_hash(), w.tree_hash());
+                assert_eq!(r.signature(), w.signature());
+                assert_eq!(r.manifest(), w.manifest());
+            }
+        }
+    });
+}
+
+#[test]
+fn reader_state_survives_reopen_and_serves_proofs() {
+    block_on(async {
+        let (w, _) = five_block_writer().await;
+        let mut r = reader(*w.key()).await;
+        for i in 0..5u64 {
+            let p = w
+                .proof(&ProofRequest {
+                    block: Some(RequestBlock {
+                        index: i,
+                        nodes: if i == 0 {
+                            0
+                        } else {
+                            r.missing_nodes(2 * i).await.unwrap()
+                        },
+                    }),
+                    upgrade: (i == 0).then_some(RequestUpgrade {
+                        start: 0,
+                        length: 5,
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            r.apply_proof(&Data {
+                manifest: w.manifest().cloned(),
+                ..p
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(r.contiguous_length(), 5);
+        r.verify_all().await.unwrap();
+        let r2 = Hypercore::open(r.storage().clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r2.length(), 5);
+        assert_eq!(r2.tree_hash(), w.tree_hash());
+        assert_eq!(r2.manifest(), w.manifest());
+        assert!(!r2.writable());
+        // The reader can now serve the same proof the writer does.
+        let req = ProofRequest {
+            block: Some(RequestBlock { index: 2, nodes: 0 }),
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 5,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(r2.proof(&req).await.unwrap(), w.proof(&req).await.unwrap());
+    });
+}
+
+#[test]
+fn tampered_proofs_are_rejected_and_leave_the_reader_unchanged() {
+    block_on(async {
+        let (w, _) = five_block_writer().await;
+        let m = w.manifest().cloned();
+        let good = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: 0, nodes: 0 }),
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: 5,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let good = Data {
+            manifest: m.clone(),
+            ..good
+        };
+        let mut r = reader(*w.key()).await;
+        let snapshot_of = |r: &Hypercore<MemoryStorage>| {
+            (
+                r.length(),
+                r.fork(),
+                r.tree_hash(),
+                r.signature().to_vec(),
+                r.has(0),
+            )
+        };
+        let before = snapshot_of(&r);
+        let storage_before = r.storage().scan(&[0], &[0xff], None).await.unwrap();
+
+        let mut bad_value = good.clone();
+        bad_value.block.as_mut().unwrap().value = b"X".to_vec();
+        let e = r.apply_proof(&bad_value).await.unwrap_err();
+        assert!(matches!(e, HypercoreError::InvalidSignature(_)), "{e}");
+
+        let mut bad_node = good.clone();
+        bad_node.block.as_mut().unwrap().nodes[0].hash[0] ^= 1;
+        assert!(matches!(
+            r.apply_proof(&bad_node).await.unwrap_err(),
+            HypercoreError::InvalidSignature(_)
+        ));
+
+        let mut bad_sig = good.clone();
+        let n = bad_sig.upgrade.as_ref().unwrap().signature.len();
+        bad_sig.upgrade.as_mut().unwrap().signature[n - 5] ^= 1;
+        assert!(matches!(
+            r.apply_proof(&bad_sig).await.unwrap_err(),
+            HypercoreError::InvalidSignature(_)
+        ));
+
+        let mut bad_shape = good.clone();
+        bad_shape.upgrade.as_mut().unwrap().nodes[0].index = 6;
+        assert_eq!(
+            r.apply_proof(&bad_shape).await.unwrap_err(),
+            HypercoreError::InvalidProof(ProofError::UnexpectedNode {
+                expected: 8,
+                got: 6
+            })
+        );
+
+        let mut missing = good.clone();
+        missing.block.as_mut().unwrap().nodes.pop();
+        assert!(matches!(
+            r.apply_proof(&missing).await.unwrap_err(),
+            HypercoreError::InvalidProof(_)
+        ));
+
+        let mut wrong_manifest = good.clone();
+        wrong_manifest.manifest = Some(Manifest::default_signer(
+            KeyPair::from_seed(&[2; 32]).public_key,
+        ));
+        assert!(matches!(
+            r.apply_proof(&wrong_manifest).await.unwrap_err(),
+            HypercoreError::KeyMismatch(_)
+        ));
+
+        let mut wrong_fork = good.clone();
+        wrong_fork.fork = 1;
+        // A higher fork is a reorg attempt: the signature (which covers the fork) must verify.
+        assert!(matches!(
+            r.apply_proof(&wrong_fork).await.unwrap_err(),
+            HypercoreError::InvalidSignature(_)
+        ));
+
+        assert_eq!(snapshot_of(&r), before);
+        assert_eq!(
+            r.storage().scan(&[0], &[0xff], None).await.unwrap(),
+            storage_before
+        );
+        r.apply_proof(&good).await.unwrap();
+        assert_eq!(r.length(), 5);
+
+        // After the upgrade, a block proof without upgrade is checked against stored nodes.
+        let p = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: 1, nodes: 0 }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut bad = p.clone();
+        bad.block.as_mut().unwrap().value = b"q".to_vec();
+        assert_eq!(
+            r.apply_proof(&bad).await.unwrap_err(),
+            HypercoreError::InvalidProof(ProofError::InvalidChecksum(2))
+        );
+        assert!(!r.has(1));
+        r.apply_proof(&p).await.unwrap();
+        assert_eq!(r.get(1).await.unwrap().unwrap(), b"b");
+    });
+}
+
+#[test]
+fn reopen_gives_same_state_and_stays_writable() {
+    block_on(async {
+        let mut c = writer(false).await;
+        let blocks: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| format!("block {i}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
+        c.append(&refs[..60]).await.unwrap();
+        c.append(&refs[60..]).await.unwrap();
+        let s = c.storage().clone();
+        let mut c2 = Hypercore::open(s.clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(c2.key(), c.key());
+        assert_eq!(c2.length(), 100);
+        assert_eq!(c2.byte_length(), c.byte_length());
+        assert_eq!(c2.tree_hash(), c.tree_hash());
+        assert_eq!(c2.signature(), c.signature());
+        assert_eq!(c2.fork(), c.fork());
+        assert!(c2.writable());
+        assert_eq!(c2.contiguous_length(), 100);
+        for i in [0u64, 59, 60, 99] {
+            assert_eq!(c2.get(i).await.unwrap().unwrap(), blocks[i as usize]);
+        }
+        assert_eq!(
+            c2.get_range(98, 100).await.unwrap(),
+            vec![Some(blocks[98].clone()), Some(blocks[99].clone())]
+        );
+        c2.append(&[b"more"]).await.unwrap();
+        c2.verify_all().await.unwrap();
+        assert_eq!(
+            Hypercore::open(MemoryStorage::new(), OpenOptions::default())
+                .await
+                .unwrap_err(),
+            HypercoreError::NotFound
+        );
+        assert_eq!(
+            Hypercore::create(
+                s,
+                CreateOptions {
+                    key_pair: Some(seed_pair()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err(),
+            HypercoreError::AlreadyExists
+        );
+    });
+}
+
+#[test]
+fn errors_for_bad_calls() {
+    block_on(async {
+        let mut c = writer(false).await;
+        let big = vec![0u8; MAX_BLOCK_SIZE + 1];
+        assert_eq!(
+            c.append(&[b"ok", &big]).await.unwrap_err(),
+            HypercoreError::BlockTooLarge {
+                size: MAX_BLOCK_SIZE + 1,
+                max: MAX_BLOCK_SIZE
+            }
+        );
+        assert_eq!(c.length(), 0);
+        c.append(&[b"a"]).await.unwrap();
+        assert_eq!(
+            c.get(1).await.unwrap_err(),
+            HypercoreError::OutOfBounds {
+                index: 1,
+                length: 1
+            }
+        );
+        assert_eq!(
+            c.truncate(2, None).await.unwrap_err(),
+            HypercoreError::OutOfBounds {
+                index: 2,
+                length: 1
+            }
+        );
+        let mut r = reader(*c.key()).await;
+        assert_eq!(
+            r.append(&[b"x"]).await.unwrap_err(),
+            HypercoreError::NotWritable
+        );
+        assert_eq!(
+            r.truncate(0, None).await.unwrap_err(),
+            HypercoreError::NotWritable
+        );
+    });
+}
+
+#[test]
+fn clear_has_seek_and_snapshots() {
+    block_on(async {
+        let mut c = writer(false).await;
+        c.append(&[b"aa", b"bbb", b"c", b"dddd"]).await.unwrap();
+        assert!(c.has(0) && c.has(3) && !c.has(4));
+        assert_eq!(
+            c.seek(0).await.unwrap(),
+            SeekResult::Found {
+                index: 0,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            c.seek(4).await.unwrap(),
+            SeekResult::Found {
+                index: 1,
+                offset: 2
+            }
+        );
+        assert_eq!(
+            c.seek(6).await.unwrap(),
+            SeekResult::Found {
+                index: 3,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            c.seek(10).await.unwrap(),
+            SeekResult::Found {
+                index: 4,
+                offset: 0
+            }
+        );
+        assert_eq!(c.seek(11).await.unwrap(), SeekResult::OutOfBounds);
+
+        c.clear(1, 3).await.unwrap();
+        assert!(c.has(0) && !c.has(1) && !c.has(2) && c.has(3));
+        assert_eq!(c.get(1).await.unwrap(), None);
+        assert_eq!(c.contiguous_length(), 1);
+        // Cleared blocks cannot be served; the tree is intact.
+        assert_eq!(
+            c.proof(&ProofRequest {
+                block: Some(RequestBlock { index: 1, nodes: 0 }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+            HypercoreError::BlockNotAvailable(1)
+        );
+        let reopened = Hypercore::open(c.storage().clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert!(!reopened.has(1) && reopened.has(3));
+        assert_eq!(reopened.contiguous_length(), 1);
+
+        let snap = c.snapshot();
+        assert_eq!((snap.length(), snap.byte_length(), snap.fork()), (4, 10, 0));
+        c.append(&[b"eeeee"]).await.unwrap();
+        assert_eq!(snap.length(), 4);
+        assert_eq!(c.get_at(&snap, 3).await.unwrap().unwrap(), b"dddd");
+        assert!(matches!(
+            c.get_at(&snap, 4).await.unwrap_err(),
+            HypercoreError::OutOfBounds { .. }
+        ));
+        c.truncate(3, None).await.unwrap();
+        assert_eq!(c.get_at(&snap, 0).await.unwrap().unwrap(), b"aa");
+        assert_eq!(
+            c.get_at(&snap, 3).await.unwrap_err(),
+            HypercoreError::SnapshotNotAvailable {
+                index: 3,
+                available: 3
+            }
+        );
+        assert_eq!(snap.tree_hash().len(), 32);
+        assert!(!c.has(3));
+        assert_eq!(
+            c.get(3).await.unwrap_err(),
+            HypercoreError::OutOfBounds {
+                index: 3,
+                length: 3
+            }
+        );
+    });
+}
+
+#[test]
+fn verify_all_detects_tampered_storage() {
+    block_on(async {
+        let mut c = writer(false).await;
+        c.append(&[b"a", b"b", b"c", b"d"]).await.unwrap();
+        c.verify_all().await.unwrap();
+        let s = c.storage().clone();
+        let mut b = Batch::new();
+        b.put(super::layout::block_key(2), b"X".to_vec());
+        s.write(b).await.unwrap();
+        assert_eq!(
+            c.verify_all().await.unwrap_err(),
+            HypercoreError::BlockMismatch(2)
+        );
+        // Restore the block and break the signature instead.
+        let mut b = Batch::new();
+        b.put(super::layout::block_key(2), b"c".to_vec());
+        s.write(b).await.unwrap();
+        c.verify_all().await.unwrap();
+        let mut forged = Hypercore::open(s, OpenOptions::default()).await.unwrap();
+        let n = forged.tree.signature.len();
+        forged.tree.signature[n - 5] ^= 1;
+        assert!(matches!(
+            forged.verify_all().await.unwrap_err(),
+            HypercoreError::InvalidSignature(_)
+        ));
+    });
+}
+
+#[test]
+fn header_roundtrip_and_corruption() {
+    let hd = Header {
+        key: [3; 32],
+        manifest: Some(Manifest::default_signer([4; 32])),
+        secret_key: Some([5; 64]),
+        encrypted: true,
+        fork: 7,
+        length: 1 << 40,
+        tree_hash: [6; 32],
+        signature: vec![1, 2, 3],
+    };
+    assert_eq!(Header::decode(&hd.encode()).unwrap(), hd);
+    let enc = hd.encode();
+    for cut in 0..enc.len() {
+        assert!(Header::decode(&enc[..cut]).is_err());
+    }
+    block_on(async {
+        let s = MemoryStorage::new();
+        let mut b = Batch::new();
+        b.put(super::layout::header_key(), vec![9, 9, 9]);
+        s.write(b).await.unwrap();
+        assert!(matches!(
+            Hypercore::open(s, OpenOptions::default())
+                .await
+                .unwrap_err(),
+            HypercoreError::Corrupt(_)
+        ));
+    });
+}
+
+async fn sync_all(w: &Hypercore<MemoryStorage>, r: &mut Hypercore<MemoryStorage>) {
+    let up = w
+        .proof(&ProofRequest {
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: w.length(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    r.apply_proof(&Data {
+        manifest: w.manifest().cloned(),
+        ..up
+    })
+    .await
+    .unwrap();
+    for i in 0..w.length() {
+        if r.has(i) {
+            continue;
+        }
+        let nodes = r.missing_nodes(2 * i).await.unwrap();
+        let p = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: i, nodes }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        r.apply_proof(&p).await.unwrap();
+    }
+}
+
+#[test]
+fn reader_follows_writer_across_a_fork() {
+    block_on(async {
+        let mut w = writer(false).await;
+        w.append(&[b"a", b"b", b"c", b"d"]).await.unwrap();
+        let mut r = reader(*w.key()).await;
+        sync_all(&w, &mut r).await;
+        assert_eq!((r.length(), r.contiguous_length()), (4, 4));
+        let snap = r.snapshot();
+
+        // Same prefix, new fork: the shared root keeps the blocks.
+        w.truncate(4, None).await.unwrap();
+        w.append(&[b"e"]).await.unwrap();
+        // A block proof at the new fork without upgrade is refused.
+        let p = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: 4, nodes: 0 }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            r.apply_proof(&p).await.unwrap_err(),
+            HypercoreError::InvalidProof(ProofError::ForkMismatch { local: 0, got: 1 })
+        ));
+        sync_all(&w, &mut r).await;
+        assert_eq!((r.length(), r.fork(), r.contiguous_length()), (5, 1, 5));
+        assert_eq!(r.tree_hash(), w.tree_hash());
+        assert_eq!(r.get_at(&snap, 3).await.unwrap().unwrap(), b"d");
+
+        // Divergent history: truncate to 2 and append other data.
+        w.truncate(2, None).await.unwrap();
+        w.append(&[b"x", b"y"]).await.unwrap();
+        let up = w
+            .proof(&ProofRequest {
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: 4,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let out = r.apply_proof(&up).await.unwrap();
+        assert_eq!(out.upgraded_to, Some(4));
+        assert_eq!((r.length(), r.fork()), (4, 2));
+        assert!(!r.has(2) && !r.has(3));
+        assert!(matches!(
+            r.get_at(&snap, 3).await.unwrap_err(),
+            HypercoreError::SnapshotNotAvailable { .. }
+        ));
+        sync_all(&w, &mut r).await;
+        assert_eq!(r.get(2).await.unwrap().unwrap(), b"x");
+        assert_eq!(r.get(0).await.unwrap().unwrap(), b"a");
+        assert_eq!(r.tree_hash(), w.tree_hash());
+        r.verify_all().await.unwrap();
+        let reopened = Hypercore::open(r.storage().clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((reopened.length(), reopened.fork()), (4, 2));
+        reopened.verify_all().await.unwrap();
+
+        // An older fork is refused.
+        let mut stale = up.clone();
+        stale.fork = 1;
+        assert!(matches!(
+            r.apply_proof(&stale).await.unwrap_err(),
+            HypercoreError::InvalidProof(ProofError::ForkMismatch { local: 2, got: 1 })
+        ));
+    });
+}
+
+#[test]
+fn compat_reader_without_manifest_verifies_with_default_signer() {
+    block_on(async {
+        let mut w = writer(true).await;
+        w.append(&[b"one", b"two", b"three"]).await.unwrap();
+        let mut r = reader(*w.key()).await;
+        assert!(r.manifest().is_none());
+        let up = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: 1, nodes: 0 }),
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: 3,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let out = r.apply_proof(&up).await.unwrap();
+        assert!(out.manifest_stored);
+        assert!(r.is_compat());
+        assert_eq!(r.get(1).await.unwrap().unwrap(), b"two");
+        assert_eq!(r.signature(), w.signature());
+    });
+}

@@ -1,0 +1,54 @@
+//! Child process of the kill -9 crash test: appends to a FileStorage-backed hypercore forever,
+//! printing each completed length on its own line (flushed) so the parent knows what was
+//! acknowledged before it sends SIGKILL.
+//!
+//! Usage: `crash-appender DIR RNG_SEED`
+
+use futures_executor::block_on;
+use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError, OpenOptions};
+use hyperpunch::FileStorage;
+use hyperpunch_tests::crash::{block_content, key_pair, Rng};
+use std::io::Write;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("crash-appender: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().ok_or("usage: crash-appender DIR RNG_SEED")?;
+    let seed: u64 = args
+        .next()
+        .ok_or("usage: crash-appender DIR RNG_SEED")?
+        .parse()
+        .map_err(|e| format!("bad RNG_SEED: {e}"))?;
+    let mut rng = Rng::new(seed);
+    let storage = FileStorage::open(&dir).map_err(|e| e.to_string())?;
+    let mut core = match block_on(Hypercore::open(storage.clone(), OpenOptions::default())) {
+        Ok(c) => c,
+        Err(HypercoreError::NotFound) => block_on(Hypercore::create(
+            storage,
+            CreateOptions {
+                key_pair: Some(key_pair()),
+                ..CreateOptions::default()
+            },
+        ))
+        .map_err(|e| e.to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    const SIZES: [u64; 6] = [1, 3, 20, 100, 500, 1000];
+    loop {
+        let n = SIZES[rng.below(SIZES.len() as u64) as usize];
+        let start = core.length();
+        let blocks: Vec<Vec<u8>> = (start..start + n).map(block_content).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        let done = block_on(core.append(&refs)).map_err(|e| e.to_string())?;
+        writeln!(out, "{}", done.length)
+            .and_then(|_| out.flush())
+            .map_err(|e| e.to_string())?;
+    }
+}

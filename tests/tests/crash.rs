@@ -1,0 +1,173 @@
+//! kill -9 crash test: a child process (`crash-appender`) appends to a FileStorage-backed
+//! hypercore in a loop, printing every acknowledged length; we SIGKILL it at random moments,
+//! then reopen the core and check that
+//! * its length is at least the last length the child printed (acknowledged writes survive),
+//! * every block verifies (`verify_all`) and holds exactly the bytes that were appended,
+//! * appending still works.
+//!
+//! The random schedule is printed; rerun it with `HP_CRASH_SEED=<seed>`.
+
+use futures_executor::block_on;
+use hyperpunch::hypercore::core::{Hypercore, HypercoreError, OpenOptions};
+use hyperpunch::FileStorage;
+use hyperpunch_tests::crash::{block_content, Rng};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills in total.
+const KILLS: usize = 60;
+/// A fresh core every this many kills, so `verify_all` stays fast in debug builds.
+const KILLS_PER_CORE: usize = 10;
+
+/// The last complete line of the child's output, as a length.
+fn last_acknowledged(out: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(out);
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => return None,
+    };
+    complete.lines().last().map(|l| {
+        l.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("child printed {l:?}: {e}"))
+    })
+}
+
+/// Reopen after a kill and check everything; returns the length after one more append.
+fn check(dir: &Path, acknowledged: Option<u64>, round: usize, rng: &mut Rng) -> Option<u64> {
+    let storage = FileStorage::open(dir).unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
+    let mut core = match block_on(Hypercore::open(storage, OpenOptions::default())) {
+        Ok(c) => c,
+        Err(HypercoreError::NotFound) => {
+            // Killed before `create` committed: allowed only if nothing was acknowledged.
+            assert_eq!(acknowledged, None, "round {round}: core vanished");
+            return None;
+        }
+        Err(e) => panic!("round {round}: open after kill: {e}"),
+    };
+    let len = core.length();
+    if let Some(ack) = acknowledged {
+        assert!(
+            len >= ack,
+            "round {round}: length {len} < acknowledged {ack}"
+        );
+    }
+    block_on(core.verify_all()).unwrap_or_else(|e| panic!("round {round}: verify_all: {e}"));
+    // The content of the newest block and a few random ones is exactly what was appended.
+    let mut probe = vec![len.saturating_sub(1)];
+    probe.extend((0..8).map(|_| rng.below(len.max(1))));
+    for i in probe.into_iter().filter(|&i| i < len) {
+        let got = block_on(core.get(i)).unwrap_or_else(|e| panic!("round {round}: get {i}: {e}"));
+        assert_eq!(got, Some(block_content(i)), "round {round}: block {i}");
+    }
+    let out = block_on(core.append(&[&block_content(len)]))
+        .unwrap_or_else(|e| panic!("round {round}: append after kill: {e}"));
+    assert_eq!(out.length, len + 1);
+    Some(out.length)
+}
+
+#[test]
+fn acknowledged_appends_survive_kill_9() {
+    let seed: u64 = std::env::var("HP_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("crash test seed: {seed} (rerun with HP_CRASH_SEED={seed})");
+    let mut rng = Rng::new(seed);
+    let root = tempfile_dir();
+    let started = Instant::now();
+    let mut max_len = 0u64;
+    let mut kills_with_ack = 0;
+    for round in 0..KILLS {
+        let dir = root.join(format!("core-{}", round / KILLS_PER_CORE));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crash-appender"))
+            .arg(&dir)
+            .arg(rng.next_u64().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn crash-appender");
+        // Collect the child's stdout on a thread, which reports the first acknowledged append.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (first_ack_tx, first_ack) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut told = false;
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+                if !told && out.contains(&b'\n') {
+                    let _ = first_ack_tx.send(());
+                    told = true;
+                }
+            }
+            out
+        });
+        if round % 4 == 0 {
+            // Anywhere from spawn on: covers kills while opening or creating the store.
+            std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        } else {
+            // In the middle of appending: after the first acknowledgement, 0 to 30 ms more.
+            if first_ack.recv_timeout(Duration::from_secs(20)).is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("round {round}: child acknowledged nothing within 20 s: {err}");
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("round {round}: child exited early ({status}): {err}");
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap child");
+        let out = reader.join().expect("reader thread");
+        let ack = last_acknowledged(&out);
+        if ack.is_some() {
+            kills_with_ack += 1;
+        }
+        if let Some(len) = check(&dir, ack, round, &mut rng) {
+            max_len = max_len.max(len);
+        }
+    }
+    eprintln!(
+        "{KILLS} kills ({kills_with_ack} after acknowledged appends), largest core {max_len} blocks, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        kills_with_ack >= KILLS * 3 / 4,
+        "too few kills landed after an append ({kills_with_ack}/{KILLS}): the test is not testing"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A fresh directory under the system temp dir (no tempfile dependency in this crate).
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "hyperpunch-crash-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}

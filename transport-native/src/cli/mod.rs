@@ -1,0 +1,83 @@
+//! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]) and
+//! the commands themselves ([`core_cmd`]).
+
+pub mod args;
+pub mod core_cmd;
+pub mod input;
+
+use std::fmt;
+
+/// Exit status of a failed command (clap's usage errors exit with 2 on their own).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit status of `verify` finding corruption.
+pub const EXIT_CORRUPT: i32 = 3;
+
+/// A command failed: a one-line message and an exit status.
+#[derive(Debug)]
+pub struct CliError {
+    /// One line, no trailing newline.
+    pub message: String,
+    /// The process exit status.
+    pub code: i32,
+}
+
+impl CliError {
+    /// A general failure (exit status 1).
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: EXIT_ERROR,
+        }
+    }
+    /// Corruption found (exit status 3).
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: EXIT_CORRUPT,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages from lower layers may span lines; keep the CLI's output to one line.
+        let one_line: Vec<&str> = self.message.lines().map(str::trim).collect();
+        f.write_str(&one_line.join(" "))
+    }
+}
+
+/// Parse 64 hex characters into 32 bytes; `what` names the argument in the error.
+pub fn parse_hex32(what: &str, s: &str) -> Result<[u8; 32], CliError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut out)
+        .map_err(|_| CliError::new(format!("{what} must be 64 hex characters (32 bytes)")))?;
+    Ok(out)
+}
+
+/// Run the parsed command line.
+pub fn run(cli: args::Cli) -> Result<(), CliError> {
+    match cli.command {
+        args::Command::Core(c) => core_cmd::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex32_parses_and_rejects() {
+        assert_eq!(parse_hex32("seed", &"01".repeat(32)).unwrap(), [1u8; 32]);
+        assert!(parse_hex32("seed", "01")
+            .unwrap_err()
+            .message
+            .contains("seed"));
+        assert!(parse_hex32("seed", &"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let e = CliError::new("a\n  b\n");
+        assert_eq!(e.to_string(), "a b");
+    }
+}
