@@ -16,10 +16,10 @@
 pub mod crypto;
 pub mod encoding;
 pub mod hypercore;
-/// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
-pub mod protomux;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
+/// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
+pub mod protomux;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;

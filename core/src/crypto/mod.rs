@@ -104,6 +104,8 @@ pub struct KeyPair {
     pub public_key: Hash,
     /// 64-byte libsodium secret key: seed followed by the public key.
     pub secret_key: [u8; 64],
+    /// The expanded signing key, kept so that signing does not re-derive it each time.
+    signing: ed25519_dalek::SigningKey,
 }
 
 impl core::fmt::Debug for KeyPair {
@@ -136,6 +138,7 @@ impl KeyPair {
         KeyPair {
             public_key,
             secret_key,
+            signing: sk,
         }
     }
 
@@ -161,9 +164,7 @@ impl KeyPair {
     /// Detached Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
-        ed25519_dalek::SigningKey::from_bytes(&self.seed())
-            .sign(message)
-            .to_bytes()
+        self.signing.sign(message).to_bytes()
     }
 }
 

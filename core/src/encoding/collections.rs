@@ -170,7 +170,7 @@ impl<'a> Decoder<'a> {
     /// Raw typed array (`raw.uint32array`, ...): everything left, which must be a whole number of
     /// elements (JS throws a `RangeError` otherwise).
     pub fn raw_typed_array<T: TypedElement>(&mut self) -> Result<Vec<T>, DecodeError> {
-        if self.remaining() % T::SIZE != 0 {
+        if !self.remaining().is_multiple_of(T::SIZE) {
             return Err(DecodeError::Invalid("raw typed array length"));
         }
         Ok(self.rest().chunks_exact(T::SIZE).map(T::read_le).collect())

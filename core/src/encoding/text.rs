@@ -26,7 +26,7 @@ fn hex_bytes(s: &str) -> Result<Vec<u8>, EncodeError> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(EncodeError::InvalidHex);
     }
     b.chunks_exact(2)

@@ -39,6 +39,9 @@ pub enum ProofError {
         /// Index the proof had.
         got: u64,
     },
+    /// A node index outside any valid tree.
+    #[error("node index {0} out of range")]
+    NodeOutOfRange(u64),
     /// An additional (upgrade) node that does not fit the tree.
     #[error("unexpected additional node {0}")]
     UnexpectedAdditionalNode(u64),
@@ -116,19 +119,33 @@ struct Indexed {
 
 fn normalize(block: Option<RequestBlock>, hash: Option<RequestBlock>) -> Option<Indexed> {
     if let Some(b) = block {
+        let index = b.index.checked_mul(2).filter(|&i| i < MAX_INDEX)?;
         return Some(Indexed {
             value: true,
-            index: b.index.checked_mul(2)?,
+            index,
             nodes: b.nodes,
             last_index: b.index,
         });
     }
-    hash.map(|h| Indexed {
+    let h = hash.filter(|h| h.index < MAX_INDEX)?;
+    Some(Indexed {
         value: false,
         index: h.index,
         nodes: h.nodes,
         last_index: flat_tree::right_span(h.index) / 2,
     })
+}
+
+/// Node indexes at or above this are rejected from untrusted input (hypercore lengths are below
+/// 2^53, so real indexes stay below 2^54); it keeps all flat-tree arithmetic far from overflow.
+pub const MAX_INDEX: u64 = 1 << 58;
+
+/// Fail once a walk over untrusted nodes leaves the range of valid trees.
+fn in_range(ite: &Iterator) -> Result<(), ProofError> {
+    if ite.index >= MAX_INDEX || ite.factor >= MAX_INDEX {
+        return Err(ProofError::NodeOutOfRange(ite.index));
+    }
+    Ok(())
 }
 
 const MAX_STEPS: u32 = 1024;
@@ -589,11 +606,15 @@ pub fn verify_tree(
     }
     let mut root: Option<TreeNode> = None;
     if !seek_nodes.is_empty() {
+        if seek_nodes[0].index >= MAX_INDEX {
+            return Err(ProofError::NodeOutOfRange(seek_nodes[0].index));
+        }
         let mut ite = Iterator::new(seek_nodes[0].index);
         let mut q = NodeQueue::new(seek_nodes, None);
         let mut r = q.shift(ite.index)?;
         nodes.push(r);
         while q.len() > 0 {
+            in_range(&ite)?;
             let n = q.shift(ite.sibling())?;
             r = parent_node(ite.parent(), &r, &n);
             nodes.push(n);
@@ -604,6 +625,9 @@ pub fn verify_tree(
     let Some((index, value, proof_nodes)) = untrusted else {
         return Ok(root);
     };
+    if index >= MAX_INDEX {
+        return Err(ProofError::NodeOutOfRange(index));
+    }
     let mut ite = Iterator::new(index);
     let mut q = NodeQueue::new(proof_nodes, root);
     let mut r = match value {
@@ -612,6 +636,7 @@ pub fn verify_tree(
     };
     nodes.push(r);
     while q.len() > 0 {
+        in_range(&ite)?;
         let n = q.shift(ite.sibling())?;
         r = parent_node(ite.parent(), &r, &n);
         nodes.push(n);
@@ -641,7 +666,7 @@ pub fn verify_upgrade(
         .start
         .checked_add(upgrade.length)
         .and_then(|l| l.checked_mul(2))
-        .filter(|&t| t <= 1 << 60)
+        .filter(|&t| t < MAX_INDEX)
         .ok_or(ProofError::InvalidUpgrade("length out of range"))?;
     let mut q = NodeQueue::new(&upgrade.nodes, block_root);
     let mut grow = !batch.roots.is_empty();
@@ -685,11 +710,15 @@ pub fn verify_upgrade(
     let extra = &upgrade.additional_nodes;
     ite.seek(last);
     let mut i = 0;
-    while i < extra.len() && extra[i].index == ite.sibling() {
+    while i < extra.len() && {
+        in_range(&ite)?;
+        extra[i].index == ite.sibling()
+    } {
         batch.append_root(extra[i], &mut ite);
         i += 1;
     }
     while i < extra.len() {
+        in_range(&ite)?;
         let node = extra[i];
         i += 1;
         while node.index != ite.index {
@@ -859,6 +888,60 @@ mod tests {
                     }),
                     ..Default::default()
                 },
+                ProofRequest {
+                    hash: Some(RequestBlock {
+                        index: u64::MAX,
+                        nodes: 0,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    hash: Some(RequestBlock {
+                        index: 11,
+                        nodes: u64::MAX,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    block: Some(RequestBlock {
+                        index: 1,
+                        nodes: u64::MAX,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    seek: Some(RequestSeek {
+                        bytes: u64::MAX,
+                        padding: u64::MAX,
+                    }),
+                    upgrade: Some(RequestUpgrade {
+                        start: 0,
+                        length: 5,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    block: Some(RequestBlock { index: 0, nodes: 1 }),
+                    seek: Some(RequestSeek {
+                        bytes: u64::MAX,
+                        padding: 1,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    upgrade: Some(RequestUpgrade {
+                        start: u64::MAX,
+                        length: u64::MAX,
+                    }),
+                    ..Default::default()
+                },
+                ProofRequest {
+                    upgrade: Some(RequestUpgrade {
+                        start: 2,
+                        length: u64::MAX - 1,
+                    }),
+                    ..Default::default()
+                },
             ] {
                 assert!(generate(&s, &t, None, &r).await.is_err(), "{r:?}");
             }
@@ -976,5 +1059,59 @@ mod tests {
             ..Default::default()
         };
         assert!(verify_upgrade(0, &up, None, &mut TreeBatch::empty(0), None).is_err());
+        // Huge untrusted indexes are typed errors, never overflows.
+        for index in [MAX_INDEX, u64::MAX, u64::MAX - 1] {
+            let p = Data {
+                hash: Some(DataHash {
+                    index,
+                    nodes: vec![node(index)],
+                }),
+                ..Default::default()
+            };
+            assert_eq!(
+                verify_tree(&p, &mut Vec::new()),
+                Err(ProofError::NodeOutOfRange(index))
+            );
+            let p = Data {
+                seek: Some(DataSeek {
+                    bytes: 0,
+                    nodes: vec![node(index), node(0)],
+                }),
+                ..Default::default()
+            };
+            assert!(verify_tree(&p, &mut Vec::new()).is_err());
+        }
+        let p = Data {
+            block: Some(DataBlock {
+                index: u64::MAX / 2,
+                value: vec![],
+                nodes: vec![],
+            }),
+            ..Default::default()
+        };
+        assert!(verify_tree(&p, &mut Vec::new()).is_err());
+        // A long chain of correctly placed siblings runs out of range instead of overflowing.
+        let mut ite = Iterator::new(0);
+        let mut chain = Vec::new();
+        for _ in 0..80 {
+            chain.push(node(ite.sibling()));
+            ite.sibling();
+            if ite.factor >= 1 << 62 {
+                break;
+            }
+            ite.parent();
+        }
+        let p = Data {
+            block: Some(DataBlock {
+                index: 0,
+                value: vec![1],
+                nodes: chain,
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            verify_tree(&p, &mut Vec::new()),
+            Err(ProofError::NodeOutOfRange(_))
+        ));
     }
 }

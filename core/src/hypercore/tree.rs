@@ -405,6 +405,9 @@ impl MerkleTree {
         index: u64,
         length: u64,
     ) -> Result<u64, HypercoreError> {
+        if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
+            return Err(HypercoreError::InvalidArgument("index out of range"));
+        }
         let head = 2 * length;
         let mut ite = Iterator::new(index);
         if ite.peek_right_span() >= head {

@@ -13,7 +13,9 @@
 //! [`Frame`] decodes and encodes single frames without any channel state; the stateful engine is
 //! [`super::Protomux`].
 
-use crate::encoding::{uint_len, write_buffer, write_optional_buffer, write_uint, DecodeError, Decoder};
+use crate::encoding::{
+    uint_len, write_buffer, write_optional_buffer, write_uint, DecodeError, Decoder,
+};
 
 /// Control message type of a batch frame.
 pub const CONTROL_BATCH: u64 = 0;
@@ -131,7 +133,8 @@ impl<'a> Frame<'a> {
             Frame::Batch(items) => {
                 let mut builder = BatchBuilder::new();
                 for item in items {
-                    let mut buf = Vec::with_capacity(uint_len(item.message_type) + item.payload.len());
+                    let mut buf =
+                        Vec::with_capacity(uint_len(item.message_type) + item.payload.len());
                     write_uint(&mut buf, item.message_type);
                     buf.extend_from_slice(item.payload);
                     builder.push(item.channel, &buf);
@@ -221,7 +224,12 @@ fn decode_open<'a>(d: &mut Decoder<'a>) -> Result<OpenFrame<'a>, DecodeError> {
 }
 
 /// `00 01 ‖ uint localId ‖ string protocol ‖ optionalBuffer id ‖ handshake` (index.js:87-116).
-pub(super) fn open_frame(local_id: u64, protocol: &str, id: Option<&[u8]>, handshake: &[u8]) -> Vec<u8> {
+pub(super) fn open_frame(
+    local_id: u64,
+    protocol: &str,
+    id: Option<&[u8]>,
+    handshake: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         2 + uint_len(local_id)
             + uint_len(protocol.len() as u64)

@@ -373,10 +373,13 @@ impl Protomux {
         self.batch_corks = 0;
         let live: Vec<ChannelId> = self.local.iter().flatten().copied().collect();
         for channel in live {
-            self.close_channel(channel, Event::ChannelClosed {
+            self.close_channel(
                 channel,
-                by_remote: true,
-            });
+                Event::ChannelClosed {
+                    channel,
+                    by_remote: true,
+                },
+            );
         }
     }
 
@@ -474,7 +477,8 @@ impl Protomux {
             .get(&channel)
             .ok_or(ChannelError::UnknownChannel)?
             .local_id;
-        let mut buf = Vec::with_capacity(uint_len(local_id) + uint_len(message_type) + payload.len());
+        let mut buf =
+            Vec::with_capacity(uint_len(local_id) + uint_len(message_type) + payload.len());
         if self.batch.is_some() {
             write_uint(&mut buf, message_type);
             buf.extend_from_slice(payload);
@@ -500,10 +504,13 @@ impl Protomux {
             .ok_or(ChannelError::UnknownChannel)?
             .local_id;
         let frame = control_frame(CONTROL_CLOSE, local_id);
-        self.close_channel(channel, Event::ChannelClosed {
+        self.close_channel(
             channel,
-            by_remote: false,
-        });
+            Event::ChannelClosed {
+                channel,
+                by_remote: false,
+            },
+        );
         self.write_control(frame);
         Ok(())
     }
@@ -520,7 +527,10 @@ impl Protomux {
             .get(&to_key(protocol, id))
             .ok_or(ChannelError::NoPendingOpen)?;
         let info = self.info_mut(slot).ok_or(ChannelError::NoPendingOpen)?;
-        let remote_id = info.incoming.pop_front().ok_or(ChannelError::NoPendingOpen)?;
+        let remote_id = info
+            .incoming
+            .pop_front()
+            .ok_or(ChannelError::NoPendingOpen)?;
         info.pairing = info.pairing.saturating_sub(1);
         self.reject_session(remote_id);
         self.gc(slot);
@@ -620,7 +630,12 @@ impl Protomux {
     // Receiving (index.js:559-801)
 
     /// JS `_decode`: `d` is positioned after the channel id and bounded to this message.
-    fn decode(&mut self, remote_id: u64, d: &mut Decoder<'_>, depth: usize) -> Result<(), MuxError> {
+    fn decode(
+        &mut self,
+        remote_id: u64,
+        d: &mut Decoder<'_>,
+        depth: usize,
+    ) -> Result<(), MuxError> {
         let message_type = d.uint()?;
         if remote_id == 0 {
             return self.on_control(message_type, d, depth);
@@ -776,10 +791,13 @@ impl Protomux {
     fn on_close(&mut self, d: &mut Decoder<'_>) -> Result<(), MuxError> {
         let remote_id = d.uint()?;
         if let Some(channel) = self.remote_slot(remote_id).and_then(|r| r.session) {
-            self.close_channel(channel, Event::ChannelClosed {
+            self.close_channel(
                 channel,
-                by_remote: true,
-            });
+                Event::ChannelClosed {
+                    channel,
+                    by_remote: true,
+                },
+            );
         }
         Ok(())
     }

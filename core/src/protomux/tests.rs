@@ -95,7 +95,10 @@ fn vector_09_byte_identical() {
         .unwrap();
     ab(&mut a, &mut b, &mut got);
     assert_eq!(events(&mut b), vec![]);
-    assert_eq!(events(&mut a), vec![Event::ChannelRejected { channel: ch_a }]);
+    assert_eq!(
+        events(&mut a),
+        vec![Event::ChannelRejected { channel: ch_a }]
+    );
 
     // B pairs; A opens ("proto", beef); B answers on the pair request.
     b.pair("proto", Some(&h("beef")));
@@ -382,7 +385,10 @@ fn pair_request_reject_and_buffering() {
             handshake: vec![],
         }]
     );
-    assert_eq!(b.reject("svc", Some(b"nope")), Err(ChannelError::NoPendingOpen));
+    assert_eq!(
+        b.reject("svc", Some(b"nope")),
+        Err(ChannelError::NoPendingOpen)
+    );
     b.reject("svc", Some(b"one")).unwrap();
     assert_eq!(b.buffered_bytes(), 0);
     assert_eq!(deliver(&mut b, &mut a), vec![h("000201")]);
@@ -508,7 +514,11 @@ fn cork_batches_everything() {
     assert_eq!(hex::encode(&frames[0]), hex::encode(&want));
     b.handle_frame(&frames[0]).unwrap();
     let ev = events(&mut b);
-    assert_eq!(ev.len(), 2, "two pair requests; messages are buffered: {ev:?}");
+    assert_eq!(
+        ev.len(),
+        2,
+        "two pair requests; messages are buffered: {ev:?}"
+    );
 }
 
 /// The batch is split once it reaches 8 MiB, like JS.
@@ -594,14 +604,20 @@ fn replies_to_a_batch_are_batched() {
 fn ignored_input() {
     let (mut a, mut b) = (Protomux::new(), Protomux::new());
     let ca = a.open(ChannelOptions::new("p")).unwrap();
-    let cb = b
-        .open(ChannelOptions::new("p").message_types(2))
-        .unwrap();
+    let cb = b.open(ChannelOptions::new("p").message_types(2)).unwrap();
     deliver(&mut a, &mut b);
     deliver(&mut b, &mut a);
     events(&mut a);
     events(&mut b);
-    for f in ["", "0009aabb", "05000000", "000305", "000300", "0103", "fe000000f000"] {
+    for f in [
+        "",
+        "0009aabb",
+        "05000000",
+        "000305",
+        "000300",
+        "0103",
+        "fe000000f000",
+    ] {
         b.handle_frame(&h(f)).unwrap();
     }
     a.send(ca, 2, b"unknown type").unwrap();
@@ -663,7 +679,10 @@ fn protocol_violations() {
         outer.extend_from_slice(&nested[1..]);
         nested = outer;
     }
-    assert_eq!(violation(&[], &hex::encode(&nested)), MuxError::BatchTooDeep);
+    assert_eq!(
+        violation(&[], &hex::encode(&nested)),
+        MuxError::BatchTooDeep
+    );
 }
 
 /// A violation closes every channel, as the stream closing does in JS.
