@@ -73,5 +73,8 @@ compare 2
 bold "verify re-hashes every block and checks the signature"
 "$hp" core verify --storage "$store"
 
+bold "the library: transport-native/examples/quickstart.rs"
+cargo run --release --locked -q -p hyperpunch --example quickstart
+
 bold "done"
 echo "The same log, byte for byte, from Rust and from the JS reference."
