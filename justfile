@@ -27,7 +27,7 @@ lint:
 
 # Every native test: unit, property, CLI, crash (kill -9) and live JS interop tests.
 test-native:
-    cargo test --workspace --locked
+    cargo test --workspace --locked --no-fail-fast
 
 # Build core + transport-web for wasm32 and fail if the core depends on any I/O crate.
 wasm:
