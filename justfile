@@ -23,7 +23,8 @@ fmt-check:
 # clippy with warnings denied, native and wasm32.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
-    cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-core -p hyperpunch-web --all-targets -- -D warnings
+    cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-core -- -D warnings
+    cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-web --all-targets -- -D warnings
 
 # Every native test: unit, property, CLI, crash (kill -9) and live JS interop tests.
 test-native:

@@ -5,7 +5,8 @@ use hyperpunch::FileStorage;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     futures_executor::block_on(async {
-        let dir = std::env::temp_dir().join(format!("hyperpunch-quickstart-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("hyperpunch-quickstart-{}", std::process::id()));
         {
             let storage = FileStorage::open(&dir)?;
             let mut core = Hypercore::create(

@@ -80,7 +80,7 @@ fn vector_09_byte_identical() {
     assert_eq!(want.len(), 7, "frames in 09-protomux.out");
     let mut got: Vec<(String, Vec<u8>)> = Vec::new();
     let (mut a, mut b) = (Protomux::new(), Protomux::new());
-    let mut ab = |a: &mut Protomux, b: &mut Protomux, got: &mut Vec<(String, Vec<u8>)>| {
+    let ab = |a: &mut Protomux, b: &mut Protomux, got: &mut Vec<(String, Vec<u8>)>| {
         for f in deliver(a, b) {
             got.push(("A->B".into(), f));
         }
