@@ -675,7 +675,7 @@ impl<S: Storage> Hypercore<S> {
         }
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
-        tb.write_ops(&mut batch);
+        tb.write_ops(&self.storage, &mut batch).await?;
         self.bitfield.set_range(start, tb.length, true);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
             batch.put(layout::bitfield_key(page), bytes);
@@ -729,7 +729,7 @@ impl<S: Storage> Hypercore<S> {
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         let mut batch = Batch::new();
-        tb.write_ops(&mut batch);
+        tb.write_ops(&self.storage, &mut batch).await?;
         batch.delete_range(
             layout::block_key(new_length),
             layout::tag_end(layout::BLOCK),
@@ -1111,7 +1111,7 @@ impl<S: Storage> Hypercore<S> {
         } = self.verify_proof(proof).await?;
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
-        tb.write_ops(&mut batch);
+        tb.write_ops(&self.storage, &mut batch).await?;
         let old_length = self.tree.length;
         let reorg = tb.truncates();
         let saved = reorg.then(|| self.bitfield.clone());

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `0x00` | the header ([`super::core`]'s `Header`: format version, key, manifest, key pair, fork, length, tree hash, signature, encryption flag) |
 //! | `0x01 ‖ u64be(index)` | block `index` as stored (encrypted and padded when the core is encrypted) |
-//! | `0x02 ‖ u64be(index)` | merkle tree node `index`: `u64le(size) ‖ hash(32)` (40 bytes) |
+//! | `0x02 ‖ u64be(page)` | merkle tree nodes `32·page .. 32·page+31`: `u32le(presence bitmap) ‖ 32 × (u64le(size) ‖ hash(32))` ([`super::tree::NodePage`], 1284 bytes) |
 //! | `0x03 ‖ u64be(page)` | local bitfield page `page` (4096 bytes) |
 //!
 //! The header is rewritten in the same atomic batch as every change it summarises, so a reopened
@@ -46,10 +46,10 @@ pub fn block_key(index: u64) -> Vec<u8> {
     tagged(BLOCK, index)
 }
 
-/// Key of tree node `index`.
+/// Key of tree node page `page` (nodes `32·page ..= 32·page + 31`, see [`super::tree::page_of`]).
 #[inline]
-pub fn tree_node_key(index: u64) -> Vec<u8> {
-    tagged(TREE_NODE, index)
+pub fn tree_node_key(page: u64) -> Vec<u8> {
+    tagged(TREE_NODE, page)
 }
 
 /// Key of bitfield page `page`.

@@ -749,7 +749,7 @@ mod tests {
             b.append(&[b'a' + i]);
         }
         let mut w = Batch::new();
-        b.write_ops(&mut w);
+        b.write_ops(&s, &mut w).await.unwrap();
         s.write(w).await.unwrap();
         t.commit(&b);
         t.signature = vec![7; 3];

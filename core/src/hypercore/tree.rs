@@ -2,7 +2,7 @@
 //!
 //! [`MerkleTree`] holds only what a core needs in memory: the current roots (at most 64), length,
 //! byte length, fork and signature. Every other node lives in storage under
-//! [`layout::tree_node_key`] and is read on demand (in one `get_many` round trip where the set of
+//! in pages of 32 ([`NodePage`], keyed by [`layout::tree_node_key`]) and is read on demand (in one `get_many` round trip where the set of
 //! nodes is known up front), so memory does not grow with the length of the log.
 //!
 //! Changes go through a [`TreeBatch`]: appends, truncations and verified upgrades build one, its
@@ -46,6 +46,104 @@ pub fn decode_node(index: u64, bytes: &[u8]) -> Result<TreeNode, HypercoreError>
         size: u64::from_le_bytes(size),
         hash,
     })
+}
+
+/// Tree nodes per stored page. Nodes live in pages of consecutive flat-tree indexes, so that an
+/// append of n blocks writes about 2n/32 records instead of 2n (the dominant storage cost of
+/// small blocks), while a single node read still costs one point read.
+pub const NODES_PER_PAGE: u64 = 32;
+/// Stored size of a page: `u32le(presence bitmap) ‖ 32 × node record`.
+pub const PAGE_LEN: usize = 4 + NODES_PER_PAGE as usize * NODE_RECORD_LEN;
+
+/// The page holding node `index`.
+#[inline]
+pub fn page_of(index: u64) -> u64 {
+    index / NODES_PER_PAGE
+}
+
+/// A decoded page of up to [`NODES_PER_PAGE`] nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePage {
+    page: u64,
+    bytes: Vec<u8>,
+}
+
+impl NodePage {
+    /// An empty page.
+    pub fn empty(page: u64) -> Self {
+        NodePage {
+            page,
+            bytes: vec![0; PAGE_LEN],
+        }
+    }
+
+    /// Parse a stored page.
+    pub fn decode(page: u64, bytes: Vec<u8>) -> Result<Self, HypercoreError> {
+        if bytes.len() != PAGE_LEN {
+            return Err(HypercoreError::Corrupt(format!(
+                "tree node page {page} record has {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(NodePage { page, bytes })
+    }
+
+    fn bitmap(&self) -> u32 {
+        u32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])
+    }
+
+    fn set_bitmap(&mut self, v: u32) {
+        self.bytes[..4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn slot(&self, index: u64) -> usize {
+        debug_assert_eq!(page_of(index), self.page);
+        (index % NODES_PER_PAGE) as usize
+    }
+
+    /// Node `index` if the page holds it.
+    pub fn get(&self, index: u64) -> Result<Option<TreeNode>, HypercoreError> {
+        let slot = self.slot(index);
+        if self.bitmap() & (1 << slot) == 0 {
+            return Ok(None);
+        }
+        let at = 4 + slot * NODE_RECORD_LEN;
+        decode_node(index, &self.bytes[at..at + NODE_RECORD_LEN]).map(Some)
+    }
+
+    /// Store `node` (its index must fall in this page).
+    pub fn put(&mut self, node: &TreeNode) {
+        let slot = self.slot(node.index);
+        let at = 4 + slot * NODE_RECORD_LEN;
+        self.bytes[at..at + NODE_RECORD_LEN].copy_from_slice(&encode_node(node));
+        self.set_bitmap(self.bitmap() | 1 << slot);
+    }
+
+    /// Remove node `index`.
+    pub fn remove(&mut self, index: u64) {
+        let slot = self.slot(index);
+        let at = 4 + slot * NODE_RECORD_LEN;
+        self.bytes[at..at + NODE_RECORD_LEN].fill(0);
+        self.set_bitmap(self.bitmap() & !(1 << slot));
+    }
+
+    /// Remove every node with an index `>= from`.
+    pub fn truncate(&mut self, from: u64) {
+        let start = self.page * NODES_PER_PAGE;
+        for index in from.max(start)..start + NODES_PER_PAGE {
+            self.remove(index);
+        }
+    }
+
+    /// True when the page holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.bitmap() == 0
+    }
+
+    /// The stored bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// The leaf node of block data stored at leaf `index` (= 2 × block index).
@@ -131,8 +229,8 @@ pub async fn get_node<S: Storage>(
     storage: &S,
     index: u64,
 ) -> Result<Option<TreeNode>, HypercoreError> {
-    match storage.get(&layout::tree_node_key(index)).await? {
-        Some(v) => Ok(Some(decode_node(index, &v)?)),
+    match storage.get(&layout::tree_node_key(page_of(index))).await? {
+        Some(v) => NodePage::decode(page_of(index), v)?.get(index),
         None => Ok(None),
     }
 }
@@ -152,17 +250,35 @@ pub async fn get_nodes<S: Storage>(
     if indexes.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| layout::tree_node_key(i)).collect();
+    let pages = load_pages(storage, indexes.iter().map(|&i| page_of(i))).await?;
+    indexes
+        .iter()
+        .map(|&i| match pages.get(&page_of(i)) {
+            Some(Some(p)) => p.get(i),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Read the pages `pages` (duplicates allowed) in one round trip; absent pages map to `None`.
+async fn load_pages<S: Storage>(
+    storage: &S,
+    pages: impl IntoIterator<Item = u64>,
+) -> Result<std::collections::BTreeMap<u64, Option<NodePage>>, HypercoreError> {
+    let mut wanted: Vec<u64> = pages.into_iter().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let keys: Vec<Vec<u8>> = wanted.iter().map(|&p| layout::tree_node_key(p)).collect();
     let vals = storage.get_many(&keys).await?;
-    if vals.len() != indexes.len() {
+    if vals.len() != wanted.len() {
         return Err(HypercoreError::Corrupt(
             "storage get_many returned a wrong number of values".into(),
         ));
     }
-    indexes
-        .iter()
+    wanted
+        .into_iter()
         .zip(vals)
-        .map(|(&i, v)| v.map(|v| decode_node(i, &v)).transpose())
+        .map(|(p, v)| Ok((p, v.map(|v| NodePage::decode(p, v)).transpose()?)))
         .collect()
 }
 
@@ -523,20 +639,27 @@ impl TreeBatch {
     }
 
     /// Queue this batch's storage changes: new nodes, and when the batch cut the tree (truncate
-    /// or reorg) the removal of every node, block and bitfield bit past the shared prefix is the
-    /// caller's part for blocks; the nodes are removed here (JS `_commitUpgrade`).
-    pub fn write_ops(&self, out: &mut Batch) {
-        if self.upgraded && self.ancestors < self.tree_length {
-            out.delete_range(
-                layout::tree_node_key(2 * self.ancestors),
-                layout::tag_end(layout::TREE_NODE),
-            );
+    /// or reorg) the removal of every node past the shared prefix (JS `_commitUpgrade`); removing
+    /// blocks and bitfield bits is the caller's part.
+    ///
+    /// Nodes are stored in pages ([`NodePage`]), so the pages this batch touches are read from
+    /// `storage` first and written back whole.
+    pub async fn write_ops<S: Storage>(
+        &self,
+        storage: &S,
+        out: &mut Batch,
+    ) -> Result<(), HypercoreError> {
+        // Nodes at or past `cut` are gone (truncate / reorg); single nodes below it may go too.
+        let mut cut = u64::MAX;
+        let mut removed = Vec::new();
+        if self.truncates() {
+            cut = 2 * self.ancestors;
             if self.ancestors > 0 {
                 let head = self.ancestors * 2;
                 let mut ite = Iterator::new(head - 2);
                 loop {
                     if ite.contains(head) && ite.index < head {
-                        out.delete(layout::tree_node_key(ite.index));
+                        removed.push(ite.index);
                     }
                     if ite.offset == 0 {
                         break;
@@ -545,9 +668,56 @@ impl TreeBatch {
                 }
             }
         }
-        for n in &self.nodes {
-            out.put(layout::tree_node_key(n.index), encode_node(n).to_vec());
+        let touched = self
+            .nodes
+            .iter()
+            .map(|n| n.index)
+            .chain(removed.iter().copied())
+            .chain((cut != u64::MAX).then_some(cut))
+            .map(page_of);
+        // Pages entirely past the cut start empty; the others are read and modified.
+        let first_gone = if cut == u64::MAX {
+            u64::MAX
+        } else {
+            page_of(cut) + u64::from(cut % NODES_PER_PAGE != 0)
+        };
+        let mut pages = load_pages(storage, touched.clone().filter(|&p| p < first_gone)).await?;
+        for p in touched.filter(|&p| p >= first_gone) {
+            pages.insert(p, None);
         }
+        if cut != u64::MAX {
+            out.delete_range(
+                layout::tree_node_key(first_gone),
+                layout::tag_end(layout::TREE_NODE),
+            );
+        }
+        let mut pages: std::collections::BTreeMap<u64, NodePage> = pages
+            .into_iter()
+            .map(|(p, page)| (p, page.unwrap_or_else(|| NodePage::empty(p))))
+            .collect();
+        for page in pages.values_mut() {
+            if cut != u64::MAX {
+                page.truncate(cut);
+            }
+        }
+        for &i in &removed {
+            if let Some(page) = pages.get_mut(&page_of(i)) {
+                page.remove(i);
+            }
+        }
+        for n in &self.nodes {
+            if let Some(page) = pages.get_mut(&page_of(n.index)) {
+                page.put(n);
+            }
+        }
+        for (p, page) in pages {
+            if page.is_empty() {
+                out.delete(layout::tree_node_key(p));
+            } else {
+                out.put(layout::tree_node_key(p), page.as_bytes().to_vec());
+            }
+        }
+        Ok(())
     }
 
     /// Whether the batch removes nodes (and so blocks) past [`TreeBatch::ancestors`].
@@ -574,7 +744,7 @@ mod tests {
             b.append(x);
         }
         let mut w = Batch::new();
-        b.write_ops(&mut w);
+        b.write_ops(&s, &mut w).await.unwrap();
         s.write(w).await.unwrap();
         t.commit(&b);
         (s, t)
@@ -636,7 +806,7 @@ mod tests {
                 let mut b = t.batch();
                 b.append(d);
                 let mut w = Batch::new();
-                b.write_ops(&mut w);
+                b.write_ops(&s, &mut w).await.unwrap();
                 s.write(w).await.unwrap();
                 t.commit(&b);
             }
@@ -655,7 +825,7 @@ mod tests {
             let b = t.truncate_batch(&s, 2, 1).await.unwrap();
             assert!(b.truncates());
             let mut w = Batch::new();
-            b.write_ops(&mut w);
+            b.write_ops(&s, &mut w).await.unwrap();
             s.write(w).await.unwrap();
             let mut t = t;
             t.commit(&b);
@@ -667,7 +837,7 @@ mod tests {
             let mut b = t.batch();
             b.append(b"z");
             let mut w = Batch::new();
-            b.write_ops(&mut w);
+            b.write_ops(&s, &mut w).await.unwrap();
             s.write(w).await.unwrap();
             t.commit(&b);
             assert_eq!(
@@ -686,7 +856,7 @@ mod tests {
             let (s, t) = build(&refs).await;
             let b = t.truncate_batch(&s, 3, 1).await.unwrap();
             let mut w = Batch::new();
-            b.write_ops(&mut w);
+            b.write_ops(&s, &mut w).await.unwrap();
             s.write(w).await.unwrap();
             // Node 3 (blocks 0..4) and 7 (0..8) span the cut and must be gone; 1 and 4 stay.
             for gone in [3u64, 5, 6, 7, 8, 11] {
@@ -753,11 +923,10 @@ mod tests {
             // Reader with nothing: leaf 0 at length 8 lacks 0, 1, 3 and the root 7.
             assert_eq!(MerkleTree::missing_nodes(&empty, 0, 8).await.unwrap(), 4);
             // Once the root is stored, only the levels below it are missing.
+            let mut page = NodePage::empty(page_of(7));
+            page.put(&require_node(&s, 7).await.unwrap());
             let mut w = Batch::new();
-            w.put(
-                layout::tree_node_key(7),
-                encode_node(&require_node(&s, 7).await.unwrap()).to_vec(),
-            );
+            w.put(layout::tree_node_key(page_of(7)), page.as_bytes().to_vec());
             empty.write(w).await.unwrap();
             assert_eq!(MerkleTree::missing_nodes(&empty, 0, 8).await.unwrap(), 3);
             assert_eq!(MerkleTree::missing_nodes(&empty, 4, 8).await.unwrap(), 3);
