@@ -27,6 +27,7 @@ use crate::encoding::{write_buffer, write_uint, Decode, DecodeError, Decoder, En
 use crate::storage::{Batch, Storage, StorageError};
 
 use super::bitfield::{Bitfield, BitfieldError};
+use super::blocks;
 use super::encryption::{BlockEncryption, EncryptionError, PADDING};
 use super::flat_tree;
 use super::layout;
@@ -660,19 +661,21 @@ impl<S: Storage> Hypercore<S> {
         tb.nodes.reserve(blocks.len() * 2);
         let mut batch = Batch::new();
         batch.ops.reserve(blocks.len() * 3 + 4);
-        let stored: Vec<Vec<u8>> = blocks
+        // Plain blocks are hashed and stored straight from the caller's buffers.
+        let stored: Vec<std::borrow::Cow<'_, [u8]>> = blocks
             .iter()
             .enumerate()
             .map(|(i, b)| match &self.encryption {
-                Some(e) => e.encrypt(start + i as u64, fork, b),
-                None => b.to_vec(),
+                Some(e) => e.encrypt(start + i as u64, fork, b).into(),
+                None => std::borrow::Cow::Borrowed(*b),
             })
             .collect();
         let hashes = tree::leaf_hashes(&stored);
-        for (i, (data, hash)) in stored.into_iter().zip(hashes).enumerate() {
+        for (data, hash) in stored.iter().zip(hashes) {
             tb.append_leaf(hash, data.len() as u64);
-            batch.put(layout::block_key(start + i as u64), data);
         }
+        let refs: Vec<&[u8]> = stored.iter().map(|b| b.as_ref()).collect();
+        blocks::put(&mut batch, start, &refs);
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         tb.write_ops(&self.storage, &mut batch).await?;
@@ -730,10 +733,7 @@ impl<S: Storage> Hypercore<S> {
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         let mut batch = Batch::new();
         tb.write_ops(&self.storage, &mut batch).await?;
-        batch.delete_range(
-            layout::block_key(new_length),
-            layout::tag_end(layout::BLOCK),
-        );
+        blocks::remove(&self.storage, &mut batch, new_length, None).await?;
         let saved = self.bitfield.clone();
         self.bitfield.set_range(new_length, old_length, false);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
@@ -772,7 +772,7 @@ impl<S: Storage> Hypercore<S> {
             return Ok(());
         }
         let mut batch = Batch::new();
-        batch.delete_range(layout::block_key(start), layout::block_key(end));
+        blocks::remove(&self.storage, &mut batch, start, Some(end)).await?;
         let saved = self.bitfield.clone();
         self.bitfield.set_range(start, end, false);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
@@ -827,7 +827,7 @@ impl<S: Storage> Hypercore<S> {
         if !self.bitfield.get(index) {
             return Ok(None);
         }
-        Ok(self.storage.get(&layout::block_key(index)).await?)
+        blocks::get(&self.storage, index).await
     }
 
     /// Blocks `start..end` decrypted, in one storage scan (missing ones are `None`).
@@ -843,14 +843,7 @@ impl<S: Storage> Hypercore<S> {
             });
         }
         let mut out: Vec<Option<Vec<u8>>> = (start..end).map(|_| None).collect();
-        let rows = self
-            .storage
-            .scan(&layout::block_key(start), &layout::block_key(end), None)
-            .await?;
-        for (k, v) in rows {
-            let i = layout::index_of(&k)
-                .filter(|i| (start..end).contains(i))
-                .ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
+        for (i, v) in blocks::range(&self.storage, start, end).await? {
             out[(i - start) as usize] = Some(self.decode_block(i, v)?);
         }
         Ok(out)
@@ -936,9 +929,7 @@ impl<S: Storage> Hypercore<S> {
         let prologue = self.verifier.as_ref().and_then(|v| v.prologue()).copied();
         let mut data = proof::generate(&self.storage, &self.tree, prologue.as_ref(), req).await?;
         if let Some(b) = data.block.as_mut() {
-            b.value = self
-                .storage
-                .get(&layout::block_key(b.index))
+            b.value = blocks::get(&self.storage, b.index)
                 .await?
                 .ok_or(HypercoreError::BlockNotAvailable(b.index))?;
         }
@@ -1116,16 +1107,15 @@ impl<S: Storage> Hypercore<S> {
         let reorg = tb.truncates();
         let saved = reorg.then(|| self.bitfield.clone());
         if reorg {
-            batch.delete_range(
-                layout::block_key(tb.ancestors),
-                layout::tag_end(layout::BLOCK),
-            );
+            blocks::remove(&self.storage, &mut batch, tb.ancestors, None).await?;
             self.bitfield.set_range(tb.ancestors, old_length, false);
         }
         let mut bit_set = None;
         if let Some(b) = &proof.block {
-            batch.put(layout::block_key(b.index), b.value.clone());
+            // A block already held is not stored twice (chunks never overlap); it verified
+            // against the same tree, so it is the same bytes.
             if self.bitfield.set(b.index, true) {
+                blocks::put(&mut batch, b.index, &[&b.value]);
                 bit_set = Some(b.index);
             }
             for (page, bytes) in self.bitfield.take_dirty_pages() {
@@ -1190,16 +1180,11 @@ impl<S: Storage> Hypercore<S> {
         let mut start = 0;
         while start < length {
             let end = (start + CHUNK).min(length);
-            let rows = self
-                .storage
-                .scan(&layout::block_key(start), &layout::block_key(end), None)
-                .await?;
+            let rows = blocks::range(&self.storage, start, end).await?;
             let mut leaf_idx = Vec::with_capacity(rows.len());
             let mut leaves = Vec::with_capacity(rows.len());
             let mut expect = start;
-            for (k, v) in &rows {
-                let i = layout::index_of(k)
-                    .ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
+            for &(i, ref v) in &rows {
                 if complete && i != expect {
                     return Err(HypercoreError::BlockNotAvailable(expect));
                 }

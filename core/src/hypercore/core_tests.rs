@@ -761,7 +761,10 @@ fn verify_all_detects_tampered_storage() {
         c.verify_all().await.unwrap();
         let s = c.storage().clone();
         let mut b = Batch::new();
-        b.put(super::layout::block_key(2), b"X".to_vec());
+        b.put(
+            super::layout::block_key(3),
+            super::blocks::encode_chunk(&[b"a", b"b", b"X", b"d"]),
+        );
         s.write(b).await.unwrap();
         assert_eq!(
             c.verify_all().await.unwrap_err(),
@@ -769,7 +772,10 @@ fn verify_all_detects_tampered_storage() {
         );
         // Restore the block and break the signature instead.
         let mut b = Batch::new();
-        b.put(super::layout::block_key(2), b"c".to_vec());
+        b.put(
+            super::layout::block_key(3),
+            super::blocks::encode_chunk(&[b"a", b"b", b"c", b"d"]),
+        );
         s.write(b).await.unwrap();
         c.verify_all().await.unwrap();
         let mut forged = Hypercore::open(s, OpenOptions::default()).await.unwrap();

@@ -12,6 +12,7 @@
 //! - [`core`]: [`Hypercore`], the log itself on a [`crate::storage::Storage`].
 
 pub mod bitfield;
+mod blocks;
 pub mod core;
 pub mod encryption;
 pub mod flat_tree;

@@ -1,0 +1,314 @@
+//! Block storage: blocks are kept in chunks of consecutive blocks, one storage record per chunk.
+//!
+//! An append of n small blocks then writes about n/64 records instead of n, which is most of what
+//! an append of small blocks costs on an LSM or B-tree store, while a read still touches one
+//! record of at most [`CHUNK_MAX_BYTES`] (or one block, when the block alone is larger).
+//!
+//! A chunk record lives under [`layout::block_key`]`(last)`, the index of its last block, and is
+//! `u32le(count) ‖ count × u32le(length) ‖ the blocks' bytes`. Chunks never overlap and hold
+//! exactly the blocks that are present locally, so block `i` is in the first chunk whose key is
+//! at or after `block_key(i)`, if that chunk starts at or before `i`.
+
+use crate::storage::{Batch, Storage};
+
+use super::core::HypercoreError;
+use super::layout;
+
+/// Most blocks in one chunk.
+pub const CHUNK_MAX_BLOCKS: u64 = 64;
+/// A chunk grows past this many bytes only to hold a single larger block.
+pub const CHUNK_MAX_BYTES: usize = 64 * 1024;
+
+/// A decoded chunk: blocks `first..=last`.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    first: u64,
+    last: u64,
+    /// `ends[k]` is where block `first + k` ends in `bytes` (from the start of the data).
+    ends: Vec<usize>,
+    data_start: usize,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    fn decode(last: u64, bytes: Vec<u8>) -> Result<Self, HypercoreError> {
+        let bad =
+            |why: &str| HypercoreError::Corrupt(format!("block chunk ending at {last}: {why}"));
+        let count = bytes
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+            .ok_or_else(|| bad("truncated header"))?;
+        if count == 0 || count > CHUNK_MAX_BLOCKS.max(1) || count > last.saturating_add(1) {
+            return Err(bad("bad block count"));
+        }
+        let data_start = 4 + 4 * count as usize;
+        let lens = bytes
+            .get(4..data_start)
+            .ok_or_else(|| bad("truncated lengths"))?;
+        let mut ends = Vec::with_capacity(count as usize);
+        let mut end = 0usize;
+        for l in lens.chunks_exact(4) {
+            end = end
+                .checked_add(u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                .ok_or_else(|| bad("lengths overflow"))?;
+            ends.push(end);
+        }
+        if data_start + end != bytes.len() {
+            return Err(bad("lengths do not add up to the record"));
+        }
+        Ok(Chunk {
+            first: last + 1 - count,
+            last,
+            ends,
+            data_start,
+            bytes,
+        })
+    }
+
+    fn block(&self, index: u64) -> &[u8] {
+        let k = (index - self.first) as usize;
+        let start = if k == 0 { 0 } else { self.ends[k - 1] };
+        &self.bytes[self.data_start + start..self.data_start + self.ends[k]]
+    }
+
+    fn blocks(&self, from: u64, to_incl: u64) -> Vec<&[u8]> {
+        (from..=to_incl).map(|i| self.block(i)).collect()
+    }
+}
+
+/// The chunk record of `blocks`.
+pub(crate) fn encode_chunk(blocks: &[&[u8]]) -> Vec<u8> {
+    let data: usize = blocks.iter().map(|b| b.len()).sum();
+    let mut out = Vec::with_capacity(4 + 4 * blocks.len() + data);
+    out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+    for b in blocks {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    }
+    for b in blocks {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// Queue the records of blocks `start..start + blocks.len()` (none of which is stored yet).
+pub(crate) fn put(batch: &mut Batch, start: u64, blocks: &[&[u8]]) {
+    let mut i = 0;
+    while i < blocks.len() {
+        let mut j = i + 1;
+        let mut bytes = blocks[i].len();
+        while j < blocks.len()
+            && ((j - i) as u64) < CHUNK_MAX_BLOCKS
+            && bytes + blocks[j].len() <= CHUNK_MAX_BYTES
+        {
+            bytes += blocks[j].len();
+            j += 1;
+        }
+        let last = start + j as u64 - 1;
+        batch.put(layout::block_key(last), encode_chunk(&blocks[i..j]));
+        i = j;
+    }
+}
+
+/// The first chunk whose last block is at or after `index` (looked for among the next
+/// [`CHUNK_MAX_BLOCKS`] keys: a chunk holding `index` ends by then).
+async fn chunk_at_or_after<S: Storage>(
+    storage: &S,
+    index: u64,
+) -> Result<Option<Chunk>, HypercoreError> {
+    let end = layout::block_key(index.saturating_add(CHUNK_MAX_BLOCKS));
+    let rows = storage
+        .scan(&layout::block_key(index), &end, Some(1))
+        .await?;
+    match rows.into_iter().next() {
+        Some((k, v)) => {
+            let last = layout::index_of(&k)
+                .ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
+            Ok(Some(Chunk::decode(last, v)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Block `index` as stored, if present.
+pub(crate) async fn get<S: Storage>(
+    storage: &S,
+    index: u64,
+) -> Result<Option<Vec<u8>>, HypercoreError> {
+    Ok(chunk_at_or_after(storage, index)
+        .await?
+        .filter(|c| c.first <= index)
+        .map(|c| c.block(index).to_vec()))
+}
+
+/// The present blocks of `start..end`, ascending, as `(index, stored bytes)`.
+pub(crate) async fn range<S: Storage>(
+    storage: &S,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, HypercoreError> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    // A chunk holding a block below `end` ends before `end + CHUNK_MAX_BLOCKS - 1`.
+    let rows = storage
+        .scan(
+            &layout::block_key(start),
+            &layout::block_key(end.saturating_add(CHUNK_MAX_BLOCKS)),
+            None,
+        )
+        .await?;
+    let mut out = Vec::new();
+    for (k, v) in rows {
+        let last =
+            layout::index_of(&k).ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
+        let c = Chunk::decode(last, v)?;
+        if c.first >= end {
+            break;
+        }
+        for i in c.first.max(start)..=c.last.min(end - 1) {
+            out.push((i, c.block(i).to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// Queue the removal of blocks `start..end` (`end: None` = everything from `start` on): chunks
+/// inside the range are deleted, chunks crossing its edges are rewritten without those blocks.
+pub(crate) async fn remove<S: Storage>(
+    storage: &S,
+    batch: &mut Batch,
+    start: u64,
+    end: Option<u64>,
+) -> Result<(), HypercoreError> {
+    let stop = end.unwrap_or(u64::MAX);
+    if start >= stop {
+        return Ok(());
+    }
+    let mut rewrites: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut suffix_done = false;
+    if let Some(c) = chunk_at_or_after(storage, start).await? {
+        if c.first < start {
+            rewrites.push((start - 1, encode_chunk(&c.blocks(c.first, start - 1))));
+        }
+        if c.last >= stop && c.first < stop {
+            rewrites.push((c.last, encode_chunk(&c.blocks(stop, c.last))));
+            suffix_done = true;
+        }
+    }
+    match end {
+        None => batch.delete_range(layout::block_key(start), layout::tag_end(layout::BLOCK)),
+        Some(end) => {
+            if !suffix_done {
+                if let Some(c) = chunk_at_or_after(storage, end).await? {
+                    if c.first < end {
+                        rewrites.push((c.last, encode_chunk(&c.blocks(end, c.last))));
+                    }
+                }
+            }
+            batch.delete_range(layout::block_key(start), layout::block_key(end))
+        }
+    };
+    for (last, record) in rewrites {
+        batch.put(layout::block_key(last), record);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use futures_executor::block_on;
+
+    fn blocks(n: u64) -> Vec<Vec<u8>> {
+        (0..n).map(|i| vec![i as u8; (i % 7) as usize]).collect()
+    }
+
+    /// Stored blocks against a model through appends in odd batch sizes, removals of every shape
+    /// (inside one chunk, across chunks, to the end) and single-block re-inserts.
+    #[test]
+    fn chunks_match_a_model() {
+        block_on(async {
+            let s = MemoryStorage::new();
+            let all = blocks(300);
+            let mut model: Vec<Option<Vec<u8>>> = vec![None; 300];
+            let mut at = 0u64;
+            for n in [1u64, 5, 64, 65, 100, 30, 35] {
+                let refs: Vec<&[u8]> = all[at as usize..(at + n) as usize]
+                    .iter()
+                    .map(Vec::as_slice)
+                    .collect();
+                let mut b = Batch::new();
+                put(&mut b, at, &refs);
+                s.write(b).await.unwrap();
+                for i in at..at + n {
+                    model[i as usize] = Some(all[i as usize].clone());
+                }
+                at += n;
+            }
+            let check = |model: Vec<Option<Vec<u8>>>| {
+                let s = s.clone();
+                async move {
+                    for (i, m) in model.iter().enumerate() {
+                        assert_eq!(&get(&s, i as u64).await.unwrap(), m, "block {i}");
+                    }
+                    let got = range(&s, 0, 300).await.unwrap();
+                    let want: Vec<(u64, Vec<u8>)> = model
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, m)| m.clone().map(|m| (i as u64, m)))
+                        .collect();
+                    assert_eq!(got, want);
+                    let got = range(&s, 70, 140).await.unwrap();
+                    assert!(got.iter().all(|(i, _)| (70..140).contains(i)));
+                }
+            };
+            check(model.clone()).await;
+            for (start, end) in [
+                (10u64, Some(12u64)),
+                (60, Some(140)),
+                (3, Some(4)),
+                (200, Some(201)),
+                (250, None),
+            ] {
+                let mut b = Batch::new();
+                remove(&s, &mut b, start, end).await.unwrap();
+                s.write(b).await.unwrap();
+                for i in start..end.unwrap_or(300) {
+                    model[i as usize] = None;
+                }
+                check(model.clone()).await;
+            }
+            // Re-insert single blocks into holes (what a reader downloading does).
+            for i in [11u64, 100, 60, 139, 299] {
+                let mut b = Batch::new();
+                put(&mut b, i, &[&all[i as usize]]);
+                s.write(b).await.unwrap();
+                model[i as usize] = Some(all[i as usize].clone());
+            }
+            check(model.clone()).await;
+        });
+    }
+
+    #[test]
+    fn big_blocks_get_their_own_chunk_and_bad_records_are_errors() {
+        block_on(async {
+            let s = MemoryStorage::new();
+            let big = vec![7u8; CHUNK_MAX_BYTES + 1];
+            let mut b = Batch::new();
+            put(&mut b, 0, &[b"a", &big, b"c"]);
+            assert_eq!(b.ops.len(), 3);
+            s.write(b).await.unwrap();
+            assert_eq!(get(&s, 1).await.unwrap(), Some(big));
+            for bad in [vec![], vec![0, 0, 0, 0], vec![1, 0, 0, 0, 5, 0, 0, 0, 1]] {
+                let mut b = Batch::new();
+                b.put(layout::block_key(9), bad);
+                s.write(b).await.unwrap();
+                assert!(matches!(
+                    get(&s, 9).await.unwrap_err(),
+                    HypercoreError::Corrupt(_)
+                ));
+            }
+        });
+    }
+}
