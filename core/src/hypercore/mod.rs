@@ -10,6 +10,7 @@
 //! - [`bitfield`]: the local bitfield (which blocks are present).
 //! - [`layout`]: the storage key layout of one core.
 //! - [`core`]: [`Hypercore`], the log itself on a [`crate::storage::Storage`].
+//! - [`session`]: [`Session`], clonable handles sharing one core, and snapshot sessions.
 
 pub mod bitfield;
 mod blocks;
@@ -20,6 +21,7 @@ pub mod layout;
 pub mod manifest;
 pub mod messages;
 pub mod proof;
+pub mod session;
 pub mod tree;
 pub mod verifier;
 
@@ -28,4 +30,5 @@ pub use self::core::{
     VerifiedProof, MAX_BLOCK_SIZE,
 };
 pub use self::proof::{ProofError, ProofRequest};
+pub use self::session::Session;
 pub use self::tree::{MerkleTree, SeekResult};
