@@ -554,17 +554,12 @@ fn hypercore_data_layer_matches_js() {
             );
         }
 
-        // Rust verifies the JS proofs. Only for cores still at fork 0: a Rust reader cannot yet
-        // follow a writer's truncation (no reorg in `Hypercore::verify_proof`, which rejects other
-        // forks), while a JS reader can (it reorgs first, as its replicator does).
+        // Rust verifies the JS proofs, on fresh readers or readers bootstrapped as the plan says;
+        // for a truncated writer (fork > 0) that includes the reader's reorg onto the new fork.
         let (items, at) = verify_plan(s, &js_proofs);
-        let forked = rust.core.fork() > 0;
-        let rust_results = if forked {
-            None
-        } else {
-            Some(block_on(verify_rust(s, js, &items)))
-        };
-        if let Some(results) = &rust_results {
+        let rust_results = block_on(verify_rust(s, js, &items));
+        {
+            let results = &rust_results;
             for (i, &k) in at.iter().enumerate() {
                 let r = &results[k];
                 assert!(
@@ -592,7 +587,7 @@ fn hypercore_data_layer_matches_js() {
             tampered(&rust.proofs[k], false),
             tampered(&rust.proofs[k], true),
         ];
-        if !forked {
+        {
             let bad_items: Vec<VerifyItem> = bad
                 .iter()
                 .map(|d| VerifyItem {
@@ -674,9 +669,9 @@ fn hypercore_data_layer_matches_js() {
                 s.name
             );
             // Same proofs (byte-identical, checked above) on the same kind of reader: same state.
-            if let Some(rr) = &rust_results {
+            {
                 assert_eq!(
-                    rr[k],
+                    rust_results[k],
                     ReaderResult::from(r),
                     "{}: reader after proof {i}",
                     s.name
