@@ -44,11 +44,16 @@ async fn writer<S: Storage>(storage: S, seed: u8) -> Result<Hypercore<S>, Error>
 /// `bench/js/append.js`: for each (size, n, batch) a fresh core in a fresh folder, `n` blocks
 /// filled with `i % 256` appended `batch` at a time, then every block read back one by one.
 async fn compare() -> Result<(), Error> {
+    // `compare SIZE` runs only the cases with that block size (for profiling one of them).
+    let only: Option<usize> = std::env::args().nth(2).and_then(|a| a.parse().ok());
     for (size, n, batch) in [
         (64usize, 100_000usize, 1000usize),
         (4096, 20_000, 100),
         (64, 5000, 1),
     ] {
+        if only.is_some_and(|o| o != size) {
+            continue;
+        }
         let dir = tempfile::tempdir()?;
         let mut core = writer(FileStorage::open(dir.path())?, 1).await?;
         let blocks: Vec<Vec<u8>> = (0..n).map(|i| vec![(i % 256) as u8; size]).collect();
