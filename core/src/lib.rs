@@ -20,6 +20,8 @@ pub mod hypercore;
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
 pub mod protomux;
+/// hypercore replication: the sans-IO replicator and its protomux stream glue.
+pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;

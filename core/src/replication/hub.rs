@@ -1,0 +1,442 @@
+//! [`ReplicationHub`]: replicators of many cores over many protomux streams.
+//!
+//! The transport runs one secret-stream per connection and hands the hub each decrypted message
+//! ([`ReplicationHub::handle_frame`]); it encrypts and writes what
+//! [`ReplicationHub::poll_transmit`] returns. Per stream the hub owns a
+//! [`Protomux`] and, for every core, a `hypercore/alpha` channel (alias `hypercore`, id = the
+//! discovery key, handshake `{seeks: true, capability}` with the capability of our role). When
+//! the remote's open arrives its capability is checked against the remote's role; a wrong one
+//! closes the channel ([`HubEvent::ChannelClosed`] with [`ReplicationError::InvalidCapability`]).
+//! Open channels are peers of the core's [`Replicator`]. Opens for cores the hub does not
+//! replicate are rejected (JS behaves the same when the corestore does not have the core).
+//!
+//! A protocol violation (bad protomux frame, undecodable message, a peer disconnected by its
+//! replicator) destroys the stream: [`HubEvent::StreamClosed`] tells the transport to drop the
+//! connection.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::encoding::{Decode, Encode};
+use crate::hypercore::messages::{Handshake, Message};
+use crate::hypercore::verifier::capability;
+use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent, Protomux};
+use crate::storage::Storage;
+
+use super::replicator::{Event, PeerId, ReplicationError, Replicator};
+
+/// The channel protocol name.
+pub const PROTOCOL: &str = "hypercore/alpha";
+/// Its alias (older peers).
+pub const PROTOCOL_ALIAS: &str = "hypercore";
+/// Message types of the channel (sync … extension).
+const MESSAGE_TYPES: u64 = 10;
+
+/// Handle of a stream in a [`ReplicationHub`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(u64);
+
+impl StreamId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// What happened in a [`ReplicationHub`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    /// An event of one core's replicator.
+    Core {
+        /// The core's discovery key.
+        discovery_key: [u8; 32],
+        /// The event.
+        event: Event,
+    },
+    /// A core's channel on a stream opened: the remote replicates it with us.
+    ChannelOpened {
+        /// The stream.
+        stream: StreamId,
+        /// The core's discovery key.
+        discovery_key: [u8; 32],
+        /// The replicator's peer for this channel.
+        peer: PeerId,
+    },
+    /// A core's channel on a stream closed (by the remote, or by us with `error`).
+    ChannelClosed {
+        /// The stream.
+        stream: StreamId,
+        /// The core's discovery key.
+        discovery_key: [u8; 32],
+        /// Why we closed it, if we did.
+        error: Option<ReplicationError>,
+    },
+    /// The stream is destroyed (protocol violation); the transport should drop the connection.
+    StreamClosed {
+        /// The stream.
+        stream: StreamId,
+        /// Why.
+        error: ReplicationError,
+    },
+}
+
+#[derive(Debug)]
+struct Chan {
+    dk: [u8; 32],
+    peer: Option<PeerId>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    mux: Protomux,
+    is_initiator: bool,
+    handshake_hash: [u8; 64],
+    channels: BTreeMap<ChannelId, Chan>,
+}
+
+/// Replicators of many cores over many streams (see the [module docs](self)).
+#[derive(Debug)]
+pub struct ReplicationHub<S: Storage> {
+    cores: BTreeMap<[u8; 32], Replicator<S>>,
+    streams: BTreeMap<StreamId, Stream>,
+    peers: BTreeMap<([u8; 32], PeerId), (StreamId, ChannelId)>,
+    next_stream: u64,
+    events: VecDeque<HubEvent>,
+    out: VecDeque<(StreamId, Vec<u8>)>,
+}
+
+impl<S: Storage> Default for ReplicationHub<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Storage> ReplicationHub<S> {
+    /// An empty hub.
+    pub fn new() -> Self {
+        ReplicationHub {
+            cores: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            next_stream: 1,
+            events: VecDeque::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Replicate a core on every stream (present and future); returns its discovery key.
+    pub fn add_core(&mut self, replicator: Replicator<S>) -> Result<[u8; 32], ReplicationError> {
+        let dk = *replicator.core().discovery_key();
+        self.cores.insert(dk, replicator);
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for sid in ids {
+            self.open_channel(sid, dk)?;
+        }
+        self.flush();
+        Ok(dk)
+    }
+
+    /// The replicator of a core.
+    pub fn replicator(&self, discovery_key: &[u8; 32]) -> Option<&Replicator<S>> {
+        self.cores.get(discovery_key)
+    }
+
+    /// The replicator of a core, to drive directly; call [`ReplicationHub::flush`] afterwards so
+    /// its messages reach the streams.
+    pub fn replicator_mut(&mut self, discovery_key: &[u8; 32]) -> Option<&mut Replicator<S>> {
+        self.cores.get_mut(discovery_key)
+    }
+
+    /// A new connection whose secret-stream handshake finished: `is_initiator` is our role and
+    /// `handshake_hash` the Noise handshake hash (both give the capabilities). Opens every core's
+    /// channel.
+    pub fn add_stream(
+        &mut self,
+        is_initiator: bool,
+        handshake_hash: [u8; 64],
+    ) -> Result<StreamId, ReplicationError> {
+        let sid = StreamId(self.next_stream);
+        self.next_stream += 1;
+        self.streams.insert(
+            sid,
+            Stream {
+                mux: Protomux::new(),
+                is_initiator,
+                handshake_hash,
+                channels: BTreeMap::new(),
+            },
+        );
+        let dks: Vec<[u8; 32]> = self.cores.keys().copied().collect();
+        for dk in dks {
+            self.open_channel(sid, dk)?;
+        }
+        self.flush();
+        Ok(sid)
+    }
+
+    fn open_channel(&mut self, sid: StreamId, dk: [u8; 32]) -> Result<(), ReplicationError> {
+        let key = *self
+            .cores
+            .get(&dk)
+            .ok_or(ReplicationError::UnknownCore)?
+            .core()
+            .key();
+        let s = self
+            .streams
+            .get_mut(&sid)
+            .ok_or(ReplicationError::UnknownStream)?;
+        let hs = Handshake {
+            seeks: true,
+            capability: capability(s.is_initiator, &key, &s.handshake_hash),
+        };
+        let ch = s.mux.open(
+            ChannelOptions::new(PROTOCOL)
+                .id(dk.to_vec())
+                .aliases([PROTOCOL_ALIAS])
+                .handshake(hs.to_bytes())
+                .message_types(MESSAGE_TYPES),
+        )?;
+        s.channels.insert(ch, Chan { dk, peer: None });
+        Ok(())
+    }
+
+    /// The connection ended: forget the stream and its peers.
+    pub async fn remove_stream(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+    ) -> Result<(), ReplicationError> {
+        let Some(s) = self.streams.remove(&stream) else {
+            return Ok(());
+        };
+        for chan in s.channels.into_values() {
+            if let Some(peer) = chan.peer {
+                self.peers.remove(&(chan.dk, peer));
+                if let Some(rep) = self.cores.get_mut(&chan.dk) {
+                    rep.remove_peer(now, peer).await?;
+                }
+            }
+        }
+        self.out.retain(|o| o.0 != stream);
+        self.flush();
+        Ok(())
+    }
+
+    /// Whether the stream is still live (not destroyed or removed).
+    pub fn has_stream(&self, stream: StreamId) -> bool {
+        self.streams.contains_key(&stream)
+    }
+
+    /// One frame (a decrypted secret-stream message) from `stream`. Errors are local failures
+    /// (storage) or an unknown stream; the remote's faults come out as events.
+    pub async fn handle_frame(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+        frame: &[u8],
+    ) -> Result<(), ReplicationError> {
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(ReplicationError::UnknownStream)?;
+        if let Err(e) = s.mux.handle_frame(frame) {
+            self.destroy_stream(now, stream, e.into()).await?;
+            return Ok(());
+        }
+        while let Some(ev) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|s| s.mux.poll_event())
+        {
+            self.on_mux_event(now, stream, ev).await?;
+        }
+        self.flush();
+        Ok(())
+    }
+
+    async fn on_mux_event(
+        &mut self,
+        now: u64,
+        sid: StreamId,
+        ev: MuxEvent,
+    ) -> Result<(), ReplicationError> {
+        let Some(s) = self.streams.get_mut(&sid) else {
+            return Ok(());
+        };
+        match ev {
+            MuxEvent::ChannelOpened { channel, handshake } => {
+                let Some(chan) = s.channels.get(&channel) else {
+                    return Ok(());
+                };
+                let dk = chan.dk;
+                let Some(rep) = self.cores.get_mut(&dk) else {
+                    return Ok(());
+                };
+                let expected = capability(!s.is_initiator, rep.core().key(), &s.handshake_hash);
+                let ok = Handshake::from_bytes(&handshake).is_ok_and(|h| h.capability == expected);
+                if !ok {
+                    s.channels.remove(&channel);
+                    // The channel is open, so closing it cannot fail except on a destroyed mux.
+                    let _ = s.mux.close(channel);
+                    self.events.push_back(HubEvent::ChannelClosed {
+                        stream: sid,
+                        discovery_key: dk,
+                        error: Some(ReplicationError::InvalidCapability),
+                    });
+                    return Ok(());
+                }
+                let peer = rep.add_peer();
+                if let Some(c) = s.channels.get_mut(&channel) {
+                    c.peer = Some(peer);
+                }
+                self.peers.insert((dk, peer), (sid, channel));
+                self.events.push_back(HubEvent::ChannelOpened {
+                    stream: sid,
+                    discovery_key: dk,
+                    peer,
+                });
+            }
+            MuxEvent::Message {
+                channel,
+                message_type,
+                payload,
+            } => {
+                let Some(&Chan {
+                    dk,
+                    peer: Some(peer),
+                }) = s.channels.get(&channel)
+                else {
+                    return Ok(());
+                };
+                if message_type >= MESSAGE_TYPES {
+                    return Ok(());
+                }
+                let msg = match Message::decode(message_type, &payload) {
+                    Ok(m) => m,
+                    Err(e) => return self.destroy_stream(now, sid, e.into()).await,
+                };
+                if let Some(rep) = self.cores.get_mut(&dk) {
+                    rep.handle_message(now, peer, msg).await?;
+                }
+            }
+            MuxEvent::ChannelClosed { channel, .. } | MuxEvent::ChannelRejected { channel } => {
+                if let Some(chan) = s.channels.remove(&channel) {
+                    if let Some(peer) = chan.peer {
+                        self.peers.remove(&(chan.dk, peer));
+                        if let Some(rep) = self.cores.get_mut(&chan.dk) {
+                            rep.remove_peer(now, peer).await?;
+                        }
+                    }
+                    self.events.push_back(HubEvent::ChannelClosed {
+                        stream: sid,
+                        discovery_key: chan.dk,
+                        error: None,
+                    });
+                }
+            }
+            MuxEvent::PairRequest { protocol, id, .. } => {
+                // Never paired: nothing to answer, but be safe.
+                let _ = s.mux.reject(&protocol, id.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    async fn destroy_stream(
+        &mut self,
+        now: u64,
+        sid: StreamId,
+        error: ReplicationError,
+    ) -> Result<(), ReplicationError> {
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.mux.destroy();
+        }
+        self.remove_stream(now, sid).await?;
+        self.events
+            .push_back(HubEvent::StreamClosed { stream: sid, error });
+        Ok(())
+    }
+
+    /// Move every replicator's messages and events out to the streams and the event queue.
+    /// Called by every hub method; call it after driving a replicator through
+    /// [`ReplicationHub::replicator_mut`].
+    pub fn flush(&mut self) {
+        for s in self.streams.values_mut() {
+            s.mux.cork();
+        }
+        let mut disconnects = Vec::new();
+        for (dk, rep) in self.cores.iter_mut() {
+            while let Some((peer, msg)) = rep.poll_transmit() {
+                let Some(&(sid, ch)) = self.peers.get(&(*dk, peer)) else {
+                    continue;
+                };
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    // A channel closed under us just drops the message.
+                    let _ = s.mux.send(ch, msg.type_id(), &msg.to_bytes());
+                }
+            }
+            while let Some(event) = rep.poll_event() {
+                if let Event::Disconnect { peer, error } = &event {
+                    if let Some(&(sid, _)) = self.peers.get(&(*dk, *peer)) {
+                        disconnects.push((sid, error.clone()));
+                    }
+                }
+                self.events.push_back(HubEvent::Core {
+                    discovery_key: *dk,
+                    event,
+                });
+            }
+        }
+        for (sid, s) in self.streams.iter_mut() {
+            s.mux.uncork();
+            while let Some(f) = s.mux.poll_transmit() {
+                self.out.push_back((*sid, f));
+            }
+        }
+        for (sid, error) in disconnects {
+            // The replicator already dropped the peer; kill the stream like JS does.
+            if let Some(mut s) = self.streams.remove(&sid) {
+                s.mux.destroy();
+                for chan in s.channels.into_values() {
+                    if let Some(peer) = chan.peer {
+                        self.peers.remove(&(chan.dk, peer));
+                        if let Some(rep) = self.cores.get_mut(&chan.dk) {
+                            rep.forget_peer(peer);
+                        }
+                    }
+                }
+                self.out.retain(|o| o.0 != sid);
+                self.events
+                    .push_back(HubEvent::StreamClosed { stream: sid, error });
+            }
+        }
+    }
+
+    /// Next frame to encrypt and write, and on which stream.
+    pub fn poll_transmit(&mut self) -> Option<(StreamId, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// Earliest deadline of any replicator.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.cores
+            .values()
+            .filter_map(Replicator::poll_timeout)
+            .min()
+    }
+
+    /// Time passed: run every replicator's timers.
+    pub async fn handle_timeout(&mut self, now: u64) -> Result<(), ReplicationError> {
+        for rep in self.cores.values_mut() {
+            if rep.poll_timeout().is_some_and(|t| t <= now) {
+                rep.handle_timeout(now).await?;
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+}

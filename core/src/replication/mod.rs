@@ -1,0 +1,30 @@
+//! hypercore replication (JS `lib/replicator.js`) as sans-IO engines.
+//!
+//! - [`Replicator`](crate::replication::Replicator): one core shared with many peers. Input is decoded wire [`Message`]s per peer
+//!   ([`Replicator::handle_message`](crate::replication::Replicator::handle_message), async because it awaits the core's storage), output is
+//!   `(peer, message)` pairs from [`Replicator::poll_transmit`](crate::replication::Replicator::poll_transmit), [`Event`](crate::replication::Event)s from
+//!   [`Replicator::poll_event`](crate::replication::Replicator::poll_event) and a deadline from [`Replicator::poll_timeout`](crate::replication::Replicator::poll_timeout) (request timeouts,
+//!   invalid-request backoff) to feed back with [`Replicator::handle_timeout`](crate::replication::Replicator::handle_timeout).
+//! - [`ReplicationHub`](crate::replication::ReplicationHub): the stream-level glue. It owns the cores' replicators and one
+//!   [`Protomux`](crate::protomux::Protomux) per stream, opens the `hypercore/alpha` channel (id =
+//!   discovery key, handshake = `{seeks, capability}`) for every core on every stream, checks the
+//!   remote capability, and maps channels to replicator peers: a transport only moves frames
+//!   (secret-stream plaintext messages) in and out.
+//! - [`RemoteBitfield`](crate::replication::RemoteBitfield): what one remote says it has.
+//!
+//! Time is milliseconds from any origin the caller picks; nothing here reads a clock.
+//!
+//! [`Message`]: crate::hypercore::messages::Message
+
+pub mod hub;
+pub mod remote_bitfield;
+pub mod replicator;
+#[cfg(test)]
+mod tests;
+
+pub use hub::{HubEvent, ReplicationHub, StreamId, PROTOCOL, PROTOCOL_ALIAS};
+pub use remote_bitfield::RemoteBitfield;
+pub use replicator::{
+    DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator,
+    MAX_INVALID_REQUESTS,
+};

@@ -1,0 +1,1352 @@
+//! [`Replicator`]: one core replicated with many peers (JS `Replicator` + `Peer`).
+//!
+//! Each peer is a paired `hypercore/alpha` channel; the owner adds it with
+//! [`Replicator::add_peer`] once the channel is open and its capability checked, feeds it the
+//! peer's decoded messages, and sends what [`Replicator::poll_transmit`] yields on that channel.
+//!
+//! What it does, following `lib/replicator.js` (v11):
+//! * **sync**: sent on open and whenever the local length/fork changes; `remoteLength` echoes the
+//!   peer's length (it acknowledges it), `canUpgrade` says whether we hold the roots to prove an
+//!   upgrade from the peer's length.
+//! * **upgrades**: requested eagerly from a peer that can upgrade us and acknowledged our length,
+//!   at most one in flight; a peer on a higher fork is asked for a reorg proof from 0.
+//! * **blocks**: the blocks of the [`Replicator::download`] ranges are requested from peers that
+//!   advertise them (`range`/`bitfield`), least-loaded first, at most
+//!   [`Options::max_inflight`] per peer; peers that do not advertise a wanted block get a `want`
+//!   for its 2^21-block batch. Verified blocks give [`Event::Block`] and a `range` broadcast.
+//! * **answers**: proofs through [`Hypercore::proof`]; wrong fork or missing block → manifest-only
+//!   `data` if the manifest was asked for and we have one, else `noData(NOT_AVAILABLE)`; a proof
+//!   that cannot be generated → `noData(INVALID_REQUEST)` after the JS backoff (200 ms → 5 s), and at
+//!   [`MAX_INVALID_REQUESTS`] the peer is disconnected ([`Event::Disconnect`]).
+//! * **bad data**: a proof that does not verify pauses the peer (no more requests to it, no
+//!   block uploads) and gives [`Event::InvalidData`]; with [`Options::disconnect_on_invalid_data`]
+//!   it is disconnected at once.
+//! * **timeouts**: a request unanswered for [`Options::request_timeout`] ms is cancelled (`cancel`)
+//!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
+//!   reused only after their answer arrived.
+//!
+//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), seeks, hash
+//! requests, fork-conflict checks (`request 0`), hotswapping of slow requests, remote-want
+//! filtering of `range` broadcasts (we always broadcast, which JS accepts).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::encoding::DecodeError;
+use crate::hypercore::messages::{
+    Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
+    RequestBlock, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE,
+};
+use crate::hypercore::{AppendOutcome, Hypercore, HypercoreError, ProofRequest};
+use crate::protomux::{ChannelError, MuxError};
+use crate::storage::Storage;
+
+use super::remote_bitfield::RemoteBitfield;
+
+/// Invalid requests a peer may send before it is disconnected (JS `MAX_INVALID_REQUESTS`).
+pub const MAX_INVALID_REQUESTS: u64 = 64;
+/// `noData` answers after which a peer is paused (JS `MAX_BACKOFFS`).
+const MAX_BACKOFFS: u64 = MAX_INVALID_REQUESTS / 2;
+/// Blocks per `want` (JS COMPAT want batches: 2^21).
+const WANT_BATCH: u64 = 1 << 21;
+/// Index visits per scheduling pass (bounds the work one message can cause).
+const MAX_SCAN: u64 = 1 << 16;
+
+/// Handle of a peer of one [`Replicator`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(u64);
+
+impl PeerId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Handle of a [`Replicator::download`] range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DownloadId(u64);
+
+impl DownloadId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Tuning of a [`Replicator`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Requests in flight per peer (JS: 16..512 scaled by RTT; 48 on non-UDX streams).
+    pub max_inflight: usize,
+    /// Milliseconds before an unanswered request is cancelled and rescheduled.
+    pub request_timeout: u64,
+    /// Upgrade to a peer's length as soon as it announces one (JS `eagerUpgrade`, default true).
+    pub eager_upgrade: bool,
+    /// Follow peers onto higher forks (JS `allowFork`, default true).
+    pub allow_fork: bool,
+    /// Disconnect a peer on its first proof that does not verify, instead of only pausing it.
+    pub disconnect_on_invalid_data: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_inflight: 48,
+            request_timeout: 30_000,
+            eager_upgrade: true,
+            allow_fork: true,
+            disconnect_on_invalid_data: false,
+        }
+    }
+}
+
+/// Why replication failed or a peer must go.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ReplicationError {
+    /// The local core failed (storage): not the peer's fault.
+    #[error("local core: {0}")]
+    Core(#[from] HypercoreError),
+    /// The peer handle is unknown (never added, or removed).
+    #[error("unknown peer {0:?}")]
+    UnknownPeer(PeerId),
+    /// The peer sent [`MAX_INVALID_REQUESTS`] requests that could not be answered.
+    #[error("peer sent {0} invalid requests")]
+    TooManyInvalidRequests(u64),
+    /// The peer sent a proof that does not verify (with [`Options::disconnect_on_invalid_data`]).
+    #[error("peer sent invalid data: {0}")]
+    InvalidData(HypercoreError),
+    /// The remote's channel handshake carried the wrong replication capability.
+    #[error("remote sent an invalid replication capability")]
+    InvalidCapability,
+    /// A message of the channel does not decode.
+    #[error("malformed message: {0}")]
+    Decode(#[from] DecodeError),
+    /// The stream's protomux failed (protocol violation by the remote).
+    #[error("protomux: {0}")]
+    Mux(#[from] MuxError),
+    /// A channel operation was refused.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
+    /// The stream handle is unknown.
+    #[error("unknown stream")]
+    UnknownStream,
+    /// No core with this discovery key is replicated.
+    #[error("unknown core")]
+    UnknownCore,
+}
+
+/// What happened, for the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The core grew to `length` through a verified upgrade from a peer.
+    Upgraded {
+        /// New length.
+        length: u64,
+        /// Fork.
+        fork: u64,
+    },
+    /// The core moved to a peer's higher fork (a reorg); blocks past the shared prefix are gone.
+    Reorg {
+        /// New fork.
+        fork: u64,
+        /// New length.
+        length: u64,
+    },
+    /// Block `index` was downloaded from `peer`, verified and stored.
+    Block {
+        /// Block index.
+        index: u64,
+        /// Where it came from.
+        peer: PeerId,
+    },
+    /// Every block of a bounded [`Replicator::download`] range is held locally.
+    Downloaded {
+        /// The range.
+        id: DownloadId,
+    },
+    /// A peer announced its state (a `sync`).
+    PeerSync {
+        /// The peer.
+        peer: PeerId,
+        /// Its fork.
+        fork: u64,
+        /// Its length.
+        length: u64,
+    },
+    /// A message of a registered extension.
+    Extension {
+        /// From.
+        peer: PeerId,
+        /// Extension name.
+        name: String,
+        /// Payload.
+        message: Vec<u8>,
+    },
+    /// A peer's proof did not verify: the peer is paused (JS `verification-error`).
+    InvalidData {
+        /// The peer.
+        peer: PeerId,
+        /// What failed.
+        error: HypercoreError,
+    },
+    /// A peer's request could not be answered (JS `invalid-request`).
+    InvalidRequest {
+        /// The peer.
+        peer: PeerId,
+        /// What failed.
+        error: HypercoreError,
+    },
+    /// The peer was removed for misbehaving; the owner should close its channel / stream.
+    Disconnect {
+        /// The peer (already removed).
+        peer: PeerId,
+        /// Why.
+        error: ReplicationError,
+    },
+}
+
+/// A snapshot of what we know about a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer has sent a `sync`.
+    pub synced: bool,
+    /// Its fork.
+    pub remote_fork: u64,
+    /// Its length.
+    pub remote_length: u64,
+    /// It holds blocks `0..remote_contiguous_length`.
+    pub remote_contiguous_length: u64,
+    /// It says it can prove an upgrade from our length.
+    pub remote_can_upgrade: bool,
+    /// We told it we can prove an upgrade from its length.
+    pub can_upgrade: bool,
+    /// Our requests in flight to it.
+    pub inflight: usize,
+    /// No longer used for requests (bad data or too many `noData`).
+    pub paused: bool,
+    /// Invalid requests it sent.
+    pub invalid_requests: u64,
+    /// Invalid proofs it sent.
+    pub invalid_data: u64,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    synced: bool,
+    remote_fork: u64,
+    remote_length: u64,
+    remote_can_upgrade: bool,
+    remote_has_manifest: bool,
+    length_acked: u64,
+    can_upgrade: bool,
+    last_upgradable: Option<(u64, u64)>,
+    remote_contig: u64,
+    remote_bitfield: RemoteBitfield,
+    wants_sent: BTreeSet<u64>,
+    inflight: usize,
+    paused: bool,
+    invalid_requests: u64,
+    invalid_data: u64,
+    backoffs: u64,
+    timeouts: u64,
+    fully_signaled: u64,
+    last_ext_sent: Option<String>,
+    last_ext_recv: Option<String>,
+}
+
+impl Peer {
+    fn has_block(&self, index: u64) -> bool {
+        index < self.remote_contig || self.remote_bitfield.get(index)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Inflight {
+    peer: PeerId,
+    req: Request,
+    deadline: u64,
+}
+
+/// JS `backoff(times)`: how long to wait before answering the `times`-th invalid request.
+fn backoff(times: u64) -> u64 {
+    match times {
+        0..2 => 200,
+        2..5 => 500,
+        5..40 => 1000,
+        _ => 5000,
+    }
+}
+
+/// The replication engine of one core (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Replicator<S: Storage> {
+    core: Hypercore<S>,
+    opts: Options,
+    peers: BTreeMap<PeerId, Peer>,
+    next_peer: u64,
+    inflight: BTreeMap<u64, Inflight>,
+    free_ids: BTreeSet<u64>,
+    next_id: u64,
+    inflight_blocks: BTreeSet<u64>,
+    upgrade_inflight: Option<u64>,
+    reorg_inflight: Option<u64>,
+    downloads: BTreeMap<DownloadId, (u64, Option<u64>)>,
+    next_download: u64,
+    extensions: BTreeSet<String>,
+    delayed: Vec<(u64, PeerId, Message)>,
+    transmits: VecDeque<(PeerId, Message)>,
+    events: VecDeque<Event>,
+    last_length: u64,
+    last_fork: u64,
+}
+
+impl<S: Storage> Replicator<S> {
+    /// A replicator for `core`.
+    pub fn new(core: Hypercore<S>, opts: Options) -> Self {
+        let (last_length, last_fork) = (core.length(), core.fork());
+        Replicator {
+            core,
+            opts,
+            peers: BTreeMap::new(),
+            next_peer: 1,
+            inflight: BTreeMap::new(),
+            free_ids: BTreeSet::new(),
+            next_id: 1,
+            inflight_blocks: BTreeSet::new(),
+            upgrade_inflight: None,
+            reorg_inflight: None,
+            downloads: BTreeMap::new(),
+            next_download: 1,
+            extensions: BTreeSet::new(),
+            delayed: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            last_length,
+            last_fork,
+        }
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Hypercore<S> {
+        &self.core
+    }
+
+    /// The core, to mutate directly; call [`Replicator::notify_local_change`] afterwards so peers
+    /// learn about appends and truncations (or use [`Replicator::append`] /
+    /// [`Replicator::truncate`]).
+    pub fn core_mut(&mut self) -> &mut Hypercore<S> {
+        &mut self.core
+    }
+
+    /// Give the core back.
+    pub fn into_core(self) -> Hypercore<S> {
+        self.core
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The live peers.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// What we know about `peer`.
+    pub fn peer_info(&self, peer: PeerId) -> Option<PeerInfo> {
+        self.peers.get(&peer).map(|p| PeerInfo {
+            synced: p.synced,
+            remote_fork: p.remote_fork,
+            remote_length: p.remote_length,
+            remote_contiguous_length: p.remote_contig,
+            remote_can_upgrade: p.remote_can_upgrade,
+            can_upgrade: p.can_upgrade,
+            inflight: p.inflight,
+            paused: p.paused,
+            invalid_requests: p.invalid_requests,
+            invalid_data: p.invalid_data,
+        })
+    }
+
+    /// Requests in flight, over all peers.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    /// Next message to send, and to which peer.
+    pub fn poll_transmit(&mut self) -> Option<(PeerId, Message)> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Replicator::handle_timeout`] wants to run next (request timeouts, delayed answers).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let a = self.inflight.values().map(|r| r.deadline).min();
+        let b = self.delayed.iter().map(|d| d.0).min();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time passed: cancel requests past their deadline (rescheduling them elsewhere) and send
+    /// delayed answers that are due.
+    pub async fn handle_timeout(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let expired: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self
+                .inflight
+                .get(&id)
+                .and_then(|r| self.peers.get_mut(&r.peer))
+            {
+                // Slow peers go to the back of the queue, and are paused like JS backoffs.
+                p.timeouts += 1;
+                if p.timeouts >= MAX_BACKOFFS {
+                    p.paused = true;
+                }
+            }
+            self.cancel_request(id);
+        }
+        let mut due = Vec::new();
+        self.delayed.retain(|d| {
+            if d.0 <= now {
+                due.push((d.1, d.2.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (peer, msg) in due {
+            if self.peers.contains_key(&peer) {
+                self.transmits.push_back((peer, msg));
+            }
+        }
+        self.update(now).await
+    }
+
+    // ------------------------------------------------------------------ peers
+
+    /// A peer's channel opened (capability checked): sends our `sync` and, if we hold a contiguous
+    /// prefix, `range{0, contiguous}`.
+    pub fn add_peer(&mut self) -> PeerId {
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        self.peers.insert(id, Peer::default());
+        self.send_sync(id);
+        let contig = self.core.contiguous_length().min(self.core.length());
+        if contig > 0 {
+            self.broadcast_range(id, 0, contig, false);
+        }
+        id
+    }
+
+    /// The peer's channel closed: forget it and move its requests to other peers.
+    pub async fn remove_peer(&mut self, now: u64, peer: PeerId) -> Result<(), ReplicationError> {
+        self.drop_peer(peer);
+        self.update(now).await
+    }
+
+    /// Forget a peer without rescheduling its requests yet (they move to other peers on the next
+    /// message or timeout). For owners that cannot await, e.g. when a whole stream dies.
+    pub fn forget_peer(&mut self, peer: PeerId) {
+        self.drop_peer(peer);
+    }
+
+    fn drop_peer(&mut self, peer: PeerId) {
+        if self.peers.remove(&peer).is_none() {
+            return;
+        }
+        let ids: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.finish_request(id, false);
+        }
+        self.delayed.retain(|d| d.1 != peer);
+        self.transmits.retain(|t| t.0 != peer);
+    }
+
+    fn disconnect(&mut self, peer: PeerId, error: ReplicationError) {
+        self.drop_peer(peer);
+        self.events.push_back(Event::Disconnect { peer, error });
+    }
+
+    // ------------------------------------------------------------------ local API
+
+    /// Want blocks `start..end` (`None`: every block from `start` on, following the core as it
+    /// grows). [`Event::Block`] reports each block, [`Event::Downloaded`] a bounded range once
+    /// complete (at once if it already is).
+    pub async fn download(
+        &mut self,
+        now: u64,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<DownloadId, ReplicationError> {
+        let id = DownloadId(self.next_download);
+        self.next_download += 1;
+        self.downloads.insert(id, (start, end));
+        self.check_downloads();
+        self.update(now).await?;
+        Ok(id)
+    }
+
+    /// Stop wanting a download range; requests only it needed are cancelled.
+    pub fn cancel_download(&mut self, id: DownloadId) {
+        self.downloads.remove(&id);
+        let orphans: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter_map(|(&rid, r)| {
+                let b = r.req.block?;
+                (!self.is_wanted(b.index)).then_some(rid)
+            })
+            .collect();
+        for rid in orphans {
+            self.cancel_request(rid);
+        }
+    }
+
+    /// Register an extension: its messages from peers are reported as [`Event::Extension`].
+    pub fn register_extension(&mut self, name: impl Into<String>) {
+        self.extensions.insert(name.into());
+    }
+
+    /// Send an extension message to one peer.
+    pub fn send_extension(
+        &mut self,
+        peer: PeerId,
+        name: &str,
+        message: &[u8],
+    ) -> Result<(), ReplicationError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(ReplicationError::UnknownPeer(peer))?;
+        let wire_name = if p.last_ext_sent.as_deref() == Some(name) {
+            String::new()
+        } else {
+            name.to_owned()
+        };
+        p.last_ext_sent = Some(name.to_owned());
+        self.transmits.push_back((
+            peer,
+            Message::Extension(Extension {
+                name: wire_name,
+                message: message.to_vec(),
+            }),
+        ));
+        Ok(())
+    }
+
+    /// Send an extension message to every peer.
+    pub fn broadcast_extension(&mut self, name: &str, message: &[u8]) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for p in peers {
+            // Every listed peer exists.
+            let _ = self.send_extension(p, name, message);
+        }
+    }
+
+    /// Append to a writable core and tell the peers (sync + range).
+    pub async fn append(
+        &mut self,
+        now: u64,
+        blocks: &[&[u8]],
+    ) -> Result<AppendOutcome, ReplicationError> {
+        let out = self.core.append(blocks).await?;
+        self.notify_local_change(now).await?;
+        Ok(out)
+    }
+
+    /// Truncate a writable core (fork + 1 by default) and tell the peers (`range{drop}` + sync).
+    pub async fn truncate(
+        &mut self,
+        now: u64,
+        length: u64,
+        fork: Option<u64>,
+    ) -> Result<(), ReplicationError> {
+        self.core.truncate(length, fork).await?;
+        self.notify_local_change(now).await
+    }
+
+    /// The core changed through [`Replicator::core_mut`]: announce the new length/fork.
+    pub async fn notify_local_change(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let (old_len, old_fork) = (self.last_length, self.last_fork);
+        self.last_length = len;
+        self.last_fork = fork;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        if fork != old_fork || len < old_len {
+            self.cancel_stale_requests();
+            // Without knowing the shared prefix of a fork change, drop everything past it.
+            let from = if fork != old_fork { 0 } else { len };
+            for &p in &peers {
+                if let Some(pp) = self.peers.get_mut(&p) {
+                    pp.fully_signaled = pp.fully_signaled.min(from);
+                }
+                if old_len > from {
+                    self.broadcast_range(p, from, old_len - from, true);
+                }
+                self.send_sync(p);
+                let contig = self.core.contiguous_length().min(len);
+                if contig > 0 {
+                    self.broadcast_range(p, 0, contig, false);
+                }
+            }
+        } else if len > old_len {
+            for &p in &peers {
+                self.signal_upgrade(p).await?;
+                self.broadcast_range(p, old_len, len - old_len, false);
+            }
+        }
+        self.check_downloads();
+        self.update(now).await
+    }
+
+    // ------------------------------------------------------------------ input
+
+    /// A decoded message from `peer`. Errors are local failures only (storage); whatever the peer
+    /// sends is handled (ignored, answered with `noData`, or punished through events).
+    pub async fn handle_message(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msg: Message,
+    ) -> Result<(), ReplicationError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(ReplicationError::UnknownPeer(peer));
+        }
+        match msg {
+            Message::Sync(m) => self.on_sync(peer, m).await?,
+            Message::Request(m) => self.on_request(now, peer, m).await?,
+            Message::Cancel(Cancel { request }) => self.delayed.retain(|d| {
+                !(d.1 == peer && matches!(&d.2, Message::NoData(n) if n.request == request))
+            }),
+            Message::Data(d) => self.on_data(peer, *d).await?,
+            Message::NoData(m) => self.on_no_data(peer, m),
+            Message::Want(w) => self.on_want(peer, w),
+            Message::Unwant(_) => {}
+            Message::Bitfield(b) => self.on_bitfield(peer, b),
+            Message::Range(r) => self.on_range(peer, r),
+            Message::Extension(e) => self.on_extension(peer, e),
+        }
+        self.update(now).await
+    }
+
+    async fn on_sync(&mut self, peer: PeerId, m: Sync) -> Result<(), ReplicationError> {
+        let (local_len, local_fork) = (self.core.length(), self.core.fork());
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
+        let length_changed = m.length != p.remote_length;
+        let same_fork = m.fork == local_fork;
+        p.synced = true;
+        p.remote_fork = m.fork;
+        p.remote_length = m.length;
+        p.remote_can_upgrade = m.can_upgrade;
+        p.remote_has_manifest = m.has_manifest;
+        p.length_acked = if same_fork { m.remote_length } else { 0 };
+        let upgrade = if !length_changed || !same_fork {
+            p.can_upgrade && same_fork
+        } else {
+            self.can_upgrade_to(m.length, m.fork).await
+        };
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.can_upgrade = upgrade;
+            if upgrade {
+                p.last_upgradable = Some((m.fork, m.length));
+            }
+        }
+        self.events.push_back(Event::PeerSync {
+            peer,
+            fork: m.fork,
+            length: m.length,
+        });
+        if local_fork == m.fork && local_len > m.length {
+            self.signal_upgrade(peer).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_request(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        req: Request,
+    ) -> Result<(), ReplicationError> {
+        let paused = self.peers.get(&peer).is_none_or(|p| p.paused);
+        let has_block = req.block.is_none_or(|b| self.core.has(b.index));
+        if req.fork != self.core.fork() || !has_block {
+            self.not_available(peer, &req);
+            return Ok(());
+        }
+        match self.core.proof(&ProofRequest::from(&req)).await {
+            Ok(mut data) => {
+                if paused && data.block.is_some() {
+                    return Ok(());
+                }
+                data.request = req.id;
+                data.fork = req.fork;
+                if req.manifest && !self.core.is_compat() {
+                    data.manifest = self.core.manifest().cloned();
+                }
+                self.transmits
+                    .push_back((peer, Message::Data(Box::new(data))));
+            }
+            Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+            Err(HypercoreError::BlockNotAvailable(_)) => self.not_available(peer, &req),
+            Err(error) => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return Ok(());
+                };
+                p.invalid_requests += 1;
+                let n = p.invalid_requests;
+                self.events.push_back(Event::InvalidRequest { peer, error });
+                if n >= MAX_INVALID_REQUESTS {
+                    self.disconnect(peer, ReplicationError::TooManyInvalidRequests(n));
+                    return Ok(());
+                }
+                let answer = Message::NoData(NoData {
+                    request: req.id,
+                    reason: NO_DATA_INVALID_REQUEST,
+                });
+                self.delayed.push((now + backoff(n), peer, answer));
+            }
+        }
+        Ok(())
+    }
+
+    fn not_available(&mut self, peer: PeerId, req: &Request) {
+        let manifest = self.core.manifest().filter(|_| !self.core.is_compat());
+        let msg = match manifest {
+            Some(m) if req.manifest => Message::Data(Box::new(Data {
+                request: req.id,
+                fork: self.core.fork(),
+                manifest: Some(m.clone()),
+                ..Data::default()
+            })),
+            _ => Message::NoData(NoData {
+                request: req.id,
+                reason: NO_DATA_NOT_AVAILABLE,
+            }),
+        };
+        self.transmits.push_back((peer, msg));
+    }
+
+    async fn on_data(&mut self, peer: PeerId, data: Data) -> Result<(), ReplicationError> {
+        let local_fork = self.core.fork();
+        let req = if data.request > 0 {
+            match self.inflight.get(&data.request) {
+                Some(r) if r.peer == peer => Some(r.req),
+                Some(_) => return Ok(()),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let reorg = data.fork > local_fork;
+        if req.is_none() && !reorg {
+            // No push mode: unsolicited (or cancelled / timed-out) data is ignored.
+            return Ok(());
+        }
+        if req.is_some() {
+            self.finish_request(data.request, true);
+        }
+        if reorg {
+            let from_peer = self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.remote_fork == data.fork);
+            if !self.opts.allow_fork || !from_peer || data.upgrade.is_none() {
+                return Ok(());
+            }
+        } else if !matching_request(req.as_ref(), &data) {
+            self.on_no_data_effects(peer, 0);
+            return Ok(());
+        }
+        let (old_len, old_fork) = (self.core.length(), self.core.fork());
+        match self.core.apply_proof(&data).await {
+            Ok(out) => {
+                let (len, fork) = (self.core.length(), self.core.fork());
+                if fork != old_fork {
+                    self.events.push_back(Event::Reorg { fork, length: len });
+                } else if let Some(length) = out.upgraded_to.filter(|&l| l != old_len) {
+                    self.events.push_back(Event::Upgraded { length, fork });
+                }
+                if let Some(index) = out.block {
+                    self.events.push_back(Event::Block { index, peer });
+                }
+                if fork != old_fork || len != old_len {
+                    self.after_upgrade(old_fork).await?;
+                }
+                if let Some(index) = out.block {
+                    let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+                    for p in peers {
+                        self.broadcast_range(p, index, 1, false);
+                    }
+                }
+                self.check_downloads();
+            }
+            Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+            Err(error) => self.invalid_data(peer, error),
+        }
+        Ok(())
+    }
+
+    /// Our length/fork changed through a peer's proof.
+    async fn after_upgrade(&mut self, old_fork: u64) -> Result<(), ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        self.last_length = len;
+        self.last_fork = fork;
+        if fork != old_fork {
+            self.cancel_stale_requests();
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for p in peers {
+            if fork != old_fork {
+                if let Some(pp) = self.peers.get_mut(&p) {
+                    pp.fully_signaled = pp.fully_signaled.min(self.core.contiguous_length());
+                }
+            }
+            self.signal_upgrade(p).await?;
+        }
+        Ok(())
+    }
+
+    fn invalid_data(&mut self, peer: PeerId, error: HypercoreError) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.paused = true;
+        p.invalid_data += 1;
+        self.events.push_back(Event::InvalidData {
+            peer,
+            error: error.clone(),
+        });
+        if self.opts.disconnect_on_invalid_data {
+            self.disconnect(peer, ReplicationError::InvalidData(error));
+        }
+    }
+
+    fn on_no_data(&mut self, peer: PeerId, nd: NoData) {
+        let Some(r) = self.inflight.get(&nd.request).filter(|r| r.peer == peer) else {
+            return;
+        };
+        let block = r.req.block;
+        self.finish_request(nd.request, true);
+        if let (Some(b), Some(p)) = (block, self.peers.get_mut(&peer)) {
+            // It does not have it after all: don't ask it again until it says otherwise.
+            p.remote_bitfield.set(b.index, false);
+            p.remote_contig = p.remote_contig.min(b.index);
+        }
+        self.on_no_data_effects(peer, nd.reason);
+    }
+
+    fn on_no_data_effects(&mut self, peer: PeerId, reason: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if reason == NO_DATA_NOT_AVAILABLE || reason == NO_DATA_INVALID_REQUEST {
+                p.backoffs += 1;
+                if p.backoffs >= MAX_BACKOFFS {
+                    p.paused = true;
+                }
+            }
+        }
+    }
+
+    fn on_want(&mut self, peer: PeerId, w: Want) {
+        if self.peers.get(&peer).is_none_or(|p| p.paused) || w.length > WANT_BATCH {
+            return;
+        }
+        let length = self.core.length();
+        let contig = self.core.contiguous_length().min(length);
+        let end = w.start.saturating_add(w.length);
+        if end < contig || length == contig || (w.any && w.start < contig) {
+            self.transmits.push_back((
+                peer,
+                Message::Range(Range {
+                    drop: false,
+                    start: 0,
+                    length: contig,
+                }),
+            ));
+            return;
+        }
+        let len = w.length.min(length.saturating_sub(w.start));
+        if w.any {
+            if let Some(bit) = self.core.bitfield().first_set(w.start) {
+                if bit < w.start + len {
+                    self.transmits.push_back((
+                        peer,
+                        Message::Range(Range {
+                            drop: false,
+                            start: bit,
+                            length: 1,
+                        }),
+                    ));
+                }
+            }
+            return;
+        }
+        for (start, bitfield) in self.core.bitfield().want(w.start, len) {
+            self.transmits
+                .push_back((peer, Message::Bitfield(WireBitfield { start, bitfield })));
+        }
+    }
+
+    fn on_bitfield(&mut self, peer: PeerId, b: WireBitfield) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !b.start.is_multiple_of(32) {
+            return;
+        }
+        if b.start < p.remote_contig {
+            p.remote_contig = b.start;
+        }
+        p.remote_bitfield.insert(b.start, &b.bitfield);
+    }
+
+    fn on_range(&mut self, peer: PeerId, r: Range) {
+        let local_len = self.core.length();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let has = !r.drop;
+        if r.drop && r.start < p.remote_contig {
+            p.remote_contig = r.start;
+        }
+        if r.start == 0 && has {
+            p.remote_contig = p.remote_contig.max(r.length);
+        } else if r.length == 1 {
+            p.remote_bitfield.set(r.start, has);
+        } else {
+            let mut end = r.start.saturating_add(r.length);
+            if has {
+                // Bound what a peer can make us allocate to the lengths in play.
+                end = end.min(p.remote_length.max(local_len));
+            }
+            p.remote_bitfield.set_range(r.start, end, has);
+        }
+    }
+
+    fn on_extension(&mut self, peer: PeerId, e: Extension) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let name = if e.name.is_empty() {
+            match &p.last_ext_recv {
+                Some(n) => n.clone(),
+                None => return,
+            }
+        } else {
+            e.name
+        };
+        p.last_ext_recv = Some(name.clone());
+        if self.extensions.contains(&name) {
+            self.events.push_back(Event::Extension {
+                peer,
+                name,
+                message: e.message,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------ sync / ranges
+
+    async fn can_upgrade_to(&self, remote_length: u64, remote_fork: u64) -> bool {
+        if remote_fork != self.core.fork() {
+            return false;
+        }
+        if remote_length == 0 {
+            return true;
+        }
+        if remote_length >= self.core.length() {
+            return false;
+        }
+        self.core.upgradeable(remote_length).await.unwrap_or(false)
+    }
+
+    /// JS `signalUpgrade`: recompute `canUpgrade` if it may have become true, else resend `sync`.
+    async fn signal_upgrade(&mut self, peer: PeerId) -> Result<(), ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let Some(p) = self.peers.get(&peer) else {
+            return Ok(());
+        };
+        if fork == p.remote_fork && len > p.remote_length && !p.can_upgrade {
+            let (rl, rf) = (p.remote_length, p.remote_fork);
+            let can = self.can_upgrade_to(rl, rf).await;
+            if let Some(p) = self.peers.get_mut(&peer) {
+                if can != p.can_upgrade {
+                    p.can_upgrade = can;
+                    if can {
+                        p.last_upgradable = Some((rf, rl));
+                    }
+                    self.send_sync(peer);
+                }
+            }
+        } else {
+            self.send_sync(peer);
+        }
+        Ok(())
+    }
+
+    fn send_sync(&mut self, peer: PeerId) {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let has_manifest = self.core.manifest().is_some() && !self.core.is_compat();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if fork != p.remote_fork {
+            p.can_upgrade = false;
+        }
+        let sync = Sync {
+            fork,
+            length: len,
+            remote_length: if fork == p.remote_fork {
+                p.remote_length
+            } else {
+                0
+            },
+            can_upgrade: p.can_upgrade,
+            uploading: true,
+            downloading: true,
+            has_manifest,
+            allow_push: false,
+        };
+        self.transmits.push_back((peer, Message::Sync(sync)));
+    }
+
+    /// JS `broadcastRange`, without the remote-want filter.
+    fn broadcast_range(&mut self, peer: PeerId, mut start: u64, mut length: u64, drop: bool) {
+        let (len, contig) = (self.core.length(), self.core.contiguous_length());
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.paused {
+            return;
+        }
+        let fully = contig == len;
+        let mut force = false;
+        if fully && !drop {
+            start = 0;
+            length = len;
+            if p.fully_signaled < length {
+                p.fully_signaled = length;
+                force = true;
+            }
+        }
+        if !force && !drop {
+            if p.remote_contig >= start.saturating_add(length) {
+                return;
+            }
+            let end = start.saturating_add(length);
+            if p.remote_bitfield.find_first(false, start, end).is_none() {
+                return;
+            }
+        }
+        self.transmits.push_back((
+            peer,
+            Message::Range(Range {
+                drop,
+                start,
+                length,
+            }),
+        ));
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    fn is_wanted(&self, index: u64) -> bool {
+        self.downloads
+            .values()
+            .any(|&(s, e)| index >= s && e.is_none_or(|e| index < e))
+    }
+
+    fn check_downloads(&mut self) {
+        let len = self.core.length();
+        let done: Vec<DownloadId> = self
+            .downloads
+            .iter()
+            .filter(|(_, &(s, e))| match e {
+                Some(e) => {
+                    e <= len
+                        && (s >= e || self.core.bitfield().first_unset(s).is_none_or(|u| u >= e))
+                }
+                None => false,
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in done {
+            self.downloads.remove(&id);
+            self.events.push_back(Event::Downloaded { id });
+        }
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        if let Some(id) = self.free_ids.pop_first() {
+            return id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn send_request(&mut self, now: u64, peer: PeerId, mut req: Request) {
+        let id = self.alloc_id();
+        req.id = id;
+        if let Some(b) = req.block {
+            self.inflight_blocks.insert(b.index);
+        }
+        if req.upgrade.is_some() {
+            if req.fork == self.core.fork() {
+                self.upgrade_inflight = Some(id);
+            } else {
+                self.reorg_inflight = Some(id);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.inflight += 1;
+        }
+        self.inflight.insert(
+            id,
+            Inflight {
+                peer,
+                req,
+                deadline: now.saturating_add(self.opts.request_timeout),
+            },
+        );
+        self.transmits.push_back((peer, Message::Request(req)));
+    }
+
+    /// Forget request `id`; its id is reusable only if the answer came back (`roundtrip`).
+    fn finish_request(&mut self, id: u64, roundtrip: bool) {
+        let Some(r) = self.inflight.remove(&id) else {
+            return;
+        };
+        if roundtrip {
+            self.free_ids.insert(id);
+        }
+        if let Some(b) = r.req.block {
+            self.inflight_blocks.remove(&b.index);
+        }
+        if self.upgrade_inflight == Some(id) {
+            self.upgrade_inflight = None;
+        }
+        if self.reorg_inflight == Some(id) {
+            self.reorg_inflight = None;
+        }
+        if let Some(p) = self.peers.get_mut(&r.peer) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+    }
+
+    fn cancel_request(&mut self, id: u64) {
+        if let Some(r) = self.inflight.get(&id) {
+            let peer = r.peer;
+            self.finish_request(id, false);
+            if self.peers.contains_key(&peer) {
+                self.transmits
+                    .push_back((peer, Message::Cancel(Cancel { request: id })));
+            }
+        }
+    }
+
+    /// Requests made against a fork we left can only be answered with proofs we would reject.
+    fn cancel_stale_requests(&mut self) {
+        let fork = self.core.fork();
+        let stale: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| r.req.fork < fork || (r.req.fork == fork && r.req.upgrade.is_some()))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            self.cancel_request(id);
+        }
+    }
+
+    fn can_request(&self, p: &Peer, index: u64) -> bool {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        p.remote_length >= len
+            || p.last_upgradable
+                .is_some_and(|(f, l)| f == fork && index < l)
+            || p.can_upgrade
+    }
+
+    /// Issue whatever requests the wants and peers allow.
+    async fn update(&mut self, now: u64) -> Result<(), ReplicationError> {
+        self.request_reorg(now);
+        self.request_upgrade(now);
+        self.request_blocks(now).await
+    }
+
+    fn request_reorg(&mut self, now: u64) {
+        if !self.opts.allow_fork || self.reorg_inflight.is_some() {
+            return;
+        }
+        let fork = self.core.fork();
+        let max = self.opts.max_inflight;
+        let pick = self.peers.iter().find(|(_, p)| {
+            !p.paused && p.synced && p.remote_fork > fork && p.remote_length > 0 && p.inflight < max
+        });
+        if let Some((&peer, p)) = pick {
+            let req = Request {
+                fork: p.remote_fork,
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: p.remote_length,
+                }),
+                manifest: self.core.manifest().is_none(),
+                ..Request::default()
+            };
+            self.send_request(now, peer, req);
+        }
+    }
+
+    fn request_upgrade(&mut self, now: u64) {
+        if !self.opts.eager_upgrade || self.upgrade_inflight.is_some() {
+            return;
+        }
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let max = self.opts.max_inflight;
+        let pick = self.peers.iter().find(|(_, p)| {
+            !p.paused
+                && p.remote_fork == fork
+                && p.remote_can_upgrade
+                && p.remote_length > len
+                && p.length_acked == len
+                && p.inflight < max
+        });
+        if let Some((&peer, p)) = pick {
+            let req = Request {
+                fork,
+                upgrade: Some(RequestUpgrade {
+                    start: len,
+                    length: p.remote_length - len,
+                }),
+                manifest: self.core.manifest().is_none() && p.remote_has_manifest,
+                ..Request::default()
+            };
+            self.send_request(now, peer, req);
+        }
+    }
+
+    async fn request_blocks(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let max = self.opts.max_inflight;
+        let ranges: Vec<(u64, u64)> = self
+            .downloads
+            .values()
+            .map(|&(s, e)| (s, e.unwrap_or(len).min(len)))
+            .filter(|&(s, e)| s < e)
+            .collect();
+        let mut budget = MAX_SCAN;
+        for (start, end) in ranges {
+            let mut i = start;
+            while i < end && budget > 0 {
+                budget -= 1;
+                let Some(next) = self.core.bitfield().first_unset(i) else {
+                    break;
+                };
+                i = next;
+                if i >= end {
+                    break;
+                }
+                if self.inflight_blocks.contains(&i) {
+                    i += 1;
+                    continue;
+                }
+                let mut any_capacity = false;
+                let mut best: Option<((u64, usize), PeerId)> = None;
+                for (&id, p) in &self.peers {
+                    if p.paused || p.remote_fork != fork || p.inflight >= max {
+                        continue;
+                    }
+                    any_capacity = true;
+                    let load = (p.timeouts, p.inflight);
+                    if p.has_block(i) && self.can_request(p, i) && best.is_none_or(|b| load < b.0) {
+                        best = Some((load, id));
+                    }
+                }
+                if !any_capacity {
+                    return Ok(());
+                }
+                match best {
+                    Some((_, peer)) => {
+                        let nodes = self.core.missing_nodes(2 * i).await?;
+                        let req = Request {
+                            fork,
+                            block: Some(RequestBlock { index: i, nodes }),
+                            ..Request::default()
+                        };
+                        self.send_request(now, peer, req);
+                    }
+                    None => self.maybe_want(i),
+                }
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask peers that do not advertise block `index` whether they have its batch (`want`).
+    fn maybe_want(&mut self, index: u64) {
+        let batch = index / WANT_BATCH;
+        let mut out = Vec::new();
+        for (&id, p) in self.peers.iter_mut() {
+            if p.paused || !p.synced || index < p.remote_contig || p.has_block(index) {
+                continue;
+            }
+            if p.wants_sent.insert(batch) {
+                out.push((
+                    id,
+                    Message::Want(Want {
+                        start: batch * WANT_BATCH,
+                        length: WANT_BATCH,
+                        any: false,
+                    }),
+                ));
+            }
+        }
+        self.transmits.extend(out);
+    }
+}
+
+/// JS `_matchingRequest`: the data answers what was asked.
+fn matching_request(req: Option<&Request>, data: &Data) -> bool {
+    let Some(req) = req else {
+        return false;
+    };
+    if let Some(b) = &data.block {
+        if req.block.is_none_or(|r| r.index != b.index) {
+            return false;
+        }
+    }
+    if let Some(h) = &data.hash {
+        if req.hash.is_none_or(|r| r.index != h.index) {
+            return false;
+        }
+    }
+    if data.seek.is_some() && req.seek.is_none() {
+        return false;
+    }
+    if data.upgrade.is_some() && req.upgrade.is_none() {
+        return false;
+    }
+    req.fork == data.fork
+}

@@ -1,0 +1,840 @@
+//! Deterministic replication tests: replicators on [`MemoryStorage`] joined by a virtual network
+//! with seeded per-message delays (FIFO per link, reordered across links), and hubs joined by
+//! protomux frames.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_executor::block_on;
+
+use super::*;
+use crate::crypto::KeyPair;
+use crate::hypercore::messages::{Message, NoData, Request, RequestUpgrade, Sync};
+use crate::hypercore::{CreateOptions, Hypercore, OpenOptions};
+use crate::storage::MemoryStorage;
+
+type Rep = Replicator<MemoryStorage>;
+
+fn block(i: u64, tag: &str) -> Vec<u8> {
+    format!("{tag} block #{i} {}", "x".repeat((i % 7) as usize)).into_bytes()
+}
+
+async fn writer(
+    n: u64,
+    encryption_key: Option<[u8; 32]>,
+) -> (Hypercore<MemoryStorage>, MemoryStorage) {
+    let storage = MemoryStorage::new();
+    let mut core = Hypercore::create(
+        storage.clone(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&[7; 32])),
+            encryption_key,
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..n {
+        core.append(&[&block(i, "v0")]).await.unwrap();
+    }
+    (core, storage)
+}
+
+async fn reader(key: [u8; 32], encryption_key: Option<[u8; 32]>) -> Hypercore<MemoryStorage> {
+    Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            encryption_key,
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// xorshift64*: the tests' only randomness, seeded.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+struct Pending {
+    at: u64,
+    seq: u64,
+    to: usize,
+    peer: PeerId,
+    msg: Message,
+}
+
+/// Replicators joined by links; `handle_message` in delivery order.
+struct Net {
+    reps: Vec<Rep>,
+    links: BTreeMap<(usize, PeerId), (usize, PeerId)>,
+    link_clock: BTreeMap<(usize, PeerId), u64>,
+    queue: Vec<Pending>,
+    events: Vec<Vec<Event>>,
+    sent: Vec<Vec<(PeerId, Message)>>,
+    /// Nodes whose outgoing `data` blocks get a byte flipped.
+    corrupt: BTreeSet<usize>,
+    /// Nodes that never answer (messages to them vanish).
+    deaf: BTreeSet<usize>,
+    rng: Rng,
+    max_delay: u64,
+    now: u64,
+    seq: u64,
+}
+
+impl Net {
+    fn new(reps: Vec<Rep>, seed: u64) -> Self {
+        let n = reps.len();
+        Net {
+            reps,
+            links: BTreeMap::new(),
+            link_clock: BTreeMap::new(),
+            queue: Vec::new(),
+            events: vec![Vec::new(); n],
+            sent: vec![Vec::new(); n],
+            corrupt: BTreeSet::new(),
+            deaf: BTreeSet::new(),
+            rng: Rng(seed | 1),
+            max_delay: 20,
+            now: 1000,
+            seq: 0,
+        }
+    }
+
+    fn connect(&mut self, a: usize, b: usize) -> (PeerId, PeerId) {
+        let pa = self.reps[a].add_peer();
+        let pb = self.reps[b].add_peer();
+        self.links.insert((a, pa), (b, pb));
+        self.links.insert((b, pb), (a, pa));
+        self.collect();
+        (pa, pb)
+    }
+
+    fn collect(&mut self) {
+        for from in 0..self.reps.len() {
+            while let Some((peer, mut msg)) = self.reps[from].poll_transmit() {
+                self.sent[from].push((peer, msg.clone()));
+                let Some(&(to, to_peer)) = self.links.get(&(from, peer)) else {
+                    continue;
+                };
+                if self.deaf.contains(&to) {
+                    continue;
+                }
+                if self.corrupt.contains(&from) {
+                    if let Message::Data(d) = &mut msg {
+                        if let Some(b) = d.block.as_mut() {
+                            b.value[0] ^= 1;
+                        }
+                    }
+                }
+                let jitter = self.rng.next() % self.max_delay;
+                let clock = self.link_clock.entry((from, peer)).or_default();
+                let at = (*clock).max(self.now + 1 + jitter);
+                *clock = at;
+                self.seq += 1;
+                self.queue.push(Pending {
+                    at,
+                    seq: self.seq,
+                    to,
+                    peer: to_peer,
+                    msg,
+                });
+            }
+            while let Some(e) = self.reps[from].poll_event() {
+                self.events[from].push(e);
+            }
+        }
+    }
+
+    /// Deliver one message (or fire one timer). False when nothing is left to do.
+    fn step(&mut self) -> bool {
+        self.collect();
+        let next = self
+            .queue
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, p)| (p.at, p.seq))
+            .map(|(i, p)| (i, p.at));
+        let timer = (0..self.reps.len())
+            .filter_map(|i| self.reps[i].poll_timeout().map(|t| (t, i)))
+            .min();
+        match (next, timer) {
+            (Some((i, at)), t) if t.is_none_or(|(t, _)| at <= t) => {
+                let p = self.queue.swap_remove(i);
+                self.now = self.now.max(p.at);
+                if self.reps[p.to].peers().any(|x| x == p.peer) {
+                    block_on(self.reps[p.to].handle_message(self.now, p.peer, p.msg)).unwrap();
+                }
+            }
+            (_, Some((t, i))) => {
+                self.now = self.now.max(t);
+                block_on(self.reps[i].handle_timeout(self.now)).unwrap();
+            }
+            _ => return false,
+        }
+        self.collect();
+        true
+    }
+
+    fn run_until(&mut self, mut done: impl FnMut(&Net) -> bool) {
+        for _ in 0..200_000 {
+            if done(self) {
+                return;
+            }
+            if !self.step() {
+                break;
+            }
+        }
+        if !done(self) {
+            for (i, r) in self.reps.iter().enumerate() {
+                let peers: Vec<_> = r.peers().map(|p| (p, r.peer_info(p))).collect();
+                eprintln!("node {i}: len {} peers {peers:?}", r.core().length());
+            }
+            panic!("network went idle before the condition held");
+        }
+    }
+
+    fn run_idle(&mut self) {
+        for _ in 0..200_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("network never went idle");
+    }
+
+    fn has_all(&self, node: usize, len: u64) -> bool {
+        let c = self.reps[node].core();
+        c.length() == len && (0..len).all(|i| c.has(i))
+    }
+}
+
+async fn check_blocks(core: &Hypercore<MemoryStorage>, tag: &str, range: std::ops::Range<u64>) {
+    for i in range {
+        assert_eq!(core.get(i).await.unwrap(), Some(block(i, tag)), "block {i}");
+    }
+}
+
+fn pair(n: u64, seed: u64) -> Net {
+    block_on(async {
+        let (w, _) = writer(n, None).await;
+        let r = reader(*w.key(), None).await;
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(r, Options::default()),
+            ],
+            seed,
+        )
+    })
+}
+
+#[test]
+fn full_download_every_block_verified() {
+    for seed in [1, 2, 3, 99] {
+        let mut net = pair(300, seed);
+        net.connect(0, 1);
+        let id = block_on(net.reps[1].download(net.now, 0, Some(300))).unwrap();
+        net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+        assert!(net.has_all(1, 300));
+        let core = net.reps[1].core();
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..300));
+        assert!(core.manifest().is_some());
+        assert!(net.events[1].contains(&Event::Upgraded {
+            length: 300,
+            fork: 0
+        }));
+        // Request ids are 1-based, small (reused after their round trip) and never 0.
+        let ids: BTreeSet<u64> = net.sent[1]
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) => Some(r.id),
+                _ => None,
+            })
+            .collect();
+        assert!(!ids.contains(&0) && ids.iter().all(|&i| i <= 49), "{ids:?}");
+        net.run_idle();
+        assert_eq!(net.reps[1].inflight(), 0);
+    }
+}
+
+#[test]
+fn sparse_single_block_get() {
+    let mut net = pair(100, 5);
+    net.connect(0, 1);
+    // Nothing wanted: only the upgrade happens, no block moves.
+    net.run_idle();
+    assert_eq!(net.reps[1].core().length(), 100);
+    assert_eq!(net.reps[1].core().bitfield().count(0, 100, true), 0);
+    let id = block_on(net.reps[1].download(net.now, 37, Some(38))).unwrap();
+    net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+    let core = net.reps[1].core();
+    assert!(core.has(37));
+    assert_eq!(core.bitfield().count(0, 100, true), 1);
+    block_on(check_blocks(core, "v0", 37..38));
+    let blocks: Vec<&Event> = net.events[1]
+        .iter()
+        .filter(|e| matches!(e, Event::Block { .. }))
+        .collect();
+    assert_eq!(blocks.len(), 1);
+}
+
+#[test]
+fn get_beyond_known_length_waits_for_upgrade() {
+    let mut net = pair(10, 8);
+    // Wanted before any peer exists: completes once a peer upgrades us.
+    let id = block_on(net.reps[1].download(net.now, 9, Some(10))).unwrap();
+    net.connect(0, 1);
+    net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+    assert!(net.reps[1].core().has(9));
+}
+
+#[test]
+fn live_append_propagates_without_polling() {
+    let mut net = pair(5, 11);
+    net.connect(0, 1);
+    block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+    net.run_until(|n| n.has_all(1, 5));
+    for round in 0..5u64 {
+        let len = net.reps[0].core().length();
+        let b = block(len, "v0");
+        let now = net.now;
+        block_on(net.reps[0].append(now, &[&b])).unwrap();
+        net.run_until(|n| n.has_all(1, len + 1));
+        assert!(net.events[1].contains(&Event::Upgraded {
+            length: len + 1,
+            fork: 0
+        }));
+        assert_eq!(round + 6, net.reps[1].core().length());
+    }
+    block_on(check_blocks(net.reps[1].core(), "v0", 0..10));
+    // The writer learned the reader's length (its sync acknowledged it).
+    net.run_idle();
+    let w_peer = net.reps[0].peers().next().unwrap();
+    assert_eq!(net.reps[0].peer_info(w_peer).unwrap().remote_length, 10);
+}
+
+#[test]
+fn writer_truncation_reorgs_the_reader() {
+    let mut net = pair(10, 21);
+    net.connect(0, 1);
+    block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+    net.run_until(|n| n.has_all(1, 10));
+    let now = net.now;
+    block_on(net.reps[0].truncate(now, 7, None)).unwrap();
+    for i in 7..12 {
+        block_on(net.reps[0].append(now, &[&block(i, "v1")])).unwrap();
+    }
+    net.run_until(|n| n.has_all(1, 12) && n.reps[1].core().fork() == 1);
+    assert!(net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::Reorg { fork: 1, .. })));
+    let core = net.reps[1].core();
+    block_on(core.verify_all()).unwrap();
+    block_on(check_blocks(core, "v0", 0..7));
+    block_on(check_blocks(core, "v1", 7..12));
+    // No honest peer got punished for answering a request of the old fork.
+    assert!(!net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::InvalidData { .. })));
+}
+
+#[test]
+fn encrypted_core_replicates() {
+    let key = Some([9u8; 32]);
+    let mut net = block_on(async {
+        let (w, _) = writer(40, key).await;
+        let r = reader(*w.key(), key).await;
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(r, Options::default()),
+            ],
+            4,
+        )
+    });
+    net.connect(0, 1);
+    let id = block_on(net.reps[1].download(net.now, 0, Some(40))).unwrap();
+    net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+    let core = net.reps[1].core();
+    assert!(core.encrypted());
+    block_on(core.verify_all()).unwrap();
+    block_on(check_blocks(core, "v0", 0..40));
+    // On the wire the blocks were ciphertext.
+    let plain = block(3, "v0");
+    assert!(net.sent[0].iter().all(|(_, m)| match m {
+        Message::Data(d) => d.block.as_ref().is_none_or(|b| !b.value.ends_with(&plain)),
+        _ => true,
+    }));
+}
+
+/// Writer (0), a bad copy of it (1) that corrupts its blocks, a reader (2) connected to both.
+fn with_bad_peer(opts: Options, seed: u64) -> Net {
+    block_on(async {
+        let (w, storage) = writer(64, None).await;
+        let key = *w.key();
+        let copy = Hypercore::open(storage.clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        let r = reader(key, None).await;
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(copy, Options::default()),
+                Rep::new(r, opts),
+            ],
+            seed,
+        )
+    })
+}
+
+#[test]
+fn bad_proofs_pause_the_peer_and_blocks_come_from_the_good_one() {
+    let mut net = with_bad_peer(Options::default(), 31);
+    net.corrupt.insert(1);
+    let (_, _bad_at_reader) = net.connect(1, 2);
+    net.connect(0, 2);
+    let bad = _bad_at_reader;
+    let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::InvalidData { peer, .. } if *peer == bad)));
+    let info = net.reps[2].peer_info(bad).unwrap();
+    assert!(info.paused && info.invalid_data >= 1);
+    // Every stored block came from the good peer.
+    assert!(net.events[2]
+        .iter()
+        .all(|e| !matches!(e, Event::Block { peer, .. } if *peer == bad)));
+    block_on(net.reps[2].core().verify_all()).unwrap();
+    block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+}
+
+#[test]
+fn bad_proofs_disconnect_when_asked_to() {
+    let opts = Options {
+        disconnect_on_invalid_data: true,
+        ..Options::default()
+    };
+    let mut net = with_bad_peer(opts, 32);
+    net.corrupt.insert(1);
+    let (_, bad) = net.connect(1, 2);
+    net.connect(0, 2);
+    let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+    assert!(net.events[2].iter().any(|e| matches!(
+        e,
+        Event::Disconnect { peer, error: ReplicationError::InvalidData(_) } if *peer == bad
+    )));
+    assert!(net.reps[2].peer_info(bad).is_none());
+    block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+}
+
+#[test]
+fn three_peers_blocks_from_whoever_has_them() {
+    // W (0) has 60 blocks; A (1) fetches the first 30 only; B (2) talks to A alone and gets
+    // those 30 (and the upgrade) from A; then B also meets W and gets the rest from W.
+    let mut net = block_on(async {
+        let (w, _) = writer(60, None).await;
+        let key = *w.key();
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+            ],
+            41,
+        )
+    });
+    net.connect(0, 1);
+    let a = block_on(net.reps[1].download(net.now, 0, Some(30))).unwrap();
+    net.run_until(|n| n.events[1].contains(&Event::Downloaded { id: a }));
+    let (_, a_at_b) = net.connect(1, 2);
+    let first = block_on(net.reps[2].download(net.now, 0, Some(30))).unwrap();
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id: first }));
+    assert_eq!(net.reps[2].core().length(), 60);
+    let rest = block_on(net.reps[2].download(net.now, 0, Some(60))).unwrap();
+    net.run_idle();
+    assert!(!net.events[2].contains(&Event::Downloaded { id: rest }));
+    // A lacks 30..60: B asked it with a want and learned it via a bitfield.
+    assert!(net.sent[2]
+        .iter()
+        .any(|(p, m)| *p == a_at_b && matches!(m, Message::Want(_))));
+    let (_, w_at_b) = net.connect(0, 2);
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id: rest }));
+    let from = |peer: PeerId| {
+        net.events[2]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { index, peer: p } if *p == peer => Some(*index),
+                _ => None,
+            })
+            .collect::<BTreeSet<u64>>()
+    };
+    assert_eq!(from(a_at_b), (0..30).collect());
+    assert_eq!(from(w_at_b), (30..60).collect());
+    block_on(net.reps[2].core().verify_all()).unwrap();
+}
+
+#[test]
+fn two_full_sources_share_the_load() {
+    let mut net = with_bad_peer(Options::default(), 51);
+    let (_, p1) = net.connect(0, 2);
+    let (_, p2) = net.connect(1, 2);
+    let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+    let sources: BTreeSet<PeerId> = net.events[2]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Block { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, [p1, p2].into_iter().collect());
+}
+
+#[test]
+fn timed_out_requests_are_cancelled_and_rescheduled() {
+    let mut net = with_bad_peer(Options::default(), 61);
+    net.deaf.insert(1);
+    // The silent copy syncs first (its messages still reach the reader) but never answers.
+    let (_, silent) = net.connect(1, 2);
+    net.run_idle();
+    net.deaf.clear();
+    net.deaf.insert(1);
+    net.connect(0, 2);
+    let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+    net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+    let cancels = net.sent[2]
+        .iter()
+        .filter(|(p, m)| *p == silent && matches!(m, Message::Cancel(_)))
+        .count();
+    let requests = net.sent[2]
+        .iter()
+        .filter(|(p, m)| *p == silent && matches!(m, Message::Request(_)))
+        .count();
+    assert!(requests > 0 && cancels == requests, "{requests} {cancels}");
+    block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+}
+
+#[test]
+fn not_available_and_manifest_only_answers() {
+    let mut net = pair(4, 71);
+    let (_, p) = net.connect(0, 1);
+    net.run_idle();
+    let w = &mut net.reps[0];
+    let wp = w.peers().next().unwrap();
+    let _ = p;
+    // Wrong fork, manifest asked: data with only the manifest.
+    let req = Request {
+        id: 5,
+        fork: 3,
+        manifest: true,
+        ..Request::default()
+    };
+    block_on(w.handle_message(2000, wp, Message::Request(req))).unwrap();
+    match w.poll_transmit() {
+        Some((_, Message::Data(d))) => {
+            assert_eq!((d.request, d.fork), (5, 0));
+            assert!(d.manifest.is_some() && d.block.is_none() && d.upgrade.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A block we do not have (beyond the length): noData(NOT_AVAILABLE) at once.
+    let req = Request {
+        id: 6,
+        block: Some(crate::hypercore::messages::RequestBlock {
+            index: 50,
+            nodes: 0,
+        }),
+        ..Request::default()
+    };
+    block_on(w.handle_message(2000, wp, Message::Request(req))).unwrap();
+    assert_eq!(
+        w.poll_transmit(),
+        Some((
+            wp,
+            Message::NoData(NoData {
+                request: 6,
+                reason: 1
+            })
+        ))
+    );
+}
+
+#[test]
+fn invalid_requests_back_off_then_disconnect() {
+    let mut net = pair(4, 81);
+    net.connect(0, 1);
+    net.run_idle();
+    let w = &mut net.reps[0];
+    let wp = w.peers().next().unwrap();
+    let bad = |id| {
+        Message::Request(Request {
+            id,
+            upgrade: Some(RequestUpgrade {
+                start: 2,
+                length: 100,
+            }),
+            ..Request::default()
+        })
+    };
+    block_on(w.handle_message(10_000, wp, bad(1))).unwrap();
+    assert!(matches!(w.poll_event(), Some(Event::InvalidRequest { .. })));
+    assert_eq!(w.poll_transmit(), None, "answer is delayed");
+    assert_eq!(w.poll_timeout(), Some(10_200));
+    block_on(w.handle_timeout(10_199)).unwrap();
+    assert_eq!(w.poll_transmit(), None);
+    block_on(w.handle_timeout(10_200)).unwrap();
+    assert_eq!(
+        w.poll_transmit(),
+        Some((
+            wp,
+            Message::NoData(NoData {
+                request: 1,
+                reason: 2
+            })
+        ))
+    );
+    // A cancel withdraws a delayed answer.
+    block_on(w.handle_message(20_000, wp, bad(2))).unwrap();
+    block_on(w.handle_message(
+        20_000,
+        wp,
+        Message::Cancel(crate::hypercore::messages::Cancel { request: 2 }),
+    ))
+    .unwrap();
+    block_on(w.handle_timeout(30_000)).unwrap();
+    assert_eq!(w.poll_transmit(), None);
+    for id in 3..=MAX_INVALID_REQUESTS {
+        block_on(w.handle_message(40_000, wp, bad(id))).unwrap();
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| w.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Disconnect {
+            error: ReplicationError::TooManyInvalidRequests(64),
+            ..
+        }
+    )));
+    assert_eq!(w.peers().count(), 0);
+    assert!(matches!(
+        block_on(w.handle_message(40_000, wp, bad(1))),
+        Err(ReplicationError::UnknownPeer(_))
+    ));
+}
+
+#[test]
+fn hostile_messages_do_not_break_the_replicator() {
+    let mut net = pair(4, 91);
+    net.connect(0, 1);
+    net.run_idle();
+    let r = &mut net.reps[1];
+    let rp = r.peers().next().unwrap();
+    let hostile = [
+        Message::Range(crate::hypercore::messages::Range {
+            drop: false,
+            start: 5,
+            length: u64::MAX,
+        }),
+        Message::Bitfield(crate::hypercore::messages::Bitfield {
+            start: u64::MAX - 31,
+            bitfield: vec![u32::MAX; 8],
+        }),
+        Message::Bitfield(crate::hypercore::messages::Bitfield {
+            start: 3,
+            bitfield: vec![1],
+        }),
+        Message::Want(crate::hypercore::messages::Want {
+            start: u64::MAX,
+            length: 1 << 21,
+            any: true,
+        }),
+        Message::Data(Box::default()),
+        Message::NoData(NoData {
+            request: 999,
+            reason: 7,
+        }),
+        Message::Sync(Sync {
+            fork: u64::MAX,
+            length: u64::MAX,
+            remote_length: u64::MAX,
+            can_upgrade: true,
+            ..Sync::default()
+        }),
+        Message::Extension(crate::hypercore::messages::Extension {
+            name: String::new(),
+            message: vec![1],
+        }),
+    ];
+    for m in hostile {
+        block_on(r.handle_message(5000, rp, m)).unwrap();
+    }
+    while r.poll_transmit().is_some() {}
+    assert_eq!(r.core().length(), 4);
+}
+
+#[test]
+fn extensions_by_name_with_repeat_compression() {
+    let mut net = pair(1, 101);
+    let (p0, _) = net.connect(0, 1);
+    net.reps[1].register_extension("chat");
+    net.reps[0].send_extension(p0, "chat", b"hello").unwrap();
+    net.reps[0].send_extension(p0, "chat", b"again").unwrap();
+    net.reps[0].send_extension(p0, "other", b"ignored").unwrap();
+    net.run_idle();
+    let names: Vec<&str> = net.sent[0]
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Extension(e) => Some(e.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["chat", "", "other"]);
+    let got: Vec<Vec<u8>> = net.events[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Extension { name, message, .. } if name == "chat" => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, [b"hello".to_vec(), b"again".to_vec()]);
+    assert!(!net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::Extension { name, .. } if name == "other")));
+}
+
+// ---------------------------------------------------------------------- hubs over protomux
+
+async fn run_hubs(
+    a: &mut ReplicationHub<MemoryStorage>,
+    sa: StreamId,
+    b: &mut ReplicationHub<MemoryStorage>,
+    sb: StreamId,
+    now: u64,
+) {
+    for _ in 0..100_000 {
+        let mut moved = false;
+        while let Some((s, f)) = a.poll_transmit() {
+            assert_eq!(s, sa);
+            if b.has_stream(sb) {
+                b.handle_frame(now, sb, &f).await.unwrap();
+            }
+            moved = true;
+        }
+        while let Some((s, f)) = b.poll_transmit() {
+            assert_eq!(s, sb);
+            if a.has_stream(sa) {
+                a.handle_frame(now, sa, &f).await.unwrap();
+            }
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("hubs never went idle");
+}
+
+#[test]
+fn hubs_replicate_over_protomux_frames() {
+    block_on(async {
+        let (w, _) = writer(50, None).await;
+        let r = reader(*w.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w, Options::default())).unwrap();
+        hb.add_core(Rep::new(r, Options::default())).unwrap();
+        let hh = [3u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        let sb = hb.add_stream(false, hh).unwrap();
+        let id = hb
+            .replicator_mut(&dk)
+            .unwrap()
+            .download(0, 0, None)
+            .await
+            .unwrap();
+        let _ = id;
+        hb.flush();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        let rb = hb.replicator(&dk).unwrap().core();
+        assert_eq!(rb.length(), 50);
+        rb.verify_all().await.unwrap();
+        check_blocks(rb, "v0", 0..50).await;
+        // Live: append on A through the hub's replicator.
+        ha.replicator_mut(&dk)
+            .unwrap()
+            .append(1, &[b"live"])
+            .await
+            .unwrap();
+        ha.flush();
+        run_hubs(&mut ha, sa, &mut hb, sb, 1).await;
+        let rb = hb.replicator(&dk).unwrap().core();
+        assert_eq!(rb.get(50).await.unwrap(), Some(b"live".to_vec()));
+        let events: Vec<HubEvent> = std::iter::from_fn(|| hb.poll_event()).collect();
+        assert!(events.iter().any(
+            |e| matches!(e, HubEvent::ChannelOpened { discovery_key, .. } if *discovery_key == dk)
+        ));
+        // The connection ends: the peer goes away.
+        hb.remove_stream(2, sb).await.unwrap();
+        assert_eq!(hb.replicator(&dk).unwrap().peers().count(), 0);
+    });
+}
+
+#[test]
+fn hub_closes_channel_on_wrong_capability() {
+    block_on(async {
+        let (w, _) = writer(5, None).await;
+        let r = reader(*w.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w, Options::default())).unwrap();
+        hb.add_core(Rep::new(r, Options::default())).unwrap();
+        // Different handshake hashes: each side's capability is wrong for the other.
+        let sa = ha.add_stream(true, [1; 64]).unwrap();
+        let sb = hb.add_stream(false, [2; 64]).unwrap();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        let events: Vec<HubEvent> = std::iter::from_fn(|| hb.poll_event()).collect();
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                HubEvent::ChannelClosed {
+                    error: Some(ReplicationError::InvalidCapability),
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        assert_eq!(hb.replicator(&dk).unwrap().core().length(), 0);
+        assert_eq!(hb.replicator(&dk).unwrap().peers().count(), 0);
+    });
+}
+
+#[test]
+fn hub_destroys_stream_on_garbage() {
+    block_on(async {
+        let (w, _) = writer(5, None).await;
+        let mut ha = ReplicationHub::new();
+        ha.add_core(Rep::new(w, Options::default())).unwrap();
+        let sa = ha.add_stream(true, [1; 64]).unwrap();
+        // A batch frame that does not parse.
+        ha.handle_frame(0, sa, &[0, 0, 1, 200]).await.unwrap();
+        let events: Vec<HubEvent> = std::iter::from_fn(|| ha.poll_event()).collect();
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, HubEvent::StreamClosed { stream, .. } if *stream == sa)));
+        assert!(!ha.has_stream(sa));
+        assert_eq!(
+            ha.handle_frame(0, sa, &[1]).await,
+            Err(ReplicationError::UnknownStream)
+        );
+    });
+}
