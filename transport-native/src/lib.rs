@@ -10,3 +10,5 @@ pub use hyperpunch_core::{crypto, encoding, hypercore, storage};
 #[path = "storage.rs"]
 pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
+
+pub mod replicate;

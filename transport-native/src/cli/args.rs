@@ -181,4 +181,45 @@ Example:
         #[command(flatten)]
         storage: StorageArg,
     },
+    /// Seed the core to every client connecting over TCP (runs until killed).
+    #[command(long_about = "\
+Listen on ADDR (TCP) and replicate the core in DIR to every client that connects, over an
+encrypted secret-stream connection (wire-compatible with JS hypercore's replicate()). Prints
+`listening on HOST:PORT` on stdout once bound (use port 0 for any free port), then runs until
+killed, serving clients one after another or at the same time.
+
+Example:
+  hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000")]
+    Serve {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// Address to listen on, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        tcp: String,
+    },
+    /// Download a whole core from a `serve` peer over TCP into DIR, verifying every block.
+    #[command(long_about = "\
+Connect to ADDR (TCP), download every block of the core with key KEY into DIR and exit 0 once
+the local copy holds everything the peer has (every block verified against the signed merkle
+tree). DIR is created with a reader core for KEY if it holds no core yet. A progress bar is
+shown on stderr when it is a terminal.
+
+Example:
+  hyperpunch core fetch --storage ./copy --key $(hyperpunch core info -s ./c --json | jq -r .key) --tcp 127.0.0.1:7000")]
+    Fetch {
+        #[command(flatten)]
+        storage: StorageArg,
+        /// The core's key (64 hex characters).
+        #[arg(long, value_name = "HEX32")]
+        key: String,
+        /// Address of the serving peer, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        tcp: String,
+        /// The core's block encryption key (64 hex characters), for encrypted cores.
+        #[arg(long, value_name = "HEX32")]
+        encryption_key: Option<String>,
+        /// Give up after this many seconds without completing (0 = never).
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        timeout: u64,
+    },
 }

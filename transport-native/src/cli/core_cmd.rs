@@ -49,10 +49,24 @@ pub fn run(cmd: CoreCommand) -> Result<(), CliError> {
         CoreCommand::Truncate { storage, length } => truncate(&storage.storage, length),
         CoreCommand::Info { storage, json } => info(&storage.storage, json),
         CoreCommand::Verify { storage } => verify(&storage.storage),
+        CoreCommand::Serve { storage, tcp } => super::net_cmd::serve(&storage.storage, &tcp),
+        CoreCommand::Fetch {
+            storage,
+            key,
+            tcp,
+            encryption_key,
+            timeout,
+        } => super::net_cmd::fetch(
+            &storage.storage,
+            &key,
+            &tcp,
+            encryption_key.as_deref(),
+            timeout,
+        ),
     }
 }
 
-fn storage_err(dir: &Path, e: StorageError) -> CliError {
+pub(super) fn storage_err(dir: &Path, e: StorageError) -> CliError {
     match e {
         StorageError::Unavailable(m) => {
             CliError::new(format!("cannot open {}: {m}", dir.display()))
@@ -67,7 +81,7 @@ fn storage_err(dir: &Path, e: StorageError) -> CliError {
 }
 
 /// A one-line message for a core error; corruption-type errors get exit status 3.
-fn core_err(dir: &Path, e: HypercoreError) -> CliError {
+pub(super) fn core_err(dir: &Path, e: HypercoreError) -> CliError {
     use HypercoreError as E;
     match e {
         E::Storage(s) => storage_err(dir, s),
@@ -115,7 +129,7 @@ fn open_existing_storage(dir: &Path) -> Result<FileStorage, CliError> {
     FileStorage::open(dir).map_err(|e| storage_err(dir, e))
 }
 
-fn read_encryption_key(dir: &Path) -> Result<Option<[u8; 32]>, CliError> {
+pub(super) fn read_encryption_key(dir: &Path) -> Result<Option<[u8; 32]>, CliError> {
     let path = dir.join(ENCRYPTION_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(s) => parse_hex32(&path.display().to_string(), &s).map(Some),
@@ -127,7 +141,7 @@ fn read_encryption_key(dir: &Path) -> Result<Option<[u8; 32]>, CliError> {
     }
 }
 
-fn open_core(dir: &Path) -> Result<Hypercore<FileStorage>, CliError> {
+pub(super) fn open_core(dir: &Path) -> Result<Hypercore<FileStorage>, CliError> {
     let storage = open_existing_storage(dir)?;
     let encryption_key = read_encryption_key(dir)?;
     block_on(Hypercore::open(
@@ -141,18 +155,18 @@ fn open_core(dir: &Path) -> Result<Hypercore<FileStorage>, CliError> {
 }
 
 #[cfg(unix)]
-fn restrict(path: &Path, mode: u32) -> Result<(), CliError> {
+pub(super) fn restrict(path: &Path, mode: u32) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| CliError::new(format!("cannot set permissions of {}: {e}", path.display())))
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path, _mode: u32) -> Result<(), CliError> {
+pub(super) fn restrict(_path: &Path, _mode: u32) -> Result<(), CliError> {
     Ok(())
 }
 
-fn write_secret_file(path: &Path, contents: &str) -> Result<(), CliError> {
+pub(super) fn write_secret_file(path: &Path, contents: &str) -> Result<(), CliError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

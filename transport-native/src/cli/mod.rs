@@ -1,9 +1,10 @@
 //! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]) and
-//! the commands themselves ([`core_cmd`]).
+//! the commands themselves ([`core_cmd`], and [`net_cmd`] for `serve`/`fetch`).
 
 pub mod args;
 pub mod core_cmd;
 pub mod input;
+pub mod net_cmd;
 
 use std::fmt;
 

@@ -1,0 +1,530 @@
+//! Hypercore replication over tokio byte streams: a pump, no protocol decisions.
+//!
+//! [`replicate`] runs one connection: bytes read from the socket go into a [`SecretStream`];
+//! its decrypted messages go into a [`ReplicationHub`] as frames; the hub's outgoing frames
+//! are encrypted by the secret stream and written back. Timers of both come from their
+//! `poll_timeout` and are driven with `tokio::time`; the secret stream's entropy comes from the
+//! operating system (`getrandom`).
+//!
+//! One [`SharedHub`] serves any number of connections at once (a server runs one
+//! [`replicate`] task per accepted client on the same hub). Frames the hub produces for a
+//! stream are routed to that stream's connection whenever the hub lock is released, so driving
+//! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
+//!
+//! Outgoing bytes are queued in memory while the socket is not writable; reading continues
+//! meanwhile, so two pumps can never deadlock each other on full socket buffers.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
+use tokio::time::Instant;
+
+use crate::core::crypto::KeyPair;
+use crate::core::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use crate::core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
+};
+use crate::core::storage::Storage;
+
+/// Bytes read from the socket at most per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why [`replicate`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    /// Reading or writing the socket failed.
+    #[error("connection I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The operating system's random source failed (needed for the handshake).
+    #[error("cannot get randomness from the operating system: {0}")]
+    Random(String),
+    /// The secret stream failed (handshake, decryption, framing) or closed with an error.
+    #[error("secret stream: {0}")]
+    Stream(#[from] StreamError),
+    /// The replication hub failed locally (storage) or destroyed the stream (protocol violation
+    /// by the peer).
+    #[error("replication: {0}")]
+    Replication(#[from] ReplicationError),
+}
+
+/// Per-connection state the hub routes to.
+#[derive(Debug, Default)]
+struct Conn {
+    /// Frames from the hub, not yet given to the secret stream.
+    frames: VecDeque<Vec<u8>>,
+    /// The hub destroyed the stream: drop the connection with this error.
+    destroyed: Option<ReplicationError>,
+    /// The owner asked for a graceful end.
+    end: bool,
+    /// Wakes the connection's task.
+    wake: Arc<Notify>,
+}
+
+struct State<S: Storage> {
+    hub: ReplicationHub<S>,
+    conns: HashMap<StreamId, Conn>,
+    events: Option<mpsc::UnboundedSender<HubEvent>>,
+}
+
+impl<S: Storage> State<S> {
+    /// Move the hub's frames to their connections and its events to the subscriber.
+    fn route(&mut self) {
+        while let Some((sid, frame)) = self.hub.poll_transmit() {
+            if let Some(c) = self.conns.get_mut(&sid) {
+                c.frames.push_back(frame);
+                c.wake.notify_one();
+            }
+        }
+        while let Some(event) = self.hub.poll_event() {
+            if let HubEvent::StreamClosed { stream, error } = &event {
+                if let Some(c) = self.conns.get_mut(stream) {
+                    c.destroyed = Some(error.clone());
+                    c.wake.notify_one();
+                }
+            }
+            if let Some(tx) = &self.events {
+                if tx.send(event).is_err() {
+                    self.events = None;
+                }
+            }
+        }
+    }
+}
+
+/// A [`ReplicationHub`] shared by the connections that [`replicate`] runs, with one clock.
+///
+/// Cloning gives another handle to the same hub.
+pub struct SharedHub<S: Storage> {
+    state: Arc<Mutex<State<S>>>,
+    start: Instant,
+}
+
+impl<S: Storage> Clone for SharedHub<S> {
+    fn clone(&self) -> Self {
+        SharedHub {
+            state: self.state.clone(),
+            start: self.start,
+        }
+    }
+}
+
+impl<S: Storage> SharedHub<S> {
+    /// Share `hub`; its events are dropped.
+    pub fn new(hub: ReplicationHub<S>) -> Self {
+        Self::build(hub, None)
+    }
+
+    /// Share `hub` and receive all of its events (unbounded: keep reading them).
+    pub fn with_events(hub: ReplicationHub<S>) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self::build(hub, Some(tx)), rx)
+    }
+
+    fn build(hub: ReplicationHub<S>, events: Option<mpsc::UnboundedSender<HubEvent>>) -> Self {
+        SharedHub {
+            state: Arc::new(Mutex::new(State {
+                hub,
+                conns: HashMap::new(),
+                events,
+            })),
+            start: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since this hub was shared: the `now` to pass to hub and replicator calls.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Exclusive access to the hub. When the guard drops, the hub is flushed and its frames
+    /// and events are routed to the connections and the event subscriber.
+    pub async fn lock(&self) -> HubGuard<'_, S> {
+        HubGuard {
+            state: self.state.lock().await,
+        }
+    }
+
+    /// Ask every current connection to end gracefully (each [`replicate`] call then returns
+    /// once the peer has ended too).
+    pub async fn end_all(&self) {
+        let mut st = self.state.lock().await;
+        for c in st.conns.values_mut() {
+            c.end = true;
+            c.wake.notify_one();
+        }
+    }
+
+    /// Number of connections currently replicating (handshake done, not yet closed).
+    pub async fn connections(&self) -> usize {
+        self.state.lock().await.conns.len()
+    }
+
+    fn deadline(&self, at_ms: u64) -> Instant {
+        self.start + Duration::from_millis(at_ms)
+    }
+}
+
+/// Exclusive access to a [`SharedHub`]'s hub (see [`SharedHub::lock`]).
+pub struct HubGuard<'a, S: Storage> {
+    state: MutexGuard<'a, State<S>>,
+}
+
+impl<S: Storage> Deref for HubGuard<'_, S> {
+    type Target = ReplicationHub<S>;
+    fn deref(&self) -> &ReplicationHub<S> {
+        &self.state.hub
+    }
+}
+
+impl<S: Storage> DerefMut for HubGuard<'_, S> {
+    fn deref_mut(&mut self) -> &mut ReplicationHub<S> {
+        &mut self.state.hub
+    }
+}
+
+impl<S: Storage> Drop for HubGuard<'_, S> {
+    fn drop(&mut self) {
+        self.state.hub.flush();
+        self.state.route();
+    }
+}
+
+/// 64 bytes from the operating system's random source.
+fn entropy() -> Result<Entropy, ReplicateError> {
+    let mut bytes = [0u8; 64];
+    getrandom::fill(&mut bytes).map_err(|e| ReplicateError::Random(e.to_string()))?;
+    Ok(Entropy::from_bytes(&bytes))
+}
+
+/// Replicate every core of `hub` over `io` until the connection closes.
+///
+/// `is_initiator` picks the Noise role (the dialing side is the initiator; the two ends must
+/// differ). `key_pair` is this peer's static key for the secret-stream handshake. Returns
+/// `Ok(())` after a clean close by either side (end of stream from both, see
+/// [`SharedHub::end_all`]), or the first error. The hub's stream is removed in every case.
+pub async fn replicate<S, T>(
+    io: T,
+    is_initiator: bool,
+    key_pair: KeyPair,
+    hub: &SharedHub<S>,
+) -> Result<(), ReplicateError>
+where
+    S: Storage,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let opts = StreamOptions::default();
+    let now = hub.now();
+    let stream = if is_initiator {
+        SecretStream::new_initiator(key_pair, entropy()?, opts, now)?
+    } else {
+        SecretStream::new_responder(key_pair, entropy()?, opts, now)?
+    };
+    let mut pump = Pump {
+        stream,
+        hub,
+        sid: None,
+        wake: Arc::new(Notify::new()),
+        ended_by_us: false,
+    };
+    let result = pump.run(io).await;
+    if let Some(sid) = pump.sid.take() {
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        g.state.conns.remove(&sid);
+        let removed = g.remove_stream(now, sid).await;
+        drop(g);
+        if result.is_ok() {
+            removed?;
+        }
+    }
+    result
+}
+
+struct Pump<'h, S: Storage> {
+    stream: SecretStream,
+    hub: &'h SharedHub<S>,
+    sid: Option<StreamId>,
+    wake: Arc<Notify>,
+    ended_by_us: bool,
+}
+
+impl<S: Storage> Pump<'_, S> {
+    async fn run<T: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: T,
+    ) -> Result<(), ReplicateError> {
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut out: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut offset = 0usize;
+        let mut reading = true;
+        let mut shut_down = false;
+        loop {
+            self.take_frames().await?;
+            while let Some(bytes) = self.stream.poll_transmit() {
+                if !bytes.is_empty() {
+                    out.push_back(bytes);
+                }
+            }
+            if out.is_empty() {
+                if self.stream.wants_shutdown() && !shut_down {
+                    shut_down = true;
+                    // The peer may already be gone; closing is best effort.
+                    let _ = wr.shutdown().await;
+                }
+                if self.stream.is_closed() {
+                    return Ok(());
+                }
+            }
+            let timeout = {
+                let hub_t = self.hub.state.lock().await.hub.poll_timeout();
+                [self.stream.poll_timeout(), hub_t]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
+            let sleep_until = self.hub.deadline(timeout.unwrap_or(0));
+            tokio::select! {
+                r = rd.read(&mut buf), if reading => {
+                    let now = self.hub.now();
+                    match r {
+                        Ok(0) | Err(_) => {
+                            reading = false;
+                            self.stream.handle_eof(now);
+                        }
+                        Ok(n) => self.stream.handle_input(now, &buf[..n]),
+                    }
+                }
+                r = wr.write(out.front().map(|b| &b[offset..]).unwrap_or(&[])), if !out.is_empty() => {
+                    let n = r?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                    }
+                    offset += n;
+                    if out.front().is_some_and(|b| offset >= b.len()) {
+                        out.pop_front();
+                        offset = 0;
+                    }
+                }
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(sleep_until), if timeout.is_some() => {
+                    let now = self.hub.now();
+                    if self.stream.poll_timeout().is_some_and(|t| t <= now) {
+                        self.stream.handle_timeout(now);
+                    }
+                    let mut g = self.hub.lock().await;
+                    if g.poll_timeout().is_some_and(|t| t <= now) {
+                        g.handle_timeout(now).await?;
+                    }
+                }
+            }
+            self.handle_stream_events().await?;
+        }
+    }
+
+    /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
+    async fn take_frames(&mut self) -> Result<(), ReplicateError> {
+        let Some(sid) = self.sid else {
+            return Ok(());
+        };
+        let (frames, destroyed, end) = {
+            let mut st = self.hub.state.lock().await;
+            match st.conns.get_mut(&sid) {
+                Some(c) => (
+                    std::mem::take(&mut c.frames),
+                    c.destroyed.take(),
+                    std::mem::take(&mut c.end),
+                ),
+                None => return Ok(()),
+            }
+        };
+        if let Some(error) = destroyed {
+            self.stream.destroy(None);
+            return Err(error.into());
+        }
+        for f in frames {
+            if self.stream.is_closed() {
+                break;
+            }
+            self.stream.write(&f)?;
+        }
+        if end && !self.ended_by_us {
+            self.ended_by_us = true;
+            self.stream.end();
+        }
+        Ok(())
+    }
+
+    async fn handle_stream_events(&mut self) -> Result<(), ReplicateError> {
+        while let Some(event) = self.stream.poll_event() {
+            let now = self.hub.now();
+            match event {
+                StreamEvent::Connected { handshake_hash, .. } => {
+                    let mut g = self.hub.lock().await;
+                    let sid = g.add_stream(self.stream.is_initiator(), handshake_hash)?;
+                    g.state.conns.insert(
+                        sid,
+                        Conn {
+                            wake: self.wake.clone(),
+                            ..Conn::default()
+                        },
+                    );
+                    self.sid = Some(sid);
+                }
+                StreamEvent::Message(m) => {
+                    if let Some(sid) = self.sid {
+                        let mut g = self.hub.lock().await;
+                        if g.has_stream(sid) {
+                            g.handle_frame(now, sid, &m).await?;
+                        }
+                    }
+                }
+                StreamEvent::End => {
+                    if !self.ended_by_us {
+                        self.ended_by_us = true;
+                        self.stream.end();
+                    }
+                }
+                StreamEvent::Closed(Some(err)) => return Err(err.into()),
+                StreamEvent::Closed(None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::hypercore::{CreateOptions, Hypercore};
+    use crate::core::replication::{Event, Options, Replicator};
+    use crate::core::storage::MemoryStorage;
+
+    async fn core(key_pair: Option<KeyPair>, key: Option<[u8; 32]>) -> Hypercore<MemoryStorage> {
+        Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair,
+                key,
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .expect("create core")
+    }
+
+    /// Two pumps over an in-memory duplex with a tiny buffer: full download, a live append,
+    /// then a graceful end from the reader.
+    #[tokio::test]
+    async fn duplex_download_live_append_and_clean_end() {
+        let mut writer = core(Some(KeyPair::from_seed(&[3; 32])), None).await;
+        let blocks: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                format!("block {i}")
+                    .repeat(i as usize % 50 + 1)
+                    .into_bytes()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        writer.append(&refs).await.unwrap();
+        let key = *writer.key();
+        let reader = core(None, Some(key)).await;
+
+        let mut wh = ReplicationHub::new();
+        let dk = wh
+            .add_core(Replicator::new(writer, Options::default()))
+            .unwrap();
+        let wh = SharedHub::new(wh);
+        let mut rh = ReplicationHub::new();
+        rh.add_core(Replicator::new(reader, Options::default()))
+            .unwrap();
+        let (rh, mut events) = SharedHub::with_events(rh);
+        {
+            let now = rh.now();
+            let mut g = rh.lock().await;
+            g.replicator_mut(&dk)
+                .unwrap()
+                .download(now, 0, None)
+                .await
+                .unwrap();
+        }
+
+        let (a, b) = tokio::io::duplex(512);
+        let serve = replicate(a, false, KeyPair::from_seed(&[1; 32]), &wh);
+        let fetch = replicate(b, true, KeyPair::from_seed(&[2; 32]), &rh);
+        let drive = async {
+            let mut appended = false;
+            loop {
+                let ev = events.recv().await.expect("events");
+                let len = rh
+                    .lock()
+                    .await
+                    .replicator(&dk)
+                    .unwrap()
+                    .core()
+                    .contiguous_length();
+                if len == 200 && !appended {
+                    appended = true;
+                    let now = wh.now();
+                    let mut g = wh.lock().await;
+                    g.replicator_mut(&dk)
+                        .unwrap()
+                        .append(now, &[b"live"])
+                        .await
+                        .unwrap();
+                }
+                if len == 201 {
+                    break;
+                }
+                assert!(
+                    !matches!(
+                        ev,
+                        HubEvent::Core {
+                            event: Event::InvalidData { .. } | Event::InvalidRequest { .. },
+                            ..
+                        }
+                    ),
+                    "{ev:?}"
+                );
+            }
+            rh.end_all().await;
+        };
+        let all = async { tokio::join!(serve, fetch, drive) };
+        let (s, f, ()) = tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("replication finished in time");
+        s.unwrap();
+        f.unwrap();
+        let g = rh.lock().await;
+        let c = g.replicator(&dk).unwrap().core();
+        c.verify_all().await.unwrap();
+        assert_eq!(c.get(200).await.unwrap().as_deref(), Some(&b"live"[..]));
+        assert_eq!(c.get(7).await.unwrap(), Some(blocks[7].clone()));
+        assert_eq!(wh.connections().await, 0);
+    }
+
+    /// Garbage from the peer ends the pump with a typed error, no panic.
+    #[tokio::test]
+    async fn garbage_from_the_peer_is_an_error() {
+        let hub: SharedHub<MemoryStorage> = SharedHub::new(ReplicationHub::new());
+        let (a, mut b) = tokio::io::duplex(4096);
+        let peer = async {
+            let mut junk = vec![0xffu8; 3];
+            junk.extend([0x5a; 200]);
+            let _ = b.write_all(&junk).await;
+            let _ = b.shutdown().await;
+            let mut sink = Vec::new();
+            let _ = b.read_to_end(&mut sink).await;
+        };
+        let pump = replicate(a, false, KeyPair::from_seed(&[4; 32]), &hub);
+        let (r, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(pump, peer) })
+                .await
+                .expect("pump stopped in time");
+        assert!(r.is_err(), "{r:?}");
+    }
+}
