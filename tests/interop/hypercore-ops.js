@@ -23,7 +23,8 @@
 //     "proofs": [ { "data": hex, "fresh"?: bool } ] }   // fresh: start a new, empty reader first
 //   A proof whose fork differs from the reader's is applied as a reorg first (as the replicator
 //   does), then verified. Output: { results: [ { ok, error?, length, fork, byteLength, treeHash,
-//   block?: { index, value } } ] } where block.value is the (decrypted) block read back.
+//   block?: { index, value }, held: [index, ...] } ] } where block.value is the (decrypted) block
+//   read back and held lists the blocks the reader has afterwards.
 //
 // Storage is a temporary directory per core, always removed; the script exits by itself.
 'use strict'
@@ -165,6 +166,8 @@ async function verify (job) {
       r.fork = reader.fork
       r.byteLength = reader.byteLength
       r.treeHash = hex(hcrypto.tree(await MerkleTree.getRoots(reader.state, reader.length)))
+      r.held = []
+      for (let i = 0; i < reader.length; i++) if (await reader.has(i)) r.held.push(i)
       results.push(r)
     }
   } finally {

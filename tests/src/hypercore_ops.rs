@@ -194,6 +194,8 @@ pub struct Verified {
     pub tree_hash: Vec<u8>,
     /// The block the proof carried, read back (decrypted) from the reader: (index, value).
     pub block: Option<(u64, Vec<u8>)>,
+    /// The blocks the reader holds afterwards (indexes below its length).
+    pub held: Vec<u64>,
 }
 
 fn unhex(v: &Value, what: &str) -> Vec<u8> {
@@ -266,6 +268,10 @@ impl Verified {
                         unhex(&b["value"], "block.value"),
                     )
                 }),
+                held: r["held"]
+                    .as_array()
+                    .map(|a| a.iter().map(|i| num(i, "held")).collect())
+                    .unwrap_or_default(),
             })
             .collect()
     }

@@ -394,6 +394,8 @@ struct ReaderResult {
     byte_length: u64,
     tree_hash: String,
     block: Option<(u64, Vec<u8>)>,
+    /// The blocks the reader holds afterwards.
+    held: Vec<u64>,
 }
 
 impl PartialEq for ReaderResult {
@@ -405,6 +407,7 @@ impl PartialEq for ReaderResult {
             self.byte_length,
             &self.tree_hash,
             &self.block,
+            &self.held,
         ) == (
             o.ok,
             o.length,
@@ -412,6 +415,7 @@ impl PartialEq for ReaderResult {
             o.byte_length,
             &o.tree_hash,
             &o.block,
+            &o.held,
         )
     }
 }
@@ -426,6 +430,7 @@ impl From<&Verified> for ReaderResult {
             byte_length: v.byte_length,
             tree_hash: hex::encode(&v.tree_hash),
             block: v.block.clone(),
+            held: v.held.clone(),
         }
     }
 }
@@ -472,6 +477,7 @@ async fn verify_rust(s: &Scenario, js: &Built, items: &[VerifyItem]) -> Vec<Read
             byte_length: reader.byte_length(),
             tree_hash: hex::encode(reader.tree_hash()),
             block: res.ok().flatten(),
+            held: (0..reader.length()).filter(|&i| reader.has(i)).collect(),
         });
     }
     out
@@ -627,6 +633,7 @@ fn hypercore_data_layer_matches_js() {
             byte_length: rust.core.byte_length(),
             tree_hash: hex::encode(rust.core.tree_hash()),
             block: None,
+            held: Vec::new(),
         };
         expectations.push((at, bad_at, rust_results, log, writer));
     }
@@ -663,6 +670,7 @@ fn hypercore_data_layer_matches_js() {
                 ReaderResult::from(r),
                 ReaderResult {
                     block: r.block.clone(),
+                    held: r.held.clone(),
                     ..writer.clone()
                 },
                 "{}: JS reader after proof {i}",
@@ -685,6 +693,163 @@ fn hypercore_data_layer_matches_js() {
                 "{}: tampered proof {n} changed the JS reader",
                 s.name
             );
+        }
+    }
+}
+
+/// A Rust reader follows a truncating JS writer the way the replicator does: it holds all of one
+/// fork, then gets the next fork's signed upgrade from 0 (a reorg: the roots both trees share
+/// keep their blocks, everything past them is dropped), then that fork's block proofs. A JS
+/// reader fed the same JS proofs must be in the same state after every one of them (length,
+/// fork, byte length, tree hash, the blocks it holds), and the reader ends each fork holding
+/// exactly the writer's log.
+#[test]
+fn rust_reader_follows_a_truncating_js_writer() {
+    let ops = [
+        Op::Generate {
+            count: 10,
+            size: 64,
+            fill: 0,
+            batch: 10,
+        },
+        // keeps the root over blocks 0..8: a reader reorging onto fork 1 keeps those blocks
+        Op::Truncate(8),
+        Op::Generate {
+            count: 3,
+            size: 1,
+            fill: 0xf0,
+            batch: 1,
+        },
+        Op::Truncate(0),
+        Op::Append(vec![vec![], b"x".to_vec()]),
+        Op::Generate {
+            count: 5,
+            size: 64,
+            fill: 7,
+            batch: 2,
+        },
+        // keeps the root over blocks 0..4
+        Op::Truncate(4),
+        Op::Generate {
+            count: 3,
+            size: 4 * KIB,
+            fill: 1,
+            batch: 4,
+        },
+    ];
+    // The writer as the reader sees it at each fork: just before each truncation, and at the end.
+    let ends: Vec<usize> = (1..ops.len())
+        .filter(|&i| matches!(ops[i], Op::Truncate(_)))
+        .chain([ops.len()])
+        .collect();
+    let configs = [
+        ("default", 11, false, false),
+        ("compat+encrypted", 12, true, true),
+    ];
+    let stages: Vec<Vec<Scenario>> = configs
+        .iter()
+        .map(|&(name, n, compat, enc)| {
+            ends.iter()
+                .map(|&end| {
+                    let ops = ops[..end].to_vec();
+                    let len = model(&ops).len() as u64;
+                    let mut proofs = vec![upgrade(len)];
+                    proofs.extend((0..len).map(|i| block_upgrade(i, len)));
+                    Scenario {
+                        name: format!("{name} follower, first {end} ops"),
+                        seed: seed(n),
+                        compat,
+                        encryption_key: enc.then_some([0x0c; 32]),
+                        ops,
+                        proofs,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let jobs = stages.iter().flatten().map(Scenario::to_job).collect();
+    let built: Vec<Built> = hypercore_ops::run_jobs(jobs, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(Built::parse)
+        .collect();
+    let mut built = built.into_iter();
+
+    let mut verify_jobs = Vec::new();
+    let mut expectations = Vec::new();
+    for scenarios in &stages {
+        let js: Vec<Built> = built.by_ref().take(scenarios.len()).collect();
+        let mut items = Vec::new();
+        let mut last = Vec::new();
+        for (s, j) in scenarios.iter().zip(&js) {
+            let rust = block_on(build_rust(s, j));
+            for (i, (p, r)) in j.proofs.iter().zip(&rust.proofs).enumerate() {
+                let p = p
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{}: JS proof {i}: {e}", s.name));
+                assert_eq!(hex::encode(r), hex::encode(p), "{}: proof {i}", s.name);
+                items.push(VerifyItem {
+                    data: p.clone(),
+                    fresh: items.is_empty(),
+                });
+            }
+            last.push((
+                items.len() - 1,
+                s,
+                j.states.last().expect("a state").clone(),
+            ));
+        }
+        let first = &scenarios[0];
+        let rust_results = block_on(verify_rust(first, &js[0], &items));
+        for (k, r) in rust_results.iter().enumerate() {
+            assert!(r.ok, "{}: Rust rejects item {k}: {:?}", first.name, r.error);
+        }
+        // Each fork ends fully held, at the writer's state, with the writer's blocks.
+        for &(k, s, ref want) in &last {
+            let r = &rust_results[k];
+            let log = model(&s.ops);
+            assert_eq!(
+                (r.length, r.fork, r.byte_length, r.tree_hash.clone()),
+                (
+                    want.length,
+                    want.fork,
+                    want.byte_length,
+                    hex::encode(&want.tree_hash)
+                ),
+                "{}: reader after the last proof",
+                s.name
+            );
+            assert_eq!(r.held, (0..want.length).collect::<Vec<_>>(), "{}", s.name);
+            assert_eq!(
+                r.block,
+                Some((want.length - 1, log.last().expect("a block").clone())),
+                "{}",
+                s.name
+            );
+        }
+        // The reorgs kept the shared roots' blocks: 8 onto fork 1, none onto 2, 4 onto 3.
+        let kept: Vec<usize> = last[..last.len() - 1]
+            .iter()
+            .map(|&(k, _, _)| rust_results[k + 1].held.len())
+            .collect();
+        assert_eq!(kept, [8, 0, 4], "{}: blocks kept by each reorg", first.name);
+        verify_jobs.push(verify_job(
+            &js[0].key,
+            &js[0].manifest,
+            first.compat,
+            first.encryption_key,
+            &items,
+        ));
+        expectations.push((first.name.clone(), rust_results));
+    }
+
+    let verified = hypercore_ops::run_jobs(verify_jobs, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    for (out, (name, rust_results)) in verified.iter().zip(expectations) {
+        let results = Verified::parse_all(out);
+        assert_eq!(results.len(), rust_results.len(), "{name}");
+        for (k, (j, r)) in results.iter().zip(&rust_results).enumerate() {
+            assert!(j.ok, "{name}: JS rejects item {k}: {:?}", j.error);
+            assert_eq!(&ReaderResult::from(j), r, "{name}: readers after item {k}");
         }
     }
 }

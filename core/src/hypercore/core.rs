@@ -309,6 +309,8 @@ pub struct Hypercore<S: Storage> {
     bitfield: Bitfield,
     contiguous_length: u64,
     snapshots: Vec<Weak<AtomicU64>>,
+    /// Upper tree node pages read for proofs (see [`tree::NodeCache`]).
+    node_cache: tree::NodeCache,
 }
 
 impl<S: Storage> core::fmt::Debug for Hypercore<S> {
@@ -406,6 +408,7 @@ impl<S: Storage> Hypercore<S> {
             bitfield: Bitfield::new(),
             contiguous_length: 0,
             snapshots: Vec::new(),
+            node_cache: tree::NodeCache::default(),
             storage,
         };
         let mut batch = Batch::new();
@@ -480,6 +483,7 @@ impl<S: Storage> Hypercore<S> {
             bitfield,
             contiguous_length,
             snapshots: Vec::new(),
+            node_cache: tree::NodeCache::default(),
             storage,
         })
     }
@@ -524,7 +528,19 @@ impl<S: Storage> Hypercore<S> {
         .encode()
     }
 
+    /// Write `batch` to storage, first dropping the cached tree pages it touches.
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        self.node_cache.invalidate(&batch);
+        self.storage.write(batch).await
+    }
+
     // ---------------------------------------------------------------- accessors
+
+    /// This core behind a clonable, shared handle: the first [`super::Session`] (JS
+    /// `core.session()`; same as [`super::Session::new`]).
+    pub fn into_session(self) -> super::Session<S> {
+        super::Session::new(self)
+    }
 
     /// The core key (manifest hash, or the signer's public key for compat cores).
     pub fn key(&self) -> &[u8; 32] {
@@ -687,7 +703,7 @@ impl<S: Storage> Hypercore<S> {
             layout::header_key(),
             self.header_bytes(&tb, &signature, self.manifest.as_ref()),
         );
-        if let Err(e) = self.storage.write(batch).await {
+        if let Err(e) = self.write(batch).await {
             self.bitfield.set_range(start, tb.length, false);
             self.bitfield.take_dirty_pages();
             return Err(e.into());
@@ -743,7 +759,7 @@ impl<S: Storage> Hypercore<S> {
             layout::header_key(),
             self.header_bytes(&tb, &signature, self.manifest.as_ref()),
         );
-        if let Err(e) = self.storage.write(batch).await {
+        if let Err(e) = self.write(batch).await {
             self.bitfield = saved;
             return Err(e.into());
         }
@@ -778,7 +794,7 @@ impl<S: Storage> Hypercore<S> {
         for (page, bytes) in self.bitfield.take_dirty_pages() {
             batch.put(layout::bitfield_key(page), bytes);
         }
-        if let Err(e) = self.storage.write(batch).await {
+        if let Err(e) = self.write(batch).await {
             self.bitfield = saved;
             return Err(e.into());
         }
@@ -927,7 +943,14 @@ impl<S: Storage> Hypercore<S> {
             }
         }
         let prologue = self.verifier.as_ref().and_then(|v| v.prologue()).copied();
-        let mut data = proof::generate(&self.storage, &self.tree, prologue.as_ref(), req).await?;
+        let mut data = proof::generate_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            &self.tree,
+            prologue.as_ref(),
+            req,
+        )
+        .await?;
         if let Some(b) = data.block.as_mut() {
             b.value = blocks::get(&self.storage, b.index)
                 .await?
@@ -1136,7 +1159,7 @@ impl<S: Storage> Hypercore<S> {
                 batch.put(layout::bitfield_key(page), bytes);
             }
         }
-        if let Err(e) = self.storage.write(batch).await {
+        if let Err(e) = self.write(batch).await {
             if let Some(saved) = saved {
                 self.bitfield = saved;
             } else if let Some(i) = bit_set {

@@ -20,7 +20,7 @@ use super::messages::{
     Data, DataBlock, DataHash, DataSeek, DataUpgrade, Request, RequestBlock, RequestSeek,
     RequestUpgrade, TreeNode,
 };
-use super::tree::{self, block_node, parent_node, MerkleTree, TreeBatch};
+use super::tree::{self, block_node, parent_node, MerkleTree, NodeCache, TreeBatch};
 
 /// Why a proof was rejected or could not be produced.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -405,6 +405,17 @@ pub async fn generate<S: Storage>(
     prologue: Option<&Prologue>,
     req: &ProofRequest,
 ) -> Result<Data, HypercoreError> {
+    generate_cached(storage, None, tree, prologue, req).await
+}
+
+/// [`generate`], reading the proof's nodes through `cache` when given.
+pub(crate) async fn generate_cached<S: Storage>(
+    storage: &S,
+    cache: Option<&NodeCache>,
+    tree: &MerkleTree,
+    prologue: Option<&Prologue>,
+    req: &ProofRequest,
+) -> Result<Data, HypercoreError> {
     let mut upgrade = req.upgrade;
     if let (Some(pro), Some(u)) = (prologue, upgrade.as_mut()) {
         if u.start < pro.length {
@@ -497,7 +508,11 @@ pub async fn generate<S: Storage>(
         .flatten()
         .copied()
         .collect();
-    let mut fetched = tree::require_nodes(storage, &all).await?.into_iter();
+    let fetched = match cache {
+        Some(c) => tree::require_nodes_cached(storage, c, &all).await?,
+        None => tree::require_nodes(storage, &all).await?,
+    };
+    let mut fetched = fetched.into_iter();
     let mut take = |l: &Option<Vec<u64>>| -> Option<Vec<TreeNode>> {
         l.as_ref().map(|v| fetched.by_ref().take(v.len()).collect())
     };

@@ -282,6 +282,141 @@ async fn load_pages<S: Storage>(
         .collect()
 }
 
+/// Decoded node pages of the upper tree, kept in memory by a [`crate::hypercore::Hypercore`] so
+/// proofs stop re-reading the same high nodes (every proof of a big tree needs a sibling at each
+/// level; the upper levels are few and shared by all of them).
+///
+/// Page `p` holds nodes `32p ..= 32p + 31`: a 16-leaf subtree (levels 0-4) and the one node
+/// `32p + 31`, at level `5 + trailing_ones(p)`. Only pages whose high node is at level
+/// [`NodeCache::MIN_LEVEL`] or above are kept, at most [`NodeCache::CAPACITY`] of them, the lowest
+/// level evicted first. Every storage batch the core writes goes through
+/// [`NodeCache::invalidate`] first, which drops the pages it touches.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    pages: std::collections::HashMap<u64, NodePage>,
+    /// `(level, page)` of every cached page: the first is evicted first.
+    order: std::collections::BTreeSet<(u32, u64)>,
+}
+
+impl NodeCache {
+    /// Pages whose high node is below this level (`5 + trailing_ones(page)`) are not cached.
+    pub(crate) const MIN_LEVEL: u32 = 8;
+    /// At most this many pages (about 1.3 KiB each) are cached.
+    pub(crate) const CAPACITY: usize = 2048;
+
+    fn level(page: u64) -> u32 {
+        5 + page.trailing_ones()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep `page` if it is high enough and there is room (or a lower page to evict).
+    fn insert(inner: &mut CacheInner, page: NodePage) {
+        let level = Self::level(page.page);
+        if level < Self::MIN_LEVEL || inner.pages.contains_key(&page.page) {
+            return;
+        }
+        if inner.pages.len() >= Self::CAPACITY {
+            match inner.order.first().copied() {
+                Some((l, p)) if l < level => {
+                    inner.order.remove(&(l, p));
+                    inner.pages.remove(&p);
+                }
+                _ => return,
+            }
+        }
+        inner.order.insert((level, page.page));
+        inner.pages.insert(page.page, page);
+    }
+
+    /// Drop every cached page `batch` writes or deletes (all of them on a range delete).
+    pub(crate) fn invalidate(&self, batch: &Batch) {
+        let mut inner = self.lock();
+        if inner.pages.is_empty() {
+            return;
+        }
+        for op in &batch.ops {
+            let key = match op {
+                crate::storage::Op::Put(k, _) | crate::storage::Op::Delete(k) => k,
+                crate::storage::Op::DeleteRange(..) => {
+                    inner.pages.clear();
+                    inner.order.clear();
+                    return;
+                }
+            };
+            if key.first() == Some(&layout::TREE_NODE) {
+                if let Some(p) = layout::index_of(key) {
+                    if inner.pages.remove(&p).is_some() {
+                        inner.order.remove(&(Self::level(p), p));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of cached pages.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().pages.len()
+    }
+}
+
+/// [`get_nodes`] through `cache`: cached pages are read from memory, the others in one
+/// `get_many` round trip (and kept if they qualify).
+pub(crate) async fn get_nodes_cached<S: Storage>(
+    storage: &S,
+    cache: &NodeCache,
+    indexes: &[u64],
+) -> Result<Vec<Option<TreeNode>>, HypercoreError> {
+    let mut out: Vec<Option<Option<TreeNode>>> = vec![None; indexes.len()];
+    let mut missing = Vec::new();
+    {
+        let inner = cache.lock();
+        for (k, &i) in indexes.iter().enumerate() {
+            match inner.pages.get(&page_of(i)) {
+                Some(page) => out[k] = Some(page.get(i)?),
+                None => missing.push(k),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let pages = load_pages(storage, missing.iter().map(|&k| page_of(indexes[k]))).await?;
+        for &k in &missing {
+            let i = indexes[k];
+            out[k] = Some(match pages.get(&page_of(i)) {
+                Some(Some(p)) => p.get(i)?,
+                _ => None,
+            });
+        }
+        let mut inner = cache.lock();
+        for page in pages.into_values().flatten() {
+            NodeCache::insert(&mut inner, page);
+        }
+    }
+    Ok(out.into_iter().map(Option::flatten).collect())
+}
+
+/// [`require_nodes`] through `cache` (see [`get_nodes_cached`]).
+pub(crate) async fn require_nodes_cached<S: Storage>(
+    storage: &S,
+    cache: &NodeCache,
+    indexes: &[u64],
+) -> Result<Vec<TreeNode>, HypercoreError> {
+    get_nodes_cached(storage, cache, indexes)
+        .await?
+        .into_iter()
+        .zip(indexes)
+        .map(|(n, &i)| n.ok_or(HypercoreError::MissingNode(i)))
+        .collect()
+}
+
 /// Read the nodes `indexes` in one round trip, all of which must exist.
 pub async fn require_nodes<S: Storage>(
     storage: &S,
