@@ -25,3 +25,5 @@ pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;
+/// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
+pub mod udx;

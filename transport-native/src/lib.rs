@@ -12,3 +12,4 @@ pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod replicate;
+pub mod udx;

@@ -1,0 +1,302 @@
+//! Wire-level behaviour of one stream, checked against what udx-native puts on the wire
+//! (`out-udx.txt`).
+
+use std::time::Duration;
+
+use super::packet::{decode, encode, Flags, Header, SackRange};
+use super::stream::DEFAULT_RECV_WINDOW;
+use super::*;
+
+const T0: Duration = Duration::ZERO;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn drain(s: &mut Stream, now: Duration) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| s.poll_transmit(now)).collect()
+}
+
+fn events(s: &mut Stream) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn data(id: u32, seq: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    let h = Header {
+        flags,
+        data_offset: 0,
+        id,
+        rwnd: DEFAULT_RECV_WINDOW,
+        seq,
+        ack: 0,
+    };
+    encode(&h, &[], payload)
+}
+
+#[test]
+fn first_packets_look_like_udx_native() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    a.write(&vec![b'a'; 20_000]).unwrap();
+    let out = drain(&mut a, T0);
+    // The initial window is 10 packets (pacing lets them all out within the 1 ms burst).
+    assert_eq!(out.len(), 10);
+    assert_eq!(
+        hex::encode(&out[0][..20]),
+        "ff01010002000000000040000000000000000000"
+    );
+    assert_eq!(out[0].len(), 20 + 1152);
+    for (i, d) in out.iter().enumerate() {
+        let p = decode(d).unwrap();
+        assert_eq!(p.header.seq, i as u32);
+        assert_eq!(p.header.flags, Flags::DATA);
+    }
+}
+
+#[test]
+fn receiver_acks_every_packet_and_sacks_holes() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    b.handle_datagram(T0, &data(2, 0, Flags::DATA, b"zero"))
+        .unwrap();
+    // Unread data shrinks the advertised window; reading it restores the full 4 MiB.
+    assert_eq!(b.recv_buffered(), 4);
+    assert_eq!(events(&mut b), vec![Event::Data(b"zero".to_vec())]);
+    let acks = drain(&mut b, T0);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        hex::encode(&acks[0]),
+        "ff01000001000000000040000000000001000000"
+    );
+    b.handle_datagram(T0, &data(2, 1, Flags::DATA, b"one"))
+        .unwrap();
+    // seq 2 is lost; 3 and 4 arrive.
+    for seq in [3, 4] {
+        b.handle_datagram(T0, &data(2, seq, Flags::DATA, b"x"))
+            .unwrap();
+    }
+    let acks = drain(&mut b, T0);
+    assert_eq!(acks.len(), 1, "one (coalesced) ack per drain");
+    let p = decode(&acks[0]).unwrap();
+    assert_eq!(p.header.flags, Flags::SACK);
+    assert_eq!(p.header.ack, 2);
+    assert_eq!(p.sacks, vec![SackRange { start: 3, end: 5 }]);
+    assert_eq!(acks[0].len(), 28);
+    assert_eq!(events(&mut b), vec![Event::Data(b"one".to_vec())]);
+    // The hole fills: everything is delivered in order and the ack jumps to 5.
+    b.handle_datagram(T0, &data(2, 2, Flags::DATA, b"two"))
+        .unwrap();
+    let p = decode(&drain(&mut b, T0)[0]).unwrap().header;
+    assert_eq!((p.flags, p.ack), (Flags::ACK, 5));
+    assert_eq!(
+        events(&mut b),
+        vec![
+            Event::Data(b"two".to_vec()),
+            Event::Data(b"x".to_vec()),
+            Event::Data(b"x".to_vec())
+        ]
+    );
+    // A duplicate is acked again but not delivered twice.
+    b.handle_datagram(T0, &data(2, 3, Flags::DATA, b"x"))
+        .unwrap();
+    assert_eq!(drain(&mut b, T0).len(), 1);
+    assert!(events(&mut b).is_empty());
+}
+
+#[test]
+fn padding_and_messages_and_heartbeats() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    let mut h = Header {
+        flags: Flags::DATA,
+        data_offset: 37,
+        id: 2,
+        rwnd: 1000,
+        seq: 0,
+        ack: 0,
+    };
+    b.handle_datagram(T0, &encode(&h, &[], b"padded")).unwrap();
+    h.flags = Flags::MESSAGE;
+    h.data_offset = 0;
+    h.seq = 1;
+    b.handle_datagram(T0, &encode(&h, &[], b"datagram!"))
+        .unwrap();
+    assert_eq!(
+        events(&mut b),
+        vec![
+            Event::Data(b"padded".to_vec()),
+            Event::Message(b"datagram!".to_vec())
+        ]
+    );
+    assert_eq!(drain(&mut b, T0).len(), 1, "DATA is acked, MESSAGE is not");
+    h.flags = Flags::HEARTBEAT;
+    b.handle_datagram(T0, &encode(&h, &[], &[])).unwrap();
+    let ack = decode(&drain(&mut b, T0)[0]).unwrap().header;
+    assert_eq!((ack.flags, ack.ack, ack.seq), (Flags::ACK, 1, 0));
+    // A MESSAGE carries the current seq without consuming it.
+    b.send_message(b"m").unwrap();
+    b.write(b"d").unwrap();
+    let out = drain(&mut b, T0);
+    let (m, d) = (decode(&out[0]).unwrap(), decode(&out[1]).unwrap());
+    assert_eq!((m.header.flags, m.header.seq), (Flags::MESSAGE, 0));
+    assert_eq!((d.header.flags, d.header.seq), (Flags::DATA, 0));
+    assert_eq!(
+        b.send_message(&[0; 1153]),
+        Err(UsageError::MessageTooLarge {
+            len: 1153,
+            max: 1152
+        })
+    );
+}
+
+#[test]
+fn end_consumes_a_seq_and_closes_both_sides() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    a.write(b"ping").unwrap();
+    a.end().unwrap();
+    assert_eq!(a.write(b"more"), Err(UsageError::Ended));
+    let out = drain(&mut a, T0);
+    let hs: Vec<Header> = out.iter().map(|d| decode(d).unwrap().header).collect();
+    assert_eq!((hs[0].flags, hs[0].seq), (Flags::DATA, 0));
+    assert_eq!((hs[1].flags, hs[1].seq), (Flags::END, 1));
+    for d in &out {
+        b.handle_datagram(ms(10), d).unwrap();
+    }
+    assert_eq!(
+        events(&mut b),
+        vec![Event::Data(b"ping".to_vec()), Event::Ended]
+    );
+    b.end().unwrap();
+    let out = drain(&mut b, ms(10));
+    let hs: Vec<Header> = out.iter().map(|d| decode(d).unwrap().header).collect();
+    // The ack (ack = 2) and b's END at seq 0.
+    assert!(hs.iter().any(|h| h.flags == Flags::ACK && h.ack == 2));
+    assert!(hs.iter().any(|h| h.flags == Flags::END && h.seq == 0));
+    for d in &out {
+        a.handle_datagram(ms(20), d).unwrap();
+    }
+    assert_eq!(events(&mut a), vec![Event::Ended, Event::Closed]);
+    assert!(a.is_closed() && !a.is_finished());
+    let out = drain(&mut a, ms(20));
+    let last = decode(out.last().unwrap()).unwrap().header;
+    assert_eq!((last.flags, last.seq, last.ack), (Flags::ACK, 2, 1));
+    for d in &out {
+        b.handle_datagram(ms(30), d).unwrap();
+    }
+    assert_eq!(events(&mut b), vec![Event::Closed]);
+    // Lingering: a retransmitted END is still acknowledged, then the stream finishes.
+    b.handle_datagram(ms(40), &out[0]).unwrap();
+    a.handle_datagram(ms(40), &data(1, 0, Flags::END, &[]))
+        .unwrap();
+    assert_eq!(drain(&mut a, ms(40)).len(), 1);
+    let linger = a.poll_timeout().unwrap();
+    a.handle_timeout(linger);
+    assert!(a.is_finished());
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn destroy_sends_one_packet_and_consumes_a_seq() {
+    let mut a = Stream::new(3, 4, T0, Config::default());
+    a.write(b"x").unwrap();
+    drain(&mut a, T0);
+    a.destroy();
+    assert!(!a.is_finished());
+    let out = drain(&mut a, ms(1));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        hex::encode(&out[0]),
+        "ff01100004000000000040000100000000000000"
+    );
+    assert_eq!(events(&mut a), vec![Event::Closed]);
+    assert!(a.is_finished());
+    let mut b = Stream::new(4, 3, T0, Config::default());
+    b.handle_datagram(T0, &out[0]).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Error(StreamError::Reset)]);
+    assert_eq!(b.write(b"y"), Err(UsageError::Closed));
+}
+
+#[test]
+fn other_ids_and_garbage_are_ignored() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    b.handle_datagram(T0, &data(9, 0, Flags::DATA, b"not mine"))
+        .unwrap();
+    assert!(events(&mut b).is_empty());
+    assert!(drain(&mut b, T0).is_empty());
+    assert!(b.handle_datagram(T0, b"\x03 dht message").is_err());
+    // Random bodies behind a valid header for our id never panic.
+    let mut x = 0x9e37_79b9u64;
+    for i in 0..2000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut d = data(2, (x as u32) % 64, Flags(x as u8 >> 2), &x.to_le_bytes());
+        d[3] = (x >> 8) as u8 % 12;
+        d[16..20].copy_from_slice(&((x >> 32) as u32 % 8).to_le_bytes());
+        let _ = b.handle_datagram(ms(u64::from(i)), &d);
+        drain(&mut b, ms(u64::from(i)));
+        events(&mut b);
+        b.handle_timeout(ms(u64::from(i)));
+    }
+}
+
+#[test]
+fn socket_routes_by_id() {
+    let mut socket = Socket::new();
+    socket.insert(Stream::new(2, 1, T0, Config::default()));
+    socket.insert(Stream::new(5, 6, T0, Config::default()));
+    assert_eq!(
+        socket.handle_datagram(T0, &data(5, 0, Flags::DATA, b"five")),
+        Incoming::Stream(5)
+    );
+    assert_eq!(
+        socket.handle_datagram(T0, &data(7, 0, Flags::DATA, b"seven")),
+        Incoming::UnknownStream(7)
+    );
+    assert_eq!(socket.handle_datagram(T0, &[0x13, 1, 2]), Incoming::NotUdx);
+    let mut bad = data(2, 0, Flags::DATA, b"");
+    bad[3] = 9;
+    assert!(matches!(
+        socket.handle_datagram(T0, &bad),
+        Incoming::Malformed(_)
+    ));
+    assert_eq!(
+        socket.poll_event(),
+        Some((5, Event::Data(b"five".to_vec())))
+    );
+    let (id, ack) = socket.poll_transmit(T0).unwrap();
+    assert_eq!(id, 5);
+    assert_eq!(decode(&ack).unwrap().header.id, 6);
+    assert_eq!(socket.poll_transmit(T0), None);
+    socket.stream_mut(2).unwrap().destroy();
+    assert_eq!(socket.poll_timeout(), Some(T0));
+    assert!(socket.poll_transmit(T0).is_some());
+    assert_eq!(socket.remove_finished(), vec![2]);
+    assert_eq!(socket.ids().collect::<Vec<_>>(), vec![5]);
+}
+
+#[test]
+fn tail_loss_probe_then_rto_backoff() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    a.write(b"lonely").unwrap();
+    assert_eq!(drain(&mut a, T0).len(), 1);
+    // No RTT yet: the probe fires at the initial RTO (1 s) and resends the packet.
+    let t1 = a.poll_timeout().unwrap();
+    assert_eq!(t1, Duration::from_secs(1));
+    a.handle_timeout(t1);
+    let probe = drain(&mut a, t1);
+    assert_eq!(probe.len(), 1);
+    assert_eq!(decode(&probe[0]).unwrap().header.seq, 0);
+    // Then RTOs at 1 s, 2 s, 4 s, ... with the packet resent each time.
+    let mut now = t1;
+    let mut gaps = Vec::new();
+    while let Some(t) = a.poll_timeout() {
+        gaps.push(t - now);
+        now = t;
+        a.handle_timeout(now);
+        drain(&mut a, now);
+    }
+    assert_eq!(
+        gaps,
+        [1, 2, 4, 8, 16, 32].map(|s| Duration::from_secs(s).min(Duration::from_secs(30)))
+    );
+    assert_eq!(events(&mut a), vec![Event::Error(StreamError::Timeout)]);
+}
