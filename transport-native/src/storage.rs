@@ -28,7 +28,9 @@
 //! The [`Storage`] methods are `async` but do their work synchronously on the calling thread:
 //! the store is local and fast (point reads are sub-microsecond from cache, a batch of a thousand
 //! blocks is a single sequential journal write). Callers on a latency-sensitive async runtime
-//! that issue very large batches may want to call them from a blocking-task pool.
+//! that issue very large batches may want to call them from a blocking-task pool. A write can
+//! also wait for the disk: while three sealed 16 MiB memtables are waiting to be flushed, the
+//! writer waits for the flush, so memory does not grow with the amount written.
 //!
 //! # Limits
 //!
@@ -36,14 +38,19 @@
 //! rejected with [`StorageError::Io`] before anything is written. Scans and gets accept any key.
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{
+    AbstractTree, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode,
+    Readable,
+};
 
 /// The name of the single fjall keyspace holding the data.
 const KEYSPACE: &str = "kv";
@@ -147,6 +154,60 @@ fn check_key(k: &[u8]) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// For a batch of puts and deletes: whether each op is the last one of its key.
+fn last_op_of_each_key(ops: &[Op]) -> Vec<bool> {
+    let mut keep = vec![true; ops.len()];
+    if ops.len() < 2 {
+        return keep;
+    }
+    let mut last: HashMap<&[u8], usize, BuildHasherDefault<FxHasher>> =
+        HashMap::with_capacity_and_hasher(ops.len(), Default::default());
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Put(k, _) | Op::Delete(k) = op {
+            if let Some(prev) = last.insert(k.as_slice(), i) {
+                keep[prev] = false;
+            }
+        }
+    }
+    keep
+}
+
+/// A small, fast hasher for the keys of one batch (FxHash's mixing). Not DoS-resistant, which
+/// is fine here: a collision only costs time within a single batch the caller built.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn io_err(what: &str, p: &Path, e: std::io::Error) -> StorageError {
     StorageError::Io(format!("cannot {what} {}: {e}", p.display()))
 }
@@ -154,9 +215,29 @@ fn io_err(what: &str, p: &Path, e: std::io::Error) -> StorageError {
 /// The fjall settings of every store: small, predictable footprint (a store holds one or a few
 /// cores).
 fn builder(p: &Path) -> fjall::DatabaseBuilder<Database> {
+    // Two workers: fjall lets one of them put flushes first, so a long compaction does not hold
+    // back the flushes that writers wait for (see `FileStorage::throttle`).
     Database::builder(p)
         .cache_size(32 * 1024 * 1024)
-        .worker_threads(1)
+        .worker_threads(2)
+}
+
+/// Size at which the active memtable is sealed and handed to a worker to flush.
+const MEMTABLE_SIZE: u64 = 16 * 1024 * 1024;
+/// A write returns only once fewer sealed memtables than this wait to be flushed.
+const MAX_SEALED_MEMTABLES: usize = 3;
+/// Values at least this long go to blob files (key-value separation): hypercore's 4 KiB
+/// blocks are written once to a blob file instead of being rewritten by every compaction.
+const BLOB_THRESHOLD: u32 = 1024;
+
+/// The options of the keyspace. fjall stores them when it creates the keyspace: a store
+/// created before these settings keeps its own (the memory bound of `throttle` holds anyway).
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(MEMTABLE_SIZE)
+        .with_kv_separation(Some(
+            KvSeparationOptions::default().separation_threshold(BLOB_THRESHOLD),
+        ))
 }
 
 /// Take the exclusive lock of folder `dir` (released when the returned file is closed, including
@@ -235,9 +316,7 @@ impl FileStorage {
         })?;
         let (db, ks) = guarded("opening", || {
             let db = builder(&db_path).open().map_err(map_err)?;
-            let ks = db
-                .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
-                .map_err(map_err)?;
+            let ks = db.keyspace(KEYSPACE, keyspace_options).map_err(map_err)?;
             Ok((db, ks))
         })
         .map_err(|e| match e {
@@ -350,34 +429,7 @@ impl FileStorage {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         guarded("writing", || {
-            // Resolve the ops, in order, into one final state per key: fjall gives every item of
-            // a batch the same sequence number, so a key must appear at most once.
-            let mut fin: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-            for op in batch.ops {
-                match op {
-                    Op::Put(k, v) => {
-                        fin.insert(k, Some(v));
-                    }
-                    Op::Delete(k) => {
-                        if !k.is_empty() && k.len() <= MAX_KEY_LEN {
-                            fin.insert(k, None);
-                        }
-                    }
-                    Op::DeleteRange(s, e) => {
-                        if s >= e {
-                            continue;
-                        }
-                        let range = (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice()));
-                        for g in self.inner.ks.range::<&[u8], _>(range) {
-                            let k = g.key().map_err(map_err)?;
-                            fin.insert(k.to_vec(), None);
-                        }
-                        for (_, v) in fin.range_mut::<[u8], _>(range) {
-                            *v = None;
-                        }
-                    }
-                }
-            }
+            let ks = &self.inner.ks;
             let mut wb = self
                 .inner
                 .db
@@ -386,14 +438,92 @@ impl FileStorage {
                     Durability::Process => PersistMode::Buffer,
                     Durability::Sync => PersistMode::SyncData,
                 }));
-            for (k, v) in fin {
-                match v {
-                    Some(v) => wb.insert(&self.inner.ks, k, v),
-                    None => wb.remove(&self.inner.ks, k),
+            if batch.ops.iter().any(|op| matches!(op, Op::DeleteRange(..))) {
+                for (k, v) in self.resolve(batch.ops)? {
+                    match v {
+                        Some(v) => wb.insert(ks, k, v),
+                        None => wb.remove(ks, k),
+                    }
+                }
+            } else {
+                // The common case (every hypercore append): puts and deletes only. fjall gives
+                // every item of a batch the same sequence number, so a key must appear at most
+                // once: keep the last op of each key.
+                let keep = last_op_of_each_key(&batch.ops);
+                for (op, keep) in batch.ops.into_iter().zip(keep) {
+                    match op {
+                        Op::Put(k, v) if keep => wb.insert(ks, k, v),
+                        Op::Delete(k) if keep && !k.is_empty() && k.len() <= MAX_KEY_LEN => {
+                            wb.remove(ks, k)
+                        }
+                        _ => {}
+                    }
                 }
             }
-            wb.commit().map_err(map_err)
+            wb.commit().map_err(map_err)?;
+            self.throttle()
         })
+    }
+
+    /// Resolve `ops` (which include range deletes), in order, into one final state per key: a
+    /// range delete removes the keys in the store and those put earlier in the batch.
+    fn resolve(&self, ops: Vec<Op>) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>, StorageError> {
+        let mut fin: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    fin.insert(k, Some(v));
+                }
+                Op::Delete(k) => {
+                    if !k.is_empty() && k.len() <= MAX_KEY_LEN {
+                        fin.insert(k, None);
+                    }
+                }
+                Op::DeleteRange(s, e) => {
+                    if s >= e {
+                        continue;
+                    }
+                    let range = (Bound::Included(s.as_slice()), Bound::Excluded(e.as_slice()));
+                    for g in self.inner.ks.range::<&[u8], _>(range) {
+                        let k = g.key().map_err(map_err)?;
+                        fin.insert(k.to_vec(), None);
+                    }
+                    for (_, v) in fin.range_mut::<[u8], _>(range) {
+                        *v = None;
+                    }
+                }
+            }
+        }
+        Ok(fin)
+    }
+
+    /// Backpressure, run after each commit (under the write lock): keeps the data not yet
+    /// flushed to disk bounded, so memory does not grow with the amount written.
+    ///
+    /// fjall seals a full memtable only when a worker gets to the request, which can be seconds
+    /// of flushing and compacting later while writes keep filling it (1 GiB of 4 KiB appends
+    /// grew it to ~450 MiB), and it only stalls writers at four sealed memtables. So the
+    /// memtable is sealed here once full, and the writer waits while [`MAX_SEALED_MEMTABLES`]
+    /// are queued: a writer faster than the disk waits for it. This uses two `#[doc(hidden)]`
+    /// fjall calls (`rotate_memtable`, the `tree` field), hence the exact fjall version pin.
+    fn throttle(&self) -> Result<(), StorageError> {
+        let ks = &self.inner.ks;
+        if ks.tree.active_memtable().size() >= MEMTABLE_SIZE {
+            ks.rotate_memtable().map_err(map_err)?;
+        }
+        let mut polls = 0u32;
+        while ks.sealed_memtable_count() >= MAX_SEALED_MEMTABLES {
+            // A failed worker poisons the database: report that instead of waiting forever.
+            if polls.is_multiple_of(256) {
+                self.inner
+                    .db
+                    .persist(PersistMode::Buffer)
+                    .map_err(map_err)?;
+            }
+            polls = polls.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 }
 
@@ -461,6 +591,34 @@ mod tests {
         );
         assert_eq!(block_on(s.get(&150u32.to_be_bytes())).unwrap(), None);
         s.sync().unwrap();
+    }
+
+    #[test]
+    fn repeated_keys_in_a_batch_keep_the_last_op() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = FileStorage::open(dir.path()).unwrap();
+            let mut b = Batch::new();
+            b.put(b"a".to_vec(), b"1".to_vec())
+                .put(b"b".to_vec(), b"1".to_vec())
+                .put(b"a".to_vec(), b"2".to_vec())
+                .delete(b"b".to_vec())
+                .delete(b"c".to_vec())
+                .put(b"c".to_vec(), vec![3; 4096])
+                .delete(b"a".to_vec())
+                .put(b"a".to_vec(), b"3".to_vec());
+            block_on(s.write(b)).unwrap();
+            assert_eq!(block_on(s.get(b"a")).unwrap(), Some(b"3".to_vec()));
+            assert_eq!(block_on(s.get(b"b")).unwrap(), None);
+        }
+        let s = FileStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            block_on(s.scan(b"a", b"z", None)).unwrap(),
+            vec![
+                (b"a".to_vec(), b"3".to_vec()),
+                (b"c".to_vec(), vec![3; 4096])
+            ]
+        );
     }
 
     #[test]
