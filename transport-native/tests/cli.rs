@@ -1,44 +1,17 @@
 //! End-to-end tests of the `hyperpunch core` CLI: the built binary on temporary folders.
 
+mod common;
+use common::{hp, ok};
 use futures_executor::block_on;
 use hyperpunch::storage::{Batch, Storage};
 use hyperpunch::FileStorage;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 const SEED1: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 /// JS `new Hypercore(..., { keyPair: crypto.keyPair(0x01 × 32) }).key` (vectors 02-hypercore-tree).
 const JS_KEY_DEFAULT: &str = "d8c3a0597903b28d751c6e0b7107775e388ec5a3cf669bdd1e7ec41b8b8f6e72";
 /// The same with `compat: true`: the public key.
 const JS_KEY_COMPAT: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
-
-fn hp(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hyperpunch");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
-fn ok(args: &[&str], stdin: &[u8]) -> String {
-    let out = hp(args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8 stdout")
-}
 
 fn fails(args: &[&str], stdin: &[u8]) -> (i32, String) {
     let out = hp(args, stdin);

@@ -2,8 +2,10 @@
 //! folders over loopback TCP. Every process has a deadline and the server is killed when the
 //! test ends.
 
+mod common;
+use common::{hp, ok};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -11,33 +13,6 @@ use std::time::Duration;
 
 const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
 const STEP: Duration = Duration::from_secs(60);
-
-fn hp(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hyperpunch");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
-fn ok(args: &[&str], stdin: &[u8]) -> String {
-    let out = hp(args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8 stdout")
-}
 
 fn info(dir: &Path) -> Value {
     let s = ok(
