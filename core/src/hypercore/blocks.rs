@@ -9,7 +9,9 @@
 //! exactly the blocks that are present locally, so block `i` is in the first chunk whose key is
 //! at or after `block_key(i)`, if that chunk starts at or before `i`.
 
-use crate::storage::{Batch, Storage};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::storage::{Batch, Op, Storage};
 
 use super::core::HypercoreError;
 use super::layout;
@@ -129,15 +131,72 @@ async fn chunk_at_or_after<S: Storage>(
     }
 }
 
-/// Block `index` as stored, if present.
-pub(crate) async fn get<S: Storage>(
-    storage: &S,
-    index: u64,
-) -> Result<Option<Vec<u8>>, HypercoreError> {
-    Ok(chunk_at_or_after(storage, index)
-        .await?
-        .filter(|c| c.first <= index)
-        .map(|c| c.block(index).to_vec()))
+/// The chunk the last [`ChunkCache::get`] read, so that reading its neighbours (sequential reads,
+/// uploads of consecutive blocks) costs a copy instead of a storage read each.
+///
+/// Every batch the core writes goes through [`ChunkCache::invalidate`]; a read that raced with a
+/// write (seen by the generation counter) is not kept.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCache {
+    inner: Mutex<CacheSlot>,
+}
+
+#[derive(Debug, Default)]
+struct CacheSlot {
+    chunk: Option<Arc<Chunk>>,
+    generation: u64,
+}
+
+impl ChunkCache {
+    fn lock(&self) -> MutexGuard<'_, CacheSlot> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Block `index` as stored, if present.
+    pub(crate) async fn get<S: Storage>(
+        &self,
+        storage: &S,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, HypercoreError> {
+        let generation = {
+            let slot = self.lock();
+            if let Some(c) = slot
+                .chunk
+                .as_ref()
+                .filter(|c| c.first <= index && index <= c.last)
+            {
+                return Ok(Some(c.block(index).to_vec()));
+            }
+            slot.generation
+        };
+        let Some(c) = chunk_at_or_after(storage, index).await? else {
+            return Ok(None);
+        };
+        if c.first > index {
+            return Ok(None);
+        }
+        let out = c.block(index).to_vec();
+        if c.last > c.first {
+            let mut slot = self.lock();
+            if slot.generation == generation {
+                slot.chunk = Some(Arc::new(c));
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Forget the cached chunk if `batch` writes or deletes any block record.
+    pub(crate) fn invalidate(&self, batch: &Batch) {
+        let touches_blocks = batch.ops.iter().any(|op| match op {
+            Op::Put(k, _) | Op::Delete(k) => k.first() == Some(&layout::BLOCK),
+            Op::DeleteRange(..) => true,
+        });
+        if touches_blocks {
+            let mut slot = self.lock();
+            slot.chunk = None;
+            slot.generation = slot.generation.wrapping_add(1);
+        }
+    }
 }
 
 /// The present blocks of `start..end`, ascending, as `(index, stored bytes)`.
@@ -220,6 +279,11 @@ mod tests {
     use crate::storage::MemoryStorage;
     use futures_executor::block_on;
 
+    /// Block `index` read without a cache.
+    async fn get(s: &MemoryStorage, index: u64) -> Result<Option<Vec<u8>>, HypercoreError> {
+        ChunkCache::default().get(s, index).await
+    }
+
     fn blocks(n: u64) -> Vec<Vec<u8>> {
         (0..n).map(|i| vec![i as u8; (i % 7) as usize]).collect()
     }
@@ -230,6 +294,12 @@ mod tests {
     fn chunks_match_a_model() {
         block_on(async {
             let s = MemoryStorage::new();
+            // One cache through the whole test, as a core keeps it: every write invalidates it.
+            let cache = ChunkCache::default();
+            let write = |b: Batch| {
+                cache.invalidate(&b);
+                s.write(b)
+            };
             let all = blocks(300);
             let mut model: Vec<Option<Vec<u8>>> = vec![None; 300];
             let mut at = 0u64;
@@ -240,7 +310,7 @@ mod tests {
                     .collect();
                 let mut b = Batch::new();
                 put(&mut b, at, &refs);
-                s.write(b).await.unwrap();
+                write(b).await.unwrap();
                 for i in at..at + n {
                     model[i as usize] = Some(all[i as usize].clone());
                 }
@@ -248,9 +318,14 @@ mod tests {
             }
             let check = |model: Vec<Option<Vec<u8>>>| {
                 let s = s.clone();
+                let cache = &cache;
                 async move {
                     for (i, m) in model.iter().enumerate() {
                         assert_eq!(&get(&s, i as u64).await.unwrap(), m, "block {i}");
+                        assert_eq!(&cache.get(&s, i as u64).await.unwrap(), m, "cached {i}");
+                    }
+                    for i in (0..300u64).rev().step_by(3) {
+                        assert_eq!(&cache.get(&s, i).await.unwrap(), &model[i as usize]);
                     }
                     let got = range(&s, 0, 300).await.unwrap();
                     let want: Vec<(u64, Vec<u8>)> = model
@@ -273,7 +348,7 @@ mod tests {
             ] {
                 let mut b = Batch::new();
                 remove(&s, &mut b, start, end).await.unwrap();
-                s.write(b).await.unwrap();
+                write(b).await.unwrap();
                 for i in start..end.unwrap_or(300) {
                     model[i as usize] = None;
                 }
@@ -283,7 +358,7 @@ mod tests {
             for i in [11u64, 100, 60, 139, 299] {
                 let mut b = Batch::new();
                 put(&mut b, i, &[&all[i as usize]]);
-                s.write(b).await.unwrap();
+                write(b).await.unwrap();
                 model[i as usize] = Some(all[i as usize].clone());
             }
             check(model.clone()).await;
@@ -309,6 +384,43 @@ mod tests {
                     HypercoreError::Corrupt(_)
                 ));
             }
+        });
+    }
+
+    /// The cache serves a chunk's neighbours from memory, and a write touching blocks makes it
+    /// read storage again (without the invalidation the second read would see the old bytes).
+    #[test]
+    fn cache_is_invalidated_by_block_writes_only() {
+        block_on(async {
+            let s = MemoryStorage::new();
+            let cache = ChunkCache::default();
+            let mut b = Batch::new();
+            put(&mut b, 0, &[b"a", b"b", b"c", b"d"]);
+            s.write(b).await.unwrap();
+            assert_eq!(cache.get(&s, 1).await.unwrap().unwrap(), b"b");
+            let mut b = Batch::new();
+            b.put(
+                layout::block_key(3),
+                encode_chunk(&[b"a", b"b", b"X", b"d"]),
+            );
+            s.write(b.clone()).await.unwrap();
+            // Not told: still the cached chunk (this is why the core routes every write here).
+            assert_eq!(cache.get(&s, 2).await.unwrap().unwrap(), b"c");
+            let mut other = Batch::new();
+            other.put(vec![layout::BLOCK + 1, 0], b"x".to_vec());
+            cache.invalidate(&other);
+            assert_eq!(cache.get(&s, 2).await.unwrap().unwrap(), b"c");
+            cache.invalidate(&b);
+            assert_eq!(cache.get(&s, 2).await.unwrap().unwrap(), b"X");
+            let mut b = Batch::new();
+            b.delete_range(vec![0xf0], vec![0xf1]);
+            s.write(b.clone()).await.unwrap();
+            cache.invalidate(&b);
+            let mut b = Batch::new();
+            b.delete(layout::block_key(3));
+            s.write(b.clone()).await.unwrap();
+            cache.invalidate(&b);
+            assert_eq!(cache.get(&s, 2).await.unwrap(), None);
         });
     }
 }

@@ -311,6 +311,8 @@ pub struct Hypercore<S: Storage> {
     snapshots: Vec<Weak<AtomicU64>>,
     /// Upper tree node pages read for proofs (see [`tree::NodeCache`]).
     node_cache: tree::NodeCache,
+    /// The block chunk read last (see [`blocks::ChunkCache`]).
+    chunk_cache: blocks::ChunkCache,
 }
 
 impl<S: Storage> core::fmt::Debug for Hypercore<S> {
@@ -409,6 +411,7 @@ impl<S: Storage> Hypercore<S> {
             contiguous_length: 0,
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
+            chunk_cache: blocks::ChunkCache::default(),
             storage,
         };
         let mut batch = Batch::new();
@@ -484,6 +487,7 @@ impl<S: Storage> Hypercore<S> {
             contiguous_length,
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
+            chunk_cache: blocks::ChunkCache::default(),
             storage,
         })
     }
@@ -531,6 +535,7 @@ impl<S: Storage> Hypercore<S> {
     /// Write `batch` to storage, first dropping the cached tree pages it touches.
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
         self.node_cache.invalidate(&batch);
+        self.chunk_cache.invalidate(&batch);
         self.storage.write(batch).await
     }
 
@@ -843,7 +848,7 @@ impl<S: Storage> Hypercore<S> {
         if !self.bitfield.get(index) {
             return Ok(None);
         }
-        blocks::get(&self.storage, index).await
+        self.chunk_cache.get(&self.storage, index).await
     }
 
     /// Blocks `start..end` decrypted, in one storage scan (missing ones are `None`).
@@ -952,7 +957,9 @@ impl<S: Storage> Hypercore<S> {
         )
         .await?;
         if let Some(b) = data.block.as_mut() {
-            b.value = blocks::get(&self.storage, b.index)
+            b.value = self
+                .chunk_cache
+                .get(&self.storage, b.index)
                 .await?
                 .ok_or(HypercoreError::BlockNotAvailable(b.index))?;
         }
