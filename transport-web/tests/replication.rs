@@ -1,0 +1,440 @@
+//! Browser tests of replication: two in-page peers, each on its own IndexedDB database, connected
+//! by an in-memory duplex through the full stack (secret stream, protomux, replicator), in
+//! headless Chromium. Also the JavaScript API ([`hyperpunch_web::js`]) end to end.
+//!
+//! Run with `scripts/test-browser.sh`.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+
+use futures_util::future::join;
+use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::hypercore::{CreateOptions, Hypercore, OpenOptions};
+use hyperpunch_core::replication::{
+    DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator,
+};
+use hyperpunch_web::js;
+use hyperpunch_web::replicate::{
+    memory_duplex, replicate, Duplex, HubEvents, ReplicateError, SharedHub,
+};
+use hyperpunch_web::storage::IdbStorage;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+thread_local! {
+    static COUNTER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A database name no other test (or earlier run in the same profile) uses.
+fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let salt = (js_sys::Math::random() * 1e12) as u64;
+    format!("hyperpunch-repl-{prefix}-{n}-{salt:x}")
+}
+
+async fn fresh_idb(name: &str) -> IdbStorage {
+    IdbStorage::delete_database(name).await.expect("delete");
+    IdbStorage::open(name).await.expect("open IndexedDB")
+}
+
+/// `n` blocks of mixed sizes: every fifth one small (0..100 bytes), the others up to 64 KiB
+/// (the last one exactly 64 KiB), with contents that differ per block.
+fn blocks(n: u32) -> Vec<Vec<u8>> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = if i + 1 == n {
+                64 * 1024
+            } else if i % 5 == 0 {
+                (x % 100) as usize
+            } else {
+                (x % (64 * 1024 + 1)) as usize
+            };
+            (0..len as u32)
+                .map(|j| {
+                    (j.wrapping_mul(2_654_435_761)
+                        .wrapping_add(i.wrapping_mul(40_503))
+                        >> 24) as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A writable core on a fresh database holding `data`, appended in batches.
+async fn writer(
+    name: &str,
+    encryption_key: Option<[u8; 32]>,
+    data: &[Vec<u8>],
+) -> Hypercore<IdbStorage> {
+    let mut core = Hypercore::create(
+        fresh_idb(name).await,
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&[7; 32])),
+            encryption_key,
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .expect("create writer");
+    for chunk in data.chunks(50) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        core.append(&refs).await.expect("append");
+    }
+    core
+}
+
+/// A reader of `key` on a fresh database.
+async fn reader(
+    name: &str,
+    key: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+) -> Hypercore<IdbStorage> {
+    Hypercore::create(
+        fresh_idb(name).await,
+        CreateOptions {
+            key: Some(key),
+            encryption_key,
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .expect("create reader")
+}
+
+/// The writer's and reader's hubs (reader with events) and the core's discovery key.
+fn hubs(
+    w: Hypercore<IdbStorage>,
+    r: Hypercore<IdbStorage>,
+) -> (
+    SharedHub<IdbStorage>,
+    SharedHub<IdbStorage>,
+    HubEvents,
+    [u8; 32],
+) {
+    let mut wh = ReplicationHub::new();
+    let dk = wh.add_core(Replicator::new(w, Options::default())).unwrap();
+    let mut rh = ReplicationHub::new();
+    rh.add_core(Replicator::new(r, Options::default())).unwrap();
+    let (rh, events) = SharedHub::with_events(rh);
+    (SharedHub::new(wh), rh, events, dk)
+}
+
+/// Fails on any sign of a peer misbehaving.
+fn check_event(ev: &HubEvent) {
+    assert!(
+        !matches!(
+            ev,
+            HubEvent::Core {
+                event: Event::InvalidData { .. }
+                    | Event::InvalidRequest { .. }
+                    | Event::Disconnect { .. },
+                ..
+            } | HubEvent::StreamClosed { .. }
+        ),
+        "{ev:?}"
+    );
+}
+
+/// Waits (on events, no polling) until the bounded download `id` completed.
+async fn until_downloaded(events: &mut HubEvents, id: DownloadId) {
+    loop {
+        let ev = events.next().await.expect("hub events");
+        check_event(&ev);
+        if matches!(ev, HubEvent::Core { event: Event::Downloaded { id: got }, .. } if got == id) {
+            return;
+        }
+    }
+}
+
+/// Runs the writer's (responder) and reader's (initiator) pumps over an in-memory duplex next
+/// to `drive`, which must end the connection; both pumps must close cleanly.
+async fn connect(
+    wh: &SharedHub<IdbStorage>,
+    rh: &SharedHub<IdbStorage>,
+    drive: impl std::future::Future<Output = ()>,
+) {
+    let (a, b) = memory_duplex();
+    let serve = replicate(a, false, KeyPair::from_seed(&[1; 32]), wh);
+    let fetch = replicate(b, true, KeyPair::from_seed(&[2; 32]), rh);
+    let ((s, f), ()) = join(join(serve, fetch), drive).await;
+    s.expect("writer's pump closed cleanly");
+    f.expect("reader's pump closed cleanly");
+    assert_eq!(wh.connections().await, 0);
+    assert_eq!(rh.connections().await, 0);
+}
+
+/// (a) + (d): 500 blocks up to 64 KiB, plain and encrypted, downloaded over the secret stream
+/// into IndexedDB; equal blocks, tree hash, length and fork; still there after reopening.
+#[wasm_bindgen_test]
+async fn full_download_plain_and_encrypted_then_reopen() {
+    let data = blocks(500);
+    for encryption_key in [None, Some([9u8; 32])] {
+        let (wname, rname) = (unique_name("full-w"), unique_name("full-r"));
+        let w = writer(&wname, encryption_key, &data).await;
+        let key = *w.key();
+        let r = reader(&rname, key, encryption_key).await;
+        let (wh, rh, mut events, dk) = hubs(w, r);
+        let id = {
+            let now = rh.now();
+            let mut g = rh.lock().await;
+            g.replicator_mut(&dk)
+                .unwrap()
+                .download(now, 0, Some(500))
+                .await
+                .unwrap()
+        };
+        connect(&wh, &rh, async {
+            until_downloaded(&mut events, id).await;
+            rh.end_all().await;
+        })
+        .await;
+
+        let (wg, rg) = (wh.lock().await, rh.lock().await);
+        let (wc, rc) = (
+            wg.replicator(&dk).unwrap().core(),
+            rg.replicator(&dk).unwrap().core(),
+        );
+        assert_eq!(rc.length(), 500);
+        assert_eq!(rc.contiguous_length(), 500);
+        assert_eq!(rc.fork(), wc.fork());
+        assert_eq!(rc.byte_length(), wc.byte_length());
+        assert_eq!(rc.tree_hash(), wc.tree_hash());
+        assert_eq!(rc.encrypted(), encryption_key.is_some());
+        for (i, block) in data.iter().enumerate() {
+            assert_eq!(
+                rc.get(i as u64).await.unwrap().as_ref(),
+                Some(block),
+                "block {i}"
+            );
+        }
+        if encryption_key.is_some() {
+            // Stored (and sent) encrypted: the raw bytes are not the plaintext.
+            let raw = rc.get_stored(499).await.unwrap().unwrap();
+            assert_ne!(raw, data[499]);
+        }
+        rc.verify_all().await.unwrap();
+        let tree_hash = rc.tree_hash();
+        drop((wg, rg));
+        // Closes both databases.
+        drop((wh, rh));
+
+        let reopened = Hypercore::open(
+            IdbStorage::open(&rname).await.expect("reopen IndexedDB"),
+            OpenOptions {
+                encryption_key,
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .expect("reopen the reader's core");
+        assert_eq!(reopened.key(), &key);
+        assert_eq!(reopened.length(), 500);
+        assert_eq!(reopened.contiguous_length(), 500);
+        assert_eq!(reopened.tree_hash(), tree_hash);
+        assert!(!reopened.writable());
+        reopened.verify_all().await.unwrap();
+        for i in [0usize, 1, 250, 499] {
+            assert_eq!(
+                reopened.get(i as u64).await.unwrap().as_ref(),
+                Some(&data[i])
+            );
+        }
+    }
+}
+
+/// (b): blocks the writer appends while connected reach the reader through the live download,
+/// one after the other, without the reader asking again.
+#[wasm_bindgen_test]
+async fn live_appends_reach_the_reader() {
+    let data = blocks(3);
+    let w = writer(&unique_name("live-w"), None, &data).await;
+    let key = *w.key();
+    let r = reader(&unique_name("live-r"), key, None).await;
+    let (wh, rh, mut events, dk) = hubs(w, r);
+    {
+        let now = rh.now();
+        let mut g = rh.lock().await;
+        g.replicator_mut(&dk)
+            .unwrap()
+            .download(now, 0, None)
+            .await
+            .unwrap();
+    }
+    let live: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 * (i as usize + 1)]).collect();
+    connect(&wh, &rh, async {
+        let mut want = 3;
+        loop {
+            let ev = events.next().await.expect("hub events");
+            check_event(&ev);
+            let have = rh
+                .lock()
+                .await
+                .replicator(&dk)
+                .unwrap()
+                .core()
+                .contiguous_length();
+            if have < want {
+                continue;
+            }
+            assert_eq!(have, want, "nothing beyond what was appended");
+            let Some(block) = live.get((want - 3) as usize) else {
+                break;
+            };
+            let now = wh.now();
+            let mut g = wh.lock().await;
+            let out = g
+                .replicator_mut(&dk)
+                .unwrap()
+                .append(now, &[block])
+                .await
+                .unwrap();
+            want += 1;
+            assert_eq!(out.length, want);
+        }
+        rh.end_all().await;
+    })
+    .await;
+    let (wg, rg) = (wh.lock().await, rh.lock().await);
+    let (wc, rc) = (
+        wg.replicator(&dk).unwrap().core(),
+        rg.replicator(&dk).unwrap().core(),
+    );
+    assert_eq!(rc.length(), 8);
+    assert_eq!(rc.tree_hash(), wc.tree_hash());
+    for (i, block) in data.iter().chain(&live).enumerate() {
+        assert_eq!(
+            rc.get(i as u64).await.unwrap().as_ref(),
+            Some(block),
+            "block {i}"
+        );
+    }
+}
+
+/// (c): a bounded range downloads exactly that range (and the length upgrade), nothing else.
+#[wasm_bindgen_test]
+async fn sparse_range_only() {
+    let data = blocks(200);
+    let w = writer(&unique_name("sparse-w"), None, &data).await;
+    let key = *w.key();
+    let r = reader(&unique_name("sparse-r"), key, None).await;
+    let (wh, rh, mut events, dk) = hubs(w, r);
+    let id = {
+        let now = rh.now();
+        let mut g = rh.lock().await;
+        g.replicator_mut(&dk)
+            .unwrap()
+            .download(now, 50, Some(80))
+            .await
+            .unwrap()
+    };
+    connect(&wh, &rh, async {
+        until_downloaded(&mut events, id).await;
+        rh.end_all().await;
+    })
+    .await;
+    let (wg, rg) = (wh.lock().await, rh.lock().await);
+    let (wc, rc) = (
+        wg.replicator(&dk).unwrap().core(),
+        rg.replicator(&dk).unwrap().core(),
+    );
+    assert_eq!(rc.length(), 200, "upgraded to the writer's length");
+    assert_eq!(rc.tree_hash(), wc.tree_hash());
+    assert_eq!(rc.contiguous_length(), 0);
+    for i in 0..200u64 {
+        let wanted = (50..80).contains(&i);
+        assert_eq!(rc.has(i), wanted, "block {i}");
+        let got = rc.get(i).await.unwrap();
+        assert_eq!(got.as_ref(), wanted.then(|| &data[i as usize]), "block {i}");
+    }
+}
+
+/// Bytes that are no handshake end the pump with an error, no panic, no hang.
+#[wasm_bindgen_test]
+async fn garbage_from_the_peer_is_an_error() {
+    let hub: SharedHub<IdbStorage> = SharedHub::new(ReplicationHub::new());
+    let (a, mut b) = memory_duplex();
+    let mut junk = vec![0xffu8; 3];
+    junk.extend([0x5a; 200]);
+    b.send(junk).unwrap();
+    b.close();
+    let r = replicate(a, false, KeyPair::from_seed(&[4; 32]), &hub).await;
+    assert!(matches!(r, Err(ReplicateError::Stream(_))), "{r:?}");
+    assert_eq!(hub.connections().await, 0);
+}
+
+async fn resolve(p: js_sys::Promise) -> JsValue {
+    JsFuture::from(p).await.expect("promise resolved")
+}
+
+fn bytes(v: JsValue) -> Vec<u8> {
+    js_sys::Uint8Array::new(&v).to_vec()
+}
+
+/// The JavaScript API end to end: create, append, replicate, `get` waiting for a download and
+/// for a live append, `end`, reopen from IndexedDB, delete.
+#[wasm_bindgen_test]
+async fn js_api_round_trip() {
+    let (wname, rname) = (unique_name("js-w"), unique_name("js-r"));
+    let ek = vec![3u8; 32];
+    let w = js::Hypercore::create(wname.clone(), Some(ek.clone()))
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    assert!(w.writable() && w.encrypted());
+    assert_eq!(resolve(w.append(b"first".to_vec())).await, 1.0);
+    assert_eq!(resolve(w.append(vec![5; 70_000])).await, 2.0);
+    assert_eq!(w.length(), 2.0);
+    assert_eq!(w.byte_length(), 70_005.0);
+
+    let bad_key = js::Hypercore::create_reader(rname.clone(), vec![0; 31], None).await;
+    assert!(bad_key.is_err());
+    let r = js::Hypercore::create_reader(rname.clone(), w.key(), Some(ek.clone()))
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!(r.discovery_key(), w.discovery_key());
+    assert!(!r.writable());
+    assert_eq!(r.length(), 0.0);
+    assert_eq!(resolve(r.get(0.0, Some(false))).await, JsValue::UNDEFINED);
+    assert!(JsFuture::from(r.get(-1.0, None)).await.is_err());
+
+    let mut session = js::replicate(&w, &r).map_err(JsValue::from).unwrap();
+    assert_eq!(bytes(resolve(r.get(1.0, None)).await), vec![5; 70_000]);
+    // Block 2 does not exist yet: the get waits for the live append below.
+    let pending = JsFuture::from(r.get(2.0, None));
+    resolve(r.download(0.0, Some(2.0))).await;
+    assert_eq!(resolve(w.append(b"live".to_vec())).await, 3.0);
+    assert_eq!(bytes(pending.await.expect("live block")), b"live");
+    assert_eq!(r.length(), 3.0);
+    assert_eq!(r.contiguous_length(), 3.0);
+    assert_eq!(r.tree_hash(), w.tree_hash());
+    assert_eq!(r.fork(), w.fork());
+    resolve(session.end()).await;
+    drop((w, r));
+
+    let again = js::Hypercore::open(rname.clone(), Some(ek))
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    assert_eq!(again.length(), 3.0);
+    assert_eq!(bytes(resolve(again.get(0.0, Some(false))).await), b"first");
+    drop(again);
+    js::Hypercore::delete_database(rname.clone())
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    assert!(
+        js::Hypercore::open(rname, None).await.is_err(),
+        "deleted: no core left"
+    );
+}
