@@ -22,12 +22,13 @@ use hyperpunch_core::hypercore::{self as hc, CreateOptions, OpenOptions};
 use hyperpunch_core::replication::{
     DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator,
 };
+use hyperpunch_core::secretstream::Options as StreamOptions;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use crate::chan::{channel, Receiver, Sender};
-use crate::replicate::{memory_duplex, replicate_until, SharedHub};
+use crate::replicate::{memory_duplex, replicate_with, SharedHub};
 use crate::storage::IdbStorage;
 use crate::KeyLengthError;
 
@@ -438,10 +439,12 @@ pub fn replicate(a: &Hypercore, b: &Hypercore) -> Result<Replication, JsError> {
         // Only the initiator needs the signal: its end makes the responder end too.
         let stop = stop.take();
         spawn_local(async move {
+            let opts = StreamOptions::default();
             let r = match stop {
-                Some(stop) => replicate_until(duplex, initiator, key_pair, &hub, stop).await,
+                Some(stop) => replicate_with(duplex, initiator, key_pair, opts, &hub, stop).await,
                 None => {
-                    replicate_until(duplex, initiator, key_pair, &hub, std::future::pending()).await
+                    let never = std::future::pending();
+                    replicate_with(duplex, initiator, key_pair, opts, &hub, never).await
                 }
             };
             // Nobody may be listening any more.

@@ -352,15 +352,25 @@ where
     S: Storage,
     D: Duplex,
 {
-    replicate_until(io, is_initiator, key_pair, hub, std::future::pending()).await
+    let opts = StreamOptions::default();
+    replicate_with(
+        io,
+        is_initiator,
+        key_pair,
+        opts,
+        hub,
+        std::future::pending(),
+    )
+    .await
 }
 
-/// [`replicate`], ending this connection gracefully once `stop` completes (the call returns
-/// when the peer has ended too).
-pub async fn replicate_until<S, D>(
+/// [`replicate`] with secret-stream options `opts` (keep-alive, idle timeout), ending this
+/// connection gracefully once `stop` completes (the call returns when the peer has ended too).
+pub async fn replicate_with<S, D>(
     mut io: D,
     is_initiator: bool,
     key_pair: KeyPair,
+    opts: StreamOptions,
     hub: &SharedHub<S>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ReplicateError>
@@ -368,7 +378,6 @@ where
     S: Storage,
     D: Duplex,
 {
-    let opts = StreamOptions::default();
     let now = hub.now();
     let stream = if is_initiator {
         SecretStream::new_initiator(key_pair, entropy()?, opts, now)?

@@ -13,9 +13,10 @@ use hyperpunch_core::hypercore::{CreateOptions, Hypercore, OpenOptions};
 use hyperpunch_core::replication::{
     DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator,
 };
+use hyperpunch_core::secretstream::{Options as StreamOptions, StreamError};
 use hyperpunch_web::js;
 use hyperpunch_web::replicate::{
-    memory_duplex, replicate, Duplex, HubEvents, ReplicateError, SharedHub,
+    memory_duplex, replicate, replicate_with, Duplex, HubEvents, ReplicateError, SharedHub,
 };
 use hyperpunch_web::storage::IdbStorage;
 use wasm_bindgen::JsValue;
@@ -370,6 +371,24 @@ async fn garbage_from_the_peer_is_an_error() {
     let r = replicate(a, false, KeyPair::from_seed(&[4; 32]), &hub).await;
     assert!(matches!(r, Err(ReplicateError::Stream(_))), "{r:?}");
     assert_eq!(hub.connections().await, 0);
+}
+
+/// The idle timeout runs on the driver's `setTimeout` timer: a peer that stays silent (but
+/// keeps the duplex open) ends the pump with `TimedOut`.
+#[wasm_bindgen_test]
+async fn silent_peer_times_out() {
+    let hub: SharedHub<IdbStorage> = SharedHub::new(ReplicationHub::new());
+    let (a, _silent) = memory_duplex();
+    let opts = StreamOptions {
+        timeout: 50,
+        ..StreamOptions::default()
+    };
+    let kp = KeyPair::from_seed(&[5; 32]);
+    let r = replicate_with(a, false, kp, opts, &hub, std::future::pending()).await;
+    assert!(
+        matches!(r, Err(ReplicateError::Stream(StreamError::TimedOut))),
+        "{r:?}"
+    );
 }
 
 async fn resolve(p: js_sys::Promise) -> JsValue {
