@@ -114,7 +114,7 @@ impl Hypercore {
     /// bytes) blocks are stored and sent encrypted.
     pub async fn create(
         name: String,
-        encryption_key: Option<Vec<u8>>,
+        #[wasm_bindgen(js_name = encryptionKey)] encryption_key: Option<Vec<u8>>,
     ) -> Result<Hypercore, JsError> {
         let opts = CreateOptions {
             key_pair: Some(random_key_pair()?),
@@ -133,7 +133,7 @@ impl Hypercore {
     pub async fn create_reader(
         name: String,
         key: Vec<u8>,
-        encryption_key: Option<Vec<u8>>,
+        #[wasm_bindgen(js_name = encryptionKey)] encryption_key: Option<Vec<u8>>,
     ) -> Result<Hypercore, JsError> {
         let opts = CreateOptions {
             key: Some(key32("key", &key)?),
@@ -147,7 +147,10 @@ impl Hypercore {
 
     /// Open the core stored in the IndexedDB database `name` (writer or reader, with every
     /// block it verified before). An encrypted core needs its `encryptionKey`.
-    pub async fn open(name: String, encryption_key: Option<Vec<u8>>) -> Result<Hypercore, JsError> {
+    pub async fn open(
+        name: String,
+        #[wasm_bindgen(js_name = encryptionKey)] encryption_key: Option<Vec<u8>>,
+    ) -> Result<Hypercore, JsError> {
         let storage = IdbStorage::open(&name)
             .await
             .map_err(|e| js_err("open IndexedDB", e))?;
