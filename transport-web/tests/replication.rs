@@ -359,6 +359,83 @@ async fn sparse_range_only() {
     }
 }
 
+/// One writer hub serves two readers at once (one connection each, routed by the shared hub),
+/// and the readers are connected to each other too: three hubs with two connections each.
+#[wasm_bindgen_test]
+async fn one_hub_serves_two_readers() {
+    let data = blocks(60);
+    let w = writer(&unique_name("two-w"), None, &data).await;
+    let key = *w.key();
+    let r1 = reader(&unique_name("two-r1"), key, None).await;
+    let r2 = reader(&unique_name("two-r2"), key, None).await;
+    let (wh, rh1, mut ev1, dk) = hubs(w, r1);
+    let mut h2 = ReplicationHub::new();
+    h2.add_core(Replicator::new(r2, Options::default()))
+        .unwrap();
+    let (rh2, mut ev2) = SharedHub::with_events(h2);
+    let mut ids = Vec::new();
+    for rh in [&rh1, &rh2] {
+        let now = rh.now();
+        let mut g = rh.lock().await;
+        ids.push(
+            g.replicator_mut(&dk)
+                .unwrap()
+                .download(now, 0, Some(60))
+                .await
+                .unwrap(),
+        );
+    }
+    let (a1, b1) = memory_duplex();
+    let (a2, b2) = memory_duplex();
+    let (c1, c2) = memory_duplex();
+    let pumps = join(
+        join(
+            join(
+                replicate(a1, false, KeyPair::from_seed(&[1; 32]), &wh),
+                replicate(b1, true, KeyPair::from_seed(&[2; 32]), &rh1),
+            ),
+            join(
+                replicate(a2, false, KeyPair::from_seed(&[1; 32]), &wh),
+                replicate(b2, true, KeyPair::from_seed(&[3; 32]), &rh2),
+            ),
+        ),
+        join(
+            replicate(c1, false, KeyPair::from_seed(&[2; 32]), &rh1),
+            replicate(c2, true, KeyPair::from_seed(&[3; 32]), &rh2),
+        ),
+    );
+    let drive = async {
+        join(
+            until_downloaded(&mut ev1, ids[0]),
+            until_downloaded(&mut ev2, ids[1]),
+        )
+        .await;
+        assert_eq!(wh.connections().await, 2);
+        assert_eq!(rh1.connections().await, 2);
+        rh1.end_all().await;
+        rh2.end_all().await;
+    };
+    let ((((s1, f1), (s2, f2)), (p1, p2)), ()) = join(pumps, drive).await;
+    for r in [s1, f1, s2, f2, p1, p2] {
+        r.expect("pump closed cleanly");
+    }
+    let wg = wh.lock().await;
+    let tree_hash = wg.replicator(&dk).unwrap().core().tree_hash();
+    for rh in [&rh1, &rh2] {
+        let g = rh.lock().await;
+        let c = g.replicator(&dk).unwrap().core();
+        assert_eq!(c.contiguous_length(), 60);
+        assert_eq!(c.tree_hash(), tree_hash);
+        for (i, block) in data.iter().enumerate() {
+            assert_eq!(
+                c.get(i as u64).await.unwrap().as_ref(),
+                Some(block),
+                "block {i}"
+            );
+        }
+    }
+}
+
 /// Bytes that are no handshake end the pump with an error, no panic, no hang.
 #[wasm_bindgen_test]
 async fn garbage_from_the_peer_is_an_error() {
