@@ -44,8 +44,9 @@ async fn fresh_idb(name: &str) -> IdbStorage {
     IdbStorage::open(name).await.expect("open IndexedDB")
 }
 
-/// `n` blocks of mixed sizes: every fifth one small (0..100 bytes), the others up to 64 KiB
-/// (the last one exactly 64 KiB), with contents that differ per block.
+/// `n` blocks of mixed sizes up to 64 KiB, contents differing per block: sizes spread evenly
+/// over the powers of two (so about 1/17 of them are 32..64 KiB, and the last one is exactly
+/// 64 KiB), which keeps the debug-build crypto of the suite fast.
 fn blocks(n: u32) -> Vec<Vec<u8>> {
     let mut x: u32 = 0x9e37_79b9;
     (0..n)
@@ -55,10 +56,12 @@ fn blocks(n: u32) -> Vec<Vec<u8>> {
             x ^= x << 5;
             let len = if i + 1 == n {
                 64 * 1024
-            } else if i % 5 == 0 {
-                (x % 100) as usize
             } else {
-                (x % (64 * 1024 + 1)) as usize
+                // 0, or in [2^(b-1), 2^b) for b in 1..=16.
+                match (x >> 24) % 17 {
+                    0 => 0,
+                    b => ((1u32 << (b - 1)) + x % (1 << (b - 1))) as usize,
+                }
             };
             (0..len as u32)
                 .map(|j| {
@@ -179,6 +182,9 @@ async fn connect(
 #[wasm_bindgen_test]
 async fn full_download_plain_and_encrypted_then_reopen() {
     let data = blocks(500);
+    assert_eq!(data.iter().map(Vec::len).max(), Some(64 * 1024));
+    assert!(data.iter().filter(|b| b.len() >= 32 * 1024).count() > 10);
+    assert!(data.iter().filter(|b| b.len() < 1024).count() > 100);
     for encryption_key in [None, Some([9u8; 32])] {
         let (wname, rname) = (unique_name("full-w"), unique_name("full-r"));
         let w = writer(&wname, encryption_key, &data).await;
