@@ -5,8 +5,12 @@
 //!
 //! - `storage` (wasm32 only, so not linked from native docs): `storage::IdbStorage`, the
 //!   [`Storage`](hyperpunch_core::storage::Storage) backend on IndexedDB.
-//! - A small wasm-bindgen surface ([`version`], [`discovery_key`]) proving the core runs in the
-//!   page; the JS package built on it comes later.
+//! - `replicate` (wasm32 only): the replication driver, pumping a
+//!   [`ReplicationHub`](hyperpunch_core::replication::ReplicationHub) through a secret stream
+//!   over any `Duplex` of byte chunks (an in-page `memory_duplex` now, a relay WebSocket
+//!   later), with `setTimeout` timers.
+//! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
+//!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
 //! On native targets only the wasm-bindgen functions are compiled (as plain Rust functions), so
 //! the crate still builds with the rest of the workspace.
@@ -14,6 +18,12 @@
 
 use wasm_bindgen::prelude::*;
 
+#[cfg(target_arch = "wasm32")]
+mod chan;
+#[cfg(target_arch = "wasm32")]
+pub mod js;
+#[cfg(target_arch = "wasm32")]
+pub mod replicate;
 #[cfg(target_arch = "wasm32")]
 pub mod storage;
 

@@ -1,0 +1,587 @@
+//! Hypercore replication in the browser: a pump, no protocol decisions.
+//!
+//! The browser twin of the native tokio driver (`hyperpunch::replicate`). [`replicate`] runs one
+//! connection over a [`Duplex`] (chunks of bytes each way): chunks received go into a
+//! [`SecretStream`]; its decrypted messages go into a [`ReplicationHub`] as frames; the hub's
+//! outgoing frames are encrypted by the secret stream and sent back. Timers of both come from
+//! their `poll_timeout` and run on `setTimeout`; time is `performance.now()`; the secret stream's
+//! entropy comes from `crypto.getRandomValues` (through `getrandom`).
+//!
+//! One [`SharedHub`] serves any number of connections at once. Frames the hub produces for a
+//! stream are routed to that stream's connection whenever the hub lock is released, so driving
+//! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
+//!
+//! Everything runs on the page's single thread: connections are tasks spawned with
+//! `wasm_bindgen_futures::spawn_local`, sharing the hub through an async lock.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::ops::{Deref, DerefMut};
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use async_lock::{Mutex, MutexGuard};
+use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use hyperpunch_core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
+};
+use hyperpunch_core::storage::Storage;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::chan::{channel, Receiver, Sender, WakeFlag};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `setTimeout` (windows and workers alike).
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &js_sys::Function, ms: f64) -> JsValue;
+    /// The global `clearTimeout`.
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+    /// `performance.now()`: monotonic milliseconds.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// A byte pipe to one peer, carried in chunks: the transport under [`replicate`].
+///
+/// Chunk boundaries carry no meaning (the secret stream does its own framing), so any ordered,
+/// reliable carrier fits: the in-page [`memory_duplex`], a WebSocket to a relay, a
+/// WebRTC data channel.
+pub trait Duplex {
+    /// The next chunk from the peer, registering `cx`'s waker when there is none yet;
+    /// `Ready(None)` once the peer's side ended (cleanly or not) and no chunk follows.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>>;
+    /// Queue `chunk` for the peer, without waiting.
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError>;
+    /// End our side: the peer sees the end after every chunk sent before.
+    fn close(&mut self);
+}
+
+/// A [`Duplex`] could not send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DuplexError(pub String);
+
+/// One end of an in-memory [`Duplex`] (see [`memory_duplex`]).
+pub struct MemoryDuplex {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl std::fmt::Debug for MemoryDuplex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryDuplex").finish_non_exhaustive()
+    }
+}
+
+/// Two connected in-memory [`Duplex`] ends: chunks sent on one arrive on the other, in order,
+/// unbounded. Dropping an end closes its side.
+pub fn memory_duplex() -> (MemoryDuplex, MemoryDuplex) {
+    let (a_tx, b_rx) = channel();
+    let (b_tx, a_rx) = channel();
+    (
+        MemoryDuplex { tx: a_tx, rx: a_rx },
+        MemoryDuplex { tx: b_tx, rx: b_rx },
+    )
+}
+
+impl Duplex for MemoryDuplex {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
+        self.tx
+            .send(chunk)
+            .map_err(|_| DuplexError("the other end of the in-memory duplex is gone".into()))
+    }
+
+    fn close(&mut self) {
+        self.tx.close();
+    }
+}
+
+/// Why [`replicate`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    /// The duplex refused to send.
+    #[error("connection: {0}")]
+    Duplex(#[from] DuplexError),
+    /// The browser's random source failed (needed for the handshake).
+    #[error("cannot get randomness from the browser: {0}")]
+    Random(String),
+    /// The secret stream failed (handshake, decryption, framing) or closed with an error.
+    #[error("secret stream: {0}")]
+    Stream(#[from] StreamError),
+    /// The replication hub failed locally (storage) or destroyed the stream (protocol violation
+    /// by the peer).
+    #[error("replication: {0}")]
+    Replication(#[from] ReplicationError),
+}
+
+/// Per-connection state the hub routes to.
+#[derive(Default)]
+struct Conn {
+    /// Frames from the hub, not yet given to the secret stream.
+    frames: Vec<Vec<u8>>,
+    /// The hub destroyed the stream: drop the connection with this error.
+    destroyed: Option<ReplicationError>,
+    /// The owner asked for a graceful end.
+    end: bool,
+    /// Wakes the connection's task.
+    wake: Rc<WakeFlag>,
+}
+
+/// Called with the hub each time its lock is released (see [`SharedHub::set_observer`]).
+type Observer<S> = Box<dyn FnMut(&ReplicationHub<S>)>;
+
+struct State<S: Storage> {
+    hub: ReplicationHub<S>,
+    conns: HashMap<StreamId, Conn>,
+    events: Option<Sender<HubEvent>>,
+}
+
+impl<S: Storage> State<S> {
+    /// Move the hub's frames to their connections and its events to the subscriber.
+    fn route(&mut self) {
+        while let Some((sid, frame)) = self.hub.poll_transmit() {
+            if let Some(c) = self.conns.get_mut(&sid) {
+                c.frames.push(frame);
+                c.wake.notify();
+            }
+        }
+        while let Some(event) = self.hub.poll_event() {
+            if let HubEvent::StreamClosed { stream, error } = &event {
+                if let Some(c) = self.conns.get_mut(stream) {
+                    c.destroyed = Some(error.clone());
+                    c.wake.notify();
+                }
+            }
+            if let Some(tx) = &self.events {
+                if tx.send(event).is_err() {
+                    self.events = None;
+                }
+            }
+        }
+    }
+}
+
+struct Inner<S: Storage> {
+    state: Mutex<State<S>>,
+    observer: RefCell<Option<Observer<S>>>,
+    /// `performance.now()` when the hub was shared.
+    start: f64,
+}
+
+/// A [`ReplicationHub`] shared by the connections that [`replicate`] runs, with one clock.
+///
+/// Cloning gives another handle to the same hub.
+pub struct SharedHub<S: Storage> {
+    inner: Rc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for SharedHub<S> {
+    fn clone(&self) -> Self {
+        SharedHub {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// The events of a [`SharedHub`] (see [`SharedHub::with_events`]).
+pub struct HubEvents(Receiver<HubEvent>);
+
+impl HubEvents {
+    /// The next event; `None` once the hub is gone.
+    pub async fn next(&mut self) -> Option<HubEvent> {
+        self.0.recv().await
+    }
+}
+
+impl<S: Storage> SharedHub<S> {
+    /// Share `hub`; its events are dropped.
+    pub fn new(hub: ReplicationHub<S>) -> Self {
+        Self::build(hub, None)
+    }
+
+    /// Share `hub` and receive all of its events (unbounded: keep reading them).
+    pub fn with_events(hub: ReplicationHub<S>) -> (Self, HubEvents) {
+        let (tx, rx) = channel();
+        (Self::build(hub, Some(tx)), HubEvents(rx))
+    }
+
+    fn build(hub: ReplicationHub<S>, events: Option<Sender<HubEvent>>) -> Self {
+        SharedHub {
+            inner: Rc::new(Inner {
+                state: Mutex::new(State {
+                    hub,
+                    conns: HashMap::new(),
+                    events,
+                }),
+                observer: RefCell::new(None),
+                start: performance_now(),
+            }),
+        }
+    }
+
+    /// Call `observer` with the hub every time its lock is released (after its frames and
+    /// events are routed), replacing any previous observer. Lets synchronous code keep a
+    /// snapshot of the hub's state; the observer must not lock the hub.
+    pub fn set_observer(&self, observer: impl FnMut(&ReplicationHub<S>) + 'static) {
+        *self.inner.observer.borrow_mut() = Some(Box::new(observer));
+    }
+
+    /// Milliseconds since this hub was shared: the `now` to pass to hub and replicator calls.
+    pub fn now(&self) -> u64 {
+        // `performance.now()` is monotonic and finite; the cast saturates.
+        (performance_now() - self.inner.start).max(0.0) as u64
+    }
+
+    /// Exclusive access to the hub. When the guard drops, the hub is flushed and its frames
+    /// and events are routed to the connections and the event subscriber.
+    pub async fn lock(&self) -> HubGuard<'_, S> {
+        HubGuard {
+            state: self.inner.state.lock().await,
+            observer: &self.inner.observer,
+        }
+    }
+
+    /// Ask every current connection to end gracefully (each [`replicate`] call then returns
+    /// once the peer has ended too).
+    pub async fn end_all(&self) {
+        let mut st = self.inner.state.lock().await;
+        for c in st.conns.values_mut() {
+            c.end = true;
+            c.wake.notify();
+        }
+    }
+
+    /// Number of connections currently replicating (handshake done, not yet closed).
+    pub async fn connections(&self) -> usize {
+        self.inner.state.lock().await.conns.len()
+    }
+}
+
+/// Exclusive access to a [`SharedHub`]'s hub (see [`SharedHub::lock`]).
+pub struct HubGuard<'a, S: Storage> {
+    state: MutexGuard<'a, State<S>>,
+    observer: &'a RefCell<Option<Observer<S>>>,
+}
+
+impl<S: Storage> Deref for HubGuard<'_, S> {
+    type Target = ReplicationHub<S>;
+    fn deref(&self) -> &ReplicationHub<S> {
+        &self.state.hub
+    }
+}
+
+impl<S: Storage> DerefMut for HubGuard<'_, S> {
+    fn deref_mut(&mut self) -> &mut ReplicationHub<S> {
+        &mut self.state.hub
+    }
+}
+
+impl<S: Storage> Drop for HubGuard<'_, S> {
+    fn drop(&mut self) {
+        self.state.hub.flush();
+        self.state.route();
+        if let Some(observe) = self.observer.borrow_mut().as_mut() {
+            observe(&self.state.hub);
+        }
+    }
+}
+
+/// 64 bytes from the browser's random source.
+fn entropy() -> Result<Entropy, ReplicateError> {
+    let mut bytes = [0u8; 64];
+    getrandom::fill(&mut bytes).map_err(|e| ReplicateError::Random(e.to_string()))?;
+    Ok(Entropy::from_bytes(&bytes))
+}
+
+/// A `setTimeout` as a future; dropping it clears the timeout.
+struct Sleep {
+    id: JsValue,
+    done: JsFuture,
+}
+
+impl Sleep {
+    fn new(ms: u64) -> Self {
+        let mut id = JsValue::UNDEFINED;
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            id = set_timeout(&resolve, ms as f64);
+        });
+        Sleep {
+            id,
+            done: JsFuture::from(promise),
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // The promise only ever resolves (with `undefined`).
+        Pin::new(&mut self.done).poll(cx).map(|_| ())
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        clear_timeout(&self.id);
+    }
+}
+
+/// Replicate every core of `hub` over `io` until the connection closes.
+///
+/// `is_initiator` picks the Noise role (the two ends must differ). `key_pair` is this peer's
+/// static key for the secret-stream handshake. Returns `Ok(())` after a clean close by either
+/// side (end of stream from both, see [`SharedHub::end_all`]), or the first error. The hub's
+/// stream is removed in every case.
+pub async fn replicate<S, D>(
+    io: D,
+    is_initiator: bool,
+    key_pair: KeyPair,
+    hub: &SharedHub<S>,
+) -> Result<(), ReplicateError>
+where
+    S: Storage,
+    D: Duplex,
+{
+    let opts = StreamOptions::default();
+    replicate_with(
+        io,
+        is_initiator,
+        key_pair,
+        opts,
+        hub,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// [`replicate`] with secret-stream options `opts` (keep-alive, idle timeout), ending this
+/// connection gracefully once `stop` completes (the call returns when the peer has ended too).
+pub async fn replicate_with<S, D>(
+    mut io: D,
+    is_initiator: bool,
+    key_pair: KeyPair,
+    opts: StreamOptions,
+    hub: &SharedHub<S>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ReplicateError>
+where
+    S: Storage,
+    D: Duplex,
+{
+    let now = hub.now();
+    let stream = if is_initiator {
+        SecretStream::new_initiator(key_pair, entropy()?, opts, now)?
+    } else {
+        SecretStream::new_responder(key_pair, entropy()?, opts, now)?
+    };
+    let mut pump = Pump {
+        stream,
+        hub,
+        sid: None,
+        wake: Rc::new(WakeFlag::default()),
+        ended_by_us: false,
+    };
+    let result = pump.run(&mut io, stop).await;
+    if let Some(sid) = pump.sid.take() {
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        g.state.conns.remove(&sid);
+        let removed = g.remove_stream(now, sid).await;
+        drop(g);
+        if result.is_ok() {
+            removed?;
+        }
+    }
+    if result.is_err() {
+        io.close();
+    }
+    result
+}
+
+struct Pump<'h, S: Storage> {
+    stream: SecretStream,
+    hub: &'h SharedHub<S>,
+    sid: Option<StreamId>,
+    wake: Rc<WakeFlag>,
+    ended_by_us: bool,
+}
+
+/// What woke the pump.
+enum Wakeup {
+    Timer,
+    Stop,
+    Input(Option<Vec<u8>>),
+    Frames,
+}
+
+impl<S: Storage> Pump<'_, S> {
+    async fn run<D: Duplex>(
+        &mut self,
+        io: &mut D,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), ReplicateError> {
+        let mut stop = pin!(stop);
+        let mut stopped = false;
+        let mut reading = true;
+        let mut shut_down = false;
+        // The armed timer and the deadline (hub milliseconds) it fires at.
+        let mut timer: Option<(u64, Sleep)> = None;
+        loop {
+            self.take_frames().await?;
+            while let Some(bytes) = self.stream.poll_transmit() {
+                if !bytes.is_empty() {
+                    io.send(bytes)?;
+                }
+            }
+            if self.stream.wants_shutdown() && !shut_down {
+                shut_down = true;
+                io.close();
+            }
+            if self.stream.is_closed() {
+                return Ok(());
+            }
+            let deadline = {
+                let hub_t = self.hub.inner.state.lock().await.hub.poll_timeout();
+                [self.stream.poll_timeout(), hub_t]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
+            match deadline {
+                Some(at) if timer.as_ref().is_some_and(|t| t.0 == at) => {}
+                Some(at) => {
+                    let wait = at.saturating_sub(self.hub.now());
+                    timer = Some((at, Sleep::new(wait)));
+                }
+                None => timer = None,
+            }
+            let wake = self.wake.clone();
+            let wakeup = poll_fn(|cx| {
+                if let Some((_, sleep)) = timer.as_mut() {
+                    if Pin::new(sleep).poll(cx).is_ready() {
+                        return Poll::Ready(Wakeup::Timer);
+                    }
+                }
+                if !stopped && stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wakeup::Stop);
+                }
+                if wake.poll_notified(cx).is_ready() {
+                    return Poll::Ready(Wakeup::Frames);
+                }
+                if reading {
+                    if let Poll::Ready(chunk) = io.poll_recv(cx) {
+                        return Poll::Ready(Wakeup::Input(chunk));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let now = self.hub.now();
+            match wakeup {
+                Wakeup::Input(Some(chunk)) => self.stream.handle_input(now, &chunk),
+                Wakeup::Input(None) => {
+                    reading = false;
+                    self.stream.handle_eof(now);
+                }
+                Wakeup::Frames => {}
+                Wakeup::Stop => {
+                    stopped = true;
+                    self.end();
+                }
+                Wakeup::Timer => {
+                    timer = None;
+                    if self.stream.poll_timeout().is_some_and(|t| t <= now) {
+                        self.stream.handle_timeout(now);
+                    }
+                    let mut g = self.hub.lock().await;
+                    if g.poll_timeout().is_some_and(|t| t <= now) {
+                        g.handle_timeout(now).await?;
+                    }
+                }
+            }
+            self.handle_stream_events().await?;
+        }
+    }
+
+    /// End our side of the secret stream (once).
+    fn end(&mut self) {
+        if !self.ended_by_us {
+            self.ended_by_us = true;
+            self.stream.end();
+        }
+    }
+
+    /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
+    async fn take_frames(&mut self) -> Result<(), ReplicateError> {
+        let Some(sid) = self.sid else {
+            return Ok(());
+        };
+        let (frames, destroyed, end) = {
+            let mut st = self.hub.inner.state.lock().await;
+            match st.conns.get_mut(&sid) {
+                Some(c) => (
+                    std::mem::take(&mut c.frames),
+                    c.destroyed.take(),
+                    std::mem::take(&mut c.end),
+                ),
+                None => return Ok(()),
+            }
+        };
+        if let Some(error) = destroyed {
+            self.stream.destroy(None);
+            return Err(error.into());
+        }
+        for f in frames {
+            if self.stream.is_closed() {
+                break;
+            }
+            self.stream.write(&f)?;
+        }
+        if end {
+            self.end();
+        }
+        Ok(())
+    }
+
+    async fn handle_stream_events(&mut self) -> Result<(), ReplicateError> {
+        while let Some(event) = self.stream.poll_event() {
+            let now = self.hub.now();
+            match event {
+                StreamEvent::Connected { handshake_hash, .. } => {
+                    let mut g = self.hub.lock().await;
+                    let sid = g.add_stream(self.stream.is_initiator(), handshake_hash)?;
+                    g.state.conns.insert(
+                        sid,
+                        Conn {
+                            wake: self.wake.clone(),
+                            ..Conn::default()
+                        },
+                    );
+                    self.sid = Some(sid);
+                }
+                StreamEvent::Message(m) => {
+                    if let Some(sid) = self.sid {
+                        let mut g = self.hub.lock().await;
+                        if g.has_stream(sid) {
+                            g.handle_frame(now, sid, &m).await?;
+                        }
+                    }
+                }
+                StreamEvent::End => self.end(),
+                StreamEvent::Closed(Some(err)) => return Err(err.into()),
+                StreamEvent::Closed(None) => {}
+            }
+        }
+        Ok(())
+    }
+}
