@@ -371,6 +371,19 @@ impl UdxStream {
         Some(event)
     }
 
+    /// Waits until the stream has closed: both sides ended and everything was acknowledged
+    /// (or this side destroyed it). Data and messages still arriving are discarded; a reset or
+    /// timeout is an error.
+    pub async fn closed(&mut self) -> io::Result<()> {
+        loop {
+            match self.next_event().await {
+                Some(Event::Closed) | None => return Ok(()),
+                Some(Event::Error(e)) => return Err(stream_failed(&e)),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// A MESSAGE datagram that arrived while bytes were being read through [`AsyncRead`].
     pub fn take_message(&mut self) -> Option<Vec<u8>> {
         self.messages.pop_front()
