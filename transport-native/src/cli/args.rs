@@ -135,10 +135,20 @@ Examples:
   hyperpunch udx perf --loopback --send 256MiB --no-batch   # compare with plain syscalls")]
     Perf {
         /// Local UDP address to bind, HOST:PORT.
-        #[arg(long, value_name = "ADDR", required_unless_present = "loopback", conflicts_with = "loopback")]
+        #[arg(
+            long,
+            value_name = "ADDR",
+            required_unless_present = "loopback",
+            conflicts_with = "loopback"
+        )]
         bind: Option<String>,
         /// The peer's UDP address, HOST:PORT.
-        #[arg(long, value_name = "ADDR", required_unless_present = "loopback", conflicts_with = "loopback")]
+        #[arg(
+            long,
+            value_name = "ADDR",
+            required_unless_present = "loopback",
+            conflicts_with = "loopback"
+        )]
         connect: Option<String>,
         /// Our stream id.
         #[arg(long, value_name = "N", default_value_t = 1)]

@@ -50,9 +50,7 @@ pub fn run(c: UdxCommand) -> Result<(), CliError> {
 }
 
 fn options(no_batch: bool) -> SocketOptions {
-    SocketOptions {
-        batched: !no_batch,
-    }
+    SocketOptions { batched: !no_batch }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -267,10 +265,7 @@ fn perf_loopback(size: u64, options: SocketOptions, json: bool) -> Result<(), Cl
         let open_err = |e| CliError::new(format!("cannot open a stream: {e}"));
         let mut sender = a.connect(1, 2, b.local_addr()).map_err(open_err)?;
         let mut receiver = b.connect(2, 1, a.local_addr()).map_err(open_err)?;
-        let (sent, received) = tokio::join!(
-            send_side(&mut sender, size),
-            recv_side(&mut receiver)
-        );
+        let (sent, received) = tokio::join!(send_side(&mut sender, size), recv_side(&mut receiver));
         let sent = sent.map_err(stream_err("sending failed"))?;
         let received = received.map_err(stream_err("receiving failed"))?;
         if received.bytes != size {
