@@ -61,7 +61,7 @@ fn junk(rng: &mut Rng, victim_id: u32) -> Vec<u8> {
             };
             d[4..8].copy_from_slice(&id.to_le_bytes());
             // Small seq/ack distances now and then, so the engine takes them seriously.
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 d[12..16].copy_from_slice(&((rng.next() % 64) as u32).to_le_bytes());
                 d[16..20].copy_from_slice(&((rng.next() % 64) as u32).to_le_bytes());
             }
@@ -93,7 +93,7 @@ async fn random_datagrams_during_a_transfer() {
                 let d = junk(&mut rng, 9);
                 // A full socket buffer drops junk; that is fine.
                 let _ = attacker.send_to(&d, targets[i % 2]).await;
-                if i % 1000 == 0 {
+                if i.is_multiple_of(1000) {
                     tokio::task::yield_now().await;
                 }
             }

@@ -56,11 +56,14 @@ struct Impairment {
     reorder: f64,
 }
 
+/// A datagram held back: when to send it, a tie-breaker, where to, the bytes.
+type Held = (Instant, u64, SocketAddr, Vec<u8>);
+
 /// Relays between `rust` and whoever else talks to the proxy socket (the node peer).
 async fn proxy(socket: UdpSocket, rust: SocketAddr, imp: Impairment, seed: u64, c: Arc<Counters>) {
     let mut rng = Rng(seed);
     let mut other: Option<SocketAddr> = None;
-    let mut held: BinaryHeap<Reverse<(Instant, u64, SocketAddr, Vec<u8>)>> = BinaryHeap::new();
+    let mut held: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut order = 0u64;
     let mut buf = vec![0u8; 65536];
     loop {
