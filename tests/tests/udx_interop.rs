@@ -165,21 +165,41 @@ const BIG: usize = 256 << 20;
 /// Deadline for one big transfer (debug builds on a loaded machine included).
 const BIG_STEP: Duration = Duration::from_secs(120);
 
+/// The pattern in 1024-byte blocks: within block `k` of a stream tagged `t`, byte `j` is
+/// `(j * 7 + k + t) & 255` (as `i * 7 mod 256` repeats every 256 bytes), so block `k` is entry
+/// `(k + t) & 255` here. Comparing and writing whole slices keeps 256 MiB cheap in debug builds.
+fn blocks() -> &'static [Vec<u8>] {
+    static BLOCKS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    BLOCKS.get_or_init(|| (0..256).map(|s| pattern(s * 1024, 1024, 0)).collect())
+}
+
 /// Whether `bytes`, found at `offset` of a stream tagged `tag`, are what the peer sent.
 fn matches(offset: usize, bytes: &[u8], tag: usize) -> bool {
-    bytes
-        .iter()
-        .enumerate()
-        .all(|(j, &b)| b == (((offset + j) * 7 + (offset + j) / 1024 + tag) & 255) as u8)
+    let (mut off, mut rest) = (offset, bytes);
+    while !rest.is_empty() {
+        let (k, j) = (off / 1024, off % 1024);
+        let n = rest.len().min(1024 - j);
+        if rest[..n] != blocks()[(k + tag) & 255][j..j + n] {
+            return false;
+        }
+        off += n;
+        rest = &rest[n..];
+    }
+    true
 }
 
 /// Writes `len` pattern bytes tagged `tag`, then ends the write side.
 async fn write_pattern(w: &mut (impl AsyncWrite + Unpin), len: usize, tag: usize) {
-    let mut off = 0;
-    while off < len {
-        let n = (len - off).min(64 * 1024);
-        w.write_all(&pattern(off, n, tag)).await.expect("write");
-        off += n;
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let mut k = 0;
+    while k * 1024 < len {
+        chunk.clear();
+        while chunk.len() < 64 * 1024 && (k * 1024) < len {
+            let n = (len - k * 1024).min(1024);
+            chunk.extend_from_slice(&blocks()[(k + tag) & 255][..n]);
+            k += 1;
+        }
+        w.write_all(&chunk).await.expect("write");
     }
     w.shutdown().await.expect("end");
 }
@@ -366,4 +386,14 @@ async fn destroy_from_either_side() {
     let err = read.expect_err("the reader sees the reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
     peer_event(&mut peer, "close");
+}
+
+#[test]
+fn block_pattern_is_the_byte_pattern() {
+    for (offset, len, tag) in [(0, 5000, 3), (1000, 3000, 250), (777_777, 70_000, 9)] {
+        assert!(matches(offset, &pattern(offset, len, tag), tag));
+        let mut wrong = pattern(offset, len, tag);
+        wrong[len / 2] ^= 1;
+        assert!(!matches(offset, &wrong, tag));
+    }
 }
