@@ -211,7 +211,7 @@ impl UdxSocket {
             datagrams: None,
             outgoing: Vec::new(),
             gso_buf: Vec::new(),
-            recv_bufs: vec![vec![0u8; RECV_BUF]; RECV_BATCH],
+            recv_bufs: vec![vec![0u8; RECV_BUF]; if options.batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
         };
         tokio::spawn(driver.run(rx));
@@ -450,7 +450,12 @@ impl AsyncRead for UdxStream {
                 }
                 Some(Event::Ended | Event::Closed) => this.read_end = Some(Ok(())),
                 Some(Event::Error(e)) => this.read_end = Some(Err(e)),
-                None => return Poll::Ready(Err(gone())),
+                None => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the UDX stream is gone (finished, or its socket driver stopped)",
+                    )))
+                }
             }
         }
     }
@@ -1071,6 +1076,80 @@ mod tests {
             raw_b.try_recv().is_err(),
             "UDX datagrams are not handed out"
         );
+    }
+
+    /// Hypercore replication (secret-stream, protomux, hypercore messages) runs on UDX streams.
+    #[tokio::test]
+    async fn replication_runs_over_udx_streams() {
+        use crate::core::crypto::KeyPair;
+        use crate::core::hypercore::{CreateOptions, Hypercore};
+        use crate::core::replication::{Options, ReplicationHub, Replicator};
+        use crate::core::storage::MemoryStorage;
+        use crate::replicate::{replicate, SharedHub};
+
+        let create = |key_pair, key| {
+            Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key_pair,
+                    key,
+                    ..CreateOptions::default()
+                },
+            )
+        };
+        let mut writer = create(Some(KeyPair::from_seed(&[5; 32])), None)
+            .await
+            .unwrap();
+        let blocks: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| pattern(i as usize * 37 % 5000 + 1, i as u8))
+            .collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        writer.append(&refs).await.unwrap();
+        let reader = create(None, Some(*writer.key())).await.unwrap();
+        let mut wh = ReplicationHub::new();
+        let dk = wh
+            .add_core(Replicator::new(writer, Options::default()))
+            .unwrap();
+        let wh = SharedHub::new(wh);
+        let mut rh = ReplicationHub::new();
+        rh.add_core(Replicator::new(reader, Options::default()))
+            .unwrap();
+        let (rh, mut events) = SharedHub::with_events(rh);
+        {
+            let now = rh.now();
+            let mut g = rh.lock().await;
+            g.replicator_mut(&dk)
+                .unwrap()
+                .download(now, 0, None)
+                .await
+                .unwrap();
+        }
+        let a = UdxSocket::bind(loopback()).await.unwrap();
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let sa = a.connect(1, 2, b.local_addr()).unwrap();
+        let sb = b.connect(2, 1, a.local_addr()).unwrap();
+        let serve = replicate(sa, false, KeyPair::from_seed(&[1; 32]), &wh);
+        let fetch = replicate(sb, true, KeyPair::from_seed(&[2; 32]), &rh);
+        let drive = async {
+            loop {
+                events.recv().await.expect("events");
+                let g = rh.lock().await;
+                if g.replicator(&dk).unwrap().core().contiguous_length() == 300 {
+                    break;
+                }
+            }
+            rh.end_all().await;
+        };
+        let all = async { tokio::join!(serve, fetch, drive) };
+        let (s, f, ()) = tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("replication finished in time");
+        s.unwrap();
+        f.unwrap();
+        let g = rh.lock().await;
+        let c = g.replicator(&dk).unwrap().core();
+        c.verify_all().await.unwrap();
+        assert_eq!(c.get(299).await.unwrap(), Some(blocks[299].clone()));
     }
 
     #[tokio::test]
