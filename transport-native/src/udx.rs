@@ -52,8 +52,8 @@ pub use hyperpunch_core::udx::{Event as UdxEvent, StreamError};
 
 /// Writers wait while a stream holds more than this many unsent bytes.
 const WRITE_HIGH_WATER: usize = 1 << 20;
-/// Received bytes handed to a stream's handle and not read yet, at most (then the engine keeps
-/// them and its receive window closes).
+/// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
+/// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
 const READ_HIGH_WATER: usize = 1 << 20;
 /// Largest chunk one `poll_write` takes.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -390,7 +390,7 @@ impl UdxStream {
     }
 
     fn took(&self, event: &Event) {
-        if let Event::Data(d) = event {
+        if let Event::Data(d) | Event::Message(d) = event {
             let _ = self.commands.send(Command::Consumed(self.id, d.len()));
         }
     }
@@ -504,7 +504,7 @@ impl AsyncWrite for UdxStream {
 struct Slot {
     remote: SocketAddr,
     events: mpsc::UnboundedSender<Event>,
-    /// Data bytes handed to the handle and not taken yet.
+    /// Data and message bytes handed to the handle and not taken yet.
     unread: usize,
     /// The handle is gone: events are discarded.
     detached: bool,
@@ -658,7 +658,7 @@ impl Driver {
                     if slot.detached {
                         continue;
                     }
-                    if let Event::Data(d) = &event {
+                    if let Event::Data(d) | Event::Message(d) = &event {
                         slot.unread += d.len();
                     }
                     if slot.events.send(event).is_err() {
@@ -990,6 +990,52 @@ mod tests {
         let mut buf = [0u8; 8];
         let err = sb.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// A peer sending MESSAGE datagrams to a handle that does not read fills bounded queues and
+    /// then loses messages, instead of growing memory; stream data still arrives intact.
+    #[tokio::test]
+    async fn unread_messages_are_bounded() {
+        let a = UdxSocket::bind(loopback()).await.unwrap();
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let sa = a.connect(1, 2, b.local_addr()).unwrap();
+        let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+        let sent = 4000;
+        let run = async {
+            for i in 0..sent {
+                sa.send_message(pattern(1000, i as u8)).unwrap();
+                if i % 50 == 49 {
+                    // Paced, so the kernel's socket buffer is not what drops them.
+                    let _ = sa.stats().await;
+                    let _ = sb.stats().await;
+                }
+            }
+            sa.write(b"after".to_vec()).await.unwrap();
+            sa.end().unwrap();
+            let mut messages = 0;
+            let mut data = Vec::new();
+            loop {
+                match sb.next_event().await.unwrap() {
+                    Event::Message(m) => {
+                        assert_eq!(m.len(), 1000);
+                        messages += 1;
+                    }
+                    Event::Data(d) => data.extend_from_slice(&d),
+                    Event::Ended => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (messages, data)
+        };
+        let (messages, data) = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("done in time");
+        assert_eq!(data, b"after");
+        // 1 MiB in the handle's queue plus 1 MiB in the engine, 1000 bytes each.
+        assert!(
+            messages > 0 && messages <= 2 * 1049,
+            "{messages} of {sent} kept"
+        );
     }
 
     /// Bytes through AsyncWrite/AsyncRead both ways at once; a reader that does not read stalls
