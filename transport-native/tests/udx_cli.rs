@@ -32,6 +32,8 @@ fn free_port() -> SocketAddr {
 /// A running `hyperpunch` process fed `input` on stdin, killed on drop.
 struct Proc {
     child: Child,
+    /// Dropping it closes stdin when the process was started with `keep_stdin_open`.
+    _stdin_open: Option<std::sync::mpsc::Sender<()>>,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
@@ -46,6 +48,11 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 impl Proc {
     fn spawn(args: &[String], input: Vec<u8>) -> Self {
+        Self::start(args, input, false)
+    }
+
+    /// Writes `input`, and with `keep_stdin_open` keeps stdin open until the `Proc` is dropped.
+    fn start(args: &[String], input: Vec<u8>, keep_stdin_open: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
             .stdin(Stdio::piped())
@@ -54,13 +61,18 @@ impl Proc {
             .spawn()
             .expect("spawn hyperpunch");
         let mut stdin = child.stdin.take().unwrap();
+        let (open_tx, open_rx) = channel::<()>();
         thread::spawn(move || {
             let _ = stdin.write_all(&input);
+            if keep_stdin_open {
+                let _ = open_rx.recv();
+            }
         });
         let stdout = Some(drain(child.stdout.take().unwrap()));
         let stderr = Some(drain(child.stderr.take().unwrap()));
         Proc {
             child,
+            _stdin_open: Some(open_tx),
             stdout,
             stderr,
         }
@@ -97,6 +109,17 @@ impl Drop for Proc {
 }
 
 fn cat(bind: SocketAddr, connect: SocketAddr, id: u32, remote_id: u32, input: Vec<u8>) -> Proc {
+    cat_with(bind, connect, id, remote_id, input, false)
+}
+
+fn cat_with(
+    bind: SocketAddr,
+    connect: SocketAddr,
+    id: u32,
+    remote_id: u32,
+    input: Vec<u8>,
+    keep_stdin_open: bool,
+) -> Proc {
     let args = [
         "udx",
         "cat",
@@ -110,7 +133,7 @@ fn cat(bind: SocketAddr, connect: SocketAddr, id: u32, remote_id: u32, input: Ve
         &remote_id.to_string(),
     ]
     .map(String::from);
-    Proc::spawn(&args, input)
+    Proc::start(&args, input, keep_stdin_open)
 }
 
 fn succeeded(p: Proc) -> Vec<u8> {
@@ -238,6 +261,23 @@ fn cat_to_udx_native_then_reply_after_half_close() {
     assert_eq!(end["received"], json!(2 << 20));
     assert_eq!(end["ok"], json!(true));
     assert_eq!(node.next_event("close")["ok"], json!(true));
+}
+
+/// udx-native destroys the stream after 1 MiB: cat fails at once (exit 1), though its stdin
+/// is still open.
+#[test]
+fn cat_fails_when_the_peer_resets() {
+    let rust = free_port();
+    let (mut node, remote) = node_peer(
+        rust,
+        json!({"localId": 9, "remoteId": 10, "sendFirst": 0, "endFirst": false,
+               "sendAfterEnd": 0, "sendTag": 0, "recvTag": 1, "destroyAfter": 1 << 20}),
+    );
+    let p = cat_with(rust, remote, 10, 9, pattern(2 << 20, 1), true);
+    let (status, _, err) = p.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("reset by peer"), "{err}");
+    assert!(node.next_event("close")["received"].as_u64().unwrap() >= 1 << 20);
 }
 
 #[test]
