@@ -202,6 +202,7 @@ impl UdxSocket {
         let (commands, rx) = mpsc::unbounded_channel();
         let driver = Driver {
             udp: udp.clone(),
+            ipv6: local_addr.is_ipv6(),
             state,
             engine: Socket::new(),
             epoch: Instant::now(),
@@ -297,6 +298,7 @@ impl UdxSocket {
 
     /// Sends one raw datagram from this socket (the UDX streams share it).
     pub async fn send_datagram(&self, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+        let to = for_family(to, self.local_addr.is_ipv6());
         self.udp.send_to(bytes, to).await.map(|_| ())
     }
 }
@@ -534,6 +536,8 @@ impl Slot {
 
 struct Driver {
     udp: Arc<UdpSocket>,
+    /// The socket is IPv6 (IPv4 peers are reached through mapped addresses).
+    ipv6: bool,
     /// Batched I/O state; `None` for one datagram per syscall.
     state: Option<UdpSocketState>,
     engine: Socket,
@@ -566,7 +570,8 @@ impl Driver {
                 self.slots.insert(
                     local_id,
                     Slot {
-                        remote,
+                        // Compared with normalized sources.
+                        remote: normalize(remote),
                         events,
                         unread: 0,
                         detached: false,
@@ -727,12 +732,13 @@ impl Driver {
                 }
             }
             if j - i == 1 {
-                transmit(&self.udp, state, dest, first, None).await;
+                transmit(&self.udp, state, for_family(dest, self.ipv6), first, None).await;
             } else {
                 self.gso_buf.clear();
                 for (_, d) in &batch[i..j] {
                     self.gso_buf.extend_from_slice(d);
                 }
+                let dest = for_family(dest, self.ipv6);
                 transmit(&self.udp, state, dest, &self.gso_buf, Some(first.len())).await;
             }
             i = j;
@@ -841,6 +847,17 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// `addr` in the form a socket of this family sends to: IPv4 as IPv4-mapped IPv6 on an IPv6
+/// (dual-stack) socket.
+fn for_family(addr: SocketAddr, ipv6_socket: bool) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if ipv6_socket => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        other => other,
     }
 }
 
@@ -1193,6 +1210,33 @@ mod tests {
         let c = g.replicator(&dk).unwrap().core();
         c.verify_all().await.unwrap();
         assert_eq!(c.get(299).await.unwrap(), Some(blocks[299].clone()));
+    }
+
+    /// A dual-stack IPv6 socket talks to an IPv4 peer (mapped addresses both ways).
+    #[tokio::test]
+    async fn dual_stack_socket_reaches_ipv4_peers() {
+        let a = UdxSocket::bind("[::]:0".parse().unwrap()).await;
+        let Ok(a) = a else {
+            eprintln!("skipped: no IPv6 on this machine ({:?})", a.err());
+            return;
+        };
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let a_v4: SocketAddr = ([127, 0, 0, 1], a.local_addr().port()).into();
+        let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+        let mut sb = b.connect(2, 1, a_v4).unwrap();
+        let run = async {
+            sa.write_all(b"over v6").await.unwrap();
+            sa.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            sb.read_to_end(&mut got).await.unwrap();
+            sb.shutdown().await.unwrap();
+            sa.closed().await.unwrap();
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("done in time");
+        assert_eq!(got, b"over v6");
     }
 
     #[tokio::test]
