@@ -696,17 +696,35 @@ impl Driver {
                 }
             }
             if !progressed {
-                // Only now: every event of a finished stream has been forwarded.
-                let finished = self.engine.remove_finished();
-                if !finished.is_empty() {
-                    let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-                    for id in finished {
-                        self.slots.remove(&id);
-                        ids.remove(&id);
-                    }
-                }
+                self.remove_finished();
                 return;
             }
+        }
+    }
+
+    /// Forgets finished streams whose events have all been handed over. Runs once `flush` is
+    /// quiet, so a stream under its read allowance has an empty event queue; one over it may
+    /// still hold data and its final event, and stays until its handle takes more.
+    fn remove_finished(&mut self) {
+        let done: Vec<u32> = self
+            .engine
+            .ids()
+            .filter(|id| {
+                self.engine.stream(*id).is_some_and(Stream::is_finished)
+                    && self
+                        .slots
+                        .get(id)
+                        .is_none_or(|s| s.detached || s.unread < READ_HIGH_WATER)
+            })
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        for id in done {
+            self.engine.remove(id);
+            self.slots.remove(&id);
+            ids.remove(&id);
         }
     }
 
@@ -1210,6 +1228,36 @@ mod tests {
         let c = g.replicator(&dk).unwrap().core();
         c.verify_all().await.unwrap();
         assert_eq!(c.get(299).await.unwrap(), Some(blocks[299].clone()));
+    }
+
+    /// A stream that finishes (no linger) while its handle is behind on reading keeps its data
+    /// and final events until the handle has taken them.
+    #[tokio::test]
+    async fn finished_stream_keeps_unread_data() {
+        let a = UdxSocket::bind(loopback()).await.unwrap();
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+        let no_linger = Config {
+            linger: Some(Duration::ZERO),
+            ..Config::default()
+        };
+        let mut sb = b.connect_with(2, 1, a.local_addr(), no_linger).unwrap();
+        let data = pattern(3 << 20, 5);
+        let run = async {
+            sb.end().unwrap();
+            sa.write_all(&data).await.unwrap();
+            sa.shutdown().await.unwrap();
+            // Everything was delivered and acknowledged: b's engine is done with the stream.
+            sa.closed().await.unwrap();
+            let mut got = Vec::new();
+            sb.read_to_end(&mut got).await.unwrap();
+            sb.closed().await.unwrap();
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("done in time");
+        assert!(got == data, "{} of {} bytes", got.len(), data.len());
     }
 
     /// A dual-stack IPv6 socket talks to an IPv4 peer (mapped addresses both ways).
