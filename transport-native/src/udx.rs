@@ -730,7 +730,10 @@ impl Driver {
 
     /// Sends the queued datagrams, runs of same-size datagrams to one peer as one GSO batch.
     async fn send_outgoing(&mut self) {
-        let batch = std::mem::take(&mut self.outgoing);
+        let mut batch = std::mem::take(&mut self.outgoing);
+        // Streams take turns, so datagrams to different peers interleave: group them by peer
+        // (stably, keeping each peer's order) so runs can form.
+        batch.sort_by_key(|(dest, _)| *dest);
         let state = self.state.as_ref();
         let max_segments = state.map_or(1, |s| s.max_gso_segments());
         let mut i = 0;
