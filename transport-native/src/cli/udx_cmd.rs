@@ -14,6 +14,8 @@ const LOOPBACK_DEFAULT: u64 = 64 << 20;
 /// Bytes per write while sending.
 const CHUNK: usize = 64 * 1024;
 const MIB: f64 = (1u64 << 20) as f64;
+/// How long `cat` waits for the reason (reset, timeout) after a write to the stream failed.
+const REASON_WAIT: Duration = Duration::from_secs(1);
 
 /// Run a `hyperpunch udx` command.
 pub fn run(c: UdxCommand) -> Result<(), CliError> {
@@ -143,7 +145,26 @@ fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
                 .map_err(stream_err("receiving"))?;
             stdout.flush().await.map_err(stream_err("writing stdout"))
         };
-        tokio::try_join!(up, down)?;
+        {
+            tokio::pin!(up, down);
+            tokio::select! {
+                received = &mut down => {
+                    // The peer ended (stdin may still have more to send), or the stream failed.
+                    received?;
+                    up.await?;
+                }
+                sent = &mut up => match sent {
+                    Ok(()) => down.await?,
+                    Err(e) => {
+                        // Writes fail once the stream has failed; the reading side knows why.
+                        return Err(match tokio::time::timeout(REASON_WAIT, &mut down).await {
+                            Ok(Err(reason)) => reason,
+                            _ => e,
+                        });
+                    }
+                },
+            }
+        }
         // Both sides ended; exit once everything we sent is acknowledged.
         from_peer
             .unsplit(to_peer)
