@@ -1,9 +1,12 @@
-// A live udx-native 1.21.3 peer for tests/tests/udx_interop.rs.
+// A live udx-native 1.21.3 peer for the UDX interop tests (tests/tests/udx_interop.rs,
+// tests/tests/udx_lossy.rs, transport-native/tests/udx_cli.rs).
 //
 // argv[2] is JSON: { rustPort, localId, remoteId, sendFirst, endFirst, sendAfterEnd, sendTag,
-// recvTag, message }. Prints one JSON object per line: ready {port}, message {hex}, end
-// {received, ok}, close {received, ok} or error {message}. Byte i of a stream tagged t is
-// (i * 7 + (i >> 10) + t) & 255; the receiver checks every byte. Exits by itself after 60 s.
+// recvTag, message, destroyAfter, timeoutMs }. Prints one JSON object per line: ready {port},
+// message {hex}, end {received, ok}, error {message, code}, close {received, ok}.
+// Byte i of a stream tagged t is (i * 7 + (i >> 10) + t) & 255; the receiver checks every byte.
+// Writes respect backpressure ('drain'). With destroyAfter the peer destroys the stream once it
+// has received that many bytes. Exits by itself after timeoutMs (60 s by default).
 const UDX = require('udx-native')
 
 const cfg = JSON.parse(process.argv[2])
@@ -16,16 +19,17 @@ const pattern = (offset, len, tag) => {
   }
   return b
 }
-const writeAll = (stream, total, tag) => {
+const writeAll = async (stream, total, tag) => {
   for (let off = 0; off < total; off += 65536) {
-    stream.write(pattern(off, Math.min(65536, total - off), tag))
+    const more = stream.write(pattern(off, Math.min(65536, total - off), tag))
+    if (!more) await new Promise((resolve) => stream.once('drain', resolve))
   }
 }
 
 setTimeout(() => {
   out({ event: 'error', message: 'udx-peer timed out' })
   process.exit(2)
-}, 60000).unref()
+}, cfg.timeoutMs || 60000).unref()
 
 const udx = new UDX()
 const socket = udx.createSocket()
@@ -44,18 +48,21 @@ stream.on('data', (d) => {
     messaged = true
     stream.send(Buffer.from(cfg.message))
   }
+  if (cfg.destroyAfter && received >= cfg.destroyAfter) stream.destroy()
 })
 stream.on('message', (m) => out({ event: 'message', hex: m.toString('hex') }))
-stream.on('end', () => {
+stream.on('end', async () => {
   out({ event: 'end', received, ok })
-  if (cfg.sendAfterEnd) writeAll(stream, cfg.sendAfterEnd, cfg.sendTag)
+  if (cfg.sendAfterEnd) await writeAll(stream, cfg.sendAfterEnd, cfg.sendTag)
   if (!cfg.endFirst) stream.end()
 })
-stream.on('error', (e) => out({ event: 'error', message: e.message }))
+stream.on('error', (e) => out({ event: 'error', message: e.message, code: e.code }))
 stream.on('close', () => {
   out({ event: 'close', received, ok })
   setTimeout(() => socket.close().then(() => process.exit(0)), 300)
 })
 stream.connect(socket, cfg.remoteId, cfg.rustPort, '127.0.0.1')
-if (cfg.sendFirst) writeAll(stream, cfg.sendFirst, cfg.sendTag)
-if (cfg.endFirst) stream.end()
+;(async () => {
+  if (cfg.sendFirst) await writeAll(stream, cfg.sendFirst, cfg.sendTag)
+  if (cfg.endFirst) stream.end()
+})()

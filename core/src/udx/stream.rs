@@ -40,6 +40,9 @@ const MAX_RTT_SAMPLE: Duration = Duration::from_secs(5);
 const MAX_OUT_OF_ORDER: u32 = 8192;
 /// How far ahead of its pacing schedule a sender may run (absorbs coarse timers).
 const PACING_BURST: Duration = Duration::from_millis(1);
+/// MESSAGE payload bytes queued as events at most; later MESSAGEs are dropped until the owner
+/// polls (they are unreliable, and a peer must not grow our memory without bound).
+const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Stream parameters.
 #[derive(Clone, Debug)]
@@ -250,6 +253,7 @@ pub struct Stream {
     /// Key of the most recent out-of-order arrival.
     last_arrival: Option<u64>,
     queued_bytes: usize,
+    queued_message_bytes: usize,
     remote_end_seq: Option<u32>,
     ack_pending: bool,
     window_closed: bool,
@@ -315,6 +319,7 @@ impl Stream {
             out_of_order_bytes: 0,
             last_arrival: None,
             queued_bytes: 0,
+            queued_message_bytes: 0,
             remote_end_seq: None,
             ack_pending: false,
             window_closed: false,
@@ -441,6 +446,9 @@ impl Stream {
     /// [`Stream::poll_transmit`] afterwards, as a window update may be due.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
+        if let Event::Message(bytes) = &event {
+            self.queued_message_bytes -= bytes.len();
+        }
         if let Event::Data(bytes) = &event {
             self.queued_bytes -= bytes.len();
             if self.window_closed && self.recv_window() as usize >= self.config.max_payload * 4 {
@@ -530,7 +538,10 @@ impl Stream {
         if h.flags.is_sequenced() {
             self.receive_sequenced(h.seq, h.flags, packet.payload);
             self.ack_pending = true;
-        } else if h.flags.contains(Flags::MESSAGE) {
+        } else if h.flags.contains(Flags::MESSAGE)
+            && self.queued_message_bytes + packet.payload.len() <= MAX_QUEUED_MESSAGE_BYTES
+        {
+            self.queued_message_bytes += packet.payload.len();
             self.events
                 .push_back(Event::Message(packet.payload.to_vec()));
         }

@@ -39,7 +39,8 @@ Examples:
     version,
     about = ABOUT,
     long_about = None,
-    after_help = "Run `hyperpunch core --help` for what a core is, with examples."
+    after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch udx --help` for UDX \
+streams, with examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -53,6 +54,121 @@ pub enum Command {
     /// Create, append to, read, truncate, inspect and verify a hypercore.
     #[command(long_about = CORE_LONG, subcommand)]
     Core(CoreCommand),
+    /// UDX streams over UDP: netcat (`cat`) and throughput tests (`perf`).
+    #[command(long_about = UDX_LONG, subcommand)]
+    Udx(UdxCommand),
+}
+
+// ---- `hyperpunch udx ...` ----
+
+const UDX_LONG: &str = "\
+UDX is the reliable, congestion-controlled stream transport over UDP that Holepunch uses
+(libudx / udx-native); these commands speak it on the wire, so either end may be udx-native.
+
+A UDX stream has no handshake: each end binds a UDP address and names its own stream id (--id)
+and the peer's (--remote-id), and the two ends must agree crosswise. Ids are 32-bit numbers
+chosen by the application; several streams may share one socket.
+
+Examples:
+  # a netcat over UDX: two terminals, stdin goes to the other side's stdout
+  hyperpunch udx cat --bind 127.0.0.1:9001 --connect 127.0.0.1:9002 --id 1 --remote-id 2
+  hyperpunch udx cat --bind 127.0.0.1:9002 --connect 127.0.0.1:9001 --id 2 --remote-id 1
+
+  # throughput, retransmits and RTT: a receiver and a sender
+  hyperpunch udx perf --bind 127.0.0.1:9002 --connect 127.0.0.1:9001 --id 2 --remote-id 1
+  hyperpunch udx perf --bind 127.0.0.1:9001 --connect 127.0.0.1:9002 --id 1 --remote-id 2 --send 256MiB
+
+  # both ends in this process, over loopback
+  hyperpunch udx perf --loopback --send 256MiB";
+
+/// Where a UDX stream lives: our address and id, the peer's address and id.
+#[derive(Debug, Args)]
+pub struct UdxEndpoint {
+    /// Local UDP address to bind, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: String,
+    /// The peer's UDP address, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub connect: String,
+    /// Our stream id (the peer's --remote-id).
+    #[arg(long, value_name = "N")]
+    pub id: u32,
+    /// The peer's stream id (the peer's --id).
+    #[arg(long, value_name = "M")]
+    pub remote_id: u32,
+}
+
+/// `hyperpunch udx ...`
+#[derive(Debug, Subcommand)]
+pub enum UdxCommand {
+    /// A netcat over UDX: stdin to the stream, the stream to stdout.
+    #[command(long_about = "\
+Open one UDX stream and copy stdin to it and it to stdout. At the end of stdin the write side is
+ended (the peer reads EOF); the command exits 0 once the peer has ended too and everything was
+acknowledged, 1 if the stream is reset or times out. The bound address is printed on stderr.
+
+Examples:
+  # send a file to a peer that prints what it gets
+  hyperpunch udx cat --bind 127.0.0.1:9002 --connect 127.0.0.1:9001 --id 2 --remote-id 1 > copy.bin
+  hyperpunch udx cat --bind 127.0.0.1:9001 --connect 127.0.0.1:9002 --id 1 --remote-id 2 < file.bin
+
+  # against udx-native (JS): createStream(2) ... stream.connect(socket, 1, 9001, '127.0.0.1')")]
+    Cat {
+        #[command(flatten)]
+        endpoint: UdxEndpoint,
+        /// One datagram per syscall instead of batched I/O (recvmmsg, GSO/GRO).
+        #[arg(long)]
+        no_batch: bool,
+    },
+    /// Measure a UDX transfer: throughput, retransmits and RTT.
+    #[command(long_about = "\
+Send SIZE bytes over one UDX stream (--send) or receive them (without --send), and print the
+throughput, packets, retransmissions and smoothed RTT when the stream closes. With --loopback
+both ends run in this process on 127.0.0.1 and no addresses are needed.
+
+SIZE takes a suffix: K/KiB, M/MiB, G/GiB (powers of 1024); a plain number is bytes.
+
+Examples:
+  hyperpunch udx perf --bind 127.0.0.1:9002 --connect 127.0.0.1:9001 --id 2 --remote-id 1
+  hyperpunch udx perf --bind 127.0.0.1:9001 --connect 127.0.0.1:9002 --id 1 --remote-id 2 --send 1GiB
+  hyperpunch udx perf --loopback --send 256MiB --json
+  hyperpunch udx perf --loopback --send 256MiB --no-batch   # compare with plain syscalls")]
+    Perf {
+        /// Local UDP address to bind, HOST:PORT.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            required_unless_present = "loopback",
+            conflicts_with = "loopback"
+        )]
+        bind: Option<String>,
+        /// The peer's UDP address, HOST:PORT.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            required_unless_present = "loopback",
+            conflicts_with = "loopback"
+        )]
+        connect: Option<String>,
+        /// Our stream id.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        id: u32,
+        /// The peer's stream id.
+        #[arg(long, value_name = "M", default_value_t = 2)]
+        remote_id: u32,
+        /// Send this many bytes (e.g. 256MiB); without it, receive.
+        #[arg(long, value_name = "SIZE")]
+        send: Option<String>,
+        /// Run sender and receiver in this process over loopback (default size 64MiB).
+        #[arg(long)]
+        loopback: bool,
+        /// One datagram per syscall instead of batched I/O (recvmmsg, GSO/GRO).
+        #[arg(long)]
+        no_batch: bool,
+        /// Print one JSON object instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The storage folder every core command works on.

@@ -1,10 +1,12 @@
 //! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]) and
-//! the commands themselves ([`core_cmd`], and [`net_cmd`] for `serve`/`fetch`).
+//! the commands themselves ([`core_cmd`], [`net_cmd`] for `serve`/`fetch`, [`udx_cmd`] for
+//! `udx cat`/`udx perf`).
 
 pub mod args;
 pub mod core_cmd;
 pub mod input;
 pub mod net_cmd;
+pub mod udx_cmd;
 
 use std::fmt;
 
@@ -59,6 +61,7 @@ pub fn parse_hex32(what: &str, s: &str) -> Result<[u8; 32], CliError> {
 pub fn run(cli: args::Cli) -> Result<(), CliError> {
     match cli.command {
         args::Command::Core(c) => core_cmd::run(c),
+        args::Command::Udx(c) => udx_cmd::run(c),
     }
 }
 
