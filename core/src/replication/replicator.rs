@@ -32,15 +32,17 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::encoding::DecodeError;
+use crate::hypercore::flat_tree;
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
-    RequestBlock, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE,
+    RequestBlock, RequestSeek, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST,
+    NO_DATA_NOT_AVAILABLE,
 };
-use crate::hypercore::{AppendOutcome, Hypercore, HypercoreError, ProofRequest};
+use crate::hypercore::{AppendOutcome, Hypercore, HypercoreError, ProofRequest, SeekResult};
 use crate::protomux::{ChannelError, MuxError};
 use crate::storage::Storage;
 
-use super::remote_bitfield::RemoteBitfield;
+use super::remote_bitfield::{RemoteBitfield, RemoteWants};
 
 /// Invalid requests a peer may send before it is disconnected (JS `MAX_INVALID_REQUESTS`).
 pub const MAX_INVALID_REQUESTS: u64 = 64;
@@ -50,6 +52,13 @@ const MAX_BACKOFFS: u64 = MAX_INVALID_REQUESTS / 2;
 const WANT_BATCH: u64 = 1 << 21;
 /// Index visits per scheduling pass (bounds the work one message can cause).
 const MAX_SCAN: u64 = 1 << 16;
+/// Ranges that end this far before our length are broadcast only to peers that want them (JS
+/// `LAST_BLOCKS`).
+const LAST_BLOCKS: u64 = 256;
+/// Requests for one block in flight at once, the first one included (JS hotswap queues).
+const MAX_BLOCK_REQUESTS: usize = 3;
+/// Candidate blocks a seek looks at per peer and pass.
+const SEEK_SCAN: u32 = 64;
 
 /// Handle of a peer of one [`Replicator`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,6 +76,17 @@ impl PeerId {
 pub struct DownloadId(u64);
 
 impl DownloadId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Handle of a [`Replicator::seek`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeekId(u64);
+
+impl SeekId {
     /// The raw handle number.
     pub fn get(self) -> u64 {
         self.0
@@ -159,6 +179,16 @@ pub enum Event {
         /// Where it came from.
         peer: PeerId,
     },
+    /// A [`Replicator::seek`] resolved: user byte `bytes` is byte `offset` of block `index`
+    /// (`index` is the length and `offset` 0 when `bytes` is the byte length).
+    Seek {
+        /// The seek.
+        id: SeekId,
+        /// Block index.
+        index: u64,
+        /// Offset inside the block.
+        offset: u64,
+    },
     /// Every block of a bounded [`Replicator::download`] range is held locally.
     Downloaded {
         /// The range.
@@ -242,6 +272,7 @@ struct Peer {
     last_upgradable: Option<(u64, u64)>,
     remote_contig: u64,
     remote_bitfield: RemoteBitfield,
+    remote_wants: RemoteWants,
     wants_sent: BTreeSet<u64>,
     inflight: usize,
     paused: bool,
@@ -258,6 +289,23 @@ impl Peer {
     fn has_block(&self, index: u64) -> bool {
         index < self.remote_contig || self.remote_bitfield.get(index)
     }
+}
+
+/// Where a pending seek stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeekTarget {
+    /// The byte lies past our length: it needs an upgrade (carrying the seek).
+    Grow,
+    /// The byte lies in blocks `start..end` whose tree nodes we lack: a hash request for one of
+    /// them, with the seek, brings the nodes.
+    Nodes { start: u64, end: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingSeek {
+    bytes: u64,
+    target: SeekTarget,
+    request: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -287,7 +335,10 @@ pub struct Replicator<S: Storage> {
     inflight: BTreeMap<u64, Inflight>,
     free_ids: BTreeSet<u64>,
     next_id: u64,
-    inflight_blocks: BTreeSet<u64>,
+    /// Block → ids of the requests for it in flight (several when hotswapped).
+    inflight_blocks: BTreeMap<u64, Vec<u64>>,
+    seeks: BTreeMap<SeekId, PendingSeek>,
+    next_seek: u64,
     upgrade_inflight: Option<u64>,
     reorg_inflight: Option<u64>,
     downloads: BTreeMap<DownloadId, (u64, Option<u64>)>,
@@ -312,7 +363,9 @@ impl<S: Storage> Replicator<S> {
             inflight: BTreeMap::new(),
             free_ids: BTreeSet::new(),
             next_id: 1,
-            inflight_blocks: BTreeSet::new(),
+            inflight_blocks: BTreeMap::new(),
+            seeks: BTreeMap::new(),
+            next_seek: 1,
             upgrade_inflight: None,
             reorg_inflight: None,
             downloads: BTreeMap::new(),
@@ -521,6 +574,33 @@ impl<S: Storage> Replicator<S> {
         }
     }
 
+    /// Find the block holding user byte `bytes` (padding excluded), like JS `core.seek`. Resolved
+    /// from the local tree when its nodes are stored ([`Event::Seek`] at once); otherwise a peer
+    /// is asked: past our length with an upgrade request carrying the seek, inside it with a
+    /// `hash` request (plus the seek) for a block of the subtree whose nodes we lack. Each verified
+    /// answer stores nodes and the seek is retried until [`Event::Seek`] reports the result. A
+    /// seek past every peer's length waits for the core to grow.
+    pub async fn seek(&mut self, now: u64, bytes: u64) -> Result<SeekId, ReplicationError> {
+        let id = SeekId(self.next_seek);
+        self.next_seek += 1;
+        self.seeks.insert(
+            id,
+            PendingSeek {
+                bytes,
+                target: SeekTarget::Grow,
+                request: None,
+            },
+        );
+        self.check_seeks().await?;
+        self.update(now).await?;
+        Ok(id)
+    }
+
+    /// Stop a pending seek (a request already sent for it is left to finish).
+    pub fn cancel_seek(&mut self, id: SeekId) {
+        self.seeks.remove(&id);
+    }
+
     /// Register an extension: its messages from peers are reported as [`Event::Extension`].
     pub fn register_extension(&mut self, name: impl Into<String>) {
         self.extensions.insert(name.into());
@@ -615,6 +695,7 @@ impl<S: Storage> Replicator<S> {
             }
         }
         self.check_downloads();
+        self.check_seeks().await?;
         self.update(now).await
     }
 
@@ -640,7 +721,11 @@ impl<S: Storage> Replicator<S> {
             Message::Data(d) => self.on_data(peer, *d).await?,
             Message::NoData(m) => self.on_no_data(peer, m),
             Message::Want(w) => self.on_want(peer, w),
-            Message::Unwant(_) => {}
+            Message::Unwant(w) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.remote_wants.remove(w.start, w.length, w.any);
+                }
+            }
             Message::Bitfield(b) => self.on_bitfield(peer, b),
             Message::Range(r) => self.on_range(peer, r),
             Message::Extension(e) => self.on_extension(peer, e),
@@ -795,12 +880,18 @@ impl<S: Storage> Replicator<S> {
                     self.after_upgrade(old_fork).await?;
                 }
                 if let Some(index) = out.block {
+                    // Hotswapped duplicates of this block are no longer needed.
+                    let others = self.inflight_blocks.get(&index).cloned().unwrap_or_default();
+                    for id in others {
+                        self.cancel_request(id);
+                    }
                     let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                     for p in peers {
                         self.broadcast_range(p, index, 1, false);
                     }
                 }
                 self.check_downloads();
+                self.check_seeks().await?;
             }
             Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
             Err(error) => self.invalid_data(peer, error),
@@ -847,12 +938,16 @@ impl<S: Storage> Replicator<S> {
         let Some(r) = self.inflight.get(&nd.request).filter(|r| r.peer == peer) else {
             return;
         };
-        let block = r.req.block;
+        let index = match (r.req.block, r.req.hash) {
+            (Some(b), _) => Some(b.index),
+            (None, Some(h)) if h.index % 2 == 0 => Some(h.index / 2),
+            _ => None,
+        };
         self.finish_request(nd.request, true);
-        if let (Some(b), Some(p)) = (block, self.peers.get_mut(&peer)) {
+        if let (Some(index), Some(p)) = (index, self.peers.get_mut(&peer)) {
             // It does not have it after all: don't ask it again until it says otherwise.
-            p.remote_bitfield.set(b.index, false);
-            p.remote_contig = p.remote_contig.min(b.index);
+            p.remote_bitfield.set(index, false);
+            p.remote_contig = p.remote_contig.min(index);
         }
         self.on_no_data_effects(peer, nd.reason);
     }
@@ -869,7 +964,10 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn on_want(&mut self, peer: PeerId, w: Want) {
-        if self.peers.get(&peer).is_none_or(|p| p.paused) || w.length > WANT_BATCH {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !p.remote_wants.add(w.start, w.length, w.any) || p.paused {
             return;
         }
         let length = self.core.length();
@@ -1031,7 +1129,8 @@ impl<S: Storage> Replicator<S> {
         self.transmits.push_back((peer, Message::Sync(sync)));
     }
 
-    /// JS `broadcastRange`, without the remote-want filter.
+    /// JS `broadcastRange`: ranges ending more than [`LAST_BLOCKS`] before our length go only to
+    /// peers that want them, unless we hold every block.
     fn broadcast_range(&mut self, peer: PeerId, mut start: u64, mut length: u64, drop: bool) {
         let (len, contig) = (self.core.length(), self.core.contiguous_length());
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -1041,6 +1140,13 @@ impl<S: Storage> Replicator<S> {
             return;
         }
         let fully = contig == len;
+        if !drop
+            && !fully
+            && start.saturating_add(LAST_BLOCKS) < len
+            && !p.remote_wants.has_range(start, length)
+        {
+            return;
+        }
         let mut force = false;
         if fully && !drop {
             start = 0;
@@ -1106,11 +1212,11 @@ impl<S: Storage> Replicator<S> {
         id
     }
 
-    fn send_request(&mut self, now: u64, peer: PeerId, mut req: Request) {
+    fn send_request(&mut self, now: u64, peer: PeerId, mut req: Request) -> u64 {
         let id = self.alloc_id();
         req.id = id;
         if let Some(b) = req.block {
-            self.inflight_blocks.insert(b.index);
+            self.inflight_blocks.entry(b.index).or_default().push(id);
         }
         if req.upgrade.is_some() {
             if req.fork == self.core.fork() {
@@ -1131,6 +1237,7 @@ impl<S: Storage> Replicator<S> {
             },
         );
         self.transmits.push_back((peer, Message::Request(req)));
+        id
     }
 
     /// Forget request `id`; its id is reusable only if the answer came back (`roundtrip`).
@@ -1142,7 +1249,17 @@ impl<S: Storage> Replicator<S> {
             self.free_ids.insert(id);
         }
         if let Some(b) = r.req.block {
-            self.inflight_blocks.remove(&b.index);
+            if let Some(ids) = self.inflight_blocks.get_mut(&b.index) {
+                ids.retain(|&x| x != id);
+                if ids.is_empty() {
+                    self.inflight_blocks.remove(&b.index);
+                }
+            }
+        }
+        for s in self.seeks.values_mut() {
+            if s.request == Some(id) {
+                s.request = None;
+            }
         }
         if self.upgrade_inflight == Some(id) {
             self.upgrade_inflight = None;
@@ -1191,8 +1308,11 @@ impl<S: Storage> Replicator<S> {
     /// Issue whatever requests the wants and peers allow.
     async fn update(&mut self, now: u64) -> Result<(), ReplicationError> {
         self.request_reorg(now);
+        self.request_seeks(now);
         self.request_upgrade(now);
-        self.request_blocks(now).await
+        self.request_blocks(now).await?;
+        self.request_hotswaps(now);
+        Ok(())
     }
 
     fn request_reorg(&mut self, now: u64) {
@@ -1267,7 +1387,7 @@ impl<S: Storage> Replicator<S> {
                 if i >= end {
                     break;
                 }
-                if self.inflight_blocks.contains(&i) {
+                if self.inflight_blocks.contains_key(&i) {
                     i += 1;
                     continue;
                 }
@@ -1327,6 +1447,206 @@ impl<S: Storage> Replicator<S> {
     }
 }
 
+impl<S: Storage> Replicator<S> {
+    // ------------------------------------------------------------------ seeks
+
+    /// Retry every pending seek against the local tree (JS `ByteSeeker.update`): resolved ones
+    /// give [`Event::Seek`], the others learn what they still need.
+    async fn check_seeks(&mut self) -> Result<(), ReplicationError> {
+        let ids: Vec<SeekId> = self.seeks.keys().copied().collect();
+        for id in ids {
+            let Some(bytes) = self.seeks.get(&id).map(|s| s.bytes) else {
+                continue;
+            };
+            let target = match self.core.seek(bytes).await {
+                Ok(SeekResult::Found { index, offset }) => {
+                    self.seeks.remove(&id);
+                    self.events.push_back(Event::Seek { id, index, offset });
+                    continue;
+                }
+                Ok(SeekResult::Missing { start, end }) => SeekTarget::Nodes { start, end },
+                Ok(SeekResult::OutOfBounds) => SeekTarget::Grow,
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+                // A node we need is not stored (yet): keep asking peers for the whole core.
+                Err(_) => SeekTarget::Grow,
+            };
+            if let Some(s) = self.seeks.get_mut(&id) {
+                s.target = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// JS `_requestSeek`: one request in flight per pending seek.
+    fn request_seeks(&mut self, now: u64) {
+        let (len, fork, padding) = (self.core.length(), self.core.fork(), self.core.padding());
+        let max = self.opts.max_inflight;
+        let mut upgrading = self.upgrade_inflight.is_some();
+        let mut sent: Vec<(SeekId, PeerId, Request)> = Vec::new();
+        let mut wants = Vec::new();
+        for (&id, s) in &self.seeks {
+            if s.request.is_some() {
+                continue;
+            }
+            let seek = Some(RequestSeek {
+                bytes: s.bytes,
+                padding,
+            });
+            match s.target {
+                SeekTarget::Grow if !upgrading => {
+                    let pick = self.peers.iter().find(|(_, p)| {
+                        !p.paused
+                            && p.remote_fork == fork
+                            && p.remote_can_upgrade
+                            && p.remote_length > len
+                            && p.length_acked == len
+                            && p.inflight < max
+                    });
+                    if let Some((&peer, p)) = pick {
+                        upgrading = true;
+                        let req = Request {
+                            fork,
+                            seek,
+                            upgrade: Some(RequestUpgrade {
+                                start: len,
+                                length: p.remote_length - len,
+                            }),
+                            manifest: self.core.manifest().is_none() && p.remote_has_manifest,
+                            ..Request::default()
+                        };
+                        sent.push((id, peer, req));
+                    }
+                }
+                SeekTarget::Grow => {}
+                SeekTarget::Nodes { start, end } => {
+                    let found = self.peers.iter().find_map(|(&peer, p)| {
+                        if p.paused || p.remote_fork != fork || p.inflight >= max {
+                            return None;
+                        }
+                        self.seek_candidate(p, start, end).map(|i| (peer, i))
+                    });
+                    match found {
+                        Some((peer, index)) => {
+                            let req = Request {
+                                fork,
+                                hash: Some(RequestBlock {
+                                    index: 2 * index,
+                                    nodes: flat_tree::depth(start + end - 1),
+                                }),
+                                seek,
+                                ..Request::default()
+                            };
+                            sent.push((id, peer, req));
+                        }
+                        None => wants.push(start),
+                    }
+                }
+            }
+        }
+        for (id, peer, req) in sent {
+            let rid = self.send_request(now, peer, req);
+            if let Some(s) = self.seeks.get_mut(&id) {
+                s.request = Some(rid);
+            }
+        }
+        for start in wants {
+            self.maybe_want(start);
+        }
+    }
+
+    /// A block of `start..end` that `p` advertises, we lack and may ask it about.
+    fn seek_candidate(&self, p: &Peer, start: u64, end: u64) -> Option<u64> {
+        let mut i = start;
+        for _ in 0..SEEK_SCAN {
+            if i >= end {
+                return None;
+            }
+            let c = if i < p.remote_contig {
+                i
+            } else {
+                p.remote_bitfield.find_first(true, i, end)?
+            };
+            if c >= end {
+                return None;
+            }
+            if !self.core.has(c) && c < p.remote_length && self.can_request(p, c) {
+                return Some(c);
+            }
+            i = c + 1;
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------ hotswap
+
+    /// JS `_updateHotswap`: with several peers, a peer with spare capacity (half its window,
+    /// at least 16) also asks for blocks already in flight elsewhere, up to
+    /// [`MAX_BLOCK_REQUESTS`] requests per block, fewest requests and oldest first. The first
+    /// answer wins and the other requests are cancelled, so one slow peer cannot hold a download
+    /// back.
+    fn request_hotswaps(&mut self, now: u64) {
+        if self.peers.len() < 2 || self.inflight_blocks.is_empty() {
+            return;
+        }
+        let fork = self.core.fork();
+        let max = self.opts.max_inflight;
+        let limit = (max / 2).max(16).min(max);
+        let mut queue: Vec<(usize, u64, u64)> = self
+            .inflight_blocks
+            .iter()
+            .filter(|(_, ids)| (1..MAX_BLOCK_REQUESTS).contains(&ids.len()))
+            .map(|(&index, ids)| {
+                let oldest = ids
+                    .iter()
+                    .filter_map(|id| self.inflight.get(id))
+                    .map(|r| r.deadline)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                (ids.len(), oldest, index)
+            })
+            .collect();
+        if queue.is_empty() {
+            return;
+        }
+        queue.sort_unstable();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            for &(_, _, index) in &queue {
+                let Some(p) = self.peers.get(&peer) else {
+                    break;
+                };
+                if p.paused || p.remote_fork != fork || p.inflight >= limit {
+                    break;
+                }
+                let Some(ids) = self.inflight_blocks.get(&index) else {
+                    continue;
+                };
+                if ids.len() >= MAX_BLOCK_REQUESTS
+                    || ids
+                        .iter()
+                        .any(|id| self.inflight.get(id).is_some_and(|r| r.peer == peer))
+                    || !p.has_block(index)
+                    || !self.can_request(p, index)
+                {
+                    continue;
+                }
+                let Some(nodes) = self.inflight.get(&ids[0]).and_then(|r| r.req.block) else {
+                    continue;
+                };
+                let req = Request {
+                    fork,
+                    block: Some(RequestBlock {
+                        index,
+                        nodes: nodes.nodes,
+                    }),
+                    ..Request::default()
+                };
+                self.send_request(now, peer, req);
+            }
+        }
+    }
+}
+
 /// JS `_matchingRequest`: the data answers what was asked.
 fn matching_request(req: Option<&Request>, data: &Data) -> bool {
     let Some(req) = req else {
@@ -1342,8 +1662,10 @@ fn matching_request(req: Option<&Request>, data: &Data) -> bool {
             return false;
         }
     }
-    if data.seek.is_some() && req.seek.is_none() {
-        return false;
+    if let Some(s) = &data.seek {
+        if req.seek.is_none_or(|r| r.bytes != s.bytes) {
+            return false;
+        }
     }
     if data.upgrade.is_some() && req.upgrade.is_none() {
         return false;
