@@ -298,7 +298,10 @@ mod tests {
     fn remote_wants_follow_js_rules() {
         let mut w = RemoteWants::new();
         assert!(!w.has_range(0, 1000) && !w.has(5));
-        assert!(!w.add(0, MAX_WANT_RANGE * 2, false), "over-long wants are ignored");
+        assert!(
+            !w.add(0, MAX_WANT_RANGE * 2, false),
+            "over-long wants are ignored"
+        );
         assert!(w.add(1 << 21, 1 << 21, false));
         assert!(w.has((1 << 21) + 7) && !w.has(7));
         assert!(w.has_range((1 << 21) - 10, 20) && !w.has_range(0, 100));

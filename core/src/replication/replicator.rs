@@ -881,7 +881,11 @@ impl<S: Storage> Replicator<S> {
                 }
                 if let Some(index) = out.block {
                     // Hotswapped duplicates of this block are no longer needed.
-                    let others = self.inflight_blocks.get(&index).cloned().unwrap_or_default();
+                    let others = self
+                        .inflight_blocks
+                        .get(&index)
+                        .cloned()
+                        .unwrap_or_default();
                     for id in others {
                         self.cancel_request(id);
                     }

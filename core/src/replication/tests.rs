@@ -83,6 +83,8 @@ struct Net {
     corrupt: BTreeSet<usize>,
     /// Nodes that never answer (messages to them vanish).
     deaf: BTreeSet<usize>,
+    /// Extra one-way latency (ms) of everything a node sends.
+    slow: BTreeMap<usize, u64>,
     rng: Rng,
     max_delay: u64,
     now: u64,
@@ -101,6 +103,7 @@ impl Net {
             sent: vec![Vec::new(); n],
             corrupt: BTreeSet::new(),
             deaf: BTreeSet::new(),
+            slow: BTreeMap::new(),
             rng: Rng(seed | 1),
             max_delay: 20,
             now: 1000,
@@ -134,7 +137,8 @@ impl Net {
                         }
                     }
                 }
-                let jitter = self.rng.next() % self.max_delay;
+                let jitter =
+                    self.rng.next() % self.max_delay + self.slow.get(&from).copied().unwrap_or(0);
                 let clock = self.link_clock.entry((from, peer)).or_default();
                 let at = (*clock).max(self.now + 1 + jitter);
                 *clock = at;
@@ -710,6 +714,285 @@ fn extensions_by_name_with_repeat_compression() {
     assert!(!net.events[1]
         .iter()
         .any(|e| matches!(e, Event::Extension { name, .. } if name == "other")));
+}
+
+// ---------------------------------------------------------------------- seeks, hash requests
+
+/// Where user byte `bytes` falls, from the block sizes alone (JS `core.seek` semantics: a byte
+/// at a block boundary belongs to the next block; the byte length maps to `(length, 0)`).
+fn seek_oracle(sizes: &[u64], bytes: u64) -> (u64, u64) {
+    let mut rem = bytes;
+    for (i, &s) in sizes.iter().enumerate() {
+        if rem < s {
+            return (i as u64, rem);
+        }
+        rem -= s;
+    }
+    assert_eq!(rem, 0, "seek past the end");
+    (sizes.len() as u64, 0)
+}
+
+fn seek_results(events: &[Event]) -> BTreeMap<SeekId, (u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Seek { id, index, offset } => Some((*id, (*index, *offset))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seek_resolves_through_hash_requests_without_downloading_blocks() {
+    for seed in 1..=8u64 {
+        let n = 20 + seed * 37;
+        let encryption_key = (seed == 4).then_some([3u8; 32]);
+        let mut net = block_on(async {
+            let (w, _) = writer(n, encryption_key).await;
+            let r = reader(*w.key(), encryption_key).await;
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(r, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let sizes: Vec<u64> = (0..n).map(|i| block(i, "v0").len() as u64).collect();
+        let total: u64 = sizes.iter().sum();
+        net.connect(0, 1);
+        net.run_idle();
+        assert_eq!(net.reps[1].core().length(), n);
+        let mut rng = Rng(seed * 7919);
+        let mut wanted = vec![0, total, total - 1, sizes[0], 1];
+        wanted.extend((0..6).map(|_| rng.next() % (total + 1)));
+        // All seeks run at once.
+        let mut ids = Vec::new();
+        for &bytes in &wanted {
+            let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+            ids.push((id, bytes));
+        }
+        net.run_until(|n| seek_results(&n.events[1]).len() == ids.len());
+        let got = seek_results(&net.events[1]);
+        for (id, bytes) in &ids {
+            assert_eq!(
+                got[id],
+                seek_oracle(&sizes, *bytes),
+                "seed {seed} bytes {bytes}"
+            );
+        }
+        // Only tree nodes moved: no block was downloaded.
+        assert_eq!(net.reps[1].core().bitfield().count(0, n, true), 0);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.hash.is_some() && r.seek.is_some() && r.block.is_none()
+        )));
+        // The nodes are stored: the same seeks now resolve locally, with no traffic.
+        net.run_idle();
+        let before = net.sent[1].len();
+        for &(_, bytes) in &ids {
+            let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+            net.collect();
+            assert_eq!(
+                seek_results(&net.events[1]).get(&id),
+                Some(&seek_oracle(&sizes, bytes))
+            );
+        }
+        assert_eq!(net.sent[1].len(), before);
+        // A downloaded block verifies against the nodes the seeks stored.
+        let id = block_on(net.reps[1].download(net.now, n / 2, Some(n / 2 + 1))).unwrap();
+        net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+    }
+}
+
+#[test]
+fn seek_before_the_upgrade_rides_on_the_upgrade_request() {
+    for seed in [3, 17, 29] {
+        let mut net = pair(77, seed);
+        let sizes: Vec<u64> = (0..77).map(|i| block(i, "v0").len() as u64).collect();
+        let bytes = sizes[..40].iter().sum::<u64>() + 3;
+        let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+        assert!(seek_results(&net.events[1]).is_empty());
+        net.connect(0, 1);
+        net.run_until(|n| !seek_results(&n.events[1]).is_empty());
+        assert_eq!(seek_results(&net.events[1])[&id], (40, 3));
+        let first = net.sent[1]
+            .iter()
+            .find_map(|(_, m)| match m {
+                Message::Request(r) => Some(*r),
+                _ => None,
+            })
+            .unwrap();
+        assert!(first.upgrade.is_some() && first.seek.is_some(), "{first:?}");
+        // The seek proof alone located the byte: no hash request was needed.
+        assert!(!net.sent[1]
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Request(r) if r.hash.is_some())));
+    }
+}
+
+#[test]
+fn seek_past_the_end_waits_for_a_live_append() {
+    for seed in [5, 6] {
+        let mut net = pair(10, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        let total: u64 = (0..10).map(|i| block(i, "v0").len() as u64).sum();
+        let id = block_on(net.reps[1].seek(net.now, total + 20)).unwrap();
+        net.run_idle();
+        assert!(seek_results(&net.events[1]).is_empty());
+        let now = net.now;
+        block_on(net.reps[0].append(now, &[&[7u8; 50]])).unwrap();
+        net.run_until(|n| !seek_results(&n.events[1]).is_empty());
+        assert_eq!(seek_results(&net.events[1])[&id], (10, 20));
+        // Cancelled seeks never report.
+        let id = block_on(net.reps[1].seek(net.now, total + 500)).unwrap();
+        net.reps[1].cancel_seek(id);
+        let now = net.now;
+        block_on(net.reps[0].append(now, &[&[8u8; 600]])).unwrap();
+        net.run_idle();
+        assert!(!seek_results(&net.events[1]).contains_key(&id));
+    }
+}
+
+/// The JS golden proofs of `vectors/data/03-proofs.out` (a default core of blocks a..e signed
+/// by `KeyPair::from_seed([1; 32])`): the replicator's wire answers to the same wire requests
+/// are byte-identical.
+#[test]
+fn hash_and_seek_answers_match_js() {
+    use crate::encoding::{Decode, Encode};
+    let cases = [
+        // hash index 2 (block 1's leaf), nodes 1
+        (
+            "0201000201",
+            "02010002020201520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c0001423177bd3da55c6ac57419beff9c763bab05e12a6d8908b38b7fc14360228d4a",
+        ),
+        // seek bytes 3 + upgrade 0..5
+        (
+            "0c010003000005",
+            "0c0100030304019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c5060120915cf95a391fc2b132d5b481d1c2467314cc0f2d135f39f060dea90b9a118a01029cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f060005010801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        ),
+        // a lone seek: an empty proof
+        ("0401000300", "000100"),
+    ];
+    let mut w = block_on(async {
+        let mut core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[1; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        core.append(&[b"a", b"b", b"c", b"d", b"e"]).await.unwrap();
+        Rep::new(core, Options::default())
+    });
+    let peer = w.add_peer();
+    while w.poll_transmit().is_some() {}
+    for (req, data) in cases {
+        let req = Request::from_bytes(&hex::decode(req).unwrap()).unwrap();
+        block_on(w.handle_message(1000, peer, Message::Request(req))).unwrap();
+        match w.poll_transmit() {
+            Some((p, Message::Data(d))) if p == peer => {
+                assert_eq!(hex::encode(d.to_bytes()), data)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- several peers
+
+#[test]
+fn slow_peer_is_hotswapped_and_the_download_keeps_the_fast_pace() {
+    const SLOW: u64 = 5_000;
+    for seed in [61, 62, 63, 64, 65] {
+        let mut net = with_bad_peer(Options::default(), seed);
+        let (_, fast) = net.connect(0, 2);
+        let (_, slow) = net.connect(1, 2);
+        net.slow.insert(1, SLOW);
+        net.run_idle();
+        assert_eq!(net.reps[2].core().length(), 64);
+        let start = net.now;
+        let id = block_on(net.reps[2].download(start, 0, Some(64))).unwrap();
+        net.collect();
+        // Both peers got requests at first.
+        let to_slow = net.sent[2]
+            .iter()
+            .filter(|(p, m)| *p == slow && matches!(m, Message::Request(r) if r.block.is_some()))
+            .count();
+        assert!(to_slow > 0);
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        // Done before the slow peer's first answer could even arrive.
+        assert!(net.now - start < SLOW, "took {} ms", net.now - start);
+        let from: BTreeSet<PeerId> = net.events[2]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(from, [fast].into_iter().collect());
+        // The slow peer's requests were duplicated to the fast one, then cancelled.
+        let cancels = net.sent[2]
+            .iter()
+            .filter(|(p, m)| *p == slow && matches!(m, Message::Cancel(_)))
+            .count();
+        assert_eq!(cancels, to_slow);
+        net.run_idle();
+        assert_eq!(net.reps[2].inflight(), 0);
+        block_on(net.reps[2].core().verify_all()).unwrap();
+        block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+    }
+}
+
+#[test]
+fn range_broadcasts_go_to_peers_that_want_them() {
+    // W (0) has 1000 blocks; A (1) fetches single blocks from W; B (2) is connected to A only.
+    let mut net = block_on(async {
+        let (w, _) = writer(1000, None).await;
+        let key = *w.key();
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+            ],
+            77,
+        )
+    });
+    net.connect(0, 1);
+    let (b_at_a, a_at_b) = net.connect(1, 2);
+    net.run_idle();
+    let ranges_to_b = |net: &Net, start: u64| {
+        net.sent[1]
+            .iter()
+            .filter(|(p, m)| *p == b_at_a && matches!(m, Message::Range(r) if r.start == start))
+            .count()
+    };
+    let get = |net: &mut Net, node: usize, i: u64| {
+        let id = block_on(net.reps[node].download(net.now, i, Some(i + 1))).unwrap();
+        net.run_until(|n| n.events[node].contains(&Event::Downloaded { id }));
+        net.run_idle();
+    };
+    // An old block B never asked about: not announced.
+    get(&mut net, 1, 10);
+    assert_eq!(ranges_to_b(&net, 10), 0);
+    // One of the last 256 blocks: announced to everyone (peers that never send `want` rely on it).
+    get(&mut net, 1, 990);
+    assert_eq!(ranges_to_b(&net, 990), 1);
+    // B wants block 10: it asks A with a want for its batch and gets it from A.
+    get(&mut net, 2, 10);
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Block { index: 10, peer } if *peer == a_at_b)));
+    // Now B wants batch 0: A announces its next old block there.
+    get(&mut net, 1, 20);
+    assert_eq!(ranges_to_b(&net, 20), 1);
 }
 
 // ---------------------------------------------------------------------- hubs over protomux
