@@ -1109,6 +1109,44 @@ impl<S: Storage> Hypercore<S> {
         Ok(VerifiedProof { batch, manifest })
     }
 
+    /// JS `checkConflict`: whether `proof` (a signed upgrade from 0 on our fork, to a length we
+    /// hold, as a peer sends for a conflict check with request id 0) proves a different tree at
+    /// that length than ours: two valid signatures over diverging trees, a forked writer.
+    /// `Ok(false)` when the check does not apply (other fork, longer than our core, no manifest,
+    /// roots not stored) or the trees agree; an error when the proof does not verify on its own.
+    pub async fn check_conflict(&self, proof: &Data) -> Result<bool, HypercoreError> {
+        let (Some(up), Some(verifier)) = (proof.upgrade.as_ref(), self.verifier.as_ref()) else {
+            return Ok(false);
+        };
+        if up.start != 0
+            || up.length == 0
+            || up.length > self.tree.length
+            || proof.fork != self.tree.fork
+        {
+            return Ok(false);
+        }
+        let mut batch = TreeBatch::empty(self.tree.fork);
+        let unverified = proof::verify_tree(proof, &mut batch.nodes)?;
+        let consumed =
+            proof::verify_upgrade(proof.fork, up, unverified, &mut batch, verifier.prologue())?;
+        if let (Some(u), false) = (unverified, consumed) {
+            return Err(ProofError::Unverifiable(u.index).into());
+        }
+        let sig = batch.signature.clone().unwrap_or_default();
+        verifier.verify_with_roots(&batch.roots, &batch.hash(), batch.length, batch.fork, &sig)?;
+        let idx = flat_tree::roots_of_length(up.length);
+        let stored = tree::get_nodes(&self.storage, &idx).await?;
+        for (i, local) in idx.iter().zip(stored) {
+            let remote = batch.nodes.iter().find(|n| n.index == *i);
+            match (local, remote) {
+                (Some(l), Some(r)) if l.hash != r.hash || l.size != r.size => return Ok(true),
+                (Some(_), Some(_)) => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
     /// Verify `proof` and store what it proves, in one atomic write: a signed upgrade grows the
     /// core (new roots, nodes, signature; the manifest too when the proof carries the first one),
     /// a block is stored and marked in the bitfield. On any error the core is unchanged.

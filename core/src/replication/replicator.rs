@@ -38,7 +38,9 @@ use crate::hypercore::messages::{
     RequestBlock, RequestSeek, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST,
     NO_DATA_NOT_AVAILABLE,
 };
-use crate::hypercore::{AppendOutcome, Hypercore, HypercoreError, ProofRequest, SeekResult};
+use crate::hypercore::{
+    AppendOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
+};
 use crate::protomux::{ChannelError, MuxError};
 use crate::storage::Storage;
 
@@ -147,6 +149,13 @@ pub enum ReplicationError {
     /// A channel operation was refused.
     #[error("channel: {0}")]
     Channel(#[from] ChannelError),
+    /// Two validly signed trees of this core diverge at `length` (a forked writer): the core is
+    /// frozen and every peer let go ([`Event::Conflict`]).
+    #[error("conflicting signed trees at length {length}")]
+    Conflict {
+        /// The length at which the trees diverge.
+        length: u64,
+    },
     /// The stream handle is unknown.
     #[error("unknown stream")]
     UnknownStream,
@@ -211,6 +220,17 @@ pub enum Event {
         name: String,
         /// Payload.
         message: Vec<u8>,
+    },
+    /// `peer` proved a signed tree that diverges from ours at `length` (JS `conflict`): two valid
+    /// signatures exist for different trees. The replicator is now frozen ([`Replicator::is_frozen`]):
+    /// it sent every peer its own proof of that length (so they detect the conflict too) and let
+    /// them all go with [`Event::Disconnect`] ([`ReplicationError::Conflict`]; close their
+    /// channels, not whole streams). The owner should stop using the core.
+    Conflict {
+        /// The peer whose proof revealed it.
+        peer: PeerId,
+        /// The length at which the trees diverge.
+        length: u64,
     },
     /// A peer's proof did not verify: the peer is paused (JS `verification-error`).
     InvalidData {
@@ -349,6 +369,7 @@ pub struct Replicator<S: Storage> {
     events: VecDeque<Event>,
     last_length: u64,
     last_fork: u64,
+    frozen: bool,
 }
 
 impl<S: Storage> Replicator<S> {
@@ -376,6 +397,7 @@ impl<S: Storage> Replicator<S> {
             events: VecDeque::new(),
             last_length,
             last_fork,
+            frozen: false,
         }
     }
 
@@ -420,6 +442,12 @@ impl<S: Storage> Replicator<S> {
             invalid_requests: p.invalid_requests,
             invalid_data: p.invalid_data,
         })
+    }
+
+    /// A conflict was detected ([`Event::Conflict`]): nothing is requested, answered or accepted
+    /// any more.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Requests in flight, over all peers.
@@ -497,6 +525,9 @@ impl<S: Storage> Replicator<S> {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         self.peers.insert(id, Peer::default());
+        if self.frozen {
+            return id;
+        }
         self.send_sync(id);
         let contig = self.core.contiguous_length().min(self.core.length());
         if contig > 0 {
@@ -518,6 +549,12 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn drop_peer(&mut self, peer: PeerId) {
+        self.release_peer(peer);
+        self.transmits.retain(|t| t.0 != peer);
+    }
+
+    /// Forget a peer but still send what is queued for it.
+    fn release_peer(&mut self, peer: PeerId) {
         if self.peers.remove(&peer).is_none() {
             return;
         }
@@ -531,7 +568,6 @@ impl<S: Storage> Replicator<S> {
             self.finish_request(id, false);
         }
         self.delayed.retain(|d| d.1 != peer);
-        self.transmits.retain(|t| t.0 != peer);
     }
 
     fn disconnect(&mut self, peer: PeerId, error: ReplicationError) {
@@ -712,6 +748,9 @@ impl<S: Storage> Replicator<S> {
         if !self.peers.contains_key(&peer) {
             return Err(ReplicationError::UnknownPeer(peer));
         }
+        if self.frozen {
+            return Ok(());
+        }
         match msg {
             Message::Sync(m) => self.on_sync(peer, m).await?,
             Message::Request(m) => self.on_request(now, peer, m).await?,
@@ -834,6 +873,22 @@ impl<S: Storage> Replicator<S> {
     }
 
     async fn on_data(&mut self, peer: PeerId, data: Data) -> Result<(), ReplicationError> {
+        if data.request == 0 && data.upgrade.as_ref().is_some_and(|u| u.start == 0) {
+            // A conflict proof is always looked at (JS `checkConflict`).
+            match self.core.check_conflict(&data).await {
+                Ok(true) => {
+                    let length = data.upgrade.as_ref().map_or(0, |u| u.length);
+                    return self.on_conflict(peer, length).await;
+                }
+                Ok(false) => {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.paused = false;
+                    }
+                }
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+                Err(_) => return Ok(()),
+            }
+        }
         let local_fork = self.core.fork();
         let req = if data.request > 0 {
             match self.inflight.get(&data.request) {
@@ -924,11 +979,28 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn invalid_data(&mut self, peer: PeerId, error: HypercoreError) {
+        let local_len = self.core.length();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
         p.paused = true;
         p.invalid_data += 1;
+        // JS `_checkIfConflict`: a proof that fails to verify may mean the writer forked; ask the
+        // peer to prove its tree at the length we share (request id 0, never tracked).
+        let length = local_len.min(p.remote_length);
+        let malformed = matches!(
+            error,
+            HypercoreError::InvalidProof(ProofError::InvalidRequest(_))
+        );
+        if !malformed && length > 0 {
+            let check = Request {
+                id: 0,
+                fork: p.remote_fork,
+                upgrade: Some(RequestUpgrade { start: 0, length }),
+                ..Request::default()
+            };
+            self.transmits.push_back((peer, Message::Request(check)));
+        }
         self.events.push_back(Event::InvalidData {
             peer,
             error: error.clone(),
@@ -936,6 +1008,48 @@ impl<S: Storage> Replicator<S> {
         if self.opts.disconnect_on_invalid_data {
             self.disconnect(peer, ReplicationError::InvalidData(error));
         }
+    }
+
+    /// JS `onconflict`: freeze, send every peer our own proof of the shared length (request 0) so
+    /// it can detect the conflict too, and let every peer go.
+    async fn on_conflict(&mut self, peer: PeerId, length: u64) -> Result<(), ReplicationError> {
+        self.frozen = true;
+        self.events.push_back(Event::Conflict { peer, length });
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let peers: Vec<(PeerId, u64, u64)> = self
+            .peers
+            .iter()
+            .map(|(&id, p)| (id, p.remote_length, p.remote_fork))
+            .collect();
+        for (id, remote_length, remote_fork) in peers {
+            if remote_length > 0 && remote_fork == fork {
+                let req = ProofRequest {
+                    upgrade: Some(RequestUpgrade {
+                        start: 0,
+                        length: len.min(remote_length),
+                    }),
+                    ..ProofRequest::default()
+                };
+                match self.core.proof(&req).await {
+                    Ok(mut data) => {
+                        data.request = 0;
+                        self.transmits
+                            .push_back((id, Message::Data(Box::new(data))));
+                    }
+                    Err(HypercoreError::Storage(e)) => {
+                        return Err(HypercoreError::Storage(e).into())
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.release_peer(id);
+            self.events.push_back(Event::Disconnect {
+                peer: id,
+                error: ReplicationError::Conflict { length },
+            });
+        }
+        self.seeks.clear();
+        Ok(())
     }
 
     fn on_no_data(&mut self, peer: PeerId, nd: NoData) {
@@ -1311,6 +1425,9 @@ impl<S: Storage> Replicator<S> {
 
     /// Issue whatever requests the wants and peers allow.
     async fn update(&mut self, now: u64) -> Result<(), ReplicationError> {
+        if self.frozen {
+            return Ok(());
+        }
         self.request_reorg(now);
         self.request_seeks(now);
         self.request_upgrade(now);

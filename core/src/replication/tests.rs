@@ -413,7 +413,16 @@ fn bad_proofs_pause_the_peer_and_blocks_come_from_the_good_one() {
         .iter()
         .any(|e| matches!(e, Event::InvalidData { peer, .. } if *peer == bad)));
     let info = net.reps[2].peer_info(bad).unwrap();
-    assert!(info.paused && info.invalid_data >= 1);
+    assert!(info.invalid_data >= 1);
+    // Each bad proof made us check for a fork (request id 0); the honest tree answer means no
+    // conflict, and JS resumes such a peer.
+    assert!(net.sent[2]
+        .iter()
+        .any(|(p, m)| *p == bad && matches!(m, Message::Request(r) if r.id == 0)));
+    assert!(!net.reps[2].is_frozen());
+    assert!(!net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Conflict { .. })));
     // Every stored block came from the good peer.
     assert!(net.events[2]
         .iter()
@@ -993,6 +1002,78 @@ fn range_broadcasts_go_to_peers_that_want_them() {
     // Now B wants batch 0: A announces its next old block there.
     get(&mut net, 1, 20);
     assert_eq!(ranges_to_b(&net, 20), 1);
+}
+
+// ---------------------------------------------------------------------- fork conflicts
+
+#[test]
+fn forked_writer_is_detected_as_a_conflict() {
+    for seed in [71, 72, 73, 74] {
+        // W1 (0) and W2 (1) share a key pair but wrote different blocks: two signed trees.
+        let mut net = block_on(async {
+            let (w1, _) = writer(5, None).await;
+            let key = *w1.key();
+            let mut w2 = Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                    ..CreateOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            for i in 0..6 {
+                w2.append(&[&block(i, "v1")]).await.unwrap();
+            }
+            assert_eq!(*w2.key(), key);
+            Net::new(
+                vec![
+                    Rep::new(w1, Options::default()),
+                    Rep::new(w2, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let (r_at_w1, w1_at_r) = net.connect(0, 2);
+        let id = block_on(net.reps[2].download(net.now, 0, Some(5))).unwrap();
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        // W2 offers an upgrade to 6 that cannot verify on top of W1's tree.
+        let (_, w2_at_r) = net.connect(1, 2);
+        net.run_until(|n| n.reps[2].is_frozen());
+        net.run_idle();
+        assert!(net.events[2].contains(&Event::Conflict {
+            peer: w2_at_r,
+            length: 5
+        }));
+        // It asked W2 to prove its tree at the shared length (request id 0).
+        assert!(net.sent[2].iter().any(|(p, m)| *p == w2_at_r
+            && matches!(m, Message::Request(r) if r.id == 0
+                && r.upgrade == Some(RequestUpgrade { start: 0, length: 5 }))));
+        // Every peer got our proof and was let go.
+        for p in [w1_at_r, w2_at_r] {
+            assert!(net.sent[2].iter().any(|(to, m)| *to == p
+                && matches!(m, Message::Data(d) if d.request == 0 && d.upgrade.is_some())));
+            assert!(net.events[2].iter().any(|e| matches!(
+                e,
+                Event::Disconnect { peer, error: ReplicationError::Conflict { length: 5 } }
+                    if *peer == p
+            )));
+        }
+        assert_eq!(net.reps[2].peers().count(), 0);
+        // W2 learned of the conflict from our proof; W1, whose tree we share, did not.
+        assert!(net.reps[1].is_frozen());
+        assert!(!net.reps[0].is_frozen());
+        assert!(!net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Conflict { .. })));
+        assert!(net.reps[0].peer_info(r_at_w1).is_some());
+        // Our core kept W1's tree.
+        let core = net.reps[2].core();
+        assert_eq!(core.length(), 5);
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..5));
+    }
 }
 
 // ---------------------------------------------------------------------- hubs over protomux
