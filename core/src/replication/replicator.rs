@@ -14,20 +14,43 @@
 //!   advertise them (`range`/`bitfield`), least-loaded first, at most
 //!   [`Options::max_inflight`] per peer; peers that do not advertise a wanted block get a `want`
 //!   for its 2^21-block batch. Verified blocks give [`Event::Block`] and a `range` broadcast.
-//! * **answers**: proofs through [`Hypercore::proof`]; wrong fork or missing block → manifest-only
+//! * **hotswap**: with several peers, a peer with spare capacity (half its window, at least 16)
+//!   also requests blocks already in flight at other peers (up to 3 requests per block, fewest
+//!   requests and oldest first; JS picks at random). The first answer wins, the other requests
+//!   are cancelled: a slow peer does not hold a download back.
+//! * **seeks**: [`Replicator::seek`] finds the block holding a byte offset from the local tree
+//!   when its nodes are stored, else asks a peer: past our length with the upgrade request
+//!   carrying the `seek`, inside it with a `hash` request for a block of the subtree we lack
+//!   (plus the `seek`), as JS `_requestSeek` does. Answers are verified and stored like any
+//!   proof (tree nodes only, no block); [`Event::Seek`] gives the result.
+//! * **answers**: proofs through [`Hypercore::proof`] (block, hash, seek and upgrade parts,
+//!   byte-identical to JS); wrong fork or missing block → manifest-only
 //!   `data` if the manifest was asked for and we have one, else `noData(NOT_AVAILABLE)`; a proof
 //!   that cannot be generated → `noData(INVALID_REQUEST)` after the JS backoff (200 ms → 5 s), and at
 //!   [`MAX_INVALID_REQUESTS`] the peer is disconnected ([`Event::Disconnect`]).
+//! * **ranges**: `range` broadcasts of blocks older than the last 256 go only to peers whose
+//!   `want`s cover them, unless we hold every block (JS `broadcastRange` with `RemoteWants`);
+//!   peers that never send `want` still hear about new blocks and full contiguity.
 //! * **bad data**: a proof that does not verify pauses the peer (no more requests to it, no
 //!   block uploads) and gives [`Event::InvalidData`]; with [`Options::disconnect_on_invalid_data`]
 //!   it is disconnected at once.
+//! * **fork conflicts**: a proof that fails to verify (other than a malformed one) makes us ask
+//!   the peer for its signed tree at the length we share (`request` id 0, JS `_checkIfConflict`).
+//!   A `data` with request 0 and an upgrade from 0 is always checked ([`Hypercore::check_conflict`]):
+//!   a validly signed tree that diverges from ours is a conflict ([`Event::Conflict`]): the
+//!   replicator freezes, sends every peer its own proof of that length and lets them all go
+//!   (the hub closes the core's channels); a proof that agrees with our tree resumes the peer.
 //! * **timeouts**: a request unanswered for [`Options::request_timeout`] ms is cancelled (`cancel`)
 //!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
 //!   reused only after their answer arrived.
 //!
-//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), seeks, hash
-//! requests, fork-conflict checks (`request 0`), hotswapping of slow requests, remote-want
-//! filtering of `range` broadcasts (we always broadcast, which JS accepts).
+//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), the
+//! hash-request search for the exact divergence point of a reorg (JS `ReorgBatch`; we keep the
+//! prefix whose roots match and refetch the rest), the freezing of a conflicting core in
+//! storage (JS marks the header `frozen`; here only the replicator is frozen), request priorities,
+//! and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we send 2^21-block wants, and
+//! honour both kinds from peers). Seeks are sent to peers whatever their handshake's `seeks`
+//! flag says (every JS v10+ peer sets it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

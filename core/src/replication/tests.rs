@@ -1154,6 +1154,73 @@ fn hubs_replicate_over_protomux_frames() {
 }
 
 #[test]
+fn hub_closes_only_the_conflicting_cores_channel() {
+    block_on(async {
+        // B holds W1's tree (5 blocks); A serves a fork of the same key pair (6 other blocks)
+        // and an unrelated core X that B reads over the same stream.
+        let (w1, _) = writer(5, None).await;
+        let key = *w1.key();
+        let mut w2 = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        for i in 0..6 {
+            w2.append(&[&block(i, "v1")]).await.unwrap();
+        }
+        let mut x = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[8; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        for i in 0..20 {
+            x.append(&[&block(i, "x")]).await.unwrap();
+        }
+        let x_reader = reader(*x.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w2, Options::default())).unwrap();
+        let dkx = ha.add_core(Rep::new(x, Options::default())).unwrap();
+        assert_eq!(hb.add_core(Rep::new(w1, Options::default())).unwrap(), dk);
+        hb.add_core(Rep::new(x_reader, Options::default())).unwrap();
+        let hh = [4u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        let sb = hb.add_stream(false, hh).unwrap();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        assert!(hb.replicator(&dk).unwrap().is_frozen());
+        assert!(ha.replicator(&dk).unwrap().is_frozen());
+        let events: Vec<HubEvent> = std::iter::from_fn(|| hb.poll_event()).collect();
+        assert!(events.iter().any(|e| matches!(
+            e,
+            HubEvent::ChannelClosed {
+                discovery_key,
+                error: Some(ReplicationError::Conflict { length: 5 }),
+                ..
+            } if *discovery_key == dk
+        )));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, HubEvent::StreamClosed { .. })));
+        // The stream lives on for the other core.
+        assert!(ha.has_stream(sa) && hb.has_stream(sb));
+        let rx = hb.replicator_mut(&dkx).unwrap();
+        rx.download(1, 0, Some(20)).await.unwrap();
+        hb.flush();
+        run_hubs(&mut ha, sa, &mut hb, sb, 1).await;
+        check_blocks(hb.replicator(&dkx).unwrap().core(), "x", 0..20).await;
+        assert_eq!(key, *hb.replicator(&dk).unwrap().core().key());
+    });
+}
+
+#[test]
 fn hub_closes_channel_on_wrong_capability() {
     block_on(async {
         let (w, _) = writer(5, None).await;
