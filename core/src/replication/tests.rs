@@ -645,6 +645,20 @@ fn invalid_requests_back_off_then_disconnect() {
     ));
 }
 
+fn conflict_proof(length: u64, nodes: Vec<crate::hypercore::messages::TreeNode>) -> Message {
+    Message::Data(Box::new(crate::hypercore::messages::Data {
+        request: 0,
+        upgrade: Some(crate::hypercore::messages::DataUpgrade {
+            start: 0,
+            length,
+            nodes,
+            additional_nodes: vec![],
+            signature: vec![1; 64],
+        }),
+        ..Default::default()
+    }))
+}
+
 #[test]
 fn hostile_messages_do_not_break_the_replicator() {
     let mut net = pair(4, 91);
@@ -687,12 +701,53 @@ fn hostile_messages_do_not_break_the_replicator() {
             name: String::new(),
             message: vec![1],
         }),
+        // Conflict proofs (request 0, upgrade from 0) that do not verify, or overflow.
+        conflict_proof(u64::MAX, vec![]),
+        conflict_proof(
+            4,
+            vec![crate::hypercore::messages::TreeNode {
+                index: 3,
+                size: 4,
+                hash: [9; 32],
+            }],
+        ),
+        conflict_proof(2, vec![]),
+        // Misshapen wants (the peer then counts as wanting everything) and unwants.
+        Message::Want(crate::hypercore::messages::Want {
+            start: 3,
+            length: 100,
+            any: false,
+        }),
+        Message::Unwant(crate::hypercore::messages::Want {
+            start: 0,
+            length: 0,
+            any: false,
+        }),
+        Message::Unwant(crate::hypercore::messages::Want {
+            start: u64::MAX,
+            length: u64::MAX,
+            any: true,
+        }),
+        // An unsolicited hash + seek answer.
+        Message::Data(Box::new(crate::hypercore::messages::Data {
+            request: 7,
+            hash: Some(crate::hypercore::messages::DataHash {
+                index: u64::MAX,
+                nodes: vec![],
+            }),
+            ..Default::default()
+        })),
     ];
     for m in hostile {
         block_on(r.handle_message(5000, rp, m)).unwrap();
     }
+    // Seeks anywhere, including far past the end, only wait.
+    for bytes in [u64::MAX, u64::MAX / 2, 1 << 40] {
+        block_on(r.seek(5000, bytes)).unwrap();
+    }
     while r.poll_transmit().is_some() {}
     assert_eq!(r.core().length(), 4);
+    assert!(!r.is_frozen());
 }
 
 #[test]
