@@ -1,5 +1,5 @@
 // A real JS hypercore 11 replicating over @hyperswarm/secret-stream on a TCP socket on 127.0.0.1,
-// driven by tests/tests/replication_features_interop.rs (seeks by byte offset).
+// driven by tests/tests/replication_features_interop.rs (seeks by byte offset, fork conflicts).
 //
 // Usage: node replicate-features-peer.js '<json config>'
 //   mode: 'server' (listen on an ephemeral port) | 'client' (connect to `port`)
@@ -91,6 +91,7 @@ async function main () {
     core.replicate(s)
     core.on('verification-error', (err) => out({ event: 'verification-error', error: err.message }))
     core.on('invalid-request', (err) => out({ event: 'invalid-request', error: err.message }))
+    core.on('conflict', (length, fork) => out({ event: 'conflict', length, fork }))
 
     if (cfg.role === 'reader') {
       (async () => {

@@ -3,8 +3,11 @@
 //! [`Replicator`]) and a real JS hypercore 11 (`tests/interop/replicate-features-peer.js`).
 //! A Rust reader seeks into a JS-written core (through an upgrade carrying the seek and through
 //! `hash` requests, downloading no block) and gets JS's own `core.seek` answers; a JS reader
-//! seeks into a Rust-served core and gets the answers the block sizes dictate. Every step has a
-//! deadline and the node process is killed when a test ends.
+//! seeks into a Rust-served core and gets the answers the block sizes dictate. A Rust core and a
+//! JS core signed by the same key pair over different blocks (a forked writer) meet: Rust's
+//! failed upgrade leads to a conflict check (request id 0) that JS answers, both sides detect the
+//! conflict and close the core's channel. Every step has a deadline and the node process is
+//! killed when a test ends.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -14,7 +17,7 @@ use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
 use hyperpunch_core::replication::{
-    Event, HubEvent, Options, ReplicationHub, Replicator, SeekId, StreamId,
+    Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator, SeekId, StreamId,
 };
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
@@ -422,5 +425,82 @@ fn js_seeks_into_rust_served_core() {
     }
     assert!(no_complaints(&d.events), "{:?}", d.events);
     assert_eq!(lines.last().unwrap()["error"], Value::Null);
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn forked_writer_conflict_is_detected_on_both_sides() {
+    const SEED: [u8; 32] = [0x7e; 32];
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x33; 32]),
+        "seed": hex::encode(SEED), "count": 6, "deadline": 30000,
+    }));
+    // Same key pair, other blocks: a second signed tree of the same core.
+    let mut core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&SEED)),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    for k in 0..5u64 {
+        block_on(core.append(&[format!("fork {k}").as_bytes()])).unwrap();
+    }
+    assert_eq!(hex::encode(core.key()), ready["key"].as_str().unwrap());
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x16; 32]),
+        entropy(5),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    // JS's upgrade 5 → 6 cannot verify on our tree; its answer to our check proves its tree.
+    d.pump_until("the conflict", &mut peer, |d| {
+        d.hub.replicator(&dk).unwrap().is_frozen()
+    });
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        HubEvent::Core {
+            event: Event::Conflict { length: 5, .. },
+            ..
+        }
+    )));
+    d.pump_until("the core's channel to close", &mut peer, |d| {
+        d.events.iter().any(|e| {
+            matches!(
+                e,
+                HubEvent::ChannelClosed { discovery_key, error: Some(ReplicationError::Conflict { length: 5 }), .. }
+                    if *discovery_key == dk
+            )
+        })
+    });
+    // JS detected it too, from the proof we sent before closing.
+    let deadline = Instant::now() + STEP;
+    let conflict = loop {
+        d.step(Duration::from_millis(20));
+        if let Ok(v) = peer.next(Duration::from_millis(1)) {
+            if v["event"] == "conflict" {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "JS never reported the conflict: {}",
+            peer.stderr()
+        );
+    };
+    assert_eq!(conflict["length"], json!(5));
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(c.length(), 5);
+    block_on(c.verify_all()).unwrap();
+    d.stream.end();
+    d.pump_until("the close", &mut peer, |d| d.closed);
+    peer.next_event("closed", STEP).unwrap();
     assert_eq!(peer.wait(STEP), Some(true));
 }
