@@ -9,10 +9,11 @@
 //   reader: key (hex 32), expect (wait until the core has this length)
 //   seeks: byte offsets; the writer answers them locally in 'ready', the reader seeks them over
 //          the wire once it has upgraded to `expect` (without downloading any block first)
+//   treeHashes: lengths; the writer prints core.treeHash(length) for each in 'ready'
 //   deadline: ms after which the process gives up (exit 2)
 // Block k is `block ${k} ` followed by (k * 37) % 3000 bytes equal to k & 255.
-// Prints one JSON object per line: {event:'ready', key, discoveryKey, length, byteLength, seeks}
-// (writer; seeks = [[index, offset]] from its own tree), {event:'listening', port},
+// Prints one JSON object per line: {event:'ready', key, discoveryKey, length, byteLength, seeks,
+// treeHashes} (writer; seeks = [[index, offset]], treeHashes = hex, from its own tree), {event:'listening', port},
 // {event:'connected'}, {event:'seeked', length, seeks, blocks} (reader; blocks = how many blocks
 // it holds after seeking), {event:'verification-error' | 'invalid-request', error},
 // {event:'closed', length, error}, and exits 0 when the stream closes.
@@ -57,13 +58,16 @@ async function main () {
     if (blocks.length) await core.append(blocks)
     const seeks = []
     for (const bytes of cfg.seeks || []) seeks.push(await core.seek(bytes))
+    const treeHashes = []
+    for (const length of cfg.treeHashes || []) treeHashes.push(hex(await core.treeHash(length)))
     out({
       event: 'ready',
       key: hex(core.key),
       discoveryKey: hex(core.discoveryKey),
       length: core.length,
       byteLength: core.byteLength,
-      seeks
+      seeks,
+      treeHashes
     })
   } else {
     core = new Hypercore(dir, unhex(cfg.key))

@@ -2,7 +2,8 @@
 //! between the Rust sans-IO stack (secret-stream → protomux → [`ReplicationHub`] →
 //! [`Replicator`]) and a real JS hypercore 11 (`tests/interop/replicate-features-peer.js`).
 //! A Rust reader seeks into a JS-written core (through an upgrade carrying the seek and through
-//! `hash` requests, downloading no block) and gets JS's own `core.seek` answers; a JS reader
+//! `hash` requests, downloading no block) and gets JS's own `core.seek` answers, and fetches tree
+//! hashes at shorter lengths (`hash` requests for the roots) equal to JS's `core.treeHash`; a JS reader
 //! seeks into a Rust-served core and gets the answers the block sizes dictate. A Rust core and a
 //! JS core signed by the same key pair over different blocks (a forked writer) meet: Rust's
 //! failed upgrade leads to a conflict check (request id 0) that JS answers, both sides detect the
@@ -18,6 +19,7 @@ use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
 use hyperpunch_core::replication::{
     Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator, SeekId, StreamId,
+    TreeHashId,
 };
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
@@ -29,6 +31,8 @@ use serde_json::{json, Value};
 const SCRIPT: &str = "replicate-features-peer.js";
 const STEP: Duration = Duration::from_secs(20);
 const COUNT: u64 = 200;
+/// Lengths whose tree hash a Rust reader fetches from a JS writer.
+const TREE_HASH_LENGTHS: &[u64] = &[1, 2, 7, 64, 133, 199, COUNT];
 
 /// Block `k` as the JS peer builds it.
 fn block(k: u64) -> Vec<u8> {
@@ -295,7 +299,8 @@ fn rust_seeks_into_js_written_core() {
     let offsets = offsets();
     let (mut peer, socket, ready) = js_server(json!({
         "mode": "server", "role": "writer", "streamSeed": hex::encode([0x31; 32]),
-        "seed": hex::encode([0x6b; 32]), "count": COUNT, "seeks": offsets, "deadline": 30000,
+        "seed": hex::encode([0x6b; 32]), "count": COUNT, "seeks": offsets,
+        "treeHashes": TREE_HASH_LENGTHS, "deadline": 30000,
     }));
     let js_seeks = ready["seeks"].as_array().unwrap().clone();
     for (bytes, js) in offsets.iter().zip(&js_seeks) {
@@ -345,6 +350,38 @@ fn rust_seeks_into_js_written_core() {
     for (i, id) in ids.iter().enumerate() {
         let (_, v) = got.iter().find(|(g, _)| g == id).unwrap();
         assert_eq!(v, &js_seeks[i], "byte {}", offsets[i]);
+    }
+    // Tree hashes at shorter lengths, through `hash` requests for the roots we lack.
+    let mut hash_ids = Vec::new();
+    for &length in TREE_HASH_LENGTHS {
+        let now = d.now();
+        hash_ids.push(block_on(d.hub.replicator_mut(&dk).unwrap().tree_hash(now, length)).unwrap());
+        d.hub.flush();
+    }
+    let tree_hashes = |events: &[HubEvent]| -> Vec<(TreeHashId, u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                HubEvent::Core {
+                    event: Event::TreeHash { id, length, hash },
+                    ..
+                } => Some((*id, *length, hex::encode(hash))),
+                _ => None,
+            })
+            .collect()
+    };
+    d.pump_until("every tree hash", &mut peer, |d| {
+        tree_hashes(&d.events).len() == hash_ids.len()
+    });
+    let got = tree_hashes(&d.events);
+    for (i, id) in hash_ids.iter().enumerate() {
+        let (_, length, hash) = got.iter().find(|(g, _, _)| g == id).unwrap();
+        assert_eq!(*length, TREE_HASH_LENGTHS[i]);
+        assert_eq!(
+            hash,
+            ready["treeHashes"][i].as_str().unwrap(),
+            "length {length}"
+        );
     }
     let c = d.hub.replicator(&dk).unwrap().core();
     assert_eq!(

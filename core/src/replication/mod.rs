@@ -26,6 +26,6 @@ mod tests;
 pub use hub::{HubEvent, ReplicationHub, StreamId, PROTOCOL, PROTOCOL_ALIAS};
 pub use remote_bitfield::{RemoteBitfield, RemoteWants};
 pub use replicator::{
-    DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator, SeekId,
+    DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator, SeekId, TreeHashId,
     MAX_INVALID_REQUESTS,
 };

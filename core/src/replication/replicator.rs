@@ -23,6 +23,10 @@
 //!   carrying the `seek`, inside it with a `hash` request for a block of the subtree we lack
 //!   (plus the `seek`), as JS `_requestSeek` does. Answers are verified and stored like any
 //!   proof (tree nodes only, no block); [`Event::Seek`] gives the result.
+//! * **tree hashes**: [`Replicator::tree_hash`] gives the tree hash at a length (what a signature
+//!   at that length signs) without blocks: missing roots of that length come through `hash`
+//!   requests to a peer holding their blocks ([`Event::TreeHash`]). JS has no such call (its
+//!   `treeHash` downloads the last block); the `hash` requests are the ones JS sends for seeks.
 //! * **answers**: proofs through [`Hypercore::proof`] (block, hash, seek and upgrade parts,
 //!   byte-identical to JS); wrong fork or missing block → manifest-only
 //!   `data` if the manifest was asked for and we have one, else `noData(NOT_AVAILABLE)`; a proof
@@ -54,13 +58,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::crypto::Hash;
 use crate::encoding::DecodeError;
-use crate::hypercore::flat_tree;
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
     RequestBlock, RequestSeek, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST,
     NO_DATA_NOT_AVAILABLE,
 };
+use crate::hypercore::{flat_tree, tree};
 use crate::hypercore::{
     AppendOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
 };
@@ -112,6 +117,17 @@ impl DownloadId {
 pub struct SeekId(u64);
 
 impl SeekId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Handle of a [`Replicator::tree_hash`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreeHashId(u64);
+
+impl TreeHashId {
     /// The raw handle number.
     pub fn get(self) -> u64 {
         self.0
@@ -220,6 +236,16 @@ pub enum Event {
         index: u64,
         /// Offset inside the block.
         offset: u64,
+    },
+    /// A [`Replicator::tree_hash`] resolved: the tree hash (root of roots) of the core's first
+    /// `length` blocks on the current fork.
+    TreeHash {
+        /// The request.
+        id: TreeHashId,
+        /// The length asked for.
+        length: u64,
+        /// BLAKE2b tree hash of the roots at `length`.
+        hash: Hash,
     },
     /// Every block of a bounded [`Replicator::download`] range is held locally.
     Downloaded {
@@ -351,6 +377,14 @@ struct PendingSeek {
     request: Option<u64>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct PendingTreeHash {
+    length: u64,
+    /// The first root of `length` we lack (`None`: `length` is past our length).
+    missing: Option<u64>,
+    request: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 struct Inflight {
     peer: PeerId,
@@ -382,6 +416,8 @@ pub struct Replicator<S: Storage> {
     inflight_blocks: BTreeMap<u64, Vec<u64>>,
     seeks: BTreeMap<SeekId, PendingSeek>,
     next_seek: u64,
+    tree_hashes: BTreeMap<TreeHashId, PendingTreeHash>,
+    next_tree_hash: u64,
     upgrade_inflight: Option<u64>,
     reorg_inflight: Option<u64>,
     downloads: BTreeMap<DownloadId, (u64, Option<u64>)>,
@@ -410,6 +446,8 @@ impl<S: Storage> Replicator<S> {
             inflight_blocks: BTreeMap::new(),
             seeks: BTreeMap::new(),
             next_seek: 1,
+            tree_hashes: BTreeMap::new(),
+            next_tree_hash: 1,
             upgrade_inflight: None,
             reorg_inflight: None,
             downloads: BTreeMap::new(),
@@ -658,6 +696,36 @@ impl<S: Storage> Replicator<S> {
     /// Stop a pending seek (a request already sent for it is left to finish).
     pub fn cancel_seek(&mut self, id: SeekId) {
         self.seeks.remove(&id);
+    }
+
+    /// The tree hash of the first `length` blocks (what a signature at `length` signs), without
+    /// downloading blocks: from the stored roots of `length` when we have them
+    /// ([`Event::TreeHash`] at once), else each missing root is fetched with a `hash` request to
+    /// a peer holding its blocks and verified against our tree. A `length` past ours waits for the
+    /// core to grow.
+    pub async fn tree_hash(
+        &mut self,
+        now: u64,
+        length: u64,
+    ) -> Result<TreeHashId, ReplicationError> {
+        let id = TreeHashId(self.next_tree_hash);
+        self.next_tree_hash += 1;
+        self.tree_hashes.insert(
+            id,
+            PendingTreeHash {
+                length,
+                missing: None,
+                request: None,
+            },
+        );
+        self.check_seeks().await?;
+        self.update(now).await?;
+        Ok(id)
+    }
+
+    /// Stop a pending [`Replicator::tree_hash`].
+    pub fn cancel_tree_hash(&mut self, id: TreeHashId) {
+        self.tree_hashes.remove(&id);
     }
 
     /// Register an extension: its messages from peers are reported as [`Event::Extension`].
@@ -1072,6 +1140,7 @@ impl<S: Storage> Replicator<S> {
             });
         }
         self.seeks.clear();
+        self.tree_hashes.clear();
         Ok(())
     }
 
@@ -1402,6 +1471,11 @@ impl<S: Storage> Replicator<S> {
                 s.request = None;
             }
         }
+        for t in self.tree_hashes.values_mut() {
+            if t.request == Some(id) {
+                t.request = None;
+            }
+        }
         if self.upgrade_inflight == Some(id) {
             self.upgrade_inflight = None;
         }
@@ -1453,6 +1527,7 @@ impl<S: Storage> Replicator<S> {
         }
         self.request_reorg(now);
         self.request_seeks(now);
+        self.request_tree_hashes(now).await?;
         self.request_upgrade(now);
         self.request_blocks(now).await?;
         self.request_hotswaps(now);
@@ -1597,6 +1672,7 @@ impl<S: Storage> Replicator<S> {
     /// Retry every pending seek against the local tree (JS `ByteSeeker.update`): resolved ones
     /// give [`Event::Seek`], the others learn what they still need.
     async fn check_seeks(&mut self) -> Result<(), ReplicationError> {
+        self.check_tree_hashes().await?;
         let ids: Vec<SeekId> = self.seeks.keys().copied().collect();
         for id in ids {
             let Some(bytes) = self.seeks.get(&id).map(|s| s.bytes) else {
@@ -1616,6 +1692,88 @@ impl<S: Storage> Replicator<S> {
             };
             if let Some(s) = self.seeks.get_mut(&id) {
                 s.target = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve the pending [`Replicator::tree_hash`]es whose roots are all stored.
+    async fn check_tree_hashes(&mut self) -> Result<(), ReplicationError> {
+        let len = self.core.length();
+        let pending: Vec<(TreeHashId, u64)> = self
+            .tree_hashes
+            .iter()
+            .map(|(&id, t)| (id, t.length))
+            .collect();
+        for (id, length) in pending {
+            let missing = if length > len {
+                None
+            } else {
+                let mut roots = Vec::new();
+                let mut missing = None;
+                for i in flat_tree::roots_of_length(length) {
+                    match self.core.tree_node(i).await? {
+                        Some(n) => roots.push(n),
+                        None => {
+                            missing = Some(i);
+                            break;
+                        }
+                    }
+                }
+                if missing.is_none() {
+                    self.tree_hashes.remove(&id);
+                    let hash = tree::hash_roots(&roots);
+                    self.events.push_back(Event::TreeHash { id, length, hash });
+                    continue;
+                }
+                missing
+            };
+            if let Some(t) = self.tree_hashes.get_mut(&id) {
+                t.missing = missing;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `hash` request in flight per pending tree hash, for its first missing root, to a
+    /// peer that holds every block under it (and so the node).
+    async fn request_tree_hashes(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let fork = self.core.fork();
+        let max = self.opts.max_inflight;
+        let pending: Vec<(TreeHashId, u64)> = self
+            .tree_hashes
+            .iter()
+            .filter(|(_, t)| t.request.is_none())
+            .filter_map(|(&id, t)| t.missing.map(|m| (id, m)))
+            .collect();
+        for (id, node) in pending {
+            let (start, end) = flat_tree::spans(node);
+            let (start, end) = (start / 2, end / 2 + 1);
+            let peer = self.peers.iter().find_map(|(&pid, p)| {
+                let holds = p.remote_contig >= end
+                    || (p.has_block(start)
+                        && p.remote_bitfield.find_first(false, start, end).is_none());
+                (!p.paused
+                    && p.remote_fork == fork
+                    && p.inflight < max
+                    && p.remote_length >= end
+                    && holds
+                    && self.can_request(p, start))
+                .then_some(pid)
+            });
+            let Some(peer) = peer else {
+                self.maybe_want(start);
+                continue;
+            };
+            let nodes = self.core.missing_nodes(node).await?;
+            let req = Request {
+                fork,
+                hash: Some(RequestBlock { index: node, nodes }),
+                ..Request::default()
+            };
+            let rid = self.send_request(now, peer, req);
+            if let Some(t) = self.tree_hashes.get_mut(&id) {
+                t.request = Some(rid);
             }
         }
         Ok(())

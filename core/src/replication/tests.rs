@@ -809,7 +809,7 @@ fn seek_results(events: &[Event]) -> BTreeMap<SeekId, (u64, u64)> {
 #[test]
 fn seek_resolves_through_hash_requests_without_downloading_blocks() {
     for seed in 1..=8u64 {
-        let n = 20 + seed * 37;
+        let n = 20 + seed * 19;
         let encryption_key = (seed == 4).then_some([3u8; 32]);
         let mut net = block_on(async {
             let (w, _) = writer(n, encryption_key).await;
@@ -919,6 +919,66 @@ fn seek_past_the_end_waits_for_a_live_append() {
         block_on(net.reps[0].append(now, &[&[8u8; 600]])).unwrap();
         net.run_idle();
         assert!(!seek_results(&net.events[1]).contains_key(&id));
+    }
+}
+
+fn tree_hash_results(events: &[Event]) -> BTreeMap<TreeHashId, (u64, [u8; 32])> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TreeHash { id, length, hash } => Some((*id, (*length, *hash))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tree_hash_at_a_length_through_hash_requests() {
+    for seed in [2, 9, 14, 23] {
+        let n = 40 + seed * 3;
+        let mut net = pair(n, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        // Oracle: the tree hash after each append of an independent writer of the same blocks.
+        let oracle: Vec<[u8; 32]> = block_on(async {
+            let (mut w, _) = writer(0, None).await;
+            let mut out = vec![w.tree_hash()];
+            for i in 0..n {
+                w.append(&[&block(i, "v0")]).await.unwrap();
+                out.push(w.tree_hash());
+            }
+            out
+        });
+        let mut rng = Rng(seed);
+        let mut lengths = vec![1, n, n - 1, 2, 3];
+        lengths.extend((0..5).map(|_| 1 + rng.next() % n));
+        let mut ids = Vec::new();
+        for &l in &lengths {
+            ids.push((block_on(net.reps[1].tree_hash(net.now, l)).unwrap(), l));
+        }
+        net.run_until(|x| tree_hash_results(&x.events[1]).len() == ids.len());
+        let got = tree_hash_results(&net.events[1]);
+        for (id, l) in ids {
+            assert_eq!(got[&id], (l, oracle[l as usize]), "seed {seed} length {l}");
+        }
+        assert_eq!(net.reps[1].core().bitfield().count(0, n, true), 0);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.hash.is_some() && r.block.is_none() && r.seek.is_none()
+        )));
+        // Past our length: waits for the core to grow.
+        let id = block_on(net.reps[1].tree_hash(net.now, n + 2)).unwrap();
+        net.run_idle();
+        assert!(!tree_hash_results(&net.events[1]).contains_key(&id));
+        let now = net.now;
+        for i in n..n + 2 {
+            block_on(net.reps[0].append(now, &[&block(i, "v0")])).unwrap();
+        }
+        net.run_until(|x| tree_hash_results(&x.events[1]).contains_key(&id));
+        assert_eq!(
+            tree_hash_results(&net.events[1])[&id],
+            (n + 2, net.reps[0].core().tree_hash())
+        );
     }
 }
 
