@@ -873,6 +873,59 @@ fn seek_resolves_through_hash_requests_without_downloading_blocks() {
 }
 
 #[test]
+fn seek_asks_a_peer_that_holds_the_blocks() {
+    for seed in [41, 42, 43] {
+        // W (0) has 60 blocks; A (1) holds 0..30 only; B (2) meets A first, W later.
+        let mut net = block_on(async {
+            let (w, _) = writer(60, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let sizes: Vec<u64> = (0..60).map(|i| block(i, "v0").len() as u64).collect();
+        net.connect(0, 1);
+        let a = block_on(net.reps[1].download(net.now, 0, Some(30))).unwrap();
+        net.run_until(|n| n.events[1].contains(&Event::Downloaded { id: a }));
+        let (_, a_at_b) = net.connect(1, 2);
+        net.run_idle();
+        assert_eq!(net.reps[2].core().length(), 60);
+        let early = sizes[..10].iter().sum::<u64>() + 2;
+        let late = sizes[..45].iter().sum::<u64>() + 4;
+        let s_early = block_on(net.reps[2].seek(net.now, early)).unwrap();
+        let s_late = block_on(net.reps[2].seek(net.now, late)).unwrap();
+        net.run_idle();
+        let got = seek_results(&net.events[2]);
+        assert_eq!(got.get(&s_early), Some(&(10, 2)));
+        // Nobody B knows holds block 45's part of the tree.
+        assert!(!got.contains_key(&s_late));
+        let hash_requests = |net: &Net, to: PeerId| {
+            net.sent[2]
+                .iter()
+                .filter(|(p, m)| *p == to && matches!(m, Message::Request(r) if r.hash.is_some()))
+                .count()
+        };
+        assert!(hash_requests(&net, a_at_b) > 0);
+        let (_, w_at_b) = net.connect(0, 2);
+        net.run_until(|n| seek_results(&n.events[2]).contains_key(&s_late));
+        assert_eq!(seek_results(&net.events[2])[&s_late], (45, 4));
+        assert!(hash_requests(&net, w_at_b) > 0);
+        assert!(!net.events[2]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+        // A was never asked about blocks it does not hold (it answered nothing invalid).
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidRequest { .. })));
+    }
+}
+
+#[test]
 fn seek_before_the_upgrade_rides_on_the_upgrade_request() {
     for seed in [3, 17, 29] {
         let mut net = pair(77, seed);
