@@ -273,8 +273,10 @@ impl<S: Storage> ReplicationHub<S> {
                     return Ok(());
                 };
                 let expected = capability(!s.is_initiator, rep.core().key(), &s.handshake_hash);
-                let ok = Handshake::from_bytes(&handshake).is_ok_and(|h| h.capability == expected);
-                if !ok {
+                let remote = Handshake::from_bytes(&handshake)
+                    .ok()
+                    .filter(|h| h.capability == expected);
+                let Some(remote) = remote else {
                     s.channels.remove(&channel);
                     // The channel is open, so closing it cannot fail except on a destroyed mux.
                     let _ = s.mux.close(channel);
@@ -284,8 +286,9 @@ impl<S: Storage> ReplicationHub<S> {
                         error: Some(ReplicationError::InvalidCapability),
                     });
                     return Ok(());
-                }
+                };
                 let peer = rep.add_peer();
+                rep.set_remote_seeks(peer, remote.seeks);
                 if let Some(c) = s.channels.get_mut(&channel) {
                     c.peer = Some(peer);
                 }

@@ -53,8 +53,8 @@
 //! prefix whose roots match and refetch the rest), the freezing of a conflicting core in
 //! storage (JS marks the header `frozen`; here only the replicator is frozen), request priorities,
 //! and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we send 2^21-block wants, and
-//! honour both kinds from peers). Seeks are sent to peers whatever their handshake's `seeks`
-//! flag says (every JS v10+ peer sets it).
+//! honour both kinds from peers). Seek requests carry the `seek` only to peers whose
+//! handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -336,6 +336,8 @@ struct Peer {
     remote_length: u64,
     remote_can_upgrade: bool,
     remote_has_manifest: bool,
+    /// Its channel handshake did not set `seeks`.
+    no_seeks: bool,
     length_acked: u64,
     can_upgrade: bool,
     last_upgradable: Option<(u64, u64)>,
@@ -595,6 +597,14 @@ impl<S: Storage> Replicator<S> {
             self.broadcast_range(id, 0, contig, false);
         }
         id
+    }
+
+    /// Record the `seeks` flag of the peer's channel handshake (assumed set until told
+    /// otherwise; every JS peer sets it). Seek requests to a peer without it carry no `seek`.
+    pub fn set_remote_seeks(&mut self, peer: PeerId, seeks: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.no_seeks = !seeks;
+        }
     }
 
     /// The peer's channel closed: forget it and move its requests to other peers.
@@ -1845,7 +1855,11 @@ impl<S: Storage> Replicator<S> {
                 }
             }
         }
-        for (id, peer, req) in sent {
+        for (id, peer, mut req) in sent {
+            if self.peers.get(&peer).is_some_and(|p| p.no_seeks) {
+                // JS: peers whose handshake lacks `seeks` get the hash/upgrade part only.
+                req.seek = None;
+            }
             let rid = self.send_request(now, peer, req);
             if let Some(s) = self.seeks.get_mut(&id) {
                 s.request = Some(rid);

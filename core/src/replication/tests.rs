@@ -926,6 +926,38 @@ fn seek_asks_a_peer_that_holds_the_blocks() {
 }
 
 #[test]
+fn seek_without_remote_seek_support_uses_hash_requests_alone() {
+    for seed in [51, 52, 53] {
+        let mut net = pair(150, seed);
+        let (_, w_at_r) = net.connect(0, 1);
+        net.run_idle();
+        net.reps[1].set_remote_seeks(w_at_r, false);
+        let sizes: Vec<u64> = (0..150).map(|i| block(i, "v0").len() as u64).collect();
+        let total: u64 = sizes.iter().sum();
+        let mut rng = Rng(seed);
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            let bytes = rng.next() % total;
+            ids.push((block_on(net.reps[1].seek(net.now, bytes)).unwrap(), bytes));
+        }
+        net.run_until(|n| seek_results(&n.events[1]).len() == ids.len());
+        let got = seek_results(&net.events[1]);
+        for (id, bytes) in ids {
+            assert_eq!(got[&id], seek_oracle(&sizes, bytes), "bytes {bytes}");
+        }
+        let requests: Vec<&Request> = net.sent[1]
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert!(requests.iter().any(|r| r.hash.is_some()));
+        assert!(requests.iter().all(|r| r.seek.is_none()));
+    }
+}
+
+#[test]
 fn seek_before_the_upgrade_rides_on_the_upgrade_request() {
     for seed in [3, 17, 29] {
         let mut net = pair(77, seed);
