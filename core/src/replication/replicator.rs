@@ -1084,16 +1084,17 @@ impl<S: Storage> Replicator<S> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.paused = true;
+        let was_paused = std::mem::replace(&mut p.paused, true);
         p.invalid_data += 1;
         // JS `_checkIfConflict`: a proof that fails to verify may mean the writer forked; ask the
-        // peer to prove its tree at the length we share (request id 0, never tracked).
+        // peer to prove its tree at the length we share (request id 0, never tracked). Once per
+        // pause: the answers in flight behind the first bad one need no check of their own.
         let length = local_len.min(p.remote_length);
         let malformed = matches!(
             error,
             HypercoreError::InvalidProof(ProofError::InvalidRequest(_))
         );
-        if !malformed && length > 0 {
+        if !was_paused && !malformed && length > 0 {
             let check = Request {
                 id: 0,
                 fork: p.remote_fork,
