@@ -32,7 +32,7 @@ use super::encryption::{BlockEncryption, EncryptionError, PADDING};
 use super::flat_tree;
 use super::layout;
 use super::manifest::{Manifest, ManifestError};
-use super::messages::{Data, TreeNode};
+use super::messages::{Data, DataBlock, TreeNode};
 use super::proof::{self, ProofError, ProofRequest};
 use super::tree::{self, MerkleTree, SeekResult, TreeBatch};
 use super::verifier::{Verifier, VerifyError};
@@ -1157,10 +1157,28 @@ impl<S: Storage> Hypercore<S> {
     /// are deleted and `upgraded_to` reports the new length). Other forks give
     /// [`ProofError::ForkMismatch`].
     pub async fn apply_proof(&mut self, proof: &Data) -> Result<ApplyOutcome, HypercoreError> {
+        let verified = self.verify_proof(proof).await?;
+        self.apply_verified(verified, proof.block.as_ref()).await
+    }
+
+    /// Store a proof verified by [`Hypercore::verify_proof`] (with `block`, the proof's block).
+    /// The replicator refines a reorg's batch before this (a higher `ancestors` and more nodes of
+    /// the new tree, each checked against the batch's verified nodes); the batch must start from
+    /// the current tree.
+    pub(crate) async fn apply_verified(
+        &mut self,
+        verified: VerifiedProof,
+        block: Option<&DataBlock>,
+    ) -> Result<ApplyOutcome, HypercoreError> {
         let VerifiedProof {
             batch: tb,
             manifest: new_manifest,
-        } = self.verify_proof(proof).await?;
+        } = verified;
+        if tb.upgraded && tb.tree_length != self.tree.length {
+            return Err(HypercoreError::InvalidArgument(
+                "the proof was verified against an older tree",
+            ));
+        }
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
         tb.write_ops(&self.storage, &mut batch).await?;
@@ -1172,7 +1190,7 @@ impl<S: Storage> Hypercore<S> {
             self.bitfield.set_range(tb.ancestors, old_length, false);
         }
         let mut bit_set = None;
-        if let Some(b) = &proof.block {
+        if let Some(b) = block {
             // A block already held is not stored twice (chunks never overlap); it verified
             // against the same tree, so it is the same bytes.
             if self.bitfield.set(b.index, true) {

@@ -60,14 +60,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::crypto::Hash;
 use crate::encoding::DecodeError;
+use crate::hypercore::messages::TreeNode;
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
     RequestBlock, RequestSeek, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST,
     NO_DATA_NOT_AVAILABLE,
 };
-use crate::hypercore::{flat_tree, tree};
+use crate::hypercore::{flat_tree, proof, tree};
 use crate::hypercore::{
-    AppendOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
+    AppendOutcome, ApplyOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
+    VerifiedProof,
 };
 use crate::protomux::{ChannelError, MuxError};
 use crate::storage::Storage;
@@ -379,6 +381,19 @@ struct PendingSeek {
     request: Option<u64>,
 }
 
+/// A verified reorg proof whose divergence point is being narrowed down with `hash` requests on
+/// the new fork (JS `ReorgBatch`).
+#[derive(Debug)]
+struct PendingReorg {
+    fork: u64,
+    verified: VerifiedProof,
+    /// The highest node of the new tree known to differ from ours (verified).
+    diff: TreeNode,
+    /// Blocks under `diff` that we hold, and the levels from one of them up to `diff`.
+    want: (u64, u64, u64),
+    request: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PendingTreeHash {
     length: u64,
@@ -431,6 +446,7 @@ pub struct Replicator<S: Storage> {
     last_length: u64,
     last_fork: u64,
     frozen: bool,
+    pending_reorg: Option<PendingReorg>,
 }
 
 impl<S: Storage> Replicator<S> {
@@ -461,6 +477,7 @@ impl<S: Storage> Replicator<S> {
             last_length,
             last_fork,
             frozen: false,
+            pending_reorg: None,
         }
     }
 
@@ -808,6 +825,9 @@ impl<S: Storage> Replicator<S> {
         self.last_length = len;
         self.last_fork = fork;
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        if fork != old_fork || len != old_len {
+            self.pending_reorg = None;
+        }
         if fork != old_fork || len < old_len {
             self.cancel_stale_requests();
             // Without knowing the shared prefix of a fork change, drop everything past it.
@@ -1013,15 +1033,41 @@ impl<S: Storage> Replicator<S> {
                 .peers
                 .get(&peer)
                 .is_some_and(|p| p.remote_fork == data.fork);
-            if !self.opts.allow_fork || !from_peer || data.upgrade.is_none() {
+            if !self.opts.allow_fork || !from_peer {
                 return Ok(());
             }
+            if data.upgrade.is_none() {
+                if matching_request(req.as_ref(), &data) {
+                    return self.on_reorg_hash(peer, &data).await;
+                }
+                return Ok(());
+            }
+            return match self.core.verify_proof(&data).await {
+                Ok(verified) => self.start_reorg(peer, data.fork, verified).await,
+                Err(HypercoreError::Storage(e)) => Err(HypercoreError::Storage(e).into()),
+                Err(error) => {
+                    self.invalid_data(peer, error);
+                    Ok(())
+                }
+            };
         } else if !matching_request(req.as_ref(), &data) {
             self.on_no_data_effects(peer, 0);
             return Ok(());
         }
         let (old_len, old_fork) = (self.core.length(), self.core.fork());
-        match self.core.apply_proof(&data).await {
+        let applied = self.core.apply_proof(&data).await;
+        self.after_apply(peer, applied, old_len, old_fork).await
+    }
+
+    /// Report and propagate what applying a proof from `peer` did.
+    async fn after_apply(
+        &mut self,
+        peer: PeerId,
+        applied: Result<ApplyOutcome, HypercoreError>,
+        old_len: u64,
+        old_fork: u64,
+    ) -> Result<(), ReplicationError> {
+        match applied {
             Ok(out) => {
                 let (len, fork) = (self.core.length(), self.core.fork());
                 if fork != old_fork {
@@ -1059,6 +1105,155 @@ impl<S: Storage> Replicator<S> {
         Ok(())
     }
 
+    /// A verified reorg proof (a signed upgrade from 0 on a higher fork): its roots tell which
+    /// prefix of ours it keeps; inside the first root that differs, `hash` requests on the new
+    /// fork find the first differing block (JS `ReorgBatch`) before the reorg is applied.
+    async fn start_reorg(
+        &mut self,
+        peer: PeerId,
+        fork: u64,
+        verified: VerifiedProof,
+    ) -> Result<(), ReplicationError> {
+        if self.pending_reorg.as_ref().is_some_and(|r| r.fork > fork) {
+            return Ok(());
+        }
+        let old_len = self.core.length();
+        let b = &verified.batch;
+        let ancestors = b.ancestors;
+        let diff = b
+            .roots
+            .iter()
+            .find(|r| flat_tree::left_span(r.index) / 2 == ancestors)
+            .copied();
+        self.pending_reorg = None;
+        match diff {
+            Some(diff) if ancestors < old_len.min(b.length) => {
+                let mut pending = PendingReorg {
+                    fork,
+                    verified,
+                    diff,
+                    want: (0, 0, 0),
+                    request: None,
+                };
+                if narrow_reorg(&mut pending, diff, old_len) {
+                    self.apply_reorg(peer, pending.verified).await
+                } else {
+                    self.pending_reorg = Some(pending);
+                    Ok(())
+                }
+            }
+            _ => self.apply_reorg(peer, verified).await,
+        }
+    }
+
+    /// A `hash` proof on the new fork for the pending reorg: it must lead to the differing node;
+    /// then descend along it (JS `ReorgBatch._update`).
+    async fn on_reorg_hash(&mut self, peer: PeerId, data: &Data) -> Result<(), ReplicationError> {
+        let Some(mut pending) = self
+            .pending_reorg
+            .take_if(|r| r.fork == data.fork && data.hash.is_some())
+        else {
+            return Ok(());
+        };
+        let mut nodes = Vec::new();
+        let root = proof::verify_tree(data, &mut nodes);
+        let root = match root {
+            Ok(Some(r)) if r == pending.diff => r,
+            Ok(Some(r)) if r.index != pending.diff.index => {
+                // An answer about a node we no longer ask about.
+                self.pending_reorg = Some(pending);
+                return Ok(());
+            }
+            Ok(_) => {
+                self.pending_reorg = Some(pending);
+                let index = data.hash.as_ref().map_or(0, |h| h.index);
+                self.invalid_data(peer, ProofError::InvalidChecksum(index).into());
+                return Ok(());
+            }
+            Err(e) => {
+                self.pending_reorg = Some(pending);
+                self.invalid_data(peer, e.into());
+                return Ok(());
+            }
+        };
+        let by_index: BTreeMap<u64, TreeNode> = nodes.iter().map(|n| (n.index, *n)).collect();
+        let mut diff = root;
+        let mut ite = flat_tree::Iterator::new(root.index);
+        while ite.index & 1 != 0 {
+            let Some(&left) = by_index.get(&ite.left_child()) else {
+                break;
+            };
+            let local = self.core.tree_node(left.index).await?;
+            if local != Some(left) {
+                diff = left;
+            } else {
+                match by_index.get(&ite.sibling()) {
+                    Some(&right) => diff = right,
+                    None => break,
+                }
+            }
+        }
+        pending.verified.batch.nodes.extend(nodes);
+        let old_len = self.core.length();
+        if narrow_reorg(&mut pending, diff, old_len) {
+            self.apply_reorg(peer, pending.verified).await
+        } else {
+            self.pending_reorg = Some(pending);
+            Ok(())
+        }
+    }
+
+    async fn apply_reorg(
+        &mut self,
+        peer: PeerId,
+        verified: VerifiedProof,
+    ) -> Result<(), ReplicationError> {
+        let (old_len, old_fork) = (self.core.length(), self.core.fork());
+        let applied = self.core.apply_verified(verified, None).await;
+        if let Err(HypercoreError::InvalidArgument(_)) = applied {
+            // Our tree moved since the proof was verified: a new reorg proof will be asked for.
+            return Ok(());
+        }
+        self.after_apply(peer, applied, old_len, old_fork).await
+    }
+
+    /// One `hash` request in flight for the pending reorg, to a peer on its fork holding a block
+    /// under the differing node (JS `_requestForkRange`).
+    fn request_reorg_hash(&mut self, now: u64) {
+        let max = self.opts.max_inflight;
+        let Some(r) = self.pending_reorg.as_ref().filter(|r| r.request.is_none()) else {
+            return;
+        };
+        let (fork, (start, end, nodes)) = (r.fork, r.want);
+        let pick = self.peers.iter().find_map(|(&id, p)| {
+            if p.paused || p.remote_fork != fork || p.inflight >= max {
+                return None;
+            }
+            let end = end.min(p.remote_length);
+            let i = if start < p.remote_contig {
+                start
+            } else {
+                p.remote_bitfield.find_first(true, start, end)?
+            };
+            (i < end).then_some((id, i))
+        });
+        let Some((peer, index)) = pick else {
+            return;
+        };
+        let req = Request {
+            fork,
+            hash: Some(RequestBlock {
+                index: 2 * index,
+                nodes,
+            }),
+            ..Request::default()
+        };
+        let id = self.send_request(now, peer, req);
+        if let Some(r) = self.pending_reorg.as_mut() {
+            r.request = Some(id);
+        }
+    }
+
     /// Our length/fork changed through a peer's proof.
     async fn after_upgrade(&mut self, old_fork: u64) -> Result<(), ReplicationError> {
         let (len, fork) = (self.core.length(), self.core.fork());
@@ -1067,6 +1262,8 @@ impl<S: Storage> Replicator<S> {
         if fork != old_fork {
             self.cancel_stale_requests();
         }
+        // A pending reorg was checked against the tree we just left.
+        self.pending_reorg = None;
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for p in peers {
             if fork != old_fork {
@@ -1487,6 +1684,13 @@ impl<S: Storage> Replicator<S> {
                 t.request = None;
             }
         }
+        if let Some(r) = self
+            .pending_reorg
+            .as_mut()
+            .filter(|r| r.request == Some(id))
+        {
+            r.request = None;
+        }
         if self.upgrade_inflight == Some(id) {
             self.upgrade_inflight = None;
         }
@@ -1537,6 +1741,7 @@ impl<S: Storage> Replicator<S> {
             return Ok(());
         }
         self.request_reorg(now);
+        self.request_reorg_hash(now);
         self.request_seeks(now);
         self.request_tree_hashes(now).await?;
         self.request_upgrade(now);
@@ -1549,7 +1754,10 @@ impl<S: Storage> Replicator<S> {
         if !self.opts.allow_fork || self.reorg_inflight.is_some() {
             return;
         }
-        let fork = self.core.fork();
+        let fork = self
+            .core
+            .fork()
+            .max(self.pending_reorg.as_ref().map_or(0, |r| r.fork));
         let max = self.opts.max_inflight;
         let pick = self.peers.iter().find(|(_, p)| {
             !p.paused && p.synced && p.remote_fork > fork && p.remote_length > 0 && p.inflight < max
@@ -1962,6 +2170,22 @@ impl<S: Storage> Replicator<S> {
             }
         }
     }
+}
+
+/// JS `ReorgBatch._updateDiffRoot`: `diff` (a verified node of the new tree) differs from ours and
+/// every block left of it is shared. Sets the reorg's `ancestors` to its first block; true when
+/// that is final (a leaf, or nothing of ours under it), else sets what to ask for next.
+fn narrow_reorg(pending: &mut PendingReorg, diff: TreeNode, old_len: u64) -> bool {
+    let (s, e) = flat_tree::spans(diff.index);
+    let (start, end) = (s / 2, (e / 2 + 1).min(old_len));
+    pending.diff = diff;
+    let batch = &mut pending.verified.batch;
+    batch.ancestors = batch.ancestors.max(start.min(old_len)).min(batch.length);
+    if diff.index & 1 == 0 || start >= old_len || end <= start {
+        return true;
+    }
+    pending.want = (start, end, flat_tree::depth(diff.index));
+    false
 }
 
 /// JS `_matchingRequest`: the data answers what was asked.

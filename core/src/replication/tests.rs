@@ -352,6 +352,52 @@ fn writer_truncation_reorgs_the_reader() {
 }
 
 #[test]
+fn reorg_keeps_every_block_before_the_fork_point() {
+    for seed in 1..=10u64 {
+        let mut rng = Rng(seed * 101);
+        let n = 20 + rng.next() % 50;
+        let cut = 1 + rng.next() % (n - 1);
+        let added = 1 + rng.next() % 12;
+        let mut net = pair(n, seed);
+        net.connect(0, 1);
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.run_until(|x| x.has_all(1, n));
+        let now = net.now;
+        block_on(net.reps[0].truncate(now, cut, None)).unwrap();
+        for i in cut..cut + added {
+            block_on(net.reps[0].append(now, &[&block(i, "v1")])).unwrap();
+        }
+        let before = net.events[1].len();
+        let total = cut + added;
+        net.run_until(|x| x.has_all(1, total) && x.reps[1].core().fork() == 1);
+        let after = &net.events[1][before..];
+        assert!(after
+            .iter()
+            .any(|e| matches!(e, Event::Reorg { fork: 1, .. })));
+        // Only the blocks past the fork point moved again.
+        let fetched: BTreeSet<u64> = after
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fetched,
+            (cut..total).collect(),
+            "seed {seed}: n {n} cut {cut} added {added}"
+        );
+        let core = net.reps[1].core();
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..cut));
+        block_on(check_blocks(core, "v1", cut..total));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+    }
+}
+
+#[test]
 fn encrypted_core_replicates() {
     let key = Some([9u8; 32]);
     let mut net = block_on(async {
