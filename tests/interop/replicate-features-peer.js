@@ -5,7 +5,9 @@
 //   mode: 'server' (listen on an ephemeral port) | 'client' (connect to `port`)
 //   streamSeed: hex 32 bytes, the secret-stream static key pair seed
 //   role: 'writer' | 'reader'
-//   writer: seed (hex 32, the core's key pair), count (blocks appended before connecting)
+//   writer: seed (hex 32, the core's key pair), count (blocks appended before connecting),
+//           truncate: {at, append} (once the peer holds everything: truncate to `at`, then append
+//           `append` blocks `fork ${k}`)
 //   reader: key (hex 32), expect (wait until the core has this length)
 //   seeks: byte offsets; the writer answers them locally in 'ready', the reader seeks them over
 //          the wire once it has upgraded to `expect` (without downloading any block first)
@@ -16,7 +18,8 @@
 // treeHashes} (writer; seeks = [[index, offset]], treeHashes = hex, from its own tree), {event:'listening', port},
 // {event:'connected'}, {event:'seeked', length, seeks, blocks} (reader; blocks = how many blocks
 // it holds after seeking), {event:'verification-error' | 'invalid-request', error},
-// {event:'closed', length, error}, and exits 0 when the stream closes.
+// {event:'truncated', length, fork}, {event:'closed', length, error}, and exits 0 when the stream
+// closes.
 'use strict'
 
 const net = require('net')
@@ -96,6 +99,29 @@ async function main () {
     core.on('verification-error', (err) => out({ event: 'verification-error', error: err.message }))
     core.on('invalid-request', (err) => out({ event: 'invalid-request', error: err.message }))
     core.on('conflict', (length, fork) => out({ event: 'conflict', length, fork }))
+
+    if (cfg.role === 'writer' && cfg.truncate) {
+      // Once a peer has everything: truncate to `at` (fork + 1) and append `append` other blocks.
+      let done = false
+      const check = async () => {
+        if (done) return
+        for (const peer of core.peers) {
+          if (peer.remoteLength >= core.length && peer.remoteContiguousLength >= core.length) {
+            done = true
+            await core.truncate(cfg.truncate.at)
+            const more = []
+            for (let k = cfg.truncate.at; k < cfg.truncate.at + cfg.truncate.append; k++) {
+              more.push(b4a.from(`fork ${k}`))
+            }
+            await core.append(more)
+            out({ event: 'truncated', length: core.length, fork: core.fork })
+            return
+          }
+        }
+        setTimeout(check, 20)
+      }
+      check()
+    }
 
     if (cfg.role === 'reader') {
       (async () => {

@@ -1,14 +1,17 @@
-//! hypercore replication features, live against JS: seeks by byte offset over TCP loopback
-//! between the Rust sans-IO stack (secret-stream → protomux → [`ReplicationHub`] →
-//! [`Replicator`]) and a real JS hypercore 11 (`tests/interop/replicate-features-peer.js`).
-//! A Rust reader seeks into a JS-written core (through an upgrade carrying the seek and through
-//! `hash` requests, downloading no block) and gets JS's own `core.seek` answers, and fetches tree
-//! hashes at shorter lengths (`hash` requests for the roots) equal to JS's `core.treeHash`; a JS reader
-//! seeks into a Rust-served core and gets the answers the block sizes dictate. A Rust core and a
-//! JS core signed by the same key pair over different blocks (a forked writer) meet: Rust's
-//! failed upgrade leads to a conflict check (request id 0) that JS answers, both sides detect the
-//! conflict and close the core's channel. Every step has a deadline and the node process is
-//! killed when a test ends.
+//! hypercore replication features, live against JS over TCP loopback: the Rust sans-IO stack
+//! (secret-stream → protomux → [`ReplicationHub`] → [`Replicator`]) and a real JS hypercore 11
+//! (`tests/interop/replicate-features-peer.js`).
+//! * A Rust reader seeks into a JS-written core (through an upgrade carrying the seek and through
+//!   `hash` requests, downloading no block) and gets JS's own `core.seek` answers; it fetches
+//!   tree hashes at shorter lengths (`hash` requests for the roots) equal to JS's `core.treeHash`.
+//! * A JS reader seeks into a Rust-served core and gets the answers the block sizes dictate.
+//! * A Rust core and a JS core signed by the same key pair over different blocks (a forked
+//!   writer) meet: Rust's failed upgrade leads to a conflict check (request id 0) that JS
+//!   answers; both sides detect the conflict and close the core's channel.
+//! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
+//!   with `hash` requests and keeping every block before it.
+//!
+//! Every step has a deadline and the node process is killed when a test ends.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -539,5 +542,94 @@ fn forked_writer_conflict_is_detected_on_both_sides() {
     d.stream.end();
     d.pump_until("the close", &mut peer, |d| d.closed);
     peer.next_event("closed", STEP).unwrap();
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
+    const LEN: u64 = 40;
+    const CUT: u64 = 23;
+    const ADDED: u64 = 6;
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x34; 32]),
+        "seed": hex::encode([0x2f; 32]), "count": LEN,
+        "truncate": { "at": CUT, "append": ADDED }, "deadline": 30000,
+    }));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    block_on(hub.replicator_mut(&dk).unwrap().download(0, 0, None)).unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x17; 32]),
+        entropy(6),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("the first download", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.fork() == 0 && c.contiguous_length() == LEN
+    });
+    let total = CUT + ADDED;
+    d.pump_until("the reorg onto JS's new fork", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.fork() == 1 && c.length() == total && c.contiguous_length() == total
+    });
+    // After the reorg only the blocks past the fork point were fetched again.
+    let reorg_at = d
+        .events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                HubEvent::Core {
+                    event: Event::Reorg { fork: 1, .. },
+                    ..
+                }
+            )
+        })
+        .expect("a reorg event");
+    let refetched: Vec<u64> = d.events[reorg_at..]
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Core {
+                event: Event::Block { index, .. },
+                ..
+            } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = refetched.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (CUT..total).collect::<Vec<u64>>());
+    let c = d.hub.replicator(&dk).unwrap().core();
+    block_on(c.verify_all()).unwrap();
+    for k in 0..total {
+        let want = if k < CUT {
+            block(k)
+        } else {
+            format!("fork {k}").into_bytes()
+        };
+        assert_eq!(block_on(c.get(k)).unwrap(), Some(want), "block {k}");
+    }
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    let closed = peer.next_event("closed", STEP).unwrap();
+    assert_eq!(closed["length"], json!(total));
     assert_eq!(peer.wait(STEP), Some(true));
 }

@@ -9,7 +9,11 @@
 //!   peer's length (it acknowledges it), `canUpgrade` says whether we hold the roots to prove an
 //!   upgrade from the peer's length.
 //! * **upgrades**: requested eagerly from a peer that can upgrade us and acknowledged our length,
-//!   at most one in flight; a peer on a higher fork is asked for a reorg proof from 0.
+//!   at most one in flight.
+//! * **reorgs**: a peer on a higher fork is asked for a signed upgrade from 0 on its fork. Its
+//!   roots show the prefix we share; inside the first root that differs, `hash` requests on the
+//!   new fork descend to the first differing block (JS `ReorgBatch`), then the core moves to the
+//!   new fork keeping every block before that point ([`Event::Reorg`]).
 //! * **blocks**: the blocks of the [`Replicator::download`] ranges are requested from peers that
 //!   advertise them (`range`/`bitfield`), least-loaded first, at most
 //!   [`Options::max_inflight`] per peer; peers that do not advertise a wanted block get a `want`
@@ -48,22 +52,19 @@
 //!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
 //!   reused only after their answer arrived.
 //!
-//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), the
-//! hash-request search for the exact divergence point of a reorg (JS `ReorgBatch`; we keep the
-//! prefix whose roots match and refetch the rest), the freezing of a conflicting core in
-//! storage (JS marks the header `frozen`; here only the replicator is frozen), request priorities,
-//! and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we send 2^21-block wants, and
-//! honour both kinds from peers). Seek requests carry the `seek` only to peers whose
-//! handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
+//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), freezing
+//! a conflicting core in storage (JS marks the header `frozen`; here only the replicator is
+//! frozen), request priorities, and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we
+//! send 2^21-block wants, and honour both kinds from peers). Seek requests carry the `seek` only
+//! to peers whose handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::crypto::Hash;
 use crate::encoding::DecodeError;
-use crate::hypercore::messages::TreeNode;
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
-    RequestBlock, RequestSeek, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST,
+    RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want, NO_DATA_INVALID_REQUEST,
     NO_DATA_NOT_AVAILABLE,
 };
 use crate::hypercore::{flat_tree, proof, tree};
