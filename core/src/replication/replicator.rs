@@ -386,6 +386,8 @@ struct PendingSeek {
 /// the new fork (JS `ReorgBatch`).
 #[derive(Debug)]
 struct PendingReorg {
+    /// The peer whose proof started it.
+    peer: PeerId,
     fork: u64,
     verified: VerifiedProof,
     /// The highest node of the new tree known to differ from ours (verified).
@@ -1130,6 +1132,7 @@ impl<S: Storage> Replicator<S> {
         match diff {
             Some(diff) if ancestors < old_len.min(b.length) => {
                 let mut pending = PendingReorg {
+                    peer,
                     fork,
                     verified,
                     diff,
@@ -1219,11 +1222,12 @@ impl<S: Storage> Replicator<S> {
     }
 
     /// One `hash` request in flight for the pending reorg, to a peer on its fork holding a block
-    /// under the differing node (JS `_requestForkRange`).
-    fn request_reorg_hash(&mut self, now: u64) {
+    /// under the differing node (JS `_requestForkRange`). When no peer on that fork can be asked,
+    /// the reorg is applied with the shared prefix found so far (the rest is fetched again).
+    async fn request_reorg_hash(&mut self, now: u64) -> Result<(), ReplicationError> {
         let max = self.opts.max_inflight;
         let Some(r) = self.pending_reorg.as_ref().filter(|r| r.request.is_none()) else {
-            return;
+            return Ok(());
         };
         let (fork, (start, end, nodes)) = (r.fork, r.want);
         let pick = self.peers.iter().find_map(|(&id, p)| {
@@ -1239,7 +1243,16 @@ impl<S: Storage> Replicator<S> {
             (i < end).then_some((id, i))
         });
         let Some((peer, index)) = pick else {
-            return;
+            let busy = self
+                .peers
+                .values()
+                .any(|p| !p.paused && p.remote_fork == fork && p.inflight >= max);
+            if !busy {
+                if let Some(r) = self.pending_reorg.take() {
+                    self.apply_reorg(r.peer, r.verified).await?;
+                }
+            }
+            return Ok(());
         };
         let req = Request {
             fork,
@@ -1253,6 +1266,7 @@ impl<S: Storage> Replicator<S> {
         if let Some(r) = self.pending_reorg.as_mut() {
             r.request = Some(id);
         }
+        Ok(())
     }
 
     /// Our length/fork changed through a peer's proof.
@@ -1742,7 +1756,7 @@ impl<S: Storage> Replicator<S> {
             return Ok(());
         }
         self.request_reorg(now);
-        self.request_reorg_hash(now);
+        self.request_reorg_hash(now).await?;
         self.request_seeks(now);
         self.request_tree_hashes(now).await?;
         self.request_upgrade(now);

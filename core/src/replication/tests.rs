@@ -398,6 +398,53 @@ fn reorg_keeps_every_block_before_the_fork_point() {
 }
 
 #[test]
+fn reorg_through_a_peer_without_blocks_keeps_the_shared_roots() {
+    for seed in [7, 8, 9] {
+        // W (0) writes 24 blocks; R (1) holds them all; P (2) only follows the length.
+        let mut net = block_on(async {
+            let (w, _) = writer(24, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let (_, w_at_r) = net.connect(0, 1);
+        net.connect(0, 2);
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.run_until(|x| x.has_all(1, 24) && x.reps[2].core().length() == 24);
+        net.reps[1].forget_peer(w_at_r);
+        let now = net.now;
+        block_on(net.reps[0].truncate(now, 21, None)).unwrap();
+        block_on(net.reps[0].append(now, &[&block(21, "v1")])).unwrap();
+        net.run_until(|x| x.reps[2].core().fork() == 1);
+        // R meets P only: P proves fork 1 but holds no block to narrow the fork point with.
+        net.connect(1, 2);
+        net.run_until(|x| x.reps[1].core().fork() == 1);
+        let core = net.reps[1].core();
+        assert_eq!(core.length(), 22);
+        // Roots of 22 are 0..16, 16..20, 20..22: the first two are shared and kept.
+        assert_eq!(core.bitfield().count(0, 22, true), 20);
+        block_on(check_blocks(core, "v0", 0..20));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+        // Meeting W, R fetches what it dropped.
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.connect(0, 1);
+        net.run_until(|x| x.has_all(1, 22));
+        let core = net.reps[1].core();
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..21));
+        block_on(check_blocks(core, "v1", 21..22));
+    }
+}
+
+#[test]
 fn encrypted_core_replicates() {
     let key = Some([9u8; 32]);
     let mut net = block_on(async {
