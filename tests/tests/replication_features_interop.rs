@@ -10,6 +10,7 @@
 //!   answers; both sides detect the conflict and close the core's channel.
 //! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
 //!   with `hash` requests and keeping every block before it.
+//! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
 //!
 //! Every step has a deadline and the node process is killed when a test ends.
 
@@ -631,5 +632,51 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
     d.pump_until("the clean close", &mut peer, |d| d.closed);
     let closed = peer.next_event("closed", STEP).unwrap();
     assert_eq!(closed["length"], json!(total));
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x35; 32]),
+        "seed": hex::encode([0x3e; 32]), "count": 0, "deadline": 30000,
+    }));
+    assert_eq!(ready["length"], json!(0));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    assert!(core.manifest().is_none());
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x18; 32]),
+        entropy(7),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    // Nothing to upgrade to: the manifest comes from a request of its own.
+    d.pump_until("the manifest", &mut peer, |d| {
+        d.hub.replicator(&dk).unwrap().core().manifest().is_some()
+    });
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(c.manifest().unwrap().key(), key);
+    assert_eq!(c.length(), 0);
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    peer.next_event("closed", STEP).unwrap();
     assert_eq!(peer.wait(STEP), Some(true));
 }

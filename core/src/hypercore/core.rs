@@ -978,7 +978,8 @@ impl<S: Storage> Hypercore<S> {
 
     /// Verify `proof` against the local state without changing anything (see
     /// [`Hypercore::apply_proof`] for what is accepted). An empty proof (as JS answers a lone seek
-    /// request) verifies trivially.
+    /// request) verifies trivially; a proof carrying only a manifest, while we have none, gives
+    /// that manifest if its hash is our key.
     pub async fn verify_proof(&self, proof: &Data) -> Result<VerifiedProof, HypercoreError> {
         if let Some(b) = &proof.block {
             if b.value.len() > MAX_BLOCK_SIZE + PADDING {
@@ -1022,6 +1023,11 @@ impl<S: Storage> Hypercore<S> {
                 )?;
                 new_manifest = manifest;
             }
+        }
+        if let (None, None, Some(m)) = (&self.manifest, &new_manifest, &proof.manifest) {
+            // A manifest on its own (JS answers a manifest request so): kept if it is the one
+            // whose hash is our key.
+            new_manifest = Some(self.resolve_manifest(Some(m))?);
         }
         if let Some(u) = unverified {
             let local = tree::get_node(&self.storage, u.index)

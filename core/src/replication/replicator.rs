@@ -9,7 +9,8 @@
 //!   peer's length (it acknowledges it), `canUpgrade` says whether we hold the roots to prove an
 //!   upgrade from the peer's length.
 //! * **upgrades**: requested eagerly from a peer that can upgrade us and acknowledged our length,
-//!   at most one in flight.
+//!   at most one in flight, with the manifest when we lack it. A peer with an empty core that has
+//!   a manifest is asked for it alone (JS `_requestManifest`); it is kept if it hashes to our key.
 //! * **reorgs**: a peer on a higher fork is asked for a signed upgrade from 0 on its fork. Its
 //!   roots show the prefix we share; inside the first root that differs, `hash` requests on the
 //!   new fork descend to the first differing block (JS `ReorgBatch`), then the core moves to the
@@ -341,6 +342,8 @@ struct Peer {
     remote_has_manifest: bool,
     /// Its channel handshake did not set `seeks`.
     no_seeks: bool,
+    /// We asked it for the manifest alone.
+    manifest_asked: bool,
     length_acked: u64,
     can_upgrade: bool,
     last_upgradable: Option<(u64, u64)>,
@@ -1755,6 +1758,7 @@ impl<S: Storage> Replicator<S> {
         if self.frozen {
             return Ok(());
         }
+        self.request_manifest(now);
         self.request_reorg(now);
         self.request_reorg_hash(now).await?;
         self.request_seeks(now);
@@ -1763,6 +1767,31 @@ impl<S: Storage> Replicator<S> {
         self.request_blocks(now).await?;
         self.request_hotswaps(now);
         Ok(())
+    }
+
+    /// JS `_requestManifest`: without a manifest, ask one peer with an empty core that has one
+    /// (others send it with their upgrade proof).
+    fn request_manifest(&mut self, now: u64) {
+        if self.core.manifest().is_some() || self.peers.values().any(|p| p.manifest_asked) {
+            return;
+        }
+        let max = self.opts.max_inflight;
+        let pick = self.peers.iter_mut().find(|(_, p)| {
+            !p.paused
+                && p.synced
+                && p.remote_length == 0
+                && p.remote_has_manifest
+                && p.inflight < max
+        });
+        if let Some((&peer, p)) = pick {
+            p.manifest_asked = true;
+            let req = Request {
+                fork: p.remote_fork,
+                manifest: true,
+                ..Request::default()
+            };
+            self.send_request(now, peer, req);
+        }
     }
 
     fn request_reorg(&mut self, now: u64) {

@@ -638,6 +638,45 @@ fn timed_out_requests_are_cancelled_and_rescheduled() {
 }
 
 #[test]
+fn manifest_of_an_empty_core_is_asked_for_alone() {
+    for seed in [12, 13] {
+        let mut net = pair(0, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        let want = net.reps[0].core().manifest().cloned();
+        assert!(want.is_some());
+        assert_eq!(net.reps[1].core().manifest().cloned(), want);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.manifest && r.upgrade.is_none() && r.block.is_none()
+        )));
+    }
+    // A manifest that does not hash to the key is refused.
+    let mut r = block_on(async { Rep::new(reader([5; 32], None).await, Options::default()) });
+    let peer = r.add_peer();
+    let sync = Sync {
+        has_manifest: true,
+        ..Sync::default()
+    };
+    block_on(r.handle_message(0, peer, Message::Sync(sync))).unwrap();
+    let id = std::iter::from_fn(|| r.poll_transmit())
+        .find_map(|(_, m)| match m {
+            Message::Request(q) if q.manifest => Some(q.id),
+            _ => None,
+        })
+        .expect("a manifest request");
+    let wrong = crate::hypercore::manifest::Manifest::default_signer([6; 32]);
+    let data = crate::hypercore::messages::Data {
+        request: id,
+        manifest: Some(wrong),
+        ..Default::default()
+    };
+    block_on(r.handle_message(0, peer, Message::Data(Box::new(data)))).unwrap();
+    assert!(r.core().manifest().is_none());
+    assert!(std::iter::from_fn(|| r.poll_event()).any(|e| matches!(e, Event::InvalidData { .. })));
+}
+
+#[test]
 fn not_available_and_manifest_only_answers() {
     let mut net = pair(4, 71);
     let (_, p) = net.connect(0, 1);
