@@ -12,13 +12,14 @@
 //   seeks: byte offsets; the writer answers them locally in 'ready', the reader seeks them over
 //          the wire once it has upgraded to `expect` (without downloading any block first)
 //   treeHashes: lengths; the writer prints core.treeHash(length) for each in 'ready'
+//   extension: a name; messages of that extension (raw bytes) are echoed back prefixed 'echo:'
 //   deadline: ms after which the process gives up (exit 2)
 // Block k is `block ${k} ` followed by (k * 37) % 3000 bytes equal to k & 255.
 // Prints one JSON object per line: {event:'ready', key, discoveryKey, length, byteLength, seeks,
 // treeHashes} (writer; seeks = [[index, offset]], treeHashes = hex, from its own tree), {event:'listening', port},
 // {event:'connected'}, {event:'seeked', length, seeks, blocks} (reader; blocks = how many blocks
 // it holds after seeking), {event:'verification-error' | 'invalid-request', error},
-// {event:'truncated', length, fork}, {event:'closed', length, error}, and exits 0 when the stream
+// {event:'truncated', length, fork}, {event:'extension', message} (utf-8), {event:'closed', length, error}, and exits 0 when the stream
 // closes.
 'use strict'
 
@@ -99,6 +100,17 @@ async function main () {
     core.on('verification-error', (err) => out({ event: 'verification-error', error: err.message }))
     core.on('invalid-request', (err) => out({ event: 'invalid-request', error: err.message }))
     core.on('conflict', (length, fork) => out({ event: 'conflict', length, fork }))
+
+    if (cfg.extension) {
+      // Echo every message of the extension back to its sender, prefixed with 'echo:'.
+      const ext = core.registerExtension(cfg.extension, {
+        encoding: 'binary',
+        onmessage (message, peer) {
+          out({ event: 'extension', message: b4a.toString(message) })
+          ext.send(b4a.concat([b4a.from('echo:'), message]), peer)
+        }
+      })
+    }
 
     if (cfg.role === 'writer' && cfg.truncate) {
       // Once a peer has everything: truncate to `at` (fork + 1) and append `append` other blocks.

@@ -11,6 +11,7 @@
 //! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
 //!   with `hash` requests and keeping every block before it.
 //! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
+//! * User extension messages go both ways (JS echoes them), with the repeated-name compression.
 //!
 //! Every step has a deadline and the node process is killed when a test ends.
 
@@ -678,5 +679,84 @@ fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
     d.stream.end();
     d.pump_until("the clean close", &mut peer, |d| d.closed);
     peer.next_event("closed", STEP).unwrap();
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn extension_messages_round_trip_with_js() {
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x36; 32]),
+        "seed": hex::encode([0x4a; 32]), "count": 1, "extension": "hp-echo", "deadline": 30000,
+    }));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut rep = Replicator::new(core, Options::default());
+    rep.register_extension("hp-echo");
+    let mut hub = ReplicationHub::new();
+    let dk = hub.add_core(rep).unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x19; 32]),
+        entropy(8),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("the channel", &mut peer, |d| {
+        d.events
+            .iter()
+            .any(|e| matches!(e, HubEvent::ChannelOpened { .. }))
+    });
+    let js = d
+        .events
+        .iter()
+        .find_map(|e| match e {
+            HubEvent::ChannelOpened { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .unwrap();
+    // The second message goes out with the empty "same name as before" name.
+    for m in [&b"hello"[..], b"again", b"\x00\xffbytes"] {
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        rep.send_extension(js, "hp-echo", m).unwrap();
+        d.hub.flush();
+    }
+    let echoes = |events: &[HubEvent]| -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                HubEvent::Core {
+                    event: Event::Extension { name, message, .. },
+                    ..
+                } if name == "hp-echo" => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    d.pump_until("three echoes", &mut peer, |d| echoes(&d.events).len() == 3);
+    assert_eq!(
+        echoes(&d.events),
+        [
+            b"echo:hello".to_vec(),
+            b"echo:again".to_vec(),
+            b"echo:\x00\xffbytes".to_vec()
+        ]
+    );
+    for want in ["hello", "again"] {
+        let v = peer.next_event("extension", STEP).unwrap();
+        assert_eq!(v["message"], json!(want));
+    }
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
     assert_eq!(peer.wait(STEP), Some(true));
 }
