@@ -444,6 +444,103 @@ fn reorg_through_a_peer_without_blocks_keeps_the_shared_roots() {
     }
 }
 
+/// A writer that appends and truncates at random while two readers (connected to it and to each
+/// other) download random ranges, seek and follow its forks: afterwards both hold exactly the
+/// writer's blocks, and no honest peer was ever punished.
+#[test]
+fn random_appends_truncations_and_reads_converge() {
+    for seed in 1..=12u64 {
+        let mut rng = Rng(seed * 7717);
+        let mut net = block_on(async {
+            let (w, _) = writer(10, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        net.connect(0, 1);
+        net.connect(0, 2);
+        net.connect(1, 2);
+        // Block i written in round `r` is `block(i, "r{r}")`.
+        let mut tags: Vec<String> = (0..10).map(|_| "v0".to_string()).collect();
+        for round in 1..=25u64 {
+            let now = net.now;
+            match rng.next() % 6 {
+                0 | 1 => {
+                    let len = net.reps[0].core().length();
+                    for i in len..len + 1 + rng.next() % 4 {
+                        let tag = format!("r{round}");
+                        block_on(net.reps[0].append(now, &[&block(i, &tag)])).unwrap();
+                        tags.push(tag);
+                    }
+                }
+                2 => {
+                    let len = net.reps[0].core().length();
+                    let to = len - rng.next() % len.min(6);
+                    block_on(net.reps[0].truncate(now, to, None)).unwrap();
+                    tags.truncate(to as usize);
+                }
+                3 | 4 => {
+                    let node = 1 + (rng.next() % 2) as usize;
+                    let len = net.reps[0].core().length();
+                    let start = rng.next() % len;
+                    let end = start + 1 + rng.next() % 8;
+                    block_on(net.reps[node].download(now, start, Some(end))).unwrap();
+                }
+                _ => {
+                    let node = 1 + (rng.next() % 2) as usize;
+                    let bytes = rng.next() % (net.reps[0].core().byte_length() + 1);
+                    block_on(net.reps[node].seek(now, bytes)).unwrap();
+                }
+            }
+            for _ in 0..rng.next() % 40 {
+                if !net.step() {
+                    break;
+                }
+            }
+        }
+        let len = net.reps[0].core().length();
+        let fork = net.reps[0].core().fork();
+        for node in [1, 2] {
+            block_on(net.reps[node].download(net.now, 0, None)).unwrap();
+        }
+        net.run_until(|x| {
+            [1, 2]
+                .iter()
+                .all(|&n| x.has_all(n, len) && x.reps[n].core().fork() == fork)
+        });
+        net.run_idle();
+        for node in [1, 2] {
+            let core = net.reps[node].core();
+            block_on(core.verify_all()).unwrap();
+            for (i, tag) in tags.iter().enumerate() {
+                let i = i as u64;
+                assert_eq!(
+                    block_on(core.get(i)).unwrap(),
+                    Some(block(i, tag)),
+                    "seed {seed} node {node} block {i}"
+                );
+            }
+            assert!(
+                !net.events[node].iter().any(|e| matches!(
+                    e,
+                    Event::InvalidData { .. } | Event::Conflict { .. } | Event::Disconnect { .. }
+                )),
+                "seed {seed} node {node}: {:?}",
+                net.events[node]
+                    .iter()
+                    .filter(|e| matches!(e, Event::InvalidData { .. }))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
 #[test]
 fn encrypted_core_replicates() {
     let key = Some([9u8; 32]);
