@@ -32,7 +32,7 @@ use super::encryption::{BlockEncryption, EncryptionError, PADDING};
 use super::flat_tree;
 use super::layout;
 use super::manifest::{Manifest, ManifestError};
-use super::messages::{Data, TreeNode};
+use super::messages::{Data, DataBlock, TreeNode};
 use super::proof::{self, ProofError, ProofRequest};
 use super::tree::{self, MerkleTree, SeekResult, TreeBatch};
 use super::verifier::{Verifier, VerifyError};
@@ -985,7 +985,8 @@ impl<S: Storage> Hypercore<S> {
 
     /// Verify `proof` against the local state without changing anything (see
     /// [`Hypercore::apply_proof`] for what is accepted). An empty proof (as JS answers a lone seek
-    /// request) verifies trivially.
+    /// request) verifies trivially; a proof carrying only a manifest, while we have none, gives
+    /// that manifest if its hash is our key.
     pub async fn verify_proof(&self, proof: &Data) -> Result<VerifiedProof, HypercoreError> {
         if let Some(b) = &proof.block {
             if b.value.len() > MAX_BLOCK_SIZE + PADDING {
@@ -1029,6 +1030,11 @@ impl<S: Storage> Hypercore<S> {
                 )?;
                 new_manifest = manifest;
             }
+        }
+        if let (None, None, Some(m)) = (&self.manifest, &new_manifest, &proof.manifest) {
+            // A manifest on its own (JS answers a manifest request so): kept if it is the one
+            // whose hash is our key.
+            new_manifest = Some(self.resolve_manifest(Some(m))?);
         }
         if let Some(u) = unverified {
             let local = tree::get_node(&self.storage, u.index)
@@ -1116,6 +1122,44 @@ impl<S: Storage> Hypercore<S> {
         Ok(VerifiedProof { batch, manifest })
     }
 
+    /// JS `checkConflict`: whether `proof` (a signed upgrade from 0 on our fork, to a length we
+    /// hold, as a peer sends for a conflict check with request id 0) proves a different tree at
+    /// that length than ours: two valid signatures over diverging trees, a forked writer.
+    /// `Ok(false)` when the check does not apply (other fork, longer than our core, no manifest,
+    /// roots not stored) or the trees agree; an error when the proof does not verify on its own.
+    pub async fn check_conflict(&self, proof: &Data) -> Result<bool, HypercoreError> {
+        let (Some(up), Some(verifier)) = (proof.upgrade.as_ref(), self.verifier.as_ref()) else {
+            return Ok(false);
+        };
+        if up.start != 0
+            || up.length == 0
+            || up.length > self.tree.length
+            || proof.fork != self.tree.fork
+        {
+            return Ok(false);
+        }
+        let mut batch = TreeBatch::empty(self.tree.fork);
+        let unverified = proof::verify_tree(proof, &mut batch.nodes)?;
+        let consumed =
+            proof::verify_upgrade(proof.fork, up, unverified, &mut batch, verifier.prologue())?;
+        if let (Some(u), false) = (unverified, consumed) {
+            return Err(ProofError::Unverifiable(u.index).into());
+        }
+        let sig = batch.signature.clone().unwrap_or_default();
+        verifier.verify_with_roots(&batch.roots, &batch.hash(), batch.length, batch.fork, &sig)?;
+        let idx = flat_tree::roots_of_length(up.length);
+        let stored = tree::get_nodes(&self.storage, &idx).await?;
+        for (i, local) in idx.iter().zip(stored) {
+            let remote = batch.nodes.iter().find(|n| n.index == *i);
+            match (local, remote) {
+                (Some(l), Some(r)) if l.hash != r.hash || l.size != r.size => return Ok(true),
+                (Some(_), Some(_)) => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
     /// Verify `proof` and store what it proves, in one atomic write: a signed upgrade grows the
     /// core (new roots, nodes, signature; the manifest too when the proof carries the first one),
     /// a block is stored and marked in the bitfield. On any error the core is unchanged.
@@ -1126,10 +1170,28 @@ impl<S: Storage> Hypercore<S> {
     /// are deleted and `upgraded_to` reports the new length). Other forks give
     /// [`ProofError::ForkMismatch`].
     pub async fn apply_proof(&mut self, proof: &Data) -> Result<ApplyOutcome, HypercoreError> {
+        let verified = self.verify_proof(proof).await?;
+        self.apply_verified(verified, proof.block.as_ref()).await
+    }
+
+    /// Store a proof verified by [`Hypercore::verify_proof`] (with `block`, the proof's block).
+    /// The replicator refines a reorg's batch before this (a higher `ancestors` and more nodes of
+    /// the new tree, each checked against the batch's verified nodes); the batch must start from
+    /// the current tree.
+    pub(crate) async fn apply_verified(
+        &mut self,
+        verified: VerifiedProof,
+        block: Option<&DataBlock>,
+    ) -> Result<ApplyOutcome, HypercoreError> {
         let VerifiedProof {
             batch: tb,
             manifest: new_manifest,
-        } = self.verify_proof(proof).await?;
+        } = verified;
+        if tb.upgraded && tb.tree_length != self.tree.length {
+            return Err(HypercoreError::InvalidArgument(
+                "the proof was verified against an older tree",
+            ));
+        }
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
         tb.write_ops(&self.storage, &mut batch).await?;
@@ -1141,7 +1203,7 @@ impl<S: Storage> Hypercore<S> {
             self.bitfield.set_range(tb.ancestors, old_length, false);
         }
         let mut bit_set = None;
-        if let Some(b) = &proof.block {
+        if let Some(b) = block {
             // A block already held is not stored twice (chunks never overlap); it verified
             // against the same tree, so it is the same bytes.
             if self.bitfield.set(b.index, true) {

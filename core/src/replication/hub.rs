@@ -12,7 +12,8 @@
 //!
 //! A protocol violation (bad protomux frame, undecodable message, a peer disconnected by its
 //! replicator) destroys the stream: [`HubEvent::StreamClosed`] tells the transport to drop the
-//! connection.
+//! connection. A core whose replicator found a fork conflict ([`ReplicationError::Conflict`])
+//! only has its channels closed ([`HubEvent::ChannelClosed`]), after its last messages.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -272,8 +273,10 @@ impl<S: Storage> ReplicationHub<S> {
                     return Ok(());
                 };
                 let expected = capability(!s.is_initiator, rep.core().key(), &s.handshake_hash);
-                let ok = Handshake::from_bytes(&handshake).is_ok_and(|h| h.capability == expected);
-                if !ok {
+                let remote = Handshake::from_bytes(&handshake)
+                    .ok()
+                    .filter(|h| h.capability == expected);
+                let Some(remote) = remote else {
                     s.channels.remove(&channel);
                     // The channel is open, so closing it cannot fail except on a destroyed mux.
                     let _ = s.mux.close(channel);
@@ -283,8 +286,9 @@ impl<S: Storage> ReplicationHub<S> {
                         error: Some(ReplicationError::InvalidCapability),
                     });
                     return Ok(());
-                }
+                };
                 let peer = rep.add_peer();
+                rep.set_remote_seeks(peer, remote.seeks);
                 if let Some(c) = s.channels.get_mut(&channel) {
                     c.peer = Some(peer);
                 }
@@ -364,6 +368,7 @@ impl<S: Storage> ReplicationHub<S> {
             s.mux.cork();
         }
         let mut disconnects = Vec::new();
+        let mut closes = Vec::new();
         for (dk, rep) in self.cores.iter_mut() {
             while let Some((peer, msg)) = rep.poll_transmit() {
                 let Some(&(sid, ch)) = self.peers.get(&(*dk, peer)) else {
@@ -376,8 +381,13 @@ impl<S: Storage> ReplicationHub<S> {
             }
             while let Some(event) = rep.poll_event() {
                 if let Event::Disconnect { peer, error } = &event {
-                    if let Some(&(sid, _)) = self.peers.get(&(*dk, *peer)) {
-                        disconnects.push((sid, error.clone()));
+                    if let Some(&(sid, ch)) = self.peers.get(&(*dk, *peer)) {
+                        if matches!(error, ReplicationError::Conflict { .. }) {
+                            // Only this core is affected: close its channel, keep the stream.
+                            closes.push((sid, ch, *dk, *peer, error.clone()));
+                        } else {
+                            disconnects.push((sid, error.clone()));
+                        }
                     }
                 }
                 self.events.push_back(HubEvent::Core {
@@ -385,6 +395,19 @@ impl<S: Storage> ReplicationHub<S> {
                     event,
                 });
             }
+        }
+        for (sid, ch, dk, peer, error) in closes {
+            self.peers.remove(&(dk, peer));
+            if let Some(s) = self.streams.get_mut(&sid) {
+                s.channels.remove(&ch);
+                // After the messages queued above; fails only on a destroyed mux.
+                let _ = s.mux.close(ch);
+            }
+            self.events.push_back(HubEvent::ChannelClosed {
+                stream: sid,
+                discovery_key: dk,
+                error: Some(error),
+            });
         }
         for (sid, s) in self.streams.iter_mut() {
             s.mux.uncork();

@@ -10,7 +10,8 @@
 //!   discovery key, handshake = `{seeks, capability}`) for every core on every stream, checks the
 //!   remote capability, and maps channels to replicator peers: a transport only moves frames
 //!   (secret-stream plaintext messages) in and out.
-//! - [`RemoteBitfield`](crate::replication::RemoteBitfield): what one remote says it has.
+//! - [`RemoteBitfield`](crate::replication::RemoteBitfield): what one remote says it has;
+//!   [`RemoteWants`](crate::replication::RemoteWants): what it says it wants.
 //!
 //! Time is milliseconds from any origin the caller picks; nothing here reads a clock.
 //!
@@ -23,8 +24,8 @@ pub mod replicator;
 mod tests;
 
 pub use hub::{HubEvent, ReplicationHub, StreamId, PROTOCOL, PROTOCOL_ALIAS};
-pub use remote_bitfield::RemoteBitfield;
+pub use remote_bitfield::{RemoteBitfield, RemoteWants};
 pub use replicator::{
-    DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator,
+    DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator, SeekId, TreeHashId,
     MAX_INVALID_REQUESTS,
 };

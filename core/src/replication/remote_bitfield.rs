@@ -135,6 +135,136 @@ impl RemoteBitfield {
     }
 }
 
+/// Largest `want` a remote may send (JS `MAX_RANGE`, 2^21 blocks); longer ones are ignored.
+pub const MAX_WANT_RANGE: u64 = 8 * 256 * 1024;
+/// Smallest batch-aligned `want` (JS `MIN_RANGE`).
+const MIN_WANT_RANGE: u64 = 32;
+/// Tracked batch wants before the remote counts as wanting everything (JS `MAX`).
+const MAX_WANTS: usize = 512;
+/// Tracked `any` wants before the remote counts as wanting everything (JS `MAX_ANY`).
+const MAX_ANY_WANTS: usize = 16;
+/// Distinct batch sizes before the remote counts as wanting everything (JS `MAX_REMOTE_BATCHES`).
+const MAX_WANT_BATCHES: usize = 4;
+
+/// What one remote said it wants (`want`/`unwant`), to filter `range` broadcasts (JS
+/// `RemoteWants` in `lib/wants.js`). Misshapen or too many wants make it want everything.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteWants {
+    any: Vec<(u64, u64)>,
+    all: bool,
+    size: usize,
+    /// Batch length → batch numbers (`start / length`).
+    batches: BTreeMap<u64, std::collections::BTreeSet<u64>>,
+}
+
+fn valid_batch(start: u64, length: u64) -> bool {
+    (MIN_WANT_RANGE..=MAX_WANT_RANGE).contains(&length)
+        && length.is_power_of_two()
+        && start & (length - 1) == 0
+}
+
+impl RemoteWants {
+    /// Nothing wanted yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record a `want`; false when it is ignored (longer than [`MAX_WANT_RANGE`]).
+    pub fn add(&mut self, start: u64, length: u64, any: bool) -> bool {
+        if any {
+            if self.any.len() < MAX_ANY_WANTS {
+                self.any.push((start, length));
+            } else {
+                self.all = true;
+            }
+            return true;
+        }
+        if length > MAX_WANT_RANGE {
+            return false;
+        }
+        if !valid_batch(start, length) || self.size >= MAX_WANTS {
+            self.all = true;
+            return true;
+        }
+        if !self.batches.contains_key(&length) && self.batches.len() >= MAX_WANT_BATCHES {
+            self.all = true;
+            return true;
+        }
+        if self
+            .batches
+            .entry(length)
+            .or_default()
+            .insert(start / length)
+        {
+            self.size += 1;
+        }
+        true
+    }
+
+    /// Forget a want (`unwant`).
+    pub fn remove(&mut self, start: u64, length: u64, any: bool) {
+        if any {
+            if let Some(i) = self.any.iter().position(|&a| a == (start, length)) {
+                self.any.swap_remove(i);
+            }
+            return;
+        }
+        if !valid_batch(start, length) {
+            return;
+        }
+        if let Some(set) = self.batches.get_mut(&length) {
+            if set.remove(&(start / length)) {
+                self.size -= 1;
+            }
+            if set.is_empty() {
+                self.batches.remove(&length);
+            }
+        }
+    }
+
+    fn has_any(&self, start: u64, length: u64) -> bool {
+        let e = start.saturating_add(length);
+        self.any.iter().any(|&(s, l)| {
+            let end = s.saturating_add(l);
+            (s <= start && start < end) || (s < e && e <= end)
+        })
+    }
+
+    /// Whether block `index` lies in a wanted batch.
+    pub fn has(&self, index: u64) -> bool {
+        self.all
+            || self
+                .batches
+                .iter()
+                .any(|(&len, set)| set.contains(&(index / len)))
+    }
+
+    /// Whether any of `start..start + length` may be wanted (JS `hasRange`: checks at most three
+    /// batches of the smallest size, then assumes yes).
+    pub fn has_range(&self, start: u64, length: u64) -> bool {
+        if self.has_any(start, length) {
+            return true;
+        }
+        if length == 1 {
+            return self.has(start);
+        }
+        let Some(&smallest) = self.batches.keys().next() else {
+            return self.all;
+        };
+        let end = start.saturating_add(length);
+        let mut i = start - (start & (smallest - 1));
+        let mut checked = 0;
+        while i < end {
+            if checked == 3 || self.has(i) {
+                return true;
+            }
+            checked += 1;
+            i = i.saturating_add(smallest);
+        }
+        self.all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +292,28 @@ mod tests {
         // Clearing a missing page allocates nothing and terminates quickly.
         b.set_range(0, 1 << 40, false);
         assert!(b.pages.is_empty());
+    }
+
+    #[test]
+    fn remote_wants_follow_js_rules() {
+        let mut w = RemoteWants::new();
+        assert!(!w.has_range(0, 1000) && !w.has(5));
+        assert!(
+            !w.add(0, MAX_WANT_RANGE * 2, false),
+            "over-long wants are ignored"
+        );
+        assert!(w.add(1 << 21, 1 << 21, false));
+        assert!(w.has((1 << 21) + 7) && !w.has(7));
+        assert!(w.has_range((1 << 21) - 10, 20) && !w.has_range(0, 100));
+        w.remove(1 << 21, 1 << 21, false);
+        assert!(!w.has((1 << 21) + 7));
+        // `any` wants match overlapping ranges.
+        w.add(100, 50, true);
+        assert!(w.has_range(120, 1000) && w.has_range(50, 60) && !w.has_range(200, 10));
+        w.remove(100, 50, true);
+        assert!(!w.has_range(120, 1000));
+        // A misaligned want means "everything".
+        w.add(3, 64, false);
+        assert!(w.has(1 << 40) && w.has_range(5, 5));
     }
 }

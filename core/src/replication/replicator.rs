@@ -9,38 +9,74 @@
 //!   peer's length (it acknowledges it), `canUpgrade` says whether we hold the roots to prove an
 //!   upgrade from the peer's length.
 //! * **upgrades**: requested eagerly from a peer that can upgrade us and acknowledged our length,
-//!   at most one in flight; a peer on a higher fork is asked for a reorg proof from 0.
+//!   at most one in flight, with the manifest when we lack it. A peer with an empty core that has
+//!   a manifest is asked for it alone (JS `_requestManifest`); it is kept if it hashes to our key.
+//! * **reorgs**: a peer on a higher fork is asked for a signed upgrade from 0 on its fork. Its
+//!   roots show the prefix we share; inside the first root that differs, `hash` requests on the
+//!   new fork descend to the first differing block (JS `ReorgBatch`), then the core moves to the
+//!   new fork keeping every block before that point ([`Event::Reorg`]).
 //! * **blocks**: the blocks of the [`Replicator::download`] ranges are requested from peers that
 //!   advertise them (`range`/`bitfield`), least-loaded first, at most
 //!   [`Options::max_inflight`] per peer; peers that do not advertise a wanted block get a `want`
 //!   for its 2^21-block batch. Verified blocks give [`Event::Block`] and a `range` broadcast.
-//! * **answers**: proofs through [`Hypercore::proof`]; wrong fork or missing block → manifest-only
+//! * **hotswap**: with several peers, a peer with spare capacity (half its window, at least 16)
+//!   also requests blocks already in flight at other peers (up to 3 requests per block, fewest
+//!   requests and oldest first; JS picks at random). The first answer wins, the other requests
+//!   are cancelled: a slow peer does not hold a download back.
+//! * **seeks**: [`Replicator::seek`] finds the block holding a byte offset from the local tree
+//!   when its nodes are stored, else asks a peer: past our length with the upgrade request
+//!   carrying the `seek`, inside it with a `hash` request for a block of the subtree we lack
+//!   (plus the `seek`), as JS `_requestSeek` does. Answers are verified and stored like any
+//!   proof (tree nodes only, no block); [`Event::Seek`] gives the result.
+//! * **tree hashes**: [`Replicator::tree_hash`] gives the tree hash at a length (what a signature
+//!   at that length signs) without blocks: missing roots of that length come through `hash`
+//!   requests to a peer holding their blocks ([`Event::TreeHash`]). JS has no such call (its
+//!   `treeHash` downloads the last block); the `hash` requests are the ones JS sends for seeks.
+//! * **answers**: proofs through [`Hypercore::proof`] (block, hash, seek and upgrade parts,
+//!   byte-identical to JS); wrong fork or missing block → manifest-only
 //!   `data` if the manifest was asked for and we have one, else `noData(NOT_AVAILABLE)`; a proof
 //!   that cannot be generated → `noData(INVALID_REQUEST)` after the JS backoff (200 ms → 5 s), and at
 //!   [`MAX_INVALID_REQUESTS`] the peer is disconnected ([`Event::Disconnect`]).
+//! * **ranges**: `range` broadcasts of blocks older than the last 256 go only to peers whose
+//!   `want`s cover them, unless we hold every block (JS `broadcastRange` with `RemoteWants`);
+//!   peers that never send `want` still hear about new blocks and full contiguity.
 //! * **bad data**: a proof that does not verify pauses the peer (no more requests to it, no
 //!   block uploads) and gives [`Event::InvalidData`]; with [`Options::disconnect_on_invalid_data`]
 //!   it is disconnected at once.
+//! * **fork conflicts**: a proof that fails to verify (other than a malformed one) makes us ask
+//!   the peer for its signed tree at the length we share (`request` id 0, JS `_checkIfConflict`).
+//!   A `data` with request 0 and an upgrade from 0 is always checked ([`Hypercore::check_conflict`]):
+//!   a validly signed tree that diverges from ours is a conflict ([`Event::Conflict`]): the
+//!   replicator freezes, sends every peer its own proof of that length and lets them all go
+//!   (the hub closes the core's channels); a proof that agrees with our tree resumes the peer.
 //! * **timeouts**: a request unanswered for [`Options::request_timeout`] ms is cancelled (`cancel`)
 //!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
 //!   reused only after their answer arrived.
 //!
-//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), seeks, hash
-//! requests, fork-conflict checks (`request 0`), hotswapping of slow requests, remote-want
-//! filtering of `range` broadcasts (we always broadcast, which JS accepts).
+//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), freezing
+//! a conflicting core in storage (JS marks the header `frozen`; here only the replicator is
+//! frozen), request priorities, and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we
+//! send 2^21-block wants, and honour both kinds from peers). Seek requests carry the `seek` only
+//! to peers whose handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::crypto::Hash;
 use crate::encoding::DecodeError;
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
-    RequestBlock, RequestUpgrade, Sync, Want, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE,
+    RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want, NO_DATA_INVALID_REQUEST,
+    NO_DATA_NOT_AVAILABLE,
 };
-use crate::hypercore::{AppendOutcome, Hypercore, HypercoreError, ProofRequest};
+use crate::hypercore::{flat_tree, proof, tree};
+use crate::hypercore::{
+    AppendOutcome, ApplyOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
+    VerifiedProof,
+};
 use crate::protomux::{ChannelError, MuxError};
 use crate::storage::Storage;
 
-use super::remote_bitfield::RemoteBitfield;
+use super::remote_bitfield::{RemoteBitfield, RemoteWants};
 
 /// Invalid requests a peer may send before it is disconnected (JS `MAX_INVALID_REQUESTS`).
 pub const MAX_INVALID_REQUESTS: u64 = 64;
@@ -50,6 +86,13 @@ const MAX_BACKOFFS: u64 = MAX_INVALID_REQUESTS / 2;
 const WANT_BATCH: u64 = 1 << 21;
 /// Index visits per scheduling pass (bounds the work one message can cause).
 const MAX_SCAN: u64 = 1 << 16;
+/// Ranges that end this far before our length are broadcast only to peers that want them (JS
+/// `LAST_BLOCKS`).
+const LAST_BLOCKS: u64 = 256;
+/// Requests for one block in flight at once, the first one included (JS hotswap queues).
+const MAX_BLOCK_REQUESTS: usize = 3;
+/// Candidate blocks a seek looks at per peer and pass.
+const SEEK_SCAN: u32 = 64;
 
 /// Handle of a peer of one [`Replicator`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,6 +110,28 @@ impl PeerId {
 pub struct DownloadId(u64);
 
 impl DownloadId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Handle of a [`Replicator::seek`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeekId(u64);
+
+impl SeekId {
+    /// The raw handle number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Handle of a [`Replicator::tree_hash`]. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreeHashId(u64);
+
+impl TreeHashId {
     /// The raw handle number.
     pub fn get(self) -> u64 {
         self.0
@@ -127,6 +192,13 @@ pub enum ReplicationError {
     /// A channel operation was refused.
     #[error("channel: {0}")]
     Channel(#[from] ChannelError),
+    /// Two validly signed trees of this core diverge at `length` (a forked writer): the core is
+    /// frozen and every peer let go ([`Event::Conflict`]).
+    #[error("conflicting signed trees at length {length}")]
+    Conflict {
+        /// The length at which the trees diverge.
+        length: u64,
+    },
     /// The stream handle is unknown.
     #[error("unknown stream")]
     UnknownStream,
@@ -159,6 +231,26 @@ pub enum Event {
         /// Where it came from.
         peer: PeerId,
     },
+    /// A [`Replicator::seek`] resolved: user byte `bytes` is byte `offset` of block `index`
+    /// (`index` is the length and `offset` 0 when `bytes` is the byte length).
+    Seek {
+        /// The seek.
+        id: SeekId,
+        /// Block index.
+        index: u64,
+        /// Offset inside the block.
+        offset: u64,
+    },
+    /// A [`Replicator::tree_hash`] resolved: the tree hash (root of roots) of the core's first
+    /// `length` blocks on the current fork.
+    TreeHash {
+        /// The request.
+        id: TreeHashId,
+        /// The length asked for.
+        length: u64,
+        /// BLAKE2b tree hash of the roots at `length`.
+        hash: Hash,
+    },
     /// Every block of a bounded [`Replicator::download`] range is held locally.
     Downloaded {
         /// The range.
@@ -181,6 +273,17 @@ pub enum Event {
         name: String,
         /// Payload.
         message: Vec<u8>,
+    },
+    /// `peer` proved a signed tree that diverges from ours at `length` (JS `conflict`): two valid
+    /// signatures exist for different trees. The replicator is now frozen ([`Replicator::is_frozen`]):
+    /// it sent every peer its own proof of that length (so they detect the conflict too) and let
+    /// them all go with [`Event::Disconnect`] ([`ReplicationError::Conflict`]; close their
+    /// channels, not whole streams). The owner should stop using the core.
+    Conflict {
+        /// The peer whose proof revealed it.
+        peer: PeerId,
+        /// The length at which the trees diverge.
+        length: u64,
     },
     /// A peer's proof did not verify: the peer is paused (JS `verification-error`).
     InvalidData {
@@ -237,11 +340,16 @@ struct Peer {
     remote_length: u64,
     remote_can_upgrade: bool,
     remote_has_manifest: bool,
+    /// Its channel handshake did not set `seeks`.
+    no_seeks: bool,
+    /// We asked it for the manifest alone.
+    manifest_asked: bool,
     length_acked: u64,
     can_upgrade: bool,
     last_upgradable: Option<(u64, u64)>,
     remote_contig: u64,
     remote_bitfield: RemoteBitfield,
+    remote_wants: RemoteWants,
     wants_sent: BTreeSet<u64>,
     inflight: usize,
     paused: bool,
@@ -258,6 +366,46 @@ impl Peer {
     fn has_block(&self, index: u64) -> bool {
         index < self.remote_contig || self.remote_bitfield.get(index)
     }
+}
+
+/// Where a pending seek stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeekTarget {
+    /// The byte lies past our length: it needs an upgrade (carrying the seek).
+    Grow,
+    /// The byte lies in blocks `start..end` whose tree nodes we lack: a hash request for one of
+    /// them, with the seek, brings the nodes.
+    Nodes { start: u64, end: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingSeek {
+    bytes: u64,
+    target: SeekTarget,
+    request: Option<u64>,
+}
+
+/// A verified reorg proof whose divergence point is being narrowed down with `hash` requests on
+/// the new fork (JS `ReorgBatch`).
+#[derive(Debug)]
+struct PendingReorg {
+    /// The peer whose proof started it.
+    peer: PeerId,
+    fork: u64,
+    verified: VerifiedProof,
+    /// The highest node of the new tree known to differ from ours (verified).
+    diff: TreeNode,
+    /// Blocks under `diff` that we hold, and the levels from one of them up to `diff`.
+    want: (u64, u64, u64),
+    request: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingTreeHash {
+    length: u64,
+    /// The first root of `length` we lack (`None`: `length` is past our length).
+    missing: Option<u64>,
+    request: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -287,7 +435,12 @@ pub struct Replicator<S: Storage> {
     inflight: BTreeMap<u64, Inflight>,
     free_ids: BTreeSet<u64>,
     next_id: u64,
-    inflight_blocks: BTreeSet<u64>,
+    /// Block → ids of the requests for it in flight (several when hotswapped).
+    inflight_blocks: BTreeMap<u64, Vec<u64>>,
+    seeks: BTreeMap<SeekId, PendingSeek>,
+    next_seek: u64,
+    tree_hashes: BTreeMap<TreeHashId, PendingTreeHash>,
+    next_tree_hash: u64,
     upgrade_inflight: Option<u64>,
     reorg_inflight: Option<u64>,
     downloads: BTreeMap<DownloadId, (u64, Option<u64>)>,
@@ -298,6 +451,8 @@ pub struct Replicator<S: Storage> {
     events: VecDeque<Event>,
     last_length: u64,
     last_fork: u64,
+    frozen: bool,
+    pending_reorg: Option<PendingReorg>,
 }
 
 impl<S: Storage> Replicator<S> {
@@ -312,7 +467,11 @@ impl<S: Storage> Replicator<S> {
             inflight: BTreeMap::new(),
             free_ids: BTreeSet::new(),
             next_id: 1,
-            inflight_blocks: BTreeSet::new(),
+            inflight_blocks: BTreeMap::new(),
+            seeks: BTreeMap::new(),
+            next_seek: 1,
+            tree_hashes: BTreeMap::new(),
+            next_tree_hash: 1,
             upgrade_inflight: None,
             reorg_inflight: None,
             downloads: BTreeMap::new(),
@@ -323,6 +482,8 @@ impl<S: Storage> Replicator<S> {
             events: VecDeque::new(),
             last_length,
             last_fork,
+            frozen: false,
+            pending_reorg: None,
         }
     }
 
@@ -367,6 +528,12 @@ impl<S: Storage> Replicator<S> {
             invalid_requests: p.invalid_requests,
             invalid_data: p.invalid_data,
         })
+    }
+
+    /// A conflict was detected ([`Event::Conflict`]): nothing is requested, answered or accepted
+    /// any more.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Requests in flight, over all peers.
@@ -444,12 +611,23 @@ impl<S: Storage> Replicator<S> {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         self.peers.insert(id, Peer::default());
+        if self.frozen {
+            return id;
+        }
         self.send_sync(id);
         let contig = self.core.contiguous_length().min(self.core.length());
         if contig > 0 {
             self.broadcast_range(id, 0, contig, false);
         }
         id
+    }
+
+    /// Record the `seeks` flag of the peer's channel handshake (assumed set until told
+    /// otherwise; every JS peer sets it). Seek requests to a peer without it carry no `seek`.
+    pub fn set_remote_seeks(&mut self, peer: PeerId, seeks: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.no_seeks = !seeks;
+        }
     }
 
     /// The peer's channel closed: forget it and move its requests to other peers.
@@ -465,6 +643,12 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn drop_peer(&mut self, peer: PeerId) {
+        self.release_peer(peer);
+        self.transmits.retain(|t| t.0 != peer);
+    }
+
+    /// Forget a peer but still send what is queued for it.
+    fn release_peer(&mut self, peer: PeerId) {
         if self.peers.remove(&peer).is_none() {
             return;
         }
@@ -478,7 +662,6 @@ impl<S: Storage> Replicator<S> {
             self.finish_request(id, false);
         }
         self.delayed.retain(|d| d.1 != peer);
-        self.transmits.retain(|t| t.0 != peer);
     }
 
     fn disconnect(&mut self, peer: PeerId, error: ReplicationError) {
@@ -519,6 +702,63 @@ impl<S: Storage> Replicator<S> {
         for rid in orphans {
             self.cancel_request(rid);
         }
+    }
+
+    /// Find the block holding user byte `bytes` (padding excluded), like JS `core.seek`. Resolved
+    /// from the local tree when its nodes are stored ([`Event::Seek`] at once); otherwise a peer
+    /// is asked: past our length with an upgrade request carrying the seek, inside it with a
+    /// `hash` request (plus the seek) for a block of the subtree whose nodes we lack. Each verified
+    /// answer stores nodes and the seek is retried until [`Event::Seek`] reports the result. A
+    /// seek past every peer's length waits for the core to grow.
+    pub async fn seek(&mut self, now: u64, bytes: u64) -> Result<SeekId, ReplicationError> {
+        let id = SeekId(self.next_seek);
+        self.next_seek += 1;
+        self.seeks.insert(
+            id,
+            PendingSeek {
+                bytes,
+                target: SeekTarget::Grow,
+                request: None,
+            },
+        );
+        self.check_seeks().await?;
+        self.update(now).await?;
+        Ok(id)
+    }
+
+    /// Stop a pending seek (a request already sent for it is left to finish).
+    pub fn cancel_seek(&mut self, id: SeekId) {
+        self.seeks.remove(&id);
+    }
+
+    /// The tree hash of the first `length` blocks (what a signature at `length` signs), without
+    /// downloading blocks: from the stored roots of `length` when we have them
+    /// ([`Event::TreeHash`] at once), else each missing root is fetched with a `hash` request to
+    /// a peer holding its blocks and verified against our tree. A `length` past ours waits for the
+    /// core to grow.
+    pub async fn tree_hash(
+        &mut self,
+        now: u64,
+        length: u64,
+    ) -> Result<TreeHashId, ReplicationError> {
+        let id = TreeHashId(self.next_tree_hash);
+        self.next_tree_hash += 1;
+        self.tree_hashes.insert(
+            id,
+            PendingTreeHash {
+                length,
+                missing: None,
+                request: None,
+            },
+        );
+        self.check_seeks().await?;
+        self.update(now).await?;
+        Ok(id)
+    }
+
+    /// Stop a pending [`Replicator::tree_hash`].
+    pub fn cancel_tree_hash(&mut self, id: TreeHashId) {
+        self.tree_hashes.remove(&id);
     }
 
     /// Register an extension: its messages from peers are reported as [`Event::Extension`].
@@ -591,6 +831,9 @@ impl<S: Storage> Replicator<S> {
         self.last_length = len;
         self.last_fork = fork;
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        if fork != old_fork || len != old_len {
+            self.pending_reorg = None;
+        }
         if fork != old_fork || len < old_len {
             self.cancel_stale_requests();
             // Without knowing the shared prefix of a fork change, drop everything past it.
@@ -615,6 +858,7 @@ impl<S: Storage> Replicator<S> {
             }
         }
         self.check_downloads();
+        self.check_seeks().await?;
         self.update(now).await
     }
 
@@ -631,6 +875,9 @@ impl<S: Storage> Replicator<S> {
         if !self.peers.contains_key(&peer) {
             return Err(ReplicationError::UnknownPeer(peer));
         }
+        if self.frozen {
+            return Ok(());
+        }
         match msg {
             Message::Sync(m) => self.on_sync(peer, m).await?,
             Message::Request(m) => self.on_request(now, peer, m).await?,
@@ -640,7 +887,11 @@ impl<S: Storage> Replicator<S> {
             Message::Data(d) => self.on_data(peer, *d).await?,
             Message::NoData(m) => self.on_no_data(peer, m),
             Message::Want(w) => self.on_want(peer, w),
-            Message::Unwant(_) => {}
+            Message::Unwant(w) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.remote_wants.remove(w.start, w.length, w.any);
+                }
+            }
             Message::Bitfield(b) => self.on_bitfield(peer, b),
             Message::Range(r) => self.on_range(peer, r),
             Message::Extension(e) => self.on_extension(peer, e),
@@ -749,6 +1000,22 @@ impl<S: Storage> Replicator<S> {
     }
 
     async fn on_data(&mut self, peer: PeerId, data: Data) -> Result<(), ReplicationError> {
+        if data.request == 0 && data.upgrade.as_ref().is_some_and(|u| u.start == 0) {
+            // A conflict proof is always looked at (JS `checkConflict`).
+            match self.core.check_conflict(&data).await {
+                Ok(true) => {
+                    let length = data.upgrade.as_ref().map_or(0, |u| u.length);
+                    return self.on_conflict(peer, length).await;
+                }
+                Ok(false) => {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.paused = false;
+                    }
+                }
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+                Err(_) => return Ok(()),
+            }
+        }
         let local_fork = self.core.fork();
         let req = if data.request > 0 {
             match self.inflight.get(&data.request) {
@@ -772,15 +1039,41 @@ impl<S: Storage> Replicator<S> {
                 .peers
                 .get(&peer)
                 .is_some_and(|p| p.remote_fork == data.fork);
-            if !self.opts.allow_fork || !from_peer || data.upgrade.is_none() {
+            if !self.opts.allow_fork || !from_peer {
                 return Ok(());
             }
+            if data.upgrade.is_none() {
+                if matching_request(req.as_ref(), &data) {
+                    return self.on_reorg_hash(peer, &data).await;
+                }
+                return Ok(());
+            }
+            return match self.core.verify_proof(&data).await {
+                Ok(verified) => self.start_reorg(peer, data.fork, verified).await,
+                Err(HypercoreError::Storage(e)) => Err(HypercoreError::Storage(e).into()),
+                Err(error) => {
+                    self.invalid_data(peer, error);
+                    Ok(())
+                }
+            };
         } else if !matching_request(req.as_ref(), &data) {
             self.on_no_data_effects(peer, 0);
             return Ok(());
         }
         let (old_len, old_fork) = (self.core.length(), self.core.fork());
-        match self.core.apply_proof(&data).await {
+        let applied = self.core.apply_proof(&data).await;
+        self.after_apply(peer, applied, old_len, old_fork).await
+    }
+
+    /// Report and propagate what applying a proof from `peer` did.
+    async fn after_apply(
+        &mut self,
+        peer: PeerId,
+        applied: Result<ApplyOutcome, HypercoreError>,
+        old_len: u64,
+        old_fork: u64,
+    ) -> Result<(), ReplicationError> {
+        match applied {
             Ok(out) => {
                 let (len, fork) = (self.core.length(), self.core.fork());
                 if fork != old_fork {
@@ -795,15 +1088,186 @@ impl<S: Storage> Replicator<S> {
                     self.after_upgrade(old_fork).await?;
                 }
                 if let Some(index) = out.block {
+                    // Hotswapped duplicates of this block are no longer needed.
+                    let others = self
+                        .inflight_blocks
+                        .get(&index)
+                        .cloned()
+                        .unwrap_or_default();
+                    for id in others {
+                        self.cancel_request(id);
+                    }
                     let peers: Vec<PeerId> = self.peers.keys().copied().collect();
                     for p in peers {
                         self.broadcast_range(p, index, 1, false);
                     }
                 }
                 self.check_downloads();
+                self.check_seeks().await?;
             }
             Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
             Err(error) => self.invalid_data(peer, error),
+        }
+        Ok(())
+    }
+
+    /// A verified reorg proof (a signed upgrade from 0 on a higher fork): its roots tell which
+    /// prefix of ours it keeps; inside the first root that differs, `hash` requests on the new
+    /// fork find the first differing block (JS `ReorgBatch`) before the reorg is applied.
+    async fn start_reorg(
+        &mut self,
+        peer: PeerId,
+        fork: u64,
+        verified: VerifiedProof,
+    ) -> Result<(), ReplicationError> {
+        if self.pending_reorg.as_ref().is_some_and(|r| r.fork > fork) {
+            return Ok(());
+        }
+        let old_len = self.core.length();
+        let b = &verified.batch;
+        let ancestors = b.ancestors;
+        let diff = b
+            .roots
+            .iter()
+            .find(|r| flat_tree::left_span(r.index) / 2 == ancestors)
+            .copied();
+        self.pending_reorg = None;
+        match diff {
+            Some(diff) if ancestors < old_len.min(b.length) => {
+                let mut pending = PendingReorg {
+                    peer,
+                    fork,
+                    verified,
+                    diff,
+                    want: (0, 0, 0),
+                    request: None,
+                };
+                if narrow_reorg(&mut pending, diff, old_len) {
+                    self.apply_reorg(peer, pending.verified).await
+                } else {
+                    self.pending_reorg = Some(pending);
+                    Ok(())
+                }
+            }
+            _ => self.apply_reorg(peer, verified).await,
+        }
+    }
+
+    /// A `hash` proof on the new fork for the pending reorg: it must lead to the differing node;
+    /// then descend along it (JS `ReorgBatch._update`).
+    async fn on_reorg_hash(&mut self, peer: PeerId, data: &Data) -> Result<(), ReplicationError> {
+        let Some(mut pending) = self
+            .pending_reorg
+            .take_if(|r| r.fork == data.fork && data.hash.is_some())
+        else {
+            return Ok(());
+        };
+        let mut nodes = Vec::new();
+        let root = proof::verify_tree(data, &mut nodes);
+        let root = match root {
+            Ok(Some(r)) if r == pending.diff => r,
+            Ok(Some(r)) if r.index != pending.diff.index => {
+                // An answer about a node we no longer ask about.
+                self.pending_reorg = Some(pending);
+                return Ok(());
+            }
+            Ok(_) => {
+                self.pending_reorg = Some(pending);
+                let index = data.hash.as_ref().map_or(0, |h| h.index);
+                self.invalid_data(peer, ProofError::InvalidChecksum(index).into());
+                return Ok(());
+            }
+            Err(e) => {
+                self.pending_reorg = Some(pending);
+                self.invalid_data(peer, e.into());
+                return Ok(());
+            }
+        };
+        let by_index: BTreeMap<u64, TreeNode> = nodes.iter().map(|n| (n.index, *n)).collect();
+        let mut diff = root;
+        let mut ite = flat_tree::Iterator::new(root.index);
+        while ite.index & 1 != 0 {
+            let Some(&left) = by_index.get(&ite.left_child()) else {
+                break;
+            };
+            let local = self.core.tree_node(left.index).await?;
+            if local != Some(left) {
+                diff = left;
+            } else {
+                match by_index.get(&ite.sibling()) {
+                    Some(&right) => diff = right,
+                    None => break,
+                }
+            }
+        }
+        pending.verified.batch.nodes.extend(nodes);
+        let old_len = self.core.length();
+        if narrow_reorg(&mut pending, diff, old_len) {
+            self.apply_reorg(peer, pending.verified).await
+        } else {
+            self.pending_reorg = Some(pending);
+            Ok(())
+        }
+    }
+
+    async fn apply_reorg(
+        &mut self,
+        peer: PeerId,
+        verified: VerifiedProof,
+    ) -> Result<(), ReplicationError> {
+        let (old_len, old_fork) = (self.core.length(), self.core.fork());
+        let applied = self.core.apply_verified(verified, None).await;
+        if let Err(HypercoreError::InvalidArgument(_)) = applied {
+            // Our tree moved since the proof was verified: a new reorg proof will be asked for.
+            return Ok(());
+        }
+        self.after_apply(peer, applied, old_len, old_fork).await
+    }
+
+    /// One `hash` request in flight for the pending reorg, to a peer on its fork holding a block
+    /// under the differing node (JS `_requestForkRange`). When no peer on that fork can be asked,
+    /// the reorg is applied with the shared prefix found so far (the rest is fetched again).
+    async fn request_reorg_hash(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let max = self.opts.max_inflight;
+        let Some(r) = self.pending_reorg.as_ref().filter(|r| r.request.is_none()) else {
+            return Ok(());
+        };
+        let (fork, (start, end, nodes)) = (r.fork, r.want);
+        let pick = self.peers.iter().find_map(|(&id, p)| {
+            if p.paused || p.remote_fork != fork || p.inflight >= max {
+                return None;
+            }
+            let end = end.min(p.remote_length);
+            let i = if start < p.remote_contig {
+                start
+            } else {
+                p.remote_bitfield.find_first(true, start, end)?
+            };
+            (i < end).then_some((id, i))
+        });
+        let Some((peer, index)) = pick else {
+            let busy = self
+                .peers
+                .values()
+                .any(|p| !p.paused && p.remote_fork == fork && p.inflight >= max);
+            if !busy {
+                if let Some(r) = self.pending_reorg.take() {
+                    self.apply_reorg(r.peer, r.verified).await?;
+                }
+            }
+            return Ok(());
+        };
+        let req = Request {
+            fork,
+            hash: Some(RequestBlock {
+                index: 2 * index,
+                nodes,
+            }),
+            ..Request::default()
+        };
+        let id = self.send_request(now, peer, req);
+        if let Some(r) = self.pending_reorg.as_mut() {
+            r.request = Some(id);
         }
         Ok(())
     }
@@ -816,6 +1280,8 @@ impl<S: Storage> Replicator<S> {
         if fork != old_fork {
             self.cancel_stale_requests();
         }
+        // A pending reorg was checked against the tree we just left.
+        self.pending_reorg = None;
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for p in peers {
             if fork != old_fork {
@@ -829,11 +1295,29 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn invalid_data(&mut self, peer: PeerId, error: HypercoreError) {
+        let local_len = self.core.length();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.paused = true;
+        let was_paused = std::mem::replace(&mut p.paused, true);
         p.invalid_data += 1;
+        // JS `_checkIfConflict`: a proof that fails to verify may mean the writer forked; ask the
+        // peer to prove its tree at the length we share (request id 0, never tracked). Once per
+        // pause: the answers in flight behind the first bad one need no check of their own.
+        let length = local_len.min(p.remote_length);
+        let malformed = matches!(
+            error,
+            HypercoreError::InvalidProof(ProofError::InvalidRequest(_))
+        );
+        if !was_paused && !malformed && length > 0 {
+            let check = Request {
+                id: 0,
+                fork: p.remote_fork,
+                upgrade: Some(RequestUpgrade { start: 0, length }),
+                ..Request::default()
+            };
+            self.transmits.push_back((peer, Message::Request(check)));
+        }
         self.events.push_back(Event::InvalidData {
             peer,
             error: error.clone(),
@@ -843,16 +1327,63 @@ impl<S: Storage> Replicator<S> {
         }
     }
 
+    /// JS `onconflict`: freeze, send every peer our own proof of the shared length (request 0) so
+    /// it can detect the conflict too, and let every peer go.
+    async fn on_conflict(&mut self, peer: PeerId, length: u64) -> Result<(), ReplicationError> {
+        self.frozen = true;
+        self.events.push_back(Event::Conflict { peer, length });
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let peers: Vec<(PeerId, u64, u64)> = self
+            .peers
+            .iter()
+            .map(|(&id, p)| (id, p.remote_length, p.remote_fork))
+            .collect();
+        for (id, remote_length, remote_fork) in peers {
+            if remote_length > 0 && remote_fork == fork {
+                let req = ProofRequest {
+                    upgrade: Some(RequestUpgrade {
+                        start: 0,
+                        length: len.min(remote_length),
+                    }),
+                    ..ProofRequest::default()
+                };
+                match self.core.proof(&req).await {
+                    Ok(mut data) => {
+                        data.request = 0;
+                        self.transmits
+                            .push_back((id, Message::Data(Box::new(data))));
+                    }
+                    Err(HypercoreError::Storage(e)) => {
+                        return Err(HypercoreError::Storage(e).into())
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.release_peer(id);
+            self.events.push_back(Event::Disconnect {
+                peer: id,
+                error: ReplicationError::Conflict { length },
+            });
+        }
+        self.seeks.clear();
+        self.tree_hashes.clear();
+        Ok(())
+    }
+
     fn on_no_data(&mut self, peer: PeerId, nd: NoData) {
         let Some(r) = self.inflight.get(&nd.request).filter(|r| r.peer == peer) else {
             return;
         };
-        let block = r.req.block;
+        let index = match (r.req.block, r.req.hash) {
+            (Some(b), _) => Some(b.index),
+            (None, Some(h)) if h.index % 2 == 0 => Some(h.index / 2),
+            _ => None,
+        };
         self.finish_request(nd.request, true);
-        if let (Some(b), Some(p)) = (block, self.peers.get_mut(&peer)) {
+        if let (Some(index), Some(p)) = (index, self.peers.get_mut(&peer)) {
             // It does not have it after all: don't ask it again until it says otherwise.
-            p.remote_bitfield.set(b.index, false);
-            p.remote_contig = p.remote_contig.min(b.index);
+            p.remote_bitfield.set(index, false);
+            p.remote_contig = p.remote_contig.min(index);
         }
         self.on_no_data_effects(peer, nd.reason);
     }
@@ -869,7 +1400,10 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn on_want(&mut self, peer: PeerId, w: Want) {
-        if self.peers.get(&peer).is_none_or(|p| p.paused) || w.length > WANT_BATCH {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !p.remote_wants.add(w.start, w.length, w.any) || p.paused {
             return;
         }
         let length = self.core.length();
@@ -1031,7 +1565,8 @@ impl<S: Storage> Replicator<S> {
         self.transmits.push_back((peer, Message::Sync(sync)));
     }
 
-    /// JS `broadcastRange`, without the remote-want filter.
+    /// JS `broadcastRange`: ranges ending more than [`LAST_BLOCKS`] before our length go only to
+    /// peers that want them, unless we hold every block.
     fn broadcast_range(&mut self, peer: PeerId, mut start: u64, mut length: u64, drop: bool) {
         let (len, contig) = (self.core.length(), self.core.contiguous_length());
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -1041,6 +1576,13 @@ impl<S: Storage> Replicator<S> {
             return;
         }
         let fully = contig == len;
+        if !drop
+            && !fully
+            && start.saturating_add(LAST_BLOCKS) < len
+            && !p.remote_wants.has_range(start, length)
+        {
+            return;
+        }
         let mut force = false;
         if fully && !drop {
             start = 0;
@@ -1106,11 +1648,11 @@ impl<S: Storage> Replicator<S> {
         id
     }
 
-    fn send_request(&mut self, now: u64, peer: PeerId, mut req: Request) {
+    fn send_request(&mut self, now: u64, peer: PeerId, mut req: Request) -> u64 {
         let id = self.alloc_id();
         req.id = id;
         if let Some(b) = req.block {
-            self.inflight_blocks.insert(b.index);
+            self.inflight_blocks.entry(b.index).or_default().push(id);
         }
         if req.upgrade.is_some() {
             if req.fork == self.core.fork() {
@@ -1131,6 +1673,7 @@ impl<S: Storage> Replicator<S> {
             },
         );
         self.transmits.push_back((peer, Message::Request(req)));
+        id
     }
 
     /// Forget request `id`; its id is reusable only if the answer came back (`roundtrip`).
@@ -1142,7 +1685,29 @@ impl<S: Storage> Replicator<S> {
             self.free_ids.insert(id);
         }
         if let Some(b) = r.req.block {
-            self.inflight_blocks.remove(&b.index);
+            if let Some(ids) = self.inflight_blocks.get_mut(&b.index) {
+                ids.retain(|&x| x != id);
+                if ids.is_empty() {
+                    self.inflight_blocks.remove(&b.index);
+                }
+            }
+        }
+        for s in self.seeks.values_mut() {
+            if s.request == Some(id) {
+                s.request = None;
+            }
+        }
+        for t in self.tree_hashes.values_mut() {
+            if t.request == Some(id) {
+                t.request = None;
+            }
+        }
+        if let Some(r) = self
+            .pending_reorg
+            .as_mut()
+            .filter(|r| r.request == Some(id))
+        {
+            r.request = None;
         }
         if self.upgrade_inflight == Some(id) {
             self.upgrade_inflight = None;
@@ -1190,16 +1755,53 @@ impl<S: Storage> Replicator<S> {
 
     /// Issue whatever requests the wants and peers allow.
     async fn update(&mut self, now: u64) -> Result<(), ReplicationError> {
+        if self.frozen {
+            return Ok(());
+        }
+        self.request_manifest(now);
         self.request_reorg(now);
+        self.request_reorg_hash(now).await?;
+        self.request_seeks(now);
+        self.request_tree_hashes(now).await?;
         self.request_upgrade(now);
-        self.request_blocks(now).await
+        self.request_blocks(now).await?;
+        self.request_hotswaps(now);
+        Ok(())
+    }
+
+    /// JS `_requestManifest`: without a manifest, ask one peer with an empty core that has one
+    /// (others send it with their upgrade proof).
+    fn request_manifest(&mut self, now: u64) {
+        if self.core.manifest().is_some() || self.peers.values().any(|p| p.manifest_asked) {
+            return;
+        }
+        let max = self.opts.max_inflight;
+        let pick = self.peers.iter_mut().find(|(_, p)| {
+            !p.paused
+                && p.synced
+                && p.remote_length == 0
+                && p.remote_has_manifest
+                && p.inflight < max
+        });
+        if let Some((&peer, p)) = pick {
+            p.manifest_asked = true;
+            let req = Request {
+                fork: p.remote_fork,
+                manifest: true,
+                ..Request::default()
+            };
+            self.send_request(now, peer, req);
+        }
     }
 
     fn request_reorg(&mut self, now: u64) {
         if !self.opts.allow_fork || self.reorg_inflight.is_some() {
             return;
         }
-        let fork = self.core.fork();
+        let fork = self
+            .core
+            .fork()
+            .max(self.pending_reorg.as_ref().map_or(0, |r| r.fork));
         let max = self.opts.max_inflight;
         let pick = self.peers.iter().find(|(_, p)| {
             !p.paused && p.synced && p.remote_fork > fork && p.remote_length > 0 && p.inflight < max
@@ -1267,7 +1869,7 @@ impl<S: Storage> Replicator<S> {
                 if i >= end {
                     break;
                 }
-                if self.inflight_blocks.contains(&i) {
+                if self.inflight_blocks.contains_key(&i) {
                     i += 1;
                     continue;
                 }
@@ -1327,6 +1929,309 @@ impl<S: Storage> Replicator<S> {
     }
 }
 
+impl<S: Storage> Replicator<S> {
+    // ------------------------------------------------------------------ seeks
+
+    /// Retry every pending seek against the local tree (JS `ByteSeeker.update`): resolved ones
+    /// give [`Event::Seek`], the others learn what they still need.
+    async fn check_seeks(&mut self) -> Result<(), ReplicationError> {
+        self.check_tree_hashes().await?;
+        let ids: Vec<SeekId> = self.seeks.keys().copied().collect();
+        for id in ids {
+            let Some(bytes) = self.seeks.get(&id).map(|s| s.bytes) else {
+                continue;
+            };
+            let target = match self.core.seek(bytes).await {
+                Ok(SeekResult::Found { index, offset }) => {
+                    self.seeks.remove(&id);
+                    self.events.push_back(Event::Seek { id, index, offset });
+                    continue;
+                }
+                Ok(SeekResult::Missing { start, end }) => SeekTarget::Nodes { start, end },
+                Ok(SeekResult::OutOfBounds) => SeekTarget::Grow,
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+                // A node we need is not stored (yet): keep asking peers for the whole core.
+                Err(_) => SeekTarget::Grow,
+            };
+            if let Some(s) = self.seeks.get_mut(&id) {
+                s.target = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve the pending [`Replicator::tree_hash`]es whose roots are all stored.
+    async fn check_tree_hashes(&mut self) -> Result<(), ReplicationError> {
+        let len = self.core.length();
+        let pending: Vec<(TreeHashId, u64)> = self
+            .tree_hashes
+            .iter()
+            .map(|(&id, t)| (id, t.length))
+            .collect();
+        for (id, length) in pending {
+            let missing = if length > len {
+                None
+            } else {
+                let mut roots = Vec::new();
+                let mut missing = None;
+                for i in flat_tree::roots_of_length(length) {
+                    match self.core.tree_node(i).await? {
+                        Some(n) => roots.push(n),
+                        None => {
+                            missing = Some(i);
+                            break;
+                        }
+                    }
+                }
+                if missing.is_none() {
+                    self.tree_hashes.remove(&id);
+                    let hash = tree::hash_roots(&roots);
+                    self.events.push_back(Event::TreeHash { id, length, hash });
+                    continue;
+                }
+                missing
+            };
+            if let Some(t) = self.tree_hashes.get_mut(&id) {
+                t.missing = missing;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `hash` request in flight per pending tree hash, for its first missing root, to a
+    /// peer that holds every block under it (and so the node).
+    async fn request_tree_hashes(&mut self, now: u64) -> Result<(), ReplicationError> {
+        let fork = self.core.fork();
+        let max = self.opts.max_inflight;
+        let pending: Vec<(TreeHashId, u64)> = self
+            .tree_hashes
+            .iter()
+            .filter(|(_, t)| t.request.is_none())
+            .filter_map(|(&id, t)| t.missing.map(|m| (id, m)))
+            .collect();
+        for (id, node) in pending {
+            let (start, end) = flat_tree::spans(node);
+            let (start, end) = (start / 2, end / 2 + 1);
+            let peer = self.peers.iter().find_map(|(&pid, p)| {
+                let holds = p.remote_contig >= end
+                    || (p.has_block(start)
+                        && p.remote_bitfield.find_first(false, start, end).is_none());
+                (!p.paused
+                    && p.remote_fork == fork
+                    && p.inflight < max
+                    && p.remote_length >= end
+                    && holds
+                    && self.can_request(p, start))
+                .then_some(pid)
+            });
+            let Some(peer) = peer else {
+                self.maybe_want(start);
+                continue;
+            };
+            let nodes = self.core.missing_nodes(node).await?;
+            let req = Request {
+                fork,
+                hash: Some(RequestBlock { index: node, nodes }),
+                ..Request::default()
+            };
+            let rid = self.send_request(now, peer, req);
+            if let Some(t) = self.tree_hashes.get_mut(&id) {
+                t.request = Some(rid);
+            }
+        }
+        Ok(())
+    }
+
+    /// JS `_requestSeek`: one request in flight per pending seek.
+    fn request_seeks(&mut self, now: u64) {
+        let (len, fork, padding) = (self.core.length(), self.core.fork(), self.core.padding());
+        let max = self.opts.max_inflight;
+        let mut upgrading = self.upgrade_inflight.is_some();
+        let mut sent: Vec<(SeekId, PeerId, Request)> = Vec::new();
+        let mut wants = Vec::new();
+        for (&id, s) in &self.seeks {
+            if s.request.is_some() {
+                continue;
+            }
+            let seek = Some(RequestSeek {
+                bytes: s.bytes,
+                padding,
+            });
+            match s.target {
+                SeekTarget::Grow if !upgrading => {
+                    let pick = self.peers.iter().find(|(_, p)| {
+                        !p.paused
+                            && p.remote_fork == fork
+                            && p.remote_can_upgrade
+                            && p.remote_length > len
+                            && p.length_acked == len
+                            && p.inflight < max
+                    });
+                    if let Some((&peer, p)) = pick {
+                        upgrading = true;
+                        let req = Request {
+                            fork,
+                            seek,
+                            upgrade: Some(RequestUpgrade {
+                                start: len,
+                                length: p.remote_length - len,
+                            }),
+                            manifest: self.core.manifest().is_none() && p.remote_has_manifest,
+                            ..Request::default()
+                        };
+                        sent.push((id, peer, req));
+                    }
+                }
+                SeekTarget::Grow => {}
+                SeekTarget::Nodes { start, end } => {
+                    let found = self.peers.iter().find_map(|(&peer, p)| {
+                        if p.paused || p.remote_fork != fork || p.inflight >= max {
+                            return None;
+                        }
+                        self.seek_candidate(p, start, end).map(|i| (peer, i))
+                    });
+                    match found {
+                        Some((peer, index)) => {
+                            let req = Request {
+                                fork,
+                                hash: Some(RequestBlock {
+                                    index: 2 * index,
+                                    nodes: flat_tree::depth(start + end - 1),
+                                }),
+                                seek,
+                                ..Request::default()
+                            };
+                            sent.push((id, peer, req));
+                        }
+                        None => wants.push(start),
+                    }
+                }
+            }
+        }
+        for (id, peer, mut req) in sent {
+            if self.peers.get(&peer).is_some_and(|p| p.no_seeks) {
+                // JS: peers whose handshake lacks `seeks` get the hash/upgrade part only.
+                req.seek = None;
+            }
+            let rid = self.send_request(now, peer, req);
+            if let Some(s) = self.seeks.get_mut(&id) {
+                s.request = Some(rid);
+            }
+        }
+        for start in wants {
+            self.maybe_want(start);
+        }
+    }
+
+    /// A block of `start..end` that `p` advertises, we lack and may ask it about.
+    fn seek_candidate(&self, p: &Peer, start: u64, end: u64) -> Option<u64> {
+        let mut i = start;
+        for _ in 0..SEEK_SCAN {
+            if i >= end {
+                return None;
+            }
+            let c = if i < p.remote_contig {
+                i
+            } else {
+                p.remote_bitfield.find_first(true, i, end)?
+            };
+            if c >= end {
+                return None;
+            }
+            if !self.core.has(c) && c < p.remote_length && self.can_request(p, c) {
+                return Some(c);
+            }
+            i = c + 1;
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------ hotswap
+
+    /// JS `_updateHotswap`: with several peers, a peer with spare capacity (half its window,
+    /// at least 16) also asks for blocks already in flight elsewhere, up to
+    /// [`MAX_BLOCK_REQUESTS`] requests per block, fewest requests and oldest first. The first
+    /// answer wins and the other requests are cancelled, so one slow peer cannot hold a download
+    /// back.
+    fn request_hotswaps(&mut self, now: u64) {
+        if self.peers.len() < 2 || self.inflight_blocks.is_empty() {
+            return;
+        }
+        let fork = self.core.fork();
+        let max = self.opts.max_inflight;
+        let limit = (max / 2).max(16).min(max);
+        let mut queue: Vec<(usize, u64, u64)> = self
+            .inflight_blocks
+            .iter()
+            .filter(|(_, ids)| (1..MAX_BLOCK_REQUESTS).contains(&ids.len()))
+            .map(|(&index, ids)| {
+                let oldest = ids
+                    .iter()
+                    .filter_map(|id| self.inflight.get(id))
+                    .map(|r| r.deadline)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                (ids.len(), oldest, index)
+            })
+            .collect();
+        if queue.is_empty() {
+            return;
+        }
+        queue.sort_unstable();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            for &(_, _, index) in &queue {
+                let Some(p) = self.peers.get(&peer) else {
+                    break;
+                };
+                if p.paused || p.remote_fork != fork || p.inflight >= limit {
+                    break;
+                }
+                let Some(ids) = self.inflight_blocks.get(&index) else {
+                    continue;
+                };
+                if ids.len() >= MAX_BLOCK_REQUESTS
+                    || ids
+                        .iter()
+                        .any(|id| self.inflight.get(id).is_some_and(|r| r.peer == peer))
+                    || !p.has_block(index)
+                    || !self.can_request(p, index)
+                {
+                    continue;
+                }
+                let Some(nodes) = self.inflight.get(&ids[0]).and_then(|r| r.req.block) else {
+                    continue;
+                };
+                let req = Request {
+                    fork,
+                    block: Some(RequestBlock {
+                        index,
+                        nodes: nodes.nodes,
+                    }),
+                    ..Request::default()
+                };
+                self.send_request(now, peer, req);
+            }
+        }
+    }
+}
+
+/// JS `ReorgBatch._updateDiffRoot`: `diff` (a verified node of the new tree) differs from ours and
+/// every block left of it is shared. Sets the reorg's `ancestors` to its first block; true when
+/// that is final (a leaf, or nothing of ours under it), else sets what to ask for next.
+fn narrow_reorg(pending: &mut PendingReorg, diff: TreeNode, old_len: u64) -> bool {
+    let (s, e) = flat_tree::spans(diff.index);
+    let (start, end) = (s / 2, (e / 2 + 1).min(old_len));
+    pending.diff = diff;
+    let batch = &mut pending.verified.batch;
+    batch.ancestors = batch.ancestors.max(start.min(old_len)).min(batch.length);
+    if diff.index & 1 == 0 || start >= old_len || end <= start {
+        return true;
+    }
+    pending.want = (start, end, flat_tree::depth(diff.index));
+    false
+}
+
 /// JS `_matchingRequest`: the data answers what was asked.
 fn matching_request(req: Option<&Request>, data: &Data) -> bool {
     let Some(req) = req else {
@@ -1342,8 +2247,10 @@ fn matching_request(req: Option<&Request>, data: &Data) -> bool {
             return false;
         }
     }
-    if data.seek.is_some() && req.seek.is_none() {
-        return false;
+    if let Some(s) = &data.seek {
+        if req.seek.is_none_or(|r| r.bytes != s.bytes) {
+            return false;
+        }
     }
     if data.upgrade.is_some() && req.upgrade.is_none() {
         return false;

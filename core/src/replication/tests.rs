@@ -83,6 +83,8 @@ struct Net {
     corrupt: BTreeSet<usize>,
     /// Nodes that never answer (messages to them vanish).
     deaf: BTreeSet<usize>,
+    /// Extra one-way latency (ms) of everything a node sends.
+    slow: BTreeMap<usize, u64>,
     rng: Rng,
     max_delay: u64,
     now: u64,
@@ -101,6 +103,7 @@ impl Net {
             sent: vec![Vec::new(); n],
             corrupt: BTreeSet::new(),
             deaf: BTreeSet::new(),
+            slow: BTreeMap::new(),
             rng: Rng(seed | 1),
             max_delay: 20,
             now: 1000,
@@ -134,7 +137,8 @@ impl Net {
                         }
                     }
                 }
-                let jitter = self.rng.next() % self.max_delay;
+                let jitter =
+                    self.rng.next() % self.max_delay + self.slow.get(&from).copied().unwrap_or(0);
                 let clock = self.link_clock.entry((from, peer)).or_default();
                 let at = (*clock).max(self.now + 1 + jitter);
                 *clock = at;
@@ -348,6 +352,196 @@ fn writer_truncation_reorgs_the_reader() {
 }
 
 #[test]
+fn reorg_keeps_every_block_before_the_fork_point() {
+    for seed in 1..=10u64 {
+        let mut rng = Rng(seed * 101);
+        let n = 20 + rng.next() % 50;
+        let cut = 1 + rng.next() % (n - 1);
+        let added = 1 + rng.next() % 12;
+        let mut net = pair(n, seed);
+        net.connect(0, 1);
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.run_until(|x| x.has_all(1, n));
+        let now = net.now;
+        block_on(net.reps[0].truncate(now, cut, None)).unwrap();
+        for i in cut..cut + added {
+            block_on(net.reps[0].append(now, &[&block(i, "v1")])).unwrap();
+        }
+        let before = net.events[1].len();
+        let total = cut + added;
+        net.run_until(|x| x.has_all(1, total) && x.reps[1].core().fork() == 1);
+        let after = &net.events[1][before..];
+        assert!(after
+            .iter()
+            .any(|e| matches!(e, Event::Reorg { fork: 1, .. })));
+        // Only the blocks past the fork point moved again.
+        let fetched: BTreeSet<u64> = after
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fetched,
+            (cut..total).collect(),
+            "seed {seed}: n {n} cut {cut} added {added}"
+        );
+        let core = net.reps[1].core();
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..cut));
+        block_on(check_blocks(core, "v1", cut..total));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+    }
+}
+
+#[test]
+fn reorg_through_a_peer_without_blocks_keeps_the_shared_roots() {
+    for seed in [7, 8, 9] {
+        // W (0) writes 24 blocks; R (1) holds them all; P (2) only follows the length.
+        let mut net = block_on(async {
+            let (w, _) = writer(24, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let (_, w_at_r) = net.connect(0, 1);
+        net.connect(0, 2);
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.run_until(|x| x.has_all(1, 24) && x.reps[2].core().length() == 24);
+        net.reps[1].forget_peer(w_at_r);
+        let now = net.now;
+        block_on(net.reps[0].truncate(now, 21, None)).unwrap();
+        block_on(net.reps[0].append(now, &[&block(21, "v1")])).unwrap();
+        net.run_until(|x| x.reps[2].core().fork() == 1);
+        // R meets P only: P proves fork 1 but holds no block to narrow the fork point with.
+        net.connect(1, 2);
+        net.run_until(|x| x.reps[1].core().fork() == 1);
+        let core = net.reps[1].core();
+        assert_eq!(core.length(), 22);
+        // Roots of 22 are 0..16, 16..20, 20..22: the first two are shared and kept.
+        assert_eq!(core.bitfield().count(0, 22, true), 20);
+        block_on(check_blocks(core, "v0", 0..20));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+        // Meeting W, R fetches what it dropped.
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.connect(0, 1);
+        net.run_until(|x| x.has_all(1, 22));
+        let core = net.reps[1].core();
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..21));
+        block_on(check_blocks(core, "v1", 21..22));
+    }
+}
+
+/// A writer that appends and truncates at random while two readers (connected to it and to each
+/// other) download random ranges, seek and follow its forks: afterwards both hold exactly the
+/// writer's blocks, and no honest peer was ever punished.
+#[test]
+fn random_appends_truncations_and_reads_converge() {
+    for seed in 1..=12u64 {
+        let mut rng = Rng(seed * 7717);
+        let mut net = block_on(async {
+            let (w, _) = writer(10, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        net.connect(0, 1);
+        net.connect(0, 2);
+        net.connect(1, 2);
+        // Block i written in round `r` is `block(i, "r{r}")`.
+        let mut tags: Vec<String> = (0..10).map(|_| "v0".to_string()).collect();
+        for round in 1..=25u64 {
+            let now = net.now;
+            match rng.next() % 6 {
+                0 | 1 => {
+                    let len = net.reps[0].core().length();
+                    for i in len..len + 1 + rng.next() % 4 {
+                        let tag = format!("r{round}");
+                        block_on(net.reps[0].append(now, &[&block(i, &tag)])).unwrap();
+                        tags.push(tag);
+                    }
+                }
+                2 => {
+                    let len = net.reps[0].core().length();
+                    let to = len - rng.next() % len.min(6);
+                    block_on(net.reps[0].truncate(now, to, None)).unwrap();
+                    tags.truncate(to as usize);
+                }
+                3 | 4 => {
+                    let node = 1 + (rng.next() % 2) as usize;
+                    let len = net.reps[0].core().length();
+                    let start = rng.next() % len;
+                    let end = start + 1 + rng.next() % 8;
+                    block_on(net.reps[node].download(now, start, Some(end))).unwrap();
+                }
+                _ => {
+                    let node = 1 + (rng.next() % 2) as usize;
+                    let bytes = rng.next() % (net.reps[0].core().byte_length() + 1);
+                    block_on(net.reps[node].seek(now, bytes)).unwrap();
+                }
+            }
+            for _ in 0..rng.next() % 40 {
+                if !net.step() {
+                    break;
+                }
+            }
+        }
+        let len = net.reps[0].core().length();
+        let fork = net.reps[0].core().fork();
+        for node in [1, 2] {
+            block_on(net.reps[node].download(net.now, 0, None)).unwrap();
+        }
+        net.run_until(|x| {
+            [1, 2]
+                .iter()
+                .all(|&n| x.has_all(n, len) && x.reps[n].core().fork() == fork)
+        });
+        net.run_idle();
+        for node in [1, 2] {
+            let core = net.reps[node].core();
+            block_on(core.verify_all()).unwrap();
+            for (i, tag) in tags.iter().enumerate() {
+                let i = i as u64;
+                assert_eq!(
+                    block_on(core.get(i)).unwrap(),
+                    Some(block(i, tag)),
+                    "seed {seed} node {node} block {i}"
+                );
+            }
+            assert!(
+                !net.events[node].iter().any(|e| matches!(
+                    e,
+                    Event::InvalidData { .. } | Event::Conflict { .. } | Event::Disconnect { .. }
+                )),
+                "seed {seed} node {node}: {:?}",
+                net.events[node]
+                    .iter()
+                    .filter(|e| matches!(e, Event::InvalidData { .. }))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
 fn encrypted_core_replicates() {
     let key = Some([9u8; 32]);
     let mut net = block_on(async {
@@ -409,7 +603,22 @@ fn bad_proofs_pause_the_peer_and_blocks_come_from_the_good_one() {
         .iter()
         .any(|e| matches!(e, Event::InvalidData { peer, .. } if *peer == bad)));
     let info = net.reps[2].peer_info(bad).unwrap();
-    assert!(info.paused && info.invalid_data >= 1);
+    assert!(info.invalid_data >= 1);
+    // Each bad proof made us check for a fork (request id 0); the honest tree answer means no
+    // conflict, and JS resumes such a peer.
+    let checks = net.sent[2]
+        .iter()
+        .filter(|(p, m)| *p == bad && matches!(m, Message::Request(r) if r.id == 0))
+        .count() as u64;
+    // One check per pause, not one per bad answer already in flight.
+    assert!(
+        checks >= 1 && checks < info.invalid_data,
+        "{checks} {info:?}"
+    );
+    assert!(!net.reps[2].is_frozen());
+    assert!(!net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Conflict { .. })));
     // Every stored block came from the good peer.
     assert!(net.events[2]
         .iter()
@@ -526,6 +735,45 @@ fn timed_out_requests_are_cancelled_and_rescheduled() {
 }
 
 #[test]
+fn manifest_of_an_empty_core_is_asked_for_alone() {
+    for seed in [12, 13] {
+        let mut net = pair(0, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        let want = net.reps[0].core().manifest().cloned();
+        assert!(want.is_some());
+        assert_eq!(net.reps[1].core().manifest().cloned(), want);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.manifest && r.upgrade.is_none() && r.block.is_none()
+        )));
+    }
+    // A manifest that does not hash to the key is refused.
+    let mut r = block_on(async { Rep::new(reader([5; 32], None).await, Options::default()) });
+    let peer = r.add_peer();
+    let sync = Sync {
+        has_manifest: true,
+        ..Sync::default()
+    };
+    block_on(r.handle_message(0, peer, Message::Sync(sync))).unwrap();
+    let id = std::iter::from_fn(|| r.poll_transmit())
+        .find_map(|(_, m)| match m {
+            Message::Request(q) if q.manifest => Some(q.id),
+            _ => None,
+        })
+        .expect("a manifest request");
+    let wrong = crate::hypercore::manifest::Manifest::default_signer([6; 32]);
+    let data = crate::hypercore::messages::Data {
+        request: id,
+        manifest: Some(wrong),
+        ..Default::default()
+    };
+    block_on(r.handle_message(0, peer, Message::Data(Box::new(data)))).unwrap();
+    assert!(r.core().manifest().is_none());
+    assert!(std::iter::from_fn(|| r.poll_event()).any(|e| matches!(e, Event::InvalidData { .. })));
+}
+
+#[test]
 fn not_available_and_manifest_only_answers() {
     let mut net = pair(4, 71);
     let (_, p) = net.connect(0, 1);
@@ -632,6 +880,20 @@ fn invalid_requests_back_off_then_disconnect() {
     ));
 }
 
+fn conflict_proof(length: u64, nodes: Vec<crate::hypercore::messages::TreeNode>) -> Message {
+    Message::Data(Box::new(crate::hypercore::messages::Data {
+        request: 0,
+        upgrade: Some(crate::hypercore::messages::DataUpgrade {
+            start: 0,
+            length,
+            nodes,
+            additional_nodes: vec![],
+            signature: vec![1; 64],
+        }),
+        ..Default::default()
+    }))
+}
+
 #[test]
 fn hostile_messages_do_not_break_the_replicator() {
     let mut net = pair(4, 91);
@@ -674,12 +936,53 @@ fn hostile_messages_do_not_break_the_replicator() {
             name: String::new(),
             message: vec![1],
         }),
+        // Conflict proofs (request 0, upgrade from 0) that do not verify, or overflow.
+        conflict_proof(u64::MAX, vec![]),
+        conflict_proof(
+            4,
+            vec![crate::hypercore::messages::TreeNode {
+                index: 3,
+                size: 4,
+                hash: [9; 32],
+            }],
+        ),
+        conflict_proof(2, vec![]),
+        // Misshapen wants (the peer then counts as wanting everything) and unwants.
+        Message::Want(crate::hypercore::messages::Want {
+            start: 3,
+            length: 100,
+            any: false,
+        }),
+        Message::Unwant(crate::hypercore::messages::Want {
+            start: 0,
+            length: 0,
+            any: false,
+        }),
+        Message::Unwant(crate::hypercore::messages::Want {
+            start: u64::MAX,
+            length: u64::MAX,
+            any: true,
+        }),
+        // An unsolicited hash + seek answer.
+        Message::Data(Box::new(crate::hypercore::messages::Data {
+            request: 7,
+            hash: Some(crate::hypercore::messages::DataHash {
+                index: u64::MAX,
+                nodes: vec![],
+            }),
+            ..Default::default()
+        })),
     ];
     for m in hostile {
         block_on(r.handle_message(5000, rp, m)).unwrap();
     }
+    // Seeks anywhere, including far past the end, only wait.
+    for bytes in [u64::MAX, u64::MAX / 2, 1 << 40] {
+        block_on(r.seek(5000, bytes)).unwrap();
+    }
     while r.poll_transmit().is_some() {}
     assert_eq!(r.core().length(), 4);
+    assert!(!r.is_frozen());
 }
 
 #[test]
@@ -710,6 +1013,502 @@ fn extensions_by_name_with_repeat_compression() {
     assert!(!net.events[1]
         .iter()
         .any(|e| matches!(e, Event::Extension { name, .. } if name == "other")));
+}
+
+// ---------------------------------------------------------------------- seeks, hash requests
+
+/// Where user byte `bytes` falls, from the block sizes alone (JS `core.seek` semantics: a byte
+/// at a block boundary belongs to the next block; the byte length maps to `(length, 0)`).
+fn seek_oracle(sizes: &[u64], bytes: u64) -> (u64, u64) {
+    let mut rem = bytes;
+    for (i, &s) in sizes.iter().enumerate() {
+        if rem < s {
+            return (i as u64, rem);
+        }
+        rem -= s;
+    }
+    assert_eq!(rem, 0, "seek past the end");
+    (sizes.len() as u64, 0)
+}
+
+fn seek_results(events: &[Event]) -> BTreeMap<SeekId, (u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Seek { id, index, offset } => Some((*id, (*index, *offset))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seek_resolves_through_hash_requests_without_downloading_blocks() {
+    for seed in 1..=8u64 {
+        let n = 20 + seed * 19;
+        let encryption_key = (seed == 4).then_some([3u8; 32]);
+        let mut net = block_on(async {
+            let (w, _) = writer(n, encryption_key).await;
+            let r = reader(*w.key(), encryption_key).await;
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(r, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let sizes: Vec<u64> = (0..n).map(|i| block(i, "v0").len() as u64).collect();
+        let total: u64 = sizes.iter().sum();
+        net.connect(0, 1);
+        net.run_idle();
+        assert_eq!(net.reps[1].core().length(), n);
+        let mut rng = Rng(seed * 7919);
+        let mut wanted = vec![0, total, total - 1, sizes[0], 1];
+        wanted.extend((0..6).map(|_| rng.next() % (total + 1)));
+        // All seeks run at once.
+        let mut ids = Vec::new();
+        for &bytes in &wanted {
+            let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+            ids.push((id, bytes));
+        }
+        net.run_until(|n| seek_results(&n.events[1]).len() == ids.len());
+        let got = seek_results(&net.events[1]);
+        for (id, bytes) in &ids {
+            assert_eq!(
+                got[id],
+                seek_oracle(&sizes, *bytes),
+                "seed {seed} bytes {bytes}"
+            );
+        }
+        // Only tree nodes moved: no block was downloaded.
+        assert_eq!(net.reps[1].core().bitfield().count(0, n, true), 0);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.hash.is_some() && r.seek.is_some() && r.block.is_none()
+        )));
+        // The nodes are stored: the same seeks now resolve locally, with no traffic.
+        net.run_idle();
+        let before = net.sent[1].len();
+        for &(_, bytes) in &ids {
+            let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+            net.collect();
+            assert_eq!(
+                seek_results(&net.events[1]).get(&id),
+                Some(&seek_oracle(&sizes, bytes))
+            );
+        }
+        assert_eq!(net.sent[1].len(), before);
+        // A downloaded block verifies against the nodes the seeks stored.
+        let id = block_on(net.reps[1].download(net.now, n / 2, Some(n / 2 + 1))).unwrap();
+        net.run_until(|n| n.events[1].contains(&Event::Downloaded { id }));
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+    }
+}
+
+#[test]
+fn seek_asks_a_peer_that_holds_the_blocks() {
+    for seed in [41, 42, 43] {
+        // W (0) has 60 blocks; A (1) holds 0..30 only; B (2) meets A first, W later.
+        let mut net = block_on(async {
+            let (w, _) = writer(60, None).await;
+            let key = *w.key();
+            Net::new(
+                vec![
+                    Rep::new(w, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let sizes: Vec<u64> = (0..60).map(|i| block(i, "v0").len() as u64).collect();
+        net.connect(0, 1);
+        let a = block_on(net.reps[1].download(net.now, 0, Some(30))).unwrap();
+        net.run_until(|n| n.events[1].contains(&Event::Downloaded { id: a }));
+        let (_, a_at_b) = net.connect(1, 2);
+        net.run_idle();
+        assert_eq!(net.reps[2].core().length(), 60);
+        let early = sizes[..10].iter().sum::<u64>() + 2;
+        let late = sizes[..45].iter().sum::<u64>() + 4;
+        let s_early = block_on(net.reps[2].seek(net.now, early)).unwrap();
+        let s_late = block_on(net.reps[2].seek(net.now, late)).unwrap();
+        net.run_idle();
+        let got = seek_results(&net.events[2]);
+        assert_eq!(got.get(&s_early), Some(&(10, 2)));
+        // Nobody B knows holds block 45's part of the tree.
+        assert!(!got.contains_key(&s_late));
+        let hash_requests = |net: &Net, to: PeerId| {
+            net.sent[2]
+                .iter()
+                .filter(|(p, m)| *p == to && matches!(m, Message::Request(r) if r.hash.is_some()))
+                .count()
+        };
+        assert!(hash_requests(&net, a_at_b) > 0);
+        let (_, w_at_b) = net.connect(0, 2);
+        net.run_until(|n| seek_results(&n.events[2]).contains_key(&s_late));
+        assert_eq!(seek_results(&net.events[2])[&s_late], (45, 4));
+        assert!(hash_requests(&net, w_at_b) > 0);
+        assert!(!net.events[2]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+        // A was never asked about blocks it does not hold (it answered nothing invalid).
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidRequest { .. })));
+    }
+}
+
+#[test]
+fn seek_without_remote_seek_support_uses_hash_requests_alone() {
+    for seed in [51, 52, 53] {
+        let mut net = pair(150, seed);
+        let (_, w_at_r) = net.connect(0, 1);
+        net.run_idle();
+        net.reps[1].set_remote_seeks(w_at_r, false);
+        let sizes: Vec<u64> = (0..150).map(|i| block(i, "v0").len() as u64).collect();
+        let total: u64 = sizes.iter().sum();
+        let mut rng = Rng(seed);
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            let bytes = rng.next() % total;
+            ids.push((block_on(net.reps[1].seek(net.now, bytes)).unwrap(), bytes));
+        }
+        net.run_until(|n| seek_results(&n.events[1]).len() == ids.len());
+        let got = seek_results(&net.events[1]);
+        for (id, bytes) in ids {
+            assert_eq!(got[&id], seek_oracle(&sizes, bytes), "bytes {bytes}");
+        }
+        let requests: Vec<&Request> = net.sent[1]
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert!(requests.iter().any(|r| r.hash.is_some()));
+        assert!(requests.iter().all(|r| r.seek.is_none()));
+    }
+}
+
+#[test]
+fn seek_before_the_upgrade_rides_on_the_upgrade_request() {
+    for seed in [3, 17, 29] {
+        let mut net = pair(77, seed);
+        let sizes: Vec<u64> = (0..77).map(|i| block(i, "v0").len() as u64).collect();
+        let bytes = sizes[..40].iter().sum::<u64>() + 3;
+        let id = block_on(net.reps[1].seek(net.now, bytes)).unwrap();
+        assert!(seek_results(&net.events[1]).is_empty());
+        net.connect(0, 1);
+        net.run_until(|n| !seek_results(&n.events[1]).is_empty());
+        assert_eq!(seek_results(&net.events[1])[&id], (40, 3));
+        let first = net.sent[1]
+            .iter()
+            .find_map(|(_, m)| match m {
+                Message::Request(r) => Some(*r),
+                _ => None,
+            })
+            .unwrap();
+        assert!(first.upgrade.is_some() && first.seek.is_some(), "{first:?}");
+        // The seek proof alone located the byte: no hash request was needed.
+        assert!(!net.sent[1]
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Request(r) if r.hash.is_some())));
+    }
+}
+
+#[test]
+fn seek_past_the_end_waits_for_a_live_append() {
+    for seed in [5, 6] {
+        let mut net = pair(10, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        let total: u64 = (0..10).map(|i| block(i, "v0").len() as u64).sum();
+        let id = block_on(net.reps[1].seek(net.now, total + 20)).unwrap();
+        net.run_idle();
+        assert!(seek_results(&net.events[1]).is_empty());
+        let now = net.now;
+        block_on(net.reps[0].append(now, &[&[7u8; 50]])).unwrap();
+        net.run_until(|n| !seek_results(&n.events[1]).is_empty());
+        assert_eq!(seek_results(&net.events[1])[&id], (10, 20));
+        // Cancelled seeks never report.
+        let id = block_on(net.reps[1].seek(net.now, total + 500)).unwrap();
+        net.reps[1].cancel_seek(id);
+        let now = net.now;
+        block_on(net.reps[0].append(now, &[&[8u8; 600]])).unwrap();
+        net.run_idle();
+        assert!(!seek_results(&net.events[1]).contains_key(&id));
+    }
+}
+
+fn tree_hash_results(events: &[Event]) -> BTreeMap<TreeHashId, (u64, [u8; 32])> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TreeHash { id, length, hash } => Some((*id, (*length, *hash))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tree_hash_at_a_length_through_hash_requests() {
+    for seed in [2, 9, 14, 23] {
+        let n = 40 + seed * 3;
+        let mut net = pair(n, seed);
+        net.connect(0, 1);
+        net.run_idle();
+        // Oracle: the tree hash after each append of an independent writer of the same blocks.
+        let oracle: Vec<[u8; 32]> = block_on(async {
+            let (mut w, _) = writer(0, None).await;
+            let mut out = vec![w.tree_hash()];
+            for i in 0..n {
+                w.append(&[&block(i, "v0")]).await.unwrap();
+                out.push(w.tree_hash());
+            }
+            out
+        });
+        let mut rng = Rng(seed);
+        let mut lengths = vec![1, n, n - 1, 2, 3];
+        lengths.extend((0..5).map(|_| 1 + rng.next() % n));
+        let mut ids = Vec::new();
+        for &l in &lengths {
+            ids.push((block_on(net.reps[1].tree_hash(net.now, l)).unwrap(), l));
+        }
+        net.run_until(|x| tree_hash_results(&x.events[1]).len() == ids.len());
+        let got = tree_hash_results(&net.events[1]);
+        for (id, l) in ids {
+            assert_eq!(got[&id], (l, oracle[l as usize]), "seed {seed} length {l}");
+        }
+        assert_eq!(net.reps[1].core().bitfield().count(0, n, true), 0);
+        assert!(net.sent[1].iter().any(|(_, m)| matches!(
+            m,
+            Message::Request(r) if r.hash.is_some() && r.block.is_none() && r.seek.is_none()
+        )));
+        // Past our length: waits for the core to grow.
+        let id = block_on(net.reps[1].tree_hash(net.now, n + 2)).unwrap();
+        net.run_idle();
+        assert!(!tree_hash_results(&net.events[1]).contains_key(&id));
+        let now = net.now;
+        for i in n..n + 2 {
+            block_on(net.reps[0].append(now, &[&block(i, "v0")])).unwrap();
+        }
+        net.run_until(|x| tree_hash_results(&x.events[1]).contains_key(&id));
+        assert_eq!(
+            tree_hash_results(&net.events[1])[&id],
+            (n + 2, net.reps[0].core().tree_hash())
+        );
+    }
+}
+
+/// The JS golden proofs of `vectors/data/03-proofs.out` (a default core of blocks a..e signed
+/// by `KeyPair::from_seed([1; 32])`): the replicator's wire answers to the same wire requests
+/// are byte-identical.
+#[test]
+fn hash_and_seek_answers_match_js() {
+    use crate::encoding::{Decode, Encode};
+    let cases = [
+        // hash index 2 (block 1's leaf), nodes 1
+        (
+            "0201000201",
+            "02010002020201520abb1082986713dabf6862ccfe1bb6b87037647d0019b31219493ef186597c0001423177bd3da55c6ac57419beff9c763bab05e12a6d8908b38b7fc14360228d4a",
+        ),
+        // seek bytes 3 + upgrade 0..5
+        (
+            "0c010003000005",
+            "0c0100030304019435aca782b6bc40e253392d45c885f3b1ad47f23e7b6c3f9daf5b0868c438c5060120915cf95a391fc2b132d5b481d1c2467314cc0f2d135f39f060dea90b9a118a01029cac92aaed9e7d11eb629465684582ce39cb496303998de123533b09e16f2f060005010801154996491ba67a786f089c2b396b5ce1e8479ad9416b9057a7431dad4cce19e30044010008e73935474edbfc1aacbb6fea559f9a1dbae4d6715497d07b07f5005ab431574e43affb680e9153941e4aa424676caf86329eda57e8c38fa8c5c09ec0f2920b0000",
+        ),
+        // a lone seek: an empty proof
+        ("0401000300", "000100"),
+    ];
+    let mut w = block_on(async {
+        let mut core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[1; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        core.append(&[b"a", b"b", b"c", b"d", b"e"]).await.unwrap();
+        Rep::new(core, Options::default())
+    });
+    let peer = w.add_peer();
+    while w.poll_transmit().is_some() {}
+    for (req, data) in cases {
+        let req = Request::from_bytes(&hex::decode(req).unwrap()).unwrap();
+        block_on(w.handle_message(1000, peer, Message::Request(req))).unwrap();
+        match w.poll_transmit() {
+            Some((p, Message::Data(d))) if p == peer => {
+                assert_eq!(hex::encode(d.to_bytes()), data)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- several peers
+
+#[test]
+fn slow_peer_is_hotswapped_and_the_download_keeps_the_fast_pace() {
+    const SLOW: u64 = 5_000;
+    for seed in [61, 62, 63, 64, 65] {
+        let mut net = with_bad_peer(Options::default(), seed);
+        let (_, fast) = net.connect(0, 2);
+        let (_, slow) = net.connect(1, 2);
+        net.slow.insert(1, SLOW);
+        net.run_idle();
+        assert_eq!(net.reps[2].core().length(), 64);
+        let start = net.now;
+        let id = block_on(net.reps[2].download(start, 0, Some(64))).unwrap();
+        net.collect();
+        // Both peers got requests at first.
+        let to_slow = net.sent[2]
+            .iter()
+            .filter(|(p, m)| *p == slow && matches!(m, Message::Request(r) if r.block.is_some()))
+            .count();
+        assert!(to_slow > 0);
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        // Done before the slow peer's first answer could even arrive.
+        assert!(net.now - start < SLOW, "took {} ms", net.now - start);
+        let from: BTreeSet<PeerId> = net.events[2]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(from, [fast].into_iter().collect());
+        // The slow peer's requests were duplicated to the fast one, then cancelled.
+        let cancels = net.sent[2]
+            .iter()
+            .filter(|(p, m)| *p == slow && matches!(m, Message::Cancel(_)))
+            .count();
+        assert_eq!(cancels, to_slow);
+        net.run_idle();
+        assert_eq!(net.reps[2].inflight(), 0);
+        block_on(net.reps[2].core().verify_all()).unwrap();
+        block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+    }
+}
+
+#[test]
+fn range_broadcasts_go_to_peers_that_want_them() {
+    // W (0) has 1000 blocks; A (1) fetches single blocks from W; B (2) is connected to A only.
+    let mut net = block_on(async {
+        let (w, _) = writer(1000, None).await;
+        let key = *w.key();
+        Net::new(
+            vec![
+                Rep::new(w, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+                Rep::new(reader(key, None).await, Options::default()),
+            ],
+            77,
+        )
+    });
+    net.connect(0, 1);
+    let (b_at_a, a_at_b) = net.connect(1, 2);
+    net.run_idle();
+    let ranges_to_b = |net: &Net, start: u64| {
+        net.sent[1]
+            .iter()
+            .filter(|(p, m)| *p == b_at_a && matches!(m, Message::Range(r) if r.start == start))
+            .count()
+    };
+    let get = |net: &mut Net, node: usize, i: u64| {
+        let id = block_on(net.reps[node].download(net.now, i, Some(i + 1))).unwrap();
+        net.run_until(|n| n.events[node].contains(&Event::Downloaded { id }));
+        net.run_idle();
+    };
+    // An old block B never asked about: not announced.
+    get(&mut net, 1, 10);
+    assert_eq!(ranges_to_b(&net, 10), 0);
+    // One of the last 256 blocks: announced to everyone (peers that never send `want` rely on it).
+    get(&mut net, 1, 990);
+    assert_eq!(ranges_to_b(&net, 990), 1);
+    // B wants block 10: it asks A with a want for its batch and gets it from A.
+    get(&mut net, 2, 10);
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Block { index: 10, peer } if *peer == a_at_b)));
+    // Now B wants batch 0: A announces its next old block there.
+    get(&mut net, 1, 20);
+    assert_eq!(ranges_to_b(&net, 20), 1);
+}
+
+// ---------------------------------------------------------------------- fork conflicts
+
+#[test]
+fn forked_writer_is_detected_as_a_conflict() {
+    for seed in [71, 72, 73, 74] {
+        // W1 (0) and W2 (1) share a key pair but wrote different blocks: two signed trees.
+        let mut net = block_on(async {
+            let (w1, _) = writer(5, None).await;
+            let key = *w1.key();
+            let mut w2 = Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                    ..CreateOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            for i in 0..6 {
+                w2.append(&[&block(i, "v1")]).await.unwrap();
+            }
+            assert_eq!(*w2.key(), key);
+            Net::new(
+                vec![
+                    Rep::new(w1, Options::default()),
+                    Rep::new(w2, Options::default()),
+                    Rep::new(reader(key, None).await, Options::default()),
+                ],
+                seed,
+            )
+        });
+        let (r_at_w1, w1_at_r) = net.connect(0, 2);
+        let id = block_on(net.reps[2].download(net.now, 0, Some(5))).unwrap();
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        // W2 offers an upgrade to 6 that cannot verify on top of W1's tree.
+        let (_, w2_at_r) = net.connect(1, 2);
+        net.run_until(|n| n.reps[2].is_frozen());
+        net.run_idle();
+        assert!(net.events[2].contains(&Event::Conflict {
+            peer: w2_at_r,
+            length: 5
+        }));
+        // It asked W2 to prove its tree at the shared length (request id 0).
+        assert!(net.sent[2].iter().any(|(p, m)| *p == w2_at_r
+            && matches!(m, Message::Request(r) if r.id == 0
+                && r.upgrade == Some(RequestUpgrade { start: 0, length: 5 }))));
+        // Every peer got our proof and was let go.
+        for p in [w1_at_r, w2_at_r] {
+            assert!(net.sent[2].iter().any(|(to, m)| *to == p
+                && matches!(m, Message::Data(d) if d.request == 0 && d.upgrade.is_some())));
+            assert!(net.events[2].iter().any(|e| matches!(
+                e,
+                Event::Disconnect { peer, error: ReplicationError::Conflict { length: 5 } }
+                    if *peer == p
+            )));
+        }
+        assert_eq!(net.reps[2].peers().count(), 0);
+        // W2 learned of the conflict from our proof; W1, whose tree we share, did not.
+        assert!(net.reps[1].is_frozen());
+        assert!(!net.reps[0].is_frozen());
+        assert!(!net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Conflict { .. })));
+        assert!(net.reps[0].peer_info(r_at_w1).is_some());
+        // Our core kept W1's tree.
+        let core = net.reps[2].core();
+        assert_eq!(core.length(), 5);
+        block_on(core.verify_all()).unwrap();
+        block_on(check_blocks(core, "v0", 0..5));
+    }
 }
 
 // ---------------------------------------------------------------------- hubs over protomux
@@ -786,6 +1585,73 @@ fn hubs_replicate_over_protomux_frames() {
         // The connection ends: the peer goes away.
         hb.remove_stream(2, sb).await.unwrap();
         assert_eq!(hb.replicator(&dk).unwrap().peers().count(), 0);
+    });
+}
+
+#[test]
+fn hub_closes_only_the_conflicting_cores_channel() {
+    block_on(async {
+        // B holds W1's tree (5 blocks); A serves a fork of the same key pair (6 other blocks)
+        // and an unrelated core X that B reads over the same stream.
+        let (w1, _) = writer(5, None).await;
+        let key = *w1.key();
+        let mut w2 = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        for i in 0..6 {
+            w2.append(&[&block(i, "v1")]).await.unwrap();
+        }
+        let mut x = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[8; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        for i in 0..20 {
+            x.append(&[&block(i, "x")]).await.unwrap();
+        }
+        let x_reader = reader(*x.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w2, Options::default())).unwrap();
+        let dkx = ha.add_core(Rep::new(x, Options::default())).unwrap();
+        assert_eq!(hb.add_core(Rep::new(w1, Options::default())).unwrap(), dk);
+        hb.add_core(Rep::new(x_reader, Options::default())).unwrap();
+        let hh = [4u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        let sb = hb.add_stream(false, hh).unwrap();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        assert!(hb.replicator(&dk).unwrap().is_frozen());
+        assert!(ha.replicator(&dk).unwrap().is_frozen());
+        let events: Vec<HubEvent> = std::iter::from_fn(|| hb.poll_event()).collect();
+        assert!(events.iter().any(|e| matches!(
+            e,
+            HubEvent::ChannelClosed {
+                discovery_key,
+                error: Some(ReplicationError::Conflict { length: 5 }),
+                ..
+            } if *discovery_key == dk
+        )));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, HubEvent::StreamClosed { .. })));
+        // The stream lives on for the other core.
+        assert!(ha.has_stream(sa) && hb.has_stream(sb));
+        let rx = hb.replicator_mut(&dkx).unwrap();
+        rx.download(1, 0, Some(20)).await.unwrap();
+        hb.flush();
+        run_hubs(&mut ha, sa, &mut hb, sb, 1).await;
+        check_blocks(hb.replicator(&dkx).unwrap().core(), "x", 0..20).await;
+        assert_eq!(key, *hb.replicator(&dk).unwrap().core().key());
     });
 }
 

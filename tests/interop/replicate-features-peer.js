@@ -1,0 +1,173 @@
+// A real JS hypercore 11 replicating over @hyperswarm/secret-stream on a TCP socket on 127.0.0.1,
+// driven by tests/tests/replication_features_interop.rs (seeks by byte offset, fork conflicts).
+//
+// Usage: node replicate-features-peer.js '<json config>'
+//   mode: 'server' (listen on an ephemeral port) | 'client' (connect to `port`)
+//   streamSeed: hex 32 bytes, the secret-stream static key pair seed
+//   role: 'writer' | 'reader'
+//   writer: seed (hex 32, the core's key pair), count (blocks appended before connecting),
+//           truncate: {at, append} (once the peer holds everything: truncate to `at`, then append
+//           `append` blocks `fork ${k}`)
+//   reader: key (hex 32), expect (wait until the core has this length)
+//   seeks: byte offsets; the writer answers them locally in 'ready', the reader seeks them over
+//          the wire once it has upgraded to `expect` (without downloading any block first)
+//   treeHashes: lengths; the writer prints core.treeHash(length) for each in 'ready'
+//   extension: a name; messages of that extension (raw bytes) are echoed back prefixed 'echo:'
+//   deadline: ms after which the process gives up (exit 2)
+// Block k is `block ${k} ` followed by (k * 37) % 3000 bytes equal to k & 255.
+// Prints one JSON object per line: {event:'ready', key, discoveryKey, length, byteLength, seeks,
+// treeHashes} (writer; seeks = [[index, offset]], treeHashes = hex, from its own tree), {event:'listening', port},
+// {event:'connected'}, {event:'seeked', length, seeks, blocks} (reader; blocks = how many blocks
+// it holds after seeking), {event:'verification-error' | 'invalid-request', error},
+// {event:'truncated', length, fork}, {event:'extension', message} (utf-8), {event:'closed', length, error}, and exits 0 when the stream
+// closes.
+'use strict'
+
+const net = require('net')
+const fs = require('fs')
+const os = require('os')
+const path = require('path')
+const Hypercore = require('hypercore')
+const hcrypto = require('hypercore-crypto')
+const SecretStream = require('@hyperswarm/secret-stream')
+const b4a = require('b4a')
+
+const cfg = JSON.parse(process.argv[2] || '{}')
+const hex = (b) => b4a.toString(b, 'hex')
+const unhex = (s) => b4a.from(s, 'hex')
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-replicate-features-'))
+function cleanup () {
+  try { fs.rmSync(dir, { recursive: true, force: true }) } catch {}
+}
+
+const deadline = setTimeout(() => {
+  out({ event: 'deadline' })
+  cleanup()
+  process.exit(2)
+}, cfg.deadline || 30000)
+
+function block (k) {
+  return b4a.concat([b4a.from(`block ${k} `), b4a.alloc((k * 37) % 3000, k & 255)])
+}
+
+async function main () {
+  let core
+  if (cfg.role === 'writer') {
+    core = new Hypercore(dir, { keyPair: hcrypto.keyPair(unhex(cfg.seed)) })
+    await core.ready()
+    const blocks = []
+    for (let k = 0; k < (cfg.count || 0); k++) blocks.push(block(k))
+    if (blocks.length) await core.append(blocks)
+    const seeks = []
+    for (const bytes of cfg.seeks || []) seeks.push(await core.seek(bytes))
+    const treeHashes = []
+    for (const length of cfg.treeHashes || []) treeHashes.push(hex(await core.treeHash(length)))
+    out({
+      event: 'ready',
+      key: hex(core.key),
+      discoveryKey: hex(core.discoveryKey),
+      length: core.length,
+      byteLength: core.byteLength,
+      seeks,
+      treeHashes
+    })
+  } else {
+    core = new Hypercore(dir, unhex(cfg.key))
+    await core.ready()
+  }
+
+  let finished = false
+  function finish (error) {
+    if (finished) return
+    finished = true
+    clearTimeout(deadline)
+    out({ event: 'closed', length: core.length, error })
+    core.close().catch(() => {}).finally(() => {
+      cleanup()
+      setTimeout(() => process.exit(0), 50)
+    })
+  }
+
+  function run (socket, isInitiator) {
+    const s = new SecretStream(isInitiator, socket, { keyPair: SecretStream.keyPair(unhex(cfg.streamSeed)) })
+    let error = null
+    s.on('error', (err) => { error = err.message })
+    s.on('close', () => finish(error))
+    s.on('connect', () => out({ event: 'connected' }))
+    core.replicate(s)
+    core.on('verification-error', (err) => out({ event: 'verification-error', error: err.message }))
+    core.on('invalid-request', (err) => out({ event: 'invalid-request', error: err.message }))
+    core.on('conflict', (length, fork) => out({ event: 'conflict', length, fork }))
+
+    if (cfg.extension) {
+      // Echo every message of the extension back to its sender, prefixed with 'echo:'.
+      const ext = core.registerExtension(cfg.extension, {
+        encoding: 'binary',
+        onmessage (message, peer) {
+          out({ event: 'extension', message: b4a.toString(message) })
+          ext.send(b4a.concat([b4a.from('echo:'), message]), peer)
+        }
+      })
+    }
+
+    if (cfg.role === 'writer' && cfg.truncate) {
+      // Once a peer has everything: truncate to `at` (fork + 1) and append `append` other blocks.
+      let done = false
+      const check = async () => {
+        if (done) return
+        for (const peer of core.peers) {
+          if (peer.remoteLength >= core.length && peer.remoteContiguousLength >= core.length) {
+            done = true
+            await core.truncate(cfg.truncate.at)
+            const more = []
+            for (let k = cfg.truncate.at; k < cfg.truncate.at + cfg.truncate.append; k++) {
+              more.push(b4a.from(`fork ${k}`))
+            }
+            await core.append(more)
+            out({ event: 'truncated', length: core.length, fork: core.fork })
+            return
+          }
+        }
+        setTimeout(check, 20)
+      }
+      check()
+    }
+
+    if (cfg.role === 'reader') {
+      (async () => {
+        // update() resolves at once when no peer can upgrade us yet: yield to I/O between tries.
+        while (core.length < cfg.expect) {
+          await core.update({ wait: true })
+          if (core.length < cfg.expect) await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+        const seeks = []
+        for (const bytes of cfg.seeks || []) seeks.push(await core.seek(bytes))
+        let blocks = 0
+        for (let k = 0; k < core.length; k++) if (await core.has(k)) blocks++
+        out({ event: 'seeked', length: core.length, seeks, blocks })
+        s.end()
+      })().catch((err) => {
+        out({ event: 'failed', error: err.message })
+        s.destroy(err)
+      })
+    }
+  }
+
+  if (cfg.mode === 'server') {
+    const server = net.createServer((socket) => {
+      server.close()
+      run(socket, false)
+    })
+    server.listen(0, '127.0.0.1', () => out({ event: 'listening', port: server.address().port }))
+  } else {
+    run(net.connect(cfg.port, '127.0.0.1'), true)
+  }
+}
+
+main().catch((err) => {
+  out({ event: 'failed', error: err.stack })
+  cleanup()
+  process.exit(1)
+})

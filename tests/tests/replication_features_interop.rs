@@ -1,0 +1,762 @@
+//! hypercore replication features, live against JS over TCP loopback: the Rust sans-IO stack
+//! (secret-stream → protomux → [`ReplicationHub`] → [`Replicator`]) and a real JS hypercore 11
+//! (`tests/interop/replicate-features-peer.js`).
+//! * A Rust reader seeks into a JS-written core (through an upgrade carrying the seek and through
+//!   `hash` requests, downloading no block) and gets JS's own `core.seek` answers; it fetches
+//!   tree hashes at shorter lengths (`hash` requests for the roots) equal to JS's `core.treeHash`.
+//! * A JS reader seeks into a Rust-served core and gets the answers the block sizes dictate.
+//! * A Rust core and a JS core signed by the same key pair over different blocks (a forked
+//!   writer) meet: Rust's failed upgrade leads to a conflict check (request id 0) that JS
+//!   answers; both sides detect the conflict and close the core's channel.
+//! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
+//!   with `hash` requests and keeping every block before it.
+//! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
+//! * User extension messages go both ways (JS echoes them), with the repeated-name compression.
+//!
+//! Every step has a deadline and the node process is killed when a test ends.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use futures_executor::block_on;
+use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+use hyperpunch_core::replication::{
+    Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator, SeekId, StreamId,
+    TreeHashId,
+};
+use hyperpunch_core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+};
+use hyperpunch_core::storage::MemoryStorage;
+use hyperpunch_tests::node_peer::NodePeer;
+use serde_json::{json, Value};
+
+const SCRIPT: &str = "replicate-features-peer.js";
+const STEP: Duration = Duration::from_secs(20);
+const COUNT: u64 = 200;
+/// Lengths whose tree hash a Rust reader fetches from a JS writer.
+const TREE_HASH_LENGTHS: &[u64] = &[1, 2, 7, 64, 133, 199, COUNT];
+
+/// Block `k` as the JS peer builds it.
+fn block(k: u64) -> Vec<u8> {
+    let mut b = format!("block {k} ").into_bytes();
+    b.extend(std::iter::repeat_n(
+        (k & 255) as u8,
+        ((k * 37) % 3000) as usize,
+    ));
+    b
+}
+
+/// Byte offsets to seek in a core of [`COUNT`] blocks: both ends, block boundaries, and bytes
+/// inside blocks spread over the core.
+fn offsets() -> Vec<u64> {
+    let sizes: Vec<u64> = (0..COUNT).map(|k| block(k).len() as u64).collect();
+    let total: u64 = sizes.iter().sum();
+    let upto = |n: usize| sizes[..n].iter().sum::<u64>();
+    vec![
+        total / 3,
+        0,
+        1,
+        upto(1),
+        upto(64),
+        upto(64) + 5,
+        upto(133) - 1,
+        total / 2 + 17,
+        (total / 7) * 6,
+        total - 1,
+        total,
+    ]
+}
+
+/// `[index, offset]` of user byte `bytes` from the block sizes alone.
+fn expected(bytes: u64) -> Value {
+    let mut rem = bytes;
+    for k in 0..COUNT {
+        let s = block(k).len() as u64;
+        if rem < s {
+            return json!([k, rem]);
+        }
+        rem -= s;
+    }
+    assert_eq!(rem, 0);
+    json!([COUNT, 0])
+}
+
+fn entropy(tag: u8) -> Entropy {
+    let mut bytes = [0u8; 64];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = tag.wrapping_mul(53).wrapping_add(i as u8);
+    }
+    Entropy::from_bytes(&bytes)
+}
+
+/// secret-stream + replication hub over one blocking socket.
+struct Driver {
+    socket: TcpStream,
+    stream: SecretStream,
+    hub: ReplicationHub<MemoryStorage>,
+    sid: Option<StreamId>,
+    start: Instant,
+    eof: bool,
+    closed: bool,
+    events: Vec<HubEvent>,
+}
+
+impl Driver {
+    fn new(socket: TcpStream, stream: SecretStream, hub: ReplicationHub<MemoryStorage>) -> Self {
+        socket.set_nodelay(true).unwrap();
+        socket
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Driver {
+            socket,
+            stream,
+            hub,
+            sid: None,
+            start: Instant::now(),
+            eof: false,
+            closed: false,
+            events: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn flush(&mut self) {
+        while let Some((_, frame)) = self.hub.poll_transmit() {
+            self.stream.write(&frame).expect("secret-stream write");
+        }
+        self.events
+            .extend(std::iter::from_fn(|| self.hub.poll_event()));
+        while let Some(bytes) = self.stream.poll_transmit() {
+            if self.socket.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        if self.stream.wants_shutdown() {
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
+    }
+
+    fn handle_stream_events(&mut self) {
+        while let Some(e) = self.stream.poll_event() {
+            let now = self.now();
+            match e {
+                StreamEvent::Connected { handshake_hash, .. } => {
+                    let sid = self
+                        .hub
+                        .add_stream(self.stream.is_initiator(), handshake_hash)
+                        .unwrap();
+                    self.sid = Some(sid);
+                }
+                StreamEvent::Message(m) => {
+                    let sid = self.sid.expect("message before connect");
+                    if self.hub.has_stream(sid) {
+                        block_on(self.hub.handle_frame(now, sid, &m)).unwrap();
+                    }
+                }
+                StreamEvent::End => self.stream.end(),
+                StreamEvent::Closed(err) => {
+                    assert_eq!(err, None, "secret-stream closed with an error");
+                    self.closed = true;
+                    if let Some(sid) = self.sid {
+                        block_on(self.hub.remove_stream(now, sid)).unwrap();
+                    }
+                }
+            }
+            self.flush();
+        }
+    }
+
+    /// One round: flush, read (at most `max_wait` or until the next timer), feed, run timers.
+    fn step(&mut self, max_wait: Duration) {
+        self.flush();
+        if self.closed {
+            std::thread::sleep(max_wait.min(Duration::from_millis(5)));
+            return;
+        }
+        let mut wait = max_wait;
+        let timers = [self.stream.poll_timeout(), self.hub.poll_timeout()];
+        for at in timers.into_iter().flatten() {
+            wait = wait.min(Duration::from_millis(at.saturating_sub(self.now())));
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        if self.eof {
+            std::thread::sleep(wait);
+        } else {
+            self.socket
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .unwrap();
+            let now = self.now();
+            match self.socket.read(&mut buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.stream.handle_eof(now);
+                }
+                Ok(n) => self.stream.handle_input(now, &buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => {
+                    self.eof = true;
+                    self.stream.handle_eof(now);
+                }
+            }
+        }
+        self.handle_stream_events();
+        let now = self.now();
+        if self.stream.poll_timeout().is_some_and(|t| t <= now) {
+            self.stream.handle_timeout(now);
+            self.handle_stream_events();
+        }
+        if self.hub.poll_timeout().is_some_and(|t| t <= now) {
+            block_on(self.hub.handle_timeout(now)).unwrap();
+        }
+        self.flush();
+    }
+
+    fn pump_until(
+        &mut self,
+        what: &str,
+        peer: &mut NodePeer,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) {
+        let deadline = Instant::now() + STEP;
+        while !done(self) {
+            if Instant::now() >= deadline {
+                let lines: Vec<Value> =
+                    std::iter::from_fn(|| peer.next(Duration::from_millis(100)).ok()).collect();
+                panic!(
+                    "timed out waiting for {what}; events {:?}; node printed {lines:?}; stderr:\n{}",
+                    self.events,
+                    peer.stderr()
+                );
+            }
+            assert!(!self.closed, "stream closed while waiting for {what}");
+            self.step(Duration::from_millis(20));
+        }
+    }
+}
+
+fn js_server(config: Value) -> (NodePeer, TcpStream, Value) {
+    let mut peer = NodePeer::spawn(SCRIPT, &config).expect("spawn node");
+    let ready = if config["role"] == "writer" {
+        peer.next_event("ready", STEP).unwrap()
+    } else {
+        Value::Null
+    };
+    let listening = peer.next_event("listening", STEP).unwrap();
+    let port = listening["port"].as_u64().unwrap() as u16;
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (peer, socket, ready)
+}
+
+fn js_client(config: Value, listener: &TcpListener) -> (NodePeer, TcpStream) {
+    let peer = NodePeer::spawn(SCRIPT, &config).expect("spawn node");
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + STEP;
+    let socket = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("node never connected ({e}); stderr:\n{}", peer.stderr()),
+        }
+    };
+    socket.set_nonblocking(false).unwrap();
+    (peer, socket)
+}
+
+fn seek_results(events: &[HubEvent]) -> Vec<(SeekId, Value)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Core {
+                event: Event::Seek { id, index, offset },
+                ..
+            } => Some((*id, json!([index, offset]))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn no_complaints(events: &[HubEvent]) -> bool {
+    events.iter().all(|e| {
+        !matches!(
+            e,
+            HubEvent::Core {
+                event: Event::InvalidData { .. } | Event::InvalidRequest { .. },
+                ..
+            }
+        )
+    })
+}
+
+#[test]
+fn rust_seeks_into_js_written_core() {
+    let offsets = offsets();
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x31; 32]),
+        "seed": hex::encode([0x6b; 32]), "count": COUNT, "seeks": offsets,
+        "treeHashes": TREE_HASH_LENGTHS, "deadline": 30000,
+    }));
+    let js_seeks = ready["seeks"].as_array().unwrap().clone();
+    for (bytes, js) in offsets.iter().zip(&js_seeks) {
+        assert_eq!(js, &expected(*bytes), "JS seek of byte {bytes}");
+    }
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    // The first seek is asked before we know the length: it rides on the upgrade request.
+    let first = block_on(hub.replicator_mut(&dk).unwrap().seek(0, offsets[0])).unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x14; 32]),
+        entropy(3),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("the upgrade and the first seek", &mut peer, |d| {
+        !seek_results(&d.events).is_empty()
+    });
+    assert_eq!(d.hub.replicator(&dk).unwrap().core().length(), COUNT);
+    // The rest once upgraded: through `hash` requests for the subtrees we lack.
+    let mut ids = vec![first];
+    for &bytes in &offsets[1..] {
+        let now = d.now();
+        ids.push(block_on(d.hub.replicator_mut(&dk).unwrap().seek(now, bytes)).unwrap());
+        d.hub.flush();
+    }
+    d.pump_until("every seek", &mut peer, |d| {
+        seek_results(&d.events).len() == ids.len()
+    });
+    let got = seek_results(&d.events);
+    for (i, id) in ids.iter().enumerate() {
+        let (_, v) = got.iter().find(|(g, _)| g == id).unwrap();
+        assert_eq!(v, &js_seeks[i], "byte {}", offsets[i]);
+    }
+    // Tree hashes at shorter lengths, through `hash` requests for the roots we lack.
+    let mut hash_ids = Vec::new();
+    for &length in TREE_HASH_LENGTHS {
+        let now = d.now();
+        hash_ids.push(block_on(d.hub.replicator_mut(&dk).unwrap().tree_hash(now, length)).unwrap());
+        d.hub.flush();
+    }
+    let tree_hashes = |events: &[HubEvent]| -> Vec<(TreeHashId, u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                HubEvent::Core {
+                    event: Event::TreeHash { id, length, hash },
+                    ..
+                } => Some((*id, *length, hex::encode(hash))),
+                _ => None,
+            })
+            .collect()
+    };
+    d.pump_until("every tree hash", &mut peer, |d| {
+        tree_hashes(&d.events).len() == hash_ids.len()
+    });
+    let got = tree_hashes(&d.events);
+    for (i, id) in hash_ids.iter().enumerate() {
+        let (_, length, hash) = got.iter().find(|(g, _, _)| g == id).unwrap();
+        assert_eq!(*length, TREE_HASH_LENGTHS[i]);
+        assert_eq!(
+            hash,
+            ready["treeHashes"][i].as_str().unwrap(),
+            "length {length}"
+        );
+    }
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(
+        c.bitfield().count(0, COUNT, true),
+        0,
+        "no block was downloaded"
+    );
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    let closed = peer.next_event("closed", STEP).unwrap();
+    assert_eq!(closed["error"], Value::Null, "{closed}");
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn js_seeks_into_rust_served_core() {
+    let offsets = offsets();
+    let mut core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&[0x4d; 32])),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let blocks: Vec<Vec<u8>> = (0..COUNT).map(block).collect();
+    let blocks: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+    block_on(core.append(&blocks)).unwrap();
+    let key = *core.key();
+    let mut hub = ReplicationHub::new();
+    hub.add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (mut peer, socket) = js_client(
+        json!({
+            "mode": "client", "port": port, "role": "reader",
+            "streamSeed": hex::encode([0x32; 32]), "key": hex::encode(key),
+            "expect": COUNT, "seeks": offsets, "deadline": 30000,
+        }),
+        &listener,
+    );
+    let stream = SecretStream::new_responder(
+        KeyPair::from_seed(&[0x15; 32]),
+        entropy(4),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    // JS seeks, prints its answers and ends the stream; we end ours in reply.
+    d.pump_until("the JS reader to seek and close", &mut peer, |d| d.closed);
+    let mut lines = Vec::new();
+    loop {
+        let v = peer.next(STEP).unwrap();
+        let event = v["event"].as_str().unwrap_or_default().to_owned();
+        lines.push(v);
+        if event == "closed" {
+            break;
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["event"] != "verification-error" && v["event"] != "invalid-request"),
+        "{lines:?}"
+    );
+    let seeked = lines
+        .iter()
+        .find(|v| v["event"] == "seeked")
+        .unwrap_or_else(|| panic!("JS never finished seeking: {lines:?}"));
+    assert_eq!(seeked["length"], json!(COUNT));
+    let got = seeked["seeks"].as_array().unwrap();
+    assert_eq!(got.len(), offsets.len());
+    for (bytes, v) in offsets.iter().zip(got) {
+        assert_eq!(v, &expected(*bytes), "byte {bytes}");
+    }
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    assert_eq!(lines.last().unwrap()["error"], Value::Null);
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn forked_writer_conflict_is_detected_on_both_sides() {
+    const SEED: [u8; 32] = [0x7e; 32];
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x33; 32]),
+        "seed": hex::encode(SEED), "count": 6, "deadline": 30000,
+    }));
+    // Same key pair, other blocks: a second signed tree of the same core.
+    let mut core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&SEED)),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    for k in 0..5u64 {
+        block_on(core.append(&[format!("fork {k}").as_bytes()])).unwrap();
+    }
+    assert_eq!(hex::encode(core.key()), ready["key"].as_str().unwrap());
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x16; 32]),
+        entropy(5),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    // JS's upgrade 5 → 6 cannot verify on our tree; its answer to our check proves its tree.
+    d.pump_until("the conflict", &mut peer, |d| {
+        d.hub.replicator(&dk).unwrap().is_frozen()
+    });
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        HubEvent::Core {
+            event: Event::Conflict { length: 5, .. },
+            ..
+        }
+    )));
+    d.pump_until("the core's channel to close", &mut peer, |d| {
+        d.events.iter().any(|e| {
+            matches!(
+                e,
+                HubEvent::ChannelClosed { discovery_key, error: Some(ReplicationError::Conflict { length: 5 }), .. }
+                    if *discovery_key == dk
+            )
+        })
+    });
+    // JS detected it too, from the proof we sent before closing.
+    let deadline = Instant::now() + STEP;
+    let conflict = loop {
+        d.step(Duration::from_millis(20));
+        if let Ok(v) = peer.next(Duration::from_millis(1)) {
+            if v["event"] == "conflict" {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "JS never reported the conflict: {}",
+            peer.stderr()
+        );
+    };
+    assert_eq!(conflict["length"], json!(5));
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(c.length(), 5);
+    block_on(c.verify_all()).unwrap();
+    d.stream.end();
+    d.pump_until("the close", &mut peer, |d| d.closed);
+    peer.next_event("closed", STEP).unwrap();
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
+    const LEN: u64 = 40;
+    const CUT: u64 = 23;
+    const ADDED: u64 = 6;
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x34; 32]),
+        "seed": hex::encode([0x2f; 32]), "count": LEN,
+        "truncate": { "at": CUT, "append": ADDED }, "deadline": 30000,
+    }));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    block_on(hub.replicator_mut(&dk).unwrap().download(0, 0, None)).unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x17; 32]),
+        entropy(6),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("the first download", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.fork() == 0 && c.contiguous_length() == LEN
+    });
+    let total = CUT + ADDED;
+    d.pump_until("the reorg onto JS's new fork", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.fork() == 1 && c.length() == total && c.contiguous_length() == total
+    });
+    // After the reorg only the blocks past the fork point were fetched again.
+    let reorg_at = d
+        .events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                HubEvent::Core {
+                    event: Event::Reorg { fork: 1, .. },
+                    ..
+                }
+            )
+        })
+        .expect("a reorg event");
+    let refetched: Vec<u64> = d.events[reorg_at..]
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Core {
+                event: Event::Block { index, .. },
+                ..
+            } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = refetched.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (CUT..total).collect::<Vec<u64>>());
+    let c = d.hub.replicator(&dk).unwrap().core();
+    block_on(c.verify_all()).unwrap();
+    for k in 0..total {
+        let want = if k < CUT {
+            block(k)
+        } else {
+            format!("fork {k}").into_bytes()
+        };
+        assert_eq!(block_on(c.get(k)).unwrap(), Some(want), "block {k}");
+    }
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    let closed = peer.next_event("closed", STEP).unwrap();
+    assert_eq!(closed["length"], json!(total));
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x35; 32]),
+        "seed": hex::encode([0x3e; 32]), "count": 0, "deadline": 30000,
+    }));
+    assert_eq!(ready["length"], json!(0));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    assert!(core.manifest().is_none());
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x18; 32]),
+        entropy(7),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    // Nothing to upgrade to: the manifest comes from a request of its own.
+    d.pump_until("the manifest", &mut peer, |d| {
+        d.hub.replicator(&dk).unwrap().core().manifest().is_some()
+    });
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(c.manifest().unwrap().key(), key);
+    assert_eq!(c.length(), 0);
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    peer.next_event("closed", STEP).unwrap();
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+#[test]
+fn extension_messages_round_trip_with_js() {
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x36; 32]),
+        "seed": hex::encode([0x4a; 32]), "count": 1, "extension": "hp-echo", "deadline": 30000,
+    }));
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut rep = Replicator::new(core, Options::default());
+    rep.register_extension("hp-echo");
+    let mut hub = ReplicationHub::new();
+    let dk = hub.add_core(rep).unwrap();
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x19; 32]),
+        entropy(8),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("the channel", &mut peer, |d| {
+        d.events
+            .iter()
+            .any(|e| matches!(e, HubEvent::ChannelOpened { .. }))
+    });
+    let js = d
+        .events
+        .iter()
+        .find_map(|e| match e {
+            HubEvent::ChannelOpened { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .unwrap();
+    // The second message goes out with the empty "same name as before" name.
+    for m in [&b"hello"[..], b"again", b"\x00\xffbytes"] {
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        rep.send_extension(js, "hp-echo", m).unwrap();
+        d.hub.flush();
+    }
+    let echoes = |events: &[HubEvent]| -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                HubEvent::Core {
+                    event: Event::Extension { name, message, .. },
+                    ..
+                } if name == "hp-echo" => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    d.pump_until("three echoes", &mut peer, |d| echoes(&d.events).len() == 3);
+    assert_eq!(
+        echoes(&d.events),
+        [
+            b"echo:hello".to_vec(),
+            b"echo:again".to_vec(),
+            b"echo:\x00\xffbytes".to_vec()
+        ]
+    );
+    for want in ["hello", "again"] {
+        let v = peer.next_event("extension", STEP).unwrap();
+        assert_eq!(v["message"], json!(want));
+    }
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    assert_eq!(peer.wait(STEP), Some(true));
+}
