@@ -73,11 +73,17 @@ echo "==> hyperpunch: bench_hypercore rss-raw (the same writes straight to FileS
 "$bin" rss-raw | tee -a "$tmp/rust.txt" >&2
 
 # ---- replication (issue 3) ----
-echo "==> JS reference: bench/js/replicate.js" >&2
-js "$root/bench/js/replicate.js" | tee -a "$tmp/js.txt" >&2
-echo "==> hyperpunch: bench_replicate compare / compare-mem / ceiling" >&2
-"$rbin" compare | tee -a "$tmp/rust.txt" >&2
-"$rbin" compare-mem | tee -a "$tmp/rust.txt" >&2
+# The head-to-head comparisons run $best times, JS and Rust interleaved; the tables keep the best
+# of them (highest rate, lowest CPU/storage time), which damps the noise of a shared machine.
+best=3
+for i in $(seq 1 "$best"); do
+  echo "==> JS reference: bench/js/replicate.js ($i/$best)" >&2
+  js "$root/bench/js/replicate.js" | tee -a "$tmp/js.txt" >&2
+  echo "==> hyperpunch: bench_replicate compare / compare-mem ($i/$best)" >&2
+  "$rbin" compare | tee -a "$tmp/rust.txt" >&2
+  "$rbin" compare-mem | tee -a "$tmp/rust.txt" >&2
+done
+echo "==> hyperpunch: bench_replicate ceiling" >&2
 "$rbin" ceiling | tee -a "$tmp/rust.txt" >&2
 echo "==> hyperpunch: two processes over TCP loopback, 1 GiB in 64 KiB blocks" >&2
 "$rbin" tcp tcp1g 1024 | tee -a "$tmp/rust.txt" >&2
@@ -118,11 +124,15 @@ grep '^BENCH' "$tmp/jj-serve.txt" | tee -a "$tmp/js.txt" >&2
 rm -rf "$tmp/jr-dst" "$tmp/rj-src"
 
 # ---- UDX (issue 4) ----
-echo "==> JS reference: bench/js/udx.js, bench/js/tcp.js" >&2
-js "$root/bench/js/udx.js" | tee -a "$tmp/js.txt" >&2
-js "$root/bench/js/tcp.js" | tee -a "$tmp/js.txt" >&2
-echo "==> hyperpunch: bench_udx one / tcp / eight / split (256 MiB)" >&2
-for w in one tcp eight split; do "$ubin" "$w" 256 | tee -a "$tmp/rust.txt" >&2; done
+for i in $(seq 1 "$best"); do
+  echo "==> JS reference: bench/js/udx.js, bench/js/tcp.js ($i/$best)" >&2
+  js "$root/bench/js/udx.js" | tee -a "$tmp/js.txt" >&2
+  js "$root/bench/js/tcp.js" | tee -a "$tmp/js.txt" >&2
+  echo "==> hyperpunch: bench_udx one / tcp (256 MiB, $i/$best)" >&2
+  for w in one tcp; do "$ubin" "$w" 256 | tee -a "$tmp/rust.txt" >&2; done
+done
+echo "==> hyperpunch: bench_udx eight / split (256 MiB)" >&2
+for w in eight split; do "$ubin" "$w" 256 | tee -a "$tmp/rust.txt" >&2; done
 
 # Sender and receiver in processes of their own, Rust and udx-native in turn: MIB MiB from
 # $1 (sender IP:PORT) to $2 (receiver IP:PORT); $3/$4: the addresses each side sends to; $5/$6:
@@ -182,6 +192,16 @@ if [ "$netem" = no ]; then
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# "key value" lines -> one line per key: a figure measured more than once keeps its best value
+# (the highest of a rate, *_mb_s / *_blocks_s / *_gets_s, the lowest of anything else).
+best_of() {
+  awk '{
+    rate = ($1 ~ /_(mb_s|blocks_s|gets_s)$/)
+    if (!($1 in v)) { v[$1] = $2; order[++n] = $1 }
+    else if (rate ? $2 + 0 > v[$1] + 0 : $2 + 0 < v[$1] + 0) v[$1] = $2
+  } END { for (i = 1; i <= n; i++) print order[i], v[order[i]] }'
+}
+
 # JS lines -> "key value" (same keys as the Rust BENCH lines).
 awk '
   /^append size=/ {
@@ -199,8 +219,8 @@ awk '
   /^udx loopback/ { for (i = 1; i <= NF; i++) if ($i == "MB/s") print "udx_one_mb_s", $(i - 1) }
   /^tcp loopback/ { for (i = 1; i <= NF; i++) if ($i == "MB/s") print "tcp_mb_s", $(i - 1) }
   $1 == "BENCH" { print $2, $3 }
-' "$tmp/js.txt" >"$tmp/js.kv"
-awk '$1 == "BENCH" { print $2, $3 }' "$tmp/rust.txt" >"$tmp/rust.kv"
+' "$tmp/js.txt" | best_of >"$tmp/js.kv"
+awk '$1 == "BENCH" { print $2, $3 }' "$tmp/rust.txt" | best_of >"$tmp/rust.kv"
 
 val() { awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"; }
 fmt() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { if (v >= 100) printf "%.0f", v; else printf "%.2f", v }' || printf 'missing'; }
@@ -270,6 +290,8 @@ row() { # key label unit: a JS | Rust | Rust/JS row
   echo
   echo "## Replication (hypercore over secret-stream)"
   echo
+  echo "Best of $best runs, JS and Rust interleaved (the ratio compares the two bests)."
+  echo
   echo "| work | unit | JS | Rust | Rust/JS |"
   echo "|---|---|---:|---:|---:|"
   row repl_inproc_mb_s "two peers in one process, in-memory duplex, 25k × 4 KiB (\`bench/js/replicate.js\`)" MB/s
@@ -282,15 +304,15 @@ row() { # key label unit: a JS | Rust | Rust/JS row
   while IFS='|' read -r key label unit; do
     echo "| $label | $unit | $(fmt "$(val "$tmp/rust.kv" "$key")") |"
   done <<'EOF2'
-repl_inproc_cpu_s|in-process run above: CPU time (all threads)|s
-repl_inproc_serve_storage_read_s|  writer's FileStorage reads during the run|s
-repl_inproc_fetch_storage_read_s|  reader's FileStorage reads during the run|s
-repl_inproc_fetch_storage_write_s|  reader's FileStorage writes during the run|s
+repl_inproc_cpu_s|in-process runs above: CPU time, all threads (least of the runs)|s
+repl_inproc_serve_storage_read_s|  time in the writer's FileStorage reads (least of the runs)|s
+repl_inproc_fetch_storage_read_s|  time in the reader's FileStorage reads (least of the runs)|s
+repl_inproc_fetch_storage_write_s|  time in the reader's FileStorage writes (least of the runs)|s
 repl_inproc_mem_mb_s|the same on MemoryStorage (both peers)|MB/s
 tcp1g_mb_s|two processes over TCP loopback, 1 GiB in 64 KiB blocks|MB/s
 tcp1g_reader_cpu_s_per_gib|  reader CPU per GiB|s
 tcp1g_server_cpu_s_per_gib|  server CPU per GiB|s
-tcp1g_reader_storage_write_s|  reader's FileStorage writes|s
+tcp1g_reader_storage_write_s|  time in the reader's FileStorage writes|s
 tcp1g_reader_vmhwm_start_kib|  reader peak RSS before connecting|KiB
 tcp1g_reader_vmhwm_quarter_kib|  reader peak RSS after 256 MiB|KiB
 tcp1g_reader_vmhwm_end_kib|  reader peak RSS after 1 GiB|KiB
@@ -323,6 +345,8 @@ jj|JS → JS
 EOF2
   echo
   echo "## UDX"
+  echo
+  echo "The first two rows: best of $best runs, JS and Rust interleaved."
   echo
   echo "| work | unit | udx-native / node | Rust | Rust/JS |"
   echo "|---|---|---:|---:|---:|"
