@@ -158,6 +158,9 @@ udx_pair() {
 echo "==> UDX between two network namespaces over a veth pair" >&2
 netem=no
 netns_note=""
+# Namespaces left over by an interrupted run would make `ip netns add` fail.
+ip netns del "$ns_a" 2>/dev/null || true
+ip netns del "$ns_b" 2>/dev/null || true
 if ip netns add "$ns_a" 2>"$tmp/ns.err" && ip netns add "$ns_b" 2>>"$tmp/ns.err" &&
   ip link add hpb-va netns "$ns_a" type veth peer name hpb-vb netns "$ns_b" 2>>"$tmp/ns.err"; then
   ip -n "$ns_a" addr add 10.201.0.1/24 dev hpb-va
