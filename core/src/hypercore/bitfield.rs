@@ -2,8 +2,15 @@
 //!
 //! One bit per block, LSB first: bit `i` is bit `i & 31` of the little-endian u32 word `i >> 5`
 //! (`quickbit-universal`). Bits are grouped in pages of [`BITS_PER_PAGE`] bits, persisted as
-//! [`BYTES_PER_PAGE`]-byte records; only pages that were ever set exist (sparse). Changed pages are
-//! tracked so the caller can write them back ([`Bitfield::take_dirty_pages`]).
+//! records; only pages that were ever set exist (sparse). Changed pages are tracked so the caller
+//! can write them back ([`Bitfield::take_dirty_pages`]).
+//!
+//! A stored page is either the raw [`BYTES_PER_PAGE`] bytes or, when shorter, runs of words:
+//! `kind: u8, count: u16le` with kind 0 = `count` zero words, 1 = `count` all-ones words, 2 =
+//! `count` literal words (`count × u32le` follow); the counts add up to the page's 1024 words.
+//! A writer's page (ones up to the length, zeros after) is a few bytes instead of 4 KiB, which is
+//! most of what an append of one block writes otherwise. Pages are storage only: the wire
+//! `bitfield` message is built from the bits, not from these bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,9 +32,9 @@ type Page = Box<[u32; WORDS_PER_PAGE]>;
 /// Errors loading stored pages.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BitfieldError {
-    /// A stored page is not [`BYTES_PER_PAGE`] bytes long.
-    #[error("bitfield page {page} has {len} bytes, expected {BYTES_PER_PAGE}")]
-    BadPageLength {
+    /// A stored page is neither [`BYTES_PER_PAGE`] raw bytes nor a valid run encoding.
+    #[error("bitfield page {page} ({len} bytes) is not a valid stored page")]
+    BadPage {
         /// Page index.
         page: u64,
         /// Its length.
@@ -62,16 +69,10 @@ impl Bitfield {
 
     /// Install a stored page (not marked dirty). Replaces the page if present.
     pub fn load_page(&mut self, page_index: u64, bytes: &[u8]) -> Result<(), BitfieldError> {
-        if bytes.len() != BYTES_PER_PAGE {
-            return Err(BitfieldError::BadPageLength {
-                page: page_index,
-                len: bytes.len(),
-            });
-        }
-        let mut page: Page = Box::new([0u32; WORDS_PER_PAGE]);
-        for (w, c) in page.iter_mut().zip(bytes.chunks_exact(4)) {
-            *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
+        let page = page_from_bytes(bytes).ok_or(BitfieldError::BadPage {
+            page: page_index,
+            len: bytes.len(),
+        })?;
         self.pages.insert(page_index, page);
         self.dirty.remove(&page_index);
         Ok(())
@@ -358,12 +359,76 @@ fn new_page() -> Page {
     Box::new([0u32; WORDS_PER_PAGE])
 }
 
+const RUN_ZEROS: u8 = 0;
+const RUN_ONES: u8 = 1;
+const RUN_LITERAL: u8 = 2;
+
+/// The stored form of a page: its runs if that is shorter than the raw bytes, else the raw bytes.
 fn page_to_bytes(p: &[u32; WORDS_PER_PAGE]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BYTES_PER_PAGE);
-    for w in p.iter() {
-        out.extend_from_slice(&w.to_le_bytes());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < WORDS_PER_PAGE {
+        let kind = match p[i] {
+            0 => RUN_ZEROS,
+            u32::MAX => RUN_ONES,
+            _ => RUN_LITERAL,
+        };
+        let same = |w: u32| match kind {
+            RUN_ZEROS => w == 0,
+            RUN_ONES => w == u32::MAX,
+            _ => w != 0 && w != u32::MAX,
+        };
+        let mut j = i + 1;
+        while j < WORDS_PER_PAGE && same(p[j]) {
+            j += 1;
+        }
+        out.push(kind);
+        out.extend_from_slice(&((j - i) as u16).to_le_bytes());
+        if kind == RUN_LITERAL {
+            for w in &p[i..j] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        if out.len() >= BYTES_PER_PAGE {
+            return p.iter().flat_map(|w| w.to_le_bytes()).collect();
+        }
+        i = j;
     }
     out
+}
+
+/// A page from its stored form (raw or runs); `None` if it is neither.
+fn page_from_bytes(bytes: &[u8]) -> Option<Page> {
+    let mut page = new_page();
+    if bytes.len() == BYTES_PER_PAGE {
+        for (w, c) in page.iter_mut().zip(bytes.chunks_exact(4)) {
+            *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        return Some(page);
+    }
+    let mut at = 0usize;
+    let mut rest = bytes;
+    while let [kind, c0, c1, tail @ ..] = rest {
+        let count = u16::from_le_bytes([*c0, *c1]) as usize;
+        let end = at
+            .checked_add(count)
+            .filter(|&e| e <= WORDS_PER_PAGE && count > 0)?;
+        rest = tail;
+        match *kind {
+            RUN_ZEROS => {}
+            RUN_ONES => page[at..end].fill(u32::MAX),
+            RUN_LITERAL => {
+                let (words, tail) = rest.split_at_checked(count * 4)?;
+                for (w, c) in page[at..end].iter_mut().zip(words.chunks_exact(4)) {
+                    *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+                rest = tail;
+            }
+            _ => return None,
+        }
+        at = end;
+    }
+    (rest.is_empty() && at == WORDS_PER_PAGE).then_some(page)
 }
 
 /// Set bits `lo..hi` of a page to `value`; returns whether anything changed.
@@ -461,10 +526,13 @@ mod tests {
         let pages = b.take_dirty_pages();
         assert_eq!(pages.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
         // bit 0 → byte 0 bit 0; bit 33 → word 1 bit 1 → byte 4 = 0x02
-        assert_eq!(pages[0].1.len(), BYTES_PER_PAGE);
-        assert_eq!(&pages[0].1[..8], &[1, 0, 0, 0, 2, 0, 0, 0]);
+        // Stored as runs: 2 literal words (bit 0 → word 0 = 1; bit 33 → word 1 = 2), then zeros.
+        assert_eq!(
+            pages[0].1,
+            [&[2u8, 2, 0, 1, 0, 0, 0, 2, 0, 0, 0][..], &[0, 254, 3]].concat()
+        );
         // 40_000 - 32_768 = 7232 → word 226 bit 0
-        assert_eq!(pages[1].1[226 * 4], 1);
+        assert_eq!(pages[1].1, [0u8, 226, 0, 2, 1, 0, 1, 0, 0, 0, 0, 29, 3]);
         assert!(b.take_dirty_pages().is_empty());
         // clearing a bit on a missing page creates nothing
         assert!(!b.set(1 << 40, false));
@@ -490,8 +558,52 @@ mod tests {
         assert_eq!(c.page_bytes(9), None);
         assert_eq!(
             c.load_page(3, &[0; 100]),
-            Err(BitfieldError::BadPageLength { page: 3, len: 100 })
+            Err(BitfieldError::BadPage { page: 3, len: 100 })
         );
+    }
+
+    /// Pages round-trip through both stored forms; the runs are used only when shorter; raw pages
+    /// (the form stores written before the runs existed) still load; bad runs are errors.
+    #[test]
+    fn stored_page_forms() {
+        let mut b = Bitfield::new();
+        b.set_range(0, 32_768 + 1000, true);
+        let pages = b.take_dirty_pages();
+        assert_eq!(pages[0].1, [1u8, 0, 4]); // all ones
+        assert_eq!(pages[1].1.len(), 3 + 7 + 3); // ones, one literal word, zeros
+                                                 // Noise: every word literal → longer than raw → stored raw.
+        let mut n = Bitfield::new();
+        for i in (0..32_768).step_by(3) {
+            n.set(i, true);
+        }
+        let noisy = n.take_dirty_pages();
+        assert_eq!(noisy[0].1.len(), BYTES_PER_PAGE);
+        for (i, bytes) in pages.iter().chain(&noisy) {
+            let mut c = Bitfield::new();
+            c.load_page(*i, bytes).unwrap();
+            let want = if bytes.len() == BYTES_PER_PAGE {
+                &n
+            } else {
+                &b
+            };
+            assert_eq!(c.page_bytes(*i), want.page_bytes(*i));
+            // The raw form of the same page loads to the same bits.
+            let raw: Vec<u8> = c.pages[i].iter().flat_map(|w| w.to_le_bytes()).collect();
+            let mut r = Bitfield::new();
+            r.load_page(*i, &raw).unwrap();
+            assert_eq!(r, c);
+        }
+        for bad in [
+            &[][..],
+            &[1, 0, 4, 0][..],       // trailing byte
+            &[1, 0, 2][..],          // too few words
+            &[1, 0, 4, 0, 1, 0][..], // too many words
+            &[3, 0, 4][..],          // unknown kind
+            &[1, 0, 0, 1, 0, 4][..], // empty run
+            &[2, 0, 4, 1, 2, 3][..], // literal words missing
+        ] {
+            assert!(Bitfield::new().load_page(0, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -631,7 +743,34 @@ mod tests {
         fn load_page_never_panics(i in any::<u64>(), bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let mut b = Bitfield::new();
             let ok = b.load_page(i, &bytes).is_ok();
-            prop_assert_eq!(ok, bytes.len() == BYTES_PER_PAGE);
+            prop_assert!(ok || bytes.len() != BYTES_PER_PAGE);
+            if ok {
+                // Whatever loaded re-stores and reloads to the same bits.
+                let mut c = Bitfield::new();
+                c.load_page(i, &b.page_bytes(i).unwrap()).unwrap();
+                prop_assert_eq!(c, b);
+            }
+        }
+
+        #[test]
+        fn stored_pages_round_trip(runs in proptest::collection::vec((0u8..3, 1usize..300), 1..20)) {
+            let mut b = Bitfield::new();
+            let mut bit = 0u64;
+            for (kind, len) in runs {
+                let end = (bit + len as u64).min(BITS_PER_PAGE);
+                match kind {
+                    0 => {}
+                    1 => { b.set_range(bit, end, true); }
+                    _ => for j in (bit..end).step_by(2) { b.set(j, true); },
+                }
+                bit = end;
+            }
+            b.set(0, true);
+            let pages = b.take_dirty_pages();
+            let mut c = Bitfield::new();
+            c.load_page(0, &pages[0].1).unwrap();
+            prop_assert!(pages[0].1.len() <= BYTES_PER_PAGE);
+            prop_assert_eq!(c, b);
         }
     }
 }
