@@ -532,11 +532,16 @@ impl<S: Storage> Hypercore<S> {
         .encode()
     }
 
-    /// Write `batch` to storage, first dropping the cached tree pages it touches.
+    /// Write `batch` to storage, first bringing the caches in line with it (and emptying them
+    /// if the write fails).
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        self.node_cache.invalidate(&batch);
+        self.node_cache.update(&batch);
         self.chunk_cache.invalidate(&batch);
-        self.storage.write(batch).await
+        let written = self.storage.write(batch).await;
+        if written.is_err() {
+            self.node_cache.clear();
+        }
+        written
     }
 
     // ---------------------------------------------------------------- accessors
@@ -699,7 +704,8 @@ impl<S: Storage> Hypercore<S> {
         blocks::put(&mut batch, start, &refs);
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
-        tb.write_ops(&self.storage, &mut batch).await?;
+        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
+            .await?;
         self.bitfield.set_range(start, tb.length, true);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
             batch.put(layout::bitfield_key(page), bytes);
@@ -753,7 +759,8 @@ impl<S: Storage> Hypercore<S> {
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         let mut batch = Batch::new();
-        tb.write_ops(&self.storage, &mut batch).await?;
+        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
+            .await?;
         blocks::remove(&self.storage, &mut batch, new_length, None).await?;
         let saved = self.bitfield.clone();
         self.bitfield.set_range(new_length, old_length, false);
@@ -1194,7 +1201,8 @@ impl<S: Storage> Hypercore<S> {
         }
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
-        tb.write_ops(&self.storage, &mut batch).await?;
+        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
+            .await?;
         let old_length = self.tree.length;
         let reorg = tb.truncates();
         let saved = reorg.then(|| self.bitfield.clone());

@@ -295,6 +295,31 @@ async fn load_pages<S: Storage>(
         .collect()
 }
 
+/// [`load_pages`], taking the pages `cache` holds from memory.
+async fn load_pages_cached<S: Storage>(
+    storage: &S,
+    cache: &NodeCache,
+    pages: impl IntoIterator<Item = u64>,
+) -> Result<std::collections::BTreeMap<u64, Option<NodePage>>, HypercoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut missing = Vec::new();
+    {
+        let inner = cache.lock();
+        for p in pages {
+            match inner.get(p) {
+                Some(page) => {
+                    out.insert(p, Some(page.clone()));
+                }
+                None => missing.push(p),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        out.extend(load_pages(storage, missing).await?);
+    }
+    Ok(out)
+}
+
 /// Decoded node pages of the upper tree, kept in memory by a [`crate::hypercore::Hypercore`] so
 /// proofs stop re-reading the same high nodes (every proof of a big tree needs a sibling at each
 /// level; the upper levels are few and shared by all of them).
@@ -302,8 +327,12 @@ async fn load_pages<S: Storage>(
 /// Page `p` holds nodes `32p ..= 32p + 31`: a 16-leaf subtree (levels 0-4) and the one node
 /// `32p + 31`, at level `5 + trailing_ones(p)`. Only pages whose high node is at level
 /// [`NodeCache::MIN_LEVEL`] or above are kept, at most [`NodeCache::CAPACITY`] of them, the lowest
-/// level evicted first. Every storage batch the core writes goes through
-/// [`NodeCache::invalidate`] first, which drops the pages it touches.
+/// level evicted first. Besides those, the [`NodeCache::RECENT`] pages written last (whatever
+/// their level) are kept, so that an append reads the pages it extends from memory.
+///
+/// Every storage batch the core writes goes through [`NodeCache::update`] first, which replaces
+/// the cached copies of the pages it writes with the written bytes (write-through) and drops
+/// those it deletes; if the storage write then fails, the core [`NodeCache::clear`]s the cache.
 #[derive(Debug, Default)]
 pub(crate) struct NodeCache {
     inner: std::sync::Mutex<CacheInner>,
@@ -314,13 +343,34 @@ struct CacheInner {
     pages: std::collections::HashMap<u64, NodePage>,
     /// `(level, page)` of every cached page: the first is evicted first.
     order: std::collections::BTreeSet<(u32, u64)>,
+    /// The pages written last, oldest first.
+    recent: std::collections::VecDeque<NodePage>,
+}
+
+impl CacheInner {
+    fn get(&self, page: u64) -> Option<&NodePage> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|p| p.page == page)
+            .or_else(|| self.pages.get(&page))
+    }
+
+    fn remove(&mut self, page: u64) {
+        if self.pages.remove(&page).is_some() {
+            self.order.remove(&(NodeCache::level(page), page));
+        }
+        self.recent.retain(|p| p.page != page);
+    }
 }
 
 impl NodeCache {
     /// Pages whose high node is below this level (`5 + trailing_ones(page)`) are not cached.
     pub(crate) const MIN_LEVEL: u32 = 8;
-    /// At most this many pages (about 1.3 KiB each) are cached.
+    /// At most this many upper-tree pages (about 1.3 KiB each) are cached.
     pub(crate) const CAPACITY: usize = 2048;
+    /// Recently written pages kept besides the upper ones.
+    pub(crate) const RECENT: usize = 16;
 
     fn level(page: u64) -> u32 {
         5 + page.trailing_ones()
@@ -349,29 +399,76 @@ impl NodeCache {
         inner.pages.insert(page.page, page);
     }
 
-    /// Drop every cached page `batch` writes or deletes (all of them on a range delete).
-    pub(crate) fn invalidate(&self, batch: &Batch) {
+    /// Bring the cache in line with `batch`, about to be written: the pages it puts replace
+    /// their cached copies and become the most recent; the pages it deletes are dropped (all of
+    /// them on a range delete).
+    pub(crate) fn update(&self, batch: &Batch) {
         let mut inner = self.lock();
-        if inner.pages.is_empty() {
-            return;
-        }
+        let puts = batch
+            .ops
+            .iter()
+            .filter(|op| matches!(op, crate::storage::Op::Put(k, _) if k.first() == Some(&layout::TREE_NODE)))
+            .count();
+        // Only the last RECENT pages written can stay recent: the others are decoded only if
+        // the upper cache keeps them.
+        let mut put = 0;
         for op in &batch.ops {
-            let key = match op {
-                crate::storage::Op::Put(k, _) | crate::storage::Op::Delete(k) => k,
+            match op {
                 crate::storage::Op::DeleteRange(..) => {
                     inner.pages.clear();
                     inner.order.clear();
-                    return;
+                    inner.recent.clear();
                 }
-            };
-            if key.first() == Some(&layout::TREE_NODE) {
-                if let Some(p) = layout::index_of(key) {
-                    if inner.pages.remove(&p).is_some() {
-                        inner.order.remove(&(Self::level(p), p));
+                crate::storage::Op::Delete(k) if k.first() == Some(&layout::TREE_NODE) => {
+                    if let Some(p) = layout::index_of(k) {
+                        inner.remove(p);
                     }
                 }
+                crate::storage::Op::Put(k, v) if k.first() == Some(&layout::TREE_NODE) => {
+                    put += 1;
+                    let Some(p) = layout::index_of(k) else {
+                        continue;
+                    };
+                    inner.remove(p);
+                    let recent = puts - put < Self::RECENT;
+                    if !recent && Self::level(p) < Self::MIN_LEVEL {
+                        continue;
+                    }
+                    // A page that does not decode is not cached (reads will report it).
+                    let Ok(page) = NodePage::decode(p, v.clone()) else {
+                        continue;
+                    };
+                    if recent {
+                        if inner.recent.len() >= Self::RECENT {
+                            inner.recent.pop_front();
+                        }
+                        inner.recent.push_back(page.clone());
+                    }
+                    Self::insert(&mut inner, page);
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Forget everything (after a failed write, whose pages [`NodeCache::update`] already took).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.pages.clear();
+        inner.order.clear();
+        inner.recent.clear();
+    }
+
+    /// Every cached page (upper and recent) with its bytes.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Vec<(u64, Vec<u8>)> {
+        let inner = self.lock();
+        inner
+            .pages
+            .values()
+            .chain(&inner.recent)
+            .map(|p| (p.page, p.as_bytes().to_vec()))
+            .collect()
     }
 
     /// Number of cached pages.
@@ -393,7 +490,7 @@ pub(crate) async fn get_nodes_cached<S: Storage>(
     {
         let inner = cache.lock();
         for (k, &i) in indexes.iter().enumerate() {
-            match inner.pages.get(&page_of(i)) {
+            match inner.get(page_of(i)) {
                 Some(page) => out[k] = Some(page.get(i)?),
                 None => missing.push(k),
             }
@@ -797,6 +894,16 @@ impl TreeBatch {
         storage: &S,
         out: &mut Batch,
     ) -> Result<(), HypercoreError> {
+        self.write_ops_cached(storage, None, out).await
+    }
+
+    /// [`TreeBatch::write_ops`], reading the pages it modifies through `cache` when given.
+    pub(crate) async fn write_ops_cached<S: Storage>(
+        &self,
+        storage: &S,
+        cache: Option<&NodeCache>,
+        out: &mut Batch,
+    ) -> Result<(), HypercoreError> {
         // Nodes at or past `cut` are gone (truncate / reorg); single nodes below it may go too.
         let mut cut = u64::MAX;
         let mut removed = Vec::new();
@@ -829,7 +936,11 @@ impl TreeBatch {
         } else {
             page_of(cut) + u64::from(cut % NODES_PER_PAGE != 0)
         };
-        let mut pages = load_pages(storage, touched.clone().filter(|&p| p < first_gone)).await?;
+        let wanted = touched.clone().filter(|&p| p < first_gone);
+        let mut pages = match cache {
+            Some(c) => load_pages_cached(storage, c, wanted).await?,
+            None => load_pages(storage, wanted).await?,
+        };
         for p in touched.filter(|&p| p >= first_gone) {
             pages.insert(p, None);
         }
