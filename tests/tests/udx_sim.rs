@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use hyperpunch_core::udx::packet::{self, Flags};
-use hyperpunch_core::udx::{BbrState, Config, Event, Stream, StreamError};
+use hyperpunch_core::udx::{BbrState, Config, Event, MtuState, Stream, StreamError};
 
 /// splitmix64.
 struct Rng(u64);
@@ -46,6 +46,8 @@ struct Link {
     rate_bps: Option<u64>,
     /// Bytes the bottleneck queue holds before it drops.
     queue_bytes: u64,
+    /// Path MTU: datagrams larger than this (counting 28 bytes of IP+UDP) are dropped.
+    mtu: Option<usize>,
     busy_until: Duration,
 }
 
@@ -59,6 +61,7 @@ impl Link {
             duplicate: 0.0,
             rate_bps: None,
             queue_bytes: u64::MAX,
+            mtu: None,
             busy_until: Duration::ZERO,
         }
     }
@@ -104,6 +107,9 @@ impl Sim {
         }
         let now = self.now;
         let link = &mut self.links[from];
+        if link.mtu.is_some_and(|mtu| datagram.len() + 28 > mtu) {
+            return; // too big for the path
+        }
         if self.rng.chance(link.loss) {
             if std::env::var("UDX_TRACE").is_ok() {
                 eprintln!("{now:?} lost from {from}");
@@ -339,6 +345,8 @@ fn lossy_links_deliver_exactly_once_in_order() {
                 None
             },
             queue_bytes: 20_000 + rng.next() % 200_000,
+            // Half the paths cap the MTU somewhere between the base and the maximum.
+            mtu: (seed % 4 < 2).then(|| 1200 + (rng.next() % 300) as usize),
             busy_until: Duration::ZERO,
         };
         let sizes = [
@@ -608,4 +616,128 @@ fn keepalive_heartbeats_are_acked() {
     );
     assert_eq!(heartbeats.get(), 5);
     assert_eq!(acks.get(), 5);
+}
+
+/// One-way transfer of `len` bytes from endpoint 0 to 1 over `link` (both ways); both sides end.
+/// Returns the engines, the virtual completion time and the wire size (IP bytes) of every MTU
+/// probe endpoint 0 sent (DATA packets with `data_offset` padding).
+fn one_way(
+    seed: u64,
+    link: Link,
+    len: usize,
+    config: Config,
+) -> ([Stream; 2], Duration, Vec<usize>) {
+    let mut sim = Sim::new(seed, link.clone(), link);
+    let probes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = probes.clone();
+    sim.filter = Some(Box::new(move |_, from, d| {
+        let h = packet::decode(d).unwrap().header;
+        if from == 0 && h.flags == Flags::DATA && h.data_offset > 0 {
+            seen.borrow_mut().push(d.len() + 28);
+        }
+        true
+    }));
+    let mut eps = pair(config);
+    let data = pattern(seed, len);
+    eps[0].write(&data).unwrap();
+    eps[0].end().unwrap();
+    eps[1].end().unwrap();
+    let mut apps = [App::default(), App::default()];
+    let finished = run(
+        &mut sim,
+        &mut eps,
+        &mut apps,
+        Duration::from_secs(600),
+        |_, _, _| {},
+        |apps| apps.iter().all(App::done),
+    );
+    assert!(finished, "seed {seed}: no completion");
+    for app in &apps {
+        assert_eq!((app.error.as_ref(), app.closed), (None, 1), "seed {seed}");
+    }
+    assert!(apps[1].received == data, "seed {seed}: data differs");
+    let probes = probes.borrow().clone();
+    (eps, sim.now, probes)
+}
+
+/// On a 1500-byte path the search climbs from the 1200-byte base in 32-byte probes (padded
+/// DATA packets) to 1500, and full packets then carry 1452 bytes of payload.
+#[test]
+fn mtu_search_reaches_1500() {
+    let link = Link {
+        mtu: Some(1500),
+        rate_bps: Some(10_000_000),
+        queue_bytes: 100_000,
+        ..Link::clean(Duration::from_millis(10))
+    };
+    let (eps, _, probes) = one_way(11, link, 2_000_000, Config::default());
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1500, MtuState::SearchComplete)
+    );
+    assert_eq!(eps[0].max_payload(), 1452);
+    let want: Vec<usize> = (1..=9).map(|k| 1200 + 32 * k).chain([1500]).collect();
+    assert_eq!(probes, want);
+    // The receiver sent only ACKs: it never searched beyond the base.
+    assert_eq!(eps[1].mtu(), 1200);
+}
+
+/// A path that drops everything above 1200 bytes: three lost 1232-byte probes end the search
+/// at the base, the probes are resent unpadded, and the transfer takes no longer (in virtual
+/// time, within 5%) than with the search switched off.
+#[test]
+fn mtu_search_falls_back_to_the_base() {
+    let link = Link {
+        mtu: Some(1200),
+        rate_bps: Some(10_000_000),
+        queue_bytes: 100_000,
+        ..Link::clean(Duration::from_millis(10))
+    };
+    let (eps, searching, probes) = one_way(12, link.clone(), 2_000_000, Config::default());
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1200, MtuState::SearchComplete)
+    );
+    assert_eq!(probes, vec![1232; 3]);
+    let off = Config {
+        mtu_max: 1200,
+        ..Config::default()
+    };
+    let (eps, plain, probes) = one_way(12, link, 2_000_000, off);
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1200, MtuState::SearchComplete)
+    );
+    assert!(probes.is_empty());
+    eprintln!("{searching:?} with the search, {plain:?} without");
+    assert!(
+        searching.as_secs_f64() <= plain.as_secs_f64() * 1.05,
+        "{searching:?} with the search, {plain:?} without"
+    );
+}
+
+/// Paths capped anywhere between the base and 1500, with loss: the MTU found never exceeds
+/// the path's, and every transfer completes intact.
+#[test]
+fn mtu_search_under_loss_never_exceeds_the_path() {
+    for seed in 0..24u64 {
+        let mut rng = Rng(seed * 31 + 5);
+        let path = 1200 + (rng.next() % 301) as usize;
+        let link = Link {
+            mtu: Some(path),
+            loss: rng.unit() * 0.05,
+            jitter: Duration::from_millis(rng.next() % 5),
+            ..Link::clean(Duration::from_millis(1 + rng.next() % 30))
+        };
+        let (eps, _, probes) = one_way(seed, link, 400_000, Config::default());
+        let mtu = usize::from(eps[0].mtu());
+        assert!(
+            mtu <= path,
+            "seed {seed}: mtu {mtu} above the path's {path}"
+        );
+        assert!(
+            probes.iter().all(|&p| p == 1500 || (p - 1200) % 32 == 0),
+            "seed {seed}: probe sizes {probes:?}"
+        );
+    }
 }

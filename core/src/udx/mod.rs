@@ -18,7 +18,7 @@ pub mod stream;
 
 pub use bbr::BbrState;
 pub use socket::{Incoming, Socket};
-pub use stream::{Config, Event, Stream, StreamError, UsageError};
+pub use stream::{Config, Event, MtuState, Stream, StreamError, UsageError};
 
 #[cfg(test)]
 mod tests;

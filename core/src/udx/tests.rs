@@ -300,3 +300,86 @@ fn tail_loss_probe_then_rto_backoff() {
     );
     assert_eq!(events(&mut a), vec![Event::Error(StreamError::Timeout)]);
 }
+
+fn ack_packet(id: u32, ack: u32, sacks: &[SackRange]) -> Vec<u8> {
+    let h = Header {
+        flags: if sacks.is_empty() {
+            Flags::ACK
+        } else {
+            Flags::SACK
+        },
+        data_offset: 0,
+        id,
+        rwnd: DEFAULT_RECV_WINDOW,
+        seq: 0,
+        ack,
+    };
+    encode(&h, sacks, &[])
+}
+
+/// MTU probes are full DATA packets padded (`data_offset` zero bytes) to the probe size: the
+/// first acknowledgement starts the search with a probe of the base size, each acknowledged
+/// probe raises the MTU by 32 bytes, and a lost probe is resent without its padding.
+#[test]
+fn mtu_probes_are_padded_data_packets() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    assert_eq!((a.mtu(), a.mtu_state()), (1200, MtuState::Base));
+    a.write(&vec![7u8; 1 << 20]).unwrap();
+    let first = drain(&mut a, T0);
+    assert!(first.iter().all(|d| d[3] == 0 && d.len() == 20 + 1152));
+    // Each ack frees window; the probe is the first new packet after an acknowledgement.
+    let mut now = T0;
+    let mut step = |a: &mut Stream, ack: u32, sacks: &[SackRange]| {
+        now += ms(20);
+        a.handle_datagram(now, &ack_packet(1, ack, sacks)).unwrap();
+        (now, drain(a, now))
+    };
+    let (_, out) = step(&mut a, 1, &[]);
+    assert_eq!(a.mtu_state(), MtuState::Search);
+    // The base-size probe of a full packet needs no padding.
+    assert_eq!((out[0][3], out[0].len()), (0, 1172));
+    let probe_1200 = decode(&out[0]).unwrap().header.seq;
+    let (_, out) = step(&mut a, probe_1200 + 1, &[]);
+    assert_eq!(a.mtu(), 1200);
+    let p = decode(&out[0]).unwrap();
+    assert_eq!((p.header.data_offset, out[0].len()), (32, 1232 - 28));
+    assert_eq!(p.payload, &[7u8; 1152][..]);
+    assert!(out[0][20..52].iter().all(|&b| b == 0));
+    let (_, out) = step(&mut a, p.header.seq + 1, &[]);
+    assert_eq!((a.mtu(), a.max_payload()), (1232, 1184));
+    // The 1264-byte probe is lost: the packets after it are selectively acknowledged and RACK
+    // declares it lost after the reordering window.
+    let lost = decode(&out[0]).unwrap().header;
+    assert_eq!((lost.data_offset, out[0].len()), (32, 1264 - 28));
+    let sack = SackRange {
+        start: lost.seq + 1,
+        end: lost.seq + out.len() as u32,
+    };
+    let (now, _) = step(&mut a, lost.seq, &[sack]);
+    let at = a.poll_timeout().unwrap().max(now + ms(30));
+    a.handle_timeout(at);
+    let resent = drain(&mut a, at);
+    let r = resent
+        .iter()
+        .map(|d| decode(d).unwrap())
+        .find(|p| p.header.seq == lost.seq)
+        .expect("the lost probe is retransmitted");
+    assert_eq!((r.header.data_offset, r.payload.len()), (0, 1184));
+    // One failure of three: the search goes on at the same size.
+    assert_eq!((a.mtu(), a.mtu_state()), (1232, MtuState::Search));
+}
+
+/// `mtu_max` at the base switches the search off.
+#[test]
+fn mtu_search_can_be_disabled() {
+    let config = Config {
+        mtu_max: 1200,
+        ..Config::default()
+    };
+    let mut a = Stream::new(1, 2, T0, config);
+    a.write(&vec![1u8; 100_000]).unwrap();
+    drain(&mut a, T0);
+    a.handle_datagram(ms(10), &ack_packet(1, 5, &[])).unwrap();
+    assert!(drain(&mut a, ms(10)).iter().all(|d| d[3] == 0));
+    assert_eq!(a.mtu_state(), MtuState::SearchComplete);
+}
