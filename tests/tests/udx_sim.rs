@@ -4,10 +4,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyperpunch_core::udx::packet::{self, Flags};
-use hyperpunch_core::udx::{BbrState, Config, Event, MtuState, Stream, StreamError};
+use hyperpunch_core::udx::{
+    BbrState, Config, Event, Incoming, MtuState, Socket, Stream, StreamError,
+};
 
 /// splitmix64.
 struct Rng(u64);
@@ -740,4 +743,214 @@ fn mtu_search_under_loss_never_exceeds_the_path() {
             "seed {seed}: probe sizes {probes:?}"
         );
     }
+}
+
+/// A datagram between addressed nodes: (arrival, tiebreak, to, from, bytes).
+type Addressed = (Duration, u64, SocketAddr, SocketAddr, Vec<u8>);
+
+/// A network of addressed nodes for socket-level tests: every datagram takes `delay` plus
+/// jitter and may be lost.
+struct Net {
+    rng: Rng,
+    now: Duration,
+    delay: Duration,
+    jitter: Duration,
+    loss: f64,
+    queue: BinaryHeap<Reverse<Addressed>>,
+    counter: u64,
+}
+
+impl Net {
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
+        if self.rng.chance(self.loss) {
+            return;
+        }
+        let at = self.now + self.delay + self.rng.below(self.jitter);
+        self.counter += 1;
+        self.queue
+            .push(Reverse((at, self.counter, to, from, datagram)));
+    }
+}
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], 4000 + u16::from(last)))
+}
+
+/// What [`relayed_then_direct`] observed.
+#[derive(Default)]
+struct Moves {
+    /// Datagrams A or B sent to the relay after switching to the direct path.
+    to_relay_after_switch: u32,
+    /// Datagrams the relay forwarded.
+    relayed: u32,
+    /// Datagrams that reached the relay after it died (they must be recovered directly).
+    lost_at_relay: u32,
+    /// Completed remote changes reported per side.
+    changed: [u32; 2],
+    /// Firewall decisions B's socket asked for, by stream id.
+    firewall: Vec<u32>,
+}
+
+/// A (stream 1) and B (stream 2) first talk through a blind relay R, which rewrites the
+/// receiver id (100 → 2 towards B, 101 → 1 towards A), as hyperdht's relayed connections do.
+/// B learns its stream's path from the first packet (the firewall hook). Once B got a third of
+/// A's bytes, both sides change their remote to the other's direct address and real id, and
+/// the relay dies shortly afterwards, losing whatever it still held. Returns what each side
+/// received and the observations.
+fn relayed_then_direct(seed: u64, loss: f64, sizes: [usize; 2]) -> ([App; 2], Moves) {
+    let mut rng = Rng(seed * 613 + 7);
+    let mut net = Net {
+        rng: Rng(seed),
+        now: Duration::ZERO,
+        delay: Duration::from_millis(2 + rng.next() % 30),
+        jitter: Duration::from_millis(rng.next() % 5),
+        loss,
+        queue: BinaryHeap::new(),
+        counter: 0,
+    };
+    let relay_linger = Duration::from_millis(rng.next() % 100);
+    let (a, b, r) = (addr(1), addr(2), addr(3));
+    let config = Config {
+        max_timeouts: 16,
+        ..Config::default()
+    };
+    let mut sockets = [Socket::new(), Socket::new()];
+    sockets[0].connect(Stream::new(1, 100, Duration::ZERO, config.clone()), r);
+    let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+    {
+        let s = sockets[0].stream_mut(1).unwrap();
+        s.write(&data[0]).unwrap();
+        s.end().unwrap();
+    }
+    let mut apps = [App::default(), App::default()];
+    let mut moves = Moves::default();
+    let mut switched: Option<Duration> = None;
+    let addrs = [a, b];
+    let ids = [1u32, 2u32];
+    loop {
+        // The application: B writes once its stream exists; both switch at a third.
+        if switched.is_none() && apps[1].received.len() >= sizes[0] / 3 {
+            assert_eq!(sockets[0].change_remote(1, 2, b), Ok(false));
+            sockets[1].change_remote(2, 1, a).unwrap();
+            switched = Some(net.now);
+        }
+        for side in 0..2 {
+            while let Some((id, event)) = sockets[side].poll_event() {
+                assert_eq!(id, ids[side]);
+                let app = &mut apps[side];
+                match event {
+                    Event::Data(bytes) => app.received.extend_from_slice(&bytes),
+                    Event::Message(m) => app.messages.push(m),
+                    Event::Ended => app.ended += 1,
+                    Event::Closed => app.closed += 1,
+                    Event::Error(e) => app.error = Some(e),
+                }
+            }
+            while let Some(id) = sockets[side].poll_remote_changed() {
+                assert_eq!(id, ids[side]);
+                moves.changed[side] += 1;
+            }
+            while let Some(t) = sockets[side].poll_transmit_to(net.now) {
+                let to = t.to.expect("streams are connected with an address");
+                if switched.is_some() && to == r {
+                    moves.to_relay_after_switch += 1;
+                }
+                net.send(addrs[side], to, t.bytes);
+            }
+        }
+        if apps.iter().all(App::done) {
+            return (apps, moves);
+        }
+        let next = [
+            net.queue.peek().map(|e| e.0 .0),
+            sockets[0].poll_timeout(),
+            sockets[1].poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("something is pending until both sides are done");
+        net.now = net.now.max(next);
+        assert!(net.now < Duration::from_secs(3600), "seed {seed}: stalled");
+        while net.queue.peek().is_some_and(|e| e.0 .0 <= net.now) {
+            let Reverse((_, _, to, from, datagram)) = net.queue.pop().unwrap();
+            if to == r {
+                let relay_up = switched.is_none_or(|t| net.now < t + relay_linger);
+                if relay_up {
+                    let (dest, id) = match packet::stream_id(&datagram) {
+                        Some(100) => (b, 2u32),
+                        Some(101) => (a, 1u32),
+                        other => panic!("the relay got a datagram for {other:?}"),
+                    };
+                    let mut forwarded = datagram;
+                    forwarded[4..8].copy_from_slice(&id.to_le_bytes());
+                    moves.relayed += 1;
+                    net.send(r, dest, forwarded);
+                } else {
+                    moves.lost_at_relay += 1;
+                }
+                continue;
+            }
+            let side = usize::from(to == b);
+            let now = net.now;
+            match sockets[side].handle_datagram_from(now, from, &datagram) {
+                Incoming::Stream(_) => {}
+                Incoming::Firewall { id, from } => {
+                    moves.firewall.push(id);
+                    // B's firewall: accept its expected stream, connected to the path the
+                    // first packet came over (the relay), then feed the packet again.
+                    assert_eq!((side, id, from), (1, 2, r), "seed {seed}");
+                    let mut stream = Stream::new(2, 101, now, config.clone());
+                    stream.write(&data[1]).unwrap();
+                    stream.end().unwrap();
+                    sockets[1].connect(stream, from);
+                    let again = sockets[1].handle_datagram_from(now, from, &datagram);
+                    assert_eq!(again, Incoming::Stream(2));
+                }
+                other => panic!("seed {seed}: unexpected {other:?}"),
+            }
+        }
+        for socket in sockets.iter_mut() {
+            if socket.poll_timeout().is_some_and(|t| t <= net.now) {
+                socket.handle_timeout(net.now);
+            }
+        }
+    }
+}
+
+/// Changing the remote mid-flight (relayed → direct): over many seeds, with loss, each side
+/// gets exactly the other's bytes in order, once; nothing is sent to the relay after the
+/// switch; each side reports the change once; both close cleanly.
+#[test]
+fn change_remote_mid_flight() {
+    let mut lost_at_relay = 0;
+    for seed in 0..30u64 {
+        let loss = (seed % 4) as f64 * 0.03;
+        let sizes = [300_000 + (seed as usize * 7919) % 300_000, 80_000];
+        let (apps, moves) = relayed_then_direct(seed, loss, sizes);
+        let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+        for side in 0..2 {
+            let app = &apps[side];
+            assert_eq!(
+                (app.error.as_ref(), app.closed, app.ended),
+                (None, 1, 1),
+                "seed {seed}"
+            );
+            assert!(
+                app.received == data[1 - side],
+                "seed {seed} side {side}: bytes differ"
+            );
+        }
+        assert_eq!(moves.to_relay_after_switch, 0, "seed {seed}");
+        assert!(moves.relayed > 0);
+        assert_eq!(moves.changed, [1, 1], "seed {seed}");
+        assert_eq!(
+            moves.firewall,
+            vec![2],
+            "seed {seed}: one firewall decision"
+        );
+        lost_at_relay += moves.lost_at_relay;
+    }
+    // In-flight data stranded at the dead relay was retransmitted over the direct path.
+    assert!(lost_at_relay > 0);
 }

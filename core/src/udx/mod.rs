@@ -17,7 +17,7 @@ pub mod socket;
 pub mod stream;
 
 pub use bbr::BbrState;
-pub use socket::{Incoming, Socket};
+pub use socket::{Incoming, Socket, Transmit};
 pub use stream::{Config, Event, MtuState, Stream, StreamError, UsageError};
 
 #[cfg(test)]

@@ -118,6 +118,9 @@ pub enum UsageError {
     /// The stream is closed, failed or destroyed.
     #[error("the stream is closed")]
     Closed,
+    /// [`Stream::change_remote`] while an earlier change is still waiting for its acks.
+    #[error("the remote is already changing")]
+    RemoteChanging,
     /// A MESSAGE larger than one packet's payload.
     #[error("message of {len} bytes exceeds the {max}-byte packet payload")]
     MessageTooLarge {
@@ -289,6 +292,11 @@ pub struct Stream {
     mtu_probe_count: u32,
     mtu_probe_size: u16,
 
+    // Remote change: the seq from which packets go to the new remote, while older ones are
+    // unacknowledged, and whether a completed change is waiting to be polled.
+    remote_changing: Option<u32>,
+    remote_changed: bool,
+
     // Receive side.
     ack: u32,
     ack_ext: u64,
@@ -361,6 +369,8 @@ impl Stream {
             mtu_probe_wanted: false,
             mtu_probe_count: 0,
             mtu_probe_size: MTU_BASE,
+            remote_changing: None,
+            remote_changed: false,
             ack: 0,
             ack_ext: 0,
             out_of_order: BTreeMap::new(),
@@ -386,6 +396,44 @@ impl Stream {
     /// The peer's stream id.
     pub fn remote_id(&self) -> u32 {
         self.remote_id
+    }
+
+    /// Moves the stream to another remote stream id mid-flight (libudx
+    /// `udx_stream_change_remote`, used when a relayed connection upgrades to a direct path). The
+    /// caller sends to the new address from now on ([`super::Socket::change_remote`] does both).
+    ///
+    /// Everything sent from now on, retransmissions of older packets included, carries the new
+    /// id; sequence numbers simply continue. The change completes once every packet sent before
+    /// it is acknowledged (at once if nothing is in flight): [`Stream::poll_remote_changed`] then
+    /// reports it, once. The MTU search restarts from the base for the new path, and no probe
+    /// goes out while the change is pending. Returns whether it completed at once.
+    pub fn change_remote(&mut self, remote_id: u32) -> Result<bool, UsageError> {
+        if self.terminated || self.closed {
+            return Err(UsageError::Closed);
+        }
+        if self.remote_changing.is_some() {
+            return Err(UsageError::RemoteChanging);
+        }
+        self.remote_id = remote_id;
+        self.reset_mtu();
+        if self.seq == self.remote_acked {
+            self.remote_changed = true;
+            Ok(true)
+        } else {
+            self.remote_changing = Some(self.seq);
+            Ok(false)
+        }
+    }
+
+    /// Whether a [`Stream::change_remote`] still waits for packets sent before it to be
+    /// acknowledged.
+    pub fn is_remote_changing(&self) -> bool {
+        self.remote_changing.is_some()
+    }
+
+    /// True once after a [`Stream::change_remote`] completed (libudx `on_remote_changed`).
+    pub fn poll_remote_changed(&mut self) -> bool {
+        core::mem::take(&mut self.remote_changed)
     }
 
     /// Queues bytes for reliable, ordered delivery. The engine buffers everything it is given;
@@ -802,6 +850,13 @@ impl Stream {
             self.remote_acked = self.remote_acked.wrapping_add(1);
             if !p.sacked {
                 self.on_delivered(now, p.info(), &mut rs, &mut newest);
+            }
+        }
+        if let Some(from) = self.remote_changing {
+            if !seq_gt(from, self.remote_acked) {
+                // Everything sent to the old remote is acknowledged.
+                self.remote_changing = None;
+                self.remote_changed = true;
             }
         }
         for range in sacks {
@@ -1232,9 +1287,13 @@ impl Stream {
         let flags = if end { Flags::END } else { Flags::DATA };
         let mut header = self.header(flags);
         // One probe at a time, never as a tail-loss probe (libudx `_send_new_packet`).
-        let padding = (self.mtu_probe_wanted && !end && !payload.is_empty() && !self.tlp_probe)
-            .then(|| self.probe_padding(payload.len()))
-            .flatten();
+        let padding = (self.mtu_probe_wanted
+            && !end
+            && !payload.is_empty()
+            && !self.tlp_probe
+            && self.remote_changing.is_none())
+        .then(|| self.probe_padding(payload.len()))
+        .flatten();
         if let Some(padding) = padding {
             header.data_offset = padding;
             self.mtu_probe_count += 1;

@@ -383,3 +383,103 @@ fn mtu_search_can_be_disabled() {
     assert!(drain(&mut a, ms(10)).iter().all(|d| d[3] == 0));
     assert_eq!(a.mtu_state(), MtuState::SearchComplete);
 }
+
+/// `change_remote` moves everything sent afterwards, retransmissions included, to the new
+/// remote id with seq continuity, and completes once the packets sent before it are acked.
+#[test]
+fn change_remote_waits_for_the_old_remote_acks() {
+    let mut a = Stream::new(1, 100, T0, Config::default());
+    a.write(&[5u8; 3000]).unwrap();
+    let before = drain(&mut a, T0);
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|d| decode(d).unwrap().header.id == 100));
+    assert_eq!(a.change_remote(2), Ok(false));
+    assert!(a.is_remote_changing());
+    assert_eq!(a.change_remote(3), Err(UsageError::RemoteChanging));
+    a.write(b"after").unwrap();
+    let after = drain(&mut a, T0);
+    let h = decode(&after[0]).unwrap().header;
+    assert_eq!((h.id, h.seq), (2, 3));
+    // The old remote acknowledged seq 0 only; the rest is lost on the old path and is resent,
+    // same seqs, to the new id.
+    a.handle_datagram(ms(10), &ack_packet(1, 1, &[])).unwrap();
+    assert!(a.is_remote_changing() && !a.poll_remote_changed());
+    let mut resent = Vec::new();
+    let mut now = ms(10);
+    while resent.len() < 3 {
+        now = a.poll_timeout().unwrap().max(now);
+        a.handle_timeout(now);
+        resent.extend(drain(&mut a, now).iter().map(|d| decode(d).unwrap().header));
+    }
+    assert!(resent.iter().all(|h| h.id == 2 && (1..4).contains(&h.seq)));
+    // Acked up to (not including) the first packet sent after the change: complete.
+    a.handle_datagram(now, &ack_packet(1, 3, &[])).unwrap();
+    assert!(!a.is_remote_changing());
+    assert!(a.poll_remote_changed());
+    assert!(!a.poll_remote_changed());
+    // With nothing in flight a change completes at once.
+    a.handle_datagram(now, &ack_packet(1, 4, &[])).unwrap();
+    assert_eq!(a.change_remote(7), Ok(true));
+    assert!(a.poll_remote_changed());
+    a.destroy();
+    drain(&mut a, now);
+    assert_eq!(a.change_remote(8), Err(UsageError::Closed));
+}
+
+/// A socket follows a remote change with the destination address, and hands datagrams for
+/// ids it does not hold to the owner's firewall, which may connect a stream and re-feed.
+#[test]
+fn socket_addresses_and_firewall() {
+    let addr = |port| core::net::SocketAddr::from(([10, 0, 0, 1], port));
+    let mut socket = Socket::new();
+    socket.connect(Stream::new(1, 100, T0, Config::default()), addr(1000));
+    assert_eq!(socket.remote_addr(1), Some(addr(1000)));
+    socket.stream_mut(1).unwrap().write(b"hi").unwrap();
+    let t = socket.poll_transmit_to(T0).unwrap();
+    assert_eq!((t.id, t.to), (1, Some(addr(1000))));
+    assert_eq!(decode(&t.bytes).unwrap().header.id, 100);
+    assert_eq!(socket.change_remote(1, 200, addr(2000)), Ok(false));
+    assert_eq!(socket.remote_addr(1), Some(addr(2000)));
+    assert_eq!(socket.poll_remote_changed(), None);
+    socket.stream_mut(1).unwrap().write(b"there").unwrap();
+    let t = socket.poll_transmit_to(T0).unwrap();
+    assert_eq!(t.to, Some(addr(2000)));
+    assert_eq!(decode(&t.bytes).unwrap().header.id, 200);
+    // Acks come back over either path.
+    assert_eq!(
+        socket.handle_datagram_from(ms(5), addr(1000), &ack_packet(1, 1, &[])),
+        Incoming::Stream(1)
+    );
+    assert_eq!(socket.poll_remote_changed(), Some(1));
+    assert_eq!(socket.poll_remote_changed(), None);
+    assert_eq!(socket.change_remote(9, 1, addr(1)), Err(UsageError::Closed));
+    // First packet for id 2 from a peer: the firewall decides.
+    let first = data(2, 0, Flags::DATA, b"knock");
+    let from = addr(3000);
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, &first),
+        Incoming::Firewall { id: 2, from }
+    );
+    assert!(socket.stream(2).is_none());
+    socket.connect(Stream::new(2, 7, ms(6), Config::default()), from);
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, &first),
+        Incoming::Stream(2)
+    );
+    assert_eq!(
+        socket.poll_event(),
+        Some((2, Event::Data(b"knock".to_vec())))
+    );
+    let mut acks = Vec::new();
+    while let Some(t) = socket.poll_transmit_to(ms(6)) {
+        acks.push(t);
+    }
+    assert!(acks.iter().any(|t| t.id == 2 && t.to == Some(from)));
+    // Not UDX is still the caller's.
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, b"dht"),
+        Incoming::NotUdx
+    );
+    socket.remove(2);
+    assert_eq!(socket.remote_addr(2), None);
+}
