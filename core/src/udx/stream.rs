@@ -748,13 +748,14 @@ impl Stream {
                 return; // the peer ignores our window: drop, it will retransmit
             }
             self.accept(seq, flags.contains(Flags::END), payload.to_vec());
-            while let Some(next) = self.out_of_order.remove(&self.ack_ext) {
+            // Nothing is delivered past the END.
+            while self.remote_end_seq.is_none() {
+                let Some(next) = self.out_of_order.remove(&self.ack_ext) else {
+                    break;
+                };
                 self.out_of_order_bytes -= next.payload.len();
                 let seq = self.ack;
                 self.accept(seq, next.end, next.payload);
-                if self.remote_end_seq.is_some() {
-                    break;
-                }
             }
             if self.remote_end_seq.is_some() {
                 self.out_of_order.clear();

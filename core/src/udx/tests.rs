@@ -483,3 +483,15 @@ fn socket_addresses_and_firewall() {
     socket.remove(2);
     assert_eq!(socket.remote_addr(2), None);
 }
+
+/// Nothing is delivered past the peer's END, even packets buffered beyond it before it arrived
+/// (found by the `udx_stream` fuzz harness).
+#[test]
+fn nothing_is_delivered_after_end() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    b.handle_datagram(T0, &data(2, 1, Flags::DATA, b"beyond the end"))
+        .unwrap();
+    b.handle_datagram(T0, &data(2, 0, Flags::END, &[])).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Ended]);
+    assert_eq!(b.recv_buffered(), 0);
+}
