@@ -8,7 +8,7 @@
 //! - odd: two honest streams over a network the input drives (deliver in any order, drop,
 //!   duplicate, advance time). Each side may only ever receive a prefix of what the other
 //!   wrote; when the input is spent the network turns perfect and both must deliver everything
-//!   and close, unless one already gave up with a timeout.
+//!   and close, unless one times out because the lossy phase used up its retransmission budget.
 //!
 //! The harness is shared with `core/tests/udx_props.rs`.
 #![no_main]

@@ -382,17 +382,44 @@ fn thirty_percent_loss() {
 }
 
 /// A clean 100 Mbit/s path with a 50 ms RTT and a one-BDP bottleneck queue: in steady state
-/// (virtual seconds 1 to 4) the receiver gets at least 80% of the link capacity in payload.
+/// (virtual seconds 1 to 4) the receiver gets at least 80% of the link capacity in payload,
+/// whatever BBR's seeded PROBE_BW phase, on a 1500-byte path (after the MTU search) and on one
+/// that drops everything above 1200 bytes.
 #[test]
 fn bbr_fills_a_100_mbit_50_ms_path() {
+    for (seed, mtu) in [(1, 1500), (3, 1500), (4, 1200)] {
+        let (ratio, state) = bbr_goodput(seed, mtu);
+        assert!(
+            ratio >= 0.80,
+            "seed {seed} mtu {mtu}: goodput {ratio:.3} of capacity"
+        );
+        assert_eq!(state, BbrState::ProbeBw, "seed {seed} mtu {mtu}");
+    }
+}
+
+/// Goodput over virtual seconds 1 to 4 as a fraction of the 100 Mbit/s capacity, and the
+/// sender's BBR state at the end.
+fn bbr_goodput(seed: u32, mtu: usize) -> (f64, BbrState) {
     let rate = 100_000_000u64;
     let link = Link {
         rate_bps: Some(rate),
         queue_bytes: rate / 8 / 20, // one BDP: 625 kB
+        mtu: Some(mtu),
         ..Link::clean(Duration::from_millis(25))
     };
     let mut sim = Sim::new(7, link.clone(), link);
-    let mut eps = pair(Config::default());
+    let mut eps = [
+        Stream::new(
+            1,
+            2,
+            Duration::ZERO,
+            Config {
+                seed,
+                ..Config::default()
+            },
+        ),
+        Stream::new(2, 1, Duration::ZERO, Config::default()),
+    ];
     let mut apps = [App::default(), App::default()];
     let chunk = vec![0x5a; 1 << 20];
     let start = Duration::from_secs(1);
@@ -441,8 +468,7 @@ fn bbr_fills_a_100_mbit_50_ms_path() {
         eps[0].pacing_rate(),
         eps[0].rtt()
     );
-    assert!(ratio >= 0.80, "goodput {ratio:.3} of capacity");
-    assert_eq!(eps[0].bbr_state(), BbrState::ProbeBw);
+    (ratio, eps[0].bbr_state())
 }
 
 /// A peer that stops acknowledging: the sender fails with a timeout after libudx's six RTOs,
