@@ -71,13 +71,15 @@ pub struct Config {
     pub mtu_max: u16,
     /// Receive buffer, advertised as `rwnd` minus what is buffered.
     pub recv_window: u32,
-    /// Consecutive retransmission timeouts without progress before [`StreamError::Timeout`].
+    /// Retransmission timeouts in a row without progress that the stream survives, resending
+    /// each time; the next one fails it with [`StreamError::Timeout`] (libudx
+    /// `UDX_MAX_RTO_TIMEOUTS`, 6).
     pub max_timeouts: u32,
     /// Send a HEARTBEAT after this long without sending anything (libudx keepalive).
     pub keepalive: Option<Duration>,
     /// How long a closed stream keeps acknowledging the peer's retransmissions after the last
     /// one arrived. `None` (the default) covers a peer's whole retransmission budget with the
-    /// same `max_timeouts` (61 s for 6), so a peer whose final ACK was lost can still finish;
+    /// same `max_timeouts` (121 s for 6), so a peer whose final ACK was lost can still finish;
     /// libudx forgets the stream at once.
     pub linger: Option<Duration>,
     /// Seeds BBR's PROBE_BW starting phase.
@@ -645,7 +647,7 @@ impl Stream {
 
     fn linger(&self) -> Duration {
         self.config.linger.unwrap_or_else(|| {
-            (0..self.config.max_timeouts.min(64))
+            (0..=self.config.max_timeouts.min(64))
                 .map(|k| (INITIAL_RTO * 2u32.saturating_pow(k.min(10))).min(MAX_RTO))
                 .sum::<Duration>()
                 + MAX_RTO
@@ -1112,7 +1114,7 @@ impl Stream {
 
     fn fire_rto(&mut self, now: Duration) {
         self.timeouts += 1;
-        if self.timeouts >= self.config.max_timeouts {
+        if self.timeouts > self.config.max_timeouts {
             self.fail(StreamError::Timeout);
             return;
         }
