@@ -819,8 +819,9 @@ struct Moves {
     firewall: Vec<u32>,
 }
 
-/// A (stream 1) and B (stream 2) first talk through a blind relay R, which rewrites the
-/// receiver id (100 → 2 towards B, 101 → 1 towards A), as hyperdht's relayed connections do.
+/// A (stream 1) and B (stream 2) first talk through a blind relay R: a socket whose streams
+/// 100 (towards A) and 101 (towards B) relay to each other, rewriting the receiver id
+/// (100 → 2 towards B, 101 → 1 towards A), as hyperdht's relayed connections do.
 /// B learns its stream's path from the first packet (the firewall hook). Once B got a third of
 /// A's bytes, both sides change their remote to the other's direct address and real id, and
 /// the relay dies shortly afterwards, losing whatever it still held. Returns what each side
@@ -843,6 +844,11 @@ fn relayed_then_direct(seed: u64, loss: f64, sizes: [usize; 2]) -> ([App; 2], Mo
         ..Config::default()
     };
     let mut sockets = [Socket::new(), Socket::new()];
+    let mut relay = Socket::new();
+    relay.connect(Stream::new(100, 1, Duration::ZERO, config.clone()), a);
+    relay.connect(Stream::new(101, 2, Duration::ZERO, config.clone()), b);
+    relay.relay_to(100, 101).unwrap();
+    relay.relay_to(101, 100).unwrap();
     sockets[0].connect(Stream::new(1, 100, Duration::ZERO, config.clone()), r);
     let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
     {
@@ -905,15 +911,12 @@ fn relayed_then_direct(seed: u64, loss: f64, sizes: [usize; 2]) -> ([App; 2], Mo
             if to == r {
                 let relay_up = switched.is_none_or(|t| net.now < t + relay_linger);
                 if relay_up {
-                    let (dest, id) = match packet::stream_id(&datagram) {
-                        Some(100) => (b, 2u32),
-                        Some(101) => (a, 1u32),
-                        other => panic!("the relay got a datagram for {other:?}"),
-                    };
-                    let mut forwarded = datagram;
-                    forwarded[4..8].copy_from_slice(&id.to_le_bytes());
-                    moves.relayed += 1;
-                    net.send(r, dest, forwarded);
+                    let routed = relay.handle_datagram_from(net.now, from, &datagram);
+                    assert!(matches!(routed, Incoming::Relayed { .. }), "{routed:?}");
+                    while let Some(t) = relay.poll_transmit_to(net.now) {
+                        moves.relayed += 1;
+                        net.send(r, t.to.unwrap(), t.bytes);
+                    }
                 } else {
                     moves.lost_at_relay += 1;
                 }

@@ -13,10 +13,11 @@
 //!   changing the remote mid-flight ([`Stream::change_remote`], for relayed → direct upgrades).
 //! - [`Socket`] — routes datagrams to streams by the id in bytes 4-7, keeps each stream's
 //!   remote address (following a remote change), hands datagrams for unknown ids to the owner's
-//!   firewall ([`Incoming::Firewall`]) and the rest (DHT traffic) back to the caller.
+//!   firewall ([`Incoming::Firewall`]), relays between paired streams ([`Socket::relay_to`], a
+//!   blind relay's data plane) and gives the rest (DHT traffic) back to the caller.
 //!
-//! Not implemented: libudx's `relay_to` forwarding (a blind relay rewrites bytes 4-7 itself),
-//! and the OS link-MTU lookup (the owner passes it as [`Config::mtu_max`]).
+//! The OS link-MTU lookup libudx does on connect is the owner's: it passes the result as
+//! [`Config::mtu_max`].
 //!
 //! Time is a [`core::time::Duration`] since an epoch the caller chooses; nothing here reads a
 //! clock, does I/O or draws randomness.

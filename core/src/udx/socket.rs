@@ -9,12 +9,17 @@
 //! path a client's packets take). The owner connects a stream with [`Socket::connect`] and feeds
 //! the datagram again, or drops it. As in libudx, a connected stream takes its packets from any
 //! address; an owner wanting more compares the sender with [`Socket::remote_addr`].
+//!
+//! A stream can also *relay* ([`Socket::relay_to`], libudx `udx_stream_relay_to`): every
+//! datagram for it is forwarded, with bytes 4-7 rewritten to the destination stream's remote
+//! id, to the destination's remote. That is the data plane of a blind relay, which pairs two
+//! streams this way in both directions.
 
 use core::net::SocketAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::packet::{self, DecodeError};
+use super::packet::{self, DecodeError, Flags};
 use super::stream::{Event, Stream, UsageError};
 
 /// What became of an incoming datagram.
@@ -22,6 +27,14 @@ use super::stream::{Event, Stream, UsageError};
 pub enum Incoming {
     /// Delivered to the stream with this local id.
     Stream(u32),
+    /// Addressed to the relaying stream `id` and queued for [`Socket::poll_transmit`] on
+    /// behalf of stream `to` ([`Socket::relay_to`]).
+    Relayed {
+        /// The relaying stream.
+        id: u32,
+        /// The destination stream it was forwarded through.
+        to: u32,
+    },
     /// UDX for a stream id we do not have: dropped ([`Socket::handle_datagram`]).
     UnknownStream(u32),
     /// UDX from `from` for a stream id we do not have ([`Socket::handle_datagram_from`]): not
@@ -56,6 +69,12 @@ pub struct Transmit {
 pub struct Socket {
     streams: BTreeMap<u32, Stream>,
     remotes: BTreeMap<u32, SocketAddr>,
+    /// Relaying stream → destination stream.
+    relays: BTreeMap<u32, u32>,
+    /// Forwarded datagrams waiting for [`Socket::poll_transmit`].
+    forwarded: VecDeque<Transmit>,
+    /// The latest time seen.
+    now: Duration,
     /// Round-robin cursor for fair transmission.
     cursor: u32,
 }
@@ -101,6 +120,23 @@ impl Socket {
         Ok(done)
     }
 
+    /// Makes stream `id` relay to stream `to`: every datagram that arrives for `id` from now on
+    /// is forwarded with bytes 4-7 rewritten to `to`'s remote id, to `to`'s remote address;
+    /// `id`'s own engine no longer sees it. A forwarded DESTROY also resets `id`, and when a
+    /// stream goes away every stream relaying to it closes without a DESTROY of its own
+    /// (libudx `relay_packet`, `close_stream`).
+    pub fn relay_to(&mut self, id: u32, to: u32) -> Result<(), UsageError> {
+        let live = |s: Option<&Stream>| s.is_some_and(|s| !s.is_finished() && !s.is_closed());
+        if !live(self.streams.get(&id)) || !live(self.streams.get(&to)) {
+            return Err(UsageError::Closed);
+        }
+        if self.relays.contains_key(&id) {
+            return Err(UsageError::AlreadyRelaying);
+        }
+        self.relays.insert(id, to);
+        Ok(())
+    }
+
     /// The next stream whose remote change completed (everything sent to the old remote is
     /// acknowledged).
     pub fn poll_remote_changed(&mut self) -> Option<u32> {
@@ -119,10 +155,28 @@ impl Socket {
         self.streams.get_mut(&id)
     }
 
-    /// Removes a stream.
+    /// Removes a stream; streams relaying to it close.
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
-        self.remotes.remove(&id);
+        self.forget(id);
         self.streams.remove(&id)
+    }
+
+    /// Drops a stream's address and relay entries; streams relaying to it close quietly.
+    fn forget(&mut self, id: u32) {
+        self.remotes.remove(&id);
+        self.relays.remove(&id);
+        let relaying: Vec<u32> = self
+            .relays
+            .iter()
+            .filter(|&(_, &to)| to == id)
+            .map(|(&from, _)| from)
+            .collect();
+        for from in relaying {
+            self.relays.remove(&from);
+            if let Some(s) = self.streams.get_mut(&from) {
+                s.close_quietly();
+            }
+        }
     }
 
     /// Local ids of the streams present.
@@ -140,16 +194,20 @@ impl Socket {
             .collect();
         for id in &done {
             self.streams.remove(id);
-            self.remotes.remove(id);
+            self.forget(*id);
         }
         done
     }
 
     /// Routes one incoming datagram.
     pub fn handle_datagram(&mut self, now: Duration, bytes: &[u8]) -> Incoming {
+        self.now = self.now.max(now);
         let Some(id) = packet::stream_id(bytes) else {
             return Incoming::NotUdx;
         };
+        if let Some(&to) = self.relays.get(&id) {
+            return self.relay(now, id, to, bytes);
+        }
         match self.streams.get_mut(&id) {
             None => Incoming::UnknownStream(id),
             Some(stream) => match stream.handle_datagram(now, bytes) {
@@ -157,6 +215,27 @@ impl Socket {
                 Err(e) => Incoming::Malformed(e),
             },
         }
+    }
+
+    fn relay(&mut self, now: Duration, id: u32, to: u32, bytes: &[u8]) -> Incoming {
+        let Some(dest) = self.streams.get(&to) else {
+            return Incoming::UnknownStream(id);
+        };
+        let mut forwarded = bytes.to_vec();
+        forwarded[4..8].copy_from_slice(&dest.remote_id().to_le_bytes());
+        self.forwarded.push_back(Transmit {
+            id: to,
+            to: self.remotes.get(&to).copied(),
+            bytes: forwarded,
+        });
+        if Flags(bytes[2]).contains(Flags::DESTROY) {
+            // The relaying stream is reset too, and with it whatever relays to it.
+            if let Some(s) = self.streams.get_mut(&id) {
+                let _ = s.handle_datagram(now, bytes);
+            }
+            self.forget(id);
+        }
+        Incoming::Relayed { id, to }
     }
 
     /// Routes one incoming datagram that came from `from`; a datagram for an unknown stream id
@@ -175,6 +254,7 @@ impl Socket {
 
     /// Runs every stream's due timers.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
         for stream in self.streams.values_mut() {
             stream.handle_timeout(now);
         }
@@ -189,6 +269,10 @@ impl Socket {
     /// [`Socket::poll_transmit`] with the destination address of streams added with
     /// [`Socket::connect`].
     pub fn poll_transmit_to(&mut self, now: Duration) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        if let Some(t) = self.forwarded.pop_front() {
+            return Some(t);
+        }
         let ids: Vec<u32> = self
             .streams
             .range(self.cursor..)
@@ -215,8 +299,12 @@ impl Socket {
             .find_map(|(&id, s)| s.poll_event().map(|e| (id, e)))
     }
 
-    /// The earliest deadline over all streams.
+    /// The earliest deadline over all streams (the latest time seen while forwarded datagrams
+    /// wait).
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if !self.forwarded.is_empty() {
+            return Some(self.now);
+        }
         self.streams.values().filter_map(|s| s.poll_timeout()).min()
     }
 }

@@ -120,6 +120,9 @@ pub enum UsageError {
     /// The stream is closed, failed or destroyed.
     #[error("the stream is closed")]
     Closed,
+    /// [`super::Socket::relay_to`] on a stream that already relays.
+    #[error("the stream already relays to another stream")]
+    AlreadyRelaying,
     /// [`Stream::change_remote`] while an earlier change is still waiting for its acks.
     #[error("the remote is already changing")]
     RemoteChanging,
@@ -673,6 +676,18 @@ impl Stream {
         self.zero_window_probe = None;
         self.ack_pending = false;
         self.heartbeat_pending = false;
+    }
+
+    /// Ends the stream at once without a DESTROY packet: a relaying stream whose destination
+    /// closed (libudx destroys those without writing anything).
+    pub(crate) fn close_quietly(&mut self) {
+        if self.terminated {
+            return;
+        }
+        self.clear();
+        self.terminated = true;
+        self.linger_until = None;
+        self.events.push_back(Event::Closed);
     }
 
     fn fail(&mut self, error: StreamError) {

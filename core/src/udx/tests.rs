@@ -495,3 +495,60 @@ fn nothing_is_delivered_after_end() {
     assert_eq!(events(&mut b), vec![Event::Ended]);
     assert_eq!(b.recv_buffered(), 0);
 }
+
+/// A relay pair forwards each way with the receiver id rewritten; a DESTROY is forwarded too,
+/// resets the stream it came through and closes its partner without a DESTROY of its own.
+#[test]
+fn relay_pair_forwards_and_tears_down() {
+    let addr = |port| core::net::SocketAddr::from(([10, 0, 0, 3], port));
+    let (a, b) = (addr(1), addr(2));
+    let mut relay = Socket::new();
+    relay.connect(Stream::new(100, 1, T0, Config::default()), a);
+    relay.connect(Stream::new(101, 2, T0, Config::default()), b);
+    relay.relay_to(100, 101).unwrap();
+    relay.relay_to(101, 100).unwrap();
+    assert_eq!(relay.relay_to(100, 101), Err(UsageError::AlreadyRelaying));
+    assert_eq!(relay.relay_to(100, 7), Err(UsageError::Closed));
+    let hello = data(100, 0, Flags::DATA, b"hello b");
+    assert_eq!(
+        relay.handle_datagram_from(T0, a, &hello),
+        Incoming::Relayed { id: 100, to: 101 }
+    );
+    assert_eq!(relay.poll_timeout(), Some(T0));
+    let t = relay.poll_transmit_to(T0).unwrap();
+    assert_eq!((t.id, t.to), (101, Some(b)));
+    let mut want = hello.clone();
+    want[4..8].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(t.bytes, want);
+    // The relaying streams themselves neither saw nor answer it.
+    assert_eq!(relay.poll_transmit_to(T0), None);
+    assert_eq!(relay.poll_event(), None);
+    assert_eq!(relay.poll_timeout(), None);
+    // B destroys: forwarded to A as id 1, and the relay pair goes away.
+    let destroy = data(101, 5, Flags::DESTROY, &[]);
+    assert_eq!(
+        relay.handle_datagram_from(ms(1), b, &destroy),
+        Incoming::Relayed { id: 101, to: 100 }
+    );
+    let t = relay.poll_transmit_to(ms(1)).unwrap();
+    assert_eq!((t.to, decode(&t.bytes).unwrap().header.id), (Some(a), 1));
+    assert_eq!(decode(&t.bytes).unwrap().header.flags, Flags::DESTROY);
+    assert_eq!(relay.poll_transmit_to(ms(1)), None, "no DESTROY of its own");
+    let mut seen = Vec::new();
+    while let Some(e) = relay.poll_event() {
+        seen.push(e);
+    }
+    seen.sort_by_key(|e| e.0);
+    assert_eq!(
+        seen,
+        vec![
+            (100, Event::Closed),
+            (101, Event::Error(StreamError::Reset))
+        ]
+    );
+    assert_eq!(relay.remove_finished(), vec![100, 101]);
+    assert_eq!(
+        relay.handle_datagram_from(ms(2), a, &hello),
+        Incoming::Firewall { id: 100, from: a }
+    );
+}
