@@ -3,7 +3,8 @@
 //! panics and round-trips; a stream fed hostile datagrams, time jumps and API calls never
 //! panics and keeps its receive side bounded; two streams over a network that drops,
 //! duplicates, reorders and delays only ever deliver a prefix of what was written, and finish
-//! exactly once the network behaves.
+//! exactly once the network behaves; a socket with a relay pair and firewall decisions never
+//! panics on hostile datagrams and API calls.
 //!
 //! `PROPTEST_CASES` raises the case count (default 300 per property).
 
@@ -87,6 +88,11 @@ proptest! {
     #[test]
     fn stream_survives_a_hostile_peer(input in proptest::collection::vec(any::<u8>(), 0..3000)) {
         udx_harness::hostile_peer(&input);
+    }
+
+    #[test]
+    fn socket_survives_hostile_datagrams(input in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        udx_harness::hostile_socket(&input);
     }
 
     #[test]

@@ -164,6 +164,11 @@ impl Socket {
     /// Drops a stream's address and relay entries; streams relaying to it close quietly.
     fn forget(&mut self, id: u32) {
         self.remotes.remove(&id);
+        self.unrelay(id);
+    }
+
+    /// Ends a stream's relaying; streams relaying to it close quietly.
+    fn unrelay(&mut self, id: u32) {
         self.relays.remove(&id);
         let relaying: Vec<u32> = self
             .relays
@@ -233,7 +238,7 @@ impl Socket {
             if let Some(s) = self.streams.get_mut(&id) {
                 let _ = s.handle_datagram(now, bytes);
             }
-            self.forget(id);
+            self.unrelay(id);
         }
         Incoming::Relayed { id, to }
     }

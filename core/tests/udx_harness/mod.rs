@@ -11,11 +11,16 @@
 //!   and delays. Each side only ever receives a prefix of what the other wrote; once the input
 //!   is spent the network turns perfect and both deliver everything and close, unless a side
 //!   times out because the lossy phase used up its retransmission budget.
+//! - [`hostile_socket`]: a socket with a connected stream and a relay pair fed datagrams for
+//!   known and unknown ids from several addresses, with firewall decisions, remote changes,
+//!   writes and removals. Nothing panics, every datagram it emits goes to a known address and
+//!   looks like UDX, and a re-fed datagram after accepting a firewall request reaches the new stream.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyperpunch_core::udx::packet::{self, Flags, Header, SackRange};
-use hyperpunch_core::udx::{Config, Event, Stream, StreamError};
+use hyperpunch_core::udx::{Config, Event, Incoming, Socket, Stream, StreamError};
 
 const RECV_WINDOW: u32 = 64 * 1024;
 /// Largest datagram a stream may emit: the 1500-byte MTU minus IP and UDP headers.
@@ -358,6 +363,117 @@ pub fn honest_pair(data: &[u8]) {
             assert_eq!(w.failed, None, "side {side} failed on a perfect network");
             assert!(w.closed && w.ended, "side {side} did not finish");
             assert!(w.received == sent[1 - side], "side {side}: bytes differ");
+        }
+    }
+}
+
+/// A socket holding a connected stream (1 → 2) and a relay pair (100 ⇄ 101) against datagrams
+/// and calls the input picks.
+pub fn hostile_socket(data: &[u8]) {
+    let mut input = Input(data);
+    let addr = |n: u8| SocketAddr::from(([10, 0, 0, n % 4], 4000));
+    let mut socket = Socket::new();
+    socket.connect(Stream::new(1, 2, Duration::ZERO, config(1)), addr(1));
+    socket.connect(Stream::new(100, 5, Duration::ZERO, config(2)), addr(2));
+    socket.connect(Stream::new(101, 6, Duration::ZERO, config(3)), addr(3));
+    socket.relay_to(100, 101).unwrap();
+    socket.relay_to(101, 100).unwrap();
+    let mut now = Duration::ZERO;
+    let mut steps = 0;
+    while !input.is_empty() && steps < 2048 {
+        steps += 1;
+        let ids = [1, 100, 101, 7, 8];
+        match input.u8() % 8 {
+            0..=4 => {
+                let id = match input.u8() % 6 {
+                    5 => input.u32(),
+                    k => ids[usize::from(k)],
+                };
+                let header = Header {
+                    flags: Flags(input.u8() & 0x3f),
+                    data_offset: input.u8() % 4,
+                    id,
+                    rwnd: 4 << 20,
+                    seq: u32::from(input.u8() % 16),
+                    ack: u32::from(input.u8() % 16),
+                };
+                let sacks = [SackRange {
+                    start: u32::from(input.u8() % 16),
+                    end: u32::from(input.u8() % 16),
+                }];
+                let payload = pattern(3, 0, usize::from(input.u16() % 1300));
+                let bytes = packet::encode(&header, &sacks, &payload);
+                let from = addr(input.u8());
+                if let Incoming::Firewall {
+                    id: fid,
+                    from: ffrom,
+                } = socket.handle_datagram_from(now, from, &bytes)
+                {
+                    assert_eq!((fid, ffrom), (id, from));
+                    assert!(socket.stream(id).is_none());
+                    if input.u8() % 2 == 0 {
+                        let stream = Stream::new(id, input.u32(), now, config(4));
+                        socket.connect(stream, from);
+                        let again = socket.handle_datagram_from(now, from, &bytes);
+                        assert!(
+                            !matches!(again, Incoming::Firewall { .. }),
+                            "{again:?} after accepting"
+                        );
+                    }
+                }
+            }
+            5 => {
+                now += ms(u64::from(input.u16()));
+                socket.handle_timeout(now);
+            }
+            6 => {
+                let id = ids[usize::from(input.u8() % 5)];
+                match input.u8() % 5 {
+                    0 => {
+                        let _ = socket.change_remote(id, input.u32(), addr(input.u8()));
+                    }
+                    1 => {
+                        let to = ids[usize::from(input.u8() % 5)];
+                        let _ = socket.relay_to(id, to);
+                    }
+                    2 => {
+                        socket.remove(id);
+                    }
+                    3 => {
+                        if let Some(s) = socket.stream_mut(id) {
+                            let _ = s.write(&pattern(4, 0, usize::from(input.u16() % 8000)));
+                        }
+                    }
+                    _ => {
+                        if let Some(s) = socket.stream_mut(id) {
+                            s.destroy();
+                        }
+                    }
+                }
+            }
+            _ => {
+                if let Some(t) = socket.poll_timeout() {
+                    now = now.max(t);
+                }
+                socket.handle_timeout(now);
+            }
+        }
+        let mut sent = 0;
+        while let Some(t) = socket.poll_transmit_to(now) {
+            assert!(
+                t.to.is_some(),
+                "every stream here was connected with an address"
+            );
+            // Relayed datagrams are forwarded as they came (a blind relay does not parse them).
+            assert!(packet::is_udx(&t.bytes));
+            sent += 1;
+            assert!(sent < 100_000, "endless transmission");
+        }
+        while socket.poll_event().is_some() {}
+        while socket.poll_remote_changed().is_some() {}
+        socket.remove_finished();
+        for id in socket.ids().collect::<Vec<_>>() {
+            check_bounded(socket.stream(id).unwrap());
         }
     }
 }
