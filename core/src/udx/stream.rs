@@ -411,7 +411,9 @@ impl Stream {
     /// id; sequence numbers simply continue. The change completes once every packet sent before
     /// it is acknowledged (at once if nothing is in flight): [`Stream::poll_remote_changed`] then
     /// reports it, once. The MTU search restarts from the base for the new path, and no probe
-    /// goes out while the change is pending. Returns whether it completed at once.
+    /// goes out while the change is pending; packets already sent keep their size when resent,
+    /// so a new path with a smaller MTU than the old one's can strand them (as in libudx).
+    /// Returns whether the change completed at once.
     pub fn change_remote(&mut self, remote_id: u32) -> Result<bool, UsageError> {
         if self.terminated || self.closed {
             return Err(UsageError::Closed);
