@@ -481,14 +481,17 @@ impl Stream {
     }
 
     /// Destroys the stream: one DESTROY packet is sent, then [`Event::Closed`]; buffered data is
-    /// dropped.
+    /// dropped. On a stream that already closed (and lingers) it only ends the lingering.
     pub fn destroy(&mut self) {
         if self.terminated {
             return;
         }
         self.clear();
         self.terminated = true;
-        self.destroy_pending = true;
+        self.linger_until = None;
+        // A stream that already closed cleanly only stops lingering: no DESTROY (which would
+        // reset a peer that may still want its last ACK) and no second `Closed`.
+        self.destroy_pending = !self.closed;
     }
 
     /// Sets (or clears) the keepalive interval.
@@ -689,7 +692,9 @@ impl Stream {
         self.clear();
         self.terminated = true;
         self.linger_until = None;
-        self.events.push_back(Event::Closed);
+        if !self.closed {
+            self.events.push_back(Event::Closed);
+        }
     }
 
     fn fail(&mut self, error: StreamError) {

@@ -552,3 +552,27 @@ fn relay_pair_forwards_and_tears_down() {
         Incoming::Firewall { id: 100, from: a }
     );
 }
+
+/// Destroying a stream that already closed cleanly ends its lingering without a DESTROY or a
+/// second `Closed` (found by the `udx_stream` fuzz harness).
+#[test]
+fn destroy_after_close_only_stops_lingering() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    a.end().unwrap();
+    b.end().unwrap();
+    for _ in 0..3 {
+        for d in drain(&mut a, T0) {
+            b.handle_datagram(T0, &d).unwrap();
+        }
+        for d in drain(&mut b, T0) {
+            a.handle_datagram(T0, &d).unwrap();
+        }
+    }
+    assert_eq!(events(&mut a), vec![Event::Ended, Event::Closed]);
+    assert!(a.is_closed() && !a.is_finished());
+    a.destroy();
+    assert!(drain(&mut a, T0).is_empty());
+    assert!(events(&mut a).is_empty());
+    assert!(a.is_finished());
+}
