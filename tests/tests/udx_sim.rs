@@ -4,10 +4,13 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyperpunch_core::udx::packet::{self, Flags};
-use hyperpunch_core::udx::{BbrState, Config, Event, Stream, StreamError};
+use hyperpunch_core::udx::{
+    BbrState, Config, Event, Incoming, MtuState, Socket, Stream, StreamError,
+};
 
 /// splitmix64.
 struct Rng(u64);
@@ -46,6 +49,8 @@ struct Link {
     rate_bps: Option<u64>,
     /// Bytes the bottleneck queue holds before it drops.
     queue_bytes: u64,
+    /// Path MTU: datagrams larger than this (counting 28 bytes of IP+UDP) are dropped.
+    mtu: Option<usize>,
     busy_until: Duration,
 }
 
@@ -59,6 +64,7 @@ impl Link {
             duplicate: 0.0,
             rate_bps: None,
             queue_bytes: u64::MAX,
+            mtu: None,
             busy_until: Duration::ZERO,
         }
     }
@@ -104,6 +110,9 @@ impl Sim {
         }
         let now = self.now;
         let link = &mut self.links[from];
+        if link.mtu.is_some_and(|mtu| datagram.len() + 28 > mtu) {
+            return; // too big for the path
+        }
         if self.rng.chance(link.loss) {
             if std::env::var("UDX_TRACE").is_ok() {
                 eprintln!("{now:?} lost from {from}");
@@ -339,6 +348,8 @@ fn lossy_links_deliver_exactly_once_in_order() {
                 None
             },
             queue_bytes: 20_000 + rng.next() % 200_000,
+            // Half the paths cap the MTU somewhere between the base and the maximum.
+            mtu: (seed % 4 < 2).then(|| 1200 + (rng.next() % 300) as usize),
             busy_until: Duration::ZERO,
         };
         let sizes = [
@@ -371,17 +382,44 @@ fn thirty_percent_loss() {
 }
 
 /// A clean 100 Mbit/s path with a 50 ms RTT and a one-BDP bottleneck queue: in steady state
-/// (virtual seconds 1 to 4) the receiver gets at least 80% of the link capacity in payload.
+/// (virtual seconds 1 to 4) the receiver gets at least 80% of the link capacity in payload,
+/// whatever BBR's seeded PROBE_BW phase, on a 1500-byte path (after the MTU search) and on one
+/// that drops everything above 1200 bytes.
 #[test]
 fn bbr_fills_a_100_mbit_50_ms_path() {
+    for (seed, mtu) in [(1, 1500), (3, 1500), (4, 1200)] {
+        let (ratio, state) = bbr_goodput(seed, mtu);
+        assert!(
+            ratio >= 0.80,
+            "seed {seed} mtu {mtu}: goodput {ratio:.3} of capacity"
+        );
+        assert_eq!(state, BbrState::ProbeBw, "seed {seed} mtu {mtu}");
+    }
+}
+
+/// Goodput over virtual seconds 1 to 4 as a fraction of the 100 Mbit/s capacity, and the
+/// sender's BBR state at the end.
+fn bbr_goodput(seed: u32, mtu: usize) -> (f64, BbrState) {
     let rate = 100_000_000u64;
     let link = Link {
         rate_bps: Some(rate),
         queue_bytes: rate / 8 / 20, // one BDP: 625 kB
+        mtu: Some(mtu),
         ..Link::clean(Duration::from_millis(25))
     };
     let mut sim = Sim::new(7, link.clone(), link);
-    let mut eps = pair(Config::default());
+    let mut eps = [
+        Stream::new(
+            1,
+            2,
+            Duration::ZERO,
+            Config {
+                seed,
+                ..Config::default()
+            },
+        ),
+        Stream::new(2, 1, Duration::ZERO, Config::default()),
+    ];
     let mut apps = [App::default(), App::default()];
     let chunk = vec![0x5a; 1 << 20];
     let start = Duration::from_secs(1);
@@ -430,12 +468,11 @@ fn bbr_fills_a_100_mbit_50_ms_path() {
         eps[0].pacing_rate(),
         eps[0].rtt()
     );
-    assert!(ratio >= 0.80, "goodput {ratio:.3} of capacity");
-    assert_eq!(eps[0].bbr_state(), BbrState::ProbeBw);
+    (ratio, eps[0].bbr_state())
 }
 
-/// A peer that stops acknowledging: the sender fails with a timeout after libudx's six RTOs,
-/// holding no more than its window in flight meanwhile and nothing afterwards.
+/// A peer that stops acknowledging: the sender fails with a timeout after surviving libudx's
+/// six RTOs, holding no more than its window in flight meanwhile and nothing afterwards.
 #[test]
 fn silent_peer_times_out_with_bounded_memory() {
     let mut sim = Sim::new(
@@ -474,8 +511,10 @@ fn silent_peer_times_out_with_bounded_memory() {
     assert_eq!(eps[0].unacked_packets(), 0);
     assert_eq!(eps[0].send_buffered(), 0);
     assert!(eps[0].is_finished());
-    // 1 + 2 + 4 + 8 + 16 s of backoff (plus the probe) before the sixth timeout fires.
-    assert!(sim.now >= Duration::from_secs(31), "{:?}", sim.now);
+    // Six survived timeouts, 1 + 2 + 4 + 8 + 16 + 30 s of backoff (plus the probe), then the
+    // seventh fires 30 s later and fails the stream.
+    assert!(sim.now >= Duration::from_secs(91), "{:?}", sim.now);
+    assert!(sim.now < Duration::from_secs(93), "{:?}", sim.now);
 }
 
 /// A receiver whose application stops reading closes its window; the sender stalls with
@@ -608,4 +647,341 @@ fn keepalive_heartbeats_are_acked() {
     );
     assert_eq!(heartbeats.get(), 5);
     assert_eq!(acks.get(), 5);
+}
+
+/// One-way transfer of `len` bytes from endpoint 0 to 1 over `link` (both ways); both sides end.
+/// Returns the engines, the virtual completion time and the wire size (IP bytes) of every MTU
+/// probe endpoint 0 sent (DATA packets with `data_offset` padding).
+fn one_way(
+    seed: u64,
+    link: Link,
+    len: usize,
+    config: Config,
+) -> ([Stream; 2], Duration, Vec<usize>) {
+    let mut sim = Sim::new(seed, link.clone(), link);
+    let probes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = probes.clone();
+    sim.filter = Some(Box::new(move |_, from, d| {
+        let h = packet::decode(d).unwrap().header;
+        if from == 0 && h.flags == Flags::DATA && h.data_offset > 0 {
+            seen.borrow_mut().push(d.len() + 28);
+        }
+        true
+    }));
+    let mut eps = pair(config);
+    let data = pattern(seed, len);
+    eps[0].write(&data).unwrap();
+    eps[0].end().unwrap();
+    eps[1].end().unwrap();
+    let mut apps = [App::default(), App::default()];
+    let finished = run(
+        &mut sim,
+        &mut eps,
+        &mut apps,
+        Duration::from_secs(600),
+        |_, _, _| {},
+        |apps| apps.iter().all(App::done),
+    );
+    assert!(finished, "seed {seed}: no completion");
+    for app in &apps {
+        assert_eq!((app.error.as_ref(), app.closed), (None, 1), "seed {seed}");
+    }
+    assert!(apps[1].received == data, "seed {seed}: data differs");
+    let probes = probes.borrow().clone();
+    (eps, sim.now, probes)
+}
+
+/// On a 1500-byte path the search climbs from the 1200-byte base in 32-byte probes (padded
+/// DATA packets) to 1500, and full packets then carry 1452 bytes of payload.
+#[test]
+fn mtu_search_reaches_1500() {
+    let link = Link {
+        mtu: Some(1500),
+        rate_bps: Some(10_000_000),
+        queue_bytes: 100_000,
+        ..Link::clean(Duration::from_millis(10))
+    };
+    let (eps, _, probes) = one_way(11, link, 2_000_000, Config::default());
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1500, MtuState::SearchComplete)
+    );
+    assert_eq!(eps[0].max_payload(), 1452);
+    let want: Vec<usize> = (1..=9).map(|k| 1200 + 32 * k).chain([1500]).collect();
+    assert_eq!(probes, want);
+    // The receiver sent only ACKs: it never searched beyond the base.
+    assert_eq!(eps[1].mtu(), 1200);
+}
+
+/// A path that drops everything above 1200 bytes: three lost 1232-byte probes end the search
+/// at the base, the probes are resent unpadded, and the transfer takes no longer (in virtual
+/// time, within 5%) than with the search switched off.
+#[test]
+fn mtu_search_falls_back_to_the_base() {
+    let link = Link {
+        mtu: Some(1200),
+        rate_bps: Some(10_000_000),
+        queue_bytes: 100_000,
+        ..Link::clean(Duration::from_millis(10))
+    };
+    let (eps, searching, probes) = one_way(12, link.clone(), 2_000_000, Config::default());
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1200, MtuState::SearchComplete)
+    );
+    assert_eq!(probes, vec![1232; 3]);
+    let off = Config {
+        mtu_max: 1200,
+        ..Config::default()
+    };
+    let (eps, plain, probes) = one_way(12, link, 2_000_000, off);
+    assert_eq!(
+        (eps[0].mtu(), eps[0].mtu_state()),
+        (1200, MtuState::SearchComplete)
+    );
+    assert!(probes.is_empty());
+    eprintln!("{searching:?} with the search, {plain:?} without");
+    assert!(
+        searching.as_secs_f64() <= plain.as_secs_f64() * 1.05,
+        "{searching:?} with the search, {plain:?} without"
+    );
+}
+
+/// Paths capped anywhere between the base and 1500, with loss: the MTU found never exceeds
+/// the path's, and every transfer completes intact.
+#[test]
+fn mtu_search_under_loss_never_exceeds_the_path() {
+    for seed in 0..24u64 {
+        let mut rng = Rng(seed * 31 + 5);
+        let path = 1200 + (rng.next() % 301) as usize;
+        let link = Link {
+            mtu: Some(path),
+            loss: rng.unit() * 0.05,
+            jitter: Duration::from_millis(rng.next() % 5),
+            ..Link::clean(Duration::from_millis(1 + rng.next() % 30))
+        };
+        let (eps, _, probes) = one_way(seed, link, 400_000, Config::default());
+        let mtu = usize::from(eps[0].mtu());
+        assert!(
+            mtu <= path,
+            "seed {seed}: mtu {mtu} above the path's {path}"
+        );
+        assert!(
+            probes.iter().all(|&p| p == 1500 || (p - 1200) % 32 == 0),
+            "seed {seed}: probe sizes {probes:?}"
+        );
+    }
+}
+
+/// A datagram between addressed nodes: (arrival, tiebreak, to, from, bytes).
+type Addressed = (Duration, u64, SocketAddr, SocketAddr, Vec<u8>);
+
+/// A network of addressed nodes for socket-level tests: every datagram takes `delay` plus
+/// jitter and may be lost.
+struct Net {
+    rng: Rng,
+    now: Duration,
+    delay: Duration,
+    jitter: Duration,
+    loss: f64,
+    queue: BinaryHeap<Reverse<Addressed>>,
+    counter: u64,
+}
+
+impl Net {
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
+        if self.rng.chance(self.loss) {
+            return;
+        }
+        let at = self.now + self.delay + self.rng.below(self.jitter);
+        self.counter += 1;
+        self.queue
+            .push(Reverse((at, self.counter, to, from, datagram)));
+    }
+}
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], 4000 + u16::from(last)))
+}
+
+/// What [`relayed_then_direct`] observed.
+#[derive(Default)]
+struct Moves {
+    /// Datagrams A or B sent to the relay after switching to the direct path.
+    to_relay_after_switch: u32,
+    /// Datagrams the relay forwarded.
+    relayed: u32,
+    /// Datagrams that reached the relay after it died (they must be recovered directly).
+    lost_at_relay: u32,
+    /// Completed remote changes reported per side.
+    changed: [u32; 2],
+    /// Firewall decisions B's socket asked for, by stream id.
+    firewall: Vec<u32>,
+}
+
+/// A (stream 1) and B (stream 2) first talk through a blind relay R: a socket whose streams
+/// 100 (towards A) and 101 (towards B) relay to each other, rewriting the receiver id
+/// (100 → 2 towards B, 101 → 1 towards A), as hyperdht's relayed connections do.
+/// B learns its stream's path from the first packet (the firewall hook). Once B got a third of
+/// A's bytes, both sides change their remote to the other's direct address and real id, and
+/// the relay dies shortly afterwards, losing whatever it still held. Returns what each side
+/// received and the observations.
+fn relayed_then_direct(seed: u64, loss: f64, sizes: [usize; 2]) -> ([App; 2], Moves) {
+    let mut rng = Rng(seed * 613 + 7);
+    let mut net = Net {
+        rng: Rng(seed),
+        now: Duration::ZERO,
+        delay: Duration::from_millis(2 + rng.next() % 30),
+        jitter: Duration::from_millis(rng.next() % 5),
+        loss,
+        queue: BinaryHeap::new(),
+        counter: 0,
+    };
+    let relay_linger = Duration::from_millis(rng.next() % 100);
+    let (a, b, r) = (addr(1), addr(2), addr(3));
+    let config = Config {
+        max_timeouts: 16,
+        ..Config::default()
+    };
+    let mut sockets = [Socket::new(), Socket::new()];
+    let mut relay = Socket::new();
+    relay.connect(Stream::new(100, 1, Duration::ZERO, config.clone()), a);
+    relay.connect(Stream::new(101, 2, Duration::ZERO, config.clone()), b);
+    relay.relay_to(100, 101).unwrap();
+    relay.relay_to(101, 100).unwrap();
+    sockets[0].connect(Stream::new(1, 100, Duration::ZERO, config.clone()), r);
+    let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+    {
+        let s = sockets[0].stream_mut(1).unwrap();
+        s.write(&data[0]).unwrap();
+        s.end().unwrap();
+    }
+    let mut apps = [App::default(), App::default()];
+    let mut moves = Moves::default();
+    let mut switched: Option<Duration> = None;
+    let addrs = [a, b];
+    let ids = [1u32, 2u32];
+    loop {
+        // The application: B writes once its stream exists; both switch at a third.
+        if switched.is_none() && apps[1].received.len() >= sizes[0] / 3 {
+            assert_eq!(sockets[0].change_remote(1, 2, b), Ok(false));
+            sockets[1].change_remote(2, 1, a).unwrap();
+            switched = Some(net.now);
+        }
+        for side in 0..2 {
+            while let Some((id, event)) = sockets[side].poll_event() {
+                assert_eq!(id, ids[side]);
+                let app = &mut apps[side];
+                match event {
+                    Event::Data(bytes) => app.received.extend_from_slice(&bytes),
+                    Event::Message(m) => app.messages.push(m),
+                    Event::Ended => app.ended += 1,
+                    Event::Closed => app.closed += 1,
+                    Event::Error(e) => app.error = Some(e),
+                }
+            }
+            while let Some(id) = sockets[side].poll_remote_changed() {
+                assert_eq!(id, ids[side]);
+                moves.changed[side] += 1;
+            }
+            while let Some(t) = sockets[side].poll_transmit_to(net.now) {
+                let to = t.to.expect("streams are connected with an address");
+                if switched.is_some() && to == r {
+                    moves.to_relay_after_switch += 1;
+                }
+                net.send(addrs[side], to, t.bytes);
+            }
+        }
+        if apps.iter().all(App::done) {
+            return (apps, moves);
+        }
+        let next = [
+            net.queue.peek().map(|e| e.0 .0),
+            sockets[0].poll_timeout(),
+            sockets[1].poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("something is pending until both sides are done");
+        net.now = net.now.max(next);
+        assert!(net.now < Duration::from_secs(3600), "seed {seed}: stalled");
+        while net.queue.peek().is_some_and(|e| e.0 .0 <= net.now) {
+            let Reverse((_, _, to, from, datagram)) = net.queue.pop().unwrap();
+            if to == r {
+                let relay_up = switched.is_none_or(|t| net.now < t + relay_linger);
+                if relay_up {
+                    let routed = relay.handle_datagram_from(net.now, from, &datagram);
+                    assert!(matches!(routed, Incoming::Relayed { .. }), "{routed:?}");
+                    while let Some(t) = relay.poll_transmit_to(net.now) {
+                        moves.relayed += 1;
+                        net.send(r, t.to.unwrap(), t.bytes);
+                    }
+                } else {
+                    moves.lost_at_relay += 1;
+                }
+                continue;
+            }
+            let side = usize::from(to == b);
+            let now = net.now;
+            match sockets[side].handle_datagram_from(now, from, &datagram) {
+                Incoming::Stream(_) => {}
+                Incoming::Firewall { id, from } => {
+                    moves.firewall.push(id);
+                    // B's firewall: accept its expected stream, connected to the path the
+                    // first packet came over (the relay), then feed the packet again.
+                    assert_eq!((side, id, from), (1, 2, r), "seed {seed}");
+                    let mut stream = Stream::new(2, 101, now, config.clone());
+                    stream.write(&data[1]).unwrap();
+                    stream.end().unwrap();
+                    sockets[1].connect(stream, from);
+                    let again = sockets[1].handle_datagram_from(now, from, &datagram);
+                    assert_eq!(again, Incoming::Stream(2));
+                }
+                other => panic!("seed {seed}: unexpected {other:?}"),
+            }
+        }
+        for socket in sockets.iter_mut() {
+            if socket.poll_timeout().is_some_and(|t| t <= net.now) {
+                socket.handle_timeout(net.now);
+            }
+        }
+    }
+}
+
+/// Changing the remote mid-flight (relayed → direct): over many seeds, with loss, each side
+/// gets exactly the other's bytes in order, once; nothing is sent to the relay after the
+/// switch; each side reports the change once; both close cleanly.
+#[test]
+fn change_remote_mid_flight() {
+    let mut lost_at_relay = 0;
+    for seed in 0..30u64 {
+        let loss = (seed % 4) as f64 * 0.03;
+        let sizes = [300_000 + (seed as usize * 7919) % 300_000, 80_000];
+        let (apps, moves) = relayed_then_direct(seed, loss, sizes);
+        let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+        for side in 0..2 {
+            let app = &apps[side];
+            assert_eq!(
+                (app.error.as_ref(), app.closed, app.ended),
+                (None, 1, 1),
+                "seed {seed}"
+            );
+            assert!(
+                app.received == data[1 - side],
+                "seed {seed} side {side}: bytes differ"
+            );
+        }
+        assert_eq!(moves.to_relay_after_switch, 0, "seed {seed}");
+        assert!(moves.relayed > 0);
+        assert_eq!(moves.changed, [1, 1], "seed {seed}");
+        assert_eq!(
+            moves.firewall,
+            vec![2],
+            "seed {seed}: one firewall decision"
+        );
+        lost_at_relay += moves.lost_at_relay;
+    }
+    // In-flight data stranded at the dead relay was retransmitted over the direct path.
+    assert!(lost_at_relay > 0);
 }

@@ -119,6 +119,11 @@ impl Bbr {
         }
     }
 
+    /// Sets the wire size of a full packet (it grows with the path MTU).
+    pub fn set_mss(&mut self, mss: usize) {
+        self.mss = mss.max(1) as u64;
+    }
+
     /// The congestion window in packets.
     pub fn cwnd(&self) -> u32 {
         self.cwnd

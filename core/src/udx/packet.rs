@@ -199,17 +199,22 @@ pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
 }
 
 /// Encodes a datagram: header, SACK blocks (written only when the SACK flag is set; at most
-/// [`MAX_SACKS`] are written), `data_offset` zero bytes of padding (not for SACK packets), payload.
+/// [`MAX_SACKS`] are written), `data_offset` zero bytes of padding, payload. In a SACK packet
+/// `data_offset` bounds the SACK area instead: when a payload follows, the blocks are padded
+/// with zeros up to `data_offset` bytes, so that [`decode`] finds the payload where it was put.
 pub fn encode(header: &Header, sacks: &[SackRange], payload: &[u8]) -> Vec<u8> {
-    let sacks = if header.flags.contains(Flags::SACK) {
+    let sack = header.flags.contains(Flags::SACK);
+    let sacks = if sack {
         &sacks[..sacks.len().min(MAX_SACKS)]
     } else {
         &[][..]
     };
-    let padding = if header.flags.contains(Flags::SACK) {
+    let padding = if !sack {
+        usize::from(header.data_offset)
+    } else if payload.is_empty() {
         0
     } else {
-        usize::from(header.data_offset)
+        usize::from(header.data_offset).saturating_sub(sacks.len() * SACK_BLOCK_LEN)
     };
     let mut out =
         Vec::with_capacity(HEADER_LEN + sacks.len() * SACK_BLOCK_LEN + padding + payload.len());

@@ -9,8 +9,17 @@
 //! plus SACK ranges, an ACK for every received DATA/END/HEARTBEAT, RACK-TLP loss detection, RTO
 //! with exponential backoff (6 timeouts fail the stream with [`StreamError::Timeout`]), BBR with
 //! pacing, a byte receive window, END half-close, DESTROY, keepalive heartbeats, zero-window
-//! probes and unordered MESSAGE datagrams. The MTU stays at the 1200-byte base (1152-byte
-//! payloads), which is what libudx 1.21 does on the wire (it never probes).
+//! probes and unordered MESSAGE datagrams.
+//!
+//! Path-MTU search as libudx designs it (udx.c `mtu_probeify_packet`, `ack_packet`; RFC 8899
+//! style): a stream starts at [`MTU_BASE`] (1200). The first acknowledgement starts the search;
+//! then one new full DATA packet at a time is padded with `data_offset` zero bytes to the probe
+//! size (first the base itself, then +[`MTU_STEP`] per success, up to `min(mtu_max, MTU_MAX)`).
+//! An acknowledged probe raises the MTU, and with it the payload per packet; a
+//! lost probe is resent without padding, does not count as congestion, and after
+//! [`MTU_MAX_PROBES`] losses the search settles. Probes are ordinary padded DATA packets, which
+//! every libudx receiver skips over. (The libudx 1.21 build refuses every probe because of a
+//! size check, so udx-native itself stays at 1200; the probes it would send look the same.)
 //!
 //! After both sides ended and everything is acknowledged the stream emits [`Event::Closed`] and
 //! then *lingers* (for [`Config::linger`]), still acknowledging retransmitted packets so the peer
@@ -26,6 +35,14 @@ use super::packet::{self, DecodeError, Flags, Header, SackRange, HEADER_LEN, MAX
 
 /// Payload bytes per packet at the 1200-byte base MTU over IPv4: 1200 − 20 − 8 − 20.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1152;
+/// The MTU every stream starts with and falls back to (libudx `UDX_MTU_BASE`).
+pub const MTU_BASE: u16 = 1200;
+/// The largest MTU the search may reach (libudx `UDX_MTU_MAX`).
+pub const MTU_MAX: u16 = 1500;
+/// How much each successful probe raises the probed size (libudx `UDX_MTU_STEP`).
+pub const MTU_STEP: u16 = 32;
+/// Failed probes of one size before the search settles (libudx `UDX_MTU_MAX_PROBES`).
+pub const MTU_MAX_PROBES: u32 = 3;
 /// The receive window libudx advertises when nothing is buffered.
 pub const DEFAULT_RECV_WINDOW: u32 = 4 * 1024 * 1024;
 /// RTO before the first RTT sample.
@@ -47,17 +64,25 @@ const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
 /// Stream parameters.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Payload bytes per DATA packet (and largest MESSAGE payload).
+    /// Payload bytes per DATA packet at the 1200-byte base MTU (and the largest MESSAGE
+    /// payload): 1152 over IPv4, 1132 over IPv6. Each byte the MTU search adds above the base
+    /// adds one byte of payload.
     pub max_payload: usize,
+    /// The largest MTU (IP packet bytes) the path-MTU search may reach: libudx uses
+    /// `min(1500, the OS's link MTU)`. At or below [`MTU_BASE`] the search is off; values above
+    /// [`MTU_MAX`] count as [`MTU_MAX`].
+    pub mtu_max: u16,
     /// Receive buffer, advertised as `rwnd` minus what is buffered.
     pub recv_window: u32,
-    /// Consecutive retransmission timeouts without progress before [`StreamError::Timeout`].
+    /// Retransmission timeouts in a row without progress that the stream survives, resending
+    /// each time; the next one fails it with [`StreamError::Timeout`] (libudx
+    /// `UDX_MAX_RTO_TIMEOUTS`, 6).
     pub max_timeouts: u32,
     /// Send a HEARTBEAT after this long without sending anything (libudx keepalive).
     pub keepalive: Option<Duration>,
     /// How long a closed stream keeps acknowledging the peer's retransmissions after the last
     /// one arrived. `None` (the default) covers a peer's whole retransmission budget with the
-    /// same `max_timeouts` (61 s for 6), so a peer whose final ACK was lost can still finish;
+    /// same `max_timeouts` (121 s for 6), so a peer whose final ACK was lost can still finish;
     /// libudx forgets the stream at once.
     pub linger: Option<Duration>,
     /// Seeds BBR's PROBE_BW starting phase.
@@ -68,6 +93,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_payload: DEFAULT_MAX_PAYLOAD,
+            mtu_max: MTU_MAX,
             recv_window: DEFAULT_RECV_WINDOW,
             max_timeouts: 6,
             keepalive: None,
@@ -97,6 +123,12 @@ pub enum UsageError {
     /// The stream is closed, failed or destroyed.
     #[error("the stream is closed")]
     Closed,
+    /// [`super::Socket::relay_to`] on a stream that already relays.
+    #[error("the stream already relays to another stream")]
+    AlreadyRelaying,
+    /// [`Stream::change_remote`] while an earlier change is still waiting for its acks.
+    #[error("the remote is already changing")]
+    RemoteChanging,
     /// A MESSAGE larger than one packet's payload.
     #[error("message of {len} bytes exceeds the {max}-byte packet payload")]
     MessageTooLarge {
@@ -130,6 +162,18 @@ enum LossMode {
     Rto,
 }
 
+/// Where the path-MTU search stands (libudx `UDX_MTU_STATE_*`, after RFC 8899 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MtuState {
+    /// Nothing acknowledged yet: the stream runs at [`MTU_BASE`].
+    Base,
+    /// Probing: full DATA packets are padded (`data_offset`) to the next probe size, one at a
+    /// time; an acknowledged probe raises the MTU, a lost one is resent without padding.
+    Search,
+    /// Done: the largest size reached, or [`MTU_MAX_PROBES`] probes of one size were lost.
+    SearchComplete,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CaState {
     Open,
@@ -153,6 +197,8 @@ struct Sent {
     delivered_time: Duration,
     first_sent_time: Duration,
     app_limited: bool,
+    /// This transmission is an MTU probe (padded to the probe size).
+    probe: bool,
 }
 
 /// The per-transmission facts an acknowledgement needs, copied out of a [`Sent`].
@@ -167,6 +213,7 @@ struct SentInfo {
     delivered_time: Duration,
     first_sent_time: Duration,
     app_limited: bool,
+    probe: bool,
 }
 
 impl Sent {
@@ -181,6 +228,7 @@ impl Sent {
             delivered_time: self.delivered_time,
             first_sent_time: self.first_sent_time,
             app_limited: self.app_limited,
+            probe: self.probe,
         }
     }
 }
@@ -245,6 +293,18 @@ pub struct Stream {
     bbr: Bbr,
     pacing_next: Duration,
 
+    // Path-MTU search.
+    mtu: u16,
+    mtu_state: MtuState,
+    mtu_probe_wanted: bool,
+    mtu_probe_count: u32,
+    mtu_probe_size: u16,
+
+    // Remote change: the seq from which packets go to the new remote, while older ones are
+    // unacknowledged, and whether a completed change is waiting to be polled.
+    remote_changing: Option<u32>,
+    remote_changed: bool,
+
     // Receive side.
     ack: u32,
     ack_ext: u64,
@@ -275,7 +335,7 @@ impl Stream {
     pub fn new(local_id: u32, remote_id: u32, now: Duration, config: Config) -> Self {
         let mss = config.max_payload + HEADER_LEN;
         let seed = config.seed;
-        Stream {
+        let mut stream = Stream {
             local_id,
             remote_id,
             config,
@@ -313,6 +373,13 @@ impl Stream {
             app_limited_until: 0,
             bbr: Bbr::new(now, mss, seed),
             pacing_next: now,
+            mtu: MTU_BASE,
+            mtu_state: MtuState::Base,
+            mtu_probe_wanted: false,
+            mtu_probe_count: 0,
+            mtu_probe_size: MTU_BASE,
+            remote_changing: None,
+            remote_changed: false,
             ack: 0,
             ack_ext: 0,
             out_of_order: BTreeMap::new(),
@@ -326,7 +393,9 @@ impl Stream {
             closed: false,
             terminated: false,
             linger_until: None,
-        }
+        };
+        stream.reset_mtu();
+        stream
     }
 
     /// Our stream id.
@@ -337,6 +406,46 @@ impl Stream {
     /// The peer's stream id.
     pub fn remote_id(&self) -> u32 {
         self.remote_id
+    }
+
+    /// Moves the stream to another remote stream id mid-flight (libudx
+    /// `udx_stream_change_remote`, used when a relayed connection upgrades to a direct path). The
+    /// caller sends to the new address from now on ([`super::Socket::change_remote`] does both).
+    ///
+    /// Everything sent from now on, retransmissions of older packets included, carries the new
+    /// id; sequence numbers simply continue. The change completes once every packet sent before
+    /// it is acknowledged (at once if nothing is in flight): [`Stream::poll_remote_changed`] then
+    /// reports it, once. The MTU search restarts from the base for the new path, and no probe
+    /// goes out while the change is pending; packets already sent keep their size when resent,
+    /// so a new path with a smaller MTU than the old one's can strand them (as in libudx).
+    /// Returns whether the change completed at once.
+    pub fn change_remote(&mut self, remote_id: u32) -> Result<bool, UsageError> {
+        if self.terminated || self.closed {
+            return Err(UsageError::Closed);
+        }
+        if self.remote_changing.is_some() {
+            return Err(UsageError::RemoteChanging);
+        }
+        self.remote_id = remote_id;
+        self.reset_mtu();
+        if self.seq == self.remote_acked {
+            self.remote_changed = true;
+            Ok(true)
+        } else {
+            self.remote_changing = Some(self.seq);
+            Ok(false)
+        }
+    }
+
+    /// Whether a [`Stream::change_remote`] still waits for packets sent before it to be
+    /// acknowledged.
+    pub fn is_remote_changing(&self) -> bool {
+        self.remote_changing.is_some()
+    }
+
+    /// True once after a [`Stream::change_remote`] completed (libudx `on_remote_changed`).
+    pub fn poll_remote_changed(&mut self) -> bool {
+        core::mem::take(&mut self.remote_changed)
     }
 
     /// Queues bytes for reliable, ordered delivery. The engine buffers everything it is given;
@@ -377,14 +486,17 @@ impl Stream {
     }
 
     /// Destroys the stream: one DESTROY packet is sent, then [`Event::Closed`]; buffered data is
-    /// dropped.
+    /// dropped. On a stream that already closed (and lingers) it only ends the lingering.
     pub fn destroy(&mut self) {
         if self.terminated {
             return;
         }
         self.clear();
         self.terminated = true;
-        self.destroy_pending = true;
+        self.linger_until = None;
+        // A stream that already closed cleanly only stops lingering: no DESTROY (which would
+        // reset a peer that may still want its last ACK) and no second `Closed`.
+        self.destroy_pending = !self.closed;
     }
 
     /// Sets (or clears) the keepalive interval.
@@ -432,6 +544,94 @@ impl Stream {
         self.rto
     }
 
+    /// The path MTU the stream currently sends with (IP packet bytes).
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// Where the path-MTU search stands.
+    pub fn mtu_state(&self) -> MtuState {
+        self.mtu_state
+    }
+
+    /// Payload bytes per new DATA packet at the current MTU.
+    pub fn max_payload(&self) -> usize {
+        self.config.max_payload + usize::from(self.mtu - MTU_BASE)
+    }
+
+    /// Back to the base MTU with the search not started (libudx
+    /// `reset_mtu_state_machine`): at creation and when the remote changes.
+    fn reset_mtu(&mut self) {
+        self.mtu = MTU_BASE;
+        self.mtu_probe_count = 0;
+        self.mtu_probe_wanted = false;
+        // The first probe confirms the base size itself.
+        self.mtu_probe_size = MTU_BASE;
+        self.mtu_state = if self.config.mtu_max <= MTU_BASE {
+            MtuState::SearchComplete
+        } else {
+            MtuState::Base
+        };
+        self.bbr.set_mss(self.max_payload() + HEADER_LEN);
+    }
+
+    /// The `data_offset` padding that makes a DATA packet with `payload_len` bytes exactly the
+    /// probe size on the wire, if it fits in one byte. Headers below the payload take
+    /// `MTU_BASE - max_payload` bytes (IP, UDP and UDX).
+    fn probe_padding(&self, payload_len: usize) -> Option<u8> {
+        let headers = i64::from(MTU_BASE) - self.config.max_payload as i64;
+        let padding = i64::from(self.mtu_probe_size) - (payload_len as i64 + headers);
+        u8::try_from(padding).ok()
+    }
+
+    /// An acknowledged packet: the first one starts the search; an acknowledged probe raises
+    /// the MTU to its size and asks for the next, larger probe.
+    fn mtu_on_acked(&mut self, probe: bool) {
+        if self.mtu_state == MtuState::Search && self.mtu_probe_count > 0 && probe {
+            self.mtu_probe_count = 0;
+            self.mtu = self.mtu_probe_size;
+            self.bbr.set_mss(self.max_payload() + HEADER_LEN);
+            let max = self.config.mtu_max.min(MTU_MAX);
+            if self.mtu_probe_size >= max {
+                self.mtu_state = MtuState::SearchComplete;
+            } else {
+                self.mtu_probe_size = (self.mtu_probe_size + MTU_STEP).min(max);
+                self.mtu_probe_wanted = true;
+            }
+        }
+        if self.mtu_state == MtuState::Base {
+            self.mtu_state = MtuState::Search;
+            self.mtu_probe_wanted = true;
+        }
+    }
+
+    /// A probe was declared lost: try the same size again, or settle after
+    /// [`MTU_MAX_PROBES`] failures.
+    fn mtu_probe_lost(&mut self) {
+        if self.mtu_state == MtuState::Search {
+            if self.mtu_probe_count >= MTU_MAX_PROBES {
+                self.mtu_state = MtuState::SearchComplete;
+                self.mtu_probe_wanted = false;
+            } else {
+                self.mtu_probe_wanted = true;
+            }
+        }
+    }
+
+    /// Takes `inflight[i]` out of the pipe as lost. A lost probe is resent without its padding
+    /// and counts as a failed probe. Returns whether it was a probe.
+    fn mark_lost(&mut self, i: usize) -> bool {
+        let p = &mut self.inflight[i];
+        p.lost = true;
+        self.pipe -= 1;
+        self.pipe_bytes -= p.payload.len() as u64;
+        let probe = core::mem::take(&mut p.probe);
+        if probe {
+            self.mtu_probe_lost();
+        }
+        probe
+    }
+
     /// Both sides ended and everything was acknowledged (the stream may still be lingering).
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -463,7 +663,7 @@ impl Stream {
 
     fn linger(&self) -> Duration {
         self.config.linger.unwrap_or_else(|| {
-            (0..self.config.max_timeouts.min(64))
+            (0..=self.config.max_timeouts.min(64))
                 .map(|k| (INITIAL_RTO * 2u32.saturating_pow(k.min(10))).min(MAX_RTO))
                 .sum::<Duration>()
                 + MAX_RTO
@@ -489,6 +689,20 @@ impl Stream {
         self.zero_window_probe = None;
         self.ack_pending = false;
         self.heartbeat_pending = false;
+    }
+
+    /// Ends the stream at once without a DESTROY packet: a relaying stream whose destination
+    /// closed (libudx destroys those without writing anything).
+    pub(crate) fn close_quietly(&mut self) {
+        if self.terminated {
+            return;
+        }
+        self.clear();
+        self.terminated = true;
+        self.linger_until = None;
+        if !self.closed {
+            self.events.push_back(Event::Closed);
+        }
     }
 
     fn fail(&mut self, error: StreamError) {
@@ -569,13 +783,14 @@ impl Stream {
                 return; // the peer ignores our window: drop, it will retransmit
             }
             self.accept(seq, flags.contains(Flags::END), payload.to_vec());
-            while let Some(next) = self.out_of_order.remove(&self.ack_ext) {
+            // Nothing is delivered past the END.
+            while self.remote_end_seq.is_none() {
+                let Some(next) = self.out_of_order.remove(&self.ack_ext) else {
+                    break;
+                };
                 self.out_of_order_bytes -= next.payload.len();
                 let seq = self.ack;
                 self.accept(seq, next.end, next.payload);
-                if self.remote_end_seq.is_some() {
-                    break;
-                }
             }
             if self.remote_end_seq.is_some() {
                 self.out_of_order.clear();
@@ -673,6 +888,13 @@ impl Stream {
                 self.on_delivered(now, p.info(), &mut rs, &mut newest);
             }
         }
+        if let Some(from) = self.remote_changing {
+            if !seq_gt(from, self.remote_acked) {
+                // Everything sent to the old remote is acknowledged.
+                self.remote_changing = None;
+                self.remote_changed = true;
+            }
+        }
         for range in sacks {
             let len = self.inflight.len();
             let start = range.start.wrapping_sub(self.remote_acked) as usize;
@@ -732,6 +954,7 @@ impl Stream {
         newest: &mut Option<SentInfo>,
     ) {
         let (sent_at, tx, seq) = (p.sent_at, p.transmissions, p.seq);
+        self.mtu_on_acked(p.probe);
         if !p.lost {
             self.pipe -= 1;
             self.pipe_bytes -= p.payload_len;
@@ -795,6 +1018,7 @@ impl Stream {
         let reo_wnd = (min_rtt / 4).min(self.srtt.unwrap_or(min_rtt));
         let mut next: Option<Duration> = None;
         let mut newly_lost = 0;
+        let mut probes_lost = 0;
         for i in 0..self.inflight.len() {
             let p = &self.inflight[i];
             if !seq_gt(self.rack.end_seq, p.seq) {
@@ -805,11 +1029,11 @@ impl Stream {
             }
             let deadline = p.sent_at + self.rack.rtt + reo_wnd;
             if now >= deadline {
-                let p = &mut self.inflight[i];
-                p.lost = true;
-                self.pipe -= 1;
-                self.pipe_bytes -= p.payload.len() as u64;
-                self.retransmit.push_back(p.seq);
+                let seq = p.seq;
+                if self.mark_lost(i) {
+                    probes_lost += 1;
+                }
+                self.retransmit.push_back(seq);
                 newly_lost += 1;
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
@@ -817,7 +1041,8 @@ impl Stream {
         }
         self.rack_timer = next;
         rs.newly_lost += newly_lost;
-        if newly_lost > 0 && self.ca == CaState::Open {
+        // Lost MTU probes say nothing about congestion (libudx `rack_detect_loss`).
+        if newly_lost > probes_lost && self.ca == CaState::Open {
             self.ca = CaState::Recovery;
             self.high_seq = self.seq;
             self.bbr
@@ -911,11 +1136,9 @@ impl Stream {
         if !has_new {
             // Probe with the highest unacknowledged packet.
             if let Some(i) = self.inflight.iter().rposition(|p| !p.sacked && !p.lost) {
-                let p = &mut self.inflight[i];
-                p.lost = true;
-                self.pipe -= 1;
-                self.pipe_bytes -= p.payload.len() as u64;
-                self.retransmit.push_front(p.seq);
+                let seq = self.inflight[i].seq;
+                self.mark_lost(i);
+                self.retransmit.push_front(seq);
             }
         }
         self.tlp_probe = true;
@@ -924,18 +1147,17 @@ impl Stream {
 
     fn fire_rto(&mut self, now: Duration) {
         self.timeouts += 1;
-        if self.timeouts >= self.config.max_timeouts {
+        if self.timeouts > self.config.max_timeouts {
             self.fail(StreamError::Timeout);
             return;
         }
         self.rto = (self.rto * 2).min(MAX_RTO);
         let mut requeue = Vec::new();
-        for p in self.inflight.iter_mut() {
+        for i in 0..self.inflight.len() {
+            let p = &self.inflight[i];
             if !p.sacked && !p.lost {
-                p.lost = true;
-                self.pipe -= 1;
-                self.pipe_bytes -= p.payload.len() as u64;
                 requeue.push(p.seq);
+                self.mark_lost(i);
             }
         }
         // Oldest first, ahead of anything RACK queued earlier.
@@ -1073,7 +1295,7 @@ impl Stream {
         }
         if !self.send_buf.is_empty() {
             let allowed = u64::from(self.remote_rwnd).saturating_sub(self.pipe_bytes);
-            let len = (self.config.max_payload as u64)
+            let len = (self.max_payload() as u64)
                 .min(allowed)
                 .min(self.send_buf.len() as u64) as usize;
             if len == 0 {
@@ -1099,7 +1321,21 @@ impl Stream {
 
     fn send_new(&mut self, now: Duration, end: bool, payload: Vec<u8>) -> Vec<u8> {
         let flags = if end { Flags::END } else { Flags::DATA };
-        let bytes = packet::encode(&self.header(flags), &[], &payload);
+        let mut header = self.header(flags);
+        // One probe at a time, never as a tail-loss probe (libudx `_send_new_packet`).
+        let padding = (self.mtu_probe_wanted
+            && !end
+            && !payload.is_empty()
+            && !self.tlp_probe
+            && self.remote_changing.is_none())
+        .then(|| self.probe_padding(payload.len()))
+        .flatten();
+        if let Some(padding) = padding {
+            header.data_offset = padding;
+            self.mtu_probe_count += 1;
+            self.mtu_probe_wanted = false;
+        }
+        let bytes = packet::encode(&header, &[], &payload);
         self.inflight.push_back(Sent {
             seq: self.seq,
             end,
@@ -1112,6 +1348,7 @@ impl Stream {
             delivered_time: now,
             first_sent_time: now,
             app_limited: false,
+            probe: padding.is_some(),
         });
         self.seq = self.seq.wrapping_add(1);
         let i = self.inflight.len() - 1;

@@ -285,18 +285,294 @@ fn tail_loss_probe_then_rto_backoff() {
     let probe = drain(&mut a, t1);
     assert_eq!(probe.len(), 1);
     assert_eq!(decode(&probe[0]).unwrap().header.seq, 0);
-    // Then RTOs at 1 s, 2 s, 4 s, ... with the packet resent each time.
+    // Then RTOs after 1 s, 2 s, 4 s, ... (at most 30 s) with the packet resent at each of the
+    // six the stream survives; the seventh fails it, as in libudx.
     let mut now = t1;
     let mut gaps = Vec::new();
+    let mut resends = 0;
     while let Some(t) = a.poll_timeout() {
         gaps.push(t - now);
         now = t;
         a.handle_timeout(now);
-        drain(&mut a, now);
+        resends += drain(&mut a, now).len();
     }
-    assert_eq!(
-        gaps,
-        [1, 2, 4, 8, 16, 32].map(|s| Duration::from_secs(s).min(Duration::from_secs(30)))
-    );
+    assert_eq!(gaps, [1, 2, 4, 8, 16, 30, 30].map(Duration::from_secs));
+    assert_eq!(resends, 6);
     assert_eq!(events(&mut a), vec![Event::Error(StreamError::Timeout)]);
+}
+
+fn ack_packet(id: u32, ack: u32, sacks: &[SackRange]) -> Vec<u8> {
+    let h = Header {
+        flags: if sacks.is_empty() {
+            Flags::ACK
+        } else {
+            Flags::SACK
+        },
+        data_offset: 0,
+        id,
+        rwnd: DEFAULT_RECV_WINDOW,
+        seq: 0,
+        ack,
+    };
+    encode(&h, sacks, &[])
+}
+
+/// MTU probes are full DATA packets padded (`data_offset` zero bytes) to the probe size: the
+/// first acknowledgement starts the search with a probe of the base size, each acknowledged
+/// probe raises the MTU by 32 bytes, and a lost probe is resent without its padding.
+#[test]
+fn mtu_probes_are_padded_data_packets() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    assert_eq!((a.mtu(), a.mtu_state()), (1200, MtuState::Base));
+    a.write(&vec![7u8; 1 << 20]).unwrap();
+    let first = drain(&mut a, T0);
+    assert!(first.iter().all(|d| d[3] == 0 && d.len() == 20 + 1152));
+    // Each ack frees window; the probe is the first new packet after an acknowledgement.
+    let mut now = T0;
+    let mut step = |a: &mut Stream, ack: u32, sacks: &[SackRange]| {
+        now += ms(20);
+        a.handle_datagram(now, &ack_packet(1, ack, sacks)).unwrap();
+        (now, drain(a, now))
+    };
+    let (_, out) = step(&mut a, 1, &[]);
+    assert_eq!(a.mtu_state(), MtuState::Search);
+    // The base-size probe of a full packet needs no padding.
+    assert_eq!((out[0][3], out[0].len()), (0, 1172));
+    let probe_1200 = decode(&out[0]).unwrap().header.seq;
+    let (_, out) = step(&mut a, probe_1200 + 1, &[]);
+    assert_eq!(a.mtu(), 1200);
+    let p = decode(&out[0]).unwrap();
+    assert_eq!((p.header.data_offset, out[0].len()), (32, 1232 - 28));
+    assert_eq!(p.payload, &[7u8; 1152][..]);
+    assert!(out[0][20..52].iter().all(|&b| b == 0));
+    let (_, out) = step(&mut a, p.header.seq + 1, &[]);
+    assert_eq!((a.mtu(), a.max_payload()), (1232, 1184));
+    // The 1264-byte probe is lost: the packets after it are selectively acknowledged and RACK
+    // declares it lost after the reordering window.
+    let lost = decode(&out[0]).unwrap().header;
+    assert_eq!((lost.data_offset, out[0].len()), (32, 1264 - 28));
+    let sack = SackRange {
+        start: lost.seq + 1,
+        end: lost.seq + out.len() as u32,
+    };
+    let (now, _) = step(&mut a, lost.seq, &[sack]);
+    let at = a.poll_timeout().unwrap().max(now + ms(30));
+    a.handle_timeout(at);
+    let resent = drain(&mut a, at);
+    let r = resent
+        .iter()
+        .map(|d| decode(d).unwrap())
+        .find(|p| p.header.seq == lost.seq)
+        .expect("the lost probe is retransmitted");
+    assert_eq!((r.header.data_offset, r.payload.len()), (0, 1184));
+    // One failure of three: the search goes on at the same size.
+    assert_eq!((a.mtu(), a.mtu_state()), (1232, MtuState::Search));
+}
+
+/// `mtu_max` at the base switches the search off.
+#[test]
+fn mtu_search_can_be_disabled() {
+    let config = Config {
+        mtu_max: 1200,
+        ..Config::default()
+    };
+    let mut a = Stream::new(1, 2, T0, config);
+    a.write(&vec![1u8; 100_000]).unwrap();
+    drain(&mut a, T0);
+    a.handle_datagram(ms(10), &ack_packet(1, 5, &[])).unwrap();
+    assert!(drain(&mut a, ms(10)).iter().all(|d| d[3] == 0));
+    assert_eq!(a.mtu_state(), MtuState::SearchComplete);
+}
+
+/// `change_remote` moves everything sent afterwards, retransmissions included, to the new
+/// remote id with seq continuity, and completes once the packets sent before it are acked.
+#[test]
+fn change_remote_waits_for_the_old_remote_acks() {
+    let mut a = Stream::new(1, 100, T0, Config::default());
+    a.write(&[5u8; 3000]).unwrap();
+    let before = drain(&mut a, T0);
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|d| decode(d).unwrap().header.id == 100));
+    assert_eq!(a.change_remote(2), Ok(false));
+    assert!(a.is_remote_changing());
+    assert_eq!(a.change_remote(3), Err(UsageError::RemoteChanging));
+    a.write(b"after").unwrap();
+    let after = drain(&mut a, T0);
+    let h = decode(&after[0]).unwrap().header;
+    assert_eq!((h.id, h.seq), (2, 3));
+    // The old remote acknowledged seq 0 only; the rest is lost on the old path and is resent,
+    // same seqs, to the new id.
+    a.handle_datagram(ms(10), &ack_packet(1, 1, &[])).unwrap();
+    assert!(a.is_remote_changing() && !a.poll_remote_changed());
+    let mut resent = Vec::new();
+    let mut now = ms(10);
+    while resent.len() < 3 {
+        now = a.poll_timeout().unwrap().max(now);
+        a.handle_timeout(now);
+        resent.extend(drain(&mut a, now).iter().map(|d| decode(d).unwrap().header));
+    }
+    assert!(resent.iter().all(|h| h.id == 2 && (1..4).contains(&h.seq)));
+    // Acked up to (not including) the first packet sent after the change: complete.
+    a.handle_datagram(now, &ack_packet(1, 3, &[])).unwrap();
+    assert!(!a.is_remote_changing());
+    assert!(a.poll_remote_changed());
+    assert!(!a.poll_remote_changed());
+    // With nothing in flight a change completes at once.
+    a.handle_datagram(now, &ack_packet(1, 4, &[])).unwrap();
+    assert_eq!(a.change_remote(7), Ok(true));
+    assert!(a.poll_remote_changed());
+    a.destroy();
+    drain(&mut a, now);
+    assert_eq!(a.change_remote(8), Err(UsageError::Closed));
+}
+
+/// A socket follows a remote change with the destination address, and hands datagrams for
+/// ids it does not hold to the owner's firewall, which may connect a stream and re-feed.
+#[test]
+fn socket_addresses_and_firewall() {
+    let addr = |port| core::net::SocketAddr::from(([10, 0, 0, 1], port));
+    let mut socket = Socket::new();
+    socket.connect(Stream::new(1, 100, T0, Config::default()), addr(1000));
+    assert_eq!(socket.remote_addr(1), Some(addr(1000)));
+    socket.stream_mut(1).unwrap().write(b"hi").unwrap();
+    let t = socket.poll_transmit_to(T0).unwrap();
+    assert_eq!((t.id, t.to), (1, Some(addr(1000))));
+    assert_eq!(decode(&t.bytes).unwrap().header.id, 100);
+    assert_eq!(socket.change_remote(1, 200, addr(2000)), Ok(false));
+    assert_eq!(socket.remote_addr(1), Some(addr(2000)));
+    assert_eq!(socket.poll_remote_changed(), None);
+    socket.stream_mut(1).unwrap().write(b"there").unwrap();
+    let t = socket.poll_transmit_to(T0).unwrap();
+    assert_eq!(t.to, Some(addr(2000)));
+    assert_eq!(decode(&t.bytes).unwrap().header.id, 200);
+    // Acks come back over either path.
+    assert_eq!(
+        socket.handle_datagram_from(ms(5), addr(1000), &ack_packet(1, 1, &[])),
+        Incoming::Stream(1)
+    );
+    assert_eq!(socket.poll_remote_changed(), Some(1));
+    assert_eq!(socket.poll_remote_changed(), None);
+    assert_eq!(socket.change_remote(9, 1, addr(1)), Err(UsageError::Closed));
+    // First packet for id 2 from a peer: the firewall decides.
+    let first = data(2, 0, Flags::DATA, b"knock");
+    let from = addr(3000);
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, &first),
+        Incoming::Firewall { id: 2, from }
+    );
+    assert!(socket.stream(2).is_none());
+    socket.connect(Stream::new(2, 7, ms(6), Config::default()), from);
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, &first),
+        Incoming::Stream(2)
+    );
+    assert_eq!(
+        socket.poll_event(),
+        Some((2, Event::Data(b"knock".to_vec())))
+    );
+    let mut acks = Vec::new();
+    while let Some(t) = socket.poll_transmit_to(ms(6)) {
+        acks.push(t);
+    }
+    assert!(acks.iter().any(|t| t.id == 2 && t.to == Some(from)));
+    // Not UDX is still the caller's.
+    assert_eq!(
+        socket.handle_datagram_from(ms(6), from, b"dht"),
+        Incoming::NotUdx
+    );
+    socket.remove(2);
+    assert_eq!(socket.remote_addr(2), None);
+}
+
+/// Nothing is delivered past the peer's END, even packets buffered beyond it before it arrived
+/// (found by the `udx_stream` fuzz harness).
+#[test]
+fn nothing_is_delivered_after_end() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    b.handle_datagram(T0, &data(2, 1, Flags::DATA, b"beyond the end"))
+        .unwrap();
+    b.handle_datagram(T0, &data(2, 0, Flags::END, &[])).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Ended]);
+    assert_eq!(b.recv_buffered(), 0);
+}
+
+/// A relay pair forwards each way with the receiver id rewritten; a DESTROY is forwarded too,
+/// resets the stream it came through and closes its partner without a DESTROY of its own.
+#[test]
+fn relay_pair_forwards_and_tears_down() {
+    let addr = |port| core::net::SocketAddr::from(([10, 0, 0, 3], port));
+    let (a, b) = (addr(1), addr(2));
+    let mut relay = Socket::new();
+    relay.connect(Stream::new(100, 1, T0, Config::default()), a);
+    relay.connect(Stream::new(101, 2, T0, Config::default()), b);
+    relay.relay_to(100, 101).unwrap();
+    relay.relay_to(101, 100).unwrap();
+    assert_eq!(relay.relay_to(100, 101), Err(UsageError::AlreadyRelaying));
+    assert_eq!(relay.relay_to(100, 7), Err(UsageError::Closed));
+    let hello = data(100, 0, Flags::DATA, b"hello b");
+    assert_eq!(
+        relay.handle_datagram_from(T0, a, &hello),
+        Incoming::Relayed { id: 100, to: 101 }
+    );
+    assert_eq!(relay.poll_timeout(), Some(T0));
+    let t = relay.poll_transmit_to(T0).unwrap();
+    assert_eq!((t.id, t.to), (101, Some(b)));
+    let mut want = hello.clone();
+    want[4..8].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(t.bytes, want);
+    // The relaying streams themselves neither saw nor answer it.
+    assert_eq!(relay.poll_transmit_to(T0), None);
+    assert_eq!(relay.poll_event(), None);
+    assert_eq!(relay.poll_timeout(), None);
+    // B destroys: forwarded to A as id 1, and the relay pair goes away.
+    let destroy = data(101, 5, Flags::DESTROY, &[]);
+    assert_eq!(
+        relay.handle_datagram_from(ms(1), b, &destroy),
+        Incoming::Relayed { id: 101, to: 100 }
+    );
+    let t = relay.poll_transmit_to(ms(1)).unwrap();
+    assert_eq!((t.to, decode(&t.bytes).unwrap().header.id), (Some(a), 1));
+    assert_eq!(decode(&t.bytes).unwrap().header.flags, Flags::DESTROY);
+    assert_eq!(relay.poll_transmit_to(ms(1)), None, "no DESTROY of its own");
+    let mut seen = Vec::new();
+    while let Some(e) = relay.poll_event() {
+        seen.push(e);
+    }
+    seen.sort_by_key(|e| e.0);
+    assert_eq!(
+        seen,
+        vec![
+            (100, Event::Closed),
+            (101, Event::Error(StreamError::Reset))
+        ]
+    );
+    assert_eq!(relay.remove_finished(), vec![100, 101]);
+    assert_eq!(
+        relay.handle_datagram_from(ms(2), a, &hello),
+        Incoming::Firewall { id: 100, from: a }
+    );
+}
+
+/// Destroying a stream that already closed cleanly ends its lingering without a DESTROY or a
+/// second `Closed` (found by the `udx_stream` fuzz harness).
+#[test]
+fn destroy_after_close_only_stops_lingering() {
+    let mut a = Stream::new(1, 2, T0, Config::default());
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    a.end().unwrap();
+    b.end().unwrap();
+    for _ in 0..3 {
+        for d in drain(&mut a, T0) {
+            b.handle_datagram(T0, &d).unwrap();
+        }
+        for d in drain(&mut b, T0) {
+            a.handle_datagram(T0, &d).unwrap();
+        }
+    }
+    assert_eq!(events(&mut a), vec![Event::Ended, Event::Closed]);
+    assert!(a.is_closed() && !a.is_finished());
+    a.destroy();
+    assert!(drain(&mut a, T0).is_empty());
+    assert!(events(&mut a).is_empty());
+    assert!(a.is_finished());
 }
