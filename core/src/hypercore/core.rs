@@ -509,9 +509,12 @@ impl<S: Storage> Hypercore<S> {
         }
     }
 
+    /// The stored header after `b`, whose tree hash is `tree_hash` (`b.hash()`, passed in since
+    /// the caller computed it already to sign).
     fn header_bytes(
         &self,
         b: &TreeBatch,
+        tree_hash: Hash,
         signature: &[u8],
         manifest: Option<&Manifest>,
     ) -> Vec<u8> {
@@ -526,7 +529,7 @@ impl<S: Storage> Hypercore<S> {
             encrypted: self.encrypted,
             fork: b.fork,
             length: b.length,
-            tree_hash: b.hash(),
+            tree_hash,
             signature: signature.to_vec(),
         }
         .encode()
@@ -712,7 +715,7 @@ impl<S: Storage> Hypercore<S> {
         }
         batch.put(
             layout::header_key(),
-            self.header_bytes(&tb, &signature, self.manifest.as_ref()),
+            self.header_bytes(&tb, hash, &signature, self.manifest.as_ref()),
         );
         if let Err(e) = self.write(batch).await {
             self.bitfield.set_range(start, tb.length, false);
@@ -769,7 +772,7 @@ impl<S: Storage> Hypercore<S> {
         }
         batch.put(
             layout::header_key(),
-            self.header_bytes(&tb, &signature, self.manifest.as_ref()),
+            self.header_bytes(&tb, hash, &signature, self.manifest.as_ref()),
         );
         if let Err(e) = self.write(batch).await {
             self.bitfield = saved;
@@ -1229,7 +1232,10 @@ impl<S: Storage> Hypercore<S> {
                 .signature
                 .clone()
                 .unwrap_or_else(|| self.tree.signature.clone());
-            batch.put(layout::header_key(), self.header_bytes(&tb, &sig, manifest));
+            batch.put(
+                layout::header_key(),
+                self.header_bytes(&tb, tb.hash(), &sig, manifest),
+            );
         }
         if reorg {
             for (page, bytes) in self.bitfield.take_dirty_pages() {
