@@ -310,7 +310,8 @@ fn perf_sender_and_receiver() {
     let received: Value = serde_json::from_slice(&succeeded(receiver)).expect("receiver json");
     assert_eq!(sent["role"], "send");
     assert_eq!(sent["bytes"], json!(4 << 20));
-    assert!(sent["packets"].as_u64().unwrap() >= (4 << 20) / 1152);
+    // No datagram carries more than 1500 bytes (the MTU search stops there).
+    assert!(sent["packets"].as_u64().unwrap() >= (4 << 20) / 1500);
     assert!(sent["retransmits"].is_u64());
     assert!(sent["rttMs"].as_f64().is_some(), "{sent}");
     assert_eq!(received["role"], "recv");
