@@ -47,7 +47,10 @@ async fn cores() -> (Hypercore<MemoryStorage>, Hypercore<MemoryStorage>) {
     };
     let mut r = Hypercore::create(MemoryStorage::new(), opts).await.unwrap();
     let up = ProofRequest {
-        upgrade: Some(RequestUpgrade { start: 0, length: LEN }),
+        upgrade: Some(RequestUpgrade {
+            start: 0,
+            length: LEN,
+        }),
         ..ProofRequest::default()
     };
     let mut data = w.proof(&up).await.unwrap();
@@ -55,7 +58,10 @@ async fn cores() -> (Hypercore<MemoryStorage>, Hypercore<MemoryStorage>) {
     r.apply_proof(&data).await.unwrap();
     for i in 0..HELD {
         let req = ProofRequest {
-            block: Some(RequestBlock { index: i, nodes: r.missing_nodes(2 * i).await.unwrap() }),
+            block: Some(RequestBlock {
+                index: i,
+                nodes: r.missing_nodes(2 * i).await.unwrap(),
+            }),
             ..ProofRequest::default()
         };
         r.apply_proof(&w.proof(&req).await.unwrap()).await.unwrap();
@@ -64,11 +70,19 @@ async fn cores() -> (Hypercore<MemoryStorage>, Hypercore<MemoryStorage>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, mut rest)) = data.split_first() else { return };
+    let Some((&ctl, mut rest)) = data.split_first() else {
+        return;
+    };
     let (w, r) = ready(cores());
     let reader = ctl & 1 == 1;
     let core = if reader { r } else { w };
-    let mut rep = Replicator::new(core, Options { max_inflight: 4, ..Options::default() });
+    let mut rep = Replicator::new(
+        core,
+        Options {
+            max_inflight: 4,
+            ..Options::default()
+        },
+    );
     let mut now = 1000;
     let mut peers = [rep.add_peer(), rep.add_peer()];
     if reader {
@@ -84,7 +98,9 @@ fuzz_target!(|data: &[u8]| {
         now += 1;
         match sel >> 1 {
             t @ 0..=9 => {
-                let Ok(msg) = Message::decode(u64::from(t), payload) else { continue };
+                let Ok(msg) = Message::decode(u64::from(t), payload) else {
+                    continue;
+                };
                 if rep.peers().any(|p| p == peers[slot]) {
                     ready(rep.handle_message(now, peers[slot], msg)).unwrap();
                 }
