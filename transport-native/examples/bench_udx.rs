@@ -80,7 +80,7 @@ async fn send_all(mut stream: UdxStream, total: u64) -> Result<(), Error> {
     let mut sent = 0u64;
     while sent < total {
         let n = CHUNK.min((total - sent) as usize);
-        stream.write(chunk[..n].to_vec()).await?;
+        stream.write_owned(chunk[..n].to_vec()).await?;
         sent += n as u64;
     }
     stream.end()?;
