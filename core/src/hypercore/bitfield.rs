@@ -40,6 +40,9 @@ pub enum BitfieldError {
         /// Its length.
         len: usize,
     },
+    /// A stored page lies past the last page of the `u64` index space.
+    #[error("bitfield page {0} is out of range")]
+    PageOutOfRange(u64),
 }
 
 /// A sparse bitfield of blocks.
@@ -73,6 +76,9 @@ impl Bitfield {
             page: page_index,
             len: bytes.len(),
         })?;
+        if page_index > u64::MAX / BITS_PER_PAGE {
+            return Err(BitfieldError::PageOutOfRange(page_index));
+        }
         self.pages.insert(page_index, page);
         self.dirty.remove(&page_index);
         Ok(())
@@ -560,6 +566,20 @@ mod tests {
             c.load_page(3, &[0; 100]),
             Err(BitfieldError::BadPage { page: 3, len: 100 })
         );
+        // A stored page past the index space (a corrupt key) is refused: its bits could not
+        // be addressed and queries over it would overflow.
+        let full = vec![0xff; BYTES_PER_PAGE];
+        for page in [u64::MAX, u64::MAX / BITS_PER_PAGE + 1] {
+            let mut d = Bitfield::new();
+            assert_eq!(
+                d.load_page(page, &full),
+                Err(BitfieldError::PageOutOfRange(page))
+            );
+            assert_eq!(d.first_set(0), None);
+        }
+        let last = u64::MAX / BITS_PER_PAGE;
+        c.load_page(last, &full).unwrap();
+        assert_eq!(c.first_set(200_000), Some(last * BITS_PER_PAGE));
     }
 
     /// Pages round-trip through both stored forms; the runs are used only when shorter; raw pages
@@ -743,7 +763,8 @@ mod tests {
         fn load_page_never_panics(i in any::<u64>(), bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let mut b = Bitfield::new();
             let ok = b.load_page(i, &bytes).is_ok();
-            prop_assert!(ok || bytes.len() != BYTES_PER_PAGE);
+            prop_assert!(ok || bytes.len() != BYTES_PER_PAGE || i > u64::MAX / BITS_PER_PAGE);
+            prop_assert!(!ok || i <= u64::MAX / BITS_PER_PAGE);
             if ok {
                 // Whatever loaded re-stores and reloads to the same bits.
                 let mut c = Bitfield::new();

@@ -819,6 +819,70 @@ fn header_roundtrip_and_corruption() {
     });
 }
 
+/// Disk bytes are untrusted too: a header length no tree can have and stored root sizes that
+/// add up past `u64::MAX` are [`HypercoreError::Corrupt`], not overflow panics.
+#[test]
+fn corrupt_lengths_and_sizes_on_disk_are_errors() {
+    block_on(async {
+        let (w, s) = {
+            let s = MemoryStorage::new();
+            let mut w = Hypercore::create(
+                s.clone(),
+                CreateOptions {
+                    key_pair: Some(KeyPair::from_seed(&[1; 32])),
+                    ..CreateOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            w.append(&[b"a", b"b", b"c"]).await.unwrap();
+            (w, s)
+        };
+        let raw = s.get(&super::layout::header_key()).await.unwrap().unwrap();
+        let header = Header::decode(&raw).unwrap();
+        for length in [u64::MAX, 1 << 63, 1 << 62] {
+            let bad = Header {
+                length,
+                ..header.clone()
+            };
+            let copy = MemoryStorage::new();
+            let mut b = Batch::new();
+            for (k, v) in s.scan(&[], &[0xff; 8], None).await.unwrap() {
+                b.put(k, v);
+            }
+            b.put(super::layout::header_key(), bad.encode());
+            copy.write(b).await.unwrap();
+            let err = Hypercore::open(copy, OpenOptions::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, HypercoreError::Corrupt(_) | HypercoreError::Decode(_)),
+                "length {length}: {err:?}"
+            );
+        }
+        // Roots 1 (blocks 0-1) and 4 (block 2): make their sizes overflow.
+        let page = super::tree::page_of(4);
+        let key = super::layout::tree_node_key(page);
+        let bytes = s.get(&key).await.unwrap().unwrap();
+        let mut np = super::tree::NodePage::decode(page, bytes).unwrap();
+        for i in [1, 4] {
+            let n = np.get(i).unwrap().unwrap();
+            np.put(&TreeNode {
+                size: u64::MAX - 1,
+                ..n
+            });
+        }
+        let mut b = Batch::new();
+        b.put(key, np.as_bytes().to_vec());
+        s.write(b).await.unwrap();
+        drop(w);
+        let err = Hypercore::open(s, OpenOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HypercoreError::Corrupt(_)), "{err:?}");
+    });
+}
+
 async fn sync_all(w: &Hypercore<MemoryStorage>, r: &mut Hypercore<MemoryStorage>) {
     let up = w
         .proof(&ProofRequest {

@@ -57,6 +57,9 @@ pub enum ProofError {
     /// The proof ends in a node the verifier does not have, and carries no upgrade reaching it.
     #[error("node {0} cannot be verified: not stored locally")]
     Unverifiable(u64),
+    /// The sizes of the proof's nodes add up past `u64::MAX` (at node `.0`).
+    #[error("node sizes overflow at node {0}")]
+    SizeOverflow(u64),
     /// The upgrade is malformed (empty, or does not extend the local tree).
     #[error("invalid upgrade: {0}")]
     InvalidUpgrade(&'static str),
@@ -589,6 +592,29 @@ impl<'a> NodeQueue<'a> {
     }
 }
 
+/// [`parent_node`] of two untrusted nodes, refusing sizes that add up past `u64::MAX`.
+fn checked_parent(index: u64, a: &TreeNode, b: &TreeNode) -> Result<TreeNode, ProofError> {
+    a.size
+        .checked_add(b.size)
+        .ok_or(ProofError::SizeOverflow(index))?;
+    Ok(parent_node(index, a, b))
+}
+
+/// [`TreeBatch::append_root`] of an untrusted node: the roots' sizes add up to the batch's byte
+/// length, so no sum inside overflows when that one does not.
+fn append_root(
+    batch: &mut TreeBatch,
+    node: TreeNode,
+    ite: &mut Iterator,
+) -> Result<(), ProofError> {
+    batch
+        .byte_length
+        .checked_add(node.size)
+        .ok_or(ProofError::SizeOverflow(node.index))?;
+    batch.append_root(node, ite);
+    Ok(())
+}
+
 /// The node a block/hash proof starts from: index, block value (for blocks), sibling nodes.
 type Untrusted<'a> = (u64, Option<&'a [u8]>, &'a [TreeNode]);
 
@@ -631,7 +657,7 @@ pub fn verify_tree(
         while q.len() > 0 {
             in_range(&ite)?;
             let n = q.shift(ite.sibling())?;
-            r = parent_node(ite.parent(), &r, &n);
+            r = checked_parent(ite.parent(), &r, &n)?;
             nodes.push(n);
             nodes.push(r);
         }
@@ -653,7 +679,7 @@ pub fn verify_tree(
     while q.len() > 0 {
         in_range(&ite)?;
         let n = q.shift(ite.sibling())?;
-        r = parent_node(ite.parent(), &r, &n);
+        r = checked_parent(ite.parent(), &r, &n)?;
         nodes.push(n);
         nodes.push(r);
     }
@@ -702,14 +728,14 @@ pub fn verify_upgrade(
                 while ite.index != root {
                     steps(&mut cnt).map_err(|_| ProofError::InvalidUpgrade("cannot connect"))?;
                     let n = q.shift(ite.sibling())?;
-                    batch.append_root(n, &mut ite);
+                    append_root(batch, n, &mut ite)?;
                 }
                 ite.next_tree();
                 continue;
             }
         }
         let n = q.shift(ite.index)?;
-        batch.append_root(n, &mut ite);
+        append_root(batch, n, &mut ite)?;
         ite.next_tree();
     }
     if let Some(p) = prologue {
@@ -729,7 +755,7 @@ pub fn verify_upgrade(
         in_range(&ite)?;
         extra[i].index == ite.sibling()
     } {
-        batch.append_root(extra[i], &mut ite);
+        append_root(batch, extra[i], &mut ite)?;
         i += 1;
     }
     while i < extra.len() {
@@ -742,7 +768,7 @@ pub fn verify_upgrade(
             }
             ite.left_child();
         }
-        batch.append_root(node, &mut ite);
+        append_root(batch, node, &mut ite)?;
         ite.sibling();
     }
     batch.signature = Some(upgrade.signature.clone());
@@ -1105,6 +1131,55 @@ mod tests {
             ..Default::default()
         };
         assert!(verify_tree(&p, &mut Vec::new()).is_err());
+        // Untrusted sizes whose sums overflow are typed errors (they cannot verify anyway).
+        let huge = |index| TreeNode {
+            size: u64::MAX,
+            ..node(index)
+        };
+        let p = Data {
+            block: Some(DataBlock {
+                index: 0,
+                value: b"a".to_vec(),
+                nodes: vec![huge(2)],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            verify_tree(&p, &mut Vec::new()),
+            Err(ProofError::SizeOverflow(1))
+        );
+        let p = Data {
+            seek: Some(DataSeek {
+                bytes: 0,
+                nodes: vec![node(0), huge(2)],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            verify_tree(&p, &mut Vec::new()),
+            Err(ProofError::SizeOverflow(1))
+        );
+        let up = DataUpgrade {
+            start: 0,
+            length: 3,
+            nodes: vec![node(1), huge(4)],
+            ..Default::default()
+        };
+        assert_eq!(
+            verify_upgrade(0, &up, None, &mut TreeBatch::empty(0), None),
+            Err(ProofError::SizeOverflow(4))
+        );
+        let up = DataUpgrade {
+            start: 0,
+            length: 2,
+            nodes: vec![node(1)],
+            additional_nodes: vec![huge(5)],
+            ..Default::default()
+        };
+        assert_eq!(
+            verify_upgrade(0, &up, None, &mut TreeBatch::empty(0), None),
+            Err(ProofError::SizeOverflow(5))
+        );
         // A long chain of correctly placed siblings runs out of range instead of overflowing.
         let mut ite = Iterator::new(0);
         let mut chain = Vec::new();

@@ -232,9 +232,10 @@ pub fn hash_roots(roots: &[TreeNode]) -> Hash {
     tree_hash(roots.iter().map(|r| (r.index, r.size, &r.hash)))
 }
 
-/// Sum of the sizes of `nodes`.
+/// Sum of the sizes of `nodes`, saturating (sizes read from a corrupt store may overflow; a
+/// verified tree's never do).
 pub fn total_size(nodes: &[TreeNode]) -> u64 {
-    nodes.iter().map(|n| n.size).sum()
+    nodes.iter().fold(0, |sum, n| sum.saturating_add(n.size))
 }
 
 /// Read node `index` from storage.
@@ -593,8 +594,12 @@ impl MerkleTree {
         signature: Vec<u8>,
     ) -> Result<Self, HypercoreError> {
         let roots = roots_from_storage(storage, length).await?;
+        let byte_length = roots
+            .iter()
+            .try_fold(0u64, |sum, r| sum.checked_add(r.size))
+            .ok_or_else(|| HypercoreError::Corrupt("stored root sizes overflow".into()))?;
         Ok(MerkleTree {
-            byte_length: total_size(&roots),
+            byte_length,
             roots,
             length,
             fork,

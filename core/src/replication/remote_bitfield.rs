@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 const PAGE_BITS: u64 = 32768;
 /// u32 words per page.
 const PAGE_WORDS: usize = (PAGE_BITS / 32) as usize;
+/// Pages one remote may make us hold (16 MiB, 2^27 advertised blocks beyond its contiguous
+/// prefix): bits on further pages are dropped, so a hostile peer cannot exhaust memory.
+const MAX_PAGES: usize = 4096;
 
 /// A sparse bitfield of the blocks a remote peer has.
 #[derive(Debug, Clone, Default)]
@@ -31,16 +34,37 @@ impl RemoteBitfield {
             .is_some_and(|pg| pg[bit >> 5] & (1 << (bit & 31)) != 0)
     }
 
-    /// Set bit `index` to `value`.
-    pub fn set(&mut self, index: u64, value: bool) {
-        let (p, bit) = (index / PAGE_BITS, (index % PAGE_BITS) as usize);
-        let page = match self.pages.get_mut(&p) {
-            Some(pg) => pg,
-            None if value => self
-                .pages
+    /// The page `p` to set bits in, allocated if missing and the [`MAX_PAGES`] budget allows.
+    fn page_for_set(&mut self, p: u64) -> Option<&mut [u32; PAGE_WORDS]> {
+        if !self.pages.contains_key(&p) && self.pages.len() >= MAX_PAGES {
+            return None;
+        }
+        Some(
+            self.pages
                 .entry(p)
                 .or_insert_with(|| Box::new([0; PAGE_WORDS])),
-            None => return,
+        )
+    }
+
+    /// First bit of the first allocated page after page `p`.
+    fn next_page_start(&self, p: u64) -> Option<u64> {
+        self.pages
+            .range(p + 1..)
+            .next()
+            .map(|(&q, _)| q * PAGE_BITS)
+    }
+
+    /// Set bit `index` to `value`. Setting a bit on a new page beyond the [`MAX_PAGES`] budget
+    /// is dropped.
+    pub fn set(&mut self, index: u64, value: bool) {
+        let (p, bit) = (index / PAGE_BITS, (index % PAGE_BITS) as usize);
+        let page = if value {
+            self.page_for_set(p)
+        } else {
+            self.pages.get_mut(&p).map(|pg| &mut **pg)
+        };
+        let Some(page) = page else {
+            return;
         };
         let m = 1u32 << (bit & 31);
         if value {
@@ -50,35 +74,49 @@ impl RemoteBitfield {
         }
     }
 
-    /// Set bits `start..end` to `value` (whole words at a time where possible).
+    /// Set bits `start..end` to `value` (whole words at a time where possible). Pages that are
+    /// missing (to clear) or over the budget (to set) are skipped, so the work follows the pages
+    /// held, not the length of the range.
     pub fn set_range(&mut self, start: u64, end: u64, value: bool) {
         let mut i = start;
         while i < end {
-            if i.is_multiple_of(32) && end - i >= 32 {
-                let (p, w) = (i / PAGE_BITS, ((i % PAGE_BITS) / 32) as usize);
-                match self.pages.get_mut(&p) {
-                    Some(pg) => pg[w] = if value { u32::MAX } else { 0 },
-                    None if value => {
-                        let mut pg = Box::new([0; PAGE_WORDS]);
-                        pg[w] = u32::MAX;
-                        self.pages.insert(p, pg);
-                    }
-                    None => {
-                        // Nothing to clear in a missing page: skip to the next page.
-                        i = (p + 1) * PAGE_BITS;
-                        continue;
-                    }
-                }
-                i += 32;
+            let p = i / PAGE_BITS;
+            let page = if value {
+                self.page_for_set(p)
             } else {
-                self.set(i, value);
-                i += 1;
+                self.pages.get_mut(&p).map(|pg| &mut **pg)
+            };
+            let Some(page) = page else {
+                // Nothing to do on this page: go to the next one we hold.
+                match self.next_page_start(p) {
+                    Some(next) => i = next.max(i),
+                    None => return,
+                }
+                continue;
+            };
+            // The rest of the range on this page.
+            let page_end = end.min((p + 1).saturating_mul(PAGE_BITS));
+            while i < page_end {
+                let bit = (i % PAGE_BITS) as usize;
+                if bit.is_multiple_of(32) && page_end - i >= 32 {
+                    page[bit >> 5] = if value { u32::MAX } else { 0 };
+                    i += 32;
+                } else {
+                    let m = 1u32 << (bit & 31);
+                    if value {
+                        page[bit >> 5] |= m;
+                    } else {
+                        page[bit >> 5] &= !m;
+                    }
+                    i += 1;
+                }
             }
         }
     }
 
     /// Overwrite the words starting at bit `start` (a multiple of 32) with `words` (a `bitfield`
-    /// message: bit `k` of word `j` is block `start + 32·j + k`).
+    /// message: bit `k` of word `j` is block `start + 32·j + k`). Words for new pages beyond the
+    /// [`MAX_PAGES`] budget are dropped.
     pub fn insert(&mut self, start: u64, words: &[u32]) {
         debug_assert_eq!(start % 32, 0);
         for (j, &w) in words.iter().enumerate() {
@@ -86,14 +124,13 @@ impl RemoteBitfield {
                 return;
             };
             let (p, wi) = (bit / PAGE_BITS, ((bit % PAGE_BITS) / 32) as usize);
-            match self.pages.get_mut(&p) {
-                Some(pg) => pg[wi] = w,
-                None if w != 0 => {
-                    let mut pg = Box::new([0; PAGE_WORDS]);
-                    pg[wi] = w;
-                    self.pages.insert(p, pg);
-                }
-                None => {}
+            let page = if w != 0 {
+                self.page_for_set(p)
+            } else {
+                self.pages.get_mut(&p).map(|pg| &mut **pg)
+            };
+            if let Some(pg) = page {
+                pg[wi] = w;
             }
         }
     }
@@ -105,15 +142,8 @@ impl RemoteBitfield {
             let p = i / PAGE_BITS;
             match self.pages.get(&p) {
                 None if !value => return Some(i),
-                None => {
-                    // Jump to the next allocated page.
-                    let next = self
-                        .pages
-                        .range(p + 1..)
-                        .next()
-                        .map(|(&q, _)| q * PAGE_BITS)?;
-                    i = next;
-                }
+                // Jump to the next allocated page.
+                None => i = self.next_page_start(p)?,
                 Some(pg) => {
                     let wi = ((i % PAGE_BITS) / 32) as usize;
                     let w = if value { pg[wi] } else { !pg[wi] };
@@ -122,7 +152,8 @@ impl RemoteBitfield {
                         let hit = i - i % 32 + u64::from(w.trailing_zeros());
                         return (hit < end).then_some(hit);
                     }
-                    i = i - i % 32 + 32;
+                    // The last word of the index space has no successor.
+                    i = (i - i % 32).checked_add(32)?;
                 }
             }
         }
@@ -292,6 +323,36 @@ mod tests {
         // Clearing a missing page allocates nothing and terminates quickly.
         b.set_range(0, 1 << 40, false);
         assert!(b.pages.is_empty());
+    }
+
+    #[test]
+    fn hostile_ranges_terminate_and_stay_bounded() {
+        let mut b = RemoteBitfield::new();
+        // Clearing the last page of the index space used to overflow `(page + 1) * PAGE_BITS`.
+        b.set_range(u64::MAX - (PAGE_BITS - 1), u64::MAX, false);
+        b.set_range(0, u64::MAX, false);
+        assert!(b.pages.is_empty());
+        // Bits at the very top: set, found, cleared.
+        b.set_range(u64::MAX - 40, u64::MAX, true);
+        assert!(b.get(u64::MAX - 1) && !b.get(u64::MAX - 41));
+        assert_eq!(b.find_first(true, 0, u64::MAX), Some(u64::MAX - 40));
+        assert_eq!(b.find_first(false, u64::MAX - 40, u64::MAX), None);
+        b.set_range(u64::MAX - 40, u64::MAX, false);
+        assert_eq!(b.find_first(true, 0, u64::MAX), None);
+        // A huge advertised range allocates at most MAX_PAGES pages, and quickly.
+        b.set_range(1, u64::MAX, true);
+        assert_eq!(b.pages.len(), MAX_PAGES);
+        assert!(b.get(1) && !b.get(0));
+        // So do single bits and bitfield words scattered over distinct pages.
+        let mut b = RemoteBitfield::new();
+        for k in 0..2 * MAX_PAGES as u64 {
+            b.set(k * PAGE_BITS, true);
+            b.insert(((k + 1) << 30) * PAGE_BITS, &[1]);
+        }
+        assert_eq!(b.pages.len(), MAX_PAGES);
+        // Pages already held still take updates.
+        b.insert(0, &[0b110]);
+        assert!(b.get(1) && b.get(2) && !b.get(0));
     }
 
     #[test]

@@ -932,6 +932,18 @@ fn hostile_messages_do_not_break_the_replicator() {
             can_upgrade: true,
             ..Sync::default()
         }),
+        // After that sync the peer claims a huge length: ranges up to it must neither loop
+        // over it nor allocate for it, nor overflow at the top of the index space.
+        Message::Range(crate::hypercore::messages::Range {
+            drop: false,
+            start: 1,
+            length: u64::MAX,
+        }),
+        Message::Range(crate::hypercore::messages::Range {
+            drop: true,
+            start: u64::MAX - 32767,
+            length: 64,
+        }),
         Message::Extension(crate::hypercore::messages::Extension {
             name: String::new(),
             message: vec![1],
