@@ -5,7 +5,7 @@
 mod common;
 use common::{hp, ok};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -22,47 +22,93 @@ fn info(dir: &Path) -> Value {
     serde_json::from_str(&s).expect("info json")
 }
 
+/// A process whose stdout lines are read on a thread; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], stdin: Stdio) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hyperpunch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The next stdout line (panics after [`STEP`]).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(STEP)
+            .expect("the process printed a line in time")
+    }
+
+    /// Skip stdout lines until `want`.
+    fn wait_for(&self, want: &str) {
+        loop {
+            if self.line() == want {
+                return;
+            }
+        }
+    }
+
+    /// Wait (bounded) for the process to exit; its exit status.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `core serve` process, killed on drop.
 struct Server {
-    child: Child,
+    proc: Proc,
     addr: String,
 }
 
 impl Server {
     fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-            .args(["core", "serve", "-s", dir.to_str().unwrap()])
-            .args(["--tcp", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = Server {
-            child,
-            addr: String::new(),
-        };
-        let line = rx.recv_timeout(STEP).expect("serve printed its address");
-        server.addr = line
+        Self::start_with(dir, &[], Stdio::null())
+    }
+
+    fn start_with(dir: &Path, extra: &[&str], stdin: Stdio) -> Self {
+        let mut args = vec!["core", "serve", "-s", dir.to_str().unwrap()];
+        args.extend(["--tcp", "127.0.0.1:0"]);
+        args.extend(extra);
+        let proc = Proc::spawn(&args, stdin);
+        let line = proc.line();
+        let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
             .to_string();
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Server { proc, addr }
     }
 }
 
@@ -248,4 +294,197 @@ fn js_reader_fetches_from_serve() {
         .find(|v| v["event"] == "closed")
         .expect("closed");
     assert_eq!(closed["error"], Value::Null, "{closed}");
+}
+
+fn lines_block(i: usize) -> String {
+    format!("live {i} {}\n", "z".repeat(i % 41))
+}
+
+/// `serve --live` fed by a pipe: a `fetch --live` connected before the appends sees each one
+/// (it prints every length it has caught up to), a second client after stdin ended still gets
+/// everything, and when the server goes away the live fetch exits 0 with a copy equal to the
+/// writer's.
+#[test]
+fn live_serve_from_a_pipe_and_live_fetch_follow_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let first: String = (0..10).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], first.as_bytes());
+
+    let mut server = Server::start_with(&src, &["--live"], Stdio::piped());
+    let mut feed = server.proc.child.stdin.take().expect("serve stdin");
+    let dst = tmp.path().join("copy");
+    let d = dst.to_str().unwrap();
+    let mut follower = Proc::spawn(
+        &[
+            "core",
+            "fetch",
+            "-s",
+            d,
+            "--key",
+            &key,
+            "--tcp",
+            &server.addr,
+            "--live",
+            "--timeout",
+            "60",
+        ],
+        Stdio::null(),
+    );
+    follower.wait_for("length 10");
+    // One line at a time: each append reaches the follower before the next is written.
+    for i in 10..15 {
+        feed.write_all(lines_block(i).as_bytes()).unwrap();
+        feed.flush().unwrap();
+        server.proc.wait_for(&format!("length {}", i + 1));
+        follower.wait_for(&format!("length {}", i + 1));
+    }
+    // A burst: appended in batches, the follower ends up with all of it.
+    let burst: String = (15..2015).map(lines_block).collect();
+    feed.write_all(burst.as_bytes()).unwrap();
+    drop(feed);
+    server.proc.wait_for("length 2015");
+    follower.wait_for("length 2015");
+    // stdin is closed, the server keeps serving new clients.
+    let late = tmp.path().join("late");
+    let out = fetch(&late, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server goes away: the follower, caught up, stops on its own and succeeds.
+    drop(server);
+    let status = follower.wait();
+    assert!(status.success(), "fetch --live exited with {status}");
+    drop(follower);
+    let expected = info(&src);
+    assert_eq!(expected["length"], 2015);
+    same_core(&expected, &info(&dst));
+    same_core(&expected, &info(&late));
+    ok(&["core", "verify", "-s", d], b"");
+    for i in [0, 12, 2014] {
+        assert_eq!(
+            ok(&["core", "get", "-s", d, &i.to_string()], b""),
+            lines_block(i)
+        );
+    }
+}
+
+/// `serve --live --block-size`: stdin is cut into fixed-size blocks while serving.
+#[test]
+fn live_serve_with_block_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let mut server = Server::start_with(&src, &["--live", "--block-size", "1000"], Stdio::piped());
+    let mut feed = server.proc.child.stdin.take().expect("serve stdin");
+    let data: Vec<u8> = (0..10_500u32).map(|i| (i * 7 % 251) as u8).collect();
+    feed.write_all(&data).unwrap();
+    drop(feed);
+    server.proc.wait_for("length 11");
+    let dst = tmp.path().join("copy");
+    let out = fetch(&dst, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    let d = dst.to_str().unwrap();
+    let mut got = Vec::new();
+    for i in 0..11 {
+        let out = hp(&["core", "get", "-s", d, &i.to_string()], b"");
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), if i < 10 { 1000 } else { 500 });
+        got.extend(out.stdout);
+    }
+    assert_eq!(got, data);
+    same_core(&info(&src), &info(&dst));
+}
+
+/// `serve --live` refuses a core it cannot write (a fetched copy), with a clear message.
+#[test]
+fn live_serve_needs_a_writable_core() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("reader");
+    let d = dir.to_str().unwrap();
+    // A reader core (no secret key), as `fetch` leaves behind: fetch from a closed port fails
+    // after creating it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let _ = fetch(&dir, &"ab".repeat(32), &addr, &[]);
+    let out = hp(
+        &["core", "serve", "-s", d, "--tcp", "127.0.0.1:0", "--live"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no secret key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `fetch --start --end` downloads exactly that range (verified); the other blocks are absent
+/// and `core get` says so; a range past the peer's length fails clearly.
+#[test]
+fn fetch_a_range_gives_a_sparse_verified_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let blocks: Vec<String> = (0..300).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], blocks.concat().as_bytes());
+    let server = Server::start(&src);
+    let dst = tmp.path().join("part");
+    let d = dst.to_str().unwrap();
+    let out = fetch(
+        &dst,
+        &key,
+        &server.addr,
+        &["--start", "100", "--end", "140"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every block of the range, and the absent ones around it and at both ends.
+    for i in (95..145).chain([0, 1, 298, 299]) {
+        let b = &blocks[i];
+        let out = hp(&["core", "get", "-s", d, &i.to_string()], b"");
+        if (100..140).contains(&i) {
+            assert!(out.status.success(), "block {i}");
+            assert_eq!(&String::from_utf8(out.stdout).unwrap(), b);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "block {i} should be absent");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("not stored locally"), "block {i}: {err}");
+        }
+    }
+    // Past the end of the core.
+    let out = fetch(
+        &tmp.path().join("past"),
+        &key,
+        &server.addr,
+        &["--start", "250", "--end", "400"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only 300 blocks"), "{err}");
+    // The copy knows the whole signed length, and what it holds verifies.
+    let got = info(&dst);
+    drop(server);
+    same_core(&info(&src), &got);
+    ok(&["core", "verify", "-s", d], b"");
 }
