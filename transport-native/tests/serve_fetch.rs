@@ -4,11 +4,16 @@
 
 mod common;
 use common::{hp, ok};
+use hyperpunch::core::crypto::KeyPair;
+use hyperpunch::core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
@@ -26,6 +31,7 @@ fn info(dir: &Path) -> Value {
 struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Proc {
@@ -34,10 +40,22 @@ impl Proc {
             .args(args)
             .stdin(stdin)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hyperpunch");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err_pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -47,7 +65,11 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines }
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
     }
 
     /// The next stdout line (panics after [`STEP`]).
@@ -487,4 +509,180 @@ fn fetch_a_range_gives_a_sparse_verified_copy() {
     drop(server);
     same_core(&info(&src), &got);
     ok(&["core", "verify", "-s", d], b"");
+}
+
+/// A tiny deterministic generator for the garbage.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Read until the server closes the connection; false if it did not within [`STEP`].
+fn closed_by_server(socket: &mut TcpStream) -> bool {
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut,
+        }
+    }
+}
+
+/// Complete a real secret-stream handshake (as initiator) over a blocking socket.
+fn handshake(socket: &mut TcpStream, seed: u8) -> SecretStream {
+    let mut stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[seed; 32]),
+        Entropy::from_bytes(&[seed; 64]),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(bytes) = stream.poll_transmit() {
+            socket.write_all(&bytes).unwrap();
+        }
+        while let Some(ev) = stream.poll_event() {
+            if matches!(ev, StreamEvent::Connected { .. }) {
+                return stream;
+            }
+        }
+        let n = socket.read(&mut buf).expect("handshake reply");
+        assert!(n > 0, "server closed during the handshake");
+        stream.handle_input(0, &buf[..n]);
+    }
+}
+
+/// One misbehaving client of kind `kind`: it sends its garbage, stops writing, and must then see
+/// the server close the connection.
+fn garbage_client(addr: &str, kind: usize, rng: &mut Rng) {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    match kind {
+        // Random bytes before any handshake.
+        0 => {
+            let n = 1 + (rng.next() % 4096) as usize;
+            let _ = socket.write_all(&rng.bytes(n));
+        }
+        // A truncated frame: the 3-byte length prefix promises more than follows.
+        1 => {
+            let _ = socket.write_all(&[200, 0, 0]);
+            let _ = socket.write_all(&rng.bytes(50));
+        }
+        // An oversized frame (16 MiB - 1 announced).
+        2 => {
+            let _ = socket.write_all(&[0xff, 0xff, 0xff]);
+            let _ = socket.write_all(&rng.bytes(1000));
+        }
+        // Connect and leave at once.
+        3 => {}
+        // A real handshake, then raw bytes that do not decrypt.
+        4 => {
+            let _stream = handshake(&mut socket, 0x40);
+            let _ = socket.write_all(&rng.bytes(300));
+        }
+        // A real handshake, then encrypted messages that are not protomux frames.
+        _ => {
+            let mut stream = handshake(&mut socket, 0x41);
+            for _ in 0..5 {
+                let n = 1 + (rng.next() % 200) as usize;
+                stream.write(&rng.bytes(n)).unwrap();
+            }
+            while let Some(bytes) = stream.poll_transmit() {
+                let _ = socket.write_all(&bytes);
+            }
+        }
+    }
+    let _ = socket.shutdown(Shutdown::Write);
+    assert!(
+        closed_by_server(&mut socket),
+        "the server kept a garbage connection (kind {kind}) open"
+    );
+}
+
+/// A live `core serve` fed 200 garbage connections (random bytes, truncated and oversized
+/// frames, garbage after a real handshake) and some stalled ones: each bad connection is closed
+/// on its own, stalled ones after the idle timeout with a clear error, the process lives and a
+/// real client fetches the whole core meanwhile.
+#[test]
+fn serve_survives_garbage_and_stalled_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let blocks: String = (0..500).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], blocks.as_bytes());
+    let mut server = Server::start_with(&src, &["--idle-timeout", "2"], Stdio::null());
+
+    // Stalled: silent, or half a handshake frame and then nothing.
+    let mut stalled: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut c = TcpStream::connect(&server.addr).unwrap();
+            if i % 2 == 1 {
+                c.write_all(&[100, 0, 0, 1, 2, 3]).unwrap();
+            }
+            c
+        })
+        .collect();
+    // 200 garbage connections from 4 threads, while a real client fetches.
+    let garbage: Vec<_> = (0..4u64)
+        .map(|t| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
+                for i in 0..50 {
+                    garbage_client(&addr, (t as usize * 50 + i) % 6, &mut rng);
+                }
+            })
+        })
+        .collect();
+    let dst = tmp.path().join("copy");
+    let out = fetch(&dst, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for g in garbage {
+        g.join().expect("garbage client");
+    }
+    // The stalled clients are dropped by the idle timeout.
+    for c in &mut stalled {
+        assert!(closed_by_server(c), "a stalled client was never dropped");
+    }
+    assert!(
+        server.proc.child.try_wait().unwrap().is_none(),
+        "serve died"
+    );
+    // Still serving.
+    let again = tmp.path().join("again");
+    let out = fetch(&again, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = server.proc.stderr.lock().unwrap().clone();
+    assert!(
+        log.matches(": closed").count() >= 8 + 200,
+        "each bad connection is closed and reported: {log}"
+    );
+    assert!(log.contains("timed out"), "{log}");
+    drop(server);
+    let expected = info(&src);
+    same_core(&expected, &info(&dst));
+    same_core(&expected, &info(&again));
 }

@@ -194,7 +194,7 @@ Listen on ADDR (TCP) and replicate the core in DIR to every client that connects
 encrypted secret-stream connection (wire-compatible with JS hypercore's replicate()). Prints
 `listening on HOST:PORT` on stdout once bound (use port 0 for any free port), then runs until
 killed, serving any number of clients, one after another or at the same time. A client that
-sends garbage or stalls only loses its own connection.
+sends garbage, or nothing for --idle-timeout seconds, only loses its own connection.
 
 With --live, stdin is appended to the core while it is served (one block per line, or
 --block-size N byte blocks, as in `core append`): every connected client is told about each
@@ -243,6 +243,10 @@ pub struct ServeArgs {
     /// With --live: cut stdin into blocks of this many bytes instead of lines.
     #[arg(long, value_name = "N", requires = "live", value_parser = clap::value_parser!(u64).range(1..=(64 * 1024 * 1024)))]
     pub block_size: Option<u64>,
+    /// Drop a client that sends nothing for this many seconds, handshake included (0 = never).
+    /// `fetch` sends keep-alives every second, so only stalled clients are dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_timeout: u64,
 }
 
 /// `hyperpunch core fetch` arguments.

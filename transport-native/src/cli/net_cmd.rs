@@ -11,9 +11,10 @@ use super::{parse_hex32, CliError};
 use hyperpunch::core::replication::{
     Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator,
 };
+use hyperpunch::core::secretstream::Options as StreamOptions;
 use hyperpunch::crypto::KeyPair;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError};
-use hyperpunch::replicate::{replicate, SharedHub};
+use hyperpunch::replicate::{replicate_with, SharedHub};
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -25,6 +26,9 @@ use tokio::net::{TcpListener, TcpStream};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `fetch` waits for the peer to confirm the close after everything arrived.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `fetch` sends an empty message after this long without writing, so that a server's idle
+/// timeout only drops stalled clients.
+const KEEP_ALIVE_MS: u64 = 1000;
 /// `serve --live`: blocks per append at most (whatever stdin already has, up to this).
 const LIVE_BATCH_BLOCKS: usize = 1000;
 /// `serve --live`: bytes per append at most (unless one block is larger).
@@ -91,7 +95,14 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
             .local_addr()
             .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
         print_line(&format!("listening on {local}"));
-        tokio::spawn(accept_loop(listener, hub.clone(), key_pair));
+        let idle_ms = args.idle_timeout.saturating_mul(1000);
+        let opts = StreamOptions {
+            timeout: idle_ms,
+            // Keep healthy clients' own timeouts from firing while nothing else is sent.
+            keep_alive: idle_ms / 4,
+            ..StreamOptions::default()
+        };
+        tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
         if args.live {
             append_stdin(dir, &hub, &dk, args.block_size).await?;
         }
@@ -100,7 +111,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
 }
 
 /// Accept clients forever, one replication task each. A failing client only ends its own task.
-async fn accept_loop(listener: TcpListener, hub: SharedHub<FileStorage>, key_pair: KeyPair) {
+async fn accept_loop(
+    listener: TcpListener,
+    hub: SharedHub<FileStorage>,
+    key_pair: KeyPair,
+    opts: StreamOptions,
+) {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -115,8 +131,9 @@ async fn accept_loop(listener: TcpListener, hub: SharedHub<FileStorage>, key_pai
         eprintln!("{peer}: connected");
         let hub = hub.clone();
         let key_pair = key_pair.clone();
+        let opts = opts.clone();
         tokio::spawn(async move {
-            match replicate(socket, false, key_pair, &hub).await {
+            match replicate_with(socket, false, key_pair, opts, &hub).await {
                 Ok(()) => eprintln!("{peer}: closed"),
                 Err(e) => eprintln!("{peer}: closed: {e}"),
             }
@@ -354,7 +371,11 @@ async fn download(
         .map_err(|_| CliError::new(format!("connecting to {addr} timed out")))?
         .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
     let _ = socket.set_nodelay(true);
-    let conn = replicate(socket, true, key_pair, hub);
+    let opts = StreamOptions {
+        keep_alive: KEEP_ALIVE_MS,
+        ..StreamOptions::default()
+    };
+    let conn = replicate_with(socket, true, key_pair, opts, hub);
     tokio::pin!(conn);
     // Without a timeout the branch below is disabled and this sleep is never polled.
     let stop = tokio::time::sleep(timeout.unwrap_or(CONNECT_TIMEOUT));
