@@ -263,17 +263,11 @@ fn rust_reads_js_written_cores() {
     assert_eq!(peer.wait(STEP), Some(true));
 }
 
-/// JS reads Rust-written cores: full (mixed sizes up to 1 MiB), sparse and a user extension over
-/// one connection.
+/// JS reads Rust-written cores over one connection: full (mixed sizes up to 1 MiB), compat +
+/// encrypted, sparse, and a user extension.
 #[test]
 fn js_reads_rust_written_cores() {
-    js_reads_rust(&["full", "sparse", "ext"]);
-}
-
-/// JS reads a Rust-written compat, encrypted core.
-#[test]
-fn js_reads_rust_written_compat_encrypted_core() {
-    js_reads_rust(&["compat-enc"]);
+    js_reads_rust(&["full", "compat-enc", "sparse", "ext"]);
 }
 
 /// One JS reader per Rust writer core (those named in `only`), all over one connection.
