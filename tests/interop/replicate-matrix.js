@@ -142,7 +142,7 @@ async function runReader (c, core) {
   // update() resolves at once when no peer can upgrade us yet: yield to I/O between tries.
   while (core.length < c.expect || core.fork !== (c.fork || 0)) {
     await core.update({ wait: true })
-    if (core.length < c.expect) await sleep(10)
+    await sleep(10)
   }
   const indices = c.blocks || [...Array(c.expect).keys()]
   if (c.blocks) {

@@ -7,8 +7,8 @@
 //!   compat + encrypted, a sparse download of random blocks (exactly those arrive), a live tail
 //!   while JS appends, a JS writer that truncates mid-session (new fork), and a user extension
 //!   message round trip.
-//! - JS reads Rust-written cores: mixed sizes, sparse random blocks, the extension round trip,
-//!   and compat + encrypted. (JS following Rust live appends is in `replication_interop.rs`.)
+//! - JS reads Rust-written cores: the same cases (3000 mixed-size blocks, compat + encrypted,
+//!   sparse, live tail while Rust appends, Rust truncating mid-session, extension).
 //!
 //! Every step has a deadline and node is killed when a test ends.
 
@@ -264,19 +264,23 @@ fn rust_reads_js_written_cores() {
 }
 
 /// JS reads Rust-written cores over one connection: full (mixed sizes up to 1 MiB), compat +
-/// encrypted, sparse, and a user extension.
+/// encrypted, sparse, a live tail, a truncation mid-session (new fork), and a user extension.
 #[test]
 fn js_reads_rust_written_cores() {
-    js_reads_rust(&["full", "compat-enc", "sparse", "ext"]);
+    js_reads_rust(&["full", "compat-enc", "sparse", "live", "fork", "ext"]);
 }
 
 /// One JS reader per Rust writer core (those named in `only`), all over one connection.
 fn js_reads_rust(only: &[&str]) {
+    const LIVE_FROM: u64 = 100;
+    const LIVE: u64 = 40;
     let enc = [0x67u8; 32];
     let sparse = sparse_indices(11, 30, 2000);
     rt().block_on(async {
         // (name, key pair seed, compat, encryption key, blocks)
-        let specs: [Spec; 4] = [
+        let specs: [Spec; 6] = [
+            ("live", 14, false, None, LIVE_FROM),
+            ("fork", 15, false, None, 100),
             ("full", 11, false, None, 3000),
             ("compat-enc", 12, true, Some(enc), 1200),
             ("sparse", 13, false, None, 2000),
@@ -320,6 +324,12 @@ fn js_reads_rust(only: &[&str]) {
             match name {
                 "sparse" => reader["blocks"] = json!(sparse),
                 "ext" => reader["extension"] = json!(EXT),
+                "live" => reader["expect"] = json!(LIVE_FROM + LIVE),
+                "fork" => {
+                    reader["expect"] = json!(90);
+                    reader["fork"] = json!(1);
+                    reader["forkFrom"] = json!(60);
+                }
                 _ => {}
             }
             readers.push(reader);
@@ -344,14 +354,46 @@ fn js_reads_rust(only: &[&str]) {
             .await
             .expect("node connected in time")
             .unwrap();
-        let conn = replicate(socket, false, KeyPair::from_seed(&[0x34; 32]), &hub);
+        let conn = tokio::spawn({
+            let hub = hub.clone();
+            async move { replicate(socket, false, KeyPair::from_seed(&[0x34; 32]), &hub).await }
+        });
         tokio::pin!(conn);
         let mut invalid = Vec::new();
+        let (mut live, mut truncated) = (false, false);
         let work = async {
             loop {
                 tokio::select! {
-                    r = &mut conn => return r,
+                    r = &mut conn => return r.expect("replication task"),
                     ev = events.recv() => match ev.expect("hub events") {
+                        HubEvent::Core { discovery_key, event: Event::PeerSync { length, .. } } => {
+                            if dks.get("live") == Some(&discovery_key) && length == LIVE_FROM && !live {
+                                // The JS reader has everything: append one block at a time.
+                                live = true;
+                                let hub = hub.clone();
+                                tokio::spawn(async move {
+                                    for k in LIVE_FROM..LIVE_FROM + LIVE {
+                                        let mut g = hub.lock().await;
+                                        let rep = g.replicator_mut(&discovery_key).unwrap();
+                                        rep.append(hub.now(), &[&block("live", 0, k)]).await.unwrap();
+                                        drop(g);
+                                        tokio::time::sleep(Duration::from_millis(5)).await;
+                                    }
+                                });
+                            }
+                            // The JS reader has the whole fork 0: truncate and write fork 1.
+                            if dks.get("fork") == Some(&discovery_key) && length == 100 && !truncated {
+                                truncated = true;
+                                let now = hub.now();
+                                let mut g = hub.lock().await;
+                                let rep = g.replicator_mut(&discovery_key).unwrap();
+                                rep.truncate(now, 60, None).await.unwrap();
+                                let blocks: Vec<Vec<u8>> =
+                                    (60..90).map(|k| block("fork", 1, k)).collect();
+                                let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                                rep.append(now, &refs).await.unwrap();
+                            }
+                        }
                         HubEvent::Core { discovery_key, event: Event::Extension { peer, name, message } } => {
                             let mut g = hub.lock().await;
                             let rep = g.replicator_mut(&discovery_key).unwrap();
@@ -378,6 +420,10 @@ fn js_reads_rust(only: &[&str]) {
             });
         r.expect("clean close");
         assert!(invalid.is_empty(), "{invalid:?}");
+        assert_eq!(
+            (live, truncated),
+            (only.contains(&"live"), only.contains(&"fork"))
+        );
         let lines = drain_until_closed(&mut peer);
         let done: BTreeMap<String, &Value> = lines
             .iter()
@@ -394,6 +440,8 @@ fn js_reads_rust(only: &[&str]) {
             ("compat-enc", (1200, 0, 1200, 1200)),
             ("sparse", (2000, 0, 30, 30)),
             ("ext", (1, 0, 1, 1)),
+            ("fork", (90, 1, 90, 90)),
+            ("live", (LIVE_FROM + LIVE, 0, 140, 140)),
         ] {
             let Some(d) = done.get(name) else {
                 assert!(!only.contains(&name), "{name} did not finish: {lines:?}");
