@@ -9,7 +9,8 @@
 //   cores: [{
 //     name: tag used in the blocks and the printed events
 //     role: 'writer' | 'reader'
-//     writer: seed (hex 32), compat (bool), count (blocks before connecting),
+//     writer: seed (hex 32), compat (bool), count (blocks before connecting), clear ([start, end):
+//             blocks dropped locally after writing, for a seeder holding part of the core),
 //             live (blocks appended one at a time once the peer has `count`),
 //             truncate: { to, append } (once the peer has `count`: truncate to `to`, then append
 //             `append` blocks of the new fork)
@@ -73,6 +74,8 @@ async function open (c, i) {
       for (let j = k; j < Math.min(c.count, k + 500); j++) batch.push(block(c.name, 0, j))
       await core.append(batch)
     }
+    // A seeder holding only part of the core: drop the blocks of [start, end) locally.
+    if (c.clear) await core.clear(c.clear[0], c.clear[1])
     out({ event: 'ready', name: c.name, key: b4a.toString(core.key, 'hex'), discoveryKey: b4a.toString(core.discoveryKey, 'hex'), length: core.length })
   } else {
     // The pinned JS cannot switch an encrypted reader to compat keys later (DefaultEncryption

@@ -9,6 +9,9 @@
 //!   message round trip.
 //! - JS reads Rust-written cores: the same cases (3000 mixed-size blocks, compat + encrypted,
 //!   sparse, live tail while Rust appends, Rust truncating mid-session, extension).
+//! - Three peers mixing implementations: a Rust reader gets a whole core from two seeders that
+//!   each hold only half of it (two JS seeders; one JS and one Rust seeder), every block from
+//!   the seeder that has it.
 //!
 //! Every step has a deadline and node is killed when a test ends.
 
@@ -465,4 +468,175 @@ fn js_reads_rust(only: &[&str]) {
         drop(g);
         assert_eq!(peer.wait(STEP), Some(true));
     });
+}
+
+/// Blocks of the split core, and the seeders' halves.
+const SPLIT: u64 = 600;
+const HALF: u64 = 300;
+
+/// A JS seeder of the split core (key pair seed 9) holding everything but `clear`.
+fn js_split_seeder(clear: [u64; 2], stream_seed: u8) -> (NodePeer, [u8; 32], u16) {
+    let config = json!({
+        "mode": "server", "streamSeed": hex::encode([stream_seed; 32]), "deadline": 55000,
+        "cores": [{"name": "split", "role": "writer", "seed": hex::encode([9; 32]),
+                   "count": SPLIT, "clear": clear}],
+    });
+    let mut peer = NodePeer::spawn(SCRIPT, &config).expect("spawn node");
+    let key = hex32(&peer.next_event("ready", STEP).unwrap()["key"]);
+    let port = peer.next_event("listening", STEP).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    (peer, key, port)
+}
+
+/// A Rust reader connects to every seeder in `ports` and downloads the split core; each seeder
+/// holds one half, so blocks must come from both. Returns after checking every block.
+async fn read_split_from(ports: &[u16], key: [u8; 32]) {
+    let core = Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let (hub, mut events) = SharedHub::with_events(hub);
+    {
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        let rep = g.replicator_mut(&dk).unwrap();
+        rep.download(now, 0, None).await.unwrap();
+    }
+    let mut conns = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let hub = hub.clone();
+        conns.push(tokio::spawn(async move {
+            replicate(
+                socket,
+                true,
+                KeyPair::from_seed(&[0x50 + i as u8; 32]),
+                &hub,
+            )
+            .await
+        }));
+    }
+    let mut sources = BTreeMap::new();
+    let work = async {
+        loop {
+            {
+                let g = hub.lock().await;
+                let c = g.replicator(&dk).unwrap().core();
+                if c.length() == SPLIT && c.contiguous_length() == SPLIT {
+                    break;
+                }
+            }
+            match events.recv().await.expect("hub events") {
+                HubEvent::Core {
+                    event: Event::Block { index, peer },
+                    ..
+                } => {
+                    sources.insert(index, peer);
+                }
+                HubEvent::Core {
+                    event: e @ (Event::InvalidData { .. } | Event::InvalidRequest { .. }),
+                    ..
+                } => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(STEP, work)
+        .await
+        .expect("the split core arrived in time");
+    // Block events queued before the check saw the core complete.
+    while let Ok(ev) = events.try_recv() {
+        if let HubEvent::Core {
+            event: Event::Block { index, peer },
+            ..
+        } = ev
+        {
+            sources.insert(index, peer);
+        }
+    }
+    // Each half came from the one seeder holding it.
+    let first: BTreeSet<_> = sources.range(..HALF).map(|(_, p)| *p).collect();
+    let second: BTreeSet<_> = sources.range(HALF..).map(|(_, p)| *p).collect();
+    assert_eq!(sources.len() as u64, SPLIT);
+    assert_eq!((first.len(), second.len()), (1, 1), "{sources:?}");
+    assert_ne!(first, second);
+    let g = hub.lock().await;
+    let c = g.replicator(&dk).unwrap().core();
+    c.verify_all().await.unwrap();
+    for k in 0..SPLIT {
+        assert_eq!(c.get(k).await.unwrap(), Some(block("split", 0, k)), "{k}");
+    }
+    drop(g);
+    hub.end_all().await;
+    for conn in conns {
+        tokio::time::timeout(STEP, conn)
+            .await
+            .expect("close in time")
+            .unwrap()
+            .expect("clean close");
+    }
+}
+
+/// Two JS seeders, each holding half of a core, and a Rust reader that gets all of it.
+#[test]
+fn rust_reads_from_two_js_seeders_holding_halves() {
+    let (mut a, key, port_a) = js_split_seeder([HALF, SPLIT], 0x61);
+    let (mut b, key_b, port_b) = js_split_seeder([0, HALF], 0x62);
+    assert_eq!(key, key_b);
+    rt().block_on(read_split_from(&[port_a, port_b], key));
+    for peer in [&mut a, &mut b] {
+        drain_until_closed(peer);
+        assert_eq!(peer.wait(STEP), Some(true));
+    }
+}
+
+/// One JS seeder and one Rust seeder, each holding half of the same core (same key pair, same
+/// blocks, so the same signed tree), and a Rust reader that gets all of it.
+#[test]
+fn rust_reads_from_a_js_and_a_rust_seeder_holding_halves() {
+    let (mut a, key, port_a) = js_split_seeder([HALF, SPLIT], 0x63);
+    rt().block_on(async {
+        let mut core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[9; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let blocks: Vec<Vec<u8>> = (0..SPLIT).map(|k| block("split", 0, k)).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        core.append(&refs).await.unwrap();
+        assert_eq!(core.key(), &key, "Rust and JS derive the same core");
+        core.clear(0, HALF).await.unwrap();
+        let mut hub = ReplicationHub::new();
+        hub.add_core(Replicator::new(core, Options::default()))
+            .unwrap();
+        let hub = SharedHub::new(hub);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port_r = listener.local_addr().unwrap().port();
+        let seeder = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            replicate(socket, false, KeyPair::from_seed(&[0x64; 32]), &hub).await
+        });
+        read_split_from(&[port_a, port_r], key).await;
+        tokio::time::timeout(STEP, seeder)
+            .await
+            .expect("Rust seeder closed in time")
+            .unwrap()
+            .expect("Rust seeder closed cleanly");
+    });
+    drain_until_closed(&mut a);
+    assert_eq!(a.wait(STEP), Some(true));
 }
