@@ -2,5 +2,6 @@
 
 pub mod crash;
 pub mod hypercore_ops;
+pub mod matrix;
 pub mod node;
 pub mod node_peer;

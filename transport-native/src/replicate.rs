@@ -216,7 +216,23 @@ where
     S: Storage,
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let opts = StreamOptions::default();
+    replicate_with(io, is_initiator, key_pair, StreamOptions::default(), hub).await
+}
+
+/// [`replicate`] with secret-stream options, e.g. a receive timeout (`timeout`, which also
+/// bounds the handshake) and keep-alives (`keep_alive`) so that a stalled peer is dropped with
+/// [`StreamError::TimedOut`] while an idle but healthy one is not.
+pub async fn replicate_with<S, T>(
+    io: T,
+    is_initiator: bool,
+    key_pair: KeyPair,
+    opts: StreamOptions,
+    hub: &SharedHub<S>,
+) -> Result<(), ReplicateError>
+where
+    S: Storage,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let now = hub.now();
     let stream = if is_initiator {
         SecretStream::new_initiator(key_pair, entropy()?, opts, now)?

@@ -4,11 +4,16 @@
 
 mod common;
 use common::{hp, ok};
+use hyperpunch::core::crypto::KeyPair;
+use hyperpunch::core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
@@ -22,47 +27,110 @@ fn info(dir: &Path) -> Value {
     serde_json::from_str(&s).expect("info json")
 }
 
+/// A process whose stdout lines are read on a thread; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], stdin: Stdio) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hyperpunch");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err_pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next stdout line (panics after [`STEP`]).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(STEP)
+            .expect("the process printed a line in time")
+    }
+
+    /// Skip stdout lines until `want`.
+    fn wait_for(&self, want: &str) {
+        loop {
+            if self.line() == want {
+                return;
+            }
+        }
+    }
+
+    /// Wait (bounded) for the process to exit; its exit status.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `core serve` process, killed on drop.
 struct Server {
-    child: Child,
+    proc: Proc,
     addr: String,
 }
 
 impl Server {
     fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-            .args(["core", "serve", "-s", dir.to_str().unwrap()])
-            .args(["--tcp", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = Server {
-            child,
-            addr: String::new(),
-        };
-        let line = rx.recv_timeout(STEP).expect("serve printed its address");
-        server.addr = line
+        Self::start_with(dir, &[], Stdio::null())
+    }
+
+    fn start_with(dir: &Path, extra: &[&str], stdin: Stdio) -> Self {
+        let mut args = vec!["core", "serve", "-s", dir.to_str().unwrap()];
+        args.extend(["--tcp", "127.0.0.1:0"]);
+        args.extend(extra);
+        let proc = Proc::spawn(&args, stdin);
+        let line = proc.line();
+        let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
             .to_string();
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Server { proc, addr }
     }
 }
 
@@ -248,4 +316,373 @@ fn js_reader_fetches_from_serve() {
         .find(|v| v["event"] == "closed")
         .expect("closed");
     assert_eq!(closed["error"], Value::Null, "{closed}");
+}
+
+fn lines_block(i: usize) -> String {
+    format!("live {i} {}\n", "z".repeat(i % 41))
+}
+
+/// `serve --live` fed by a pipe: a `fetch --live` connected before the appends sees each one
+/// (it prints every length it has caught up to), a second client after stdin ended still gets
+/// everything, and when the server goes away the live fetch exits 0 with a copy equal to the
+/// writer's.
+#[test]
+fn live_serve_from_a_pipe_and_live_fetch_follow_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let first: String = (0..10).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], first.as_bytes());
+
+    let mut server = Server::start_with(&src, &["--live"], Stdio::piped());
+    let mut feed = server.proc.child.stdin.take().expect("serve stdin");
+    let dst = tmp.path().join("copy");
+    let d = dst.to_str().unwrap();
+    let mut follower = Proc::spawn(
+        &[
+            "core",
+            "fetch",
+            "-s",
+            d,
+            "--key",
+            &key,
+            "--tcp",
+            &server.addr,
+            "--live",
+            "--timeout",
+            "60",
+        ],
+        Stdio::null(),
+    );
+    follower.wait_for("length 10");
+    // One line at a time: each append reaches the follower before the next is written.
+    for i in 10..15 {
+        feed.write_all(lines_block(i).as_bytes()).unwrap();
+        feed.flush().unwrap();
+        server.proc.wait_for(&format!("length {}", i + 1));
+        follower.wait_for(&format!("length {}", i + 1));
+    }
+    // A burst: appended in batches, the follower ends up with all of it.
+    let burst: String = (15..2015).map(lines_block).collect();
+    feed.write_all(burst.as_bytes()).unwrap();
+    drop(feed);
+    server.proc.wait_for("length 2015");
+    follower.wait_for("length 2015");
+    // stdin is closed, the server keeps serving new clients.
+    let late = tmp.path().join("late");
+    let out = fetch(&late, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server goes away: the follower, caught up, stops on its own and succeeds.
+    drop(server);
+    let status = follower.wait();
+    assert!(status.success(), "fetch --live exited with {status}");
+    drop(follower);
+    let expected = info(&src);
+    assert_eq!(expected["length"], 2015);
+    same_core(&expected, &info(&dst));
+    same_core(&expected, &info(&late));
+    ok(&["core", "verify", "-s", d], b"");
+    for i in [0, 12, 2014] {
+        assert_eq!(
+            ok(&["core", "get", "-s", d, &i.to_string()], b""),
+            lines_block(i)
+        );
+    }
+}
+
+/// `serve --live --block-size`: stdin is cut into fixed-size blocks while serving.
+#[test]
+fn live_serve_with_block_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let mut server = Server::start_with(&src, &["--live", "--block-size", "1000"], Stdio::piped());
+    let mut feed = server.proc.child.stdin.take().expect("serve stdin");
+    let data: Vec<u8> = (0..10_500u32).map(|i| (i * 7 % 251) as u8).collect();
+    feed.write_all(&data).unwrap();
+    drop(feed);
+    server.proc.wait_for("length 11");
+    let dst = tmp.path().join("copy");
+    let out = fetch(&dst, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    let d = dst.to_str().unwrap();
+    let mut got = Vec::new();
+    for i in 0..11 {
+        let out = hp(&["core", "get", "-s", d, &i.to_string()], b"");
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), if i < 10 { 1000 } else { 500 });
+        got.extend(out.stdout);
+    }
+    assert_eq!(got, data);
+    same_core(&info(&src), &info(&dst));
+}
+
+/// `serve --live` refuses a core it cannot write (a fetched copy), with a clear message.
+#[test]
+fn live_serve_needs_a_writable_core() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("reader");
+    let d = dir.to_str().unwrap();
+    // A reader core (no secret key), as `fetch` leaves behind: fetch from a closed port fails
+    // after creating it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let _ = fetch(&dir, &"ab".repeat(32), &addr, &[]);
+    let out = hp(
+        &["core", "serve", "-s", d, "--tcp", "127.0.0.1:0", "--live"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no secret key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `fetch --start --end` downloads exactly that range (verified); the other blocks are absent
+/// and `core get` says so; a range past the peer's length fails clearly.
+#[test]
+fn fetch_a_range_gives_a_sparse_verified_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let blocks: Vec<String> = (0..300).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], blocks.concat().as_bytes());
+    let server = Server::start(&src);
+    let dst = tmp.path().join("part");
+    let d = dst.to_str().unwrap();
+    let out = fetch(
+        &dst,
+        &key,
+        &server.addr,
+        &["--start", "100", "--end", "140"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every block of the range, and the absent ones around it and at both ends.
+    for i in (95..145).chain([0, 1, 298, 299]) {
+        let b = &blocks[i];
+        let out = hp(&["core", "get", "-s", d, &i.to_string()], b"");
+        if (100..140).contains(&i) {
+            assert!(out.status.success(), "block {i}");
+            assert_eq!(&String::from_utf8(out.stdout).unwrap(), b);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "block {i} should be absent");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("not stored locally"), "block {i}: {err}");
+        }
+    }
+    // Past the end of the core.
+    let out = fetch(
+        &tmp.path().join("past"),
+        &key,
+        &server.addr,
+        &["--start", "250", "--end", "400"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only 300 blocks"), "{err}");
+    // The copy knows the whole signed length, and what it holds verifies.
+    let got = info(&dst);
+    drop(server);
+    same_core(&info(&src), &got);
+    ok(&["core", "verify", "-s", d], b"");
+}
+
+/// A tiny deterministic generator for the garbage.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Read until the server closes the connection; false if it did not within [`STEP`].
+fn closed_by_server(socket: &mut TcpStream) -> bool {
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut,
+        }
+    }
+}
+
+/// Complete a real secret-stream handshake (as initiator) over a blocking socket.
+fn handshake(socket: &mut TcpStream, seed: u8) -> SecretStream {
+    let mut stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[seed; 32]),
+        Entropy::from_bytes(&[seed; 64]),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    socket.set_read_timeout(Some(STEP)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(bytes) = stream.poll_transmit() {
+            socket.write_all(&bytes).unwrap();
+        }
+        while let Some(ev) = stream.poll_event() {
+            if matches!(ev, StreamEvent::Connected { .. }) {
+                return stream;
+            }
+        }
+        let n = socket.read(&mut buf).expect("handshake reply");
+        assert!(n > 0, "server closed during the handshake");
+        stream.handle_input(0, &buf[..n]);
+    }
+}
+
+/// One misbehaving client of kind `kind`: it sends its garbage, stops writing, and must then see
+/// the server close the connection.
+fn garbage_client(addr: &str, kind: usize, rng: &mut Rng) {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    match kind {
+        // Random bytes before any handshake.
+        0 => {
+            let n = 1 + (rng.next() % 4096) as usize;
+            let _ = socket.write_all(&rng.bytes(n));
+        }
+        // A truncated frame: the 3-byte length prefix promises more than follows.
+        1 => {
+            let _ = socket.write_all(&[200, 0, 0]);
+            let _ = socket.write_all(&rng.bytes(50));
+        }
+        // An oversized frame (16 MiB - 1 announced).
+        2 => {
+            let _ = socket.write_all(&[0xff, 0xff, 0xff]);
+            let _ = socket.write_all(&rng.bytes(1000));
+        }
+        // Connect and leave at once.
+        3 => {}
+        // A real handshake, then raw bytes that do not decrypt.
+        4 => {
+            let _stream = handshake(&mut socket, 0x40);
+            let _ = socket.write_all(&rng.bytes(300));
+        }
+        // A real handshake, then encrypted messages that are not protomux frames.
+        _ => {
+            let mut stream = handshake(&mut socket, 0x41);
+            for _ in 0..5 {
+                let n = 1 + (rng.next() % 200) as usize;
+                stream.write(&rng.bytes(n)).unwrap();
+            }
+            while let Some(bytes) = stream.poll_transmit() {
+                let _ = socket.write_all(&bytes);
+            }
+        }
+    }
+    let _ = socket.shutdown(Shutdown::Write);
+    assert!(
+        closed_by_server(&mut socket),
+        "the server kept a garbage connection (kind {kind}) open"
+    );
+}
+
+/// A live `core serve` fed 200 garbage connections (random bytes, truncated and oversized
+/// frames, garbage after a real handshake) and some stalled ones: each bad connection is closed
+/// on its own, stalled ones after the idle timeout with a clear error, the process lives and a
+/// real client fetches the whole core meanwhile.
+#[test]
+fn serve_survives_garbage_and_stalled_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let blocks: String = (0..500).map(lines_block).collect();
+    ok(&["core", "append", "-s", s], blocks.as_bytes());
+    let mut server = Server::start_with(&src, &["--idle-timeout", "2"], Stdio::null());
+
+    // Stalled: silent, or half a handshake frame and then nothing.
+    let mut stalled: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut c = TcpStream::connect(&server.addr).unwrap();
+            if i % 2 == 1 {
+                c.write_all(&[100, 0, 0, 1, 2, 3]).unwrap();
+            }
+            c
+        })
+        .collect();
+    // 200 garbage connections from 4 threads, while a real client fetches.
+    let garbage: Vec<_> = (0..4u64)
+        .map(|t| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1));
+                for i in 0..50 {
+                    garbage_client(&addr, (t as usize * 50 + i) % 6, &mut rng);
+                }
+            })
+        })
+        .collect();
+    let dst = tmp.path().join("copy");
+    let out = fetch(&dst, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for g in garbage {
+        g.join().expect("garbage client");
+    }
+    // The stalled clients are dropped by the idle timeout.
+    for c in &mut stalled {
+        assert!(closed_by_server(c), "a stalled client was never dropped");
+    }
+    assert!(
+        server.proc.child.try_wait().unwrap().is_none(),
+        "serve died"
+    );
+    // Still serving.
+    let again = tmp.path().join("again");
+    let out = fetch(&again, &key, &server.addr, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = server.proc.stderr.lock().unwrap().clone();
+    assert!(
+        log.matches(": closed").count() >= 8 + 200,
+        "each bad connection is closed and reported: {log}"
+    );
+    assert!(log.contains("timed out"), "{log}");
+    drop(server);
+    let expected = info(&src);
+    same_core(&expected, &info(&dst));
+    same_core(&expected, &info(&again));
 }

@@ -305,6 +305,9 @@ pub struct Hypercore<S: Storage> {
     store_secret: bool,
     encrypted: bool,
     encryption: Option<BlockEncryption>,
+    /// The user's encryption key, to re-derive the block key when a reader learns from the
+    /// manifest that the core is a compat core (JS `DefaultEncryption._reload`).
+    encryption_key: Option<[u8; 32]>,
     tree: MerkleTree,
     bitfield: Bitfield,
     contiguous_length: u64,
@@ -406,6 +409,7 @@ impl<S: Storage> Hypercore<S> {
             encryption: opts
                 .encryption_key
                 .map(|ek| BlockEncryption::new(&ek, &key, compat)),
+            encryption_key: opts.encryption_key,
             tree: MerkleTree::default(),
             bitfield: Bitfield::new(),
             contiguous_length: 0,
@@ -482,6 +486,7 @@ impl<S: Storage> Hypercore<S> {
             encryption: opts
                 .encryption_key
                 .map(|ek| BlockEncryption::new(&ek, &h.key, compat)),
+            encryption_key: opts.encryption_key,
             tree,
             bitfield,
             contiguous_length,
@@ -1260,7 +1265,12 @@ impl<S: Storage> Hypercore<S> {
             out.upgraded_to = Some(tb.length);
         }
         if let Some(m) = new_manifest {
-            self.verifier = Some(Verifier::for_core(self.key, m.clone()));
+            let verifier = Verifier::for_core(self.key, m.clone());
+            // A reader created from the key alone assumed a non-compat block key.
+            if let Some(ek) = &self.encryption_key {
+                self.encryption = Some(BlockEncryption::new(ek, &self.key, verifier.is_compat()));
+            }
+            self.verifier = Some(verifier);
             self.manifest = Some(m);
             out.manifest_stored = true;
         }

@@ -1014,6 +1014,43 @@ fn compat_reader_without_manifest_verifies_with_default_signer() {
     });
 }
 
+/// An encrypted reader created from the key alone learns from the manifest that the core is
+/// compat, and from then on decrypts with the compat block key (as JS reloads its encryption).
+#[test]
+fn encrypted_compat_reader_switches_block_key_with_the_manifest() {
+    block_on(async {
+        let ek = [0x42u8; 32];
+        let mut w = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(seed_pair()),
+                compat: true,
+                encryption_key: Some(ek),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        w.append(&[b"one", b"two", b"three"]).await.unwrap();
+        let mut r = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key: Some(*w.key()),
+                encryption_key: Some(ek),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!r.is_compat());
+        sync_all(&w, &mut r).await;
+        assert!(r.is_compat());
+        for (i, b) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+            assert_eq!(r.get(i as u64).await.unwrap().unwrap(), b);
+        }
+    });
+}
+
 /// Mutated wire proofs (bit flips, truncations, spliced bytes) decode to errors or to proofs
 /// that either apply or fail with a typed error: never a panic, and a failed apply leaves the
 /// reader as it was.

@@ -298,44 +298,98 @@ Example:
         storage: StorageArg,
     },
     /// Seed the core to every client connecting over TCP (runs until killed).
-    #[command(long_about = "\
+    #[command(long_about = SERVE_LONG)]
+    Serve(ServeArgs),
+    /// Download a core (or a range of it) from a `serve` peer over TCP, verifying every block.
+    #[command(long_about = FETCH_LONG)]
+    Fetch(FetchArgs),
+}
+
+const SERVE_LONG: &str = "\
 Listen on ADDR (TCP) and replicate the core in DIR to every client that connects, over an
 encrypted secret-stream connection (wire-compatible with JS hypercore's replicate()). Prints
 `listening on HOST:PORT` on stdout once bound (use port 0 for any free port), then runs until
-killed, serving clients one after another or at the same time.
+killed, serving any number of clients, one after another or at the same time. A client that
+sends garbage, or nothing for --idle-timeout seconds, only loses its own connection.
 
-Example:
-  hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000")]
-    Serve {
-        #[command(flatten)]
-        storage: StorageArg,
-        /// Address to listen on, HOST:PORT.
-        #[arg(long, value_name = "ADDR")]
-        tcp: String,
-    },
-    /// Download a whole core from a `serve` peer over TCP into DIR, verifying every block.
-    #[command(long_about = "\
-Connect to ADDR (TCP), download every block of the core with key KEY into DIR and exit 0 once
-the local copy holds everything the peer has (every block verified against the signed merkle
-tree). DIR is created with a reader core for KEY if it holds no core yet. A progress bar is
-shown on stderr when it is a terminal.
+With --live, stdin is appended to the core while it is served (one block per line, or
+--block-size N byte blocks, as in `core append`): every connected client is told about each
+append at once, and `length N` is printed on stdout after each one. The server keeps serving
+after stdin ends. --live needs a writable core (one made by `core create`).
 
-Example:
-  hyperpunch core fetch --storage ./copy --key $(hyperpunch core info -s ./c --json | jq -r .key) --tcp 127.0.0.1:7000")]
-    Fetch {
-        #[command(flatten)]
-        storage: StorageArg,
-        /// The core's key (64 hex characters).
-        #[arg(long, value_name = "HEX32")]
-        key: String,
-        /// Address of the serving peer, HOST:PORT.
-        #[arg(long, value_name = "ADDR")]
-        tcp: String,
-        /// The core's block encryption key (64 hex characters), for encrypted cores.
-        #[arg(long, value_name = "HEX32")]
-        encryption_key: Option<String>,
-        /// Give up after this many seconds without completing (0 = never).
-        #[arg(long, value_name = "SECS", default_value_t = 0)]
-        timeout: u64,
-    },
+Examples:
+  hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000
+
+  # a live log: every line of the command's output becomes a block, readers follow along
+  tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live";
+
+const FETCH_LONG: &str = "\
+Connect to ADDR (TCP) and download the core with key KEY into DIR, verifying every block
+against the core's signed merkle tree. DIR is created with a reader core for KEY if it holds
+no core yet. A progress bar is shown on stderr when it is a terminal.
+
+By default everything the peer has is downloaded and fetch exits 0 once the local copy holds
+it. --start N --end M download only blocks N..M (M excluded; a sparse copy): the other blocks
+stay absent (`core get` reports them as not stored locally). --live keeps the connection open
+after catching up and follows the core as the writer appends: `length N` is printed on stdout
+each time the copy holds every block up to N. It runs until killed, or until the peer goes
+away (exit 0 if everything the peer announced arrived).
+
+Examples:
+  KEY=$(hyperpunch core info -s ./c --json | jq -r .key)
+  hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
+
+  # only blocks 100..200
+  hyperpunch core fetch --storage ./part --key $KEY --tcp 127.0.0.1:7000 --start 100 --end 200
+
+  # follow a live core
+  hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000 --live";
+
+/// `hyperpunch core serve` arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArg,
+    /// Address to listen on, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: String,
+    /// Append stdin to the core while serving (lines, or --block-size N blocks).
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: cut stdin into blocks of this many bytes instead of lines.
+    #[arg(long, value_name = "N", requires = "live", value_parser = clap::value_parser!(u64).range(1..=(64 * 1024 * 1024)))]
+    pub block_size: Option<u64>,
+    /// Drop a client that sends nothing for this many seconds, handshake included (0 = never).
+    /// `fetch` sends keep-alives every second, so only stalled clients are dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub idle_timeout: u64,
+}
+
+/// `hyperpunch core fetch` arguments.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub storage: StorageArg,
+    /// The core's key (64 hex characters).
+    #[arg(long, value_name = "HEX32")]
+    pub key: String,
+    /// Address of the serving peer, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: String,
+    /// The core's block encryption key (64 hex characters), for encrypted cores.
+    #[arg(long, value_name = "HEX32")]
+    pub encryption_key: Option<String>,
+    /// Keep following new appends after catching up (until killed or the peer goes away).
+    #[arg(long, conflicts_with_all = ["start", "end"])]
+    pub live: bool,
+    /// First block to download (with --end: a sparse copy of START..END).
+    #[arg(long, value_name = "N", requires = "end")]
+    pub start: Option<u64>,
+    /// Download blocks before this one only (END excluded).
+    #[arg(long, value_name = "M")]
+    pub end: Option<u64>,
+    /// Give up after this many seconds without completing (0 = never). With --live: stop
+    /// following after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub timeout: u64,
 }

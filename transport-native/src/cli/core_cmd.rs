@@ -49,20 +49,8 @@ pub fn run(cmd: CoreCommand) -> Result<(), CliError> {
         CoreCommand::Truncate { storage, length } => truncate(&storage.storage, length),
         CoreCommand::Info { storage, json } => info(&storage.storage, json),
         CoreCommand::Verify { storage } => verify(&storage.storage),
-        CoreCommand::Serve { storage, tcp } => super::net_cmd::serve(&storage.storage, &tcp),
-        CoreCommand::Fetch {
-            storage,
-            key,
-            tcp,
-            encryption_key,
-            timeout,
-        } => super::net_cmd::fetch(
-            &storage.storage,
-            &key,
-            &tcp,
-            encryption_key.as_deref(),
-            timeout,
-        ),
+        CoreCommand::Serve(args) => super::net_cmd::serve(&args),
+        CoreCommand::Fetch(args) => super::net_cmd::fetch(&args),
     }
 }
 

@@ -1,15 +1,20 @@
 //! `hyperpunch core serve` and `hyperpunch core fetch`: replication over TCP with
 //! [`hyperpunch::replicate`] on a single-threaded tokio runtime.
 
+use super::args::{FetchArgs, ServeArgs};
 use super::core_cmd::{
     core_err, open_core, read_encryption_key, restrict, storage_err, write_secret_file,
     ENCRYPTION_KEY_FILE,
 };
+use super::input::BlockSource;
 use super::{parse_hex32, CliError};
-use hyperpunch::core::replication::{Event, HubEvent, Options, ReplicationHub, Replicator};
+use hyperpunch::core::replication::{
+    Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator,
+};
+use hyperpunch::core::secretstream::Options as StreamOptions;
 use hyperpunch::crypto::KeyPair;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError};
-use hyperpunch::replicate::{replicate, SharedHub};
+use hyperpunch::replicate::{replicate_with, SharedHub};
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -21,6 +26,15 @@ use tokio::net::{TcpListener, TcpStream};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `fetch` waits for the peer to confirm the close after everything arrived.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `fetch` sends an empty message after this long without writing, so that a server's idle
+/// timeout only drops stalled clients.
+const KEEP_ALIVE_MS: u64 = 1000;
+/// `serve --live`: blocks per append at most (whatever stdin already has, up to this).
+const LIVE_BATCH_BLOCKS: usize = 1000;
+/// `serve --live`: bytes per append at most (unless one block is larger).
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// `serve --live`: about how many bytes read from stdin may wait for their append.
+const MAX_LIVE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
@@ -40,12 +54,37 @@ fn random_key_pair() -> Result<KeyPair, CliError> {
     Ok(KeyPair::from_seed(&seed))
 }
 
-/// `core serve`: seed the core in `dir` to every client of `addr`, until killed.
-pub fn serve(dir: &Path, addr: &str) -> Result<(), CliError> {
+/// A [`ReplicationError`] of the local core, as a CLI error.
+fn replication_err(dir: &Path, e: ReplicationError) -> CliError {
+    match e {
+        ReplicationError::Core(e) => core_err(dir, e),
+        other => CliError::new(format!("replication failed: {other}")),
+    }
+}
+
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) must not stop the server or the download.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// `core serve`: seed the core to every client of `--tcp`, until killed; with `--live`, append
+/// stdin meanwhile.
+pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    let dir = args.storage.storage.as_path();
+    let addr = args.tcp.as_str();
     let core = open_core(dir)?;
+    if args.live && !core.writable() {
+        return Err(CliError::new(format!(
+            "--live appends to the core, but the core in {} has no secret key (it is a copy \
+             made by `fetch`?)",
+            dir.display()
+        )));
+    }
     let key_pair = random_key_pair()?;
     let mut hub = ReplicationHub::new();
-    hub.add_core(Replicator::new(core, Options::default()))
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
     let hub = SharedHub::new(hub);
     runtime()?.block_on(async move {
@@ -55,30 +94,135 @@ pub fn serve(dir: &Path, addr: &str) -> Result<(), CliError> {
         let local = listener
             .local_addr()
             .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
-        println!("listening on {local}");
-        let _ = std::io::stdout().flush();
-        loop {
-            let (socket, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Transient (e.g. too many open files): report and keep serving.
-                    eprintln!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = socket.set_nodelay(true);
-            eprintln!("{peer}: connected");
-            let hub = hub.clone();
-            let key_pair = key_pair.clone();
-            tokio::spawn(async move {
-                match replicate(socket, false, key_pair, &hub).await {
-                    Ok(()) => eprintln!("{peer}: closed"),
-                    Err(e) => eprintln!("{peer}: closed: {e}"),
-                }
-            });
+        print_line(&format!("listening on {local}"));
+        let idle_ms = args.idle_timeout.saturating_mul(1000);
+        let opts = StreamOptions {
+            timeout: idle_ms,
+            // Keep healthy clients' own timeouts from firing while nothing else is sent.
+            keep_alive: idle_ms / 4,
+            ..StreamOptions::default()
+        };
+        tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
+        if args.live {
+            append_stdin(dir, &hub, &dk, args.block_size).await?;
         }
+        std::future::pending::<Result<(), CliError>>().await
     })
+}
+
+/// Accept clients forever, one replication task each. A failing client only ends its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    hub: SharedHub<FileStorage>,
+    key_pair: KeyPair,
+    opts: StreamOptions,
+) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Transient (e.g. too many open files): report and keep serving.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        eprintln!("{peer}: connected");
+        let hub = hub.clone();
+        let key_pair = key_pair.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            match replicate_with(socket, false, key_pair, opts, &hub).await {
+                Ok(()) => eprintln!("{peer}: closed"),
+                Err(e) => eprintln!("{peer}: closed: {e}"),
+            }
+        });
+    }
+}
+
+/// `serve --live`: append the blocks read from stdin (on a thread, since stdin blocks) as they
+/// come, batching whatever is already waiting, and print the new length after each append.
+async fn append_stdin(
+    dir: &Path,
+    hub: &SharedHub<FileStorage>,
+    dk: &[u8; 32],
+    block_size: Option<u64>,
+) -> Result<(), CliError> {
+    let block_size = block_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    // Bound what waits in memory to about MAX_LIVE_QUEUE_BYTES (at least one block).
+    let capacity = block_size.map_or(1024, |n| (MAX_LIVE_QUEUE_BYTES / n).clamp(1, 1024));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(capacity);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let lock = stdin.lock();
+        let mut source = match block_size {
+            Some(n) => BlockSource::Chunks(lock, n),
+            None => BlockSource::Lines(lock),
+        };
+        loop {
+            let item = match source.next_batch(1, usize::MAX) {
+                Ok(mut blocks) => match blocks.pop() {
+                    Some(b) => Ok(b),
+                    None => break,
+                },
+                Err(e) => Err(e.0),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut failure = None;
+    while let Some(first) = rx.recv().await {
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Ok(b) => {
+                    bytes += b.len();
+                    blocks.push(b);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if blocks.len() < LIVE_BATCH_BLOCKS && bytes < MAX_BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !blocks.is_empty() {
+            let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+            let now = hub.now();
+            let mut g = hub.lock().await;
+            let rep = g
+                .replicator_mut(dk)
+                .ok_or_else(|| CliError::new("the core vanished from the hub"))?;
+            rep.append(now, &refs)
+                .await
+                .map_err(|e| replication_err(dir, e))?;
+            // What is printed survives a crash.
+            rep.core()
+                .storage()
+                .sync()
+                .map_err(|e| storage_err(dir, e))?;
+            let length = rep.core().length();
+            drop(g);
+            print_line(&format!("length {length}"));
+        }
+        if let Some(e) = failure.take() {
+            return Err(CliError::new(e));
+        }
+    }
+    let length = {
+        let g = hub.lock().await;
+        g.replicator(dk).map_or(0, |r| r.core().length())
+    };
+    eprintln!("stdin ended at length {length}; still serving");
+    Ok(())
 }
 
 /// Open the core in `dir`, or create a reader core for `key` there if it holds none.
@@ -141,16 +285,39 @@ fn progress_bar() -> ProgressBar {
     pb
 }
 
-/// `core fetch`: download the whole core `key` from `addr` into `dir`.
-pub fn fetch(
-    dir: &Path,
-    key: &str,
-    addr: &str,
-    encryption_key: Option<&str>,
-    timeout_secs: u64,
-) -> Result<(), CliError> {
-    let key = parse_hex32("--key", key)?;
-    let encryption_key = encryption_key
+/// What `fetch` downloads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Everything the peer has, then exit.
+    All,
+    /// Blocks `start..end` only (a sparse copy), then exit.
+    Range(u64, u64),
+    /// Everything, following new appends until the peer goes away (or the timeout).
+    Live,
+}
+
+/// `core fetch`: download the core (or a range of it) from `--tcp` into `--storage`.
+pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
+    let dir = args.storage.storage.as_path();
+    let addr = args.tcp.as_str();
+    let want = match (args.live, args.start, args.end) {
+        (true, _, _) => Want::Live,
+        (false, None, None) => Want::All,
+        (false, start, Some(end)) => {
+            let start = start.unwrap_or(0);
+            if start >= end {
+                return Err(CliError::new(format!(
+                    "--start ({start}) must be below --end ({end})"
+                )));
+            }
+            Want::Range(start, end)
+        }
+        (false, Some(_), None) => return Err(CliError::new("--start needs --end")),
+    };
+    let key = parse_hex32("--key", &args.key)?;
+    let encryption_key = args
+        .encryption_key
+        .as_deref()
         .map(|s| parse_hex32("--encryption-key", s))
         .transpose()?;
     let core = open_or_create_reader(dir, key, encryption_key)?;
@@ -159,100 +326,173 @@ pub fn fetch(
     let dk = hub
         .add_core(Replicator::new(core, Options::default()))
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
-    let (hub, mut events) = SharedHub::with_events(hub);
+    let (hub, events) = SharedHub::with_events(hub);
     let rt = runtime()?;
-    let work = async {
-        {
-            let now = hub.now();
-            let mut g = hub.lock().await;
-            let rep = g
-                .replicator_mut(&dk)
-                .ok_or_else(|| CliError::new("the core vanished from the hub"))?;
-            rep.download(now, 0, None)
+    let timeout = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
+    let work = download(dir, addr, want, timeout, key_pair, &hub, dk, events);
+    match (want, timeout) {
+        // A live fetch stops by itself at the deadline; the others fail.
+        (Want::Live, _) | (_, None) => rt.block_on(work),
+        (_, Some(t)) => rt.block_on(async {
+            tokio::time::timeout(t, work)
                 .await
-                .map_err(|e| CliError::new(format!("cannot start the download: {e}")))?;
-        }
-        let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .map_err(|_| CliError::new(format!("fetch timed out after {} s", t.as_secs())))?
+        }),
+    }
+}
+
+/// `fetch`'s connection and download loop, then the final verification.
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    dir: &Path,
+    addr: &str,
+    want: Want,
+    timeout: Option<Duration>,
+    key_pair: KeyPair,
+    hub: &SharedHub<FileStorage>,
+    dk: [u8; 32],
+    mut events: tokio::sync::mpsc::UnboundedReceiver<HubEvent>,
+) -> Result<(), CliError> {
+    let vanished = || CliError::new("the core vanished from the hub");
+    {
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        let rep = g.replicator_mut(&dk).ok_or_else(vanished)?;
+        let (start, end) = match want {
+            Want::Range(s, e) => (s, Some(e)),
+            Want::All | Want::Live => (0, None),
+        };
+        rep.download(now, start, end)
             .await
-            .map_err(|_| CliError::new(format!("connecting to {addr} timed out")))?
-            .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
-        let _ = socket.set_nodelay(true);
-        let conn = replicate(socket, true, key_pair, &hub);
-        tokio::pin!(conn);
-        let pb = progress_bar();
-        let mut remote_length: Option<u64> = None;
-        let mut conn_result = None;
-        let mut conn_done = false;
-        loop {
-            let (length, contiguous) = {
-                let g = hub.lock().await;
-                let c = g
-                    .replicator(&dk)
-                    .ok_or_else(|| CliError::new("the core vanished from the hub"))?
-                    .core();
-                (c.length(), c.contiguous_length())
+            .map_err(|e| CliError::new(format!("cannot start the download: {e}")))?;
+    }
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| CliError::new(format!("connecting to {addr} timed out")))?
+        .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
+    let _ = socket.set_nodelay(true);
+    let opts = StreamOptions {
+        keep_alive: KEEP_ALIVE_MS,
+        ..StreamOptions::default()
+    };
+    let conn = replicate_with(socket, true, key_pair, opts, hub);
+    tokio::pin!(conn);
+    // Without a timeout the branch below is disabled and this sleep is never polled.
+    let stop = tokio::time::sleep(timeout.unwrap_or(CONNECT_TIMEOUT));
+    tokio::pin!(stop);
+    let pb = progress_bar();
+    let mut remote_length: Option<u64> = None;
+    let mut conn_result = None;
+    let mut conn_done = false;
+    let mut stopped = false;
+    let mut printed: Option<u64> = None;
+    loop {
+        let (length, contiguous, range_done) = {
+            let g = hub.lock().await;
+            let c = g.replicator(&dk).ok_or_else(vanished)?.core();
+            let range_done = match want {
+                Want::Range(s, e) => {
+                    c.length() >= e && c.bitfield().first_unset(s).is_none_or(|u| u >= e)
+                }
+                Want::All | Want::Live => false,
             };
-            if let Some(r) = remote_length {
-                pb.set_length(r.max(length));
-                pb.set_position(contiguous);
-                if length >= r && contiguous >= length {
+            (c.length(), c.contiguous_length(), range_done)
+        };
+        let caught_up = remote_length.is_some_and(|r| length >= r) && contiguous >= length;
+        match (want, remote_length) {
+            (Want::Range(s, e), r) => {
+                pb.set_length(e - s);
+                pb.set_position(contiguous.clamp(s, e) - s);
+                if range_done {
                     break;
                 }
-            }
-            if let Some(r) = conn_result.take() {
-                let why = match r {
-                    Ok(()) => "the peer closed the connection".to_string(),
-                    Err(e) => format!("the connection failed: {e}"),
-                };
-                return Err(CliError::new(format!(
-                    "{why} before the download finished ({contiguous} of {} blocks)",
-                    remote_length.map_or("?".to_string(), |r| r.to_string())
-                )));
-            }
-            tokio::select! {
-                r = &mut conn, if !conn_done => {
-                    conn_done = true;
-                    conn_result = Some(r);
+                if let Some(r) = r.filter(|&r| r < e && length >= r) {
+                    return Err(CliError::new(format!(
+                        "the peer has only {r} blocks: cannot fetch up to block {e}"
+                    )));
                 }
-                ev = events.recv() => match ev {
-                    Some(HubEvent::Core { event: Event::PeerSync { length, .. }, .. }) => {
-                        remote_length = Some(remote_length.map_or(length, |r| r.max(length)));
-                    }
-                    Some(HubEvent::Core { event: Event::InvalidData { error, .. }, .. }) => {
-                        pb.suspend(|| eprintln!("the peer sent data that does not verify: {error}"));
-                    }
-                    Some(_) => {}
-                    None => return Err(CliError::new("the replication hub stopped")),
-                },
             }
+            (_, Some(r)) => {
+                pb.set_length(r.max(length));
+                pb.set_position(contiguous);
+                if caught_up {
+                    if want == Want::All {
+                        break;
+                    }
+                    if printed != Some(length) {
+                        printed = Some(length);
+                        // What is printed survives a crash.
+                        let g = hub.lock().await;
+                        let c = g.replicator(&dk).ok_or_else(vanished)?.core();
+                        c.storage().sync().map_err(|e| storage_err(dir, e))?;
+                        drop(g);
+                        pb.suspend(|| print_line(&format!("length {length}")));
+                    }
+                }
+            }
+            (_, None) => {}
         }
-        pb.finish_and_clear();
-        // Everything is here: end the connection politely, but do not wait long for the peer.
-        hub.end_all().await;
-        if !conn_done {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut conn).await;
+        if stopped {
+            break;
         }
-        let g = hub.lock().await;
-        let core = g
-            .replicator(&dk)
-            .ok_or_else(|| CliError::new("the core vanished from the hub"))?
-            .core();
-        core.verify_all().await.map_err(|e| core_err(dir, e))?;
-        core.storage().sync().map_err(|e| storage_err(dir, e))?;
-        eprintln!(
+        if let Some(r) = conn_result.take() {
+            if want == Want::Live && caught_up {
+                if let Err(e) = r {
+                    pb.suspend(|| eprintln!("the connection ended: {e}"));
+                }
+                break;
+            }
+            let why = match r {
+                Ok(()) => "the peer closed the connection".to_string(),
+                Err(e) => format!("the connection failed: {e}"),
+            };
+            return Err(CliError::new(format!(
+                "{why} before the download finished ({contiguous} of {} blocks)",
+                remote_length.map_or("?".to_string(), |r| r.to_string())
+            )));
+        }
+        tokio::select! {
+            r = &mut conn, if !conn_done => {
+                conn_done = true;
+                conn_result = Some(r);
+            }
+            () = &mut stop, if want == Want::Live && timeout.is_some() && !stopped => {
+                stopped = true;
+            }
+            ev = events.recv() => match ev {
+                Some(HubEvent::Core { event: Event::PeerSync { length, .. }, .. }) => {
+                    // The peer's latest announcement (it may shrink after a truncate).
+                    remote_length = Some(length);
+                }
+                Some(HubEvent::Core { event: Event::InvalidData { error, .. }, .. }) => {
+                    pb.suspend(|| eprintln!("the peer sent data that does not verify: {error}"));
+                }
+                Some(_) => {}
+                None => return Err(CliError::new("the replication hub stopped")),
+            },
+        }
+    }
+    pb.finish_and_clear();
+    // Done: end the connection politely, but do not wait long for the peer.
+    hub.end_all().await;
+    if !conn_done {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut conn).await;
+    }
+    let g = hub.lock().await;
+    let core = g.replicator(&dk).ok_or_else(vanished)?.core();
+    core.verify_all().await.map_err(|e| core_err(dir, e))?;
+    core.storage().sync().map_err(|e| storage_err(dir, e))?;
+    match want {
+        Want::Range(s, e) => eprintln!(
+            "fetched blocks {s}..{e} of {} ({} blocks), every block verified",
+            core.length(),
+            e - s
+        ),
+        Want::All | Want::Live => eprintln!(
             "fetched {} blocks, {} bytes, every block verified",
             core.length(),
             core.byte_length()
-        );
-        Ok(())
-    };
-    if timeout_secs == 0 {
-        rt.block_on(work)
-    } else {
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(timeout_secs), work)
-                .await
-                .map_err(|_| CliError::new(format!("fetch timed out after {timeout_secs} s")))?
-        })
+        ),
     }
+    Ok(())
 }
