@@ -219,7 +219,7 @@ fn builder(p: &Path) -> fjall::DatabaseBuilder<Database> {
     // back the flushes that writers wait for (see `FileStorage::throttle`).
     Database::builder(p)
         .cache_size(32 * 1024 * 1024)
-        .worker_threads(2)
+        .worker_threads(1)
 }
 
 /// Size at which the active memtable is sealed and handed to a worker to flush.

@@ -295,15 +295,48 @@ async fn load_pages<S: Storage>(
         .collect()
 }
 
+/// [`load_pages`] through `cache` (copies of the cached pages; the others are read and kept if
+/// they qualify).
+async fn load_pages_cached<S: Storage>(
+    storage: &S,
+    cache: &NodeCache,
+    pages: impl IntoIterator<Item = u64>,
+) -> Result<std::collections::BTreeMap<u64, Option<NodePage>>, HypercoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut missing = Vec::new();
+    {
+        let inner = cache.lock();
+        for p in pages {
+            match inner.get(p) {
+                Some(page) => {
+                    out.insert(p, Some(page.clone()));
+                }
+                None => missing.push(p),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let loaded = load_pages(storage, missing).await?;
+        let mut inner = cache.lock();
+        for (&p, page) in &loaded {
+            let page = page.clone().unwrap_or_else(|| NodePage::empty(p));
+            NodeCache::insert(&mut inner, page);
+        }
+        out.extend(loaded);
+    }
+    Ok(out)
+}
+
 /// Decoded node pages of the upper tree, kept in memory by a [`crate::hypercore::Hypercore`] so
 /// proofs stop re-reading the same high nodes (every proof of a big tree needs a sibling at each
 /// level; the upper levels are few and shared by all of them).
 ///
 /// Page `p` holds nodes `32p ..= 32p + 31`: a 16-leaf subtree (levels 0-4) and the one node
-/// `32p + 31`, at level `5 + trailing_ones(p)`. Only pages whose high node is at level
+/// `32p + 31`, at level `5 + trailing_ones(p)`. Pages whose high node is at level
 /// [`NodeCache::MIN_LEVEL`] or above are kept, at most [`NodeCache::CAPACITY`] of them, the lowest
-/// level evicted first. Every storage batch the core writes goes through
-/// [`NodeCache::invalidate`] first, which drops the pages it touches.
+/// level evicted first; of the lower pages only the [`NodeCache::RECENT`] last read or written.
+/// Every storage batch the core writes goes through [`NodeCache::invalidate`] first, which drops
+/// the pages it touches, and [`NodeCache::written`] once stored, which keeps the pages it put.
 #[derive(Debug, Default)]
 pub(crate) struct NodeCache {
     inner: std::sync::Mutex<CacheInner>,
@@ -314,6 +347,19 @@ struct CacheInner {
     pages: std::collections::HashMap<u64, NodePage>,
     /// `(level, page)` of every cached page: the first is evicted first.
     order: std::collections::BTreeSet<(u32, u64)>,
+    /// Pages below [`NodeCache::MIN_LEVEL`] the core read or wrote last, oldest first, at most
+    /// [`NodeCache::RECENT`] of them: a sequential download rewrites the same low page for 16
+    /// blocks in a row and verifies against the nodes it just stored; a sequential upload
+    /// proves 16 blocks in a row from the same low page.
+    recent: std::collections::VecDeque<NodePage>,
+}
+
+impl CacheInner {
+    fn get(&self, page: u64) -> Option<&NodePage> {
+        self.pages
+            .get(&page)
+            .or_else(|| self.recent.iter().rev().find(|p| p.page == page))
+    }
 }
 
 impl NodeCache {
@@ -321,6 +367,8 @@ impl NodeCache {
     pub(crate) const MIN_LEVEL: u32 = 8;
     /// At most this many pages (about 1.3 KiB each) are cached.
     pub(crate) const CAPACITY: usize = 2048;
+    /// At most this many recently written low pages are kept besides.
+    pub(crate) const RECENT: usize = 8;
 
     fn level(page: u64) -> u32 {
         5 + page.trailing_ones()
@@ -333,7 +381,15 @@ impl NodeCache {
     /// Keep `page` if it is high enough and there is room (or a lower page to evict).
     fn insert(inner: &mut CacheInner, page: NodePage) {
         let level = Self::level(page.page);
-        if level < Self::MIN_LEVEL || inner.pages.contains_key(&page.page) {
+        if level < Self::MIN_LEVEL {
+            inner.recent.retain(|r| r.page != page.page);
+            if inner.recent.len() >= Self::RECENT {
+                inner.recent.pop_front();
+            }
+            inner.recent.push_back(page);
+            return;
+        }
+        if inner.pages.contains_key(&page.page) {
             return;
         }
         if inner.pages.len() >= Self::CAPACITY {
@@ -349,10 +405,11 @@ impl NodeCache {
         inner.pages.insert(page.page, page);
     }
 
-    /// Drop every cached page `batch` writes or deletes (all of them on a range delete).
+    /// Drop every cached page `batch` writes or deletes (all of them on a range delete). Call
+    /// it before writing `batch`; [`NodeCache::written`] after the write succeeded.
     pub(crate) fn invalidate(&self, batch: &Batch) {
         let mut inner = self.lock();
-        if inner.pages.is_empty() {
+        if inner.pages.is_empty() && inner.recent.is_empty() {
             return;
         }
         for op in &batch.ops {
@@ -361,6 +418,7 @@ impl NodeCache {
                 crate::storage::Op::DeleteRange(..) => {
                     inner.pages.clear();
                     inner.order.clear();
+                    inner.recent.clear();
                     return;
                 }
             };
@@ -369,8 +427,32 @@ impl NodeCache {
                     if inner.pages.remove(&p).is_some() {
                         inner.order.remove(&(Self::level(p), p));
                     }
+                    inner.recent.retain(|r| r.page != p);
                 }
             }
+        }
+    }
+
+    /// The tree pages `batch` puts, to pass to [`NodeCache::written`] once it is stored.
+    pub(crate) fn pages_of(batch: &Batch) -> Vec<NodePage> {
+        batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                crate::storage::Op::Put(k, v) if k.first() == Some(&layout::TREE_NODE) => {
+                    let p = layout::index_of(k)?;
+                    NodePage::decode(p, v.clone()).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keep `pages`, just written to storage (from [`NodeCache::pages_of`]), as if just read.
+    pub(crate) fn written(&self, pages: Vec<NodePage>) {
+        let mut inner = self.lock();
+        for page in pages {
+            Self::insert(&mut inner, page);
         }
     }
 
@@ -393,7 +475,7 @@ pub(crate) async fn get_nodes_cached<S: Storage>(
     {
         let inner = cache.lock();
         for (k, &i) in indexes.iter().enumerate() {
-            match inner.pages.get(&page_of(i)) {
+            match inner.get(page_of(i)) {
                 Some(page) => out[k] = Some(page.get(i)?),
                 None => missing.push(k),
             }
@@ -409,8 +491,9 @@ pub(crate) async fn get_nodes_cached<S: Storage>(
             });
         }
         let mut inner = cache.lock();
-        for page in pages.into_values().flatten() {
-            NodeCache::insert(&mut inner, page);
+        for (p, page) in pages {
+            // An absent page is kept as an empty one: it holds no node either.
+            NodeCache::insert(&mut inner, page.unwrap_or_else(|| NodePage::empty(p)));
         }
     }
     Ok(out.into_iter().map(Option::flatten).collect())
@@ -669,6 +752,16 @@ impl MerkleTree {
         index: u64,
         length: u64,
     ) -> Result<u64, HypercoreError> {
+        Self::missing_nodes_cached(storage, None, index, length).await
+    }
+
+    /// [`MerkleTree::missing_nodes`], reading through `cache` when given.
+    pub(crate) async fn missing_nodes_cached<S: Storage>(
+        storage: &S,
+        cache: Option<&NodeCache>,
+        index: u64,
+        length: u64,
+    ) -> Result<u64, HypercoreError> {
         if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
             return Err(HypercoreError::InvalidArgument("index out of range"));
         }
@@ -687,7 +780,10 @@ impl MerkleTree {
             }
             ite.parent();
         }
-        let have = get_nodes(storage, &chain).await?;
+        let have = match cache {
+            Some(cache) => get_nodes_cached(storage, cache, &chain).await?,
+            None => get_nodes(storage, &chain).await?,
+        };
         Ok(have.iter().take_while(|n| n.is_none()).count() as u64)
     }
 }
@@ -797,6 +893,16 @@ impl TreeBatch {
         storage: &S,
         out: &mut Batch,
     ) -> Result<(), HypercoreError> {
+        self.write_ops_cached(storage, None, out).await
+    }
+
+    /// [`TreeBatch::write_ops`], reading the pages it modifies through `cache` when given.
+    pub(crate) async fn write_ops_cached<S: Storage>(
+        &self,
+        storage: &S,
+        cache: Option<&NodeCache>,
+        out: &mut Batch,
+    ) -> Result<(), HypercoreError> {
         // Nodes at or past `cut` are gone (truncate / reorg); single nodes below it may go too.
         let mut cut = u64::MAX;
         let mut removed = Vec::new();
@@ -829,7 +935,11 @@ impl TreeBatch {
         } else {
             page_of(cut) + u64::from(cut % NODES_PER_PAGE != 0)
         };
-        let mut pages = load_pages(storage, touched.clone().filter(|&p| p < first_gone)).await?;
+        let wanted = touched.clone().filter(|&p| p < first_gone);
+        let mut pages = match cache {
+            Some(cache) => load_pages_cached(storage, cache, wanted).await?,
+            None => load_pages(storage, wanted).await?,
+        };
         for p in touched.filter(|&p| p >= first_gone) {
             pages.insert(p, None);
         }
