@@ -31,6 +31,10 @@ pub const PROTOCOL: &str = "hypercore/alpha";
 pub const PROTOCOL_ALIAS: &str = "hypercore";
 /// Message types of the channel (sync … extension).
 const MESSAGE_TYPES: u64 = 10;
+/// A batch frame of [`ReplicationHub::flush`] is closed once it holds this many payload bytes:
+/// many small frames instead of one of many megabytes, which the transport would encrypt and
+/// write in one piece (and the peer buffer whole before it can decrypt any of it).
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Handle of a stream in a [`ReplicationHub`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,6 +108,8 @@ struct Stream {
     is_initiator: bool,
     handshake_hash: [u8; 64],
     channels: BTreeMap<ChannelId, Chan>,
+    /// Payload bytes in the mux's current batch frame (see [`BATCH_BYTES`]).
+    corked_bytes: usize,
 }
 
 /// Replicators of many cores over many streams (see the [module docs](self)).
@@ -176,6 +182,7 @@ impl<S: Storage> ReplicationHub<S> {
                 is_initiator,
                 handshake_hash,
                 channels: BTreeMap::new(),
+                corked_bytes: 0,
             },
         );
         let dks: Vec<[u8; 32]> = self.cores.keys().copied().collect();
@@ -457,8 +464,15 @@ impl<S: Storage> ReplicationHub<S> {
                     continue;
                 };
                 if let Some(s) = self.streams.get_mut(&sid) {
+                    let bytes = msg.to_bytes();
                     // A channel closed under us just drops the message.
-                    let _ = s.mux.send(ch, msg.type_id(), &msg.to_bytes());
+                    let _ = s.mux.send(ch, msg.type_id(), &bytes);
+                    s.corked_bytes += bytes.len();
+                    if s.corked_bytes >= BATCH_BYTES {
+                        s.corked_bytes = 0;
+                        s.mux.uncork();
+                        s.mux.cork();
+                    }
                 }
             }
             while let Some(event) = rep.poll_event() {
@@ -492,6 +506,7 @@ impl<S: Storage> ReplicationHub<S> {
             });
         }
         for (sid, s) in self.streams.iter_mut() {
+            s.corked_bytes = 0;
             s.mux.uncork();
             while let Some(f) = s.mux.poll_transmit() {
                 self.out.push_back((*sid, f));

@@ -1688,6 +1688,62 @@ fn hubs_replicate_over_protomux_frames() {
     });
 }
 
+/// 4 KiB blocks through two hubs, each side handing over every frame the other produced in one
+/// `handle_frames` call: the download completes and verifies, and no batch frame grows far past
+/// `BATCH_BYTES` (many answers in flight are split over several frames).
+#[test]
+fn hubs_take_frames_in_batches_and_bound_batch_frames() {
+    block_on(async {
+        let storage = MemoryStorage::new();
+        let mut w = Hypercore::create(
+            storage,
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let blocks: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; 4096]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let r = reader(*w.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w, Options::default())).unwrap();
+        hb.add_core(Rep::new(r, Options::default())).unwrap();
+        let hh = [3u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        let sb = hb.add_stream(false, hh).unwrap();
+        hb.replicator_mut(&dk)
+            .unwrap()
+            .download(0, 0, None)
+            .await
+            .unwrap();
+        hb.flush();
+        let (mut largest, mut frames_in_a_call) = (0, 0);
+        for _ in 0..10_000 {
+            let to_b: Vec<Vec<u8>> =
+                std::iter::from_fn(|| ha.poll_transmit().map(|f| f.1)).collect();
+            let to_a: Vec<Vec<u8>> =
+                std::iter::from_fn(|| hb.poll_transmit().map(|f| f.1)).collect();
+            if to_a.is_empty() && to_b.is_empty() {
+                break;
+            }
+            largest = to_b.iter().map(Vec::len).fold(largest, usize::max);
+            frames_in_a_call = frames_in_a_call.max(to_b.len());
+            hb.handle_frames(0, sb, to_b).await.unwrap();
+            ha.handle_frames(0, sa, to_a).await.unwrap();
+        }
+        let rb = hb.replicator(&dk).unwrap().core();
+        assert_eq!(rb.contiguous_length(), 300);
+        rb.verify_all().await.unwrap();
+        assert_eq!(rb.get(299).await.unwrap(), Some(blocks[299].clone()));
+        assert!(largest < 64 * 1024 + 8 * 1024, "{largest}");
+        assert!(frames_in_a_call > 1, "{frames_in_a_call}");
+    });
+}
+
 #[test]
 fn hub_closes_only_the_conflicting_cores_channel() {
     block_on(async {
