@@ -30,8 +30,9 @@ use crate::core::secretstream::{
 };
 use crate::core::storage::Storage;
 
-/// Bytes read from the socket at most per read call.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from the socket at most per read call. The messages of one read go to the hub
+/// together and the blocks among them are stored in one write: bigger reads, fewer writes.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Why [`replicate`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
