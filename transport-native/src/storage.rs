@@ -215,11 +215,12 @@ fn io_err(what: &str, p: &Path, e: std::io::Error) -> StorageError {
 /// The fjall settings of every store: small, predictable footprint (a store holds one or a few
 /// cores).
 fn builder(p: &Path) -> fjall::DatabaseBuilder<Database> {
-    // Two workers: fjall lets one of them put flushes first, so a long compaction does not hold
-    // back the flushes that writers wait for (see `FileStorage::throttle`).
+    // One worker. With two, fjall 3.1 lets worker 0 leave compactions to worker 1 by putting
+    // each compaction request it receives back on the queue and taking the next one at once:
+    // while worker 1 is busy that is a busy loop (~10 % of a replication run's CPU).
     Database::builder(p)
         .cache_size(32 * 1024 * 1024)
-        .worker_threads(2)
+        .worker_threads(1)
 }
 
 /// Size at which the active memtable is sealed and handed to a worker to flush.

@@ -553,9 +553,16 @@ impl<S: Storage> Pump<'_, S> {
         Ok(())
     }
 
+    /// Act on the secret stream's events; its messages go to the hub together (one lock, one
+    /// `handle_frames` call for all those of one read), so their blocks are stored in one write.
     async fn handle_stream_events(&mut self) -> Result<(), ReplicateError> {
+        let mut messages = Vec::new();
         while let Some(event) = self.stream.poll_event() {
-            let now = self.hub.now();
+            if let StreamEvent::Message(m) = event {
+                messages.push(m);
+                continue;
+            }
+            self.deliver(&mut messages).await?;
             match event {
                 StreamEvent::Connected { handshake_hash, .. } => {
                     let mut g = self.hub.lock().await;
@@ -569,17 +576,26 @@ impl<S: Storage> Pump<'_, S> {
                     );
                     self.sid = Some(sid);
                 }
-                StreamEvent::Message(m) => {
-                    if let Some(sid) = self.sid {
-                        let mut g = self.hub.lock().await;
-                        if g.has_stream(sid) {
-                            g.handle_frame(now, sid, &m).await?;
-                        }
-                    }
-                }
+                StreamEvent::Message(_) => {}
                 StreamEvent::End => self.end(),
                 StreamEvent::Closed(Some(err)) => return Err(err.into()),
                 StreamEvent::Closed(None) => {}
+            }
+        }
+        self.deliver(&mut messages).await
+    }
+
+    /// Give `messages` (decrypted frames, in order) to the hub.
+    async fn deliver(&mut self, messages: &mut Vec<Vec<u8>>) -> Result<(), ReplicateError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let frames = std::mem::take(messages);
+        if let Some(sid) = self.sid {
+            let now = self.hub.now();
+            let mut g = self.hub.lock().await;
+            if g.has_stream(sid) {
+                g.handle_frames(now, sid, frames).await?;
             }
         }
         Ok(())

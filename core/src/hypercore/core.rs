@@ -540,16 +540,15 @@ impl<S: Storage> Hypercore<S> {
         .encode()
     }
 
-    /// Write `batch` to storage, first bringing the caches in line with it (and emptying them
-    /// if the write fails).
+    /// Write `batch` to storage, first dropping the cached tree pages it touches, then keeping
+    /// the tree pages it stored.
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        self.node_cache.update(&batch);
+        self.node_cache.invalidate(&batch);
         self.chunk_cache.invalidate(&batch);
-        let written = self.storage.write(batch).await;
-        if written.is_err() {
-            self.node_cache.clear();
-        }
-        written
+        let pages = tree::NodeCache::pages_of(&batch);
+        self.storage.write(batch).await?;
+        self.node_cache.written(pages);
+        Ok(())
     }
 
     // ---------------------------------------------------------------- accessors
@@ -901,7 +900,13 @@ impl<S: Storage> Hypercore<S> {
     /// How many tree levels above node `index` are missing locally at the current length: the
     /// `nodes` field to put in a block/hash request (JS `missingNodes`).
     pub async fn missing_nodes(&self, index: u64) -> Result<u64, HypercoreError> {
-        MerkleTree::missing_nodes(&self.storage, index, self.tree.length).await
+        MerkleTree::missing_nodes_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            index,
+            self.tree.length,
+        )
+        .await
     }
 
     /// Whether every root of a tree of `length` blocks is stored (so an upgrade from `length` can
@@ -1003,6 +1008,16 @@ impl<S: Storage> Hypercore<S> {
     /// request) verifies trivially; a proof carrying only a manifest, while we have none, gives
     /// that manifest if its hash is our key.
     pub async fn verify_proof(&self, proof: &Data) -> Result<VerifiedProof, HypercoreError> {
+        self.verify_proof_with(proof, &[]).await
+    }
+
+    /// [`Hypercore::verify_proof`], where `pending` holds nodes verified (by earlier proofs of
+    /// one [`Hypercore::apply_proofs`] call) but not stored yet; they count as stored.
+    async fn verify_proof_with(
+        &self,
+        proof: &Data,
+        pending: &[TreeNode],
+    ) -> Result<VerifiedProof, HypercoreError> {
         if let Some(b) = &proof.block {
             if b.value.len() > MAX_BLOCK_SIZE + PADDING {
                 return Err(HypercoreError::BlockTooLarge {
@@ -1052,8 +1067,14 @@ impl<S: Storage> Hypercore<S> {
             new_manifest = Some(self.resolve_manifest(Some(m))?);
         }
         if let Some(u) = unverified {
-            let local = tree::get_node(&self.storage, u.index)
-                .await?
+            let local = match pending.iter().rev().find(|n| n.index == u.index) {
+                Some(n) => Some(*n),
+                None => tree::get_nodes_cached(&self.storage, &self.node_cache, &[u.index])
+                    .await?
+                    .pop()
+                    .flatten(),
+            };
+            let local = local
                 .filter(|_| u.index < 2 * self.tree.length)
                 .ok_or(ProofError::Unverifiable(u.index))?;
             if local.hash != u.hash || local.size != u.size {
@@ -1187,6 +1208,86 @@ impl<S: Storage> Hypercore<S> {
     pub async fn apply_proof(&mut self, proof: &Data) -> Result<ApplyOutcome, HypercoreError> {
         let verified = self.verify_proof(proof).await?;
         self.apply_verified(verified, proof.block.as_ref()).await
+    }
+
+    /// Whether [`Hypercore::apply_proofs`] can take `proof` into a shared write: a proof at our
+    /// fork with no upgrade and no manifest (a block, hash or seek proof checked against the
+    /// nodes we hold).
+    pub fn is_batchable(&self, proof: &Data) -> bool {
+        proof.fork == self.tree.fork && proof.upgrade.is_none() && proof.manifest.is_none()
+    }
+
+    /// Verify each of `proofs` and store those that verify (blocks, tree nodes, bitfield) in one
+    /// atomic storage write: the result for each proof in order, as [`Hypercore::apply_proof`]
+    /// would give one by one (a later proof may verify against nodes an earlier one proves).
+    ///
+    /// Every proof must be [`Hypercore::is_batchable`]; one that is not gets
+    /// [`HypercoreError::InvalidArgument`] and changes nothing. A proof that does not verify gets
+    /// its error and changes nothing; the others are stored. The outer error is a storage failure
+    /// (reading, or the one write): then nothing is stored and the core is unchanged.
+    pub async fn apply_proofs(
+        &mut self,
+        proofs: &[&Data],
+    ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
+        let mut results = Vec::with_capacity(proofs.len());
+        let mut nodes: Vec<TreeNode> = Vec::new();
+        let mut blocks: Vec<&DataBlock> = Vec::new();
+        for &proof in proofs {
+            if !self.is_batchable(proof) {
+                results.push(Err(HypercoreError::InvalidArgument(
+                    "only proofs at the core's fork without upgrade or manifest are batched",
+                )));
+                continue;
+            }
+            match self.verify_proof_with(proof, &nodes).await {
+                Ok(v) => {
+                    nodes.extend(v.batch.nodes);
+                    if let Some(b) = &proof.block {
+                        blocks.push(b);
+                    }
+                    results.push(Ok(ApplyOutcome {
+                        block: proof.block.as_ref().map(|b| b.index),
+                        ..ApplyOutcome::default()
+                    }));
+                }
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e)),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if nodes.is_empty() && blocks.is_empty() {
+            return Ok(results);
+        }
+        let mut tb = self.tree.batch();
+        tb.nodes = nodes;
+        let mut batch = Batch::new();
+        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
+            .await?;
+        let mut set = Vec::new();
+        for b in blocks {
+            // As in `apply_verified`: a block already held (or twice in `proofs`) is stored once.
+            if self.bitfield.set(b.index, true) {
+                blocks::put(&mut batch, b.index, &[&b.value]);
+                set.push(b.index);
+            }
+        }
+        for (page, bytes) in self.bitfield.take_dirty_pages() {
+            batch.put(layout::bitfield_key(page), bytes);
+        }
+        if let Err(e) = self.write(batch).await {
+            for i in set {
+                self.bitfield.set(i, false);
+            }
+            self.bitfield.take_dirty_pages();
+            return Err(e.into());
+        }
+        if self.contiguous_length < self.tree.length && self.bitfield.get(self.contiguous_length) {
+            self.contiguous_length = self
+                .bitfield
+                .first_unset(self.contiguous_length)
+                .unwrap_or(u64::MAX)
+                .min(self.tree.length);
+        }
+        Ok(results)
     }
 
     /// Store a proof verified by [`Hypercore::verify_proof`] (with `block`, the proof's block).

@@ -1252,21 +1252,19 @@ fn cached_proofs_match_uncached_across_appends_and_truncates() {
     });
 }
 
-/// A storage that fails the writes it is told to (to test what a failed write leaves behind).
+/// [`MemoryStorage`] that counts writes and fails them while `fail` is set.
 #[derive(Clone, Default)]
-struct FlakyStorage {
+struct Flaky {
     inner: MemoryStorage,
-    fail_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writes: Arc<AtomicU64>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl Storage for FlakyStorage {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::storage::StorageError> {
+impl Storage for Flaky {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.get(key).await
     }
-    async fn get_many(
-        &self,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Option<Vec<u8>>>, crate::storage::StorageError> {
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
         self.inner.get_many(keys).await
     }
     async fn scan(
@@ -1274,27 +1272,25 @@ impl Storage for FlakyStorage {
         start: &[u8],
         end: &[u8],
         limit: Option<usize>,
-    ) -> Result<crate::storage::Entries, crate::storage::StorageError> {
+    ) -> Result<crate::storage::Entries, StorageError> {
         self.inner.scan(start, end, limit).await
     }
-    async fn write(&self, batch: Batch) -> Result<(), crate::storage::StorageError> {
-        if self
-            .fail_next
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            return Err(crate::storage::StorageError::Io("injected".into()));
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StorageError::Io("injected failure".into()));
         }
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(batch).await
     }
 }
 
-/// One-block appends extend tree pages read from the write-through cache; a failed write leaves
-/// neither the cache nor the core ahead of storage: after it, appends, proofs and a fresh open
+/// One-block appends extend tree pages kept by the cache since they were written; a failed
+/// write leaves neither the cache nor the core ahead of storage: after it, appends, proofs and a fresh open
 /// of the same storage agree with the in-memory core.
 #[test]
 fn node_cache_stays_in_line_with_storage_through_failed_writes() {
     block_on(async {
-        let s = FlakyStorage::default();
+        let s = Flaky::default();
         let mut w = Hypercore::create(
             s.clone(),
             CreateOptions {
@@ -1304,7 +1300,7 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         )
         .await
         .unwrap();
-        let coherent = |w: &Hypercore<FlakyStorage>| {
+        let coherent = |w: &Hypercore<Flaky>| {
             let cached = w.node_cache.snapshot();
             let s = s.inner.clone();
             async move {
@@ -1316,8 +1312,9 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         };
         for i in 0..300u32 {
             if i % 37 == 5 {
-                s.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+                s.fail.store(true, Ordering::SeqCst);
                 assert!(w.append(&[b"lost".as_slice()]).await.is_err());
+                s.fail.store(false, Ordering::SeqCst);
                 coherent(&w).await;
             }
             w.append(&[i.to_le_bytes().as_slice()]).await.unwrap();
@@ -1349,5 +1346,168 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         }
         w.verify_all().await.unwrap();
         fresh.verify_all().await.unwrap();
+    });
+}
+
+async fn flaky_reader(w: &Hypercore<MemoryStorage>) -> Hypercore<Flaky> {
+    let mut r = Hypercore::create(
+        Flaky::default(),
+        CreateOptions {
+            key: Some(*w.key()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let up = w
+        .proof(&ProofRequest {
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: w.length(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    r.apply_proof(&Data {
+        manifest: w.manifest().cloned(),
+        ..up
+    })
+    .await
+    .unwrap();
+    r
+}
+
+/// Block proofs for `indexes` as a reader holding only the roots asks for them one at a time
+/// after the previous ones are stored (`nodes` from a reader that applied them one by one).
+async fn block_proofs(w: &Hypercore<MemoryStorage>, indexes: &[u64]) -> Vec<Data> {
+    let mut r = flaky_reader(w).await;
+    let mut out = Vec::new();
+    for &i in indexes {
+        let nodes = r.missing_nodes(2 * i).await.unwrap();
+        let p = w
+            .proof(&ProofRequest {
+                block: Some(RequestBlock { index: i, nodes }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        r.apply_proof(&p).await.unwrap();
+        out.push(p);
+    }
+    out
+}
+
+async fn dump(s: &Flaky) -> Vec<(Vec<u8>, Vec<u8>)> {
+    s.inner.scan(&[], &[0xff; 8], None).await.unwrap()
+}
+
+/// Applying a run of block proofs together stores exactly what applying them one by one does,
+/// in one write, even when later proofs lean on nodes only earlier ones of the run prove.
+#[test]
+fn apply_proofs_equals_one_by_one_in_one_write() {
+    block_on(async {
+        let mut w = writer(false).await;
+        let blocks: Vec<Vec<u8>> = (0..100u32).map(|i| vec![i as u8; 1 + i as usize]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let order: Vec<u64> = (0..40).chain([77, 76, 99, 5]).collect();
+        let proofs = block_proofs(&w, &order).await;
+
+        let mut one = flaky_reader(&w).await;
+        for p in &proofs {
+            one.apply_proof(p).await.unwrap();
+        }
+        let mut all = flaky_reader(&w).await;
+        let before = all.storage().writes.load(Ordering::SeqCst);
+        let refs: Vec<&Data> = proofs.iter().collect();
+        let results = all.apply_proofs(&refs).await.unwrap();
+        assert_eq!(all.storage().writes.load(Ordering::SeqCst), before + 1);
+        for (r, &i) in results.iter().zip(&order) {
+            assert_eq!(r.as_ref().unwrap().block, Some(i));
+        }
+        assert_eq!(dump(all.storage()).await, dump(one.storage()).await);
+        assert_eq!(all.contiguous_length(), 40);
+        assert_eq!(all.contiguous_length(), one.contiguous_length());
+        for &i in &order {
+            assert_eq!(all.get(i).await.unwrap(), Some(blocks[i as usize].clone()));
+        }
+        // Reopened from storage alone, the state is the same.
+        let again = Hypercore::open(all.storage().clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.contiguous_length(), 40);
+        assert!(again.has(99) && !again.has(98));
+    });
+}
+
+/// A proof that does not verify in the middle of a run gets its error and is not stored; the
+/// others are. A proof that cannot be batched is refused without effect.
+#[test]
+fn apply_proofs_rejects_only_the_bad_proof() {
+    block_on(async {
+        let mut w = writer(false).await;
+        let blocks: Vec<Vec<u8>> = (0..20u32).map(|i| vec![i as u8; 8]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let mut proofs = block_proofs(&w, &[0, 1, 2, 3]).await;
+        proofs[1].block.as_mut().unwrap().value[0] ^= 1;
+        let mut upgrade = w
+            .proof(&ProofRequest {
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: 20,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        upgrade.request = 9;
+        let mut r = flaky_reader(&w).await;
+        let refs: Vec<&Data> = proofs.iter().chain([&upgrade]).collect();
+        let results = r.apply_proofs(&refs).await.unwrap();
+        assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+        assert!(matches!(results[1], Err(HypercoreError::InvalidProof(_))));
+        assert!(matches!(
+            results[4],
+            Err(HypercoreError::InvalidArgument(_))
+        ));
+        assert!(r.has(0) && !r.has(1) && r.has(2) && r.has(3));
+        assert_eq!(r.contiguous_length(), 1);
+        assert_eq!(r.get(1).await.unwrap(), None);
+        assert_eq!(r.get(2).await.unwrap(), Some(blocks[2].clone()));
+    });
+}
+
+/// When the one write fails, nothing of the run is stored and the core is unchanged; the same
+/// run applies afterwards.
+#[test]
+fn apply_proofs_is_atomic_on_write_failure() {
+    block_on(async {
+        let mut w = writer(false).await;
+        let blocks: Vec<Vec<u8>> = (0..40u32).map(|i| vec![i as u8; 8]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let proofs = block_proofs(&w, &(0..20).collect::<Vec<_>>()).await;
+        let refs: Vec<&Data> = proofs.iter().collect();
+        let mut r = flaky_reader(&w).await;
+        let stored = dump(r.storage()).await;
+        r.storage().fail.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            r.apply_proofs(&refs).await,
+            Err(HypercoreError::Storage(_))
+        ));
+        assert_eq!(dump(r.storage()).await, stored);
+        assert_eq!(r.contiguous_length(), 0);
+        assert!((0..40).all(|i| !r.has(i)));
+        r.storage().fail.store(false, Ordering::SeqCst);
+        let results = r.apply_proofs(&refs).await.unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(r.contiguous_length(), 20);
+        // The bitfield pages written are the whole truth: a reopen agrees.
+        let again = Hypercore::open(r.storage().clone(), OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.contiguous_length(), 20);
     });
 }

@@ -296,7 +296,8 @@ async fn load_pages<S: Storage>(
         .collect()
 }
 
-/// [`load_pages`], taking the pages `cache` holds from memory.
+/// [`load_pages`] through `cache` (copies of the cached pages; the others are read and kept if
+/// they qualify).
 async fn load_pages_cached<S: Storage>(
     storage: &S,
     cache: &NodeCache,
@@ -316,7 +317,13 @@ async fn load_pages_cached<S: Storage>(
         }
     }
     if !missing.is_empty() {
-        out.extend(load_pages(storage, missing).await?);
+        let loaded = load_pages(storage, missing).await?;
+        let mut inner = cache.lock();
+        for (&p, page) in &loaded {
+            let page = page.clone().unwrap_or_else(|| NodePage::empty(p));
+            NodeCache::insert(&mut inner, page);
+        }
+        out.extend(loaded);
     }
     Ok(out)
 }
@@ -326,14 +333,11 @@ async fn load_pages_cached<S: Storage>(
 /// level; the upper levels are few and shared by all of them).
 ///
 /// Page `p` holds nodes `32p ..= 32p + 31`: a 16-leaf subtree (levels 0-4) and the one node
-/// `32p + 31`, at level `5 + trailing_ones(p)`. Only pages whose high node is at level
+/// `32p + 31`, at level `5 + trailing_ones(p)`. Pages whose high node is at level
 /// [`NodeCache::MIN_LEVEL`] or above are kept, at most [`NodeCache::CAPACITY`] of them, the lowest
-/// level evicted first. Besides those, the [`NodeCache::RECENT`] pages written last (whatever
-/// their level) are kept, so that an append reads the pages it extends from memory.
-///
-/// Every storage batch the core writes goes through [`NodeCache::update`] first, which replaces
-/// the cached copies of the pages it writes with the written bytes (write-through) and drops
-/// those it deletes; if the storage write then fails, the core [`NodeCache::clear`]s the cache.
+/// level evicted first; of the lower pages only the [`NodeCache::RECENT`] last read or written.
+/// Every storage batch the core writes goes through [`NodeCache::invalidate`] first, which drops
+/// the pages it touches, and [`NodeCache::written`] once stored, which keeps the pages it put.
 #[derive(Debug, Default)]
 pub(crate) struct NodeCache {
     inner: std::sync::Mutex<CacheInner>,
@@ -344,34 +348,28 @@ struct CacheInner {
     pages: std::collections::HashMap<u64, NodePage>,
     /// `(level, page)` of every cached page: the first is evicted first.
     order: std::collections::BTreeSet<(u32, u64)>,
-    /// The pages written last, oldest first.
+    /// Pages below [`NodeCache::MIN_LEVEL`] the core read or wrote last, oldest first, at most
+    /// [`NodeCache::RECENT`] of them: a sequential download rewrites the same low page for 16
+    /// blocks in a row and verifies against the nodes it just stored; a sequential upload
+    /// proves 16 blocks in a row from the same low page.
     recent: std::collections::VecDeque<NodePage>,
 }
 
 impl CacheInner {
     fn get(&self, page: u64) -> Option<&NodePage> {
-        self.recent
-            .iter()
-            .rev()
-            .find(|p| p.page == page)
-            .or_else(|| self.pages.get(&page))
-    }
-
-    fn remove(&mut self, page: u64) {
-        if self.pages.remove(&page).is_some() {
-            self.order.remove(&(NodeCache::level(page), page));
-        }
-        self.recent.retain(|p| p.page != page);
+        self.pages
+            .get(&page)
+            .or_else(|| self.recent.iter().rev().find(|p| p.page == page))
     }
 }
 
 impl NodeCache {
     /// Pages whose high node is below this level (`5 + trailing_ones(page)`) are not cached.
     pub(crate) const MIN_LEVEL: u32 = 8;
-    /// At most this many upper-tree pages (about 1.3 KiB each) are cached.
+    /// At most this many pages (about 1.3 KiB each) are cached.
     pub(crate) const CAPACITY: usize = 2048;
-    /// Recently written pages kept besides the upper ones.
-    pub(crate) const RECENT: usize = 16;
+    /// At most this many recently written low pages are kept besides.
+    pub(crate) const RECENT: usize = 8;
 
     fn level(page: u64) -> u32 {
         5 + page.trailing_ones()
@@ -384,7 +382,15 @@ impl NodeCache {
     /// Keep `page` if it is high enough and there is room (or a lower page to evict).
     fn insert(inner: &mut CacheInner, page: NodePage) {
         let level = Self::level(page.page);
-        if level < Self::MIN_LEVEL || inner.pages.contains_key(&page.page) {
+        if level < Self::MIN_LEVEL {
+            inner.recent.retain(|r| r.page != page.page);
+            if inner.recent.len() >= Self::RECENT {
+                inner.recent.pop_front();
+            }
+            inner.recent.push_back(page);
+            return;
+        }
+        if inner.pages.contains_key(&page.page) {
             return;
         }
         if inner.pages.len() >= Self::CAPACITY {
@@ -400,64 +406,71 @@ impl NodeCache {
         inner.pages.insert(page.page, page);
     }
 
-    /// Bring the cache in line with `batch`, about to be written: the pages it puts replace
-    /// their cached copies and become the most recent; the pages it deletes are dropped (all of
-    /// them on a range delete).
-    pub(crate) fn update(&self, batch: &Batch) {
+    /// Drop every cached page `batch` writes or deletes (all of them on a range delete). Call
+    /// it before writing `batch`; [`NodeCache::written`] after the write succeeded.
+    pub(crate) fn invalidate(&self, batch: &Batch) {
         let mut inner = self.lock();
-        let puts = batch
-            .ops
-            .iter()
-            .filter(|op| matches!(op, crate::storage::Op::Put(k, _) if k.first() == Some(&layout::TREE_NODE)))
-            .count();
-        // Only the last RECENT pages written can stay recent: the others are decoded only if
-        // the upper cache keeps them.
-        let mut put = 0;
+        if inner.pages.is_empty() && inner.recent.is_empty() {
+            return;
+        }
         for op in &batch.ops {
-            match op {
+            let key = match op {
+                crate::storage::Op::Put(k, _) | crate::storage::Op::Delete(k) => k,
                 crate::storage::Op::DeleteRange(..) => {
                     inner.pages.clear();
                     inner.order.clear();
                     inner.recent.clear();
+                    return;
                 }
-                crate::storage::Op::Delete(k) if k.first() == Some(&layout::TREE_NODE) => {
-                    if let Some(p) = layout::index_of(k) {
-                        inner.remove(p);
+            };
+            if key.first() == Some(&layout::TREE_NODE) {
+                if let Some(p) = layout::index_of(key) {
+                    if inner.pages.remove(&p).is_some() {
+                        inner.order.remove(&(Self::level(p), p));
                     }
+                    inner.recent.retain(|r| r.page != p);
                 }
-                crate::storage::Op::Put(k, v) if k.first() == Some(&layout::TREE_NODE) => {
-                    put += 1;
-                    let Some(p) = layout::index_of(k) else {
-                        continue;
-                    };
-                    inner.remove(p);
-                    let recent = puts - put < Self::RECENT;
-                    if !recent && Self::level(p) < Self::MIN_LEVEL {
-                        continue;
-                    }
-                    // A page that does not decode is not cached (reads will report it).
-                    let Ok(page) = NodePage::decode(p, v.clone()) else {
-                        continue;
-                    };
-                    if recent {
-                        if inner.recent.len() >= Self::RECENT {
-                            inner.recent.pop_front();
-                        }
-                        inner.recent.push_back(page.clone());
-                    }
-                    Self::insert(&mut inner, page);
-                }
-                _ => {}
             }
         }
     }
 
-    /// Forget everything (after a failed write, whose pages [`NodeCache::update`] already took).
-    pub(crate) fn clear(&self) {
+    /// The tree pages `batch` puts that the cache would keep (the upper ones and the last
+    /// [`NodeCache::RECENT`] low ones; a batch of many blocks writes many low pages, decoding
+    /// them all would cost more than it saves), to pass to [`NodeCache::written`] once stored.
+    pub(crate) fn pages_of(batch: &Batch) -> Vec<NodePage> {
+        let puts: Vec<(u64, &Vec<u8>)> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                crate::storage::Op::Put(k, v) if k.first() == Some(&layout::TREE_NODE) => {
+                    Some((layout::index_of(k)?, v))
+                }
+                _ => None,
+            })
+            .collect();
+        let low_from = puts
+            .iter()
+            .filter(|(p, _)| Self::level(*p) < Self::MIN_LEVEL)
+            .count()
+            .saturating_sub(Self::RECENT);
+        let mut low = 0;
+        puts.into_iter()
+            .filter(|(p, _)| {
+                Self::level(*p) >= Self::MIN_LEVEL || {
+                    low += 1;
+                    low > low_from
+                }
+            })
+            .filter_map(|(p, v)| NodePage::decode(p, v.clone()).ok())
+            .collect()
+    }
+
+    /// Keep `pages`, just written to storage (from [`NodeCache::pages_of`]), as if just read.
+    pub(crate) fn written(&self, pages: Vec<NodePage>) {
         let mut inner = self.lock();
-        inner.pages.clear();
-        inner.order.clear();
-        inner.recent.clear();
+        for page in pages {
+            Self::insert(&mut inner, page);
+        }
     }
 
     /// Every cached page (upper and recent) with its bytes.
@@ -507,8 +520,9 @@ pub(crate) async fn get_nodes_cached<S: Storage>(
             });
         }
         let mut inner = cache.lock();
-        for page in pages.into_values().flatten() {
-            NodeCache::insert(&mut inner, page);
+        for (p, page) in pages {
+            // An absent page is kept as an empty one: it holds no node either.
+            NodeCache::insert(&mut inner, page.unwrap_or_else(|| NodePage::empty(p)));
         }
     }
     Ok(out.into_iter().map(Option::flatten).collect())
@@ -771,6 +785,16 @@ impl MerkleTree {
         index: u64,
         length: u64,
     ) -> Result<u64, HypercoreError> {
+        Self::missing_nodes_cached(storage, None, index, length).await
+    }
+
+    /// [`MerkleTree::missing_nodes`], reading through `cache` when given.
+    pub(crate) async fn missing_nodes_cached<S: Storage>(
+        storage: &S,
+        cache: Option<&NodeCache>,
+        index: u64,
+        length: u64,
+    ) -> Result<u64, HypercoreError> {
         if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
             return Err(HypercoreError::InvalidArgument("index out of range"));
         }
@@ -789,7 +813,10 @@ impl MerkleTree {
             }
             ite.parent();
         }
-        let have = get_nodes(storage, &chain).await?;
+        let have = match cache {
+            Some(cache) => get_nodes_cached(storage, cache, &chain).await?,
+            None => get_nodes(storage, &chain).await?,
+        };
         Ok(have.iter().take_while(|n| n.is_none()).count() as u64)
     }
 }
@@ -943,7 +970,7 @@ impl TreeBatch {
         };
         let wanted = touched.clone().filter(|&p| p < first_gone);
         let mut pages = match cache {
-            Some(c) => load_pages_cached(storage, c, wanted).await?,
+            Some(cache) => load_pages_cached(storage, cache, wanted).await?,
             None => load_pages(storage, wanted).await?,
         };
         for p in touched.filter(|&p| p >= first_gone) {

@@ -31,6 +31,10 @@ pub const PROTOCOL: &str = "hypercore/alpha";
 pub const PROTOCOL_ALIAS: &str = "hypercore";
 /// Message types of the channel (sync … extension).
 const MESSAGE_TYPES: u64 = 10;
+/// A batch frame of [`ReplicationHub::flush`] is closed once it holds this many payload bytes:
+/// many small frames instead of one of many megabytes, which the transport would encrypt and
+/// write in one piece (and the peer buffer whole before it can decrypt any of it).
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Handle of a stream in a [`ReplicationHub`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,6 +84,18 @@ pub enum HubEvent {
     },
 }
 
+/// A mux event sorted by [`ReplicationHub::decode_message`].
+enum Decoded {
+    /// A replication message for the core and peer of an open channel.
+    Message([u8; 32], PeerId, Message),
+    /// A message for no open channel, or of a type we do not know: dropped.
+    Ignored,
+    /// A message that does not decode: the stream dies.
+    Invalid(ReplicationError),
+    /// Not a message.
+    Other(MuxEvent),
+}
+
 #[derive(Debug)]
 struct Chan {
     dk: [u8; 32],
@@ -92,6 +108,8 @@ struct Stream {
     is_initiator: bool,
     handshake_hash: [u8; 64],
     channels: BTreeMap<ChannelId, Chan>,
+    /// Payload bytes in the mux's current batch frame (see [`BATCH_BYTES`]).
+    corked_bytes: usize,
 }
 
 /// Replicators of many cores over many streams (see the [module docs](self)).
@@ -164,6 +182,7 @@ impl<S: Storage> ReplicationHub<S> {
                 is_initiator,
                 handshake_hash,
                 channels: BTreeMap::new(),
+                corked_bytes: 0,
             },
         );
         let dks: Vec<[u8; 32]> = self.cores.keys().copied().collect();
@@ -235,23 +254,114 @@ impl<S: Storage> ReplicationHub<S> {
         stream: StreamId,
         frame: &[u8],
     ) -> Result<(), ReplicationError> {
-        let s = self
-            .streams
-            .get_mut(&stream)
-            .ok_or(ReplicationError::UnknownStream)?;
-        if let Err(e) = s.mux.handle_frame(frame) {
-            self.destroy_stream(now, stream, e.into()).await?;
+        self.handle_frames(now, stream, [frame]).await
+    }
+
+    /// Several frames from `stream`, in order: the same as one [`ReplicationHub::handle_frame`]
+    /// each, except that consecutive messages for one core go to
+    /// [`Replicator::handle_messages`] together, so the blocks they carry are stored in one
+    /// write. Frames after the stream is destroyed are dropped.
+    pub async fn handle_frames<F: AsRef<[u8]>>(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+        frames: impl IntoIterator<Item = F>,
+    ) -> Result<(), ReplicationError> {
+        if !self.streams.contains_key(&stream) {
+            return Err(ReplicationError::UnknownStream);
+        }
+        // Decoded messages not yet given to their replicator, all for one (core, peer).
+        let mut group: Option<([u8; 32], PeerId, Vec<Message>)> = None;
+        for frame in frames {
+            let Some(s) = self.streams.get_mut(&stream) else {
+                break;
+            };
+            if let Err(e) = s.mux.handle_frame(frame.as_ref()) {
+                self.deliver(now, &mut group).await?;
+                self.destroy_stream(now, stream, e.into()).await?;
+                break;
+            }
+            while let Some(ev) = self
+                .streams
+                .get_mut(&stream)
+                .and_then(|s| s.mux.poll_event())
+            {
+                match self.decode_message(stream, ev) {
+                    Decoded::Message(dk, peer, msg) => {
+                        if group.as_ref().is_some_and(|g| g.0 != dk || g.1 != peer) {
+                            self.deliver(now, &mut group).await?;
+                        }
+                        group
+                            .get_or_insert_with(|| (dk, peer, Vec::new()))
+                            .2
+                            .push(msg);
+                    }
+                    Decoded::Ignored => {}
+                    Decoded::Invalid(e) => {
+                        self.deliver(now, &mut group).await?;
+                        self.destroy_stream(now, stream, e).await?;
+                    }
+                    Decoded::Other(ev) => {
+                        self.deliver(now, &mut group).await?;
+                        self.on_mux_event(now, stream, ev).await?;
+                        self.flush();
+                    }
+                }
+            }
+        }
+        self.deliver(now, &mut group).await?;
+        self.flush();
+        Ok(())
+    }
+
+    /// Give the messages of `group` to their replicator, then route what it produced (a peer it
+    /// disconnects takes its stream down before the next frame).
+    async fn deliver(
+        &mut self,
+        now: u64,
+        group: &mut Option<([u8; 32], PeerId, Vec<Message>)>,
+    ) -> Result<(), ReplicationError> {
+        let Some((dk, peer, msgs)) = group.take() else {
+            return Ok(());
+        };
+        if !self.peers.contains_key(&(dk, peer)) {
             return Ok(());
         }
-        while let Some(ev) = self
-            .streams
-            .get_mut(&stream)
-            .and_then(|s| s.mux.poll_event())
-        {
-            self.on_mux_event(now, stream, ev).await?;
+        if let Some(rep) = self.cores.get_mut(&dk) {
+            rep.handle_messages(now, peer, msgs).await?;
         }
         self.flush();
         Ok(())
+    }
+
+    /// Sort a mux event: a replication message for an open channel (decoded), one to drop, a
+    /// message that does not decode, or another event.
+    fn decode_message(&self, sid: StreamId, ev: MuxEvent) -> Decoded {
+        let MuxEvent::Message {
+            channel,
+            message_type,
+            payload,
+        } = ev
+        else {
+            return Decoded::Other(ev);
+        };
+        let Some(&Chan {
+            dk,
+            peer: Some(peer),
+        }) = self
+            .streams
+            .get(&sid)
+            .and_then(|s| s.channels.get(&channel))
+        else {
+            return Decoded::Ignored;
+        };
+        if message_type >= MESSAGE_TYPES {
+            return Decoded::Ignored;
+        }
+        match Message::decode(message_type, &payload) {
+            Ok(m) => Decoded::Message(dk, peer, m),
+            Err(e) => Decoded::Invalid(e.into()),
+        }
     }
 
     async fn on_mux_event(
@@ -299,29 +409,8 @@ impl<S: Storage> ReplicationHub<S> {
                     peer,
                 });
             }
-            MuxEvent::Message {
-                channel,
-                message_type,
-                payload,
-            } => {
-                let Some(&Chan {
-                    dk,
-                    peer: Some(peer),
-                }) = s.channels.get(&channel)
-                else {
-                    return Ok(());
-                };
-                if message_type >= MESSAGE_TYPES {
-                    return Ok(());
-                }
-                let msg = match Message::decode(message_type, &payload) {
-                    Ok(m) => m,
-                    Err(e) => return self.destroy_stream(now, sid, e.into()).await,
-                };
-                if let Some(rep) = self.cores.get_mut(&dk) {
-                    rep.handle_message(now, peer, msg).await?;
-                }
-            }
+            // Sorted out by `decode_message` before.
+            MuxEvent::Message { .. } => {}
             MuxEvent::ChannelClosed { channel, .. } | MuxEvent::ChannelRejected { channel } => {
                 if let Some(chan) = s.channels.remove(&channel) {
                     if let Some(peer) = chan.peer {
@@ -375,8 +464,15 @@ impl<S: Storage> ReplicationHub<S> {
                     continue;
                 };
                 if let Some(s) = self.streams.get_mut(&sid) {
+                    let bytes = msg.to_bytes();
                     // A channel closed under us just drops the message.
-                    let _ = s.mux.send(ch, msg.type_id(), &msg.to_bytes());
+                    let _ = s.mux.send(ch, msg.type_id(), &bytes);
+                    s.corked_bytes += bytes.len();
+                    if s.corked_bytes >= BATCH_BYTES {
+                        s.corked_bytes = 0;
+                        s.mux.uncork();
+                        s.mux.cork();
+                    }
                 }
             }
             while let Some(event) = rep.poll_event() {
@@ -410,6 +506,7 @@ impl<S: Storage> ReplicationHub<S> {
             });
         }
         for (sid, s) in self.streams.iter_mut() {
+            s.corked_bytes = 0;
             s.mux.uncork();
             while let Some(f) = s.mux.poll_transmit() {
                 self.out.push_back((*sid, f));

@@ -878,6 +878,96 @@ impl<S: Storage> Replicator<S> {
         if self.frozen {
             return Ok(());
         }
+        self.dispatch(now, peer, msg).await?;
+        self.update(now).await
+    }
+
+    /// Decoded messages from `peer`, in order, with the effect of one
+    /// [`Replicator::handle_message`] call each, but the blocks of consecutive answers to our
+    /// requests are verified and stored together, in one storage write
+    /// ([`Hypercore::apply_proofs`]): each [`Event::Block`] still comes only once its block is
+    /// stored, and a proof that does not verify is punished alone, as it would be on its own.
+    /// Messages after the peer was disconnected (or the core frozen) are dropped.
+    pub async fn handle_messages(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msgs: impl IntoIterator<Item = Message>,
+    ) -> Result<(), ReplicationError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(ReplicationError::UnknownPeer(peer));
+        }
+        let mut group: Vec<Data> = Vec::new();
+        for msg in msgs {
+            if self.frozen || !self.peers.contains_key(&peer) {
+                break;
+            }
+            match msg {
+                Message::Data(d) if self.joins_group(peer, &d, &group) => {
+                    self.finish_request(d.request, true);
+                    group.push(*d);
+                }
+                msg => {
+                    self.apply_group(peer, &mut group).await?;
+                    if self.frozen || !self.peers.contains_key(&peer) {
+                        break;
+                    }
+                    self.dispatch(now, peer, msg).await?;
+                }
+            }
+        }
+        self.apply_group(peer, &mut group).await?;
+        if self.frozen {
+            return Ok(());
+        }
+        self.update(now).await
+    }
+
+    /// Whether `data` from `peer` is a plain answer to one of our requests to it (at our fork,
+    /// no upgrade, matching the request) whose block is not in `group` yet: what
+    /// [`Replicator::on_data`] would verify and apply right away.
+    fn joins_group(&self, peer: PeerId, data: &Data, group: &[Data]) -> bool {
+        if data.request == 0 || !self.core.is_batchable(data) {
+            return false;
+        }
+        let Some(r) = self.inflight.get(&data.request).filter(|r| r.peer == peer) else {
+            return false;
+        };
+        let dup = data.block.as_ref().is_some_and(|b| {
+            group
+                .iter()
+                .any(|g| g.block.as_ref().is_some_and(|x| x.index == b.index))
+        });
+        !dup && matching_request(Some(&r.req), data)
+    }
+
+    /// Verify and store the proofs of `group` (their requests are finished) in one write, then
+    /// act on each outcome in order, as [`Replicator::on_data`] does for one.
+    async fn apply_group(
+        &mut self,
+        peer: PeerId,
+        group: &mut Vec<Data>,
+    ) -> Result<(), ReplicationError> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let (old_len, old_fork) = (self.core.length(), self.core.fork());
+        let proofs: Vec<&Data> = group.iter().collect();
+        let results = self.core.apply_proofs(&proofs).await?;
+        group.clear();
+        for applied in results {
+            self.after_apply(peer, applied, old_len, old_fork).await?;
+        }
+        Ok(())
+    }
+
+    /// Act on one message (no request update).
+    async fn dispatch(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msg: Message,
+    ) -> Result<(), ReplicationError> {
         match msg {
             Message::Sync(m) => self.on_sync(peer, m).await?,
             Message::Request(m) => self.on_request(now, peer, m).await?,
@@ -896,7 +986,7 @@ impl<S: Storage> Replicator<S> {
             Message::Range(r) => self.on_range(peer, r),
             Message::Extension(e) => self.on_extension(peer, e),
         }
-        self.update(now).await
+        Ok(())
     }
 
     async fn on_sync(&mut self, peer: PeerId, m: Sync) -> Result<(), ReplicationError> {

@@ -89,6 +89,12 @@ struct Net {
     max_delay: u64,
     now: u64,
     seq: u64,
+    /// Deliver with [`Replicator::handle_messages`]: the first due message of a link together
+    /// with every later one on that link due within `max_delay` (as a transport reading several
+    /// frames at once does).
+    batch: bool,
+    /// Largest number of messages delivered in one `handle_messages` call.
+    largest_batch: usize,
 }
 
 impl Net {
@@ -108,6 +114,8 @@ impl Net {
             max_delay: 20,
             now: 1000,
             seq: 0,
+            batch: false,
+            largest_batch: 0,
         }
     }
 
@@ -173,8 +181,24 @@ impl Net {
             (Some((i, at)), t) if t.is_none_or(|(t, _)| at <= t) => {
                 let p = self.queue.swap_remove(i);
                 self.now = self.now.max(p.at);
-                if self.reps[p.to].peers().any(|x| x == p.peer) {
-                    block_on(self.reps[p.to].handle_message(self.now, p.peer, p.msg)).unwrap();
+                let (to, peer) = (p.to, p.peer);
+                if self.batch {
+                    let horizon = p.at + self.max_delay;
+                    let (mut group, rest): (Vec<Pending>, Vec<Pending>) =
+                        std::mem::take(&mut self.queue)
+                            .into_iter()
+                            .partition(|q| q.to == to && q.peer == peer && q.at <= horizon);
+                    self.queue = rest;
+                    group.push(p);
+                    group.sort_by_key(|q| q.seq);
+                    self.now = group.iter().map(|q| q.at).fold(self.now, u64::max);
+                    self.largest_batch = self.largest_batch.max(group.len());
+                    if self.reps[to].peers().any(|x| x == peer) {
+                        let msgs = group.into_iter().map(|q| q.msg);
+                        block_on(self.reps[to].handle_messages(self.now, peer, msgs)).unwrap();
+                    }
+                } else if self.reps[to].peers().any(|x| x == peer) {
+                    block_on(self.reps[to].handle_message(self.now, peer, p.msg)).unwrap();
                 }
             }
             (_, Some((t, i))) => {
@@ -463,6 +487,8 @@ fn random_appends_truncations_and_reads_converge() {
                 seed,
             )
         });
+        // Odd seeds deliver in batches (blocks stored together).
+        net.batch = seed % 2 == 1;
         net.connect(0, 1);
         net.connect(0, 2);
         net.connect(1, 2);
@@ -625,6 +651,80 @@ fn bad_proofs_pause_the_peer_and_blocks_come_from_the_good_one() {
         .all(|e| !matches!(e, Event::Block { peer, .. } if *peer == bad)));
     block_on(net.reps[2].core().verify_all()).unwrap();
     block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+}
+
+/// Messages delivered in batches (blocks stored together): a full download from two peers, one
+/// of them corrupting its blocks, ends as with one message at a time: every block verified and
+/// from the good peer, the bad one paused and checked for a fork, never disconnected; with
+/// `disconnect_on_invalid_data`, disconnected.
+#[test]
+fn batched_delivery_punishes_only_bad_proofs() {
+    for seed in 40..48 {
+        let mut net = with_bad_peer(Options::default(), seed);
+        net.batch = true;
+        net.corrupt.insert(1);
+        let (_, bad) = net.connect(1, 2);
+        let (_, good) = net.connect(0, 2);
+        let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        assert!(net.largest_batch > 4, "seed {seed}: {}", net.largest_batch);
+        let info = net.reps[2].peer_info(bad).unwrap();
+        assert!(info.invalid_data >= 1, "seed {seed}");
+        assert!(net.reps[2].peer_info(good).is_some());
+        assert!(net.sent[2]
+            .iter()
+            .any(|(p, m)| *p == bad && matches!(m, Message::Request(r) if r.id == 0)));
+        assert!(!net.reps[2].is_frozen());
+        let mut blocks = BTreeSet::new();
+        for e in &net.events[2] {
+            if let Event::Block { peer, index } = e {
+                assert_eq!(*peer, good, "seed {seed}");
+                blocks.insert(*index);
+            }
+        }
+        assert_eq!(blocks.len(), 64, "seed {seed}");
+        block_on(net.reps[2].core().verify_all()).unwrap();
+        block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+
+        let opts = Options {
+            disconnect_on_invalid_data: true,
+            ..Options::default()
+        };
+        let mut net = with_bad_peer(opts, seed);
+        net.batch = true;
+        net.corrupt.insert(1);
+        let (_, bad) = net.connect(1, 2);
+        net.connect(0, 2);
+        let id = block_on(net.reps[2].download(net.now, 0, Some(64))).unwrap();
+        net.run_until(|n| n.events[2].contains(&Event::Downloaded { id }));
+        assert!(net.reps[2].peer_info(bad).is_none(), "seed {seed}");
+        block_on(check_blocks(net.reps[2].core(), "v0", 0..64));
+    }
+}
+
+/// Batched delivery through appends, truncations (reorgs) and downloads converges like single
+/// delivery does.
+#[test]
+fn batched_delivery_follows_reorgs() {
+    for seed in 50..54 {
+        let mut net = pair(40, seed);
+        net.batch = true;
+        net.connect(0, 1);
+        block_on(net.reps[1].download(net.now, 0, None)).unwrap();
+        net.run_until(|n| n.has_all(1, 40));
+        block_on(net.reps[0].truncate(net.now, 25, None)).unwrap();
+        let more: Vec<Vec<u8>> = (25..60).map(|i| block(i, "v1")).collect();
+        let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
+        block_on(net.reps[0].append(net.now, &refs)).unwrap();
+        net.run_until(|n| n.has_all(1, 60) && n.reps[1].core().fork() == 1);
+        block_on(check_blocks(net.reps[1].core(), "v0", 0..25));
+        block_on(check_blocks(net.reps[1].core(), "v1", 25..60));
+        block_on(net.reps[1].core().verify_all()).unwrap();
+        assert!(net.largest_batch > 4, "seed {seed}");
+        assert!(!net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+    }
 }
 
 #[test]
@@ -1597,6 +1697,62 @@ fn hubs_replicate_over_protomux_frames() {
         // The connection ends: the peer goes away.
         hb.remove_stream(2, sb).await.unwrap();
         assert_eq!(hb.replicator(&dk).unwrap().peers().count(), 0);
+    });
+}
+
+/// 4 KiB blocks through two hubs, each side handing over every frame the other produced in one
+/// `handle_frames` call: the download completes and verifies, and no batch frame grows far past
+/// `BATCH_BYTES` (many answers in flight are split over several frames).
+#[test]
+fn hubs_take_frames_in_batches_and_bound_batch_frames() {
+    block_on(async {
+        let storage = MemoryStorage::new();
+        let mut w = Hypercore::create(
+            storage,
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[7; 32])),
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let blocks: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; 4096]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let r = reader(*w.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w, Options::default())).unwrap();
+        hb.add_core(Rep::new(r, Options::default())).unwrap();
+        let hh = [3u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        let sb = hb.add_stream(false, hh).unwrap();
+        hb.replicator_mut(&dk)
+            .unwrap()
+            .download(0, 0, None)
+            .await
+            .unwrap();
+        hb.flush();
+        let (mut largest, mut frames_in_a_call) = (0, 0);
+        for _ in 0..10_000 {
+            let to_b: Vec<Vec<u8>> =
+                std::iter::from_fn(|| ha.poll_transmit().map(|f| f.1)).collect();
+            let to_a: Vec<Vec<u8>> =
+                std::iter::from_fn(|| hb.poll_transmit().map(|f| f.1)).collect();
+            if to_a.is_empty() && to_b.is_empty() {
+                break;
+            }
+            largest = to_b.iter().map(Vec::len).fold(largest, usize::max);
+            frames_in_a_call = frames_in_a_call.max(to_b.len());
+            hb.handle_frames(0, sb, to_b).await.unwrap();
+            ha.handle_frames(0, sa, to_a).await.unwrap();
+        }
+        let rb = hb.replicator(&dk).unwrap().core();
+        assert_eq!(rb.contiguous_length(), 300);
+        rb.verify_all().await.unwrap();
+        assert_eq!(rb.get(299).await.unwrap(), Some(blocks[299].clone()));
+        assert!(largest < 64 * 1024 + 8 * 1024, "{largest}");
+        assert!(frames_in_a_call > 1, "{frames_in_a_call}");
     });
 }
 
