@@ -57,6 +57,8 @@ const MAX_RTT_SAMPLE: Duration = Duration::from_secs(5);
 const MAX_OUT_OF_ORDER: u32 = 8192;
 /// How far ahead of its pacing schedule a sender may run (absorbs coarse timers).
 const PACING_BURST: Duration = Duration::from_millis(1);
+/// How far behind its pacing schedule a sender may be and still catch up.
+const PACING_CATCH_UP: Duration = Duration::from_millis(2);
 /// MESSAGE payload bytes queued as events at most; later MESSAGEs are dropped until the owner
 /// polls (they are unreliable, and a peer must not grow our memory without bound).
 const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
@@ -1467,7 +1469,10 @@ impl Stream {
         let now = self.now;
         let rate = self.bbr.pacing_rate().max(1);
         let gap = Duration::from_nanos((bytes.len() as u64 * 1_000_000_000) / rate);
-        self.pacing_next = self.pacing_next.max(now) + gap;
+        // A sender woken late (coarse timers, a busy thread) may catch up on up to
+        // PACING_CATCH_UP of schedule it missed, as libudx's token bucket refills for the time
+        // that passed; a longer gap (idle, or a stall) is not made up for.
+        self.pacing_next = self.pacing_next.max(now.saturating_sub(PACING_CATCH_UP)) + gap;
         self.tlp_probe = false;
         match self.loss_timer {
             Some((_, LossMode::Rto)) => {}
