@@ -12,7 +12,8 @@
 //!   else (DHT RPC `0x03`/`0x13`, one-byte holepunch probes): datagrams that are not UDX go to
 //!   the owner through [`UdxSocket::datagrams`], and [`UdxSocket::send_datagram`] sends raw
 //!   datagrams on the same socket. UDX packets for unknown stream ids, or from an address other
-//!   than the stream's peer, are dropped.
+//!   than the stream's peer, are dropped. [`UdxStream::change_remote`] moves a stream to
+//!   another peer address and id mid-flight.
 //! - **Batched syscalls.** With [`SocketOptions::batched`] (the default) datagrams are received
 //!   with `recvmmsg` (and GRO where the kernel has it) and consecutive same-size datagrams to one
 //!   peer leave in one `sendmsg` with GSO; elsewhere this falls back to one datagram per call.
@@ -136,6 +137,12 @@ enum Command {
     },
     Stats(u32, oneshot::Sender<Option<StreamStats>>),
     Datagrams(mpsc::Sender<Datagram>),
+    ChangeRemote {
+        id: u32,
+        remote_id: u32,
+        remote: SocketAddr,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
 }
 
 /// A bound UDP socket carrying UDX streams (and, for its owner, other datagrams). Dropping it
@@ -348,6 +355,34 @@ impl UdxStream {
             .map_err(|_| gone())
     }
 
+    /// Moves the stream to the peer's stream `remote_id` at `remote` mid-flight (libudx
+    /// `udx_stream_change_remote`; hyperdht upgrades a relayed connection to a direct path
+    /// this way). Everything sent from now on goes there, retransmissions of earlier packets
+    /// included; sequence numbers continue, so no byte is lost or delivered twice. Datagrams
+    /// from the previous address are still accepted until the change completes, which is when
+    /// this resolves: once every packet sent before the change was acknowledged (as
+    /// udx-native's `changeRemote` promise). Fails if a change is still pending
+    /// ([`UsageError::RemoteChanging`]) or the stream closed first.
+    pub async fn change_remote(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ChangeRemote {
+                id: self.id,
+                remote_id,
+                remote,
+                done,
+            })
+            .map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the stream finished before its remote change completed",
+                )
+            })?
+            .map_err(usage)
+    }
+
     /// Destroys the stream (the peer sees a reset).
     pub fn destroy(&self) -> io::Result<()> {
         self.commands
@@ -506,6 +541,11 @@ impl AsyncWrite for UdxStream {
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
+    /// The address before a remote change that is still waiting for its acknowledgements;
+    /// datagrams from it are accepted until then.
+    previous: Option<SocketAddr>,
+    /// Told when the pending remote change completes.
+    changed: Option<oneshot::Sender<Result<(), UsageError>>>,
     events: mpsc::UnboundedSender<Event>,
     /// Data and message bytes handed to the handle and not taken yet.
     unread: usize,
@@ -572,6 +612,8 @@ impl Driver {
                     Slot {
                         // Compared with normalized sources.
                         remote: normalize(remote),
+                        previous: None,
+                        changed: None,
                         events,
                         unread: 0,
                         detached: false,
@@ -641,6 +683,30 @@ impl Driver {
                 let _ = reply.send(stats);
             }
             Command::Datagrams(tx) => self.datagrams = Some(tx),
+            Command::ChangeRemote {
+                id,
+                remote_id,
+                remote,
+                done,
+            } => {
+                let (Some(stream), Some(slot)) =
+                    (self.engine.stream_mut(id), self.slots.get_mut(&id))
+                else {
+                    let _ = done.send(Err(UsageError::Closed));
+                    return;
+                };
+                match stream.change_remote(remote_id) {
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                    // Completion (even at once) is reported by `poll_remote_changed`.
+                    Ok(_) => {
+                        slot.previous = Some(slot.remote);
+                        slot.remote = normalize(remote);
+                        slot.changed = Some(done);
+                    }
+                }
+            }
         }
     }
 
@@ -656,6 +722,12 @@ impl Driver {
                 else {
                     continue;
                 };
+                if stream.poll_remote_changed() {
+                    slot.previous = None;
+                    if let Some(done) = slot.changed.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                }
                 while slot.detached || slot.unread < READ_HIGH_WATER {
                     let Some(event) = stream.poll_event() else {
                         break;
@@ -818,8 +890,13 @@ impl Driver {
                             }
                         }
                         Some(id) => {
-                            // Only the stream's bound peer may feed it.
-                            if self.slots.get(&id).is_some_and(|s| s.remote == from) {
+                            // Only the stream's peer may feed it (at its previous address too
+                            // while a remote change is pending).
+                            if self
+                                .slots
+                                .get(&id)
+                                .is_some_and(|s| s.remote == from || s.previous == Some(from))
+                            {
                                 self.engine.handle_datagram(now, datagram);
                             }
                         }
