@@ -268,6 +268,9 @@ pub struct Stream {
     remote_rwnd: u32,
     pipe: u32,
     pipe_bytes: u64,
+    /// Payload bytes of every packet not cumulatively acknowledged (selectively acknowledged
+    /// and lost ones included).
+    outstanding_bytes: u64,
     retransmit: VecDeque<u32>,
     messages: VecDeque<Vec<u8>>,
     heartbeat_pending: bool,
@@ -363,6 +366,7 @@ impl Stream {
             remote_rwnd: DEFAULT_RECV_WINDOW,
             pipe: 0,
             pipe_bytes: 0,
+            outstanding_bytes: 0,
             retransmit: VecDeque::new(),
             messages: VecDeque::new(),
             heartbeat_pending: false,
@@ -715,6 +719,7 @@ impl Stream {
         self.out_of_order_bytes = 0;
         self.pipe = 0;
         self.pipe_bytes = 0;
+        self.outstanding_bytes = 0;
         self.loss_timer = None;
         self.rack_timer = None;
         self.zero_window_probe = None;
@@ -924,6 +929,7 @@ impl Stream {
                 break;
             };
             self.remote_acked = self.remote_acked.wrapping_add(1);
+            self.outstanding_bytes -= p.payload.len() as u64;
             if !p.sacked {
                 self.on_delivered(now, p.info(), &mut rs, &mut newest);
             }
@@ -1213,7 +1219,7 @@ impl Stream {
     }
 
     fn fire_tlp(&mut self, now: Duration) {
-        let has_new = !self.send_buf.is_empty() && self.remote_rwnd as u64 > self.pipe_bytes;
+        let has_new = !self.send_buf.is_empty() && self.send_allowance() > 0;
         if !has_new {
             // Probe with the highest unacknowledged packet.
             if let Some(i) = self.inflight.iter().rposition(|p| !p.sacked && !p.lost) {
@@ -1290,8 +1296,21 @@ impl Stream {
         self.retransmit
             .iter()
             .any(|&s| self.index_of(s).is_some_and(|i| self.inflight[i].lost))
-            || (!self.send_buf.is_empty() && u64::from(self.remote_rwnd) > self.pipe_bytes)
+            || (!self.send_buf.is_empty() && self.send_allowance() > 0)
             || (self.end_requested && self.end_seq.is_none() && self.send_buf.is_empty())
+    }
+
+    /// Bytes of new data the windows allow now. The peer's window bounds what is in the pipe
+    /// (as in libudx); everything not cumulatively acknowledged stays within twice that window
+    /// and [`MAX_OUT_OF_ORDER`] packets, what a receiver holds out of order: more would only be
+    /// dropped there (after a burst of losses it would be most of what is sent).
+    fn send_allowance(&self) -> u64 {
+        if self.inflight.len() >= MAX_OUT_OF_ORDER as usize {
+            return 0;
+        }
+        let rwnd = u64::from(self.remote_rwnd);
+        rwnd.saturating_sub(self.pipe_bytes)
+            .min((2 * rwnd).saturating_sub(self.outstanding_bytes))
     }
 
     fn index_of(&self, seq: u32) -> Option<usize> {
@@ -1375,7 +1394,7 @@ impl Stream {
             return Some(self.sent_reliable(bytes, false));
         }
         if !self.send_buf.is_empty() {
-            let allowed = u64::from(self.remote_rwnd).saturating_sub(self.pipe_bytes);
+            let allowed = self.send_allowance();
             let len = (self.max_payload() as u64)
                 .min(allowed)
                 .min(self.send_buf.len() as u64) as usize;
@@ -1422,6 +1441,7 @@ impl Stream {
             self.mtu_probe_wanted = false;
         }
         let bytes = packet::encode(&header, &[], &payload);
+        self.outstanding_bytes += payload.len() as u64;
         self.inflight.push_back(Sent {
             seq: self.seq,
             end,
