@@ -359,9 +359,9 @@ impl UdxStream {
     /// `udx_stream_change_remote`; hyperdht upgrades a relayed connection to a direct path
     /// this way). Everything sent from now on goes there, retransmissions of earlier packets
     /// included; sequence numbers continue, so no byte is lost or delivered twice. Datagrams
-    /// from the previous address are still accepted until the change completes, which is when
-    /// this resolves: once every packet sent before the change was acknowledged (as
-    /// udx-native's `changeRemote` promise). Fails if a change is still pending
+    /// from the previous address are still accepted until the change has completed and the
+    /// peer was heard from at the new one. This resolves when the change completes: once every
+    /// packet sent before it was acknowledged (as udx-native's `changeRemote` promise). Fails if a change is still pending
     /// ([`UsageError::RemoteChanging`]) or the stream closed first.
     pub async fn change_remote(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
@@ -541,8 +541,9 @@ impl AsyncWrite for UdxStream {
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
-    /// The address before a remote change that is still waiting for its acknowledgements;
-    /// datagrams from it are accepted until then.
+    /// The address before a remote change; datagrams from it are accepted until the change
+    /// completed and the peer was heard from at the new address (it may move later than we
+    /// do, or packets may still be on their way over the old path).
     previous: Option<SocketAddr>,
     /// Told when the pending remote change completes.
     changed: Option<oneshot::Sender<Result<(), UsageError>>>,
@@ -723,7 +724,6 @@ impl Driver {
                     continue;
                 };
                 if stream.poll_remote_changed() {
-                    slot.previous = None;
                     if let Some(done) = slot.changed.take() {
                         let _ = done.send(Ok(()));
                     }
@@ -891,14 +891,22 @@ impl Driver {
                         }
                         Some(id) => {
                             // Only the stream's peer may feed it (at its previous address too
-                            // while a remote change is pending).
-                            if self
-                                .slots
-                                .get(&id)
-                                .is_some_and(|s| s.remote == from || s.previous == Some(from))
-                            {
-                                self.engine.handle_datagram(now, datagram);
+                            // while a remote change is under way).
+                            let Some(slot) = self.slots.get_mut(&id) else {
+                                continue;
+                            };
+                            if slot.remote == from {
+                                let changing = self
+                                    .engine
+                                    .stream(id)
+                                    .is_some_and(Stream::is_remote_changing);
+                                if !changing {
+                                    slot.previous = None;
+                                }
+                            } else if slot.previous != Some(from) {
+                                continue;
                             }
+                            self.engine.handle_datagram(now, datagram);
                         }
                     }
                 }
@@ -1365,6 +1373,83 @@ mod tests {
             .await
             .expect("done in time");
         assert_eq!(got, b"over v6");
+    }
+
+    /// Both ends first talk through a forwarder (a relay), then move to each other's direct
+    /// address mid-transfer: the writer with megabytes in flight, so its change waits for
+    /// acknowledgements that still come over the relay. Every byte arrives once, in order;
+    /// the relay is shut down afterwards and nothing more needs it.
+    #[tokio::test]
+    async fn change_remote_from_a_relay_to_the_direct_path() {
+        let a = UdxSocket::bind(loopback()).await.unwrap();
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let relay = UdpSocket::bind(loopback()).await.unwrap();
+        let via = relay.local_addr().unwrap();
+        let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
+        let forward = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = relay.recv_from(&mut buf).await.unwrap();
+                let to = if from == a_addr { b_addr } else { a_addr };
+                let _ = relay.send_to(&buf[..n], to).await;
+            }
+        });
+        let sa = a.connect(1, 2, via).unwrap();
+        let mut sb = b.connect(2, 1, via).unwrap();
+        let data = pattern(8 << 20, 11);
+        // B moves once it got 1 MiB and tells A, which moves after writing 2 MiB, with data in
+        // flight: its change completes when that is acknowledged.
+        let (moved_tx, moved_rx) = oneshot::channel::<()>();
+        let writer = async {
+            let mut moved_rx = Some(moved_rx);
+            for (i, chunk) in data.chunks(256 * 1024).enumerate() {
+                if i == 8 {
+                    moved_rx.take().unwrap().await.unwrap();
+                    sa.change_remote(2, b_addr).await.unwrap();
+                }
+                sa.write_owned(chunk.to_vec()).await.unwrap();
+            }
+            sa.end().unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            let mut moved_tx = Some(moved_tx);
+            loop {
+                match sb.next_event().await.unwrap() {
+                    Event::Data(d) => got.extend_from_slice(&d),
+                    Event::Ended => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+                if got.len() >= 1 << 20 {
+                    if let Some(tx) = moved_tx.take() {
+                        sb.change_remote(1, a_addr).await.unwrap();
+                        tx.send(()).unwrap();
+                    }
+                }
+            }
+            got
+        };
+        let (_, got) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(writer, reader)
+        })
+        .await
+        .expect("transfer in time");
+        forward.abort();
+        assert!(
+            got == data,
+            "{} of {} bytes, or different ones",
+            got.len(),
+            data.len()
+        );
+        // The close handshake runs without the relay.
+        let mut sa = sa;
+        sb.end().unwrap();
+        let close = async { tokio::join!(sa.closed(), sb.closed()) };
+        let (ca, cb) = tokio::time::timeout(Duration::from_secs(10), close)
+            .await
+            .expect("closed in time");
+        ca.unwrap();
+        cb.unwrap();
     }
 
     #[tokio::test]
