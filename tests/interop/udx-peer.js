@@ -2,11 +2,15 @@
 // tests/tests/udx_lossy.rs, transport-native/tests/udx_cli.rs).
 //
 // argv[2] is JSON: { rustPort, localId, remoteId, sendFirst, endFirst, sendAfterEnd, sendTag,
-// recvTag, message, destroyAfter, timeoutMs }. Prints one JSON object per line: ready {port},
-// message {hex}, end {received, ok}, error {message, code}, close {received, ok}.
+// recvTag, message, destroyAfter, moveAfter, timeoutMs }. Prints one JSON object per line:
+// ready {port}, message {hex}, moved {port}, remote-changed, end {received, ok},
+// error {message, code}, close {received, ok}.
 // Byte i of a stream tagged t is (i * 7 + (i >> 10) + t) & 255; the receiver checks every byte.
 // Writes respect backpressure ('drain'). With destroyAfter the peer destroys the stream once it
-// has received that many bytes. Exits by itself after timeoutMs (60 s by default).
+// has received that many bytes. With moveAfter the peer moves its end of the stream to a new
+// socket (stream.changeRemote, a new port) once it has written that many bytes of sendFirst,
+// prints `moved` with the new port, and `remote-changed` when udx-native reports the change
+// complete. Exits by itself after timeoutMs (60 s by default).
 const UDX = require('udx-native')
 
 const cfg = JSON.parse(process.argv[2])
@@ -19,8 +23,9 @@ const pattern = (offset, len, tag) => {
   }
   return b
 }
-const writeAll = async (stream, total, tag) => {
+const writeAll = async (stream, total, tag, onWritten) => {
   for (let off = 0; off < total; off += 65536) {
+    if (onWritten) onWritten(off)
     const more = stream.write(pattern(off, Math.min(65536, total - off), tag))
     if (!more) await new Promise((resolve) => stream.once('drain', resolve))
   }
@@ -63,6 +68,18 @@ stream.on('close', () => {
 })
 stream.connect(socket, cfg.remoteId, cfg.rustPort, '127.0.0.1')
 ;(async () => {
-  if (cfg.sendFirst) await writeAll(stream, cfg.sendFirst, cfg.sendTag)
+  let moved = false
+  const move = (written) => {
+    if (!cfg.moveAfter || moved || written < cfg.moveAfter) return
+    moved = true
+    const next = udx.createSocket()
+    next.bind(0, '127.0.0.1')
+    out({ event: 'moved', port: next.address().port })
+    stream.changeRemote(next, cfg.remoteId, cfg.rustPort, '127.0.0.1').then(
+      () => out({ event: 'remote-changed' }),
+      (e) => out({ event: 'error', message: e.message })
+    )
+  }
+  if (cfg.sendFirst) await writeAll(stream, cfg.sendFirst, cfg.sendTag, move)
   if (cfg.endFirst) stream.end()
 })()

@@ -331,6 +331,53 @@ async fn tokio_driver_receives_256_mib_from_udx_native() {
     assert_eq!(peer_event(&mut peer, "close")["ok"], json!(true));
 }
 
+/// udx-native moves its end of a stream to a new socket (another port) a quarter into sending
+/// 16 MiB, as a relayed connection upgrading to a direct path does, and the Rust side follows
+/// with [`UdxStream::change_remote`] when told the new port. Every byte arrives intact and
+/// exactly once (packets udx-native sends from the new port before Rust follows are dropped
+/// and resent); udx-native reports its change complete; Rust's reply after the move reaches
+/// the new socket intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_changes_mid_transfer() {
+    const SIZE: usize = 16 << 20;
+    let socket = UdxSocket::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (mut peer, remote) = tokio_peer(
+        &socket,
+        json!({"localId": 31, "remoteId": 32, "sendFirst": SIZE, "endFirst": true,
+               "sendAfterEnd": 0, "sendTag": 4, "recvTag": 6, "moveAfter": SIZE / 4}),
+    )
+    .await;
+    let mut stream = socket.connect(32, 31, remote).unwrap();
+    let moved = peer_event(&mut peer, "moved");
+    let new_remote = SocketAddr::from(([127, 0, 0, 1], moved["port"].as_u64().unwrap() as u16));
+    assert_ne!(new_remote, remote);
+    let run = async {
+        tokio::time::timeout(STEP, stream.change_remote(31, new_remote))
+            .await
+            .expect("change in time")
+            .expect("change completes");
+        let got = read_checked(&mut stream, 4).await.expect("read");
+        write_pattern(&mut stream, 1 << 20, 6).await;
+        stream.closed().await.expect("clean close");
+        got
+    };
+    let (received, ok) = tokio::time::timeout(BIG_STEP, run)
+        .await
+        .expect("transfer in time");
+    assert_eq!(received, SIZE);
+    assert!(ok, "bytes from udx-native differ");
+    assert_eq!(
+        peer_event(&mut peer, "remote-changed")["event"],
+        json!("remote-changed")
+    );
+    let end = peer_event(&mut peer, "end");
+    assert_eq!(end["received"], json!(1 << 20));
+    assert_eq!(end["ok"], json!(true), "udx-native saw different bytes");
+    assert_eq!(peer_event(&mut peer, "close")["ok"], json!(true));
+}
+
 /// Rust destroys mid-transfer: udx-native sees ECONNRESET. Then udx-native destroys
 /// mid-transfer: the Rust reader fails with ConnectionReset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@
 //!   else (DHT RPC `0x03`/`0x13`, one-byte holepunch probes): datagrams that are not UDX go to
 //!   the owner through [`UdxSocket::datagrams`], and [`UdxSocket::send_datagram`] sends raw
 //!   datagrams on the same socket. UDX packets for unknown stream ids, or from an address other
-//!   than the stream's peer, are dropped.
+//!   than the stream's peer, are dropped. [`UdxStream::change_remote`] moves a stream to
+//!   another peer address and id mid-flight.
 //! - **Batched syscalls.** With [`SocketOptions::batched`] (the default) datagrams are received
 //!   with `recvmmsg` (and GRO where the kernel has it) and consecutive same-size datagrams to one
 //!   peer leave in one `sendmsg` with GSO; elsewhere this falls back to one datagram per call.
@@ -136,6 +137,12 @@ enum Command {
     },
     Stats(u32, oneshot::Sender<Option<StreamStats>>),
     Datagrams(mpsc::Sender<Datagram>),
+    ChangeRemote {
+        id: u32,
+        remote_id: u32,
+        remote: SocketAddr,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
 }
 
 /// A bound UDP socket carrying UDX streams (and, for its owner, other datagrams). Dropping it
@@ -348,6 +355,34 @@ impl UdxStream {
             .map_err(|_| gone())
     }
 
+    /// Moves the stream to the peer's stream `remote_id` at `remote` mid-flight (libudx
+    /// `udx_stream_change_remote`; hyperdht upgrades a relayed connection to a direct path
+    /// this way). Everything sent from now on goes there, retransmissions of earlier packets
+    /// included; sequence numbers continue, so no byte is lost or delivered twice. Datagrams
+    /// from the previous address are still accepted until the change has completed and the
+    /// peer was heard from at the new one. This resolves when the change completes: once every
+    /// packet sent before it was acknowledged (as udx-native's `changeRemote` promise). Fails if a change is still pending
+    /// ([`UsageError::RemoteChanging`]) or the stream closed first.
+    pub async fn change_remote(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ChangeRemote {
+                id: self.id,
+                remote_id,
+                remote,
+                done,
+            })
+            .map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the stream finished before its remote change completed",
+                )
+            })?
+            .map_err(usage)
+    }
+
     /// Destroys the stream (the peer sees a reset).
     pub fn destroy(&self) -> io::Result<()> {
         self.commands
@@ -506,6 +541,12 @@ impl AsyncWrite for UdxStream {
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
+    /// The address before a remote change; datagrams from it are accepted until the change
+    /// completed and the peer was heard from at the new address (it may move later than we
+    /// do, or packets may still be on their way over the old path).
+    previous: Option<SocketAddr>,
+    /// Told when the pending remote change completes.
+    changed: Option<oneshot::Sender<Result<(), UsageError>>>,
     events: mpsc::UnboundedSender<Event>,
     /// Data and message bytes handed to the handle and not taken yet.
     unread: usize,
@@ -572,6 +613,8 @@ impl Driver {
                     Slot {
                         // Compared with normalized sources.
                         remote: normalize(remote),
+                        previous: None,
+                        changed: None,
                         events,
                         unread: 0,
                         detached: false,
@@ -641,6 +684,30 @@ impl Driver {
                 let _ = reply.send(stats);
             }
             Command::Datagrams(tx) => self.datagrams = Some(tx),
+            Command::ChangeRemote {
+                id,
+                remote_id,
+                remote,
+                done,
+            } => {
+                let (Some(stream), Some(slot)) =
+                    (self.engine.stream_mut(id), self.slots.get_mut(&id))
+                else {
+                    let _ = done.send(Err(UsageError::Closed));
+                    return;
+                };
+                match stream.change_remote(remote_id) {
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                    // Completion (even at once) is reported by `poll_remote_changed`.
+                    Ok(_) => {
+                        slot.previous = Some(slot.remote);
+                        slot.remote = normalize(remote);
+                        slot.changed = Some(done);
+                    }
+                }
+            }
         }
     }
 
@@ -656,6 +723,11 @@ impl Driver {
                 else {
                     continue;
                 };
+                if stream.poll_remote_changed() {
+                    if let Some(done) = slot.changed.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                }
                 while slot.detached || slot.unread < READ_HIGH_WATER {
                     let Some(event) = stream.poll_event() else {
                         break;
@@ -818,10 +890,23 @@ impl Driver {
                             }
                         }
                         Some(id) => {
-                            // Only the stream's bound peer may feed it.
-                            if self.slots.get(&id).is_some_and(|s| s.remote == from) {
-                                self.engine.handle_datagram(now, datagram);
+                            // Only the stream's peer may feed it (at its previous address too
+                            // while a remote change is under way).
+                            let Some(slot) = self.slots.get_mut(&id) else {
+                                continue;
+                            };
+                            if slot.remote == from {
+                                let changing = self
+                                    .engine
+                                    .stream(id)
+                                    .is_some_and(Stream::is_remote_changing);
+                                if !changing {
+                                    slot.previous = None;
+                                }
+                            } else if slot.previous != Some(from) {
+                                continue;
                             }
+                            self.engine.handle_datagram(now, datagram);
                         }
                     }
                 }
@@ -1288,6 +1373,83 @@ mod tests {
             .await
             .expect("done in time");
         assert_eq!(got, b"over v6");
+    }
+
+    /// Both ends first talk through a forwarder (a relay), then move to each other's direct
+    /// address mid-transfer: the writer with megabytes in flight, so its change waits for
+    /// acknowledgements that still come over the relay. Every byte arrives once, in order;
+    /// the relay is shut down afterwards and nothing more needs it.
+    #[tokio::test]
+    async fn change_remote_from_a_relay_to_the_direct_path() {
+        let a = UdxSocket::bind(loopback()).await.unwrap();
+        let b = UdxSocket::bind(loopback()).await.unwrap();
+        let relay = UdpSocket::bind(loopback()).await.unwrap();
+        let via = relay.local_addr().unwrap();
+        let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
+        let forward = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = relay.recv_from(&mut buf).await.unwrap();
+                let to = if from == a_addr { b_addr } else { a_addr };
+                let _ = relay.send_to(&buf[..n], to).await;
+            }
+        });
+        let sa = a.connect(1, 2, via).unwrap();
+        let mut sb = b.connect(2, 1, via).unwrap();
+        let data = pattern(8 << 20, 11);
+        // B moves once it got 1 MiB and tells A, which moves after writing 2 MiB, with data in
+        // flight: its change completes when that is acknowledged.
+        let (moved_tx, moved_rx) = oneshot::channel::<()>();
+        let writer = async {
+            let mut moved_rx = Some(moved_rx);
+            for (i, chunk) in data.chunks(256 * 1024).enumerate() {
+                if i == 8 {
+                    moved_rx.take().unwrap().await.unwrap();
+                    sa.change_remote(2, b_addr).await.unwrap();
+                }
+                sa.write_owned(chunk.to_vec()).await.unwrap();
+            }
+            sa.end().unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            let mut moved_tx = Some(moved_tx);
+            loop {
+                match sb.next_event().await.unwrap() {
+                    Event::Data(d) => got.extend_from_slice(&d),
+                    Event::Ended => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+                if got.len() >= 1 << 20 {
+                    if let Some(tx) = moved_tx.take() {
+                        sb.change_remote(1, a_addr).await.unwrap();
+                        tx.send(()).unwrap();
+                    }
+                }
+            }
+            got
+        };
+        let (_, got) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(writer, reader)
+        })
+        .await
+        .expect("transfer in time");
+        forward.abort();
+        assert!(
+            got == data,
+            "{} of {} bytes, or different ones",
+            got.len(),
+            data.len()
+        );
+        // The close handshake runs without the relay.
+        let mut sa = sa;
+        sb.end().unwrap();
+        let close = async { tokio::join!(sa.closed(), sb.closed()) };
+        let (ca, cb) = tokio::time::timeout(Duration::from_secs(10), close)
+            .await
+            .expect("closed in time");
+        ca.unwrap();
+        cb.unwrap();
     }
 
     #[tokio::test]

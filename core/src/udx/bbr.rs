@@ -22,6 +22,10 @@ const BW_WINDOW_ROUNDS: u64 = 10;
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 /// How long PROBE_RTT holds the window at [`MIN_CWND`].
 const PROBE_RTT_DURATION: Duration = Duration::from_millis(200);
+/// Rounds each of the two ack-aggregation maxima spans.
+const EXTRA_ACKED_WIN_ROUNDS: u32 = 5;
+/// The ack-aggregation allowance is at most this much time at the estimated bandwidth.
+const EXTRA_ACKED_MAX: Duration = Duration::from_millis(100);
 /// Pacing rate before the first bandwidth sample (bytes/s), as libudx starts.
 pub const INITIAL_PACING_RATE: u64 = 25_000_000;
 
@@ -86,6 +90,13 @@ pub struct Bbr {
     in_recovery: bool,
     packet_conservation: bool,
     cycle_seed: u32,
+    /// Ack aggregation (libudx `bbr_update_ack_aggregation`, Linux BBR): packets acknowledged
+    /// beyond what the bandwidth estimate predicts, maximum per window of rounds, two windows.
+    extra_acked: [u32; 2],
+    extra_acked_index: usize,
+    extra_acked_rounds: u32,
+    ack_epoch_start: Duration,
+    ack_epoch_acked: u64,
 }
 
 impl Bbr {
@@ -116,6 +127,11 @@ impl Bbr {
             in_recovery: false,
             packet_conservation: false,
             cycle_seed,
+            extra_acked: [0; 2],
+            extra_acked_index: 0,
+            extra_acked_rounds: 0,
+            ack_epoch_start: now,
+            ack_epoch_acked: 0,
         }
     }
 
@@ -162,7 +178,49 @@ impl Bbr {
 
     fn target_cwnd(&self, gain: f64) -> u32 {
         // Three packets of quantization budget, as Linux BBR adds for TSO/ack aggregation.
-        self.bdp_packets(gain).saturating_add(3)
+        self.bdp_packets(gain)
+            .saturating_add(self.ack_aggregation_packets())
+            .saturating_add(3)
+    }
+
+    /// The window beyond the BDP that covers acknowledgements arriving in bursts (a receiver
+    /// acknowledging a batch at once, a relay forwarding on timer ticks): the recent maximum of
+    /// packets acknowledged beyond what the bandwidth predicts, at most 100 ms of bandwidth.
+    /// Only once the pipe is full, as in libudx and Linux.
+    fn ack_aggregation_packets(&self) -> u32 {
+        if !self.filled_pipe {
+            return 0;
+        }
+        let cap = self.btl_bw() as f64 * EXTRA_ACKED_MAX.as_secs_f64() / self.mss as f64;
+        self.extra_acked[0]
+            .max(self.extra_acked[1])
+            .min(cap.min(u32::MAX as f64 / 4.0) as u32)
+    }
+
+    fn update_ack_aggregation(&mut self, now: Duration, rs: &RateSample) {
+        if rs.newly_acked == 0 {
+            return;
+        }
+        if self.round_start {
+            self.extra_acked_rounds += 1;
+            if self.extra_acked_rounds >= EXTRA_ACKED_WIN_ROUNDS {
+                self.extra_acked_rounds = 0;
+                self.extra_acked_index ^= 1;
+                self.extra_acked[self.extra_acked_index] = 0;
+            }
+        }
+        let epoch = now.saturating_sub(self.ack_epoch_start);
+        let mut expected = (self.btl_bw() as f64 * epoch.as_secs_f64() / self.mss as f64) as u64;
+        if self.ack_epoch_acked <= expected {
+            // Acknowledgements came no faster than predicted: a new epoch.
+            self.ack_epoch_acked = 0;
+            self.ack_epoch_start = now;
+            expected = 0;
+        }
+        self.ack_epoch_acked += u64::from(rs.newly_acked);
+        let extra = (self.ack_epoch_acked - expected).min(u64::from(self.cwnd)) as u32;
+        let slot = &mut self.extra_acked[self.extra_acked_index];
+        *slot = (*slot).max(extra);
     }
 
     fn save_cwnd(&mut self) {
@@ -216,6 +274,7 @@ impl Bbr {
             }
             self.bw_samples.retain(|s| s.0 + BW_WINDOW_ROUNDS > round);
         }
+        self.update_ack_aggregation(now, rs);
         // PROBE_BW gain cycling.
         if self.state == BbrState::ProbeBw && self.is_next_cycle_phase(now, rs) {
             self.cycle_index = (self.cycle_index + 1) % PACING_GAINS.len();

@@ -57,6 +57,8 @@ const MAX_RTT_SAMPLE: Duration = Duration::from_secs(5);
 const MAX_OUT_OF_ORDER: u32 = 8192;
 /// How far ahead of its pacing schedule a sender may run (absorbs coarse timers).
 const PACING_BURST: Duration = Duration::from_millis(1);
+/// How far behind its pacing schedule a sender may be and still catch up.
+const PACING_CATCH_UP: Duration = Duration::from_millis(2);
 /// MESSAGE payload bytes queued as events at most; later MESSAGEs are dropped until the owner
 /// polls (they are unreliable, and a peer must not grow our memory without bound).
 const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
@@ -72,7 +74,8 @@ pub struct Config {
     /// `min(1500, the OS's link MTU)`. At or below [`MTU_BASE`] the search is off; values above
     /// [`MTU_MAX`] count as [`MTU_MAX`].
     pub mtu_max: u16,
-    /// Receive buffer, advertised as `rwnd` minus what is buffered.
+    /// Receive buffer, advertised as `rwnd` minus the bytes delivered and not yet polled.
+    /// Out-of-order packets are held apart, up to twice as many bytes.
     pub recv_window: u32,
     /// Retransmission timeouts in a row without progress that the stream survives, resending
     /// each time; the next one fails it with [`StreamError::Timeout`] (libudx
@@ -265,6 +268,9 @@ pub struct Stream {
     remote_rwnd: u32,
     pipe: u32,
     pipe_bytes: u64,
+    /// Payload bytes of every packet not cumulatively acknowledged (selectively acknowledged
+    /// and lost ones included).
+    outstanding_bytes: u64,
     retransmit: VecDeque<u32>,
     messages: VecDeque<Vec<u8>>,
     heartbeat_pending: bool,
@@ -280,6 +286,13 @@ pub struct Stream {
     loss_timer: Option<(Duration, LossMode)>,
     rack: Rack,
     rack_timer: Option<Duration>,
+    /// Transmissions `(sent_at, seq)` in the order they went out, for RACK; entries whose
+    /// packet has since been acknowledged, marked lost or resent are skipped and dropped from
+    /// the front lazily.
+    sent_order: VecDeque<(Duration, u32)>,
+    /// The SACK blocks of the previous acknowledgement as far as they were applied, so
+    /// repeated blocks cost nothing.
+    sack_cache: Vec<(u32, u32)>,
     timeouts: u32,
     tlp_probe: bool,
     ca: CaState,
@@ -309,6 +322,9 @@ pub struct Stream {
     ack: u32,
     ack_ext: u64,
     out_of_order: BTreeMap<u64, Received>,
+    /// The runs of keys in `out_of_order`, start → end (exclusive), kept as packets arrive so
+    /// an acknowledgement's SACK blocks cost no walk over the buffer.
+    out_of_order_runs: BTreeMap<u64, u64>,
     out_of_order_bytes: usize,
     /// Key of the most recent out-of-order arrival.
     last_arrival: Option<u64>,
@@ -350,6 +366,7 @@ impl Stream {
             remote_rwnd: DEFAULT_RECV_WINDOW,
             pipe: 0,
             pipe_bytes: 0,
+            outstanding_bytes: 0,
             retransmit: VecDeque::new(),
             messages: VecDeque::new(),
             heartbeat_pending: false,
@@ -363,6 +380,8 @@ impl Stream {
             loss_timer: None,
             rack: Rack::default(),
             rack_timer: None,
+            sent_order: VecDeque::new(),
+            sack_cache: Vec::new(),
             timeouts: 0,
             tlp_probe: false,
             ca: CaState::Open,
@@ -383,6 +402,7 @@ impl Stream {
             ack: 0,
             ack_ext: 0,
             out_of_order: BTreeMap::new(),
+            out_of_order_runs: BTreeMap::new(),
             out_of_order_bytes: 0,
             last_arrival: None,
             queued_bytes: 0,
@@ -670,8 +690,20 @@ impl Stream {
         })
     }
 
+    /// Bytes held out of order at most: twice the receive window. The window bounds what the
+    /// sender has in flight, not what it has had selectively acknowledged, so a hole that
+    /// takes a retransmission or two to fill leaves more than one window above it.
+    fn out_of_order_limit(&self) -> usize {
+        2 * self.config.recv_window as usize
+    }
+
+    /// The advertised window: the receive buffer minus the bytes delivered and not yet taken
+    /// by the owner. Out-of-order packets do not count (as in libudx): they sit in the
+    /// sender's window already, and counting them would shrink the window by a whole
+    /// bandwidth-delay product after every loss. They are bounded separately
+    /// ([`Stream::out_of_order_limit`] bytes, [`MAX_OUT_OF_ORDER`] packets).
     fn recv_window(&self) -> u32 {
-        let used = self.recv_buffered().min(u32::MAX as usize) as u32;
+        let used = self.queued_bytes.min(u32::MAX as usize) as u32;
         self.config.recv_window.saturating_sub(used)
     }
 
@@ -679,11 +711,15 @@ impl Stream {
         self.send_buf = VecDeque::new();
         self.inflight = VecDeque::new();
         self.retransmit = VecDeque::new();
+        self.sent_order = VecDeque::new();
+        self.sack_cache = Vec::new();
         self.messages = VecDeque::new();
         self.out_of_order = BTreeMap::new();
+        self.out_of_order_runs = BTreeMap::new();
         self.out_of_order_bytes = 0;
         self.pipe = 0;
         self.pipe_bytes = 0;
+        self.outstanding_bytes = 0;
         self.loss_timer = None;
         self.rack_timer = None;
         self.zero_window_probe = None;
@@ -783,6 +819,8 @@ impl Stream {
                 return; // the peer ignores our window: drop, it will retransmit
             }
             self.accept(seq, flags.contains(Flags::END), payload.to_vec());
+            // The run that starts here (if any) is delivered now, up to an END.
+            self.out_of_order_runs.remove(&self.ack_ext);
             // Nothing is delivered past the END.
             while self.remote_end_seq.is_none() {
                 let Some(next) = self.out_of_order.remove(&self.ack_ext) else {
@@ -794,15 +832,17 @@ impl Stream {
             }
             if self.remote_end_seq.is_some() {
                 self.out_of_order.clear();
+                self.out_of_order_runs.clear();
                 self.out_of_order_bytes = 0;
             }
         } else if offset < MAX_OUT_OF_ORDER {
             let key = self.ack_ext + u64::from(offset);
             if !self.out_of_order.contains_key(&key)
-                && self.out_of_order_bytes + payload.len() <= self.config.recv_window as usize
+                && self.out_of_order_bytes + payload.len() <= self.out_of_order_limit()
             {
                 self.out_of_order_bytes += payload.len();
                 self.last_arrival = Some(key);
+                self.add_to_runs(key);
                 self.out_of_order.insert(
                     key,
                     Received {
@@ -835,26 +875,21 @@ impl Stream {
     /// rest from the lowest up, at most [`MAX_SACKS`].
     fn sack_ranges(&self) -> Vec<SackRange> {
         let to_seq = |key: u64| self.ack.wrapping_add((key - self.ack_ext) as u32);
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for &key in self.out_of_order.keys() {
-            match ranges.last_mut() {
-                Some(last) if last.1 == key => last.1 = key + 1,
-                _ => ranges.push((key, key + 1)),
-            }
-        }
-        let recent = self
-            .last_arrival
-            .and_then(|k| ranges.iter().position(|r| r.0 <= k && k < r.1));
-        let mut out = Vec::with_capacity(ranges.len().min(MAX_SACKS));
-        if let Some(i) = recent {
-            out.push(ranges[i]);
-        }
-        for (i, r) in ranges.iter().enumerate() {
+        let recent = self.last_arrival.and_then(|k| {
+            self.out_of_order_runs
+                .range(..=k)
+                .next_back()
+                .filter(|r| k < *r.1)
+                .map(|(&a, &b)| (a, b))
+        });
+        let mut out = Vec::with_capacity(self.out_of_order_runs.len().min(MAX_SACKS));
+        out.extend(recent);
+        for (&a, &b) in &self.out_of_order_runs {
             if out.len() == MAX_SACKS {
                 break;
             }
-            if Some(i) != recent {
-                out.push(*r);
+            if recent.is_none_or(|r| r.0 != a) {
+                out.push((a, b));
             }
         }
         out.into_iter()
@@ -863,6 +898,16 @@ impl Stream {
                 end: to_seq(b),
             })
             .collect()
+    }
+
+    /// Adds `key` (not buffered before) to the runs, joining the runs either side.
+    fn add_to_runs(&mut self, key: u64) {
+        let start = match self.out_of_order_runs.range(..key).next_back() {
+            Some((&a, &b)) if b == key => a,
+            _ => key,
+        };
+        let end = self.out_of_order_runs.remove(&(key + 1)).unwrap_or(key + 1);
+        self.out_of_order_runs.insert(start, end);
     }
 
     fn process_ack(&mut self, now: Duration, ack: u32, sacks: &[SackRange]) {
@@ -884,6 +929,7 @@ impl Stream {
                 break;
             };
             self.remote_acked = self.remote_acked.wrapping_add(1);
+            self.outstanding_bytes -= p.payload.len() as u64;
             if !p.sacked {
                 self.on_delivered(now, p.info(), &mut rs, &mut newest);
             }
@@ -895,6 +941,8 @@ impl Stream {
                 self.remote_changed = true;
             }
         }
+        let mut cache = core::mem::take(&mut self.sack_cache);
+        let mut applied = Vec::with_capacity(sacks.len());
         for range in sacks {
             let len = self.inflight.len();
             let start = range.start.wrapping_sub(self.remote_acked) as usize;
@@ -903,7 +951,25 @@ impl Stream {
             if end > (1 << 31) {
                 continue;
             }
-            for i in start..end.min(len) {
+            let end = end.min(len);
+            if start >= end {
+                continue;
+            }
+            let (from, to) = (
+                self.remote_acked.wrapping_add(start as u32),
+                self.remote_acked.wrapping_add(end as u32),
+            );
+            applied.push((from, to));
+            // The part the previous acknowledgement already applied (the same block, grown at
+            // its end by what arrived since) is skipped.
+            let mut first = start;
+            if let Some(&(_, done)) = cache.iter().find(|c| c.0 == from) {
+                let done = done.wrapping_sub(self.remote_acked) as usize;
+                if done <= end {
+                    first = first.max(done);
+                }
+            }
+            for i in first..end {
                 if !self.inflight[i].sacked {
                     self.inflight[i].sacked = true;
                     let info = self.inflight[i].info();
@@ -911,6 +977,9 @@ impl Stream {
                 }
             }
         }
+        cache.clear();
+        cache.extend(applied);
+        self.sack_cache = cache;
         if rs.newly_acked == 0 {
             return;
         }
@@ -1012,34 +1081,37 @@ impl Stream {
     fn detect_lost(&mut self, now: Duration, rs: &mut RateSample) {
         self.rack_timer = None;
         let Some(rack_ts) = self.rack.xmit_ts else {
+            self.drop_stale_sends();
             return;
         };
         let min_rtt = self.bbr.min_rtt().unwrap_or(self.rack.rtt);
         let reo_wnd = (min_rtt / 4).min(self.srtt.unwrap_or(min_rtt));
-        let mut next: Option<Duration> = None;
         let mut newly_lost = 0;
         let mut probes_lost = 0;
-        for i in 0..self.inflight.len() {
-            let p = &self.inflight[i];
-            if !seq_gt(self.rack.end_seq, p.seq) {
+        // Oldest transmission first: deadlines grow with the send time, so the walk stops at
+        // the first packet still in flight and not overdue, or sent after the newest delivery.
+        loop {
+            self.drop_stale_sends();
+            let Some(&(sent_at, seq)) = self.sent_order.front() else {
+                break;
+            };
+            if sent_at > rack_ts || (sent_at == rack_ts && !seq_gt(self.rack.end_seq, seq)) {
                 break;
             }
-            if p.sacked || p.lost || p.sent_at > rack_ts {
-                continue;
+            let deadline = sent_at + self.rack.rtt + reo_wnd;
+            if now < deadline {
+                self.rack_timer = Some(deadline);
+                break;
             }
-            let deadline = p.sent_at + self.rack.rtt + reo_wnd;
-            if now >= deadline {
-                let seq = p.seq;
+            self.sent_order.pop_front();
+            if let Some(i) = self.index_of(seq) {
                 if self.mark_lost(i) {
                     probes_lost += 1;
                 }
                 self.retransmit.push_back(seq);
                 newly_lost += 1;
-            } else {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
-        self.rack_timer = next;
         rs.newly_lost += newly_lost;
         // Lost MTU probes say nothing about congestion (libudx `rack_detect_loss`).
         if newly_lost > probes_lost && self.ca == CaState::Open {
@@ -1047,6 +1119,21 @@ impl Stream {
             self.high_seq = self.seq;
             self.bbr
                 .enter_recovery(self.pipe, rs.newly_acked, self.delivered);
+        }
+    }
+
+    /// Drops the transmissions at the front of `sent_order` that are no longer in flight:
+    /// acknowledged, selectively acknowledged, marked lost, or sent again since.
+    fn drop_stale_sends(&mut self) {
+        while let Some(&(sent_at, seq)) = self.sent_order.front() {
+            let live = self.index_of(seq).is_some_and(|i| {
+                let p = &self.inflight[i];
+                !p.sacked && !p.lost && p.sent_at == sent_at
+            });
+            if live {
+                break;
+            }
+            self.sent_order.pop_front();
         }
     }
 
@@ -1132,7 +1219,7 @@ impl Stream {
     }
 
     fn fire_tlp(&mut self, now: Duration) {
-        let has_new = !self.send_buf.is_empty() && self.remote_rwnd as u64 > self.pipe_bytes;
+        let has_new = !self.send_buf.is_empty() && self.send_allowance() > 0;
         if !has_new {
             // Probe with the highest unacknowledged packet.
             if let Some(i) = self.inflight.iter().rposition(|p| !p.sacked && !p.lost) {
@@ -1209,8 +1296,21 @@ impl Stream {
         self.retransmit
             .iter()
             .any(|&s| self.index_of(s).is_some_and(|i| self.inflight[i].lost))
-            || (!self.send_buf.is_empty() && u64::from(self.remote_rwnd) > self.pipe_bytes)
+            || (!self.send_buf.is_empty() && self.send_allowance() > 0)
             || (self.end_requested && self.end_seq.is_none() && self.send_buf.is_empty())
+    }
+
+    /// Bytes of new data the windows allow now. The peer's window bounds what is in the pipe
+    /// (as in libudx); everything not cumulatively acknowledged stays within twice that window
+    /// and [`MAX_OUT_OF_ORDER`] packets, what a receiver holds out of order: more would only be
+    /// dropped there (after a burst of losses it would be most of what is sent).
+    fn send_allowance(&self) -> u64 {
+        if self.inflight.len() >= MAX_OUT_OF_ORDER as usize {
+            return 0;
+        }
+        let rwnd = u64::from(self.remote_rwnd);
+        rwnd.saturating_sub(self.pipe_bytes)
+            .min((2 * rwnd).saturating_sub(self.outstanding_bytes))
     }
 
     fn index_of(&self, seq: u32) -> Option<usize> {
@@ -1294,7 +1394,7 @@ impl Stream {
             return Some(self.sent_reliable(bytes, false));
         }
         if !self.send_buf.is_empty() {
-            let allowed = u64::from(self.remote_rwnd).saturating_sub(self.pipe_bytes);
+            let allowed = self.send_allowance();
             let len = (self.max_payload() as u64)
                 .min(allowed)
                 .min(self.send_buf.len() as u64) as usize;
@@ -1304,7 +1404,12 @@ impl Stream {
                 }
                 return None;
             }
-            let payload: Vec<u8> = self.send_buf.drain(..len).collect();
+            let mut payload = Vec::with_capacity(len);
+            let (front, back) = self.send_buf.as_slices();
+            let from_front = len.min(front.len());
+            payload.extend_from_slice(&front[..from_front]);
+            payload.extend_from_slice(&back[..len - from_front]);
+            self.send_buf.drain(..len);
             return Some(self.send_new(now, false, payload));
         }
         if self.end_requested && self.end_seq.is_none() {
@@ -1336,6 +1441,7 @@ impl Stream {
             self.mtu_probe_wanted = false;
         }
         let bytes = packet::encode(&header, &[], &payload);
+        self.outstanding_bytes += payload.len() as u64;
         self.inflight.push_back(Sent {
             seq: self.seq,
             end,
@@ -1369,6 +1475,7 @@ impl Stream {
             self.app_limited_until != 0,
         );
         let p = &mut self.inflight[i];
+        self.sent_order.push_back((now, p.seq));
         p.sent_at = now;
         p.delivered = delivered;
         p.delivered_time = delivered_time;
@@ -1382,7 +1489,10 @@ impl Stream {
         let now = self.now;
         let rate = self.bbr.pacing_rate().max(1);
         let gap = Duration::from_nanos((bytes.len() as u64 * 1_000_000_000) / rate);
-        self.pacing_next = self.pacing_next.max(now) + gap;
+        // A sender woken late (coarse timers, a busy thread) may catch up on up to
+        // PACING_CATCH_UP of schedule it missed, as libudx's token bucket refills for the time
+        // that passed; a longer gap (idle, or a stall) is not made up for.
+        self.pacing_next = self.pacing_next.max(now.saturating_sub(PACING_CATCH_UP)) + gap;
         self.tlp_probe = false;
         match self.loss_timer {
             Some((_, LossMode::Rto)) => {}

@@ -576,3 +576,45 @@ fn destroy_after_close_only_stops_lingering() {
     assert!(events(&mut a).is_empty());
     assert!(a.is_finished());
 }
+
+/// A receiver holds at most two windows out of order, so a sender whose first packet never
+/// arrives keeps sending new data while the peer acknowledges the rest selectively (those
+/// bytes are out of its pipe, beyond one window), but no more than two windows of it.
+#[test]
+fn outstanding_data_stays_within_twice_the_window() {
+    const RWND: u32 = 64 * 1024;
+    let config = Config {
+        mtu_max: 1200,
+        ..Config::default()
+    };
+    let mut s = Stream::new(1, 2, T0, config);
+    s.write(&vec![7u8; 1 << 20]).unwrap();
+    let mut sent = std::collections::BTreeMap::new();
+    for t in 1..400 {
+        for d in drain(&mut s, ms(t)) {
+            let p = decode(&d).unwrap();
+            if p.header.flags.contains(Flags::DATA) {
+                sent.insert(p.header.seq, p.payload.len());
+            }
+        }
+        let top = *sent.keys().next_back().unwrap();
+        let h = Header {
+            flags: Flags::SACK,
+            data_offset: 0,
+            id: 1,
+            rwnd: RWND,
+            seq: 0,
+            ack: 0,
+        };
+        let sacks = [SackRange {
+            start: 1,
+            end: top + 1,
+        }];
+        s.handle_datagram(ms(t), &encode(&h, &sacks, &[])).unwrap();
+    }
+    let outstanding: usize = sent.values().sum();
+    assert!(
+        outstanding > RWND as usize && outstanding <= 2 * RWND as usize,
+        "{outstanding} bytes outstanding with a {RWND}-byte window"
+    );
+}
