@@ -35,6 +35,12 @@ const MESSAGE_TYPES: u64 = 10;
 /// many small frames instead of one of many megabytes, which the transport would encrypt and
 /// write in one piece (and the peer buffer whole before it can decrypt any of it).
 const BATCH_BYTES: usize = 64 * 1024;
+/// A stream whose unsent bytes (frames in the hub plus the transport's backlog, see
+/// [`ReplicationHub::set_backlog`]) reach this many is congested: the peers' requests and
+/// `want`s wait ([`Replicator::set_window`]) until it drains to [`LOW_WATER`].
+pub const HIGH_WATER: usize = 4 * 1024 * 1024;
+/// A congested stream whose unsent bytes fall to this many answers again.
+pub const LOW_WATER: usize = 1024 * 1024;
 
 /// Handle of a stream in a [`ReplicationHub`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,6 +116,31 @@ struct Stream {
     channels: BTreeMap<ChannelId, Chan>,
     /// Payload bytes in the mux's current batch frame (see [`BATCH_BYTES`]).
     corked_bytes: usize,
+    /// Bytes of its frames in the hub's queue.
+    out_bytes: usize,
+    /// Bytes the transport has not written yet, as it last told ([`ReplicationHub::set_backlog`]).
+    backlog: usize,
+    /// Unsent bytes reached [`HIGH_WATER`] and have not fallen to [`LOW_WATER`] since.
+    congested: bool,
+}
+
+impl Stream {
+    /// Bytes handed to us for this stream and not written yet.
+    fn unsent(&self) -> usize {
+        self.out_bytes + self.backlog
+    }
+
+    /// Bytes of answers its peers may still get: none while congested.
+    fn window(&mut self) -> usize {
+        if self.congested && self.unsent() <= LOW_WATER {
+            self.congested = false;
+        }
+        if self.congested {
+            0
+        } else {
+            HIGH_WATER.saturating_sub(self.unsent())
+        }
+    }
 }
 
 /// Replicators of many cores over many streams (see the [module docs](self)).
@@ -183,6 +214,9 @@ impl<S: Storage> ReplicationHub<S> {
                 handshake_hash,
                 channels: BTreeMap::new(),
                 corked_bytes: 0,
+                out_bytes: 0,
+                backlog: 0,
+                congested: false,
             },
         );
         let dks: Vec<[u8; 32]> = self.cores.keys().copied().collect();
@@ -324,10 +358,12 @@ impl<S: Storage> ReplicationHub<S> {
         let Some((dk, peer, msgs)) = group.take() else {
             return Ok(());
         };
-        if !self.peers.contains_key(&(dk, peer)) {
+        let Some(&(sid, _)) = self.peers.get(&(dk, peer)) else {
             return Ok(());
-        }
+        };
+        let window = self.streams.get_mut(&sid).map_or(0, Stream::window);
         if let Some(rep) = self.cores.get_mut(&dk) {
+            rep.set_window(now, peer, window).await?;
             rep.handle_messages(now, peer, msgs).await?;
         }
         self.flush();
@@ -509,7 +545,11 @@ impl<S: Storage> ReplicationHub<S> {
             s.corked_bytes = 0;
             s.mux.uncork();
             while let Some(f) = s.mux.poll_transmit() {
+                s.out_bytes += f.len();
                 self.out.push_back((*sid, f));
+            }
+            if s.unsent() >= HIGH_WATER {
+                s.congested = true;
             }
         }
         for (sid, error) in disconnects {
@@ -533,7 +573,84 @@ impl<S: Storage> ReplicationHub<S> {
 
     /// Next frame to encrypt and write, and on which stream.
     pub fn poll_transmit(&mut self) -> Option<(StreamId, Vec<u8>)> {
-        self.out.pop_front()
+        let (sid, f) = self.out.pop_front()?;
+        if let Some(s) = self.streams.get_mut(&sid) {
+            s.out_bytes -= f.len();
+        }
+        Some((sid, f))
+    }
+
+    /// The transport holds `bytes` of `stream` not yet written to the connection (what it took
+    /// from [`ReplicationHub::poll_transmit`], encrypted or not). Tell it whenever that changes
+    /// noticeably (at least when it crosses [`HIGH_WATER`] or [`LOW_WATER`]): while the stream's
+    /// unsent bytes are past [`HIGH_WATER`], the peers' requests and `want`s wait instead of
+    /// being answered (JS holds them until the stream drains), so a peer that sends requests
+    /// but never reads cannot grow our memory; here, once it drained to [`LOW_WATER`], they are
+    /// answered. A transport that never tells still has each batch of answers bounded, as the
+    /// hub's own queue counts.
+    pub async fn set_backlog(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+        bytes: usize,
+    ) -> Result<(), ReplicationError> {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return Err(ReplicationError::UnknownStream);
+        };
+        s.backlog = bytes;
+        self.resume(now, stream).await
+    }
+
+    /// Bytes of `stream` not written yet: frames in the hub and the transport's backlog.
+    pub fn unsent(&self, stream: StreamId) -> Option<usize> {
+        self.streams.get(&stream).map(Stream::unsent)
+    }
+
+    /// Whether `stream` is congested (its peers' requests wait, see
+    /// [`ReplicationHub::set_backlog`]).
+    pub fn is_congested(&self, stream: StreamId) -> bool {
+        self.streams.get(&stream).is_some_and(|s| s.congested)
+    }
+
+    /// The peers of `stream` with requests waiting for window.
+    fn waiting_peers(&self, stream: StreamId) -> Vec<([u8; 32], PeerId)> {
+        let Some(s) = self.streams.get(&stream) else {
+            return Vec::new();
+        };
+        s.channels
+            .values()
+            .filter_map(|c| Some((c.dk, c.peer?)))
+            .filter(|(dk, peer)| self.cores.get(dk).is_some_and(|r| r.deferred(*peer) > 0))
+            .collect()
+    }
+
+    /// Answer the waiting requests of `stream`'s peers as far as its window reaches.
+    async fn resume(&mut self, now: u64, stream: StreamId) -> Result<(), ReplicationError> {
+        for (dk, peer) in self.waiting_peers(stream) {
+            let Some(window) = self.streams.get_mut(&stream).map(Stream::window) else {
+                break;
+            };
+            if window == 0 {
+                break;
+            }
+            if let Some(rep) = self.cores.get_mut(&dk) {
+                rep.set_window(now, peer, window).await?;
+            }
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Whether a stream has waiting requests that its window would let through now.
+    fn can_resume(&self) -> bool {
+        self.streams.iter().any(|(sid, s)| {
+            let window = if s.congested && s.unsent() > LOW_WATER {
+                0
+            } else {
+                HIGH_WATER.saturating_sub(s.unsent())
+            };
+            window > 0 && !self.waiting_peers(*sid).is_empty()
+        })
     }
 
     /// Next event.
@@ -541,8 +658,12 @@ impl<S: Storage> ReplicationHub<S> {
         self.events.pop_front()
     }
 
-    /// Earliest deadline of any replicator.
+    /// Earliest deadline of any replicator; 0 (due now) when waiting requests of a stream can
+    /// be answered (its transport drained it).
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.can_resume() {
+            return Some(0);
+        }
         self.cores
             .values()
             .filter_map(Replicator::poll_timeout)
@@ -557,6 +678,10 @@ impl<S: Storage> ReplicationHub<S> {
             }
         }
         self.flush();
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for sid in ids {
+            self.resume(now, sid).await?;
+        }
         Ok(())
     }
 }

@@ -23,9 +23,11 @@ pub mod replicator;
 #[cfg(test)]
 mod tests;
 
-pub use hub::{HubEvent, ReplicationHub, StreamId, PROTOCOL, PROTOCOL_ALIAS};
+pub use hub::{
+    HubEvent, ReplicationHub, StreamId, HIGH_WATER, LOW_WATER, PROTOCOL, PROTOCOL_ALIAS,
+};
 pub use remote_bitfield::{RemoteBitfield, RemoteWants};
 pub use replicator::{
     DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator, SeekId, TreeHashId,
-    MAX_INVALID_REQUESTS,
+    MAX_DEFERRED, MAX_INVALID_REQUESTS,
 };

@@ -62,7 +62,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::crypto::Hash;
-use crate::encoding::DecodeError;
+use crate::encoding::{DecodeError, Encode};
 use crate::hypercore::messages::{
     Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
     RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want, NO_DATA_INVALID_REQUEST,
@@ -80,6 +80,9 @@ use super::remote_bitfield::{RemoteBitfield, RemoteWants};
 
 /// Invalid requests a peer may send before it is disconnected (JS `MAX_INVALID_REQUESTS`).
 pub const MAX_INVALID_REQUESTS: u64 = 64;
+/// Requests and `want`s a peer may keep waiting for answers while it does not read ours
+/// ([`Replicator::set_window`]): 8 times the most requests a JS peer keeps in flight (512).
+pub const MAX_DEFERRED: usize = 4096;
 /// `noData` answers after which a peer is paused (JS `MAX_BACKOFFS`).
 const MAX_BACKOFFS: u64 = MAX_INVALID_REQUESTS / 2;
 /// Blocks per `want` (JS COMPAT want batches: 2^21).
@@ -205,6 +208,10 @@ pub enum ReplicationError {
     /// No core with this discovery key is replicated.
     #[error("unknown core")]
     UnknownCore,
+    /// The peer kept more than [`MAX_DEFERRED`] requests and `want`s waiting for answers while
+    /// it did not read ours.
+    #[error("peer has more than {MAX_DEFERRED} requests waiting while it does not read")]
+    TooManyDeferred,
 }
 
 /// What happened, for the owner.
@@ -333,8 +340,12 @@ pub struct PeerInfo {
     pub invalid_data: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Peer {
+    /// Bytes of answers we may still queue for it (see [`Replicator::set_window`]).
+    window: usize,
+    /// Its requests and `want`s waiting for window, oldest first.
+    deferred: VecDeque<Message>,
     synced: bool,
     remote_fork: u64,
     remote_length: u64,
@@ -360,6 +371,38 @@ struct Peer {
     fully_signaled: u64,
     last_ext_sent: Option<String>,
     last_ext_recv: Option<String>,
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Peer {
+            window: usize::MAX,
+            deferred: VecDeque::new(),
+            synced: false,
+            remote_fork: 0,
+            remote_length: 0,
+            remote_can_upgrade: false,
+            remote_has_manifest: false,
+            no_seeks: false,
+            manifest_asked: false,
+            length_acked: 0,
+            can_upgrade: false,
+            last_upgradable: None,
+            remote_contig: 0,
+            remote_bitfield: RemoteBitfield::default(),
+            remote_wants: RemoteWants::default(),
+            wants_sent: BTreeSet::new(),
+            inflight: 0,
+            paused: false,
+            invalid_requests: 0,
+            invalid_data: 0,
+            backoffs: 0,
+            timeouts: 0,
+            fully_signaled: 0,
+            last_ext_sent: None,
+            last_ext_recv: None,
+        }
+    }
 }
 
 impl Peer {
@@ -634,6 +677,90 @@ impl<S: Storage> Replicator<S> {
     pub async fn remove_peer(&mut self, now: u64, peer: PeerId) -> Result<(), ReplicationError> {
         self.drop_peer(peer);
         self.update(now).await
+    }
+
+    /// Set how many bytes of answers (to its requests and `want`s) we may still queue for
+    /// `peer`: the owner's send buffer room for the peer's stream (unlimited until set; 0: the
+    /// stream is congested). Answers use the window up; while it is used up, requests and
+    /// `want`s wait, in order (JS holds them until the protomux stream drains), at most
+    /// [`MAX_DEFERRED`] of them: a peer that keeps more waiting while it does not read our
+    /// answers is disconnected ([`ReplicationError::TooManyDeferred`]). Waiting ones are
+    /// answered here as far as the new window reaches. Other messages are always handled.
+    pub async fn set_window(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        window: usize,
+    ) -> Result<(), ReplicationError> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
+        p.window = window;
+        if self.frozen {
+            p.deferred.clear();
+        }
+        while let Some(msg) = self
+            .peers
+            .get_mut(&peer)
+            .filter(|p| p.window > 0)
+            .and_then(|p| p.deferred.pop_front())
+        {
+            self.answer(now, peer, msg).await?;
+        }
+        Ok(())
+    }
+
+    /// Requests and `want`s of `peer` waiting for window ([`Replicator::set_window`]).
+    pub fn deferred(&self, peer: PeerId) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.deferred.len())
+    }
+
+    /// Answer a request or `want` of `peer` and take the answers' size off its window.
+    async fn answer(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msg: Message,
+    ) -> Result<(), ReplicationError> {
+        let before = self.transmits.len();
+        match msg {
+            Message::Request(m) => self.on_request(now, peer, m).await?,
+            Message::Want(w) => self.on_want(peer, w),
+            _ => {}
+        }
+        let used: usize = self
+            .transmits
+            .iter()
+            .skip(before)
+            .filter(|t| t.0 == peer)
+            .map(|t| t.1.encoded_len())
+            .sum();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.window = p.window.saturating_sub(used);
+        }
+        Ok(())
+    }
+
+    /// Answer a request or `want` of `peer` now if its window allows and none waits before
+    /// it, else queue it.
+    async fn answer_or_defer(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        msg: Message,
+    ) -> Result<(), ReplicationError> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
+        if p.window > 0 && p.deferred.is_empty() {
+            return self.answer(now, peer, msg).await;
+        }
+        if p.deferred.len() >= MAX_DEFERRED {
+            self.disconnect(peer, ReplicationError::TooManyDeferred);
+            return Ok(());
+        }
+        p.deferred.push_back(msg);
+        Ok(())
     }
 
     /// Forget a peer without rescheduling its requests yet (they move to other peers on the next
@@ -970,13 +1097,19 @@ impl<S: Storage> Replicator<S> {
     ) -> Result<(), ReplicationError> {
         match msg {
             Message::Sync(m) => self.on_sync(peer, m).await?,
-            Message::Request(m) => self.on_request(now, peer, m).await?,
-            Message::Cancel(Cancel { request }) => self.delayed.retain(|d| {
-                !(d.1 == peer && matches!(&d.2, Message::NoData(n) if n.request == request))
-            }),
+            Message::Request(m) => self.answer_or_defer(now, peer, Message::Request(m)).await?,
+            Message::Cancel(Cancel { request }) => {
+                self.delayed.retain(|d| {
+                    !(d.1 == peer && matches!(&d.2, Message::NoData(n) if n.request == request))
+                });
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.deferred
+                        .retain(|m| !matches!(m, Message::Request(r) if r.id == request));
+                }
+            }
             Message::Data(d) => self.on_data(peer, *d).await?,
             Message::NoData(m) => self.on_no_data(peer, m),
-            Message::Want(w) => self.on_want(peer, w),
+            Message::Want(w) => self.answer_or_defer(now, peer, Message::Want(w)).await?,
             Message::Unwant(w) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.remote_wants.remove(w.start, w.length, w.any);
