@@ -12,10 +12,15 @@
 //! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
 //!
 //! Outgoing bytes are queued in memory while the socket is not writable; reading continues
-//! meanwhile, so two pumps can never deadlock each other on full socket buffers.
+//! meanwhile, so two pumps can never deadlock each other on full socket buffers. The queue is
+//! bounded all the same: the pump tells the hub how many bytes it holds
+//! ([`ReplicationHub::set_backlog`]), and past the hub's high-water mark the peer's requests
+//! wait for the queue to drain instead of being answered (a peer that sends requests but never
+//! reads cannot grow our memory; [`SharedHub::max_backlog`] shows the most ever held).
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ use crate::core::storage::Storage;
 /// Bytes read from the socket at most per read call. The messages of one read go to the hub
 /// together and the blocks among them are stored in one write: bigger reads, fewer writes.
 const READ_CHUNK: usize = 256 * 1024;
+/// The pump tells the hub its backlog when it changed by this many bytes (or emptied).
+const REPORT_STEP: usize = 64 * 1024;
 
 /// Why [`replicate`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +108,8 @@ impl<S: Storage> State<S> {
 /// Cloning gives another handle to the same hub.
 pub struct SharedHub<S: Storage> {
     state: Arc<Mutex<State<S>>>,
+    /// The most bytes a connection held unwritten at once.
+    max_backlog: Arc<AtomicUsize>,
     start: Instant,
 }
 
@@ -108,6 +117,7 @@ impl<S: Storage> Clone for SharedHub<S> {
     fn clone(&self) -> Self {
         SharedHub {
             state: self.state.clone(),
+            max_backlog: self.max_backlog.clone(),
             start: self.start,
         }
     }
@@ -132,6 +142,7 @@ impl<S: Storage> SharedHub<S> {
                 conns: HashMap::new(),
                 events,
             })),
+            max_backlog: Arc::new(AtomicUsize::new(0)),
             start: Instant::now(),
         }
     }
@@ -162,6 +173,12 @@ impl<S: Storage> SharedHub<S> {
     /// Number of connections currently replicating (handshake done, not yet closed).
     pub async fn connections(&self) -> usize {
         self.state.lock().await.conns.len()
+    }
+
+    /// The most bytes one connection ever held encrypted but not yet written: bounded by the
+    /// hub's high-water mark plus about one answer, however little the peer reads.
+    pub fn max_backlog(&self) -> usize {
+        self.max_backlog.load(Ordering::Relaxed)
     }
 
     fn deadline(&self, at_ms: u64) -> Instant {
@@ -246,6 +263,7 @@ where
         sid: None,
         wake: Arc::new(Notify::new()),
         ended_by_us: false,
+        reported: 0,
     };
     let result = pump.run(io).await;
     if let Some(sid) = pump.sid.take() {
@@ -267,6 +285,8 @@ struct Pump<'h, S: Storage> {
     sid: Option<StreamId>,
     wake: Arc<Notify>,
     ended_by_us: bool,
+    /// The backlog last told to the hub.
+    reported: usize,
 }
 
 impl<S: Storage> Pump<'_, S> {
@@ -278,15 +298,19 @@ impl<S: Storage> Pump<'_, S> {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut out: VecDeque<Vec<u8>> = VecDeque::new();
         let mut offset = 0usize;
+        // Bytes in `out` not yet written.
+        let mut queued = 0usize;
         let mut reading = true;
         let mut shut_down = false;
         loop {
             self.take_frames().await?;
             while let Some(bytes) = self.stream.poll_transmit() {
                 if !bytes.is_empty() {
+                    queued += bytes.len();
                     out.push_back(bytes);
                 }
             }
+            self.report(queued).await?;
             if out.is_empty() {
                 if self.stream.wants_shutdown() && !shut_down {
                     shut_down = true;
@@ -322,6 +346,7 @@ impl<S: Storage> Pump<'_, S> {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }
                     offset += n;
+                    queued -= n;
                     if out.front().is_some_and(|b| offset >= b.len()) {
                         out.pop_front();
                         offset = 0;
@@ -341,6 +366,24 @@ impl<S: Storage> Pump<'_, S> {
             }
             self.handle_stream_events().await?;
         }
+    }
+
+    /// Tell the hub how many bytes we hold unwritten, when that changed enough.
+    async fn report(&mut self, queued: usize) -> Result<(), ReplicateError> {
+        self.hub.max_backlog.fetch_max(queued, Ordering::Relaxed);
+        let Some(sid) = self.sid else {
+            return Ok(());
+        };
+        if queued.abs_diff(self.reported) < REPORT_STEP && (queued > 0 || self.reported == 0) {
+            return Ok(());
+        }
+        self.reported = queued;
+        let now = self.hub.now();
+        let mut g = self.hub.lock().await;
+        if g.has_stream(sid) {
+            g.set_backlog(now, sid, queued).await?;
+        }
+        Ok(())
     }
 
     /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
