@@ -13,6 +13,14 @@
 //!
 //! Everything runs on the page's single thread: connections are tasks spawned with
 //! `wasm_bindgen_futures::spawn_local`, sharing the hub through an async lock.
+//!
+//! Limitation (backpressure): [`Duplex::send`] never waits and tells nothing about what the
+//! carrier still buffers, so this pump, unlike the native one, reports no backlog to the hub
+//! ([`ReplicationHub::set_backlog`]). The hub's high-water mark then bounds only the answers to
+//! one batch of input, not what piles up in the carrier: a peer that sends requests and never
+//! reads grows the carrier's buffer. A carrier with a measure of its queue (WebSocket and
+//! `RTCDataChannel` `bufferedAmount`) needs a `Duplex` method to report it, and a wake-up when
+//! it drains, before this pump can pass it on; the in-page [`memory_duplex`] has neither.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
