@@ -14,6 +14,14 @@
 //! replicator) destroys the stream: [`HubEvent::StreamClosed`] tells the transport to drop the
 //! connection. A core whose replicator found a fork conflict ([`ReplicationError::Conflict`])
 //! only has its channels closed ([`HubEvent::ChannelClosed`]), after its last messages.
+//!
+//! Backpressure (JS holds a peer's requests until the protomux stream drains): the hub counts
+//! per stream the bytes not yet written, its own queued frames plus the transport's backlog
+//! ([`ReplicationHub::set_backlog`]). At [`HIGH_WATER`] the stream is congested: its peers'
+//! requests and `want`s wait in their replicator ([`Replicator::set_window`], at most
+//! [`MAX_DEFERRED`](super::replicator::MAX_DEFERRED) per peer, beyond that the peer is
+//! disconnected) until the stream drained to [`LOW_WATER`]; everything else, answers to our own
+//! requests included, is still read and handled, so two peers cannot deadlock each other.
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -37,6 +37,10 @@
 //!   `data` if the manifest was asked for and we have one, else `noData(NOT_AVAILABLE)`; a proof
 //!   that cannot be generated → `noData(INVALID_REQUEST)` after the JS backoff (200 ms → 5 s), and at
 //!   [`MAX_INVALID_REQUESTS`] the peer is disconnected ([`Event::Disconnect`]).
+//! * **backpressure**: answers to a peer's requests and `want`s use up a window of bytes the
+//!   owner grants ([`Replicator::set_window`]; the hub grants its stream's send buffer room);
+//!   without window they wait, in order, until it grows again (JS queues requests while the
+//!   stream is not drained). More than [`MAX_DEFERRED`] waiting: the peer is disconnected.
 //! * **ranges**: `range` broadcasts of blocks older than the last 256 go only to peers whose
 //!   `want`s cover them, unless we hold every block (JS `broadcastRange` with `RemoteWants`);
 //!   peers that never send `want` still hear about new blocks and full contiguity.
