@@ -169,8 +169,14 @@ impl ChunkCache {
             }
             slot.generation
         };
-        let Some(c) = chunk_at_or_after(storage, index).await? else {
-            return Ok(None);
+        // A chunk ending at `index` (every chunk of a core appended one block at a time, and the
+        // last block of the others) is a point read, cheaper than the scan that finds the rest.
+        let c = match storage.get(&layout::block_key(index)).await? {
+            Some(v) => Chunk::decode(index, v)?,
+            None => match chunk_at_or_after(storage, index).await? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
         };
         if c.first > index {
             return Ok(None);
