@@ -42,6 +42,9 @@ use datagram::SecretSend;
 pub const IDHEADERBYTES: usize = 32 + HEADERBYTES;
 /// The largest frame a u24 length prefix allows (JS `MAX_ATOMIC_WRITE`).
 pub const MAX_FRAME_LEN: usize = 0xff_ffff;
+/// The most a frame's buffer reserves when its length arrives; larger frames grow it as their
+/// bytes come in.
+const MAX_FRAME_RESERVE: usize = 1 << 20;
 /// The largest message one [`SecretStream::write`] accepts.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN - ABYTES;
 
@@ -444,7 +447,9 @@ impl SecretStream {
                     self.split_first = len >= ABYTES
                         && self.handshake.is_none()
                         && self.session.as_ref().is_some_and(|s| s.pull.is_some());
-                    self.frame = Vec::with_capacity(len.min(1 << 16));
+                    // The whole frame at once (no regrowing and copying), up to a bound on what
+                    // a peer can make us reserve before sending it.
+                    self.frame = Vec::with_capacity(len.min(MAX_FRAME_RESERVE));
                 }
             }
         }
