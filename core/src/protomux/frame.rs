@@ -137,7 +137,7 @@ impl<'a> Frame<'a> {
                         Vec::with_capacity(uint_len(item.message_type) + item.payload.len());
                     write_uint(&mut buf, item.message_type);
                     buf.extend_from_slice(item.payload);
-                    builder.push(item.channel, &buf);
+                    builder.push(item.channel, None, &buf);
                 }
                 if let Some(frame) = builder.finish() {
                     out.extend_from_slice(&frame);
@@ -266,10 +266,14 @@ pub(super) struct BatchBuilder {
 
 impl BatchBuilder {
     pub(super) fn new() -> Self {
-        BatchBuilder {
-            buf: vec![0, 0],
-            last: None,
-        }
+        Self::with_capacity(0)
+    }
+
+    /// A builder whose buffer has room for `capacity` bytes.
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(2));
+        buf.extend_from_slice(&[0, 0]);
+        BatchBuilder { buf, last: None }
     }
 
     /// True when no item was pushed.
@@ -282,8 +286,9 @@ impl BatchBuilder {
         self.buf.len()
     }
 
-    /// Appends `item` (`uint type ‖ payload`) for `channel`.
-    pub(super) fn push(&mut self, channel: u64, item: &[u8]) {
+    /// Appends the item `uint message_type ‖ payload` for `channel` (`payload` alone when
+    /// `message_type` is `None`: it then starts with its type).
+    pub(super) fn push(&mut self, channel: u64, message_type: Option<u64>, payload: &[u8]) {
         match self.last {
             Some(last) if last == channel => {}
             Some(_) => {
@@ -293,11 +298,24 @@ impl BatchBuilder {
             None => write_uint(&mut self.buf, channel),
         }
         self.last = Some(channel);
-        write_buffer(&mut self.buf, item);
+        match message_type {
+            Some(t) => {
+                write_uint(&mut self.buf, (uint_len(t) + payload.len()) as u64);
+                write_uint(&mut self.buf, t);
+                self.buf.extend_from_slice(payload);
+            }
+            None => write_buffer(&mut self.buf, payload),
+        }
     }
 
     /// The frame, or `None` if nothing was pushed (JS sends nothing then).
-    pub(super) fn finish(self) -> Option<Vec<u8>> {
-        self.last.map(|_| self.buf)
+    pub(super) fn finish(mut self) -> Option<Vec<u8>> {
+        self.last?;
+        // Built with room for a batch as large as the last one: give back what a small one
+        // leaves unused.
+        if self.buf.capacity() > 2 * self.buf.len() {
+            self.buf.shrink_to_fit();
+        }
+        Some(self.buf)
     }
 }

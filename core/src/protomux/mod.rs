@@ -64,6 +64,8 @@ use frame::{
 pub const MAX_BUFFERED: usize = 32768;
 /// Deepest nesting of batch frames inside batch frames that [`Protomux::handle_frame`] accepts.
 pub const MAX_BATCH_DEPTH: usize = 32;
+/// Bound of the capacity a new batch starts with (the size of the previous batch).
+const MAX_BATCH_HINT: usize = 1 << 20;
 
 /// A protocol violation by the remote: JS destroys the stream on these, and so should the owner.
 /// After one, the mux is destroyed ([`Protomux::destroy`]).
@@ -302,6 +304,9 @@ pub struct Protomux {
     next_channel: u64,
     corked: u32,
     batch: Option<BatchBuilder>,
+    /// Capacity for the next batch: the size of the last one (bounded), so that a batch is built
+    /// without growing (and copying) its buffer again and again.
+    batch_hint: usize,
     /// Corks taken while handling multi-message batches, released by `poll_event`.
     batch_corks: u32,
     buffered: usize,
@@ -477,13 +482,11 @@ impl Protomux {
             .get(&channel)
             .ok_or(ChannelError::UnknownChannel)?
             .local_id;
-        let mut buf =
-            Vec::with_capacity(uint_len(local_id) + uint_len(message_type) + payload.len());
         if self.batch.is_some() {
-            write_uint(&mut buf, message_type);
-            buf.extend_from_slice(payload);
-            self.push_batch(local_id, &buf);
+            self.push_batch(local_id, Some(message_type), payload);
         } else {
+            let mut buf =
+                Vec::with_capacity(uint_len(local_id) + uint_len(message_type) + payload.len());
             write_uint(&mut buf, local_id);
             write_uint(&mut buf, message_type);
             buf.extend_from_slice(payload);
@@ -542,7 +545,7 @@ impl Protomux {
     pub fn cork(&mut self) {
         self.corked += 1;
         if self.corked == 1 {
-            self.batch = Some(BatchBuilder::new());
+            self.batch = Some(BatchBuilder::with_capacity(self.batch_hint));
         }
     }
 
@@ -555,6 +558,7 @@ impl Protomux {
         self.corked -= 1;
         if self.corked == 0 {
             if let Some(frame) = self.batch.take().and_then(BatchBuilder::finish) {
+                self.batch_hint = frame.len().min(MAX_BATCH_HINT);
                 self.transmit.push_back(frame);
             }
         }
@@ -935,25 +939,27 @@ impl Protomux {
     /// JS `_write0` (index.js:803-810): a control frame, or a channel-0 batch item when corked.
     fn write_control(&mut self, frame: Vec<u8>) {
         if self.batch.is_some() {
-            self.push_batch(0, &frame[1..]);
+            self.push_batch(0, None, &frame[1..]);
         } else {
             self.transmit.push_back(frame);
         }
     }
 
     /// JS `_pushBatch` (index.js:484-497).
-    fn push_batch(&mut self, local_id: u64, item: &[u8]) {
+    /// The item is `uint message_type ‖ payload`, or `payload` alone when that already starts
+    /// with its type.
+    fn push_batch(&mut self, local_id: u64, message_type: Option<u64>, payload: &[u8]) {
         let Some(batch) = &mut self.batch else {
             return;
         };
         if !batch.is_empty() && batch.len() >= MAX_BATCH {
-            let full = std::mem::replace(batch, BatchBuilder::new());
+            let full = std::mem::replace(batch, BatchBuilder::with_capacity(self.batch_hint));
             if let Some(frame) = full.finish() {
                 self.transmit.push_back(frame);
             }
         }
         if let Some(batch) = &mut self.batch {
-            batch.push(local_id, item);
+            batch.push(local_id, message_type, payload);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! wrap it), byte for byte, including its rekeying and its Poly1305 padding of `mlen & 15` zero
 //! bytes after the ciphertext.
 
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
 use poly1305::universal_hash::{KeyInit, UniversalHash};
 use poly1305::Poly1305;
@@ -47,29 +47,33 @@ impl State {
         State { k: k.into(), nonce }
     }
 
-    fn cipher(&self, block: u32) -> ChaCha20 {
-        let mut c = ChaCha20::new(&self.k.into(), &self.nonce.into());
-        c.seek(u64::from(block) * 64);
-        c
+    fn cipher(&self) -> ChaCha20 {
+        ChaCha20::new(&self.k.into(), &self.nonce.into())
     }
 
-    /// MAC over the tag block and the ciphertext (no additional data), as libsodium computes it.
-    fn mac(&self, tag_block: &[u8; 64], ciphertext: &[u8]) -> [u8; 16] {
+    /// The cipher positioned at keystream block 1 and the Poly1305 keyed with block 0.
+    fn start(&self) -> (ChaCha20, Poly1305) {
+        let mut c = self.cipher();
+        let mut block0 = [0u8; 64];
+        c.apply_keystream(&mut block0);
         let mut poly_key = [0u8; 32];
-        self.cipher(0).apply_keystream(&mut poly_key);
-        let mut poly = Poly1305::new(&poly_key.into());
-        // No additional data: zero bytes and zero padding.
-        poly.update_padded(tag_block);
+        poly_key.copy_from_slice(&block0[..32]);
+        (c, Poly1305::new(&poly_key.into()))
+    }
+
+    /// Finishes the MAC over the tag block (already fed) and `ciphertext` (no additional data),
+    /// as libsodium computes it.
+    fn finish_mac(mut poly: Poly1305, ciphertext: &[u8]) -> [u8; 16] {
         let full = ciphertext.len() - ciphertext.len() % 16;
         poly.update_padded(&ciphertext[..full]);
         let rem = &ciphertext[full..];
-        // libsodium pads with `(0x10 - 64 + mlen) & 0xf` = `mlen & 15` zero bytes.
-        let mut tail = Vec::with_capacity(2 * rem.len() + 16);
-        tail.extend_from_slice(rem);
-        tail.resize(2 * rem.len(), 0);
-        tail.extend_from_slice(&0u64.to_le_bytes());
-        tail.extend_from_slice(&(64 + ciphertext.len() as u64).to_le_bytes());
-        poly.compute_unpadded(&tail).into()
+        // libsodium pads with `(0x10 - 64 + mlen) & 0xf` = `mlen & 15` zero bytes, then the two
+        // lengths (no additional data; the tag block and the ciphertext).
+        let mut tail = [0u8; 2 * 15 + 16];
+        tail[..rem.len()].copy_from_slice(rem);
+        let lens = 2 * rem.len();
+        tail[lens + 8..lens + 16].copy_from_slice(&(64 + ciphertext.len() as u64).to_le_bytes());
+        poly.compute_unpadded(&tail[..lens + 16]).into()
     }
 
     fn advance(&mut self, mac: &[u8; 16], tag: u8) {
@@ -89,7 +93,7 @@ impl State {
         let mut buf = [0u8; 40];
         buf[..32].copy_from_slice(&self.k);
         buf[32..].copy_from_slice(&self.nonce[4..]);
-        self.cipher(0).apply_keystream(&mut buf);
+        self.cipher().apply_keystream(&mut buf);
         self.k.copy_from_slice(&buf[..32]);
         self.nonce[4..].copy_from_slice(&buf[32..]);
         self.nonce[..4].copy_from_slice(&1u32.to_le_bytes());
@@ -121,16 +125,26 @@ impl Push {
     /// Encrypts `message` with `tag` into `tag ‖ ciphertext ‖ mac` (`message.len() + ABYTES` bytes).
     pub fn push(&mut self, message: &[u8], tag: u8) -> Vec<u8> {
         let mut out = Vec::with_capacity(message.len() + ABYTES);
+        self.push_into(&mut out, message, tag);
+        out
+    }
+
+    /// [`push`](Self::push) appending to `out` (e.g. after a frame's length prefix), encrypting
+    /// in place there.
+    pub fn push_into(&mut self, out: &mut Vec<u8>, message: &[u8], tag: u8) {
+        out.reserve(message.len() + ABYTES);
+        let (mut c, mut poly) = self.state.start();
         let mut block = [0u8; 64];
         block[0] = tag;
-        self.state.cipher(1).apply_keystream(&mut block);
+        c.apply_keystream(&mut block);
+        poly.update_padded(&block);
         out.push(block[0]);
+        let body = out.len();
         out.extend_from_slice(message);
-        self.state.cipher(2).apply_keystream(&mut out[1..]);
-        let mac = self.state.mac(&block, &out[1..]);
+        c.apply_keystream(&mut out[body..]);
+        let mac = State::finish_mac(poly, &out[body..]);
         out.extend_from_slice(&mac);
         self.state.advance(&mac, tag);
-        out
     }
 
     /// Forces a rekey (`crypto_secretstream_xchacha20poly1305_rekey`); the receiver must do the same
@@ -161,20 +175,37 @@ impl Pull {
             return Err(DecryptError);
         }
         let mlen = ciphertext.len() - ABYTES;
-        let mut block = [0u8; 64];
-        block[0] = ciphertext[0];
-        self.state.cipher(1).apply_keystream(&mut block);
-        let tag = block[0];
-        block[0] = ciphertext[0];
-        let body = &ciphertext[1..1 + mlen];
-        let mac = self.state.mac(&block, body);
-        if !bool::from(mac.ct_eq(&ciphertext[1 + mlen..])) {
+        let mut plain = ciphertext[1..1 + mlen].to_vec();
+        let tag = self.pull_in_place(ciphertext[0], &mut plain, &ciphertext[1 + mlen..])?;
+        Ok((plain, tag))
+    }
+
+    /// [`pull`](Self::pull) on a message split in three: its first byte (the encrypted tag),
+    /// `body` (the ciphertext, decrypted in place) and the 16-byte `mac`. Returns the tag. A
+    /// failed message leaves the state and `body` unchanged.
+    pub fn pull_in_place(
+        &mut self,
+        first: u8,
+        body: &mut [u8],
+        mac: &[u8],
+    ) -> Result<u8, DecryptError> {
+        if mac.len() != ABYTES - 1 {
             return Err(DecryptError);
         }
-        let mut plain = body.to_vec();
-        self.state.cipher(2).apply_keystream(&mut plain);
-        self.state.advance(&mac, tag);
-        Ok((plain, tag))
+        let (mut c, mut poly) = self.state.start();
+        let mut block = [0u8; 64];
+        block[0] = first;
+        c.apply_keystream(&mut block);
+        let tag = block[0];
+        block[0] = first;
+        poly.update_padded(&block);
+        let expected = State::finish_mac(poly, body);
+        if !bool::from(expected.ct_eq(mac)) {
+            return Err(DecryptError);
+        }
+        c.apply_keystream(body);
+        self.state.advance(&expected, tag);
+        Ok(tag)
     }
 
     /// Forces a rekey, mirroring [`Push::rekey`] on the sender.

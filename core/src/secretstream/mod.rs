@@ -42,6 +42,9 @@ use datagram::SecretSend;
 pub const IDHEADERBYTES: usize = 32 + HEADERBYTES;
 /// The largest frame a u24 length prefix allows (JS `MAX_ATOMIC_WRITE`).
 pub const MAX_FRAME_LEN: usize = 0xff_ffff;
+/// The most a frame's buffer reserves when its length arrives; larger frames grow it as their
+/// bytes come in.
+const MAX_FRAME_RESERVE: usize = 1 << 20;
 /// The largest message one [`SecretStream::write`] accepts.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN - ABYTES;
 
@@ -230,7 +233,12 @@ pub struct SecretStream {
     len_buf: [u8; 3],
     len_have: usize,
     frame_len: Option<usize>,
+    /// The frame's bytes so far, without its first byte when that is held in `first`.
     frame: Vec<u8>,
+    /// Whether this frame is a message whose first byte (the encrypted tag) goes to `first`, so
+    /// that `frame` becomes its ciphertext and, decrypted in place, the plaintext.
+    split_first: bool,
+    first: Option<u8>,
     // What leaves.
     outgoing: VecDeque<Vec<u8>>,
     pending_writes: VecDeque<Vec<u8>>,
@@ -315,6 +323,8 @@ impl SecretStream {
             len_have: 0,
             frame_len: None,
             frame: Vec::new(),
+            split_first: false,
+            first: None,
             outgoing: VecDeque::new(),
             pending_writes: VecDeque::new(),
             events: VecDeque::new(),
@@ -392,11 +402,13 @@ impl SecretStream {
         }
         while !self.closed {
             if let Some(len) = self.frame_len {
-                if self.frame.len() == len {
+                let have = self.frame.len() + usize::from(self.first.is_some());
+                if have == len {
                     let frame = core::mem::take(&mut self.frame);
+                    let first = self.first.take();
                     self.frame_len = None;
                     self.len_have = 0;
-                    if let Err(e) = self.on_frame(frame) {
+                    if let Err(e) = self.on_frame(first, frame) {
                         self.fail(e);
                     }
                     continue;
@@ -404,7 +416,12 @@ impl SecretStream {
                 if input.is_empty() {
                     break;
                 }
-                let n = (len - self.frame.len()).min(input.len());
+                if self.split_first && self.first.is_none() {
+                    self.first = Some(input[0]);
+                    input = &input[1..];
+                    continue;
+                }
+                let n = (len - have).min(input.len());
                 self.frame.extend_from_slice(&input[..n]);
                 input = &input[n..];
             } else {
@@ -427,7 +444,12 @@ impl SecretStream {
                         break;
                     }
                     self.frame_len = Some(len);
-                    self.frame = Vec::with_capacity(len.min(1 << 16));
+                    self.split_first = len >= ABYTES
+                        && self.handshake.is_none()
+                        && self.session.as_ref().is_some_and(|s| s.pull.is_some());
+                    // The whole frame at once (no regrowing and copying), up to a bound on what
+                    // a peer can make us reserve before sending it.
+                    self.frame = Vec::with_capacity(len.min(MAX_FRAME_RESERVE));
                 }
             }
         }
@@ -493,6 +515,7 @@ impl SecretStream {
         self.outgoing.clear();
         self.pending_writes.clear();
         self.frame = Vec::new();
+        self.first = None;
         self.keep_alive_at = None;
         self.timeout_at = None;
         self.handshake = None;
@@ -605,8 +628,11 @@ impl SecretStream {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let body = session.push.push(message, TAG_MESSAGE);
-        self.push_frame(&body);
+        let len = message.len() + ABYTES;
+        let mut out = Vec::with_capacity(3 + len);
+        out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
+        session.push.push_into(&mut out, message, TAG_MESSAGE);
+        self.outgoing.push_back(out);
         if self.options.keep_alive > 0 && !self.local_ended {
             self.keep_alive_at = Some(self.now.saturating_add(self.options.keep_alive));
         }
@@ -654,7 +680,8 @@ impl SecretStream {
         }
     }
 
-    fn on_frame(&mut self, frame: Vec<u8>) -> Result<(), StreamError> {
+    /// One complete frame; `first` is its first byte when held apart (`split_first`).
+    fn on_frame(&mut self, first: Option<u8>, mut frame: Vec<u8>) -> Result<(), StreamError> {
         if let Some(hs) = self.handshake.as_mut() {
             // Payloads are ignored, as secret-stream does.
             hs.recv(&frame)?;
@@ -682,12 +709,17 @@ impl SecretStream {
                 session.pull = Some(Pull::new(&session.rx_key, &header));
             }
             Some(pull) => {
-                if frame.len() < ABYTES {
+                // Frames of at least ABYTES arrive split (`split_first`).
+                let Some(first) = first else {
                     return Err(StreamError::InvalidMessage { len: frame.len() });
-                }
-                let (plain, _tag) = pull.pull(&frame).map_err(|_| StreamError::Decrypt)?;
-                if !(plain.is_empty() && filter) {
-                    self.events.push_back(Event::Message(plain));
+                };
+                let mlen = frame.len() + 1 - ABYTES;
+                let (body, mac) = frame.split_at_mut(mlen);
+                pull.pull_in_place(first, body, mac)
+                    .map_err(|_| StreamError::Decrypt)?;
+                frame.truncate(mlen);
+                if !(frame.is_empty() && filter) {
+                    self.events.push_back(Event::Message(frame));
                 }
             }
         }

@@ -114,6 +114,70 @@ fn cipher_matches_js_push_vectors() {
     }
 }
 
+/// libsodium's push computed in one piece (keystream over the whole message, then one Poly1305
+/// pass over tag block, ciphertext, `mlen & 15` zero bytes and the lengths), for a fresh stream.
+fn one_shot_push(key: &[u8; 32], header: &[u8; 24], message: &[u8], tag: u8) -> Vec<u8> {
+    use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+    use poly1305::universal_hash::KeyInit;
+    let k = chacha20::hchacha::<chacha20::cipher::consts::U10>(
+        &(*key).into(),
+        &<[u8; 16]>::try_from(&header[..16]).unwrap().into(),
+    );
+    let mut nonce = [0u8; 12];
+    nonce[0] = 1;
+    nonce[4..].copy_from_slice(&header[16..]);
+    let at = |block: u64| {
+        let mut c = chacha20::ChaCha20::new(&k, &nonce.into());
+        c.seek(block * 64);
+        c
+    };
+    let mut poly_key = [0u8; 32];
+    at(0).apply_keystream(&mut poly_key);
+    let mut block = [0u8; 64];
+    block[0] = tag;
+    at(1).apply_keystream(&mut block);
+    let mut ct = message.to_vec();
+    at(2).apply_keystream(&mut ct);
+    let mut mac_input = block.to_vec();
+    mac_input.extend_from_slice(&ct);
+    mac_input.resize(mac_input.len() + (message.len() & 15), 0);
+    mac_input.extend_from_slice(&0u64.to_le_bytes());
+    mac_input.extend_from_slice(&(64 + message.len() as u64).to_le_bytes());
+    let mac = poly1305::Poly1305::new(&poly_key.into()).compute_unpadded(&mac_input);
+    let mut out = vec![block[0]];
+    out.extend_from_slice(&ct);
+    out.extend_from_slice(&mac);
+    out
+}
+
+#[test]
+fn cipher_long_messages_match_one_shot_computation() {
+    let key = [7u8; 32];
+    let header = [0x33; 24];
+    for len in [0, 15, 16, 17, 4095, 4096, 4097, 8192 + 5, 70_000] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let ct = Push::new(&key, header).push(&msg, TAG_MESSAGE);
+        assert_eq!(
+            ct,
+            one_shot_push(&key, &header, &msg, TAG_MESSAGE),
+            "length {len}"
+        );
+        let mut pull = Pull::new(&key, &header);
+        if len > 0 {
+            // A tampered message fails and leaves the body as it was.
+            let mut body = ct[1..=len].to_vec();
+            body[len / 2] ^= 1;
+            let before = body.clone();
+            assert_eq!(
+                pull.pull_in_place(ct[0], &mut body, &ct[len + 1..]),
+                Err(DecryptError)
+            );
+            assert_eq!(body, before, "length {len}");
+        }
+        assert_eq!(pull.pull(&ct).unwrap(), (msg, TAG_MESSAGE), "length {len}");
+    }
+}
+
 #[test]
 fn cipher_tags_rekey_and_tampering() {
     let key = [9u8; 32];
