@@ -209,6 +209,7 @@ async function main () {
 
 main().catch((err) => {
   out({ event: 'failed', error: err.stack })
+  console.error(err.stack) // the harness shows stderr when the process exits early
   cleanup()
   process.exit(1)
 })

@@ -59,6 +59,8 @@ stream.on('message', (m) => out({ event: 'message', hex: m.toString('hex') }))
 stream.on('end', async () => {
   out({ event: 'end', received, ok })
   if (cfg.sendAfterEnd) await writeAll(stream, cfg.sendAfterEnd, cfg.sendTag)
+  // Not before our own first writes are queued: ending earlier would cut them off.
+  await sentFirst
   if (!cfg.endFirst) stream.end()
 })
 stream.on('error', (e) => out({ event: 'error', message: e.message, code: e.code }))
@@ -67,7 +69,7 @@ stream.on('close', () => {
   setTimeout(() => socket.close().then(() => process.exit(0)), 300)
 })
 stream.connect(socket, cfg.remoteId, cfg.rustPort, '127.0.0.1')
-;(async () => {
+const sentFirst = (async () => {
   let moved = false
   const move = (written) => {
     if (!cfg.moveAfter || moved || written < cfg.moveAfter) return

@@ -19,6 +19,8 @@ pub enum NodeError {
     MissingModules(PathBuf),
     /// `node` could not be started.
     Spawn(std::io::Error),
+    /// The node process's temporary folder could not be created.
+    TempDir(std::io::Error),
     /// The script ran longer than the timeout and was killed.
     Timeout {
         /// The script.
@@ -56,6 +58,7 @@ impl std::fmt::Display for NodeError {
                 dir.display()
             ),
             NodeError::Spawn(e) => write!(f, "cannot start `node` (is Node.js installed?): {e}"),
+            NodeError::TempDir(e) => write!(f, "cannot create a temporary folder for node: {e}"),
             NodeError::Timeout {
                 script,
                 after,

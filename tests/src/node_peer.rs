@@ -2,7 +2,9 @@
 //! does as one JSON object per stdout line while the test talks to it over a socket.
 //!
 //! [`NodePeer::spawn`] starts `node <script> <json config>` in `tests/interop`; [`NodePeer::next`]
-//! waits (with a timeout) for its next line; dropping the peer kills the process.
+//! waits (with a timeout) for its next line; dropping the peer kills the process and removes the
+//! process's own temporary folder (its `TMPDIR`, so whatever the script puts under `os.tmpdir()`
+//! goes away even though a killed script cannot clean up).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -21,22 +23,42 @@ pub struct NodePeer {
     script: String,
     lines: Receiver<Result<Value, String>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    tmp: std::path::PathBuf,
+}
+
+/// A fresh, empty folder for one node process's temporary files.
+fn private_tmp() -> Result<std::path::PathBuf, NodeError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hp-node-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(NodeError::TempDir)?;
+    Ok(dir)
 }
 
 impl NodePeer {
     /// Starts `node <script> <config as JSON>` (a path relative to `tests/interop`).
     pub fn spawn(script: &str, config: &Value) -> Result<Self, NodeError> {
         let modules = check_modules()?;
+        let tmp = private_tmp()?;
         let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
             .arg(script)
             .arg(config.to_string())
             .current_dir(interop_dir())
             .env("NODE_PATH", &modules)
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(NodeError::Spawn)?;
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&tmp);
+                NodeError::Spawn(e)
+            })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, lines) = channel();
         thread::spawn(move || {
@@ -65,6 +87,7 @@ impl NodePeer {
             script: script.to_string(),
             lines,
             stderr,
+            tmp,
         })
     }
 
@@ -131,5 +154,6 @@ impl Drop for NodePeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
