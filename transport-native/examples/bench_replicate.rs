@@ -6,6 +6,8 @@
 //! bench_replicate compare                # two peers in one process over an in-memory duplex,
 //!                                        # 25k x 4 KiB (same work as bench/js/replicate.js)
 //! bench_replicate compare-mem            # the same on MemoryStorage (the storage's share)
+//! bench_replicate compare-1t             # compare with both peers on one thread
+//! bench_replicate compare-mem-1t         # compare-mem with both peers on one thread
 //! bench_replicate ceiling                # secret-stream encrypt / decrypt and BLAKE2b, 64 KiB
 //! bench_replicate tcp TAG MIB            # two processes over TCP loopback: a core of MIB MiB in
 //!                                        # 64 KiB blocks, served by one child, fetched by another
@@ -85,6 +87,13 @@ fn vm_hwm_kib() -> Result<u64, Error> {
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// tokio's default multi-thread runtime (one worker per CPU), as `#[tokio::main]` builds it.
+fn threaded_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
@@ -221,24 +230,32 @@ async fn wait_downloaded(
 
 /// `bench/js/replicate.js`: a writer with 25k x 4 KiB blocks (appended 1000 at a time) and an
 /// empty reader, both on FileStorage, replicating over an in-memory duplex with secret-stream,
-/// on one thread; timed from the start of the handshake to the last block verified and stored.
+/// timed from the start of the handshake to the last block verified and stored.
 /// `in_memory`: the same on [`MemoryStorage`] (the share of the storage, for the breakdown).
-async fn compare(in_memory: bool) -> Result<(), Error> {
+///
+/// `threaded`: on tokio's default multi-thread runtime (what `#[tokio::main]` builds, one
+/// worker per CPU), each peer's connection a task of its own (whose messages are applied on
+/// another task, see `hyperpunch::replicate`); otherwise everything runs on one thread.
+async fn compare(in_memory: bool, threaded: bool) -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
+    let suffix = if threaded { "" } else { "_1t" };
     if in_memory {
         let (w, r) = (MemoryStorage::new(), MemoryStorage::new());
-        in_process(Timed::new(w), Timed::new(r), "repl_inproc_mem").await
+        let tag = format!("repl_inproc_mem{suffix}");
+        in_process(Timed::new(w), Timed::new(r), &tag, threaded).await
     } else {
         let w = FileStorage::open(dir.path().join("a"))?;
         let r = FileStorage::open(dir.path().join("b"))?;
-        in_process(Timed::new(w), Timed::new(r), "repl_inproc").await
+        let tag = format!("repl_inproc{suffix}");
+        in_process(Timed::new(w), Timed::new(r), &tag, threaded).await
     }
 }
 
-async fn in_process<S: Storage + Clone>(
+async fn in_process<S: Storage + Clone + 'static>(
     ws: Timed<S>,
     rs: Timed<S>,
     tag: &str,
+    threaded: bool,
 ) -> Result<(), Error> {
     let (n, size) = (25_000usize, 4096usize);
     let writer = make_core(ws.clone(), n, size, 1000).await?;
@@ -249,7 +266,7 @@ async fn in_process<S: Storage + Clone>(
     wh.add_core(Replicator::new(writer, Options::default()))?;
     let wh = SharedHub::new(wh);
     let mut rh = ReplicationHub::new();
-    let dk = rh.add_core(Replicator::new(reader, Options::default()))?;
+    let dk = rh.add_core(Replicator::new(reader, reader_options()))?;
     let (rh, mut events) = SharedHub::with_events(rh);
 
     let cpu0 = cpu_seconds()?;
@@ -261,18 +278,29 @@ async fn in_process<S: Storage + Clone>(
         rep.download(now, 0, Some(n as u64)).await?;
     }
     let (a, b) = tokio::io::duplex(DUPLEX_BUF);
-    let serve = replicate(a, false, KeyPair::from_seed(&[1; 32]), &wh);
-    let fetch = replicate(b, true, KeyPair::from_seed(&[2; 32]), &rh);
+    let (wh2, rh2) = (wh.clone(), rh.clone());
+    let serve = async move { replicate(a, false, KeyPair::from_seed(&[1; 32]), &wh2).await };
+    let fetch = async move { replicate(b, true, KeyPair::from_seed(&[2; 32]), &rh2).await };
     let wait = async {
         wait_downloaded(&mut events, |_| {}).await?;
         let elapsed = t.elapsed();
         rh.end_all().await;
         Ok::<_, Error>(elapsed)
     };
-    let all = async { tokio::join!(serve, fetch, wait) };
-    let (s, f, w) = tokio::time::timeout(DEADLINE, all)
-        .await
-        .map_err(|_| "replication did not finish in time")?;
+    let (s, f, w) = if threaded {
+        // Each peer's connection a task of its own on the multi-thread runtime.
+        let (serve, fetch) = (tokio::spawn(serve), tokio::spawn(fetch));
+        let all = async { tokio::join!(serve, fetch, wait) };
+        let (s, f, w) = tokio::time::timeout(DEADLINE, all)
+            .await
+            .map_err(|_| "replication did not finish in time")?;
+        (s?, f?, w)
+    } else {
+        let all = async { tokio::join!(serve, fetch, wait) };
+        tokio::time::timeout(DEADLINE, all)
+            .await
+            .map_err(|_| "replication did not finish in time")?
+    };
     let elapsed = w?;
     let cpu = cpu_seconds()? - cpu0;
     let (w1, r1) = (ws.totals(), rs.totals());
@@ -569,8 +597,10 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
-        ["compare"] => runtime()?.block_on(compare(false)),
-        ["compare-mem"] => runtime()?.block_on(compare(true)),
+        ["compare"] => threaded_runtime()?.block_on(compare(false, true)),
+        ["compare-mem"] => threaded_runtime()?.block_on(compare(true, true)),
+        ["compare-1t"] => runtime()?.block_on(compare(false, false)),
+        ["compare-mem-1t"] => runtime()?.block_on(compare(true, false)),
         ["ceiling"] => ceiling(),
         ["tcp", tag, mib] => tcp(tag, mib.parse()?),
         ["make", dir, mib] => runtime()?.block_on(make(Path::new(dir), mib.parse()?)),
@@ -579,9 +609,21 @@ fn main() -> Result<(), Error> {
             runtime()?.block_on(fetch(tag, Path::new(dir), key, addr, blocks.parse()?))
         }
         _ => Err(
-            "usage: bench_replicate compare | ceiling | tcp TAG MIB | make DIR MIB | \
+            "usage: bench_replicate compare | compare-mem | compare-1t | compare-mem-1t | ceiling | tcp TAG MIB | make DIR MIB | \
                   serve TAG DIR | fetch TAG DIR KEY ADDR BLOCKS"
                 .into(),
         ),
     }
+}
+
+/// Replicator options of the reader (`HP_INFLIGHT` overrides the request window, for experiments).
+fn reader_options() -> Options {
+    let mut o = Options::default();
+    if let Some(n) = std::env::var("HP_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        o.max_inflight = n;
+    }
+    o
 }

@@ -231,7 +231,7 @@ pub async fn replicate<S, T>(
     hub: &SharedHub<S>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage,
+    S: Storage + 'static,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     replicate_with(io, is_initiator, key_pair, StreamOptions::default(), hub).await
@@ -248,7 +248,7 @@ pub async fn replicate_with<S, T>(
     hub: &SharedHub<S>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage,
+    S: Storage + 'static,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let now = hub.now();
@@ -264,8 +264,17 @@ where
         wake: Arc::new(Notify::new()),
         ended_by_us: false,
         reported: 0,
+        applier: None,
     };
-    let result = pump.run(io).await;
+    let mut result = pump.run(io).await;
+    if let Some(applier) = pump.applier.take() {
+        // What was read is applied before the stream goes.
+        if let Err(e) = applier.finish().await {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
     if let Some(sid) = pump.sid.take() {
         let now = hub.now();
         let mut g = hub.lock().await;
@@ -279,6 +288,91 @@ where
     result
 }
 
+/// Batches of decrypted messages waiting for the [`Applier`] of a connection, at most.
+const APPLY_QUEUE: usize = 4;
+
+/// Applies the decrypted messages of one connection to the hub on a task of its own, so that
+/// on a multi-thread runtime a connection's reading and decryption (the pump) and its
+/// verification and storage (the hub) run in parallel, in order: batches go through a
+/// bounded queue, one at a time, each under one hub lock as before.
+struct Applier {
+    tx: Option<mpsc::Sender<Vec<Vec<u8>>>>,
+    /// Applied batches, whose buffers the secret stream reuses.
+    spent: mpsc::UnboundedReceiver<Vec<Vec<u8>>>,
+    /// The error that stopped the task (the hub failed locally).
+    failed: Arc<std::sync::Mutex<Option<ReplicationError>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Applier {
+    fn spawn<S: Storage + 'static>(hub: SharedHub<S>, sid: StreamId, wake: Arc<Notify>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(APPLY_QUEUE);
+        let (spent_tx, spent) = mpsc::unbounded_channel();
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let fail = failed.clone();
+        let task = tokio::spawn(async move {
+            while let Some(frames) = rx.recv().await {
+                let now = hub.now();
+                let mut g = hub.lock().await;
+                let r = if g.has_stream(sid) {
+                    g.handle_frames(now, sid, frames.iter()).await
+                } else {
+                    Ok(())
+                };
+                drop(g);
+                if let Err(e) = r {
+                    *fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    wake.notify_one();
+                    return;
+                }
+                // The pump may be gone; the buffers are then just freed.
+                let _ = spent_tx.send(frames);
+            }
+        });
+        Applier {
+            tx: Some(tx),
+            spent,
+            failed,
+            task: Some(task),
+        }
+    }
+
+    fn error(&self) -> Option<ReplicationError> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Queue a batch (waits while [`APPLY_QUEUE`] batches wait).
+    async fn send(&mut self, frames: Vec<Vec<u8>>) -> Result<(), ReplicateError> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(frames).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        Err(self
+            .error()
+            .unwrap_or(ReplicationError::UnknownStream)
+            .into())
+    }
+
+    /// Apply what is queued, then stop; the error that stopped the task, if any.
+    async fn finish(mut self) -> Result<(), ReplicateError> {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+        match self.error() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
 struct Pump<'h, S: Storage> {
     stream: SecretStream,
     hub: &'h SharedHub<S>,
@@ -287,9 +381,11 @@ struct Pump<'h, S: Storage> {
     ended_by_us: bool,
     /// The backlog last told to the hub.
     reported: usize,
+    /// Applies what we read (once the stream is connected).
+    applier: Option<Applier>,
 }
 
-impl<S: Storage> Pump<'_, S> {
+impl<S: Storage + 'static> Pump<'_, S> {
     async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: T,
@@ -303,6 +399,16 @@ impl<S: Storage> Pump<'_, S> {
         let mut reading = true;
         let mut shut_down = false;
         loop {
+            if let Some(a) = &mut self.applier {
+                if let Some(e) = a.error() {
+                    return Err(e.into());
+                }
+                while let Ok(spent) = a.spent.try_recv() {
+                    for b in spent {
+                        self.stream.recycle(b);
+                    }
+                }
+            }
             self.take_frames().await?;
             while let Some(bytes) = self.stream.poll_transmit() {
                 if !bytes.is_empty() {
@@ -441,6 +547,8 @@ impl<S: Storage> Pump<'_, S> {
                         },
                     );
                     self.sid = Some(sid);
+                    drop(g);
+                    self.applier = Some(Applier::spawn(self.hub.clone(), sid, self.wake.clone()));
                 }
                 StreamEvent::Message(_) => {}
                 StreamEvent::End => {
@@ -462,14 +570,10 @@ impl<S: Storage> Pump<'_, S> {
             return Ok(());
         }
         let frames = std::mem::take(messages);
-        if let Some(sid) = self.sid {
-            let now = self.hub.now();
-            let mut g = self.hub.lock().await;
-            if g.has_stream(sid) {
-                g.handle_frames(now, sid, frames).await?;
-            }
+        match &mut self.applier {
+            Some(a) => a.send(frames).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -48,8 +48,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fjall::{
-    AbstractTree, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode,
-    Readable,
+    AbstractTree, CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions,
+    PersistMode, Readable,
 };
 
 /// The name of the single fjall keyspace holding the data.
@@ -230,6 +230,11 @@ const MAX_SEALED_MEMTABLES: usize = 3;
 /// Values at least this long go to blob files (key-value separation): hypercore's 4 KiB
 /// blocks are written once to a blob file instead of being rewritten by every compaction.
 const BLOB_THRESHOLD: u32 = 1024;
+/// Blob files (the blocks) are not compressed: hypercore blocks are often compressed or
+/// encrypted already, and LZ4 on every block written and read cost a replicating reader
+/// and writer about a tenth of their CPU (`just bench`). Small records (tree nodes, bitfields)
+/// keep fjall's default block compression.
+const BLOB_COMPRESSION: CompressionType = CompressionType::None;
 
 /// The options of the keyspace. fjall stores them when it creates the keyspace: a store
 /// created before these settings keeps its own (the memory bound of `throttle` holds anyway).
@@ -237,7 +242,9 @@ fn keyspace_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(MEMTABLE_SIZE)
         .with_kv_separation(Some(
-            KvSeparationOptions::default().separation_threshold(BLOB_THRESHOLD),
+            KvSeparationOptions::default()
+                .separation_threshold(BLOB_THRESHOLD)
+                .compression(BLOB_COMPRESSION),
         ))
 }
 

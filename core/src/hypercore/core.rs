@@ -19,6 +19,7 @@
 //! tree hash; reads through it ([`Hypercore::get_at`]) keep working until a truncation drops below
 //! the block read, then fail with [`HypercoreError::SnapshotNotAvailable`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -1008,15 +1009,18 @@ impl<S: Storage> Hypercore<S> {
     /// request) verifies trivially; a proof carrying only a manifest, while we have none, gives
     /// that manifest if its hash is our key.
     pub async fn verify_proof(&self, proof: &Data) -> Result<VerifiedProof, HypercoreError> {
-        self.verify_proof_with(proof, &[]).await
+        self.verify_proof_with(proof, None, None).await
     }
 
     /// [`Hypercore::verify_proof`], where `pending` holds nodes verified (by earlier proofs of
     /// one [`Hypercore::apply_proofs`] call) but not stored yet; they count as stored.
+    /// `known`: nodes verified earlier in the same batch and cached stored nodes (see
+    /// [`proof::verify_tree_with_leaf`]); `leaf`: the block's leaf hash, computed already.
     async fn verify_proof_with(
         &self,
         proof: &Data,
-        pending: &[TreeNode],
+        known: Option<proof::KnownNodes<'_>>,
+        leaf: Option<crate::crypto::Hash>,
     ) -> Result<VerifiedProof, HypercoreError> {
         if let Some(b) = &proof.block {
             if b.value.len() > MAX_BLOCK_SIZE + PADDING {
@@ -1030,7 +1034,7 @@ impl<S: Storage> Hypercore<S> {
             return self.verify_reorg(proof).await;
         }
         let mut batch = self.tree.batch();
-        let mut unverified = proof::verify_tree(proof, &mut batch.nodes)?;
+        let mut unverified = proof::verify_tree_with_leaf(proof, &mut batch.nodes, leaf, known)?;
         let mut new_manifest = None;
         if let Some(up) = &proof.upgrade {
             let (manifest, verifier) = self.verifier_for(proof)?;
@@ -1067,8 +1071,8 @@ impl<S: Storage> Hypercore<S> {
             new_manifest = Some(self.resolve_manifest(Some(m))?);
         }
         if let Some(u) = unverified {
-            let local = match pending.iter().rev().find(|n| n.index == u.index) {
-                Some(n) => Some(*n),
+            let local = match known.and_then(|f| f(u.index)) {
+                Some(n) => Some(n),
                 None => tree::get_nodes_cached(&self.storage, &self.node_cache, &[u.index])
                     .await?
                     .pop()
@@ -1232,6 +1236,19 @@ impl<S: Storage> Hypercore<S> {
         let mut results = Vec::with_capacity(proofs.len());
         let mut nodes: Vec<TreeNode> = Vec::new();
         let mut blocks: Vec<&DataBlock> = Vec::new();
+        // The leaf hashes of all the blocks at once (SIMD lanes: about twice the throughput of
+        // hashing them one by one).
+        let values: Vec<&[u8]> = proofs
+            .iter()
+            .filter(|p| self.is_batchable(p))
+            .filter_map(|p| p.block.as_ref())
+            .filter(|b| b.value.len() <= MAX_BLOCK_SIZE + PADDING)
+            .map(|b| b.value.as_slice())
+            .collect();
+        let mut leaves = tree::leaf_hashes(&values).into_iter();
+        // The nodes verified so far in this batch, by index.
+        let mut pending: HashMap<u64, TreeNode> = HashMap::new();
+        let in_tree = 2 * self.tree.length;
         for &proof in proofs {
             if !self.is_batchable(proof) {
                 results.push(Err(HypercoreError::InvalidArgument(
@@ -1239,8 +1256,21 @@ impl<S: Storage> Hypercore<S> {
                 )));
                 continue;
             }
-            match self.verify_proof_with(proof, &nodes).await {
+            let leaf = proof
+                .block
+                .as_ref()
+                .filter(|b| b.value.len() <= MAX_BLOCK_SIZE + PADDING)
+                .and_then(|_| leaves.next());
+            let (pend, cache) = (&pending, &self.node_cache);
+            let known = move |i: u64| {
+                pend.get(&i)
+                    .copied()
+                    .or_else(|| cache.peek(i))
+                    .filter(|_| i < in_tree)
+            };
+            match self.verify_proof_with(proof, Some(&known), leaf).await {
                 Ok(v) => {
+                    pending.extend(v.batch.nodes.iter().map(|n| (n.index, *n)));
                     nodes.extend(v.batch.nodes);
                     if let Some(b) = &proof.block {
                         blocks.push(b);

@@ -1479,6 +1479,54 @@ fn apply_proofs_rejects_only_the_bad_proof() {
     });
 }
 
+/// Batched verification stops climbing at nodes it already trusts (verified earlier in the run,
+/// or stored and cached): a tampered block is still caught there, in the same run or a later
+/// one, and proof nodes above that point are neither trusted nor stored.
+#[test]
+fn apply_proofs_checks_against_known_nodes() {
+    block_on(async {
+        let mut w = writer(false).await;
+        let blocks: Vec<Vec<u8>> = (0..64u32).map(|i| vec![i as u8; 100]).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        w.append(&refs).await.unwrap();
+        let mut r = flaky_reader(&w).await;
+        // Run 1: blocks 0..8; block 5 tampered (block 4's proof brought its leaf hash).
+        let mut first = block_proofs(&w, &(0..8).collect::<Vec<_>>()).await;
+        first[5].block.as_mut().unwrap().value[0] ^= 1;
+        let refs: Vec<&Data> = first.iter().collect();
+        let results = r.apply_proofs(&refs).await.unwrap();
+        for (i, res) in results.iter().enumerate() {
+            assert_eq!(res.is_ok(), i != 5, "block {i}: {res:?}");
+        }
+        // Run 2: block 9 tampered (block 8 of this run brings its leaf), block 5 again, tampered
+        // (its leaf is stored now), then block 5 intact; block 10's proof with a forged node
+        // high above the nodes it is checked against (ignored, not stored).
+        let mut second = block_proofs(&w, &[8, 9, 5, 5]).await;
+        second[1].block.as_mut().unwrap().value[0] ^= 1;
+        second[2].block.as_mut().unwrap().value[0] ^= 1;
+        // Asked by a reader holding nothing: a proof up to the root, whose top node (the
+        // sibling of the root's left half) is far above the node it meets that we trust.
+        let mut ten = block_proofs(&w, &[10]).await.remove(0);
+        let nodes = &mut ten.block.as_mut().unwrap().nodes;
+        assert!(nodes.len() >= 5, "a deep proof: {nodes:?}");
+        nodes.last_mut().unwrap().hash[0] ^= 1;
+        second.push(ten);
+        let refs: Vec<&Data> = second.iter().collect();
+        let results = r.apply_proofs(&refs).await.unwrap();
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, false, true, true], "{results:?}");
+        assert!(!r.has(9) && r.has(5) && r.has(10));
+        for i in [0, 1, 2, 3, 4, 5, 6, 7, 8, 10] {
+            assert_eq!(r.get(i).await.unwrap(), Some(blocks[i as usize].clone()));
+        }
+        // Everything stored verifies, and the intact block 9 still applies.
+        r.verify_all().await.unwrap();
+        let nine = block_proofs(&w, &[9]).await;
+        assert!(r.apply_proofs(&[&nine[0]]).await.unwrap()[0].is_ok());
+        r.verify_all().await.unwrap();
+    });
+}
+
 /// When the one write fails, nothing of the run is stored and the core is unchanged; the same
 /// run applies afterwards.
 #[test]

@@ -625,6 +625,32 @@ pub fn verify_tree(
     proof: &Data,
     nodes: &mut Vec<TreeNode>,
 ) -> Result<Option<TreeNode>, ProofError> {
+    verify_tree_with_leaf(proof, nodes, None, None)
+}
+
+/// A lookup of nodes the verifier already trusts (stored or verified earlier), by index.
+pub type KnownNodes<'a> = &'a (dyn Fn(u64) -> Option<TreeNode> + Sync);
+
+/// [`verify_tree`] with the leaf hash of the proof's block already computed (`leaf`: its
+/// `crypto::leaf_hash`, e.g. from [`tree::leaf_hashes`] over a batch of received blocks, which
+/// hashes several blocks at once in SIMD lanes; `None` hashes the block here), and, for a proof
+/// without upgrade, the nodes the verifier already trusts (`known`).
+///
+/// With `known`, the block proof's climb stops at the first node the verifier already trusts:
+/// equal, the rest of the climb could only prove it again (the returned node is that trusted
+/// one, which the caller's check then finds); different, the proof is wrong
+/// ([`ProofError::InvalidChecksum`]), as the full climb would have found at the root. The
+/// proof's sibling nodes above that point are not used (and not returned for storing). A
+/// sequential download asks for deep proofs (the requester cannot know which nodes the answers
+/// in flight before it will bring), so this saves most of a reader's parent hashes.
+pub fn verify_tree_with_leaf(
+    proof: &Data,
+    nodes: &mut Vec<TreeNode>,
+    leaf: Option<crate::crypto::Hash>,
+    known: Option<KnownNodes<'_>>,
+) -> Result<Option<TreeNode>, ProofError> {
+    // An upgrade may consume the block proof's root: the climb must reach it.
+    let known = known.filter(|_| proof.upgrade.is_none());
     let untrusted: Option<Untrusted<'_>> = if let Some(b) = &proof.block {
         let idx = b
             .index
@@ -671,12 +697,23 @@ pub fn verify_tree(
     }
     let mut ite = Iterator::new(index);
     let mut q = NodeQueue::new(proof_nodes, root);
-    let mut r = match value {
-        Some(v) => block_node(index, v),
-        None => q.shift(ite.index)?,
+    let mut r = match (value, leaf) {
+        (Some(v), Some(hash)) => TreeNode {
+            index,
+            size: v.len() as u64,
+            hash,
+        },
+        (Some(v), None) => block_node(index, v),
+        (None, _) => q.shift(ite.index)?,
     };
     nodes.push(r);
     while q.len() > 0 {
+        if let Some(k) = known.and_then(|f| f(r.index)) {
+            if k != r {
+                return Err(ProofError::InvalidChecksum(r.index));
+            }
+            return Ok(Some(r));
+        }
         in_range(&ite)?;
         let n = q.shift(ite.sibling())?;
         r = checked_parent(ite.parent(), &r, &n)?;

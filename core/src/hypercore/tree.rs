@@ -61,11 +61,12 @@ pub fn page_of(index: u64) -> u64 {
     index / NODES_PER_PAGE
 }
 
-/// A decoded page of up to [`NODES_PER_PAGE`] nodes.
+/// A decoded page of up to [`NODES_PER_PAGE`] nodes. Clones share the bytes (copied on the
+/// first change): the node cache hands out copies of its pages for every proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePage {
     page: u64,
-    bytes: Vec<u8>,
+    bytes: std::sync::Arc<Vec<u8>>,
 }
 
 impl NodePage {
@@ -73,7 +74,7 @@ impl NodePage {
     pub fn empty(page: u64) -> Self {
         NodePage {
             page,
-            bytes: vec![0; PAGE_LEN],
+            bytes: std::sync::Arc::new(vec![0; PAGE_LEN]),
         }
     }
 
@@ -85,7 +86,10 @@ impl NodePage {
                 bytes.len()
             )));
         }
-        Ok(NodePage { page, bytes })
+        Ok(NodePage {
+            page,
+            bytes: std::sync::Arc::new(bytes),
+        })
     }
 
     fn bitmap(&self) -> u32 {
@@ -93,7 +97,7 @@ impl NodePage {
     }
 
     fn set_bitmap(&mut self, v: u32) {
-        self.bytes[..4].copy_from_slice(&v.to_le_bytes());
+        std::sync::Arc::make_mut(&mut self.bytes)[..4].copy_from_slice(&v.to_le_bytes());
     }
 
     fn slot(&self, index: u64) -> usize {
@@ -115,7 +119,8 @@ impl NodePage {
     pub fn put(&mut self, node: &TreeNode) {
         let slot = self.slot(node.index);
         let at = 4 + slot * NODE_RECORD_LEN;
-        self.bytes[at..at + NODE_RECORD_LEN].copy_from_slice(&encode_node(node));
+        std::sync::Arc::make_mut(&mut self.bytes)[at..at + NODE_RECORD_LEN]
+            .copy_from_slice(&encode_node(node));
         self.set_bitmap(self.bitmap() | 1 << slot);
     }
 
@@ -123,7 +128,7 @@ impl NodePage {
     pub fn remove(&mut self, index: u64) {
         let slot = self.slot(index);
         let at = 4 + slot * NODE_RECORD_LEN;
-        self.bytes[at..at + NODE_RECORD_LEN].fill(0);
+        std::sync::Arc::make_mut(&mut self.bytes)[at..at + NODE_RECORD_LEN].fill(0);
         self.set_bitmap(self.bitmap() & !(1 << slot));
     }
 
@@ -377,6 +382,12 @@ impl NodeCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Node `index` if its page is cached and holds it (no storage read). A page that does
+    /// not decode counts as absent.
+    pub(crate) fn peek(&self, index: u64) -> Option<TreeNode> {
+        self.lock().get(page_of(index))?.get(index).ok().flatten()
     }
 
     /// Keep `page` if it is high enough and there is room (or a lower page to evict).

@@ -45,6 +45,8 @@ pub const MAX_FRAME_LEN: usize = 0xff_ffff;
 /// The most a frame's buffer reserves when its length arrives; larger frames grow it as their
 /// bytes come in.
 const MAX_FRAME_RESERVE: usize = 1 << 20;
+/// At most this many message buffers are kept for reuse ([`SecretStream::recycle`]).
+pub const SPARE_BUFFERS: usize = 16;
 /// The largest message one [`SecretStream::write`] accepts.
 pub const MAX_MESSAGE_LEN: usize = MAX_FRAME_LEN - ABYTES;
 
@@ -239,6 +241,9 @@ pub struct SecretStream {
     /// that `frame` becomes its ciphertext and, decrypted in place, the plaintext.
     split_first: bool,
     first: Option<u8>,
+    /// Buffers of delivered messages given back ([`SecretStream::recycle`]), reused for the
+    /// next frames (no allocation, no fresh pages per frame).
+    spare: Vec<Vec<u8>>,
     // What leaves.
     outgoing: VecDeque<Vec<u8>>,
     pending_writes: VecDeque<Vec<u8>>,
@@ -323,6 +328,7 @@ impl SecretStream {
             len_have: 0,
             frame_len: None,
             frame: Vec::new(),
+            spare: Vec::new(),
             split_first: false,
             first: None,
             outgoing: VecDeque::new(),
@@ -449,7 +455,15 @@ impl SecretStream {
                         && self.session.as_ref().is_some_and(|s| s.pull.is_some());
                     // The whole frame at once (no regrowing and copying), up to a bound on what
                     // a peer can make us reserve before sending it.
-                    self.frame = Vec::with_capacity(len.min(MAX_FRAME_RESERVE));
+                    let reserve = len.min(MAX_FRAME_RESERVE);
+                    self.frame = match self.spare.pop() {
+                        Some(mut b) => {
+                            b.clear();
+                            b.reserve(reserve);
+                            b
+                        }
+                        None => Vec::with_capacity(reserve),
+                    };
                 }
             }
         }
@@ -546,6 +560,15 @@ impl SecretStream {
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Give back the buffer of a delivered [`Event::Message`] once done with it: the stream
+    /// reuses it for a later frame instead of allocating (optional; a few are kept, small ones
+    /// and those beyond [`SPARE_BUFFERS`] are dropped).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() >= 4096 {
+            self.spare.push(buf);
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called next, if ever.
