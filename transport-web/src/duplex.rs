@@ -23,6 +23,7 @@ pub const CARRIER_HIGH_WATER: usize = 1024 * 1024;
 
 /// The pump tells the hub its backlog when it changed by this many bytes (or emptied), and
 /// waits for the carrier to drain by as much before it looks again.
+#[cfg(any(target_arch = "wasm32", test))]
 pub(crate) const REPORT_STEP: usize = 64 * 1024;
 
 /// What [`memory_duplex`] buffers per direction at most (plus one chunk): as a WebRTC data
