@@ -37,18 +37,19 @@ pub const MEMORY_DUPLEX_CAPACITY: usize = 16 * 1024 * 1024;
 /// WebRTC data channel.
 ///
 /// Backpressure: [`Duplex::send`] never waits, so a carrier says how much it still holds with
-/// [`Duplex::buffered_amount`] and wakes the pump when that drops with
+/// [`Duplex::buffered_amount`] and may wake the pump when that drops with
 /// [`Duplex::poll_drained`]. The pump sends only while the carrier buffers less than
 /// [`CARRIER_HIGH_WATER`] and reports the carrier's bytes with its own to the hub, which
-/// holds back its answers to the peer while that backlog is high. Both have defaults for a
-/// carrier with no such measure (it then buffers whatever it is given, unseen by the hub):
+/// holds back its answers to the peer while that backlog is high. Both have defaults:
 ///
-/// - a WebSocket: `buffered_amount` is `bufferedAmount`; `poll_drained` is ready when that is
-///   at most `low`, otherwise it arms a short `setTimeout` (kept in the carrier, re-armed when
-///   it fired) whose callback wakes the waker, and the pump polls again: a timer poll, as the
-///   WebSocket API has no drain event;
-/// - an `RTCDataChannel`: the same with `bufferedAmount`, but `poll_drained` sets
-///   `bufferedAmountLowThreshold = low` and wakes the waker from `onbufferedamountlow`.
+/// - a carrier with no measure of its buffer keeps both; it is then given every chunk at once
+///   and buffers whatever it is given, unseen by the hub;
+/// - a WebSocket: `buffered_amount` returns `bufferedAmount`; `poll_drained` keeps its
+///   default, as the WebSocket API has no drain event: the pump then looks at
+///   `buffered_amount` on a timer of a few milliseconds while it waits for the buffer to drain;
+/// - an `RTCDataChannel`: `buffered_amount` returns `bufferedAmount`; `poll_drained` is ready
+///   when that is at most `low`, and otherwise sets `bufferedAmountLowThreshold = low` and
+///   wakes the waker from `onbufferedamountlow`, which spares the pump its timer.
 pub trait Duplex {
     /// The next chunk from the peer, registering `cx`'s waker when there is none yet;
     /// `Ready(None)` once the peer's side ended (cleanly or not) and no chunk follows.
@@ -68,8 +69,11 @@ pub trait Duplex {
     /// Ready once [`Duplex::buffered_amount`] is at most `low` (at once if it already is, or
     /// once the carrier cannot drain any more, e.g. it closed); otherwise registers `cx`'s
     /// waker, to be woken when it fell that far (or later: the pump asks again). Only the
-    /// latest registration needs to be woken. The default is always ready, which goes with
-    /// the default [`Duplex::buffered_amount`].
+    /// latest registration needs to be woken.
+    ///
+    /// The default is always ready, telling nothing: a pump that finds the buffer still above
+    /// `low` then stops asking and looks at [`Duplex::buffered_amount`] on a short timer
+    /// instead (the way to serve a carrier without a drain event, as a WebSocket).
     fn poll_drained(&mut self, cx: &mut Context<'_>, low: usize) -> Poll<()> {
         let _ = (cx, low);
         Poll::Ready(())

@@ -22,9 +22,10 @@
 //! mark the peer's requests wait for that to drain instead of being answered: a peer that
 //! sends requests but never reads cannot grow our memory or the carrier's buffer
 //! ([`SharedHub::max_backlog`] shows the most ever held). The carrier wakes the pump as its
-//! buffer drains ([`Duplex::poll_drained`]), so the shrinking backlog reaches the hub and the
-//! waiting requests are answered. A carrier that reports nothing (the trait's defaults) is
-//! given every chunk at once, as before, and only the pump's own queue counts.
+//! buffer drains ([`Duplex::poll_drained`]; a carrier without such an event, as a WebSocket,
+//! is looked at every few milliseconds instead), so the shrinking backlog reaches the hub and
+//! the waiting requests are answered. A carrier that reports no buffered bytes (the trait's
+//! default) is given every chunk at once, as before, and only the pump's own queue counts.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -387,14 +388,21 @@ struct Pump<'h, S: Storage> {
     reported: usize,
 }
 
+/// Milliseconds between two looks at the buffer of a carrier that reports
+/// [`Duplex::buffered_amount`] but does not wake the pump when it drained
+/// ([`Duplex::poll_drained`] left at its default, as a WebSocket, which has no drain event).
+const DRAIN_POLL_MS: u64 = 10;
+
 /// What woke the pump.
 enum Wakeup {
     Timer,
     Stop,
     Input(Option<Vec<u8>>),
     Frames,
-    /// The carrier's buffer drained to the level waited for.
-    Drained,
+    /// The carrier said its buffer drained to this level.
+    Drained(usize),
+    /// Time to look at the buffer of a carrier that does not say when it drained.
+    DrainTick,
 }
 
 impl<S: Storage> Pump<'_, S> {
@@ -411,6 +419,9 @@ impl<S: Storage> Pump<'_, S> {
         let mut timer: Option<(u64, Sleep)> = None;
         // Encrypted chunks the carrier has no room for yet.
         let mut out = Outbox::default();
+        // The carrier's `poll_drained` proved uninformative: poll its buffer on `drain_tick`.
+        let mut drain_polling = false;
+        let mut drain_tick: Option<Sleep> = None;
         loop {
             self.take_frames().await?;
             while let Some(bytes) = self.stream.poll_transmit() {
@@ -443,8 +454,14 @@ impl<S: Storage> Pump<'_, S> {
                 None => timer = None,
             }
             // Wait for the carrier to drain while chunks wait for room or the hub must hear
-            // that the backlog shrank.
+            // that the backlog shrank: by its wake-up, or on our own tick for a carrier whose
+            // `poll_drained` tells nothing.
             let drain = out.drain_target(io, self.reported);
+            if drain.is_none() {
+                drain_tick = None;
+            } else if drain_polling && drain_tick.is_none() {
+                drain_tick = Some(Sleep::new(DRAIN_POLL_MS));
+            }
             let wake = self.wake.clone();
             let wakeup = poll_fn(|cx| {
                 if let Some((_, sleep)) = timer.as_mut() {
@@ -464,8 +481,12 @@ impl<S: Storage> Pump<'_, S> {
                     }
                 }
                 if let Some(low) = drain {
-                    if io.poll_drained(cx, low).is_ready() {
-                        return Poll::Ready(Wakeup::Drained);
+                    if let Some(tick) = drain_tick.as_mut() {
+                        if Pin::new(tick).poll(cx).is_ready() {
+                            return Poll::Ready(Wakeup::DrainTick);
+                        }
+                    } else if io.poll_drained(cx, low).is_ready() {
+                        return Poll::Ready(Wakeup::Drained(low));
                     }
                 }
                 Poll::Pending
@@ -478,7 +499,13 @@ impl<S: Storage> Pump<'_, S> {
                     reading = false;
                     self.stream.handle_eof(now);
                 }
-                Wakeup::Frames | Wakeup::Drained => {}
+                Wakeup::Frames => {}
+                Wakeup::Drained(low) => {
+                    // Ready without having drained (e.g. the default): poll on a tick from now
+                    // on instead of spinning.
+                    drain_polling |= io.buffered_amount() > low;
+                }
+                Wakeup::DrainTick => drain_tick = None,
                 Wakeup::Stop => {
                     stopped = true;
                     self.end();
