@@ -5,8 +5,9 @@
 //! (`replicate`, wasm32 only) re-exports the public items.
 //!
 //! Backpressure: a carrier reports the bytes it was given but has not passed on yet
-//! ([`Duplex::buffered_amount`], WebSocket and `RTCDataChannel` `bufferedAmount`) and wakes the
-//! pump once that fell to a level ([`Duplex::poll_drained`]). The pump hands it chunks only
+//! ([`Duplex::buffered_amount`], WebSocket and `RTCDataChannel` `bufferedAmount`) and, if it
+//! has a drain event, wakes the pump once that fell to a level ([`Duplex::poll_drained`];
+//! without one the pump looks again on a short timer). The pump hands it chunks only
 //! while it buffers less than [`CARRIER_HIGH_WATER`] and keeps the rest itself; the sum of both
 //! is the backlog it tells the hub, which stops answering the peer's requests past its
 //! high-water mark until the backlog drains.
@@ -100,7 +101,7 @@ struct Pipe {
     capacity: usize,
     /// The sending end closed (or was dropped): once `chunks` is empty, nothing more comes.
     closed: bool,
-    /// The receiving end was dropped: sending fails, nothing drains any more.
+    /// The receiving end was dropped: sending fails, what it held is gone.
     receiver_gone: bool,
     /// The receiver waits for a chunk.
     recv_waker: Option<Waker>,
