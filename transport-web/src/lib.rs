@@ -8,18 +8,23 @@
 //! - `replicate` (wasm32 only): the replication driver, pumping a
 //!   [`ReplicationHub`](hyperpunch_core::replication::ReplicationHub) through a secret stream
 //!   over any `Duplex` of byte chunks (an in-page `memory_duplex` now, a relay WebSocket
-//!   later), with `setTimeout` timers.
+//!   later), with `setTimeout` timers, and backpressure from the carrier's buffered bytes.
+//! - [`duplex`]: the [`Duplex`](duplex::Duplex) carrier trait (chunks each way, plus the
+//!   carrier's `bufferedAmount` and a wake-up when it drains) and the in-page
+//!   [`memory_duplex`](duplex::memory_duplex); pure Rust, so also built natively.
 //! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
 //!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
-//! On native targets only the wasm-bindgen functions are compiled (as plain Rust functions), so
-//! the crate still builds with the rest of the workspace.
+//! On native targets only [`duplex`] and the wasm-bindgen functions are compiled (the latter as
+//! plain Rust functions), so the crate still builds (and unit-tests) with the rest of the
+//! workspace.
 #![warn(missing_docs)]
 
 use wasm_bindgen::prelude::*;
 
 #[cfg(target_arch = "wasm32")]
 mod chan;
+pub mod duplex;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 #[cfg(target_arch = "wasm32")]

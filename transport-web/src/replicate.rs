@@ -14,15 +14,20 @@
 //! Everything runs on the page's single thread: connections are tasks spawned with
 //! `wasm_bindgen_futures::spawn_local`, sharing the hub through an async lock.
 //!
-//! Limitation (backpressure): [`Duplex::send`] never waits and tells nothing about what the
-//! carrier still buffers, so this pump, unlike the native one, reports no backlog to the hub
-//! ([`ReplicationHub::set_backlog`]). The hub's high-water mark then bounds only the answers to
-//! one batch of input, not what piles up in the carrier: a peer that sends requests and never
-//! reads grows the carrier's buffer. A carrier with a measure of its queue (WebSocket and
-//! `RTCDataChannel` `bufferedAmount`) needs a `Duplex` method to report it, and a wake-up when
-//! it drains, before this pump can pass it on; the in-page [`memory_duplex`] has neither.
+//! Backpressure, as in the native driver: the pump hands encrypted chunks to the carrier only
+//! while the carrier buffers less than [`CARRIER_HIGH_WATER`] ([`Duplex::buffered_amount`],
+//! WebSocket and `RTCDataChannel` `bufferedAmount`) and keeps the rest itself; reading goes on
+//! meanwhile, so two pumps cannot deadlock each other. It tells the hub how many bytes it and
+//! the carrier hold unwritten ([`ReplicationHub::set_backlog`]), and past the hub's high-water
+//! mark the peer's requests wait for that to drain instead of being answered: a peer that
+//! sends requests but never reads cannot grow our memory or the carrier's buffer
+//! ([`SharedHub::max_backlog`] shows the most ever held). The carrier wakes the pump as its
+//! buffer drains ([`Duplex::poll_drained`]; a carrier without such an event, as a WebSocket,
+//! is looked at every few milliseconds instead), so the shrinking backlog reaches the hub and
+//! the waiting requests are answered. A carrier that reports no buffered bytes (the trait's
+//! default) is given every chunk at once, as before, and only the pump's own queue counts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::ops::{Deref, DerefMut};
@@ -41,6 +46,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::chan::{channel, Receiver, Sender, WakeFlag};
+pub use crate::duplex::{
+    memory_duplex, memory_duplex_with_capacity, Duplex, DuplexError, MemoryDuplex,
+    CARRIER_HIGH_WATER, MEMORY_DUPLEX_CAPACITY,
+};
+use crate::duplex::{must_report, Outbox};
 
 #[wasm_bindgen]
 extern "C" {
@@ -53,65 +63,6 @@ extern "C" {
     /// `performance.now()`: monotonic milliseconds.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
-}
-
-/// A byte pipe to one peer, carried in chunks: the transport under [`replicate`].
-///
-/// Chunk boundaries carry no meaning (the secret stream does its own framing), so any ordered,
-/// reliable carrier fits: the in-page [`memory_duplex`], a WebSocket to a relay, a
-/// WebRTC data channel.
-pub trait Duplex {
-    /// The next chunk from the peer, registering `cx`'s waker when there is none yet;
-    /// `Ready(None)` once the peer's side ended (cleanly or not) and no chunk follows.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>>;
-    /// Queue `chunk` for the peer, without waiting.
-    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError>;
-    /// End our side: the peer sees the end after every chunk sent before.
-    fn close(&mut self);
-}
-
-/// A [`Duplex`] could not send.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DuplexError(pub String);
-
-/// One end of an in-memory [`Duplex`] (see [`memory_duplex`]).
-pub struct MemoryDuplex {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
-}
-
-impl std::fmt::Debug for MemoryDuplex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryDuplex").finish_non_exhaustive()
-    }
-}
-
-/// Two connected in-memory [`Duplex`] ends: chunks sent on one arrive on the other, in order,
-/// unbounded. Dropping an end closes its side.
-pub fn memory_duplex() -> (MemoryDuplex, MemoryDuplex) {
-    let (a_tx, b_rx) = channel();
-    let (b_tx, a_rx) = channel();
-    (
-        MemoryDuplex { tx: a_tx, rx: a_rx },
-        MemoryDuplex { tx: b_tx, rx: b_rx },
-    )
-}
-
-impl Duplex for MemoryDuplex {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
-        self.rx.poll_recv(cx)
-    }
-
-    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
-        self.tx
-            .send(chunk)
-            .map_err(|_| DuplexError("the other end of the in-memory duplex is gone".into()))
-    }
-
-    fn close(&mut self) {
-        self.tx.close();
-    }
 }
 
 /// Why [`replicate`] stopped with an error.
@@ -182,6 +133,8 @@ impl<S: Storage> State<S> {
 struct Inner<S: Storage> {
     state: Mutex<State<S>>,
     observer: RefCell<Option<Observer<S>>>,
+    /// The most bytes a connection held unwritten at once (its queue and its carrier's).
+    max_backlog: Cell<usize>,
     /// `performance.now()` when the hub was shared.
     start: f64,
 }
@@ -232,6 +185,7 @@ impl<S: Storage> SharedHub<S> {
                     events,
                 }),
                 observer: RefCell::new(None),
+                max_backlog: Cell::new(0),
                 start: performance_now(),
             }),
         }
@@ -272,6 +226,13 @@ impl<S: Storage> SharedHub<S> {
     /// Number of connections currently replicating (handshake done, not yet closed).
     pub async fn connections(&self) -> usize {
         self.inner.state.lock().await.conns.len()
+    }
+
+    /// The most bytes one connection ever held encrypted but not yet passed on: its own queue
+    /// plus what its carrier buffered ([`Duplex::buffered_amount`]). Bounded by the hub's
+    /// high-water mark plus about one answer, however little the peer reads.
+    pub fn max_backlog(&self) -> usize {
+        self.inner.max_backlog.get()
     }
 }
 
@@ -398,6 +359,7 @@ where
         sid: None,
         wake: Rc::new(WakeFlag::default()),
         ended_by_us: false,
+        reported: 0,
     };
     let result = pump.run(&mut io, stop).await;
     if let Some(sid) = pump.sid.take() {
@@ -422,7 +384,14 @@ struct Pump<'h, S: Storage> {
     sid: Option<StreamId>,
     wake: Rc<WakeFlag>,
     ended_by_us: bool,
+    /// The backlog last told to the hub.
+    reported: usize,
 }
+
+/// Milliseconds between two looks at the buffer of a carrier that reports
+/// [`Duplex::buffered_amount`] but does not wake the pump when it drained
+/// ([`Duplex::poll_drained`] left at its default, as a WebSocket, which has no drain event).
+const DRAIN_POLL_MS: u64 = 10;
 
 /// What woke the pump.
 enum Wakeup {
@@ -430,6 +399,10 @@ enum Wakeup {
     Stop,
     Input(Option<Vec<u8>>),
     Frames,
+    /// The carrier said its buffer drained to this level.
+    Drained(usize),
+    /// Time to look at the buffer of a carrier that does not say when it drained.
+    DrainTick,
 }
 
 impl<S: Storage> Pump<'_, S> {
@@ -444,19 +417,26 @@ impl<S: Storage> Pump<'_, S> {
         let mut shut_down = false;
         // The armed timer and the deadline (hub milliseconds) it fires at.
         let mut timer: Option<(u64, Sleep)> = None;
+        // Encrypted chunks the carrier has no room for yet.
+        let mut out = Outbox::default();
+        // The carrier's `poll_drained` proved uninformative: poll its buffer on `drain_tick`.
+        let mut drain_polling = false;
+        let mut drain_tick: Option<Sleep> = None;
         loop {
             self.take_frames().await?;
             while let Some(bytes) = self.stream.poll_transmit() {
-                if !bytes.is_empty() {
-                    io.send(bytes)?;
+                out.push(bytes);
+            }
+            out.flush(io)?;
+            self.report(out.backlog(io)).await?;
+            if out.is_empty() {
+                if self.stream.wants_shutdown() && !shut_down {
+                    shut_down = true;
+                    io.close();
                 }
-            }
-            if self.stream.wants_shutdown() && !shut_down {
-                shut_down = true;
-                io.close();
-            }
-            if self.stream.is_closed() {
-                return Ok(());
+                if self.stream.is_closed() {
+                    return Ok(());
+                }
             }
             let deadline = {
                 let hub_t = self.hub.inner.state.lock().await.hub.poll_timeout();
@@ -472,6 +452,15 @@ impl<S: Storage> Pump<'_, S> {
                     timer = Some((at, Sleep::new(wait)));
                 }
                 None => timer = None,
+            }
+            // Wait for the carrier to drain while chunks wait for room or the hub must hear
+            // that the backlog shrank: by its wake-up, or on our own tick for a carrier whose
+            // `poll_drained` tells nothing.
+            let drain = out.drain_target(io, self.reported);
+            if drain.is_none() {
+                drain_tick = None;
+            } else if drain_polling && drain_tick.is_none() {
+                drain_tick = Some(Sleep::new(DRAIN_POLL_MS));
             }
             let wake = self.wake.clone();
             let wakeup = poll_fn(|cx| {
@@ -491,6 +480,15 @@ impl<S: Storage> Pump<'_, S> {
                         return Poll::Ready(Wakeup::Input(chunk));
                     }
                 }
+                if let Some(low) = drain {
+                    if let Some(tick) = drain_tick.as_mut() {
+                        if Pin::new(tick).poll(cx).is_ready() {
+                            return Poll::Ready(Wakeup::DrainTick);
+                        }
+                    } else if io.poll_drained(cx, low).is_ready() {
+                        return Poll::Ready(Wakeup::Drained(low));
+                    }
+                }
                 Poll::Pending
             })
             .await;
@@ -502,6 +500,12 @@ impl<S: Storage> Pump<'_, S> {
                     self.stream.handle_eof(now);
                 }
                 Wakeup::Frames => {}
+                Wakeup::Drained(low) => {
+                    // Ready without having drained (e.g. the default): poll on a tick from now
+                    // on instead of spinning.
+                    drain_polling |= io.buffered_amount() > low;
+                }
+                Wakeup::DrainTick => drain_tick = None,
                 Wakeup::Stop => {
                     stopped = true;
                     self.end();
@@ -519,6 +523,25 @@ impl<S: Storage> Pump<'_, S> {
             }
             self.handle_stream_events().await?;
         }
+    }
+
+    /// Tell the hub how many bytes we and the carrier hold unwritten, when that changed enough.
+    async fn report(&mut self, backlog: usize) -> Result<(), ReplicateError> {
+        let max = &self.hub.inner.max_backlog;
+        max.set(max.get().max(backlog));
+        let Some(sid) = self.sid else {
+            return Ok(());
+        };
+        if !must_report(backlog, self.reported) {
+            return Ok(());
+        }
+        self.reported = backlog;
+        let now = self.hub.now();
+        let mut g = self.hub.lock().await;
+        if g.has_stream(sid) {
+            g.set_backlog(now, sid, backlog).await?;
+        }
+        Ok(())
     }
 
     /// End our side of the secret stream (once).

@@ -5,18 +5,21 @@
 //! Run with `scripts/test-browser.sh`.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
-use futures_util::future::join;
+use futures_util::future::{join, select, Either};
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore, OpenOptions};
 use hyperpunch_core::replication::{
-    DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator,
+    DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator, HIGH_WATER,
 };
 use hyperpunch_core::secretstream::{Options as StreamOptions, StreamError};
 use hyperpunch_web::js;
 use hyperpunch_web::replicate::{
-    memory_duplex, replicate, replicate_with, Duplex, HubEvents, ReplicateError, SharedHub,
+    memory_duplex, memory_duplex_with_capacity, replicate, replicate_with, Duplex, DuplexError,
+    HubEvents, MemoryDuplex, ReplicateError, SharedHub, CARRIER_HIGH_WATER,
 };
 use hyperpunch_web::storage::IdbStorage;
 use wasm_bindgen::JsValue;
@@ -472,6 +475,273 @@ async fn silent_peer_times_out() {
         matches!(r, Err(ReplicateError::Stream(StreamError::TimedOut))),
         "{r:?}"
     );
+}
+
+/// Wait `ms` milliseconds (a `setTimeout`).
+async fn sleep(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let set_timeout: js_sys::Function =
+            js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+                .expect("setTimeout")
+                .into();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
+            .expect("setTimeout");
+    });
+    JsFuture::from(promise).await.expect("setTimeout resolves");
+}
+
+/// Stops and resumes the reading of a [`Gated`] duplex.
+#[derive(Clone, Default)]
+struct Gate(Rc<RefCell<(bool, Option<Waker>)>>);
+
+impl Gate {
+    fn close(&self) {
+        self.0.borrow_mut().0 = true;
+    }
+
+    fn open(&self) {
+        let mut g = self.0.borrow_mut();
+        g.0 = false;
+        if let Some(w) = g.1.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A duplex end whose owner receives nothing while its [`Gate`] is closed: a peer that does
+/// not read (its sending is unaffected).
+struct Gated {
+    inner: MemoryDuplex,
+    gate: Gate,
+}
+
+impl Duplex for Gated {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        let mut g = self.gate.0.borrow_mut();
+        if g.0 {
+            g.1 = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        drop(g);
+        self.inner.poll_recv(cx)
+    }
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
+        self.inner.send(chunk)
+    }
+    fn close(&mut self) {
+        self.inner.close();
+    }
+    fn buffered_amount(&self) -> usize {
+        self.inner.buffered_amount()
+    }
+    fn poll_drained(&mut self, cx: &mut Context<'_>, low: usize) -> Poll<()> {
+        self.inner.poll_drained(cx, low)
+    }
+}
+
+/// A duplex end that, like a WebSocket, reports its `bufferedAmount` but has no drain event
+/// (`poll_drained` keeps its default): the pump must look at the buffer on its own timer.
+struct NoDrainEvent {
+    inner: MemoryDuplex,
+    /// Times the pump looked at the buffer.
+    looks: Rc<Cell<u32>>,
+}
+
+impl Duplex for NoDrainEvent {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        self.inner.poll_recv(cx)
+    }
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
+        self.inner.send(chunk)
+    }
+    fn close(&mut self) {
+        self.inner.close();
+    }
+    fn buffered_amount(&self) -> usize {
+        self.looks.set(self.looks.get() + 1);
+        self.inner.buffered_amount()
+    }
+}
+
+/// The writer's end of the duplex in [`a_reader_that_stops_reading`].
+enum WriterEnd {
+    /// The in-memory duplex, which wakes the pump as the reader drains it.
+    Memory(MemoryDuplex),
+    /// Wrapped in [`NoDrainEvent`].
+    Polled(NoDrainEvent),
+}
+
+/// Backpressure: the reader asks for 200 blocks of 32 KiB (6.25 MiB, more than the hub's
+/// high-water mark) and does not read its end of the duplex. The writer's pump keeps its own
+/// queue plus the carrier's buffer below the high-water mark plus about one answer (the
+/// remaining requests wait in the writer's hub), and hands the carrier at most
+/// [`CARRIER_HIGH_WATER`] plus one chunk (its capacity here: one more chunk and `send` would
+/// fail). Once the reader reads again, everything arrives intact.
+async fn a_reader_that_stops_reading(polled: bool) {
+    const N: u64 = 200;
+    const SIZE: usize = 32 * 1024;
+    /// About one answer (a block with its proof) and the pump's reporting step.
+    const SLACK: usize = 128 * 1024;
+    let data: Vec<Vec<u8>> = (0..N as usize)
+        .map(|i| {
+            (0..SIZE)
+                .map(|j| (i.wrapping_mul(131) ^ j.wrapping_mul(7)) as u8)
+                .collect()
+        })
+        .collect();
+    let w = writer(&unique_name("bp-w"), None, &data).await;
+    let key = *w.key();
+    let r = reader(&unique_name("bp-r"), key, None).await;
+    let mut wh = ReplicationHub::new();
+    let dk = wh.add_core(Replicator::new(w, Options::default())).unwrap();
+    let (wh, mut wevents) = SharedHub::with_events(wh);
+    let mut rh = ReplicationHub::new();
+    // Every block requested at once; none cancelled while the reader stops reading.
+    let ropts = Options {
+        max_inflight: 256,
+        request_timeout: 600_000,
+        ..Options::default()
+    };
+    rh.add_core(Replicator::new(r, ropts)).unwrap();
+    let (rh, mut events) = SharedHub::with_events(rh);
+
+    let (a, b) = memory_duplex_with_capacity(CARRIER_HIGH_WATER + SLACK);
+    let looks = Rc::new(Cell::new(0));
+    let a = if polled {
+        WriterEnd::Polled(NoDrainEvent {
+            inner: a,
+            looks: looks.clone(),
+        })
+    } else {
+        WriterEnd::Memory(a)
+    };
+    let gate = Gate::default();
+    let b = Gated {
+        inner: b,
+        gate: gate.clone(),
+    };
+    let serve = async {
+        let kp = KeyPair::from_seed(&[1; 32]);
+        match a {
+            WriterEnd::Memory(a) => replicate(a, false, kp, &wh).await,
+            WriterEnd::Polled(a) => replicate(a, false, kp, &wh).await,
+        }
+    };
+    let fetch = replicate(b, true, KeyPair::from_seed(&[2; 32]), &rh);
+    let drive = async {
+        // Connected and upgraded to the writer's length; then the reader stops reading and
+        // asks for every block.
+        loop {
+            let ev = events.next().await.expect("hub events");
+            check_event(&ev);
+            if rh.lock().await.replicator(&dk).unwrap().core().length() == N {
+                break;
+            }
+        }
+        gate.close();
+        let id = {
+            let now = rh.now();
+            let mut g = rh.lock().await;
+            g.replicator_mut(&dk)
+                .unwrap()
+                .download(now, 0, Some(N))
+                .await
+                .unwrap()
+        };
+        let (sid, peer) = loop {
+            match wevents.next().await.expect("writer events") {
+                HubEvent::ChannelOpened { stream, peer, .. } => break (stream, peer),
+                ev => check_event(&ev),
+            }
+        };
+        // The writer answers until its backlog reaches the high-water mark; then the rest
+        // of the requests wait in its hub.
+        let mut waited = 0;
+        loop {
+            let deferred = wh.lock().await.replicator(&dk).unwrap().deferred(peer);
+            if deferred > 0 {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 3000, "the writer never held requests back");
+            sleep(10).await;
+        }
+        // And it stays so while the reader does not read.
+        sleep(300).await;
+        {
+            let g = wh.lock().await;
+            assert!(g.is_congested(sid));
+            assert!(g.replicator(&dk).unwrap().deferred(peer) > 0);
+        }
+        let max = wh.max_backlog();
+        assert!(
+            max >= HIGH_WATER,
+            "{max} bytes: the backlog reached the hub"
+        );
+        assert!(max <= HIGH_WATER + SLACK, "{max} bytes held");
+        let got = rh
+            .lock()
+            .await
+            .replicator(&dk)
+            .unwrap()
+            .core()
+            .contiguous_length();
+        assert!(
+            got < N / 2,
+            "{got} blocks arrived while the reader did not read"
+        );
+        // Waiting for a drain that does not come costs a look every few milliseconds, no spin.
+        let before = looks.get();
+        sleep(200).await;
+        let during = looks.get() - before;
+        assert!(
+            !polled || (5..=400).contains(&during),
+            "{during} looks in 200 ms"
+        );
+
+        gate.open();
+        // Bounded: a pump that never tells the hub its backlog drained stalls here.
+        let done = std::pin::pin!(until_downloaded(&mut events, id));
+        if let Either::Right(_) = select(done, std::pin::pin!(sleep(60_000))).await {
+            panic!("the download stalled after the reader read again");
+        }
+        rh.end_all().await;
+    };
+    let ((s, f), ()) = join(join(serve, fetch), drive).await;
+    s.expect("writer's pump closed cleanly");
+    f.expect("reader's pump closed cleanly");
+    let max = wh.max_backlog();
+    assert!(max <= HIGH_WATER + SLACK, "{max} bytes held");
+
+    let (wg, rg) = (wh.lock().await, rh.lock().await);
+    let (wc, rc) = (
+        wg.replicator(&dk).unwrap().core(),
+        rg.replicator(&dk).unwrap().core(),
+    );
+    assert_eq!(rc.contiguous_length(), N);
+    assert_eq!(rc.tree_hash(), wc.tree_hash());
+    rc.verify_all().await.unwrap();
+    for (i, block) in data.iter().enumerate() {
+        assert_eq!(
+            rc.get(i as u64).await.unwrap().as_ref(),
+            Some(block),
+            "block {i}"
+        );
+    }
+}
+
+/// [`a_reader_that_stops_reading`] over the in-memory duplex, whose reads wake the pump.
+#[wasm_bindgen_test]
+async fn backpressure_a_reader_that_stops_reading() {
+    a_reader_that_stops_reading(false).await;
+}
+
+/// [`a_reader_that_stops_reading`] over a carrier without a drain event (as a WebSocket): the
+/// pump sees it drain by looking on a timer.
+#[wasm_bindgen_test]
+async fn backpressure_over_a_carrier_without_drain_event() {
+    a_reader_that_stops_reading(true).await;
 }
 
 async fn resolve(p: js_sys::Promise) -> JsValue {
