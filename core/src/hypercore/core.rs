@@ -1033,7 +1033,11 @@ impl<S: Storage> Hypercore<S> {
         // An upgrade that starts below our length (a pushing peer's: JS moves the start of the
         // upgrades it answers to what it pushed) is checked from our roots at its start.
         let mut behind = None;
-        if let Some(up) = proof.upgrade.as_ref().filter(|u| u.start < self.tree.length) {
+        if let Some(up) = proof
+            .upgrade
+            .as_ref()
+            .filter(|u| u.start < self.tree.length)
+        {
             let idx = flat_tree::roots_of_length(up.start);
             let stored = tree::get_nodes_cached(&self.storage, &self.node_cache, &idx).await?;
             let mut roots = Vec::with_capacity(idx.len());

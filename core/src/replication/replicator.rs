@@ -83,9 +83,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::crypto::Hash;
 use crate::encoding::{DecodeError, Encode};
 use crate::hypercore::messages::{
-    Bitfield as WireBitfield, Cancel, Data, DataUpgrade, Extension, Message, NoData, Range, Request,
-    RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want, NO_DATA_INVALID_REQUEST,
-    NO_DATA_NOT_AVAILABLE,
+    Bitfield as WireBitfield, Cancel, Data, DataUpgrade, Extension, Message, NoData, Range,
+    Request, RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want,
+    NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE,
 };
 use crate::hypercore::{flat_tree, proof, tree};
 use crate::hypercore::{
@@ -1014,7 +1014,7 @@ impl<S: Storage> Replicator<S> {
     /// proof. Its proof reaches up to the roots of the longest of the peer's length and the
     /// length our earlier proofs brought it to ([`PeerInfo::pushed_length`]); from there, when
     /// `index` lies past it, the `data` also carries an upgrade to our length (and the manifest
-    /// when the peer's core is empty). Requests for upgrades from such peers are answered from
+    /// when the peer's core is empty and no upgrade of ours went to it yet). Requests for upgrades from such peers are answered from
     /// where our pushes ended, so each upgrade it gets starts where the previous one ended.
     ///
     /// Returns how many peers it was sent to: none when we do not hold the block (or the core
@@ -1037,11 +1037,10 @@ impl<S: Storage> Replicator<S> {
                     && !p.has_block(index)
             })
             .map(|(&id, p)| {
-                (
-                    id,
-                    p.remote_length.max(p.pushed_length),
-                    p.remote_length == 0,
-                )
+                // JS sends the manifest while the peer says it is empty; once an upgrade of
+                // ours (which carried it) is on its way, it has it.
+                let from = p.remote_length.max(p.pushed_length);
+                (id, from, from == 0)
             })
             .collect();
         let mut sent = 0;
@@ -1334,7 +1333,9 @@ impl<S: Storage> Replicator<S> {
             // Only forward (JS also moves it back, to proofs the peer cannot verify), and never
             // for a fork check (id 0), which must prove the tree from 0.
             let end = up.start.saturating_add(up.length);
-            if p.remote_allow_push && req.id != 0 && p.pushed_length > up.start
+            if p.remote_allow_push
+                && req.id != 0
+                && p.pushed_length > up.start
                 && p.pushed_length < end
             {
                 up.start = p.pushed_length;
