@@ -57,8 +57,10 @@
 //!   for (`data` with request id 0) to every peer whose `sync` set `allowPush` and `downloading`
 //!   and that lacks it, with the proof from the length the peer has (or our upgrades already
 //!   brought it to, JS `pushedLength`) plus an upgrade to our length when the block lies past
-//!   that, and the manifest to an empty peer. An upgrade request from such a peer is answered
-//!   from where our pushed upgrades ended (JS moves its start), so the upgrades it gets chain.
+//!   that, and the manifest to an empty peer. An upgrade request from such a peer that starts
+//!   below what we pushed is answered from where our pushed upgrades ended (JS moves its start;
+//!   we also do when it asked for less, where JS's answer fails to verify for the peer), so the
+//!   upgrades it gets chain.
 //!   With [`Options::allow_push`] our `sync` sets `allowPush` and pushed `data` on our fork is
 //!   verified and stored like an answer ([`Event::Block`], [`Event::Upgraded`]); any `data`
 //!   is accepted whatever request it names (JS `_matchingRequest`). An upgrade starting below
@@ -1014,8 +1016,10 @@ impl<S: Storage> Replicator<S> {
     /// proof. Its proof reaches up to the roots of the longest of the peer's length and the
     /// length our earlier proofs brought it to ([`PeerInfo::pushed_length`]); from there, when
     /// `index` lies past it, the `data` also carries an upgrade to our length (and the manifest
-    /// when the peer's core is empty and no upgrade of ours went to it yet). Requests for upgrades from such peers are answered from
-    /// where our pushes ended, so each upgrade it gets starts where the previous one ended.
+    /// when the peer's core is empty and no upgrade of ours went to it yet). An upgrade request
+    /// from such a peer that starts below what we pushed is answered from where our pushes
+    /// ended (JS `_handleRequest`; to our length when it asked for less), or without upgrade
+    /// when they reached our length: each upgrade it gets starts where the previous one ended.
     ///
     /// Returns how many peers it was sent to: none when we do not hold the block (or the core
     /// is frozen). Paused peers get nothing (as for requests). The `data` uses up the peer's
@@ -1327,20 +1331,32 @@ impl<S: Storage> Replicator<S> {
         mut req: Request,
     ) -> Result<(), ReplicationError> {
         let paused = self.peers.get(&peer).is_none_or(|p| p.paused);
-        if let (Some(up), Some(p)) = (req.upgrade.as_mut(), self.peers.get(&peer)) {
+        if let (Some(up), Some(p)) = (req.upgrade, self.peers.get(&peer)) {
             // JS `_handleRequest`: a peer that accepts pushes may have our pushed upgrades in
             // flight; start this one where they end so the upgrades it gets stay contiguous.
-            // Only forward (JS also moves it back, to proofs the peer cannot verify), and never
-            // for a fork check (id 0), which must prove the tree from 0.
-            let end = up.start.saturating_add(up.length);
-            if p.remote_allow_push
-                && req.id != 0
-                && p.pushed_length > up.start
-                && p.pushed_length < end
-            {
-                up.start = p.pushed_length;
-                up.length = end - p.pushed_length;
+            // Never for a fork check (id 0), which must prove the tree from 0.
+            let (pushed, len) = (p.pushed_length, self.core.length());
+            if p.remote_allow_push && req.id != 0 && pushed > up.start {
+                let end = up.start.saturating_add(up.length);
+                req.upgrade = if pushed < end {
+                    Some(RequestUpgrade {
+                        start: pushed,
+                        length: end - pushed,
+                    })
+                } else if pushed < len {
+                    // JS leaves this one alone: its proof (from below what the peer has by
+                    // then, up to our length) then fails to verify there.
+                    Some(RequestUpgrade {
+                        start: pushed,
+                        length: len - pushed,
+                    })
+                } else {
+                    // Our pushes already take it to our length.
+                    None
+                };
             }
+            // JS also moves a start back to what it pushed: we leave those alone (the peer
+            // holds our roots at its own length, not necessarily at what we pushed).
         }
         let has_block = req.block.is_none_or(|b| self.core.has(b.index));
         if req.fork != self.core.fork() || !has_block {
