@@ -13,8 +13,8 @@
 //          the wire once it has upgraded to `expect` (without downloading any block first)
 //   treeHashes: lengths; the writer prints core.treeHash(length) for each in 'ready'
 //   extension: a name; messages of that extension (raw bytes) are echoed back prefixed 'echo:'
-//   push (writer): {blocks, append}: once a peer's sync allows pushes, core.replicator.push()
-//          each of `blocks`, then append `append` blocks one at a time pushing each, and print
+//   push (writer): {blocks, append, delay}: once a peer's sync allows pushes (and `delay` ms
+//          more), core.replicator.push() each of `blocks`, then append `append` blocks one at a time pushing each, and print
 //          {event:'pushed', length}
 //   allowPush, pushOnly (reader): the core's options of the same names
 //   received (reader, with `expect`): instead of asking for anything, wait until it holds every
@@ -164,6 +164,7 @@ async function main () {
         while (!replicator.peers.some((p) => p.remoteAllowPush && p.remoteDownloading)) {
           await new Promise((resolve) => setTimeout(resolve, 10))
         }
+        if (cfg.push.delay) await new Promise((resolve) => setTimeout(resolve, cfg.push.delay))
         for (const k of cfg.push.blocks || []) await replicator.push(k)
         for (let i = 0; i < (cfg.push.append || 0); i++) {
           const k = core.length

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
-use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+use hyperpunch_core::hypercore::{
+    CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
+};
 use hyperpunch_core::replication::{
     Event, HubEvent, Options, PeerId, ReplicationError, ReplicationHub, Replicator, SeekId,
     StreamId, TreeHashId,
@@ -1067,4 +1069,120 @@ fn rust_writer_pushes_while_a_js_reader_upgrades() {
     }
     let received = js_received(&mut d, &mut peer, total);
     assert!(received["requestsSent"].as_u64().unwrap() > 0, "{received}");
+}
+
+/// A Rust reader that allows pushes comes back, holding 30 blocks, to a JS writer (a new
+/// process, so nothing pushed yet) that has grown to 50 and pushes 40..50 a little later. JS
+/// moves the start of our upgrade request back to what it pushed (0): such a proof, from below
+/// our length, cannot show our tree is part of the new one (JS's own verifier fails on it too)
+/// and is refused without pausing JS (no block or length is taken on trust); the next upgrade
+/// request goes through. The reader ends at 50 with its old blocks and the pushed ones, every
+/// one verified. (Had JS pushed before it answered, its pushes would build on the refused
+/// upgrade and fail to verify: JS readers lose them too.)
+#[test]
+fn rust_reader_that_allows_pushes_rejoins_a_js_writer() {
+    const SEED: [u8; 32] = [0x53; 32];
+    let storage = MemoryStorage::new();
+    let mut key = [0u8; 32];
+    for (round, (count, push)) in [(30u64, None), (50, Some((40..50).collect::<Vec<u64>>()))]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = json!({
+            "mode": "server", "role": "writer",
+            "streamSeed": hex::encode([0x39 + round as u8; 32]),
+            "seed": hex::encode(SEED), "count": count, "deadline": 30000,
+        });
+        if let Some(blocks) = &push {
+            config["push"] = json!({ "blocks": blocks, "delay": 1000 });
+        }
+        let (mut peer, socket, ready) = js_server(config);
+        key = key_of(&ready);
+        let core = if round == 0 {
+            block_on(Hypercore::create(
+                storage.clone(),
+                CreateOptions {
+                    key: Some(key),
+                    ..CreateOptions::default()
+                },
+            ))
+        } else {
+            block_on(Hypercore::open(storage.clone(), OpenOptions::default()))
+        }
+        .unwrap();
+        let opts = Options {
+            allow_push: true,
+            ..Options::default()
+        };
+        let mut rep = Replicator::new(core, opts);
+        if round == 0 {
+            block_on(rep.download(0, 0, Some(count))).unwrap();
+        }
+        let mut hub = ReplicationHub::new();
+        let dk = hub.add_core(rep).unwrap();
+        let stream = SecretStream::new_initiator(
+            KeyPair::from_seed(&[0x1c + round as u8; 32]),
+            entropy(11 + round as u8),
+            StreamOptions::default(),
+            0,
+        )
+        .unwrap();
+        let mut d = Driver::new(socket, stream, hub);
+        let want: Vec<u64> = match &push {
+            None => (0..count).collect(),
+            Some(p) => (0..30).chain(p.iter().copied()).collect(),
+        };
+        d.pump_until("the blocks", &mut peer, |d| {
+            let c = d.hub.replicator(&dk).unwrap().core();
+            c.length() == count && want.iter().all(|&k| c.has(k))
+        });
+        if push.is_some() {
+            peer.next_event("pushed", STEP).unwrap();
+        }
+        let rep = d.hub.replicator(&dk).unwrap();
+        let c = rep.core();
+        assert_eq!(c.bitfield().count(0, count, true), want.len() as u64);
+        block_on(c.verify_all()).unwrap();
+        for &k in &want {
+            assert_eq!(block_on(c.get(k)).unwrap(), Some(block(k)), "block {k}");
+        }
+        assert!(!rep.is_frozen());
+        for e in &d.events {
+            match e {
+                HubEvent::Core {
+                    event: Event::InvalidData { error, .. },
+                    ..
+                } => assert!(
+                    matches!(
+                        error,
+                        HypercoreError::InvalidProof(ProofError::Unverifiable(_))
+                    ),
+                    "{error:?}"
+                ),
+                HubEvent::Core {
+                    event: Event::InvalidRequest { .. } | Event::Conflict { .. },
+                    ..
+                } => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+        let js = rep.peers().next().unwrap();
+        assert!(!rep.peer_info(js).unwrap().paused);
+        // JS answered our first upgrade request from 0 (it had pushed nothing yet): refused,
+        // once; the pushes, a second later, found us at 50.
+        let refused = if round == 0 { 0 } else { 1 };
+        assert_eq!(rep.peer_info(js).unwrap().invalid_data, refused);
+        d.stream.end();
+        d.pump_until("the clean close", &mut peer, |d| d.closed);
+        let closed = peer.next_event("closed", STEP).unwrap();
+        assert_eq!(closed["error"], Value::Null, "{closed}");
+        let block_requests = closed["blockRequestsReceived"].as_u64().unwrap();
+        if round == 0 {
+            assert!(block_requests >= count, "{closed}");
+        } else {
+            assert_eq!(block_requests, 0, "{closed}");
+        }
+        assert_eq!(peer.wait(STEP), Some(true));
+    }
+    assert_ne!(key, [0u8; 32]);
 }
