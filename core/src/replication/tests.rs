@@ -2484,7 +2484,7 @@ fn pushed_and_requested_upgrades_stay_contiguous() {
             let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
             block_on(net.reps[0].append(net.now, &refs)).unwrap();
             for i in len..len + add {
-                if rng.next() % 4 != 0 {
+                if !rng.next().is_multiple_of(4) {
                     block_on(net.reps[0].push(i)).unwrap();
                 }
             }
