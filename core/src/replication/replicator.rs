@@ -59,8 +59,8 @@
 //!   brought it to, JS `pushedLength`) plus an upgrade to our length when the block lies past
 //!   that, and the manifest to an empty peer. An upgrade request from such a peer that starts
 //!   below what we pushed is answered from where our pushed upgrades ended (JS moves its start;
-//!   we also do when it asked for less, where JS's answer fails to verify for the peer), so the
-//!   upgrades it gets chain.
+//!   for a plain upgrade request we also do when it asked for less, where JS's answer fails to
+//!   verify for the peer), so the upgrades it gets chain.
 //!   With [`Options::allow_push`] our `sync` sets `allowPush` and pushed `data` on our fork is
 //!   verified and stored like an answer ([`Event::Block`], [`Event::Upgraded`]); any `data`
 //!   is accepted whatever request it names (JS `_matchingRequest`). An upgrade starting below
@@ -1018,8 +1018,9 @@ impl<S: Storage> Replicator<S> {
     /// `index` lies past it, the `data` also carries an upgrade to our length (and the manifest
     /// when the peer's core is empty and no upgrade of ours went to it yet). An upgrade request
     /// from such a peer that starts below what we pushed is answered from where our pushes
-    /// ended (JS `_handleRequest`; to our length when it asked for less), or without upgrade
-    /// when they reached our length: each upgrade it gets starts where the previous one ended.
+    /// ended (JS `_handleRequest`); a plain upgrade request that asked for less gets the rest of
+    /// our tree from there, or no upgrade when our pushes reached our length: each upgrade it
+    /// gets starts where the previous one ended.
     ///
     /// Returns how many peers it was sent to: none when we do not hold the block (or the core
     /// is frozen). Paused peers get nothing (as for requests). The `data` uses up the peer's
@@ -1336,24 +1337,24 @@ impl<S: Storage> Replicator<S> {
             // flight; start this one where they end so the upgrades it gets stay contiguous.
             // Never for a fork check (id 0), which must prove the tree from 0.
             let (pushed, len) = (p.pushed_length, self.core.length());
+            let upgrade_only = req.block.is_none() && req.hash.is_none() && req.seek.is_none();
             if p.remote_allow_push && req.id != 0 && pushed > up.start {
                 let end = up.start.saturating_add(up.length);
-                req.upgrade = if pushed < end {
-                    Some(RequestUpgrade {
+                if pushed < end {
+                    req.upgrade = Some(RequestUpgrade {
                         start: pushed,
                         length: end - pushed,
-                    })
-                } else if pushed < len {
+                    });
+                } else if upgrade_only {
                     // JS leaves this one alone: its proof (from below what the peer has by
-                    // then, up to our length) then fails to verify there.
-                    Some(RequestUpgrade {
+                    // then, up to our length) then fails to verify there. A plain upgrade
+                    // request gets the rest of our tree, or nothing when our pushes reached it
+                    // (a block, hash or seek part may need the upgrade it asked for).
+                    req.upgrade = (pushed < len).then(|| RequestUpgrade {
                         start: pushed,
                         length: len - pushed,
-                    })
-                } else {
-                    // Our pushes already take it to our length.
-                    None
-                };
+                    });
+                }
             }
             // JS also moves a start back to what it pushed: we leave those alone (the peer
             // holds our roots at its own length, not necessarily at what we pushed).

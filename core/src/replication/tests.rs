@@ -2581,6 +2581,12 @@ fn upgrade_requests_start_where_pushed_upgrades_ended() {
             assert_eq!(up, Some(want));
         }
         assert_eq!(net.reps[0].peer_info(wp).unwrap().pushed_length, 12);
+        // With a block its upgrade stays what it asked for (JS), the proof depends on it.
+        let with_block = Request {
+            block: Some(crate::hypercore::messages::RequestBlock { index: 7, nodes: 0 }),
+            ..upgrade(9, 6, 2)
+        };
+        assert_eq!(answer(&mut net, 0, wp, with_block), Some((6, 2)));
         // A fork check is answered from 0, whatever was pushed.
         let check = Request {
             id: 0,
