@@ -13,14 +13,21 @@
 //          the wire once it has upgraded to `expect` (without downloading any block first)
 //   treeHashes: lengths; the writer prints core.treeHash(length) for each in 'ready'
 //   extension: a name; messages of that extension (raw bytes) are echoed back prefixed 'echo:'
+//   push (writer): {blocks, append, delay}: once a peer's sync allows pushes (and `delay` ms
+//          more), core.replicator.push() each of `blocks`, then append `append` blocks one at a time pushing each, and print
+//          {event:'pushed', length}
+//   allowPush, pushOnly (reader): the core's options of the same names
+//   received (reader, with `expect`): instead of asking for anything, wait until it holds every
+//          block of 0..expect (pushed to it), then print {event:'received', length, blocks,
+//          mismatched (indexes whose bytes differ from block(k)), requestsSent} and end
 //   deadline: ms after which the process gives up (exit 2)
 // Block k is `block ${k} ` followed by (k * 37) % 3000 bytes equal to k & 255.
 // Prints one JSON object per line: {event:'ready', key, discoveryKey, length, byteLength, seeks,
 // treeHashes} (writer; seeks = [[index, offset]], treeHashes = hex, from its own tree), {event:'listening', port},
 // {event:'connected'}, {event:'seeked', length, seeks, blocks} (reader; blocks = how many blocks
 // it holds after seeking), {event:'verification-error' | 'invalid-request', error},
-// {event:'truncated', length, fork}, {event:'extension', message} (utf-8), {event:'closed', length, error}, and exits 0 when the stream
-// closes.
+// {event:'truncated', length, fork}, {event:'extension', message} (utf-8), {event:'closed', length, error,
+// requestsReceived, blockRequestsReceived, requestsSent}, and exits 0 when the stream closes.
 'use strict'
 
 const net = require('net')
@@ -74,8 +81,18 @@ async function main () {
       treeHashes
     })
   } else {
-    core = new Hypercore(dir, unhex(cfg.key))
+    core = new Hypercore(dir, unhex(cfg.key), { allowPush: !!cfg.allowPush, pushOnly: !!cfg.pushOnly })
     await core.ready()
+  }
+
+  // Count the requests peers send us, and those asking for a block.
+  const replicator = core.core.replicator
+  let blockRequestsReceived = 0
+  const Peer = replicator.constructor.Peer
+  const onrequest = Peer.prototype.onrequest
+  Peer.prototype.onrequest = function (msg) {
+    if (msg.block) blockRequestsReceived++
+    return onrequest.call(this, msg)
   }
 
   let finished = false
@@ -83,7 +100,14 @@ async function main () {
     if (finished) return
     finished = true
     clearTimeout(deadline)
-    out({ event: 'closed', length: core.length, error })
+    out({
+      event: 'closed',
+      length: core.length,
+      error,
+      requestsReceived: replicator.stats.wireRequest.rx,
+      blockRequestsReceived,
+      requestsSent: replicator.stats.wireRequest.tx
+    })
     core.close().catch(() => {}).finally(() => {
       cleanup()
       setTimeout(() => process.exit(0), 50)
@@ -135,7 +159,51 @@ async function main () {
       check()
     }
 
-    if (cfg.role === 'reader') {
+    if (cfg.role === 'writer' && cfg.push) {
+      (async () => {
+        while (!replicator.peers.some((p) => p.remoteAllowPush && p.remoteDownloading)) {
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+        if (cfg.push.delay) await new Promise((resolve) => setTimeout(resolve, cfg.push.delay))
+        for (const k of cfg.push.blocks || []) await replicator.push(k)
+        for (let i = 0; i < (cfg.push.append || 0); i++) {
+          const k = core.length
+          await core.append(block(k))
+          await replicator.push(k)
+        }
+        out({ event: 'pushed', length: core.length })
+      })().catch((err) => {
+        out({ event: 'failed', error: err.message })
+        s.destroy(err)
+      })
+    }
+
+    if (cfg.role === 'reader' && cfg.received) {
+      (async () => {
+        const holds = async () => {
+          if (core.length < cfg.expect) return false
+          for (let k = 0; k < cfg.expect; k++) if (!(await core.has(k))) return false
+          return true
+        }
+        while (!(await holds())) await new Promise((resolve) => setTimeout(resolve, 10))
+        const mismatched = []
+        for (let k = 0; k < cfg.expect; k++) {
+          const value = await core.get(k, { wait: false })
+          if (!value || !b4a.equals(value, block(k))) mismatched.push(k)
+        }
+        out({
+          event: 'received',
+          length: core.length,
+          blocks: cfg.expect,
+          mismatched,
+          requestsSent: replicator.stats.wireRequest.tx
+        })
+        s.end()
+      })().catch((err) => {
+        out({ event: 'failed', error: err.message })
+        s.destroy(err)
+      })
+    } else if (cfg.role === 'reader') {
       (async () => {
         // update() resolves at once when no peer can upgrade us yet: yield to I/O between tries.
         while (core.length < cfg.expect) {

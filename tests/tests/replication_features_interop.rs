@@ -12,6 +12,12 @@
 //!   with `hash` requests and keeping every block before it.
 //! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
 //! * User extension messages go both ways (JS echoes them), with the repeated-name compression.
+//! * Push mode both ways: a JS writer's `replicator.push` reaches a Rust reader that allows
+//!   pushes (push-only: it sends JS no request at all; or sparse: it asks for no block and holds
+//!   exactly the pushed ones), appended blocks arriving with their upgrades; a Rust writer's
+//!   [`Replicator::push`] reaches a JS reader created with `allowPush` (push-only, or taking
+//!   its own upgrades meanwhile, which the writer starts where its pushes ended), which verifies
+//!   and holds every block.
 //!
 //! Every step has a deadline and the node process is killed when a test ends.
 
@@ -21,10 +27,12 @@ use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
-use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+use hyperpunch_core::hypercore::{
+    CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
+};
 use hyperpunch_core::replication::{
-    Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator, SeekId, StreamId,
-    TreeHashId,
+    Event, HubEvent, Options, PeerId, ReplicationError, ReplicationHub, Replicator, SeekId,
+    StreamId, TreeHashId,
 };
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
@@ -759,4 +767,422 @@ fn extension_messages_round_trip_with_js() {
     d.stream.end();
     d.pump_until("the clean close", &mut peer, |d| d.closed);
     assert_eq!(peer.wait(STEP), Some(true));
+}
+
+/// A Rust reader hub for `key` with `opts`.
+fn reader_hub(key: [u8; 32], opts: Options) -> (ReplicationHub<MemoryStorage>, [u8; 32]) {
+    let core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub.add_core(Replicator::new(core, opts)).unwrap();
+    (hub, dk)
+}
+
+fn key_of(ready: &Value) -> [u8; 32] {
+    hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Indexes of the blocks `events` report as downloaded.
+fn downloaded(events: &[HubEvent]) -> Vec<u64> {
+    let mut v: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            HubEvent::Core {
+                event: Event::Block { index, .. },
+                ..
+            } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Every line the node peer prints until its `closed` line.
+fn lines_until_closed(peer: &mut NodePeer) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let v = peer
+            .next(STEP)
+            .unwrap_or_else(|e| panic!("{e:?} after {lines:?}; stderr:\n{}", peer.stderr()));
+        let closed = v["event"] == "closed";
+        lines.push(v);
+        if closed {
+            return lines;
+        }
+    }
+}
+
+/// A JS writer pushes all its blocks, then appends five more pushing each, to a Rust reader in
+/// push-only mode: it ends with every block verified, and JS received no request from it.
+#[test]
+fn js_writer_pushes_to_a_push_only_rust_reader() {
+    const N: u64 = 60;
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x37; 32]),
+        "seed": hex::encode([0x51; 32]), "count": N,
+        "push": { "blocks": (0..N).collect::<Vec<u64>>(), "append": 5 }, "deadline": 30000,
+    }));
+    let opts = Options {
+        allow_push: true,
+        push_only: true,
+        ..Options::default()
+    };
+    let (hub, dk) = reader_hub(key_of(&ready), opts);
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x1a; 32]),
+        entropy(9),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    let total = N + 5;
+    d.pump_until("every pushed block", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.length() == total && c.contiguous_length() == total
+    });
+    let pushed = peer.next_event("pushed", STEP).unwrap();
+    assert_eq!(pushed["length"], json!(total));
+    let c = d.hub.replicator(&dk).unwrap().core();
+    block_on(c.verify_all()).unwrap();
+    for k in 0..total {
+        assert_eq!(block_on(c.get(k)).unwrap(), Some(block(k)), "block {k}");
+    }
+    assert_eq!(downloaded(&d.events), (0..total).collect::<Vec<u64>>());
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    let closed = peer.next_event("closed", STEP).unwrap();
+    assert_eq!(closed["error"], Value::Null, "{closed}");
+    assert_eq!(closed["requestsReceived"], json!(0), "{closed}");
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+/// A Rust reader that allows pushes but wants no block takes its upgrades by request and the
+/// blocks JS pushes (a sparse few, then appended ones): it holds exactly those, and JS got no
+/// block request.
+#[test]
+fn js_writer_pushes_a_sparse_set_to_a_rust_reader() {
+    const N: u64 = 80;
+    let sparse: Vec<u64> = vec![0, 5, 17, 33, 64, 79];
+    let (mut peer, socket, ready) = js_server(json!({
+        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x38; 32]),
+        "seed": hex::encode([0x52; 32]), "count": N,
+        "push": { "blocks": sparse, "append": 3 }, "deadline": 30000,
+    }));
+    let opts = Options {
+        allow_push: true,
+        ..Options::default()
+    };
+    let (hub, dk) = reader_hub(key_of(&ready), opts);
+    let stream = SecretStream::new_initiator(
+        KeyPair::from_seed(&[0x1b; 32]),
+        entropy(10),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    let total = N + 3;
+    let want: Vec<u64> = sparse.iter().copied().chain(N..total).collect();
+    d.pump_until("the pushed blocks", &mut peer, |d| {
+        let c = d.hub.replicator(&dk).unwrap().core();
+        c.length() == total && want.iter().all(|&k| c.has(k))
+    });
+    peer.next_event("pushed", STEP).unwrap();
+    let c = d.hub.replicator(&dk).unwrap().core();
+    assert_eq!(c.bitfield().count(0, total, true), want.len() as u64);
+    for &k in &want {
+        assert_eq!(block_on(c.get(k)).unwrap(), Some(block(k)), "block {k}");
+    }
+    assert_eq!(downloaded(&d.events), want);
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    d.stream.end();
+    d.pump_until("the clean close", &mut peer, |d| d.closed);
+    let closed = peer.next_event("closed", STEP).unwrap();
+    assert_eq!(closed["error"], Value::Null, "{closed}");
+    assert_eq!(closed["blockRequestsReceived"], json!(0), "{closed}");
+    assert_eq!(peer.wait(STEP), Some(true));
+}
+
+/// A Rust writer serving `count` blocks to a JS client reader started with `js` (plus the
+/// common fields); returns the driver, the JS peer's handle and the core's discovery key once
+/// JS's `sync` allowed pushes.
+fn rust_writer_to_js_reader(
+    seed: u8,
+    count: u64,
+    js: Value,
+) -> (Driver, NodePeer, PeerId, [u8; 32]) {
+    let mut core = block_on(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&[seed; 32])),
+            ..CreateOptions::default()
+        },
+    ))
+    .unwrap();
+    let blocks: Vec<Vec<u8>> = (0..count).map(block).collect();
+    let blocks: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+    block_on(core.append(&blocks)).unwrap();
+    let key = *core.key();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(core, Options::default()))
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config = json!({
+        "mode": "client", "port": port, "role": "reader", "key": hex::encode(key),
+        "streamSeed": hex::encode([seed ^ 0x80; 32]), "allowPush": true, "received": true,
+        "deadline": 30000,
+    });
+    for (k, v) in js.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let (mut peer, socket) = js_client(config, &listener);
+    let stream = SecretStream::new_responder(
+        KeyPair::from_seed(&[seed; 32]),
+        entropy(seed),
+        StreamOptions::default(),
+        0,
+    )
+    .unwrap();
+    let mut d = Driver::new(socket, stream, hub);
+    d.pump_until("JS to allow pushes", &mut peer, |d| {
+        let rep = d.hub.replicator(&dk).unwrap();
+        rep.peers()
+            .any(|p| rep.peer_info(p).is_some_and(|i| i.remote_allow_push))
+    });
+    let js_peer = {
+        let rep = d.hub.replicator(&dk).unwrap();
+        rep.peers().next().unwrap()
+    };
+    (d, peer, js_peer, dk)
+}
+
+/// What the JS reader printed once it held every block: no verification error, every block
+/// as written; returns its `received` line.
+fn js_received(d: &mut Driver, peer: &mut NodePeer, total: u64) -> Value {
+    d.pump_until("the JS reader to get every block and close", peer, |d| {
+        d.closed
+    });
+    let lines = lines_until_closed(peer);
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["event"] != "verification-error" && v["event"] != "invalid-request"),
+        "{lines:?}"
+    );
+    let received = lines
+        .iter()
+        .find(|v| v["event"] == "received")
+        .unwrap_or_else(|| panic!("JS never held every block: {lines:?}"))
+        .clone();
+    assert_eq!(received["length"], json!(total), "{received}");
+    assert_eq!(received["mismatched"], json!([]), "{received}");
+    assert_eq!(lines.last().unwrap()["error"], Value::Null);
+    assert_eq!(peer.wait(STEP), Some(true));
+    assert!(no_complaints(&d.events), "{:?}", d.events);
+    received
+}
+
+/// A Rust writer pushes every block, then appends five more pushing each (with upgrades), to a
+/// JS reader created with `allowPush` and `pushOnly`: JS verifies and holds them all without
+/// sending a single request.
+#[test]
+fn rust_writer_pushes_to_a_push_only_js_reader() {
+    const N: u64 = 60;
+    let total = N + 5;
+    let (mut d, mut peer, js, dk) =
+        rust_writer_to_js_reader(0x5c, N, json!({ "pushOnly": true, "expect": total }));
+    for k in 0..N {
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        assert_eq!(block_on(rep.push(k)).unwrap(), 1, "block {k}");
+        d.hub.flush();
+    }
+    for k in N..total {
+        let now = d.now();
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        block_on(rep.append(now, &[&block(k)])).unwrap();
+        assert_eq!(block_on(rep.push(k)).unwrap(), 1, "block {k}");
+        d.hub.flush();
+        d.step(Duration::from_millis(5));
+    }
+    assert_eq!(
+        d.hub
+            .replicator(&dk)
+            .unwrap()
+            .peer_info(js)
+            .unwrap()
+            .pushed_length,
+        total
+    );
+    let received = js_received(&mut d, &mut peer, total);
+    assert_eq!(received["requestsSent"], json!(0), "{received}");
+}
+
+/// A Rust writer appends and pushes while a JS reader (`allowPush`, not push-only) asks for its
+/// own upgrades: JS verifies while more arrives, so its requests can start below what we
+/// pushed; we answer them from where our pushes ended and JS never fails to verify. The blocks
+/// JS was not pushed at first are pushed at the end.
+#[test]
+fn rust_writer_pushes_while_a_js_reader_upgrades() {
+    const N: u64 = 20;
+    const ROUNDS: u64 = 15;
+    let total = N + 2 * ROUNDS;
+    let (mut d, mut peer, js, dk) = rust_writer_to_js_reader(0x5d, N, json!({ "expect": total }));
+    for k in (0..N).step_by(3) {
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        block_on(rep.push(k)).unwrap();
+        d.hub.flush();
+    }
+    // Each round: append a block and push it, append another (its `sync` may reach JS while it
+    // still verifies the push), then wait for JS to catch up.
+    for r in 0..ROUNDS {
+        let k = N + 2 * r;
+        let now = d.now();
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        block_on(rep.append(now, &[&block(k)])).unwrap();
+        block_on(rep.push(k)).unwrap();
+        block_on(rep.append(now, &[&block(k + 1)])).unwrap();
+        d.hub.flush();
+        d.pump_until("JS to take the new length", &mut peer, |d| {
+            let rep = d.hub.replicator(&dk).unwrap();
+            rep.peer_info(js).unwrap().remote_length == k + 2
+        });
+    }
+    // The rest (no upgrade needed any more).
+    for k in 0..total {
+        let rep = d.hub.replicator_mut(&dk).unwrap();
+        block_on(rep.push(k)).unwrap();
+        d.hub.flush();
+    }
+    let received = js_received(&mut d, &mut peer, total);
+    assert!(received["requestsSent"].as_u64().unwrap() > 0, "{received}");
+}
+
+/// A Rust reader that allows pushes comes back, holding 30 blocks, to a JS writer (a new
+/// process, so nothing pushed yet) that has grown to 50 and pushes 40..50 a little later. JS
+/// moves the start of our upgrade request back to what it pushed (0): such a proof, from below
+/// our length, cannot show our tree is part of the new one (JS's own verifier fails on it too)
+/// and is refused without pausing JS (no block or length is taken on trust); the next upgrade
+/// request goes through. The reader ends at 50 with its old blocks and the pushed ones, every
+/// one verified. (Had JS pushed before it answered, its pushes would build on the refused
+/// upgrade and fail to verify: JS readers lose them too.)
+#[test]
+fn rust_reader_that_allows_pushes_rejoins_a_js_writer() {
+    const SEED: [u8; 32] = [0x53; 32];
+    let storage = MemoryStorage::new();
+    let mut key = [0u8; 32];
+    for (round, (count, push)) in [(30u64, None), (50, Some((40..50).collect::<Vec<u64>>()))]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = json!({
+            "mode": "server", "role": "writer",
+            "streamSeed": hex::encode([0x39 + round as u8; 32]),
+            "seed": hex::encode(SEED), "count": count, "deadline": 30000,
+        });
+        if let Some(blocks) = &push {
+            config["push"] = json!({ "blocks": blocks, "delay": 1000 });
+        }
+        let (mut peer, socket, ready) = js_server(config);
+        key = key_of(&ready);
+        let core = if round == 0 {
+            block_on(Hypercore::create(
+                storage.clone(),
+                CreateOptions {
+                    key: Some(key),
+                    ..CreateOptions::default()
+                },
+            ))
+        } else {
+            block_on(Hypercore::open(storage.clone(), OpenOptions::default()))
+        }
+        .unwrap();
+        let opts = Options {
+            allow_push: true,
+            ..Options::default()
+        };
+        let mut rep = Replicator::new(core, opts);
+        if round == 0 {
+            block_on(rep.download(0, 0, Some(count))).unwrap();
+        }
+        let mut hub = ReplicationHub::new();
+        let dk = hub.add_core(rep).unwrap();
+        let stream = SecretStream::new_initiator(
+            KeyPair::from_seed(&[0x1c + round as u8; 32]),
+            entropy(11 + round as u8),
+            StreamOptions::default(),
+            0,
+        )
+        .unwrap();
+        let mut d = Driver::new(socket, stream, hub);
+        let want: Vec<u64> = match &push {
+            None => (0..count).collect(),
+            Some(p) => (0..30).chain(p.iter().copied()).collect(),
+        };
+        d.pump_until("the blocks", &mut peer, |d| {
+            let c = d.hub.replicator(&dk).unwrap().core();
+            c.length() == count && want.iter().all(|&k| c.has(k))
+        });
+        if push.is_some() {
+            peer.next_event("pushed", STEP).unwrap();
+        }
+        let rep = d.hub.replicator(&dk).unwrap();
+        let c = rep.core();
+        assert_eq!(c.bitfield().count(0, count, true), want.len() as u64);
+        block_on(c.verify_all()).unwrap();
+        for &k in &want {
+            assert_eq!(block_on(c.get(k)).unwrap(), Some(block(k)), "block {k}");
+        }
+        assert!(!rep.is_frozen());
+        for e in &d.events {
+            match e {
+                HubEvent::Core {
+                    event: Event::InvalidData { error, .. },
+                    ..
+                } => assert!(
+                    matches!(
+                        error,
+                        HypercoreError::InvalidProof(ProofError::Unverifiable(_))
+                    ),
+                    "{error:?}"
+                ),
+                HubEvent::Core {
+                    event: Event::InvalidRequest { .. } | Event::Conflict { .. },
+                    ..
+                } => panic!("{e:?}"),
+                _ => {}
+            }
+        }
+        let js = rep.peers().next().unwrap();
+        assert!(!rep.peer_info(js).unwrap().paused);
+        // JS answered our first upgrade request from 0 (it had pushed nothing yet): refused,
+        // once; the pushes, a second later, found us at 50.
+        let refused = if round == 0 { 0 } else { 1 };
+        assert_eq!(rep.peer_info(js).unwrap().invalid_data, refused);
+        d.stream.end();
+        d.pump_until("the clean close", &mut peer, |d| d.closed);
+        let closed = peer.next_event("closed", STEP).unwrap();
+        assert_eq!(closed["error"], Value::Null, "{closed}");
+        let block_requests = closed["blockRequestsReceived"].as_u64().unwrap();
+        if round == 0 {
+            assert!(block_requests >= count, "{closed}");
+        } else {
+            assert_eq!(block_requests, 0, "{closed}");
+        }
+        assert_eq!(peer.wait(STEP), Some(true));
+    }
+    assert_ne!(key, [0u8; 32]);
 }

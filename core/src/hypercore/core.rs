@@ -1034,6 +1034,25 @@ impl<S: Storage> Hypercore<S> {
             return self.verify_reorg(proof).await;
         }
         let mut batch = self.tree.batch();
+        // An upgrade that starts below our length (a pushing peer's: JS moves the start of the
+        // upgrades it answers to what it pushed) is checked from our roots at its start.
+        let mut behind = None;
+        if let Some(up) = proof
+            .upgrade
+            .as_ref()
+            .filter(|u| u.start < self.tree.length)
+        {
+            let idx = flat_tree::roots_of_length(up.start);
+            let stored = tree::get_nodes_cached(&self.storage, &self.node_cache, &idx).await?;
+            let mut roots = Vec::with_capacity(idx.len());
+            for (n, &i) in stored.into_iter().zip(&idx) {
+                roots.push(n.ok_or(ProofError::Unverifiable(i))?);
+            }
+            batch.byte_length = roots.iter().fold(0u64, |a, r| a.saturating_add(r.size));
+            batch.roots = roots;
+            batch.length = up.start;
+            behind = Some(idx);
+        }
         let mut unverified = proof::verify_tree_with_leaf(proof, &mut batch.nodes, leaf, known)?;
         let mut new_manifest = None;
         if let Some(up) = &proof.upgrade {
@@ -1062,6 +1081,22 @@ impl<S: Storage> Hypercore<S> {
                     batch.fork,
                     &sig,
                 )?;
+                if let Some(start_roots) = &behind {
+                    // Our tree must be a prefix of the new one: each of our roots is one of the
+                    // roots we started from or a node of the proof with the same hash.
+                    for r in &self.tree.roots {
+                        if start_roots.contains(&r.index) {
+                            continue;
+                        }
+                        let mut same = batch.nodes.iter().filter(|n| n.index == r.index).peekable();
+                        if same.peek().is_none() {
+                            return Err(ProofError::Unverifiable(r.index).into());
+                        }
+                        if same.any(|n| n.hash != r.hash || n.size != r.size) {
+                            return Err(ProofError::Conflict(self.tree.length).into());
+                        }
+                    }
+                }
                 new_manifest = manifest;
             }
         }

@@ -799,6 +799,29 @@ impl MerkleTree {
         Self::missing_nodes_cached(storage, None, index, length).await
     }
 
+    /// How many levels above node `index` a peer at `length` may lack at most, from the tree's
+    /// shape alone (JS `maxMissingNodes`): the levels from `index` up to the root of `length`
+    /// holding it (0 when `index` is such a root or not inside `length`). Used for proofs nobody
+    /// asked for (pushes), where the peer's stored nodes are unknown.
+    pub fn max_missing_nodes(index: u64, length: u64) -> u64 {
+        if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
+            return 0;
+        }
+        let head = 2 * length;
+        let mut ite = Iterator::new(index);
+        if ite.peek_right_span() >= head || flat_tree::roots_of_length(length).contains(&index) {
+            return 0;
+        }
+        ite.parent();
+        let mut cnt = 0;
+        // At most 58 levels separate an index below MAX_INDEX from the node spanning `head`.
+        while !ite.contains(head) && cnt < 64 {
+            cnt += 1;
+            ite.parent();
+        }
+        cnt
+    }
+
     /// [`MerkleTree::missing_nodes`], reading through `cache` when given.
     pub(crate) async fn missing_nodes_cached<S: Storage>(
         storage: &S,
@@ -1033,6 +1056,41 @@ mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
     use futures_executor::block_on;
+
+    /// `(index, length, JS MerkleTree.maxMissingNodes(index, length))`, printed by hypercore
+    /// 11.37.1.
+    #[test]
+    fn max_missing_nodes_matches_js() {
+        let js = [
+            (0, 0, 0),
+            (0, 1, 0),
+            (0, 5, 2),
+            (2, 5, 2),
+            (8, 5, 0),
+            (10, 5, 0),
+            (0, 8, 3),
+            (14, 8, 3),
+            (6, 7, 2),
+            (12, 7, 0),
+            (20, 100, 6),
+            (198, 100, 2),
+            (0, 1000, 9),
+            (40, 33, 5),
+            (64, 33, 0),
+            (1998, 1000, 3),
+        ];
+        for (index, length, want) in js {
+            assert_eq!(
+                MerkleTree::max_missing_nodes(index, length),
+                want,
+                "{index} {length}"
+            );
+        }
+        // Out-of-range arguments (a peer's length is untrusted) give 0, never a panic.
+        assert_eq!(MerkleTree::max_missing_nodes(0, u64::MAX), 0);
+        assert_eq!(MerkleTree::max_missing_nodes(u64::MAX, 5), 0);
+        assert!(MerkleTree::max_missing_nodes(0, (1 << 57) - 1) <= 64);
+    }
 
     /// The SIMD batch equals one `leaf_hash` per block, for sizes around every buffer and
     /// BLAKE2b block boundary, small and large mixed in one call.

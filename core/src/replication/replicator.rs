@@ -53,13 +53,30 @@
 //!   a validly signed tree that diverges from ours is a conflict ([`Event::Conflict`]): the
 //!   replicator freezes, sends every peer its own proof of that length and lets them all go
 //!   (the hub closes the core's channels); a proof that agrees with our tree resumes the peer.
+//! * **push mode** (JS `allowPush` / `push`): [`Replicator::push`] sends a block nobody asked
+//!   for (`data` with request id 0) to every peer whose `sync` set `allowPush` and `downloading`
+//!   and that lacks it, with the proof from the length the peer has (or our upgrades already
+//!   brought it to, JS `pushedLength`) plus an upgrade to our length when the block lies past
+//!   that, and the manifest to an empty peer. An upgrade request from such a peer that starts
+//!   below what we pushed is answered from where our pushed upgrades ended (JS moves its start;
+//!   for a plain upgrade request we also do when it asked for less, where JS's answer fails to
+//!   verify for the peer), so the upgrades it gets chain.
+//!   With [`Options::allow_push`] our `sync` sets `allowPush` and pushed `data` on our fork is
+//!   verified and stored like an answer ([`Event::Block`], [`Event::Upgraded`]); any `data`
+//!   is accepted whatever request it names (JS `_matchingRequest`). An upgrade starting below
+//!   our length is verified from our roots at its start. A pushed proof that does not fit our
+//!   tree is reported ([`Event::InvalidData`]) without pausing the peer; one that fails its
+//!   hashes pauses it until it answers the fork check, as in JS. [`Options::push_only`] stops
+//!   every request but the manifest request and fork checks (JS `pushOnly`).
 //! * **timeouts**: a request unanswered for [`Options::request_timeout`] ms is cancelled (`cancel`)
 //!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
 //!   reused only after their answer arrived.
 //!
-//! Not implemented (JS features with no wire-compat impact): push mode (`allowPush`), freezing
-//! a conflicting core in storage (JS marks the header `frozen`; here only the replicator is
-//! frozen), request priorities, and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we
+//! Not implemented (JS features with no wire-compat impact): freezing a conflicting core in
+//! storage (JS marks the header `frozen`; here only the replicator is
+//! frozen), the `downloading` state (our `sync` always says we download, so its `allowPush`
+//! follows [`Options::allow_push`] alone; JS clears both when no session is active), request
+//! priorities, and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we
 //! send 2^21-block wants, and honour both kinds from peers). Seek requests carry the `seek` only
 //! to peers whose handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
 
@@ -68,14 +85,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::crypto::Hash;
 use crate::encoding::{DecodeError, Encode};
 use crate::hypercore::messages::{
-    Bitfield as WireBitfield, Cancel, Data, Extension, Message, NoData, Range, Request,
-    RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want, NO_DATA_INVALID_REQUEST,
-    NO_DATA_NOT_AVAILABLE,
+    Bitfield as WireBitfield, Cancel, Data, DataUpgrade, Extension, Message, NoData, Range,
+    Request, RequestBlock, RequestSeek, RequestUpgrade, Sync, TreeNode, Want,
+    NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE,
 };
 use crate::hypercore::{flat_tree, proof, tree};
 use crate::hypercore::{
-    AppendOutcome, ApplyOutcome, Hypercore, HypercoreError, ProofError, ProofRequest, SeekResult,
-    VerifiedProof,
+    AppendOutcome, ApplyOutcome, Hypercore, HypercoreError, MerkleTree, ProofError, ProofRequest,
+    SeekResult, VerifiedProof,
 };
 use crate::protomux::{ChannelError, MuxError};
 use crate::storage::Storage;
@@ -158,6 +175,18 @@ pub struct Options {
     pub allow_fork: bool,
     /// Disconnect a peer on its first proof that does not verify, instead of only pausing it.
     pub disconnect_on_invalid_data: bool,
+    /// Accept blocks peers push without being asked (JS `allowPush`, default false): our `sync`
+    /// carries the `allowPush` flag (we always say we are downloading), and a `data` with
+    /// request id 0 is verified and stored like an answer. A proof that is malformed for our
+    /// tree (JS `INVALID_OPERATION`) no longer pauses its peer; one that fails its hashes or
+    /// signature still does until the peer answers the fork check (as in JS). See
+    /// [`Replicator::set_allow_push`] and, for the sending side, [`Replicator::push`].
+    pub allow_push: bool,
+    /// Send no requests at all (JS `pushOnly`): no upgrades, blocks, hashes, seeks or fork
+    /// proofs; the core grows only through what peers push (with [`Options::allow_push`]).
+    /// `want`s, fork checks after bad data and, as in JS, the manifest request to a peer with an
+    /// empty core are still sent. See [`Replicator::set_push_only`].
+    pub push_only: bool,
 }
 
 impl Default for Options {
@@ -168,6 +197,8 @@ impl Default for Options {
             eager_upgrade: true,
             allow_fork: true,
             disconnect_on_invalid_data: false,
+            allow_push: false,
+            push_only: false,
         }
     }
 }
@@ -342,6 +373,12 @@ pub struct PeerInfo {
     pub invalid_requests: u64,
     /// Invalid proofs it sent.
     pub invalid_data: u64,
+    /// Its last `sync` set `allowPush`: it accepts [`Replicator::push`]es.
+    pub remote_allow_push: bool,
+    /// Its last `sync` set `downloading` (assumed until it says otherwise).
+    pub remote_downloading: bool,
+    /// The length our upgrade proofs (answers and pushes) brought it to on this fork.
+    pub pushed_length: u64,
 }
 
 #[derive(Debug)]
@@ -355,6 +392,10 @@ struct Peer {
     remote_length: u64,
     remote_can_upgrade: bool,
     remote_has_manifest: bool,
+    remote_allow_push: bool,
+    remote_downloading: bool,
+    /// The length our upgrade proofs brought it to (JS `pushedLength`).
+    pushed_length: u64,
     /// Its channel handshake did not set `seeks`.
     no_seeks: bool,
     /// We asked it for the manifest alone.
@@ -387,6 +428,9 @@ impl Default for Peer {
             remote_length: 0,
             remote_can_upgrade: false,
             remote_has_manifest: false,
+            remote_allow_push: false,
+            remote_downloading: true,
+            pushed_length: 0,
             no_seeks: false,
             manifest_asked: false,
             length_acked: 0,
@@ -574,6 +618,9 @@ impl<S: Storage> Replicator<S> {
             paused: p.paused,
             invalid_requests: p.invalid_requests,
             invalid_data: p.invalid_data,
+            remote_allow_push: p.remote_allow_push,
+            remote_downloading: p.remote_downloading,
+            pushed_length: p.pushed_length,
         })
     }
 
@@ -933,6 +980,116 @@ impl<S: Storage> Replicator<S> {
         }
     }
 
+    /// Accept pushed blocks or not ([`Options::allow_push`]); peers learn it from a new `sync`
+    /// (JS `setAllowPush`).
+    pub fn set_allow_push(&mut self, allow_push: bool) {
+        if allow_push == self.opts.allow_push {
+            return;
+        }
+        self.opts.allow_push = allow_push;
+        if self.frozen {
+            return;
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for p in peers {
+            self.send_sync(p);
+        }
+    }
+
+    /// Send no requests ([`Options::push_only`], JS `setPushOnly`). Requests in flight are left
+    /// to finish; when turned off, whatever is wanted is requested at once.
+    pub async fn set_push_only(
+        &mut self,
+        now: u64,
+        push_only: bool,
+    ) -> Result<(), ReplicationError> {
+        if push_only == self.opts.push_only {
+            return Ok(());
+        }
+        self.opts.push_only = push_only;
+        self.update(now).await
+    }
+
+    /// Push block `index` to every peer that accepts pushes (JS `replicator.push`): to each
+    /// peer whose last `sync` set `allowPush` and `downloading`, is on our fork and does not
+    /// advertise the block, send an unrequested `data` (request id 0) with the block and its
+    /// proof. Its proof reaches up to the roots of the longest of the peer's length and the
+    /// length our earlier proofs brought it to ([`PeerInfo::pushed_length`]); from there, when
+    /// `index` lies past it, the `data` also carries an upgrade to our length (and the manifest
+    /// when the peer's core is empty and no upgrade of ours went to it yet). An upgrade request
+    /// from such a peer that starts below what we pushed is answered from where our pushes
+    /// ended (JS `_handleRequest`); a plain upgrade request that asked for less gets the rest of
+    /// our tree from there, or no upgrade when our pushes reached our length: each upgrade it
+    /// gets starts where the previous one ended.
+    ///
+    /// Returns how many peers it was sent to: none when we do not hold the block (or the core
+    /// is frozen). Paused peers get nothing (as for requests). The `data` uses up the peer's
+    /// window ([`Replicator::set_window`]) but is not held back by it.
+    pub async fn push(&mut self, index: u64) -> Result<usize, ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        if self.frozen || index >= len || !self.core.has(index) {
+            return Ok(0);
+        }
+        let targets: Vec<(PeerId, u64, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.synced
+                    && p.remote_allow_push
+                    && p.remote_downloading
+                    && !p.paused
+                    && p.remote_fork == fork
+                    && !p.has_block(index)
+            })
+            .map(|(&id, p)| {
+                // JS sends the manifest while the peer says it is empty; once an upgrade of
+                // ours (which carried it) is on its way, it has it.
+                let from = p.remote_length.max(p.pushed_length);
+                (id, from, from == 0)
+            })
+            .collect();
+        let mut sent = 0;
+        for (peer, remote_length, manifest) in targets {
+            let req = ProofRequest {
+                block: Some(RequestBlock {
+                    index,
+                    nodes: MerkleTree::max_missing_nodes(2 * index, remote_length),
+                }),
+                upgrade: (index >= remote_length).then(|| RequestUpgrade {
+                    start: remote_length,
+                    length: len - remote_length,
+                }),
+                ..ProofRequest::default()
+            };
+            let mut data = match self.core.proof(&req).await {
+                Ok(data) => data,
+                Err(HypercoreError::Storage(e)) => return Err(HypercoreError::Storage(e).into()),
+                // Nothing provable from the length it claims (longer than ours, say).
+                Err(_) => continue,
+            };
+            data.request = 0;
+            data.fork = fork;
+            if manifest && !self.core.is_compat() {
+                data.manifest = self.core.manifest().cloned();
+            }
+            self.note_upgrade_sent(peer, &data);
+            let msg = Message::Data(Box::new(data));
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.window = p.window.saturating_sub(msg.encoded_len());
+            }
+            self.transmits.push_back((peer, msg));
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// JS `_fulfillRequest`: an upgrade proof sent to `peer` brings it to its length.
+    fn note_upgrade_sent(&mut self, peer: PeerId, data: &Data) {
+        if let (Some(up), Some(p)) = (&data.upgrade, self.peers.get_mut(&peer)) {
+            p.pushed_length = p.pushed_length.max(upgrade_length(up));
+        }
+    }
+
     /// Append to a writable core and tell the peers (sync + range).
     pub async fn append(
         &mut self,
@@ -972,6 +1129,7 @@ impl<S: Storage> Replicator<S> {
             for &p in &peers {
                 if let Some(pp) = self.peers.get_mut(&p) {
                     pp.fully_signaled = pp.fully_signaled.min(from);
+                    pp.pushed_length = pp.pushed_length.min(from);
                 }
                 if old_len > from {
                     self.broadcast_range(p, from, old_len - from, true);
@@ -1134,6 +1292,12 @@ impl<S: Storage> Replicator<S> {
         let length_changed = m.length != p.remote_length;
         let same_fork = m.fork == local_fork;
         p.synced = true;
+        if m.fork != p.remote_fork {
+            // What we pushed was on the fork it left.
+            p.pushed_length = 0;
+        }
+        p.remote_allow_push = m.allow_push;
+        p.remote_downloading = m.downloading;
         p.remote_fork = m.fork;
         p.remote_length = m.length;
         p.remote_can_upgrade = m.can_upgrade;
@@ -1165,9 +1329,36 @@ impl<S: Storage> Replicator<S> {
         &mut self,
         now: u64,
         peer: PeerId,
-        req: Request,
+        mut req: Request,
     ) -> Result<(), ReplicationError> {
         let paused = self.peers.get(&peer).is_none_or(|p| p.paused);
+        if let (Some(up), Some(p)) = (req.upgrade, self.peers.get(&peer)) {
+            // JS `_handleRequest`: a peer that accepts pushes may have our pushed upgrades in
+            // flight; start this one where they end so the upgrades it gets stay contiguous.
+            // Never for a fork check (id 0), which must prove the tree from 0.
+            let (pushed, len) = (p.pushed_length, self.core.length());
+            let upgrade_only = req.block.is_none() && req.hash.is_none() && req.seek.is_none();
+            if p.remote_allow_push && req.id != 0 && pushed > up.start {
+                let end = up.start.saturating_add(up.length);
+                if pushed < end {
+                    req.upgrade = Some(RequestUpgrade {
+                        start: pushed,
+                        length: end - pushed,
+                    });
+                } else if upgrade_only {
+                    // JS leaves this one alone: its proof (from below what the peer has by
+                    // then, up to our length) then fails to verify there. A plain upgrade
+                    // request gets the rest of our tree, or nothing when our pushes reached it
+                    // (a block, hash or seek part may need the upgrade it asked for).
+                    req.upgrade = (pushed < len).then(|| RequestUpgrade {
+                        start: pushed,
+                        length: len - pushed,
+                    });
+                }
+            }
+            // JS also moves a start back to what it pushed: we leave those alone (the peer
+            // holds our roots at its own length, not necessarily at what we pushed).
+        }
         let has_block = req.block.is_none_or(|b| self.core.has(b.index));
         if req.fork != self.core.fork() || !has_block {
             self.not_available(peer, &req);
@@ -1183,6 +1374,7 @@ impl<S: Storage> Replicator<S> {
                 if req.manifest && !self.core.is_compat() {
                     data.manifest = self.core.manifest().cloned();
                 }
+                self.note_upgrade_sent(peer, &data);
                 self.transmits
                     .push_back((peer, Message::Data(Box::new(data))));
             }
@@ -1254,8 +1446,10 @@ impl<S: Storage> Replicator<S> {
             None
         };
         let reorg = data.fork > local_fork;
-        if req.is_none() && !reorg {
-            // No push mode: unsolicited (or cancelled / timed-out) data is ignored.
+        let pushed = req.is_none() && !reorg;
+        if pushed && (!self.opts.allow_push || data.fork != local_fork) {
+            // Unsolicited (or cancelled / timed-out) data is ignored unless pushes are allowed
+            // (JS `_handleData`); a push on a fork we left cannot verify (JS `core.verify`).
             return Ok(());
         }
         if req.is_some() {
@@ -1283,12 +1477,22 @@ impl<S: Storage> Replicator<S> {
                     Ok(())
                 }
             };
-        } else if !matching_request(req.as_ref(), &data) {
+        } else if !self.opts.allow_push && !matching_request(req.as_ref(), &data) {
+            // JS `_matchingRequest` accepts any data in push mode.
             self.on_no_data_effects(peer, 0);
             return Ok(());
         }
+        let held = data.block.as_ref().is_some_and(|b| self.core.has(b.index));
+        if pushed && held && data.upgrade.is_none() {
+            // A pushed block we already hold (it raced a request or another push).
+            return Ok(());
+        }
         let (old_len, old_fork) = (self.core.length(), self.core.fork());
-        let applied = self.core.apply_proof(&data).await;
+        let mut applied = self.core.apply_proof(&data).await;
+        if let (true, Ok(out)) = (pushed && held, applied.as_mut()) {
+            // Only its upgrade was new: no block event, no range broadcast.
+            out.block = None;
+        }
         self.after_apply(peer, applied, old_len, old_fork).await
     }
 
@@ -1460,8 +1664,9 @@ impl<S: Storage> Replicator<S> {
             return Ok(());
         };
         let (fork, (start, end, nodes)) = (r.fork, r.want);
+        let push_only = self.opts.push_only;
         let pick = self.peers.iter().find_map(|(&id, p)| {
-            if p.paused || p.remote_fork != fork || p.inflight >= max {
+            if push_only || p.paused || p.remote_fork != fork || p.inflight >= max {
                 return None;
             }
             let end = end.min(p.remote_length);
@@ -1477,7 +1682,7 @@ impl<S: Storage> Replicator<S> {
                 .peers
                 .values()
                 .any(|p| !p.paused && p.remote_fork == fork && p.inflight >= max);
-            if !busy {
+            if push_only || !busy {
                 if let Some(r) = self.pending_reorg.take() {
                     self.apply_reorg(r.peer, r.verified).await?;
                 }
@@ -1514,6 +1719,7 @@ impl<S: Storage> Replicator<S> {
             if fork != old_fork {
                 if let Some(pp) = self.peers.get_mut(&p) {
                     pp.fully_signaled = pp.fully_signaled.min(self.core.contiguous_length());
+                    pp.pushed_length = 0;
                 }
             }
             self.signal_upgrade(p).await?;
@@ -1523,10 +1729,14 @@ impl<S: Storage> Replicator<S> {
 
     fn invalid_data(&mut self, peer: PeerId, error: HypercoreError) {
         let local_len = self.core.length();
+        // JS: in push mode an occasional bad message is expected; one that does not fit our
+        // tree (JS `INVALID_OPERATION`: no fork check) leaves the peer running.
+        let keep_running = self.opts.allow_push && does_not_fit(&error);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        let was_paused = std::mem::replace(&mut p.paused, true);
+        let was_paused = p.paused;
+        p.paused |= !keep_running;
         p.invalid_data += 1;
         // JS `_checkIfConflict`: a proof that fails to verify may mean the writer forked; ask the
         // peer to prove its tree at the length we share (request id 0, never tracked). Once per
@@ -1536,7 +1746,7 @@ impl<S: Storage> Replicator<S> {
             error,
             HypercoreError::InvalidProof(ProofError::InvalidRequest(_))
         );
-        if !was_paused && !malformed && length > 0 {
+        if !was_paused && !malformed && !keep_running && length > 0 {
             let check = Request {
                 id: 0,
                 fork: p.remote_fork,
@@ -1787,7 +1997,7 @@ impl<S: Storage> Replicator<S> {
             uploading: true,
             downloading: true,
             has_manifest,
-            allow_push: false,
+            allow_push: self.opts.allow_push,
         };
         self.transmits.push_back((peer, Message::Sync(sync)));
     }
@@ -1974,6 +2184,9 @@ impl<S: Storage> Replicator<S> {
 
     fn can_request(&self, p: &Peer, index: u64) -> bool {
         let (len, fork) = (self.core.length(), self.core.fork());
+        if self.opts.push_only {
+            return false;
+        }
         p.remote_length >= len
             || p.last_upgradable
                 .is_some_and(|(f, l)| f == fork && index < l)
@@ -2022,7 +2235,7 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn request_reorg(&mut self, now: u64) {
-        if !self.opts.allow_fork || self.reorg_inflight.is_some() {
+        if !self.opts.allow_fork || self.opts.push_only || self.reorg_inflight.is_some() {
             return;
         }
         let fork = self
@@ -2048,7 +2261,7 @@ impl<S: Storage> Replicator<S> {
     }
 
     fn request_upgrade(&mut self, now: u64) {
-        if !self.opts.eager_upgrade || self.upgrade_inflight.is_some() {
+        if !self.opts.eager_upgrade || self.opts.push_only || self.upgrade_inflight.is_some() {
             return;
         }
         let (len, fork) = (self.core.length(), self.core.fork());
@@ -2271,6 +2484,9 @@ impl<S: Storage> Replicator<S> {
 
     /// JS `_requestSeek`: one request in flight per pending seek.
     fn request_seeks(&mut self, now: u64) {
+        if self.opts.push_only {
+            return;
+        }
         let (len, fork, padding) = (self.core.length(), self.core.fork(), self.core.padding());
         let max = self.opts.max_inflight;
         let mut upgrading = self.upgrade_inflight.is_some();
@@ -2457,6 +2673,33 @@ fn narrow_reorg(pending: &mut PendingReorg, diff: TreeNode, old_len: u64) -> boo
     }
     pending.want = (start, end, flat_tree::depth(diff.index));
     false
+}
+
+/// Whether `error` is a proof that does not fit our tree (nodes missing or out of place, a root
+/// we do not store): what JS reports as `INVALID_OPERATION` and does not check for a fork.
+fn does_not_fit(error: &HypercoreError) -> bool {
+    matches!(
+        error,
+        HypercoreError::MissingNode(_)
+            | HypercoreError::InvalidProof(
+                ProofError::MissingNode { .. }
+                    | ProofError::UnexpectedNode { .. }
+                    | ProofError::UnexpectedAdditionalNode(_)
+                    | ProofError::Unverifiable(_)
+                    | ProofError::NodeOutOfRange(_)
+                    | ProofError::InvalidUpgrade(_)
+                    | ProofError::InvalidRequest(_)
+            )
+    )
+}
+
+/// JS `MerkleTree.upgradeLength`: the length a peer has once it applied `up` (additional nodes
+/// take it to the prover's whole tree).
+fn upgrade_length(up: &DataUpgrade) -> u64 {
+    match up.additional_nodes.last() {
+        Some(last) => flat_tree::right_span(last.index) / 2 + 1,
+        None => up.start.saturating_add(up.length),
+    }
 }
 
 /// JS `_matchingRequest`: the data answers what was asked.
