@@ -83,8 +83,9 @@ echo "==> hyperpunch: bench_hypercore rss-raw (the same writes straight to FileS
 for i in $(seq 1 "$best"); do
   echo "==> JS reference: bench/js/replicate.js ($i/$best)" >&2
   js "$root/bench/js/replicate.js" | tee -a "$tmp/js.txt" >&2
-  echo "==> hyperpunch: bench_replicate compare / compare-mem ($i/$best)" >&2
+  echo "==> hyperpunch: bench_replicate compare / compare-1t / compare-mem ($i/$best)" >&2
   "$rbin" compare | tee -a "$tmp/rust.txt" >&2
+  "$rbin" compare-1t | tee -a "$tmp/rust.txt" >&2
   "$rbin" compare-mem | tee -a "$tmp/rust.txt" >&2
 done
 echo "==> hyperpunch: bench_replicate ceiling" >&2
@@ -303,6 +304,13 @@ row() { # key label unit: a JS | Rust | Rust/JS row
   echo "|---|---|---:|---:|---:|"
   row repl_inproc_mb_s "two peers in one process, in-memory duplex, 25k × 4 KiB (\`bench/js/replicate.js\`)" MB/s
   row repl_inproc_blocks_s "  the same" blocks/s
+  j=$(val "$tmp/js.kv" repl_inproc_mb_s); r=$(val "$tmp/rust.kv" repl_inproc_1t_mb_s)
+  echo "| the same with both Rust peers on one thread (\`compare-1t\`) | MB/s | $(fmt "$j") | $(fmt "$r") | $(ratio "$j" "$r") |"
+  echo
+  echo "Rust runs on tokio's default multi-thread runtime (\`#[tokio::main]\`; 2 workers here): each"
+  echo "peer's connection is a task, whose messages are verified and stored by a second task, so the"
+  echo "reader decrypts and verifies in parallel. JS runs both peers on its one event loop (RocksDB"
+  echo "and libuv use threads of their own). The one-thread row is the same work on a current-thread runtime."
   echo
   echo "Rust only (where the in-process time goes, and two processes over TCP loopback):"
   echo
@@ -312,6 +320,7 @@ row() { # key label unit: a JS | Rust | Rust/JS row
     echo "| $label | $unit | $(fmt "$(val "$tmp/rust.kv" "$key")") |"
   done <<'EOF2'
 repl_inproc_cpu_s|in-process runs above: CPU time, all threads (least of the runs)|s
+repl_inproc_1t_cpu_s|  the same with both peers on one thread|s
 repl_inproc_serve_storage_read_s|  time in the writer's FileStorage reads (least of the runs)|s
 repl_inproc_fetch_storage_read_s|  time in the reader's FileStorage reads (least of the runs)|s
 repl_inproc_fetch_storage_write_s|  time in the reader's FileStorage writes (least of the runs)|s

@@ -287,7 +287,20 @@ async fn in_process<S: Storage + Clone + 'static>(
         rh.end_all().await;
         Ok::<_, Error>(elapsed)
     };
-    let (s, f, w) = if threaded {
+    let (s, f, w) = if threaded && std::env::var("HP_MODE").as_deref() == Ok("threads") {
+        let serve = std::thread::Builder::new().name("writer".into()).spawn(
+            move || -> Result<_, String> {
+                let rt = runtime().map_err(|e| e.to_string())?;
+                Ok(rt.block_on(serve))
+            },
+        )?;
+        let all = async { tokio::join!(fetch, wait) };
+        let (f, w) = tokio::time::timeout(DEADLINE, all)
+            .await
+            .map_err(|_| "replication did not finish in time")?;
+        let s = serve.join().map_err(|_| "the writer thread panicked")??;
+        (s, f, w)
+    } else if threaded {
         // Each peer's connection a task of its own on the multi-thread runtime.
         let (serve, fetch) = (tokio::spawn(serve), tokio::spawn(fetch));
         let all = async { tokio::join!(serve, fetch, wait) };

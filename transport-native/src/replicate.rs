@@ -11,6 +11,12 @@
 //! stream are routed to that stream's connection whenever the hub lock is released, so driving
 //! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
 //!
+//! Each connection runs as two tasks: the pump (socket I/O and the secret stream: reading,
+//! decrypting, encrypting, writing) and an applier, spawned with `tokio::spawn`, which gives
+//! the decrypted messages to the hub in order (verification and storage). On a multi-thread
+//! runtime the two run in parallel: a fast download uses two cores. A bounded queue between
+//! them keeps the pump at most a few reads ahead.
+//!
 //! Outgoing bytes are queued in memory while the socket is not writable; reading continues
 //! meanwhile, so two pumps can never deadlock each other on full socket buffers. The queue is
 //! bounded all the same: the pump tells the hub how many bytes it holds
@@ -20,7 +26,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,38 +65,54 @@ pub enum ReplicateError {
     Replication(#[from] ReplicationError),
 }
 
-/// Per-connection state the hub routes to.
+/// What the hub routes to one connection. It has a lock of its own, held only to move frames
+/// in or out, so that the connection's pump never waits for the hub (which its applier may
+/// hold for a while, verifying and storing).
 #[derive(Debug, Default)]
-struct Conn {
+struct ConnQueue {
     /// Frames from the hub, not yet given to the secret stream.
     frames: VecDeque<Vec<u8>>,
     /// The hub destroyed the stream: drop the connection with this error.
     destroyed: Option<ReplicationError>,
     /// The owner asked for a graceful end.
     end: bool,
+}
+
+/// Per-connection state the hub routes to.
+#[derive(Debug, Default)]
+struct Conn {
+    queue: std::sync::Mutex<ConnQueue>,
     /// Wakes the connection's task.
     wake: Arc<Notify>,
 }
 
+impl Conn {
+    fn queue(&self) -> std::sync::MutexGuard<'_, ConnQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 struct State<S: Storage> {
     hub: ReplicationHub<S>,
-    conns: HashMap<StreamId, Conn>,
+    conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
+    /// [`SharedHub::timeout`].
+    timeout: Arc<AtomicU64>,
 }
 
 impl<S: Storage> State<S> {
     /// Move the hub's frames to their connections and its events to the subscriber.
     fn route(&mut self) {
         while let Some((sid, frame)) = self.hub.poll_transmit() {
-            if let Some(c) = self.conns.get_mut(&sid) {
-                c.frames.push_back(frame);
+            if let Some(c) = self.conns.get(&sid) {
+                c.queue().frames.push_back(frame);
                 c.wake.notify_one();
             }
         }
         while let Some(event) = self.hub.poll_event() {
             if let HubEvent::StreamClosed { stream, error } = &event {
-                if let Some(c) = self.conns.get_mut(stream) {
-                    c.destroyed = Some(error.clone());
+                if let Some(c) = self.conns.get(stream) {
+                    c.queue().destroyed = Some(error.clone());
                     c.wake.notify_one();
                 }
             }
@@ -110,6 +132,9 @@ pub struct SharedHub<S: Storage> {
     state: Arc<Mutex<State<S>>>,
     /// The most bytes a connection held unwritten at once.
     max_backlog: Arc<AtomicUsize>,
+    /// The hub's next timer (`u64::MAX`: none), as of the last release of its lock: the pumps
+    /// read it without taking the lock.
+    timeout: Arc<AtomicU64>,
     start: Instant,
 }
 
@@ -118,6 +143,7 @@ impl<S: Storage> Clone for SharedHub<S> {
         SharedHub {
             state: self.state.clone(),
             max_backlog: self.max_backlog.clone(),
+            timeout: self.timeout.clone(),
             start: self.start,
         }
     }
@@ -136,15 +162,23 @@ impl<S: Storage> SharedHub<S> {
     }
 
     fn build(hub: ReplicationHub<S>, events: Option<mpsc::UnboundedSender<HubEvent>>) -> Self {
+        let timeout = Arc::new(AtomicU64::new(hub.poll_timeout().unwrap_or(u64::MAX)));
         SharedHub {
             state: Arc::new(Mutex::new(State {
                 hub,
                 conns: HashMap::new(),
                 events,
+                timeout: timeout.clone(),
             })),
             max_backlog: Arc::new(AtomicUsize::new(0)),
+            timeout,
             start: Instant::now(),
         }
+    }
+
+    /// The hub's next timer as of the last release of its lock.
+    fn next_timeout(&self) -> Option<u64> {
+        Some(self.timeout.load(Ordering::Acquire)).filter(|&t| t != u64::MAX)
     }
 
     /// Milliseconds since this hub was shared: the `now` to pass to hub and replicator calls.
@@ -163,9 +197,9 @@ impl<S: Storage> SharedHub<S> {
     /// Ask every current connection to end gracefully (each [`replicate`] call then returns
     /// once the peer has ended too).
     pub async fn end_all(&self) {
-        let mut st = self.state.lock().await;
-        for c in st.conns.values_mut() {
-            c.end = true;
+        let st = self.state.lock().await;
+        for c in st.conns.values() {
+            c.queue().end = true;
             c.wake.notify_one();
         }
     }
@@ -208,6 +242,14 @@ impl<S: Storage> Drop for HubGuard<'_, S> {
     fn drop(&mut self) {
         self.state.hub.flush();
         self.state.route();
+        let t = self.state.hub.poll_timeout().unwrap_or(u64::MAX);
+        let old = self.state.timeout.swap(t, Ordering::AcqRel);
+        if t < old {
+            // An earlier timer: the pumps sleeping until the old one must re-arm theirs.
+            for c in self.state.conns.values() {
+                c.wake.notify_one();
+            }
+        }
     }
 }
 
@@ -265,6 +307,7 @@ where
         ended_by_us: false,
         reported: 0,
         applier: None,
+        conn: None,
     };
     let mut result = pump.run(io).await;
     if let Some(applier) = pump.applier.take() {
@@ -383,6 +426,8 @@ struct Pump<'h, S: Storage> {
     reported: usize,
     /// Applies what we read (once the stream is connected).
     applier: Option<Applier>,
+    /// What the hub routes to us (once the stream is connected).
+    conn: Option<Arc<Conn>>,
 }
 
 impl<S: Storage + 'static> Pump<'_, S> {
@@ -427,13 +472,10 @@ impl<S: Storage + 'static> Pump<'_, S> {
                     return Ok(());
                 }
             }
-            let timeout = {
-                let hub_t = self.hub.state.lock().await.hub.poll_timeout();
-                [self.stream.poll_timeout(), hub_t]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            };
+            let timeout = [self.stream.poll_timeout(), self.hub.next_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep_until = self.hub.deadline(timeout.unwrap_or(0));
             tokio::select! {
                 r = rd.read(&mut buf), if reading => {
@@ -494,19 +536,16 @@ impl<S: Storage + 'static> Pump<'_, S> {
 
     /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
     async fn take_frames(&mut self) -> Result<(), ReplicateError> {
-        let Some(sid) = self.sid else {
+        let Some(conn) = &self.conn else {
             return Ok(());
         };
         let (frames, destroyed, end) = {
-            let mut st = self.hub.state.lock().await;
-            match st.conns.get_mut(&sid) {
-                Some(c) => (
-                    std::mem::take(&mut c.frames),
-                    c.destroyed.take(),
-                    std::mem::take(&mut c.end),
-                ),
-                None => return Ok(()),
-            }
+            let mut q = conn.queue();
+            (
+                std::mem::take(&mut q.frames),
+                q.destroyed.take(),
+                std::mem::take(&mut q.end),
+            )
         };
         if let Some(error) = destroyed {
             self.stream.destroy(None);
@@ -539,13 +578,12 @@ impl<S: Storage + 'static> Pump<'_, S> {
                 StreamEvent::Connected { handshake_hash, .. } => {
                     let mut g = self.hub.lock().await;
                     let sid = g.add_stream(self.stream.is_initiator(), handshake_hash)?;
-                    g.state.conns.insert(
-                        sid,
-                        Conn {
-                            wake: self.wake.clone(),
-                            ..Conn::default()
-                        },
-                    );
+                    let conn = Arc::new(Conn {
+                        wake: self.wake.clone(),
+                        ..Conn::default()
+                    });
+                    g.state.conns.insert(sid, conn.clone());
+                    self.conn = Some(conn);
                     self.sid = Some(sid);
                     drop(g);
                     self.applier = Some(Applier::spawn(self.hub.clone(), sid, self.wake.clone()));
@@ -564,7 +602,8 @@ impl<S: Storage + 'static> Pump<'_, S> {
         self.deliver(&mut messages).await
     }
 
-    /// Give `messages` (decrypted frames, in order) to the hub.
+    /// Give `messages` (decrypted frames, in order) to the applier, which hands them to the
+    /// hub (waits while the applier is [`APPLY_QUEUE`] batches behind).
     async fn deliver(&mut self, messages: &mut Vec<Vec<u8>>) -> Result<(), ReplicateError> {
         if messages.is_empty() {
             return Ok(());

@@ -162,11 +162,22 @@ impl TreeHashId {
     }
 }
 
+/// The most requests [`Options::inflight_bytes`] keeps in flight per peer (JS's upper bound).
+pub const MAX_INFLIGHT: usize = 512;
+
 /// Tuning of a [`Replicator`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Requests in flight per peer (JS: 16..512 scaled by RTT; 48 on non-UDX streams).
+    /// Requests in flight per peer (JS: 16..512 scaled by RTT; 48 on non-UDX streams); see
+    /// also [`Options::inflight_bytes`].
     pub max_inflight: usize,
+    /// For cores of small blocks, more requests are kept in flight per peer than
+    /// [`Options::max_inflight`]: as many as make about this many bytes of blocks (from the
+    /// core's average block size), up to [`MAX_INFLIGHT`]. A reader verifies and stores what
+    /// one read of the connection brings before it asks again, so with fewer bytes in flight
+    /// than a read or two, reader and writer take turns instead of working at once (25k x 4 KiB
+    /// in one process: ~1.3x faster with two cores). 0 turns this off.
+    pub inflight_bytes: u64,
     /// Milliseconds before an unanswered request is cancelled and rescheduled.
     pub request_timeout: u64,
     /// Upgrade to a peer's length as soon as it announces one (JS `eagerUpgrade`, default true).
@@ -193,6 +204,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_inflight: 48,
+            inflight_bytes: 1024 * 1024,
             request_timeout: 30_000,
             eager_upgrade: true,
             allow_fork: true,
@@ -547,6 +559,19 @@ pub struct Replicator<S: Storage> {
 }
 
 impl<S: Storage> Replicator<S> {
+    /// Requests in flight per peer: [`Options::max_inflight`], raised for small blocks to
+    /// about [`Options::inflight_bytes`] (at most [`MAX_INFLIGHT`]).
+    fn max_inflight(&self) -> usize {
+        let base = self.opts.max_inflight;
+        let len = self.core.length();
+        if self.opts.inflight_bytes == 0 || len == 0 {
+            return base;
+        }
+        let avg = (self.core.byte_length() / len).max(1);
+        let by_bytes = usize::try_from(self.opts.inflight_bytes / avg).unwrap_or(usize::MAX);
+        base.max(by_bytes.min(MAX_INFLIGHT))
+    }
+
     /// A replicator for `core`.
     pub fn new(core: Hypercore<S>, opts: Options) -> Self {
         let (last_length, last_fork) = (core.length(), core.fork());
@@ -1659,7 +1684,7 @@ impl<S: Storage> Replicator<S> {
     /// under the differing node (JS `_requestForkRange`). When no peer on that fork can be asked,
     /// the reorg is applied with the shared prefix found so far (the rest is fetched again).
     async fn request_reorg_hash(&mut self, now: u64) -> Result<(), ReplicationError> {
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let Some(r) = self.pending_reorg.as_ref().filter(|r| r.request.is_none()) else {
             return Ok(());
         };
@@ -2215,7 +2240,7 @@ impl<S: Storage> Replicator<S> {
         if self.core.manifest().is_some() || self.peers.values().any(|p| p.manifest_asked) {
             return;
         }
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let pick = self.peers.iter_mut().find(|(_, p)| {
             !p.paused
                 && p.synced
@@ -2242,7 +2267,7 @@ impl<S: Storage> Replicator<S> {
             .core
             .fork()
             .max(self.pending_reorg.as_ref().map_or(0, |r| r.fork));
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let pick = self.peers.iter().find(|(_, p)| {
             !p.paused && p.synced && p.remote_fork > fork && p.remote_length > 0 && p.inflight < max
         });
@@ -2265,7 +2290,7 @@ impl<S: Storage> Replicator<S> {
             return;
         }
         let (len, fork) = (self.core.length(), self.core.fork());
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let pick = self.peers.iter().find(|(_, p)| {
             !p.paused
                 && p.remote_fork == fork
@@ -2290,7 +2315,7 @@ impl<S: Storage> Replicator<S> {
 
     async fn request_blocks(&mut self, now: u64) -> Result<(), ReplicationError> {
         let (len, fork) = (self.core.length(), self.core.fork());
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let ranges: Vec<(u64, u64)> = self
             .downloads
             .values()
@@ -2442,7 +2467,7 @@ impl<S: Storage> Replicator<S> {
     /// peer that holds every block under it (and so the node).
     async fn request_tree_hashes(&mut self, now: u64) -> Result<(), ReplicationError> {
         let fork = self.core.fork();
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let pending: Vec<(TreeHashId, u64)> = self
             .tree_hashes
             .iter()
@@ -2488,7 +2513,7 @@ impl<S: Storage> Replicator<S> {
             return;
         }
         let (len, fork, padding) = (self.core.length(), self.core.fork(), self.core.padding());
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let mut upgrading = self.upgrade_inflight.is_some();
         let mut sent: Vec<(SeekId, PeerId, Request)> = Vec::new();
         let mut wants = Vec::new();
@@ -2601,7 +2626,7 @@ impl<S: Storage> Replicator<S> {
             return;
         }
         let fork = self.core.fork();
-        let max = self.opts.max_inflight;
+        let max = self.max_inflight();
         let limit = (max / 2).max(16).min(max);
         let mut queue: Vec<(usize, u64, u64)> = self
             .inflight_blocks

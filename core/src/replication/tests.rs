@@ -290,7 +290,10 @@ fn full_download_every_block_verified() {
                 _ => None,
             })
             .collect();
-        assert!(!ids.contains(&0) && ids.iter().all(|&i| i <= 49), "{ids:?}");
+        assert!(
+            !ids.contains(&0) && ids.iter().all(|&i| i <= MAX_INFLIGHT as u64 + 1),
+            "{ids:?}"
+        );
         net.run_idle();
         assert_eq!(net.reps[1].inflight(), 0);
     }
@@ -662,7 +665,12 @@ fn bad_proofs_pause_the_peer_and_blocks_come_from_the_good_one() {
 #[test]
 fn batched_delivery_punishes_only_bad_proofs() {
     for seed in 40..48 {
-        let mut net = with_bad_peer(Options::default(), seed);
+        // The JS-sized window (48), so that both peers get requests for the 64 blocks.
+        let opts = Options {
+            inflight_bytes: 0,
+            ..Options::default()
+        };
+        let mut net = with_bad_peer(opts, seed);
         net.batch = true;
         net.corrupt.insert(1);
         let (_, bad) = net.connect(1, 2);
@@ -690,6 +698,7 @@ fn batched_delivery_punishes_only_bad_proofs() {
 
         let opts = Options {
             disconnect_on_invalid_data: true,
+            inflight_bytes: 0,
             ..Options::default()
         };
         let mut net = with_bad_peer(opts, seed);
