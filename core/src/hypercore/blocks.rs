@@ -131,8 +131,34 @@ async fn chunk_at_or_after<S: Storage>(
     }
 }
 
+/// Up to `limit` consecutive chunks from the one holding (or following) block `index`, stopping
+/// at a gap (a chunk not starting right after the previous one).
+async fn chunks_from<S: Storage>(
+    storage: &S,
+    index: u64,
+    limit: usize,
+) -> Result<Vec<Chunk>, HypercoreError> {
+    let span = CHUNK_MAX_BLOCKS.saturating_mul(limit as u64);
+    let end = layout::block_key(index.saturating_add(span));
+    let rows = storage
+        .scan(&layout::block_key(index), &end, Some(limit))
+        .await?;
+    let mut out: Vec<Chunk> = Vec::with_capacity(rows.len());
+    for (k, v) in rows {
+        let last =
+            layout::index_of(&k).ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
+        let c = Chunk::decode(last, v)?;
+        if out.last().is_some_and(|p| p.last + 1 != c.first) {
+            break;
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 /// The chunk the last [`ChunkCache::get`] read, so that reading its neighbours (sequential reads,
-/// uploads of consecutive blocks) costs a copy instead of a storage read each.
+/// uploads of consecutive blocks) costs a copy instead of a storage read each; a read right
+/// after the cached chunks reads [`READ_AHEAD_CHUNKS`] chunks ahead in one scan.
 ///
 /// Every batch the core writes goes through [`ChunkCache::invalidate`]; a read that raced with a
 /// write (seen by the generation counter) is not kept.
@@ -143,9 +169,18 @@ pub(crate) struct ChunkCache {
 
 #[derive(Debug, Default)]
 struct CacheSlot {
-    chunk: Option<Arc<Chunk>>,
+    /// Consecutive chunks, ascending: the last one read and, after a sequential miss, the ones
+    /// read ahead with it.
+    chunks: Vec<Arc<Chunk>>,
     generation: u64,
 }
+
+/// A read that misses the cache just after its last chunk (a sequential reader, e.g. a peer
+/// downloading in order) scans this many chunks at once (one storage scan instead of one
+/// point read and one scan per chunk) ...
+const READ_AHEAD_CHUNKS: usize = 8;
+/// ... keeping at most this many bytes of them.
+const READ_AHEAD_BYTES: usize = 512 * 1024;
 
 impl ChunkCache {
     fn lock(&self) -> MutexGuard<'_, CacheSlot> {
@@ -158,17 +193,39 @@ impl ChunkCache {
         storage: &S,
         index: u64,
     ) -> Result<Option<Vec<u8>>, HypercoreError> {
-        let generation = {
+        let (generation, sequential) = {
             let slot = self.lock();
             if let Some(c) = slot
-                .chunk
-                .as_ref()
-                .filter(|c| c.first <= index && index <= c.last)
+                .chunks
+                .iter()
+                .find(|c| c.first <= index && index <= c.last)
             {
                 return Ok(Some(c.block(index).to_vec()));
             }
-            slot.generation
+            let sequential = slot.chunks.last().is_some_and(|c| c.last + 1 == index);
+            (slot.generation, sequential)
         };
+        if sequential {
+            let chunks = chunks_from(storage, index, READ_AHEAD_CHUNKS).await?;
+            let Some(first) = chunks.first().filter(|c| c.first <= index) else {
+                return Ok(None);
+            };
+            let out = first.block(index).to_vec();
+            let mut bytes = 0;
+            let keep: Vec<Arc<Chunk>> = chunks
+                .into_iter()
+                .take_while(|c| {
+                    bytes += c.bytes.len();
+                    bytes <= READ_AHEAD_BYTES
+                })
+                .map(Arc::new)
+                .collect();
+            let mut slot = self.lock();
+            if slot.generation == generation && !keep.is_empty() {
+                slot.chunks = keep;
+            }
+            return Ok(Some(out));
+        }
         // A chunk ending at `index` (every chunk of a core appended one block at a time, and the
         // last block of the others) is a point read, cheaper than the scan that finds the rest.
         let c = match storage.get(&layout::block_key(index)).await? {
@@ -182,11 +239,9 @@ impl ChunkCache {
             return Ok(None);
         }
         let out = c.block(index).to_vec();
-        if c.last > c.first {
-            let mut slot = self.lock();
-            if slot.generation == generation {
-                slot.chunk = Some(Arc::new(c));
-            }
+        let mut slot = self.lock();
+        if slot.generation == generation {
+            slot.chunks = vec![Arc::new(c)];
         }
         Ok(Some(out))
     }
@@ -199,7 +254,7 @@ impl ChunkCache {
         });
         if touches_blocks {
             let mut slot = self.lock();
-            slot.chunk = None;
+            slot.chunks.clear();
             slot.generation = slot.generation.wrapping_add(1);
         }
     }
@@ -390,6 +445,48 @@ mod tests {
                     HypercoreError::Corrupt(_)
                 ));
             }
+        });
+    }
+
+    /// Sequential reads read ahead several chunks in one scan; every block still reads back
+    /// exactly, across gaps (missing blocks end the read-ahead), single-block chunks, jumps
+    /// backwards and invalidating writes.
+    #[test]
+    fn sequential_reads_read_ahead_exactly() {
+        block_on(async {
+            let s = MemoryStorage::new();
+            let cache = ChunkCache::default();
+            let block = |i: u64| format!("block-{i}").into_bytes();
+            let mut b = Batch::new();
+            // Blocks 0..40 in chunks of 3, 41..60 one per chunk; 40 and 60.. are missing.
+            for start in (0..39).step_by(3) {
+                let blocks: Vec<Vec<u8>> = (start..start + 3).map(block).collect();
+                let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                put(&mut b, start, &refs);
+            }
+            for i in 41..60 {
+                put(&mut b, i, &[&block(i)]);
+            }
+            s.write(b).await.unwrap();
+            let expect = |i: u64| (i < 39 || (41..60).contains(&i)).then(|| block(i));
+            for round in 0..2 {
+                for i in 0..64 {
+                    assert_eq!(cache.get(&s, i).await.unwrap(), expect(i), "{round} {i}");
+                }
+                for i in [50, 7, 8, 9, 45, 46, 0, 1] {
+                    assert_eq!(cache.get(&s, i).await.unwrap(), expect(i), "{round} {i}");
+                }
+            }
+            // Rewrite the chunk of 9..12 while it is cached (read ahead from 6).
+            assert_eq!(cache.get(&s, 6).await.unwrap(), Some(block(6)));
+            let mut b = Batch::new();
+            put(&mut b, 9, &[b"x", b"y", b"z"]);
+            s.write(b.clone()).await.unwrap();
+            cache.invalidate(&b);
+            assert_eq!(cache.get(&s, 7).await.unwrap(), Some(block(7)));
+            assert_eq!(cache.get(&s, 8).await.unwrap(), Some(block(8)));
+            assert_eq!(cache.get(&s, 9).await.unwrap(), Some(b"x".to_vec()));
+            assert_eq!(cache.get(&s, 11).await.unwrap(), Some(b"z".to_vec()));
         });
     }
 
