@@ -16,6 +16,8 @@
 //! bench_replicate fetch TAG DIR KEY ADDR BLOCKS  # download BLOCKS blocks of KEY from ADDR into DIR
 //! ```
 //!
+//! `HP_INFLIGHT=N` sets the reader's `Options::max_inflight` (to try other request windows).
+//!
 //! Besides human-readable lines every figure is printed as one `BENCH <name> <value>` line,
 //! which `bench/run.sh` parses. CPU seconds and peak RSS come from `/proc/self` of the process
 //! doing the work (serve and fetch run in processes of their own).
@@ -287,20 +289,7 @@ async fn in_process<S: Storage + Clone + 'static>(
         rh.end_all().await;
         Ok::<_, Error>(elapsed)
     };
-    let (s, f, w) = if threaded && std::env::var("HP_MODE").as_deref() == Ok("threads") {
-        let serve = std::thread::Builder::new().name("writer".into()).spawn(
-            move || -> Result<_, String> {
-                let rt = runtime().map_err(|e| e.to_string())?;
-                Ok(rt.block_on(serve))
-            },
-        )?;
-        let all = async { tokio::join!(fetch, wait) };
-        let (f, w) = tokio::time::timeout(DEADLINE, all)
-            .await
-            .map_err(|_| "replication did not finish in time")?;
-        let s = serve.join().map_err(|_| "the writer thread panicked")??;
-        (s, f, w)
-    } else if threaded {
+    let (s, f, w) = if threaded {
         // Each peer's connection a task of its own on the multi-thread runtime.
         let (serve, fetch) = (tokio::spawn(serve), tokio::spawn(fetch));
         let all = async { tokio::join!(serve, fetch, wait) };
@@ -617,9 +606,9 @@ fn main() -> Result<(), Error> {
         ["ceiling"] => ceiling(),
         ["tcp", tag, mib] => tcp(tag, mib.parse()?),
         ["make", dir, mib] => runtime()?.block_on(make(Path::new(dir), mib.parse()?)),
-        ["serve", tag, dir] => runtime()?.block_on(serve(tag, Path::new(dir))),
+        ["serve", tag, dir] => threaded_runtime()?.block_on(serve(tag, Path::new(dir))),
         ["fetch", tag, dir, key, addr, blocks] => {
-            runtime()?.block_on(fetch(tag, Path::new(dir), key, addr, blocks.parse()?))
+            threaded_runtime()?.block_on(fetch(tag, Path::new(dir), key, addr, blocks.parse()?))
         }
         _ => Err(
             "usage: bench_replicate compare | compare-mem | compare-1t | compare-mem-1t | ceiling | tcp TAG MIB | make DIR MIB | \

@@ -36,8 +36,10 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// `serve --live`: about how many bytes read from stdin may wait for their append.
 const MAX_LIVE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
+/// tokio's multi-thread runtime (a worker per CPU): each connection's pump and the task that
+/// verifies and stores what it reads run in parallel.
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
