@@ -113,6 +113,31 @@ struct Driver {
 }
 
 impl Driver {
+    /// A driver dialing as the Noise initiator, static key from `key_seed`, entropy `tag`.
+    fn initiator(
+        socket: TcpStream,
+        hub: ReplicationHub<MemoryStorage>,
+        key_seed: u8,
+        tag: u8,
+    ) -> Self {
+        let stream = SecretStream::new_initiator(
+            KeyPair::from_seed(&[key_seed; 32]),
+            entropy(tag),
+            StreamOptions::default(),
+            0,
+        )
+        .unwrap();
+        Driver::new(socket, stream, hub)
+    }
+
+    /// End our side, pump until the stream closed cleanly, and return the node peer's
+    /// `closed` line.
+    fn close(&mut self, peer: &mut NodePeer) -> Value {
+        self.stream.end();
+        self.pump_until("the clean close", peer, |d| d.closed);
+        peer.next_event("closed", STEP).unwrap()
+    }
+
     fn new(socket: TcpStream, stream: SecretStream, hub: ReplicationHub<MemoryStorage>) -> Self {
         socket.set_nodelay(true).unwrap();
         socket
@@ -337,14 +362,7 @@ fn rust_seeks_into_js_written_core() {
         .unwrap();
     // The first seek is asked before we know the length: it rides on the upgrade request.
     let first = block_on(hub.replicator_mut(&dk).unwrap().seek(0, offsets[0])).unwrap();
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x14; 32]),
-        entropy(3),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x14, 3);
     d.pump_until("the upgrade and the first seek", &mut peer, |d| {
         !seek_results(&d.events).is_empty()
     });
@@ -403,9 +421,7 @@ fn rust_seeks_into_js_written_core() {
         "no block was downloaded"
     );
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    d.stream.end();
-    d.pump_until("the clean close", &mut peer, |d| d.closed);
-    let closed = peer.next_event("closed", STEP).unwrap();
+    let closed = d.close(&mut peer);
     assert_eq!(closed["error"], Value::Null, "{closed}");
     assert_eq!(peer.wait(STEP), Some(true));
 }
@@ -502,14 +518,7 @@ fn forked_writer_conflict_is_detected_on_both_sides() {
     let dk = hub
         .add_core(Replicator::new(core, Options::default()))
         .unwrap();
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x16; 32]),
-        entropy(5),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x16, 5);
     // JS's upgrade 5 → 6 cannot verify on our tree; its answer to our check proves its tree.
     d.pump_until("the conflict", &mut peer, |d| {
         d.hub.replicator(&dk).unwrap().is_frozen()
@@ -582,14 +591,7 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
         .add_core(Replicator::new(core, Options::default()))
         .unwrap();
     block_on(hub.replicator_mut(&dk).unwrap().download(0, 0, None)).unwrap();
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x17; 32]),
-        entropy(6),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x17, 6);
     d.pump_until("the first download", &mut peer, |d| {
         let c = d.hub.replicator(&dk).unwrap().core();
         c.fork() == 0 && c.contiguous_length() == LEN
@@ -637,9 +639,7 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
         assert_eq!(block_on(c.get(k)).unwrap(), Some(want), "block {k}");
     }
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    d.stream.end();
-    d.pump_until("the clean close", &mut peer, |d| d.closed);
-    let closed = peer.next_event("closed", STEP).unwrap();
+    let closed = d.close(&mut peer);
     assert_eq!(closed["length"], json!(total));
     assert_eq!(peer.wait(STEP), Some(true));
 }
@@ -668,14 +668,7 @@ fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
     let dk = hub
         .add_core(Replicator::new(core, Options::default()))
         .unwrap();
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x18; 32]),
-        entropy(7),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x18, 7);
     // Nothing to upgrade to: the manifest comes from a request of its own.
     d.pump_until("the manifest", &mut peer, |d| {
         d.hub.replicator(&dk).unwrap().core().manifest().is_some()
@@ -684,9 +677,7 @@ fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
     assert_eq!(c.manifest().unwrap().key(), key);
     assert_eq!(c.length(), 0);
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    d.stream.end();
-    d.pump_until("the clean close", &mut peer, |d| d.closed);
-    peer.next_event("closed", STEP).unwrap();
+    d.close(&mut peer);
     assert_eq!(peer.wait(STEP), Some(true));
 }
 
@@ -712,14 +703,7 @@ fn extension_messages_round_trip_with_js() {
     rep.register_extension("hp-echo");
     let mut hub = ReplicationHub::new();
     let dk = hub.add_core(rep).unwrap();
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x19; 32]),
-        entropy(8),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x19, 8);
     d.pump_until("the channel", &mut peer, |d| {
         d.events
             .iter()
@@ -838,14 +822,7 @@ fn js_writer_pushes_to_a_push_only_rust_reader() {
         ..Options::default()
     };
     let (hub, dk) = reader_hub(key_of(&ready), opts);
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x1a; 32]),
-        entropy(9),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x1a, 9);
     let total = N + 5;
     d.pump_until("every pushed block", &mut peer, |d| {
         let c = d.hub.replicator(&dk).unwrap().core();
@@ -860,9 +837,7 @@ fn js_writer_pushes_to_a_push_only_rust_reader() {
     }
     assert_eq!(downloaded(&d.events), (0..total).collect::<Vec<u64>>());
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    d.stream.end();
-    d.pump_until("the clean close", &mut peer, |d| d.closed);
-    let closed = peer.next_event("closed", STEP).unwrap();
+    let closed = d.close(&mut peer);
     assert_eq!(closed["error"], Value::Null, "{closed}");
     assert_eq!(closed["requestsReceived"], json!(0), "{closed}");
     assert_eq!(peer.wait(STEP), Some(true));
@@ -885,14 +860,7 @@ fn js_writer_pushes_a_sparse_set_to_a_rust_reader() {
         ..Options::default()
     };
     let (hub, dk) = reader_hub(key_of(&ready), opts);
-    let stream = SecretStream::new_initiator(
-        KeyPair::from_seed(&[0x1b; 32]),
-        entropy(10),
-        StreamOptions::default(),
-        0,
-    )
-    .unwrap();
-    let mut d = Driver::new(socket, stream, hub);
+    let mut d = Driver::initiator(socket, hub, 0x1b, 10);
     let total = N + 3;
     let want: Vec<u64> = sparse.iter().copied().chain(N..total).collect();
     d.pump_until("the pushed blocks", &mut peer, |d| {
@@ -907,9 +875,7 @@ fn js_writer_pushes_a_sparse_set_to_a_rust_reader() {
     }
     assert_eq!(downloaded(&d.events), want);
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    d.stream.end();
-    d.pump_until("the clean close", &mut peer, |d| d.closed);
-    let closed = peer.next_event("closed", STEP).unwrap();
+    let closed = d.close(&mut peer);
     assert_eq!(closed["error"], Value::Null, "{closed}");
     assert_eq!(closed["blockRequestsReceived"], json!(0), "{closed}");
     assert_eq!(peer.wait(STEP), Some(true));
@@ -1120,14 +1086,7 @@ fn rust_reader_that_allows_pushes_rejoins_a_js_writer() {
         }
         let mut hub = ReplicationHub::new();
         let dk = hub.add_core(rep).unwrap();
-        let stream = SecretStream::new_initiator(
-            KeyPair::from_seed(&[0x1c + round as u8; 32]),
-            entropy(11 + round as u8),
-            StreamOptions::default(),
-            0,
-        )
-        .unwrap();
-        let mut d = Driver::new(socket, stream, hub);
+        let mut d = Driver::initiator(socket, hub, 0x1c + round as u8, 11 + round as u8);
         let want: Vec<u64> = match &push {
             None => (0..count).collect(),
             Some(p) => (0..30).chain(p.iter().copied()).collect(),
@@ -1172,9 +1131,7 @@ fn rust_reader_that_allows_pushes_rejoins_a_js_writer() {
         // once; the pushes, a second later, found us at 50.
         let refused = if round == 0 { 0 } else { 1 };
         assert_eq!(rep.peer_info(js).unwrap().invalid_data, refused);
-        d.stream.end();
-        d.pump_until("the clean close", &mut peer, |d| d.closed);
-        let closed = peer.next_event("closed", STEP).unwrap();
+        let closed = d.close(&mut peer);
         assert_eq!(closed["error"], Value::Null, "{closed}");
         let block_requests = closed["blockRequestsReceived"].as_u64().unwrap();
         if round == 0 {

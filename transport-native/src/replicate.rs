@@ -35,7 +35,9 @@ use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
 use tokio::time::Instant;
 
 use crate::core::crypto::KeyPair;
-use crate::core::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use crate::core::replication::{
+    backlog_report_due, HubEvent, ReplicationError, ReplicationHub, StreamId,
+};
 use crate::core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
 };
@@ -44,8 +46,6 @@ use crate::core::storage::Storage;
 /// Bytes read from the socket at most per read call. The messages of one read go to the hub
 /// together and the blocks among them are stored in one write: bigger reads, fewer writes.
 const READ_CHUNK: usize = 256 * 1024;
-/// The pump tells the hub its backlog when it changed by this many bytes (or emptied).
-const REPORT_STEP: usize = 64 * 1024;
 
 /// Why [`replicate`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +96,6 @@ struct State<S: Storage> {
     hub: ReplicationHub<S>,
     conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
-    /// [`SharedHub::timeout`].
-    timeout: Arc<AtomicU64>,
 }
 
 impl<S: Storage> State<S> {
@@ -168,7 +166,6 @@ impl<S: Storage> SharedHub<S> {
                 hub,
                 conns: HashMap::new(),
                 events,
-                timeout: timeout.clone(),
             })),
             max_backlog: Arc::new(AtomicUsize::new(0)),
             timeout,
@@ -191,6 +188,7 @@ impl<S: Storage> SharedHub<S> {
     pub async fn lock(&self) -> HubGuard<'_, S> {
         HubGuard {
             state: self.state.lock().await,
+            timeout: &self.timeout,
         }
     }
 
@@ -223,6 +221,8 @@ impl<S: Storage> SharedHub<S> {
 /// Exclusive access to a [`SharedHub`]'s hub (see [`SharedHub::lock`]).
 pub struct HubGuard<'a, S: Storage> {
     state: MutexGuard<'a, State<S>>,
+    /// [`SharedHub::timeout`], updated when the guard drops.
+    timeout: &'a AtomicU64,
 }
 
 impl<S: Storage> Deref for HubGuard<'_, S> {
@@ -243,7 +243,7 @@ impl<S: Storage> Drop for HubGuard<'_, S> {
         self.state.hub.flush();
         self.state.route();
         let t = self.state.hub.poll_timeout().unwrap_or(u64::MAX);
-        let old = self.state.timeout.swap(t, Ordering::AcqRel);
+        let old = self.timeout.swap(t, Ordering::AcqRel);
         if t < old {
             // An earlier timer: the pumps sleeping until the old one must re-arm theirs.
             for c in self.state.conns.values() {
@@ -522,7 +522,7 @@ impl<S: Storage + 'static> Pump<'_, S> {
         let Some(sid) = self.sid else {
             return Ok(());
         };
-        if queued.abs_diff(self.reported) < REPORT_STEP && (queued > 0 || self.reported == 0) {
+        if !backlog_report_due(queued, self.reported) {
             return Ok(());
         }
         self.reported = queued;

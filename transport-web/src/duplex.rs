@@ -25,7 +25,7 @@ pub const CARRIER_HIGH_WATER: usize = 1024 * 1024;
 /// The pump tells the hub its backlog when it changed by this many bytes (or emptied), and
 /// waits for the carrier to drain by as much before it looks again.
 #[cfg(any(target_arch = "wasm32", test))]
-pub(crate) const REPORT_STEP: usize = 64 * 1024;
+pub(crate) use hyperpunch_core::replication::BACKLOG_REPORT_STEP as REPORT_STEP;
 
 /// What [`memory_duplex`] buffers per direction at most (plus one chunk): as a WebRTC data
 /// channel, whose `send` throws once its 16 MiB queue is full.
@@ -301,12 +301,10 @@ impl Outbox {
     }
 }
 
-/// Whether a backlog of `backlog` bytes must be told to a hub last told `reported`: when it
-/// changed by [`REPORT_STEP`] or more, or emptied.
+/// Whether a backlog of `backlog` bytes must be told to a hub last told `reported` (the hub's
+/// own rule, shared with the native transport).
 #[cfg(any(target_arch = "wasm32", test))]
-pub(crate) fn must_report(backlog: usize, reported: usize) -> bool {
-    backlog.abs_diff(reported) >= REPORT_STEP || (backlog == 0 && reported != 0)
-}
+pub(crate) use hyperpunch_core::replication::backlog_report_due as must_report;
 
 #[cfg(test)]
 mod tests {

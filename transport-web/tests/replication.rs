@@ -152,6 +152,20 @@ fn check_event(ev: &HubEvent) {
     );
 }
 
+/// Block `i` of `core` is the `i`-th of `blocks`, for each of them.
+async fn assert_blocks<'a>(
+    core: &Hypercore<IdbStorage>,
+    blocks: impl Iterator<Item = &'a Vec<u8>>,
+) {
+    for (i, block) in blocks.enumerate() {
+        assert_eq!(
+            core.get(i as u64).await.unwrap().as_ref(),
+            Some(block),
+            "block {i}"
+        );
+    }
+}
+
 /// Waits (on events, no polling) until the bounded download `id` completed.
 async fn until_downloaded(events: &mut HubEvents, id: DownloadId) {
     loop {
@@ -220,13 +234,7 @@ async fn full_download_plain_and_encrypted_then_reopen() {
         assert_eq!(rc.byte_length(), wc.byte_length());
         assert_eq!(rc.tree_hash(), wc.tree_hash());
         assert_eq!(rc.encrypted(), encryption_key.is_some());
-        for (i, block) in data.iter().enumerate() {
-            assert_eq!(
-                rc.get(i as u64).await.unwrap().as_ref(),
-                Some(block),
-                "block {i}"
-            );
-        }
+        assert_blocks(rc, data.iter()).await;
         if encryption_key.is_some() {
             // Stored (and sent) encrypted: the raw bytes are not the plaintext.
             let raw = rc.get_stored(499).await.unwrap().unwrap();
@@ -321,13 +329,7 @@ async fn live_appends_reach_the_reader() {
     );
     assert_eq!(rc.length(), 8);
     assert_eq!(rc.tree_hash(), wc.tree_hash());
-    for (i, block) in data.iter().chain(&live).enumerate() {
-        assert_eq!(
-            rc.get(i as u64).await.unwrap().as_ref(),
-            Some(block),
-            "block {i}"
-        );
-    }
+    assert_blocks(rc, data.iter().chain(&live)).await;
 }
 
 /// (c): a bounded range downloads exactly that range (and the length upgrade), nothing else.
@@ -435,13 +437,7 @@ async fn one_hub_serves_two_readers() {
         let c = g.replicator(&dk).unwrap().core();
         assert_eq!(c.contiguous_length(), 60);
         assert_eq!(c.tree_hash(), tree_hash);
-        for (i, block) in data.iter().enumerate() {
-            assert_eq!(
-                c.get(i as u64).await.unwrap().as_ref(),
-                Some(block),
-                "block {i}"
-            );
-        }
+        assert_blocks(c, data.iter()).await;
     }
 }
 
@@ -722,13 +718,7 @@ async fn a_reader_that_stops_reading(polled: bool) {
     assert_eq!(rc.contiguous_length(), N);
     assert_eq!(rc.tree_hash(), wc.tree_hash());
     rc.verify_all().await.unwrap();
-    for (i, block) in data.iter().enumerate() {
-        assert_eq!(
-            rc.get(i as u64).await.unwrap().as_ref(),
-            Some(block),
-            "block {i}"
-        );
-    }
+    assert_blocks(rc, data.iter()).await;
 }
 
 /// [`a_reader_that_stops_reading`] over the in-memory duplex, whose reads wake the pump.

@@ -111,24 +111,13 @@ pub(crate) fn put(batch: &mut Batch, start: u64, blocks: &[&[u8]]) {
     }
 }
 
-/// The first chunk whose last block is at or after `index` (looked for among the next
-/// [`CHUNK_MAX_BLOCKS`] keys: a chunk holding `index` ends by then).
+/// The first chunk whose last block is at or after `index` (a chunk holding `index` ends within
+/// the next [`CHUNK_MAX_BLOCKS`] keys).
 async fn chunk_at_or_after<S: Storage>(
     storage: &S,
     index: u64,
 ) -> Result<Option<Chunk>, HypercoreError> {
-    let end = layout::block_key(index.saturating_add(CHUNK_MAX_BLOCKS));
-    let rows = storage
-        .scan(&layout::block_key(index), &end, Some(1))
-        .await?;
-    match rows.into_iter().next() {
-        Some((k, v)) => {
-            let last = layout::index_of(&k)
-                .ok_or_else(|| HypercoreError::Corrupt("bad block key".into()))?;
-            Ok(Some(Chunk::decode(last, v)?))
-        }
-        None => Ok(None),
-    }
+    Ok(chunks_from(storage, index, 1).await?.into_iter().next())
 }
 
 /// Up to `limit` consecutive chunks from the one holding (or following) block `index`, stopping

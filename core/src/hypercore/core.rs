@@ -1012,10 +1012,10 @@ impl<S: Storage> Hypercore<S> {
         self.verify_proof_with(proof, None, None).await
     }
 
-    /// [`Hypercore::verify_proof`], where `pending` holds nodes verified (by earlier proofs of
-    /// one [`Hypercore::apply_proofs`] call) but not stored yet; they count as stored.
-    /// `known`: nodes verified earlier in the same batch and cached stored nodes (see
-    /// [`proof::verify_tree_with_leaf`]); `leaf`: the block's leaf hash, computed already.
+    /// [`Hypercore::verify_proof`], where `known` gives nodes already trusted without a storage
+    /// read: verified by earlier proofs of one [`Hypercore::apply_proofs`] call (not stored
+    /// yet, they count as stored) or stored and cached (see [`proof::verify_tree_with_leaf`]);
+    /// `leaf` is the block's leaf hash, computed already.
     async fn verify_proof_with(
         &self,
         proof: &Data,
@@ -1256,6 +1256,15 @@ impl<S: Storage> Hypercore<S> {
         proof.fork == self.tree.fork && proof.upgrade.is_none() && proof.manifest.is_none()
     }
 
+    /// The block of `proof` whose leaf [`Hypercore::apply_proofs`] hashes with the others: of a
+    /// batchable proof, and not oversized (those are refused unhashed).
+    fn batch_leaf<'d>(&self, proof: &'d Data) -> Option<&'d DataBlock> {
+        proof
+            .block
+            .as_ref()
+            .filter(|b| self.is_batchable(proof) && b.value.len() <= MAX_BLOCK_SIZE + PADDING)
+    }
+
     /// Verify each of `proofs` and store those that verify (blocks, tree nodes, bitfield) in one
     /// atomic storage write: the result for each proof in order, as [`Hypercore::apply_proof`]
     /// would give one by one (a later proof may verify against nodes an earlier one proves).
@@ -1269,19 +1278,16 @@ impl<S: Storage> Hypercore<S> {
         proofs: &[&Data],
     ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
         let mut results = Vec::with_capacity(proofs.len());
-        let mut nodes: Vec<TreeNode> = Vec::new();
         let mut blocks: Vec<&DataBlock> = Vec::new();
         // The leaf hashes of all the blocks at once (SIMD lanes: about twice the throughput of
-        // hashing them one by one).
+        // hashing them one by one), but those of proofs refused anyway.
         let values: Vec<&[u8]> = proofs
             .iter()
-            .filter(|p| self.is_batchable(p))
-            .filter_map(|p| p.block.as_ref())
-            .filter(|b| b.value.len() <= MAX_BLOCK_SIZE + PADDING)
+            .filter_map(|p| self.batch_leaf(p))
             .map(|b| b.value.as_slice())
             .collect();
         let mut leaves = tree::leaf_hashes(&values).into_iter();
-        // The nodes verified so far in this batch, by index.
+        // The nodes verified so far in this batch, by index: what the batch stores.
         let mut pending: HashMap<u64, TreeNode> = HashMap::new();
         let in_tree = 2 * self.tree.length;
         for &proof in proofs {
@@ -1291,11 +1297,7 @@ impl<S: Storage> Hypercore<S> {
                 )));
                 continue;
             }
-            let leaf = proof
-                .block
-                .as_ref()
-                .filter(|b| b.value.len() <= MAX_BLOCK_SIZE + PADDING)
-                .and_then(|_| leaves.next());
+            let leaf = self.batch_leaf(proof).and_then(|_| leaves.next());
             let (pend, cache) = (&pending, &self.node_cache);
             let known = move |i: u64| {
                 pend.get(&i)
@@ -1305,8 +1307,7 @@ impl<S: Storage> Hypercore<S> {
             };
             match self.verify_proof_with(proof, Some(&known), leaf).await {
                 Ok(v) => {
-                    pending.extend(v.batch.nodes.iter().map(|n| (n.index, *n)));
-                    nodes.extend(v.batch.nodes);
+                    pending.extend(v.batch.nodes.into_iter().map(|n| (n.index, n)));
                     if let Some(b) = &proof.block {
                         blocks.push(b);
                     }
@@ -1319,11 +1320,11 @@ impl<S: Storage> Hypercore<S> {
                 Err(e) => results.push(Err(e)),
             }
         }
-        if nodes.is_empty() && blocks.is_empty() {
+        if pending.is_empty() && blocks.is_empty() {
             return Ok(results);
         }
         let mut tb = self.tree.batch();
-        tb.nodes = nodes;
+        tb.nodes = pending.into_values().collect();
         let mut batch = Batch::new();
         tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
             .await?;

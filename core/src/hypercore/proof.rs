@@ -697,14 +697,16 @@ pub fn verify_tree_with_leaf(
     }
     let mut ite = Iterator::new(index);
     let mut q = NodeQueue::new(proof_nodes, root);
-    let mut r = match (value, leaf) {
-        (Some(v), Some(hash)) => TreeNode {
-            index,
-            size: v.len() as u64,
-            hash,
+    let mut r = match value {
+        Some(v) => match leaf {
+            Some(hash) => TreeNode {
+                index,
+                size: v.len() as u64,
+                hash,
+            },
+            None => block_node(index, v),
         },
-        (Some(v), None) => block_node(index, v),
-        (None, _) => q.shift(ite.index)?,
+        None => q.shift(ite.index)?,
     };
     nodes.push(r);
     while q.len() > 0 {

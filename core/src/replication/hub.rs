@@ -49,6 +49,17 @@ const BATCH_BYTES: usize = 64 * 1024;
 pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// A congested stream whose unsent bytes fall to this many answers again.
 pub const LOW_WATER: usize = 1024 * 1024;
+/// A transport tells [`ReplicationHub::set_backlog`] its backlog when it changed by this many
+/// bytes since it last told (or emptied): see [`backlog_report_due`].
+pub const BACKLOG_REPORT_STEP: usize = 64 * 1024;
+
+/// Whether a transport holding `backlog` unwritten bytes of a stream, having last told the hub
+/// `reported`, should tell it now ([`ReplicationHub::set_backlog`]): when the backlog changed by
+/// [`BACKLOG_REPORT_STEP`] or more, or emptied. Often enough for [`HIGH_WATER`] and
+/// [`LOW_WATER`] to be seen, rarely enough not to take the hub on every write.
+pub fn backlog_report_due(backlog: usize, reported: usize) -> bool {
+    backlog.abs_diff(reported) >= BACKLOG_REPORT_STEP || (backlog == 0 && reported != 0)
+}
 
 /// Handle of a stream in a [`ReplicationHub`]. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -590,7 +601,7 @@ impl<S: Storage> ReplicationHub<S> {
 
     /// The transport holds `bytes` of `stream` not yet written to the connection (what it took
     /// from [`ReplicationHub::poll_transmit`], encrypted or not). Tell it whenever that changes
-    /// noticeably (at least when it crosses [`HIGH_WATER`] or [`LOW_WATER`]): while the stream's
+    /// noticeably ([`backlog_report_due`]): while the stream's
     /// unsent bytes are past [`HIGH_WATER`], the peers' requests and `want`s wait instead of
     /// being answered (JS holds them until the stream drains), so a peer that sends requests
     /// but never reads cannot grow our memory; here, once it drained to [`LOW_WATER`], they are

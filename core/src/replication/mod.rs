@@ -24,7 +24,8 @@ pub mod replicator;
 mod tests;
 
 pub use hub::{
-    HubEvent, ReplicationHub, StreamId, HIGH_WATER, LOW_WATER, PROTOCOL, PROTOCOL_ALIAS,
+    backlog_report_due, HubEvent, ReplicationHub, StreamId, BACKLOG_REPORT_STEP, HIGH_WATER,
+    LOW_WATER, PROTOCOL, PROTOCOL_ALIAS,
 };
 pub use remote_bitfield::{RemoteBitfield, RemoteWants};
 pub use replicator::{
