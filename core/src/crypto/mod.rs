@@ -5,6 +5,8 @@
 
 use blake2b_simd::Params;
 
+pub(crate) mod blake2b_x8;
+
 /// A 32-byte BLAKE2b digest, a public key or a seed.
 pub type Hash = [u8; 32];
 
