@@ -9,6 +9,11 @@
 //! Besides human-readable lines it prints one `BENCH <name> <value>` line per figure, which
 //! `bench/run.sh` parses (`rss` belongs in a process of its own: VmHWM is a process-wide peak).
 
+// The allocator the `hyperpunch` binary uses (feature `mimalloc`, on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -22,6 +22,11 @@
 //! which `bench/run.sh` parses. CPU seconds and peak RSS come from `/proc/self` of the process
 //! doing the work (serve and fetch run in processes of their own).
 
+// The allocator the `hyperpunch` binary uses (feature `mimalloc`, on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

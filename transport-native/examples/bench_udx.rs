@@ -15,6 +15,11 @@
 //! Besides human-readable lines every figure is printed as one `BENCH <name> <value>` line,
 //! which `bench/run.sh` parses. CPU seconds come from `/proc` (USER_HZ = 100 ticks).
 
+// The allocator the `hyperpunch` binary uses (feature `mimalloc`, on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! AVX-512F this runs the compression function on eight messages per instruction stream; without
 //! it (other CPUs, wasm) [`leaf_hashes_x8`] returns `None` and the caller uses `blake2b_simd`.
 //!
-//! This is the one module of the core with `unsafe` code: the `std::arch` intrinsics that load
+//! This module and `secretstream::chacha20_x16` are the core's only `unsafe` code: the `std::arch` intrinsics that load
 //! memory take raw pointers, and a `#[target_feature]` function may only be called once the CPU is
 //! known to have the feature. Each `unsafe` block says why it is sound; the tests compare every
 //! result with `blake2b_simd` over lengths that cover each block-boundary case.

@@ -26,6 +26,7 @@
 //! Errors (bad frames, failed handshake, bad MACs, timeout) close the stream: the last event is
 //! [`Event::Closed`](crate::secretstream::Event::Closed) with the [`StreamError`](crate::secretstream::StreamError), and nothing more is sent or received.
 
+mod chacha20_x16;
 pub mod cipher;
 pub mod datagram;
 #[cfg(test)]

@@ -5,6 +5,10 @@ mod cli;
 
 use clap::Parser;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = cli::args::Cli::parse();
     if let Err(e) = cli::run(args) {
