@@ -16,7 +16,8 @@
 //! bench_replicate fetch TAG DIR KEY ADDR BLOCKS  # download BLOCKS blocks of KEY from ADDR into DIR
 //! ```
 //!
-//! `HP_INFLIGHT=N` sets the reader's `Options::max_inflight` (to try other request windows).
+//! `HP_INFLIGHT=N` sets the reader's `Options::max_inflight`, `HP_INFLIGHT_BYTES=N` its
+//! `Options::inflight_bytes` (to try other request windows).
 //!
 //! Besides human-readable lines every figure is printed as one `BENCH <name> <value>` line,
 //! which `bench/run.sh` parses. CPU seconds and peak RSS come from `/proc/self` of the process
@@ -639,6 +640,12 @@ fn reader_options() -> Options {
         .and_then(|v| v.parse().ok())
     {
         o.max_inflight = n;
+    }
+    if let Some(n) = std::env::var("HP_INFLIGHT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        o.inflight_bytes = n;
     }
     o
 }
