@@ -396,6 +396,95 @@ fn live_serve_from_a_pipe_and_live_fetch_follow_appends() {
     }
 }
 
+/// `serve --live --push` sends each append to a `fetch --live --push-only` follower, which sends
+/// no requests at all: every block it ends up holding came as a push (JS `allowPush` /
+/// `pushOnly` / `replicator.push`), one line at a time and in a burst.
+#[test]
+fn live_serve_pushes_to_a_push_only_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    let mut server = Server::start_with(&src, &["--live", "--push"], Stdio::piped());
+    let mut feed = server.proc.child.stdin.take().expect("serve stdin");
+    let dst = tmp.path().join("copy");
+    let d = dst.to_str().unwrap();
+    let mut follower = Proc::spawn(
+        &[
+            "core",
+            "fetch",
+            "-s",
+            d,
+            "--key",
+            &key,
+            "--tcp",
+            &server.addr,
+            "--live",
+            "--push-only",
+            "--timeout",
+            "60",
+        ],
+        Stdio::null(),
+    );
+    // Connected and synced (an empty core: caught up at 0) before anything is appended.
+    follower.wait_for("length 0");
+    for i in 0..5 {
+        feed.write_all(lines_block(i).as_bytes()).unwrap();
+        feed.flush().unwrap();
+        server.proc.wait_for(&format!("length {}", i + 1));
+        follower.wait_for(&format!("length {}", i + 1));
+    }
+    let burst: String = (5..505).map(lines_block).collect();
+    feed.write_all(burst.as_bytes()).unwrap();
+    drop(feed);
+    server.proc.wait_for("length 505");
+    follower.wait_for("length 505");
+    drop(server);
+    let status = follower.wait();
+    assert!(
+        status.success(),
+        "fetch --live --push-only exited with {status}"
+    );
+    drop(follower);
+    same_core(&info(&src), &info(&dst));
+    ok(&["core", "verify", "-s", d], b"");
+    for i in [0, 4, 504] {
+        assert_eq!(
+            ok(&["core", "get", "-s", d, &i.to_string()], b""),
+            lines_block(i)
+        );
+    }
+}
+
+/// `--push` and `--push-only` only make sense with --live: clap says so.
+#[test]
+fn push_flags_need_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("c");
+    let s = s.to_str().unwrap();
+    let key = "00".repeat(32);
+    for args in [
+        vec!["core", "serve", "-s", s, "--tcp", "127.0.0.1:0", "--push"],
+        vec![
+            "core",
+            "fetch",
+            "-s",
+            s,
+            "--key",
+            &key,
+            "--tcp",
+            "127.0.0.1:1",
+            "--push-only",
+        ],
+    ] {
+        let out = hp(&args, b"");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--live"), "{err}");
+    }
+}
+
 /// `serve --live --block-size`: stdin is cut into fixed-size blocks while serving.
 #[test]
 fn live_serve_with_block_size() {

@@ -321,7 +321,10 @@ Examples:
   hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000
 
   # a live log: every line of the command's output becomes a block, readers follow along
-  tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live";
+  tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live
+
+  # the same, sending each new block to readers that accept pushes without waiting to be asked
+  tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live --push";
 
 const FETCH_LONG: &str = "\
 Connect to ADDR (TCP) and download the core with key KEY into DIR, verifying every block
@@ -343,7 +346,10 @@ Examples:
   hyperpunch core fetch --storage ./part --key $KEY --tcp 127.0.0.1:7000 --start 100 --end 200
 
   # follow a live core
-  hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000 --live";
+  hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000 --live
+
+  # follow it through pushes only (from `serve --live --push`), sending no requests
+  hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000 --live --push-only";
 
 /// `hyperpunch core serve` arguments.
 #[derive(Debug, Args)]
@@ -359,6 +365,11 @@ pub struct ServeArgs {
     /// With --live: cut stdin into blocks of this many bytes instead of lines.
     #[arg(long, value_name = "N", requires = "live", value_parser = clap::value_parser!(u64).range(1..=(64 * 1024 * 1024)))]
     pub block_size: Option<u64>,
+    /// With --live: push each appended block to the clients that accept pushes (`fetch
+    /// --allow-push` or `--push-only`, JS readers with `allowPush`) instead of waiting for
+    /// their requests.
+    #[arg(long, requires = "live")]
+    pub push: bool,
     /// Drop a client that sends nothing for this many seconds, handshake included (0 = never).
     /// `fetch` sends keep-alives every second, so only stalled clients are dropped.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -388,6 +399,15 @@ pub struct FetchArgs {
     /// Download blocks before this one only (END excluded).
     #[arg(long, value_name = "M")]
     pub end: Option<u64>,
+    /// Accept blocks the peer pushes without being asked (JS `allowPush`; `serve --live
+    /// --push` pushes each append).
+    #[arg(long)]
+    pub allow_push: bool,
+    /// With --live: send no requests at all; the copy grows only through what the peer pushes
+    /// (JS `pushOnly`; implies --allow-push). Blocks appended before we connected are not
+    /// fetched, so `length N` lines appear only while the copy is contiguous.
+    #[arg(long, requires = "live")]
+    pub push_only: bool,
     /// Give up after this many seconds without completing (0 = never). With --live: stop
     /// following after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 0)]

@@ -106,7 +106,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         };
         tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
         if args.live {
-            append_stdin(dir, &hub, &dk, args.block_size).await?;
+            append_stdin(dir, &hub, &dk, args.block_size, args.push).await?;
         }
         std::future::pending::<Result<(), CliError>>().await
     })
@@ -150,6 +150,7 @@ async fn append_stdin(
     hub: &SharedHub<FileStorage>,
     dk: &[u8; 32],
     block_size: Option<u64>,
+    push: bool,
 ) -> Result<(), CliError> {
     let block_size = block_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     // Bound what waits in memory to about MAX_LIVE_QUEUE_BYTES (at least one block).
@@ -203,9 +204,15 @@ async fn append_stdin(
             let rep = g
                 .replicator_mut(dk)
                 .ok_or_else(|| CliError::new("the core vanished from the hub"))?;
+            let start = rep.core().length();
             rep.append(now, &refs)
                 .await
                 .map_err(|e| replication_err(dir, e))?;
+            if push {
+                for index in start..rep.core().length() {
+                    rep.push(index).await.map_err(|e| replication_err(dir, e))?;
+                }
+            }
             // What is printed survives a crash.
             rep.core()
                 .storage()
@@ -325,8 +332,13 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     let core = open_or_create_reader(dir, key, encryption_key)?;
     let key_pair = random_key_pair()?;
     let mut hub = ReplicationHub::new();
+    let options = Options {
+        allow_push: args.allow_push || args.push_only,
+        push_only: args.push_only,
+        ..Options::default()
+    };
     let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
+        .add_core(Replicator::new(core, options))
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
     let (hub, events) = SharedHub::with_events(hub);
     let rt = runtime()?;
