@@ -344,22 +344,8 @@ fn rust_seeks_into_js_written_core() {
     for (bytes, js) in offsets.iter().zip(&js_seeks) {
         assert_eq!(js, &expected(*bytes), "JS seek of byte {bytes}");
     }
-    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let core = block_on(Hypercore::create(
-        MemoryStorage::new(),
-        CreateOptions {
-            key: Some(key),
-            ..CreateOptions::default()
-        },
-    ))
-    .unwrap();
-    let mut hub = ReplicationHub::new();
-    let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
-        .unwrap();
+    let key = key_of(&ready);
+    let (mut hub, dk) = reader_hub(key, Options::default());
     // The first seek is asked before we know the length: it rides on the upgrade request.
     let first = block_on(hub.replicator_mut(&dk).unwrap().seek(0, offsets[0])).unwrap();
     let mut d = Driver::initiator(socket, hub, 0x14, 3);
@@ -574,22 +560,8 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
         "seed": hex::encode([0x2f; 32]), "count": LEN,
         "truncate": { "at": CUT, "append": ADDED }, "deadline": 30000,
     }));
-    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let core = block_on(Hypercore::create(
-        MemoryStorage::new(),
-        CreateOptions {
-            key: Some(key),
-            ..CreateOptions::default()
-        },
-    ))
-    .unwrap();
-    let mut hub = ReplicationHub::new();
-    let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
-        .unwrap();
+    let key = key_of(&ready);
+    let (mut hub, dk) = reader_hub(key, Options::default());
     block_on(hub.replicator_mut(&dk).unwrap().download(0, 0, None)).unwrap();
     let mut d = Driver::initiator(socket, hub, 0x17, 6);
     d.pump_until("the first download", &mut peer, |d| {
@@ -651,23 +623,9 @@ fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
         "seed": hex::encode([0x3e; 32]), "count": 0, "deadline": 30000,
     }));
     assert_eq!(ready["length"], json!(0));
-    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let core = block_on(Hypercore::create(
-        MemoryStorage::new(),
-        CreateOptions {
-            key: Some(key),
-            ..CreateOptions::default()
-        },
-    ))
-    .unwrap();
-    assert!(core.manifest().is_none());
-    let mut hub = ReplicationHub::new();
-    let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
-        .unwrap();
+    let key = key_of(&ready);
+    let (hub, dk) = reader_hub(key, Options::default());
+    assert!(hub.replicator(&dk).unwrap().core().manifest().is_none());
     let mut d = Driver::initiator(socket, hub, 0x18, 7);
     // Nothing to upgrade to: the manifest comes from a request of its own.
     d.pump_until("the manifest", &mut peer, |d| {
@@ -687,10 +645,7 @@ fn extension_messages_round_trip_with_js() {
         "mode": "server", "role": "writer", "streamSeed": hex::encode([0x36; 32]),
         "seed": hex::encode([0x4a; 32]), "count": 1, "extension": "hp-echo", "deadline": 30000,
     }));
-    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let key = key_of(&ready);
     let core = block_on(Hypercore::create(
         MemoryStorage::new(),
         CreateOptions {

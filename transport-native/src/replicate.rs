@@ -454,7 +454,7 @@ impl<S: Storage + 'static> Pump<'_, S> {
                     }
                 }
             }
-            self.take_frames().await?;
+            self.take_frames()?;
             while let Some(bytes) = self.stream.poll_transmit() {
                 if !bytes.is_empty() {
                     queued += bytes.len();
@@ -535,7 +535,7 @@ impl<S: Storage + 'static> Pump<'_, S> {
     }
 
     /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
-    async fn take_frames(&mut self) -> Result<(), ReplicateError> {
+    fn take_frames(&mut self) -> Result<(), ReplicateError> {
         let Some(conn) = &self.conn else {
             return Ok(());
         };

@@ -141,6 +141,14 @@ fn fetch(dir: &Path, key: &str, addr: &str, extra: &[&str]) -> Output {
     hp(&args, b"")
 }
 
+/// A `fetch --live` (plus `extra`) into `dir` running in the background.
+fn follow(dir: &Path, key: &str, addr: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["core", "fetch", "-s", dir.to_str().unwrap()];
+    args.extend(["--key", key, "--tcp", addr, "--live", "--timeout", "60"]);
+    args.extend(extra);
+    Proc::spawn(&args, Stdio::null())
+}
+
 fn same_core(a: &Value, b: &Value) {
     for field in [
         "key",
@@ -340,22 +348,7 @@ fn live_serve_from_a_pipe_and_live_fetch_follow_appends() {
     let mut feed = server.proc.child.stdin.take().expect("serve stdin");
     let dst = tmp.path().join("copy");
     let d = dst.to_str().unwrap();
-    let mut follower = Proc::spawn(
-        &[
-            "core",
-            "fetch",
-            "-s",
-            d,
-            "--key",
-            &key,
-            "--tcp",
-            &server.addr,
-            "--live",
-            "--timeout",
-            "60",
-        ],
-        Stdio::null(),
-    );
+    let mut follower = follow(&dst, &key, &server.addr, &[]);
     follower.wait_for("length 10");
     // One line at a time: each append reaches the follower before the next is written.
     for i in 10..15 {
@@ -410,23 +403,7 @@ fn live_serve_pushes_to_a_push_only_fetch() {
     let mut feed = server.proc.child.stdin.take().expect("serve stdin");
     let dst = tmp.path().join("copy");
     let d = dst.to_str().unwrap();
-    let mut follower = Proc::spawn(
-        &[
-            "core",
-            "fetch",
-            "-s",
-            d,
-            "--key",
-            &key,
-            "--tcp",
-            &server.addr,
-            "--live",
-            "--push-only",
-            "--timeout",
-            "60",
-        ],
-        Stdio::null(),
-    );
+    let mut follower = follow(&dst, &key, &server.addr, &["--push-only"]);
     // Connected and synced (an empty core: caught up at 0) before anything is appended.
     follower.wait_for("length 0");
     for i in 0..5 {

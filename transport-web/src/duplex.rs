@@ -17,15 +17,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+#[cfg(any(target_arch = "wasm32", test))]
+use hyperpunch_core::replication::BACKLOG_REPORT_STEP;
+
 /// The pump hands chunks to a [`Duplex`] only while the carrier buffers less than this many
 /// bytes ([`Duplex::buffered_amount`]); the rest waits in the pump (and counts in the backlog
 /// the hub sees). So a carrier buffers at most this plus one chunk.
 pub const CARRIER_HIGH_WATER: usize = 1024 * 1024;
-
-/// The pump tells the hub its backlog when it changed by this many bytes (or emptied), and
-/// waits for the carrier to drain by as much before it looks again.
-#[cfg(any(target_arch = "wasm32", test))]
-pub(crate) use hyperpunch_core::replication::BACKLOG_REPORT_STEP as REPORT_STEP;
 
 /// What [`memory_duplex`] buffers per direction at most (plus one chunk): as a WebRTC data
 /// channel, whose `send` throws once its 16 MiB queue is full.
@@ -290,21 +288,16 @@ impl Outbox {
 
     /// The carrier level to wait for (with [`Duplex::poll_drained`]) before looking again:
     /// while chunks wait for room or the hub was last told of a backlog (`reported`), the
-    /// carrier's buffer one [`REPORT_STEP`] lower (or empty), so room is used and the
+    /// carrier's buffer one [`BACKLOG_REPORT_STEP`] lower (or empty), so room is used and the
     /// shrinking backlog is told as it drains. `None`: nothing to wait for.
     pub(crate) fn drain_target(&self, io: &impl Duplex, reported: usize) -> Option<usize> {
         let buffered = io.buffered_amount();
         if buffered == 0 || (self.is_empty() && reported == 0) {
             return None;
         }
-        Some(buffered.saturating_sub(REPORT_STEP))
+        Some(buffered.saturating_sub(BACKLOG_REPORT_STEP))
     }
 }
-
-/// Whether a backlog of `backlog` bytes must be told to a hub last told `reported` (the hub's
-/// own rule, shared with the native transport).
-#[cfg(any(target_arch = "wasm32", test))]
-pub(crate) use hyperpunch_core::replication::backlog_report_due as must_report;
 
 #[cfg(test)]
 mod tests {
@@ -430,7 +423,10 @@ mod tests {
         assert!(!out.is_empty());
         assert_eq!(out.backlog(&a), 100 * chunk, "the backlog counts both");
         // Waits for the carrier to drain one step before it looks again.
-        assert_eq!(out.drain_target(&a, 0), Some(sent * chunk - REPORT_STEP));
+        assert_eq!(
+            out.drain_target(&a, 0),
+            Some(sent * chunk - BACKLOG_REPORT_STEP)
+        );
         assert_eq!(recv(&mut b), Poll::Ready(Some(vec![0; chunk])));
         out.flush(&mut a).unwrap();
         assert_eq!(
@@ -482,16 +478,5 @@ mod tests {
         let (mut c, _d) = memory_duplex();
         c.send(vec![0; 10]).unwrap();
         assert_eq!(out.drain_target(&c, 100 * 1024), Some(0), "to empty");
-    }
-
-    #[test]
-    fn reports_on_a_step_or_when_emptied() {
-        assert!(!must_report(0, 0));
-        assert!(!must_report(REPORT_STEP - 1, 0));
-        assert!(must_report(REPORT_STEP, 0));
-        assert!(!must_report(REPORT_STEP + 1, 2));
-        assert!(must_report(1, REPORT_STEP + 1));
-        assert!(must_report(0, 1));
-        assert!(!must_report(1, 1));
     }
 }

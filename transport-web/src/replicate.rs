@@ -37,7 +37,9 @@ use std::task::{Context, Poll};
 
 use async_lock::{Mutex, MutexGuard};
 use hyperpunch_core::crypto::KeyPair;
-use hyperpunch_core::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use hyperpunch_core::replication::{
+    backlog_report_due, HubEvent, ReplicationError, ReplicationHub, StreamId,
+};
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
 };
@@ -46,11 +48,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::chan::{channel, Receiver, Sender, WakeFlag};
+use crate::duplex::Outbox;
 pub use crate::duplex::{
     memory_duplex, memory_duplex_with_capacity, Duplex, DuplexError, MemoryDuplex,
     CARRIER_HIGH_WATER, MEMORY_DUPLEX_CAPACITY,
 };
-use crate::duplex::{must_report, Outbox};
 
 #[wasm_bindgen]
 extern "C" {
@@ -532,7 +534,7 @@ impl<S: Storage> Pump<'_, S> {
         let Some(sid) = self.sid else {
             return Ok(());
         };
-        if !must_report(backlog, self.reported) {
+        if !backlog_report_due(backlog, self.reported) {
             return Ok(());
         }
         self.reported = backlog;

@@ -194,43 +194,35 @@ impl ChunkCache {
             let sequential = slot.chunks.last().is_some_and(|c| c.last + 1 == index);
             (slot.generation, sequential)
         };
-        if sequential {
-            let chunks = chunks_from(storage, index, READ_AHEAD_CHUNKS).await?;
-            let Some(first) = chunks.first().filter(|c| c.first <= index) else {
-                return Ok(None);
-            };
-            let out = first.block(index).to_vec();
-            let mut bytes = 0;
-            let keep: Vec<Arc<Chunk>> = chunks
-                .into_iter()
-                .take_while(|c| {
-                    bytes += c.bytes.len();
-                    bytes <= READ_AHEAD_BYTES
-                })
-                .map(Arc::new)
-                .collect();
-            let mut slot = self.lock();
-            if slot.generation == generation && !keep.is_empty() {
-                slot.chunks = keep;
+        let chunks = if sequential {
+            chunks_from(storage, index, READ_AHEAD_CHUNKS).await?
+        } else {
+            // A chunk ending at `index` (every chunk of a core appended one block at a time, and
+            // the last block of the others) is a point read, cheaper than the scan that finds
+            // the rest.
+            match storage.get(&layout::block_key(index)).await? {
+                Some(v) => vec![Chunk::decode(index, v)?],
+                None => chunks_from(storage, index, 1).await?,
             }
-            return Ok(Some(out));
-        }
-        // A chunk ending at `index` (every chunk of a core appended one block at a time, and the
-        // last block of the others) is a point read, cheaper than the scan that finds the rest.
-        let c = match storage.get(&layout::block_key(index)).await? {
-            Some(v) => Chunk::decode(index, v)?,
-            None => match chunk_at_or_after(storage, index).await? {
-                Some(c) => c,
-                None => return Ok(None),
-            },
         };
-        if c.first > index {
+        let Some(first) = chunks.first().filter(|c| c.first <= index) else {
             return Ok(None);
-        }
-        let out = c.block(index).to_vec();
+        };
+        let out = first.block(index).to_vec();
+        // The chunk read, and those read ahead with it up to READ_AHEAD_BYTES.
+        let mut bytes = 0;
+        let keep: Vec<Arc<Chunk>> = chunks
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, c)| {
+                bytes += c.bytes.len();
+                *i == 0 || bytes <= READ_AHEAD_BYTES
+            })
+            .map(|(_, c)| Arc::new(c))
+            .collect();
         let mut slot = self.lock();
         if slot.generation == generation {
-            slot.chunks = vec![Arc::new(c)];
+            slot.chunks = keep;
         }
         Ok(Some(out))
     }

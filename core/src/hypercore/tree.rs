@@ -176,35 +176,25 @@ pub fn leaf_hashes<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<Hash> {
     // With AVX-512, blocks of equal length go eight at a time through `blake2b_x8`; the rest (all
     // of them elsewhere) through blake2b_simd below.
     let mut rest: Vec<usize> = Vec::new();
-    if blocks.len() >= 8 && crate::crypto::blake2b_x8::available() {
+    if blocks.len() >= 3 && crate::crypto::blake2b_x8::available() {
         let mut order: Vec<usize> = (0..blocks.len()).collect();
         order.sort_by_key(|&i| blocks[i].as_ref().len());
         for run in order.chunk_by(|&a, &b| blocks[a].as_ref().len() == blocks[b].as_ref().len()) {
-            let mut eights = run.chunks_exact(8);
-            for eight in &mut eights {
-                let lanes: [&[u8]; 8] = std::array::from_fn(|j| blocks[eight[j]].as_ref());
-                match crate::crypto::blake2b_x8::leaf_hashes_x8(lanes) {
+            // Eight at a time; a remainder of three or more still runs in lanes (the spare ones
+            // repeat its first block): eight lanes cost about what three blocks cost through
+            // blake2b_simd.
+            for group in run.chunks(8) {
+                let lanes: Option<[&[u8]; 8]> = (group.len() >= 3).then(|| {
+                    std::array::from_fn(|j| blocks[*group.get(j).unwrap_or(&group[0])].as_ref())
+                });
+                match lanes.and_then(crate::crypto::blake2b_x8::leaf_hashes_x8) {
                     Some(hashes) => {
-                        for (&i, h) in eight.iter().zip(hashes) {
+                        for (&i, h) in group.iter().zip(hashes) {
                             out[i] = h;
                         }
                     }
-                    None => rest.extend_from_slice(eight),
+                    None => rest.extend_from_slice(group),
                 }
-            }
-            // A remainder of three or more still runs in lanes (the spare ones repeat its first
-            // block): eight lanes cost about what three blocks cost through blake2b_simd.
-            let tail = eights.remainder();
-            let lanes: Option<[&[u8]; 8]> = (tail.len() >= 3).then(|| {
-                std::array::from_fn(|j| blocks[*tail.get(j).unwrap_or(&tail[0])].as_ref())
-            });
-            match lanes.and_then(crate::crypto::blake2b_x8::leaf_hashes_x8) {
-                Some(hashes) => {
-                    for (&i, h) in tail.iter().zip(hashes) {
-                        out[i] = h;
-                    }
-                }
-                None => rest.extend_from_slice(tail),
             }
         }
     } else {

@@ -2725,3 +2725,15 @@ fn upgrades_from_below_our_length_verify_from_our_roots() {
         r.verify_all().await.unwrap();
     });
 }
+
+/// A transport tells the hub its backlog when it moved by a step, or emptied.
+#[test]
+fn backlog_reports_on_a_step_or_when_emptied() {
+    assert!(!backlog_report_due(0, 0));
+    assert!(!backlog_report_due(BACKLOG_REPORT_STEP - 1, 0));
+    assert!(backlog_report_due(BACKLOG_REPORT_STEP, 0));
+    assert!(!backlog_report_due(BACKLOG_REPORT_STEP + 1, 2));
+    assert!(backlog_report_due(1, BACKLOG_REPORT_STEP + 1));
+    assert!(backlog_report_due(0, 1));
+    assert!(!backlog_report_due(1, 1));
+}
