@@ -38,8 +38,12 @@ wasm:
 test-browser:
     bash scripts/test-browser.sh
 
+# No tracked file may refer to a folder outside the clone.
+standalone:
+    bash scripts/check-standalone.sh
+
 # Everything CI runs.
-test: setup fmt-check lint wasm test-native test-browser
+test: standalone setup fmt-check lint wasm test-native test-browser
     @echo "all checks passed"
 
 # The end-to-end demo: a log written by the hyperpunch CLI, checked against the JS reference.

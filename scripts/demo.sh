@@ -13,7 +13,13 @@ cargo build --release --locked -q -p hyperpunch --bin hyperpunch
 hp="$root/target/release/hyperpunch"
 
 work=$(mktemp -d /tmp/hyperpunch-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+server=
+# Runs on every exit; it must never turn a successful run into a failure (the server may be gone).
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 store="$work/core"
 seed=$(printf '42%.0s' {1..32})
 
@@ -77,7 +83,6 @@ bold "verify re-hashes every block and checks the signature"
 bold "replicate over TCP: hyperpunch core serve, hyperpunch core fetch, and a JS hypercore reader"
 "$hp" core serve --storage "$store" --tcp 127.0.0.1:0 > "$work/serve.out" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" && break; sleep 0.1; done
 addr=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/serve.out" | head -1)
 echo "serving $key on $addr"
@@ -90,7 +95,9 @@ node -e '
   const r = JSON.parse(lines[lines.length - 1])
   console.log("JS reader:", JSON.stringify(r).slice(0, 160))
 ' "$work/js-reader.json"
-kill $server 2>/dev/null; wait $server 2>/dev/null || true
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+server=
 "$hp" core info --storage "$work/copy" --json > "$work/copy.json"
 node -e '
   const [a, b] = process.argv.slice(1).map(f => JSON.parse(require("fs").readFileSync(f)))

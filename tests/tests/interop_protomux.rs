@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/vectors/data/"
+    "/../tests/vectors/data/"
 );
 
 fn string(s: &str) -> Vec<u8> {

@@ -11,7 +11,7 @@ use super::*;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/vectors/data/01-compact-encoding.out"
+    "/../tests/vectors/data/01-compact-encoding.out"
 );
 
 type EncFn = Box<dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>>;

@@ -835,7 +835,7 @@ mod tests {
 
     const VECTORS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/vectors/data/"
+        "/../tests/vectors/data/"
     );
 
     fn read_vector(name: &str) -> String {

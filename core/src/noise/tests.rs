@@ -5,13 +5,13 @@ use super::*;
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/vectors"
+    "/../tests/vectors"
 );
 
 /// The `.out` file of the 05 vector script.
 pub(crate) fn vectors_05() -> String {
     std::fs::read_to_string(format!("{REFERENCE}/data/05-noise-secretstream.out"))
-        .expect("shared/reference/vectors/data/05-noise-secretstream.out")
+        .expect("tests/vectors/data/05-noise-secretstream.out")
 }
 
 /// The hex value after `prefix` on the line starting with `prefix`, up to the next space.

@@ -9,7 +9,7 @@ use crate::encoding::{write_string, write_uint};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/vectors/data/"
+    "/../tests/vectors/data/"
 );
 
 fn h(s: &str) -> Vec<u8> {

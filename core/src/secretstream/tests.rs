@@ -261,13 +261,13 @@ fn full_stream_is_byte_identical_to_js() {
 fn datagrams_match_js_vector() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/vectors/net/vectors-secretstream-send.json"
+        "/../tests/vectors/net/vectors-secretstream-send.json"
     );
     let send: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
     let stat_path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/vectors/net/vectors-static.json"
+        "/../tests/vectors/net/vectors-static.json"
     );
     let stat: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stat_path).expect(stat_path)).unwrap();

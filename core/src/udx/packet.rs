@@ -344,7 +344,7 @@ mod tests {
     fn decodes_every_captured_packet() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/vectors/net/out-udx.jsonl"
+            "/../tests/vectors/net/out-udx.jsonl"
         );
         let text = std::fs::read_to_string(path).expect(path);
         let mut count = 0;
