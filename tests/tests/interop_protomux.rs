@@ -13,10 +13,7 @@ use hyperpunch_core::protomux::{ChannelId, ChannelOptions, Event, Frame, Protomu
 use hyperpunch_tests::node::run_script;
 use serde_json::{json, Value};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/vectors/data/"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/data/");
 
 fn string(s: &str) -> Vec<u8> {
     let mut out = Vec::new();

@@ -833,10 +833,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    const VECTORS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/vectors/data/"
-    );
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/data/");
 
     fn read_vector(name: &str) -> String {
         std::fs::read_to_string(format!("{VECTORS}{name}"))

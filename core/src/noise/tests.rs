@@ -3,10 +3,7 @@
 
 use super::*;
 
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/vectors"
-);
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors");
 
 /// The `.out` file of the 05 vector script.
 pub(crate) fn vectors_05() -> String {

@@ -7,10 +7,7 @@ use super::frame::{BatchItem, Frame, OpenFrame, MAX_BATCH};
 use super::*;
 use crate::encoding::{write_string, write_uint};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/vectors/data/"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/data/");
 
 fn h(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap()
