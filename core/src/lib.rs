@@ -9,12 +9,14 @@
 //! - [`encoding`] — compact-encoding.
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
 //! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
+//! - [`hyperbee`] — the append-only B-tree on a hypercore (byte-identical to hyperbee 2.27.3).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
 pub mod crypto;
 pub mod encoding;
+pub mod hyperbee;
 pub mod hypercore;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;

@@ -6,6 +6,10 @@
 //! made through any other; a snapshot session reads the blocks it had until a truncation drops
 //! below them, then fails with [`HypercoreError::SnapshotNotAvailable`].
 //!
+//! [`Session::wait_change`] waits until the length or fork differs from what the caller knows:
+//! appends and truncations made through any session of the core wake it (changes made through
+//! [`Session::lock`] do not; call [`Session::notify_change`] after them).
+//!
 //! ```
 //! # use hyperpunch_core::{crypto::KeyPair, storage::MemoryStorage};
 //! # use hyperpunch_core::hypercore::{CreateOptions, Hypercore, Session};
@@ -29,6 +33,7 @@
 use std::sync::Arc;
 
 use async_lock::{Mutex, MutexGuard};
+use event_listener::Event;
 
 use super::core::{AppendOutcome, Hypercore, HypercoreError, Snapshot};
 use crate::storage::Storage;
@@ -37,6 +42,8 @@ use crate::storage::Storage;
 pub struct Session<S: Storage> {
     core: Arc<Mutex<Hypercore<S>>>,
     snapshot: Option<Snapshot>,
+    /// Notified after every append or truncation made through a session.
+    changed: Arc<Event>,
 }
 
 impl<S: Storage> Clone for Session<S> {
@@ -44,6 +51,7 @@ impl<S: Storage> Clone for Session<S> {
         Session {
             core: self.core.clone(),
             snapshot: self.snapshot.clone(),
+            changed: self.changed.clone(),
         }
     }
 }
@@ -62,6 +70,7 @@ impl<S: Storage> Session<S> {
         Session {
             core: Arc::new(Mutex::new(core)),
             snapshot: None,
+            changed: Arc::new(Event::new()),
         }
     }
 
@@ -70,6 +79,7 @@ impl<S: Storage> Session<S> {
         Session {
             core: self.core.clone(),
             snapshot: None,
+            changed: self.changed.clone(),
         }
     }
 
@@ -83,6 +93,7 @@ impl<S: Storage> Session<S> {
         Session {
             core: self.core.clone(),
             snapshot: Some(snapshot),
+            changed: self.changed.clone(),
         }
     }
 
@@ -141,7 +152,11 @@ impl<S: Storage> Session<S> {
         if self.snapshot.is_some() {
             return Err(HypercoreError::NotWritable);
         }
-        self.core.lock().await.append(blocks).await
+        let out = self.core.lock().await.append(blocks).await;
+        if out.is_ok() {
+            self.notify_change();
+        }
+        out
     }
 
     /// Truncate the shared core (see [`Hypercore::truncate`]). Snapshot sessions are read-only.
@@ -149,7 +164,37 @@ impl<S: Storage> Session<S> {
         if self.snapshot.is_some() {
             return Err(HypercoreError::NotWritable);
         }
-        self.core.lock().await.truncate(new_length, fork).await
+        let out = self.core.lock().await.truncate(new_length, fork).await;
+        if out.is_ok() {
+            self.notify_change();
+        }
+        out
+    }
+
+    /// Whether the core is writable through this session (never for a snapshot).
+    pub async fn writable(&self) -> bool {
+        self.snapshot.is_none() && self.core.lock().await.writable()
+    }
+
+    /// Wake every [`Session::wait_change`] of this core (appends and truncations through a
+    /// session do it themselves).
+    pub fn notify_change(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Resolve once the core's current length or fork differs from `length` / `fork` (at once
+    /// if it already does). A snapshot session sees the live core's changes too.
+    pub async fn wait_change(&self, length: u64, fork: u64) {
+        loop {
+            let listener = self.changed.listen();
+            {
+                let core = self.core.lock().await;
+                if core.length() != length || core.fork() != fork {
+                    return;
+                }
+            }
+            listener.await;
+        }
     }
 }
 

@@ -1,0 +1,395 @@
+//! Writes: single puts and deletes, and [`Batch`] (JS `db.batch()`).
+//!
+//! A write takes the bee's write lock (shared by its subs, checkouts and batches: JS
+//! `tree.lock`), writes the header first if the core is empty, runs the B-tree algorithm of
+//! [`super::tree`] and appends. A [`Batch`] takes the lock at its first `put`/`del` and holds
+//! it until [`Batch::flush`] (or until it is dropped), so other writers of the bee wait for it,
+//! as in JS; its blocks are appended together, in one `append`, at flush. Reads through a batch
+//! see its pending writes.
+
+use std::sync::Arc;
+
+use async_lock::MutexGuardArc;
+
+use super::cache::Block;
+use super::encodings::Codec;
+use super::error::BeeError;
+use super::iterators::{RangeOptions, RangeState};
+use super::messages::Header;
+use super::read::{self, ReadCtx};
+use super::source::BeeCore;
+use super::tree::{Arena, ArenaTree, CasFn, NoCas, NodeId, RawEntry};
+use super::{Entry, Hyperbee};
+
+/// One write of a batch or of a single operation.
+pub(crate) enum Write {
+    Put {
+        key: Arc<[u8]>,
+        value: Option<Arc<[u8]>>,
+    },
+    Del {
+        key: Arc<[u8]>,
+    },
+}
+
+impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
+    /// The write lock (taken), the live state with the header written, and a context to read
+    /// committed blocks while writing.
+    pub(crate) async fn write_ctx(&self) -> Result<ReadCtx<C>, BeeError> {
+        if self.checkout.is_some() || self.shared.readonly {
+            return Err(BeeError::ReadOnly);
+        }
+        let core = &self.shared.core;
+        let mut state = core.state().await;
+        if !state.writable {
+            return Err(BeeError::NotWritable);
+        }
+        if state.length == 0 {
+            let header = Header::new(self.shared.metadata.clone()).encode();
+            state.length = core.append(&[&header]).await?;
+        }
+        Ok(ReadCtx::new(
+            core.clone(),
+            self.shared.cache.clone(),
+            state.length,
+            state.length,
+            state.fork,
+        ))
+    }
+
+    /// Remember blocks just appended at `base..` (decoded) for the next reads.
+    pub(crate) fn cache_appended(&self, ctx: &ReadCtx<C>, base: u64, blocks: &[Vec<u8>]) {
+        for (i, raw) in blocks.iter().enumerate() {
+            if let Ok(b) = Block::decode(base + i as u64, raw) {
+                self.shared
+                    .cache
+                    .insert(base + i as u64, ctx.fork, Arc::new(b));
+            }
+        }
+    }
+
+    /// One put or delete under the lock, appended at once (JS `autoFlush`). Whether a block
+    /// was written.
+    pub(crate) async fn write_one<F: CasFn>(
+        &self,
+        w: Write,
+        cas: Option<&mut F>,
+    ) -> Result<bool, BeeError> {
+        let _guard = self.shared.lock.lock_arc().await;
+        let ctx = self.write_ctx().await?;
+        let mut arena = Arena::new();
+        let block = match &w {
+            Write::Put { key, value } => {
+                match arena
+                    .put(&ctx, key, value.as_ref(), cas, self.shared.always_duplicate)
+                    .await?
+                {
+                    Some((root, seq)) => arena.encode_single(root, seq, key, value.as_deref())?,
+                    None => return Ok(false),
+                }
+            }
+            Write::Del { key } => match arena.del(&ctx, key, cas).await? {
+                Some((root, seq)) => arena.encode_single(root, seq, key, None)?,
+                None => return Ok(false),
+            },
+        };
+        self.shared.core.append(&[&block]).await?;
+        self.cache_appended(&ctx, ctx.length, std::slice::from_ref(&block));
+        Ok(true)
+    }
+
+    /// Encode `key` for the tree (sub prefix included).
+    pub(crate) fn enc_key(&self, key: &K::Value) -> Arc<[u8]> {
+        if self.prefix.is_empty() {
+            return self.keys.encode(key).into();
+        }
+        let mut k = self.prefix.to_vec();
+        k.extend_from_slice(&self.keys.encode(key));
+        k.into()
+    }
+}
+
+/// A typed compare-and-swap callback over decoded entries.
+fn typed_cas<'f, K: Codec, V: Codec>(
+    bee: &'f Hyperbee<impl BeeCore, K, V>,
+    f: &'f mut impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
+) -> impl FnMut(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError> + 'f {
+    move |prev, next| {
+        let prev = bee.entry_of_raw(prev)?;
+        let next = bee.entry_of_raw(next)?;
+        Ok(f(&prev, &next))
+    }
+}
+
+impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
+    /// Put `key` → `value` (JS `put`). Every put appends a block, even of the same value (JS
+    /// `alwaysDuplicate`, unless [`super::BeeOptions::always_duplicate`] is off).
+    pub async fn put(&self, key: &K::Value, value: &V::Value) -> Result<(), BeeError> {
+        let w = Write::Put {
+            key: self.enc_key(key),
+            value: Some(self.values.encode(value).into()),
+        };
+        self.write_one(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Put `key` with no value (JS `put(key)` / `put(key, null)`): `get` then finds the key
+    /// with `value: None`.
+    pub async fn put_null(&self, key: &K::Value) -> Result<(), BeeError> {
+        let w = Write::Put {
+            key: self.enc_key(key),
+            value: None,
+        };
+        self.write_one(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Compare-and-swap put (JS `put(key, value, { cas })`): when `key` exists, `cas(stored,
+    /// new)` decides whether to write; a new key is always written. Whether a block was written.
+    pub async fn put_cas(
+        &self,
+        key: &K::Value,
+        value: &V::Value,
+        mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
+    ) -> Result<bool, BeeError> {
+        let w = Write::Put {
+            key: self.enc_key(key),
+            value: Some(self.values.encode(value).into()),
+        };
+        let mut f = typed_cas(self, &mut cas);
+        self.write_one(w, Some(&mut f)).await
+    }
+
+    /// Delete `key` (JS `del`); nothing is written when it is absent.
+    pub async fn del(&self, key: &K::Value) -> Result<(), BeeError> {
+        let w = Write::Del {
+            key: self.enc_key(key),
+        };
+        self.write_one(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Compare-and-swap delete (JS `del(key, { cas })`): `cas(stored, deletion)` decides.
+    /// Whether a block was written.
+    pub async fn del_cas(
+        &self,
+        key: &K::Value,
+        mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
+    ) -> Result<bool, BeeError> {
+        let w = Write::Del {
+            key: self.enc_key(key),
+        };
+        let mut f = typed_cas(self, &mut cas);
+        self.write_one(w, Some(&mut f)).await
+    }
+
+    /// A batch of writes appended together (JS `db.batch()`); see [`Batch`].
+    pub fn batch(&self) -> Batch<C, K, V> {
+        Batch {
+            bee: self.clone(),
+            arena: Arena::new(),
+            guard: None,
+            first_seq: None,
+        }
+    }
+}
+
+/// Writes staged in memory and appended in one `append` by [`Batch::flush`] (JS `Batch`).
+///
+/// The first `put`/`del` takes the bee's write lock: other writers wait until the batch is
+/// flushed or dropped. Dropping a batch discards what was not flushed. Reads through the batch
+/// ([`Batch::get`], [`Batch::create_read_stream`], [`Batch::peek`]) see its pending writes.
+pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
+    bee: Hyperbee<C, K, V>,
+    arena: Arena,
+    guard: Option<MutexGuardArc<()>>,
+    first_seq: Option<u64>,
+}
+
+impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
+    /// Blocks written so far and not flushed.
+    pub fn len(&self) -> u64 {
+        self.arena.length
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.arena.length == 0
+    }
+
+    async fn write<F: CasFn>(&mut self, w: Write, cas: Option<&mut F>) -> Result<bool, BeeError> {
+        if self.bee.checkout.is_some() || self.bee.shared.readonly {
+            return Err(BeeError::ReadOnly);
+        }
+        if self.guard.is_none() {
+            self.guard = Some(self.bee.shared.lock.lock_arc().await);
+        }
+        let ctx = self.bee.write_ctx().await?;
+        if let Some(first) = self.first_seq {
+            if first != ctx.length {
+                return Err(BeeError::InvalidArgument(
+                    "the core was appended to outside the bee during the batch",
+                ));
+            }
+        }
+        let always = self.bee.shared.always_duplicate;
+        let (out, key, value): (Option<(NodeId, u64)>, _, _) = match w {
+            Write::Put { key, value } => (
+                self.arena
+                    .put(&ctx, &key, value.as_ref(), cas, always)
+                    .await?,
+                key,
+                value,
+            ),
+            Write::Del { key } => (self.arena.del(&ctx, &key, cas).await?, key, None),
+        };
+        let Some((root, seq)) = out else {
+            return Ok(false);
+        };
+        self.arena.append_pending(root, seq, key, value)?;
+        self.first_seq.get_or_insert(ctx.length);
+        Ok(true)
+    }
+
+    /// Stage a put.
+    pub async fn put(&mut self, key: &K::Value, value: &V::Value) -> Result<(), BeeError> {
+        let w = Write::Put {
+            key: self.bee.enc_key(key),
+            value: Some(self.bee.values.encode(value).into()),
+        };
+        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Stage a put with no value (see [`Hyperbee::put_null`]).
+    pub async fn put_null(&mut self, key: &K::Value) -> Result<(), BeeError> {
+        let w = Write::Put {
+            key: self.bee.enc_key(key),
+            value: None,
+        };
+        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Stage a compare-and-swap put (see [`Hyperbee::put_cas`]); whether it was staged.
+    pub async fn put_cas(
+        &mut self,
+        key: &K::Value,
+        value: &V::Value,
+        mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
+    ) -> Result<bool, BeeError> {
+        let w = Write::Put {
+            key: self.bee.enc_key(key),
+            value: Some(self.bee.values.encode(value).into()),
+        };
+        let bee = self.bee.clone();
+        let mut f = typed_cas(&bee, &mut cas);
+        self.write(w, Some(&mut f)).await
+    }
+
+    /// Stage a delete.
+    pub async fn del(&mut self, key: &K::Value) -> Result<(), BeeError> {
+        let w = Write::Del {
+            key: self.bee.enc_key(key),
+        };
+        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+    }
+
+    /// Stage a compare-and-swap delete (see [`Hyperbee::del_cas`]); whether it was staged.
+    pub async fn del_cas(
+        &mut self,
+        key: &K::Value,
+        mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
+    ) -> Result<bool, BeeError> {
+        let w = Write::Del {
+            key: self.bee.enc_key(key),
+        };
+        let bee = self.bee.clone();
+        let mut f = typed_cas(&bee, &mut cas);
+        self.write(w, Some(&mut f)).await
+    }
+
+    /// A context to read the committed blocks with (live state).
+    async fn read_ctx(&self) -> ReadCtx<C> {
+        let core = &self.bee.shared.core;
+        let st = core.state().await;
+        ReadCtx::new(
+            core.clone(),
+            self.bee.shared.cache.clone(),
+            st.length,
+            st.length,
+            st.fork,
+        )
+    }
+
+    /// `key`'s entry, pending writes included (JS `batch.get`).
+    pub async fn get(
+        &mut self,
+        key: &K::Value,
+    ) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+        let k = self.bee.enc_key(key);
+        let ctx = self.read_ctx().await;
+        let mut t = ArenaTree {
+            arena: &mut self.arena,
+            ctx: &ctx,
+        };
+        match read::get(&mut t, &k).await? {
+            Some(b) => Ok(Some(self.bee.entry_of(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries in range, pending writes included (JS `batch.createReadStream`), collected.
+    pub async fn create_read_stream(
+        &mut self,
+        range: RangeOptions<'_, K>,
+    ) -> Result<Vec<Entry<K::Owned, V::Owned>>, BeeError> {
+        let raw = self.bee.raw_range(&range);
+        let ctx = self.read_ctx().await;
+        let mut t = ArenaTree {
+            arena: &mut self.arena,
+            ctx: &ctx,
+        };
+        let mut state = RangeState::new(raw);
+        state.open(&mut t).await?;
+        let mut out = Vec::new();
+        while let Some(b) = state.next(&mut t).await? {
+            out.push(self.bee.entry_of(&b)?);
+        }
+        Ok(out)
+    }
+
+    /// The first entry in range (JS `batch.peek`).
+    pub async fn peek(
+        &mut self,
+        mut range: RangeOptions<'_, K>,
+    ) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+        range.limit = Some(1);
+        Ok(self.create_read_stream(range).await?.into_iter().next())
+    }
+
+    /// Append everything staged in one `append` and release the lock (JS `flush`). The batch
+    /// can be used again afterwards.
+    pub async fn flush(&mut self) -> Result<(), BeeError> {
+        let result = self.flush_inner().await;
+        self.arena = Arena::new();
+        self.first_seq = None;
+        self.guard = None;
+        result
+    }
+
+    async fn flush_inner(&mut self) -> Result<(), BeeError> {
+        let Some(base) = self.first_seq else {
+            return Ok(());
+        };
+        let blocks = self.arena.take_blocks(base)?;
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        let ctx = self.read_ctx().await;
+        if ctx.length != base {
+            return Err(BeeError::InvalidArgument(
+                "the core was appended to outside the bee during the batch",
+            ));
+        }
+        self.bee.shared.core.append(&refs).await?;
+        self.bee.cache_appended(&ctx, base, &blocks);
+        Ok(())
+    }
+
+    /// Discard what is staged and release the lock (JS `close`; dropping does the same).
+    pub fn close(self) {}
+}

@@ -1,0 +1,217 @@
+//! Decoded node blocks ([`Block`]) and the bee-wide cache of them ([`BlockCache`], JS
+//! `_nodeCache` + `_keyCache`).
+//!
+//! A block's key and value are decoded at once; its index (the tree nodes it wrote) only when a
+//! read uses the block as a tree node, as JS inflates lazily: a block whose index is garbage
+//! still serves its key.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::error::BeeError;
+use super::messages::{Level, MessageError, Node, YoloIndex};
+
+/// One decoded node block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    /// Its index in the core.
+    pub seq: u64,
+    /// The key.
+    pub key: Arc<[u8]>,
+    /// The value (`None`: a deletion, or a JS put of `null`).
+    pub value: Option<Arc<[u8]>>,
+    index: Box<[u8]>,
+    levels: OnceLock<Result<Arc<[Level]>, MessageError>>,
+}
+
+impl Block {
+    /// Decode block `seq`.
+    pub fn decode(seq: u64, raw: &[u8]) -> Result<Self, BeeError> {
+        let n = Node::decode_ref(raw).map_err(|e| BeeError::node(seq, e))?;
+        Ok(Block {
+            seq,
+            key: n.key.into(),
+            value: n.value.map(Into::into),
+            index: n.index.into(),
+            levels: OnceLock::new(),
+        })
+    }
+
+    /// The tree nodes this block wrote (decoded on first use).
+    pub fn levels(&self) -> Result<&Arc<[Level]>, BeeError> {
+        self.levels
+            .get_or_init(|| {
+                let idx = YoloIndex::decode(&self.index)?;
+                for l in &idx.levels {
+                    if l.children.len() % 2 != 0 {
+                        return Err(MessageError::Truncated("child pair"));
+                    }
+                }
+                Ok(idx.levels.into())
+            })
+            .as_ref()
+            .map_err(|e| BeeError::node(self.seq, e.clone()))
+    }
+
+    /// JS `isDeletion`: no value, and the block's own tree does not hold its seq.
+    pub fn is_deletion(&self) -> Result<bool, BeeError> {
+        if self.value.is_some() {
+            return Ok(false);
+        }
+        Ok(!self.levels()?.iter().any(|l| l.keys.contains(&self.seq)))
+    }
+}
+
+/// A multiplicative hasher for block seqs (dense small integers).
+#[derive(Default)]
+pub(crate) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A `HashMap` keyed by block seq.
+pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+/// Blocks decoded so far, for one fork of the core. Two generations: lookups look in both and
+/// promote from the old one; when the current one is full it becomes the old one (an LRU
+/// approximation in O(1)).
+#[derive(Debug)]
+pub(crate) struct BlockCache {
+    inner: Mutex<Generations>,
+}
+
+#[derive(Debug)]
+struct Generations {
+    fork: u64,
+    cap: usize,
+    cur: SeqMap<Arc<Block>>,
+    old: SeqMap<Arc<Block>>,
+}
+
+/// Default number of blocks kept (per generation: up to twice as many in all). JS keeps 65536.
+pub(crate) const DEFAULT_CACHE_BLOCKS: usize = 65536;
+
+impl BlockCache {
+    /// An empty cache keeping about `cap` blocks.
+    pub fn new(cap: usize) -> Self {
+        BlockCache {
+            inner: Mutex::new(Generations {
+                fork: 0,
+                cap: cap.max(1),
+                cur: SeqMap::default(),
+                old: SeqMap::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // Nothing panics while the lock is held; a poisoned lock still holds a valid map.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Block `seq` as read on fork `fork`, if cached.
+    pub fn get(&self, seq: u64, fork: u64) -> Option<Arc<Block>> {
+        let mut g = self.lock();
+        if g.fork != fork {
+            if fork > g.fork {
+                g.reset(fork);
+            }
+            return None;
+        }
+        if let Some(b) = g.cur.get(&seq) {
+            return Some(b.clone());
+        }
+        let b = g.old.remove(&seq)?;
+        g.insert(seq, b.clone());
+        Some(b)
+    }
+
+    /// Remember block `seq` read on fork `fork` (ignored for an older fork).
+    pub fn insert(&self, seq: u64, fork: u64, block: Arc<Block>) {
+        let mut g = self.lock();
+        if fork > g.fork {
+            g.reset(fork);
+        }
+        if fork == g.fork {
+            g.insert(seq, block);
+        }
+    }
+}
+
+impl Generations {
+    fn reset(&mut self, fork: u64) {
+        self.fork = fork;
+        self.cur.clear();
+        self.old.clear();
+    }
+
+    fn insert(&mut self, seq: u64, block: Arc<Block>) {
+        if self.cur.len() >= self.cap {
+            self.old = std::mem::take(&mut self.cur);
+        }
+        self.cur.insert(seq, block);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hyperbee::messages::encode_node;
+
+    fn block(seq: u64) -> Arc<Block> {
+        Arc::new(Block::decode(seq, &encode_node(&[], &seq.to_be_bytes(), None)).unwrap())
+    }
+
+    #[test]
+    fn generations_and_forks() {
+        let c = BlockCache::new(2);
+        for s in 1..=3 {
+            c.insert(s, 0, block(s));
+        }
+        // 1 and 2 moved to the old generation when 3 came in; all three are found.
+        for s in 1..=3 {
+            assert_eq!(c.get(s, 0).unwrap().seq, s);
+        }
+        c.insert(4, 0, block(4));
+        c.insert(5, 0, block(5));
+        assert!(c.get(5, 0).is_some());
+        // An old fork's reader does not see (or disturb) the cache of a newer fork.
+        c.insert(6, 1, block(6));
+        assert!(c.get(5, 1).is_none());
+        assert!(c.get(6, 0).is_none());
+        c.insert(7, 0, block(7));
+        assert!(c.get(7, 1).is_none());
+        assert!(c.get(6, 1).is_some());
+    }
+
+    #[test]
+    fn deletion_and_bad_index() {
+        let del = Block::decode(
+            11,
+            &hex::decode("0a130a090a0106120409010b010a060a040708090a12036b3035").unwrap(),
+        )
+        .unwrap();
+        assert!(del.is_deletion().unwrap());
+        let bad = Block::decode(3, &encode_node(&[0x0a, 0x05], b"k", None)).unwrap();
+        assert_eq!(&*bad.key, b"k");
+        assert!(matches!(
+            bad.is_deletion(),
+            Err(BeeError::InvalidNode { seq: 3, .. })
+        ));
+        let odd =
+            Block::decode(4, &encode_node(&[0x0a, 0x03, 0x12, 0x01, 0x01], b"k", None)).unwrap();
+        assert!(odd.levels().is_err());
+    }
+}

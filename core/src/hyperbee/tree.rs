@@ -1,0 +1,1013 @@
+//! The B-tree writes of hyperbee 2.27.3 (`index.js`: `TreeNode`, `BlockEntry`, `BatchEntry`,
+//! `Batch._put` / `_del`, `setKeyToNearestLeaf`, `rebalance`, `toBlocks`), reproduced object for
+//! object so that the same operations give the same blocks, byte for byte.
+//!
+//! JS builds each write out of shared mutable objects, and the bytes depend on that sharing:
+//! a batch deflates its blocks only at flush time, from the nodes' *final* keys and children,
+//! and `toBlocks` renumbers `Child` objects that later blocks point at too. So the [`Arena`] keeps
+//! the same objects, addressed by index:
+//!
+//! | JS | here |
+//! |---|---|
+//! | `BlockEntry` / `BatchEntry` (one per block a batch touched, cached in `batch.blocks`) | [`Entry`] |
+//! | the `{ keys, children }` arrays of an inflated index level (`Pointers`), shared by every `TreeNode` made from it | `LevelData` |
+//! | `Child { seq, offset, value }` | `ChildData` |
+//! | `TreeNode { block, offset, keys, children, changed }` | `NodeData` (keys/children live in its `LevelData`) |
+//! | `Key { seq, value }` (moved between arrays, never shared) | `KeyRef` (by value) |
+//!
+//! An arena lives as long as a JS `Batch`: one operation for `bee.put` / `bee.del`, the whole
+//! batch for [`super::Batch`]. Reads inside a batch go through [`ArenaTree`], which implements
+//! [`TreeRead`] over the arena, so a batch sees its pending writes.
+//!
+//! Deviation: JS caches at most 128 committed `BlockEntry`s per batch (`maxBlocksCached`); this
+//! arena caches all of them. That is only observable (as different bytes) when a batch contains a
+//! compare-and-swap that refused, or an `alwaysDuplicate: false` put that found the same value,
+//! after touching more than 128 blocks: JS then forgets the `changed` marks those left behind,
+//! and the order it does so in depends on I/O timing.
+
+use std::sync::Arc;
+
+use super::cache::{Block, SeqMap};
+use super::error::BeeError;
+use super::messages::{encode_node, Level, YoloIndex};
+use super::read::{search, BlockView, ReadCtx, TreeRead, MAX_DEPTH};
+use super::source::BeeCore;
+
+/// Order of the tree (JS `T`).
+const T: usize = 5;
+/// Fewest keys a non-root node keeps (JS `MIN_KEYS`).
+pub(crate) const MIN_KEYS: usize = T - 1;
+/// A node splits when it reaches this many keys (JS `MAX_CHILDREN`).
+pub(crate) const MAX_CHILDREN: usize = MIN_KEYS * 2 + 1;
+
+type EntryId = usize;
+type LevelId = usize;
+type ChildId = usize;
+/// A tree node of an [`Arena`].
+pub(crate) type NodeId = usize;
+
+/// A key or value as a compare-and-swap callback sees it (JS `node.final(encoding)` before the
+/// encoding: raw bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEntry<'a> {
+    /// The block holding it (for the new entry: the seq it will get).
+    pub seq: u64,
+    /// Encoded key (sub prefix included).
+    pub key: &'a [u8],
+    /// Encoded value; `None` for a deletion.
+    pub value: Option<&'a [u8]>,
+}
+
+/// A compare-and-swap callback: given the stored entry and the new one, whether to write
+/// (JS `opts.cas`).
+pub(crate) trait CasFn:
+    FnMut(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError>
+{
+}
+impl<F: FnMut(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError>> CasFn for F {}
+
+/// The "no compare-and-swap" callback type, for `None::<&mut NoCas>`.
+pub(crate) type NoCas = fn(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError>;
+
+#[derive(Debug, Clone)]
+struct KeyRef {
+    seq: u64,
+    value: Option<Arc<[u8]>>,
+}
+
+#[derive(Debug, Default)]
+struct LevelData {
+    keys: Vec<KeyRef>,
+    children: Vec<ChildId>,
+}
+
+#[derive(Debug)]
+struct ChildData {
+    seq: u64,
+    offset: u64,
+    node: Option<NodeId>,
+}
+
+#[derive(Debug)]
+struct NodeData {
+    block: Option<EntryId>,
+    level: LevelId,
+    changed: bool,
+}
+
+#[derive(Debug)]
+enum EntryKind {
+    /// A block of the core, its index levels inflated on demand.
+    Committed {
+        block: Arc<Block>,
+        levels: Vec<Option<LevelId>>,
+    },
+    /// A block of this batch (JS `BatchEntry.pendingIndex`).
+    Pending { index: Vec<Option<ChildId>> },
+}
+
+/// JS `BlockEntry` / `BatchEntry`.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    seq: u64,
+    key: Arc<[u8]>,
+    value: Option<Arc<[u8]>>,
+    kind: EntryKind,
+}
+
+/// The objects of one JS `Batch`; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Arena {
+    entries: Vec<Entry>,
+    levels: Vec<LevelData>,
+    childs: Vec<ChildData>,
+    nodes: Vec<NodeData>,
+    by_seq: SeqMap<EntryId>,
+    /// Blocks written by this batch and not yet flushed (JS `batch.length`).
+    pub length: u64,
+}
+
+fn same_value(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
+    a == b
+}
+
+impl Arena {
+    /// An empty arena.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn level(&self, n: NodeId) -> &LevelData {
+        &self.levels[self.nodes[n].level]
+    }
+
+    fn level_mut(&mut self, n: NodeId) -> &mut LevelData {
+        let l = self.nodes[n].level;
+        &mut self.levels[l]
+    }
+
+    fn node_seq(&self, n: NodeId) -> Option<u64> {
+        self.nodes[n].block.map(|e| self.entries[e].seq)
+    }
+
+    fn err(&self, n: NodeId, reason: &'static str) -> BeeError {
+        BeeError::corrupt(self.node_seq(n).unwrap_or(0), reason)
+    }
+
+    /// JS `TreeNode.create(block)`: a new, changed, empty node.
+    fn create_node(&mut self, block: Option<EntryId>) -> NodeId {
+        self.levels.push(LevelData::default());
+        self.nodes.push(NodeData {
+            block,
+            level: self.levels.len() - 1,
+            changed: true,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn new_child(&mut self, seq: u64, offset: u64, node: Option<NodeId>) -> ChildId {
+        self.childs.push(ChildData { seq, offset, node });
+        self.childs.len() - 1
+    }
+
+    /// JS `batch.getBlock(seq)` as an entry of this batch.
+    async fn entry<C: BeeCore>(&mut self, ctx: &ReadCtx<C>, seq: u64) -> Result<EntryId, BeeError> {
+        if let Some(&e) = self.by_seq.get(&seq) {
+            return Ok(e);
+        }
+        let block = ctx.block(seq).await?;
+        self.entries.push(Entry {
+            seq,
+            key: block.key.clone(),
+            value: block.value.clone(),
+            kind: EntryKind::Committed {
+                block,
+                levels: Vec::new(),
+            },
+        });
+        let e = self.entries.len() - 1;
+        self.by_seq.insert(seq, e);
+        Ok(e)
+    }
+
+    /// JS `entry.getTreeNode(offset)`.
+    fn tree_node(&mut self, e: EntryId, offset: u64) -> Result<NodeId, BeeError> {
+        let seq = self.entries[e].seq;
+        let bad = || BeeError::corrupt(seq, "a child refers to a node the block does not have");
+        let off = usize::try_from(offset).map_err(|_| bad())?;
+        let level = match &mut self.entries[e].kind {
+            EntryKind::Pending { index } => {
+                let c = index.get(off).copied().flatten().ok_or_else(bad)?;
+                return self.childs[c].node.ok_or_else(bad);
+            }
+            EntryKind::Committed { block, levels } => {
+                if levels.is_empty() {
+                    levels.resize(block.levels()?.len(), None);
+                }
+                match levels.get(off) {
+                    None => return Err(bad()),
+                    Some(Some(l)) => *l,
+                    Some(None) => {
+                        let src: Level = block.levels()?[off].clone();
+                        let mut children = Vec::with_capacity(src.children.len() / 2);
+                        for pair in src.children.chunks_exact(2) {
+                            self.childs.push(ChildData {
+                                seq: pair[0],
+                                offset: pair[1],
+                                node: None,
+                            });
+                            children.push(self.childs.len() - 1);
+                        }
+                        self.levels.push(LevelData {
+                            keys: src
+                                .keys
+                                .iter()
+                                .map(|&seq| KeyRef { seq, value: None })
+                                .collect(),
+                            children,
+                        });
+                        let l = self.levels.len() - 1;
+                        if let EntryKind::Committed { levels, .. } = &mut self.entries[e].kind {
+                            levels[off] = Some(l);
+                        }
+                        l
+                    }
+                }
+            }
+        };
+        self.nodes.push(NodeData {
+            block: Some(e),
+            level,
+            changed: false,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// JS `batch.getRoot(false)`: the root as of this batch's version.
+    async fn root<C: BeeCore>(&mut self, ctx: &ReadCtx<C>) -> Result<Option<NodeId>, BeeError> {
+        let version = ctx.length + self.length;
+        if version < 2 {
+            return Ok(None);
+        }
+        let e = self.entry(ctx, version - 1).await?;
+        if let EntryKind::Committed { block, .. } = &self.entries[e].kind {
+            if block.levels()?.is_empty() {
+                return Err(BeeError::corrupt(
+                    block.seq,
+                    "the block has no root node (a version inside a batch?)",
+                ));
+            }
+        }
+        Ok(Some(self.tree_node(e, 0)?))
+    }
+
+    /// JS `node.getKey(i)`.
+    async fn key<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        i: usize,
+    ) -> Result<Arc<[u8]>, BeeError> {
+        let k = self
+            .level(n)
+            .keys
+            .get(i)
+            .ok_or_else(|| self.err(n, "a key index out of range"))?;
+        if let Some(v) = &k.value {
+            return Ok(v.clone());
+        }
+        let seq = k.seq;
+        let own = self.nodes[n].block.filter(|&e| self.entries[e].seq == seq);
+        let v = if let Some(e) = own {
+            self.entries[e].key.clone()
+        } else if seq >= ctx.length {
+            let e = *self
+                .by_seq
+                .get(&seq)
+                .ok_or_else(|| self.err(n, "a key refers to a block past the version"))?;
+            self.entries[e].key.clone()
+        } else {
+            ctx.block(seq).await?.key.clone()
+        };
+        self.level_mut(n).keys[i].value = Some(v.clone());
+        Ok(v)
+    }
+
+    /// JS `node.getChildNode(i)`.
+    async fn child<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        i: usize,
+    ) -> Result<NodeId, BeeError> {
+        let c = *self
+            .level(n)
+            .children
+            .get(i)
+            .ok_or_else(|| self.err(n, "a child index out of range"))?;
+        if let Some(node) = self.childs[c].node {
+            return Ok(node);
+        }
+        let (seq, offset) = (self.childs[c].seq, self.childs[c].offset);
+        if seq >= ctx.length {
+            return Err(self.err(n, "a child refers to a block past the version"));
+        }
+        let own = self.nodes[n].block.filter(|&e| self.entries[e].seq == seq);
+        let e = match own {
+            Some(e) => e,
+            None => self.entry(ctx, seq).await?,
+        };
+        let node = self.tree_node(e, offset)?;
+        self.childs[c].node = Some(node);
+        Ok(node)
+    }
+
+    /// JS `batch.getBlock(seq)` for reading a key and value.
+    async fn block_view<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        seq: u64,
+    ) -> Result<BlockView, BeeError> {
+        if seq >= ctx.length {
+            let e = *self.by_seq.get(&seq).ok_or_else(|| {
+                BeeError::corrupt(seq, "a key refers to a block past the version")
+            })?;
+            return Ok(self.view_of(e));
+        }
+        Ok(BlockView::Committed(ctx.block(seq).await?))
+    }
+
+    fn view_of(&self, e: EntryId) -> BlockView {
+        let en = &self.entries[e];
+        match &en.kind {
+            EntryKind::Committed { block, .. } => BlockView::Committed(block.clone()),
+            EntryKind::Pending { .. } => BlockView::Pending {
+                seq: en.seq,
+                key: en.key.clone(),
+                value: en.value.clone(),
+            },
+        }
+    }
+
+    /// JS `node.getKeyNode(i)`.
+    async fn key_block<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        i: usize,
+    ) -> Result<BlockView, BeeError> {
+        let seq = self.level(n).keys[i].seq;
+        self.block_view(ctx, seq).await
+    }
+
+    // ------------------------------------------------------------------ TreeNode methods
+
+    /// JS `insertKey`: true while the node needs no split.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_key<C: BeeCore, F: CasFn>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        key: KeyRef,
+        value: Option<&[u8]>,
+        child: Option<NodeId>,
+        cas: Option<&mut F>,
+        new: &RawEntry<'_>,
+        always_duplicate: bool,
+    ) -> Result<bool, BeeError> {
+        let target = key.value.clone().expect("inserted keys carry their bytes");
+        match search(&mut ArenaTree { arena: self, ctx }, &n, &target).await? {
+            Ok(mid) => {
+                if let Some(cas) = cas {
+                    let prev = self.key_block(ctx, n, mid).await?;
+                    if !cas(&raw_of(&prev), new)? {
+                        return Ok(true);
+                    }
+                }
+                if !always_duplicate {
+                    let prev = self.key_block(ctx, n, mid).await?;
+                    if same_value(prev.value().map(|v| &**v), value) {
+                        return Ok(true);
+                    }
+                }
+                self.nodes[n].changed = true;
+                self.level_mut(n).keys[mid] = key;
+                Ok(true)
+            }
+            Err(i) => {
+                if let Some(child) = child {
+                    if self.level(n).children.len() < i + 1 {
+                        return Err(self.err(n, "a node has fewer children than keys"));
+                    }
+                    let c = self.new_child(0, 0, Some(child));
+                    self.level_mut(n).children.insert(i + 1, c);
+                }
+                self.level_mut(n).keys.insert(i, key);
+                self.nodes[n].changed = true;
+                Ok(self.level(n).keys.len() < MAX_CHILDREN)
+            }
+        }
+    }
+
+    /// JS `removeKey`.
+    fn remove_key(&mut self, n: NodeId, index: usize) -> Result<(), BeeError> {
+        let l = self.nodes[n].level;
+        if index >= self.levels[l].keys.len() {
+            return Err(self.err(n, "a key index out of range"));
+        }
+        self.levels[l].keys.remove(index);
+        if !self.levels[l].children.is_empty() {
+            let c = *self.levels[l]
+                .children
+                .get(index + 1)
+                .ok_or_else(|| self.err(n, "a node has fewer children than keys"))?;
+            self.childs[c].seq = 0; // mark as freed
+            self.levels[l].children.remove(index + 1);
+        }
+        self.nodes[n].changed = true;
+        Ok(())
+    }
+
+    /// JS `split`: the median key and the new right node.
+    async fn split<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+    ) -> Result<(KeyRef, NodeId), BeeError> {
+        let len = self.level(n).keys.len() >> 1;
+        let right = self.create_node(self.nodes[n].block);
+        let nk = self.level(n).keys.len();
+        let keys = self.level_mut(n).keys.split_off(nk - len);
+        self.level_mut(right).keys = keys;
+        // Make sure the median is loaded.
+        let last = self.level(n).keys.len() - 1;
+        self.key(ctx, n, last).await?;
+        let median = self
+            .level_mut(n)
+            .keys
+            .pop()
+            .expect("a split node has a median");
+        let nc = self.level(n).children.len();
+        if nc > 0 {
+            if nc < len + 1 {
+                return Err(self.err(n, "a node has fewer children than keys"));
+            }
+            let children = self.level_mut(n).children.split_off(nc - (len + 1));
+            self.level_mut(right).children = children;
+        }
+        self.nodes[n].changed = true;
+        Ok((median, right))
+    }
+
+    /// JS `siblings(parent)`: (left, index of `n` in `parent`, right).
+    async fn siblings<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        parent: NodeId,
+    ) -> Result<(Option<NodeId>, usize, Option<NodeId>), BeeError> {
+        let children = &self.level(parent).children;
+        let len = children.len();
+        let Some(i) = children
+            .iter()
+            .position(|&c| self.childs[c].node == Some(n))
+        else {
+            return Err(self.err(parent, "bad parent"));
+        };
+        let left = if i > 0 {
+            Some(self.child(ctx, parent, i - 1).await?)
+        } else {
+            None
+        };
+        let right = if i + 1 < len {
+            Some(self.child(ctx, parent, i + 1).await?)
+        } else {
+            None
+        };
+        Ok((left, i, right))
+    }
+
+    /// JS `merge(node, median)`: append `median` and `right`'s keys and children to `left`.
+    fn merge(&mut self, left: NodeId, right: NodeId, median: KeyRef) {
+        self.nodes[left].changed = true;
+        let rl = self.nodes[right].level;
+        let keys = self.levels[rl].keys.clone();
+        let children = self.levels[rl].children.clone();
+        let l = self.level_mut(left);
+        l.keys.push(median);
+        l.keys.extend(keys);
+        l.children.extend(children);
+    }
+
+    /// JS `leafSize`.
+    async fn leaf_size<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        mut n: NodeId,
+        go_left: bool,
+    ) -> Result<usize, BeeError> {
+        for _ in 0..MAX_DEPTH {
+            let c = self.level(n).children.len();
+            if c == 0 {
+                return Ok(self.level(n).keys.len());
+            }
+            n = self.child(ctx, n, if go_left { 0 } else { c - 1 }).await?;
+        }
+        Err(self.err(n, "the tree is deeper than any valid bee (a cycle?)"))
+    }
+
+    /// JS `setKeyToNearestLeaf`.
+    async fn set_key_to_nearest_leaf<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        index: usize,
+        stack: &mut Vec<NodeId>,
+    ) -> Result<(), BeeError> {
+        let left = self.child(ctx, n, index).await?;
+        let right = self.child(ctx, n, index + 1).await?;
+        let ls = self.leaf_size(ctx, left, false).await?;
+        let rs = self.leaf_size(ctx, right, true).await?;
+        let key = if ls < rs {
+            let mut right = right;
+            stack.push(right);
+            while !self.level(right).children.is_empty() {
+                right = self.child(ctx, right, 0).await?;
+                stack.push(right);
+            }
+            if self.level(right).keys.is_empty() {
+                return Err(self.err(right, "an empty leaf"));
+            }
+            self.level_mut(right).keys.remove(0)
+        } else {
+            let mut left = left;
+            stack.push(left);
+            while !self.level(left).children.is_empty() {
+                let c = self.level(left).children.len();
+                left = self.child(ctx, left, c - 1).await?;
+                stack.push(left);
+            }
+            self.level_mut(left)
+                .keys
+                .pop()
+                .ok_or_else(|| self.err(left, "an empty leaf"))?
+        };
+        self.level_mut(n).keys[index] = key;
+        Ok(())
+    }
+
+    /// JS `rebalance(stack)`: the (possibly new) root.
+    async fn rebalance<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        stack: &mut Vec<NodeId>,
+    ) -> Result<NodeId, BeeError> {
+        let root = stack[0];
+        while stack.len() > 1 {
+            let node = stack.pop().expect("len > 1");
+            let parent = *stack.last().expect("len > 1");
+            if self.level(node).keys.len() >= MIN_KEYS {
+                return Ok(root);
+            }
+            let (left, mut index, right) = self.siblings(ctx, node, parent).await?;
+            if let Some(left) = left.filter(|&l| self.level(l).keys.len() > MIN_KEYS) {
+                self.nodes[left].changed = true;
+                let pk = self.parent_key(parent, index.wrapping_sub(1))?;
+                self.level_mut(node).keys.insert(0, pk);
+                if let Some(c) = self.level_mut(left).children.pop() {
+                    self.level_mut(node).children.insert(0, c);
+                }
+                let k = self.level_mut(left).keys.pop().expect("more than MIN_KEYS");
+                self.level_mut(parent).keys[index - 1] = k;
+                return Ok(root);
+            }
+            if let Some(right) = right.filter(|&r| self.level(r).keys.len() > MIN_KEYS) {
+                self.nodes[right].changed = true;
+                let pk = self.parent_key(parent, index)?;
+                self.level_mut(node).keys.push(pk);
+                if !self.level(right).children.is_empty() {
+                    let c = self.level_mut(right).children.remove(0);
+                    self.level_mut(node).children.push(c);
+                }
+                let k = self.level_mut(right).keys.remove(0);
+                self.level_mut(parent).keys[index] = k;
+                return Ok(root);
+            }
+            let (l, r) = match (left, right) {
+                (Some(left), _) => {
+                    index -= 1;
+                    (left, node)
+                }
+                (None, Some(right)) => (node, right),
+                (None, None) => return Err(self.err(parent, "an inner node with one child")),
+            };
+            let median = self.parent_key(parent, index)?;
+            self.merge(l, r, median);
+            self.remove_key(parent, index)?;
+        }
+        if self.level(root).keys.is_empty() && !self.level(root).children.is_empty() {
+            return self.child(ctx, root, 0).await;
+        }
+        Ok(root)
+    }
+
+    fn parent_key(&self, parent: NodeId, i: usize) -> Result<KeyRef, BeeError> {
+        self.level(parent)
+            .keys
+            .get(i)
+            .cloned()
+            .ok_or_else(|| self.err(parent, "a node has more children than keys allow"))
+    }
+
+    // ------------------------------------------------------------------ put / del
+
+    /// JS `Batch._put` after the lock and the header: `Some((root, seq))` when a block must be
+    /// written ([`Arena::append`]), `None` when nothing changes (a refused compare-and-swap, or
+    /// the same value with `always_duplicate` off).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put<C: BeeCore, F: CasFn>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        key: &Arc<[u8]>,
+        value: Option<&Arc<[u8]>>,
+        mut cas: Option<&mut F>,
+        always_duplicate: bool,
+    ) -> Result<Option<(NodeId, u64)>, BeeError> {
+        let mut stack = Vec::new();
+        let (mut root, mut node) = match self.root(ctx).await? {
+            Some(r) => (r, r),
+            None => {
+                let r = self.create_node(None);
+                (r, r)
+            }
+        };
+        let seq = ctx.length + self.length;
+        let target = KeyRef {
+            seq,
+            value: Some(key.clone()),
+        };
+        let new = RawEntry {
+            seq,
+            key,
+            value: value.map(|v| &**v),
+        };
+        let mut depth = 0;
+        while !self.level(node).children.is_empty() {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(self.err(node, "the tree is deeper than any valid bee (a cycle?)"));
+            }
+            stack.push(node);
+            self.nodes[node].changed = true; // changed, but compressible
+            match search(&mut ArenaTree { arena: self, ctx }, &node, key).await? {
+                Ok(mid) => {
+                    if let Some(cas) = cas.as_mut() {
+                        let prev = self.key_block(ctx, node, mid).await?;
+                        if !cas(&raw_of(&prev), &new)? {
+                            return Ok(None);
+                        }
+                    }
+                    if !always_duplicate {
+                        let prev = self.key_block(ctx, node, mid).await?;
+                        if same_value(prev.value().map(|v| &**v), new.value) {
+                            return Ok(None);
+                        }
+                    }
+                    self.level_mut(node).keys[mid] = target;
+                    self.nodes[node].changed = true;
+                    return Ok(Some((root, seq)));
+                }
+                Err(i) => node = self.child(ctx, node, i).await?,
+            }
+        }
+        let mut needs_split = !self
+            .insert_key(
+                ctx,
+                node,
+                target,
+                new.value,
+                None,
+                cas,
+                &new,
+                always_duplicate,
+            )
+            .await?;
+        if !self.nodes[node].changed {
+            return Ok(None);
+        }
+        while needs_split {
+            let parent = stack.pop();
+            let (median, right) = self.split(ctx, node).await?;
+            if let Some(parent) = parent {
+                needs_split = !self
+                    .insert_key(
+                        ctx,
+                        parent,
+                        median,
+                        new.value,
+                        Some(right),
+                        None::<&mut NoCas>,
+                        &new,
+                        always_duplicate,
+                    )
+                    .await?;
+                node = parent;
+            } else {
+                root = self.create_node(self.nodes[node].block);
+                let a = self.new_child(0, 0, Some(node));
+                let b = self.new_child(0, 0, Some(right));
+                let l = self.level_mut(root);
+                l.keys.push(median);
+                l.children.push(a);
+                l.children.push(b);
+                needs_split = false;
+            }
+        }
+        Ok(Some((root, seq)))
+    }
+
+    /// JS `Batch._del` after the lock and the header; see [`Arena::put`].
+    pub async fn del<C: BeeCore, F: CasFn>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        key: &Arc<[u8]>,
+        mut cas: Option<&mut F>,
+    ) -> Result<Option<(NodeId, u64)>, BeeError> {
+        let mut stack = Vec::new();
+        let Some(mut node) = self.root(ctx).await? else {
+            return Ok(None);
+        };
+        let seq = ctx.length + self.length;
+        for _ in 0..MAX_DEPTH {
+            stack.push(node);
+            match search(&mut ArenaTree { arena: self, ctx }, &node, key).await? {
+                Ok(mid) => {
+                    if let Some(cas) = cas.as_mut() {
+                        let prev = self.key_block(ctx, node, mid).await?;
+                        let del = RawEntry {
+                            seq,
+                            key,
+                            value: None,
+                        };
+                        if !cas(&raw_of(&prev), &del)? {
+                            return Ok(None);
+                        }
+                    }
+                    if self.level(node).children.is_empty() {
+                        self.remove_key(node, mid)?;
+                    } else {
+                        self.set_key_to_nearest_leaf(ctx, node, mid, &mut stack)
+                            .await?;
+                    }
+                    // Marked late, so that a 404 rewrites nothing.
+                    for &n in &stack {
+                        self.nodes[n].changed = true;
+                    }
+                    let root = self.rebalance(ctx, &mut stack).await?;
+                    return Ok(Some((root, seq)));
+                }
+                Err(i) => {
+                    if self.level(node).children.is_empty() {
+                        return Ok(None);
+                    }
+                    node = self.child(ctx, node, i).await?;
+                }
+            }
+        }
+        Err(self.err(node, "the tree is deeper than any valid bee (a cycle?)"))
+    }
+
+    // ------------------------------------------------------------------ appending
+
+    /// JS `indexChanges`: add `n` and its changed descendants to `index`; `n`'s offset.
+    fn index_changes(
+        &mut self,
+        n: NodeId,
+        index: &mut Vec<Option<ChildId>>,
+        seq: u64,
+        depth: usize,
+    ) -> Result<u64, BeeError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err(n, "the tree is deeper than any valid bee (a cycle?)"));
+        }
+        let offset = index.len() as u64;
+        index.push(None);
+        self.nodes[n].changed = false;
+        let children = self.level(n).children.clone();
+        for c in children {
+            let Some(cn) = self.childs[c].node else {
+                continue;
+            };
+            if !self.nodes[cn].changed {
+                continue;
+            }
+            self.childs[c].seq = seq;
+            let off = self.index_changes(cn, index, seq, depth + 1)?;
+            self.childs[c].offset = off;
+            index[off as usize] = Some(c);
+        }
+        Ok(offset)
+    }
+
+    /// JS `updateChildren`.
+    fn update_children(&mut self, n: NodeId, seq: u64, e: EntryId, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let children = self.level(n).children.clone();
+        for c in children {
+            let Some(cn) = self.childs[c].node else {
+                continue;
+            };
+            if self.childs[c].seq != seq {
+                continue;
+            }
+            self.nodes[cn].block = Some(e);
+            self.update_children(cn, seq, e, depth + 1);
+        }
+    }
+
+    /// JS `deflate(index)`.
+    fn deflate(&self, index: &[Option<ChildId>]) -> Vec<u8> {
+        let levels = index
+            .iter()
+            .map(|c| {
+                let Some(node) = c.and_then(|c| self.childs[c].node) else {
+                    return Level::default();
+                };
+                let l = self.level(node);
+                Level {
+                    keys: l.keys.iter().map(|k| k.seq).collect(),
+                    children: l
+                        .children
+                        .iter()
+                        .flat_map(|&c| [self.childs[c].seq, self.childs[c].offset])
+                        .collect(),
+                }
+            })
+            .collect();
+        YoloIndex { levels }.encode()
+    }
+
+    /// JS `_append` for a single operation (`autoFlush`): the encoded block.
+    pub fn encode_single(
+        &mut self,
+        root: NodeId,
+        seq: u64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Vec<u8>, BeeError> {
+        let mut index = Vec::new();
+        self.index_changes(root, &mut index, seq, 0)?;
+        index[0] = Some(self.new_child(seq, 0, Some(root)));
+        Ok(encode_node(&self.deflate(&index), key, value))
+    }
+
+    /// JS `_append` inside a batch: keep the block pending.
+    pub fn append_pending(
+        &mut self,
+        root: NodeId,
+        seq: u64,
+        key: Arc<[u8]>,
+        value: Option<Arc<[u8]>>,
+    ) -> Result<(), BeeError> {
+        let mut index = Vec::new();
+        self.index_changes(root, &mut index, seq, 0)?;
+        index[0] = Some(self.new_child(seq, 0, Some(root)));
+        self.entries.push(Entry {
+            seq,
+            key,
+            value,
+            kind: EntryKind::Pending { index },
+        });
+        let e = self.entries.len() - 1;
+        self.nodes[root].block = Some(e);
+        self.length += 1;
+        self.by_seq.insert(seq, e);
+        self.update_children(root, seq, e, 0);
+        Ok(())
+    }
+
+    /// JS `toBlocks`: the pending blocks, encoded, in order. `base` is the seq of the first
+    /// (the core's length).
+    pub fn take_blocks(&mut self, base: u64) -> Result<Vec<Vec<u8>>, BeeError> {
+        let mut out = Vec::with_capacity(self.length as usize);
+        for i in 0..self.length {
+            let seq = base + i;
+            let e = *self
+                .by_seq
+                .get(&seq)
+                .ok_or(BeeError::InvalidArgument("batch blocks out of order"))?;
+            let EntryKind::Pending { index } = &mut self.entries[e].kind else {
+                return Err(BeeError::InvalidArgument("batch blocks out of order"));
+            };
+            let mut index = std::mem::take(index);
+            if i + 1 < self.length {
+                index[0] = None;
+                let mut j = 0;
+                while j < index.len() {
+                    if let Some(c) = index[j] {
+                        if self.childs[c].seq == seq {
+                            self.childs[c].offset = j as u64;
+                            j += 1;
+                            continue;
+                        }
+                    }
+                    index.swap_remove(j);
+                }
+            }
+            let en = &self.entries[e];
+            out.push(encode_node(
+                &self.deflate(&index),
+                &en.key,
+                en.value.as_deref(),
+            ));
+            if let EntryKind::Pending { index: slot } = &mut self.entries[e].kind {
+                *slot = index;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn raw_of(b: &BlockView) -> RawEntry<'_> {
+    RawEntry {
+        seq: b.seq(),
+        key: b.key(),
+        value: b.value().map(|v| &**v),
+    }
+}
+
+/// [`TreeRead`] over an [`Arena`]: reads inside a batch (JS `Batch.get`, `createRangeIterator`).
+pub(crate) struct ArenaTree<'a, C> {
+    pub arena: &'a mut Arena,
+    pub ctx: &'a ReadCtx<C>,
+}
+
+impl<C: BeeCore> TreeRead for ArenaTree<'_, C> {
+    type Node = NodeId;
+
+    async fn root(&mut self) -> Result<Option<NodeId>, BeeError> {
+        self.arena.root(self.ctx).await
+    }
+
+    fn node_seq(&self, n: &NodeId) -> u64 {
+        self.arena.node_seq(*n).unwrap_or(u64::MAX)
+    }
+
+    fn keys_len(&self, n: &NodeId) -> usize {
+        self.arena.level(*n).keys.len()
+    }
+
+    fn children_len(&self, n: &NodeId) -> usize {
+        self.arena.level(*n).children.len()
+    }
+
+    fn key_seq(&self, n: &NodeId, i: usize) -> Result<u64, BeeError> {
+        self.arena
+            .level(*n)
+            .keys
+            .get(i)
+            .map(|k| k.seq)
+            .ok_or_else(|| self.arena.err(*n, "a key index out of range"))
+    }
+
+    fn child_ptr(&self, n: &NodeId, i: usize) -> Result<(u64, u64), BeeError> {
+        let c = *self
+            .arena
+            .level(*n)
+            .children
+            .get(i)
+            .ok_or_else(|| self.arena.err(*n, "a child index out of range"))?;
+        Ok((self.arena.childs[c].seq, self.arena.childs[c].offset))
+    }
+
+    async fn key(&mut self, n: &NodeId, i: usize) -> Result<Arc<[u8]>, BeeError> {
+        self.arena.key(self.ctx, *n, i).await
+    }
+
+    async fn child(&mut self, n: &NodeId, i: usize) -> Result<NodeId, BeeError> {
+        self.arena.child(self.ctx, *n, i).await
+    }
+
+    async fn block(&mut self, seq: u64) -> Result<BlockView, BeeError> {
+        self.arena.block_view(self.ctx, seq).await
+    }
+
+    async fn node_block(&mut self, n: &NodeId) -> Result<BlockView, BeeError> {
+        match self.arena.nodes[*n].block {
+            Some(e) => Ok(self.arena.view_of(e)),
+            None => Err(self.arena.err(*n, "a node without a block")),
+        }
+    }
+
+    fn committed_length(&self) -> u64 {
+        self.ctx.length
+    }
+
+    fn unlink_child(&mut self, n: &NodeId, i: usize) {
+        if let Some(&c) = self.arena.level(*n).children.get(i) {
+            self.arena.childs[c].node = None;
+        }
+    }
+}
