@@ -96,6 +96,8 @@ struct State<S: Storage> {
     hub: ReplicationHub<S>,
     conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
+    /// Woken whenever the hub reported events (see [`SharedHub::changed`]).
+    changed: Arc<Notify>,
 }
 
 impl<S: Storage> State<S> {
@@ -107,7 +109,9 @@ impl<S: Storage> State<S> {
                 c.wake.notify_one();
             }
         }
+        let mut any = false;
         while let Some(event) = self.hub.poll_event() {
+            any = true;
             if let HubEvent::StreamClosed { stream, error } = &event {
                 if let Some(c) = self.conns.get(stream) {
                     c.queue().destroyed = Some(error.clone());
@@ -119,6 +123,9 @@ impl<S: Storage> State<S> {
                     self.events = None;
                 }
             }
+        }
+        if any {
+            self.changed.notify_waiters();
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct SharedHub<S: Storage> {
     /// read it without taking the lock.
     timeout: Arc<AtomicU64>,
     start: Instant,
+    /// [`State::changed`], reachable without the lock.
+    changed: Arc<Notify>,
 }
 
 impl<S: Storage> Clone for SharedHub<S> {
@@ -143,6 +152,7 @@ impl<S: Storage> Clone for SharedHub<S> {
             max_backlog: self.max_backlog.clone(),
             timeout: self.timeout.clone(),
             start: self.start,
+            changed: self.changed.clone(),
         }
     }
 }
@@ -161,16 +171,27 @@ impl<S: Storage> SharedHub<S> {
 
     fn build(hub: ReplicationHub<S>, events: Option<mpsc::UnboundedSender<HubEvent>>) -> Self {
         let timeout = Arc::new(AtomicU64::new(hub.poll_timeout().unwrap_or(u64::MAX)));
+        let changed = Arc::new(Notify::new());
         SharedHub {
             state: Arc::new(Mutex::new(State {
                 hub,
                 conns: HashMap::new(),
                 events,
+                changed: changed.clone(),
             })),
             max_backlog: Arc::new(AtomicUsize::new(0)),
             timeout,
             start: Instant::now(),
+            changed,
         }
+    }
+
+    /// Woken (`notify_waiters`) each time a release of the hub's lock delivered events: blocks
+    /// downloaded, upgrades, peers syncing or leaving. To wait for a condition on the hub
+    /// without missing a wake-up: create and `enable` a [`Notify::notified`] future, then
+    /// check the condition under [`SharedHub::lock`], release the lock, and await the future.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
     }
 
     /// The hub's next timer as of the last release of its lock.

@@ -1,0 +1,263 @@
+//! Hyperbees on cores that are being replicated: [`HubCore`], a [`BeeCore`] over a core in a
+//! [`SharedHub`]. A read of a block the core does not hold asks the peers for that one block
+//! (a bounded `download`) and waits for it, so a bee query downloads only the blocks it walks:
+//! a `get` on a million-key bee fetches a few dozen blocks, not the core.
+//!
+//! ```no_run
+//! # async fn demo(hub: hyperpunch::replicate::SharedHub<hyperpunch::FileStorage>, dk: [u8; 32]) -> Result<(), hyperpunch::core::hyperbee::BeeError> {
+//! use hyperpunch::bee::HubCore;
+//! use hyperpunch::core::hyperbee::{Hyperbee, Utf8};
+//! // `hub` replicates the core with discovery key `dk` over some connection (`replicate`).
+//! let db = Hyperbee::new(HubCore::new(hub, dk)).with_codecs(Utf8, Utf8);
+//! let entry = db.get("some key").await?; // downloads the root-to-leaf path only
+//! # Ok(()) }
+//! ```
+//!
+//! Waiting is done here, in the transport: the bee in the core stays sans-IO and only awaits
+//! the futures [`BeeCore`] returns.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::core::hyperbee::{BeeCore, CoreState};
+use crate::core::hypercore::{HypercoreError, Snapshot};
+use crate::core::replication::{ReplicationError, ReplicationHub};
+use crate::core::storage::{Storage, StorageError};
+use crate::replicate::SharedHub;
+
+/// How long [`BeeCore::update`] waits for the peers to sync, by default.
+pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A core of a [`SharedHub`] as a [`BeeCore`]; see the module docs.
+pub struct HubCore<S: Storage> {
+    hub: SharedHub<S>,
+    dk: [u8; 32],
+    snapshot: Option<Snapshot>,
+    block_timeout: Option<Duration>,
+    update_timeout: Duration,
+}
+
+impl<S: Storage> Clone for HubCore<S> {
+    fn clone(&self) -> Self {
+        HubCore {
+            hub: self.hub.clone(),
+            dk: self.dk,
+            snapshot: self.snapshot.clone(),
+            block_timeout: self.block_timeout,
+            update_timeout: self.update_timeout,
+        }
+    }
+}
+
+fn unknown_core() -> HypercoreError {
+    HypercoreError::Storage(StorageError::Unavailable(
+        "the core is not in the replication hub".into(),
+    ))
+}
+
+fn repl_err(e: ReplicationError) -> HypercoreError {
+    match e {
+        ReplicationError::Core(e) => e,
+        e => HypercoreError::Storage(StorageError::Unavailable(format!("replication: {e}"))),
+    }
+}
+
+impl<S: Storage + 'static> HubCore<S> {
+    /// The core with discovery key `discovery_key` in `hub`. A missing block is waited for
+    /// as long as it takes (see [`HubCore::with_block_timeout`]).
+    pub fn new(hub: SharedHub<S>, discovery_key: [u8; 32]) -> Self {
+        HubCore {
+            hub,
+            dk: discovery_key,
+            snapshot: None,
+            block_timeout: None,
+            update_timeout: UPDATE_TIMEOUT,
+        }
+    }
+
+    /// Give up on a missing block after `timeout` (the read then fails with
+    /// [`crate::core::hyperbee::BeeError::BlockNotAvailable`]); `None` waits forever, as JS
+    /// does by default.
+    pub fn with_block_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.block_timeout = timeout;
+        self
+    }
+
+    /// How long a read of the live bee waits for the peers to announce their length (JS
+    /// `update()`, done before every read that is not a checkout).
+    pub fn with_update_timeout(mut self, timeout: Duration) -> Self {
+        self.update_timeout = timeout;
+        self
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &SharedHub<S> {
+        &self.hub
+    }
+
+    /// How many blocks of the core are stored locally.
+    pub async fn stored_blocks(&self) -> Result<u64, HypercoreError> {
+        let g = self.hub.lock().await;
+        let core = g.replicator(&self.dk).ok_or_else(unknown_core)?.core();
+        Ok((0..core.length()).filter(|&i| core.has(i)).count() as u64)
+    }
+
+    fn rep<'a>(
+        &self,
+        g: &'a mut ReplicationHub<S>,
+    ) -> Result<&'a mut crate::core::replication::Replicator<S>, HypercoreError> {
+        g.replicator_mut(&self.dk).ok_or_else(unknown_core)
+    }
+}
+
+impl<S: Storage + 'static> BeeCore for HubCore<S> {
+    async fn key(&self) -> [u8; 32] {
+        let g = self.hub.lock().await;
+        g.replicator(&self.dk)
+            .map(|r| *r.core().key())
+            .unwrap_or_default()
+    }
+
+    async fn state(&self) -> CoreState {
+        if let Some(s) = &self.snapshot {
+            return CoreState {
+                length: s.length(),
+                fork: s.fork(),
+                writable: false,
+            };
+        }
+        let g = self.hub.lock().await;
+        match g.replicator(&self.dk) {
+            Some(r) => CoreState {
+                length: r.core().length(),
+                fork: r.core().fork(),
+                writable: r.core().writable(),
+            },
+            None => CoreState {
+                length: 0,
+                fork: 0,
+                writable: false,
+            },
+        }
+    }
+
+    async fn snapshot(&self) -> Self {
+        let mut out = self.clone();
+        if out.snapshot.is_none() {
+            let mut g = self.hub.lock().await;
+            if let Some(r) = g.replicator_mut(&self.dk) {
+                out.snapshot = Some(r.core_mut().snapshot());
+            }
+        }
+        out
+    }
+
+    async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, HypercoreError> {
+        let deadline = self.block_timeout.map(|t| Instant::now() + t);
+        let mut requested = None;
+        loop {
+            let notified = self.hub.changed().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let now = self.hub.now();
+                let mut g = self.hub.lock().await;
+                let rep = self.rep(&mut g)?;
+                let core = rep.core();
+                if core.has(index) {
+                    let out = match &self.snapshot {
+                        Some(s) => core.get_at(s, index).await,
+                        None => core.get(index).await,
+                    };
+                    return out;
+                }
+                let length = self.snapshot.as_ref().map_or(core.length(), |s| s.length());
+                if index >= length {
+                    return Err(HypercoreError::OutOfBounds { index, length });
+                }
+                if requested.is_none() {
+                    requested = Some(
+                        rep.download(now, index, Some(index + 1))
+                            .await
+                            .map_err(repl_err)?,
+                    );
+                }
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        if let Some(id) = requested {
+                            let mut g = self.hub.lock().await;
+                            self.rep(&mut g)?.cancel_download(id);
+                        }
+                        return Ok(None);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    async fn append(&self, blocks: &[&[u8]]) -> Result<u64, HypercoreError> {
+        let now = self.hub.now();
+        let out = {
+            let mut g = self.hub.lock().await;
+            self.rep(&mut g)?
+                .append(now, blocks)
+                .await
+                .map_err(repl_err)?
+        };
+        self.hub.changed().notify_waiters();
+        Ok(out.length)
+    }
+
+    async fn wait_change(&self, length: u64, fork: u64) {
+        loop {
+            let notified = self.hub.changed().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let g = self.hub.lock().await;
+                match g.replicator(&self.dk) {
+                    Some(r) if r.core().length() == length && r.core().fork() == fork => {}
+                    _ => return,
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Wait (up to the update timeout) until the core's peers have synced and every one that
+    /// can has upgraded us to its length; a writable core has nothing to wait for.
+    async fn update(&self) -> Result<(), HypercoreError> {
+        let deadline = Instant::now() + self.update_timeout;
+        loop {
+            let notified = self.hub.changed().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let g = self.hub.lock().await;
+                let rep = g.replicator(&self.dk).ok_or_else(unknown_core)?;
+                let core = rep.core();
+                if core.writable() {
+                    return Ok(());
+                }
+                let infos: Vec<_> = rep.peers().filter_map(|p| rep.peer_info(p)).collect();
+                let caught_up = !infos.is_empty()
+                    && infos.iter().all(|p| {
+                        p.synced
+                            && (p.remote_fork != core.fork()
+                                || p.remote_length <= core.length()
+                                || !p.remote_can_upgrade)
+                    });
+                if caught_up {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
