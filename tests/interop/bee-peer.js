@@ -25,7 +25,8 @@ const { apply, queries } = require('./bee-common')
 const cfg = JSON.parse(process.argv[2] || '{}')
 const hex = (b) => b4a.toString(b, 'hex')
 const unhex = (s) => b4a.from(s, 'hex')
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+// Resolves once the line is handed to the OS (a large line to a pipe is written in parts).
+const out = (o) => new Promise((resolve) => process.stdout.write(JSON.stringify(o) + '\n', resolve))
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bee-peer-'))
 function cleanup () {
@@ -80,15 +81,15 @@ async function main () {
   const results = await queries(db, cfg.queries || {})
   let downloaded = 0
   for (let i = 0; i < core.length; i++) if (await core.has(i)) downloaded++
-  out({ event: 'done', length: core.length, downloaded, results })
+  await out({ event: 'done', length: core.length, downloaded, results })
   s.end()
   await db.close()
   cleanup()
-  setTimeout(() => process.exit(0), 50)
+  process.exit(0)
 }
 
-main().catch((err) => {
-  out({ event: 'failed', error: err.stack })
+main().catch(async (err) => {
+  await out({ event: 'failed', error: err.stack })
   cleanup()
   process.exit(1)
 })

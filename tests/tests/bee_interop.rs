@@ -9,13 +9,18 @@
 use std::time::Duration;
 
 use futures_executor::block_on;
+use hyperpunch::bee::HubCore;
+use hyperpunch::replicate::{replicate, SharedHub};
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hyperbee::{Hyperbee, Utf8};
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+use hyperpunch_core::replication::{Options, ReplicationHub, Replicator};
 use hyperpunch_core::storage::MemoryStorage;
 use hyperpunch_tests::bee_ops::{apply, queries, query_set, workload, Db};
 use hyperpunch_tests::node::run_script;
+use hyperpunch_tests::node_peer::NodePeer;
 use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
 
 const SEED: [u8; 32] = [0x42; 32];
 
@@ -91,4 +96,182 @@ fn thousand_keys_give_identical_blocks_and_answers() {
         .sum();
     assert!(rows > 10_000, "the ranges returned {rows} rows");
     let _: Value = ours;
+}
+
+/// A bee built from `ops` on a memory core (to learn the versions each op leaves).
+fn local_versions(ops: &[Value]) -> Vec<u64> {
+    block_on(async {
+        let core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&SEED)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let db: Db<_> = Hyperbee::new(core.into_session()).with_codecs(Utf8, Utf8);
+        apply(&db, ops).await.unwrap()
+    })
+}
+
+fn compare(ours: &Value, theirs: &Value, q: &Value) {
+    for part in ["ranges", "gets", "histories", "diffs", "versions"] {
+        let (a, b) = (
+            ours[part].as_array().unwrap(),
+            theirs[part].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{part}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert_eq!(x, y, "{part}[{i}] ({})", q[part][i]);
+        }
+    }
+}
+
+const STEP: Duration = Duration::from_secs(60);
+
+/// JS writes a bee and serves it; hyperpunch reads it over TCP replication through a
+/// [`HubCore`]: a first `get` downloads a few dozen blocks (not the core), then every query
+/// agrees with what JS answers on its own copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_writes_rust_reads_over_tcp() {
+    let ops = workload(11, 700);
+    let versions = local_versions(&ops);
+    let q = query_set(700, &versions);
+    let dir = std::env::temp_dir().join(format!("hp-bee-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ops_file = dir.join("ops-js-writes.json");
+    std::fs::write(&ops_file, serde_json::to_vec(&ops).unwrap()).unwrap();
+    let mut peer = NodePeer::spawn(
+        "bee-peer.js",
+        &json!({
+            "mode": "writer", "seed": hex::encode(SEED), "opsFile": ops_file,
+            "queries": q, "streamSeed": hex::encode([0x51; 32]), "deadline": 120_000,
+        }),
+    )
+    .expect("spawn node");
+    let ready = tokio::task::block_in_place(|| peer.next_event("listening", STEP)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let length = ready["length"].as_u64().unwrap();
+    assert_eq!(
+        length,
+        *versions.last().unwrap(),
+        "JS wrote the same number of blocks"
+    );
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+
+    let reader = Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key: Some(key),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(reader, Options::default()))
+        .unwrap();
+    let hub = SharedHub::new(hub);
+    let socket = TcpStream::connect(("127.0.0.1", ready["port"].as_u64().unwrap() as u16))
+        .await
+        .unwrap();
+    let conn = tokio::spawn({
+        let hub = hub.clone();
+        async move { replicate(socket, true, KeyPair::from_seed(&[0x52; 32]), &hub).await }
+    });
+    let core = HubCore::new(hub.clone(), dk).with_block_timeout(Some(STEP));
+    let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
+
+    let work = async {
+        // Sparse: one get walks one root-to-leaf path.
+        let k = hyperpunch_tests::bee_ops::key_name(350);
+        let first = db.get(&k).await.unwrap();
+        let ours = queries_of_get(&db, &k).await;
+        assert_eq!(first.map(|e| e.seq), ours);
+        let stored = core.stored_blocks().await.unwrap();
+        assert!(
+            stored > 0 && stored <= 60,
+            "one get downloaded {stored} of {length} blocks"
+        );
+        let ours = queries(&db, &q).await.unwrap();
+        compare(&ours, &ready["results"], &q);
+        // The tree hash of what was downloaded matches the writer's.
+        let g = hub.lock().await;
+        let c = g.replicator(&dk).unwrap().core();
+        assert_eq!(c.length(), length);
+        assert_eq!(
+            hex::encode(c.tree_hash()),
+            ready["treeHash"].as_str().unwrap()
+        );
+    };
+    tokio::time::timeout(Duration::from_secs(120), work)
+        .await
+        .expect("reads finished in time");
+    hub.end_all().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+}
+
+async fn queries_of_get<C: hyperpunch_core::hyperbee::BeeCore>(db: &Db<C>, k: &str) -> Option<u64> {
+    db.get(k).await.unwrap().map(|e| e.seq)
+}
+
+/// hyperpunch writes a bee (through a [`HubCore`], so appends reach the peers) and serves it;
+/// JS reads it over TCP replication and answers every query as hyperpunch does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_writes_js_reads_over_tcp() {
+    let ops = workload(13, 700);
+    let writer = Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&SEED)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let key = *writer.key();
+    let mut hub = ReplicationHub::new();
+    let dk = hub
+        .add_core(Replicator::new(writer, Options::default()))
+        .unwrap();
+    let hub = SharedHub::new(hub);
+    let db: Db<_> = Hyperbee::new(HubCore::new(hub.clone(), dk)).with_codecs(Utf8, Utf8);
+    let versions = apply(&db, &ops).await.unwrap();
+    let length = *versions.last().unwrap();
+    let q = query_set(700, &versions);
+    let ours = queries(&db, &q).await.unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serve = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            replicate(socket, false, KeyPair::from_seed(&[0x61; 32]), &hub).await
+        }
+    });
+    let mut peer = NodePeer::spawn(
+        "bee-peer.js",
+        &json!({
+            "mode": "reader", "key": hex::encode(key), "port": port, "expect": length,
+            "queries": q, "streamSeed": hex::encode([0x62; 32]), "deadline": 120_000,
+        }),
+    )
+    .expect("spawn node");
+    let done = tokio::task::spawn_blocking(move || {
+        let r = peer.next_event("done", Duration::from_secs(120));
+        (r, peer)
+    })
+    .await
+    .unwrap();
+    let (done, _peer) = done;
+    let done = done.unwrap();
+    assert_eq!(done["length"], json!(length));
+    compare(&ours, &done["results"], &q);
+    let _ = tokio::time::timeout(Duration::from_secs(10), serve).await;
 }
