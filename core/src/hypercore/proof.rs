@@ -82,9 +82,7 @@ fn normalize(block: Option<RequestBlock>, hash: Option<RequestBlock>) -> Option<
     })
 }
 
-/// Node indexes at or above this are rejected from untrusted input (hypercore lengths are below
-/// 2^53, so real indexes stay below 2^54); it keeps all flat-tree arithmetic far from overflow.
-pub const MAX_INDEX: u64 = 1 << 58;
+pub use super::flat_tree::MAX_INDEX;
 
 /// Fail once a walk over untrusted nodes leaves the range of valid trees.
 fn in_range(ite: &Iterator) -> Result<(), ProofError> {

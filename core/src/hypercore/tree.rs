@@ -832,7 +832,7 @@ impl MerkleTree {
     /// holding it (0 when `index` is such a root or not inside `length`). Used for proofs nobody
     /// asked for (pushes), where the peer's stored nodes are unknown.
     pub fn max_missing_nodes(index: u64, length: u64) -> u64 {
-        if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
+        if index >= flat_tree::MAX_INDEX || length >= flat_tree::MAX_INDEX / 2 {
             return 0;
         }
         let head = 2 * length;
@@ -857,7 +857,7 @@ impl MerkleTree {
         index: u64,
         length: u64,
     ) -> Result<u64, HypercoreError> {
-        if index >= super::proof::MAX_INDEX || length >= super::proof::MAX_INDEX / 2 {
+        if index >= flat_tree::MAX_INDEX || length >= flat_tree::MAX_INDEX / 2 {
             return Err(HypercoreError::InvalidArgument("index out of range"));
         }
         let head = 2 * length;
