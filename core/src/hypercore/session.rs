@@ -35,7 +35,8 @@ use std::sync::Arc;
 use async_lock::{Mutex, MutexGuard};
 use event_listener::Event;
 
-use super::core::{AppendOutcome, Hypercore, HypercoreError, Snapshot};
+use super::core::{AppendOutcome, Hypercore, Snapshot};
+use super::error::HypercoreError;
 use crate::storage::Storage;
 
 /// A handle on a shared core; see the module docs.
@@ -195,6 +196,14 @@ impl<S: Storage> Session<S> {
             }
             listener.await;
         }
+    }
+}
+
+impl<S: Storage> Hypercore<S> {
+    /// This core behind a clonable, shared handle: the first [`Session`] (JS
+    /// `core.session()`; same as [`Session::new`]).
+    pub fn into_session(self) -> Session<S> {
+        Session::new(self)
     }
 }
 
