@@ -16,6 +16,7 @@
 //! Waiting is done here, in the transport: the bee in the core stays sans-IO and only awaits
 //! the futures [`BeeCore`] returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,6 +37,8 @@ pub struct HubCore<S: Storage> {
     snapshot: Option<Snapshot>,
     block_timeout: Option<Duration>,
     update_timeout: Duration,
+    /// The `(fork, length)` an update last gave up waiting for: not waited for again.
+    gave_up: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl<S: Storage> Clone for HubCore<S> {
@@ -46,6 +49,7 @@ impl<S: Storage> Clone for HubCore<S> {
             snapshot: self.snapshot.clone(),
             block_timeout: self.block_timeout,
             update_timeout: self.update_timeout,
+            gave_up: self.gave_up.clone(),
         }
     }
 }
@@ -73,6 +77,7 @@ impl<S: Storage + 'static> HubCore<S> {
             snapshot: None,
             block_timeout: None,
             update_timeout: UPDATE_TIMEOUT,
+            gave_up: Arc::default(),
         }
     }
 
@@ -228,10 +233,13 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
         }
     }
 
-    /// Wait (up to the update timeout) until the core's peers have synced and every one that
-    /// can has upgraded us to its length; a writable core has nothing to wait for.
+    /// Wait (up to the update timeout) until the core has peers, all of them synced, and it is
+    /// as long as the longest of them on its fork (the replicator requests upgrades eagerly). A
+    /// length it once gave up waiting for is not waited for again (a peer that cannot prove
+    /// it would stall every read). A writable core has nothing to wait for.
     async fn update(&self) -> Result<(), HypercoreError> {
         let deadline = Instant::now() + self.update_timeout;
+        let mut target;
         loop {
             let notified = self.hub.changed().notified();
             tokio::pin!(notified);
@@ -243,19 +251,26 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
                 if core.writable() {
                     return Ok(());
                 }
+                let (fork, length) = (core.fork(), core.length());
                 let infos: Vec<_> = rep.peers().filter_map(|p| rep.peer_info(p)).collect();
-                let caught_up = !infos.is_empty()
-                    && infos.iter().all(|p| {
-                        p.synced
-                            && (p.remote_fork != core.fork()
-                                || p.remote_length <= core.length()
-                                || !p.remote_can_upgrade)
-                    });
-                if caught_up {
+                let longest = infos
+                    .iter()
+                    .filter(|p| p.synced && p.remote_fork == fork)
+                    .map(|p| p.remote_length)
+                    .max()
+                    .unwrap_or(0);
+                let synced = !infos.is_empty() && infos.iter().all(|p| p.synced);
+                if synced && length >= longest {
                     return Ok(());
                 }
+                let gave_up = *self.gave_up.lock().unwrap_or_else(|e| e.into_inner());
+                if synced && gave_up == Some((fork, longest)) {
+                    return Ok(());
+                }
+                target = Some((fork, longest));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                *self.gave_up.lock().unwrap_or_else(|e| e.into_inner()) = target;
                 return Ok(());
             }
         }

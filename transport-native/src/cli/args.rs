@@ -39,8 +39,8 @@ Examples:
     version,
     about = ABOUT,
     long_about = None,
-    after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch udx --help` for UDX \
-streams, with examples."
+    after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch bee --help` for a \
+key-value B-tree in a core, `hyperpunch udx --help` for UDX streams, with examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -57,6 +57,9 @@ pub enum Command {
     /// UDX streams over UDP: netcat (`cat`) and throughput tests (`perf`).
     #[command(long_about = UDX_LONG, subcommand)]
     Udx(UdxCommand),
+    /// A hyperbee (key-value B-tree) in a core: put, get, del, batch, list, history, info.
+    #[command(long_about = super::bee_cmd::BEE_LONG, subcommand)]
+    Bee(super::bee_cmd::BeeCommand),
 }
 
 // ---- `hyperpunch udx ...` ----

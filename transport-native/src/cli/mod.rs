@@ -1,10 +1,11 @@
 //! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]), the
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
-//! [`udx_cmd`] for `udx cat`/`udx perf`). The commands share helpers through [`store`] and this
+//! [`udx_cmd`] for `udx cat`/`udx perf`, [`bee_cmd`] for the `bee` commands). The commands share helpers through [`store`] and this
 //! hub only; none imports another.
 
 pub mod args;
+pub mod bee_cmd;
 pub mod core_cmd;
 pub mod input;
 pub mod net_cmd;
@@ -65,6 +66,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
     match cli.command {
         args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
+        args::Command::Bee(c) => bee_cmd::run(c),
     }
 }
 
