@@ -275,3 +275,124 @@ async fn rust_writes_js_reads_over_tcp() {
     compare(&ours, &done["results"], &q);
     let _ = tokio::time::timeout(Duration::from_secs(10), serve).await;
 }
+
+/// A hyperbee 2.27.3 bug we do not copy: after these operations (found by the property test
+/// against an ordered map), JS's `get` of the deleted key returns its old value, because a node
+/// written by that key's put stays on its search path and JS's `isTarget` shortcut trusts it.
+/// The blocks are identical; hyperpunch's `get` says the key is absent, as the range does in
+/// both. (If JS ever fixes this, the last assertion tells us.)
+#[test]
+fn a_deleted_key_stays_deleted_unlike_js() {
+    let key = |k: u8| format!("{}{}", "k".repeat((k % 3) as usize), k as char);
+    let put = |k: u8, v: u32| json!({"op": "put", "key": key(k), "value": format!("v{v}")});
+    let del = |k: u8| json!({"op": "del", "key": key(k)});
+    let batch = |ops: Vec<Value>| json!({"op": "batch", "ops": ops});
+    let ops = vec![
+        put(0, 0),
+        batch(vec![
+            del(60),
+            del(22),
+            del(45),
+            del(51),
+            put(6, 120),
+            del(16),
+            put(36, 8),
+            del(9),
+            put(60, 114),
+            put(29, 2),
+            del(32),
+        ]),
+        put(62, 129),
+        put(46, 80),
+        put(37, 52),
+        put(25, 62),
+        put(11, 116),
+        put(50, 34),
+        put(38, 49),
+        put(41, 236),
+        put(61, 145),
+        batch(vec![
+            put(47, 241),
+            del(31),
+            put(8, 203),
+            del(31),
+            put(54, 40),
+            del(45),
+            del(28),
+            put(37, 79),
+        ]),
+        del(29),
+        put(19, 77),
+        put(3, 137),
+        put(55, 19),
+        put(0, 115),
+        put(63, 93),
+        del(63),
+        put(44, 85),
+        del(38),
+        del(41),
+        put(17, 50),
+        batch(vec![
+            del(1),
+            put(48, 78),
+            put(56, 110),
+            put(24, 216),
+            del(47),
+            put(42, 206),
+            put(14, 116),
+            put(51, 7),
+            put(20, 91),
+            put(3, 70),
+            put(26, 44),
+        ]),
+        put(35, 145),
+        del(35),
+        put(28, 210),
+    ];
+    let q = json!({"gets": [{"key": key(35)}], "ranges": [{}]});
+    let (blocks, ours) = block_on(async {
+        let core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&SEED)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_session();
+        let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
+        apply(&db, &ops).await.unwrap();
+        let mut blocks = Vec::new();
+        for i in 0..core.length().await {
+            blocks.push(json!(hex::encode(core.get(i).await.unwrap().unwrap())));
+        }
+        (blocks, queries(&db, &q).await.unwrap())
+    });
+    let js = run_script(
+        "bee-ops.js",
+        &json!({"seed": hex::encode(SEED), "ops": ops, "queries": q}),
+        Duration::from_secs(60),
+    )
+    .expect("node bee-ops.js");
+    assert_eq!(js["blocks"], json!(blocks), "identical blocks");
+    assert_eq!(js["results"]["ranges"], ours["ranges"], "identical ranges");
+    let listed = |r: &Value| {
+        r["ranges"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e[1] == json!(key(35)))
+    };
+    assert!(!listed(&ours) && !listed(&js["results"]));
+    assert_eq!(
+        ours["gets"][0],
+        Value::Null,
+        "hyperpunch: the deleted key is absent"
+    );
+    assert_eq!(
+        js["results"]["gets"][0][2],
+        json!("v145"),
+        "JS returns the deleted value"
+    );
+}

@@ -53,20 +53,6 @@ impl BlockView {
             BlockView::Pending { value, .. } => value.as_ref(),
         }
     }
-    /// JS `isTarget`: a committed block whose key is `key` (a pending block never is).
-    pub fn is_target(&self, key: &[u8]) -> bool {
-        match self {
-            BlockView::Committed(b) => *b.key == *key,
-            BlockView::Pending { .. } => false,
-        }
-    }
-    /// JS `isDeletion` (only asked of committed blocks).
-    pub fn is_deletion(&self) -> Result<bool, BeeError> {
-        match self {
-            BlockView::Committed(b) => b.is_deletion(),
-            BlockView::Pending { value, .. } => Ok(value.is_none()),
-        }
-    }
 }
 
 /// What every read algorithm needs of a tree (JS `TreeNode` / `BlockEntry` / `Batch`).
@@ -91,8 +77,6 @@ pub(crate) trait TreeRead {
     async fn child(&mut self, n: &Self::Node, i: usize) -> Result<Self::Node, BeeError>;
     /// Block `seq` (JS `getBlock`).
     async fn block(&mut self, seq: u64) -> Result<BlockView, BeeError>;
-    /// The block the node was read from.
-    async fn node_block(&mut self, n: &Self::Node) -> Result<BlockView, BeeError>;
     /// The core's length as the reader sees it (JS `batch.core.length`).
     fn committed_length(&self) -> u64;
     /// JS `children[i].value = null` (the range iterator drops what it walked past).
@@ -262,10 +246,6 @@ impl<C: BeeCore> TreeRead for CommittedTree<C> {
         Ok(BlockView::Committed(self.ctx.block(seq).await?))
     }
 
-    async fn node_block(&mut self, n: &CNode) -> Result<BlockView, BeeError> {
-        Ok(BlockView::Committed(n.block.clone()))
-    }
-
     fn committed_length(&self) -> u64 {
         self.ctx.length
     }
@@ -291,15 +271,18 @@ pub(crate) async fn search<T: TreeRead>(
 }
 
 /// JS `Batch._get`: the block holding `key`'s current value, `None` when absent or deleted.
+///
+/// One deliberate difference: JS first checks whether the node's own block wrote `key`
+/// (`isTarget`) and, if that block is a put, returns it. After `key` is deleted, a node written
+/// by that put can stay on `key`'s search path (a split sibling that the delete did not
+/// rewrite), and JS then returns the deleted value (reproduced against hyperbee 2.27.3 in
+/// `tests/tests/bee_interop.rs`). Here the search decides: the same answers as JS everywhere
+/// else, and a deleted key stays deleted.
 pub(crate) async fn get<T: TreeRead>(t: &mut T, key: &[u8]) -> Result<Option<BlockView>, BeeError> {
     let Some(mut node) = t.root().await? else {
         return Ok(None);
     };
     for _ in 0..MAX_DEPTH {
-        let nb = t.node_block(&node).await?;
-        if nb.is_target(key) {
-            return Ok(if nb.is_deletion()? { None } else { Some(nb) });
-        }
         match search(t, &node, key).await? {
             Ok(mid) => {
                 let seq = t.key_seq(&node, mid)?;

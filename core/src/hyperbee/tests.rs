@@ -181,3 +181,184 @@ fn vector_06b_batch() {
 fn suite_on_memory() {
     block_on(suite::run_all(|| async { MemoryStorage::new() }));
 }
+
+mod properties {
+    use super::*;
+    use crate::hyperbee::messages::{encode_node, Level, YoloIndex};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use std::ops::Bound;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8),
+        Del(u8),
+        /// A batch of puts (`Some`) and deletes (`None`), flushed or dropped.
+        Batch(Vec<(u8, Option<u8>)>, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k % 64, v)),
+            3 => any::<u8>().prop_map(|k| Op::Del(k % 64)),
+            1 => (prop::collection::vec((any::<u8>(), prop::option::of(any::<u8>())), 0..12), any::<bool>())
+                .prop_map(|(ops, flush)| Op::Batch(ops.into_iter().map(|(k, v)| (k % 64, v)).collect(), flush)),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        // Variable-length keys so that bytewise order is not numeric order.
+        let mut v = vec![b'k'; (k % 3) as usize];
+        v.push(k);
+        v
+    }
+
+    type Bounds = (Option<u8>, bool, Option<u8>, bool, bool, Option<u64>);
+
+    fn model_range(m: &BTreeMap<Vec<u8>, Vec<u8>>, b: &Bounds) -> Vec<Vec<u8>> {
+        let lo = match b.0 {
+            None => Bound::Unbounded,
+            Some(k) if b.1 => Bound::Included(key(k)),
+            Some(k) => Bound::Excluded(key(k)),
+        };
+        let hi = match b.2 {
+            None => Bound::Unbounded,
+            Some(k) if b.3 => Bound::Included(key(k)),
+            Some(k) => Bound::Excluded(key(k)),
+        };
+        let inside = |k: &Vec<u8>| {
+            (match &lo {
+                Bound::Included(l) => k >= l,
+                Bound::Excluded(l) => k > l,
+                Bound::Unbounded => true,
+            }) && (match &hi {
+                Bound::Included(h) => k <= h,
+                Bound::Excluded(h) => k < h,
+                Bound::Unbounded => true,
+            })
+        };
+        let mut keys: Vec<Vec<u8>> = m.keys().filter(|k| inside(k)).cloned().collect();
+        if b.4 {
+            keys.reverse();
+        }
+        if let Some(l) = b.5 {
+            keys.truncate(l as usize);
+        }
+        keys
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+        /// Random puts, deletes and batches agree with an ordered map: every get, and ranges
+        /// with every option.
+        #[test]
+        fn random_ops_agree_with_a_btreemap(
+            ops in prop::collection::vec(op(), 1..160),
+            ranges in prop::collection::vec(
+                (prop::option::of(any::<u8>()), any::<bool>(), prop::option::of(any::<u8>()), any::<bool>(), any::<bool>(), prop::option::of(0u64..20)),
+                1..12,
+            ),
+        ) {
+            block_on(async {
+                let core = session(5).await;
+                let db = Hyperbee::new(core);
+                let mut m: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+                for o in &ops {
+                    match o {
+                        Op::Put(k, v) => {
+                            db.put(&key(*k), &[*v]).await.unwrap();
+                            m.insert(key(*k), vec![*v]);
+                        }
+                        Op::Del(k) => {
+                            db.del(&key(*k)).await.unwrap();
+                            m.remove(&key(*k));
+                        }
+                        Op::Batch(bops, flush) => {
+                            let mut b = db.batch();
+                            let mut staged = m.clone();
+                            for (k, v) in bops {
+                                match v {
+                                    Some(v) => {
+                                        b.put(&key(*k), &[*v]).await.unwrap();
+                                        staged.insert(key(*k), vec![*v]);
+                                    }
+                                    None => {
+                                        b.del(&key(*k)).await.unwrap();
+                                        staged.remove(&key(*k));
+                                    }
+                                }
+                            }
+                            if *flush {
+                                b.flush().await.unwrap();
+                                m = staged;
+                            }
+                        }
+                    }
+                }
+                for k in 0..64u8 {
+                    let got = db.get(&key(k)).await.unwrap().and_then(|e| e.value);
+                    assert_eq!(got.as_ref(), m.get(&key(k)), "get {k}");
+                }
+                for r in &ranges {
+                    let (kl, kh) = (r.0.map(key), r.2.map(key));
+                    let opts = RangeOptions::<Binary> {
+                        gt: if r.1 { None } else { kl.as_deref() },
+                        gte: if r.1 { kl.as_deref() } else { None },
+                        lt: if r.3 { None } else { kh.as_deref() },
+                        lte: if r.3 { kh.as_deref() } else { None },
+                        reverse: r.4,
+                        limit: r.5,
+                    };
+                    let got: Vec<Vec<u8>> = db.create_read_stream(opts).collect().await.unwrap().into_iter().map(|e| e.key).collect();
+                    assert_eq!(got, model_range(&m, r), "range {r:?}");
+                }
+            });
+        }
+
+        /// A core of hostile blocks (raw bytes, or nodes pointing anywhere): every operation
+        /// ends with a value or a typed error.
+        #[test]
+        fn hostile_blocks_never_panic(blocks in prop::collection::vec(
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..24).prop_map(Err),
+                (prop::collection::vec((prop::collection::vec(0u64..12, 0..10), prop::collection::vec(0u64..12, 0..8)), 0..4),
+                 prop::collection::vec(any::<u8>(), 0..3), prop::option::of(any::<u8>()))
+                    .prop_map(Ok),
+            ],
+            0..24,
+        )) {
+            block_on(async {
+                let core = session(6).await;
+                let mut raw: Vec<Vec<u8>> = vec![Header::new(None).encode()];
+                for b in blocks {
+                    raw.push(match b {
+                        Err(bytes) => bytes,
+                        Ok((levels, k, v)) => {
+                            let levels = levels.into_iter().map(|(keys, children)| Level { keys, children }).collect();
+                            encode_node(&YoloIndex { levels }.encode(), &k, v.map(|v| vec![v]).as_deref())
+                        }
+                    });
+                }
+                let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+                core.append(&refs).await.unwrap();
+                let db = Hyperbee::new(core.clone());
+                for k in [&b""[..], b"\x01", b"\x05\x05"] {
+                    let _ = db.get(k).await;
+                }
+                for reverse in [false, true] {
+                    let _ = db.create_read_stream(RangeOptions { reverse, limit: Some(100), ..Default::default() }).collect().await;
+                }
+                let _ = db.create_history_stream(Default::default()).unwrap().collect().await;
+                let old = db.checkout(raw.len() as u64 / 2).await;
+                let _ = db.create_diff_stream(&old, Default::default()).collect().await;
+                let _ = db.put(b"\x03", b"v").await;
+                let _ = db.del(b"\x01").await;
+                let mut b = db.batch();
+                let _ = b.put(b"\x02", b"1").await;
+                let _ = b.get(b"\x02").await;
+                let _ = b.flush().await;
+            });
+        }
+    }
+}

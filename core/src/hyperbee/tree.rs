@@ -994,13 +994,6 @@ impl<C: BeeCore> TreeRead for ArenaTree<'_, C> {
         self.arena.block_view(self.ctx, seq).await
     }
 
-    async fn node_block(&mut self, n: &NodeId) -> Result<BlockView, BeeError> {
-        match self.arena.nodes[*n].block {
-            Some(e) => Ok(self.arena.view_of(e)),
-            None => Err(self.arena.err(*n, "a node without a block")),
-        }
-    }
-
     fn committed_length(&self) -> u64 {
         self.ctx.length
     }
