@@ -238,3 +238,11 @@ async fn idb_reports_non_binary_values_as_corrupt() {
         Err(StorageError::Corrupt(_))
     ));
 }
+
+/// The hyperbee suite (get/put/del, every range option, batches and their lock, subs,
+/// encodings, checkouts, history, diff, compare-and-swap, watchers, hostile blocks, a random
+/// workload against an ordered map) on IndexedDB.
+#[wasm_bindgen_test]
+async fn hyperbee_suite_on_idb() {
+    hyperpunch_core::hyperbee::suite::run_all(|| fresh_idb("bee")).await;
+}
