@@ -58,8 +58,8 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
     }
 
     /// Remember blocks just appended at `base..` (decoded) for the next reads.
-    pub(crate) fn cache_appended(&self, ctx: &ReadCtx<C>, base: u64, blocks: &[Vec<u8>]) {
-        for (i, raw) in blocks.iter().enumerate() {
+    pub(crate) fn cache_appended(&self, ctx: &ReadCtx<C>, base: u64, blocks: Vec<Vec<u8>>) {
+        for (i, raw) in blocks.into_iter().enumerate() {
             if let Ok(b) = Block::decode(base + i as u64, raw) {
                 self.shared
                     .cache
@@ -94,7 +94,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             },
         };
         self.shared.core.append(&[&block]).await?;
-        self.cache_appended(&ctx, ctx.length, std::slice::from_ref(&block));
+        self.cache_appended(&ctx, ctx.length, vec![block]);
         Ok(true)
     }
 
@@ -187,6 +187,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             arena: Arena::new(),
             guard: None,
             first_seq: None,
+            ctx: None,
         }
     }
 }
@@ -201,6 +202,8 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     arena: Arena,
     guard: Option<MutexGuardArc<()>>,
     first_seq: Option<u64>,
+    /// The write context, read once the lock is held.
+    ctx: Option<ReadCtx<C>>,
 }
 
 impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
@@ -221,24 +224,22 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         if self.guard.is_none() {
             self.guard = Some(self.bee.shared.lock.lock_arc().await);
         }
-        let ctx = self.bee.write_ctx().await?;
-        if let Some(first) = self.first_seq {
-            if first != ctx.length {
-                return Err(BeeError::InvalidArgument(
-                    "the core was appended to outside the bee during the batch",
-                ));
-            }
+        // While the batch holds the write lock the core does not move (an append outside the
+        // bee is caught at flush), so the state is read once.
+        if self.ctx.is_none() {
+            self.ctx = Some(self.bee.write_ctx().await?);
         }
+        let ctx = self.ctx.as_ref().expect("set above");
         let always = self.bee.shared.always_duplicate;
         let (out, key, value): (Option<(NodeId, u64)>, _, _) = match w {
             Write::Put { key, value } => (
                 self.arena
-                    .put(&ctx, &key, value.as_ref(), cas, always)
+                    .put(ctx, &key, value.as_ref(), cas, always)
                     .await?,
                 key,
                 value,
             ),
-            Write::Del { key } => (self.arena.del(&ctx, &key, cas).await?, key, None),
+            Write::Del { key } => (self.arena.del(ctx, &key, cas).await?, key, None),
         };
         let Some((root, seq)) = out else {
             return Ok(false);
@@ -369,6 +370,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         let result = self.flush_inner().await;
         self.arena = Arena::new();
         self.first_seq = None;
+        self.ctx = None;
         self.guard = None;
         result
     }
@@ -386,7 +388,8 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
             ));
         }
         self.bee.shared.core.append(&refs).await?;
-        self.bee.cache_appended(&ctx, base, &blocks);
+        drop(refs);
+        self.bee.cache_appended(&ctx, base, blocks);
         Ok(())
     }
 

@@ -12,43 +12,85 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::error::BeeError;
 use super::messages::{Level, MessageError, Node, YoloIndex};
 
-/// One decoded node block.
+/// One tree node of a block's index, with the bytes of its keys once read (JS keeps them on
+/// its `Key` objects): the nodes near the root serve every read without a cache lookup.
+#[derive(Debug)]
+pub(crate) struct NodeLevel {
+    /// Seqs of the key blocks and `(seq, offset)` pairs of the children.
+    pub level: Level,
+    /// `keys[i]`'s bytes, once known.
+    pub key_bytes: Box<[OnceLock<Arc<[u8]>>]>,
+}
+
+/// One decoded node block: the block's bytes, kept as they came, and where its fields are.
 #[derive(Debug)]
 pub(crate) struct Block {
     /// Its index in the core.
     pub seq: u64,
-    /// The key.
-    pub key: Arc<[u8]>,
-    /// The value (`None`: a deletion, or a JS put of `null`).
-    pub value: Option<Arc<[u8]>>,
-    index: Box<[u8]>,
-    levels: OnceLock<Result<Arc<[Level]>, MessageError>>,
+    raw: Box<[u8]>,
+    key: (u32, u32),
+    value: Option<(u32, u32)>,
+    index: (u32, u32),
+    levels: OnceLock<Result<Arc<[NodeLevel]>, MessageError>>,
+}
+
+fn span(raw: &[u8], part: &[u8]) -> (u32, u32) {
+    // `part` is a subslice of `raw` (what `Node::decode_ref` returned).
+    let start = part.as_ptr() as usize - raw.as_ptr() as usize;
+    (start as u32, (start + part.len()) as u32)
 }
 
 impl Block {
-    /// Decode block `seq`.
-    pub fn decode(seq: u64, raw: &[u8]) -> Result<Self, BeeError> {
-        let n = Node::decode_ref(raw).map_err(|e| BeeError::node(seq, e))?;
+    /// Decode block `seq`, keeping `raw` (no copy).
+    pub fn decode(seq: u64, raw: Vec<u8>) -> Result<Self, BeeError> {
+        let raw = raw.into_boxed_slice();
+        if u32::try_from(raw.len()).is_err() {
+            return Err(BeeError::node(seq, MessageError::Length));
+        }
+        let n = Node::decode_ref(&raw).map_err(|e| BeeError::node(seq, e))?;
+        let (key, value, index) = (
+            span(&raw, n.key),
+            n.value.map(|v| span(&raw, v)),
+            span(&raw, n.index),
+        );
         Ok(Block {
             seq,
-            key: n.key.into(),
-            value: n.value.map(Into::into),
-            index: n.index.into(),
+            key,
+            value,
+            index,
+            raw,
             levels: OnceLock::new(),
         })
     }
 
+    fn part(&self, (s, e): (u32, u32)) -> &[u8] {
+        &self.raw[s as usize..e as usize]
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        self.part(self.key)
+    }
+
+    /// The value (`None`: a deletion, or a JS put of `null`).
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.map(|v| self.part(v))
+    }
+
     /// The tree nodes this block wrote (decoded on first use).
-    pub fn levels(&self) -> Result<&Arc<[Level]>, BeeError> {
+    pub fn levels(&self) -> Result<&Arc<[NodeLevel]>, BeeError> {
         self.levels
             .get_or_init(|| {
-                let idx = YoloIndex::decode(&self.index)?;
-                for l in &idx.levels {
-                    if l.children.len() % 2 != 0 {
+                let idx = YoloIndex::decode(self.part(self.index))?;
+                let mut out = Vec::with_capacity(idx.levels.len());
+                for level in idx.levels {
+                    if level.children.len() % 2 != 0 {
                         return Err(MessageError::Truncated("child pair"));
                     }
+                    let key_bytes = level.keys.iter().map(|_| OnceLock::new()).collect();
+                    out.push(NodeLevel { level, key_bytes });
                 }
-                Ok(idx.levels.into())
+                Ok(out.into())
             })
             .as_ref()
             .map_err(|e| BeeError::node(self.seq, e.clone()))
@@ -59,7 +101,10 @@ impl Block {
         if self.value.is_some() {
             return Ok(false);
         }
-        Ok(!self.levels()?.iter().any(|l| l.keys.contains(&self.seq)))
+        Ok(!self
+            .levels()?
+            .iter()
+            .any(|l| l.level.keys.contains(&self.seq)))
     }
 }
 
@@ -171,7 +216,7 @@ mod tests {
     use crate::hyperbee::messages::encode_node;
 
     fn block(seq: u64) -> Arc<Block> {
-        Arc::new(Block::decode(seq, &encode_node(&[], &seq.to_be_bytes(), None)).unwrap())
+        Arc::new(Block::decode(seq, encode_node(&[], &seq.to_be_bytes(), None)).unwrap())
     }
 
     #[test]
@@ -200,18 +245,18 @@ mod tests {
     fn deletion_and_bad_index() {
         let del = Block::decode(
             11,
-            &hex::decode("0a130a090a0106120409010b010a060a040708090a12036b3035").unwrap(),
+            hex::decode("0a130a090a0106120409010b010a060a040708090a12036b3035").unwrap(),
         )
         .unwrap();
         assert!(del.is_deletion().unwrap());
-        let bad = Block::decode(3, &encode_node(&[0x0a, 0x05], b"k", None)).unwrap();
-        assert_eq!(&*bad.key, b"k");
+        let bad = Block::decode(3, encode_node(&[0x0a, 0x05], b"k", None)).unwrap();
+        assert_eq!(bad.key(), b"k");
         assert!(matches!(
             bad.is_deletion(),
             Err(BeeError::InvalidNode { seq: 3, .. })
         ));
         let odd =
-            Block::decode(4, &encode_node(&[0x0a, 0x03, 0x12, 0x01, 0x01], b"k", None)).unwrap();
+            Block::decode(4, encode_node(&[0x0a, 0x03, 0x12, 0x01, 0x01], b"k", None)).unwrap();
         assert!(odd.levels().is_err());
     }
 }

@@ -212,7 +212,7 @@ impl<N: Clone> RangeState<N> {
             let seq = t.key_seq(&node, n as usize)?;
             let block = t.block(seq).await?;
             if let Some(end) = &end {
-                let c = (**block.key()).cmp(end.as_slice());
+                let c = block.key().cmp(end.as_slice());
                 let stop = match c {
                     Ordering::Equal => !incl,
                     Ordering::Less => self.reverse,

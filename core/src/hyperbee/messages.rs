@@ -163,7 +163,7 @@ impl Level {
         n
     }
 
-    fn encode_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         for (tag, list) in [(0x0a, &self.keys), (0x12, &self.children)] {
             let packed: usize = list.iter().map(|&v| varint_len(v)).sum();
             if packed > 0 {

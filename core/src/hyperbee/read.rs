@@ -8,9 +8,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::cache::{Block, BlockCache};
+use super::cache::{Block, BlockCache, NodeLevel};
 use super::error::BeeError;
-use super::messages::Level;
 use super::source::BeeCore;
 use crate::hypercore::HypercoreError;
 
@@ -41,16 +40,16 @@ impl BlockView {
             BlockView::Pending { seq, .. } => *seq,
         }
     }
-    pub fn key(&self) -> &Arc<[u8]> {
+    pub fn key(&self) -> &[u8] {
         match self {
-            BlockView::Committed(b) => &b.key,
+            BlockView::Committed(b) => b.key(),
             BlockView::Pending { key, .. } => key,
         }
     }
-    pub fn value(&self) -> Option<&Arc<[u8]>> {
+    pub fn value(&self) -> Option<&[u8]> {
         match self {
-            BlockView::Committed(b) => b.value.as_ref(),
-            BlockView::Pending { value, .. } => value.as_ref(),
+            BlockView::Committed(b) => b.value(),
+            BlockView::Pending { value, .. } => value.as_deref(),
         }
     }
 }
@@ -126,9 +125,8 @@ impl<C: BeeCore> ReadCtx<C> {
         if let Some(b) = self.cache.get(seq, self.fork) {
             return Ok(b);
         }
-        let raw = match self.core.get(seq).await {
-            Ok(Some(raw)) => raw,
-            Ok(None) => return Err(BeeError::BlockNotAvailable(seq)),
+        let blocks = match self.core.get_around(seq, self.version).await {
+            Ok(blocks) => blocks,
             Err(HypercoreError::OutOfBounds { length, .. }) => {
                 return Err(BeeError::VersionNotAvailable {
                     version: self.version,
@@ -137,9 +135,20 @@ impl<C: BeeCore> ReadCtx<C> {
             }
             Err(e) => return Err(e.into()),
         };
-        let b = Arc::new(Block::decode(seq, &raw)?);
-        self.cache.insert(seq, self.fork, b.clone());
-        Ok(b)
+        let mut found = None;
+        for (i, raw) in blocks {
+            if i == seq {
+                let b = Arc::new(Block::decode(seq, raw)?);
+                self.cache.insert(seq, self.fork, b.clone());
+                found = Some(b);
+            } else if i > 0 && i < self.version {
+                // Neighbours that are not nodes are simply not cached.
+                if let Ok(b) = Block::decode(i, raw) {
+                    self.cache.insert(i, self.fork, Arc::new(b));
+                }
+            }
+        }
+        found.ok_or(BeeError::BlockNotAvailable(seq))
     }
 }
 
@@ -147,7 +156,7 @@ impl<C: BeeCore> ReadCtx<C> {
 #[derive(Debug, Clone)]
 pub(crate) struct CNode {
     pub block: Arc<Block>,
-    pub levels: Arc<[Level]>,
+    pub levels: Arc<[NodeLevel]>,
     pub offset: usize,
 }
 
@@ -169,8 +178,8 @@ impl CNode {
             offset,
         })
     }
-    pub fn level(&self) -> &Level {
-        &self.levels[self.offset]
+    pub fn level(&self) -> &crate::hyperbee::messages::Level {
+        &self.levels[self.offset].level
     }
 }
 
@@ -226,10 +235,17 @@ impl<C: BeeCore> TreeRead for CommittedTree<C> {
 
     async fn key(&mut self, n: &CNode, i: usize) -> Result<Arc<[u8]>, BeeError> {
         let seq = self.key_seq(n, i)?;
-        if seq == n.block.seq {
-            return Ok(n.block.key.clone());
+        let memo = &n.levels[n.offset].key_bytes[i];
+        if let Some(k) = memo.get() {
+            return Ok(k.clone());
         }
-        Ok(self.ctx.block(seq).await?.key.clone())
+        let k: Arc<[u8]> = if seq == n.block.seq {
+            n.block.key().into()
+        } else {
+            self.ctx.block(seq).await?.key().into()
+        };
+        let _ = memo.set(k.clone());
+        Ok(k)
     }
 
     async fn child(&mut self, n: &CNode, i: usize) -> Result<CNode, BeeError> {

@@ -19,6 +19,9 @@ use std::future::Future;
 use crate::hypercore::{HypercoreError, Session};
 use crate::storage::{MaybeSend, MaybeSync, Storage};
 
+/// Blocks a local read of one block returns around it (a storage record holds up to 64).
+const AROUND: u64 = 64;
+
 /// Length, fork and writability of a core at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoreState {
@@ -50,6 +53,25 @@ pub trait BeeCore: Clone + MaybeSend + MaybeSync + 'static {
         &self,
         index: u64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, HypercoreError>> + MaybeSend;
+
+    /// Block `index` and, where that costs no more, stored blocks near it below `end`: the
+    /// bee caches them all (a full scan then reads each storage record once). `get` alone by
+    /// default; a local core returns the blocks of the 64-block window holding `index` from
+    /// one storage scan; a replicated core must not download neighbours it was not asked for.
+    fn get_around(
+        &self,
+        index: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>, HypercoreError>> + MaybeSend {
+        let _ = end;
+        async move {
+            Ok(self
+                .get(index)
+                .await?
+                .map(|b| vec![(index, b)])
+                .unwrap_or_default())
+        }
+    }
 
     /// Append `blocks` in one atomic write; the new length.
     fn append(
@@ -102,6 +124,29 @@ impl<S: Storage + 'static> BeeCore for Session<S> {
 
     async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, HypercoreError> {
         Session::get(self, index).await
+    }
+
+    async fn get_around(
+        &self,
+        index: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, HypercoreError> {
+        let start = index - index % AROUND;
+        let end = end.min(start + AROUND).max(index + 1);
+        match self.get_range(start, end).await {
+            Ok(blocks) => Ok((start..end)
+                .zip(blocks)
+                .filter_map(|(i, b)| b.map(|b| (i, b)))
+                .collect()),
+            // A window past what a snapshot still has (a truncation): the block alone.
+            Err(
+                HypercoreError::SnapshotNotAvailable { .. } | HypercoreError::OutOfBounds { .. },
+            ) => Ok(Session::get(self, index)
+                .await?
+                .map(|b| vec![(index, b)])
+                .unwrap_or_default()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn append(&self, blocks: &[&[u8]]) -> Result<u64, HypercoreError> {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::cache::{Block, SeqMap};
 use super::error::BeeError;
-use super::messages::{encode_node, Level, YoloIndex};
+use super::messages::{encode_node, write_varint, Level};
 use super::read::{search, BlockView, ReadCtx, TreeRead, MAX_DEPTH};
 use super::source::BeeCore;
 
@@ -178,8 +178,8 @@ impl Arena {
         let block = ctx.block(seq).await?;
         self.entries.push(Entry {
             seq,
-            key: block.key.clone(),
-            value: block.value.clone(),
+            key: block.key().into(),
+            value: None,
             kind: EntryKind::Committed {
                 block,
                 levels: Vec::new(),
@@ -208,7 +208,9 @@ impl Arena {
                     None => return Err(bad()),
                     Some(Some(l)) => *l,
                     Some(None) => {
-                        let src: Level = block.levels()?[off].clone();
+                        let node = &block.levels()?[off];
+                        let src: &Level = &node.level;
+                        let memo = &node.key_bytes;
                         let mut children = Vec::with_capacity(src.children.len() / 2);
                         for pair in src.children.chunks_exact(2) {
                             self.childs.push(ChildData {
@@ -222,7 +224,11 @@ impl Arena {
                             keys: src
                                 .keys
                                 .iter()
-                                .map(|&seq| KeyRef { seq, value: None })
+                                .zip(memo.iter())
+                                .map(|(&seq, m)| KeyRef {
+                                    seq,
+                                    value: m.get().cloned(),
+                                })
                                 .collect(),
                             children,
                         });
@@ -287,7 +293,7 @@ impl Arena {
                 .ok_or_else(|| self.err(n, "a key refers to a block past the version"))?;
             self.entries[e].key.clone()
         } else {
-            ctx.block(seq).await?.key.clone()
+            ctx.block(seq).await?.key().into()
         };
         self.level_mut(n).keys[i].value = Some(v.clone());
         Ok(v)
@@ -386,7 +392,7 @@ impl Arena {
                 }
                 if !always_duplicate {
                     let prev = self.key_block(ctx, n, mid).await?;
-                    if same_value(prev.value().map(|v| &**v), value) {
+                    if same_value(prev.value(), value) {
                         return Ok(true);
                     }
                 }
@@ -669,7 +675,7 @@ impl Arena {
                     }
                     if !always_duplicate {
                         let prev = self.key_block(ctx, node, mid).await?;
-                        if same_value(prev.value().map(|v| &**v), new.value) {
+                        if same_value(prev.value(), new.value) {
                             return Ok(None);
                         }
                     }
@@ -793,8 +799,10 @@ impl Arena {
         let offset = index.len() as u64;
         index.push(None);
         self.nodes[n].changed = false;
-        let children = self.level(n).children.clone();
-        for c in children {
+        let l = self.nodes[n].level;
+        // Indexing children does not change this node's arrays: walk them in place.
+        for k in 0..self.levels[l].children.len() {
+            let c = self.levels[l].children[k];
             let Some(cn) = self.childs[c].node else {
                 continue;
             };
@@ -814,8 +822,9 @@ impl Arena {
         if depth > MAX_DEPTH {
             return;
         }
-        let children = self.level(n).children.clone();
-        for c in children {
+        let l = self.nodes[n].level;
+        for k in 0..self.levels[l].children.len() {
+            let c = self.levels[l].children[k];
             let Some(cn) = self.childs[c].node else {
                 continue;
             };
@@ -827,26 +836,29 @@ impl Arena {
         }
     }
 
-    /// JS `deflate(index)`.
+    /// JS `deflate(index)`: the encoded `YoloIndex` of these nodes (as they are now).
     fn deflate(&self, index: &[Option<ChildId>]) -> Vec<u8> {
-        let levels = index
-            .iter()
-            .map(|c| {
-                let Some(node) = c.and_then(|c| self.childs[c].node) else {
-                    return Level::default();
-                };
+        let mut out = Vec::with_capacity(24 * index.len());
+        let mut level = Level::default();
+        let mut body = Vec::new();
+        for c in index {
+            level.keys.clear();
+            level.children.clear();
+            if let Some(node) = c.and_then(|c| self.childs[c].node) {
                 let l = self.level(node);
-                Level {
-                    keys: l.keys.iter().map(|k| k.seq).collect(),
-                    children: l
-                        .children
-                        .iter()
-                        .flat_map(|&c| [self.childs[c].seq, self.childs[c].offset])
-                        .collect(),
+                level.keys.extend(l.keys.iter().map(|k| k.seq));
+                for &c in &l.children {
+                    level.children.push(self.childs[c].seq);
+                    level.children.push(self.childs[c].offset);
                 }
-            })
-            .collect();
-        YoloIndex { levels }.encode()
+            }
+            body.clear();
+            level.encode_into(&mut body);
+            out.push(0x0a);
+            write_varint(&mut out, body.len() as u64);
+            out.extend_from_slice(&body);
+        }
+        out
     }
 
     /// JS `_append` for a single operation (`autoFlush`): the encoded block.
@@ -934,7 +946,7 @@ fn raw_of(b: &BlockView) -> RawEntry<'_> {
     RawEntry {
         seq: b.seq(),
         key: b.key(),
-        value: b.value().map(|v| &**v),
+        value: b.value(),
     }
 }
 

@@ -147,6 +147,33 @@ impl<S: Storage> Session<S> {
         }
     }
 
+    /// Blocks `start..end` as this session sees them (`None` where not stored locally), in one
+    /// storage scan (see [`Hypercore::get_range`]). A snapshot session fails like [`Session::get`]
+    /// for blocks past its length or removed by a truncation.
+    pub async fn get_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, HypercoreError> {
+        let core = self.core.lock().await;
+        if let Some(s) = &self.snapshot {
+            if end > s.length() || start > end {
+                return Err(HypercoreError::OutOfBounds {
+                    index: end,
+                    length: s.length(),
+                });
+            }
+            let available = s.available_length();
+            if end > available {
+                return Err(HypercoreError::SnapshotNotAvailable {
+                    index: end - 1,
+                    available,
+                });
+            }
+        }
+        core.get_range(start, end).await
+    }
+
     /// Append to the shared core. Snapshot sessions are read-only
     /// ([`HypercoreError::NotWritable`]).
     pub async fn append(&self, blocks: &[&[u8]]) -> Result<AppendOutcome, HypercoreError> {

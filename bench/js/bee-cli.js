@@ -1,0 +1,38 @@
+// What `hyperpunch bee batch` and `hyperpunch bee list` do, as one node process each, for the
+// whole-process rows of the hyperbee benchmark (bench/run.sh):
+//   node bee-cli.js batch DIR < lines   KEY<TAB>VALUE lines of stdin as one batch (utf-8)
+//   node bee-cli.js list DIR > out      every entry as KEY<TAB>VALUE lines
+// Run with NODE_PATH=tests/interop/node_modules.
+const Hypercore = require('hypercore')
+const Hyperbee = require('hyperbee')
+const fs = require('fs')
+
+;(async () => {
+  const [cmd, dir] = process.argv.slice(2)
+  const core = new Hypercore(dir)
+  const db = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
+  await db.ready()
+  if (cmd === 'batch') {
+    const text = fs.readFileSync(0, 'utf-8')
+    const b = db.batch()
+    for (const line of text.split('\n')) {
+      if (!line) continue
+      const tab = line.indexOf('\t')
+      await b.put(line.slice(0, tab), line.slice(tab + 1))
+    }
+    await b.flush()
+  } else if (cmd === 'list') {
+    let out = ''
+    for await (const e of db.createReadStream()) {
+      out += e.key + '\t' + e.value + '\n'
+      if (out.length > 1 << 16) {
+        if (!process.stdout.write(out)) await new Promise((resolve) => process.stdout.once('drain', resolve))
+        out = ''
+      }
+    }
+    process.stdout.write(out)
+  } else {
+    throw new Error('usage: bee-cli.js batch|list DIR')
+  }
+  await db.close()
+})()
