@@ -72,6 +72,9 @@ pub(crate) trait TreeRead {
     fn child_ptr(&self, n: &Self::Node, i: usize) -> Result<(u64, u64), BeeError>;
     /// Key `i` (JS `getKey`).
     async fn key(&mut self, n: &Self::Node, i: usize) -> Result<Arc<[u8]>, BeeError>;
+    /// `key` compared with key `i` (what a binary search needs, without copying the key).
+    async fn cmp_key(&mut self, n: &Self::Node, i: usize, key: &[u8])
+        -> Result<Ordering, BeeError>;
     /// Child `i` (JS `getChildNode`).
     async fn child(&mut self, n: &Self::Node, i: usize) -> Result<Self::Node, BeeError>;
     /// Block `seq` (JS `getBlock`).
@@ -248,6 +251,14 @@ impl<C: BeeCore> TreeRead for CommittedTree<C> {
         Ok(k)
     }
 
+    async fn cmp_key(&mut self, n: &CNode, i: usize, key: &[u8]) -> Result<Ordering, BeeError> {
+        self.key_seq(n, i)?;
+        if let Some(k) = n.levels[n.offset].key_bytes[i].get() {
+            return Ok(key.cmp(k));
+        }
+        Ok(key.cmp(&self.key(n, i).await?))
+    }
+
     async fn child(&mut self, n: &CNode, i: usize) -> Result<CNode, BeeError> {
         let (seq, offset) = self.child_ptr(n, i)?;
         let b = if seq == n.block.seq {
@@ -277,7 +288,7 @@ pub(crate) async fn search<T: TreeRead>(
     let (mut s, mut e) = (0, t.keys_len(n));
     while s < e {
         let mid = (s + e) >> 1;
-        match key.cmp(&*t.key(n, mid).await?) {
+        match t.cmp_key(n, mid, key).await? {
             Ordering::Equal => return Ok(Ok(mid)),
             Ordering::Less => e = mid,
             Ordering::Greater => s = mid + 1,

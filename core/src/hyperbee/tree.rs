@@ -69,10 +69,48 @@ impl<F: FnMut(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError>> CasFn for
 /// The "no compare-and-swap" callback type, for `None::<&mut NoCas>`.
 pub(crate) type NoCas = fn(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeError>;
 
+/// Bytes of a key of a tree node: inline when short, so that a binary search reads one array
+/// instead of following a pointer per key.
+#[derive(Debug, Clone)]
+enum KeyBytes {
+    Inline(u8, [u8; INLINE_KEY]),
+    Heap(Arc<[u8]>),
+}
+
+/// Keys up to this long are kept inline.
+const INLINE_KEY: usize = 30;
+
+impl KeyBytes {
+    fn new(b: &[u8]) -> Self {
+        if b.len() <= INLINE_KEY {
+            let mut buf = [0u8; INLINE_KEY];
+            buf[..b.len()].copy_from_slice(b);
+            KeyBytes::Inline(b.len() as u8, buf)
+        } else {
+            KeyBytes::Heap(b.into())
+        }
+    }
+
+    fn from_arc(a: &Arc<[u8]>) -> Self {
+        if a.len() <= INLINE_KEY {
+            Self::new(a)
+        } else {
+            KeyBytes::Heap(a.clone())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline(len, buf) => &buf[..*len as usize],
+            KeyBytes::Heap(a) => a,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct KeyRef {
     seq: u64,
-    value: Option<Arc<[u8]>>,
+    value: Option<KeyBytes>,
 }
 
 #[derive(Debug, Default)]
@@ -227,7 +265,7 @@ impl Arena {
                                 .zip(memo.iter())
                                 .map(|(&seq, m)| KeyRef {
                                     seq,
-                                    value: m.get().cloned(),
+                                    value: m.get().map(KeyBytes::from_arc),
                                 })
                                 .collect(),
                             children,
@@ -267,36 +305,44 @@ impl Arena {
         Ok(Some(self.tree_node(e, 0)?))
     }
 
-    /// JS `node.getKey(i)`.
-    async fn key<C: BeeCore>(
+    /// JS `node.getKey(i)`: make sure key `i`'s bytes are loaded.
+    async fn load_key<C: BeeCore>(
         &mut self,
         ctx: &ReadCtx<C>,
         n: NodeId,
         i: usize,
-    ) -> Result<Arc<[u8]>, BeeError> {
+    ) -> Result<(), BeeError> {
         let k = self
             .level(n)
             .keys
             .get(i)
             .ok_or_else(|| self.err(n, "a key index out of range"))?;
-        if let Some(v) = &k.value {
-            return Ok(v.clone());
+        if k.value.is_some() {
+            return Ok(());
         }
         let seq = k.seq;
         let own = self.nodes[n].block.filter(|&e| self.entries[e].seq == seq);
         let v = if let Some(e) = own {
-            self.entries[e].key.clone()
+            KeyBytes::from_arc(&self.entries[e].key)
         } else if seq >= ctx.length {
             let e = *self
                 .by_seq
                 .get(&seq)
                 .ok_or_else(|| self.err(n, "a key refers to a block past the version"))?;
-            self.entries[e].key.clone()
+            KeyBytes::from_arc(&self.entries[e].key)
         } else {
-            ctx.block(seq).await?.key().into()
+            KeyBytes::new(ctx.block(seq).await?.key())
         };
-        self.level_mut(n).keys[i].value = Some(v.clone());
-        Ok(v)
+        self.level_mut(n).keys[i].value = Some(v);
+        Ok(())
+    }
+
+    /// Key `i`'s bytes, once loaded.
+    fn key_bytes(&self, n: NodeId, i: usize) -> &[u8] {
+        self.level(n).keys[i]
+            .value
+            .as_ref()
+            .map_or(&[][..], KeyBytes::as_slice)
     }
 
     /// JS `node.getChildNode(i)`.
@@ -381,7 +427,11 @@ impl Arena {
         new: &RawEntry<'_>,
         always_duplicate: bool,
     ) -> Result<bool, BeeError> {
-        let target = key.value.clone().expect("inserted keys carry their bytes");
+        let target: Vec<u8> = key
+            .value
+            .as_ref()
+            .map(|k| k.as_slice().to_vec())
+            .unwrap_or_default();
         match search(&mut ArenaTree { arena: self, ctx }, &n, &target).await? {
             Ok(mid) => {
                 if let Some(cas) = cas {
@@ -447,7 +497,7 @@ impl Arena {
         self.level_mut(right).keys = keys;
         // Make sure the median is loaded.
         let last = self.level(n).keys.len() - 1;
-        self.key(ctx, n, last).await?;
+        self.load_key(ctx, n, last).await?;
         let median = self
             .level_mut(n)
             .keys
@@ -650,7 +700,7 @@ impl Arena {
         let seq = ctx.length + self.length;
         let target = KeyRef {
             seq,
-            value: Some(key.clone()),
+            value: Some(KeyBytes::from_arc(key)),
         };
         let new = RawEntry {
             seq,
@@ -995,7 +1045,18 @@ impl<C: BeeCore> TreeRead for ArenaTree<'_, C> {
     }
 
     async fn key(&mut self, n: &NodeId, i: usize) -> Result<Arc<[u8]>, BeeError> {
-        self.arena.key(self.ctx, *n, i).await
+        self.arena.load_key(self.ctx, *n, i).await?;
+        Ok(self.arena.key_bytes(*n, i).into())
+    }
+
+    async fn cmp_key(
+        &mut self,
+        n: &NodeId,
+        i: usize,
+        key: &[u8],
+    ) -> Result<std::cmp::Ordering, BeeError> {
+        self.arena.load_key(self.ctx, *n, i).await?;
+        Ok(key.cmp(self.arena.key_bytes(*n, i)))
     }
 
     async fn child(&mut self, n: &NodeId, i: usize) -> Result<NodeId, BeeError> {
