@@ -129,40 +129,58 @@ impl Hasher for SeqHasher {
 /// A `HashMap` keyed by block seq.
 pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
-/// Blocks decoded so far, for one fork of the core. Two generations: lookups look in both and
-/// promote from the old one; when the current one is full it becomes the old one (an LRU
-/// approximation in O(1)).
+/// Blocks decoded so far, for one fork of the core, at most `cap` of them.
+///
+/// Seqs are dense, so the cache is a page table rather than a hash map: pages of 64 slots
+/// (what one storage record holds, and what a read brings in around a missed block), allocated
+/// while they hold something. A lookup is two indexed loads. Eviction is CLOCK: each slot has a
+/// referenced bit set on use; the hand clears set bits and evicts the first clear one.
 #[derive(Debug)]
 pub(crate) struct BlockCache {
-    inner: Mutex<Generations>,
+    inner: Mutex<Table>,
+}
+
+const PAGE_BITS: u32 = 6;
+const PAGE: usize = 1 << PAGE_BITS;
+
+#[derive(Debug)]
+struct Page {
+    slots: [Option<Arc<Block>>; PAGE],
+    referenced: u64,
+    count: u32,
 }
 
 #[derive(Debug)]
-struct Generations {
+struct Table {
     fork: u64,
     cap: usize,
-    cur: SeqMap<Arc<Block>>,
-    old: SeqMap<Arc<Block>>,
+    len: usize,
+    pages: Vec<Option<Box<Page>>>,
+    /// The CLOCK hand: the next slot to look at (a seq).
+    hand: u64,
 }
 
-/// Default number of blocks kept (per generation: up to twice as many in all). JS keeps 65536.
-pub(crate) const DEFAULT_CACHE_BLOCKS: usize = 65536;
+/// Default number of blocks kept: 256 Ki, about 50-70 MiB of small entries. (JS keeps 65536
+/// decoded blocks, plus what RocksDB caches underneath; a cache smaller than the part of the
+/// bee a workload touches makes every miss a storage read.)
+pub(crate) const DEFAULT_CACHE_BLOCKS: usize = 1 << 18;
 
 impl BlockCache {
-    /// An empty cache keeping about `cap` blocks.
+    /// An empty cache keeping at most `cap` blocks.
     pub fn new(cap: usize) -> Self {
         BlockCache {
-            inner: Mutex::new(Generations {
+            inner: Mutex::new(Table {
                 fork: 0,
                 cap: cap.max(1),
-                cur: SeqMap::default(),
-                old: SeqMap::default(),
+                len: 0,
+                pages: Vec::new(),
+                hand: 0,
             }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        // Nothing panics while the lock is held; a poisoned lock still holds a valid map.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // Nothing panics while the lock is held; a poisoned lock still holds a valid table.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -175,11 +193,10 @@ impl BlockCache {
             }
             return None;
         }
-        if let Some(b) = g.cur.get(&seq) {
-            return Some(b.clone());
-        }
-        let b = g.old.remove(&seq)?;
-        g.insert(seq, b.clone());
+        let page = g.pages.get_mut(page_of(seq))?.as_mut()?;
+        let slot = slot_of(seq);
+        let b = page.slots[slot].as_ref()?.clone();
+        page.referenced |= 1 << slot;
         Some(b)
     }
 
@@ -195,18 +212,84 @@ impl BlockCache {
     }
 }
 
-impl Generations {
+fn page_of(seq: u64) -> usize {
+    usize::try_from(seq >> PAGE_BITS).unwrap_or(usize::MAX)
+}
+
+fn slot_of(seq: u64) -> usize {
+    (seq as usize) & (PAGE - 1)
+}
+
+impl Table {
     fn reset(&mut self, fork: u64) {
         self.fork = fork;
-        self.cur.clear();
-        self.old.clear();
+        self.pages.clear();
+        self.len = 0;
+        self.hand = 0;
     }
 
     fn insert(&mut self, seq: u64, block: Arc<Block>) {
-        if self.cur.len() >= self.cap {
-            self.old = std::mem::take(&mut self.cur);
+        let p = page_of(seq);
+        if p == usize::MAX {
+            return;
         }
-        self.cur.insert(seq, block);
+        if self.pages.len() <= p {
+            self.pages.resize_with(p + 1, || None);
+        }
+        let page = self.pages[p].get_or_insert_with(|| {
+            Box::new(Page {
+                slots: std::array::from_fn(|_| None),
+                referenced: 0,
+                count: 0,
+            })
+        });
+        let s = slot_of(seq);
+        if page.slots[s].is_none() {
+            page.count += 1;
+            self.len += 1;
+        }
+        page.slots[s] = Some(block);
+        // New blocks count as used: the hand passes them once before they can go.
+        page.referenced |= 1 << s;
+        while self.len > self.cap {
+            self.evict_one();
+        }
+    }
+
+    /// Advance the CLOCK hand to the next slot that was not used since the hand last passed,
+    /// and drop it.
+    fn evict_one(&mut self) {
+        let end = (self.pages.len() as u64) << PAGE_BITS;
+        // Two turns at most: the first clears every referenced bit.
+        for _ in 0..2 * self.pages.len() + 2 {
+            if self.hand >= end {
+                self.hand = 0;
+            }
+            let p = page_of(self.hand);
+            let Some(page) = self.pages[p].as_mut() else {
+                self.hand = ((p as u64) + 1) << PAGE_BITS;
+                continue;
+            };
+            let mut s = slot_of(self.hand);
+            while s < PAGE {
+                if page.slots[s].is_some() {
+                    if page.referenced & (1 << s) != 0 {
+                        page.referenced &= !(1 << s);
+                    } else {
+                        page.slots[s] = None;
+                        page.count -= 1;
+                        self.len -= 1;
+                        if page.count == 0 {
+                            self.pages[p] = None;
+                        }
+                        self.hand = ((p as u64) << PAGE_BITS) + s as u64 + 1;
+                        return;
+                    }
+                }
+                s += 1;
+            }
+            self.hand = ((p as u64) + 1) << PAGE_BITS;
+        }
     }
 }
 
@@ -220,18 +303,25 @@ mod tests {
     }
 
     #[test]
-    fn generations_and_forks() {
-        let c = BlockCache::new(2);
+    fn clock_eviction_and_forks() {
+        let c = BlockCache::new(3);
         for s in 1..=3 {
             c.insert(s, 0, block(s));
         }
-        // 1 and 2 moved to the old generation when 3 came in; all three are found.
         for s in 1..=3 {
             assert_eq!(c.get(s, 0).unwrap().seq, s);
         }
+        // Full: a fourth block evicts one of the first three (all referenced: the hand clears
+        // them, then takes the first), and 2 and 3 stay.
         c.insert(4, 0, block(4));
-        c.insert(5, 0, block(5));
-        assert!(c.get(5, 0).is_some());
+        let kept: Vec<u64> = (1..=4).filter(|&s| c.get(s, 0).is_some()).collect();
+        assert_eq!(kept, [2, 3, 4]);
+        // Far-apart seqs use pages of their own; eviction frees emptied pages.
+        for s in [1000, 70_000, 5] {
+            c.insert(s, 0, block(s));
+        }
+        assert_eq!((1..=80_000).filter(|&s| c.get(s, 0).is_some()).count(), 3);
+        assert!(c.lock().pages.iter().filter(|p| p.is_some()).count() <= 3);
         // An old fork's reader does not see (or disturb) the cache of a newer fork.
         c.insert(6, 1, block(6));
         assert!(c.get(5, 1).is_none());

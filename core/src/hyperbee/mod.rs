@@ -106,7 +106,7 @@ pub struct BeeOptions {
     pub always_duplicate: bool,
     /// Separator [`Hyperbee::sub`] puts after a prefix (JS `sep`, default `0x00`).
     pub sep: Vec<u8>,
-    /// Decoded blocks kept in memory (about; JS keeps 65536).
+    /// Decoded blocks kept in memory (default 256 Ki; JS keeps 65536).
     pub cache_blocks: usize,
 }
 
