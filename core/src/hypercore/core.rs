@@ -384,6 +384,19 @@ impl<S: Storage> Hypercore<S> {
     /// single-signer manifest and its key to that manifest's hash (or the public key when
     /// `compat`). Without one, give the `key` and/or `manifest` of the core to follow.
     pub async fn create(storage: S, opts: CreateOptions) -> Result<Self, HypercoreError> {
+        let (core, batch) = Self::prepare_create(storage, opts).await?;
+        core.storage.write(batch).await?;
+        Ok(core)
+    }
+
+    /// [`Hypercore::create`] without the write: the new core and the batch that stores it.
+    /// The caller must write the batch to the core's storage (it may add writes of its own,
+    /// e.g. a corestore's index entries, through [`crate::storage::Prefixed::to_inner`]) before
+    /// using the core; until then nothing of it is stored.
+    pub async fn prepare_create(
+        storage: S,
+        opts: CreateOptions,
+    ) -> Result<(Self, Batch), HypercoreError> {
         if storage.get(&layout::header_key()).await?.is_some() {
             return Err(HypercoreError::AlreadyExists);
         }
@@ -421,8 +434,7 @@ impl<S: Storage> Hypercore<S> {
         };
         let mut batch = Batch::new();
         batch.put(layout::header_key(), core.header_for(&core.tree).encode());
-        core.storage.write(batch).await?;
-        Ok(core)
+        Ok((core, batch))
     }
 
     /// Open the core stored in `storage` ([`HypercoreError::NotFound`] if there is none).
