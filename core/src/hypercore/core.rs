@@ -24,116 +24,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::crypto::{discovery_key, Hash, KeyPair};
-use crate::encoding::{write_buffer, write_uint, Decode, DecodeError, Decoder, Encode};
+use crate::encoding::{write_buffer, write_uint, Decode, Decoder, Encode};
 use crate::storage::{Batch, Storage, StorageError};
 
-use super::bitfield::{Bitfield, BitfieldError};
+use super::bitfield::Bitfield;
 use super::blocks;
-use super::encryption::{BlockEncryption, EncryptionError, PADDING};
+use super::encryption::{BlockEncryption, PADDING};
+// Re-exported here too: `hypercore::core::HypercoreError` is the path callers have used.
+pub use super::error::HypercoreError;
+use super::error::ProofError;
 use super::flat_tree;
 use super::layout;
-use super::manifest::{Manifest, ManifestError};
+use super::manifest::Manifest;
 use super::messages::{Data, DataBlock, TreeNode};
-use super::proof::{self, ProofError, ProofRequest};
+use super::proof::{self, ProofRequest};
 use super::tree::{self, MerkleTree, SeekResult, TreeBatch};
-use super::verifier::{Verifier, VerifyError};
+use super::verifier::Verifier;
 
 /// Largest block [`Hypercore::append`] accepts (JS `MAX_SUGGESTED_BLOCK_SIZE`, 15 MiB).
 pub const MAX_BLOCK_SIZE: usize = 15 * 1024 * 1024;
 
 /// Version of the stored header format.
 const HEADER_VERSION: u64 = 1;
-
-/// Everything that can go wrong in a hypercore operation.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum HypercoreError {
-    /// The storage backend failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// Stored bytes are inconsistent (a header, node or page that cannot be right).
-    #[error("corrupt core: {0}")]
-    Corrupt(String),
-    /// Stored or received bytes do not decode.
-    #[error("decode error: {0}")]
-    Decode(#[from] DecodeError),
-    /// A signature does not verify (or could not be made).
-    #[error("invalid signature: {0}")]
-    InvalidSignature(#[from] VerifyError),
-    /// A proof does not verify or cannot be generated; says which part failed.
-    #[error("invalid proof: {0}")]
-    InvalidProof(#[from] ProofError),
-    /// A manifest is invalid or does not belong to this core.
-    #[error("manifest: {0}")]
-    Manifest(#[from] ManifestError),
-    /// A block is larger than [`MAX_BLOCK_SIZE`].
-    #[error("block of {size} bytes exceeds the {max}-byte limit")]
-    BlockTooLarge {
-        /// Size of the offending block.
-        size: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The core has no key pair that may sign for it.
-    #[error("core is not writable")]
-    NotWritable,
-    /// An index or length beyond the core's length.
-    #[error("index {index} out of bounds (length {length})")]
-    OutOfBounds {
-        /// The index asked for.
-        index: u64,
-        /// The core's length.
-        length: u64,
-    },
-    /// A snapshot read of a block that a truncation has since removed.
-    #[error(
-        "snapshot not available: block {index} was truncated (snapshot valid below {available})"
-    )]
-    SnapshotNotAvailable {
-        /// Block asked for.
-        index: u64,
-        /// Blocks below this index are still readable through the snapshot.
-        available: u64,
-    },
-    /// No core is stored in this storage.
-    #[error("no hypercore in this storage")]
-    NotFound,
-    /// A core is already stored in this storage.
-    #[error("a hypercore already exists in this storage")]
-    AlreadyExists,
-    /// A tree node that must be stored is missing.
-    #[error("tree node {0} is missing from storage")]
-    MissingNode(u64),
-    /// The key pair is not a signer of the core's manifest, or the key does not match.
-    #[error("key mismatch: {0}")]
-    KeyMismatch(&'static str),
-    /// The core is encrypted and no encryption key was given.
-    #[error("core is encrypted and no encryption key was given")]
-    EncryptionKeyRequired,
-    /// Decrypting a stored block failed.
-    #[error("encryption: {0}")]
-    Encryption(#[from] EncryptionError),
-    /// A block's hash does not match the tree ([`Hypercore::verify_all`]).
-    #[error("block {0} does not match the merkle tree")]
-    BlockMismatch(u64),
-    /// The tree rebuilt from the blocks does not match the stored roots.
-    #[error("tree rebuilt from blocks does not match the stored roots")]
-    TreeMismatch,
-    /// A block is not stored locally (readers hold sparse data).
-    #[error("block {0} is not available locally")]
-    BlockNotAvailable(u64),
-    /// The core has no manifest yet (a reader that has not received one).
-    #[error("core has no manifest yet")]
-    NoManifest,
-    /// An argument outside what the operation accepts.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(&'static str),
-}
-
-impl From<BitfieldError> for HypercoreError {
-    fn from(e: BitfieldError) -> Self {
-        HypercoreError::Corrupt(e.to_string())
-    }
-}
 
 /// Options of [`Hypercore::create`].
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,7 @@
 
 use crate::storage::Storage;
 
-use super::core::HypercoreError;
+use super::error::{HypercoreError, ProofError};
 use super::flat_tree::{self, Iterator};
 use super::manifest::Prologue;
 use super::messages::{
@@ -21,63 +21,6 @@ use super::messages::{
     RequestUpgrade, TreeNode,
 };
 use super::tree::{self, block_node, parent_node, MerkleTree, NodeCache, TreeBatch};
-
-/// Why a proof was rejected or could not be produced.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ProofError {
-    /// The proof lacks a node where one was expected.
-    #[error("expected proof node {expected}, got none")]
-    MissingNode {
-        /// Index the verifier needed.
-        expected: u64,
-    },
-    /// The proof has a different node where one was expected.
-    #[error("expected proof node {expected}, got node {got}")]
-    UnexpectedNode {
-        /// Index the verifier needed.
-        expected: u64,
-        /// Index the proof had.
-        got: u64,
-    },
-    /// A node index outside any valid tree.
-    #[error("node index {0} out of range")]
-    NodeOutOfRange(u64),
-    /// An additional (upgrade) node that does not fit the tree.
-    #[error("unexpected additional node {0}")]
-    UnexpectedAdditionalNode(u64),
-    /// The upgrade does not start at 0 while the core has a prologue it does not cover.
-    #[error("upgrade does not satisfy the prologue")]
-    PrologueNotSatisfied,
-    /// The tree at the prologue length does not have the prologue hash.
-    #[error("tree hash does not match the prologue")]
-    PrologueHashMismatch,
-    /// The proof's root does not match the node stored locally.
-    #[error("invalid checksum at node {0}")]
-    InvalidChecksum(u64),
-    /// The proof ends in a node the verifier does not have, and carries no upgrade reaching it.
-    #[error("node {0} cannot be verified: not stored locally")]
-    Unverifiable(u64),
-    /// The sizes of the proof's nodes add up past `u64::MAX` (at node `.0`).
-    #[error("node sizes overflow at node {0}")]
-    SizeOverflow(u64),
-    /// The upgrade is malformed (empty, or does not extend the local tree).
-    #[error("invalid upgrade: {0}")]
-    InvalidUpgrade(&'static str),
-    /// The request cannot be answered (JS INVALID_OPERATION on generation).
-    #[error("invalid proof request: {0}")]
-    InvalidRequest(&'static str),
-    /// The proof is for another fork than the local one.
-    #[error("proof is for fork {got}, local fork is {local}")]
-    ForkMismatch {
-        /// Local fork.
-        local: u64,
-        /// Fork of the proof.
-        got: u64,
-    },
-    /// An upgrade for a length we have, with a different tree (a fork/conflict).
-    #[error("upgrade to length {0} conflicts with the local tree")]
-    Conflict(u64),
-}
 
 /// What is asked of a proof (the proof part of a wire [`Request`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,7 +30,8 @@ use std::sync::Arc;
 
 use async_lock::{Mutex, MutexGuard};
 
-use super::core::{AppendOutcome, Hypercore, HypercoreError, Snapshot};
+use super::core::{AppendOutcome, Hypercore, Snapshot};
+use super::error::HypercoreError;
 use crate::storage::Storage;
 
 /// A handle on a shared core; see the module docs.

@@ -12,7 +12,7 @@
 use crate::crypto::{leaf_hash, parent_hash, tree_hash, Hash};
 use crate::storage::{Batch, Storage};
 
-use super::core::HypercoreError;
+use super::error::HypercoreError;
 use super::flat_tree::{self, Iterator};
 use super::layout;
 use super::messages::TreeNode;
