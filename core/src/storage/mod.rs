@@ -233,6 +233,35 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
 }
 
+/// On wasm (one thread, JS handles that are neither `Send` nor `Sync`) a backend shares through
+/// an `Rc`, e.g. one IndexedDB database under the many [`Prefixed`] views of a corestore.
+#[cfg(target_arch = "wasm32")]
+impl<S: Storage + ?Sized> Storage for std::rc::Rc<S> {
+    fn get(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend {
+        (**self).get(key)
+    }
+    fn get_many(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StorageError>> + MaybeSend {
+        (**self).get_many(keys)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Entries, StorageError>> + MaybeSend {
+        (**self).scan(start, end, limit)
+    }
+    fn write(&self, batch: Batch) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).write(batch)
+    }
+}
+
 /// A view of a storage under a key prefix (one core inside a shared store).
 #[derive(Debug, Clone)]
 pub struct Prefixed<S> {
