@@ -503,6 +503,18 @@ impl<S: Storage + Clone> Corestore<S> {
                 }
             };
             self.add_core(core)?;
+        } else if let Some(ek) = encryption_key {
+            // Open without the key (for a remote, or by a session that did not give it).
+            let core = self
+                .hub
+                .replicator_mut(&dk)
+                .ok_or(CorestoreError::UnknownHandle)?
+                .core_mut();
+            if core.encrypted() {
+                core.set_encryption_key(ek)?;
+            } else {
+                return Err(HypercoreError::InvalidArgument("core is not encrypted").into());
+            }
         }
         let key = match key {
             Some(k) if alias.is_none() => k,

@@ -740,3 +740,38 @@ fn a_stored_core_is_served_on_demand_and_closed_after() {
             .any(|e| matches!(e, HubEvent::ChannelClosed { discovery_key, .. } if *discovery_key == rh_dk)));
     });
 }
+
+/// An encrypted core opened without its key (as for a remote) gets it from a later session.
+#[test]
+fn a_later_session_brings_the_encryption_key() {
+    block_on(async {
+        let (mut s, _) = store(30).await;
+        let key = [0x33; 32];
+        let h = s
+            .get(GetOptions::named("e").with_encryption_key(key))
+            .await
+            .unwrap();
+        s.append(0, &h, &[b"secret"]).await.unwrap();
+        let dk = *h.discovery_key();
+        s.close_core(h).unwrap();
+        let bare = s.get(GetOptions::from_discovery_key(dk)).await.unwrap();
+        assert!(s.core(&bare).unwrap().get(0).await.is_err());
+        let keyed = s
+            .get(GetOptions::named("e").with_encryption_key(key))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.core(&bare).unwrap().get(0).await.unwrap().as_deref(),
+            Some(&b"secret"[..])
+        );
+        assert!(s.core(&keyed).unwrap().encrypted());
+        let plain = s.get(GetOptions::named("plain")).await.unwrap();
+        assert!(matches!(
+            s.get(GetOptions::named("plain").with_encryption_key(key))
+                .await
+                .unwrap_err(),
+            CorestoreError::Hypercore(HypercoreError::InvalidArgument(_))
+        ));
+        let _ = plain;
+    });
+}

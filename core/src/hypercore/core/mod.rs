@@ -550,6 +550,23 @@ impl<S: Storage> Hypercore<S> {
         self.encrypted
     }
 
+    /// Give an encrypted core opened without it its block encryption key (e.g. a core a
+    /// corestore opened for a remote, which replicates the stored bytes without decrypting,
+    /// and that a session now wants to read). [`HypercoreError::InvalidArgument`] if the core
+    /// is not encrypted.
+    pub fn set_encryption_key(&mut self, encryption_key: [u8; 32]) -> Result<(), HypercoreError> {
+        if !self.encrypted {
+            return Err(HypercoreError::InvalidArgument("core is not encrypted"));
+        }
+        self.encryption = Some(BlockEncryption::new(
+            &encryption_key,
+            &self.key,
+            self.is_compat(),
+        ));
+        self.encryption_key = Some(encryption_key);
+        Ok(())
+    }
+
     /// The merkle tree state (roots, length, byte length, fork, signature).
     pub fn tree(&self) -> &MerkleTree {
         &self.tree
