@@ -310,6 +310,9 @@ impl<S: Storage> ReplicationHub<S> {
     pub fn add_core(&mut self, replicator: Replicator<S>) -> Result<[u8; 32], ReplicationError> {
         let dk = *replicator.core().discovery_key();
         self.cores.insert(dk, replicator);
+        // A waiting open of it pairs with our open below (its events are handled with the
+        // stream's next frame; `accept_core` handles them at once).
+        self.unknown.retain(|(_, d)| *d != dk);
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for sid in ids {
             self.open_channel(sid, dk)?;
