@@ -7,6 +7,7 @@
 //!
 //! One module per Holepunch concept:
 //! - [`encoding`] — compact-encoding.
+//! - [`corestore`] — many cores in one storage, named cores, replicated together.
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
 //! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
 //! - [`hyperbee`] — the append-only B-tree on a hypercore (byte-identical to hyperbee 2.27.3).
@@ -14,6 +15,7 @@
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
+pub mod corestore;
 pub mod crypto;
 pub mod encoding;
 pub mod hyperbee;
