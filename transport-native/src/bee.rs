@@ -1,5 +1,7 @@
-//! Hyperbees on cores that are being replicated: [`HubCore`], a [`BeeCore`] over a core in a
-//! [`SharedHub`]. A read of a block the core does not hold asks the peers for that one block
+//! Hyperbees on cores that are being replicated: [`HostCore`], a [`BeeCore`] over a core in a
+//! [`SharedHost`]: a bare replication hub ([`HubCore`], on a [`crate::replicate::SharedHub`]) or a corestore
+//! ([`StoreCore`], on a [`crate::replicate::SharedCorestore`]; the core must be open in it).
+//! A read of a block the core does not hold asks the peers for that one block
 //! (a bounded `download`) and waits for it, so a bee query downloads only the blocks it walks:
 //! a `get` on a million-key bee fetches a few dozen blocks, not the core.
 //!
@@ -21,18 +23,55 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::core::corestore::{CoreStorage, Corestore};
 use crate::core::hyperbee::{BeeCore, CoreState};
 use crate::core::hypercore::{HypercoreError, Snapshot};
-use crate::core::replication::{ReplicationError, ReplicationHub};
+use crate::core::replication::{ReplicationError, ReplicationHost, ReplicationHub, Replicator};
 use crate::core::storage::{Storage, StorageError};
-use crate::replicate::SharedHub;
+use crate::replicate::SharedHost;
+
+/// A replication host whose cores a [`HostCore`] reads and appends to, by discovery key.
+pub trait CoreHost: ReplicationHost + 'static {
+    /// The storage of its cores.
+    type Storage: Storage + 'static;
+    /// The replicator of the open core `dk`.
+    fn replicator(&self, dk: &[u8; 32]) -> Option<&Replicator<Self::Storage>>;
+    /// The same, to change.
+    fn replicator_mut(&mut self, dk: &[u8; 32]) -> Option<&mut Replicator<Self::Storage>>;
+}
+
+impl<S: Storage + 'static> CoreHost for ReplicationHub<S> {
+    type Storage = S;
+    fn replicator(&self, dk: &[u8; 32]) -> Option<&Replicator<S>> {
+        ReplicationHub::replicator(self, dk)
+    }
+    fn replicator_mut(&mut self, dk: &[u8; 32]) -> Option<&mut Replicator<S>> {
+        ReplicationHub::replicator_mut(self, dk)
+    }
+}
+
+impl<S: Storage + Clone + 'static> CoreHost for Corestore<S> {
+    type Storage = CoreStorage<S>;
+    fn replicator(&self, dk: &[u8; 32]) -> Option<&Replicator<CoreStorage<S>>> {
+        self.hub().replicator(dk)
+    }
+    fn replicator_mut(&mut self, dk: &[u8; 32]) -> Option<&mut Replicator<CoreStorage<S>>> {
+        self.open_replicator_mut(dk)
+    }
+}
+
+/// A core of a bare replication hub as a [`BeeCore`].
+pub type HubCore<S> = HostCore<ReplicationHub<S>>;
+
+/// A core open in a corestore as a [`BeeCore`] (hyperdrive's db).
+pub type StoreCore<S> = HostCore<Corestore<S>>;
 
 /// How long [`BeeCore::update`] waits for the peers to sync, by default.
 pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A core of a [`SharedHub`] as a [`BeeCore`]; see the module docs.
-pub struct HubCore<S: Storage> {
-    hub: SharedHub<S>,
+/// A core of a [`SharedHost`] as a [`BeeCore`]; see the module docs.
+pub struct HostCore<H: CoreHost> {
+    hub: SharedHost<H>,
     dk: [u8; 32],
     snapshot: Option<Snapshot>,
     block_timeout: Option<Duration>,
@@ -41,9 +80,9 @@ pub struct HubCore<S: Storage> {
     gave_up: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
-impl<S: Storage> Clone for HubCore<S> {
+impl<H: CoreHost> Clone for HostCore<H> {
     fn clone(&self) -> Self {
-        HubCore {
+        HostCore {
             hub: self.hub.clone(),
             dk: self.dk,
             snapshot: self.snapshot.clone(),
@@ -67,11 +106,11 @@ fn repl_err(e: ReplicationError) -> HypercoreError {
     }
 }
 
-impl<S: Storage + 'static> HubCore<S> {
+impl<H: CoreHost> HostCore<H> {
     /// The core with discovery key `discovery_key` in `hub`. A missing block is waited for
-    /// as long as it takes (see [`HubCore::with_block_timeout`]).
-    pub fn new(hub: SharedHub<S>, discovery_key: [u8; 32]) -> Self {
-        HubCore {
+    /// as long as it takes (see [`HostCore::with_block_timeout`]).
+    pub fn new(hub: SharedHost<H>, discovery_key: [u8; 32]) -> Self {
+        HostCore {
             hub,
             dk: discovery_key,
             snapshot: None,
@@ -97,29 +136,28 @@ impl<S: Storage + 'static> HubCore<S> {
     }
 
     /// The hub.
-    pub fn hub(&self) -> &SharedHub<S> {
+    pub fn hub(&self) -> &SharedHost<H> {
         &self.hub
     }
 
     /// How many blocks of the core are stored locally.
     pub async fn stored_blocks(&self) -> Result<u64, HypercoreError> {
         let g = self.hub.lock().await;
-        let core = g.replicator(&self.dk).ok_or_else(unknown_core)?.core();
+        let core = CoreHost::replicator(&*g, &self.dk)
+            .ok_or_else(unknown_core)?
+            .core();
         Ok((0..core.length()).filter(|&i| core.has(i)).count() as u64)
     }
 
-    fn rep<'a>(
-        &self,
-        g: &'a mut ReplicationHub<S>,
-    ) -> Result<&'a mut crate::core::replication::Replicator<S>, HypercoreError> {
-        g.replicator_mut(&self.dk).ok_or_else(unknown_core)
+    fn rep<'a>(&self, g: &'a mut H) -> Result<&'a mut Replicator<H::Storage>, HypercoreError> {
+        CoreHost::replicator_mut(&mut *g, &self.dk).ok_or_else(unknown_core)
     }
 }
 
-impl<S: Storage + 'static> BeeCore for HubCore<S> {
+impl<H: CoreHost> BeeCore for HostCore<H> {
     async fn key(&self) -> [u8; 32] {
         let g = self.hub.lock().await;
-        g.replicator(&self.dk)
+        CoreHost::replicator(&*g, &self.dk)
             .map(|r| *r.core().key())
             .unwrap_or_default()
     }
@@ -133,7 +171,7 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
             };
         }
         let g = self.hub.lock().await;
-        match g.replicator(&self.dk) {
+        match CoreHost::replicator(&*g, &self.dk) {
             Some(r) => CoreState {
                 length: r.core().length(),
                 fork: r.core().fork(),
@@ -151,7 +189,7 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
         let mut out = self.clone();
         if out.snapshot.is_none() {
             let mut g = self.hub.lock().await;
-            if let Some(r) = g.replicator_mut(&self.dk) {
+            if let Some(r) = CoreHost::replicator_mut(&mut *g, &self.dk) {
                 out.snapshot = Some(r.core_mut().snapshot());
             }
         }
@@ -224,7 +262,7 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
             notified.as_mut().enable();
             {
                 let g = self.hub.lock().await;
-                match g.replicator(&self.dk) {
+                match CoreHost::replicator(&*g, &self.dk) {
                     Some(r) if r.core().length() == length && r.core().fork() == fork => {}
                     _ => return,
                 }
@@ -246,7 +284,7 @@ impl<S: Storage + 'static> BeeCore for HubCore<S> {
             notified.as_mut().enable();
             {
                 let g = self.hub.lock().await;
-                let rep = g.replicator(&self.dk).ok_or_else(unknown_core)?;
+                let rep = CoreHost::replicator(&*g, &self.dk).ok_or_else(unknown_core)?;
                 let core = rep.core();
                 if core.writable() {
                     return Ok(());
