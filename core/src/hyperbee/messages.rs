@@ -192,7 +192,7 @@ impl Level {
 
 /// The index of a node block: the tree nodes this block wrote; `levels[0]` is the root as of
 /// this block (for the last block of a batch; earlier blocks of a batch keep only the nodes they
-/// still own, see [`super::batch`]).
+/// still own, see [`super::Batch`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct YoloIndex {
     /// The tree nodes.
