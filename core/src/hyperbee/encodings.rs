@@ -51,7 +51,11 @@ impl Codec for Utf8 {
         value.as_bytes().to_vec()
     }
     fn decode(&self, bytes: &[u8]) -> Result<String, BeeError> {
-        Ok(String::from_utf8_lossy(bytes).into_owned())
+        // Valid UTF-8 (the usual case) is one check and one copy.
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        })
     }
 }
 
