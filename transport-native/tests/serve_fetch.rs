@@ -256,7 +256,8 @@ fn fetch_fails_cleanly_without_a_server() {
 }
 
 /// A real JS hypercore 11 reader (`tests/interop/replicate-peer.js`) downloads everything from
-/// `core serve`. Needs node and the pinned JS reference (`./run.sh test` installs both).
+/// `core serve`, which tells it that it is not downloading itself. Needs node and the pinned JS
+/// reference (`./run.sh test` installs both).
 #[test]
 fn js_reader_fetches_from_serve() {
     let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
@@ -319,6 +320,13 @@ fn js_reader_fetches_from_serve() {
             "block {k}"
         );
     }
+    // `core serve` only seeds: its `sync` says it is not downloading and takes no pushes (JS
+    // `isDownloading` / `isAllowingPush`).
+    assert_eq!(done["remoteDownloading"], false, "serve says it downloads");
+    assert_eq!(
+        done["remoteAllowPush"], false,
+        "serve offers to take pushes"
+    );
     let closed = lines
         .iter()
         .find(|v| v["event"] == "closed")

@@ -86,7 +86,14 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let key_pair = random_key_pair()?;
     let mut hub = ReplicationHub::new();
     let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
+        .add_core(Replicator::new(
+            core,
+            // It only seeds: its `sync` says it is not downloading (JS `isDownloading`).
+            Options {
+                downloading: false,
+                ..Options::default()
+            },
+        ))
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
     let hub = SharedHub::new(hub);
     runtime()?.block_on(async move {
