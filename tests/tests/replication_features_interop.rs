@@ -7,7 +7,8 @@
 //! * A JS reader seeks into a Rust-served core and gets the answers the block sizes dictate.
 //! * A Rust core and a JS core signed by the same key pair over different blocks (a forked
 //!   writer) meet: Rust's failed upgrade leads to a conflict check (request id 0) that JS
-//!   answers; both sides detect the conflict and close the core's channel.
+//!   answers; both sides detect the conflict and close the core's channel. Ours stores the
+//!   conflict with the core: reopened, it refuses to append.
 //! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
 //!   with `hash` requests and keeping every block before it.
 //! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{
-    CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
+    Conflict, CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
 };
 use hyperpunch_core::replication::{
     Event, HubEvent, Options, PeerId, ReplicationError, ReplicationHub, Replicator, SeekId,
@@ -323,6 +324,15 @@ fn forked_writer_conflict_is_detected_on_both_sides() {
     let c = d.hub.replicator(&dk).unwrap().core();
     assert_eq!(c.length(), 5);
     block_on(c.verify_all()).unwrap();
+    // The conflict is stored with our core: reopened, it still refuses to append.
+    assert_eq!(c.conflict(), Some(Conflict { length: 5, fork: 0 }));
+    let mut reopened =
+        block_on(Hypercore::open(c.storage().clone(), OpenOptions::default())).unwrap();
+    assert_eq!(reopened.conflict(), Some(Conflict { length: 5, fork: 0 }));
+    assert_eq!(
+        block_on(reopened.append(&[b"fork 5"])).unwrap_err(),
+        HypercoreError::Conflict { length: 5, fork: 0 }
+    );
     d.stream.end();
     d.pump_until("the close", &mut peer, |d| d.closed);
     peer.next_event("closed", STEP).unwrap();

@@ -488,6 +488,16 @@ async fn download(
                 Some(HubEvent::Core { event: Event::InvalidData { error, .. }, .. }) => {
                     pb.suspend(|| eprintln!("the peer sent data that does not verify: {error}"));
                 }
+                Some(HubEvent::Core { event: Event::Conflict { .. }, .. }) => {
+                    // The writer forked: the core is frozen (stored with it), nothing to wait for.
+                    let g = hub.lock().await;
+                    let c = g.replicator(&dk).ok_or_else(vanished)?.core();
+                    c.storage().sync().map_err(|e| storage_err(dir, e))?;
+                    if let Some(c) = c.conflict() {
+                        let (length, fork) = (c.length, c.fork);
+                        return Err(core_err(dir, HypercoreError::Conflict { length, fork }));
+                    }
+                }
                 Some(_) => {}
                 None => return Err(CliError::new("the replication hub stopped")),
             },

@@ -17,7 +17,7 @@ use crate::hypercore::proof::{self, ProofRequest};
 use crate::hypercore::tree::{self, TreeBatch};
 use crate::hypercore::verifier::Verifier;
 
-use super::{ApplyOutcome, Hypercore, VerifiedProof, MAX_BLOCK_SIZE};
+use super::{ApplyOutcome, Conflict, Hypercore, VerifiedProof, MAX_BLOCK_SIZE};
 
 impl<S: Storage> Hypercore<S> {
     /// Generate the proof answering `req` (JS `core.proof`): block proofs carry the stored
@@ -268,7 +268,26 @@ impl<S: Storage> Hypercore<S> {
     /// that length than ours: two valid signatures over diverging trees, a forked writer.
     /// `Ok(false)` when the check does not apply (other fork, longer than our core, no manifest,
     /// roots not stored) or the trees agree; an error when the proof does not verify on its own.
-    pub async fn check_conflict(&self, proof: &Data) -> Result<bool, HypercoreError> {
+    ///
+    /// A conflict freezes the core (JS marks its header `frozen` and closes the core): it is
+    /// stored with it, in one write, and from then on, also after a restart, the core refuses
+    /// appends, truncations and proofs with [`HypercoreError::Conflict`] ([`Hypercore::conflict`]
+    /// says why). Reads still work.
+    pub async fn check_conflict(&mut self, proof: &Data) -> Result<bool, HypercoreError> {
+        if !self.diverges(proof).await? {
+            return Ok(false);
+        }
+        let length = proof.upgrade.as_ref().map_or(0, |u| u.length);
+        self.freeze(Conflict {
+            length,
+            fork: proof.fork,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Whether `proof` proves a signed tree that diverges from ours ([`Hypercore::check_conflict`]).
+    async fn diverges(&self, proof: &Data) -> Result<bool, HypercoreError> {
         let (Some(up), Some(verifier)) = (proof.upgrade.as_ref(), self.verifier.as_ref()) else {
             return Ok(false);
         };
@@ -343,6 +362,9 @@ impl<S: Storage> Hypercore<S> {
         &mut self,
         proofs: &[&Data],
     ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
+        if let Err(e) = self.check_not_frozen() {
+            return Ok(proofs.iter().map(|_| Err(e.clone())).collect());
+        }
         let mut results = Vec::with_capacity(proofs.len());
         let mut blocks: Vec<&DataBlock> = Vec::new();
         // The leaf hashes of all the blocks at once (SIMD lanes: about twice the throughput of
@@ -431,6 +453,7 @@ impl<S: Storage> Hypercore<S> {
         verified: VerifiedProof,
         block: Option<&DataBlock>,
     ) -> Result<ApplyOutcome, HypercoreError> {
+        self.check_not_frozen()?;
         let VerifiedProof {
             batch: tb,
             manifest: new_manifest,

@@ -53,6 +53,8 @@
 //!   a validly signed tree that diverges from ours is a conflict ([`Event::Conflict`]): the
 //!   replicator freezes, sends every peer its own proof of that length and lets them all go
 //!   (the hub closes the core's channels); a proof that agrees with our tree resumes the peer.
+//!   The conflict is stored with the core ([`Hypercore::conflict`]): it refuses writes, and a
+//!   replicator made for it later starts frozen.
 //! * **push mode** (JS `allowPush` / `push`): [`Replicator::push`] sends a block nobody asked
 //!   for (`data` with request id 0) to every peer whose `sync` set `allowPush` and `downloading`
 //!   and that lacks it, with the proof from the length the peer has (or our upgrades already
@@ -297,6 +299,8 @@ impl<S: Storage> Replicator<S> {
     /// A replicator for `core`.
     pub fn new(core: Hypercore<S>, opts: Options) -> Self {
         let (last_length, last_fork) = (core.length(), core.fork());
+        // A core that detected a conflict before (stored with it) stays frozen.
+        let frozen = core.conflict().is_some();
         Replicator {
             core,
             opts,
@@ -320,7 +324,7 @@ impl<S: Storage> Replicator<S> {
             events: VecDeque::new(),
             last_length,
             last_fork,
-            frozen: false,
+            frozen,
             pending_reorg: None,
             not_downloading_at: None,
         }
@@ -372,8 +376,8 @@ impl<S: Storage> Replicator<S> {
         })
     }
 
-    /// A conflict was detected ([`Event::Conflict`]): nothing is requested, answered or accepted
-    /// any more.
+    /// A conflict was detected ([`Event::Conflict`]), now or before the core was reopened
+    /// ([`Hypercore::conflict`]): nothing is requested, answered or accepted any more.
     pub fn is_frozen(&self) -> bool {
         self.frozen
     }
