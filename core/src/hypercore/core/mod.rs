@@ -107,12 +107,13 @@ pub struct VerifiedProof {
     pub manifest: Option<Manifest>,
 }
 
-/// A frozen view of a core ([`Hypercore::snapshot`]).
+/// A frozen view of a core ([`Hypercore::snapshot`]): its tree (roots, length, fork,
+/// signature) when it was taken, so it can still be read ([`Hypercore::get_at`]) and proven
+/// ([`Hypercore::proof_at`]) after the core grew.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    length: u64,
+    tree: MerkleTree,
     byte_length: u64,
-    fork: u64,
     tree_hash: Hash,
     available: Arc<AtomicU64>,
 }
@@ -120,7 +121,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Length when the snapshot was taken.
     pub fn length(&self) -> u64 {
-        self.length
+        self.tree.length
     }
     /// User-visible byte length when the snapshot was taken.
     pub fn byte_length(&self) -> u64 {
@@ -128,7 +129,11 @@ impl Snapshot {
     }
     /// Fork when the snapshot was taken.
     pub fn fork(&self) -> u64 {
-        self.fork
+        self.tree.fork
+    }
+    /// The signature of the tree when the snapshot was taken (empty for an empty reader).
+    pub fn signature(&self) -> &[u8] {
+        &self.tree.signature
     }
     /// Tree hash when the snapshot was taken.
     pub fn tree_hash(&self) -> Hash {
@@ -136,7 +141,7 @@ impl Snapshot {
     }
     /// Blocks below this index are still readable (a truncation lowers it).
     pub fn available_length(&self) -> u64 {
-        self.available.load(Ordering::Acquire).min(self.length)
+        self.available.load(Ordering::Acquire).min(self.tree.length)
     }
 }
 

@@ -14,17 +14,45 @@ use crate::hypercore::layout;
 use crate::hypercore::manifest::Manifest;
 use crate::hypercore::messages::{Data, DataBlock, TreeNode};
 use crate::hypercore::proof::{self, ProofRequest};
-use crate::hypercore::tree::{self, TreeBatch};
+use crate::hypercore::tree::{self, MerkleTree, TreeBatch};
 use crate::hypercore::verifier::Verifier;
 
-use super::{ApplyOutcome, Conflict, Hypercore, VerifiedProof, MAX_BLOCK_SIZE};
+use super::{ApplyOutcome, Conflict, Hypercore, Snapshot, VerifiedProof, MAX_BLOCK_SIZE};
 
 impl<S: Storage> Hypercore<S> {
     /// Generate the proof answering `req` (JS `core.proof`): block proofs carry the stored
     /// block bytes. The result's `request` is 0 and `manifest` is `None`; set them for the wire.
     pub async fn proof(&self, req: &ProofRequest) -> Result<Data, HypercoreError> {
+        self.proof_of(&self.tree, req).await
+    }
+
+    /// Generate the proof answering `req` from `snapshot`'s tree (JS `snapshot.proof()`, which
+    /// proves from the session's own state): upgrades reach the snapshot's length with the
+    /// signature it had, however much the core grew since, and blocks past it are not there.
+    /// The snapshot's nodes must still be stored: once a truncation went below its length
+    /// ([`Snapshot::available_length`]) it fails with [`HypercoreError::SnapshotNotAvailable`]
+    /// (JS, whose storage keeps snapshots of its own, still answers).
+    pub async fn proof_at(
+        &self,
+        snapshot: &Snapshot,
+        req: &ProofRequest,
+    ) -> Result<Data, HypercoreError> {
+        let available = snapshot.available_length();
+        if available < snapshot.length() {
+            let index = req.block.map_or(available, |b| b.index.max(available));
+            return Err(HypercoreError::SnapshotNotAvailable { index, available });
+        }
+        self.proof_of(&snapshot.tree, req).await
+    }
+
+    /// The proof answering `req` from `tree` (ours, or a snapshot's on our fork).
+    async fn proof_of(
+        &self,
+        tree: &MerkleTree,
+        req: &ProofRequest,
+    ) -> Result<Data, HypercoreError> {
         if let Some(b) = req.block {
-            if b.index < self.tree.length && !self.bitfield.get(b.index) {
+            if b.index < tree.length && !self.bitfield.get(b.index) {
                 return Err(HypercoreError::BlockNotAvailable(b.index));
             }
         }
@@ -32,7 +60,7 @@ impl<S: Storage> Hypercore<S> {
         let mut data = proof::generate_cached(
             &self.storage,
             Some(&self.node_cache),
-            &self.tree,
+            tree,
             prologue.as_ref(),
             req,
         )
@@ -286,7 +314,8 @@ impl<S: Storage> Hypercore<S> {
         Ok(true)
     }
 
-    /// Whether `proof` proves a signed tree that diverges from ours ([`Hypercore::check_conflict`]).
+    /// Whether `proof` proves a signed tree that diverges from ours
+    /// ([`Hypercore::check_conflict`]).
     async fn diverges(&self, proof: &Data) -> Result<bool, HypercoreError> {
         let (Some(up), Some(verifier)) = (proof.upgrade.as_ref(), self.verifier.as_ref()) else {
             return Ok(false);
