@@ -27,7 +27,7 @@
 //!     .collect().await?
 //!     .into_iter().map(|e| e.key).collect();
 //! assert_eq!(keys, ["a", "b"]);
-//! assert_eq!(db.version().await, 5); // header + 3 puts + 1
+//! assert_eq!(db.version().await, 4); // the header and three puts
 //! # Ok::<(), hyperpunch_core::hyperbee::BeeError>(())
 //! # }).unwrap();
 //! ```
