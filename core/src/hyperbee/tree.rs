@@ -19,6 +19,9 @@
 //! batch for [`super::Batch`]. Reads inside a batch go through [`ArenaTree`], which implements
 //! [`TreeRead`] over the arena, so a batch sees its pending writes.
 //!
+//! (About 1,000 lines on purpose: this is one JS object model, and each method sits next to the
+//! ones it calls, in JS's order, so it can be read against `index.js`.)
+//!
 //! Deviation: JS caches at most 128 committed `BlockEntry`s per batch (`maxBlocksCached`); this
 //! arena caches all of them. That is only observable (as different bytes) when a batch contains a
 //! compare-and-swap that refused, or an `alwaysDuplicate: false` put that found the same value,
