@@ -43,9 +43,15 @@
 //! - `sub`: prefixed sub-databases; [`encodings`](Codec): key/value encodings.
 //! - `watch`: [`Watcher`] and [`EntryWatcher`].
 //!
+//! Differences from JS: `get` does not trust JS's `isTarget` shortcut (which returns a deleted
+//! key's old value in some trees, see `read::get`); a checkout of a version the core does not
+//! have yet fails ([`BeeError::VersionNotAvailable`]) instead of waiting for it; errors are typed
+//! where JS throws `TypeError`s on malformed trees.
+//!
 //! Not done: the `hyperbee` replication extension (remote `get`/iterator hints; peers that send
 //! it are ignored and fall back to block requests), `clearUnlinked`, range-iterator
-//! checkpoints, and `watch`'s `map`/`differ`/`onchange` hooks.
+//! checkpoints, `watch`'s `map`/`differ`/`onchange` hooks, and JS's `preload` (a read of a
+//! replicated core fetches one block at a time, one round trip each).
 
 mod batch;
 mod cache;

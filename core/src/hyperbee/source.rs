@@ -82,13 +82,6 @@ pub trait BeeCore: Clone + MaybeSend + MaybeSync + 'static {
     /// Resolve once the live core's length or fork differs from `length` / `fork`.
     fn wait_change(&self, length: u64, fork: u64) -> impl Future<Output = ()> + MaybeSend;
 
-    /// A hint that `blocks` will be read soon (JS `TreeNode.preload`): a replicated core may
-    /// request them from peers in one go. Local cores ignore it.
-    fn prefetch(&self, blocks: &[u64]) -> impl Future<Output = ()> + MaybeSend {
-        let _ = blocks;
-        async {}
-    }
-
     /// Catch up with the peers' latest length (JS `core.update()`); local cores have nothing to
     /// do.
     fn update(&self) -> impl Future<Output = Result<(), HypercoreError>> + MaybeSend {
