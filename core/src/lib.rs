@@ -22,6 +22,8 @@ pub mod hypercore;
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
 pub mod protomux;
+/// Relaying connections through a third peer: blind-relay.
+pub mod relay;
 /// hypercore replication: the sans-IO replicator and its protomux stream glue.
 pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
