@@ -14,6 +14,8 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+/// The DHT: dht-rpc and the hyperdht record layer, sans-IO.
+pub mod dht;
 pub mod encoding;
 pub mod hypercore;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
