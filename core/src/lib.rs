@@ -14,7 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
-/// hyperdht: connect by public key (Noise IK through relaying nodes), holepunching.
+/// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
 pub mod dht;
 pub mod encoding;
 pub mod hypercore;
