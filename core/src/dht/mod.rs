@@ -5,7 +5,9 @@
 //! - [`messages_connect`] — the PEER_HANDSHAKE / PEER_HOLEPUNCH values and their payloads.
 //! - [`noise_wrap`] — the IK handshake with hyperdht payloads and `final()`.
 //! - [`holepunch`] — SecurePayload, the NAT analysis and the puncher's strategies.
+pub mod connect;
 pub mod holepunch;
 pub mod messages_connect;
 pub mod noise_wrap;
+pub mod router;
 pub mod rpc;
