@@ -67,6 +67,9 @@ pub enum ConnectError {
     /// A relay answered the holepunch with something that is not a REPLY.
     #[error("BAD_HOLEPUNCH_REPLY: Bad holepunch reply")]
     BadHolepunchReply,
+    /// The key to connect to is not an Ed25519 public key.
+    #[error("INVALID_PUBLIC_KEY: the remote key is not a valid Ed25519 public key")]
+    InvalidPublicKey,
     /// The attempt was cancelled.
     #[error("DESTROYED: connection attempt cancelled")]
     Destroyed,
@@ -255,7 +258,7 @@ impl Client {
             pending_reqs: Vec::new(),
         };
         if c.noise.is_none() {
-            c.fail(ctx, ConnectError::ServerIncompatible);
+            c.fail(ctx, ConnectError::InvalidPublicKey);
             return c;
         }
         for a in c.opts.relay_addresses.clone() {

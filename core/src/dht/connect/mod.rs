@@ -598,3 +598,6 @@ impl Connector {
         }
     }
 }
+
+#[cfg(test)]
+mod sim_tests;

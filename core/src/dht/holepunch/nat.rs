@@ -206,9 +206,8 @@ impl Nat {
         let max = self.samples_full[0].hits;
         if max >= 3 {
             self.firewall = Firewall::Consistent;
-        } else if max == 1 {
-            self.firewall = Firewall::Random;
-        } else if self.samples_host.len() == 1 && self.sampled > 3 {
+        } else if max == 1 || (self.samples_host.len() == 1 && self.sampled > 3) {
+            // One hit each, or one host whose ports disagree: randomized.
             self.firewall = Firewall::Random;
         } else if self.samples_host.len() > 1
             && self.samples_full.get(1).is_some_and(|s| s.hits > 1)

@@ -635,4 +635,4 @@ pub fn match_address(local: &[SocketAddrV4], remote: &[SocketAddrV4]) -> Option<
 
 #[cfg(test)]
 #[path = "sim_tests.rs"]
-mod sim_tests;
+pub(crate) mod sim_tests;

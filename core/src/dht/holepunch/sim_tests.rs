@@ -7,15 +7,15 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Consistent,
     Random,
 }
 
 /// A NAT with one public IP. Consistent: one public port per local socket. Random: one per
 /// (socket, destination). Inbound passes only from an address the mapping has sent to.
-struct NatBox {
-    ip: Ipv4Addr,
+pub(crate) struct NatBox {
+    pub(crate) ip: Ipv4Addr,
     kind: Kind,
     out: HashMap<(SocketId, SocketAddrV4), u16>,
     inbound: HashMap<u16, (SocketId, HashSet<SocketAddrV4>)>,
@@ -24,7 +24,7 @@ struct NatBox {
 }
 
 impl NatBox {
-    fn new(ip: Ipv4Addr, kind: Kind, seed: u64) -> Self {
+    pub(crate) fn new(ip: Ipv4Addr, kind: Kind, seed: u64) -> Self {
         NatBox {
             ip,
             kind,
@@ -46,7 +46,7 @@ impl NatBox {
         }
     }
     /// The public source address of a datagram from `sock` to `to` (creating the mapping).
-    fn send(&mut self, sock: SocketId, to: SocketAddrV4) -> SocketAddrV4 {
+    pub(crate) fn send(&mut self, sock: SocketId, to: SocketAddrV4) -> SocketAddrV4 {
         let key = match self.kind {
             Kind::Consistent => (sock, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             Kind::Random => (sock, to),
@@ -72,7 +72,7 @@ impl NatBox {
             .insert(to);
         SocketAddrV4::new(self.ip, port)
     }
-    fn recv(&self, port: u16, from: SocketAddrV4) -> Option<SocketId> {
+    pub(crate) fn recv(&self, port: u16, from: SocketAddrV4) -> Option<SocketId> {
         let (sock, allowed) = self.inbound.get(&port)?;
         allowed.contains(&from).then_some(*sock)
     }
@@ -205,10 +205,8 @@ fn run(client: Kind, server: Kind, seed: u64) -> (bool, bool, u64) {
     }
     let mut now = 0;
     while now < 60_000 && sides[0].connected.is_none() && !sides[0].aborted {
-        for i in 0..2 {
-            let mut l = lim[i].clone();
-            drain(&mut sides, i, now, &mut q, &mut seq, &mut l);
-            lim[i] = l;
+        for (i, l) in lim.iter_mut().enumerate() {
+            drain(&mut sides, i, now, &mut q, &mut seq, l);
         }
         let next_timer = [sides[0].p.poll_timeout(), sides[1].p.poll_timeout()];
         let next_ev = q.peek().map(|Reverse(e)| e.at);

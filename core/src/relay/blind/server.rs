@@ -93,9 +93,7 @@ impl Server {
 
     /// `_onpair`.
     pub fn handle_pair(&mut self, session: SessionId, pair: Pair) -> Option<Match> {
-        let Some(state) = self.sessions.get_mut(&session) else {
-            return None;
-        };
+        let state = self.sessions.get_mut(&session)?;
         let side = usize::from(pair.is_initiator);
         let entry = self.pairing.entry(pair.token).or_insert([None, None]);
         if entry[side].is_some() {
