@@ -13,3 +13,4 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod replicate;
 pub mod udx;
+pub mod dht_connect;

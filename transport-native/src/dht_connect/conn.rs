@@ -1,0 +1,187 @@
+//! One hyperdht connection: secret-stream (from the DHT's Noise IK handshake) over a UDX
+//! stream, as a message pipe. A pump task owns both engines; the [`Connection`] handle sends
+//! and receives whole secret-stream messages.
+
+use std::io;
+
+use hyperpunch_core::dht::connect::Established;
+use hyperpunch_core::secretstream::{Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::udx::UdxStream;
+
+/// hyperdht's `connectionKeepAlive`: an empty message after 5 s of write idleness.
+pub const KEEP_ALIVE_MS: u64 = 5000;
+
+enum Out {
+    Message(Vec<u8>),
+    End,
+}
+
+/// A connection to a peer: the remote key, messages in and out.
+pub struct Connection {
+    remote_public_key: [u8; 32],
+    is_initiator: bool,
+    out: mpsc::Sender<Out>,
+    incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+}
+
+impl Connection {
+    /// The peer's public key (authenticated by the handshake).
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.remote_public_key
+    }
+
+    /// Whether we connected out (the secret-stream initiator).
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// Sends one message (at most 16 MiB - 1 - 17 bytes).
+    pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
+        self.out.send(Out::Message(message)).await.map_err(|_| closed())
+    }
+
+    /// Ends our side: the peer reads the end after our messages.
+    pub async fn end(&self) -> io::Result<()> {
+        self.out.send(Out::End).await.map_err(|_| closed())
+    }
+
+    /// The next message; `None` once the peer ended (or the connection closed cleanly).
+    pub async fn recv(&mut self) -> Option<io::Result<Vec<u8>>> {
+        self.incoming.recv().await
+    }
+
+    /// Splits into a sender and a receiver half.
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        (ConnectionSender { out: self.out }, ConnectionReceiver { incoming: self.incoming })
+    }
+}
+
+/// The sending half of a [`Connection`].
+pub struct ConnectionSender {
+    out: mpsc::Sender<Out>,
+}
+
+impl ConnectionSender {
+    /// Sends one message.
+    pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
+        self.out.send(Out::Message(message)).await.map_err(|_| closed())
+    }
+    /// Ends our side.
+    pub async fn end(&self) -> io::Result<()> {
+        self.out.send(Out::End).await.map_err(|_| closed())
+    }
+}
+
+/// The receiving half of a [`Connection`].
+pub struct ConnectionReceiver {
+    incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+}
+
+impl ConnectionReceiver {
+    /// The next message; `None` at the peer's end.
+    pub async fn recv(&mut self) -> Option<io::Result<Vec<u8>>> {
+        self.incoming.recv().await
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the connection is closed")
+}
+
+fn entropy() -> io::Result<Entropy> {
+    let mut b = [0u8; 64];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Entropy::from_bytes(&b))
+}
+
+/// Starts the pump of an established connection over `udx`.
+pub(crate) fn start(udx: UdxStream, est: &Established) -> io::Result<Connection> {
+    let epoch = Instant::now();
+    let opts = StreamOptions { keep_alive: KEEP_ALIVE_MS, ..StreamOptions::default() };
+    let stream = SecretStream::from_handshake(est.is_initiator, est.handshake.split.clone(), entropy()?, opts, 0);
+    let (out_tx, out_rx) = mpsc::channel(64);
+    let (in_tx, in_rx) = mpsc::channel(64);
+    tokio::spawn(pump(udx, stream, out_rx, in_tx, epoch));
+    Ok(Connection { remote_public_key: est.handshake.split.remote_public_key, is_initiator: est.is_initiator, out: out_tx, incoming: in_rx })
+}
+
+async fn pump(mut udx: UdxStream, mut stream: SecretStream, mut out: mpsc::Receiver<Out>, incoming: mpsc::Sender<io::Result<Vec<u8>>>, epoch: Instant) {
+    // Dropped at the peer's end, so that the reader sees `None` while we may still write.
+    let mut incoming = Some(incoming);
+    async fn deliver(incoming: &Option<mpsc::Sender<io::Result<Vec<u8>>>>, item: io::Result<Vec<u8>>) {
+        if let Some(tx) = incoming {
+            let _ = tx.send(item).await;
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out_open = true;
+    let mut read_open = true;
+    let mut shut = false;
+    loop {
+        while let Some(bytes) = stream.poll_transmit() {
+            if udx.write_all(&bytes).await.is_err() {
+                deliver(&incoming, Err(closed())).await;
+                return;
+            }
+        }
+        if stream.wants_shutdown() && !shut {
+            shut = true;
+            let _ = udx.shutdown().await;
+        }
+        while let Some(ev) = stream.poll_event() {
+            match ev {
+                StreamEvent::Message(m) => {
+                    deliver(&incoming, Ok(m)).await;
+                }
+                StreamEvent::End => incoming = None,
+                StreamEvent::Closed(err) => {
+                    if let Some(e) = err {
+                        deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
+                    }
+                    let _ = udx.shutdown().await;
+                    return;
+                }
+                StreamEvent::Connected { .. } => {}
+            }
+        }
+        if !read_open && !out_open && shut {
+            return;
+        }
+        let deadline = stream.poll_timeout().map(|t| epoch + std::time::Duration::from_millis(t));
+        tokio::select! {
+            r = udx.read(&mut buf), if read_open => match r {
+                Ok(0) => {
+                    read_open = false;
+                    stream.handle_eof(epoch.elapsed().as_millis() as u64);
+                }
+                Ok(n) => stream.handle_input(epoch.elapsed().as_millis() as u64, &buf[..n]),
+                Err(e) => {
+                    deliver(&incoming, Err(e)).await;
+                    return;
+                }
+            },
+            m = out.recv(), if out_open => match m {
+                Some(Out::Message(m)) => {
+                    if let Err(e) = stream.write(&m) {
+                        deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+                Some(Out::End) | None => {
+                    out_open = false;
+                    stream.end();
+                }
+            },
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => stream.handle_timeout(epoch.elapsed().as_millis() as u64),
+        }
+    }
+}
