@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::storage::{Batch, Op, Storage};
 
-use super::core::HypercoreError;
+use super::error::HypercoreError;
 use super::layout;
 
 /// Most blocks in one chunk.

@@ -5,6 +5,8 @@
 //! - [`manifest`]: manifests v0-v3 and the core key (manifest hash).
 //! - [`verifier`]: the 112/80-byte signables, multisig blobs, quorum and prologue checks.
 //! - [`encryption`]: default block encryption (XSalsa20 with the 8-byte padding).
+//! - [`error`]: [`HypercoreError`] and [`ProofError`], apart so that the modules returning them
+//!   do not depend on each other.
 //! - [`messages`]: the wire encodings of tree nodes, proofs and replication messages.
 //! - [`proof`]: proof generation and verification (block, hash, seek, upgrade, additional nodes).
 //! - [`bitfield`]: the local bitfield (which blocks are present).
@@ -16,6 +18,7 @@ pub mod bitfield;
 mod blocks;
 pub mod core;
 pub mod encryption;
+pub mod error;
 pub mod flat_tree;
 pub mod layout;
 pub mod manifest;
@@ -26,9 +29,10 @@ pub mod tree;
 pub mod verifier;
 
 pub use self::core::{
-    AppendOutcome, ApplyOutcome, CreateOptions, Hypercore, HypercoreError, OpenOptions, Snapshot,
-    VerifiedProof, MAX_BLOCK_SIZE,
+    AppendOutcome, ApplyOutcome, CreateOptions, Hypercore, OpenOptions, Snapshot, VerifiedProof,
+    MAX_BLOCK_SIZE,
 };
-pub use self::proof::{ProofError, ProofRequest};
+pub use self::error::{HypercoreError, ProofError};
+pub use self::proof::ProofRequest;
 pub use self::session::Session;
 pub use self::tree::{MerkleTree, SeekResult};

@@ -30,7 +30,8 @@ use std::sync::Arc;
 
 use async_lock::{Mutex, MutexGuard};
 
-use super::core::{AppendOutcome, Hypercore, HypercoreError, Snapshot};
+use super::core::{AppendOutcome, Hypercore, Snapshot};
+use super::error::HypercoreError;
 use crate::storage::Storage;
 
 /// A handle on a shared core; see the module docs.
@@ -150,6 +151,14 @@ impl<S: Storage> Session<S> {
             return Err(HypercoreError::NotWritable);
         }
         self.core.lock().await.truncate(new_length, fork).await
+    }
+}
+
+impl<S: Storage> Hypercore<S> {
+    /// This core behind a clonable, shared handle: the first [`Session`] (JS
+    /// `core.session()`; same as [`Session::new`]).
+    pub fn into_session(self) -> Session<S> {
+        Session::new(self)
     }
 }
 

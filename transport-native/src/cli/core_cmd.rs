@@ -1,183 +1,24 @@
-//! `hyperpunch core ...`: one hypercore in a [`FileStorage`] folder.
-//!
-//! Layout of the storage folder DIR:
-//! * the fjall database of [`FileStorage`] (the core's header, including its key pair's secret
-//!   key, its blocks, tree nodes and bitfield: all written by [`Hypercore`]);
-//! * `DIR/encryption-key` (mode 0600, 64 hex characters) for encrypted cores, because the core
-//!   itself does not persist its encryption key (JS hypercore does not either).
-//!
-//! DIR is made mode 0700 on `create`, since it holds the secret key.
+//! `hyperpunch core create|append|get|truncate|info|verify`: one hypercore in a
+//! [`FileStorage`] folder (its layout: [`super::store`]).
 
-use super::args::CoreCommand;
 use super::input::BlockSource;
+use super::store::{
+    core_err, open_core, restrict, storage_err, write_secret_file, ENCRYPTION_KEY_FILE,
+};
 use super::{parse_hex32, CliError};
 use futures_executor::block_on;
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError, OpenOptions};
-use hyperpunch::storage::StorageError;
+use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError};
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-/// Name of the file holding an encrypted core's block encryption key.
-pub const ENCRYPTION_KEY_FILE: &str = "encryption-key";
 /// Upper bound on the bytes of one append batch (besides the block count).
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Run one `core` subcommand.
-pub fn run(cmd: CoreCommand) -> Result<(), CliError> {
-    match cmd {
-        CoreCommand::Create {
-            storage,
-            seed,
-            compat,
-            encryption_key,
-        } => create(
-            &storage.storage,
-            seed.as_deref(),
-            compat,
-            encryption_key.as_deref(),
-        ),
-        CoreCommand::Append {
-            storage,
-            block_size,
-            batch,
-            files,
-        } => append(&storage.storage, block_size, batch, files),
-        CoreCommand::Get { storage, index } => get(&storage.storage, index),
-        CoreCommand::Truncate { storage, length } => truncate(&storage.storage, length),
-        CoreCommand::Info { storage, json } => info(&storage.storage, json),
-        CoreCommand::Verify { storage } => verify(&storage.storage),
-        CoreCommand::Serve(args) => super::net_cmd::serve(&args),
-        CoreCommand::Fetch(args) => super::net_cmd::fetch(&args),
-    }
-}
-
-pub(super) fn storage_err(dir: &Path, e: StorageError) -> CliError {
-    match e {
-        StorageError::Unavailable(m) => {
-            CliError::new(format!("cannot open {}: {m}", dir.display()))
-        }
-        StorageError::Io(m) => {
-            CliError::new(format!("storage I/O error in {}: {m}", dir.display()))
-        }
-        StorageError::Corrupt(m) => {
-            CliError::corrupt(format!("storage in {} is corrupt: {m}", dir.display()))
-        }
-    }
-}
-
-/// A one-line message for a core error; corruption-type errors get exit status 3.
-pub(super) fn core_err(dir: &Path, e: HypercoreError) -> CliError {
-    use HypercoreError as E;
-    match e {
-        E::Storage(s) => storage_err(dir, s),
-        E::NotFound => CliError::new(format!(
-            "no core in {} (create one with `hyperpunch core create --storage {}`)",
-            dir.display(),
-            dir.display()
-        )),
-        E::AlreadyExists => CliError::new(format!("{} already holds a core", dir.display())),
-        E::BlockMismatch(i) => CliError::corrupt(format!(
-            "corrupt: block {i} does not match the merkle tree (its bytes were modified)"
-        )),
-        E::TreeMismatch => CliError::corrupt(
-            "corrupt: the tree rebuilt from the blocks does not match the stored roots",
-        ),
-        E::InvalidSignature(v) => CliError::corrupt(format!(
-            "corrupt: the signature does not match the tree ({v})"
-        )),
-        E::BlockNotAvailable(i) => {
-            CliError::corrupt(format!("corrupt: block {i} is missing from storage"))
-        }
-        E::MissingNode(n) => CliError::corrupt(format!(
-            "corrupt: merkle tree node {n} is missing from storage"
-        )),
-        e @ (E::Corrupt(_) | E::Decode(_) | E::Encryption(_)) => {
-            CliError::corrupt(format!("corrupt: {e}"))
-        }
-        E::NotWritable => CliError::new(format!(
-            "the core in {} has no secret key, so it cannot be written",
-            dir.display()
-        )),
-        E::EncryptionKeyRequired => CliError::new(format!(
-            "the core is encrypted but {} is missing",
-            dir.join(ENCRYPTION_KEY_FILE).display()
-        )),
-        other => CliError::new(other.to_string()),
-    }
-}
-
-/// Open the storage of an existing core, without creating the folder.
-fn open_existing_storage(dir: &Path) -> Result<FileStorage, CliError> {
-    if !dir.is_dir() {
-        return Err(core_err(dir, HypercoreError::NotFound));
-    }
-    FileStorage::open(dir).map_err(|e| storage_err(dir, e))
-}
-
-pub(super) fn read_encryption_key(dir: &Path) -> Result<Option<[u8; 32]>, CliError> {
-    let path = dir.join(ENCRYPTION_KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => parse_hex32(&path.display().to_string(), &s).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::new(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-pub(super) fn open_core(dir: &Path) -> Result<Hypercore<FileStorage>, CliError> {
-    let storage = open_existing_storage(dir)?;
-    let encryption_key = read_encryption_key(dir)?;
-    block_on(Hypercore::open(
-        storage,
-        OpenOptions {
-            encryption_key,
-            key_pair: None,
-        },
-    ))
-    .map_err(|e| core_err(dir, e))
-}
-
-#[cfg(unix)]
-pub(super) fn restrict(path: &Path, mode: u32) -> Result<(), CliError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| CliError::new(format!("cannot set permissions of {}: {e}", path.display())))
-}
-
-#[cfg(not(unix))]
-pub(super) fn restrict(_path: &Path, _mode: u32) -> Result<(), CliError> {
-    Ok(())
-}
-
-pub(super) fn write_secret_file(path: &Path, contents: &str) -> Result<(), CliError> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            CliError::new(format!(
-                "{} already exists: the folder already holds a core",
-                path.display()
-            ))
-        } else {
-            CliError::new(format!("cannot write {}: {e}", path.display()))
-        }
-    })?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
-}
-
-fn create(
+/// `core create`: a new core with a key pair from `seed` (random without), printing its key.
+pub fn create(
     dir: &Path,
     seed: Option<&str>,
     compat: bool,
@@ -247,7 +88,8 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
-fn append(
+/// `core append`: blocks from `files` (one each) or stdin (lines, or `block_size` chunks).
+pub fn append(
     dir: &Path,
     block_size: Option<u64>,
     batch: u64,
@@ -297,7 +139,8 @@ fn append(
     Ok(())
 }
 
-fn get(dir: &Path, index: u64) -> Result<(), CliError> {
+/// `core get`: block `index`, raw, on stdout.
+pub fn get(dir: &Path, index: u64) -> Result<(), CliError> {
     let core = open_core(dir)?;
     let block = match block_on(core.get(index)) {
         Ok(Some(b)) => b,
@@ -320,7 +163,8 @@ fn get(dir: &Path, index: u64) -> Result<(), CliError> {
         .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
 }
 
-fn truncate(dir: &Path, length: u64) -> Result<(), CliError> {
+/// `core truncate`: drop the blocks from `length` on.
+pub fn truncate(dir: &Path, length: u64) -> Result<(), CliError> {
     let mut core = open_core(dir)?;
     match block_on(core.truncate(length, None)) {
         Ok(()) => {}
@@ -336,7 +180,8 @@ fn truncate(dir: &Path, length: u64) -> Result<(), CliError> {
     Ok(())
 }
 
-fn info(dir: &Path, json: bool) -> Result<(), CliError> {
+/// `core info`: key, length, hashes (as JSON with `json`).
+pub fn info(dir: &Path, json: bool) -> Result<(), CliError> {
     let core = open_core(dir)?;
     let key = hex::encode(core.key());
     let dkey = hex::encode(core.discovery_key());
@@ -379,7 +224,8 @@ fn info(dir: &Path, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn verify(dir: &Path) -> Result<(), CliError> {
+/// `core verify`: check every block against the tree and the signature (exit 3 if corrupt).
+pub fn verify(dir: &Path) -> Result<(), CliError> {
     let core = open_core(dir)?;
     block_on(core.verify_all()).map_err(|e| core_err(dir, e))?;
     eprintln!(

@@ -1,11 +1,14 @@
-//! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]) and
-//! the commands themselves ([`core_cmd`], [`net_cmd`] for `serve`/`fetch`, [`udx_cmd`] for
-//! `udx cat`/`udx perf`).
+//! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]), the
+//! storage folder of a core ([`store`]) and the commands themselves, a file per group
+//! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
+//! [`udx_cmd`] for `udx cat`/`udx perf`). The commands share helpers through [`store`] and this
+//! hub only; none imports another.
 
 pub mod args;
 pub mod core_cmd;
 pub mod input;
 pub mod net_cmd;
+pub mod store;
 pub mod udx_cmd;
 
 use std::fmt;
@@ -60,8 +63,38 @@ pub fn parse_hex32(what: &str, s: &str) -> Result<[u8; 32], CliError> {
 /// Run the parsed command line.
 pub fn run(cli: args::Cli) -> Result<(), CliError> {
     match cli.command {
-        args::Command::Core(c) => core_cmd::run(c),
+        args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
+    }
+}
+
+/// Run one `core` subcommand.
+fn run_core(cmd: args::CoreCommand) -> Result<(), CliError> {
+    use args::CoreCommand as C;
+    match cmd {
+        C::Create {
+            storage,
+            seed,
+            compat,
+            encryption_key,
+        } => core_cmd::create(
+            &storage.storage,
+            seed.as_deref(),
+            compat,
+            encryption_key.as_deref(),
+        ),
+        C::Append {
+            storage,
+            block_size,
+            batch,
+            files,
+        } => core_cmd::append(&storage.storage, block_size, batch, files),
+        C::Get { storage, index } => core_cmd::get(&storage.storage, index),
+        C::Truncate { storage, length } => core_cmd::truncate(&storage.storage, length),
+        C::Info { storage, json } => core_cmd::info(&storage.storage, json),
+        C::Verify { storage } => core_cmd::verify(&storage.storage),
+        C::Serve(args) => net_cmd::serve(&args),
+        C::Fetch(args) => net_cmd::fetch(&args),
     }
 }
 

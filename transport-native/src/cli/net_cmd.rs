@@ -2,11 +2,11 @@
 //! [`hyperpunch::replicate`] on a single-threaded tokio runtime.
 
 use super::args::{FetchArgs, ServeArgs};
-use super::core_cmd::{
+use super::input::BlockSource;
+use super::store::{
     core_err, open_core, read_encryption_key, restrict, storage_err, write_secret_file,
     ENCRYPTION_KEY_FILE,
 };
-use super::input::BlockSource;
 use super::{parse_hex32, CliError};
 use hyperpunch::core::replication::{
     Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator,
