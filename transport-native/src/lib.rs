@@ -11,5 +11,6 @@ pub use hyperpunch_core::{crypto, encoding, hypercore, storage};
 pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
+pub mod dht;
 pub mod replicate;
 pub mod udx;
