@@ -2,6 +2,7 @@
 
 pub mod crash;
 pub mod hypercore_ops;
+pub mod js_dht;
 pub mod matrix;
 pub mod node;
 pub mod node_peer;

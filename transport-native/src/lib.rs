@@ -11,6 +11,7 @@ pub use hyperpunch_core::{crypto, encoding, hypercore, storage};
 pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
+pub mod dht;
+pub mod dht_connect;
 pub mod replicate;
 pub mod udx;
-pub mod dht_connect;

@@ -332,12 +332,16 @@ impl UdxSocket {
     /// [`connect`](Self::connect) a stream with that id and [`inject`](Self::inject) the
     /// datagram so that it is not lost.
     pub fn set_firewall(&self, on: bool) -> io::Result<()> {
-        self.commands.send(Command::Firewall(on)).map_err(|_| gone())
+        self.commands
+            .send(Command::Firewall(on))
+            .map_err(|_| gone())
     }
 
     /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
     pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
-        self.commands.send(Command::Inject(from, bytes)).map_err(|_| gone())
+        self.commands
+            .send(Command::Inject(from, bytes))
+            .map_err(|_| gone())
     }
 }
 

@@ -1,305 +1,405 @@
-//! hyperdht's router (lib/router.js): the forward table (target → where its server announced
-//! from) and the relaying of PEER_HANDSHAKE / PEER_HOLEPUNCH between client, relaying nodes and
-//! server, keeping the client's tid so that the final REPLY resolves its request.
+//! hyperdht's router (lib/router.js): forward entries per server key hash, and the routing of
+//! PEER_HANDSHAKE / PEER_HOLEPUNCH.
 //!
-//! The router relays on its own through the [`Node`]; a request for a server this node hosts
-//! comes back to the caller as [`Routed`] so that the server engine can answer it.
+//! A node that stores a server's self-announce keeps a *forward* `{relay: the server's
+//! address as seen, record}` and relays handshakes and holepunch messages between clients and
+//! that server, keeping the client's tid so the final answer resolves the client's request.
+//! That relay role is complete here. The *server* role (a server this process hosts,
+//! registered with [`HyperDht::register_server`]) hands each message up as
+//! [`Event::PeerHandshake`] / [`Event::PeerHolepunch`]; the Noise/holepunch logic answers with
+//! [`HyperDht::server_handshake_reply`] / [`HyperDht::server_holepunch_reply`]. The client
+//! side sends with [`HyperDht::peer_handshake`] / [`HyperDht::peer_holepunch`] and checks the
+//! answer with [`parse_handshake_reply`] / [`parse_holepunch_reply`].
 
 use core::net::SocketAddrV4;
 use core::time::Duration;
-use std::collections::HashMap;
 
-use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode};
-use crate::dht::rpc::{IncomingRequest, Node, ReplyOptions, SocketId};
+use super::cache::{MaxCache, Weight};
+use super::messages::{mode, Handshake, Holepunch};
+use super::node::{Event, HyperDht};
+use super::persistent::StoreLimits;
+use super::rpc::{
+    IncomingRequest, ReplyOptions, RequestError, RequestId, RequestSpec, Response, SocketId,
+};
+use super::{PEER_HANDSHAKE, PEER_HOLEPUNCH};
 
-/// Forward entries live this long (xache maxAge 20 min), unless retained by a local server.
-pub const FORWARD_MAX_AGE: Duration = Duration::from_secs(20 * 60);
-/// Entries kept at most (the oldest go first).
-pub const MAX_FORWARDS: usize = 65536;
-
-/// A forward entry.
+/// A forward entry: how to reach the server announced under a key hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
-    /// Where the server announced from, as this node saw it (`None` for a local server).
+    /// The server's address as it announced itself to us (`None` for a local server).
     pub relay: Option<SocketAddrV4>,
-    /// The encoded `peer` record (FIND_PEER answers with it).
+    /// Its encoded peer record (the FIND_PEER answer).
     pub record: Vec<u8>,
-    /// The local server this target belongs to, if any (never expires).
-    pub local: Option<u64>,
-    added: Duration,
+    /// A server this process hosts (JS: a state with `onpeerhandshake`).
+    pub server: bool,
 }
 
-impl Forward {
-    /// A remote server's entry (self-announce).
-    pub fn remote(relay: SocketAddrV4, record: Vec<u8>, now: Duration) -> Self {
-        Forward {
-            relay: Some(relay),
-            record,
-            local: None,
-            added: now,
-        }
-    }
-    /// A server hosted here.
-    pub fn local(server: u64, record: Vec<u8>) -> Self {
-        Forward {
-            relay: None,
-            record,
-            local: Some(server),
-            added: Duration::ZERO,
-        }
+impl Weight for Forward {
+    fn weight(&self) -> usize {
+        self.record.len() + 8
     }
 }
 
-/// A request addressed to a server hosted on this node, for the server engine to answer.
+/// The forward table.
 #[derive(Debug, Clone)]
-pub enum Routed {
-    /// A PEER_HANDSHAKE for local server `server`.
-    Handshake {
-        /// The local server.
-        server: u64,
-        /// The request (its tid goes back with the answer).
-        req: IncomingRequest,
-        /// The decoded value.
-        msg: HandshakeMessage,
-    },
-    /// A PEER_HOLEPUNCH (FROM_RELAY, with a peer address) for local server `server`.
-    Holepunch {
-        /// The local server.
-        server: u64,
-        /// The request.
-        req: IncomingRequest,
-        /// The decoded value.
-        msg: HolepunchMessage,
-    },
-}
-
-/// The forward table and the relaying rules.
-#[derive(Debug, Default)]
 pub struct Router {
-    forwards: HashMap<[u8; 32], Forward>,
+    /// Forward entries by target (server key hash); local servers are retained.
+    pub forwards: MaxCache<[u8; 32], Forward>,
 }
 
 impl Router {
-    /// An empty table.
-    pub fn new() -> Self {
-        Self::default()
+    /// A forward table with hyperdht's size and age.
+    pub fn new(l: &StoreLimits, now: Duration) -> Self {
+        Router {
+            forwards: MaxCache::new(l.max_size, l.max_age, usize::MAX, now),
+        }
     }
 
-    /// Sets (or replaces) the entry of `target`.
-    pub fn set(&mut self, target: [u8; 32], forward: Forward) {
-        if self.forwards.len() >= MAX_FORWARDS && !self.forwards.contains_key(&target) {
-            if let Some(oldest) = self
-                .forwards
-                .iter()
-                .filter(|(_, f)| f.local.is_none())
-                .min_by_key(|(_, f)| f.added)
-                .map(|(t, _)| *t)
-            {
-                self.forwards.remove(&oldest);
+    /// JS `router.set`: local servers are retained, others cached.
+    pub fn set(&mut self, target: [u8; 32], f: Forward) {
+        if f.server {
+            self.forwards.retain(target, f);
+        } else {
+            self.forwards.set(target, f);
+        }
+    }
+}
+
+/// Why a PEER_HANDSHAKE / PEER_HOLEPUNCH answer is not acceptable (JS BAD_HANDSHAKE_REPLY,
+/// BAD_HOLEPUNCH_REPLY).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReply {
+    /// No value, undecodable, not mode REPLY, or from an address we did not send to.
+    #[error("bad handshake reply")]
+    Handshake,
+    /// Same for holepunch.
+    #[error("bad holepunch reply")]
+    Holepunch,
+}
+
+/// A valid PEER_HANDSHAKE answer (JS `router.peerHandshake` result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeReply {
+    /// The server's Noise message.
+    pub noise: Vec<u8>,
+    /// It came through a relay.
+    pub relayed: bool,
+    /// The server's address (as the relay saw it, or the node we asked).
+    pub server_address: SocketAddrV4,
+    /// Our address as the answering node saw us.
+    pub client_address: SocketAddrV4,
+}
+
+/// Check a PEER_HANDSHAKE response to a request sent to `to`.
+pub fn parse_handshake_reply(res: &Response, to: SocketAddrV4) -> Result<HandshakeReply, BadReply> {
+    let hs = res
+        .value
+        .as_deref()
+        .and_then(|v| Handshake::decode(v).ok())
+        .ok_or(BadReply::Handshake)?;
+    if hs.mode != mode::REPLY || res.from.addr != to {
+        return Err(BadReply::Handshake);
+    }
+    Ok(HandshakeReply {
+        noise: hs.noise,
+        relayed: hs.peer_address.is_some(),
+        server_address: hs.peer_address.unwrap_or(to),
+        client_address: res.to,
+    })
+}
+
+/// A valid PEER_HOLEPUNCH answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolepunchReply {
+    /// Who answered.
+    pub from: SocketAddrV4,
+    /// Our address as it saw us.
+    pub to: SocketAddrV4,
+    /// The server's encrypted payload.
+    pub payload: Vec<u8>,
+    /// The server's address.
+    pub peer_address: SocketAddrV4,
+}
+
+/// Check a PEER_HOLEPUNCH response to a request sent to `to`.
+pub fn parse_holepunch_reply(res: &Response, to: SocketAddrV4) -> Result<HolepunchReply, BadReply> {
+    let hp = res
+        .value
+        .as_deref()
+        .and_then(|v| Holepunch::decode(v).ok())
+        .ok_or(BadReply::Holepunch)?;
+    if hp.mode != mode::REPLY || res.from.addr != to {
+        return Err(BadReply::Holepunch);
+    }
+    Ok(HolepunchReply {
+        from: res.from.addr,
+        to: res.to,
+        payload: hp.payload,
+        peer_address: hp.peer_address.unwrap_or(to),
+    })
+}
+
+impl HyperDht {
+    /// Host a server for `target` (= H(public key)): PEER_HANDSHAKE / PEER_HOLEPUNCH for it
+    /// come up as events, and FIND_PEER/LOOKUP here answer with `record`.
+    pub fn register_server(&mut self, target: [u8; 32], record: Vec<u8>) {
+        self.router.set(
+            target,
+            Forward {
+                relay: None,
+                record,
+                server: true,
+            },
+        );
+    }
+
+    /// Stop hosting the server for `target`.
+    pub fn unregister_server(&mut self, target: &[u8; 32]) {
+        self.router.forwards.delete(target);
+    }
+
+    /// The forward entry for `target`, if any.
+    pub fn forward(&self, target: &[u8; 32]) -> Option<&Forward> {
+        self.router.forwards.peek(target)
+    }
+
+    /// Client side of PEER_HANDSHAKE (JS `router.peerHandshake`): send `noise` towards the
+    /// server `target` through `to`. The response comes as an [`Event::Rpc`] `Response` with
+    /// the returned id; check it with [`parse_handshake_reply`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn peer_handshake(
+        &mut self,
+        now: Duration,
+        target: [u8; 32],
+        noise: Vec<u8>,
+        peer_address: Option<SocketAddrV4>,
+        relay_address: Option<SocketAddrV4>,
+        to: SocketAddrV4,
+        socket: Option<SocketId>,
+    ) -> Result<RequestId, RequestError> {
+        let value = Handshake {
+            mode: mode::FROM_CLIENT,
+            noise,
+            peer_address,
+            relay_address,
+        }
+        .encode();
+        let mut spec = RequestSpec::new(to, PEER_HANDSHAKE);
+        spec.target = Some(target);
+        spec.value = Some(value);
+        spec.socket = socket;
+        self.rpc.request(now, spec)
+    }
+
+    /// Client side of PEER_HOLEPUNCH (JS `router.peerHolepunch`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn peer_holepunch(
+        &mut self,
+        now: Duration,
+        target: [u8; 32],
+        id: u64,
+        payload: Vec<u8>,
+        peer_address: Option<SocketAddrV4>,
+        to: SocketAddrV4,
+        socket: Option<SocketId>,
+    ) -> Result<RequestId, RequestError> {
+        let value = Holepunch {
+            mode: mode::FROM_CLIENT,
+            id,
+            payload,
+            peer_address,
+        }
+        .encode();
+        let mut spec = RequestSpec::new(to, PEER_HOLEPUNCH);
+        spec.target = Some(target);
+        spec.value = Some(value);
+        spec.socket = socket;
+        self.rpc.request(now, spec)
+    }
+
+    /// Server side: answer a [`Event::PeerHandshake`] with our Noise reply, as router.js does
+    /// for its own servers (a direct FROM_CLIENT gets a REPLY; FROM_RELAY and
+    /// FROM_SECOND_RELAY go back through the relay as FROM_SERVER). `socket` is the socket to
+    /// answer from (JS `reply.socket`, e.g. a holepunch socket).
+    pub fn server_handshake_reply(
+        &mut self,
+        req: &IncomingRequest,
+        handshake: &Handshake,
+        noise: Vec<u8>,
+        socket: Option<SocketId>,
+    ) {
+        let opts = ReplyOptions {
+            socket,
+            ..ReplyOptions::BARE
+        };
+        match handshake.mode {
+            mode::FROM_CLIENT => {
+                let v = Handshake {
+                    mode: mode::REPLY,
+                    noise,
+                    peer_address: None,
+                    relay_address: None,
+                }
+                .encode();
+                self.rpc.reply(req, Some(&v), opts);
             }
-        }
-        self.forwards.insert(target, forward);
-    }
-
-    /// The live entry of `target`.
-    pub fn get(&self, target: &[u8; 32], now: Duration) -> Option<&Forward> {
-        self.forwards
-            .get(target)
-            .filter(|f| f.local.is_some() || now.saturating_sub(f.added) < FORWARD_MAX_AGE)
-    }
-
-    /// Removes the entry of `target`.
-    pub fn delete(&mut self, target: &[u8; 32]) {
-        self.forwards.remove(target);
-    }
-
-    /// Handles an incoming PEER_HANDSHAKE (`onpeerhandshake`). Relays what is not for a local
-    /// server; malformed or unroutable requests are dropped (as JS does).
-    pub fn on_peer_handshake(&mut self, node: &mut Node, req: IncomingRequest) -> Option<Routed> {
-        let msg = HandshakeMessage::decode(req.value.as_deref()?).ok()?;
-        let now = node.now();
-        let state = req.target.and_then(|t| self.get(&t, now).cloned());
-        if let Some(server) = state.as_ref().and_then(|s| s.local) {
-            return Some(Routed::Handshake { server, req, msg });
-        }
-        let relay = state.and_then(|s| s.relay);
-        match msg.mode {
-            Mode::FromClient => {
-                let Some(to) = msg.relay_address.or(relay) else {
-                    // Help the client route: an empty reply with closer nodes.
-                    node.reply(
-                        &req,
-                        None,
-                        ReplyOptions {
-                            token: false,
-                            closer_nodes: true,
-                            to: None,
-                            socket: None,
-                        },
-                    );
-                    return None;
+            mode::FROM_RELAY => {
+                let v = Handshake {
+                    mode: mode::FROM_SERVER,
+                    noise,
+                    peer_address: handshake.peer_address,
+                    relay_address: None,
+                }
+                .encode();
+                self.rpc.relay(req, Some(&v), req.from.addr, socket);
+            }
+            mode::FROM_SECOND_RELAY => {
+                let Some(relay) = handshake.relay_address else {
+                    return;
                 };
-                let value = HandshakeMessage {
-                    mode: Mode::FromRelay,
-                    noise: msg.noise,
-                    peer_address: Some(req.from.addr),
+                let v = Handshake {
+                    mode: mode::FROM_SERVER,
+                    noise,
+                    peer_address: handshake.peer_address,
                     relay_address: None,
                 }
                 .encode();
-                node.relay(&req, Some(&value), to, None);
-            }
-            Mode::FromRelay => {
-                let relay = relay?;
-                let value = HandshakeMessage {
-                    mode: Mode::FromSecondRelay,
-                    noise: msg.noise,
-                    peer_address: msg.peer_address,
-                    relay_address: Some(req.from.addr),
-                }
-                .encode();
-                node.relay(&req, Some(&value), relay, None);
-            }
-            Mode::FromServer => {
-                let peer = msg.peer_address?;
-                let value = HandshakeMessage {
-                    mode: Mode::Reply,
-                    noise: msg.noise,
-                    peer_address: Some(req.from.addr),
-                    relay_address: None,
-                }
-                .encode();
-                node.reply(
-                    &req,
-                    Some(&value),
-                    ReplyOptions {
-                        token: false,
-                        closer_nodes: false,
-                        to: Some(peer),
-                        socket: None,
-                    },
-                );
+                self.rpc.relay(req, Some(&v), relay, socket);
             }
             _ => {}
         }
-        None
     }
 
-    /// Handles an incoming PEER_HOLEPUNCH (`onpeerholepunch`).
-    pub fn on_peer_holepunch(&mut self, node: &mut Node, req: IncomingRequest) -> Option<Routed> {
-        let msg = HolepunchMessage::decode(req.value.as_deref()?).ok()?;
-        let now = node.now();
-        let state = req.target.and_then(|t| self.get(&t, now).cloned());
-        let local = state.as_ref().and_then(|s| s.local);
-        let relay = state.and_then(|s| s.relay);
-        match msg.mode {
-            Mode::FromClient => {
-                let to = msg.peer_address.or(relay)?;
-                let value = HolepunchMessage {
-                    mode: Mode::FromRelay,
-                    id: msg.id,
-                    payload: msg.payload,
-                    peer_address: Some(req.from.addr),
-                }
-                .encode();
-                node.relay(&req, Some(&value), to, None);
-                None
-            }
-            Mode::FromRelay => {
-                let server = local?;
-                msg.peer_address?;
-                Some(Routed::Holepunch { server, req, msg })
-            }
-            Mode::FromServer => {
-                let peer = msg.peer_address?;
-                let value = HolepunchMessage {
-                    mode: Mode::Reply,
-                    id: msg.id,
-                    payload: msg.payload,
-                    peer_address: Some(req.from.addr),
-                }
-                .encode();
-                node.reply(
-                    &req,
-                    Some(&value),
-                    ReplyOptions {
-                        token: false,
-                        closer_nodes: false,
-                        to: Some(peer),
-                        socket: None,
-                    },
-                );
-                None
-            }
-            _ => None,
+    /// Server side: answer a [`Event::PeerHolepunch`] (FROM_RELAY) with our encrypted payload,
+    /// back through the relay as FROM_SERVER.
+    pub fn server_holepunch_reply(
+        &mut self,
+        req: &IncomingRequest,
+        holepunch: &Holepunch,
+        payload: Vec<u8>,
+        socket: Option<SocketId>,
+    ) {
+        let v = Holepunch {
+            mode: mode::FROM_SERVER,
+            id: 0,
+            payload,
+            peer_address: holepunch.peer_address,
         }
+        .encode();
+        self.rpc.relay(req, Some(&v), req.from.addr, socket);
     }
-}
 
-/// The server's answer to a routed PEER_HANDSHAKE, sent per its mode (router.js:100-127).
-pub fn answer_handshake(
-    node: &mut Node,
-    req: &IncomingRequest,
-    msg: &HandshakeMessage,
-    noise: &[u8],
-    socket: Option<SocketId>,
-) {
-    let opts = ReplyOptions {
-        token: false,
-        closer_nodes: false,
-        to: None,
-        socket,
-    };
-    match msg.mode {
-        Mode::FromClient => {
-            let value = HandshakeMessage {
-                mode: Mode::Reply,
-                noise: noise.to_vec(),
-                peer_address: None,
-                relay_address: None,
-            }
-            .encode();
-            node.reply(req, Some(&value), opts);
+    /// PEER_HANDSHAKE arrived (JS `onpeerhandshake`).
+    pub(crate) fn on_peer_handshake(&mut self, req: IncomingRequest) {
+        let Some(hs) = req.value.as_deref().and_then(|v| Handshake::decode(v).ok()) else {
+            return;
+        };
+        let state = req
+            .target
+            .and_then(|t| self.router.forwards.get(&t).cloned());
+        let relay = state.as_ref().and_then(|s| s.relay);
+        if state.as_ref().is_some_and(|s| s.server) {
+            self.events
+                .push_back(Event::PeerHandshake { req, handshake: hs });
+            return;
         }
-        Mode::FromRelay => {
-            let value = HandshakeMessage {
-                mode: Mode::FromServer,
-                noise: noise.to_vec(),
-                peer_address: msg.peer_address,
-                relay_address: None,
-            }
-            .encode();
-            node.relay(req, Some(&value), req.from.addr, socket);
-        }
-        Mode::FromSecondRelay => {
-            if let Some(relay) = msg.relay_address {
-                let value = HandshakeMessage {
-                    mode: Mode::FromServer,
-                    noise: noise.to_vec(),
-                    peer_address: msg.peer_address,
+        match hs.mode {
+            mode::FROM_CLIENT => {
+                let Some(dest) = hs.relay_address.or(relay) else {
+                    // Help the client route: closer nodes, nothing else.
+                    let opts = ReplyOptions {
+                        closer_nodes: true,
+                        ..ReplyOptions::BARE
+                    };
+                    self.rpc.reply(&req, None, opts);
+                    return;
+                };
+                let v = Handshake {
+                    mode: mode::FROM_RELAY,
+                    noise: hs.noise,
+                    peer_address: Some(req.from.addr),
                     relay_address: None,
                 }
                 .encode();
-                node.relay(req, Some(&value), relay, socket);
+                self.rpc.relay(&req, Some(&v), dest, None);
             }
+            mode::FROM_RELAY => {
+                let Some(relay) = relay else { return };
+                let v = Handshake {
+                    mode: mode::FROM_SECOND_RELAY,
+                    noise: hs.noise,
+                    peer_address: hs.peer_address,
+                    relay_address: Some(req.from.addr),
+                }
+                .encode();
+                self.rpc.relay(&req, Some(&v), relay, None);
+            }
+            mode::FROM_SERVER => {
+                let Some(peer) = hs.peer_address else { return };
+                let v = Handshake {
+                    mode: mode::REPLY,
+                    noise: hs.noise,
+                    peer_address: Some(req.from.addr),
+                    relay_address: None,
+                }
+                .encode();
+                let opts = ReplyOptions {
+                    to: Some(peer),
+                    ..ReplyOptions::BARE
+                };
+                self.rpc.reply(&req, Some(&v), opts);
+            }
+            _ => {}
         }
-        _ => {}
     }
-}
 
-/// The server's answer to a routed PEER_HOLEPUNCH: FROM_SERVER back to the relay.
-pub fn answer_holepunch(
-    node: &mut Node,
-    req: &IncomingRequest,
-    msg: &HolepunchMessage,
-    payload: Vec<u8>,
-    socket: Option<SocketId>,
-) {
-    let value = HolepunchMessage {
-        mode: Mode::FromServer,
-        id: 0,
-        payload,
-        peer_address: msg.peer_address,
+    /// PEER_HOLEPUNCH arrived (JS `onpeerholepunch`).
+    pub(crate) fn on_peer_holepunch(&mut self, req: IncomingRequest) {
+        let Some(hp) = req.value.as_deref().and_then(|v| Holepunch::decode(v).ok()) else {
+            return;
+        };
+        let state = req
+            .target
+            .and_then(|t| self.router.forwards.get(&t).cloned());
+        let relay = state.as_ref().and_then(|s| s.relay);
+        let is_server = state.as_ref().is_some_and(|s| s.server);
+        match hp.mode {
+            mode::FROM_CLIENT => {
+                let Some(dest) = hp.peer_address.or(relay) else {
+                    return;
+                };
+                let v = Holepunch {
+                    mode: mode::FROM_RELAY,
+                    id: hp.id,
+                    payload: hp.payload,
+                    peer_address: Some(req.from.addr),
+                }
+                .encode();
+                self.rpc.relay(&req, Some(&v), dest, None);
+            }
+            mode::FROM_RELAY => {
+                if !is_server || hp.peer_address.is_none() {
+                    return;
+                }
+                self.events
+                    .push_back(Event::PeerHolepunch { req, holepunch: hp });
+            }
+            mode::FROM_SERVER => {
+                let to = hp.peer_address.unwrap_or(req.from.addr);
+                let v = Holepunch {
+                    mode: mode::REPLY,
+                    id: hp.id,
+                    payload: hp.payload,
+                    peer_address: Some(req.from.addr),
+                }
+                .encode();
+                let opts = ReplyOptions {
+                    to: Some(to),
+                    ..ReplyOptions::BARE
+                };
+                self.rpc.reply(&req, Some(&v), opts);
+            }
+            _ => {}
+        }
     }
-    .encode();
-    node.relay(req, Some(&value), req.from.addr, socket);
 }

@@ -8,6 +8,10 @@
 //! Every function takes and returns `u64` node indexes. Inputs must stay far from `u64::MAX`
 //! (hypercore lengths are at most 2^53, so indexes stay below 2^54).
 
+/// Node indexes at or above this are rejected from untrusted input (hypercore lengths are below
+/// 2^53, so real indexes stay below 2^54); it keeps all flat-tree arithmetic far from overflow.
+pub const MAX_INDEX: u64 = 1 << 58;
+
 /// Depth of a node: the number of trailing one bits of its index (leaves are depth 0).
 #[inline]
 pub fn depth(index: u64) -> u64 {

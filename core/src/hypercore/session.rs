@@ -154,6 +154,14 @@ impl<S: Storage> Session<S> {
     }
 }
 
+impl<S: Storage> Hypercore<S> {
+    /// This core behind a clonable, shared handle: the first [`Session`] (JS
+    /// `core.session()`; same as [`Session::new`]).
+    pub fn into_session(self) -> Session<S> {
+        Session::new(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

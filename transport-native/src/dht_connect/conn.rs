@@ -5,7 +5,9 @@
 use std::io;
 
 use hyperpunch_core::dht::connect::Established;
-use hyperpunch_core::secretstream::{Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream};
+use hyperpunch_core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -41,7 +43,10 @@ impl Connection {
 
     /// Sends one message (at most 16 MiB - 1 - 17 bytes).
     pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
-        self.out.send(Out::Message(message)).await.map_err(|_| closed())
+        self.out
+            .send(Out::Message(message))
+            .await
+            .map_err(|_| closed())
     }
 
     /// Ends our side: the peer reads the end after our messages.
@@ -56,7 +61,12 @@ impl Connection {
 
     /// Splits into a sender and a receiver half.
     pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
-        (ConnectionSender { out: self.out }, ConnectionReceiver { incoming: self.incoming })
+        (
+            ConnectionSender { out: self.out },
+            ConnectionReceiver {
+                incoming: self.incoming,
+            },
+        )
     }
 }
 
@@ -68,7 +78,10 @@ pub struct ConnectionSender {
 impl ConnectionSender {
     /// Sends one message.
     pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
-        self.out.send(Out::Message(message)).await.map_err(|_| closed())
+        self.out
+            .send(Out::Message(message))
+            .await
+            .map_err(|_| closed())
     }
     /// Ends our side.
     pub async fn end(&self) -> io::Result<()> {
@@ -101,18 +114,41 @@ fn entropy() -> io::Result<Entropy> {
 /// Starts the pump of an established connection over `udx`.
 pub(crate) fn start(udx: UdxStream, est: &Established) -> io::Result<Connection> {
     let epoch = Instant::now();
-    let opts = StreamOptions { keep_alive: KEEP_ALIVE_MS, ..StreamOptions::default() };
-    let stream = SecretStream::from_handshake(est.is_initiator, est.handshake.split.clone(), entropy()?, opts, 0);
+    let opts = StreamOptions {
+        keep_alive: KEEP_ALIVE_MS,
+        ..StreamOptions::default()
+    };
+    let stream = SecretStream::from_handshake(
+        est.is_initiator,
+        est.handshake.split.clone(),
+        entropy()?,
+        opts,
+        0,
+    );
     let (out_tx, out_rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel(64);
     tokio::spawn(pump(udx, stream, out_rx, in_tx, epoch));
-    Ok(Connection { remote_public_key: est.handshake.split.remote_public_key, is_initiator: est.is_initiator, out: out_tx, incoming: in_rx })
+    Ok(Connection {
+        remote_public_key: est.handshake.split.remote_public_key,
+        is_initiator: est.is_initiator,
+        out: out_tx,
+        incoming: in_rx,
+    })
 }
 
-async fn pump(mut udx: UdxStream, mut stream: SecretStream, mut out: mpsc::Receiver<Out>, incoming: mpsc::Sender<io::Result<Vec<u8>>>, epoch: Instant) {
+async fn pump(
+    mut udx: UdxStream,
+    mut stream: SecretStream,
+    mut out: mpsc::Receiver<Out>,
+    incoming: mpsc::Sender<io::Result<Vec<u8>>>,
+    epoch: Instant,
+) {
     // Dropped at the peer's end, so that the reader sees `None` while we may still write.
     let mut incoming = Some(incoming);
-    async fn deliver(incoming: &Option<mpsc::Sender<io::Result<Vec<u8>>>>, item: io::Result<Vec<u8>>) {
+    async fn deliver(
+        incoming: &Option<mpsc::Sender<io::Result<Vec<u8>>>>,
+        item: io::Result<Vec<u8>>,
+    ) {
         if let Some(tx) = incoming {
             let _ = tx.send(item).await;
         }
@@ -151,7 +187,9 @@ async fn pump(mut udx: UdxStream, mut stream: SecretStream, mut out: mpsc::Recei
         if !read_open && !out_open && shut {
             return;
         }
-        let deadline = stream.poll_timeout().map(|t| epoch + std::time::Duration::from_millis(t));
+        let deadline = stream
+            .poll_timeout()
+            .map(|t| epoch + std::time::Duration::from_millis(t));
         tokio::select! {
             r = udx.read(&mut buf), if read_open => match r {
                 Ok(0) => {

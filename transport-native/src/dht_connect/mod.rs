@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::dht::connect::{Action, ConnectEvent, Connector, Established, ServerId};
-use hyperpunch_core::dht::rpc::{Config, Event, Node, ReplyOptions, SocketId, ERROR_UNKNOWN_COMMAND};
+use hyperpunch_core::dht::rpc::{Config, Event as RpcEvent, SocketId};
+use hyperpunch_core::dht::{DhtConfig, Event, HyperDht};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -49,7 +50,13 @@ pub struct DhtOptions {
 
 impl Default for DhtOptions {
     fn default() -> Self {
-        DhtOptions { bootstrap: Vec::new(), host: Ipv4Addr::UNSPECIFIED, port: 0, ephemeral: None, firewalled: true }
+        DhtOptions {
+            bootstrap: Vec::new(),
+            host: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            ephemeral: None,
+            firewalled: true,
+        }
     }
 }
 
@@ -68,9 +75,19 @@ pub enum DhtError {
 }
 
 enum Cmd {
-    Listen { key_pair: KeyPair, opts: ServerOptions, listening: oneshot::Sender<ServerId>, incoming: mpsc::Sender<Connection> },
+    Listen {
+        key_pair: KeyPair,
+        opts: ServerOptions,
+        listening: oneshot::Sender<ServerId>,
+        incoming: mpsc::Sender<Connection>,
+    },
     Close(ServerId),
-    Connect { public_key: [u8; 32], key_pair: KeyPair, opts: ConnectOptions, done: oneshot::Sender<Result<Connection, DhtError>> },
+    Connect {
+        public_key: [u8; 32],
+        key_pair: KeyPair,
+        opts: ConnectOptions,
+        done: oneshot::Sender<Result<Connection, DhtError>>,
+    },
     Bootstrapped(oneshot::Sender<()>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
 }
@@ -111,8 +128,11 @@ impl Drop for Server {
 impl Dht {
     /// Binds the node's sockets and starts bootstrapping.
     pub async fn bind(opts: DhtOptions) -> io::Result<Dht> {
-        let server = Arc::new(UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(opts.host, opts.port))).await?);
-        let client = Arc::new(UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(opts.host, 0))).await?);
+        let server = Arc::new(
+            UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(opts.host, opts.port))).await?,
+        );
+        let client =
+            Arc::new(UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(opts.host, 0))).await?);
         let local = match server.local_addr() {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => return Err(io::Error::other("IPv4 only")),
@@ -124,11 +144,17 @@ impl Dht {
             server_port: local.port(),
             ephemeral: opts.ephemeral,
             firewalled: opts.firewalled,
-            handle_user_requests: true,
             ..Config::default()
         };
         let epoch = Instant::now();
-        let node = Node::new(config, Duration::ZERO, seed);
+        let node = HyperDht::new(
+            DhtConfig {
+                rpc: config,
+                ..DhtConfig::default()
+            },
+            unix_now(),
+            seed,
+        );
         let mut connector = Connector::new();
         if local.ip().is_loopback() {
             connector.set_local_addresses(vec![local]);
@@ -144,6 +170,7 @@ impl Dht {
             pending_inject: Vec::new(),
             dgram_tx,
             epoch,
+            start: unix_now(),
             servers: HashMap::new(),
             connects: HashMap::new(),
             bootstrapped: Vec::new(),
@@ -162,7 +189,9 @@ impl Dht {
     /// Waits for the bootstrap to finish.
     pub async fn ready(&self) -> Result<(), DhtError> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.send(Cmd::Bootstrapped(tx)).map_err(|_| DhtError::Stopped)?;
+        self.cmds
+            .send(Cmd::Bootstrapped(tx))
+            .map_err(|_| DhtError::Stopped)?;
         rx.await.map_err(|_| DhtError::Stopped)
     }
 
@@ -171,21 +200,44 @@ impl Dht {
     pub async fn listen(&self, key_pair: KeyPair, opts: ServerOptions) -> Result<Server, DhtError> {
         let (listening, rx) = oneshot::channel();
         let (incoming_tx, incoming) = mpsc::channel(16);
-        self.cmds.send(Cmd::Listen { key_pair, opts, listening, incoming: incoming_tx }).map_err(|_| DhtError::Stopped)?;
+        self.cmds
+            .send(Cmd::Listen {
+                key_pair,
+                opts,
+                listening,
+                incoming: incoming_tx,
+            })
+            .map_err(|_| DhtError::Stopped)?;
         let id = rx.await.map_err(|_| DhtError::Stopped)?;
-        Ok(Server { id, cmds: self.cmds.clone(), incoming })
+        Ok(Server {
+            id,
+            cmds: self.cmds.clone(),
+            incoming,
+        })
     }
 
     /// Connects to the server of `public_key`.
-    pub async fn connect(&self, public_key: [u8; 32], key_pair: KeyPair, opts: ConnectOptions) -> Result<Connection, DhtError> {
+    pub async fn connect(
+        &self,
+        public_key: [u8; 32],
+        key_pair: KeyPair,
+        opts: ConnectOptions,
+    ) -> Result<Connection, DhtError> {
         let (done, rx) = oneshot::channel();
-        self.cmds.send(Cmd::Connect { public_key, key_pair, opts, done }).map_err(|_| DhtError::Stopped)?;
+        self.cmds
+            .send(Cmd::Connect {
+                public_key,
+                key_pair,
+                opts,
+                done,
+            })
+            .map_err(|_| DhtError::Stopped)?;
         rx.await.map_err(|_| DhtError::Stopped)?
     }
 }
 
 struct Driver {
-    node: Node,
+    node: HyperDht,
     connector: Connector,
     host: Ipv4Addr,
     sockets: HashMap<SocketId, Arc<UdxSocket>>,
@@ -195,14 +247,17 @@ struct Driver {
     pending_inject: Vec<(SocketId, SocketAddr, Vec<u8>)>,
     dgram_tx: mpsc::Sender<(SocketId, SocketAddr, Vec<u8>)>,
     epoch: Instant,
+    start: Duration,
     servers: HashMap<ServerId, (Option<oneshot::Sender<ServerId>>, mpsc::Sender<Connection>)>,
     connects: HashMap<u64, oneshot::Sender<Result<Connection, DhtError>>>,
     bootstrapped: Vec<oneshot::Sender<()>>,
 }
 
 impl Driver {
+    /// Time since the Unix epoch, advancing with the monotonic clock (the announce bump
+    /// compares with Unix time).
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        self.start + self.epoch.elapsed()
     }
 
     fn add_socket(&mut self, id: SocketId, socket: Arc<UdxSocket>) -> io::Result<()> {
@@ -220,15 +275,22 @@ impl Driver {
         Ok(())
     }
 
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>, mut dgrams: mpsc::Receiver<(SocketId, SocketAddr, Vec<u8>)>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut dgrams: mpsc::Receiver<(SocketId, SocketAddr, Vec<u8>)>,
+    ) {
         let mut open = true;
         loop {
             self.process().await;
             if !open && self.servers.is_empty() && self.connects.is_empty() {
                 return;
             }
-            let next = [self.node.poll_timeout(), self.connector.poll_timeout()].into_iter().flatten().min();
-            let deadline = next.map(|t| self.epoch + t);
+            let next = [self.node.poll_timeout(), self.connector.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let deadline = next.map(|t| self.epoch + t.saturating_sub(self.start));
             tokio::select! {
                 c = cmds.recv(), if open => match c {
                     Some(c) => self.command(c),
@@ -260,7 +322,12 @@ impl Driver {
     fn command(&mut self, c: Cmd) {
         let now = self.now();
         match c {
-            Cmd::Listen { key_pair, opts, listening, incoming } => {
+            Cmd::Listen {
+                key_pair,
+                opts,
+                listening,
+                incoming,
+            } => {
                 let id = self.connector.listen(now, &mut self.node, key_pair, opts);
                 self.servers.insert(id, (Some(listening), incoming));
             }
@@ -268,12 +335,19 @@ impl Driver {
                 self.connector.close_server(now, &mut self.node, id);
                 self.servers.remove(&id);
             }
-            Cmd::Connect { public_key, key_pair, opts, done } => {
-                let id = self.connector.connect(now, &mut self.node, public_key, key_pair, opts);
+            Cmd::Connect {
+                public_key,
+                key_pair,
+                opts,
+                done,
+            } => {
+                let id = self
+                    .connector
+                    .connect(now, &mut self.node, public_key, key_pair, opts);
                 self.connects.insert(id, done);
             }
             Cmd::Bootstrapped(tx) => {
-                if self.node.is_bootstrapped() {
+                if self.node.rpc().is_bootstrapped() {
                     let _ = tx.send(());
                 } else {
                     self.bootstrapped.push(tx);
@@ -286,11 +360,18 @@ impl Driver {
     }
 
     fn socket(&self, id: SocketId) -> Option<Arc<UdxSocket>> {
-        self.sockets.get(&id).cloned().or_else(|| self.released.iter().find(|(i, _)| *i == id).map(|(_, s)| s.clone()))
+        self.sockets.get(&id).cloned().or_else(|| {
+            self.released
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, s)| s.clone())
+        })
     }
 
     fn open_stream(&self, est: &Established) -> io::Result<Connection> {
-        let socket = self.socket(est.socket).ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
+        let socket = self
+            .socket(est.socket)
+            .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
         let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
         conn::start(udx, est)
     }
@@ -303,12 +384,15 @@ impl Driver {
             while let Some(a) = self.connector.poll_action() {
                 progress = true;
                 match a {
-                    Action::OpenSocket(id) => match UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(self.host, 0))).await {
-                        Ok(s) => {
-                            let _ = self.add_socket(id, Arc::new(s));
+                    Action::OpenSocket(id) => {
+                        match UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(self.host, 0))).await
+                        {
+                            Ok(s) => {
+                                let _ = self.add_socket(id, Arc::new(s));
+                            }
+                            Err(_) => {} // its pings and probes fail; the punch times out
                         }
-                        Err(_) => {} // its pings and probes fail; the punch times out
-                    },
+                    }
                     Action::ReleaseSocket(id) => {
                         if let Some(s) = self.sockets.remove(&id) {
                             self.released.push((id, s));
@@ -324,22 +408,21 @@ impl Driver {
             while let Some(t) = self.node.poll_transmit() {
                 progress = true;
                 if let Some(s) = self.socket(t.socket) {
-                    let _ = s.send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl).await;
+                    let _ = s
+                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
+                        .await;
                 }
             }
             while let Some(e) = self.node.poll_event() {
                 progress = true;
-                if matches!(e, Event::Ready) {
+                if matches!(e, Event::Rpc(RpcEvent::Ready)) {
                     for tx in self.bootstrapped.drain(..) {
                         let _ = tx.send(());
                     }
                 }
                 let now = self.now();
-                if let Some(Event::Request(req)) = self.connector.handle_node_event(now, &mut self.node, e) {
-                    // No record store on this node (it is not a DHT server): like an
-                    // ephemeral JS node, answer UNKNOWN_COMMAND with closer nodes.
-                    self.node.error(&req, ERROR_UNKNOWN_COMMAND, ReplyOptions::ERROR);
-                }
+                // What is not the connector's (records, our own queries) needs no action here.
+                let _ = self.connector.handle_dht_event(now, &mut self.node, e);
             }
             while let Some(ev) = self.connector.poll_event() {
                 progress = true;
@@ -362,7 +445,11 @@ impl Driver {
                             let _ = tx.send(Err(DhtError::Connect(error)));
                         }
                     }
-                    ConnectEvent::Incoming { server, established, .. } => {
+                    ConnectEvent::Incoming {
+                        server,
+                        established,
+                        ..
+                    } => {
                         if let Ok(c) = self.open_stream(&established) {
                             if let Some((_, tx)) = self.servers.get(&server) {
                                 let _ = tx.try_send(c);
@@ -388,10 +475,14 @@ impl Driver {
         let now = self.now();
         let SocketAddr::V4(from4) = from else { return };
         if bytes.len() == 1 {
-            self.connector.handle_probe(now, &mut self.node, socket, from4);
+            self.connector
+                .handle_probe(now, &mut self.node, socket, from4);
         } else if bytes.len() >= 20 && bytes[0] == 0xff && bytes[1] == 1 {
             let id = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-            if self.connector.handle_udx_firewall(now, &mut self.node, socket, from4, id) {
+            if self
+                .connector
+                .handle_udx_firewall(now, &mut self.node, socket, from4, id)
+            {
                 // The connection's stream gets connected while events are processed; the
                 // packet follows it on the socket's command queue.
                 self.pending_inject.push((socket, from, bytes));
@@ -400,4 +491,10 @@ impl Driver {
             let _ = self.node.handle_datagram(now, socket, from, &bytes);
         }
     }
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }

@@ -1,10 +1,11 @@
 //! hyperdht 6.34.0 connections (lib/connect.js, lib/server.js): `listen(keyPair)` and
 //! `connect(publicKey)` over a dht-rpc [`Node`], as one sans-IO engine, the [`Connector`].
 //!
-//! The owner runs the node and the sockets and feeds the connector:
-//! - the node's user requests for PEER_HANDSHAKE / PEER_HOLEPUNCH and its responses, query
-//!   replies and query ends ([`Connector::handle_node_event`], which hands back events that are
-//!   not the connector's);
+//! The owner runs a [`HyperDht`] (dht-rpc plus the record layer and the router, which relays
+//! PEER_HANDSHAKE / PEER_HOLEPUNCH and hands those for our servers up) and the sockets, and
+//! feeds the connector:
+//! - the DHT's events ([`Connector::handle_dht_event`]: PEER_HANDSHAKE / PEER_HOLEPUNCH for
+//!   our servers, responses and query results of our requests; it hands back the others);
 //! - 1-byte datagrams (holepunch probes) received on any socket ([`Connector::handle_probe`]);
 //! - UDX packets for a stream id no stream has yet ([`Connector::handle_udx_firewall`]: the raw
 //!   stream of a connection in progress accepts its first packet from wherever it comes);
@@ -31,10 +32,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::crypto::KeyPair;
 use crate::dht::holepunch::puncher::{PunchAction, Puncher, RandomPunchLimiter};
-use crate::dht::messages_connect::command;
+use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode};
 use crate::dht::noise_wrap::HandshakeResult;
-use crate::dht::router::{Routed, Router};
-use crate::dht::rpc::{Event, Node, QueryId, RequestId, RequestSpec, SocketId, PING};
+use crate::dht::rpc::{
+    self, Event as RpcEvent, Node, QueryId, RequestId, RequestSpec, SocketId, PING,
+};
+use crate::dht::{Event, HyperDht};
 
 /// A connection attempt made with [`Connector::connect`].
 pub type ConnId = u64;
@@ -239,8 +242,6 @@ impl Ctx<'_> {
 /// The connection engine. See the [module docs](self).
 #[derive(Default)]
 pub struct Connector {
-    /// The forward table (shared with the record layer: FIND_PEER and self-announces).
-    pub router: Router,
     clients: BTreeMap<ConnId, client::Client>,
     servers: BTreeMap<ServerId, server::Server>,
     pool: Pool,
@@ -255,10 +256,10 @@ pub struct Connector {
 }
 
 macro_rules! ctx {
-    ($s:ident, $now:expr, $node:expr) => {
+    ($s:ident, $now:expr, $dht:expr) => {
         Ctx {
             now: $now,
-            node: $node,
+            node: $dht.rpc_mut(),
             pool: &mut $s.pool,
             actions: &mut $s.actions,
             events: &mut $s.events,
@@ -287,24 +288,26 @@ impl Connector {
     pub fn listen(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         key_pair: KeyPair,
         opts: ServerOptions,
     ) -> ServerId {
         self.next_id += 1;
         let id = self.next_id;
         let mut s = server::Server::new(id, key_pair, opts);
-        let mut ctx = ctx!(self, now, node);
-        s.start(&mut ctx, &mut self.router);
+        dht.register_server(s.target(), s.record());
+        let mut ctx = ctx!(self, now, dht);
+        s.start(&mut ctx);
         self.servers.insert(id, s);
         id
     }
 
     /// Stops a server: unannounces and stops answering handshakes.
-    pub fn close_server(&mut self, now: Duration, node: &mut Node, id: ServerId) {
+    pub fn close_server(&mut self, now: Duration, dht: &mut HyperDht, id: ServerId) {
         if let Some(mut s) = self.servers.remove(&id) {
-            let mut ctx = ctx!(self, now, node);
-            s.close(&mut ctx, &mut self.router);
+            dht.unregister_server(&s.target());
+            let mut ctx = ctx!(self, now, dht);
+            s.close(&mut ctx);
         }
     }
 
@@ -320,115 +323,146 @@ impl Connector {
     pub fn connect(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         remote_public_key: [u8; 32],
         key_pair: KeyPair,
         opts: ConnectOptions,
     ) -> ConnId {
         self.next_id += 1;
         let id = self.next_id;
-        let mut ctx = ctx!(self, now, node);
+        let mut ctx = ctx!(self, now, dht);
         let c = client::Client::start(&mut ctx, id, key_pair, remote_public_key, opts);
         self.clients.insert(id, c);
         id
     }
 
     /// Gives up on a connection attempt.
-    pub fn cancel(&mut self, now: Duration, node: &mut Node, id: ConnId) {
+    pub fn cancel(&mut self, now: Duration, dht: &mut HyperDht, id: ConnId) {
         if let Some(mut c) = self.clients.remove(&id) {
-            let mut ctx = ctx!(self, now, node);
+            let mut ctx = ctx!(self, now, dht);
             c.destroy(&mut ctx);
         }
     }
 
-    /// Feeds one node event. Returns it when it is not the connector's (records, other
-    /// requests, the owner's own requests).
-    pub fn handle_node_event(
+    /// Feeds one event of the [`HyperDht`]: PEER_HANDSHAKE / PEER_HOLEPUNCH for our servers,
+    /// and the responses and query results of our own requests. Returns the event when it is
+    /// not the connector's.
+    pub fn handle_dht_event(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         event: Event,
     ) -> Option<Event> {
         match event {
-            Event::Request(req) if !req.internal && req.command == command::PEER_HANDSHAKE => {
-                if let Some(Routed::Handshake { server, req, msg }) =
-                    self.router.on_peer_handshake(node, req)
-                {
-                    if let Some(s) = self.servers.get_mut(&server) {
-                        let mut ctx = ctx!(self, now, node);
-                        s.on_handshake(&mut ctx, req, msg);
-                    }
+            Event::PeerHandshake { req, handshake } => {
+                let msg = HandshakeMessage {
+                    mode: Mode::from_wire(handshake.mode),
+                    noise: handshake.noise,
+                    peer_address: handshake.peer_address,
+                    relay_address: handshake.relay_address,
+                };
+                let Some(server) = self.server_for(&req) else {
+                    return None;
+                };
+                if let Some(s) = self.servers.get_mut(&server) {
+                    let mut ctx = ctx!(self, now, dht);
+                    s.on_handshake(&mut ctx, req, msg);
                 }
                 None
             }
-            Event::Request(req) if !req.internal && req.command == command::PEER_HOLEPUNCH => {
-                if let Some(Routed::Holepunch { server, req, msg }) =
-                    self.router.on_peer_holepunch(node, req)
-                {
-                    if let Some(s) = self.servers.get_mut(&server) {
-                        let mut ctx = ctx!(self, now, node);
-                        s.on_holepunch(&mut ctx, req, msg);
-                    }
+            Event::PeerHolepunch { req, holepunch } => {
+                let msg = HolepunchMessage {
+                    mode: Mode::from_wire(holepunch.mode),
+                    id: holepunch.id,
+                    payload: holepunch.payload,
+                    peer_address: holepunch.peer_address,
+                };
+                let Some(server) = self.server_for(&req) else {
+                    return None;
+                };
+                if let Some(s) = self.servers.get_mut(&server) {
+                    let mut ctx = ctx!(self, now, dht);
+                    s.on_holepunch(&mut ctx, req, msg);
                 }
                 None
             }
-            Event::Response { id, response } => {
+            Event::Rpc(e) => self.handle_rpc_event(now, dht, e).map(Event::Rpc),
+            other => Some(other),
+        }
+    }
+
+    fn server_for(&self, req: &rpc::IncomingRequest) -> Option<ServerId> {
+        let t = req.target?;
+        self.servers
+            .iter()
+            .find(|(_, s)| s.target() == t)
+            .map(|(id, _)| *id)
+    }
+
+    fn handle_rpc_event(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        event: RpcEvent,
+    ) -> Option<RpcEvent> {
+        match event {
+            RpcEvent::Response { id, response } => {
                 if let Some((owner, sock)) = self.nat_pings.remove(&id) {
-                    self.with_puncher(now, node, owner, |p| {
+                    self.with_puncher(now, dht, owner, |p| {
                         p.handle_nat_pong(sock, response.to, response.from.addr)
                     });
                     return None;
                 }
                 let Some(owner) = self.requests.remove(&id) else {
-                    return Some(Event::Response { id, response });
+                    return Some(RpcEvent::Response { id, response });
                 };
                 self.dispatch(
                     now,
-                    node,
+                    dht,
                     owner,
                     |c, ctx| c.on_response(ctx, id, Ok(&response)),
                     |s, ctx| s.on_response(ctx, owner, id, Some(&response)),
                 );
                 None
             }
-            Event::RequestFailed { id, error } => {
+            RpcEvent::RequestFailed { id, error } => {
                 if let Some((owner, sock)) = self.nat_pings.remove(&id) {
-                    self.with_puncher(now, node, owner, |p| p.handle_nat_ping_failed(sock));
+                    self.with_puncher(now, dht, owner, |p| p.handle_nat_ping_failed(sock));
                     return None;
                 }
                 let Some(owner) = self.requests.remove(&id) else {
-                    return Some(Event::RequestFailed { id, error });
+                    return Some(RpcEvent::RequestFailed { id, error });
                 };
                 self.dispatch(
                     now,
-                    node,
+                    dht,
                     owner,
                     |c, ctx| c.on_response(ctx, id, Err(())),
                     |s, ctx| s.on_response(ctx, owner, id, None),
                 );
                 None
             }
-            Event::QueryReply { id, reply } => {
+            RpcEvent::QueryReply { id, reply } => {
                 let Some(&owner) = self.queries.get(&id) else {
-                    return Some(Event::QueryReply { id, reply });
+                    return Some(RpcEvent::QueryReply { id, reply });
                 };
                 self.dispatch(
                     now,
-                    node,
+                    dht,
                     owner,
                     |c, ctx| c.on_query_reply(ctx, reply.clone()),
                     |_, _| {},
                 );
                 None
             }
-            Event::QueryDone { id, result } => {
+            RpcEvent::QueryDone { id, result } => {
                 let Some(owner) = self.queries.remove(&id) else {
-                    return Some(Event::QueryDone { id, result });
+                    return Some(RpcEvent::QueryDone { id, result });
                 };
                 let closest = result.map(|r| r.closest_replies).unwrap_or_default();
                 self.dispatch(
                     now,
-                    node,
+                    dht,
                     owner,
                     |c, ctx| c.on_query_done(ctx),
                     |s, ctx| s.on_query_done(ctx, closest.clone()),
@@ -442,12 +476,12 @@ impl Connector {
     fn dispatch(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         owner: Owner,
         client: impl FnOnce(&mut client::Client, &mut Ctx<'_>),
         server: impl FnOnce(&mut server::Server, &mut Ctx<'_>),
     ) {
-        let mut ctx = ctx!(self, now, node);
+        let mut ctx = ctx!(self, now, dht);
         match owner {
             Owner::Client(id) => {
                 if let Some(c) = self.clients.get_mut(&id) {
@@ -468,17 +502,17 @@ impl Connector {
     fn with_puncher(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         owner: Owner,
         f: impl FnOnce(&mut Puncher),
     ) {
         match owner {
             Owner::Client(_) => {
-                self.dispatch(now, node, owner, |c, ctx| c.with_puncher(ctx, f), |_, _| {})
+                self.dispatch(now, dht, owner, |c, ctx| c.with_puncher(ctx, f), |_, _| {})
             }
             Owner::Slot(_, slot) => self.dispatch(
                 now,
-                node,
+                dht,
                 owner,
                 |_, _| {},
                 |s, ctx| s.with_puncher(ctx, slot, f),
@@ -491,7 +525,7 @@ impl Connector {
     pub fn handle_probe(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         socket: SocketId,
         from: SocketAddrV4,
     ) {
@@ -500,7 +534,7 @@ impl Connector {
         };
         let lim = &mut self.limiter as *mut RandomPunchLimiter;
         let _ = lim;
-        self.with_puncher_lim(now, node, owner, move |p, lim| {
+        self.with_puncher_lim(now, dht, owner, move |p, lim| {
             p.handle_probe(local, from, now.as_millis() as u64, lim)
         });
     }
@@ -508,21 +542,21 @@ impl Connector {
     fn with_puncher_lim(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         owner: Owner,
         f: impl FnOnce(&mut Puncher, &mut RandomPunchLimiter),
     ) {
         match owner {
             Owner::Client(_) => self.dispatch(
                 now,
-                node,
+                dht,
                 owner,
                 |c, ctx| c.with_puncher_lim(ctx, f),
                 |_, _| {},
             ),
             Owner::Slot(_, slot) => self.dispatch(
                 now,
-                node,
+                dht,
                 owner,
                 |_, _| {},
                 |s, ctx| s.with_puncher_lim(ctx, slot, f),
@@ -537,7 +571,7 @@ impl Connector {
     pub fn handle_udx_firewall(
         &mut self,
         now: Duration,
-        node: &mut Node,
+        dht: &mut HyperDht,
         socket: SocketId,
         from: SocketAddrV4,
         stream_id: u32,
@@ -545,7 +579,7 @@ impl Connector {
         if from.port() == 0 {
             return false;
         }
-        let mut ctx = ctx!(self, now, node);
+        let mut ctx = ctx!(self, now, dht);
         for c in self.clients.values_mut() {
             if c.stream_id() == stream_id && c.on_firewall(&mut ctx, socket, from) {
                 return true;
@@ -577,8 +611,8 @@ impl Connector {
     }
 
     /// Runs due timers.
-    pub fn handle_timeout(&mut self, now: Duration, node: &mut Node) {
-        let mut ctx = ctx!(self, now, node);
+    pub fn handle_timeout(&mut self, now: Duration, dht: &mut HyperDht) {
+        let mut ctx = ctx!(self, now, dht);
         let mut done = Vec::new();
         for (id, c) in self.clients.iter_mut() {
             if c.poll_timeout().is_some_and(|t| t <= now) {

@@ -11,13 +11,13 @@ use super::{ConnectEvent, Ctx, Established, Owner, ServerId};
 use crate::crypto::{hash, KeyPair};
 use crate::dht::holepunch::puncher::{Puncher, RandomPunchLimiter};
 use crate::dht::holepunch::SecurePayload;
+use crate::dht::messages_connect::Mode;
 use crate::dht::messages_connect::{
     error_code, Firewall, HandshakeMessage, HolepunchInfo, HolepunchMessage, HolepunchPayload,
     NoisePayload, RelayThroughInfo, UdxInfo,
 };
 use crate::dht::noise_wrap::{HandshakeResult, NoiseWrap};
-use crate::dht::router::{answer_handshake, answer_holepunch, Forward, Router};
-use crate::dht::rpc::{IncomingRequest, RequestId, Response, SocketId};
+use crate::dht::rpc::{IncomingRequest, Node, ReplyOptions, RequestId, Response, SocketId};
 
 /// A handshake slot is freed this long after it finished (`handshakeClearWait`).
 const CLEAR_WAIT: Duration = Duration::from_secs(10);
@@ -99,11 +99,17 @@ impl Server {
         }
     }
 
-    pub fn start(&mut self, ctx: &mut Ctx<'_>, router: &mut Router) {
-        router.set(
-            self.target,
-            Forward::local(self.id, self.announcer.record().to_vec()),
-        );
+    /// The key hash this server answers for.
+    pub fn target(&self) -> [u8; 32] {
+        self.target
+    }
+
+    /// The record FIND_PEER answers with here.
+    pub fn record(&self) -> Vec<u8> {
+        self.announcer.record().to_vec()
+    }
+
+    pub fn start(&mut self, ctx: &mut Ctx<'_>) {
         self.announcer.start(ctx.now, ctx.node);
         self.track_announcer(ctx);
     }
@@ -119,9 +125,8 @@ impl Server {
         }
     }
 
-    pub fn close(&mut self, ctx: &mut Ctx<'_>, router: &mut Router) {
+    pub fn close(&mut self, ctx: &mut Ctx<'_>) {
         self.closed = true;
-        router.delete(&self.target);
         self.announcer.stop(ctx.now, ctx.node);
         self.track_announcer(ctx);
         for i in 0..self.slots.len() {
@@ -686,4 +691,73 @@ impl Server {
             self.slots.pop();
         }
     }
+}
+
+/// The server's answer to a routed PEER_HANDSHAKE, sent per its mode (router.js:100-127).
+fn answer_handshake(
+    node: &mut Node,
+    req: &IncomingRequest,
+    msg: &HandshakeMessage,
+    noise: &[u8],
+    socket: Option<SocketId>,
+) {
+    let opts = ReplyOptions {
+        token: false,
+        closer_nodes: false,
+        to: None,
+        socket,
+    };
+    match msg.mode {
+        Mode::FromClient => {
+            let value = HandshakeMessage {
+                mode: Mode::Reply,
+                noise: noise.to_vec(),
+                peer_address: None,
+                relay_address: None,
+            }
+            .encode();
+            node.reply(req, Some(&value), opts);
+        }
+        Mode::FromRelay => {
+            let value = HandshakeMessage {
+                mode: Mode::FromServer,
+                noise: noise.to_vec(),
+                peer_address: msg.peer_address,
+                relay_address: None,
+            }
+            .encode();
+            node.relay(req, Some(&value), req.from.addr, socket);
+        }
+        Mode::FromSecondRelay => {
+            if let Some(relay) = msg.relay_address {
+                let value = HandshakeMessage {
+                    mode: Mode::FromServer,
+                    noise: noise.to_vec(),
+                    peer_address: msg.peer_address,
+                    relay_address: None,
+                }
+                .encode();
+                node.relay(req, Some(&value), relay, socket);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The server's answer to a routed PEER_HOLEPUNCH: FROM_SERVER back to the relay.
+fn answer_holepunch(
+    node: &mut Node,
+    req: &IncomingRequest,
+    msg: &HolepunchMessage,
+    payload: Vec<u8>,
+    socket: Option<SocketId>,
+) {
+    let value = HolepunchMessage {
+        mode: Mode::FromServer,
+        id: 0,
+        payload,
+        peer_address: msg.peer_address,
+    }
+    .encode();
+    node.relay(req, Some(&value), req.from.addr, socket);
 }

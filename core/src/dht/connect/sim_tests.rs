@@ -1,18 +1,18 @@
-//! End-to-end connects over a simulated network: dht-rpc nodes as relays (with a minimal
-//! ANNOUNCE / FIND_PEER store and the router), a server and a client each with a [`Connector`],
+//! End-to-end connects over a simulated network: HyperDht nodes as relays (record store and
+//! router), a server and a client each with a [`Connector`],
 //! optionally behind NATs, on virtual time.
 
 use super::*;
 use crate::dht::holepunch::puncher::sim_tests::{Kind, NatBox};
-use crate::dht::router::Forward;
-use crate::dht::rpc::{Config, ReplyOptions};
+use crate::dht::rpc::Config;
+use crate::dht::{DhtConfig, HyperDht};
 use core::net::{Ipv4Addr, SocketAddr};
 use std::collections::BTreeMap;
 
 const DELAY: Duration = Duration::from_millis(3);
 
 struct Host {
-    node: Node,
+    dht: HyperDht,
     conn: Connector,
     ip: Ipv4Addr,
     ports: BTreeMap<SocketId, u16>,
@@ -51,11 +51,13 @@ impl Sim {
         let mut seed = [0u8; 32];
         seed[..4].copy_from_slice(&ip.octets());
         seed[4] = self.hosts.len() as u8;
-        let node = Node::new(
-            Config {
-                server_port: port,
-                handle_user_requests: true,
-                ..config
+        let dht = HyperDht::new(
+            DhtConfig {
+                rpc: Config {
+                    server_port: port,
+                    ..config
+                },
+                ..DhtConfig::default()
             },
             self.now,
             seed,
@@ -65,7 +67,7 @@ impl Sim {
         ports.insert(SocketId::CLIENT, port + 1);
         let nat = nat.map(|k| NatBox::new(ip, k, self.hosts.len() as u64 * 7 + 1));
         self.hosts.push(Host {
-            node,
+            dht,
             conn: Connector::new(),
             ip,
             ports,
@@ -115,19 +117,15 @@ impl Sim {
                     Action::Probe { socket, to, ttl } => self.send(h, socket, to, vec![0], ttl),
                 }
             }
-            while let Some(t) = self.hosts[h].node.poll_transmit() {
+            while let Some(t) = self.hosts[h].dht.poll_transmit() {
                 progress = true;
                 self.send(h, t.socket, t.to, t.bytes, t.ttl);
             }
-            while let Some(e) = self.hosts[h].node.poll_event() {
+            while let Some(e) = self.hosts[h].dht.poll_event() {
                 progress = true;
                 let now = self.now;
                 let host = &mut self.hosts[h];
-                if let Some(e) = host.conn.handle_node_event(now, &mut host.node, e) {
-                    if host.relay {
-                        records(&mut host.conn, &mut host.node, e);
-                    }
-                }
+                let _ = host.conn.handle_dht_event(now, &mut host.dht, e);
             }
             while let Some(e) = self.hosts[h].conn.poll_event() {
                 progress = true;
@@ -156,14 +154,14 @@ impl Sim {
         let now = self.now;
         let host = &mut self.hosts[h];
         if bytes.len() == 1 {
-            host.conn.handle_probe(now, &mut host.node, socket, from);
+            host.conn.handle_probe(now, &mut host.dht, socket, from);
         } else if bytes[0] == 0xff {
             let id = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
             host.conn
-                .handle_udx_firewall(now, &mut host.node, socket, from, id);
+                .handle_udx_firewall(now, &mut host.dht, socket, from, id);
         } else {
             let _ = host
-                .node
+                .dht
                 .handle_datagram(now, socket, SocketAddr::V4(from), &bytes);
         }
         self.flush(h);
@@ -177,7 +175,7 @@ impl Sim {
             let next_timer = self
                 .hosts
                 .iter_mut()
-                .flat_map(|h| [h.node.poll_timeout(), h.conn.poll_timeout()])
+                .flat_map(|h| [h.dht.poll_timeout(), h.conn.poll_timeout()])
                 .flatten()
                 .min();
             let next = [next_packet, next_timer]
@@ -197,54 +195,16 @@ impl Sim {
                 for h in 0..self.hosts.len() {
                     let now = self.now;
                     let host = &mut self.hosts[h];
-                    if host.node.poll_timeout().is_some_and(|t| t <= now) {
-                        host.node.handle_timeout(now);
+                    if host.dht.poll_timeout().is_some_and(|t| t <= now) {
+                        host.dht.handle_timeout(now);
                     }
                     if host.conn.poll_timeout().is_some_and(|t| t <= now) {
-                        host.conn.handle_timeout(now, &mut host.node);
+                        host.conn.handle_timeout(now, &mut host.dht);
                     }
                     self.flush(h);
                 }
             }
         }
-    }
-}
-
-/// A relay's record store, just enough for announce/find-peer (persistent.js 39-151).
-fn records(conn: &mut Connector, node: &mut Node, e: Event) {
-    let Event::Request(req) = e else { return };
-    let bare = ReplyOptions {
-        token: false,
-        closer_nodes: false,
-        to: None,
-        socket: None,
-    };
-    match req.command {
-        command::FIND_PEER => {
-            let rec = req
-                .target
-                .and_then(|t| conn.router.get(&t, node.now()).map(|f| f.record.clone()));
-            node.reply(&req, rec.as_deref(), ReplyOptions::REPLY);
-        }
-        4 => {
-            let (Some(v), Some(t), Some(_)) = (req.value.as_deref(), req.target, req.token) else {
-                return;
-            };
-            if v.len() < 34 || v[0] & 1 == 0 {
-                return;
-            }
-            let pk: [u8; 32] = v[1..33].try_into().unwrap();
-            if crate::crypto::hash(&pk) == t {
-                let n = v[33] as usize;
-                conn.router.set(
-                    t,
-                    Forward::remote(req.from.addr, v[1..34 + 6 * n].to_vec(), node.now()),
-                );
-            }
-            node.reply(&req, None, bare);
-        }
-        5 => node.reply(&req, None, bare),
-        _ => node.error(&req, 1, ReplyOptions::ERROR),
     }
 }
 
@@ -300,7 +260,7 @@ fn connect_with(
     let now = sim.now;
     {
         let h = &mut sim.hosts[s];
-        h.conn.listen(now, &mut h.node, server_kp.clone(), opts);
+        h.conn.listen(now, &mut h.dht, server_kp.clone(), opts);
     }
     sim.flush(s);
     sim.run_for(Duration::from_secs(3));
@@ -316,7 +276,7 @@ fn connect_with(
         let h = &mut sim.hosts[c];
         h.conn.connect(
             now,
-            &mut h.node,
+            &mut h.dht,
             server_kp.public_key,
             KeyPair::from_seed(&[2; 32]),
             ConnectOptions::default(),
@@ -436,7 +396,7 @@ fn unknown_key_is_peer_not_found() {
     let h = &mut sim.hosts[c];
     h.conn.connect(
         now,
-        &mut h.node,
+        &mut h.dht,
         KeyPair::from_seed(&[9; 32]).public_key,
         KeyPair::from_seed(&[2; 32]),
         ConnectOptions::default(),
@@ -447,7 +407,7 @@ fn unknown_key_is_peer_not_found() {
     let h = &mut sim.hosts[c];
     h.conn.connect(
         now,
-        &mut h.node,
+        &mut h.dht,
         [9; 32],
         KeyPair::from_seed(&[2; 32]),
         ConnectOptions::default(),

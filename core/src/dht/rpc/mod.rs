@@ -52,7 +52,7 @@ mod query;
 pub mod rng;
 pub mod table;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use io::RateLimits;
 pub use messages::{node_id, NodeId, PacketError};

@@ -209,10 +209,39 @@ fn malformed_datagrams_are_typed_errors() {
 
 // ---------------------------------------------------------------- a small perfect network
 
+/// What the small network drives (a dht-rpc node or a hyperdht node).
+pub(crate) trait Engine {
+    type Ev;
+    fn datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]);
+    fn timeout(&mut self, now: Duration);
+    fn transmit(&mut self) -> Option<Transmit>;
+    fn deadline(&mut self) -> Option<Duration>;
+    fn event(&mut self) -> Option<Self::Ev>;
+}
+
+impl Engine for Node {
+    type Ev = Event;
+    fn datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        let _ = self.handle_datagram(now, SocketId::SERVER, from, bytes);
+    }
+    fn timeout(&mut self, now: Duration) {
+        self.handle_timeout(now)
+    }
+    fn transmit(&mut self) -> Option<Transmit> {
+        self.poll_transmit()
+    }
+    fn deadline(&mut self) -> Option<Duration> {
+        self.poll_timeout()
+    }
+    fn event(&mut self) -> Option<Event> {
+        self.poll_event()
+    }
+}
+
 /// Nodes on a lossless network with a fixed one-way delay, on virtual time.
-pub(crate) struct Net {
-    pub nodes: BTreeMap<SocketAddrV4, Node>,
-    pub events: BTreeMap<SocketAddrV4, Vec<Event>>,
+pub(crate) struct Net<T: Engine> {
+    pub nodes: BTreeMap<SocketAddrV4, T>,
+    pub events: BTreeMap<SocketAddrV4, Vec<T::Ev>>,
     pub now: Duration,
     inflight: VecDeque<(Duration, SocketAddrV4, SocketAddrV4, Vec<u8>)>,
     delay: Duration,
@@ -220,37 +249,40 @@ pub(crate) struct Net {
     pub dead: Vec<SocketAddrV4>,
 }
 
-impl Net {
+impl<T: Engine> Net<T> {
     pub fn new() -> Self {
         Net {
             nodes: BTreeMap::new(),
             events: BTreeMap::new(),
-            now: Duration::from_secs(1_000),
+            now: Duration::from_secs(1_700_000_000),
             inflight: VecDeque::new(),
             delay: Duration::from_millis(5),
             dead: Vec::new(),
         }
     }
 
-    /// A node whose two sockets are the same address (a public, unfirewalled host).
-    pub fn add(&mut self, addr: SocketAddrV4, mut config: Config) {
-        config.server_port = addr.port();
-        let mut seed = [0u8; 32];
-        seed[..6].copy_from_slice(&messages::encode_addr(&addr));
-        let node = Node::new(config, self.now, seed);
+    pub fn insert(&mut self, addr: SocketAddrV4, node: T) {
         self.nodes.insert(addr, node);
         self.flush(addr);
     }
 
-    fn flush(&mut self, addr: SocketAddrV4) {
+    /// Run `f` on a node, then collect what it sent.
+    pub fn with<R>(&mut self, addr: SocketAddrV4, f: impl FnOnce(&mut T, Duration) -> R) -> R {
+        let now = self.now;
+        let r = f(self.nodes.get_mut(&addr).expect("node"), now);
+        self.flush(addr);
+        r
+    }
+
+    pub fn flush(&mut self, addr: SocketAddrV4) {
         let Some(node) = self.nodes.get_mut(&addr) else {
             return;
         };
-        while let Some(t) = node.poll_transmit() {
+        while let Some(t) = node.transmit() {
             self.inflight
                 .push_back((self.now + self.delay, addr, t.to, t.bytes));
         }
-        while let Some(e) = node.poll_event() {
+        while let Some(e) = node.event() {
             self.events.entry(addr).or_default().push(e);
         }
     }
@@ -259,11 +291,7 @@ impl Net {
     pub fn run(&mut self, until: Duration) {
         loop {
             let next_packet = self.inflight.front().map(|p| p.0);
-            let next_timer = self
-                .nodes
-                .values_mut()
-                .filter_map(|n| n.poll_timeout())
-                .min();
+            let next_timer = self.nodes.values_mut().filter_map(|n| n.deadline()).min();
             let next = match (next_packet, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => a.or(b).unwrap_or(until),
@@ -279,16 +307,15 @@ impl Net {
                     continue;
                 }
                 if let Some(n) = self.nodes.get_mut(&to) {
-                    let _ =
-                        n.handle_datagram(self.now, SocketId::SERVER, SocketAddr::V4(from), &bytes);
+                    n.datagram(self.now, SocketAddr::V4(from), &bytes);
                     self.flush(to);
                 }
             } else {
                 let addrs: Vec<_> = self.nodes.keys().copied().collect();
                 for addr in addrs {
                     let n = self.nodes.get_mut(&addr).unwrap();
-                    if n.poll_timeout().is_some_and(|t| t <= self.now) {
-                        n.handle_timeout(self.now);
+                    if n.deadline().is_some_and(|t| t <= self.now) {
+                        n.timeout(self.now);
                         self.flush(addr);
                     }
                 }
@@ -301,12 +328,36 @@ impl Net {
         self.run(until);
     }
 
-    pub fn take_events(&mut self, addr: SocketAddrV4) -> Vec<Event> {
+    pub fn take_events(&mut self, addr: SocketAddrV4) -> Vec<T::Ev> {
         self.events.remove(&addr).unwrap_or_default()
     }
 }
 
-pub(crate) fn testnet(n: usize) -> (Net, Vec<SocketAddrV4>) {
+impl Net<Node> {
+    /// A node whose two sockets are the same address (a public, unfirewalled host).
+    pub fn add(&mut self, addr: SocketAddrV4, mut config: Config) {
+        config.server_port = addr.port();
+        let node = Node::new(config, self.now, seed_of(&addr));
+        self.insert(addr, node);
+    }
+}
+
+/// A deterministic seed per address.
+pub(crate) fn seed_of(addr: &SocketAddrV4) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..6].copy_from_slice(&messages::encode_addr(addr));
+    seed
+}
+
+/// The i-th test address (distinct hosts).
+pub(crate) fn addr_n(i: usize) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::new(10, 0, (i / 200) as u8, (i % 200) as u8 + 2),
+        40000 + i as u16,
+    )
+}
+
+pub(crate) fn testnet(n: usize) -> (Net<Node>, Vec<SocketAddrV4>) {
     let mut net = Net::new();
     let boot = a("10.0.0.1:49737");
     net.add(boot, Config::bootstrapper(boot));
@@ -332,7 +383,7 @@ pub(crate) fn testnet(n: usize) -> (Net, Vec<SocketAddrV4>) {
 
 #[test]
 fn bootstrapper_is_persistent_at_once() {
-    let mut net = Net::new();
+    let mut net: Net<Node> = Net::new();
     let boot = a("10.0.0.1:49737");
     net.add(boot, Config::bootstrapper(boot));
     net.run_for(Duration::from_secs(1));
