@@ -3,10 +3,10 @@
 //! the punchers' pool sockets), and hands finished connections out as [`Connection`]s
 //! (secret-stream over a UDX stream on the socket the path was found on).
 //!
-//! - [`Dht::bind`] binds the node's sockets on an explicit host (loopback for tests, a
+//! - [`DhtPeer::bind`] binds the node's sockets on an explicit host (loopback for tests, a
 //!   namespace's address, or `0.0.0.0`) and bootstraps from an explicit list;
-//! - [`Dht::listen`] announces a key pair and yields incoming connections ([`Server`]);
-//! - [`Dht::connect`] connects to a public key.
+//! - [`DhtPeer::listen`] announces a key pair and yields incoming connections ([`Server`]);
+//! - [`DhtPeer::connect`] connects to a public key.
 //!
 //! The driver makes no protocol decisions: datagrams go to the node (RPC), the connector
 //! (1-byte probes; UDX packets for stream ids no stream has yet) or UDX; the connector's
@@ -34,7 +34,7 @@ use crate::udx::UdxSocket;
 
 /// How to run the DHT node.
 #[derive(Debug, Clone)]
-pub struct DhtOptions {
+pub struct DhtPeerOptions {
     /// Bootstrap nodes. Never empty in practice: pass local nodes in tests (an empty list
     /// makes a node that only knows who contacts it).
     pub bootstrap: Vec<SocketAddrV4>,
@@ -48,9 +48,9 @@ pub struct DhtOptions {
     pub firewalled: bool,
 }
 
-impl Default for DhtOptions {
+impl Default for DhtPeerOptions {
     fn default() -> Self {
-        DhtOptions {
+        DhtPeerOptions {
             bootstrap: Vec::new(),
             host: Ipv4Addr::UNSPECIFIED,
             port: 0,
@@ -60,7 +60,7 @@ impl Default for DhtOptions {
     }
 }
 
-/// Why a [`Dht`] call failed.
+/// Why a [`DhtPeer`] call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DhtError {
     /// Socket I/O failed.
@@ -93,7 +93,7 @@ enum Cmd {
 }
 
 /// A running DHT node that connects and accepts by public key.
-pub struct Dht {
+pub struct DhtPeer {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddrV4,
 }
@@ -125,9 +125,9 @@ impl Drop for Server {
     }
 }
 
-impl Dht {
+impl DhtPeer {
     /// Binds the node's sockets and starts bootstrapping.
-    pub async fn bind(opts: DhtOptions) -> io::Result<Dht> {
+    pub async fn bind(opts: DhtPeerOptions) -> io::Result<DhtPeer> {
         let server = Arc::new(
             UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(opts.host, opts.port))).await?,
         );
@@ -178,7 +178,7 @@ impl Dht {
         d.add_socket(SocketId::SERVER, server)?;
         d.add_socket(SocketId::CLIENT, client)?;
         tokio::spawn(d.run(cmd_rx, dgram_rx));
-        Ok(Dht { cmds, local })
+        Ok(DhtPeer { cmds, local })
     }
 
     /// The node's server socket address.

@@ -1,0 +1,145 @@
+//! hyperdht connections live against the pinned JS reference (hyperdht 6.34.0) on 127.0.0.1
+//! with explicit bootstrap lists: a JS server and a hyperpunch client, a hyperpunch server and
+//! a JS client, data both ways over secret-stream on UDX, on a DHT of JS nodes (which relay
+//! the handshake and the holepunch rounds).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use hyperpunch::crypto::KeyPair;
+use hyperpunch::dht_connect::{ConnectOptions, DhtError, DhtPeer, DhtPeerOptions, ServerOptions};
+use hyperpunch_tests::js_dht::JsDht;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(60);
+
+fn js(j: &mut JsDht, cmd: Value) -> Value {
+    tokio::task::block_in_place(|| j.must(cmd, T))
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v.as_str().expect("hex string"), &mut out).expect("32 hex bytes");
+    out
+}
+
+/// A JS testnet of `n` nodes (the first one bootstraps the rest); returns its bootstrap.
+fn js_testnet(j: &mut JsDht, n: usize) -> String {
+    let first = js(j, json!({"cmd": "start", "bootstrap": [], "count": 1}));
+    let boot = format!("127.0.0.1:{}", first[0]["port"]);
+    js(
+        j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": n - 1}),
+    );
+    boot
+}
+
+async fn rust_peer(boot: &str) -> DhtPeer {
+    let boot: SocketAddrV4 = boot.parse().unwrap();
+    let d = DhtPeer::bind(DhtPeerOptions {
+        bootstrap: vec![boot],
+        host: Ipv4Addr::LOCALHOST,
+        ..DhtPeerOptions::default()
+    })
+    .await
+    .expect("bind");
+    tokio::time::timeout(T, d.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_connects_to_a_js_server() {
+    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let boot = js_testnet(&mut j, 4);
+    // The server's node is firewalled and ephemeral, as a user's machine: the client must punch.
+    let server = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    let node = server[0]["index"].clone();
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": node, "seed": "01".repeat(32)}),
+    );
+    let pk = hex32(&listen["publicKey"]);
+    let peer = rust_peer(&boot).await;
+    let mut conn = tokio::time::timeout(
+        T,
+        peer.connect(pk, KeyPair::from_seed(&[2; 32]), ConnectOptions::default()),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connected");
+    assert_eq!(conn.remote_public_key(), pk);
+    conn.send(b"hello from rust".to_vec()).await.unwrap();
+    let echo = tokio::time::timeout(T, conn.recv())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .unwrap();
+    assert_eq!(echo, b"hello from rust");
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_connects_to_a_rust_server() {
+    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let boot = js_testnet(&mut j, 4);
+    let peer = rust_peer(&boot).await;
+    let kp = KeyPair::from_seed(&[3; 32]);
+    let mut server = tokio::time::timeout(T, peer.listen(kp.clone(), ServerOptions::default()))
+        .await
+        .expect("listening in time")
+        .expect("listening");
+    // Echo the first connection's messages.
+    let echo = tokio::spawn(async move {
+        let mut c = server.accept().await.expect("a connection");
+        let remote = c.remote_public_key();
+        while let Some(Ok(m)) = c.recv().await {
+            c.send(m).await.unwrap();
+        }
+        remote
+    });
+    let client = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    let r = js(
+        &mut j,
+        json!({"cmd": "connect", "node": client[0]["index"], "publicKey": hex::encode(kp.public_key), "message": "hello from js"}),
+    );
+    assert_eq!(r["echo"], "hello from js");
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+    drop(echo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_is_peer_not_found() {
+    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let boot = js_testnet(&mut j, 3);
+    let peer = rust_peer(&boot).await;
+    let r = tokio::time::timeout(
+        T,
+        peer.connect(
+            KeyPair::from_seed(&[9; 32]).public_key,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions::default(),
+        ),
+    )
+    .await
+    .expect("answer in time");
+    assert!(
+        matches!(
+            r,
+            Err(DhtError::Connect(
+                hyperpunch::dht_connect::ConnectError::PeerNotFound
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
