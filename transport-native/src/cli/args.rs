@@ -40,7 +40,7 @@ Examples:
     about = ABOUT,
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch udx --help` for UDX \
-streams, with examples."
+streams, `hyperpunch dht --help` for the DHT, with examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -57,6 +57,9 @@ pub enum Command {
     /// UDX streams over UDP: netcat (`cat`) and throughput tests (`perf`).
     #[command(long_about = UDX_LONG, subcommand)]
     Udx(UdxCommand),
+    /// The DHT: run nodes, announce and look up topics, store mutable and immutable values.
+    #[command(long_about = super::dht_cmd::DHT_LONG, subcommand)]
+    Dht(super::dht_cmd::DhtCommand),
 }
 
 // ---- `hyperpunch udx ...` ----

@@ -1,11 +1,12 @@
 //! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]), the
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
-//! [`udx_cmd`] for `udx cat`/`udx perf`). The commands share helpers through [`store`] and this
+//! [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] for `dht ...`). The commands share helpers through [`store`] and this
 //! hub only; none imports another.
 
 pub mod args;
 pub mod core_cmd;
+pub mod dht_cmd;
 pub mod input;
 pub mod net_cmd;
 pub mod store;
@@ -65,6 +66,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
     match cli.command {
         args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
+        args::Command::Dht(c) => dht_cmd::run(c),
     }
 }
 
