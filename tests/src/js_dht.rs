@@ -26,10 +26,15 @@ pub struct JsDht {
 impl JsDht {
     /// Start the script; it exits by itself after `timeout`.
     pub fn spawn(timeout: Duration) -> Result<Self, NodeError> {
+        Self::spawn_script("dht-peer.js", timeout)
+    }
+
+    /// Start another script of `tests/interop` speaking the same JSON-lines protocol.
+    pub fn spawn_script(script: &str, timeout: Duration) -> Result<Self, NodeError> {
         let modules = check_modules()?;
         let cfg = json!({ "timeoutMs": timeout.as_millis() as u64 });
         let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-            .arg("dht-peer.js")
+            .arg(script)
             .arg(cfg.to_string())
             .current_dir(interop_dir())
             .env("NODE_PATH", &modules)

@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht_connect::{ConnectOptions, DhtError, DhtPeer, DhtPeerOptions, ServerOptions};
+use hyperpunch::dht_connect::{
+    ConnectOptions, DhtError, DhtPeer, DhtPeerOptions, RelayServer, ServerOptions,
+};
 use hyperpunch_tests::js_dht::JsDht;
 use serde_json::{json, Value};
 
@@ -141,5 +143,154 @@ async fn unknown_key_is_peer_not_found() {
         "{:?}",
         r.err()
     );
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+fn connect_peer() -> JsDht {
+    JsDht::spawn_script("dht-connect-peer.js", Duration::from_secs(150)).expect("node")
+}
+
+/// A hyperpunch client through a JS blind relay to a JS server that asks for it
+/// (`relayThrough` on the server, punching refused on both sides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_through_a_js_blind_relay() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let r = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    let relay = js(
+        &mut j,
+        json!({"cmd": "relay", "node": r[0]["index"], "seed": "05".repeat(32)}),
+    );
+    let s = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": s[0]["index"], "seed": "01".repeat(32), "relayThrough": relay["publicKey"], "holepunch": false, "shareLocalAddress": false}),
+    );
+    let pk = hex32(&listen["publicKey"]);
+    let peer = rust_peer(&boot).await;
+    let opts = ConnectOptions {
+        holepunch: false,
+        ..ConnectOptions::default()
+    };
+    let mut conn = tokio::time::timeout(T, peer.connect(pk, KeyPair::from_seed(&[2; 32]), opts))
+        .await
+        .expect("connect in time")
+        .expect("connected through the relay");
+    conn.send(b"via the js relay".to_vec()).await.unwrap();
+    let echo = tokio::time::timeout(T, conn.recv())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .unwrap();
+    assert_eq!(echo, b"via the js relay");
+    let stats = js(&mut j, json!({"cmd": "relayStats"}));
+    assert_eq!(stats["matched"], 1, "{stats}");
+    let ss = js(&mut j, json!({"cmd": "serverStats"}));
+    assert_eq!(ss["relaying"]["successes"], 1, "{ss}");
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+/// A JS client asks for a hyperpunch blind relay (`relayThrough`) to reach a JS server that
+/// refuses to punch: the relay pairs them and relays the UDX stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_through_a_rust_blind_relay() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let relay_peer = rust_peer(&boot).await;
+    let relay = tokio::time::timeout(
+        T,
+        RelayServer::start(&relay_peer, KeyPair::from_seed(&[5; 32])),
+    )
+    .await
+    .expect("relay listening in time")
+    .expect("relay listening");
+    let s = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    // No LAN shortcut (both on 127.0.0.1) and no punching: only the relay can connect them.
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": s[0]["index"], "seed": "01".repeat(32), "holepunch": false, "shareLocalAddress": false}),
+    );
+    let c = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+    );
+    let r = js(
+        &mut j,
+        json!({"cmd": "connect", "node": c[0]["index"], "publicKey": listen["publicKey"], "message": "via the rust relay", "relayThrough": hex::encode(relay.public_key()), "holepunch": false, "fastOpen": false, "localConnection": false}),
+    );
+    assert_eq!(r["echo"], "via the rust relay");
+    assert!(
+        r["remoteId"].as_u64().unwrap() >= 0x4000_0000,
+        "the client's stream goes to a relay stream: {r}"
+    );
+    let ss = js(&mut j, json!({"cmd": "serverStats"}));
+    assert_eq!(
+        ss["relaying"]["successes"],
+        1,
+        "{ss} client {r} relay at {}",
+        relay_peer.local_addr()
+    );
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+/// hyperpunch on both ends and as the relay, with a JS DHT in between: the server asks for
+/// the relay and refuses to punch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_peers_through_a_rust_relay() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let relay_peer = rust_peer(&boot).await;
+    let relay = RelayServer::start(&relay_peer, KeyPair::from_seed(&[5; 32]))
+        .await
+        .expect("relay");
+    let server_peer = rust_peer(&boot).await;
+    let kp = KeyPair::from_seed(&[6; 32]);
+    let opts = ServerOptions {
+        relay_through: Some(relay.public_key()),
+        never_punch: true,
+        ..ServerOptions::default()
+    };
+    let mut server = tokio::time::timeout(T, server_peer.listen(kp.clone(), opts))
+        .await
+        .expect("in time")
+        .expect("listening");
+    tokio::spawn(async move {
+        let mut c = server.accept().await.expect("a connection");
+        while let Some(Ok(m)) = c.recv().await {
+            c.send(m).await.unwrap();
+        }
+    });
+    let client_peer = rust_peer(&boot).await;
+    let opts = ConnectOptions {
+        holepunch: false,
+        ..ConnectOptions::default()
+    };
+    let mut conn = tokio::time::timeout(
+        T,
+        client_peer.connect(kp.public_key, KeyPair::from_seed(&[7; 32]), opts),
+    )
+    .await
+    .expect("in time")
+    .expect("connected");
+    let relay_addr = relay_peer.local_addr();
+    assert_eq!(conn.remote_addr().ip(), relay_addr.ip());
+    for i in 0..20u8 {
+        conn.send(vec![i; 1000 * i as usize + 1]).await.unwrap();
+        let echo = tokio::time::timeout(T, conn.recv())
+            .await
+            .expect("in time")
+            .expect("a message")
+            .unwrap();
+        assert_eq!(echo, vec![i; 1000 * i as usize + 1]);
+    }
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }

@@ -24,6 +24,8 @@ enum Out {
 
 /// A connection to a peer: the remote key, messages in and out.
 pub struct Connection {
+    pub(crate) socket: hyperpunch_core::dht::rpc::SocketId,
+    pub(crate) remote: std::net::SocketAddrV4,
     remote_public_key: [u8; 32],
     is_initiator: bool,
     out: mpsc::Sender<Out>,
@@ -34,6 +36,11 @@ impl Connection {
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// The peer's address (the relay's, for a relayed connection).
+    pub fn remote_addr(&self) -> std::net::SocketAddrV4 {
+        self.remote
     }
 
     /// Whether we connected out (the secret-stream initiator).
@@ -112,7 +119,11 @@ fn entropy() -> io::Result<Entropy> {
 }
 
 /// Starts the pump of an established connection over `udx`.
-pub(crate) fn start(udx: UdxStream, est: &Established) -> io::Result<Connection> {
+pub(crate) fn start(
+    udx: UdxStream,
+    est: &Established,
+    socket: std::sync::Arc<crate::udx::UdxSocket>,
+) -> io::Result<Connection> {
     let epoch = Instant::now();
     let opts = StreamOptions {
         keep_alive: KEEP_ALIVE_MS,
@@ -127,8 +138,10 @@ pub(crate) fn start(udx: UdxStream, est: &Established) -> io::Result<Connection>
     );
     let (out_tx, out_rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel(64);
-    tokio::spawn(pump(udx, stream, out_rx, in_tx, epoch));
+    tokio::spawn(pump(udx, stream, out_rx, in_tx, epoch, socket));
     Ok(Connection {
+        socket: est.socket,
+        remote: est.remote,
         remote_public_key: est.handshake.split.remote_public_key,
         is_initiator: est.is_initiator,
         out: out_tx,
@@ -142,6 +155,8 @@ async fn pump(
     mut out: mpsc::Receiver<Out>,
     incoming: mpsc::Sender<io::Result<Vec<u8>>>,
     epoch: Instant,
+    // Held while the connection runs: the socket (and its datagrams to us) stays bound.
+    _socket: std::sync::Arc<crate::udx::UdxSocket>,
 ) {
     // Dropped at the peer's end, so that the reader sees `None` while we may still write.
     let mut incoming = Some(incoming);

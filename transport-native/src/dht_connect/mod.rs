@@ -13,9 +13,11 @@
 //! actions (bind a pool socket, send a probe with a TTL) are carried out as they come.
 
 mod conn;
+pub mod relay;
 
 pub use conn::{Connection, ConnectionReceiver, ConnectionSender, KEEP_ALIVE_MS};
 pub use hyperpunch_core::dht::connect::{ConnectError, ConnectOptions, ServerOptions};
+pub use relay::RelayServer;
 
 use std::collections::HashMap;
 use std::io;
@@ -24,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperpunch_core::crypto::KeyPair;
-use hyperpunch_core::dht::connect::{Action, ConnectEvent, Connector, Established, ServerId};
+use hyperpunch_core::dht::connect::{
+    Action, ConnectEvent, Connector, Established, PairingId, ServerId,
+};
 use hyperpunch_core::dht::rpc::{Config, Event as RpcEvent, SocketId};
 use hyperpunch_core::dht::{DhtConfig, Event, HyperDht};
 use tokio::sync::{mpsc, oneshot};
@@ -74,7 +78,7 @@ pub enum DhtError {
     Stopped,
 }
 
-enum Cmd {
+pub(crate) enum Cmd {
     Listen {
         key_pair: KeyPair,
         opts: ServerOptions,
@@ -90,6 +94,18 @@ enum Cmd {
     },
     Bootstrapped(oneshot::Sender<()>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
+    RelayPaired {
+        pairing: PairingId,
+        socket: SocketId,
+        relay: SocketAddrV4,
+        remote_id: u32,
+    },
+    RelayFailed(PairingId),
+    RelayLink {
+        ids: [u32; 2],
+        remotes: [u32; 2],
+    },
+    RelayUnlink(Vec<u32>),
 }
 
 /// A running DHT node that connects and accepts by public key.
@@ -137,8 +153,7 @@ impl DhtPeer {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => return Err(io::Error::other("IPv4 only")),
         };
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+        let seed = random32()?;
         let config = Config {
             bootstrap: opts.bootstrap.clone(),
             server_port: local.port(),
@@ -167,6 +182,7 @@ impl DhtPeer {
             host: opts.host,
             sockets: HashMap::new(),
             released: Vec::new(),
+            in_use: HashMap::new(),
             pending_inject: Vec::new(),
             dgram_tx,
             epoch,
@@ -174,6 +190,10 @@ impl DhtPeer {
             servers: HashMap::new(),
             connects: HashMap::new(),
             bootstrapped: Vec::new(),
+            relay_jobs: HashMap::new(),
+            links: relay::Links::default(),
+            relay_key: KeyPair::from_seed(&random32()?),
+            weak: cmds.downgrade(),
         };
         d.add_socket(SocketId::SERVER, server)?;
         d.add_socket(SocketId::CLIENT, client)?;
@@ -243,6 +263,9 @@ struct Driver {
     sockets: HashMap<SocketId, Arc<UdxSocket>>,
     /// Released pool sockets, kept while a connection's stream may run on them.
     released: Vec<(SocketId, Arc<UdxSocket>)>,
+    /// Sockets connections run on (each connection holds its socket): a later stream on the
+    /// same socket (a relayed stream over the relay connection's socket) finds it here.
+    in_use: HashMap<SocketId, std::sync::Weak<UdxSocket>>,
     /// UDX packets a connection's firewall took, to route again once its stream exists.
     pending_inject: Vec<(SocketId, SocketAddr, Vec<u8>)>,
     dgram_tx: mpsc::Sender<(SocketId, SocketAddr, Vec<u8>)>,
@@ -251,6 +274,14 @@ struct Driver {
     servers: HashMap<ServerId, (Option<oneshot::Sender<ServerId>>, mpsc::Sender<Connection>)>,
     connects: HashMap<u64, oneshot::Sender<Result<Connection, DhtError>>>,
     bootstrapped: Vec<oneshot::Sender<()>>,
+    /// Connections to blind relays being made for a pairing.
+    relay_jobs: HashMap<u64, relay::Job>,
+    /// The data plane of a relay server run on this node.
+    links: relay::Links,
+    /// This node's key pair for connections to relays (JS `dht.defaultKeyPair`).
+    relay_key: KeyPair,
+    /// For relay tasks to report back (weak: the driver stops once every handle is gone).
+    weak: mpsc::WeakUnboundedSender<Cmd>,
 }
 
 impl Driver {
@@ -298,7 +329,7 @@ impl Driver {
                 },
                 d = dgrams.recv() => {
                     if let Some((socket, from, bytes)) = d {
-                        self.datagram(socket, from, bytes);
+                        self.datagram(socket, from, bytes).await;
                     }
                 }
                 _ = async {
@@ -356,24 +387,42 @@ impl Driver {
             Cmd::Relays(id, tx) => {
                 let _ = tx.send(self.connector.server_relays(id));
             }
+            Cmd::RelayPaired {
+                pairing,
+                socket,
+                relay,
+                remote_id,
+            } => {
+                self.connector
+                    .relay_paired(now, &mut self.node, pairing, socket, relay, remote_id);
+            }
+            Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
+            Cmd::RelayLink { ids, remotes } => self.links.link(ids, remotes),
+            Cmd::RelayUnlink(ids) => self.links.unlink(&ids),
         }
     }
 
     fn socket(&self, id: SocketId) -> Option<Arc<UdxSocket>> {
-        self.sockets.get(&id).cloned().or_else(|| {
-            self.released
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, s)| s.clone())
-        })
+        self.sockets
+            .get(&id)
+            .cloned()
+            .or_else(|| {
+                self.released
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, s)| s.clone())
+            })
+            .or_else(|| self.in_use.get(&id).and_then(|w| w.upgrade()))
     }
 
-    fn open_stream(&self, est: &Established) -> io::Result<Connection> {
+    fn open_stream(&mut self, est: &Established) -> io::Result<Connection> {
         let socket = self
             .socket(est.socket)
             .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
         let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
-        conn::start(udx, est)
+        self.in_use.retain(|_, w| w.strong_count() > 0);
+        self.in_use.insert(est.socket, Arc::downgrade(&socket));
+        conn::start(udx, est, socket)
     }
 
     /// Carries out the connector's actions, sends the node's datagrams, routes events, until
@@ -434,6 +483,64 @@ impl Driver {
                             }
                         }
                     }
+                    ConnectEvent::RelayPairing {
+                        pairing,
+                        relay_public_key,
+                        token,
+                        is_initiator,
+                        stream_id,
+                    } => {
+                        let now = self.now();
+                        let conn = self.connector.connect(
+                            now,
+                            &mut self.node,
+                            relay_public_key,
+                            self.relay_key.clone(),
+                            ConnectOptions::default(),
+                        );
+                        self.relay_jobs.insert(
+                            conn,
+                            relay::Job {
+                                pairing,
+                                token,
+                                is_initiator,
+                                stream_id,
+                            },
+                        );
+                    }
+                    ConnectEvent::Connected { conn, established }
+                        if self.relay_jobs.contains_key(&conn) =>
+                    {
+                        let job = self.relay_jobs.remove(&conn).expect("checked");
+                        let now = self.now();
+                        match self.open_stream(&established) {
+                            Ok(c) => {
+                                self.connector.relay_connected(
+                                    now,
+                                    &mut self.node,
+                                    job.pairing,
+                                    established.remote,
+                                );
+                                tokio::spawn(relay::pair(
+                                    c,
+                                    self.relay_key.public_key,
+                                    job,
+                                    self.weak.clone(),
+                                ));
+                            }
+                            Err(_) => self
+                                .connector
+                                .relay_failed(now, &mut self.node, job.pairing),
+                        }
+                    }
+                    ConnectEvent::ConnectFailed { conn, .. }
+                        if self.relay_jobs.contains_key(&conn) =>
+                    {
+                        let job = self.relay_jobs.remove(&conn).expect("checked");
+                        let now = self.now();
+                        self.connector
+                            .relay_failed(now, &mut self.node, job.pairing);
+                    }
                     ConnectEvent::Connected { conn, established } => {
                         let r = self.open_stream(&established).map_err(DhtError::Io);
                         if let Some(tx) = self.connects.remove(&conn) {
@@ -471,7 +578,7 @@ impl Driver {
         self.released.clear();
     }
 
-    fn datagram(&mut self, socket: SocketId, from: SocketAddr, bytes: Vec<u8>) {
+    async fn datagram(&mut self, socket: SocketId, from: SocketAddr, mut bytes: Vec<u8>) {
         let now = self.now();
         let SocketAddr::V4(from4) = from else { return };
         if bytes.len() == 1 {
@@ -479,6 +586,14 @@ impl Driver {
                 .handle_probe(now, &mut self.node, socket, from4);
         } else if bytes.len() >= 20 && bytes[0] == 0xff && bytes[1] == 1 {
             let id = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            if self.links.contains(id) {
+                if let Some((out, to)) = self.links.forward(id, socket, from4, &mut bytes) {
+                    if let Some(s) = self.socket(out) {
+                        let _ = s.send_datagram(&bytes, SocketAddr::V4(to)).await;
+                    }
+                }
+                return;
+            }
             if self
                 .connector
                 .handle_udx_firewall(now, &mut self.node, socket, from4, id)
@@ -497,4 +612,10 @@ fn unix_now() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+fn random32() -> io::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(b)
 }

@@ -7,7 +7,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use super::{ConnectEvent, Ctx, Established, Owner};
+use super::{ConnectEvent, Ctx, Established, Owner, PairingId};
 use crate::crypto::{hash, KeyPair};
 use crate::dht::holepunch::puncher::{Puncher, RandomPunchLimiter};
 use crate::dht::holepunch::SecurePayload;
@@ -67,6 +67,9 @@ pub enum ConnectError {
     /// A relay answered the holepunch with something that is not a REPLY.
     #[error("BAD_HOLEPUNCH_REPLY: Bad holepunch reply")]
     BadHolepunchReply,
+    /// The blind relay did not pair us (JS `RELAY_ABORTED`).
+    #[error("RELAY_ABORTED: Relay aborted")]
+    RelayAborted,
     /// The key to connect to is not an Ed25519 public key.
     #[error("INVALID_PUBLIC_KEY: the remote key is not a valid Ed25519 public key")]
     InvalidPublicKey,
@@ -87,6 +90,9 @@ pub struct ConnectOptions {
     pub local_connection: bool,
     /// Pair through this blind relay (JS `relayThrough`).
     pub relay_through: Option<[u8; 32]>,
+    /// Holepunch when needed (default true); `false` is JS `holepunch: () => false`: only a
+    /// direct or relayed path is used.
+    pub holepunch: bool,
 }
 
 impl Default for ConnectOptions {
@@ -96,6 +102,7 @@ impl Default for ConnectOptions {
             fast_open: true,
             local_connection: true,
             relay_through: None,
+            holepunch: true,
         }
     }
 }
@@ -171,6 +178,12 @@ pub(crate) struct Client {
     finished: bool,
     relay_token: Option<[u8; 32]>,
     pending_reqs: Vec<(RequestId, Req)>,
+    /// A blind-relay pairing runs: punch failures wait for it.
+    relaying: bool,
+    /// The punch failure held back while relaying.
+    punch_error: Option<ConnectError>,
+    /// The relay's address: its packets are not a direct path.
+    relay_addr: Option<SocketAddrV4>,
 }
 
 fn owner(c: &Client) -> Owner {
@@ -256,6 +269,9 @@ impl Client {
             finished: false,
             relay_token,
             pending_reqs: Vec::new(),
+            relaying: false,
+            punch_error: None,
+            relay_addr: None,
         };
         if c.noise.is_none() {
             c.fail(ctx, ConnectError::InvalidPublicKey);
@@ -444,12 +460,30 @@ impl Client {
         let server_address = hs.peer_address.unwrap_or(to);
         let nonce_secret = ctx.node.random_bytes32();
         self.secure = Some(SecurePayload::new(result.holepunch_secret, nonce_secret));
+        let relay = match (
+            &payload.relay_through,
+            self.opts.relay_through.zip(self.relay_token),
+        ) {
+            (Some(r), _) => Some((false, r.public_key, r.token)),
+            (None, Some((pk, token))) => Some((true, pk, token)),
+            (None, None) => None,
+        };
         self.connect = Some(Connected {
             relay_address: to,
             server_address,
             payload,
             hs: result,
         });
+        if let Some((is_initiator, relay_public_key, token)) = relay {
+            self.relaying = true;
+            ctx.events.push_back(ConnectEvent::RelayPairing {
+                pairing: PairingId(owner(self)),
+                relay_public_key,
+                token,
+                is_initiator,
+                stream_id: self.stream_id,
+            });
+        }
         if let Some((socket, addr)) = self.early.take() {
             return self.on_socket(ctx, socket, addr);
         }
@@ -491,6 +525,10 @@ impl Client {
         }
         if !remote_holepunchable {
             return self.fail(ctx, ConnectError::CannotHolepunch);
+        }
+        if !self.opts.holepunch {
+            // JS: "Client aborted holepunch" (after its probe round; we skip the probe).
+            return self.fail(ctx, ConnectError::HolepunchAborted);
         }
         let relays = &c.payload.holepunch.as_ref().unwrap().relays;
         let server_relay = relays
@@ -825,7 +863,7 @@ impl Client {
 
     /// The raw stream's firewall: the server reached our stream id first.
     pub fn on_firewall(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, from: SocketAddrV4) -> bool {
-        if self.finished {
+        if self.finished || self.relay_addr == Some(from) {
             return false;
         }
         if self.connect.is_none() {
@@ -838,6 +876,55 @@ impl Client {
 
     /// `c.onsocket`: the path is chosen; hand the connection over.
     fn on_socket(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, addr: SocketAddrV4) {
+        let remote_id = self
+            .connect
+            .as_ref()
+            .and_then(|c| c.payload.udx)
+            .map(|u| u.id as u32)
+            .unwrap_or(0);
+        self.established(ctx, socket, addr, remote_id);
+    }
+
+    /// The blind relay paired us: the stream runs to the relay's stream `remote_id`.
+    pub fn relay_paired(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        relay: SocketAddrV4,
+        remote_id: u32,
+    ) {
+        self.relaying = false;
+        self.established(ctx, socket, relay, remote_id);
+    }
+
+    /// Our connection to the relay is up at `relay`.
+    pub fn relay_connected(&mut self, relay: SocketAddrV4) {
+        self.relay_addr = Some(relay);
+    }
+
+    /// The blind relay could not pair us.
+    pub fn relay_failed(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.relaying {
+            return;
+        }
+        self.relaying = false;
+        // Still punching: its result decides; else report why the punch failed, or the relay.
+        if self.puncher.is_none() || self.punch_error.is_some() {
+            let e = self
+                .punch_error
+                .take()
+                .unwrap_or(ConnectError::RelayAborted);
+            self.fail(ctx, e);
+        }
+    }
+
+    fn established(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        addr: SocketAddrV4,
+        remote_id: u32,
+    ) {
         if self.finished {
             return;
         }
@@ -845,8 +932,8 @@ impl Client {
             return;
         };
         self.finished = true;
+        self.relaying = false;
         self.phase = Phase::Done;
-        let remote_id = c.payload.udx.map(|u| u.id as u32).unwrap_or(0);
         if let Some(mut p) = self.puncher.take() {
             p.destroy(ctx.now.as_millis() as u64, ctx.limiter);
             ctx.drain_puncher(owner(self), &mut p);
@@ -876,6 +963,14 @@ impl Client {
 
     fn fail(&mut self, ctx: &mut Ctx<'_>, error: ConnectError) {
         if self.finished {
+            return;
+        }
+        if self.relaying && error != ConnectError::Destroyed {
+            // connect.js maybeDestroyEncryptedSocket: "waiting for the relay".
+            self.destroy_puncher(ctx);
+            self.cancel_requests(ctx);
+            self.phase = Phase::Done;
+            self.punch_error = Some(error);
             return;
         }
         self.finished = true;

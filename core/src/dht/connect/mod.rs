@@ -102,6 +102,22 @@ pub enum ConnectEvent {
         /// Why (JS error codes).
         error: ConnectError,
     },
+    /// A connection asked to pair through a blind relay (JS `relayThrough`): connect to
+    /// `relay_public_key`, open a blind-relay client on that connection and `pair(is_initiator,
+    /// token, stream_id)`; report the relay's answer with [`Connector::relay_paired`] or
+    /// [`Connector::relay_failed`]. Punching goes on meanwhile; whichever path comes first wins.
+    RelayPairing {
+        /// Names the connection in the answer.
+        pairing: PairingId,
+        /// The relay's public key.
+        relay_public_key: [u8; 32],
+        /// The pairing token both peers send.
+        token: [u8; 32],
+        /// This side's role in the pairing (the side that chose the relay).
+        is_initiator: bool,
+        /// Our UDX stream id, to send in `pair`.
+        stream_id: u32,
+    },
     /// A server accepted a connection.
     Incoming {
         /// The server.
@@ -112,6 +128,10 @@ pub enum ConnectEvent {
         established: Established,
     },
 }
+
+/// A connection waiting for a blind-relay pairing ([`ConnectEvent::RelayPairing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PairingId(pub(crate) Owner);
 
 /// Who owns a request, query or pool socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -342,6 +362,73 @@ impl Connector {
             let mut ctx = ctx!(self, now, dht);
             c.destroy(&mut ctx);
         }
+    }
+
+    /// The relay paired a connection: its UDX stream runs on `socket` (the socket of our
+    /// connection to the relay) to the relay's address `relay` and stream `remote_id`. A
+    /// [`ConnectEvent::Connected`] or [`ConnectEvent::Incoming`] follows unless the connection
+    /// already has a path.
+    pub fn relay_paired(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        pairing: PairingId,
+        socket: SocketId,
+        relay: SocketAddrV4,
+        remote_id: u32,
+    ) {
+        let owner = pairing.0;
+        self.dispatch(
+            now,
+            dht,
+            owner,
+            |c, ctx| c.relay_paired(ctx, socket, relay, remote_id),
+            |s, ctx| {
+                if let Owner::Slot(_, slot) = owner {
+                    s.relay_paired(ctx, slot, socket, relay, remote_id)
+                }
+            },
+        );
+    }
+
+    /// The connection to a pairing's relay is up at `relay` (its packets are then not taken for
+    /// a direct path by the raw stream's firewall).
+    pub fn relay_connected(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        pairing: PairingId,
+        relay: SocketAddrV4,
+    ) {
+        let owner = pairing.0;
+        self.dispatch(
+            now,
+            dht,
+            owner,
+            |c, _| c.relay_connected(relay),
+            |s, _| {
+                if let Owner::Slot(_, slot) = owner {
+                    s.relay_connected(slot, relay)
+                }
+            },
+        );
+    }
+
+    /// The relay could not pair a connection (no connection to it, the relay closed, or
+    /// 15 s went by).
+    pub fn relay_failed(&mut self, now: Duration, dht: &mut HyperDht, pairing: PairingId) {
+        let owner = pairing.0;
+        self.dispatch(
+            now,
+            dht,
+            owner,
+            |c, ctx| c.relay_failed(ctx),
+            |s, ctx| {
+                if let Owner::Slot(_, slot) = owner {
+                    s.relay_failed(ctx, slot)
+                }
+            },
+        );
     }
 
     /// Feeds one event of the [`HyperDht`]: PEER_HANDSHAKE / PEER_HOLEPUNCH for our servers,

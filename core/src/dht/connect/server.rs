@@ -7,7 +7,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 
 use super::announcer::Announcer;
-use super::{ConnectEvent, Ctx, Established, Owner, ServerId};
+use super::{ConnectEvent, Ctx, Established, Owner, PairingId, ServerId};
 use crate::crypto::{hash, KeyPair};
 use crate::dht::holepunch::puncher::{Puncher, RandomPunchLimiter};
 use crate::dht::holepunch::SecurePayload;
@@ -66,6 +66,10 @@ struct Slot {
     pending: Vec<PendingPunch>,
     key: Vec<u8>,
     direct: Option<(SocketId, SocketAddrV4)>,
+    /// A blind-relay pairing runs.
+    relaying: bool,
+    /// The relay's address: its packets are not a direct path.
+    relay_addr: Option<SocketAddrV4>,
 }
 
 pub(crate) struct Server {
@@ -302,6 +306,8 @@ impl Server {
             pending: Vec::new(),
             key: msg.noise.clone(),
             direct: None,
+            relaying: false,
+            relay_addr: None,
         };
         if error != error_code::NONE {
             slot.clearing = Some(ctx.now + CLEAR_WAIT);
@@ -320,6 +326,25 @@ impl Server {
             slot.direct = Some((socket, client_address));
             self.slots[id] = Some(slot);
             return Some(id);
+        }
+        // server.js _relayConnection: our relay (we pair as initiator) or the client's.
+        let relay = match (
+            self.opts.relay_through.zip(relay_token),
+            &remote_payload.relay_through,
+        ) {
+            (Some((pk, token)), _) => Some((true, pk, token)),
+            (None, Some(r)) => Some((false, r.public_key, r.token)),
+            (None, None) => None,
+        };
+        if let Some((is_initiator, relay_public_key, token)) = relay {
+            slot.relaying = true;
+            ctx.events.push_back(ConnectEvent::RelayPairing {
+                pairing: PairingId(Owner::Slot(self.id, id)),
+                relay_public_key,
+                token,
+                is_initiator,
+                stream_id,
+            });
         }
         if our_remote.is_some() || self.opts.never_punch {
             slot.prepunching = Some(ctx.now + INITIAL_TIMEOUT);
@@ -541,7 +566,42 @@ impl Server {
             p.destroy(ctx.now.as_millis() as u64, ctx.limiter);
             ctx.drain_puncher(owner, &mut p);
         }
-        if s.clearing.is_none() {
+        if s.clearing.is_none() && !s.relaying {
+            s.clearing = Some(ctx.now + CLEAR_WAIT);
+        }
+    }
+
+    /// The relay paired slot `i`.
+    pub fn relay_paired(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        i: usize,
+        socket: SocketId,
+        relay: SocketAddrV4,
+        remote_id: u32,
+    ) {
+        let Some(Some(s)) = self.slots.get_mut(i) else {
+            return;
+        };
+        s.relaying = false;
+        s.remote_stream_id = remote_id;
+        self.on_socket(ctx, i, socket, relay);
+    }
+
+    /// The connection to slot `i`'s relay is up at `relay`.
+    pub fn relay_connected(&mut self, i: usize, relay: SocketAddrV4) {
+        if let Some(Some(s)) = self.slots.get_mut(i) {
+            s.relay_addr = Some(relay);
+        }
+    }
+
+    /// The relay could not pair slot `i`.
+    pub fn relay_failed(&mut self, ctx: &mut Ctx<'_>, i: usize) {
+        let Some(Some(s)) = self.slots.get_mut(i) else {
+            return;
+        };
+        s.relaying = false;
+        if s.puncher.is_none() && s.clearing.is_none() {
             s.clearing = Some(ctx.now + CLEAR_WAIT);
         }
     }
@@ -602,6 +662,13 @@ impl Server {
         }) else {
             return false;
         };
+        // server.js firewall: traffic from the relay before the pairing answer is not a path.
+        if self.slots[i]
+            .as_ref()
+            .is_some_and(|s| s.relay_addr == Some(from))
+        {
+            return false;
+        }
         self.on_socket(ctx, i, socket, from);
         true
     }
