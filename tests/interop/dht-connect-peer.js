@@ -3,7 +3,9 @@
 // { id, ok: true, result } or { id, ok: false, error }. Every node binds 127.0.0.1 and gets an
 // explicit bootstrap list (empty for a first node): never the public bootstrap nodes.
 //
-//   start { bootstrap, count, ephemeral?, firewalled? } → [{ index, port }]
+//   start { bootstrap, count, ephemeral?, firewalled?, quickFirewall? } → [{ index, port }]
+//       (ephemeral + firewalled + quickFirewall: false keeps a node firewalled on loopback, so
+//       that connections to it are holepunched)
 //   listen { node, seed, relayThrough?, holepunch?, deny?, shareLocalAddress? } → an echo server
 //       relayThrough: hex key of a blind relay; holepunch: false answers every punch with abort
 //       (JS `holepunch: () => false`); deny: hex client keys the firewall refuses
@@ -41,7 +43,7 @@ function parse(list) {
 }
 
 const handlers = {
-  async start({ bootstrap, count = 1, ephemeral = false, firewalled = false }) {
+  async start({ bootstrap, count = 1, ephemeral = false, firewalled = false, quickFirewall = true }) {
     const res = []
     for (let i = 0; i < count; i++) {
       const dht = new HyperDHT({
@@ -50,7 +52,8 @@ const handlers = {
         port: 0,
         anyPort: true,
         ephemeral,
-        firewalled
+        firewalled,
+        quickFirewall
       })
       await dht.fullyBootstrapped()
       const index = nodes.push(dht) - 1
@@ -84,6 +87,7 @@ const handlers = {
     const opts = { relayThrough: relayThrough ? buf(relayThrough) : null, fastOpen, localConnection }
     if (!holepunch) opts.holepunch = () => false
     const socket = nodes[node].connect(buf(publicKey), opts)
+    const dht = nodes[node]
     let failure = null
     socket.on('error', (e) => {
       failure = e
@@ -97,7 +101,7 @@ const handlers = {
     socket.write(b4a.from(message))
     const echo = await new Promise((resolve) => socket.once('data', resolve))
     socket.end()
-    return { echo: b4a.toString(echo), relayed, remoteId: rs.remoteId, id: rs.id, remote: rs.remoteHost + ':' + rs.remotePort, local: rs.socket.address().port }
+    return { echo: b4a.toString(echo), relayed, punches: dht.stats.punches, firewalled: dht.firewalled, remoteId: rs.remoteId, id: rs.id, remote: rs.remoteHost + ':' + rs.remotePort, local: rs.socket.address().port }
   },
   async relay({ node, seed }) {
     const dht = nodes[node]

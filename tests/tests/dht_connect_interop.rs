@@ -36,11 +36,15 @@ fn js_testnet(j: &mut JsDht, n: usize) -> String {
     boot
 }
 
+/// A hyperpunch peer. Like the JS peers (`ephemeral: true`) it stays firewalled, so that
+/// connections to and from it are holepunched, not direct.
 async fn rust_peer(boot: &str) -> DhtPeer {
     let boot: SocketAddrV4 = boot.parse().unwrap();
     let d = DhtPeer::bind(DhtPeerOptions {
         bootstrap: vec![boot],
         host: Ipv4Addr::LOCALHOST,
+        ephemeral: Some(true),
+        quick_firewall: false,
         ..DhtPeerOptions::default()
     })
     .await
@@ -54,20 +58,24 @@ async fn rust_peer(boot: &str) -> DhtPeer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_connects_to_a_js_server() {
-    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let mut j = connect_peer();
     let boot = js_testnet(&mut j, 4);
     // The server's node is firewalled and ephemeral, as a user's machine: the client must punch.
     let server = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     let node = server[0]["index"].clone();
     let listen = js(
         &mut j,
-        json!({"cmd": "listen", "node": node, "seed": "01".repeat(32)}),
+        json!({"cmd": "listen", "node": node, "seed": "01".repeat(32), "shareLocalAddress": false}),
     );
     let pk = hex32(&listen["publicKey"]);
     let peer = rust_peer(&boot).await;
+    assert!(
+        peer.firewalled().await.unwrap().0,
+        "the rust peer stays firewalled"
+    );
     let mut conn = tokio::time::timeout(
         T,
         peer.connect(pk, KeyPair::from_seed(&[2; 32]), ConnectOptions::default()),
@@ -75,6 +83,10 @@ async fn rust_client_connects_to_a_js_server() {
     .await
     .expect("connect in time")
     .expect("connected");
+    assert!(
+        conn.is_holepunched(),
+        "the path was punched (a puncher socket)"
+    );
     assert_eq!(conn.remote_public_key(), pk);
     conn.send(b"hello from rust".to_vec()).await.unwrap();
     let echo = tokio::time::timeout(T, conn.recv())
@@ -88,39 +100,53 @@ async fn rust_client_connects_to_a_js_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_client_connects_to_a_rust_server() {
-    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let mut j = connect_peer();
     let boot = js_testnet(&mut j, 4);
     let peer = rust_peer(&boot).await;
     let kp = KeyPair::from_seed(&[3; 32]);
-    let mut server = tokio::time::timeout(T, peer.listen(kp.clone(), ServerOptions::default()))
-        .await
-        .expect("listening in time")
-        .expect("listening");
+    let mut server = tokio::time::timeout(
+        T,
+        peer.listen(
+            kp.clone(),
+            ServerOptions {
+                no_local_address: true,
+                ..ServerOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("listening in time")
+    .expect("listening");
     // Echo the first connection's messages.
     let echo = tokio::spawn(async move {
         let mut c = server.accept().await.expect("a connection");
-        let remote = c.remote_public_key();
+        let punched = c.is_holepunched();
         while let Some(Ok(m)) = c.recv().await {
             c.send(m).await.unwrap();
         }
-        remote
+        (c.remote_public_key(), punched)
     });
     let client = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     let r = js(
         &mut j,
         json!({"cmd": "connect", "node": client[0]["index"], "publicKey": hex::encode(kp.public_key), "message": "hello from js"}),
     );
     assert_eq!(r["echo"], "hello from js");
+    let (remote, punched) = tokio::time::timeout(T, echo)
+        .await
+        .expect("the client closed")
+        .unwrap();
+    assert_ne!(remote, kp.public_key, "the client's own key");
+    assert!(punched, "the path was punched (a puncher socket): {r}");
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
-    drop(echo);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_key_is_peer_not_found() {
-    let mut j = JsDht::spawn(Duration::from_secs(120)).expect("node");
+    let mut j = connect_peer();
     let boot = js_testnet(&mut j, 3);
     let peer = rust_peer(&boot).await;
     let r = tokio::time::timeout(
@@ -158,7 +184,7 @@ async fn rust_client_through_a_js_blind_relay() {
     let boot = js_testnet(&mut j, 4);
     let r = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     let relay = js(
         &mut j,
@@ -166,7 +192,7 @@ async fn rust_client_through_a_js_blind_relay() {
     );
     let s = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     let listen = js(
         &mut j,
@@ -182,6 +208,7 @@ async fn rust_client_through_a_js_blind_relay() {
         .await
         .expect("connect in time")
         .expect("connected through the relay");
+    assert!(conn.is_relayed());
     conn.send(b"via the js relay".to_vec()).await.unwrap();
     let echo = tokio::time::timeout(T, conn.recv())
         .await
@@ -212,7 +239,7 @@ async fn js_client_through_a_rust_blind_relay() {
     .expect("relay listening");
     let s = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     // No LAN shortcut (both on 127.0.0.1) and no punching: only the relay can connect them.
     let listen = js(
@@ -221,7 +248,7 @@ async fn js_client_through_a_rust_blind_relay() {
     );
     let c = js(
         &mut j,
-        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true}),
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
     );
     let r = js(
         &mut j,
@@ -283,6 +310,7 @@ async fn rust_peers_through_a_rust_relay() {
     .expect("connected");
     let relay_addr = relay_peer.local_addr();
     assert_eq!(conn.remote_addr().ip(), relay_addr.ip());
+    assert!(conn.is_relayed());
     for i in 0..20u8 {
         conn.send(vec![i; 1000 * i as usize + 1]).await.unwrap();
         let echo = tokio::time::timeout(T, conn.recv())
@@ -292,5 +320,142 @@ async fn rust_peers_through_a_rust_relay() {
             .unwrap();
         assert_eq!(echo, vec![i; 1000 * i as usize + 1]);
     }
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+/// Both peers on one host (the same public address): the client pings the server's shared
+/// LAN address from its server socket and connects there, without punching (JS's LAN
+/// shortcut), in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_shortcut_both_ways() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let s = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": s[0]["index"], "seed": "01".repeat(32)}),
+    );
+    let peer = rust_peer(&boot).await;
+    let mut conn = tokio::time::timeout(
+        T,
+        peer.connect(
+            hex32(&listen["publicKey"]),
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions::default(),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("connected");
+    assert!(
+        !conn.is_holepunched() && !conn.is_relayed(),
+        "the LAN path, on the DHT socket"
+    );
+    conn.send(b"lan".to_vec()).await.unwrap();
+    assert_eq!(conn.recv().await.unwrap().unwrap(), b"lan");
+
+    let kp = KeyPair::from_seed(&[3; 32]);
+    let mut server = peer
+        .listen(kp.clone(), ServerOptions::default())
+        .await
+        .expect("listening");
+    tokio::spawn(async move {
+        let mut c = server.accept().await.expect("a connection");
+        while let Some(Ok(m)) = c.recv().await {
+            c.send(m).await.unwrap();
+        }
+    });
+    let c = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let r = js(
+        &mut j,
+        json!({"cmd": "connect", "node": c[0]["index"], "publicKey": hex::encode(kp.public_key), "message": "lan from js"}),
+    );
+    assert_eq!(r["echo"], "lan from js");
+    assert_eq!(
+        r["remote"],
+        format!("127.0.0.1:{}", peer.local_addr().port()),
+        "JS connected to our server socket: {r}"
+    );
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+/// The server's firewall callback refuses a client: hyperpunch server refusing a JS client,
+/// and a JS server refusing a hyperpunch client (PEER_CONNECTION_FAILED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_refuses_clients_both_ways() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let peer = rust_peer(&boot).await;
+    let kp = KeyPair::from_seed(&[3; 32]);
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    let opts = ServerOptions {
+        firewall: Some(Box::new(
+            move |_pk: &[u8; 32],
+                  _payload: &hyperpunch_core::dht::messages_connect::NoisePayload,
+                  _from| {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            },
+        )),
+        ..ServerOptions::default()
+    };
+    let mut server = peer.listen(kp.clone(), opts).await.expect("listening");
+    let c = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let r = tokio::task::block_in_place(|| {
+        j.call(json!({"cmd": "connect", "node": c[0]["index"], "publicKey": hex::encode(kp.public_key), "message": "x"}), T)
+    });
+    assert_eq!(r, Err("PEER_CONNECTION_FAILED".to_string()));
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), server.accept())
+            .await
+            .is_err(),
+        "no connection"
+    );
+
+    let s = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let client_kp = KeyPair::from_seed(&[2; 32]);
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": s[0]["index"], "seed": "01".repeat(32), "deny": [hex::encode(client_kp.public_key)]}),
+    );
+    let r = tokio::time::timeout(
+        T,
+        peer.connect(
+            hex32(&listen["publicKey"]),
+            client_kp,
+            ConnectOptions::default(),
+        ),
+    )
+    .await
+    .expect("answer in time");
+    assert!(
+        matches!(
+            r,
+            Err(DhtError::Connect(
+                hyperpunch::dht_connect::ConnectError::PeerConnectionFailed
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    let ss = js(&mut j, json!({"cmd": "serverStats"}));
+    assert!(
+        ss["firewallCalls"].as_u64().unwrap() >= 1 && ss["connections"] == 0,
+        "{ss}"
+    );
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }

@@ -26,6 +26,7 @@ enum Out {
 pub struct Connection {
     pub(crate) socket: hyperpunch_core::dht::rpc::SocketId,
     pub(crate) remote: std::net::SocketAddrV4,
+    pub(crate) relayed: bool,
     remote_public_key: [u8; 32],
     is_initiator: bool,
     out: mpsc::Sender<Out>,
@@ -36,6 +37,17 @@ impl Connection {
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// Whether the connection runs on one of a holepuncher's sockets (the path was punched),
+    /// rather than on the DHT's own sockets (a direct connection to an open peer, or a relay).
+    pub fn is_holepunched(&self) -> bool {
+        self.socket.0 >= 2 && !self.relayed
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.relayed
     }
 
     /// The peer's address (the relay's, for a relayed connection).
@@ -142,6 +154,7 @@ pub(crate) fn start(
     Ok(Connection {
         socket: est.socket,
         remote: est.remote,
+        relayed: est.relayed,
         remote_public_key: est.handshake.split.remote_public_key,
         is_initiator: est.is_initiator,
         out: out_tx,

@@ -50,6 +50,11 @@ pub struct DhtPeerOptions {
     pub ephemeral: Option<bool>,
     /// Start firewalled (JS default).
     pub firewalled: bool,
+    /// During the bootstrap, ask one node to PING_NAT our server socket and, if it gets
+    /// through, test whether we are firewalled at all (dht-rpc `quickFirewall`, default true).
+    /// With `false` (and `ephemeral: Some(true)`) the node stays firewalled: peers holepunch to
+    /// it instead of connecting directly, as to a node behind a NAT.
+    pub quick_firewall: bool,
 }
 
 impl Default for DhtPeerOptions {
@@ -60,6 +65,7 @@ impl Default for DhtPeerOptions {
             port: 0,
             ephemeral: None,
             firewalled: true,
+            quick_firewall: true,
         }
     }
 }
@@ -94,6 +100,7 @@ pub(crate) enum Cmd {
     },
     Bootstrapped(oneshot::Sender<()>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
+    Firewalled(oneshot::Sender<(bool, Option<SocketAddrV4>)>),
     RelayPaired {
         pairing: PairingId,
         socket: SocketId,
@@ -159,6 +166,7 @@ impl DhtPeer {
             server_port: local.port(),
             ephemeral: opts.ephemeral,
             firewalled: opts.firewalled,
+            quick_firewall: opts.quick_firewall,
             ..Config::default()
         };
         let epoch = Instant::now();
@@ -211,6 +219,17 @@ impl DhtPeer {
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Bootstrapped(tx))
+            .map_err(|_| DhtError::Stopped)?;
+        rx.await.map_err(|_| DhtError::Stopped)
+    }
+
+    /// Whether the node is firewalled, and its public address when it is not (JS
+    /// `dht.firewalled`, `dht.remoteAddress()`): an unfirewalled node is OPEN to peers, which
+    /// then connect to it directly instead of holepunching.
+    pub async fn firewalled(&self) -> Result<(bool, Option<SocketAddrV4>), DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Firewalled(tx))
             .map_err(|_| DhtError::Stopped)?;
         rx.await.map_err(|_| DhtError::Stopped)
     }
@@ -395,6 +414,12 @@ impl Driver {
             } => {
                 self.connector
                     .relay_paired(now, &mut self.node, pairing, socket, relay, remote_id);
+            }
+            Cmd::Firewalled(tx) => {
+                let _ = tx.send((
+                    self.node.rpc().is_firewalled(),
+                    self.node.rpc().remote_address(),
+                ));
             }
             Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
             Cmd::RelayLink { ids, remotes } => self.links.link(ids, remotes),

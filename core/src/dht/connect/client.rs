@@ -121,6 +121,7 @@ enum Req {
     Probe { retry: bool },
     Punch,
     Abort,
+    Lan(SocketAddrV4),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +185,10 @@ pub(crate) struct Client {
     punch_error: Option<ConnectError>,
     /// The relay's address: its packets are not a direct path.
     relay_addr: Option<SocketAddrV4>,
+    /// The path chosen is the relay's.
+    relayed_path: bool,
+    /// Only the LAN ping can connect (the server gave no holepunch info).
+    lan_only: bool,
 }
 
 fn owner(c: &Client) -> Owner {
@@ -272,6 +277,8 @@ impl Client {
             relaying: false,
             punch_error: None,
             relay_addr: None,
+            relayed_path: false,
+            lan_only: false,
         };
         if c.noise.is_none() {
             c.fail(ctx, ConnectError::InvalidPublicKey);
@@ -416,6 +423,11 @@ impl Client {
                 Ok(_) => self.after_punch_reply(ctx),
             },
             Req::Abort => {}
+            Req::Lan(addr) => match res {
+                Ok(_) => self.on_socket(ctx, SocketId::SERVER, addr),
+                Err(()) if self.lan_only => self.fail(ctx, ConnectError::HolepunchAborted),
+                Err(()) => {}
+            },
         }
     }
 
@@ -496,7 +508,7 @@ impl Client {
     }
 
     /// connect.js `holepunch()`.
-    fn holepunch(&mut self, ctx: &mut Ctx<'_>, _client_address: SocketAddrV4) {
+    fn holepunch(&mut self, ctx: &mut Ctx<'_>, client_address: SocketAddrV4) {
         let Some(c) = self.connect.clone() else {
             return;
         };
@@ -511,7 +523,7 @@ impl Client {
                 .payload
                 .addresses4
                 .iter()
-                .find(|a| !is_bogon(a))
+                .find(|a| !super::bogon::is_bogon(a.ip()))
                 .copied()
                 .unwrap_or(c.server_address);
             let socket = ctx.node.default_socket();
@@ -522,6 +534,35 @@ impl Client {
                 until: ctx.now + PASSIVE_WAIT,
             };
             return;
+        }
+        // The LAN shortcut, raced with the punch: same public host, and the server shares
+        // addresses that are not reserved: ping the best-matching one from the server socket.
+        if self.opts.local_connection && relayed && *client_address.ip() == *c.server_address.ip() {
+            let server_addrs: Vec<SocketAddrV4> = c
+                .payload
+                .addresses4
+                .iter()
+                .filter(|a| !super::bogon::is_reserved(a.ip()))
+                .copied()
+                .collect();
+            if !server_addrs.is_empty() {
+                let addr = crate::dht::holepunch::puncher::match_address(
+                    ctx.local_addresses,
+                    &server_addrs,
+                )
+                .unwrap_or(server_addrs[0]);
+                let mut spec = RequestSpec::new(addr, crate::dht::rpc::PING);
+                spec.internal = true;
+                spec.socket = Some(SocketId::SERVER);
+                if let Ok(rid) = ctx.node.request(ctx.now, spec) {
+                    ctx.requests.insert(rid, owner(self));
+                    self.pending_reqs.push((rid, Req::Lan(addr)));
+                }
+                if !remote_holepunchable {
+                    self.lan_only = true;
+                    return;
+                }
+            }
         }
         if !remote_holepunchable {
             return self.fail(ctx, ConnectError::CannotHolepunch);
@@ -894,6 +935,7 @@ impl Client {
         remote_id: u32,
     ) {
         self.relaying = false;
+        self.relayed_path = !self.finished;
         self.established(ctx, socket, relay, remote_id);
     }
 
@@ -948,6 +990,7 @@ impl Client {
                 local_id: self.stream_id,
                 remote_id,
                 remote: addr,
+                relayed: self.relayed_path,
             },
         });
     }
@@ -1020,22 +1063,4 @@ impl Client {
             _ => {}
         }
     }
-}
-
-/// bogon's `isBogon` for IPv4: private, loopback, link-local, CGNAT, multicast, reserved ranges.
-pub(crate) fn is_bogon(a: &SocketAddrV4) -> bool {
-    let ip = a.ip();
-    let o = ip.octets();
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || o[0] == 0
-        || (o[0] == 100 && (64..128).contains(&o[1]))
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || (o[0] == 198 && (18..20).contains(&o[1]))
-        || o[0] >= 240
 }

@@ -19,6 +19,7 @@
 //! and run secret-stream over it with the handshake result.
 
 mod announcer;
+pub mod bogon;
 mod client;
 mod server;
 
@@ -76,8 +77,10 @@ pub struct Established {
     pub local_id: u32,
     /// The peer's UDX stream id.
     pub remote_id: u32,
-    /// Where the peer is.
+    /// Where the peer is (the relay, for a relayed connection).
     pub remote: SocketAddrV4,
+    /// The stream runs through a blind relay.
+    pub relayed: bool,
 }
 
 /// What happened.

@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub relay_through: Option<[u8; 32]>,
     /// Never holepunch (JS `holepunch: false`).
     pub never_punch: bool,
+    /// Do not share our LAN addresses with clients (JS `shareLocalAddress: false`).
+    pub no_local_address: bool,
 }
 
 struct PendingPunch {
@@ -70,6 +72,8 @@ struct Slot {
     relaying: bool,
     /// The relay's address: its packets are not a direct path.
     relay_addr: Option<SocketAddrV4>,
+    /// The path chosen is the relay's.
+    relayed_path: bool,
 }
 
 pub(crate) struct Server {
@@ -246,7 +250,9 @@ impl Server {
         };
         let our_remote = ctx.node.remote_address();
         let mut addresses4: Vec<SocketAddrV4> = our_remote.into_iter().collect();
-        addresses4.extend_from_slice(ctx.local_addresses);
+        if !self.opts.no_local_address {
+            addresses4.extend_from_slice(ctx.local_addresses);
+        }
         let stream_id = if error == error_code::NONE {
             ctx.random_u32().max(1)
         } else {
@@ -308,6 +314,7 @@ impl Server {
             direct: None,
             relaying: false,
             relay_addr: None,
+            relayed_path: false,
         };
         if error != error_code::NONE {
             slot.clearing = Some(ctx.now + CLEAR_WAIT);
@@ -584,6 +591,10 @@ impl Server {
             return;
         };
         s.relaying = false;
+        if s.connected {
+            return;
+        }
+        s.relayed_path = true;
         s.remote_stream_id = remote_id;
         self.on_socket(ctx, i, socket, relay);
     }
@@ -692,6 +703,7 @@ impl Server {
             local_id: s.stream_id,
             remote_id: s.remote_stream_id,
             remote: addr,
+            relayed: s.relayed_path,
         };
         let remote_public_key = s.remote_public_key;
         self.destroy_slot_puncher(ctx, i);
