@@ -459,3 +459,83 @@ async fn firewall_refuses_clients_both_ways() {
     );
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }
+
+/// Beyond JS: the punch fails (the JS server refuses to punch) and the hyperpunch client,
+/// configured with a deployment relay, connects again through it; without the fallback the
+/// same connect fails with the punch error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_fallback_after_a_failed_punch() {
+    let mut j = connect_peer();
+    let boot = js_testnet(&mut j, 4);
+    let r = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let relay = js(
+        &mut j,
+        json!({"cmd": "relay", "node": r[0]["index"], "seed": "05".repeat(32)}),
+    );
+    let s = js(
+        &mut j,
+        json!({"cmd": "start", "bootstrap": [boot], "count": 1, "ephemeral": true, "firewalled": true, "quickFirewall": false}),
+    );
+    let listen = js(
+        &mut j,
+        json!({"cmd": "listen", "node": s[0]["index"], "seed": "01".repeat(32), "holepunch": false, "shareLocalAddress": false}),
+    );
+    let pk = hex32(&listen["publicKey"]);
+    let boot_addr: SocketAddrV4 = boot.parse().unwrap();
+    let options = |fallback: bool| DhtPeerOptions {
+        bootstrap: vec![boot_addr],
+        host: Ipv4Addr::LOCALHOST,
+        ephemeral: Some(true),
+        quick_firewall: false,
+        relays: vec![hex32(&relay["publicKey"])],
+        relay_fallback: fallback,
+        ..DhtPeerOptions::default()
+    };
+    let without = DhtPeer::bind(options(false)).await.unwrap();
+    without.ready().await.unwrap();
+    let r = tokio::time::timeout(
+        T,
+        without.connect(
+            pk,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions {
+                fast_open: false,
+                ..ConnectOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("in time");
+    match r {
+        Err(DhtError::Connect(e)) => assert!(e.is_punch_failure(), "{e}"),
+        other => panic!(
+            "expected a punch failure, got {:?}",
+            other.map(|c| c.remote_addr())
+        ),
+    }
+    let with = DhtPeer::bind(options(true)).await.unwrap();
+    with.ready().await.unwrap();
+    let mut conn = tokio::time::timeout(
+        T,
+        with.connect(
+            pk,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions {
+                fast_open: false,
+                ..ConnectOptions::default()
+            },
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("connected through the fallback relay");
+    assert!(conn.is_relayed());
+    conn.send(b"fallback".to_vec()).await.unwrap();
+    assert_eq!(conn.recv().await.unwrap().unwrap(), b"fallback");
+    let stats = js(&mut j, json!({"cmd": "relayStats"}));
+    assert_eq!(stats["matched"], 1, "{stats}");
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}

@@ -55,6 +55,35 @@ pub struct DhtPeerOptions {
     /// With `false` (and `ephemeral: Some(true)`) the node stays firewalled: peers holepunch to
     /// it instead of connecting directly, as to a node behind a NAT.
     pub quick_firewall: bool,
+    /// Blind relays this deployment offers (public keys). Beyond JS: when a punch fails, a
+    /// connection is made again through one of them (unless `relay_fallback` is off or the
+    /// connection names its own `relay_through`). [`relays_from_env`] reads them from
+    /// `HYPERPUNCH_RELAYS`.
+    pub relays: Vec<[u8; 32]>,
+    /// Fall back to `relays` when a punch fails (default true).
+    pub relay_fallback: bool,
+}
+
+/// The relays of `HYPERPUNCH_RELAYS`: public keys as 64 hex characters, separated by commas
+/// or spaces. Malformed entries are an error naming them.
+pub fn relays_from_env() -> Result<Vec<[u8; 32]>, String> {
+    match std::env::var("HYPERPUNCH_RELAYS") {
+        Ok(v) => parse_relays(&v),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+/// Parses a relay list (see [`relays_from_env`]).
+pub fn parse_relays(list: &str) -> Result<Vec<[u8; 32]>, String> {
+    list.split([',', ' ', '\n'])
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(s.trim(), &mut k)
+                .map_err(|_| format!("relay key {s:?} is not 64 hex characters"))?;
+            Ok(k)
+        })
+        .collect()
 }
 
 impl Default for DhtPeerOptions {
@@ -66,6 +95,8 @@ impl Default for DhtPeerOptions {
             ephemeral: None,
             firewalled: true,
             quick_firewall: true,
+            relays: Vec::new(),
+            relay_fallback: true,
         }
     }
 }
@@ -119,6 +150,8 @@ pub(crate) enum Cmd {
 pub struct DhtPeer {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddrV4,
+    relays: Vec<[u8; 32]>,
+    relay_fallback: bool,
 }
 
 /// A listening server: its incoming connections.
@@ -206,7 +239,12 @@ impl DhtPeer {
         d.add_socket(SocketId::SERVER, server)?;
         d.add_socket(SocketId::CLIENT, client)?;
         tokio::spawn(d.run(cmd_rx, dgram_rx));
-        Ok(DhtPeer { cmds, local })
+        Ok(DhtPeer {
+            cmds,
+            local,
+            relays: opts.relays.clone(),
+            relay_fallback: opts.relay_fallback,
+        })
     }
 
     /// The node's server socket address.
@@ -255,13 +293,24 @@ impl DhtPeer {
         })
     }
 
-    /// Connects to the server of `public_key`.
+    /// Connects to the server of `public_key`. With relays configured (and the fallback on),
+    /// a connection whose punch fails is made again through one of them.
     pub async fn connect(
         &self,
         public_key: [u8; 32],
         key_pair: KeyPair,
-        opts: ConnectOptions,
+        mut opts: ConnectOptions,
     ) -> Result<Connection, DhtError> {
+        if self.relay_fallback
+            && opts.relay_through.is_none()
+            && opts.fallback_relay.is_none()
+            && !self.relays.is_empty()
+        {
+            let mut r = [0u8; 8];
+            let _ = getrandom::fill(&mut r);
+            opts.fallback_relay =
+                Some(self.relays[(u64::from_le_bytes(r) % self.relays.len() as u64) as usize]);
+        }
         let (done, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Connect {

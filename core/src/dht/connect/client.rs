@@ -93,6 +93,9 @@ pub struct ConnectOptions {
     /// Holepunch when needed (default true); `false` is JS `holepunch: () => false`: only a
     /// direct or relayed path is used.
     pub holepunch: bool,
+    /// Beyond JS: when the punch fails (and `relay_through` is not set), connect again
+    /// through this blind relay (a deployment's default relay).
+    pub fallback_relay: Option<[u8; 32]>,
 }
 
 impl Default for ConnectOptions {
@@ -103,6 +106,7 @@ impl Default for ConnectOptions {
             local_connection: true,
             relay_through: None,
             holepunch: true,
+            fallback_relay: None,
         }
     }
 }
@@ -189,13 +193,41 @@ pub(crate) struct Client {
     relayed_path: bool,
     /// Only the LAN ping can connect (the server gave no holepunch info).
     lan_only: bool,
+    /// Our key pair and the server's key, for a retry through the fallback relay.
+    retry_key: (KeyPair, [u8; 32]),
+    /// Set when the attempt failed and should be made again with these options.
+    retry_with: Option<ConnectOptions>,
 }
 
 fn owner(c: &Client) -> Owner {
     Owner::Client(c.id)
 }
 
+impl ConnectError {
+    /// Whether the handshake went through but no path could be punched (a relay can help).
+    pub fn is_punch_failure(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::CannotHolepunch
+                | ConnectError::HolepunchAborted
+                | ConnectError::HolepunchProbeTimeout
+                | ConnectError::DoubleRandomizedNats
+                | ConnectError::RemoteAborted(_)
+                | ConnectError::RemoteNotHolepunchable
+                | ConnectError::RemoteNotHolepunching
+                | ConnectError::HolepunchInvalid
+                | ConnectError::BadHolepunchReply
+        )
+    }
+}
+
 impl Client {
+    /// After a failure: the options and keys to start again with (fallback relay).
+    pub fn take_retry(&mut self) -> Option<(KeyPair, [u8; 32], ConnectOptions)> {
+        let opts = self.retry_with.take()?;
+        Some((self.retry_key.0.clone(), self.retry_key.1, opts))
+    }
+
     pub fn start(
         ctx: &mut Ctx<'_>,
         id: u64,
@@ -236,6 +268,7 @@ impl Client {
                 }),
             ..NoisePayload::default()
         };
+        let retry_key = (key_pair.clone(), remote_public_key);
         let (noise, request) = match NoiseWrap::initiator(key_pair, remote_public_key, eph) {
             Ok(mut n) => match n.send(&payload) {
                 Ok(r) => (Some(n), r),
@@ -279,6 +312,8 @@ impl Client {
             relay_addr: None,
             relayed_path: false,
             lan_only: false,
+            retry_key,
+            retry_with: None,
         };
         if c.noise.is_none() {
             c.fail(ctx, ConnectError::InvalidPublicKey);
@@ -1020,6 +1055,19 @@ impl Client {
         self.phase = Phase::Done;
         self.destroy_puncher(ctx);
         self.cancel_requests(ctx);
+        if let (Some(relay), None, true) = (
+            self.opts.fallback_relay,
+            self.opts.relay_through,
+            error.is_punch_failure(),
+        ) {
+            // Beyond JS: try again through the deployment's relay (the Connector restarts us).
+            self.retry_with = Some(ConnectOptions {
+                relay_through: Some(relay),
+                fallback_relay: None,
+                ..self.opts.clone()
+            });
+            return;
+        }
         ctx.events.push_back(ConnectEvent::ConnectFailed {
             conn: self.id,
             error,

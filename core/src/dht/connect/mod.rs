@@ -577,7 +577,12 @@ impl Connector {
                 if let Some(c) = self.clients.get_mut(&id) {
                     client(c, &mut ctx);
                     if c.is_finished() {
+                        let retry = c.take_retry();
                         self.clients.remove(&id);
+                        if let Some((kp, pk, opts)) = retry {
+                            let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                            self.clients.insert(id, c);
+                        }
                     }
                 }
             }
@@ -713,7 +718,12 @@ impl Connector {
             }
         }
         for id in done {
+            let retry = self.clients.get_mut(&id).and_then(|c| c.take_retry());
             self.clients.remove(&id);
+            if let Some((kp, pk, opts)) = retry {
+                let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                self.clients.insert(id, c);
+            }
         }
         for s in self.servers.values_mut() {
             if s.poll_timeout().is_some_and(|t| t <= now) {
