@@ -57,6 +57,9 @@ pub struct NetArgs {
 /// `hyperpunch dht ...`
 #[derive(Debug, Subcommand)]
 pub enum DhtCommand {
+    /// `listen`, `connect`, `relay` (connections by public key; cli/dht_connect_cmd.rs).
+    #[command(flatten)]
+    Connect(super::dht_connect_cmd::ConnectCommand),
     /// Run a bootstrap node: the first node of a DHT, at a fixed public address.
     #[command(long_about = "\
 Run a bootstrap node (hyperdht's `DHT.bootstrapper(port, host)`): persistent from the start,
@@ -265,6 +268,7 @@ pub fn run(c: DhtCommand) -> Result<(), CliError> {
 
 async fn run_async(c: DhtCommand) -> Result<(), CliError> {
     match c {
+        DhtCommand::Connect(c) => super::dht_connect_cmd::run(c).await,
         DhtCommand::Bootstrap { host, port } => {
             if host.is_unspecified() {
                 return Err(CliError::new(

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod core_cmd;
 pub mod dht_cmd;
+pub mod dht_connect_cmd;
 pub mod input;
 pub mod net_cmd;
 pub mod store;

@@ -31,9 +31,21 @@ pub struct Connection {
     is_initiator: bool,
     out: mpsc::Sender<Out>,
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn wait_finished(mut w: tokio::sync::watch::Receiver<bool>) {
+    let _ = w.wait_for(|done| *done).await;
 }
 
 impl Connection {
+    /// Waits until the connection is over: both sides ended and what we sent was acknowledged
+    /// by the peer's UDX stream (or the connection failed). Exiting a process before this loses
+    /// data still in flight.
+    pub async fn finished(&self) {
+        wait_finished(self.finished.clone()).await
+    }
+
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
@@ -81,7 +93,10 @@ impl Connection {
     /// Splits into a sender and a receiver half.
     pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
         (
-            ConnectionSender { out: self.out },
+            ConnectionSender {
+                out: self.out,
+                finished: self.finished,
+            },
             ConnectionReceiver {
                 incoming: self.incoming,
             },
@@ -92,9 +107,15 @@ impl Connection {
 /// The sending half of a [`Connection`].
 pub struct ConnectionSender {
     out: mpsc::Sender<Out>,
+    finished: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ConnectionSender {
+    /// See [`Connection::finished`].
+    pub async fn finished(&self) {
+        wait_finished(self.finished.clone()).await
+    }
+
     /// Sends one message.
     pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
         self.out
@@ -150,7 +171,11 @@ pub(crate) fn start(
     );
     let (out_tx, out_rx) = mpsc::channel(64);
     let (in_tx, in_rx) = mpsc::channel(64);
-    tokio::spawn(pump(udx, stream, out_rx, in_tx, epoch, socket));
+    let (done_tx, finished) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        pump(udx, stream, out_rx, in_tx, epoch, socket).await;
+        let _ = done_tx.send(true);
+    });
     Ok(Connection {
         socket: est.socket,
         remote: est.remote,
@@ -159,6 +184,7 @@ pub(crate) fn start(
         is_initiator: est.is_initiator,
         out: out_tx,
         incoming: in_rx,
+        finished,
     })
 }
 
@@ -203,16 +229,24 @@ async fn pump(
                 }
                 StreamEvent::End => incoming = None,
                 StreamEvent::Closed(err) => {
+                    let clean = err.is_none();
                     if let Some(e) = err {
                         deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
                     }
                     let _ = udx.shutdown().await;
+                    if clean {
+                        // Until the peer acknowledged everything we sent (bounded).
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(30), udx.closed())
+                                .await;
+                    }
                     return;
                 }
                 StreamEvent::Connected { .. } => {}
             }
         }
         if !read_open && !out_open && shut {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), udx.closed()).await;
             return;
         }
         let deadline = stream

@@ -114,6 +114,7 @@ pub(crate) async fn pair(
 pub struct RelayServer {
     public_key: [u8; 32],
     task: tokio::task::JoinHandle<()>,
+    matched: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RelayServer {
@@ -122,6 +123,8 @@ impl RelayServer {
         let public_key = key_pair.public_key;
         let mut server = peer.listen(key_pair, ServerOptions::default()).await?;
         let cmds = peer.cmds.clone();
+        let matched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = matched.clone();
         let task = tokio::spawn(async move {
             let (frames_tx, mut frames) = mpsc::channel::<(SessionId, Option<Vec<u8>>)>(256);
             let mut table = Server::new();
@@ -168,6 +171,7 @@ impl RelayServer {
                         for ev in events {
                             match ev {
                                 ServerEvent::Matched(m) => {
+                                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                     let ids = [next_stream, next_stream + 1];
                                     next_stream = next_stream.wrapping_add(2).max(0x4000_0000);
                                     let remotes = [m.links[0].remote_id as u32, m.links[1].remote_id as u32];
@@ -201,7 +205,16 @@ impl RelayServer {
                 }
             }
         });
-        Ok(RelayServer { public_key, task })
+        Ok(RelayServer {
+            public_key,
+            task,
+            matched,
+        })
+    }
+
+    /// Pairings matched so far (both peers of a token arrived and got relay streams).
+    pub fn pairings(&self) -> u64 {
+        self.matched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The relay's public key (what peers pass as `relayThrough`).
