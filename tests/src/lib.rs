@@ -4,5 +4,6 @@ pub mod crash;
 pub mod hypercore_ops;
 pub mod js_dht;
 pub mod matrix;
+pub mod netsim;
 pub mod node;
 pub mod node_peer;

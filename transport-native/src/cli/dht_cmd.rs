@@ -4,7 +4,7 @@
 use super::{parse_hex32, CliError};
 use clap::{Args, Subcommand};
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht::{Dht, DhtError, DhtOptions};
+use hyperpunch::dht::{Dht, DhtError, DhtOptions, Limits, RateLimits};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -54,6 +54,33 @@ pub struct NetArgs {
     pub timeout: u64,
 }
 
+/// How many requests a node answers per source.
+#[derive(Debug, Args)]
+pub struct RateArg {
+    /// Requests per second answered from one address (10x that from one host); more are
+    /// dropped. 0 = no limit (what JS does).
+    #[arg(long, value_name = "N", default_value_t = RateLimits::default().per_address)]
+    pub rate_limit: u32,
+}
+
+impl RateArg {
+    fn limits(&self) -> Limits {
+        let rate = if self.rate_limit == 0 {
+            RateLimits::unlimited()
+        } else {
+            RateLimits {
+                per_address: self.rate_limit,
+                per_host: self.rate_limit.saturating_mul(10),
+                ..RateLimits::default()
+            }
+        };
+        Limits {
+            rate,
+            ..Limits::default()
+        }
+    }
+}
+
 /// `hyperpunch dht ...`
 #[derive(Debug, Subcommand)]
 pub enum DhtCommand {
@@ -77,6 +104,8 @@ Examples:
         /// Its UDP port.
         #[arg(long, value_name = "PORT", default_value_t = 49737)]
         port: u16,
+        #[command(flatten)]
+        limit: RateArg,
     },
     /// Run a DHT node that stores records for others.
     #[command(long_about = "\
@@ -99,6 +128,8 @@ Examples:
         /// Adaptive like a default JS node instead of persistent at once.
         #[arg(long)]
         adaptive: bool,
+        #[command(flatten)]
+        limit: RateArg,
     },
     /// Announce TOPIC with a key pair and keep it announced until killed.
     #[command(long_about = "\
@@ -269,15 +300,15 @@ pub fn run(c: DhtCommand) -> Result<(), CliError> {
 async fn run_async(c: DhtCommand) -> Result<(), CliError> {
     match c {
         DhtCommand::Connect(c) => super::dht_connect_cmd::run(c).await,
-        DhtCommand::Bootstrap { host, port } => {
+        DhtCommand::Bootstrap { host, port, limit } => {
             if host.is_unspecified() {
                 return Err(CliError::new(
                     "--host must be the node's public IPv4 address, not 0.0.0.0",
                 ));
             }
-            let dht = Dht::bootstrap(DhtOptions::bootstrapper(SocketAddrV4::new(host, port)))
-                .await
-                .map_err(dht_err)?;
+            let mut opts = DhtOptions::bootstrapper(SocketAddrV4::new(host, port));
+            opts.limits = limit.limits();
+            let dht = Dht::bootstrap(opts).await.map_err(dht_err)?;
             let info = dht.info();
             eprintln!(
                 "bootstrap node {host}:{port} (bound to {}), id {}",
@@ -290,8 +321,10 @@ async fn run_async(c: DhtCommand) -> Result<(), CliError> {
             net,
             port,
             adaptive,
+            limit,
         } => {
             let mut opts = DhtOptions::persistent(bootstrap_list(&net)?, net.host, port);
+            opts.limits = limit.limits();
             if adaptive {
                 opts.ephemeral = None;
                 opts.firewalled = true;
