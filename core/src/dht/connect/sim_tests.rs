@@ -473,14 +473,24 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
     use crate::dht::Event;
     let mut sim = Sim::new();
     let boot = testnet(&mut sim, 5);
-    let cfg = || Config { bootstrap: vec![boot[0]], ..Config::default() };
-    let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), Some(Kind::Consistent), false);
+    let cfg = || Config {
+        bootstrap: vec![boot[0]],
+        ..Config::default()
+    };
+    let s = sim.add(
+        Ipv4Addr::new(20, 0, 0, 1),
+        5000,
+        cfg(),
+        Some(Kind::Consistent),
+        false,
+    );
     sim.run_for(Duration::from_secs(3));
     let server_kp = KeyPair::from_seed(&[1; 32]);
     let now = sim.now;
     {
         let h = &mut sim.hosts[s];
-        h.conn.listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
+        h.conn
+            .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
     }
     sim.flush(s);
     sim.run_for(Duration::from_secs(3));
@@ -488,7 +498,10 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
     let from = SocketAddrV4::new(Ipv4Addr::new(66, 6, 6, 6), 666);
     let req = |tid: u16| IncomingRequest {
         tid,
-        from: Peer { addr: from, id: None },
+        from: Peer {
+            addr: from,
+            id: None,
+        },
         to: SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 1), 5000),
         socket: SocketId::SERVER,
         token: None,
@@ -513,23 +526,58 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
         let h = &mut sim.hosts[s];
         let peer = (next() % 2 == 0).then_some(from);
         let ev = if i % 2 == 0 {
-            Event::PeerHandshake { req: req(i), handshake: Handshake { mode, noise, peer_address: peer, relay_address: peer } }
+            Event::PeerHandshake {
+                req: req(i),
+                handshake: Handshake {
+                    mode,
+                    noise,
+                    peer_address: peer,
+                    relay_address: peer,
+                },
+            }
         } else {
-            Event::PeerHolepunch { req: req(i), holepunch: Holepunch { mode: 2, id: next() % 4, payload: noise, peer_address: Some(from) } }
+            Event::PeerHolepunch {
+                req: req(i),
+                holepunch: Holepunch {
+                    mode: 2,
+                    id: next() % 4,
+                    payload: noise,
+                    peer_address: Some(from),
+                },
+            }
         };
         let _ = h.conn.handle_dht_event(now, &mut h.dht, ev);
         sim.flush(s);
     }
     assert_eq!(sim.inflight.len(), before, "no answer to garbage");
     // The server still serves real clients.
-    let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), Some(Kind::Consistent), false);
+    let c = sim.add(
+        Ipv4Addr::new(30, 0, 0, 1),
+        6000,
+        cfg(),
+        Some(Kind::Consistent),
+        false,
+    );
     sim.run_for(Duration::from_secs(3));
     let now = sim.now;
     {
         let h = &mut sim.hosts[c];
-        h.conn.connect(now, &mut h.dht, server_kp.public_key, KeyPair::from_seed(&[2; 32]), ConnectOptions::default());
+        h.conn.connect(
+            now,
+            &mut h.dht,
+            server_kp.public_key,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions::default(),
+        );
     }
     sim.flush(c);
     sim.run_for(Duration::from_secs(20));
-    assert!(sim.hosts[c].events.iter().any(|e| matches!(e, ConnectEvent::Connected { .. })), "{:?}", sim.hosts[c].events);
+    assert!(
+        sim.hosts[c]
+            .events
+            .iter()
+            .any(|e| matches!(e, ConnectEvent::Connected { .. })),
+        "{:?}",
+        sim.hosts[c].events
+    );
 }
