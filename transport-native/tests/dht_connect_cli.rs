@@ -129,7 +129,7 @@ fn cli_dht(n: usize) -> (Vec<Proc>, String) {
     (all, boot)
 }
 
-fn net<'a>(boot: &'a str) -> [&'a str; 4] {
+fn net(boot: &str) -> [&str; 4] {
     ["--bootstrap", boot, "--host", "127.0.0.1"]
 }
 

@@ -294,7 +294,6 @@ async fn pipe(conn: Connection) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use hyperpunch::dht_connect::parse_relays;
 
     #[test]

@@ -508,12 +508,10 @@ impl Driver {
                 progress = true;
                 match a {
                     Action::OpenSocket(id) => {
-                        match UdxSocket::bind(SocketAddr::V4(SocketAddrV4::new(self.host, 0))).await
-                        {
-                            Ok(s) => {
-                                let _ = self.add_socket(id, Arc::new(s));
-                            }
-                            Err(_) => {} // its pings and probes fail; the punch times out
+                        // If binding fails, its pings and probes fail and the punch times out.
+                        let addr = SocketAddr::V4(SocketAddrV4::new(self.host, 0));
+                        if let Ok(s) = UdxSocket::bind(addr).await {
+                            let _ = self.add_socket(id, Arc::new(s));
                         }
                     }
                     Action::ReleaseSocket(id) => {

@@ -451,9 +451,7 @@ impl Connector {
                     peer_address: handshake.peer_address,
                     relay_address: handshake.relay_address,
                 };
-                let Some(server) = self.server_for(&req) else {
-                    return None;
-                };
+                let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
                     s.on_handshake(&mut ctx, req, msg);
@@ -467,9 +465,7 @@ impl Connector {
                     payload: holepunch.payload,
                     peer_address: holepunch.peer_address,
                 };
-                let Some(server) = self.server_for(&req) else {
-                    return None;
-                };
+                let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
                     s.on_holepunch(&mut ctx, req, msg);

@@ -17,7 +17,6 @@ struct Host {
     ip: Ipv4Addr,
     ports: BTreeMap<SocketId, u16>,
     nat: Option<NatBox>,
-    relay: bool,
     events: Vec<ConnectEvent>,
 }
 
@@ -46,7 +45,7 @@ impl Sim {
         port: u16,
         config: Config,
         nat: Option<Kind>,
-        relay: bool,
+        _relay: bool,
     ) -> usize {
         let mut seed = [0u8; 32];
         seed[..4].copy_from_slice(&ip.octets());
@@ -72,7 +71,6 @@ impl Sim {
             ip,
             ports,
             nat,
-            relay,
             events: Vec::new(),
         });
         let i = self.hosts.len() - 1;
