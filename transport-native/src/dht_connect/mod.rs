@@ -212,7 +212,9 @@ impl DhtPeer {
             seed,
         );
         let mut connector = Connector::new();
-        if local.ip().is_loopback() {
+        // JS `Holepuncher.localAddresses`: the bound address when bound to one (loopback, or an
+        // explicit host such as a namespace's); interface enumeration for 0.0.0.0 is not done.
+        if !local.ip().is_unspecified() {
             connector.set_local_addresses(vec![local]);
         }
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
