@@ -26,16 +26,23 @@ struct Sim {
     inflight: Vec<(Duration, u64, SocketAddrV4, SocketAddrV4, Vec<u8>)>,
     seq: u64,
     next_port: u16,
+    seed: u64,
 }
 
 impl Sim {
     fn new() -> Self {
+        Self::seeded(0)
+    }
+
+    /// A network whose node and NAT randomness derives from `seed`.
+    fn seeded(seed: u64) -> Self {
         Sim {
             hosts: Vec::new(),
             now: Duration::from_secs(1000),
             inflight: Vec::new(),
             seq: 0,
             next_port: 30000,
+            seed,
         }
     }
 
@@ -50,6 +57,7 @@ impl Sim {
         let mut seed = [0u8; 32];
         seed[..4].copy_from_slice(&ip.octets());
         seed[4] = self.hosts.len() as u8;
+        seed[8..16].copy_from_slice(&self.seed.to_le_bytes());
         let dht = HyperDht::new(
             DhtConfig {
                 rpc: Config {
@@ -64,7 +72,8 @@ impl Sim {
         let mut ports = BTreeMap::new();
         ports.insert(SocketId::SERVER, port);
         ports.insert(SocketId::CLIENT, port + 1);
-        let nat = nat.map(|k| NatBox::new(ip, k, self.hosts.len() as u64 * 7 + 1));
+        let nat =
+            nat.map(|k| NatBox::new(ip, k, self.hosts.len() as u64 * 7 + 1 + self.seed * 1000));
         self.hosts.push(Host {
             dht,
             conn: Connector::new(),
@@ -245,7 +254,16 @@ fn connect_with(
     client_nat: Option<Kind>,
     opts: ServerOptions,
 ) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
-    let mut sim = Sim::new();
+    connect_seeded(server_nat, client_nat, opts, 0)
+}
+
+fn connect_seeded(
+    server_nat: Option<Kind>,
+    client_nat: Option<Kind>,
+    opts: ServerOptions,
+    seed: u64,
+) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
+    let mut sim = Sim::seeded(seed);
     let boot = testnet(&mut sim, 6);
     let cfg = || Config {
         bootstrap: vec![boot[0]],
@@ -578,4 +596,38 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
         "{:?}",
         sim.hosts[c].events
     );
+}
+
+/// The NAT pairs over several seeds (node randomness, NAT port choices): consistent pairs and
+/// the birthday punch both ways connect, double-random pairs always fail the JS way.
+#[test]
+fn nat_pairs_over_seeds() {
+    for seed in 1..=4 {
+        for (s, c) in [
+            (Kind::Consistent, Kind::Consistent),
+            (Kind::Consistent, Kind::Random),
+            (Kind::Random, Kind::Consistent),
+        ] {
+            let (cl, sv, ev) = connect_seeded(Some(s), Some(c), ServerOptions::default(), seed);
+            let cl = cl.unwrap_or_else(|| panic!("seed {seed} {s:?}/{c:?}: {ev:?}"));
+            assert_pair(&cl, &sv.expect("server side"));
+        }
+        let (cl, _, ev) = connect_seeded(
+            Some(Kind::Random),
+            Some(Kind::Random),
+            ServerOptions::default(),
+            seed,
+        );
+        assert!(cl.is_none());
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                ConnectEvent::ConnectFailed {
+                    error: ConnectError::DoubleRandomizedNats,
+                    ..
+                }
+            )),
+            "seed {seed}: {ev:?}"
+        );
+    }
 }
