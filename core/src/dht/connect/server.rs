@@ -499,8 +499,30 @@ impl Server {
                 let random =
                     p.remote_firewall >= Firewall::Random || p.nat.firewall >= Firewall::Random;
                 if random && ctx.limiter.is_limited(now_ms) {
-                    // No relay fallback on this side yet: JS answers TRY_LATER only with a relay token.
-                    self.reply_abort(ctx, i, &pp.req, &pp.msg, error_code::TRY_LATER);
+                    let relaying = self.slots[i].as_ref().is_some_and(|s| s.relaying);
+                    if !relaying {
+                        // server.js: without a relay token, abort with TRY_LATER.
+                        self.reply_abort(ctx, i, &pp.req, &pp.msg, error_code::TRY_LATER);
+                        continue;
+                    }
+                    // With a relay pairing under way: TRY_LATER, keeping the puncher.
+                    let s = self.slots[i].as_mut().unwrap();
+                    let p = s.puncher.as_ref().unwrap();
+                    let payload = HolepunchPayload {
+                        error: error_code::TRY_LATER,
+                        firewall: p.nat.firewall,
+                        round: s.round,
+                        connected: p.is_connected(),
+                        punching: p.is_punching(),
+                        addresses: p.nat.addresses.clone(),
+                        remote_address: None,
+                        token: pp.is_server_relay.then_some(pp.token),
+                        remote_token: pp.remote.token,
+                    };
+                    let nonce = ctx.nonce();
+                    let boxed = s.secure.as_ref().unwrap().encrypt(&payload, nonce);
+                    let socket = ctx.puncher_socket(Owner::Slot(self.id, i), p);
+                    answer_holepunch(ctx.node, &pp.req, &pp.msg, boxed, socket);
                     continue;
                 }
                 let s = self.slots[i].as_mut().unwrap();
@@ -557,9 +579,7 @@ impl Server {
         };
         let nonce = ctx.nonce();
         let boxed = sp.encrypt(&payload, nonce);
-        if error != error_code::TRY_LATER {
-            self.destroy_slot_puncher(ctx, i);
-        }
+        self.destroy_slot_puncher(ctx, i);
         let socket = ctx.node.default_socket();
         answer_holepunch(ctx.node, req, msg, boxed, Some(socket));
     }
