@@ -7,12 +7,14 @@
 //!
 //! One module per Holepunch concept:
 //! - [`encoding`] — compact-encoding.
+//! - [`corestore`] — many cores in one storage, named cores, replicated together.
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
 //! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
+pub mod corestore;
 pub mod crypto;
 /// The DHT: dht-rpc and the hyperdht record layer, sans-IO.
 pub mod dht;

@@ -5,7 +5,7 @@
 #![warn(missing_docs)]
 
 pub use hyperpunch_core as core;
-pub use hyperpunch_core::{crypto, encoding, hypercore, storage};
+pub use hyperpunch_core::{corestore, crypto, encoding, hypercore, storage};
 
 #[path = "storage.rs"]
 pub mod file_storage;

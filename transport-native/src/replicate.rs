@@ -6,6 +6,11 @@
 //! `poll_timeout` and are driven with `tokio::time`; the secret stream's entropy comes from the
 //! operating system (`getrandom`).
 //!
+//! The same driver runs a [`Corestore`]: a [`SharedCorestore`] replicates every core of the
+//! store over each connection, one protomux stream per connection, and opens the stored cores
+//! the remote asks for ([`Corestore`] answers the hub's unknown-core opens while it handles
+//! frames).
+//!
 //! One [`SharedHub`] serves any number of connections at once (a server runs one
 //! [`replicate`] task per accepted client on the same hub). Frames the hub produces for a
 //! stream are routed to that stream's connection whenever the hub lock is released, so driving
@@ -34,14 +39,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
 use tokio::time::Instant;
 
+use crate::core::corestore::Corestore;
 use crate::core::crypto::KeyPair;
 use crate::core::replication::{
-    backlog_report_due, HubEvent, ReplicationError, ReplicationHub, StreamId,
+    backlog_report_due, HubEvent, ReplicationError, ReplicationHost, ReplicationHub, StreamId,
 };
 use crate::core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
 };
-use crate::core::storage::Storage;
 
 /// Bytes read from the socket at most per read call. The messages of one read go to the hub
 /// together and the blocks among them are stored in one write: bigger reads, fewer writes.
@@ -92,13 +97,13 @@ impl Conn {
     }
 }
 
-struct State<S: Storage> {
-    hub: ReplicationHub<S>,
+struct State<H> {
+    hub: H,
     conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
 }
 
-impl<S: Storage> State<S> {
+impl<H: ReplicationHost> State<H> {
     /// Move the hub's frames to their connections and its events to the subscriber.
     fn route(&mut self) {
         while let Some((sid, frame)) = self.hub.poll_transmit() {
@@ -123,11 +128,14 @@ impl<S: Storage> State<S> {
     }
 }
 
-/// A [`ReplicationHub`] shared by the connections that [`replicate`] runs, with one clock.
+/// A [`ReplicationHub`] (or another [`ReplicationHost`], such as a [`Corestore`]) shared by
+/// the connections that [`replicate`] runs, with one clock.
 ///
-/// Cloning gives another handle to the same hub.
-pub struct SharedHub<S: Storage> {
-    state: Arc<Mutex<State<S>>>,
+/// Cloning gives another handle to the same host.
+///
+/// [`Corestore`]: crate::core::corestore::Corestore
+pub struct SharedHost<H> {
+    state: Arc<Mutex<State<H>>>,
     /// The most bytes a connection held unwritten at once.
     max_backlog: Arc<AtomicUsize>,
     /// The hub's next timer (`u64::MAX`: none), as of the last release of its lock: the pumps
@@ -136,9 +144,9 @@ pub struct SharedHub<S: Storage> {
     start: Instant,
 }
 
-impl<S: Storage> Clone for SharedHub<S> {
+impl<H> Clone for SharedHost<H> {
     fn clone(&self) -> Self {
-        SharedHub {
+        SharedHost {
             state: self.state.clone(),
             max_backlog: self.max_backlog.clone(),
             timeout: self.timeout.clone(),
@@ -147,21 +155,29 @@ impl<S: Storage> Clone for SharedHub<S> {
     }
 }
 
-impl<S: Storage> SharedHub<S> {
+/// A shared [`ReplicationHub`] on storage `S`.
+pub type SharedHub<S> = SharedHost<ReplicationHub<S>>;
+
+/// A shared [`Corestore`](crate::core::corestore::Corestore) on storage `S`: every core of
+/// the store replicated over each connection ([`replicate`]), cores the remote asks for opened
+/// from storage on demand.
+pub type SharedCorestore<S> = SharedHost<Corestore<S>>;
+
+impl<H: ReplicationHost> SharedHost<H> {
     /// Share `hub`; its events are dropped.
-    pub fn new(hub: ReplicationHub<S>) -> Self {
+    pub fn new(hub: H) -> Self {
         Self::build(hub, None)
     }
 
     /// Share `hub` and receive all of its events (unbounded: keep reading them).
-    pub fn with_events(hub: ReplicationHub<S>) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
+    pub fn with_events(hub: H) -> (Self, mpsc::UnboundedReceiver<HubEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self::build(hub, Some(tx)), rx)
     }
 
-    fn build(hub: ReplicationHub<S>, events: Option<mpsc::UnboundedSender<HubEvent>>) -> Self {
+    fn build(hub: H, events: Option<mpsc::UnboundedSender<HubEvent>>) -> Self {
         let timeout = Arc::new(AtomicU64::new(hub.poll_timeout().unwrap_or(u64::MAX)));
-        SharedHub {
+        SharedHost {
             state: Arc::new(Mutex::new(State {
                 hub,
                 conns: HashMap::new(),
@@ -185,7 +201,7 @@ impl<S: Storage> SharedHub<S> {
 
     /// Exclusive access to the hub. When the guard drops, the hub is flushed and its frames
     /// and events are routed to the connections and the event subscriber.
-    pub async fn lock(&self) -> HubGuard<'_, S> {
+    pub async fn lock(&self) -> HubGuard<'_, H> {
         HubGuard {
             state: self.state.lock().await,
             timeout: &self.timeout,
@@ -218,27 +234,27 @@ impl<S: Storage> SharedHub<S> {
     }
 }
 
-/// Exclusive access to a [`SharedHub`]'s hub (see [`SharedHub::lock`]).
-pub struct HubGuard<'a, S: Storage> {
-    state: MutexGuard<'a, State<S>>,
+/// Exclusive access to a [`SharedHost`]'s hub (see [`SharedHost::lock`]).
+pub struct HubGuard<'a, H: ReplicationHost> {
+    state: MutexGuard<'a, State<H>>,
     /// [`SharedHub::timeout`], updated when the guard drops.
     timeout: &'a AtomicU64,
 }
 
-impl<S: Storage> Deref for HubGuard<'_, S> {
-    type Target = ReplicationHub<S>;
-    fn deref(&self) -> &ReplicationHub<S> {
+impl<H: ReplicationHost> Deref for HubGuard<'_, H> {
+    type Target = H;
+    fn deref(&self) -> &H {
         &self.state.hub
     }
 }
 
-impl<S: Storage> DerefMut for HubGuard<'_, S> {
-    fn deref_mut(&mut self) -> &mut ReplicationHub<S> {
+impl<H: ReplicationHost> DerefMut for HubGuard<'_, H> {
+    fn deref_mut(&mut self) -> &mut H {
         &mut self.state.hub
     }
 }
 
-impl<S: Storage> Drop for HubGuard<'_, S> {
+impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
     fn drop(&mut self) {
         self.state.hub.flush();
         self.state.route();
@@ -266,14 +282,14 @@ fn entropy() -> Result<Entropy, ReplicateError> {
 /// differ). `key_pair` is this peer's static key for the secret-stream handshake. Returns
 /// `Ok(())` after a clean close by either side (end of stream from both, see
 /// [`SharedHub::end_all`]), or the first error. The hub's stream is removed in every case.
-pub async fn replicate<S, T>(
+pub async fn replicate<H, T>(
     io: T,
     is_initiator: bool,
     key_pair: KeyPair,
-    hub: &SharedHub<S>,
+    hub: &SharedHost<H>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage + 'static,
+    H: ReplicationHost + 'static,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     replicate_with(io, is_initiator, key_pair, StreamOptions::default(), hub).await
@@ -282,15 +298,15 @@ where
 /// [`replicate`] with secret-stream options, e.g. a receive timeout (`timeout`, which also
 /// bounds the handshake) and keep-alives (`keep_alive`) so that a stalled peer is dropped with
 /// [`StreamError::TimedOut`] while an idle but healthy one is not.
-pub async fn replicate_with<S, T>(
+pub async fn replicate_with<H, T>(
     io: T,
     is_initiator: bool,
     key_pair: KeyPair,
     opts: StreamOptions,
-    hub: &SharedHub<S>,
+    hub: &SharedHost<H>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage + 'static,
+    H: ReplicationHost + 'static,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let now = hub.now();
@@ -348,7 +364,11 @@ struct Applier {
 }
 
 impl Applier {
-    fn spawn<S: Storage + 'static>(hub: SharedHub<S>, sid: StreamId, wake: Arc<Notify>) -> Self {
+    fn spawn<H: ReplicationHost + 'static>(
+        hub: SharedHost<H>,
+        sid: StreamId,
+        wake: Arc<Notify>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(APPLY_QUEUE);
         let (spent_tx, spent) = mpsc::unbounded_channel();
         let failed = Arc::new(std::sync::Mutex::new(None));
@@ -358,7 +378,7 @@ impl Applier {
                 let now = hub.now();
                 let mut g = hub.lock().await;
                 let r = if g.has_stream(sid) {
-                    g.handle_frames(now, sid, frames.iter()).await
+                    g.handle_frames(now, sid, &frames).await
                 } else {
                     Ok(())
                 };
@@ -416,9 +436,9 @@ impl Applier {
     }
 }
 
-struct Pump<'h, S: Storage> {
+struct Pump<'h, H> {
     stream: SecretStream,
-    hub: &'h SharedHub<S>,
+    hub: &'h SharedHost<H>,
     sid: Option<StreamId>,
     wake: Arc<Notify>,
     ended_by_us: bool,
@@ -430,7 +450,7 @@ struct Pump<'h, S: Storage> {
     conn: Option<Arc<Conn>>,
 }
 
-impl<S: Storage + 'static> Pump<'_, S> {
+impl<H: ReplicationHost + 'static> Pump<'_, H> {
     async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: T,

@@ -7,6 +7,12 @@
 //! their `poll_timeout` and run on `setTimeout`; time is `performance.now()`; the secret stream's
 //! entropy comes from `crypto.getRandomValues` (through `getrandom`).
 //!
+//! The same driver runs a [`Corestore`] ([`SharedCorestore`]): every core of the store over
+//! each connection, stored cores the remote asks for opened on demand.
+//!
+//! The same driver runs a [`Corestore`] ([`SharedCorestore`]): every core of the store over
+//! each connection, stored cores the remote asks for opened on demand.
+//!
 //! One [`SharedHub`] serves any number of connections at once. Frames the hub produces for a
 //! stream are routed to that stream's connection whenever the hub lock is released, so driving
 //! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
@@ -36,14 +42,14 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use async_lock::{Mutex, MutexGuard};
+use hyperpunch_core::corestore::Corestore;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::replication::{
-    backlog_report_due, HubEvent, ReplicationError, ReplicationHub, StreamId,
+    backlog_report_due, HubEvent, ReplicationError, ReplicationHost, ReplicationHub, StreamId,
 };
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
 };
-use hyperpunch_core::storage::Storage;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -98,16 +104,16 @@ struct Conn {
     wake: Rc<WakeFlag>,
 }
 
-/// Called with the hub each time its lock is released (see [`SharedHub::set_observer`]).
-type Observer<S> = Box<dyn FnMut(&ReplicationHub<S>)>;
+/// Called with the hub each time its lock is released (see [`SharedHost::set_observer`]).
+type Observer<H> = Box<dyn FnMut(&H)>;
 
-struct State<S: Storage> {
-    hub: ReplicationHub<S>,
+struct State<H> {
+    hub: H,
     conns: HashMap<StreamId, Conn>,
     events: Option<Sender<HubEvent>>,
 }
 
-impl<S: Storage> State<S> {
+impl<H: ReplicationHost> State<H> {
     /// Move the hub's frames to their connections and its events to the subscriber.
     fn route(&mut self) {
         while let Some((sid, frame)) = self.hub.poll_transmit() {
@@ -132,25 +138,33 @@ impl<S: Storage> State<S> {
     }
 }
 
-struct Inner<S: Storage> {
-    state: Mutex<State<S>>,
-    observer: RefCell<Option<Observer<S>>>,
+struct Inner<H> {
+    state: Mutex<State<H>>,
+    observer: RefCell<Option<Observer<H>>>,
     /// The most bytes a connection held unwritten at once (its queue and its carrier's).
     max_backlog: Cell<usize>,
     /// `performance.now()` when the hub was shared.
     start: f64,
 }
 
-/// A [`ReplicationHub`] shared by the connections that [`replicate`] runs, with one clock.
+/// A [`ReplicationHub`] (or another [`ReplicationHost`], such as a [`Corestore`]) shared by
+/// the connections that [`replicate`] runs, with one clock.
 ///
-/// Cloning gives another handle to the same hub.
-pub struct SharedHub<S: Storage> {
-    inner: Rc<Inner<S>>,
+/// Cloning gives another handle to the same host.
+pub struct SharedHost<H> {
+    inner: Rc<Inner<H>>,
 }
 
-impl<S: Storage> Clone for SharedHub<S> {
+/// A shared [`ReplicationHub`] on storage `S`.
+pub type SharedHub<S> = SharedHost<ReplicationHub<S>>;
+
+/// A shared [`Corestore`] on storage `S` (e.g. `Rc<IdbStorage>`): every core of the store
+/// replicated over each connection, stored cores the remote asks for opened on demand.
+pub type SharedCorestore<S> = SharedHost<Corestore<S>>;
+
+impl<H> Clone for SharedHost<H> {
     fn clone(&self) -> Self {
-        SharedHub {
+        SharedHost {
             inner: self.inner.clone(),
         }
     }
@@ -166,20 +180,20 @@ impl HubEvents {
     }
 }
 
-impl<S: Storage> SharedHub<S> {
+impl<H: ReplicationHost> SharedHost<H> {
     /// Share `hub`; its events are dropped.
-    pub fn new(hub: ReplicationHub<S>) -> Self {
+    pub fn new(hub: H) -> Self {
         Self::build(hub, None)
     }
 
     /// Share `hub` and receive all of its events (unbounded: keep reading them).
-    pub fn with_events(hub: ReplicationHub<S>) -> (Self, HubEvents) {
+    pub fn with_events(hub: H) -> (Self, HubEvents) {
         let (tx, rx) = channel();
         (Self::build(hub, Some(tx)), HubEvents(rx))
     }
 
-    fn build(hub: ReplicationHub<S>, events: Option<Sender<HubEvent>>) -> Self {
-        SharedHub {
+    fn build(hub: H, events: Option<Sender<HubEvent>>) -> Self {
+        SharedHost {
             inner: Rc::new(Inner {
                 state: Mutex::new(State {
                     hub,
@@ -196,7 +210,7 @@ impl<S: Storage> SharedHub<S> {
     /// Call `observer` with the hub every time its lock is released (after its frames and
     /// events are routed), replacing any previous observer. Lets synchronous code keep a
     /// snapshot of the hub's state; the observer must not lock the hub.
-    pub fn set_observer(&self, observer: impl FnMut(&ReplicationHub<S>) + 'static) {
+    pub fn set_observer(&self, observer: impl FnMut(&H) + 'static) {
         *self.inner.observer.borrow_mut() = Some(Box::new(observer));
     }
 
@@ -208,7 +222,7 @@ impl<S: Storage> SharedHub<S> {
 
     /// Exclusive access to the hub. When the guard drops, the hub is flushed and its frames
     /// and events are routed to the connections and the event subscriber.
-    pub async fn lock(&self) -> HubGuard<'_, S> {
+    pub async fn lock(&self) -> HubGuard<'_, H> {
         HubGuard {
             state: self.inner.state.lock().await,
             observer: &self.inner.observer,
@@ -238,26 +252,26 @@ impl<S: Storage> SharedHub<S> {
     }
 }
 
-/// Exclusive access to a [`SharedHub`]'s hub (see [`SharedHub::lock`]).
-pub struct HubGuard<'a, S: Storage> {
-    state: MutexGuard<'a, State<S>>,
-    observer: &'a RefCell<Option<Observer<S>>>,
+/// Exclusive access to a [`SharedHost`]'s hub (see [`SharedHost::lock`]).
+pub struct HubGuard<'a, H: ReplicationHost> {
+    state: MutexGuard<'a, State<H>>,
+    observer: &'a RefCell<Option<Observer<H>>>,
 }
 
-impl<S: Storage> Deref for HubGuard<'_, S> {
-    type Target = ReplicationHub<S>;
-    fn deref(&self) -> &ReplicationHub<S> {
+impl<H: ReplicationHost> Deref for HubGuard<'_, H> {
+    type Target = H;
+    fn deref(&self) -> &H {
         &self.state.hub
     }
 }
 
-impl<S: Storage> DerefMut for HubGuard<'_, S> {
-    fn deref_mut(&mut self) -> &mut ReplicationHub<S> {
+impl<H: ReplicationHost> DerefMut for HubGuard<'_, H> {
+    fn deref_mut(&mut self) -> &mut H {
         &mut self.state.hub
     }
 }
 
-impl<S: Storage> Drop for HubGuard<'_, S> {
+impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
     fn drop(&mut self) {
         self.state.hub.flush();
         self.state.route();
@@ -313,14 +327,14 @@ impl Drop for Sleep {
 /// static key for the secret-stream handshake. Returns `Ok(())` after a clean close by either
 /// side (end of stream from both, see [`SharedHub::end_all`]), or the first error. The hub's
 /// stream is removed in every case.
-pub async fn replicate<S, D>(
+pub async fn replicate<H, D>(
     io: D,
     is_initiator: bool,
     key_pair: KeyPair,
-    hub: &SharedHub<S>,
+    hub: &SharedHost<H>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage,
+    H: ReplicationHost,
     D: Duplex,
 {
     let opts = StreamOptions::default();
@@ -337,16 +351,16 @@ where
 
 /// [`replicate`] with secret-stream options `opts` (keep-alive, idle timeout), ending this
 /// connection gracefully once `stop` completes (the call returns when the peer has ended too).
-pub async fn replicate_with<S, D>(
+pub async fn replicate_with<H, D>(
     mut io: D,
     is_initiator: bool,
     key_pair: KeyPair,
     opts: StreamOptions,
-    hub: &SharedHub<S>,
+    hub: &SharedHost<H>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ReplicateError>
 where
-    S: Storage,
+    H: ReplicationHost,
     D: Duplex,
 {
     let now = hub.now();
@@ -380,9 +394,9 @@ where
     result
 }
 
-struct Pump<'h, S: Storage> {
+struct Pump<'h, H> {
     stream: SecretStream,
-    hub: &'h SharedHub<S>,
+    hub: &'h SharedHost<H>,
     sid: Option<StreamId>,
     wake: Rc<WakeFlag>,
     ended_by_us: bool,
@@ -407,7 +421,7 @@ enum Wakeup {
     DrainTick,
 }
 
-impl<S: Storage> Pump<'_, S> {
+impl<H: ReplicationHost> Pump<'_, H> {
     async fn run<D: Duplex>(
         &mut self,
         io: &mut D,
@@ -628,7 +642,7 @@ impl<S: Storage> Pump<'_, S> {
             let now = self.hub.now();
             let mut g = self.hub.lock().await;
             if g.has_stream(sid) {
-                g.handle_frames(now, sid, frames).await?;
+                g.handle_frames(now, sid, &frames).await?;
             }
         }
         Ok(())

@@ -7,8 +7,16 @@
 //! discovery key, handshake `{seeks: true, capability}` with the capability of our role). When
 //! the remote's open arrives its capability is checked against the remote's role; a wrong one
 //! closes the channel ([`HubEvent::ChannelClosed`] with [`ReplicationError::InvalidCapability`]).
-//! Open channels are peers of the core's [`Replicator`]. Opens for cores the hub does not
-//! replicate are rejected (JS behaves the same when the corestore does not have the core).
+//! Open channels are peers of the core's [`Replicator`].
+//!
+//! Opens from the remote (JS pairs `hypercore/alpha` with any id, `corestore.replicate`):
+//! an open for a core the hub replicates but has no channel for on that stream (say, the remote
+//! rejected ours earlier and has the core now) is answered at once. An open for a core the hub
+//! does not replicate is rejected, unless the owner asked to hear of them
+//! ([`ReplicationHub::set_answer_unknown`], what a corestore does): then it waits (the
+//! remote's messages on it buffered) and [`HubEvent::UnknownCore`] asks the owner to look for
+//! the core, which answers with [`ReplicationHub::accept_core`] (the core is replicated from
+//! then on, and the waiting opens are answered) or [`ReplicationHub::reject_unknown`].
 //!
 //! A protocol violation (bad protomux frame, undecodable message, a peer disconnected by its
 //! replicator) destroys the stream: [`HubEvent::StreamClosed`] tells the transport to drop the
@@ -23,7 +31,7 @@
 //! disconnected) until the stream drained to [`LOW_WATER`]; everything else, answers to our own
 //! requests included, is still read and handled, so two peers cannot deadlock each other.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::encoding::{Decode, Encode};
 use crate::hypercore::messages::{Handshake, Message};
@@ -100,6 +108,26 @@ pub enum HubEvent {
         /// Why we closed it, if we did.
         error: Option<ReplicationError>,
     },
+    /// The remote opened a channel for a core the hub does not replicate (only with
+    /// [`ReplicationHub::set_answer_unknown`]): answer with [`ReplicationHub::accept_core`] or
+    /// [`ReplicationHub::reject_unknown`]; until then the remote's messages on it wait.
+    UnknownCore {
+        /// The stream.
+        stream: StreamId,
+        /// The discovery key the remote named.
+        discovery_key: [u8; 32],
+    },
+    /// A core the remote asked for ([`HubEvent::UnknownCore`]) is stored but could not be
+    /// opened (its storage failed or is corrupt): the open was rejected, the stream goes on.
+    /// Emitted by a [`Corestore`](crate::corestore::Corestore).
+    CoreOpenFailed {
+        /// The stream.
+        stream: StreamId,
+        /// The core's discovery key.
+        discovery_key: [u8; 32],
+        /// Why.
+        error: ReplicationError,
+    },
     /// The stream is destroyed (protocol violation); the transport should drop the connection.
     StreamClosed {
         /// The stream.
@@ -171,6 +199,10 @@ pub struct ReplicationHub<S: Storage> {
     next_stream: u64,
     events: VecDeque<HubEvent>,
     out: VecDeque<(StreamId, Vec<u8>)>,
+    /// Opens for unknown cores are offered to the owner ([`HubEvent::UnknownCore`]).
+    answer_unknown: bool,
+    /// Opens for unknown cores waiting for the owner's answer.
+    unknown: BTreeSet<(StreamId, [u8; 32])>,
 }
 
 impl<S: Storage> Default for ReplicationHub<S> {
@@ -189,13 +221,98 @@ impl<S: Storage> ReplicationHub<S> {
             next_stream: 1,
             events: VecDeque::new(),
             out: VecDeque::new(),
+            answer_unknown: false,
+            unknown: BTreeSet::new(),
         }
+    }
+
+    /// Whether opens from the remote for cores this hub does not replicate are offered to the
+    /// owner as [`HubEvent::UnknownCore`] (`true`) or rejected at once (`false`, the default).
+    /// Turning it off rejects the opens still waiting.
+    pub fn set_answer_unknown(&mut self, answer: bool) {
+        self.answer_unknown = answer;
+        if !answer {
+            for (sid, dk) in std::mem::take(&mut self.unknown) {
+                self.reject_unknown(sid, &dk);
+            }
+        }
+    }
+
+    /// Reject the remote's waiting open of `discovery_key` on `stream` (the answer to a
+    /// [`HubEvent::UnknownCore`] for a core the owner does not have). Nothing happens if none
+    /// waits.
+    pub fn reject_unknown(&mut self, stream: StreamId, discovery_key: &[u8; 32]) {
+        self.unknown.remove(&(stream, *discovery_key));
+        if let Some(s) = self.streams.get_mut(&stream) {
+            // Nothing waits any more (the remote closed it, or the stream died): nothing to do.
+            let _ = s.mux.reject(PROTOCOL, Some(discovery_key));
+        }
+        self.flush();
+    }
+
+    /// Replicate a core on every stream, like [`ReplicationHub::add_core`], and answer the
+    /// remote's waiting opens of it ([`HubEvent::UnknownCore`]) at once: their channels open
+    /// and the messages the remote sent on them meanwhile are handled. Returns its discovery
+    /// key.
+    pub async fn accept_core(
+        &mut self,
+        now: u64,
+        replicator: Replicator<S>,
+    ) -> Result<[u8; 32], ReplicationError> {
+        let dk = *replicator.core().discovery_key();
+        self.cores.insert(dk, replicator);
+        self.unknown.retain(|(_, d)| *d != dk);
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for sid in &ids {
+            // A stream whose mux died, or whose remote gave up its open meanwhile, simply does
+            // not get the channel.
+            let _ = self.open_channel(*sid, dk);
+        }
+        self.flush();
+        for sid in ids {
+            self.drain_mux(now, sid).await?;
+        }
+        self.flush();
+        Ok(dk)
+    }
+
+    /// Stop replicating a core: its channels on every stream close (the remote sees a close)
+    /// and its replicator, with the core, is handed back. `None` if the hub does not have it.
+    pub fn remove_core(&mut self, discovery_key: &[u8; 32]) -> Option<Replicator<S>> {
+        let rep = self.cores.remove(discovery_key)?;
+        for s in self.streams.values_mut() {
+            let chans: Vec<ChannelId> = s
+                .channels
+                .iter()
+                .filter(|(_, c)| c.dk == *discovery_key)
+                .map(|(id, _)| *id)
+                .collect();
+            for ch in chans {
+                if let Some(c) = s.channels.remove(&ch) {
+                    if let Some(peer) = c.peer {
+                        self.peers.remove(&(c.dk, peer));
+                    }
+                }
+                // Fails only on a destroyed mux.
+                let _ = s.mux.close(ch);
+            }
+        }
+        self.flush();
+        Some(rep)
+    }
+
+    /// The discovery keys of the cores this hub replicates.
+    pub fn cores(&self) -> impl Iterator<Item = &[u8; 32]> + '_ {
+        self.cores.keys()
     }
 
     /// Replicate a core on every stream (present and future); returns its discovery key.
     pub fn add_core(&mut self, replicator: Replicator<S>) -> Result<[u8; 32], ReplicationError> {
         let dk = *replicator.core().discovery_key();
         self.cores.insert(dk, replicator);
+        // A waiting open of it pairs with our open below (its events are handled with the
+        // stream's next frame; `accept_core` handles them at once).
+        self.unknown.retain(|(_, d)| *d != dk);
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for sid in ids {
             self.open_channel(sid, dk)?;
@@ -225,10 +342,14 @@ impl<S: Storage> ReplicationHub<S> {
     ) -> Result<StreamId, ReplicationError> {
         let sid = StreamId(self.next_stream);
         self.next_stream += 1;
+        let mut mux = Protomux::new();
+        // Every open from the remote comes to us (JS corestore pairs the same way): for a core
+        // we have, it is answered; for others see `set_answer_unknown`.
+        mux.pair(PROTOCOL, None);
         self.streams.insert(
             sid,
             Stream {
-                mux: Protomux::new(),
+                mux,
                 is_initiator,
                 handshake_hash,
                 channels: BTreeMap::new(),
@@ -281,6 +402,7 @@ impl<S: Storage> ReplicationHub<S> {
         let Some(s) = self.streams.remove(&stream) else {
             return Ok(());
         };
+        self.unknown.retain(|(sid, _)| *sid != stream);
         for chan in s.channels.into_values() {
             if let Some(peer) = chan.peer {
                 self.peers.remove(&(chan.dk, peer));
@@ -334,36 +456,55 @@ impl<S: Storage> ReplicationHub<S> {
                 self.destroy_stream(now, stream, e.into()).await?;
                 break;
             }
-            while let Some(ev) = self
-                .streams
-                .get_mut(&stream)
-                .and_then(|s| s.mux.poll_event())
-            {
-                match self.decode_message(stream, ev) {
-                    Decoded::Message(dk, peer, msg) => {
-                        if group.as_ref().is_some_and(|g| g.0 != dk || g.1 != peer) {
-                            self.deliver(now, &mut group).await?;
-                        }
-                        group
-                            .get_or_insert_with(|| (dk, peer, Vec::new()))
-                            .2
-                            .push(msg);
-                    }
-                    Decoded::Ignored => {}
-                    Decoded::Invalid(e) => {
-                        self.deliver(now, &mut group).await?;
-                        self.destroy_stream(now, stream, e).await?;
-                    }
-                    Decoded::Other(ev) => {
-                        self.deliver(now, &mut group).await?;
-                        self.on_mux_event(now, stream, ev).await?;
-                        self.flush();
-                    }
-                }
-            }
+            self.handle_mux_events(now, stream, &mut group).await?;
         }
         self.deliver(now, &mut group).await?;
         self.flush();
+        Ok(())
+    }
+
+    /// Handle the events `stream`'s mux has queued (e.g. a channel that [`Self::open_channel`]
+    /// paired with a waiting open, and the messages buffered for it).
+    async fn drain_mux(&mut self, now: u64, stream: StreamId) -> Result<(), ReplicationError> {
+        let mut group = None;
+        self.handle_mux_events(now, stream, &mut group).await?;
+        self.deliver(now, &mut group).await
+    }
+
+    /// Handle `stream`'s queued mux events; messages for one (core, peer) collect in `group`.
+    async fn handle_mux_events(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+        group: &mut Option<([u8; 32], PeerId, Vec<Message>)>,
+    ) -> Result<(), ReplicationError> {
+        while let Some(ev) = self
+            .streams
+            .get_mut(&stream)
+            .and_then(|s| s.mux.poll_event())
+        {
+            match self.decode_message(stream, ev) {
+                Decoded::Message(dk, peer, msg) => {
+                    if group.as_ref().is_some_and(|g| g.0 != dk || g.1 != peer) {
+                        self.deliver(now, group).await?;
+                    }
+                    group
+                        .get_or_insert_with(|| (dk, peer, Vec::new()))
+                        .2
+                        .push(msg);
+                }
+                Decoded::Ignored => {}
+                Decoded::Invalid(e) => {
+                    self.deliver(now, group).await?;
+                    self.destroy_stream(now, stream, e).await?;
+                }
+                Decoded::Other(ev) => {
+                    self.deliver(now, group).await?;
+                    self.on_mux_event(now, stream, ev).await?;
+                    self.flush();
+                }
+            }
+        }
         Ok(())
     }
 
@@ -482,8 +623,38 @@ impl<S: Storage> ReplicationHub<S> {
                 }
             }
             MuxEvent::PairRequest { protocol, id, .. } => {
-                // Never paired: nothing to answer, but be safe.
-                let _ = s.mux.reject(&protocol, id.as_deref());
+                let dk = id
+                    .as_deref()
+                    .filter(|_| protocol == PROTOCOL)
+                    .and_then(|id| <[u8; 32]>::try_from(id).ok());
+                let Some(dk) = dk else {
+                    // Not a core's channel (we pair only `hypercore/alpha`; JS throws on an id
+                    // that is not 32 bytes): nobody takes it.
+                    let _ = s.mux.reject(&protocol, id.as_deref());
+                    return Ok(());
+                };
+                let has_channel = s.channels.values().any(|c| c.dk == dk);
+                if self.cores.contains_key(&dk) && !has_channel {
+                    // Pairs with the waiting open: the channel opens at once (its
+                    // `ChannelOpened` is next in the mux's queue).
+                    if self.open_channel(sid, dk).is_err() {
+                        if let Some(s) = self.streams.get_mut(&sid) {
+                            let _ = s.mux.reject(PROTOCOL, Some(&dk));
+                        }
+                    }
+                } else if !self.cores.contains_key(&dk)
+                    && self.answer_unknown
+                    && self.unknown.insert((sid, dk))
+                {
+                    self.events.push_back(HubEvent::UnknownCore {
+                        stream: sid,
+                        discovery_key: dk,
+                    });
+                } else {
+                    // A second open of a channel we have (JS: `attached` already, so the
+                    // notify creates nothing and the open is rejected), or nobody to ask.
+                    let _ = s.mux.reject(PROTOCOL, Some(&dk));
+                }
             }
         }
         Ok(())
@@ -702,5 +873,130 @@ impl<S: Storage> ReplicationHub<S> {
             self.resume(now, sid).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod pairing_tests {
+    use futures_executor::block_on;
+
+    use super::*;
+    use crate::crypto::KeyPair;
+    use crate::hypercore::{CreateOptions, Hypercore};
+    use crate::replication::Options;
+    use crate::storage::MemoryStorage;
+
+    type Hub = ReplicationHub<MemoryStorage>;
+
+    async fn core(key_pair: Option<KeyPair>, key: Option<[u8; 32]>) -> Hypercore<MemoryStorage> {
+        Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair,
+                key,
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn run(a: &mut Hub, sa: StreamId, b: &mut Hub, sb: StreamId) {
+        for _ in 0..10_000 {
+            let fa: Vec<Vec<u8>> = std::iter::from_fn(|| a.poll_transmit().map(|f| f.1)).collect();
+            let fb: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit().map(|f| f.1)).collect();
+            if fa.is_empty() && fb.is_empty() {
+                return;
+            }
+            b.handle_frames(0, sb, fa).await.unwrap();
+            a.handle_frames(0, sa, fb).await.unwrap();
+        }
+        panic!("hubs never went idle");
+    }
+
+    fn events(h: &mut Hub) -> Vec<HubEvent> {
+        std::iter::from_fn(|| h.poll_event()).collect()
+    }
+
+    /// The remote rejects our open (it lacks the core), gets the core later and opens it: we
+    /// answer, and the core replicates.
+    #[test]
+    fn a_later_open_of_a_core_we_have_is_answered() {
+        block_on(async {
+            let mut w = core(Some(KeyPair::from_seed(&[1; 32])), None).await;
+            w.append(&[b"a", b"b"]).await.unwrap();
+            let key = *w.key();
+            let (mut a, mut b) = (Hub::new(), Hub::new());
+            let dk = a.add_core(Replicator::new(w, Options::default())).unwrap();
+            let sa = a.add_stream(true, [2; 64]).unwrap();
+            let sb = b.add_stream(false, [2; 64]).unwrap();
+            run(&mut a, sa, &mut b, sb).await;
+            assert!(events(&mut a).iter().any(|e| matches!(
+                e,
+                HubEvent::ChannelClosed { discovery_key, error: None, .. } if *discovery_key == dk
+            )));
+            assert!(events(&mut b).is_empty(), "rejected without asking anyone");
+            b.add_core(Replicator::new(
+                core(None, Some(key)).await,
+                Options::default(),
+            ))
+            .unwrap();
+            b.replicator_mut(&dk)
+                .unwrap()
+                .download(0, 0, None)
+                .await
+                .unwrap();
+            b.flush();
+            run(&mut a, sa, &mut b, sb).await;
+            assert_eq!(b.replicator(&dk).unwrap().core().contiguous_length(), 2);
+        });
+    }
+
+    /// With `set_answer_unknown`, an open for a core we lack waits for the owner: accepted, the
+    /// messages sent meanwhile are handled; rejected, the remote hears so.
+    #[test]
+    fn unknown_opens_wait_for_the_owner() {
+        block_on(async {
+            let mut w1 = core(Some(KeyPair::from_seed(&[1; 32])), None).await;
+            w1.append(&[b"one"]).await.unwrap();
+            let w2 = core(Some(KeyPair::from_seed(&[2; 32])), None).await;
+            let key1 = *w1.key();
+            let (mut a, mut b) = (Hub::new(), Hub::new());
+            let dk1 = a.add_core(Replicator::new(w1, Options::default())).unwrap();
+            let dk2 = a.add_core(Replicator::new(w2, Options::default())).unwrap();
+            b.set_answer_unknown(true);
+            let sa = a.add_stream(false, [3; 64]).unwrap();
+            let sb = b.add_stream(true, [3; 64]).unwrap();
+            run(&mut a, sa, &mut b, sb).await;
+            let mut asked: Vec<[u8; 32]> = events(&mut b)
+                .into_iter()
+                .filter_map(|e| match e {
+                    HubEvent::UnknownCore {
+                        stream,
+                        discovery_key,
+                    } if stream == sb => Some(discovery_key),
+                    _ => None,
+                })
+                .collect();
+            asked.sort();
+            let mut expect = vec![dk1, dk2];
+            expect.sort();
+            assert_eq!(asked, expect);
+            b.reject_unknown(sb, &dk2);
+            let mut reader = Replicator::new(core(None, Some(key1)).await, Options::default());
+            reader.download(0, 0, None).await.unwrap();
+            b.accept_core(0, reader).await.unwrap();
+            run(&mut a, sa, &mut b, sb).await;
+            assert_eq!(b.replicator(&dk1).unwrap().core().contiguous_length(), 1);
+            assert!(events(&mut a).iter().any(|e| matches!(
+                e,
+                HubEvent::ChannelClosed { discovery_key, .. } if *discovery_key == dk2
+            )));
+            // Removing the core closes its channel on the other side.
+            assert!(b.remove_core(&dk1).is_some());
+            run(&mut a, sa, &mut b, sb).await;
+            assert_eq!(a.replicator(&dk1).unwrap().peers().count(), 0);
+            assert!(b.remove_core(&dk1).is_none());
+        });
     }
 }

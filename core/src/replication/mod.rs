@@ -10,6 +10,8 @@
 //!   discovery key, handshake = `{seeks, capability}`) for every core on every stream, checks the
 //!   remote capability, and maps channels to replicator peers: a transport only moves frames
 //!   (secret-stream plaintext messages) in and out.
+//! - [`ReplicationHost`](crate::replication::ReplicationHost): what a transport drives, a hub
+//!   or a [`Corestore`](crate::corestore::Corestore) that owns one.
 //! - [`RemoteBitfield`](crate::replication::RemoteBitfield): what one remote says it has;
 //!   [`RemoteWants`](crate::replication::RemoteWants): what it says it wants.
 //!
@@ -17,12 +19,14 @@
 //!
 //! [`Message`]: crate::hypercore::messages::Message
 
+pub mod host;
 pub mod hub;
 pub mod remote_bitfield;
 pub mod replicator;
 #[cfg(test)]
 mod tests;
 
+pub use host::ReplicationHost;
 pub use hub::{
     backlog_report_due, HubEvent, ReplicationHub, StreamId, BACKLOG_REPORT_STEP, HIGH_WATER,
     LOW_WATER, PROTOCOL, PROTOCOL_ALIAS,

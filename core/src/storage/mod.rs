@@ -205,6 +205,63 @@ impl Storage for MemoryStorage {
     }
 }
 
+/// A shared backend is a backend: lets one store that cannot be cloned (e.g. IndexedDB) sit under
+/// several [`Prefixed`] views.
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn get(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend {
+        (**self).get(key)
+    }
+    fn get_many(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StorageError>> + MaybeSend {
+        (**self).get_many(keys)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Entries, StorageError>> + MaybeSend {
+        (**self).scan(start, end, limit)
+    }
+    fn write(&self, batch: Batch) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).write(batch)
+    }
+}
+
+/// On wasm (one thread, JS handles that are neither `Send` nor `Sync`) a backend shares through
+/// an `Rc`, e.g. one IndexedDB database under the many [`Prefixed`] views of a corestore.
+#[cfg(target_arch = "wasm32")]
+impl<S: Storage + ?Sized> Storage for std::rc::Rc<S> {
+    fn get(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + MaybeSend {
+        (**self).get(key)
+    }
+    fn get_many(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StorageError>> + MaybeSend {
+        (**self).get_many(keys)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Entries, StorageError>> + MaybeSend {
+        (**self).scan(start, end, limit)
+    }
+    fn write(&self, batch: Batch) -> impl Future<Output = Result<(), StorageError>> + MaybeSend {
+        (**self).write(batch)
+    }
+}
+
 /// A view of a storage under a key prefix (one core inside a shared store).
 #[derive(Debug, Clone)]
 pub struct Prefixed<S> {
@@ -218,6 +275,30 @@ impl<S> Prefixed<S> {
         Prefixed {
             inner,
             prefix: prefix.into(),
+        }
+    }
+    /// The prefix of every key of this view.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+    /// The storage under the view.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+    /// `batch` with this view's prefix on every key: the same writes, to apply to
+    /// [`Prefixed::inner`] directly (e.g. together with writes outside the view, in one atomic
+    /// batch).
+    pub fn to_inner(&self, batch: Batch) -> Batch {
+        Batch {
+            ops: batch
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Put(k, v) => Op::Put(self.k(&k), v),
+                    Op::Delete(k) => Op::Delete(self.k(&k)),
+                    Op::DeleteRange(s, e) => Op::DeleteRange(self.k(&s), self.k(&e)),
+                })
+                .collect(),
         }
     }
     fn k(&self, key: &[u8]) -> Vec<u8> {
@@ -250,16 +331,7 @@ impl<S: Storage> Storage for Prefixed<S> {
         Ok(out)
     }
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        let ops = batch
-            .ops
-            .into_iter()
-            .map(|op| match op {
-                Op::Put(k, v) => Op::Put(self.k(&k), v),
-                Op::Delete(k) => Op::Delete(self.k(&k)),
-                Op::DeleteRange(s, e) => Op::DeleteRange(self.k(&s), self.k(&e)),
-            })
-            .collect();
-        self.inner.write(Batch { ops }).await
+        self.inner.write(self.to_inner(batch)).await
     }
 }
 

@@ -39,8 +39,8 @@ Examples:
     version,
     about = ABOUT,
     long_about = None,
-    after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch udx --help` for UDX \
-streams, `hyperpunch dht --help` for the DHT, with examples."
+    after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch store --help` for \
+corestores, `hyperpunch udx --help` for UDX streams, `hyperpunch dht --help` for the DHT, with examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -60,6 +60,46 @@ pub enum Command {
     /// The DHT: run nodes, announce and look up topics, store mutable and immutable values.
     #[command(long_about = super::dht_cmd::DHT_LONG, subcommand)]
     Dht(super::dht_cmd::DhtCommand),
+    /// Look into a corestore: many cores in one storage folder.
+    #[command(long_about = STORE_LONG, subcommand)]
+    Store(StoreCommand),
+}
+
+const STORE_LONG: &str = "\
+Look into a corestore: many hypercores in one storage folder, named cores whose key pairs derive
+from the store's primary key exactly as JS corestore 7 derives them, all replicated over one
+connection. Programs using the hyperpunch library (and drives) create them.
+
+Example:
+  hyperpunch store info --storage ./my-store";
+
+/// `hyperpunch store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List the cores of a corestore: key, discovery key, name, length, writable.
+    #[command(long_about = "\
+List every core stored in the corestore in DIR, in creation order: its key and discovery key,
+its name (and namespace, for a named core), its length and whether this store can write it.
+Human-readable by default, one JSON object ({\"cores\": [...]}) with --json. Nothing is written.
+
+Examples:
+  hyperpunch store info --storage ./my-store
+  hyperpunch store info --storage ./my-store --json | jq -r '.cores[].key'")]
+    Info {
+        #[command(flatten)]
+        storage: StoreStorageArg,
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The storage folder of a corestore.
+#[derive(Debug, Args)]
+pub struct StoreStorageArg {
+    /// Folder holding the corestore.
+    #[arg(long, short = 's', value_name = "DIR")]
+    pub storage: PathBuf,
 }
 
 // ---- `hyperpunch udx ...` ----

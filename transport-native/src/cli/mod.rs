@@ -1,11 +1,13 @@
 //! The `hyperpunch` command line: argument parsing ([`args`]), input splitting ([`input`]), the
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
-//! [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] for `dht ...`). The commands share helpers through [`store`] and this
+//! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] for
+//! `dht ...`). The commands share helpers through [`store`] and this
 //! hub only; none imports another.
 
 pub mod args;
 pub mod core_cmd;
+pub mod corestore_cmd;
 pub mod dht_cmd;
 pub mod input;
 pub mod net_cmd;
@@ -67,6 +69,9 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
         args::Command::Dht(c) => dht_cmd::run(c),
+        args::Command::Store(args::StoreCommand::Info { storage, json }) => {
+            corestore_cmd::info(&storage.storage, json)
+        }
     }
 }
 

@@ -300,6 +300,19 @@ impl<S: Storage> Hypercore<S> {
     /// single-signer manifest and its key to that manifest's hash (or the public key when
     /// `compat`). Without one, give the `key` and/or `manifest` of the core to follow.
     pub async fn create(storage: S, opts: CreateOptions) -> Result<Self, HypercoreError> {
+        let (core, batch) = Self::prepare_create(storage, opts).await?;
+        core.storage.write(batch).await?;
+        Ok(core)
+    }
+
+    /// [`Hypercore::create`] without the write: the new core and the batch that stores it.
+    /// The caller must write the batch to the core's storage (it may add writes of its own,
+    /// e.g. a corestore's index entries, through [`crate::storage::Prefixed::to_inner`]) before
+    /// using the core; until then nothing of it is stored.
+    pub async fn prepare_create(
+        storage: S,
+        opts: CreateOptions,
+    ) -> Result<(Self, Batch), HypercoreError> {
         if storage.get(&layout::header_key()).await?.is_some() {
             return Err(HypercoreError::AlreadyExists);
         }
@@ -337,8 +350,7 @@ impl<S: Storage> Hypercore<S> {
         };
         let mut batch = Batch::new();
         batch.put(layout::header_key(), core.header_for(&core.tree).encode());
-        core.storage.write(batch).await?;
-        Ok(core)
+        Ok((core, batch))
     }
 
     /// Open the core stored in `storage` ([`HypercoreError::NotFound`] if there is none).
@@ -536,6 +548,23 @@ impl<S: Storage> Hypercore<S> {
     /// Whether blocks are stored encrypted.
     pub fn encrypted(&self) -> bool {
         self.encrypted
+    }
+
+    /// Give an encrypted core opened without it its block encryption key (e.g. a core a
+    /// corestore opened for a remote, which replicates the stored bytes without decrypting,
+    /// and that a session now wants to read). [`HypercoreError::InvalidArgument`] if the core
+    /// is not encrypted.
+    pub fn set_encryption_key(&mut self, encryption_key: [u8; 32]) -> Result<(), HypercoreError> {
+        if !self.encrypted {
+            return Err(HypercoreError::InvalidArgument("core is not encrypted"));
+        }
+        self.encryption = Some(BlockEncryption::new(
+            &encryption_key,
+            &self.key,
+            self.is_compat(),
+        ));
+        self.encryption_key = Some(encryption_key);
+        Ok(())
     }
 
     /// The merkle tree state (roots, length, byte length, fork, signature).
