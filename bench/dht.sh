@@ -117,4 +117,8 @@ j=$(val dht_rss_js_10k_kib); r=$(val dht_rss_rust_10k_kib)
 echo "| RSS with 10,000 stored announcements (1,000 topics × 10) | KiB | $(fmt "$j") | $(fmt "$r") | $(ratio "$j" "$r" 1) less |"
 echo "|   growth for the 10,000 announcements | KiB | $(mem js) | $(mem rust) | $(ratio "$(mem js)" "$(mem rust)" 1) less |"
 echo
+echo "The wall-clock row is bounded by the one-threaded load generator (it waits for answers with 64"
+echo "requests outstanding; neither node runs at 100% CPU), so the per-CPU-second row is the node's"
+echo "actual cost per request. RSS is VmRSS of the node process."
+echo
 echo "Load average (1/5/15 min) before: $load_before; after: $load_after. \`uptime\`: $(uptime)."

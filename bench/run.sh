@@ -15,7 +15,9 @@
 #    over loopback against udx-native and TCP, eight streams, CPU per GiB, and a run between two
 #    network namespaces over a veth pair with netem (20 ms RTT, 1% loss) when the kernel has
 #    netem; without it, the same delay and loss come from a user-space relay, and say so.
-# 5. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
+# 5. DHT (bench/dht.sh: bench_dht.rs against `hyperpunch dht bootstrap` and bench/js/dht-node.js):
+#    LOOKUPs answered by one node per second and per CPU second, RSS at 10,000 announcements.
+# 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
 #    writes them to bench/latest.md and BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -409,6 +411,8 @@ EOF2
   echo
   echo "Load average (1/5/15 min) before the run: $load_before; after: $load_after (2 CPUs shared with other work: wall-clock figures are noisy, CPU seconds less so)."
 } | tee -a "$tmp/table.md"
+# ---- DHT (issue 12) ----
+bash "$root/bench/dht.sh" | tee -a "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 {
   echo "# Benchmarks"
@@ -416,7 +420,8 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s) and UDX (one stream ≥ 3× udx-native's MB/s)."
+  echo "replication (in-process duplex ≥ 10× the JS MB/s) and UDX (one stream ≥ 3× udx-native's MB/s);"
+  echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo
   cat "$tmp/table.md"
 } > "$root/BENCHMARKS.md"

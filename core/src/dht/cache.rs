@@ -343,23 +343,28 @@ impl RecordCache {
         self.stale.remove(topic, key);
     }
 
-    /// Up to `n` of the topic's records, picked at random across both generations.
-    pub fn get(&self, topic: &[u8; 32], n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    /// Up to `n` of the topic's records, picked at random across both generations (all of
+    /// them, in storage order, when there are at most `n`).
+    pub fn get(&self, topic: &[u8; 32], n: usize, rng: &mut Rng) -> Vec<&[u8]> {
         let a = self.fresh.get(topic);
         let b = self.stale.get(topic);
         let len = a.len() + b.len();
-        let n = n.min(len);
+        let pick = |k: usize| -> &[u8] {
+            if k < a.len() {
+                &a[k].1
+            } else {
+                &b[k - a.len()].1
+            }
+        };
+        if len <= n {
+            return (0..len).map(pick).collect();
+        }
         let mut idx: Vec<usize> = (0..len).collect();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let j = i + rng.below((len - i) as u64) as usize;
             idx.swap(i, j);
-            let k = idx[i];
-            out.push(if k < a.len() {
-                a[k].1.clone()
-            } else {
-                b[k - a.len()].1.clone()
-            });
+            out.push(pick(idx[i]));
         }
         out
     }
@@ -442,9 +447,9 @@ mod tests {
         r.add(t, [0; 32], vec![7]); // stale → fresh, with the new value
         let mut got = r.get(&t, 20, &mut rng);
         got.sort();
-        assert_eq!(got, vec![vec![2], vec![7]]);
+        assert_eq!(got, vec![&[2][..], &[7]]);
         r.advance(41 * S);
-        assert_eq!(r.get(&t, 20, &mut rng), vec![vec![7]]);
+        assert_eq!(r.get(&t, 20, &mut rng), vec![&[7][..]]);
         r.advance(81 * S);
         assert!(r.is_empty());
         // size rotation

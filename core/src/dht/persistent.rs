@@ -118,17 +118,14 @@ impl HyperDht {
     pub(crate) fn on_lookup(&mut self, req: &IncomingRequest) {
         let Some(target) = req.target else { return };
         let p = self.persistent.as_mut().expect("checked by on_request");
-        let mut records = p.records.get(&target, LOOKUP_RECORDS, &mut self.rpc.rng);
         let bump = p.bumps.get(&target).copied().unwrap_or(0);
+        let mut records = p.records.get(&target, LOOKUP_RECORDS, &mut self.rpc.rng);
         if let Some(fwd) = self.router.forwards.get(&target) {
             if records.len() < LOOKUP_RECORDS {
-                records.push(fwd.record.clone());
+                records.push(&fwd.record);
             }
         }
-        let value = (!records.is_empty()).then(|| {
-            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            LookupReply::encode_raw(&refs, bump)
-        });
+        let value = (!records.is_empty()).then(|| LookupReply::encode_raw(&records, bump));
         self.rpc.reply(req, value.as_deref(), ReplyOptions::REPLY);
     }
 

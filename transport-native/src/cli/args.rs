@@ -40,8 +40,7 @@ Examples:
     about = ABOUT,
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch store --help` for \
-corestores, `hyperpunch udx --help` for UDX streams, `hyperpunch dht --help` for the DHT, with \
-examples."
+corestores, `hyperpunch udx --help` for UDX streams, `hyperpunch dht --help` for the DHT, with examples."
 )]
 pub struct Cli {
     /// What to do.

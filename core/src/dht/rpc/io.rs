@@ -71,17 +71,45 @@ impl CongestionWindow {
 }
 
 /// The two token secrets. `token(host, i) = BLAKE2b-256(utf8(host), key = secrets[i])`; every
-/// 10 drains `secrets[0] ← secrets[1]`, `secrets[1] ← H(old secrets[0])`.
+/// 10 drains `secrets[0] ← secrets[1]`, `secrets[1] ← H(old secrets[0])`. Current tokens are
+/// cached per host (a bounded cache, emptied at each rotation).
 #[derive(Clone)]
 pub struct Secrets {
     s: [[u8; 32]; 2],
     rotate_in: u32,
+    cache: HashMap<Ipv4Addr, [u8; 32]>,
 }
+
+/// Hosts whose current token is cached at most.
+const TOKEN_CACHE: usize = 4096;
 
 impl core::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Secrets")
     }
+}
+
+/// The dotted-quad text of an IPv4 address, without allocating.
+fn host_text(host: &Ipv4Addr, buf: &mut [u8; 15]) -> usize {
+    let mut n = 0;
+    for (i, o) in host.octets().iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        let o = *o;
+        if o >= 100 {
+            buf[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            buf[n] = b'0' + (o / 10) % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + o % 10;
+        n += 1;
+    }
+    n
 }
 
 impl Secrets {
@@ -90,19 +118,35 @@ impl Secrets {
         Secrets {
             s: [a, b],
             rotate_in: ROTATE_SECRETS,
+            cache: HashMap::new(),
         }
     }
     /// The token for `host` under secret `i` (0 = previous, 1 = current).
     pub fn token(&self, host: &Ipv4Addr, i: usize) -> [u8; 32] {
-        let host = host.to_string();
-        crypto::keyed_hash_batch(&self.s[i], &[host.as_bytes()])
+        let mut buf = [0u8; 15];
+        let n = host_text(host, &mut buf);
+        crypto::keyed_hash_batch(&self.s[i], &[&buf[..n]])
+    }
+    /// The current token for `host` (cached).
+    pub fn current(&mut self, host: &Ipv4Addr) -> [u8; 32] {
+        if let Some(t) = self.cache.get(host) {
+            return *t;
+        }
+        let t = self.token(host, 1);
+        if self.cache.len() >= TOKEN_CACHE {
+            self.cache.clear();
+        }
+        self.cache.insert(*host, t);
+        t
     }
     /// True when `token` is the current or the previous token for `host`.
-    pub fn valid(&self, host: &Ipv4Addr, token: &[u8; 32]) -> bool {
+    pub fn valid(&mut self, host: &Ipv4Addr, token: &[u8; 32]) -> bool {
         use subtle::ConstantTimeEq;
-        let a = self.token(host, 1);
-        let b = self.token(host, 0);
-        bool::from(a.ct_eq(token)) || bool::from(b.ct_eq(token))
+        let a = self.current(host);
+        if bool::from(a.ct_eq(token)) {
+            return true;
+        }
+        bool::from(self.token(host, 0).ct_eq(token))
     }
     /// Count one drain; rotate every tenth.
     pub fn on_drain(&mut self) {
@@ -112,6 +156,7 @@ impl Secrets {
             let old = self.s[0];
             self.s[0] = self.s[1];
             self.s[1] = crypto::hash(&old);
+            self.cache.clear();
         }
     }
 }
@@ -374,6 +419,12 @@ mod tests {
             "adbc55b1f8292697e70c852f66f2c9cc22a0acf90d8e0ea2b399cc0b1d88e922"
         );
         let t = s.token(&host, 1);
+        for h in ["0.0.0.0", "1.22.133.255", "255.255.255.255", "10.0.0.1"] {
+            let ip: Ipv4Addr = h.parse().unwrap();
+            let mut b = [0u8; 15];
+            let n = host_text(&ip, &mut b);
+            assert_eq!(&b[..n], h.as_bytes());
+        }
         let mut r = s.clone();
         for _ in 0..ROTATE_SECRETS {
             r.on_drain();
@@ -383,7 +434,7 @@ mod tests {
             r.on_drain();
         }
         assert!(!r.valid(&host, &t), "and no longer");
-        assert!(!s.valid(&"127.0.0.2".parse().unwrap(), &t));
+        assert!(!s.clone().valid(&"127.0.0.2".parse().unwrap(), &t));
     }
 
     fn hex_of(b: &[u8]) -> String {

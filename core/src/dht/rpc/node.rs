@@ -276,8 +276,8 @@ impl Node {
     }
 
     /// The current token for `host` (what a reply to it carries).
-    pub fn token_for(&self, host: &Ipv4Addr) -> [u8; 32] {
-        self.io.secrets.token(host, 1)
+    pub fn token_for(&mut self, host: &Ipv4Addr) -> [u8; 32] {
+        self.io.secrets.current(host)
     }
 
     /// A random number from the node's generator (for layers above that need randomness).
@@ -1020,10 +1020,10 @@ impl Node {
         }
         let send_id = !self.ephemeral && socket == SocketId::SERVER;
         let closer_nodes = match (&req.target, closer) {
-            (Some(t), true) => self.table.closest(t, K).iter().map(|n| n.addr).collect(),
+            (Some(t), true) => self.table.closest_addrs(t, K),
             _ => Vec::new(),
         };
-        let token = token.then(|| self.io.secrets.token(to.ip(), 1));
+        let token = token.then(|| self.io.secrets.current(to.ip()));
         let bytes = ResponsePacket {
             tid: req.tid,
             to,

@@ -32,15 +32,17 @@ impl Rng {
     }
 
     /// Fill `out` with random bytes.
-    pub fn fill(&mut self, out: &mut [u8]) {
-        for b in out {
+    pub fn fill(&mut self, mut out: &mut [u8]) {
+        while !out.is_empty() {
             if self.pos == 64 {
                 self.buf = [0; 64];
                 self.cipher.apply_keystream(&mut self.buf);
                 self.pos = 0;
             }
-            *b = self.buf[self.pos];
-            self.pos += 1;
+            let n = out.len().min(64 - self.pos);
+            out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            out = &mut out[n..];
         }
     }
 

@@ -80,6 +80,8 @@ pub struct Table {
     slab: Vec<Option<TableNode>>,
     free: Vec<usize>,
     rows: Vec<Vec<usize>>,
+    /// Indexes of the rows holding nodes, ascending.
+    nonempty: Vec<u16>,
     size: usize,
     oldest: Option<usize>,
     latest: Option<usize>,
@@ -96,6 +98,7 @@ impl Table {
             slab: Vec::new(),
             free: Vec::new(),
             rows: vec![Vec::new(); ROWS],
+            nonempty: Vec::new(),
             size: 0,
             oldest: None,
             latest: None,
@@ -193,6 +196,10 @@ impl Table {
                     }
                 };
                 self.rows[row].insert(i, slot);
+                if self.rows[row].len() == 1 {
+                    let at = self.nonempty.partition_point(|&r| (r as usize) < row);
+                    self.nonempty.insert(at, row as u16);
+                }
                 self.size += 1;
                 self.link_latest(slot);
                 Added::New
@@ -205,6 +212,9 @@ impl Table {
         let row = self.diff(id);
         let i = self.find(row, id).ok()?;
         let slot = self.rows[row].remove(i);
+        if self.rows[row].is_empty() {
+            self.nonempty.retain(|&r| r as usize != row);
+        }
         self.unlink(slot);
         self.size -= 1;
         self.free.push(slot);
@@ -216,18 +226,39 @@ impl Table {
         self.rows[row].iter().map(move |&s| self.node_at(s))
     }
 
+    /// The rows to take nodes from for a target in row `d`, in kademlia-routing-table's
+    /// order: `d, d-1, …, 0`, then `d+1, …` (empty rows skipped).
+    fn walk(&self, d: usize) -> impl Iterator<Item = usize> + '_ {
+        let split = self.nonempty.partition_point(|&r| (r as usize) <= d);
+        let (down, up) = self.nonempty.split_at(split);
+        down.iter().rev().chain(up.iter()).map(|&r| r as usize)
+    }
+
     /// Up to `k` nodes close to `id`, in kademlia-routing-table's order.
     pub fn closest(&self, id: &NodeId, k: usize) -> Vec<&TableNode> {
         let mut out: Vec<&TableNode> = Vec::with_capacity(k.min(self.size));
-        let d = self.diff(id);
-        let order = (0..=d).rev().chain(d + 1..ROWS);
-        for row in order {
+        for row in self.walk(self.diff(id)) {
             if out.len() >= k {
                 break;
             }
             let missing = (k - out.len()).min(self.rows[row].len());
             for &s in &self.rows[row][..missing] {
                 out.push(self.node_at(s));
+            }
+        }
+        out
+    }
+
+    /// The addresses of [`Table::closest`].
+    pub fn closest_addrs(&self, id: &NodeId, k: usize) -> Vec<SocketAddrV4> {
+        let mut out = Vec::with_capacity(k.min(self.size));
+        for row in self.walk(self.diff(id)) {
+            if out.len() >= k {
+                break;
+            }
+            let missing = (k - out.len()).min(self.rows[row].len());
+            for &s in &self.rows[row][..missing] {
+                out.push(self.node_at(s).addr);
             }
         }
         out
@@ -441,6 +472,27 @@ mod tests {
             }
         }
         assert_eq!(got.iter().map(|n| n.id).collect::<Vec<_>>(), want);
+        let addrs: Vec<_> = got.iter().map(|n| n.addr).collect();
+        assert_eq!(t.closest_addrs(&target, K), addrs);
+        // Every row as a target, and small k.
+        for row in [0usize, 1, 5, 9, 200, 255] {
+            let mut id = *t.id();
+            if row < 255 {
+                id[row / 8] ^= 0x80 >> (row % 8);
+            }
+            for k in [1, 3, 20, 1000] {
+                let d = t.diff(&id);
+                let mut want = Vec::new();
+                for r in (0..=d).rev().chain(d + 1..ROWS) {
+                    for n in t.row(r) {
+                        if want.len() < k {
+                            want.push(n.addr);
+                        }
+                    }
+                }
+                assert_eq!(t.closest_addrs(&id, k), want, "row {row} k {k}");
+            }
+        }
     }
 
     #[test]
