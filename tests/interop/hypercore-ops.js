@@ -7,9 +7,12 @@
 //   { "mode": "build", "seed": hex32, "compat": bool, "encryptionKey": hex32 | null,
 //     "ops": [ { "append": [hex, ...] }
 //            | { "generate": { "count": n, "size": s, "fill": p, "batch": b } }
-//            | { "truncate": len } ],
+//            | { "truncate": len }
+//            | { "snapshot": true } ],    // take a snapshot session (core.snapshot()) here
 //     "proofs": [ { "block"?: {index,nodes}, "hash"?: {index,nodes}, "seek"?: {bytes,padding},
-//                   "upgrade"?: {start,length} } ] }   // proofs are taken after the last op
+//                   "upgrade"?: {start,length},
+//                   "snapshot"?: true } ] }   // proofs are taken after the last op, from the
+//                                           // last snapshot session with `snapshot`
 //   Generated block k (0-based within that op) is `size` bytes, all equal to (fill + k) & 0xff;
 //   they are appended `batch` at a time (default: all at once).
 //   Output: { key, discoveryKey, manifest (encoded), publicKey, compat, states: [ one per op:
@@ -88,6 +91,7 @@ async function build (job) {
   if (job.encryptionKey) opts.encryption = { key: unhex(job.encryptionKey) }
   const core = new Hypercore(tmpdir(), opts)
   await core.ready()
+  let snap = null
   try {
     const states = []
     for (const op of job.ops || []) {
@@ -99,6 +103,10 @@ async function build (job) {
         for (let i = 0; i < blocks.length; i += batch) await core.append(blocks.slice(i, i + batch))
       } else if (op.truncate !== undefined) {
         await core.truncate(op.truncate)
+      } else if (op.snapshot) {
+        if (snap) await snap.close()
+        snap = core.snapshot()
+        await snap.ready()
       } else {
         throw new Error('unknown op ' + JSON.stringify(op))
       }
@@ -109,8 +117,11 @@ async function build (job) {
     for (const req of job.proofs || []) {
       request++
       try {
-        const p = await proofOf(core, JSON.parse(JSON.stringify(req)))
-        const msg = { request, fork: core.fork, block: p.block, hash: p.hash, seek: p.seek, upgrade: p.upgrade, manifest: null }
+        const { snapshot, ...rest } = JSON.parse(JSON.stringify(req))
+        // A snapshot session proves from its own state (JS `session.proof()`).
+        const from = snapshot ? snap : core
+        const p = await proofOf(from, rest)
+        const msg = { request, fork: from.fork, block: p.block, hash: p.hash, seek: p.seek, upgrade: p.upgrade, manifest: null }
         proofs.push({ data: hex(c.encode(m.wire.data, msg)) })
       } catch (e) {
         proofs.push({ error: e.code || e.message })
@@ -126,6 +137,7 @@ async function build (job) {
       proofs
     }
   } finally {
+    if (snap) await snap.close()
     await core.close()
   }
 }

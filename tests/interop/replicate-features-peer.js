@@ -17,6 +17,8 @@
 //          more), core.replicator.push() each of `blocks`, then append `append` blocks one at a time pushing each, and print
 //          {event:'pushed', length}
 //   allowPush, pushOnly (reader): the core's options of the same names
+//   reportSync: print {event:'remote-sync', length, downloading, allowPush} for every sync the
+//          remote sends
 //   received (reader, with `expect`): instead of asking for anything, wait until it holds every
 //          block of 0..expect (pushed to it), then print {event:'received', length, blocks,
 //          mismatched (indexes whose bytes differ from block(k)), requestsSent} and end
@@ -93,6 +95,14 @@ async function main () {
   Peer.prototype.onrequest = function (msg) {
     if (msg.block) blockRequestsReceived++
     return onrequest.call(this, msg)
+  }
+  if (cfg.reportSync) {
+    // Print the flags of every sync the remote sends.
+    const onsync = Peer.prototype.onsync
+    Peer.prototype.onsync = function (msg) {
+      out({ event: 'remote-sync', length: msg.length, downloading: msg.downloading, allowPush: msg.allowPush })
+      return onsync.call(this, msg)
+    }
   }
 
   let finished = false

@@ -12,8 +12,9 @@
 //   deadline: ms after which the process gives up (exit 2)
 // Block k is `block ${k} ` followed by (k * 37) % 3000 bytes equal to k & 255.
 // Prints one JSON object per line: {event:'ready', key, discoveryKey, length} (writer),
-// {event:'listening', port}, {event:'connected'}, {event:'done', length, fork, blocks:[hex]}
-// (reader), {event:'append', length}, {event:'appended', length} (live writer),
+// {event:'listening', port}, {event:'connected'}, {event:'done', length, fork, blocks:[hex],
+// remoteDownloading, remoteAllowPush} (reader; the flags of the remote's last sync),
+// {event:'append', length}, {event:'appended', length} (live writer),
 // {event:'verification-error' | 'invalid-request', error} (what JS complains about),
 // {event:'closed', length, error}, and exits 0 when the stream closes.
 'use strict'
@@ -118,7 +119,16 @@ async function main () {
         await core.download({ start: 0, end: cfg.expect }).done()
         const blocks = []
         for (let k = 0; k < cfg.expect; k++) blocks.push(hex(await core.get(k)))
-        out({ event: 'done', length: core.length, fork: core.fork, blocks })
+        // What the remote's last sync said (JS `isDownloading` / `isAllowingPush` over there).
+        const peer = core.peers[0]
+        out({
+          event: 'done',
+          length: core.length,
+          fork: core.fork,
+          blocks,
+          remoteDownloading: peer ? peer.remoteDownloading : null,
+          remoteAllowPush: peer ? peer.remoteAllowPush : null
+        })
         s.end()
       })().catch((err) => {
         out({ event: 'failed', error: err.message })

@@ -31,6 +31,9 @@ pub enum Op {
     },
     /// Truncate to this length (the fork goes up by one).
     Truncate(u64),
+    /// Take a snapshot session here (JS `core.snapshot()`); proofs with
+    /// [`ProofRequest::snapshot`] come from the last one.
+    Snapshot,
 }
 
 impl Op {
@@ -47,7 +50,7 @@ impl Op {
                 .chunks((*batch).max(1))
                 .map(<[Vec<u8>]>::to_vec)
                 .collect(),
-            Op::Truncate(_) => Vec::new(),
+            Op::Truncate(_) | Op::Snapshot => Vec::new(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Op {
                 json!({ "generate": { "count": count, "size": size, "fill": fill, "batch": batch } })
             }
             Op::Truncate(len) => json!({ "truncate": len }),
+            Op::Snapshot => json!({ "snapshot": true }),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct ProofRequest {
     pub seek: Option<(u64, u64)>,
     /// Upgrade from `start` to `start + length`.
     pub upgrade: Option<(u64, u64)>,
+    /// Prove from the last [`Op::Snapshot`] session instead of the core.
+    pub snapshot: bool,
 }
 
 impl ProofRequest {
@@ -105,6 +111,9 @@ impl ProofRequest {
                 "upgrade".into(),
                 json!({ "start": start, "length": length }),
             );
+        }
+        if self.snapshot {
+            o.insert("snapshot".into(), json!(true));
         }
         Value::Object(o)
     }

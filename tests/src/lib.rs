@@ -1,6 +1,7 @@
 //! Shared helpers for the cross-crate tests.
 
 pub mod crash;
+pub mod hub_driver;
 pub mod hypercore_ops;
 pub mod js_dht;
 pub mod matrix;

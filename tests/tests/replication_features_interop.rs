@@ -7,7 +7,8 @@
 //! * A JS reader seeks into a Rust-served core and gets the answers the block sizes dictate.
 //! * A Rust core and a JS core signed by the same key pair over different blocks (a forked
 //!   writer) meet: Rust's failed upgrade leads to a conflict check (request id 0) that JS
-//!   answers; both sides detect the conflict and close the core's channel.
+//!   answers; both sides detect the conflict and close the core's channel. Ours stores the
+//!   conflict with the core: reopened, it refuses to append.
 //! * A Rust reader follows a JS writer's truncation onto the new fork, finding the fork point
 //!   with `hash` requests and keeping every block before it.
 //! * A Rust reader of an empty JS core gets its manifest through a manifest-only request.
@@ -21,28 +22,27 @@
 //!
 //! Every step has a deadline and the node process is killed when a test ends.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{
-    CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
+    Conflict, CreateOptions, Hypercore, HypercoreError, OpenOptions, ProofError,
 };
 use hyperpunch_core::replication::{
     Event, HubEvent, Options, PeerId, ReplicationError, ReplicationHub, Replicator, SeekId,
-    StreamId, TreeHashId,
+    TreeHashId,
 };
-use hyperpunch_core::secretstream::{
-    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
-};
+use hyperpunch_core::secretstream::{Options as StreamOptions, SecretStream};
 use hyperpunch_core::storage::MemoryStorage;
+use hyperpunch_tests::hub_driver::{
+    entropy, js_client, js_server, key_of, lines_until_closed, no_complaints, Driver, STEP,
+};
 use hyperpunch_tests::node_peer::NodePeer;
 use serde_json::{json, Value};
 
 const SCRIPT: &str = "replicate-features-peer.js";
-const STEP: Duration = Duration::from_secs(20);
 const COUNT: u64 = 200;
 /// Lengths whose tree hash a Rust reader fetches from a JS writer.
 const TREE_HASH_LENGTHS: &[u64] = &[1, 2, 7, 64, 133, 199, COUNT];
@@ -92,221 +92,6 @@ fn expected(bytes: u64) -> Value {
     json!([COUNT, 0])
 }
 
-fn entropy(tag: u8) -> Entropy {
-    let mut bytes = [0u8; 64];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = tag.wrapping_mul(53).wrapping_add(i as u8);
-    }
-    Entropy::from_bytes(&bytes)
-}
-
-/// secret-stream + replication hub over one blocking socket.
-struct Driver {
-    socket: TcpStream,
-    stream: SecretStream,
-    hub: ReplicationHub<MemoryStorage>,
-    sid: Option<StreamId>,
-    start: Instant,
-    eof: bool,
-    closed: bool,
-    events: Vec<HubEvent>,
-}
-
-impl Driver {
-    /// A driver dialing as the Noise initiator, static key from `key_seed`, entropy `tag`.
-    fn initiator(
-        socket: TcpStream,
-        hub: ReplicationHub<MemoryStorage>,
-        key_seed: u8,
-        tag: u8,
-    ) -> Self {
-        let stream = SecretStream::new_initiator(
-            KeyPair::from_seed(&[key_seed; 32]),
-            entropy(tag),
-            StreamOptions::default(),
-            0,
-        )
-        .unwrap();
-        Driver::new(socket, stream, hub)
-    }
-
-    /// End our side, pump until the stream closed cleanly, and return the node peer's
-    /// `closed` line.
-    fn close(&mut self, peer: &mut NodePeer) -> Value {
-        self.stream.end();
-        self.pump_until("the clean close", peer, |d| d.closed);
-        peer.next_event("closed", STEP).unwrap()
-    }
-
-    fn new(socket: TcpStream, stream: SecretStream, hub: ReplicationHub<MemoryStorage>) -> Self {
-        socket.set_nodelay(true).unwrap();
-        socket
-            .set_write_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Driver {
-            socket,
-            stream,
-            hub,
-            sid: None,
-            start: Instant::now(),
-            eof: false,
-            closed: false,
-            events: Vec::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
-    }
-
-    fn flush(&mut self) {
-        while let Some((_, frame)) = self.hub.poll_transmit() {
-            self.stream.write(&frame).expect("secret-stream write");
-        }
-        self.events
-            .extend(std::iter::from_fn(|| self.hub.poll_event()));
-        while let Some(bytes) = self.stream.poll_transmit() {
-            if self.socket.write_all(&bytes).is_err() {
-                break;
-            }
-        }
-        if self.stream.wants_shutdown() {
-            let _ = self.socket.shutdown(Shutdown::Write);
-        }
-    }
-
-    fn handle_stream_events(&mut self) {
-        while let Some(e) = self.stream.poll_event() {
-            let now = self.now();
-            match e {
-                StreamEvent::Connected { handshake_hash, .. } => {
-                    let sid = self
-                        .hub
-                        .add_stream(self.stream.is_initiator(), handshake_hash)
-                        .unwrap();
-                    self.sid = Some(sid);
-                }
-                StreamEvent::Message(m) => {
-                    let sid = self.sid.expect("message before connect");
-                    if self.hub.has_stream(sid) {
-                        block_on(self.hub.handle_frame(now, sid, &m)).unwrap();
-                    }
-                }
-                StreamEvent::End => self.stream.end(),
-                StreamEvent::Closed(err) => {
-                    assert_eq!(err, None, "secret-stream closed with an error");
-                    self.closed = true;
-                    if let Some(sid) = self.sid {
-                        block_on(self.hub.remove_stream(now, sid)).unwrap();
-                    }
-                }
-            }
-            self.flush();
-        }
-    }
-
-    /// One round: flush, read (at most `max_wait` or until the next timer), feed, run timers.
-    fn step(&mut self, max_wait: Duration) {
-        self.flush();
-        if self.closed {
-            std::thread::sleep(max_wait.min(Duration::from_millis(5)));
-            return;
-        }
-        let mut wait = max_wait;
-        let timers = [self.stream.poll_timeout(), self.hub.poll_timeout()];
-        for at in timers.into_iter().flatten() {
-            wait = wait.min(Duration::from_millis(at.saturating_sub(self.now())));
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        if self.eof {
-            std::thread::sleep(wait);
-        } else {
-            self.socket
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-                .unwrap();
-            let now = self.now();
-            match self.socket.read(&mut buf) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.stream.handle_eof(now);
-                }
-                Ok(n) => self.stream.handle_input(now, &buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => {
-                    self.eof = true;
-                    self.stream.handle_eof(now);
-                }
-            }
-        }
-        self.handle_stream_events();
-        let now = self.now();
-        if self.stream.poll_timeout().is_some_and(|t| t <= now) {
-            self.stream.handle_timeout(now);
-            self.handle_stream_events();
-        }
-        if self.hub.poll_timeout().is_some_and(|t| t <= now) {
-            block_on(self.hub.handle_timeout(now)).unwrap();
-        }
-        self.flush();
-    }
-
-    fn pump_until(
-        &mut self,
-        what: &str,
-        peer: &mut NodePeer,
-        mut done: impl FnMut(&mut Self) -> bool,
-    ) {
-        let deadline = Instant::now() + STEP;
-        while !done(self) {
-            if Instant::now() >= deadline {
-                let lines: Vec<Value> =
-                    std::iter::from_fn(|| peer.next(Duration::from_millis(100)).ok()).collect();
-                panic!(
-                    "timed out waiting for {what}; events {:?}; node printed {lines:?}; stderr:\n{}",
-                    self.events,
-                    peer.stderr()
-                );
-            }
-            assert!(!self.closed, "stream closed while waiting for {what}");
-            self.step(Duration::from_millis(20));
-        }
-    }
-}
-
-fn js_server(config: Value) -> (NodePeer, TcpStream, Value) {
-    let mut peer = NodePeer::spawn(SCRIPT, &config).expect("spawn node");
-    let ready = if config["role"] == "writer" {
-        peer.next_event("ready", STEP).unwrap()
-    } else {
-        Value::Null
-    };
-    let listening = peer.next_event("listening", STEP).unwrap();
-    let port = listening["port"].as_u64().unwrap() as u16;
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    (peer, socket, ready)
-}
-
-fn js_client(config: Value, listener: &TcpListener) -> (NodePeer, TcpStream) {
-    let peer = NodePeer::spawn(SCRIPT, &config).expect("spawn node");
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + STEP;
-    let socket = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => panic!("node never connected ({e}); stderr:\n{}", peer.stderr()),
-        }
-    };
-    socket.set_nonblocking(false).unwrap();
-    (peer, socket)
-}
-
 fn seek_results(events: &[HubEvent]) -> Vec<(SeekId, Value)> {
     events
         .iter()
@@ -320,26 +105,17 @@ fn seek_results(events: &[HubEvent]) -> Vec<(SeekId, Value)> {
         .collect()
 }
 
-fn no_complaints(events: &[HubEvent]) -> bool {
-    events.iter().all(|e| {
-        !matches!(
-            e,
-            HubEvent::Core {
-                event: Event::InvalidData { .. } | Event::InvalidRequest { .. },
-                ..
-            }
-        )
-    })
-}
-
 #[test]
 fn rust_seeks_into_js_written_core() {
     let offsets = offsets();
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x31; 32]),
-        "seed": hex::encode([0x6b; 32]), "count": COUNT, "seeks": offsets,
-        "treeHashes": TREE_HASH_LENGTHS, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x31; 32]),
+            "seed": hex::encode([0x6b; 32]), "count": COUNT, "seeks": offsets,
+            "treeHashes": TREE_HASH_LENGTHS, "deadline": 30000,
+        }),
+    );
     let js_seeks = ready["seeks"].as_array().unwrap().clone();
     for (bytes, js) in offsets.iter().zip(&js_seeks) {
         assert_eq!(js, &expected(*bytes), "JS seek of byte {bytes}");
@@ -433,6 +209,7 @@ fn js_seeks_into_rust_served_core() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (mut peer, socket) = js_client(
+        SCRIPT,
         json!({
             "mode": "client", "port": port, "role": "reader",
             "streamSeed": hex::encode([0x32; 32]), "key": hex::encode(key),
@@ -483,10 +260,13 @@ fn js_seeks_into_rust_served_core() {
 #[test]
 fn forked_writer_conflict_is_detected_on_both_sides() {
     const SEED: [u8; 32] = [0x7e; 32];
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x33; 32]),
-        "seed": hex::encode(SEED), "count": 6, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x33; 32]),
+            "seed": hex::encode(SEED), "count": 6, "deadline": 30000,
+        }),
+    );
     // Same key pair, other blocks: a second signed tree of the same core.
     let mut core = block_on(Hypercore::create(
         MemoryStorage::new(),
@@ -544,6 +324,15 @@ fn forked_writer_conflict_is_detected_on_both_sides() {
     let c = d.hub.replicator(&dk).unwrap().core();
     assert_eq!(c.length(), 5);
     block_on(c.verify_all()).unwrap();
+    // The conflict is stored with our core: reopened, it still refuses to append.
+    assert_eq!(c.conflict(), Some(Conflict { length: 5, fork: 0 }));
+    let mut reopened =
+        block_on(Hypercore::open(c.storage().clone(), OpenOptions::default())).unwrap();
+    assert_eq!(reopened.conflict(), Some(Conflict { length: 5, fork: 0 }));
+    assert_eq!(
+        block_on(reopened.append(&[b"fork 5"])).unwrap_err(),
+        HypercoreError::Conflict { length: 5, fork: 0 }
+    );
     d.stream.end();
     d.pump_until("the close", &mut peer, |d| d.closed);
     peer.next_event("closed", STEP).unwrap();
@@ -555,11 +344,14 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
     const LEN: u64 = 40;
     const CUT: u64 = 23;
     const ADDED: u64 = 6;
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x34; 32]),
-        "seed": hex::encode([0x2f; 32]), "count": LEN,
-        "truncate": { "at": CUT, "append": ADDED }, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x34; 32]),
+            "seed": hex::encode([0x2f; 32]), "count": LEN,
+            "truncate": { "at": CUT, "append": ADDED }, "deadline": 30000,
+        }),
+    );
     let key = key_of(&ready);
     let (mut hub, dk) = reader_hub(key, Options::default());
     block_on(hub.replicator_mut(&dk).unwrap().download(0, 0, None)).unwrap();
@@ -618,10 +410,13 @@ fn rust_reader_follows_a_js_truncation_keeping_the_shared_prefix() {
 
 #[test]
 fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x35; 32]),
-        "seed": hex::encode([0x3e; 32]), "count": 0, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x35; 32]),
+            "seed": hex::encode([0x3e; 32]), "count": 0, "deadline": 30000,
+        }),
+    );
     assert_eq!(ready["length"], json!(0));
     let key = key_of(&ready);
     let (hub, dk) = reader_hub(key, Options::default());
@@ -641,10 +436,13 @@ fn rust_reader_gets_the_manifest_of_an_empty_js_core() {
 
 #[test]
 fn extension_messages_round_trip_with_js() {
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x36; 32]),
-        "seed": hex::encode([0x4a; 32]), "count": 1, "extension": "hp-echo", "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x36; 32]),
+            "seed": hex::encode([0x4a; 32]), "count": 1, "extension": "hp-echo", "deadline": 30000,
+        }),
+    );
     let key = key_of(&ready);
     let core = block_on(Hypercore::create(
         MemoryStorage::new(),
@@ -723,13 +521,6 @@ fn reader_hub(key: [u8; 32], opts: Options) -> (ReplicationHub<MemoryStorage>, [
     (hub, dk)
 }
 
-fn key_of(ready: &Value) -> [u8; 32] {
-    hex::decode(ready["key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
-}
-
 /// Indexes of the blocks `events` report as downloaded.
 fn downloaded(events: &[HubEvent]) -> Vec<u64> {
     let mut v: Vec<u64> = events
@@ -746,31 +537,19 @@ fn downloaded(events: &[HubEvent]) -> Vec<u64> {
     v
 }
 
-/// Every line the node peer prints until its `closed` line.
-fn lines_until_closed(peer: &mut NodePeer) -> Vec<Value> {
-    let mut lines = Vec::new();
-    loop {
-        let v = peer
-            .next(STEP)
-            .unwrap_or_else(|e| panic!("{e:?} after {lines:?}; stderr:\n{}", peer.stderr()));
-        let closed = v["event"] == "closed";
-        lines.push(v);
-        if closed {
-            return lines;
-        }
-    }
-}
-
 /// A JS writer pushes all its blocks, then appends five more pushing each, to a Rust reader in
 /// push-only mode: it ends with every block verified, and JS received no request from it.
 #[test]
 fn js_writer_pushes_to_a_push_only_rust_reader() {
     const N: u64 = 60;
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x37; 32]),
-        "seed": hex::encode([0x51; 32]), "count": N,
-        "push": { "blocks": (0..N).collect::<Vec<u64>>(), "append": 5 }, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x37; 32]),
+            "seed": hex::encode([0x51; 32]), "count": N,
+            "push": { "blocks": (0..N).collect::<Vec<u64>>(), "append": 5 }, "deadline": 30000,
+        }),
+    );
     let opts = Options {
         allow_push: true,
         push_only: true,
@@ -805,11 +584,14 @@ fn js_writer_pushes_to_a_push_only_rust_reader() {
 fn js_writer_pushes_a_sparse_set_to_a_rust_reader() {
     const N: u64 = 80;
     let sparse: Vec<u64> = vec![0, 5, 17, 33, 64, 79];
-    let (mut peer, socket, ready) = js_server(json!({
-        "mode": "server", "role": "writer", "streamSeed": hex::encode([0x38; 32]),
-        "seed": hex::encode([0x52; 32]), "count": N,
-        "push": { "blocks": sparse, "append": 3 }, "deadline": 30000,
-    }));
+    let (mut peer, socket, ready) = js_server(
+        SCRIPT,
+        json!({
+            "mode": "server", "role": "writer", "streamSeed": hex::encode([0x38; 32]),
+            "seed": hex::encode([0x52; 32]), "count": N,
+            "push": { "blocks": sparse, "append": 3 }, "deadline": 30000,
+        }),
+    );
     let opts = Options {
         allow_push: true,
         ..Options::default()
@@ -870,7 +652,7 @@ fn rust_writer_to_js_reader(
     for (k, v) in js.as_object().unwrap() {
         config[k] = v.clone();
     }
-    let (mut peer, socket) = js_client(config, &listener);
+    let (mut peer, socket) = js_client(SCRIPT, config, &listener);
     let stream = SecretStream::new_responder(
         KeyPair::from_seed(&[seed; 32]),
         entropy(seed),
@@ -1017,7 +799,7 @@ fn rust_reader_that_allows_pushes_rejoins_a_js_writer() {
         if let Some(blocks) = &push {
             config["push"] = json!({ "blocks": blocks, "delay": 1000 });
         }
-        let (mut peer, socket, ready) = js_server(config);
+        let (mut peer, socket, ready) = js_server(SCRIPT, config);
         key = key_of(&ready);
         let core = if round == 0 {
             block_on(Hypercore::create(

@@ -36,13 +36,18 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str], stdin: Stdio) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hyperpunch"));
+        cmd.args(args);
+        Self::spawn_cmd(cmd, stdin)
+    }
+
+    fn spawn_cmd(mut cmd: Command, stdin: Stdio) -> Self {
+        let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn hyperpunch");
+            .expect("spawn the process");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
@@ -256,7 +261,8 @@ fn fetch_fails_cleanly_without_a_server() {
 }
 
 /// A real JS hypercore 11 reader (`tests/interop/replicate-peer.js`) downloads everything from
-/// `core serve`. Needs node and the pinned JS reference (`./run.sh test` installs both).
+/// `core serve`, which tells it that it is not downloading itself. Needs node and the pinned JS
+/// reference (`./run.sh test` installs both).
 #[test]
 fn js_reader_fetches_from_serve() {
     let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
@@ -319,11 +325,73 @@ fn js_reader_fetches_from_serve() {
             "block {k}"
         );
     }
+    // `core serve` only seeds: its `sync` says it is not downloading and takes no pushes (JS
+    // `isDownloading` / `isAllowingPush`).
+    assert_eq!(done["remoteDownloading"], false, "serve says it downloads");
+    assert_eq!(
+        done["remoteAllowPush"], false,
+        "serve offers to take pushes"
+    );
     let closed = lines
         .iter()
         .find(|v| v["event"] == "closed")
         .expect("closed");
     assert_eq!(closed["error"], Value::Null, "{closed}");
+}
+
+/// `core fetch` into a writer's own folder from a JS writer (`tests/interop/
+/// replicate-features-peer.js`) that signed other blocks with the same key pair, a forked
+/// writer: the fetch detects the conflict and stops, saying why; the conflict is stored with
+/// the core, so after the process ended `core info` reports it and `core append` refuses,
+/// saying why. Needs node and the pinned JS reference.
+#[test]
+fn a_conflict_with_a_forked_js_writer_freezes_the_stored_core() {
+    let interop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
+    assert!(
+        interop.join("node_modules/hypercore").is_dir(),
+        "the JS reference is not installed: run `npm ci --prefix tests/interop` (or ./run.sh test)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let key = ok(&["core", "create", "-s", s, "--seed", SEED], b"");
+    let key = key.trim().to_string();
+    ok(&["core", "append", "-s", s], b"a\nb\nc\nd\ne\n");
+    let config = serde_json::json!({
+        "mode": "server", "role": "writer", "streamSeed": "44".repeat(32), "seed": SEED,
+        "count": 6, "deadline": 40000,
+    });
+    let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
+    cmd.arg("replicate-features-peer.js")
+        .arg(config.to_string())
+        .current_dir(&interop);
+    let js = Proc::spawn_cmd(cmd, Stdio::null());
+    let ready: Value = serde_json::from_str(&js.line()).expect("ready line");
+    assert_eq!(ready["key"], key.as_str(), "the same key pair: {ready}");
+    let listening: Value = serde_json::from_str(&js.line()).expect("listening line");
+    let addr = format!("127.0.0.1:{}", listening["port"]);
+    let out = fetch(&src, &key, &addr, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "fetch succeeded: {err}");
+    assert!(
+        err.contains("is frozen") && err.contains("conflicting signed tree at length 5"),
+        "{err}"
+    );
+    let v = info(&src);
+    assert_eq!(
+        v["conflict"],
+        serde_json::json!({ "length": 5, "fork": 0 }),
+        "{v}"
+    );
+    assert_eq!(v["length"], 5);
+    let human = ok(&["core", "info", "-s", s], b"");
+    assert!(human.contains("conflict:       yes"), "{human}");
+    let out = hp(&["core", "append", "-s", s], b"more\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "append succeeded");
+    assert!(err.contains("is frozen"), "{err}");
+    assert_eq!(info(&src)["length"], 5);
+    ok(&["core", "verify", "-s", s], b"");
 }
 
 fn lines_block(i: usize) -> String {

@@ -92,6 +92,20 @@ pub enum HypercoreError {
     /// The core has no manifest yet (a reader that has not received one).
     #[error("core has no manifest yet")]
     NoManifest,
+    /// The core detected a fork conflict ([`Hypercore::conflict`](super::Hypercore::conflict)):
+    /// a peer proved a validly signed tree of this core that diverges from ours, so its writer
+    /// signed two different histories. The core is frozen: it refuses appends, truncations and
+    /// proofs, also after a restart (the conflict is stored with it).
+    #[error(
+        "core is frozen: a peer proved a conflicting signed tree at length {length} (fork \
+         {fork}), so its writer forked; it refuses writes"
+    )]
+    Conflict {
+        /// The length at which the two signed trees diverge.
+        length: u64,
+        /// Their fork.
+        fork: u64,
+    },
     /// An argument outside what the operation accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),

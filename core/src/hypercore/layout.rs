@@ -7,7 +7,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `0x00` | the header ([`super::core`]'s `Header`: format version, key, manifest, key pair, fork, length, tree hash, signature, encryption flag) |
+//! | `0x00` | the header ([`super::core`]'s `Header`: format version, key, manifest, key pair, fork, length, tree hash, signature, encryption flag, a detected conflict) |
 //! | `0x01 ‖ u64be(index)` | block `index` as stored (encrypted and padded when the core is encrypted) |
 //! | `0x02 ‖ u64be(page)` | merkle tree nodes `32·page .. 32·page+31`: `u32le(presence bitmap) ‖ 32 × (u64le(size) ‖ hash(32))` ([`super::tree::NodePage`], 1284 bytes) |
 //! | `0x03 ‖ u64be(page)` | local bitfield page `page` (4096 bytes) |

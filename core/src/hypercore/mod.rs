@@ -29,8 +29,8 @@ pub mod tree;
 pub mod verifier;
 
 pub use self::core::{
-    AppendOutcome, ApplyOutcome, CreateOptions, Hypercore, OpenOptions, Snapshot, VerifiedProof,
-    MAX_BLOCK_SIZE,
+    AppendOutcome, ApplyOutcome, Conflict, CreateOptions, Hypercore, OpenOptions, Snapshot,
+    VerifiedProof, MAX_BLOCK_SIZE,
 };
 pub use self::error::{HypercoreError, ProofError};
 pub use self::proof::ProofRequest;

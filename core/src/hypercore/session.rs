@@ -32,6 +32,8 @@ use async_lock::{Mutex, MutexGuard};
 
 use super::core::{AppendOutcome, Hypercore, Snapshot};
 use super::error::HypercoreError;
+use super::messages::Data;
+use super::proof::ProofRequest;
 use crate::storage::Storage;
 
 /// A handle on a shared core; see the module docs.
@@ -136,6 +138,17 @@ impl<S: Storage> Session<S> {
         }
     }
 
+    /// The proof answering `req` as this session sees the core (JS `session.proof()`): a
+    /// snapshot session proves its frozen tree ([`Hypercore::proof_at`]: upgrades reach its
+    /// length with its signature), a live one the current tree ([`Hypercore::proof`]).
+    pub async fn proof(&self, req: &ProofRequest) -> Result<Data, HypercoreError> {
+        let core = self.core.lock().await;
+        match &self.snapshot {
+            Some(s) => core.proof_at(s, req).await,
+            None => core.proof(req).await,
+        }
+    }
+
     /// Append to the shared core. Snapshot sessions are read-only
     /// ([`HypercoreError::NotWritable`]).
     pub async fn append(&self, blocks: &[&[u8]]) -> Result<AppendOutcome, HypercoreError> {
@@ -205,6 +218,62 @@ mod tests {
                 let len = r.length().await;
                 assert_eq!(r.get(len - 1).await.unwrap(), Some(vec![i]));
             }
+        });
+    }
+
+    /// A snapshot session proves its own tree after the core grew: the upgrade stops at its
+    /// length with its signature and verifies on a fresh reader, which then holds its length;
+    /// blocks past it are not in it; a live session proves the current tree. Once truncated
+    /// below, the snapshot can no longer prove anything.
+    #[test]
+    fn snapshot_sessions_prove_their_own_tree() {
+        use crate::hypercore::messages::{RequestBlock, RequestUpgrade};
+        block_on(async {
+            let a = session().await;
+            a.append(&[b"a", b"bb", b"ccc", b"dddd"]).await.unwrap();
+            let snap = a.snapshot().await;
+            let sig = a.lock().await.signature().to_vec();
+            a.append(&[b"e", b"ff", b"ggg"]).await.unwrap();
+            let req = ProofRequest {
+                block: Some(RequestBlock { index: 2, nodes: 0 }),
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: 4,
+                }),
+                ..ProofRequest::default()
+            };
+            let mut proof = snap.proof(&req).await.unwrap();
+            proof.manifest = a.lock().await.manifest().cloned();
+            let up = proof.upgrade.as_ref().unwrap();
+            assert_eq!(up.signature, sig, "the snapshot's own signature");
+            assert!(up.additional_nodes.is_empty());
+            let key = a.key().await;
+            let mut reader = Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key: Some(key),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            reader.apply_proof(&proof).await.unwrap();
+            assert_eq!(reader.length(), 4);
+            assert_eq!(reader.get(2).await.unwrap().as_deref(), Some(&b"ccc"[..]));
+            // The live core's proof of the same request reaches its whole tree instead.
+            let live = a.proof(&req).await.unwrap();
+            assert!(!live.upgrade.unwrap().additional_nodes.is_empty());
+            let past = ProofRequest {
+                block: Some(RequestBlock { index: 5, nodes: 0 }),
+                ..ProofRequest::default()
+            };
+            assert!(snap.proof(&past).await.is_err());
+            assert!(a.proof(&past).await.is_ok());
+            a.truncate(3, None).await.unwrap();
+            assert!(matches!(
+                snap.proof(&req).await.unwrap_err(),
+                HypercoreError::SnapshotNotAvailable { available: 3, .. }
+            ));
         });
     }
 

@@ -96,6 +96,10 @@ pub fn append(
     files: Vec<PathBuf>,
 ) -> Result<(), CliError> {
     let mut core = open_core(dir)?;
+    if let Some(c) = core.conflict() {
+        let (length, fork) = (c.length, c.fork);
+        return Err(core_err(dir, HypercoreError::Conflict { length, fork }));
+    }
     let stdin = std::io::stdin();
     let (mut source, pb) = if files.is_empty() {
         let lock = stdin.lock();
@@ -199,6 +203,10 @@ pub fn info(dir: &Path, json: bool) -> Result<(), CliError> {
             "compat": core.is_compat(),
             "encrypted": core.encrypted(),
             "writable": core.writable(),
+            "conflict": core.conflict().map(|c| serde_json::json!({
+                "length": c.length,
+                "fork": c.fork,
+            })),
         });
         println!("{v}");
     } else {
@@ -220,6 +228,14 @@ pub fn info(dir: &Path, json: bool) -> Result<(), CliError> {
         println!("compat:         {}", yn(core.is_compat()));
         println!("encrypted:      {}", yn(core.encrypted()));
         println!("writable:       {}", yn(core.writable()));
+        match core.conflict() {
+            None => println!("conflict:       none"),
+            Some(c) => println!(
+                "conflict:       yes: a peer proved a conflicting signed tree at length {} (fork \
+                 {}), so the writer forked; the core is frozen and refuses writes",
+                c.length, c.fork
+            ),
+        }
     }
     Ok(())
 }

@@ -86,7 +86,14 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let key_pair = random_key_pair()?;
     let mut hub = ReplicationHub::new();
     let dk = hub
-        .add_core(Replicator::new(core, Options::default()))
+        .add_core(Replicator::new(
+            core,
+            // It only seeds: its `sync` says it is not downloading (JS `isDownloading`).
+            Options {
+                downloading: false,
+                ..Options::default()
+            },
+        ))
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
     let hub = SharedHub::new(hub);
     runtime()?.block_on(async move {
@@ -480,6 +487,16 @@ async fn download(
                 }
                 Some(HubEvent::Core { event: Event::InvalidData { error, .. }, .. }) => {
                     pb.suspend(|| eprintln!("the peer sent data that does not verify: {error}"));
+                }
+                Some(HubEvent::Core { event: Event::Conflict { .. }, .. }) => {
+                    // The writer forked: the core is frozen (stored with it), nothing to wait for.
+                    let g = hub.lock().await;
+                    let c = g.replicator(&dk).ok_or_else(vanished)?.core();
+                    c.storage().sync().map_err(|e| storage_err(dir, e))?;
+                    if let Some(c) = c.conflict() {
+                        let (length, fork) = (c.length, c.fork);
+                        return Err(core_err(dir, HypercoreError::Conflict { length, fork }));
+                    }
                 }
                 Some(_) => {}
                 None => return Err(CliError::new("the replication hub stopped")),

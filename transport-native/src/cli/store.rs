@@ -72,6 +72,11 @@ pub fn core_err(dir: &Path, e: HypercoreError) -> CliError {
             "the core is encrypted but {} is missing",
             dir.join(ENCRYPTION_KEY_FILE).display()
         )),
+        E::Conflict { length, fork } => CliError::new(format!(
+            "the core in {} is frozen: a peer proved a conflicting signed tree at length \
+             {length} (fork {fork}), so its writer forked; it refuses writes",
+            dir.display()
+        )),
         other => CliError::new(other.to_string()),
     }
 }

@@ -107,12 +107,13 @@ pub struct VerifiedProof {
     pub manifest: Option<Manifest>,
 }
 
-/// A frozen view of a core ([`Hypercore::snapshot`]).
+/// A frozen view of a core ([`Hypercore::snapshot`]): its tree (roots, length, fork,
+/// signature) when it was taken, so it can still be read ([`Hypercore::get_at`]) and proven
+/// ([`Hypercore::proof_at`]) after the core grew.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    length: u64,
+    tree: MerkleTree,
     byte_length: u64,
-    fork: u64,
     tree_hash: Hash,
     available: Arc<AtomicU64>,
 }
@@ -120,7 +121,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Length when the snapshot was taken.
     pub fn length(&self) -> u64 {
-        self.length
+        self.tree.length
     }
     /// User-visible byte length when the snapshot was taken.
     pub fn byte_length(&self) -> u64 {
@@ -128,7 +129,11 @@ impl Snapshot {
     }
     /// Fork when the snapshot was taken.
     pub fn fork(&self) -> u64 {
-        self.fork
+        self.tree.fork
+    }
+    /// The signature of the tree when the snapshot was taken (empty for an empty reader).
+    pub fn signature(&self) -> &[u8] {
+        &self.tree.signature
     }
     /// Tree hash when the snapshot was taken.
     pub fn tree_hash(&self) -> Hash {
@@ -136,8 +141,20 @@ impl Snapshot {
     }
     /// Blocks below this index are still readable (a truncation lowers it).
     pub fn available_length(&self) -> u64 {
-        self.available.load(Ordering::Acquire).min(self.length)
+        self.available.load(Ordering::Acquire).min(self.tree.length)
     }
+}
+
+/// A fork conflict a core detected and keeps ([`Hypercore::conflict`]): a peer proved a validly
+/// signed tree of this core that diverges from ours at `length` on fork `fork` (its writer
+/// signed two different trees, JS `conflict`). It is stored with the core, so the core stays
+/// closed to writes after a restart ([`HypercoreError::Conflict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// The length at which the two signed trees diverge.
+    pub length: u64,
+    /// The fork both trees claim.
+    pub fork: u64,
 }
 
 /// The stored header (key `0x00`, see [`super::layout`]).
@@ -151,17 +168,20 @@ struct Header {
     length: u64,
     tree_hash: Hash,
     signature: Vec<u8>,
+    conflict: Option<Conflict>,
 }
 
-// uint version ‖ uint flags(1 manifest, 2 key pair, 4 encrypted) ‖ fixed32 key ‖ [manifest] ‖
-// [fixed64 secret key] ‖ uint fork ‖ uint length ‖ fixed32 tree hash ‖ buffer signature
+// uint version ‖ uint flags(1 manifest, 2 key pair, 4 encrypted, 8 conflict) ‖ fixed32 key ‖
+// [manifest] ‖ [fixed64 secret key] ‖ uint fork ‖ uint length ‖ fixed32 tree hash ‖
+// buffer signature ‖ [uint conflict length ‖ uint conflict fork]
 impl Header {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         write_uint(&mut out, HEADER_VERSION);
         let flags = u64::from(self.manifest.is_some())
             | u64::from(self.secret_key.is_some()) << 1
-            | u64::from(self.encrypted) << 2;
+            | u64::from(self.encrypted) << 2
+            | u64::from(self.conflict.is_some()) << 3;
         write_uint(&mut out, flags);
         out.extend_from_slice(&self.key);
         if let Some(m) = &self.manifest {
@@ -174,6 +194,10 @@ impl Header {
         write_uint(&mut out, self.length);
         out.extend_from_slice(&self.tree_hash);
         write_buffer(&mut out, &self.signature);
+        if let Some(c) = &self.conflict {
+            write_uint(&mut out, c.length);
+            write_uint(&mut out, c.fork);
+        }
         out
     }
 
@@ -197,15 +221,26 @@ impl Header {
         } else {
             None
         };
+        let (fork, length, tree_hash) = (d.uint()?, d.uint()?, d.fixed::<32>()?);
+        let signature = d.buffer()?.to_vec();
+        let conflict = if flags & 8 != 0 {
+            Some(Conflict {
+                length: d.uint()?,
+                fork: d.uint()?,
+            })
+        } else {
+            None
+        };
         Ok(Header {
             key,
             manifest,
             secret_key,
             encrypted: flags & 4 != 0,
-            fork: d.uint()?,
-            length: d.uint()?,
-            tree_hash: d.fixed::<32>()?,
-            signature: d.buffer()?.to_vec(),
+            fork,
+            length,
+            tree_hash,
+            signature,
+            conflict,
         })
     }
 }
@@ -233,6 +268,8 @@ pub struct Hypercore<S: Storage> {
     node_cache: tree::NodeCache,
     /// The block chunk read last (see [`blocks::ChunkCache`]).
     chunk_cache: blocks::ChunkCache,
+    /// A detected fork conflict (stored in the header): writes are refused.
+    conflict: Option<Conflict>,
 }
 
 impl<S: Storage> core::fmt::Debug for Hypercore<S> {
@@ -346,6 +383,7 @@ impl<S: Storage> Hypercore<S> {
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
             chunk_cache: blocks::ChunkCache::default(),
+            conflict: None,
             storage,
         };
         let mut batch = Batch::new();
@@ -422,6 +460,7 @@ impl<S: Storage> Hypercore<S> {
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
             chunk_cache: blocks::ChunkCache::default(),
+            conflict: h.conflict,
             storage,
         })
     }
@@ -440,6 +479,7 @@ impl<S: Storage> Hypercore<S> {
             length: tree.length,
             tree_hash: tree.hash(),
             signature: tree.signature.clone(),
+            conflict: self.conflict,
         }
     }
 
@@ -465,8 +505,38 @@ impl<S: Storage> Hypercore<S> {
             length: b.length,
             tree_hash,
             signature: signature.to_vec(),
+            conflict: self.conflict,
         }
         .encode()
+    }
+
+    /// The fork conflict this core detected ([`Hypercore::check_conflict`]), if any: it refuses
+    /// writes ([`HypercoreError::Conflict`]).
+    pub fn conflict(&self) -> Option<Conflict> {
+        self.conflict
+    }
+
+    /// [`HypercoreError::Conflict`] once a conflict was detected.
+    fn check_not_frozen(&self) -> Result<(), HypercoreError> {
+        match self.conflict {
+            Some(Conflict { length, fork }) => Err(HypercoreError::Conflict { length, fork }),
+            None => Ok(()),
+        }
+    }
+
+    /// Store `conflict` with the core (the header), so it stays frozen after a restart. The
+    /// first conflict is kept.
+    async fn freeze(&mut self, conflict: Conflict) -> Result<(), HypercoreError> {
+        if self.conflict.is_some() {
+            return Ok(());
+        }
+        let mut header = self.header_for(&self.tree);
+        header.conflict = Some(conflict);
+        let mut batch = Batch::new();
+        batch.put(layout::header_key(), header.encode());
+        self.write(batch).await?;
+        self.conflict = Some(conflict);
+        Ok(())
     }
 
     /// Write `batch` to storage, first dropping the cached tree pages it touches, then keeping

@@ -118,15 +118,14 @@ impl<S: Storage> Hypercore<S> {
             .all(|n| n.is_some()))
     }
 
-    /// Freeze the current length, byte length, fork and tree hash.
+    /// Freeze the current tree: length, byte length, fork, tree hash, roots and signature.
     pub fn snapshot(&mut self) -> Snapshot {
         let available = Arc::new(AtomicU64::new(self.tree.length));
         self.snapshots.retain(|w| w.strong_count() > 0);
         self.snapshots.push(Arc::downgrade(&available));
         Snapshot {
-            length: self.tree.length,
+            tree: self.tree.clone(),
             byte_length: self.byte_length(),
-            fork: self.tree.fork,
             tree_hash: self.tree.hash(),
             available,
         }
@@ -138,10 +137,10 @@ impl<S: Storage> Hypercore<S> {
         snapshot: &Snapshot,
         index: u64,
     ) -> Result<Option<Vec<u8>>, HypercoreError> {
-        if index >= snapshot.length {
+        if index >= snapshot.length() {
             return Err(HypercoreError::OutOfBounds {
                 index,
-                length: snapshot.length,
+                length: snapshot.length(),
             });
         }
         let available = snapshot.available_length();

@@ -14,17 +14,45 @@ use crate::hypercore::layout;
 use crate::hypercore::manifest::Manifest;
 use crate::hypercore::messages::{Data, DataBlock, TreeNode};
 use crate::hypercore::proof::{self, ProofRequest};
-use crate::hypercore::tree::{self, TreeBatch};
+use crate::hypercore::tree::{self, MerkleTree, TreeBatch};
 use crate::hypercore::verifier::Verifier;
 
-use super::{ApplyOutcome, Hypercore, VerifiedProof, MAX_BLOCK_SIZE};
+use super::{ApplyOutcome, Conflict, Hypercore, Snapshot, VerifiedProof, MAX_BLOCK_SIZE};
 
 impl<S: Storage> Hypercore<S> {
     /// Generate the proof answering `req` (JS `core.proof`): block proofs carry the stored
     /// block bytes. The result's `request` is 0 and `manifest` is `None`; set them for the wire.
     pub async fn proof(&self, req: &ProofRequest) -> Result<Data, HypercoreError> {
+        self.proof_of(&self.tree, req).await
+    }
+
+    /// Generate the proof answering `req` from `snapshot`'s tree (JS `snapshot.proof()`, which
+    /// proves from the session's own state): upgrades reach the snapshot's length with the
+    /// signature it had, however much the core grew since, and blocks past it are not there.
+    /// The snapshot's nodes must still be stored: once a truncation went below its length
+    /// ([`Snapshot::available_length`]) it fails with [`HypercoreError::SnapshotNotAvailable`]
+    /// (JS, whose storage keeps snapshots of its own, still answers).
+    pub async fn proof_at(
+        &self,
+        snapshot: &Snapshot,
+        req: &ProofRequest,
+    ) -> Result<Data, HypercoreError> {
+        let available = snapshot.available_length();
+        if available < snapshot.length() {
+            let index = req.block.map_or(available, |b| b.index.max(available));
+            return Err(HypercoreError::SnapshotNotAvailable { index, available });
+        }
+        self.proof_of(&snapshot.tree, req).await
+    }
+
+    /// The proof answering `req` from `tree` (ours, or a snapshot's on our fork).
+    async fn proof_of(
+        &self,
+        tree: &MerkleTree,
+        req: &ProofRequest,
+    ) -> Result<Data, HypercoreError> {
         if let Some(b) = req.block {
-            if b.index < self.tree.length && !self.bitfield.get(b.index) {
+            if b.index < tree.length && !self.bitfield.get(b.index) {
                 return Err(HypercoreError::BlockNotAvailable(b.index));
             }
         }
@@ -32,7 +60,7 @@ impl<S: Storage> Hypercore<S> {
         let mut data = proof::generate_cached(
             &self.storage,
             Some(&self.node_cache),
-            &self.tree,
+            tree,
             prologue.as_ref(),
             req,
         )
@@ -268,7 +296,27 @@ impl<S: Storage> Hypercore<S> {
     /// that length than ours: two valid signatures over diverging trees, a forked writer.
     /// `Ok(false)` when the check does not apply (other fork, longer than our core, no manifest,
     /// roots not stored) or the trees agree; an error when the proof does not verify on its own.
-    pub async fn check_conflict(&self, proof: &Data) -> Result<bool, HypercoreError> {
+    ///
+    /// A conflict freezes the core (JS marks its header `frozen` and closes the core): it is
+    /// stored with it, in one write, and from then on, also after a restart, the core refuses
+    /// appends, truncations and proofs with [`HypercoreError::Conflict`] ([`Hypercore::conflict`]
+    /// says why). Reads still work.
+    pub async fn check_conflict(&mut self, proof: &Data) -> Result<bool, HypercoreError> {
+        if !self.diverges(proof).await? {
+            return Ok(false);
+        }
+        let length = proof.upgrade.as_ref().map_or(0, |u| u.length);
+        self.freeze(Conflict {
+            length,
+            fork: proof.fork,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Whether `proof` proves a signed tree that diverges from ours
+    /// ([`Hypercore::check_conflict`]).
+    async fn diverges(&self, proof: &Data) -> Result<bool, HypercoreError> {
         let (Some(up), Some(verifier)) = (proof.upgrade.as_ref(), self.verifier.as_ref()) else {
             return Ok(false);
         };
@@ -343,6 +391,9 @@ impl<S: Storage> Hypercore<S> {
         &mut self,
         proofs: &[&Data],
     ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
+        if let Err(e) = self.check_not_frozen() {
+            return Ok(proofs.iter().map(|_| Err(e.clone())).collect());
+        }
         let mut results = Vec::with_capacity(proofs.len());
         let mut blocks: Vec<&DataBlock> = Vec::new();
         // The leaf hashes of all the blocks at once (SIMD lanes: about twice the throughput of
@@ -431,6 +482,7 @@ impl<S: Storage> Hypercore<S> {
         verified: VerifiedProof,
         block: Option<&DataBlock>,
     ) -> Result<ApplyOutcome, HypercoreError> {
+        self.check_not_frozen()?;
         let VerifiedProof {
             batch: tb,
             manifest: new_manifest,

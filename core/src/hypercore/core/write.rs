@@ -28,6 +28,7 @@ impl<S: Storage> Hypercore<S> {
 
     /// Append `blocks` (one atomic storage write, one signature). Returns the new length.
     pub async fn append(&mut self, blocks: &[&[u8]]) -> Result<AppendOutcome, HypercoreError> {
+        self.check_not_frozen()?;
         if !self.writable() {
             return Err(HypercoreError::NotWritable);
         }
@@ -106,6 +107,7 @@ impl<S: Storage> Hypercore<S> {
         new_length: u64,
         fork: Option<u64>,
     ) -> Result<(), HypercoreError> {
+        self.check_not_frozen()?;
         if !self.writable() {
             return Err(HypercoreError::NotWritable);
         }

@@ -128,7 +128,9 @@ pub enum Event {
     /// ([`Replicator::is_frozen`](super::Replicator::is_frozen)): it sent every peer its own proof
     /// of that length (so they detect the conflict too) and let them all go with
     /// [`Event::Disconnect`] ([`ReplicationError::Conflict`]; close their channels, not whole
-    /// streams). The owner should stop using the core.
+    /// streams). The core itself is frozen, in storage too: it refuses writes, also after a
+    /// restart ([`Hypercore::conflict`](crate::hypercore::Hypercore::conflict),
+    /// [`HypercoreError::Conflict`]).
     Conflict {
         /// The peer whose proof revealed it.
         peer: PeerId,

@@ -53,6 +53,8 @@
 //!   a validly signed tree that diverges from ours is a conflict ([`Event::Conflict`]): the
 //!   replicator freezes, sends every peer its own proof of that length and lets them all go
 //!   (the hub closes the core's channels); a proof that agrees with our tree resumes the peer.
+//!   The conflict is stored with the core ([`Hypercore::conflict`]): it refuses writes, and a
+//!   replicator made for it later starts frozen.
 //! * **push mode** (JS `allowPush` / `push`): [`Replicator::push`] sends a block nobody asked
 //!   for (`data` with request id 0) to every peer whose `sync` set `allowPush` and `downloading`
 //!   and that lacks it, with the proof from the length the peer has (or our upgrades already
@@ -61,23 +63,28 @@
 //!   below what we pushed is answered from where our pushed upgrades ended (JS moves its start;
 //!   for a plain upgrade request we also do when it asked for less, where JS's answer fails to
 //!   verify for the peer), so the upgrades it gets chain.
-//!   With [`Options::allow_push`] our `sync` sets `allowPush` and pushed `data` on our fork is
-//!   verified and stored like an answer ([`Event::Block`], [`Event::Upgraded`]); any `data`
-//!   is accepted whatever request it names (JS `_matchingRequest`). An upgrade starting below
+//!   With [`Options::allow_push`] our `sync` sets `allowPush` (while we download) and pushed
+//!   `data` on our fork is verified and stored like an answer ([`Event::Block`],
+//!   [`Event::Upgraded`]), consecutive pushed blocks in one batch like consecutive answers
+//!   ([`Replicator::handle_messages`]); any `data` is accepted whatever request it names (JS
+//!   `_matchingRequest`). An upgrade starting below
 //!   our length is verified from our roots at its start. A pushed proof that does not fit our
 //!   tree is reported ([`Event::InvalidData`]) without pausing the peer; one that fails its
 //!   hashes pauses it until it answers the fork check, as in JS. [`Options::push_only`] stops
 //!   every request but the manifest request and fork checks (JS `pushOnly`).
+//! * **downloading** (JS `setDownloading` / `isDownloading` / `isAllowingPush`): our `sync`
+//!   says `downloading` while [`Options::downloading`] holds or requests of ours are in flight,
+//!   and `allowPush` only while downloading; [`Replicator::set_downloading`] switches it (off
+//!   after [`Options::not_downloading_linger`], `allowPush` at once), telling every peer.
 //! * **timeouts**: a request unanswered for [`Options::request_timeout`] ms is cancelled (`cancel`)
 //!   and its block rescheduled. Request ids start at 1 (0 is the unsolicited/conflict id) and are
 //!   reused only after their answer arrived.
 //!
-//! Not implemented (JS features with no wire-compat impact): freezing a conflicting core in
-//! storage (JS marks the header `frozen`; here only the replicator is
-//! frozen), the `downloading` state (our `sync` always says we download, so its `allowPush`
-//! follows [`Options::allow_push`] alone; JS clears both when no session is active), request
-//! priorities, and `SMALL_WANTS` (4096-block `want` batches and `any` wants: we
-//! send 2^21-block wants, and honour both kinds from peers). Seek requests carry the `seek` only
+//! Not implemented (JS features with no wire-compat impact): closing a channel when neither
+//! side downloads (JS `closeIfIdle`, and reopening it when downloading starts again; a JS peer
+//! still closes such a channel from its side), request priorities, and `SMALL_WANTS`
+//! (4096-block `want` batches and `any` wants: we send 2^21-block wants, and honour both kinds
+//! from peers). Seek requests carry the `seek` only
 //! to peers whose handshake set `seeks` ([`Replicator::set_remote_seeks`]; the hub tells it).
 //!
 //! The code is split by concern (this file is the hub: options, handles, the state and the
@@ -202,8 +209,9 @@ pub struct Options {
     /// Disconnect a peer on its first proof that does not verify, instead of only pausing it.
     pub disconnect_on_invalid_data: bool,
     /// Accept blocks peers push without being asked (JS `allowPush`, default false): our `sync`
-    /// carries the `allowPush` flag (we always say we are downloading), and a `data` with
-    /// request id 0 is verified and stored like an answer. A proof that is malformed for our
+    /// carries the `allowPush` flag while we are downloading ([`Options::downloading`]), and a
+    /// `data` with request id 0 is verified and stored like an answer (consecutive ones in one
+    /// write, [`Replicator::handle_messages`]). A proof that is malformed for our
     /// tree (JS `INVALID_OPERATION`) no longer pauses its peer; one that fails its hashes or
     /// signature still does until the peer answers the fork check (as in JS). See
     /// [`Replicator::set_allow_push`] and, for the sending side, [`Replicator::push`].
@@ -213,6 +221,16 @@ pub struct Options {
     /// `want`s, fork checks after bad data and, as in JS, the manifest request to a peer with an
     /// empty core are still sent. See [`Replicator::set_push_only`].
     pub push_only: bool,
+    /// Whether this core is downloading (JS: a session of the core is active; default true):
+    /// our `sync` says `downloading` while it is, or while requests of ours are in flight (JS
+    /// `isDownloading`), and carries `allowPush` only while it is (JS `isAllowingPush`), so
+    /// peers push only to a core someone reads. A seeder that only serves sets it false (the
+    /// CLI's `core serve` does). See [`Replicator::set_downloading`].
+    pub downloading: bool,
+    /// Milliseconds a core keeps saying it downloads after [`Replicator::set_downloading`]
+    /// turned it off (JS `notDownloadingLinger`, 20-40 s at random there); `allowPush` is
+    /// dropped at once. 0: at once.
+    pub not_downloading_linger: u64,
 }
 
 impl Default for Options {
@@ -226,6 +244,8 @@ impl Default for Options {
             disconnect_on_invalid_data: false,
             allow_push: false,
             push_only: false,
+            downloading: true,
+            not_downloading_linger: 30_000,
         }
     }
 }
@@ -258,6 +278,8 @@ pub struct Replicator<S: Storage> {
     last_fork: u64,
     frozen: bool,
     pending_reorg: Option<PendingReorg>,
+    /// When a [`Replicator::set_downloading`]`(false)` takes effect (JS `_notDownloadingTimer`).
+    not_downloading_at: Option<u64>,
 }
 
 impl<S: Storage> Replicator<S> {
@@ -277,6 +299,8 @@ impl<S: Storage> Replicator<S> {
     /// A replicator for `core`.
     pub fn new(core: Hypercore<S>, opts: Options) -> Self {
         let (last_length, last_fork) = (core.length(), core.fork());
+        // A core that detected a conflict before (stored with it) stays frozen.
+        let frozen = core.conflict().is_some();
         Replicator {
             core,
             opts,
@@ -300,8 +324,9 @@ impl<S: Storage> Replicator<S> {
             events: VecDeque::new(),
             last_length,
             last_fork,
-            frozen: false,
+            frozen,
             pending_reorg: None,
+            not_downloading_at: None,
         }
     }
 
@@ -351,8 +376,8 @@ impl<S: Storage> Replicator<S> {
         })
     }
 
-    /// A conflict was detected ([`Event::Conflict`]): nothing is requested, answered or accepted
-    /// any more.
+    /// A conflict was detected ([`Event::Conflict`]), now or before the core was reopened
+    /// ([`Hypercore::conflict`]): nothing is requested, answered or accepted any more.
     pub fn is_frozen(&self) -> bool {
         self.frozen
     }
@@ -372,13 +397,11 @@ impl<S: Storage> Replicator<S> {
         self.events.pop_front()
     }
 
-    /// When [`Replicator::handle_timeout`] wants to run next (request timeouts, delayed answers).
+    /// When [`Replicator::handle_timeout`] wants to run next (request timeouts, delayed answers,
+    /// the end of the not-downloading linger).
     pub fn poll_timeout(&self) -> Option<u64> {
         let a = self.inflight.values().map(|r| r.deadline).min();
         let b = self.delayed.iter().map(|d| d.0).min();
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [a, b, self.not_downloading_at].into_iter().flatten().min()
     }
 }

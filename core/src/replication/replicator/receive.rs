@@ -32,7 +32,8 @@ impl<S: Storage> Replicator<S> {
 
     /// Decoded messages from `peer`, in order, with the effect of one
     /// [`Replicator::handle_message`] call each, but the blocks of consecutive answers to our
-    /// requests are verified and stored together, in one storage write
+    /// requests, and of consecutive pushes (with [`Options::allow_push`](super::Options::allow_push)),
+    /// are verified and stored together, in one storage write
     /// ([`Hypercore::apply_proofs`](crate::hypercore::Hypercore::apply_proofs)): each
     /// [`Event::Block`] still comes only once its block is stored, and a proof that does not verify
     /// is punished alone, as it would be on its own. Messages after the peer was disconnected (or
@@ -51,6 +52,20 @@ impl<S: Storage> Replicator<S> {
             if self.frozen || !self.peers.contains_key(&peer) {
                 break;
             }
+            let msg = match msg {
+                Message::Data(mut d) => {
+                    if d.upgrade.is_none()
+                        && d.manifest.is_some()
+                        && d.manifest.as_ref() == self.core.manifest()
+                    {
+                        // A manifest we hold already (JS sends it with every push while it thinks
+                        // our core is empty) changes nothing for a proof without upgrade.
+                        d.manifest = None;
+                    }
+                    Message::Data(d)
+                }
+                msg => msg,
+            };
             match msg {
                 Message::Data(d) if self.joins_group(peer, &d, &group) => {
                     self.finish_request(d.request, true);
@@ -72,22 +87,34 @@ impl<S: Storage> Replicator<S> {
         self.update(now).await
     }
 
-    /// Whether `data` from `peer` is a plain answer to one of our requests to it (at our fork,
-    /// no upgrade, matching the request) whose block is not in `group` yet: what
-    /// [`Replicator::on_data`] would verify and apply right away.
+    /// Whether `data` from `peer` is, at our fork and without upgrade or manifest, a plain
+    /// answer to one of our requests to it (matching the request) or a pushed block we lack
+    /// (with [`Options::allow_push`](super::Options::allow_push); no request of ours in flight
+    /// under its id), whose block is not in `group` yet: what [`Replicator::on_data`] would
+    /// verify and apply right away.
     fn joins_group(&self, peer: PeerId, data: &Data, group: &[Data]) -> bool {
-        if data.request == 0 || !self.core.is_batchable(data) {
+        if !self.core.is_batchable(data) {
             return false;
         }
-        let Some(r) = self.inflight.get(&data.request).filter(|r| r.peer == peer) else {
-            return false;
-        };
         let dup = data.block.as_ref().is_some_and(|b| {
             group
                 .iter()
                 .any(|g| g.block.as_ref().is_some_and(|x| x.index == b.index))
         });
-        !dup && matching_request(Some(&r.req), data)
+        if dup {
+            return false;
+        }
+        match self
+            .inflight
+            .get(&data.request)
+            .filter(|_| data.request > 0)
+        {
+            Some(r) => r.peer == peer && matching_request(Some(&r.req), data),
+            // Pushed (JS `_handleData` with no matching request): a block we do not hold yet.
+            None => {
+                self.opts.allow_push && data.block.as_ref().is_some_and(|b| !self.core.has(b.index))
+            }
+        }
     }
 
     /// Verify and store the proofs of `group` (their requests are finished) in one write, then

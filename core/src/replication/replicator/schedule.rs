@@ -54,6 +54,10 @@ impl<S: Storage> Replicator<S> {
                 self.transmits.push_back((peer, msg));
             }
         }
+        if self.not_downloading_at.is_some_and(|at| at <= now) {
+            // JS `setNotDownloadingLater`.
+            self.set_downloading_now(false).await?;
+        }
         self.update(now).await
     }
 

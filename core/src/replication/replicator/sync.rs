@@ -8,6 +8,78 @@ use crate::storage::Storage;
 use super::{PeerId, ReplicationError, Replicator};
 
 impl<S: Storage> Replicator<S> {
+    /// Whether our `sync` says we are downloading (JS `isDownloading`):
+    /// [`Options::downloading`](super::Options::downloading), or requests of ours are in flight.
+    pub fn is_downloading(&self) -> bool {
+        self.opts.downloading || !self.inflight.is_empty()
+    }
+
+    /// Whether our `sync` offers to take pushes (JS `isAllowingPush`):
+    /// [`Options::allow_push`](super::Options::allow_push) while downloading, and not while a
+    /// [`Replicator::set_downloading`]`(false)` lingers.
+    pub fn is_allowing_push(&self) -> bool {
+        self.opts.allow_push && self.opts.downloading && self.not_downloading_at.is_none()
+    }
+
+    /// Say whether this core is downloading ([`Options::downloading`](super::Options::downloading),
+    /// JS `setDownloading`, which JS calls as its sessions open and close). Turned on, peers hear
+    /// it at once (a new `sync`). Turned off, `allowPush` is dropped from our `sync` at once, and
+    /// `downloading` [`Options::not_downloading_linger`](super::Options::not_downloading_linger) ms
+    /// later ([`Replicator::handle_timeout`]), unless it was turned on again meanwhile; while
+    /// requests of ours are in flight we still say we download.
+    pub async fn set_downloading(
+        &mut self,
+        now: u64,
+        downloading: bool,
+    ) -> Result<(), ReplicationError> {
+        let allow_push = self.is_allowing_push();
+        self.not_downloading_at = None;
+        if downloading || self.opts.not_downloading_linger == 0 {
+            if !self.set_downloading_now(downloading).await? {
+                self.signal_allow_push(allow_push).await?;
+            }
+            return Ok(());
+        }
+        self.not_downloading_at = Some(now.saturating_add(self.opts.not_downloading_linger));
+        self.signal_allow_push(allow_push).await
+    }
+
+    /// JS `_setDownloadingNow`: true when peers were told.
+    pub(super) async fn set_downloading_now(
+        &mut self,
+        downloading: bool,
+    ) -> Result<bool, ReplicationError> {
+        self.not_downloading_at = None;
+        if self.opts.downloading == downloading {
+            return Ok(false);
+        }
+        self.opts.downloading = downloading;
+        if !downloading && self.is_downloading() {
+            return Ok(false);
+        }
+        self.signal_all().await?;
+        Ok(true)
+    }
+
+    /// JS `signalAllowPush`: tell the peers when `allowPush` changed from `before`.
+    async fn signal_allow_push(&mut self, before: bool) -> Result<(), ReplicationError> {
+        if before == self.is_allowing_push() {
+            return Ok(());
+        }
+        self.signal_all().await
+    }
+
+    async fn signal_all(&mut self) -> Result<(), ReplicationError> {
+        if self.frozen {
+            return Ok(());
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for p in peers {
+            self.signal_upgrade(p).await?;
+        }
+        Ok(())
+    }
+
     /// Append to a writable core and tell the peers (sync + range).
     pub async fn append(
         &mut self,
@@ -132,6 +204,7 @@ impl<S: Storage> Replicator<S> {
     pub(super) fn send_sync(&mut self, peer: PeerId) {
         let (len, fork) = (self.core.length(), self.core.fork());
         let has_manifest = self.core.manifest().is_some() && !self.core.is_compat();
+        let (downloading, allow_push) = (self.is_downloading(), self.is_allowing_push());
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -148,9 +221,9 @@ impl<S: Storage> Replicator<S> {
             },
             can_upgrade: p.can_upgrade,
             uploading: true,
-            downloading: true,
+            downloading,
             has_manifest,
-            allow_push: self.opts.allow_push,
+            allow_push,
         };
         self.transmits.push_back((peer, Message::Sync(sync)));
     }

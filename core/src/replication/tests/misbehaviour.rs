@@ -362,5 +362,26 @@ fn forked_writer_is_detected_as_a_conflict() {
         assert_eq!(core.length(), 5);
         block_on(core.verify_all()).unwrap();
         block_on(check_blocks(core, "v0", 0..5));
+        // The conflict is stored with the cores that saw it: frozen after a reopen too, and
+        // W2 refuses to append, saying why.
+        let conflict = crate::hypercore::Conflict { length: 5, fork: 0 };
+        assert_eq!(net.reps[2].core().conflict(), Some(conflict));
+        assert_eq!(net.reps[1].core().conflict(), Some(conflict));
+        assert_eq!(net.reps[0].core().conflict(), None);
+        let frozen = HypercoreError::Conflict { length: 5, fork: 0 };
+        assert_eq!(
+            block_on(net.reps[1].core_mut().append(&[b"more"])).unwrap_err(),
+            frozen
+        );
+        for node in [1, 2] {
+            let storage = net.reps[node].core().storage().clone();
+            let reopen = || block_on(Hypercore::open(storage.clone(), OpenOptions::default()));
+            let mut core = reopen().unwrap();
+            assert_eq!(core.conflict(), Some(conflict), "node {node}");
+            assert_eq!(block_on(core.truncate(1, None)).unwrap_err(), frozen);
+            assert!(block_on(core.get(0)).unwrap().is_some(), "reads still work");
+            assert!(Rep::new(reopen().unwrap(), Options::default()).is_frozen());
+        }
+        assert!(block_on(net.reps[0].core_mut().append(&[b"more"])).is_ok());
     }
 }

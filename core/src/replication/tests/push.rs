@@ -517,3 +517,202 @@ fn upgrades_from_below_our_length_verify_from_our_roots() {
         r.verify_all().await.unwrap();
     });
 }
+
+/// The last `sync` `node` sent, and how many it sent.
+fn syncs_sent(net: &Net, node: usize) -> Vec<Sync> {
+    net.sent[node]
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Sync(s) => Some(*s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// JS `isDownloading` / `isAllowingPush`: a reader that does not download says so in its
+/// `sync` and offers no pushes even with `allow_push` (the writer pushes it nothing); turned
+/// on, one new `sync` offers both and pushes flow; turned off, `allowPush` goes at once and
+/// `downloading` once the linger has passed; requests in flight keep it downloading.
+#[test]
+fn sync_says_downloading_and_allow_push_only_while_downloading() {
+    let opts = Options {
+        allow_push: true,
+        push_only: true,
+        downloading: false,
+        not_downloading_linger: 500,
+        ..Options::default()
+    };
+    let mut net = push_pair(8, opts, 7);
+    let (wp, _) = net.connect(0, 1);
+    net.run_idle();
+    assert!(!net.reps[1].is_downloading() && !net.reps[1].is_allowing_push());
+    let syncs = syncs_sent(&net, 1);
+    assert!(
+        syncs.iter().all(|s| !s.downloading && !s.allow_push),
+        "{syncs:?}"
+    );
+    let info = net.reps[0].peer_info(wp).unwrap();
+    assert!(!info.remote_downloading && !info.remote_allow_push);
+    assert_eq!(
+        block_on(net.reps[0].push(0)).unwrap(),
+        0,
+        "nobody to push to"
+    );
+
+    block_on(net.reps[1].set_downloading(net.now, true)).unwrap();
+    let sent = syncs_sent(&net, 1).len();
+    net.run_idle();
+    let syncs = syncs_sent(&net, 1);
+    assert!(syncs[sent..].iter().all(|s| s.downloading && s.allow_push));
+    assert!(net.reps[0].peer_info(wp).unwrap().remote_allow_push);
+    for i in 0..8 {
+        assert_eq!(block_on(net.reps[0].push(i)).unwrap(), 1);
+    }
+    net.run_idle();
+    assert!(net.has_all(1, 8));
+
+    let (before, t0) = (syncs_sent(&net, 1).len(), net.now);
+    block_on(net.reps[1].set_downloading(net.now, false)).unwrap();
+    net.collect();
+    let first = syncs_sent(&net, 1)[before];
+    assert!(first.downloading && !first.allow_push, "{first:?}");
+    assert!(net.reps[1].is_downloading() && !net.reps[1].is_allowing_push());
+    net.run_idle();
+    assert!(net.now >= t0 + 500, "the linger ran out");
+    let last = *syncs_sent(&net, 1).last().unwrap();
+    assert!(!last.downloading && !last.allow_push, "{last:?}");
+    assert!(!net.reps[0].peer_info(wp).unwrap().remote_downloading);
+
+    // Switched on and off again before the linger ends: nothing changes for the peers.
+    block_on(net.reps[1].set_downloading(net.now, true)).unwrap();
+    block_on(net.reps[1].set_downloading(net.now, false)).unwrap();
+    net.run_idle();
+    assert!(!syncs_sent(&net, 1).last().unwrap().downloading);
+
+    // A reader that is not downloading but has requests in flight says it downloads.
+    let mut net = pair(4, 8);
+    block_on(net.reps[1].set_downloading(0, false)).unwrap();
+    let (_, rp) = net.connect(0, 1);
+    let _ = rp;
+    net.run_until(|n| n.reps[1].inflight() > 0);
+    assert!(net.reps[1].is_downloading());
+}
+
+/// Counts the blocks each storage write stores.
+#[derive(Clone, Default)]
+struct BlockWrites {
+    inner: MemoryStorage,
+    writes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl crate::storage::Storage for BlockWrites {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::storage::StorageError> {
+        self.inner.get(key).await
+    }
+    async fn get_many(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, crate::storage::StorageError> {
+        self.inner.get_many(keys).await
+    }
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<crate::storage::Entries, crate::storage::StorageError> {
+        self.inner.scan(start, end, limit).await
+    }
+    async fn write(
+        &self,
+        batch: crate::storage::Batch,
+    ) -> Result<(), crate::storage::StorageError> {
+        let blocks = batch
+            .ops
+            .iter()
+            .filter(|op| {
+                matches!(op, crate::storage::Op::Put(k, _)
+                    if k.first() == Some(&crate::hypercore::layout::BLOCK))
+            })
+            .count();
+        if blocks > 0 {
+            self.writes.lock().unwrap().push(blocks);
+        }
+        self.inner.write(batch).await
+    }
+}
+
+/// Pushed blocks that arrive together are verified and stored together, like answers: the
+/// first push (with the upgrade and the manifest) alone, the next ones in one write even while
+/// they still carry the manifest (as a JS writer sends them until it hears our length), a bad
+/// one in the run rejected alone. Before, each push was its own write.
+#[test]
+fn consecutive_pushes_are_stored_in_one_write() {
+    block_on(async {
+        let (w, _) = writer(24, None).await;
+        let storage = BlockWrites::default();
+        let r = Hypercore::create(
+            storage.clone(),
+            CreateOptions {
+                key: Some(*w.key()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut w = Rep::new(w, Options::default());
+        let mut r = Replicator::new(
+            r,
+            Options {
+                allow_push: true,
+                push_only: true,
+                ..Options::default()
+            },
+        );
+        let (wp, rp) = (w.add_peer(), r.add_peer());
+        // Syncs both ways, as many rounds as it takes.
+        for _ in 0..4 {
+            let to_r: Vec<Message> =
+                std::iter::from_fn(|| w.poll_transmit().map(|t| t.1)).collect();
+            r.handle_messages(0, rp, to_r).await.unwrap();
+            let to_w: Vec<Message> =
+                std::iter::from_fn(|| r.poll_transmit().map(|t| t.1)).collect();
+            w.handle_messages(0, wp, to_w).await.unwrap();
+        }
+        assert!(w.peer_info(wp).unwrap().remote_allow_push);
+        for i in 0..24 {
+            assert_eq!(w.push(i).await.unwrap(), 1);
+        }
+        let mut pushes: Vec<Message> =
+            std::iter::from_fn(|| w.poll_transmit().map(|t| t.1)).collect();
+        let manifest = w.core().manifest().cloned();
+        assert_eq!(pushes.len(), 24);
+        for m in pushes.iter_mut() {
+            let Message::Data(d) = m else {
+                panic!("not a push: {m:?}")
+            };
+            // As a JS writer does while it still thinks our core is empty.
+            d.manifest = manifest.clone();
+            // Block 20's bytes altered: rejected alone.
+            if let Some(b) = d.block.as_mut().filter(|b| b.index == 20) {
+                b.value[0] ^= 1;
+            }
+        }
+        r.handle_messages(0, rp, pushes).await.unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| r.poll_event()).collect();
+        let stored: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Block { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored, (0..24).filter(|&i| i != 20).collect::<Vec<_>>());
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Event::InvalidData { .. })));
+        assert_eq!(*storage.writes.lock().unwrap(), vec![1, 22]);
+        r.core().verify_all().await.unwrap();
+        assert!(!r.core().has(20));
+    });
+}

@@ -280,11 +280,24 @@ fn header_roundtrip_and_corruption() {
         length: 1 << 40,
         tree_hash: [6; 32],
         signature: vec![1, 2, 3],
+        conflict: None,
     };
     assert_eq!(Header::decode(&hd.encode()).unwrap(), hd);
     let enc = hd.encode();
     for cut in 0..enc.len() {
         assert!(Header::decode(&enc[..cut]).is_err());
+    }
+    // A stored conflict rides behind the signature, flagged: headers without one are the
+    // bytes they always were.
+    let frozen = Header {
+        conflict: Some(Conflict { length: 9, fork: 7 }),
+        ..hd.clone()
+    };
+    let fenc = frozen.encode();
+    assert_eq!(Header::decode(&fenc).unwrap(), frozen);
+    assert_eq!(fenc.len(), enc.len() + 2);
+    for cut in 0..fenc.len() {
+        assert!(Header::decode(&fenc[..cut]).is_err());
     }
     block_on(async {
         let s = MemoryStorage::new();
