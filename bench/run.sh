@@ -15,7 +15,9 @@
 #    over loopback against udx-native and TCP, eight streams, CPU per GiB, and a run between two
 #    network namespaces over a veth pair with netem (20 ms RTT, 1% loss) when the kernel has
 #    netem; without it, the same delay and loss come from a user-space relay, and say so.
-# 5. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
+# 5. DHT (bench/dht.sh: bench_dht.rs against `hyperpunch dht bootstrap` and bench/js/dht-node.js):
+#    LOOKUPs answered by one node per second and per CPU second, RSS at 10,000 announcements.
+# 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
 #    (bench_bee.rs vs bench/js/bee.js), and `hyperpunch bee batch` / `bee list` as whole processes
 #    against bench/js/bee-cli.js.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
@@ -412,6 +414,8 @@ EOF2
   echo
   echo "Load average (1/5/15 min) before the run: $load_before; after: $load_after (2 CPUs shared with other work: wall-clock figures are noisy, CPU seconds less so)."
 } | tee -a "$tmp/table.md"
+# ---- DHT (issue 12) ----
+bash "$root/bench/dht.sh" | tee -a "$tmp/table.md"
 # ---- hyperbee (issue 13): bench/bee.sh, its own table (in-process and whole-process rows) ----
 bash "$root/bench/bee.sh" "$tmp/bee.md"
 {
@@ -425,7 +429,8 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s) and hyperbee (≥ 20×)."
+  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s) and hyperbee (≥ 20×);"
+  echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo
   cat "$tmp/table.md"
 } > "$root/BENCHMARKS.md"

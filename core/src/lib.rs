@@ -17,6 +17,8 @@
 
 pub mod corestore;
 pub mod crypto;
+/// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
+pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
 pub mod hypercore;
@@ -24,6 +26,8 @@ pub mod hypercore;
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
 pub mod protomux;
+/// Relaying connections through a third peer: blind-relay.
+pub mod relay;
 /// hypercore replication: the sans-IO replicator and its protomux stream glue.
 pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.

@@ -4,6 +4,8 @@ pub mod bee_ops;
 pub mod crash;
 pub mod hub_driver;
 pub mod hypercore_ops;
+pub mod js_dht;
 pub mod matrix;
+pub mod netsim;
 pub mod node;
 pub mod node_peer;

@@ -12,5 +12,7 @@ pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
+pub mod dht;
+pub mod dht_connect;
 pub mod replicate;
 pub mod udx;

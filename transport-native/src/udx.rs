@@ -137,6 +137,10 @@ enum Command {
     },
     Stats(u32, oneshot::Sender<Option<StreamStats>>),
     Datagrams(mpsc::Sender<Datagram>),
+    /// Hand UDX datagrams for unknown stream ids to the datagram receiver too.
+    Firewall(bool),
+    /// Route a datagram as if it had just arrived from this address.
+    Inject(SocketAddr, Vec<u8>),
     ChangeRemote {
         id: u32,
         remote_id: u32,
@@ -217,6 +221,7 @@ impl UdxSocket {
             ids: ids.clone(),
             writers: Vec::new(),
             datagrams: None,
+            firewall: false,
             outgoing: Vec::new(),
             gso_buf: Vec::new(),
             recv_bufs: vec![vec![0u8; RECV_BUF]; if options.batched { RECV_BATCH } else { 1 }],
@@ -307,6 +312,36 @@ impl UdxSocket {
     pub async fn send_datagram(&self, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
         let to = for_family(to, self.local_addr.is_ipv6());
         self.udp.send_to(bytes, to).await.map(|_| ())
+    }
+
+    /// Sends one raw datagram with IP TTL `ttl` (libudx `udx_socket_send_ttl`: the socket's TTL
+    /// is set for this send and put back to 64 after it). A TTL of 0 sends with the default.
+    pub async fn send_datagram_ttl(&self, bytes: &[u8], to: SocketAddr, ttl: u8) -> io::Result<()> {
+        if ttl == 0 || ttl == 64 {
+            return self.send_datagram(bytes, to).await;
+        }
+        self.udp.set_ttl(u32::from(ttl))?;
+        let sent = self.send_datagram(bytes, to).await;
+        let _ = self.udp.set_ttl(64);
+        sent
+    }
+
+    /// The firewall hook of libudx streams that are not connected yet: with `true`, UDX
+    /// datagrams for stream ids this socket does not have go to the [`datagrams`](Self::datagrams)
+    /// receiver (their first byte is `0xff`, the id is in bytes 4-7). The owner may then
+    /// [`connect`](Self::connect) a stream with that id and [`inject`](Self::inject) the
+    /// datagram so that it is not lost.
+    pub fn set_firewall(&self, on: bool) -> io::Result<()> {
+        self.commands
+            .send(Command::Firewall(on))
+            .map_err(|_| gone())
+    }
+
+    /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
+    pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
+        self.commands
+            .send(Command::Inject(from, bytes))
+            .map_err(|_| gone())
     }
 }
 
@@ -587,6 +622,8 @@ struct Driver {
     ids: Arc<Mutex<HashSet<u32>>>,
     writers: Vec<(u32, oneshot::Sender<Result<(), UsageError>>)>,
     datagrams: Option<mpsc::Sender<Datagram>>,
+    /// Unknown-stream UDX datagrams go to `datagrams` too.
+    firewall: bool,
     outgoing: Vec<(SocketAddr, Vec<u8>)>,
     gso_buf: Vec<u8>,
     recv_bufs: Vec<Vec<u8>>,
@@ -684,6 +721,11 @@ impl Driver {
                 let _ = reply.send(stats);
             }
             Command::Datagrams(tx) => self.datagrams = Some(tx),
+            Command::Firewall(on) => self.firewall = on,
+            Command::Inject(from, bytes) => {
+                let now = self.now();
+                self.route(now, normalize(from), &bytes);
+            }
             Command::ChangeRemote {
                 id,
                 remote_id,
@@ -878,38 +920,49 @@ impl Driver {
                 let meta = self.recv_meta[k];
                 let from = normalize(meta.addr);
                 let stride = meta.stride.max(1);
-                for datagram in self.recv_bufs[k][..meta.len].chunks(stride) {
-                    match packet::stream_id(datagram) {
-                        None => {
-                            if let Some(tx) = &self.datagrams {
-                                if let Err(mpsc::error::TrySendError::Closed(_)) =
-                                    tx.try_send((from, datagram.to_vec()))
-                                {
-                                    self.datagrams = None;
-                                }
-                            }
-                        }
-                        Some(id) => {
-                            // Only the stream's peer may feed it (at its previous address too
-                            // while a remote change is under way).
-                            let Some(slot) = self.slots.get_mut(&id) else {
-                                continue;
-                            };
-                            if slot.remote == from {
-                                let changing = self
-                                    .engine
-                                    .stream(id)
-                                    .is_some_and(Stream::is_remote_changing);
-                                if !changing {
-                                    slot.previous = None;
-                                }
-                            } else if slot.previous != Some(from) {
-                                continue;
-                            }
-                            self.engine.handle_datagram(now, datagram);
-                        }
-                    }
+                let buf = std::mem::take(&mut self.recv_bufs[k]);
+                for datagram in buf[..meta.len].chunks(stride) {
+                    self.route(now, from, datagram);
                 }
+                self.recv_bufs[k] = buf;
+            }
+        }
+    }
+
+    /// One received datagram: to its stream, or to the owner.
+    fn route(&mut self, now: Duration, from: SocketAddr, datagram: &[u8]) {
+        let to_owner = |d: &mut Option<mpsc::Sender<Datagram>>| {
+            if let Some(tx) = d {
+                if let Err(mpsc::error::TrySendError::Closed(_)) =
+                    tx.try_send((from, datagram.to_vec()))
+                {
+                    *d = None;
+                }
+            }
+        };
+        match packet::stream_id(datagram) {
+            None => to_owner(&mut self.datagrams),
+            Some(id) => {
+                // Only the stream's peer may feed it (at its previous address too
+                // while a remote change is under way).
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    if self.firewall {
+                        to_owner(&mut self.datagrams);
+                    }
+                    return;
+                };
+                if slot.remote == from {
+                    let changing = self
+                        .engine
+                        .stream(id)
+                        .is_some_and(Stream::is_remote_changing);
+                    if !changing {
+                        slot.previous = None;
+                    }
+                } else if slot.previous != Some(from) {
+                    return;
+                }
+                self.engine.handle_datagram(now, datagram);
             }
         }
     }

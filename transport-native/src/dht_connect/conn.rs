@@ -1,0 +1,287 @@
+//! One hyperdht connection: secret-stream (from the DHT's Noise IK handshake) over a UDX
+//! stream, as a message pipe. A pump task owns both engines; the [`Connection`] handle sends
+//! and receives whole secret-stream messages.
+
+use std::io;
+
+use hyperpunch_core::dht::connect::Established;
+use hyperpunch_core::secretstream::{
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::udx::UdxStream;
+
+/// hyperdht's `connectionKeepAlive`: an empty message after 5 s of write idleness.
+pub const KEEP_ALIVE_MS: u64 = 5000;
+
+enum Out {
+    Message(Vec<u8>),
+    End,
+}
+
+/// A connection to a peer: the remote key, messages in and out.
+pub struct Connection {
+    pub(crate) socket: hyperpunch_core::dht::rpc::SocketId,
+    pub(crate) remote: std::net::SocketAddrV4,
+    pub(crate) relayed: bool,
+    remote_public_key: [u8; 32],
+    is_initiator: bool,
+    out: mpsc::Sender<Out>,
+    incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+async fn wait_finished(mut w: tokio::sync::watch::Receiver<bool>) {
+    let _ = w.wait_for(|done| *done).await;
+}
+
+impl Connection {
+    /// Waits until the connection is over: both sides ended and what we sent was acknowledged
+    /// by the peer's UDX stream (or the connection failed). Exiting a process before this loses
+    /// data still in flight.
+    pub async fn finished(&self) {
+        wait_finished(self.finished.clone()).await
+    }
+
+    /// The peer's public key (authenticated by the handshake).
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.remote_public_key
+    }
+
+    /// Whether the connection runs on one of a holepuncher's sockets (the path was punched),
+    /// rather than on the DHT's own sockets (a direct connection to an open peer, or a relay).
+    pub fn is_holepunched(&self) -> bool {
+        self.socket.0 >= 2 && !self.relayed
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.relayed
+    }
+
+    /// The peer's address (the relay's, for a relayed connection).
+    pub fn remote_addr(&self) -> std::net::SocketAddrV4 {
+        self.remote
+    }
+
+    /// Whether we connected out (the secret-stream initiator).
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// Sends one message (at most 16 MiB - 1 - 17 bytes).
+    pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
+        self.out
+            .send(Out::Message(message))
+            .await
+            .map_err(|_| closed())
+    }
+
+    /// Ends our side: the peer reads the end after our messages.
+    pub async fn end(&self) -> io::Result<()> {
+        self.out.send(Out::End).await.map_err(|_| closed())
+    }
+
+    /// The next message; `None` once the peer ended (or the connection closed cleanly).
+    pub async fn recv(&mut self) -> Option<io::Result<Vec<u8>>> {
+        self.incoming.recv().await
+    }
+
+    /// Splits into a sender and a receiver half.
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        (
+            ConnectionSender {
+                out: self.out,
+                finished: self.finished,
+            },
+            ConnectionReceiver {
+                incoming: self.incoming,
+            },
+        )
+    }
+}
+
+/// The sending half of a [`Connection`].
+pub struct ConnectionSender {
+    out: mpsc::Sender<Out>,
+    finished: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ConnectionSender {
+    /// See [`Connection::finished`].
+    pub async fn finished(&self) {
+        wait_finished(self.finished.clone()).await
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, message: Vec<u8>) -> io::Result<()> {
+        self.out
+            .send(Out::Message(message))
+            .await
+            .map_err(|_| closed())
+    }
+    /// Ends our side.
+    pub async fn end(&self) -> io::Result<()> {
+        self.out.send(Out::End).await.map_err(|_| closed())
+    }
+}
+
+/// The receiving half of a [`Connection`].
+pub struct ConnectionReceiver {
+    incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+}
+
+impl ConnectionReceiver {
+    /// The next message; `None` at the peer's end.
+    pub async fn recv(&mut self) -> Option<io::Result<Vec<u8>>> {
+        self.incoming.recv().await
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the connection is closed")
+}
+
+fn entropy() -> io::Result<Entropy> {
+    let mut b = [0u8; 64];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Entropy::from_bytes(&b))
+}
+
+/// Starts the pump of an established connection over `udx`.
+pub(crate) fn start(
+    udx: UdxStream,
+    est: &Established,
+    socket: std::sync::Arc<crate::udx::UdxSocket>,
+) -> io::Result<Connection> {
+    let epoch = Instant::now();
+    let opts = StreamOptions {
+        keep_alive: KEEP_ALIVE_MS,
+        ..StreamOptions::default()
+    };
+    let stream = SecretStream::from_handshake(
+        est.is_initiator,
+        est.handshake.split.clone(),
+        entropy()?,
+        opts,
+        0,
+    );
+    let (out_tx, out_rx) = mpsc::channel(64);
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (done_tx, finished) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        pump(udx, stream, out_rx, in_tx, epoch, socket).await;
+        let _ = done_tx.send(true);
+    });
+    Ok(Connection {
+        socket: est.socket,
+        remote: est.remote,
+        relayed: est.relayed,
+        remote_public_key: est.handshake.split.remote_public_key,
+        is_initiator: est.is_initiator,
+        out: out_tx,
+        incoming: in_rx,
+        finished,
+    })
+}
+
+async fn pump(
+    mut udx: UdxStream,
+    mut stream: SecretStream,
+    mut out: mpsc::Receiver<Out>,
+    incoming: mpsc::Sender<io::Result<Vec<u8>>>,
+    epoch: Instant,
+    // Held while the connection runs: the socket (and its datagrams to us) stays bound.
+    _socket: std::sync::Arc<crate::udx::UdxSocket>,
+) {
+    // Dropped at the peer's end, so that the reader sees `None` while we may still write.
+    let mut incoming = Some(incoming);
+    async fn deliver(
+        incoming: &Option<mpsc::Sender<io::Result<Vec<u8>>>>,
+        item: io::Result<Vec<u8>>,
+    ) {
+        if let Some(tx) = incoming {
+            let _ = tx.send(item).await;
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out_open = true;
+    let mut read_open = true;
+    let mut shut = false;
+    loop {
+        while let Some(bytes) = stream.poll_transmit() {
+            if udx.write_all(&bytes).await.is_err() {
+                deliver(&incoming, Err(closed())).await;
+                return;
+            }
+        }
+        if stream.wants_shutdown() && !shut {
+            shut = true;
+            let _ = udx.shutdown().await;
+        }
+        while let Some(ev) = stream.poll_event() {
+            match ev {
+                StreamEvent::Message(m) => {
+                    deliver(&incoming, Ok(m)).await;
+                }
+                StreamEvent::End => incoming = None,
+                StreamEvent::Closed(err) => {
+                    let clean = err.is_none();
+                    if let Some(e) = err {
+                        deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
+                    }
+                    let _ = udx.shutdown().await;
+                    if clean {
+                        // Until the peer acknowledged everything we sent (bounded).
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(30), udx.closed())
+                                .await;
+                    }
+                    return;
+                }
+                StreamEvent::Connected { .. } => {}
+            }
+        }
+        if !read_open && !out_open && shut {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), udx.closed()).await;
+            return;
+        }
+        let deadline = stream
+            .poll_timeout()
+            .map(|t| epoch + std::time::Duration::from_millis(t));
+        tokio::select! {
+            r = udx.read(&mut buf), if read_open => match r {
+                Ok(0) => {
+                    read_open = false;
+                    stream.handle_eof(epoch.elapsed().as_millis() as u64);
+                }
+                Ok(n) => stream.handle_input(epoch.elapsed().as_millis() as u64, &buf[..n]),
+                Err(e) => {
+                    deliver(&incoming, Err(e)).await;
+                    return;
+                }
+            },
+            m = out.recv(), if out_open => match m {
+                Some(Out::Message(m)) => {
+                    if let Err(e) = stream.write(&m) {
+                        deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+                Some(Out::End) | None => {
+                    out_open = false;
+                    stream.end();
+                }
+            },
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => stream.handle_timeout(epoch.elapsed().as_millis() as u64),
+        }
+    }
+}
