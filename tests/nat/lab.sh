@@ -7,7 +7,8 @@
 # A CELL is SERVER/CLIENT:SNAT+CNAT[:relay], e.g. `hp/js:consistent+random`:
 #   SERVER, CLIENT  js (the pinned hyperdht via tests/nat/js-peer.js) or hp (`hyperpunch dht
 #                   listen` / `dht connect`);
-#   SNAT, CNAT      open (a public address, no NAT, no firewall), consistent (a router doing
+#   SNAT, CNAT      open (a public address, no NAT, no firewall), firewalled (a public address
+#                   behind a stateful firewall, no NAT), consistent (a router doing
 #                   MASQUERADE: the mapping keeps the port, so every destination sees one address)
 #                   or random (MASQUERADE --random-fully: a new port for every destination);
 #   :relay          a blind relay (`hyperpunch dht relay`, on the "internet") is offered to the
@@ -188,6 +189,19 @@ side() {
     ip -n "$host" link set eth0 up
     return 0
   fi
+  if [ "$nat" = firewalled ]; then
+    # A public address behind a stateful firewall, no NAT: only replies come in.
+    ip -n "$inet" link add "v$name" type veth peer name eth0 netns "$host"
+    ip -n "$inet" link set "v$name" master br0 up
+    ip -n "$host" addr add "$wan/16" dev eth0
+    ip -n "$host" link set eth0 up
+    in_ns "$host" bash -c "
+      set -e
+      iptables -A INPUT -i lo -j ACCEPT
+      iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+      iptables -A INPUT -j DROP"
+    return 0
+  fi
   new_ns "$router" || return 1
   ip -n "$inet" link add "v$name" type veth peer name wan netns "$router"
   ip -n "$inet" link set "v$name" master br0 up
@@ -242,7 +256,7 @@ run_cell() {
   cnat=${nats#*+}
   local bad=""
   case "$simpl$cimpl" in jsjs|jshp|hpjs|hphp) ;; *) bad="implementations" ;; esac
-  for n in "$snat" "$cnat"; do case "$n" in open|consistent|random) ;; *) bad="NAT $n" ;; esac; done
+  for n in "$snat" "$cnat"; do case "$n" in open|firewalled|consistent|random) ;; *) bad="NAT $n" ;; esac; done
   if [ -n "$bad" ]; then
     echo "lab.sh: bad cell $spec ($bad); the form is SERVER/CLIENT:SNAT+CNAT[:relay]" >&2
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	bad-cell"
