@@ -33,8 +33,9 @@
 # result: ok | fail; how: direct | punched | relayed (as the client saw it) or -; connect_ms:
 # from the client's connect call (after its DHT bootstrap) to the open stream; process_ms: the
 # client process from start to exit, bootstrap included; detail: the error code on failure.
-# Progress goes to stderr. Exit status: 0 when the lab ran (whatever the cells did), 2 when the
-# lab could not be built (not root, no netns, no iptables), 1 on other setup errors.
+# Progress goes to stderr. Exit status: 0 when the lab ran (whatever the cells did), 2 when this
+# machine cannot run it (not root, no network namespaces, no NAT in the kernel), 1 on other
+# errors (iptables could not be installed, the JS reference or the binary is missing...).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -70,9 +71,12 @@ skip() { echo "lab.sh: SKIP: $*" >&2; exit 2; }
 command -v ip >/dev/null || skip "no \`ip\` command (iproute2)"
 if ! command -v iptables >/dev/null; then
   echo "==> installing iptables (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq iptables >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq iptables >/dev/null 2>&1; }; } ||
-    skip "iptables is missing and apt-get could not install it"
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq iptables >/dev/null 2>&1; }; } || {
+    echo "lab.sh: iptables is missing and \`apt-get install iptables\` failed" >&2
+    exit 1
+  }
 fi
 P="hpn$$"
 probe="${P}probe"
