@@ -169,12 +169,9 @@ fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
             };
             // Everything received goes out before any failure is reported.
             drop(stdout);
-            let wrote = written.await.unwrap_or_else(|_| {
-                Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    "the stdout writer stopped",
-                ))
-            });
+            let wrote = written
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the stdout writer stopped")));
             wrote.map_err(stream_err("writing stdout"))?;
             received.map_err(stream_err("receiving"))
         };
