@@ -157,7 +157,12 @@ impl Swarm {
 
     /// Changes a session's roles and refreshes its topic (JS `session.refresh`). False for an
     /// unknown session or neither role.
-    pub fn refresh_session(&mut self, now: Duration, session: SessionId, opts: JoinOptions) -> bool {
+    pub fn refresh_session(
+        &mut self,
+        now: Duration,
+        session: SessionId,
+        opts: JoinOptions,
+    ) -> bool {
         if !(opts.server || opts.client) {
             return false;
         }

@@ -669,7 +669,10 @@ impl Swarm {
         self.timer.clear();
         self.queue.clear();
         for f in std::mem::take(&mut self.flushes) {
-            self.events.push_back(Event::Flushed { id: f.id, ok: false });
+            self.events.push_back(Event::Flushed {
+                id: f.id,
+                ok: false,
+            });
         }
     }
 }

@@ -66,7 +66,11 @@ fn server_and_client_join_listens_announces_and_connects_to_found_peers() {
     let mut s = swarm(1);
     let topic = [7; 32];
     s.join(T0, topic, JoinOptions::default()).unwrap();
-    assert_eq!(actions(&mut s), vec![Action::Listen], "listen before announcing");
+    assert_eq!(
+        actions(&mut s),
+        vec![Action::Listen],
+        "listen before announcing"
+    );
     s.handle_listening(T0);
     let a = actions(&mut s);
     let (q, kind, nodes) = query_of(&a);
@@ -86,7 +90,9 @@ fn server_and_client_join_listens_announces_and_connects_to_found_peers() {
     assert!(s.peer(&c[0].1).unwrap().relay_addresses.len() == 1);
     assert!(s.handle_connected(T0, c[0].0));
     let e = events(&mut s);
-    assert!(matches!(&e[0], Event::Connection { client: true, topics, .. } if topics == &vec![topic]));
+    assert!(
+        matches!(&e[0], Event::Connection { client: true, topics, .. } if topics == &vec![topic])
+    );
     // One finished: the next peer is dialed.
     assert_eq!(connects(&actions(&mut s)).len(), 1);
     let c2 = connects(&[]);
@@ -203,11 +209,16 @@ fn failed_connections_retry_with_backoff_then_stop() {
         }
         assert_eq!(c.len(), 1);
         s.handle_closed(now, c[0].0, &never);
-        assert_eq!(s.peer(&key).map(|p| p.attempts), (attempt < 4).then_some(attempt));
+        assert_eq!(
+            s.peer(&key).map(|p| p.attempts),
+            (attempt < 4).then_some(attempt)
+        );
         let closed = now;
         // The bulk timer fires on its first or second tick after the add.
         while s.connecting() == 0 {
-            let Some(t) = s.poll_timeout().filter(|t| *t < closed + Duration::from_secs(500))
+            let Some(t) = s
+                .poll_timeout()
+                .filter(|t| *t < closed + Duration::from_secs(500))
             else {
                 break;
             };
@@ -221,7 +232,11 @@ fn failed_connections_retry_with_backoff_then_stop() {
     }
     // Never proven: 1 failure → the medium timer (5 s: ticks every 3.3 s), then the long one
     // (15 s: every 9.9 s) twice, then none.
-    assert_eq!(retries.len(), 3, "three retries after the first failure: {retries:?}");
+    assert_eq!(
+        retries.len(),
+        3,
+        "three retries after the first failure: {retries:?}"
+    );
     let ms = |d: &Duration| d.as_millis() as u64;
     assert!((3300..=6600).contains(&ms(&retries[0])), "{retries:?}");
     assert!((9900..=19800).contains(&ms(&retries[1])), "{retries:?}");
@@ -261,7 +276,10 @@ fn flush_resolves_once_found_peers_were_tried() {
     assert!(events(&mut s).is_empty());
     s.handle_query_done(T0, q, Ok(vec![]));
     let e = events(&mut s);
-    assert!(!e.iter().any(|e| matches!(e, Event::Flushed { .. })), "{e:?}");
+    assert!(
+        !e.iter().any(|e| matches!(e, Event::Flushed { .. })),
+        "{e:?}"
+    );
     let c = connects(&actions(&mut s));
     assert!(s.handle_connected(T0, c[0].0));
     assert!(!events(&mut s)
@@ -294,7 +312,10 @@ fn the_firewall_refuses_and_bans() {
     let (q, _, _) = query_of(&actions(&mut s));
     s.handle_query_peers(T0, q, &[peer(3), peer(2)]);
     let c = connects(&actions(&mut s));
-    assert_eq!(c.iter().map(|c| c.1).collect::<Vec<_>>(), vec![kp(2).public_key]);
+    assert_eq!(
+        c.iter().map(|c| c.1).collect::<Vec<_>>(),
+        vec![kp(2).public_key]
+    );
     assert!(events(&mut s).contains(&Event::Ban { public_key: bad }));
     assert!(s.peer(&bad).unwrap().banned);
     assert!(fw.refuses(&bad), "the server refuses it too");
