@@ -47,21 +47,103 @@ async fn rust_swarm(boot: &str, seed: u8) -> Swarm {
     Swarm::with_dht(dht, opts).expect("swarm")
 }
 
-async fn next(s: &mut Swarm) -> SwarmConnection {
-    tokio::time::timeout(T, s.accept())
-        .await
-        .expect("a connection in time")
-        .expect("the swarm runs")
+/// What one side's application saw: every connection the swarm handed out, run as a
+/// message pipe (so that a duplicate the other side destroys ends and tells the swarm).
+struct Side {
+    swarm: Arc<tokio::sync::Mutex<Swarm>>,
+    conns: Arc<std::sync::Mutex<Vec<Seen>>>,
+    messages: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    public_key: [u8; 32],
 }
 
-/// Two hyperpunch swarms join a topic as server and client both: each finds the other, the
-/// two dial at once, and one connection survives on both sides, the one the larger key dialed.
+struct Seen {
+    remote: [u8; 32],
+    client: bool,
+    tx: hyperpunch::dht::ConnectionSender,
+}
+
+impl Side {
+    fn new(swarm: Swarm) -> Side {
+        let public_key = swarm.key_pair().public_key;
+        let swarm = Arc::new(tokio::sync::Mutex::new(swarm));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mtx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let (s2, c2) = (swarm.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let c: Option<SwarmConnection> = {
+                    let mut g = s2.lock().await;
+                    tokio::time::timeout(Duration::from_millis(50), g.accept())
+                        .await
+                        .unwrap_or(None)
+                };
+                let Some(c) = c else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let (remote, client) = (c.remote_public_key(), c.is_client());
+                let (tx, mut rx) = c.into_messages().split();
+                c2.lock().unwrap().push(Seen { remote, client, tx });
+                let mtx = mtx.clone();
+                tokio::spawn(async move {
+                    while let Some(Ok(m)) = rx.recv().await {
+                        let _ = mtx.send(m);
+                    }
+                });
+            }
+        });
+        Side {
+            swarm,
+            conns,
+            messages,
+            public_key,
+        }
+    }
+
+    async fn open(&self) -> usize {
+        self.swarm.lock().await.stats().await.1
+    }
+}
+
+/// Waits until both sides hold exactly one open connection (duplicates closed).
+async fn settle(a: &Side, b: &Side) {
+    let until = tokio::time::Instant::now() + T;
+    loop {
+        if a.open().await == 1 && b.open().await == 1 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "one connection each in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `m` on every connection `from` saw (only one is alive) and checks `to` gets it.
+async fn exchange(from: &Side, to: &mut Side, m: &[u8]) {
+    let senders: Vec<_> = {
+        let g = from.conns.lock().unwrap();
+        g.iter().map(|s| s.tx.clone()).collect()
+    };
+    for tx in senders {
+        let _ = tx.send(m.to_vec()).await;
+    }
+    let got = tokio::time::timeout(T, to.messages.recv())
+        .await
+        .expect("a message in time")
+        .expect("a message");
+    assert_eq!(got, m);
+}
+
+/// Two hyperpunch swarms join a topic as server and client both: each finds the other, both
+/// may dial at once, and one connection survives on both sides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_swarms_find_each_other_and_keep_one_connection() {
     let (_nodes, boot) = rust_testnet(4).await;
     let topic = [42u8; 32];
-    let mut a = rust_swarm(&boot, 1).await;
-    let mut b = rust_swarm(&boot, 2).await;
+    let a = rust_swarm(&boot, 1).await;
+    let b = rust_swarm(&boot, 2).await;
     let (da, db) = tokio::join!(
         a.join(topic, JoinOptions::default()),
         b.join(topic, JoinOptions::default())
@@ -69,34 +151,24 @@ async fn rust_swarms_find_each_other_and_keep_one_connection() {
     assert!(tokio::time::timeout(T, da.flushed()).await.unwrap());
     assert!(tokio::time::timeout(T, db.flushed()).await.unwrap());
     // Refresh once more so that each surely looked the other up after both announced.
-    da.refresh(JoinOptions::default()).await;
-    db.refresh(JoinOptions::default()).await;
-    let ca = next(&mut a).await;
-    let cb = next(&mut b).await;
-    assert_eq!(ca.remote_public_key(), b.key_pair().public_key);
-    assert_eq!(cb.remote_public_key(), a.key_pair().public_key);
-    assert_ne!(
-        ca.is_client(),
-        cb.is_client(),
-        "one dialed, the other accepted"
+    tokio::join!(
+        da.refresh(JoinOptions::default()),
+        db.refresh(JoinOptions::default())
     );
-    let a_dials = a.key_pair().public_key > b.key_pair().public_key;
-    assert_eq!(
-        ca.is_client(),
-        a_dials,
-        "the larger key's connection survives"
-    );
-    let mut ma = ca.into_messages();
-    let mut mb = cb.into_messages();
-    ma.send(b"from a".to_vec()).await.unwrap();
-    mb.send(b"from b".to_vec()).await.unwrap();
-    assert_eq!(mb.recv().await.unwrap().unwrap(), b"from a");
-    assert_eq!(ma.recv().await.unwrap().unwrap(), b"from b");
-    // Let any duplicate settle: still exactly one connection each.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.stats().await.1, 1);
-    assert_eq!(b.stats().await.1, 1);
-    assert!(tokio::time::timeout(Duration::from_millis(200), a.accept())
-        .await
-        .is_err());
+    let a = Side::new(a);
+    let mut b = Side::new(b);
+    settle(&a, &b).await;
+    exchange(&a, &mut b, b"from a").await;
+    let mut a = a;
+    exchange(&b, &mut a, b"from b").await;
+    let last = |s: &Side| {
+        let g = s.conns.lock().unwrap();
+        let l = g.last().unwrap();
+        (l.remote, l.client)
+    };
+    let (ra, client_a) = last(&a);
+    let (rb, client_b) = last(&b);
+    assert_eq!(ra, b.public_key);
+    assert_eq!(rb, a.public_key);
+    assert_ne!(client_a, client_b, "one dialed, the other accepted");
 }

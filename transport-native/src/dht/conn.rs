@@ -108,6 +108,7 @@ impl Connection {
 }
 
 /// The sending half of a [`Connection`].
+#[derive(Clone)]
 pub struct ConnectionSender {
     out: mpsc::Sender<Out>,
     finished: tokio::sync::watch::Receiver<bool>,
