@@ -2,7 +2,8 @@
 //! JS members (a bootstrap and writers it adds) append concurrently while partitioned, heal and
 //! converge; hyperpunch then reads every writer's oplog (the raw blocks JS wrote) and linearizes
 //! and applies them with the same apply function. The view must be the JS view, block for block,
-//! with the same indexed length, whatever order the blocks arrive in.
+//! with the same indexed length, whatever order the blocks arrive in. And the reverse: a hyperpunch
+//! writer, over corestore replication on TCP (`tests/interop/autobase-peer.js`), whose nodes JS accepts.
 
 use std::time::Duration;
 
@@ -211,4 +212,116 @@ fn removed_writer_stops_counting() {
             .any(|v| v.ends_with("after removal") && v.starts_with('w')),
         "{view:?}"
     );
+}
+
+/// hyperpunch writes: a JS bootstrap adds the hyperpunch writer (its `local` core, named as JS
+/// names it) and serves its corestore on one TCP connection; hyperpunch replicates the JS oplog,
+/// linearizes it, becomes writable, appends four values (one of them a batch of two) to its own
+/// oplog, and JS, replicating them back, accepts and indexes them: both ends hold the same view
+/// in the same order with everything indexed.
+#[test]
+fn rust_writer_is_accepted_by_js_over_tcp() {
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::encoding::Encode;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::node_peer::NodePeer;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    let step = Duration::from_secs(60);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store =
+            Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x33; 32])).await.unwrap();
+        let local = store.get(GetOptions::named("local")).await.unwrap();
+        let local_key = *local.key();
+        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "deadline": 55000 });
+        let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
+        let bootstrap = key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
+        let port = peer.next_event("listening", step).unwrap()["port"].as_u64().unwrap() as u16;
+
+        let boot = store.get(GetOptions::from_key(bootstrap)).await.unwrap();
+        store.replicator_mut(&boot).unwrap().download(0, 0, None).await.unwrap();
+        let local_session = store.get(GetOptions::named("local")).await.unwrap();
+        let mut handles = HashMap::from([(bootstrap, boot), (local_key, local_session)]);
+        let (store, mut events) = SharedCorestore::with_events(store);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let conn = tokio::spawn({
+            let store = store.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x34; 32]), &store).await }
+        });
+
+        let mut base = Autobase::new(bootstrap, chat_apply);
+        let view = base.open_view("view");
+        let writes: [&[&str]; 3] = [&["hp 0"], &["hp 1", "hp 2"], &["hp 3"]];
+        let mut written = 0;
+        let mut js_done: Option<Value> = None;
+        let deadline = Instant::now() + Duration::from_secs(50);
+        loop {
+            assert!(Instant::now() < deadline, "no convergence; views {:?}", base.views().blocks(view).len());
+            {
+                let mut s = store.lock().await;
+                let now = store.now();
+                for (k, h) in &handles {
+                    let core = s.core(h).unwrap();
+                    let have = core.contiguous_length();
+                    while base.oplog_len(k) < have {
+                        let seq = base.oplog_len(k);
+                        let block = core.get(seq).await.unwrap().expect("contiguous block");
+                        if k == &local_key {
+                            break; // our own blocks are in the engine already
+                        }
+                        base.handle_block(k, seq, &block).unwrap();
+                    }
+                }
+                base.update();
+                for (k, _) in base.wanted() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
+                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        s.replicator_mut(&h).unwrap().download(now, 0, None).await.unwrap();
+                        e.insert(h);
+                    }
+                }
+                if written < writes.len() && base.is_writable(&local_key) {
+                    let values = writes[written].iter().map(|v| v.as_bytes().to_vec()).collect();
+                    if let Some(msgs) = base.append(&local_key, values) {
+                        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+                        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                        s.append(now, &local, &refs).await.unwrap();
+                        base.update();
+                        written += 1;
+                    }
+                }
+            }
+            if js_done.is_none() {
+                if let Ok(v) = peer.next(Duration::from_millis(1)) {
+                    assert!(!matches!(v["event"].as_str(), Some("failed" | "deadline")), "{v}");
+                    if v["event"] == "done" {
+                        js_done = Some(v);
+                    }
+                }
+            }
+            if let Some(done) = &js_done {
+                let want: Vec<String> = done["view"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                let got: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
+                if got == want && base.indexed_view_lengths()[view] == want.len() {
+                    assert_eq!(done["viewIndexedLength"].as_u64().unwrap() as usize, want.len());
+                    assert_eq!(done["writerLength"], 4, "JS applied all four of our nodes");
+                    let texts: Vec<String> = base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+                    assert_eq!(texts.iter().filter(|t| t.starts_with("hp ")).count(), 4, "{texts:?}");
+                    assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 6, "{texts:?}");
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+        }
+        conn.abort();
+        let _ = peer.next_event("closed", step);
+    });
 }

@@ -323,6 +323,57 @@ impl<A: Apply> Autobase<A> {
         self.oplogs.entry(*key).or_default().push(msg);
     }
 
+    /// Whether `local` may append: a member of the system that is not removed (JS `writable`).
+    pub fn is_writable(&self, local: &[u8; 32]) -> bool {
+        match self.system.get(local) {
+            Some(m) => !m.is_removed,
+            None => self.system.bootstrapping() && *local == self.bootstrap,
+        }
+    }
+
+    /// Append `values` as one batch from the local writer `local` (JS `append` / `_addLocalHeads`):
+    /// the nodes link the DAG's current heads, enter the linearizer at once and are applied by
+    /// the next [`Autobase::update`]. Returns the oplog messages to append to the local core, in
+    /// order (no digest or checkpoint: this writer does not index). `None` when not writable or
+    /// when the local writer's oplog still has blocks to load.
+    pub fn append(&mut self, local: &[u8; 32], values: Vec<Vec<u8>>) -> Option<Vec<OplogMessage>> {
+        if values.is_empty() || !self.is_writable(local) {
+            return None;
+        }
+        let w = self.writer_by_key(local, None, false);
+        self.load(w);
+        let ws = &self.graph.writers[w];
+        let held = self.oplog_len(local);
+        if ws.length != ws.available || ws.loaded() != held || self.pending.contains_key(&w) {
+            return None;
+        }
+        let n = values.len() as u64;
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let heads = self.lin.get_heads(&self.graph);
+            let deps = self.lin.heads.clone();
+            let batch = n - i as u64;
+            let length = self.graph.writers[w].loaded() + 1;
+            let mut node =
+                DagNode::new(w, length, Some(value.clone()), heads.clone(), batch, false);
+            node.dependencies = deps;
+            let id = self.graph.insert(node);
+            let ws = &mut self.graph.writers[w];
+            ws.nodes.push_back(id);
+            ws.available += 1;
+            ws.length += 1;
+            self.lin.add_head(&mut self.graph, id);
+            let msg = OplogMessage::new(super::messages::Node {
+                heads,
+                batch,
+                value: Some(value),
+            });
+            self.oplogs.entry(*local).or_default().push(msg.clone());
+            out.push(msg);
+        }
+        Some(out)
+    }
+
     // ------------------------------------------------------------------ writers
 
     /// JS `_getWriterByKey(key, len, seen, allowGC, isAdded, system)`.
@@ -340,6 +391,32 @@ impl<A: Apply> Autobase<A> {
             self.active.push(id);
         }
         id
+    }
+
+    /// Activate the members we hold unapplied blocks of (what JS learns from the wakeup
+    /// protocol and the peers' announcements): after a restart only the indexers and the heads'
+    /// writers are known again.
+    fn wake_writers(&mut self) {
+        let mut keys: Vec<[u8; 32]> = self
+            .oplogs
+            .iter()
+            .filter(|(k, log)| {
+                self.system
+                    .get(k)
+                    .is_some_and(|m| !m.is_removed && (log.len() as u64) > m.length)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        for k in keys {
+            let known = self
+                .graph
+                .find_writer(&k)
+                .is_some_and(|w| self.active.contains(&w));
+            if !known {
+                self.writer_by_key(&k, None, false);
+            }
+        }
     }
 
     fn restart(&mut self) {
@@ -512,6 +589,7 @@ impl<A: Apply> Autobase<A> {
     pub fn update(&mut self) -> bool {
         let mut changed = false;
         loop {
+            self.wake_writers();
             let added = self.add_remote_heads();
             let Some(u) = self.lin.update(&mut self.graph) else {
                 if added == 0 {

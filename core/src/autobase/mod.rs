@@ -21,7 +21,11 @@
 //!   writer) give the JS view, block for block, with the same indexed length and system length,
 //!   whatever order the blocks arrive in (`tests/tests/autobase_interop.rs`).
 //!
-//! Not done yet (JS features): writing (a local writer, acks), the system core as a hyperbee and
+//! Writing: [`Autobase::append`] adds a batch from the local writer the way JS `_addLocalHeads`
+//! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a
+//! JS bootstrap adds, over corestore replication on TCP.
+//!
+//! Not done yet (JS features): writing as an indexer (acks, digests, checkpoints), the system core as a hyperbee and
 //! views as hypercores (storage compatibility), checkpoints and signed lengths, fast-forward,
 //! optimistic apply, encryption, forks, wakeup.
 
@@ -35,5 +39,7 @@ pub mod system;
 pub mod topolist;
 
 pub use base::{Apply, ApplyNode, Autobase, AutobaseError, Host, ViewId, Views};
+#[cfg(test)]
+mod sim_tests;
 #[cfg(test)]
 mod vectors_tests;
