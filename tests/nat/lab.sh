@@ -4,16 +4,17 @@
 #
 #   bash tests/nat/lab.sh [--hp BIN] [--dht js|hp] [--timeout SECS] [--out FILE] [--logs DIR [--pcap]] CELL...
 #
-# A CELL is SERVER/CLIENT:SNAT+CNAT[:relay], e.g. `hp/js:consistent+random`:
+# A CELL is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback], e.g. `hp/js:consistent+random`:
 #   SERVER, CLIENT  js (the pinned hyperdht via tests/nat/js-peer.js) or hp (`hyperpunch dht
 #                   listen` / `dht connect`);
 #   SNAT, CNAT      open (a public address, no NAT, no firewall), firewalled (a public address
 #                   behind a stateful firewall, no NAT), consistent (a router doing
 #                   MASQUERADE: the mapping keeps the port, so every destination sees one address)
 #                   or random (MASQUERADE --random-fully: a new port for every destination);
-#   :relay          a blind relay (`hyperpunch dht relay`, on the "internet") is offered to the
-#                   client: hp gets it in HYPERPUNCH_RELAYS (the automatic fallback when the punch
-#                   fails), js as `relayThrough`.
+#   :relay          the client pairs through a blind relay (`hyperpunch dht relay`, on the
+#                   "internet"): `--relay-through KEY` (hp), `relayThrough` (js);
+#   :fallback       the hp client gets the relay in HYPERPUNCH_RELAYS only: the automatic
+#                   fallback when the punch fails (JS has none).
 #
 # The "internet" is one namespace with a bridge: 4 DHT nodes on 4 distinct addresses
 # (198.18.0.1-4, port 49737; hyperdht's NAT sampling counts distinct hosts), the relay on
@@ -30,10 +31,11 @@
 # Per cell, the server sends "world", the client "hello"; a cell connects when each side got the
 # other's line. One TSV line per cell goes to stdout (and --out FILE):
 #   server client snat cnat relay result how connect_ms process_ms detail
+# relay: none | relay | fallback;
 # result: ok | fail; how: direct | punched | relayed (as the client saw it) or -; connect_ms:
 # from the client's connect call (after its DHT bootstrap) to the open stream; process_ms: the
 # client process from start to exit, bootstrap included; detail: the error code on failure.
-# Progress goes to stderr. Exit status: 0 when the lab ran (whatever the cells did), 2 when this
+# Progress goes to stderr. Exit status: 0 when the lab ran (whatever the cells did), 77 when this
 # machine cannot run it (not root, no network namespaces, no NAT in the kernel), 1 on other
 # errors (iptables could not be installed, the JS reference or the binary is missing...).
 set -uo pipefail
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --logs) logs=$2; shift 2 ;;
     --pcap) pcap=1; shift ;;
     --relay-nat) relay_nat=$2; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
     *) cells+=("$1"); shift ;;
   esac
@@ -66,7 +68,7 @@ done
 [ ${#cells[@]} -gt 0 ] || { echo "lab.sh: no cell given (see --help)" >&2; exit 1; }
 
 # --- can this machine run the lab? ---------------------------------------------------------
-skip() { echo "lab.sh: SKIP: $*" >&2; exit 2; }
+skip() { echo "lab.sh: SKIP: $*" >&2; exit 77; }
 [ "$(id -u)" = 0 ] || skip "not root (network namespaces and iptables need root)"
 command -v ip >/dev/null || skip "no \`ip\` command (iproute2)"
 if ! command -v iptables >/dev/null; then
@@ -91,7 +93,7 @@ needs_js=0
 needs_hp=0
 for c in "${cells[@]}"; do
   case "$c" in js/*|*/js:*) needs_js=1 ;; esac
-  case "$c" in hp/*|*/hp:*|*:relay) needs_hp=1 ;; esac
+  case "$c" in hp/*|*/hp:*|*:relay|*:fallback) needs_hp=1 ;; esac
 done
 [ "$dht_kind" = hp ] && needs_hp=1
 if [ $needs_js = 1 ] || [ "$dht_kind" = js ]; then
@@ -249,11 +251,13 @@ emit() {
 
 # run_cell SPEC
 run_cell() {
-  local spec=$1 impls nats extra simpl cimpl snat cnat relay=0
+  local spec=$1 impls nats simpl cimpl snat cnat relay=none
   impls=${spec%%:*}
   nats=${spec#*:}
-  extra=""
-  case "$nats" in *:relay) relay=1; nats=${nats%:relay} ;; esac
+  case "$nats" in
+    *:relay) relay=relay; nats=${nats%:relay} ;;
+    *:fallback) relay=fallback; nats=${nats%:fallback} ;;
+  esac
   simpl=${impls%/*}
   cimpl=${impls#*/}
   snat=${nats%+*}
@@ -261,8 +265,9 @@ run_cell() {
   local bad=""
   case "$simpl$cimpl" in jsjs|jshp|hpjs|hphp) ;; *) bad="implementations" ;; esac
   for n in "$snat" "$cnat"; do case "$n" in open|firewalled|consistent|random) ;; *) bad="NAT $n" ;; esac; done
+  [ "$relay" = fallback ] && [ "$cimpl" = js ] && bad="JS has no relay fallback"
   if [ -n "$bad" ]; then
-    echo "lab.sh: bad cell $spec ($bad); the form is SERVER/CLIENT:SNAT+CNAT[:relay]" >&2
+    echo "lab.sh: bad cell $spec ($bad); the form is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback]" >&2
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	bad-cell"
     return
   fi
@@ -270,7 +275,7 @@ run_cell() {
   local d="$tmp/cell"
   rm -rf "$d"
   mkdir -p "$d"
-  if [ $relay = 1 ] && ! start_relay; then
+  if [ $relay != none ] && ! start_relay; then
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	relay-did-not-start"
     return
   fi
@@ -308,14 +313,15 @@ run_cell() {
   local t0 t1 rc
   t0=$(now_ms)
   if [ "$cimpl" = hp ]; then
-    local env_relays="HYPERPUNCH_RELAYS="
-    [ $relay = 1 ] && env_relays="HYPERPUNCH_RELAYS=$relay_key"
+    local env_relays="HYPERPUNCH_RELAYS=" rt=()
+    [ $relay = fallback ] && env_relays="HYPERPUNCH_RELAYS=$relay_key"
+    [ $relay = relay ] && rt=(--relay-through "$relay_key")
     printf 'hello\n' | in_ns "${P}c" env "$env_relays" timeout -k 1 $((timeout_s + 2)) \
-      "$hp" dht connect "$key" --bootstrap "$boot" --timeout "$timeout_s" -v >"$d/client.out" 2>"$d/client.err"
+      "$hp" dht connect "$key" --bootstrap "$boot" --timeout "$timeout_s" -v "${rt[@]}" >"$d/client.out" 2>"$d/client.err"
     rc=$?
   else
     local rt=""
-    [ $relay = 1 ] && rt="--relay-through $relay_key --relay-host 198.18.0.9"
+    [ $relay = relay ] && rt="--relay-through $relay_key --relay-host 198.18.0.9"
     in_ns "${P}c" bash -c "NODE_PATH='$modules' exec timeout -k 1 $((timeout_s + 2)) node '$here/js-peer.js' connect $key --bootstrap $boot --message hello $rt" \
       >"$d/client.out" 2>"$d/client.err" </dev/null
     rc=$?

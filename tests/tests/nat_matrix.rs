@@ -123,7 +123,7 @@ fn run_lab(cells: &[&str], timeout: u64, budget: Duration) -> Option<HashMap<Str
         std::thread::sleep(Duration::from_millis(200));
     };
     drop(lab);
-    if status.code() == Some(2) {
+    if status.code() == Some(77) {
         eprintln!(
             "SKIP nat_matrix: this machine cannot run the NAT lab (see the lab's message above)"
         );
@@ -136,7 +136,10 @@ fn run_lab(cells: &[&str], timeout: u64, budget: Duration) -> Option<HashMap<Str
     for line in tsv.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         assert_eq!(f.len(), 10, "a result line of 10 fields: {line:?}");
-        let relay = if f[4] == "1" { ":relay" } else { "" };
+        let relay = match f[4] {
+            "none" => String::new(),
+            r => format!(":{r}"),
+        };
         let key = format!("{}/{}:{}+{}{}", f[0], f[1], f[2], f[3], relay);
         eprintln!(
             "{key}: {} {} connect {} ms, process {} ms {}",
@@ -164,6 +167,7 @@ fn nat_matrix() {
         ("hp/hp:consistent+random", "punched"),
         ("hp/hp:random+consistent", "punched"),
         ("hp/hp:random+random:relay", "relayed"),
+        ("hp/hp:random+random:fallback", "relayed"),
         ("js/hp:consistent+random", "punched"),
         ("hp/js:random+consistent", "punched"),
     ];
