@@ -123,9 +123,10 @@ if missing:
 else:
     print('hyperpunch connects in every cell where JS-JS does, in both mixes with JS.')
 print()
-print('The birthday-paradox cells (consistent + random, either way) vary run to run: the consistent side'
-      ' probes random ports until one matches one of the 256 sockets the random side opened.'
-      f' Client timeout {timeout_s} s.')
+print('The birthday-paradox cells (consistent + random, either way) vary run to run: each round is a'
+      ' geometric draw (the consistent side probes a random port every ~21 ms, each matching one of the'
+      ' random side\'s 256 ports with probability 256/64536: ~5.5 s on average), so a few rounds do not'
+      f' rank JS and hyperpunch there. Client timeout {timeout_s} s.')
 print()
 print(f"Load average (1/5/15 min) before: {load_before}; after: {load_after}.")
 EOF

@@ -60,6 +60,8 @@ pub(crate) enum Cmd {
     RelayLink {
         ids: [u32; 2],
         remotes: [u32; 2],
+        /// Each side's peer: its pairing connection's socket and address.
+        at: [Option<(SocketId, SocketAddrV4)>; 2],
     },
     RelayUnlink(Vec<u32>),
 }
@@ -358,7 +360,7 @@ impl Driver {
                 ));
             }
             Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
-            Cmd::RelayLink { ids, remotes } => self.links.link(ids, remotes),
+            Cmd::RelayLink { ids, remotes, at } => self.links.link(ids, remotes, at),
             Cmd::RelayUnlink(ids) => self.links.unlink(&ids),
         }
     }

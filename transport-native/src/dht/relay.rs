@@ -128,20 +128,31 @@ impl RelayServer {
         let task = tokio::spawn(async move {
             let (frames_tx, mut frames) = mpsc::channel::<(SessionId, Option<Vec<u8>>)>(256);
             let mut table = Server::new();
-            let mut sessions: HashMap<SessionId, (Protomux, ServerSession, ConnectionSender)> =
-                HashMap::new();
+            // Per session: its mux, its blind-relay state, its sender, and where its peer is
+            // (the connection's socket and remote address).
+            #[allow(clippy::type_complexity)]
+            let mut sessions: HashMap<
+                SessionId,
+                (
+                    Protomux,
+                    ServerSession,
+                    ConnectionSender,
+                    (SocketId, SocketAddrV4),
+                ),
+            > = HashMap::new();
             let mut next_stream: u32 = 0x4000_0000;
             loop {
                 tokio::select! {
                     c = server.accept() => {
                         let Some(conn) = c else { return };
                         let remote = conn.remote_public_key();
+                        let at = (conn.socket, conn.remote);
                         let mut mux = Protomux::new();
                         let Ok(session) = ServerSession::accept(&mut table, &mut mux, &remote) else { continue };
                         let id = session.id();
                         let (tx, mut rx) = conn.split();
                         let _ = flush(&mut mux, &tx).await;
-                        sessions.insert(id, (mux, session, tx));
+                        sessions.insert(id, (mux, session, tx, at));
                         let ftx = frames_tx.clone();
                         tokio::spawn(async move {
                             while let Some(Ok(f)) = rx.recv().await {
@@ -155,7 +166,7 @@ impl RelayServer {
                     f = frames.recv() => {
                         let Some((id, frame)) = f else { return };
                         let mut events = Vec::new();
-                        let Some((mux, session, _)) = sessions.get_mut(&id) else { continue };
+                        let Some((mux, session, _, _)) = sessions.get_mut(&id) else { continue };
                         let ok = match &frame {
                             Some(f) => mux.handle_frame(f).is_ok(),
                             None => false,
@@ -175,9 +186,15 @@ impl RelayServer {
                                     let ids = [next_stream, next_stream + 1];
                                     next_stream = next_stream.wrapping_add(2).max(0x4000_0000);
                                     let remotes = [m.links[0].remote_id as u32, m.links[1].remote_id as u32];
-                                    let _ = cmds.send(Cmd::RelayLink { ids, remotes });
+                                    // As JS connects each relay stream to its session's peer
+                                    // at once: packets flow both ways from the first one.
+                                    let at = [
+                                        sessions.get(&m.links[0].session).map(|s| s.3),
+                                        sessions.get(&m.links[1].session).map(|s| s.3),
+                                    ];
+                                    let _ = cmds.send(Cmd::RelayLink { ids, remotes, at });
                                     for (sid, pair) in table.activate(&m, ids) {
-                                        if let Some((mux, session, _)) = sessions.get_mut(&sid) {
+                                        if let Some((mux, session, _, _)) = sessions.get_mut(&sid) {
                                             let _ = session.send_pair(mux, &pair);
                                         }
                                     }
@@ -189,7 +206,7 @@ impl RelayServer {
                             }
                         }
                         let mut gone = Vec::new();
-                        for (sid, (mux, _, tx)) in sessions.iter_mut() {
+                        for (sid, (mux, _, tx, _)) in sessions.iter_mut() {
                             if !flush(mux, tx).await || mux.is_destroyed() {
                                 gone.push(*sid);
                             }
@@ -238,19 +255,25 @@ pub(crate) struct Links {
 struct End {
     /// The peer's own stream id (bytes 4-7 of what we forward to it).
     remote_id: u32,
-    /// Where the peer is, once its first packet arrived (the firewall hook).
+    /// Where the peer is: its pairing connection's socket and address (or, without one, where
+    /// its first packet came from).
     at: Option<(SocketId, SocketAddrV4)>,
     /// The other relay stream of the pair.
     other: u32,
 }
 
 impl Links {
-    pub fn link(&mut self, ids: [u32; 2], remotes: [u32; 2]) {
+    pub fn link(
+        &mut self,
+        ids: [u32; 2],
+        remotes: [u32; 2],
+        at: [Option<(SocketId, SocketAddrV4)>; 2],
+    ) {
         self.ends.insert(
             ids[0],
             End {
                 remote_id: remotes[0],
-                at: None,
+                at: at[0],
                 other: ids[1],
             },
         );
@@ -258,7 +281,7 @@ impl Links {
             ids[1],
             End {
                 remote_id: remotes[1],
-                at: None,
+                at: at[1],
                 other: ids[0],
             },
         );
@@ -299,5 +322,56 @@ impl Links {
             self.unlink(&[id]);
         }
         Some((osock, oaddr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(id: u32) -> Vec<u8> {
+        let mut b = vec![0xff, 1, 1, 0];
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&[0; 12]);
+        b
+    }
+
+    /// The first packet of a pair goes through at once, before the other side sent anything
+    /// (the relay knows both peers from their pairing connections, as JS `stream.connect`),
+    /// rewritten to the other peer's stream id; other senders are dropped.
+    #[test]
+    fn a_linked_pair_forwards_from_the_first_packet() {
+        let a: SocketAddrV4 = "198.18.0.11:4000".parse().unwrap();
+        let b: SocketAddrV4 = "198.18.0.12:5000".parse().unwrap();
+        let mut links = Links::default();
+        links.link(
+            [100, 101],
+            [7, 8],
+            [Some((SocketId::SERVER, a)), Some((SocketId(3), b))],
+        );
+        let mut p = pkt(100);
+        assert_eq!(
+            links.forward(100, SocketId::SERVER, a, &mut p),
+            Some((SocketId(3), b))
+        );
+        assert_eq!(&p[4..8], &8u32.to_le_bytes());
+        let mut p = pkt(101);
+        assert_eq!(
+            links.forward(101, SocketId(3), b, &mut p),
+            Some((SocketId::SERVER, a))
+        );
+        assert_eq!(&p[4..8], &7u32.to_le_bytes());
+        let stranger: SocketAddrV4 = "198.18.0.13:6000".parse().unwrap();
+        assert_eq!(
+            links.forward(100, SocketId::SERVER, stranger, &mut pkt(100)),
+            None
+        );
+        // Without the pairing addresses, a side is learnt from its first packet.
+        links.link([200, 201], [1, 2], [None, None]);
+        assert_eq!(links.forward(200, SocketId::SERVER, a, &mut pkt(200)), None);
+        assert_eq!(
+            links.forward(201, SocketId::SERVER, b, &mut pkt(201)),
+            Some((SocketId::SERVER, a))
+        );
     }
 }
