@@ -24,8 +24,8 @@ pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
 pub mod hyperblobs;
-pub mod hyperdrive;
 pub mod hypercore;
+pub mod hyperdrive;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.

@@ -5,7 +5,9 @@
 #![warn(missing_docs)]
 
 pub use hyperpunch_core as core;
-pub use hyperpunch_core::{corestore, crypto, encoding, hyperbee, hypercore, storage};
+pub use hyperpunch_core::{
+    corestore, crypto, encoding, hyperbee, hyperblobs, hypercore, hyperdrive, storage,
+};
 
 #[path = "storage.rs"]
 pub mod file_storage;
@@ -14,5 +16,6 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 pub mod bee;
 pub mod dht;
 pub mod dht_connect;
+pub mod drive;
 pub mod replicate;
 pub mod udx;

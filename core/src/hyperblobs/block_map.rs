@@ -80,8 +80,16 @@ pub(crate) async fn read<C: BlobCore>(core: &C, id: &BlobId) -> Result<BlockMap,
     if id.block_length > MAX_MAP_BLOCKS {
         return Err(BlobError::BlockMapTooLarge(id.block_length));
     }
+    let length = core.state().await.length;
+    if id.end() > length {
+        return Err(BlobError::OutOfBounds {
+            start: id.block_offset,
+            end: id.end(),
+            length,
+        });
+    }
     let mut map = BlockMap::default();
-    for i in id.block_offset..id.block_offset + id.block_length {
+    for i in id.block_offset..id.end() {
         let raw = core.get(i).await?.ok_or(BlobError::BlockNotAvailable(i))?;
         let part = decode_block(&raw).map_err(|e| BlobError::InvalidBlockMap {
             index: i,
@@ -104,11 +112,19 @@ pub(crate) async fn read_with_hashes<C: BlobCore>(
     core: &C,
     id: &BlobId,
 ) -> Result<HashMap<[u8; 32], MapEntry>, BlobError> {
+    let length = core.state().await.length;
+    if id.end() > length {
+        return Err(BlobError::OutOfBounds {
+            start: id.block_offset,
+            end: id.end(),
+            length,
+        });
+    }
     let entries: Vec<MapEntry> = if id.block_map {
         read(core, id).await?.blocks
     } else {
         let mut v = Vec::new();
-        for i in id.block_offset..id.block_offset + id.block_length {
+        for i in id.block_offset..id.end() {
             v.push(MapEntry {
                 index: i,
                 byte_length: 0,

@@ -82,7 +82,8 @@ impl<S: Storage + 'static> BlobCore for Session<S> {
 
     async fn has(&self, start: u64, end: u64) -> bool {
         let core = self.lock().await;
-        (start..end).all(|i| core.has(i))
+        end <= core.length()
+            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
     }
 
     async fn get_range(
@@ -95,9 +96,10 @@ impl<S: Storage + 'static> BlobCore for Session<S> {
 
     async fn download(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
         let core = self.lock().await;
-        match (start..end).find(|&i| !core.has(i)) {
-            Some(i) => Err(HypercoreError::BlockNotAvailable(i)),
-            None => Ok(()),
+        match core.bitfield().first_unset(start) {
+            Some(i) if i < end => Err(HypercoreError::BlockNotAvailable(i)),
+            _ if end > core.length() => Err(HypercoreError::BlockNotAvailable(core.length())),
+            _ => Ok(()),
         }
     }
 

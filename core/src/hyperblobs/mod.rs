@@ -73,6 +73,14 @@ pub struct BlobId {
     pub block_map: bool,
 }
 
+impl BlobId {
+    /// The block after the blob's last one (`block_offset + block_length`, saturating: ids come
+    /// from untrusted entries).
+    pub fn end(&self) -> u64 {
+        self.block_offset.saturating_add(self.block_length)
+    }
+}
+
 /// Everything a blob operation can fail with.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BlobError {
@@ -201,7 +209,7 @@ impl<C: BlobCore> Hyperblobs<C> {
     }
 
     async fn get_all(&self, id: &BlobId) -> Result<Option<Vec<u8>>, BlobError> {
-        let (start, end) = (id.block_offset, id.block_offset + id.block_length);
+        let (start, end) = (id.block_offset, id.end());
         if start == end {
             return Ok(Some(Vec::new()));
         }
@@ -247,12 +255,15 @@ impl<C: BlobCore> Hyperblobs<C> {
             return Ok(id.byte_length);
         }
         let map = block_map::read(&self.core, id).await?;
-        Ok(map.blocks.iter().map(|b| b.byte_length).sum())
+        Ok(map
+            .blocks
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(b.byte_length)))
     }
 
     /// Whether every block of the blob is held locally (JS hyperdrive `_hasEntry`).
     pub async fn has(&self, id: &BlobId) -> Result<bool, BlobError> {
-        let (start, end) = (id.block_offset, id.block_offset + id.block_length);
+        let (start, end) = (id.block_offset, id.end());
         if !self.core.has(start, end).await {
             return Ok(false);
         }
@@ -270,7 +281,7 @@ impl<C: BlobCore> Hyperblobs<C> {
     /// Make every block of the blob local (download it from peers): the map blocks first,
     /// then the data blocks they list.
     pub async fn download(&self, id: &BlobId) -> Result<(), BlobError> {
-        let (start, end) = (id.block_offset, id.block_offset + id.block_length);
+        let (start, end) = (id.block_offset, id.end());
         if start == end {
             return Ok(());
         }
@@ -291,21 +302,14 @@ impl<C: BlobCore> Hyperblobs<C> {
         let mut cleared = 0;
         if id.block_map {
             // A map that is not held locally: its data blocks are left alone, as in JS.
-            if self
-                .core
-                .has(id.block_offset, id.block_offset + id.block_length)
-                .await
-            {
+            if self.core.has(id.block_offset, id.end()).await {
                 let map = block_map::read(&self.core, id).await?;
                 for b in &map.blocks {
                     cleared += self.core.clear(b.index, b.index + 1).await?;
                 }
             }
         }
-        cleared += self
-            .core
-            .clear(id.block_offset, id.block_offset + id.block_length)
-            .await?;
+        cleared += self.core.clear(id.block_offset, id.end()).await?;
         Ok(cleared)
     }
 }

@@ -72,19 +72,22 @@ impl<C: BlobCore> BlobReader<C> {
     pub(super) async fn open(core: C, id: BlobId, range: ReadRange) -> Result<Self, BlobError> {
         if id.block_map {
             let map = block_map::read(&core, &id).await?;
-            let size: u64 = map.blocks.iter().map(|b| b.byte_length).sum();
+            let size: u64 = map
+                .blocks
+                .iter()
+                .fold(0u64, |a, b| a.saturating_add(b.byte_length));
             let (start, end) = range.resolve(size);
             // Find the first block (JS `seekBlockMap`).
             let mut first = map.blocks.len();
             let mut skip = 0;
             let mut at = 0u64;
             for (i, b) in map.blocks.iter().enumerate() {
-                if start < at + b.byte_length {
+                if start < at.saturating_add(b.byte_length) {
                     first = i;
                     skip = start - at;
                     break;
                 }
-                at += b.byte_length;
+                at = at.saturating_add(b.byte_length);
             }
             let entries = map.blocks[first.min(map.blocks.len())..].to_vec();
             let blocks: Vec<u64> = entries.iter().map(|e| e.index).collect();
@@ -99,7 +102,7 @@ impl<C: BlobCore> BlobReader<C> {
             });
         }
         let (start, end) = range.resolve(id.byte_length);
-        let blob_end = id.block_offset + id.block_length;
+        let blob_end = id.end();
         let length = core.state().await.length;
         if blob_end > length {
             return Err(BlobError::OutOfBounds {
@@ -116,7 +119,7 @@ impl<C: BlobCore> BlobReader<C> {
         let last = if end == id.byte_length || end == start {
             blob_end
         } else {
-            match core.seek(id.byte_offset + end).await? {
+            match core.seek(id.byte_offset.saturating_add(end)).await? {
                 // The block holding the end byte (exclusive): read up to and including it.
                 Some((i, off)) => (if off == 0 { i } else { i + 1 }).clamp(first, blob_end),
                 None => blob_end,
@@ -209,13 +212,13 @@ impl<C: BlobCore> BlobReader<C> {
 /// The block and offset of content byte `start` of a plain blob: by the core's tree, or by
 /// walking the blob's blocks where the tree nodes are not held.
 async fn locate<C: BlobCore>(core: &C, id: &BlobId, start: u64) -> Result<(u64, u64), BlobError> {
-    if let Some((index, offset)) = core.seek(id.byte_offset + start).await? {
-        if index >= id.block_offset && index <= id.block_offset + id.block_length {
+    if let Some((index, offset)) = core.seek(id.byte_offset.saturating_add(start)).await? {
+        if index >= id.block_offset && index <= id.end() {
             return Ok((index, offset));
         }
     }
     let mut at = 0u64;
-    for i in id.block_offset..id.block_offset + id.block_length {
+    for i in id.block_offset..id.end() {
         let len = core
             .get(i)
             .await?
@@ -226,7 +229,7 @@ async fn locate<C: BlobCore>(core: &C, id: &BlobId, start: u64) -> Result<(u64, 
         }
         at += len;
     }
-    Ok((id.block_offset + id.block_length, 0))
+    Ok((id.end(), 0))
 }
 
 /// Consecutive runs `[start, end)` of `blocks`.

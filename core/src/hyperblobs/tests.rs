@@ -38,12 +38,18 @@ fn put_get_and_ids() {
             }
         );
         let big = b.put(&vec![3u8; 3 * DEFAULT_BLOCK_SIZE + 1]).await.unwrap();
-        assert_eq!((big.block_offset, big.byte_offset, big.block_length), (1, 5, 4));
+        assert_eq!(
+            (big.block_offset, big.byte_offset, big.block_length),
+            (1, 5, 4)
+        );
         let empty = b.put(b"").await.unwrap();
         assert_eq!((empty.block_offset, empty.block_length), (5, 0));
         assert_eq!(b.get(&empty).await.unwrap().unwrap(), b"");
         assert_eq!(b.get(&a).await.unwrap().unwrap(), b"hello");
-        assert_eq!(b.get(&big).await.unwrap().unwrap().len(), 3 * DEFAULT_BLOCK_SIZE + 1);
+        assert_eq!(
+            b.get(&big).await.unwrap().unwrap().len(),
+            3 * DEFAULT_BLOCK_SIZE + 1
+        );
         let small = Hyperblobs::new(b.core().clone()).with_block_size(2);
         let s = small.put(b"abcde").await.unwrap();
         assert_eq!(s.block_length, 3);

@@ -96,7 +96,11 @@ impl<C: BlobCore> BlobWriter<C> {
     }
 
     /// Append `bytes` cut into blocks of `block_size` (JS `put`).
-    pub async fn write_chunked(&mut self, bytes: &[u8], block_size: usize) -> Result<(), BlobError> {
+    pub async fn write_chunked(
+        &mut self,
+        bytes: &[u8],
+        block_size: usize,
+    ) -> Result<(), BlobError> {
         for chunk in bytes.chunks(block_size.max(1)) {
             self.push(chunk.to_vec()).await?;
         }

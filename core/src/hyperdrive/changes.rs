@@ -74,7 +74,11 @@ impl<C: BlobCore> Hyperdrive<C> {
     }
 
     /// What differs between this drive and `other` (another checkout of it) below `folder`.
-    pub fn diff_with(&self, other: &Hyperdrive<C>, folder: &str) -> Result<DiffStream<C>, DriveError> {
+    pub fn diff_with(
+        &self,
+        other: &Hyperdrive<C>,
+        folder: &str,
+    ) -> Result<DiffStream<C>, DriveError> {
         self.diff_files(&other.files, folder)
     }
 
@@ -178,7 +182,7 @@ impl<C: BlobCore> Hyperdrive<C> {
         let mut length = 0;
         while let Some(e) = it.next().await? {
             if let Some(b) = e.value.blob {
-                length = length.max(b.block_offset + b.block_length);
+                length = length.max(b.end());
             }
         }
         Ok(length)

@@ -62,7 +62,8 @@ mod tests {
     #[test]
     fn blobs_key_like_js() {
         // 07-corestore-hyperdrive.out: the drive of primary key 07..07.
-        let pk: [u8; 32] = hex_array("275200b4a49e03c73debcb13866dc150d86461ee1289d9381ed60b454bda8313");
+        let pk: [u8; 32] =
+            hex_array("275200b4a49e03c73debcb13866dc150d86461ee1289d9381ed60b454bda8313");
         let db = Manifest::default_signer(pk);
         let key = db.key();
         assert_eq!(

@@ -35,7 +35,10 @@ fn parse(addr: &str) -> (bool, Vec<&str>) {
         if names[0].len() == 2 || names[0] == "file:" {
             return (true, names[1..].to_vec());
         }
-        return (true, names.get(3..).map(<[&str]>::to_vec).unwrap_or_default());
+        return (
+            true,
+            names.get(3..).map(<[&str]>::to_vec).unwrap_or_default(),
+        );
     }
     (addr.starts_with('/') || addr.starts_with('\\'), names)
 }

@@ -133,11 +133,34 @@ pub async fn layout_like_js<S: Storage + 'static>(db: S, blobs: S) {
     d.put("/empty", b"", PutOptions::default()).await.unwrap();
     d.del("/exec.sh").await.unwrap();
     let expect: [(&str, Option<&str>); 6] = [
-        ("/hello.txt", Some(r#"{"executable":false,"linkname":null,"blob":{"blockOffset":0,"byteOffset":0,"blockLength":1,"byteLength":11},"metadata":null}"#)),
-        ("/dir/big.bin", Some(r#"{"executable":false,"linkname":null,"blob":{"blockOffset":1,"byteOffset":11,"blockLength":2,"byteLength":70000},"metadata":null}"#)),
-        ("/exec.sh", Some(r#"{"executable":true,"linkname":null,"blob":{"blockOffset":3,"byteOffset":70011,"blockLength":1,"byteLength":9},"metadata":{"mode":"x"}}"#)),
-        ("/link", Some(r#"{"executable":false,"linkname":"/hello.txt","blob":null,"metadata":null}"#)),
-        ("/empty", Some(r#"{"executable":false,"linkname":null,"blob":{"blockOffset":4,"byteOffset":70020,"blockLength":0,"byteLength":0},"metadata":null}"#)),
+        (
+            "/hello.txt",
+            Some(
+                r#"{"executable":false,"linkname":null,"blob":{"blockOffset":0,"byteOffset":0,"blockLength":1,"byteLength":11},"metadata":null}"#,
+            ),
+        ),
+        (
+            "/dir/big.bin",
+            Some(
+                r#"{"executable":false,"linkname":null,"blob":{"blockOffset":1,"byteOffset":11,"blockLength":2,"byteLength":70000},"metadata":null}"#,
+            ),
+        ),
+        (
+            "/exec.sh",
+            Some(
+                r#"{"executable":true,"linkname":null,"blob":{"blockOffset":3,"byteOffset":70011,"blockLength":1,"byteLength":9},"metadata":{"mode":"x"}}"#,
+            ),
+        ),
+        (
+            "/link",
+            Some(r#"{"executable":false,"linkname":"/hello.txt","blob":null,"metadata":null}"#),
+        ),
+        (
+            "/empty",
+            Some(
+                r#"{"executable":false,"linkname":null,"blob":{"blockOffset":4,"byteOffset":70020,"blockLength":0,"byteLength":0},"metadata":null}"#,
+            ),
+        ),
         ("/exec.sh", None),
     ];
     assert_eq!(dbc.length().await, 7, "db length");
@@ -149,7 +172,12 @@ pub async fn layout_like_js<S: Storage + 'static>(db: S, blobs: S) {
     for (i, (key, value)) in expect.iter().enumerate() {
         let raw = dbc.get(i as u64 + 1).await.unwrap().unwrap();
         let node = crate::hyperbee::Node::decode(&raw).unwrap();
-        assert_eq!(node.key, [b"files\0", key.as_bytes()].concat(), "db#{} key", i + 1);
+        assert_eq!(
+            node.key,
+            [b"files\0", key.as_bytes()].concat(),
+            "db#{} key",
+            i + 1
+        );
         assert_eq!(
             node.value.as_deref(),
             value.map(str::as_bytes),
@@ -183,14 +211,25 @@ pub async fn basics<S: Storage + 'static>(db: S, blobs: S) {
     assert!(!d.exists("/nothing").await.unwrap());
     d.put("a.txt", b"one", PutOptions::default()).await.unwrap();
     assert_eq!(d.get("/a.txt").await.unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(d.get("./x/../a.txt").await.unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(d.get("\\a.txt").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        d.get("./x/../a.txt").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        d.get("\\a.txt").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
     let e = d.entry("/a.txt").await.unwrap().unwrap();
     assert_eq!(e.key, "/a.txt");
     assert_eq!(e.seq, 1, "entry seq (after the header)");
     // Overwrite.
-    d.put("/a.txt", b"two!", PutOptions::default()).await.unwrap();
-    assert_eq!(d.get("/a.txt").await.unwrap().as_deref(), Some(&b"two!"[..]));
+    d.put("/a.txt", b"two!", PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get("/a.txt").await.unwrap().as_deref(),
+        Some(&b"two!"[..])
+    );
     assert_eq!(d.entry("/a.txt").await.unwrap().unwrap().byte_length(), 4);
     // Executable + metadata.
     let meta = serde_json::json!({"owner": "me", "n": [1, 2.5, null], "u": "ü\n"});
@@ -240,7 +279,11 @@ pub async fn basics<S: Storage + 'static>(db: S, blobs: S) {
     assert_eq!(d.get("/a.txt").await.unwrap(), None);
     assert_eq!(d.version().await, len + 1);
     d.del("/a.txt").await.unwrap();
-    assert_eq!(d.version().await, len + 1, "deleting an absent file writes nothing");
+    assert_eq!(
+        d.version().await,
+        len + 1,
+        "deleting an absent file writes nothing"
+    );
     assert!(matches!(
         d.reader("/a.txt", ReadRange::default()).await,
         Err(DriveError::NotFound(_))
@@ -289,7 +332,9 @@ pub async fn ranges<S: Storage + 'static>(db: S, blobs: S) {
     }
     assert_eq!(w.bytes_written(), data.len() as u64);
     w.finish().await.unwrap();
-    d.put("/post", b"after", PutOptions::default()).await.unwrap();
+    d.put("/post", b"after", PutOptions::default())
+        .await
+        .unwrap();
     let len = data.len() as u64;
     let cases: Vec<(ReadRange, std::ops::Range<u64>)> = vec![
         (ReadRange::default(), 0..len),
@@ -323,7 +368,13 @@ pub async fn ranges<S: Storage + 'static>(db: S, blobs: S) {
     for file in ["/big", "/odd"] {
         for (r, want) in &cases {
             let expect = &data[want.start as usize..want.end as usize];
-            let got = d.reader(file, *r).await.unwrap().read_to_end().await.unwrap();
+            let got = d
+                .reader(file, *r)
+                .await
+                .unwrap()
+                .read_to_end()
+                .await
+                .unwrap();
             assert_eq!(got.len(), expect.len(), "{file} {r:?} length");
             assert!(got == expect, "{file} {r:?} bytes");
             let e = d.entry(file).await.unwrap().unwrap();
@@ -341,21 +392,35 @@ pub async fn ranges<S: Storage + 'static>(db: S, blobs: S) {
     let big = d.entry("/big").await.unwrap().unwrap().value.blob.unwrap();
     assert_eq!(big.block_length, 4);
     assert_eq!(big.byte_offset, 22);
-    assert_eq!(d.get("/post").await.unwrap().as_deref(), Some(&b"after"[..]));
+    assert_eq!(
+        d.get("/post").await.unwrap().as_deref(),
+        Some(&b"after"[..])
+    );
 }
 
 /// list (recursive, shallow, ignore), entries, readdir.
 pub async fn listings<S: Storage + 'static>(db: S, blobs: S) {
     let d = drive(db, blobs, 5).await;
     let files = [
-        "/a", "/a.txt", "/b/c", "/b/d/e", "/b/d/f", "/b0", "/b/c.d", "/x/y/z/deep", "/ab",
+        "/a",
+        "/a.txt",
+        "/b/c",
+        "/b/d/e",
+        "/b/d/f",
+        "/b0",
+        "/b/c.d",
+        "/x/y/z/deep",
+        "/ab",
     ];
     for f in files {
         d.put(f, f.as_bytes(), PutOptions::default()).await.unwrap();
     }
     let mut sorted: Vec<&str> = files.to_vec();
     sorted.sort();
-    assert_eq!(keys_of(d.list("/", ListOptions::default()).unwrap()).await, sorted);
+    assert_eq!(
+        keys_of(d.list("/", ListOptions::default()).unwrap()).await,
+        sorted
+    );
     assert_eq!(keys_of(d.entries()).await, sorted);
     assert_eq!(
         keys_of(d.list("/b", ListOptions::default()).unwrap()).await,
@@ -385,7 +450,10 @@ pub async fn listings<S: Storage + 'static>(db: S, blobs: S) {
     );
     assert_eq!(d.readdir("/b").await.unwrap(), ["c", "c.d", "d"]);
     assert_eq!(d.readdir("/x/y").await.unwrap(), ["z"]);
-    assert!(d.readdir("/a").await.unwrap().is_empty(), "a file has no names");
+    assert!(
+        d.readdir("/a").await.unwrap().is_empty(),
+        "a file has no names"
+    );
     // Shallow list: the first entry under each name, as JS.
     let shallow = ListOptions {
         recursive: false,
@@ -407,21 +475,35 @@ pub async fn batches<S: Storage + 'static>(db: S, blobs: S) {
     let v = d.version().await;
     let mut b = d.batch();
     for i in 0..20 {
-        b.put(&format!("/f/{i:02}"), format!("file {i}").as_bytes(), PutOptions::default())
-            .await
-            .unwrap();
+        b.put(
+            &format!("/f/{i:02}"),
+            format!("file {i}").as_bytes(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     b.symlink("/f/link", "/f/00", None).await.unwrap();
     b.del("/first").await.unwrap();
     assert_eq!(b.len(), 22);
     assert_eq!(d.version().await, v, "nothing in the db before the flush");
-    assert_eq!(d.blobs().core().length().await, 21, "blobs are written at once");
+    assert_eq!(
+        d.blobs().core().length().await,
+        21,
+        "blobs are written at once"
+    );
     b.flush().await.unwrap();
     assert_eq!(d.version().await, v + 22);
-    assert_eq!(d.get("/f/07").await.unwrap().as_deref(), Some(&b"file 7"[..]));
+    assert_eq!(
+        d.get("/f/07").await.unwrap().as_deref(),
+        Some(&b"file 7"[..])
+    );
     assert_eq!(d.get("/first").await.unwrap(), None);
     let mut dropped = d.batch();
-    dropped.put("/gone", b"x", PutOptions::default()).await.unwrap();
+    dropped
+        .put("/gone", b"x", PutOptions::default())
+        .await
+        .unwrap();
     drop(dropped);
     assert_eq!(d.get("/gone").await.unwrap(), None);
     d.put("/after", b"a", PutOptions::default()).await.unwrap();
@@ -431,18 +513,32 @@ pub async fn batches<S: Storage + 'static>(db: S, blobs: S) {
 /// Checkouts, diffs and watchers.
 pub async fn versions<S: Storage + 'static>(db: S, blobs: S) {
     let d = drive(db, blobs, 8).await;
-    d.put("/docs/a", b"a1", PutOptions::default()).await.unwrap();
-    d.put("/docs/b", b"b1", PutOptions::default()).await.unwrap();
+    d.put("/docs/a", b"a1", PutOptions::default())
+        .await
+        .unwrap();
+    d.put("/docs/b", b"b1", PutOptions::default())
+        .await
+        .unwrap();
     d.put("/other", b"o", PutOptions::default()).await.unwrap();
     let v = d.version().await;
-    d.put("/docs/a", b"a2", PutOptions::default()).await.unwrap();
+    d.put("/docs/a", b"a2", PutOptions::default())
+        .await
+        .unwrap();
     d.del("/docs/b").await.unwrap();
-    d.put("/docs/c", b"c1", PutOptions::default()).await.unwrap();
+    d.put("/docs/c", b"c1", PutOptions::default())
+        .await
+        .unwrap();
     d.put("/other", b"o2", PutOptions::default()).await.unwrap();
     let old = d.checkout(v).await;
     assert_eq!(old.version().await, v);
-    assert_eq!(old.get("/docs/a").await.unwrap().as_deref(), Some(&b"a1"[..]));
-    assert_eq!(old.get("/docs/b").await.unwrap().as_deref(), Some(&b"b1"[..]));
+    assert_eq!(
+        old.get("/docs/a").await.unwrap().as_deref(),
+        Some(&b"a1"[..])
+    );
+    assert_eq!(
+        old.get("/docs/b").await.unwrap().as_deref(),
+        Some(&b"b1"[..])
+    );
     assert_eq!(old.get("/docs/c").await.unwrap(), None);
     let diff = d.diff(v, "/docs").await.unwrap().collect().await.unwrap();
     let summary: Vec<(Option<String>, Option<String>)> = diff
@@ -462,18 +558,31 @@ pub async fn versions<S: Storage + 'static>(db: S, blobs: S) {
             (Some("/docs/c".into()), None),
         ]
     );
-    assert_eq!(d.diff(v, "/").await.unwrap().collect().await.unwrap().len(), 4);
+    assert_eq!(
+        d.diff(v, "/").await.unwrap().collect().await.unwrap().len(),
+        4
+    );
     assert_eq!(d.blobs_length(v).await.unwrap(), 3);
     // Watch /docs: a change elsewhere does not wake it, one inside does.
     let mut w = d.watch("/docs").unwrap();
     {
         let mut next = pin!(w.next());
         assert!(poll_once(next.as_mut()).is_pending(), "no change yet");
-        d.put("/elsewhere", b"e", PutOptions::default()).await.unwrap();
-        assert!(poll_once(next.as_mut()).is_pending(), "a change outside /docs");
+        d.put("/elsewhere", b"e", PutOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            poll_once(next.as_mut()).is_pending(),
+            "a change outside /docs"
+        );
         d.put("/docs/d", b"d", PutOptions::default()).await.unwrap();
         let (cur, prev) = next.await.unwrap();
-        let changed = cur.diff_with(&prev, "/docs").unwrap().collect().await.unwrap();
+        let changed = cur
+            .diff_with(&prev, "/docs")
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].left.as_ref().unwrap().key, "/docs/d");
     }
@@ -496,7 +605,11 @@ pub async fn dedup_and_local_copies<S: Storage + 'static>(db: S, blobs: S) {
     let e = d.entry("/f").await.unwrap().unwrap();
     let id = e.value.blob.unwrap();
     assert!(id.block_map, "a dedup blob has a block map");
-    assert_eq!(d.blobs().core().length().await, 3, "two data blocks + the map");
+    assert_eq!(
+        d.blobs().core().length().await,
+        3,
+        "two data blocks + the map"
+    );
     let want = [a.clone(), b.clone(), a.clone()].concat();
     assert_eq!(d.get("/f").await.unwrap().unwrap(), want);
     assert_eq!(d.blobs().content_length(&id).await.unwrap(), 120_000);
@@ -532,9 +645,18 @@ pub async fn dedup_and_local_copies<S: Storage + 'static>(db: S, blobs: S) {
     w.write(b"mapped").await.unwrap();
     let mid = w.finish().await.unwrap();
     assert!(mid.block_map);
-    assert_eq!(blobs.get(&mid).await.unwrap().as_deref(), Some(&b"mapped"[..]));
     assert_eq!(
-        blobs.get_block_map(&mid).await.unwrap().unwrap().blocks.len(),
+        blobs.get(&mid).await.unwrap().as_deref(),
+        Some(&b"mapped"[..])
+    );
+    assert_eq!(
+        blobs
+            .get_block_map(&mid)
+            .await
+            .unwrap()
+            .unwrap()
+            .blocks
+            .len(),
         1
     );
     // has / download / clear.
@@ -543,19 +665,34 @@ pub async fn dedup_and_local_copies<S: Storage + 'static>(db: S, blobs: S) {
         .unwrap();
     assert!(d.has("/plain").await.unwrap());
     assert!(d.has("/").await.unwrap());
-    assert!(!d.has("/nothing/").await.unwrap(), "an empty folder is false");
+    assert!(
+        !d.has("/nothing/").await.unwrap(),
+        "an empty folder is false"
+    );
     assert_eq!(d.download("/").await.unwrap(), 2);
     assert_eq!(d.clear("/plain").await.unwrap(), Some(2));
-    assert_eq!(d.clear("/plain").await.unwrap(), Some(0), "nothing left to clear");
+    assert_eq!(
+        d.clear("/plain").await.unwrap(),
+        Some(0),
+        "nothing left to clear"
+    );
     assert_eq!(d.clear("/nope").await.unwrap(), None);
     assert!(!d.has("/plain").await.unwrap());
     assert!(!d.has("/").await.unwrap());
     assert!(matches!(
         d.get("/plain").await,
-        Err(DriveError::Blob(crate::hyperblobs::BlobError::BlockNotAvailable(_)))
+        Err(DriveError::Blob(
+            crate::hyperblobs::BlobError::BlockNotAvailable(_)
+        ))
     ));
-    assert!(d.download("/plain").await.is_err(), "a local core cannot fetch it");
-    assert!(d.get("/f").await.unwrap().is_some(), "other files are untouched");
+    assert!(
+        d.download("/plain").await.is_err(),
+        "a local core cannot fetch it"
+    );
+    assert!(
+        d.get("/f").await.unwrap().is_some(),
+        "other files are untouched"
+    );
     let n = d.clear_all().await.unwrap();
     assert!(n >= 5, "clear_all cleared {n}");
     assert!(!d.has("/f").await.unwrap());
@@ -595,13 +732,18 @@ pub async fn hostile<S: Storage + 'static>(db: S, blobs: S) {
     d.put_entry("/hugemap", &huge_map).await.unwrap();
     for p in ["/bad", "/notjson", "/novalue"] {
         assert!(
-            matches!(d.entry(p).await, Err(DriveError::Bee(BeeError::Encoding { .. }))),
+            matches!(
+                d.entry(p).await,
+                Err(DriveError::Bee(BeeError::Encoding { .. }))
+            ),
             "{p}"
         );
     }
     assert!(matches!(
         d.get("/oob").await,
-        Err(DriveError::Blob(crate::hyperblobs::BlobError::OutOfBounds { .. }))
+        Err(DriveError::Blob(
+            crate::hyperblobs::BlobError::OutOfBounds { .. }
+        ))
     ));
     assert!(d.reader("/oob", ReadRange::start_len(2, 2)).await.is_err());
     assert!(matches!(
@@ -616,7 +758,12 @@ pub async fn hostile<S: Storage + 'static>(db: S, blobs: S) {
             crate::hyperblobs::BlobError::BlockMapTooLarge(65)
         ))
     ));
-    assert!(d.list("/", ListOptions::default()).unwrap().collect().await.is_err());
+    assert!(d
+        .list("/", ListOptions::default())
+        .unwrap()
+        .collect()
+        .await
+        .is_err());
     assert_eq!(d.get("/ok").await.unwrap().as_deref(), Some(&b"fine"[..]));
 }
 
@@ -652,7 +799,9 @@ pub async fn model<S: Storage + 'static>(db: S, blobs: S, seed: u64, ops: usize)
                     2 => rng.below(5000),
                     _ => 65_536 + rng.below(70_000),
                 } as usize;
-                let data: Vec<u8> = (0..len).map(|i| (i as u64 ^ seed ^ step as u64) as u8).collect();
+                let data: Vec<u8> = (0..len)
+                    .map(|i| (i as u64 ^ seed ^ step as u64) as u8)
+                    .collect();
                 d.put(&path, &data, PutOptions::default()).await.unwrap();
                 model.insert(path, Some(data));
             }
@@ -668,14 +817,21 @@ pub async fn model<S: Storage + 'static>(db: S, blobs: S, seed: u64, ops: usize)
                 let mut b = d.batch();
                 for k in 0..rng.below(5) {
                     let p = format!("{dir}/g{k}");
-                    b.put(&p, p.as_bytes(), PutOptions::default()).await.unwrap();
+                    b.put(&p, p.as_bytes(), PutOptions::default())
+                        .await
+                        .unwrap();
                     model.insert(p.clone(), Some(p.into_bytes()));
                 }
                 b.flush().await.unwrap();
             }
         }
     }
-    let listed = d.list("/", ListOptions::default()).unwrap().collect().await.unwrap();
+    let listed = d
+        .list("/", ListOptions::default())
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(
         listed.iter().map(|e| e.key.clone()).collect::<Vec<_>>(),
         model.keys().cloned().collect::<Vec<_>>(),
@@ -696,6 +852,10 @@ pub async fn model<S: Storage + 'static>(db: S, blobs: S, seed: u64, ops: usize)
             names
         };
         let dir = if dir.is_empty() { "/" } else { dir };
-        assert_eq!(d.readdir(dir).await.unwrap(), want, "seed {seed}: readdir {dir}");
+        assert_eq!(
+            d.readdir(dir).await.unwrap(),
+            want,
+            "seed {seed}: readdir {dir}"
+        );
     }
 }

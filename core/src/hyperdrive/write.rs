@@ -171,7 +171,12 @@ pub struct DriveBatch<C: BlobCore> {
 
 impl<C: BlobCore> DriveBatch<C> {
     /// [`Hyperdrive::put`] in the batch.
-    pub async fn put(&mut self, name: &str, bytes: &[u8], opts: PutOptions) -> Result<(), DriveError> {
+    pub async fn put(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        opts: PutOptions,
+    ) -> Result<(), DriveError> {
         let key = file_key(name)?;
         let blob = self.blobs.put(bytes).await?;
         let value = EntryValue {
