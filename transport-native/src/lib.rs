@@ -14,5 +14,6 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 pub mod bee;
 pub mod dht;
 pub mod dht_connect;
+pub mod dht_relay;
 pub mod replicate;
 pub mod udx;

@@ -129,7 +129,7 @@ fn err(e: DhtError) -> CliError {
     CliError::new(e.to_string())
 }
 
-async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<DhtPeer, CliError> {
+pub(crate) async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<DhtPeer, CliError> {
     let relays = relays_from_env().map_err(|e| CliError::new(format!("HYPERPUNCH_RELAYS: {e}")))?;
     let opts = DhtPeerOptions {
         bootstrap: bootstrap(net)?,

@@ -28,6 +28,7 @@ pub struct Connection {
     pub(crate) remote: std::net::SocketAddrV4,
     pub(crate) relayed: bool,
     remote_public_key: [u8; 32],
+    handshake_hash: [u8; 64],
     is_initiator: bool,
     out: mpsc::Sender<Out>,
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
@@ -49,6 +50,11 @@ impl Connection {
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.handshake_hash
     }
 
     /// Whether the connection runs on one of a holepuncher's sockets (the path was punched),
@@ -181,6 +187,7 @@ pub(crate) fn start(
         remote: est.remote,
         relayed: est.relayed,
         remote_public_key: est.handshake.split.remote_public_key,
+        handshake_hash: est.handshake.split.hash,
         is_initiator: est.is_initiator,
         out: out_tx,
         incoming: in_rx,
@@ -199,12 +206,14 @@ async fn pump(
 ) {
     // Dropped at the peer's end, so that the reader sees `None` while we may still write.
     let mut incoming = Some(incoming);
+    /// `false` when the owner dropped its receiving half.
     async fn deliver(
         incoming: &Option<mpsc::Sender<io::Result<Vec<u8>>>>,
         item: io::Result<Vec<u8>>,
-    ) {
-        if let Some(tx) = incoming {
-            let _ = tx.send(item).await;
+    ) -> bool {
+        match incoming {
+            Some(tx) => tx.send(item).await.is_ok(),
+            None => true,
         }
     }
     let mut buf = vec![0u8; 64 * 1024];
@@ -225,7 +234,11 @@ async fn pump(
         while let Some(ev) = stream.poll_event() {
             match ev {
                 StreamEvent::Message(m) => {
-                    deliver(&incoming, Ok(m)).await;
+                    // Nobody holds the connection any more: destroy it rather than read on.
+                    if !deliver(&incoming, Ok(m)).await && !out_open {
+                        let _ = udx.destroy();
+                        return;
+                    }
                 }
                 StreamEvent::End => incoming = None,
                 StreamEvent::Closed(err) => {

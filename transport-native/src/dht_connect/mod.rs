@@ -30,7 +30,9 @@ use hyperpunch_core::dht::connect::{
     Action, ConnectEvent, Connector, Established, PairingId, ServerId,
 };
 use hyperpunch_core::dht::rpc::{Config, Event as RpcEvent, SocketId};
-use hyperpunch_core::dht::{DhtConfig, Event, HyperDht};
+use hyperpunch_core::dht::{
+    AnnounceOptions, DhtConfig, Event, HyperDht, LookupResult, OpError, OpId, OpOutput,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -144,6 +146,22 @@ pub(crate) enum Cmd {
         remotes: [u32; 2],
     },
     RelayUnlink(Vec<u32>),
+    Op {
+        start: OpStart,
+        done: oneshot::Sender<Result<OpOutput, OpError>>,
+        replies: Option<mpsc::UnboundedSender<LookupResult>>,
+    },
+}
+
+type OpStart = Box<dyn FnOnce(&mut HyperDht, Duration) -> Result<OpId, OpError> + Send>;
+
+/// A running record operation on a [`DhtPeer`]'s node ([`DhtPeer::lookup`],
+/// [`DhtPeer::announce`], [`DhtPeer::unannounce`]): its replies with records, then its end.
+pub struct PeerOp {
+    /// Replies with records, as they come (ends when the operation ends).
+    pub replies: mpsc::UnboundedReceiver<LookupResult>,
+    /// How the operation ended.
+    pub done: oneshot::Receiver<Result<OpOutput, OpError>>,
 }
 
 /// A running DHT node that connects and accepts by public key.
@@ -233,6 +251,7 @@ impl DhtPeer {
             servers: HashMap::new(),
             connects: HashMap::new(),
             bootstrapped: Vec::new(),
+            ops: HashMap::new(),
             relay_jobs: HashMap::new(),
             links: relay::Links::default(),
             relay_key: KeyPair::from_seed(&random32()?),
@@ -295,6 +314,55 @@ impl DhtPeer {
         })
     }
 
+    fn op(&self, start: OpStart, with_replies: bool) -> PeerOp {
+        let (done, done_rx) = oneshot::channel();
+        let (tx, replies) = mpsc::unbounded_channel();
+        let _ = self.cmds.send(Cmd::Op {
+            start,
+            done,
+            replies: with_replies.then_some(tx),
+        });
+        PeerOp {
+            replies,
+            done: done_rx,
+        }
+    }
+
+    /// Looks up the announcers of `topic` on this node's DHT (JS `dht.lookup`).
+    pub fn lookup(&self, topic: [u8; 32]) -> PeerOp {
+        self.op(Box::new(move |d, now| d.lookup(now, topic)), true)
+    }
+
+    /// Announces `key_pair` under `topic` with `relay_addresses` (JS `dht.announce`); the
+    /// replies of the walk come as for [`DhtPeer::lookup`].
+    pub fn announce(
+        &self,
+        topic: [u8; 32],
+        key_pair: KeyPair,
+        relay_addresses: Vec<SocketAddrV4>,
+    ) -> PeerOp {
+        self.op(
+            Box::new(move |d, now| {
+                d.announce(
+                    now,
+                    topic,
+                    &key_pair,
+                    relay_addresses,
+                    AnnounceOptions::default(),
+                )
+            }),
+            true,
+        )
+    }
+
+    /// Removes `key_pair`'s announcement of `topic` (JS `dht.unannounce`).
+    pub fn unannounce(&self, topic: [u8; 32], key_pair: KeyPair) -> PeerOp {
+        self.op(
+            Box::new(move |d, now| d.unannounce(now, topic, &key_pair)),
+            true,
+        )
+    }
+
     /// Connects to the server of `public_key`. With relays configured (and the fallback on),
     /// a connection whose punch fails is made again through one of them.
     pub async fn connect(
@@ -326,6 +394,11 @@ impl DhtPeer {
     }
 }
 
+struct Op {
+    done: oneshot::Sender<Result<OpOutput, OpError>>,
+    replies: Option<mpsc::UnboundedSender<LookupResult>>,
+}
+
 struct Driver {
     node: HyperDht,
     connector: Connector,
@@ -344,6 +417,8 @@ struct Driver {
     servers: HashMap<ServerId, (Option<oneshot::Sender<ServerId>>, mpsc::Sender<Connection>)>,
     connects: HashMap<u64, oneshot::Sender<Result<Connection, DhtError>>>,
     bootstrapped: Vec<oneshot::Sender<()>>,
+    /// Record operations started with [`Cmd::Op`].
+    ops: HashMap<OpId, Op>,
     /// Connections to blind relays being made for a pairing.
     relay_jobs: HashMap<u64, relay::Job>,
     /// The data plane of a relay server run on this node.
@@ -384,7 +459,7 @@ impl Driver {
         let mut open = true;
         loop {
             self.process().await;
-            if !open && self.servers.is_empty() && self.connects.is_empty() {
+            if !open && self.servers.is_empty() && self.connects.is_empty() && self.ops.is_empty() {
                 return;
             }
             let next = [self.node.poll_timeout(), self.connector.poll_timeout()]
@@ -475,6 +550,18 @@ impl Driver {
             Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
             Cmd::RelayLink { ids, remotes } => self.links.link(ids, remotes),
             Cmd::RelayUnlink(ids) => self.links.unlink(&ids),
+            Cmd::Op {
+                start,
+                done,
+                replies,
+            } => match start(&mut self.node, now) {
+                Ok(op) => {
+                    self.ops.insert(op, Op { done, replies });
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
         }
     }
 
@@ -544,8 +631,20 @@ impl Driver {
                     }
                 }
                 let now = self.now();
-                // What is not the connector's (records, our own queries) needs no action here.
-                let _ = self.connector.handle_dht_event(now, &mut self.node, e);
+                match self.connector.handle_dht_event(now, &mut self.node, e) {
+                    Some(Event::Lookup { op, reply }) => {
+                        if let Some(tx) = self.ops.get(&op).and_then(|o| o.replies.as_ref()) {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Some(Event::OpDone { op, result }) => {
+                        if let Some(o) = self.ops.remove(&op) {
+                            let _ = o.done.send(result);
+                        }
+                    }
+                    // Nothing else needs an action here.
+                    _ => {}
+                }
             }
             while let Some(ev) = self.connector.poll_event() {
                 progress = true;
