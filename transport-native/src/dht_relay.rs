@@ -1,6 +1,6 @@
 //! The WebSocket relay for browsers (`@hyperswarm/dht-relay` 0.4.3's wire): every WebSocket
 //! binary message is one protomux frame of a [`Session`] (core's sans-IO relay session), whose
-//! requests this driver carries out on a [`DhtPeer`].
+//! requests this driver carries out on a [`Dht`] node.
 //!
 //! The driver makes no protocol decisions: the session decides what to send, what to ask of
 //! the DHT and when to close (with which code); this file moves bytes between the WebSocket,
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hyperpunch_core::dht::{LookupResult, OpOutput};
+use hyperpunch_core::dht::{AnnounceOptions, LookupResult};
 use hyperpunch_core::relay::dht_relay::{
     close_code, Announcers, Limits, Node, Peer, Request, Session,
 };
@@ -26,10 +26,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-use crate::dht_connect::{
-    ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, DhtPeer, PeerOp,
+use crate::dht::{
+    ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, Dht, Lookup, RawConnection,
     ServerOptions,
 };
+use crate::udx::StreamHandle;
 
 /// How to run a relay.
 #[derive(Debug, Clone)]
@@ -77,7 +78,7 @@ impl WsRelay {
     /// Binds `addr` and serves clients through `peer` until dropped.
     pub async fn bind(
         addr: SocketAddr,
-        peer: Arc<DhtPeer>,
+        peer: Arc<Dht>,
         opts: RelayOptions,
     ) -> std::io::Result<WsRelay> {
         let listener = TcpListener::bind(addr).await?;
@@ -104,12 +105,7 @@ impl Drop for WsRelay {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    peer: Arc<DhtPeer>,
-    opts: RelayOptions,
-    stats: Arc<RelayStats>,
-) {
+async fn serve(listener: TcpListener, peer: Arc<Dht>, opts: RelayOptions, stats: Arc<RelayStats>) {
     let slots = Arc::new(Semaphore::new(opts.max_connections));
     let mut sessions = JoinSet::new();
     let epoch = Instant::now();
@@ -170,13 +166,13 @@ async fn refuse(tcp: TcpStream, opts: &RelayOptions) {
 
 /// What the session's helpers report to it.
 enum Ev {
-    Open(u32, Result<Connection, String>),
+    Open(u32, Result<RawConnection, String>),
     Data(u32, Vec<u8>),
     End(u32),
     Closed(u32, Option<String>),
     Written(u32, usize),
     Listening(u32, SocketAddrV4),
-    Incoming(u32, Connection),
+    Incoming(u32, RawConnection),
     ServerClosed(u32),
     Result(u32, LookupResult),
     Done(u32),
@@ -190,6 +186,8 @@ enum StreamCmd {
 struct Streams {
     /// Writers of open streams.
     writers: HashMap<u32, mpsc::UnboundedSender<StreamCmd>>,
+    /// The UDX streams, to destroy with the relay stream.
+    udx: HashMap<u32, StreamHandle>,
     /// Every task of a stream (connect, reader, writer), to stop on destroy.
     tasks: HashMap<u32, Vec<tokio::task::AbortHandle>>,
 }
@@ -197,6 +195,9 @@ struct Streams {
 impl Streams {
     fn stop(&mut self, stream: u32) {
         self.writers.remove(&stream);
+        if let Some(h) = self.udx.remove(&stream) {
+            h.destroy();
+        }
         for t in self.tasks.remove(&stream).unwrap_or_default() {
             t.abort();
         }
@@ -205,7 +206,7 @@ impl Streams {
 
 async fn run_session(
     tcp: TcpStream,
-    peer: Arc<DhtPeer>,
+    peer: Arc<Dht>,
     opts: &RelayOptions,
     stats: &RelayStats,
     epoch: Instant,
@@ -250,6 +251,7 @@ async fn run_session(
     let (paused_tx, paused_rx) = watch::channel(false);
     let mut streams = Streams {
         writers: HashMap::new(),
+        udx: HashMap::new(),
         tasks: HashMap::new(),
     };
     let mut servers: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
@@ -270,7 +272,7 @@ async fn run_session(
                     let ev = ev_tx.clone();
                     let h = tasks.spawn(async move {
                         let r = peer
-                            .connect(remote_public_key, key_pair, ConnectOptions::default())
+                            .connect_raw(remote_public_key, key_pair, ConnectOptions::default())
                             .await
                             .map_err(|e| e.to_string());
                         let _ = ev.send(Ev::Open(stream, r));
@@ -291,7 +293,7 @@ async fn run_session(
                             _ => peer.local_addr(),
                         };
                         let _ = ev.send(Ev::Listening(server, addr));
-                        while let Some(c) = s.accept().await {
+                        while let Some(c) = s.accept_raw().await {
                             if ev.send(Ev::Incoming(server, c)).is_err() {
                                 return;
                             }
@@ -315,7 +317,12 @@ async fn run_session(
                     topic,
                     key_pair,
                 } => {
-                    let op = peer.announce(topic, key_pair, Vec::new());
+                    let op = peer.announce_lookup(
+                        topic,
+                        &key_pair,
+                        Vec::new(),
+                        AnnounceOptions::default(),
+                    );
                     queries.insert(query, spawn_query(&mut tasks, query, op, ev_tx.clone()));
                 }
                 Request::Unannounce {
@@ -323,7 +330,7 @@ async fn run_session(
                     topic,
                     key_pair,
                 } => {
-                    let op = peer.unannounce(topic, key_pair);
+                    let op = peer.lookup_and_unannounce(topic, &key_pair);
                     queries.insert(query, spawn_query(&mut tasks, query, op, ev_tx.clone()));
                 }
                 Request::Write { stream, data } => {
@@ -462,16 +469,15 @@ async fn run_session(
 fn spawn_query(
     tasks: &mut JoinSet<()>,
     query: u32,
-    mut op: PeerOp,
+    mut op: Lookup,
     ev: mpsc::UnboundedSender<Ev>,
 ) -> tokio::task::AbortHandle {
     tasks.spawn(async move {
-        while let Some(r) = op.replies.recv().await {
+        while let Some(r) = op.next().await {
             if ev.send(Ev::Result(query, r)).is_err() {
                 return;
             }
         }
-        let _: Option<OpOutput> = op.done.await.ok().and_then(|r| r.ok());
         let _ = ev.send(Ev::Done(query));
     })
 }
@@ -502,10 +508,12 @@ fn start_stream(
     tasks: &mut JoinSet<()>,
     streams: &mut Streams,
     stream: u32,
-    conn: Connection,
+    conn: RawConnection,
     ev: &mpsc::UnboundedSender<Ev>,
     paused: &watch::Receiver<bool>,
 ) {
+    streams.udx.insert(stream, conn.stream_handle());
+    let conn: Connection = conn.into_messages();
     let (tx, rx) = conn.split();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let reader = tasks.spawn(read_stream(stream, rx, ev.clone(), paused.clone()));
