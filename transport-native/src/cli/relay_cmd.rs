@@ -16,7 +16,7 @@ pub const RELAY_LONG: &str = "\
 Run a WebSocket relay for browsers: a DHT node that browsers (and any @hyperswarm/dht-relay
 client) reach over one WebSocket, to connect to peers by public key, accept connections, look
 up and announce topics. Wire-compatible with @hyperswarm/dht-relay 0.4.3: its JS client works
-against this relay, and hyperpunch's browser client against a JS relay.
+against this relay.
 
 Prints `relay ws://HOST:PORT` on stderr once the DHT node is bootstrapped, then serves until
 killed, printing a line per session closed with an error.
