@@ -35,5 +35,7 @@ pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;
+/// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
+pub mod swarm;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
 pub mod udx;
