@@ -15,7 +15,8 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
 pub mod dht;
-pub mod dht_connect;
+pub mod dht_relay;
 pub mod drive;
 pub mod replicate;
+pub mod swarm;
 pub mod udx;
