@@ -15,6 +15,8 @@
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
+/// hyperbeam: a pipe named by a passphrase (the passphrase, its key pair, the firewall).
+pub mod beam;
 pub mod corestore;
 pub mod crypto;
 /// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
@@ -22,6 +24,8 @@ pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
 pub mod hypercore;
+/// hypercore-id-encoding: keys as 52 z-base-32 characters (how hypershell prints them).
+pub mod id_encoding;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
@@ -33,5 +37,7 @@ pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;
+/// hypertele: a TCP port exposed under a key (access rules, the `--compress` framing).
+pub mod tele;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
 pub mod udx;

@@ -67,6 +67,12 @@ pub enum Command {
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// Expose a TCP port under a key, open it elsewhere (as hypertele).
+    #[command(long_about = super::tele_cmd::TELE_LONG, subcommand)]
+    Tele(super::tele_cmd::TeleCommand),
+    /// A 1-1 encrypted pipe between two machines named by a passphrase (as hyperbeam).
+    #[command(long_about = super::beam_cmd::BEAM_LONG)]
+    Beam(super::beam_cmd::BeamArgs),
 }
 
 const STORE_LONG: &str = "\
