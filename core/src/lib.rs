@@ -6,6 +6,7 @@
 //! reached only through the [`storage::Storage`] trait that a transport crate implements.
 //!
 //! One module per Holepunch concept:
+//! - [`autobase`] — multi-writer systems on hypercores (autobase 7.28.1).
 //! - [`encoding`] — compact-encoding.
 //! - [`corestore`] — many cores in one storage, named cores, replicated together.
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
@@ -15,6 +16,7 @@
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
+pub mod autobase;
 /// hyperbeam: a pipe named by a passphrase (the passphrase, its key pair, the firewall).
 pub mod beam;
 pub mod corestore;

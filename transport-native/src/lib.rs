@@ -15,6 +15,5 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
 pub mod dht;
-pub mod dht_connect;
 pub mod replicate;
 pub mod udx;

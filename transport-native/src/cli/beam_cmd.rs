@@ -5,7 +5,7 @@
 
 use clap::Args;
 use hyperpunch::beam;
-use hyperpunch::dht_connect::{ConnectOptions, ServerOptions};
+use hyperpunch::dht::{ConnectOptions, ServerOptions};
 
 use super::peer::{join, random_seed, runtime, ToolNet};
 use super::pipe::{splice, Framing};
@@ -74,11 +74,15 @@ async fn pipe(a: BeamArgs) -> Result<(), CliError> {
         say("Connecting pipe...");
     }
     let peer = join(&a.net, Some(true)).await?;
-    let remote_address = || async {
-        match peer.firewalled().await {
-            Ok((_, Some(addr))) => say(&format!("Joined the DHT - remote address is {addr}")),
-            // A firewalled node's sampled address is not exposed by the driver.
-            _ => say("Joined the DHT (remote address not detected)"),
+    // JS prints `dht.host:dht.port`: our address as the DHT's nodes see it.
+    let remote_address = || {
+        let info = peer.info();
+        match info.public_host {
+            Some(h) => say(&format!(
+                "Joined the DHT - remote address is {h}:{}",
+                info.public_port
+            )),
+            None => say("Joined the DHT (remote address not detected)"),
         }
     };
     let fail = CliError::new;
@@ -92,7 +96,7 @@ async fn pipe(a: BeamArgs) -> Result<(), CliError> {
             .await
             .map_err(|_| fail("announcing timed out"))?
             .map_err(|e| CliError::new(e.to_string()))?;
-        remote_address().await;
+        remote_address();
         // The first connection is the pipe; the server stops taking others.
         server
             .accept()
@@ -106,7 +110,7 @@ async fn pipe(a: BeamArgs) -> Result<(), CliError> {
         .await
         .map_err(|_| fail("connecting timed out"))?
         .map_err(|e| CliError::new(e.to_string()))?;
-        remote_address().await;
+        remote_address();
         conn
     };
     say("Success! Encrypted tunnel established to remote peer");

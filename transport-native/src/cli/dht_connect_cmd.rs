@@ -1,12 +1,12 @@
 //! `hyperpunch dht listen | connect | relay`: connections by public key (holepunched, or
-//! through a blind relay) as a netcat, and a blind relay, on [`hyperpunch::dht_connect`].
+//! through a blind relay) as a netcat, and a blind relay, on [`hyperpunch::dht`].
 
 use super::dht_cmd::NetArgs;
 use super::{parse_hex32, CliError};
 use clap::Subcommand;
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht_connect::{
-    relays_from_env, ConnectOptions, Connection, DhtError, DhtPeer, DhtPeerOptions, RelayServer,
+use hyperpunch::dht::{
+    relays_from_env, ConnectOptions, Connection, Dht, DhtError, DhtOptions, RelayServer,
     ServerOptions,
 };
 use std::net::{SocketAddrV4, ToSocketAddrs};
@@ -129,16 +129,14 @@ fn err(e: DhtError) -> CliError {
     CliError::new(e.to_string())
 }
 
-async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<DhtPeer, CliError> {
+pub(crate) async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<Dht, CliError> {
     let relays = relays_from_env().map_err(|e| CliError::new(format!("HYPERPUNCH_RELAYS: {e}")))?;
-    let opts = DhtPeerOptions {
-        bootstrap: bootstrap(net)?,
-        host: net.host,
+    let opts = DhtOptions {
         relays,
         relay_fallback,
-        ..DhtPeerOptions::default()
+        ..DhtOptions::on(net.host, &bootstrap(net)?)
     };
-    let peer = DhtPeer::bind(opts)
+    let peer = Dht::spawn(opts)
         .await
         .map_err(|e| CliError::new(format!("cannot bind on {}: {e}", net.host)))?;
     tokio::time::timeout(Duration::from_secs(net.timeout), peer.ready())
@@ -294,7 +292,7 @@ async fn pipe(conn: Connection) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use hyperpunch::dht_connect::parse_relays;
+    use hyperpunch::dht::parse_relays;
 
     #[test]
     fn relay_lists_parse() {

@@ -1,11 +1,11 @@
-//! The DHT peer the tools (`tele`, `beam`, `shell`) run on: a [`DhtPeer`] bound and bootstrapped
+//! The DHT node the tools (`tele`, `beam`, `shell`) run on: a [`Dht`] bound and bootstrapped
 //! from the network options every DHT command takes (`--bootstrap`, `--host`, `--timeout`).
 
 use std::net::{SocketAddrV4, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Args;
-use hyperpunch::dht_connect::{relays_from_env, DhtPeer, DhtPeerOptions};
+use hyperpunch::dht::{relays_from_env, Dht, DhtOptions};
 use std::net::Ipv4Addr;
 
 use super::CliError;
@@ -59,16 +59,14 @@ pub fn bootstrap(list: &str) -> Result<Vec<SocketAddrV4>, CliError> {
 
 /// Binds a DHT peer and waits for its bootstrap. `ephemeral`: `Some(true)` as hyperbeam's
 /// `new DHT({ ephemeral: true })`, `None` adaptive as the other tools.
-pub async fn join(net: &ToolNet, ephemeral: Option<bool>) -> Result<DhtPeer, CliError> {
+pub async fn join(net: &ToolNet, ephemeral: Option<bool>) -> Result<Dht, CliError> {
     let relays = relays_from_env().map_err(|e| CliError::new(format!("HYPERPUNCH_RELAYS: {e}")))?;
-    let opts = DhtPeerOptions {
-        bootstrap: bootstrap(&net.bootstrap)?,
-        host: net.host,
+    let opts = DhtOptions {
         ephemeral,
         relays,
-        ..DhtPeerOptions::default()
+        ..DhtOptions::on(net.host, &bootstrap(&net.bootstrap)?)
     };
-    let peer = DhtPeer::bind(opts)
+    let peer = Dht::spawn(opts)
         .await
         .map_err(|e| CliError::new(format!("cannot bind on {}: {e}", net.host)))?;
     tokio::time::timeout(net.timeout(), peer.ready())

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hyperpunch::dht_connect::Connection;
+use hyperpunch::dht::Connection;
 use hyperpunch::tele;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht_connect::{ConnectOptions, Connection, DhtPeer, ServerOptions};
+use hyperpunch::dht::{ConnectOptions, Connection, Dht, ServerOptions};
 use hyperpunch::tele::{self, Access};
 use serde_json::Value;
 
@@ -358,7 +358,7 @@ async fn client(
 ) -> Result<(), CliError> {
     let peer = Arc::new(join(net, None).await?);
     let timeout = net.timeout();
-    let dial = move |peer: Arc<DhtPeer>, key_pair: KeyPair| async move {
+    let dial = move |peer: Arc<Dht>, key_pair: KeyPair| async move {
         tokio::time::timeout(
             timeout,
             peer.connect(peer_key, key_pair, ConnectOptions::default()),

@@ -8,11 +8,14 @@ use hyperpunch_core::dht::connect::Established;
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
 };
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::udx::UdxStream;
+use crate::udx::{UdxSocket, UdxStream};
 
 /// hyperdht's `connectionKeepAlive`: an empty message after 5 s of write idleness.
 pub const KEEP_ALIVE_MS: u64 = 5000;
@@ -151,41 +154,108 @@ fn entropy() -> io::Result<Entropy> {
     Ok(Entropy::from_bytes(&b))
 }
 
-/// Starts the pump of an established connection over `udx`.
-pub(crate) fn start(
+/// An established connection whose stream is not started yet: the UDX stream on the socket
+/// the path was found on, and the handshake to run secret-stream with. Turn it into a message
+/// pipe ([`RawConnection::into_messages`]) or drive it yourself ([`RawConnection::into_parts`];
+/// replication does).
+pub struct RawConnection {
     udx: UdxStream,
-    est: &Established,
-    socket: std::sync::Arc<crate::udx::UdxSocket>,
-) -> io::Result<Connection> {
-    let epoch = Instant::now();
-    let opts = StreamOptions {
-        keep_alive: KEEP_ALIVE_MS,
-        ..StreamOptions::default()
-    };
-    let stream = SecretStream::from_handshake(
-        est.is_initiator,
-        est.handshake.split.clone(),
-        entropy()?,
-        opts,
-        0,
-    );
-    let (out_tx, out_rx) = mpsc::channel(64);
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (done_tx, finished) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        pump(udx, stream, out_rx, in_tx, epoch, socket).await;
-        let _ = done_tx.send(true);
-    });
-    Ok(Connection {
-        socket: est.socket,
-        remote: est.remote,
-        relayed: est.relayed,
-        remote_public_key: est.handshake.split.remote_public_key,
-        is_initiator: est.is_initiator,
-        out: out_tx,
-        incoming: in_rx,
-        finished,
-    })
+    socket: Arc<UdxSocket>,
+    est: Established,
+}
+
+impl RawConnection {
+    pub(crate) fn new(udx: UdxStream, est: Established, socket: Arc<UdxSocket>) -> Self {
+        RawConnection { udx, socket, est }
+    }
+
+    /// The peer's public key (authenticated by the handshake).
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.est.handshake.split.remote_public_key
+    }
+
+    /// Our public key in the handshake.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.est.handshake.split.public_key
+    }
+
+    /// Whether we connected out (the secret-stream initiator).
+    pub fn is_initiator(&self) -> bool {
+        self.est.is_initiator
+    }
+
+    /// The peer's address (the relay's, for a relayed connection).
+    pub fn remote_addr(&self) -> SocketAddrV4 {
+        self.est.remote
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.est.relayed
+    }
+
+    /// Whether the path was punched (see [`Connection::is_holepunched`]).
+    pub fn is_holepunched(&self) -> bool {
+        self.est.socket.0 >= 2 && !self.est.relayed
+    }
+
+    /// Destroys the stream (the peer sees a reset).
+    pub fn destroy(self) {
+        let _ = self.udx.destroy();
+    }
+
+    /// The UDX stream, the secret-stream engine (its header is ready to send; `now_ms` is its
+    /// clock in the caller's milliseconds) and the socket, which must be kept while the
+    /// stream runs.
+    pub fn into_parts(
+        self,
+        opts: StreamOptions,
+        now_ms: u64,
+    ) -> io::Result<(UdxStream, SecretStream, Arc<UdxSocket>)> {
+        let stream = SecretStream::from_handshake(
+            self.est.is_initiator,
+            self.est.handshake.split.clone(),
+            entropy()?,
+            opts,
+            now_ms,
+        );
+        Ok((self.udx, stream, self.socket))
+    }
+
+    /// Starts the connection as a message pipe (keep-alives as hyperdht's).
+    pub fn into_messages(self) -> Connection {
+        let epoch = Instant::now();
+        let opts = StreamOptions {
+            keep_alive: KEEP_ALIVE_MS,
+            ..StreamOptions::default()
+        };
+        let est = self.est.clone();
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (done_tx, finished) = tokio::sync::watch::channel(false);
+        match self.into_parts(opts, 0) {
+            Ok((udx, stream, socket)) => {
+                tokio::spawn(async move {
+                    pump(udx, stream, out_rx, in_tx, epoch, socket).await;
+                    let _ = done_tx.send(true);
+                });
+            }
+            Err(e) => {
+                let _ = in_tx.try_send(Err(e));
+                let _ = done_tx.send(true);
+            }
+        }
+        Connection {
+            socket: est.socket,
+            remote: est.remote,
+            relayed: est.relayed,
+            remote_public_key: est.handshake.split.remote_public_key,
+            is_initiator: est.is_initiator,
+            out: out_tx,
+            incoming: in_rx,
+            finished,
+        }
+    }
 }
 
 async fn pump(
