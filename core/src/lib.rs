@@ -39,6 +39,8 @@ pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;
+/// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
+pub mod swarm;
 /// hypertele: a TCP port exposed under a key (access rules, the `--compress` framing).
 pub mod tele;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.

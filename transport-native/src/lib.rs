@@ -16,4 +16,5 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 pub mod bee;
 pub mod dht;
 pub mod replicate;
+pub mod swarm;
 pub mod udx;

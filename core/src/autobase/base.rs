@@ -393,6 +393,32 @@ impl<A: Apply> Autobase<A> {
         id
     }
 
+    /// Activate the members we hold unapplied blocks of (what JS learns from the wakeup
+    /// protocol and the peers' announcements): after a restart only the indexers and the heads'
+    /// writers are known again.
+    fn wake_writers(&mut self) {
+        let mut keys: Vec<[u8; 32]> = self
+            .oplogs
+            .iter()
+            .filter(|(k, log)| {
+                self.system
+                    .get(k)
+                    .is_some_and(|m| !m.is_removed && (log.len() as u64) > m.length)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        for k in keys {
+            let known = self
+                .graph
+                .find_writer(&k)
+                .is_some_and(|w| self.active.contains(&w));
+            if !known {
+                self.writer_by_key(&k, None, false);
+            }
+        }
+    }
+
     fn restart(&mut self) {
         self.graph = Graph::new();
         self.active.clear();
@@ -563,6 +589,7 @@ impl<A: Apply> Autobase<A> {
     pub fn update(&mut self) -> bool {
         let mut changed = false;
         loop {
+            self.wake_writers();
             let added = self.add_remote_heads();
             let Some(u) = self.lin.update(&mut self.graph) else {
                 if added == 0 {

@@ -40,4 +40,6 @@ pub mod topolist;
 
 pub use base::{Apply, ApplyNode, Autobase, AutobaseError, Host, ViewId, Views};
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod vectors_tests;

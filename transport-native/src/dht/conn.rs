@@ -108,6 +108,7 @@ impl Connection {
 }
 
 /// The sending half of a [`Connection`].
+#[derive(Clone)]
 pub struct ConnectionSender {
     out: mpsc::Sender<Out>,
     finished: tokio::sync::watch::Receiver<bool>,
@@ -162,11 +163,40 @@ pub struct RawConnection {
     udx: UdxStream,
     socket: Arc<UdxSocket>,
     est: Established,
+    guards: Vec<Box<dyn Send>>,
+}
+
+/// A [`RawConnection`] taken apart ([`RawConnection::into_parts`]).
+pub struct RawParts {
+    /// The UDX stream (carries the secret-stream bytes).
+    pub udx: UdxStream,
+    /// The secret-stream engine, its header ready to send.
+    pub stream: SecretStream,
+    /// The socket the stream runs on: keep it while the stream runs.
+    pub socket: Arc<UdxSocket>,
+    /// Values to drop when the connection is over (e.g. a swarm's close notice).
+    pub guards: Vec<Box<dyn Send>>,
 }
 
 impl RawConnection {
     pub(crate) fn new(udx: UdxStream, est: Established, socket: Arc<UdxSocket>) -> Self {
-        RawConnection { udx, socket, est }
+        RawConnection {
+            udx,
+            socket,
+            est,
+            guards: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` until the connection is over (dropped with the message pump, or handed
+    /// out by [`RawConnection::into_parts`]).
+    pub fn attach(&mut self, guard: impl Send + 'static) {
+        self.guards.push(Box::new(guard));
+    }
+
+    /// A handle on the UDX stream: its byte counters, and `destroy`.
+    pub fn stream_handle(&self) -> crate::udx::StreamHandle {
+        self.udx.handle()
     }
 
     /// The peer's public key (authenticated by the handshake).
@@ -205,13 +235,8 @@ impl RawConnection {
     }
 
     /// The UDX stream, the secret-stream engine (its header is ready to send; `now_ms` is its
-    /// clock in the caller's milliseconds) and the socket, which must be kept while the
-    /// stream runs.
-    pub fn into_parts(
-        self,
-        opts: StreamOptions,
-        now_ms: u64,
-    ) -> io::Result<(UdxStream, SecretStream, Arc<UdxSocket>)> {
+    /// clock in the caller's milliseconds), the socket and the guards.
+    pub fn into_parts(self, opts: StreamOptions, now_ms: u64) -> io::Result<RawParts> {
         let stream = SecretStream::from_handshake(
             self.est.is_initiator,
             self.est.handshake.split.clone(),
@@ -219,7 +244,12 @@ impl RawConnection {
             opts,
             now_ms,
         );
-        Ok((self.udx, stream, self.socket))
+        Ok(RawParts {
+            udx: self.udx,
+            stream,
+            socket: self.socket,
+            guards: self.guards,
+        })
     }
 
     /// Starts the connection as a message pipe (keep-alives as hyperdht's).
@@ -234,9 +264,10 @@ impl RawConnection {
         let (in_tx, in_rx) = mpsc::channel(64);
         let (done_tx, finished) = tokio::sync::watch::channel(false);
         match self.into_parts(opts, 0) {
-            Ok((udx, stream, socket)) => {
+            Ok(p) => {
                 tokio::spawn(async move {
-                    pump(udx, stream, out_rx, in_tx, epoch, socket).await;
+                    pump(p.udx, p.stream, out_rx, in_tx, epoch, p.socket).await;
+                    drop(p.guards);
                     let _ = done_tx.send(true);
                 });
             }

@@ -59,7 +59,9 @@ impl Lookup {
             Poll::Ready(r) => {
                 self.done = None;
                 self.result = Some(match r {
-                    Ok(Ok(OpOutput::Lookup { closest_nodes })) => Ok(closest_nodes),
+                    Ok(Ok(
+                        OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes },
+                    )) => Ok(closest_nodes),
                     Ok(Ok(_)) => Ok(Vec::new()),
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => Err(DhtError::Closed),

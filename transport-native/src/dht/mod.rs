@@ -45,7 +45,9 @@ mod driver;
 mod lookup;
 pub mod relay;
 
-pub use conn::{Connection, ConnectionReceiver, ConnectionSender, RawConnection, KEEP_ALIVE_MS};
+pub use conn::{
+    Connection, ConnectionReceiver, ConnectionSender, RawConnection, RawParts, KEEP_ALIVE_MS,
+};
 pub use hyperpunch_core::dht::connect::{ConnectError, ConnectOptions, ServerOptions};
 pub use hyperpunch_core::dht::rpc::{Limits, RateLimits};
 pub use hyperpunch_core::dht::{LookupResult as LookupReply, StoreLimits};
@@ -393,10 +395,36 @@ impl Dht {
     /// Find the peers announced under `topic`: a stream of replies from the nodes that store
     /// records for it.
     pub fn lookup(&self, topic: [u8; 32]) -> Lookup {
+        self.op_stream(Box::new(move |d, now| d.lookup(now, topic)))
+    }
+
+    /// [`Dht::announce_with`] as a stream: the replies of the walk (the other announcers, as a
+    /// lookup's), then the nodes that store the announcement as the [`Lookup::result`].
+    pub fn announce_lookup(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relay_addresses: Vec<SocketAddrV4>,
+        opts: AnnounceOptions,
+    ) -> Lookup {
+        let kp = key_pair.clone();
+        self.op_stream(Box::new(move |d, now| {
+            d.announce(now, topic, &kp, relay_addresses, opts)
+        }))
+    }
+
+    /// [`Dht::unannounce`] as a stream (JS `lookupAndUnannounce`): the replies of the walk,
+    /// which removes our announcement from the nodes that list it.
+    pub fn lookup_and_unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Lookup {
+        let kp = key_pair.clone();
+        self.op_stream(Box::new(move |d, now| d.unannounce(now, topic, &kp)))
+    }
+
+    fn op_stream(&self, start: Start) -> Lookup {
         let (tx, rx) = mpsc::channel(REPLY_QUEUE);
         let (done, done_rx) = oneshot::channel();
         let sent = self.cmds.send(Cmd::Op {
-            start: Box::new(move |d, now| d.lookup(now, topic)),
+            start,
             done,
             replies: Some(tx),
         });

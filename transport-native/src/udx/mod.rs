@@ -185,6 +185,40 @@ pub struct UdxStream {
     read_end: Option<Result<(), StreamError>>,
     messages: VecDeque<Vec<u8>>,
     pending_write: Option<oneshot::Receiver<Result<(), UsageError>>>,
+    traffic: Arc<Traffic>,
+}
+
+/// Bytes a stream's handle took and gave (JS `rawBytesRead` / `rawBytesWritten`).
+#[derive(Debug, Default)]
+struct Traffic {
+    read: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+/// A second handle on a [`UdxStream`] ([`UdxStream::handle`]): its byte counters, and a way to
+/// destroy it from elsewhere.
+#[derive(Debug, Clone)]
+pub struct StreamHandle {
+    id: u32,
+    commands: mpsc::UnboundedSender<Command>,
+    traffic: Arc<Traffic>,
+}
+
+impl StreamHandle {
+    /// Bytes read from the stream so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.traffic.read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the stream so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.traffic.written.load(Ordering::Relaxed)
+    }
+
+    /// Destroys the stream (the peer sees a reset; the handle's reads end with an error).
+    pub fn destroy(&self) {
+        let _ = self.commands.send(Command::Destroy(self.id));
+    }
 }
 
 fn gone() -> io::Error {
@@ -289,6 +323,7 @@ impl UdxSocket {
             read_end: None,
             messages: VecDeque::new(),
             pending_write: None,
+            traffic: Arc::default(),
         })
     }
 

@@ -9,10 +9,22 @@ impl UdxStream {
         self.id
     }
 
+    /// A handle for elsewhere: byte counters and `destroy`.
+    pub fn handle(&self) -> StreamHandle {
+        StreamHandle {
+            id: self.id,
+            commands: self.commands.clone(),
+            traffic: self.traffic.clone(),
+        }
+    }
+
     /// Queues an owned buffer; waits while more than 1 MiB is waiting to be sent. (The
     /// [`AsyncWrite`] methods do the same for borrowed slices.)
     pub async fn write_owned(&self, bytes: Vec<u8>) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
+        self.traffic
+            .written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.commands
             .send(Command::Write {
                 id: self.id,
@@ -121,6 +133,11 @@ impl UdxStream {
     }
 
     fn took(&self, event: &Event) {
+        if let Event::Data(d) = event {
+            self.traffic
+                .read
+                .fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
         if let Event::Data(d) | Event::Message(d) = event {
             let _ = self.commands.send(Command::Consumed(self.id, d.len()));
         }
@@ -204,6 +221,7 @@ impl AsyncWrite for UdxStream {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(WRITE_CHUNK);
+        this.traffic.written.fetch_add(n as u64, Ordering::Relaxed);
         let (done, rx) = oneshot::channel();
         this.commands
             .send(Command::Write {
