@@ -300,6 +300,38 @@ async fn replication_runs_over_udx_streams() {
     assert_eq!(c.get(299).await.unwrap(), Some(blocks[299].clone()));
 }
 
+/// The peer destroys the stream once everything it wrote was acknowledged, while our handle is
+/// megabytes behind on reading: every acknowledged byte is read, in order, before the reset.
+#[tokio::test]
+async fn acknowledged_data_is_read_before_a_reset() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let data = pattern(3 << 20, 7);
+    let run = async {
+        sa.write_all(&data).await.unwrap();
+        sa.flush().await.unwrap();
+        loop {
+            let s = sa.stats().await.unwrap();
+            if s.send_buffered == 0 && s.unacked_packets == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sa.destroy().unwrap();
+        sa.closed().await.unwrap();
+        let mut got = Vec::new();
+        let err = sb.read_to_end(&mut got).await.unwrap_err();
+        (got, err)
+    };
+    let (got, err) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("done in time");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+}
+
 /// A stream that finishes (no linger) while its handle is behind on reading keeps its data
 /// and final events until the handle has taken them.
 #[tokio::test]
