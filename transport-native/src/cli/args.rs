@@ -41,7 +41,8 @@ Examples:
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch bee --help` for a \
 key-value B-tree in a core, `hyperpunch store --help` for corestores, `hyperpunch udx --help` for \
-UDX streams, `hyperpunch dht --help` for the DHT, with examples."
+UDX streams, `hyperpunch dht --help` for the DHT, `hyperpunch relay --help` for the browsers' WebSocket relay, with \
+examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -70,6 +71,9 @@ pub enum Command {
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
+    #[command(long_about = super::relay_cmd::RELAY_LONG)]
+    Relay(super::relay_cmd::RelayArgs),
 }
 
 const STORE_LONG: &str = "\
