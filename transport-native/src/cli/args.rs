@@ -62,6 +62,9 @@ pub enum Command {
     /// A hyperbee (key-value B-tree) in a core: put, get, del, batch, list, history, info.
     #[command(long_about = super::bee_cmd::BEE_LONG, subcommand)]
     Bee(super::bee_cmd::BeeCommand),
+    /// A multi-writer chat room on autobase, replicated over TCP.
+    #[command(long_about = super::chat_cmd::CHAT_LONG)]
+    Chat(super::chat_cmd::ChatArgs),
     /// The DHT: run nodes, announce and look up topics, store mutable and immutable values.
     #[command(long_about = super::dht_cmd::DHT_LONG, subcommand)]
     Dht(super::dht_cmd::DhtCommand),
