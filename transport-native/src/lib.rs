@@ -6,7 +6,8 @@
 
 pub use hyperpunch_core as core;
 pub use hyperpunch_core::{
-    corestore, crypto, encoding, hyperbee, hyperblobs, hypercore, hyperdrive, storage,
+    beam, corestore, crypto, encoding, hyperbee, hyperblobs, hypercore, hyperdrive, id_encoding,
+    storage, tele,
 };
 
 #[path = "storage.rs"]
