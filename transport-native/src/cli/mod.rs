@@ -15,6 +15,7 @@ pub mod dht_connect_cmd;
 pub mod input;
 pub mod net_cmd;
 pub mod store;
+pub mod timing;
 pub mod udx_cmd;
 
 use std::fmt;
