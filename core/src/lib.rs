@@ -6,6 +6,7 @@
 //! reached only through the [`storage::Storage`] trait that a transport crate implements.
 //!
 //! One module per Holepunch concept:
+//! - [`autobase`] — multi-writer systems on hypercores (autobase 7.28.1).
 //! - [`encoding`] — compact-encoding.
 //! - [`corestore`] — many cores in one storage, named cores, replicated together.
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
@@ -15,6 +16,7 @@
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
+pub mod autobase;
 pub mod corestore;
 pub mod crypto;
 /// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
@@ -33,5 +35,7 @@ pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
 pub mod storage;
+/// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
+pub mod swarm;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
 pub mod udx;

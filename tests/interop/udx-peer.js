@@ -2,15 +2,18 @@
 // tests/tests/udx_lossy.rs, transport-native/tests/udx_cli.rs).
 //
 // argv[2] is JSON: { rustPort, localId, remoteId, sendFirst, endFirst, sendAfterEnd, sendTag,
-// recvTag, message, destroyAfter, moveAfter, timeoutMs }. Prints one JSON object per line:
-// ready {port}, message {hex}, moved {port}, remote-changed, end {received, ok},
-// error {message, code}, close {received, ok}.
+// recvTag, message, destroyAfter, flushFirst, destroyOnFinish, moveAfter, timeoutMs }. Prints
+// one JSON object per line: ready {port}, message {hex}, moved {port}, remote-changed,
+// end {received, ok}, error {message, code}, close {received, ok}.
 // Byte i of a stream tagged t is (i * 7 + (i >> 10) + t) & 255; the receiver checks every byte.
 // Writes respect backpressure ('drain'). With destroyAfter the peer destroys the stream once it
-// has received that many bytes. With moveAfter the peer moves its end of the stream to a new
-// socket (stream.changeRemote, a new port) once it has written that many bytes of sendFirst,
-// prints `moved` with the new port, and `remote-changed` when udx-native reports the change
-// complete. Exits by itself after timeoutMs (60 s by default).
+// has received that many bytes. With flushFirst it waits until sendFirst is acknowledged
+// (stream.flush(): by cumulative or selective acks) before it ends. With destroyOnFinish it
+// destroys the stream as soon as 'finish' fires (udx-native: once the END is queued, not when
+// it is acknowledged). With moveAfter the peer moves its end of the stream to a new socket
+// (stream.changeRemote, a new port) once it has written that many bytes of sendFirst, prints
+// `moved` with the new port, and `remote-changed` when udx-native reports the change complete.
+// Exits by itself after timeoutMs (60 s by default).
 const UDX = require('udx-native')
 
 const cfg = JSON.parse(process.argv[2])
@@ -63,6 +66,7 @@ stream.on('end', async () => {
   await sentFirst
   if (!cfg.endFirst) stream.end()
 })
+if (cfg.destroyOnFinish) stream.on('finish', () => stream.destroy())
 stream.on('error', (e) => out({ event: 'error', message: e.message, code: e.code }))
 stream.on('close', () => {
   out({ event: 'close', received, ok })
@@ -83,5 +87,6 @@ const sentFirst = (async () => {
     )
   }
   if (cfg.sendFirst) await writeAll(stream, cfg.sendFirst, cfg.sendTag, move)
+  if (cfg.flushFirst) await stream.flush()
   if (cfg.endFirst) stream.end()
 })()

@@ -7,9 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht_connect::{
-    ConnectOptions, DhtError, DhtPeer, DhtPeerOptions, RelayServer, ServerOptions,
-};
+use hyperpunch::dht::{ConnectOptions, Dht, DhtError, DhtOptions, RelayServer, ServerOptions};
 use hyperpunch_tests::js_dht::JsDht;
 use serde_json::{json, Value};
 
@@ -38,14 +36,13 @@ fn js_testnet(j: &mut JsDht, n: usize) -> String {
 
 /// A hyperpunch peer. Like the JS peers (`ephemeral: true`) it stays firewalled, so that
 /// connections to and from it are holepunched, not direct.
-async fn rust_peer(boot: &str) -> DhtPeer {
-    let boot: SocketAddrV4 = boot.parse().unwrap();
-    let d = DhtPeer::bind(DhtPeerOptions {
-        bootstrap: vec![boot],
+async fn rust_peer(boot: &str) -> Dht {
+    let d = Dht::spawn(DhtOptions {
+        bootstrap: vec![boot.to_string()],
         host: Ipv4Addr::LOCALHOST,
         ephemeral: Some(true),
         quick_firewall: false,
-        ..DhtPeerOptions::default()
+        ..DhtOptions::default()
     })
     .await
     .expect("bind");
@@ -163,7 +160,7 @@ async fn unknown_key_is_peer_not_found() {
         matches!(
             r,
             Err(DhtError::Connect(
-                hyperpunch::dht_connect::ConnectError::PeerNotFound
+                hyperpunch::dht::ConnectError::PeerNotFound
             ))
         ),
         "{:?}",
@@ -450,7 +447,7 @@ async fn firewall_refuses_clients_both_ways() {
         matches!(
             r,
             Err(DhtError::Connect(
-                hyperpunch::dht_connect::ConnectError::PeerConnectionFailed
+                hyperpunch::dht::ConnectError::PeerConnectionFailed
             ))
         ),
         "{:?}",
@@ -489,16 +486,16 @@ async fn relay_fallback_after_a_failed_punch() {
     );
     let pk = hex32(&listen["publicKey"]);
     let boot_addr: SocketAddrV4 = boot.parse().unwrap();
-    let options = |fallback: bool| DhtPeerOptions {
-        bootstrap: vec![boot_addr],
+    let options = |fallback: bool| DhtOptions {
+        bootstrap: vec![boot_addr.to_string()],
         host: Ipv4Addr::LOCALHOST,
         ephemeral: Some(true),
         quick_firewall: false,
         relays: vec![hex32(&relay["publicKey"])],
         relay_fallback: fallback,
-        ..DhtPeerOptions::default()
+        ..DhtOptions::default()
     };
-    let without = DhtPeer::bind(options(false)).await.unwrap();
+    let without = Dht::spawn(options(false)).await.unwrap();
     without.ready().await.unwrap();
     let r = tokio::time::timeout(
         T,
@@ -520,7 +517,7 @@ async fn relay_fallback_after_a_failed_punch() {
             other.map(|c| c.remote_addr())
         ),
     }
-    let with = DhtPeer::bind(options(true)).await.unwrap();
+    let with = Dht::spawn(options(true)).await.unwrap();
     with.ready().await.unwrap();
     let mut conn = tokio::time::timeout(
         T,

@@ -382,17 +382,19 @@ fn ik_both_directions() {
 
 #[test]
 fn keep_alives_hold_timeouts_off_both_ways() {
-    let start = Instant::now();
     let js_key = KeyPair::from_seed(&[0x46; 32]);
-    // JS: keep-alive every 100 ms and a 600 ms timeout; Rust the same. Idle for 1.5 s: neither
-    // side may time out, because each one's keep-alives refresh the other's timer.
+    // JS: keep-alive every 200 ms and a 1.5 s timeout; Rust the same. Idle for 4 s (more than
+    // twice the timeout): neither side may time out, because each one's keep-alives refresh
+    // the other's timer. The margins leave room for a node event loop starved by a loaded
+    // machine; the clock starts once node is up, not before its start-up.
     let (mut peer, socket) = js_server(json!({
         "mode": "server", "seed": hex::encode([0x46; 32]), "echo": true,
-        "keepAlive": 100, "timeout": 600,
+        "keepAlive": 200, "timeout": 1500,
     }));
+    let start = Instant::now();
     let options = Options {
-        keep_alive: 100,
-        timeout: 600,
+        keep_alive: 200,
+        timeout: 1500,
         ..Options::default()
     };
     let stream =
@@ -406,17 +408,17 @@ fn keep_alives_hold_timeouts_off_both_ways() {
     d.stream.write(b"ping").unwrap();
     assert_eq!(d.expect_message(), b"ping");
     let before = d.bytes_read;
-    let events = d.idle(Duration::from_millis(1500));
+    let events = d.idle(Duration::from_millis(4000));
     assert!(
         events.is_empty(),
         "unexpected events while idle: {events:?}"
     );
     assert!(!d.stream.is_closed());
-    // JS's keep-alives are empty messages: 3 + 17 bytes each, about one per 100 ms.
+    // JS's keep-alives are empty messages: 3 + 17 bytes each, about one per 200 ms.
     let keep_alive_bytes = d.bytes_read - before;
     assert!(
         keep_alive_bytes >= 5 * 20,
-        "{keep_alive_bytes} bytes of keep-alives in 1.5 s"
+        "{keep_alive_bytes} bytes of keep-alives in 4 s"
     );
     // Still alive both ways.
     d.stream.write(b"still here").unwrap();

@@ -344,6 +344,41 @@ where
     } else {
         SecretStream::new_responder(key_pair, entropy()?, opts, now)?
     };
+    replicate_secret(io, stream, hub).await
+}
+
+/// Replicate every core of `hub` over a hyperdht connection (a swarm's, or
+/// [`Dht::connect_raw`](crate::dht::Dht::connect_raw)'s / [`Server::accept_raw`](crate::dht::Server::accept_raw)'s):
+/// secret-stream over its UDX stream with the handshake the DHT made, keep-alives as
+/// hyperdht's. Returns when the connection closes, as [`replicate`].
+pub async fn replicate_connection<H>(
+    conn: crate::dht::RawConnection,
+    hub: &SharedHost<H>,
+) -> Result<(), ReplicateError>
+where
+    H: ReplicationHost + 'static,
+{
+    let opts = StreamOptions {
+        keep_alive: crate::dht::KEEP_ALIVE_MS,
+        ..StreamOptions::default()
+    };
+    let parts = conn.into_parts(opts, hub.now())?;
+    let result = replicate_secret(parts.udx, parts.stream, hub).await;
+    drop(parts.socket);
+    drop(parts.guards);
+    result
+}
+
+/// Replicate over `io` with a secret stream made already (its handshake done or under way).
+async fn replicate_secret<H, T>(
+    io: T,
+    stream: SecretStream,
+    hub: &SharedHost<H>,
+) -> Result<(), ReplicateError>
+where
+    H: ReplicationHost + 'static,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let mut pump = Pump {
         stream,
         hub,

@@ -193,6 +193,32 @@ fn end_consumes_a_seq_and_closes_both_sides() {
     assert_eq!(a.poll_timeout(), None);
 }
 
+/// A DESTROY after data the stream acknowledged (and the owner has not polled yet): the
+/// acknowledged bytes still come out, in order, before the reset; what sat out of order
+/// above a hole (only selectively acknowledged) does not.
+#[test]
+fn acknowledged_data_is_delivered_before_a_reset() {
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    for (seq, payload) in [(0, &b"zero"[..]), (1, b"one"), (3, b"three")] {
+        b.handle_datagram(T0, &data(2, seq, Flags::DATA, payload))
+            .unwrap();
+    }
+    let acks = drain(&mut b, T0);
+    assert_eq!(decode(acks.last().unwrap()).unwrap().header.ack, 2);
+    let mut destroy = data(2, 4, Flags::DESTROY, b"");
+    destroy.truncate(20);
+    b.handle_datagram(ms(1), &destroy).unwrap();
+    assert_eq!(
+        events(&mut b),
+        vec![
+            Event::Data(b"zero".to_vec()),
+            Event::Data(b"one".to_vec()),
+            Event::Error(StreamError::Reset)
+        ]
+    );
+    assert!(b.is_finished());
+}
+
 #[test]
 fn destroy_sends_one_packet_and_consumes_a_seq() {
     let mut a = Stream::new(3, 4, T0, Config::default());

@@ -41,7 +41,8 @@ Examples:
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch bee --help` for a \
 key-value B-tree in a core, `hyperpunch store --help` for corestores, `hyperpunch udx --help` for \
-UDX streams, `hyperpunch dht --help` for the DHT, with examples."
+UDX streams, `hyperpunch dht --help` for the DHT, `hyperpunch relay --help` for the browsers' WebSocket relay, with \
+examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -67,6 +68,9 @@ pub enum Command {
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
+    #[command(long_about = super::relay_cmd::RELAY_LONG)]
+    Relay(super::relay_cmd::RelayArgs),
 }
 
 const STORE_LONG: &str = "\
@@ -353,11 +357,17 @@ Example:
 }
 
 const SERVE_LONG: &str = "\
-Listen on ADDR (TCP) and replicate the core in DIR to every client that connects, over an
+Listen on ADDR (--tcp), or announce the core's discovery key on the DHT (--swarm), and replicate the core in DIR to every client that connects, over an
 encrypted secret-stream connection (wire-compatible with JS hypercore's replicate()). Prints
 `listening on HOST:PORT` on stdout once bound (use port 0 for any free port), then runs until
 killed, serving any number of clients, one after another or at the same time. A client that
 sends garbage, or nothing for --idle-timeout seconds, only loses its own connection.
+
+With --swarm (and --bootstrap, or HYPERPUNCH_BOOTSTRAP), the core is served as JS does with
+`swarm.join(core.discoveryKey)`: a DHT node starts, the discovery key is announced (and again
+every 10-12 minutes), `announced <DISCOVERY KEY HEX>` is printed on stdout, and every peer that
+connects through the DHT (holepunched if needed, end-to-end encrypted) is served; JS peers
+included.
 
 With --live, stdin is appended to the core while it is served (one block per line, or
 --block-size N byte blocks, as in `core append`): every connected client is told about each
@@ -367,6 +377,9 @@ after stdin ends. --live needs a writable core (one made by `core create`).
 Examples:
   hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000
 
+  # through the DHT: readers find it by the core's key alone
+  hyperpunch core serve --storage ./c --swarm --bootstrap dht.example.org:49737
+
   # a live log: every line of the command's output becomes a block, readers follow along
   tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live
 
@@ -374,8 +387,9 @@ Examples:
   tail -f /var/log/syslog | hyperpunch core serve --storage ./c --tcp 127.0.0.1:7000 --live --push";
 
 const FETCH_LONG: &str = "\
-Connect to ADDR (TCP) and download the core with key KEY into DIR, verifying every block
-against the core's signed merkle tree. DIR is created with a reader core for KEY if it holds
+Connect to ADDR (--tcp), or find the peers serving it on the DHT by its discovery key
+(--swarm), and download the core with key KEY into DIR, verifying every block against the
+core's signed merkle tree. DIR is created with a reader core for KEY if it holds
 no core yet. A progress bar is shown on stderr when it is a terminal.
 
 By default everything the peer has is downloaded and fetch exits 0 once the local copy holds
@@ -389,6 +403,10 @@ Examples:
   KEY=$(hyperpunch core info -s ./c --json | jq -r .key)
   hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
 
+  # through the DHT: from whoever serves the core (`serve --swarm`, or JS peers that joined
+  # its discovery key), exit 0 once complete
+  hyperpunch core fetch --storage ./copy --key $KEY --swarm --bootstrap dht.example.org:49737
+
   # only blocks 100..200
   hyperpunch core fetch --storage ./part --key $KEY --tcp 127.0.0.1:7000 --start 100 --end 200
 
@@ -398,14 +416,33 @@ Examples:
   # follow it through pushes only (from `serve --live --push`), sending no requests
   hyperpunch core fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000 --live --push-only";
 
+/// Peers by the core's discovery key through the DHT (hyperswarm) instead of `--tcp`.
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// Find peers through the DHT by the core's discovery key (hyperswarm, wire-compatible
+    /// with JS `swarm.join(core.discoveryKey)`) instead of --tcp.
+    #[arg(long, requires = "bootstrap")]
+    pub swarm: bool,
+    /// With --swarm: DHT bootstrap nodes, HOST:PORT[,HOST:PORT...] (or set
+    /// HYPERPUNCH_BOOTSTRAP).
+    #[arg(long, value_name = "NODES", env = "HYPERPUNCH_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
+    /// With --swarm: the local address to bind the DHT node on (default 0.0.0.0).
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub host: std::net::Ipv4Addr,
+}
+
 /// `hyperpunch core serve` arguments.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["tcp", "swarm"])))]
 pub struct ServeArgs {
     #[command(flatten)]
     pub storage: StorageArg,
     /// Address to listen on, HOST:PORT.
     #[arg(long, value_name = "ADDR")]
-    pub tcp: String,
+    pub tcp: Option<String>,
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
     /// Append stdin to the core while serving (lines, or --block-size N blocks).
     #[arg(long)]
     pub live: bool,
@@ -425,6 +462,7 @@ pub struct ServeArgs {
 
 /// `hyperpunch core fetch` arguments.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["tcp", "swarm"])))]
 pub struct FetchArgs {
     #[command(flatten)]
     pub storage: StorageArg,
@@ -433,7 +471,9 @@ pub struct FetchArgs {
     pub key: String,
     /// Address of the serving peer, HOST:PORT.
     #[arg(long, value_name = "ADDR")]
-    pub tcp: String,
+    pub tcp: Option<String>,
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
     /// The core's block encryption key (64 hex characters), for encrypted cores.
     #[arg(long, value_name = "HEX32")]
     pub encryption_key: Option<String>,

@@ -1,12 +1,12 @@
 //! `hyperpunch dht listen | connect | relay`: connections by public key (holepunched, or
-//! through a blind relay) as a netcat, and a blind relay, on [`hyperpunch::dht_connect`].
+//! through a blind relay) as a netcat, and a blind relay, on [`hyperpunch::dht`].
 
 use super::dht_cmd::NetArgs;
 use super::{parse_hex32, CliError};
 use clap::Subcommand;
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht_connect::{
-    relays_from_env, ConnectOptions, Connection, DhtError, DhtPeer, DhtPeerOptions, RelayServer,
+use hyperpunch::dht::{
+    relays_from_env, ConnectOptions, Connection, Dht, DhtError, DhtOptions, RelayServer,
     ServerOptions,
 };
 use std::net::{SocketAddrV4, ToSocketAddrs};
@@ -38,6 +38,9 @@ Examples:
         /// Ask clients to pair through this blind relay (public key, 64 hex characters).
         #[arg(long, value_name = "KEY")]
         relay_through: Option<String>,
+        /// Print `connected ADDR via direct|punched|relayed` on stderr once connected.
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -70,6 +73,10 @@ Examples:
         /// Do not fall back to the relays of HYPERPUNCH_RELAYS when the punch fails.
         #[arg(long)]
         no_relay_fallback: bool,
+        /// Print `connected ADDR via direct|punched|relayed in N ms` on stderr once connected
+        /// (N: from the connect call, after the DHT bootstrap, to the open stream).
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -129,16 +136,14 @@ fn err(e: DhtError) -> CliError {
     CliError::new(e.to_string())
 }
 
-async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<DhtPeer, CliError> {
+pub(crate) async fn peer(net: &NetArgs, relay_fallback: bool) -> Result<Dht, CliError> {
     let relays = relays_from_env().map_err(|e| CliError::new(format!("HYPERPUNCH_RELAYS: {e}")))?;
-    let opts = DhtPeerOptions {
-        bootstrap: bootstrap(net)?,
-        host: net.host,
+    let opts = DhtOptions {
         relays,
         relay_fallback,
-        ..DhtPeerOptions::default()
+        ..DhtOptions::on(net.host, &bootstrap(net)?)
     };
-    let peer = DhtPeer::bind(opts)
+    let peer = Dht::spawn(opts)
         .await
         .map_err(|e| CliError::new(format!("cannot bind on {}: {e}", net.host)))?;
     tokio::time::timeout(Duration::from_secs(net.timeout), peer.ready())
@@ -162,6 +167,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
         ConnectCommand::Listen {
             seed,
             relay_through,
+            verbose,
             net,
         } => {
             let kp = KeyPair::from_seed(&key("--seed", &seed)?);
@@ -185,6 +191,9 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 .accept()
                 .await
                 .ok_or_else(|| CliError::new("the DHT node stopped"))?;
+            if verbose {
+                eprintln!("connected {} via {}", conn.remote_addr(), path(&conn));
+            }
             pipe(conn).await
         }
         ConnectCommand::Connect {
@@ -192,6 +201,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
             seed,
             relay_through,
             no_relay_fallback,
+            verbose,
             net,
         } => {
             let pk = key("PUBLIC_KEY", &public_key)?;
@@ -212,6 +222,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 relay_through,
                 ..ConnectOptions::default()
             };
+            let start = std::time::Instant::now();
             let conn =
                 tokio::time::timeout(Duration::from_secs(net.timeout), peer.connect(pk, kp, opts))
                     .await
@@ -219,6 +230,14 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                         CliError::new(format!("connecting timed out after {} s", net.timeout))
                     })?
                     .map_err(err)?;
+            if verbose {
+                eprintln!(
+                    "connected {} via {} in {} ms",
+                    conn.remote_addr(),
+                    path(&conn),
+                    start.elapsed().as_millis()
+                );
+            }
             pipe(conn).await
         }
         ConnectCommand::Relay { seed, net } => {
@@ -232,6 +251,13 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
             .map_err(|_| CliError::new("announcing timed out"))?
             .map_err(err)?;
             eprintln!("relay {}", hex::encode(relay.public_key()));
+            match peer.firewalled().await.map_err(err)? {
+                (false, Some(addr)) => eprintln!("reachable at {addr}"),
+                _ => eprintln!(
+                    "firewalled: peers holepunch to this relay (peers behind random NATs may \
+                     not reach it); a relay is best run on a public address"
+                ),
+            }
             let mut seen = 0;
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -242,6 +268,17 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 }
             }
         }
+    }
+}
+
+/// How a connection reached the peer, for `--verbose`.
+fn path(conn: &Connection) -> &'static str {
+    if conn.is_relayed() {
+        "relayed"
+    } else if conn.is_holepunched() {
+        "punched"
+    } else {
+        "direct"
     }
 }
 
@@ -294,7 +331,7 @@ async fn pipe(conn: Connection) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use hyperpunch::dht_connect::parse_relays;
+    use hyperpunch::dht::parse_relays;
 
     #[test]
     fn relay_lists_parse() {

@@ -2,9 +2,11 @@
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
-//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands). The commands share
+//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`relay_cmd`] for
+//! `relay`). The commands share
 //! helpers through [`store`] and this hub only; none imports another, except that
-//! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands.
+//! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands, and
+//! `relay_cmd` starts its DHT node as `dht_connect_cmd` does.
 
 pub mod args;
 pub mod bee_cmd;
@@ -14,6 +16,7 @@ pub mod dht_cmd;
 pub mod dht_connect_cmd;
 pub mod input;
 pub mod net_cmd;
+pub mod relay_cmd;
 pub mod store;
 pub mod timing;
 pub mod udx_cmd;
@@ -77,6 +80,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Store(args::StoreCommand::Info { storage, json }) => {
             corestore_cmd::info(&storage.storage, json)
         }
+        args::Command::Relay(a) => relay_cmd::run(a),
     }
 }
 

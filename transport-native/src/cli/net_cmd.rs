@@ -1,7 +1,7 @@
 //! `hyperpunch core serve` and `hyperpunch core fetch`: replication over TCP with
 //! [`hyperpunch::replicate`] on a single-threaded tokio runtime.
 
-use super::args::{FetchArgs, ServeArgs};
+use super::args::{FetchArgs, ServeArgs, SwarmArgs};
 use super::input::BlockSource;
 use super::store::{
     core_err, open_core, read_encryption_key, restrict, storage_err, write_secret_file,
@@ -13,8 +13,10 @@ use hyperpunch::core::replication::{
 };
 use hyperpunch::core::secretstream::Options as StreamOptions;
 use hyperpunch::crypto::KeyPair;
+use hyperpunch::dht::DhtOptions;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError};
-use hyperpunch::replicate::{replicate_with, SharedHub};
+use hyperpunch::replicate::{replicate_connection, replicate_with, SharedHub};
+use hyperpunch::swarm::{JoinOptions, Swarm, SwarmOptions};
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -24,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// How long `fetch` waits for the TCP connection to be made.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `--swarm` waits for the DHT bootstrap.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `fetch` waits for the peer to confirm the close after everything arrived.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `fetch` sends an empty message after this long without writing, so that a server's idle
@@ -74,7 +78,6 @@ fn print_line(line: &str) {
 /// stdin meanwhile.
 pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
     let dir = args.storage.storage.as_path();
-    let addr = args.tcp.as_str();
     let core = open_core(dir)?;
     if args.live && !core.writable() {
         return Err(CliError::new(format!(
@@ -97,26 +100,117 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::new(format!("cannot replicate the core: {e}")))?;
     let hub = SharedHub::new(hub);
     runtime()?.block_on(async move {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
-        print_line(&format!("listening on {local}"));
-        let idle_ms = args.idle_timeout.saturating_mul(1000);
-        let opts = StreamOptions {
-            timeout: idle_ms,
-            // Keep healthy clients' own timeouts from firing while nothing else is sent.
-            keep_alive: idle_ms / 4,
-            ..StreamOptions::default()
-        };
-        tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
+        // Held while serving: dropping it would stop the swarm.
+        let mut _swarm = None;
+        if args.swarm.swarm {
+            let swarm = start_swarm(&args.swarm).await?;
+            let discovery = swarm
+                .join(
+                    dk,
+                    JoinOptions {
+                        client: false,
+                        ..JoinOptions::default()
+                    },
+                )
+                .await;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(swarm_serve_loop(swarm, hub.clone(), stopped));
+            if !discovery.flushed().await {
+                return Err(CliError::new(
+                    "announcing the core on the DHT failed: check --bootstrap and that the \
+                     bootstrap nodes run",
+                ));
+            }
+            print_line(&format!("announced {}", hex::encode(dk)));
+            _swarm = Some((discovery, stop));
+        } else {
+            let addr = args.tcp.as_deref().unwrap_or_default();
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
+            print_line(&format!("listening on {local}"));
+            let idle_ms = args.idle_timeout.saturating_mul(1000);
+            let opts = StreamOptions {
+                timeout: idle_ms,
+                // Keep healthy clients' own timeouts from firing while nothing else is sent.
+                keep_alive: idle_ms / 4,
+                ..StreamOptions::default()
+            };
+            tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
+        }
         if args.live {
             append_stdin(dir, &hub, &dk, args.block_size, args.push).await?;
         }
         std::future::pending::<Result<(), CliError>>().await
     })
+}
+
+/// A swarm on a DHT node bootstrapped from `--bootstrap`.
+async fn start_swarm(args: &SwarmArgs) -> Result<Swarm, CliError> {
+    let list: Vec<String> = args
+        .bootstrap
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(CliError::new(
+            "--swarm needs --bootstrap (or HYPERPUNCH_BOOTSTRAP) with at least one HOST:PORT",
+        ));
+    }
+    let relays = hyperpunch::dht::relays_from_env()
+        .map_err(|e| CliError::new(format!("HYPERPUNCH_RELAYS: {e}")))?;
+    let dht = DhtOptions {
+        host: args.host,
+        relays,
+        ..DhtOptions::new(list)
+    };
+    let swarm = Swarm::new(SwarmOptions::new(dht))
+        .await
+        .map_err(|e| CliError::new(format!("cannot start the DHT node on {}: {e}", args.host)))?;
+    tokio::time::timeout(BOOTSTRAP_TIMEOUT, swarm.dht().ready())
+        .await
+        .map_err(|_| {
+            CliError::new(
+                "the DHT bootstrap timed out: check --bootstrap and that the bootstrap nodes run",
+            )
+        })?
+        .map_err(|e| CliError::new(format!("the DHT node stopped: {e}")))?;
+    Ok(swarm)
+}
+
+/// Replicates the hub over every connection the swarm hands out, until `stop` fires or the
+/// swarm stops (then every connection's task ends with the runtime).
+async fn swarm_serve_loop(
+    mut swarm: Swarm,
+    hub: SharedHub<FileStorage>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), String> {
+    loop {
+        let conn = tokio::select! {
+            c = swarm.accept() => c,
+            _ = &mut stop => None,
+        };
+        let Some(conn) = conn else {
+            return Err("the swarm stopped".into());
+        };
+        let peer = hex::encode(conn.remote_public_key());
+        let short = &peer[..12];
+        eprintln!("{short}: connected");
+        let hub = hub.clone();
+        let short = short.to_string();
+        tokio::spawn(async move {
+            match replicate_connection(conn.into_raw(), &hub).await {
+                Ok(()) => eprintln!("{short}: closed"),
+                Err(e) => eprintln!("{short}: closed: {e}"),
+            }
+        });
+    }
 }
 
 /// Accept clients forever, one replication task each. A failing client only ends its own task.
@@ -315,7 +409,6 @@ enum Want {
 /// `core fetch`: download the core (or a range of it) from `--tcp` into `--storage`.
 pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     let dir = args.storage.storage.as_path();
-    let addr = args.tcp.as_str();
     let want = match (args.live, args.start, args.end) {
         (true, _, _) => Want::Live,
         (false, None, None) => Want::All,
@@ -352,7 +445,12 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     timing::mark("runtime started");
     let timeout = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
-    let work = download(dir, addr, want, timeout, key_pair, &hub, dk, events);
+    let source = if args.swarm.swarm {
+        Source::Swarm(&args.swarm)
+    } else {
+        Source::Tcp(args.tcp.as_deref().unwrap_or_default())
+    };
+    let work = download(dir, source, want, timeout, key_pair, &hub, dk, events);
     let result = match (want, timeout) {
         // A live fetch stops by itself at the deadline; the others fail.
         (Want::Live, _) | (_, None) => rt.block_on(work),
@@ -377,11 +475,41 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     result
 }
 
+/// Where `fetch` gets the core from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// One TCP peer.
+    Tcp(&'a str),
+    /// Every peer the swarm finds under the discovery key.
+    Swarm(&'a SwarmArgs),
+}
+
+/// Replicates with every peer of `swarm` serving the core, until the swarm stops.
+async fn swarm_fetch(
+    swarm: Swarm,
+    dk: [u8; 32],
+    hub: SharedHub<FileStorage>,
+) -> Result<(), String> {
+    let discovery = swarm
+        .join(
+            dk,
+            JoinOptions {
+                server: false,
+                ..JoinOptions::default()
+            },
+        )
+        .await;
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let r = swarm_serve_loop(swarm, hub, stopped).await;
+    drop(discovery);
+    r
+}
+
 /// `fetch`'s connection and download loop, then the final sync.
 #[allow(clippy::too_many_arguments)]
 async fn download(
     dir: &Path,
-    addr: &str,
+    source: Source<'_>,
     want: Want,
     timeout: Option<Duration>,
     key_pair: KeyPair,
@@ -402,18 +530,32 @@ async fn download(
             .await
             .map_err(|e| CliError::new(format!("cannot start the download: {e}")))?;
     }
-    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| CliError::new(format!("connecting to {addr} timed out")))?
-        .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
-    let _ = socket.set_nodelay(true);
-    timing::mark("connected");
-    let opts = StreamOptions {
-        keep_alive: KEEP_ALIVE_MS,
-        ..StreamOptions::default()
-    };
-    let conn = replicate_with(socket, true, key_pair, opts, hub);
-    tokio::pin!(conn);
+    let conn: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> =
+        match source {
+            Source::Tcp(addr) => {
+                let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| CliError::new(format!("connecting to {addr} timed out")))?
+                    .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
+                let _ = socket.set_nodelay(true);
+                timing::mark("connected");
+                let opts = StreamOptions {
+                    keep_alive: KEEP_ALIVE_MS,
+                    ..StreamOptions::default()
+                };
+                let hub = hub.clone();
+                Box::pin(async move {
+                    replicate_with(socket, true, key_pair, opts, &hub)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            }
+            Source::Swarm(args) => {
+                let swarm = start_swarm(args).await?;
+                Box::pin(swarm_fetch(swarm, dk, hub.clone()))
+            }
+        };
+    let mut conn = conn;
     // Without a timeout the branch below is disabled and this sleep is never polled.
     let stop = tokio::time::sleep(timeout.unwrap_or(CONNECT_TIMEOUT));
     tokio::pin!(stop);
@@ -526,7 +668,7 @@ async fn download(
     timing::mark("download");
     // Done: end the connection politely, but do not wait long for the peer.
     hub.end_all().await;
-    if !conn_done {
+    if !conn_done && matches!(source, Source::Tcp(_)) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut conn).await;
     }
     timing::mark("connection closed");

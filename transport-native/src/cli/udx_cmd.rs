@@ -4,18 +4,19 @@
 use super::args::{UdxCommand, UdxEndpoint};
 use super::CliError;
 use hyperpunch::udx::{SocketOptions, StreamStats, UdxSocket, UdxStream};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes `perf --loopback` sends without `--send`.
 const LOOPBACK_DEFAULT: u64 = 64 << 20;
 /// Bytes per write while sending.
 const CHUNK: usize = 64 * 1024;
 const MIB: f64 = (1u64 << 20) as f64;
-/// How long `cat` waits for the reason (reset, timeout) after a write to the stream failed.
-const REASON_WAIT: Duration = Duration::from_secs(1);
+/// Chunks queued between `cat`'s stdin/stdout threads and the stream.
+const STDIO_QUEUE: usize = 16;
 
 /// Run a `hyperpunch udx` command.
 pub fn run(c: UdxCommand) -> Result<(), CliError> {
@@ -127,23 +128,52 @@ fn stream_err(what: &str) -> impl Fn(io::Error) -> CliError + '_ {
 }
 
 /// `udx cat`: stdin to the stream, the stream to stdout, until both sides ended.
+///
+/// stdin and stdout are read and written on threads of their own (blocking, as the terminal
+/// or pipe is), so the runtime's thread only drives UDX. Every byte the stream delivered is
+/// written to stdout and flushed before `cat` reports a failure (a reset, a timeout): what was
+/// acknowledged reaches the reader even when a reset follows.
 fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
     block_on(async {
         let (_socket, stream) = open(endpoint, options, "cat").await?;
         let (mut from_peer, mut to_peer) = tokio::io::split(stream);
+        // Fails with whether the stream failed (rather than stdin).
         let up = async {
-            let mut stdin = tokio::io::stdin();
-            tokio::io::copy(&mut stdin, &mut to_peer)
+            let mut stdin = stdin_chunks();
+            while let Some(chunk) = stdin.recv().await {
+                let chunk = chunk.map_err(|e| (false, stream_err("reading stdin")(e)))?;
+                to_peer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| (true, stream_err("sending stdin")(e)))?;
+            }
+            to_peer
+                .shutdown()
                 .await
-                .map_err(stream_err("sending stdin"))?;
-            to_peer.shutdown().await.map_err(stream_err("ending"))
+                .map_err(|e| (true, stream_err("ending")(e)))
         };
         let down = async {
-            let mut stdout = tokio::io::stdout();
-            tokio::io::copy(&mut from_peer, &mut stdout)
+            let (stdout, written) = stdout_writer();
+            let mut buf = vec![0u8; CHUNK];
+            let received = loop {
+                match from_peer.read(&mut buf).await {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if stdout.send(buf[..n].to_vec()).await.is_err() {
+                            // The writer stopped: its error is reported below.
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            // Everything received goes out before any failure is reported.
+            drop(stdout);
+            let wrote = written
                 .await
-                .map_err(stream_err("receiving"))?;
-            stdout.flush().await.map_err(stream_err("writing stdout"))
+                .unwrap_or_else(|_| Err(io::Error::other("the stdout writer stopped")));
+            wrote.map_err(stream_err("writing stdout"))?;
+            received.map_err(stream_err("receiving"))
         };
         {
             tokio::pin!(up, down);
@@ -151,16 +181,15 @@ fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
                 received = &mut down => {
                     // The peer ended (stdin may still have more to send), or the stream failed.
                     received?;
-                    up.await?;
+                    up.await.map_err(|(_, e)| e)?;
                 }
                 sent = &mut up => match sent {
                     Ok(()) => down.await?,
-                    Err(e) => {
-                        // Writes fail once the stream has failed; the reading side knows why.
-                        return Err(match tokio::time::timeout(REASON_WAIT, &mut down).await {
-                            Ok(Err(reason)) => reason,
-                            _ => e,
-                        });
+                    Err((false, e)) => return Err(e),
+                    Err((true, e)) => {
+                        // Writes fail once the stream has failed; the reading side knows why,
+                        // and writes out what it received first.
+                        return Err(down.await.err().unwrap_or(e));
                     }
                 },
             }
@@ -172,6 +201,52 @@ fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
             .await
             .map_err(stream_err("closing"))
     })
+}
+
+/// Reads stdin on a thread of its own, in chunks of up to [`CHUNK`] bytes, until EOF (the
+/// channel closes) or an error (the last item).
+fn stdin_chunks() -> mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(STDIO_QUEUE);
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Writes what it is sent to stdout on a thread of its own; once the sender is dropped it
+/// flushes and reports how that went.
+fn stdout_writer() -> (mpsc::Sender<Vec<u8>>, oneshot::Receiver<io::Result<()>>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(STDIO_QUEUE);
+    let (done, written) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut stdout = io::stdout().lock();
+        let mut result = Ok(());
+        while let Some(chunk) = rx.blocking_recv() {
+            if let Err(e) = stdout.write_all(&chunk) {
+                result = Err(e);
+                break;
+            }
+        }
+        let _ = done.send(result.and_then(|()| stdout.flush()));
+    });
+    (tx, written)
 }
 
 /// What one end of a `perf` transfer measured.

@@ -21,7 +21,7 @@ use hyperpunch_core::relay::blind::{
 };
 use tokio::sync::mpsc;
 
-use super::{Cmd, Connection, ConnectionSender, DhtError, DhtPeer, ServerOptions};
+use super::{Cmd, Connection, ConnectionSender, Dht, DhtError, ServerOptions};
 
 /// How long a pairing may take (JS `relayTimeout`, 15 s).
 pub const PAIRING_TIMEOUT: Duration = Duration::from_secs(15);
@@ -119,10 +119,10 @@ pub struct RelayServer {
 
 impl RelayServer {
     /// Listens on `key_pair` through `peer` and relays until dropped.
-    pub async fn start(peer: &DhtPeer, key_pair: KeyPair) -> Result<RelayServer, DhtError> {
+    pub async fn start(peer: &Dht, key_pair: KeyPair) -> Result<RelayServer, DhtError> {
         let public_key = key_pair.public_key;
         let mut server = peer.listen(key_pair, ServerOptions::default()).await?;
-        let cmds = peer.cmds.clone();
+        let cmds = peer.commands().clone();
         let matched = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = matched.clone();
         let task = tokio::spawn(async move {

@@ -8,11 +8,14 @@ use hyperpunch_core::dht::connect::Established;
 use hyperpunch_core::secretstream::{
     Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
 };
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::udx::UdxStream;
+use crate::udx::{UdxSocket, UdxStream};
 
 /// hyperdht's `connectionKeepAlive`: an empty message after 5 s of write idleness.
 pub const KEEP_ALIVE_MS: u64 = 5000;
@@ -28,6 +31,7 @@ pub struct Connection {
     pub(crate) remote: std::net::SocketAddrV4,
     pub(crate) relayed: bool,
     remote_public_key: [u8; 32],
+    handshake_hash: [u8; 64],
     is_initiator: bool,
     out: mpsc::Sender<Out>,
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
@@ -49,6 +53,11 @@ impl Connection {
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.handshake_hash
     }
 
     /// Whether the connection runs on one of a holepuncher's sockets (the path was punched),
@@ -105,6 +114,7 @@ impl Connection {
 }
 
 /// The sending half of a [`Connection`].
+#[derive(Clone)]
 pub struct ConnectionSender {
     out: mpsc::Sender<Out>,
     finished: tokio::sync::watch::Receiver<bool>,
@@ -151,41 +161,144 @@ fn entropy() -> io::Result<Entropy> {
     Ok(Entropy::from_bytes(&b))
 }
 
-/// Starts the pump of an established connection over `udx`.
-pub(crate) fn start(
+/// An established connection whose stream is not started yet: the UDX stream on the socket
+/// the path was found on, and the handshake to run secret-stream with. Turn it into a message
+/// pipe ([`RawConnection::into_messages`]) or drive it yourself ([`RawConnection::into_parts`];
+/// replication does).
+pub struct RawConnection {
     udx: UdxStream,
-    est: &Established,
-    socket: std::sync::Arc<crate::udx::UdxSocket>,
-) -> io::Result<Connection> {
-    let epoch = Instant::now();
-    let opts = StreamOptions {
-        keep_alive: KEEP_ALIVE_MS,
-        ..StreamOptions::default()
-    };
-    let stream = SecretStream::from_handshake(
-        est.is_initiator,
-        est.handshake.split.clone(),
-        entropy()?,
-        opts,
-        0,
-    );
-    let (out_tx, out_rx) = mpsc::channel(64);
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let (done_tx, finished) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        pump(udx, stream, out_rx, in_tx, epoch, socket).await;
-        let _ = done_tx.send(true);
-    });
-    Ok(Connection {
-        socket: est.socket,
-        remote: est.remote,
-        relayed: est.relayed,
-        remote_public_key: est.handshake.split.remote_public_key,
-        is_initiator: est.is_initiator,
-        out: out_tx,
-        incoming: in_rx,
-        finished,
-    })
+    socket: Arc<UdxSocket>,
+    est: Established,
+    guards: Vec<Box<dyn Send>>,
+}
+
+/// A [`RawConnection`] taken apart ([`RawConnection::into_parts`]).
+pub struct RawParts {
+    /// The UDX stream (carries the secret-stream bytes).
+    pub udx: UdxStream,
+    /// The secret-stream engine, its header ready to send.
+    pub stream: SecretStream,
+    /// The socket the stream runs on: keep it while the stream runs.
+    pub socket: Arc<UdxSocket>,
+    /// Values to drop when the connection is over (e.g. a swarm's close notice).
+    pub guards: Vec<Box<dyn Send>>,
+}
+
+impl RawConnection {
+    pub(crate) fn new(udx: UdxStream, est: Established, socket: Arc<UdxSocket>) -> Self {
+        RawConnection {
+            udx,
+            socket,
+            est,
+            guards: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` until the connection is over (dropped with the message pump, or handed
+    /// out by [`RawConnection::into_parts`]).
+    pub fn attach(&mut self, guard: impl Send + 'static) {
+        self.guards.push(Box::new(guard));
+    }
+
+    /// A handle on the UDX stream: its byte counters, and `destroy`.
+    pub fn stream_handle(&self) -> crate::udx::StreamHandle {
+        self.udx.handle()
+    }
+
+    /// The peer's public key (authenticated by the handshake).
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.est.handshake.split.remote_public_key
+    }
+
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.est.handshake.split.hash
+    }
+
+    /// Our public key in the handshake.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.est.handshake.split.public_key
+    }
+
+    /// Whether we connected out (the secret-stream initiator).
+    pub fn is_initiator(&self) -> bool {
+        self.est.is_initiator
+    }
+
+    /// The peer's address (the relay's, for a relayed connection).
+    pub fn remote_addr(&self) -> SocketAddrV4 {
+        self.est.remote
+    }
+
+    /// Whether the connection runs through a blind relay.
+    pub fn is_relayed(&self) -> bool {
+        self.est.relayed
+    }
+
+    /// Whether the path was punched (see [`Connection::is_holepunched`]).
+    pub fn is_holepunched(&self) -> bool {
+        self.est.socket.0 >= 2 && !self.est.relayed
+    }
+
+    /// Destroys the stream (the peer sees a reset).
+    pub fn destroy(self) {
+        let _ = self.udx.destroy();
+    }
+
+    /// The UDX stream, the secret-stream engine (its header is ready to send; `now_ms` is its
+    /// clock in the caller's milliseconds), the socket and the guards.
+    pub fn into_parts(self, opts: StreamOptions, now_ms: u64) -> io::Result<RawParts> {
+        let stream = SecretStream::from_handshake(
+            self.est.is_initiator,
+            self.est.handshake.split.clone(),
+            entropy()?,
+            opts,
+            now_ms,
+        );
+        Ok(RawParts {
+            udx: self.udx,
+            stream,
+            socket: self.socket,
+            guards: self.guards,
+        })
+    }
+
+    /// Starts the connection as a message pipe (keep-alives as hyperdht's).
+    pub fn into_messages(self) -> Connection {
+        let epoch = Instant::now();
+        let opts = StreamOptions {
+            keep_alive: KEEP_ALIVE_MS,
+            ..StreamOptions::default()
+        };
+        let est = self.est.clone();
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (done_tx, finished) = tokio::sync::watch::channel(false);
+        match self.into_parts(opts, 0) {
+            Ok(p) => {
+                tokio::spawn(async move {
+                    pump(p.udx, p.stream, out_rx, in_tx, epoch, p.socket).await;
+                    drop(p.guards);
+                    let _ = done_tx.send(true);
+                });
+            }
+            Err(e) => {
+                let _ = in_tx.try_send(Err(e));
+                let _ = done_tx.send(true);
+            }
+        }
+        Connection {
+            socket: est.socket,
+            remote: est.remote,
+            relayed: est.relayed,
+            remote_public_key: est.handshake.split.remote_public_key,
+            handshake_hash: est.handshake.split.hash,
+            is_initiator: est.is_initiator,
+            out: out_tx,
+            incoming: in_rx,
+            finished,
+        }
+    }
 }
 
 async fn pump(

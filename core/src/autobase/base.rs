@@ -1,0 +1,863 @@
+//! The autobase engine (the DAG-loading and applying parts of `NM/autobase/index.js`,
+//! `lib/writer.js` and `lib/apply-state.js`), sans-IO: oplog blocks come in through
+//! [`Autobase::handle_block`], [`Autobase::update`] loads the nodes whose dependencies are there,
+//! linearizes them and applies them to the views with the caller's [`Apply`].
+//!
+//! The order is the one JS autobase computes for the same oplogs: nodes the indexers confirmed
+//! come first, in consensus order, then the tip; when a new node reorders the tip, the applied
+//! nodes past the common prefix are undone (views truncated, the system restored) and applied
+//! again. When an indexed node changes the indexers, the engine restarts from the indexed state
+//! with the new indexers, as JS reboots.
+
+use std::collections::HashMap;
+
+use super::graph::{DagNode, Graph, NodeId, WriterId};
+use super::linearizer::Linearizer;
+use super::messages::{Checkout, OplogMessage};
+use super::system::SystemState;
+use super::topolist::Update;
+use crate::encoding::Decode;
+
+/// JS `REMOTE_ADD_BATCH`: nodes added to the DAG between two linearizer updates.
+const REMOTE_ADD_BATCH: u64 = 64;
+/// JS `MAX_PRELOAD`: nodes a writer loads ahead.
+const MAX_PRELOAD: u64 = 4;
+
+/// Errors of the engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AutobaseError {
+    /// An oplog block did not decode; the writer is frozen at that block.
+    #[error("writer {writer}: block {seq} is not an oplog message: {reason}")]
+    BadBlock {
+        /// The writer key (hex).
+        writer: String,
+        /// The block.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The host refused a call from apply.
+    #[error("{0}")]
+    Host(&'static str),
+}
+
+/// One node handed to [`Apply::apply`].
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyNode<'a> {
+    /// Indexed (confirmed by the indexers) or on the tip (may be undone).
+    pub indexed: bool,
+    /// The writer.
+    pub from: &'a [u8; 32],
+    /// The node's length in its writer's oplog.
+    pub length: u64,
+    /// Its value.
+    pub value: &'a [u8],
+    /// The heads it linked.
+    pub heads: &'a [Checkout],
+}
+
+/// The views: append-only logs by name (JS views opened with `store.get(name)`); undo truncates them.
+#[derive(Debug, Clone, Default)]
+pub struct Views {
+    logs: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+/// A view's index in [`Views`].
+pub type ViewId = usize;
+
+impl Views {
+    /// The view called `name`, created empty if new.
+    pub fn open(&mut self, name: &str) -> ViewId {
+        if let Some(i) = self.logs.iter().position(|(n, _)| n == name) {
+            return i;
+        }
+        self.logs.push((name.to_string(), Vec::new()));
+        self.logs.len() - 1
+    }
+    /// Append a block to a view.
+    pub fn append(&mut self, view: ViewId, value: Vec<u8>) {
+        self.logs[view].1.push(value);
+    }
+    /// A view's blocks.
+    pub fn blocks(&self, view: ViewId) -> &[Vec<u8>] {
+        &self.logs[view].1
+    }
+    /// A view's length.
+    pub fn len(&self, view: ViewId) -> usize {
+        self.logs[view].1.len()
+    }
+    /// No view.
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
+    fn lengths(&self) -> Vec<usize> {
+        self.logs.iter().map(|l| l.1.len()).collect()
+    }
+    fn truncate(&mut self, lengths: &[usize]) {
+        for (i, l) in self.logs.iter_mut().enumerate() {
+            l.1.truncate(lengths.get(i).copied().unwrap_or(0));
+        }
+    }
+}
+
+/// The system calls apply may make (JS `host`).
+pub struct Host<'a> {
+    system: &'a mut SystemState,
+    added: Vec<[u8; 32]>,
+    removed: Vec<[u8; 32]>,
+}
+
+impl Host<'_> {
+    /// JS `host.addWriter(key, { indexer })`.
+    pub fn add_writer(&mut self, key: &[u8; 32], indexer: bool) {
+        self.system.add(key, indexer);
+        self.added.push(*key);
+    }
+    /// JS `host.removeWriter(key)`: refused for the last indexer.
+    pub fn remove_writer(&mut self, key: &[u8; 32]) -> Result<(), AutobaseError> {
+        if !self.removeable(key) {
+            return Err(AutobaseError::Host(
+                "Not allowed to remove the last indexer",
+            ));
+        }
+        self.system.remove(key);
+        self.removed.push(*key);
+        Ok(())
+    }
+    /// JS `host.ackWriter(key)`.
+    pub fn ack_writer(&mut self, key: &[u8; 32]) {
+        self.system.ack(key);
+    }
+    /// JS `host.removeable(key)`: not the last indexer.
+    pub fn removeable(&self, key: &[u8; 32]) -> bool {
+        let s = &self.system;
+        if s.indexers.len() != 1 {
+            return true;
+        }
+        s.indexers[0].key != *key
+    }
+    /// The system state as apply sees it.
+    pub fn system(&self) -> &SystemState {
+        self.system
+    }
+}
+
+/// The caller's apply function (JS `apply(nodes, view, host)`).
+pub trait Apply {
+    /// Apply one batch of nodes.
+    fn apply(&mut self, nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>);
+}
+
+impl<F: FnMut(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)> Apply for F {
+    fn apply(&mut self, nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+        self(nodes, views, host)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Applied {
+    batch: usize,
+    indexers: bool,
+    system: SystemState,
+    views: Vec<usize>,
+}
+
+/// The engine.
+pub struct Autobase<A: Apply> {
+    bootstrap: [u8; 32],
+    apply: A,
+    oplogs: HashMap<[u8; 32], Vec<OplogMessage>>,
+    frozen: HashMap<[u8; 32], u64>,
+    graph: Graph,
+    lin: Linearizer,
+    active: Vec<WriterId>,
+    pending: HashMap<WriterId, NodeId>,
+    system: SystemState,
+    views: Views,
+    updates: Vec<Applied>,
+    indexed_system: SystemState,
+    indexed_views: Vec<usize>,
+    indexed_nodes: u64,
+    /// Linearizer restarts because indexers changed.
+    pub reboots: u64,
+}
+
+impl<A: Apply> Autobase<A> {
+    /// An autobase whose bootstrap (first indexer) is `bootstrap`, applying with `apply`.
+    pub fn new(bootstrap: [u8; 32], apply: A) -> Self {
+        let mut graph = Graph::new();
+        let system = SystemState::new();
+        let lin = Linearizer::new(&mut graph, Vec::new(), &[]);
+        let mut base = Autobase {
+            bootstrap,
+            apply,
+            oplogs: HashMap::new(),
+            frozen: HashMap::new(),
+            graph,
+            lin,
+            active: Vec::new(),
+            pending: HashMap::new(),
+            indexed_system: system.clone(),
+            system,
+            views: Views::default(),
+            updates: Vec::new(),
+            indexed_views: Vec::new(),
+            indexed_nodes: 0,
+            reboots: 0,
+        };
+        base.restart();
+        base
+    }
+
+    /// The bootstrap key.
+    pub fn bootstrap(&self) -> &[u8; 32] {
+        &self.bootstrap
+    }
+
+    /// The views.
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    /// Open (create) a view by name, as JS `open` does.
+    pub fn open_view(&mut self, name: &str) -> ViewId {
+        self.views.open(name)
+    }
+
+    /// The views' lengths at the indexed point.
+    pub fn indexed_view_lengths(&self) -> Vec<usize> {
+        let mut v = self.indexed_views.clone();
+        v.resize(self.views.logs.len(), 0);
+        v
+    }
+
+    /// The system state (tip).
+    pub fn system(&self) -> &SystemState {
+        &self.system
+    }
+
+    /// The system state at the indexed point.
+    pub fn indexed_system(&self) -> &SystemState {
+        &self.indexed_system
+    }
+
+    /// Nodes indexed so far.
+    pub fn indexed_nodes(&self) -> u64 {
+        self.indexed_nodes
+    }
+
+    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it knows.
+    pub fn wanted(&self) -> Vec<([u8; 32], u64)> {
+        self.active
+            .iter()
+            .map(|&w| {
+                let key = self.graph.writers[w].key;
+                (key, self.oplogs.get(&key).map_or(0, |v| v.len() as u64))
+            })
+            .collect()
+    }
+
+    /// Every writer the engine knows: `(key, indexed, linearized, loaded, removed, indexer)`.
+    pub fn writer_states(&self) -> Vec<([u8; 32], u64, u64, u64, bool, bool)> {
+        self.active
+            .iter()
+            .map(|&w| {
+                let ws = &self.graph.writers[w];
+                (
+                    ws.key,
+                    ws.offset,
+                    ws.length,
+                    ws.loaded(),
+                    ws.is_removed,
+                    ws.is_active_indexer,
+                )
+            })
+            .collect()
+    }
+
+    /// A writer's pending (not yet loadable) node: its heads and resolved dependencies.
+    pub fn pending_node(&self, key: &[u8; 32]) -> Option<(u64, Vec<Checkout>, usize)> {
+        let w = self.graph.find_writer(key)?;
+        let n = self.graph.node(*self.pending.get(&w)?);
+        Some((n.length, n.heads.clone(), n.dependencies.len()))
+    }
+
+    /// The consensus state, for debugging.
+    pub fn explain(&self) -> String {
+        format!(
+            "{} tip {} heads {}",
+            self.lin.consensus.explain(&self.graph),
+            self.lin.tip.tip.len(),
+            self.lin.heads.len()
+        )
+    }
+
+    /// Oplog blocks held for `key`.
+    pub fn oplog_len(&self, key: &[u8; 32]) -> u64 {
+        self.oplogs.get(key).map_or(0, |v| v.len() as u64)
+    }
+
+    /// Block `seq` of writer `key`'s oplog. Blocks must come in order per writer (a block past
+    /// the next one expected is ignored); a block that does not decode freezes the writer there.
+    pub fn handle_block(
+        &mut self,
+        key: &[u8; 32],
+        seq: u64,
+        block: &[u8],
+    ) -> Result<(), AutobaseError> {
+        if self.frozen.contains_key(key) {
+            return Ok(());
+        }
+        let log = self.oplogs.entry(*key).or_default();
+        if seq != log.len() as u64 {
+            return Ok(());
+        }
+        match OplogMessage::from_bytes(block) {
+            Ok(m) => {
+                log.push(m);
+                Ok(())
+            }
+            Err(e) => {
+                self.frozen.insert(*key, seq);
+                Err(AutobaseError::BadBlock {
+                    writer: key.iter().map(|b| format!("{b:02x}")).collect(),
+                    seq,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Record a locally written message (the local writer's own block).
+    pub fn handle_message(&mut self, key: &[u8; 32], msg: OplogMessage) {
+        self.oplogs.entry(*key).or_default().push(msg);
+    }
+
+    /// Whether `local` may append: a member of the system that is not removed (JS `writable`).
+    pub fn is_writable(&self, local: &[u8; 32]) -> bool {
+        match self.system.get(local) {
+            Some(m) => !m.is_removed,
+            None => self.system.bootstrapping() && *local == self.bootstrap,
+        }
+    }
+
+    /// Append `values` as one batch from the local writer `local` (JS `append` / `_addLocalHeads`):
+    /// the nodes link the DAG's current heads, enter the linearizer at once and are applied by
+    /// the next [`Autobase::update`]. Returns the oplog messages to append to the local core, in
+    /// order (no digest or checkpoint: this writer does not index). `None` when not writable or
+    /// when the local writer's oplog still has blocks to load.
+    pub fn append(&mut self, local: &[u8; 32], values: Vec<Vec<u8>>) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, values.into_iter().map(Some).collect())
+    }
+
+    /// Whether `local` is one of the indexers the linearizer runs with (JS `ackable`).
+    pub fn is_indexer(&self, local: &[u8; 32]) -> bool {
+        self.graph
+            .find_writer(local)
+            .is_some_and(|w| self.graph.writers[w].is_active_indexer)
+    }
+
+    /// JS `ack()` for the local indexer: when the linearizer says an ack moves consensus on
+    /// (`shouldAck`), append a node without a value and return its message for the local core.
+    pub fn ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        let w = self.graph.find_writer(local)?;
+        if !self.graph.writers[w].is_active_indexer {
+            return None;
+        }
+        let pending = self.system.indexers.len() > self.lin.indexers().len();
+        if !self.lin.should_ack(&self.graph, w, pending) {
+            return None;
+        }
+        self.append_nodes(local, vec![None])
+    }
+
+    /// Append an ack (a node without a value) whether or not `shouldAck` asks for one (JS
+    /// `append(null)`): an indexer breaks a stall with it, as JS never acks its own lone head.
+    pub fn force_ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, vec![None])
+    }
+
+    fn append_nodes(
+        &mut self,
+        local: &[u8; 32],
+        values: Vec<Option<Vec<u8>>>,
+    ) -> Option<Vec<OplogMessage>> {
+        if values.is_empty() || !self.is_writable(local) {
+            return None;
+        }
+        let w = self.writer_by_key(local, None, false);
+        self.load(w);
+        let ws = &self.graph.writers[w];
+        let held = self.oplog_len(local);
+        if ws.length != ws.available || ws.loaded() != held || self.pending.contains_key(&w) {
+            return None;
+        }
+        let n = values.len() as u64;
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let heads = self.lin.get_heads(&self.graph);
+            let deps = self.lin.heads.clone();
+            let batch = n - i as u64;
+            let length = self.graph.writers[w].loaded() + 1;
+            let mut node = DagNode::new(w, length, value.clone(), heads.clone(), batch, false);
+            node.dependencies = deps;
+            let id = self.graph.insert(node);
+            let ws = &mut self.graph.writers[w];
+            ws.nodes.push_back(id);
+            ws.available += 1;
+            ws.length += 1;
+            self.lin.add_head(&mut self.graph, id);
+            let msg = OplogMessage::new(super::messages::Node {
+                heads,
+                batch,
+                value,
+            });
+            self.oplogs.entry(*local).or_default().push(msg.clone());
+            out.push(msg);
+        }
+        Some(out)
+    }
+
+    // ------------------------------------------------------------------ writers
+
+    /// JS `_getWriterByKey(key, len, seen, allowGC, isAdded, system)`.
+    fn writer_by_key(&mut self, key: &[u8; 32], len: Option<u64>, is_added: bool) -> WriterId {
+        let info = self.system.get(key);
+        let len = len.unwrap_or_else(|| info.map_or(0, |m| m.length));
+        let is_active = info.is_some_and(|m| is_added || !m.is_removed);
+        let id = self.graph.writer_id(key, len);
+        let w = &mut self.graph.writers[id];
+        w.is_removed = !is_active;
+        if w.is_removed && self.system.bootstrapping() && *key == self.bootstrap {
+            w.is_removed = false;
+        }
+        if !self.active.contains(&id) {
+            self.active.push(id);
+        }
+        id
+    }
+
+    /// Activate the members we hold unapplied blocks of (what JS learns from the wakeup
+    /// protocol and the peers' announcements): after a restart only the indexers and the heads'
+    /// writers are known again.
+    fn wake_writers(&mut self) {
+        let mut keys: Vec<[u8; 32]> = self
+            .oplogs
+            .iter()
+            .filter(|(k, log)| {
+                self.system
+                    .get(k)
+                    .is_some_and(|m| !m.is_removed && (log.len() as u64) > m.length)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        for k in keys {
+            let known = self
+                .graph
+                .find_writer(&k)
+                .is_some_and(|w| self.active.contains(&w));
+            if !known {
+                self.writer_by_key(&k, None, false);
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        self.graph = Graph::new();
+        self.active.clear();
+        self.pending.clear();
+        self.system = self.indexed_system.clone();
+        self.views.truncate(&self.indexed_views);
+        self.updates.clear();
+        if self.system.indexers.is_empty() {
+            // JS `_bootstrapLinearizer`
+            let b = self.graph.writer_id(&self.bootstrap, 0);
+            self.graph.writers[b].is_removed = false;
+            self.graph.writers[b].is_active_indexer = true;
+            self.active.push(b);
+            self.lin = Linearizer::new(&mut self.graph, vec![b], &[]);
+            return;
+        }
+        let sys = self.system.clone();
+        let mut indexers = Vec::new();
+        for idx in &sys.indexers {
+            indexers.push(self.writer_by_key(&idx.key, Some(idx.length), false));
+        }
+        for &i in &indexers {
+            self.graph.writers[i].is_active_indexer = true;
+        }
+        self.lin = Linearizer::new(&mut self.graph, indexers, &sys.heads);
+        for h in &sys.heads {
+            self.writer_by_key(&h.key, Some(h.length), false);
+        }
+    }
+
+    /// JS `writer.update`: load nodes whose dependencies are in.
+    fn load(&mut self, w: WriterId) {
+        let key = self.graph.writers[w].key;
+        loop {
+            let ws = &self.graph.writers[w];
+            if ws.available - ws.length >= MAX_PRELOAD {
+                break;
+            }
+            let seq = ws.loaded();
+            let Some(msg) = self.oplogs.get(&key).and_then(|l| l.get(seq as usize)) else {
+                break;
+            };
+            let node = match self.pending.get(&w) {
+                Some(&n) => n,
+                None => {
+                    let n = DagNode::new(
+                        w,
+                        seq + 1,
+                        msg.node.value.clone(),
+                        msg.node.heads.clone(),
+                        msg.node.batch,
+                        msg.optimistic,
+                    );
+                    let id = self.graph.insert(n);
+                    self.pending.insert(w, id);
+                    id
+                }
+            };
+            if !self.ensure_dependencies(w, node) {
+                break;
+            }
+            self.pending.remove(&w);
+            let ws = &mut self.graph.writers[w];
+            ws.nodes.push_back(node);
+            if self.graph.node(node).batch == 1 {
+                let ws = &mut self.graph.writers[w];
+                ws.available = ws.loaded();
+            }
+        }
+    }
+
+    fn ensure_dependencies(&mut self, w: WriterId, node: NodeId) -> bool {
+        loop {
+            let n = self.graph.node(node);
+            if n.dependencies.len() >= n.heads.len() {
+                break;
+            }
+            let raw = n.heads[n.dependencies.len()];
+            let hw = self.writer_by_key(&raw.key, None, false);
+            if hw != w && self.graph.writers[hw].length < raw.length {
+                return false;
+            }
+            let mut head = self.graph.writers[hw].node_at(raw.length as i64 - 1);
+            if head.is_none() {
+                head = self.lin.heads.iter().copied().find(|&h| {
+                    let hn = self.graph.node(h);
+                    hn.length == raw.length && self.graph.writers[hn.writer].key == raw.key
+                });
+            }
+            let n = self.graph.node_mut(node);
+            match head {
+                None => {
+                    // already yielded
+                    let i = n.dependencies.len();
+                    n.heads.remove(i);
+                }
+                Some(h) if n.dependencies.contains(&h) || h == node => {
+                    // JS asserts 'Corrupted DAG': a head listed twice; drop the duplicate
+                    let i = n.dependencies.len();
+                    n.heads.remove(i);
+                }
+                Some(h) => n.dependencies.push(h),
+            }
+        }
+        let offset = self.graph.node(node).length - 1;
+        let ws = &self.graph.writers[w];
+        if offset > ws.indexed() {
+            if let Some(prev) = ws.node_at(offset as i64 - 1) {
+                let n = self.graph.node_mut(node);
+                if !n.dependencies.contains(&prev) {
+                    n.dependencies.push(prev);
+                }
+            }
+        }
+        true
+    }
+
+    fn advance(&mut self, w: WriterId) -> Option<NodeId> {
+        let ws = &mut self.graph.writers[w];
+        if ws.length < ws.available {
+            let n = ws.node_at(ws.length as i64);
+            ws.length += 1;
+            n
+        } else {
+            None
+        }
+    }
+
+    fn add_remote_heads(&mut self) -> u64 {
+        let mut added = 0;
+        while added < REMOTE_ADD_BATCH {
+            // a writer met while loading (a head's writer) is loaded in the next round
+            let known = self.active.len();
+            let writers = self.active.clone();
+            for &w in &writers {
+                self.load(w);
+            }
+            let mut advanced = 0;
+            for &w in &self.active.clone() {
+                let Some(mut node) = self.advance(w) else {
+                    continue;
+                };
+                advanced += self.graph.node(node).batch;
+                loop {
+                    self.lin.add_head(&mut self.graph, node);
+                    if self.graph.node(node).batch == 1 {
+                        break;
+                    }
+                    match self.advance(w) {
+                        Some(n) => node = n,
+                        None => break,
+                    }
+                }
+            }
+            if advanced == 0 {
+                if self.active.len() != known {
+                    continue;
+                }
+                break;
+            }
+            added += advanced;
+        }
+        added
+    }
+
+    /// Load, linearize and apply everything the blocks held allow. Returns whether anything
+    /// changed.
+    pub fn update(&mut self) -> bool {
+        let mut changed = false;
+        loop {
+            self.wake_writers();
+            let added = self.add_remote_heads();
+            let Some(u) = self.lin.update(&mut self.graph) else {
+                if added == 0 {
+                    break;
+                }
+                continue;
+            };
+            changed = true;
+            if self.apply_update(&u) {
+                self.reboots += 1;
+                self.restart();
+            }
+        }
+        changed
+    }
+
+    fn shift_writer(&mut self, w: WriterId) {
+        let ws = &self.graph.writers[w];
+        if ws.length <= ws.offset {
+            return;
+        }
+        while let Some(n) = self.graph.writers[w].nodes.pop_front() {
+            self.graph.writers[w].offset += 1;
+            if self.graph.node(n).batch <= 1 {
+                break;
+            }
+        }
+    }
+
+    fn refresh_writers(&mut self) {
+        for &w in &self.active {
+            let ws = &mut self.graph.writers[w];
+            let data = self.system.get(&ws.key);
+            let bootstrapper = self.system.length == 0 && ws.key == self.bootstrap;
+            ws.is_removed = data.map_or(!bootstrapper, |m| m.is_removed);
+        }
+    }
+
+    fn undo(&mut self, mut popped: usize) {
+        while popped > 0 {
+            let Some(u) = self.updates.pop() else { break };
+            popped = popped.saturating_sub(u.batch);
+        }
+        let (sys, views) = match self.updates.last() {
+            Some(u) => (u.system.clone(), u.views.clone()),
+            None => (self.indexed_system.clone(), self.indexed_views.clone()),
+        };
+        self.system = sys;
+        self.views.truncate(&views);
+        self.refresh_writers();
+    }
+
+    fn push_update(&mut self, batch: usize, indexers: bool) {
+        self.updates.push(Applied {
+            batch,
+            indexers,
+            system: self.system.clone(),
+            views: self.views.lengths(),
+        });
+    }
+
+    fn causal_dependencies(&self, node: NodeId) -> Vec<NodeId> {
+        let mut order = vec![node];
+        let mut stack = vec![node];
+        let mut visited: Vec<NodeId> = Vec::new();
+        while let Some(n) = stack.pop() {
+            for &dep in &self.graph.node(n).dependencies {
+                let dw = &self.graph.writers[self.graph.node(dep).writer];
+                if !dw.is_removed || dw.is_active_indexer {
+                    continue;
+                }
+                if visited.contains(&dep) {
+                    continue;
+                }
+                visited.push(dep);
+                stack.push(dep);
+                order.push(dep);
+            }
+        }
+        order
+    }
+
+    /// Apply an update; returns whether the indexers changed at an indexed node (reboot).
+    fn apply_update(&mut self, u: &Update) -> bool {
+        let mut indexers_updated = 0;
+        let mut j = 0;
+        let mut i = 0;
+        while i < u.indexed.len().min(u.shared) {
+            let node = u.indexed[i];
+            i += 1;
+            if self.graph.node(node).batch > 1 {
+                continue;
+            }
+            self.shift_writer(self.graph.node(node).writer);
+            let indexers = self.updates.get(j).is_some_and(|a| a.indexers);
+            j += 1;
+            if indexers {
+                indexers_updated = i;
+                break;
+            }
+        }
+        if u.undo > 0 {
+            self.undo(u.undo);
+        }
+        if self.system.bootstrapping() {
+            let b = self.bootstrap;
+            self.system.add(&b, true);
+        }
+        let mut batch = 0;
+        let mut apply_batch: Vec<(NodeId, bool)> = Vec::new();
+        for i in u.shared..u.length {
+            let indexed = i < u.indexed.len();
+            let node = u.at(i);
+            batch += 1;
+            let n = self.graph.node(node);
+            let w = n.writer;
+            let (removed, active_indexer) = (
+                self.graph.writers[w].is_removed,
+                self.graph.writers[w].is_active_indexer,
+            );
+            if removed && !active_indexer {
+                if n.batch > 1 {
+                    continue;
+                }
+                self.push_update(batch, false);
+                batch = 0;
+                continue;
+            }
+            let deps = self.causal_dependencies(node);
+            for &d in deps[1..].iter().rev() {
+                let dn = self.graph.node(d);
+                let key = self.graph.writers[dn.writer].key;
+                if self.system.linkable(&key, dn.length) {
+                    self.system.add_head(&key, dn.length, &dn.actual_heads);
+                }
+            }
+            let n = self.graph.node(node);
+            let key = self.graph.writers[w].key;
+            self.system.add_head(&key, n.length, &n.actual_heads);
+            if n.value.is_some() && !self.graph.writers[w].is_removed {
+                apply_batch.push((node, indexed));
+            }
+            if self.graph.node(node).batch > 1 {
+                continue;
+            }
+            if !apply_batch.is_empty() {
+                self.run_apply(&apply_batch);
+            }
+            let indexers = self.system.indexer_update;
+            self.system.flush();
+            self.push_update(batch, indexers);
+            batch = 0;
+            apply_batch.clear();
+            if !indexed || indexers_updated > 0 {
+                continue;
+            }
+            self.shift_writer(w);
+            if indexers {
+                indexers_updated = i + 1;
+            }
+        }
+        if !u.indexed.is_empty() {
+            self.index_updates(if indexers_updated > 0 {
+                indexers_updated
+            } else {
+                u.indexed.len()
+            });
+        }
+        indexers_updated > 0
+    }
+
+    fn run_apply(&mut self, nodes: &[(NodeId, bool)]) {
+        let keys: Vec<[u8; 32]> = nodes
+            .iter()
+            .map(|&(n, _)| self.graph.writers[self.graph.node(n).writer].key)
+            .collect();
+        let batch: Vec<ApplyNode<'_>> = nodes
+            .iter()
+            .zip(&keys)
+            .map(|(&(n, indexed), key)| {
+                let node = self.graph.node(n);
+                ApplyNode {
+                    indexed,
+                    from: key,
+                    length: node.length,
+                    value: node.value.as_deref().unwrap_or(&[]),
+                    heads: &node.actual_heads,
+                }
+            })
+            .collect();
+        let mut host = Host {
+            system: &mut self.system,
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        self.apply.apply(&batch, &mut self.views, &mut host);
+        let (added, removed) = (host.added, host.removed);
+        drop(batch);
+        for key in added {
+            self.writer_by_key(&key, None, true);
+        }
+        for key in removed {
+            if let Some(w) = self.graph.find_writer(&key) {
+                self.graph.writers[w].is_removed = true;
+            }
+        }
+    }
+
+    fn index_updates(&mut self, mut indexed: usize) {
+        let mut shift = 0;
+        while indexed > 0 && shift < self.updates.len() {
+            indexed = indexed.saturating_sub(self.updates[shift].batch);
+            shift += 1;
+        }
+        if shift == 0 {
+            return;
+        }
+        let last = &self.updates[shift - 1];
+        self.indexed_system = last.system.clone();
+        self.indexed_views = last.views.clone();
+        self.indexed_nodes += self.updates[..shift]
+            .iter()
+            .map(|u| u.batch as u64)
+            .sum::<u64>();
+        self.updates.drain(..shift);
+    }
+}

@@ -1,0 +1,48 @@
+//! autobase 7.28.1 (`NM/autobase`): multi-writer systems on hypercores.
+//!
+//! Every writer appends to its own hypercore, the *oplog*: each block is an [`messages::OplogMessage`]
+//! whose node links to the heads of the causal DAG the writer saw. A set of *indexers* reaches
+//! consensus on one order of the DAG (the linearizer), an `apply` function turns the ordered nodes
+//! into views, and the system core (a hyperbee) records who the writers are.
+//!
+//! This module is sans-IO, like the rest of `hyperpunch-core`. It is built in pieces:
+//!
+//! * [`messages`]: every autobase message, byte-identical to JS (oplog, system info and member
+//!   records, boot record, wakeup, linearizer update, encryption descriptor, manifest data).
+//! * The causal DAG ([`graph`], [`clock`]), the tip's order ([`topolist`]), the indexers'
+//!   [`consensus`] and the [`linearizer`] over them: ports of the JS algorithms, keeping JS's
+//!   iteration orders where they decide ties.
+//! * [`system`]: members, indexers, pending indexers and applied heads with JS's rules (in memory).
+//! * [`Autobase`]: the engine. Oplog blocks in ([`Autobase::handle_block`]), [`Autobase::update`]
+//!   loads the nodes whose dependencies are in, linearizes them, undoes what a reorder moved and
+//!   applies with the caller's [`Apply`] (a trait, or any closure) to [`Views`]; when an indexed
+//!   node changes the indexers it restarts from the indexed state as JS reboots. Live-tested:
+//!   the oplogs a JS autobase wrote (one or three indexers, partitioned writers, a removed
+//!   writer) give the JS view, block for block, with the same indexed length and system length,
+//!   whatever order the blocks arrive in (`tests/tests/autobase_interop.rs`).
+//!
+//! Writing: [`Autobase::append`] adds a batch from the local writer the way JS `_addLocalHeads`
+//! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a
+//! JS bootstrap adds, over corestore replication on TCP.
+//!
+//! Indexers ack with [`Autobase::ack`] (JS `shouldAck`); a seeded simulation runs one or three
+//! indexers under partitions.
+//!
+//! Not done yet (JS features): an indexer's digests and checkpoints, the system core as a hyperbee and
+//! views as hypercores (storage compatibility), checkpoints and signed lengths, fast-forward,
+//! optimistic apply, encryption, forks, wakeup.
+
+mod base;
+pub mod clock;
+pub mod consensus;
+pub mod graph;
+pub mod linearizer;
+pub mod messages;
+pub mod system;
+pub mod topolist;
+
+pub use base::{Apply, ApplyNode, Autobase, AutobaseError, Host, ViewId, Views};
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod vectors_tests;

@@ -1,0 +1,174 @@
+// A real multi-writer JS autobase 7.28.1 run, for tests/tests/autobase_interop.rs: the writers
+// are added by the bootstrap, partitioned, append concurrently, then healed until every member
+// has the same view and everything is indexed. Prints one JSON object:
+//   { bootstrap, writers: [{ key, blocks: [hex] }], view: [hex], viewSignedLength,
+//     viewIndexedLength, indexedLength, systemLength, systemSignedLength, indexers: [key] }
+// Each writer's blocks are read from its own local core (raw oplog bytes).
+//
+// Usage: node autobase-scenario.js '<json config>' (or the config on stdin)
+//   writers: members besides the bootstrap (default 2)
+//   indexers: 'bootstrap' (only the bootstrap indexes) | 'all' (every writer is added as indexer)
+//   rounds: partitioned rounds of appends (default 3); each member appends `perRound` values
+//           per round, every second round as one batch (an array append)
+//   removeLast: the bootstrap removes the last writer after healing (it keeps writing; its
+//               later values must not count)
+//   deadline: ms (default 60000)
+// The apply: a value `add:<hex key>:<0|1>` adds a writer (indexer if 1), `rm:<hex key>` removes
+// one, anything else is appended to the view 'view' as is. Acks are explicit (ackInterval 0).
+'use strict'
+
+const fs = require('fs')
+const os = require('os')
+const path = require('path')
+const Corestore = require('corestore')
+const Autobase = require('autobase')
+const b4a = require('b4a')
+
+const cfg = JSON.parse(process.argv[2] || fs.readFileSync(0, 'utf8') || '{}')
+const hex = (b) => b4a.toString(b, 'hex')
+const dirs = []
+const tmp = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-ab-')); dirs.push(d); return d }
+function cleanup () { for (const d of dirs) try { fs.rmSync(d, { recursive: true, force: true }) } catch {} }
+const deadline = setTimeout(() => { console.error('deadline'); cleanup(); process.exit(2) }, cfg.deadline || 60000)
+
+function open (store, key) {
+  return new Autobase(store, key, {
+    valueEncoding: 'binary',
+    ackInterval: 0,
+    fastForward: false,
+    open: (s) => s.get('view'),
+    apply: async (nodes, view, host) => {
+      for (const { value } of nodes) {
+        const s = b4a.toString(value)
+        if (s.startsWith('add:')) {
+          const [, k, idx] = s.split(':')
+          await host.addWriter(b4a.from(k, 'hex'), { indexer: idx === '1' })
+          continue
+        }
+        if (s.startsWith('rm:')) {
+          await host.removeWriter(b4a.from(s.slice(3), 'hex'))
+          continue
+        }
+        await view.append(value)
+      }
+    }
+  })
+}
+
+let streams = []
+function connect (stores) {
+  for (let i = 0; i < stores.length; i++) {
+    for (let j = i + 1; j < stores.length; j++) {
+      const a = stores[i].replicate(true)
+      const b = stores[j].replicate(false)
+      a.pipe(b).pipe(a)
+      a.on('error', () => {}); b.on('error', () => {})
+      streams.push(a, b)
+    }
+  }
+}
+function partition () { for (const s of streams) s.destroy(); streams = [] }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function viewOf (base) {
+  const out = []
+  for (let i = 0; i < base.view.length; i++) out.push(hex(await base.view.get(i)))
+  return out
+}
+
+async function main () {
+  const n = cfg.writers ?? 2
+  const rounds = cfg.rounds ?? 3
+  const perRound = cfg.perRound ?? 2
+  const allIndexers = cfg.indexers === 'all'
+  const stores = []
+  for (let i = 0; i <= n; i++) stores.push(new Corestore(tmp()))
+  const bases = [open(stores[0])]
+  await bases[0].ready()
+  for (let i = 1; i <= n; i++) { bases.push(open(stores[i], bases[0].key)); await bases[i].ready() }
+
+  for (let i = 1; i <= n; i++) await bases[0].append(b4a.from(`add:${hex(bases[i].local.key)}:${allIndexers ? 1 : 0}`))
+  connect(stores)
+  for (let t = 0; t < 400 && !bases.every((b) => b.writable); t++) {
+    for (const b of bases) { await b.update(); if (b.ackable) await b.ack() }
+    await sleep(20)
+  }
+  if (!bases.every((b) => b.writable)) throw new Error('not all writable')
+  // let everyone see everyone before partitioning
+  for (let t = 0; t < 10; t++) { for (const b of bases) { await b.update(); if (b.ackable) await b.ack() } await sleep(20) }
+
+  partition()
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < bases.length; i++) {
+      const vals = []
+      for (let k = 0; k < perRound; k++) vals.push(b4a.from(`w${i} r${r} v${k}`))
+      if (r % 2 === 1) await bases[i].append(vals)
+      else for (const v of vals) await bases[i].append(v)
+    }
+  }
+  connect(stores)
+
+  if (cfg.removeLast) {
+    await sync(bases)
+    await bases[0].append(b4a.from(`rm:${hex(bases[n].local.key)}`))
+    await sync(bases)
+    try { await bases[n].append(b4a.from(`w${n} after removal`)) } catch {}
+    await bases[0].append(b4a.from('after removal'))
+  }
+  await sync(bases)
+
+  const writers = []
+  for (const b of bases) {
+    const core = b.local.session({ valueEncoding: 'binary' })
+    await core.ready()
+    const blocks = []
+    for (let i = 0; i < core.length; i++) blocks.push(hex(await core.get(i)))
+    writers.push({ key: hex(b.local.key), blocks })
+    await core.close()
+  }
+  const sys = bases[0].system.core
+  const out = {
+    bootstrap: hex(bases[0].key),
+    writers,
+    view: await viewOf(bases[0]),
+    viewSignedLength: bases[0].view.signedLength,
+    viewIndexedLength: await viewIndexedLength(bases[0]),
+    indexedLength: bases[0].indexedLength,
+    systemLength: sys.length,
+    systemSignedLength: sys.signedLength,
+    indexers: bases[0].system.indexers.map((i) => hex(i.key))
+  }
+  process.stdout.write(JSON.stringify(out) + '\n')
+  partition()
+  for (const b of bases) await b.close()
+  clearTimeout(deadline)
+  cleanup()
+}
+
+async function viewIndexedLength (base) {
+  const info = await base.system.getIndexedInfo(base.indexedLength)
+  return info.views.length ? info.views[0].length : 0
+}
+
+async function sync (bases) {
+  let same = 0
+  for (let t = 0; t < 600; t++) {
+    for (const b of bases) { await b.update(); if (b.ackable) await b.ack() }
+    const views = await Promise.all(bases.map(viewOf))
+    const first = JSON.stringify(views[0])
+    const equal = views.every((v) => JSON.stringify(v) === first)
+    const vil = await Promise.all(bases.map(viewIndexedLength))
+    const indexed = bases.every((b, i) => vil[i] === views[0].length && b.view.length === views[0].length)
+    const heads = bases.every((b) => b.linearizer.heads.size <= 1)
+    if (equal && indexed && heads) { if (++same >= 3) return } else same = 0
+    // JS never self-acks its own single head: when stuck, one indexer in turn writes an ack
+    if (t % 10 === 9) {
+      const b = bases[(t / 10 | 0) % bases.length]
+      if (b.ackable) await b.append(null)
+    }
+    await sleep(20)
+  }
+  throw new Error('no convergence: ' + JSON.stringify(bases.map((b) => ({ len: b.view.length, signed: b.view.signedLength, indexed: b.indexedLength, heads: b.linearizer.heads.size, writable: b.writable, ackable: b.ackable }))))
+}
+
+main().catch((e) => { console.error(e); cleanup(); process.exit(1) })

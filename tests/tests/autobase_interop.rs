@@ -1,0 +1,327 @@
+//! autobase, live against the pinned JS autobase 7.28.1 (`tests/interop/autobase-scenario.js`):
+//! JS members (a bootstrap and writers it adds) append concurrently while partitioned, heal and
+//! converge; hyperpunch then reads every writer's oplog (the raw blocks JS wrote) and linearizes
+//! and applies them with the same apply function. The view must be the JS view, block for block,
+//! with the same indexed length, whatever order the blocks arrive in. And the reverse: a hyperpunch
+//! writer, over corestore replication on TCP (`tests/interop/autobase-peer.js`), whose nodes JS accepts.
+
+use std::time::Duration;
+
+use hyperpunch_core::autobase::{ApplyNode, Autobase, Host, Views};
+use hyperpunch_tests::node::run_script;
+use serde_json::{json, Value};
+
+fn key(s: &str) -> [u8; 32] {
+    hex::decode(s).unwrap().try_into().unwrap()
+}
+
+/// The scenario's apply: `add:<key>:<0|1>`, `rm:<key>`, or a value for the view.
+fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+    let view = views.open("view");
+    for n in nodes {
+        let s = String::from_utf8_lossy(n.value);
+        if let Some(rest) = s.strip_prefix("add:") {
+            let (k, idx) = rest.split_once(':').unwrap();
+            host.add_writer(&key(k), idx == "1");
+            continue;
+        }
+        if let Some(k) = s.strip_prefix("rm:") {
+            host.remove_writer(&key(k)).unwrap();
+            continue;
+        }
+        views.append(view, n.value.to_vec());
+    }
+}
+
+struct Run {
+    view: Vec<String>,
+    indexed_view: usize,
+    system_length: u64,
+    reboots: u64,
+}
+
+/// Feed the blocks in the order `order` picks (writer index for each step), updating after
+/// every `every` blocks.
+fn replay(js: &Value, order: &[usize], every: usize) -> Run {
+    let writers: Vec<([u8; 32], Vec<Vec<u8>>)> = js["writers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let blocks = w["blocks"].as_array().unwrap();
+            (
+                key(w["key"].as_str().unwrap()),
+                blocks
+                    .iter()
+                    .map(|b| hex::decode(b.as_str().unwrap()).unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut base = Autobase::new(key(js["bootstrap"].as_str().unwrap()), chat_apply);
+    let view = base.open_view("view");
+    let mut next = vec![0usize; writers.len()];
+    let mut fed = 0;
+    for &w in order {
+        let (k, blocks) = &writers[w];
+        if next[w] < blocks.len() {
+            base.handle_block(k, next[w] as u64, &blocks[next[w]])
+                .unwrap();
+            next[w] += 1;
+            fed += 1;
+            if fed % every == 0 {
+                base.update();
+            }
+        }
+    }
+    base.update();
+    if std::env::var("AB_DEBUG").is_ok() {
+        for (k, o, l, ld, r, i) in base.writer_states() {
+            eprintln!(
+                "{} indexed {o} linearized {l} loaded {ld} removed {r} indexer {i} blocks {}",
+                &hex::encode(k)[..8],
+                base.oplog_len(&k)
+            );
+            if let Some((len, heads, deps)) = base.pending_node(&k) {
+                let h: Vec<String> = heads
+                    .iter()
+                    .map(|h| format!("{}:{}", &hex::encode(h.key)[..8], h.length))
+                    .collect();
+                eprintln!("   pending {len} heads {h:?} resolved {deps}");
+            }
+        }
+    }
+    assert!(
+        next.iter().zip(&writers).all(|(n, w)| *n == w.1.len()),
+        "every block fed"
+    );
+    Run {
+        view: base.views().blocks(view).iter().map(hex::encode).collect(),
+        indexed_view: base.indexed_view_lengths()[view],
+        system_length: base.system().length,
+        reboots: base.reboots,
+    }
+}
+
+fn orders(js: &Value) -> Vec<(String, Vec<usize>, usize)> {
+    let lens: Vec<usize> = js["writers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["blocks"].as_array().unwrap().len())
+        .collect();
+    let total: usize = lens.iter().sum();
+    let mut out = Vec::new();
+    let seq: Vec<usize> = (0..lens.len())
+        .flat_map(|w| std::iter::repeat_n(w, lens[w]))
+        .collect();
+    out.push(("writer by writer".to_string(), seq.clone(), total));
+    let rev: Vec<usize> = (0..lens.len())
+        .rev()
+        .flat_map(|w| std::iter::repeat_n(w, lens[w]))
+        .collect();
+    out.push(("writer by writer, reversed".to_string(), rev, 1));
+    let rr: Vec<usize> = (0..total).flat_map(|_| 0..lens.len()).collect();
+    out.push(("round robin".to_string(), rr, 1));
+    // seeded shuffles of the writers' turns
+    for seed in 1..=4u64 {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut turns = seq.clone();
+        for i in (1..turns.len()).rev() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            turns.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        out.push((format!("shuffle {seed}"), turns, 1 + seed as usize));
+    }
+    out
+}
+
+/// Runs the JS scenario and replays it in every order; returns the JS output and the most
+/// linearizer restarts (indexer changes) a replay went through.
+fn check(config: Value) -> (Value, u64) {
+    let js = match std::env::var("AB_JS_FILE") {
+        // replay a saved JS run (debugging)
+        Ok(f) => serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap(),
+        Err(_) => run_script("autobase-scenario.js", &config, Duration::from_secs(90)).unwrap(),
+    };
+    if let Ok(dir) = std::env::var("AB_SAVE_DIR") {
+        let name = format!(
+            "{dir}/{}.json",
+            config.to_string().len() + js["writers"][0]["blocks"].as_array().unwrap().len()
+        );
+        std::fs::write(name, js.to_string()).unwrap();
+    }
+    let want: Vec<String> = js["view"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!want.is_empty());
+    let mut reboots = 0;
+    for (name, order, every) in orders(&js) {
+        let run = replay(&js, &order, every);
+        assert_eq!(run.view, want, "{config} {name}: the view");
+        assert_eq!(
+            run.indexed_view as u64,
+            js["viewIndexedLength"].as_u64().unwrap(),
+            "{config} {name}: indexed length"
+        );
+        assert_eq!(
+            run.system_length,
+            js["systemLength"].as_u64().unwrap(),
+            "{config} {name}: system length"
+        );
+        reboots = reboots.max(run.reboots);
+    }
+    (js, reboots)
+}
+
+#[test]
+fn one_indexer_three_writers_partitioned() {
+    check(json!({ "writers": 2, "indexers": "bootstrap", "rounds": 3, "perRound": 2 }));
+}
+
+#[test]
+fn three_indexers_partitioned() {
+    let (_, reboots) =
+        check(json!({ "writers": 2, "indexers": "all", "rounds": 3, "perRound": 2 }));
+    assert!(
+        reboots > 0,
+        "the indexers changed, so the linearizer restarted"
+    );
+}
+
+#[test]
+fn removed_writer_stops_counting() {
+    let (js, _) = check(
+        json!({ "writers": 2, "indexers": "bootstrap", "rounds": 2, "perRound": 1, "removeLast": true }),
+    );
+    let view: Vec<String> = js["view"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8(hex::decode(v.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    assert!(view.iter().any(|v| v == "after removal"), "{view:?}");
+    assert!(
+        !view
+            .iter()
+            .any(|v| v.ends_with("after removal") && v.starts_with('w')),
+        "{view:?}"
+    );
+}
+
+/// hyperpunch writes: a JS bootstrap adds the hyperpunch writer (its `local` core, named as JS
+/// names it) and serves its corestore on one TCP connection; hyperpunch replicates the JS oplog,
+/// linearizes it, becomes writable, appends four values (one of them a batch of two) to its own
+/// oplog, and JS, replicating them back, accepts and indexes them: both ends hold the same view
+/// in the same order with everything indexed.
+#[test]
+fn rust_writer_is_accepted_by_js_over_tcp() {
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::encoding::Encode;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::node_peer::NodePeer;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    let step = Duration::from_secs(60);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store =
+            Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x33; 32])).await.unwrap();
+        let local = store.get(GetOptions::named("local")).await.unwrap();
+        let local_key = *local.key();
+        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "deadline": 55000 });
+        let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
+        let bootstrap = key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
+        let port = peer.next_event("listening", step).unwrap()["port"].as_u64().unwrap() as u16;
+
+        let boot = store.get(GetOptions::from_key(bootstrap)).await.unwrap();
+        store.replicator_mut(&boot).unwrap().download(0, 0, None).await.unwrap();
+        let local_session = store.get(GetOptions::named("local")).await.unwrap();
+        let mut handles = HashMap::from([(bootstrap, boot), (local_key, local_session)]);
+        let (store, mut events) = SharedCorestore::with_events(store);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let conn = tokio::spawn({
+            let store = store.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x34; 32]), &store).await }
+        });
+
+        let mut base = Autobase::new(bootstrap, chat_apply);
+        let view = base.open_view("view");
+        let writes: [&[&str]; 3] = [&["hp 0"], &["hp 1", "hp 2"], &["hp 3"]];
+        let mut written = 0;
+        let mut js_done: Option<Value> = None;
+        let deadline = Instant::now() + Duration::from_secs(50);
+        loop {
+            assert!(Instant::now() < deadline, "no convergence; views {:?}", base.views().blocks(view).len());
+            {
+                let mut s = store.lock().await;
+                let now = store.now();
+                for (k, h) in &handles {
+                    let core = s.core(h).unwrap();
+                    let have = core.contiguous_length();
+                    while base.oplog_len(k) < have {
+                        let seq = base.oplog_len(k);
+                        let block = core.get(seq).await.unwrap().expect("contiguous block");
+                        if k == &local_key {
+                            break; // our own blocks are in the engine already
+                        }
+                        base.handle_block(k, seq, &block).unwrap();
+                    }
+                }
+                base.update();
+                for (k, _) in base.wanted() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
+                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        s.replicator_mut(&h).unwrap().download(now, 0, None).await.unwrap();
+                        e.insert(h);
+                    }
+                }
+                if written < writes.len() && base.is_writable(&local_key) {
+                    let values = writes[written].iter().map(|v| v.as_bytes().to_vec()).collect();
+                    if let Some(msgs) = base.append(&local_key, values) {
+                        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+                        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                        s.append(now, &local, &refs).await.unwrap();
+                        base.update();
+                        written += 1;
+                    }
+                }
+            }
+            if js_done.is_none() {
+                if let Ok(v) = peer.next(Duration::from_millis(1)) {
+                    assert!(!matches!(v["event"].as_str(), Some("failed" | "deadline")), "{v}");
+                    if v["event"] == "done" {
+                        js_done = Some(v);
+                    }
+                }
+            }
+            if let Some(done) = &js_done {
+                let want: Vec<String> = done["view"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                let got: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
+                if got == want && base.indexed_view_lengths()[view] == want.len() {
+                    assert_eq!(done["viewIndexedLength"].as_u64().unwrap() as usize, want.len());
+                    assert_eq!(done["writerLength"], 4, "JS applied all four of our nodes");
+                    let texts: Vec<String> = base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+                    assert_eq!(texts.iter().filter(|t| t.starts_with("hp ")).count(), 4, "{texts:?}");
+                    assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 6, "{texts:?}");
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+        }
+        conn.abort();
+        let _ = peer.next_event("closed", step);
+    });
+}

@@ -1,0 +1,647 @@
+//! The node's task: a [`HyperDht`] (dht-rpc + records + router) and a [`Connector`]
+//! (listen / connect / holepunch) over UDX sockets. No protocol decisions: datagrams go to the
+//! node (RPC), the connector (1-byte probes; UDX packets for stream ids no stream has yet) or
+//! a relay link; the connector's actions (bind a pool socket, send a probe with a TTL) are
+//! carried out as they come; operations and connections are handed back through channels.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::dht::connect::{
+    Action, ConnId, ConnectEvent, ConnectOptions, Connector, Established, PairingId, ServerId,
+    ServerOptions,
+};
+use hyperpunch_core::dht::rpc::{self, Event as RpcEvent, RequestError, RequestId, SocketId};
+use hyperpunch_core::dht::{DhtConfig, Event, HyperDht, LookupResult, OpError, OpId, OpOutput};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::relay;
+use super::{DhtError, DhtOptions, NodeInfo, RawConnection, Start};
+use crate::udx::UdxSocket;
+
+pub(crate) enum Cmd {
+    Op {
+        start: Start,
+        done: oneshot::Sender<Result<OpOutput, OpError>>,
+        replies: Option<mpsc::Sender<LookupResult>>,
+    },
+    Request {
+        spec: rpc::RequestSpec,
+        done: oneshot::Sender<Result<rpc::Response, RequestError>>,
+    },
+    Destroy(oneshot::Sender<()>),
+    Listen {
+        key_pair: KeyPair,
+        opts: ServerOptions,
+        listening: oneshot::Sender<ServerId>,
+        incoming: mpsc::Sender<RawConnection>,
+    },
+    Close(ServerId),
+    Connect {
+        public_key: [u8; 32],
+        key_pair: KeyPair,
+        opts: ConnectOptions,
+        done: oneshot::Sender<Result<RawConnection, DhtError>>,
+    },
+    Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
+    Firewalled(oneshot::Sender<(bool, Option<SocketAddrV4>)>),
+    RelayPaired {
+        pairing: PairingId,
+        socket: SocketId,
+        relay: SocketAddrV4,
+        remote_id: u32,
+    },
+    RelayFailed(PairingId),
+    RelayLink {
+        ids: [u32; 2],
+        remotes: [u32; 2],
+    },
+    RelayUnlink(Vec<u32>),
+}
+
+type Datagrams = mpsc::Receiver<(SocketAddr, Vec<u8>)>;
+
+/// Binds the node's sockets and starts its task; returns the command channel, the info
+/// watch and the server socket's address.
+pub(crate) async fn spawn(
+    opts: &DhtOptions,
+    bootstrap: Vec<SocketAddrV4>,
+) -> Result<
+    (
+        mpsc::UnboundedSender<Cmd>,
+        watch::Receiver<NodeInfo>,
+        SocketAddrV4,
+    ),
+    DhtError,
+> {
+    let server_addr = SocketAddr::V4(SocketAddrV4::new(opts.host, opts.port));
+    let server = match UdxSocket::bind(server_addr).await {
+        Ok(s) => s,
+        // A bootstrapper's public host may not be a local address (a NAT'd VPS): bind every
+        // interface on its port instead, as JS does.
+        Err(e) if opts.bootstrapper.is_some() && e.kind() == io::ErrorKind::AddrNotAvailable => {
+            UdxSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, opts.port))).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let local = match server.local_addr() {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => return Err(io::Error::other("IPv4 only").into()),
+    };
+    let client = UdxSocket::bind(SocketAddr::from((*local.ip(), 0))).await?;
+    let client_addr = client.local_addr();
+
+    let mut config = match opts.bootstrapper {
+        Some(public) => DhtConfig::bootstrapper(public),
+        None => DhtConfig::default(),
+    };
+    config.rpc.bootstrap = bootstrap;
+    config.rpc.server_port = local.port();
+    config.rpc.ephemeral = opts.ephemeral;
+    config.rpc.firewalled = opts.firewalled;
+    config.rpc.quick_firewall = opts.quick_firewall;
+    config.rpc.limits = opts.limits;
+    config.store = opts.store;
+    let start = unix_now();
+    let node = HyperDht::new(config, start, random32()?);
+    let mut connector = Connector::new();
+    // JS `Holepuncher.localAddresses`: the bound address when bound to one (loopback, or an
+    // explicit host such as a namespace's); interface enumeration for 0.0.0.0 is not done.
+    if !local.ip().is_unspecified() {
+        connector.set_local_addresses(vec![local]);
+    }
+    let (cmds, cmd_rx) = mpsc::unbounded_channel();
+    let (info_tx, info) = watch::channel(NodeInfo::default());
+    let (dgram_tx, dgram_rx) = mpsc::channel(4096);
+    let server = Arc::new(server);
+    let client = Arc::new(client);
+    server.set_firewall(true)?;
+    client.set_firewall(true)?;
+    let server_rx = server.datagrams()?;
+    let client_rx = client.datagrams()?;
+    let mut sockets = HashMap::new();
+    sockets.insert(SocketId::SERVER, server);
+    sockets.insert(SocketId::CLIENT, client);
+    let d = Driver {
+        node,
+        connector,
+        host: *local.ip(),
+        sockets,
+        released: Vec::new(),
+        in_use: HashMap::new(),
+        pending_inject: Vec::new(),
+        dgram_tx,
+        epoch: Instant::now(),
+        start,
+        servers: HashMap::new(),
+        connects: HashMap::new(),
+        ops: HashMap::new(),
+        requests: HashMap::new(),
+        relay_jobs: HashMap::new(),
+        links: relay::Links::default(),
+        relay_key: KeyPair::from_seed(&random32()?),
+        weak: cmds.downgrade(),
+        info: info_tx,
+        server_addr: SocketAddr::V4(local),
+        client_addr,
+    };
+    tokio::spawn(d.run(cmd_rx, server_rx, client_rx, dgram_rx));
+    Ok((cmds, info, local))
+}
+
+struct PendingOp {
+    done: oneshot::Sender<Result<OpOutput, OpError>>,
+    replies: Option<mpsc::Sender<LookupResult>>,
+}
+
+struct Driver {
+    node: HyperDht,
+    connector: Connector,
+    host: Ipv4Addr,
+    sockets: HashMap<SocketId, Arc<UdxSocket>>,
+    /// Released pool sockets, kept while a connection's stream may run on them.
+    released: Vec<(SocketId, Arc<UdxSocket>)>,
+    /// Sockets connections run on (each connection holds its socket): a later stream on the
+    /// same socket (a relayed stream over the relay connection's socket) finds it here.
+    in_use: HashMap<SocketId, std::sync::Weak<UdxSocket>>,
+    /// UDX packets a connection's firewall took, to route again once its stream exists.
+    pending_inject: Vec<(SocketId, SocketAddr, Vec<u8>)>,
+    /// Datagrams of the pool sockets (the server's and client's have receivers of their own).
+    dgram_tx: mpsc::Sender<(SocketId, SocketAddr, Vec<u8>)>,
+    epoch: Instant,
+    start: Duration,
+    servers: HashMap<
+        ServerId,
+        (
+            Option<oneshot::Sender<ServerId>>,
+            mpsc::Sender<RawConnection>,
+        ),
+    >,
+    connects: HashMap<ConnId, oneshot::Sender<Result<RawConnection, DhtError>>>,
+    ops: HashMap<OpId, PendingOp>,
+    requests: HashMap<RequestId, oneshot::Sender<Result<rpc::Response, RequestError>>>,
+    /// Connections to blind relays being made for a pairing.
+    relay_jobs: HashMap<ConnId, relay::Job>,
+    /// The data plane of a relay server run on this node.
+    links: relay::Links,
+    /// This node's key pair for connections to relays (JS `dht.defaultKeyPair`).
+    relay_key: KeyPair,
+    /// For relay tasks to report back (weak: the driver stops once every handle is gone).
+    weak: mpsc::WeakUnboundedSender<Cmd>,
+    info: watch::Sender<NodeInfo>,
+    server_addr: SocketAddr,
+    client_addr: SocketAddr,
+}
+
+/// Datagrams handled per wakeup before timers and output get their turn.
+const RECV_BATCH: usize = 256;
+
+impl Driver {
+    /// Time since the Unix epoch, advancing with the monotonic clock (the announce bump
+    /// compares with Unix time).
+    fn now(&self) -> Duration {
+        self.start + self.epoch.elapsed()
+    }
+
+    fn add_socket(&mut self, id: SocketId, socket: Arc<UdxSocket>) -> io::Result<()> {
+        socket.set_firewall(true)?;
+        let mut rx = socket.datagrams()?;
+        let tx = self.dgram_tx.clone();
+        tokio::spawn(async move {
+            while let Some((from, bytes)) = rx.recv().await {
+                if tx.send((id, from, bytes)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        self.sockets.insert(id, socket);
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut server_rx: Datagrams,
+        mut client_rx: Datagrams,
+        mut dgrams: mpsc::Receiver<(SocketId, SocketAddr, Vec<u8>)>,
+    ) {
+        let mut open = true;
+        loop {
+            self.process().await;
+            if !open && self.servers.is_empty() && self.connects.is_empty() {
+                return;
+            }
+            let next = [self.node.poll_timeout(), self.connector.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let deadline = next.map(|t| self.epoch + t.saturating_sub(self.start));
+            tokio::select! {
+                c = cmds.recv(), if open => match c {
+                    Some(Cmd::Destroy(done)) => {
+                        self.node.destroy();
+                        self.process().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                    None => open = false,
+                },
+                d = server_rx.recv() => {
+                    let Some((from, bytes)) = d else { return };
+                    self.datagram(SocketId::SERVER, from, bytes).await;
+                    for _ in 0..RECV_BATCH {
+                        let Ok((from, bytes)) = server_rx.try_recv() else { break };
+                        self.datagram(SocketId::SERVER, from, bytes).await;
+                    }
+                }
+                d = client_rx.recv() => {
+                    let Some((from, bytes)) = d else { return };
+                    self.datagram(SocketId::CLIENT, from, bytes).await;
+                    for _ in 0..RECV_BATCH {
+                        let Ok((from, bytes)) = client_rx.try_recv() else { break };
+                        self.datagram(SocketId::CLIENT, from, bytes).await;
+                    }
+                }
+                d = dgrams.recv() => {
+                    if let Some((socket, from, bytes)) = d {
+                        self.datagram(socket, from, bytes).await;
+                    }
+                }
+                _ = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = self.now();
+                    if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                        self.node.handle_timeout(now);
+                    }
+                    if self.connector.poll_timeout().is_some_and(|t| t <= now) {
+                        self.connector.handle_timeout(now, &mut self.node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, c: Cmd) {
+        let now = self.now();
+        match c {
+            Cmd::Op {
+                start,
+                done,
+                replies,
+            } => match start(&mut self.node, now) {
+                Ok(op) => {
+                    self.ops.insert(op, PendingOp { done, replies });
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Cmd::Request { spec, done } => match self.node.rpc_mut().request(now, spec) {
+                Ok(id) => {
+                    self.requests.insert(id, done);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Cmd::Destroy(_) => {}
+            Cmd::Listen {
+                key_pair,
+                opts,
+                listening,
+                incoming,
+            } => {
+                let id = self.connector.listen(now, &mut self.node, key_pair, opts);
+                self.servers.insert(id, (Some(listening), incoming));
+            }
+            Cmd::Close(id) => {
+                self.connector.close_server(now, &mut self.node, id);
+                self.servers.remove(&id);
+            }
+            Cmd::Connect {
+                public_key,
+                key_pair,
+                opts,
+                done,
+            } => {
+                let id = self
+                    .connector
+                    .connect(now, &mut self.node, public_key, key_pair, opts);
+                self.connects.insert(id, done);
+            }
+            Cmd::Relays(id, tx) => {
+                let _ = tx.send(self.connector.server_relays(id));
+            }
+            Cmd::RelayPaired {
+                pairing,
+                socket,
+                relay,
+                remote_id,
+            } => {
+                self.connector
+                    .relay_paired(now, &mut self.node, pairing, socket, relay, remote_id);
+            }
+            Cmd::Firewalled(tx) => {
+                let _ = tx.send((
+                    self.node.rpc().is_firewalled(),
+                    self.node.rpc().remote_address(),
+                ));
+            }
+            Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
+            Cmd::RelayLink { ids, remotes } => self.links.link(ids, remotes),
+            Cmd::RelayUnlink(ids) => self.links.unlink(&ids),
+        }
+    }
+
+    fn socket(&self, id: SocketId) -> Option<Arc<UdxSocket>> {
+        self.sockets
+            .get(&id)
+            .cloned()
+            .or_else(|| {
+                self.released
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, s)| s.clone())
+            })
+            .or_else(|| self.in_use.get(&id).and_then(|w| w.upgrade()))
+    }
+
+    fn open_stream(&mut self, est: Established) -> io::Result<RawConnection> {
+        let socket = self
+            .socket(est.socket)
+            .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
+        let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
+        self.in_use.retain(|_, w| w.strong_count() > 0);
+        self.in_use.insert(est.socket, Arc::downgrade(&socket));
+        Ok(RawConnection::new(udx, est, socket))
+    }
+
+    /// An event of the record layer or of our own requests (what the connector handed back).
+    fn node_event(&mut self, e: Event) {
+        match e {
+            Event::Lookup { op, reply } => {
+                if let Some(tx) = self.ops.get(&op).and_then(|p| p.replies.as_ref()) {
+                    let _ = tx.try_send(reply);
+                }
+            }
+            Event::OpDone { op, result } => {
+                if let Some(p) = self.ops.remove(&op) {
+                    let _ = p.done.send(result);
+                }
+            }
+            Event::Rpc(RpcEvent::Response { id, response }) => {
+                if let Some(tx) = self.requests.remove(&id) {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+            Event::Rpc(RpcEvent::RequestFailed { id, error }) => {
+                if let Some(tx) = self.requests.remove(&id) {
+                    let _ = tx.send(Err(error));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn connect_event(&mut self, ev: ConnectEvent) {
+        let now = self.now();
+        match ev {
+            ConnectEvent::Listening { server } => {
+                if let Some((tx, _)) = self.servers.get_mut(&server) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(server);
+                    }
+                }
+            }
+            ConnectEvent::RelayPairing {
+                pairing,
+                relay_public_key,
+                token,
+                is_initiator,
+                stream_id,
+            } => {
+                let conn = self.connector.connect(
+                    now,
+                    &mut self.node,
+                    relay_public_key,
+                    self.relay_key.clone(),
+                    ConnectOptions::default(),
+                );
+                self.relay_jobs.insert(
+                    conn,
+                    relay::Job {
+                        pairing,
+                        token,
+                        is_initiator,
+                        stream_id,
+                    },
+                );
+            }
+            ConnectEvent::Connected { conn, established }
+                if self.relay_jobs.contains_key(&conn) =>
+            {
+                let job = self.relay_jobs.remove(&conn).expect("checked");
+                let remote = established.remote;
+                match self.open_stream(established) {
+                    Ok(c) => {
+                        self.connector
+                            .relay_connected(now, &mut self.node, job.pairing, remote);
+                        tokio::spawn(relay::pair(
+                            c.into_messages(),
+                            self.relay_key.public_key,
+                            job,
+                            self.weak.clone(),
+                        ));
+                    }
+                    Err(_) => self
+                        .connector
+                        .relay_failed(now, &mut self.node, job.pairing),
+                }
+            }
+            ConnectEvent::ConnectFailed { conn, .. } if self.relay_jobs.contains_key(&conn) => {
+                let job = self.relay_jobs.remove(&conn).expect("checked");
+                self.connector
+                    .relay_failed(now, &mut self.node, job.pairing);
+            }
+            ConnectEvent::Connected { conn, established } => {
+                let r = self.open_stream(established).map_err(DhtError::Io);
+                if let Some(tx) = self.connects.remove(&conn) {
+                    if let Err(Ok(c)) = tx.send(r) {
+                        // The caller gave up meanwhile.
+                        c.destroy();
+                    }
+                }
+            }
+            ConnectEvent::ConnectFailed { conn, error } => {
+                if let Some(tx) = self.connects.remove(&conn) {
+                    let _ = tx.send(Err(DhtError::Connect(error)));
+                }
+            }
+            ConnectEvent::Incoming {
+                server,
+                established,
+                ..
+            } => {
+                if let Ok(c) = self.open_stream(established) {
+                    if let Some((_, tx)) = self.servers.get(&server) {
+                        if let Err(e) = tx.try_send(c) {
+                            e.into_inner().destroy();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out the connector's actions, sends the node's datagrams, routes events, until
+    /// nothing moves.
+    async fn process(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(a) = self.connector.poll_action() {
+                progress = true;
+                match a {
+                    Action::OpenSocket(id) => {
+                        // If binding fails, its pings and probes fail and the punch times out.
+                        let addr = SocketAddr::V4(SocketAddrV4::new(self.host, 0));
+                        if let Ok(s) = UdxSocket::bind(addr).await {
+                            let _ = self.add_socket(id, Arc::new(s));
+                        }
+                    }
+                    Action::ReleaseSocket(id) => {
+                        if let Some(s) = self.sockets.remove(&id) {
+                            self.released.push((id, s));
+                        }
+                    }
+                    Action::Probe { socket, to, ttl } => {
+                        if let Some(s) = self.socket(socket) {
+                            let _ = s.send_datagram_ttl(&[0], SocketAddr::V4(to), ttl).await;
+                        }
+                    }
+                }
+            }
+            while let Some(t) = self.node.poll_transmit() {
+                progress = true;
+                if let Some(s) = self.socket(t.socket) {
+                    // A failed send is a lost datagram: the engine retries or gives up.
+                    let _ = s
+                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
+                        .await;
+                }
+            }
+            while let Some(e) = self.node.poll_event() {
+                progress = true;
+                let now = self.now();
+                if let Some(e) = self.connector.handle_dht_event(now, &mut self.node, e) {
+                    self.node_event(e);
+                }
+            }
+            while let Some(ev) = self.connector.poll_event() {
+                progress = true;
+                self.connect_event(ev);
+            }
+            for (socket, from, bytes) in std::mem::take(&mut self.pending_inject) {
+                if let Some(s) = self.socket(socket) {
+                    let _ = s.inject(from, bytes);
+                }
+            }
+            // Attempts whose caller gave up are cancelled (JS `socket.destroy()` while
+            // connecting).
+            let gone: Vec<ConnId> = self
+                .connects
+                .iter()
+                .filter(|(_, tx)| tx.is_closed())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                self.connects.remove(&id);
+                let now = self.now();
+                self.connector.cancel(now, &mut self.node, id);
+                progress = true;
+            }
+            if !progress {
+                break;
+            }
+        }
+        // Streams keep their socket's driver alive; the handles of released sockets can go.
+        self.released.clear();
+        self.publish_info();
+    }
+
+    fn publish_info(&mut self) {
+        let rpc = self.node.rpc();
+        let (host, port) = rpc.nat_address();
+        let info = NodeInfo {
+            id: rpc.id(),
+            ephemeral: rpc.is_ephemeral(),
+            firewalled: rpc.is_firewalled(),
+            bootstrapped: rpc.is_bootstrapped(),
+            public_host: host,
+            public_port: port,
+            remote_address: rpc.remote_address(),
+            server_addr: Some(self.server_addr),
+            client_addr: Some(self.client_addr),
+            table_size: rpc.table().len(),
+            stored: self.node.store_sizes().unwrap_or_default(),
+        };
+        self.info.send_if_modified(|old| {
+            if *old != info {
+                *old = info;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn datagram(&mut self, socket: SocketId, from: SocketAddr, mut bytes: Vec<u8>) {
+        let now = self.now();
+        let SocketAddr::V4(from4) = from else { return };
+        if bytes.len() == 1 {
+            self.connector
+                .handle_probe(now, &mut self.node, socket, from4);
+        } else if bytes.len() >= 20 && bytes[0] == 0xff && bytes[1] == 1 {
+            let id = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            if self.links.contains(id) {
+                if let Some((out, to)) = self.links.forward(id, socket, from4, &mut bytes) {
+                    if let Some(s) = self.socket(out) {
+                        let _ = s.send_datagram(&bytes, SocketAddr::V4(to)).await;
+                    }
+                }
+                return;
+            }
+            if self
+                .connector
+                .handle_udx_firewall(now, &mut self.node, socket, from4, id)
+            {
+                // The connection's stream gets connected while events are processed; the
+                // packet follows it on the socket's command queue.
+                self.pending_inject.push((socket, from, bytes));
+            }
+        } else {
+            let _ = self.node.handle_datagram(now, socket, from, &bytes);
+        }
+    }
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn random32() -> io::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(b)
+}

@@ -1,0 +1,398 @@
+//! UDX over a tokio UDP socket: a driver task runs the sans-IO [`hyperpunch_core::udx::Socket`]
+//! (routing datagrams by stream id, sending what the engines emit, sleeping until their
+//! deadlines) and hands each stream's events to its [`UdxStream`] handle.
+//!
+//! - **Streams.** [`UdxStream`] is an [`AsyncRead`] + [`AsyncWrite`] byte stream (what
+//!   [`crate::replicate::replicate`] runs on), and also offers the engine's events directly
+//!   ([`UdxStream::next_event`]) and unreliable MESSAGE datagrams.
+//! - **Backpressure both ways.** Writers wait while a stream holds more than 1 MiB unsent;
+//!   received data is handed to the handle only while less than 1 MiB of it is unread there,
+//!   the rest stays in the engine, whose receive window then closes on the sender.
+//! - **One socket, several protocols.** The first bytes tell UDX (`0xff 0x01`) from everything
+//!   else (DHT RPC `0x03`/`0x13`, one-byte holepunch probes): datagrams that are not UDX go to
+//!   the owner through [`UdxSocket::datagrams`], and [`UdxSocket::send_datagram`] sends raw
+//!   datagrams on the same socket. UDX packets for unknown stream ids, or from an address other
+//!   than the stream's peer, are dropped. [`UdxStream::change_remote`] moves a stream to
+//!   another peer address and id mid-flight.
+//! - **Batched syscalls.** With [`SocketOptions::batched`] (the default) datagrams are received
+//!   with `recvmmsg` (and GRO where the kernel has it) and consecutive same-size datagrams to one
+//!   peer leave in one `sendmsg` with GSO; elsewhere this falls back to one datagram per call.
+//!
+//! This file holds the socket handle and the shared types; `stream` the stream handle's calls
+//! and its [`AsyncRead`]/[`AsyncWrite`], `driver` the task that does the I/O.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use hyperpunch::udx::UdxSocket;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! let socket = UdxSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let mut stream = socket.connect(1, 2, "127.0.0.1:4000".parse().unwrap())?;
+//! stream.write_all(b"hello").await?;
+//! stream.shutdown().await?; // END: the peer reads EOF after our bytes
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use hyperpunch_core::udx::packet::{self, Flags};
+use hyperpunch_core::udx::{Config, Event, Socket, Stream, UsageError};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use hyperpunch_core::udx::{Event as UdxEvent, StreamError};
+
+mod driver;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use driver::Driver;
+
+/// Writers wait while a stream holds more than this many unsent bytes.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
+/// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
+const READ_HIGH_WATER: usize = 1 << 20;
+/// Largest chunk one `poll_write` takes.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Non-UDX datagrams queued for the owner at most; more are dropped, like a full socket buffer.
+const DATAGRAM_QUEUE: usize = 1024;
+/// MESSAGE datagrams kept for [`UdxStream::take_message`] while reading bytes; older ones are
+/// dropped (they are unreliable anyway).
+const MESSAGE_QUEUE: usize = 256;
+/// Receive buffers per `recvmmsg` call.
+const RECV_BATCH: usize = 16;
+/// Size of one receive buffer: a whole GRO batch, or the largest datagram.
+const RECV_BUF: usize = 64 * 1024;
+/// Receive calls per wakeup before the driver flushes acks and timers again.
+const RECV_ROUNDS: usize = 8;
+/// Largest GSO batch in bytes (a UDP datagram's limit).
+const GSO_MAX_BYTES: usize = 65_000;
+/// Commands applied per wakeup before the driver flushes again.
+const COMMAND_BATCH: usize = 256;
+
+/// A datagram that is not UDX: who sent it and its bytes.
+pub type Datagram = (SocketAddr, Vec<u8>);
+
+/// How a [`UdxSocket`] does its I/O.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketOptions {
+    /// Batched syscalls: `recvmmsg`, GSO/GRO where the kernel supports them. `false` sends and
+    /// receives one datagram per call.
+    pub batched: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions { batched: true }
+    }
+}
+
+/// Counters of one stream, from [`UdxStream::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// Congestion window in packets.
+    pub cwnd: u32,
+    /// Pacing rate in bytes per second.
+    pub pacing_rate: u64,
+    /// Datagrams sent (all kinds).
+    pub packets_sent: u64,
+    /// DATA/END packets sent again.
+    pub retransmits: u64,
+    /// Bytes written and not yet sent.
+    pub send_buffered: usize,
+    /// Packets sent and not yet acknowledged.
+    pub unacked_packets: usize,
+    /// Bytes received and held by the engine (out of order, or not yet handed over).
+    pub recv_buffered: usize,
+}
+
+enum Command {
+    Connect {
+        local_id: u32,
+        remote_id: u32,
+        config: Box<Config>,
+        remote: SocketAddr,
+        events: mpsc::UnboundedSender<Event>,
+    },
+    Write {
+        id: u32,
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
+    End(u32),
+    Message(u32, Vec<u8>),
+    Destroy(u32),
+    /// The handle took this many bytes of data events.
+    Consumed(u32, usize),
+    /// The handle was dropped; `graceful` when it had ended its write side.
+    Dropped {
+        id: u32,
+        graceful: bool,
+    },
+    Stats(u32, oneshot::Sender<Option<StreamStats>>),
+    Datagrams(mpsc::Sender<Datagram>),
+    /// Hand UDX datagrams for unknown stream ids to the datagram receiver too.
+    Firewall(bool),
+    /// Route a datagram as if it had just arrived from this address.
+    Inject(SocketAddr, Vec<u8>),
+    ChangeRemote {
+        id: u32,
+        remote_id: u32,
+        remote: SocketAddr,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
+}
+
+/// A bound UDP socket carrying UDX streams (and, for its owner, other datagrams). Dropping it
+/// and every stream handle stops the driver once its streams have finished.
+pub struct UdxSocket {
+    commands: mpsc::UnboundedSender<Command>,
+    udp: Arc<UdpSocket>,
+    ids: Arc<Mutex<HashSet<u32>>>,
+    local_addr: SocketAddr,
+}
+
+/// One stream on a [`UdxSocket`]: bytes through [`AsyncRead`]/[`AsyncWrite`] (or
+/// [`UdxStream::write_owned`] and [`UdxStream::next_event`]), plus MESSAGE datagrams.
+///
+/// Dropping the handle destroys the stream, unless its write side was ended
+/// ([`UdxStream::end`], `shutdown`): then the driver keeps it running until it closes, so
+/// what was written still arrives, and discards what the peer sends.
+pub struct UdxStream {
+    id: u32,
+    max_payload: usize,
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<Event>,
+    ended: AtomicBool,
+    read_buf: Vec<u8>,
+    read_pos: usize,
+    read_end: Option<Result<(), StreamError>>,
+    messages: VecDeque<Vec<u8>>,
+    pending_write: Option<oneshot::Receiver<Result<(), UsageError>>>,
+    traffic: Arc<Traffic>,
+}
+
+/// Bytes a stream's handle took and gave (JS `rawBytesRead` / `rawBytesWritten`).
+#[derive(Debug, Default)]
+struct Traffic {
+    read: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+/// A second handle on a [`UdxStream`] ([`UdxStream::handle`]): its byte counters, and a way to
+/// destroy it from elsewhere.
+#[derive(Debug, Clone)]
+pub struct StreamHandle {
+    id: u32,
+    commands: mpsc::UnboundedSender<Command>,
+    traffic: Arc<Traffic>,
+}
+
+impl StreamHandle {
+    /// Bytes read from the stream so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.traffic.read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to the stream so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.traffic.written.load(Ordering::Relaxed)
+    }
+
+    /// Destroys the stream (the peer sees a reset; the handle's reads end with an error).
+    pub fn destroy(&self) {
+        let _ = self.commands.send(Command::Destroy(self.id));
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the UDX socket driver stopped")
+}
+
+fn usage(e: UsageError) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, e)
+}
+
+fn stream_failed(e: &StreamError) -> io::Error {
+    let kind = match e {
+        StreamError::Reset => io::ErrorKind::ConnectionReset,
+        StreamError::Timeout => io::ErrorKind::TimedOut,
+    };
+    io::Error::new(kind, e.clone())
+}
+
+impl UdxSocket {
+    /// Binds a UDP socket and starts its driver task on the current tokio runtime.
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(addr, SocketOptions::default()).await
+    }
+
+    /// [`UdxSocket::bind`] with explicit I/O options.
+    pub async fn bind_with(addr: SocketAddr, options: SocketOptions) -> io::Result<Self> {
+        let udp = UdpSocket::bind(addr).await?;
+        let local_addr = udp.local_addr()?;
+        let state = if options.batched {
+            Some(UdpSocketState::new((&udp).into())?)
+        } else {
+            None
+        };
+        let udp = Arc::new(udp);
+        let ids = Arc::new(Mutex::new(HashSet::new()));
+        let (commands, rx) = mpsc::unbounded_channel();
+        let driver = Driver::new(udp.clone(), local_addr, state, ids.clone(), options.batched);
+        tokio::spawn(driver.run(rx));
+        Ok(UdxSocket {
+            commands,
+            udp,
+            ids,
+            local_addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Opens a stream with our `local_id` to the peer's `remote_id` at `remote`. Fails if
+    /// `local_id` is in use on this socket.
+    pub fn connect(
+        &self,
+        local_id: u32,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<UdxStream> {
+        self.connect_with(local_id, remote_id, remote, Config::default())
+    }
+
+    /// [`UdxSocket::connect`] with explicit engine parameters.
+    pub fn connect_with(
+        &self,
+        local_id: u32,
+        remote_id: u32,
+        remote: SocketAddr,
+        config: Config,
+    ) -> io::Result<UdxStream> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if !ids.insert(local_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("stream id {local_id} is in use on this socket"),
+            ));
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let max_payload = config.max_payload;
+        if self
+            .commands
+            .send(Command::Connect {
+                local_id,
+                remote_id,
+                config: Box::new(config),
+                remote,
+                events: events_tx,
+            })
+            .is_err()
+        {
+            ids.remove(&local_id);
+            return Err(gone());
+        }
+        Ok(UdxStream {
+            id: local_id,
+            max_payload,
+            commands: self.commands.clone(),
+            events,
+            ended: AtomicBool::new(false),
+            read_buf: Vec::new(),
+            read_pos: 0,
+            read_end: None,
+            messages: VecDeque::new(),
+            pending_write: None,
+            traffic: Arc::default(),
+        })
+    }
+
+    /// Receives the datagrams arriving on this socket that are not UDX (DHT messages,
+    /// holepunch probes), with their sender. Only the latest receiver gets them; until one is
+    /// taken, and while its queue holds 1024 datagrams, they are dropped.
+    pub fn datagrams(&self) -> io::Result<mpsc::Receiver<Datagram>> {
+        let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
+        self.commands
+            .send(Command::Datagrams(tx))
+            .map_err(|_| gone())?;
+        Ok(rx)
+    }
+
+    /// Sends one raw datagram from this socket (the UDX streams share it).
+    pub async fn send_datagram(&self, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
+        let to = for_family(to, self.local_addr.is_ipv6());
+        self.udp.send_to(bytes, to).await.map(|_| ())
+    }
+
+    /// Sends one raw datagram with IP TTL `ttl` (libudx `udx_socket_send_ttl`: the socket's TTL
+    /// is set for this send and put back to 64 after it). A TTL of 0 sends with the default.
+    pub async fn send_datagram_ttl(&self, bytes: &[u8], to: SocketAddr, ttl: u8) -> io::Result<()> {
+        if ttl == 0 || ttl == 64 {
+            return self.send_datagram(bytes, to).await;
+        }
+        self.udp.set_ttl(u32::from(ttl))?;
+        let sent = self.send_datagram(bytes, to).await;
+        let _ = self.udp.set_ttl(64);
+        sent
+    }
+
+    /// The firewall hook of libudx streams that are not connected yet: with `true`, UDX
+    /// datagrams for stream ids this socket does not have go to the [`datagrams`](Self::datagrams)
+    /// receiver (their first byte is `0xff`, the id is in bytes 4-7). The owner may then
+    /// [`connect`](Self::connect) a stream with that id and [`inject`](Self::inject) the
+    /// datagram so that it is not lost.
+    pub fn set_firewall(&self, on: bool) -> io::Result<()> {
+        self.commands
+            .send(Command::Firewall(on))
+            .map_err(|_| gone())
+    }
+
+    /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
+    pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
+        self.commands
+            .send(Command::Inject(from, bytes))
+            .map_err(|_| gone())
+    }
+}
+
+/// `addr` in the form a socket of this family sends to: IPv4 as IPv4-mapped IPv6 on an IPv6
+/// (dual-stack) socket.
+fn for_family(addr: SocketAddr, ipv6_socket: bool) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if ipv6_socket => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        other => other,
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from a dual-stack socket) as plain IPv4.
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}

@@ -1,0 +1,477 @@
+use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn pattern(len: usize, tag: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(tag))
+        .collect()
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Collects a stream's data until it closes; fails on errors.
+async fn collect(stream: &mut UdxStream) -> (Vec<u8>, Vec<Vec<u8>>, bool) {
+    let (mut data, mut messages, mut ended) = (Vec::new(), Vec::new(), false);
+    while let Some(event) = stream.next_event().await {
+        match event {
+            Event::Data(d) => data.extend_from_slice(&d),
+            Event::Message(m) => messages.push(m),
+            Event::Ended => ended = true,
+            Event::Closed => break,
+            Event::Error(e) => panic!("stream failed: {e}"),
+        }
+    }
+    (data, messages, ended)
+}
+
+async fn exchange_and_close(options: SocketOptions) {
+    let a = UdxSocket::bind_with(loopback(), options).await.unwrap();
+    let b = UdxSocket::bind_with(loopback(), options).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let (big, small) = (pattern(3 << 20, 1), pattern(100_000, 7));
+    let run = async {
+        sa.send_message(b"ping".to_vec()).unwrap();
+        for chunk in big.chunks(256 * 1024) {
+            sa.write_owned(chunk.to_vec()).await.unwrap();
+        }
+        sa.end().unwrap();
+        let a_side = collect(&mut sa);
+        let b_side = async {
+            // b answers only after a's END: the half-closed direction still works.
+            let mut got = Vec::new();
+            let mut messages = Vec::new();
+            loop {
+                match sb.next_event().await.unwrap() {
+                    Event::Data(d) => got.extend_from_slice(&d),
+                    Event::Message(m) => messages.push(m),
+                    Event::Ended => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            sb.write_owned(small.clone()).await.unwrap();
+            sb.end().unwrap();
+            let (rest, _, _) = collect(&mut sb).await;
+            assert!(rest.is_empty());
+            (got, messages)
+        };
+        tokio::join!(a_side, b_side)
+    };
+    let ((a_got, _, a_ended), (b_got, b_messages)) =
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("exchange finished");
+    assert!(a_ended);
+    assert!(b_got == big, "a -> b bytes differ");
+    assert!(a_got == small, "b -> a bytes differ");
+    assert_eq!(b_messages, vec![b"ping".to_vec()]);
+}
+
+#[tokio::test]
+async fn two_tokio_sockets_exchange_and_close() {
+    exchange_and_close(SocketOptions::default()).await;
+}
+
+#[tokio::test]
+async fn one_datagram_per_syscall_works_too() {
+    exchange_and_close(SocketOptions { batched: false }).await;
+}
+
+#[tokio::test]
+async fn destroy_resets_the_remote() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(5, 6, b.local_addr()).unwrap();
+    let mut sb = b.connect(6, 5, a.local_addr()).unwrap();
+    sa.write_owned(b"x".to_vec()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), sb.next_event()).await;
+    assert_eq!(first.unwrap(), Some(Event::Data(b"x".to_vec())));
+    sa.destroy().unwrap();
+    assert_eq!(sa.next_event().await, Some(Event::Closed));
+    let reset = tokio::time::timeout(Duration::from_secs(10), sb.next_event()).await;
+    assert_eq!(reset.unwrap(), Some(Event::Error(StreamError::Reset)));
+    // Reading a reset stream is an error of its own kind.
+    let mut buf = [0u8; 8];
+    let err = sb.read(&mut buf).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+}
+
+/// A peer sending MESSAGE datagrams to a handle that does not read fills bounded queues and
+/// then loses messages, instead of growing memory; stream data still arrives intact.
+#[tokio::test]
+async fn unread_messages_are_bounded() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let sent = 4000;
+    let run = async {
+        for i in 0..sent {
+            sa.send_message(pattern(1000, i as u8)).unwrap();
+            if i % 50 == 49 {
+                // Paced, so the kernel's socket buffer is not what drops them.
+                let _ = sa.stats().await;
+                let _ = sb.stats().await;
+            }
+        }
+        sa.write_owned(b"after".to_vec()).await.unwrap();
+        sa.end().unwrap();
+        let mut messages = 0;
+        let mut data = Vec::new();
+        loop {
+            match sb.next_event().await.unwrap() {
+                Event::Message(m) => {
+                    assert_eq!(m.len(), 1000);
+                    messages += 1;
+                }
+                Event::Data(d) => data.extend_from_slice(&d),
+                Event::Ended => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (messages, data)
+    };
+    let (messages, data) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("done in time");
+    assert_eq!(data, b"after");
+    // 1 MiB in the handle's queue plus 1 MiB in the engine, 1000 bytes each.
+    assert!(
+        messages > 0 && messages <= 2 * 1049,
+        "{messages} of {sent} kept"
+    );
+}
+
+/// Bytes through AsyncWrite/AsyncRead both ways at once; a reader that does not read stalls
+/// the writer (the receive window closes) instead of buffering without bound.
+#[tokio::test]
+async fn async_read_write_with_backpressure() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    // Unread bytes sit in the handle (1 MiB), the engine (a 4 MiB window) and the sender (1 MiB).
+    let (ab, ba) = (pattern(12 << 20, 3), pattern(1 << 20, 9));
+    let run = async {
+        // Nobody reads b yet: a's writes stop after a bounded amount. A write that waits
+        // counts as stalled once b's engine is holding data back (its window is closing).
+        let mut written = 0usize;
+        while written < ab.len() {
+            let write = sa.write(&ab[written..]);
+            match tokio::time::timeout(Duration::from_millis(500), write).await {
+                Ok(n) => written += n.unwrap(),
+                Err(_) if sb.stats().await.unwrap().recv_buffered > 0 => break,
+                Err(_) => {}
+            }
+        }
+        assert!(written < ab.len(), "12 MiB went into a stream nobody reads");
+        let a_side = async {
+            sa.write_all(&ab[written..]).await.unwrap();
+            sa.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            sa.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let b_side = async {
+            let mut got = Vec::new();
+            sb.read_to_end(&mut got).await.unwrap();
+            sb.write_all(&ba).await.unwrap();
+            sb.shutdown().await.unwrap();
+            got
+        };
+        tokio::join!(a_side, b_side)
+    };
+    let (a_got, b_got) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("exchange finished");
+    assert!(b_got == ab, "a -> b bytes differ");
+    assert!(a_got == ba, "b -> a bytes differ");
+}
+
+/// Datagrams that are not UDX reach the owner; UDX for unknown streams reaches nobody;
+/// raw datagrams go out on the same socket; streams keep working beside them.
+#[tokio::test]
+async fn non_udx_datagrams_are_demultiplexed() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut raw_b = b.datagrams().unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    // A DHT request, a holepunch probe, UDX for a stream id b does not have.
+    let mut unknown = pattern(40, 0);
+    unknown[..8].copy_from_slice(&[0xff, 0x01, 0x01, 0x00, 99, 0, 0, 0]);
+    for d in [&b"\x03\x04\x34\x12"[..], &[0u8][..], &unknown[..]] {
+        a.send_datagram(d, b.local_addr()).await.unwrap();
+    }
+    sa.write_all(b"stream bytes").await.unwrap();
+    sa.shutdown().await.unwrap();
+    let run = async {
+        let first = raw_b.recv().await.unwrap();
+        let second = raw_b.recv().await.unwrap();
+        let mut got = Vec::new();
+        sb.read_to_end(&mut got).await.unwrap();
+        (first, second, got)
+    };
+    let (first, second, got) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("datagrams and stream arrived");
+    assert_eq!(first, (a.local_addr(), b"\x03\x04\x34\x12".to_vec()));
+    assert_eq!(second, (a.local_addr(), vec![0u8]));
+    assert_eq!(got, b"stream bytes");
+    assert!(
+        raw_b.try_recv().is_err(),
+        "UDX datagrams are not handed out"
+    );
+}
+
+/// Hypercore replication (secret-stream, protomux, hypercore messages) runs on UDX streams.
+#[tokio::test]
+async fn replication_runs_over_udx_streams() {
+    use crate::core::crypto::KeyPair;
+    use crate::core::hypercore::{CreateOptions, Hypercore};
+    use crate::core::replication::{Options, ReplicationHub, Replicator};
+    use crate::core::storage::MemoryStorage;
+    use crate::replicate::{replicate, SharedHub};
+
+    let create = |key_pair, key| {
+        Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair,
+                key,
+                ..CreateOptions::default()
+            },
+        )
+    };
+    let mut writer = create(Some(KeyPair::from_seed(&[5; 32])), None)
+        .await
+        .unwrap();
+    let blocks: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| pattern(i as usize * 37 % 5000 + 1, i as u8))
+        .collect();
+    let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+    writer.append(&refs).await.unwrap();
+    let reader = create(None, Some(*writer.key())).await.unwrap();
+    let mut wh = ReplicationHub::new();
+    let dk = wh
+        .add_core(Replicator::new(writer, Options::default()))
+        .unwrap();
+    let wh = SharedHub::new(wh);
+    let mut rh = ReplicationHub::new();
+    rh.add_core(Replicator::new(reader, Options::default()))
+        .unwrap();
+    let (rh, mut events) = SharedHub::with_events(rh);
+    {
+        let now = rh.now();
+        let mut g = rh.lock().await;
+        g.replicator_mut(&dk)
+            .unwrap()
+            .download(now, 0, None)
+            .await
+            .unwrap();
+    }
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let serve = replicate(sa, false, KeyPair::from_seed(&[1; 32]), &wh);
+    let fetch = replicate(sb, true, KeyPair::from_seed(&[2; 32]), &rh);
+    let drive = async {
+        loop {
+            events.recv().await.expect("events");
+            let g = rh.lock().await;
+            if g.replicator(&dk).unwrap().core().contiguous_length() == 300 {
+                break;
+            }
+        }
+        rh.end_all().await;
+    };
+    let all = async { tokio::join!(serve, fetch, drive) };
+    let (s, f, ()) = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("replication finished in time");
+    s.unwrap();
+    f.unwrap();
+    let g = rh.lock().await;
+    let c = g.replicator(&dk).unwrap().core();
+    c.verify_all().await.unwrap();
+    assert_eq!(c.get(299).await.unwrap(), Some(blocks[299].clone()));
+}
+
+/// The peer destroys the stream once everything it wrote was acknowledged, while our handle is
+/// megabytes behind on reading: every acknowledged byte is read, in order, before the reset.
+#[tokio::test]
+async fn acknowledged_data_is_read_before_a_reset() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let data = pattern(3 << 20, 7);
+    let run = async {
+        sa.write_all(&data).await.unwrap();
+        sa.flush().await.unwrap();
+        loop {
+            let s = sa.stats().await.unwrap();
+            if s.send_buffered == 0 && s.unacked_packets == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sa.destroy().unwrap();
+        sa.closed().await.unwrap();
+        let mut got = Vec::new();
+        let err = sb.read_to_end(&mut got).await.unwrap_err();
+        (got, err)
+    };
+    let (got, err) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("done in time");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+}
+
+/// A stream that finishes (no linger) while its handle is behind on reading keeps its data
+/// and final events until the handle has taken them.
+#[tokio::test]
+async fn finished_stream_keeps_unread_data() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let no_linger = Config {
+        linger: Some(Duration::ZERO),
+        ..Config::default()
+    };
+    let mut sb = b.connect_with(2, 1, a.local_addr(), no_linger).unwrap();
+    let data = pattern(3 << 20, 5);
+    let run = async {
+        sb.end().unwrap();
+        sa.write_all(&data).await.unwrap();
+        sa.shutdown().await.unwrap();
+        // Everything was delivered and acknowledged: b's engine is done with the stream.
+        sa.closed().await.unwrap();
+        let mut got = Vec::new();
+        sb.read_to_end(&mut got).await.unwrap();
+        sb.closed().await.unwrap();
+        got
+    };
+    let got = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("done in time");
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+}
+
+/// A dual-stack IPv6 socket talks to an IPv4 peer (mapped addresses both ways).
+#[tokio::test]
+async fn dual_stack_socket_reaches_ipv4_peers() {
+    let a = UdxSocket::bind("[::]:0".parse().unwrap()).await;
+    let Ok(a) = a else {
+        eprintln!("skipped: no IPv6 on this machine ({:?})", a.err());
+        return;
+    };
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let a_v4: SocketAddr = ([127, 0, 0, 1], a.local_addr().port()).into();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let mut sb = b.connect(2, 1, a_v4).unwrap();
+    let run = async {
+        sa.write_all(b"over v6").await.unwrap();
+        sa.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        sb.read_to_end(&mut got).await.unwrap();
+        sb.shutdown().await.unwrap();
+        sa.closed().await.unwrap();
+        got
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("done in time");
+    assert_eq!(got, b"over v6");
+}
+
+/// Both ends first talk through a forwarder (a relay), then move to each other's direct
+/// address mid-transfer: the writer with megabytes in flight, so its change waits for
+/// acknowledgements that still come over the relay. Every byte arrives once, in order;
+/// the relay is shut down afterwards and nothing more needs it.
+#[tokio::test]
+async fn change_remote_from_a_relay_to_the_direct_path() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let relay = UdpSocket::bind(loopback()).await.unwrap();
+    let via = relay.local_addr().unwrap();
+    let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
+    let forward = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = relay.recv_from(&mut buf).await.unwrap();
+            let to = if from == a_addr { b_addr } else { a_addr };
+            let _ = relay.send_to(&buf[..n], to).await;
+        }
+    });
+    let sa = a.connect(1, 2, via).unwrap();
+    let mut sb = b.connect(2, 1, via).unwrap();
+    let data = pattern(8 << 20, 11);
+    // B moves once it got 1 MiB and tells A, which moves after writing 2 MiB, with data in
+    // flight: its change completes when that is acknowledged.
+    let (moved_tx, moved_rx) = oneshot::channel::<()>();
+    let writer = async {
+        let mut moved_rx = Some(moved_rx);
+        for (i, chunk) in data.chunks(256 * 1024).enumerate() {
+            if i == 8 {
+                moved_rx.take().unwrap().await.unwrap();
+                sa.change_remote(2, b_addr).await.unwrap();
+            }
+            sa.write_owned(chunk.to_vec()).await.unwrap();
+        }
+        sa.end().unwrap();
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        let mut moved_tx = Some(moved_tx);
+        loop {
+            match sb.next_event().await.unwrap() {
+                Event::Data(d) => got.extend_from_slice(&d),
+                Event::Ended => break,
+                other => panic!("unexpected {other:?}"),
+            }
+            if got.len() >= 1 << 20 {
+                if let Some(tx) = moved_tx.take() {
+                    sb.change_remote(1, a_addr).await.unwrap();
+                    tx.send(()).unwrap();
+                }
+            }
+        }
+        got
+    };
+    let (_, got) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(writer, reader)
+    })
+    .await
+    .expect("transfer in time");
+    forward.abort();
+    assert!(
+        got == data,
+        "{} of {} bytes, or different ones",
+        got.len(),
+        data.len()
+    );
+    // The close handshake runs without the relay.
+    let mut sa = sa;
+    sb.end().unwrap();
+    let close = async { tokio::join!(sa.closed(), sb.closed()) };
+    let (ca, cb) = tokio::time::timeout(Duration::from_secs(10), close)
+        .await
+        .expect("closed in time");
+    ca.unwrap();
+    cb.unwrap();
+}
+
+#[tokio::test]
+async fn stream_ids_are_unique_per_socket() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let peer = "127.0.0.1:9".parse().unwrap();
+    let _s = a.connect(7, 8, peer).unwrap();
+    let err = a.connect(7, 9, peer).err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    assert!(a.connect(8, 9, peer).is_ok());
+}

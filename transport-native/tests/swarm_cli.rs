@@ -1,0 +1,340 @@
+//! `hyperpunch core serve --swarm` and `core fetch --swarm` end to end: the built binary as
+//! whole processes on 127.0.0.1 (a CLI bootstrap node and CLI DHT nodes), a core found by its
+//! discovery key alone, between two CLI processes and with JS hyperswarm + hypercore
+//! (`tests/interop/swarm-peer.js`) both ways. Every process is killed when its test ends.
+
+mod common;
+use common::{hp, ok};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const STEP: Duration = Duration::from_secs(60);
+const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A long-running `hyperpunch` process whose stdout and stderr lines are watched; killed on
+/// drop.
+struct Bg {
+    child: Child,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    thread::spawn(move || {
+        for l in BufReader::new(r).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Bg {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(args)
+            .env_remove("HYPERPUNCH_BOOTSTRAP")
+            .env_remove("HYPERPUNCH_RELAYS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hyperpunch");
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        Bg { child, out, err }
+    }
+
+    fn expect(rx: &Receiver<String>, what: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => break,
+            }
+        }
+        panic!("no `{what}` within {STEP:?}; got {seen:?}");
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bootstrap node and `n` persistent nodes, all CLI processes.
+fn cli_dht(n: usize) -> (Vec<Bg>, String) {
+    let port = free_port();
+    let boot = format!("127.0.0.1:{port}");
+    let b = Bg::spawn(&[
+        "dht",
+        "bootstrap",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]);
+    Bg::expect(&b.err, "bootstrap node");
+    let mut all = vec![b];
+    for _ in 0..n {
+        let node = Bg::spawn(&["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"]);
+        Bg::expect(&node.err, "persistent, id");
+        all.push(node);
+    }
+    (all, boot)
+}
+
+fn info(dir: &Path) -> Value {
+    serde_json::from_str(&ok(
+        &["core", "info", "-s", dir.to_str().unwrap(), "--json"],
+        b"",
+    ))
+    .unwrap()
+}
+
+fn fetch(dir: &Path, key: &str, boot: &str) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hyperpunch"));
+    cmd.args([
+        "core",
+        "fetch",
+        "-s",
+        dir.to_str().unwrap(),
+        "--key",
+        key,
+        "--swarm",
+        "--bootstrap",
+        boot,
+        "--host",
+        "127.0.0.1",
+        "--timeout",
+        "60",
+    ])
+    .env_remove("HYPERPUNCH_BOOTSTRAP")
+    .stdin(Stdio::null());
+    cmd.output().expect("run fetch")
+}
+
+fn serve(dir: &Path, boot: &str) -> (Bg, String) {
+    let s = Bg::spawn(&[
+        "core",
+        "serve",
+        "-s",
+        dir.to_str().unwrap(),
+        "--swarm",
+        "--bootstrap",
+        boot,
+        "--host",
+        "127.0.0.1",
+    ]);
+    let line = Bg::expect(&s.out, "announced ");
+    let dk = line.trim().strip_prefix("announced ").unwrap().to_string();
+    (s, dk)
+}
+
+fn make_core(dir: &Path, blocks: usize) -> Value {
+    let d = dir.to_str().unwrap();
+    ok(&["core", "create", "-s", d, "--seed", SEED], b"");
+    let lines: String = (0..blocks).map(|i| format!("block {i}\n")).collect();
+    ok(&["core", "append", "-s", d], lines.as_bytes());
+    info(dir)
+}
+
+#[test]
+fn serve_and_fetch_by_discovery_key() {
+    let (_nodes, boot) = cli_dht(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let expected = make_core(&src, 500);
+    let (_server, dk) = serve(&src, &boot);
+    assert_eq!(dk, expected["discoveryKey"].as_str().unwrap());
+    let dst = tmp.path().join("copy");
+    let out = fetch(&dst, expected["key"].as_str().unwrap(), &boot);
+    assert!(
+        out.status.success(),
+        "fetch --swarm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = info(&dst);
+    for f in ["key", "length", "byteLength", "treeHash", "signature"] {
+        assert_eq!(got[f], expected[f], "{f}");
+    }
+    assert_eq!(
+        ok(&["core", "get", "-s", dst.to_str().unwrap(), "499"], b""),
+        "block 499\n"
+    );
+}
+
+#[test]
+fn swarm_usage_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("c");
+    let key = "ab".repeat(32);
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "core",
+            "fetch",
+            "-s",
+            d.to_str().unwrap(),
+            "--key",
+            &key,
+            "--swarm",
+        ])
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--bootstrap"),
+        "{err}"
+    );
+    let out = hp(
+        &[
+            "core",
+            "fetch",
+            "-s",
+            d.to_str().unwrap(),
+            "--key",
+            &key,
+            "--swarm",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--tcp",
+            "127.0.0.1:2",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--tcp"), "{err}");
+    let out = hp(
+        &["core", "fetch", "-s", d.to_str().unwrap(), "--key", &key],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tcp") && err.contains("--swarm"),
+        "{err}"
+    );
+    let help = String::from_utf8_lossy(&hp(&["core", "fetch", "--help"], b"").stdout).to_string();
+    assert!(
+        help.contains("--swarm") && help.contains("discovery key"),
+        "{help}"
+    );
+}
+
+/// `tests/interop/swarm-peer.js` driven over stdin.
+struct Js {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    next: u64,
+}
+
+impl Js {
+    fn spawn() -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
+        let modules = dir.join("node_modules");
+        if !modules.join("hyperswarm/package.json").is_file() {
+            panic!("the JS reference is not installed: run `npm ci --prefix tests/interop`");
+        }
+        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
+            .arg("swarm-peer.js")
+            .arg(json!({"timeoutMs": 150_000}).to_string())
+            .current_dir(&dir)
+            .env("NODE_PATH", &modules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start node");
+        let stdin = child.stdin.take().unwrap();
+        let lines = lines(child.stdout.take().unwrap());
+        let js = Js {
+            child,
+            stdin,
+            lines,
+            next: 0,
+        };
+        js.lines.recv_timeout(STEP).expect("swarm-peer.js ready");
+        js
+    }
+
+    fn call(&mut self, mut cmd: Value) -> Value {
+        self.next += 1;
+        cmd["id"] = json!(self.next);
+        writeln!(self.stdin, "{cmd}").unwrap();
+        loop {
+            let l = self.lines.recv_timeout(STEP).expect("JS answer");
+            let Ok(v) = serde_json::from_str::<Value>(&l) else {
+                continue;
+            };
+            if v["id"] == json!(self.next) {
+                assert_eq!(v["ok"], json!(true), "JS {cmd}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+}
+
+impl Drop for Js {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JS hyperswarm seeds a core; `core fetch --swarm` gets it by its key. Then `core serve
+/// --swarm` seeds a CLI core and a JS hyperswarm downloads it.
+#[test]
+fn cli_and_js_swarms_replicate_both_ways() {
+    let (_nodes, boot) = cli_dht(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut js = Js::spawn();
+    let a = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "11".repeat(32)}));
+    let created = js.call(json!({"cmd": "createCore", "swarm": a["index"], "dir": tmp.path().join("js-src"), "blocks": 300}));
+    js.call(json!({"cmd": "join", "swarm": a["index"], "topic": created["discoveryKey"], "client": false}));
+    let dst = tmp.path().join("from-js");
+    let out = fetch(&dst, created["key"].as_str().unwrap(), &boot);
+    assert!(
+        out.status.success(),
+        "fetch --swarm from JS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(info(&dst)["length"], 300);
+    assert_eq!(
+        ok(&["core", "get", "-s", dst.to_str().unwrap(), "299"], b"").trim_end(),
+        "block 299"
+    );
+
+    let src = tmp.path().join("cli-src");
+    let expected = make_core(&src, 300);
+    let (_server, dk) = serve(&src, &boot);
+    let b = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "12".repeat(32)}));
+    js.call(json!({"cmd": "openCore", "swarm": b["index"], "dir": tmp.path().join("js-copy"), "key": expected["key"]}));
+    js.call(json!({"cmd": "join", "swarm": b["index"], "topic": dk, "server": false}));
+    let got = js.call(json!({"cmd": "download", "swarm": b["index"], "length": 300}));
+    // `core append` keeps each line's newline in its block.
+    assert_eq!(got["blocks"][0], "block 0\n");
+    assert_eq!(got["blocks"][299], "block 299\n");
+    let _ = js.call(json!({"cmd": "exit"}));
+}
