@@ -246,14 +246,21 @@ impl<A: Apply> Autobase<A> {
         self.indexed_nodes
     }
 
-    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it knows.
+    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it is
+    /// linearizing and every member of the system (what JS also learns from the wakeup protocol).
     pub fn wanted(&self) -> Vec<([u8; 32], u64)> {
-        self.active
+        let mut keys: Vec<[u8; 32]> = self
+            .active
             .iter()
-            .map(|&w| {
-                let key = self.graph.writers[w].key;
-                (key, self.oplogs.get(&key).map_or(0, |v| v.len() as u64))
-            })
+            .map(|&w| self.graph.writers[w].key)
+            .collect();
+        for (k, m) in self.system.member_records() {
+            if !m.is_removed && !keys.contains(k) {
+                keys.push(*k);
+            }
+        }
+        keys.into_iter()
+            .map(|key| (key, self.oplog_len(&key)))
             .collect()
     }
 

@@ -62,12 +62,21 @@ pub enum Command {
     /// A hyperbee (key-value B-tree) in a core: put, get, del, batch, list, history, info.
     #[command(long_about = super::bee_cmd::BEE_LONG, subcommand)]
     Bee(super::bee_cmd::BeeCommand),
+    /// A multi-writer chat room on autobase, replicated over TCP.
+    #[command(long_about = super::chat_cmd::CHAT_LONG)]
+    Chat(super::chat_cmd::ChatArgs),
     /// The DHT: run nodes, announce and look up topics, store mutable and immutable values.
     #[command(long_about = super::dht_cmd::DHT_LONG, subcommand)]
     Dht(super::dht_cmd::DhtCommand),
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// Expose a TCP port under a key, open it elsewhere (as hypertele).
+    #[command(long_about = super::tele_cmd::TELE_LONG, subcommand)]
+    Tele(super::tele_cmd::TeleCommand),
+    /// A 1-1 encrypted pipe between two machines named by a passphrase (as hyperbeam).
+    #[command(long_about = super::beam_cmd::BEAM_LONG)]
+    Beam(super::beam_cmd::BeamArgs),
     /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
     #[command(long_about = super::relay_cmd::RELAY_LONG)]
     Relay(super::relay_cmd::RelayArgs),
