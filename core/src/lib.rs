@@ -12,18 +12,28 @@
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
 //! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
 //! - [`hyperbee`] — the append-only B-tree on a hypercore (byte-identical to hyperbee 2.27.3).
+//! - [`hyperblobs`] — files as runs of blocks in a hypercore (hyperblobs 2.12.1).
+//! - [`hyperdrive`] — a file system on a db bee and a blobs core (byte-identical to hyperdrive 13.3.4).
+//! - [`mirror_drive`] — mirroring one drive into another (mirror-drive 1.14.2).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
 
 pub mod autobase;
+/// hyperbeam: a pipe named by a passphrase (the passphrase, its key pair, the firewall).
+pub mod beam;
 pub mod corestore;
 pub mod crypto;
 /// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
 pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
+pub mod hyperblobs;
 pub mod hypercore;
+pub mod hyperdrive;
+/// hypercore-id-encoding: keys as 52 z-base-32 characters (how hypershell prints them).
+pub mod id_encoding;
+pub mod mirror_drive;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
@@ -37,5 +47,7 @@ pub mod secretstream;
 pub mod storage;
 /// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
 pub mod swarm;
+/// hypertele: a TCP port exposed under a key (access rules, the `--compress` framing).
+pub mod tele;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
 pub mod udx;

@@ -5,7 +5,10 @@
 #![warn(missing_docs)]
 
 pub use hyperpunch_core as core;
-pub use hyperpunch_core::{corestore, crypto, encoding, hyperbee, hypercore, storage};
+pub use hyperpunch_core::{
+    beam, corestore, crypto, encoding, hyperbee, hyperblobs, hypercore, hyperdrive, id_encoding,
+    storage, tele,
+};
 
 #[path = "storage.rs"]
 pub mod file_storage;
@@ -13,6 +16,9 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
 pub mod dht;
+pub mod dht_relay;
+pub mod drive;
+pub mod localdrive;
 pub mod replicate;
 pub mod swarm;
 pub mod udx;
