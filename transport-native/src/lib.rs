@@ -13,6 +13,7 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
 pub mod dht;
+pub mod dht_relay;
 pub mod replicate;
 pub mod swarm;
 pub mod udx;

@@ -246,14 +246,21 @@ impl<A: Apply> Autobase<A> {
         self.indexed_nodes
     }
 
-    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it knows.
+    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it is
+    /// linearizing and every member of the system (what JS also learns from the wakeup protocol).
     pub fn wanted(&self) -> Vec<([u8; 32], u64)> {
-        self.active
+        let mut keys: Vec<[u8; 32]> = self
+            .active
             .iter()
-            .map(|&w| {
-                let key = self.graph.writers[w].key;
-                (key, self.oplogs.get(&key).map_or(0, |v| v.len() as u64))
-            })
+            .map(|&w| self.graph.writers[w].key)
+            .collect();
+        for (k, m) in self.system.member_records() {
+            if !m.is_removed && !keys.contains(k) {
+                keys.push(*k);
+            }
+        }
+        keys.into_iter()
+            .map(|key| (key, self.oplog_len(&key)))
             .collect()
     }
 
@@ -280,6 +287,16 @@ impl<A: Apply> Autobase<A> {
         let w = self.graph.find_writer(key)?;
         let n = self.graph.node(*self.pending.get(&w)?);
         Some((n.length, n.heads.clone(), n.dependencies.len()))
+    }
+
+    /// The consensus state, for debugging.
+    pub fn explain(&self) -> String {
+        format!(
+            "{} tip {} heads {}",
+            self.lin.consensus.explain(&self.graph),
+            self.lin.tip.tip.len(),
+            self.lin.heads.len()
+        )
     }
 
     /// Oplog blocks held for `key`.
@@ -337,6 +354,41 @@ impl<A: Apply> Autobase<A> {
     /// order (no digest or checkpoint: this writer does not index). `None` when not writable or
     /// when the local writer's oplog still has blocks to load.
     pub fn append(&mut self, local: &[u8; 32], values: Vec<Vec<u8>>) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, values.into_iter().map(Some).collect())
+    }
+
+    /// Whether `local` is one of the indexers the linearizer runs with (JS `ackable`).
+    pub fn is_indexer(&self, local: &[u8; 32]) -> bool {
+        self.graph
+            .find_writer(local)
+            .is_some_and(|w| self.graph.writers[w].is_active_indexer)
+    }
+
+    /// JS `ack()` for the local indexer: when the linearizer says an ack moves consensus on
+    /// (`shouldAck`), append a node without a value and return its message for the local core.
+    pub fn ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        let w = self.graph.find_writer(local)?;
+        if !self.graph.writers[w].is_active_indexer {
+            return None;
+        }
+        let pending = self.system.indexers.len() > self.lin.indexers().len();
+        if !self.lin.should_ack(&self.graph, w, pending) {
+            return None;
+        }
+        self.append_nodes(local, vec![None])
+    }
+
+    /// Append an ack (a node without a value) whether or not `shouldAck` asks for one (JS
+    /// `append(null)`): an indexer breaks a stall with it, as JS never acks its own lone head.
+    pub fn force_ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, vec![None])
+    }
+
+    fn append_nodes(
+        &mut self,
+        local: &[u8; 32],
+        values: Vec<Option<Vec<u8>>>,
+    ) -> Option<Vec<OplogMessage>> {
         if values.is_empty() || !self.is_writable(local) {
             return None;
         }
@@ -354,8 +406,7 @@ impl<A: Apply> Autobase<A> {
             let deps = self.lin.heads.clone();
             let batch = n - i as u64;
             let length = self.graph.writers[w].loaded() + 1;
-            let mut node =
-                DagNode::new(w, length, Some(value.clone()), heads.clone(), batch, false);
+            let mut node = DagNode::new(w, length, value.clone(), heads.clone(), batch, false);
             node.dependencies = deps;
             let id = self.graph.insert(node);
             let ws = &mut self.graph.writers[w];
@@ -366,7 +417,7 @@ impl<A: Apply> Autobase<A> {
             let msg = OplogMessage::new(super::messages::Node {
                 heads,
                 batch,
-                value: Some(value),
+                value,
             });
             self.oplogs.entry(*local).or_default().push(msg.clone());
             out.push(msg);

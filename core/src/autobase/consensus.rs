@@ -481,6 +481,60 @@ impl Consensus {
         vec![self.remove(g, node)]
     }
 
+    /// A one-line account of the indexer tails and their acks (debugging).
+    pub fn explain(&self, g: &Graph) -> String {
+        let mut out = format!(
+            "majority {} indexers {:?} updated {} merges {}; ",
+            self.majority,
+            self.indexers,
+            self.updated,
+            self.merges.len()
+        );
+        for t in self.indexer_tails(g) {
+            let n = g.node(t);
+            let acks = self.acks(g, t);
+            out += &format!(
+                "tail w{}:{} clock {:?} acks {:?} confirmed {}; ",
+                n.writer,
+                n.length,
+                n.clock.iter().collect::<Vec<_>>(),
+                acks.iter()
+                    .map(|&a| (g.node(a).writer, g.node(a).length))
+                    .collect::<Vec<_>>(),
+                self.is_confirmed(g, t, None)
+            );
+        }
+        for &m in self.merges.iter().take(3) {
+            let n = g.node(m);
+            let acks = self.acks(g, m);
+            let conf: Vec<_> = self
+                .indexers
+                .iter()
+                .map(|&ix| self.confirms(g, ix, m, &acks, g.writers[ix].length))
+                .collect();
+            out += &format!(
+                "merge w{}:{} clock {:?} acks {:?} confirms {:?}; ",
+                n.writer,
+                n.length,
+                n.clock.iter().collect::<Vec<_>>(),
+                acks.iter()
+                    .map(|&a| (g.node(a).writer, g.node(a).length))
+                    .collect::<Vec<_>>(),
+                conf
+            );
+        }
+        for &i in &self.indexers {
+            let w = &g.writers[i];
+            out += &format!(
+                "w{i} offset {} length {} removed {}; ",
+                w.offset,
+                w.length,
+                self.removed.get(i)
+            );
+        }
+        out
+    }
+
     /// Whether `writer` (an indexer) should ack to move consensus along (JS `shouldAck`).
     pub fn should_ack(&self, g: &Graph, writer: WriterId) -> bool {
         for t in self.indexer_tails(g) {

@@ -25,7 +25,10 @@
 //! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a
 //! JS bootstrap adds, over corestore replication on TCP.
 //!
-//! Not done yet (JS features): writing as an indexer (acks, digests, checkpoints), the system core as a hyperbee and
+//! Indexers ack with [`Autobase::ack`] (JS `shouldAck`); a seeded simulation runs one or three
+//! indexers under partitions.
+//!
+//! Not done yet (JS features): an indexer's digests and checkpoints, the system core as a hyperbee and
 //! views as hypercores (storage compatibility), checkpoints and signed lengths, fast-forward,
 //! optimistic apply, encryption, forks, wakeup.
 

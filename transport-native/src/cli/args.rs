@@ -41,7 +41,8 @@ Examples:
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch bee --help` for a \
 key-value B-tree in a core, `hyperpunch store --help` for corestores, `hyperpunch udx --help` for \
-UDX streams, `hyperpunch dht --help` for the DHT, with examples."
+UDX streams, `hyperpunch dht --help` for the DHT, `hyperpunch relay --help` for the browsers' WebSocket relay, with \
+examples."
 )]
 pub struct Cli {
     /// What to do.
@@ -61,12 +62,18 @@ pub enum Command {
     /// A hyperbee (key-value B-tree) in a core: put, get, del, batch, list, history, info.
     #[command(long_about = super::bee_cmd::BEE_LONG, subcommand)]
     Bee(super::bee_cmd::BeeCommand),
+    /// A multi-writer chat room on autobase, replicated over TCP.
+    #[command(long_about = super::chat_cmd::CHAT_LONG)]
+    Chat(super::chat_cmd::ChatArgs),
     /// The DHT: run nodes, announce and look up topics, store mutable and immutable values.
     #[command(long_about = super::dht_cmd::DHT_LONG, subcommand)]
     Dht(super::dht_cmd::DhtCommand),
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
+    #[command(long_about = super::relay_cmd::RELAY_LONG)]
+    Relay(super::relay_cmd::RelayArgs),
 }
 
 const STORE_LONG: &str = "\

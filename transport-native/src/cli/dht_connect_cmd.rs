@@ -38,6 +38,9 @@ Examples:
         /// Ask clients to pair through this blind relay (public key, 64 hex characters).
         #[arg(long, value_name = "KEY")]
         relay_through: Option<String>,
+        /// Print `connected ADDR via direct|punched|relayed` on stderr once connected.
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -70,6 +73,10 @@ Examples:
         /// Do not fall back to the relays of HYPERPUNCH_RELAYS when the punch fails.
         #[arg(long)]
         no_relay_fallback: bool,
+        /// Print `connected ADDR via direct|punched|relayed in N ms` on stderr once connected
+        /// (N: from the connect call, after the DHT bootstrap, to the open stream).
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -160,6 +167,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
         ConnectCommand::Listen {
             seed,
             relay_through,
+            verbose,
             net,
         } => {
             let kp = KeyPair::from_seed(&key("--seed", &seed)?);
@@ -183,6 +191,9 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 .accept()
                 .await
                 .ok_or_else(|| CliError::new("the DHT node stopped"))?;
+            if verbose {
+                eprintln!("connected {} via {}", conn.remote_addr(), path(&conn));
+            }
             pipe(conn).await
         }
         ConnectCommand::Connect {
@@ -190,6 +201,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
             seed,
             relay_through,
             no_relay_fallback,
+            verbose,
             net,
         } => {
             let pk = key("PUBLIC_KEY", &public_key)?;
@@ -210,6 +222,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 relay_through,
                 ..ConnectOptions::default()
             };
+            let start = std::time::Instant::now();
             let conn =
                 tokio::time::timeout(Duration::from_secs(net.timeout), peer.connect(pk, kp, opts))
                     .await
@@ -217,6 +230,14 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                         CliError::new(format!("connecting timed out after {} s", net.timeout))
                     })?
                     .map_err(err)?;
+            if verbose {
+                eprintln!(
+                    "connected {} via {} in {} ms",
+                    conn.remote_addr(),
+                    path(&conn),
+                    start.elapsed().as_millis()
+                );
+            }
             pipe(conn).await
         }
         ConnectCommand::Relay { seed, net } => {
@@ -230,6 +251,13 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
             .map_err(|_| CliError::new("announcing timed out"))?
             .map_err(err)?;
             eprintln!("relay {}", hex::encode(relay.public_key()));
+            match peer.firewalled().await.map_err(err)? {
+                (false, Some(addr)) => eprintln!("reachable at {addr}"),
+                _ => eprintln!(
+                    "firewalled: peers holepunch to this relay (peers behind random NATs may \
+                     not reach it); a relay is best run on a public address"
+                ),
+            }
             let mut seen = 0;
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -240,6 +268,17 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 }
             }
         }
+    }
+}
+
+/// How a connection reached the peer, for `--verbose`.
+fn path(conn: &Connection) -> &'static str {
+    if conn.is_relayed() {
+        "relayed"
+    } else if conn.is_holepunched() {
+        "punched"
+    } else {
+        "direct"
     }
 }
 

@@ -2,18 +2,22 @@
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
-//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands). The commands share
+//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`relay_cmd`] for
+//! `relay`, [`chat_cmd`] for `chat`). The commands share
 //! helpers through [`store`] and this hub only; none imports another, except that
-//! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands.
+//! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands, and
+//! `relay_cmd` starts its DHT node as `dht_connect_cmd` does.
 
 pub mod args;
 pub mod bee_cmd;
+pub mod chat_cmd;
 pub mod core_cmd;
 pub mod corestore_cmd;
 pub mod dht_cmd;
 pub mod dht_connect_cmd;
 pub mod input;
 pub mod net_cmd;
+pub mod relay_cmd;
 pub mod store;
 pub mod udx_cmd;
 
@@ -72,10 +76,12 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
         args::Command::Bee(c) => bee_cmd::run(c),
+        args::Command::Chat(c) => chat_cmd::run(c),
         args::Command::Dht(c) => dht_cmd::run(c),
         args::Command::Store(args::StoreCommand::Info { storage, json }) => {
             corestore_cmd::info(&storage.storage, json)
         }
+        args::Command::Relay(a) => relay_cmd::run(a),
     }
 }
 

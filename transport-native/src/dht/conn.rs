@@ -31,6 +31,7 @@ pub struct Connection {
     pub(crate) remote: std::net::SocketAddrV4,
     pub(crate) relayed: bool,
     remote_public_key: [u8; 32],
+    handshake_hash: [u8; 64],
     is_initiator: bool,
     out: mpsc::Sender<Out>,
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
@@ -52,6 +53,11 @@ impl Connection {
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.handshake_hash
     }
 
     /// Whether the connection runs on one of a holepuncher's sockets (the path was punched),
@@ -204,6 +210,11 @@ impl RawConnection {
         self.est.handshake.split.remote_public_key
     }
 
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.est.handshake.split.hash
+    }
+
     /// Our public key in the handshake.
     pub fn public_key(&self) -> [u8; 32] {
         self.est.handshake.split.public_key
@@ -281,6 +292,7 @@ impl RawConnection {
             remote: est.remote,
             relayed: est.relayed,
             remote_public_key: est.handshake.split.remote_public_key,
+            handshake_hash: est.handshake.split.hash,
             is_initiator: est.is_initiator,
             out: out_tx,
             incoming: in_rx,

@@ -498,7 +498,11 @@ impl Server {
                 s.prepunching = None;
                 let random =
                     p.remote_firewall >= Firewall::Random || p.nat.firewall >= Firewall::Random;
-                if random && ctx.limiter.is_limited(now_ms) {
+                // Beyond JS: a puncher that already runs the random punch is not limited by
+                // itself. A PEER_HOLEPUNCH retried by the client (its request timed out while
+                // we opened the birthday sockets) must get the same answer, not TRY_LATER:
+                // server.js counts its own punch in `_randomPunches` and aborts it.
+                if random && !p.is_randomized() && ctx.limiter.is_limited(now_ms) {
                     let relaying = self.slots[i].as_ref().is_some_and(|s| s.relaying);
                     if !relaying {
                         // server.js: without a relay token, abort with TRY_LATER.

@@ -27,6 +27,9 @@ struct Sim {
     seq: u64,
     next_port: u16,
     seed: u64,
+    /// Hosts whose DHT messages the network delivers twice (a retransmitted request, or a
+    /// duplicating link).
+    dup_from: Vec<usize>,
 }
 
 impl Sim {
@@ -43,6 +46,7 @@ impl Sim {
             seq: 0,
             next_port: 30000,
             seed,
+            dup_from: Vec::new(),
         }
     }
 
@@ -105,6 +109,11 @@ impl Sim {
             return;
         }
         self.seq += 1;
+        if self.dup_from.contains(&h) && bytes.len() > 1 && bytes[0] != 0xff {
+            self.inflight
+                .push((self.now + DELAY * 2, self.seq, from, to, bytes.clone()));
+            self.seq += 1;
+        }
         self.inflight
             .push((self.now + DELAY, self.seq, from, to, bytes));
     }
@@ -263,6 +272,17 @@ fn connect_seeded(
     opts: ServerOptions,
     seed: u64,
 ) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
+    connect_dup(server_nat, client_nat, opts, seed, false)
+}
+
+/// As [`connect_seeded`]; with `dup_client` every DHT message of the client arrives twice.
+fn connect_dup(
+    server_nat: Option<Kind>,
+    client_nat: Option<Kind>,
+    opts: ServerOptions,
+    seed: u64,
+    dup_client: bool,
+) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
     let mut sim = Sim::seeded(seed);
     let boot = testnet(&mut sim, 6);
     let cfg = || Config {
@@ -271,6 +291,9 @@ fn connect_seeded(
     };
     let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), server_nat, false);
     let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), client_nat, false);
+    if dup_client {
+        sim.dup_from.push(c);
+    }
     sim.run_for(Duration::from_secs(3));
     let server_kp = KeyPair::from_seed(&[1; 32]);
     let now = sim.now;
@@ -596,6 +619,26 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
         "{:?}",
         sim.hosts[c].events
     );
+}
+
+/// A random server NAT and a consistent client whose PEER_HOLEPUNCH requests arrive twice (the
+/// client retried a round the server answered late, in the NAT lab: it was opening its 256
+/// birthday sockets). The second copy gets the same answer; it used to be refused with
+/// TRY_LATER (the server's own punch counted against the random punch limit), which destroyed
+/// the punch under way.
+#[test]
+fn a_retried_holepunch_round_does_not_abort_a_random_punch() {
+    for seed in 1..=3 {
+        let (cl, sv, ev) = connect_dup(
+            Some(Kind::Random),
+            Some(Kind::Consistent),
+            ServerOptions::default(),
+            seed,
+            true,
+        );
+        let cl = cl.unwrap_or_else(|| panic!("seed {seed}: {ev:?}"));
+        assert_pair(&cl, &sv.expect("server side"));
+    }
 }
 
 /// The NAT pairs over several seeds (node randomness, NAT port choices): consistent pairs and

@@ -261,12 +261,22 @@ impl Node {
     }
 
     pub(crate) fn on_quick_firewall_pong(&mut self) {
-        if let Boot::Querying { round, first, .. } = self.boot {
-            self.boot = Boot::Querying {
-                round,
-                first,
-                test_nat: true,
-            };
+        match self.boot {
+            Boot::Querying { round, first, .. } => {
+                self.boot = Boot::Querying {
+                    round,
+                    first,
+                    test_nat: true,
+                };
+            }
+            // Beyond JS: on a fast network the bootstrap query can end before this answer
+            // (JS then drops it, and a reachable node stays firewalled until its network check
+            // 20 minutes later, so peers holepunch to a public server). Run the firewall check
+            // the answer would have started.
+            Boot::Done if self.firewalled && self.ephemeral => {
+                let _ = self.update_network_state(true, CheckPurpose::Tick);
+            }
+            _ => {}
         }
     }
 

@@ -595,3 +595,28 @@ fn tokens_are_checked_before_the_handler() {
         other => panic!("{other:?}"),
     }
 }
+
+/// On a fast network the bootstrap query can end before the quick firewall probe's PING_NAT
+/// is answered (here: the only node answers the query, then the probe). A reachable adaptive
+/// node must still find out that it is not firewalled, at once rather than at its next network
+/// check 20 minutes later (in JS dht-rpc this late answer is lost).
+#[test]
+fn a_late_quick_firewall_answer_still_unfirewalls_a_reachable_node() {
+    let mut net: Net<Node> = Net::new();
+    let boot = a("10.0.0.1:49737");
+    net.add(boot, Config::bootstrapper(boot));
+    net.run_for(Duration::from_secs(1));
+    let me = a("10.0.0.7:40007");
+    net.add(
+        me,
+        Config {
+            bootstrap: vec![boot],
+            ..Config::default()
+        },
+    );
+    net.run_for(Duration::from_secs(5));
+    let n = &net.nodes[&me];
+    assert!(n.is_bootstrapped());
+    assert!(!n.is_firewalled(), "a reachable node stays firewalled");
+    assert_eq!(n.remote_address(), Some(me));
+}

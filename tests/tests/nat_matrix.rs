@@ -1,0 +1,205 @@
+//! The NAT matrix, live: hyperdht connections through real NATs (iptables MASQUERADE in
+//! network namespaces, tests/nat/lab.sh), hyperpunch against hyperpunch and against the pinned
+//! JS hyperdht in both roles. The cells that must connect do (punched, birthday-punched,
+//! relayed), random + random fails as JS does unless a blind relay is offered.
+//!
+//! Root only: without root, network namespaces or NAT support in the kernel, the test says so
+//! and skips. The lab deletes its namespaces on exit; if the lab itself is killed, the guard
+//! here deletes them. Bounded: every client has a timeout, and the whole lab one.
+//! The full matrix with times (and JS-JS beside it) is `bash tests/nat/matrix.sh`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one cell did (a line of lab.sh's TSV output).
+#[derive(Debug, Clone)]
+struct Cell {
+    result: String,
+    how: String,
+    detail: String,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The hyperpunch binary, built (or brought up to date) by cargo: the tests crate does not
+/// build it by itself.
+fn hyperpunch_bin() -> PathBuf {
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "hyperpunch", "--bin", "hyperpunch"])
+        .current_dir(root())
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "cargo build -p hyperpunch failed");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let dir = meta["target_directory"].as_str().expect("target_directory");
+    Path::new(dir).join("debug/hyperpunch")
+}
+
+/// Kills the lab (TERM first, so that its trap deletes its namespaces) and deletes whatever
+/// namespaces of its prefix are left.
+struct Lab {
+    child: Option<Child>,
+    prefix: String,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let until = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < until && c.try_wait().ok().flatten().is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let ns = line.split_whitespace().next().unwrap_or("");
+            if !ns.starts_with(&self.prefix) {
+                continue;
+            }
+            if let Ok(p) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&p.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs the lab on `cells`; `None` when this machine cannot run it (the reason is printed).
+fn run_lab(cells: &[&str], timeout: u64, budget: Duration) -> Option<HashMap<String, Cell>> {
+    let hp = hyperpunch_bin();
+    let modules = root().join("tests/interop/node_modules/hyperdht/package.json");
+    assert!(
+        modules.is_file(),
+        "the JS reference is not installed: run `bash scripts/install-js-reference.sh`"
+    );
+    let out = std::env::temp_dir().join(format!("hp-nat-matrix-{}.tsv", std::process::id()));
+    let child = Command::new("bash")
+        .arg(root().join("tests/nat/lab.sh"))
+        .arg("--hp")
+        .arg(&hp)
+        .args(["--timeout", &timeout.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .args(cells)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run tests/nat/lab.sh");
+    let prefix = format!("hpn{}", child.id());
+    let mut lab = Lab {
+        child: Some(child),
+        prefix,
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = lab.child.as_mut().unwrap().try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            start.elapsed() < budget,
+            "the NAT lab ran past its budget of {budget:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(lab);
+    if status.code() == Some(2) {
+        eprintln!(
+            "SKIP nat_matrix: this machine cannot run the NAT lab (see the lab's message above)"
+        );
+        return None;
+    }
+    assert!(status.success(), "tests/nat/lab.sh failed: {status}");
+    let tsv = std::fs::read_to_string(&out).expect("the lab's results");
+    let _ = std::fs::remove_file(&out);
+    let mut cells = HashMap::new();
+    for line in tsv.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 10, "a result line of 10 fields: {line:?}");
+        let relay = if f[4] == "1" { ":relay" } else { "" };
+        let key = format!("{}/{}:{}+{}{}", f[0], f[1], f[2], f[3], relay);
+        eprintln!(
+            "{key}: {} {} connect {} ms, process {} ms {}",
+            f[5], f[6], f[7], f[8], f[9]
+        );
+        cells.insert(
+            key,
+            Cell {
+                result: f[5].into(),
+                how: f[6].into(),
+                detail: f[9].into(),
+            },
+        );
+    }
+    Some(cells)
+}
+
+#[test]
+fn nat_matrix() {
+    // Few cells, each bounded: the birthday punches get the 35 s that hyperdht's random probes
+    // take at most, the rest connect in about a second.
+    let must_connect = [
+        ("hp/hp:consistent+consistent", "punched"),
+        ("hp/hp:open+random", "direct"),
+        ("hp/hp:consistent+random", "punched"),
+        ("hp/hp:random+consistent", "punched"),
+        ("hp/hp:random+random:relay", "relayed"),
+        ("js/hp:consistent+random", "punched"),
+        ("hp/js:random+consistent", "punched"),
+    ];
+    let must_fail = ["hp/hp:random+random"];
+    let mut cells: Vec<&str> = must_connect.iter().map(|c| c.0).collect();
+    cells.extend(must_fail);
+    let Some(got) = run_lab(&cells, 36, Duration::from_secs(420)) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for (cell, how) in must_connect {
+        match got.get(cell) {
+            Some(c) if c.result == "ok" && c.how == how => {}
+            Some(c) => failures.push(format!(
+                "{cell}: {} {} {} (wanted ok via {how})",
+                c.result, c.how, c.detail
+            )),
+            None => failures.push(format!("{cell}: no result")),
+        }
+    }
+    // Both NATs randomize ports: without a relay the connection fails, as in JS (with
+    // HOLEPUNCH_DOUBLE_RANDOMIZED_NATS when the client finds out first, REMOTE_ABORTED when
+    // the server does), and says so instead of timing out.
+    for cell in must_fail {
+        match got.get(cell) {
+            Some(c) if c.result == "fail" && c.detail != "timeout" => {}
+            Some(c) => failures.push(format!(
+                "{cell}: {} {} {} (wanted a hyperdht error)",
+                c.result, c.how, c.detail
+            )),
+            None => failures.push(format!("{cell}: no result")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "NAT matrix cells:\n{}",
+        failures.join("\n")
+    );
+}

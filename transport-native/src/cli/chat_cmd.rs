@@ -1,0 +1,403 @@
+//! `hyperpunch chat`: a multi-writer chat room on autobase (the sans-IO engine in
+//! `hyperpunch_core::autobase`) and a corestore in a storage folder, replicated over TCP.
+//!
+//! The room is an autobase whose bootstrap is the creator's `local` writer core. Every oplog value
+//! is a JSON object: `{"type":"message","text":...}` or `{"type":"add","key":<hex>}`; the apply
+//! function adds writers (not indexers) and appends `{"from":<hex>,"text":...}` to the view
+//! `messages`. The creator is the only indexer and acks, so messages are indexed in one order that
+//! every member shows.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
+use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
+use hyperpunch::core::crypto::KeyPair;
+use hyperpunch::core::encoding::Encode;
+use hyperpunch::replicate::{replicate, SharedCorestore};
+use hyperpunch::FileStorage;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::store::storage_err;
+use super::{parse_hex32, CliError};
+
+/// `hyperpunch chat --help`.
+pub const CHAT_LONG: &str = "\
+A multi-writer chat room on autobase: every member writes to its own log, the room's creator (the
+indexer) orders them, and every member shows the messages in the same order.
+
+The first run in a storage folder creates a room and prints its key (the room key) and your writer
+key. Others join with `--invite ROOM`; they print their writer key, and the creator adds them by
+typing `/add KEY`. Lines typed on stdin are sent as messages. Members connect over TCP for now:
+one side `--listen`s, the other connects with `--tcp` (several members can connect to one
+listener). `--dump` prints the room's messages held in the folder, one a line, and exits.
+
+Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
+{\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: joining
+over hyperswarm (--bootstrap), JS members in a hyperpunch room (untested), more than one indexer.
+
+Examples:
+  hyperpunch chat --storage ./alice --listen 127.0.0.1:7100
+  hyperpunch chat --storage ./bob --invite ROOM --tcp 127.0.0.1:7100
+  hyperpunch chat --storage ./alice --dump";
+
+/// `hyperpunch chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Folder holding your writer, the room's logs and the room key (created if missing).
+    #[arg(long, short = 's', value_name = "DIR")]
+    pub storage: PathBuf,
+    /// Join the room with this key (64 hex characters), remembered in the folder.
+    #[arg(long, value_name = "ROOM")]
+    pub invite: Option<String>,
+    /// Connect to a member listening at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "listen")]
+    pub tcp: Option<String>,
+    /// Accept members on HOST:PORT (port 0: any free port, printed).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Print the room's messages held in the folder, one a line, and exit.
+    #[arg(long)]
+    pub dump: bool,
+}
+
+type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
+
+/// The room's apply: adds writers and appends messages to the view `messages`.
+pub fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+    let view = views.open("messages");
+    for n in nodes {
+        let Ok(v) = serde_json::from_slice::<Value>(n.value) else {
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("add") => {
+                let key = v["key"].as_str().and_then(|k| parse_hex32("key", k).ok());
+                if let Some(k) = key {
+                    host.add_writer(&k, false);
+                }
+            }
+            Some("message") => {
+                let text = v["text"].as_str().unwrap_or("");
+                let entry = json!({ "from": hex::encode(n.from), "text": text });
+                views.append(view, entry.to_string().into_bytes());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn store_err(dir: &Path, e: CorestoreError) -> CliError {
+    match e {
+        CorestoreError::Storage(s) => storage_err(dir, s),
+        other => CliError::new(format!("{}: {other}", dir.display())),
+    }
+}
+
+/// One line of output for a view entry: `<first 8 hex of the writer>: text`.
+fn render(entry: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
+    let from = v["from"].as_str().unwrap_or("");
+    format!(
+        "{}: {}",
+        &from[..from.len().min(8)],
+        v["text"].as_str().unwrap_or("")
+    )
+}
+
+struct Room {
+    base: Autobase<ChatApply>,
+    local: [u8; 32],
+    local_handle: CoreHandle,
+    cores: Vec<([u8; 32], CoreHandle)>,
+    printed: usize,
+}
+
+impl Room {
+    /// Feed every block the store holds that the engine has not seen, open the cores of the
+    /// writers it wants (downloading them from peers), then linearize and apply.
+    async fn sync(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        now: u64,
+        dir: &Path,
+    ) -> Result<(), CliError> {
+        loop {
+            let mut fed = false;
+            for (k, h) in &self.cores {
+                let core = s.core(h).map_err(|e| store_err(dir, e))?;
+                let have = core.contiguous_length();
+                while self.base.oplog_len(k) < have {
+                    let seq = self.base.oplog_len(k);
+                    let Ok(Some(block)) = core.get(seq).await else {
+                        break;
+                    };
+                    if self.base.handle_block(k, seq, &block).is_err() {
+                        break; // a bad block freezes that writer; the room goes on
+                    }
+                    fed = true;
+                }
+            }
+            self.base.update();
+            let mut opened = false;
+            for (k, _) in self.base.wanted() {
+                if self.cores.iter().any(|(c, _)| *c == k) {
+                    continue;
+                }
+                let h = s
+                    .get(GetOptions::from_key(k))
+                    .await
+                    .map_err(|e| store_err(dir, e))?;
+                if let Ok(r) = s.replicator_mut(&h) {
+                    let _ = r.download(now, 0, None).await;
+                }
+                self.cores.push((k, h));
+                opened = true;
+            }
+            if !fed && !opened {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn write(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        now: u64,
+        values: Vec<Vec<u8>>,
+        ack: bool,
+        dir: &Path,
+    ) -> Result<bool, CliError> {
+        let msgs = if ack {
+            self.base.ack(&self.local)
+        } else {
+            self.base.append(&self.local, values)
+        };
+        let Some(msgs) = msgs else { return Ok(false) };
+        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        s.append(now, &self.local_handle, &refs)
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        self.base.update();
+        Ok(true)
+    }
+
+    /// The indexed messages not printed yet.
+    fn new_lines(&mut self) -> Vec<String> {
+        let view = self.base.open_view("messages");
+        let indexed = self.base.indexed_view_lengths()[view];
+        let blocks = self.base.views().blocks(view);
+        let mut out = Vec::new();
+        while self.printed < indexed {
+            out.push(render(&blocks[self.printed]));
+            self.printed += 1;
+        }
+        out
+    }
+}
+
+fn room_file(dir: &Path) -> PathBuf {
+    dir.join("autobase-room")
+}
+
+/// Run `hyperpunch chat`.
+pub fn run(args: ChatArgs) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(chat(args))
+}
+
+async fn chat(args: ChatArgs) -> Result<(), CliError> {
+    let dir = args.storage.clone();
+    let invite = args
+        .invite
+        .as_deref()
+        .map(|i| parse_hex32("--invite", i))
+        .transpose()?;
+    if args.dump && !dir.exists() {
+        return Err(CliError::new(format!("{}: no such folder", dir.display())));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let storage = FileStorage::open(&dir).map_err(|e| storage_err(&dir, e))?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| CliError::new(format!("cannot get randomness: {e}")))?;
+    let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew(seed))
+        .await
+        .map_err(|e| store_err(&dir, e))?;
+    let local_handle = store
+        .get(GetOptions::named("local"))
+        .await
+        .map_err(|e| store_err(&dir, e))?;
+    let local = *local_handle.key();
+
+    let saved = std::fs::read_to_string(room_file(&dir)).ok();
+    let room_key = match (invite, &saved) {
+        (Some(i), Some(s)) if hex::encode(i) != s.trim() => {
+            return Err(CliError::new(format!(
+                "{} already holds room {}; use another folder for another room",
+                dir.display(),
+                s.trim()
+            )))
+        }
+        (Some(i), _) => i,
+        (None, Some(s)) => parse_hex32("the saved room key", s)?,
+        (None, None) if args.dump => {
+            return Err(CliError::new(format!(
+                "{}: no room here yet",
+                dir.display()
+            )))
+        }
+        (None, None) => local,
+    };
+    if saved.is_none() {
+        std::fs::write(room_file(&dir), hex::encode(room_key))
+            .map_err(|e| CliError::new(format!("cannot write the room key: {e}")))?;
+    }
+
+    let mut cores = vec![];
+    let boot = store
+        .get(GetOptions::from_key(room_key))
+        .await
+        .map_err(|e| store_err(&dir, e))?;
+    if let Ok(r) = store.replicator_mut(&boot) {
+        let _ = r.download(0, 0, None).await;
+    }
+    cores.push((room_key, boot));
+    if room_key != local {
+        let l = store
+            .get(GetOptions::named("local"))
+            .await
+            .map_err(|e| store_err(&dir, e))?;
+        cores.push((local, l));
+    }
+    let f: ChatApply = chat_apply;
+    let mut base = Autobase::new(room_key, f);
+    base.open_view("messages");
+    let mut room = Room {
+        base,
+        local,
+        local_handle,
+        cores,
+        printed: 0,
+    };
+
+    if args.dump {
+        room.sync(&mut store, 0, &dir).await?;
+        let view = room.base.open_view("messages");
+        let mut out = std::io::stdout().lock();
+        for b in room.base.views().blocks(view) {
+            let _ = writeln!(out, "{}", render(b));
+        }
+        return Ok(());
+    }
+
+    let (store, mut events) = SharedCorestore::with_events(store);
+    {
+        let mut s = store.lock().await;
+        room.sync(&mut s, store.now(), &dir).await?;
+    }
+    println!("room {}", hex::encode(room_key));
+    println!("writer {}", hex::encode(local));
+    if room_key == local {
+        println!("you created this room; add members with /add THEIR-WRITER-KEY");
+    } else if !room.base.is_writable(&local) {
+        println!("waiting to be added: give the room's creator your writer key");
+    }
+
+    let mut net_seed = [0u8; 32];
+    getrandom::fill(&mut net_seed)
+        .map_err(|e| CliError::new(format!("cannot get randomness: {e}")))?;
+    let key_pair = KeyPair::from_seed(&net_seed);
+    if let Some(addr) = &args.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| CliError::new(e.to_string()))?;
+        println!("listening on {bound}");
+        let store = store.clone();
+        let key_pair = key_pair.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let store = store.clone();
+                let kp = key_pair.clone();
+                tokio::spawn(async move {
+                    let _ = replicate(socket, false, kp, &store).await;
+                });
+            }
+        });
+    }
+    if let Some(addr) = &args.tcp {
+        let socket = TcpStream::connect(addr)
+            .await
+            .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
+        println!("connected to {addr}");
+        let store = store.clone();
+        let kp = key_pair.clone();
+        tokio::spawn(async move {
+            let _ = replicate(socket, true, kp, &store).await;
+        });
+    }
+    let _ = std::io::stdout().flush();
+
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Some(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+
+    let mut outbox: Vec<Vec<u8>> = Vec::new();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = lines.recv(), if stdin_open => match line.flatten() {
+                Some(line) => {
+                    let line = line.trim_end().to_string();
+                    if let Some(key) = line.strip_prefix("/add ") {
+                        match parse_hex32("the writer key", key) {
+                            Ok(k) => outbox.push(json!({ "type": "add", "key": hex::encode(k) }).to_string().into_bytes()),
+                            Err(e) => eprintln!("{e}"),
+                        }
+                    } else if !line.is_empty() {
+                        outbox.push(json!({ "type": "message", "text": line }).to_string().into_bytes());
+                    }
+                }
+                None => stdin_open = false,
+            },
+            _ = events.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let mut s = store.lock().await;
+        let now = store.now();
+        room.sync(&mut s, now, &dir).await?;
+        if !outbox.is_empty() && room.base.is_writable(&local) {
+            let values = std::mem::take(&mut outbox);
+            if !room.write(&mut s, now, values.clone(), false, &dir).await? {
+                outbox = values;
+            }
+        }
+        if room.base.is_indexer(&local) {
+            room.write(&mut s, now, Vec::new(), true, &dir).await?;
+        }
+        drop(s);
+        let mut out = std::io::stdout().lock();
+        for l in room.new_lines() {
+            let _ = writeln!(out, "{l}");
+        }
+        let _ = out.flush();
+    }
+}

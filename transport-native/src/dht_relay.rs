@@ -1,0 +1,581 @@
+//! The WebSocket relay for browsers (`@hyperswarm/dht-relay` 0.4.3's wire): every WebSocket
+//! binary message is one protomux frame of a [`Session`] (core's sans-IO relay session), whose
+//! requests this driver carries out on a [`Dht`] node.
+//!
+//! The driver makes no protocol decisions: the session decides what to send, what to ask of
+//! the DHT and when to close (with which code); this file moves bytes between the WebSocket,
+//! the session and the DHT's connections, and enforces the carrier's own limits (frame size,
+//! connection count).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyperpunch_core::dht::{AnnounceOptions, LookupResult};
+use hyperpunch_core::relay::dht_relay::{
+    close_code, Announcers, Limits, Node, Peer, Request, Session,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+
+use crate::dht::{
+    ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, Dht, Lookup, RawConnection,
+    ServerOptions,
+};
+use crate::udx::StreamHandle;
+
+/// How to run a relay.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Per-session limits (streams, requests per second, buffering, heartbeat).
+    pub limits: Limits,
+    /// Sessions at once; more are closed at once with [`close_code::RELAY_FULL`].
+    pub max_connections: usize,
+    /// The largest WebSocket message accepted; larger ones close the session with
+    /// [`close_code::MESSAGE_TOO_BIG`].
+    pub max_message: usize,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            limits: Limits::default(),
+            max_connections: 1024,
+            max_message: 1 << 20,
+        }
+    }
+}
+
+/// Counters of a running relay.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Sessions open now.
+    pub sessions: AtomicUsize,
+    /// Sessions accepted since the start.
+    pub accepted: AtomicUsize,
+    /// Sessions the relay closed with a code other than 1000.
+    pub closed_with_error: AtomicUsize,
+    /// DHT streams open now, over all sessions.
+    pub streams: AtomicUsize,
+}
+
+/// A relay serving WebSocket clients on a listener.
+pub struct WsRelay {
+    local: SocketAddr,
+    stats: Arc<RelayStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsRelay {
+    /// Binds `addr` and serves clients through `peer` until dropped.
+    pub async fn bind(
+        addr: SocketAddr,
+        peer: Arc<Dht>,
+        opts: RelayOptions,
+    ) -> std::io::Result<WsRelay> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let stats = Arc::new(RelayStats::default());
+        let task = tokio::spawn(serve(listener, peer, opts, stats.clone()));
+        Ok(WsRelay { local, stats, task })
+    }
+
+    /// The address clients connect to (`ws://ADDR`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The relay's counters.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+}
+
+impl Drop for WsRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, peer: Arc<Dht>, opts: RelayOptions, stats: Arc<RelayStats>) {
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let mut sessions = JoinSet::new();
+    let epoch = Instant::now();
+    loop {
+        tokio::select! {
+            a = listener.accept() => {
+                let Ok((tcp, _)) = a else { continue };
+                let _ = tcp.set_nodelay(true);
+                let peer = peer.clone();
+                let opts = opts.clone();
+                let stats = stats.clone();
+                let permit = slots.clone().try_acquire_owned().ok();
+                sessions.spawn(async move {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    match permit {
+                        Some(_permit) => {
+                            stats.sessions.fetch_add(1, Ordering::Relaxed);
+                            run_session(tcp, peer, &opts, &stats, epoch).await;
+                            stats.sessions.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        None => refuse(tcp, &opts).await,
+                    }
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+}
+
+fn ws_config(opts: &RelayOptions) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(opts.max_message))
+        .max_frame_size(Some(opts.max_message))
+}
+
+fn close_message(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    }))
+}
+
+async fn refuse(tcp: TcpStream, opts: &RelayOptions) {
+    let Ok(Ok(mut ws)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config(opts))),
+    )
+    .await
+    else {
+        return;
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        ws.send(close_message(close_code::RELAY_FULL, "the relay is full")),
+    )
+    .await;
+}
+
+/// What the session's helpers report to it.
+enum Ev {
+    Open(u32, Result<RawConnection, String>),
+    Data(u32, Vec<u8>),
+    End(u32),
+    Closed(u32, Option<String>),
+    Written(u32, usize),
+    Listening(u32, SocketAddrV4),
+    Incoming(u32, RawConnection),
+    ServerClosed(u32),
+    Result(u32, LookupResult),
+    Done(u32),
+}
+
+enum StreamCmd {
+    Write(Vec<u8>),
+    End,
+}
+
+struct Streams {
+    /// Writers of open streams.
+    writers: HashMap<u32, mpsc::UnboundedSender<StreamCmd>>,
+    /// The UDX streams, to destroy with the relay stream.
+    udx: HashMap<u32, StreamHandle>,
+    /// Every task of a stream (connect, reader, writer), to stop on destroy.
+    tasks: HashMap<u32, Vec<tokio::task::AbortHandle>>,
+}
+
+impl Streams {
+    fn stop(&mut self, stream: u32) {
+        self.writers.remove(&stream);
+        if let Some(h) = self.udx.remove(&stream) {
+            h.destroy();
+        }
+        for t in self.tasks.remove(&stream).unwrap_or_default() {
+            t.abort();
+        }
+    }
+}
+
+async fn run_session(
+    tcp: TcpStream,
+    peer: Arc<Dht>,
+    opts: &RelayOptions,
+    stats: &RelayStats,
+    epoch: Instant,
+) {
+    let Ok(Ok(ws)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config(opts))),
+    )
+    .await
+    else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let now = || epoch.elapsed();
+    let mut session = Session::new(now(), opts.limits.clone());
+
+    // The writer: frames in order; `buffered` counts bytes not yet handed to the socket.
+    let buffered = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<WsMessage>();
+    let writer = {
+        let buffered = buffered.clone();
+        let drained = drained.clone();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                let n = m.len();
+                let close = matches!(m, WsMessage::Close(_));
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+                buffered.fetch_sub(n, Ordering::Relaxed);
+                drained.notify_one();
+                if close {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        })
+    };
+
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Ev>();
+    let (paused_tx, paused_rx) = watch::channel(false);
+    let mut streams = Streams {
+        writers: HashMap::new(),
+        udx: HashMap::new(),
+        tasks: HashMap::new(),
+    };
+    let mut servers: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
+    let mut queries: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut ws_close: Option<(u16, String)> = None;
+
+    loop {
+        // Requests first, then frames out, then the buffer level.
+        while let Some(r) = session.poll_request() {
+            match r {
+                Request::Connect {
+                    stream,
+                    key_pair,
+                    remote_public_key,
+                } => {
+                    let peer = peer.clone();
+                    let ev = ev_tx.clone();
+                    let h = tasks.spawn(async move {
+                        let r = peer
+                            .connect_raw(remote_public_key, key_pair, ConnectOptions::default())
+                            .await
+                            .map_err(|e| e.to_string());
+                        let _ = ev.send(Ev::Open(stream, r));
+                    });
+                    streams.tasks.entry(stream).or_default().push(h);
+                }
+                Request::Listen { server, key_pair } => {
+                    let peer = peer.clone();
+                    let ev = ev_tx.clone();
+                    let h = tasks.spawn(async move {
+                        let Ok(mut s) = peer.listen(key_pair, ServerOptions::default()).await
+                        else {
+                            let _ = ev.send(Ev::ServerClosed(server));
+                            return;
+                        };
+                        let addr = match peer.firewalled().await {
+                            Ok((false, Some(a))) => a,
+                            _ => peer.local_addr(),
+                        };
+                        let _ = ev.send(Ev::Listening(server, addr));
+                        while let Some(c) = s.accept_raw().await {
+                            if ev.send(Ev::Incoming(server, c)).is_err() {
+                                return;
+                            }
+                        }
+                        let _ = ev.send(Ev::ServerClosed(server));
+                    });
+                    servers.insert(server, h);
+                }
+                Request::CloseServer { server } => {
+                    if let Some(h) = servers.remove(&server) {
+                        h.abort();
+                    }
+                    session.server_closed(server);
+                }
+                Request::Lookup { query, topic } => {
+                    let op = peer.lookup(topic);
+                    queries.insert(query, spawn_query(&mut tasks, query, op, ev_tx.clone()));
+                }
+                Request::Announce {
+                    query,
+                    topic,
+                    key_pair,
+                } => {
+                    let op = peer.announce_lookup(
+                        topic,
+                        &key_pair,
+                        Vec::new(),
+                        AnnounceOptions::default(),
+                    );
+                    queries.insert(query, spawn_query(&mut tasks, query, op, ev_tx.clone()));
+                }
+                Request::Unannounce {
+                    query,
+                    topic,
+                    key_pair,
+                } => {
+                    let op = peer.lookup_and_unannounce(topic, &key_pair);
+                    queries.insert(query, spawn_query(&mut tasks, query, op, ev_tx.clone()));
+                }
+                Request::Write { stream, data } => {
+                    if let Some(w) = streams.writers.get(&stream) {
+                        let _ = w.send(StreamCmd::Write(data));
+                    }
+                }
+                Request::End { stream } => {
+                    if let Some(w) = streams.writers.get(&stream) {
+                        let _ = w.send(StreamCmd::End);
+                    }
+                }
+                Request::Destroy { stream } => {
+                    if streams.tasks.contains_key(&stream) {
+                        stats.streams.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    streams.stop(stream);
+                }
+            }
+        }
+        while let Some(f) = session.poll_transmit() {
+            buffered.fetch_add(f.len(), Ordering::Relaxed);
+            let _ = out_tx.send(WsMessage::Binary(f.into()));
+        }
+        session.handle_buffered(now(), buffered.load(Ordering::Relaxed));
+        paused_tx.send_if_modified(|p| {
+            let changed = *p != session.should_pause();
+            *p = session.should_pause();
+            changed
+        });
+        if let Some(c) = session.close_reason() {
+            ws_close = Some((c.code, c.reason.clone()));
+        }
+        if ws_close.is_some() {
+            break;
+        }
+
+        let deadline = session.poll_timeout().map(|t| epoch + t);
+        tokio::select! {
+            m = source.next() => match m {
+                Some(Ok(WsMessage::Binary(b))) => session.handle_frame(now(), &b),
+                Some(Ok(WsMessage::Text(_))) => {
+                    ws_close = Some((close_code::UNSUPPORTED_DATA, "binary frames only".into()));
+                }
+                Some(Ok(WsMessage::Close(_))) | None => break,
+                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                Some(Err(WsError::Capacity(e))) => {
+                    ws_close = Some((close_code::MESSAGE_TOO_BIG, format!("{e}")));
+                }
+                Some(Err(WsError::Protocol(e))) => {
+                    ws_close = Some((close_code::PROTOCOL_ERROR, format!("{e}")));
+                }
+                Some(Err(_)) => break,
+            },
+            Some(ev) = ev_rx.recv() => match ev {
+                Ev::Open(stream, Ok(conn)) => {
+                    if streams.tasks.contains_key(&stream) {
+                        session.stream_open(stream, conn.handshake_hash());
+                        stats.streams.fetch_add(1, Ordering::Relaxed);
+                        start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
+                    }
+                }
+                Ev::Open(stream, Err(e)) => {
+                    streams.stop(stream);
+                    session.stream_closed(stream, Some(&e));
+                }
+                Ev::Incoming(server, conn) => {
+                    if let Some(stream) = session.server_connection(
+                        server,
+                        conn.remote_public_key(),
+                        conn.handshake_hash(),
+                    ) {
+                        stats.streams.fetch_add(1, Ordering::Relaxed);
+                        start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
+                    }
+                }
+                Ev::Data(stream, data) => session.stream_data(stream, data),
+                Ev::End(stream) => session.stream_end(stream),
+                Ev::Written(stream, n) => session.stream_written(stream, n),
+                Ev::Closed(stream, error) => {
+                    if streams.tasks.contains_key(&stream) {
+                        stats.streams.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    streams.stop(stream);
+                    session.stream_closed(stream, error.as_deref());
+                }
+                Ev::Listening(server, addr) => session.server_listening(server, addr),
+                Ev::ServerClosed(server) => {
+                    servers.remove(&server);
+                    session.server_closed(server);
+                }
+                Ev::Result(query, r) => session.query_result(query, &announcers(&r)),
+                Ev::Done(query) => {
+                    queries.remove(&query);
+                    session.query_done(query);
+                }
+            },
+            _ = drained.notified() => {}
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                session.handle_buffered(now(), buffered.load(Ordering::Relaxed));
+                session.handle_timeout(now());
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+
+    // Stop everything the session started, then say why (if the relay closes).
+    let open = streams.tasks.len();
+    stats.streams.fetch_sub(
+        open.min(stats.streams.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    tasks.abort_all();
+    if let Some((code, reason)) = ws_close {
+        if code != close_code::NORMAL {
+            stats.closed_with_error.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = out_tx.send(close_message(code, &reason));
+    }
+    drop(out_tx);
+    // A client that does not read cannot take the close frame: give up after a moment.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+}
+
+fn spawn_query(
+    tasks: &mut JoinSet<()>,
+    query: u32,
+    mut op: Lookup,
+    ev: mpsc::UnboundedSender<Ev>,
+) -> tokio::task::AbortHandle {
+    tasks.spawn(async move {
+        while let Some(r) = op.next().await {
+            if ev.send(Ev::Result(query, r)).is_err() {
+                return;
+            }
+        }
+        let _ = ev.send(Ev::Done(query));
+    })
+}
+
+fn announcers(r: &LookupResult) -> Announcers {
+    Announcers {
+        token: r.token.unwrap_or([0; 32]),
+        from: Node {
+            id: r.from.id.map(|i| i.to_vec()).unwrap_or_default(),
+            addr: r.from.addr,
+        },
+        to: Node {
+            id: Vec::new(),
+            addr: r.to,
+        },
+        peers: r
+            .peers
+            .iter()
+            .map(|p| Peer {
+                public_key: p.public_key,
+                relay_addresses: p.relay_addresses.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn start_stream(
+    tasks: &mut JoinSet<()>,
+    streams: &mut Streams,
+    stream: u32,
+    conn: RawConnection,
+    ev: &mpsc::UnboundedSender<Ev>,
+    paused: &watch::Receiver<bool>,
+) {
+    streams.udx.insert(stream, conn.stream_handle());
+    let conn: Connection = conn.into_messages();
+    let (tx, rx) = conn.split();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let reader = tasks.spawn(read_stream(stream, rx, ev.clone(), paused.clone()));
+    let writer = tasks.spawn(write_stream(stream, tx, cmd_rx, ev.clone()));
+    streams.writers.insert(stream, cmd_tx);
+    let t = streams.tasks.entry(stream).or_default();
+    t.push(reader);
+    t.push(writer);
+}
+
+async fn read_stream(
+    stream: u32,
+    mut rx: ConnectionReceiver,
+    ev: mpsc::UnboundedSender<Ev>,
+    mut paused: watch::Receiver<bool>,
+) {
+    loop {
+        // Backpressure: while the client is behind, leave the peer's data in UDX.
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        match rx.recv().await {
+            Some(Ok(m)) => {
+                if ev.send(Ev::Data(stream, m)).is_err() {
+                    return;
+                }
+            }
+            Some(Err(e)) => {
+                let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
+                return;
+            }
+            None => {
+                let _ = ev.send(Ev::End(stream));
+                return;
+            }
+        }
+    }
+}
+
+async fn write_stream(
+    stream: u32,
+    tx: ConnectionSender,
+    mut cmds: mpsc::UnboundedReceiver<StreamCmd>,
+    ev: mpsc::UnboundedSender<Ev>,
+) {
+    while let Some(c) = cmds.recv().await {
+        match c {
+            StreamCmd::Write(data) => {
+                let n = data.len();
+                if let Err(e) = tx.send(data).await {
+                    let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
+                    return;
+                }
+                let _ = ev.send(Ev::Written(stream, n));
+            }
+            StreamCmd::End => {
+                let _ = tx.end().await;
+                // Both sides ended: the stream is over once the peer acknowledged.
+                tx.finished().await;
+                let _ = ev.send(Ev::Closed(stream, None));
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `hyperpunch chat` end to end: two whole processes on 127.0.0.1 over TCP. Alice creates a room
+//! and listens, Bob joins with the room key and connects, Alice adds Bob's writer key, both type
+//! messages; every message appears in both terminals in the same order, `--dump` prints that
+//! order from either folder, and a restarted member shows the same history. Every process is
+//! killed when the test ends.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const STEP: Duration = Duration::from_secs(30);
+
+struct Member {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Member {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hyperpunch");
+        let out = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, lines) = channel();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Member {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line starting with `prefix` (lines before it are kept in `seen`).
+    fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "no line starting with {prefix:?} within {STEP:?}; got {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Message lines (`xxxxxxxx: text`) until `n` of them were printed.
+    fn messages(&mut self, n: usize) -> Vec<String> {
+        let mut out: Vec<String> = self.seen.drain(..).filter(|l| is_message(l)).collect();
+        let deadline = Instant::now() + STEP;
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if is_message(&l) => out.push(l),
+                Ok(_) => {}
+                Err(_) => panic!("only {out:?} within {STEP:?}"),
+            }
+        }
+        out
+    }
+}
+
+fn is_message(l: &str) -> bool {
+    l.len() > 10 && l.as_bytes()[8] == b':' && l[..8].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dump(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args(["chat", "--storage", dir.to_str().unwrap(), "--dump"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn two_members_see_the_same_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let a_key = alice
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(room, a_key, "the creator's writer is the room's bootstrap");
+    let addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+    ]);
+    assert_eq!(bob.expect("room ").split_whitespace().nth(1).unwrap(), room);
+    let b_key = bob
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    bob.expect("waiting to be added");
+
+    alice.say(&format!("/add {b_key}"));
+    alice.say("hello from alice");
+    // Bob is writable once he has seen himself added: his first message may wait for it
+    bob.say("hello from bob");
+    alice.say("alice again");
+    bob.say("bob again");
+
+    let a = alice.messages(4);
+    let b = bob.messages(4);
+    assert_eq!(a, b, "both terminals show one order");
+    let (ak, bk) = (&a_key[..8], &b_key[..8]);
+    for want in [
+        format!("{ak}: hello from alice"),
+        format!("{ak}: alice again"),
+        format!("{bk}: hello from bob"),
+        format!("{bk}: bob again"),
+    ] {
+        assert!(a.contains(&want), "{want} in {a:?}");
+    }
+    let pos = |s: &str| a.iter().position(|l| l.ends_with(s)).unwrap();
+    assert!(
+        pos("hello from alice") < pos("alice again") && pos("hello from bob") < pos("bob again")
+    );
+
+    drop(alice);
+    drop(bob);
+    assert_eq!(dump(&a_dir), a, "alice's folder");
+    assert_eq!(dump(&b_dir), a, "bob's folder");
+
+    // a restarted member shows the history again, in the same order
+    let mut again = Member::spawn(&["chat", "--storage", a_dir.to_str().unwrap()]);
+    assert_eq!(
+        again.expect("room ").split_whitespace().nth(1).unwrap(),
+        room
+    );
+    assert_eq!(again.messages(4), a);
+}
+
+#[test]
+fn bad_invites_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("x");
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "chat",
+            "--storage",
+            dir.to_str().unwrap(),
+            "--invite",
+            "nothex",
+            "--dump",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("64 hex"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "chat",
+            "--storage",
+            tmp.path().join("none").to_str().unwrap(),
+            "--dump",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
