@@ -17,6 +17,8 @@
 #![warn(missing_docs)]
 
 pub mod autobase;
+/// hyperbeam: a pipe named by a passphrase (the passphrase, its key pair, the firewall).
+pub mod beam;
 pub mod corestore;
 pub mod crypto;
 /// The DHT: dht-rpc, the hyperdht record layer and connecting by public key, sans-IO.
@@ -24,6 +26,8 @@ pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
 pub mod hypercore;
+/// hypercore-id-encoding: keys as 52 z-base-32 characters (how hypershell prints them).
+pub mod id_encoding;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.
@@ -37,5 +41,7 @@ pub mod secretstream;
 pub mod storage;
 /// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
 pub mod swarm;
+/// hypertele: a TCP port exposed under a key (access rules, the `--compress` framing).
+pub mod tele;
 /// UDX: the reliable UDP stream transport (packet codec, stream and socket engines), sans-IO.
 pub mod udx;

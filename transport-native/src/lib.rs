@@ -5,7 +5,9 @@
 #![warn(missing_docs)]
 
 pub use hyperpunch_core as core;
-pub use hyperpunch_core::{corestore, crypto, encoding, hyperbee, hypercore, storage};
+pub use hyperpunch_core::{
+    beam, corestore, crypto, encoding, hyperbee, hypercore, id_encoding, storage, tele,
+};
 
 #[path = "storage.rs"]
 pub mod file_storage;

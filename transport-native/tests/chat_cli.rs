@@ -231,3 +231,103 @@ fn bad_invites_are_refused() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// A JS autobase member (`tests/interop/autobase-chat.js`, autobase 7.28.1 with the chat's apply
+/// function) joins a room a hyperpunch chat created: it replicates the room over TCP, the
+/// hyperpunch creator adds its writer key, it becomes writable and sends a message, and both
+/// show the same three messages in the same order.
+#[test]
+fn a_js_member_joins_a_hyperpunch_room() {
+    use serde_json::Value;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    alice.say("before js");
+    alice.messages(1);
+
+    let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
+    let modules = interop.join("node_modules");
+    assert!(
+        modules.join("autobase/package.json").is_file(),
+        "the JS reference is not installed: run scripts/install-js-reference.sh"
+    );
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 50000 });
+    let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
+        .arg("autobase-chat.js")
+        .arg(config.to_string())
+        .current_dir(&interop)
+        .env("NODE_PATH", &modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot start node");
+    let out = js.stdout.take().unwrap();
+    let (tx, js_lines) = channel::<Value>();
+    thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if let Ok(v) = serde_json::from_str(&l) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _js = Kill(js);
+    let next = |what: &str| loop {
+        let v = js_lines
+            .recv_timeout(STEP)
+            .unwrap_or_else(|_| panic!("no {what} from node"));
+        assert!(
+            !matches!(v["event"].as_str(), Some("failed" | "deadline")),
+            "{v}"
+        );
+        if v["event"] == what {
+            break v;
+        }
+    };
+    let js_key = next("writer")["key"].as_str().unwrap().to_string();
+    alice.say(&format!("/add {js_key}"));
+    next("writable");
+    alice.say("after js");
+    let done = next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    let mut ours = vec![format!("{}: before js", &room[..8])];
+    ours.extend(alice.messages(2));
+    assert_eq!(ours, js_view, "one order on both sides");
+    assert!(
+        js_view.contains(&format!("{}: hello from js", &js_key[..8])),
+        "{js_view:?}"
+    );
+}

@@ -455,3 +455,101 @@ fn three_indexers_round_robin() {
         );
     }
 }
+
+/// Bad input: a block that is not an oplog message is a typed error and freezes only that
+/// writer; a node linking a head that does not exist stalls only its writer (its later nodes
+/// wait forever); a node listing the same head twice loads with the duplicate dropped. The
+/// honest members' values are all applied and indexed, and nothing indexed is lost.
+#[test]
+fn bad_writers_are_ignored() {
+    use super::messages::{Checkout, Node, OplogMessage};
+    use super::AutobaseError;
+    let keys: Vec<[u8; 32]> = (1..=4u8).map(|i| [i; 32]).collect();
+    let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = apply;
+    let mut boot = Autobase::new(keys[0], f);
+    let mut log0 = Vec::new();
+    for k in &keys[1..] {
+        let mut v = b"add:w".to_vec();
+        v.extend_from_slice(k);
+        log0.extend(boot.append(&keys[0], vec![v]).unwrap());
+        boot.update();
+    }
+    let added = log0.len() as u64;
+    let head = Checkout {
+        key: keys[0],
+        length: added,
+    };
+    // writer 1: honest; writer 2: a garbage block then more; writer 3: links a head that does
+    // not exist, then an honest-looking node after it
+    let w1 = [OplogMessage::new(Node {
+        heads: vec![head],
+        batch: 1,
+        value: Some(b"w1 hello".to_vec()),
+    })];
+    let ghost = Checkout {
+        key: [9; 32],
+        length: 5,
+    };
+    let w3 = [
+        OplogMessage::new(Node {
+            heads: vec![head, ghost],
+            batch: 1,
+            value: Some(b"w3 ghost".to_vec()),
+        }),
+        OplogMessage::new(Node {
+            heads: vec![Checkout {
+                key: keys[3],
+                length: 1,
+            }],
+            batch: 1,
+            value: Some(b"w3 after".to_vec()),
+        }),
+    ];
+    let dup = OplogMessage::new(Node {
+        heads: vec![head, head],
+        batch: 1,
+        value: Some(b"w2 dup".to_vec()),
+    });
+    for (seq, m) in w1.iter().enumerate() {
+        boot.handle_block(&keys[1], seq as u64, &m.to_bytes())
+            .unwrap();
+    }
+    boot.handle_block(&keys[2], 0, &dup.to_bytes()).unwrap();
+    let err = boot
+        .handle_block(&keys[2], 1, &[0xff, 0xff, 0x01])
+        .unwrap_err();
+    assert!(
+        matches!(err, AutobaseError::BadBlock { seq: 1, .. }),
+        "{err}"
+    );
+    // blocks after a bad one are ignored (the writer is frozen at it)
+    boot.handle_block(&keys[2], 2, &w1[0].to_bytes()).unwrap();
+    assert_eq!(boot.oplog_len(&keys[2]), 1);
+    for (seq, m) in w3.iter().enumerate() {
+        boot.handle_block(&keys[3], seq as u64, &m.to_bytes())
+            .unwrap();
+    }
+    boot.update();
+    let msgs = boot.append(&keys[0], vec![b"boot last".to_vec()]).unwrap();
+    assert_eq!(msgs.len(), 1);
+    boot.update();
+    let view = boot.open_view("view");
+    let texts: Vec<String> = boot
+        .views()
+        .blocks(view)
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(texts.contains(&"w1 hello".to_string()), "{texts:?}");
+    assert!(texts.contains(&"w2 dup".to_string()), "{texts:?}");
+    assert!(
+        !texts.iter().any(|t| t.starts_with("w3")),
+        "the stalled writer applies nothing: {texts:?}"
+    );
+    assert_eq!(texts.last().map(String::as_str), Some("boot last"));
+    assert_eq!(
+        boot.indexed_view_lengths()[view],
+        texts.len(),
+        "everything honest is indexed"
+    );
+}

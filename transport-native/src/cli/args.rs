@@ -71,6 +71,12 @@ pub enum Command {
     /// Look into a corestore: many cores in one storage folder.
     #[command(long_about = STORE_LONG, subcommand)]
     Store(StoreCommand),
+    /// Expose a TCP port under a key, open it elsewhere (as hypertele).
+    #[command(long_about = super::tele_cmd::TELE_LONG, subcommand)]
+    Tele(super::tele_cmd::TeleCommand),
+    /// A 1-1 encrypted pipe between two machines named by a passphrase (as hyperbeam).
+    #[command(long_about = super::beam_cmd::BEAM_LONG)]
+    Beam(super::beam_cmd::BeamArgs),
     /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
     #[command(long_about = super::relay_cmd::RELAY_LONG)]
     Relay(super::relay_cmd::RelayArgs),

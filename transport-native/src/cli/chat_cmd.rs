@@ -37,7 +37,8 @@ listener). `--dump` prints the room's messages held in the folder, one a line, a
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
 {\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: joining
-over hyperswarm (--bootstrap), JS members in a hyperpunch room (untested), more than one indexer.
+over hyperswarm (--bootstrap), more than one indexer. A JS autobase member with the same apply
+function joins a hyperpunch room (tested: tests/interop/autobase-chat.js).
 
 Examples:
   hyperpunch chat --storage ./alice --listen 127.0.0.1:7100

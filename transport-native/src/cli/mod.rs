@@ -3,12 +3,15 @@
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
 //! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`relay_cmd`] for
-//! `relay`, [`chat_cmd`] for `chat`). The commands share
+//! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`] and [`beam_cmd`] for the tools `tele` and
+//! `beam`, which share [`peer`] (joining the DHT) and [`pipe`] (splicing a byte stream with a
+//! connection)). The commands share
 //! helpers through [`store`] and this hub only; none imports another, except that
 //! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands, and
 //! `relay_cmd` starts its DHT node as `dht_connect_cmd` does.
 
 pub mod args;
+pub mod beam_cmd;
 pub mod bee_cmd;
 pub mod chat_cmd;
 pub mod core_cmd;
@@ -17,8 +20,11 @@ pub mod dht_cmd;
 pub mod dht_connect_cmd;
 pub mod input;
 pub mod net_cmd;
+pub mod peer;
+pub mod pipe;
 pub mod relay_cmd;
 pub mod store;
+pub mod tele_cmd;
 pub mod udx_cmd;
 
 use std::fmt;
@@ -78,6 +84,8 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Bee(c) => bee_cmd::run(c),
         args::Command::Chat(c) => chat_cmd::run(c),
         args::Command::Dht(c) => dht_cmd::run(c),
+        args::Command::Tele(c) => tele_cmd::run(c),
+        args::Command::Beam(a) => beam_cmd::run(a),
         args::Command::Store(args::StoreCommand::Info { storage, json }) => {
             corestore_cmd::info(&storage.storage, json)
         }

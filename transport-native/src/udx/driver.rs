@@ -8,10 +8,6 @@ use super::*;
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
-    /// The address before a remote change; datagrams from it are accepted until the change
-    /// completed and the peer was heard from at the new address (it may move later than we
-    /// do, or packets may still be on their way over the old path).
-    previous: Option<SocketAddr>,
     /// Told when the pending remote change completes.
     changed: Option<oneshot::Sender<Result<(), UsageError>>>,
     events: mpsc::UnboundedSender<Event>,
@@ -108,7 +104,6 @@ impl Driver {
                     Slot {
                         // Compared with normalized sources.
                         remote: normalize(remote),
-                        previous: None,
                         changed: None,
                         events,
                         unread: 0,
@@ -202,7 +197,6 @@ impl Driver {
                     }
                     // Completion (even at once) is reported by `poll_remote_changed`.
                     Ok(_) => {
-                        slot.previous = Some(slot.remote);
                         slot.remote = normalize(remote);
                         slot.changed = Some(done);
                     }
@@ -401,23 +395,16 @@ impl Driver {
         match packet::stream_id(datagram) {
             None => to_owner(&mut self.datagrams),
             Some(id) => {
-                // Only the stream's peer may feed it (at its previous address too
-                // while a remote change is under way).
-                let Some(slot) = self.slots.get_mut(&id) else {
+                // As in libudx, a connected stream takes its packets from any address: the
+                // peer may send from another of its sockets than the one we send to (a
+                // hyperdht server that became reachable answers from its server socket while
+                // the relays gave us its client socket), and the old path of a remote change
+                // keeps delivering for a while. What the packets carry is authenticated above
+                // UDX (secret-stream).
+                if !self.slots.contains_key(&id) {
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
-                    return;
-                };
-                if slot.remote == from {
-                    let changing = self
-                        .engine
-                        .stream(id)
-                        .is_some_and(Stream::is_remote_changing);
-                    if !changing {
-                        slot.previous = None;
-                    }
-                } else if slot.previous != Some(from) {
                     return;
                 }
                 self.engine.handle_datagram(now, datagram);

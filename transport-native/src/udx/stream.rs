@@ -64,8 +64,8 @@ impl UdxStream {
     /// `udx_stream_change_remote`; hyperdht upgrades a relayed connection to a direct path
     /// this way). Everything sent from now on goes there, retransmissions of earlier packets
     /// included; sequence numbers continue, so no byte is lost or delivered twice. Datagrams
-    /// from the previous address are still accepted until the change has completed and the
-    /// peer was heard from at the new one. This resolves when the change completes: once every
+    /// from the previous address are still accepted (a stream takes its packets from any
+    /// address, as in libudx). This resolves when the change completes: once every
     /// packet sent before it was acknowledged (as udx-native's `changeRemote` promise). Fails if a change is still pending
     /// ([`UsageError::RemoteChanging`]) or the stream closed first.
     pub async fn change_remote(&self, remote_id: u32, remote: SocketAddr) -> io::Result<()> {

@@ -475,3 +475,41 @@ async fn stream_ids_are_unique_per_socket() {
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     assert!(a.connect(8, 9, peer).is_ok());
 }
+
+/// As in libudx, a stream takes its packets from any address: here the peer sends from one
+/// socket while we send to another of its sockets (a hyperdht server that became reachable
+/// answers from its server socket while the relays named its client socket). Both directions
+/// still deliver.
+#[tokio::test]
+async fn a_stream_takes_packets_from_another_address_of_its_peer() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    // The peer's other socket: it forwards what reaches it to `b`.
+    let other = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let b_addr = b.local_addr();
+    let forward = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = other.recv_from(&mut buf).await {
+            let _ = other.send_to(&buf[..n], b_addr).await;
+        }
+    });
+    let mut sa = a.connect(1, 2, other_addr).unwrap();
+    let mut sb = b.connect(2, 1, a.local_addr()).unwrap();
+    let (one, two) = (pattern(300_000, 3), pattern(200_000, 5));
+    let run = async {
+        sa.write_owned(one.clone()).await.unwrap();
+        sa.end().unwrap();
+        sb.write_owned(two.clone()).await.unwrap();
+        sb.end().unwrap();
+        tokio::join!(collect(&mut sa), collect(&mut sb))
+    };
+    let ((got_a, _, ended_a), (got_b, _, ended_b)) =
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("both directions delivered in time");
+    assert!(ended_a && ended_b);
+    assert!(got_a == two, "a got {} bytes", got_a.len());
+    assert!(got_b == one, "b got {} bytes", got_b.len());
+    forward.abort();
+}

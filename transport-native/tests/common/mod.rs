@@ -32,3 +32,5 @@ pub fn ok(args: &[&str], stdin: &[u8]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf8 stdout")
 }
+#[allow(dead_code)]
+pub mod tools;

@@ -6,6 +6,7 @@
 //! [`messages`]; every WebSocket binary message is one protomux frame.
 //!
 //! - [`messages`] — the codecs, byte for byte.
+//! - [`client`] — the client's side (what a browser runs), custodial or not.
 //! - [`server`] — the relay's side of one client session, with per-session limits and the
 //!   [`close_code`]s it ends a session with.
 //!
@@ -13,9 +14,11 @@
 //! then runs the Noise handshake and secret-stream and forwards plaintext; see the crate README
 //! for what each mode lets the relay see.
 
+pub mod client;
 pub mod messages;
 pub mod server;
 
+pub use client::{Client, ClientError, ClientEvent, Handshake};
 pub use messages::{Announcers, Destroy, HandshakeRef, Keys, Message, Node, Peer, SignRequest};
 pub use server::{Close, Limits, Request, Session};
 

@@ -1,0 +1,71 @@
+// A JS member of a `hyperpunch chat` room: autobase 7.28.1 with the chat's apply function
+// (values {"type":"message","text"} and {"type":"add","key"}; the view `messages` holds
+// {"from","text"}), connected over TCP (secret-stream + corestore.replicate) to a hyperpunch chat
+// that `--listen`s. For transport-native/tests/chat_cli.rs.
+//
+// Usage: node autobase-chat.js '<json config>'
+//   room: hex room key; port: the hyperpunch member's port on 127.0.0.1
+//   say: [text] messages to send once writable; expect: messages to wait for in the view
+//   deadline: ms (default 60000)
+// Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text']}.
+'use strict'
+
+const net = require('net')
+const fs = require('fs')
+const os = require('os')
+const path = require('path')
+const Corestore = require('corestore')
+const Autobase = require('autobase')
+const SecretStream = require('@hyperswarm/secret-stream')
+const b4a = require('b4a')
+
+const cfg = JSON.parse(process.argv[2] || fs.readFileSync(0, 'utf8') || '{}')
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abchat-'))
+const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) } catch {} }
+const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 60000)
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function main () {
+  const store = new Corestore(dir)
+  const base = new Autobase(store, b4a.from(cfg.room, 'hex'), {
+    valueEncoding: 'json',
+    ackInterval: 0,
+    open: (s) => s.get('messages'),
+    apply: async (nodes, view, host) => {
+      for (const { value, from } of nodes) {
+        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: false }); continue }
+        if (value && value.type === 'message') await view.append(b4a.from(JSON.stringify({ from: b4a.toString(from.key, 'hex'), text: value.text })))
+      }
+    }
+  })
+  await base.ready()
+  out({ event: 'writer', key: b4a.toString(base.local.key, 'hex') })
+  const socket = net.connect(cfg.port, '127.0.0.1')
+  const s = new SecretStream(true, socket)
+  s.on('error', () => {})
+  store.replicate(s)
+  while (!base.writable) { await base.update(); await sleep(50) }
+  out({ event: 'writable' })
+  for (const text of cfg.say || []) await base.append({ type: 'message', text })
+  for (;;) {
+    await base.update()
+    const messages = []
+    for (let i = 0; i < base.view.length; i++) {
+      const v = JSON.parse(b4a.toString(await base.view.get(i)))
+      messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
+    }
+    if (messages.length >= cfg.expect) {
+      out({ event: 'done', messages })
+      break
+    }
+    await sleep(50)
+  }
+  clearTimeout(deadline)
+  s.destroy()
+  await base.close()
+  await store.close()
+  cleanup()
+}
+
+main().catch((err) => { out({ event: 'failed', error: err.stack }); cleanup(); process.exit(1) })

@@ -1,0 +1,313 @@
+//! Helpers of the tool tests (tele, beam, shell): whole processes (the built `hyperpunch`, and
+//! the pinned JS tools run unchanged through `tests/interop/tool-run.js`) on a loopback testnet
+//! of `hyperpunch dht` nodes the test starts itself. Every process is killed when dropped;
+//! every wait is bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest any one step may take.
+pub const STEP: Duration = Duration::from_secs(60);
+
+/// A free UDP port on 127.0.0.1 (for a bootstrap node).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tests/interop`, with the pinned JS reference installed.
+pub fn interop_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
+    assert!(
+        dir.join("node_modules/hyperdht").is_dir(),
+        "the JS reference is not installed: run `bash scripts/install-js-reference.sh`"
+    );
+    dir
+}
+
+/// A running process: its output lines (stdout and stderr) watched, stdout also kept whole.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stdout_done: Receiver<()>,
+}
+
+fn watch(name: String, r: impl Read + Send + 'static, tx: Sender<String>) {
+    thread::spawn(move || {
+        for l in BufReader::new(r).lines() {
+            let Ok(l) = l else { break };
+            if std::env::var_os("TOOLS_TEST_VERBOSE").is_some() {
+                eprintln!("[{name}] {l}");
+            }
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl Proc {
+    /// Starts `cmd` with piped stdio.
+    pub fn start(name: &str, mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let (tx, lines) = channel();
+        watch(
+            format!("{name} err"),
+            child.stderr.take().unwrap(),
+            tx.clone(),
+        );
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, stdout_done) = channel();
+        let mut so = child.stdout.take().unwrap();
+        let keep = Arc::clone(&stdout);
+        let (ltx, lrx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let label = format!("{name} out");
+        thread::spawn(move || {
+            let mut b = vec![0u8; 64 * 1024];
+            loop {
+                match so.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        keep.lock().unwrap().extend_from_slice(&b[..n]);
+                        let _ = ltx.send(b[..n].to_vec());
+                    }
+                }
+            }
+            drop(ltx);
+            let _ = done_tx.send(());
+        });
+        // Lines of stdout too (for banners such as `hypertele: KEY`).
+        thread::spawn(move || {
+            let mut pending = Vec::new();
+            while let Ok(chunk) = lrx.recv() {
+                pending.extend_from_slice(&chunk);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line = String::from_utf8_lossy(&pending[..i]).into_owned();
+                    pending.drain(..=i);
+                    if std::env::var_os("TOOLS_TEST_VERBOSE").is_some() {
+                        eprintln!("[{label}] {line}");
+                    }
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                if pending.len() > 1 << 20 {
+                    pending.clear();
+                }
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stdout,
+            stdout_done,
+        }
+    }
+
+    /// The built `hyperpunch ARGS`, without the environment's bootstrap or relays.
+    pub fn hp(name: &str, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hyperpunch"));
+        cmd.args(args)
+            .env_remove("HYPERPUNCH_BOOTSTRAP")
+            .env_remove("HYPERPUNCH_RELAYS");
+        Proc::start(name, cmd)
+    }
+
+    /// A pinned JS tool's script, unchanged, on the testnet of `boot`
+    /// (`node tool-run.js <bin> ARGS`).
+    pub fn js(name: &str, bin: &str, args: &[&str], boot: &str, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
+        cmd.arg("tool-run.js")
+            .arg(bin)
+            .args(args)
+            .current_dir(interop_dir())
+            .env("HYPERPUNCH_TEST_BOOTSTRAP", boot);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc::start(name, cmd)
+    }
+
+    /// Waits for an output line containing `what` and returns it.
+    pub fn expect(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(what) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no `{what}` in its output within {STEP:?}; got {:?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Every line seen so far (and any waiting).
+    pub fn output(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+
+    /// Writes to stdin (keeps it open).
+    pub fn write(&mut self, data: &[u8]) {
+        let stdin = self.child.stdin.as_mut().expect("stdin open");
+        stdin.write_all(data).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Writes `data` to stdin from a thread, then closes stdin (a process that reads its input
+    /// only once connected cannot block the test).
+    pub fn feed(&mut self, data: Vec<u8>) {
+        let mut stdin = self.child.stdin.take().expect("stdin open");
+        thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+
+    /// Closes stdin.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Waits (bounded) for the exit; returns the exit code and the whole stdout.
+    pub fn finish(&mut self) -> (Option<i32>, Vec<u8>) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let _ = self.stdout_done.recv_timeout(STEP);
+                let out = self.stdout.lock().unwrap().clone();
+                return (status.code(), out);
+            }
+            if Instant::now() >= deadline {
+                let seen = self.output();
+                panic!(
+                    "{} did not exit within {STEP:?}; output {seen:?}",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback testnet: a `hyperpunch dht bootstrap` node and `n` persistent `dht node`s.
+/// Returns the processes (keep them alive) and the bootstrap address.
+pub fn testnet(n: usize) -> (Vec<Proc>, String) {
+    let port = free_port();
+    let boot = format!("127.0.0.1:{port}");
+    let p = port.to_string();
+    let mut b = Proc::hp(
+        "bootstrap",
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &p],
+    );
+    b.expect("bootstrap node");
+    let mut all = vec![b];
+    for i in 0..n {
+        let mut node = Proc::hp(
+            &format!("node{i}"),
+            &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
+        );
+        node.expect("persistent, id");
+        all.push(node);
+    }
+    (all, boot)
+}
+
+/// A TCP echo server on 127.0.0.1 (echoes until the client's end, then ends); its port.
+pub fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// Sends `data` to 127.0.0.1:`port` and reads `data.len()` bytes back (or until the end);
+/// with `half_close`, shuts our side down after sending and reads to the end.
+pub fn round_trip(port: u16, data: &[u8], half_close: bool) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let d = data.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = w.write_all(&d);
+        if half_close {
+            let _ = w.shutdown(std::net::Shutdown::Write);
+        }
+    });
+    let mut got = Vec::new();
+    let mut b = vec![0u8; 64 * 1024];
+    while half_close || got.len() < data.len() {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    let _ = writer.join();
+    got
+}
+
+/// `n` bytes of a pattern that does not repeat every 256 bytes.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n as u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Asserts two byte strings are equal, reporting lengths and the first difference (not the
+/// bytes themselves).
+#[track_caller]
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {:?}",
+            got.len(),
+            want.len(),
+            at
+        );
+    }
+}
