@@ -12,6 +12,8 @@
 //! - [`crypto`] — hypercore-crypto (BLAKE2b, namespaces, discovery keys, Ed25519).
 //! - [`hypercore`] — the signed append-only log (flat-tree, merkle tree, manifests, proofs, encryption).
 //! - [`hyperbee`] — the append-only B-tree on a hypercore (byte-identical to hyperbee 2.27.3).
+//! - [`hyperblobs`] — files as runs of blocks in a hypercore (hyperblobs 2.12.1).
+//! - [`hyperdrive`] — a file system on a db bee and a blobs core (byte-identical to hyperdrive 13.3.4).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
@@ -25,7 +27,9 @@ pub mod crypto;
 pub mod dht;
 pub mod encoding;
 pub mod hyperbee;
+pub mod hyperblobs;
 pub mod hypercore;
+pub mod hyperdrive;
 /// hypercore-id-encoding: keys as 52 z-base-32 characters (how hypershell prints them).
 pub mod id_encoding;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.

@@ -2,6 +2,7 @@
 
 pub mod bee_ops;
 pub mod crash;
+pub mod drive_ops;
 pub mod hub_driver;
 pub mod hypercore_ops;
 pub mod js_dht;

@@ -25,7 +25,8 @@ use tokio::time::Instant;
 
 use crate::core::corestore::{CoreStorage, Corestore};
 use crate::core::hyperbee::{BeeCore, CoreState};
-use crate::core::hypercore::{HypercoreError, Snapshot};
+use crate::core::hyperblobs::BlobCore;
+use crate::core::hypercore::{HypercoreError, SeekResult, Snapshot};
 use crate::core::replication::{ReplicationError, ReplicationHost, ReplicationHub, Replicator};
 use crate::core::storage::{Storage, StorageError};
 use crate::replicate::SharedHost;
@@ -312,5 +313,157 @@ impl<H: CoreHost> BeeCore for HostCore<H> {
                 return Ok(());
             }
         }
+    }
+}
+
+impl<H: CoreHost> HostCore<H> {
+    /// Wait until every block of `start..end` is held (asking the peers for the missing
+    /// ones); `Err(BlockNotAvailable)` for the first missing block once the block timeout
+    /// passes without progress.
+    async fn wait_range(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
+        let mut requested = None;
+        let mut deadline = self.block_timeout.map(|t| Instant::now() + t);
+        let mut missing_before = u64::MAX;
+        loop {
+            let notified = self.hub.changed().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let first_missing = {
+                let now = self.hub.now();
+                let mut g = self.hub.lock().await;
+                let rep = self.rep(&mut g)?;
+                let core = rep.core();
+                let length = self.snapshot.as_ref().map_or(core.length(), |s| s.length());
+                if end > length {
+                    return Err(HypercoreError::OutOfBounds {
+                        index: end - 1,
+                        length,
+                    });
+                }
+                match core.bitfield().first_unset(start) {
+                    Some(u) if u < end => {
+                        if requested.is_none() {
+                            requested = Some(
+                                rep.download(now, start, Some(end))
+                                    .await
+                                    .map_err(repl_err)?,
+                            );
+                        }
+                        u
+                    }
+                    _ => return Ok(()),
+                }
+            };
+            // Progress (a new first missing block) restarts the timeout.
+            if first_missing != missing_before {
+                missing_before = first_missing;
+                deadline = self.block_timeout.map(|t| Instant::now() + t);
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        if let Some(id) = requested {
+                            let mut g = self.hub.lock().await;
+                            self.rep(&mut g)?.cancel_download(id);
+                        }
+                        return Err(HypercoreError::BlockNotAvailable(first_missing));
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+impl<H: CoreHost> BlobCore for HostCore<H> {
+    async fn byte_length(&self) -> u64 {
+        if let Some(s) = &self.snapshot {
+            return s.byte_length();
+        }
+        let g = self.hub.lock().await;
+        CoreHost::replicator(&*g, &self.dk).map_or(0, |r| r.core().byte_length())
+    }
+
+    async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
+        let g = self.hub.lock().await;
+        let core = CoreHost::replicator(&*g, &self.dk)
+            .ok_or_else(unknown_core)?
+            .core();
+        match core.seek(bytes).await {
+            Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
+            Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn has(&self, start: u64, end: u64) -> bool {
+        let g = self.hub.lock().await;
+        let Some(r) = CoreHost::replicator(&*g, &self.dk) else {
+            return false;
+        };
+        let core = r.core();
+        end <= core.length()
+            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
+    }
+
+    async fn get_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, HypercoreError> {
+        if !BlobCore::has(self, start, end).await {
+            BlobCore::prefetch(self, start, end).await;
+            let mut out = Vec::with_capacity((end - start).min(1 << 16) as usize);
+            for i in start..end {
+                out.push(BeeCore::get(self, i).await?);
+            }
+            return Ok(out);
+        }
+        let g = self.hub.lock().await;
+        let core = CoreHost::replicator(&*g, &self.dk)
+            .ok_or_else(unknown_core)?
+            .core();
+        match &self.snapshot {
+            Some(s) => {
+                let mut out = Vec::with_capacity((end - start).min(1 << 16) as usize);
+                for i in start..end {
+                    out.push(core.get_at(s, i).await?);
+                }
+                Ok(out)
+            }
+            None => core.get_range(start, end).await,
+        }
+    }
+
+    async fn prefetch(&self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let now = self.hub.now();
+        let mut g = self.hub.lock().await;
+        if let Ok(rep) = self.rep(&mut g) {
+            let core = rep.core();
+            let held =
+                end <= core.length() && core.bitfield().first_unset(start).is_none_or(|u| u >= end);
+            if !held {
+                let _ = rep.download(now, start, Some(end)).await;
+            }
+        }
+    }
+
+    async fn download(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        self.wait_range(start, end).await
+    }
+
+    async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
+        let mut g = self.hub.lock().await;
+        let core = self.rep(&mut g)?.core_mut();
+        let end = end.min(core.length());
+        let held = (start..end).filter(|&i| core.has(i)).count() as u64;
+        core.clear(start, end).await?;
+        Ok(held)
     }
 }

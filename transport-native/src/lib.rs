@@ -6,7 +6,8 @@
 
 pub use hyperpunch_core as core;
 pub use hyperpunch_core::{
-    beam, corestore, crypto, encoding, hyperbee, hypercore, id_encoding, storage, tele,
+    beam, corestore, crypto, encoding, hyperbee, hyperblobs, hypercore, hyperdrive, id_encoding,
+    storage, tele,
 };
 
 #[path = "storage.rs"]
@@ -16,6 +17,7 @@ pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 pub mod bee;
 pub mod dht;
 pub mod dht_relay;
+pub mod drive;
 pub mod replicate;
 pub mod swarm;
 pub mod udx;

@@ -17,10 +17,13 @@
 //! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
 //!
 //! Each connection runs as two tasks: the pump (socket I/O and the secret stream: reading,
-//! decrypting, encrypting, writing) and an applier, spawned with `tokio::spawn`, which gives
-//! the decrypted messages to the hub in order (verification and storage). On a multi-thread
-//! runtime the two run in parallel: a fast download uses two cores. A bounded queue between
-//! them keeps the pump at most a few reads ahead.
+//! decrypting, encrypting, writing), which is the future [`replicate`] returns, and an
+//! applier, spawned with `tokio::spawn`, which does everything that needs the hub's lock: it
+//! gives the decrypted messages to the hub in order (verification and storage), tells it the
+//! pump's backlog and runs its timers. On a multi-thread runtime the two run in parallel: a
+//! fast download uses two cores. A bounded queue between them keeps the pump at most a few
+//! reads ahead. The pump itself never waits for the hub's lock, so the task that polls
+//! [`replicate`] may lock the hub too (e.g. to look at the core between events).
 //!
 //! Outgoing bytes are queued in memory while the socket is not writable; reading continues
 //! meanwhile, so two pumps can never deadlock each other on full socket buffers. The queue is
@@ -77,6 +80,8 @@ pub enum ReplicateError {
 struct ConnQueue {
     /// Frames from the hub, not yet given to the secret stream.
     frames: VecDeque<Vec<u8>>,
+    /// Their bytes (part of the connection's backlog, see [`Applier`]).
+    bytes: usize,
     /// The hub destroyed the stream: drop the connection with this error.
     destroyed: Option<ReplicationError>,
     /// The owner asked for a graceful end.
@@ -110,7 +115,10 @@ impl<H: ReplicationHost> State<H> {
     fn route(&mut self) {
         while let Some((sid, frame)) = self.hub.poll_transmit() {
             if let Some(c) = self.conns.get(&sid) {
-                c.queue().frames.push_back(frame);
+                let mut q = c.queue();
+                q.bytes += frame.len();
+                q.frames.push_back(frame);
+                drop(q);
                 c.wake.notify_one();
             }
         }
@@ -374,7 +382,6 @@ where
     let mut pump = Pump {
         stream,
         hub,
-        sid: None,
         wake: Arc::new(Notify::new()),
         ended_by_us: false,
         reported: 0,
@@ -383,21 +390,11 @@ where
     };
     let mut result = pump.run(io).await;
     if let Some(applier) = pump.applier.take() {
-        // What was read is applied before the stream goes.
+        // What was read is applied before the stream goes (the applier removes it last).
         if let Err(e) = applier.finish().await {
             if result.is_ok() {
                 result = Err(e);
             }
-        }
-    }
-    if let Some(sid) = pump.sid.take() {
-        let now = hub.now();
-        let mut g = hub.lock().await;
-        g.state.conns.remove(&sid);
-        let removed = g.remove_stream(now, sid).await;
-        drop(g);
-        if result.is_ok() {
-            removed?;
         }
     }
     result
@@ -406,58 +403,185 @@ where
 /// Batches of decrypted messages waiting for the [`Applier`] of a connection, at most.
 const APPLY_QUEUE: usize = 4;
 
-/// Applies the decrypted messages of one connection to the hub on a task of its own, so that
-/// on a multi-thread runtime a connection's reading and decryption (the pump) and its
-/// verification and storage (the hub) run in parallel, in order: batches go through a
-/// bounded queue, one at a time, each under one hub lock as before.
+/// What a connection's pump asks of its [`Applier`] besides applying messages, and how the
+/// applier answers.
+#[derive(Default)]
+struct Requests {
+    /// The backlog to tell the hub ([`ReplicationHub::set_backlog`]), the latest only.
+    backlog: std::sync::Mutex<Option<usize>>,
+    /// The hub's timer is due: run [`ReplicationHost::handle_timeout`]. Set by the pump, cleared
+    /// by the applier once it ran the timers (the pump does not ask again meanwhile).
+    timer: std::sync::atomic::AtomicBool,
+    /// Wakes the applier for the two above.
+    poke: Notify,
+    /// The error that stopped the applier (the hub failed locally).
+    failed: std::sync::Mutex<Option<ReplicationError>>,
+}
+
+impl Requests {
+    fn fail(&self, e: ReplicationError) {
+        let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert(e);
+    }
+}
+
+/// Everything one connection does with the hub, on a task of its own: it adds the stream to
+/// the hub, applies the decrypted messages in order (verification and storage), tells the hub
+/// the pump's backlog, runs the hub's timers, and removes the stream at the end.
+///
+/// So on a multi-thread runtime a connection's reading and decryption (the pump) and its
+/// verification and storage (the hub) run in parallel; and the pump never waits for the hub's
+/// lock. That matters when the task polling [`replicate`] also locks the hub (as `core fetch`
+/// does between events): a pump that awaited the lock could be granted it and then not be
+/// polled, while the same task waited for the lock: both stalled for good.
 struct Applier {
     tx: Option<mpsc::Sender<Vec<Vec<u8>>>>,
     /// Applied batches, whose buffers the secret stream reuses.
     spent: mpsc::UnboundedReceiver<Vec<Vec<u8>>>,
-    /// The error that stopped the task (the hub failed locally).
-    failed: Arc<std::sync::Mutex<Option<ReplicationError>>>,
+    requests: Arc<Requests>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Applier {
+    /// Start the task: it adds a stream for the handshake (`is_initiator`, `handshake_hash`)
+    /// whose frames go to `conn`, then serves the pump.
     fn spawn<H: ReplicationHost + 'static>(
         hub: SharedHost<H>,
-        sid: StreamId,
-        wake: Arc<Notify>,
+        is_initiator: bool,
+        handshake_hash: [u8; 64],
+        conn: Arc<Conn>,
     ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(APPLY_QUEUE);
+        let (tx, rx) = mpsc::channel::<Vec<Vec<u8>>>(APPLY_QUEUE);
         let (spent_tx, spent) = mpsc::unbounded_channel();
-        let failed = Arc::new(std::sync::Mutex::new(None));
-        let fail = failed.clone();
-        let task = tokio::spawn(async move {
-            while let Some(frames) = rx.recv().await {
-                let now = hub.now();
-                let mut g = hub.lock().await;
-                let r = if g.has_stream(sid) {
-                    g.handle_frames(now, sid, &frames).await
-                } else {
-                    Ok(())
-                };
-                drop(g);
-                if let Err(e) = r {
-                    *fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    wake.notify_one();
-                    return;
-                }
-                // The pump may be gone; the buffers are then just freed.
-                let _ = spent_tx.send(frames);
-            }
-        });
+        let requests = Arc::new(Requests::default());
+        let task = tokio::spawn(Self::run(
+            hub,
+            is_initiator,
+            handshake_hash,
+            conn,
+            rx,
+            spent_tx,
+            requests.clone(),
+        ));
         Applier {
             tx: Some(tx),
             spent,
-            failed,
+            requests,
             task: Some(task),
         }
     }
 
+    async fn run<H: ReplicationHost + 'static>(
+        hub: SharedHost<H>,
+        is_initiator: bool,
+        handshake_hash: [u8; 64],
+        conn: Arc<Conn>,
+        mut rx: mpsc::Receiver<Vec<Vec<u8>>>,
+        spent_tx: mpsc::UnboundedSender<Vec<Vec<u8>>>,
+        requests: Arc<Requests>,
+    ) {
+        let sid = {
+            let mut g = hub.lock().await;
+            match g.add_stream(is_initiator, handshake_hash) {
+                Ok(sid) => {
+                    g.state.conns.insert(sid, conn.clone());
+                    sid
+                }
+                Err(e) => {
+                    drop(g);
+                    requests.fail(e);
+                    conn.wake.notify_one();
+                    return;
+                }
+            }
+        };
+        if let Err(e) = Self::serve(&hub, sid, &conn, &mut rx, &spent_tx, &requests).await {
+            requests.fail(e);
+            conn.wake.notify_one();
+        }
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        g.state.conns.remove(&sid);
+        let removed = g.remove_stream(now, sid).await;
+        drop(g);
+        if let Err(e) = removed {
+            requests.fail(e);
+        }
+    }
+
+    /// Apply batches and run the pump's requests until the pump is done with us.
+    async fn serve<H: ReplicationHost + 'static>(
+        hub: &SharedHost<H>,
+        sid: StreamId,
+        conn: &Conn,
+        rx: &mut mpsc::Receiver<Vec<Vec<u8>>>,
+        spent_tx: &mpsc::UnboundedSender<Vec<Vec<u8>>>,
+        requests: &Requests,
+    ) -> Result<(), ReplicationError> {
+        // The pump's backlog as it last told, and what we last told the hub.
+        let (mut pump_backlog, mut told) = (0usize, 0usize);
+        loop {
+            let frames = tokio::select! {
+                f = rx.recv() => match f {
+                    Some(f) => Some(f),
+                    None => return Ok(()),
+                },
+                () = requests.poke.notified() => None,
+            };
+            let backlog = requests
+                .backlog
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let timer = requests.timer.load(Ordering::Acquire);
+            let now = hub.now();
+            let mut g = hub.lock().await;
+            if !g.has_stream(sid) {
+                // Destroyed: what is left is dropped (the pump is told through `conn`).
+                drop(g);
+                requests.timer.store(false, Ordering::Release);
+                continue;
+            }
+            // The backlog first, so that these frames' requests are not answered past the
+            // high-water mark: what the pump holds encrypted plus the frames routed to it that
+            // it has not taken yet (it may not have run since we last applied a batch).
+            if let Some(bytes) = backlog {
+                pump_backlog = bytes;
+            }
+            let backlog = pump_backlog + conn.queue().bytes;
+            if backlog_report_due(backlog, told) {
+                told = backlog;
+                g.set_backlog(now, sid, backlog).await?;
+            }
+            if let Some(frames) = &frames {
+                if g.has_stream(sid) {
+                    g.handle_frames(now, sid, frames).await?;
+                }
+            }
+            if timer {
+                if g.poll_timeout().is_some_and(|t| t <= now) {
+                    g.handle_timeout(now).await?;
+                }
+                requests.timer.store(false, Ordering::Release);
+            }
+            drop(g);
+            if timer {
+                // The pump re-arms its sleep for the hub's next timer.
+                conn.wake.notify_one();
+            }
+            if let Some(frames) = frames {
+                // The pump may be gone; the buffers are then just freed.
+                let _ = spent_tx.send(frames);
+            }
+        }
+    }
+
     fn error(&self) -> Option<ReplicationError> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.requests
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Queue a batch (waits while [`APPLY_QUEUE`] batches wait).
@@ -475,7 +599,29 @@ impl Applier {
             .into())
     }
 
-    /// Apply what is queued, then stop; the error that stopped the task, if any.
+    /// Tell the hub the pump holds `bytes` unwritten (the latest value wins).
+    fn report_backlog(&self, bytes: usize) {
+        *self
+            .requests
+            .backlog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        self.requests.poke.notify_one();
+    }
+
+    /// Whether the hub's timers were asked to run and have not run yet.
+    fn timer_asked(&self) -> bool {
+        self.requests.timer.load(Ordering::Acquire)
+    }
+
+    /// Ask for the hub's timers to run.
+    fn ask_timer(&self) {
+        self.requests.timer.store(true, Ordering::Release);
+        self.requests.poke.notify_one();
+    }
+
+    /// Apply what is queued, remove the stream from the hub, then stop; the error that stopped
+    /// the task, if any.
     async fn finish(mut self) -> Result<(), ReplicateError> {
         self.tx = None;
         if let Some(task) = self.task.take() {
@@ -495,12 +641,11 @@ impl Applier {
 struct Pump<'h, H> {
     stream: SecretStream,
     hub: &'h SharedHost<H>,
-    sid: Option<StreamId>,
     wake: Arc<Notify>,
     ended_by_us: bool,
     /// The backlog last told to the hub.
     reported: usize,
-    /// Applies what we read (once the stream is connected).
+    /// Does everything with the hub (once the stream is connected).
     applier: Option<Applier>,
     /// What the hub routes to us (once the stream is connected).
     conn: Option<Arc<Conn>>,
@@ -537,7 +682,7 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
                     out.push_back(bytes);
                 }
             }
-            self.report(queued).await?;
+            self.report(queued);
             if out.is_empty() {
                 if self.stream.wants_shutdown() && !shut_down {
                     shut_down = true;
@@ -548,7 +693,14 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
                     return Ok(());
                 }
             }
-            let timeout = [self.stream.poll_timeout(), self.hub.next_timeout()]
+            // The hub's timer counts only once the applier exists, and not while it is asked
+            // to run the timers already.
+            let hub_timer = self
+                .applier
+                .as_ref()
+                .filter(|a| !a.timer_asked())
+                .and_then(|_| self.hub.next_timeout());
+            let timeout = [self.stream.poll_timeout(), hub_timer]
                 .into_iter()
                 .flatten()
                 .min();
@@ -582,9 +734,10 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
                     if self.stream.poll_timeout().is_some_and(|t| t <= now) {
                         self.stream.handle_timeout(now);
                     }
-                    let mut g = self.hub.lock().await;
-                    if g.poll_timeout().is_some_and(|t| t <= now) {
-                        g.handle_timeout(now).await?;
+                    if let Some(a) = &self.applier {
+                        if hub_timer.is_some_and(|t| t <= now) {
+                            a.ask_timer();
+                        }
                     }
                 }
             }
@@ -592,22 +745,18 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
         }
     }
 
-    /// Tell the hub how many bytes we hold unwritten, when that changed enough.
-    async fn report(&mut self, queued: usize) -> Result<(), ReplicateError> {
+    /// Tell the hub (through the applier) how many bytes we hold unwritten, when that changed
+    /// enough.
+    fn report(&mut self, queued: usize) {
         self.hub.max_backlog.fetch_max(queued, Ordering::Relaxed);
-        let Some(sid) = self.sid else {
-            return Ok(());
+        let Some(a) = &self.applier else {
+            return;
         };
         if !backlog_report_due(queued, self.reported) {
-            return Ok(());
+            return;
         }
         self.reported = queued;
-        let now = self.hub.now();
-        let mut g = self.hub.lock().await;
-        if g.has_stream(sid) {
-            g.set_backlog(now, sid, queued).await?;
-        }
-        Ok(())
+        a.report_backlog(queued);
     }
 
     /// Give the hub's frames for our stream to the secret stream; act on end/destroy requests.
@@ -617,6 +766,7 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
         };
         let (frames, destroyed, end) = {
             let mut q = conn.queue();
+            q.bytes = 0;
             (
                 std::mem::take(&mut q.frames),
                 q.destroyed.take(),
@@ -652,17 +802,17 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
             self.deliver(&mut messages).await?;
             match event {
                 StreamEvent::Connected { handshake_hash, .. } => {
-                    let mut g = self.hub.lock().await;
-                    let sid = g.add_stream(self.stream.is_initiator(), handshake_hash)?;
                     let conn = Arc::new(Conn {
                         wake: self.wake.clone(),
                         ..Conn::default()
                     });
-                    g.state.conns.insert(sid, conn.clone());
-                    self.conn = Some(conn);
-                    self.sid = Some(sid);
-                    drop(g);
-                    self.applier = Some(Applier::spawn(self.hub.clone(), sid, self.wake.clone()));
+                    self.conn = Some(conn.clone());
+                    self.applier = Some(Applier::spawn(
+                        self.hub.clone(),
+                        self.stream.is_initiator(),
+                        handshake_hash,
+                        conn,
+                    ));
                 }
                 StreamEvent::Message(_) => {}
                 StreamEvent::End => {

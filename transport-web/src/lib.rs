@@ -12,6 +12,8 @@
 //! - [`duplex`]: the [`Duplex`](duplex::Duplex) carrier trait (chunks each way, plus the
 //!   carrier's `bufferedAmount` and a wake-up when it drains) and the in-page
 //!   [`memory_duplex`](duplex::memory_duplex); pure Rust, so also built natively.
+//! - `websocket` (wasm32 only): a WebSocket as a `Duplex` carrier, and `RelaySession`, the
+//!   dht-relay client engine of [`hyperpunch_core::relay::dht_relay`] driven over one.
 //! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
 //!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
@@ -31,6 +33,8 @@ pub mod js;
 pub mod replicate;
 #[cfg(target_arch = "wasm32")]
 pub mod storage;
+#[cfg(target_arch = "wasm32")]
+pub mod websocket;
 
 /// The version of this crate (and of the hyperpunch workspace).
 #[wasm_bindgen]

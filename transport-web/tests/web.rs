@@ -246,3 +246,11 @@ async fn idb_reports_non_binary_values_as_corrupt() {
 async fn hyperbee_suite_on_idb() {
     hyperpunch_core::hyperbee::suite::run_all(|| fresh_idb("bee")).await;
 }
+
+/// The hyperdrive suite (the JS layout byte for byte, put/get/del, paths, symlinks, ranges,
+/// write streams, listings, readdir, batches, checkouts, diffs, watchers, dedup block maps,
+/// has/clear, hostile entries, a random workload against a model) on IndexedDB.
+#[wasm_bindgen_test]
+async fn hyperdrive_suite_on_idb() {
+    hyperpunch_core::hyperdrive::suite::run_all(|| fresh_idb("drive")).await;
+}

@@ -10,8 +10,11 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    cli::timing::init();
     let args = cli::args::Cli::parse();
-    if let Err(e) = cli::run(args) {
+    let result = cli::run(args);
+    cli::timing::mark("command done (everything dropped)");
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(e.code);
     }

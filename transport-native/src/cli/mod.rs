@@ -25,6 +25,7 @@ pub mod pipe;
 pub mod relay_cmd;
 pub mod store;
 pub mod tele_cmd;
+pub mod timing;
 pub mod udx_cmd;
 
 use std::fmt;

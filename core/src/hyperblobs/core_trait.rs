@@ -1,0 +1,113 @@
+//! [`BlobCore`]: what blobs (and a drive) need of a core beyond what a bee needs.
+
+use std::future::Future;
+
+use crate::hyperbee::BeeCore;
+use crate::hypercore::{HypercoreError, SeekResult, Session};
+use crate::storage::{MaybeSend, Storage};
+
+/// A core holding blobs: a [`BeeCore`] that also knows its byte length, seeks bytes, clears
+/// local copies and downloads ranges. A hyperdrive's two cores (the db bee and the blobs) are
+/// both `BlobCore`s of one type.
+///
+/// - [`Session`] (here): a local core; "downloading" a block it does not hold fails with
+///   [`HypercoreError::BlockNotAvailable`].
+/// - A replicated core (the transports' hub cores): missing blocks are requested from peers.
+pub trait BlobCore: BeeCore {
+    /// Bytes in the core (frozen for a snapshot handle).
+    fn byte_length(&self) -> impl Future<Output = u64> + MaybeSend;
+
+    /// Block and offset of user byte `bytes`, from the tree nodes held locally (JS
+    /// `core.seek`); `None` when those nodes are not held here or `bytes` is past the end.
+    fn seek(
+        &self,
+        bytes: u64,
+    ) -> impl Future<Output = Result<Option<(u64, u64)>, HypercoreError>> + MaybeSend;
+
+    /// Whether every block of `start..end` is held locally.
+    fn has(&self, start: u64, end: u64) -> impl Future<Output = bool> + MaybeSend;
+
+    /// Blocks `start..end` (`None` where not available), fetching from peers as
+    /// [`BeeCore::get`] does. Loops over `get` by default; a local core reads them in one scan.
+    fn get_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, HypercoreError>> + MaybeSend {
+        async move {
+            let mut out = Vec::with_capacity((end.saturating_sub(start)).min(1 << 16) as usize);
+            for i in start..end {
+                out.push(self.get(i).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Start fetching `start..end` from peers without waiting (JS `download({ start, end })`
+    /// ahead of a read). Nothing to do for a local core.
+    fn prefetch(&self, start: u64, end: u64) -> impl Future<Output = ()> + MaybeSend {
+        let _ = (start, end);
+        async {}
+    }
+
+    /// Make every block of `start..end` local, waiting for peers as needed; a block that
+    /// cannot be had is [`HypercoreError::BlockNotAvailable`].
+    fn download(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<(), HypercoreError>> + MaybeSend;
+
+    /// Delete the local copies of `start..end` (JS `core.clear`); how many blocks were held.
+    fn clear(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<u64, HypercoreError>> + MaybeSend;
+}
+
+impl<S: Storage + 'static> BlobCore for Session<S> {
+    async fn byte_length(&self) -> u64 {
+        Session::byte_length(self).await
+    }
+
+    async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
+        let core = self.lock().await;
+        match core.seek(bytes).await {
+            Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
+            Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn has(&self, start: u64, end: u64) -> bool {
+        let core = self.lock().await;
+        end <= core.length()
+            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
+    }
+
+    async fn get_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, HypercoreError> {
+        Session::get_range(self, start, end).await
+    }
+
+    async fn download(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
+        let core = self.lock().await;
+        match core.bitfield().first_unset(start) {
+            Some(i) if i < end => Err(HypercoreError::BlockNotAvailable(i)),
+            _ if end > core.length() => Err(HypercoreError::BlockNotAvailable(core.length())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
+        let mut core = self.lock().await;
+        let end = end.min(core.length());
+        let held = (start..end).filter(|&i| core.has(i)).count() as u64;
+        core.clear(start, end).await?;
+        Ok(held)
+    }
+}

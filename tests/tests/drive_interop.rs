@@ -1,0 +1,205 @@
+//! hyperdrive, live against JS hyperdrive 13.3.4 in corestore 7.12.5
+//! (`tests/interop/drive-peer.js`), both ways over TCP (secret-stream, one protomux for the
+//! store, the db and blobs cores on it):
+//!
+//! * the same operations on a store with the same primary key give the same drive key, blobs
+//!   key, every db block byte for byte, and the same blobs core (length, bytes, tree hash);
+//! * a drive JS writes (nested folders, empty files, executables, metadata, symlinks, a write
+//!   stream of odd chunks, a 50 MiB file, an overwrite, a delete) is read by hyperpunch over
+//!   TCP: first sparsely (one small file fetches its blocks, not the big file's), then in full
+//!   (`download("/")`), and listings, readdir, contents and byte ranges equal JS's own;
+//! * the reverse: a drive hyperpunch writes is downloaded and read by JS, with the same result.
+//!
+//! Every step has a deadline; the node process is killed when a test ends.
+
+use std::time::Duration;
+
+use hyperpunch::core::corestore::{Corestore, PrimaryKey};
+use hyperpunch::core::crypto::KeyPair;
+use hyperpunch::core::hyperblobs::BlobCore;
+use hyperpunch::core::storage::MemoryStorage;
+use hyperpunch::drive::{open_local, open_remote};
+use hyperpunch::replicate::{replicate, SharedCorestore};
+use hyperpunch_tests::drive_ops::{apply, dump, folders, ranges, workload};
+use hyperpunch_tests::node_peer::NodePeer;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+
+const PEER: &str = "drive-peer.js";
+const STEP: Duration = Duration::from_secs(120);
+const BIG_MIB: usize = 50;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn store(primary: [u8; 32]) -> SharedCorestore<MemoryStorage> {
+    SharedCorestore::new(
+        Corestore::open(MemoryStorage::new(), PrimaryKey::Given(primary))
+            .await
+            .unwrap(),
+    )
+}
+
+/// Compare two dumps field by field (a readable message instead of two huge JSON values).
+fn assert_same(ours: &Value, js: &Value, what: &str) {
+    for field in [
+        "key",
+        "contentKey",
+        "version",
+        "blobsLength",
+        "blobsByteLength",
+        "blobsTreeHash",
+        "readdir",
+        "ranges",
+        "files",
+    ] {
+        assert_eq!(ours[field], js[field], "{what}: {field}");
+    }
+    let (a, b) = (
+        ours["list"].as_array().unwrap(),
+        js["list"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}: list length");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x, y, "{what}: list entry");
+    }
+    let (a, b) = (
+        ours["dbBlocks"].as_array().unwrap(),
+        js["dbBlocks"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}: db length");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x, y, "{what}: db block {i}");
+    }
+}
+
+/// JS writes the workload with a 50 MiB file and serves it; hyperpunch reads JS's drive over
+/// TCP, sparsely first, then all of it.
+#[test]
+fn js_writes_hyperpunch_reads() {
+    let ops = workload(BIG_MIB);
+    let primary = [0x61; 32];
+    let config = json!({
+        "mode": "server", "primaryKey": hex::encode(primary), "streamSeed": hex::encode([0x62; 32]),
+        "deadline": 110_000, "ops": ops, "folders": folders(), "ranges": ranges(),
+    });
+    let mut peer = NodePeer::spawn(PEER, &config).expect("spawn node");
+    let ready = peer.next_event("ready", STEP).unwrap();
+    let js = peer.next_event("dump", STEP).unwrap();
+    let port = peer.next_event("listening", STEP).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let key: [u8; 32] = hex::decode(ready["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+
+    rt().block_on(async {
+        // JS's drive, over TCP.
+        let remote = store([0x63; 32]).await;
+        let socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let conn = tokio::spawn({
+            let remote = remote.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x64; 32]), &remote).await }
+        });
+        let (drive, _cores) = open_remote(&remote, key, STEP).await.unwrap();
+        assert_eq!(drive.key().await, key);
+        assert!(!drive.writable().await);
+        // Sparse: one small file downloads its blocks and the db path to it, not the big file.
+        let readme = drive.get("/readme.md").await.unwrap().unwrap();
+        assert_eq!(readme, hyperpunch_tests::drive_ops::gen(150, 7));
+        let blobs = drive.blobs().core();
+        let total = js["blobsLength"].as_u64().unwrap();
+        let mut held = 0;
+        for i in 0..total {
+            held += u64::from(BlobCore::has(blobs, i, i + 1).await);
+        }
+        assert!(
+            held <= 2,
+            "a small read fetched {held} of {total} blobs blocks"
+        );
+        // Everything.
+        let files = tokio::time::timeout(STEP, drive.download("/"))
+            .await
+            .expect("download in time")
+            .unwrap();
+        assert_eq!(files, js["list"].as_array().unwrap().len() as u64);
+        let got = dump(&remote, &drive, &folders(), &ranges()).await;
+        assert_same(&got, &js, "JS's drive read over TCP");
+        // download("/") fetched every blob the listing points at (the overwritten readme's
+        // first version and the deleted file's blob are not referenced and stay remote).
+        assert_eq!(got["blobsHas"], total - 2);
+        remote.end_all().await;
+        let _ = tokio::time::timeout(STEP, conn).await;
+    });
+    let _ = peer.next_event("closed", STEP);
+}
+
+/// hyperpunch writes the workload with a 50 MiB file: JS writing the same workload in a store
+/// with the same primary key makes the same drive, byte for byte. hyperpunch serves it over
+/// TCP; JS downloads it with `drive.download('/')` and reads everything back.
+#[test]
+fn hyperpunch_writes_the_same_bytes_as_js_and_js_reads_them() {
+    let ops = workload(BIG_MIB);
+    let primary = [0x71; 32];
+    let mut js_local = NodePeer::spawn(
+        PEER,
+        &json!({
+            "mode": "local", "primaryKey": hex::encode(primary), "deadline": 110_000,
+            "ops": ops, "folders": folders(), "ranges": ranges(),
+        }),
+    )
+    .expect("spawn node");
+    let rt = rt();
+    let (local, ours, key, _cores) = rt.block_on(async {
+        let local = store(primary).await;
+        let (drive, cores) = open_local(&local).await.unwrap();
+        apply(&drive, &ops).await;
+        let ours = dump(&local, &drive, &folders(), &ranges()).await;
+        let key = drive.key().await;
+        (local, ours, key, cores)
+    });
+    let js_same = js_local.next_event("dump", STEP).unwrap();
+    assert_same(&ours, &js_same, "the same operations in JS");
+    assert_eq!(ours["blobsHas"], js_same["blobsHas"]);
+    drop(js_local);
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1");
+    let port = listener.local_addr().unwrap().port();
+    let config = json!({
+        "mode": "client", "key": hex::encode(key), "port": port,
+        "streamSeed": hex::encode([0x72; 32]), "deadline": 110_000,
+        "folders": folders(), "ranges": ranges(),
+    });
+    let mut peer = NodePeer::spawn(PEER, &config).expect("spawn node");
+    rt.block_on(async {
+        let (socket, _) = tokio::time::timeout(STEP, listener.accept())
+            .await
+            .expect("node connected in time")
+            .unwrap();
+        let conn = tokio::spawn({
+            let local = local.clone();
+            async move { replicate(socket, false, KeyPair::from_seed(&[0x73; 32]), &local).await }
+        });
+        let js = tokio::task::spawn_blocking(move || {
+            let d = peer.next_event("dump", STEP);
+            (d, peer)
+        });
+        let (js, mut peer) = js.await.unwrap();
+        let js = js.unwrap();
+        assert_same(&ours, &js, "hyperpunch's drive read by JS over TCP");
+        assert_eq!(
+            js["blobsHas"],
+            ours["blobsLength"].as_u64().unwrap() - 2,
+            "JS downloaded every referenced blob"
+        );
+        let _ = tokio::time::timeout(STEP, conn).await;
+        let _ = peer.next_event("closed", STEP);
+    });
+}
