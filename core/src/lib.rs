@@ -14,6 +14,7 @@
 //! - [`hyperbee`] — the append-only B-tree on a hypercore (byte-identical to hyperbee 2.27.3).
 //! - [`hyperblobs`] — files as runs of blocks in a hypercore (hyperblobs 2.12.1).
 //! - [`hyperdrive`] — a file system on a db bee and a blobs core (byte-identical to hyperdrive 13.3.4).
+//! - [`mirror_drive`] — mirroring one drive into another (mirror-drive 1.14.2).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
 #![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod hypercore;
 pub mod hyperdrive;
 /// hypercore-id-encoding: keys as 52 z-base-32 characters (how hypershell prints them).
 pub mod id_encoding;
+pub mod mirror_drive;
 /// The Noise XX/IK handshake (Ed25519 DH, ChaCha20-Poly1305, BLAKE2b) as noise-handshake runs it.
 pub mod noise;
 /// protomux: typed, paired channels over one framed stream, as a sans-IO engine.

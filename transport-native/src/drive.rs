@@ -81,10 +81,48 @@ impl DriveCores {
     }
 }
 
+/// How a drive's reads wait for peers.
+#[derive(Debug, Clone, Copy)]
+pub struct DriveOptions {
+    /// How long a read waits for a block no peer has sent yet (`None`: forever, as JS).
+    pub block_timeout: Option<Duration>,
+    /// How long a read of the live drive first waits for the peers to announce their length
+    /// (JS `update()`).
+    pub update_timeout: Duration,
+}
+
+impl Default for DriveOptions {
+    fn default() -> Self {
+        DriveOptions {
+            block_timeout: None,
+            update_timeout: crate::bee::UPDATE_TIMEOUT,
+        }
+    }
+}
+
+impl DriveOptions {
+    /// No waiting at all: a drive read without peers (a block not stored is
+    /// `BlockNotAvailable` at once).
+    pub fn offline() -> Self {
+        DriveOptions {
+            block_timeout: Some(Duration::ZERO),
+            update_timeout: Duration::ZERO,
+        }
+    }
+}
+
 /// The drive this store writes (JS `new Hyperdrive(store)`): the named core `"db"` and its
 /// blobs core, created when missing.
 pub async fn open_local<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
+) -> Result<(StoreDrive<S>, DriveCores), DriveOpenError> {
+    open_local_with(store, DriveOptions::default()).await
+}
+
+/// [`open_local`] with options.
+pub async fn open_local_with<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    opts: DriveOptions,
 ) -> Result<(StoreDrive<S>, DriveCores), DriveOpenError> {
     let mut g = store.lock().await;
     let db = g.get(GetOptions::named("db")).await?;
@@ -95,11 +133,11 @@ pub async fn open_local<S: Storage + Clone + 'static>(
     let manifest = manifest.ok_or(DriveOpenError::NotADrive("the db core has no manifest"))?;
     let content = hyperdrive::keys::content_manifest(&manifest, db.key())
         .ok_or(DriveOpenError::NotADrive("a version-0 db manifest"))?;
-    let mut opts = GetOptions::from_manifest(content);
-    opts.key_pair = key_pair;
-    let blobs = g.get(opts).await?;
+    let mut get = GetOptions::from_manifest(content);
+    get.key_pair = key_pair;
+    let blobs = g.get(get).await?;
     drop(g);
-    Ok(finish(store, db, blobs))
+    Ok(finish(store, db, blobs, opts))
 }
 
 /// The drive with key `key` (JS `new Hyperdrive(store, key)`): the store's own drive if it is
@@ -111,6 +149,16 @@ pub async fn open_remote<S: Storage + Clone + 'static>(
     key: [u8; 32],
     wait: Duration,
 ) -> Result<(StoreDrive<S>, DriveCores), DriveOpenError> {
+    open_remote_with(store, key, wait, DriveOptions::default()).await
+}
+
+/// [`open_remote`] with options.
+pub async fn open_remote_with<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    key: [u8; 32],
+    wait: Duration,
+    opts: DriveOptions,
+) -> Result<(StoreDrive<S>, DriveCores), DriveOpenError> {
     let db = store.lock().await.get(GetOptions::from_key(key)).await?;
     let manifest = wait_manifest(store, &db, wait).await?;
     let (writable, key_pair) = {
@@ -120,11 +168,11 @@ pub async fn open_remote<S: Storage + Clone + 'static>(
     };
     let blobs = match hyperdrive::keys::content_manifest(&manifest, &key) {
         Some(content) => {
-            let mut opts = GetOptions::from_manifest(content);
+            let mut get = GetOptions::from_manifest(content);
             if writable {
-                opts.key_pair = key_pair;
+                get.key_pair = key_pair;
             }
-            store.lock().await.get(opts).await?
+            store.lock().await.get(get).await?
         }
         None => {
             // A compat drive: the blobs key is in the db header.
@@ -145,18 +193,21 @@ pub async fn open_remote<S: Storage + Clone + 'static>(
                 .await?
         }
     };
-    Ok(finish(store, db, blobs))
+    Ok(finish(store, db, blobs, opts))
 }
 
 fn finish<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
     db: CoreHandle,
     blobs: CoreHandle,
+    opts: DriveOptions,
 ) -> (StoreDrive<S>, DriveCores) {
-    let drive = Hyperdrive::new(
-        StoreCore::new(store.clone(), *db.discovery_key()),
-        StoreCore::new(store.clone(), *blobs.discovery_key()),
-    );
+    let core = |dk: &[u8; 32]| {
+        StoreCore::new(store.clone(), *dk)
+            .with_block_timeout(opts.block_timeout)
+            .with_update_timeout(opts.update_timeout)
+    };
+    let drive = Hyperdrive::new(core(db.discovery_key()), core(blobs.discovery_key()));
     (drive, DriveCores { db, blobs })
 }
 

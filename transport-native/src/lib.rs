@@ -18,6 +18,7 @@ pub mod bee;
 pub mod dht;
 pub mod dht_relay;
 pub mod drive;
+pub mod localdrive;
 pub mod replicate;
 pub mod swarm;
 pub mod udx;

@@ -40,7 +40,7 @@ Examples:
     about = ABOUT,
     long_about = None,
     after_help = "Run `hyperpunch core --help` for what a core is, `hyperpunch bee --help` for a \
-key-value B-tree in a core, `hyperpunch store --help` for corestores, `hyperpunch udx --help` for \
+key-value B-tree in a core, `hyperpunch drive --help` for a file system in a corestore, `hyperpunch store --help` for corestores, `hyperpunch udx --help` for \
 UDX streams, `hyperpunch dht --help` for the DHT, `hyperpunch relay --help` for the browsers' WebSocket relay, with \
 examples."
 )]
@@ -62,6 +62,9 @@ pub enum Command {
     /// A hyperbee (key-value B-tree) in a core: put, get, del, batch, list, history, info.
     #[command(long_about = super::bee_cmd::BEE_LONG, subcommand)]
     Bee(super::bee_cmd::BeeCommand),
+    /// A hyperdrive (files in a corestore): mirror a folder in, export, ls, cat, serve, fetch.
+    #[command(long_about = super::drive_cmd::DRIVE_LONG, subcommand)]
+    Drive(super::drive_cmd::DriveCommand),
     /// A multi-writer chat room on autobase, replicated over TCP.
     #[command(long_about = super::chat_cmd::CHAT_LONG)]
     Chat(super::chat_cmd::ChatArgs),

@@ -2,7 +2,7 @@
 //! storage folder of a core ([`store`]) and the commands themselves, a file per group
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
-//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`relay_cmd`] for
+//! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`drive_cmd`] for the `drive` commands, [`relay_cmd`] for
 //! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`] and [`beam_cmd`] for the tools `tele` and
 //! `beam`, which share [`peer`] (joining the DHT) and [`pipe`] (splicing a byte stream with a
 //! connection)). The commands share
@@ -18,6 +18,7 @@ pub mod core_cmd;
 pub mod corestore_cmd;
 pub mod dht_cmd;
 pub mod dht_connect_cmd;
+pub mod drive_cmd;
 pub mod input;
 pub mod net_cmd;
 pub mod peer;
@@ -83,6 +84,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Core(c) => run_core(c),
         args::Command::Udx(c) => udx_cmd::run(c),
         args::Command::Bee(c) => bee_cmd::run(c),
+        args::Command::Drive(c) => drive_cmd::run(c),
         args::Command::Chat(c) => chat_cmd::run(c),
         args::Command::Dht(c) => dht_cmd::run(c),
         args::Command::Tele(c) => tele_cmd::run(c),

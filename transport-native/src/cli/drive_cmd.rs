@@ -1,0 +1,1059 @@
+//! `hyperpunch drive mirror|export|ls|cat|serve|fetch|info`: a hyperdrive (JS hyperdrive
+//! 13.3.4) in a corestore storage folder, mirrored from and to folders on disk
+//! ([`hyperpunch::localdrive`] + [`hyperpunch::core::mirror_drive`]), and replicated over TCP
+//! (db and blobs cores over one connection).
+//!
+//! Which drive of a storage folder: `--key` if given; else the store's own drive (its named
+//! core `db`, as JS `new Hyperdrive(store)`); else the one drive fetched into it (a stored core
+//! whose blobs core, derived from its manifest, is stored too).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use hyperpunch::core::corestore::{Corestore, CorestoreError, GetOptions, Namespace, PrimaryKey};
+use hyperpunch::core::crypto::{discovery_key, KeyPair};
+use hyperpunch::core::hyperbee::BeeCore;
+use hyperpunch::core::hyperblobs::{BlobCore, BlobError, ReadRange};
+use hyperpunch::core::hypercore::HypercoreError;
+use hyperpunch::core::hyperdrive::{keys, DriveError, ListOptions};
+use hyperpunch::core::mirror_drive::{
+    Drive, Mirror, MirrorError, MirrorEvent, MirrorOp, MirrorOptions, MirrorReport, OpKind,
+};
+use hyperpunch::core::secretstream::Options as StreamOptions;
+use hyperpunch::drive::{DriveCores, DriveOpenError, StoreDrive};
+use hyperpunch::localdrive::Localdrive;
+use hyperpunch::replicate::{replicate_with, SharedCorestore};
+use hyperpunch::FileStorage;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::store::{core_err, restrict, storage_err};
+use super::{parse_hex32, CliError};
+
+/// `hyperpunch drive --help`.
+pub const DRIVE_LONG: &str = "\
+A hyperdrive: a file system in two hypercores (a db of entries and a blobs core of contents),
+byte for byte as JavaScript's hyperdrive 13.3.4 writes it, kept in a corestore storage folder
+(--storage). The drive's key is its db core's key; JS opens it with `new Hyperdrive(store, key)`.
+
+`mirror` makes the drive hold what a folder holds (creating the drive and the storage folder the
+first time, and printing the drive key); `export` writes the drive's files into a folder; `ls`,
+`cat` and `info` read it; `serve` shares it over TCP and `fetch` copies someone's drive (db and
+blobs, over one connection) into a storage folder.
+
+Examples:
+  KEY=$(hyperpunch drive mirror ./site --storage ./store)   # folder -> drive, prints the key
+  hyperpunch drive ls --storage ./store /docs
+  hyperpunch drive cat --storage ./store /docs/index.html
+  hyperpunch drive info --storage ./store --json
+  hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000 &
+  hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
+  hyperpunch drive export --storage ./copy ./site-copy                  # drive -> folder
+
+Compared with JS's `drives` CLI: drives take a folder path or key as arguments (`drives mirror
+<src> <dst>`, `drives ls <key>`) and find their storage in `.drives`; here the storage folder is
+always --storage, `mirror` is folder->drive and `export` drive->folder, `cat` is `drives get`,
+`fetch` is `drives download`, `serve --tcp` replicates (JS `drives serve` is an HTTP server and
+`drives seed` announces on the DHT; use `serve --swarm` for that). `--live`, `put`, `rm`,
+`entry`, `touch`, `purge` are not here.";
+
+/// The storage folder of a drive.
+#[derive(Debug, Args)]
+pub struct DriveStorage {
+    /// Corestore storage folder holding the drive.
+    #[arg(long, short = 's', value_name = "DIR")]
+    pub storage: PathBuf,
+}
+
+/// Which drive of the storage folder.
+#[derive(Debug, Args)]
+pub struct WhichDrive {
+    /// The drive's key (64 hex characters), when the storage folder holds several.
+    #[arg(long = "key", value_name = "HEX32")]
+    pub key: Option<String>,
+}
+
+/// Options of the mirror commands.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave out this path (and everything below it); repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub ignore: Vec<String>,
+    /// Mirror only this folder (or file) of the source; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Vec<String>,
+    /// Print every change (`+ /path 12 B`, `- ...`, `~ ...`) on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// `hyperpunch drive ...`
+#[derive(Debug, Subcommand)]
+pub enum DriveCommand {
+    /// Make the drive hold what folder DIR holds; print the drive's key.
+    #[command(long_about = "\
+Mirror the folder DIR into the drive in --storage (JS `new MirrorDrive(new Localdrive(DIR),
+drive)`): files the drive lacks or holds with other contents, executable bit or symlink target
+are written, and (unless --no-prune) files only the drive has are removed. The first mirror
+creates the storage folder and the drive. Prints the drive key (64 hex characters) on stdout;
+progress and the summary (`+added -removed ~changed`) go to stderr. Running it again after an
+interruption completes the drive; running it on an unchanged folder writes nothing.
+
+Examples:
+  hyperpunch drive mirror ./site --storage ./store
+  hyperpunch drive mirror ./site --storage ./store --dry-run -v
+  hyperpunch drive mirror ./repo --storage ./store --ignore /.git --ignore /node_modules")]
+    Mirror {
+        /// The folder to mirror.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        storage: DriveStorage,
+        #[command(flatten)]
+        mirror: MirrorArgs,
+        /// Keep files the drive has and the folder does not.
+        #[arg(long)]
+        no_prune: bool,
+    },
+    /// Write the drive's files into folder DIR.
+    #[command(long_about = "\
+Mirror the drive into the folder DIR (created if needed): files DIR lacks or holds with other
+contents, executable bit or symlink target are written (each into a temporary file renamed into
+place). Files only DIR has are kept unless --prune. Symlinks to drive paths (`/x`) point into
+DIR. The summary goes to stderr.
+
+Examples:
+  hyperpunch drive export --storage ./copy ./site
+  hyperpunch drive export --storage ./copy ./site --prefix /docs --prune")]
+    Export {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// The folder to write into.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        which: WhichDrive,
+        #[command(flatten)]
+        mirror: MirrorArgs,
+        /// Remove files DIR has and the drive does not.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Print every file under PATH (default /), recursively, one path a line.
+    #[command(long_about = "\
+Print the path of every file (and symlink) under PATH, recursively, in key order, one a line,
+as JS `drive.list(PATH)` gives them. --long adds the size, `x` for executables and `-> TARGET`
+for symlinks; --json prints one {\"key\", \"seq\", \"value\"} object per line.
+
+Examples:
+  hyperpunch drive ls --storage ./store
+  hyperpunch drive ls --storage ./store /docs --long")]
+    Ls {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// The folder to list.
+        #[arg(value_name = "PATH", default_value = "/")]
+        path: String,
+        #[command(flatten)]
+        which: WhichDrive,
+        /// Size, executable bit and symlink targets too.
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// One JSON object per line.
+        #[arg(long, conflicts_with = "long")]
+        json: bool,
+    },
+    /// Write the contents of the file PATH to stdout.
+    #[command(long_about = "\
+Write the contents of the file PATH (following symlinks, a relative target from the link's
+folder) to stdout, or the bytes --start..--end
+(inclusive) / --length bytes from --start. Exits with status 1 when PATH is not a file.
+
+Examples:
+  hyperpunch drive cat --storage ./store /docs/index.html
+  hyperpunch drive cat --storage ./store /video.mp4 --start 1048576 --length 4096 > part")]
+    Cat {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// The file.
+        #[arg(value_name = "PATH")]
+        path: String,
+        #[command(flatten)]
+        which: WhichDrive,
+        /// First byte.
+        #[arg(long, value_name = "N")]
+        start: Option<u64>,
+        /// Last byte (inclusive).
+        #[arg(long, value_name = "N")]
+        end: Option<u64>,
+        /// Number of bytes (wins over --end).
+        #[arg(long, value_name = "N")]
+        length: Option<u64>,
+    },
+    /// Share the drive with every client of --tcp, until killed.
+    #[command(long_about = "\
+Serve the drive over TCP: every client that connects replicates the store (the drive's db and
+blobs cores over one secret-stream connection, JS `store.replicate(stream)`), so `drive fetch`
+or a JS `Hyperdrive(store, key)` on the other end can read it. Prints `listening on ADDR` on
+stdout once listening, and the drive key on stderr.
+
+Example:
+  hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000")]
+    Serve {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// Address to listen on, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        tcp: String,
+        #[command(flatten)]
+        which: WhichDrive,
+    },
+    /// Copy the drive KEY (db and blobs) from a peer at --tcp into --storage.
+    #[command(long_about = "\
+Connect to the peer at --tcp (a `drive serve`, or a JS store replicating the drive), and copy the
+drive with key --key into --storage (created if needed): its db core and its whole blobs core,
+over one connection. Shows progress on stderr and exits once everything is stored. The copy is
+read-only; `ls`, `cat`, `export` and `info` then read it without the peer, and `serve` shares
+it again.
+
+Example:
+  hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000")]
+    Fetch {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// The drive's key (64 hex characters).
+        #[arg(long = "key", value_name = "HEX32")]
+        key: String,
+        /// The peer, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        tcp: String,
+        /// Give up when nothing arrives for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Print the drive's key, discovery key, version and blobs key.
+    #[command(long_about = "\
+Print the drive's key, discovery key, version (its db core's length), the blobs core's key (JS
+`contentKey`), whether this storage can write it, and how much of it is stored. --json prints
+one object: {key, discoveryKey, version, contentKey, blobsKey (the same), writable, dbLength,
+blobsLength, blobsByteLength, files}.
+
+Example:
+  hyperpunch drive info --storage ./store --json")]
+    Info {
+        #[command(flatten)]
+        storage: DriveStorage,
+        #[command(flatten)]
+        which: WhichDrive,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How long `fetch` waits for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `fetch` waits for the peer to confirm the close after everything arrived.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `serve`: drop a client that sends nothing for this long (keep-alives come every quarter).
+const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+type Store = SharedCorestore<FileStorage>;
+
+/// Run one `drive` subcommand.
+pub fn run(cmd: DriveCommand) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        match cmd {
+            DriveCommand::Mirror {
+                dir,
+                storage,
+                mirror,
+                no_prune,
+            } => mirror_in(&dir, &storage.storage, &mirror, !no_prune).await,
+            DriveCommand::Export {
+                storage,
+                dir,
+                which,
+                mirror,
+                prune,
+            } => export(&storage.storage, &dir, &which, &mirror, prune).await,
+            DriveCommand::Ls {
+                storage,
+                path,
+                which,
+                long,
+                json,
+            } => ls(&storage.storage, &path, &which, long, json).await,
+            DriveCommand::Cat {
+                storage,
+                path,
+                which,
+                start,
+                end,
+                length,
+            } => {
+                let range = ReadRange { start, end, length };
+                cat(&storage.storage, &path, &which, range).await
+            }
+            DriveCommand::Serve {
+                storage,
+                tcp,
+                which,
+            } => serve(&storage.storage, &tcp, &which).await,
+            DriveCommand::Fetch {
+                storage,
+                key,
+                tcp,
+                timeout,
+            } => {
+                fetch(
+                    &storage.storage,
+                    &key,
+                    &tcp,
+                    Duration::from_secs(timeout.max(1)),
+                )
+                .await
+            }
+            DriveCommand::Info {
+                storage,
+                which,
+                json,
+            } => info(&storage.storage, &which, json).await,
+        }
+    })
+}
+
+fn random32() -> Result<[u8; 32], CliError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| {
+        CliError::new(format!(
+            "cannot get randomness from the operating system: {e}"
+        ))
+    })?;
+    Ok(b)
+}
+
+fn no_drive(dir: &Path) -> CliError {
+    CliError::new(format!(
+        "no drive in {} (make one with `hyperpunch drive mirror FOLDER --storage {}`, or copy \
+         one with `hyperpunch drive fetch --storage {} --key KEY --tcp ADDR`)",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    ))
+}
+
+fn store_err(dir: &Path, e: CorestoreError) -> CliError {
+    match e {
+        CorestoreError::Storage(s) => storage_err(dir, s),
+        CorestoreError::Hypercore(h) => core_err(dir, h),
+        CorestoreError::Corrupt(m) => CliError::corrupt(format!("corrupt corestore: {m}")),
+        CorestoreError::NotFound(_) => no_drive(dir),
+        other => CliError::new(other.to_string()),
+    }
+}
+
+fn drive_err(dir: &Path, e: DriveError) -> CliError {
+    match e {
+        DriveError::Blob(BlobError::BlockNotAvailable(i))
+        | DriveError::Blob(BlobError::Core(HypercoreError::BlockNotAvailable(i))) => {
+            CliError::new(format!(
+                "block {i} of the drive's contents is not stored in {} (fetch the drive with \
+                 `hyperpunch drive fetch`)",
+                dir.display()
+            ))
+        }
+        DriveError::Bee(hyperpunch::core::hyperbee::BeeError::BlockNotAvailable(i)) => {
+            CliError::new(format!(
+                "block {i} of the drive's db is not stored in {} (fetch the drive with \
+                 `hyperpunch drive fetch`)",
+                dir.display()
+            ))
+        }
+        DriveError::Blob(BlobError::Core(h)) => core_err(dir, h),
+        e @ (DriveError::Bee(hyperpunch::core::hyperbee::BeeError::InvalidNode { .. })
+        | DriveError::Bee(hyperpunch::core::hyperbee::BeeError::Corrupt { .. })
+        | DriveError::Bee(hyperpunch::core::hyperbee::BeeError::Encoding { .. })
+        | DriveError::Blob(BlobError::InvalidBlockMap { .. })
+        | DriveError::Blob(BlobError::OutOfBounds { .. })) => {
+            CliError::corrupt(format!("the drive is corrupt: {e}"))
+        }
+        other => CliError::new(other.to_string()),
+    }
+}
+
+fn open_err(dir: &Path, e: DriveOpenError) -> CliError {
+    match e {
+        DriveOpenError::Store(s) => store_err(dir, s),
+        DriveOpenError::Drive(d) => drive_err(dir, d),
+        other => CliError::new(other.to_string()),
+    }
+}
+
+fn mirror_err(dir: &Path, e: MirrorError) -> CliError {
+    match e {
+        MirrorError::Drive(d) => drive_err(dir, d),
+        other => CliError::new(other.to_string()),
+    }
+}
+
+/// The corestore in `dir`; created (folder mode 0700: it holds the secret keys) if `create`.
+async fn open_store(dir: &Path, create: bool) -> Result<Store, CliError> {
+    if !create && !dir.is_dir() {
+        return Err(no_drive(dir));
+    }
+    if create && !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+        restrict(dir, 0o700)?;
+    }
+    let storage = FileStorage::open(dir).map_err(|e| storage_err(dir, e))?;
+    let pk = if create {
+        PrimaryKey::StoredOrNew(random32()?)
+    } else {
+        PrimaryKey::Stored
+    };
+    let store = Corestore::open(storage, pk)
+        .await
+        .map_err(|e| store_err(dir, e))?;
+    Ok(SharedCorestore::new(store))
+}
+
+/// The drives stored in a store: keys of stored cores whose blobs core is stored too.
+async fn stored_drives(store: &Store, dir: &Path) -> Result<Vec<[u8; 32]>, CliError> {
+    let mut g = store.lock().await;
+    let cores = g.list().await.map_err(|e| store_err(dir, e))?;
+    let mut out = Vec::new();
+    for c in &cores {
+        let Ok(h) = g.get(GetOptions::from_discovery_key(c.discovery_key)).await else {
+            continue;
+        };
+        let content = g
+            .core(&h)
+            .ok()
+            .and_then(|core| core.manifest().cloned())
+            .and_then(|m| keys::content_key(&m, &c.key));
+        g.close_core(h).map_err(|e| store_err(dir, e))?;
+        if let Some(ck) = content {
+            if g.has_core(&discovery_key(&ck))
+                .await
+                .map_err(|e| store_err(dir, e))?
+            {
+                out.push(c.key);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The drive of a storage folder (see the module docs), for reading without peers.
+async fn find_drive(
+    store: &Store,
+    dir: &Path,
+    which: &WhichDrive,
+) -> Result<(StoreDrive<FileStorage>, DriveCores), CliError> {
+    let offline = hyperpunch::drive::DriveOptions::offline();
+    if let Some(k) = &which.key {
+        let key = parse_hex32("--key", k)?;
+        let stored = store
+            .lock()
+            .await
+            .has_core(&discovery_key(&key))
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        if !stored {
+            return Err(CliError::new(format!(
+                "the drive {k} is not in {} (copy it with `hyperpunch drive fetch`)",
+                dir.display()
+            )));
+        }
+        return hyperpunch::drive::open_remote_with(store, key, Duration::ZERO, offline)
+            .await
+            .map_err(|e| open_err(dir, e));
+    }
+    let has_local = store
+        .lock()
+        .await
+        .list_names(&Namespace::ROOT)
+        .await
+        .map_err(|e| store_err(dir, e))?
+        .iter()
+        .any(|(n, _)| n == b"db");
+    if has_local {
+        return hyperpunch::drive::open_local_with(store, offline)
+            .await
+            .map_err(|e| open_err(dir, e));
+    }
+    let drives = stored_drives(store, dir).await?;
+    match drives.as_slice() {
+        [] => Err(no_drive(dir)),
+        [key] => hyperpunch::drive::open_remote_with(store, *key, Duration::ZERO, offline)
+            .await
+            .map_err(|e| open_err(dir, e)),
+        many => Err(CliError::new(format!(
+            "{} holds {} drives; pick one with --key ({})",
+            dir.display(),
+            many.len(),
+            many.iter().map(hex::encode).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// `1.5 MiB`-style sizes (as JS `tiny-byte-size`).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One change as `drives` prints it: `+ /key 12 B`, `- /key 3 B`, `~ /key 5 B (+2 B)`.
+fn format_op(op: &MirrorOp) -> String {
+    match op.op {
+        OpKind::Add => format!("+ {} {}", op.key, bytes(op.bytes_added)),
+        OpKind::Remove => format!("- {} {}", op.key, bytes(op.bytes_removed)),
+        OpKind::Change => {
+            let d = op.bytes_added as i128 - op.bytes_removed as i128;
+            let sign = if d > 0 {
+                "+"
+            } else if d < 0 {
+                "-"
+            } else {
+                ""
+            };
+            format!(
+                "~ {} {} ({sign}{})",
+                op.key,
+                bytes(op.bytes_added),
+                bytes(d.unsigned_abs() as u64)
+            )
+        }
+        OpKind::Equal => format!("= {}", op.key),
+    }
+}
+
+fn progress_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} files {{msg}}"
+    )) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Run a mirror with a progress bar (and `-v` lines) on stderr.
+async fn run_mirror<A: Drive, B: Drive>(
+    src: &A,
+    dst: &B,
+    opts: MirrorOptions,
+    verbose: bool,
+    what: &str,
+) -> Result<MirrorReport, MirrorError> {
+    let pb = progress_bar(what);
+    let mut copied = 0u64;
+    let mut m = Mirror::new(src, dst, opts);
+    let out = m
+        .run(|e| match e {
+            MirrorEvent::Listed { files } => pb.set_length(files),
+            MirrorEvent::Op(op) => {
+                if verbose {
+                    pb.suspend(|| eprintln!("{}", format_op(&op)));
+                }
+            }
+            MirrorEvent::Done { .. } => pb.inc(1),
+            MirrorEvent::Copied(n) => {
+                copied += n;
+                pb.set_message(bytes(copied));
+            }
+        })
+        .await;
+    pb.finish_and_clear();
+    out
+}
+
+fn summary(r: &MirrorReport, dry_run: bool, tail: &str) {
+    let c = r.count;
+    eprintln!(
+        "{} {} files compared (+{} -{} ~{}), {} added, {} removed{tail}{}",
+        if dry_run { "(dry run)" } else { "done:" },
+        c.files,
+        c.add,
+        c.remove,
+        c.change,
+        bytes(r.bytes_added),
+        bytes(r.bytes_removed),
+        if dry_run { "; nothing was written" } else { "" }
+    );
+}
+
+fn mirror_options(args: &MirrorArgs, prune: bool) -> MirrorOptions {
+    MirrorOptions {
+        prefix: if args.prefix.is_empty() {
+            vec!["/".into()]
+        } else {
+            args.prefix.clone()
+        },
+        dry_run: args.dry_run,
+        prune,
+        ignore: args.ignore.clone(),
+        ..MirrorOptions::default()
+    }
+}
+
+/// `drive mirror DIR`: folder into the drive.
+async fn mirror_in(
+    folder: &Path,
+    dir: &Path,
+    args: &MirrorArgs,
+    prune: bool,
+) -> Result<(), CliError> {
+    if !folder.is_dir() {
+        return Err(CliError::new(format!(
+            "{} is not a folder",
+            folder.display()
+        )));
+    }
+    let store = open_store(dir, true).await?;
+    let (has_local, stored) = {
+        let g = store.lock().await;
+        let names = g
+            .list_names(&Namespace::ROOT)
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        let cores = g.list().await.map_err(|e| store_err(dir, e))?;
+        (names.iter().any(|(n, _)| n == b"db"), !cores.is_empty())
+    };
+    let (drive, _cores) = if has_local || !stored {
+        hyperpunch::drive::open_local_with(&store, hyperpunch::drive::DriveOptions::offline())
+            .await
+            .map_err(|e| open_err(dir, e))?
+    } else {
+        let (d, c) = find_drive(&store, dir, &WhichDrive { key: None }).await?;
+        if !d.writable().await {
+            return Err(CliError::new(format!(
+                "the drive in {} was copied from a peer and cannot be written here",
+                dir.display()
+            )));
+        }
+        (d, c)
+    };
+    let local = Localdrive::new(folder)
+        .map_err(|e| CliError::new(format!("cannot use {}: {e}", folder.display())))?;
+    let mut opts = mirror_options(args, prune);
+    // The storage folder inside the mirrored folder is not mirrored (it changes meanwhile).
+    if let (Ok(f), Ok(s)) = (folder.canonicalize(), dir.canonicalize()) {
+        if let Ok(rel) = s.strip_prefix(&f) {
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if !rel.is_empty() {
+                opts.ignore.push(format!("/{rel}"));
+            }
+        }
+    }
+    let report = run_mirror(&local, &drive, opts, args.verbose, "mirroring")
+        .await
+        .map_err(|e| mirror_err(dir, e))?;
+    let key = drive.key().await;
+    let version = drive.version().await;
+    summary(&report, args.dry_run, &format!("; drive version {version}"));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", hex::encode(key));
+    Ok(())
+}
+
+/// `drive export DIR`: the drive into a folder.
+async fn export(
+    dir: &Path,
+    folder: &Path,
+    which: &WhichDrive,
+    args: &MirrorArgs,
+    prune: bool,
+) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    if folder.exists() && !folder.is_dir() {
+        return Err(CliError::new(format!(
+            "{} exists and is not a folder",
+            folder.display()
+        )));
+    }
+    if !args.dry_run {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| CliError::new(format!("cannot create {}: {e}", folder.display())))?;
+    }
+    let local = Localdrive::new(folder)
+        .map_err(|e| CliError::new(format!("cannot use {}: {e}", folder.display())))?;
+    let report = run_mirror(
+        &drive,
+        &local,
+        mirror_options(args, prune),
+        args.verbose,
+        "exporting",
+    )
+    .await
+    .map_err(|e| mirror_err(dir, e))?;
+    summary(&report, args.dry_run, "");
+    Ok(())
+}
+
+/// `drive ls [PATH]`.
+async fn ls(
+    dir: &Path,
+    path: &str,
+    which: &WhichDrive,
+    long: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    let mut it = drive
+        .list(path, ListOptions::default())
+        .map_err(|e| drive_err(dir, e))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(e) = it.next().await.map_err(|e| drive_err(dir, e))? {
+        let line = if json {
+            let value: serde_json::Value =
+                serde_json::from_slice(&e.value.encode()).unwrap_or(serde_json::Value::Null);
+            serde_json::json!({"key": e.key, "seq": e.seq, "value": value}).to_string()
+        } else if long {
+            match &e.value.linkname {
+                Some(t) => format!("{:>12} l {} -> {t}", "-", e.key),
+                None => format!(
+                    "{:>12} {} {}",
+                    e.byte_length(),
+                    if e.value.executable { "x" } else { "-" },
+                    e.key
+                ),
+            }
+        } else {
+            e.key
+        };
+        if writeln!(out, "{line}").is_err() {
+            return Ok(()); // stdout closed (`| head`)
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// `drive cat PATH`.
+async fn cat(dir: &Path, path: &str, which: &WhichDrive, range: ReadRange) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    let entry = follow(&drive, path).await.map_err(|e| drive_err(dir, e))?;
+    let Some(entry) = entry else {
+        let mut below = drive
+            .list(path, ListOptions::default())
+            .map_err(|e| drive_err(dir, e))?;
+        if below.next().await.map_err(|e| drive_err(dir, e))?.is_some() {
+            return Err(CliError::new(format!("{path} is a folder in the drive")));
+        }
+        return Err(CliError::new(format!("no such file in the drive: {path}")));
+    };
+    let mut r = drive
+        .entry_reader(&entry, range)
+        .await
+        .map_err(|e| drive_err(dir, e))?;
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = r
+        .next()
+        .await
+        .map_err(|e| drive_err(dir, DriveError::Blob(e)))?
+    {
+        if out.write_all(&chunk).is_err() {
+            return Ok(());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// The entry at `path`, following symlinks as a file system does: a relative target resolves
+/// against the link's folder (JS `entry(path, { follow: true })` resolves it against the link's
+/// own path, so `/a/l -> b` would name `/a/l/b`), at most 16 hops.
+async fn follow(
+    drive: &StoreDrive<FileStorage>,
+    path: &str,
+) -> Result<Option<hyperpunch::core::hyperdrive::DriveEntry>, DriveError> {
+    let mut name = path.to_string();
+    for _ in 0..16 {
+        let Some(e) = drive.entry(&name).await? else {
+            return Ok(None);
+        };
+        let Some(target) = &e.value.linkname else {
+            return Ok(Some(e));
+        };
+        let parent = match e.key.rfind('/') {
+            Some(0) | None => "/",
+            Some(i) => &e.key[..i],
+        };
+        name = hyperpunch::core::hyperdrive::path::resolve_from(parent, target)?;
+    }
+    Err(DriveError::RecursiveSymlink(path.to_string()))
+}
+
+/// `drive serve --tcp`.
+async fn serve(dir: &Path, addr: &str, which: &WhichDrive) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    let key = drive.key().await;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
+    eprintln!(
+        "serving drive {} (version {})",
+        hex::encode(key),
+        drive.version().await
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {local}").and_then(|()| out.flush());
+    }
+    let key_pair = KeyPair::from_seed(&random32()?);
+    let opts = StreamOptions {
+        timeout: IDLE_TIMEOUT_MS,
+        keep_alive: IDLE_TIMEOUT_MS / 4,
+        ..StreamOptions::default()
+    };
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        eprintln!("{peer}: connected");
+        let store = store.clone();
+        let key_pair = key_pair.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            match replicate_with(socket, false, key_pair, opts, &store).await {
+                Ok(()) => eprintln!("{peer}: closed"),
+                Err(e) => eprintln!("{peer}: closed: {e}"),
+            }
+        });
+    }
+}
+
+/// `drive fetch --key --tcp`: the whole drive, db and blobs, over one connection.
+async fn fetch(dir: &Path, key_hex: &str, addr: &str, timeout: Duration) -> Result<(), CliError> {
+    let key = parse_hex32("--key", key_hex)?;
+    let store = open_store(dir, true).await?;
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| CliError::new(format!("cannot connect to {addr}: timed out")))?
+        .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
+    let _ = socket.set_nodelay(true);
+    let key_pair = KeyPair::from_seed(&random32()?);
+    let opts = StreamOptions {
+        keep_alive: 1000,
+        ..StreamOptions::default()
+    };
+    let conn = tokio::spawn({
+        let store = store.clone();
+        async move { replicate_with(socket, true, key_pair, opts, &store).await }
+    });
+    let work = fetch_all(&store, dir, key, timeout);
+    tokio::pin!(work);
+    let result = tokio::select! {
+        r = &mut work => r,
+        c = conn_ended(&conn) => Err(CliError::new(format!(
+            "the connection to {addr} ended before the drive was complete{}",
+            c.map(|e| format!(": {e}")).unwrap_or_default()
+        ))),
+    };
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            conn.abort();
+            return Err(e);
+        }
+    };
+    store.end_all().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn).await;
+    eprintln!("{summary}");
+    Ok(())
+}
+
+/// Resolves when the replication task has ended (with its error, if any).
+async fn conn_ended(
+    conn: &tokio::task::JoinHandle<Result<(), hyperpunch::replicate::ReplicateError>>,
+) -> Option<String> {
+    loop {
+        if conn.is_finished() {
+            return Some("closed by the peer".to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fetch_all(
+    store: &Store,
+    dir: &Path,
+    key: [u8; 32],
+    timeout: Duration,
+) -> Result<String, CliError> {
+    let opts = hyperpunch::drive::DriveOptions {
+        block_timeout: Some(timeout),
+        update_timeout: timeout,
+    };
+    let (drive, _cores) = hyperpunch::drive::open_remote_with(store, key, timeout, opts)
+        .await
+        .map_err(|e| match e {
+            DriveOpenError::NotAvailable(_) => CliError::new(format!(
+                "the peer did not send the drive {} within {}s (does it serve this drive?)",
+                hex::encode(key),
+                timeout.as_secs()
+            )),
+            e => open_err(dir, e),
+        })?;
+    let db = drive.db();
+    let blobs = drive.blobs().core();
+    BeeCore::update(db).await.map_err(|e| core_err(dir, e))?;
+    let db_len = db.state().await.length;
+    BlobCore::download(db, 0, db_len)
+        .await
+        .map_err(|e| core_err(dir, e))?;
+    BeeCore::update(blobs).await.map_err(|e| core_err(dir, e))?;
+    let blobs_len = blobs.state().await.length;
+    let blobs_bytes = BlobCore::byte_length(blobs).await;
+    let pb = Arc::new(if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::with_draw_target(Some(blobs_len), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(&format!(
+            "{{spinner}} fetching [{{bar:30}}] {{pos}}/{{len}} blocks of {} ({{per_sec}}, eta {{eta}})",
+            bytes(blobs_bytes)
+        )) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb
+    } else {
+        ProgressBar::hidden()
+    });
+    let ticker = tokio::spawn({
+        let pb = pb.clone();
+        let blobs = blobs.clone();
+        async move {
+            loop {
+                if let Ok(n) = blobs.stored_blocks().await {
+                    pb.set_position(n);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let done = BlobCore::download(blobs, 0, blobs_len).await;
+    ticker.abort();
+    pb.finish_and_clear();
+    done.map_err(|e| match e {
+        HypercoreError::BlockNotAvailable(i) => CliError::new(format!(
+            "no block arrived for {}s (block {i} of the blobs core is missing)",
+            timeout.as_secs()
+        )),
+        e => core_err(dir, e),
+    })?;
+    let mut files = 0u64;
+    let mut it = drive
+        .list("/", ListOptions::default())
+        .map_err(|e| drive_err(dir, e))?;
+    while it.next().await.map_err(|e| drive_err(dir, e))?.is_some() {
+        files += 1;
+    }
+    Ok(format!(
+        "fetched drive {}: version {}, {files} files, {} of contents",
+        hex::encode(key),
+        drive.version().await,
+        bytes(blobs_bytes)
+    ))
+}
+
+/// `drive info`.
+async fn info(dir: &Path, which: &WhichDrive, json: bool) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    let key = drive.key().await;
+    let content = drive.content_key().await;
+    let db = drive.db().state().await;
+    let blobs = drive.blobs().core();
+    let blobs_len = blobs.state().await.length;
+    let blobs_bytes = BlobCore::byte_length(blobs).await;
+    let blobs_stored = blobs.stored_blocks().await.map_err(|e| core_err(dir, e))?;
+    let db_stored = drive
+        .db()
+        .stored_blocks()
+        .await
+        .map_err(|e| core_err(dir, e))?;
+    let mut files = None;
+    if db_stored == db.length {
+        let mut n = 0u64;
+        let mut it = drive
+            .list("/", ListOptions::default())
+            .map_err(|e| drive_err(dir, e))?;
+        while it.next().await.map_err(|e| drive_err(dir, e))?.is_some() {
+            n += 1;
+        }
+        files = Some(n);
+    }
+    let version = drive.version().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "key": hex::encode(key),
+                "discoveryKey": hex::encode(discovery_key(&key)),
+                "version": version,
+                "contentKey": hex::encode(content),
+                "blobsKey": hex::encode(content),
+                "writable": db.writable,
+                "dbLength": db.length,
+                "dbStored": db_stored,
+                "blobsLength": blobs_len,
+                "blobsStored": blobs_stored,
+                "blobsByteLength": blobs_bytes,
+                "files": files,
+            })
+        );
+    } else {
+        println!("key:            {}", hex::encode(key));
+        println!("discovery key:  {}", hex::encode(discovery_key(&key)));
+        println!("version:        {version}");
+        println!("blobs key:      {} (JS contentKey)", hex::encode(content));
+        println!("writable:       {}", if db.writable { "yes" } else { "no" });
+        println!("db core:        {db_stored}/{} blocks stored", db.length);
+        println!(
+            "blobs core:     {blobs_stored}/{blobs_len} blocks stored, {}",
+            bytes(blobs_bytes)
+        );
+        match files {
+            Some(n) => println!("files:          {n}"),
+            None => println!("files:          (the db is not all stored)"),
+        }
+    }
+    Ok(())
+}
