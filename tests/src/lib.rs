@@ -10,3 +10,4 @@ pub mod matrix;
 pub mod netsim;
 pub mod node;
 pub mod node_peer;
+pub mod swarm_host;

@@ -373,6 +373,13 @@ impl<H: Host> SimNet<H> {
             return;
         };
         h.settle();
+        // Hosts may bind sockets as they go (a holepuncher's pool).
+        for s in h.sockets() {
+            self.by_local.entry(s).or_insert(id);
+        }
+        let Some(h) = self.hosts[id].as_mut() else {
+            return;
+        };
         let mut out = Vec::new();
         while let Some(o) = h.transmit() {
             out.push(o);
