@@ -48,7 +48,7 @@ const deadline = setTimeout(() => {
   out({ event: 'deadline' })
   cleanup()
   process.exit(2)
-}, cfg.deadline || 30000)
+}, cfg.deadline || 90000)
 
 function size (k) {
   return k % 1000 === 999 ? (1 << 20) - (k % 7) : (k * 37) % 3000
