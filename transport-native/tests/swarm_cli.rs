@@ -362,7 +362,17 @@ fn drive_swarm_with_js_both_ways() {
     let dst = tmp.path().join("from-js");
     let d = dst.to_str().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-        .args(["drive", "fetch", "-s", d, "--key", key, "--swarm", "--bootstrap", &boot])
+        .args([
+            "drive",
+            "fetch",
+            "-s",
+            d,
+            "--key",
+            key,
+            "--swarm",
+            "--bootstrap",
+            &boot,
+        ])
         .args(["--host", "127.0.0.1", "--timeout", "60"])
         .env_remove("HYPERPUNCH_BOOTSTRAP")
         .stdin(Stdio::null())
@@ -379,7 +389,8 @@ fn drive_swarm_with_js_both_ways() {
     let got = common::hp(&["drive", "cat", "-s", d, "/big.bin"], b"");
     assert!(got.status.success());
     assert_eq!(got.stdout, big);
-    let info: Value = serde_json::from_str(&ok(&["drive", "info", "-s", d, "--json"], b"")).unwrap();
+    let info: Value =
+        serde_json::from_str(&ok(&["drive", "info", "-s", d, "--json"], b"")).unwrap();
     assert_eq!(info["key"], created["key"]);
     assert_eq!(info["discoveryKey"], created["discoveryKey"]);
     assert_eq!(info["blobsStored"], info["blobsLength"]);
@@ -392,7 +403,13 @@ fn drive_swarm_with_js_both_ways() {
     std::fs::write(folder.join("big.bin"), &big).unwrap();
     let src = tmp.path().join("cli-src");
     let key = ok(
-        &["drive", "mirror", folder.to_str().unwrap(), "-s", src.to_str().unwrap()],
+        &[
+            "drive",
+            "mirror",
+            folder.to_str().unwrap(),
+            "-s",
+            src.to_str().unwrap(),
+        ],
         b"",
     )
     .trim()
@@ -415,7 +432,10 @@ fn drive_swarm_with_js_both_ways() {
     assert_eq!(opened["discoveryKey"].as_str().unwrap(), dk);
     js.call(json!({"cmd": "join", "swarm": b["index"], "topic": dk, "server": false}));
     let got = js.call(json!({"cmd": "downloadDrive", "swarm": b["index"], "files": 3}));
-    assert_eq!(got["list"], json!(["/big.bin", "/docs/a.txt", "/docs/b.txt"]));
+    assert_eq!(
+        got["list"],
+        json!(["/big.bin", "/docs/a.txt", "/docs/b.txt"])
+    );
     assert_eq!(got["contents"]["/docs/a.txt"], "alpha\n");
     assert_eq!(got["contents"]["/docs/b.txt"], "");
     assert_eq!(got["contents"]["/big.bin"], blake2b_hex(&big));
@@ -423,7 +443,17 @@ fn drive_swarm_with_js_both_ways() {
     let copy = tmp.path().join("cli-copy");
     let c = copy.to_str().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-        .args(["drive", "fetch", "-s", c, "--key", &key, "--swarm", "--bootstrap", &boot])
+        .args([
+            "drive",
+            "fetch",
+            "-s",
+            c,
+            "--key",
+            &key,
+            "--swarm",
+            "--bootstrap",
+            &boot,
+        ])
         .args(["--host", "127.0.0.1", "--timeout", "60"])
         .env_remove("HYPERPUNCH_BOOTSTRAP")
         .stdin(Stdio::null())
@@ -438,6 +468,9 @@ fn drive_swarm_with_js_both_ways() {
         ok(&["drive", "ls", "-s", c], b""),
         "/big.bin\n/docs/a.txt\n/docs/b.txt\n"
     );
-    assert_eq!(ok(&["drive", "cat", "-s", c, "/docs/a.txt"], b""), "alpha\n");
+    assert_eq!(
+        ok(&["drive", "cat", "-s", c, "/docs/a.txt"], b""),
+        "alpha\n"
+    );
     let _ = js.call(json!({"cmd": "exit"}));
 }

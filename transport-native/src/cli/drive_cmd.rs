@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::args::SwarmArgs;
 use super::net_cmd::{start_swarm, swarm_serve_loop};
 use super::store::{core_err, restrict, storage_err};
-use super::{parse_hex32, CliError};
+use super::{parse_hex32, timing, CliError};
 
 /// `hyperpunch drive --help`.
 pub const DRIVE_LONG: &str = "\
@@ -44,8 +44,9 @@ byte for byte as JavaScript's hyperdrive 13.3.4 writes it, kept in a corestore s
 
 `mirror` makes the drive hold what a folder holds (creating the drive and the storage folder the
 first time, and printing the drive key); `export` writes the drive's files into a folder; `ls`,
-`cat` and `info` read it; `serve` shares it over TCP and `fetch` copies someone's drive (db and
-blobs, over one connection) into a storage folder.
+`cat` and `info` read it; `serve` shares it (over TCP, or on the DHT by its discovery key with
+--swarm) and `fetch` copies someone's drive (db and blobs, over one connection per peer) into a
+storage folder.
 
 Examples:
   KEY=$(hyperpunch drive mirror ./site --storage ./store)   # folder -> drive, prints the key
@@ -55,12 +56,14 @@ Examples:
   hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000 &
   hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
   hyperpunch drive export --storage ./copy ./site-copy                  # drive -> folder
+  hyperpunch drive serve --storage ./store --swarm --bootstrap HOST:PORT   # as `drives seed`
+  hyperpunch drive fetch --storage ./copy --key $KEY --swarm --bootstrap HOST:PORT
 
 Compared with JS's `drives` CLI: drives take a folder path or key as arguments (`drives mirror
 <src> <dst>`, `drives ls <key>`) and find their storage in `.drives`; here the storage folder is
 always --storage, `mirror` is folder->drive and `export` drive->folder, `cat` is `drives get`,
-`fetch` is `drives download`, `serve --tcp` replicates (JS `drives serve` is an HTTP server and
-`drives seed` announces on the DHT; use `serve --swarm` for that). `--live`, `put`, `rm`,
+`fetch` is `drives download` (over --tcp, or the DHT with --swarm), `serve` replicates (JS
+`drives serve` is an HTTP server; `serve --swarm` is `drives seed`). `--live`, `put`, `rm`,
 `entry`, `touch`, `purge` are not here.";
 
 /// The storage folder of a drive.
@@ -950,6 +953,7 @@ async fn fetch(
 ) -> Result<(), CliError> {
     let key = parse_hex32("--key", key_hex)?;
     let store = open_store(dir, true).await?;
+    timing::mark("storage opened");
     let (conn, what) = match source {
         Source::Tcp(addr) => {
             let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
@@ -1008,12 +1012,14 @@ async fn fetch(
         }
     };
     store.end_all().await;
+    timing::mark("ended");
     if matches!(source, Source::Tcp(_)) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn).await;
     } else {
         // The swarm's connections end with the process; `end_all` told the peers.
         conn.abort();
     }
+    timing::mark("closed");
     eprintln!("{summary}");
     Ok(())
 }
@@ -1048,6 +1054,7 @@ async fn fetch_all(
             )),
             e => open_err(dir, e),
         })?;
+    timing::mark("drive opened");
     let db = drive.db();
     let blobs = drive.blobs().core();
     BeeCore::update(db).await.map_err(|e| core_err(dir, e))?;
@@ -1055,6 +1062,7 @@ async fn fetch_all(
     BlobCore::download(db, 0, db_len)
         .await
         .map_err(|e| core_err(dir, e))?;
+    timing::mark("db downloaded");
     BeeCore::update(blobs).await.map_err(|e| core_err(dir, e))?;
     let blobs_len = blobs.state().await.length;
     let blobs_bytes = BlobCore::byte_length(blobs).await;
@@ -1084,6 +1092,7 @@ async fn fetch_all(
     });
     let done = BlobCore::download(blobs, 0, blobs_len).await;
     ticker.abort();
+    timing::mark("blobs downloaded");
     pb.finish_and_clear();
     done.map_err(|e| match e {
         HypercoreError::BlockNotAvailable(i) => CliError::new(format!(
@@ -1099,6 +1108,7 @@ async fn fetch_all(
     while it.next().await.map_err(|e| drive_err(dir, e))?.is_some() {
         files += 1;
     }
+    timing::mark("listed");
     Ok(format!(
         "fetched drive {}: version {}, {files} files, {} of contents",
         hex::encode(key),
