@@ -351,7 +351,7 @@ fn blake2b_hex(b: &[u8]) -> String {
 fn drive_swarm_with_js_both_ways() {
     let (_nodes, boot) = cli_dht(3);
     let tmp = tempfile::tempdir().unwrap();
-    let big: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 & 255) as u8).collect();
+    let big: Vec<u8> = (0..300 * 1024).map(|i| ((i * 7) & 255) as u8).collect();
     let mut js = Js::spawn();
 
     // JS seeds, the CLI fetches.
