@@ -380,8 +380,16 @@ fn js_server_rust_clients_exec_firewall_copy() {
     let down = client_home.path().join("down");
     copy("copy down dir", &up_dir, down.to_str().unwrap());
     assert_same_tree(&src, &down);
+    // By name (~/.hypershell/known_peers), as hypershell-copy's `@NAME:PATH`.
+    std::fs::create_dir_all(client_home.path().join(".hypershell")).unwrap();
+    std::fs::write(
+        client_home.path().join(".hypershell/known_peers"),
+        format!("# <name> <public key>\njsbox {key}\n"),
+    )
+    .unwrap();
     let down_file = client_home.path().join("one-back.bin");
-    copy("copy down", &up_file, down_file.to_str().unwrap());
+    let by_name = format!("@jsbox:{}", remote.join("one.bin").display());
+    copy("copy down", &by_name, down_file.to_str().unwrap());
     assert_same(&std::fs::read(&down_file).unwrap(), &big, "downloaded file");
 
     // A missing source is an error naming it.

@@ -39,7 +39,8 @@ Works with JS hypershell on either side (hypershell-server, hypershell, hypershe
   hyperpunch shell copy ./notes.txt KEY:/tmp/notes.txt    # upload (files or folders)
   hyperpunch shell copy KEY:/var/log/app ./app-logs       # download
 
-Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex. Every command takes
+Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex, or names given to
+them in ~/.hypershell/known_peers (`NAME KEY` per line). Every command takes
 --bootstrap (or HYPERPUNCH_BOOTSTRAP). Exit codes: exec and connect exit with the remote
 command's code; 1 when the connection fails (unknown key, refused by the server's allow list:
 `PEER_CONNECTION_FAILED`, no route), 2 for bad arguments.";
@@ -133,7 +134,8 @@ this command exits with its code.")]
     },
     /// Copy a file or folder to or from a server.
     #[command(long_about = "\
-Copy SOURCE to TARGET, one of them on the server as KEY:PATH (as hypershell-copy). A file
+Copy SOURCE to TARGET, one of them on the server as KEY:PATH or @NAME:PATH (a name of
+~/.hypershell/known_peers: `NAME KEY` lines), as hypershell-copy. A file
 becomes TARGET; a folder is copied into TARGET. Every file is written to a temporary file next
 to its destination and renamed into place when complete, so a copy cut short leaves no half-
 written file under its name.
@@ -229,17 +231,24 @@ pub fn run(c: ShellCommand) -> Result<(), CliError> {
     }
 }
 
+/// A server's key, or its name in ~/.hypershell/known_peers (`NAME KEY` lines).
 fn parse_server_key(s: &str) -> Result<[u8; 32], CliError> {
-    id_encoding::decode(s.trim()).map_err(|_| {
+    let known = std::fs::read_to_string(shell_dir().join("known_peers")).unwrap_or_default();
+    hyperpunch::core::shell::resolve_peer(s, &known).map_err(|_| {
         CliError::new(format!(
-            "unknown server key {s:?}: a key is 52 z-base-32 or 64 hex characters"
+            "unknown server {s:?}: not a key (52 z-base-32 or 64 hex characters) nor a name in \
+             ~/.hypershell/known_peers"
         ))
     })
 }
 
-/// `KEY:PATH` (hypershell-copy's `publicKeyExpr`: 64 hex or 52 z32 characters then `:`).
+/// `KEY:PATH` (hypershell-copy's `publicKeyExpr`: 64 hex or 52 z32 characters then `:`), or
+/// `@NAME:PATH` (a name of known_peers).
 fn remote_path(s: &str) -> Option<(String, String)> {
     let (k, p) = s.split_once(':')?;
+    if let Some(name) = k.strip_prefix('@') {
+        return (!name.is_empty() && !p.is_empty()).then(|| (name.to_string(), p.to_string()));
+    }
     let z32 = "ybndrfg8ejkmcpqxot1uwisza345h769";
     let ok = (k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
         || (k.len() == 52
