@@ -380,8 +380,16 @@ fn js_server_rust_clients_exec_firewall_copy() {
     let down = client_home.path().join("down");
     copy("copy down dir", &up_dir, down.to_str().unwrap());
     assert_same_tree(&src, &down);
+    // By name (~/.hypershell/known_peers), as hypershell-copy's `@NAME:PATH`.
+    std::fs::create_dir_all(client_home.path().join(".hypershell")).unwrap();
+    std::fs::write(
+        client_home.path().join(".hypershell/known_peers"),
+        format!("# <name> <public key>\njsbox {key}\n"),
+    )
+    .unwrap();
     let down_file = client_home.path().join("one-back.bin");
-    copy("copy down", &up_file, down_file.to_str().unwrap());
+    let by_name = format!("@jsbox:{}", remote.join("one.bin").display());
+    copy("copy down", &by_name, down_file.to_str().unwrap());
     assert_same(&std::fs::read(&down_file).unwrap(), &big, "downloaded file");
 
     // A missing source is an error naming it.
@@ -460,4 +468,216 @@ fn pty_sessions_with_ctrl_c() {
         );
         assert!(!out.contains("\nslept"), "{out}");
     }
+}
+
+/// Waits (bounded) until `dir` holds a file whose name starts with `prefix`.
+fn wait_for_file(dir: &Path, prefix: &str) -> PathBuf {
+    let deadline = std::time::Instant::now() + common::tools::STEP;
+    loop {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(prefix) {
+                    return e.path();
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {prefix}* in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The writer of a copy killed with SIGKILL mid-file leaves nothing under the file's name:
+/// a JS upload to a hyperpunch server killed mid-copy, and a hyperpunch download killed
+/// mid-copy. (The hidden temporary file stays, as a kill leaves no chance to remove it.)
+#[test]
+fn writer_killed_mid_copy_leaves_no_half_written_file() {
+    let (_dht, boot) = testnet(2);
+    let net = ["--bootstrap", boot.as_str(), "--host", "127.0.0.1"];
+    let js_home = Home::new();
+    let js_key = js_home.file("peer");
+    let js_pk = js_keygen(&js_home, &js_key, &boot);
+    let client_home = Home::new();
+    let client_key = client_home.file("peer");
+    let client_pk = rust_keygen(&client_home, &client_key);
+    let server_home = Home::new();
+    let allow = server_home.file("authorized_peers");
+    std::fs::write(&allow, format!("{js_pk}\n{client_pk}\n")).unwrap();
+    let server_key_file = server_home.file("server-key");
+    let big = pattern(16 << 20);
+    let src = server_home.path().join("big.bin");
+    std::fs::write(&src, &big).unwrap();
+    std::fs::write(js_home.path().join("big.bin"), &big).unwrap();
+    let up = server_home.path().join("up");
+    std::fs::create_dir_all(&up).unwrap();
+    let start_server = || {
+        let mut args = vec![
+            "shell",
+            "server",
+            "-f",
+            &server_key_file,
+            "--firewall",
+            &allow,
+        ];
+        args.extend_from_slice(&net);
+        let mut s = hp("rust server", &server_home, &args);
+        let k = last_word(&mut s, "hyperpunch shell connect");
+        (s, k)
+    };
+
+    // Upload: the server writes; kill it once the file is being written.
+    let (mut server, key) = start_server();
+    let target = format!("{key}:{}", up.join("big.bin").display());
+    let from = js_home.file("big.bin");
+    let mut c = js(
+        "js copy up",
+        "copy.js",
+        &js_home,
+        &["-f", &js_key, &from, &target],
+        &boot,
+    );
+    let tmp = wait_for_file(&up, ".big.bin.hyperpunch-");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(!up.join("big.bin").exists(), "no half-written file");
+    assert!(tmp.exists());
+    let _ = c.child.kill();
+
+    // Download: the client writes; kill it mid-file. The server then serves on.
+    let (_server, key) = start_server();
+    let down = client_home.path().join("down");
+    std::fs::create_dir_all(&down).unwrap();
+    let from = format!("{key}:{}", src.display());
+    let to = down.join("big.bin");
+    let mut args = vec![
+        "shell",
+        "copy",
+        &from,
+        to.to_str().unwrap(),
+        "-f",
+        &client_key,
+    ];
+    args.extend_from_slice(&net);
+    let mut c = hp("rust copy down", &client_home, &args);
+    wait_for_file(&down, ".big.bin.hyperpunch-");
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    assert!(!to.exists(), "no half-written file");
+    // And the whole file once not killed.
+    let mut c = hp("rust copy down again", &client_home, &args);
+    c.close_stdin();
+    assert_eq!(c.finish().0, Some(0), "{:?}", c.output());
+    assert_same(&std::fs::read(&to).unwrap(), &big, "the downloaded file");
+}
+
+/// The resize message reaches the PTY (as JS's client sends it on a terminal's `resize`): a
+/// client built on the library opens `sh` at 80x24, resizes to 100x40, and the shell sees it.
+#[test]
+fn resize_reaches_the_pty() {
+    use hyperpunch::core::protomux::Protomux;
+    use hyperpunch::core::shell::{ClientEvent, Resize, ShellClient, Spawn};
+    use hyperpunch::crypto::KeyPair;
+    use hyperpunch::dht::{ConnectOptions, Dht, DhtOptions};
+
+    let (_dht, boot) = testnet(2);
+    let net = ["--bootstrap", boot.as_str(), "--host", "127.0.0.1"];
+    let kp = KeyPair::from_seed(&[42u8; 32]);
+    let server_home = Home::new();
+    let allow = server_home.file("authorized_peers");
+    std::fs::write(&allow, format!("{}\n", hex::encode(kp.public_key))).unwrap();
+    let server_key_file = server_home.file("server-key");
+    let mut args = vec![
+        "shell",
+        "server",
+        "-f",
+        &server_key_file,
+        "--firewall",
+        &allow,
+    ];
+    args.extend_from_slice(&net);
+    let mut server = hp("rust server", &server_home, &args);
+    let key = last_word(&mut server, "hyperpunch shell connect");
+    let key = hyperpunch::core::id_encoding::decode(&key).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out = rt.block_on(async move {
+        let peer = Dht::spawn(DhtOptions {
+            bootstrap: vec![boot.clone()],
+            host: std::net::Ipv4Addr::LOCALHOST,
+            ..DhtOptions::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(common::tools::STEP, peer.ready())
+            .await
+            .unwrap()
+            .unwrap();
+        let conn = tokio::time::timeout(
+            common::tools::STEP,
+            peer.connect(key, kp, ConnectOptions::default()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let (tx, mut rx) = conn.split();
+        let mut mux = Protomux::new();
+        let mut client = ShellClient::new();
+        let spawn = Spawn {
+            command: "sh".into(),
+            args: vec!["-c".into(), "stty size; read x; stty size; exit 3".into()],
+            width: 80,
+            height: 24,
+        };
+        let ch = client.open_shell(&mut mux, &spawn).unwrap();
+        let mut out = Vec::new();
+        let mut resized = false;
+        let mut code = None;
+        let deadline = tokio::time::Instant::now() + common::tools::STEP;
+        loop {
+            while let Some(f) = mux.poll_transmit() {
+                tx.send(f).await.unwrap();
+            }
+            let f = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the session ends in time");
+            let Some(Ok(f)) = f else { break };
+            mux.handle_frame(&f).unwrap();
+            let mut closed = false;
+            while let Some(e) = mux.poll_event() {
+                match client.handle_event(e).unwrap() {
+                    Some(ClientEvent::Stdout { data, .. }) => out.extend_from_slice(&data),
+                    Some(ClientEvent::ExitCode { code: c, .. }) => code = Some(c),
+                    Some(ClientEvent::Closed { .. }) => closed = true,
+                    _ => {}
+                }
+            }
+            if !resized && String::from_utf8_lossy(&out).contains("24 80") {
+                resized = true;
+                client
+                    .resize(
+                        &mut mux,
+                        ch,
+                        Resize {
+                            width: 100,
+                            height: 40,
+                        },
+                    )
+                    .unwrap();
+                client.stdin(&mut mux, ch, b"\n").unwrap();
+            }
+            if closed {
+                break;
+            }
+        }
+        let _ = tx.end().await;
+        (String::from_utf8_lossy(&out).into_owned(), code)
+    });
+    rt.shutdown_background();
+    let (out, code) = out;
+    assert!(out.contains("24 80"), "{out}");
+    assert!(out.contains("40 100"), "{out}");
+    assert_eq!(code, Some(3));
 }

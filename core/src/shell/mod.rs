@@ -594,6 +594,32 @@ impl AllowList {
     }
 }
 
+/// The names of `known_peers` (`NAME KEY` per line, `#` comments, as tiny-configs with
+/// `split: ' ', length: 2`): what `hypershell NAME` and `hypershell-copy @NAME:PATH` resolve.
+/// Lines that are not exactly two words are skipped, as JS does.
+pub fn parse_known_peers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next().unwrap_or("");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.len() == 2).then(|| (words[0].to_string(), words[1].to_string()))
+        })
+        .collect()
+}
+
+/// A server named on the command line: a `known_peers` name, else the key itself (JS
+/// `getKnownPeer`).
+pub fn resolve_peer(
+    host: &str,
+    known_peers: &str,
+) -> Result<[u8; 32], crate::id_encoding::IdError> {
+    let key = parse_known_peers(known_peers)
+        .into_iter()
+        .find(|(name, _)| name == host)
+        .map_or_else(|| host.to_string(), |(_, key)| key);
+    crate::id_encoding::decode(key.trim())
+}
+
 /// The seed of a key file (`hypershell-keygen`: the z-base-32 seed, maybe ` # comment`, a
 /// newline). The key pair is `KeyPair::from_seed(seed)` (JS `DHT.keyPair(seed)`).
 pub fn parse_key_file(text: &str) -> Option<[u8; 32]> {
@@ -746,6 +772,16 @@ mod tests {
             Err(BadAllowLine { line: 2 })
         );
         assert!(!AllowList::Anyone.refuses(&k));
+        let known = format!(
+            "# <name> <public key>\nlaptop {}\nbad line here\n",
+            hex_of(&k)
+        );
+        assert_eq!(resolve_peer("laptop", &known).unwrap(), k);
+        assert_eq!(
+            resolve_peer(&hex_of(&[9u8; 32]), &known).unwrap(),
+            [9u8; 32]
+        );
+        assert!(resolve_peer("desktop", &known).is_err());
         let seed = [3u8; 32];
         assert_eq!(parse_key_file(&key_file(&seed)), Some(seed));
         assert_eq!(parse_key_file("garbage"), None);

@@ -39,7 +39,8 @@ Works with JS hypershell on either side (hypershell-server, hypershell, hypershe
   hyperpunch shell copy ./notes.txt KEY:/tmp/notes.txt    # upload (files or folders)
   hyperpunch shell copy KEY:/var/log/app ./app-logs       # download
 
-Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex. Every command takes
+Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex, or names given to
+them in ~/.hypershell/known_peers (`NAME KEY` per line). Every command takes
 --bootstrap (or HYPERPUNCH_BOOTSTRAP). Exit codes: exec and connect exit with the remote
 command's code; 1 when the connection fails (unknown key, refused by the server's allow list:
 `PEER_CONNECTION_FAILED`, no route), 2 for bad arguments.";
@@ -133,7 +134,8 @@ this command exits with its code.")]
     },
     /// Copy a file or folder to or from a server.
     #[command(long_about = "\
-Copy SOURCE to TARGET, one of them on the server as KEY:PATH (as hypershell-copy). A file
+Copy SOURCE to TARGET, one of them on the server as KEY:PATH or @NAME:PATH (a name of
+~/.hypershell/known_peers: `NAME KEY` lines), as hypershell-copy. A file
 becomes TARGET; a folder is copied into TARGET. Every file is written to a temporary file next
 to its destination and renamed into place when complete, so a copy cut short leaves no half-
 written file under its name.
@@ -229,17 +231,24 @@ pub fn run(c: ShellCommand) -> Result<(), CliError> {
     }
 }
 
+/// A server's key, or its name in ~/.hypershell/known_peers (`NAME KEY` lines).
 fn parse_server_key(s: &str) -> Result<[u8; 32], CliError> {
-    id_encoding::decode(s.trim()).map_err(|_| {
+    let known = std::fs::read_to_string(shell_dir().join("known_peers")).unwrap_or_default();
+    hyperpunch::core::shell::resolve_peer(s, &known).map_err(|_| {
         CliError::new(format!(
-            "unknown server key {s:?}: a key is 52 z-base-32 or 64 hex characters"
+            "unknown server {s:?}: not a key (52 z-base-32 or 64 hex characters) nor a name in \
+             ~/.hypershell/known_peers"
         ))
     })
 }
 
-/// `KEY:PATH` (hypershell-copy's `publicKeyExpr`: 64 hex or 52 z32 characters then `:`).
+/// `KEY:PATH` (hypershell-copy's `publicKeyExpr`: 64 hex or 52 z32 characters then `:`), or
+/// `@NAME:PATH` (a name of known_peers).
 fn remote_path(s: &str) -> Option<(String, String)> {
     let (k, p) = s.split_once(':')?;
+    if let Some(name) = k.strip_prefix('@') {
+        return (!name.is_empty() && !p.is_empty()).then(|| (name.to_string(), p.to_string()));
+    }
     let z32 = "ybndrfg8ejkmcpqxot1uwisza345h769";
     let ok = (k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
         || (k.len() == 52
@@ -394,13 +403,42 @@ async fn server(
     Ok(())
 }
 
+/// Bounds what a producer thread (a PTY's output, a download) queues ahead of the connection:
+/// each chunk takes a credit, the connection's loop gives it back once the chunk was sent.
+#[derive(Clone)]
+struct Credit(Arc<tokio::sync::Semaphore>, tokio::runtime::Handle);
+
+/// Chunks a producer may have queued at once.
+const CREDITS: usize = 16;
+
+impl Credit {
+    fn new() -> Credit {
+        Credit(
+            Arc::new(tokio::sync::Semaphore::new(CREDITS)),
+            tokio::runtime::Handle::current(),
+        )
+    }
+    /// Waits for a credit (from a blocking thread); `false` once the loop is gone.
+    fn take(&self, to: &mpsc::UnboundedSender<Local>) -> bool {
+        self.1.block_on(async {
+            tokio::select! {
+                p = self.0.acquire() => p.map(|p| p.forget()).is_ok(),
+                _ = to.closed() => false,
+            }
+        })
+    }
+    fn give(&self) {
+        self.0.add_permits(1);
+    }
+}
+
 /// What the server's own tasks report to a connection's loop.
 enum Local {
-    Output(ChannelId, Vec<u8>),
+    Output(ChannelId, Vec<u8>, Credit),
     Exited(ChannelId, u64),
     SpawnFailed(ChannelId, String),
     Header(ChannelId, bool),
-    Data(ChannelId, Vec<u8>),
+    Data(ChannelId, Vec<u8>, Credit),
     Failed(ChannelId, RemoteError),
 }
 
@@ -458,10 +496,16 @@ fn start_pty(
     });
     let (out_done_tx, out_done) = std::sync::mpsc::channel::<()>();
     let l2 = local.clone();
+    let credit = Credit::new();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || l2.send(Local::Output(ch, buf[..n].to_vec())).is_err() {
+            if n == 0
+                || !credit.take(&l2)
+                || l2
+                    .send(Local::Output(ch, buf[..n].to_vec(), credit.clone()))
+                    .is_err()
+            {
                 break;
             }
         }
@@ -490,6 +534,8 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
     let mut ptys: HashMap<ChannelId, (std::sync::mpsc::Sender<PtyInput>, u32)> = HashMap::new();
     let mut uploads: HashMap<ChannelId, Extractor> = HashMap::new();
     let mut downloads: HashMap<ChannelId, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Credits of the chunks handed to the mux since the last flush.
+    let mut sent: Vec<Credit> = Vec::new();
     let result = loop {
         tokio::select! {
             f = rx.recv() => match f {
@@ -503,7 +549,10 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
             },
             Some(l) = local.recv() => {
                 let r = match l {
-                    Local::Output(ch, d) => server.stdout(&mut mux, ch, &d),
+                    Local::Output(ch, d, credit) => {
+                        sent.push(credit);
+                        server.stdout(&mut mux, ch, &d)
+                    }
                     Local::Exited(ch, code) => {
                         ptys.remove(&ch);
                         server
@@ -517,7 +566,10 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
                     Local::Header(ch, is_directory) => {
                         server.download_header(&mut mux, ch, DownloadHeader { is_directory })
                     }
-                    Local::Data(ch, d) => server.data(&mut mux, ch, &d),
+                    Local::Data(ch, d, credit) => {
+                        sent.push(credit);
+                        server.data(&mut mux, ch, &d)
+                    }
                     Local::Failed(ch, e) => server
                         .error(&mut mux, ch, &e)
                         .and_then(|_| server.close(&mut mux, ch)),
@@ -628,6 +680,9 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
         if !flush(&mut mux, &tx).await {
             break Ok(());
         }
+        for c in sent.drain(..) {
+            c.give();
+        }
     };
     for (_, (_, pid)) in ptys.drain() {
         native::kill(pid);
@@ -649,11 +704,13 @@ fn send_path(ch: ChannelId, source: &str, local: mpsc::UnboundedSender<Local>) {
         }
     };
     let _ = local.send(Local::Header(ch, meta.is_dir()));
-    // Bounded by the channel's consumer: the connection loop sends as fast as the peer takes.
-    let r = native::pack(path, |chunk| local.send(Local::Data(ch, chunk)).is_ok());
+    let credit = Credit::new();
+    let r = native::pack(path, |chunk| {
+        credit.take(&local) && local.send(Local::Data(ch, chunk, credit.clone())).is_ok()
+    });
     match r {
         Ok(()) => {
-            let _ = local.send(Local::Data(ch, Vec::new()));
+            let _ = local.send(Local::Data(ch, Vec::new(), credit));
         }
         Err(e) => {
             let _ = local.send(Local::Failed(ch, remote_error(&e, source)));
