@@ -74,6 +74,9 @@ struct Run {
 
 const TICK: Duration = Duration::from_millis(1);
 
+/// A datagram on the wire: (arrival, tiebreak, destination, bytes).
+type InFlight = (Duration, u64, usize, Vec<u8>);
+
 /// Moves `size` bytes from endpoint 0 to endpoint 1 over `path` (both directions alike).
 fn transfer(seed: u64, path: Path, size: usize) -> Run {
     let mut rng = Rng(seed);
@@ -100,8 +103,7 @@ fn transfer(seed: u64, path: Path, size: usize) -> Run {
     ];
     // The reader may take its next event once `now` reaches this.
     let mut reader_ready = Duration::ZERO;
-    // (arrival, tiebreak, destination, datagram)
-    let mut wire: BinaryHeap<Reverse<(Duration, u64, usize, Vec<u8>)>> = BinaryHeap::new();
+    let mut wire: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
     let mut busy_until = [Duration::ZERO; 2];
     let mut counter = 0u64;
     let mut now = Duration::ZERO;
