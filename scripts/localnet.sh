@@ -45,10 +45,4 @@ localnet_start() {
   pids+=($serve_pid)
   wait_for "$tmp/serve.out" '/^announced /p' >/dev/null || {
     echo "error: the core server did not announce:" >&2; cat "$tmp/serve.log" >&2; return 1; }
-  # KNOWN BUG, worked around here: a connection through the relay made within the first seconds
-  # after the relay and the server started sometimes never gets the server's first replication
-  # message (the page sees the server's channel open, then nothing: 1 run in 3 of the demo page
-  # test; 0 in 6 with this wait; `core fetch --swarm` right after the announce is unaffected).
-  # Not found yet; see README "What is missing".
-  sleep "${HYPERPUNCH_SETTLE_SECS:-8}"
 }
