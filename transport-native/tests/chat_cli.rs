@@ -420,7 +420,13 @@ fn two_members_over_hyperswarm() {
         .to_string();
     alice.expect("joined the swarm");
 
-    let mut args = vec!["chat", "--storage", b_dir.to_str().unwrap(), "--invite", &room];
+    let mut args = vec![
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+    ];
     args.extend(common);
     let mut bob = Member::spawn(&args);
     let b_key = bob

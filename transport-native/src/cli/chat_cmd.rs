@@ -72,7 +72,12 @@ pub struct ChatArgs {
     #[arg(long, value_name = "NODES")]
     pub bootstrap: Option<String>,
     /// With --bootstrap: the local address to bind the DHT node on (default 0.0.0.0).
-    #[arg(long, value_name = "IP", default_value = "0.0.0.0", requires = "bootstrap")]
+    #[arg(
+        long,
+        value_name = "IP",
+        default_value = "0.0.0.0",
+        requires = "bootstrap"
+    )]
     pub host: std::net::Ipv4Addr,
     /// Print the room's messages held in the folder, one a line, and exit.
     #[arg(long)]
