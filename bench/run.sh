@@ -27,6 +27,8 @@
 #    against bench/js/bee-cli.js.
 # 5c. Hyperdrive (bench/drive.sh): `hyperpunch drive mirror` / `ls` / `serve` + `fetch` as whole
 #    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
+# 5d. hypershell (bench/shell.sh): 64 MiB copied up and down with `hyperpunch shell copy` and JS
+#    hypershell-copy against `hyperpunch shell server` and JS hypershell-server, whole processes.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
 #    writes them to bench/latest.md and BENCHMARKS.md.
 set -euo pipefail
@@ -438,6 +440,11 @@ bash "$root/bench/drive.sh" "$tmp/drive.md"
 {
   echo
   cat "$tmp/drive.md"
+} | tee -a "$tmp/table.md"
+# ---- hypershell (issue 16): bench/shell.sh, copies as whole processes ----
+{
+  echo
+  bash "$root/bench/shell.sh"
 } | tee -a "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 {

@@ -181,7 +181,11 @@ fn rust_server_js_clients_exec_firewall_copy() {
     args.extend_from_slice(&["--", "sh", "-c", &touch]);
     let mut stranger = hp("stranger", &stranger_home, &args);
     stranger.close_stdin();
-    assert_eq!(stranger.finish().0, Some(1));
+    assert_eq!(
+        stranger.finish().0,
+        Some(255),
+        "as ssh: the command could not run"
+    );
     assert!(stranger.expect("error").contains("PEER_CONNECTION_FAILED"));
     server.expect(&format!("Firewall denied: {stranger_pk}"));
     assert!(!marker.exists(), "nothing ran for the stranger");
@@ -315,7 +319,7 @@ fn js_server_rust_clients_exec_firewall_copy() {
     args.extend_from_slice(&net);
     args.extend_from_slice(&["--", "sh", "-c", BIG_CMD]);
     let (code, _, lines) = run_client(hp("rust exec", &client_home, &args));
-    assert_eq!(code, Some(1), "{lines:?}");
+    assert_eq!(code, Some(255), "{lines:?}");
     assert!(
         lines
             .iter()
@@ -345,7 +349,11 @@ fn js_server_rust_clients_exec_firewall_copy() {
     args.extend_from_slice(&["--", "sh", "-c", &touch]);
     let mut stranger = hp("stranger", &stranger_home, &args);
     stranger.close_stdin();
-    assert_eq!(stranger.finish().0, Some(1));
+    assert_eq!(
+        stranger.finish().0,
+        Some(255),
+        "as ssh: the command could not run"
+    );
     assert!(stranger.expect("error").contains("PEER_CONNECTION_FAILED"));
     server.expect(&format!("Firewall denied: {stranger_pk}"));
     assert!(!marker.exists());

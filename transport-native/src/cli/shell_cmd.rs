@@ -42,8 +42,13 @@ Works with JS hypershell on either side (hypershell-server, hypershell, hypershe
 Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex, or names given to
 them in ~/.hypershell/known_peers (`NAME KEY` per line). Every command takes
 --bootstrap (or HYPERPUNCH_BOOTSTRAP). Exit codes: exec and connect exit with the remote
-command's code; 1 when the connection fails (unknown key, refused by the server's allow list:
-`PEER_CONNECTION_FAILED`, no route), 2 for bad arguments.";
+command's code, or 255 (as ssh) when it could not run: no connection (refused by the server's
+allow list: `PEER_CONNECTION_FAILED`; no server for the key: `PEER_NOT_FOUND`; a timeout), or
+the server failed. copy and keygen exit 1 on failure; bad arguments exit 2.";
+
+/// Exit status of `exec` / `connect` when the command could not be run (no connection, refused,
+/// the server failed): 255, as ssh.
+pub const EXIT_NO_SESSION: i32 = 255;
 
 /// Where hypershell keeps its files (`~/.hypershell`).
 fn shell_dir() -> PathBuf {
@@ -772,6 +777,12 @@ fn session(
         r
     });
     rt.shutdown_background();
+    // Failing to reach the command exits 255 (as ssh), so a script tells it from the command's
+    // own codes.
+    let r = r.map_err(|mut e| {
+        e.code = EXIT_NO_SESSION;
+        e
+    });
     match r? {
         0 => Ok(()),
         code => {
