@@ -22,6 +22,9 @@
 # 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
 #    (bench_bee.rs vs bench/js/bee.js), and `hyperpunch bee batch` / `bee list` as whole processes
 #    against bench/js/bee-cli.js.
+# 5c. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
+#    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
+#    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
 #    writes them to bench/latest.md and BENCHMARKS.md.
 set -euo pipefail
@@ -425,6 +428,12 @@ bash "$root/bench/bee.sh" "$tmp/bee.md"
 {
   echo
   cat "$tmp/bee.md"
+} | tee -a "$tmp/table.md"
+# ---- whole processes: core serve -> core fetch (issue 11): bench/cli.sh, its own table ----
+bash "$root/bench/cli.sh" "$tmp/cli.md"
+{
+  echo
+  cat "$tmp/cli.md"
 } | tee -a "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 {
