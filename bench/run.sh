@@ -442,7 +442,8 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s) and hyperbee (≥ 20×);"
+  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×)"
+  echo "and whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time);"
   echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo
   cat "$tmp/table.md"

@@ -312,7 +312,9 @@ fn open_database(dir: &Path) -> Result<(Database, Keyspace), StorageError> {
     }
     let (db, ks) = open(&db_path)?;
     // fjall syncs the folders it makes; this syncs its journal.
-    guarded("creating", || db.persist(PersistMode::SyncAll).map_err(map_err))?;
+    guarded("creating", || {
+        db.persist(PersistMode::SyncAll).map_err(map_err)
+    })?;
     std::fs::remove_file(&marker).map_err(|e| io_err("remove", &marker, e))?;
     // Synced before anything is written: a marker that came back after a power cut would
     // discard the data.

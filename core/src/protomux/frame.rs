@@ -315,7 +315,11 @@ impl BatchBuilder {
         let start = self.buf.len();
         message.encode(&mut self.buf);
         // `encoded_len` is exact (the `Encode` contract); a wrong one would corrupt the frame.
-        debug_assert_eq!(self.buf.len() - start, len, "Encode::encoded_len is not exact");
+        debug_assert_eq!(
+            self.buf.len() - start,
+            len,
+            "Encode::encoded_len is not exact"
+        );
     }
 
     /// The channel prefix of an item for `channel` (none when the previous item had it).
