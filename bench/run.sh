@@ -22,7 +22,9 @@
 # 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
 #    (bench_bee.rs vs bench/js/bee.js), and `hyperpunch bee batch` / `bee list` as whole processes
 #    against bench/js/bee-cli.js.
-# 5c. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
+# 5c. Hyperdrive (bench/drive.sh): `hyperpunch drive mirror` / `ls` / `serve` + `fetch` as whole
+#    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
+# 5d. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
 #    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
 #    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
@@ -429,6 +431,12 @@ bash "$root/bench/bee.sh" "$tmp/bee.md"
   echo
   cat "$tmp/bee.md"
 } | tee -a "$tmp/table.md"
+# ---- hyperdrive (issue 13): bench/drive.sh, whole processes ----
+bash "$root/bench/drive.sh" "$tmp/drive.md"
+{
+  echo
+  cat "$tmp/drive.md"
+} | tee -a "$tmp/table.md"
 # ---- whole processes: core serve -> core fetch (issue 11): bench/cli.sh, its own table ----
 bash "$root/bench/cli.sh" "$tmp/cli.md"
 {
@@ -442,7 +450,7 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×)"
+  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×), hyperdrive (≥ 5×)"
   echo "and whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time);"
   echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo

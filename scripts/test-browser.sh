@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the wasm browser tests of hyperpunch-web (IndexedDB storage conformance, persistence,
-# wasm-bindgen exports, the dht-relay client against a local `hyperpunch relay`) in headless
+# wasm-bindgen exports, the dht-relay client against a local `hyperpunch relay`, replication
+# through that relay from a native `hyperpunch core serve --swarm`) in headless
 # Chromium through wasm-bindgen-test-runner + chromedriver.
 # Installs the tools first (scripts/install-wasm-tools.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -20,32 +21,19 @@ export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 [ -x "$CHROMEDRIVER" ] || { echo "error: chromedriver not found at $CHROMEDRIVER" >&2; exit 1; }
 
 # The relay tests need a `hyperpunch relay` on loopback with a local bootstrap node (never the
-# public ones); its URL reaches the test module at build time (HYPERPUNCH_TEST_RELAY).
+# public ones) and a native peer serving a core; the relay's URL and the core reach the test
+# module at build time (HYPERPUNCH_TEST_RELAY, HYPERPUNCH_TEST_CORE).
 echo "==> starting a bootstrap node and hyperpunch relay on 127.0.0.1" >&2
 cargo build --locked -q -p hyperpunch --bin hyperpunch
 hp="$root/target/debug/hyperpunch"
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-boot_port=$(free_port)
-"$hp" dht bootstrap --host 127.0.0.1 --port "$boot_port" 2>"$tmp/boot.log" &
-pids+=($!)
-"$hp" relay --ws 127.0.0.1:0 --host 127.0.0.1 --bootstrap "127.0.0.1:$boot_port" 2>"$tmp/relay.log" &
-pids+=($!)
-url=""
-for _ in $(seq 1 600); do
-  url=$(sed -n 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p' "$tmp/relay.log" | head -1)
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "error: the relay did not start:" >&2; cat "$tmp/relay.log" "$tmp/boot.log" >&2; exit 1; }
-export HYPERPUNCH_TEST_RELAY="$url"
-echo "==> relay at $url" >&2
+source scripts/localnet.sh
+trap 'localnet_stop; rm -rf "$tmp"' EXIT
+# The page replicates the served core through the relay (tests/relay_replication.rs).
+localnet_start "${HYPERPUNCH_TEST_CORE_BLOCKS:-300}"
+export HYPERPUNCH_TEST_RELAY="$relay_url"
+export HYPERPUNCH_TEST_CORE="$core_key:$core_len"
+echo "==> relay at $relay_url; core $core_key ($core_len blocks) served through the DHT" >&2
 
 echo "==> cargo test -p hyperpunch-web --target wasm32-unknown-unknown (headless Chromium)" >&2
 cargo test --locked -p hyperpunch-web --target wasm32-unknown-unknown "$@"

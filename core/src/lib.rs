@@ -44,6 +44,9 @@ pub mod relay;
 pub mod replication;
 /// @hyperswarm/secret-stream: framed handshake, secretstream-encrypted messages and datagrams, sans-IO.
 pub mod secretstream;
+/// hypershell: shells, commands and copies on a server reached by its key (messages, channels,
+/// allow list, the tar stream of copies).
+pub mod shell;
 pub mod storage;
 /// hyperswarm: topics, peer discovery and one connection per peer over the DHT, sans-IO.
 pub mod swarm;

@@ -18,10 +18,21 @@
 //       { discoveryKey }
 //   download { swarm, length } → waits until the reader core has `length` blocks, every one
 //       downloaded; { length, blocks }
+//   createDrive { swarm, dir, files } → a Corestore in dir with its Hyperdrive (hyperdrive
+//       13.3.4) holding `files` files (/f/<i>.txt = "file <i>\n", and /big.bin of 300 KiB
+//       gen(i) = i * 7 & 255), the store replicated on the swarm's connections;
+//       { key, discoveryKey }
+//   openDrive { swarm, dir, key } → a Corestore in dir with the reader Hyperdrive of `key`,
+//       replicated on the swarm's connections; { discoveryKey }
+//   downloadDrive { swarm, files } → waits until the drive lists `files` files, downloads
+//       them all; { list: [path], contents: { path: utf-8 (small) or blake2b hex (/big.bin) } }
 //   exit
 const HyperDHT = require('hyperdht')
 const Hyperswarm = require('hyperswarm')
 const Hypercore = require('hypercore')
+const Corestore = require('corestore')
+const Hyperdrive = require('hyperdrive')
+const hcrypto = require('hypercore-crypto')
 const b4a = require('b4a')
 const readline = require('readline')
 
@@ -82,7 +93,8 @@ const handlers = {
         s.closed++
         s.open.delete(conn)
       })
-      if (s.core) s.core.replicate(conn)
+      if (s.store) s.store.replicate(conn)
+      else if (s.core) s.core.replicate(conn)
       else conn.on('data', (d) => s.received.push(b4a.toString(d)))
     })
     const index = swarms.push(s) - 1
@@ -144,10 +156,54 @@ const handlers = {
     for (let i = 0; i < length; i++) blocks.push(b4a.toString(await core.get(i)))
     return { length: core.length, blocks }
   },
+  async createDrive({ swarm, dir, files }) {
+    const s = swarms[swarm]
+    const store = new Corestore(dir)
+    const drive = new Hyperdrive(store)
+    await drive.ready()
+    for (let i = 0; i < files; i++) await drive.put('/f/' + i + '.txt', b4a.from('file ' + i + '\n'))
+    const big = b4a.alloc(300 * 1024)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 255
+    await drive.put('/big.bin', big)
+    s.store = store
+    s.drive = drive
+    for (const c of s.open) store.replicate(c)
+    return { key: hex(drive.key), discoveryKey: hex(drive.discoveryKey) }
+  },
+  async openDrive({ swarm, dir, key }) {
+    const s = swarms[swarm]
+    const store = new Corestore(dir)
+    const drive = new Hyperdrive(store, buf(key))
+    await drive.ready()
+    s.store = store
+    s.drive = drive
+    for (const c of s.open) store.replicate(c)
+    return { discoveryKey: hex(drive.discoveryKey) }
+  },
+  async downloadDrive({ swarm, files }) {
+    const drive = swarms[swarm].drive
+    let list = []
+    for (;;) {
+      await drive.core.update({ wait: true })
+      list = []
+      for await (const e of drive.list('/')) list.push(e.key)
+      if (list.length >= files) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await drive.download('/')
+    const contents = {}
+    for (const k of list) {
+      const b = await drive.get(k)
+      contents[k] = k === '/big.bin' ? hex(hcrypto.hash(b)) : b4a.toString(b)
+    }
+    return { list, contents }
+  },
   async exit() {
     for (const s of swarms) {
       await s.swarm.destroy().catch(() => {})
       if (s.core) await s.core.close().catch(() => {})
+      if (s.drive) await s.drive.close().catch(() => {})
+      if (s.store) await s.store.close().catch(() => {})
     }
     for (const n of nodes) await n.destroy({ force: true }).catch(() => {})
     setImmediate(() => process.exit(0))

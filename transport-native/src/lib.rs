@@ -20,5 +20,6 @@ pub mod dht_relay;
 pub mod drive;
 pub mod localdrive;
 pub mod replicate;
+pub mod shell;
 pub mod swarm;
 pub mod udx;

@@ -372,6 +372,9 @@ impl Localdrive {
 pub struct FileReader {
     file: Option<fs::File>,
     path: PathBuf,
+    /// The bytes the entry said the file holds and that were not read yet: only sizes the
+    /// buffers (a file that grew or shrank meanwhile is read to its end all the same).
+    expected: u64,
 }
 
 impl FileReader {
@@ -379,21 +382,24 @@ impl FileReader {
         let Some(f) = self.file.as_mut() else {
             return Ok(None);
         };
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(&self.path, e)),
-            }
+        // Room for what is left (one byte more, to see the end without another read when the
+        // file has the expected size), at most a chunk; not zeroed: `read_to_end` fills it.
+        let want = self.expected.saturating_add(1).min(READ_CHUNK as u64) as usize;
+        let mut buf = Vec::with_capacity(want);
+        Read::by_ref(f)
+            .take(READ_CHUNK as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(&self.path, e))?;
+        let n = buf.len();
+        // `read_to_end` stops short of a full chunk only at the end of the file.
+        let at_end = n < READ_CHUNK;
+        self.expected = self.expected.saturating_sub(n as u64);
+        if at_end {
+            self.file = None;
         }
         if n == 0 {
-            self.file = None;
             return Ok(None);
         }
-        buf.truncate(n);
         Ok(Some(buf))
     }
 }
@@ -472,12 +478,18 @@ impl Drive for Localdrive {
     async fn read(&self, entry: &DriveEntry) -> Result<FileReader, MirrorError> {
         let path = self.to_path(&entry.key)?;
         if entry.value.blob.is_none() {
-            return Ok(FileReader { file: None, path });
+            return Ok(FileReader {
+                file: None,
+                path,
+                expected: 0,
+            });
         }
         let file = fs::File::open(&path).map_err(|e| io_err(&path, e))?;
+        let expected = entry.value.blob.map_or(0, |b| b.byte_length);
         Ok(FileReader {
             file: Some(file),
             path,
+            expected,
         })
     }
 

@@ -338,3 +338,139 @@ fn cli_and_js_swarms_replicate_both_ways() {
     assert_eq!(got["blocks"][299], "block 299\n");
     let _ = js.call(json!({"cmd": "exit"}));
 }
+
+/// `hash` of tests/interop/swarm-peer.js: BLAKE2b-256 hex (hypercore-crypto `hash`).
+fn blake2b_hex(b: &[u8]) -> String {
+    hex::encode(hyperpunch::crypto::hash(b))
+}
+
+/// `drive fetch --swarm` of a drive a JS hyperswarm seeds (JS `drives seed`: the store
+/// replicated on every connection of `swarm.join(drive.discoveryKey)`); then `drive serve
+/// --swarm` seeds a CLI drive, and a JS hyperswarm and a CLI `drive fetch --swarm` download it.
+#[test]
+fn drive_swarm_with_js_both_ways() {
+    let (_nodes, boot) = cli_dht(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..300 * 1024).map(|i| ((i * 7) & 255) as u8).collect();
+    let mut js = Js::spawn();
+
+    // JS seeds, the CLI fetches.
+    let a = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "21".repeat(32)}));
+    let created = js.call(json!({"cmd": "createDrive", "swarm": a["index"], "dir": tmp.path().join("js-src"), "files": 40}));
+    js.call(json!({"cmd": "join", "swarm": a["index"], "topic": created["discoveryKey"], "client": false}));
+    let key = created["key"].as_str().unwrap();
+    let dst = tmp.path().join("from-js");
+    let d = dst.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "drive",
+            "fetch",
+            "-s",
+            d,
+            "--key",
+            key,
+            "--swarm",
+            "--bootstrap",
+            &boot,
+        ])
+        .args(["--host", "127.0.0.1", "--timeout", "60"])
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "drive fetch --swarm from JS failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = ok(&["drive", "ls", "-s", d], b"");
+    assert_eq!(listed.lines().count(), 41, "{listed}");
+    assert_eq!(ok(&["drive", "cat", "-s", d, "/f/7.txt"], b""), "file 7\n");
+    let got = common::hp(&["drive", "cat", "-s", d, "/big.bin"], b"");
+    assert!(got.status.success());
+    assert_eq!(got.stdout, big);
+    let info: Value =
+        serde_json::from_str(&ok(&["drive", "info", "-s", d, "--json"], b"")).unwrap();
+    assert_eq!(info["key"], created["key"]);
+    assert_eq!(info["discoveryKey"], created["discoveryKey"]);
+    assert_eq!(info["blobsStored"], info["blobsLength"]);
+
+    // The CLI seeds a drive mirrored from a folder; JS and the CLI fetch it.
+    let folder = tmp.path().join("site");
+    std::fs::create_dir_all(folder.join("docs")).unwrap();
+    std::fs::write(folder.join("docs/a.txt"), "alpha\n").unwrap();
+    std::fs::write(folder.join("docs/b.txt"), "").unwrap();
+    std::fs::write(folder.join("big.bin"), &big).unwrap();
+    let src = tmp.path().join("cli-src");
+    let key = ok(
+        &[
+            "drive",
+            "mirror",
+            folder.to_str().unwrap(),
+            "-s",
+            src.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .trim()
+    .to_string();
+    let server = Bg::spawn(&[
+        "drive",
+        "serve",
+        "-s",
+        src.to_str().unwrap(),
+        "--swarm",
+        "--bootstrap",
+        &boot,
+        "--host",
+        "127.0.0.1",
+    ]);
+    let line = Bg::expect(&server.out, "announced ");
+    let dk = line.trim().strip_prefix("announced ").unwrap().to_string();
+    let b = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "22".repeat(32)}));
+    let opened = js.call(json!({"cmd": "openDrive", "swarm": b["index"], "dir": tmp.path().join("js-copy"), "key": key}));
+    assert_eq!(opened["discoveryKey"].as_str().unwrap(), dk);
+    js.call(json!({"cmd": "join", "swarm": b["index"], "topic": dk, "server": false}));
+    let got = js.call(json!({"cmd": "downloadDrive", "swarm": b["index"], "files": 3}));
+    assert_eq!(
+        got["list"],
+        json!(["/big.bin", "/docs/a.txt", "/docs/b.txt"])
+    );
+    assert_eq!(got["contents"]["/docs/a.txt"], "alpha\n");
+    assert_eq!(got["contents"]["/docs/b.txt"], "");
+    assert_eq!(got["contents"]["/big.bin"], blake2b_hex(&big));
+
+    let copy = tmp.path().join("cli-copy");
+    let c = copy.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "drive",
+            "fetch",
+            "-s",
+            c,
+            "--key",
+            &key,
+            "--swarm",
+            "--bootstrap",
+            &boot,
+        ])
+        .args(["--host", "127.0.0.1", "--timeout", "60"])
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "drive fetch --swarm from the CLI failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ok(&["drive", "ls", "-s", c], b""),
+        "/big.bin\n/docs/a.txt\n/docs/b.txt\n"
+    );
+    assert_eq!(
+        ok(&["drive", "cat", "-s", c, "/docs/a.txt"], b""),
+        "alpha\n"
+    );
+    let _ = js.call(json!({"cmd": "exit"}));
+}

@@ -13,12 +13,12 @@
 //! Each `Hypercore` replicates through its own [`SharedHub`]; its synchronous getters read a
 //! snapshot refreshed every time the hub is released, so they are current whenever JS runs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use hyperpunch_core::crypto::{Hash, KeyPair};
-use hyperpunch_core::hypercore::{self as hc, CreateOptions, OpenOptions};
+use hyperpunch_core::hypercore::{self as hc, CreateOptions, HypercoreError, OpenOptions};
 use hyperpunch_core::replication::{
     DownloadId, Event, HubEvent, Options, ReplicationHub, Replicator,
 };
@@ -28,6 +28,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use crate::chan::{channel, Receiver, Sender};
+use crate::relay::{replicate_relayed, Relay};
 use crate::replicate::{memory_duplex, replicate_with, SharedHub};
 use crate::storage::IdbStorage;
 use crate::KeyLengthError;
@@ -65,6 +66,29 @@ struct Inner {
     encrypted: bool,
     info: Rc<RefCell<Info>>,
     waiters: Waiters,
+    listener: Listener,
+    /// Peers replicating the core now (channels open, over any connection).
+    peers: Rc<Cell<u32>>,
+}
+
+/// The function events go to (see [`Hypercore::on_event`]).
+type Listener = Rc<RefCell<Option<js_sys::Function>>>;
+
+/// Call the listener with `(name, value)`; what it throws is reported on the console.
+fn emit(listener: &Listener, name: &str, value: f64) {
+    let f = listener.borrow().clone();
+    if let Some(f) = f {
+        if let Err(e) = f.call2(
+            &JsValue::NULL,
+            &JsValue::from_str(name),
+            &JsValue::from(value),
+        ) {
+            web_sys::console::error_2(
+                &JsValue::from_str("hyperpunch: an event listener threw"),
+                &e,
+            );
+        }
+    }
 }
 
 /// A hypercore (signed append-only log) stored in one IndexedDB database.
@@ -166,6 +190,52 @@ impl Hypercore {
         Self::share(core)
     }
 
+    /// Open the core stored in the IndexedDB database `name`, or create it there when the
+    /// database holds none: a reader of `key` (32 bytes), or without `key` a new writable core.
+    /// With `key`, a database holding another core is an error.
+    pub async fn load(
+        name: String,
+        key: Option<Vec<u8>>,
+        #[wasm_bindgen(js_name = encryptionKey)] encryption_key: Option<Vec<u8>>,
+    ) -> Result<Hypercore, JsError> {
+        let key = key.map(|k| key32("key", &k)).transpose()?;
+        let encryption_key = encryption_key
+            .map(|k| key32("encryptionKey", &k))
+            .transpose()?;
+        let storage = IdbStorage::open(&name)
+            .await
+            .map_err(|e| js_err("open IndexedDB", e))?;
+        let opts = OpenOptions {
+            encryption_key,
+            ..OpenOptions::default()
+        };
+        match hc::Hypercore::open(storage, opts).await {
+            Ok(core) => {
+                if key.is_some_and(|k| k != *core.key()) {
+                    return Err(JsError::new(&format!(
+                        "the IndexedDB database {name:?} holds another core ({})",
+                        hex(core.key())
+                    )));
+                }
+                Self::share(core)
+            }
+            Err(HypercoreError::NotFound) => {
+                let opts = CreateOptions {
+                    key,
+                    key_pair: if key.is_none() {
+                        Some(random_key_pair()?)
+                    } else {
+                        None
+                    },
+                    encryption_key,
+                    ..CreateOptions::default()
+                };
+                Self::create_with(name, opts).await
+            }
+            Err(e) => Err(js_err(&format!("open the core in {name:?}"), e)),
+        }
+    }
+
     /// Delete the IndexedDB database `name` and every core block in it. Open connections to it
     /// close (their calls then fail).
     #[wasm_bindgen(js_name = deleteDatabase)]
@@ -230,6 +300,105 @@ impl Hypercore {
         self.inner.encrypted
     }
 
+    /// Number of peers replicating this core now (over any connection).
+    #[wasm_bindgen(getter)]
+    pub fn peers(&self) -> u32 {
+        self.inner.peers.get()
+    }
+
+    /// Send this core's events to `listener(name, value)` (replacing any earlier listener;
+    /// `null` removes it): `'append'` with the new length (a local append, or a peer's verified
+    /// upgrade), `'download'` with the index of a block downloaded, verified and stored,
+    /// `'peer-add'` / `'peer-remove'` with the number of peers after the change.
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((name: string, value: number) => void) | null")]
+        listener: Option<js_sys::Function>,
+    ) {
+        *self.inner.listener.borrow_mut() = listener;
+    }
+
+    /// Find the peers of this core through the dht-relay at `url` (`ws://` or `wss://`: a
+    /// `hyperpunch relay --ws`, or a JS `@hyperswarm/dht-relay`), connect to them by public key
+    /// (at most `maxPeers`, default 8) and replicate with each: `get` and `download` then fetch
+    /// from them. Resolves once at least one is connected; rejects when nobody announces the
+    /// core or no connection succeeds.
+    ///
+    /// The session is custodial (the relay's mode today): the relay holds a throwaway key pair
+    /// made for it, runs the encryption to the peers and sees the replication traffic; it cannot
+    /// forge blocks, which are verified here against the core's signed tree.
+    #[wasm_bindgen(
+        js_name = replicateThroughRelay,
+        unchecked_return_type = "Promise<RelayReplication>"
+    )]
+    pub fn replicate_through_relay(&self, url: String, max_peers: Option<u32>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let relay = Rc::new(
+                Relay::open(&url)
+                    .await
+                    .map_err(|e| js_err(&format!("relay {url}"), e))?,
+            );
+            let found = relay
+                .lookup(inner.discovery_key)
+                .await
+                .map_err(|e| js_err(&format!("relay {url}"), e))?;
+            if found.is_empty() {
+                return Err(JsError::new(&format!(
+                    "no peer announces the core {} (looked up through {url})",
+                    hex(&inner.key)
+                ))
+                .into());
+            }
+            let mut replication = RelayReplication {
+                stops: Vec::new(),
+                results: Vec::new(),
+                connected: Rc::new(Cell::new(0)),
+            };
+            let mut errors = Vec::new();
+            for peer in found
+                .into_iter()
+                .take(max_peers.unwrap_or(8).max(1) as usize)
+            {
+                let stream = match relay.connect(peer).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                };
+                let (stop_tx, mut stop_rx) = channel::<()>();
+                let (tx, rx) = channel();
+                replication.stops.push(stop_tx);
+                replication.results.push(rx);
+                let connected = replication.connected.clone();
+                connected.set(connected.get() + 1);
+                let hub = inner.hub.clone();
+                // Each connection keeps the session open until it ends.
+                let relay = relay.clone();
+                spawn_local(async move {
+                    let stop = async move {
+                        let _ = stop_rx.recv().await;
+                    };
+                    let r = replicate_relayed(stream, &hub, stop).await;
+                    connected.set(connected.get() - 1);
+                    drop(relay);
+                    // Nobody may be listening any more.
+                    let _ = tx.send(r.map_err(|e| e.to_string()));
+                });
+            }
+            if replication.stops.is_empty() {
+                return Err(JsError::new(&format!(
+                    "could not connect to any peer of the core through {url}: {}",
+                    errors.join("; ")
+                ))
+                .into());
+            }
+            Ok(replication.into())
+        })
+    }
+
     /// Append one block; resolves to the new length once it is stored, and tells connected
     /// peers.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
@@ -244,6 +413,8 @@ impl Hypercore {
                 .append(now, &[&block])
                 .await
                 .map_err(|e| js_err("append", e))?;
+            drop(g);
+            emit(&inner.listener, "append", out.length as f64);
             Ok(JsValue::from(out.length as f64))
         })
     }
@@ -317,20 +488,42 @@ impl Hypercore {
             }
         });
         let waiters: Waiters = Rc::default();
+        let listener: Listener = Rc::default();
+        let peers = Rc::new(Cell::new(0u32));
         // Ends when the hub is gone (its event sender drops with it).
         spawn_local({
             let waiters = waiters.clone();
+            let listener = listener.clone();
+            let peers = peers.clone();
             async move {
                 while let Some(event) = events.next().await {
-                    if let HubEvent::Core {
-                        event: Event::Downloaded { id },
-                        ..
-                    } = event
-                    {
-                        if let Some(tx) = waiters.borrow_mut().remove(&id) {
-                            // The waiter may have gone away; nothing to tell then.
-                            let _ = tx.send(());
+                    match event {
+                        HubEvent::Core {
+                            event: Event::Downloaded { id },
+                            ..
+                        } => {
+                            if let Some(tx) = waiters.borrow_mut().remove(&id) {
+                                // The waiter may have gone away; nothing to tell then.
+                                let _ = tx.send(());
+                            }
                         }
+                        HubEvent::Core {
+                            event: Event::Block { index, .. },
+                            ..
+                        } => emit(&listener, "download", index as f64),
+                        HubEvent::Core {
+                            event: Event::Upgraded { length, .. } | Event::Reorg { length, .. },
+                            ..
+                        } => emit(&listener, "append", length as f64),
+                        HubEvent::ChannelOpened { .. } => {
+                            peers.set(peers.get() + 1);
+                            emit(&listener, "peer-add", peers.get() as f64);
+                        }
+                        HubEvent::ChannelClosed { .. } => {
+                            peers.set(peers.get().saturating_sub(1));
+                            emit(&listener, "peer-remove", peers.get() as f64);
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -344,6 +537,8 @@ impl Hypercore {
                 encrypted,
                 info,
                 waiters,
+                listener,
+                peers,
             }),
         })
     }
@@ -388,6 +583,48 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// Replication with the peers of a core through a dht-relay (see
+/// [`Hypercore::replicate_through_relay`]).
+#[wasm_bindgen]
+pub struct RelayReplication {
+    stops: Vec<Sender<()>>,
+    results: Vec<Receiver<Result<(), String>>>,
+    connected: Rc<Cell<u32>>,
+}
+
+#[wasm_bindgen]
+impl RelayReplication {
+    /// Connections through the relay that are still replicating.
+    #[wasm_bindgen(getter)]
+    pub fn connections(&self) -> u32 {
+        self.connected.get()
+    }
+
+    /// End every connection gracefully and close the relay session; resolves when all have
+    /// closed, rejects with the first error one stopped with (also before `end`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn end(&mut self) -> Promise {
+        self.stops.clear();
+        let results = std::mem::take(&mut self.results);
+        future_to_promise(async move {
+            let mut first_error = None;
+            for mut r in results {
+                if let Some(Err(e)) = r.recv().await {
+                    first_error.get_or_insert(e);
+                }
+            }
+            match first_error {
+                Some(e) => Err(JsError::new(&format!("replication: {e}")).into()),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A running replication between two [`Hypercore`]s of the page (see [`replicate`]).

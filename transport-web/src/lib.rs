@@ -14,6 +14,10 @@
 //!   [`memory_duplex`](duplex::memory_duplex); pure Rust, so also built natively.
 //! - `websocket` (wasm32 only): a WebSocket as a `Duplex` carrier, and `RelaySession`, the
 //!   dht-relay client engine of [`hyperpunch_core::relay::dht_relay`] driven over one.
+//! - `relay` (wasm32 only): `Relay`, a dht-relay session shared by the page's tasks (lookups,
+//!   connections by public key), `RelayStream` (one connection, a `Duplex`) and
+//!   `replicate_relayed`, replication over one (custodial: frames as the relay forwards them,
+//!   with its handshake hash; non-custodial: secret-stream in the page).
 //! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
 //!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
@@ -29,6 +33,8 @@ mod chan;
 pub mod duplex;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
+#[cfg(target_arch = "wasm32")]
+pub mod relay;
 #[cfg(target_arch = "wasm32")]
 pub mod replicate;
 #[cfg(target_arch = "wasm32")]

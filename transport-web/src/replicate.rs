@@ -10,9 +10,6 @@
 //! The same driver runs a [`Corestore`] ([`SharedCorestore`]): every core of the store over
 //! each connection, stored cores the remote asks for opened on demand.
 //!
-//! The same driver runs a [`Corestore`] ([`SharedCorestore`]): every core of the store over
-//! each connection, stored cores the remote asks for opened on demand.
-//!
 //! One [`SharedHub`] serves any number of connections at once. Frames the hub produces for a
 //! stream are routed to that stream's connection whenever the hub lock is released, so driving
 //! a replicator through [`SharedHub::lock`] (e.g. `download` or `append`) reaches every peer.
@@ -34,7 +31,7 @@
 //! default) is given every chunk at once, as before, and only the pump's own queue counts.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::ops::{Deref, DerefMut};
 use std::pin::{pin, Pin};
@@ -282,7 +279,7 @@ impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
 }
 
 /// 64 bytes from the browser's random source.
-fn entropy() -> Result<Entropy, ReplicateError> {
+pub(crate) fn entropy() -> Result<Entropy, ReplicateError> {
     let mut bytes = [0u8; 64];
     getrandom::fill(&mut bytes).map_err(|e| ReplicateError::Random(e.to_string()))?;
     Ok(Entropy::from_bytes(&bytes))
@@ -352,7 +349,7 @@ where
 /// [`replicate`] with secret-stream options `opts` (keep-alive, idle timeout), ending this
 /// connection gracefully once `stop` completes (the call returns when the peer has ended too).
 pub async fn replicate_with<H, D>(
-    mut io: D,
+    io: D,
     is_initiator: bool,
     key_pair: KeyPair,
     opts: StreamOptions,
@@ -369,8 +366,25 @@ where
     } else {
         SecretStream::new_responder(key_pair, entropy()?, opts, now)?
     };
+    replicate_link(io, stream, hub, stop).await
+}
+
+/// Replicate every core of `hub` over `io` through `link` (what turns the carrier's chunks into
+/// replication frames and back: a [`SecretStream`], or a [`FramedLink`] when something else
+/// already secured the stream), until the connection closes or `stop` completes.
+pub async fn replicate_link<H, D, L>(
+    mut io: D,
+    link: L,
+    hub: &SharedHost<H>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ReplicateError>
+where
+    H: ReplicationHost,
+    D: Duplex,
+    L: Link,
+{
     let mut pump = Pump {
-        stream,
+        stream: link,
         hub,
         sid: None,
         wake: Rc::new(WakeFlag::default()),
@@ -394,8 +408,175 @@ where
     result
 }
 
-struct Pump<'h, H> {
-    stream: SecretStream,
+/// What turns a carrier's chunks into replication frames and back: the [`SecretStream`] of a
+/// connection, or a [`FramedLink`] for a stream something else already secured (a custodial
+/// relay runs secret-stream itself and carries one plaintext message per chunk).
+///
+/// The methods are [`SecretStream`]'s: input and end of input, frames to write and the end of
+/// our side, chunks to transmit, events (first [`StreamEvent::Connected`] with the handshake
+/// hash the replication capabilities are made with) and timers.
+pub trait Link {
+    /// Whether this side is the initiator (it picks the capability's direction).
+    fn is_initiator(&self) -> bool;
+    /// Whether the link closed.
+    fn is_closed(&self) -> bool;
+    /// A chunk from the carrier.
+    fn handle_input(&mut self, now: u64, input: &[u8]);
+    /// The carrier's input ended.
+    fn handle_eof(&mut self, now: u64);
+    /// Queue a frame for the peer.
+    fn write(&mut self, frame: &[u8]) -> Result<(), StreamError>;
+    /// End our side after what was written.
+    fn end(&mut self);
+    /// Close at once.
+    fn destroy(&mut self, reason: Option<StreamError>);
+    /// The next chunk for the carrier.
+    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+    /// Our side ended: close the carrier once its chunks are sent.
+    fn wants_shutdown(&self) -> bool;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<StreamEvent>;
+    /// When [`Link::handle_timeout`] is due.
+    fn poll_timeout(&self) -> Option<u64>;
+    /// A timer fired.
+    fn handle_timeout(&mut self, now: u64);
+}
+
+impl Link for SecretStream {
+    fn is_initiator(&self) -> bool {
+        SecretStream::is_initiator(self)
+    }
+    fn is_closed(&self) -> bool {
+        SecretStream::is_closed(self)
+    }
+    fn handle_input(&mut self, now: u64, input: &[u8]) {
+        SecretStream::handle_input(self, now, input)
+    }
+    fn handle_eof(&mut self, now: u64) {
+        SecretStream::handle_eof(self, now)
+    }
+    fn write(&mut self, frame: &[u8]) -> Result<(), StreamError> {
+        SecretStream::write(self, frame)
+    }
+    fn end(&mut self) {
+        SecretStream::end(self)
+    }
+    fn destroy(&mut self, reason: Option<StreamError>) {
+        SecretStream::destroy(self, reason)
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        SecretStream::poll_transmit(self)
+    }
+    fn wants_shutdown(&self) -> bool {
+        SecretStream::wants_shutdown(self)
+    }
+    fn poll_event(&mut self) -> Option<StreamEvent> {
+        SecretStream::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        SecretStream::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: u64) {
+        SecretStream::handle_timeout(self, now)
+    }
+}
+
+/// A [`Link`] over a stream that is already secured and message-framed: each chunk is one
+/// replication frame, each way. What a custodial dht-relay stream is (the relay runs Noise and
+/// secret-stream and forwards each decrypted message as one chunk, JS dht-relay's `Stream`,
+/// which JS hypercore replicates over as it is, with the relay's `handshakeHash`). Empty
+/// chunks are keep-alives (JS dht-relay sends them) and are dropped.
+#[derive(Debug)]
+pub struct FramedLink {
+    is_initiator: bool,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<StreamEvent>,
+    local_ended: bool,
+    remote_ended: bool,
+    closed: bool,
+}
+
+impl FramedLink {
+    /// A link that is connected at once, with the handshake hash and remote key of the
+    /// handshake that secured the stream.
+    pub fn new(is_initiator: bool, remote_public_key: [u8; 32], handshake_hash: [u8; 64]) -> Self {
+        FramedLink {
+            is_initiator,
+            out: VecDeque::new(),
+            events: VecDeque::from([StreamEvent::Connected {
+                remote_public_key,
+                handshake_hash,
+            }]),
+            local_ended: false,
+            remote_ended: false,
+            closed: false,
+        }
+    }
+
+    fn close_if_done(&mut self) {
+        if self.local_ended && self.remote_ended && !self.closed {
+            self.closed = true;
+            self.events.push_back(StreamEvent::Closed(None));
+        }
+    }
+}
+
+impl Link for FramedLink {
+    fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+    fn handle_input(&mut self, _now: u64, input: &[u8]) {
+        if !self.closed && !self.remote_ended && !input.is_empty() {
+            self.events.push_back(StreamEvent::Message(input.to_vec()));
+        }
+    }
+    fn handle_eof(&mut self, _now: u64) {
+        if !self.closed && !self.remote_ended {
+            self.remote_ended = true;
+            self.events.push_back(StreamEvent::End);
+            self.close_if_done();
+        }
+    }
+    fn write(&mut self, frame: &[u8]) -> Result<(), StreamError> {
+        if self.closed || self.local_ended {
+            return Err(StreamError::NotWritable);
+        }
+        self.out.push_back(frame.to_vec());
+        Ok(())
+    }
+    fn end(&mut self) {
+        if !self.closed {
+            self.local_ended = true;
+            self.close_if_done();
+        }
+    }
+    fn destroy(&mut self, reason: Option<StreamError>) {
+        if !self.closed {
+            self.closed = true;
+            self.out.clear();
+            self.events.push_back(StreamEvent::Closed(reason));
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+    fn wants_shutdown(&self) -> bool {
+        self.local_ended && self.out.is_empty()
+    }
+    fn poll_event(&mut self) -> Option<StreamEvent> {
+        self.events.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        None
+    }
+    fn handle_timeout(&mut self, _now: u64) {}
+}
+
+struct Pump<'h, H, L> {
+    stream: L,
     hub: &'h SharedHost<H>,
     sid: Option<StreamId>,
     wake: Rc<WakeFlag>,
@@ -421,7 +602,7 @@ enum Wakeup {
     DrainTick,
 }
 
-impl<H: ReplicationHost> Pump<'_, H> {
+impl<H: ReplicationHost, L: Link> Pump<'_, H, L> {
     async fn run<D: Duplex>(
         &mut self,
         io: &mut D,

@@ -80,6 +80,9 @@ pub enum Command {
     /// A 1-1 encrypted pipe between two machines named by a passphrase (as hyperbeam).
     #[command(long_about = super::beam_cmd::BEAM_LONG)]
     Beam(super::beam_cmd::BeamArgs),
+    /// Shells, commands and file copies on a machine reached by its key (as hypershell).
+    #[command(long_about = super::shell_cmd::SHELL_LONG, subcommand)]
+    Shell(super::shell_cmd::ShellCommand),
     /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
     #[command(long_about = super::relay_cmd::RELAY_LONG)]
     Relay(super::relay_cmd::RelayArgs),

@@ -26,12 +26,15 @@ use hyperpunch::core::secretstream::Options as StreamOptions;
 use hyperpunch::drive::{DriveCores, DriveOpenError, StoreDrive};
 use hyperpunch::localdrive::Localdrive;
 use hyperpunch::replicate::{replicate_with, SharedCorestore};
+use hyperpunch::swarm::JoinOptions;
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::args::SwarmArgs;
+use super::net_cmd::{start_swarm, swarm_serve_loop};
 use super::store::{core_err, restrict, storage_err};
-use super::{parse_hex32, CliError};
+use super::{parse_hex32, timing, CliError};
 
 /// `hyperpunch drive --help`.
 pub const DRIVE_LONG: &str = "\
@@ -41,8 +44,9 @@ byte for byte as JavaScript's hyperdrive 13.3.4 writes it, kept in a corestore s
 
 `mirror` makes the drive hold what a folder holds (creating the drive and the storage folder the
 first time, and printing the drive key); `export` writes the drive's files into a folder; `ls`,
-`cat` and `info` read it; `serve` shares it over TCP and `fetch` copies someone's drive (db and
-blobs, over one connection) into a storage folder.
+`cat` and `info` read it; `serve` shares it (over TCP, or on the DHT by its discovery key with
+--swarm) and `fetch` copies someone's drive (db and blobs, over one connection per peer) into a
+storage folder.
 
 Examples:
   KEY=$(hyperpunch drive mirror ./site --storage ./store)   # folder -> drive, prints the key
@@ -52,12 +56,14 @@ Examples:
   hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000 &
   hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
   hyperpunch drive export --storage ./copy ./site-copy                  # drive -> folder
+  hyperpunch drive serve --storage ./store --swarm --bootstrap HOST:PORT   # as `drives seed`
+  hyperpunch drive fetch --storage ./copy --key $KEY --swarm --bootstrap HOST:PORT
 
 Compared with JS's `drives` CLI: drives take a folder path or key as arguments (`drives mirror
 <src> <dst>`, `drives ls <key>`) and find their storage in `.drives`; here the storage folder is
 always --storage, `mirror` is folder->drive and `export` drive->folder, `cat` is `drives get`,
-`fetch` is `drives download`, `serve --tcp` replicates (JS `drives serve` is an HTTP server and
-`drives seed` announces on the DHT; use `serve --swarm` for that). `--live`, `put`, `rm`,
+`fetch` is `drives download` (over --tcp, or the DHT with --swarm), `serve` replicates (JS
+`drives serve` is an HTTP server; `serve --swarm` is `drives seed`). `--live`, `put`, `rm`,
 `entry`, `touch`, `purge` are not here.";
 
 /// The storage folder of a drive.
@@ -196,34 +202,45 @@ Examples:
         #[arg(long, value_name = "N")]
         length: Option<u64>,
     },
-    /// Share the drive with every client of --tcp, until killed.
+    /// Share the drive with every client of --tcp, or every peer of --swarm, until killed.
     #[command(long_about = "\
-Serve the drive over TCP: every client that connects replicates the store (the drive's db and
-blobs cores over one secret-stream connection, JS `store.replicate(stream)`), so `drive fetch`
-or a JS `Hyperdrive(store, key)` on the other end can read it. Prints `listening on ADDR` on
-stdout once listening, and the drive key on stderr.
+Serve the drive over TCP (--tcp), or announce it on the DHT (--swarm): every peer that connects
+replicates the store (the drive's db and blobs cores over one secret-stream connection, JS
+`store.replicate(stream)`), so `drive fetch` or a JS `Hyperdrive(store, key)` on the other end
+can read it. With --tcp, prints `listening on ADDR` on stdout once listening; with --swarm
+(and --bootstrap, or HYPERPUNCH_BOOTSTRAP), joins the drive's discovery key as JS `drives seed`
+does (`swarm.join(drive.discoveryKey)`) and prints `announced DISCOVERY_KEY` once announced.
+The drive key goes to stderr.
 
-Example:
-  hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000")]
+Examples:
+  hyperpunch drive serve --storage ./store --tcp 127.0.0.1:7000
+  hyperpunch drive serve --storage ./store --swarm --bootstrap dht.example.org:49737")]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["tcp", "swarm"])))]
     Serve {
         #[command(flatten)]
         storage: DriveStorage,
         /// Address to listen on, HOST:PORT.
         #[arg(long, value_name = "ADDR")]
-        tcp: String,
+        tcp: Option<String>,
+        #[command(flatten)]
+        swarm: SwarmArgs,
         #[command(flatten)]
         which: WhichDrive,
     },
-    /// Copy the drive KEY (db and blobs) from a peer at --tcp into --storage.
+    /// Copy the drive KEY (db and blobs) from a peer at --tcp, or the peers of --swarm.
     #[command(long_about = "\
-Connect to the peer at --tcp (a `drive serve`, or a JS store replicating the drive), and copy the
-drive with key --key into --storage (created if needed): its db core and its whole blobs core,
-over one connection. Shows progress on stderr and exits once everything is stored. The copy is
-read-only; `ls`, `cat`, `export` and `info` then read it without the peer, and `serve` shares
-it again.
+Connect to the peer at --tcp (a `drive serve`, or a JS store replicating the drive), or find
+the drive's peers on the DHT by its discovery key (--swarm, with --bootstrap or
+HYPERPUNCH_BOOTSTRAP: a `drive serve --swarm`, JS `drives seed`, or any JS hyperswarm that
+joined `drive.discoveryKey` and replicates its store), and copy the drive with key --key into
+--storage (created if needed): its db core and its whole blobs core, over one connection per
+peer. Shows progress on stderr and exits once everything is stored. The copy is read-only;
+`ls`, `cat`, `export` and `info` then read it without the peer, and `serve` shares it again.
 
-Example:
-  hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000")]
+Examples:
+  hyperpunch drive fetch --storage ./copy --key $KEY --tcp 127.0.0.1:7000
+  hyperpunch drive fetch --storage ./copy --key $KEY --swarm --bootstrap dht.example.org:49737")]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["tcp", "swarm"])))]
     Fetch {
         #[command(flatten)]
         storage: DriveStorage,
@@ -232,7 +249,9 @@ Example:
         key: String,
         /// The peer, HOST:PORT.
         #[arg(long, value_name = "ADDR")]
-        tcp: String,
+        tcp: Option<String>,
+        #[command(flatten)]
+        swarm: SwarmArgs,
         /// Give up when nothing arrives for this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         timeout: u64,
@@ -308,18 +327,24 @@ pub fn run(cmd: DriveCommand) -> Result<(), CliError> {
             DriveCommand::Serve {
                 storage,
                 tcp,
+                swarm,
                 which,
-            } => serve(&storage.storage, &tcp, &which).await,
+            } => {
+                let source = source(tcp.as_deref(), &swarm);
+                serve(&storage.storage, source, &which).await
+            }
             DriveCommand::Fetch {
                 storage,
                 key,
                 tcp,
+                swarm,
                 timeout,
             } => {
+                let source = source(tcp.as_deref(), &swarm);
                 fetch(
                     &storage.storage,
                     &key,
-                    &tcp,
+                    source,
                     Duration::from_secs(timeout.max(1)),
                 )
                 .await
@@ -331,6 +356,22 @@ pub fn run(cmd: DriveCommand) -> Result<(), CliError> {
             } => info(&storage.storage, &which, json).await,
         }
     })
+}
+
+/// Where `serve` and `fetch` find their peers.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// One TCP address (listened on, or connected to).
+    Tcp(&'a str),
+    /// The DHT, by the drive's discovery key (hyperswarm).
+    Swarm(&'a SwarmArgs),
+}
+
+fn source<'a>(tcp: Option<&'a str>, swarm: &'a SwarmArgs) -> Source<'a> {
+    match tcp {
+        Some(addr) if !swarm.swarm => Source::Tcp(addr),
+        _ => Source::Swarm(swarm),
+    }
 }
 
 fn random32() -> Result<[u8; 32], CliError> {
@@ -813,11 +854,51 @@ async fn follow(
     Err(DriveError::RecursiveSymlink(path.to_string()))
 }
 
-/// `drive serve --tcp`.
-async fn serve(dir: &Path, addr: &str, which: &WhichDrive) -> Result<(), CliError> {
+/// `drive serve --tcp` / `--swarm`.
+async fn serve(dir: &Path, source: Source<'_>, which: &WhichDrive) -> Result<(), CliError> {
     let store = open_store(dir, false).await?;
     let (drive, _cores) = find_drive(&store, dir, which).await?;
     let key = drive.key().await;
+    let addr = match source {
+        Source::Tcp(addr) => addr,
+        Source::Swarm(args) => {
+            let swarm = start_swarm(args).await?;
+            let dk = discovery_key(&key);
+            let discovery = swarm
+                .join(
+                    dk,
+                    JoinOptions {
+                        client: false,
+                        ..JoinOptions::default()
+                    },
+                )
+                .await;
+            let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(swarm_serve_loop(swarm, store.clone(), stopped));
+            if !discovery.flushed().await {
+                return Err(CliError::new(
+                    "announcing the drive on the DHT failed: check --bootstrap and that the \
+                     bootstrap nodes run",
+                ));
+            }
+            eprintln!(
+                "serving drive {} (version {})",
+                hex::encode(key),
+                drive.version().await
+            );
+            {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "announced {}", hex::encode(dk)).and_then(|()| out.flush());
+            }
+            let why = match serving.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "the swarm stopped".to_string(),
+                Err(e) => e.to_string(),
+            };
+            drop(discovery);
+            return Err(CliError::new(why));
+        }
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::new(format!("cannot listen on {addr}: {e}")))?;
@@ -862,30 +943,64 @@ async fn serve(dir: &Path, addr: &str, which: &WhichDrive) -> Result<(), CliErro
     }
 }
 
-/// `drive fetch --key --tcp`: the whole drive, db and blobs, over one connection.
-async fn fetch(dir: &Path, key_hex: &str, addr: &str, timeout: Duration) -> Result<(), CliError> {
+/// `drive fetch --key --tcp` / `--swarm`: the whole drive, db and blobs, over one connection
+/// per peer.
+async fn fetch(
+    dir: &Path,
+    key_hex: &str,
+    source: Source<'_>,
+    timeout: Duration,
+) -> Result<(), CliError> {
     let key = parse_hex32("--key", key_hex)?;
     let store = open_store(dir, true).await?;
-    let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| CliError::new(format!("cannot connect to {addr}: timed out")))?
-        .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
-    let _ = socket.set_nodelay(true);
-    let key_pair = KeyPair::from_seed(&random32()?);
-    let opts = StreamOptions {
-        keep_alive: 1000,
-        ..StreamOptions::default()
+    timing::mark("storage opened");
+    let (conn, what) = match source {
+        Source::Tcp(addr) => {
+            let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| CliError::new(format!("cannot connect to {addr}: timed out")))?
+                .map_err(|e| CliError::new(format!("cannot connect to {addr}: {e}")))?;
+            let _ = socket.set_nodelay(true);
+            let key_pair = KeyPair::from_seed(&random32()?);
+            let opts = StreamOptions {
+                keep_alive: 1000,
+                ..StreamOptions::default()
+            };
+            let store = store.clone();
+            let conn = tokio::spawn(async move {
+                replicate_with(socket, true, key_pair, opts, &store)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+            (conn, format!("the connection to {addr}"))
+        }
+        Source::Swarm(args) => {
+            let swarm = start_swarm(args).await?;
+            let discovery = swarm
+                .join(
+                    discovery_key(&key),
+                    JoinOptions {
+                        server: false,
+                        ..JoinOptions::default()
+                    },
+                )
+                .await;
+            let store = store.clone();
+            let conn = tokio::spawn(async move {
+                let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let r = swarm_serve_loop(swarm, store, stopped).await;
+                drop(discovery);
+                r
+            });
+            (conn, "the swarm".to_string())
+        }
     };
-    let conn = tokio::spawn({
-        let store = store.clone();
-        async move { replicate_with(socket, true, key_pair, opts, &store).await }
-    });
     let work = fetch_all(&store, dir, key, timeout);
     tokio::pin!(work);
     let result = tokio::select! {
         r = &mut work => r,
         c = conn_ended(&conn) => Err(CliError::new(format!(
-            "the connection to {addr} ended before the drive was complete{}",
+            "{what} ended before the drive was complete{}",
             c.map(|e| format!(": {e}")).unwrap_or_default()
         ))),
     };
@@ -897,15 +1012,20 @@ async fn fetch(dir: &Path, key_hex: &str, addr: &str, timeout: Duration) -> Resu
         }
     };
     store.end_all().await;
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn).await;
+    timing::mark("ended");
+    if matches!(source, Source::Tcp(_)) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn).await;
+    } else {
+        // The swarm's connections end with the process; `end_all` told the peers.
+        conn.abort();
+    }
+    timing::mark("closed");
     eprintln!("{summary}");
     Ok(())
 }
 
 /// Resolves when the replication task has ended (with its error, if any).
-async fn conn_ended(
-    conn: &tokio::task::JoinHandle<Result<(), hyperpunch::replicate::ReplicateError>>,
-) -> Option<String> {
+async fn conn_ended(conn: &tokio::task::JoinHandle<Result<(), String>>) -> Option<String> {
     loop {
         if conn.is_finished() {
             return Some("closed by the peer".to_string());
@@ -934,6 +1054,7 @@ async fn fetch_all(
             )),
             e => open_err(dir, e),
         })?;
+    timing::mark("drive opened");
     let db = drive.db();
     let blobs = drive.blobs().core();
     BeeCore::update(db).await.map_err(|e| core_err(dir, e))?;
@@ -941,6 +1062,7 @@ async fn fetch_all(
     BlobCore::download(db, 0, db_len)
         .await
         .map_err(|e| core_err(dir, e))?;
+    timing::mark("db downloaded");
     BeeCore::update(blobs).await.map_err(|e| core_err(dir, e))?;
     let blobs_len = blobs.state().await.length;
     let blobs_bytes = BlobCore::byte_length(blobs).await;
@@ -970,6 +1092,7 @@ async fn fetch_all(
     });
     let done = BlobCore::download(blobs, 0, blobs_len).await;
     ticker.abort();
+    timing::mark("blobs downloaded");
     pb.finish_and_clear();
     done.map_err(|e| match e {
         HypercoreError::BlockNotAvailable(i) => CliError::new(format!(
@@ -985,6 +1108,7 @@ async fn fetch_all(
     while it.next().await.map_err(|e| drive_err(dir, e))?.is_some() {
         files += 1;
     }
+    timing::mark("listed");
     Ok(format!(
         "fetched drive {}: version {}, {files} files, {} of contents",
         hex::encode(key),

@@ -3,8 +3,8 @@
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
 //! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`drive_cmd`] for the `drive` commands, [`relay_cmd`] for
-//! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`] and [`beam_cmd`] for the tools `tele` and
-//! `beam`, which share [`peer`] (joining the DHT) and [`pipe`] (splicing a byte stream with a
+//! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`] and [`beam_cmd`] for the tools `tele`, `beam`
+//! and [`shell_cmd`] for `shell`, which share [`peer`] (joining the DHT) and [`pipe`] (splicing a byte stream with a
 //! connection)). The commands share
 //! helpers through [`store`] and this hub only; none imports another, except that
 //! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands, and
@@ -24,6 +24,7 @@ pub mod net_cmd;
 pub mod peer;
 pub mod pipe;
 pub mod relay_cmd;
+pub mod shell_cmd;
 pub mod store;
 pub mod tele_cmd;
 pub mod timing;
@@ -89,6 +90,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Dht(c) => dht_cmd::run(c),
         args::Command::Tele(c) => tele_cmd::run(c),
         args::Command::Beam(a) => beam_cmd::run(a),
+        args::Command::Shell(c) => shell_cmd::run(c),
         args::Command::Store(args::StoreCommand::Info { storage, json }) => {
             corestore_cmd::info(&storage.storage, json)
         }

@@ -9,13 +9,13 @@ use super::store::{
 };
 use super::{parse_hex32, timing, CliError};
 use hyperpunch::core::replication::{
-    Event, HubEvent, Options, ReplicationError, ReplicationHub, Replicator,
+    Event, HubEvent, Options, ReplicationError, ReplicationHost, ReplicationHub, Replicator,
 };
 use hyperpunch::core::secretstream::Options as StreamOptions;
 use hyperpunch::crypto::KeyPair;
 use hyperpunch::dht::DhtOptions;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError};
-use hyperpunch::replicate::{replicate_connection, replicate_with, SharedHub};
+use hyperpunch::replicate::{replicate_connection, replicate_with, SharedHost, SharedHub};
 use hyperpunch::swarm::{JoinOptions, Swarm, SwarmOptions};
 use hyperpunch::FileStorage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -149,7 +149,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
 }
 
 /// A swarm on a DHT node bootstrapped from `--bootstrap`.
-async fn start_swarm(args: &SwarmArgs) -> Result<Swarm, CliError> {
+pub(super) async fn start_swarm(args: &SwarmArgs) -> Result<Swarm, CliError> {
     let list: Vec<String> = args
         .bootstrap
         .as_deref()
@@ -184,11 +184,12 @@ async fn start_swarm(args: &SwarmArgs) -> Result<Swarm, CliError> {
     Ok(swarm)
 }
 
-/// Replicates the hub over every connection the swarm hands out, until `stop` fires or the
-/// swarm stops (then every connection's task ends with the runtime).
-async fn swarm_serve_loop(
+/// Replicates the hub (a core's, or a whole corestore) over every connection the swarm hands
+/// out, until `stop` fires or the swarm stops (then every connection's task ends with the
+/// runtime).
+pub(super) async fn swarm_serve_loop<H: ReplicationHost + 'static>(
     mut swarm: Swarm,
-    hub: SharedHub<FileStorage>,
+    hub: SharedHost<H>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
     loop {

@@ -1,0 +1,793 @@
+//! hypershell 0.0.15: shells, commands and file copies on a server reached by its public key,
+//! over one hyperdht connection carrying protomux. What is protocol lives here, sans-IO: the
+//! messages ([`messages`]), the channels both sides open and what each message means
+//! ([`ShellServer`], [`ShellClient`] over a [`Protomux`]), who may connect ([`AllowList`],
+//! the `authorized_peers` file), the key file ([`parse_key_file`]), and the tar stream copies
+//! carry ([`tar`]).
+//!
+//! The wire (hypershell `lib/shell.js`, `lib/upload.js`, `lib/download.js`):
+//!
+//! - `hypershell`: the client opens with [`Spawn`] (command, args, terminal size); the server
+//!   answers the open, spawns the command (its shell when empty) in a PTY, and sends message 1
+//!   (stdout, `buffer`) with what the PTY prints, message 3 (`uint`) with the exit code when
+//!   it exits, then closes the channel; message 2 (stderr) only carries a spawn failure. The
+//!   client sends message 0 (stdin, `buffer`) and message 4 ([`Resize`]).
+//! - `hypershell-upload`: the client opens with [`Upload`] (target path, whether a folder) and
+//!   sends message 2 (`raw`) chunks of a tar stream (tar-fs `pack` of the source), an empty one
+//!   at its end; the server extracts (a file is renamed to the target's base name) and closes
+//!   the channel when done, or sends message 1 ([`RemoteError`]) and closes.
+//! - `hypershell-download`: the client opens with [`Download`] (source path); the server sends
+//!   message 0 ([`DownloadHeader`]), then message 2 tar chunks and an empty one at the end (or
+//!   message 1 and a close); the client closes once extracted.
+//!
+//! The side that answers an open sends the codec's encoding of `{}` as its handshake
+//! ([`messages::js_empty_spawn`] and friends); nobody reads it.
+
+pub mod messages;
+pub mod tar;
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::encoding::{write_buffer, write_uint, Decode, DecodeError, Decoder, Encode};
+use crate::protomux::{ChannelError, ChannelId, ChannelOptions, Event, Protomux};
+
+pub use messages::{Download, DownloadHeader, RemoteError, Resize, Spawn, Upload};
+
+/// The shell channel's protocol name.
+pub const SHELL: &str = "hypershell";
+/// The upload channel's protocol name.
+pub const UPLOAD: &str = "hypershell-upload";
+/// The download channel's protocol name.
+pub const DOWNLOAD: &str = "hypershell-download";
+/// Local port forwarding (`-L`); not served here (the open is rejected).
+pub const TUNNEL: &str = "hypershell-tunnel-local";
+
+/// Message types of the shell channel.
+pub mod shell_msg {
+    /// Client to server: bytes for the PTY.
+    pub const STDIN: u64 = 0;
+    /// Server to client: what the PTY printed.
+    pub const STDOUT: u64 = 1;
+    /// Server to client: a spawn failure's message.
+    pub const STDERR: u64 = 2;
+    /// Server to client: the exit code.
+    pub const EXIT_CODE: u64 = 3;
+    /// Client to server: a terminal size change.
+    pub const RESIZE: u64 = 4;
+}
+
+/// Message types of the upload and download channels.
+pub mod copy_msg {
+    /// Download only, server to client: [`super::DownloadHeader`].
+    pub const HEADER: u64 = 0;
+    /// The side that fails: [`super::RemoteError`].
+    pub const ERROR: u64 = 1;
+    /// Tar stream chunks; an empty one ends it.
+    pub const DATA: u64 = 2;
+}
+
+/// A peer broke the protocol (the owner should destroy the connection, as JS does when a
+/// message does not decode).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ShellError {
+    /// A handshake or message does not decode.
+    #[error("malformed hypershell message: {0}")]
+    Decode(#[from] DecodeError),
+    /// A protomux operation failed.
+    #[error("protomux: {0}")]
+    Channel(#[from] ChannelError),
+}
+
+/// What a channel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A shell or command.
+    Shell,
+    /// A copy to the server.
+    Upload,
+    /// A copy from the server.
+    Download,
+}
+
+impl Kind {
+    /// The protocol name.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Kind::Shell => SHELL,
+            Kind::Upload => UPLOAD,
+            Kind::Download => DOWNLOAD,
+        }
+    }
+}
+
+fn buffer_msg(data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(data.len() + 9);
+    write_buffer(&mut v, data);
+    v
+}
+
+fn decode_buffer(payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    // JS `c.buffer`: trailing bytes are ignored.
+    Ok(Decoder::new(payload).buffer()?.to_vec())
+}
+
+/// What a server must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Spawn `spawn` in a PTY for this channel.
+    Spawn {
+        /// The channel.
+        channel: ChannelId,
+        /// What to run.
+        spawn: Spawn,
+    },
+    /// Bytes for the channel's PTY.
+    Stdin {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes (may be empty).
+        data: Vec<u8>,
+    },
+    /// Resize the channel's PTY.
+    Resize {
+        /// The channel.
+        channel: ChannelId,
+        /// The size.
+        size: Resize,
+    },
+    /// A tar stream to extract follows.
+    Upload {
+        /// The channel.
+        channel: ChannelId,
+        /// Where.
+        upload: Upload,
+    },
+    /// A chunk of an upload's tar stream; empty at its end.
+    UploadData {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Send this path.
+    Download {
+        /// The channel.
+        channel: ChannelId,
+        /// What.
+        download: Download,
+    },
+    /// The channel closed (by either side): kill its process, drop its transfer.
+    Closed {
+        /// The channel.
+        channel: ChannelId,
+        /// What it carried.
+        kind: Kind,
+    },
+}
+
+/// The server half: answers the client's opens of the protocols it serves.
+#[derive(Debug)]
+pub struct ShellServer {
+    serve: Vec<Kind>,
+    channels: BTreeMap<ChannelId, Kind>,
+}
+
+impl ShellServer {
+    /// Registers the pairings of `serve` on `mux` (JS `--protocol`; every other open, and the
+    /// tunnel protocol, is rejected by protomux).
+    pub fn new(mux: &mut Protomux, serve: &[Kind]) -> Self {
+        for k in serve {
+            mux.pair(k.protocol(), None);
+        }
+        ShellServer {
+            serve: serve.to_vec(),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    /// What a channel carries, while open.
+    pub fn kind(&self, channel: ChannelId) -> Option<Kind> {
+        self.channels.get(&channel).copied()
+    }
+
+    /// Feeds one protomux event. Events of channels this server does not own give `Ok(None)`.
+    pub fn handle_event(
+        &mut self,
+        mux: &mut Protomux,
+        event: Event,
+    ) -> Result<Option<ServerEvent>, ShellError> {
+        match event {
+            Event::PairRequest { protocol, id, .. } => {
+                let kind = self
+                    .serve
+                    .iter()
+                    .copied()
+                    .find(|k| k.protocol() == protocol && id.is_none());
+                match kind {
+                    Some(kind) => {
+                        let (types, hs) = match kind {
+                            Kind::Shell => (5, messages::js_empty_spawn()),
+                            Kind::Upload => (3, messages::js_empty_upload()),
+                            Kind::Download => (3, messages::js_empty_download()),
+                        };
+                        let ch = mux.open(
+                            ChannelOptions::new(kind.protocol())
+                                .handshake(hs)
+                                .message_types(types),
+                        )?;
+                        self.channels.insert(ch, kind);
+                    }
+                    None => mux.reject(&protocol, id.as_deref())?,
+                }
+                Ok(None)
+            }
+            Event::ChannelOpened { channel, handshake } => {
+                let Some(kind) = self.kind(channel) else {
+                    return Ok(None);
+                };
+                Ok(Some(match kind {
+                    Kind::Shell => ServerEvent::Spawn {
+                        channel,
+                        spawn: Spawn::from_bytes(&handshake)?,
+                    },
+                    Kind::Upload => ServerEvent::Upload {
+                        channel,
+                        upload: Upload::from_bytes(&handshake)?,
+                    },
+                    Kind::Download => ServerEvent::Download {
+                        channel,
+                        download: Download::from_bytes(&handshake)?,
+                    },
+                }))
+            }
+            Event::Message {
+                channel,
+                message_type,
+                payload,
+            } => {
+                let Some(kind) = self.kind(channel) else {
+                    return Ok(None);
+                };
+                Ok(match (kind, message_type) {
+                    (Kind::Shell, shell_msg::STDIN) => Some(ServerEvent::Stdin {
+                        channel,
+                        data: decode_buffer(&payload)?,
+                    }),
+                    (Kind::Shell, shell_msg::RESIZE) => Some(ServerEvent::Resize {
+                        channel,
+                        size: Resize::from_bytes(&payload)?,
+                    }),
+                    (Kind::Upload, copy_msg::DATA) => Some(ServerEvent::UploadData {
+                        channel,
+                        data: payload,
+                    }),
+                    // Messages JS has no handler for are ignored.
+                    _ => None,
+                })
+            }
+            Event::ChannelClosed { channel, .. } | Event::ChannelRejected { channel } => Ok(self
+                .channels
+                .remove(&channel)
+                .map(|kind| ServerEvent::Closed { channel, kind })),
+        }
+    }
+
+    /// PTY output.
+    pub fn stdout(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, shell_msg::STDOUT, &buffer_msg(data))?)
+    }
+
+    /// A spawn failure's text.
+    pub fn stderr(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, shell_msg::STDERR, &buffer_msg(data))?)
+    }
+
+    /// The exit code.
+    pub fn exit_code(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        code: u64,
+    ) -> Result<(), ShellError> {
+        let mut v = Vec::with_capacity(9);
+        write_uint(&mut v, code);
+        Ok(mux.send(channel, shell_msg::EXIT_CODE, &v)?)
+    }
+
+    /// A download's header.
+    pub fn download_header(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        header: DownloadHeader,
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, copy_msg::HEADER, &header.to_bytes())?)
+    }
+
+    /// A download's tar chunk (empty: the end).
+    pub fn data(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, copy_msg::DATA, data)?)
+    }
+
+    /// A transfer's failure; the caller closes the channel after it.
+    pub fn error(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        error: &RemoteError,
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, copy_msg::ERROR, &error.to_bytes())?)
+    }
+
+    /// Closes a channel (after the exit code, or a finished transfer).
+    pub fn close(&mut self, mux: &mut Protomux, channel: ChannelId) -> Result<(), ShellError> {
+        Ok(mux.close(channel)?)
+    }
+}
+
+/// What a client must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server answered the open.
+    Opened {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// PTY output.
+    Stdout {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A spawn failure's text.
+    Stderr {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The command's exit code.
+    ExitCode {
+        /// The channel.
+        channel: ChannelId,
+        /// The code.
+        code: u64,
+    },
+    /// A download's header.
+    DownloadHeader {
+        /// The channel.
+        channel: ChannelId,
+        /// It.
+        header: DownloadHeader,
+    },
+    /// A download's tar chunk; empty at its end.
+    Data {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The server reports a failure of the transfer.
+    Error {
+        /// The channel.
+        channel: ChannelId,
+        /// What.
+        error: RemoteError,
+    },
+    /// The channel closed; `rejected` when the server does not serve its protocol.
+    Closed {
+        /// The channel.
+        channel: ChannelId,
+        /// The server refused the open.
+        rejected: bool,
+    },
+}
+
+/// The client half: opens channels and reads what the server sends.
+#[derive(Debug, Default)]
+pub struct ShellClient {
+    channels: BTreeMap<ChannelId, Kind>,
+}
+
+impl ShellClient {
+    /// A client with no channel yet.
+    pub fn new() -> Self {
+        ShellClient::default()
+    }
+
+    fn open(
+        &mut self,
+        mux: &mut Protomux,
+        kind: Kind,
+        handshake: Vec<u8>,
+    ) -> Result<ChannelId, ShellError> {
+        let types = if kind == Kind::Shell { 5 } else { 3 };
+        let ch = mux.open(
+            ChannelOptions::new(kind.protocol())
+                .handshake(handshake)
+                .message_types(types),
+        )?;
+        self.channels.insert(ch, kind);
+        Ok(ch)
+    }
+
+    /// Runs `spawn` on the server.
+    pub fn open_shell(
+        &mut self,
+        mux: &mut Protomux,
+        spawn: &Spawn,
+    ) -> Result<ChannelId, ShellError> {
+        self.open(mux, Kind::Shell, spawn.to_bytes())
+    }
+
+    /// Starts a copy to the server; send the tar stream with [`ShellClient::data`].
+    pub fn open_upload(
+        &mut self,
+        mux: &mut Protomux,
+        upload: &Upload,
+    ) -> Result<ChannelId, ShellError> {
+        self.open(mux, Kind::Upload, upload.to_bytes())
+    }
+
+    /// Asks for a path of the server.
+    pub fn open_download(
+        &mut self,
+        mux: &mut Protomux,
+        download: &Download,
+    ) -> Result<ChannelId, ShellError> {
+        self.open(mux, Kind::Download, download.to_bytes())
+    }
+
+    /// Bytes for the remote PTY.
+    pub fn stdin(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, shell_msg::STDIN, &buffer_msg(data))?)
+    }
+
+    /// The local terminal's new size.
+    pub fn resize(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        size: Resize,
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, shell_msg::RESIZE, &size.to_bytes())?)
+    }
+
+    /// An upload's tar chunk (empty: the end).
+    pub fn data(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ShellError> {
+        Ok(mux.send(channel, copy_msg::DATA, data)?)
+    }
+
+    /// Closes a channel (a download extracted, or giving up).
+    pub fn close(&mut self, mux: &mut Protomux, channel: ChannelId) -> Result<(), ShellError> {
+        Ok(mux.close(channel)?)
+    }
+
+    /// Feeds one protomux event.
+    pub fn handle_event(&mut self, event: Event) -> Result<Option<ClientEvent>, ShellError> {
+        match event {
+            Event::ChannelOpened { channel, .. } => Ok(self
+                .channels
+                .contains_key(&channel)
+                .then_some(ClientEvent::Opened { channel })),
+            Event::Message {
+                channel,
+                message_type,
+                payload,
+            } => {
+                let Some(&kind) = self.channels.get(&channel) else {
+                    return Ok(None);
+                };
+                Ok(match (kind, message_type) {
+                    (Kind::Shell, shell_msg::STDOUT) => Some(ClientEvent::Stdout {
+                        channel,
+                        data: decode_buffer(&payload)?,
+                    }),
+                    (Kind::Shell, shell_msg::STDERR) => Some(ClientEvent::Stderr {
+                        channel,
+                        data: decode_buffer(&payload)?,
+                    }),
+                    (Kind::Shell, shell_msg::EXIT_CODE) => Some(ClientEvent::ExitCode {
+                        channel,
+                        code: Decoder::new(&payload).uint()?,
+                    }),
+                    (Kind::Download, copy_msg::HEADER) => Some(ClientEvent::DownloadHeader {
+                        channel,
+                        header: DownloadHeader::from_bytes(&payload)?,
+                    }),
+                    (Kind::Download, copy_msg::DATA) => Some(ClientEvent::Data {
+                        channel,
+                        data: payload,
+                    }),
+                    (Kind::Upload | Kind::Download, copy_msg::ERROR) => Some(ClientEvent::Error {
+                        channel,
+                        error: RemoteError::from_bytes(&payload)?,
+                    }),
+                    _ => None,
+                })
+            }
+            Event::ChannelClosed { channel, .. } => {
+                Ok(self.channels.remove(&channel).map(|_| ClientEvent::Closed {
+                    channel,
+                    rejected: false,
+                }))
+            }
+            Event::ChannelRejected { channel } => {
+                Ok(self.channels.remove(&channel).map(|_| ClientEvent::Closed {
+                    channel,
+                    rejected: true,
+                }))
+            }
+            Event::PairRequest { .. } => Ok(None),
+        }
+    }
+}
+
+/// Who may connect to a server (`authorized_peers`): the keys of the file, one per line
+/// (hex or z-base-32; `#` starts a comment, blank lines are skipped, as tiny-configs), or
+/// everyone (`--disable-firewall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowList {
+    /// Everyone.
+    Anyone,
+    /// Only these keys.
+    Keys(Vec<[u8; 32]>),
+}
+
+/// A line of an allow list that is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line} of the allow list is not a public key (64 hex or 52 z-base-32 characters)")]
+pub struct BadAllowLine {
+    /// 1-based line number.
+    pub line: usize,
+}
+
+impl AllowList {
+    /// Parses an `authorized_peers` file. JS throws on a bad key (and keeps the previous list
+    /// when reloading); so does the caller with the error.
+    pub fn parse(text: &str) -> Result<AllowList, BadAllowLine> {
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            keys.push(crate::id_encoding::decode(line).map_err(|_| BadAllowLine { line: i + 1 })?);
+        }
+        Ok(AllowList::Keys(keys))
+    }
+
+    /// Whether the firewall refuses `remote` (JS `onFirewall` returning true).
+    pub fn refuses(&self, remote: &[u8; 32]) -> bool {
+        match self {
+            AllowList::Anyone => false,
+            AllowList::Keys(k) => !k.contains(remote),
+        }
+    }
+}
+
+/// The names of `known_peers` (`NAME KEY` per line, `#` comments, as tiny-configs with
+/// `split: ' ', length: 2`): what `hypershell NAME` and `hypershell-copy @NAME:PATH` resolve.
+/// Lines that are not exactly two words are skipped, as JS does.
+pub fn parse_known_peers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next().unwrap_or("");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.len() == 2).then(|| (words[0].to_string(), words[1].to_string()))
+        })
+        .collect()
+}
+
+/// A server named on the command line: a `known_peers` name, else the key itself (JS
+/// `getKnownPeer`).
+pub fn resolve_peer(
+    host: &str,
+    known_peers: &str,
+) -> Result<[u8; 32], crate::id_encoding::IdError> {
+    let key = parse_known_peers(known_peers)
+        .into_iter()
+        .find(|(name, _)| name == host)
+        .map_or_else(|| host.to_string(), |(_, key)| key);
+    crate::id_encoding::decode(key.trim())
+}
+
+/// The seed of a key file (`hypershell-keygen`: the z-base-32 seed, maybe ` # comment`, a
+/// newline). The key pair is `KeyPair::from_seed(seed)` (JS `DHT.keyPair(seed)`).
+pub fn parse_key_file(text: &str) -> Option<[u8; 32]> {
+    let s = text.split('#').next().unwrap_or("").trim();
+    crate::id_encoding::decode(s).ok()
+}
+
+/// The text of a key file for `seed` (what `hypershell-keygen` writes).
+pub fn key_file(seed: &[u8; 32]) -> String {
+    format!("{}\n", crate::id_encoding::encode(seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pump(a: &mut Protomux, b: &mut Protomux) {
+        loop {
+            let mut moved = false;
+            while let Some(f) = a.poll_transmit() {
+                b.handle_frame(&f).unwrap();
+                moved = true;
+            }
+            while let Some(f) = b.poll_transmit() {
+                a.handle_frame(&f).unwrap();
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn exec_exchange() {
+        let (mut cm, mut sm) = (Protomux::new(), Protomux::new());
+        let mut server = ShellServer::new(&mut sm, &[Kind::Shell, Kind::Upload, Kind::Download]);
+        let mut client = ShellClient::new();
+        let spawn = Spawn {
+            command: "echo".into(),
+            args: vec!["hi".into()],
+            width: 80,
+            height: 24,
+        };
+        let ch = client.open_shell(&mut cm, &spawn).unwrap();
+        client.stdin(&mut cm, ch, b"typed").unwrap();
+        pump(&mut cm, &mut sm);
+        let mut got = Vec::new();
+        while let Some(e) = sm.poll_event() {
+            if let Some(e) = server.handle_event(&mut sm, e).unwrap() {
+                got.push(e);
+            }
+        }
+        pump(&mut cm, &mut sm);
+        while let Some(e) = sm.poll_event() {
+            if let Some(e) = server.handle_event(&mut sm, e).unwrap() {
+                got.push(e);
+            }
+        }
+        let sch = match &got[0] {
+            ServerEvent::Spawn { channel, spawn: s } => {
+                assert_eq!(s, &spawn);
+                *channel
+            }
+            e => panic!("{e:?}"),
+        };
+        assert_eq!(
+            got[1],
+            ServerEvent::Stdin {
+                channel: sch,
+                data: b"typed".to_vec()
+            }
+        );
+        server.stdout(&mut sm, sch, b"hi\r\n").unwrap();
+        server.exit_code(&mut sm, sch, 3).unwrap();
+        server.close(&mut sm, sch).unwrap();
+        pump(&mut cm, &mut sm);
+        let mut got = Vec::new();
+        while let Some(e) = cm.poll_event() {
+            if let Some(e) = client.handle_event(e).unwrap() {
+                got.push(e);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                ClientEvent::Opened { channel: ch },
+                ClientEvent::Stdout {
+                    channel: ch,
+                    data: b"hi\r\n".to_vec()
+                },
+                ClientEvent::ExitCode {
+                    channel: ch,
+                    code: 3
+                },
+                ClientEvent::Closed {
+                    channel: ch,
+                    rejected: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unserved_protocol_is_rejected() {
+        let (mut cm, mut sm) = (Protomux::new(), Protomux::new());
+        let mut server = ShellServer::new(&mut sm, &[Kind::Shell]);
+        let mut client = ShellClient::new();
+        let ch = client
+            .open_upload(
+                &mut cm,
+                &Upload {
+                    target: "/x".into(),
+                    is_directory: false,
+                },
+            )
+            .unwrap();
+        pump(&mut cm, &mut sm);
+        while let Some(e) = sm.poll_event() {
+            assert_eq!(server.handle_event(&mut sm, e).unwrap(), None);
+        }
+        pump(&mut cm, &mut sm);
+        let mut got = Vec::new();
+        while let Some(e) = cm.poll_event() {
+            got.extend(client.handle_event(e).unwrap());
+        }
+        assert_eq!(
+            got,
+            vec![ClientEvent::Closed {
+                channel: ch,
+                rejected: true
+            }]
+        );
+    }
+
+    #[test]
+    fn allow_list_and_key_file() {
+        let k = [7u8; 32];
+        let text = format!(
+            "# <public key>\n\n{}  # laptop\n{}\n",
+            crate::id_encoding::encode(&k),
+            hex_of(&[9u8; 32])
+        );
+        let l = AllowList::parse(&text).unwrap();
+        assert!(!l.refuses(&k));
+        assert!(!l.refuses(&[9u8; 32]));
+        assert!(l.refuses(&[1u8; 32]));
+        assert_eq!(
+            AllowList::parse("# x\nnot a key\n"),
+            Err(BadAllowLine { line: 2 })
+        );
+        assert!(!AllowList::Anyone.refuses(&k));
+        let known = format!(
+            "# <name> <public key>\nlaptop {}\nbad line here\n",
+            hex_of(&k)
+        );
+        assert_eq!(resolve_peer("laptop", &known).unwrap(), k);
+        assert_eq!(
+            resolve_peer(&hex_of(&[9u8; 32]), &known).unwrap(),
+            [9u8; 32]
+        );
+        assert!(resolve_peer("desktop", &known).is_err());
+        let seed = [3u8; 32];
+        assert_eq!(parse_key_file(&key_file(&seed)), Some(seed));
+        assert_eq!(parse_key_file("garbage"), None);
+    }
+
+    fn hex_of(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+}

@@ -1,0 +1,99 @@
+// Types of the hyperpunch npm package (hand-written; the wasm module's own are in ./wasm/).
+
+/** A core key or encryption key: 32 bytes, or 64 hex characters. */
+export type KeyLike = Uint8Array | string
+
+/** Load and instantiate the wasm module once (done for you by every call that needs it). */
+export function init(wasmUrl?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<unknown>
+
+/** Bytes as lowercase hex. */
+export function toHex(bytes: Uint8Array): string
+
+/** The discovery key of a core key: what peers announce and look up on the DHT. */
+export function discoveryKey(key: KeyLike): Promise<Uint8Array>
+
+/** The hyperpunch version. */
+export function version(): Promise<string>
+
+export interface HypercoreOptions {
+  /** A dht-relay WebSocket URL (`ws://` or `wss://`): replicate with the core's peers through it once open. */
+  relay?: string
+  /** Block encryption key of an encrypted core. */
+  encryptionKey?: KeyLike
+  /** Where the .wasm file is loaded from (default: next to the module). */
+  wasmUrl?: string | URL
+}
+
+export interface GetOptions {
+  /** `false`: resolve to `undefined` instead of waiting for peers when the block is missing. */
+  wait?: boolean
+}
+
+export interface DownloadRange {
+  start?: number
+  /** Exclusive; without it, every block from `start` on, live. */
+  end?: number
+}
+
+export interface ReplicateOptions {
+  /** Most peers to connect to (default 8). */
+  maxPeers?: number
+}
+
+/** Replication with a core's peers through a dht-relay. */
+export interface RelayReplication {
+  /** Connections through the relay still replicating. */
+  readonly connections: number
+  /** End every connection gracefully and close the relay session. */
+  end(): Promise<void>
+}
+
+export interface HypercoreEvents {
+  ready: () => void
+  /** The core grew (a local append, or a peer's verified upgrade) to `length`. */
+  append: (length: number) => void
+  /** Block `index` arrived from a peer, verified and stored. */
+  download: (index: number) => void
+  'peer-add': (peers: number) => void
+  'peer-remove': (peers: number) => void
+  /** Replication through the `relay` option failed. */
+  error: (error: Error) => void
+}
+
+/** A hypercore (signed append-only log) stored in an IndexedDB database. */
+export class Hypercore {
+  /**
+   * Open the core stored in the IndexedDB database `name`, or create one there: a reader of
+   * `key`, or without a key a new writable core.
+   */
+  constructor(name: string, key?: KeyLike | null, opts?: HypercoreOptions)
+  readonly name: string
+  /** The replication started by `replicate` or the `relay` option. */
+  replication: RelayReplication | null
+  /** Resolves once the core is open. */
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  readonly length: number
+  readonly contiguousLength: number
+  readonly byteLength: number
+  readonly fork: number
+  readonly writable: boolean
+  /** Peers replicating the core now. */
+  readonly peers: number
+  append(blocks: Uint8Array | string | Array<Uint8Array | string>): Promise<number>
+  get(index: number, opts?: GetOptions): Promise<Uint8Array | undefined>
+  has(index: number): Promise<boolean>
+  download(range?: DownloadRange): Promise<void>
+  /** Find the core's peers through the dht-relay at `url` and replicate with them. */
+  replicate(url: string, opts?: ReplicateOptions): Promise<RelayReplication>
+  on<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
+  once<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
+  off<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
+  emit<E extends keyof HypercoreEvents>(name: E, ...args: Parameters<HypercoreEvents[E]>): boolean
+  /** Delete the IndexedDB database `name` with every block in it. */
+  static delete(name: string): Promise<void>
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""A minimal WebDriver client (standard library only) that drives headless Chromium through
+chromedriver for the demo page test (scripts/www.sh test).
+
+    webdriver.py CHROMEDRIVER_URL CAPABILITIES_JSON SCRIPT_JSON
+
+SCRIPT_JSON is a list of steps, run in order; the first that fails ends the run with exit 1:
+  {"open": URL}                                   navigate
+  {"reload": true}                                reload the page
+  {"title": PREFIX, "timeout": SECONDS}           wait until document.title starts with PREFIX
+                                                  (fails at once on a title `error: ...`)
+  {"eval": JS, "expect": VALUE}                   `return (JS)` must give VALUE
+  {"run": COMMAND}                                run a shell command (e.g. stop a peer)
+Waits poll the title every 100 ms; each has its own bound, so the run always ends.
+"""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def call(base, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")["value"]
+
+
+def main():
+    base, caps_file, steps_json = sys.argv[1], sys.argv[2], sys.argv[3]
+    with open(caps_file) as f:
+        caps = json.load(f)
+    steps = json.loads(steps_json)
+    # The page's console, shown when a step fails.
+    caps["goog:loggingPrefs"] = {"browser": "ALL"}
+    session = call(base, "POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+    s = f"/session/{session}"
+    ok = False
+    try:
+        for step in steps:
+            if "open" in step:
+                call(base, "POST", s + "/url", {"url": step["open"]})
+            elif "reload" in step:
+                call(base, "POST", s + "/refresh", {})
+            elif "title" in step:
+                deadline = time.monotonic() + step.get("timeout", 60)
+                title = ""
+                while time.monotonic() < deadline:
+                    title = call(base, "GET", s + "/title")
+                    if title.startswith(step["title"]) or title.startswith("error:"):
+                        break
+                    time.sleep(0.1)
+                if not title.startswith(step["title"]):
+                    print(f"webdriver: waited for a title {step['title']!r}, got {title!r}",
+                          file=sys.stderr)
+                    return 1
+                print(f"webdriver: title {title!r}", file=sys.stderr)
+            elif "eval" in step:
+                got = call(base, "POST", s + "/execute/sync",
+                           {"script": f"return ({step['eval']})", "args": []})
+                if "expect" in step and got != step["expect"]:
+                    print(f"webdriver: {step['eval']} gave {got!r}, expected {step['expect']!r}",
+                          file=sys.stderr)
+                    return 1
+                print(f"webdriver: {step['eval']} = {got!r}", file=sys.stderr)
+            elif "run" in step:
+                subprocess.run(step["run"], shell=True, check=True)
+            else:
+                print(f"webdriver: unknown step {step!r}", file=sys.stderr)
+                return 1
+        ok = True
+    finally:
+        if not ok:
+            try:
+                text = call(base, "POST", s + "/execute/sync",
+                            {"script": "return document.body.innerText", "args": []})
+                print("webdriver: the page says:\n" + text, file=sys.stderr)
+                for entry in call(base, "POST", s + "/se/log", {"type": "browser"}) or []:
+                    print("webdriver: console: " + entry.get("message", ""), file=sys.stderr)
+            except Exception as e:  # the page may be gone
+                print(f"webdriver: could not read the page: {e}", file=sys.stderr)
+        call(base, "DELETE", s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,552 @@
+//! The DHT through a dht-relay, for tasks of a page: [`Relay`] keeps one relay session (the
+//! [`Client`] engine over a [`WsCarrier`]) open and driven by its own task, so that lookups
+//! and any number of streams run at once; a [`RelayStream`] is one connection through it, a
+//! [`Duplex`] the replication pump runs on ([`replicate_relayed`]).
+//!
+//! What the relay sees depends on the mode the stream was opened in:
+//! - **custodial** (JS dht-relay's default, the only mode `hyperpunch relay` offers so far):
+//!   the relay holds the session's key pair (give it a throwaway one, as [`Relay::open`]
+//!   does), runs the Noise handshake and secret-stream with the remote peer, and carries each
+//!   decrypted message to the page as one chunk. It can read the replication traffic (which
+//!   cores, which blocks), but not forge it: every block is verified in the page against the
+//!   core's signed merkle tree. The replication capabilities are made with the handshake hash
+//!   the relay reports, as JS hypercore does over a JS dht-relay stream (`handshakeHash`).
+//! - **non-custodial** (JS `{ custodial: false }`): the page runs the Noise handshake, the
+//!   stream carries secret-stream ciphertext and the page runs secret-stream itself: the relay
+//!   sees only ciphertext and who connects to whom.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::relay::dht_relay::client::{QueryId, StreamId};
+use hyperpunch_core::relay::dht_relay::{Client, ClientEvent, Handshake};
+use hyperpunch_core::replication::ReplicationHost;
+use hyperpunch_core::secretstream::{
+    Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
+};
+use wasm_bindgen_futures::spawn_local;
+
+use crate::duplex::{Duplex, DuplexError};
+use crate::replicate::{entropy, replicate_link, FramedLink, Link, ReplicateError, SharedHost};
+use crate::websocket::{RelayError, WsCarrier};
+
+#[derive(Default)]
+struct StreamSlot {
+    /// `Some` once the connect finished: the handshake, or why it failed.
+    opened: Option<Result<(Handshake, [u8; 32]), String>>,
+    inbox: VecDeque<Vec<u8>>,
+    /// The peer ended its side.
+    ended: bool,
+    /// The stream is gone; the error says why when it failed.
+    closed: Option<Option<String>>,
+    /// We ended our side.
+    local_ended: bool,
+    waker: Option<Waker>,
+}
+
+impl StreamSlot {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Default)]
+struct QuerySlot {
+    peers: Vec<[u8; 32]>,
+    done: bool,
+    waker: Option<Waker>,
+}
+
+struct Shared {
+    carrier: WsCarrier,
+    client: Client,
+    /// The default key pair (the one the session was opened with).
+    key_pair: KeyPair,
+    streams: HashMap<StreamId, StreamSlot>,
+    queries: HashMap<QueryId, QuerySlot>,
+    /// The session ended: why.
+    failed: Option<String>,
+}
+
+impl Shared {
+    /// Send what the client queued.
+    fn flush(&mut self) {
+        while let Some(frame) = self.client.poll_transmit() {
+            if let Err(e) = self.carrier.send(frame) {
+                self.fail(e.to_string());
+                return;
+            }
+        }
+    }
+
+    /// Route the client's events to the streams and queries waiting for them.
+    fn dispatch(&mut self) {
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                ClientEvent::Opened {
+                    stream,
+                    remote_public_key,
+                    handshake,
+                } => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.opened = Some(Ok((handshake, remote_public_key)));
+                        s.wake();
+                    }
+                }
+                ClientEvent::Data { stream, data } => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.inbox.push_back(data);
+                        s.wake();
+                    }
+                }
+                ClientEvent::End { stream } => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.ended = true;
+                        s.wake();
+                    }
+                }
+                ClientEvent::Closed { stream, error } => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        if s.opened.is_none() {
+                            let why = error.clone().unwrap_or_else(|| "closed".into());
+                            s.opened = Some(Err(why));
+                        }
+                        s.closed = Some(error);
+                        s.wake();
+                    }
+                }
+                ClientEvent::QueryResult { query, result } => {
+                    if let Some(q) = self.queries.get_mut(&query) {
+                        for p in result.peers {
+                            if !q.peers.contains(&p.public_key) {
+                                q.peers.push(p.public_key);
+                            }
+                        }
+                    }
+                }
+                ClientEvent::QueryDone { query } => {
+                    if let Some(q) = self.queries.get_mut(&query) {
+                        q.done = true;
+                        if let Some(w) = q.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                // No servers are made through this handle (yet).
+                ClientEvent::Connection { .. }
+                | ClientEvent::Listening { .. }
+                | ClientEvent::ServerClosed { .. } => {}
+            }
+        }
+        self.flush();
+    }
+
+    /// The session is over: every waiter learns it.
+    fn fail(&mut self, why: String) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.failed = Some(why.clone());
+        for s in self.streams.values_mut() {
+            if s.opened.is_none() {
+                s.opened = Some(Err(why.clone()));
+            }
+            if s.closed.is_none() {
+                s.closed = Some(Some(why.clone()));
+            }
+            s.wake();
+        }
+        for q in self.queries.values_mut() {
+            q.done = true;
+            if let Some(w) = q.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A dht-relay session of the page, driven by its own task (see the [module docs](self)).
+/// Dropping it closes the WebSocket, which ends its streams.
+pub struct Relay {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl Relay {
+    /// Opens a custodial session at `url` (`ws://` or `wss://`) with a fresh random key pair:
+    /// the relay holds that key for the session, so it is made for the session alone.
+    pub async fn open(url: &str) -> Result<Relay, RelayError> {
+        let mut seed = [0u8; 32];
+        let mut noise_seed = [0u8; 32];
+        for buf in [&mut seed, &mut noise_seed] {
+            getrandom::fill(buf)
+                .map_err(|e| DuplexError(format!("crypto.getRandomValues: {e}")))?;
+        }
+        let key_pair = KeyPair::from_seed(&seed);
+        let client = Client::new(&key_pair, true, noise_seed);
+        Self::open_with(url, key_pair, client).await
+    }
+
+    /// Opens a session at `url` for `client`, made with `key_pair` (custodial or not).
+    pub async fn open_with(
+        url: &str,
+        key_pair: KeyPair,
+        client: Client,
+    ) -> Result<Relay, RelayError> {
+        let carrier = WsCarrier::connect(url).await?;
+        let shared = Rc::new(RefCell::new(Shared {
+            carrier,
+            client,
+            key_pair,
+            streams: HashMap::new(),
+            queries: HashMap::new(),
+            failed: None,
+        }));
+        shared.borrow_mut().flush();
+        // The driver: relay frames into the engine, its events to the waiters. It ends when the
+        // WebSocket closes (dropping the `Relay` closes it).
+        let driver = shared.clone();
+        spawn_local(async move {
+            loop {
+                let frame = poll_fn(|cx| driver.borrow_mut().carrier.poll_recv(cx)).await;
+                let mut s = driver.borrow_mut();
+                match frame {
+                    Some(frame) => {
+                        if let Err(e) = s.client.handle_frame(&frame) {
+                            s.fail(format!("relay: {e}"));
+                            s.carrier.close();
+                            return;
+                        }
+                        s.dispatch();
+                    }
+                    None => {
+                        let (code, reason) =
+                            s.carrier.close_info().unwrap_or((1006, String::new()));
+                        s.fail(RelayError::Closed(code, reason).to_string());
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Relay { shared })
+    }
+
+    /// The session's public key (the key this page connects with).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.shared.borrow().key_pair.public_key
+    }
+
+    /// Why the session ended, once it did.
+    pub fn error(&self) -> Option<String> {
+        self.shared.borrow().failed.clone()
+    }
+
+    /// The public keys of the peers announced on `topic` (JS `node.lookup(topic)`, every reply
+    /// collected, each key once, in the order first seen).
+    pub async fn lookup(&self, topic: [u8; 32]) -> Result<Vec<[u8; 32]>, RelayError> {
+        let id = {
+            let mut s = self.shared.borrow_mut();
+            if let Some(why) = &s.failed {
+                return Err(RelayError::Carrier(DuplexError(why.clone())));
+            }
+            let id = s.client.lookup(topic);
+            s.queries.insert(id, QuerySlot::default());
+            s.flush();
+            id
+        };
+        poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            let failed = s.failed.clone();
+            let q = s.queries.get_mut(&id).expect("the query waits here");
+            if !q.done {
+                q.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let q = s.queries.remove(&id).expect("the query waits here");
+            Poll::Ready(match failed {
+                Some(why) if q.peers.is_empty() => Err(RelayError::Carrier(DuplexError(why))),
+                _ => Ok(q.peers),
+            })
+        })
+        .await
+    }
+
+    /// Connects to the server of `remote_public_key` through the relay (JS
+    /// `node.connect(publicKey)`), with the session's key pair.
+    pub async fn connect(&self, remote_public_key: [u8; 32]) -> Result<RelayStream, RelayError> {
+        let stream = {
+            let mut s = self.shared.borrow_mut();
+            if let Some(why) = &s.failed {
+                return Err(RelayError::Carrier(DuplexError(why.clone())));
+            }
+            let kp = s.key_pair.clone();
+            let id = s.client.connect(remote_public_key, kp);
+            s.streams.insert(id, StreamSlot::default());
+            s.flush();
+            id
+        };
+        let opened = poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            let slot = s.streams.get_mut(&stream).expect("the stream waits here");
+            match slot.opened.clone() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        match opened {
+            Ok((handshake, remote_public_key)) => Ok(RelayStream {
+                shared: self.shared.clone(),
+                stream,
+                is_initiator: true,
+                remote_public_key,
+                handshake: Some(handshake),
+            }),
+            Err(why) => {
+                self.shared.borrow_mut().streams.remove(&stream);
+                Err(RelayError::Carrier(DuplexError(format!(
+                    "connect to {}: {why}",
+                    hex(&remote_public_key)
+                ))))
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared.borrow_mut().carrier.close();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One connection through a [`Relay`]: chunks of the stream (custodial: one plaintext message
+/// each; non-custodial: secret-stream bytes). Dropping it destroys the stream.
+pub struct RelayStream {
+    shared: Rc<RefCell<Shared>>,
+    stream: StreamId,
+    is_initiator: bool,
+    remote_public_key: [u8; 32],
+    /// Taken by [`RelayStream::link`].
+    handshake: Option<Handshake>,
+}
+
+impl RelayStream {
+    /// The peer's public key.
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.remote_public_key
+    }
+
+    /// Whether this side connected (rather than accepted).
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    /// Why the stream closed, once it closed with an error.
+    pub fn error(&self) -> Option<String> {
+        let s = self.shared.borrow();
+        s.streams
+            .get(&self.stream)
+            .and_then(|slot| slot.closed.clone().flatten())
+    }
+
+    /// The [`Link`] replication runs through on this stream: custodial, the relay's messages as
+    /// frames with the relay's handshake hash; non-custodial, secret-stream from the page's
+    /// own handshake. Only once per stream.
+    pub fn link(&mut self, opts: StreamOptions, now: u64) -> Result<RelayLink, ReplicateError> {
+        match self.handshake.take() {
+            Some(Handshake::Relay(hash)) => Ok(RelayLink::Custodial(FramedLink::new(
+                self.is_initiator,
+                self.remote_public_key,
+                hash,
+            ))),
+            Some(Handshake::Local(split)) => Ok(RelayLink::EndToEnd(Box::new(
+                SecretStream::from_handshake(self.is_initiator, split, entropy()?, opts, now),
+            ))),
+            None => Err(ReplicateError::Duplex(DuplexError(
+                "the stream's link was already taken".into(),
+            ))),
+        }
+    }
+}
+
+impl Duplex for RelayStream {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        let mut s = self.shared.borrow_mut();
+        let Some(slot) = s.streams.get_mut(&self.stream) else {
+            return Poll::Ready(None);
+        };
+        if let Some(chunk) = slot.inbox.pop_front() {
+            return Poll::Ready(Some(chunk));
+        }
+        if slot.ended || slot.closed.is_some() {
+            return Poll::Ready(None);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
+        let mut s = self.shared.borrow_mut();
+        if let Some(why) = &s.failed {
+            return Err(DuplexError(why.clone()));
+        }
+        if !s.client.write(self.stream, chunk) {
+            return Err(DuplexError("the relayed stream is closed".into()));
+        }
+        s.flush();
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        let mut s = self.shared.borrow_mut();
+        let first = s
+            .streams
+            .get_mut(&self.stream)
+            .is_some_and(|slot| !std::mem::replace(&mut slot.local_ended, true));
+        if first {
+            s.client.end(self.stream);
+            s.flush();
+        }
+    }
+
+    /// The relay WebSocket's `bufferedAmount` (shared by every stream of the session).
+    fn buffered_amount(&self) -> usize {
+        self.shared.borrow().carrier.buffered_amount()
+    }
+}
+
+impl Drop for RelayStream {
+    fn drop(&mut self) {
+        let mut s = self.shared.borrow_mut();
+        if let Some(slot) = s.streams.remove(&self.stream) {
+            if slot.closed.is_none() && s.failed.is_none() {
+                s.client.destroy(self.stream);
+                s.flush();
+            }
+        }
+    }
+}
+
+/// The [`Link`] of a [`RelayStream`] (see [`RelayStream::link`]).
+pub enum RelayLink {
+    /// The relay secures the stream: frames as they are.
+    Custodial(FramedLink),
+    /// The page runs secret-stream end to end.
+    EndToEnd(Box<SecretStream>),
+}
+
+macro_rules! each {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            RelayLink::Custodial($l) => $e,
+            RelayLink::EndToEnd($l) => {
+                let $l = &mut **$l;
+                $e
+            }
+        }
+    };
+}
+
+macro_rules! each_ref {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            RelayLink::Custodial($l) => $e,
+            RelayLink::EndToEnd($l) => {
+                let $l = &**$l;
+                $e
+            }
+        }
+    };
+}
+
+impl Link for RelayLink {
+    fn is_initiator(&self) -> bool {
+        each_ref!(self, l => Link::is_initiator(l))
+    }
+    fn is_closed(&self) -> bool {
+        each_ref!(self, l => Link::is_closed(l))
+    }
+    fn handle_input(&mut self, now: u64, input: &[u8]) {
+        each!(self, l => Link::handle_input(l, now, input))
+    }
+    fn handle_eof(&mut self, now: u64) {
+        each!(self, l => Link::handle_eof(l, now))
+    }
+    fn write(&mut self, frame: &[u8]) -> Result<(), StreamError> {
+        each!(self, l => Link::write(l, frame))
+    }
+    fn end(&mut self) {
+        each!(self, l => Link::end(l))
+    }
+    fn destroy(&mut self, reason: Option<StreamError>) {
+        each!(self, l => Link::destroy(l, reason))
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        each!(self, l => Link::poll_transmit(l))
+    }
+    fn wants_shutdown(&self) -> bool {
+        each_ref!(self, l => Link::wants_shutdown(l))
+    }
+    fn poll_event(&mut self) -> Option<StreamEvent> {
+        each!(self, l => Link::poll_event(l))
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        each_ref!(self, l => Link::poll_timeout(l))
+    }
+    fn handle_timeout(&mut self, now: u64) {
+        each!(self, l => Link::handle_timeout(l, now))
+    }
+}
+
+/// Replicate every core of `hub` over `stream` (custodial or not, see [`RelayStream::link`])
+/// until it closes or `stop` completes (then it ends gracefully). An error the relay reported
+/// for the stream is returned as one.
+pub async fn replicate_relayed<H: ReplicationHost>(
+    mut stream: RelayStream,
+    hub: &SharedHost<H>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ReplicateError> {
+    let link = stream.link(StreamOptions::default(), hub.now())?;
+    let error = Rc::new(RefCell::new(None::<String>));
+    let result = replicate_link(WatchErr(stream, error.clone()), link, hub, stop).await;
+    match (result, error.take()) {
+        (Ok(()), Some(why)) => Err(ReplicateError::Duplex(DuplexError(why))),
+        (r, _) => r,
+    }
+}
+
+/// A [`RelayStream`] that records the stream's error when its input ends.
+struct WatchErr(RelayStream, Rc<RefCell<Option<String>>>);
+
+impl Duplex for WatchErr {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        let r = self.0.poll_recv(cx);
+        if let Poll::Ready(None) = r {
+            if let Some(why) = self.0.error() {
+                *self.1.borrow_mut() = Some(why);
+            }
+        }
+        r
+    }
+    fn send(&mut self, chunk: Vec<u8>) -> Result<(), DuplexError> {
+        self.0.send(chunk)
+    }
+    fn close(&mut self) {
+        self.0.close()
+    }
+    fn buffered_amount(&self) -> usize {
+        self.0.buffered_amount()
+    }
+}
