@@ -24,7 +24,9 @@
 #    against bench/js/bee-cli.js.
 # 5c. Hyperdrive (bench/drive.sh): `hyperpunch drive mirror` / `ls` / `serve` + `fetch` as whole
 #    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
-# 5d. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
+# 5d. hypershell (bench/shell.sh): 64 MiB copied up and down with `hyperpunch shell copy` and JS
+#    hypershell-copy against `hyperpunch shell server` and JS hypershell-server, whole processes.
+# 5e. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
 #    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
 #    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
@@ -436,6 +438,11 @@ bash "$root/bench/drive.sh" "$tmp/drive.md"
 {
   echo
   cat "$tmp/drive.md"
+} | tee -a "$tmp/table.md"
+# ---- hypershell (issue 16): bench/shell.sh, copies as whole processes ----
+{
+  echo
+  bash "$root/bench/shell.sh"
 } | tee -a "$tmp/table.md"
 # ---- whole processes: core serve -> core fetch (issue 11): bench/cli.sh, its own table ----
 bash "$root/bench/cli.sh" "$tmp/cli.md"
