@@ -17,6 +17,9 @@
 #    netem; without it, the same delay and loss come from a user-space relay, and say so.
 # 5. DHT (bench/dht.sh: bench_dht.rs against `hyperpunch dht bootstrap` and bench/js/dht-node.js):
 #    LOOKUPs answered by one node per second and per CPU second, RSS at 10,000 announcements.
+# 5'. Connecting by public key (bench/connect.sh: bench_connect.rs and bench/js/connect.js on a
+#     20-node loopback testnet): whole-process and in-process connect-to-first-echo times,
+#     throughput right after a connect, hyperswarm join to connection.
 # 5a. NAT matrix (bench/nat.sh on tests/nat/lab.sh, root only): open/consistent/random NATs on each
 #     side in network namespaces, JS-JS, hyperpunch-hyperpunch and both mixes, connect times.
 # 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
@@ -24,6 +27,11 @@
 #    against bench/js/bee-cli.js.
 # 5c. Hyperdrive (bench/drive.sh): `hyperpunch drive mirror` / `ls` / `serve` + `fetch` as whole
 #    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
+# 5d. hypershell (bench/shell.sh): 64 MiB copied up and down with `hyperpunch shell copy` and JS
+#    hypershell-copy against `hyperpunch shell server` and JS hypershell-server, whole processes.
+# 5e. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
+#    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
+#    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
 #    writes them to bench/latest.md and BENCHMARKS.md.
 set -euo pipefail
@@ -420,6 +428,8 @@ EOF2
 } | tee -a "$tmp/table.md"
 # ---- DHT (issue 12) ----
 bash "$root/bench/dht.sh" | tee -a "$tmp/table.md"
+# ---- connecting by public key (issue 12): bench/connect.sh ----
+bash "$root/bench/connect.sh" | tee -a "$tmp/table.md"
 # ---- the NAT matrix (issue 12): bench/nat.sh, root only (network namespaces) ----
 bash "$root/bench/nat.sh" | tee -a "$tmp/table.md"
 # ---- hyperbee (issue 13): bench/bee.sh, its own table (in-process and whole-process rows) ----
@@ -434,6 +444,17 @@ bash "$root/bench/drive.sh" "$tmp/drive.md"
   echo
   cat "$tmp/drive.md"
 } | tee -a "$tmp/table.md"
+# ---- hypershell (issue 16): bench/shell.sh, copies as whole processes ----
+{
+  echo
+  bash "$root/bench/shell.sh"
+} | tee -a "$tmp/table.md"
+# ---- whole processes: core serve -> core fetch (issue 11): bench/cli.sh, its own table ----
+bash "$root/bench/cli.sh" "$tmp/cli.md"
+{
+  echo
+  cat "$tmp/cli.md"
+} | tee -a "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 {
   echo "# Benchmarks"
@@ -441,7 +462,8 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×) and hyperdrive (≥ 5×);"
+  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×), hyperdrive (≥ 5×)"
+  echo "and whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time);"
   echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo
   cat "$tmp/table.md"

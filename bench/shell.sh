@@ -87,17 +87,19 @@ copy() {
   rm -f "$3"
   start=$(date +%s.%N)
   if [ "$1" = rust ]; then
-    HOME="$tmp/rc" "$hp" shell copy "$2" "$3" -f "$tmp/rc/peer" "${net[@]}" >/dev/null 2>"$tmp/copy.log"
+    HOME="$tmp/rc" "$hp" shell copy "$2" "$3" -f "$tmp/rc/peer" "${net[@]}" >/dev/null 2>"$tmp/copy.log" ||
+      { echo "error: hyperpunch shell copy $2 $3 failed:" >&2; cat "$tmp/copy.log" >&2; return 1; }
   else
-    js_tool "$tmp/jc" copy.js -f "$tmp/jc/peer" "$2" "$3" >/dev/null 2>"$tmp/copy.log"
+    js_tool "$tmp/jc" copy.js -f "$tmp/jc/peer" "$2" "$3" >/dev/null 2>"$tmp/copy.log" ||
+      { echo "error: hypershell-copy $2 $3 failed:" >&2; cat "$tmp/copy.log" >&2; return 1; }
   fi
   end=$(date +%s.%N)
   echo "$end - $start" | bc
 }
 best() {
   local a b
-  a=$(copy "$@")
-  b=$(copy "$@")
+  a=$(copy "$@") || exit 1
+  b=$(copy "$@") || exit 1
   if (($(echo "$a < $b" | bc))); then echo "$a"; else echo "$b"; fi
 }
 mb_s() { echo "scale=1; $mib * 1.048576 / $1" | bc; }
@@ -107,10 +109,10 @@ for client in rust js; do
   for server in rust js; do
     if [ "$server" = rust ]; then key=$rust_key; dir="$tmp/rs"; else key=$js_key; dir="$tmp/js"; fi
     echo "==> $client client, $server server: upload" >&2
-    up=$(best "$client" "$tmp/src.bin" "$key:$dir/up.bin")
+    up=$(best "$client" "$tmp/src.bin" "$key:$dir/up.bin") || exit 1
     cmp -s "$tmp/src.bin" "$dir/up.bin" || { echo "error: the upload differs" >&2; exit 1; }
     echo "==> $client client, $server server: download" >&2
-    down=$(best "$client" "$key:$dir/up.bin" "$tmp/down.bin")
+    down=$(best "$client" "$key:$dir/up.bin" "$tmp/down.bin") || exit 1
     cmp -s "$tmp/src.bin" "$tmp/down.bin" || { echo "error: the download differs" >&2; exit 1; }
     rows+=("| $client | $server | $(printf '%.2f' "$up") s ($(mb_s "$up") MB/s) | $(printf '%.2f' "$down") s ($(mb_s "$down") MB/s) |")
   done

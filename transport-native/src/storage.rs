@@ -3,8 +3,8 @@
 //! One [`FileStorage`] owns one folder DIR. Opening takes an exclusive lock on
 //! `DIR/storage.lock`, so a second process (or a second open in the same process) gets
 //! [`StorageError::Unavailable`] instead of silently sharing the files. The database lives in
-//! `DIR/db`; a new one is built in `DIR/db.creating` and renamed into place once complete, so a
-//! kill during creation never leaves a folder that cannot be opened. Other files in DIR are left
+//! `DIR/db`; while a new one is created there, the marker `DIR/db.incomplete` exists, so a kill
+//! during creation never leaves a folder that cannot be opened (the next open starts over). Other files in DIR are left
 //! alone (the CLI keeps an encryption key there).
 //!
 //! # What is guaranteed
@@ -56,8 +56,11 @@ use fjall::{
 const KEYSPACE: &str = "kv";
 /// Subfolder holding the fjall database.
 const DB_DIR: &str = "db";
-/// Where a new database is built before it is renamed to [`DB_DIR`].
+/// Where earlier versions built a new database before renaming it to [`DB_DIR`] (one left by an
+/// interrupted creation is removed).
 const DB_STAGING_DIR: &str = "db.creating";
+/// Present while [`DB_DIR`] is being created (see [`open_database`]).
+const DB_INCOMPLETE: &str = "db.incomplete";
 /// The lock file guarding the folder.
 const LOCK_FILE: &str = "storage.lock";
 /// Longest key fjall accepts.
@@ -269,32 +272,61 @@ fn lock_folder(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-/// Make sure `dir/db` holds a fully created database, and return its path.
+/// Open the database in `dir/db` (with its keyspace), creating it if there is none yet.
 ///
 /// fjall's own creation is not atomic (a kill between its first file and its version marker
-/// leaves a folder it refuses to open), so a new database is built in a staging folder, closed
-/// and renamed into place: `dir/db` exists only once it is complete. Runs under the folder lock.
-fn ensure_database(dir: &Path) -> Result<PathBuf, StorageError> {
+/// leaves a folder it refuses to open), so a creation is bracketed by a marker file,
+/// `dir/db.incomplete`: it is made (and synced) before `dir/db`, and removed (the removal
+/// synced) once the new database and its keyspace are on disk, before anything is written to
+/// it. A `dir/db` found next to the marker was never completed and never held data: it is
+/// discarded and built again. The new database stays open (an earlier version built it in a
+/// staging folder, closed it, renamed it into place and opened it again: twice the files, fsyncs
+/// and threads for every new store; a staging folder such a version left behind is discarded).
+/// Runs under the folder lock.
+fn open_database(dir: &Path) -> Result<(Database, Keyspace), StorageError> {
     let db_path = dir.join(DB_DIR);
-    if db_path.is_dir() {
-        return Ok(db_path);
-    }
+    let marker = dir.join(DB_INCOMPLETE);
     let staging = dir.join(DB_STAGING_DIR);
     if staging.exists() {
-        // Left by a creation that was interrupted: it never held data.
+        // Left by an interrupted creation of an earlier version: it never held data.
         std::fs::remove_dir_all(&staging).map_err(|e| io_err("remove", &staging, e))?;
     }
+    let open = |p: &Path| {
+        guarded("opening", || {
+            let db = builder(p).open().map_err(map_err)?;
+            let ks = db.keyspace(KEYSPACE, keyspace_options).map_err(map_err)?;
+            Ok((db, ks))
+        })
+    };
+    let incomplete = marker.exists();
+    if db_path.is_dir() && !incomplete {
+        return open(&db_path);
+    }
+    if !incomplete {
+        // An empty file: syncing the folder makes its existence durable.
+        File::create(&marker).map_err(|e| io_err("create", &marker, e))?;
+        sync_dir(dir)?;
+    }
+    if db_path.exists() {
+        std::fs::remove_dir_all(&db_path).map_err(|e| io_err("remove", &db_path, e))?;
+    }
+    let (db, ks) = open(&db_path)?;
+    // fjall syncs the folders it makes; this syncs its journal.
     guarded("creating", || {
-        let db = builder(&staging).open().map_err(map_err)?;
-        db.persist(PersistMode::SyncAll).map_err(map_err)?;
-        drop(db); // joins fjall's threads and releases its files
-        Ok(())
+        db.persist(PersistMode::SyncAll).map_err(map_err)
     })?;
-    std::fs::rename(&staging, &db_path).map_err(|e| io_err("rename", &staging, e))?;
+    std::fs::remove_file(&marker).map_err(|e| io_err("remove", &marker, e))?;
+    // Synced before anything is written: a marker that came back after a power cut would
+    // discard the data.
+    sync_dir(dir)?;
+    Ok((db, ks))
+}
+
+/// `fsync` the folder `dir` (its entries: files created, renamed or removed in it).
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync", dir, e))?;
-    Ok(db_path)
+        .map_err(|e| io_err("sync", dir, e))
 }
 
 impl FileStorage {
@@ -317,17 +349,7 @@ impl FileStorage {
             StorageError::Io(format!("cannot create folder {}: {e}", path.display()))
         })?;
         let lock = lock_folder(&path)?;
-        let db_path = ensure_database(&path).map_err(|e| match e {
-            StorageError::Unavailable(m) => StorageError::Unavailable(in_path(m)),
-            StorageError::Io(m) => StorageError::Io(in_path(m)),
-            StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
-        })?;
-        let (db, ks) = guarded("opening", || {
-            let db = builder(&db_path).open().map_err(map_err)?;
-            let ks = db.keyspace(KEYSPACE, keyspace_options).map_err(map_err)?;
-            Ok((db, ks))
-        })
-        .map_err(|e| match e {
+        let (db, ks) = open_database(&path).map_err(|e| match e {
             StorageError::Unavailable(m) => StorageError::Unavailable(in_path(m)),
             StorageError::Io(m) => StorageError::Io(in_path(m)),
             StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
@@ -599,6 +621,30 @@ mod tests {
         );
         assert_eq!(block_on(s.get(&150u32.to_be_bytes())).unwrap(), None);
         s.sync().unwrap();
+    }
+
+    /// A creation killed half-way (the marker still there, `db` holding whatever fjall had
+    /// made, here a file where a folder belongs) or a staging folder of an earlier version:
+    /// the next open starts over with an empty store, and a completed store is kept.
+    #[test]
+    fn interrupted_creations_are_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(DB_DIR).join("keyspaces")).unwrap();
+        std::fs::write(dir.path().join(DB_DIR).join("version"), b"half").unwrap();
+        std::fs::write(dir.path().join(DB_INCOMPLETE), b"").unwrap();
+        std::fs::create_dir_all(dir.path().join(DB_STAGING_DIR).join("junk")).unwrap();
+        {
+            let s = FileStorage::open(dir.path()).unwrap();
+            assert!(!dir.path().join(DB_INCOMPLETE).exists());
+            assert!(!dir.path().join(DB_STAGING_DIR).exists());
+            assert_eq!(block_on(s.scan(&[], &[0xff], None)).unwrap(), Vec::new());
+            let mut b = Batch::new();
+            b.put(b"k".to_vec(), b"v".to_vec());
+            block_on(s.write(b)).unwrap();
+            s.sync().unwrap();
+        }
+        let s = FileStorage::open(dir.path()).unwrap();
+        assert_eq!(block_on(s.get(b"k")).unwrap(), Some(b"v".to_vec()));
     }
 
     #[test]

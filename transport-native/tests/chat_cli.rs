@@ -1,8 +1,9 @@
 //! `hyperpunch chat` end to end: two whole processes on 127.0.0.1 over TCP. Alice creates a room
 //! and listens, Bob joins with the room key and connects, Alice adds Bob's writer key, both type
 //! messages; every message appears in both terminals in the same order, `--dump` prints that
-//! order from either folder, and a restarted member shows the same history. Every process is
-//! killed when the test ends.
+//! order from either folder, and a restarted member shows the same history. The same over
+//! hyperswarm (`--bootstrap`, a loopback DHT of CLI nodes). Every process is killed when the
+//! test ends.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -23,6 +24,7 @@ impl Member {
     fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
+            .env_remove("HYPERPUNCH_BOOTSTRAP")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -330,4 +332,121 @@ fn a_js_member_joins_a_hyperpunch_room() {
         js_view.contains(&format!("{}: hello from js", &js_key[..8])),
         "{js_view:?}"
     );
+}
+
+/// A DHT process (bootstrap or node) on 127.0.0.1, killed on drop.
+struct DhtProc(Child);
+
+impl Drop for DhtProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for a stderr line of `child` containing `what`.
+fn wait_stderr(child: &mut Child, what: &str) {
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    let what = what.to_string();
+    thread::spawn(move || {
+        let mut found = false;
+        for l in BufReader::new(err).lines() {
+            let Ok(l) = l else { break };
+            if !found && l.contains(&what) {
+                found = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(STEP).expect("the DHT process started");
+}
+
+/// A bootstrap node and two persistent nodes, all CLI processes on 127.0.0.1.
+fn loopback_dht() -> (Vec<DhtProc>, String) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let boot = format!("127.0.0.1:{port}");
+    let spawn = |args: &[&str], ready: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(args)
+            .env_remove("HYPERPUNCH_BOOTSTRAP")
+            .env_remove("HYPERPUNCH_RELAYS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hyperpunch dht");
+        wait_stderr(&mut c, ready);
+        DhtProc(c)
+    };
+    let port = port.to_string();
+    let mut all = vec![spawn(
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &port],
+        "bootstrap node",
+    )];
+    for _ in 0..2 {
+        all.push(spawn(
+            &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
+            "persistent, id",
+        ));
+    }
+    (all, boot)
+}
+
+#[test]
+fn two_members_over_hyperswarm() {
+    let (_dht, boot) = loopback_dht();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let common = ["--bootstrap", boot.as_str(), "--host", "127.0.0.1"];
+    let mut args = vec!["chat", "--storage", a_dir.to_str().unwrap()];
+    args.extend(common);
+    let mut alice = Member::spawn(&args);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let a_key = alice
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    alice.expect("joined the swarm");
+
+    let mut args = vec![
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+    ];
+    args.extend(common);
+    let mut bob = Member::spawn(&args);
+    let b_key = bob
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    bob.expect("joined the swarm");
+
+    alice.say(&format!("/add {b_key}"));
+    alice.say("hello over the swarm");
+    bob.say("bob over the swarm");
+    let a = alice.messages(2);
+    let b = bob.messages(2);
+    assert_eq!(a, b, "both terminals show one order");
+    let (ak, bk) = (&a_key[..8], &b_key[..8]);
+    assert!(a.contains(&format!("{ak}: hello over the swarm")), "{a:?}");
+    assert!(a.contains(&format!("{bk}: bob over the swarm")), "{a:?}");
+    drop(alice);
+    drop(bob);
+    assert_eq!(dump(&b_dir), a, "bob's folder");
 }

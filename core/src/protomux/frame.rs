@@ -14,7 +14,7 @@
 //! [`super::Protomux`].
 
 use crate::encoding::{
-    uint_len, write_buffer, write_optional_buffer, write_uint, DecodeError, Decoder,
+    uint_len, write_buffer, write_optional_buffer, write_uint, DecodeError, Decoder, Encode,
 };
 
 /// Control message type of a batch frame.
@@ -289,6 +289,41 @@ impl BatchBuilder {
     /// Appends the item `uint message_type ‖ payload` for `channel` (`payload` alone when
     /// `message_type` is `None`: it then starts with its type).
     pub(super) fn push(&mut self, channel: u64, message_type: Option<u64>, payload: &[u8]) {
+        self.start_item(channel);
+        match message_type {
+            Some(t) => {
+                write_uint(&mut self.buf, (uint_len(t) + payload.len()) as u64);
+                write_uint(&mut self.buf, t);
+                self.buf.extend_from_slice(payload);
+            }
+            None => write_buffer(&mut self.buf, payload),
+        }
+    }
+
+    /// [`BatchBuilder::push`] of `message`'s encoding as the payload of type `message_type`,
+    /// encoded in place (no buffer of its own).
+    pub(super) fn push_encoded<E: Encode + ?Sized>(
+        &mut self,
+        channel: u64,
+        message_type: u64,
+        message: &E,
+    ) {
+        self.start_item(channel);
+        let len = message.encoded_len();
+        write_uint(&mut self.buf, (uint_len(message_type) + len) as u64);
+        write_uint(&mut self.buf, message_type);
+        let start = self.buf.len();
+        message.encode(&mut self.buf);
+        // `encoded_len` is exact (the `Encode` contract); a wrong one would corrupt the frame.
+        debug_assert_eq!(
+            self.buf.len() - start,
+            len,
+            "Encode::encoded_len is not exact"
+        );
+    }
+
+    /// The channel prefix of an item for `channel` (none when the previous item had it).
+    fn start_item(&mut self, channel: u64) {
         match self.last {
             Some(last) if last == channel => {}
             Some(_) => {
@@ -298,14 +333,6 @@ impl BatchBuilder {
             None => write_uint(&mut self.buf, channel),
         }
         self.last = Some(channel);
-        match message_type {
-            Some(t) => {
-                write_uint(&mut self.buf, (uint_len(t) + payload.len()) as u64);
-                write_uint(&mut self.buf, t);
-                self.buf.extend_from_slice(payload);
-            }
-            None => write_buffer(&mut self.buf, payload),
-        }
     }
 
     /// The frame, or `None` if nothing was pushed (JS sends nothing then).

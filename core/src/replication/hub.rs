@@ -690,10 +690,11 @@ impl<S: Storage> ReplicationHub<S> {
                     continue;
                 };
                 if let Some(s) = self.streams.get_mut(&sid) {
-                    let bytes = msg.to_bytes();
-                    // A channel closed under us just drops the message.
-                    let _ = s.mux.send(ch, msg.type_id(), &bytes);
-                    s.corked_bytes += bytes.len();
+                    let len = msg.encoded_len();
+                    // Encoded straight into the mux's batch (a block is copied once, not
+                    // twice). A channel closed under us just drops the message.
+                    let _ = s.mux.send_encoded(ch, msg.type_id(), &msg);
+                    s.corked_bytes += len;
                     if s.corked_bytes >= BATCH_BYTES {
                         s.corked_bytes = 0;
                         s.mux.uncork();

@@ -14,13 +14,16 @@ use std::time::Duration;
 use clap::Args;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
-use hyperpunch::core::crypto::KeyPair;
+use hyperpunch::core::crypto::{discovery_key, KeyPair};
 use hyperpunch::core::encoding::Encode;
 use hyperpunch::replicate::{replicate, SharedCorestore};
+use hyperpunch::swarm::JoinOptions;
 use hyperpunch::FileStorage;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::args::SwarmArgs;
+use super::net_cmd::{start_swarm, swarm_serve_loop};
 use super::store::storage_err;
 use super::{parse_hex32, CliError};
 
@@ -31,16 +34,20 @@ indexer) orders them, and every member shows the messages in the same order.
 
 The first run in a storage folder creates a room and prints its key (the room key) and your writer
 key. Others join with `--invite ROOM`; they print their writer key, and the creator adds them by
-typing `/add KEY`. Lines typed on stdin are sent as messages. Members connect over TCP for now:
-one side `--listen`s, the other connects with `--tcp` (several members can connect to one
-listener). `--dump` prints the room's messages held in the folder, one a line, and exits.
+typing `/add KEY`. Lines typed on stdin are sent as messages. Members find each other on the DHT
+with `--bootstrap NODES` (hyperswarm: every member joins the room's discovery key, as server and
+client, and replicates with every member it meets), or over TCP: one side `--listen`s, the other
+connects with `--tcp` (several members can connect to one listener). `--dump` prints the room's
+messages held in the folder, one a line, and exits.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
-{\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: joining
-over hyperswarm (--bootstrap), more than one indexer. A JS autobase member with the same apply
+{\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: more than one
+indexer. A JS autobase member with the same apply
 function joins a hyperpunch room (tested: tests/interop/autobase-chat.js).
 
 Examples:
+  hyperpunch chat --storage ./alice --bootstrap dht.example.org:49737
+  hyperpunch chat --storage ./bob --invite ROOM --bootstrap dht.example.org:49737
   hyperpunch chat --storage ./alice --listen 127.0.0.1:7100
   hyperpunch chat --storage ./bob --invite ROOM --tcp 127.0.0.1:7100
   hyperpunch chat --storage ./alice --dump";
@@ -60,6 +67,18 @@ pub struct ChatArgs {
     /// Accept members on HOST:PORT (port 0: any free port, printed).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Find the room's members on the DHT (hyperswarm, by the room's discovery key) through
+    /// these bootstrap nodes, HOST:PORT[,HOST:PORT...].
+    #[arg(long, value_name = "NODES")]
+    pub bootstrap: Option<String>,
+    /// With --bootstrap: the local address to bind the DHT node on (default 0.0.0.0).
+    #[arg(
+        long,
+        value_name = "IP",
+        default_value = "0.0.0.0",
+        requires = "bootstrap"
+    )]
+    pub host: std::net::Ipv4Addr,
     /// Print the room's messages held in the folder, one a line, and exit.
     #[arg(long)]
     pub dump: bool,
@@ -336,6 +355,33 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 });
             }
         });
+    }
+    // Held while chatting: dropping it leaves the topic.
+    let mut _discovery = None;
+    if let Some(nodes) = &args.bootstrap {
+        let swarm_args = SwarmArgs {
+            swarm: true,
+            bootstrap: Some(nodes.clone()),
+            host: args.host,
+        };
+        let swarm = start_swarm(&swarm_args).await?;
+        let topic = discovery_key(&room_key);
+        let discovery = swarm.join(topic, JoinOptions::default()).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = swarm_serve_loop(swarm, serving, stopped).await {
+                eprintln!("{e}");
+            }
+        });
+        if !discovery.flushed().await {
+            return Err(CliError::new(
+                "joining the room on the DHT failed: check --bootstrap and that the bootstrap \
+                 nodes run",
+            ));
+        }
+        println!("joined the swarm (topic {})", hex::encode(topic));
+        _discovery = Some((discovery, stop));
     }
     if let Some(addr) = &args.tcp {
         let socket = TcpStream::connect(addr)
