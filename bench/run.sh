@@ -17,6 +17,9 @@
 #    netem; without it, the same delay and loss come from a user-space relay, and say so.
 # 5. DHT (bench/dht.sh: bench_dht.rs against `hyperpunch dht bootstrap` and bench/js/dht-node.js):
 #    LOOKUPs answered by one node per second and per CPU second, RSS at 10,000 announcements.
+# 5'. Connecting by public key (bench/connect.sh: bench_connect.rs and bench/js/connect.js on a
+#     20-node loopback testnet): whole-process and in-process connect-to-first-echo times,
+#     throughput right after a connect, hyperswarm join to connection.
 # 5a. NAT matrix (bench/nat.sh on tests/nat/lab.sh, root only): open/consistent/random NATs on each
 #     side in network namespaces, JS-JS, hyperpunch-hyperpunch and both mixes, connect times.
 # 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
@@ -414,6 +417,7 @@ udx_eight_jain|  Jain's fairness index of the bytes received when the first stre
 udx_eight_first_ms|  first stream finished after|ms
 udx_eight_last_ms|  last stream finished after|ms
 udx_eight_cpu_s_per_gib|  CPU per GiB (both ends)|s
+rust_relay_longest_stall_ms|user-space relay run (20 ms RTT, 1% loss): the longest wait of the receiver for its next bytes|ms
 EOF2
   if [ -n "$netns_note" ]; then
     echo
@@ -425,6 +429,8 @@ EOF2
 } | tee -a "$tmp/table.md"
 # ---- DHT (issue 12) ----
 bash "$root/bench/dht.sh" | tee -a "$tmp/table.md"
+# ---- connecting by public key (issue 12): bench/connect.sh ----
+bash "$root/bench/connect.sh" | tee -a "$tmp/table.md"
 # ---- the NAT matrix (issue 12): bench/nat.sh, root only (network namespaces) ----
 bash "$root/bench/nat.sh" | tee -a "$tmp/table.md"
 # ---- hyperbee (issue 13): bench/bee.sh, its own table (in-process and whole-process rows) ----

@@ -472,5 +472,35 @@ fn drive_swarm_with_js_both_ways() {
         ok(&["drive", "cat", "-s", c, "/docs/a.txt"], b""),
         "alpha\n"
     );
+
+    // A drive nobody serves: a clear error once --timeout passes.
+    let none = tmp.path().join("none");
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args([
+            "drive",
+            "fetch",
+            "-s",
+            none.to_str().unwrap(),
+            "--key",
+            &"cd".repeat(32),
+        ])
+        .args([
+            "--swarm",
+            "--bootstrap",
+            &boot,
+            "--host",
+            "127.0.0.1",
+            "--timeout",
+            "2",
+        ])
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no peer sent the drive"),
+        "{err}"
+    );
     let _ = js.call(json!({"cmd": "exit"}));
 }

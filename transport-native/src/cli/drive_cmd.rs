@@ -995,7 +995,8 @@ async fn fetch(
             (conn, "the swarm".to_string())
         }
     };
-    let work = fetch_all(&store, dir, key, timeout);
+    let swarm = matches!(source, Source::Swarm(_));
+    let work = fetch_all(&store, dir, key, timeout, swarm);
     tokio::pin!(work);
     let result = tokio::select! {
         r = &mut work => r,
@@ -1039,6 +1040,7 @@ async fn fetch_all(
     dir: &Path,
     key: [u8; 32],
     timeout: Duration,
+    swarm: bool,
 ) -> Result<String, CliError> {
     let opts = hyperpunch::drive::DriveOptions {
         block_timeout: Some(timeout),
@@ -1047,6 +1049,12 @@ async fn fetch_all(
     let (drive, _cores) = hyperpunch::drive::open_remote_with(store, key, timeout, opts)
         .await
         .map_err(|e| match e {
+            DriveOpenError::NotAvailable(_) if swarm => CliError::new(format!(
+                "no peer sent the drive {} within {}s (is anyone on the DHT serving it? \
+                 `drive serve --swarm`, or JS `drives seed`)",
+                hex::encode(key),
+                timeout.as_secs()
+            )),
             DriveOpenError::NotAvailable(_) => CliError::new(format!(
                 "the peer did not send the drive {} within {}s (does it serve this drive?)",
                 hex::encode(key),

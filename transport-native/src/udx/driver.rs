@@ -426,6 +426,16 @@ impl Driver {
                     if readable.is_err() {
                         break;
                     }
+                    // Commands queued before these datagrams go first: a stream connected
+                    // just before its peer's first packet arrived must exist to take it.
+                    if open {
+                        for _ in 0..COMMAND_BATCH {
+                            match commands.try_recv() {
+                                Ok(c) => self.apply(c),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     self.receive();
                 }
                 command = commands.recv(), if open => match command {

@@ -252,6 +252,13 @@ impl UdxSocket {
         } else {
             None
         };
+        if let Some(state) = &state {
+            // Room for a burst: the default (about 200 KiB, some 150 full datagrams) overflows
+            // whenever the receiving process is a moment slower than its sender, and every
+            // overflow is a retransmission (16% of the packets of a two-process `udx perf` on
+            // loopback). Best effort: the kernel caps it at net.core.rmem_max.
+            let _ = state.set_recv_buffer_size((&udp).into(), RECV_BUFFER_BYTES);
+        }
         let udp = Arc::new(udp);
         let ids = Arc::new(Mutex::new(HashSet::new()));
         let (commands, rx) = mpsc::unbounded_channel();
@@ -374,6 +381,9 @@ impl UdxSocket {
             .map_err(|_| gone())
     }
 }
+
+/// The receive buffer a socket asks the kernel for.
+const RECV_BUFFER_BYTES: usize = 4 << 20;
 
 /// `addr` in the form a socket of this family sends to: IPv4 as IPv4-mapped IPv6 on an IPv6
 /// (dual-stack) socket.

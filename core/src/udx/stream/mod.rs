@@ -60,6 +60,14 @@ const INITIAL_RTO: Duration = Duration::from_secs(1);
 const MIN_RTO: Duration = Duration::from_secs(1);
 /// Largest RTO.
 const MAX_RTO: Duration = Duration::from_secs(30);
+/// Shortest interval between zero-window probes. The probes start at twice the smoothed RTT
+/// (not at the RTO, a second at least): a window update the receiver sent when its reader
+/// caught up may be lost, and the probe is what finds the open window then.
+const MIN_PERSIST: Duration = Duration::from_millis(10);
+/// A receiver repeats a window update (doubling the interval from twice its smoothed RTT, or
+/// this when it has none) until data arrives or the interval passes [`MAX_WINDOW_UPDATE`].
+const WINDOW_UPDATE_FIRST: Duration = Duration::from_millis(25);
+const MAX_WINDOW_UPDATE: Duration = Duration::from_secs(2);
 /// RTT samples above this are clamped.
 const MAX_RTT_SAMPLE: Duration = Duration::from_secs(5);
 /// Most packets buffered out of order (seq distance ahead of the cumulative ack).
@@ -342,6 +350,11 @@ pub struct Stream {
     remote_end_seq: Option<u32>,
     ack_pending: bool,
     window_closed: bool,
+    /// After the window reopened: when to repeat the window update if no data came since (a
+    /// lost update would otherwise leave the sender to its zero-window probe, which in
+    /// libudx waits a whole RTO), and the interval after that one.
+    window_update_at: Option<Duration>,
+    window_update_backoff: Duration,
 
     // Lifecycle.
     closed: bool,
@@ -419,6 +432,8 @@ impl Stream {
             remote_end_seq: None,
             ack_pending: false,
             window_closed: false,
+            window_update_at: None,
+            window_update_backoff: Duration::ZERO,
             closed: false,
             terminated: false,
             linger_until: None,
@@ -598,6 +613,14 @@ impl Stream {
         self.terminated && !self.destroy_pending
     }
 
+    /// The first zero-window probe interval (doubling from there up to [`MAX_RTO`]).
+    pub(super) fn persist_interval(&self) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt * 2).max(MIN_PERSIST).min(self.rto),
+            None => self.rto,
+        }
+    }
+
     fn linger(&self) -> Duration {
         self.config.linger.unwrap_or_else(|| {
             (0..=self.config.max_timeouts.min(64))
@@ -623,6 +646,7 @@ impl Stream {
         self.loss_timer = None;
         self.rack_timer = None;
         self.zero_window_probe = None;
+        self.window_update_at = None;
         self.ack_pending = false;
         self.heartbeat_pending = false;
     }

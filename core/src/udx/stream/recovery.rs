@@ -295,6 +295,16 @@ impl Stream {
                 }
             }
         }
+        if self.window_update_at.is_some_and(|t| now >= t) {
+            self.window_update_at = None;
+            if !self.closed && self.remote_end_seq.is_none() && !self.window_closed {
+                self.ack_pending = true;
+                self.window_update_backoff *= 2;
+                if self.window_update_backoff <= MAX_WINDOW_UPDATE {
+                    self.window_update_at = Some(now + self.window_update_backoff);
+                }
+            }
+        }
         if self.zero_window_probe.is_some_and(|t| now >= t) {
             self.heartbeat_pending = true;
             self.zero_window_backoff = (self.zero_window_backoff * 2).min(MAX_RTO);

@@ -17,6 +17,11 @@ impl Stream {
                 self.window_closed = false;
                 if !self.terminated && self.remote_end_seq.is_none() {
                     self.ack_pending = true;
+                    let first = self
+                        .srtt
+                        .map_or(WINDOW_UPDATE_FIRST, |s| (s * 2).max(MIN_PERSIST));
+                    self.window_update_backoff = first;
+                    self.window_update_at = Some(self.now + first);
                 }
             }
         }
@@ -71,13 +76,14 @@ impl Stream {
         self.remote_rwnd = h.rwnd;
         if h.rwnd > 0 {
             self.zero_window_probe = None;
-            self.zero_window_backoff = self.rto;
+            self.zero_window_backoff = self.persist_interval();
         }
         self.process_ack(now, h.ack, &packet.sacks);
         if self.terminated {
             return Ok(());
         }
         if h.flags.is_sequenced() {
+            self.window_update_at = None;
             self.receive_sequenced(h.seq, h.flags, packet.payload);
             self.ack_pending = true;
         } else if h.flags.contains(Flags::MESSAGE)

@@ -28,6 +28,7 @@ impl Stream {
         consider(self.loss_timer.map(|t| t.0));
         consider(self.rack_timer);
         consider(self.zero_window_probe);
+        consider(self.window_update_at);
         if let Some(interval) = self.config.keepalive {
             consider(Some(self.last_send + interval));
         }
