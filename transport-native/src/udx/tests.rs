@@ -513,3 +513,64 @@ async fn a_stream_takes_packets_from_another_address_of_its_peer() {
     assert!(got_b == one, "b got {} bytes", got_b.len());
     forward.abort();
 }
+
+/// A writer blocked above the send high-water mark (its peer acknowledges nothing, as a blind
+/// relay whose other side is gone) is woken when the peer's DESTROY arrives, with the reset,
+/// instead of waiting forever (an earlier session saw a sender hang after a relay destroyed
+/// its stream).
+#[tokio::test]
+async fn a_writer_blocked_on_a_silent_peer_is_woken_by_its_destroy() {
+    use hyperpunch_core::udx::packet::{encode, Flags, Header};
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    // The peer: a plain UDP socket that never acknowledges.
+    let peer = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let sa = a.connect(1, 2, peer.local_addr().unwrap()).unwrap();
+    let handle = sa.handle();
+    let writer = {
+        tokio::spawn(async move {
+            // 4 MiB in 64 KiB writes: blocks at the 1 MiB high-water mark.
+            let mut result = Ok(());
+            for _ in 0..64 {
+                result = sa.write_owned(vec![7u8; 64 * 1024]).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            (sa, result)
+        })
+    };
+    // Wait until the writer is blocked: with nothing acknowledged, at most a congestion
+    // window of it leaves the send buffer, so a write past 1 MiB waits.
+    let mut buf = vec![0u8; 2048];
+    let (_, from) = peer.recv_from(&mut buf).await.unwrap();
+    for _ in 0..3000 {
+        if handle.bytes_written() >= 16 * 64 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        handle.bytes_written() >= 16 * 64 * 1024,
+        "the writer never got going"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let destroy = Header {
+        flags: Flags::DESTROY,
+        data_offset: 0,
+        id: 1,
+        rwnd: 0,
+        seq: 0,
+        ack: 0,
+    };
+    peer.send_to(&encode(&destroy, &[], &[]), from)
+        .await
+        .unwrap();
+    let (mut sa, result) = tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .expect("the blocked writer was never woken")
+        .unwrap();
+    assert!(
+        result.is_err() || sa.next_event().await == Some(Event::Error(StreamError::Reset)),
+        "the writer saw neither an error nor the reset"
+    );
+}
