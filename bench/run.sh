@@ -417,6 +417,7 @@ udx_eight_jain|  Jain's fairness index of the bytes received when the first stre
 udx_eight_first_ms|  first stream finished after|ms
 udx_eight_last_ms|  last stream finished after|ms
 udx_eight_cpu_s_per_gib|  CPU per GiB (both ends)|s
+rust_relay_longest_stall_ms|user-space relay run (20 ms RTT, 1% loss): the longest wait of the receiver for its next bytes|ms
 EOF2
   if [ -n "$netns_note" ]; then
     echo

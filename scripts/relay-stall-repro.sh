@@ -3,7 +3,7 @@
 # to a native `core serve --swarm` sometimes gets the server's first message and then nothing.
 # Each run starts a fresh local DHT, relay and server (scripts/localnet.sh) and replicates 100
 # blocks with the JS dht-relay client, through our relay and through the JS relay; prints one line
-# per run. Measured 2026-12-06: through our relay 5 of 15 runs stalled, through the JS relay 0 of 10.
+# per run. Measured 2026-12-06: through our relay 6 of 21 runs stalled, through the JS relay 0 of 16.
 #   scripts/relay-stall-repro.sh [RUNS]
 set -uo pipefail
 cd "$(dirname "$0")/.."

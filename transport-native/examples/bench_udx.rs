@@ -111,16 +111,27 @@ async fn drain(stream: &mut UdxStream, mut ended: bool) -> Result<(), Error> {
 
 /// Counts received bytes into `got` until `total` arrived; returns when that was (and the time
 /// of the first byte), then ends our side and waits for the close.
+/// The longest time between two data events of any [`receive_all`] so far, in microseconds (a
+/// stall: the worst the application waited for its next bytes).
+static LONGEST_GAP_US: AtomicU64 = AtomicU64::new(0);
+
 async fn receive_all(
     mut stream: UdxStream,
     total: u64,
     got: Arc<AtomicU64>,
 ) -> Result<(Instant, Instant), Error> {
     let mut first = None;
+    let mut last: Option<Instant> = None;
     loop {
         match stream.next_event().await {
             Some(UdxEvent::Data(d)) => {
-                first.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                first.get_or_insert(now);
+                if let Some(last) = last {
+                    let gap = (now - last).as_micros() as u64;
+                    LONGEST_GAP_US.fetch_max(gap, Ordering::Relaxed);
+                }
+                last = Some(now);
                 if got.fetch_add(d.len() as u64, Ordering::Relaxed) + d.len() as u64 >= total {
                     break;
                 }
@@ -354,6 +365,10 @@ async fn recv(tag: &str, local: SocketAddr, remote: SocketAddr, mib: u64) -> Res
         mb_s(total, elapsed)
     );
     report(&format!("{tag}_mb_s"), mb_s(total, elapsed));
+    report(
+        &format!("{tag}_longest_stall_ms"),
+        LONGEST_GAP_US.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
     Ok(())
 }
 

@@ -476,6 +476,14 @@ fn pty_sessions_with_ctrl_c() {
         );
         assert!(!out.contains("\nslept"), "{out}");
     }
+    // exec with piped input: what stdin gives reaches the command through the terminal.
+    let mut args = vec!["shell", "exec", &key, "-f", &client_key];
+    args.extend_from_slice(&net);
+    args.extend_from_slice(&["--", "sh", "-c", "read x; echo got-$x; exit 9"]);
+    let mut c = hp("rust exec stdin", &client_home, &args);
+    c.write(b"hello\n");
+    c.expect("got-hello");
+    assert_eq!(c.finish().0, Some(9), "{:?}", c.output());
 }
 
 /// Waits (bounded) until `dir` holds a file whose name starts with `prefix`.
