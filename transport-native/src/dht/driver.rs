@@ -544,6 +544,19 @@ impl Driver {
                     }
                 }
             }
+            // Sent before the events are routed, as before 2026-12-06 09:23: sending them after
+            // the events (to connect a stream before its handshake reply leaves) broke every
+            // punched cell of the NAT lab (tests/nat_matrix.rs: HOLEPUNCH_ABORTED). A peer's
+            // first packet that beats its stream's connect is routed again (`opened`).
+            while let Some(t) = self.node.poll_transmit() {
+                progress = true;
+                if let Some(s) = self.socket(t.socket) {
+                    // A failed send is a lost datagram: the engine retries or gives up.
+                    let _ = s
+                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
+                        .await;
+                }
+            }
             while let Some(e) = self.node.poll_event() {
                 progress = true;
                 let now = self.now();
@@ -554,17 +567,6 @@ impl Driver {
             while let Some(ev) = self.connector.poll_event() {
                 progress = true;
                 self.connect_event(ev);
-            }
-            // Sent after the events: a connection's stream is connected on its socket before
-            // the handshake reply that lets the peer send on it leaves.
-            while let Some(t) = self.node.poll_transmit() {
-                progress = true;
-                if let Some(s) = self.socket(t.socket) {
-                    // A failed send is a lost datagram: the engine retries or gives up.
-                    let _ = s
-                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
-                        .await;
-                }
             }
             for (socket, from, bytes) in std::mem::take(&mut self.pending_inject) {
                 if let Some(s) = self.socket(socket) {
