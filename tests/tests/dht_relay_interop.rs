@@ -321,7 +321,13 @@ async fn bad_clients_are_closed_and_the_relay_goes_on() {
     // The relay stops reading the flood, then closes the session once it stalled.
     let deadline = tokio::time::Instant::now() + T;
     while relay.stats().sessions.load(Ordering::Relaxed) > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "every session ends");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every session ends ({} sessions, {} streams left; the server sent {} bytes)",
+            relay.stats().sessions.load(Ordering::Relaxed),
+            relay.stats().streams.load(Ordering::Relaxed),
+            sent.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(relay.stats().streams.load(Ordering::Relaxed), 0);

@@ -520,6 +520,7 @@ impl Driver {
     /// Carries out the connector's actions, sends the node's datagrams, routes events, until
     /// nothing moves.
     async fn process(&mut self) {
+        let mut releases: Vec<SocketId> = Vec::new();
         loop {
             let mut progress = false;
             while let Some(a) = self.connector.poll_action() {
@@ -532,29 +533,13 @@ impl Driver {
                             let _ = self.add_socket(id, Arc::new(s));
                         }
                     }
-                    Action::ReleaseSocket(id) => {
-                        if let Some(s) = self.sockets.remove(&id) {
-                            self.released.push((id, s));
-                        }
-                    }
+                    // Applied after this round's datagrams left (below).
+                    Action::ReleaseSocket(id) => releases.push(id),
                     Action::Probe { socket, to, ttl } => {
                         if let Some(s) = self.socket(socket) {
                             let _ = s.send_datagram_ttl(&[0], SocketAddr::V4(to), ttl).await;
                         }
                     }
-                }
-            }
-            // Sent before the events are routed, as before 2026-12-06 09:23: sending them after
-            // the events (to connect a stream before its handshake reply leaves) broke every
-            // punched cell of the NAT lab (tests/nat_matrix.rs: HOLEPUNCH_ABORTED). A peer's
-            // first packet that beats its stream's connect is routed again (`opened`).
-            while let Some(t) = self.node.poll_transmit() {
-                progress = true;
-                if let Some(s) = self.socket(t.socket) {
-                    // A failed send is a lost datagram: the engine retries or gives up.
-                    let _ = s
-                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
-                        .await;
                 }
             }
             while let Some(e) = self.node.poll_event() {
@@ -567,6 +552,30 @@ impl Driver {
             while let Some(ev) = self.connector.poll_event() {
                 progress = true;
                 self.connect_event(ev);
+            }
+            // The node's datagrams leave once this round's actions and events are drained: a
+            // connection's stream is connected on its socket before the handshake reply that
+            // lets the peer send on it leaves, and the probes an event asked for (a punch round)
+            // leave before the request or reply that tells the peer to punch (sending those
+            // first broke every punched cell of the NAT lab, tests/nat_matrix.rs). Sockets the
+            // connector released go only after the datagrams queued for them left (releasing
+            // first lost the answers to them: a connect between two nodes hung, 1 in 6).
+            if progress {
+                continue;
+            }
+            while let Some(t) = self.node.poll_transmit() {
+                progress = true;
+                if let Some(s) = self.socket(t.socket) {
+                    // A failed send is a lost datagram: the engine retries or gives up.
+                    let _ = s
+                        .send_datagram_ttl(&t.bytes, SocketAddr::V4(t.to), t.ttl)
+                        .await;
+                }
+            }
+            for id in std::mem::take(&mut releases) {
+                if let Some(s) = self.sockets.remove(&id) {
+                    self.released.push((id, s));
+                }
             }
             for (socket, from, bytes) in std::mem::take(&mut self.pending_inject) {
                 if let Some(s) = self.socket(socket) {
