@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces a known bug (README, What is missing): a connection made through `hyperpunch relay`
+# Reproduces a bug fixed on 2026-12-06 (README, What is missing): a connection made through `hyperpunch relay`
 # to a native `core serve --swarm` sometimes gets the server's first message and then nothing.
 # Each run starts a fresh local DHT, relay and server (scripts/localnet.sh) and replicates 100
 # blocks with the JS dht-relay client, through our relay and through the JS relay; prints one line

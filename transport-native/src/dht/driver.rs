@@ -138,6 +138,8 @@ pub(crate) async fn spawn(
         in_use: HashMap::new(),
         pending_inject: Vec::new(),
         opened: std::collections::VecDeque::new(),
+        stream_sockets: std::collections::HashMap::new(),
+        stream_order: std::collections::VecDeque::new(),
         dgram_tx,
         epoch: Instant::now(),
         start,
@@ -181,6 +183,12 @@ struct Driver {
     /// dropped and the peer resent it after its first RTO, a whole second (1 connect in 20 on
     /// a loopback testnet).
     opened: std::collections::VecDeque<(SocketId, u32, u32)>,
+    /// The socket of each stream opened (the last [`STREAM_SOCKETS_KEPT`]), by local id: a
+    /// peer's packet for it that reaches another of our sockets is handed over, as libudx looks
+    /// stream ids up across all sockets of one instance. (A hyperdht server may answer from one
+    /// socket while the peer was told the other: the peer's packets then arrive there.)
+    stream_sockets: std::collections::HashMap<u32, SocketId>,
+    stream_order: std::collections::VecDeque<u32>,
     /// Datagrams of the pool sockets (the server's and client's have receivers of their own).
     dgram_tx: mpsc::Sender<(SocketId, SocketAddr, Vec<u8>)>,
     epoch: Instant,
@@ -395,6 +403,18 @@ impl Driver {
             self.opened.pop_front();
         }
         self.opened.push_back((est.socket, est.local_id, 0));
+        if self.stream_sockets.len() >= STREAM_SOCKETS_KEPT {
+            if let Some(old) = self.stream_order.pop_front() {
+                self.stream_sockets.remove(&old);
+            }
+        }
+        if self
+            .stream_sockets
+            .insert(est.local_id, est.socket)
+            .is_none()
+        {
+            self.stream_order.push_back(est.local_id);
+        }
         self.in_use.retain(|_, w| w.strong_count() > 0);
         self.in_use.insert(est.socket, Arc::downgrade(&socket));
         Ok(RawConnection::new(udx, est, socket))
@@ -664,6 +684,12 @@ impl Driver {
                 if let Some(s) = self.socket(socket) {
                     let _ = s.inject(from, bytes);
                 }
+            } else if let Some(&home) = self.stream_sockets.get(&id) {
+                if home != socket {
+                    if let Some(s) = self.socket(home) {
+                        let _ = s.deliver(bytes);
+                    }
+                }
             }
         } else {
             let _ = self.node.handle_datagram(now, socket, from, &bytes);
@@ -671,6 +697,8 @@ impl Driver {
     }
 }
 
+/// How many streams [`Driver::stream_sockets`] remembers (a few bytes each).
+const STREAM_SOCKETS_KEPT: usize = 4096;
 /// How many recently opened streams [`Driver::opened`] remembers.
 const OPENED_KEPT: usize = 64;
 /// Packets re-routed per opened stream at most (a stream that is gone again must not bounce

@@ -179,6 +179,14 @@ impl Driver {
                 let now = self.now();
                 self.route(now, normalize(from), &bytes);
             }
+            Command::Deliver(bytes) => {
+                // Only to a stream of ours: never back to the owner (no ping-pong between
+                // sockets for a stream that is gone).
+                if packet::stream_id(&bytes).is_some_and(|id| self.slots.contains_key(&id)) {
+                    let now = self.now();
+                    self.engine.handle_datagram(now, &bytes);
+                }
+            }
             Command::ChangeRemote {
                 id,
                 remote_id,

@@ -151,6 +151,8 @@ enum Command {
     Firewall(bool),
     /// Route a datagram as if it had just arrived from this address.
     Inject(SocketAddr, Vec<u8>),
+    /// A UDX packet that arrived on a sibling socket: to its stream here, else dropped.
+    Deliver(Vec<u8>),
     ChangeRemote {
         id: u32,
         remote_id: u32,
@@ -371,6 +373,16 @@ impl UdxSocket {
     pub fn set_firewall(&self, on: bool) -> io::Result<()> {
         self.commands
             .send(Command::Firewall(on))
+            .map_err(|_| gone())
+    }
+
+    /// Hands this socket's stream a UDX packet that arrived on another socket of the same
+    /// owner, as libudx does for the sockets of one `udx_t` (stream ids are looked up across
+    /// all of them): a peer may send to another of our sockets than the one the stream sends
+    /// from. A packet for a stream this socket does not have is dropped.
+    pub fn deliver(&self, bytes: Vec<u8>) -> io::Result<()> {
+        self.commands
+            .send(Command::Deliver(bytes))
             .map_err(|_| gone())
     }
 

@@ -574,3 +574,63 @@ async fn a_writer_blocked_on_a_silent_peer_is_woken_by_its_destroy() {
         "the writer saw neither an error nor the reset"
     );
 }
+
+/// A peer that sends to another of our sockets than the one our stream sends from (a hyperdht
+/// server answers from one socket while the client was told the other): the owner hands the
+/// packets to the stream's socket (`deliver`, as libudx looks stream ids up across the sockets
+/// of one instance) and the exchange completes both ways. Without the hand-over the peer's data
+/// never reaches the stream; a packet for a stream the socket does not have is dropped.
+#[tokio::test]
+async fn packets_reaching_a_sibling_socket_are_delivered_to_the_stream() {
+    let home = std::sync::Arc::new(UdxSocket::bind(loopback()).await.unwrap());
+    let sibling = UdxSocket::bind(loopback()).await.unwrap();
+    sibling.set_firewall(true).unwrap();
+    let mut misrouted = sibling.datagrams().unwrap();
+    let peer = UdxSocket::bind(loopback()).await.unwrap();
+    // Our stream sends from `home`; the peer sends to `sibling`.
+    let mut ours = home.connect(7, 8, peer.local_addr()).unwrap();
+    let mut theirs = peer.connect(8, 7, sibling.local_addr()).unwrap();
+    let forward = {
+        let home = home.clone();
+        tokio::spawn(async move {
+            let mut handed = 0usize;
+            while let Some((_, bytes)) = misrouted.recv().await {
+                handed += 1;
+                home.deliver(bytes).unwrap();
+            }
+            handed
+        })
+    };
+    let up = pattern(200_000, 1);
+    let down = pattern(150_000, 2);
+    let run = async {
+        let (mut got_theirs, mut got_ours) = (Vec::new(), Vec::new());
+        let a = async {
+            theirs.write_all(&up).await.unwrap();
+            theirs.shutdown().await.unwrap();
+            theirs.read_to_end(&mut got_theirs).await.unwrap();
+        };
+        let b = async {
+            ours.write_all(&down).await.unwrap();
+            ours.shutdown().await.unwrap();
+            ours.read_to_end(&mut got_ours).await.unwrap();
+        };
+        tokio::join!(a, b);
+        (got_theirs, got_ours)
+    };
+    let (got_theirs, got_ours) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the exchange finished");
+    assert!(got_ours == up, "peer -> us bytes differ");
+    assert!(got_theirs == down, "us -> peer bytes differ");
+    // A packet for a stream `home` does not have is dropped, not bounced back.
+    let mut stray = pattern(40, 0);
+    stray[..8].copy_from_slice(&[0xff, 0x01, 0x01, 0x00, 99, 0, 0, 0]);
+    home.deliver(stray).unwrap();
+    drop(sibling);
+    let handed = tokio::time::timeout(Duration::from_secs(10), forward)
+        .await
+        .expect("the forwarder ended")
+        .unwrap();
+    assert!(handed > 0, "the peer's packets went to the sibling socket");
+}
