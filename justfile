@@ -48,7 +48,8 @@ www-build:
     bash scripts/www.sh build
 
 # The demo page in headless Chromium against the same local setup (bounded, exits). Not in `test`
-# yet: it fails in about one run in four (README, What is missing).
+# yet: it failed in about one run in four before the relay fix of 2026-12-06, not re-measured since
+# (README, What is missing).
 test-www:
     bash scripts/www.sh test
 
