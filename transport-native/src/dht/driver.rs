@@ -169,8 +169,10 @@ struct Driver {
     connector: Connector,
     host: Ipv4Addr,
     sockets: HashMap<SocketId, Arc<UdxSocket>>,
-    /// Released pool sockets, kept while a connection's stream may run on them.
-    released: Vec<(SocketId, Arc<UdxSocket>)>,
+    /// Released pool sockets with when they were released, kept for [`SOCKET_LINGER`] (as
+    /// hyperdht's socket pool lingers): a punch's last probe can arrive on one just after the
+    /// connector let it go, and the connection it completes runs on that socket.
+    released: Vec<(SocketId, Arc<UdxSocket>, Instant)>,
     /// Sockets connections run on (each connection holds its socket): a later stream on the
     /// same socket (a relayed stream over the relay connection's socket) finds it here.
     in_use: HashMap<SocketId, std::sync::Weak<UdxSocket>>,
@@ -388,8 +390,8 @@ impl Driver {
             .or_else(|| {
                 self.released
                     .iter()
-                    .find(|(i, _)| *i == id)
-                    .map(|(_, s)| s.clone())
+                    .find(|(i, _, _)| *i == id)
+                    .map(|(_, s, _)| s.clone())
             })
             .or_else(|| self.in_use.get(&id).and_then(|w| w.upgrade()))
     }
@@ -594,7 +596,7 @@ impl Driver {
             }
             for id in std::mem::take(&mut releases) {
                 if let Some(s) = self.sockets.remove(&id) {
-                    self.released.push((id, s));
+                    self.released.push((id, s, Instant::now()));
                 }
             }
             for (socket, from, bytes) in std::mem::take(&mut self.pending_inject) {
@@ -620,8 +622,12 @@ impl Driver {
                 break;
             }
         }
-        // Streams keep their socket's driver alive; the handles of released sockets can go.
-        self.released.clear();
+        // Streams keep their socket's driver alive; the handles of released sockets go after
+        // their linger. (Dropping them at once lost connections: a server completed a punch on
+        // a socket released a moment before, found it gone and dropped the connection while
+        // the client had it, about 1 connect in 12 between two nodes on one host.)
+        self.released
+            .retain(|(_, _, at)| at.elapsed() < SOCKET_LINGER);
         self.publish_info();
     }
 
@@ -697,6 +703,8 @@ impl Driver {
     }
 }
 
+/// How long a released pool socket stays open.
+const SOCKET_LINGER: Duration = Duration::from_secs(5);
 /// How many streams [`Driver::stream_sockets`] remembers (a few bytes each).
 const STREAM_SOCKETS_KEPT: usize = 4096;
 /// How many recently opened streams [`Driver::opened`] remembers.
