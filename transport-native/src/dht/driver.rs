@@ -137,7 +137,6 @@ pub(crate) async fn spawn(
         released: Vec::new(),
         in_use: HashMap::new(),
         pending_inject: Vec::new(),
-        opened: std::collections::VecDeque::new(),
         stream_sockets: std::collections::HashMap::new(),
         stream_order: std::collections::VecDeque::new(),
         dgram_tx,
@@ -178,17 +177,16 @@ struct Driver {
     in_use: HashMap<SocketId, std::sync::Weak<UdxSocket>>,
     /// UDX packets a connection's firewall took, to route again once its stream exists.
     pending_inject: Vec<(SocketId, SocketAddr, Vec<u8>)>,
-    /// Streams opened last (socket, local id, packets re-routed so far): a packet the peer sent
-    /// right after the handshake can reach the socket before the stream was connected there
-    /// (both go through the socket's driver, in whichever order it sees them) and come back to
-    /// us as unknown; it is routed again, now behind the stream's connect. Before, it was
-    /// dropped and the peer resent it after its first RTO, a whole second (1 connect in 20 on
-    /// a loopback testnet).
-    opened: std::collections::VecDeque<(SocketId, u32, u32)>,
-    /// The socket of each stream opened (the last [`STREAM_SOCKETS_KEPT`]), by local id: a
-    /// peer's packet for it that reaches another of our sockets is handed over, as libudx looks
-    /// stream ids up across all sockets of one instance. (A hyperdht server may answer from one
-    /// socket while the peer was told the other: the peer's packets then arrive there.)
+    /// The socket of each stream opened (the last [`STREAM_SOCKETS_KEPT`]), by local id. A
+    /// peer's packet for it that comes back to us as unknown is handed to that socket
+    /// ([`UdxSocket::deliver`], queued behind the stream's connect, dropped if the stream is gone):
+    /// - it reached the stream's socket before the stream was connected there (both go through
+    ///   the socket's driver, in whichever order it sees them); before, it was dropped and the
+    ///   peer resent it after its first RTO, a whole second (1 connect in 20 on a loopback
+    ///   testnet);
+    /// - it reached another of our sockets, as libudx looks stream ids up across all sockets of
+    ///   one instance (a hyperdht server may answer from one socket while the peer was told the
+    ///   other).
     stream_sockets: std::collections::HashMap<u32, SocketId>,
     stream_order: std::collections::VecDeque<u32>,
     /// Datagrams of the pool sockets (the server's and client's have receivers of their own).
@@ -401,10 +399,6 @@ impl Driver {
             .socket(est.socket)
             .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
         let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
-        if self.opened.len() == OPENED_KEPT {
-            self.opened.pop_front();
-        }
-        self.opened.push_back((est.socket, est.local_id, 0));
         if self.stream_sockets.len() >= STREAM_SOCKETS_KEPT {
             if let Some(old) = self.stream_order.pop_front() {
                 self.stream_sockets.remove(&old);
@@ -680,22 +674,12 @@ impl Driver {
                 // The connection's stream gets connected while events are processed; the
                 // packet follows it on the socket's command queue.
                 self.pending_inject.push((socket, from, bytes));
-            } else if let Some(o) = self
-                .opened
-                .iter_mut()
-                .find(|o| o.0 == socket && o.1 == id && o.2 < REROUTES_PER_STREAM)
+            } else if let Some(s) = self
+                .stream_sockets
+                .get(&id)
+                .and_then(|home| self.socket(*home))
             {
-                // A stream we just opened: its connect is queued ahead of this.
-                o.2 += 1;
-                if let Some(s) = self.socket(socket) {
-                    let _ = s.inject(from, bytes);
-                }
-            } else if let Some(&home) = self.stream_sockets.get(&id) {
-                if home != socket {
-                    if let Some(s) = self.socket(home) {
-                        let _ = s.deliver(bytes);
-                    }
-                }
+                let _ = s.deliver(bytes);
             }
         } else {
             let _ = self.node.handle_datagram(now, socket, from, &bytes);
@@ -707,11 +691,6 @@ impl Driver {
 const SOCKET_LINGER: Duration = Duration::from_secs(5);
 /// How many streams [`Driver::stream_sockets`] remembers (a few bytes each).
 const STREAM_SOCKETS_KEPT: usize = 4096;
-/// How many recently opened streams [`Driver::opened`] remembers.
-const OPENED_KEPT: usize = 64;
-/// Packets re-routed per opened stream at most (a stream that is gone again must not bounce
-/// packets between the socket and us).
-const REROUTES_PER_STREAM: u32 = 16;
 
 fn unix_now() -> Duration {
     std::time::SystemTime::now()

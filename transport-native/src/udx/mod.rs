@@ -151,7 +151,8 @@ enum Command {
     Firewall(bool),
     /// Route a datagram as if it had just arrived from this address.
     Inject(SocketAddr, Vec<u8>),
-    /// A UDX packet that arrived on a sibling socket: to its stream here, else dropped.
+    /// A UDX packet the owner routes back (it came before the stream's connect, or to a sibling
+    /// socket): to its stream here, else dropped.
     Deliver(Vec<u8>),
     ChangeRemote {
         id: u32,
@@ -376,10 +377,11 @@ impl UdxSocket {
             .map_err(|_| gone())
     }
 
-    /// Hands this socket's stream a UDX packet that arrived on another socket of the same
-    /// owner, as libudx does for the sockets of one `udx_t` (stream ids are looked up across
-    /// all of them): a peer may send to another of our sockets than the one the stream sends
-    /// from. A packet for a stream this socket does not have is dropped.
+    /// Hands this socket's stream a UDX packet the owner got back as unknown: one that beat the
+    /// stream's connect (this command is queued behind it), or one that arrived on another
+    /// socket of the same owner, as libudx does for the sockets of one `udx_t` (stream ids are
+    /// looked up across all of them). A packet for a stream this socket does not have is
+    /// dropped, never handed back to the owner.
     pub fn deliver(&self, bytes: Vec<u8>) -> io::Result<()> {
         self.commands
             .send(Command::Deliver(bytes))
