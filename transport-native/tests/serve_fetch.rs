@@ -79,9 +79,13 @@ impl Proc {
 
     /// The next stdout line (panics after [`STEP`]).
     fn line(&self) -> String {
-        self.lines
-            .recv_timeout(STEP)
-            .expect("the process printed a line in time")
+        match self.lines.recv_timeout(STEP) {
+            Ok(line) => line,
+            Err(e) => {
+                let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+                panic!("the process printed no line in time ({e}); its stderr:\n{stderr}")
+            }
+        }
     }
 
     /// Skip stdout lines until `want`.

@@ -34,5 +34,5 @@ pub use hub::{
 pub use remote_bitfield::{RemoteBitfield, RemoteWants};
 pub use replicator::{
     DownloadId, Event, Options, PeerId, PeerInfo, ReplicationError, Replicator, SeekId, TreeHashId,
-    MAX_DEFERRED, MAX_INFLIGHT, MAX_INVALID_REQUESTS,
+    MAX_DEFERRED, MAX_INFLIGHT, MAX_INVALID_REQUESTS, PUSH_CATCH_UP,
 };

@@ -466,7 +466,7 @@ pub struct ServeArgs {
     pub block_size: Option<u64>,
     /// With --live: push each appended block to the clients that accept pushes (`fetch
     /// --allow-push` or `--push-only`, JS readers with `allowPush`) instead of waiting for
-    /// their requests.
+    /// their requests; a client that connects behind is pushed the newest 1024 blocks it lacks.
     #[arg(long, requires = "live")]
     pub push: bool,
     /// Drop a client that sends nothing for this many seconds, handshake included (0 = never).

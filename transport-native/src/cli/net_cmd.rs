@@ -92,8 +92,10 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         .add_core(Replicator::new(
             core,
             // It only seeds: its `sync` says it is not downloading (JS `isDownloading`).
+            // With `--push`, appends go to readers that accept pushes without being asked.
             Options {
                 downloading: false,
+                push: args.push,
                 ..Options::default()
             },
         ))
@@ -142,7 +144,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
             tokio::spawn(accept_loop(listener, hub.clone(), key_pair, opts));
         }
         if args.live {
-            append_stdin(dir, &hub, &dk, args.block_size, args.push).await?;
+            append_stdin(dir, &hub, &dk, args.block_size).await?;
         }
         std::future::pending::<Result<(), CliError>>().await
     })
@@ -252,7 +254,6 @@ async fn append_stdin(
     hub: &SharedHub<FileStorage>,
     dk: &[u8; 32],
     block_size: Option<u64>,
-    push: bool,
 ) -> Result<(), CliError> {
     let block_size = block_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     // Bound what waits in memory to about MAX_LIVE_QUEUE_BYTES (at least one block).
@@ -306,15 +307,9 @@ async fn append_stdin(
             let rep = g
                 .replicator_mut(dk)
                 .ok_or_else(|| CliError::new("the core vanished from the hub"))?;
-            let start = rep.core().length();
             rep.append(now, &refs)
                 .await
                 .map_err(|e| replication_err(dir, e))?;
-            if push {
-                for index in start..rep.core().length() {
-                    rep.push(index).await.map_err(|e| replication_err(dir, e))?;
-                }
-            }
             // What is printed survives a crash.
             rep.core()
                 .storage()

@@ -117,6 +117,7 @@ pub use events::{Event, ReplicationError};
 use fork::PendingReorg;
 use peer::Peer;
 pub use peer::PeerInfo;
+pub use push::PUSH_CATCH_UP;
 use schedule::Inflight;
 use seek::{PendingSeek, PendingTreeHash};
 
@@ -221,6 +222,12 @@ pub struct Options {
     /// `want`s, fork checks after bad data and, as in JS, the manifest request to a peer with an
     /// empty core are still sent. See [`Replicator::set_push_only`].
     pub push_only: bool,
+    /// Push what we hold to peers that accept pushes, without being asked (default false): every
+    /// block [`Replicator::append`] adds is [pushed](Replicator::push), and a peer whose `sync`
+    /// shows it accepting pushes but behind us gets the newest blocks it lacks (at most
+    /// [`PUSH_CATCH_UP`]), so a push-only reader that connects while we append misses nothing.
+    /// JS has no such switch (its apps call `replicator.push`); the wire is the same.
+    pub push: bool,
     /// Whether this core is downloading (JS: a session of the core is active; default true):
     /// our `sync` says `downloading` while it is, or while requests of ours are in flight (JS
     /// `isDownloading`), and carries `allowPush` only while it is (JS `isAllowingPush`), so
@@ -244,6 +251,7 @@ impl Default for Options {
             disconnect_on_invalid_data: false,
             allow_push: false,
             push_only: false,
+            push: false,
             downloading: true,
             not_downloading_linger: 30_000,
         }

@@ -56,6 +56,15 @@ impl<S: Storage> Replicator<S> {
     /// is frozen). Paused peers get nothing (as for requests). The `data` uses up the peer's
     /// window ([`Replicator::set_window`]) but is not held back by it.
     pub async fn push(&mut self, index: u64) -> Result<usize, ReplicationError> {
+        self.push_to(index, None).await
+    }
+
+    /// [`Replicator::push`] to `only` that peer, or to every peer.
+    async fn push_to(
+        &mut self,
+        index: u64,
+        only: Option<PeerId>,
+    ) -> Result<usize, ReplicationError> {
         let (len, fork) = (self.core.length(), self.core.fork());
         if self.frozen || index >= len || !self.core.has(index) {
             return Ok(0);
@@ -63,8 +72,9 @@ impl<S: Storage> Replicator<S> {
         let targets: Vec<(PeerId, u64, bool)> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                p.synced
+            .filter(|(id, p)| {
+                only.is_none_or(|o| o == **id)
+                    && p.synced
                     && p.remote_allow_push
                     && p.remote_downloading
                     && !p.paused
@@ -113,3 +123,46 @@ impl<S: Storage> Replicator<S> {
         Ok(sent)
     }
 }
+
+impl<S: Storage> Replicator<S> {
+    /// [`Options::push`](super::Options::push): push blocks `start..` our length (appended just
+    /// now) to every peer that accepts pushes.
+    pub(super) async fn push_appended(&mut self, start: u64) -> Result<(), ReplicationError> {
+        if !self.opts.push {
+            return Ok(());
+        }
+        for index in start..self.core.length() {
+            self.push_to(index, None).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Options::push`](super::Options::push): a peer's `sync` says it accepts pushes and is
+    /// behind us: push it the newest blocks (at most [`PUSH_CATCH_UP`]) past what it has and
+    /// what we pushed it already. Without this, blocks appended between its channel opening
+    /// and its `sync` reaching us would never reach a push-only reader.
+    pub(super) async fn push_catch_up(&mut self, peer: PeerId) -> Result<(), ReplicationError> {
+        let (len, fork) = (self.core.length(), self.core.fork());
+        let from = match self.peers.get(&peer) {
+            Some(p)
+                if self.opts.push
+                    && p.synced
+                    && p.remote_allow_push
+                    && p.remote_downloading
+                    && p.remote_fork == fork =>
+            {
+                p.remote_length.max(p.pushed_length)
+            }
+            _ => return Ok(()),
+        };
+        for index in from.max(len.saturating_sub(PUSH_CATCH_UP))..len {
+            self.push_to(index, Some(peer)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The most blocks [`Options::push`](super::Options::push) pushes to catch up one peer's `sync`
+/// (the newest ones; a push-only reader further behind gets the upgrade but not the older
+/// blocks).
+pub const PUSH_CATCH_UP: u64 = 1024;

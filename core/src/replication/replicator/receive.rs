@@ -208,6 +208,7 @@ impl<S: Storage> Replicator<S> {
         });
         if local_fork == m.fork && local_len > m.length {
             self.signal_upgrade(peer).await?;
+            self.push_catch_up(peer).await?;
         }
         Ok(())
     }

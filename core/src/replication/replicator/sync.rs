@@ -80,14 +80,17 @@ impl<S: Storage> Replicator<S> {
         Ok(())
     }
 
-    /// Append to a writable core and tell the peers (sync + range).
+    /// Append to a writable core and tell the peers (sync + range); with [`Options::push`],
+    /// push the new blocks to the peers that accept pushes.
     pub async fn append(
         &mut self,
         now: u64,
         blocks: &[&[u8]],
     ) -> Result<AppendOutcome, ReplicationError> {
+        let start = self.core.length();
         let out = self.core.append(blocks).await?;
         self.notify_local_change(now).await?;
+        self.push_appended(start).await?;
         Ok(out)
     }
 

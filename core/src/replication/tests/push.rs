@@ -716,3 +716,72 @@ fn consecutive_pushes_are_stored_in_one_write() {
         assert!(!r.core().has(20));
     });
 }
+
+/// A writer with [`Options::push`] and a push-only reader: blocks appended while the reader's
+/// `sync` is still on its way, and blocks the writer held before, all reach the reader (the
+/// `sync` triggers a catch-up push); later appends are pushed without `push` being called.
+#[test]
+fn a_pushing_writer_catches_up_a_reader_whose_sync_comes_late() {
+    for seed in [1u64, 2, 3, 4, 5] {
+        let mut net = block_on(async {
+            let (w, _) = writer(7, None).await;
+            let r = reader(*w.key(), None).await;
+            let push = Options {
+                push: true,
+                downloading: false,
+                ..Options::default()
+            };
+            Net::new(
+                vec![Rep::new(w, push), Rep::new(r, push_only_reader())],
+                seed,
+            )
+        });
+        let (_, rp) = net.connect(0, 1);
+        // Appended before anything was delivered: the reader's sync is not there yet.
+        let more: Vec<Vec<u8>> = (7..10).map(|i| block(i, "v0")).collect();
+        let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
+        block_on(net.reps[0].append(net.now, &refs)).unwrap();
+        net.run_idle();
+        assert!(net.has_all(1, 10), "seed {seed}");
+        for i in 10..13u64 {
+            block_on(net.reps[0].append(net.now, &[&block(i, "v0")])).unwrap();
+            net.run_idle();
+        }
+        assert!(net.has_all(1, 13), "seed {seed}");
+        block_on(net.reps[1].core().verify_all()).unwrap();
+        block_on(check_blocks(net.reps[1].core(), "v0", 0..13));
+        assert_eq!(blocks_from(&net, 1, rp), (0..13).collect());
+        assert!(requests_sent(&net, 1).is_empty());
+        // Each block went once: the catch-up does not repeat what is on its way.
+        let mut pushed: Vec<u64> = pushes_sent(&net, 0)
+            .iter()
+            .map(|d| d.block.as_ref().unwrap().index)
+            .collect();
+        pushed.sort_unstable();
+        assert_eq!(pushed, (0..13).collect::<Vec<_>>(), "seed {seed}");
+    }
+}
+
+/// The catch-up pushes at most [`PUSH_CATCH_UP`] blocks: the newest, with the upgrade to our
+/// length.
+#[test]
+fn the_catch_up_push_is_bounded() {
+    let n = PUSH_CATCH_UP + 40;
+    let mut net = block_on(async {
+        let (w, _) = writer(n, None).await;
+        let r = reader(*w.key(), None).await;
+        let push = Options {
+            push: true,
+            downloading: false,
+            ..Options::default()
+        };
+        Net::new(vec![Rep::new(w, push), Rep::new(r, push_only_reader())], 9)
+    });
+    net.connect(0, 1);
+    net.run_idle();
+    let core = net.reps[1].core();
+    assert_eq!(core.length(), n);
+    assert!((0..40).all(|i| !core.has(i)));
+    assert!((40..n).all(|i| core.has(i)));
+    assert_eq!(pushes_sent(&net, 0).len() as u64, PUSH_CATCH_UP);
+}
