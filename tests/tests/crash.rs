@@ -78,13 +78,12 @@ fn check(
     Some(out.length)
 }
 
+/// Small blocks, then 64 KiB blocks. One test, not two: while one test's check holds a store
+/// open, a child the other test forks at that moment inherits the store's lock until its `exec`,
+/// and the next child of the first test could find the folder locked.
 #[test]
 fn acknowledged_appends_survive_kill_9() {
     kill_9_rounds(KILLS, false);
-}
-
-#[test]
-fn acknowledged_large_appends_survive_kill_9() {
     kill_9_rounds(KILLS / 2, true);
 }
 
