@@ -2,7 +2,8 @@
 # `hyperpunch relay --ws` on it, and a native `hyperpunch core serve --swarm` serving a core whose
 # block i is the UTF-8 text `hyperpunch block <i>`, announced on its discovery key.
 #
-#   localnet_start BLOCKS   sets relay_url, core_key, core_len, serve_pid; needs $hp (the
+#   localnet_start BLOCKS   sets relay_url, bootstrap (HOST:PORT of the bootstrap node), core_key,
+#                           core_len, serve_pid; needs $hp (the
 #                           hyperpunch binary) and $tmp (a scratch folder); adds pids to `pids`
 #   localnet_stop           kills what localnet_start started
 pids=()
@@ -26,6 +27,7 @@ localnet_start() {
   local blocks=$1
   local boot_port
   boot_port=$(free_port)
+  bootstrap="127.0.0.1:$boot_port"
   "$hp" dht bootstrap --host 127.0.0.1 --port "$boot_port" 2>"$tmp/boot.log" &
   pids+=($!)
   "$hp" relay --ws 127.0.0.1:0 --host 127.0.0.1 --bootstrap "127.0.0.1:$boot_port" 2>"$tmp/relay.log" &
