@@ -33,8 +33,8 @@ use wasm_bindgen_futures::{future_to_promise, spawn_local};
 use crate::chan::{channel, Receiver, Sender};
 use crate::relay::{replicate_relayed, Relay, RelayServer};
 use crate::replicate::{memory_duplex, replicate_with, sleep, SharedHub};
-use crate::websocket::RelayError;
 use crate::storage::IdbStorage;
+use crate::websocket::RelayError;
 use crate::KeyLengthError;
 
 /// What the synchronous getters report, refreshed on every release of the hub.
@@ -706,8 +706,9 @@ async fn serve_loop(
     mut stop: Receiver<()>,
     done: Sender<Result<(), String>>,
 ) {
-    // Per connection: its stop signal and its result.
-    let mut conns: Vec<(Sender<()>, Receiver<Result<(), String>>, Rc<Cell<bool>>)> = Vec::new();
+    // Per connection: its stop signal, its result, whether it finished.
+    type Conn = (Sender<()>, Receiver<Result<(), String>>, Rc<Cell<bool>>);
+    let mut conns: Vec<Conn> = Vec::new();
     loop {
         let next = {
             let mut accept = pin!(server.accept());

@@ -22,8 +22,8 @@ use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use hyperpunch_core::crypto::KeyPair;
 use core::net::SocketAddrV4;
+use hyperpunch_core::crypto::KeyPair;
 
 use hyperpunch_core::relay::dht_relay::client::{QueryId, ServerId, StreamId};
 use hyperpunch_core::relay::dht_relay::{Client, ClientEvent, Handshake};
@@ -324,15 +324,22 @@ impl Relay {
     /// Announcements expire on the DHT nodes: announce again every few minutes (hyperswarm
     /// does it every 10).
     pub async fn announce(&self, topic: [u8; 32], key_pair: KeyPair) -> Result<usize, RelayError> {
-        self.query(|c| c.announce(topic, key_pair)).await.map(|q| q.replies)
+        self.query(|c| c.announce(topic, key_pair))
+            .await
+            .map(|q| q.replies)
     }
 
     /// Removes `key_pair`'s announcement of `topic` (JS `node.unannounce(topic, keyPair)`).
     pub async fn unannounce(&self, topic: [u8; 32], key_pair: KeyPair) -> Result<(), RelayError> {
-        self.query(|c| c.unannounce(topic, key_pair)).await.map(|_| ())
+        self.query(|c| c.unannounce(topic, key_pair))
+            .await
+            .map(|_| ())
     }
 
-    async fn query(&self, start: impl FnOnce(&mut Client) -> QueryId) -> Result<QuerySlot, RelayError> {
+    async fn query(
+        &self,
+        start: impl FnOnce(&mut Client) -> QueryId,
+    ) -> Result<QuerySlot, RelayError> {
         let id = {
             let mut s = self.shared.borrow_mut();
             if let Some(why) = &s.failed {
