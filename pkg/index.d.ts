@@ -66,7 +66,7 @@ export interface HypercoreEvents {
   download: (index: number) => void
   'peer-add': (peers: number) => void
   'peer-remove': (peers: number) => void
-  /** Replication through the `relay` option failed. */
+  /** Replication through the `relay` option failed, or serving (`serve`) stopped with an error. */
   error: (error: Error) => void
 }
 
@@ -80,7 +80,7 @@ export class Hypercore {
   readonly name: string
   /** The replication started by `replicate` or the `relay` option. */
   replication: RelayReplication | null
-  /** The serving started by `serve`. */
+  /** The serving started by `serve`, until it stops. */
   serving: RelayServing | null
   /** Resolves once the core is open. */
   ready(): Promise<void>

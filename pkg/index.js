@@ -45,7 +45,7 @@ export function toHex (bytes) {
  * option it replicates with the core's peers through that dht-relay as soon as it is open;
  * `serve(url)` makes it a server its peers find through a dht-relay.
  * Events: 'ready', 'append' (length), 'download' (index), 'peer-add' / 'peer-remove' (peers),
- * 'error' (Error, from the `relay` option).
+ * 'error' (Error, from the `relay` option, or serving that stopped with an error).
  */
 export class Hypercore {
   constructor (name, key = null, opts = {}) {
@@ -139,13 +139,18 @@ export class Hypercore {
    * server) and replicates with every peer that connects (hyperpunch, JS hyperswarm +
    * hypercore, other pages). Resolves once announced to a handle with `publicKey` (the key the
    * page is reachable under, made for this session), `connections` and `close()`; the core
-   * keeps it as `core.serving`. The relay holds that session key (custodial), never the core's
-   * signing key.
+   * keeps it as `core.serving` until serving stops. When the relay session fails, serving
+   * stops and the core emits 'error'. The relay holds that session key (custodial), never the
+   * core's signing key.
    */
   async serve (url) {
     await this.opening
-    this.serving = await this._core.serveThroughRelay(url)
-    return this.serving
+    const serving = await this._core.serveThroughRelay(url, (error) => {
+      if (this.serving === serving) this.serving = null
+      if (error !== null) this.emit('error', new Error(`serve through ${url}: ${error}`))
+    })
+    this.serving = serving
+    return serving
   }
 
   /** Delete the IndexedDB database `name` with every block in it. */

@@ -10,7 +10,9 @@
 #                          reload shows it from IndexedDB; then the page creates a core
 #                          (?create=N) and serves it through the relay, and a native
 #                          `core fetch --swarm` and a JS hyperswarm + hypercore reader fetch it
-#                          from the page (scripts/www-fetch-served.sh). Bounded; exits.
+#                          from the page (scripts/www-fetch-served.sh); a reload serves the same
+#                          core; 'stop serving' closes; when the relay is stopped the page shows
+#                          the error. Bounded; exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -77,9 +79,9 @@ case "$cmd" in
     done
     last=$((core_len - 1))
     create_url="${page_base}?relay=$relay_url&create=${HYPERPUNCH_CREATE_BLOCKS:-100}"
-    steps=$(python3 - "$page_url" "$core_len" "$last" "$serve_pid" "$create_url" <<'PY'
+    steps=$(python3 - "$page_url" "$core_len" "$last" "$serve_pid" "$create_url" "$relay_pid" <<'PY'
 import json, sys
-url, n, last, serve_pid, create_url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+url, n, last, serve_pid, create_url, relay_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 shown = min(n, 200)
 print(json.dumps([
     {"open": url},
@@ -100,6 +102,20 @@ print(json.dumps([
     {"open": create_url},
     {"title": "serving ", "timeout": 120},
     {"run": "bash scripts/www-fetch-served.sh"},
+    # A reload serves the same core from IndexedDB.
+    {"run": 'printf %s "$PAGE_TITLE" > "$SCRATCH/served-title"'},
+    {"reload": True},
+    {"title": "serving ", "timeout": 120},
+    {"run": 'test "$PAGE_TITLE" = "$(cat "$SCRATCH/served-title")"'},
+    # Stop serving (close: server, announcement and session), then serve again.
+    {"eval": "document.getElementById('stop').click() === undefined", "expect": True},
+    {"title": "stopped ", "timeout": 60},
+    {"reload": True},
+    {"title": "serving ", "timeout": 120},
+    # The relay goes away: the page says serving stopped.
+    {"run": f"kill {relay_pid}"},
+    {"title": "error:", "timeout": 120},
+    {"eval": "document.title.includes('serve through')", "expect": True},
 ]))
 PY
 )

@@ -114,6 +114,7 @@ async function serve (relay, n) {
   }
   counts()
   $('status').textContent = `announcing core ${key} through ${relay}`
+  core.on('error', fail)
   const serving = await core.serve(relay)
   const fetchUrl = `${location.pathname}?${new URLSearchParams({ relay, key })}`
   $('status').innerHTML = ''
@@ -123,6 +124,16 @@ async function serve (relay, n) {
   a.href = fetchUrl
   a.textContent = 'open it in another browser'
   $('status').append(a, ` or \`hyperpunch core fetch --swarm --key ${key} ...\``)
+  const stop = document.createElement('button')
+  stop.id = 'stop'
+  stop.textContent = 'stop serving'
+  stop.addEventListener('click', async () => {
+    stop.disabled = true
+    await serving.close()
+    $('status').textContent = `stopped serving core ${key}; reload to serve it again`
+    document.title = `stopped ${key}`
+  })
+  $('status').after(stop)
   document.title = `serving ${key} ${n}`
 }
 

@@ -410,6 +410,10 @@ impl Hypercore {
     /// `hyperpunch core fetch --swarm`, JS hyperswarm + hypercore, other pages). Resolves once
     /// the announce finished; the announce is refreshed every 5 minutes while serving.
     ///
+    /// `onStop(error)` is called once serving stopped: with `null` after
+    /// [`RelayServing::close`], with the reason (a string) when the relay session or a
+    /// connection failed; a session that ended stops serving (no reconnect).
+    ///
     /// Custodial (the relay's mode today): the relay holds the session's key pair, never the
     /// core's signing key; it runs the encryption to the peers and sees the replication
     /// traffic. Blocks are signed here, so it cannot forge them.
@@ -417,7 +421,15 @@ impl Hypercore {
         js_name = serveThroughRelay,
         unchecked_return_type = "Promise<RelayServing>"
     )]
-    pub fn serve_through_relay(&self, url: String) -> Promise {
+    pub fn serve_through_relay(
+        &self,
+        url: String,
+        #[wasm_bindgen(
+            js_name = onStop,
+            unchecked_param_type = "((error: string | null) => void) | null | undefined"
+        )]
+        on_stop: Option<js_sys::Function>,
+    ) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let ctx = |e: RelayError| js_err(&format!("relay {url}"), e);
@@ -454,10 +466,12 @@ impl Hypercore {
             spawn_local(serve_loop(
                 inner.hub.clone(),
                 relay,
+                inner.discovery_key,
                 server,
                 connected.clone(),
                 stop_rx,
                 done_tx,
+                on_stop,
             ));
             Ok(RelayServing {
                 public_key: key_pair.public_key,
@@ -698,13 +712,16 @@ const REANNOUNCE_MS: u64 = 5 * 60 * 1000;
 
 /// Accept the connections of `server` and replicate `hub` over each, until `stop` fires or the
 /// session ends; then end every connection gracefully and tell `done` the first error.
+#[allow(clippy::too_many_arguments)]
 async fn serve_loop(
     hub: SharedHub<IdbStorage>,
     relay: Rc<Relay>,
+    topic: [u8; 32],
     server: RelayServer,
     connected: Rc<Cell<u32>>,
     mut stop: Receiver<()>,
     done: Sender<Result<(), String>>,
+    on_stop: Option<js_sys::Function>,
 ) {
     // Per connection: its stop signal, its result, whether it finished.
     type Conn = (Sender<()>, Receiver<Result<(), String>>, Rc<Cell<bool>>);
@@ -746,6 +763,11 @@ async fn serve_loop(
     }
     drop(server);
     let session_error = relay.error();
+    if session_error.is_none() {
+        // Closed: take the announcement back (as hyperswarm's `leave`), so that lookups stop
+        // finding a key nobody listens on. Best effort: a failure changes nothing here.
+        let _ = relay.unannounce(topic, relay.key_pair()).await;
+    }
     let mut first_error = None;
     let (stops, results): (Vec<_>, Vec<_>) = conns.into_iter().map(|(s, r, _)| (s, r)).unzip();
     drop(stops);
@@ -755,11 +777,21 @@ async fn serve_loop(
         }
     }
     drop(relay);
-    let _ = done.send(match (session_error, first_error) {
+    let result = match (session_error, first_error) {
         (Some(e), _) => Err(format!("relay session: {e}")),
         (None, Some(e)) => Err(e),
         (None, None) => Ok(()),
-    });
+    };
+    if let Some(f) = on_stop {
+        let arg = match &result {
+            Ok(()) => JsValue::NULL,
+            Err(e) => JsValue::from_str(e),
+        };
+        if let Err(e) = f.call1(&JsValue::NULL, &arg) {
+            web_sys::console::error_2(&JsValue::from_str("hyperpunch: onStop threw"), &e);
+        }
+    }
+    let _ = done.send(result);
 }
 
 /// A core served through a dht-relay (see [`Hypercore::serve_through_relay`]).
@@ -786,8 +818,8 @@ impl RelayServing {
         self.connected.get()
     }
 
-    /// Stop serving: the server closes, every connection ends gracefully, the relay session
-    /// closes. Resolves once all closed; rejects with the first error a connection or the
+    /// Stop serving: the server closes, the announcement is removed, every connection ends
+    /// gracefully, the relay session closes. Resolves once all closed; rejects with the first error a connection or the
     /// session stopped with.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&mut self) -> Promise {
