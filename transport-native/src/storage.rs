@@ -7,17 +7,32 @@
 //! during creation never leaves a folder that cannot be opened (the next open starts over). Other files in DIR are left
 //! alone (the CLI keeps an encryption key there).
 //!
+//! # Layout
+//!
+//! Values of at least 1 KiB (hypercore's blocks) are appended to `DIR/db.data`, a plain
+//! append-only file; fjall keeps, under the value's key, where it is and an xxh3 checksum of it.
+//! Shorter values are kept in fjall. So a block is written once (fjall would write it to its
+//! journal, then again to a blob file when it flushes the memtable), and the writes of a
+//! download are one sequential file. The bytes of a batch are written to the data file before
+//! the batch that references them commits: a crash in between leaves bytes no record points to,
+//! which the next open leaves behind (new values go after them). Stores made by versions before
+//! the data file (keyspace `kv`, values as they are) are opened as they are and keep that
+//! layout.
+//!
 //! # What is guaranteed
 //!
 //! * **Atomic batches.** A [`Batch`] is written to fjall's journal as one checksummed record.
 //!   After any crash, recovery replays whole records only, so either the entire batch is visible
 //!   or none of it is.
 //! * **Process-crash durability (default).** When [`Storage::write`] resolves, the batch has been
-//!   handed to the operating system (`write(2)` of the journal, [`Durability::Process`]). It
+//!   handed to the operating system (`write(2)` of the data file and the journal,
+//!   [`Durability::Process`]). It
 //!   survives `kill -9`, a panic or an abort of this process. It does *not* necessarily survive a
 //!   power cut or kernel crash: for that, call [`FileStorage::sync`] at the points that matter
-//!   (it `fsync`s the journal), or open with [`Durability::Sync`] to `fdatasync` every batch (much
-//!   slower; see `STORAGE.md`).
+//!   (it `fsync`s the data file, then the journal), or open with [`Durability::Sync`] to
+//!   `fdatasync` every batch (much slower; see `STORAGE.md`). A power cut can keep a journal
+//!   record whose bytes in the data file were lost: reading that value is then a
+//!   [`StorageError::Corrupt`] (the checksum), never wrong bytes.
 //! * **No panics on damaged files.** Errors from the store (including a checksum mismatch or an
 //!   unreadable file) become [`StorageError`]s; as a last line of defence every call into the
 //!   store is wrapped in `catch_unwind`, so even a bug in the store surfaces as
@@ -36,6 +51,8 @@
 //!
 //! Keys must be 1 to 65 535 bytes long and values at most 4 GiB (fjall's limits); other keys are
 //! rejected with [`StorageError::Io`] before anything is written. Scans and gets accept any key.
+//! The space of long values that are deleted or overwritten stays in the data file (hypercore
+//! writes each block once; only `clear` and `truncate` delete them): nothing compacts it yet.
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
