@@ -285,6 +285,11 @@ pub(crate) fn entropy() -> Result<Entropy, ReplicateError> {
     Ok(Entropy::from_bytes(&bytes))
 }
 
+/// A `setTimeout` of `ms` milliseconds as a future; dropping it clears the timeout.
+pub(crate) fn sleep(ms: u64) -> impl Future<Output = ()> {
+    Sleep::new(ms)
+}
+
 /// A `setTimeout` as a future; dropping it clears the timeout.
 struct Sleep {
     id: JsValue,
