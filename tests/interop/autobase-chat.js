@@ -7,7 +7,8 @@
 // Usage: node autobase-chat.js '<json config>'
 //   room: hex room key; port: the hyperpunch member's port on 127.0.0.1
 //   say: [text] messages to send once writable; expect: messages to wait for in the view
-//   deadline: ms (default 60000)
+//   deadline: ms (default 60000); linger: after 'done', keep replicating until killed (or the
+//   deadline), so the other member can still fetch our blocks
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text']}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
@@ -133,6 +134,11 @@ async function main () {
     await sleep(50)
   }
   clearTimeout(deadline)
+  if (cfg.linger) {
+    // keep replicating (the other member may still be fetching our blocks) until killed
+    setTimeout(() => { s.destroy(); cleanup(); process.exit(0) }, cfg.deadline || 60000)
+    return
+  }
   s.destroy()
   await base.close()
   await store.close()
