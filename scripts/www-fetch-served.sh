@@ -15,24 +15,28 @@ read -r word key n <<<"${PAGE_TITLE:-}"
 copy="$SCRATCH/served-native"
 rm -rf "$copy"
 echo "==> native core fetch --swarm of $key ($n blocks) from the page" >&2
+t0=$(date +%s%N)
 if ! timeout 120 "$HP" core fetch --storage "$copy" --key "$key" --swarm --host 127.0.0.1 \
     --bootstrap "$BOOTSTRAP" >"$SCRATCH/fetch.out" 2>"$SCRATCH/fetch.log"; then
   echo "error: core fetch from the page failed:" >&2; cat "$SCRATCH/fetch.log" >&2; exit 1
 fi
+t1=$(date +%s%N)
 length=$("$HP" core info --storage "$copy" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["length"])')
 [ "$length" = "$n" ] || { echo "error: fetched $length blocks, expected $n" >&2; exit 1; }
 for i in $(seq 0 $((n - 1))); do
   cmp -s <("$HP" core get --storage "$copy" "$i") <(printf 'hyperpunch block %d' "$i") || {
     echo "error: block $i of the fetched copy is not \`hyperpunch block $i\`" >&2; exit 1; }
 done
-echo "==> native: $n blocks fetched from the page and checked" >&2
+echo "==> native: $n blocks fetched from the page and checked ($(( (t1 - t0) / 1000000 )) ms, process spawn to exit)" >&2
 
 echo "==> JS hyperswarm + hypercore fetch of $key from the page" >&2
 rm -rf "$SCRATCH/served-js"
+t0=$(date +%s%N)
 if ! timeout 120 node tests/interop/swarm-fetch.js "$BOOTSTRAP" "$key" "$n" "$SCRATCH/served-js" \
     >"$SCRATCH/js-fetch.out" 2>"$SCRATCH/js-fetch.log"; then
   echo "error: the JS fetch from the page failed:" >&2; cat "$SCRATCH/js-fetch.log" >&2; exit 1
 fi
+t1=$(date +%s%N)
 grep -qx "fetched $n" "$SCRATCH/js-fetch.out" || {
   echo "error: the JS fetch said:" >&2; cat "$SCRATCH/js-fetch.out" "$SCRATCH/js-fetch.log" >&2; exit 1; }
-echo "==> JS: $n blocks fetched from the page and checked" >&2
+echo "==> JS: $n blocks fetched from the page and checked ($(( (t1 - t0) / 1000000 )) ms, process spawn to exit)" >&2
