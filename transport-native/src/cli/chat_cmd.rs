@@ -491,7 +491,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 let indexers = &room.base.system().indexers;
                 let me = indexers.iter().position(|c| c.key == local);
                 if let Some(me) = me {
-                    if stuck % 10 == 0 && (stuck / 10) % indexers.len() as u64 == me as u64 {
+                    if stuck.is_multiple_of(10) && (stuck / 10) % indexers.len() as u64 == me as u64
+                    {
                         room.force_ack(&mut s, now, &dir).await?;
                     }
                 }
