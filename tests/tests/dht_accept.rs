@@ -68,7 +68,7 @@ async fn connections_past_the_accept_queue_are_counted_and_reset() {
     // One by one: each is in the server's queue (or dropped) before the next starts.
     let mut conns = Vec::new();
     for i in 0..=ACCEPT_QUEUE {
-        let mut c = tokio::time::timeout(
+        let c = tokio::time::timeout(
             T,
             client_node.connect(
                 server_kp.public_key,
