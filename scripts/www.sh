@@ -11,7 +11,8 @@
 #                          (?create=N) and serves it through the relay, and a native
 #                          `core fetch --swarm` and a JS hyperswarm + hypercore reader fetch it
 #                          from the page (scripts/www-fetch-served.sh); a reload serves the same
-#                          core; 'stop serving' closes; when the relay is stopped the page shows
+#                          core; a live reader gets a block appended on the page; 'stop
+#                          serving' closes; when the relay is stopped the page shows
 #                          the error. Bounded; exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,6 +108,10 @@ print(json.dumps([
     {"reload": True},
     {"title": "serving ", "timeout": 120},
     {"run": 'test "$PAGE_TITLE" = "$(cat "$SCRATCH/served-title")"'},
+    # A live reader gets a block the page appends.
+    {"run": "bash scripts/www-fetch-served.sh live-start"},
+    {"eval": "document.getElementById('append').click() === undefined", "expect": True},
+    {"run": "bash scripts/www-fetch-served.sh live-check"},
     # Stop serving (close: server, announcement and session), then serve again.
     {"eval": "document.getElementById('stop').click() === undefined", "expect": True},
     {"title": "stopped ", "timeout": 60},

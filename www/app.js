@@ -106,12 +106,15 @@ async function serve (relay, n) {
     }
   }
   $('progress').value = core.length
-  for (let i = Math.max(0, n - SHOWN); i < n; i++) {
+  const list = async (i, fresh) => {
     const li = document.createElement('li')
     li.value = i
     li.textContent = decoder.decode(await core.get(i))
+    if (fresh) li.className = 'new'
     $('blocks').appendChild(li)
+    while ($('blocks').children.length > SHOWN) $('blocks').firstElementChild.remove()
   }
+  for (let i = Math.max(0, core.length - SHOWN); i < core.length; i++) await list(i, false)
   counts()
   $('status').textContent = `announcing core ${key} through ${relay}`
   core.on('error', fail)
@@ -133,8 +136,31 @@ async function serve (relay, n) {
     $('status').textContent = `stopped serving core ${key}; reload to serve it again`
     document.title = `stopped ${key}`
   })
-  $('status').after(stop)
-  document.title = `serving ${key} ${n}`
+  // Append live: connected readers get the block at once (`core fetch --live`, a page with
+  // ?key=). Empty text appends the next `hyperpunch block <i>`.
+  const form = document.createElement('form')
+  form.id = 'append-form'
+  const text = document.createElement('input')
+  text.id = 'append-text'
+  text.placeholder = 'text of a new block'
+  const append = document.createElement('button')
+  append.id = 'append'
+  append.type = 'submit'
+  append.textContent = 'append'
+  form.append(text, append)
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault()
+    const block = text.value || `hyperpunch block ${core.length}`
+    text.value = ''
+    const length = await core.append(block)
+    await list(length - 1, true)
+    $('progress').max = length
+    $('progress').value = length
+    counts()
+    document.title = `serving ${key} ${length}`
+  })
+  $('status').after(stop, form)
+  document.title = `serving ${key} ${core.length}`
 }
 
 const params = new URLSearchParams(location.search)

@@ -710,6 +710,10 @@ impl RelayReplication {
 /// How often a serving page refreshes its announcement (hyperdht keeps records 20 minutes).
 const REANNOUNCE_MS: u64 = 5 * 60 * 1000;
 
+/// How long closing a served core waits for its connections to end gracefully before the
+/// relay session is closed under them.
+const CLOSE_GRACE_MS: u64 = 2000;
+
 /// Accept the connections of `server` and replicate `hub` over each, until `stop` fires or the
 /// session ends; then end every connection gracefully and tell `done` the first error.
 #[allow(clippy::too_many_arguments)]
@@ -771,9 +775,30 @@ async fn serve_loop(
     let mut first_error = None;
     let (stops, results): (Vec<_>, Vec<_>) = conns.into_iter().map(|(s, r, _)| (s, r)).unzip();
     drop(stops);
+    // Each connection ends gracefully, within a grace period: a peer that vanished without
+    // ending (a killed process) is not waited for; closing the session destroys its stream.
+    let mut grace = pin!(sleep(CLOSE_GRACE_MS));
+    let mut expired = false;
     for mut r in results {
-        if let Some(Err(e)) = r.recv().await {
-            first_error.get_or_insert(e);
+        let got = poll_fn(|cx| {
+            if let Poll::Ready(v) = r.poll_recv(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if !expired && grace.as_mut().poll(cx).is_ready() {
+                expired = true;
+            }
+            if expired {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match got {
+            Some(Some(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Some(_) => {}
+            None => break,
         }
     }
     drop(relay);
@@ -819,7 +844,7 @@ impl RelayServing {
     }
 
     /// Stop serving: the server closes, the announcement is removed, every connection ends
-    /// gracefully, the relay session closes. Resolves once all closed; rejects with the first error a connection or the
+    /// gracefully (those that did not within 2 s are destroyed), the relay session closes. Resolves once all closed; rejects with the first error a connection or the
     /// session stopped with.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&mut self) -> Promise {

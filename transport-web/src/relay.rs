@@ -544,7 +544,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// One connection through a [`Relay`]: chunks of the stream (custodial: one plaintext message
-/// each; non-custodial: secret-stream bytes). Dropping it destroys the stream.
+/// each; non-custodial: secret-stream bytes). Dropping it destroys the stream, unless both
+/// sides ended it (then the relay finishes the close).
 pub struct RelayStream {
     shared: Rc<RefCell<Shared>>,
     stream: StreamId,
@@ -643,7 +644,12 @@ impl Drop for RelayStream {
     fn drop(&mut self) {
         let mut s = self.shared.borrow_mut();
         if let Some(slot) = s.streams.remove(&self.stream) {
-            if slot.closed.is_none() && s.failed.is_none() {
+            // Both sides ended: a graceful close the relay completes by itself (it reports the
+            // stream closed once the peer acknowledged). A destroy now would make the relay
+            // drop the stream under the peer's last acknowledgements: the peer then sees a
+            // reset instead of its clean end.
+            let graceful = slot.ended && slot.local_ended;
+            if slot.closed.is_none() && s.failed.is_none() && !graceful {
                 s.client.destroy(self.stream);
                 s.flush();
             }

@@ -1,15 +1,19 @@
 //! A page serves a core through a relay, in headless Chromium: one relay session listens
 //! (`Relay::listen`) and announces its key on the core's discovery key, accepts connections
 //! (`RelayServer::accept`) and replicates a writable core from IndexedDB over each; a session
-//! on a second relay (another DHT node), as another browser would, looks the discovery key up,
-//! connects to the announced key and downloads and verifies every block; after `unannounce` a
-//! lookup no longer finds the key. Both ends are custodial `FramedLink`s, which neither speak
-//! first: this is what caught the pump waiting for the peer's first message before opening its
-//! channels. scripts/www.sh test (`just test-www`) has a native `core fetch --swarm` and a JS
-//! hyperswarm reader fetch from the demo page.
+//! on another relay (another DHT node), as another browser would, looks the discovery key up,
+//! connects to the announced key, downloads and verifies every block and ends gracefully; after
+//! `unannounce` a lookup no longer finds the key. Three pairings: our relay to our second
+//! relay, serving through the JS relay (`@hyperswarm/dht-relay` 0.4.3, custodial) to a reader on
+//! ours, and serving through ours to a reader on the JS relay. Both ends are custodial
+//! `FramedLink`s, which neither speak first: this caught the pump waiting for the peer's first
+//! message before opening its channels, and a page destroying a stream both sides had ended
+//! (the peer then saw a reset). scripts/www.sh test (`just test-www`) has a native
+//! `core fetch --swarm` and a JS hyperswarm reader fetch from the demo page.
 //!
-//! scripts/test-browser.sh starts the bootstrap node and both relays, and passes their URLs at
-//! build time in HYPERPUNCH_TEST_RELAY and HYPERPUNCH_TEST_RELAY2.
+//! scripts/test-browser.sh starts the bootstrap node, both relays and the JS relay, and passes
+//! their URLs at build time in HYPERPUNCH_TEST_RELAY, HYPERPUNCH_TEST_RELAY2 and
+//! HYPERPUNCH_TEST_JSRELAY.
 #![cfg(target_arch = "wasm32")]
 
 use futures_util::future::{select, Either};
@@ -65,8 +69,37 @@ async fn fresh(prefix: &str) -> (String, IdbStorage) {
     (name, s)
 }
 
+/// The JS relay (`@hyperswarm/dht-relay` 0.4.3 on a JS hyperdht node).
+fn js_relay_url() -> &'static str {
+    match option_env!("HYPERPUNCH_TEST_JSRELAY") {
+        Some(url) => url,
+        None => panic!(
+            "HYPERPUNCH_TEST_JSRELAY is unset: run the browser tests with scripts/test-browser.sh"
+        ),
+    }
+}
+
 #[wasm_bindgen_test]
 async fn a_page_serves_a_core_it_wrote_through_the_relay() {
+    serve_and_fetch(relay_url(), relay2_url()).await;
+}
+
+/// Our client listens and announces through the JS relay (custodial, the JS client's mode);
+/// a reader through our relay fetches.
+#[wasm_bindgen_test]
+async fn a_page_serves_through_the_js_relay() {
+    serve_and_fetch(js_relay_url(), relay_url()).await;
+}
+
+/// A page serving through our relay, fetched by a session on the JS relay.
+#[wasm_bindgen_test]
+async fn a_page_on_the_js_relay_fetches_from_a_page_serving_through_ours() {
+    serve_and_fetch(relay_url(), js_relay_url()).await;
+}
+
+/// A page serves a fresh core through `serve_url`; a session on `fetch_url` finds, fetches and
+/// verifies it; after `unannounce` a lookup no longer finds the page.
+async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
     const LENGTH: u64 = 64;
     // The writer: a core in IndexedDB, served through its own relay session.
     let (writer_db, storage) = fresh("writer").await;
@@ -89,9 +122,7 @@ async fn a_page_serves_a_core_it_wrote_through_the_relay() {
         .unwrap();
     let writer_hub = SharedHub::new(hub);
 
-    let serving = Relay::open(relay_url())
-        .await
-        .expect("the relay accepts us");
+    let serving = Relay::open(serve_url).await.expect("the relay accepts us");
     let session_key = serving.key_pair();
     let server = serving
         .listen(session_key.clone())
@@ -131,7 +162,7 @@ async fn a_page_serves_a_core_it_wrote_through_the_relay() {
     hub.add_core(Replicator::new(reader, Options::default()))
         .unwrap();
     let (reader_hub, mut events) = SharedHub::with_events(hub);
-    let fetching = Relay::open(relay2_url())
+    let fetching = Relay::open(fetch_url)
         .await
         .expect("a session on the second relay");
     let peers = fetching.lookup(dk).await.expect("lookup through the relay");
