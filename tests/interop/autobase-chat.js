@@ -29,7 +29,8 @@ const b4a = require('b4a')
 
 const cfg = JSON.parse(process.argv[2] || fs.readFileSync(0, 'utf8') || '{}')
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abchat-'))
+// dir: the store's folder (the test's own temporary folder, so that it goes when the test kills us)
+const dir = cfg.dir ? (fs.mkdirSync(cfg.dir, { recursive: true }), cfg.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abchat-'))
 const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) } catch {} }
 const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 60000)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))

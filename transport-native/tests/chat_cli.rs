@@ -279,7 +279,8 @@ fn a_js_member_joins_a_hyperpunch_room() {
     );
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
-    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true });
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
     let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
         .arg("autobase-chat.js")
         .arg(config.to_string())
@@ -473,7 +474,10 @@ fn a_hyperpunch_member_joins_a_js_room() {
         modules.join("autobase/package.json").is_file(),
         "the JS reference is not installed: run scripts/install-js-reference.sh"
     );
-    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000 });
+    // Node's store lives in the test's folder, removed after node is killed (dropped later).
+    let tmp = tempfile::tempdir().unwrap();
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
     let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
         .arg("autobase-chat.js")
         .arg(config.to_string())
@@ -521,7 +525,6 @@ fn a_hyperpunch_member_joins_a_js_room() {
     let room = created["key"].as_str().unwrap().to_string();
     let port = created["port"].as_u64().unwrap();
 
-    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bob");
     let addr = format!("127.0.0.1:{port}");
     let mut bob = Member::spawn(&[
