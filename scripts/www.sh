@@ -61,6 +61,8 @@ case "$cmd" in
     echo "==> a native peer serves core $core_key ($core_len blocks) through the DHT; relay at $relay_url"
     echo "==> open this in a browser (Ctrl-C stops everything):"
     echo "$page_url"
+    echo "==> or create and serve a core from the page (then fetch it with \`hyperpunch core fetch --swarm --bootstrap $bootstrap\`):"
+    echo "${page_base}?relay=$relay_url&create=100"
     wait
     ;;
   test)
