@@ -672,8 +672,8 @@ impl FileStorage {
                     Durability::Sync => PersistMode::SyncData,
                 }));
             let data_path = || self.inner.path.join(DATA_FILE);
-            // Long values go to the data file first (after the bytes of the last write, so a
-            // failed write leaves nothing referenced behind), their references into the batch.
+            // Long values go to the data file first (after the bytes of every earlier write),
+            // their references into the batch.
             let mut end = tail.end;
             for (k, v) in writes {
                 match (v, &self.inner.data) {
@@ -708,8 +708,10 @@ impl FileStorage {
                     self.inner.data_end.fetch_max(end, Ordering::AcqRel);
                 }
             }
-            wb.commit().map_err(map_err)?;
+            // Also before the commit: should it fail after all (or half-way), these bytes are
+            // never written over, so no record can point at bytes that changed.
             tail.end = end;
+            wb.commit().map_err(map_err)?;
             if let Some(data) = &self.inner.data {
                 if end - tail.written_back >= WRITEBACK_STEP {
                     start_writeback(data, tail.written_back, end - tail.written_back);
