@@ -19,6 +19,10 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# vite 8 needs node ^20.19 or >= 22.12.
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' || {
+  echo "error: node $(node --version) is too old for vite 8 (needs ^20.19 or >= 22.12)" >&2; exit 1; }
+
 tmp=$(mktemp -d /tmp/hyperpunch-pkg.XXXXXX)
 source scripts/localnet.sh
 source scripts/browser.sh
