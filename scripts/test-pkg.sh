@@ -59,13 +59,9 @@ else
 fi
 
 step "npm pack (pkg/)"
-(cd pkg && run npm-pack.log 300 npm pack --pack-destination "$tmp" --json)
-tgz=$(python3 - "$tmp/npm-pack.log" <<'PY'
-import json, sys
-text = open(sys.argv[1]).read()
-print(json.loads(text[text.index('['):])[0]["filename"])
-PY
-)
+(cd pkg && run npm-pack.log 300 npm pack --pack-destination "$tmp")
+tgz=$(cd "$tmp" && ls ./*.tgz 2>/dev/null | sed 's|^\./||')
+[ "$(wc -w <<<"$tgz")" = 1 ] || { echo "error: npm pack wrote no tarball (or several):" >&2; cat "$tmp/npm-pack.log" >&2; exit 1; }
 tarball="$tmp/$tgz"
 [ -f "$tarball" ] || { echo "error: npm pack did not write $tarball" >&2; exit 1; }
 listing=$(tar tzf "$tarball" | sort)
