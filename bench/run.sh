@@ -29,6 +29,9 @@
 #    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
 # 5d. hypershell (bench/shell.sh): 64 MiB copied up and down with `hyperpunch shell copy` and JS
 #    hypershell-copy against `hyperpunch shell server` and JS hypershell-server, whole processes.
+# 5f. Autobase (bench/autobase.sh): appends linearized per second with 1, 3 and 10 writers and a
+#     new reader catching up on 100k indexed entries, in one process each side (bench_autobase.rs
+#     vs bench/js/autobase.js on JS autobase 7.28.1).
 # 5e. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
 #    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
 #    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
@@ -450,6 +453,12 @@ bash "$root/bench/drive.sh" "$tmp/drive.md"
   echo
   bash "$root/bench/shell.sh"
 } | tee -a "$tmp/table.md"
+# ---- autobase (issue 15): bench/autobase.sh, its own table ----
+bash "$root/bench/autobase.sh" "$tmp/autobase.md"
+{
+  echo
+  cat "$tmp/autobase.md"
+} | tee -a "$tmp/table.md"
 # ---- whole processes: core serve -> core fetch (issue 11): bench/cli.sh, its own table ----
 bash "$root/bench/cli.sh" "$tmp/cli.md"
 {
@@ -463,7 +472,7 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo "hyperpunch against the pinned JS reference on the same machine, in the same run. Produced by"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
-  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×), hyperdrive (≥ 5×)"
+  echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×), hyperdrive (≥ 5×), autobase (≥ 10×)"
   echo "and whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time);"
   echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo

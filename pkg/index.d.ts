@@ -48,6 +48,16 @@ export interface RelayReplication {
   end(): Promise<void>
 }
 
+/** A core served to its peers through a dht-relay (`core.serve(url)`). */
+export interface RelayServing {
+  /** The public key (32 bytes) the page is announced and reachable under: made for this session, not the core's key. */
+  readonly publicKey: Uint8Array
+  /** Peers connected and replicating now. */
+  readonly connections: number
+  /** Stop serving: close the server, end every connection gracefully, close the relay session. */
+  close(): Promise<void>
+}
+
 export interface HypercoreEvents {
   ready: () => void
   /** The core grew (a local append, or a peer's verified upgrade) to `length`. */
@@ -56,7 +66,7 @@ export interface HypercoreEvents {
   download: (index: number) => void
   'peer-add': (peers: number) => void
   'peer-remove': (peers: number) => void
-  /** Replication through the `relay` option failed. */
+  /** Replication through the `relay` option failed, or serving (`serve`) stopped with an error. */
   error: (error: Error) => void
 }
 
@@ -70,6 +80,8 @@ export class Hypercore {
   readonly name: string
   /** The replication started by `replicate` or the `relay` option. */
   replication: RelayReplication | null
+  /** The serving started by `serve`, until it stops. */
+  serving: RelayServing | null
   /** Resolves once the core is open. */
   ready(): Promise<void>
   readonly opening: Promise<void>
@@ -90,6 +102,11 @@ export class Hypercore {
   download(range?: DownloadRange): Promise<void>
   /** Find the core's peers through the dht-relay at `url` and replicate with them. */
   replicate(url: string, opts?: ReplicateOptions): Promise<RelayReplication>
+  /**
+   * Serve the core through the dht-relay at `url`: announce it on its discovery key and
+   * replicate with every peer that connects. Resolves once announced.
+   */
+  serve(url: string): Promise<RelayServing>
   on<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
   once<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
   off<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this

@@ -42,9 +42,10 @@ export function toHex (bytes) {
  *
  * `new Hypercore(name)` opens the core stored there, or creates a new writable one;
  * `new Hypercore(name, key)` opens or creates a reader of someone else's core. With the `relay`
- * option it replicates with the core's peers through that dht-relay as soon as it is open.
+ * option it replicates with the core's peers through that dht-relay as soon as it is open;
+ * `serve(url)` makes it a server its peers find through a dht-relay.
  * Events: 'ready', 'append' (length), 'download' (index), 'peer-add' / 'peer-remove' (peers),
- * 'error' (Error, from the `relay` option).
+ * 'error' (Error, from the `relay` option, or serving that stopped with an error).
  */
 export class Hypercore {
   constructor (name, key = null, opts = {}) {
@@ -55,6 +56,7 @@ export class Hypercore {
     this._listeners = new Map()
     this._core = null
     this.replication = null
+    this.serving = null
     this.opening = this._open()
     this.opening.catch(() => {})
   }
@@ -129,6 +131,26 @@ export class Hypercore {
     await this.opening
     this.replication = await this._core.replicateThroughRelay(url, opts.maxPeers)
     return this.replication
+  }
+
+  /**
+   * Serve this core to its peers on the DHT through the dht-relay at `url`: the page is
+   * announced on the core's discovery key (as JS `swarm.join(core.discoveryKey)` does for a
+   * server) and replicates with every peer that connects (hyperpunch, JS hyperswarm +
+   * hypercore, other pages). Resolves once announced to a handle with `publicKey` (the key the
+   * page is reachable under, made for this session), `connections` and `close()`; the core
+   * keeps it as `core.serving` until serving stops. When the relay session fails, serving
+   * stops and the core emits 'error'. The relay holds that session key (custodial), never the
+   * core's signing key.
+   */
+  async serve (url) {
+    await this.opening
+    const serving = await this._core.serveThroughRelay(url, (error) => {
+      if (this.serving === serving) this.serving = null
+      if (error !== null) this.emit('error', new Error(`serve through ${url}: ${error}`))
+    })
+    this.serving = serving
+    return serving
   }
 
   /** Delete the IndexedDB database `name` with every block in it. */

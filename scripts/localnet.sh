@@ -2,7 +2,8 @@
 # `hyperpunch relay --ws` on it, and a native `hyperpunch core serve --swarm` serving a core whose
 # block i is the UTF-8 text `hyperpunch block <i>`, announced on its discovery key.
 #
-#   localnet_start BLOCKS   sets relay_url, core_key, core_len, serve_pid; needs $hp (the
+#   localnet_start BLOCKS   sets relay_url, relay_pid, bootstrap (HOST:PORT of the bootstrap
+#                           node), core_key, core_len, serve_pid; needs $hp (the
 #                           hyperpunch binary) and $tmp (a scratch folder); adds pids to `pids`
 #   localnet_stop           kills what localnet_start started
 pids=()
@@ -26,10 +27,12 @@ localnet_start() {
   local blocks=$1
   local boot_port
   boot_port=$(free_port)
+  bootstrap="127.0.0.1:$boot_port"
   "$hp" dht bootstrap --host 127.0.0.1 --port "$boot_port" 2>"$tmp/boot.log" &
   pids+=($!)
   "$hp" relay --ws 127.0.0.1:0 --host 127.0.0.1 --bootstrap "127.0.0.1:$boot_port" 2>"$tmp/relay.log" &
-  pids+=($!)
+  relay_pid=$!
+  pids+=($relay_pid)
   relay_url=$(wait_for "$tmp/relay.log" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
     echo "error: the relay did not start:" >&2; cat "$tmp/relay.log" "$tmp/boot.log" >&2; return 1; }
   mkdir -p "$tmp/blocks"

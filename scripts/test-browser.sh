@@ -20,7 +20,7 @@ export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 
 [ -x "$CHROMEDRIVER" ] || { echo "error: chromedriver not found at $CHROMEDRIVER" >&2; exit 1; }
 
-# The relay tests need a `hyperpunch relay` on loopback with a local bootstrap node (never the
+# The relay tests need a `hyperpunch relay` (two, and a JS relay: tests/relay_serve.rs) on loopback with a local bootstrap node (never the
 # public ones) and a native peer serving a core; the relay's URL and the core reach the test
 # module at build time (HYPERPUNCH_TEST_RELAY, HYPERPUNCH_TEST_CORE).
 echo "==> starting a bootstrap node and hyperpunch relay on 127.0.0.1" >&2
@@ -32,6 +32,20 @@ trap 'localnet_stop; rm -rf "$tmp"' EXIT
 # The page replicates the served core through the relay (tests/relay_replication.rs).
 localnet_start "${HYPERPUNCH_TEST_CORE_BLOCKS:-300}"
 export HYPERPUNCH_TEST_RELAY="$relay_url"
+# A second relay on its own DHT node: a page serving through one relay is fetched through the
+# other (tests/relay_serve.rs), as two browsers on two relays.
+"$hp" relay --ws 127.0.0.1:0 --host 127.0.0.1 --bootstrap "$bootstrap" 2>"$tmp/relay2.log" &
+pids+=($!)
+relay2_url=$(wait_for "$tmp/relay2.log" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
+  echo "error: the second relay did not start:" >&2; cat "$tmp/relay2.log" >&2; exit 1; }
+export HYPERPUNCH_TEST_RELAY2="$relay2_url"
+# And a JS @hyperswarm/dht-relay 0.4.3 relay on a JS hyperdht node (the pinned reference).
+bash scripts/install-js-reference.sh
+node tests/interop/relay-stall-jsrelay.js "$bootstrap" >"$tmp/jsrelay.out" 2>"$tmp/jsrelay.log" &
+pids+=($!)
+jsrelay_url=$(wait_for "$tmp/jsrelay.out" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
+  echo "error: the JS relay did not start:" >&2; cat "$tmp/jsrelay.out" "$tmp/jsrelay.log" >&2; exit 1; }
+export HYPERPUNCH_TEST_JSRELAY="$jsrelay_url"
 export HYPERPUNCH_TEST_CORE="$core_key:$core_len"
 echo "==> relay at $relay_url; core $core_key ($core_len blocks) served through the DHT" >&2
 

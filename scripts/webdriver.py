@@ -10,10 +10,13 @@ SCRIPT_JSON is a list of steps, run in order; the first that fails ends the run 
   {"title": PREFIX, "timeout": SECONDS}           wait until document.title starts with PREFIX
                                                   (fails at once on a title `error: ...`)
   {"eval": JS, "expect": VALUE}                   `return (JS)` must give VALUE
-  {"run": COMMAND}                                run a shell command (e.g. stop a peer)
+  {"run": COMMAND}                                run a shell command (e.g. stop a peer); its
+                                                  environment has PAGE_TITLE, the title the
+                                                  last title step saw
 Waits poll the title every 100 ms; each has its own bound, so the run always ends.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,6 +48,7 @@ def main():
                    timeout=120)["sessionId"]
     s = f"/session/{session}"
     ok = False
+    env = dict(os.environ)
     try:
         for step in steps:
             if "open" in step:
@@ -64,6 +68,7 @@ def main():
                           file=sys.stderr)
                     return 1
                 print(f"webdriver: title {title!r}", file=sys.stderr)
+                env["PAGE_TITLE"] = title
             elif "eval" in step:
                 got = call(base, "POST", s + "/execute/sync",
                            {"script": f"return ({step['eval']})", "args": []})
@@ -73,7 +78,10 @@ def main():
                     return 1
                 print(f"webdriver: {step['eval']} = {got!r}", file=sys.stderr)
             elif "run" in step:
-                subprocess.run(step["run"], shell=True, check=True)
+                r = subprocess.run(step["run"], shell=True, env=env)
+                if r.returncode != 0:
+                    print(f"webdriver: {step['run']!r} exited with {r.returncode}", file=sys.stderr)
+                    return 1
             else:
                 print(f"webdriver: unknown step {step!r}", file=sys.stderr)
                 return 1

@@ -7,7 +7,13 @@
 #   www.sh test            the same setup (dev build), driven in headless Chromium through
 #                          chromedriver: the page syncs the core (title `synced N`, the blocks
 #                          listed), syncs again after a reload, and after the peer is stopped a
-#                          reload shows it from IndexedDB. Bounded; exits.
+#                          reload shows it from IndexedDB; then the page creates a core
+#                          (?create=N) and serves it through the relay, and a native
+#                          `core fetch --swarm` and a JS hyperswarm + hypercore reader fetch it
+#                          from the page (scripts/www-fetch-served.sh); a reload serves the same
+#                          core; a live reader gets a block appended on the page; 'stop
+#                          serving' closes; when the relay is stopped the page shows
+#                          the error. Bounded; exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -72,11 +78,15 @@ case "$cmd" in
     build --dev
     setup "" debug
     bash scripts/install-wasm-tools.sh >/dev/null 2>&1 || true
+    bash scripts/install-js-reference.sh
+    # For scripts/www-fetch-served.sh, run from a step below.
+    export HP="$hp" BOOTSTRAP="$bootstrap" SCRATCH="$tmp"
     chromedriver_start
     last=$((core_len - 1))
-    steps=$(python3 - "$page_url" "$core_len" "$last" "$serve_pid" <<'PY'
+    create_url="${page_base}?relay=$relay_url&create=${HYPERPUNCH_CREATE_BLOCKS:-100}"
+    steps=$(python3 - "$page_url" "$core_len" "$last" "$serve_pid" "$create_url" "$relay_pid" <<'PY'
 import json, sys
-url, n, last, serve_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+url, n, last, serve_pid, create_url, relay_pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 shown = min(n, 200)
 print(json.dumps([
     {"open": url},
@@ -93,12 +103,34 @@ print(json.dumps([
     {"title": "error:", "timeout": 120},
     {"eval": "document.getElementById('counts').textContent.startsWith('%d / %d blocks')" % (n, n), "expect": True},
     {"eval": "document.querySelector('#blocks li:last-child').textContent", "expect": f"hyperpunch block {last}"},
+    # The page creates a core and serves it: native and JS readers fetch it through the DHT.
+    {"open": create_url},
+    {"title": "serving ", "timeout": 120},
+    {"run": "bash scripts/www-fetch-served.sh"},
+    # A reload serves the same core from IndexedDB.
+    {"run": 'printf %s "$PAGE_TITLE" > "$SCRATCH/served-title"'},
+    {"reload": True},
+    {"title": "serving ", "timeout": 120},
+    {"run": 'test "$PAGE_TITLE" = "$(cat "$SCRATCH/served-title")"'},
+    # A live reader gets a block the page appends.
+    {"run": "bash scripts/www-fetch-served.sh live-start"},
+    {"eval": "document.getElementById('append').click() === undefined", "expect": True},
+    {"run": "bash scripts/www-fetch-served.sh live-check"},
+    # Stop serving (close: server, announcement and session), then serve again.
+    {"eval": "document.getElementById('stop').click() === undefined", "expect": True},
+    {"title": "stopped ", "timeout": 60},
+    {"reload": True},
+    {"title": "serving ", "timeout": 120},
+    # The relay goes away: the page says serving stopped.
+    {"run": f"kill {relay_pid}"},
+    {"title": "error:", "timeout": 120},
+    {"eval": "document.title.includes('serve through')", "expect": True},
 ]))
 PY
 )
     echo "==> headless Chromium: $page_url" >&2
     # Each step has its own bound; this one bounds the whole browser run.
-    timeout -k 10 900 python3 scripts/webdriver.py "$webdriver_url" transport-web/webdriver.json "$steps"
+    timeout -k 10 1800 python3 scripts/webdriver.py "$webdriver_url" transport-web/webdriver.json "$steps"
     ok=1
     echo "==> demo page test passed" >&2
     ;;

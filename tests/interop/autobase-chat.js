@@ -1,13 +1,21 @@
 // A JS member of a `hyperpunch chat` room: autobase 7.28.1 with the chat's apply function
 // (values {"type":"message","text"} and {"type":"add","key"}; the view `messages` holds
 // {"from","text"}), connected over TCP (secret-stream + corestore.replicate) to a hyperpunch chat
-// that `--listen`s. For transport-native/tests/chat_cli.rs.
+// that `--listen`s, or (create: true) the creator of a room that hyperpunch chats join.
+// For transport-native/tests/chat_cli.rs.
 //
 // Usage: node autobase-chat.js '<json config>'
 //   room: hex room key; port: the hyperpunch member's port on 127.0.0.1
 //   say: [text] messages to send once writable; expect: messages to wait for in the view
-//   deadline: ms (default 60000)
+//   deadline: ms (default 60000); linger: after 'done', keep replicating until killed (or the
+//   deadline), so the other member can still fetch our blocks
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text']}.
+//
+// With create: true, it creates the room (its writer key is the room key, it is the indexer and
+// acks), listens on 127.0.0.1 (any port) and prints {event:'room', key, port}; then it reads
+// commands on stdin, one JSON object a line: {"add": "<writer key>"} adds a writer (not an
+// indexer), {"say": "text"} sends a message. Once its view holds `expect` indexed messages it
+// prints {event:'done', messages}, and it keeps serving (and acking) until stdin closes.
 'use strict'
 
 const net = require('net')
@@ -26,9 +34,8 @@ const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) }
 const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 60000)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function main () {
-  const store = new Corestore(dir)
-  const base = new Autobase(store, b4a.from(cfg.room, 'hex'), {
+function open (store, key) {
+  return new Autobase(store, key, {
     valueEncoding: 'json',
     ackInterval: 0,
     open: (s) => s.get('messages'),
@@ -39,6 +46,71 @@ async function main () {
       }
     }
   })
+}
+
+async function indexedMessages (base) {
+  const info = await base.system.getIndexedInfo(base.indexedLength)
+  const n = info.views.length ? info.views[0].length : 0
+  const messages = []
+  for (let i = 0; i < n; i++) {
+    const v = JSON.parse(b4a.toString(await base.view.get(i)))
+    messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
+  }
+  return messages
+}
+
+async function create () {
+  const store = new Corestore(dir)
+  const base = open(store, null)
+  await base.ready()
+  const sockets = []
+  const server = net.createServer((socket) => {
+    sockets.push(socket)
+    const s = new SecretStream(false, socket)
+    s.on('error', () => {})
+    socket.on('error', () => {})
+    store.replicate(s)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const commands = []
+  let stdinOpen = true
+  require('readline').createInterface({ input: process.stdin })
+    .on('line', (l) => { try { commands.push(JSON.parse(l)) } catch {} })
+    .on('close', () => { stdinOpen = false })
+  for (const text of cfg.say || []) await base.append({ type: 'message', text })
+  out({ event: 'room', key: b4a.toString(base.key, 'hex'), port: server.address().port })
+  let done = false
+  let stuck = 0
+  while (stdinOpen) {
+    while (commands.length) {
+      const c = commands.shift()
+      if (c.add) await base.append({ type: 'add', key: c.add })
+      if (c.say) await base.append({ type: 'message', text: c.say })
+    }
+    await base.update()
+    if (base.ackable) await base.ack()
+    const messages = await indexedMessages(base)
+    // JS never acks its own lone head: when nodes wait unindexed, write an ack (as the scenarios do)
+    stuck = base.view.length > messages.length ? stuck + 1 : 0
+    if (stuck >= 20) { stuck = 0; await base.append(null) }
+    if (!done && messages.length >= cfg.expect) {
+      done = true
+      out({ event: 'done', messages })
+    }
+    await sleep(20)
+  }
+  clearTimeout(deadline)
+  server.close()
+  for (const s of sockets) s.destroy()
+  await base.close()
+  await store.close()
+  cleanup()
+}
+
+async function main () {
+  if (cfg.create) return create()
+  const store = new Corestore(dir)
+  const base = open(store, b4a.from(cfg.room, 'hex'))
   await base.ready()
   out({ event: 'writer', key: b4a.toString(base.local.key, 'hex') })
   const socket = net.connect(cfg.port, '127.0.0.1')
@@ -62,6 +134,11 @@ async function main () {
     await sleep(50)
   }
   clearTimeout(deadline)
+  if (cfg.linger) {
+    // keep replicating (the other member may still be fetching our blocks) until killed
+    setTimeout(() => { s.destroy(); cleanup(); process.exit(0) }, cfg.deadline || 60000)
+    return
+  }
   s.destroy()
   await base.close()
   await store.close()

@@ -1,5 +1,5 @@
 // A JS @hyperswarm/dht-relay relay (hyperdht node + WebSocketServer) on a local bootstrap node:
-// scripts/relay-stall-repro.sh. Prints `relay ws://...`.
+// scripts/relay-stall-repro.sh and scripts/test-browser.sh. Prints `relay ws://...`.
 const HyperDHT = require('hyperdht')
 const { relay } = require('@hyperswarm/dht-relay')
 const Stream = require('@hyperswarm/dht-relay/ws')

@@ -20,6 +20,28 @@ pub fn block_content(index: u64) -> Vec<u8> {
     b
 }
 
+/// Size of a block in the crash test's large-block mode: as `core fetch` of a file in 64 KiB
+/// blocks writes them, each block its own record in the store's data file.
+pub const LARGE_BLOCK: usize = 64 * 1024;
+
+/// The bytes of block `index` in large-block mode: [`block_content`] padded to
+/// [`LARGE_BLOCK`] bytes with a filler that varies per index.
+pub fn large_block_content(index: u64) -> Vec<u8> {
+    let mut b = block_content(index);
+    let fill = (index.wrapping_mul(31) % 251) as u8;
+    b.resize(LARGE_BLOCK, fill);
+    b
+}
+
+/// The content of block `index`: [`large_block_content`] if `large`, else [`block_content`].
+pub fn content(index: u64, large: bool) -> Vec<u8> {
+    if large {
+        large_block_content(index)
+    } else {
+        block_content(index)
+    }
+}
+
 /// A small xorshift64* generator: deterministic from its seed (the tests print it).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -7,17 +7,32 @@
 //! during creation never leaves a folder that cannot be opened (the next open starts over). Other files in DIR are left
 //! alone (the CLI keeps an encryption key there).
 //!
+//! # Layout
+//!
+//! Values of at least 1 KiB (hypercore's blocks) are appended to `DIR/db.data`, a plain
+//! append-only file; fjall keeps, under the value's key, where it is and an xxh3 checksum of it.
+//! Shorter values are kept in fjall. So a block is written once (fjall would write it to its
+//! journal, then again to a blob file when it flushes the memtable), and the writes of a
+//! download are one sequential file. The bytes of a batch are written to the data file before
+//! the batch that references them commits: a crash in between leaves bytes no record points to,
+//! which the next open leaves behind (new values go after them). Stores made by versions before
+//! the data file (keyspace `kv`, values as they are) are opened as they are and keep that
+//! layout.
+//!
 //! # What is guaranteed
 //!
 //! * **Atomic batches.** A [`Batch`] is written to fjall's journal as one checksummed record.
 //!   After any crash, recovery replays whole records only, so either the entire batch is visible
 //!   or none of it is.
 //! * **Process-crash durability (default).** When [`Storage::write`] resolves, the batch has been
-//!   handed to the operating system (`write(2)` of the journal, [`Durability::Process`]). It
+//!   handed to the operating system (`write(2)` of the data file and the journal,
+//!   [`Durability::Process`]). It
 //!   survives `kill -9`, a panic or an abort of this process. It does *not* necessarily survive a
 //!   power cut or kernel crash: for that, call [`FileStorage::sync`] at the points that matter
-//!   (it `fsync`s the journal), or open with [`Durability::Sync`] to `fdatasync` every batch (much
-//!   slower; see `STORAGE.md`).
+//!   (it `fsync`s the data file, then the journal), or open with [`Durability::Sync`] to
+//!   `fdatasync` every batch (much slower; see `STORAGE.md`). A power cut can keep a journal
+//!   record whose bytes in the data file were lost: reading that value is then a
+//!   [`StorageError::Corrupt`] (the checksum), never wrong bytes.
 //! * **No panics on damaged files.** Errors from the store (including a checksum mismatch or an
 //!   unreadable file) become [`StorageError`]s; as a last line of defence every call into the
 //!   store is wrapped in `catch_unwind`, so even a bug in the store surfaces as
@@ -36,24 +51,45 @@
 //!
 //! Keys must be 1 to 65 535 bytes long and values at most 4 GiB (fjall's limits); other keys are
 //! rejected with [`StorageError::Io`] before anything is written. Scans and gets accept any key.
+//! The space of long values that are deleted or overwritten stays in the data file (hypercore
+//! writes each block once; only `clear` and `truncate` delete them): nothing compacts it yet.
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
+use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use xxhash_rust::xxh3::xxh3_64;
 
 use fjall::{
     AbstractTree, CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions,
     PersistMode, Readable,
 };
 
-/// The name of the single fjall keyspace holding the data.
+/// The fjall keyspace of stores created before the data file: values are stored as they are.
 const KEYSPACE: &str = "kv";
+/// The fjall keyspace of stores with a data file ([`DATA_FILE`]): every value is tagged, either
+/// [`TAG_INLINE`] and the value, or [`TAG_DATA`] and where the value is in the data file.
+const KEYSPACE_DATA: &str = "kv2";
+/// The append-only data file of a store with [`KEYSPACE_DATA`] (beside [`DB_DIR`]).
+const DATA_FILE: &str = "db.data";
+/// Values at least this long are written to the data file, the rest inline in fjall.
+const DATA_THRESHOLD: usize = 1024;
+/// A tagged value held inline: the tag, then the value.
+const TAG_INLINE: u8 = 0;
+/// A tagged value in the data file: the tag, `u64le(offset) ‖ u32le(length) ‖ u64le(xxh3)`.
+const TAG_DATA: u8 = 1;
+/// Length of a [`TAG_DATA`] record.
+const DATA_REF_LEN: usize = 1 + 8 + 4 + 8;
+/// After this many bytes appended to the data file, its write-back to the disk is started
+/// (without waiting), so the final `sync` has little left to write.
+const WRITEBACK_STEP: u64 = 4 * 1024 * 1024;
 /// Subfolder holding the fjall database.
 const DB_DIR: &str = "db";
 /// Where earlier versions built a new database before renaming it to [`DB_DIR`] (one left by an
@@ -90,14 +126,28 @@ pub struct FileStorageOptions {
 struct Inner {
     db: Database,
     ks: Keyspace,
+    /// The data file of a store with [`KEYSPACE_DATA`]; `None` for a store made before it
+    /// (values in fjall as they are).
+    data: Option<File>,
+    /// How far the data file holds bytes: no value reference may point past it. Raised before
+    /// the batch referencing new bytes commits.
+    data_end: AtomicU64,
     /// Serialises writers, so a range delete's scan and the commit of its batch see no other
-    /// writer in between.
-    write_lock: Mutex<()>,
+    /// writer in between; holds where the data file's next value goes.
+    write_lock: Mutex<DataTail>,
     durability: Durability,
     path: PathBuf,
     /// Exclusive lock on `DIR/storage.lock`, held while open; declared last so it is released
     /// only after the database is closed.
     _lock: File,
+}
+
+/// The writer's position in the data file.
+struct DataTail {
+    /// Where the next value is written (the data file's length at open, then past each value).
+    end: u64,
+    /// Up to where the write-back to disk has been started.
+    written_back: u64,
 }
 
 /// A crash-safe [`Storage`] in a folder on disk. Clones share the same open store.
@@ -272,45 +322,87 @@ fn lock_folder(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-/// Open the database in `dir/db` (with its keyspace), creating it if there is none yet.
+/// The options of the keyspace of a store with a data file: its values are short (inline ones
+/// below [`DATA_THRESHOLD`], references to the data file), so no key-value separation.
+fn keyspace_options_data() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_SIZE)
+}
+
+/// An open database: fjall, its keyspace, and the data file (`None` for a store made before it).
+type Opened = (Database, Keyspace, Option<File>);
+
+/// Open the data file `p` of an existing store.
+fn open_data_file(p: &Path) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                StorageError::Corrupt(format!("the data file {} is missing", p.display()))
+            }
+            _ => io_err("open", p, e),
+        })
+}
+
+/// Open the database in `dir/db` (with its keyspace and data file), creating it if there is none
+/// yet.
 ///
 /// fjall's own creation is not atomic (a kill between its first file and its version marker
 /// leaves a folder it refuses to open), so a creation is bracketed by a marker file,
-/// `dir/db.incomplete`: it is made (and synced) before `dir/db`, and removed (the removal
-/// synced) once the new database and its keyspace are on disk, before anything is written to
-/// it. A `dir/db` found next to the marker was never completed and never held data: it is
-/// discarded and built again. The new database stays open (an earlier version built it in a
-/// staging folder, closed it, renamed it into place and opened it again: twice the files, fsyncs
-/// and threads for every new store; a staging folder such a version left behind is discarded).
-/// Runs under the folder lock.
-fn open_database(dir: &Path) -> Result<(Database, Keyspace), StorageError> {
+/// `dir/db.incomplete`: it is made (with an empty data file `dir/db.data`, both synced) before
+/// `dir/db`, and removed (the removal synced) once the new database and its keyspace are on
+/// disk, before anything is written to it. A `dir/db` found next to the marker was never
+/// completed and never held data: it is discarded and built again. The new database stays open
+/// (an earlier version built it in a staging folder, closed it, renamed it into place and opened
+/// it again: twice the files, fsyncs and threads for every new store; a staging folder such a
+/// version left behind is discarded). Runs under the folder lock.
+///
+/// A store made before the data file (keyspace [`KEYSPACE`]) is opened as it is: its values stay
+/// in fjall.
+fn open_database(dir: &Path) -> Result<Opened, StorageError> {
     let db_path = dir.join(DB_DIR);
+    let data_path = dir.join(DATA_FILE);
     let marker = dir.join(DB_INCOMPLETE);
     let staging = dir.join(DB_STAGING_DIR);
     if staging.exists() {
         // Left by an interrupted creation of an earlier version: it never held data.
         std::fs::remove_dir_all(&staging).map_err(|e| io_err("remove", &staging, e))?;
     }
-    let open = |p: &Path| {
-        guarded("opening", || {
-            let db = builder(p).open().map_err(map_err)?;
-            let ks = db.keyspace(KEYSPACE, keyspace_options).map_err(map_err)?;
-            Ok((db, ks))
-        })
+    let open_db = |p: &Path| guarded("opening", || builder(p).open().map_err(map_err));
+    let open_ks = |db: &Database, name: &str, opts: fn() -> KeyspaceCreateOptions| {
+        guarded("opening", || db.keyspace(name, opts).map_err(map_err))
     };
     let incomplete = marker.exists();
     if db_path.is_dir() && !incomplete {
-        return open(&db_path);
+        let db = open_db(&db_path)?;
+        if db.keyspace_exists(KEYSPACE_DATA) {
+            let ks = open_ks(&db, KEYSPACE_DATA, keyspace_options_data)?;
+            let data = open_data_file(&data_path)?;
+            return Ok((db, ks, Some(data)));
+        }
+        // A store made before the data file.
+        let ks = open_ks(&db, KEYSPACE, keyspace_options)?;
+        return Ok((db, ks, None));
     }
     if !incomplete {
         // An empty file: syncing the folder makes its existence durable.
         File::create(&marker).map_err(|e| io_err("create", &marker, e))?;
-        sync_dir(dir)?;
     }
     if db_path.exists() {
         std::fs::remove_dir_all(&db_path).map_err(|e| io_err("remove", &db_path, e))?;
     }
-    let (db, ks) = open(&db_path)?;
+    // Empty: any bytes an interrupted creation left are not referenced by anything.
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&data_path)
+        .map_err(|e| io_err("create", &data_path, e))?;
+    sync_dir(dir)?;
+    let db = open_db(&db_path)?;
+    let ks = open_ks(&db, KEYSPACE_DATA, keyspace_options_data)?;
     // fjall syncs the folders it makes; this syncs its journal.
     guarded("creating", || {
         db.persist(PersistMode::SyncAll).map_err(map_err)
@@ -319,8 +411,26 @@ fn open_database(dir: &Path) -> Result<(Database, Keyspace), StorageError> {
     // Synced before anything is written: a marker that came back after a power cut would
     // discard the data.
     sync_dir(dir)?;
-    Ok((db, ks))
+    Ok((db, ks, Some(data)))
 }
+
+/// Start writing `len` bytes of `file` from `offset` back to the disk, without waiting for it
+/// (Linux: `sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint only: [`FileStorage::sync`] still
+/// `fsync`s, but finds most of the data already written.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain system call on a file descriptor this store owns; it reads no memory.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// `fsync` the folder `dir` (its entries: files created, renamed or removed in it).
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -349,16 +459,31 @@ impl FileStorage {
             StorageError::Io(format!("cannot create folder {}: {e}", path.display()))
         })?;
         let lock = lock_folder(&path)?;
-        let (db, ks) = open_database(&path).map_err(|e| match e {
+        let in_path_err = |e| match e {
             StorageError::Unavailable(m) => StorageError::Unavailable(in_path(m)),
             StorageError::Io(m) => StorageError::Io(in_path(m)),
             StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
-        })?;
+        };
+        let (db, ks, data) = open_database(&path).map_err(in_path_err)?;
+        // Bytes past the last committed value (an interrupted write) are never referenced; new
+        // values go after them.
+        let end = match &data {
+            Some(f) => f
+                .metadata()
+                .map_err(|e| in_path_err(io_err("read", Path::new(DATA_FILE), e)))?
+                .len(),
+            None => 0,
+        };
         Ok(FileStorage {
             inner: Arc::new(Inner {
                 db,
                 ks,
-                write_lock: Mutex::new(()),
+                data,
+                data_end: AtomicU64::new(end),
+                write_lock: Mutex::new(DataTail {
+                    end,
+                    written_back: end,
+                }),
                 durability: options.durability,
                 path,
                 _lock: lock,
@@ -376,11 +501,58 @@ impl FileStorage {
         self.inner.durability
     }
 
-    /// `fsync` the journal: everything written so far survives power loss once this returns.
+    /// `fsync` the data file, then the journal: everything written so far survives power loss
+    /// once this returns.
     pub fn sync(&self) -> Result<(), StorageError> {
+        if let Some(data) = &self.inner.data {
+            data.sync_data()
+                .map_err(|e| io_err("sync", &self.inner.path.join(DATA_FILE), e))?;
+        }
         guarded("syncing", || {
             self.inner.db.persist(PersistMode::SyncAll).map_err(map_err)
         })
+    }
+
+    /// The value a stored record stands for: in a store with a data file, the inline bytes or
+    /// the bytes read (and checked) from the data file; in an older store, the record itself.
+    fn value(&self, record: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let Some(data) = &self.inner.data else {
+            return Ok(record.to_vec());
+        };
+        let bad =
+            |why: String| StorageError::Corrupt(format!("{}: {why}", self.inner.path.display()));
+        match record.split_first() {
+            Some((&TAG_INLINE, value)) => Ok(value.to_vec()),
+            Some((&TAG_DATA, r)) if record.len() == DATA_REF_LEN => {
+                let offset = u64::from_le_bytes(r[0..8].try_into().unwrap_or_default());
+                let len = u32::from_le_bytes(r[8..12].try_into().unwrap_or_default());
+                let hash = u64::from_le_bytes(r[12..20].try_into().unwrap_or_default());
+                let end = offset.checked_add(u64::from(len));
+                if end.is_none_or(|end| end > self.inner.data_end.load(Ordering::Acquire)) {
+                    return Err(bad(format!(
+                        "a value at {offset}+{len} lies past the end of the data file"
+                    )));
+                }
+                let mut buf = vec![0u8; len as usize];
+                data.read_exact_at(&mut buf, offset)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => bad(format!(
+                            "the data file ends before the value at {offset}+{len}"
+                        )),
+                        _ => io_err("read", &self.inner.path.join(DATA_FILE), e),
+                    })?;
+                if xxh3_64(&buf) != hash {
+                    return Err(bad(format!(
+                        "the value at {offset}+{len} of the data file does not match its checksum"
+                    )));
+                }
+                Ok(buf)
+            }
+            _ => Err(bad(format!(
+                "a stored record of {} bytes is not a value",
+                record.len()
+            ))),
+        }
     }
 
     fn get_sync(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -388,7 +560,10 @@ impl FileStorage {
             return Ok(None); // such keys can never have been written
         }
         guarded("reading", || {
-            Ok(self.inner.ks.get(key).map_err(map_err)?.map(|v| v.to_vec()))
+            match self.inner.ks.get(key).map_err(map_err)? {
+                Some(r) => self.value(&r).map(Some),
+                None => Ok(None),
+            }
         })
     }
 
@@ -401,10 +576,10 @@ impl FileStorage {
                     if k.is_empty() || k.len() > MAX_KEY_LEN {
                         return Ok(None);
                     }
-                    Ok(snap
-                        .get(&self.inner.ks, k)
-                        .map_err(map_err)?
-                        .map(|v| v.to_vec()))
+                    match snap.get(&self.inner.ks, k).map_err(map_err)? {
+                        Some(r) => self.value(&r).map(Some),
+                        None => Ok(None),
+                    }
                 })
                 .collect()
         })
@@ -428,7 +603,7 @@ impl FileStorage {
             let range = (Bound::Included(start), Bound::Excluded(end));
             for g in self.inner.ks.range::<&[u8], _>(range) {
                 let (k, v) = g.into_inner().map_err(map_err)?;
-                out.push((k.to_vec(), v.to_vec()));
+                out.push((k.to_vec(), self.value(&v)?));
                 if out.len() >= limit {
                     break;
                 }
@@ -453,12 +628,34 @@ impl FileStorage {
                 }
             }
         }
-        let _w = self
+        let mut tail = self
             .inner
             .write_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         guarded("writing", || {
+            // The final state of each key the batch touches (`None`: removed).
+            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                if batch.ops.iter().any(|op| matches!(op, Op::DeleteRange(..))) {
+                    self.resolve(batch.ops)?.into_iter().collect()
+                } else {
+                    // The common case (every hypercore append): puts and deletes only. fjall
+                    // gives every item of a batch the same sequence number, so a key must
+                    // appear at most once: keep the last op of each key.
+                    let keep = last_op_of_each_key(&batch.ops);
+                    batch
+                        .ops
+                        .into_iter()
+                        .zip(keep)
+                        .filter_map(|(op, keep)| match op {
+                            Op::Put(k, v) if keep => Some((k, Some(v))),
+                            Op::Delete(k) if keep && !k.is_empty() && k.len() <= MAX_KEY_LEN => {
+                                Some((k, None))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                };
             let ks = &self.inner.ks;
             let mut wb = self
                 .inner
@@ -468,29 +665,51 @@ impl FileStorage {
                     Durability::Process => PersistMode::Buffer,
                     Durability::Sync => PersistMode::SyncData,
                 }));
-            if batch.ops.iter().any(|op| matches!(op, Op::DeleteRange(..))) {
-                for (k, v) in self.resolve(batch.ops)? {
-                    match v {
-                        Some(v) => wb.insert(ks, k, v),
-                        None => wb.remove(ks, k),
+            let data_path = || self.inner.path.join(DATA_FILE);
+            // Long values go to the data file first (after the bytes of the last write, so a
+            // failed write leaves nothing referenced behind), their references into the batch.
+            let mut end = tail.end;
+            for (k, v) in writes {
+                match (v, &self.inner.data) {
+                    (None, _) => wb.remove(ks, k),
+                    (Some(v), None) => wb.insert(ks, k, v),
+                    (Some(v), Some(data)) if v.len() >= DATA_THRESHOLD => {
+                        data.write_all_at(&v, end)
+                            .map_err(|e| io_err("write", &data_path(), e))?;
+                        let mut r = Vec::with_capacity(DATA_REF_LEN);
+                        r.push(TAG_DATA);
+                        r.extend_from_slice(&end.to_le_bytes());
+                        r.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        r.extend_from_slice(&xxh3_64(&v).to_le_bytes());
+                        end += v.len() as u64;
+                        wb.insert(ks, k, r);
                     }
-                }
-            } else {
-                // The common case (every hypercore append): puts and deletes only. fjall gives
-                // every item of a batch the same sequence number, so a key must appear at most
-                // once: keep the last op of each key.
-                let keep = last_op_of_each_key(&batch.ops);
-                for (op, keep) in batch.ops.into_iter().zip(keep) {
-                    match op {
-                        Op::Put(k, v) if keep => wb.insert(ks, k, v),
-                        Op::Delete(k) if keep && !k.is_empty() && k.len() <= MAX_KEY_LEN => {
-                            wb.remove(ks, k)
-                        }
-                        _ => {}
+                    (Some(v), Some(_)) => {
+                        let mut r = Vec::with_capacity(1 + v.len());
+                        r.push(TAG_INLINE);
+                        r.extend_from_slice(&v);
+                        wb.insert(ks, k, r);
                     }
                 }
             }
+            if end > tail.end {
+                if let Some(data) = &self.inner.data {
+                    if self.inner.durability == Durability::Sync {
+                        data.sync_data()
+                            .map_err(|e| io_err("sync", &data_path(), e))?;
+                    }
+                    // Before the commit: a reader that sees a reference finds its bytes.
+                    self.inner.data_end.fetch_max(end, Ordering::AcqRel);
+                }
+            }
             wb.commit().map_err(map_err)?;
+            tail.end = end;
+            if let Some(data) = &self.inner.data {
+                if end - tail.written_back >= WRITEBACK_STEP {
+                    start_writeback(data, tail.written_back, end - tail.written_back);
+                    tail.written_back = end;
+                }
+            }
             self.throttle()
         })
     }
@@ -596,6 +815,142 @@ mod tests {
             );
             async move { FileStorage::open(dir).unwrap() }
         }));
+    }
+
+    /// A store as the versions before the data file made it: keyspace [`KEYSPACE`], values in
+    /// fjall as they are (the same fjall settings those versions used).
+    fn create_store_without_data_file(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        let db = builder(&dir.join(DB_DIR)).open().unwrap();
+        db.keyspace(KEYSPACE, keyspace_options).unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+
+    #[test]
+    fn stores_without_data_file_pass_conformance() {
+        let root = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        block_on(hyperpunch_core::storage::conformance::run_all(|| {
+            let dir = root.path().join(
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    .to_string(),
+            );
+            create_store_without_data_file(&dir);
+            async move {
+                let s = FileStorage::open(dir).unwrap();
+                assert!(s.inner.data.is_none());
+                s
+            }
+        }));
+    }
+
+    /// A store written by the versions before the data file (raw values in fjall, short and
+    /// long) opens, reads and takes new writes; it keeps its layout (no data file appears).
+    #[test]
+    fn stores_without_data_file_keep_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = |i: u8| vec![i; 70_000];
+        {
+            create_store_without_data_file(dir.path());
+            let db = builder(&dir.path().join(DB_DIR)).open().unwrap();
+            let ks = db.keyspace(KEYSPACE, keyspace_options).unwrap();
+            ks.insert(b"short", b"s").unwrap();
+            ks.insert(b"long", long(1)).unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        for round in 0..2u8 {
+            let s = FileStorage::open(dir.path()).unwrap();
+            assert_eq!(block_on(s.get(b"short")).unwrap(), Some(b"s".to_vec()));
+            assert_eq!(block_on(s.get(b"long")).unwrap(), Some(long(1)));
+            let mut b = Batch::new();
+            b.put(vec![b'n', round], long(round + 2));
+            block_on(s.write(b)).unwrap();
+            s.sync().unwrap();
+        }
+        let s = FileStorage::open(dir.path()).unwrap();
+        assert_eq!(block_on(s.get(b"n\x01")).unwrap(), Some(long(3)));
+        assert!(!dir.path().join(DATA_FILE).exists());
+    }
+
+    /// New stores keep long values in the data file; bytes written past the last commit (a
+    /// write interrupted by a kill) are never referenced and new values go after them; a data
+    /// file cut short or changed gives errors, not wrong values.
+    #[test]
+    fn long_values_live_in_the_data_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join(DATA_FILE);
+        let long = |i: u8| vec![i; 65_536];
+        {
+            let s = FileStorage::open(dir.path()).unwrap();
+            assert!(s.inner.data.is_some());
+            let mut b = Batch::new();
+            b.put(b"a".to_vec(), long(1))
+                .put(b"b".to_vec(), vec![2; DATA_THRESHOLD - 1])
+                .put(b"c".to_vec(), vec![3; DATA_THRESHOLD]);
+            block_on(s.write(b)).unwrap();
+            s.sync().unwrap();
+        }
+        let committed = std::fs::metadata(&data).unwrap().len();
+        assert_eq!(committed, 65_536 + DATA_THRESHOLD as u64);
+        // What an interrupted write leaves: bytes no committed record points to.
+        let mut f = OpenOptions::new().append(true).open(&data).unwrap();
+        std::io::Write::write_all(&mut f, &[9u8; 5000]).unwrap();
+        drop(f);
+        {
+            let s = FileStorage::open(dir.path()).unwrap();
+            assert_eq!(block_on(s.get(b"a")).unwrap(), Some(long(1)));
+            assert_eq!(
+                block_on(s.get(b"b")).unwrap(),
+                Some(vec![2; DATA_THRESHOLD - 1])
+            );
+            let mut b = Batch::new();
+            b.put(b"d".to_vec(), long(4)).delete(b"c".to_vec());
+            block_on(s.write(b)).unwrap();
+            assert_eq!(block_on(s.get(b"d")).unwrap(), Some(long(4)));
+            assert_eq!(block_on(s.get(b"c")).unwrap(), None);
+            assert_eq!(
+                block_on(s.scan(b"a", b"z", None)).unwrap(),
+                vec![
+                    (b"a".to_vec(), long(1)),
+                    (b"b".to_vec(), vec![2; DATA_THRESHOLD - 1]),
+                    (b"d".to_vec(), long(4)),
+                ]
+            );
+            s.sync().unwrap();
+        }
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().len(),
+            committed + 5000 + 65_536
+        );
+        // A byte of "a" changed: its checksum no longer matches.
+        let f = OpenOptions::new().write(true).open(&data).unwrap();
+        f.write_all_at(&[0], 10).unwrap();
+        drop(f);
+        {
+            let s = FileStorage::open(dir.path()).unwrap();
+            assert!(matches!(
+                block_on(s.get(b"a")),
+                Err(StorageError::Corrupt(_))
+            ));
+            assert_eq!(block_on(s.get(b"d")).unwrap(), Some(long(4)));
+        }
+        // The data file cut before "d" (a power cut that lost its bytes but not the journal).
+        let f = OpenOptions::new().write(true).open(&data).unwrap();
+        f.set_len(committed + 5000 + 100).unwrap();
+        drop(f);
+        let s = FileStorage::open(dir.path()).unwrap();
+        assert!(matches!(
+            block_on(s.get(b"d")),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(block_on(s.scan(b"a", b"z", None)).is_err());
+        drop(s);
+        // Without its data file the store does not open.
+        std::fs::remove_file(&data).unwrap();
+        assert!(matches!(
+            FileStorage::open(dir.path()),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -15,7 +15,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 
 use hyperpunch_core::crypto::{Hash, KeyPair};
 use hyperpunch_core::hypercore::{self as hc, CreateOptions, HypercoreError, OpenOptions};
@@ -28,9 +31,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use crate::chan::{channel, Receiver, Sender};
-use crate::relay::{replicate_relayed, Relay};
-use crate::replicate::{memory_duplex, replicate_with, SharedHub};
+use crate::relay::{replicate_relayed, Relay, RelayServer};
+use crate::replicate::{memory_duplex, replicate_with, sleep, SharedHub};
 use crate::storage::IdbStorage;
+use crate::websocket::RelayError;
 use crate::KeyLengthError;
 
 /// What the synchronous getters report, refreshed on every release of the hub.
@@ -399,6 +403,86 @@ impl Hypercore {
         })
     }
 
+    /// Serve this core to the peers of the DHT through the dht-relay at `url` (`ws://` or
+    /// `wss://`): the relay listens on the DHT for a key pair made for this session, the page
+    /// announces that key on the core's discovery key (as JS `swarm.join(core.discoveryKey)`
+    /// does for a server), and every peer that connects replicates with this core (native
+    /// `hyperpunch core fetch --swarm`, JS hyperswarm + hypercore, other pages). Resolves once
+    /// the announce finished; the announce is refreshed every 5 minutes while serving.
+    ///
+    /// `onStop(error)` is called once serving stopped: with `null` after
+    /// [`RelayServing::close`], with the reason (a string) when the relay session or a
+    /// connection failed; a session that ended stops serving (no reconnect).
+    ///
+    /// Custodial (the relay's mode today): the relay holds the session's key pair, never the
+    /// core's signing key; it runs the encryption to the peers and sees the replication
+    /// traffic. Blocks are signed here, so it cannot forge them.
+    #[wasm_bindgen(
+        js_name = serveThroughRelay,
+        unchecked_return_type = "Promise<RelayServing>"
+    )]
+    pub fn serve_through_relay(
+        &self,
+        url: String,
+        #[wasm_bindgen(
+            js_name = onStop,
+            unchecked_param_type = "((error: string | null) => void) | null | undefined"
+        )]
+        on_stop: Option<js_sys::Function>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let ctx = |e: RelayError| js_err(&format!("relay {url}"), e);
+            let relay = Rc::new(Relay::open(&url).await.map_err(ctx)?);
+            let key_pair = relay.key_pair();
+            let server = relay.listen(key_pair.clone()).await.map_err(ctx)?;
+            relay
+                .announce(inner.discovery_key, key_pair.clone())
+                .await
+                .map_err(ctx)?;
+            let connected = Rc::new(Cell::new(0u32));
+            let (stop_tx, stop_rx) = channel::<()>();
+            let (done_tx, done_rx) = channel();
+            // Refresh the announcement while the session lives.
+            spawn_local({
+                let relay = Rc::downgrade(&relay);
+                let topic = inner.discovery_key;
+                let key_pair = key_pair.clone();
+                async move {
+                    loop {
+                        sleep(REANNOUNCE_MS).await;
+                        let Some(relay) = relay.upgrade() else { return };
+                        if relay.error().is_some() {
+                            return;
+                        }
+                        if let Err(e) = relay.announce(topic, key_pair.clone()).await {
+                            web_sys::console::warn_1(&JsValue::from_str(&format!(
+                                "hyperpunch: re-announce through the relay: {e}"
+                            )));
+                        }
+                    }
+                }
+            });
+            spawn_local(serve_loop(
+                inner.hub.clone(),
+                relay,
+                inner.discovery_key,
+                server,
+                connected.clone(),
+                stop_rx,
+                done_tx,
+                on_stop,
+            ));
+            Ok(RelayServing {
+                public_key: key_pair.public_key,
+                connected,
+                stop: Some(stop_tx),
+                done: Some(done_rx),
+            }
+            .into())
+        })
+    }
+
     /// Append one block; resolves to the new length once it is stored, and tells connected
     /// peers.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
@@ -618,6 +702,161 @@ impl RelayReplication {
             match first_error {
                 Some(e) => Err(JsError::new(&format!("replication: {e}")).into()),
                 None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+}
+
+/// How often a serving page refreshes its announcement (hyperdht keeps records 20 minutes).
+const REANNOUNCE_MS: u64 = 5 * 60 * 1000;
+
+/// How long closing a served core waits for its connections to end gracefully before the
+/// relay session is closed under them.
+const CLOSE_GRACE_MS: u64 = 2000;
+
+/// Accept the connections of `server` and replicate `hub` over each, until `stop` fires or the
+/// session ends; then end every connection gracefully and tell `done` the first error.
+#[allow(clippy::too_many_arguments)]
+async fn serve_loop(
+    hub: SharedHub<IdbStorage>,
+    relay: Rc<Relay>,
+    topic: [u8; 32],
+    server: RelayServer,
+    connected: Rc<Cell<u32>>,
+    mut stop: Receiver<()>,
+    done: Sender<Result<(), String>>,
+    on_stop: Option<js_sys::Function>,
+) {
+    // Per connection: its stop signal, its result, whether it finished.
+    type Conn = (Sender<()>, Receiver<Result<(), String>>, Rc<Cell<bool>>);
+    let mut conns: Vec<Conn> = Vec::new();
+    loop {
+        let next = {
+            let mut accept = pin!(server.accept());
+            poll_fn(|cx| {
+                if stop.poll_recv(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                accept.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        let stream = match next {
+            Some(Some(stream)) => stream,
+            // Stopped, or the server is gone (the session ended).
+            _ => break,
+        };
+        conns.retain(|(_, _, finished)| !finished.get());
+        let (stop_tx, mut stop_rx) = channel::<()>();
+        let (tx, rx) = channel();
+        let finished = Rc::new(Cell::new(false));
+        conns.push((stop_tx, rx, finished.clone()));
+        connected.set(connected.get() + 1);
+        let hub = hub.clone();
+        let connected = connected.clone();
+        spawn_local(async move {
+            let stop = async move {
+                let _ = stop_rx.recv().await;
+            };
+            let r = replicate_relayed(stream, &hub, stop).await;
+            connected.set(connected.get() - 1);
+            finished.set(true);
+            // Nobody may be listening any more.
+            let _ = tx.send(r.map_err(|e| e.to_string()));
+        });
+    }
+    drop(server);
+    let session_error = relay.error();
+    if session_error.is_none() {
+        // Closed: take the announcement back (as hyperswarm's `leave`), so that lookups stop
+        // finding a key nobody listens on. Best effort: a failure changes nothing here.
+        let _ = relay.unannounce(topic, relay.key_pair()).await;
+    }
+    let mut first_error = None;
+    let (stops, results): (Vec<_>, Vec<_>) = conns.into_iter().map(|(s, r, _)| (s, r)).unzip();
+    drop(stops);
+    // Each connection ends gracefully, within a grace period: a peer that vanished without
+    // ending (a killed process) is not waited for; closing the session destroys its stream.
+    let mut grace = pin!(sleep(CLOSE_GRACE_MS));
+    let mut expired = false;
+    for mut r in results {
+        let got = poll_fn(|cx| {
+            if let Poll::Ready(v) = r.poll_recv(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if !expired && grace.as_mut().poll(cx).is_ready() {
+                expired = true;
+            }
+            if expired {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match got {
+            Some(Some(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    drop(relay);
+    let result = match (session_error, first_error) {
+        (Some(e), _) => Err(format!("relay session: {e}")),
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    };
+    if let Some(f) = on_stop {
+        let arg = match &result {
+            Ok(()) => JsValue::NULL,
+            Err(e) => JsValue::from_str(e),
+        };
+        if let Err(e) = f.call1(&JsValue::NULL, &arg) {
+            web_sys::console::error_2(&JsValue::from_str("hyperpunch: onStop threw"), &e);
+        }
+    }
+    let _ = done.send(result);
+}
+
+/// A core served through a dht-relay (see [`Hypercore::serve_through_relay`]).
+#[wasm_bindgen]
+pub struct RelayServing {
+    public_key: [u8; 32],
+    connected: Rc<Cell<u32>>,
+    stop: Option<Sender<()>>,
+    done: Option<Receiver<Result<(), String>>>,
+}
+
+#[wasm_bindgen]
+impl RelayServing {
+    /// The public key (32 bytes) the page is announced and reachable under (made for this
+    /// session; not the core's key).
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.public_key.to_vec()
+    }
+
+    /// Peers connected and replicating now.
+    #[wasm_bindgen(getter)]
+    pub fn connections(&self) -> u32 {
+        self.connected.get()
+    }
+
+    /// Stop serving: the server closes, the announcement is removed, every connection ends
+    /// gracefully (those that did not within 2 s are destroyed), the relay session closes. Resolves once all closed; rejects with the first error a connection or the
+    /// session stopped with.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&mut self) -> Promise {
+        self.stop.take();
+        let done = self.done.take();
+        future_to_promise(async move {
+            let Some(mut done) = done else {
+                return Ok(JsValue::UNDEFINED);
+            };
+            match done.recv().await {
+                Some(Err(e)) => Err(JsError::new(&format!("serve: {e}")).into()),
+                _ => Ok(JsValue::UNDEFINED),
             }
         })
     }

@@ -1,7 +1,8 @@
 //! The DHT through a dht-relay, for tasks of a page: [`Relay`] keeps one relay session (the
-//! [`Client`] engine over a [`WsCarrier`]) open and driven by its own task, so that lookups
-//! and any number of streams run at once; a [`RelayStream`] is one connection through it, a
-//! [`Duplex`] the replication pump runs on ([`replicate_relayed`]).
+//! [`Client`] engine over a [`WsCarrier`]) open and driven by its own task, so that lookups,
+//! announces, servers and any number of streams run at once; a [`RelayStream`] is one
+//! connection through it (made with [`Relay::connect`], or accepted by a [`RelayServer`] from
+//! [`Relay::listen`]), a [`Duplex`] the replication pump runs on ([`replicate_relayed`]).
 //!
 //! What the relay sees depends on the mode the stream was opened in:
 //! - **custodial** (JS dht-relay's default, the only mode `hyperpunch relay` offers so far):
@@ -21,8 +22,10 @@ use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
+use core::net::SocketAddrV4;
 use hyperpunch_core::crypto::KeyPair;
-use hyperpunch_core::relay::dht_relay::client::{QueryId, StreamId};
+
+use hyperpunch_core::relay::dht_relay::client::{QueryId, ServerId, StreamId};
 use hyperpunch_core::relay::dht_relay::{Client, ClientEvent, Handshake};
 use hyperpunch_core::replication::ReplicationHost;
 use hyperpunch_core::secretstream::{
@@ -59,8 +62,29 @@ impl StreamSlot {
 #[derive(Default)]
 struct QuerySlot {
     peers: Vec<[u8; 32]>,
+    /// Replies received (nodes that answered).
+    replies: usize,
     done: bool,
     waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct ServerSlot {
+    /// `Some` once the relay answered the listen: the relay's DHT address, or why it failed.
+    listening: Option<Result<SocketAddrV4, String>>,
+    /// Accepted streams not yet taken by [`RelayServer::accept`].
+    incoming: VecDeque<StreamId>,
+    /// The server is gone (closed by the relay, or the session ended).
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl ServerSlot {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 struct Shared {
@@ -70,6 +94,7 @@ struct Shared {
     key_pair: KeyPair,
     streams: HashMap<StreamId, StreamSlot>,
     queries: HashMap<QueryId, QuerySlot>,
+    servers: HashMap<ServerId, ServerSlot>,
     /// The session ended: why.
     failed: Option<String>,
 }
@@ -123,6 +148,7 @@ impl Shared {
                 }
                 ClientEvent::QueryResult { query, result } => {
                     if let Some(q) = self.queries.get_mut(&query) {
+                        q.replies += 1;
                         for p in result.peers {
                             if !q.peers.contains(&p.public_key) {
                                 q.peers.push(p.public_key);
@@ -138,10 +164,41 @@ impl Shared {
                         }
                     }
                 }
-                // No servers are made through this handle (yet).
-                ClientEvent::Connection { .. }
-                | ClientEvent::Listening { .. }
-                | ClientEvent::ServerClosed { .. } => {}
+                ClientEvent::Connection {
+                    server,
+                    stream,
+                    remote_public_key,
+                    handshake,
+                } => match self.servers.get_mut(&server) {
+                    Some(sv) if !sv.closed => {
+                        sv.incoming.push_back(stream);
+                        sv.wake();
+                        self.streams.insert(
+                            stream,
+                            StreamSlot {
+                                opened: Some(Ok((handshake, remote_public_key))),
+                                ..StreamSlot::default()
+                            },
+                        );
+                    }
+                    // Nobody accepts for that server any more.
+                    _ => self.client.destroy(stream),
+                },
+                ClientEvent::Listening { server, addr } => {
+                    if let Some(sv) = self.servers.get_mut(&server) {
+                        sv.listening = Some(Ok(addr));
+                        sv.wake();
+                    }
+                }
+                ClientEvent::ServerClosed { server } => {
+                    if let Some(sv) = self.servers.get_mut(&server) {
+                        if sv.listening.is_none() {
+                            sv.listening = Some(Err("the relay could not listen".into()));
+                        }
+                        sv.closed = true;
+                        sv.wake();
+                    }
+                }
             }
         }
         self.flush();
@@ -167,6 +224,13 @@ impl Shared {
             if let Some(w) = q.waker.take() {
                 w.wake();
             }
+        }
+        for sv in self.servers.values_mut() {
+            if sv.listening.is_none() {
+                sv.listening = Some(Err(why.clone()));
+            }
+            sv.closed = true;
+            sv.wake();
         }
     }
 }
@@ -205,6 +269,7 @@ impl Relay {
             key_pair,
             streams: HashMap::new(),
             queries: HashMap::new(),
+            servers: HashMap::new(),
             failed: None,
         }));
         shared.borrow_mut().flush();
@@ -249,12 +314,38 @@ impl Relay {
     /// The public keys of the peers announced on `topic` (JS `node.lookup(topic)`, every reply
     /// collected, each key once, in the order first seen).
     pub async fn lookup(&self, topic: [u8; 32]) -> Result<Vec<[u8; 32]>, RelayError> {
+        self.query(|c| c.lookup(topic)).await.map(|q| q.peers)
+    }
+
+    /// Announces `key_pair` on `topic` (JS `node.announce(topic, keyPair)`), so that lookups of
+    /// `topic` find its public key; resolves once the announce finished, to the number of DHT
+    /// nodes that answered. Custodial: the relay signs the announcement with `key_pair`'s
+    /// secret key, so give it one made for the session (as [`Relay::key_pair`]).
+    /// Announcements expire on the DHT nodes: announce again every few minutes (hyperswarm
+    /// does it every 10).
+    pub async fn announce(&self, topic: [u8; 32], key_pair: KeyPair) -> Result<usize, RelayError> {
+        self.query(|c| c.announce(topic, key_pair))
+            .await
+            .map(|q| q.replies)
+    }
+
+    /// Removes `key_pair`'s announcement of `topic` (JS `node.unannounce(topic, keyPair)`).
+    pub async fn unannounce(&self, topic: [u8; 32], key_pair: KeyPair) -> Result<(), RelayError> {
+        self.query(|c| c.unannounce(topic, key_pair))
+            .await
+            .map(|_| ())
+    }
+
+    async fn query(
+        &self,
+        start: impl FnOnce(&mut Client) -> QueryId,
+    ) -> Result<QuerySlot, RelayError> {
         let id = {
             let mut s = self.shared.borrow_mut();
             if let Some(why) = &s.failed {
                 return Err(RelayError::Carrier(DuplexError(why.clone())));
             }
-            let id = s.client.lookup(topic);
+            let id = start(&mut s.client);
             s.queries.insert(id, QuerySlot::default());
             s.flush();
             id
@@ -269,11 +360,60 @@ impl Relay {
             }
             let q = s.queries.remove(&id).expect("the query waits here");
             Poll::Ready(match failed {
-                Some(why) if q.peers.is_empty() => Err(RelayError::Carrier(DuplexError(why))),
-                _ => Ok(q.peers),
+                Some(why) if q.replies == 0 => Err(RelayError::Carrier(DuplexError(why))),
+                _ => Ok(q),
             })
         })
         .await
+    }
+
+    /// The session's key pair. Custodial, the relay holds its secret key: it is made for this
+    /// session alone ([`Relay::open`]), never a core's signing key.
+    pub fn key_pair(&self) -> KeyPair {
+        self.shared.borrow().key_pair.clone()
+    }
+
+    /// Creates a server for `key_pair` on the relay's DHT node (JS
+    /// `node.createServer().listen(keyPair)`): peers that connect to its public key reach
+    /// [`RelayServer::accept`]. Resolves once the relay listens. Custodial: the relay runs the
+    /// Noise handshakes with `key_pair`'s secret key (see [`Relay::announce`]).
+    pub async fn listen(&self, key_pair: KeyPair) -> Result<RelayServer, RelayError> {
+        let public_key = key_pair.public_key;
+        let server = {
+            let mut s = self.shared.borrow_mut();
+            if let Some(why) = &s.failed {
+                return Err(RelayError::Carrier(DuplexError(why.clone())));
+            }
+            let id = s.client.listen(key_pair);
+            s.servers.insert(id, ServerSlot::default());
+            s.flush();
+            id
+        };
+        let listening = poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            let slot = s.servers.get_mut(&server).expect("the server waits here");
+            match slot.listening.clone() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let mut server = RelayServer {
+            shared: self.shared.clone(),
+            server,
+            public_key,
+            addr: None,
+        };
+        match listening {
+            Ok(addr) => {
+                server.addr = Some(addr);
+                Ok(server)
+            }
+            Err(why) => Err(RelayError::Carrier(DuplexError(format!("listen: {why}")))),
+        }
     }
 
     /// Connects to the server of `remote_public_key` through the relay (JS
@@ -327,12 +467,85 @@ impl Drop for Relay {
     }
 }
 
+/// A server of a [`Relay`] session ([`Relay::listen`]). Dropping it closes the server (the
+/// streams it accepted go on).
+pub struct RelayServer {
+    shared: Rc<RefCell<Shared>>,
+    server: ServerId,
+    public_key: [u8; 32],
+    addr: Option<SocketAddrV4>,
+}
+
+impl RelayServer {
+    /// The public key peers connect to.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// The relay's DHT address the server is reachable at.
+    pub fn addr(&self) -> Option<SocketAddrV4> {
+        self.addr
+    }
+
+    /// The next connection a peer made to the server, once its handshake finished; `None` once
+    /// the server is closed (by the relay, or the session ended).
+    pub async fn accept(&self) -> Option<RelayStream> {
+        let (stream, handshake, remote_public_key) = poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            let s = &mut *s;
+            let Some(slot) = s.servers.get_mut(&self.server) else {
+                return Poll::Ready(None);
+            };
+            while let Some(stream) = slot.incoming.pop_front() {
+                if let Some(StreamSlot {
+                    opened: Some(Ok((handshake, remote_public_key))),
+                    ..
+                }) = s.streams.get(&stream)
+                {
+                    return Poll::Ready(Some((stream, handshake.clone(), *remote_public_key)));
+                }
+            }
+            if slot.closed {
+                return Poll::Ready(None);
+            }
+            slot.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Some(RelayStream {
+            shared: self.shared.clone(),
+            stream,
+            is_initiator: false,
+            remote_public_key,
+            handshake: Some(handshake),
+        })
+    }
+}
+
+impl Drop for RelayServer {
+    fn drop(&mut self) {
+        let mut s = self.shared.borrow_mut();
+        if let Some(slot) = s.servers.remove(&self.server) {
+            // Accepted streams nobody took.
+            for stream in slot.incoming {
+                s.streams.remove(&stream);
+                s.client.destroy(stream);
+            }
+            if !slot.closed && s.failed.is_none() {
+                s.client.close_server(self.server);
+            }
+            s.flush();
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One connection through a [`Relay`]: chunks of the stream (custodial: one plaintext message
-/// each; non-custodial: secret-stream bytes). Dropping it destroys the stream.
+/// each; non-custodial: secret-stream bytes). Dropping it destroys the stream, unless both
+/// sides ended it (then the relay finishes the close).
 pub struct RelayStream {
     shared: Rc<RefCell<Shared>>,
     stream: StreamId,
@@ -431,7 +644,12 @@ impl Drop for RelayStream {
     fn drop(&mut self) {
         let mut s = self.shared.borrow_mut();
         if let Some(slot) = s.streams.remove(&self.stream) {
-            if slot.closed.is_none() && s.failed.is_none() {
+            // Both sides ended: a graceful close the relay completes by itself (it reports the
+            // stream closed once the peer acknowledged). A destroy now would make the relay
+            // drop the stream under the peer's last acknowledgements: the peer then sees a
+            // reset instead of its clean end.
+            let graceful = slot.ended && slot.local_ended;
+            if slot.closed.is_none() && s.failed.is_none() && !graceful {
                 s.client.destroy(self.stream);
                 s.flush();
             }

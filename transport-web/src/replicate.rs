@@ -285,6 +285,11 @@ pub(crate) fn entropy() -> Result<Entropy, ReplicateError> {
     Ok(Entropy::from_bytes(&bytes))
 }
 
+/// A `setTimeout` of `ms` milliseconds as a future; dropping it clears the timeout.
+pub(crate) fn sleep(ms: u64) -> impl Future<Output = ()> {
+    Sleep::new(ms)
+}
+
 /// A `setTimeout` as a future; dropping it clears the timeout.
 struct Sleep {
     id: JsValue,
@@ -619,6 +624,10 @@ impl<H: ReplicationHost, L: Link> Pump<'_, H, L> {
         // The carrier's `poll_drained` proved uninformative: poll its buffer on `drain_tick`.
         let mut drain_polling = false;
         let mut drain_tick: Option<Sleep> = None;
+        // Events the link holds before any input: a `FramedLink` is connected from the start,
+        // and the hub must open its channels at once, not after the peer's first message (two
+        // such links would each wait for the other forever: two pages through relays).
+        self.handle_stream_events().await?;
         loop {
             self.take_frames().await?;
             while let Some(bytes) = self.stream.poll_transmit() {

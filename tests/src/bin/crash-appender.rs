@@ -2,12 +2,13 @@
 //! printing each completed length on its own line (flushed) so the parent knows what was
 //! acknowledged before it sends SIGKILL.
 //!
-//! Usage: `crash-appender DIR RNG_SEED`
+//! Usage: `crash-appender DIR RNG_SEED [large]` (`large`: blocks of 64 KiB, appended 1 to 32 at
+//! a time, instead of small ones).
 
 use futures_executor::block_on;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError, OpenOptions};
 use hyperpunch::FileStorage;
-use hyperpunch_tests::crash::{block_content, key_pair, Rng};
+use hyperpunch_tests::crash::{content, key_pair, Rng};
 use std::io::Write;
 
 fn main() {
@@ -25,6 +26,7 @@ fn run() -> Result<(), String> {
         .ok_or("usage: crash-appender DIR RNG_SEED")?
         .parse()
         .map_err(|e| format!("bad RNG_SEED: {e}"))?;
+    let large = args.next().as_deref() == Some("large");
     let mut rng = Rng::new(seed);
     let storage = FileStorage::open(&dir).map_err(|e| e.to_string())?;
     let mut core = match block_on(Hypercore::open(storage.clone(), OpenOptions::default())) {
@@ -41,10 +43,15 @@ fn run() -> Result<(), String> {
     };
     let mut out = std::io::stdout().lock();
     const SIZES: [u64; 6] = [1, 3, 20, 100, 500, 1000];
+    const LARGE_SIZES: [u64; 4] = [1, 3, 16, 32];
     loop {
-        let n = SIZES[rng.below(SIZES.len() as u64) as usize];
+        let n = if large {
+            LARGE_SIZES[rng.below(LARGE_SIZES.len() as u64) as usize]
+        } else {
+            SIZES[rng.below(SIZES.len() as u64) as usize]
+        };
         let start = core.length();
-        let blocks: Vec<Vec<u8>> = (start..start + n).map(block_content).collect();
+        let blocks: Vec<Vec<u8>> = (start..start + n).map(|i| content(i, large)).collect();
         let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
         let done = block_on(core.append(&refs)).map_err(|e| e.to_string())?;
         writeln!(out, "{}", done.length)

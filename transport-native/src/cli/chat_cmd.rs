@@ -43,7 +43,8 @@ messages held in the folder, one a line, and exits.
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
 {\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: more than one
 indexer. A JS autobase member with the same apply
-function joins a hyperpunch room (tested: tests/interop/autobase-chat.js).
+function joins a hyperpunch room, and a hyperpunch member joins a room a JS autobase created
+(`--invite` its bootstrap key, tested: tests/interop/autobase-chat.js).
 
 Examples:
   hyperpunch chat --storage ./alice --bootstrap dht.example.org:49737
