@@ -164,13 +164,14 @@ async fn inproc(
     let total = (mib * 1024 * 1024) as u64;
     let chunk = vec![0xab; 64 * 1024];
     let t0 = Instant::now();
-    let c = step(
+    let raw = step(
         "connect",
-        dht.connect(sink_key, key_pair.clone(), ConnectOptions::default()),
+        dht.connect_raw(sink_key, key_pair.clone(), ConnectOptions::default()),
     )
     .await??;
     let t1 = Instant::now();
-    let (tx, mut rx) = c.split();
+    let udx = raw.stream_handle();
+    let (tx, mut rx) = raw.into_messages().split();
     let mut sent = 0u64;
     while sent < total {
         tx.send(chunk.clone()).await?;
@@ -181,6 +182,15 @@ async fn inproc(
         .await?
         .ok_or("closed before the answer")??;
     let t2 = Instant::now();
+    // The sender's UDX counters: how many of its data packets it sent again.
+    if let Ok(s) = udx.stats().await {
+        if s.packets_sent > 0 {
+            report(
+                &format!("{tag}_stream_retransmit_pct"),
+                s.retransmits as f64 * 100.0 / s.packets_sent as f64,
+            );
+        }
+    }
     let got = u64::from_le_bytes(answer.get(..8).ok_or("short answer")?.try_into()?);
     if got != total {
         return Err(format!("the sink got {got} bytes of {total}").into());

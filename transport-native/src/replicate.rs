@@ -402,6 +402,8 @@ where
 
 /// Batches of decrypted messages waiting for the [`Applier`] of a connection, at most.
 const APPLY_QUEUE: usize = 4;
+/// The applier takes queued batches together up to this many bytes.
+const MERGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// What a connection's pump asks of its [`Applier`] besides applying messages, and how the
 /// applier answers.
@@ -521,13 +523,24 @@ impl Applier {
         // The pump's backlog as it last told, and what we last told the hub.
         let (mut pump_backlog, mut told) = (0usize, 0usize);
         loop {
-            let frames = tokio::select! {
+            let mut frames = tokio::select! {
                 f = rx.recv() => match f {
                     Some(f) => Some(f),
                     None => return Ok(()),
                 },
                 () = requests.poke.notified() => None,
             };
+            if let Some(f) = &mut frames {
+                // Batches that queued up while the last one was applied go with it: the blocks
+                // of one batch are verified together (hashed several at a time) and stored in
+                // one write.
+                let mut bytes: usize = f.iter().map(Vec::len).sum();
+                while bytes < MERGE_BYTES {
+                    let Ok(more) = rx.try_recv() else { break };
+                    bytes += more.iter().map(Vec::len).sum::<usize>();
+                    f.extend(more);
+                }
+            }
             let backlog = requests
                 .backlog
                 .lock()

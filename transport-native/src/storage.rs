@@ -9,9 +9,11 @@
 //!
 //! # Layout
 //!
-//! Values of at least 1 KiB (hypercore's blocks) are appended to `DIR/db.data`, a plain
-//! append-only file; fjall keeps, under the value's key, where it is and an xxh3 checksum of it.
-//! Shorter values are kept in fjall. So a block is written once (fjall would write it to its
+//! Values of at least 8 KiB (hypercore's large blocks and its chunks of small ones, each
+//! written once) are appended to `DIR/db.data`, a plain append-only file; fjall keeps, under the
+//! value's key, where it is and an xxh3 checksum of it. Shorter values are kept in fjall (among
+//! them the 4 KiB bitfield pages that every batch of blocks rewrites: the data file does not
+//! reclaim the space of overwritten values). So a block is written once (fjall would write it to its
 //! journal, then again to a blob file when it flushes the memtable), and the writes of a
 //! download are one sequential file. The bytes of a batch are written to the data file before
 //! the batch that references them commits: a crash in between leaves bytes no record points to,
@@ -79,8 +81,11 @@ const KEYSPACE: &str = "kv";
 const KEYSPACE_DATA: &str = "kv2";
 /// The append-only data file of a store with [`KEYSPACE_DATA`] (beside [`DB_DIR`]).
 const DATA_FILE: &str = "db.data";
-/// Values at least this long are written to the data file, the rest inline in fjall.
-const DATA_THRESHOLD: usize = 1024;
+/// Values at least this long are written to the data file, the rest inline in fjall. The data
+/// file never reclaims the space of a value that is overwritten, so values rewritten often must
+/// stay below it: hypercore rewrites a 4 KiB bitfield page with every batch of blocks, and
+/// writes blocks (and chunks of small blocks, up to 64 KiB) once.
+const DATA_THRESHOLD: usize = 8 * 1024;
 /// A tagged value held inline: the tag, then the value.
 const TAG_INLINE: u8 = 0;
 /// A tagged value in the data file: the tag, `u64le(offset) ‖ u32le(length) ‖ u64le(xxh3)`.
@@ -322,10 +327,11 @@ fn lock_folder(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-/// The options of the keyspace of a store with a data file: its values are short (inline ones
-/// below [`DATA_THRESHOLD`], references to the data file), so no key-value separation.
+/// The options of the keyspace of a store with a data file: as [`keyspace_options`] (values
+/// from [`BLOB_THRESHOLD`] to [`DATA_THRESHOLD`] go to fjall's blob files, whose garbage
+/// collection reclaims the old versions of values rewritten often, such as bitfield pages).
 fn keyspace_options_data() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_SIZE)
+    keyspace_options()
 }
 
 /// An open database: fjall, its keyspace, and the data file (`None` for a store made before it).
@@ -892,6 +898,20 @@ mod tests {
         }
         let committed = std::fs::metadata(&data).unwrap().len();
         assert_eq!(committed, 65_536 + DATA_THRESHOLD as u64);
+        {
+            // A 4 KiB value rewritten again and again (a bitfield page) stays in fjall.
+            let s = FileStorage::open(dir.path()).unwrap();
+            for i in 0..20u8 {
+                let mut b = Batch::new();
+                b.put(b"page".to_vec(), vec![i; 4096]);
+                block_on(s.write(b)).unwrap();
+            }
+            assert_eq!(block_on(s.get(b"page")).unwrap(), Some(vec![19; 4096]));
+            let mut b = Batch::new();
+            b.delete(b"page".to_vec());
+            block_on(s.write(b)).unwrap();
+        }
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), committed);
         // What an interrupted write leaves: bytes no committed record points to.
         let mut f = OpenOptions::new().append(true).open(&data).unwrap();
         std::io::Write::write_all(&mut f, &[9u8; 5000]).unwrap();

@@ -844,8 +844,9 @@ impl RelayServing {
     }
 
     /// Stop serving: the server closes, the announcement is removed, every connection ends
-    /// gracefully (those that did not within 2 s are destroyed), the relay session closes. Resolves once all closed; rejects with the first error a connection or the
-    /// session stopped with.
+    /// gracefully (those that did not within 2 s are destroyed), the relay session closes.
+    /// Resolves once all closed; rejects with the first error a connection or the session
+    /// stopped with.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&mut self) -> Promise {
         self.stop.take();

@@ -198,6 +198,22 @@ pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
     })
 }
 
+/// A bare DESTROY for the peer's stream `id` (sequence 0, nothing acknowledged): what a side
+/// that cannot run a stream it agreed to sends, so that the peer's stream ends at once with a
+/// reset (ours and libudx's act on DESTROY whatever its sequence number) instead of
+/// retransmitting into silence.
+pub fn reset(id: u32) -> Vec<u8> {
+    let header = Header {
+        flags: Flags::DESTROY,
+        data_offset: 0,
+        id,
+        rwnd: 0,
+        seq: 0,
+        ack: 0,
+    };
+    encode(&header, &[], &[])
+}
+
 /// Encodes a datagram: header, SACK blocks (written only when the SACK flag is set; at most
 /// [`MAX_SACKS`] are written), `data_offset` zero bytes of padding, payload. In a SACK packet
 /// `data_offset` bounds the SACK area instead: when a payload follows, the blocks are padded

@@ -240,6 +240,26 @@ fn destroy_sends_one_packet_and_consumes_a_seq() {
     assert_eq!(b.write(b"y"), Err(UsageError::Closed));
 }
 
+/// The bare reset a side sends for a stream it agreed to but cannot run: the peer's stream,
+/// mid-transfer with data outstanding, fails with a reset at once whatever sequence it expects.
+#[test]
+fn a_bare_reset_ends_the_peer_stream_at_once() {
+    let mut b = Stream::new(4, 3, T0, Config::default());
+    b.write(&[7u8; 5000]).unwrap();
+    assert!(!drain(&mut b, T0).is_empty());
+    let reset = packet::reset(4);
+    assert_eq!(
+        hex::encode(&reset),
+        "ff01100004000000000000000000000000000000"
+    );
+    b.handle_datagram(ms(1), &reset).unwrap();
+    assert_eq!(events(&mut b), vec![Event::Error(StreamError::Reset)]);
+    // A reset for another id leaves a stream alone.
+    let mut c = Stream::new(5, 3, T0, Config::default());
+    c.handle_datagram(ms(1), &reset).unwrap();
+    assert_eq!(events(&mut c), vec![]);
+}
+
 #[test]
 fn other_ids_and_garbage_are_ignored() {
     let mut b = Stream::new(2, 1, T0, Config::default());

@@ -185,6 +185,10 @@ Examples:
         /// One datagram per syscall instead of batched I/O (recvmmsg, GSO/GRO).
         #[arg(long)]
         no_batch: bool,
+        /// When both sides ended, print the stream's counters on stderr: `udx cat: N packets
+        /// sent, M retransmits (P%), rtt R ms`.
+        #[arg(long)]
+        stats: bool,
     },
     /// Measure a UDX transfer: throughput, retransmits and RTT.
     #[command(long_about = "\

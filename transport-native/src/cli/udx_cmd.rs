@@ -21,7 +21,11 @@ const STDIO_QUEUE: usize = 16;
 /// Run a `hyperpunch udx` command.
 pub fn run(c: UdxCommand) -> Result<(), CliError> {
     match c {
-        UdxCommand::Cat { endpoint, no_batch } => cat(&endpoint, options(no_batch)),
+        UdxCommand::Cat {
+            endpoint,
+            no_batch,
+            stats,
+        } => cat(&endpoint, options(no_batch), stats),
         UdxCommand::Perf {
             bind,
             connect,
@@ -133,7 +137,7 @@ fn stream_err(what: &str) -> impl Fn(io::Error) -> CliError + '_ {
 /// or pipe is), so the runtime's thread only drives UDX. Every byte the stream delivered is
 /// written to stdout and flushed before `cat` reports a failure (a reset, a timeout): what was
 /// acknowledged reaches the reader even when a reset follows.
-fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
+fn cat(endpoint: &UdxEndpoint, options: SocketOptions, stats: bool) -> Result<(), CliError> {
     block_on(async {
         let (_socket, stream) = open(endpoint, options, "cat").await?;
         let (mut from_peer, mut to_peer) = tokio::io::split(stream);
@@ -195,11 +199,29 @@ fn cat(endpoint: &UdxEndpoint, options: SocketOptions) -> Result<(), CliError> {
             }
         }
         // Both sides ended; exit once everything we sent is acknowledged.
-        from_peer
-            .unsplit(to_peer)
-            .closed()
-            .await
-            .map_err(stream_err("closing"))
+        let mut stream = from_peer.unsplit(to_peer);
+        let counters = if stats {
+            stream.stats().await.ok()
+        } else {
+            None
+        };
+        stream.closed().await.map_err(stream_err("closing"))?;
+        if let Some(s) = counters {
+            let pct = if s.packets_sent > 0 {
+                s.retransmits as f64 * 100.0 / s.packets_sent as f64
+            } else {
+                0.0
+            };
+            let rtt = s
+                .rtt
+                .map(|r| format!("{:.1} ms", r.as_secs_f64() * 1000.0))
+                .unwrap_or_else(|| "unknown".into());
+            eprintln!(
+                "udx cat: {} packets sent, {} retransmits ({pct:.3}%), rtt {rtt}",
+                s.packets_sent, s.retransmits
+            );
+        }
+        Ok(())
     })
 }
 

@@ -151,6 +151,8 @@ pub(crate) async fn spawn(
         relay_key: KeyPair::from_seed(&random32()?),
         weak: cmds.downgrade(),
         info: info_tx,
+        incoming_dropped: 0,
+        last_incoming_drop: None,
         server_addr: SocketAddr::V4(local),
         client_addr,
     };
@@ -212,6 +214,9 @@ struct Driver {
     /// For relay tasks to report back (weak: the driver stops once every handle is gone).
     weak: mpsc::WeakUnboundedSender<Cmd>,
     info: watch::Sender<NodeInfo>,
+    /// [`NodeInfo::incoming_dropped`] and why the last one was.
+    incoming_dropped: u64,
+    last_incoming_drop: Option<String>,
     server_addr: SocketAddr,
     client_addr: SocketAddr,
 }
@@ -522,15 +527,47 @@ impl Driver {
                 established,
                 ..
             } => {
-                if let Ok(c) = self.open_stream(established) {
-                    if let Some((_, tx)) = self.servers.get(&server) {
+                let Some(tx) = self.servers.get(&server).map(|(_, tx)| tx.clone()) else {
+                    return self.drop_incoming(&established, "the server is closed".into());
+                };
+                match self.open_stream(established.clone()) {
+                    Ok(c) => {
                         if let Err(e) = tx.try_send(c) {
+                            let full = matches!(e, mpsc::error::TrySendError::Full(_));
                             e.into_inner().destroy();
+                            let why = if full {
+                                format!("the accept queue is full ({})", super::ACCEPT_QUEUE)
+                            } else {
+                                "the server is closed".into()
+                            };
+                            self.drop_incoming(&established, why);
                         }
+                    }
+                    Err(e) => {
+                        self.drop_incoming(&established, format!("its stream did not open: {e}"))
                     }
                 }
             }
         }
+    }
+
+    /// An incoming connection nobody will run: reset the peer's stream (from the connection's
+    /// socket, or the server socket when that one is gone; again for each later packet of it,
+    /// as the peer may open its stream after this) and count it.
+    fn drop_incoming(&mut self, est: &Established, why: String) {
+        let socket = self
+            .socket(est.socket)
+            .or_else(|| self.socket(SocketId::SERVER));
+        if let Some(s) = socket {
+            let bytes = self.connector.refuse(est);
+            let to = SocketAddr::V4(est.remote);
+            // Best effort, off the driver's loop: a lost reset leaves the peer to its timeout.
+            tokio::spawn(async move {
+                let _ = s.send_datagram(&bytes, to).await;
+            });
+        }
+        self.incoming_dropped += 1;
+        self.last_incoming_drop = Some(why);
     }
 
     /// Carries out the connector's actions, sends the node's datagrams, routes events, until
@@ -640,6 +677,8 @@ impl Driver {
             client_addr: Some(self.client_addr),
             table_size: rpc.table().len(),
             stored: self.node.store_sizes().unwrap_or_default(),
+            incoming_dropped: self.incoming_dropped,
+            last_incoming_drop: self.last_incoming_drop.clone(),
         };
         self.info.send_if_modified(|old| {
             if *old != info {
@@ -664,6 +703,14 @@ impl Driver {
                     if let Some(s) = self.socket(out) {
                         let _ = s.send_datagram(&bytes, SocketAddr::V4(to)).await;
                     }
+                }
+                return;
+            }
+            if let Some(reset) = self.connector.refused_reset(id) {
+                // A packet of a connection we refused (the peer opened its stream after our
+                // first reset, or missed it): reset it again.
+                if let Some(s) = self.socket(socket) {
+                    let _ = s.send_datagram(&reset, from).await;
                 }
                 return;
             }

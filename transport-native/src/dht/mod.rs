@@ -234,7 +234,17 @@ pub struct NodeInfo {
     pub table_size: usize,
     /// Records stored: announcements, mutable, immutable, forwards.
     pub stored: (usize, usize, usize, usize),
+    /// Incoming connections a server's handshake and punch accepted but the node could not
+    /// hand over: their stream did not open, the server was closing, or its accept queue
+    /// ([`ACCEPT_QUEUE`]) was full. Each peer's stream was reset at once.
+    pub incoming_dropped: u64,
+    /// Why the last of those was dropped.
+    pub last_incoming_drop: Option<String>,
 }
+
+/// How many accepted connections wait for [`Server::accept`]; more are dropped (counted in
+/// [`NodeInfo::incoming_dropped`], the peer's stream reset).
+pub const ACCEPT_QUEUE: usize = 16;
 
 /// Starts an operation of the record layer on the engine (run on the driver's task).
 pub(crate) type Start = Box<dyn FnOnce(&mut HyperDht, Duration) -> Result<OpId, OpError> + Send>;
@@ -608,7 +618,7 @@ impl Dht {
     /// returns once the first announce round finished.
     pub async fn listen(&self, key_pair: KeyPair, opts: ServerOptions) -> Result<Server, DhtError> {
         let (listening, rx) = oneshot::channel();
-        let (incoming_tx, incoming) = mpsc::channel(16);
+        let (incoming_tx, incoming) = mpsc::channel(ACCEPT_QUEUE);
         self.cmds
             .send(Cmd::Listen {
                 key_pair,

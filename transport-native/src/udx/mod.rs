@@ -222,6 +222,17 @@ impl StreamHandle {
     pub fn destroy(&self) {
         let _ = self.commands.send(Command::Destroy(self.id));
     }
+
+    /// The engine's counters for the stream (as [`UdxStream::stats`]); fails once it is gone.
+    pub async fn stats(&self) -> io::Result<StreamStats> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Stats(self.id, tx))
+            .map_err(|_| gone())?;
+        rx.await
+            .map_err(|_| gone())?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the stream has finished"))
+    }
 }
 
 fn gone() -> io::Error {

@@ -634,3 +634,27 @@ async fn packets_reaching_a_sibling_socket_are_delivered_to_the_stream() {
         .unwrap();
     assert!(handed > 0, "the peer's packets went to the sibling socket");
 }
+
+/// A bare reset (`packet::reset`, what a DHT node sends for a connection it cannot run) from
+/// any socket ends the peer's stream with ConnectionReset, while it waits for data.
+#[tokio::test]
+async fn a_bare_reset_from_another_socket_ends_the_stream() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let other = UdxSocket::bind(loopback()).await.unwrap();
+    let mut sa = a.connect(1, 2, b.local_addr()).unwrap();
+    let _sb = b.connect(2, 1, a.local_addr()).unwrap();
+    sa.write_all(b"hello").await.unwrap();
+    let run = async {
+        other
+            .send_datagram(&hyperpunch_core::udx::packet::reset(1), a.local_addr())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        sa.read(&mut buf).await
+    };
+    let r = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("done in time");
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+}

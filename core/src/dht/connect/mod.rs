@@ -24,7 +24,7 @@ mod client;
 mod server;
 
 pub use announcer::{encode_peer, Announcer};
-pub use client::{ConnectError, ConnectOptions};
+pub use client::{ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 pub use server::ServerOptions;
 
 use core::net::SocketAddrV4;
@@ -81,6 +81,15 @@ pub struct Established {
     pub remote: SocketAddrV4,
     /// The stream runs through a blind relay.
     pub relayed: bool,
+}
+
+impl Established {
+    /// The datagram to send to `remote` from `socket` when this connection cannot be run (its
+    /// UDX stream could not be opened, or nobody takes it): the peer's stream is reset at
+    /// once instead of waiting for a timeout on a path that went silent.
+    pub fn reset_packet(&self) -> Vec<u8> {
+        crate::udx::packet::reset(self.remote_id)
+    }
 }
 
 /// What happened.
@@ -266,6 +275,9 @@ impl Ctx<'_> {
 #[derive(Default)]
 pub struct Connector {
     clients: BTreeMap<ConnId, client::Client>,
+    /// Each attempt's overall deadline and its length ([`ConnectOptions::timeout`]); a
+    /// fallback retry keeps its attempt's.
+    deadlines: BTreeMap<ConnId, (Duration, Duration)>,
     servers: BTreeMap<ServerId, server::Server>,
     pool: Pool,
     actions: VecDeque<Action>,
@@ -276,7 +288,13 @@ pub struct Connector {
     limiter: RandomPunchLimiter,
     local_addresses: Vec<SocketAddrV4>,
     next_id: u64,
+    /// Connections the owner could not run ([`Connector::refuse`]): our stream id and the
+    /// peer's, the newest [`REFUSED_KEPT`].
+    refused: VecDeque<(u32, u32)>,
 }
+
+/// How many refused connections [`Connector::refused_reset`] answers for.
+const REFUSED_KEPT: usize = 256;
 
 macro_rules! ctx {
     ($s:ident, $now:expr, $dht:expr) => {
@@ -353,14 +371,23 @@ impl Connector {
     ) -> ConnId {
         self.next_id += 1;
         let id = self.next_id;
+        if let Some(t) = opts.timeout {
+            self.deadlines.insert(id, (now.saturating_add(t), t));
+        }
         let mut ctx = ctx!(self, now, dht);
         let c = client::Client::start(&mut ctx, id, key_pair, remote_public_key, opts);
-        self.clients.insert(id, c);
+        if c.is_finished() {
+            // Failed at once (an invalid key): its event is queued.
+            self.deadlines.remove(&id);
+        } else {
+            self.clients.insert(id, c);
+        }
         id
     }
 
     /// Gives up on a connection attempt.
     pub fn cancel(&mut self, now: Duration, dht: &mut HyperDht, id: ConnId) {
+        self.deadlines.remove(&id);
         if let Some(mut c) = self.clients.remove(&id) {
             let mut ctx = ctx!(self, now, dht);
             c.destroy(&mut ctx);
@@ -575,9 +602,14 @@ impl Connector {
                     if c.is_finished() {
                         let retry = c.take_retry();
                         self.clients.remove(&id);
-                        if let Some((kp, pk, opts)) = retry {
-                            let c = client::Client::start(&mut ctx, id, kp, pk, opts);
-                            self.clients.insert(id, c);
+                        match retry {
+                            Some((kp, pk, opts)) => {
+                                let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                                self.clients.insert(id, c);
+                            }
+                            None => {
+                                self.deadlines.remove(&id);
+                            }
                         }
                     }
                 }
@@ -684,6 +716,29 @@ impl Connector {
         false
     }
 
+    /// The owner cannot run a connection the connector handed over (its UDX stream did not
+    /// open, or nobody takes it): returns the reset to send the peer now (to `est.remote`),
+    /// and remembers the connection so that its later packets get one too
+    /// ([`Connector::refused_reset`]): the peer may open its stream only after the first.
+    pub fn refuse(&mut self, est: &Established) -> Vec<u8> {
+        if !self.refused.iter().any(|(l, _)| *l == est.local_id) {
+            if self.refused.len() >= REFUSED_KEPT {
+                self.refused.pop_front();
+            }
+            self.refused.push_back((est.local_id, est.remote_id));
+        }
+        est.reset_packet()
+    }
+
+    /// For a UDX packet to our stream `stream_id` that no stream has: the reset to send back
+    /// to its sender when it belongs to a refused connection.
+    pub fn refused_reset(&self, stream_id: u32) -> Option<Vec<u8>> {
+        self.refused
+            .iter()
+            .find(|(local, _)| *local == stream_id)
+            .map(|(_, remote)| crate::udx::packet::reset(*remote))
+    }
+
     /// The next action.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -698,12 +753,25 @@ impl Connector {
     pub fn poll_timeout(&self) -> Option<Duration> {
         let c = self.clients.values().filter_map(|c| c.poll_timeout());
         let s = self.servers.values().filter_map(|s| s.poll_timeout());
-        c.chain(s).min()
+        let d = self.deadlines.values().map(|(at, _)| *at);
+        c.chain(s).chain(d).min()
     }
 
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Duration, dht: &mut HyperDht) {
         let mut ctx = ctx!(self, now, dht);
+        let expired: Vec<(ConnId, Duration)> = self
+            .deadlines
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(id, (_, t))| (*id, *t))
+            .collect();
+        for (id, after) in expired {
+            self.deadlines.remove(&id);
+            if let Some(mut c) = self.clients.remove(&id) {
+                c.expire(&mut ctx, after);
+            }
+        }
         let mut done = Vec::new();
         for (id, c) in self.clients.iter_mut() {
             if c.poll_timeout().is_some_and(|t| t <= now) {
@@ -716,9 +784,14 @@ impl Connector {
         for id in done {
             let retry = self.clients.get_mut(&id).and_then(|c| c.take_retry());
             self.clients.remove(&id);
-            if let Some((kp, pk, opts)) = retry {
-                let c = client::Client::start(&mut ctx, id, kp, pk, opts);
-                self.clients.insert(id, c);
+            match retry {
+                Some((kp, pk, opts)) => {
+                    let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                    self.clients.insert(id, c);
+                }
+                None => {
+                    self.deadlines.remove(&id);
+                }
             }
         }
         for s in self.servers.values_mut() {

@@ -674,3 +674,265 @@ fn nat_pairs_over_seeds() {
         );
     }
 }
+
+/// A server and a client (behind NATs of the given kinds) on a 6-node testnet, the server
+/// listening; returns the sim, the server's and client's host indexes and the server's key.
+fn listening(
+    server_nat: Option<Kind>,
+    client_nat: Option<Kind>,
+    seed: u64,
+) -> (Sim, usize, usize, KeyPair) {
+    let mut sim = Sim::seeded(seed);
+    let boot = testnet(&mut sim, 6);
+    let cfg = || Config {
+        bootstrap: vec![boot[0]],
+        ..Config::default()
+    };
+    let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), server_nat, false);
+    let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), client_nat, false);
+    sim.run_for(Duration::from_secs(3));
+    let server_kp = KeyPair::from_seed(&[1; 32]);
+    let now = sim.now;
+    {
+        let h = &mut sim.hosts[s];
+        h.conn
+            .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
+    }
+    sim.flush(s);
+    sim.run_for(Duration::from_secs(3));
+    (sim, s, c, server_kp)
+}
+
+fn failures(events: &[ConnectEvent]) -> Vec<ConnectError> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ConnectEvent::ConnectFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A connect through a blind relay that never answers, between two random NATs: the punch
+/// fails at once and the attempt waits for the relay (as JS does, which has no bound of its
+/// own). Without a deadline it still waits after two virtual minutes; with one it fails with
+/// CONNECT_TIMEOUT exactly when the deadline passes, its requests and sockets released.
+#[test]
+fn a_connect_waiting_for_a_silent_relay_fails_at_its_deadline() {
+    for timeout in [None, Some(Duration::from_secs(20))] {
+        let (mut sim, _s, c, server_kp) = listening(Some(Kind::Random), Some(Kind::Random), 0);
+        let start = sim.now;
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[2; 32]),
+                ConnectOptions {
+                    relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
+                    timeout,
+                    ..ConnectOptions::default()
+                },
+            );
+        }
+        sim.flush(c);
+        let mut failed_at = None;
+        for _ in 0..1200 {
+            sim.run_for(Duration::from_millis(100));
+            if failed_at.is_none() && !failures(&sim.hosts[c].events).is_empty() {
+                failed_at = Some(sim.now - start);
+            }
+        }
+        let ev = &sim.hosts[c].events;
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, ConnectEvent::RelayPairing { .. })),
+            "asked for the relay: {ev:?}"
+        );
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e, ConnectEvent::Connected { .. })),
+            "{ev:?}"
+        );
+        match timeout {
+            None => assert!(failures(ev).is_empty(), "no bound, still waiting: {ev:?}"),
+            Some(t) => {
+                assert_eq!(
+                    failures(ev),
+                    vec![ConnectError::Timeout(t.as_millis() as u64)],
+                    "{ev:?}"
+                );
+                let at = failed_at.unwrap();
+                assert!(at >= t && at <= t + Duration::from_millis(100), "{at:?}");
+                assert!(sim.hosts[c].conn.clients.is_empty());
+                assert!(sim.hosts[c].conn.deadlines.is_empty());
+                assert!(
+                    sim.hosts[c].conn.poll_timeout().is_none(),
+                    "nothing left to wake for"
+                );
+            }
+        }
+    }
+}
+
+/// A connection made well within its deadline is not failed later by it, and an attempt that
+/// fails on its own (PEER_NOT_FOUND) reports its own error once, not a timeout after it.
+#[test]
+fn the_deadline_does_not_outlive_its_attempt() {
+    let (mut sim, _s, c, server_kp) = listening(Some(Kind::Consistent), Some(Kind::Consistent), 0);
+    let now = sim.now;
+    {
+        let h = &mut sim.hosts[c];
+        let opts = ConnectOptions {
+            timeout: Some(Duration::from_secs(30)),
+            ..ConnectOptions::default()
+        };
+        h.conn.connect(
+            now,
+            &mut h.dht,
+            server_kp.public_key,
+            KeyPair::from_seed(&[2; 32]),
+            opts.clone(),
+        );
+        h.conn.connect(
+            now,
+            &mut h.dht,
+            KeyPair::from_seed(&[9; 32]).public_key,
+            KeyPair::from_seed(&[2; 32]),
+            opts,
+        );
+    }
+    sim.flush(c);
+    sim.run_for(Duration::from_secs(90));
+    let ev = &sim.hosts[c].events;
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, ConnectEvent::Connected { .. }))
+            .count(),
+        1,
+        "{ev:?}"
+    );
+    assert_eq!(failures(ev), vec![ConnectError::PeerNotFound], "{ev:?}");
+    assert!(sim.hosts[c].conn.deadlines.is_empty());
+}
+
+/// hyperdht's TRY_LATER: a server behind a random NAT that punched for one client less than
+/// 20 s ago (its random punch limit) answers a second client's punch round with TRY_LATER when
+/// the second client asked for a blind relay. connect.js then waits 10-20 s and punches again
+/// through the server's relay; it used to fail the punch at once (and, the relay never
+/// answering here, wait for it until its deadline). Now it connects by the later punch, over
+/// seeds, with the random NAT on either side.
+#[test]
+fn a_try_later_punch_is_tried_again_and_connects() {
+    for (seed, (server_nat, client_nat)) in [
+        (Kind::Random, Kind::Consistent),
+        (Kind::Consistent, Kind::Random),
+    ]
+    .into_iter()
+    .cycle()
+    .take(6)
+    .enumerate()
+    {
+        let seed = seed as u64;
+        let (mut sim, s, c1, server_kp) = listening(Some(server_nat), Some(client_nat), seed);
+        let boot = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+        let c2 = sim.add(
+            Ipv4Addr::new(40, 0, 0, 1),
+            7000,
+            Config {
+                bootstrap: vec![boot],
+                ..Config::default()
+            },
+            Some(client_nat),
+            false,
+        );
+        sim.run_for(Duration::from_secs(3));
+        // The first client: the server's random punch, which arms its limiter.
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c1];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[2; 32]),
+                ConnectOptions::default(),
+            );
+        }
+        sim.flush(c1);
+        for _ in 0..600 {
+            sim.run_for(Duration::from_millis(100));
+            if !sim.hosts[c1].events.is_empty() {
+                break;
+            }
+        }
+        let Some(ConnectEvent::Connected { established, .. }) = sim.hosts[c1].events.first() else {
+            panic!("seed {seed}: first client: {:?}", sim.hosts[c1].events);
+        };
+        let est1 = established.clone();
+        // Its stream's first packet reaches the server, which ends its punch there.
+        let mut pkt = vec![0xff, 1, 0, 0];
+        pkt.extend_from_slice(&est1.remote_id.to_le_bytes());
+        pkt.extend_from_slice(&[0; 12]);
+        sim.send(c1, est1.socket, est1.remote, pkt, 0);
+        sim.run_for(Duration::from_millis(50));
+        // The second client, at once, with a relay (that never answers).
+        let start = sim.now;
+        let now = sim.now;
+        let id = {
+            let h = &mut sim.hosts[c2];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[3; 32]),
+                ConnectOptions {
+                    relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
+                    ..ConnectOptions::default()
+                },
+            )
+        };
+        sim.flush(c2);
+        let mut waits = 0;
+        for _ in 0..900 {
+            sim.run_for(Duration::from_millis(100));
+            if let Some(cl) = sim.hosts[c2].conn.clients.get(&id) {
+                waits = waits.max(cl.try_laters());
+            }
+            if sim.hosts[c2].events.iter().any(|e| {
+                matches!(
+                    e,
+                    ConnectEvent::Connected { .. } | ConnectEvent::ConnectFailed { .. }
+                )
+            }) {
+                break;
+            }
+        }
+        let ev = &sim.hosts[c2].events;
+        let est = ev
+            .iter()
+            .find_map(|e| match e {
+                ConnectEvent::Connected { established, .. } => Some(established.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: second client: {ev:?}"));
+        assert!(waits >= 1, "seed {seed}: a TRY_LATER was waited out");
+        assert!(!est.relayed, "punched, not relayed");
+        let took = sim.now - start;
+        assert!(took >= Duration::from_secs(10), "seed {seed}: {took:?}");
+        // The server's side of it.
+        let mut pkt = vec![0xff, 1, 0, 0];
+        pkt.extend_from_slice(&est.remote_id.to_le_bytes());
+        pkt.extend_from_slice(&[0; 12]);
+        sim.send(c2, est.socket, est.remote, pkt, 0);
+        sim.run_for(Duration::from_millis(50));
+        let incoming = sim.hosts[s]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ConnectEvent::Incoming { .. }))
+            .count();
+        assert!(incoming >= 1, "seed {seed}: {:?}", sim.hosts[s].events);
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 mod options;
 
-pub use options::{ConnectError, ConnectOptions};
+pub use options::{ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 
 use super::{ConnectEvent, Ctx, Established, Owner, PairingId};
 use crate::crypto::{hash, KeyPair};
@@ -28,6 +28,10 @@ const PARALLEL: usize = 2;
 const PASSIVE_WAIT: Duration = Duration::from_secs(10);
 /// The server's firewall is still UNKNOWN after the probe round: give it this long.
 const ANALYZE_SLEEP: Duration = Duration::from_secs(1);
+/// connect.js `tryLater`: a random punch refused for now (TRY_LATER, or our own random punch
+/// limit) is tried again after 10 s plus up to 10 s more, while a relay pairing runs.
+const TRY_LATER_MIN_MS: u64 = 10_000;
+const TRY_LATER_SPREAD_MS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 struct Connected {
@@ -40,8 +44,12 @@ struct Connected {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Req {
     Handshake(SocketAddrV4),
-    Probe { retry: bool },
+    Probe {
+        retry: bool,
+    },
     Punch,
+    /// The non-punching update sent before the first TRY_LATER wait of our own limiter.
+    Delay,
     Abort,
     Lan(SocketAddrV4),
 }
@@ -66,6 +74,12 @@ enum Phase {
     },
     /// Waiting for the punch round's reply.
     Punch,
+    /// Waiting for the reply to the update sent before a TRY_LATER wait.
+    Delay,
+    /// A random punch was refused for now (connect.js `tryLater`): punch again at `until`.
+    TryLater {
+        until: Duration,
+    },
     /// Punching: waiting for the puncher.
     Punching,
     /// Our firewall is open: the server connects to us.
@@ -111,6 +125,11 @@ pub(crate) struct Client {
     relayed_path: bool,
     /// Only the LAN ping can connect (the server gave no holepunch info).
     lan_only: bool,
+    /// connect.js `roundPunch(..., delayed)`: the punch was put off once (TRY_LATER); later
+    /// punch rounds go through the server's chosen relay, without a token.
+    delayed: bool,
+    /// How many TRY_LATER waits this attempt went through.
+    try_laters: u32,
     /// Our key pair and the server's key, for a retry through the fallback relay.
     retry_key: (KeyPair, [u8; 32]),
     /// Set when the attempt failed and should be made again with these options.
@@ -212,6 +231,8 @@ impl Client {
             relay_addr: None,
             relayed_path: false,
             lan_only: false,
+            delayed: false,
+            try_laters: 0,
             retry_key,
             retry_with: None,
         };
@@ -355,7 +376,17 @@ impl Client {
             },
             Req::Punch => match self.holepunch_reply(ctx, res, true) {
                 Err(e) => self.fail_punch(ctx, e),
+                Ok((_, payload)) if payload.error == error_code::TRY_LATER => {
+                    // connect.js: `reply.tryLater`: wait, then punch again through the
+                    // server's relay.
+                    self.delayed = true;
+                    self.try_later(ctx);
+                }
                 Ok(_) => self.after_punch_reply(ctx),
+            },
+            Req::Delay => match self.holepunch_reply(ctx, res, false) {
+                Err(e) => self.fail_punch(ctx, e),
+                Ok(_) => self.try_later(ctx),
             },
             Req::Abort => {}
             Req::Lan(addr) => match res {
@@ -422,6 +453,9 @@ impl Client {
             hs: result,
         });
         if let Some((is_initiator, relay_public_key, token)) = relay {
+            // connect.js relayConnection: `c.relayToken = token` (the server's, when it chose
+            // the relay): a TRY_LATER is then waited out.
+            self.relay_token = Some(token);
             self.relaying = true;
             ctx.events.push_back(ConnectEvent::RelayPairing {
                 pairing: PairingId(owner(self)),
@@ -617,10 +651,9 @@ impl Client {
         let remote = sp
             .decrypt(&hp.payload)
             .ok_or(ConnectError::HolepunchInvalid)?;
-        if remote.error == error_code::TRY_LATER && self.relay_token.is_some() && punching {
-            return Err(ConnectError::HolepunchAborted); // TRY_LATER with a relay: see README (not retried yet)
-        }
-        if remote.error != error_code::NONE {
+        let try_later =
+            remote.error == error_code::TRY_LATER && self.relay_token.is_some() && punching;
+        if remote.error != error_code::NONE && !try_later {
             return Err(ConnectError::RemoteAborted(remote.error));
         }
         let peer = hp.peer_address.unwrap_or(r.from.addr);
@@ -629,6 +662,24 @@ impl Client {
             .as_ref()
             .map(|c| self.secure.as_ref().unwrap().token(c.server_address.ip()));
         let echoed = punching && remote.remote_token.is_some() && remote.remote_token == sent_token;
+        if try_later {
+            // connect.js returns `{ tryLater: true }` without taking the reply in, so the
+            // server's echo of our token is lost, and the delayed punch (sent without a token)
+            // never verifies the server's address: every random punch after a TRY_LATER then
+            // fails with REMOTE_NOT_HOLEPUNCHABLE there. Beyond JS: keep the verified address
+            // the echo proves (only that; the next reply sets the rest).
+            if let (true, Some(p)) = (echoed, self.puncher.as_mut()) {
+                let holepunching = p.remote_holepunching;
+                let firewall = p.remote_firewall;
+                p.update_remote(
+                    holepunching,
+                    firewall,
+                    remote.addresses.as_deref(),
+                    Some(*peer.ip()),
+                );
+            }
+            return Ok((r.clone(), remote));
+        }
         if let Some(p) = self.puncher.as_mut() {
             p.update_remote(
                 remote.punching,
@@ -730,14 +781,44 @@ impl Client {
             }
         }
         let now_ms = ctx.now.as_millis() as u64;
-        let p = self.puncher.as_mut().unwrap();
+        let Some(p) = self.puncher.as_mut() else {
+            return;
+        };
         p.nat.freeze();
         let is_random = p.remote_firewall >= Firewall::Random || p.nat.firewall >= Firewall::Random;
         if is_random && ctx.limiter.is_limited(now_ms) {
-            // Without a relay token JS aborts; the delayed TRY_LATER path is not ported yet.
-            return self.fail_punch(ctx, ConnectError::HolepunchAborted);
+            // connect.js: no relay can help: bail.
+            if self.relay_token.is_none() {
+                return self.fail_punch(ctx, ConnectError::HolepunchAborted);
+            }
+            if !self.delayed {
+                // Tell the server our final NAT state (not punching), then wait.
+                self.delayed = true;
+                let token = self.secure.as_ref().map(|s| s.token(c.server_address.ip()));
+                let payload = HolepunchPayload {
+                    error: error_code::NONE,
+                    firewall: p.nat.firewall,
+                    round: self.round,
+                    punching: false,
+                    addresses: p.nat.addresses.clone(),
+                    token,
+                    remote_token: self.probe_token,
+                    ..Default::default()
+                };
+                self.round += 1;
+                self.phase = Phase::Delay;
+                self.send_holepunch(ctx, c.relay_address, c.server_address, &payload, Req::Delay);
+                return;
+            }
+            return self.try_later(ctx);
         }
-        let token = self.secure.as_ref().map(|s| s.token(c.server_address.ip()));
+        // A delayed punch goes through the server's chosen relay, without a token.
+        let (to, via, token) = if self.delayed {
+            (relay.peer_address, relay.relay_address, None)
+        } else {
+            let token = self.secure.as_ref().map(|s| s.token(c.server_address.ip()));
+            (c.server_address, c.relay_address, token)
+        };
         let payload = HolepunchPayload {
             error: error_code::NONE,
             firewall: p.nat.firewall,
@@ -751,7 +832,25 @@ impl Client {
         self.round += 1;
         self.phase = Phase::Punch;
         self.drain(ctx);
-        self.send_holepunch(ctx, c.relay_address, c.server_address, &payload, Req::Punch);
+        self.send_holepunch(ctx, via, to, &payload, Req::Punch);
+    }
+
+    /// connect.js `tryLater`: sleep 10-20 s, then run the punch round again.
+    fn try_later(&mut self, ctx: &mut Ctx<'_>) {
+        if self.relay_token.is_none() {
+            return self.fail_punch(ctx, ConnectError::HolepunchAborted);
+        }
+        self.try_laters += 1;
+        let wait = TRY_LATER_MIN_MS + ctx.node.random_below(TRY_LATER_SPREAD_MS + 1);
+        self.phase = Phase::TryLater {
+            until: ctx.now + Duration::from_millis(wait),
+        };
+    }
+
+    /// How many TRY_LATER waits the attempt went through.
+    #[cfg(test)]
+    pub fn try_laters(&self) -> u32 {
+        self.try_laters
     }
 
     fn after_punch_reply(&mut self, ctx: &mut Ctx<'_>) {
@@ -978,9 +1077,19 @@ impl Client {
         self.fail(ctx, ConnectError::Destroyed);
     }
 
+    /// The attempt's overall deadline passed: fail now, whatever it waits for (a relay
+    /// pairing included; no fallback retry).
+    pub fn expire(&mut self, ctx: &mut Ctx<'_>, after: Duration) {
+        self.relaying = false;
+        self.retry_with = None;
+        self.fail(ctx, ConnectError::Timeout(after.as_millis() as u64));
+    }
+
     pub fn poll_timeout(&self) -> Option<Duration> {
         let own = match self.phase {
-            Phase::ProbeSleep { until, .. } | Phase::Passive { until } => Some(until),
+            Phase::ProbeSleep { until, .. }
+            | Phase::Passive { until }
+            | Phase::TryLater { until } => Some(until),
             _ => None,
         };
         let p = self
@@ -1008,6 +1117,7 @@ impl Client {
             Phase::Passive { until } if until <= now => {
                 self.fail(ctx, ConnectError::HolepunchAborted)
             }
+            Phase::TryLater { until } if until <= now => self.round_punch(ctx),
             _ => {}
         }
     }

@@ -2,6 +2,12 @@
 //! ([`ConnectError`], hyperdht's error codes).
 
 use core::net::SocketAddrV4;
+use core::time::Duration;
+
+/// The default bound on a whole connection attempt ([`ConnectOptions::timeout`]): longer than
+/// the longest path hyperdht 6.34.0 can take to a connection (a birthday punch probes for
+/// 1750 × 20 ms = 35 s after the handshake and the probe round; a TRY_LATER wait is 10-20 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a connection attempt failed (JS error codes of hyperdht lib/errors.js).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +60,9 @@ pub enum ConnectError {
     /// The attempt was cancelled.
     #[error("DESTROYED: connection attempt cancelled")]
     Destroyed,
+    /// Beyond JS: no connection within [`ConnectOptions::timeout`] (milliseconds).
+    #[error("CONNECT_TIMEOUT: no connection within {} ms", .0)]
+    Timeout(u64),
 }
 
 /// Options of [`Connector::connect`](crate::dht::connect::Connector::connect).
@@ -74,6 +83,11 @@ pub struct ConnectOptions {
     /// Beyond JS: when the punch fails (and `relay_through` is not set), connect again
     /// through this blind relay (a deployment's default relay).
     pub fallback_relay: Option<[u8; 32]>,
+    /// Beyond JS (whose connects have no overall bound): the attempt fails with
+    /// [`ConnectError::Timeout`] once this long went by without a connection, whatever phase
+    /// it is in (finding the server, handshakes, punching, waiting for a relay, a fallback
+    /// retry). `None`: no bound. Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub timeout: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -85,6 +99,7 @@ impl Default for ConnectOptions {
             relay_through: None,
             holepunch: true,
             fallback_relay: None,
+            timeout: Some(DEFAULT_CONNECT_TIMEOUT),
         }
     }
 }

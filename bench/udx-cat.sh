@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# UDX between two processes on loopback as a new user tries it (issue 12, point 6):
+# `hyperpunch udx cat` sending a file to another `hyperpunch udx cat` (whose stdin is already at
+# EOF, so it half-closes at once), against udx-native in the same run (bench/js/udx-peer.js send
+# and recv, each a node process). Standalone: `bash bench/udx-cat.sh`; prints a markdown section
+# on stdout, progress on stderr.
+#
+# Each round, Rust and JS interleaved: the receiver starts and says it is ready, then the
+# sender is spawned; the time runs from the sender's spawn until both processes exited (so it
+# includes each side's process start-up: node's is ~50-100 ms, ours a few ms). Rust's copy is
+# compared with the file byte for byte. The sender's packets and retransmits come from
+# `udx cat --stats`. Tunables: UDXCAT_MIB (256), UDXCAT_ROUNDS (3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+modules="$root/tests/interop/node_modules"
+if [ ! -f "$modules/udx-native/package.json" ]; then
+  echo "error: the JS reference is not installed ($modules/udx-native is missing): run \`npm ci --prefix tests/interop\`" >&2
+  exit 1
+fi
+mib=${UDXCAT_MIB:-256}
+rounds=${UDXCAT_ROUNDS:-3}
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "==> building hyperpunch (release)" >&2
+cargo build --release --locked -q -p hyperpunch --bin hyperpunch
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+hp="$target_dir/release/hyperpunch"
+export NODE_PATH="$modules"
+peer="$root/bench/js/udx-peer.js"
+
+wait_for() { # FILE PATTERN: waits up to 60 s for a line matching PATTERN in FILE
+  local i
+  for i in $(seq 1 600); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "error: timed out waiting for \"$2\" in $1:" >&2
+  cat "$1" >&2
+  return 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+head -c $((mib << 20)) /dev/urandom >"$tmp/data"
+: >"$tmp/results"
+for r in $(seq 1 "$rounds"); do
+  # --- hyperpunch udx cat -> udx cat ---
+  p1=$(free_port); p2=$(free_port)
+  "$hp" udx cat --bind "127.0.0.1:$p2" --connect "127.0.0.1:$p1" --id 2 --remote-id 1 --stats \
+    </dev/null >"$tmp/copy" 2>"$tmp/recv.err" &
+  recv=$!
+  pids+=("$recv")
+  wait_for "$tmp/recv.err" 'bound to'
+  t0=$(now)
+  timeout 300 "$hp" udx cat --bind "127.0.0.1:$p1" --connect "127.0.0.1:$p2" --id 1 --remote-id 2 --stats \
+    <"$tmp/data" >/dev/null 2>"$tmp/send.err" || { echo "error: udx cat (sender) failed:" >&2; cat "$tmp/send.err" "$tmp/recv.err" >&2; exit 1; }
+  wait "$recv" || { echo "error: udx cat (receiver) failed:" >&2; cat "$tmp/recv.err" >&2; exit 1; }
+  t1=$(now)
+  cmp -s "$tmp/data" "$tmp/copy" || { echo "error: udx cat's copy differs from the file" >&2; exit 1; }
+  line=$(grep 'packets sent' "$tmp/send.err" | tail -1)
+  sent=$(echo "$line" | awk '{ print $3 }')
+  retr=$(echo "$line" | awk '{ print $6 }')
+  echo "rust $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $sent $retr" | tee -a "$tmp/results" >&2
+  # --- udx-native -> udx-native (bench/js/udx-peer.js) ---
+  p1=$(free_port); p2=$(free_port)
+  timeout 300 node "$peer" recv js 127.0.0.1 "$p2" 127.0.0.1 "$p1" "$mib" >"$tmp/jsrecv.out" 2>&1 &
+  recv=$!
+  pids+=("$recv")
+  wait_for "$tmp/jsrecv.out" '^ready'
+  t0=$(now)
+  timeout 300 node "$peer" send 127.0.0.1 "$p1" 127.0.0.1 "$p2" "$mib" >"$tmp/jssend.out" 2>&1 ||
+    { echo "error: udx-peer.js send failed:" >&2; cat "$tmp/jssend.out" "$tmp/jsrecv.out" >&2; exit 1; }
+  wait "$recv" || { echo "error: udx-peer.js recv failed:" >&2; cat "$tmp/jsrecv.out" >&2; exit 1; }
+  t1=$(now)
+  grep -q '^BENCH js_mb_s' "$tmp/jsrecv.out" || { echo "error: udx-native did not receive everything:" >&2; cat "$tmp/jsrecv.out" >&2; exit 1; }
+  echo "js $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" | tee -a "$tmp/results" >&2
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$tmp/results" "$mib" "$rounds" "$load_before" "$load_after" <<'EOF'
+import sys, datetime
+path, mib, rounds, lb, la = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+rust, js, sent, retr = [], [], 0, 0
+for line in open(path):
+    f = line.split()
+    if f[0] == 'rust':
+        rust.append(float(f[1])); sent += int(f[2]); retr += int(f[3])
+    else:
+        js.append(float(f[1]))
+mb = mib * 1048576 / 1e6
+def runs(v): return ', '.join(f'{x:.2f}' for x in v)
+br, bj = min(rust), min(js)
+print()
+print('## UDX between two processes on loopback (`udx cat`)')
+print()
+print(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, `bash bench/udx-cat.sh`: {mib} MiB of random bytes, "
+      f"`hyperpunch udx cat` file → `udx cat` (stdin at EOF) against udx-native 1.x "
+      f"(`bench/js/udx-peer.js` send → recv), each end a process of its own, {rounds} rounds interleaved; "
+      "the time runs from the sender's spawn until both processes exited.")
+print()
+print('| work | unit | udx-native | hyperpunch | hyperpunch/udx-native |')
+print('|---|---|---:|---:|---:|')
+print(f'| {mib} MiB, sender spawn to both exited, best of the rounds | s | {bj:.2f} | {br:.2f} | {bj / br:.2f}× |')
+print(f'|   the same as MB/s | MB/s | {mb / bj:.0f} | {mb / br:.0f} | |')
+print(f'|   every round | s | {runs(js)} | {runs(rust)} | |')
+print(f"| hyperpunch's sender: packets retransmitted, all rounds | % | - | {retr * 100 / max(sent, 1):.3f} ({retr} of {sent}) | |")
+print()
+print(f'Every copy was identical to the file. Load average (1/5/15 min) before: {lb}; after: {la} (2 CPUs shared with other work).')
+EOF
