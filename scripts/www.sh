@@ -64,6 +64,8 @@ case "$cmd" in
     python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=30).read()" "$page_url"
     echo "==> open this in a browser (Ctrl-C stops everything):"
     echo "$page_url"
+    echo "==> or create and serve a core from the page (then fetch it with \`hyperpunch core fetch --swarm --bootstrap $bootstrap\`):"
+    echo "${page_base}?relay=$relay_url&create=100"
     if [ "${HYPERPUNCH_DEMO_EXIT:-}" = 1 ]; then
       echo "==> HYPERPUNCH_DEMO_EXIT=1: stopping instead of running until Ctrl-C" >&2
       ok=1

@@ -3,7 +3,7 @@
 // replicated in one process over corestore.replicate streams (secret-stream on an in-memory
 // duplex), each member connected to the room's creator (a star). The apply function is the one of
 // `hyperpunch chat` (transport-native/src/cli/chat_cmd.rs and tests/interop/autobase-chat.js):
-// JSON values {"type":"add","key"} add a writer (not an indexer), {"type":"message","text"}
+// JSON values {"type":"add","key"} add a writer (an indexer with "indexer": true, never here), {"type":"message","text"}
 // append {"from","text"} to the view `messages`. The creator is the only indexer and acks
 // (ackInterval 0, explicit `ack()` when `ackable`, as the hyperpunch chat does).
 // The same work as bench_autobase.rs:
@@ -45,7 +45,7 @@ function open (store, key, fastForward) {
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
       for (const { value, from } of nodes) {
-        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: false }); continue }
+        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: value.indexer === true }); continue }
         if (value && value.type === 'message') await view.append(b4a.from(JSON.stringify({ from: hex(from.key), text: value.text })))
       }
     }

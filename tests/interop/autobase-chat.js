@@ -1,5 +1,5 @@
 // A JS member of a `hyperpunch chat` room: autobase 7.28.1 with the chat's apply function
-// (values {"type":"message","text"} and {"type":"add","key"}; the view `messages` holds
+// (values {"type":"message","text"} and {"type":"add","key"[,"indexer":true]}; the view `messages` holds
 // {"from","text"}), connected over TCP (secret-stream + corestore.replicate) to a hyperpunch chat
 // that `--listen`s, or (create: true) the creator of a room that hyperpunch chats join.
 // For transport-native/tests/chat_cli.rs.
@@ -29,7 +29,8 @@ const b4a = require('b4a')
 
 const cfg = JSON.parse(process.argv[2] || fs.readFileSync(0, 'utf8') || '{}')
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abchat-'))
+// dir: the store's folder (the test's own temporary folder, so that it goes when the test kills us)
+const dir = cfg.dir ? (fs.mkdirSync(cfg.dir, { recursive: true }), cfg.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abchat-'))
 const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) } catch {} }
 const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 60000)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -41,7 +42,7 @@ function open (store, key) {
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
       for (const { value, from } of nodes) {
-        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: false }); continue }
+        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: value.indexer === true }); continue }
         if (value && value.type === 'message') await view.append(b4a.from(JSON.stringify({ from: b4a.toString(from.key, 'hex'), text: value.text })))
       }
     }

@@ -70,7 +70,7 @@ fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
                     .and_then(|k| hex::decode(k).ok())
                     .and_then(|k| <[u8; 32]>::try_from(k).ok());
                 if let Some(k) = key {
-                    host.add_writer(&k, false);
+                    host.add_writer(&k, v["indexer"].as_bool() == Some(true));
                 }
             }
             Some("message") => {

@@ -51,6 +51,9 @@ impl Member {
 
     /// The next line starting with `prefix` (lines before it are kept in `seen`).
     fn expect(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.seen.iter().position(|l| l.starts_with(prefix)) {
+            return self.seen.remove(i);
+        }
         let deadline = Instant::now() + STEP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -72,13 +75,15 @@ impl Member {
 
     /// Message lines (`xxxxxxxx: text`) until `n` of them were printed.
     fn messages(&mut self, n: usize) -> Vec<String> {
-        let mut out: Vec<String> = self.seen.drain(..).filter(|l| is_message(l)).collect();
+        let (mut out, rest): (Vec<String>, Vec<String>) =
+            self.seen.drain(..).partition(|l| is_message(l));
+        self.seen = rest;
         let deadline = Instant::now() + STEP;
         while out.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) if is_message(&l) => out.push(l),
-                Ok(_) => {}
+                Ok(l) => self.seen.push(l),
                 Err(_) => panic!("only {out:?} within {STEP:?}"),
             }
         }
@@ -274,7 +279,8 @@ fn a_js_member_joins_a_hyperpunch_room() {
     );
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
-    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true });
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
     let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
         .arg("autobase-chat.js")
         .arg(config.to_string())
@@ -468,7 +474,10 @@ fn a_hyperpunch_member_joins_a_js_room() {
         modules.join("autobase/package.json").is_file(),
         "the JS reference is not installed: run scripts/install-js-reference.sh"
     );
-    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000 });
+    // Node's store lives in the test's folder, removed after node is killed (dropped later).
+    let tmp = tempfile::tempdir().unwrap();
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
     let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
         .arg("autobase-chat.js")
         .arg(config.to_string())
@@ -516,7 +525,6 @@ fn a_hyperpunch_member_joins_a_js_room() {
     let room = created["key"].as_str().unwrap().to_string();
     let port = created["port"].as_u64().unwrap();
 
-    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bob");
     let addr = format!("127.0.0.1:{port}");
     let mut bob = Member::spawn(&[
@@ -561,4 +569,97 @@ fn a_hyperpunch_member_joins_a_js_room() {
     assert_eq!(ours[2], format!("{}: answer from js", &room[..8]));
     drop(bob);
     assert_eq!(dump(&dir), ours, "--dump prints the JS room");
+}
+
+/// Three indexers: Alice creates the room and adds Bob and Carol as indexers (`/add-indexer`);
+/// Bob connects to Alice and listens, Carol connects to Bob. Each one's message is shown by all
+/// in the same order; then Alice leaves, and Bob and Carol (two of three indexers, a majority)
+/// still index Carol's next message, both showing it in the same place.
+#[test]
+fn three_indexers_go_on_without_the_creator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let (a_dir, b_dir, c_dir) = (dir("alice"), dir("bob"), dir("carol"));
+    let mut alice = Member::spawn(&["chat", "--storage", &a_dir, "--listen", "127.0.0.1:0"]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let a_addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        &b_dir,
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let b_key = bob
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let b_addr = bob
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut carol = Member::spawn(&[
+        "chat",
+        "--storage",
+        &c_dir,
+        "--invite",
+        &room,
+        "--tcp",
+        &b_addr,
+    ]);
+    let c_key = carol
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+
+    alice.say(&format!("/add-indexer {b_key}"));
+    alice.say(&format!("/add-indexer {c_key}"));
+    alice.say("one from alice");
+    let one = vec![format!("{}: one from alice", &room[..8])];
+    assert_eq!(alice.messages(1), one);
+    assert_eq!(bob.messages(1), one);
+    assert_eq!(carol.messages(1), one);
+    bob.say("two from bob");
+    let two = vec![format!("{}: two from bob", &b_key[..8])];
+    assert_eq!(alice.messages(1), two);
+    assert_eq!(bob.messages(1), two);
+    assert_eq!(carol.messages(1), two);
+
+    // Carol and Bob count once their acks are indexed (JS: pending indexers become indexers).
+    bob.expect("you are an indexer");
+    carol.expect("you are an indexer");
+    drop(alice);
+    carol.say("three from carol");
+    let three = vec![format!("{}: three from carol", &c_key[..8])];
+    assert_eq!(
+        carol.messages(1),
+        three,
+        "indexed by Bob and Carol without Alice"
+    );
+    assert_eq!(bob.messages(1), three);
+    drop(bob);
+    drop(carol);
+    let all = [one, two, three].concat();
+    assert_eq!(dump(std::path::Path::new(&b_dir)), all);
+    assert_eq!(dump(std::path::Path::new(&c_dir)), all);
 }

@@ -3,9 +3,11 @@
 //!
 //! The room is an autobase whose bootstrap is the creator's `local` writer core. Every oplog value
 //! is a JSON object: `{"type":"message","text":...}` or `{"type":"add","key":<hex>}`; the apply
-//! function adds writers (not indexers) and appends `{"from":<hex>,"text":...}` to the view
-//! `messages`. The creator is the only indexer and acks, so messages are indexed in one order that
-//! every member shows.
+//! function adds writers (indexers when asked) and appends `{"from":<hex>,"text":...}` to the view
+//! `messages`. The creator is the first indexer; `/add-indexer KEY` adds indexers (the value
+//! carries `"indexer":true`). Indexers ack, so messages are indexed in one order that every member
+//! shows; a pending indexer acks until it counts, and while messages wait unindexed with nothing
+//! moving, the indexers force an ack in turn (JS never acks its own lone head).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -29,20 +31,22 @@ use super::{parse_hex32, CliError};
 
 /// `hyperpunch chat --help`.
 pub const CHAT_LONG: &str = "\
-A multi-writer chat room on autobase: every member writes to its own log, the room's creator (the
-indexer) orders them, and every member shows the messages in the same order.
+A multi-writer chat room on autobase: every member writes to its own log, the room's indexers (the
+creator, and whom it adds as indexers) order them, and every member shows the messages in the same order.
 
 The first run in a storage folder creates a room and prints its key (the room key) and your writer
 key. Others join with `--invite ROOM`; they print their writer key, and the creator adds them by
-typing `/add KEY`. Lines typed on stdin are sent as messages. Members find each other on the DHT
+typing `/add KEY`, or `/add-indexer KEY` to make them indexers too (they print \"you are an indexer
+of this room\" once they count): with three indexers the room goes on ordering messages while any
+two of them are online. Lines typed on stdin are sent as messages. Members find each other on the DHT
 with `--bootstrap NODES` (hyperswarm: every member joins the room's discovery key, as server and
 client, and replicates with every member it meets), or over TCP: one side `--listen`s, the other
-connects with `--tcp` (several members can connect to one listener). `--dump` prints the room's
+connects with `--tcp` (several members can connect to one listener, and a member can listen and
+connect at once). `--dump` prints the room's
 messages held in the folder, one a line, and exits.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
-{\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...}. Not yet: more than one
-indexer. A JS autobase member with the same apply
+{\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...[,\"indexer\":true]}. A JS autobase member with the same apply
 function joins a hyperpunch room, and a hyperpunch member joins a room a JS autobase created
 (`--invite` its bootstrap key, tested: tests/interop/autobase-chat.js).
 
@@ -63,7 +67,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "ROOM")]
     pub invite: Option<String>,
     /// Connect to a member listening at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "listen")]
+    #[arg(long, value_name = "HOST:PORT")]
     pub tcp: Option<String>,
     /// Accept members on HOST:PORT (port 0: any free port, printed).
     #[arg(long, value_name = "HOST:PORT")]
@@ -98,7 +102,7 @@ pub fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_
             Some("add") => {
                 let key = v["key"].as_str().and_then(|k| parse_hex32("key", k).ok());
                 if let Some(k) = key {
-                    host.add_writer(&k, false);
+                    host.add_writer(&k, v["indexer"].as_bool() == Some(true));
                 }
             }
             Some("message") => {
@@ -205,6 +209,25 @@ impl Room {
             .map_err(|e| store_err(dir, e))?;
         self.base.update();
         Ok(true)
+    }
+
+    /// Append an ack whether or not `shouldAck` asks for one.
+    async fn force_ack(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        now: u64,
+        dir: &Path,
+    ) -> Result<(), CliError> {
+        let Some(msgs) = self.base.force_ack(&self.local) else {
+            return Ok(());
+        };
+        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        s.append(now, &self.local_handle, &refs)
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        self.base.update();
+        Ok(())
     }
 
     /// The indexed messages not printed yet.
@@ -409,15 +432,30 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     });
 
     let mut outbox: Vec<Vec<u8>> = Vec::new();
+    let mut stuck = 0u64;
+    let mut last_progress = (0usize, 0u64);
+    let mut pending_acked = None;
+    // The creator is the first indexer from the start: only a change is announced.
+    let mut was_indexer = room_key == local;
     let mut stdin_open = true;
     loop {
         tokio::select! {
             line = lines.recv(), if stdin_open => match line.flatten() {
                 Some(line) => {
                     let line = line.trim_end().to_string();
-                    if let Some(key) = line.strip_prefix("/add ") {
-                        match parse_hex32("the writer key", key) {
-                            Ok(k) => outbox.push(json!({ "type": "add", "key": hex::encode(k) }).to_string().into_bytes()),
+                    let add = line
+                        .strip_prefix("/add-indexer ")
+                        .map(|k| (k, true))
+                        .or_else(|| line.strip_prefix("/add ").map(|k| (k, false)));
+                    if let Some((key, indexer)) = add {
+                        match parse_hex32("the writer key", key.trim()) {
+                            Ok(k) => {
+                                let mut v = json!({ "type": "add", "key": hex::encode(k) });
+                                if indexer {
+                                    v["indexer"] = json!(true);
+                                }
+                                outbox.push(v.to_string().into_bytes());
+                            }
                             Err(e) => eprintln!("{e}"),
                         }
                     } else if !line.is_empty() {
@@ -439,10 +477,48 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             }
         }
         if room.base.is_indexer(&local) {
-            room.write(&mut s, now, Vec::new(), true, &dir).await?;
+            let acked = room.write(&mut s, now, Vec::new(), true, &dir).await?;
+            // With several indexers, an ack can be needed that `shouldAck` never asks for (JS
+            // never acks its own lone head): while messages wait unindexed and nothing moves,
+            // the indexers force an ack in turn, 10 ticks each, in the system's indexer order.
+            let view = room.base.open_view("messages");
+            let waiting = room.base.views().len(view) > room.base.indexed_view_lengths()[view];
+            let progress = (room.base.views().len(view), room.base.indexed_nodes());
+            if acked || !waiting || progress != last_progress {
+                stuck = 0;
+            } else {
+                stuck += 1;
+                let indexers = &room.base.system().indexers;
+                let me = indexers.iter().position(|c| c.key == local);
+                if let Some(me) = me {
+                    if stuck.is_multiple_of(10) && (stuck / 10) % indexers.len() as u64 == me as u64
+                    {
+                        room.force_ack(&mut s, now, &dir).await?;
+                    }
+                }
+            }
+            last_progress = progress;
+        } else if room.base.is_writable(&local)
+            && (room.base.system().pending_indexers.contains(&local)
+                || room.base.system().indexers.iter().any(|c| c.key == local))
+        {
+            // A pending indexer (added as one, not yet counted by the linearizer) acks, as JS
+            // `ack()` always writes for one, so that the indexers switch to the new set; once
+            // per change of what it has seen.
+            let view = room.base.open_view("messages");
+            let progress = (room.base.views().len(view), room.base.indexed_nodes());
+            if pending_acked != Some(progress) {
+                room.force_ack(&mut s, now, &dir).await?;
+                pending_acked = Some(progress);
+            }
         }
+        let indexer_now = room.base.is_indexer(&local);
         drop(s);
         let mut out = std::io::stdout().lock();
+        if indexer_now && !was_indexer {
+            let _ = writeln!(out, "you are an indexer of this room");
+        }
+        was_indexer = indexer_now;
         for l in room.new_lines() {
             let _ = writeln!(out, "{l}");
         }
