@@ -20,6 +20,8 @@
 # 5'. Connecting by public key (bench/connect.sh: bench_connect.rs and bench/js/connect.js on a
 #     20-node loopback testnet): whole-process and in-process connect-to-first-echo times,
 #     throughput right after a connect, hyperswarm join to connection.
+# 5''. UDX between two processes (bench/udx-cat.sh): `hyperpunch udx cat` file to `udx cat`
+#     against udx-native send/recv processes (bench/js/udx-peer.js), retransmit rate.
 # 5a. NAT matrix (bench/nat.sh on tests/nat/lab.sh, root only): open/consistent/random NATs on each
 #     side in network namespaces, JS-JS, hyperpunch-hyperpunch and both mixes, connect times.
 # 5b. Hyperbee (bench/bee.sh): puts one at a time and batched, gets, scans, ranges in one process
@@ -434,6 +436,8 @@ EOF2
 bash "$root/bench/dht.sh" | tee -a "$tmp/table.md"
 # ---- connecting by public key (issue 12): bench/connect.sh ----
 bash "$root/bench/connect.sh" | tee -a "$tmp/table.md"
+# ---- UDX between two processes as a user runs it (issue 12): bench/udx-cat.sh ----
+bash "$root/bench/udx-cat.sh" | tee -a "$tmp/table.md"
 # ---- the NAT matrix (issue 12): bench/nat.sh, root only (network namespaces) ----
 bash "$root/bench/nat.sh" | tee -a "$tmp/table.md"
 # ---- hyperbee (issue 13): bench/bee.sh, its own table (in-process and whole-process rows) ----

@@ -85,9 +85,10 @@ for r in $(seq 1 "$rounds"); do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$tmp/results" "$mib" "$rounds" "$load_before" "$load_after" <<'EOF'
+udx_version=$(node -p "require('$modules/udx-native/package.json').version")
+python3 - "$tmp/results" "$mib" "$rounds" "$load_before" "$load_after" "$udx_version" <<'EOF'
 import sys, datetime
-path, mib, rounds, lb, la = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+path, mib, rounds, lb, la, uv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 rust, js, sent, retr = [], [], 0, 0
 for line in open(path):
     f = line.split()
@@ -102,7 +103,7 @@ print()
 print('## UDX between two processes on loopback (`udx cat`)')
 print()
 print(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, `bash bench/udx-cat.sh`: {mib} MiB of random bytes, "
-      f"`hyperpunch udx cat` file → `udx cat` (stdin at EOF) against udx-native 1.x "
+      f"`hyperpunch udx cat` file → `udx cat` (stdin at EOF) against udx-native {uv} "
       f"(`bench/js/udx-peer.js` send → recv), each end a process of its own, {rounds} rounds interleaved; "
       "the time runs from the sender's spawn until both processes exited.")
 print()
