@@ -143,7 +143,7 @@ row "  the first connect of the node (right after its bootstrap)" ms inproc_firs
 row "throughput right after a connect: $mib MiB in 64 KiB writes to the sink, until its count comes back" MB/s stream_mb_s rate
 row "  the connect before it" ms stream_open_ms time
 r=$(val rust_stream_retransmit_pct)
-echo "|   hyperpunch's sender: packets retransmitted (median of the rounds) | % | - | $([ -n "$r" ] && printf '%.2f' "$r" || printf missing) | |"
+echo "|   hyperpunch's sender: packets retransmitted (median of the rounds) | % | - | $([ -n "$r" ] && printf '%.3f' "$r" || printf missing) | |"
 row "hyperswarm: a new swarm joins a topic (client) to its first connection, incl. its DHT bootstrap ($n_swarm swarms a round), median" ms swarm_median_ms time
 row "  the same, p99" ms swarm_p99_ms time
 echo

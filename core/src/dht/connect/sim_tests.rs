@@ -936,3 +936,35 @@ fn a_try_later_punch_is_tried_again_and_connects() {
         assert!(incoming >= 1, "seed {seed}: {:?}", sim.hosts[s].events);
     }
 }
+
+/// A refused connection is answered with a reset for its peer's stream, now and for each later
+/// packet to our stream id; the table keeps the newest 256 (bounded whatever a peer does).
+#[test]
+fn refused_connections_are_reset_and_bounded() {
+    let (c, _, ev) = connect(None, None);
+    let c = c.unwrap_or_else(|| panic!("client did not connect: {ev:?}"));
+    let mut conn = Connector::new();
+    assert_eq!(conn.refused_reset(c.local_id), None);
+    let first = conn.refuse(&c);
+    assert_eq!(first, crate::udx::packet::reset(c.remote_id));
+    assert_eq!(conn.refused_reset(c.local_id), Some(first.clone()));
+    assert_eq!(conn.refuse(&c), first, "refusing twice keeps one entry");
+    for i in 0..REFUSED_KEPT as u32 {
+        let other = Established {
+            local_id: c.local_id.wrapping_add(1 + i),
+            remote_id: 7,
+            ..c.clone()
+        };
+        conn.refuse(&other);
+    }
+    assert_eq!(conn.refused.len(), REFUSED_KEPT);
+    assert_eq!(
+        conn.refused_reset(c.local_id),
+        None,
+        "the oldest went first"
+    );
+    assert_eq!(
+        conn.refused_reset(c.local_id.wrapping_add(REFUSED_KEPT as u32)),
+        Some(crate::udx::packet::reset(7))
+    );
+}
