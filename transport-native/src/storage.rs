@@ -1093,6 +1093,43 @@ mod tests {
         ));
     }
 
+    /// Any stored record, however damaged, reads as a value or a typed error, never a panic
+    /// (nor a huge allocation: a reference past the data file's end is refused before reading).
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::open(dir.path()).unwrap();
+        let mut b = Batch::new();
+        b.put(b"a".to_vec(), vec![5u8; 20_000]);
+        block_on(s.write(b)).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut r: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(t) = r.first_mut() {
+                *t %= 3;
+            }
+            if r.len() == DATA_REF_LEN && next() % 2 == 0 {
+                // A plausible reference: inside the file, or just past it.
+                r[0] = TAG_DATA;
+                r[1..9].copy_from_slice(&(next() % 20_100).to_le_bytes());
+                r[9..13].copy_from_slice(&((next() % 20_100) as u32).to_le_bytes());
+            }
+            let _ = s.value(&r);
+        }
+        let mut r = vec![TAG_DATA];
+        r.extend_from_slice(&0u64.to_le_bytes());
+        r.extend_from_slice(&u32::MAX.to_le_bytes());
+        r.extend_from_slice(&0u64.to_le_bytes());
+        assert!(matches!(s.value(&r), Err(StorageError::Corrupt(_))));
+    }
+
     #[test]
     fn data_persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
