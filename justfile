@@ -39,7 +39,8 @@ test-browser:
     bash scripts/test-browser.sh
 
 # The demo page: build pkg/ and www/dist/, start a local DHT, `hyperpunch relay --ws`, a native peer
-# serving a sample core and a web server; prints the URL to open; Ctrl-C stops it.
+# serving a sample core and a web server; prints the URL to open; Ctrl-C stops it
+# (HYPERPUNCH_DEMO_EXIT=1: exits once the URL is printed).
 www:
     bash scripts/www.sh demo
 
@@ -47,23 +48,30 @@ www:
 www-build:
     bash scripts/www.sh build
 
-# The demo page in headless Chromium against the same local setup (bounded, exits). Not in `test`
-# yet: it failed in about one run in four before the relay fix of 2026-12-06, 8 of 8 after it
-# (README, What is missing).
+# The demo page in headless Chromium against the same local setup (bounded, exits).
 test-www:
     bash scripts/www.sh test
+
+# The packed npm tarball installed into a fresh Vite + TypeScript project: tsc on the README
+# example, vite build (the wasm loaded by URL), the built app in headless Chromium.
+test-pkg:
+    bash scripts/test-pkg.sh
 
 # No tracked file may refer to a folder outside the clone.
 standalone:
     bash scripts/check-standalone.sh
 
 # Everything CI runs.
-test: standalone setup fmt-check lint wasm test-native test-browser
+test: standalone setup fmt-check lint wasm test-native test-browser test-www test-pkg
     @echo "all checks passed"
 
-# The end-to-end demo: a log written by the hyperpunch CLI, checked against the JS reference.
+# The end-to-end demo: a log written by the hyperpunch CLI, checked against the JS reference and
+# replicated; then the demo page (`www`): a local DHT, the relay, a native peer serving a sample
+# core, www/dist/ served; prints the URL to open and runs until Ctrl-C (HYPERPUNCH_DEMO_EXIT=1:
+# exits once the URL is printed).
 demo: setup
     bash scripts/demo.sh
+    bash scripts/www.sh demo
 
 # hyperpunch vs the JS reference on the same work, in one run (writes bench/latest.md).
 bench: setup

@@ -20,15 +20,20 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 
-def call(base, method, path, body=None):
+def call(base, method, path, body=None, timeout=60):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")["value"]
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"null")["value"]
+    except urllib.error.HTTPError as e:
+        # chromedriver's error body says what went wrong (e.g. Chromium failed to start).
+        raise RuntimeError(f"{method} {path}: HTTP {e.code}: {e.read()[:2000]!r}") from None
 
 
 def main():
@@ -38,7 +43,9 @@ def main():
     steps = json.loads(steps_json)
     # The page's console, shown when a step fails.
     caps["goog:loggingPrefs"] = {"browser": "ALL"}
-    session = call(base, "POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+    # Starting Chromium on a busy machine can take a while.
+    session = call(base, "POST", "/session", {"capabilities": {"alwaysMatch": caps}},
+                   timeout=120)["sessionId"]
     s = f"/session/{session}"
     ok = False
     env = dict(os.environ)
@@ -89,7 +96,10 @@ def main():
                     print("webdriver: console: " + entry.get("message", ""), file=sys.stderr)
             except Exception as e:  # the page may be gone
                 print(f"webdriver: could not read the page: {e}", file=sys.stderr)
-        call(base, "DELETE", s)
+        try:
+            call(base, "DELETE", s)
+        except Exception as e:  # chromedriver may be gone; its process group is killed anyway
+            print(f"webdriver: could not end the session: {e}", file=sys.stderr)
     return 0
 
 

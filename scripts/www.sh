@@ -30,23 +30,23 @@ build() {
   echo "==> www/dist/ built (static files: host them anywhere)" >&2
 }
 
-# A local network and a web server for www/dist/; sets page_base.
+# A local network and a web server for www/dist/; sets page_base and page_url. $1: cargo
+# flags for the hyperpunch binary, $2: its profile folder. Everything it starts stops on exit
+# (Ctrl-C included); a failed run prints the logs.
+ok=0
 setup() {
   cargo build --locked -q -p hyperpunch --bin hyperpunch $1
   hp="$root/target/${2}/hyperpunch"
-  tmp=$(mktemp -d)
+  tmp=$(mktemp -d /tmp/hyperpunch-www.XXXXXX)
   source scripts/localnet.sh
-  trap 'localnet_stop; rm -rf "$tmp"' EXIT
+  source scripts/browser.sh
+  trap 'browser_stop; localnet_stop; [ "$ok" = 1 ] || { echo "error: www.sh $cmd failed; logs follow" >&2; show_logs; }; rm -rf "$tmp"' EXIT
+  # Ctrl-C (and, for the demo, a TERM) is how a demo stops: not a failure.
+  trap 'ok=1; exit 130' INT
+  trap '[ "$cmd" = demo ] && ok=1; exit 143' TERM
   localnet_start "${HYPERPUNCH_DEMO_BLOCKS:-1000}"
-  local port
-  port=$(free_tcp_port)
-  python3 -m http.server "$port" --bind 127.0.0.1 --directory www/dist >"$tmp/http.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && break
-    sleep 0.1
-  done
-  page_base="http://127.0.0.1:$port/"
+  serve_dir www/dist
+  page_base=$http_url
   page_url="${page_base}?relay=$relay_url&key=$core_key"
 }
 
@@ -57,13 +57,24 @@ case "$cmd" in
     ;;
   demo)
     build
-    setup "" debug
+    setup --release release
     echo "==> a native peer serves core $core_key ($core_len blocks) through the DHT; relay at $relay_url"
+    echo "==> the page: www/dist/ served at $page_base"
+    # Check that what the URL names is there before offering it.
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=30).read()" "$page_url"
     echo "==> open this in a browser (Ctrl-C stops everything):"
     echo "$page_url"
     echo "==> or create and serve a core from the page (then fetch it with \`hyperpunch core fetch --swarm --bootstrap $bootstrap\`):"
     echo "${page_base}?relay=$relay_url&create=100"
-    wait
+    if [ "${HYPERPUNCH_DEMO_EXIT:-}" = 1 ]; then
+      echo "==> HYPERPUNCH_DEMO_EXIT=1: stopping instead of running until Ctrl-C" >&2
+      ok=1
+      exit 0
+    fi
+    # Runs until Ctrl-C (or until one of the processes dies, which is a failure).
+    wait -n "${pids[@]}" || true
+    echo "error: a process of the demo stopped by itself" >&2
+    exit 1
     ;;
   test)
     build --dev
@@ -72,14 +83,7 @@ case "$cmd" in
     bash scripts/install-js-reference.sh
     # For scripts/www-fetch-served.sh, run from a step below.
     export HP="$hp" BOOTSTRAP="$bootstrap" SCRATCH="$tmp"
-    chromedriver=${CHROMEDRIVER:-/usr/bin/chromedriver}
-    cd_port=$(free_tcp_port)
-    "$chromedriver" --port="$cd_port" >"$tmp/chromedriver.log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 1 100); do
-      python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$cd_port/status')" 2>/dev/null && break
-      sleep 0.1
-    done
+    chromedriver_start
     last=$((core_len - 1))
     create_url="${page_base}?relay=$relay_url&create=${HYPERPUNCH_CREATE_BLOCKS:-100}"
     steps=$(python3 - "$page_url" "$core_len" "$last" "$serve_pid" "$create_url" "$relay_pid" <<'PY'
@@ -127,7 +131,9 @@ print(json.dumps([
 PY
 )
     echo "==> headless Chromium: $page_url" >&2
-    python3 scripts/webdriver.py "http://127.0.0.1:$cd_port" transport-web/webdriver.json "$steps"
+    # Each step has its own bound; this one bounds the whole browser run.
+    timeout -k 10 1800 python3 scripts/webdriver.py "$webdriver_url" transport-web/webdriver.json "$steps"
+    ok=1
     echo "==> demo page test passed" >&2
     ;;
   *)

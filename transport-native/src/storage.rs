@@ -32,9 +32,12 @@
 //!   survives `kill -9`, a panic or an abort of this process. It does *not* necessarily survive a
 //!   power cut or kernel crash: for that, call [`FileStorage::sync`] at the points that matter
 //!   (it `fsync`s the data file, then the journal), or open with [`Durability::Sync`] to
-//!   `fdatasync` every batch (much slower; see `STORAGE.md`). A power cut can keep a journal
-//!   record whose bytes in the data file were lost: reading that value is then a
-//!   [`StorageError::Corrupt`] (the checksum), never wrong bytes.
+//!   `fdatasync` every batch (much slower; see `STORAGE.md`). A power cut loses the latest
+//!   batches only, never some in the middle: a reference never reaches the disk before the bytes
+//!   it points to, since the data file is synced before anything can sync fjall's journal (our
+//!   [`FileStorage::sync`], a flush of a sealed memtable by fjall's worker, closing, and the
+//!   recovery of the next open). Should bytes be lost anyway (a lying disk), reading that value
+//!   is a [`StorageError::Corrupt`] (the checksum), never wrong bytes.
 //! * **No panics on damaged files.** Errors from the store (including a checksum mismatch or an
 //!   unreadable file) become [`StorageError`]s; as a last line of defence every call into the
 //!   store is wrapped in `catch_unwind`, so even a bug in the store surfaces as
@@ -153,6 +156,18 @@ struct DataTail {
     end: u64,
     /// Up to where the write-back to disk has been started.
     written_back: u64,
+    /// Up to where the data file is known durable (`fdatasync`ed).
+    synced: u64,
+}
+
+impl Drop for Inner {
+    /// Closing the database syncs its journal: the bytes its records reference are synced first
+    /// (a failure here cannot be reported; the next open syncs them again before recovery).
+    fn drop(&mut self) {
+        if let Some(data) = &self.data {
+            let _ = data.sync_data();
+        }
+    }
 }
 
 /// A crash-safe [`Storage`] in a folder on disk. Clones share the same open store.
@@ -283,6 +298,9 @@ fn builder(p: &Path) -> fjall::DatabaseBuilder<Database> {
 
 /// Size at which the active memtable is sealed and handed to a worker to flush.
 const MEMTABLE_SIZE: u64 = 16 * 1024 * 1024;
+/// What fjall counts per memtable item beyond its key and value (`size_of::<InternalValue>()`,
+/// rounded up generously: the estimate must not fall short).
+const MEMTABLE_ITEM_OVERHEAD: u64 = 256;
 /// A write returns only once fewer sealed memtables than this wait to be flushed.
 const MAX_SEALED_MEMTABLES: usize = 3;
 /// Values at least this long go to blob files (key-value separation): hypercore's 4 KiB
@@ -381,10 +399,27 @@ fn open_database(dir: &Path) -> Result<Opened, StorageError> {
     };
     let incomplete = marker.exists();
     if db_path.is_dir() && !incomplete {
+        // Opening recovers fjall's journal and syncs it. The records it replays may reference
+        // bytes of the data file that a killed process left in the page cache only: those are
+        // made durable first (references never reach the disk before their bytes).
+        let data = match open_data_file(&data_path) {
+            Ok(f) => {
+                f.sync_data().map_err(|e| io_err("sync", &data_path, e))?;
+                Some(f)
+            }
+            Err(e) => {
+                if data_path.exists() {
+                    return Err(e);
+                }
+                None
+            }
+        };
         let db = open_db(&db_path)?;
         if db.keyspace_exists(KEYSPACE_DATA) {
             let ks = open_ks(&db, KEYSPACE_DATA, keyspace_options_data)?;
-            let data = open_data_file(&data_path)?;
+            let data = data.ok_or_else(|| {
+                StorageError::Corrupt(format!("the data file {} is missing", data_path.display()))
+            })?;
             return Ok((db, ks, Some(data)));
         }
         // A store made before the data file.
@@ -489,6 +524,8 @@ impl FileStorage {
                 write_lock: Mutex::new(DataTail {
                     end,
                     written_back: end,
+                    // `open_database` synced it.
+                    synced: end,
                 }),
                 durability: options.durability,
                 path,
@@ -510,9 +547,17 @@ impl FileStorage {
     /// `fsync` the data file, then the journal: everything written so far survives power loss
     /// once this returns.
     pub fn sync(&self) -> Result<(), StorageError> {
+        // Under the write lock: no batch commits a reference between the two syncs whose bytes
+        // the first one missed.
+        let mut tail = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(data) = &self.inner.data {
             data.sync_data()
                 .map_err(|e| io_err("sync", &self.inner.path.join(DATA_FILE), e))?;
+            tail.synced = tail.end;
         }
         guarded("syncing", || {
             self.inner.db.persist(PersistMode::SyncAll).map_err(map_err)
@@ -539,7 +584,14 @@ impl FileStorage {
                         "a value at {offset}+{len} lies past the end of the data file"
                     )));
                 }
-                let mut buf = vec![0u8; len as usize];
+                // A damaged reference must not abort the process on a failed allocation.
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(len as usize).map_err(|_| {
+                    bad(format!(
+                        "cannot allocate {len} bytes for the value at {offset}"
+                    ))
+                })?;
+                buf.resize(len as usize, 0);
                 data.read_exact_at(&mut buf, offset)
                     .map_err(|e| match e.kind() {
                         std::io::ErrorKind::UnexpectedEof => bad(format!(
@@ -672,10 +724,19 @@ impl FileStorage {
                     Durability::Sync => PersistMode::SyncData,
                 }));
             let data_path = || self.inner.path.join(DATA_FILE);
-            // Long values go to the data file first (after the bytes of every earlier write),
-            // their references into the batch.
+            // What this batch may add to the active memtable (an upper bound: fjall counts each
+            // item's key, value and a fixed overhead).
+            let mut memtable_growth = 0u64;
+            // Long values go to the data file first (after the bytes of the last write, so a
+            // failed write leaves nothing referenced behind), their references into the batch.
             let mut end = tail.end;
             for (k, v) in writes {
+                let record_len = match &v {
+                    None => 0,
+                    Some(v) if v.len() >= DATA_THRESHOLD => DATA_REF_LEN,
+                    Some(v) => v.len() + 1,
+                };
+                memtable_growth += (k.len() + record_len) as u64 + MEMTABLE_ITEM_OVERHEAD;
                 match (v, &self.inner.data) {
                     (None, _) => wb.remove(ks, k),
                     (Some(v), None) => wb.insert(ks, k, v),
@@ -698,18 +759,28 @@ impl FileStorage {
                     }
                 }
             }
-            if end > tail.end {
-                if let Some(data) = &self.inner.data {
-                    if self.inner.durability == Durability::Sync {
-                        data.sync_data()
-                            .map_err(|e| io_err("sync", &data_path(), e))?;
-                    }
+            if let Some(data) = &self.inner.data {
+                // fjall makes its journal durable by itself whenever its worker flushes a
+                // sealed memtable (it fsyncs the whole journal, this batch's records too). A
+                // reference must never reach the disk before the bytes it points to, or a
+                // power cut could leave holes in the middle of a core: so while a flush may
+                // run before the next `sync` (a memtable is sealed, or this batch may fill
+                // the active one and get it sealed), the data file is synced before the commit.
+                let ks = &self.inner.ks;
+                let flush_ahead = ks.sealed_memtable_count() > 0
+                    || ks.tree.active_memtable().size() + memtable_growth >= MEMTABLE_SIZE;
+                if end > tail.synced && (flush_ahead || self.inner.durability == Durability::Sync) {
+                    data.sync_data()
+                        .map_err(|e| io_err("sync", &data_path(), e))?;
+                    tail.synced = end;
+                }
+                if end > tail.end {
                     // Before the commit: a reader that sees a reference finds its bytes.
                     self.inner.data_end.fetch_max(end, Ordering::AcqRel);
                 }
             }
-            // Also before the commit: should it fail after all (or half-way), these bytes are
-            // never written over, so no record can point at bytes that changed.
+            // Before the commit: should it fail after its record reached the journal, the
+            // next batch must not reuse bytes that record may point to (only space is lost).
             tail.end = end;
             wb.commit().map_err(map_err)?;
             if let Some(data) = &self.inner.data {
@@ -883,6 +954,53 @@ mod tests {
     /// New stores keep long values in the data file; bytes written past the last commit (a
     /// write interrupted by a kill) are never referenced and new values go after them; a data
     /// file cut short or changed gives errors, not wrong values.
+    /// Power-loss ordering: fjall syncs its whole journal when its worker flushes a sealed
+    /// memtable, so whenever that can happen the data file is synced before a batch commits
+    /// (no reference may reach the disk before its bytes). Filling memtables with inline values
+    /// while long values go to the data file: after every write during which a memtable was
+    /// sealed (or got sealed), the data file was synced up to its end.
+    #[test]
+    fn the_data_file_is_synced_before_fjall_can_sync_references_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::open(dir.path()).unwrap();
+        let (mut checked, mut unsynced_writes) = (0, 0);
+        for i in 0..2_000u32 {
+            let mut b = Batch::new();
+            // ~9 KiB inline (4 KiB x 2 + key) and 16 KiB to the data file per batch.
+            b.put(format!("page-a-{i}").into_bytes(), vec![1; 4096])
+                .put(format!("page-b-{i}").into_bytes(), vec![2; 4096])
+                .put(format!("block-{i}").into_bytes(), vec![3; 16 * 1024]);
+            let memtable = s.inner.ks.tree.active_memtable().id();
+            block_on(s.write(b)).unwrap();
+            let tail = s.inner.write_lock.lock().unwrap();
+            // The write that fills the memtable seals it itself (`throttle`), deterministically.
+            let sealed_now = s.inner.ks.tree.active_memtable().id() != memtable;
+            if sealed_now || s.inner.ks.sealed_memtable_count() > 0 {
+                checked += 1;
+                assert_eq!(
+                    tail.synced, tail.end,
+                    "write {i}: a flush may sync references"
+                );
+            } else if tail.synced < tail.end {
+                unsynced_writes += 1;
+            }
+        }
+        // 2 000 x ~9 KiB of memtable: a seal every ~1 800 writes at 16 MiB.
+        assert!(
+            checked > 0,
+            "no memtable was sealed: the test checks nothing"
+        );
+        // Most writes do not pay for a sync.
+        assert!(unsynced_writes > 1_000, "{unsynced_writes}");
+        drop(s);
+        // Closing synced everything; a reopen reads it all.
+        let s = FileStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            block_on(s.get(b"block-1999")).unwrap(),
+            Some(vec![3; 16 * 1024])
+        );
+    }
+
     #[test]
     fn long_values_live_in_the_data_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The npm package as a user gets it (`just test-pkg`, part of `just test`):
+#   1. build pkg/ (`scripts/build-pkg.sh --dev`; HYPERPUNCH_PKG_RELEASE=1 for a release build) and
+#      `npm pack` it; the tarball must hold the JS layer, its types, the README and the wasm module
+#   2. copy the fresh Vite + TypeScript project of tests/pkg-vite (create-vite's vanilla-ts
+#      template; package-lock.json pins vite and typescript, so `npm ci` is reproducible and
+#      served from npm's cache after the first run) into a temporary folder and install the
+#      tarball into it, as `npm install ./hyperpunch-X.tgz` would
+#   3. `tsc --noEmit` on the pkg README's example (copied from pkg/README.md's first js block
+#      into src/example.ts) and on the app (src/main.ts), strict, libraries checked too
+#   4. `vite build`; the output must hold the .wasm (byte for byte the packed one) and a script
+#      that loads it by URL
+#   5. the built app in headless Chromium (chromedriver): it creates a core in IndexedDB, appends,
+#      reads, reopens; document.title `ok ...`
+# Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
+# logs. Needs node 20.19+ and npm (vite 8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# vite 8 needs node ^20.19 or >= 22.12.
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' || {
+  echo "error: node $(node --version) is too old for vite 8 (needs ^20.19 or >= 22.12)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/hyperpunch-pkg.XXXXXX)
+source scripts/localnet.sh
+source scripts/browser.sh
+ok=0
+cleanup() {
+  browser_stop
+  localnet_stop
+  if [ "$ok" != 1 ]; then
+    echo "error: the npm package check failed; logs follow" >&2
+    show_logs
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+step() { echo "==> $*" >&2; }
+# run LOG SECONDS CMD...: CMD with its output in $tmp/LOG, killed after SECONDS.
+run() {
+  local log=$1 secs=$2
+  shift 2
+  if ! timeout -k 10 "$secs" "$@" >"$tmp/$log" 2>&1; then
+    echo "error: '$*' failed (or ran over ${secs} s):" >&2
+    cat "$tmp/$log" >&2
+    : >"$tmp/$log"
+    return 1
+  fi
+}
+
+if [ "${HYPERPUNCH_PKG_RELEASE:-}" = 1 ]; then
+  bash scripts/build-pkg.sh
+else
+  bash scripts/build-pkg.sh --dev
+fi
+
+step "npm pack (pkg/)"
+(cd pkg && run npm-pack.log 300 npm pack --pack-destination "$tmp")
+tgz=$(cd "$tmp" && ls ./*.tgz 2>/dev/null | sed 's|^\./||')
+[ "$(wc -w <<<"$tgz")" = 1 ] || { echo "error: npm pack wrote no tarball (or several):" >&2; cat "$tmp/npm-pack.log" >&2; exit 1; }
+tarball="$tmp/$tgz"
+[ -f "$tarball" ] || { echo "error: npm pack did not write $tarball" >&2; exit 1; }
+listing=$(tar tzf "$tarball" | sort)
+for f in package/package.json package/README.md package/index.js package/index.d.ts \
+  package/wasm/hyperpunch_web.js package/wasm/hyperpunch_web.d.ts package/wasm/hyperpunch_web_bg.wasm; do
+  grep -qx "$f" <<<"$listing" || { echo "error: the tarball lacks $f; it holds:" >&2; echo "$listing" >&2; exit 1; }
+done
+step "$tgz: $(wc -l <<<"$listing") files, $(du -h "$tarball" | cut -f1)"
+
+step "a fresh Vite + TypeScript project (tests/pkg-vite), npm ci"
+app="$tmp/app"
+mkdir -p "$app"
+cp -r tests/pkg-vite/. "$app/"
+rm -rf "$app/node_modules" "$app/dist"
+(cd "$app" && run npm-ci.log 600 npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+step "npm install $tgz"
+(cd "$app" && run npm-install.log 600 npm install --no-save --prefer-offline --no-audit --no-fund --loglevel=error "$tarball")
+[ -f "$app/node_modules/hyperpunch/package.json" ] || { echo "error: hyperpunch is not in node_modules" >&2; exit 1; }
+
+# The README's example, as a user would paste it.
+python3 - pkg/README.md "$app/src/example.ts" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"```js\n(.*?)```", text, re.S)
+if not m:
+    sys.exit("pkg/README.md has no ```js example")
+open(sys.argv[2], "w").write(m.group(1))
+PY
+step "tsc --noEmit (the README example and the app, strict)"
+(cd "$app" && run tsc.log 300 npx --no-install tsc --noEmit -p .)
+
+step "vite build"
+(cd "$app" && run vite.log 300 npx --no-install vite build)
+packed_wasm="$app/node_modules/hyperpunch/wasm/hyperpunch_web_bg.wasm"
+built_wasm=""
+for f in "$app"/dist/assets/*.wasm; do
+  [ -f "$f" ] && cmp -s "$f" "$packed_wasm" && built_wasm=$f
+done
+[ -n "$built_wasm" ] || { echo "error: vite build wrote no copy of the packed .wasm; dist holds:" >&2; find "$app/dist" >&2; exit 1; }
+wasm_name=$(basename "$built_wasm")
+grep -lF "$wasm_name" "$app"/dist/assets/*.js >/dev/null || {
+  echo "error: no built script names $wasm_name (the wasm is not loaded by URL)" >&2; exit 1; }
+step "dist/assets/$wasm_name ($(du -h "$built_wasm" | cut -f1)) is the packed wasm, loaded by URL"
+
+step "the built app in headless Chromium"
+serve_dir "$app/dist"
+chromedriver_start
+steps='[{"open": "'"$http_url"'"}, {"title": "ok ", "timeout": 120},
+  {"eval": "document.title.includes(\"length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true\")", "expect": true}]'
+timeout -k 10 600 python3 scripts/webdriver.py "$webdriver_url" transport-web/webdriver.json "$steps"
+ok=1
+step "npm package check passed"

@@ -1,0 +1,28 @@
+// The app Vite builds: it uses the package as a user would (a writable core in IndexedDB,
+// append, get, reopen) and reports in document.title, which scripts/test-pkg.sh reads in headless
+// Chromium. src/example.ts (the package README's example, copied in by the test) is type-checked
+// by `tsc --noEmit` with this file.
+import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
+
+async function main (): Promise<string> {
+  const name = 'hyperpunch-vite-check'
+  await Hypercore.delete(name)
+  const core = new Hypercore(name)
+  await core.ready()
+  const appended: number[] = []
+  core.on('append', (length) => { appended.push(length) })
+  const length = await core.append(['hello', new TextEncoder().encode('world')])
+  const block = await core.get(1)
+  const dkey = await discoveryKey(core.key)
+  const key = toHex(core.key)
+  const reopened = new Hypercore(name)
+  await reopened.ready()
+  const same = toHex(reopened.key) === key && reopened.length === length
+  return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same}`
+}
+
+main().then(
+  (title) => { document.title = title },
+  (err: unknown) => { document.title = `error: ${err instanceof Error ? err.message : String(err)}` }
+)
