@@ -253,6 +253,8 @@ struct Peer {
     kv: Option<ChannelId>,
     names: Vec<(ChannelId, String)>,
     write_closed: bool,
+    /// The opener got the answerer's "bye".
+    bye: bool,
 }
 
 impl Peer {
@@ -315,6 +317,23 @@ impl Peer {
         m.send(kv, 0, &string("bye")).unwrap();
     }
 
+    /// The opener closes chat and kv (and the answerer then ends the connection) once it has
+    /// the answerer's "bye" and both rejects: JS answers an open it declines after a pairing
+    /// callback (a later tick), and a reject not yet written when the socket ends is never sent.
+    fn finish_if_done(&mut self) {
+        let rejected = self
+            .events
+            .iter()
+            .filter(|e| e.starts_with("rejected "))
+            .count();
+        if self.role == Role::Opener && self.bye && rejected == 2 && !self.write_closed {
+            self.mux.close(self.chat.unwrap()).unwrap();
+            self.mux.close(self.kv.unwrap()).unwrap();
+            self.flush();
+            self.close_write();
+        }
+    }
+
     fn on_event(&mut self, e: Event) {
         match e {
             Event::ChannelOpened { channel, handshake } => {
@@ -328,6 +347,7 @@ impl Peer {
             Event::ChannelRejected { channel } => {
                 let name = self.name(channel);
                 self.events.push(format!("rejected {name}"));
+                self.finish_if_done();
             }
             Event::ChannelClosed { channel, by_remote } => {
                 let name = self.name(channel);
@@ -345,11 +365,9 @@ impl Peer {
                 let name = self.name(channel);
                 let bye = name == "kv" && message_type == 0 && payload == string("bye");
                 self.messages.push((name, message_type, payload));
-                if bye && self.role == Role::Opener {
-                    self.mux.close(self.chat.unwrap()).unwrap();
-                    self.mux.close(self.kv.unwrap()).unwrap();
-                    self.flush();
-                    self.close_write();
+                if bye {
+                    self.bye = true;
+                    self.finish_if_done();
                 }
             }
             Event::PairRequest { protocol, id, .. } => {
@@ -520,6 +538,7 @@ fn live(role: Role) {
         kv: None,
         names: Vec::new(),
         write_closed: false,
+        bye: false,
     };
     peer.run();
     drop(peer.stream.try_clone());
