@@ -813,7 +813,15 @@ fn serve_survives_garbage_and_stalled_clients() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = server.proc.stderr.lock().unwrap().clone();
+    // The server reports a connection closed after the client saw it end: wait for the lines.
+    let reported_by = std::time::Instant::now() + STEP;
+    let log = loop {
+        let log = server.proc.stderr.lock().unwrap().clone();
+        if log.matches(": closed").count() >= 8 + 200 || std::time::Instant::now() > reported_by {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         log.matches(": closed").count() >= 8 + 200,
         "each bad connection is closed and reported: {log}"
