@@ -11,4 +11,11 @@ if ! command -v just >/dev/null 2>&1; then
   python3 -m pip install --quiet rust-just >&2 || pip install --quiet rust-just >&2
   hash -r
 fi
+if [ "$#" -eq 1 ] && [ "$1" = demo ]; then
+  # `just demo`, step by step: the demo ends with Ctrl-C, which just would report as an error
+  # ("interrupted by SIGINT", exit 130); the page's script exits 0 on it instead.
+  just setup
+  bash scripts/demo.sh
+  exec bash scripts/www.sh demo
+fi
 exec just "${@:-test}"
