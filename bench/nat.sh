@@ -17,9 +17,8 @@ trap 'rm -rf "$tmp"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "==> building hyperpunch (release) for the NAT matrix" >&2
-cargo build --release --locked -q -p hyperpunch --bin hyperpunch
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-hp="$target_dir/release/hyperpunch"
+source bench/lib.sh
+hp=$(bench_build_hyperpunch)
 
 nats="open consistent random"
 impls="js/js hp/hp js/hp hp/js"

@@ -30,9 +30,8 @@ trap cleanup EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "==> building hyperpunch (release)" >&2
-cargo build --release --locked -q -p hyperpunch --bin hyperpunch
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-hp="$target_dir/release/hyperpunch"
+source bench/lib.sh
+hp=$(bench_build_hyperpunch)
 export NODE_PATH="$modules"
 peer="$root/bench/js/udx-peer.js"
 
