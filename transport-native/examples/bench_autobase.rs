@@ -35,7 +35,7 @@ use hyperpunch::core::crypto::KeyPair;
 use hyperpunch::core::encoding::Encode;
 use hyperpunch::replicate::{replicate, SharedCorestore};
 use hyperpunch::FileStorage;
-use serde_json::{json, Value};
+use serde_json::json;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
@@ -56,32 +56,8 @@ fn cpu_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// The apply function of `hyperpunch chat` (transport-native/src/cli/chat_cmd.rs).
-fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
-    let view = views.open("messages");
-    for n in nodes {
-        let Ok(v) = serde_json::from_slice::<Value>(n.value) else {
-            continue;
-        };
-        match v["type"].as_str() {
-            Some("add") => {
-                let key = v["key"]
-                    .as_str()
-                    .and_then(|k| hex::decode(k).ok())
-                    .and_then(|k| <[u8; 32]>::try_from(k).ok());
-                if let Some(k) = key {
-                    host.add_writer(&k, v["indexer"].as_bool() == Some(true));
-                }
-            }
-            Some("message") => {
-                let text = v["text"].as_str().unwrap_or("");
-                let entry = json!({ "from": hex::encode(n.from), "text": text });
-                views.append(view, entry.to_string().into_bytes());
-            }
-            _ => {}
-        }
-    }
-}
+/// The apply function of `hyperpunch chat`.
+use hyperpunch::chat::apply as chat_apply;
 
 /// One member: its store, the engine and the cores it reads (as `hyperpunch chat` keeps them).
 struct Member {

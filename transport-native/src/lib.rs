@@ -15,6 +15,7 @@ pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod bee;
+pub mod chat;
 pub mod dht;
 pub mod dht_relay;
 pub mod drive;

@@ -91,29 +91,7 @@ pub struct ChatArgs {
 
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
 
-/// The room's apply: adds writers and appends messages to the view `messages`.
-pub fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
-    let view = views.open("messages");
-    for n in nodes {
-        let Ok(v) = serde_json::from_slice::<Value>(n.value) else {
-            continue;
-        };
-        match v["type"].as_str() {
-            Some("add") => {
-                let key = v["key"].as_str().and_then(|k| parse_hex32("key", k).ok());
-                if let Some(k) = key {
-                    host.add_writer(&k, v["indexer"].as_bool() == Some(true));
-                }
-            }
-            Some("message") => {
-                let text = v["text"].as_str().unwrap_or("");
-                let entry = json!({ "from": hex::encode(n.from), "text": text });
-                views.append(view, entry.to_string().into_bytes());
-            }
-            _ => {}
-        }
-    }
-}
+use hyperpunch::chat::apply as chat_apply;
 
 fn store_err(dir: &Path, e: CorestoreError) -> CliError {
     match e {
