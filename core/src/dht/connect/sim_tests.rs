@@ -358,14 +358,17 @@ fn connect_dup(
 }
 
 fn assert_pair(c: &Established, s: &Established) {
-    assert_eq!(c.handshake.split.tx, s.handshake.split.rx);
-    assert_eq!(c.handshake.split.rx, s.handshake.split.tx);
+    let (ch, sh) = (c.handshake.as_ref().unwrap(), s.handshake.as_ref().unwrap());
+    assert_eq!(ch.split.tx, sh.split.rx);
+    assert_eq!(ch.split.rx, sh.split.tx);
     assert_eq!(c.local_id, s.remote_id);
     assert_eq!(c.remote_id, s.local_id);
     assert_eq!(
-        s.handshake.split.remote_public_key,
+        sh.split.remote_public_key,
         KeyPair::from_seed(&[2; 32]).public_key
     );
+    assert_eq!(s.remote_public_key, sh.split.remote_public_key);
+    assert_eq!(c.remote_public_key, ch.split.remote_public_key);
 }
 
 #[test]
