@@ -193,6 +193,8 @@ enum StreamCmd {
 }
 
 /// The client's answer to a handshake step of a non-custodial connect.
+// One value a step, handed over at once (never stored in bulk): not worth a box.
+#[allow(clippy::large_enum_variant)]
 enum NoiseAnswer {
     Sent(Option<Vec<u8>>),
     Received(Option<ExternalReceived>),

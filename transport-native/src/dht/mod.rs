@@ -739,6 +739,8 @@ pub struct ExternalConnect {
 }
 
 /// What an [`ExternalConnect`] needs or became.
+// One value a step, handed over at once (never stored in bulk): not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum ExternalProgress {
     /// A handshake step for the key pair's owner.
     Step(NoiseStep),

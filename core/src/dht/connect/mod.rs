@@ -105,7 +105,7 @@ impl Established {
 pub enum NoiseStep {
     /// Encrypt this payload into the first handshake message; answer with
     /// [`Connector::external_sent`].
-    Send(NoisePayload),
+    Send(Box<NoisePayload>),
     /// Decrypt the server's reply; answer with [`Connector::external_received`].
     Recv(Vec<u8>),
 }

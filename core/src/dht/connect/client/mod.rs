@@ -45,7 +45,7 @@ struct Connected {
 /// Who runs the Noise handshake.
 enum Noise {
     /// Here, with our key pair.
-    Local(NoiseWrap),
+    Local(Box<NoiseWrap>),
     /// Outside, by the key pair's owner ([`ConnectEvent::ExternalNoise`]).
     External,
     /// Used up (a reply failed to decrypt, or the owner refused).
@@ -220,7 +220,7 @@ impl Client {
             None => (Noise::External, Vec::new()),
             Some(kp) => match NoiseWrap::initiator(kp, remote_public_key, eph) {
                 Ok(mut n) => match n.send(&payload) {
-                    Ok(r) => (Noise::Local(n), r),
+                    Ok(r) => (Noise::Local(Box::new(n)), r),
                     Err(_) => (Noise::Spent, Vec::new()),
                 },
                 Err(_) => (Noise::Spent, Vec::new()),
@@ -276,7 +276,7 @@ impl Client {
         if external {
             ctx.events.push_back(ConnectEvent::ExternalNoise {
                 conn: id,
-                step: NoiseStep::Send(payload),
+                step: NoiseStep::Send(Box::new(payload)),
             });
         }
         for a in c.opts.relay_addresses.clone() {
@@ -461,7 +461,7 @@ impl Client {
             peer_address: hs.peer_address,
         };
         let mut noise = match core::mem::replace(&mut self.noise, Noise::Spent) {
-            Noise::Local(n) => n,
+            Noise::Local(n) => *n,
             Noise::External if self.pending_reply.is_none() => {
                 self.noise = Noise::External;
                 self.pending_reply = Some(reply);
