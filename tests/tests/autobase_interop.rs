@@ -361,7 +361,9 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
         let ready = peer
             .next_event("ready", Duration::from_secs(200))
             .unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr()));
-        let port = peer.next_event("listening", Duration::from_secs(60)).unwrap()["port"]
+        let port = peer
+            .next_event("listening", Duration::from_secs(60))
+            .unwrap()["port"]
             .as_u64()
             .unwrap() as u16;
         let bootstrap = key(ready["bootstrap"].as_str().unwrap());
@@ -374,13 +376,18 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
             .collect();
         assert_eq!(js_view.len() as u64, ENTRIES + TAIL);
         let js_indexed = ready["viewIndexedLength"].as_u64().unwrap() as usize;
-        assert_eq!(js_indexed as u64, ENTRIES, "JS indexed the bootstrap's entries, not the tip");
+        assert_eq!(
+            js_indexed as u64, ENTRIES,
+            "JS indexed the bootstrap's entries, not the tip"
+        );
 
         let store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x55; 32]))
             .await
             .unwrap();
         let (store, mut events) = SharedCorestore::with_events(store);
-        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let conn = tokio::spawn({
             let store = store.clone();
             async move { replicate(socket, true, KeyPair::from_seed(&[0x56; 32]), &store).await }
@@ -389,19 +396,30 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
         let ff = read_fast_forward(&store, bootstrap, &["view"], Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr()));
-        assert_eq!(hex::encode(ff.system_key), ready["systemKey"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(ff.system_key),
+            ready["systemKey"].as_str().unwrap()
+        );
         assert_eq!(ff.system_length, ready["signedLength"].as_u64().unwrap());
         assert_eq!(ff.views.len(), 1, "the view found by its namespace");
-        assert_eq!(hex::encode(ff.views[0].1), ready["viewKey"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(ff.views[0].1),
+            ready["viewKey"].as_str().unwrap()
+        );
         let ff_view_len = ff.views[0].2 as usize;
-        assert!(ff_view_len as u64 >= ENTRIES - 100, "fast-forwarded to {ff_view_len}");
+        assert!(
+            ff_view_len as u64 >= ENTRIES - 100,
+            "fast-forwarded to {ff_view_len}"
+        );
 
         let mut base = Autobase::new(bootstrap, chat_apply);
         base.fast_forward(ff.system_length, &ff.info, &ff.members, &ff.view_lengths());
         let view = base.open_view("view");
         assert_eq!(base.views().start(view), ff_view_len);
-        let starts: HashMap<[u8; 32], u64> =
-            [bootstrap, writer].iter().map(|k| (*k, base.oplog_start(k))).collect();
+        let starts: HashMap<[u8; 32], u64> = [bootstrap, writer]
+            .iter()
+            .map(|k| (*k, base.oplog_start(k)))
+            .collect();
         assert!(starts[&bootstrap] >= ENTRIES - 100, "{starts:?}");
 
         let mut handles = HashMap::new();
@@ -420,7 +438,11 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
                 for (k, from) in base.wanted() {
                     if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
                         let h = s.get(GetOptions::from_key(k)).await.unwrap();
-                        s.replicator_mut(&h).unwrap().download(now, from, None).await.unwrap();
+                        s.replicator_mut(&h)
+                            .unwrap()
+                            .download(now, from, None)
+                            .await
+                            .unwrap();
                         e.insert(h);
                     }
                 }
@@ -447,7 +469,11 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
 
         // the view: below the fast-forward point from the JS view core, then what we applied
         let tail: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
-        assert_eq!(tail, js_view[ff_view_len..], "the view past the fast-forward point");
+        assert_eq!(
+            tail,
+            js_view[ff_view_len..],
+            "the view past the fast-forward point"
+        );
         let view_core = {
             let h = store
                 .lock()
@@ -459,7 +485,10 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
                 .with_block_timeout(Some(Duration::from_secs(60)))
         };
         for (i, want) in js_view[..ff_view_len].iter().enumerate() {
-            let b = BeeCore::get(&view_core, i as u64).await.unwrap().expect("view block");
+            let b = BeeCore::get(&view_core, i as u64)
+                .await
+                .unwrap()
+                .expect("view block");
             assert_eq!(&hex::encode(b), want, "view block {i}");
         }
         assert_eq!(
@@ -490,7 +519,10 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
              downloaded of {full}, {below} below the fast-forward point",
             ff.system_length
         );
-        assert!(below <= 2, "only the bootstrap's head and its digest entry: {below}");
+        assert!(
+            below <= 2,
+            "only the bootstrap's head and its digest entry: {below}"
+        );
         assert!(fetched * 100 < full, "{fetched} of {full}");
         drop(s);
         conn.abort();

@@ -40,7 +40,10 @@ pub struct FastForwardPoint {
 impl FastForwardPoint {
     /// The views as [`crate::core::autobase::Autobase::fast_forward`] takes them.
     pub fn view_lengths(&self) -> Vec<(&str, u64)> {
-        self.views.iter().map(|(n, _, l)| (n.as_str(), *l)).collect()
+        self.views
+            .iter()
+            .map(|(n, _, l)| (n.as_str(), *l))
+            .collect()
     }
 }
 

@@ -19,8 +19,8 @@
 use super::messages::{Info, Member, OplogMessage};
 use crate::crypto::{hash, hash_batch, namespace};
 use crate::encoding::Decode;
-use crate::hypercore::manifest::Manifest;
 use crate::hyperbee::messages::Node;
+use crate::hypercore::manifest::Manifest;
 
 /// The system bee's `info` key (sub-encoder `[0]`, then `info`).
 pub const INFO_KEY: &[u8] = b"\x00\x00info";
@@ -75,7 +75,10 @@ pub enum DigestSource {
 pub fn digest_source(msg: &OplogMessage, length: u64) -> Result<DigestSource, FastForwardError> {
     let d = msg.digest.as_ref().ok_or(FastForwardError::NoDigest)?;
     if d.pointer == 0 {
-        return d.key.map(DigestSource::Key).ok_or(FastForwardError::NoDigest);
+        return d
+            .key
+            .map(DigestSource::Key)
+            .ok_or(FastForwardError::NoDigest);
     }
     let at = length
         .checked_sub(d.pointer)
@@ -111,7 +114,14 @@ pub fn member_from_entry(key: &[u8], value: &[u8]) -> Result<([u8; 32], Member),
 pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [u8; 32] {
     let ns = namespace(b"autobase", 1)[0];
     let encryption_id = hash(&[]);
-    hash_batch(&[&ns, &[1], bootstrap, &encryption_id, entropy, name.as_bytes()])
+    hash_batch(&[
+        &ns,
+        &[1],
+        bootstrap,
+        &encryption_id,
+        entropy,
+        name.as_bytes(),
+    ])
 }
 
 /// Check that `manifest` is the one the indexers sign view `name` with (JS
@@ -185,7 +195,10 @@ mod tests {
         let block = encode_node(&[], INFO_KEY, Some(&info.to_bytes()));
         assert_eq!(info_from_block(9, &block).unwrap(), info);
         let other = encode_node(&[], b"\x01\x00member", Some(&info.to_bytes()));
-        assert_eq!(info_from_block(9, &other), Err(FastForwardError::NotInfo(9)));
+        assert_eq!(
+            info_from_block(9, &other),
+            Err(FastForwardError::NotInfo(9))
+        );
         assert!(info_from_block(9, &[0xff; 3]).is_err());
         let bad = encode_node(&[], INFO_KEY, Some(&[0xff]));
         assert!(info_from_block(9, &bad).is_err());
@@ -291,7 +304,10 @@ mod tests {
         assert_eq!(b.views().start(bv), indexed);
         let mut fed = 0;
         for (k, _) in b.wanted() {
-            assert_eq!(b.oplog_start(&k), members.iter().find(|m| m.0 == k).unwrap().1.length);
+            assert_eq!(
+                b.oplog_start(&k),
+                members.iter().find(|m| m.0 == k).unwrap().1.length
+            );
         }
         let mut next: std::collections::HashMap<[u8; 32], u64> = Default::default();
         for (k, block) in &logs {
