@@ -7,9 +7,11 @@ export CARGO_TERM_COLOR := "never"
 default:
     @just --list
 
-# Install what the tests need: wasm target, wasm-bindgen-cli (version from Cargo.lock), Chromium, the JS reference.
+# Install what the tests need: wasm target, wasm-bindgen-cli (version from Cargo.lock), Chromium,
+# OpenSSH's sshd (the hyperssh tests run their own), the JS reference.
 setup:
     bash scripts/install-wasm-tools.sh
+    bash scripts/install-sshd.sh
     bash scripts/install-js-reference.sh
 
 # Format the code.
