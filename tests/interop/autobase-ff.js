@@ -9,6 +9,9 @@
 //   tail: values a second JS writer (not an indexer) appends last, one by one (default 5): the
 //         bootstrap sees them but does not ack, so they stay on the tip past the signed point
 //         and the reader has to linearize them from that writer's oplog
+//   indexers: JS indexers (default 1: the bootstrap); more are added by the bootstrap as
+//         indexers (in-process members) and ack until the entries are indexed and signed by a
+//         quorum of them
 //   deadline: ms (default 60000)
 // Prints: {event:'ready', bootstrap, writer, systemKey, signedLength, systemLength, oplogLength,
 //   viewKey, viewSignedLength, view:[hex] (indexed and tip), viewIndexedLength}, {event:'listening', port}, {event:'closed', error}.
@@ -65,6 +68,31 @@ async function main () {
   a.pipe(b).pipe(a)
   a.on('error', () => {}); b.on('error', () => {})
   await base.append(b4a.from(`add:${hex(writer.local.key)}:0`))
+  const indexers = [base]
+  const stores = [store, store2]
+  for (let i = 1; i < (cfg.indexers || 1); i++) {
+    const st = new Corestore(path.join(dir, `indexer${i}`))
+    const b = open(st, base.key)
+    await b.ready()
+    for (const other of stores) {
+      const x = other.replicate(true)
+      const y = st.replicate(false)
+      x.pipe(y).pipe(x)
+      x.on('error', () => {}); y.on('error', () => {})
+    }
+    stores.push(st)
+    indexers.push(b)
+    await base.append(b4a.from(`add:${hex(b.local.key)}:1`))
+  }
+  const settle = async (done) => {
+    for (let t = 0; t < 3000; t++) {
+      for (const b of indexers) { await b.update(); if (b.ackable) await b.ack() }
+      if (await done()) return
+      await sleep(10)
+    }
+    throw new Error('the indexers did not settle')
+  }
+  if (indexers.length > 1) await settle(async () => base.system.indexers.length === indexers.length && indexers.every((b) => b.writable))
   const entries = cfg.entries || 2000
   const batch = cfg.batch || 100
   for (let k = 0; k < entries; k += batch) {
@@ -72,6 +100,7 @@ async function main () {
     for (let i = k; i < Math.min(entries, k + batch); i++) values.push(b4a.from(`e ${i}`))
     await base.append(values)
   }
+  if (indexers.length > 1) await settle(async () => base.view.signedLength >= entries && indexers.every((b) => b.view.signedLength >= entries))
   const tail = cfg.tail === undefined ? 5 : cfg.tail
   for (let t = 0; t < 2000 && !(writer.writable && writer.view.length === base.view.length); t++) {
     await writer.update()
@@ -91,6 +120,7 @@ async function main () {
     event: 'ready',
     bootstrap: hex(base.key),
     writer: hex(writer.local.key),
+    indexers: base.system.indexers.map((i) => hex(i.key)),
     systemKey: hex(base.core.key),
     signedLength: base.core.signedLength,
     systemLength: base.system.core.length,
@@ -108,7 +138,7 @@ async function main () {
     clearTimeout(deadline)
     out({ event: 'closed', error })
     a.destroy(); b.destroy()
-    writer.close().then(() => base.close()).then(() => store2.close()).then(() => store.close()).catch(() => {}).finally(() => { cleanup(); setTimeout(() => process.exit(0), 50) })
+    Promise.all(indexers.slice(1).map((b) => b.close())).then(() => writer.close()).then(() => base.close()).then(() => Promise.all(stores.map((st) => st.close()))).catch(() => {}).finally(() => { cleanup(); setTimeout(() => process.exit(0), 50) })
   }
 
   const server = net.createServer((socket) => {

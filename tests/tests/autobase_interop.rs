@@ -337,6 +337,18 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
 /// downloaded besides the bootstrap's head and the entry its digest points to.
 #[test]
 fn new_reader_fast_forwards_from_a_js_system_core() {
+    fast_forward_case(1);
+}
+
+/// The same with three JS indexers: the system and view cores are signed by a quorum of them (2
+/// of 3), the system key moved as they were added (the bootstrap's digest points back to it),
+/// and their acks past the signed point are linearized by the reader.
+#[test]
+fn new_reader_fast_forwards_with_three_js_indexers() {
+    fast_forward_case(3);
+}
+
+fn fast_forward_case(indexers: u64) {
     use hyperpunch::autobase_ff::read_fast_forward;
     use hyperpunch::bee::StoreCore;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
@@ -356,7 +368,8 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let config = json!({ "entries": ENTRIES, "tail": TAIL, "deadline": 280000 });
+        let config =
+            json!({ "entries": ENTRIES, "tail": TAIL, "indexers": indexers, "deadline": 280000 });
         let mut peer = NodePeer::spawn("autobase-ff.js", &config).expect("spawn node");
         let ready = peer
             .next_event("ready", Duration::from_secs(200))
@@ -400,8 +413,23 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
             hex::encode(ff.system_key),
             ready["systemKey"].as_str().unwrap()
         );
-        assert_eq!(ff.system_length, ready["signedLength"].as_u64().unwrap());
+        // at least what JS had signed when it printed (a signature it assembles later may
+        // arrive too), never past its system
+        let signed = ready["signedLength"].as_u64().unwrap();
+        assert!(
+            (signed..=ready["systemLength"].as_u64().unwrap()).contains(&ff.system_length),
+            "system length {} (JS signed {signed})",
+            ff.system_length
+        );
         assert_eq!(ff.views.len(), 1, "the view found by its namespace");
+        let idx: Vec<String> = ff
+            .info
+            .indexers
+            .iter()
+            .map(|c| hex::encode(c.key))
+            .collect();
+        assert_eq!(idx.len() as u64, indexers);
+        assert_eq!(json!(idx), ready["indexers"], "the indexers");
         assert_eq!(
             hex::encode(ff.views[0].1),
             ready["viewKey"].as_str().unwrap()
@@ -501,8 +529,10 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
         let s = store.lock().await;
         let mut below = 0;
         let mut fetched = 0;
+        let mut full = 0;
         for (k, h) in &handles {
             let core = s.core(h).unwrap();
+            full += core.length();
             let start = starts.get(k).copied().unwrap_or(0);
             for i in 0..core.length() {
                 if core.has(i) {
@@ -513,7 +543,10 @@ fn new_reader_fast_forwards_from_a_js_system_core() {
                 }
             }
         }
-        let full = ready["oplogLength"].as_u64().unwrap() + TAIL;
+        assert!(
+            full >= ready["oplogLength"].as_u64().unwrap() + TAIL,
+            "{full}"
+        );
         eprintln!(
             "fast-forward to system length {} (view {ff_view_len}): {fetched} oplog blocks \
              downloaded of {full}, {below} below the fast-forward point",
