@@ -7,9 +7,11 @@ export CARGO_TERM_COLOR := "never"
 default:
     @just --list
 
-# Install what the tests need: wasm target, wasm-bindgen-cli (version from Cargo.lock), Chromium, the JS reference.
+# Install what the tests need: wasm target, wasm-bindgen-cli (version from Cargo.lock), Chromium,
+# OpenSSH's sshd (the hyperssh tests run their own), the JS reference.
 setup:
     bash scripts/install-wasm-tools.sh
+    bash scripts/install-sshd.sh
     bash scripts/install-js-reference.sh
 
 # Format the code.
@@ -20,11 +22,13 @@ fmt:
 fmt-check:
     cargo fmt --all -- --check
 
-# clippy with warnings denied, native and wasm32.
+# clippy with warnings denied, native and wasm32; the fuzz targets compile.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-core -- -D warnings
     cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-web --all-targets -- -D warnings
+    # The fuzz targets (their own workspace, built by cargo-fuzz on nightly) still compile.
+    cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 
 # Every native test: unit, property, CLI, crash (kill -9) and live JS interop tests.
 test-native:

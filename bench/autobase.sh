@@ -18,6 +18,12 @@
 #    reader's view holds them all as indexed. JS twice: with fast-forward (its default: the
 #    reader takes the indexer's signed system and view cores) and without (every oplog block
 #    downloaded and linearized, the work hyperpunch does; it has no fast-forward yet).
+# 3. A new reader of a JS creator's base fast-forwards, both sides over TCP on 127.0.0.1: the JS
+#    creator (bench/js/autobase.js `serve`, $AUTOBASE_CATCHUP entries, indexed and signed) serves
+#    its corestore; a JS reader (`ffread`, fast-forward on) and the hyperpunch reader
+#    (bench_autobase `ffread`: hyperpunch::autobase_ff) each connect as new readers, timed until
+#    their view holds the entries as indexed. Only a JS-indexed base can be fast-forwarded (a
+#    hyperpunch indexer signs no checkpoints yet), hence the JS creator.
 # Best of $AUTOBASE_BEST runs (default 1: the JS side takes minutes), JS and Rust interleaved.
 # Nothing is hard-coded: every ratio is computed from the figures of this run.
 set -euo pipefail
@@ -57,6 +63,29 @@ for i in $(seq 1 "$best"); do
   echo "==> hyperpunch: a new reader catches up on $catchup entries ($i/$best)" >&2
   "$abin" catchup "$catchup" | tee -a "$tmp/rust.txt" >&2
 done
+echo "==> JS creator with $catchup entries for the fast-forward readers" >&2
+mkfifo "$tmp/serve.in"
+js "$root/bench/js/autobase.js" serve "$catchup" <"$tmp/serve.in" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+serve_pid=$!
+exec 3>"$tmp/serve.in"
+for _ in $(seq 1 1200); do
+  grep -q '^SERVE ' "$tmp/serve.out" 2>/dev/null && break
+  kill -0 "$serve_pid" 2>/dev/null || break
+  sleep 0.5
+done
+if read -r _ ff_port ff_boot < <(grep '^SERVE ' "$tmp/serve.out"); then
+  for i in $(seq 1 "$best"); do
+    echo "==> JS reader fast-forwards over TCP ($i/$best)" >&2
+    timeout 600 bash -c "cd '$root/tests/interop' && NODE_PATH='$modules' node '$root/bench/js/autobase.js' ffread $ff_port $ff_boot $catchup" | tee -a "$tmp/js.txt" >&2 || echo "JS ffread failed" >&2
+    echo "==> hyperpunch reader fast-forwards over TCP ($i/$best)" >&2
+    timeout 600 "$abin" ffread "$ff_port" "$ff_boot" "$catchup" | tee -a "$tmp/rust.txt" >&2 || echo "hyperpunch ffread failed" >&2
+  done
+else
+  echo "the JS creator did not start serving:" >&2
+  cat "$tmp/serve.err" >&2
+fi
+exec 3>&-
+wait "$serve_pid" || true
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # "BENCH key value" lines -> the best value of each key (highest rate, lowest time).
@@ -103,8 +132,10 @@ row() { # jskey rustkey label unit [time]
   done
   row autobase_catchup_s autobase_catchup_s "a new reader catches up on $catchup indexed entries (JS without fast-forward: downloads and linearizes every node, as hyperpunch does)" s time
   row autobase_catchup_cpu_s autobase_catchup_cpu_s "  the same" "CPU s" time
-  row autobase_catchup_ff_s autobase_catchup_s "the same, JS with fast-forward (its default; hyperpunch has none yet and still linearizes every node)" s time
+  row autobase_catchup_ff_s autobase_catchup_s "the same, JS with fast-forward (its default; hyperpunch linearizes every node: the creator is a hyperpunch indexer, which signs nothing to fast-forward to; see the TCP row below)" s time
   row autobase_catchup_ff_cpu_s autobase_catchup_cpu_s "  the same" "CPU s" time
+  row autobase_ff_tcp_s autobase_ff_tcp_s "a new reader of a JS creator's base with $catchup indexed entries fast-forwards, both over TCP (hyperpunch reads the signed system core and view length, linearizes only what follows)" s time
+  row autobase_ff_tcp_cpu_s autobase_ff_tcp_cpu_s "  the same" "CPU s of the reader" time
   echo
   echo "Load average (1/5/15 min) before: $load_before; after: $load_after."
 } >"$tmp/table.md"

@@ -31,6 +31,9 @@
 #    processes against bench/js/drive-cli.js (hyperdrive + mirror-drive + localdrive + corestore).
 # 5d. hypershell (bench/shell.sh): 64 MiB copied up and down with `hyperpunch shell copy` and JS
 #    hypershell-copy against `hyperpunch shell server` and JS hypershell-server, whole processes.
+# 5d'. hyperssh (bench/ssh.sh): 64 MiB read and written through one SSH session by `hyperpunch ssh`
+#     and JS hyperssh against `hyperpunch ssh server` and JS hypertele-server (the same sshd),
+#     whole processes, with plain ssh to the sshd as the floor.
 # 5f. Autobase (bench/autobase.sh): appends linearized per second with 1, 3 and 10 writers and a
 #     new reader catching up on 100k indexed entries, in one process each side (bench_autobase.rs
 #     vs bench/js/autobase.js on JS autobase 7.28.1).
@@ -460,6 +463,11 @@ bash "$root/bench/drive.sh" "$tmp/drive.md"
 {
   echo
   bash "$root/bench/shell.sh"
+} | tee -a "$tmp/table.md"
+# ---- hyperssh (issue 16): bench/ssh.sh, SSH sessions as whole processes ----
+{
+  echo
+  bash "$root/bench/ssh.sh"
 } | tee -a "$tmp/table.md"
 # ---- autobase (issue 15): bench/autobase.sh, its own table ----
 bash "$root/bench/autobase.sh" "$tmp/autobase.md"

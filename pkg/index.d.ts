@@ -38,6 +38,12 @@ export interface DownloadRange {
 export interface ReplicateOptions {
   /** Most peers to connect to (default 8). */
   maxPeers?: number
+  /**
+   * `true`: the relay runs the encryption with a key made for the session and sees the
+   * traffic (JS dht-relay's default mode). Default `false` (non-custodial): the key never
+   * leaves the page, Noise and secret-stream run in the page, the relay forwards ciphertext.
+   */
+  custodial?: boolean
 }
 
 /** Replication with a core's peers through a dht-relay. */

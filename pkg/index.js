@@ -126,10 +126,12 @@ export class Hypercore {
   /**
    * Find this core's peers through the dht-relay at `url` and replicate with them. Resolves to
    * a handle with `connections` and `end()`; the core keeps it as `core.replication`.
+   * Non-custodial unless `opts.custodial`: the session's key never leaves the page, the
+   * encryption runs here and the relay forwards ciphertext.
    */
   async replicate (url, opts = {}) {
     await this.opening
-    this.replication = await this._core.replicateThroughRelay(url, opts.maxPeers)
+    this.replication = await this._core.replicateThroughRelay(url, opts.maxPeers, opts.custodial === true)
     return this.replication
   }
 

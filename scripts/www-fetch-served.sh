@@ -49,7 +49,9 @@ case "${1:-fetch}" in
     ok=0
     wait_line "$SCRATCH/live.out" "length $m" "$pid" && ok=1
     kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    # Not our child (live-start ran in another invocation): `wait` returns at once, so wait
+    # until it is gone and its storage lock released (bounded), or `core get` races it.
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     [ "$ok" = 1 ] || {
       echo "error: the live fetch did not get the appended block (length $m):" >&2
       cat "$SCRATCH/live.out" "$SCRATCH/live.log" >&2; exit 1; }

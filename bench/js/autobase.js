@@ -18,6 +18,14 @@
 //      and view) and once without (`fastForward: false`: it downloads every oplog and linearizes,
 //      as hyperpunch does). Prints BENCH autobase_catchup_ff_s / autobase_catchup_s (seconds) and
 //      autobase_catchup_ff_cpu_s / autobase_catchup_cpu_s (CPU seconds of the process).
+//   3. `serve N` and `ffread PORT BOOTSTRAP N`: a new reader fast-forwards over TCP. `serve`: the
+//      creator appends N messages in batches of 1000 until indexed (and signed: one indexer signs
+//      its own entries), then serves its corestore on 127.0.0.1 (secret-stream +
+//      corestore.replicate, any number of connections) and prints `SERVE <port> <bootstrap>`;
+//      it runs until its stdin closes. `ffread`: a JS reader (fast-forward on, its default)
+//      connects and the clock runs until its view holds the N messages as indexed; prints BENCH
+//      autobase_ff_tcp_s and autobase_ff_tcp_cpu_s. bench_autobase `ffread` is the hyperpunch
+//      reader of the same JS creator.
 // Usage: NODE_PATH=tests/interop/node_modules node bench/js/autobase.js writers 3
 //        NODE_PATH=tests/interop/node_modules node bench/js/autobase.js catchup 100000
 'use strict'
@@ -152,11 +160,64 @@ async function catchup (n) {
   await store.close()
 }
 
+async function serve (n) {
+  const net = require('net')
+  const SecretStream = require('@hyperswarm/secret-stream')
+  const store = new Corestore(tmp())
+  const creator = open(store, null, false)
+  await creator.ready()
+  for (let k = 0; k < n; k += 1000) {
+    const batch = []
+    for (let j = k; j < Math.min(n, k + 1000); j++) batch.push({ type: 'message', text: `m${j}` })
+    await creator.append(batch)
+  }
+  await until([creator], n)
+  while (creator.core.signedLength < creator.system.core.length) { await creator.update(); await sleep(10) }
+  const server = net.createServer((socket) => {
+    const s = new SecretStream(false, socket)
+    s.on('error', () => {})
+    store.replicate(s)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  console.log(`SERVE ${server.address().port} ${hex(creator.key)}`)
+  await new Promise((resolve) => { process.stdin.on('end', resolve); process.stdin.on('close', resolve); process.stdin.resume() })
+  server.close()
+  await creator.close()
+  await store.close()
+}
+
+async function ffread (port, bootstrap, n) {
+  const net = require('net')
+  const SecretStream = require('@hyperswarm/secret-stream')
+  const rstore = new Corestore(tmp())
+  const reader = open(rstore, b4a.from(bootstrap, 'hex'), true)
+  await reader.ready()
+  const t = process.hrtime.bigint()
+  const c = process.cpuUsage()
+  const socket = net.connect(port, '127.0.0.1')
+  const s = new SecretStream(true, socket)
+  s.on('error', () => {})
+  rstore.replicate(s)
+  for (;;) {
+    await reader.update()
+    if (await indexedViewLength(reader) >= n) break
+    await sleep(1)
+  }
+  const wall = Number(process.hrtime.bigint() - t) / 1e9
+  bench('autobase_ff_tcp_s', wall)
+  bench('autobase_ff_tcp_cpu_s', cpuSeconds(c))
+  s.destroy()
+  await reader.close()
+  await rstore.close()
+}
+
 async function main () {
-  const [what, arg] = process.argv.slice(2)
+  const [what, arg, arg2, arg3] = process.argv.slice(2)
   if (what === 'writers') await writers(Number(arg))
   else if (what === 'catchup') await catchup(Number(arg))
-  else throw new Error('usage: autobase.js writers W | catchup N')
+  else if (what === 'serve') await serve(Number(arg))
+  else if (what === 'ffread') await ffread(Number(arg), arg2, Number(arg3))
+  else throw new Error('usage: autobase.js writers W | catchup N | serve N | ffread PORT BOOTSTRAP N')
   cleanup()
 }
 

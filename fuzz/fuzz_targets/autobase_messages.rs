@@ -3,6 +3,7 @@
 //! encode in the same layout re-encodes to bytes that decode to the same value.
 #![no_main]
 
+use hyperpunch_core::autobase::fast_forward;
 use hyperpunch_core::autobase::messages::*;
 use hyperpunch_core::encoding::{Decode, Encode};
 use libfuzzer_sys::fuzz_target;
@@ -32,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
             if b.len() > 2 {
                 let (k, v) = b.split_at(b.len() / 2);
                 let _ = SystemEntry::decode(k, v);
+                // the fast-forward readers of the system core's blocks and member records
+                let _ = fast_forward::member_from_entry(k, v);
             }
+            let _ = fast_forward::info_from_block(0, b);
             roundtrip::<ManifestData>(b, |_| true);
         }
     }

@@ -10,6 +10,7 @@
 //   lookup { topic } → { peers: [hex] }
 //   announce { topic, seed } → {}
 //   relay { bootstrap } → { url }: a JS relay (hyperdht node + WebSocketServer), as its bin.js
+//   dhtListen { bootstrap, seed } → { publicKey }: an echo server on a plain hyperdht node
 //   serverStats {} → { connections }
 //   exit
 const HyperDHT = require('hyperdht')
@@ -125,6 +126,19 @@ const handlers = {
     await new Promise((resolve) => wss.once('listening', resolve))
     wss.on('connection', (socket) => relay(dht, new Stream(false, socket)))
     return { url: 'ws://127.0.0.1:' + wss.address().port }
+  },
+  async dhtListen({ bootstrap, seed }) {
+    const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: 0, anyPort: true })
+    await dht.fullyBootstrapped()
+    nodes.push(dht)
+    const server = dht.createServer((socket) => {
+      socket.on('data', (d) => socket.write(d))
+      socket.on('end', () => socket.end())
+      socket.on('error', () => {})
+    })
+    const keyPair = HyperDHT.keyPair(buf(seed))
+    await withTimeout(server.listen(keyPair), 30000, 'listen')
+    return { publicKey: hex(keyPair.publicKey) }
   },
   async serverStats() {
     return stats

@@ -254,7 +254,7 @@ impl SwarmHost {
                 let Some(id) = self.attempts.remove(&conn) else {
                     return;
                 };
-                let remote = established.handshake.split.remote_public_key;
+                let remote = established.remote_public_key;
                 if self.swarm().handle_connected(now, id) {
                     self.stream_packet(&established, 0);
                     self.conns.insert(
@@ -310,6 +310,8 @@ impl SwarmHost {
             ConnectEvent::RelayPairing { pairing, .. } => {
                 self.connector.relay_failed(now, &mut self.dht, pairing);
             }
+            // Every connection here runs its own handshake.
+            ConnectEvent::ExternalNoise { .. } => {}
         }
     }
 

@@ -325,3 +325,240 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
         let _ = peer.next_event("closed", step);
     });
 }
+
+/// A new reader fast-forwards: a JS autobase (`tests/interop/autobase-ff.js`) holds thousands of
+/// indexed entries from its bootstrap (the only indexer) and a few unindexed ones from a second
+/// writer on the tip. hyperpunch replicates the JS corestore over one TCP connection, finds the
+/// system core from the bootstrap's digest, reads it at its signed length (the hypercore layer
+/// verifies the indexers' multisig; the manifest is checked to name them), takes heads,
+/// indexers, members and the view length from there, and linearizes only what follows: the
+/// view equals JS's (the part below the fast-forward point read from the JS view core), with the
+/// same indexed length and system length, and no oplog block below the fast-forward point was
+/// downloaded besides the bootstrap's head and the entry its digest points to.
+#[test]
+fn new_reader_fast_forwards_from_a_js_system_core() {
+    fast_forward_case(1);
+}
+
+/// The same with three JS indexers: the system and view cores are signed by a quorum of them (2
+/// of 3), the system key moved as they were added (the bootstrap's digest points back to it),
+/// and their acks past the signed point are linearized by the reader.
+#[test]
+fn new_reader_fast_forwards_with_three_js_indexers() {
+    fast_forward_case(3);
+}
+
+fn fast_forward_case(indexers: u64) {
+    use hyperpunch::autobase_ff::read_fast_forward;
+    use hyperpunch::bee::StoreCore;
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::hyperbee::BeeCore;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::node_peer::NodePeer;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    const ENTRIES: u64 = 3000;
+    const TAIL: u64 = 5;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config =
+            json!({ "entries": ENTRIES, "tail": TAIL, "indexers": indexers, "deadline": 280000 });
+        let mut peer = NodePeer::spawn("autobase-ff.js", &config).expect("spawn node");
+        let ready = peer
+            .next_event("ready", Duration::from_secs(200))
+            .unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr()));
+        let port = peer
+            .next_event("listening", Duration::from_secs(60))
+            .unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let bootstrap = key(ready["bootstrap"].as_str().unwrap());
+        let writer = key(ready["writer"].as_str().unwrap());
+        let js_view: Vec<String> = ready["view"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(js_view.len() as u64, ENTRIES + TAIL);
+        let js_indexed = ready["viewIndexedLength"].as_u64().unwrap() as usize;
+        assert_eq!(
+            js_indexed as u64, ENTRIES,
+            "JS indexed the bootstrap's entries, not the tip"
+        );
+
+        let store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x55; 32]))
+            .await
+            .unwrap();
+        let (store, mut events) = SharedCorestore::with_events(store);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let conn = tokio::spawn({
+            let store = store.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x56; 32]), &store).await }
+        });
+
+        let ff = read_fast_forward(&store, bootstrap, &["view"], Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr()));
+        assert_eq!(
+            hex::encode(ff.system_key),
+            ready["systemKey"].as_str().unwrap()
+        );
+        // at least what JS had signed when it printed (a signature it assembles later may
+        // arrive too), never past its system
+        let signed = ready["signedLength"].as_u64().unwrap();
+        assert!(
+            (signed..=ready["systemLength"].as_u64().unwrap()).contains(&ff.system_length),
+            "system length {} (JS signed {signed})",
+            ff.system_length
+        );
+        assert_eq!(ff.views.len(), 1, "the view found by its namespace");
+        let idx: Vec<String> = ff
+            .info
+            .indexers
+            .iter()
+            .map(|c| hex::encode(c.key))
+            .collect();
+        assert_eq!(idx.len() as u64, indexers);
+        assert_eq!(json!(idx), ready["indexers"], "the indexers");
+        assert_eq!(
+            hex::encode(ff.views[0].1),
+            ready["viewKey"].as_str().unwrap()
+        );
+        let ff_view_len = ff.views[0].2 as usize;
+        assert!(
+            ff_view_len as u64 >= ENTRIES - 100,
+            "fast-forwarded to {ff_view_len}"
+        );
+
+        let mut base = Autobase::new(bootstrap, chat_apply);
+        base.fast_forward(ff.system_length, &ff.info, &ff.members, &ff.view_lengths());
+        let view = base.open_view("view");
+        assert_eq!(base.views().start(view), ff_view_len);
+        let starts: HashMap<[u8; 32], u64> = [bootstrap, writer]
+            .iter()
+            .map(|k| (*k, base.oplog_start(k)))
+            .collect();
+        assert!(starts[&bootstrap] >= ENTRIES - 100, "{starts:?}");
+
+        let mut handles = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no convergence: view {} of {}\n{}",
+                base.views().len(view),
+                js_view.len(),
+                peer.stderr()
+            );
+            {
+                let mut s = store.lock().await;
+                let now = store.now();
+                for (k, from) in base.wanted() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
+                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        s.replicator_mut(&h)
+                            .unwrap()
+                            .download(now, from, None)
+                            .await
+                            .unwrap();
+                        e.insert(h);
+                    }
+                }
+                for (k, h) in &handles {
+                    let core = s.core(h).unwrap();
+                    loop {
+                        let seq = base.oplog_len(k);
+                        if seq >= core.length() || !core.has(seq) {
+                            break;
+                        }
+                        let block = core.get(seq).await.unwrap().expect("held block");
+                        base.handle_block(k, seq, &block).unwrap();
+                    }
+                }
+            }
+            base.update();
+            if base.views().len(view) == js_view.len()
+                && base.indexed_view_lengths()[view] == js_indexed
+            {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+        }
+
+        // the view: below the fast-forward point from the JS view core, then what we applied
+        let tail: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
+        assert_eq!(
+            tail,
+            js_view[ff_view_len..],
+            "the view past the fast-forward point"
+        );
+        let view_core = {
+            let h = store
+                .lock()
+                .await
+                .get(GetOptions::from_key(ff.views[0].1))
+                .await
+                .unwrap();
+            StoreCore::new(store.clone(), *h.discovery_key())
+                .with_block_timeout(Some(Duration::from_secs(60)))
+        };
+        for (i, want) in js_view[..ff_view_len].iter().enumerate() {
+            let b = BeeCore::get(&view_core, i as u64)
+                .await
+                .unwrap()
+                .expect("view block");
+            assert_eq!(&hex::encode(b), want, "view block {i}");
+        }
+        assert_eq!(
+            base.system().length,
+            ready["systemLength"].as_u64().unwrap(),
+            "system length"
+        );
+
+        // structural: which oplog blocks were downloaded
+        let s = store.lock().await;
+        let mut below = 0;
+        let mut fetched = 0;
+        let mut full = 0;
+        for (k, h) in &handles {
+            let core = s.core(h).unwrap();
+            full += core.length();
+            let start = starts.get(k).copied().unwrap_or(0);
+            for i in 0..core.length() {
+                if core.has(i) {
+                    fetched += 1;
+                    if i < start {
+                        below += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            full >= ready["oplogLength"].as_u64().unwrap() + TAIL,
+            "{full}"
+        );
+        eprintln!(
+            "fast-forward to system length {} (view {ff_view_len}): {fetched} oplog blocks \
+             downloaded of {full}, {below} below the fast-forward point",
+            ff.system_length
+        );
+        assert!(
+            below <= 2,
+            "only the bootstrap's head and its digest entry: {below}"
+        );
+        assert!(fetched * 100 < full, "{fetched} of {full}");
+        drop(s);
+        conn.abort();
+        drop(peer);
+    });
+}

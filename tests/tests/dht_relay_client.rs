@@ -1,7 +1,8 @@
 //! hyperpunch's dht-relay client engine (`relay::dht_relay::Client`, what the browser runs) live
 //! over a WebSocket: non-custodial through the JS relay (`@hyperswarm/dht-relay` 0.4.3; the
 //! secret key never leaves the client: Noise IK and secret-stream run in the client, the relay
-//! asks it to sign announcements) and custodial through our relay, to hyperpunch peers, on a
+//! asks it to sign announcements) and through our relay (to a hyperpunch server and a JS
+//! hyperdht server: the relay forwards ciphertext), and custodial through our relay, on a
 //! loopback testnet with an explicit bootstrap list.
 //!
 //! dht-relay 0.4.3's relay reads hyperdht 6.34's announcements in an older shape when it asks a
@@ -164,6 +165,11 @@ impl Driver {
                             _ => None,
                         })
                         .await;
+                    // What the relay forwarded is ciphertext: the plaintext is nowhere in it.
+                    assert!(
+                        !chunk.windows(msg.len()).any(|w| w == msg),
+                        "the relay forwarded plaintext"
+                    );
                     ss.handle_input(1, &chunk);
                 }
             }
@@ -253,5 +259,74 @@ async fn custodial_client_through_our_relay() {
         .await;
     assert!(matches!(hs, Handshake::Relay(_)));
     d.echo(stream, hs, true, b"plaintext to our relay").await;
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_custodial_client_through_our_relay() {
+    let mut j = JsDht::spawn_script("dht-relay-peer.js", Duration::from_secs(150)).unwrap();
+    let boot = js_testnet(&mut j, 4);
+    let relay_peer = rust_peer(&boot).await;
+    let relay = WsRelay::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        relay_peer,
+        RelayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let url = format!("ws://{}", relay.local_addr());
+    // A hyperpunch server and a JS hyperdht server, both echoing.
+    let peer = rust_peer(&boot).await;
+    let server_kp = KeyPair::from_seed(&[7; 32]);
+    echo_server(&peer, server_kp.clone()).await;
+    let js_server = js(
+        &mut j,
+        json!({"cmd": "dhtListen", "bootstrap": [boot], "seed": "08".repeat(32)}),
+    );
+    let js_pk = KeyPair::from_seed(&[8; 32]).public_key;
+    assert_eq!(js_server["publicKey"], hex::encode(js_pk));
+
+    // The client's handshake carries no secret key: our relay never has one for it.
+    let me = KeyPair::from_seed(&[1; 32]);
+    let mut d = Driver::connect(&url, &me, false).await;
+    for (server, what) in [
+        (
+            server_kp.public_key,
+            &b"end to end through our relay to hyperpunch"[..],
+        ),
+        (
+            js_pk,
+            &b"end to end through our relay to a JS hyperdht server"[..],
+        ),
+    ] {
+        let stream = d.client.connect(server, me.clone());
+        d.flush().await;
+        let hs = d
+            .until(|e| match e {
+                ClientEvent::Opened {
+                    stream: s,
+                    handshake,
+                    remote_public_key,
+                } if s == stream => {
+                    assert_eq!(remote_public_key, server);
+                    Some(handshake)
+                }
+                ClientEvent::Closed { stream: s, error } if s == stream => {
+                    panic!("connect failed: {error:?}")
+                }
+                _ => None,
+            })
+            .await;
+        // The Noise keys are the client's (the relay sent a handshake id, not a hash).
+        assert!(matches!(hs, Handshake::Local(_)), "the keys stay here");
+        d.echo(stream, hs, true, what).await;
+    }
+    assert_eq!(
+        relay
+            .stats()
+            .closed_with_error
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }

@@ -1,7 +1,8 @@
 //! `hyperpunch relay` (the WebSocket relay for browsers) live against `@hyperswarm/dht-relay`
 //! 0.4.3's JS client, on a loopback testnet with an explicit bootstrap list: the JS client
 //! connects through our relay to a hyperpunch server, listens for a hyperpunch client, announces
-//! and looks up; and misbehaving clients are closed with their close codes while the relay goes on
+//! and looks up; in non-custodial mode it connects through our relay to hyperpunch and JS
+//! servers; and misbehaving clients are closed with their close codes while the relay goes on
 //! serving.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -149,6 +150,48 @@ async fn js_dht_relay_client_through_our_relay() {
         peers.contains(&hex::encode(KeyPair::from_seed(&[5; 32]).public_key)),
         "the announced key is found: {peers:?}"
     );
+    let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
+}
+
+/// The JS client in non-custodial mode (`{ custodial: false }`): its secret key stays in the
+/// client, which answers our relay's `noiseSend`/`noiseReceive` and runs secret-stream itself;
+/// it connects through our relay to a hyperpunch server and to a JS hyperdht server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_non_custodial_client_through_our_relay() {
+    let mut j = relay_peer();
+    let boot = js_testnet(&mut j, 4);
+    let relay = relay(&boot, RelayOptions::default()).await;
+    let url = format!("ws://{}", relay.local_addr());
+    let server_peer = rust_peer(&boot).await;
+    let server_kp = KeyPair::from_seed(&[7; 32]);
+    echo_server(&server_peer, server_kp.clone()).await;
+    let js_server = js(
+        &mut j,
+        json!({"cmd": "dhtListen", "bootstrap": [boot], "seed": "08".repeat(32)}),
+    );
+
+    js(
+        &mut j,
+        json!({"cmd": "client", "url": url, "seed": "02".repeat(32), "custodial": false}),
+    );
+    for (pk, msg) in [
+        (
+            hex::encode(server_kp.public_key),
+            "non-custodial to hyperpunch",
+        ),
+        (
+            js_server["publicKey"].as_str().unwrap().to_string(),
+            "non-custodial to a JS hyperdht server",
+        ),
+    ] {
+        let r = js(
+            &mut j,
+            json!({"cmd": "connect", "publicKey": pk, "message": msg}),
+        );
+        assert_eq!(r["echo"], msg);
+        assert_eq!(r["remotePublicKey"], pk);
+    }
+    assert_eq!(relay.stats().closed_with_error.load(Ordering::Relaxed), 0);
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }
 

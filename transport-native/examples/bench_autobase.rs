@@ -17,6 +17,11 @@
 //! `catchup N`: the creator appends N messages in batches of 1000 (not timed); a new reader
 //! connects, downloads every oplog block, linearizes and applies them; timed until its indexed
 //! view holds the N messages.
+//! `ffread PORT BOOTSTRAP N`: a new reader of a JS creator's base (`bench/js/autobase.js serve
+//! N`) over TCP fast-forwards (`hyperpunch::autobase_ff`): the system core at its signed length,
+//! the view length from its info, then only the oplog entries past it; timed from the connect
+//! until its indexed view holds the N messages (the view's blocks stay in the JS view core, as
+//! a JS reader's do until read).
 //! What differs from JS: the views and the system live in memory (rebuilt from the oplogs on
 //! open); JS also writes them as hypercores (the view and the system hyperbee) to RocksDB.
 //! Prints `BENCH <name> <value>` lines, which `bench/autobase.sh` parses.
@@ -333,6 +338,68 @@ async fn catchup(n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A new reader of a JS creator's base (bench/js/autobase.js `serve`) over TCP, fast-forwarding:
+/// the clock runs from the connect until the view holds `n` messages as indexed.
+async fn ffread(port: u16, bootstrap: [u8; 32], n: usize) -> Result<(), Error> {
+    use hyperpunch::autobase_ff::read_fast_forward;
+    let dir = tempfile::Builder::new().prefix("hp-abbench-").tempdir()?;
+    let storage = FileStorage::open(dir.path())?;
+    let store = Corestore::open(storage, PrimaryKey::StoredOrNew([3; 32])).await?;
+    let store = SharedCorestore::new(store);
+    let t = Instant::now();
+    let c = cpu_s();
+    let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let conn = tokio::spawn({
+        let store = store.clone();
+        async move { replicate(socket, true, KeyPair::from_seed(&[4; 32]), &store).await }
+    });
+    let f: ChatApply = chat_apply;
+    let mut base = Autobase::new(bootstrap, f);
+    let ff = read_fast_forward(&store, bootstrap, &["messages"], Duration::from_secs(60)).await?;
+    base.fast_forward(ff.system_length, &ff.info, &ff.members, &ff.view_lengths());
+    let view = base.open_view("messages");
+    let mut cores: Vec<([u8; 32], CoreHandle)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while base.indexed_view_lengths()[view] < n {
+        if Instant::now() > deadline {
+            return Err("the reader did not catch up in 600 s".into());
+        }
+        {
+            let mut s = store.lock().await;
+            let now = store.now();
+            for (k, from) in base.wanted() {
+                if cores.iter().any(|(c, _)| *c == k) {
+                    continue;
+                }
+                let h = s.get(GetOptions::from_key(k)).await?;
+                s.replicator_mut(&h)?.download(now, from, None).await?;
+                cores.push((k, h));
+            }
+            for (k, h) in &cores {
+                let core = s.core(h)?;
+                loop {
+                    let seq = base.oplog_len(k);
+                    if seq >= core.length() || !core.has(seq) {
+                        break;
+                    }
+                    let Some(block) = core.get(seq).await? else {
+                        break;
+                    };
+                    base.handle_block(k, seq, &block)?;
+                }
+            }
+        }
+        base.update();
+        if base.indexed_view_lengths()[view] < n {
+            changed(&store, 5).await;
+        }
+    }
+    report("autobase_ff_tcp_s", t.elapsed().as_secs_f64());
+    report("autobase_ff_tcp_cpu_s", cpu_s() - c);
+    conn.abort();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -340,6 +407,14 @@ async fn main() -> Result<(), Error> {
     match (args.first().map(String::as_str), arg(1)) {
         (Some("writers"), Some(w)) if (1..=50).contains(&w) => writers(w).await,
         (Some("catchup"), Some(n)) => catchup(n).await,
-        _ => Err("usage: bench_autobase writers W | catchup N".into()),
+        (Some("ffread"), Some(port)) => {
+            let boot = args.get(2).and_then(|b| hex::decode(b).ok());
+            let boot: [u8; 32] = boot
+                .and_then(|b| b.try_into().ok())
+                .ok_or("ffread PORT BOOTSTRAP N: a 32-byte hex key")?;
+            let n = arg(3).ok_or("ffread PORT BOOTSTRAP N")?;
+            ffread(u16::try_from(port)?, boot, n).await
+        }
+        _ => Err("usage: bench_autobase writers W | catchup N | ffread PORT BOOTSTRAP N".into()),
     }
 }

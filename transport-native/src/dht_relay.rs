@@ -2,6 +2,11 @@
 //! binary message is one protomux frame of a [`Session`] (core's sans-IO relay session), whose
 //! requests this driver carries out on a [`Dht`] node.
 //!
+//! A non-custodial client's connection runs its Noise handshake in the client: the driver
+//! passes the DHT's handshake steps ([`Dht::connect_external`]) to the session and the
+//! client's answers back, then forwards the stream's bytes (the client's secret-stream
+//! ciphertext) as they are, never decrypting them (it has no key to).
+//!
 //! The driver makes no protocol decisions: the session decides what to send, what to ask of
 //! the DHT and when to close (with which code); this file moves bytes between the WebSocket,
 //! the session and the DHT's connections, and enforces the carrier's own limits (frame size,
@@ -14,10 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hyperpunch_core::dht::connect::{ExternalReceived, NoiseStep};
 use hyperpunch_core::dht::{AnnounceOptions, LookupResult};
 use hyperpunch_core::relay::dht_relay::{
     close_code, Announcers, Limits, Node, Peer, Request, Session,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -27,10 +34,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::dht::{
-    ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, Dht, Lookup, RawConnection,
-    ServerOptions,
+    ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, Dht, ExternalProgress,
+    Lookup, RawConnection, ServerOptions,
 };
-use crate::udx::StreamHandle;
+use crate::udx::{StreamHandle, UdxStream};
 
 /// How to run a relay.
 #[derive(Debug, Clone)]
@@ -174,6 +181,8 @@ async fn refuse(tcp: TcpStream, opts: &RelayOptions) {
 /// What the session's helpers report to it.
 enum Ev {
     Open(u32, Result<RawConnection, String>),
+    /// A non-custodial connect's handshake step, for the client.
+    Noise(u32, NoiseStep),
     Data(u32, Vec<u8>),
     End(u32),
     Closed(u32, Option<String>),
@@ -190,6 +199,14 @@ enum StreamCmd {
     End,
 }
 
+/// The client's answer to a handshake step of a non-custodial connect.
+// One value a step, handed over at once (never stored in bulk): not worth a box.
+#[allow(clippy::large_enum_variant)]
+enum NoiseAnswer {
+    Sent(Option<Vec<u8>>),
+    Received(Option<ExternalReceived>),
+}
+
 struct Streams {
     /// Writers of open streams.
     writers: HashMap<u32, mpsc::UnboundedSender<StreamCmd>>,
@@ -197,11 +214,14 @@ struct Streams {
     udx: HashMap<u32, StreamHandle>,
     /// Every task of a stream (connect, reader, writer), to stop on destroy.
     tasks: HashMap<u32, Vec<tokio::task::AbortHandle>>,
+    /// Non-custodial connects waiting for the client's handshake answers.
+    noise: HashMap<u32, mpsc::UnboundedSender<NoiseAnswer>>,
 }
 
 impl Streams {
     fn stop(&mut self, stream: u32) {
         self.writers.remove(&stream);
+        self.noise.remove(&stream);
         if let Some(h) = self.udx.remove(&stream) {
             h.destroy();
         }
@@ -260,6 +280,7 @@ async fn run_session(
         writers: HashMap::new(),
         udx: HashMap::new(),
         tasks: HashMap::new(),
+        noise: HashMap::new(),
     };
     let mut servers: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
     let mut queries: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
@@ -285,6 +306,33 @@ async fn run_session(
                         let _ = ev.send(Ev::Open(stream, r));
                     });
                     streams.tasks.entry(stream).or_default().push(h);
+                }
+                Request::ConnectExternal {
+                    stream,
+                    remote_public_key,
+                } => {
+                    let peer = peer.clone();
+                    let ev = ev_tx.clone();
+                    let (answers_tx, answers) = mpsc::unbounded_channel();
+                    streams.noise.insert(stream, answers_tx);
+                    let h = tasks.spawn(connect_external(
+                        peer,
+                        stream,
+                        remote_public_key,
+                        answers,
+                        ev,
+                    ));
+                    streams.tasks.entry(stream).or_default().push(h);
+                }
+                Request::NoiseSent { stream, message } => {
+                    if let Some(tx) = streams.noise.get(&stream) {
+                        let _ = tx.send(NoiseAnswer::Sent(message));
+                    }
+                }
+                Request::NoiseReceived { stream, received } => {
+                    if let Some(tx) = streams.noise.get(&stream) {
+                        let _ = tx.send(NoiseAnswer::Received(received));
+                    }
                 }
                 Request::Listen { server, key_pair } => {
                     let peer = peer.clone();
@@ -395,10 +443,15 @@ async fn run_session(
             Some(ev) = ev_rx.recv() => match ev {
                 Ev::Open(stream, Ok(conn)) => {
                     if streams.tasks.contains_key(&stream) {
+                        streams.noise.remove(&stream);
                         session.stream_open(stream, conn.handshake_hash());
                         stats.streams.fetch_add(1, Ordering::Relaxed);
                         start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
                     }
+                }
+                Ev::Noise(stream, NoiseStep::Send(payload)) => session.noise_send(stream, &payload),
+                Ev::Noise(stream, NoiseStep::Recv(message)) => {
+                    session.noise_receive(stream, message)
                 }
                 Ev::Open(stream, Err(e)) => {
                     streams.stop(stream);
@@ -408,7 +461,7 @@ async fn run_session(
                     if let Some(stream) = session.server_connection(
                         server,
                         conn.remote_public_key(),
-                        conn.handshake_hash(),
+                        conn.handshake_hash().unwrap_or([0; 64]),
                     ) {
                         stats.streams.fetch_add(1, Ordering::Relaxed);
                         start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
@@ -511,6 +564,46 @@ fn announcers(r: &LookupResult) -> Announcers {
     }
 }
 
+/// A non-custodial connect: the DHT's handshake steps go to the client through the session,
+/// its answers come back on `answers`.
+async fn connect_external(
+    peer: Arc<Dht>,
+    stream: u32,
+    remote_public_key: [u8; 32],
+    mut answers: mpsc::UnboundedReceiver<NoiseAnswer>,
+    ev: mpsc::UnboundedSender<Ev>,
+) {
+    let mut ext = match peer
+        .connect_external(remote_public_key, ConnectOptions::default())
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = ev.send(Ev::Open(stream, Err(e.to_string())));
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            p = ext.next() => match p {
+                ExternalProgress::Step(step) => {
+                    if ev.send(Ev::Noise(stream, step)).is_err() {
+                        return;
+                    }
+                }
+                ExternalProgress::Done(r) => {
+                    let _ = ev.send(Ev::Open(stream, r.map_err(|e| e.to_string())));
+                    return;
+                }
+            },
+            Some(a) = answers.recv() => match a {
+                NoiseAnswer::Sent(m) => ext.sent(m),
+                NoiseAnswer::Received(r) => ext.received(r),
+            },
+        }
+    }
+}
+
 fn start_stream(
     tasks: &mut JoinSet<()>,
     streams: &mut Streams,
@@ -520,6 +613,27 @@ fn start_stream(
     paused: &watch::Receiver<bool>,
 ) {
     streams.udx.insert(stream, conn.stream_handle());
+    if conn.handshake_hash().is_none() {
+        // Non-custodial: the bytes are the client's secret-stream; forward them as they are.
+        let (udx, socket, guards) = conn.into_bytes();
+        let (rd, wr) = tokio::io::split(udx);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_raw(stream, rd, ev.clone(), paused.clone()));
+        let reader_abort = reader.abort_handle();
+        let writer = tasks.spawn(write_raw(
+            stream,
+            wr,
+            reader,
+            cmd_rx,
+            ev.clone(),
+            (socket, guards),
+        ));
+        streams.writers.insert(stream, cmd_tx);
+        let t = streams.tasks.entry(stream).or_default();
+        t.push(reader_abort);
+        t.push(writer);
+        return;
+    }
     let conn: Connection = conn.into_messages();
     let (tx, rx) = conn.split();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -580,6 +694,71 @@ async fn write_stream(
                 let _ = tx.end().await;
                 // Both sides ended: the stream is over once the peer acknowledged.
                 tx.finished().await;
+                let _ = ev.send(Ev::Closed(stream, None));
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a non-custodial stream's bytes (ciphertext) for the client, chunk by chunk.
+async fn read_raw(
+    stream: u32,
+    mut rd: ReadHalf<UdxStream>,
+    ev: mpsc::UnboundedSender<Ev>,
+    mut paused: watch::Receiver<bool>,
+) -> ReadHalf<UdxStream> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Backpressure: while the client is behind, leave the peer's bytes in UDX.
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return rd;
+        }
+        match rd.read(&mut buf).await {
+            Ok(0) => {
+                let _ = ev.send(Ev::End(stream));
+                return rd;
+            }
+            Ok(n) => {
+                if ev.send(Ev::Data(stream, buf[..n].to_vec())).is_err() {
+                    return rd;
+                }
+            }
+            Err(e) => {
+                let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
+                return rd;
+            }
+        }
+    }
+}
+
+/// Writes the client's bytes (its secret-stream) to a non-custodial stream; after the
+/// client's end and the peer's, waits until the peer acknowledged everything (bounded).
+async fn write_raw(
+    stream: u32,
+    mut wr: WriteHalf<UdxStream>,
+    reader: tokio::task::JoinHandle<ReadHalf<UdxStream>>,
+    mut cmds: mpsc::UnboundedReceiver<StreamCmd>,
+    ev: mpsc::UnboundedSender<Ev>,
+    // Held while the stream runs: its socket and the connection's guards.
+    _keep: impl Send,
+) {
+    while let Some(c) = cmds.recv().await {
+        match c {
+            StreamCmd::Write(data) => {
+                let n = data.len();
+                if let Err(e) = wr.write_all(&data).await {
+                    let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
+                    return;
+                }
+                let _ = ev.send(Ev::Written(stream, n));
+            }
+            StreamCmd::End => {
+                let _ = wr.shutdown().await;
+                if let Ok(rd) = reader.await {
+                    let mut udx = rd.unsplit(wr);
+                    let _ = tokio::time::timeout(Duration::from_secs(30), udx.closed()).await;
+                }
                 let _ = ev.send(Ev::Closed(stream, None));
                 return;
             }

@@ -14,6 +14,7 @@ pub use hyperpunch_core::{
 pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
+pub mod autobase_ff;
 pub mod bee;
 pub mod chat;
 pub mod dht;

@@ -329,21 +329,29 @@ impl Hypercore {
     /// from them. Resolves once at least one is connected; rejects when nobody announces the
     /// core or no connection succeeds.
     ///
-    /// The session is custodial (the relay's mode today): the relay holds a throwaway key pair
-    /// made for it, runs the encryption to the peers and sees the replication traffic; it cannot
-    /// forge blocks, which are verified here against the core's signed tree.
+    /// The session is non-custodial unless `custodial` is true: its key pair (made for the
+    /// session) never leaves the page, the Noise handshake and secret-stream run here and the
+    /// relay forwards ciphertext. Custodial (JS dht-relay's default mode), the relay holds that
+    /// key pair, runs the encryption to the peers and sees the replication traffic. Either way
+    /// it cannot forge blocks, which are verified here against the core's signed tree.
     #[wasm_bindgen(
         js_name = replicateThroughRelay,
         unchecked_return_type = "Promise<RelayReplication>"
     )]
-    pub fn replicate_through_relay(&self, url: String, max_peers: Option<u32>) -> Promise {
+    pub fn replicate_through_relay(
+        &self,
+        url: String,
+        max_peers: Option<u32>,
+        custodial: Option<bool>,
+    ) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let relay = Rc::new(
-                Relay::open(&url)
-                    .await
-                    .map_err(|e| js_err(&format!("relay {url}"), e))?,
-            );
+            let opened = if custodial.unwrap_or(false) {
+                Relay::open(&url).await
+            } else {
+                Relay::open_non_custodial(&url).await
+            };
+            let relay = Rc::new(opened.map_err(|e| js_err(&format!("relay {url}"), e))?);
             let found = relay
                 .lookup(inner.discovery_key)
                 .await

@@ -5,16 +5,20 @@
 //! [`Relay::listen`]), a [`Duplex`] the replication pump runs on ([`replicate_relayed`]).
 //!
 //! What the relay sees depends on the mode the stream was opened in:
-//! - **custodial** (JS dht-relay's default, the only mode `hyperpunch relay` offers so far):
-//!   the relay holds the session's key pair (give it a throwaway one, as [`Relay::open`]
+//! - **custodial** (JS dht-relay's default; what `hyperpunch relay` needs to listen and
+//!   announce): the relay holds the session's key pair (give it a throwaway one, as [`Relay::open`]
 //!   does), runs the Noise handshake and secret-stream with the remote peer, and carries each
 //!   decrypted message to the page as one chunk. It can read the replication traffic (which
 //!   cores, which blocks), but not forge it: every block is verified in the page against the
 //!   core's signed merkle tree. The replication capabilities are made with the handshake hash
 //!   the relay reports, as JS hypercore does over a JS dht-relay stream (`handshakeHash`).
-//! - **non-custodial** (JS `{ custodial: false }`): the page runs the Noise handshake, the
-//!   stream carries secret-stream ciphertext and the page runs secret-stream itself: the relay
-//!   sees only ciphertext and who connects to whom.
+//! - **non-custodial** (JS `{ custodial: false }`, [`Relay::open_non_custodial`]): the page
+//!   runs the Noise handshake, the stream carries secret-stream ciphertext and the page runs
+//!   secret-stream itself: the relay sees only ciphertext, its timing and sizes, and who
+//!   connects to whom (the page's public key, the peer's, their addresses); not the keys, not
+//!   the traffic. `hyperpunch relay` and the JS relay both serve it for `connect`; listening
+//!   and announcing this way work through neither yet (ours refuses them with 4005, the JS one
+//!   stores nothing: see the README).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -256,6 +260,21 @@ impl Relay {
         Self::open_with(url, key_pair, client).await
     }
 
+    /// Opens a non-custodial session at `url` with a fresh random key pair that never leaves
+    /// the page: its connections run Noise and secret-stream here, the relay forwards
+    /// ciphertext. For `connect` (listening needs [`Relay::open`] with `hyperpunch relay`).
+    pub async fn open_non_custodial(url: &str) -> Result<Relay, RelayError> {
+        let mut seed = [0u8; 32];
+        let mut noise_seed = [0u8; 32];
+        for buf in [&mut seed, &mut noise_seed] {
+            getrandom::fill(buf)
+                .map_err(|e| DuplexError(format!("crypto.getRandomValues: {e}")))?;
+        }
+        let key_pair = KeyPair::from_seed(&seed);
+        let client = Client::new(&key_pair, false, noise_seed);
+        Self::open_with(url, key_pair, client).await
+    }
+
     /// Opens a session at `url` for `client`, made with `key_pair` (custodial or not).
     pub async fn open_with(
         url: &str,
@@ -448,6 +467,7 @@ impl Relay {
                 stream,
                 is_initiator: true,
                 remote_public_key,
+                custodial: matches!(handshake, Handshake::Relay(_)),
                 handshake: Some(handshake),
             }),
             Err(why) => {
@@ -517,6 +537,7 @@ impl RelayServer {
             stream,
             is_initiator: false,
             remote_public_key,
+            custodial: matches!(handshake, Handshake::Relay(_)),
             handshake: Some(handshake),
         })
     }
@@ -553,12 +574,20 @@ pub struct RelayStream {
     remote_public_key: [u8; 32],
     /// Taken by [`RelayStream::link`].
     handshake: Option<Handshake>,
+    /// The relay ran the handshake (and holds the session's key).
+    custodial: bool,
 }
 
 impl RelayStream {
     /// The peer's public key.
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.remote_public_key
+    }
+
+    /// Whether the relay ran this stream's handshake and terminates its secret-stream
+    /// (custodial), rather than the page (non-custodial: the relay forwards ciphertext).
+    pub fn is_custodial(&self) -> bool {
+        self.custodial
     }
 
     /// Whether this side connected (rather than accepted).

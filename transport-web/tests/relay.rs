@@ -1,8 +1,8 @@
 //! The dht-relay client in headless Chromium: a page opens a WebSocket to `hyperpunch relay`
 //! (started on 127.0.0.1 with a local bootstrap node by scripts/test-browser.sh, which passes
 //! its URL in HYPERPUNCH_TEST_RELAY at build time), looks up a topic, fails to connect to a key
-//! nobody serves, and is closed with 4005 when it asks for the non-custodial mode the relay
-//! does not offer yet.
+//! nobody serves (custodial and non-custodial), and is closed with 4005 when it asks to listen
+//! non-custodially, which the relay does not offer yet.
 #![cfg(target_arch = "wasm32")]
 
 use hyperpunch_core::crypto::KeyPair;
@@ -54,7 +54,20 @@ async fn the_relay_closes_a_mode_it_does_not_offer_with_its_code() {
     let mut s = RelaySession::open(relay_url(), Client::new(&me, false, [4; 32]))
         .await
         .expect("the relay accepts the WebSocket");
-    s.client().connect([0x66; 32], me.clone());
+    // A non-custodial connect is served: to a key nobody serves it fails with its error.
+    let stream = s.client().connect([0x66; 32], me.clone());
+    loop {
+        match s.next_event().await.expect("the session stays up") {
+            ClientEvent::Closed { stream: st, error } if st == stream => {
+                assert!(error.is_some(), "a failed connect says why");
+                break;
+            }
+            ClientEvent::Opened { .. } => panic!("nobody serves that key"),
+            _ => {}
+        }
+    }
+    // A non-custodial listen is not.
+    s.client().listen(me.clone());
     loop {
         match s.next_event().await {
             Err(RelayError::Closed(code, _)) => {

@@ -1,7 +1,9 @@
-//! Replication through the relay, in headless Chromium: the page opens a custodial session on
-//! `hyperpunch relay --ws`, looks up a core's discovery key, connects by public key to the
-//! native `hyperpunch core serve --swarm` that announced it, and downloads and verifies the
-//! whole core into IndexedDB; then reopens it from IndexedDB alone.
+//! Replication through the relay, in headless Chromium: the page opens a session on
+//! `hyperpunch relay --ws` (custodial, and non-custodial: the page's key never leaves it, Noise
+//! and secret-stream run in wasm, the relay forwards ciphertext), looks up a core's discovery
+//! key, connects by public key to the native `hyperpunch core serve --swarm` that announced it,
+//! and downloads and verifies the whole core into IndexedDB; then reopens it from IndexedDB
+//! alone.
 //!
 //! scripts/test-browser.sh starts the bootstrap node, the relay and the server (a core whose
 //! block i is the UTF-8 text `hyperpunch block <i>`), and passes at build time
@@ -67,7 +69,7 @@ async fn a_page_downloads_a_native_core_through_the_relay_into_indexeddb() {
     let relay = Relay::open(relay_url())
         .await
         .expect("the relay accepts us");
-    fetch(core, &relay, length).await;
+    fetch(core, &relay, length, true).await;
     drop(relay);
 
     // Everything is in IndexedDB: reopened without any peer.
@@ -83,9 +85,35 @@ async fn a_page_downloads_a_native_core_through_the_relay_into_indexeddb() {
     IdbStorage::delete_database(&name).await.unwrap();
 }
 
+#[wasm_bindgen_test]
+async fn a_page_downloads_a_native_core_non_custodially_through_the_relay() {
+    let (key, length) = served_core();
+    let name = format!(
+        "hyperpunch-relay-nc-{:x}",
+        (js_sys::Math::random() * 1e12) as u64
+    );
+    IdbStorage::delete_database(&name).await.unwrap();
+    let core = Hypercore::create(
+        IdbStorage::open(&name).await.unwrap(),
+        CreateOptions {
+            key: Some(key),
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .expect("a reader of the served core");
+    let relay = Relay::open_non_custodial(relay_url())
+        .await
+        .expect("the relay accepts us");
+    fetch(core, &relay, length, false).await;
+    drop(relay);
+    IdbStorage::delete_database(&name).await.unwrap();
+}
+
 /// Downloads every block of `core` from the first peer `relay` finds, checks them, and ends the
-/// connection gracefully.
-async fn fetch(core: Hypercore<IdbStorage>, relay: &Relay, length: u64) {
+/// connection gracefully. `custodial`: which link the stream must give (the relay's frames, or
+/// secret-stream run here from the page's own handshake).
+async fn fetch(core: Hypercore<IdbStorage>, relay: &Relay, length: u64, custodial: bool) {
     let mut hub = ReplicationHub::new();
     let dk = hub
         .add_core(Replicator::new(core, Options::default()))
@@ -102,6 +130,7 @@ async fn fetch(core: Hypercore<IdbStorage>, relay: &Relay, length: u64) {
         .await
         .expect("connected by public key through the relay");
     assert_eq!(stream.remote_public_key(), peers[0]);
+    assert_eq!(stream.is_custodial(), custodial);
 
     let want = {
         let now = hub.now();

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use super::graph::{DagNode, Graph, NodeId, WriterId};
 use super::linearizer::Linearizer;
-use super::messages::{Checkout, OplogMessage};
+use super::messages::{Checkout, Info, Member, OplogMessage};
 use super::system::SystemState;
 use super::topolist::Update;
 use crate::encoding::Decode;
@@ -57,9 +57,13 @@ pub struct ApplyNode<'a> {
 }
 
 /// The views: append-only logs by name (JS views opened with `store.get(name)`); undo truncates them.
+///
+/// After a fast-forward ([`Autobase::fast_forward`]) a view starts at the length the system
+/// core recorded for it: its first [`Views::start`] blocks are in the view's hypercore (signed
+/// by the indexers), not in memory, and [`Views::blocks`] holds only the blocks applied since.
 #[derive(Debug, Clone, Default)]
 pub struct Views {
-    logs: Vec<(String, Vec<Vec<u8>>)>,
+    logs: Vec<(String, usize, Vec<Vec<u8>>)>,
 }
 
 /// A view's index in [`Views`].
@@ -68,35 +72,48 @@ pub type ViewId = usize;
 impl Views {
     /// The view called `name`, created empty if new.
     pub fn open(&mut self, name: &str) -> ViewId {
-        if let Some(i) = self.logs.iter().position(|(n, _)| n == name) {
+        if let Some(i) = self.logs.iter().position(|(n, _, _)| n == name) {
             return i;
         }
-        self.logs.push((name.to_string(), Vec::new()));
+        self.logs.push((name.to_string(), 0, Vec::new()));
         self.logs.len() - 1
     }
     /// Append a block to a view.
     pub fn append(&mut self, view: ViewId, value: Vec<u8>) {
-        self.logs[view].1.push(value);
+        self.logs[view].2.push(value);
     }
-    /// A view's blocks.
+    /// A view's blocks held in memory: all of them, or after a fast-forward the ones past
+    /// [`Views::start`].
     pub fn blocks(&self, view: ViewId) -> &[Vec<u8>] {
-        &self.logs[view].1
+        &self.logs[view].2
+    }
+    /// Blocks of the view that are not in memory (in its hypercore): 0 unless fast-forwarded.
+    pub fn start(&self, view: ViewId) -> usize {
+        self.logs[view].1
     }
     /// A view's length.
     pub fn len(&self, view: ViewId) -> usize {
-        self.logs[view].1.len()
+        self.logs[view].1.saturating_add(self.logs[view].2.len())
     }
     /// No view.
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
     }
     fn lengths(&self) -> Vec<usize> {
-        self.logs.iter().map(|l| l.1.len()).collect()
+        self.logs
+            .iter()
+            .map(|l| l.1.saturating_add(l.2.len()))
+            .collect()
     }
     fn truncate(&mut self, lengths: &[usize]) {
         for (i, l) in self.logs.iter_mut().enumerate() {
-            l.1.truncate(lengths.get(i).copied().unwrap_or(0));
+            let keep = lengths.get(i).copied().unwrap_or(0).saturating_sub(l.1);
+            l.2.truncate(keep);
         }
+    }
+    fn reset(&mut self, view: ViewId, start: usize) {
+        self.logs[view].1 = start;
+        self.logs[view].2.clear();
     }
 }
 
@@ -167,6 +184,9 @@ pub struct Autobase<A: Apply> {
     bootstrap: [u8; 32],
     apply: A,
     oplogs: HashMap<[u8; 32], Vec<OplogMessage>>,
+    /// Per writer, the oplog blocks before the ones held (set by a fast-forward: the length the
+    /// system had applied).
+    oplog_start: HashMap<[u8; 32], u64>,
     frozen: HashMap<[u8; 32], u64>,
     graph: Graph,
     lin: Linearizer,
@@ -192,6 +212,7 @@ impl<A: Apply> Autobase<A> {
             bootstrap,
             apply,
             oplogs: HashMap::new(),
+            oplog_start: HashMap::new(),
             frozen: HashMap::new(),
             graph,
             lin,
@@ -222,6 +243,45 @@ impl<A: Apply> Autobase<A> {
     /// Open (create) a view by name, as JS `open` does.
     pub fn open_view(&mut self, name: &str) -> ViewId {
         self.views.open(name)
+    }
+
+    /// Fast-forward (JS `_applyFastForward`): continue from the indexed state a system core
+    /// holds at `system_length` blocks (its `info` record and member records, read and verified
+    /// by the caller, see [`super::fast_forward`]) instead of linearizing the oplogs from the
+    /// start. Each view in `views` (name, length the info records for it) then starts at that
+    /// length, its blocks below it staying in the view's hypercore ([`Views::start`]); other
+    /// views start empty. Every member's oplog is wanted from the length the system applied
+    /// ([`Autobase::oplog_start`]): blocks held below it are dropped, blocks above it kept.
+    /// The tip is linearized again from there by the next [`Autobase::update`].
+    pub fn fast_forward(
+        &mut self,
+        system_length: u64,
+        info: &Info,
+        members: &[([u8; 32], Member)],
+        views: &[(&str, u64)],
+    ) {
+        self.indexed_system = SystemState::from_indexed(system_length, info, members);
+        for (key, m) in members {
+            let start = self.oplog_start(key);
+            if m.length <= start {
+                continue;
+            }
+            if let Some(log) = self.oplogs.get_mut(key) {
+                let drop = usize::try_from(m.length - start).unwrap_or(usize::MAX);
+                log.drain(..drop.min(log.len()));
+            }
+            self.oplog_start.insert(*key, m.length);
+        }
+        for i in 0..self.views.logs.len() {
+            self.views.reset(i, 0);
+        }
+        for (name, length) in views {
+            let id = self.views.open(name);
+            self.views
+                .reset(id, usize::try_from(*length).unwrap_or(usize::MAX));
+        }
+        self.indexed_views = self.views.lengths();
+        self.restart();
     }
 
     /// The views' lengths at the indexed point.
@@ -301,7 +361,19 @@ impl<A: Apply> Autobase<A> {
 
     /// Oplog blocks held for `key`.
     pub fn oplog_len(&self, key: &[u8; 32]) -> u64 {
-        self.oplogs.get(key).map_or(0, |v| v.len() as u64)
+        self.oplog_start(key)
+            .saturating_add(self.oplogs.get(key).map_or(0, |v| v.len() as u64))
+    }
+
+    /// The first oplog block the engine holds (or wants) of `key`: 0, or after a fast-forward
+    /// the length of `key`'s oplog the system had applied there.
+    pub fn oplog_start(&self, key: &[u8; 32]) -> u64 {
+        self.oplog_start.get(key).copied().unwrap_or(0)
+    }
+
+    fn oplog_get(&self, key: &[u8; 32], seq: u64) -> Option<&OplogMessage> {
+        let i = seq.checked_sub(self.oplog_start(key))?;
+        self.oplogs.get(key)?.get(usize::try_from(i).ok()?)
     }
 
     /// Block `seq` of writer `key`'s oplog. Blocks must come in order per writer (a block past
@@ -315,8 +387,9 @@ impl<A: Apply> Autobase<A> {
         if self.frozen.contains_key(key) {
             return Ok(());
         }
+        let start = self.oplog_start(key);
         let log = self.oplogs.entry(*key).or_default();
-        if seq != log.len() as u64 {
+        if seq != start.saturating_add(log.len() as u64) {
             return Ok(());
         }
         match OplogMessage::from_bytes(block) {
@@ -452,9 +525,9 @@ impl<A: Apply> Autobase<A> {
             .oplogs
             .iter()
             .filter(|(k, log)| {
-                self.system
-                    .get(k)
-                    .is_some_and(|m| !m.is_removed && (log.len() as u64) > m.length)
+                self.system.get(k).is_some_and(|m| {
+                    !m.is_removed && self.oplog_start(k).saturating_add(log.len() as u64) > m.length
+                })
             })
             .map(|(k, _)| *k)
             .collect();
@@ -509,7 +582,7 @@ impl<A: Apply> Autobase<A> {
                 break;
             }
             let seq = ws.loaded();
-            let Some(msg) = self.oplogs.get(&key).and_then(|l| l.get(seq as usize)) else {
+            let Some(msg) = self.oplog_get(&key, seq) else {
                 break;
             };
             let node = match self.pending.get(&w) {

@@ -42,6 +42,24 @@ impl SystemState {
         }
     }
 
+    /// The state a system core holds at `length` blocks: its `info` record (the last entry of
+    /// every flush) and its member records, as a fast-forward reads them (JS `SystemView` at a
+    /// checkout).
+    pub fn from_indexed(length: u64, info: &Info, members: &[([u8; 32], Member)]) -> Self {
+        SystemState {
+            version: info.version,
+            members: info.members,
+            pending_indexers: info.pending_indexers.clone(),
+            indexers: info.indexers.clone(),
+            heads: info.heads.clone(),
+            indexer_update: false,
+            db: members.iter().copied().collect(),
+            changes: Vec::new(),
+            clock_updates: Vec::new(),
+            length,
+        }
+    }
+
     /// No member yet.
     pub fn bootstrapping(&self) -> bool {
         self.members == 0

@@ -347,6 +347,33 @@ fn tail_loss_probe_then_rto_backoff() {
     assert_eq!(events(&mut a), vec![Event::Error(StreamError::Timeout)]);
 }
 
+#[test]
+fn the_peers_first_packet_resends_what_it_did_not_acknowledge() {
+    // `udx cat` with stdin at EOF half-closes at once, before its peer's socket exists: the
+    // END is dropped. When the peer's first DATA arrives (acknowledging nothing of ours), the
+    // END goes again at once instead of after the initial RTO (1 s).
+    let mut b = Stream::new(2, 1, T0, Config::default());
+    b.end().unwrap();
+    assert_eq!(drain(&mut b, T0).len(), 1);
+    assert_eq!(b.poll_timeout(), Some(Duration::from_secs(1)));
+    b.handle_datagram(ms(300), &data(2, 0, Flags::DATA, b"hello"))
+        .unwrap();
+    let out = drain(&mut b, ms(300));
+    let end = out
+        .iter()
+        .map(|d| decode(d).unwrap().header)
+        .find(|h| h.flags.contains(Flags::END))
+        .expect("the END is resent with the ack");
+    assert_eq!((end.seq, end.ack), (0, 1));
+    // Only the first packet does this: the next ones wait for the usual timers.
+    b.handle_datagram(ms(301), &data(2, 1, Flags::DATA, b"again"))
+        .unwrap();
+    let out = drain(&mut b, ms(301));
+    assert!(out
+        .iter()
+        .all(|d| !decode(d).unwrap().header.flags.contains(Flags::END)));
+}
+
 fn ack_packet(id: u32, ack: u32, sacks: &[SackRange]) -> Vec<u8> {
     let h = Header {
         flags: if sacks.is_empty() {

@@ -83,6 +83,9 @@ pub enum Command {
     /// Shells, commands and file copies on a machine reached by its key (as hypershell).
     #[command(long_about = super::shell_cmd::SHELL_LONG, subcommand)]
     Shell(super::shell_cmd::ShellCommand),
+    /// SSH to a machine by its public key, and expose an SSH server (as hyperssh).
+    #[command(long_about = super::ssh_cmd::SSH_LONG)]
+    Ssh(super::ssh_cmd::SshArgs),
     /// A WebSocket relay that lets browsers use the DHT (@hyperswarm/dht-relay's wire).
     #[command(long_about = super::relay_cmd::RELAY_LONG)]
     Relay(super::relay_cmd::RelayArgs),

@@ -3,9 +3,10 @@
 //! ([`core_cmd`] for the local `core` commands, [`net_cmd`] for `core serve`/`core fetch`,
 //! [`corestore_cmd`] for `store info`, [`udx_cmd`] for `udx cat`/`udx perf`, [`dht_cmd`] and
 //! [`dht_connect_cmd`] for `dht ...`, [`bee_cmd`] for the `bee` commands, [`drive_cmd`] for the `drive` commands, [`relay_cmd`] for
-//! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`] and [`beam_cmd`] for the tools `tele`, `beam`
-//! and [`shell_cmd`] for `shell`, which share [`peer`] (joining the DHT) and [`pipe`] (splicing a byte stream with a
-//! connection)). The commands share
+//! `relay`, [`chat_cmd`] for `chat`, [`tele_cmd`], [`beam_cmd`], [`shell_cmd`] and [`ssh_cmd`] for
+//! the tools `tele`, `beam`, `shell` and `ssh`, which share [`peer`] (joining the DHT), [`pipe`]
+//! (splicing a byte stream with a connection) and, for `tele` and `ssh`, [`expose`] (a local
+//! service under a key pair, and dialing one)). The commands share
 //! helpers through [`store`] and this hub only; none imports another, except that
 //! `dht_connect_cmd` takes `dht_cmd`'s network options and `dht_cmd` lists its subcommands, and
 //! `relay_cmd` starts its DHT node as `dht_connect_cmd` does.
@@ -19,12 +20,14 @@ pub mod corestore_cmd;
 pub mod dht_cmd;
 pub mod dht_connect_cmd;
 pub mod drive_cmd;
+pub mod expose;
 pub mod input;
 pub mod net_cmd;
 pub mod peer;
 pub mod pipe;
 pub mod relay_cmd;
 pub mod shell_cmd;
+pub mod ssh_cmd;
 pub mod store;
 pub mod tele_cmd;
 pub mod timing;
@@ -91,6 +94,7 @@ pub fn run(cli: args::Cli) -> Result<(), CliError> {
         args::Command::Tele(c) => tele_cmd::run(c),
         args::Command::Beam(a) => beam_cmd::run(a),
         args::Command::Shell(c) => shell_cmd::run(c),
+        args::Command::Ssh(a) => ssh_cmd::run(a),
         args::Command::Store(args::StoreCommand::Info { storage, json }) => {
             corestore_cmd::info(&storage.storage, json)
         }

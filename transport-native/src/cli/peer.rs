@@ -14,8 +14,15 @@ use super::CliError;
 #[derive(Debug, Clone, Args)]
 pub struct ToolNet {
     /// Bootstrap nodes, HOST:PORT[,HOST:PORT...] (or set HYPERPUNCH_BOOTSTRAP).
-    #[arg(long, value_name = "NODES", env = "HYPERPUNCH_BOOTSTRAP")]
-    pub bootstrap: String,
+    // Required, but an `Option`: `hyperpunch ssh`'s client flattens this next to subcommands
+    // that negate its requirements, and clap's derive would fail on a missing `String`.
+    #[arg(
+        long,
+        value_name = "NODES",
+        env = "HYPERPUNCH_BOOTSTRAP",
+        required = true
+    )]
+    pub bootstrap: Option<String>,
     /// Local address the DHT sockets bind (default 0.0.0.0, all interfaces).
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     pub host: Ipv4Addr,
@@ -64,7 +71,10 @@ pub async fn join(net: &ToolNet, ephemeral: Option<bool>) -> Result<Dht, CliErro
     let opts = DhtOptions {
         ephemeral,
         relays,
-        ..DhtOptions::on(net.host, &bootstrap(&net.bootstrap)?)
+        ..DhtOptions::on(
+            net.host,
+            &bootstrap(net.bootstrap.as_deref().unwrap_or(""))?,
+        )
     };
     let peer = Dht::spawn(opts)
         .await

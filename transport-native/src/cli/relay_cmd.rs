@@ -25,6 +25,13 @@ In the dht-relay wire's custodial mode (the JS client's default) the client hand
 its secret key: the relay runs the Noise handshake and secret-stream, and sees the plaintext.
 The relay keeps no key after the session ends.
 
+In the non-custodial mode (JS `{ custodial: false }`) the client keeps its secret key: for a
+connect the relay routes the handshake through the DHT and asks the client for each Noise
+message, then forwards the stream's bytes, which are the client's secret-stream ciphertext.
+The relay sees who connects to whom (both public keys, addresses), the holepunch secret of the
+handshake, and the size and timing of the traffic; not the stream keys nor the plaintext.
+Listening and announcing non-custodially are not offered yet (closed with 4005).
+
 Each session has limits; crossing one closes it with a WebSocket close code:
   1002 malformed frame or message      1003 text frame       1009 message too big
   4001 too many streams or servers     4002 too many requests per second or queries at once

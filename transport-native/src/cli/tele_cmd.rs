@@ -4,17 +4,18 @@
 //! and the `--compress` framing are [`hyperpunch::tele`]'s; this file is the I/O.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht::{ConnectOptions, Connection, Dht, ServerOptions};
 use hyperpunch::tele::{self, Access};
 use serde_json::Value;
 
-use super::peer::{join, parse_key, runtime, ToolNet};
-use super::pipe::{splice, Framing};
+use super::expose::{
+    conf_str, forward, read_identity, read_json_object as read_config, serve, Target,
+};
+use super::peer::{parse_key, runtime, ToolNet};
+use super::pipe::Framing;
 use super::{parse_hex32, CliError};
 
 /// `hyperpunch tele ...`
@@ -176,7 +177,18 @@ pub fn run(c: TeleCommand) -> Result<(), CliError> {
                     (false, false) => Access::Anyone,
                 };
                 let framing = framing(compress || conf_bool(&conf, "compress"));
-                server(kp, access, target, framing, &net).await
+                serve(kp, access, target, framing, &net, |kp| {
+                    if private {
+                        println!(
+                            "hypertele (private): connect with seed {} (listening on {})",
+                            hex::encode(kp.seed()),
+                            hex::encode(kp.public_key)
+                        );
+                    } else {
+                        println!("hypertele: {}", hex::encode(kp.public_key));
+                    }
+                })
+                .await
             }
             TeleCommand::Client {
                 port,
@@ -221,15 +233,10 @@ pub fn run(c: TeleCommand) -> Result<(), CliError> {
                     (parse_key("the server key (-s)", &peer)?, kp)
                 };
                 let framing = framing(compress || conf_bool(&conf, "compress"));
-                client(peer_key, key_pair, listen, framing, &net).await
+                forward(peer_key, key_pair, listen, framing, &net).await
             }
         }
     })
-}
-
-enum Target {
-    Tcp(IpAddr, u16),
-    Unix(PathBuf),
 }
 
 fn framing(compress: bool) -> Framing {
@@ -240,188 +247,8 @@ fn framing(compress: bool) -> Framing {
     }
 }
 
-fn read_config(path: Option<&Path>) -> Result<Value, CliError> {
-    let Some(path) = path else {
-        return Ok(Value::Object(Default::default()));
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
-    if !v.is_object() {
-        return Err(CliError::new(format!(
-            "{} must hold a JSON object",
-            path.display()
-        )));
-    }
-    Ok(v)
-}
-
-fn conf_str(conf: &Value, key: &str) -> Option<String> {
-    conf.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
 fn conf_bool(conf: &Value, key: &str) -> bool {
     conf.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// hyper-cmd's identity file: `{ "publicKey": HEX, "secretKey": HEX (64 bytes) }`.
-fn read_identity(path: &Path) -> Result<KeyPair, CliError> {
-    let v = read_config(Some(path))?;
-    let sk = conf_str(&v, "secretKey").unwrap_or_default();
-    let mut secret = [0u8; 64];
-    hex::decode_to_slice(sk.trim(), &mut secret).map_err(|_| {
-        CliError::new(format!(
-            "{}: \"secretKey\" must be 128 hex characters",
-            path.display()
-        ))
-    })?;
-    let kp = KeyPair::from_secret_key(&secret)
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    if let Some(pk) = conf_str(&v, "publicKey") {
-        if parse_key("publicKey", &pk)? != kp.public_key {
-            return Err(CliError::new(format!(
-                "{}: \"publicKey\" does not belong to \"secretKey\"",
-                path.display()
-            )));
-        }
-    }
-    Ok(kp)
-}
-
-async fn server(
-    kp: KeyPair,
-    access: Access,
-    target: Target,
-    framing: Framing,
-    net: &ToolNet,
-) -> Result<(), CliError> {
-    let peer = join(net, None).await?;
-    let private = matches!(access, Access::Private(_));
-    let opts = ServerOptions {
-        firewall: Some(Box::new(move |remote, _, _| access.refuses(remote))),
-        ..ServerOptions::default()
-    };
-    let mut server = tokio::time::timeout(net.timeout(), peer.listen(kp.clone(), opts))
-        .await
-        .map_err(|_| CliError::new("announcing the key timed out"))?
-        .map_err(|e| CliError::new(e.to_string()))?;
-    if private {
-        println!(
-            "hypertele (private): connect with seed {} (listening on {})",
-            hex::encode(kp.seed()),
-            hex::encode(kp.public_key)
-        );
-    } else {
-        println!("hypertele: {}", hex::encode(kp.public_key));
-    }
-    let target = Arc::new(target);
-    while let Some(conn) = server.accept().await {
-        let target = Arc::clone(&target);
-        tokio::spawn(async move {
-            let who = short(&conn.remote_public_key());
-            if let Err(e) = expose(conn, &target, framing).await {
-                eprintln!("connection from {who}: {e}");
-            }
-        });
-    }
-    Err(CliError::new("the DHT node stopped"))
-}
-
-/// One peer's connection to the exposed service.
-async fn expose(conn: Connection, target: &Target, framing: Framing) -> Result<(), String> {
-    match target {
-        Target::Tcp(ip, port) => {
-            let s = tokio::net::TcpStream::connect((*ip, *port))
-                .await
-                .map_err(|e| format!("cannot connect to the service at {ip}:{port}: {e}"))?;
-            let _ = s.set_nodelay(true);
-            let (r, w) = s.into_split();
-            splice(conn, r, w, framing, false).await.map(drop)
-        }
-        Target::Unix(path) => {
-            let s = tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(|e| format!("cannot connect to the service at {}: {e}", path.display()))?;
-            let (r, w) = s.into_split();
-            splice(conn, r, w, framing, false).await.map(drop)
-        }
-    }
-}
-
-async fn client(
-    peer_key: [u8; 32],
-    key_pair: KeyPair,
-    listen: Target,
-    framing: Framing,
-    net: &ToolNet,
-) -> Result<(), CliError> {
-    let peer = Arc::new(join(net, None).await?);
-    let timeout = net.timeout();
-    let dial = move |peer: Arc<Dht>, key_pair: KeyPair| async move {
-        tokio::time::timeout(
-            timeout,
-            peer.connect(peer_key, key_pair, ConnectOptions::default()),
-        )
-        .await
-        .map_err(|_| format!("connecting to {} timed out", short(&peer_key)))?
-        .map_err(|e| e.to_string())
-    };
-    match listen {
-        Target::Tcp(ip, port) => {
-            let l = tokio::net::TcpListener::bind((ip, port))
-                .await
-                .map_err(|e| CliError::new(format!("cannot listen on {ip}:{port}: {e}")))?;
-            let a = l
-                .local_addr()
-                .map_err(|e| CliError::new(format!("cannot listen on {ip}:{port}: {e}")))?;
-            println!("Server ready @{}:{}", a.ip(), a.port());
-            loop {
-                let (s, _) = l
-                    .accept()
-                    .await
-                    .map_err(|e| CliError::new(format!("accepting: {e}")))?;
-                let _ = s.set_nodelay(true);
-                let (peer, kp) = (Arc::clone(&peer), key_pair.clone());
-                tokio::spawn(async move {
-                    let r = async {
-                        let conn = dial(peer, kp).await?;
-                        let (r, w) = s.into_split();
-                        splice(conn, r, w, framing, false).await
-                    };
-                    if let Err(e) = r.await {
-                        eprintln!("error: {e}");
-                    }
-                });
-            }
-        }
-        Target::Unix(path) => {
-            let l = tokio::net::UnixListener::bind(&path)
-                .map_err(|e| CliError::new(format!("cannot listen on {}: {e}", path.display())))?;
-            println!("Server ready @{}", path.display());
-            loop {
-                let (s, _) = l
-                    .accept()
-                    .await
-                    .map_err(|e| CliError::new(format!("accepting: {e}")))?;
-                let (peer, kp) = (Arc::clone(&peer), key_pair.clone());
-                tokio::spawn(async move {
-                    let r = async {
-                        let conn = dial(peer, kp).await?;
-                        let (r, w) = s.into_split();
-                        splice(conn, r, w, framing, false).await
-                    };
-                    if let Err(e) = r.await {
-                        eprintln!("error: {e}");
-                    }
-                });
-            }
-        }
-    }
-}
-
-fn short(key: &[u8; 32]) -> String {
-    hex::encode(&key[..8])
 }
 
 /// `hyperpunch tele --help`.

@@ -207,17 +207,13 @@ impl RawConnection {
 
     /// The peer's public key (authenticated by the handshake).
     pub fn remote_public_key(&self) -> [u8; 32] {
-        self.est.handshake.split.remote_public_key
+        self.est.remote_public_key
     }
 
-    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same.
-    pub fn handshake_hash(&self) -> [u8; 64] {
-        self.est.handshake.split.hash
-    }
-
-    /// Our public key in the handshake.
-    pub fn public_key(&self) -> [u8; 32] {
-        self.est.handshake.split.public_key
+    /// The Noise handshake hash (JS `handshakeHash`): both sides have the same. `None` when
+    /// the handshake ran outside ([`Dht::connect_external`](super::Dht::connect_external)).
+    pub fn handshake_hash(&self) -> Option<[u8; 64]> {
+        self.est.handshake.as_ref().map(|h| h.split.hash)
     }
 
     /// Whether we connected out (the secret-stream initiator).
@@ -248,9 +244,14 @@ impl RawConnection {
     /// The UDX stream, the secret-stream engine (its header is ready to send; `now_ms` is its
     /// clock in the caller's milliseconds), the socket and the guards.
     pub fn into_parts(self, opts: StreamOptions, now_ms: u64) -> io::Result<RawParts> {
+        let Some(handshake) = self.est.handshake.as_ref() else {
+            return Err(io::Error::other(
+                "the handshake ran outside: its owner runs secret-stream (into_bytes)",
+            ));
+        };
         let stream = SecretStream::from_handshake(
             self.est.is_initiator,
-            self.est.handshake.split.clone(),
+            handshake.split.clone(),
             entropy()?,
             opts,
             now_ms,
@@ -261,6 +262,13 @@ impl RawConnection {
             socket: self.socket,
             guards: self.guards,
         })
+    }
+
+    /// The UDX stream as it is, its bytes not decrypted (for a connection whose handshake ran
+    /// outside: the key pair's owner runs secret-stream over these bytes), the socket to keep
+    /// while it runs, and the guards.
+    pub fn into_bytes(self) -> (UdxStream, Arc<UdxSocket>, Vec<Box<dyn Send>>) {
+        (self.udx, self.socket, self.guards)
     }
 
     /// Starts the connection as a message pipe (keep-alives as hyperdht's).
@@ -291,8 +299,12 @@ impl RawConnection {
             socket: est.socket,
             remote: est.remote,
             relayed: est.relayed,
-            remote_public_key: est.handshake.split.remote_public_key,
-            handshake_hash: est.handshake.split.hash,
+            remote_public_key: est.remote_public_key,
+            handshake_hash: est
+                .handshake
+                .as_ref()
+                .map(|h| h.split.hash)
+                .unwrap_or([0; 64]),
             is_initiator: est.is_initiator,
             out: out_tx,
             incoming: in_rx,

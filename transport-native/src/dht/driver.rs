@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::dht::connect::{
-    Action, ConnId, ConnectEvent, ConnectOptions, Connector, Established, PairingId, ServerId,
-    ServerOptions,
+    Action, ConnId, ConnectEvent, ConnectOptions, Connector, Established, ExternalReceived,
+    NoiseStep, PairingId, ServerId, ServerOptions,
 };
 use hyperpunch_core::dht::rpc::{self, Event as RpcEvent, RequestError, RequestId, SocketId};
 use hyperpunch_core::dht::{DhtConfig, Event, HyperDht, LookupResult, OpError, OpId, OpOutput};
@@ -48,6 +48,17 @@ pub(crate) enum Cmd {
         opts: ConnectOptions,
         done: oneshot::Sender<Result<RawConnection, DhtError>>,
     },
+    /// A connect whose Noise handshake runs outside: its steps go to `steps`, answered with
+    /// `ExternalSent` / `ExternalReceived`; its id comes back on `started`.
+    ConnectExternal {
+        public_key: [u8; 32],
+        opts: ConnectOptions,
+        steps: mpsc::UnboundedSender<NoiseStep>,
+        started: oneshot::Sender<ConnId>,
+        done: oneshot::Sender<Result<RawConnection, DhtError>>,
+    },
+    ExternalSent(ConnId, Option<Vec<u8>>),
+    ExternalReceived(ConnId, Option<ExternalReceived>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
     Firewalled(oneshot::Sender<(bool, Option<SocketAddrV4>)>),
     RelayPaired {
@@ -144,6 +155,7 @@ pub(crate) async fn spawn(
         start,
         servers: HashMap::new(),
         connects: HashMap::new(),
+        external: HashMap::new(),
         ops: HashMap::new(),
         requests: HashMap::new(),
         relay_jobs: HashMap::new(),
@@ -203,6 +215,8 @@ struct Driver {
         ),
     >,
     connects: HashMap<ConnId, oneshot::Sender<Result<RawConnection, DhtError>>>,
+    /// Where the steps of external handshakes go.
+    external: HashMap<ConnId, mpsc::UnboundedSender<NoiseStep>>,
     ops: HashMap<OpId, PendingOp>,
     requests: HashMap<RequestId, oneshot::Sender<Result<rpc::Response, RequestError>>>,
     /// Connections to blind relays being made for a pairing.
@@ -362,6 +376,31 @@ impl Driver {
                     .connect(now, &mut self.node, public_key, key_pair, opts);
                 self.connects.insert(id, done);
             }
+            Cmd::ConnectExternal {
+                public_key,
+                opts,
+                steps,
+                started,
+                done,
+            } => {
+                // Registered before the first step comes out of the connector.
+                let id = self.connector.next_conn_id();
+                self.external.insert(id, steps);
+                let got = self
+                    .connector
+                    .connect_external(now, &mut self.node, public_key, opts);
+                debug_assert_eq!(got, id);
+                self.connects.insert(id, done);
+                let _ = started.send(id);
+            }
+            Cmd::ExternalSent(id, message) => {
+                self.connector
+                    .external_sent(now, &mut self.node, id, message);
+            }
+            Cmd::ExternalReceived(id, received) => {
+                self.connector
+                    .external_received(now, &mut self.node, id, received);
+            }
             Cmd::Relays(id, tx) => {
                 let _ = tx.send(self.connector.server_relays(id));
             }
@@ -508,7 +547,13 @@ impl Driver {
                 self.connector
                     .relay_failed(now, &mut self.node, job.pairing);
             }
+            ConnectEvent::ExternalNoise { conn, step } => {
+                if let Some(tx) = self.external.get(&conn) {
+                    let _ = tx.send(step);
+                }
+            }
             ConnectEvent::Connected { conn, established } => {
+                self.external.remove(&conn);
                 let r = self.open_stream(established).map_err(DhtError::Io);
                 if let Some(tx) = self.connects.remove(&conn) {
                     if let Err(Ok(c)) = tx.send(r) {
@@ -518,6 +563,7 @@ impl Driver {
                 }
             }
             ConnectEvent::ConnectFailed { conn, error } => {
+                self.external.remove(&conn);
                 if let Some(tx) = self.connects.remove(&conn) {
                     let _ = tx.send(Err(DhtError::Connect(error)));
                 }
@@ -645,6 +691,7 @@ impl Driver {
                 .collect();
             for id in gone {
                 self.connects.remove(&id);
+                self.external.remove(&id);
                 let now = self.now();
                 self.connector.cancel(now, &mut self.node, id);
                 progress = true;

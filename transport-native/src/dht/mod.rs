@@ -48,7 +48,9 @@ pub mod relay;
 pub use conn::{
     Connection, ConnectionReceiver, ConnectionSender, RawConnection, RawParts, KEEP_ALIVE_MS,
 };
-pub use hyperpunch_core::dht::connect::{ConnectError, ConnectOptions, ServerOptions};
+pub use hyperpunch_core::dht::connect::{
+    ConnectError, ConnectOptions, ExternalReceived, NoiseStep, ServerOptions,
+};
 pub use hyperpunch_core::dht::rpc::{Limits, RateLimits};
 pub use hyperpunch_core::dht::{LookupResult as LookupReply, StoreLimits};
 pub use lookup::{AnnounceHandle, Lookup};
@@ -673,6 +675,37 @@ impl Dht {
         rx.await.map_err(|_| DhtError::Closed)?
     }
 
+    /// Connects to the server of `public_key` with the Noise handshake run outside (JS
+    /// hyperdht's `createHandshake`): this node never holds the secret key. Answer each
+    /// [`ExternalProgress::Step`] of the returned attempt with [`ExternalConnect::sent`] or
+    /// [`ExternalConnect::received`]; it ends with a connection whose bytes are the key pair
+    /// owner's secret-stream ([`RawConnection::into_bytes`]). Dropping it cancels the attempt.
+    pub async fn connect_external(
+        &self,
+        public_key: [u8; 32],
+        opts: ConnectOptions,
+    ) -> Result<ExternalConnect, DhtError> {
+        let (steps_tx, steps) = mpsc::unbounded_channel();
+        let (started, id) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        self.cmds
+            .send(Cmd::ConnectExternal {
+                public_key,
+                opts,
+                steps: steps_tx,
+                started,
+                done: done_tx,
+            })
+            .map_err(|_| DhtError::Closed)?;
+        let id = id.await.map_err(|_| DhtError::Closed)?;
+        Ok(ExternalConnect {
+            id,
+            cmds: self.cmds.clone(),
+            steps,
+            done,
+        })
+    }
+
     /// The deployment relay a connection falls back to, if any.
     pub(crate) fn fallback_relay(&self, opts: &ConnectOptions) -> Option<[u8; 32]> {
         if !self.relay_fallback
@@ -694,6 +727,45 @@ impl Dht {
         if self.cmds.send(Cmd::Destroy(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+/// A connection attempt whose Noise handshake runs outside ([`Dht::connect_external`]).
+pub struct ExternalConnect {
+    id: hyperpunch_core::dht::connect::ConnId,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    steps: mpsc::UnboundedReceiver<NoiseStep>,
+    done: oneshot::Receiver<Result<RawConnection, DhtError>>,
+}
+
+/// What an [`ExternalConnect`] needs or became.
+// One value a step, handed over at once (never stored in bulk): not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum ExternalProgress {
+    /// A handshake step for the key pair's owner.
+    Step(NoiseStep),
+    /// The attempt ended.
+    Done(Result<RawConnection, DhtError>),
+}
+
+impl ExternalConnect {
+    /// The next step, or the end.
+    pub async fn next(&mut self) -> ExternalProgress {
+        tokio::select! {
+            biased;
+            Some(s) = self.steps.recv() => ExternalProgress::Step(s),
+            r = &mut self.done => ExternalProgress::Done(r.unwrap_or(Err(DhtError::Closed))),
+        }
+    }
+
+    /// The first handshake message, encrypted by the owner (`None`: it refused).
+    pub fn sent(&self, message: Option<Vec<u8>>) {
+        let _ = self.cmds.send(Cmd::ExternalSent(self.id, message));
+    }
+
+    /// The server's reply, decrypted by the owner (`None`: it could not).
+    pub fn received(&self, received: Option<ExternalReceived>) {
+        let _ = self.cmds.send(Cmd::ExternalReceived(self.id, received));
     }
 }
 

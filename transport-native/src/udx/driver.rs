@@ -230,6 +230,10 @@ impl Driver {
                         let _ = done.send(Ok(()));
                     }
                 }
+                // Consecutive DATA payloads (one a packet) go to the handle as one chunk of up
+                // to DATA_COALESCE bytes: one channel message, one wakeup and one `Consumed`
+                // back per chunk instead of per packet.
+                let mut data: Option<Vec<u8>> = None;
                 while slot.detached || slot.unread < READ_HIGH_WATER {
                     let Some(event) = stream.poll_event() else {
                         break;
@@ -241,7 +245,31 @@ impl Driver {
                     if let Event::Data(d) | Event::Message(d) = &event {
                         slot.unread += d.len();
                     }
+                    let event = match (event, &mut data) {
+                        (Event::Data(d), Some(held)) if held.len() + d.len() <= DATA_COALESCE => {
+                            held.reserve_exact(DATA_COALESCE - held.len());
+                            held.extend_from_slice(&d);
+                            continue;
+                        }
+                        (Event::Data(d), held) => match held.replace(d) {
+                            Some(full) => Event::Data(full),
+                            None => continue,
+                        },
+                        (other, held) => {
+                            if let Some(d) = held.take() {
+                                if slot.events.send(Event::Data(d)).is_err() {
+                                    slot.detached = true;
+                                }
+                            }
+                            other
+                        }
+                    };
                     if slot.events.send(event).is_err() {
+                        slot.detached = true;
+                    }
+                }
+                if let Some(d) = data {
+                    if slot.events.send(Event::Data(d)).is_err() {
                         slot.detached = true;
                     }
                 }

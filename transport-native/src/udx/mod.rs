@@ -66,6 +66,9 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
 /// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
 const READ_HIGH_WATER: usize = 1 << 20;
+/// Consecutive received DATA payloads are handed to a stream's handle in chunks of up to this
+/// many bytes.
+const DATA_COALESCE: usize = 64 * 1024;
 /// Largest chunk one `poll_write` takes.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Non-UDX datagrams queued for the owner at most; more are dropped, like a full socket buffer.

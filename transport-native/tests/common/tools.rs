@@ -170,6 +170,30 @@ impl Proc {
         }
     }
 
+    /// Waits for an output line containing any of `what` and returns it.
+    pub fn expect_any(&mut self, what: &[&str]) -> String {
+        let deadline = Instant::now() + STEP;
+        let hit = |l: &String| what.iter().any(|w| l.contains(w));
+        if let Some(l) = self.seen.iter().find(|l| hit(l)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if hit(&l) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: none of {what:?} in its output within {STEP:?}; got {:?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
     /// Every line seen so far (and any waiting).
     pub fn output(&mut self) -> Vec<String> {
         while let Ok(l) = self.lines.try_recv() {

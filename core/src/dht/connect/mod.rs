@@ -25,6 +25,7 @@ mod server;
 
 pub use announcer::{encode_peer, Announcer};
 pub use client::{ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
+
 pub use server::ServerOptions;
 
 use core::net::SocketAddrV4;
@@ -33,7 +34,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::crypto::KeyPair;
 use crate::dht::holepunch::puncher::{PunchAction, Puncher, RandomPunchLimiter};
-use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode};
+use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode, NoisePayload};
 use crate::dht::noise_wrap::HandshakeResult;
 use crate::dht::rpc::{
     self, Event as RpcEvent, Node, QueryId, RequestId, RequestSpec, SocketId, PING,
@@ -69,8 +70,13 @@ pub enum Action {
 pub struct Established {
     /// The client side (secret-stream initiator).
     pub is_initiator: bool,
-    /// The handshake: keys and hash for [`SecretStream::from_handshake`](crate::secretstream::SecretStream::from_handshake).
-    pub handshake: HandshakeResult,
+    /// The handshake: keys and hash for [`SecretStream::from_handshake`](crate::secretstream::SecretStream::from_handshake);
+    /// `None` when it ran outside ([`Connector::connect_external`]): whoever holds the key pair
+    /// runs secret-stream over the stream's bytes.
+    pub handshake: Option<HandshakeResult>,
+    /// The peer's public key (the server's for a client; for a server, authenticated by the
+    /// handshake).
+    pub remote_public_key: [u8; 32],
     /// The socket the UDX stream runs on.
     pub socket: SocketId,
     /// Our UDX stream id (as sent in our noise payload).
@@ -92,9 +98,38 @@ impl Established {
     }
 }
 
+/// A step of a Noise handshake that runs outside the connector
+/// ([`Connector::connect_external`]): the key pair's owner (a non-custodial dht-relay client)
+/// encrypts and decrypts, the connector routes the messages and punches.
+#[derive(Debug, Clone)]
+pub enum NoiseStep {
+    /// Encrypt this payload into the first handshake message; answer with
+    /// [`Connector::external_sent`].
+    Send(Box<NoisePayload>),
+    /// Decrypt the server's reply; answer with [`Connector::external_received`].
+    Recv(Vec<u8>),
+}
+
+/// The server's reply, decrypted outside ([`Connector::external_received`]).
+#[derive(Debug, Clone)]
+pub struct ExternalReceived {
+    /// The server's noise payload.
+    pub payload: NoisePayload,
+    /// `H(NS.PEER_HOLEPUNCH, key = handshake hash)` (JS `final().holepunchSecret`): keys the
+    /// holepunch messages. It opens no stream: the stream keys stay with the key pair's owner.
+    pub holepunch_secret: [u8; 32],
+}
+
 /// What happened.
 #[derive(Debug, Clone)]
 pub enum ConnectEvent {
+    /// An external handshake needs its owner ([`NoiseStep`]).
+    ExternalNoise {
+        /// The attempt.
+        conn: ConnId,
+        /// What to do.
+        step: NoiseStep,
+    },
     /// A server finished its first announce round.
     Listening {
         /// The server.
@@ -375,7 +410,7 @@ impl Connector {
             self.deadlines.insert(id, (now.saturating_add(t), t));
         }
         let mut ctx = ctx!(self, now, dht);
-        let c = client::Client::start(&mut ctx, id, key_pair, remote_public_key, opts);
+        let c = client::Client::start(&mut ctx, id, Some(key_pair), remote_public_key, opts);
         if c.is_finished() {
             // Failed at once (an invalid key): its event is queued.
             self.deadlines.remove(&id);
@@ -383,6 +418,76 @@ impl Connector {
             self.clients.insert(id, c);
         }
         id
+    }
+
+    /// `connect(publicKey)` with the Noise handshake run outside (JS hyperdht's
+    /// `createHandshake` option, as a dht-relay serves a non-custodial client): the connector
+    /// never holds the secret key; it asks for each handshake step with
+    /// [`ConnectEvent::ExternalNoise`] and hands out an [`Established`] without keys. No
+    /// fallback-relay retry (`opts.fallback_relay` is ignored).
+    pub fn connect_external(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        remote_public_key: [u8; 32],
+        mut opts: ConnectOptions,
+    ) -> ConnId {
+        opts.fallback_relay = None;
+        self.next_id += 1;
+        let id = self.next_id;
+        if let Some(t) = opts.timeout {
+            self.deadlines.insert(id, (now.saturating_add(t), t));
+        }
+        let mut ctx = ctx!(self, now, dht);
+        let c = client::Client::start(&mut ctx, id, None, remote_public_key, opts);
+        if c.is_finished() {
+            self.deadlines.remove(&id);
+        } else {
+            self.clients.insert(id, c);
+        }
+        id
+    }
+
+    /// The id the next [`Connector::connect`] or [`Connector::connect_external`] gets (an
+    /// owner can file where the first [`ConnectEvent::ExternalNoise`] goes before it comes).
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_id + 1
+    }
+
+    /// The first message of an external handshake (`None`: its owner refused; the attempt
+    /// fails).
+    pub fn external_sent(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        conn: ConnId,
+        message: Option<Vec<u8>>,
+    ) {
+        self.dispatch(
+            now,
+            dht,
+            Owner::Client(conn),
+            |c, ctx| c.external_sent(ctx, message),
+            |_, _| {},
+        );
+    }
+
+    /// The server's reply decrypted by an external handshake's owner (`None`: it could not;
+    /// the attempt fails).
+    pub fn external_received(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        conn: ConnId,
+        received: Option<ExternalReceived>,
+    ) {
+        self.dispatch(
+            now,
+            dht,
+            Owner::Client(conn),
+            |c, ctx| c.external_received(ctx, received),
+            |_, _| {},
+        );
     }
 
     /// Gives up on a connection attempt.
@@ -604,7 +709,7 @@ impl Connector {
                         self.clients.remove(&id);
                         match retry {
                             Some((kp, pk, opts)) => {
-                                let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                                let c = client::Client::start(&mut ctx, id, Some(kp), pk, opts);
                                 self.clients.insert(id, c);
                             }
                             None => {
@@ -786,7 +891,7 @@ impl Connector {
             self.clients.remove(&id);
             match retry {
                 Some((kp, pk, opts)) => {
-                    let c = client::Client::start(&mut ctx, id, kp, pk, opts);
+                    let c = client::Client::start(&mut ctx, id, Some(kp), pk, opts);
                     self.clients.insert(id, c);
                 }
                 None => {

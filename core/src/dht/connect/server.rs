@@ -722,7 +722,8 @@ impl Server {
         let Some(hs) = s.hs.clone() else { return };
         let established = Established {
             is_initiator: false,
-            handshake: hs,
+            handshake: Some(hs),
+            remote_public_key: s.remote_public_key,
             socket,
             local_id: s.stream_id,
             remote_id: s.remote_stream_id,

@@ -272,7 +272,7 @@ fn connect_seeded(
     opts: ServerOptions,
     seed: u64,
 ) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
-    connect_dup(server_nat, client_nat, opts, seed, false)
+    connect_dup(server_nat, client_nat, opts, seed, false, false)
 }
 
 /// As [`connect_seeded`]; with `dup_client` every DHT message of the client arrives twice.
@@ -282,6 +282,7 @@ fn connect_dup(
     opts: ServerOptions,
     seed: u64,
     dup_client: bool,
+    external: bool,
 ) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
     let mut sim = Sim::seeded(seed);
     let boot = testnet(&mut sim, 6);
@@ -311,19 +312,72 @@ fn connect_dup(
         "listening"
     );
     let now = sim.now;
+    let client_kp = KeyPair::from_seed(&[2; 32]);
     {
         let h = &mut sim.hosts[c];
-        h.conn.connect(
-            now,
-            &mut h.dht,
-            server_kp.public_key,
-            KeyPair::from_seed(&[2; 32]),
-            ConnectOptions::default(),
-        );
+        if external {
+            h.conn.connect_external(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                ConnectOptions::default(),
+            );
+        } else {
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                client_kp.clone(),
+                ConnectOptions::default(),
+            );
+        }
     }
     sim.flush(c);
     let mut client = None;
+    // An external handshake: the test holds the key pair and runs the Noise steps.
+    let mut noise: Option<crate::dht::noise_wrap::NoiseWrap> = None;
+    let mut external_result = None;
+    let mut seen = 0;
     for _ in 0..600 {
+        let steps: Vec<ConnectEvent> = sim.hosts[c].events[seen..].to_vec();
+        seen = sim.hosts[c].events.len();
+        for e in steps {
+            let ConnectEvent::ExternalNoise { conn, step } = e else {
+                continue;
+            };
+            let now = sim.now;
+            let h = &mut sim.hosts[c];
+            match step {
+                NoiseStep::Send(p) => {
+                    let mut n = crate::dht::noise_wrap::NoiseWrap::initiator(
+                        client_kp.clone(),
+                        server_kp.public_key,
+                        KeyPair::from_seed(&[3; 32]),
+                    )
+                    .unwrap();
+                    let m = n.send(&p).unwrap();
+                    noise = Some(n);
+                    h.conn.external_sent(now, &mut h.dht, conn, Some(m));
+                }
+                NoiseStep::Recv(m) => {
+                    let mut n = noise.take().expect("one reply decrypted");
+                    let payload = n.recv(&m).unwrap();
+                    let r = n.finish().unwrap();
+                    let holepunch_secret = r.holepunch_secret;
+                    external_result = Some(r);
+                    h.conn.external_received(
+                        now,
+                        &mut h.dht,
+                        conn,
+                        Some(ExternalReceived {
+                            payload,
+                            holepunch_secret,
+                        }),
+                    );
+                }
+            }
+            sim.flush(c);
+        }
         sim.run_for(Duration::from_millis(100));
         if let Some(e) = sim.hosts[c].events.iter().find_map(|e| match e {
             ConnectEvent::Connected { established, .. } => Some(established.clone()),
@@ -338,6 +392,12 @@ fn connect_dup(
             .any(|e| matches!(e, ConnectEvent::ConnectFailed { .. }))
         {
             break;
+        }
+    }
+    if let Some(est) = client.as_mut() {
+        if external {
+            assert!(est.handshake.is_none(), "the connector never had the keys");
+            est.handshake = external_result;
         }
     }
     let mut server = None;
@@ -358,14 +418,17 @@ fn connect_dup(
 }
 
 fn assert_pair(c: &Established, s: &Established) {
-    assert_eq!(c.handshake.split.tx, s.handshake.split.rx);
-    assert_eq!(c.handshake.split.rx, s.handshake.split.tx);
+    let (ch, sh) = (c.handshake.as_ref().unwrap(), s.handshake.as_ref().unwrap());
+    assert_eq!(ch.split.tx, sh.split.rx);
+    assert_eq!(ch.split.rx, sh.split.tx);
     assert_eq!(c.local_id, s.remote_id);
     assert_eq!(c.remote_id, s.local_id);
     assert_eq!(
-        s.handshake.split.remote_public_key,
+        sh.split.remote_public_key,
         KeyPair::from_seed(&[2; 32]).public_key
     );
+    assert_eq!(s.remote_public_key, sh.split.remote_public_key);
+    assert_eq!(c.remote_public_key, ch.split.remote_public_key);
 }
 
 #[test]
@@ -391,6 +454,27 @@ fn consistent_nats_connect_on_puncher_sockets() {
         c.socket.0 >= 2 && s.socket.0 >= 2,
         "both on puncher sockets"
     );
+}
+
+#[test]
+fn an_external_handshake_connects_directly_and_through_a_punch() {
+    for nats in [None, Some(Kind::Consistent)] {
+        let (c, s, ev) = connect_dup(nats, nats, ServerOptions::default(), 0, false, true);
+        let c = c.unwrap_or_else(|| panic!("client did not connect ({nats:?}): {ev:?}"));
+        let s = s.expect("server got the connection");
+        // The keys the test's own handshake made pair with the server's.
+        assert_pair(&c, &s);
+        if nats.is_some() {
+            assert!(c.socket.0 >= 2 && s.socket.0 >= 2, "punched");
+        }
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, ConnectEvent::ExternalNoise { .. }))
+                .count(),
+            2,
+            "one message out, one reply in"
+        );
+    }
 }
 
 #[test]
@@ -635,6 +719,7 @@ fn a_retried_holepunch_round_does_not_abort_a_random_punch() {
             ServerOptions::default(),
             seed,
             true,
+            false,
         );
         let cl = cl.unwrap_or_else(|| panic!("seed {seed}: {ev:?}"));
         assert_pair(&cl, &sv.expect("server side"));

@@ -718,7 +718,7 @@ mod tests {
         let Some(Request::Connect { stream: rs, .. }) = s.poll_request() else {
             panic!()
         };
-        s.stream_open(rs, [7; 64]);
+        s.stream_open(rs, Some([7; 64]));
         s.stream_data(rs, b"from the peer".to_vec());
         pump(&mut c, &mut s);
         assert!(matches!(
@@ -774,6 +774,118 @@ mod tests {
         assert!(matches!(
             c.poll_event(),
             Some(ClientEvent::Closed { stream, error: Some(e) }) if stream == failing && e == "PEER_NOT_FOUND"
+        ));
+    }
+
+    #[test]
+    fn non_custodial_connect_against_the_session() {
+        use crate::dht::messages_connect::{NoisePayload, UdxInfo};
+        use crate::dht::noise_wrap::NoiseWrap;
+        let me = KeyPair::from_seed(&[1; 32]);
+        let server = KeyPair::from_seed(&[2; 32]);
+        let mut c = Client::new(&me, false, [3; 32]);
+        let mut s = Session::new(Duration::ZERO, Limits::default());
+        pump(&mut c, &mut s);
+        assert_eq!(s.client(), Some((me.public_key, false)));
+
+        let stream = c.connect(server.public_key, me.clone());
+        pump(&mut c, &mut s);
+        // The session asks for a connect with no key pair: only the server's public key.
+        let Some(Request::ConnectExternal {
+            stream: rs,
+            remote_public_key,
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(remote_public_key, server.public_key);
+
+        // The DHT's first step: the client encrypts our payload.
+        let payload = NoisePayload {
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: 5,
+                seq: 0,
+            }),
+            secret_stream: Some(1),
+            ..NoisePayload::default()
+        };
+        s.noise_send(rs, &payload);
+        pump(&mut c, &mut s);
+        let Some(Request::NoiseSent {
+            stream: st,
+            message: Some(m1),
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(st, rs);
+        let mut responder =
+            NoiseWrap::responder(server.clone(), KeyPair::from_seed(&[4; 32])).unwrap();
+        assert_eq!(responder.recv(&m1).unwrap(), payload);
+        assert_eq!(responder.remote_public_key(), Some(me.public_key));
+        let reply = NoisePayload {
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: 6,
+                seq: 0,
+            }),
+            secret_stream: Some(1),
+            ..NoisePayload::default()
+        };
+        let m2 = responder.send(&reply).unwrap();
+        let server_side = responder.finish().unwrap();
+
+        // The reply: the client decrypts it and gives the holepunch secret, not the keys.
+        s.noise_receive(rs, m2);
+        pump(&mut c, &mut s);
+        let Some(Request::NoiseReceived {
+            stream: st,
+            received: Some(r),
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(st, rs);
+        assert_eq!(r.payload, reply);
+        assert_eq!(r.holepunch_secret, server_side.holepunch_secret);
+
+        s.stream_open(rs, None);
+        pump(&mut c, &mut s);
+        let Some(ClientEvent::Opened {
+            stream: st,
+            handshake: Handshake::Local(split),
+            ..
+        }) = c.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(st, stream);
+        assert_eq!(split.tx, server_side.split.rx);
+        assert_eq!(split.hash, server_side.split.hash);
+
+        // A reply that is not a noise payload fails the handshake.
+        let _ = c.connect(server.public_key, me.clone());
+        pump(&mut c, &mut s);
+        let Some(Request::ConnectExternal { stream: rs2, .. }) = s.poll_request() else {
+            panic!()
+        };
+        s.noise_send(rs2, &payload);
+        pump(&mut c, &mut s);
+        assert!(matches!(
+            s.poll_request(),
+            Some(Request::NoiseSent {
+                message: Some(_),
+                ..
+            })
+        ));
+        s.noise_receive(rs2, vec![7; 80]);
+        pump(&mut c, &mut s);
+        assert!(matches!(
+            s.poll_request(),
+            Some(Request::NoiseReceived { received: None, .. })
         ));
     }
 

@@ -312,6 +312,8 @@ pub struct Stream {
     sack_cache: Vec<(u32, u32)>,
     timeouts: u32,
     tlp_probe: bool,
+    /// A packet from the peer has arrived (see [`Stream::first_contact`]).
+    heard_from_peer: bool,
     ca: CaState,
     high_seq: u32,
 
@@ -406,6 +408,7 @@ impl Stream {
             sack_cache: Vec::new(),
             timeouts: 0,
             tlp_probe: false,
+            heard_from_peer: false,
             ca: CaState::Open,
             high_seq: 0,
             delivered: 0,

@@ -317,6 +317,21 @@ impl Stream {
         }
     }
 
+    /// The first packet from the peer arrived and did not acknowledge what we have in flight,
+    /// with no RTT measured yet: what we sent before the peer's socket existed (a receiver that
+    /// half-closes at once, before its sender started) was most likely dropped, and waiting
+    /// for the tail-loss probe would cost a whole initial RTO (1 s). Probe now instead, as the
+    /// TLP would (the newest unacknowledged packet, no congestion response); if the packets
+    /// only crossed the peer's in flight, this costs one duplicate packet.
+    pub(super) fn first_contact(&mut self, now: Duration) {
+        if self.srtt.is_none()
+            && matches!(self.loss_timer, Some((_, LossMode::Tlp)))
+            && self.inflight.iter().any(|p| !p.sacked && !p.lost)
+        {
+            self.fire_tlp(now);
+        }
+    }
+
     pub(super) fn fire_tlp(&mut self, now: Duration) {
         let has_new = !self.send_buf.is_empty() && self.send_allowance() > 0;
         if !has_new {

@@ -82,6 +82,10 @@ impl Stream {
         if self.terminated {
             return Ok(());
         }
+        if !self.heard_from_peer {
+            self.heard_from_peer = true;
+            self.first_contact(now);
+        }
         if h.flags.is_sequenced() {
             self.window_update_at = None;
             self.receive_sequenced(h.seq, h.flags, packet.payload);

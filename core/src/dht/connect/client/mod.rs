@@ -11,7 +11,7 @@ mod options;
 
 pub use options::{ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 
-use super::{ConnectEvent, Ctx, Established, Owner, PairingId};
+use super::{ConnectEvent, Ctx, Established, ExternalReceived, NoiseStep, Owner, PairingId};
 use crate::crypto::{hash, KeyPair};
 use crate::dht::holepunch::puncher::{Puncher, RandomPunchLimiter};
 use crate::dht::holepunch::SecurePayload;
@@ -38,7 +38,26 @@ struct Connected {
     relay_address: SocketAddrV4,
     server_address: SocketAddrV4,
     payload: NoisePayload,
-    hs: HandshakeResult,
+    /// `None` when the handshake ran outside (its keys are the key pair owner's).
+    hs: Option<HandshakeResult>,
+}
+
+/// Who runs the Noise handshake.
+enum Noise {
+    /// Here, with our key pair.
+    Local(Box<NoiseWrap>),
+    /// Outside, by the key pair's owner ([`ConnectEvent::ExternalNoise`]).
+    External,
+    /// Used up (a reply failed to decrypt, or the owner refused).
+    Spent,
+}
+
+/// A handshake reply handed out for decryption, waiting for [`Client::external_received`].
+#[derive(Debug, Clone, Copy)]
+struct PendingReply {
+    to: SocketAddrV4,
+    local: SocketAddrV4,
+    peer_address: Option<SocketAddrV4>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +113,12 @@ pub(crate) struct Client {
     target: [u8; 32],
     opts: ConnectOptions,
     stream_id: u32,
-    noise: Option<NoiseWrap>,
+    noise: Noise,
+    /// The first handshake message (empty while an external handshake has not given it).
     request: Vec<u8>,
+    /// An external handshake's reply being decrypted by the owner.
+    pending_reply: Option<PendingReply>,
+    remote_public_key: [u8; 32],
     firewall: Firewall,
     inflight: usize,
     queued: VecDeque<SocketAddrV4>,
@@ -130,8 +153,9 @@ pub(crate) struct Client {
     delayed: bool,
     /// How many TRY_LATER waits this attempt went through.
     try_laters: u32,
-    /// Our key pair and the server's key, for a retry through the fallback relay.
-    retry_key: (KeyPair, [u8; 32]),
+    /// Our key pair (none when the handshake runs outside), for a retry through the fallback
+    /// relay.
+    retry_key: Option<KeyPair>,
     /// Set when the attempt failed and should be made again with these options.
     retry_with: Option<ConnectOptions>,
 }
@@ -144,13 +168,16 @@ impl Client {
     /// After a failure: the options and keys to start again with (fallback relay).
     pub fn take_retry(&mut self) -> Option<(KeyPair, [u8; 32], ConnectOptions)> {
         let opts = self.retry_with.take()?;
-        Some((self.retry_key.0.clone(), self.retry_key.1, opts))
+        let key_pair = self.retry_key.clone()?;
+        Some((key_pair, self.remote_public_key, opts))
     }
 
+    /// Starts an attempt; with no `key_pair` the Noise handshake runs outside: the owner is
+    /// asked for the first message at once ([`ConnectEvent::ExternalNoise`]).
     pub fn start(
         ctx: &mut Ctx<'_>,
         id: u64,
-        key_pair: KeyPair,
+        key_pair: Option<KeyPair>,
         remote_public_key: [u8; 32],
         opts: ConnectOptions,
     ) -> Client {
@@ -187,13 +214,17 @@ impl Client {
                 }),
             ..NoisePayload::default()
         };
-        let retry_key = (key_pair.clone(), remote_public_key);
-        let (noise, request) = match NoiseWrap::initiator(key_pair, remote_public_key, eph) {
-            Ok(mut n) => match n.send(&payload) {
-                Ok(r) => (Some(n), r),
-                Err(_) => (None, Vec::new()),
+        let retry_key = key_pair.clone();
+        let external = key_pair.is_none();
+        let (noise, request) = match key_pair {
+            None => (Noise::External, Vec::new()),
+            Some(kp) => match NoiseWrap::initiator(kp, remote_public_key, eph) {
+                Ok(mut n) => match n.send(&payload) {
+                    Ok(r) => (Noise::Local(Box::new(n)), r),
+                    Err(_) => (Noise::Spent, Vec::new()),
+                },
+                Err(_) => (Noise::Spent, Vec::new()),
             },
-            Err(_) => (None, Vec::new()),
         };
         let tries_left = if opts.relay_addresses.is_empty() {
             1
@@ -207,6 +238,8 @@ impl Client {
             stream_id,
             noise,
             request,
+            pending_reply: None,
+            remote_public_key,
             firewall,
             inflight: 0,
             queued: VecDeque::new(),
@@ -236,9 +269,15 @@ impl Client {
             retry_key,
             retry_with: None,
         };
-        if c.noise.is_none() {
+        if matches!(c.noise, Noise::Spent) {
             c.fail(ctx, ConnectError::InvalidPublicKey);
             return c;
+        }
+        if external {
+            ctx.events.push_back(ConnectEvent::ExternalNoise {
+                conn: id,
+                step: NoiseStep::Send(Box::new(payload)),
+            });
         }
         for a in c.opts.relay_addresses.clone() {
             c.queued.push_back(a);
@@ -296,6 +335,7 @@ impl Client {
     pub fn on_query_done(&mut self, ctx: &mut Ctx<'_>) {
         self.query_running = false;
         if self.phase == Phase::Finding
+            && self.pending_reply.is_none()
             && self.connect.is_none()
             && self.queued.is_empty()
             && self.inflight == 0
@@ -320,6 +360,10 @@ impl Client {
     }
 
     fn pump_handshakes(&mut self, ctx: &mut Ctx<'_>) {
+        // An external handshake: not before its first message, nor while a reply is out.
+        if self.request.is_empty() || self.pending_reply.is_some() {
+            return;
+        }
         while self.inflight < PARALLEL && self.connect.is_none() && !self.finished {
             let Some(to) = self.queued.pop_front() else {
                 break;
@@ -411,13 +455,83 @@ impl Client {
         if hs.mode != Mode::Reply || r.from.addr != to || hs.noise.is_empty() {
             return; // BAD_HANDSHAKE_REPLY: this route failed
         }
-        let Some(mut noise) = self.noise.take() else {
-            return;
+        let reply = PendingReply {
+            to,
+            local: r.to,
+            peer_address: hs.peer_address,
+        };
+        let mut noise = match core::mem::replace(&mut self.noise, Noise::Spent) {
+            Noise::Local(n) => *n,
+            Noise::External if self.pending_reply.is_none() => {
+                self.noise = Noise::External;
+                self.pending_reply = Some(reply);
+                ctx.events.push_back(ConnectEvent::ExternalNoise {
+                    conn: self.id,
+                    step: NoiseStep::Recv(hs.noise),
+                });
+                return;
+            }
+            other => {
+                self.noise = other;
+                return;
+            }
         };
         let payload = match noise.recv(&hs.noise) {
             Ok(p) => p,
             Err(_) => return, // the handshake object is spent, as in JS
         };
+        let Ok(result) = noise.finish() else { return };
+        let holepunch_secret = result.holepunch_secret;
+        self.after_noise(ctx, reply, payload, Some(result), holepunch_secret);
+    }
+
+    /// The owner of an external handshake gave its first message (`None`: it refused).
+    pub fn external_sent(&mut self, ctx: &mut Ctx<'_>, message: Option<Vec<u8>>) {
+        if self.finished || !matches!(self.noise, Noise::External) || !self.request.is_empty() {
+            return;
+        }
+        match message {
+            Some(m) if !m.is_empty() => {
+                self.request = m;
+                self.pump_handshakes(ctx);
+            }
+            _ => {
+                self.noise = Noise::Spent;
+                self.fail(ctx, ConnectError::ServerError("Handshake denied".into()));
+            }
+        }
+    }
+
+    /// The owner of an external handshake decrypted the server's reply (`None`: it could not,
+    /// or refused: the attempt fails, as JS's 'Handshake denied').
+    pub fn external_received(&mut self, ctx: &mut Ctx<'_>, received: Option<ExternalReceived>) {
+        if self.finished || !matches!(self.noise, Noise::External) {
+            return;
+        }
+        let Some(reply) = self.pending_reply.take() else {
+            return;
+        };
+        self.noise = Noise::Spent;
+        match received {
+            Some(r) => self.after_noise(ctx, reply, r.payload, None, r.holepunch_secret),
+            None => self.fail(ctx, ConnectError::ServerError("Handshake denied".into())),
+        }
+    }
+
+    /// The rest of a handshake reply, once its payload is read (here or outside).
+    fn after_noise(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        reply: PendingReply,
+        payload: NoisePayload,
+        result: Option<HandshakeResult>,
+        holepunch_secret: [u8; 32],
+    ) {
+        let PendingReply {
+            to,
+            local,
+            peer_address,
+        } = reply;
         if payload.version != 1 {
             return self.fail(ctx, ConnectError::ServerIncompatible);
         }
@@ -433,11 +547,10 @@ impl Client {
                 ConnectError::ServerError("Server did not send UDX data".into()),
             );
         }
-        let Ok(result) = noise.finish() else { return };
-        let relayed = hs.peer_address.is_some();
-        let server_address = hs.peer_address.unwrap_or(to);
+        let relayed = peer_address.is_some();
+        let server_address = peer_address.unwrap_or(to);
         let nonce_secret = ctx.node.random_bytes32();
-        self.secure = Some(SecurePayload::new(result.holepunch_secret, nonce_secret));
+        self.secure = Some(SecurePayload::new(holepunch_secret, nonce_secret));
         let relay = match (
             &payload.relay_through,
             self.opts.relay_through.zip(self.relay_token),
@@ -473,7 +586,7 @@ impl Client {
             return self.on_socket(ctx, socket, to);
         }
         self.phase = Phase::Holepunch;
-        self.holepunch(ctx, r.to);
+        self.holepunch(ctx, local);
     }
 
     /// connect.js `holepunch()`.
@@ -1020,6 +1133,7 @@ impl Client {
             established: Established {
                 is_initiator: true,
                 handshake: c.hs,
+                remote_public_key: self.remote_public_key,
                 socket,
                 local_id: self.stream_id,
                 remote_id,

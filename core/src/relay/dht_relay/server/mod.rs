@@ -8,6 +8,14 @@
 //! returns a [`Close`], the owner closes the carrier with that code and reason and drops
 //! everything the session asked for.
 //!
+//! A **non-custodial** client (its `handshake` carries no secret key) connects with its own
+//! Noise: the session asks the owner for [`Request::ConnectExternal`], which carries the
+//! server's public key and nothing secret (the session never has a key pair for the client);
+//! the DHT's handshake steps come in through [`Session::noise_send`] /
+//! [`Session::noise_receive`], go to the client as `noiseSend` / `noiseReceive`, and its
+//! `noiseReply` goes back to the owner as [`Request::NoiseSent`] / [`Request::NoiseReceived`].
+//! The connection's bytes are then the client's secret-stream, forwarded as they are.
+//!
 //! Aliases follow JS: each side names its streams, servers and queries with its own numbers;
 //! `data`, `end` and a paired `destroy` carry the sender's alias. Relay aliases here count up per
 //! session (JS uses one process-wide counter); they are opaque to clients.
@@ -19,6 +27,8 @@ use std::collections::{BTreeMap, VecDeque};
 use super::messages::{Announcers, Destroy, HandshakeRef, Keys, Message};
 use super::{close_code, PROTOCOL};
 use crate::crypto::KeyPair;
+use crate::dht::connect::ExternalReceived;
+use crate::dht::messages_connect::NoisePayload;
 use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent, Protomux};
 
 /// Per-session limits. The defaults suit a public relay; tests lower them.
@@ -84,6 +94,31 @@ pub enum Request {
         key_pair: KeyPair,
         /// The server.
         remote_public_key: [u8; 32],
+    },
+    /// Connect a non-custodial client to `remote_public_key` with the Noise handshake run by
+    /// the client: report its steps with [`Session::noise_send`] / [`Session::noise_receive`],
+    /// carry out [`Request::NoiseSent`] / [`Request::NoiseReceived`], then report
+    /// [`Session::stream_open`] (no handshake hash) or [`Session::stream_closed`].
+    ConnectExternal {
+        /// The relay's alias of the stream.
+        stream: u32,
+        /// The server.
+        remote_public_key: [u8; 32],
+    },
+    /// The client's first handshake message for a [`Request::ConnectExternal`] (`None`: it
+    /// refused).
+    NoiseSent {
+        /// The stream.
+        stream: u32,
+        /// The Noise message.
+        message: Option<Vec<u8>>,
+    },
+    /// The server's reply as the client decrypted it (`None`: it could not, or refused).
+    NoiseReceived {
+        /// The stream.
+        stream: u32,
+        /// The payload and the holepunch secret.
+        received: Option<ExternalReceived>,
     },
     /// Create a server for `key_pair` and listen; report [`Session::server_listening`], then
     /// [`Session::server_connection`] per connection.
@@ -163,6 +198,20 @@ impl Request {
             Request::Listen { server, key_pair } => {
                 (1, *server, Some(key_pair.public_key), None, &[])
             }
+            Request::ConnectExternal {
+                stream,
+                remote_public_key,
+            } => (9, *stream, None, Some(*remote_public_key), &[]),
+            Request::NoiseSent { stream, message } => {
+                (10, *stream, None, None, message.as_deref().unwrap_or(&[]))
+            }
+            Request::NoiseReceived { stream, received } => (
+                11,
+                *stream,
+                None,
+                received.as_ref().map(|r| r.holepunch_secret),
+                &[],
+            ),
             Request::CloseServer { server } => (2, *server, None, None, &[]),
             Request::Lookup { query, topic } => (3, *query, None, Some(*topic), &[]),
             Request::Announce {
@@ -193,6 +242,17 @@ impl core::fmt::Debug for Request {
         match self {
             Request::Connect { stream, .. } => write!(f, "Connect({stream})"),
             Request::Listen { server, .. } => write!(f, "Listen({server})"),
+            Request::ConnectExternal { stream, .. } => write!(f, "ConnectExternal({stream})"),
+            Request::NoiseSent { stream, message } => {
+                write!(
+                    f,
+                    "NoiseSent({stream}, {:?})",
+                    message.as_ref().map(Vec::len)
+                )
+            }
+            Request::NoiseReceived { stream, received } => {
+                write!(f, "NoiseReceived({stream}, {})", received.is_some())
+            }
             Request::CloseServer { server } => write!(f, "CloseServer({server})"),
             Request::Lookup { query, .. } => write!(f, "Lookup({query})"),
             Request::Announce { query, .. } => write!(f, "Announce({query})"),
@@ -212,6 +272,15 @@ struct Stream {
     paired: bool,
     /// Bytes written by the client that the owner has not reported as taken.
     buffered: usize,
+    /// A non-custodial stream: the id of its handshake (the client runs it).
+    handshake: Option<u32>,
+}
+
+/// Which step of a non-custodial handshake waits for the client's `noiseReply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoiseWait {
+    Send,
+    Receive,
 }
 
 #[derive(Debug)]
@@ -233,6 +302,8 @@ pub struct Session {
     /// Client server alias → relay alias.
     client_servers: BTreeMap<u32, u32>,
     queries: BTreeMap<u32, ()>,
+    /// Non-custodial handshakes: id → (stream, the step waiting for the client).
+    handshakes: BTreeMap<u32, (u32, Option<NoiseWait>)>,
     requests: VecDeque<Request>,
     close: Option<Close>,
     next_ping: Duration,
@@ -272,6 +343,7 @@ impl Session {
             servers: BTreeMap::new(),
             client_servers: BTreeMap::new(),
             queries: BTreeMap::new(),
+            handshakes: BTreeMap::new(),
             requests: VecDeque::new(),
             close: None,
             pong_deadline: None,
@@ -387,7 +459,7 @@ impl Session {
         let Some(sk) = keys.secret_key else {
             self.fail(
                 close_code::UNSUPPORTED,
-                "this relay needs the custodial mode of the dht-relay wire",
+                "this relay serves non-custodial connect only; listen and announce need the custodial mode",
             );
             return None;
         };
@@ -444,8 +516,13 @@ impl Session {
                     self.fail(close_code::PROTOCOL_ERROR, "stream alias reused");
                     return;
                 }
-                let Some(key_pair) = self.key_pair(&keys) else {
-                    return;
+                // Non-custodial: the client keeps its secret key and runs the Noise handshake.
+                let key_pair = match keys.secret_key {
+                    None => None,
+                    Some(_) => match self.key_pair(&keys) {
+                        Some(kp) => Some(kp),
+                        None => return,
+                    },
                 };
                 let stream = self.alias();
                 self.streams.insert(
@@ -454,13 +531,20 @@ impl Session {
                         client_alias: Some(alias),
                         paired: false,
                         buffered: 0,
+                        handshake: None,
                     },
                 );
                 self.client_streams.insert(alias, stream);
-                self.requests.push_back(Request::Connect {
-                    stream,
-                    key_pair,
-                    remote_public_key,
+                self.requests.push_back(match key_pair {
+                    Some(key_pair) => Request::Connect {
+                        stream,
+                        key_pair,
+                        remote_public_key,
+                    },
+                    None => Request::ConnectExternal {
+                        stream,
+                        remote_public_key,
+                    },
                 });
             }
             Message::Connected {
@@ -496,6 +580,12 @@ impl Session {
                 self.requests
                     .push_back(Request::Listen { server, key_pair });
             }
+            Message::NoiseReply {
+                id,
+                payload,
+                complete,
+                ..
+            } => self.on_noise_reply(id, payload, complete),
             Message::Close { alias } => {
                 if let Some(&server) = self.client_servers.get(&alias) {
                     self.requests.push_back(Request::CloseServer { server });
@@ -564,11 +654,83 @@ impl Session {
             Message::Handshake(_)
             | Message::Accept { .. }
             | Message::Deny { .. }
-            | Message::Signature { .. }
-            | Message::NoiseReply { .. } => {}
+            | Message::Signature { .. } => {}
             // Relay-to-client messages from a client: ignored, as JS has no handler for them.
             _ => {}
         }
+    }
+
+    fn on_noise_reply(
+        &mut self,
+        id: u32,
+        payload: Vec<u8>,
+        complete: Option<([u8; 32], [u8; 32])>,
+    ) {
+        // Replies to nothing (or twice) are ignored, as JS does.
+        let Some((stream, wait)) = self.handshakes.get_mut(&id) else {
+            return;
+        };
+        let (stream, Some(wait)) = (*stream, wait.take()) else {
+            return;
+        };
+        match wait {
+            NoiseWait::Send => self.requests.push_back(Request::NoiseSent {
+                stream,
+                message: (!payload.is_empty()).then_some(payload),
+            }),
+            NoiseWait::Receive => {
+                // An empty payload is JS's 'Handshake denied'; a payload that is not a noise
+                // payload, or a missing holepunch secret, fails the same way.
+                let received = match (payload.is_empty(), complete) {
+                    (false, Some((_remote_id, holepunch_secret))) => NoisePayload::decode(&payload)
+                        .ok()
+                        .map(|payload| ExternalReceived {
+                            payload,
+                            holepunch_secret,
+                        }),
+                    _ => None,
+                };
+                self.requests
+                    .push_back(Request::NoiseReceived { stream, received });
+            }
+        }
+    }
+
+    /// A non-custodial connect needs its first Noise message: the client encrypts `payload`
+    /// (JS `noiseSend`).
+    pub fn noise_send(&mut self, stream: u32, payload: &NoisePayload) {
+        let Some(client_alias) = self.streams.get(&stream).and_then(|s| s.client_alias) else {
+            return;
+        };
+        let id = match self.streams.get(&stream).and_then(|s| s.handshake) {
+            Some(id) => id,
+            None => {
+                let id = self.alias();
+                self.streams.get_mut(&stream).expect("checked").handshake = Some(id);
+                id
+            }
+        };
+        self.handshakes.insert(id, (stream, Some(NoiseWait::Send)));
+        self.send(&Message::NoiseSend {
+            id,
+            remote_stream_alias: Some(client_alias),
+            payload: payload.encode(),
+        });
+    }
+
+    /// A non-custodial connect got the server's reply: the client decrypts `message` (JS
+    /// `noiseReceive`).
+    pub fn noise_receive(&mut self, stream: u32, message: Vec<u8>) {
+        let Some(id) = self.streams.get(&stream).and_then(|s| s.handshake) else {
+            return;
+        };
+        self.handshakes
+            .insert(id, (stream, Some(NoiseWait::Receive)));
+        self.send(&Message::NoiseReceive {
+            id,
+            server_alias: None,
+            payload: message,
+        });
     }
 
     fn start_query(&mut self, id: u32) -> bool {
@@ -587,6 +749,9 @@ impl Session {
         let Some(s) = self.streams.remove(&stream) else {
             return;
         };
+        if let Some(h) = s.handshake {
+            self.handshakes.remove(&h);
+        }
         if let Some(a) = s.client_alias {
             self.client_streams.remove(&a);
         }
@@ -609,19 +774,29 @@ impl Session {
         self.send(&Message::Destroy(destroy));
     }
 
-    /// A `connect` succeeded; `handshake_hash` is the Noise handshake hash.
-    pub fn stream_open(&mut self, stream: u32, handshake_hash: [u8; 64]) {
+    /// A `connect` succeeded; `handshake_hash` is the Noise handshake hash (`None` for a
+    /// non-custodial stream: the client has it, the relay does not).
+    pub fn stream_open(&mut self, stream: u32, handshake_hash: Option<[u8; 64]>) {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
-        s.paired = true;
         let Some(remote_alias) = s.client_alias else {
+            s.paired = true;
             return;
         };
+        let handshake = match (s.handshake, handshake_hash) {
+            (Some(id), _) => HandshakeRef::Id(id),
+            (None, Some(hash)) => HandshakeRef::Hash(hash),
+            (None, None) => return self.destroy_stream(stream, Some("no handshake")),
+        };
+        s.paired = true;
+        if let HandshakeRef::Id(id) = handshake {
+            self.handshakes.remove(&id);
+        }
         self.send(&Message::Open {
             alias: stream,
             remote_alias,
-            handshake: HandshakeRef::Hash(handshake_hash),
+            handshake,
         });
     }
 
@@ -646,6 +821,7 @@ impl Session {
                 client_alias: None,
                 paired: true,
                 buffered: 0,
+                handshake: None,
             },
         );
         self.send(&Message::Connection {

@@ -81,7 +81,7 @@ fn connect_open_data_end_destroy() {
     };
     assert_eq!(key_pair.public_key, keys(2).0.public_key);
     assert_eq!(remote_public_key, [9; 32]);
-    s.stream_open(stream, [5; 64]);
+    s.stream_open(stream, Some([5; 64]));
     s.stream_data(stream, b"hello".to_vec());
     assert_eq!(
         c.recv(&mut s),
@@ -409,7 +409,7 @@ fn stream_buffer_limit_destroys_the_stream() {
     let Some(Request::Connect { stream, .. }) = s.poll_request() else {
         panic!()
     };
-    s.stream_open(stream, [0; 64]);
+    s.stream_open(stream, Some([0; 64]));
     c.recv(&mut s);
     c.send(
         &mut s,

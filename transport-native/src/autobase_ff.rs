@@ -1,0 +1,233 @@
+//! Autobase fast-forward over a replicated corestore (the I/O around
+//! [`crate::core::autobase::fast_forward`]): what JS `lib/fast-forward.js` fetches before
+//! `_applyFastForward`. Reads only the last entries of the bootstrap's oplog (its digest names
+//! the system core), the system core's last block at its signed length and its member records
+//! (sparse hyperbee reads), and the manifests of the indexers and views; no oplog block below
+//! the indexed point.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::bee::StoreCore;
+use crate::core::autobase::fast_forward::{
+    check_view_manifest, digest_source, info_from_block, member_from_entry, view_namespace,
+    DigestSource, FastForwardError, MEMBERS_PREFIX,
+};
+use crate::core::autobase::messages::{Info, Member, OplogMessage};
+use crate::core::corestore::{CoreHandle, GetOptions};
+use crate::core::encoding::Decode;
+use crate::core::hyperbee::{BeeCore, Hyperbee, RangeOptions};
+use crate::core::hypercore::manifest::Manifest;
+use crate::core::storage::Storage;
+use crate::replicate::SharedCorestore;
+
+/// The indexed state a reader fast-forwards to.
+#[derive(Debug, Clone)]
+pub struct FastForwardPoint {
+    /// The system core's key.
+    pub system_key: [u8; 32],
+    /// Its signed length (the blocks its indexers' signature covers).
+    pub system_length: u64,
+    /// Its `info` record there.
+    pub info: Info,
+    /// Its member records there.
+    pub members: Vec<([u8; 32], Member)>,
+    /// The views found among `info.views`: (name, key, length).
+    pub views: Vec<(String, [u8; 32], u64)>,
+}
+
+impl FastForwardPoint {
+    /// The views as [`crate::core::autobase::Autobase::fast_forward`] takes them.
+    pub fn view_lengths(&self) -> Vec<(&str, u64)> {
+        self.views
+            .iter()
+            .map(|(n, _, l)| (n.as_str(), *l))
+            .collect()
+    }
+}
+
+/// Why a fast-forward could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FastForwardReadError {
+    /// Nothing arrived in time.
+    #[error("{0} did not arrive in time")]
+    Timeout(&'static str),
+    /// Nothing to fast-forward to.
+    #[error("nothing signed yet")]
+    Empty,
+    /// A refused source.
+    #[error(transparent)]
+    Refused(#[from] FastForwardError),
+    /// The store or a core failed.
+    #[error("{0}")]
+    Core(String),
+}
+
+fn core_err(e: impl ToString) -> FastForwardReadError {
+    FastForwardReadError::Core(e.to_string())
+}
+
+async fn open<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    key: [u8; 32],
+    wait: Duration,
+) -> Result<(CoreHandle, StoreCore<S>), FastForwardReadError> {
+    let h = store
+        .lock()
+        .await
+        .get(GetOptions::from_key(key))
+        .await
+        .map_err(core_err)?;
+    let core = StoreCore::new(store.clone(), *h.discovery_key())
+        .with_block_timeout(Some(wait))
+        .with_update_timeout(wait);
+    Ok((h, core))
+}
+
+async fn block<S: Storage + Clone + 'static>(
+    core: &StoreCore<S>,
+    seq: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, FastForwardReadError> {
+    BeeCore::get(core, seq)
+        .await
+        .map_err(core_err)?
+        .ok_or(FastForwardReadError::Timeout(what))
+}
+
+async fn manifest<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    h: &CoreHandle,
+    wait: Duration,
+) -> Result<Manifest, FastForwardReadError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let notified = store.changed().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let g = store.lock().await;
+            if let Some(m) = g.core(h).map_err(core_err)?.manifest() {
+                return Ok(m.clone());
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Err(FastForwardReadError::Timeout("a manifest"));
+        }
+    }
+}
+
+/// Read and check the point a new reader of the autobase `bootstrap` fast-forwards to, over
+/// the peers `store` replicates with; `names` are the view names the reader's apply opens
+/// (each view core is matched to its name by its signers' namespace). `wait` bounds each
+/// network wait.
+///
+/// The system core's signature is verified by the hypercore layer (its manifest is the one its
+/// key commits to); this checks that the manifest names the indexers the info lists, with the
+/// `_system` namespace, so the signed length is the indexers'. Views are checked the same way.
+pub async fn read_fast_forward<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    bootstrap: [u8; 32],
+    names: &[&str],
+    wait: Duration,
+) -> Result<FastForwardPoint, FastForwardReadError> {
+    // 1. the system key, from the bootstrap's latest oplog entry (JS `_checkSystemUpgrade`)
+    let (_boot_h, boot) = open(store, bootstrap, wait).await?;
+    boot.update().await.map_err(core_err)?;
+    let len = boot.state().await.length;
+    if len == 0 {
+        return Err(FastForwardReadError::Empty);
+    }
+    let last = OplogMessage::from_bytes(&block(&boot, len - 1, "the bootstrap's head").await?)
+        .map_err(|e| FastForwardError::Malformed {
+            what: "oplog entry",
+            reason: e.to_string(),
+        })?;
+    let system_key = match digest_source(&last, len)? {
+        DigestSource::Key(k) => k,
+        DigestSource::At(seq) => {
+            let m = OplogMessage::from_bytes(&block(&boot, seq, "the digest entry").await?)
+                .map_err(|e| FastForwardError::Malformed {
+                    what: "oplog entry",
+                    reason: e.to_string(),
+                })?;
+            match digest_source(&m, seq + 1)? {
+                DigestSource::Key(k) => k,
+                DigestSource::At(_) => return Err(FastForwardError::NoDigest.into()),
+            }
+        }
+    };
+
+    // 2. the system core at its signed length
+    let (sys_h, sys) = open(store, system_key, wait).await?;
+    sys.update().await.map_err(core_err)?;
+    let system_length = sys.state().await.length;
+    if system_length == 0 {
+        return Err(FastForwardReadError::Empty);
+    }
+    let info = info_from_block(
+        system_length - 1,
+        &block(&sys, system_length - 1, "the system info").await?,
+    )?;
+
+    // 3. the indexers' public keys (their oplogs' manifests) and the namespace entropy
+    let mut public_keys = Vec::new();
+    let mut entropy = info.entropy;
+    for idx in &info.indexers {
+        let (h, _) = open(store, idx.key, wait).await?;
+        let m = manifest(store, &h, wait).await?;
+        let s = m.signers.first().ok_or(FastForwardError::Manifest {
+            name: "an indexer's oplog".into(),
+            reason: "no signer",
+        })?;
+        entropy.get_or_insert(s.namespace);
+        public_keys.push(s.public_key);
+    }
+    let entropy = entropy.ok_or(FastForwardReadError::Empty)?;
+    let sys_manifest = manifest(store, &sys_h, wait).await?;
+    check_view_manifest(
+        &sys_manifest,
+        "_system",
+        &view_namespace(&bootstrap, &entropy, "_system"),
+        &public_keys,
+    )?;
+
+    // 4. the member records at the signed length
+    let bee: Hyperbee<StoreCore<S>> = Hyperbee::new(sys.clone()).checkout(system_length).await;
+    let lt = [1u8, 1];
+    let mut it = bee.create_read_stream(RangeOptions {
+        gte: Some(MEMBERS_PREFIX),
+        lt: Some(&lt[..]),
+        ..Default::default()
+    });
+    let mut members = Vec::new();
+    while let Some(e) = it.next().await.map_err(core_err)? {
+        let Some(v) = e.value else { continue };
+        members.push(member_from_entry(&e.key, &v)?);
+    }
+
+    // 5. the views, by their signers' namespace
+    let mut views = Vec::new();
+    for v in &info.views {
+        let (h, _) = open(store, v.key, wait).await?;
+        let m = manifest(store, &h, wait).await?;
+        let Some(ns) = m.signers.first().map(|s| s.namespace) else {
+            continue;
+        };
+        for name in names {
+            let want = view_namespace(&bootstrap, &entropy, name);
+            if want == ns {
+                check_view_manifest(&m, name, &want, &public_keys)?;
+                views.push((name.to_string(), v.key, v.length));
+            }
+        }
+    }
+    Ok(FastForwardPoint {
+        system_key,
+        system_length,
+        info,
+        members,
+        views,
+    })
+}
