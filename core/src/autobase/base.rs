@@ -93,14 +93,17 @@ impl Views {
     }
     /// A view's length.
     pub fn len(&self, view: ViewId) -> usize {
-        self.logs[view].1 + self.logs[view].2.len()
+        self.logs[view].1.saturating_add(self.logs[view].2.len())
     }
     /// No view.
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
     }
     fn lengths(&self) -> Vec<usize> {
-        self.logs.iter().map(|l| l.1 + l.2.len()).collect()
+        self.logs
+            .iter()
+            .map(|l| l.1.saturating_add(l.2.len()))
+            .collect()
     }
     fn truncate(&mut self, lengths: &[usize]) {
         for (i, l) in self.logs.iter_mut().enumerate() {
@@ -358,7 +361,8 @@ impl<A: Apply> Autobase<A> {
 
     /// Oplog blocks held for `key`.
     pub fn oplog_len(&self, key: &[u8; 32]) -> u64 {
-        self.oplog_start(key) + self.oplogs.get(key).map_or(0, |v| v.len() as u64)
+        self.oplog_start(key)
+            .saturating_add(self.oplogs.get(key).map_or(0, |v| v.len() as u64))
     }
 
     /// The first oplog block the engine holds (or wants) of `key`: 0, or after a fast-forward
@@ -385,7 +389,7 @@ impl<A: Apply> Autobase<A> {
         }
         let start = self.oplog_start(key);
         let log = self.oplogs.entry(*key).or_default();
-        if seq != start + log.len() as u64 {
+        if seq != start.saturating_add(log.len() as u64) {
             return Ok(());
         }
         match OplogMessage::from_bytes(block) {
@@ -522,7 +526,7 @@ impl<A: Apply> Autobase<A> {
             .iter()
             .filter(|(k, log)| {
                 self.system.get(k).is_some_and(|m| {
-                    !m.is_removed && self.oplog_start(k) + (log.len() as u64) > m.length
+                    !m.is_removed && self.oplog_start(k).saturating_add(log.len() as u64) > m.length
                 })
             })
             .map(|(k, _)| *k)

@@ -324,4 +324,50 @@ mod tests {
         assert_eq!(b.views().blocks(bv), &want[indexed..]);
         assert_eq!(b.system().length, a.system().length);
     }
+
+    /// A signed state with absurd lengths (the indexers are trusted with the order, not with
+    /// memory safety) fast-forwards without panicking and the engine still runs.
+    #[test]
+    fn absurd_lengths_do_not_panic() {
+        use crate::autobase::{ApplyNode, Autobase, Host, Views};
+        let apply = |nodes: &[ApplyNode<'_>], views: &mut Views, _: &mut Host<'_>| {
+            let v = views.open("view");
+            for n in nodes {
+                views.append(v, n.value.to_vec());
+            }
+        };
+        let boot = [7u8; 32];
+        let info = Info {
+            version: 1,
+            members: 1,
+            pending_indexers: vec![],
+            indexers: vec![Checkout {
+                key: boot,
+                length: u64::MAX,
+            }],
+            heads: vec![Checkout {
+                key: boot,
+                length: u64::MAX,
+            }],
+            views: vec![],
+            encryption_length: 0,
+            entropy: None,
+        };
+        let members = [(
+            boot,
+            Member {
+                is_indexer: true,
+                is_removed: false,
+                length: u64::MAX,
+            },
+        )];
+        let mut b = Autobase::new(boot, apply);
+        b.fast_forward(u64::MAX, &info, &members, &[("view", u64::MAX)]);
+        let v = b.open_view("view");
+        assert_eq!(b.views().len(v), usize::MAX);
+        assert_eq!(b.oplog_len(&boot), u64::MAX);
+        let _ = b.handle_block(&boot, u64::MAX - 1, &[1, 2, 3]);
+        b.update();
+        assert_eq!(b.views().len(v), usize::MAX);
+    }
 }
