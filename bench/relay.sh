@@ -14,7 +14,7 @@
 # Readers, each into fresh storage, best of $RELAY_BEST rounds (default 3), interleaved:
 # * page: headless Chromium (chromedriver, scripts/webdriver.py) opens bench/www/relay.html with
 #   the npm package (pkg/, wasm release build): `new Hypercore(name, key)` on IndexedDB,
-#   `core.replicate(relay)` (WebSocket, lookup, connect through the relay, custodial: the relay
+#   `core.replicate(relay, { custodial: true })` (WebSocket, lookup, connect through the relay, custodial: the relay
 #   runs Noise + secret-stream, the page verifies every block and stores it in IndexedDB),
 #   `download(0..1024)`; timed in the page (performance.now) from replicate() to the last block
 #   stored. Its CPU: every Chromium process of the session (user + system), read before the page
@@ -280,7 +280,7 @@ hc_v=$(node -p "require('$modules/hypercore/package.json').version")
   echo "- **JS client**: node $node_v, the pinned \`@hyperswarm/dht-relay\` 0.4.3 client over a \`ws\` WebSocket, hypercore $hc_v on"
   echo "  its own storage (hypercore-storage / RocksDB in a temporary folder), the same lookup / connect / replicate / download"
   echo "  (\`bench/js/relay-fetch.js\`); timed in the process from the WebSocket's creation to the last block stored."
-  echo "- Both sessions are custodial (the dht-relay wire's default and the only mode our relay offers): the relay runs the"
+  echo "- Both sessions are custodial (the dht-relay wire's default; the page asks for it with \`custodial: true\`): the relay runs the"
   echo "  Noise handshake and secret-stream to the server and carries plaintext protomux frames over the WebSocket; the"
   echo "  reader verifies every block against the signed tree. **our relay** = \`hyperpunch relay --ws\` (release);"
   echo "  **JS relay** = dht-relay 0.4.3's \`relay()\` on a hyperdht node with a \`ws\` server (\`bench/js/relay-server.js\`, as its bin.js)."

@@ -24,7 +24,7 @@ async function main () {
   const core = new Hypercore(name, key)
   await core.ready()
   const t0 = performance.now()
-  const replication = await core.replicate(relay, { maxPeers: 1 })
+  const replication = await core.replicate(relay, { maxPeers: 1, custodial: true })
   const t1 = performance.now()
   if (core.length < n) {
     await new Promise((resolve) => {
