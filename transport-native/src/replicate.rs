@@ -651,6 +651,25 @@ impl Applier {
     }
 }
 
+/// Buffers given to one vectored write at most.
+const MAX_IOV: usize = 64;
+
+/// Write what `out` holds (from `offset` in its first buffer), up to [`MAX_IOV`] buffers in one
+/// vectored write: a secret stream's frames come in pieces ([`SecretStream::write_owned`]).
+async fn write_from<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    out: &VecDeque<Vec<u8>>,
+    offset: usize,
+) -> std::io::Result<usize> {
+    let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+    let mut n = 0;
+    for (i, b) in out.iter().take(MAX_IOV).enumerate() {
+        iov[i] = std::io::IoSlice::new(if i == 0 { &b[offset..] } else { b });
+        n += 1;
+    }
+    wr.write_vectored(&iov[..n]).await
+}
+
 struct Pump<'h, H> {
     stream: SecretStream,
     hub: &'h SharedHost<H>,
@@ -729,14 +748,19 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
                         Ok(n) => self.stream.handle_input(now, &buf[..n]),
                     }
                 }
-                r = wr.write(out.front().map(|b| &b[offset..]).unwrap_or(&[])), if !out.is_empty() => {
-                    let n = r?;
+                r = write_from(&mut wr, &out, offset), if !out.is_empty() => {
+                    let mut n = r?;
                     if n == 0 {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }
-                    offset += n;
                     queued -= n;
-                    if out.front().is_some_and(|b| offset >= b.len()) {
+                    while let Some(b) = out.front() {
+                        let left = b.len() - offset;
+                        if n < left {
+                            offset += n;
+                            break;
+                        }
+                        n -= left;
                         out.pop_front();
                         offset = 0;
                     }
@@ -794,7 +818,9 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
             if self.stream.is_closed() {
                 break;
             }
-            self.stream.write(&f)?;
+            // Encrypted in place (no copy of the frame); its pieces go out in one vectored
+            // write with the others queued.
+            self.stream.write_owned(f)?;
         }
         if end && !self.ended_by_us {
             self.ended_by_us = true;

@@ -5,8 +5,16 @@
 //! code, 4 MiB each way byte for byte, a client refused by `--allow`, a key nobody announces),
 //! JS hyperssh 5.0.4's client (run unchanged through `tests/interop/tool-run.js`) through our
 //! server, and our client through JS `hypertele-server`, which is hyperssh's server side.
+//!
+//! What they assume of the machine: sshd logs in the current user (`id -un`), so that user has a
+//! passwd entry, a usable login shell (`/bin/sh -c` runs the commands) and an unlocked account;
+//! as root, sshd needs `/run/sshd` (created here if missing). Our client passes `-F /dev/null`,
+//! but JS hyperssh's ssh reads the passwd home's `~/.ssh/config` (and its own options), so a
+//! config there that changes logins can change that test. Clients run with `--timeout 20`,
+//! well under a step's 60 s, so a timeout shows as their 255, not as the test's own deadline.
 
 mod common;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,7 +51,7 @@ fn run_ok(cmd: &mut Command) {
 
 /// An OpenSSH server of the test's own: 127.0.0.1 only, public-key logins of one generated key.
 struct Sshd {
-    _proc: Proc,
+    proc: RefCell<Proc>,
     port: u16,
     /// The client's SSH private key.
     client_key: PathBuf,
@@ -55,9 +63,11 @@ const NO_SSHD: &str = "/usr/sbin/sshd is missing: the ssh tests need OpenSSH's s
 impl Sshd {
     fn start(dir: &Path) -> Sshd {
         assert!(Path::new("/usr/sbin/sshd").is_file(), "{NO_SSHD}");
-        // sshd refuses to start without its privilege separation folder (a package's
-        // tmpfiles.d makes it at boot, which a container never has).
-        if !Path::new("/run/sshd").is_dir() {
+        // sshd as root refuses to start without its privilege separation folder (a package's
+        // tmpfiles.d makes it at boot, which a container never has); as another user it does
+        // not use it.
+        // SAFETY: geteuid(2) cannot fail.
+        if unsafe { libc::geteuid() } == 0 && !Path::new("/run/sshd").is_dir() {
             std::fs::create_dir_all("/run/sshd")
                 .unwrap_or_else(|e| panic!("cannot create /run/sshd that sshd needs: {e}"));
         }
@@ -94,16 +104,30 @@ impl Sshd {
             let mut cmd = Command::new("/usr/sbin/sshd");
             cmd.arg("-D").arg("-e").arg("-f").arg(&config);
             let mut p = Proc::start("sshd", cmd);
-            let line = p.expect_any(&["Server listening on", "Cannot bind", "Bind to port"]);
+            let line = p.expect_any(&[
+                "Server listening on",
+                "Bind to port",
+                "Cannot bind",
+                "fatal",
+            ]);
             if line.contains("Server listening on") {
                 return Sshd {
-                    _proc: p,
+                    proc: RefCell::new(p),
                     port,
                     client_key,
                 };
             }
+            if !line.contains("Bind to port") && !line.contains("Cannot bind") {
+                panic!("sshd did not start: {:?}", p.output());
+            }
         }
         panic!("sshd could not bind a free port in 5 tries");
+    }
+
+    /// sshd's log so far, and whether it exited (for failure messages).
+    fn log(&self) -> String {
+        let mut p = self.proc.borrow_mut();
+        format!("sshd exit {:?}, log {:?}", p.exited(), p.output())
     }
 
     /// The ssh options our client passes to log in with the generated key, touching nothing of
@@ -152,10 +176,16 @@ fn key_of(p: &mut Proc, banner: &str) -> String {
     key.to_string()
 }
 
-/// `hyperpunch ssh ARGS`: waits for the exit; returns the code and stdout (stderr in `p`).
+/// `hyperpunch ssh ARGS`: waits for the exit; returns the code and stdout (stderr in `p`). Its
+/// SHELL is /bin/false: ssh runs the ProxyCommand with `$SHELL -c`, and our client must give it
+/// /bin/sh, whose quoting it uses, whatever the user's shell.
 fn ours(name: &str, args: &[String], stdin: Option<Vec<u8>>) -> (Proc, Option<i32>, Vec<u8>) {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut p = Proc::hp(name, &a);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hyperpunch"));
+    cmd.args(args)
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .env_remove("HYPERPUNCH_RELAYS")
+        .env("SHELL", "/bin/false");
+    let mut p = Proc::start(name, cmd);
     match stdin {
         Some(d) => p.feed(d),
         None => p.close_stdin(),
@@ -176,11 +206,19 @@ fn rust_client_through_rust_server() {
     let member = KeyPair::from_seed(&[0xa1; 32]);
     let port = sshd.port.to_string();
     let seed_hex = seed(0xb1);
-    let net = ["--bootstrap", &boot, "--host", "127.0.0.1"];
+    let server_net = ["--bootstrap", &boot, "--host", "127.0.0.1"];
+    let net = [
+        "--bootstrap",
+        &boot,
+        "--host",
+        "127.0.0.1",
+        "--timeout",
+        "20",
+    ];
     let mut args = vec!["ssh", "server", "--seed", &seed_hex, "-l", &port, "--allow"];
     let allowed = hex::encode(member.public_key);
     args.push(&allowed);
-    args.extend_from_slice(&net);
+    args.extend_from_slice(&server_net);
     let mut server = Proc::hp("rust ssh server", &args);
     let key = key_of(&mut server, "hyperssh: ");
     assert_eq!(
@@ -189,19 +227,47 @@ fn rust_client_through_rust_server() {
         "the key pair of the seed, as hypertele derives it"
     );
     let id = identity(tmp.path(), &member);
-    let base = |key: &str| {
+    let base_in = |key: &str, dir: &Path| {
         let mut a = strings(&["ssh", key, "-u", &user(), "-i", &id]);
-        a.extend(sshd.client_args(tmp.path()));
+        a.extend(sshd.client_args(dir));
         a.extend(strings(&net));
         a
     };
+    let base = |key: &str| base_in(key, tmp.path());
 
     // A command's output and its exit code (-e, hyperssh's spelling).
     let mut a = base(&key);
     a.extend(strings(&["-e", EXEC]));
     let (mut p, code, out) = ours("exec", &a, None);
-    assert_eq!(code, Some(7), "exit code; output {:?}", p.output());
+    assert_eq!(
+        code,
+        Some(7),
+        "exit code; output {:?}; {}",
+        p.output(),
+        sshd.log()
+    );
     assert_same(&out, &seq_output(), "seq output");
+
+    // sshd's host key is remembered under the key's name...
+    let alias = format!("hyperpunch-{key} ");
+    let known = std::fs::read_to_string(tmp.path().join("known_hosts")).unwrap();
+    assert!(
+        known.lines().any(|l| l.starts_with(&alias)),
+        "known_hosts has no {alias}: {known:?}"
+    );
+    // ...and checked: under that name another host key (here the client's public key) is
+    // refused by ssh, 255, with OpenSSH's warning.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let client_pub = std::fs::read_to_string(sshd.client_key.with_extension("pub")).unwrap();
+    std::fs::write(other.join("known_hosts"), format!("{alias}{client_pub}")).unwrap();
+    let mut a = base_in(&key, &other);
+    a.extend(strings(&["-e", "echo should not run"]));
+    let (mut p, code, out) = ours("changed host key", &a, None);
+    assert_eq!(code, Some(255), "output {:?}; {}", p.output(), sshd.log());
+    assert!(out.is_empty());
+    p.expect("REMOTE HOST IDENTIFICATION HAS CHANGED");
+    p.expect("Host key verification failed");
 
     // 4 MiB down and up byte for byte (a command after --).
     let data = pattern(4 << 20);
@@ -210,7 +276,7 @@ fn rust_client_through_rust_server() {
     let mut a = base(&key);
     a.extend(strings(&["--", "cat", down.to_str().unwrap()]));
     let (mut p, code, out) = ours("download", &a, None);
-    assert_eq!(code, Some(0), "output {:?}", p.output());
+    assert_eq!(code, Some(0), "output {:?}; {}", p.output(), sshd.log());
     assert_same(&out, &data, "4 MiB read through ssh");
     let up = tmp.path().join("up.bin");
     let mut a = base(&key);
@@ -221,7 +287,7 @@ fn rust_client_through_rust_server() {
         &format!("'cat > {}'", up.display()),
     ]));
     let (mut p, code, _) = ours("upload", &a, Some(data.clone()));
-    assert_eq!(code, Some(0), "output {:?}", p.output());
+    assert_eq!(code, Some(0), "output {:?}; {}", p.output(), sshd.log());
     assert_same(
         &std::fs::read(&up).unwrap(),
         &data,
@@ -239,8 +305,13 @@ fn rust_client_through_rust_server() {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", rdp_port)).unwrap();
     s.set_read_timeout(Some(common::tools::STEP)).unwrap();
     let mut banner = [0u8; 8];
-    std::io::Read::read_exact(&mut s, &mut banner)
-        .unwrap_or_else(|e| panic!("no banner through --rdp: {e}; {:?}", rdp.output()));
+    std::io::Read::read_exact(&mut s, &mut banner).unwrap_or_else(|e| {
+        panic!(
+            "no banner through --rdp: {e}; {:?}; {}",
+            rdp.output(),
+            sshd.log()
+        )
+    });
     assert_eq!(&banner, b"SSH-2.0-");
     drop((s, rdp));
 
@@ -251,7 +322,7 @@ fn rust_client_through_rust_server() {
     a.extend(strings(&net));
     a.extend(strings(&["-e", "echo should not run"]));
     let (mut p, code, out) = ours("stranger", &a, None);
-    assert_eq!(code, Some(255), "output {:?}", p.output());
+    assert_eq!(code, Some(255), "output {:?}; {}", p.output(), sshd.log());
     assert!(out.is_empty());
     assert!(
         p.expect("error:")
@@ -271,7 +342,7 @@ fn rust_client_through_rust_server() {
     let mut a = base(&nobody);
     a.extend(strings(&["-e", "true"]));
     let (mut p, code, _) = ours("no server", &a, None);
-    assert_eq!(code, Some(255), "output {:?}", p.output());
+    assert_eq!(code, Some(255), "output {:?}; {}", p.output(), sshd.log());
     assert!(
         p.expect("error:").contains("no server announces"),
         "{:?}",
@@ -332,7 +403,13 @@ fn js_hyperssh_through_rust_server() {
     );
     js.close_stdin();
     let (code, out) = js.finish();
-    assert_eq!(code, Some(7), "exit code; output {:?}", js.output());
+    assert_eq!(
+        code,
+        Some(7),
+        "exit code; output {:?}; {}",
+        js.output(),
+        sshd.log()
+    );
     assert_same(&out, &seq_output(), "seq output");
 
     // Without the listed identity JS hyperssh is refused: its ssh fails, 255.
@@ -345,7 +422,13 @@ fn js_hyperssh_through_rust_server() {
     );
     stranger.close_stdin();
     let (code, out) = stranger.finish();
-    assert_eq!(code, Some(255), "output {:?}", stranger.output());
+    assert_eq!(
+        code,
+        Some(255),
+        "output {:?}; {}",
+        stranger.output(),
+        sshd.log()
+    );
     assert!(out.is_empty());
 }
 
@@ -366,9 +449,22 @@ fn rust_client_through_js_hypertele_server() {
     let key = key_of(&mut server, "hypertele");
     let mut a = strings(&["ssh", &key, "-u", &user()]);
     a.extend(sshd.client_args(tmp.path()));
-    a.extend(strings(&["--bootstrap", &boot, "--host", "127.0.0.1"]));
+    a.extend(strings(&[
+        "--bootstrap",
+        &boot,
+        "--host",
+        "127.0.0.1",
+        "--timeout",
+        "20",
+    ]));
     a.extend(strings(&["-e", EXEC]));
     let (mut p, code, out) = ours("exec", &a, None);
-    assert_eq!(code, Some(7), "exit code; output {:?}", p.output());
+    assert_eq!(
+        code,
+        Some(7),
+        "exit code; output {:?}; {}",
+        p.output(),
+        sshd.log()
+    );
     assert_same(&out, &seq_output(), "seq output");
 }

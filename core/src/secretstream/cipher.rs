@@ -157,6 +157,21 @@ impl Push {
         self.state.advance(&mac, tag);
     }
 
+    /// [`push`](Self::push) encrypting `message` in place, for a sender that owns it: returns the
+    /// encrypted tag byte (which goes before the ciphertext) and the MAC (which goes after it).
+    /// The same bytes as `push`, without copying the message.
+    pub fn push_in_place(&mut self, message: &mut [u8], tag: u8) -> (u8, [u8; 16]) {
+        let (mut c, mut poly) = self.state.start();
+        let mut block = [0u8; 64];
+        block[0] = tag;
+        c.apply_keystream(&mut block);
+        poly.update_padded(&block);
+        self.state.apply_body(&mut c, message);
+        let mac = State::finish_mac(poly, message);
+        self.state.advance(&mac, tag);
+        (block[0], mac)
+    }
+
     /// Forces a rekey (`crypto_secretstream_xchacha20poly1305_rekey`); the receiver must do the same
     /// at the same point.
     pub fn rekey(&mut self) {

@@ -508,6 +508,37 @@ impl SecretStream {
         Ok(())
     }
 
+    /// [`write`](Self::write) of a message the caller gives away: it is encrypted in place, not
+    /// copied. What [`poll_transmit`](Self::poll_transmit) then hands out for it are three
+    /// pieces (the frame's length and encrypted tag, the ciphertext, the MAC) whose bytes, one
+    /// after the other, are those `write` gives in one piece: a transport that sends them with
+    /// one vectored write saves copying each message.
+    pub fn write_owned(&mut self, mut message: Vec<u8>) -> Result<(), StreamError> {
+        if self.closed || self.local_ended {
+            return Err(StreamError::NotWritable);
+        }
+        if message.len() > MAX_MESSAGE_LEN {
+            return Err(StreamError::MessageTooLarge {
+                len: message.len(),
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let Some(session) = self.session.as_mut() else {
+            self.pending_writes.push_back(message);
+            return Ok(());
+        };
+        let len = message.len() + ABYTES;
+        let (tag, mac) = session.push.push_in_place(&mut message, TAG_MESSAGE);
+        let l = (len as u32).to_le_bytes();
+        self.outgoing.push_back(vec![l[0], l[1], l[2], tag]);
+        self.outgoing.push_back(message);
+        self.outgoing.push_back(mac.to_vec());
+        if self.options.keep_alive > 0 && !self.local_ended {
+            self.keep_alive_at = Some(self.now.saturating_add(self.options.keep_alive));
+        }
+        Ok(())
+    }
+
     /// Ends this side gracefully: no more writes; once everything queued is sent,
     /// [`wants_shutdown`](Self::wants_shutdown) turns true. The stream closes cleanly when the peer
     /// has ended too.

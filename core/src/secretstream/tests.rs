@@ -257,6 +257,56 @@ fn full_stream_is_byte_identical_to_js() {
     assert_eq!(r.handshake_hash(), Some(hash));
 }
 
+/// `write_owned` sends the bytes `write` sends (in three pieces per message), also for
+/// messages written before the handshake completed, and the peer reads them.
+#[test]
+fn owned_writes_send_the_bytes_of_writes() {
+    let messages: Vec<Vec<u8>> = vec![
+        b"early".to_vec(),
+        Vec::new(),
+        (0..70_000u32).map(|i| (i % 251) as u8).collect(),
+        b"x".to_vec(),
+    ];
+    let sent = |owned: bool| {
+        let (mut i, mut r) = vector_pair(Options::default());
+        if owned {
+            i.write_owned(messages[0].clone()).unwrap();
+        } else {
+            i.write(&messages[0]).unwrap();
+        }
+        pump(&mut i, &mut r, 1);
+        let mut wire = Vec::new();
+        let mut pieces = 0;
+        for m in &messages[1..] {
+            if owned {
+                i.write_owned(m.clone()).unwrap();
+            } else {
+                i.write(m).unwrap();
+            }
+            for p in drain(&mut i) {
+                pieces += 1;
+                wire.extend_from_slice(&p);
+            }
+        }
+        r.handle_input(2, &wire);
+        let got: Vec<Vec<u8>> = events(&mut r)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        (wire, pieces, got)
+    };
+    let (plain, plain_pieces, plain_got) = sent(false);
+    let (owned, owned_pieces, owned_got) = sent(true);
+    assert!(plain == owned, "the bytes on the wire differ");
+    assert_eq!(plain_pieces, 3);
+    assert_eq!(owned_pieces, 9);
+    assert!(plain_got == messages, "the messages read differ");
+    assert!(owned_got == plain_got, "the messages read differ");
+}
+
 #[test]
 fn datagrams_match_js_vector() {
     let path = concat!(

@@ -219,7 +219,8 @@ fn server(
     } else {
         Access::AllowList(keys)
     };
-    if std::net::TcpStream::connect((address, port)).is_err() {
+    let probe = std::net::SocketAddr::new(address, port);
+    if std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_secs(2)).is_err() {
         eprintln!(
             "warning: nothing accepts connections on {address}:{port} now; clients are \
              disconnected until an SSH server runs there (--port, --address)"
@@ -270,9 +271,16 @@ fn proxy(key: &str, identity: Option<&Path>, net: ToolNet) -> Result<(), CliErro
     r
 }
 
-/// Quotes a word for the shell ssh runs its ProxyCommand with, and escapes ssh's `%` tokens.
-fn proxy_word(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''")).replace('%', "%%")
+/// Quotes a word for the POSIX shell ssh runs its ProxyCommand with (`$SHELL -c`: the client
+/// runs ssh with SHELL=/bin/sh, as fish or csh would read the quoting otherwise), and escapes
+/// ssh's `%` tokens. Line breaks are refused: ssh reads its -o options as config lines.
+fn proxy_word(s: &str) -> Result<String, CliError> {
+    if s.contains(['\n', '\r']) {
+        return Err(CliError::new(format!(
+            "{s:?}: a line break cannot go into ssh's ProxyCommand"
+        )));
+    }
+    Ok(format!("'{}'", s.replace('\'', r"'\''")).replace('%', "%%"))
 }
 
 /// The ssh command line of `hyperpunch ssh KEY ...` (without the program name).
@@ -283,23 +291,26 @@ fn ssh_command(
     identity: Option<&Path>,
 ) -> Result<Vec<String>, CliError> {
     let key_hex = hex::encode(key);
+    // Each option and its value as one word: a value starting with `-` is not read as a flag.
     let mut proxy = vec![
         exe.to_string_lossy().into_owned(),
         "ssh".into(),
         "proxy".into(),
         key_hex.clone(),
-        "--bootstrap".into(),
-        c.net.bootstrap.clone().unwrap_or_default(),
-        "--host".into(),
-        c.net.host.to_string(),
-        "--timeout".into(),
-        c.net.timeout.to_string(),
+        format!(
+            "--bootstrap={}",
+            c.net.bootstrap.as_deref().unwrap_or_default()
+        ),
+        format!("--host={}", c.net.host),
+        format!("--timeout={}", c.net.timeout),
     ];
     if let Some(id) = identity {
-        proxy.push("--identity".into());
-        proxy.push(id.to_string_lossy().into_owned());
+        proxy.push(format!("--identity={}", id.to_string_lossy()));
     }
-    let proxy: Vec<String> = proxy.iter().map(|w| proxy_word(w)).collect();
+    let proxy = proxy
+        .iter()
+        .map(|w| proxy_word(w))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut args = Vec::new();
     // ssh keeps the first value of an option: the user's -o come first.
     for o in &c.options {
@@ -373,7 +384,11 @@ fn client(c: ClientArgs) -> Result<(), CliError> {
     // ssh takes over this process: its exit code (the remote command's, or 255) is ours, and
     // the terminal and signals are its own.
     use std::os::unix::process::CommandExt;
-    let e = std::process::Command::new(&program).args(&args).exec();
+    // ssh runs the ProxyCommand with `$SHELL -c`: the quoting above is POSIX sh's.
+    let e = std::process::Command::new(&program)
+        .args(&args)
+        .env("SHELL", "/bin/sh")
+        .exec();
     Err(CliError {
         message: format!(
             "cannot run {}: {e} (install OpenSSH's client, or set HYPERPUNCH_SSH)",
@@ -402,8 +417,9 @@ mod tests {
 
     #[test]
     fn proxy_words_survive_the_shell_and_percent_expansion() {
-        assert_eq!(proxy_word("/a b/it's"), r"'/a b/it'\''s'");
-        assert_eq!(proxy_word("100%"), "'100%%'");
+        assert_eq!(proxy_word("/a b/it's").unwrap(), r"'/a b/it'\''s'");
+        assert_eq!(proxy_word("100%").unwrap(), "'100%%'");
+        assert!(proxy_word("a\nb").is_err());
     }
 
     #[test]
@@ -432,7 +448,12 @@ mod tests {
             pc.starts_with("ProxyCommand='/bin/hp' 'ssh' 'proxy' '0707"),
             "{pc}"
         );
-        assert!(pc.contains("'--bootstrap' '127.0.0.1:1'"), "{pc}");
+        assert!(pc.contains("'--bootstrap=127.0.0.1:1'"), "{pc}");
+        assert!(pc.contains("'--timeout=60'"), "{pc}");
+        // A value starting with `-` stays the option's value.
+        let id = Path::new("-id.json");
+        let args = ssh_command(Path::new("/bin/hp"), &key, &a.client, Some(id)).unwrap();
+        assert!(args[5].ends_with("'--identity=-id.json'"), "{}", args[5]);
         let dest = args.iter().position(|a| a.starts_with("alice@")).unwrap();
         assert_eq!(args[dest - 1], "--");
         assert_eq!(&args[dest + 1..], ["echo", "hi"]);

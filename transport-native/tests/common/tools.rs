@@ -59,8 +59,28 @@ fn watch(name: String, r: impl Read + Send + 'static, tx: Sender<String>) {
 }
 
 impl Proc {
-    /// Starts `cmd` with piped stdio.
+    /// Starts `cmd` with piped stdio, in a process group of its own (killed whole on drop), and
+    /// killed by the kernel if the test process dies first (a CI timeout kills the test binary
+    /// without unwinding: no sshd, agent or DHT node is left behind). The kernel's signal comes
+    /// when the starting *thread* ends: start a `Proc` on the test's thread, not a helper's.
     pub fn start(name: &str, mut cmd: Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, setpgid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+                    || libc::setpgid(0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The test process died before the prctl: the signal will never come.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -162,9 +182,11 @@ impl Proc {
                         return l;
                     }
                 }
-                Err(_) => panic!(
-                    "{}: no `{what}` in its output within {STEP:?}; got {:?}",
-                    self.name, self.seen
+                Err(e) => panic!(
+                    "{}: no `{what}` in its output ({}); got {:?}",
+                    self.name,
+                    self.why(e),
+                    self.seen
                 ),
             }
         }
@@ -186,10 +208,22 @@ impl Proc {
                         return l;
                     }
                 }
-                Err(_) => panic!(
-                    "{}: none of {what:?} in its output within {STEP:?}; got {:?}",
-                    self.name, self.seen
+                Err(e) => panic!(
+                    "{}: none of {what:?} in its output ({}); got {:?}",
+                    self.name,
+                    self.why(e),
+                    self.seen
                 ),
+            }
+        }
+    }
+
+    /// Why a wait for a line ended without it.
+    fn why(&self, e: std::sync::mpsc::RecvTimeoutError) -> String {
+        match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => format!("waited {STEP:?}"),
+            std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                format!("its output ended; exit {:?}", self.exited())
             }
         }
     }
@@ -223,14 +257,39 @@ impl Proc {
         drop(self.child.stdin.take());
     }
 
+    /// Whether the child exited, and its exit code (`None` when killed by a signal), without
+    /// reaping it: until `Drop` reaps it, its process id (its group's) stays reserved.
+    pub fn exited(&self) -> Option<Option<i32>> {
+        // SAFETY: waitid(2) fills `info`, a plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r != 0 {
+            // Already reaped (a test waited on `child` itself): it exited.
+            return Some(None);
+        }
+        // SAFETY: set by waitid for WEXITED.
+        if unsafe { info.si_pid() } == 0 {
+            return None;
+        }
+        let status = unsafe { info.si_status() };
+        Some((info.si_code == libc::CLD_EXITED).then_some(status))
+    }
+
     /// Waits (bounded) for the exit; returns the exit code and the whole stdout.
     pub fn finish(&mut self) -> (Option<i32>, Vec<u8>) {
         let deadline = Instant::now() + STEP;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(code) = self.exited() {
                 let _ = self.stdout_done.recv_timeout(STEP);
                 let out = self.stdout.lock().unwrap().clone();
-                return (status.code(), out);
+                return (code, out);
             }
             if Instant::now() >= deadline {
                 let seen = self.output();
@@ -246,6 +305,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // The whole group (ssh's ProxyCommand, sshd's sessions). The child is reaped only here
+        // (`finish` does not reap), so the group's id is still its own.
+        // SAFETY: a plain kill(2).
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
