@@ -201,11 +201,13 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         reason: "no indexers",
     })?;
     // the version JS passes is the system core's own manifest's (fast-forward.js)
-    let version = manifest(store, &sys_h, wait).await?.version;
+    let sys_m = manifest(store, &sys_h, wait).await?;
+    let version = sys_m.version;
     check_view_key(
         &system_key,
         "_system",
         version,
+        sys_m.prologue,
         &view_namespace(&bootstrap, &entropy, "_system"),
         &public_keys,
     )?;
@@ -225,7 +227,25 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     }
 
     // 5. the views: each name's key from the indexers' manifest for it, found in the info
-    let views = match_views(&info, names, version, &bootstrap, &entropy, &public_keys)?;
+    //    (their manifests, for a recreated view's prologue; an empty view has none to fetch)
+    let mut manifests = Vec::with_capacity(info.views.len());
+    for v in &info.views {
+        if v.length == 0 {
+            manifests.push(None);
+            continue;
+        }
+        let (h, _) = open(store, v.key, wait).await?;
+        manifests.push(Some(manifest(store, &h, wait).await?));
+    }
+    let views = match_views(
+        &info,
+        &manifests,
+        names,
+        version,
+        &bootstrap,
+        &entropy,
+        &public_keys,
+    )?;
     Ok(FastForwardPoint {
         system_key,
         system_length,
@@ -251,7 +271,10 @@ mod tests {
         let store = SharedCorestore::new(store);
         let r = read_fast_forward(&store, [2; 32], &["view"], Duration::from_millis(50)).await;
         assert!(
-            matches!(r, Err(FastForwardReadError::Timeout("the bootstrap's length"))),
+            matches!(
+                r,
+                Err(FastForwardReadError::Timeout("the bootstrap's length"))
+            ),
             "{r:?}"
         );
     }

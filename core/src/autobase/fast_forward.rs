@@ -20,7 +20,7 @@ use super::messages::{Info, Member, OplogMessage};
 use crate::crypto::{hash, hash_batch, namespace};
 use crate::encoding::Decode;
 use crate::hyperbee::messages::Node;
-use crate::hypercore::manifest::Manifest;
+use crate::hypercore::manifest::{Manifest, Prologue};
 
 /// The system bee's `info` key (sub-encoder `[0]`, then `info`).
 pub const INFO_KEY: &[u8] = b"\x00\x00info";
@@ -130,12 +130,16 @@ pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [
 
 /// The manifest the indexers sign view `name` with, exactly as JS `AutoStore._createManifest`
 /// builds it for a base with indexers: `version` (the system core's manifest version, as JS
-/// fast-forward passes it), blake2b, no prologue, `allowPatch: true`, a majority quorum, one
+/// fast-forward passes it), blake2b, `prologue`, `allowPatch: true`, a majority quorum, one
 /// ed25519 signer per indexer in order, with the indexer's public key (`indexer_public_keys`,
 /// from the indexers' own oplog manifests) and the view's `namespace` ([`view_namespace`]).
+/// `prologue`: none for a core created fresh; a view (or the system core) recreated when the
+/// indexers changed carries its predecessor's tree hash at a length (JS `getPrologue`), which
+/// only the core's own manifest tells.
 /// Versions 2 and up (encrypted bases: `linked` and `userData`) are not supported here.
 pub fn view_manifest(
     version: u64,
+    prologue: Option<Prologue>,
     indexer_public_keys: &[[u8; 32]],
     namespace: &[u8; 32],
 ) -> Manifest {
@@ -153,7 +157,7 @@ pub fn view_manifest(
                 public_key: *pk,
             })
             .collect(),
-        prologue: None,
+        prologue,
         linked: None,
         user_data: None,
     }
@@ -166,6 +170,7 @@ pub fn check_view_key(
     key: &[u8; 32],
     name: &str,
     version: u64,
+    prologue: Option<Prologue>,
     namespace: &[u8; 32],
     indexer_public_keys: &[[u8; 32]],
 ) -> Result<Manifest, FastForwardError> {
@@ -181,20 +186,27 @@ pub fn check_view_key(
     if version > 1 {
         return fail("manifest version 2 or later (encrypted or linked) is not supported");
     }
-    let m = view_manifest(version, indexer_public_keys, namespace);
+    if prologue.is_some_and(|p| p.length == 0) {
+        return fail("an empty prologue (JS makes none)");
+    }
+    let m = view_manifest(version, prologue, indexer_public_keys, namespace);
     if &m.key() != key {
         return fail("the core key is not the one of the indexers' manifest for it");
     }
     Ok(m)
 }
 
-/// Match each view `names` (the ones the reader's apply opens) to its entry in `info.views` by
-/// key: the entry whose key is the one of [`view_manifest`] for that name (`version`: the system
-/// core's manifest version; `entropy`: [`namespace_entropy`]). Returns (name, key, length) per
-/// name, in order. A name with no entry is [`FastForwardError::UnknownView`]; an entry with no
-/// name is ignored, as JS `_applyFastForward` does ("unknown, view ignored").
+/// Match each view `names` (the ones the reader's apply opens) to its entry in `info.views`:
+/// the entry whose core key is the one of [`view_manifest`] for that name (`version`: the system
+/// core's manifest version; `entropy`: [`namespace_entropy`]), with no prologue or with the
+/// prologue of the entry's own manifest (`manifests[i]` for `info.views[i]`, `None` when not
+/// fetched, e.g. an empty view), as JS `findViewByKey` (by namespace, else by derived key).
+/// Returns (name, key, length) per name, in order. A name with no entry is
+/// [`FastForwardError::UnknownView`]; an entry with no name is ignored, as JS
+/// `_applyFastForward` does ("unknown, view ignored").
 pub fn match_views(
     info: &Info,
+    manifests: &[Option<Manifest>],
     names: &[&str],
     version: u64,
     bootstrap: &[u8; 32],
@@ -204,13 +216,17 @@ pub fn match_views(
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let ns = view_namespace(bootstrap, entropy, name);
-        let key = view_manifest(version, indexer_public_keys, &ns).key();
-        let v = info
-            .views
-            .iter()
-            .find(|v| v.key == key)
-            .ok_or_else(|| FastForwardError::UnknownView(name.to_string()))?;
-        check_view_key(&v.key, name, version, &ns, indexer_public_keys)?;
+        let found = info.views.iter().enumerate().find(|(i, v)| {
+            let prologue = manifests
+                .get(*i)
+                .and_then(|m| m.as_ref())
+                .and_then(|m| m.prologue);
+            check_view_key(&v.key, name, version, None, &ns, indexer_public_keys).is_ok()
+                || (prologue.is_some()
+                    && check_view_key(&v.key, name, version, prologue, &ns, indexer_public_keys)
+                        .is_ok())
+        });
+        let (_, v) = found.ok_or_else(|| FastForwardError::UnknownView(name.to_string()))?;
         out.push((name.to_string(), v.key, v.length));
     }
     Ok(out)
@@ -270,19 +286,18 @@ mod tests {
     /// key and is refused, and so is a wrong key.
     #[test]
     fn view_keys_and_refusals() {
-        use crate::hypercore::manifest::Prologue;
         let pks = [[1u8; 32], [2; 32], [3; 32]];
         let ns = view_namespace(&[7; 32], &[8; 32], "_system");
-        let good = view_manifest(1, &pks, &ns);
+        let good = view_manifest(1, None, &pks, &ns);
         assert_eq!(good.quorum, 2);
         let key = good.key();
         assert_eq!(
-            check_view_key(&key, "_system", 1, &ns, &pks),
+            check_view_key(&key, "_system", 1, None, &ns, &pks),
             Ok(good.clone())
         );
         let refused = |m: &Manifest| {
             matches!(
-                check_view_key(&m.key(), "_system", 1, &ns, &pks),
+                check_view_key(&m.key(), "_system", 1, None, &ns, &pks),
                 Err(FastForwardError::Manifest { .. })
             )
         };
@@ -311,23 +326,45 @@ mod tests {
         let mut m = good.clone();
         m.allow_patch = false;
         assert!(refused(&m), "no patches");
-        assert!(refused(&view_manifest(0, &pks, &ns)), "another version");
+        assert!(
+            refused(&view_manifest(0, None, &pks, &ns)),
+            "another version"
+        );
+        // a recreated core's prologue, taken from its manifest: accepted with it, and only so
+        let p = Prologue {
+            hash: [5; 32],
+            length: 4,
+        };
+        let with = view_manifest(1, Some(p), &pks, &ns);
+        assert!(check_view_key(&with.key(), "_system", 1, Some(p), &ns, &pks).is_ok());
+        let p0 = Prologue {
+            hash: [5; 32],
+            length: 0,
+        };
+        let with0 = view_manifest(1, Some(p0), &pks, &ns);
+        assert!(check_view_key(&with0.key(), "_system", 1, Some(p0), &ns, &pks).is_err());
         // the right manifest, checked against another namespace, indexer set or key
         let other_ns = view_namespace(&[7; 32], &[9; 32], "_system");
-        assert!(check_view_key(&key, "_system", 1, &other_ns, &pks).is_err());
-        assert!(check_view_key(&key, "_system", 1, &ns, &pks[..2]).is_err());
-        assert!(check_view_key(&[0; 32], "_system", 1, &ns, &pks).is_err());
-        assert!(check_view_key(&key, "_system", 1, &ns, &[]).is_err());
-        assert!(
-            check_view_key(&view_manifest(2, &pks, &ns).key(), "_system", 2, &ns, &pks).is_err()
-        );
+        assert!(check_view_key(&key, "_system", 1, None, &other_ns, &pks).is_err());
+        assert!(check_view_key(&key, "_system", 1, None, &ns, &pks[..2]).is_err());
+        assert!(check_view_key(&[0; 32], "_system", 1, None, &ns, &pks).is_err());
+        assert!(check_view_key(&key, "_system", 1, None, &ns, &[]).is_err());
+        assert!(check_view_key(
+            &view_manifest(2, None, &pks, &ns).key(),
+            "_system",
+            2,
+            None,
+            &ns,
+            &pks
+        )
+        .is_err());
     }
 
     #[test]
     fn views_matched_by_key() {
         let pks = [[1u8; 32]];
         let (boot, entropy) = ([7u8; 32], [8u8; 32]);
-        let key = |n: &str| view_manifest(1, &pks, &view_namespace(&boot, &entropy, n)).key();
+        let key = |n: &str| view_manifest(1, None, &pks, &view_namespace(&boot, &entropy, n)).key();
         let info = Info {
             version: 1,
             members: 1,
@@ -348,16 +385,33 @@ mod tests {
             entropy: None,
         };
         assert_eq!(
-            match_views(&info, &["view"], 1, &boot, &entropy, &pks),
+            match_views(&info, &[], &["view"], 1, &boot, &entropy, &pks),
             Ok(vec![("view".to_string(), key("view"), 9)])
         );
         assert_eq!(
-            match_views(&info, &["view", "missing"], 1, &boot, &entropy, &pks),
+            match_views(&info, &[], &["view", "missing"], 1, &boot, &entropy, &pks),
             Err(FastForwardError::UnknownView("missing".into()))
         );
         // another entropy or indexer set: no view matches
-        assert!(match_views(&info, &["view"], 1, &boot, &[9; 32], &pks).is_err());
-        assert!(match_views(&info, &["view"], 1, &boot, &entropy, &[[2; 32]]).is_err());
+        assert!(match_views(&info, &[], &["view"], 1, &boot, &[9; 32], &pks).is_err());
+        assert!(match_views(&info, &[], &["view"], 1, &boot, &entropy, &[[2; 32]]).is_err());
+        // a recreated view: found with the prologue of its own manifest
+        let p = Prologue {
+            hash: [6; 32],
+            length: 2,
+        };
+        let m = view_manifest(1, Some(p), &pks, &view_namespace(&boot, &entropy, "late"));
+        let mut info2 = info.clone();
+        info2.views.push(Checkout {
+            key: m.key(),
+            length: 4,
+        });
+        assert!(match_views(&info2, &[], &["late"], 1, &boot, &entropy, &pks).is_err());
+        let ms = [None, None, Some(m.clone())];
+        assert_eq!(
+            match_views(&info2, &ms, &["late"], 1, &boot, &entropy, &pks),
+            Ok(vec![("late".to_string(), m.key(), 4)])
+        );
         assert_eq!(namespace_entropy(&info, Some([4; 32])), Some([4; 32]));
         assert_eq!(namespace_entropy(&info, None), None);
     }
