@@ -40,6 +40,10 @@
 # 5e. Whole processes (bench/cli.sh): `hyperpunch core fetch` of 100 MiB in 64 KiB blocks from
 #    `hyperpunch core serve --tcp` on loopback, spawn to exit, against JS serve + JS fetch
 #    processes (bench/js/replicate-tcp.js) timed from spawn to exit and inside the process.
+# 5g. The browser (bench/relay.sh): a 64 MiB core from a native peer to a page (headless
+#     Chromium, wasm, IndexedDB) through `hyperpunch relay --ws`, against the JS dht-relay 0.4.3
+#     client with JS hypercore on the same path; the JS relay; direct connections; idle sessions
+#     and streams one relay holds, and its memory.
 # 6. Prints the tables (JS, Rust, Rust/JS computed from the figures of this run) to stdout and
 #    writes them to bench/latest.md and BENCHMARKS.md.
 set -euo pipefail
@@ -477,6 +481,12 @@ bash "$root/bench/cli.sh" "$tmp/cli.md"
   echo
   cat "$tmp/cli.md"
 } | tee -a "$tmp/table.md"
+# ---- the browser through the relay (issue 14): bench/relay.sh, its own section ----
+bash "$root/bench/relay.sh" "$tmp/relay.md"
+{
+  echo
+  cat "$tmp/relay.md"
+} | tee -a "$tmp/table.md"
 cp "$tmp/table.md" "$root/bench/latest.md"
 {
   echo "# Benchmarks"
@@ -485,7 +495,8 @@ cp "$tmp/table.md" "$root/bench/latest.md"
   echo '`./run.sh bench` (= `just bench` = `bash bench/run.sh`), which rewrites this file; targets are from'
   echo "the foundation issue (append 64 B batched ≥ 10×, 4 KiB batched ≥ 5×, one at a time ≥ 5×, get ≥ 10×),"
   echo "replication (in-process duplex ≥ 10× the JS MB/s), UDX (one stream ≥ 3× udx-native's MB/s), hyperbee (≥ 20×), hyperdrive (≥ 5×), autobase (≥ 10×)"
-  echo "and whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time);"
+  echo "whole processes (\`core fetch\` from \`core serve\` ≥ 5× JS's own in-process time)"
+  echo "and the browser (a page through \`hyperpunch relay\` ≥ 3× the JS dht-relay client's MB/s on the same path);"
   echo "the DHT section compares one node's LOOKUP throughput and memory with a JS hyperdht node."
   echo
   cat "$tmp/table.md"

@@ -321,6 +321,26 @@ async fn non_custodial_client_through_our_relay() {
         assert!(matches!(hs, Handshake::Local(_)), "the keys stay here");
         d.echo(stream, hs, true, what).await;
     }
+
+    // Announce with our own signatures (the relay asks for one per storing node): the record
+    // is stored, a lookup on another node finds our key.
+    let topic = [0x45; 32];
+    let q = d.client.announce(topic, me.clone());
+    d.flush().await;
+    d.until(|e| matches!(e, ClientEvent::QueryDone { query } if query == q).then_some(()))
+        .await;
+    let mut found = Vec::new();
+    let mut l = peer.lookup(topic);
+    while let Some(r) = tokio::time::timeout(T, l.next())
+        .await
+        .expect("lookup in time")
+    {
+        found.extend(r.peers.iter().map(|p| p.public_key));
+    }
+    assert!(
+        found.contains(&me.public_key),
+        "the non-custodial announcement is stored"
+    );
     assert_eq!(
         relay
             .stats()

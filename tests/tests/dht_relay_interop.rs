@@ -191,6 +191,19 @@ async fn js_non_custodial_client_through_our_relay() {
         assert_eq!(r["echo"], msg);
         assert_eq!(r["remotePublicKey"], pk);
     }
+    // Announce signed by the JS client (signAnnounce), found by a lookup through the relay
+    // (through a JS 0.4.3 relay the same records are not stored: see the README).
+    let topic = hex::encode([0x46; 32]);
+    js(
+        &mut j,
+        json!({"cmd": "announce", "topic": topic, "seed": "06".repeat(32)}),
+    );
+    let found = js(&mut j, json!({"cmd": "lookup", "topic": topic}));
+    let peers: Vec<String> = serde_json::from_value(found["peers"].clone()).unwrap();
+    assert!(
+        peers.contains(&hex::encode(KeyPair::from_seed(&[6; 32]).public_key)),
+        "the non-custodial announcement is stored: {peers:?}"
+    );
     assert_eq!(relay.stats().closed_with_error.load(Ordering::Relaxed), 0);
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }

@@ -16,9 +16,10 @@
 //!   runs the Noise handshake, the stream carries secret-stream ciphertext and the page runs
 //!   secret-stream itself: the relay sees only ciphertext, its timing and sizes, and who
 //!   connects to whom (the page's public key, the peer's, their addresses); not the keys, not
-//!   the traffic. `hyperpunch relay` and the JS relay both serve it for `connect`; listening
-//!   and announcing this way work through neither yet (ours refuses them with 4005, the JS one
-//!   stores nothing: see the README).
+//!   the traffic. `hyperpunch relay` and the JS relay both serve it for `connect`;
+//!   `hyperpunch relay` also for announce (the page signs each record); listening this way
+//!   works through neither yet (ours refuses it with 4005, the JS one stores nothing: see the
+//!   README).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

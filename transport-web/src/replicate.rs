@@ -595,6 +595,11 @@ struct Pump<'h, H, L> {
 /// ([`Duplex::poll_drained`] left at its default, as a WebSocket, which has no drain event).
 const DRAIN_POLL_MS: u64 = 10;
 
+/// The most bytes of input the pump takes from its carrier before it acts on them: what is
+/// already there is read at once (up to this), so that the blocks of many chunks are stored in
+/// one write.
+const READ_BATCH_BYTES: usize = 4 << 20;
+
 /// What woke the pump.
 enum Wakeup {
     Timer,
@@ -700,7 +705,27 @@ impl<H: ReplicationHost, L: Link> Pump<'_, H, L> {
             .await;
             let now = self.hub.now();
             match wakeup {
-                Wakeup::Input(Some(chunk)) => self.stream.handle_input(now, &chunk),
+                Wakeup::Input(Some(chunk)) => {
+                    self.stream.handle_input(now, &chunk);
+                    // Take the chunks the carrier already holds too (those that arrived while
+                    // the last blocks were being stored): their messages then reach the hub
+                    // together, and their blocks are stored in one write (one IndexedDB
+                    // transaction) instead of one each.
+                    let mut taken = chunk.len();
+                    while reading && taken < READ_BATCH_BYTES {
+                        match poll_fn(|cx| Poll::Ready(io.poll_recv(cx))).await {
+                            Poll::Ready(Some(chunk)) => {
+                                taken += chunk.len();
+                                self.stream.handle_input(now, &chunk);
+                            }
+                            Poll::Ready(None) => {
+                                reading = false;
+                                self.stream.handle_eof(now);
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                }
                 Wakeup::Input(None) => {
                     reading = false;
                     self.stream.handle_eof(now);

@@ -37,20 +37,46 @@ pub(crate) enum Role {
     Commit,
 }
 
+/// Who signs an announcement.
+#[derive(Debug, Clone)]
+pub(crate) enum Signer {
+    /// Here, with the key pair.
+    Local(Box<KeyPair>),
+    /// The key pair's owner, asked per storing node ([`Event::SignAnnounce`]).
+    External([u8; 32]),
+}
+
+impl Signer {
+    fn public_key(&self) -> [u8; 32] {
+        match self {
+            Signer::Local(kp) => kp.public_key,
+            Signer::External(pk) => *pk,
+        }
+    }
+}
+
+/// An ANNOUNCE waiting for its external signature.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingSign {
+    to: SocketAddrV4,
+    token: [u8; 32],
+    peer: PeerRecord,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
     Lookup,
     FindPeer,
     Announce {
         target: [u8; 32],
-        key_pair: KeyPair,
+        key_pair: Signer,
         relay_addresses: Vec<SocketAddrV4>,
         bump: u64,
         clear: bool,
     },
     Unannounce {
         target: [u8; 32],
-        key_pair: KeyPair,
+        key_pair: Box<KeyPair>,
     },
     ImmutablePut {
         hash: [u8; 32],
@@ -82,6 +108,9 @@ pub(crate) struct Op {
     pub side: usize,
     /// A commit waiting for the side requests.
     pub pending_commit: Option<Vec<Response>>,
+    /// Announcements waiting for their external signatures, by sign id.
+    pub signs: std::collections::BTreeMap<u64, PendingSign>,
+    pub next_sign: u64,
 }
 
 fn uint_bytes(n: u64) -> Vec<u8> {
@@ -121,6 +150,8 @@ impl HyperDht {
                 query: Some(q),
                 side: 0,
                 pending_commit: None,
+                signs: std::collections::BTreeMap::new(),
+                next_sign: 0,
             },
         );
         self.query_ops.insert(q, id);
@@ -171,7 +202,7 @@ impl HyperDht {
         }
         let kind = Kind::Announce {
             target,
-            key_pair: key_pair.clone(),
+            key_pair: Signer::Local(Box::new(key_pair.clone())),
             relay_addresses,
             bump: opts.bump,
             clear: opts.clear,
@@ -182,6 +213,71 @@ impl HyperDht {
             ..QueryOptions::default()
         };
         self.start_op(now, kind, target, LOOKUP, None, q)
+    }
+
+    /// [`HyperDht::announce`] of `public_key` with the signatures made by the key pair's owner
+    /// (JS `announce(target, keyPair, relayAddresses, { signAnnounce })`, as a dht-relay does
+    /// for a non-custodial client): the node never holds the secret key. Each storing node's
+    /// record waits for its [`Event::SignAnnounce`] to be answered with
+    /// [`HyperDht::announce_signed`]; the operation ends once every one was. No `clear` (it
+    /// would need unannounce signatures too).
+    pub fn announce_external(
+        &mut self,
+        now: Duration,
+        target: [u8; 32],
+        public_key: [u8; 32],
+        relay_addresses: Vec<SocketAddrV4>,
+        opts: AnnounceOptions,
+    ) -> Result<OpId, OpError> {
+        let kind = Kind::Announce {
+            target,
+            key_pair: Signer::External(public_key),
+            relay_addresses,
+            bump: opts.bump,
+            clear: false,
+        };
+        let q = QueryOptions {
+            commit: Commit::External,
+            nodes: opts.nodes,
+            ..QueryOptions::default()
+        };
+        self.start_op(now, kind, target, LOOKUP, None, q)
+    }
+
+    /// The owner's signature of one storing node's record (`None`: it refused; that node is
+    /// skipped). Anything not waited for is ignored.
+    pub fn announce_signed(&mut self, op: OpId, sign: u64, signature: Option<[u8; 64]>) {
+        let Some(o) = self.ops.get_mut(&op) else {
+            return;
+        };
+        let Some(p) = o.signs.remove(&sign) else {
+            return;
+        };
+        let (Some(q), Kind::Announce { target, bump, .. }) = (o.query, &o.kind) else {
+            return;
+        };
+        let action = match signature {
+            Some(signature) => {
+                let value = Announce {
+                    peer: Some(p.peer),
+                    refresh: None,
+                    signature: Some(signature),
+                    bump: *bump,
+                }
+                .encode();
+                let mut spec = RequestSpec::new(p.to, ANNOUNCE);
+                spec.token = Some(p.token);
+                spec.target = Some(*target);
+                spec.value = Some(value);
+                CommitAction::Request(spec)
+            }
+            None => CommitAction::Done(false),
+        };
+        let now = self.rpc.now();
+        if let Ok(Some(rid)) = self.rpc.commit(now, q, action) {
+            self.request_ops.insert(rid, (op, Role::Commit));
+        }
+        self.process();
     }
 
     /// Remove `key_pair`'s announcement of `target` from the nodes that list it (JS
@@ -195,7 +291,7 @@ impl HyperDht {
         self.local_unannounce(&target, &key_pair.public_key);
         let kind = Kind::Unannounce {
             target,
-            key_pair: key_pair.clone(),
+            key_pair: Box::new(key_pair.clone()),
         };
         let q = QueryOptions {
             commit: Commit::External,
@@ -320,7 +416,12 @@ impl HyperDht {
             return;
         };
         match &mut o.kind {
-            Kind::Lookup | Kind::Announce { clear: false, .. } => {
+            Kind::Lookup
+            | Kind::Announce { clear: false, .. }
+            | Kind::Announce {
+                key_pair: Signer::External(_),
+                ..
+            } => {
                 if let Some(r) = map_lookup(&reply) {
                     self.events.push_back(Event::Lookup { op, reply: r });
                 }
@@ -328,12 +429,17 @@ impl HyperDht {
             Kind::Announce {
                 clear: true,
                 target,
-                key_pair,
+                key_pair: Signer::Local(key_pair),
                 ..
-            }
-            | Kind::Unannounce { target, key_pair } => {
+            } => {
                 let Some(r) = map_lookup(&reply) else { return };
-                let (target, key_pair) = (*target, key_pair.clone());
+                let (target, key_pair) = (*target, (**key_pair).clone());
+                self.unannounce_if_listed(op, &r, target, &key_pair);
+                self.events.push_back(Event::Lookup { op, reply: r });
+            }
+            Kind::Unannounce { target, key_pair } => {
+                let Some(r) = map_lookup(&reply) else { return };
+                let (target, key_pair) = (*target, (**key_pair).clone());
                 self.unannounce_if_listed(op, &r, target, &key_pair);
                 self.events.push_back(Event::Lookup { op, reply: r });
             }
@@ -460,8 +566,36 @@ impl HyperDht {
                 } => match (r.token, r.from.id) {
                     (Some(token), Some(id)) => {
                         let peer = PeerRecord {
-                            public_key: key_pair.public_key,
+                            public_key: key_pair.public_key(),
                             relay_addresses: relay_addresses.clone(),
+                        };
+                        let key_pair = match key_pair {
+                            Signer::Local(kp) => kp,
+                            Signer::External(_) => {
+                                // The owner signs; the commit action waits for it.
+                                let Some(o) = self.ops.get_mut(&op) else {
+                                    return;
+                                };
+                                let sign = o.next_sign;
+                                o.next_sign += 1;
+                                o.signs.insert(
+                                    sign,
+                                    PendingSign {
+                                        to: r.from.addr,
+                                        token,
+                                        peer,
+                                    },
+                                );
+                                self.events.push_back(Event::SignAnnounce {
+                                    op,
+                                    sign,
+                                    target: *target,
+                                    token,
+                                    peer_id: id,
+                                    relay_addresses: relay_addresses.clone(),
+                                });
+                                continue;
+                            }
                         };
                         let signature = sign_announce(key_pair, target, &id, &token, &peer);
                         let value = Announce {

@@ -167,6 +167,24 @@ pub enum Event {
         /// Its result.
         result: Result<OpOutput, OpError>,
     },
+    /// An announcement made with [`HyperDht::announce_external`] needs the key pair owner's
+    /// signature for one storing node: sign [`announce_signable`](super::signing::announce_signable)`(target,
+    /// peer_id, token, { public key, relay_addresses })` and answer with
+    /// [`HyperDht::announce_signed`].
+    SignAnnounce {
+        /// The operation.
+        op: OpId,
+        /// Names this request in the answer.
+        sign: u64,
+        /// The topic.
+        target: [u8; 32],
+        /// The storing node's token.
+        token: [u8; 32],
+        /// The storing node's id.
+        peer_id: [u8; 32],
+        /// The relay addresses in the record.
+        relay_addresses: Vec<SocketAddrV4>,
+    },
     /// A PEER_HANDSHAKE for a server registered with [`HyperDht::register_server`]; answer
     /// with [`HyperDht::server_handshake_reply`] (or drop it).
     PeerHandshake {

@@ -46,6 +46,9 @@ pub(crate) const MAX_CHILDREN: usize = MIN_KEYS * 2 + 1;
 type EntryId = usize;
 type LevelId = usize;
 type ChildId = usize;
+/// Room reserved for the nodes one write indexes (its path from the root, and a sibling per
+/// split): 8 covers a tree of millions of keys without growing the array.
+const INDEX_CAPACITY: usize = 8;
 /// A tree node of an [`Arena`].
 pub(crate) type NodeId = usize;
 
@@ -129,11 +132,13 @@ struct ChildData {
     node: Option<NodeId>,
 }
 
+/// A node's `changed` mark lives in [`Arena::changed`], a dense array beside `nodes`:
+/// `indexChanges` looks at the mark of every child of every changed node, once per write of a
+/// batch, and a byte array stays in cache where these records would not.
 #[derive(Debug)]
 struct NodeData {
     block: Option<EntryId>,
     level: LevelId,
-    changed: bool,
 }
 
 #[derive(Debug)]
@@ -163,6 +168,8 @@ pub(crate) struct Arena {
     levels: Vec<LevelData>,
     childs: Vec<ChildData>,
     nodes: Vec<NodeData>,
+    /// JS `TreeNode.changed`, by node.
+    changed: Vec<bool>,
     by_seq: SeqMap<EntryId>,
     /// Blocks written by this batch and not yet flushed (JS `batch.length`).
     pub length: u64,
@@ -201,8 +208,8 @@ impl Arena {
         self.nodes.push(NodeData {
             block,
             level: self.levels.len() - 1,
-            changed: true,
         });
+        self.changed.push(true);
         self.nodes.len() - 1
     }
 
@@ -285,8 +292,8 @@ impl Arena {
         self.nodes.push(NodeData {
             block: Some(e),
             level,
-            changed: false,
         });
+        self.changed.push(false);
         Ok(self.nodes.len() - 1)
     }
 
@@ -338,6 +345,37 @@ impl Arena {
         };
         self.level_mut(n).keys[i].value = Some(v);
         Ok(())
+    }
+
+    /// JS `node.search(key)` ([`search`]) on node `n`: a binary search over the keys held in
+    /// the arena, without the per-comparison load step when every key it compares is already
+    /// loaded (all keys a batch wrote are), else the general search that loads them.
+    async fn search_node<C: BeeCore>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        n: NodeId,
+        key: &[u8],
+    ) -> Result<Result<usize, usize>, BeeError> {
+        if let Some(found) = self.search_loaded(n, key) {
+            return Ok(found);
+        }
+        search(&mut ArenaTree { arena: self, ctx }, &n, key).await
+    }
+
+    /// [`search`] over `n`'s keys when every key it compares is loaded; `None` at the first one
+    /// that is not (the same comparisons in the same order, so the same answer).
+    fn search_loaded(&self, n: NodeId, key: &[u8]) -> Option<Result<usize, usize>> {
+        let keys = &self.level(n).keys;
+        let (mut s, mut e) = (0, keys.len());
+        while s < e {
+            let mid = (s + e) >> 1;
+            match key.cmp(keys[mid].value.as_ref()?.as_slice()) {
+                std::cmp::Ordering::Equal => return Some(Ok(mid)),
+                std::cmp::Ordering::Less => e = mid,
+                std::cmp::Ordering::Greater => s = mid + 1,
+            }
+        }
+        Some(Err(s))
     }
 
     /// Key `i`'s bytes, once loaded.
@@ -430,12 +468,8 @@ impl Arena {
         new: &RawEntry<'_>,
         always_duplicate: bool,
     ) -> Result<bool, BeeError> {
-        let target: Vec<u8> = key
-            .value
-            .as_ref()
-            .map(|k| k.as_slice().to_vec())
-            .unwrap_or_default();
-        match search(&mut ArenaTree { arena: self, ctx }, &n, &target).await? {
+        let target = key.value.as_ref().map_or(&[][..], KeyBytes::as_slice);
+        match self.search_node(ctx, n, target).await? {
             Ok(mid) => {
                 if let Some(cas) = cas {
                     let prev = self.key_block(ctx, n, mid).await?;
@@ -449,7 +483,7 @@ impl Arena {
                         return Ok(true);
                     }
                 }
-                self.nodes[n].changed = true;
+                self.changed[n] = true;
                 self.level_mut(n).keys[mid] = key;
                 Ok(true)
             }
@@ -462,7 +496,7 @@ impl Arena {
                     self.level_mut(n).children.insert(i + 1, c);
                 }
                 self.level_mut(n).keys.insert(i, key);
-                self.nodes[n].changed = true;
+                self.changed[n] = true;
                 Ok(self.level(n).keys.len() < MAX_CHILDREN)
             }
         }
@@ -483,7 +517,7 @@ impl Arena {
             self.childs[c].seq = 0; // mark as freed
             self.levels[l].children.remove(index + 1);
         }
-        self.nodes[n].changed = true;
+        self.changed[n] = true;
         Ok(())
     }
 
@@ -514,7 +548,7 @@ impl Arena {
             let children = self.level_mut(n).children.split_off(nc - (len + 1));
             self.level_mut(right).children = children;
         }
-        self.nodes[n].changed = true;
+        self.changed[n] = true;
         Ok((median, right))
     }
 
@@ -548,7 +582,7 @@ impl Arena {
 
     /// JS `merge(node, median)`: append `median` and `right`'s keys and children to `left`.
     fn merge(&mut self, left: NodeId, right: NodeId, median: KeyRef) {
-        self.nodes[left].changed = true;
+        self.changed[left] = true;
         let rl = self.nodes[right].level;
         let keys = self.levels[rl].keys.clone();
         let children = self.levels[rl].children.clone();
@@ -630,7 +664,7 @@ impl Arena {
             }
             let (left, mut index, right) = self.siblings(ctx, node, parent).await?;
             if let Some(left) = left.filter(|&l| self.level(l).keys.len() > MIN_KEYS) {
-                self.nodes[left].changed = true;
+                self.changed[left] = true;
                 let pk = self.parent_key(parent, index.wrapping_sub(1))?;
                 self.level_mut(node).keys.insert(0, pk);
                 if let Some(c) = self.level_mut(left).children.pop() {
@@ -641,7 +675,7 @@ impl Arena {
                 return Ok(root);
             }
             if let Some(right) = right.filter(|&r| self.level(r).keys.len() > MIN_KEYS) {
-                self.nodes[right].changed = true;
+                self.changed[right] = true;
                 let pk = self.parent_key(parent, index)?;
                 self.level_mut(node).keys.push(pk);
                 if !self.level(right).children.is_empty() {
@@ -717,8 +751,8 @@ impl Arena {
                 return Err(self.err(node, "the tree is deeper than any valid bee (a cycle?)"));
             }
             stack.push(node);
-            self.nodes[node].changed = true; // changed, but compressible
-            match search(&mut ArenaTree { arena: self, ctx }, &node, key).await? {
+            self.changed[node] = true; // changed, but compressible
+            match self.search_node(ctx, node, key).await? {
                 Ok(mid) => {
                     if let Some(cas) = cas.as_mut() {
                         let prev = self.key_block(ctx, node, mid).await?;
@@ -733,7 +767,7 @@ impl Arena {
                         }
                     }
                     self.level_mut(node).keys[mid] = target;
-                    self.nodes[node].changed = true;
+                    self.changed[node] = true;
                     return Ok(Some((root, seq)));
                 }
                 Err(i) => node = self.child(ctx, node, i).await?,
@@ -751,7 +785,7 @@ impl Arena {
                 always_duplicate,
             )
             .await?;
-        if !self.nodes[node].changed {
+        if !self.changed[node] {
             return Ok(None);
         }
         while needs_split {
@@ -799,7 +833,7 @@ impl Arena {
         let seq = ctx.length + self.length;
         for _ in 0..MAX_DEPTH {
             stack.push(node);
-            match search(&mut ArenaTree { arena: self, ctx }, &node, key).await? {
+            match self.search_node(ctx, node, key).await? {
                 Ok(mid) => {
                     if let Some(cas) = cas.as_mut() {
                         let prev = self.key_block(ctx, node, mid).await?;
@@ -820,7 +854,7 @@ impl Arena {
                     }
                     // Marked late, so that a 404 rewrites nothing.
                     for &n in &stack {
-                        self.nodes[n].changed = true;
+                        self.changed[n] = true;
                     }
                     let root = self.rebalance(ctx, &mut stack).await?;
                     return Ok(Some((root, seq)));
@@ -839,11 +873,16 @@ impl Arena {
     // ------------------------------------------------------------------ appending
 
     /// JS `indexChanges`: add `n` and its changed descendants to `index`; `n`'s offset.
+    ///
+    /// With `block` (a batch's pending block `e`), also JS `updateChildren`: every descendant
+    /// indexed here now lives in block `e`. (`updateChildren` walks the children whose seq is
+    /// the new one: exactly those this walk gives it, so one walk does both.)
     fn index_changes(
         &mut self,
         n: NodeId,
         index: &mut Vec<Option<ChildId>>,
         seq: u64,
+        block: Option<EntryId>,
         depth: usize,
     ) -> Result<u64, BeeError> {
         if depth > MAX_DEPTH {
@@ -851,7 +890,7 @@ impl Arena {
         }
         let offset = index.len() as u64;
         index.push(None);
-        self.nodes[n].changed = false;
+        self.changed[n] = false;
         let l = self.nodes[n].level;
         // Indexing children does not change this node's arrays: walk them in place.
         for k in 0..self.levels[l].children.len() {
@@ -859,34 +898,18 @@ impl Arena {
             let Some(cn) = self.childs[c].node else {
                 continue;
             };
-            if !self.nodes[cn].changed {
+            if !self.changed[cn] {
                 continue;
             }
             self.childs[c].seq = seq;
-            let off = self.index_changes(cn, index, seq, depth + 1)?;
+            if block.is_some() {
+                self.nodes[cn].block = block;
+            }
+            let off = self.index_changes(cn, index, seq, block, depth + 1)?;
             self.childs[c].offset = off;
             index[off as usize] = Some(c);
         }
         Ok(offset)
-    }
-
-    /// JS `updateChildren`.
-    fn update_children(&mut self, n: NodeId, seq: u64, e: EntryId, depth: usize) {
-        if depth > MAX_DEPTH {
-            return;
-        }
-        let l = self.nodes[n].level;
-        for k in 0..self.levels[l].children.len() {
-            let c = self.levels[l].children[k];
-            let Some(cn) = self.childs[c].node else {
-                continue;
-            };
-            if self.childs[c].seq != seq {
-                continue;
-            }
-            self.nodes[cn].block = Some(e);
-            self.update_children(cn, seq, e, depth + 1);
-        }
     }
 
     /// JS `deflate(index)`: the encoded `YoloIndex` of these nodes (as they are now).
@@ -922,8 +945,8 @@ impl Arena {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<Vec<u8>, BeeError> {
-        let mut index = Vec::new();
-        self.index_changes(root, &mut index, seq, 0)?;
+        let mut index = Vec::with_capacity(INDEX_CAPACITY);
+        self.index_changes(root, &mut index, seq, None, 0)?;
         index[0] = Some(self.new_child(seq, 0, Some(root)));
         Ok(encode_node(&self.deflate(&index), key, value))
     }
@@ -936,8 +959,19 @@ impl Arena {
         key: Arc<[u8]>,
         value: Option<Arc<[u8]>>,
     ) -> Result<(), BeeError> {
-        let mut index = Vec::new();
-        self.index_changes(root, &mut index, seq, 0)?;
+        // The entry this block becomes; the walk points the nodes it indexes at it.
+        let e = self.entries.len();
+        let mut index = Vec::with_capacity(INDEX_CAPACITY);
+        if let Err(err) = self.index_changes(root, &mut index, seq, Some(e), 0) {
+            // Nodes may point at `e` already: it must exist (never written: not in `by_seq`).
+            self.entries.push(Entry {
+                seq,
+                key,
+                value,
+                kind: EntryKind::Pending { index: Vec::new() },
+            });
+            return Err(err);
+        }
         index[0] = Some(self.new_child(seq, 0, Some(root)));
         self.entries.push(Entry {
             seq,
@@ -945,11 +979,9 @@ impl Arena {
             value,
             kind: EntryKind::Pending { index },
         });
-        let e = self.entries.len() - 1;
         self.nodes[root].block = Some(e);
         self.length += 1;
         self.by_seq.insert(seq, e);
-        self.update_children(root, seq, e, 0);
         Ok(())
     }
 

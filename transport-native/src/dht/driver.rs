@@ -58,6 +58,16 @@ pub(crate) enum Cmd {
         done: oneshot::Sender<Result<RawConnection, DhtError>>,
     },
     ExternalSent(ConnId, Option<Vec<u8>>),
+    /// An announce whose records the key pair's owner signs: the requests go to `signs`,
+    /// answered with `AnnounceSigned`.
+    AnnounceExternal {
+        topic: [u8; 32],
+        public_key: [u8; 32],
+        done: oneshot::Sender<Result<OpOutput, OpError>>,
+        replies: mpsc::Sender<LookupResult>,
+        signs: mpsc::UnboundedSender<super::SignAnnounceRequest>,
+    },
+    AnnounceSigned(OpId, u64, Option<[u8; 64]>),
     ExternalReceived(ConnId, Option<ExternalReceived>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
     Firewalled(oneshot::Sender<(bool, Option<SocketAddrV4>)>),
@@ -156,6 +166,7 @@ pub(crate) async fn spawn(
         servers: HashMap::new(),
         connects: HashMap::new(),
         external: HashMap::new(),
+        op_signs: HashMap::new(),
         ops: HashMap::new(),
         requests: HashMap::new(),
         relay_jobs: HashMap::new(),
@@ -217,6 +228,8 @@ struct Driver {
     connects: HashMap<ConnId, oneshot::Sender<Result<RawConnection, DhtError>>>,
     /// Where the steps of external handshakes go.
     external: HashMap<ConnId, mpsc::UnboundedSender<NoiseStep>>,
+    /// Where the signature requests of external announces go.
+    op_signs: HashMap<OpId, mpsc::UnboundedSender<super::SignAnnounceRequest>>,
     ops: HashMap<OpId, PendingOp>,
     requests: HashMap<RequestId, oneshot::Sender<Result<rpc::Response, RequestError>>>,
     /// Connections to blind relays being made for a pairing.
@@ -393,6 +406,36 @@ impl Driver {
                 self.connects.insert(id, done);
                 let _ = started.send(id);
             }
+            Cmd::AnnounceExternal {
+                topic,
+                public_key,
+                done,
+                replies,
+                signs,
+            } => match self.node.announce_external(
+                now,
+                topic,
+                public_key,
+                Vec::new(),
+                hyperpunch_core::dht::AnnounceOptions::default(),
+            ) {
+                Ok(op) => {
+                    self.ops.insert(
+                        op,
+                        PendingOp {
+                            done,
+                            replies: Some(replies),
+                        },
+                    );
+                    self.op_signs.insert(op, signs);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Cmd::AnnounceSigned(op, sign, signature) => {
+                self.node.announce_signed(op, sign, signature);
+            }
             Cmd::ExternalSent(id, message) => {
                 self.connector
                     .external_sent(now, &mut self.node, id, message);
@@ -468,7 +511,26 @@ impl Driver {
                     let _ = tx.try_send(reply);
                 }
             }
+            Event::SignAnnounce {
+                op,
+                sign,
+                token,
+                peer_id,
+                relay_addresses,
+                ..
+            } => {
+                if let Some(tx) = self.op_signs.get(&op) {
+                    let _ = tx.send(super::SignAnnounceRequest {
+                        op,
+                        sign,
+                        token,
+                        peer_id,
+                        relay_addresses,
+                    });
+                }
+            }
             Event::OpDone { op, result } => {
+                self.op_signs.remove(&op);
                 if let Some(p) = self.ops.remove(&op) {
                     let _ = p.done.send(result);
                 }
@@ -689,6 +751,18 @@ impl Driver {
                 .filter(|(_, tx)| tx.is_closed())
                 .map(|(id, _)| *id)
                 .collect();
+            // External announces whose signer is gone (it would never answer).
+            let orphaned: Vec<OpId> = self
+                .op_signs
+                .iter()
+                .filter(|(_, tx)| tx.is_closed())
+                .map(|(op, _)| *op)
+                .collect();
+            for op in orphaned {
+                self.op_signs.remove(&op);
+                self.node.cancel(op);
+                progress = true;
+            }
             for id in gone {
                 self.connects.remove(&id);
                 self.external.remove(&id);

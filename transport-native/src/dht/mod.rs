@@ -706,6 +706,35 @@ impl Dht {
         })
     }
 
+    /// Announces `public_key` under `topic` with signatures made by the key pair's owner (JS
+    /// `announce(..., { signAnnounce })`): this node never holds the secret key. The walk's
+    /// replies come on the [`Lookup`]; each storing node's record to sign on the receiver,
+    /// answered with [`Dht::announce_signed`]. Dropping the receiver cancels the announce.
+    pub fn announce_external(
+        &self,
+        topic: [u8; 32],
+        public_key: [u8; 32],
+    ) -> (Lookup, mpsc::UnboundedReceiver<SignAnnounceRequest>) {
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        let (done, done_rx) = oneshot::channel();
+        let (signs, signs_rx) = mpsc::unbounded_channel();
+        let sent = self.cmds.send(Cmd::AnnounceExternal {
+            topic,
+            public_key,
+            done,
+            replies: tx,
+            signs,
+        });
+        (Lookup::new(rx, sent.is_ok().then_some(done_rx)), signs_rx)
+    }
+
+    /// The owner's signature for a [`SignAnnounceRequest`] (`None`: that node is skipped).
+    pub fn announce_signed(&self, req: &SignAnnounceRequest, signature: Option<[u8; 64]>) {
+        let _ = self
+            .cmds
+            .send(Cmd::AnnounceSigned(req.op, req.sign, signature));
+    }
+
     /// The deployment relay a connection falls back to, if any.
     pub(crate) fn fallback_relay(&self, opts: &ConnectOptions) -> Option<[u8; 32]> {
         if !self.relay_fallback
@@ -728,6 +757,23 @@ impl Dht {
             let _ = rx.await;
         }
     }
+}
+
+/// One storing node's record of an [`Dht::announce_external`] to sign: sign
+/// `announce_signable(topic, peer_id, token, { public key, relay_addresses })` (hyperdht's
+/// `signAnnounce`) and answer with [`Dht::announce_signed`].
+#[derive(Debug, Clone)]
+pub struct SignAnnounceRequest {
+    /// The operation.
+    pub op: hyperpunch_core::dht::OpId,
+    /// Names the request in the answer.
+    pub sign: u64,
+    /// The storing node's token.
+    pub token: [u8; 32],
+    /// The storing node's id.
+    pub peer_id: [u8; 32],
+    /// The relay addresses in the record.
+    pub relay_addresses: Vec<SocketAddrV4>,
 }
 
 /// A connection attempt whose Noise handshake runs outside ([`Dht::connect_external`]).

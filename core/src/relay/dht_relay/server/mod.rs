@@ -24,7 +24,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 
-use super::messages::{Announcers, Destroy, HandshakeRef, Keys, Message};
+use super::messages::{Announcers, Destroy, HandshakeRef, Keys, Message, SignRequest};
 use super::{close_code, PROTOCOL};
 use crate::crypto::KeyPair;
 use crate::dht::connect::ExternalReceived;
@@ -149,6 +149,27 @@ pub enum Request {
         /// The client's key pair (custodial).
         key_pair: KeyPair,
     },
+    /// Announce a non-custodial client's `public_key` on a topic with its own signatures:
+    /// report each storing node's record to sign with [`Session::sign_announce`], carry out
+    /// [`Request::AnnounceSigned`]; results as for `Lookup`.
+    AnnounceExternal {
+        /// The query.
+        query: u32,
+        /// The topic.
+        topic: [u8; 32],
+        /// The client's public key (it keeps the secret key).
+        public_key: [u8; 32],
+    },
+    /// The client's signature of one record of an [`Request::AnnounceExternal`] (`None`: not a
+    /// signature).
+    AnnounceSigned {
+        /// The query.
+        query: u32,
+        /// The owner's sign id, as given to [`Session::sign_announce`].
+        sign: u64,
+        /// The Ed25519 signature.
+        signature: Option<[u8; 64]>,
+    },
     /// Remove an announcement; results as for `Lookup`.
     Unannounce {
         /// The query.
@@ -202,6 +223,26 @@ impl Request {
                 stream,
                 remote_public_key,
             } => (9, *stream, None, Some(*remote_public_key), &[]),
+            Request::AnnounceExternal {
+                query,
+                topic,
+                public_key,
+            } => (12, *query, Some(*public_key), Some(*topic), &[]),
+            Request::AnnounceSigned {
+                query,
+                sign,
+                signature,
+            } => (
+                13,
+                *query,
+                None,
+                Some({
+                    let mut k = [0u8; 32];
+                    k[..8].copy_from_slice(&sign.to_le_bytes());
+                    k
+                }),
+                signature.as_ref().map(|s| &s[..]).unwrap_or(&[]),
+            ),
             Request::NoiseSent { stream, message } => {
                 (10, *stream, None, None, message.as_deref().unwrap_or(&[]))
             }
@@ -243,6 +284,10 @@ impl core::fmt::Debug for Request {
             Request::Connect { stream, .. } => write!(f, "Connect({stream})"),
             Request::Listen { server, .. } => write!(f, "Listen({server})"),
             Request::ConnectExternal { stream, .. } => write!(f, "ConnectExternal({stream})"),
+            Request::AnnounceExternal { query, .. } => write!(f, "AnnounceExternal({query})"),
+            Request::AnnounceSigned { query, sign, .. } => {
+                write!(f, "AnnounceSigned({query}, {sign})")
+            }
             Request::NoiseSent { stream, message } => {
                 write!(
                     f,
@@ -304,6 +349,8 @@ pub struct Session {
     queries: BTreeMap<u32, ()>,
     /// Non-custodial handshakes: id → (stream, the step waiting for the client).
     handshakes: BTreeMap<u32, (u32, Option<NoiseWait>)>,
+    /// Non-custodial announcements' signature requests: id → (query, the owner's sign id).
+    signs: BTreeMap<u32, (u32, u64)>,
     requests: VecDeque<Request>,
     close: Option<Close>,
     next_ping: Duration,
@@ -344,6 +391,7 @@ impl Session {
             client_servers: BTreeMap::new(),
             queries: BTreeMap::new(),
             handshakes: BTreeMap::new(),
+            signs: BTreeMap::new(),
             requests: VecDeque::new(),
             close: None,
             pong_deadline: None,
@@ -459,7 +507,7 @@ impl Session {
         let Some(sk) = keys.secret_key else {
             self.fail(
                 close_code::UNSUPPORTED,
-                "this relay serves non-custodial connect only; listen and announce need the custodial mode",
+                "this relay serves non-custodial connect and announce; listen and unannounce need the custodial mode",
             );
             return None;
         };
@@ -625,6 +673,34 @@ impl Session {
                 self.requests
                     .push_back(Request::Lookup { query: id, topic });
             }
+            Message::Announce {
+                id,
+                topic,
+                keys:
+                    Keys {
+                        public_key,
+                        secret_key: None,
+                    },
+            } => {
+                // Non-custodial: the client signs each record (signAnnounce).
+                if !self.start_query(id) {
+                    return;
+                }
+                self.requests.push_back(Request::AnnounceExternal {
+                    query: id,
+                    topic,
+                    public_key,
+                });
+            }
+            Message::Signature { id, signature } => {
+                if let Some((query, sign)) = self.signs.remove(&id) {
+                    self.requests.push_back(Request::AnnounceSigned {
+                        query,
+                        sign,
+                        signature: signature.try_into().ok(),
+                    });
+                }
+            }
             Message::Announce { id, topic, keys } => {
                 let Some(key_pair) = self.key_pair(&keys) else {
                     return;
@@ -651,10 +727,7 @@ impl Session {
             }
             // Custodial sessions run their own firewall (accept all, as JS's default); signing
             // and Noise are the relay's.
-            Message::Handshake(_)
-            | Message::Accept { .. }
-            | Message::Deny { .. }
-            | Message::Signature { .. } => {}
+            Message::Handshake(_) | Message::Accept { .. } | Message::Deny { .. } => {}
             // Relay-to-client messages from a client: ignored, as JS has no handler for them.
             _ => {}
         }
@@ -892,8 +965,33 @@ impl Session {
         }
     }
 
+    /// A non-custodial announce needs the client's signature of one storing node's record
+    /// (JS `signAnnounce`); `sign` names it in the [`Request::AnnounceSigned`] that follows.
+    pub fn sign_announce(
+        &mut self,
+        query: u32,
+        sign: u64,
+        token: [u8; 32],
+        peer_id: [u8; 32],
+        relay_addresses: Vec<SocketAddrV4>,
+    ) {
+        if !self.queries.contains_key(&query) {
+            return;
+        }
+        let id = self.alias();
+        self.signs.insert(id, (query, sign));
+        self.send(&Message::SignAnnounce(SignRequest {
+            id,
+            signee: query,
+            token,
+            peer_id: peer_id.to_vec(),
+            relay_addresses,
+        }));
+    }
+
     /// A query ended (successfully or not: the wire has no error for queries).
     pub fn query_done(&mut self, query: u32) {
+        self.signs.retain(|_, (q, _)| *q != query);
         if self.queries.remove(&query).is_some() {
             self.send(&Message::Finished { id: query });
         }

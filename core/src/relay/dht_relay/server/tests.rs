@@ -547,3 +547,87 @@ fn messages_round_trip() {
         }
     }
 }
+
+#[test]
+fn non_custodial_announce_asks_the_client_to_sign() {
+    let (mut s, mut c) = session();
+    let pk = keys(2).0.public_key;
+    c.send(
+        &mut s,
+        T0,
+        Message::Announce {
+            id: 5,
+            topic: [4; 32],
+            keys: Keys {
+                public_key: pk,
+                secret_key: None,
+            },
+        },
+    );
+    assert_eq!(
+        s.poll_request(),
+        Some(Request::AnnounceExternal {
+            query: 5,
+            topic: [4; 32],
+            public_key: pk
+        })
+    );
+    s.sign_announce(5, 9, [1; 32], [2; 32], vec![]);
+    let msgs = c.recv(&mut s);
+    let [Message::SignAnnounce(r)] = &msgs[..] else {
+        panic!("{msgs:?}")
+    };
+    assert_eq!(
+        (r.signee, r.token, r.peer_id.clone()),
+        (5, [1; 32], vec![2; 32])
+    );
+    c.send(
+        &mut s,
+        T0,
+        Message::Signature {
+            id: r.id,
+            signature: vec![7; 64],
+        },
+    );
+    assert_eq!(
+        s.poll_request(),
+        Some(Request::AnnounceSigned {
+            query: 5,
+            sign: 9,
+            signature: Some([7; 64])
+        })
+    );
+    // Answered once; a second answer, or one to nothing, is ignored.
+    c.send(
+        &mut s,
+        T0,
+        Message::Signature {
+            id: r.id,
+            signature: vec![7; 64],
+        },
+    );
+    assert_eq!(s.poll_request(), None);
+    // A signature that is not 64 bytes is no signature.
+    s.sign_announce(5, 10, [1; 32], [2; 32], vec![]);
+    let msgs = c.recv(&mut s);
+    let [Message::SignAnnounce(r)] = &msgs[..] else {
+        panic!("{msgs:?}")
+    };
+    c.send(
+        &mut s,
+        T0,
+        Message::Signature {
+            id: r.id,
+            signature: vec![7; 3],
+        },
+    );
+    assert_eq!(
+        s.poll_request(),
+        Some(Request::AnnounceSigned {
+            query: 5,
+            sign: 10,
+            signature: None
+        })
+    );
+    assert!(s.close_reason().is_none());
+}
