@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::bee::StoreCore;
 use crate::core::autobase::fast_forward::{
-    check_view_manifest, digest_source, info_from_block, member_from_entry, view_namespace,
-    DigestSource, FastForwardError, MEMBERS_PREFIX,
+    check_view_key, digest_source, info_from_block, match_views, member_from_entry,
+    namespace_entropy, view_namespace, DigestSource, FastForwardError, MEMBERS_PREFIX,
 };
 use crate::core::autobase::messages::{Info, Member, OplogMessage};
 use crate::core::corestore::{CoreHandle, GetOptions};
@@ -123,9 +123,14 @@ async fn manifest<S: Storage + Clone + 'static>(
 /// (each view core is matched to its name by its signers' namespace). `wait` bounds each
 /// network wait.
 ///
-/// The system core's signature is verified by the hypercore layer (its manifest is the one its
-/// key commits to); this checks that the manifest names the indexers the info lists, with the
-/// `_system` namespace, so the signed length is the indexers'. Views are checked the same way.
+/// Trust root: the bootstrap's latest oplog entry (signed by the bootstrap) names the system key
+/// by its digest; a new JS reader trusts the same (its initial system has the bootstrap as only
+/// indexer, quorum 1, and `_checkSystemUpgrade` follows a quorum of indexer digests). The system
+/// key must be the one of the manifest JS `_createManifest` builds from the public keys of the
+/// indexers its `info` lists and the `_system` namespace, so the signature the hypercore layer
+/// verifies is a quorum of those indexers' ([`check_view_key`]). Each name's view key is derived
+/// the same way and looked up in the info ([`match_views`]): a name with no entry is refused.
+/// No peer answering within `wait` is [`FastForwardReadError::Timeout`], not `Empty`.
 pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
     bootstrap: [u8; 32],
@@ -137,6 +142,9 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     boot.update().await.map_err(core_err)?;
     let len = boot.state().await.length;
     if len == 0 {
+        if !boot.any_peer_synced().await.map_err(core_err)? {
+            return Err(FastForwardReadError::Timeout("the bootstrap's length"));
+        }
         return Err(FastForwardReadError::Empty);
     }
     let last = OplogMessage::from_bytes(&block(&boot, len - 1, "the bootstrap's head").await?)
@@ -164,6 +172,9 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     sys.update().await.map_err(core_err)?;
     let system_length = sys.state().await.length;
     if system_length == 0 {
+        if !sys.any_peer_synced().await.map_err(core_err)? {
+            return Err(FastForwardReadError::Timeout("the system core's length"));
+        }
         return Err(FastForwardReadError::Empty);
     }
     let info = info_from_block(
@@ -171,9 +182,10 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         &block(&sys, system_length - 1, "the system info").await?,
     )?;
 
-    // 3. the indexers' public keys (their oplogs' manifests) and the namespace entropy
+    // 3. the indexers' public keys (their oplogs' manifests) and the namespace entropy; the
+    //    system key must be the one of the manifest JS derives from them (`_createManifest`)
     let mut public_keys = Vec::new();
-    let mut entropy = info.entropy;
+    let mut first_ns = None;
     for idx in &info.indexers {
         let (h, _) = open(store, idx.key, wait).await?;
         let m = manifest(store, &h, wait).await?;
@@ -181,14 +193,21 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
             name: "an indexer's oplog".into(),
             reason: "no signer",
         })?;
-        entropy.get_or_insert(s.namespace);
+        first_ns.get_or_insert(s.namespace);
         public_keys.push(s.public_key);
     }
-    let entropy = entropy.ok_or(FastForwardReadError::Empty)?;
-    let sys_manifest = manifest(store, &sys_h, wait).await?;
-    check_view_manifest(
-        &sys_manifest,
+    let entropy = namespace_entropy(&info, first_ns).ok_or(FastForwardError::Manifest {
+        name: "_system".into(),
+        reason: "no indexers",
+    })?;
+    // the version JS passes is the system core's own manifest's (fast-forward.js)
+    let sys_m = manifest(store, &sys_h, wait).await?;
+    let version = sys_m.version;
+    check_view_key(
+        &system_key,
         "_system",
+        version,
+        sys_m.prologue,
         &view_namespace(&bootstrap, &entropy, "_system"),
         &public_keys,
     )?;
@@ -207,22 +226,26 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         members.push(member_from_entry(&e.key, &v)?);
     }
 
-    // 5. the views, by their signers' namespace
-    let mut views = Vec::new();
+    // 5. the views: each name's key from the indexers' manifest for it, found in the info
+    //    (their manifests, for a recreated view's prologue; an empty view has none to fetch)
+    let mut manifests = Vec::with_capacity(info.views.len());
     for v in &info.views {
-        let (h, _) = open(store, v.key, wait).await?;
-        let m = manifest(store, &h, wait).await?;
-        let Some(ns) = m.signers.first().map(|s| s.namespace) else {
+        if v.length == 0 {
+            manifests.push(None);
             continue;
-        };
-        for name in names {
-            let want = view_namespace(&bootstrap, &entropy, name);
-            if want == ns {
-                check_view_manifest(&m, name, &want, &public_keys)?;
-                views.push((name.to_string(), v.key, v.length));
-            }
         }
+        let (h, _) = open(store, v.key, wait).await?;
+        manifests.push(Some(manifest(store, &h, wait).await?));
     }
+    let views = match_views(
+        &info,
+        &manifests,
+        names,
+        version,
+        &bootstrap,
+        &entropy,
+        &public_keys,
+    )?;
     Ok(FastForwardPoint {
         system_key,
         system_length,
@@ -230,4 +253,29 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         members,
         views,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::corestore::{Corestore, PrimaryKey};
+    use crate::core::storage::MemoryStorage;
+
+    /// No peer at all: the wait for the bootstrap's length ends as a timeout, not as "nothing
+    /// signed yet".
+    #[tokio::test]
+    async fn no_peer_is_a_timeout() {
+        let store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([1; 32]))
+            .await
+            .unwrap();
+        let store = SharedCorestore::new(store);
+        let r = read_fast_forward(&store, [2; 32], &["view"], Duration::from_millis(50)).await;
+        assert!(
+            matches!(
+                r,
+                Err(FastForwardReadError::Timeout("the bootstrap's length"))
+            ),
+            "{r:?}"
+        );
+    }
 }

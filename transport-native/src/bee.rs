@@ -150,6 +150,18 @@ impl<H: CoreHost> HostCore<H> {
         Ok((0..core.length()).filter(|&i| core.has(i)).count() as u64)
     }
 
+    /// Whether a peer of the core has told us its length (an `update` that returns with none
+    /// timed out: the length it leaves is ours, not the network's).
+    pub async fn any_peer_synced(&self) -> Result<bool, HypercoreError> {
+        let g = self.hub.lock().await;
+        let rep = CoreHost::replicator(&*g, &self.dk).ok_or_else(unknown_core)?;
+        let synced = rep
+            .peers()
+            .filter_map(|p| rep.peer_info(p))
+            .any(|p| p.synced);
+        Ok(synced)
+    }
+
     fn rep<'a>(&self, g: &'a mut H) -> Result<&'a mut Replicator<H::Storage>, HypercoreError> {
         CoreHost::replicator_mut(&mut *g, &self.dk).ok_or_else(unknown_core)
     }

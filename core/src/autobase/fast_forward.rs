@@ -6,9 +6,9 @@
 //! 1. The system core's key: the `digest` of an indexer's latest oplog entry
 //!    ([`digest_source`]: the key, or the earlier entry that carries it).
 //! 2. The system core (a hyperbee on a hypercore whose manifest names the indexers as signers)
-//!    at its signed length `L`; [`check_view_manifest`] checks that the manifest is the one JS
-//!    derives for that view and those indexers, so the signature the hypercore layer verified
-//!    is the indexers'.
+//!    at its signed length `L`; [`check_view_key`] checks that its key is the one of the
+//!    manifest JS derives for that view and those indexers, so the signature the hypercore layer
+//!    verified is a quorum of theirs.
 //! 3. Block `L - 1` is the `info` record of the last flush ([`info_from_block`]): heads,
 //!    indexers, view keys and lengths. The member records come from the bee at `L`
 //!    ([`member_from_entry`], prefix [`MEMBERS_PREFIX`]).
@@ -20,7 +20,7 @@ use super::messages::{Info, Member, OplogMessage};
 use crate::crypto::{hash, hash_batch, namespace};
 use crate::encoding::Decode;
 use crate::hyperbee::messages::Node;
-use crate::hypercore::manifest::Manifest;
+use crate::hypercore::manifest::{Manifest, Prologue};
 
 /// The system bee's `info` key (sub-encoder `[0]`, then `info`).
 pub const INFO_KEY: &[u8] = b"\x00\x00info";
@@ -44,6 +44,10 @@ pub enum FastForwardError {
     /// The entry carries no digest.
     #[error("no digest in the indexer's oplog entry")]
     NoDigest,
+    /// A view the reader's apply opens is not among the system's views (JS would open it empty
+    /// while the system has indexed it, or the reader runs another apply).
+    #[error("view {0:?} is not among the system's views")]
+    UnknownView(String),
     /// The manifest is not the one the indexers would sign the view with.
     #[error("the manifest of view {name:?} is not signed by the indexers: {reason}")]
     Manifest {
@@ -124,44 +128,117 @@ pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [
     ])
 }
 
-/// Check that `manifest` is the one the indexers sign view `name` with (JS
-/// `AutoStore._createManifest`): one ed25519 signer per indexer, in order, with the indexer's
-/// public key (`indexer_public_keys`, from the indexers' own manifests) and the view's
-/// namespace, a majority quorum, blake2b.
-pub fn check_view_manifest(
-    manifest: &Manifest,
+/// The manifest the indexers sign view `name` with, exactly as JS `AutoStore._createManifest`
+/// builds it for a base with indexers: `version` (the system core's manifest version, as JS
+/// fast-forward passes it), blake2b, `prologue`, `allowPatch: true`, a majority quorum, one
+/// ed25519 signer per indexer in order, with the indexer's public key (`indexer_public_keys`,
+/// from the indexers' own oplog manifests) and the view's `namespace` ([`view_namespace`]).
+/// `prologue`: none for a core created fresh; a view (or the system core) recreated when the
+/// indexers changed carries its predecessor's tree hash at a length (JS `getPrologue`), which
+/// only the core's own manifest tells.
+/// Versions 2 and up (encrypted bases: `linked` and `userData`) are not supported here.
+pub fn view_manifest(
+    version: u64,
+    prologue: Option<Prologue>,
+    indexer_public_keys: &[[u8; 32]],
+    namespace: &[u8; 32],
+) -> Manifest {
+    let n = indexer_public_keys.len() as u64;
+    Manifest {
+        version,
+        hash: crate::hypercore::manifest::HASH_BLAKE2B,
+        allow_patch: true,
+        quorum: n.min(n / 2 + 1),
+        signers: indexer_public_keys
+            .iter()
+            .map(|pk| crate::hypercore::manifest::Signer {
+                signature: crate::hypercore::manifest::SIGNATURE_ED25519,
+                namespace: *namespace,
+                public_key: *pk,
+            })
+            .collect(),
+        prologue,
+        linked: None,
+        user_data: None,
+    }
+}
+
+/// Check that `key` is the core key of [`view_manifest`] for those indexers and view `name`'s
+/// `namespace`: then the hypercore layer, which verifies signatures against the manifest the key
+/// commits to, accepts only a quorum of exactly those indexers. Returns that manifest.
+pub fn check_view_key(
+    key: &[u8; 32],
     name: &str,
+    version: u64,
+    prologue: Option<Prologue>,
     namespace: &[u8; 32],
     indexer_public_keys: &[[u8; 32]],
-) -> Result<(), FastForwardError> {
+) -> Result<Manifest, FastForwardError> {
     let fail = |reason| {
         Err(FastForwardError::Manifest {
             name: name.to_string(),
             reason,
         })
     };
-    if manifest.hash != 0 {
-        return fail("not blake2b");
+    if indexer_public_keys.is_empty() {
+        return fail("no indexers");
     }
-    if manifest.signers.len() != indexer_public_keys.len() || indexer_public_keys.is_empty() {
-        return fail("not one signer per indexer");
+    if version > 1 {
+        return fail("manifest version 2 or later (encrypted or linked) is not supported");
     }
-    for (s, pk) in manifest.signers.iter().zip(indexer_public_keys) {
-        if s.signature != 0 {
-            return fail("a signer is not ed25519");
-        }
-        if &s.public_key != pk {
-            return fail("a signer is not the indexer");
-        }
-        if &s.namespace != namespace {
-            return fail("a signer's namespace is not the view's");
-        }
+    if prologue.is_some_and(|p| p.length == 0) {
+        return fail("an empty prologue (JS makes none)");
     }
-    let n = indexer_public_keys.len() as u64;
-    if manifest.quorum != n.min(n / 2 + 1) {
-        return fail("the quorum is not a majority");
+    let m = view_manifest(version, prologue, indexer_public_keys, namespace);
+    if &m.key() != key {
+        return fail("the core key is not the one of the indexers' manifest for it");
     }
-    Ok(())
+    Ok(m)
+}
+
+/// Match each view `names` (the ones the reader's apply opens) to its entry in `info.views`:
+/// the entry whose core key is the one of [`view_manifest`] for that name (`version`: the system
+/// core's manifest version; `entropy`: [`namespace_entropy`]), with no prologue or with the
+/// prologue of the entry's own manifest (`manifests[i]` for `info.views[i]`, `None` when not
+/// fetched, e.g. an empty view), as JS `findViewByKey` (by namespace, else by derived key).
+/// Returns (name, key, length) per name, in order. A name with no entry is
+/// [`FastForwardError::UnknownView`]; an entry with no name is ignored, as JS
+/// `_applyFastForward` does ("unknown, view ignored").
+pub fn match_views(
+    info: &Info,
+    manifests: &[Option<Manifest>],
+    names: &[&str],
+    version: u64,
+    bootstrap: &[u8; 32],
+    entropy: &[u8; 32],
+    indexer_public_keys: &[[u8; 32]],
+) -> Result<Vec<(String, [u8; 32], u64)>, FastForwardError> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let ns = view_namespace(bootstrap, entropy, name);
+        let found = info.views.iter().enumerate().find(|(i, v)| {
+            let prologue = manifests
+                .get(*i)
+                .and_then(|m| m.as_ref())
+                .and_then(|m| m.prologue);
+            check_view_key(&v.key, name, version, None, &ns, indexer_public_keys).is_ok()
+                || (prologue.is_some()
+                    && check_view_key(&v.key, name, version, prologue, &ns, indexer_public_keys)
+                        .is_ok())
+        });
+        let (_, v) = found.ok_or_else(|| FastForwardError::UnknownView(name.to_string()))?;
+        out.push((name.to_string(), v.key, v.length));
+    }
+    Ok(out)
+}
+
+/// The entropy of the views' namespaces (JS `findViewByKey`): the info's (version 2 records),
+/// else the first indexer's oplog manifest's signer namespace.
+pub fn namespace_entropy(
+    info: &Info,
+    first_indexer_namespace: Option<[u8; 32]>,
+) -> Option<[u8; 32]> {
+    info.entropy.or(first_indexer_namespace)
 }
 
 #[cfg(test)]
@@ -202,6 +279,141 @@ mod tests {
         assert!(info_from_block(9, &[0xff; 3]).is_err());
         let bad = encode_node(&[], INFO_KEY, Some(&[0xff]));
         assert!(info_from_block(9, &bad).is_err());
+    }
+
+    /// The key of the manifest JS builds is accepted; a core whose manifest differs in any way
+    /// (another signer, namespace, quorum, a prologue, not patchable, another version) has another
+    /// key and is refused, and so is a wrong key.
+    #[test]
+    fn view_keys_and_refusals() {
+        let pks = [[1u8; 32], [2; 32], [3; 32]];
+        let ns = view_namespace(&[7; 32], &[8; 32], "_system");
+        let good = view_manifest(1, None, &pks, &ns);
+        assert_eq!(good.quorum, 2);
+        let key = good.key();
+        assert_eq!(
+            check_view_key(&key, "_system", 1, None, &ns, &pks),
+            Ok(good.clone())
+        );
+        let refused = |m: &Manifest| {
+            matches!(
+                check_view_key(&m.key(), "_system", 1, None, &ns, &pks),
+                Err(FastForwardError::Manifest { .. })
+            )
+        };
+        let mut m = good.clone();
+        m.signers[1].public_key = [9; 32];
+        assert!(refused(&m), "wrong signer");
+        let mut m = good.clone();
+        m.signers.swap(0, 1);
+        assert!(refused(&m), "signers out of order");
+        let mut m = good.clone();
+        m.signers.pop();
+        m.quorum = 2;
+        assert!(refused(&m), "a signer missing");
+        let mut m = good.clone();
+        m.signers[2].namespace = view_namespace(&[7; 32], &[8; 32], "view");
+        assert!(refused(&m), "wrong namespace");
+        let mut m = good.clone();
+        m.quorum = 1;
+        assert!(refused(&m), "wrong quorum");
+        let mut m = good.clone();
+        m.prologue = Some(Prologue {
+            hash: [5; 32],
+            length: 1,
+        });
+        assert!(refused(&m), "a prologue");
+        let mut m = good.clone();
+        m.allow_patch = false;
+        assert!(refused(&m), "no patches");
+        assert!(
+            refused(&view_manifest(0, None, &pks, &ns)),
+            "another version"
+        );
+        // a recreated core's prologue, taken from its manifest: accepted with it, and only so
+        let p = Prologue {
+            hash: [5; 32],
+            length: 4,
+        };
+        let with = view_manifest(1, Some(p), &pks, &ns);
+        assert!(check_view_key(&with.key(), "_system", 1, Some(p), &ns, &pks).is_ok());
+        let p0 = Prologue {
+            hash: [5; 32],
+            length: 0,
+        };
+        let with0 = view_manifest(1, Some(p0), &pks, &ns);
+        assert!(check_view_key(&with0.key(), "_system", 1, Some(p0), &ns, &pks).is_err());
+        // the right manifest, checked against another namespace, indexer set or key
+        let other_ns = view_namespace(&[7; 32], &[9; 32], "_system");
+        assert!(check_view_key(&key, "_system", 1, None, &other_ns, &pks).is_err());
+        assert!(check_view_key(&key, "_system", 1, None, &ns, &pks[..2]).is_err());
+        assert!(check_view_key(&[0; 32], "_system", 1, None, &ns, &pks).is_err());
+        assert!(check_view_key(&key, "_system", 1, None, &ns, &[]).is_err());
+        assert!(check_view_key(
+            &view_manifest(2, None, &pks, &ns).key(),
+            "_system",
+            2,
+            None,
+            &ns,
+            &pks
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn views_matched_by_key() {
+        let pks = [[1u8; 32]];
+        let (boot, entropy) = ([7u8; 32], [8u8; 32]);
+        let key = |n: &str| view_manifest(1, None, &pks, &view_namespace(&boot, &entropy, n)).key();
+        let info = Info {
+            version: 1,
+            members: 1,
+            pending_indexers: vec![],
+            indexers: vec![],
+            heads: vec![],
+            views: vec![
+                Checkout {
+                    key: key("other"),
+                    length: 3,
+                },
+                Checkout {
+                    key: key("view"),
+                    length: 9,
+                },
+            ],
+            encryption_length: 0,
+            entropy: None,
+        };
+        assert_eq!(
+            match_views(&info, &[], &["view"], 1, &boot, &entropy, &pks),
+            Ok(vec![("view".to_string(), key("view"), 9)])
+        );
+        assert_eq!(
+            match_views(&info, &[], &["view", "missing"], 1, &boot, &entropy, &pks),
+            Err(FastForwardError::UnknownView("missing".into()))
+        );
+        // another entropy or indexer set: no view matches
+        assert!(match_views(&info, &[], &["view"], 1, &boot, &[9; 32], &pks).is_err());
+        assert!(match_views(&info, &[], &["view"], 1, &boot, &entropy, &[[2; 32]]).is_err());
+        // a recreated view: found with the prologue of its own manifest
+        let p = Prologue {
+            hash: [6; 32],
+            length: 2,
+        };
+        let m = view_manifest(1, Some(p), &pks, &view_namespace(&boot, &entropy, "late"));
+        let mut info2 = info.clone();
+        info2.views.push(Checkout {
+            key: m.key(),
+            length: 4,
+        });
+        assert!(match_views(&info2, &[], &["late"], 1, &boot, &entropy, &pks).is_err());
+        let ms = [None, None, Some(m.clone())];
+        assert_eq!(
+            match_views(&info2, &ms, &["late"], 1, &boot, &entropy, &pks),
+            Ok(vec![("late".to_string(), m.key(), 4)])
+        );
+        assert_eq!(namespace_entropy(&info, Some([4; 32])), Some([4; 32]));
+        assert_eq!(namespace_entropy(&info, None), None);
     }
 
     #[test]
