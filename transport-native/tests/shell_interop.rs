@@ -200,7 +200,7 @@ fn rust_server_js_clients_exec_firewall_copy() {
     // Copies with JS hypershell-copy: a file and a folder up, then down again.
     let src = client_home.path().join("src");
     std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
-    let big = pattern(5 << 20);
+    let big = pattern(50 << 20);
     std::fs::write(src.join("big.bin"), &big).unwrap();
     std::fs::write(src.join("sub/a.txt"), b"hello").unwrap();
     std::fs::write(src.join("sub/deeper/empty"), b"").unwrap();
@@ -361,7 +361,7 @@ fn js_server_rust_clients_exec_firewall_copy() {
     // Copies with `hyperpunch shell copy` to and from JS.
     let src = client_home.path().join("src");
     std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
-    let big = pattern(5 << 20);
+    let big = pattern(50 << 20);
     std::fs::write(src.join("big.bin"), &big).unwrap();
     std::fs::write(src.join("sub/a.txt"), b"hello").unwrap();
     std::fs::write(src.join("sub/deeper/empty"), b"").unwrap();
