@@ -30,7 +30,9 @@ connect the relay routes the handshake through the DHT and asks the client for e
 message, then forwards the stream's bytes, which are the client's secret-stream ciphertext.
 The relay sees who connects to whom (both public keys, addresses), the holepunch secret of the
 handshake, and the size and timing of the traffic; not the stream keys nor the plaintext.
-Listening and announcing non-custodially are not offered yet (closed with 4005).
+A non-custodial announce is signed by the client: the relay asks it to sign each storing
+node's record (signAnnounce). Listening and unannouncing non-custodially are not offered yet
+(closed with 4005).
 
 Each session has limits; crossing one closes it with a WebSocket close code:
   1002 malformed frame or message      1003 text frame       1009 message too big
