@@ -49,19 +49,6 @@ source bench/lib.sh
 hp=$(bench_build_hyperpunch)
 export NODE_PATH="$modules"
 js() { (cd "$root/tests/interop" && node "$@"); }
-# wait_for FILE PATTERN: the first line of FILE matching PATTERN, waiting up to 120 s for it.
-wait_for() {
-  local i line
-  for i in $(seq 1 1200); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  return 1
-}
 now_ns() { date +%s%N; }
 # CPU seconds (user + system) the process PID has used so far.
 proc_cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"; }

@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+source bench/lib.sh # wait_for (and bench_build_hyperpunch)
 modules="$root/tests/interop/node_modules"
 if [ ! -f "$modules/hyperdht/package.json" ]; then
   echo "error: the JS reference is not installed ($modules/hyperdht is missing): run \`npm ci --prefix tests/interop\`" >&2
@@ -45,18 +46,6 @@ gen="$target_dir/release/examples/bench_connect"
 jsc="$root/bench/js/connect.js"
 export NODE_PATH="$modules"
 
-wait_for() {
-  local i line
-  for i in $(seq 1 1200); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  return 1
-}
 
 echo "==> a 20-node hyperdht testnet on 127.0.0.1 (createTestnet)" >&2
 node "$jsc" testnet 20 >"$tmp/testnet.txt" 2>&1 &

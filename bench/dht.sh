@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+source bench/lib.sh # wait_for (and bench_build_hyperpunch)
 modules="$root/tests/interop/node_modules"
 if [ ! -f "$modules/hyperdht/package.json" ]; then
   echo "error: the JS reference is not installed ($modules/hyperdht is missing): run \`npm ci --prefix tests/interop\`" >&2
@@ -35,18 +36,6 @@ hp="$target_dir/release/hyperpunch"
 gen="$target_dir/release/examples/bench_dht"
 
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() {
-  local i line
-  for i in $(seq 1 600); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  return 1
-}
 # start_node rust|js: start a node; sets $port and $pid.
 start_node() {
   port=$(free_port)

@@ -74,19 +74,6 @@ timed() {
 # cpu_ticks PID: user + system clock ticks of a running process so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
-# wait_for FILE PATTERN: the first line of FILE matching PATTERN, waiting up to 120 s for it.
-wait_for() {
-  local i line
-  for i in $(seq 1 1200); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  return 1
-}
 # serve_fetch FILE TAG SERVE_CMD FETCH_CMD: start the server (it prints `listening PORT KEY`
 # or `listening on 127.0.0.1:PORT`), run and time the fetch, record the server's CPU seconds
 # while it served, stop the server.

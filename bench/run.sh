@@ -49,6 +49,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+source bench/lib.sh # wait_for (and bench_build_hyperpunch)
 modules="$root/tests/interop/node_modules"
 if [ ! -f "$modules/hypercore/package.json" ]; then
   echo "error: the JS reference is not installed ($modules/hypercore is missing): run \`npm ci --prefix tests/interop\` (or \`just setup\`)" >&2
@@ -75,19 +76,6 @@ bin="$target_dir/release/examples/bench_hypercore"
 rbin="$target_dir/release/examples/bench_replicate"
 ubin="$target_dir/release/examples/bench_udx"
 js() { (cd "$root/tests/interop" && NODE_PATH="$modules" node "$@"); }
-# wait_for FILE PATTERN: the first line of FILE matching PATTERN, waiting up to 120 s for it.
-wait_for() {
-  local i line
-  for i in $(seq 1 1200); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  return 1
-}
 
 # The head-to-head comparisons run $best times, JS and Rust interleaved; the tables keep the best
 # of them (highest rate, lowest CPU/storage time), which damps the noise of a shared machine (the

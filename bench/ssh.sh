@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+source bench/lib.sh # wait_for (and bench_build_hyperpunch)
 mib=${1:-64}
 interop="$root/tests/interop"
 if [ ! -f "$interop/node_modules/hyperssh/package.json" ]; then
@@ -34,24 +35,10 @@ if [ -n "${HP:-}" ]; then
   hp=$HP # a binary built already (e.g. HP=target/debug/hyperpunch to try the script)
 else
   echo "==> building hyperpunch (release)" >&2
-  source bench/lib.sh
   hp=$(bench_build_hyperpunch)
 fi
 
 free_port() { python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.$1); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-wait_for() {
-  local i line
-  for i in $(seq 1 600); do
-    if line=$(grep -m1 -- "$2" "$1" 2>/dev/null); then
-      printf '%s\n' "$line"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "error: timed out waiting for \"$2\" in $1" >&2
-  cat "$1" >&2
-  return 1
-}
 
 port=$(free_port SOCK_DGRAM)
 boot="127.0.0.1:$port"

@@ -102,20 +102,12 @@ async fn manifest<S: Storage + Clone + 'static>(
     wait: Duration,
 ) -> Result<Manifest, FastForwardReadError> {
     let deadline = Instant::now() + wait;
-    loop {
-        let notified = store.changed().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let g = store.lock().await;
-            if let Some(m) = g.core(h).map_err(core_err)?.manifest() {
-                return Ok(m.clone());
-            }
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return Err(FastForwardReadError::Timeout("a manifest"));
-        }
-    }
+    store
+        .wait_until(deadline, |hub| {
+            Ok::<_, FastForwardReadError>(hub.core(h).map_err(core_err)?.manifest().cloned())
+        })
+        .await?
+        .ok_or(FastForwardReadError::Timeout("a manifest"))
 }
 
 /// Read and check the point a new reader of the autobase `bootstrap` fast-forwards to, over

@@ -218,18 +218,10 @@ async fn wait_manifest<S: Storage + Clone + 'static>(
     wait: Duration,
 ) -> Result<Manifest, DriveOpenError> {
     let deadline = Instant::now() + wait;
-    loop {
-        let notified = store.changed().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let g = store.lock().await;
-            if let Some(m) = g.core(db)?.manifest() {
-                return Ok(m.clone());
-            }
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return Err(DriveOpenError::NotAvailable(wait));
-        }
-    }
+    store
+        .wait_until(deadline, |hub| {
+            Ok::<_, DriveOpenError>(hub.core(db)?.manifest().cloned())
+        })
+        .await?
+        .ok_or(DriveOpenError::NotAvailable(wait))
 }

@@ -218,6 +218,29 @@ impl<H: ReplicationHost> SharedHost<H> {
         &self.changed
     }
 
+    /// Waits until `check`, run on the hub under its lock (first at once, then after each
+    /// [`changed`](Self::changed)), gives a value; `Ok(None)` when `deadline` passes first.
+    pub async fn wait_until<T, E>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut(&mut H) -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut g = self.lock().await;
+                if let Some(v) = check(&mut g)? {
+                    return Ok(Some(v));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// The hub's next timer as of the last release of its lock.
     fn next_timeout(&self) -> Option<u64> {
         Some(self.timeout.load(Ordering::Acquire)).filter(|&t| t != u64::MAX)

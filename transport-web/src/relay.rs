@@ -250,21 +250,18 @@ impl Relay {
     /// Opens a custodial session at `url` (`ws://` or `wss://`) with a fresh random key pair:
     /// the relay holds that key for the session, so it is made for the session alone.
     pub async fn open(url: &str) -> Result<Relay, RelayError> {
-        let mut seed = [0u8; 32];
-        let mut noise_seed = [0u8; 32];
-        for buf in [&mut seed, &mut noise_seed] {
-            getrandom::fill(buf)
-                .map_err(|e| DuplexError(format!("crypto.getRandomValues: {e}")))?;
-        }
-        let key_pair = KeyPair::from_seed(&seed);
-        let client = Client::new(&key_pair, true, noise_seed);
-        Self::open_with(url, key_pair, client).await
+        Self::open_fresh(url, true).await
     }
 
     /// Opens a non-custodial session at `url` with a fresh random key pair that never leaves
     /// the page: its connections run Noise and secret-stream here, the relay forwards
     /// ciphertext. For `connect` (listening needs [`Relay::open`] with `hyperpunch relay`).
     pub async fn open_non_custodial(url: &str) -> Result<Relay, RelayError> {
+        Self::open_fresh(url, false).await
+    }
+
+    /// A session with a fresh random key pair (and Noise seed), custodial or not.
+    async fn open_fresh(url: &str, custodial: bool) -> Result<Relay, RelayError> {
         let mut seed = [0u8; 32];
         let mut noise_seed = [0u8; 32];
         for buf in [&mut seed, &mut noise_seed] {
@@ -272,7 +269,7 @@ impl Relay {
                 .map_err(|e| DuplexError(format!("crypto.getRandomValues: {e}")))?;
         }
         let key_pair = KeyPair::from_seed(&seed);
-        let client = Client::new(&key_pair, false, noise_seed);
+        let client = Client::new(&key_pair, custodial, noise_seed);
         Self::open_with(url, key_pair, client).await
     }
 

@@ -488,18 +488,24 @@ impl SecretStream {
         self.maybe_finish();
     }
 
-    /// Queues `message` to be sent encrypted (before the handshake completes it waits, as JS
-    /// buffers writes until the stream opens).
-    pub fn write(&mut self, message: &[u8]) -> Result<(), StreamError> {
+    /// Whether a message of `len` bytes may be written now.
+    fn check_writable(&self, len: usize) -> Result<(), StreamError> {
         if self.closed || self.local_ended {
             return Err(StreamError::NotWritable);
         }
-        if message.len() > MAX_MESSAGE_LEN {
+        if len > MAX_MESSAGE_LEN {
             return Err(StreamError::MessageTooLarge {
-                len: message.len(),
+                len,
                 max: MAX_MESSAGE_LEN,
             });
         }
+        Ok(())
+    }
+
+    /// Queues `message` to be sent encrypted (before the handshake completes it waits, as JS
+    /// buffers writes until the stream opens).
+    pub fn write(&mut self, message: &[u8]) -> Result<(), StreamError> {
+        self.check_writable(message.len())?;
         if self.session.is_none() {
             self.pending_writes.push_back(message.to_vec());
         } else {
@@ -514,15 +520,7 @@ impl SecretStream {
     /// after the other, are those `write` gives in one piece: a transport that sends them with
     /// one vectored write saves copying each message.
     pub fn write_owned(&mut self, mut message: Vec<u8>) -> Result<(), StreamError> {
-        if self.closed || self.local_ended {
-            return Err(StreamError::NotWritable);
-        }
-        if message.len() > MAX_MESSAGE_LEN {
-            return Err(StreamError::MessageTooLarge {
-                len: message.len(),
-                max: MAX_MESSAGE_LEN,
-            });
-        }
+        self.check_writable(message.len())?;
         let Some(session) = self.session.as_mut() else {
             self.pending_writes.push_back(message);
             return Ok(());
@@ -533,9 +531,7 @@ impl SecretStream {
         self.outgoing.push_back(vec![l[0], l[1], l[2], tag]);
         self.outgoing.push_back(message);
         self.outgoing.push_back(mac.to_vec());
-        if self.options.keep_alive > 0 && !self.local_ended {
-            self.keep_alive_at = Some(self.now.saturating_add(self.options.keep_alive));
-        }
+        self.rearm_keep_alive();
         Ok(())
     }
 
@@ -688,6 +684,11 @@ impl SecretStream {
         out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
         session.push.push_into(&mut out, message, TAG_MESSAGE);
         self.outgoing.push_back(out);
+        self.rearm_keep_alive();
+    }
+
+    /// A message went out: the next keep-alive is due one interval from now.
+    fn rearm_keep_alive(&mut self) {
         if self.options.keep_alive > 0 && !self.local_ended {
             self.keep_alive_at = Some(self.now.saturating_add(self.options.keep_alive));
         }
