@@ -16,7 +16,7 @@
 //! - [`hyperdrive`] — a file system on a db bee and a blobs core (byte-identical to hyperdrive 13.3.4).
 //! - [`mirror_drive`] — mirroring one drive into another (mirror-drive 1.14.2).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
-#![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512)
+#![deny(unsafe_code)] // allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512, AVX2)
 #![warn(missing_docs)]
 
 pub mod autobase;

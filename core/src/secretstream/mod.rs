@@ -514,6 +514,36 @@ impl SecretStream {
         Ok(())
     }
 
+    /// [`write`](Self::write) of several messages at once: their frames, one after the other,
+    /// come out of [`poll_transmit`](Self::poll_transmit) in one buffer (one allocation, and one
+    /// write for the transport instead of one per message). The same bytes as writing them one
+    /// by one. Refused as a whole (nothing queued) if one is too large.
+    pub fn write_batch<M: AsRef<[u8]>>(&mut self, messages: &[M]) -> Result<(), StreamError> {
+        let mut total = 0usize;
+        for m in messages {
+            let m = m.as_ref();
+            self.check_writable(m.len())?;
+            total += 3 + m.len() + ABYTES;
+        }
+        let Some(session) = self.session.as_mut() else {
+            self.pending_writes
+                .extend(messages.iter().map(|m| m.as_ref().to_vec()));
+            return Ok(());
+        };
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(total);
+        for m in messages {
+            let m = m.as_ref();
+            out.extend_from_slice(&((m.len() + ABYTES) as u32).to_le_bytes()[..3]);
+            session.push.push_into(&mut out, m, TAG_MESSAGE);
+        }
+        self.outgoing.push_back(out);
+        self.rearm_keep_alive();
+        Ok(())
+    }
+
     /// [`write`](Self::write) of a message the caller gives away: it is encrypted in place, not
     /// copied. What [`poll_transmit`](Self::poll_transmit) then hands out for it are three
     /// pieces (the frame's length and encrypted tag, the ciphertext, the MAC) whose bytes, one

@@ -307,6 +307,64 @@ fn owned_writes_send_the_bytes_of_writes() {
     assert!(owned_got == plain_got, "the messages read differ");
 }
 
+/// `write_batch` sends the bytes of writing its messages one by one, in one piece, also before
+/// the handshake completed; a too-large message refuses the whole batch.
+#[test]
+fn batched_writes_send_the_bytes_of_writes() {
+    let messages: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        (0..70_000u32).map(|i| (i % 251) as u8).collect(),
+        b"x".to_vec(),
+        (0..1500u32).map(|i| (i % 7) as u8).collect(),
+    ];
+    let sent = |batched: bool| {
+        let (mut i, mut r) = vector_pair(Options::default());
+        if batched {
+            i.write_batch(&messages[..2]).unwrap();
+        } else {
+            i.write(&messages[0]).unwrap();
+            i.write(&messages[1]).unwrap();
+        }
+        pump(&mut i, &mut r, 1);
+        let mut wire = Vec::new();
+        let mut pieces = 0;
+        if batched {
+            i.write_batch(&messages[2..]).unwrap();
+            i.write_batch::<Vec<u8>>(&[]).unwrap();
+        } else {
+            i.write(&messages[2]).unwrap();
+            i.write(&messages[3]).unwrap();
+        }
+        for p in drain(&mut i) {
+            pieces += 1;
+            wire.extend_from_slice(&p);
+        }
+        r.handle_input(2, &wire);
+        let got: Vec<Vec<u8>> = events(&mut r)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        (wire, pieces, got)
+    };
+    let (plain, plain_pieces, plain_got) = sent(false);
+    let (batched, batched_pieces, batched_got) = sent(true);
+    assert!(plain == batched, "the bytes on the wire differ");
+    assert_eq!(plain_pieces, 2);
+    assert_eq!(batched_pieces, 1);
+    assert!(batched_got == messages, "the messages read differ");
+    assert!(plain_got == batched_got, "the messages read differ");
+
+    let (mut i, _r) = vector_pair(Options::default());
+    let too_big = vec![b"ok".to_vec(), vec![0u8; MAX_MESSAGE_LEN + 1]];
+    assert!(matches!(
+        i.write_batch(&too_big),
+        Err(StreamError::MessageTooLarge { .. })
+    ));
+}
+
 #[test]
 fn datagrams_match_js_vector() {
     let path = concat!(

@@ -15,10 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::udx::{UdxSocket, UdxStream};
+use crate::udx::{UdxEvent, UdxSocket, UdxStream};
 
 /// hyperdht's `connectionKeepAlive`: an empty message after 5 s of write idleness.
 pub const KEEP_ALIVE_MS: u64 = 5000;
+
+/// Messages queued by the application are encrypted together, up to about this many bytes,
+/// into one buffer handed to UDX in one write (one wakeup of its driver per batch, not per
+/// message).
+const WRITE_BATCH: usize = 256 * 1024;
 
 enum Out {
     Message(Vec<u8>),
@@ -332,13 +337,15 @@ async fn pump(
             let _ = tx.send(item).await;
         }
     }
-    let mut buf = vec![0u8; 64 * 1024];
     let mut out_open = true;
     let mut read_open = true;
     let mut shut = false;
+    let mut batch: Vec<Vec<u8>> = Vec::new();
     loop {
+        // Each buffer is handed to the UDX driver as it is (no copy); the write returns once
+        // the stream holds less than its high-water mark.
         while let Some(bytes) = stream.poll_transmit() {
-            if udx.write_all(&bytes).await.is_err() {
+            if udx.write_owned(bytes).await.is_err() {
                 deliver(&incoming, Err(closed())).await;
                 return;
             }
@@ -378,25 +385,58 @@ async fn pump(
             .poll_timeout()
             .map(|t| epoch + std::time::Duration::from_millis(t));
         tokio::select! {
-            r = udx.read(&mut buf), if read_open => match r {
-                Ok(0) => {
+            // The stream's events directly (not through `AsyncRead`, which copies each chunk
+            // once more).
+            ev = udx.next_event(), if read_open => match ev {
+                Some(UdxEvent::Data(d)) => {
+                    stream.handle_input(epoch.elapsed().as_millis() as u64, &d);
+                }
+                // Unreliable datagrams: not part of the byte stream.
+                Some(UdxEvent::Message(_)) => {}
+                Some(UdxEvent::Ended | UdxEvent::Closed) => {
                     read_open = false;
                     stream.handle_eof(epoch.elapsed().as_millis() as u64);
                 }
-                Ok(n) => stream.handle_input(epoch.elapsed().as_millis() as u64, &buf[..n]),
-                Err(e) => {
-                    deliver(&incoming, Err(e)).await;
+                Some(UdxEvent::Error(e)) => {
+                    deliver(&incoming, Err(crate::udx::stream_failed(&e))).await;
+                    return;
+                }
+                None => {
+                    deliver(&incoming, Err(closed())).await;
                     return;
                 }
             },
-            m = out.recv(), if out_open => match m {
-                Some(Out::Message(m)) => {
-                    if let Err(e) = stream.write(&m) {
-                        deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
-                        return;
+            m = out.recv(), if out_open => {
+                // This message and those already queued behind it, together.
+                let mut end = false;
+                let mut bytes = 0;
+                let mut next = m;
+                loop {
+                    match next {
+                        Some(Out::Message(m)) => {
+                            bytes += m.len();
+                            batch.push(m);
+                        }
+                        Some(Out::End) | None => {
+                            end = true;
+                            break;
+                        }
                     }
+                    if bytes >= WRITE_BATCH {
+                        break;
+                    }
+                    next = match out.try_recv() {
+                        Ok(o) => Some(o),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    };
                 }
-                Some(Out::End) | None => {
+                if let Err(e) = stream.write_batch(&batch) {
+                    deliver(&incoming, Err(io::Error::other(e.to_string()))).await;
+                    return;
+                }
+                batch.clear();
+                if end {
                     out_open = false;
                     stream.end();
                 }

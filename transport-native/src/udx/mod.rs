@@ -68,7 +68,11 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 const READ_HIGH_WATER: usize = 1 << 20;
 /// Consecutive received DATA payloads are handed to a stream's handle in chunks of up to this
 /// many bytes.
-const DATA_COALESCE: usize = 64 * 1024;
+const DATA_COALESCE: usize = 256 * 1024;
+/// A handle tells the driver what it took from its events once this many bytes add up (one
+/// command, and one wakeup of the driver, per batch); well under [`READ_HIGH_WATER`], so the
+/// driver always has something to hand over while the handle waits.
+const CONSUMED_BATCH: usize = READ_HIGH_WATER / 4;
 /// Largest chunk one `poll_write` takes.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Non-UDX datagrams queued for the owner at most; more are dropped, like a full socket buffer.
@@ -192,6 +196,8 @@ pub struct UdxStream {
     messages: VecDeque<Vec<u8>>,
     pending_write: Option<oneshot::Receiver<Result<(), UsageError>>>,
     traffic: Arc<Traffic>,
+    /// Bytes taken from events and not yet reported to the driver ([`CONSUMED_BATCH`]).
+    unreported: usize,
 }
 
 /// Bytes a stream's handle took and gave (JS `rawBytesRead` / `rawBytesWritten`).
@@ -246,7 +252,7 @@ fn usage(e: UsageError) -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, e)
 }
 
-fn stream_failed(e: &StreamError) -> io::Error {
+pub(crate) fn stream_failed(e: &StreamError) -> io::Error {
     let kind = match e {
         StreamError::Reset => io::ErrorKind::ConnectionReset,
         StreamError::Timeout => io::ErrorKind::TimedOut,
@@ -347,6 +353,7 @@ impl UdxSocket {
             read_end: None,
             messages: VecDeque::new(),
             pending_write: None,
+            unreported: 0,
             traffic: Arc::default(),
         })
     }

@@ -132,14 +132,18 @@ impl UdxStream {
         self.messages.pop_front()
     }
 
-    fn took(&self, event: &Event) {
+    fn took(&mut self, event: &Event) {
         if let Event::Data(d) = event {
             self.traffic
                 .read
                 .fetch_add(d.len() as u64, Ordering::Relaxed);
         }
         if let Event::Data(d) | Event::Message(d) = event {
-            let _ = self.commands.send(Command::Consumed(self.id, d.len()));
+            self.unreported += d.len();
+            if self.unreported >= CONSUMED_BATCH {
+                let n = std::mem::take(&mut self.unreported);
+                let _ = self.commands.send(Command::Consumed(self.id, n));
+            }
         }
     }
 
