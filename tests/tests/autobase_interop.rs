@@ -38,6 +38,75 @@ struct Run {
     indexed_view: usize,
     system_length: u64,
     reboots: u64,
+    /// The indexed system batches, in order.
+    flushes: Vec<hyperpunch_core::autobase::system::SystemFlush>,
+    indexed_system_length: u64,
+}
+
+/// The system core a hyperpunch indexer writes from `flushes` (with the keys JS derives for a
+/// base whose only indexer is the bootstrap, moved when the bootstrap became the indexer):
+/// (system key, view key, blocks).
+fn system_core_of(
+    js: &Value,
+    flushes: &[hyperpunch_core::autobase::system::SystemFlush],
+    view: &[Vec<u8>],
+) -> ([u8; 32], [u8; 32], Vec<String>) {
+    use hyperpunch_core::autobase::cores::{core_manifest, last_move, prologue, write_flushes};
+    use hyperpunch_core::crypto::KeyPair;
+    use hyperpunch_core::hyperbee::{source::BeeCore, Hyperbee};
+    use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+    use hyperpunch_core::storage::MemoryStorage;
+
+    let bootstrap = key(js["bootstrap"].as_str().unwrap());
+    let signer = key(js["localSigner"].as_str().unwrap());
+    let entropy = key(js["localNamespace"].as_str().unwrap());
+    let (moved_at, moved_views) = last_move(flushes).expect("the bootstrap became the indexer");
+    let view_len = moved_views.iter().find(|v| v.0 == 0).map_or(0, |v| v.1);
+    let view_key = core_manifest(
+        &bootstrap,
+        &entropy,
+        &[signer],
+        "view",
+        prologue(view, view_len),
+    )
+    .key();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let blocks = rt.block_on(async {
+        // the blocks do not depend on the core's key: any writable core holds them
+        let core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[0x77; 32])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let session = core.into_session();
+        let bee = Hyperbee::new(session.clone());
+        write_flushes(&bee, flushes, &[view_key]).await.unwrap();
+        let n = bee.version().await;
+        let mut out = Vec::new();
+        for i in 0..n {
+            out.push(BeeCore::get(&session, i).await.unwrap().unwrap());
+        }
+        out
+    });
+    let system_key = core_manifest(
+        &bootstrap,
+        &entropy,
+        &[signer],
+        "_system",
+        prologue(&blocks, moved_at),
+    )
+    .key();
+    (
+        system_key,
+        view_key,
+        blocks.iter().map(hex::encode).collect(),
+    )
 }
 
 /// Feed the blocks in the order `order` picks (writer index for each step), updating after
@@ -59,6 +128,7 @@ fn replay(js: &Value, order: &[usize], every: usize) -> Run {
         })
         .collect();
     let mut base = Autobase::new(key(js["bootstrap"].as_str().unwrap()), chat_apply);
+    base.record_system();
     let view = base.open_view("view");
     let mut next = vec![0usize; writers.len()];
     let mut fed = 0;
@@ -100,6 +170,8 @@ fn replay(js: &Value, order: &[usize], every: usize) -> Run {
         indexed_view: base.indexed_view_lengths()[view],
         system_length: base.system().length,
         reboots: base.reboots,
+        flushes: base.take_indexed_flushes(),
+        indexed_system_length: base.indexed_system().length,
     }
 }
 
@@ -175,6 +247,28 @@ fn check(config: Value) -> (Value, u64) {
             "{config} {name}: system length"
         );
         reboots = reboots.max(run.reboots);
+        if config["indexers"] == "bootstrap" {
+            // the system core a hyperpunch indexer writes: JS's, key and blocks
+            let view: Vec<Vec<u8>> = run.view.iter().map(|v| hex::decode(v).unwrap()).collect();
+            let (system_key, view_key, blocks) = system_core_of(&js, &run.flushes, &view);
+            assert_eq!(
+                hex::encode(system_key),
+                js["systemKey"],
+                "{config} {name}: system key"
+            );
+            assert_eq!(
+                hex::encode(view_key),
+                js["viewKey"],
+                "{config} {name}: view key"
+            );
+            let n = run.indexed_system_length as usize;
+            assert_eq!(blocks.len(), n, "{config} {name}: indexed system blocks");
+            let js_blocks = js["systemBlocks"].as_array().unwrap();
+            assert!(js_blocks.len() >= n, "{config} {name}: JS system core");
+            for (i, b) in blocks.iter().enumerate() {
+                assert_eq!(b, &js_blocks[i], "{config} {name}: system block {i}");
+            }
+        }
     }
     (js, reboots)
 }
