@@ -18,7 +18,7 @@
 //! Only the indexed batches are written (the tip may still be reordered).
 
 use super::fast_forward::{view_manifest, view_namespace, INFO_KEY, MEMBERS_PREFIX};
-use super::messages::Checkout;
+use super::messages::{Checkout, Checkpoint, Checkpointer, Digest, IndexCheckpoint, OplogMessage};
 use super::system::SystemFlush;
 use crate::encoding::Encode;
 use crate::hyperbee::{source::BeeCore, BeeError, Hyperbee};
@@ -109,6 +109,126 @@ pub async fn write_flushes<C: BeeCore>(
         batch.flush().await?;
     }
     Ok(())
+}
+
+/// The key of the system core a base has before it has indexers (JS `getBootstrapSystemKey`: no
+/// signers, a static prologue `H(bootstrap ‖ "_system")` at length 0).
+pub fn bootstrap_system_key(bootstrap: &[u8; 32]) -> [u8; 32] {
+    let mut data = bootstrap.to_vec();
+    data.extend_from_slice(b"_system");
+    Manifest {
+        version: 1,
+        hash: crate::hypercore::manifest::HASH_BLAKE2B,
+        allow_patch: true,
+        quorum: 0,
+        signers: Vec::new(),
+        prologue: Some(Prologue {
+            hash: crate::crypto::hash(&data),
+            length: 0,
+        }),
+        linked: None,
+        user_data: None,
+    }
+    .key()
+}
+
+/// An indexer's signature of one core at a length, and the oplog length of the entry that
+/// carries it (JS `{ signature, length, at }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// The partial signature (ed25519 over the core's signable).
+    pub signature: [u8; 64],
+    /// The signed length.
+    pub length: u64,
+    /// The 1-based oplog length of the entry holding it.
+    pub at: u64,
+}
+
+/// What a local indexer puts in each oplog entry (JS `CheckpointCore` on the local writer:
+/// `makeCheckpoints`, `makeDigest`): its latest signatures of the system, encryption and user
+/// view cores, as checkpoints or pointers back to the entry holding them, and the system key as
+/// a digest or a pointer back to it.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCheckpoint {
+    system: Option<Signed>,
+    encryption: Option<Signed>,
+    user: Vec<Option<Signed>>,
+    digest: Option<([u8; 32], u64)>,
+}
+
+/// The signatures of one signing round: system, encryption and user views (`None` for a view
+/// not indexed yet); each `(signature, length)`.
+pub type Signatures = (
+    ([u8; 64], u64),
+    ([u8; 64], u64),
+    Vec<Option<([u8; 64], u64)>>,
+);
+
+impl LocalCheckpoint {
+    /// The signed system length (JS `signedLength()`).
+    pub fn signed_length(&self) -> u64 {
+        self.system.map_or(0, |s| s.length)
+    }
+
+    /// Record signatures made for the entry at oplog length `at` (JS
+    /// `updateInternalSignatures` + `updateUserSignatures`).
+    pub fn update(&mut self, at: u64, sigs: Signatures) {
+        let (sys, enc, user) = sigs;
+        let mk = |(signature, length): ([u8; 64], u64)| Signed {
+            signature,
+            length,
+            at,
+        };
+        self.system = Some(mk(sys));
+        self.encryption = Some(mk(enc));
+        let old = std::mem::take(&mut self.user);
+        self.user = user
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| u.map(mk).or_else(|| old.get(i).copied().flatten()))
+            .collect();
+    }
+
+    /// Fill `msg`'s checkpoint and digest for the entry at oplog length `length`, the system core
+    /// being `system_key` (JS `_appendLocalNodes` for a local indexer; before it signed anything,
+    /// only the digest).
+    pub fn stamp(&mut self, msg: &mut OplogMessage, length: u64, system_key: [u8; 32]) {
+        let mk = |s: &Option<Signed>| {
+            s.map(|s| {
+                let checkpointer = length.saturating_sub(s.at);
+                Checkpointer {
+                    checkpointer,
+                    checkpoint: (checkpointer == 0).then_some(IndexCheckpoint {
+                        signature: s.signature,
+                        length: s.length,
+                    }),
+                }
+            })
+        };
+        msg.checkpoint = self.system.is_some().then(|| Checkpoint {
+            system: mk(&self.system),
+            encryption: mk(&self.encryption),
+            user: (!self.user.is_empty()).then(|| {
+                self.user
+                    .iter()
+                    .map(|u| mk(u).unwrap_or_default())
+                    .collect()
+            }),
+        });
+        msg.digest = Some(match self.digest {
+            Some((key, at)) if key == system_key => Digest {
+                pointer: length.saturating_sub(at),
+                key: None,
+            },
+            _ => {
+                self.digest = Some((system_key, length));
+                Digest {
+                    pointer: 0,
+                    key: Some(system_key),
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]
