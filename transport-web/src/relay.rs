@@ -391,6 +391,12 @@ impl Relay {
         self.shared.borrow().key_pair.clone()
     }
 
+    /// Whether the session hands its secret keys to the relay ([`Relay::open`]) or keeps them
+    /// ([`Relay::open_non_custodial`]).
+    pub fn is_custodial(&self) -> bool {
+        self.shared.borrow().client.is_custodial()
+    }
+
     /// Creates a server for `key_pair` on the relay's DHT node (JS
     /// `node.createServer().listen(keyPair)`): peers that connect to its public key reach
     /// [`RelayServer::accept`]. Resolves once the relay listens. Custodial: the relay runs the
