@@ -1139,6 +1139,7 @@ impl Client {
                 remote_id,
                 remote: addr,
                 relayed: self.relayed_path,
+                external_handshake: None,
             },
         });
     }
