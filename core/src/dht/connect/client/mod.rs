@@ -1162,6 +1162,7 @@ impl Client {
                 remote_id,
                 remote: addr,
                 relayed: self.relayed_path,
+                external_handshake: None,
             },
         });
     }
