@@ -60,8 +60,8 @@ mod avx2 {
     #[inline]
     fn rol16(v: __m256i) -> __m256i {
         let m = _mm256_setr_epi8(
-            2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8,
-            9, 14, 15, 12, 13,
+            2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11,
+            8, 9, 14, 15, 12, 13,
         );
         _mm256_shuffle_epi8(v, m)
     }
@@ -166,9 +166,7 @@ mod avx2 {
                     let p = chunk[64 * b + half..64 * b + half + 32].as_mut_ptr() as *mut __m256i;
                     // SAFETY: `p` points at 32 bytes of `chunk` (b < 8, half <= 32, chunk is
                     // 512 bytes); unaligned load and store.
-                    unsafe {
-                        _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks))
-                    };
+                    unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks)) };
                 }
             }
         }
