@@ -11,7 +11,7 @@ use hyperpunch_core::secretstream::{
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
