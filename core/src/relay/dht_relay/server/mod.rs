@@ -908,13 +908,14 @@ impl Session {
                     },
             } => {
                 // Non-custodial: the client signs each removal (signUnannounce).
-                if self.start_query(id) {
-                    self.requests.push_back(Request::UnannounceExternal {
-                        query: id,
-                        topic,
-                        public_key,
-                    });
+                if !self.start_query(id) {
+                    return;
                 }
+                self.requests.push_back(Request::UnannounceExternal {
+                    query: id,
+                    topic,
+                    public_key,
+                });
             }
             Message::Unannounce { id, topic, keys } => {
                 let Some(key_pair) = self.key_pair(&keys) else {
