@@ -160,7 +160,9 @@ impl IndexerCores {
                 let handle = s
                     .get(GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone()))
                     .await?;
-                self.views.push(Some(ViewCore { handle, written: 0 }));
+                // a stored core (a reopened store) keeps what it holds
+                let written = s.core(&handle)?.length();
+                self.views.push(Some(ViewCore { handle, written }));
             }
             let bee = Hyperbee::new(self.scratch.clone());
             write_flushes(&bee, &flushes, &self.view_keys).await?;
