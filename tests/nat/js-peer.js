@@ -121,7 +121,9 @@ async function main() {
 
   if (cmd === 'connect') {
     const dht = peer()
-    await dht.fullyBootstrapped()
+    // HP_LAB_CONNECT_EARLY=1: connect at once, before the node's firewall check can finish
+    // (the node still takes itself for firewalled, though it may be on a public address).
+    if (!process.env.HP_LAB_CONNECT_EARLY) await dht.fullyBootstrapped()
     const relayThrough = flags['relay-through'] ? b4a.from(flags['relay-through'], 'hex') : null
     const before = dht.stats.punches.open
     const start = process.hrtime.bigint()

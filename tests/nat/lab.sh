@@ -15,6 +15,9 @@
 #                   "internet"): `--relay-through KEY` (hp), `relayThrough` (js);
 #   :fallback       the hp client gets the relay in HYPERPUNCH_RELAYS only: the automatic
 #                   fallback when the punch fails (JS has none).
+#   :early          (JS clients) the client connects at once, not after its DHT bootstrap: on
+#                   a public address it sends its handshake as firewalled (UNKNOWN) and may
+#                   learn it is OPEN before its punch round (reported as CNAT:early).
 #
 # The "internet" is one namespace with a bridge: 4 DHT nodes on 4 distinct addresses
 # (198.18.0.1-4, port 49737; hyperdht's NAT sampling counts distinct hosts), the relay on
@@ -251,9 +254,10 @@ emit() {
 
 # run_cell SPEC
 run_cell() {
-  local spec=$1 impls nats simpl cimpl snat cnat relay=none
+  local spec=$1 impls nats simpl cimpl snat cnat relay=none early=""
   impls=${spec%%:*}
   nats=${spec#*:}
+  case "$nats" in *:early) early=1; nats=${nats%:early} ;; esac
   case "$nats" in
     *:relay) relay=relay; nats=${nats%:relay} ;;
     *:fallback) relay=fallback; nats=${nats%:fallback} ;;
@@ -265,9 +269,13 @@ run_cell() {
   local bad=""
   case "$simpl$cimpl" in jsjs|jshp|hpjs|hphp) ;; *) bad="implementations" ;; esac
   for n in "$snat" "$cnat"; do case "$n" in open|firewalled|consistent|random) ;; *) bad="NAT $n" ;; esac; done
+  # An :early cell reports its client NAT as CNAT:early.
+  [ -n "$early" ] && cnat="$cnat:early"
   [ "$relay" = fallback ] && [ "$cimpl" = js ] && bad="JS has no relay fallback"
+  [ -n "$early" ] && [ "$cimpl" = hp ] && bad=":early is for JS clients"
+  [ -n "$early" ] && [ "$relay" != none ] && bad=":early goes without a relay"
   if [ -n "$bad" ]; then
-    echo "lab.sh: bad cell $spec ($bad); the form is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback]" >&2
+    echo "lab.sh: bad cell $spec ($bad); the form is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback|:early]" >&2
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	bad-cell"
     return
   fi
@@ -279,7 +287,7 @@ run_cell() {
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	relay-did-not-start"
     return
   fi
-  if ! side s "$snat" 11 10.1.0 || ! side c "$cnat" 12 10.2.0; then
+  if ! side s "$snat" 11 10.1.0 || ! side c "${cnat%:early}" 12 10.2.0; then
     drop_side s
     drop_side c
     emit "$simpl	$cimpl	$snat	$cnat	$relay	fail	-	-	-	lab-setup-failed"
@@ -322,7 +330,7 @@ run_cell() {
   else
     local rt=""
     [ $relay = relay ] && rt="--relay-through $relay_key --relay-host 198.18.0.9"
-    in_ns "${P}c" bash -c "NODE_PATH='$modules' exec timeout -k 1 $((timeout_s + 2)) node '$here/js-peer.js' connect $key --bootstrap $boot --message hello $rt" \
+    in_ns "${P}c" env HP_LAB_CONNECT_EARLY="$early" bash -c "NODE_PATH='$modules' exec timeout -k 1 $((timeout_s + 2)) node '$here/js-peer.js' connect $key --bootstrap $boot --message hello $rt" \
       >"$d/client.out" 2>"$d/client.err" </dev/null
     rc=$?
   fi

@@ -194,3 +194,37 @@ fn connect_to_an_unknown_key_is_peer_not_found() {
         "clear error on a bad key"
     );
 }
+
+/// `--timeout` bounds the whole attempt in the core: a server that stops answering (stopped
+/// with SIGSTOP: its announcement stays on the DHT, its handshakes go unanswered) gives
+/// CONNECT_TIMEOUT after the given seconds, past the core's default of 60 s too (before,
+/// `--timeout 120` was cut short at 60 s by the core's default bound).
+#[test]
+fn connect_gives_up_after_its_timeout() {
+    let (_dht, boot) = cli_dht(2);
+    let seed = "07".repeat(32);
+    let mut args = vec!["dht", "listen", "--seed", &seed];
+    args.extend_from_slice(&net(&boot));
+    let server = Proc::spawn(&args, &[]);
+    let line = server.expect("listening ");
+    let key = line.trim().strip_prefix("listening ").unwrap().to_string();
+    let pid = server.child.id().to_string();
+    let stop = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    stop("-STOP");
+    let mut args = vec!["dht", "connect", &key, "--timeout", "2"];
+    args.extend_from_slice(&net(&boot));
+    let out = hp(&args, b"");
+    stop("-CONT");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("CONNECT_TIMEOUT: no connection within 2000 ms"),
+        "the core's timeout, not the CLI's backstop: {err}"
+    );
+}

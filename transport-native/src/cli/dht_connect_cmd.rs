@@ -50,7 +50,9 @@ Connect to the server listening on PUBLIC_KEY (64 hex characters): stdin goes to
 sends goes to stdout. Ends when both sides ended. Errors carry hyperdht's codes, e.g.
 PEER_NOT_FOUND (nobody announced the key), PEER_CONNECTION_FAILED (the handshake went
 nowhere, e.g. refused by the server's firewall), HOLEPUNCH_DOUBLE_RANDOMIZED_NATS (both NATs
-randomize ports: only a relay can connect them).
+randomize ports: only a relay can connect them). --timeout SECS (default 60) bounds the whole
+attempt, lookup, handshake, punch and relay included: CONNECT_TIMEOUT when it runs out (a
+birthday punch between a consistent and a random NAT can take up to about 40 s).
 
 Relays: --relay-through KEY pairs through that blind relay (JS `relayThrough`). Beyond JS, a
 deployment can list default relays in HYPERPUNCH_RELAYS (public keys, comma separated): when
@@ -218,13 +220,18 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 .map(|k| key("--relay-through", &k))
                 .transpose()?;
             let peer = peer(&net, !no_relay_fallback).await?;
+            // `--timeout` bounds the attempt in the core (CONNECT_TIMEOUT, whatever phase it
+            // is in; without it the core's own 60 s bound cut a longer --timeout short); the
+            // outer bound only backs it up.
+            let limit = Duration::from_secs(net.timeout.max(1));
             let opts = ConnectOptions {
                 relay_through,
+                timeout: Some(limit),
                 ..ConnectOptions::default()
             };
             let start = std::time::Instant::now();
             let conn =
-                tokio::time::timeout(Duration::from_secs(net.timeout), peer.connect(pk, kp, opts))
+                tokio::time::timeout(limit + Duration::from_secs(10), peer.connect(pk, kp, opts))
                     .await
                     .map_err(|_| {
                         CliError::new(format!("connecting timed out after {} s", net.timeout))

@@ -429,10 +429,21 @@ impl Server {
         }
         if remote.round >= s.round {
             s.round = remote.round;
+            // Beyond JS: a client that says it is OPEN but lists no address is punched at the
+            // address its echoed token verifies. hyperdht's Nat keeps no addresses for OPEN, so
+            // a JS client on a public address whose firewall check finished after its handshake
+            // (sent as UNKNOWN, so we punch) says OPEN with none, and server.js, finding no
+            // address to punch, aborts (HOLEPUNCH_ABORTED; the NAT lab's `:early` cells).
+            let seen = [peer_address];
+            let addresses = match remote.addresses.as_deref() {
+                Some(a) if !a.is_empty() => Some(a),
+                _ if echoed && remote.firewall == Firewall::Open => Some(&seen[..]),
+                other => other,
+            };
             p.update_remote(
                 remote.punching,
                 remote.firewall,
-                remote.addresses.as_deref(),
+                addresses,
                 echoed.then(|| *peer_address.ip()),
             );
         }

@@ -1053,3 +1053,67 @@ fn refused_connections_are_reset_and_bounded() {
         Some(crate::udx::packet::reset(7))
     );
 }
+
+/// A client on a public address that connects at once, before its firewall check: its
+/// handshake says UNKNOWN (so a server behind a random NAT punches), and by its punch round it
+/// knows it is OPEN. hyperdht's Nat then lists no address and the random server, finding none
+/// to punch, aborts (HOLEPUNCH_ABORTED, found in the NAT lab's `:early` cells against JS). Our
+/// client's OPEN lists where it was seen, and our server punches the address the client's
+/// echoed token verifies when it lists none: either alone connects these seeds, without both
+/// the client fails (REMOTE_ABORTED, seed 1).
+#[test]
+fn an_early_public_client_connects_to_a_random_server() {
+    for seed in 1..=3 {
+        let mut sim = Sim::seeded(seed);
+        let boot = testnet(&mut sim, 6);
+        let cfg = || Config {
+            bootstrap: vec![boot[0]],
+            ..Config::default()
+        };
+        let s = sim.add(
+            Ipv4Addr::new(20, 0, 0, 1),
+            5000,
+            cfg(),
+            Some(Kind::Random),
+            false,
+        );
+        sim.run_for(Duration::from_secs(3));
+        let server_kp = KeyPair::from_seed(&[1; 32]);
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[s];
+            h.conn
+                .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
+        }
+        sim.flush(s);
+        sim.run_for(Duration::from_secs(3));
+        // The client connects in the step it starts in.
+        let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), None, false);
+        assert!(sim.hosts[c].dht.rpc.is_firewalled(), "not checked yet");
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[2; 32]),
+                ConnectOptions::default(),
+            );
+        }
+        sim.flush(c);
+        sim.run_for(Duration::from_secs(30));
+        assert!(
+            !sim.hosts[c].dht.rpc.is_firewalled(),
+            "the check finished meanwhile"
+        );
+        assert!(
+            sim.hosts[c]
+                .events
+                .iter()
+                .any(|e| matches!(e, ConnectEvent::Connected { .. })),
+            "seed {seed}: {:?}",
+            sim.hosts[c].events
+        );
+    }
+}

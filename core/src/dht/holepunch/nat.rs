@@ -218,6 +218,16 @@ impl Nat {
         }
     }
 
+    fn consistent_addresses(&self) -> Vec<SocketAddrV4> {
+        let mut v = Vec::new();
+        for s in &self.samples_full {
+            if s.hits >= 2 || v.len() < 2 {
+                v.push(SocketAddrV4::new(s.host, s.port));
+            }
+        }
+        v
+    }
+
     fn update_addresses(&mut self) {
         self.addresses = match self.firewall {
             Firewall::Unknown => None,
@@ -225,16 +235,13 @@ impl Nat {
                 .samples_host
                 .first()
                 .map(|s| vec![SocketAddrV4::new(s.host, s.port)]),
-            Firewall::Consistent => {
-                let mut v = Vec::new();
-                for s in &self.samples_full {
-                    if s.hits >= 2 || v.len() < 2 {
-                        v.push(SocketAddrV4::new(s.host, s.port));
-                    }
-                }
-                Some(v)
-            }
-            // JS leaves `addresses` as it was for OPEN (nat.js:137-154 has no OPEN branch).
+            Firewall::Consistent => Some(self.consistent_addresses()),
+            // Beyond JS (nat.js:137-154 has no OPEN branch and keeps none): OPEN lists where
+            // it was seen, as CONSISTENT does. A node whose firewall check finished after its
+            // handshake (sent as UNKNOWN, so the server punches) says OPEN in its punch round,
+            // and a server behind a randomizing NAT needs an address there to punch to: a JS
+            // server aborts without one (HOLEPUNCH_ABORTED; found in the NAT lab).
+            Firewall::Open if !self.samples_full.is_empty() => Some(self.consistent_addresses()),
             Firewall::Open => self.addresses.take(),
         };
     }
@@ -290,6 +297,15 @@ mod tests {
         n.handle_pong(a(9, 9), a(1, 1));
         assert!(n.is_analyzed());
         assert_eq!(n.firewall, Firewall::Open);
+    }
+
+    #[test]
+    fn open_lists_where_it_was_seen() {
+        let mut n = Nat::new(false);
+        assert_eq!(n.addresses, None, "nothing seen yet");
+        n.add(a(7, 7000), a(1, 1));
+        assert_eq!(n.firewall, Firewall::Open);
+        assert_eq!(n.addresses, Some(vec![a(7, 7000)]));
     }
 
     #[test]
