@@ -489,7 +489,8 @@ fn read_exact_at_into(
         let spare = &mut buf.spare_capacity_mut()[..len - have];
         // SAFETY: `pread` writes at most `spare.len()` bytes into `spare`, memory this Vec owns
         // and does not yet count as initialized; it reads none of it.
-        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        let n =
+            unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -643,13 +644,14 @@ impl FileStorage {
                         "cannot allocate {len} bytes for the value at {offset}"
                     ))
                 })?;
-                read_exact_at_into(data, &mut buf, len as usize, offset)
-                    .map_err(|e| match e.kind() {
+                read_exact_at_into(data, &mut buf, len as usize, offset).map_err(|e| {
+                    match e.kind() {
                         std::io::ErrorKind::UnexpectedEof => bad(format!(
                             "the data file ends before the value at {offset}+{len}"
                         )),
                         _ => io_err("read", &self.inner.path.join(DATA_FILE), e),
-                    })?;
+                    }
+                })?;
                 if xxh3_64(&buf) != hash {
                     return Err(bad(format!(
                         "the value at {offset}+{len} of the data file does not match its checksum"

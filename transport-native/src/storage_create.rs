@@ -408,7 +408,10 @@ mod tests {
         // Without the failure the same build is copied.
         let dest = dir.path().join("db");
         assert!(create_via_scratch(&root, &dest, build_small).unwrap());
-        assert_eq!(std::fs::read(dest.join("sub").join("b")).unwrap(), b"second");
+        assert_eq!(
+            std::fs::read(dest.join("sub").join("b")).unwrap(),
+            b"second"
+        );
     }
 
     /// Sets the modification time of `p` to `age` ago.

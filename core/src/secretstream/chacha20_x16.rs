@@ -72,8 +72,8 @@ mod avx2 {
     #[inline]
     fn rol8(v: __m256i) -> __m256i {
         let m = _mm256_setr_epi8(
-            3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8,
-            9, 10, 15, 12, 13, 14,
+            3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9,
+            10, 15, 12, 13, 14,
         );
         _mm256_shuffle_epi8(v, m)
     }
@@ -146,22 +146,23 @@ mod avx2 {
                 ug[2] = _mm256_unpacklo_epi64(t1, t3);
                 ug[3] = _mm256_unpackhi_epi64(t1, t3);
             }
-            for m in 0..4 {
+            let [u0, u1, u2, u3] = u;
+            for (m, ((&a0, &a1), (&a2, &a3))) in
+                u0.iter().zip(&u1).zip(u2.iter().zip(&u3)).enumerate()
+            {
                 // Block m: the low 128-bit lanes; block 4 + m: the high ones.
                 let halves = [
-                    (m, 0, _mm256_permute2x128_si256::<0x20>(u[0][m], u[1][m])),
-                    (m, 1, _mm256_permute2x128_si256::<0x20>(u[2][m], u[3][m])),
-                    (4 + m, 0, _mm256_permute2x128_si256::<0x31>(u[0][m], u[1][m])),
-                    (4 + m, 1, _mm256_permute2x128_si256::<0x31>(u[2][m], u[3][m])),
+                    (m, 0, _mm256_permute2x128_si256::<0x20>(a0, a1)),
+                    (m, 1, _mm256_permute2x128_si256::<0x20>(a2, a3)),
+                    (4 + m, 0, _mm256_permute2x128_si256::<0x31>(a0, a1)),
+                    (4 + m, 1, _mm256_permute2x128_si256::<0x31>(a2, a3)),
                 ];
                 for (b, h, ks) in halves {
                     let at = 64 * b + 32 * h;
                     let p = chunk[at..at + 32].as_mut_ptr() as *mut __m256i;
                     // SAFETY: `p` points at 32 bytes of `chunk` (b < 8, h < 2, chunk is 512
                     // bytes); unaligned load and store.
-                    unsafe {
-                        _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks))
-                    };
+                    unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks)) };
                 }
             }
         }
