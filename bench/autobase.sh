@@ -86,6 +86,29 @@ else
 fi
 exec 3>&-
 wait "$serve_pid" || true
+echo "==> hyperpunch creator with $catchup entries (its indexer writes and signs the system core and the view) for the fast-forward readers" >&2
+mkfifo "$tmp/hpserve.in"
+"$abin" serve "$catchup" <"$tmp/hpserve.in" >"$tmp/hpserve.out" 2>"$tmp/hpserve.err" &
+hpserve_pid=$!
+exec 4>"$tmp/hpserve.in"
+for _ in $(seq 1 1200); do
+  grep -q '^SERVE ' "$tmp/hpserve.out" 2>/dev/null && break
+  kill -0 "$hpserve_pid" 2>/dev/null || break
+  sleep 0.5
+done
+if read -r _ hp_port hp_boot < <(grep '^SERVE ' "$tmp/hpserve.out"); then
+  for i in $(seq 1 "$best"); do
+    echo "==> JS reader fast-forwards from the hyperpunch creator over TCP ($i/$best)" >&2
+    timeout 600 bash -c "cd '$root/tests/interop' && NODE_PATH='$modules' node '$root/bench/js/autobase.js' ffread $hp_port $hp_boot $catchup" | sed 's/autobase_ff_tcp/autobase_ffhp_tcp/' | tee -a "$tmp/js.txt" >&2 || echo "JS ffread failed" >&2
+    echo "==> hyperpunch reader fast-forwards from the hyperpunch creator over TCP ($i/$best)" >&2
+    timeout 600 "$abin" ffread "$hp_port" "$hp_boot" "$catchup" | sed 's/autobase_ff_tcp/autobase_ffhp_tcp/' | tee -a "$tmp/rust.txt" >&2 || echo "hyperpunch ffread failed" >&2
+  done
+else
+  echo "the hyperpunch creator did not start serving:" >&2
+  cat "$tmp/hpserve.err" >&2
+fi
+exec 4>&-
+wait "$hpserve_pid" || true
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # "BENCH key value" lines -> the best value of each key (highest rate, lowest time).
@@ -120,9 +143,10 @@ row() { # jskey rustkey label unit [time]
   echo "connected to the room's creator; the apply function of \`hyperpunch chat\` (JSON values, a view"
   echo "\`messages\`), the creator the only indexer, acking. Best of $best run(s), JS and Rust interleaved."
   echo "\"per CPU s\" counts the CPU time of the whole process (every thread). Ratios: Rust/JS of rates, JS/Rust of times."
-  echo "What differs: hyperpunch keeps the views and the system in memory (rebuilt from the oplogs when a"
-  echo "member opens); JS also writes them to RocksDB as hypercores (the view, the system hyperbee). Neither"
-  echo "side fsyncs each append."
+  echo "What differs: in the appends and in-process catch-up rows hyperpunch keeps the views and the system in"
+  echo "memory (rebuilt from the oplogs when a member opens); JS also writes them to RocksDB as hypercores (the"
+  echo "view, the system hyperbee). The hyperpunch creator of the last rows writes and signs them as hypercores"
+  echo "too (\`bench_autobase serve\`). Neither side fsyncs each append."
   echo
   echo "| work | unit | JS | Rust | Rust/JS |"
   echo "|---|---|---:|---:|---:|"
@@ -132,10 +156,12 @@ row() { # jskey rustkey label unit [time]
   done
   row autobase_catchup_s autobase_catchup_s "a new reader catches up on $catchup indexed entries (JS without fast-forward: downloads and linearizes every node, as hyperpunch does)" s time
   row autobase_catchup_cpu_s autobase_catchup_cpu_s "  the same" "CPU s" time
-  row autobase_catchup_ff_s autobase_catchup_s "the same, JS with fast-forward (its default; hyperpunch linearizes every node: the creator is a hyperpunch indexer, which signs nothing to fast-forward to; see the TCP row below)" s time
+  row autobase_catchup_ff_s autobase_catchup_s "the same, JS with fast-forward (its default; this in-process hyperpunch reader linearizes every node; fast-forward on both sides: the TCP rows below)" s time
   row autobase_catchup_ff_cpu_s autobase_catchup_cpu_s "  the same" "CPU s" time
   row autobase_ff_tcp_s autobase_ff_tcp_s "a new reader of a JS creator's base with $catchup indexed entries fast-forwards, both over TCP (hyperpunch reads the signed system core and view length, linearizes only what follows)" s time
   row autobase_ff_tcp_cpu_s autobase_ff_tcp_cpu_s "  the same" "CPU s of the reader" time
+  row autobase_ffhp_tcp_s autobase_ffhp_tcp_s "a new reader of a hyperpunch creator's base with $catchup indexed entries fast-forwards, both over TCP (the hyperpunch indexer wrote and signed the system core and the view as JS does: JS's reader takes its fast-forward path)" s time
+  row autobase_ffhp_tcp_cpu_s autobase_ffhp_tcp_cpu_s "  the same" "CPU s of the reader" time
   echo
   echo "Load average (1/5/15 min) before: $load_before; after: $load_after."
 } >"$tmp/table.md"

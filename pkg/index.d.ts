@@ -46,6 +46,17 @@ export interface ReplicateOptions {
   custodial?: boolean
 }
 
+/** Options of `core.serve(url, opts)`. */
+export interface ServeOptions {
+  /**
+   * Hand the session's key pair to the relay, which then runs the encryption to the peers and
+   * sees the replication traffic (needed with a JS `@hyperswarm/dht-relay`, which stores no
+   * non-custodial announcement). Default: non-custodial, falling back to custodial only when
+   * the relay refuses the mode (close code 4005). Set `false` to never fall back.
+   */
+  custodial?: boolean
+}
+
 /** Replication with a core's peers through a dht-relay. */
 export interface RelayReplication {
   /** Connections through the relay still replicating. */
@@ -110,9 +121,11 @@ export class Hypercore {
   replicate(url: string, opts?: ReplicateOptions): Promise<RelayReplication>
   /**
    * Serve the core through the dht-relay at `url`: announce it on its discovery key and
-   * replicate with every peer that connects. Resolves once announced.
+   * replicate with every peer that connects. Resolves once announced. Non-custodial by
+   * default (the session key never leaves the page; the relay forwards ciphertext; a relay
+   * that refuses with 4005 is retried custodially); `custodial: true` for a JS dht-relay.
    */
-  serve(url: string): Promise<RelayServing>
+  serve(url: string, opts?: ServeOptions): Promise<RelayServing>
   on<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
   once<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this
   off<E extends keyof HypercoreEvents>(name: E, fn: HypercoreEvents[E]): this

@@ -142,15 +142,17 @@ export class Hypercore {
    * hypercore, other pages). Resolves once announced to a handle with `publicKey` (the key the
    * page is reachable under, made for this session), `connections` and `close()`; the core
    * keeps it as `core.serving` until serving stops. When the relay session fails, serving
-   * stops and the core emits 'error'. The relay holds that session key (custodial), never the
-   * core's signing key.
+   * stops and the core emits 'error'. Non-custodial by default: the session key never leaves
+   * the page, which runs each peer's encryption; the relay forwards ciphertext (a relay that
+   * refuses the mode with 4005 is retried custodially). `opts.custodial: true` hands the
+   * session key to the relay (a JS dht-relay needs it); never the core's signing key.
    */
-  async serve (url) {
+  async serve (url, opts = {}) {
     await this.opening
     const serving = await this._core.serveThroughRelay(url, (error) => {
       if (this.serving === serving) this.serving = null
       if (error !== null) this.emit('error', new Error(`serve through ${url}: ${error}`))
-    })
+    }, opts.custodial)
     this.serving = serving
     return serving
   }

@@ -2,7 +2,9 @@
 // are added by the bootstrap, partitioned, append concurrently, then healed until every member
 // has the same view and everything is indexed. Prints one JSON object:
 //   { bootstrap, writers: [{ key, blocks: [hex] }], view: [hex], viewSignedLength,
-//     viewIndexedLength, indexedLength, systemLength, systemSignedLength, indexers: [key] }
+//     viewIndexedLength, indexedLength, systemLength, systemSignedLength, indexers: [key],
+//     systemKey, systemBlocks: [hex], viewKey, localSigner, localNamespace }
+// (localSigner / localNamespace: the bootstrap's oplog manifest's signer key and namespace)
 // Each writer's blocks are read from its own local core (raw oplog bytes).
 //
 // Usage: node autobase-scenario.js '<json config>' (or the config on stdin)
@@ -127,7 +129,18 @@ async function main () {
     await core.close()
   }
   const sys = bases[0].system.core
+  const sysRaw = sys.session({ valueEncoding: 'binary' })
+  await sysRaw.ready()
+  const systemBlocks = []
+  for (let i = 0; i < sysRaw.length; i++) systemBlocks.push(hex(await sysRaw.get(i)))
+  await sysRaw.close()
+  const signer = bases[0].local.manifest.signers[0]
   const out = {
+    systemKey: hex(sys.key),
+    systemBlocks,
+    viewKey: hex(bases[0].view.key),
+    localSigner: hex(signer.publicKey),
+    localNamespace: hex(signer.namespace),
     bootstrap: hex(bases[0].key),
     writers,
     view: await viewOf(bases[0]),

@@ -16,6 +16,9 @@
 //   relayStats {} → the relay server's pairing counters
 //   serverStats {} → { connections, firewallCalls, relaying }
 //   exit
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
+// would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const HyperDHT = require('hyperdht')
 const BlindRelay = require('blind-relay')
 const b4a = require('b4a')
@@ -49,7 +52,7 @@ const handlers = {
       const dht = new HyperDHT({
         bootstrap: parse(bootstrap || []),
         host: '127.0.0.1',
-        port: 0,
+        port: ANY_PORT,
         anyPort: true,
         ephemeral,
         firewalled,

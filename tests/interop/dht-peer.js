@@ -20,6 +20,9 @@
 //   lookups { node, topic, count, concurrency } → runs count lookups, returns { ms }
 //   destroy { node } / exit
 // The process exits by itself after timeoutMs (argv[2] JSON, default 120 s).
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
+// would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const HyperDHT = require('hyperdht')
 const b4a = require('b4a')
 const readline = require('readline')
@@ -64,7 +67,7 @@ const handlers = {
       const dht = new HyperDHT({
         bootstrap: parse(bootstrap || []),
         host: '127.0.0.1',
-        port: count === 1 ? port : 0,
+        port: count === 1 && port ? port : ANY_PORT,
         anyPort: true,
         ephemeral,
         firewalled

@@ -13,6 +13,9 @@
 //   dhtListen { bootstrap, seed } → { publicKey }: an echo server on a plain hyperdht node
 //   serverStats {} → { connections }
 //   exit
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
+// would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const HyperDHT = require('hyperdht')
 const DHT = require('@hyperswarm/dht-relay')
 const { relay } = require('@hyperswarm/dht-relay')
@@ -54,7 +57,7 @@ const handlers = {
     const res = []
     for (let i = 0; i < count; i++) {
       // Persistent at once (on loopback the adaptive mode would wait): they store records.
-      const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: 0, anyPort: true, ephemeral: false })
+      const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: ANY_PORT, anyPort: true, ephemeral: false })
       await dht.fullyBootstrapped()
       res.push({ index: nodes.push(dht) - 1, port: dht.address().port })
     }
@@ -119,7 +122,7 @@ const handlers = {
     return { replies }
   },
   async relay({ bootstrap }) {
-    const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: 0, anyPort: true })
+    const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: ANY_PORT, anyPort: true })
     await dht.fullyBootstrapped()
     nodes.push(dht)
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
@@ -128,7 +131,7 @@ const handlers = {
     return { url: 'ws://127.0.0.1:' + wss.address().port }
   },
   async dhtListen({ bootstrap, seed }) {
-    const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: 0, anyPort: true })
+    const dht = new HyperDHT({ bootstrap: parse(bootstrap || []), host: '127.0.0.1', port: ANY_PORT, anyPort: true })
     await dht.fullyBootstrapped()
     nodes.push(dht)
     const server = dht.createServer((socket) => {

@@ -7,6 +7,9 @@
 //
 // Prints `fetched <LENGTH>` and exits 0 when every block checked out; exits 1 with the reason
 // on stderr otherwise, 2 after 90 s. Binds 127.0.0.1, never the public bootstrap nodes.
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
+// would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const HyperDHT = require('hyperdht')
 const Hyperswarm = require('hyperswarm')
 const Hypercore = require('hypercore')
@@ -28,7 +31,7 @@ async function main () {
   const dht = new HyperDHT({
     bootstrap: [{ host, port: Number(port) }],
     host: '127.0.0.1',
-    port: 0,
+    port: ANY_PORT,
     anyPort: true,
     ephemeral: true
   })

@@ -27,6 +27,9 @@
 //   downloadDrive { swarm, files } → waits until the drive lists `files` files, downloads
 //       them all; { list: [path], contents: { path: utf-8 (small) or blake2b hex (/big.bin) } }
 //   exit
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
+// would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const HyperDHT = require('hyperdht')
 const Hyperswarm = require('hyperswarm')
 const Hypercore = require('hypercore')
@@ -62,7 +65,7 @@ const handlers = {
       const dht = new HyperDHT({
         bootstrap: parse(bootstrap || []),
         host: '127.0.0.1',
-        port: 0,
+        port: ANY_PORT,
         anyPort: true,
         ephemeral: false,
         firewalled: false
@@ -77,7 +80,7 @@ const handlers = {
     const dht = new HyperDHT({
       bootstrap: parse(bootstrap),
       host: '127.0.0.1',
-      port: 0,
+      port: ANY_PORT,
       anyPort: true,
       ephemeral: true
     })

@@ -8,8 +8,10 @@
 // bootstrap list of HYPERPUNCH_TEST_BOOTSTRAP and binds 127.0.0.1 on a random port, whatever the
 // script passes: the tools otherwise reach the public bootstrap nodes (hyperbeam has no option at
 // all, hypershell's --testnet is a fixed port), which tests never do. The random port matters:
-// hyperdht's default 49737 is bound with SO_REUSEADDR, so several JS nodes on one machine share
-// it, and a peer pinging the LAN address 127.0.0.1:49737 one of them shares may reach another.
+// hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`) and dht-rpc then tries
+// 49737..49741, so concurrent JS nodes would take those in turn, and a peer given one's LAN address
+// could reach another started after it exited. A port range of [0, 0] binds a port the OS picks.
+const ANY_PORT = [0, 0]
 const path = require('path')
 
 const list = process.env.HYPERPUNCH_TEST_BOOTSTRAP
@@ -29,7 +31,7 @@ const DHT = require(dhtPath)
 
 class TestnetDHT extends DHT {
   constructor (opts = {}) {
-    super({ ...opts, bootstrap, host: '127.0.0.1', port: 0, anyPort: true })
+    super({ ...opts, bootstrap, host: '127.0.0.1', port: ANY_PORT, anyPort: true })
   }
 }
 require.cache[dhtPath].exports = TestnetDHT

@@ -311,7 +311,9 @@ impl SwarmHost {
                 self.connector.relay_failed(now, &mut self.dht, pairing);
             }
             // Every connection here runs its own handshake.
-            ConnectEvent::ExternalNoise { .. } => {}
+            ConnectEvent::ExternalNoise { .. }
+            | ConnectEvent::ServerNoise { .. }
+            | ConnectEvent::ServerSign { .. } => {}
         }
     }
 

@@ -38,6 +38,75 @@ struct Run {
     indexed_view: usize,
     system_length: u64,
     reboots: u64,
+    /// The indexed system batches, in order.
+    flushes: Vec<hyperpunch_core::autobase::system::SystemFlush>,
+    indexed_system_length: u64,
+}
+
+/// The system core a hyperpunch indexer writes from `flushes` (with the keys JS derives for a
+/// base whose only indexer is the bootstrap, moved when the bootstrap became the indexer):
+/// (system key, view key, blocks).
+fn system_core_of(
+    js: &Value,
+    flushes: &[hyperpunch_core::autobase::system::SystemFlush],
+    view: &[Vec<u8>],
+) -> ([u8; 32], [u8; 32], Vec<String>) {
+    use hyperpunch_core::autobase::cores::{core_manifest, last_move, prologue, write_flushes};
+    use hyperpunch_core::crypto::KeyPair;
+    use hyperpunch_core::hyperbee::{source::BeeCore, Hyperbee};
+    use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+    use hyperpunch_core::storage::MemoryStorage;
+
+    let bootstrap = key(js["bootstrap"].as_str().unwrap());
+    let signer = key(js["localSigner"].as_str().unwrap());
+    let entropy = key(js["localNamespace"].as_str().unwrap());
+    let (moved_at, moved_views) = last_move(flushes).expect("the bootstrap became the indexer");
+    let view_len = moved_views.iter().find(|v| v.0 == 0).map_or(0, |v| v.1);
+    let view_key = core_manifest(
+        &bootstrap,
+        &entropy,
+        &[signer],
+        "view",
+        prologue(view, view_len),
+    )
+    .key();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let blocks = rt.block_on(async {
+        // the blocks do not depend on the core's key: any writable core holds them
+        let core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&[0x77; 32])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let session = core.into_session();
+        let bee = Hyperbee::new(session.clone());
+        write_flushes(&bee, flushes, &[view_key]).await.unwrap();
+        let n = bee.version().await;
+        let mut out = Vec::new();
+        for i in 0..n {
+            out.push(BeeCore::get(&session, i).await.unwrap().unwrap());
+        }
+        out
+    });
+    let system_key = core_manifest(
+        &bootstrap,
+        &entropy,
+        &[signer],
+        "_system",
+        prologue(&blocks, moved_at),
+    )
+    .key();
+    (
+        system_key,
+        view_key,
+        blocks.iter().map(hex::encode).collect(),
+    )
 }
 
 /// Feed the blocks in the order `order` picks (writer index for each step), updating after
@@ -59,6 +128,7 @@ fn replay(js: &Value, order: &[usize], every: usize) -> Run {
         })
         .collect();
     let mut base = Autobase::new(key(js["bootstrap"].as_str().unwrap()), chat_apply);
+    base.record_system();
     let view = base.open_view("view");
     let mut next = vec![0usize; writers.len()];
     let mut fed = 0;
@@ -100,6 +170,8 @@ fn replay(js: &Value, order: &[usize], every: usize) -> Run {
         indexed_view: base.indexed_view_lengths()[view],
         system_length: base.system().length,
         reboots: base.reboots,
+        flushes: base.take_indexed_flushes(),
+        indexed_system_length: base.indexed_system().length,
     }
 }
 
@@ -175,6 +247,28 @@ fn check(config: Value) -> (Value, u64) {
             "{config} {name}: system length"
         );
         reboots = reboots.max(run.reboots);
+        if config["indexers"] == "bootstrap" {
+            // the system core a hyperpunch indexer writes: JS's, key and blocks
+            let view: Vec<Vec<u8>> = run.view.iter().map(|v| hex::decode(v).unwrap()).collect();
+            let (system_key, view_key, blocks) = system_core_of(&js, &run.flushes, &view);
+            assert_eq!(
+                hex::encode(system_key),
+                js["systemKey"],
+                "{config} {name}: system key"
+            );
+            assert_eq!(
+                hex::encode(view_key),
+                js["viewKey"],
+                "{config} {name}: view key"
+            );
+            let n = run.indexed_system_length as usize;
+            assert_eq!(blocks.len(), n, "{config} {name}: indexed system blocks");
+            let js_blocks = js["systemBlocks"].as_array().unwrap();
+            assert!(js_blocks.len() >= n, "{config} {name}: JS system core");
+            for (i, b) in blocks.iter().enumerate() {
+                assert_eq!(b, &js_blocks[i], "{config} {name}: system block {i}");
+            }
+        }
     }
     (js, reboots)
 }
@@ -596,5 +690,144 @@ fn fast_forward_case(indexers: u64, entries: u64) {
         drop(s);
         conn.abort();
         drop(peer);
+    });
+}
+
+/// A hyperpunch indexer creates the base: the bootstrap appends `HP_ENTRIES` values one at a
+/// time, writes the system core (a hyperbee) and the view as hypercores with the keys JS derives,
+/// signs them and puts its checkpoints and the system key in its oplog entries
+/// (`hyperpunch::autobase_index`), and serves its corestore over TCP. A new JS reader (fast-forward
+/// on, its default) joins: it fast-forwards (its `fast-forward` event), reaches the same view
+/// with the same view and system keys, and downloads only a few of the oplog's blocks. Then a new
+/// hyperpunch reader fast-forwards from the same cores (`read_fast_forward`).
+#[test]
+fn readers_fast_forward_to_a_hyperpunch_indexer() {
+    use hyperpunch::autobase_ff::read_fast_forward;
+    use hyperpunch::autobase_index::IndexerCores;
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::encoding::Encode;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::node_peer::NodePeer;
+
+    const HP_ENTRIES: u64 = 1000;
+    let _serial = FAST_FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x61; 32]))
+            .await
+            .unwrap();
+        let local_h = store.get(GetOptions::named("local")).await.unwrap();
+        let local = *local_h.key();
+        let (kp, entropy) = {
+            let c = store.core(&local_h).unwrap();
+            (
+                c.key_pair().unwrap().clone(),
+                c.manifest().unwrap().signers[0].namespace,
+            )
+        };
+        let (store, _events) = SharedCorestore::with_events(store);
+        let mut base = Autobase::new(local, chat_apply);
+        base.record_system();
+        let view = base.open_view("view");
+        let mut cores = IndexerCores::new(local, kp, entropy, &["view"]).await.unwrap();
+        for i in 0..HP_ENTRIES {
+            let mut msgs = base
+                .append(&local, vec![format!("hp {i}").into_bytes()])
+                .expect("writable");
+            base.update();
+            let mut s = store.lock().await;
+            let now = store.now();
+            cores.sync(&mut s, now, &mut base).await.unwrap();
+            let len = s.core(&local_h).unwrap().length();
+            cores.stamp(&mut msgs, len);
+            let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+            let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+            s.append(now, &local_h, &refs).await.unwrap();
+        }
+        assert_eq!(base.indexed_view_lengths()[view] as u64, HP_ENTRIES);
+        let want: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
+        let system_key = cores.system_key();
+        let view_key = cores.view_keys()[0];
+        let signed = cores.signed_length();
+        assert_eq!(signed, base.indexed_system().length, "signed what is indexed");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut n = 0u8;
+                while let Ok((socket, _)) = listener.accept().await {
+                    n += 1;
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let _ = replicate(socket, false, KeyPair::from_seed(&[0x62 + n; 32]), &store)
+                            .await;
+                    });
+                }
+            }
+        });
+
+        // a new JS reader
+        let config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        let mut peer = tokio::task::spawn_blocking(move || {
+            let mut peer = NodePeer::spawn("autobase-reader.js", &config).expect("spawn node");
+            let done = peer.next_event("done", Duration::from_secs(300));
+            (peer.stderr(), done)
+        });
+        let (stderr, done) = (&mut peer).await.unwrap();
+        let done = done.unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+        let ffs = done["fastForwards"].as_array().unwrap();
+        assert!(!ffs.is_empty(), "the JS reader fast-forwarded: {done}");
+        assert_eq!(done["systemKey"], hex::encode(system_key), "system key");
+        assert_eq!(done["viewKey"], hex::encode(view_key), "view key");
+        assert_eq!(done["view"], json!(want), "the view");
+        let downloaded = done["oplogDownloaded"].as_u64().unwrap();
+        eprintln!(
+            "JS reader: fast-forwards {ffs:?}, {downloaded} oplog blocks of {} downloaded, {} ms",
+            done["oplogLength"], done["ms"]
+        );
+        // JS starts downloading the oplog from its start while its fast-forward gets ready, so
+        // how much it holds depends on timing; where it fast-forwarded to does not: the whole
+        // signed system core
+        assert!(
+            ffs.iter().any(|f| f["to"].as_u64() == Some(signed)),
+            "fast-forwarded to the signed system length {signed}: {ffs:?}"
+        );
+        assert!(downloaded < HP_ENTRIES, "oplog blocks downloaded: {downloaded}");
+
+        // a new hyperpunch reader
+        let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
+            .await
+            .unwrap();
+        let (reader, _ev) = SharedCorestore::with_events(reader);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let conn = tokio::spawn({
+            let reader = reader.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x72; 32]), &reader).await }
+        });
+        let ff = tokio::time::timeout(
+            Duration::from_secs(120),
+            read_fast_forward(&reader, local, &["view"], Duration::from_secs(60)),
+        )
+        .await
+        .expect("read_fast_forward in time")
+        .unwrap();
+        assert_eq!(ff.system_key, system_key);
+        assert_eq!(ff.views[0].1, view_key);
+        assert_eq!(ff.views[0].2, HP_ENTRIES, "fast-forwarded to every indexed entry");
+        let mut rbase = Autobase::new(local, chat_apply);
+        rbase.fast_forward(ff.system_length, &ff.info, &ff.members, &ff.view_lengths());
+        let rview = rbase.open_view("view");
+        assert_eq!(rbase.views().start(rview) as u64, HP_ENTRIES);
+        assert_eq!(rbase.oplog_start(&local), HP_ENTRIES);
+        conn.abort();
+        server.abort();
     });
 }

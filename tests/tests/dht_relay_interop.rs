@@ -155,7 +155,8 @@ async fn js_dht_relay_client_through_our_relay() {
 
 /// The JS client in non-custodial mode (`{ custodial: false }`): its secret key stays in the
 /// client, which answers our relay's `noiseSend`/`noiseReceive` and runs secret-stream itself;
-/// it connects through our relay to a hyperpunch server and to a JS hyperdht server.
+/// it connects through our relay to a hyperpunch server and to a JS hyperdht server, announces,
+/// and listens (a hyperpunch client connects to it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_non_custodial_client_through_our_relay() {
     let mut j = relay_peer();
@@ -204,6 +205,33 @@ async fn js_non_custodial_client_through_our_relay() {
         peers.contains(&hex::encode(KeyPair::from_seed(&[6; 32]).public_key)),
         "the non-custodial announcement is stored: {peers:?}"
     );
+    // A non-custodial listen: the relay announces the JS client's server with its signatures
+    // and hands it each handshake (noiseReceive/noiseSend); a hyperpunch client connects and
+    // the echo runs over the JS client's own secret-stream.
+    let l = js(&mut j, json!({"cmd": "listen", "seed": "09".repeat(32)}));
+    let listen_pk = KeyPair::from_seed(&[9; 32]).public_key;
+    assert_eq!(l["publicKey"], hex::encode(listen_pk));
+    let mut conn = tokio::time::timeout(
+        T,
+        server_peer.connect(
+            listen_pk,
+            KeyPair::from_seed(&[10; 32]),
+            ConnectOptions::default(),
+        ),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connected to the non-custodial server through the relay");
+    assert_eq!(conn.remote_public_key(), listen_pk);
+    conn.send(b"to the non-custodial server".to_vec())
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(T, conn.recv())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .unwrap();
+    assert_eq!(echo, b"to the non-custodial server");
     assert_eq!(relay.stats().closed_with_error.load(Ordering::Relaxed), 0);
     let _ = tokio::task::block_in_place(|| j.call(json!({"cmd": "exit"}), T));
 }

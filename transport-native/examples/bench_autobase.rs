@@ -22,6 +22,10 @@
 //! the view length from its info, then only the oplog entries past it; timed from the connect
 //! until its indexed view holds the N messages (the view's blocks stay in the JS view core, as
 //! a JS reader's do until read).
+//! `serve N`: a hyperpunch creator (the only indexer) appends N messages in batches of 1000 and
+//! writes the system core and the view as JS does, signed (`hyperpunch::autobase_index`), serves
+//! its corestore on 127.0.0.1 and prints `SERVE <port> <bootstrap>`; it runs until its stdin
+//! closes. `bench/autobase.sh` points both `ffread`s (JS and hyperpunch) at it.
 //! What differs from JS: the views and the system live in memory (rebuilt from the oplogs on
 //! open); JS also writes them as hypercores (the view and the system hyperbee) to RocksDB.
 //! Prints `BENCH <name> <value>` lines, which `bench/autobase.sh` parses.
@@ -400,6 +404,79 @@ async fn ffread(port: u16, bootstrap: [u8; 32], n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A hyperpunch creator of `n` messages whose indexer writes and signs the system core and the
+/// view, serving them over TCP until stdin closes.
+async fn serve(n: usize) -> Result<(), Error> {
+    use hyperpunch::autobase_index::IndexerCores;
+    let dir = tempfile::Builder::new().prefix("hp-abbench-").tempdir()?;
+    let storage = FileStorage::open(dir.path())?;
+    let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew([5; 32])).await?;
+    let local_h = store.get(GetOptions::named("local")).await?;
+    let local = *local_h.key();
+    let (kp, entropy) = {
+        let c = store.core(&local_h)?;
+        let kp = c.key_pair().ok_or("no key pair")?.clone();
+        let ns = c.manifest().ok_or("no manifest")?.signers[0].namespace;
+        (kp, ns)
+    };
+    let store = SharedCorestore::new(store);
+    let f: ChatApply = chat_apply;
+    let mut base = Autobase::new(local, f);
+    base.record_system();
+    let view = base.open_view("messages");
+    let mut cores = IndexerCores::new(local, kp, entropy, &["messages"]).await?;
+    let mut k = 0;
+    while k < n {
+        let end = n.min(k + 1000);
+        let batch = (k..end)
+            .map(|j| {
+                json!({ "type": "message", "text": format!("m{j}") })
+                    .to_string()
+                    .into_bytes()
+            })
+            .collect();
+        let mut msgs = base
+            .append(&local, batch)
+            .ok_or("the creator could not append")?;
+        base.update();
+        let mut s = store.lock().await;
+        let now = store.now();
+        cores.sync(&mut s, now, &mut base).await?;
+        let len = s.core(&local_h)?.length();
+        cores.stamp(&mut msgs, len);
+        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        s.append(now, &local_h, &refs).await?;
+        k = end;
+    }
+    if base.indexed_view_lengths()[view] != n {
+        return Err("the creator did not index every message".into());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut i = 0u8;
+            while let Ok((socket, _)) = listener.accept().await {
+                i = i.wrapping_add(1);
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        replicate(socket, false, KeyPair::from_seed(&[0x60 ^ i; 32]), &store).await;
+                });
+            }
+        }
+    });
+    println!("SERVE {port} {}", hex::encode(local));
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
+    server.abort();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -407,6 +484,7 @@ async fn main() -> Result<(), Error> {
     match (args.first().map(String::as_str), arg(1)) {
         (Some("writers"), Some(w)) if (1..=50).contains(&w) => writers(w).await,
         (Some("catchup"), Some(n)) => catchup(n).await,
+        (Some("serve"), Some(n)) => serve(n).await,
         (Some("ffread"), Some(port)) => {
             let boot = args.get(2).and_then(|b| hex::decode(b).ok());
             let boot: [u8; 32] = boot
@@ -415,6 +493,9 @@ async fn main() -> Result<(), Error> {
             let n = arg(3).ok_or("ffread PORT BOOTSTRAP N")?;
             ffread(u16::try_from(port)?, boot, n).await
         }
-        _ => Err("usage: bench_autobase writers W | catchup N | ffread PORT BOOTSTRAP N".into()),
+        _ => Err(
+            "usage: bench_autobase writers W | catchup N | serve N | ffread PORT BOOTSTRAP N"
+                .into(),
+        ),
     }
 }

@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::dht::{
     ConnectOptions, Connection, ConnectionReceiver, ConnectionSender, Dht, ExternalProgress,
-    Lookup, RawConnection, ServerOptions, SignAnnounceRequest,
+    Lookup, RawConnection, ServerControl, ServerOptions, ServerStep, SignAnnounceRequest,
 };
 use crate::udx::{StreamHandle, UdxStream};
 
@@ -191,6 +191,8 @@ enum Ev {
     Written(u32, usize),
     Listening(u32, SocketAddrV4),
     Incoming(u32, RawConnection),
+    /// A non-custodial server's step, for the client.
+    ServerStep(u32, ServerStep),
     ServerClosed(u32),
     Result(u32, LookupResult),
     Done(u32),
@@ -285,6 +287,8 @@ async fn run_session(
         noise: HashMap::new(),
     };
     let mut servers: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
+    // Non-custodial servers: where the client's answers to their steps go.
+    let mut server_controls: HashMap<u32, ServerControl> = HashMap::new();
     let mut queries: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
     // Records of non-custodial announces the client is signing.
     let mut signing: HashMap<(u32, u64), SignAnnounceRequest> = HashMap::new();
@@ -361,10 +365,81 @@ async fn run_session(
                     });
                     servers.insert(server, h);
                 }
+                Request::ListenExternal { server, public_key } => {
+                    let Ok((mut s, mut steps)) = peer
+                        .listen_external(public_key, ServerOptions::default())
+                        .await
+                    else {
+                        session.server_closed(server);
+                        continue;
+                    };
+                    server_controls.insert(server, s.control());
+                    let peer = peer.clone();
+                    let ev = ev_tx.clone();
+                    let h = tasks.spawn(async move {
+                        loop {
+                            tokio::select! {
+                                step = steps.recv() => match step {
+                                    Some(ServerStep::Listening) => {
+                                        let addr = match peer.firewalled().await {
+                                            Ok((false, Some(a))) => a,
+                                            _ => peer.local_addr(),
+                                        };
+                                        let _ = ev.send(Ev::Listening(server, addr));
+                                    }
+                                    Some(step) => {
+                                        if ev.send(Ev::ServerStep(server, step)).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    None => break,
+                                },
+                                c = s.accept_raw() => match c {
+                                    Some(c) => {
+                                        if ev.send(Ev::Incoming(server, c)).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    None => break,
+                                },
+                            }
+                        }
+                        let _ = ev.send(Ev::ServerClosed(server));
+                    });
+                    servers.insert(server, h);
+                }
+                Request::ServerNoiseReceived {
+                    server,
+                    handshake,
+                    received,
+                } => {
+                    if let Some(c) = server_controls.get(&server) {
+                        c.noise_received(handshake, received);
+                    }
+                }
+                Request::ServerNoiseSent {
+                    server,
+                    handshake,
+                    sent,
+                } => {
+                    if let Some(c) = server_controls.get(&server) {
+                        c.noise_sent(handshake, sent);
+                    }
+                }
+                Request::ServerSigned {
+                    server,
+                    sign,
+                    signature,
+                } => {
+                    if let Some(c) = server_controls.get(&server) {
+                        c.signed(sign, signature);
+                    }
+                }
                 Request::CloseServer { server } => {
                     if let Some(h) = servers.remove(&server) {
                         h.abort();
                     }
+                    server_controls.remove(&server);
                     session.server_closed(server);
                 }
                 Request::Lookup { query, topic } => {
@@ -489,12 +564,29 @@ async fn run_session(
                     streams.stop(stream);
                     session.stream_closed(stream, Some(&e));
                 }
+                Ev::ServerStep(server, ServerStep::Noise { handshake, step: NoiseStep::Recv(m) }) => {
+                    session.server_noise_receive(server, handshake, m)
+                }
+                Ev::ServerStep(server, ServerStep::Noise { handshake, step: NoiseStep::Send(p) }) => {
+                    session.server_noise_send(server, handshake, &p)
+                }
+                Ev::ServerStep(server, ServerStep::Sign { sign, token, node_id }) => {
+                    session.server_sign_announce(server, sign, token, node_id)
+                }
+                Ev::ServerStep(_, ServerStep::Listening) => {}
                 Ev::Incoming(server, conn) => {
-                    if let Some(stream) = session.server_connection(
-                        server,
-                        conn.remote_public_key(),
-                        conn.handshake_hash().unwrap_or([0; 64]),
-                    ) {
+                    let stream = match (conn.handshake_hash(), conn.external_handshake()) {
+                        (Some(hash), _) => {
+                            session.server_connection(server, conn.remote_public_key(), hash)
+                        }
+                        (None, Some(h)) => session.server_connection_external(
+                            server,
+                            h,
+                            conn.remote_public_key(),
+                        ),
+                        (None, None) => None,
+                    };
+                    if let Some(stream) = stream {
                         stats.streams.fetch_add(1, Ordering::Relaxed);
                         start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
                     }
@@ -512,6 +604,7 @@ async fn run_session(
                 Ev::Listening(server, addr) => session.server_listening(server, addr),
                 Ev::ServerClosed(server) => {
                     servers.remove(&server);
+                    server_controls.remove(&server);
                     session.server_closed(server);
                 }
                 Ev::Result(query, r) => session.query_result(query, &announcers(&r)),

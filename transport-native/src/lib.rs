@@ -15,6 +15,7 @@ pub mod file_storage;
 pub use file_storage::{Durability, FileStorage, FileStorageOptions};
 
 pub mod autobase_ff;
+pub mod autobase_index;
 pub mod bee;
 pub mod chat;
 pub mod dht;

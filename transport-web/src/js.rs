@@ -422,9 +422,14 @@ impl Hypercore {
     /// [`RelayServing::close`], with the reason (a string) when the relay session or a
     /// connection failed; a session that ended stops serving (no reconnect).
     ///
-    /// Custodial (the relay's mode today): the relay holds the session's key pair, never the
-    /// core's signing key; it runs the encryption to the peers and sees the replication
-    /// traffic. Blocks are signed here, so it cannot forge them.
+    /// Non-custodial unless `custodial` is true: the session's key pair never leaves the page,
+    /// which signs the server's announcements and runs each peer's Noise handshake and
+    /// secret-stream; the relay forwards ciphertext (`hyperpunch relay` serves this; a relay
+    /// that closes the session with 4005, an older `hyperpunch relay`, is retried custodially).
+    /// A JS `@hyperswarm/dht-relay` 0.4.3 takes a non-custodial listen but stores none of its
+    /// announcements: pass `custodial: true` there. Custodial, the relay holds the session's
+    /// key pair, never the core's signing key; it runs the encryption to the peers and sees
+    /// the replication traffic. Either way blocks are signed here, so it cannot forge them.
     #[wasm_bindgen(
         js_name = serveThroughRelay,
         unchecked_return_type = "Promise<RelayServing>"
@@ -437,13 +442,33 @@ impl Hypercore {
             unchecked_param_type = "((error: string | null) => void) | null | undefined"
         )]
         on_stop: Option<js_sys::Function>,
+        custodial: Option<bool>,
     ) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let ctx = |e: RelayError| js_err(&format!("relay {url}"), e);
-            let relay = Rc::new(Relay::open(&url).await.map_err(ctx)?);
-            let key_pair = relay.key_pair();
-            let server = relay.listen(key_pair.clone()).await.map_err(ctx)?;
+            let listen = |custodial: bool| {
+                let url = url.clone();
+                async move {
+                    let relay = if custodial {
+                        Relay::open(&url).await?
+                    } else {
+                        Relay::open_non_custodial(&url).await?
+                    };
+                    let key_pair = relay.key_pair();
+                    let server = relay.listen(key_pair.clone()).await?;
+                    Ok::<_, RelayError>((relay, key_pair, server))
+                }
+            };
+            let (relay, key_pair, server) = match listen(custodial.unwrap_or(false)).await {
+                // The session's failure comes as its text ("... (4005 ...)").
+                Err(e) if custodial.is_none() && e.to_string().contains("(4005 ") => {
+                    listen(true).await
+                }
+                r => r,
+            }
+            .map_err(ctx)?;
+            let relay = Rc::new(relay);
             relay
                 .announce(inner.discovery_key, key_pair.clone())
                 .await
@@ -775,9 +800,11 @@ async fn serve_loop(
     }
     drop(server);
     let session_error = relay.error();
-    if session_error.is_none() {
+    if session_error.is_none() && relay.is_custodial() {
         // Closed: take the announcement back (as hyperswarm's `leave`), so that lookups stop
-        // finding a key nobody listens on. Best effort: a failure changes nothing here.
+        // finding a key nobody listens on. Best effort: a failure changes nothing here. Not
+        // non-custodially (no relay takes a non-custodial unannounce yet): the record expires,
+        // and readers that try it meanwhile fail to connect and go on to other peers.
         let _ = relay.unannounce(topic, relay.key_pair()).await;
     }
     let mut first_error = None;

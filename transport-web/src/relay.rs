@@ -5,7 +5,7 @@
 //! [`Relay::listen`]), a [`Duplex`] the replication pump runs on ([`replicate_relayed`]).
 //!
 //! What the relay sees depends on the mode the stream was opened in:
-//! - **custodial** (JS dht-relay's default; what `hyperpunch relay` needs to listen and
+//! - **custodial** (JS dht-relay's default; what a JS relay needs to listen and
 //!   announce): the relay holds the session's key pair (give it a throwaway one, as [`Relay::open`]
 //!   does), runs the Noise handshake and secret-stream with the remote peer, and carries each
 //!   decrypted message to the page as one chunk. It can read the replication traffic (which
@@ -17,9 +17,10 @@
 //!   secret-stream itself: the relay sees only ciphertext, its timing and sizes, and who
 //!   connects to whom (the page's public key, the peer's, their addresses); not the keys, not
 //!   the traffic. `hyperpunch relay` and the JS relay both serve it for `connect`;
-//!   `hyperpunch relay` also for announce (the page signs each record); listening this way
-//!   works through neither yet (ours refuses it with 4005, the JS one stores nothing: see the
-//!   README).
+//!   `hyperpunch relay` also for announce and listen (the page signs each record, and runs the
+//!   responder's Noise for each incoming connection); the JS relay takes a non-custodial listen
+//!   but stores none of its announcements (see the README). `unannounce` is custodial only
+//!   (ours refuses it non-custodially with 4005).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -390,10 +391,18 @@ impl Relay {
         self.shared.borrow().key_pair.clone()
     }
 
+    /// Whether the session hands its secret keys to the relay ([`Relay::open`]) or keeps them
+    /// ([`Relay::open_non_custodial`]).
+    pub fn is_custodial(&self) -> bool {
+        self.shared.borrow().client.is_custodial()
+    }
+
     /// Creates a server for `key_pair` on the relay's DHT node (JS
     /// `node.createServer().listen(keyPair)`): peers that connect to its public key reach
     /// [`RelayServer::accept`]. Resolves once the relay listens. Custodial: the relay runs the
-    /// Noise handshakes with `key_pair`'s secret key (see [`Relay::announce`]).
+    /// Noise handshakes with `key_pair`'s secret key (see [`Relay::announce`]); non-custodial
+    /// ([`Relay::open_non_custodial`]): the page signs the server's announcements and runs each
+    /// handshake, and accepted streams carry secret-stream ciphertext the page decrypts.
     pub async fn listen(&self, key_pair: KeyPair) -> Result<RelayServer, RelayError> {
         let public_key = key_pair.public_key;
         let server = {

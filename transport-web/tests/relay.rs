@@ -1,7 +1,7 @@
 //! The dht-relay client in headless Chromium: a page opens a WebSocket to `hyperpunch relay`
 //! (started on 127.0.0.1 with a local bootstrap node by scripts/test-browser.sh, which passes
 //! its URL in HYPERPUNCH_TEST_RELAY at build time), looks up a topic, fails to connect to a key
-//! nobody serves (custodial and non-custodial), and is closed with 4005 when it asks to listen
+//! nobody serves (custodial and non-custodial), and is closed with 4005 when it asks to unannounce
 //! non-custodially, which the relay does not offer yet.
 #![cfg(target_arch = "wasm32")]
 
@@ -66,8 +66,16 @@ async fn the_relay_closes_a_mode_it_does_not_offer_with_its_code() {
             _ => {}
         }
     }
-    // A non-custodial listen is not.
-    s.client().listen(me.clone());
+    // A non-custodial listen is served too (the page signs the server's announcements).
+    let server = s.client().listen(me.clone());
+    loop {
+        match s.next_event().await.expect("the session stays up") {
+            ClientEvent::Listening { server: sv, .. } if sv == server => break,
+            _ => {}
+        }
+    }
+    // A non-custodial unannounce is not.
+    s.client().unannounce([0x67; 32], me.clone());
     loop {
         match s.next_event().await {
             Err(RelayError::Closed(code, _)) => {

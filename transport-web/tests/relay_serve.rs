@@ -81,25 +81,34 @@ fn js_relay_url() -> &'static str {
 
 #[wasm_bindgen_test]
 async fn a_page_serves_a_core_it_wrote_through_the_relay() {
-    serve_and_fetch(relay_url(), relay2_url()).await;
+    serve_and_fetch(relay_url(), relay2_url(), true).await;
+}
+
+/// The page's server key pair never leaves it: our relay listens with the public key only,
+/// the page signs the announcements and runs each Noise handshake and secret-stream; the
+/// fetching session (non-custodial too) runs its own, so both relays forward ciphertext.
+#[wasm_bindgen_test]
+async fn a_page_serves_non_custodially_through_our_relay() {
+    serve_and_fetch(relay_url(), relay2_url(), false).await;
 }
 
 /// Our client listens and announces through the JS relay (custodial, the JS client's mode);
 /// a reader through our relay fetches.
 #[wasm_bindgen_test]
 async fn a_page_serves_through_the_js_relay() {
-    serve_and_fetch(js_relay_url(), relay_url()).await;
+    serve_and_fetch(js_relay_url(), relay_url(), true).await;
 }
 
 /// A page serving through our relay, fetched by a session on the JS relay.
 #[wasm_bindgen_test]
 async fn a_page_on_the_js_relay_fetches_from_a_page_serving_through_ours() {
-    serve_and_fetch(relay_url(), js_relay_url()).await;
+    serve_and_fetch(relay_url(), js_relay_url(), true).await;
 }
 
 /// A page serves a fresh core through `serve_url`; a session on `fetch_url` finds, fetches and
-/// verifies it; after `unannounce` a lookup no longer finds the page.
-async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
+/// verifies it; after `unannounce` a lookup no longer finds the page (custodial: our relay
+/// unannounces only for a session that handed it the key).
+async fn serve_and_fetch(serve_url: &str, fetch_url: &str, custodial: bool) {
     const LENGTH: u64 = 64;
     // The writer: a core in IndexedDB, served through its own relay session.
     let (writer_db, storage) = fresh("writer").await;
@@ -122,7 +131,12 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
         .unwrap();
     let writer_hub = SharedHub::new(hub);
 
-    let serving = Relay::open(serve_url).await.expect("the relay accepts us");
+    let serving = if custodial {
+        Relay::open(serve_url).await
+    } else {
+        Relay::open_non_custodial(serve_url).await
+    }
+    .expect("the relay accepts us");
     let session_key = serving.key_pair();
     let server = serving
         .listen(session_key.clone())
@@ -140,6 +154,7 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
             // Ends when the session closes (the server with it).
             while let Some(stream) = server.accept().await {
                 assert!(!stream.is_initiator());
+                assert_eq!(stream.is_custodial(), custodial, "the stream's mode");
                 let hub = hub.clone();
                 spawn_local(async move {
                     let _ = replicate_relayed(stream, &hub, std::future::pending()).await;
@@ -162,9 +177,12 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
     hub.add_core(Replicator::new(reader, Options::default()))
         .unwrap();
     let (reader_hub, mut events) = SharedHub::with_events(hub);
-    let fetching = Relay::open(fetch_url)
-        .await
-        .expect("a session on the second relay");
+    let fetching = if custodial {
+        Relay::open(fetch_url).await
+    } else {
+        Relay::open_non_custodial(fetch_url).await
+    }
+    .expect("a session on the second relay");
     let peers = fetching.lookup(dk).await.expect("lookup through the relay");
     assert!(
         peers.contains(&session_key.public_key),
@@ -174,6 +192,7 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
         .connect(session_key.public_key)
         .await
         .expect("connected to the page's server through the relay");
+    assert_eq!(stream.is_custodial(), custodial);
     let want = {
         let now = reader_hub.now();
         let mut g = reader_hub.lock().await;
@@ -220,12 +239,14 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str) {
     }
 
     // Unannounced: a lookup no longer finds the page's key.
-    serving
-        .unannounce(dk, session_key.clone())
-        .await
-        .expect("unannounced");
-    let peers = fetching.lookup(dk).await.expect("lookup");
-    assert!(!peers.contains(&session_key.public_key), "{peers:?}");
+    if custodial {
+        serving
+            .unannounce(dk, session_key.clone())
+            .await
+            .expect("unannounced");
+        let peers = fetching.lookup(dk).await.expect("lookup");
+        assert!(!peers.contains(&session_key.public_key), "{peers:?}");
+    }
     drop(fetching);
     drop(serving);
     IdbStorage::delete_database(&writer_db).await.unwrap();

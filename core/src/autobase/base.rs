@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use super::graph::{DagNode, Graph, NodeId, WriterId};
 use super::linearizer::Linearizer;
 use super::messages::{Checkout, Info, Member, OplogMessage};
-use super::system::SystemState;
+use super::system::{SystemFlush, SystemState};
 use super::topolist::Update;
 use crate::encoding::Decode;
 
@@ -198,6 +198,9 @@ pub struct Autobase<A: Apply> {
     indexed_system: SystemState,
     indexed_views: Vec<usize>,
     indexed_nodes: u64,
+    /// The system batches applied (recorded only after [`Autobase::record_system`]), oldest
+    /// first, not yet taken by [`Autobase::take_indexed_flushes`].
+    flushes: Option<Vec<SystemFlush>>,
     /// Linearizer restarts because indexers changed.
     pub reboots: u64,
 }
@@ -224,6 +227,7 @@ impl<A: Apply> Autobase<A> {
             updates: Vec::new(),
             indexed_views: Vec::new(),
             indexed_nodes: 0,
+            flushes: None,
             reboots: 0,
         };
         base.restart();
@@ -233,6 +237,33 @@ impl<A: Apply> Autobase<A> {
     /// The bootstrap key.
     pub fn bootstrap(&self) -> &[u8; 32] {
         &self.bootstrap
+    }
+
+    /// Record every system batch from now on, for an indexer that writes the system core
+    /// ([`super::cores`]); [`Autobase::take_indexed_flushes`] hands out the indexed ones.
+    pub fn record_system(&mut self) {
+        self.flushes.get_or_insert_with(Vec::new);
+    }
+
+    /// The recorded system batches that are indexed now, oldest first, each once (batches of the
+    /// tip wait: a reorder may undo them).
+    pub fn take_indexed_flushes(&mut self) -> Vec<SystemFlush> {
+        let indexed = self.indexed_system.length;
+        let Some(f) = self.flushes.as_mut() else {
+            return Vec::new();
+        };
+        let n = f.iter().take_while(|b| b.length <= indexed).count();
+        f.drain(..n).collect()
+    }
+
+    /// Drop recorded batches past what the system holds now (undone or restarted).
+    fn trim_flushes(&mut self) {
+        let len = self.system.length;
+        if let Some(f) = self.flushes.as_mut() {
+            while f.last().is_some_and(|b| b.length > len) {
+                f.pop();
+            }
+        }
     }
 
     /// The views.
@@ -550,6 +581,7 @@ impl<A: Apply> Autobase<A> {
         self.system = self.indexed_system.clone();
         self.views.truncate(&self.indexed_views);
         self.updates.clear();
+        self.trim_flushes();
         if self.system.indexers.is_empty() {
             // JS `_bootstrapLinearizer`
             let b = self.graph.writer_id(&self.bootstrap, 0);
@@ -763,6 +795,7 @@ impl<A: Apply> Autobase<A> {
         };
         self.system = sys;
         self.views.truncate(&views);
+        self.trim_flushes();
         self.refresh_writers();
     }
 
@@ -863,7 +896,12 @@ impl<A: Apply> Autobase<A> {
                 self.run_apply(&apply_batch);
             }
             let indexers = self.system.indexer_update;
-            self.system.flush();
+            if let Some(f) = self.flushes.as_mut() {
+                let lengths = self.views.lengths();
+                f.extend(self.system.flush_views(&lengths, true));
+            } else {
+                self.system.flush();
+            }
             self.push_update(batch, indexers);
             batch = 0;
             apply_batch.clear();

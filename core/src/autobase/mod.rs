@@ -41,6 +41,7 @@
 mod base;
 pub mod clock;
 pub mod consensus;
+pub mod cores;
 pub mod fast_forward;
 pub mod graph;
 pub mod linearizer;

@@ -5,7 +5,8 @@
 //! JS keeps this state in the system core, a hyperbee of [`Member`] records and one [`Info`]
 //! record. Here it lives in memory: [`SystemState::flush`] commits a batch the way JS's `flush`
 //! writes it and counts the blocks that write appends, so [`SystemState::length`] is the JS
-//! system core's length. Writing the hyperbee itself is not done yet.
+//! system core's length; it also returns the batch itself ([`SystemFlush`]: the member records
+//! and the `info` record, in JS's order), which [`super::cores`] writes into the system hyperbee.
 
 use std::collections::BTreeMap;
 
@@ -29,8 +30,28 @@ pub struct SystemState {
     db: BTreeMap<[u8; 32], Member>,
     changes: Vec<([u8; 32], Member)>,
     clock_updates: Vec<([u8; 32], u64)>,
+    /// The user views in the order of `info.views` (JS `mappedIndex`): view id and length.
+    pub views: Vec<(usize, u64)>,
     /// Blocks of the JS system core (header, member records and info records).
     pub length: u64,
+}
+
+/// One JS system `flush`: the puts of one hyperbee batch, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemFlush {
+    /// The member records put, in order (key: the writer key).
+    pub members: Vec<([u8; 32], Member)>,
+    /// The `info` record put last; `info.views` holds zero keys, the view ids are in
+    /// [`SystemFlush::view_ids`] (the caller knows the view cores' keys).
+    pub info: Info,
+    /// The view id of each entry of `info.views`.
+    pub view_ids: Vec<usize>,
+    /// The system core's length after this batch (the bee's header counted in the first).
+    pub length: u64,
+    /// The batch changed the indexers: once indexed, JS moves every autobase core to a new key
+    /// (the new indexers' manifest, with a prologue at this length, see
+    /// [`super::cores::prologue`]).
+    pub indexers_changed: bool,
 }
 
 impl SystemState {
@@ -56,6 +77,7 @@ impl SystemState {
             db: members.iter().copied().collect(),
             changes: Vec::new(),
             clock_updates: Vec::new(),
+            views: Vec::new(),
             length,
         }
     }
@@ -266,8 +288,17 @@ impl SystemState {
         length > self.get(key).map_or(0, |m| m.length)
     }
 
-    /// JS `flush`: commit the batch (member records, then the info record).
+    /// JS `flush`: commit the batch (member records, then the info record), without recording it.
     pub fn flush(&mut self) {
+        self.flush_views(&[], false);
+    }
+
+    /// JS `flush(views)`: commit the batch; `view_lengths[id]` is the length of view `id` (its
+    /// core's length, tip included, as JS reads `view.core.length`). With `record`, returns the
+    /// batch's puts.
+    pub fn flush_views(&mut self, view_lengths: &[usize], record: bool) -> Option<SystemFlush> {
+        let mut members = Vec::new();
+        let indexers_changed = self.indexer_update;
         let mut puts = 0u64;
         if self.length == 0 {
             puts += 1; // the bee's header
@@ -278,6 +309,9 @@ impl SystemState {
                 continue;
             }
             self.db.insert(*key, *m);
+            if record {
+                members.push((*key, *m));
+            }
             puts += 1;
         }
         let updates = std::mem::take(&mut self.clock_updates);
@@ -290,17 +324,47 @@ impl SystemState {
                 .map(|e| e.1)
                 .or_else(|| self.db.get(&key).copied());
             let is_removed = info.is_none_or(|m| m.is_removed);
-            self.db.insert(
-                key,
-                Member {
-                    is_indexer,
-                    is_removed,
-                    length,
-                },
-            );
+            let m = Member {
+                is_indexer,
+                is_removed,
+                length,
+            };
+            self.db.insert(key, m);
+            if record {
+                members.push((key, m));
+            }
             puts += 1;
+        }
+        // JS: every view with a length keeps its slot in `info.views` (its `mappedIndex`), a new
+        // one is pushed
+        for (id, &len) in view_lengths.iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
+            match self.views.iter_mut().find(|v| v.0 == id) {
+                Some(v) => v.1 = len as u64,
+                None => self.views.push((id, len as u64)),
+            }
         }
         self.length += puts + 1;
         self.indexer_update = false;
+        record.then(|| {
+            let mut info = self.info();
+            info.views = self
+                .views
+                .iter()
+                .map(|&(_, length)| Checkout {
+                    key: [0; 32],
+                    length,
+                })
+                .collect();
+            SystemFlush {
+                members,
+                info,
+                view_ids: self.views.iter().map(|v| v.0).collect(),
+                length: self.length,
+                indexers_changed,
+            }
+        })
     }
 }

@@ -408,18 +408,30 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
         ProgressBar::hidden()
     };
     let core = db.core().clone();
-    let stdin = std::io::stdin().lock();
+    let mut stdin = std::io::stdin().lock();
     block_on(async {
         let mut b = db.batch();
-        for (n, line) in stdin.split(b'\n').enumerate() {
-            let mut line = line.map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+        let mut lines = 0u64;
+        // One buffer for every line (no allocation per line).
+        let mut line = Vec::new();
+        for n in 0usize.. {
+            line.clear();
+            let read = stdin
+                .read_until(b'\n', &mut line)
+                .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            let text = String::from_utf8(line)
+            let text = std::str::from_utf8(&line)
                 .map_err(|_| CliError::new(format!("line {} of stdin is not UTF-8", n + 1)))?;
             if del {
-                b.del(&text).await
+                b.del(text).await
             } else {
                 let Some((k, v)) = text.split_once('\t') else {
                     return Err(CliError::new(format!(
@@ -431,8 +443,14 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
                 b.put(k, v).await
             }
             .map_err(|e| bee_err(dir, e))?;
-            pb.inc(1);
+            // Every 1024 lines: `inc` takes the bar's lock and reads the clock, ~3% of a
+            // 100k-line batch when done per line (even on a hidden bar).
+            lines = n as u64 + 1;
+            if lines.is_multiple_of(1024) {
+                pb.set_position(lines);
+            }
         }
+        pb.set_position(lines);
         pb.set_message("appending");
         b.flush().await.map_err(|e| bee_err(dir, e))
     })?;

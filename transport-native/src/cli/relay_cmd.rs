@@ -31,8 +31,11 @@ message, then forwards the stream's bytes, which are the client's secret-stream 
 The relay sees who connects to whom (both public keys, addresses), the holepunch secret of the
 handshake, and the size and timing of the traffic; not the stream keys nor the plaintext.
 A non-custodial announce is signed by the client: the relay asks it to sign each storing
-node's record (signAnnounce). Listening and unannouncing non-custodially are not offered yet
-(closed with 4005).
+node's record (signAnnounce). A non-custodial listen is served the same way: the relay
+announces the server with the client's signatures and hands each incoming handshake to the
+client (noiseReceive, noiseSend), then forwards the connection's ciphertext. Unannouncing
+non-custodially is not offered yet (closed with 4005); a non-custodial session that later
+sends a secret key is closed (1002).
 
 Each session has limits; crossing one closes it with a WebSocket close code:
   1002 malformed frame or message      1003 text frame       1009 message too big

@@ -216,6 +216,12 @@ impl RawConnection {
         self.est.handshake.as_ref().map(|h| h.split.hash)
     }
 
+    /// For a connection to a server made with [`Dht::listen_external`](super::Dht::listen_external):
+    /// the id of the handshake its owner ran ([`ServerStep::Noise`](super::ServerStep)).
+    pub fn external_handshake(&self) -> Option<u64> {
+        self.est.external_handshake
+    }
+
     /// Whether we connected out (the secret-stream initiator).
     pub fn is_initiator(&self) -> bool {
         self.est.is_initiator

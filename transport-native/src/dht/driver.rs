@@ -15,6 +15,7 @@ use hyperpunch_core::dht::connect::{
     Action, ConnId, ConnectEvent, ConnectOptions, Connector, Established, ExternalReceived,
     NoiseStep, PairingId, ServerId, ServerOptions,
 };
+use hyperpunch_core::dht::messages_connect::NoisePayload;
 use hyperpunch_core::dht::rpc::{self, Event as RpcEvent, RequestError, RequestId, SocketId};
 use hyperpunch_core::dht::{DhtConfig, Event, HyperDht, LookupResult, OpError, OpId, OpOutput};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -41,6 +42,19 @@ pub(crate) enum Cmd {
         listening: oneshot::Sender<ServerId>,
         incoming: mpsc::Sender<RawConnection>,
     },
+    /// A server whose key pair stays with its owner: its id comes back on `started`, its
+    /// steps go to `steps`, answered with `ServerNoiseReceived` / `ServerNoiseSent` /
+    /// `ServerSigned`.
+    ListenExternal {
+        public_key: [u8; 32],
+        opts: ServerOptions,
+        started: oneshot::Sender<ServerId>,
+        steps: mpsc::UnboundedSender<super::ServerStep>,
+        incoming: mpsc::Sender<RawConnection>,
+    },
+    ServerNoiseReceived(ServerId, u64, Option<(NoisePayload, [u8; 32])>),
+    ServerNoiseSent(ServerId, u64, Option<(Vec<u8>, [u8; 32])>),
+    ServerSigned(ServerId, u64, Option<[u8; 64]>),
     Close(ServerId),
     Connect {
         public_key: [u8; 32],
@@ -164,6 +178,7 @@ pub(crate) async fn spawn(
         epoch: Instant::now(),
         start,
         servers: HashMap::new(),
+        server_steps: HashMap::new(),
         connects: HashMap::new(),
         external: HashMap::new(),
         op_signs: HashMap::new(),
@@ -226,6 +241,8 @@ struct Driver {
         ),
     >,
     connects: HashMap<ConnId, oneshot::Sender<Result<RawConnection, DhtError>>>,
+    /// Where the steps of external servers go.
+    server_steps: HashMap<ServerId, mpsc::UnboundedSender<super::ServerStep>>,
     /// Where the steps of external handshakes go.
     external: HashMap<ConnId, mpsc::UnboundedSender<NoiseStep>>,
     /// Where the signature requests of external announces go.
@@ -374,9 +391,39 @@ impl Driver {
                 let id = self.connector.listen(now, &mut self.node, key_pair, opts);
                 self.servers.insert(id, (Some(listening), incoming));
             }
+            Cmd::ListenExternal {
+                public_key,
+                opts,
+                started,
+                steps,
+                incoming,
+            } => {
+                // Registered before its first step comes out of the connector.
+                let id = self.connector.next_conn_id();
+                self.server_steps.insert(id, steps);
+                self.servers.insert(id, (None, incoming));
+                let got = self
+                    .connector
+                    .listen_external(now, &mut self.node, public_key, opts);
+                debug_assert_eq!(got, id);
+                let _ = started.send(id);
+            }
+            Cmd::ServerNoiseReceived(id, handshake, received) => {
+                self.connector
+                    .server_noise_received(now, &mut self.node, id, handshake, received);
+            }
+            Cmd::ServerNoiseSent(id, handshake, sent) => {
+                self.connector
+                    .server_noise_sent(now, &mut self.node, id, handshake, sent);
+            }
+            Cmd::ServerSigned(id, sign, signature) => {
+                self.connector
+                    .server_signed(now, &mut self.node, id, sign, signature);
+            }
             Cmd::Close(id) => {
                 self.connector.close_server(now, &mut self.node, id);
                 self.servers.remove(&id);
+                self.server_steps.remove(&id);
             }
             Cmd::Connect {
                 public_key,
@@ -557,6 +604,32 @@ impl Driver {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(server);
                     }
+                }
+                if let Some(tx) = self.server_steps.get(&server) {
+                    let _ = tx.send(super::ServerStep::Listening);
+                }
+            }
+            ConnectEvent::ServerNoise {
+                server,
+                handshake,
+                step,
+            } => {
+                if let Some(tx) = self.server_steps.get(&server) {
+                    let _ = tx.send(super::ServerStep::Noise { handshake, step });
+                }
+            }
+            ConnectEvent::ServerSign {
+                server,
+                sign,
+                token,
+                node_id,
+            } => {
+                if let Some(tx) = self.server_steps.get(&server) {
+                    let _ = tx.send(super::ServerStep::Sign {
+                        sign,
+                        token,
+                        node_id,
+                    });
                 }
             }
             ConnectEvent::RelayPairing {

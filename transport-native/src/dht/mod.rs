@@ -63,6 +63,7 @@ use std::time::Duration;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::dht::announcer::RefreshSchedule;
 use hyperpunch_core::dht::connect::ServerId;
+use hyperpunch_core::dht::messages_connect::NoisePayload;
 use hyperpunch_core::dht::rpc::{self, RequestError};
 use hyperpunch_core::dht::{
     AnnounceOptions, HyperDht, LookupResult, MutableValue, OpError, OpId, OpOutput, DEFAULT_PORT,
@@ -269,6 +270,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Answers to the steps of a server made with [`Dht::listen_external`].
+    pub fn control(&self) -> ServerControl {
+        ServerControl {
+            id: self.id,
+            cmds: self.cmds.clone(),
+        }
+    }
+
     /// The next accepted connection.
     pub async fn accept(&mut self) -> Option<Connection> {
         self.incoming.recv().await.map(RawConnection::into_messages)
@@ -285,6 +294,60 @@ impl Server {
         let (tx, rx) = oneshot::channel();
         let _ = self.cmds.send(Cmd::Relays(self.id, tx));
         rx.await.unwrap_or_default()
+    }
+}
+
+/// A step of a server made with [`Dht::listen_external`], for its key pair's owner.
+#[derive(Debug, Clone)]
+pub enum ServerStep {
+    /// A client's handshake: [`NoiseStep::Recv`] (decrypt its first message; answer with
+    /// [`ServerControl::noise_received`]), then [`NoiseStep::Send`] (encrypt our reply and
+    /// finish; answer with [`ServerControl::noise_sent`]).
+    Noise {
+        /// Names the handshake; its connection's [`RawConnection::external_handshake`].
+        handshake: u64,
+        /// What to do.
+        step: NoiseStep,
+    },
+    /// An announcement to sign (hyperdht's `signAnnounce` for `H(public key)`, a record with no
+    /// relay addresses); answer with [`ServerControl::signed`].
+    Sign {
+        /// Names the signature.
+        sign: u64,
+        /// The storing node's token.
+        token: [u8; 32],
+        /// The storing node's id.
+        node_id: [u8; 32],
+    },
+    /// The first announce round finished.
+    Listening,
+}
+
+/// Answers to a [`ServerStep`] (cloneable; the server is [`Server`]).
+#[derive(Clone)]
+pub struct ServerControl {
+    id: ServerId,
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl ServerControl {
+    /// The client's first message decrypted: its payload and public key (`None`: refused).
+    pub fn noise_received(&self, handshake: u64, received: Option<(NoisePayload, [u8; 32])>) {
+        let _ = self
+            .cmds
+            .send(Cmd::ServerNoiseReceived(self.id, handshake, received));
+    }
+
+    /// Our reply encrypted and the handshake's holepunch secret (`None`: refused).
+    pub fn noise_sent(&self, handshake: u64, sent: Option<(Vec<u8>, [u8; 32])>) {
+        let _ = self
+            .cmds
+            .send(Cmd::ServerNoiseSent(self.id, handshake, sent));
+    }
+
+    /// An announcement's signature (`None`: refused).
+    pub fn signed(&self, sign: u64, signature: Option<[u8; 64]>) {
+        let _ = self.cmds.send(Cmd::ServerSigned(self.id, sign, signature));
     }
 }
 
@@ -635,6 +698,40 @@ impl Dht {
             cmds: self.cmds.clone(),
             incoming,
         })
+    }
+
+    /// Announces `public_key` and accepts connections to it with the key pair kept by its
+    /// owner (JS `createServer({ createHandshake }).listen(keyPair, { signAnnounce })`, as a
+    /// dht-relay serves a non-custodial client): answer the [`ServerStep`]s through
+    /// [`Server::control`]; the connections' bytes are the owner's secret-stream
+    /// ([`RawConnection::into_bytes`], [`RawConnection::external_handshake`]). Returns at once
+    /// (listening is a step). Closing unannounces nothing: the records expire.
+    pub async fn listen_external(
+        &self,
+        public_key: [u8; 32],
+        opts: ServerOptions,
+    ) -> Result<(Server, mpsc::UnboundedReceiver<ServerStep>), DhtError> {
+        let (started, rx) = oneshot::channel();
+        let (steps_tx, steps) = mpsc::unbounded_channel();
+        let (incoming_tx, incoming) = mpsc::channel(ACCEPT_QUEUE);
+        self.cmds
+            .send(Cmd::ListenExternal {
+                public_key,
+                opts,
+                started,
+                steps: steps_tx,
+                incoming: incoming_tx,
+            })
+            .map_err(|_| DhtError::Closed)?;
+        let id = rx.await.map_err(|_| DhtError::Closed)?;
+        Ok((
+            Server {
+                id,
+                cmds: self.cmds.clone(),
+                incoming,
+            },
+            steps,
+        ))
     }
 
     /// Connects to the server of `public_key`: a message pipe over secret-stream. With relays

@@ -81,7 +81,13 @@ enum Pending {
 /// The announcer of one listening key pair.
 #[derive(Debug)]
 pub struct Announcer {
-    key_pair: KeyPair,
+    /// `None`: the owner signs ([`Announcer::take_sign_requests`], [`Announcer::signed`]).
+    key_pair: Option<KeyPair>,
+    /// Announcements waiting for the owner's signature: sign id → (node, our address as it
+    /// saw it, its token).
+    signs: HashMap<u64, (SocketAddrV4, SocketAddrV4, [u8; 32])>,
+    sign_requests: Vec<(u64, [u8; 32], NodeId)>,
+    next_sign: u64,
     target: [u8; 32],
     record: Vec<u8>,
     query: Option<QueryId>,
@@ -105,9 +111,21 @@ pub struct Announcer {
 impl Announcer {
     /// An announcer for `key_pair`; call [`start`](Self::start).
     pub fn new(key_pair: KeyPair, target: [u8; 32]) -> Self {
-        let record = encode_peer(&key_pair.public_key, &[]);
+        let mut a = Self::new_external(key_pair.public_key, target);
+        a.key_pair = Some(key_pair);
+        a
+    }
+
+    /// An announcer for a key pair its owner keeps: each announcement's signature is asked
+    /// for ([`Announcer::take_sign_requests`]) and comes back through [`Announcer::signed`].
+    /// Without the secret key nothing is unannounced (the records expire on their own).
+    pub fn new_external(public_key: [u8; 32], target: [u8; 32]) -> Self {
+        let record = encode_peer(&public_key, &[]);
         Announcer {
-            key_pair,
+            key_pair: None,
+            signs: HashMap::new(),
+            sign_requests: Vec::new(),
+            next_sign: 0,
             target,
             record,
             query: None,
@@ -158,6 +176,49 @@ impl Announcer {
         )
     }
 
+    /// Announcements to sign (external signer): (sign id, the node's token, its id). The
+    /// signable is [`signable`]`(4, target, id, token, record, None)`.
+    pub fn take_sign_requests(&mut self) -> Vec<(u64, [u8; 32], NodeId)> {
+        std::mem::take(&mut self.sign_requests)
+    }
+
+    /// The owner's signature for sign id `sign` (`None`: refused; that node is skipped).
+    pub fn signed(
+        &mut self,
+        now: Duration,
+        node: &mut Node,
+        sign: u64,
+        signature: Option<[u8; 64]>,
+    ) {
+        let Some((addr, to, token)) = self.signs.remove(&sign) else {
+            return;
+        };
+        if let (Some(sig), false) = (signature, self.stopped) {
+            self.send_announce(now, node, addr, to, token, &sig);
+        }
+        self.maybe_finish_round(now, node);
+    }
+
+    fn send_announce(
+        &mut self,
+        now: Duration,
+        node: &mut Node,
+        addr: SocketAddrV4,
+        to: SocketAddrV4,
+        token: [u8; 32],
+        sig: &[u8; 64],
+    ) {
+        let mut spec = RequestSpec::new(addr, ANNOUNCE);
+        spec.token = Some(token);
+        spec.target = Some(self.target);
+        spec.value = Some(announce_value(&self.record, sig));
+        if let Ok(rid) = node.request(now, spec) {
+            self.new_requests.push(rid);
+            self.pending
+                .insert(rid, Pending::Announce { node: addr, to });
+        }
+    }
+
     /// Whether this query is ours.
     pub fn owns_query(&self, id: QueryId) -> bool {
         self.query == Some(id)
@@ -181,32 +242,28 @@ impl Announcer {
             let (Some(token), Some(id)) = (reply.token, reply.from.id) else {
                 continue;
             };
-            let sig =
-                self.key_pair
-                    .sign(&signable(4, &self.target, &id, &token, &self.record, None));
-            let mut spec = RequestSpec::new(reply.from.addr, ANNOUNCE);
-            spec.token = Some(token);
-            spec.target = Some(self.target);
-            spec.value = Some(announce_value(&self.record, &sig));
-            if let Ok(rid) = node.request(now, spec) {
-                self.new_requests.push(rid);
-                self.pending.insert(
-                    rid,
-                    Pending::Announce {
-                        node: reply.from.addr,
-                        to: reply.to,
-                    },
-                );
+            match &self.key_pair {
+                Some(kp) => {
+                    let sig = kp.sign(&signable(4, &self.target, &id, &token, &self.record, None));
+                    self.send_announce(now, node, reply.from.addr, reply.to, token, &sig);
+                }
+                None => {
+                    self.next_sign += 1;
+                    self.signs
+                        .insert(self.next_sign, (reply.from.addr, reply.to, token));
+                    self.sign_requests.push((self.next_sign, token, id));
+                }
             }
         }
         self.maybe_finish_round(now, node);
     }
 
     fn maybe_finish_round(&mut self, now: Duration, node: &mut Node) {
-        if self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::Announce { .. }))
+        if !self.signs.is_empty()
+            || self
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::Announce { .. }))
         {
             return;
         }
@@ -276,14 +333,8 @@ impl Announcer {
                 if r.value.is_none() {
                     return;
                 }
-                let sig = self.key_pair.sign(&signable(
-                    5,
-                    &self.target,
-                    &nid,
-                    &token,
-                    &self.record,
-                    None,
-                ));
+                let Some(kp) = &self.key_pair else { return };
+                let sig = kp.sign(&signable(5, &self.target, &nid, &token, &self.record, None));
                 let mut spec = RequestSpec::new(r.from.addr, UNANNOUNCE);
                 spec.token = Some(token);
                 spec.target = Some(self.target);
@@ -304,6 +355,11 @@ impl Announcer {
         }
         self.stopped = true;
         self.next_at = None;
+        self.signs.clear();
+        self.sign_requests.clear();
+        if self.key_pair.is_none() {
+            return;
+        }
         let relays: Vec<_> = self.announced.iter().copied().collect();
         for to in relays {
             self.unannounce_lookup(now, node, to);

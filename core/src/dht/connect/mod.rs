@@ -23,7 +23,7 @@ pub mod bogon;
 mod client;
 mod server;
 
-pub use announcer::{encode_peer, Announcer};
+pub use announcer::{encode_peer, signable, Announcer};
 pub use client::{ConnectError, ConnectOptions, DEFAULT_CONNECT_TIMEOUT};
 
 pub use server::ServerOptions;
@@ -87,6 +87,9 @@ pub struct Established {
     pub remote: SocketAddrV4,
     /// The stream runs through a blind relay.
     pub relayed: bool,
+    /// For a server made with [`Connector::listen_external`]: the handshake id of its
+    /// [`ConnectEvent::ServerNoise`] steps (the owner holds the keys under that id).
+    pub external_handshake: Option<u64>,
 }
 
 impl Established {
@@ -129,6 +132,31 @@ pub enum ConnectEvent {
         conn: ConnId,
         /// What to do.
         step: NoiseStep,
+    },
+    /// A server made with [`Connector::listen_external`] needs its owner for a step of a
+    /// client's handshake: [`NoiseStep::Recv`] (decrypt the client's first message; answer
+    /// with [`Connector::server_noise_received`]), then [`NoiseStep::Send`] (encrypt our reply
+    /// and finish; answer with [`Connector::server_noise_sent`]).
+    ServerNoise {
+        /// The server.
+        server: ServerId,
+        /// Names the handshake in the answers.
+        handshake: u64,
+        /// What to do.
+        step: NoiseStep,
+    },
+    /// A server made with [`Connector::listen_external`] announces itself to a node: sign
+    /// the announce signable `(4, H(public key), node_id, token, peer {public key, no relay
+    /// addresses}, None)` and answer with [`Connector::server_signed`].
+    ServerSign {
+        /// The server.
+        server: ServerId,
+        /// Names the signature in the answer.
+        sign: u64,
+        /// The storing node's token.
+        token: [u8; 32],
+        /// The storing node's id.
+        node_id: [u8; 32],
     },
     /// A server finished its first announce round.
     Listening {
@@ -376,6 +404,78 @@ impl Connector {
         s.start(&mut ctx);
         self.servers.insert(id, s);
         id
+    }
+
+    /// `createServer({ createHandshake }).listen(keyPair, { signAnnounce })`, as a dht-relay
+    /// serves a non-custodial client: announce `public_key` and accept connections to it while
+    /// the key pair stays with its owner, who runs each handshake's Noise
+    /// ([`ConnectEvent::ServerNoise`]) and signs each announcement
+    /// ([`ConnectEvent::ServerSign`]). Connections come as [`ConnectEvent::Incoming`] with no
+    /// handshake keys: the owner runs secret-stream over the stream's bytes. Closing it
+    /// unannounces nothing (that needs the owner's signatures too); the records expire.
+    pub fn listen_external(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        public_key: [u8; 32],
+        opts: ServerOptions,
+    ) -> ServerId {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut s = server::Server::new_external(id, public_key, opts);
+        dht.register_server(s.target(), s.record());
+        let mut ctx = ctx!(self, now, dht);
+        s.start(&mut ctx);
+        self.servers.insert(id, s);
+        id
+    }
+
+    /// The owner's answer to [`NoiseStep::Recv`] of a [`ConnectEvent::ServerNoise`]: the
+    /// client's noise payload and public key (`None`: it could not decrypt, or refuses).
+    pub fn server_noise_received(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        server: ServerId,
+        handshake: u64,
+        received: Option<(NoisePayload, [u8; 32])>,
+    ) {
+        if let Some(s) = self.servers.get_mut(&server) {
+            let mut ctx = ctx!(self, now, dht);
+            s.external_received(&mut ctx, handshake, received);
+        }
+    }
+
+    /// The owner's answer to [`NoiseStep::Send`] of a [`ConnectEvent::ServerNoise`]: the
+    /// encrypted reply and the holepunch secret of the finished handshake (`None`: refused).
+    pub fn server_noise_sent(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        server: ServerId,
+        handshake: u64,
+        sent: Option<(Vec<u8>, [u8; 32])>,
+    ) {
+        if let Some(s) = self.servers.get_mut(&server) {
+            let mut ctx = ctx!(self, now, dht);
+            s.external_sent(&mut ctx, handshake, sent);
+        }
+    }
+
+    /// The owner's signature of a [`ConnectEvent::ServerSign`] (`None`: refused; that node is
+    /// skipped).
+    pub fn server_signed(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        server: ServerId,
+        sign: u64,
+        signature: Option<[u8; 64]>,
+    ) {
+        if let Some(s) = self.servers.get_mut(&server) {
+            let mut ctx = ctx!(self, now, dht);
+            s.external_signed(&mut ctx, sign, signature);
+        }
     }
 
     /// Stops a server: unannounces and stops answering handshakes.

@@ -4,10 +4,10 @@
 
 use core::net::SocketAddrV4;
 use core::time::Duration;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::announcer::Announcer;
-use super::{ConnectEvent, Ctx, Established, Owner, PairingId, ServerId};
+use super::{ConnectEvent, Ctx, Established, NoiseStep, Owner, PairingId, ServerId};
 use crate::crypto::{hash, KeyPair};
 use crate::dht::holepunch::puncher::{Puncher, RandomPunchLimiter};
 use crate::dht::holepunch::SecurePayload;
@@ -74,11 +74,39 @@ struct Slot {
     relay_addr: Option<SocketAddrV4>,
     /// The path chosen is the relay's.
     relayed_path: bool,
+    /// The owner's handshake id (external handshakes).
+    external: Option<u64>,
+}
+
+/// A handshake run by the key pair's owner ([`Server::new_external`]), between its steps.
+struct ExternalHs {
+    req: IncomingRequest,
+    msg: HandshakeMessage,
+    client_address: SocketAddrV4,
+    direct: bool,
+    /// After the owner decrypted the client's message: what the reply needs.
+    reply: Option<ReplyPlan>,
+}
+
+/// The parts of a handshake reply chosen before it is encrypted.
+struct ReplyPlan {
+    slot: usize,
+    error: u64,
+    stream_id: u32,
+    relay_token: Option<[u8; 32]>,
+    remote_payload: NoisePayload,
+    remote_public_key: [u8; 32],
 }
 
 pub(crate) struct Server {
     id: ServerId,
-    key_pair: KeyPair,
+    /// `None`: the handshakes and the announcer's signatures are the owner's
+    /// ([`ConnectEvent::ServerNoise`], [`ConnectEvent::ServerSign`]).
+    key_pair: Option<KeyPair>,
+    externals: BTreeMap<u64, ExternalHs>,
+    next_external: u64,
+    /// Slots promised to external handshakes still running.
+    reserved: BTreeSet<usize>,
     target: [u8; 32],
     opts: ServerOptions,
     announcer: Announcer,
@@ -96,7 +124,31 @@ impl Server {
         Server {
             id,
             announcer: Announcer::new(key_pair.clone(), target),
-            key_pair,
+            key_pair: Some(key_pair),
+            externals: BTreeMap::new(),
+            next_external: 0,
+            reserved: BTreeSet::new(),
+            target,
+            opts,
+            slots: Vec::new(),
+            connects: HashMap::new(),
+            refused: Vec::new(),
+            listening_sent: false,
+            closed: false,
+        }
+    }
+
+    /// A server whose key pair stays with its owner: each handshake's Noise steps and each
+    /// announcement's signature are asked for with events.
+    pub fn new_external(id: ServerId, public_key: [u8; 32], opts: ServerOptions) -> Self {
+        let target = hash(&public_key);
+        Server {
+            id,
+            announcer: Announcer::new_external(public_key, target),
+            key_pair: None,
+            externals: BTreeMap::new(),
+            next_external: 0,
+            reserved: BTreeSet::new(),
             target,
             opts,
             slots: Vec::new(),
@@ -131,10 +183,26 @@ impl Server {
         for r in requests {
             ctx.requests.insert(r, Owner::Announcer(self.id));
         }
+        for (sign, token, node_id) in self.announcer.take_sign_requests() {
+            ctx.events.push_back(ConnectEvent::ServerSign {
+                server: self.id,
+                sign,
+                token,
+                node_id,
+            });
+        }
+    }
+
+    /// The owner's signature of one announcement ([`ConnectEvent::ServerSign`]).
+    pub fn external_signed(&mut self, ctx: &mut Ctx<'_>, sign: u64, signature: Option<[u8; 64]>) {
+        self.announcer.signed(ctx.now, ctx.node, sign, signature);
+        self.after_announcer(ctx);
     }
 
     pub fn close(&mut self, ctx: &mut Ctx<'_>) {
         self.closed = true;
+        self.externals.clear();
+        self.reserved.clear();
         self.announcer.stop(ctx.now, ctx.node);
         self.track_announcer(ctx);
         for i in 0..self.slots.len() {
@@ -187,6 +255,9 @@ impl Server {
         }
         let direct = msg.peer_address.is_none();
         let client_address = msg.peer_address.unwrap_or(req.from.addr);
+        if self.key_pair.is_none() {
+            return self.start_external(ctx, req, msg, client_address, direct);
+        }
         let slot = self.add_handshake(ctx, &msg, client_address, &req, direct);
         if self.connects.len() >= MAX_SLOTS * 4 {
             self.connects.retain(|_, v| v.is_some());
@@ -221,14 +292,163 @@ impl Server {
         req: &IncomingRequest,
         direct: bool,
     ) -> Option<usize> {
-        let live = self.slots.iter().filter(|s| s.is_some()).count();
+        let live = self.slots.iter().filter(|s| s.is_some()).count() + self.reserved.len();
         if live >= MAX_SLOTS {
             return None;
         }
         let eph = ctx.ephemeral();
-        let mut noise = NoiseWrap::responder(self.key_pair.clone(), eph).ok()?;
+        let mut noise = NoiseWrap::responder(self.key_pair.clone()?, eph).ok()?;
         let remote_payload = noise.recv(&msg.noise).ok()?;
         let remote_pk = noise.remote_public_key()?;
+        let plan = self.plan_reply(ctx, remote_payload, remote_pk, client_address)?;
+        let reply_payload = self.reply_payload(ctx, &plan);
+        let reply = noise.send(&reply_payload).ok()?;
+        let hs = noise.finish().ok()?;
+        let secret = hs.holepunch_secret;
+        self.finish_handshake(
+            ctx,
+            msg,
+            client_address,
+            req,
+            direct,
+            plan,
+            reply,
+            Some(hs),
+            secret,
+        )
+    }
+
+    /// A client's first message to a server whose key pair is its owner's: ask the owner to
+    /// decrypt it.
+    fn start_external(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        req: IncomingRequest,
+        msg: HandshakeMessage,
+        client_address: SocketAddrV4,
+        direct: bool,
+    ) {
+        // A retransmission of a handshake already with the owner waits for that one.
+        if self.externals.values().any(|e| e.msg.noise == msg.noise) {
+            return;
+        }
+        let live = self.slots.iter().filter(|s| s.is_some()).count() + self.externals.len();
+        if live >= MAX_SLOTS {
+            return;
+        }
+        self.next_external += 1;
+        let handshake = self.next_external;
+        let noise = msg.noise.clone();
+        self.externals.insert(
+            handshake,
+            ExternalHs {
+                req,
+                msg,
+                client_address,
+                direct,
+                reply: None,
+            },
+        );
+        ctx.events.push_back(ConnectEvent::ServerNoise {
+            server: self.id,
+            handshake,
+            step: NoiseStep::Recv(noise),
+        });
+    }
+
+    /// The owner decrypted a client's first message (`None`: it could not, or refused).
+    pub fn external_received(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        handshake: u64,
+        received: Option<(NoisePayload, [u8; 32])>,
+    ) {
+        let Some(e) = self.externals.get(&handshake) else {
+            return;
+        };
+        if e.reply.is_some() {
+            return;
+        }
+        let client_address = e.client_address;
+        let plan = received.and_then(|(payload, remote_pk)| {
+            self.plan_reply(ctx, payload, remote_pk, client_address)
+        });
+        let Some(plan) = plan else {
+            let e = self.externals.remove(&handshake).expect("checked");
+            self.connects.insert(e.msg.noise.clone(), None);
+            self.refused.push((e.msg.noise, ctx.now + CLEAR_WAIT));
+            return;
+        };
+        self.reserved.insert(plan.slot);
+        let payload = self.reply_payload(ctx, &plan);
+        self.externals.get_mut(&handshake).expect("checked").reply = Some(plan);
+        ctx.events.push_back(ConnectEvent::ServerNoise {
+            server: self.id,
+            handshake,
+            step: NoiseStep::Send(Box::new(payload)),
+        });
+    }
+
+    /// The owner encrypted our reply (`message`) and finished its handshake
+    /// (`holepunch_secret`); `None`: it refused.
+    pub fn external_sent(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        handshake: u64,
+        sent: Option<(Vec<u8>, [u8; 32])>,
+    ) {
+        if self
+            .externals
+            .get(&handshake)
+            .is_none_or(|e| e.reply.is_none())
+        {
+            return;
+        }
+        let e = self.externals.remove(&handshake).expect("checked");
+        let plan = e.reply.expect("checked");
+        let Some((reply, holepunch_secret)) = sent else {
+            self.reserved.remove(&plan.slot);
+            self.connects.insert(e.msg.noise.clone(), None);
+            self.refused.push((e.msg.noise, ctx.now + CLEAR_WAIT));
+            return;
+        };
+        let slot = self.finish_handshake(
+            ctx,
+            &e.msg,
+            e.client_address,
+            &e.req,
+            e.direct,
+            plan,
+            reply,
+            None,
+            holepunch_secret,
+        );
+        self.connects.insert(e.msg.noise.clone(), slot);
+        match slot {
+            None => self
+                .refused
+                .push((e.msg.noise.clone(), ctx.now + CLEAR_WAIT)),
+            Some(i) => {
+                if let Some(s) = self.slots[i].as_mut() {
+                    s.external = Some(handshake);
+                }
+                let s = self.slots[i].as_ref().expect("just made");
+                let socket = self.reply_socket(ctx, i, s);
+                answer_handshake(ctx.node, &e.req, &e.msg, &s.reply, socket);
+                self.maybe_connect_now(ctx, i);
+            }
+        }
+    }
+
+    /// Firewall, slot and stream id for a client whose first message decrypted to
+    /// `remote_payload` (`None`: refused).
+    fn plan_reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        remote_payload: NoisePayload,
+        remote_pk: [u8; 32],
+        client_address: SocketAddrV4,
+    ) -> Option<ReplyPlan> {
         if let Some(fw) = self.opts.firewall.as_mut() {
             if fw(&remote_pk, &remote_payload, client_address) {
                 return None;
@@ -241,17 +461,11 @@ impl Server {
         } else {
             error_code::NONE
         };
-        let id = match self.slots.iter().position(|s| s.is_none()) {
-            Some(i) => i,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
-        };
-        let our_remote = ctx.node.remote_address();
-        let mut addresses4: Vec<SocketAddrV4> = our_remote.into_iter().collect();
-        if !self.opts.no_local_address {
-            addresses4.extend_from_slice(ctx.local_addresses);
+        let slot = (0..=self.slots.len() + self.reserved.len())
+            .find(|i| self.slots.get(*i).is_none_or(|s| s.is_none()) && !self.reserved.contains(i))
+            .unwrap_or(usize::MAX);
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, || None);
         }
         let stream_id = if error == error_code::NONE {
             ctx.random_u32().max(1)
@@ -259,43 +473,93 @@ impl Server {
             0
         };
         let relay_token = self.opts.relay_through.map(|_| ctx.node.random_bytes32());
+        Some(ReplyPlan {
+            slot,
+            error,
+            stream_id,
+            relay_token,
+            remote_payload,
+            remote_public_key: remote_pk,
+        })
+    }
+
+    /// The noise payload of our reply.
+    fn reply_payload(&self, ctx: &mut Ctx<'_>, plan: &ReplyPlan) -> NoisePayload {
+        let (id, error, stream_id, relay_token) =
+            (plan.slot, plan.error, plan.stream_id, plan.relay_token);
+        let our_remote = ctx.node.remote_address();
+        let mut addresses4: Vec<SocketAddrV4> = our_remote.into_iter().collect();
+        if !self.opts.no_local_address {
+            addresses4.extend_from_slice(ctx.local_addresses);
+        }
         let relay_addresses = self.announcer.relay_addresses.clone();
-        let reply_payload =
-            NoisePayload {
-                error,
-                firewall: if our_remote.is_some() {
-                    Firewall::Open
-                } else {
-                    Firewall::Unknown
-                },
-                holepunch: if our_remote.is_some() {
-                    None
-                } else {
-                    Some(HolepunchInfo {
-                        id: id as u64,
-                        relays: self.announcer.relays.clone(),
-                    })
-                },
-                addresses4,
-                udx: Some(UdxInfo {
+        NoisePayload {
+            error,
+            firewall: if our_remote.is_some() {
+                Firewall::Open
+            } else {
+                Firewall::Unknown
+            },
+            holepunch: if our_remote.is_some() {
+                None
+            } else {
+                Some(HolepunchInfo {
+                    id: id as u64,
+                    relays: self.announcer.relays.clone(),
+                })
+            },
+            addresses4,
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: u64::from(stream_id),
+                seq: 0,
+            }),
+            secret_stream: Some(1),
+            relay_through: self
+                .opts
+                .relay_through
+                .zip(relay_token)
+                .map(|(public_key, token)| RelayThroughInfo {
                     version: 1,
-                    reusable_socket: false,
-                    id: u64::from(stream_id),
-                    seq: 0,
+                    public_key,
+                    token,
                 }),
-                secret_stream: Some(1),
-                relay_through: self.opts.relay_through.zip(relay_token).map(
-                    |(public_key, token)| RelayThroughInfo {
-                        version: 1,
-                        public_key,
-                        token,
-                    },
-                ),
-                relay_addresses: (!relay_addresses.is_empty()).then_some(relay_addresses),
-                ..NoisePayload::default()
-            };
-        let reply = noise.send(&reply_payload).ok()?;
-        let hs = noise.finish().ok()?;
+            relay_addresses: (!relay_addresses.is_empty()).then_some(relay_addresses),
+            ..NoisePayload::default()
+        }
+    }
+
+    /// The slot of a handshake whose reply (`reply`, encrypted) is ready.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_handshake(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        msg: &HandshakeMessage,
+        client_address: SocketAddrV4,
+        req: &IncomingRequest,
+        direct: bool,
+        plan: ReplyPlan,
+        reply: Vec<u8>,
+        hs: Option<HandshakeResult>,
+        holepunch_secret: [u8; 32],
+    ) -> Option<usize> {
+        let ReplyPlan {
+            slot: id,
+            error,
+            stream_id,
+            relay_token,
+            remote_payload,
+            remote_public_key: remote_pk,
+        } = plan;
+        self.reserved.remove(&id);
+        if self.slots.len() <= id {
+            self.slots.resize_with(id + 1, || None);
+        }
+        if self.slots[id].is_some() {
+            return None;
+        }
+        let our_remote = ctx.node.remote_address();
         let mut slot = Slot {
             round: 0,
             reply,
@@ -304,7 +568,7 @@ impl Server {
             stream_id,
             remote_stream_id: remote_payload.udx.map(|u| u.id as u32).unwrap_or(0),
             remote_public_key: remote_pk,
-            hs: Some(hs.clone()),
+            hs,
             reply_from_puncher: false,
             prepunching: None,
             clearing: None,
@@ -315,6 +579,7 @@ impl Server {
             relaying: false,
             relay_addr: None,
             relayed_path: false,
+            external: None,
         };
         if error != error_code::NONE {
             slot.clearing = Some(ctx.now + CLEAR_WAIT);
@@ -359,7 +624,7 @@ impl Server {
             return Some(id);
         }
         let nonce_secret = ctx.node.random_bytes32();
-        slot.secure = Some(SecurePayload::new(hs.holepunch_secret, nonce_secret));
+        slot.secure = Some(SecurePayload::new(holepunch_secret, nonce_secret));
         let nodes = ctx.node.nodes(usize::MAX);
         let seed = ctx.node.random_below(u64::MAX);
         let mut p = Puncher::new(
@@ -730,16 +995,16 @@ impl Server {
         s.connected = true;
         s.prepunching = None;
         s.clearing = Some(ctx.now + CLEAR_WAIT);
-        let Some(hs) = s.hs.clone() else { return };
         let established = Established {
             is_initiator: false,
-            handshake: Some(hs),
+            handshake: s.hs.clone(),
             remote_public_key: s.remote_public_key,
             socket,
             local_id: s.stream_id,
             remote_id: s.remote_stream_id,
             remote: addr,
             relayed: s.relayed_path,
+            external_handshake: s.external,
         };
         let remote_public_key = s.remote_public_key;
         self.destroy_slot_puncher(ctx, i);

@@ -1054,6 +1054,189 @@ fn refused_connections_are_reset_and_bounded() {
     );
 }
 
+/// Answers a non-custodial server's events as its key pair's owner would: signs its
+/// announcements and runs the responder's Noise. Returns the finished handshakes' results.
+fn answer_server_owner(
+    sim: &mut Sim,
+    s: usize,
+    kp: &KeyPair,
+    seen: &mut usize,
+    noises: &mut BTreeMap<u64, crate::dht::noise_wrap::NoiseWrap>,
+    results: &mut Vec<crate::dht::noise_wrap::HandshakeResult>,
+) {
+    let steps: Vec<ConnectEvent> = sim.hosts[s].events[*seen..].to_vec();
+    *seen = sim.hosts[s].events.len();
+    let target = crate::crypto::hash(&kp.public_key);
+    let record = super::announcer::encode_peer(&kp.public_key, &[]);
+    for e in steps {
+        let now = sim.now;
+        let h = &mut sim.hosts[s];
+        match e {
+            ConnectEvent::ServerSign {
+                server,
+                sign,
+                token,
+                node_id,
+            } => {
+                let sig = kp.sign(&super::announcer::signable(
+                    4, &target, &node_id, &token, &record, None,
+                ));
+                h.conn
+                    .server_signed(now, &mut h.dht, server, sign, Some(sig));
+            }
+            ConnectEvent::ServerNoise {
+                server,
+                handshake,
+                step: NoiseStep::Recv(m),
+            } => {
+                let mut n = crate::dht::noise_wrap::NoiseWrap::responder(
+                    kp.clone(),
+                    KeyPair::from_seed(&[4; 32]),
+                )
+                .unwrap();
+                let payload = n.recv(&m).unwrap();
+                let rpk = n.remote_public_key().unwrap();
+                noises.insert(handshake, n);
+                h.conn.server_noise_received(
+                    now,
+                    &mut h.dht,
+                    server,
+                    handshake,
+                    Some((payload, rpk)),
+                );
+            }
+            ConnectEvent::ServerNoise {
+                server,
+                handshake,
+                step: NoiseStep::Send(p),
+            } => {
+                let mut n = noises.remove(&handshake).expect("received first");
+                let m = n.send(&p).unwrap();
+                let r = n.finish().unwrap();
+                let secret = r.holepunch_secret;
+                results.push(r);
+                h.conn
+                    .server_noise_sent(now, &mut h.dht, server, handshake, Some((m, secret)));
+            }
+            _ => {}
+        }
+        sim.flush(s);
+    }
+}
+
+#[test]
+fn an_external_server_announces_and_accepts_without_its_key() {
+    for nats in [None, Some(Kind::Consistent)] {
+        let mut sim = Sim::seeded(7);
+        let boot = testnet(&mut sim, 6);
+        let cfg = || Config {
+            bootstrap: vec![boot[0]],
+            ..Config::default()
+        };
+        let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), nats, false);
+        let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), nats, false);
+        sim.run_for(Duration::from_secs(3));
+        let server_kp = KeyPair::from_seed(&[1; 32]);
+        let client_kp = KeyPair::from_seed(&[2; 32]);
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[s];
+            h.conn.listen_external(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                ServerOptions::default(),
+            );
+        }
+        sim.flush(s);
+        let (mut seen, mut noises, mut results) = (0, BTreeMap::new(), Vec::new());
+        for _ in 0..60 {
+            answer_server_owner(
+                &mut sim,
+                s,
+                &server_kp,
+                &mut seen,
+                &mut noises,
+                &mut results,
+            );
+            sim.run_for(Duration::from_millis(100));
+        }
+        let ev = &sim.hosts[s].events;
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, ConnectEvent::Listening { .. })),
+            "listening once the owner signed ({nats:?})"
+        );
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, ConnectEvent::ServerSign { .. })),
+            "the announcements were the owner's to sign"
+        );
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                client_kp.clone(),
+                ConnectOptions::default(),
+            );
+        }
+        sim.flush(c);
+        let mut client = None;
+        for _ in 0..600 {
+            answer_server_owner(
+                &mut sim,
+                s,
+                &server_kp,
+                &mut seen,
+                &mut noises,
+                &mut results,
+            );
+            sim.run_for(Duration::from_millis(100));
+            client = sim.hosts[c].events.iter().find_map(|e| match e {
+                ConnectEvent::Connected { established, .. } => Some(established.clone()),
+                _ => None,
+            });
+            if client.is_some()
+                || sim.hosts[c]
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, ConnectEvent::ConnectFailed { .. }))
+            {
+                break;
+            }
+        }
+        let client = client.unwrap_or_else(|| {
+            panic!(
+                "client did not connect ({nats:?}): {:?}",
+                sim.hosts[c].events
+            )
+        });
+        let mut pkt = vec![0xff, 1, 0, 0];
+        pkt.extend_from_slice(&client.remote_id.to_le_bytes());
+        pkt.extend_from_slice(&[0; 12]);
+        sim.send(c, client.socket, client.remote, pkt, 0);
+        sim.run_for(Duration::from_millis(50));
+        let mut server = sim.hosts[s]
+            .events
+            .iter()
+            .find_map(|e| match e {
+                ConnectEvent::Incoming { established, .. } => Some(established.clone()),
+                _ => None,
+            })
+            .expect("the server got the connection");
+        assert!(
+            server.handshake.is_none(),
+            "the connector never had the keys"
+        );
+        assert_eq!(results.len(), 1, "one handshake, run by the owner");
+        server.handshake = results.pop();
+        assert_pair(&client, &server);
+    }
+}
+
 /// A client on a public address that connects at once, before its firewall check: its
 /// handshake says UNKNOWN (so a server behind a random NAT punches), and by its punch round it
 /// knows it is OPEN. hyperdht's Nat then lists no address and the random server, finding none

@@ -890,6 +890,156 @@ mod tests {
     }
 
     #[test]
+    fn non_custodial_listen_against_the_session() {
+        use crate::dht::messages_connect::{NoisePayload, UdxInfo};
+        use crate::dht::noise_wrap::NoiseWrap;
+        let me = KeyPair::from_seed(&[1; 32]);
+        let peer = KeyPair::from_seed(&[2; 32]);
+        let mut c = Client::new(&me, false, [3; 32]);
+        let mut s = Session::new(Duration::ZERO, Limits::default());
+        pump(&mut c, &mut s);
+        let server = c.listen(me.clone());
+        pump(&mut c, &mut s);
+        // The session asks to listen with the public key only.
+        let Some(Request::ListenExternal {
+            server: rsv,
+            public_key,
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(public_key, me.public_key);
+
+        // The server's announcement: the client signs hyperdht's signable for H(pk).
+        s.server_sign_announce(rsv, 9, [4; 32], [5; 32]);
+        pump(&mut c, &mut s);
+        let Some(Request::ServerSigned {
+            server: sv,
+            sign: 9,
+            signature: Some(sig),
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(sv, rsv);
+        let signable = crate::dht::connect::signable(
+            4,
+            &crypto::hash(&me.public_key),
+            &[5; 32],
+            &[4; 32],
+            &crate::dht::connect::encode_peer(&me.public_key, &[]),
+            None,
+        );
+        assert!(crypto::verify(&signable, &sig, &me.public_key));
+        s.server_listening(rsv, SocketAddrV4::new([127, 0, 0, 1].into(), 9));
+        pump(&mut c, &mut s);
+        assert!(
+            matches!(c.poll_event(), Some(ClientEvent::Listening { server: sv, .. }) if sv == server)
+        );
+
+        // A peer's first message: the client decrypts it.
+        let hello = NoisePayload {
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: 5,
+                seq: 0,
+            }),
+            secret_stream: Some(1),
+            ..NoisePayload::default()
+        };
+        let mut initiator =
+            NoiseWrap::initiator(peer.clone(), me.public_key, KeyPair::from_seed(&[6; 32]))
+                .unwrap();
+        let m1 = initiator.send(&hello).unwrap();
+        s.server_noise_receive(rsv, 77, m1);
+        pump(&mut c, &mut s);
+        let Some(Request::ServerNoiseReceived {
+            server: sv,
+            handshake: 77,
+            received: Some((payload, rpk)),
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!((sv, payload, rpk), (rsv, hello, peer.public_key));
+
+        // Our reply: the client encrypts it and finishes; the relay gets the holepunch secret.
+        let reply = NoisePayload {
+            udx: Some(UdxInfo {
+                version: 1,
+                reusable_socket: false,
+                id: 6,
+                seq: 0,
+            }),
+            secret_stream: Some(1),
+            ..NoisePayload::default()
+        };
+        s.server_noise_send(rsv, 77, &reply);
+        pump(&mut c, &mut s);
+        let Some(Request::ServerNoiseSent {
+            handshake: 77,
+            sent: Some((m2, holepunch_secret)),
+            ..
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!(initiator.recv(&m2).unwrap(), reply);
+        let peer_side = initiator.finish().unwrap();
+        assert_eq!(holepunch_secret, peer_side.holepunch_secret);
+
+        // The connection: the client holds the keys, paired with the peer's.
+        let rs = s
+            .server_connection_external(rsv, 77, peer.public_key)
+            .unwrap();
+        pump(&mut c, &mut s);
+        let Some(ClientEvent::Connection {
+            server: sv,
+            stream,
+            remote_public_key,
+            handshake: Handshake::Local(split),
+        }) = c.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!((sv, remote_public_key), (server, peer.public_key));
+        assert_eq!(split.tx, peer_side.split.rx);
+        assert_eq!(split.rx, peer_side.split.tx);
+        assert!(c.write(stream, b"ciphertext".to_vec()));
+        pump(&mut c, &mut s);
+        assert_eq!(
+            s.poll_request(),
+            Some(Request::Write {
+                stream: rs,
+                data: b"ciphertext".to_vec()
+            })
+        );
+
+        // A handshake the session did not start is not answered.
+        assert!(s
+            .server_connection_external(rsv, 78, peer.public_key)
+            .is_none());
+    }
+
+    #[test]
+    fn a_non_custodial_session_refuses_a_secret_key() {
+        let me = KeyPair::from_seed(&[1; 32]);
+        let mut c = Client::new(&me, false, [3; 32]);
+        let mut s = Session::new(Duration::ZERO, Limits::default());
+        pump(&mut c, &mut s);
+        // A client that said non-custodial, then hands a secret key over anyway.
+        c.custodial = true;
+        let _ = c.listen(me.clone());
+        pump(&mut c, &mut s);
+        assert_eq!(s.poll_request(), None, "no request holds the key");
+        assert_eq!(
+            s.close_reason().map(|c| c.code),
+            Some(super::super::close_code::PROTOCOL_ERROR)
+        );
+    }
+
+    #[test]
     fn garbage_from_the_relay_is_an_error() {
         let me = KeyPair::from_seed(&[1; 32]);
         let mut c = Client::new(&me, false, [0; 32]);

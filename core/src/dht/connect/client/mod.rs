@@ -32,6 +32,12 @@ const ANALYZE_SLEEP: Duration = Duration::from_secs(1);
 /// limit) is tried again after 10 s plus up to 10 s more, while a relay pairing runs.
 const TRY_LATER_MIN_MS: u64 = 10_000;
 const TRY_LATER_SPREAD_MS: u64 = 10_000;
+/// Beyond JS: how long the LAN shortcut's ping has to itself before the probe round starts.
+/// connect.js sends both at once, and a server that aborts the punch (its NAT analysis found
+/// nothing stable, as on one host) destroys the handshake's stream: a LAN ping answered just
+/// before that abort connects us to a stream that is gone, and the connection hangs until UDX
+/// gives up. A LAN answers well within this; a blocked ping costs the punch this much.
+const LAN_FIRST: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 struct Connected {
@@ -103,6 +109,10 @@ enum Phase {
     Punching,
     /// Our firewall is open: the server connects to us.
     Passive {
+        until: Duration,
+    },
+    /// The LAN shortcut's ping is out: the probe round waits for it until `until`.
+    LanFirst {
         until: Duration,
     },
     Done,
@@ -436,6 +446,9 @@ impl Client {
             Req::Lan(addr) => match res {
                 Ok(_) => self.on_socket(ctx, SocketId::SERVER, addr),
                 Err(()) if self.lan_only => self.fail(ctx, ConnectError::HolepunchAborted),
+                Err(()) if matches!(self.phase, Phase::LanFirst { .. }) => {
+                    self.probe_round(ctx, true)
+                }
                 Err(()) => {}
             },
         }
@@ -617,7 +630,7 @@ impl Client {
             };
             return;
         }
-        // The LAN shortcut, raced with the punch: same public host, and the server shares
+        // The LAN shortcut, raced with the punch (after LAN_FIRST): same public host, and the server shares
         // addresses that are not reserved: ping the best-matching one from the server socket.
         if self.opts.local_connection && relayed && *client_address.ip() == *c.server_address.ip() {
             let server_addrs: Vec<SocketAddrV4> = c
@@ -670,6 +683,16 @@ impl Client {
             seed,
         ));
         self.drain(ctx);
+        if self
+            .pending_reqs
+            .iter()
+            .any(|(_, r)| matches!(r, Req::Lan(_)))
+        {
+            self.phase = Phase::LanFirst {
+                until: ctx.now + LAN_FIRST,
+            };
+            return;
+        }
         self.probe_round(ctx, true);
     }
 
@@ -1139,6 +1162,7 @@ impl Client {
                 remote_id,
                 remote: addr,
                 relayed: self.relayed_path,
+                external_handshake: None,
             },
         });
     }
@@ -1203,6 +1227,7 @@ impl Client {
         let own = match self.phase {
             Phase::ProbeSleep { until, .. }
             | Phase::Passive { until }
+            | Phase::LanFirst { until }
             | Phase::TryLater { until } => Some(until),
             _ => None,
         };
@@ -1232,6 +1257,7 @@ impl Client {
                 self.fail(ctx, ConnectError::HolepunchAborted)
             }
             Phase::TryLater { until } if until <= now => self.round_punch(ctx),
+            Phase::LanFirst { until } if until <= now => self.probe_round(ctx, true),
             _ => {}
         }
     }

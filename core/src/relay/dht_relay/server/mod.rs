@@ -15,6 +15,13 @@
 //! [`Session::noise_receive`], go to the client as `noiseSend` / `noiseReceive`, and its
 //! `noiseReply` goes back to the owner as [`Request::NoiseSent`] / [`Request::NoiseReceived`].
 //! The connection's bytes are then the client's secret-stream, forwarded as they are.
+//! It listens the same way: [`Request::ListenExternal`] carries the public key only; each
+//! incoming handshake's steps go to the client as `noiseReceive` (with the server's alias) and
+//! `noiseSend` ([`Session::server_noise_receive`] / [`Session::server_noise_send`]), each of the
+//! server's announcements goes to it as `signAnnounce` ([`Session::server_sign_announce`]), and
+//! the connection is handed over by handshake id ([`Session::server_connection_external`]). A
+//! session whose `handshake` had no secret key never takes one later: such a request closes
+//! it ([`close_code::PROTOCOL_ERROR`]). Not served non-custodially: `unannounce` (4005).
 //!
 //! Aliases follow JS: each side names its streams, servers and queries with its own numbers;
 //! `data`, `end` and a paired `destroy` carry the sender's alias. Relay aliases here count up per
@@ -127,6 +134,48 @@ pub enum Request {
         server: u32,
         /// The client's key pair (custodial).
         key_pair: KeyPair,
+    },
+    /// Create a server for a non-custodial client's `public_key` and listen, the key pair
+    /// staying with the client: report the server's handshake steps with
+    /// [`Session::server_noise_receive`] / [`Session::server_noise_send`] and its
+    /// announcements to sign with [`Session::server_sign_announce`], carry out
+    /// [`Request::ServerNoiseReceived`] / [`Request::ServerNoiseSent`] /
+    /// [`Request::ServerSigned`]; report [`Session::server_listening`], then
+    /// [`Session::server_connection_external`] per connection.
+    ListenExternal {
+        /// The relay's alias of the server.
+        server: u32,
+        /// The client's public key (it keeps the secret key).
+        public_key: [u8; 32],
+    },
+    /// A client's first handshake message to a [`Request::ListenExternal`] server, as the
+    /// client decrypted it: its noise payload and public key (`None`: it refused).
+    ServerNoiseReceived {
+        /// The server.
+        server: u32,
+        /// The owner's handshake id, as given to [`Session::server_noise_receive`].
+        handshake: u64,
+        /// The payload and the remote public key.
+        received: Option<(NoisePayload, [u8; 32])>,
+    },
+    /// The server's reply encrypted by the client, and the holepunch secret of the finished
+    /// handshake (`None`: it refused).
+    ServerNoiseSent {
+        /// The server.
+        server: u32,
+        /// The owner's handshake id.
+        handshake: u64,
+        /// The Noise message and the holepunch secret.
+        sent: Option<(Vec<u8>, [u8; 32])>,
+    },
+    /// The client's signature of one of its server's announcements (`None`: not a signature).
+    ServerSigned {
+        /// The server.
+        server: u32,
+        /// The owner's sign id, as given to [`Session::server_sign_announce`].
+        sign: u64,
+        /// The Ed25519 signature.
+        signature: Option<[u8; 64]>,
     },
     /// Close a server (its connections stay); report [`Session::server_closed`].
     CloseServer {
@@ -254,6 +303,42 @@ impl Request {
                 &[],
             ),
             Request::CloseServer { server } => (2, *server, None, None, &[]),
+            Request::ListenExternal { server, public_key } => {
+                (14, *server, Some(*public_key), None, &[])
+            }
+            Request::ServerNoiseReceived {
+                server,
+                handshake,
+                received,
+            } => (
+                15,
+                *server,
+                received.as_ref().map(|r| r.1),
+                Some(u64_key(*handshake)),
+                &[],
+            ),
+            Request::ServerNoiseSent {
+                server,
+                handshake,
+                sent,
+            } => (
+                16,
+                *server,
+                sent.as_ref().map(|r| r.1),
+                Some(u64_key(*handshake)),
+                sent.as_ref().map(|r| &r.0[..]).unwrap_or(&[]),
+            ),
+            Request::ServerSigned {
+                server,
+                sign,
+                signature,
+            } => (
+                17,
+                *server,
+                None,
+                Some(u64_key(*sign)),
+                signature.as_ref().map(|s| &s[..]).unwrap_or(&[]),
+            ),
             Request::Lookup { query, topic } => (3, *query, None, Some(*topic), &[]),
             Request::Announce {
                 query,
@@ -270,6 +355,12 @@ impl Request {
             Request::Destroy { stream } => (8, *stream, None, None, &[]),
         }
     }
+}
+
+fn u64_key(n: u64) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&n.to_le_bytes());
+    k
 }
 
 impl PartialEq for Request {
@@ -299,6 +390,30 @@ impl core::fmt::Debug for Request {
                 write!(f, "NoiseReceived({stream}, {})", received.is_some())
             }
             Request::CloseServer { server } => write!(f, "CloseServer({server})"),
+            Request::ListenExternal { server, .. } => write!(f, "ListenExternal({server})"),
+            Request::ServerNoiseReceived {
+                server,
+                handshake,
+                received,
+            } => write!(
+                f,
+                "ServerNoiseReceived({server}, {handshake}, {})",
+                received.is_some()
+            ),
+            Request::ServerNoiseSent {
+                server,
+                handshake,
+                sent,
+            } => write!(
+                f,
+                "ServerNoiseSent({server}, {handshake}, {})",
+                sent.is_some()
+            ),
+            Request::ServerSigned {
+                server,
+                sign,
+                signature,
+            } => write!(f, "ServerSigned({server}, {sign}, {})", signature.is_some()),
             Request::Lookup { query, .. } => write!(f, "Lookup({query})"),
             Request::Announce { query, .. } => write!(f, "Announce({query})"),
             Request::Unannounce { query, .. } => write!(f, "Unannounce({query})"),
@@ -326,11 +441,25 @@ struct Stream {
 enum NoiseWait {
     Send,
     Receive,
+    /// A non-custodial server's steps: (server, the owner's handshake id).
+    ServerReceive(u32, u64),
+    ServerSend(u32, u64),
+}
+
+/// Whose signature a `signature` answers.
+#[derive(Debug, Clone, Copy)]
+enum SignFor {
+    /// An announce query: (query, the owner's sign id).
+    Query(u32, u64),
+    /// A non-custodial server: (server, the owner's sign id).
+    Server(u32, u64),
 }
 
 #[derive(Debug)]
 struct Server {
     client_alias: u32,
+    /// Non-custodial: the client runs its handshakes and signs its announcements.
+    external: bool,
 }
 
 /// One client session. See the [module docs](self).
@@ -349,8 +478,10 @@ pub struct Session {
     queries: BTreeMap<u32, ()>,
     /// Non-custodial handshakes: id → (stream, the step waiting for the client).
     handshakes: BTreeMap<u32, (u32, Option<NoiseWait>)>,
-    /// Non-custodial announcements' signature requests: id → (query, the owner's sign id).
-    signs: BTreeMap<u32, (u32, u64)>,
+    /// Non-custodial signature requests by id.
+    signs: BTreeMap<u32, SignFor>,
+    /// Non-custodial servers' handshakes: (server, the owner's handshake id) → handshake id.
+    server_handshakes: BTreeMap<(u32, u64), u32>,
     requests: VecDeque<Request>,
     close: Option<Close>,
     next_ping: Duration,
@@ -392,6 +523,7 @@ impl Session {
             queries: BTreeMap::new(),
             handshakes: BTreeMap::new(),
             signs: BTreeMap::new(),
+            server_handshakes: BTreeMap::new(),
             requests: VecDeque::new(),
             close: None,
             pong_deadline: None,
@@ -507,10 +639,24 @@ impl Session {
         let Some(sk) = keys.secret_key else {
             self.fail(
                 close_code::UNSUPPORTED,
-                "this relay serves non-custodial connect and announce; listen and unannounce need the custodial mode",
+                "this relay serves non-custodial connect, listen and announce; unannounce needs the custodial mode",
             );
             return None;
         };
+        // A client that said it keeps its keys (no secret key in its handshake) never hands
+        // one over later: such a request is refused, so the session never holds a secret key
+        // the client meant to keep.
+        if self
+            .handshake
+            .as_ref()
+            .is_some_and(|h| h.secret_key.is_none())
+        {
+            self.fail(
+                close_code::PROTOCOL_ERROR,
+                "a secret key in a non-custodial session",
+            );
+            return None;
+        }
         match KeyPair::from_secret_key(&sk) {
             Ok(kp) if kp.public_key == keys.public_key => Some(kp),
             _ => {
@@ -614,26 +760,37 @@ impl Session {
                 if self.client_servers.contains_key(&alias) {
                     return;
                 }
-                let Some(key_pair) = self.key_pair(&keys) else {
-                    return;
+                let key_pair = match keys.secret_key {
+                    None => None,
+                    Some(_) => match self.key_pair(&keys) {
+                        Some(kp) => Some(kp),
+                        None => return,
+                    },
                 };
                 let server = self.alias();
                 self.servers.insert(
                     server,
                     Server {
                         client_alias: alias,
+                        external: key_pair.is_none(),
                     },
                 );
                 self.client_servers.insert(alias, server);
-                self.requests
-                    .push_back(Request::Listen { server, key_pair });
+                self.requests.push_back(match key_pair {
+                    Some(key_pair) => Request::Listen { server, key_pair },
+                    None => Request::ListenExternal {
+                        server,
+                        public_key: keys.public_key,
+                    },
+                });
             }
             Message::NoiseReply {
                 id,
                 payload,
                 complete,
+                remote_public_key,
                 ..
-            } => self.on_noise_reply(id, payload, complete),
+            } => self.on_noise_reply(id, payload, complete, remote_public_key),
             Message::Close { alias } => {
                 if let Some(&server) = self.client_servers.get(&alias) {
                     self.requests.push_back(Request::CloseServer { server });
@@ -692,15 +849,23 @@ impl Session {
                     public_key,
                 });
             }
-            Message::Signature { id, signature } => {
-                if let Some((query, sign)) = self.signs.remove(&id) {
+            Message::Signature { id, signature } => match self.signs.remove(&id) {
+                Some(SignFor::Query(query, sign)) => {
                     self.requests.push_back(Request::AnnounceSigned {
                         query,
                         sign,
                         signature: signature.try_into().ok(),
-                    });
+                    })
                 }
-            }
+                Some(SignFor::Server(server, sign)) => {
+                    self.requests.push_back(Request::ServerSigned {
+                        server,
+                        sign,
+                        signature: signature.try_into().ok(),
+                    })
+                }
+                None => {}
+            },
             Message::Announce { id, topic, keys } => {
                 let Some(key_pair) = self.key_pair(&keys) else {
                     return;
@@ -738,6 +903,7 @@ impl Session {
         id: u32,
         payload: Vec<u8>,
         complete: Option<([u8; 32], [u8; 32])>,
+        remote_public_key: Option<[u8; 32]>,
     ) {
         // Replies to nothing (or twice) are ignored, as JS does.
         let Some((stream, wait)) = self.handshakes.get_mut(&id) else {
@@ -747,6 +913,37 @@ impl Session {
             return;
         };
         match wait {
+            NoiseWait::ServerReceive(server, handshake) => {
+                // Empty: the client's firewall denied the peer (JS 'Handshake denied').
+                let received = match (payload.is_empty(), remote_public_key) {
+                    (false, Some(rpk)) => NoisePayload::decode(&payload).ok().map(|p| (p, rpk)),
+                    _ => None,
+                };
+                if received.is_none() {
+                    self.forget_server_handshake(id);
+                }
+                self.requests.push_back(Request::ServerNoiseReceived {
+                    server,
+                    handshake,
+                    received,
+                });
+            }
+            NoiseWait::ServerSend(server, handshake) => {
+                let sent = match (payload.is_empty(), complete) {
+                    (false, Some((_remote_id, holepunch_secret))) => {
+                        Some((payload, holepunch_secret))
+                    }
+                    _ => None,
+                };
+                if sent.is_none() {
+                    self.forget_server_handshake(id);
+                }
+                self.requests.push_back(Request::ServerNoiseSent {
+                    server,
+                    handshake,
+                    sent,
+                });
+            }
             NoiseWait::Send => self.requests.push_back(Request::NoiseSent {
                 stream,
                 message: (!payload.is_empty()).then_some(payload),
@@ -804,6 +1001,107 @@ impl Session {
             server_alias: None,
             payload: message,
         });
+    }
+
+    fn forget_server_handshake(&mut self, id: u32) {
+        self.handshakes.remove(&id);
+        self.server_handshakes.retain(|_, h| *h != id);
+    }
+
+    /// A non-custodial server got a client's first handshake message: the client decrypts it
+    /// (JS `noiseReceive` with the server's alias). `handshake` is the owner's id of it.
+    pub fn server_noise_receive(&mut self, server: u32, handshake: u64, message: Vec<u8>) {
+        if !self.servers.get(&server).is_some_and(|s| s.external) {
+            return;
+        }
+        if self.handshakes.len() >= self.limits.max_streams * 2 {
+            // The owner hears nothing back and its handshake times out.
+            return;
+        }
+        let id = self.alias();
+        self.server_handshakes.insert((server, handshake), id);
+        self.handshakes
+            .insert(id, (0, Some(NoiseWait::ServerReceive(server, handshake))));
+        self.send(&Message::NoiseReceive {
+            id,
+            server_alias: Some(server),
+            payload: message,
+        });
+    }
+
+    /// A non-custodial server's reply to encrypt (JS `noiseSend` without a stream alias).
+    pub fn server_noise_send(&mut self, server: u32, handshake: u64, payload: &NoisePayload) {
+        let Some(&id) = self.server_handshakes.get(&(server, handshake)) else {
+            return;
+        };
+        self.handshakes
+            .insert(id, (0, Some(NoiseWait::ServerSend(server, handshake))));
+        self.send(&Message::NoiseSend {
+            id,
+            remote_stream_alias: None,
+            payload: payload.encode(),
+        });
+    }
+
+    /// A non-custodial server announces itself to a node: the client signs the record (JS
+    /// `signAnnounce` with the server as signee; the client knows the target, the hash of its
+    /// public key, and the record has no relay addresses).
+    pub fn server_sign_announce(
+        &mut self,
+        server: u32,
+        sign: u64,
+        token: [u8; 32],
+        peer_id: [u8; 32],
+    ) {
+        let Some(s) = self.servers.get(&server).filter(|s| s.external) else {
+            return;
+        };
+        let signee = s.client_alias;
+        let id = self.alias();
+        self.signs.insert(id, SignFor::Server(server, sign));
+        self.send(&Message::SignAnnounce(SignRequest {
+            id,
+            signee,
+            token,
+            peer_id: peer_id.to_vec(),
+            relay_addresses: Vec::new(),
+        }));
+    }
+
+    /// A non-custodial server got a connection whose handshake the client ran (its owner's id
+    /// `handshake`): returns the stream's alias for the owner's later reports, or `None` when
+    /// the session has no room for it (drop the connection).
+    pub fn server_connection_external(
+        &mut self,
+        server: u32,
+        handshake: u64,
+        remote_public_key: [u8; 32],
+    ) -> Option<u32> {
+        let id = self.server_handshakes.remove(&(server, handshake))?;
+        self.handshakes.remove(&id);
+        if !self.servers.contains_key(&server) || self.close.is_some() {
+            return None;
+        }
+        if self.streams.len() >= self.limits.max_streams {
+            return None;
+        }
+        let stream = self.alias();
+        self.streams.insert(
+            stream,
+            Stream {
+                client_alias: None,
+                paired: true,
+                buffered: 0,
+                handshake: None,
+            },
+        );
+        self.send(&Message::Connection {
+            alias: stream,
+            server_alias: server,
+            remote_public_key,
+            handshake: HandshakeRef::Id(id),
+        });
+        Some(stream)
     }
 
     fn start_query(&mut self, id: u32) -> bool {
@@ -949,6 +1247,17 @@ impl Session {
 
     /// A server closed.
     pub fn server_closed(&mut self, server: u32) {
+        self.signs
+            .retain(|_, f| !matches!(f, SignFor::Server(s, _) if *s == server));
+        let gone: Vec<u32> = self
+            .server_handshakes
+            .iter()
+            .filter(|((s, _), _)| *s == server)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in gone {
+            self.forget_server_handshake(id);
+        }
         if let Some(s) = self.servers.remove(&server) {
             self.client_servers.remove(&s.client_alias);
             self.send(&Message::Closed { alias: server });
@@ -979,7 +1288,7 @@ impl Session {
             return;
         }
         let id = self.alias();
-        self.signs.insert(id, (query, sign));
+        self.signs.insert(id, SignFor::Query(query, sign));
         self.send(&Message::SignAnnounce(SignRequest {
             id,
             signee: query,
@@ -991,7 +1300,8 @@ impl Session {
 
     /// A query ended (successfully or not: the wire has no error for queries).
     pub fn query_done(&mut self, query: u32) {
-        self.signs.retain(|_, (q, _)| *q != query);
+        self.signs
+            .retain(|_, f| !matches!(f, SignFor::Query(q, _) if *q == query));
         if self.queries.remove(&query).is_some() {
             self.send(&Message::Finished { id: query });
         }

@@ -1,0 +1,322 @@
+//! The system core and the views as hypercores, as an indexer writes them (JS `AutoStore`,
+//! `SystemView.flush`, `ApplyState._flush`), the sans-IO parts.
+//!
+//! * Keys: every autobase core (the system core `_system`, each user view) is keyed by the
+//!   manifest JS `_createManifest` builds from the indexers' signing keys and a namespace per
+//!   name ([`core_manifest`], built on [`super::fast_forward::view_manifest`] and
+//!   [`super::fast_forward::view_namespace`]).
+//! * Blocks: the system core is a hyperbee; each applied batch of the linear order is one bee
+//!   batch (the member records that changed, then the `info` record), recorded by the engine
+//!   ([`super::Autobase::record_system`], [`SystemFlush`]) and put here ([`write_flushes`]) with
+//!   the view keys filled in; the same puts give the same blocks as JS, byte for byte. A view
+//!   core's blocks are the values apply appended to it, in order.
+//!
+//! * Prologues: when an indexed batch changes the indexers (the bootstrap's first batch makes it
+//!   the first indexer), JS moves each core to the new indexers' manifest with a prologue, the
+//!   tree hash of the core's blocks at that point ([`prologue`]; none for an empty view).
+//!
+//! Only the indexed batches are written (the tip may still be reordered).
+
+use super::fast_forward::{view_manifest, view_namespace, INFO_KEY, MEMBERS_PREFIX};
+use super::messages::{Checkout, Checkpoint, Checkpointer, Digest, IndexCheckpoint, OplogMessage};
+use super::system::SystemFlush;
+use crate::encoding::Encode;
+use crate::hyperbee::{source::BeeCore, BeeError, Hyperbee};
+use crate::hypercore::manifest::{Manifest, Prologue};
+use crate::hypercore::tree::TreeBatch;
+
+/// The manifest of the autobase core `name` (`_system`, or a user view's name) of a base whose
+/// indexers sign with `indexer_public_keys` (version 1, as JS `_createManifest`), with the
+/// `prologue` of the last move ([`prologue`]). `entropy`: the first indexer's oplog manifest's
+/// signer namespace (autobase version 1).
+pub fn core_manifest(
+    bootstrap: &[u8; 32],
+    entropy: &[u8; 32],
+    indexer_public_keys: &[[u8; 32]],
+    name: &str,
+    prologue: Option<Prologue>,
+) -> Manifest {
+    let ns = view_namespace(bootstrap, entropy, name);
+    view_manifest(1, prologue, indexer_public_keys, &ns)
+}
+
+/// The prologue JS gives a core it moves to new indexers when it holds `length` indexed blocks:
+/// the tree hash of `blocks[..length]` (JS `treeHash(length)`); none when `length` is 0.
+pub fn prologue<B: AsRef<[u8]>>(blocks: &[B], length: u64) -> Option<Prologue> {
+    let n = usize::try_from(length).ok()?.min(blocks.len());
+    if n == 0 {
+        return None;
+    }
+    let mut tree = TreeBatch::empty(0);
+    for b in &blocks[..n] {
+        tree.append(b.as_ref());
+    }
+    Some(Prologue {
+        hash: tree.hash(),
+        length: n as u64,
+    })
+}
+
+/// Where the system core and each view were last moved (the last indexed batch that changed
+/// the indexers, among `flushes` from the first): the system length, and each view id's length
+/// then. `None` when no batch changed them.
+pub fn last_move(flushes: &[SystemFlush]) -> Option<(u64, Vec<(usize, u64)>)> {
+    let f = flushes.iter().rev().find(|f| f.indexers_changed)?;
+    let views = f
+        .view_ids
+        .iter()
+        .zip(&f.info.views)
+        .map(|(&id, v)| (id, v.length))
+        .collect();
+    Some((f.length, views))
+}
+
+/// The hyperbee puts of one system batch, in JS's order: `(key, value)` with the member records'
+/// keys under [`MEMBERS_PREFIX`] and the `info` record last, its views keyed by `view_keys[id]`.
+pub fn flush_puts(flush: &SystemFlush, view_keys: &[[u8; 32]]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(flush.members.len() + 1);
+    for (key, m) in &flush.members {
+        let mut k = MEMBERS_PREFIX.to_vec();
+        k.extend_from_slice(key);
+        out.push((k, m.to_bytes()));
+    }
+    let mut info = flush.info.clone();
+    info.views = flush
+        .view_ids
+        .iter()
+        .zip(&flush.info.views)
+        .map(|(&id, v)| Checkout {
+            key: view_keys.get(id).copied().unwrap_or([0; 32]),
+            length: v.length,
+        })
+        .collect();
+    out.push((INFO_KEY.to_vec(), info.to_bytes()));
+    out
+}
+
+/// Put `flushes` into the system bee `bee`, one bee batch each (JS `SystemView.flush`). The bee's
+/// core must be the system core at the length the first batch starts from.
+pub async fn write_flushes<C: BeeCore>(
+    bee: &Hyperbee<C>,
+    flushes: &[SystemFlush],
+    view_keys: &[[u8; 32]],
+) -> Result<(), BeeError> {
+    for f in flushes {
+        let mut batch = bee.batch();
+        for (k, v) in flush_puts(f, view_keys) {
+            batch.put(&k, &v).await?;
+        }
+        batch.flush().await?;
+    }
+    Ok(())
+}
+
+/// The key of the system core a base has before it has indexers (JS `getBootstrapSystemKey`: no
+/// signers, a static prologue `H(bootstrap ‖ "_system")` at length 0).
+pub fn bootstrap_system_key(bootstrap: &[u8; 32]) -> [u8; 32] {
+    let mut data = bootstrap.to_vec();
+    data.extend_from_slice(b"_system");
+    Manifest {
+        version: 1,
+        hash: crate::hypercore::manifest::HASH_BLAKE2B,
+        allow_patch: true,
+        quorum: 0,
+        signers: Vec::new(),
+        prologue: Some(Prologue {
+            hash: crate::crypto::hash(&data),
+            length: 0,
+        }),
+        linked: None,
+        user_data: None,
+    }
+    .key()
+}
+
+/// An indexer's signature of one core at a length, and the oplog length of the entry that
+/// carries it (JS `{ signature, length, at }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// The partial signature (ed25519 over the core's signable).
+    pub signature: [u8; 64],
+    /// The signed length.
+    pub length: u64,
+    /// The 1-based oplog length of the entry holding it.
+    pub at: u64,
+}
+
+/// What a local indexer puts in each oplog entry (JS `CheckpointCore` on the local writer:
+/// `makeCheckpoints`, `makeDigest`): its latest signatures of the system, encryption and user
+/// view cores, as checkpoints or pointers back to the entry holding them, and the system key as
+/// a digest or a pointer back to it.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCheckpoint {
+    system: Option<Signed>,
+    encryption: Option<Signed>,
+    user: Vec<Option<Signed>>,
+    digest: Option<([u8; 32], u64)>,
+}
+
+/// The signatures of one signing round: system, encryption and user views (`None` for a view
+/// not indexed yet); each `(signature, length)`.
+pub type Signatures = (
+    ([u8; 64], u64),
+    ([u8; 64], u64),
+    Vec<Option<([u8; 64], u64)>>,
+);
+
+impl LocalCheckpoint {
+    /// The signed system length (JS `signedLength()`).
+    pub fn signed_length(&self) -> u64 {
+        self.system.map_or(0, |s| s.length)
+    }
+
+    /// Record signatures made for the entry at oplog length `at` (JS
+    /// `updateInternalSignatures` + `updateUserSignatures`).
+    pub fn update(&mut self, at: u64, sigs: Signatures) {
+        let (sys, enc, user) = sigs;
+        let mk = |(signature, length): ([u8; 64], u64)| Signed {
+            signature,
+            length,
+            at,
+        };
+        self.system = Some(mk(sys));
+        self.encryption = Some(mk(enc));
+        let old = std::mem::take(&mut self.user);
+        self.user = user
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| u.map(mk).or_else(|| old.get(i).copied().flatten()))
+            .collect();
+    }
+
+    /// Fill `msg`'s checkpoint and digest for the entry at oplog length `length`, the system core
+    /// being `system_key` (JS `_appendLocalNodes` for a local indexer; before it signed anything,
+    /// only the digest).
+    pub fn stamp(&mut self, msg: &mut OplogMessage, length: u64, system_key: [u8; 32]) {
+        let mk = |s: &Option<Signed>| {
+            s.map(|s| {
+                let checkpointer = length.saturating_sub(s.at);
+                Checkpointer {
+                    checkpointer,
+                    checkpoint: (checkpointer == 0).then_some(IndexCheckpoint {
+                        signature: s.signature,
+                        length: s.length,
+                    }),
+                }
+            })
+        };
+        msg.checkpoint = self.system.is_some().then(|| Checkpoint {
+            system: mk(&self.system),
+            encryption: mk(&self.encryption),
+            user: (!self.user.is_empty()).then(|| {
+                self.user
+                    .iter()
+                    .map(|u| mk(u).unwrap_or_default())
+                    .collect()
+            }),
+        });
+        msg.digest = Some(match self.digest {
+            Some((key, at)) if key == system_key => Digest {
+                pointer: length.saturating_sub(at),
+                key: None,
+            },
+            _ => {
+                self.digest = Some((system_key, length));
+                Digest {
+                    pointer: 0,
+                    key: Some(system_key),
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autobase::messages::{Info, Member};
+    use crate::autobase::{ApplyNode, Autobase, Host, Views};
+    use crate::crypto::KeyPair;
+    use crate::encoding::Decode;
+    use crate::hypercore::{CreateOptions, Hypercore};
+    use crate::storage::MemoryStorage;
+
+    fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+        let v = views.open("view");
+        for n in nodes {
+            if let Some(k) = n.value.strip_prefix(b"add:") {
+                host.add_writer(&k.try_into().unwrap(), false);
+                continue;
+            }
+            views.append(v, n.value.to_vec());
+        }
+    }
+
+    /// A single-writer base: one batch per node, each the writer's member record and the info
+    /// record; the bee written from them holds the header, then those records, and its length
+    /// is the system length the engine counts.
+    #[test]
+    fn flushes_fill_the_system_bee() {
+        let kp = KeyPair::from_seed(&[3; 32]);
+        let boot = kp.public_key;
+        let mut base = Autobase::new(boot, apply);
+        base.record_system();
+        for i in 0..5u8 {
+            base.append(&boot, vec![vec![b'a' + i]]).unwrap();
+            base.update();
+        }
+        let flushes = base.take_indexed_flushes();
+        assert!(!flushes.is_empty());
+        assert!(
+            flushes[0].indexers_changed,
+            "the bootstrap became the indexer"
+        );
+        assert!(flushes[1..].iter().all(|f| !f.indexers_changed));
+        assert_eq!(last_move(&flushes).unwrap().0, flushes[0].length);
+        assert_eq!(flushes.last().unwrap().length, base.indexed_system().length);
+        assert!(base.take_indexed_flushes().is_empty(), "taken once");
+        let last = flushes.last().unwrap();
+        assert_eq!(last.info.views.len(), 1);
+        assert_eq!(last.view_ids, vec![0]);
+        let puts = flush_puts(last, &[[9; 32]]);
+        let (k, v) = puts.last().unwrap();
+        assert_eq!(k.as_slice(), INFO_KEY);
+        let info = Info::from_bytes(v).unwrap();
+        assert_eq!(info.views[0].key, [9; 32]);
+        assert_eq!(info.views[0].length, 5);
+        let (mk, mv) = &puts[0];
+        assert_eq!(&mk[2..], &boot);
+        assert!(Member::from_bytes(mv).unwrap().is_indexer);
+
+        futures_executor::block_on(async {
+            let core = Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key_pair: Some(kp),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            let bee = Hyperbee::new(core.into_session());
+            write_flushes(&bee, &flushes, &[[9; 32]]).await.unwrap();
+            assert_eq!(bee.version().await, base.indexed_system().length);
+            let got = bee.get(INFO_KEY).await.unwrap().unwrap();
+            assert_eq!(
+                Info::from_bytes(got.value.as_deref().unwrap())
+                    .unwrap()
+                    .views[0]
+                    .length,
+                5
+            );
+        });
+    }
+
+    #[test]
+    fn manifests_differ_by_name() {
+        let a = core_manifest(&[1; 32], &[2; 32], &[[3; 32]], "_system", None);
+        let b = core_manifest(&[1; 32], &[2; 32], &[[3; 32]], "view", None);
+        assert_ne!(a.key(), b.key());
+        assert_eq!(a.quorum, 1);
+    }
+}

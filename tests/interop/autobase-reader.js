@@ -1,0 +1,96 @@
+// A new JS autobase 7.28.1 reader (fast-forward on, its default) of a base another process serves
+// on 127.0.0.1 over one TCP connection (secret-stream + corestore.replicate), for
+// tests/tests/autobase_interop.rs: it joins, updates until its view holds `expect` values, all
+// indexed, and reports whether and where it fast-forwarded and how much of the bootstrap's oplog
+// it downloaded.
+//
+// Usage: node autobase-reader.js '<json config>'
+//   port, bootstrap (hex), expect (view length), deadline: ms (default 120000)
+// Prints: {event:'connected'}, then {event:'done', fastForwards:[{to, from}], view:[hex],
+// viewIndexedLength, viewKey, systemKey, systemLength, systemSignedLength, oplogLength,
+// oplogDownloaded} or {event:'failed', error}. The apply is the one of autobase-scenario.js.
+'use strict'
+
+const net = require('net')
+const fs = require('fs')
+const os = require('os')
+const path = require('path')
+const Corestore = require('corestore')
+const Autobase = require('autobase')
+const SecretStream = require('@hyperswarm/secret-stream')
+const b4a = require('b4a')
+
+const cfg = JSON.parse(process.argv[2] || '{}')
+const hex = (b) => b4a.toString(b, 'hex')
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-abreader-'))
+const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) } catch {} }
+const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 120000)
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function main () {
+  const store = new Corestore(dir)
+  const bootstrap = b4a.from(cfg.bootstrap, 'hex')
+  const base = new Autobase(store, bootstrap, {
+    valueEncoding: 'binary',
+    ackInterval: 0,
+    open: (s) => s.get('view'),
+    apply: async (nodes, view, host) => {
+      for (const { value } of nodes) {
+        const s = b4a.toString(value)
+        if (s.startsWith('add:')) {
+          const [, k, idx] = s.split(':')
+          await host.addWriter(b4a.from(k, 'hex'), { indexer: idx === '1' })
+          continue
+        }
+        if (s.startsWith('rm:')) { await host.removeWriter(b4a.from(s.slice(3), 'hex')); continue }
+        await view.append(value)
+      }
+    }
+  })
+  const fastForwards = []
+  base.on('fast-forward', (to, from) => fastForwards.push({ to, from }))
+  await base.ready()
+  const socket = net.connect(cfg.port, '127.0.0.1')
+  const s = new SecretStream(true, socket)
+  s.on('error', () => {})
+  store.replicate(s)
+  await new Promise((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+  out({ event: 'connected' })
+  const started = Date.now()
+  for (;;) {
+    await base.update()
+    const info = await base.system.getIndexedInfo(base.indexedLength)
+    const indexed = info.views.length ? info.views[0].length : 0
+    if (base.view.length >= cfg.expect && indexed === base.view.length) break
+    await sleep(20)
+  }
+  const ms = Date.now() - started
+  const view = []
+  for (let i = 0; i < base.view.length; i++) view.push(hex(await base.view.get(i)))
+  const oplog = store.get({ key: bootstrap })
+  await oplog.ready()
+  let downloaded = 0
+  for (let i = 0; i < oplog.length; i++) if (await oplog.has(i)) downloaded++
+  out({
+    event: 'done',
+    ms,
+    fastForwards,
+    view,
+    viewIndexedLength: view.length,
+    viewKey: hex(base.view.key),
+    systemKey: hex(base.system.core.key),
+    systemLength: base.system.core.length,
+    systemSignedLength: base.system.core.signedLength,
+    oplogLength: oplog.length,
+    oplogDownloaded: downloaded
+  })
+  await oplog.close()
+  clearTimeout(deadline)
+  s.destroy()
+  await base.close()
+  await store.close()
+  cleanup()
+}
+
+main().catch((err) => { out({ event: 'failed', error: err.stack }); cleanup(); process.exit(1) })
