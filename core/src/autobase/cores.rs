@@ -312,6 +312,70 @@ mod tests {
         });
     }
 
+    /// JS `makeCheckpoints` / `makeDigest`: the entry that carries new signatures holds them,
+    /// later ones point back to it; the digest is written once per system key, then pointed to.
+    #[test]
+    fn checkpoints_and_digests_point_back() {
+        use crate::autobase::messages::Node;
+        let msg = || {
+            OplogMessage::new(Node {
+                heads: vec![],
+                batch: 1,
+                value: Some(b"x".to_vec()),
+            })
+        };
+        let mut c = LocalCheckpoint::default();
+        let mut m = msg();
+        c.stamp(&mut m, 1, [1; 32]);
+        assert_eq!(m.checkpoint, None, "nothing signed yet");
+        assert_eq!(
+            m.digest,
+            Some(Digest {
+                pointer: 0,
+                key: Some([1; 32])
+            })
+        );
+        c.update(3, (([7; 64], 5), ([8; 64], 0), vec![Some(([9; 64], 2))]));
+        assert_eq!(c.signed_length(), 5);
+        let mut m = msg();
+        c.stamp(&mut m, 3, [1; 32]);
+        let chk = m.checkpoint.clone().unwrap();
+        assert_eq!(chk.system.unwrap().checkpointer, 0);
+        assert_eq!(chk.system.unwrap().checkpoint.unwrap().length, 5);
+        assert_eq!(
+            chk.user.as_ref().unwrap()[0].checkpoint.unwrap().signature,
+            [9; 64]
+        );
+        assert_eq!(
+            m.digest,
+            Some(Digest {
+                pointer: 2,
+                key: None
+            })
+        );
+        let mut m = msg();
+        c.stamp(&mut m, 4, [2; 32]);
+        let chk = m.checkpoint.clone().unwrap();
+        assert_eq!(chk.system.unwrap().checkpointer, 1);
+        assert_eq!(chk.system.unwrap().checkpoint, None);
+        assert_eq!(chk.encryption.unwrap().checkpointer, 1);
+        assert_eq!(
+            m.digest,
+            Some(Digest {
+                pointer: 0,
+                key: Some([2; 32])
+            }),
+            "a new system key is written out"
+        );
+        // the encoded entry decodes to the same
+        let bytes = m.to_bytes();
+        assert_eq!(OplogMessage::from_bytes(&bytes).unwrap(), m);
+        assert_ne!(
+            bootstrap_system_key(&[1; 32]),
+            bootstrap_system_key(&[2; 32])
+        );
+    }
+
     #[test]
     fn manifests_differ_by_name() {
         let a = core_manifest(&[1; 32], &[2; 32], &[[3; 32]], "_system", None);
