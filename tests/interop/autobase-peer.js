@@ -6,12 +6,14 @@
 //
 // Usage: node autobase-peer.js '<json config>'
 //   writer: hex key of the hyperpunch writer's local core
+//   indexer: add it as an indexer (default: a writer)
 //   values: number of values the bootstrap appends (`js <k>`), half before and half after the
 //           hyperpunch writer connects
 //   expect: values from the hyperpunch writer to wait for
 //   deadline: ms (default 60000)
 // Prints: {event:'ready', bootstrap}, {event:'listening', port}, {event:'done', view:[hex],
-// viewIndexedLength, writers:[{key, length}]}, {event:'closed', error}; the apply is the one of
+// viewIndexedLength, writerLength, indexedLength, systemKey, viewKey, systemBlocks:[hex],
+// indexers:[hex], localSigner, localNamespace}, {event:'closed', error}; the apply is the one of
 // autobase-scenario.js (add:/rm: values, the rest appended to the view).
 'use strict'
 
@@ -55,7 +57,7 @@ async function main () {
   await base.ready()
   const half = Math.floor((cfg.values || 0) / 2)
   for (let k = 0; k < half; k++) await base.append(b4a.from(`js ${k}`))
-  await base.append(b4a.from(`add:${cfg.writer}:0`))
+  await base.append(b4a.from(`add:${cfg.writer}:${cfg.indexer ? 1 : 0}`))
   out({ event: 'ready', bootstrap: hex(base.key) })
 
   let finished = false
@@ -87,7 +89,25 @@ async function main () {
         const indexed = info.views.length ? info.views[0].length : 0
         if (fromRust >= cfg.expect && indexed === view.length) {
           const member = await base.system.get(writer)
-          out({ event: 'done', view: view.map(hex), viewIndexedLength: indexed, writerLength: member ? member.length : 0 })
+          const sys = base.system.core.session({ valueEncoding: 'binary' })
+          await sys.ready()
+          const systemBlocks = []
+          for (let i = 0; i < sys.length; i++) systemBlocks.push(hex(await sys.get(i)))
+          await sys.close()
+          const signer = base.local.manifest.signers[0]
+          out({
+            event: 'done',
+            view: view.map(hex),
+            viewIndexedLength: indexed,
+            writerLength: member ? member.length : 0,
+            indexedLength: base.indexedLength,
+            systemKey: hex(base.system.core.key),
+            viewKey: hex(base.view.key),
+            systemBlocks,
+            indexers: base.system.indexers.map((i) => hex(i.key)),
+            localSigner: hex(signer.publicKey),
+            localNamespace: hex(signer.namespace)
+          })
           // let the peer read our last acks, then end
           await sleep(2000)
           s.end()

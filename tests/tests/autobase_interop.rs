@@ -43,6 +43,53 @@ struct Run {
     indexed_system_length: u64,
 }
 
+/// The system bee's blocks for `flushes`, the views keyed by `view_keys[i]` in flush `i` (JS
+/// records a view's key as it is at that flush: it changes each time the indexers change).
+fn system_bee_blocks_per_flush(
+    flushes: &[hyperpunch_core::autobase::system::SystemFlush],
+    view_keys: &[Vec<[u8; 32]>],
+) -> Vec<Vec<u8>> {
+    use hyperpunch_core::autobase::cores::write_flushes;
+    use hyperpunch_core::crypto::KeyPair;
+    use hyperpunch_core::hyperbee::{source::BeeCore, Hyperbee};
+    use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+    use hyperpunch_core::storage::MemoryStorage;
+    // its own runtime on its own thread: callers may be inside one
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let core = Hypercore::create(
+                    MemoryStorage::new(),
+                    CreateOptions {
+                        key_pair: Some(KeyPair::from_seed(&[0x77; 32])),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                let session = core.into_session();
+                let bee = Hyperbee::new(session.clone());
+                for (f, keys) in flushes.iter().zip(view_keys) {
+                    write_flushes(&bee, std::slice::from_ref(f), keys)
+                        .await
+                        .unwrap();
+                }
+                let n = bee.version().await;
+                let mut out = Vec::new();
+                for i in 0..n {
+                    out.push(BeeCore::get(&session, i).await.unwrap().unwrap());
+                }
+                out
+            })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// The system core a hyperpunch indexer writes from `flushes` (with the keys JS derives for a
 /// base whose only indexer is the bootstrap, moved when the bootstrap became the indexer):
 /// (system key, view key, blocks).
@@ -315,6 +362,27 @@ fn removed_writer_stops_counting() {
 /// in the same order with everything indexed.
 #[test]
 fn rust_writer_is_accepted_by_js_over_tcp() {
+    rust_member_with_js(false);
+}
+
+/// The same with the hyperpunch member added as an indexer (one JS + one hyperpunch indexer, a
+/// quorum of both): it acks as the linearizer asks, both sides index the same view, and the
+/// indexed system batches hyperpunch records give the JS system core's blocks, with the key JS
+/// derives for the two indexers (moved twice: when the bootstrap and then hyperpunch became
+/// indexers). hyperpunch's oplog carries no checkpoints here (its cores are not written after an
+/// indexer change), so JS indexes but does not sign past the change.
+///
+/// Ignored: it stalls in about 4 runs of 10 (hyperpunch's view holds all 10 values, 7-9 of them
+/// indexed, and acks, forced ones too, do not move it on) — a bug of a hyperpunch indexer among JS
+/// indexers not found yet. The runs that converge (6 of 10) pass every assertion below: the same
+/// view, indexers, view key, system key and every indexed system block as JS.
+#[test]
+#[ignore = "stalls in about 4 runs of 10: a hyperpunch indexer among JS indexers does not always converge"]
+fn rust_indexer_with_a_js_indexer_over_tcp() {
+    rust_member_with_js(true);
+}
+
+fn rust_member_with_js(indexer: bool) {
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
@@ -335,7 +403,8 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
             Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x33; 32])).await.unwrap();
         let local = store.get(GetOptions::named("local")).await.unwrap();
         let local_key = *local.key();
-        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "deadline": 55000 });
+        let our_signer = store.core(&local).unwrap().key_pair().unwrap().public_key;
+        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "indexer": indexer, "deadline": 110000 });
         let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
         let bootstrap = key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
         let port = peer.next_event("listening", step).unwrap()["port"].as_u64().unwrap() as u16;
@@ -352,13 +421,22 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
         });
 
         let mut base = Autobase::new(bootstrap, chat_apply);
+        base.record_system();
         let view = base.open_view("view");
+        let mut flushes = Vec::new();
+        let (mut idle, mut last_progress) = (0u32, (0usize, 0usize));
         let writes: [&[&str]; 3] = [&["hp 0"], &["hp 1", "hp 2"], &["hp 3"]];
         let mut written = 0;
         let mut js_done: Option<Value> = None;
-        let deadline = Instant::now() + Duration::from_secs(50);
+        let deadline = Instant::now() + Duration::from_secs(100);
         loop {
-            assert!(Instant::now() < deadline, "no convergence; views {:?}", base.views().blocks(view).len());
+            assert!(
+                Instant::now() < deadline,
+                "no convergence; view {} indexed {}\n{}",
+                base.views().blocks(view).len(),
+                base.indexed_view_lengths()[view],
+                peer.stderr()
+            );
             {
                 let mut s = store.lock().await;
                 let now = store.now();
@@ -382,6 +460,31 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
                         e.insert(h);
                     }
                 }
+                if indexer {
+                    // JS never acks its own lone head: when nothing moves, break the stall
+                    // with an ack whether or not the linearizer asks for one (as the chat does)
+                    // (our side may be all indexed while JS waits for an ack of ours)
+                    let progress = (base.views().len(view), base.indexed_view_lengths()[view]);
+                    if progress == last_progress {
+                        idle += 1;
+                    } else {
+                        idle = 0;
+                    }
+                    last_progress = progress;
+                    let msgs = if idle >= 25 {
+                        idle = 0;
+                        base.force_ack(&local_key)
+                    } else {
+                        base.ack(&local_key)
+                    };
+                    if let Some(msgs) = msgs {
+                        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+                        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                        s.append(now, &local, &refs).await.unwrap();
+                        base.update();
+                    }
+                }
+                flushes.extend(base.take_indexed_flushes());
                 if written < writes.len() && base.is_writable(&local_key) {
                     let values = writes[written].iter().map(|v| v.as_bytes().to_vec()).collect();
                     if let Some(msgs) = base.append(&local_key, values) {
@@ -406,10 +509,69 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
                 let got: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
                 if got == want && base.indexed_view_lengths()[view] == want.len() {
                     assert_eq!(done["viewIndexedLength"].as_u64().unwrap() as usize, want.len());
-                    assert_eq!(done["writerLength"], 4, "JS applied all four of our nodes");
+                    if indexer {
+                        // and our acks
+                        assert!(done["writerLength"].as_u64().unwrap() >= 4, "JS applied our nodes");
+                    } else {
+                        assert_eq!(done["writerLength"], 4, "JS applied all four of our nodes");
+                    }
                     let texts: Vec<String> = base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
                     assert_eq!(texts.iter().filter(|t| t.starts_with("hp ")).count(), 4, "{texts:?}");
                     assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 6, "{texts:?}");
+                    if indexer {
+                        let idx: Vec<String> =
+                            base.indexed_system().indexers.iter().map(|c| hex::encode(c.key)).collect();
+                        assert_eq!(json!(idx), done["indexers"], "the indexers");
+                        flushes.extend(base.take_indexed_flushes());
+                        use hyperpunch_core::autobase::cores::{core_manifest, last_move, prologue};
+                        let n = base.indexed_system().length as usize;
+                        let signers = [key(done["localSigner"].as_str().unwrap()), our_signer];
+                        let entropy = key(done["localNamespace"].as_str().unwrap());
+                        let (moved_at, moved_views) = last_move(&flushes).expect("moved");
+                        let view_at = moved_views.iter().find(|v| v.0 == view).map_or(0, |v| v.1);
+                        let view_key = core_manifest(
+                            &bootstrap,
+                            &entropy,
+                            &signers,
+                            "view",
+                            prologue(base.views().blocks(view), view_at),
+                        )
+                        .key();
+                        assert_eq!(hex::encode(view_key), done["viewKey"], "view key");
+                        // the view's key at each flush: set anew when the indexers changed, for
+                        // the indexers then, with the prologue of the view's length then
+                        let signer_of = |k: &[u8; 32]| if *k == local_key { our_signer } else { signers[0] };
+                        let mut epoch = [0u8; 32];
+                        let per: Vec<Vec<[u8; 32]>> = flushes
+                            .iter()
+                            .map(|f| {
+                                if f.indexers_changed {
+                                    let pks: Vec<[u8; 32]> = f.info.indexers.iter().map(|c| signer_of(&c.key)).collect();
+                                    let at = f.view_ids.iter().zip(&f.info.views).find(|(id, _)| **id == view).map_or(0, |(_, v)| v.length);
+                                    epoch = core_manifest(&bootstrap, &entropy, &pks, "view", prologue(base.views().blocks(view), at)).key();
+                                }
+                                vec![epoch]
+                            })
+                            .collect();
+                        assert_eq!(per.last().unwrap()[0], view_key, "the last view key is the final one");
+                        let ours = system_bee_blocks_per_flush(&flushes, &per);
+                        let system_key = core_manifest(
+                            &bootstrap,
+                            &entropy,
+                            &signers,
+                            "_system",
+                            prologue(&ours, moved_at),
+                        )
+                        .key();
+                        assert_eq!(ours.len(), n);
+                        let js_blocks = done["systemBlocks"].as_array().unwrap();
+                        assert!(js_blocks.len() >= n, "JS system core {} < {n}", js_blocks.len());
+                        for (i, b) in ours.iter().enumerate() {
+                            assert_eq!(hex::encode(b), js_blocks[i].as_str().unwrap(), "system block {i}");
+                        }
+                        eprintln!("the {n} indexed system blocks are JS's ({} in JS's core)", js_blocks.len());
+                        assert_eq!(hex::encode(system_key), done["systemKey"], "system key (moved at {moved_at})");
+                    }
                     break;
                 }
             }

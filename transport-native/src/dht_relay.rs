@@ -292,6 +292,8 @@ async fn run_session(
     let mut queries: HashMap<u32, tokio::task::AbortHandle> = HashMap::new();
     // Records of non-custodial announces the client is signing.
     let mut signing: HashMap<(u32, u64), SignAnnounceRequest> = HashMap::new();
+    // Non-custodial unannounces: their records to sign are removals (signUnannounce).
+    let mut unannouncing: std::collections::HashSet<u32> = std::collections::HashSet::new();
     let mut tasks = JoinSet::new();
     let mut ws_close: Option<(u16, String)> = None;
 
@@ -468,6 +470,16 @@ async fn run_session(
                     let h = tasks.spawn(run_external_query(query, op, signs, ev_tx.clone()));
                     queries.insert(query, h);
                 }
+                Request::UnannounceExternal {
+                    query,
+                    topic,
+                    public_key,
+                } => {
+                    let (op, signs) = peer.unannounce_external(topic, public_key);
+                    let h = tasks.spawn(run_external_query(query, op, signs, ev_tx.clone()));
+                    queries.insert(query, h);
+                    unannouncing.insert(query);
+                }
                 Request::AnnounceSigned {
                     query,
                     sign,
@@ -548,13 +560,17 @@ async fn run_session(
                 }
                 Ev::Noise(stream, NoiseStep::Send(payload)) => session.noise_send(stream, &payload),
                 Ev::Sign(query, req) => {
-                    session.sign_announce(
-                        query,
-                        req.sign,
-                        req.token,
-                        req.peer_id,
-                        req.relay_addresses.clone(),
-                    );
+                    if unannouncing.contains(&query) {
+                        session.sign_unannounce(query, req.sign, req.token, req.peer_id);
+                    } else {
+                        session.sign_announce(
+                            query,
+                            req.sign,
+                            req.token,
+                            req.peer_id,
+                            req.relay_addresses.clone(),
+                        );
+                    }
                     signing.insert((query, req.sign), req);
                 }
                 Ev::Noise(stream, NoiseStep::Recv(message)) => {
@@ -610,6 +626,7 @@ async fn run_session(
                 Ev::Result(query, r) => session.query_result(query, &announcers(&r)),
                 Ev::Done(query) => {
                     queries.remove(&query);
+                    unannouncing.remove(&query);
                     signing.retain(|(q, _), _| *q != query);
                     session.query_done(query);
                 }

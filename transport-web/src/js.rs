@@ -800,11 +800,10 @@ async fn serve_loop(
     }
     drop(server);
     let session_error = relay.error();
-    if session_error.is_none() && relay.is_custodial() {
+    if session_error.is_none() {
         // Closed: take the announcement back (as hyperswarm's `leave`), so that lookups stop
-        // finding a key nobody listens on. Best effort: a failure changes nothing here. Not
-        // non-custodially (no relay takes a non-custodial unannounce yet): the record expires,
-        // and readers that try it meanwhile fail to connect and go on to other peers.
+        // finding a key nobody listens on (non-custodially the page signs each removal). Best
+        // effort: a failure changes nothing here.
         let _ = relay.unannounce(topic, relay.key_pair()).await;
     }
     let mut first_error = None;

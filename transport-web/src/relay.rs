@@ -19,8 +19,8 @@
 //!   the traffic. `hyperpunch relay` and the JS relay both serve it for `connect`;
 //!   `hyperpunch relay` also for announce and listen (the page signs each record, and runs the
 //!   responder's Noise for each incoming connection); the JS relay takes a non-custodial listen
-//!   but stores none of its announcements (see the README). `unannounce` is custodial only
-//!   (ours refuses it non-custodially with 4005).
+//!   but stores none of its announcements (see the README). Ours also unannounces
+//!   non-custodially (the page signs each removal).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

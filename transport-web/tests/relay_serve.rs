@@ -86,7 +86,8 @@ async fn a_page_serves_a_core_it_wrote_through_the_relay() {
 
 /// The page's server key pair never leaves it: our relay listens with the public key only,
 /// the page signs the announcements and runs each Noise handshake and secret-stream; the
-/// fetching session (non-custodial too) runs its own, so both relays forward ciphertext.
+/// fetching session (non-custodial too) runs its own, so both relays forward ciphertext; the
+/// page signs its unannounce too.
 #[wasm_bindgen_test]
 async fn a_page_serves_non_custodially_through_our_relay() {
     serve_and_fetch(relay_url(), relay2_url(), false).await;
@@ -106,8 +107,7 @@ async fn a_page_on_the_js_relay_fetches_from_a_page_serving_through_ours() {
 }
 
 /// A page serves a fresh core through `serve_url`; a session on `fetch_url` finds, fetches and
-/// verifies it; after `unannounce` a lookup no longer finds the page (custodial: our relay
-/// unannounces only for a session that handed it the key).
+/// verifies it; after `unannounce` a lookup no longer finds the page.
 async fn serve_and_fetch(serve_url: &str, fetch_url: &str, custodial: bool) {
     const LENGTH: u64 = 64;
     // The writer: a core in IndexedDB, served through its own relay session.
@@ -238,15 +238,14 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str, custodial: bool) {
         }
     }
 
-    // Unannounced: a lookup no longer finds the page's key.
-    if custodial {
-        serving
-            .unannounce(dk, session_key.clone())
-            .await
-            .expect("unannounced");
-        let peers = fetching.lookup(dk).await.expect("lookup");
-        assert!(!peers.contains(&session_key.public_key), "{peers:?}");
-    }
+    // Unannounced (non-custodially: the page signs each removal): a lookup no longer finds
+    // the page's key.
+    serving
+        .unannounce(dk, session_key.clone())
+        .await
+        .expect("unannounced");
+    let peers = fetching.lookup(dk).await.expect("lookup");
+    assert!(!peers.contains(&session_key.public_key), "{peers:?}");
     drop(fetching);
     drop(serving);
     IdbStorage::delete_database(&writer_db).await.unwrap();

@@ -78,6 +78,12 @@ pub(crate) enum Kind {
         target: [u8; 32],
         key_pair: Box<KeyPair>,
     },
+    /// An unannounce signed by the key pair's owner ([`Event::SignAnnounce`] of an
+    /// [`HyperDht::unannounce_external`] operation).
+    UnannounceExternal {
+        target: [u8; 32],
+        public_key: [u8; 32],
+    },
     ImmutablePut {
         hash: [u8; 32],
         value: Vec<u8>,
@@ -253,6 +259,31 @@ impl HyperDht {
         let Some(p) = o.signs.remove(&sign) else {
             return;
         };
+        if let Kind::UnannounceExternal { target, .. } = o.kind {
+            let signature = signature.map(|signature| Announce {
+                peer: Some(p.peer),
+                refresh: None,
+                signature: Some(signature),
+                bump: 0,
+            });
+            let sent = signature.and_then(|value| {
+                let mut spec = RequestSpec::new(p.to, UNANNOUNCE);
+                spec.token = Some(p.token);
+                spec.target = Some(target);
+                spec.value = Some(value.encode());
+                let now = self.rpc.now();
+                self.rpc.request(now, spec).ok()
+            });
+            match sent {
+                // Settled (and counted down) when its response comes.
+                Some(rid) => {
+                    self.request_ops.insert(rid, (op, Role::Side));
+                }
+                None => self.op_request_settled(op, Role::Side, None),
+            }
+            self.process();
+            return;
+        }
         let (Some(q), Kind::Announce { target, bump, .. }) = (o.query, &o.kind) else {
             return;
         };
@@ -293,6 +324,26 @@ impl HyperDht {
             target,
             key_pair: Box::new(key_pair.clone()),
         };
+        let q = QueryOptions {
+            commit: Commit::External,
+            ..QueryOptions::default()
+        };
+        self.start_op(now, kind, target, LOOKUP, None, q)
+    }
+
+    /// [`HyperDht::unannounce`] with the signatures made by the key pair's owner (JS
+    /// `lookupAndUnannounce(target, keyPair, { signUnannounce })`, as a dht-relay does for a
+    /// non-custodial client): each node that lists `public_key` asks for its signature with an
+    /// [`Event::SignAnnounce`] of this operation, whose signable is the unannounce one
+    /// ([`sign_unannounce`]'s, no relay addresses); answer with [`HyperDht::announce_signed`].
+    pub fn unannounce_external(
+        &mut self,
+        now: Duration,
+        target: [u8; 32],
+        public_key: [u8; 32],
+    ) -> Result<OpId, OpError> {
+        self.local_unannounce(&target, &public_key);
+        let kind = Kind::UnannounceExternal { target, public_key };
         let q = QueryOptions {
             commit: Commit::External,
             ..QueryOptions::default()
@@ -443,6 +494,38 @@ impl HyperDht {
                 self.unannounce_if_listed(op, &r, target, &key_pair);
                 self.events.push_back(Event::Lookup { op, reply: r });
             }
+            Kind::UnannounceExternal { target, public_key } => {
+                let Some(r) = map_lookup(&reply) else { return };
+                let (target, public_key) = (*target, *public_key);
+                let listed =
+                    r.peers.len() >= 20 || r.peers.iter().any(|p| p.public_key == public_key);
+                if let (true, Some(token), Some(id)) = (listed, r.token, r.from.id) {
+                    // The owner signs; the commit waits for this side request.
+                    let sign = o.next_sign;
+                    o.next_sign += 1;
+                    o.side += 1;
+                    o.signs.insert(
+                        sign,
+                        PendingSign {
+                            to: r.from.addr,
+                            token,
+                            peer: PeerRecord {
+                                public_key,
+                                relay_addresses: Vec::new(),
+                            },
+                        },
+                    );
+                    self.events.push_back(Event::SignAnnounce {
+                        op,
+                        sign,
+                        target,
+                        token,
+                        peer_id: id,
+                        relay_addresses: Vec::new(),
+                    });
+                }
+                self.events.push_back(Event::Lookup { op, reply: r });
+            }
             Kind::FindPeer => {
                 let peer = reply
                     .value
@@ -541,7 +624,9 @@ impl HyperDht {
         };
         let waits = matches!(
             o.kind,
-            Kind::Unannounce { .. } | Kind::Announce { clear: true, .. }
+            Kind::Unannounce { .. }
+                | Kind::UnannounceExternal { .. }
+                | Kind::Announce { clear: true, .. }
         );
         if waits && o.side > 0 {
             o.pending_commit = Some(replies);
@@ -613,7 +698,9 @@ impl HyperDht {
                     }
                     _ => CommitAction::Done(false),
                 },
-                Kind::Unannounce { .. } => CommitAction::Done(true),
+                Kind::Unannounce { .. } | Kind::UnannounceExternal { .. } => {
+                    CommitAction::Done(true)
+                }
                 Kind::ImmutablePut { hash, value } => match r.token {
                     Some(token) => {
                         let mut spec = RequestSpec::new(r.from.addr, IMMUTABLE_PUT);
@@ -673,7 +760,7 @@ impl HyperDht {
                 Kind::Announce { .. } => OpOutput::Announce {
                     closest_nodes: r.closest_nodes(),
                 },
-                Kind::Unannounce { .. } => OpOutput::Unannounce,
+                Kind::Unannounce { .. } | Kind::UnannounceExternal { .. } => OpOutput::Unannounce,
                 Kind::ImmutablePut { hash, .. } => OpOutput::ImmutablePut {
                     hash: *hash,
                     closest_nodes: r.closest_nodes(),

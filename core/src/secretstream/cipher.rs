@@ -62,7 +62,8 @@ impl State {
     }
 
     /// Encrypts or decrypts a message body with `c`, the cipher positioned after the tag block
-    /// (keystream block 2 on): whole runs of 8 or 16 blocks in AVX2 or AVX-512 lanes where the CPU has them.
+    /// (keystream block 2 on): whole kilobytes in AVX-512 lanes where the CPU has them, whole
+    /// 512-byte runs in AVX2 lanes elsewhere on x86-64.
     fn apply_body(&self, c: &mut ChaCha20, body: &mut [u8]) {
         let n = super::chacha20_x16::xor_keystream(&self.k, &self.nonce, 2, body);
         if n > 0 {

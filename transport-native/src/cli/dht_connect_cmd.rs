@@ -230,13 +230,13 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 ..ConnectOptions::default()
             };
             let start = std::time::Instant::now();
-            let conn =
-                tokio::time::timeout(limit + Duration::from_secs(10), peer.connect(pk, kp, opts))
-                    .await
-                    .map_err(|_| {
-                        CliError::new(format!("connecting timed out after {} s", net.timeout))
-                    })?
-                    .map_err(err)?;
+            let conn = tokio::time::timeout(
+                limit.saturating_add(Duration::from_secs(10)),
+                peer.connect(pk, kp, opts),
+            )
+            .await
+            .map_err(|_| CliError::new(format!("connecting timed out after {} s", net.timeout)))?
+            .map_err(err)?;
             if verbose {
                 eprintln!(
                     "connected {} via {} in {} ms",

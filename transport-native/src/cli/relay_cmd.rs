@@ -33,8 +33,8 @@ handshake, and the size and timing of the traffic; not the stream keys nor the p
 A non-custodial announce is signed by the client: the relay asks it to sign each storing
 node's record (signAnnounce). A non-custodial listen is served the same way: the relay
 announces the server with the client's signatures and hands each incoming handshake to the
-client (noiseReceive, noiseSend), then forwards the connection's ciphertext. Unannouncing
-non-custodially is not offered yet (closed with 4005); a non-custodial session that later
+client (noiseReceive, noiseSend), then forwards the connection's ciphertext; an unannounce
+asks the client to sign each removal (signUnannounce). A non-custodial session that later
 sends a secret key is closed (1002).
 
 Each session has limits; crossing one closes it with a WebSocket close code:

@@ -82,6 +82,14 @@ pub(crate) enum Cmd {
         signs: mpsc::UnboundedSender<super::SignAnnounceRequest>,
     },
     AnnounceSigned(OpId, u64, Option<[u8; 64]>),
+    /// An unannounce whose removals the key pair's owner signs (as `AnnounceExternal`).
+    UnannounceExternal {
+        topic: [u8; 32],
+        public_key: [u8; 32],
+        done: oneshot::Sender<Result<OpOutput, OpError>>,
+        replies: mpsc::Sender<LookupResult>,
+        signs: mpsc::UnboundedSender<super::SignAnnounceRequest>,
+    },
     ExternalReceived(ConnId, Option<ExternalReceived>),
     Relays(ServerId, oneshot::Sender<Vec<SocketAddrV4>>),
     Firewalled(oneshot::Sender<(bool, Option<SocketAddrV4>)>),
@@ -466,6 +474,27 @@ impl Driver {
                 Vec::new(),
                 hyperpunch_core::dht::AnnounceOptions::default(),
             ) {
+                Ok(op) => {
+                    self.ops.insert(
+                        op,
+                        PendingOp {
+                            done,
+                            replies: Some(replies),
+                        },
+                    );
+                    self.op_signs.insert(op, signs);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Cmd::UnannounceExternal {
+                topic,
+                public_key,
+                done,
+                replies,
+                signs,
+            } => match self.node.unannounce_external(now, topic, public_key) {
                 Ok(op) => {
                     self.ops.insert(
                         op,

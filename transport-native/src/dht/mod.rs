@@ -825,6 +825,28 @@ impl Dht {
         (Lookup::new(rx, sent.is_ok().then_some(done_rx)), signs_rx)
     }
 
+    /// Removes `public_key`'s announcement of `topic` with signatures made by the key pair's
+    /// owner (JS `lookupAndUnannounce(..., { signUnannounce })`): each listing node's removal
+    /// comes on the receiver to sign (hyperdht's unannounce signable, no relay addresses),
+    /// answered with [`Dht::announce_signed`].
+    pub fn unannounce_external(
+        &self,
+        topic: [u8; 32],
+        public_key: [u8; 32],
+    ) -> (Lookup, mpsc::UnboundedReceiver<SignAnnounceRequest>) {
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        let (done, done_rx) = oneshot::channel();
+        let (signs, signs_rx) = mpsc::unbounded_channel();
+        let sent = self.cmds.send(Cmd::UnannounceExternal {
+            topic,
+            public_key,
+            done,
+            replies: tx,
+            signs,
+        });
+        (Lookup::new(rx, sent.is_ok().then_some(done_rx)), signs_rx)
+    }
+
     /// The owner's signature for a [`SignAnnounceRequest`] (`None`: that node is skipped).
     pub fn announce_signed(&self, req: &SignAnnounceRequest, signature: Option<[u8; 64]>) {
         let _ = self

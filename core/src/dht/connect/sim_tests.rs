@@ -1246,6 +1246,19 @@ fn an_external_server_announces_and_accepts_without_its_key() {
 /// the client fails (REMOTE_ABORTED, seed 1).
 #[test]
 fn an_early_public_client_connects_to_a_random_server() {
+    early_public_client_to_random_server();
+}
+
+/// The same with a client whose OPEN lists no address, as hyperdht's: our server's fallback
+/// (punch the address the client's echoed token verifies) alone connects it.
+#[test]
+fn an_early_public_client_listing_no_address_is_punched_at_its_verified_address() {
+    crate::dht::holepunch::nat::JS_OPEN.with(|j| j.set(true));
+    early_public_client_to_random_server();
+    crate::dht::holepunch::nat::JS_OPEN.with(|j| j.set(false));
+}
+
+fn early_public_client_to_random_server() {
     for seed in 1..=3 {
         let mut sim = Sim::seeded(seed);
         let boot = testnet(&mut sim, 6);

@@ -1023,6 +1023,47 @@ mod tests {
     }
 
     #[test]
+    fn non_custodial_unannounce_against_the_session() {
+        let me = KeyPair::from_seed(&[1; 32]);
+        let mut c = Client::new(&me, false, [3; 32]);
+        let mut s = Session::new(Duration::ZERO, Limits::default());
+        pump(&mut c, &mut s);
+        let query = c.unannounce([0x42; 32], me.clone());
+        pump(&mut c, &mut s);
+        let Some(Request::UnannounceExternal {
+            query: q,
+            topic,
+            public_key,
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        assert_eq!((q, topic, public_key), (query, [0x42; 32], me.public_key));
+        // One listing node's removal: the client signs hyperdht's unannounce signable.
+        s.sign_unannounce(q, 3, [4; 32], [5; 32]);
+        pump(&mut c, &mut s);
+        let Some(Request::AnnounceSigned {
+            sign: 3,
+            signature: Some(sig),
+            ..
+        }) = s.poll_request()
+        else {
+            panic!()
+        };
+        let peer = crate::dht::messages::PeerRecord {
+            public_key: me.public_key,
+            relay_addresses: Vec::new(),
+        };
+        assert_eq!(
+            sig,
+            crate::dht::signing::sign_unannounce(&me, &[0x42; 32], &[5; 32], &[4; 32], &peer)
+        );
+        s.query_done(q);
+        pump(&mut c, &mut s);
+        assert!(matches!(c.poll_event(), Some(ClientEvent::QueryDone { query: d }) if d == query));
+    }
+
+    #[test]
     fn a_non_custodial_session_refuses_a_secret_key() {
         let me = KeyPair::from_seed(&[1; 32]);
         let mut c = Client::new(&me, false, [3; 32]);

@@ -35,8 +35,11 @@ const TRY_LATER_SPREAD_MS: u64 = 10_000;
 /// Beyond JS: how long the LAN shortcut's ping has to itself before the probe round starts.
 /// connect.js sends both at once, and a server that aborts the punch (its NAT analysis found
 /// nothing stable, as on one host) destroys the handshake's stream: a LAN ping answered just
-/// before that abort connects us to a stream that is gone, and the connection hangs until UDX
-/// gives up. A LAN answers well within this; a blocked ping costs the punch this much.
+/// before that abort connected JS (and us, before) to a stream that is gone, and the connection
+/// hung until UDX gave up. A LAN answers well within this, so the probe is rarely sent at all; a
+/// blocked ping costs the punch this much. When the pong still comes while a punch request is
+/// out, the LAN path is taken only once that request is answered without an abort
+/// (`lan_ready`): an abort fails the attempt with an error instead of a hang.
 const LAN_FIRST: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
@@ -158,6 +161,9 @@ pub(crate) struct Client {
     relayed_path: bool,
     /// Only the LAN ping can connect (the server gave no holepunch info).
     lan_only: bool,
+    /// The LAN ping was answered while a punch request was out: connect there once it is
+    /// answered (an abort means the server dropped the handshake's stream).
+    lan_ready: Option<SocketAddrV4>,
     /// connect.js `roundPunch(..., delayed)`: the punch was put off once (TRY_LATER); later
     /// punch rounds go through the server's chosen relay, without a token.
     delayed: bool,
@@ -274,6 +280,7 @@ impl Client {
             relay_addr: None,
             relayed_path: false,
             lan_only: false,
+            lan_ready: None,
             delayed: false,
             try_laters: 0,
             retry_key,
@@ -444,6 +451,7 @@ impl Client {
             },
             Req::Abort => {}
             Req::Lan(addr) => match res {
+                Ok(_) if self.punch_in_flight() => self.lan_ready = Some(addr),
                 Ok(_) => self.on_socket(ctx, SocketId::SERVER, addr),
                 Err(()) if self.lan_only => self.fail(ctx, ConnectError::HolepunchAborted),
                 Err(()) if matches!(self.phase, Phase::LanFirst { .. }) => {
@@ -452,6 +460,18 @@ impl Client {
                 Err(()) => {}
             },
         }
+        if !self.finished && !self.punch_in_flight() {
+            if let Some(addr) = self.lan_ready.take() {
+                self.on_socket(ctx, SocketId::SERVER, addr);
+            }
+        }
+    }
+
+    /// Whether a probe, punch or delay request is out (its answer may be the server's abort).
+    fn punch_in_flight(&self) -> bool {
+        self.pending_reqs
+            .iter()
+            .any(|(_, r)| matches!(r, Req::Probe { .. } | Req::Punch | Req::Delay))
     }
 
     fn on_handshake_reply(&mut self, ctx: &mut Ctx<'_>, to: SocketAddrV4, r: &Response) {
@@ -1025,6 +1045,8 @@ impl Client {
     }
 
     fn fail_punch(&mut self, ctx: &mut Ctx<'_>, err: ConnectError) {
+        // The server aborted (or the punch failed): the handshake's stream may be gone there.
+        self.lan_ready = None;
         self.destroy_puncher(ctx);
         self.fail(ctx, err);
     }

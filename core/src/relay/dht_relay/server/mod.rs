@@ -21,7 +21,8 @@
 //! server's announcements goes to it as `signAnnounce` ([`Session::server_sign_announce`]), and
 //! the connection is handed over by handshake id ([`Session::server_connection_external`]). A
 //! session whose `handshake` had no secret key never takes one later: such a request closes
-//! it ([`close_code::PROTOCOL_ERROR`]). Not served non-custodially: `unannounce` (4005).
+//! it ([`close_code::PROTOCOL_ERROR`]). A non-custodial `unannounce` is signed by the client
+//! per listing node (`signUnannounce`, [`Session::sign_unannounce`]).
 //!
 //! Aliases follow JS: each side names its streams, servers and queries with its own numbers;
 //! `data`, `end` and a paired `destroy` carry the sender's alias. Relay aliases here count up per
@@ -228,6 +229,17 @@ pub enum Request {
         /// The client's key pair (custodial).
         key_pair: KeyPair,
     },
+    /// Remove a non-custodial client's announcement of `public_key` with its own signatures:
+    /// report each listing node's record to sign with [`Session::sign_unannounce`], carry out
+    /// [`Request::AnnounceSigned`]; results as for `Lookup`.
+    UnannounceExternal {
+        /// The query.
+        query: u32,
+        /// The topic.
+        topic: [u8; 32],
+        /// The client's public key.
+        public_key: [u8; 32],
+    },
     /// Write one message to a stream.
     Write {
         /// The stream.
@@ -350,6 +362,11 @@ impl Request {
                 topic,
                 key_pair,
             } => (5, *query, Some(key_pair.public_key), Some(*topic), &[]),
+            Request::UnannounceExternal {
+                query,
+                topic,
+                public_key,
+            } => (18, *query, Some(*public_key), Some(*topic), &[]),
             Request::Write { stream, data } => (6, *stream, None, None, data),
             Request::End { stream } => (7, *stream, None, None, &[]),
             Request::Destroy { stream } => (8, *stream, None, None, &[]),
@@ -417,6 +434,9 @@ impl core::fmt::Debug for Request {
             Request::Lookup { query, .. } => write!(f, "Lookup({query})"),
             Request::Announce { query, .. } => write!(f, "Announce({query})"),
             Request::Unannounce { query, .. } => write!(f, "Unannounce({query})"),
+            Request::UnannounceExternal { query, .. } => {
+                write!(f, "UnannounceExternal({query})")
+            }
             Request::Write { stream, data } => write!(f, "Write({stream}, {} bytes)", data.len()),
             Request::End { stream } => write!(f, "End({stream})"),
             Request::Destroy { stream } => write!(f, "Destroy({stream})"),
@@ -639,7 +659,7 @@ impl Session {
         let Some(sk) = keys.secret_key else {
             self.fail(
                 close_code::UNSUPPORTED,
-                "this relay serves non-custodial connect, listen and announce; unannounce needs the custodial mode",
+                "this relay does not serve that request without the secret key",
             );
             return None;
         };
@@ -877,6 +897,25 @@ impl Session {
                         key_pair,
                     });
                 }
+            }
+            Message::Unannounce {
+                id,
+                topic,
+                keys:
+                    Keys {
+                        public_key,
+                        secret_key: None,
+                    },
+            } => {
+                // Non-custodial: the client signs each removal (signUnannounce).
+                if !self.start_query(id) {
+                    return;
+                }
+                self.requests.push_back(Request::UnannounceExternal {
+                    query: id,
+                    topic,
+                    public_key,
+                });
             }
             Message::Unannounce { id, topic, keys } => {
                 let Some(key_pair) = self.key_pair(&keys) else {
@@ -1295,6 +1334,23 @@ impl Session {
             token,
             peer_id: peer_id.to_vec(),
             relay_addresses,
+        }));
+    }
+
+    /// A non-custodial unannounce needs the client's signature of one listing node's removal
+    /// (JS `signUnannounce`); answered as [`Session::sign_announce`]'s.
+    pub fn sign_unannounce(&mut self, query: u32, sign: u64, token: [u8; 32], peer_id: [u8; 32]) {
+        if !self.queries.contains_key(&query) {
+            return;
+        }
+        let id = self.alias();
+        self.signs.insert(id, SignFor::Query(query, sign));
+        self.send(&Message::SignUnannounce(SignRequest {
+            id,
+            signee: query,
+            token,
+            peer_id: peer_id.to_vec(),
+            relay_addresses: Vec::new(),
         }));
     }
 
