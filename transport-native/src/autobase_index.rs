@@ -12,7 +12,9 @@
 //! indexer appends next (JS `_appendLocalNodes`). The cores replicate like any stored core.
 //!
 //! Covers a base whose only indexer is this one (the bootstrap); a batch that changes the
-//! indexers later is refused ([`IndexError::IndexersChanged`]).
+//! indexers later is refused ([`IndexError::IndexersChanged`]), and so is a key pair that is not
+//! the indexer's ([`IndexError::NotTheIndexer`]). After any error the cores lack that call's
+//! batches, so every later [`IndexerCores::sync`] refuses ([`IndexError::Failed`]).
 
 use hyperpunch_core::autobase::cores::{
     bootstrap_system_key, core_manifest, last_move, prologue, write_flushes, LocalCheckpoint,
@@ -23,6 +25,7 @@ use hyperpunch_core::autobase::{Apply, Autobase};
 use hyperpunch_core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hyperbee::{source::BeeCore, BeeError, Hyperbee};
+use hyperpunch_core::hypercore::manifest::Manifest;
 use hyperpunch_core::hypercore::session::Session;
 use hyperpunch_core::hypercore::tree::hash_roots;
 use hyperpunch_core::hypercore::verifier::signable;
@@ -44,6 +47,39 @@ pub enum IndexError {
     /// The indexers changed after the bootstrap (moving the cores again is not done).
     #[error("the indexers changed after the bootstrap: writing the moved cores is not supported")]
     IndexersChanged,
+    /// The indexed system's indexers are not exactly the writer of this key pair.
+    #[error("the indexers are not exactly this key pair's writer ({indexers} indexers)")]
+    NotTheIndexer {
+        /// How many indexers the indexed system has.
+        indexers: usize,
+    },
+    /// A view named in `view_names` has not been opened by apply yet.
+    #[error("view {name:?} (id {id}) is not opened yet")]
+    ViewNotOpened {
+        /// Its id.
+        id: usize,
+        /// Its name.
+        name: String,
+    },
+    /// The system records a view that `view_names` does not name.
+    #[error("view id {0} is not in the view names")]
+    ViewNotListed(usize),
+    /// A view's indexed length is below what the engine holds in memory, or its core lacks the
+    /// blocks before them.
+    #[error("view id {id}: indexed length {indexed}, core length {written}, blocks in memory from {start}")]
+    ViewLength {
+        /// The view id.
+        id: usize,
+        /// Its indexed length.
+        indexed: u64,
+        /// Its core's length.
+        written: u64,
+        /// Where its blocks in memory start.
+        start: u64,
+    },
+    /// An earlier call failed: its batches are not in the cores, so nothing more is written.
+    #[error("an earlier sync failed ({0}); the cores lack its batches")]
+    Failed(String),
 }
 
 struct ViewCore {
@@ -66,6 +102,8 @@ pub struct IndexerCores {
     encryption_key: [u8; 32],
     checkpoint: LocalCheckpoint,
     pending: Option<Signatures>,
+    /// Set by a failed `sync`: its batches were taken from the engine but not written.
+    failed: Option<String>,
 }
 
 impl IndexerCores {
@@ -102,7 +140,16 @@ impl IndexerCores {
             encryption_key,
             checkpoint: LocalCheckpoint::default(),
             pending: None,
+            failed: None,
         })
+    }
+
+    /// The oplog core key of the writer that signs with this key pair (a version-1 manifest,
+    /// one signer in the `entropy` namespace, as corestore gives it).
+    fn writer_key(&self) -> [u8; 32] {
+        let mut m = Manifest::default_signer(self.key_pair.public_key);
+        m.signers[0].namespace = self.entropy;
+        m.key()
     }
 
     /// The system core's key (before the first indexed batch: the bootstrap system key).
@@ -125,7 +172,26 @@ impl IndexerCores {
     }
 
     /// Write what `base` indexed since the last call into the cores and sign them.
+    ///
+    /// The indexed batches are taken from `base` by this call: after an error they are not in
+    /// the cores, and this and every later call return [`IndexError::Failed`].
     pub async fn sync<S: Storage + Clone + 'static, A: Apply>(
+        &mut self,
+        s: &mut Corestore<S>,
+        now: u64,
+        base: &mut Autobase<A>,
+    ) -> Result<(), IndexError> {
+        if let Some(e) = &self.failed {
+            return Err(IndexError::Failed(e.clone()));
+        }
+        let r = self.sync_inner(s, now, base).await;
+        if let Err(e) = &r {
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    async fn sync_inner<S: Storage + Clone + 'static, A: Apply>(
         &mut self,
         s: &mut Corestore<S>,
         now: u64,
@@ -133,18 +199,34 @@ impl IndexerCores {
     ) -> Result<(), IndexError> {
         let flushes = base.take_indexed_flushes();
         let pks = [self.key_pair.public_key];
+        let opened = base.indexed_view_lengths().len();
+        for f in &flushes {
+            if let Some(&id) = f.view_ids.iter().find(|&&id| id >= self.view_names.len()) {
+                return Err(IndexError::ViewNotListed(id));
+            }
+        }
         if self.system.is_none() {
             if flushes.is_empty() {
                 return Ok(());
             }
-            let (moved_at, moved_views) = last_move(&flushes).ok_or(IndexError::IndexersChanged)?;
-            if flushes
-                .iter()
-                .skip_while(|f| f.length < moved_at)
-                .skip(1)
-                .any(|f| f.indexers_changed)
-            {
+            // one move only: the bootstrap becoming the indexer
+            if flushes.iter().filter(|f| f.indexers_changed).count() != 1 {
                 return Err(IndexError::IndexersChanged);
+            }
+            let (moved_at, moved_views) = last_move(&flushes).ok_or(IndexError::IndexersChanged)?;
+            // the indexers are writers (oplog core keys); ours is the default-signer manifest
+            // of this key pair in the `entropy` namespace
+            let indexers = &base.indexed_system().indexers;
+            if indexers.len() != 1 || indexers[0].key != self.writer_key() {
+                return Err(IndexError::NotTheIndexer {
+                    indexers: indexers.len(),
+                });
+            }
+            if let Some((id, name)) = self.view_names.iter().enumerate().nth(opened) {
+                return Err(IndexError::ViewNotOpened {
+                    id,
+                    name: name.clone(),
+                });
             }
             for (id, name) in self.view_names.iter().enumerate() {
                 let at = moved_views.iter().find(|v| v.0 == id).map_or(0, |v| v.1);
@@ -213,13 +295,22 @@ impl IndexerCores {
             if len <= v.written {
                 continue;
             }
+            // `len > 0` here, so apply opened view `id` (`indexed` has an entry per opened view)
             let start = base.views().start(id) as u64;
             let blocks = base.views().blocks(id);
-            let from = (v.written.max(start) - start) as usize;
-            let to = ((len - start) as usize).min(blocks.len());
+            if len < start || v.written < start || len - start > blocks.len() as u64 {
+                return Err(IndexError::ViewLength {
+                    id,
+                    indexed: len,
+                    written: v.written,
+                    start,
+                });
+            }
+            let from = (v.written - start) as usize;
+            let to = (len - start) as usize;
             let refs: Vec<&[u8]> = blocks[from..to].iter().map(Vec::as_slice).collect();
             s.append(now, &v.handle, &refs).await?;
-            v.written = len;
+            v.written += refs.len() as u64;
         }
         // sign what is indexed now (JS signs at the next local append)
         let sys_len = s.core(sys_handle)?.length();
@@ -233,12 +324,14 @@ impl IndexerCores {
             let last = base.indexed_system().clone();
             let mut user = Vec::new();
             for &(id, _) in &last.views {
-                let sig = match self.views.get(id).and_then(Option::as_ref) {
-                    Some(v) if v.written > 0 => {
-                        let c = s.core(&v.handle)?;
-                        Some(sign(c.key(), &c.tree_hash(), c.length()))
-                    }
-                    _ => None,
+                let Some(v) = self.views.get(id).and_then(Option::as_ref) else {
+                    return Err(IndexError::ViewNotListed(id));
+                };
+                let sig = if v.written > 0 {
+                    let c = s.core(&v.handle)?;
+                    Some(sign(c.key(), &c.tree_hash(), c.length()))
+                } else {
+                    None
                 };
                 user.push(sig);
             }
@@ -258,5 +351,187 @@ impl IndexerCores {
         for (i, m) in msgs.iter_mut().enumerate() {
             self.checkpoint.stamp(m, local_length + i as u64 + 1, key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperpunch_core::autobase::{ApplyNode, Host, Views};
+    use hyperpunch_core::corestore::PrimaryKey;
+
+    /// `add:` + 32 key bytes adds an indexer, `open:NAME` opens a view, anything else is
+    /// appended to the view `view` (opened then).
+    fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+        for n in nodes {
+            if let Some(k) = n.value.strip_prefix(b"add:") {
+                host.add_writer(k.try_into().unwrap(), true);
+            } else if let Some(name) = n.value.strip_prefix(b"open:") {
+                views.open(std::str::from_utf8(name).unwrap());
+            } else {
+                let v = views.open("view");
+                views.append(v, n.value.to_vec());
+            }
+        }
+    }
+
+    type Base = Autobase<fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)>;
+
+    struct Setup {
+        store: Corestore<MemoryStorage>,
+        local: [u8; 32],
+        key_pair: KeyPair,
+        entropy: [u8; 32],
+        base: Base,
+    }
+
+    async fn setup() -> Setup {
+        let mut store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x61; 32]))
+            .await
+            .unwrap();
+        let h = store.get(GetOptions::named("local")).await.unwrap();
+        let c = store.core(&h).unwrap();
+        let key_pair = c.key_pair().unwrap().clone();
+        let entropy = c.manifest().unwrap().signers[0].namespace;
+        let local = *h.key();
+        let mut base: Base = Autobase::new(local, apply);
+        base.record_system();
+        Setup {
+            store,
+            local,
+            key_pair,
+            entropy,
+            base,
+        }
+    }
+
+    impl Setup {
+        fn append(&mut self, value: &[u8]) {
+            self.base
+                .append(&self.local, vec![value.to_vec()])
+                .expect("writable");
+            self.base.update();
+        }
+        async fn cores(&self, names: &[&str]) -> IndexerCores {
+            IndexerCores::new(self.local, self.key_pair.clone(), self.entropy, names)
+                .await
+                .unwrap()
+        }
+        async fn sync(&mut self, cores: &mut IndexerCores) -> Result<(), IndexError> {
+            cores.sync(&mut self.store, 0, &mut self.base).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_writes_its_view_and_signs_what_is_indexed() {
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        assert_eq!(
+            cores.writer_key(),
+            t.local,
+            "the writer key of the key pair"
+        );
+        for i in 0..3u8 {
+            t.append(&[b'v', i]);
+            t.sync(&mut cores).await.unwrap();
+        }
+        let h = t
+            .store
+            .get(GetOptions::from_key(cores.view_keys()[0]))
+            .await
+            .unwrap();
+        assert_eq!(t.store.core(&h).unwrap().length(), 3);
+        assert_eq!(cores.signed_length(), t.base.indexed_system().length);
+    }
+
+    #[tokio::test]
+    async fn two_moves_before_the_first_sync_are_refused() {
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        // a second writer, added as an indexer; it becomes one when its first node is applied
+        let k2 = [7; 32];
+        let mut b2: Base = Autobase::new(t.local, apply);
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&k2);
+        let mut log1 = Vec::new();
+        let mut log2 = Vec::new();
+        let (mut fed1, mut fed2) = (0, 0);
+        for m in t.base.append(&t.local, vec![add]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        for step in 0..20u8 {
+            while fed1 < log1.len() {
+                b2.handle_block(&t.local, fed1 as u64, &log1[fed1]).unwrap();
+                fed1 += 1;
+            }
+            b2.update();
+            for m in b2.append(&k2, vec![vec![b'b', step]]).into_iter().flatten() {
+                log2.push(m.to_bytes());
+            }
+            b2.update();
+            while fed2 < log2.len() {
+                t.base.handle_block(&k2, fed2 as u64, &log2[fed2]).unwrap();
+                fed2 += 1;
+            }
+            for m in t.base.append(&t.local, vec![vec![b'a', step]]).unwrap() {
+                log1.push(m.to_bytes());
+            }
+            t.base.update();
+            if t.base.indexed_system().indexers.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(
+            t.base.indexed_system().indexers.len(),
+            2,
+            "{}",
+            t.base.explain()
+        );
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(matches!(e, IndexError::IndexersChanged), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_key_pair_that_is_not_the_indexers_is_refused() {
+        let mut t = setup().await;
+        let mut cores =
+            IndexerCores::new(t.local, KeyPair::from_seed(&[9; 32]), t.entropy, &["view"])
+                .await
+                .unwrap();
+        t.append(b"first");
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(
+            matches!(e, IndexError::NotTheIndexer { indexers: 1 }),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_view_not_opened_yet_is_an_error_and_later_syncs_refuse() {
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view", "other"]).await;
+        t.append(b"first");
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(
+            matches!(&e, IndexError::ViewNotOpened { id: 1, name } if name == "other"),
+            "{e}"
+        );
+        // the batches that call took are not in the cores: nothing more is written
+        t.append(b"open:other");
+        t.append(b"second");
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(matches!(e, IndexError::Failed(_)), "{e}");
+        assert_eq!(cores.signed_length(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_view_the_names_lack_is_refused() {
+        let mut t = setup().await;
+        let mut cores = t.cores(&[]).await;
+        t.append(b"first");
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(matches!(e, IndexError::ViewNotListed(0)), "{e}");
     }
 }
