@@ -1118,29 +1118,7 @@ impl Session {
     ) -> Option<u32> {
         let id = self.server_handshakes.remove(&(server, handshake))?;
         self.handshakes.remove(&id);
-        if !self.servers.contains_key(&server) || self.close.is_some() {
-            return None;
-        }
-        if self.streams.len() >= self.limits.max_streams {
-            return None;
-        }
-        let stream = self.alias();
-        self.streams.insert(
-            stream,
-            Stream {
-                client_alias: None,
-                paired: true,
-                buffered: 0,
-                handshake: None,
-            },
-        );
-        self.send(&Message::Connection {
-            alias: stream,
-            server_alias: server,
-            remote_public_key,
-            handshake: HandshakeRef::Id(id),
-        });
-        Some(stream)
+        self.open_server_stream(server, remote_public_key, HandshakeRef::Id(id))
     }
 
     fn start_query(&mut self, id: u32) -> bool {
@@ -1218,6 +1196,21 @@ impl Session {
         remote_public_key: [u8; 32],
         handshake_hash: [u8; 64],
     ) -> Option<u32> {
+        self.open_server_stream(
+            server,
+            remote_public_key,
+            HandshakeRef::Hash(handshake_hash),
+        )
+    }
+
+    /// A stream for a server's new connection, announced to the client (`None`: the server is
+    /// gone, the session is closing or has no room).
+    fn open_server_stream(
+        &mut self,
+        server: u32,
+        remote_public_key: [u8; 32],
+        handshake: HandshakeRef,
+    ) -> Option<u32> {
         if !self.servers.contains_key(&server) || self.close.is_some() {
             return None;
         }
@@ -1238,7 +1231,7 @@ impl Session {
             alias: stream,
             server_alias: server,
             remote_public_key,
-            handshake: HandshakeRef::Hash(handshake_hash),
+            handshake,
         });
         Some(stream)
     }
