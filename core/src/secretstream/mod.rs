@@ -215,6 +215,14 @@ pub enum StreamError {
 }
 
 /// Keys and ciphers of a stream whose handshake completed.
+impl Session {
+    /// One message's frame appended to `out`: its 3-byte length, then it encrypted.
+    fn frame_into(&mut self, out: &mut Vec<u8>, message: &[u8]) {
+        out.extend_from_slice(&((message.len() + ABYTES) as u32).to_le_bytes()[..3]);
+        self.push.push_into(out, message, TAG_MESSAGE);
+    }
+}
+
 struct Session {
     push: Push,
     pull: Option<Pull>,
@@ -535,9 +543,7 @@ impl SecretStream {
         }
         let mut out = Vec::with_capacity(total);
         for m in messages {
-            let m = m.as_ref();
-            out.extend_from_slice(&((m.len() + ABYTES) as u32).to_le_bytes()[..3]);
-            session.push.push_into(&mut out, m, TAG_MESSAGE);
+            session.frame_into(&mut out, m.as_ref());
         }
         self.outgoing.push_back(out);
         self.rearm_keep_alive();
@@ -709,10 +715,8 @@ impl SecretStream {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let len = message.len() + ABYTES;
-        let mut out = Vec::with_capacity(3 + len);
-        out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
-        session.push.push_into(&mut out, message, TAG_MESSAGE);
+        let mut out = Vec::with_capacity(3 + message.len() + ABYTES);
+        session.frame_into(&mut out, message);
         self.outgoing.push_back(out);
         self.rearm_keep_alive();
     }

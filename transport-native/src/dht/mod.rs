@@ -812,16 +812,29 @@ impl Dht {
         topic: [u8; 32],
         public_key: [u8; 32],
     ) -> (Lookup, mpsc::UnboundedReceiver<SignAnnounceRequest>) {
-        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
-        let (done, done_rx) = oneshot::channel();
-        let (signs, signs_rx) = mpsc::unbounded_channel();
-        let sent = self.cmds.send(Cmd::AnnounceExternal {
+        self.signed_walk(|done, replies, signs| Cmd::AnnounceExternal {
             topic,
             public_key,
             done,
-            replies: tx,
+            replies,
             signs,
-        });
+        })
+    }
+
+    /// A walk whose records the key pair's owner signs: its replies on the [`Lookup`], each
+    /// record to sign on the receiver ([`Dht::announce_external`], [`Dht::unannounce_external`]).
+    fn signed_walk(
+        &self,
+        cmd: impl FnOnce(
+            oneshot::Sender<Result<OpOutput, OpError>>,
+            mpsc::Sender<LookupResult>,
+            mpsc::UnboundedSender<SignAnnounceRequest>,
+        ) -> Cmd,
+    ) -> (Lookup, mpsc::UnboundedReceiver<SignAnnounceRequest>) {
+        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+        let (done, done_rx) = oneshot::channel();
+        let (signs, signs_rx) = mpsc::unbounded_channel();
+        let sent = self.cmds.send(cmd(done, tx, signs));
         (Lookup::new(rx, sent.is_ok().then_some(done_rx)), signs_rx)
     }
 
@@ -834,17 +847,13 @@ impl Dht {
         topic: [u8; 32],
         public_key: [u8; 32],
     ) -> (Lookup, mpsc::UnboundedReceiver<SignAnnounceRequest>) {
-        let (tx, rx) = mpsc::channel(REPLY_QUEUE);
-        let (done, done_rx) = oneshot::channel();
-        let (signs, signs_rx) = mpsc::unbounded_channel();
-        let sent = self.cmds.send(Cmd::UnannounceExternal {
+        self.signed_walk(|done, replies, signs| Cmd::UnannounceExternal {
             topic,
             public_key,
             done,
-            replies: tx,
+            replies,
             signs,
-        });
-        (Lookup::new(rx, sent.is_ok().then_some(done_rx)), signs_rx)
+        })
     }
 
     /// The owner's signature for a [`SignAnnounceRequest`] (`None`: that node is skipped).
