@@ -5,6 +5,14 @@
 
 use super::*;
 
+/// A stream on its way from one socket's driver to another's ([`Command::MoveIn`]).
+pub(super) struct Moved {
+    stream: Stream,
+    slot: Slot,
+    /// Writers waiting for room in the stream's send buffer.
+    writers: Vec<oneshot::Sender<Result<(), UsageError>>>,
+}
+
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
@@ -56,6 +64,9 @@ pub(super) struct Driver {
     gso_buf: Vec<u8>,
     recv_bufs: Vec<Vec<u8>>,
     recv_meta: Vec<RecvMeta>,
+    /// Streams moved to another socket: their handles' commands and the packets still
+    /// reaching this socket for them go to that socket's driver.
+    moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
 }
 
 impl Driver {
@@ -72,7 +83,7 @@ impl Driver {
             ipv6: local_addr.is_ipv6(),
             state,
             engine: Socket::new(),
-            epoch: Instant::now(),
+            epoch: epoch(),
             slots: HashMap::new(),
             ids,
             writers: Vec::new(),
@@ -82,6 +93,7 @@ impl Driver {
             gso_buf: Vec::new(),
             recv_bufs: vec![vec![0u8; RECV_BUF]; if batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
+            moved: HashMap::new(),
         }
     }
 
@@ -90,6 +102,21 @@ impl Driver {
     }
 
     fn apply(&mut self, command: Command) {
+        if let Some(id) = command.stream_id() {
+            if let Some(to) = self.moved.get(&id) {
+                // The stream lives on another socket now: its handle's calls follow it.
+                let last = matches!(command, Command::Dropped { .. });
+                let _ = to.send(command);
+                if last {
+                    self.moved.remove(&id);
+                    self.ids
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                return;
+            }
+        }
         match command {
             Command::Connect {
                 local_id,
@@ -180,6 +207,10 @@ impl Driver {
                 self.route(now, normalize(from), &bytes);
             }
             Command::Deliver(bytes) => {
+                if let Some(to) = packet::stream_id(&bytes).and_then(|id| self.moved.get(&id)) {
+                    let _ = to.send(Command::Deliver(bytes));
+                    return;
+                }
                 // Only to a stream of ours: never back to the owner (no ping-pong between
                 // sockets for a stream that is gone).
                 if packet::stream_id(&bytes).is_some_and(|id| self.slots.contains_key(&id)) {
@@ -209,6 +240,86 @@ impl Driver {
                         slot.changed = Some(done);
                     }
                 }
+            }
+            Command::MoveOut {
+                id,
+                to,
+                to_ids,
+                remote_id,
+                remote,
+                done,
+            } => {
+                let release = |to_ids: &Arc<Mutex<HashSet<u32>>>| {
+                    to_ids.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                };
+                let Some(stream) = self
+                    .engine
+                    .stream_mut(id)
+                    .filter(|_| self.slots.contains_key(&id))
+                else {
+                    release(&to_ids);
+                    let _ = done.send(Err(UsageError::Closed));
+                    return;
+                };
+                if let Err(e) = stream.change_remote(remote_id) {
+                    release(&to_ids);
+                    let _ = done.send(Err(e));
+                    return;
+                }
+                // The whole engine state goes, queued events and transmissions included: the
+                // other driver sends what this one would have sent next.
+                let stream = self.engine.remove(id).expect("checked");
+                let mut slot = self.slots.remove(&id).expect("checked");
+                slot.remote = normalize(remote);
+                slot.changed = Some(done);
+                let mut writers = Vec::new();
+                let mut i = 0;
+                while i < self.writers.len() {
+                    if self.writers[i].0 == id {
+                        writers.push(self.writers.swap_remove(i).1);
+                    } else {
+                        i += 1;
+                    }
+                }
+                let moved = Box::new(Moved {
+                    stream,
+                    slot,
+                    writers,
+                });
+                match to.send(Command::MoveIn(moved)) {
+                    Ok(()) => {
+                        // The id stays reserved here until the handle is dropped, so that
+                        // its commands and stray packets are not taken for another stream.
+                        self.moved.insert(id, to);
+                    }
+                    Err(mpsc::error::SendError(Command::MoveIn(back))) => {
+                        // The other socket is gone: the stream stays, on its new remote.
+                        release(&to_ids);
+                        let Moved {
+                            stream,
+                            mut slot,
+                            writers,
+                        } = *back;
+                        if let Some(done) = slot.changed.take() {
+                            let _ = done.send(Err(UsageError::Closed));
+                        }
+                        self.engine.insert(stream);
+                        self.slots.insert(id, slot);
+                        self.writers.extend(writers.into_iter().map(|w| (id, w)));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Command::MoveIn(moved) => {
+                let Moved {
+                    stream,
+                    slot,
+                    writers,
+                } = *moved;
+                let id = stream.local_id();
+                self.engine.insert(stream);
+                self.slots.insert(id, slot);
+                self.writers.extend(writers.into_iter().map(|w| (id, w)));
             }
         }
     }
@@ -437,6 +548,11 @@ impl Driver {
                 // the relays gave us its client socket), and the old path of a remote change
                 // keeps delivering for a while. What the packets carry is authenticated above
                 // UDX (secret-stream).
+                if let Some(to) = self.moved.get(&id) {
+                    // The old path of a stream that moved to another socket.
+                    let _ = to.send(Command::Deliver(datagram.to_vec()));
+                    return;
+                }
                 if !self.slots.contains_key(&id) {
                     if self.firewall {
                         to_owner(&mut self.datagrams);

@@ -167,6 +167,44 @@ enum Command {
         remote: SocketAddr,
         done: oneshot::Sender<Result<(), UsageError>>,
     },
+    /// Move stream `id` to the socket whose driver takes `to`'s commands, then change its
+    /// remote there ([`UdxSocket::move_stream`]). `to_ids` is that socket's id set, where `id`
+    /// was reserved by the caller (released again if the move does not happen).
+    MoveOut {
+        id: u32,
+        to: mpsc::UnboundedSender<Command>,
+        to_ids: Arc<Mutex<HashSet<u32>>>,
+        remote_id: u32,
+        remote: SocketAddr,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
+    /// A stream moved here from another socket's driver ([`Command::MoveOut`]).
+    MoveIn(Box<driver::Moved>),
+}
+
+impl Command {
+    /// The stream a per-stream command is about.
+    fn stream_id(&self) -> Option<u32> {
+        match self {
+            Command::Write { id, .. }
+            | Command::End(id)
+            | Command::Message(id, _)
+            | Command::Destroy(id)
+            | Command::Consumed(id, _)
+            | Command::Dropped { id, .. }
+            | Command::Stats(id, _)
+            | Command::ChangeRemote { id, .. }
+            | Command::MoveOut { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// The time origin of every driver's engine, shared so that a stream's timers (deadlines, RTT
+/// samples, pacing) keep their meaning when it moves to another socket's driver.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A bound UDP socket carrying UDX streams (and, for its owner, other datagrams). Dropping it
@@ -409,12 +447,81 @@ impl UdxSocket {
             .map_err(|_| gone())
     }
 
+    /// Moves this socket's stream `id`, live, to socket `to`, and there to the peer's stream
+    /// `remote_id` at `remote` (udx-native `changeRemote(socket, remoteId, port, host)` with
+    /// another socket: how hyperdht moves a relayed connection to the punched socket). The
+    /// engine's state moves whole (sequence numbers, unacknowledged packets, buffered data,
+    /// the handle's channels): from now on the stream's packets leave from `to`, its
+    /// retransmissions included, and `to` routes its incoming packets; packets still reaching
+    /// this socket for it (the old path) are handed over, as are the handle's calls, so no
+    /// byte is lost or delivered twice. Resolves when the remote change completes (every
+    /// packet sent before it acknowledged), like `changeRemote`'s promise. With `to` this very
+    /// socket it is a plain [`UdxStream::change_remote`]. Fails if `id` is in use on `to`, a
+    /// change is still pending, or the stream is gone.
+    pub async fn move_stream(
+        &self,
+        id: u32,
+        to: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        move_via(&self.commands, id, to, remote_id, remote).await
+    }
+
     /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
     pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
         self.commands
             .send(Command::Inject(from, bytes))
             .map_err(|_| gone())
     }
+}
+
+/// [`UdxSocket::move_stream`] through the commands of the stream's current socket.
+async fn move_via(
+    commands: &mpsc::UnboundedSender<Command>,
+    id: u32,
+    to: &UdxSocket,
+    remote_id: u32,
+    remote: SocketAddr,
+) -> io::Result<()> {
+    let (done, rx) = oneshot::channel();
+    let command = if commands.same_channel(&to.commands) {
+        Command::ChangeRemote {
+            id,
+            remote_id,
+            remote,
+            done,
+        }
+    } else {
+        if !to.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("stream id {id} is in use on the socket it should move to"),
+            ));
+        }
+        Command::MoveOut {
+            id,
+            to: to.commands.clone(),
+            to_ids: to.ids.clone(),
+            remote_id,
+            remote,
+            done,
+        }
+    };
+    if let Err(mpsc::error::SendError(command)) = commands.send(command) {
+        if let Command::MoveOut { to_ids, .. } = command {
+            to_ids.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        }
+        return Err(gone());
+    }
+    rx.await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream finished before its remote change completed",
+            )
+        })?
+        .map_err(usage)
 }
 
 /// The receive buffer a socket asks the kernel for.
