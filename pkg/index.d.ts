@@ -362,3 +362,123 @@ export declare class Swarm {
   off<E extends keyof SwarmEvents>(name: E, fn: Listener<SwarmEvents, E>): this
   emit<E extends keyof SwarmEvents>(name: E, ...args: Parameters<Listener<SwarmEvents, E>>): boolean
 }
+
+export interface CorestoreOptions {
+  /** The primary key of a new store (32 bytes or hex; default random, kept in the database). */
+  primaryKey?: KeyLike
+  /** Where the .wasm file is loaded from (default: next to the module). */
+  wasmUrl?: string | URL
+}
+
+/** `store.get(...)`: a named core (created when missing) or a core by key. */
+export type CorestoreGetOptions = { name: string } | { key: KeyLike }
+
+/** A core of a `Corestore`. */
+export interface CorestoreCore {
+  readonly store: Corestore
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  /** The length as of `ready`, the last append or `update()`. */
+  readonly length: number
+  readonly writable: boolean
+  /** Refresh `length` and `writable`. */
+  update(): Promise<void>
+  append(blocks: Uint8Array | string | Array<Uint8Array | string>): Promise<number>
+  /** Block `index`, downloaded from the store's peers first when missing. */
+  get(index: number): Promise<Uint8Array | null>
+  /** End this session of the core. */
+  close(): Promise<void>
+}
+
+/**
+ * A corestore (JS corestore 7) in an IndexedDB database: named cores with the keys JS
+ * corestore derives from the same primary key, replicated together over each connection.
+ */
+export declare class Corestore {
+  constructor(name: string, opts?: CorestoreOptions)
+  readonly name: string
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly primaryKey: Uint8Array
+  get(opts: CorestoreGetOptions | KeyLike): CorestoreCore
+  /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
+  replicate(connection: SwarmConnection): Promise<void>
+  /** Delete the IndexedDB database `name` with every core in it. */
+  static delete(name: string): Promise<void>
+}
+
+/** Where a file's bytes are in the blobs core. */
+export interface BlobId {
+  blockOffset: number
+  blockLength: number
+  byteOffset: number
+  byteLength: number
+}
+
+/** A drive entry (hyperdrive's `{ seq, key, value }`). */
+export interface DriveEntry {
+  seq: number
+  /** The path. */
+  key: string
+  value: {
+    executable: boolean
+    /** A symlink's target. */
+    linkname: string | null
+    blob: BlobId | null
+    metadata: any
+  }
+}
+
+export interface DrivePutOptions {
+  executable?: boolean
+  /** Any JSON. */
+  metadata?: unknown
+}
+
+export interface HyperdriveOptions {
+  /** Opening someone else's drive: how long to wait for a peer to send its db core's manifest (default 30000). */
+  waitMs?: number
+}
+
+/**
+ * A Hyperdrive (JS hyperdrive 13) in a `Corestore`: `new Hyperdrive(store)` is the drive the
+ * store writes (same drive key as JS for the same primary key), `new Hyperdrive(store, key)`
+ * someone else's.
+ */
+export declare class Hyperdrive {
+  constructor(store: Corestore, key?: KeyLike | null, opts?: HyperdriveOptions)
+  readonly corestore: Corestore
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  /** The blobs core's key (null before `ready`). */
+  readonly contentKey: Uint8Array | null
+  /** The db core's length as of `ready`, the last write or `update()`. */
+  readonly version: number
+  readonly writable: boolean
+  update(): Promise<void>
+  put(path: string, data: Uint8Array | string, opts?: DrivePutOptions): Promise<void>
+  get(path: string): Promise<Uint8Array | null>
+  del(path: string): Promise<void>
+  symlink(path: string, target: string): Promise<void>
+  entry(path: string): Promise<DriveEntry | null>
+  exists(path: string): Promise<boolean>
+  /** Entries under `folder` in path order (`recursive: false`: directly in it). */
+  list(folder?: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry>
+  /** Names directly in `folder`. */
+  readdir(folder?: string): AsyncIterable<string>
+  /** The file's bytes (read whole, one chunk). */
+  createReadStream(path: string): AsyncIterable<Uint8Array>
+  /** Download every file under `folder`; resolves to the number of blocks fetched. */
+  download(folder?: string): Promise<number>
+  /** Replicate the drive's store over a `Swarm` connection. */
+  replicate(connection: SwarmConnection): Promise<void>
+}

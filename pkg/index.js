@@ -620,3 +620,269 @@ export class Swarm extends Emitter {
     await this._swarm.destroy()
   }
 }
+
+/**
+ * A corestore (JS corestore 7) in the IndexedDB database `name`: named cores whose keys are the
+ * ones JS corestore derives from the same primary key, replicated together over each
+ * connection (`store.replicate(conn)`). `primaryKey` (32 bytes or hex) for a new store;
+ * default random, kept in the database.
+ */
+export class Corestore {
+  constructor (name, opts = {}) {
+    if (typeof name !== 'string' || name === '') throw new TypeError('name must be a non-empty string')
+    this.name = name
+    this._opts = opts
+    this._store = null
+    this.opening = this._open()
+    this.opening.catch(() => {})
+  }
+
+  async _open () {
+    await init(this._opts.wasmUrl)
+    const pk = this._opts.primaryKey === undefined ? undefined : toBytes('primaryKey', this._opts.primaryKey)
+    this._store = await wasm.Corestore.open(this.name, pk)
+  }
+
+  /** Resolves once the store is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** The primary key (32 bytes; throws before `ready`). */
+  get primaryKey () {
+    if (this._store === null) throw new Error('the store is not open yet: await store.ready()')
+    return this._store.primaryKey
+  }
+
+  /**
+   * The core named `name` (`{ name }`: created, writable, when missing) or with public key
+   * `key` (`{ key }`, or the key itself): a `CorestoreCore` (await `core.ready()`).
+   */
+  get (opts) {
+    if (opts instanceof Uint8Array || typeof opts === 'string') opts = { key: opts }
+    if (!opts || (typeof opts.name !== 'string' && opts.key === undefined)) throw new TypeError('store.get({ name }) or store.get({ key })')
+    return new CorestoreCore(this, opts)
+  }
+
+  /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
+  async replicate (connection) {
+    if (!(connection instanceof SwarmConnection)) throw new TypeError('store.replicate(conn): conn must be a SwarmConnection')
+    await this.opening
+    return this._store.replicateConnection(connection._c)
+  }
+
+  /** Delete the IndexedDB database `name` with every core in it. */
+  static async delete (name) {
+    await init()
+    return wasm.Hypercore.deleteDatabase(name)
+  }
+}
+
+/** A core of a `Corestore` (`store.get(...)`). */
+class CorestoreCore {
+  constructor (store, opts) {
+    this.store = store
+    this._h = null
+    this.length = 0
+    this.writable = false
+    this.opening = this._open(opts)
+    this.opening.catch(() => {})
+  }
+
+  async _open (opts) {
+    await this.store.opening
+    const key = opts.key === undefined ? undefined : toBytes('key', opts.key)
+    this._h = await this.store._store.get(opts.name, key)
+    await this._refresh()
+  }
+
+  async _refresh () {
+    const info = await this._h.info()
+    this.length = info.length
+    this.writable = info.writable
+  }
+
+  ready () {
+    return this.opening
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get key () {
+    if (this._h === null) throw new Error('the core is not open yet: await core.ready()')
+    return this._h.key
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get discoveryKey () {
+    if (this._h === null) throw new Error('the core is not open yet: await core.ready()')
+    return this._h.discoveryKey
+  }
+
+  /** Refresh `length` / `writable` (they are read at `ready` and after each append). */
+  async update () {
+    await this.opening
+    await this._refresh()
+  }
+
+  /** Append blocks (Uint8Array or string, or an array of them); resolves to the new length. */
+  async append (blocks) {
+    await this.opening
+    for (const b of Array.isArray(blocks) ? blocks : [blocks]) this.length = await this._h.append(toBlock(b))
+    return this.length
+  }
+
+  /** Block `index`, downloaded from the store's peers first when missing. */
+  async get (index) {
+    await this.opening
+    return this._h.get(index)
+  }
+
+  /** End this session of the core. */
+  async close () {
+    await this.opening
+    return this._h.close()
+  }
+}
+
+function parseEntry (e) {
+  if (e === null || e === undefined) return null
+  return { seq: e.seq, key: e.key, value: JSON.parse(e.value) }
+}
+
+function fromArray (promise, map) {
+  return {
+    async * [Symbol.asyncIterator] () {
+      for (const x of await promise) yield map(x)
+    }
+  }
+}
+
+/**
+ * A Hyperdrive (JS hyperdrive 13: files on a db core and a blobs core) in a `Corestore`:
+ * `new Hyperdrive(store)` is the drive the store writes (its named core 'db', so the same drive
+ * key as JS hyperdrive on a corestore with the same primary key); `new Hyperdrive(store, key)`
+ * someone else's, read from the store's peers.
+ */
+export class Hyperdrive {
+  constructor (store, key = null, opts = {}) {
+    if (!(store instanceof Corestore)) throw new TypeError('new Hyperdrive(store, key?): store must be a Corestore of this package')
+    this.corestore = store
+    this._key = key === null || key === undefined ? undefined : toBytes('key', key)
+    this._opts = opts
+    this._d = null
+    this.version = 0
+    this.writable = false
+    this.contentKey = null
+    this.opening = this._open()
+    this.opening.catch(() => {})
+  }
+
+  async _open () {
+    await this.corestore.opening
+    this._d = await wasm.Hyperdrive.open(this.corestore._store, this._key, this._opts.waitMs)
+    this.contentKey = await this._d.contentKey()
+    await this._refresh()
+  }
+
+  async _refresh () {
+    this.version = await this._d.version()
+    this.writable = await this._d.writable()
+  }
+
+  /** Resolves once the drive is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get key () {
+    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    return this._d.key
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get discoveryKey () {
+    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    return this._d.discoveryKey
+  }
+
+  /** Refresh `version` / `writable` (read at `ready` and after each write). */
+  async update () {
+    await this.opening
+    await this._refresh()
+  }
+
+  /** Write the file `path` (a Uint8Array, or a string as UTF-8). */
+  async put (path, data, opts = {}) {
+    await this.opening
+    const metadata = opts.metadata === undefined || opts.metadata === null ? undefined : JSON.stringify(opts.metadata)
+    await this._d.put(path, asBytes(data), opts.executable === true, metadata)
+    await this._refresh()
+  }
+
+  /** The file's bytes, or null. */
+  async get (path) {
+    await this.opening
+    return this._d.get(path)
+  }
+
+  /** Delete the file `path`. */
+  async del (path) {
+    await this.opening
+    await this._d.del(path)
+    await this._refresh()
+  }
+
+  /** Make `path` a symlink to `target`. */
+  async symlink (path, target) {
+    await this.opening
+    await this._d.symlink(path, target)
+    await this._refresh()
+  }
+
+  /** `{ seq, key, value: { executable, linkname, blob, metadata } }` of `path`, or null. */
+  async entry (path) {
+    await this.opening
+    return parseEntry(await this._d.entry(path))
+  }
+
+  /** Whether the file `path` exists. */
+  async exists (path) {
+    await this.opening
+    return this._d.exists(path)
+  }
+
+  /** The entries under `folder` (every file below it; `recursive: false`: directly in it), in path order: an async iterable. */
+  list (folder = '/', opts = {}) {
+    const entries = this.opening.then(() => this._d.list(folder, opts.recursive !== false))
+    return fromArray(entries, parseEntry)
+  }
+
+  /** The names directly in `folder` (files and folders): an async iterable. */
+  readdir (folder = '/') {
+    return fromArray(this.opening.then(() => this._d.readdir(folder)), (name) => name)
+  }
+
+  /** The file's bytes as an async iterable (read whole: one chunk). */
+  createReadStream (path) {
+    const drive = this
+    return {
+      async * [Symbol.asyncIterator] () {
+        const data = await drive.get(path)
+        if (data === null) throw new Error(`${path}: no such file`)
+        yield data
+      }
+    }
+  }
+
+  /** Download every file under `folder` from the peers; resolves to the number of blocks fetched. */
+  async download (folder = '/') {
+    await this.opening
+    return this._d.download(folder)
+  }
+
+  /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */
+  async replicate (connection) {
+    return this.corestore.replicate(connection)
+  }
+}

@@ -12,6 +12,9 @@
 #      that loads it by URL
 #   5. the built app in headless Chromium (chromedriver): it creates a core in IndexedDB, appends,
 #      reads, reopens; a Hyperbee: put/get/del, a batch, range scans, a sub, reopened by name; a
+#      Corestore with a fixed primary key (a named core's key and the drive key equal JS
+#      corestore's and hyperdrive's, tests/interop/store-drive-keys.js) and a Hyperdrive in it:
+#      put/get/entry/list/readdir/symlink/del, reopened by name; a
 #      Swarm: joins a random topic through `hyperpunch relay --ws` on a local DHT, where a JS
 #      hyperswarm peer (tests/interop/swarm-topic-peer.js) joined, and exchanges a message each
 #      way with it; document.title `ok ...` holds each part's summary
@@ -121,21 +124,28 @@ pids+=($!)
 js_key=$(wait_for "$tmp/jspeer.out" 's/^joined \([0-9a-f]*\)$/\1/p') || {
   echo "error: the JS hyperswarm peer did not join:" >&2; cat "$tmp/jspeer.out" "$tmp/jspeer.log" >&2; exit 1; }
 export SCRATCH="$tmp"
+# The keys JS corestore and hyperdrive give for the primary key the page's store uses.
+store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf '07%.0s' $(seq 32))") || {
+  echo "error: tests/interop/store-drive-keys.js failed" >&2; exit 1; }
 
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
 page_url="${http_url}?relay=$relay_url&topic=$topic"
 bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
+drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
-steps=$(python3 - "$page_url" "$bee" "$swarm" <<'PY'
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" <<'PY'
 import json, sys
-url, bee, swarm = sys.argv[1:]
+url, bee, drive, store, swarm = sys.argv[1:]
 print(json.dumps([
     {"open": url},
     {"title": "ok ", "timeout": 180},
     {"eval": 'document.title.includes("length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true")', "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(bee), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(drive), "expect": True},
+    # The store's named core and the drive have the keys JS gives for the same primary key.
+    {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
     # The JS peer saw the page's key and got its message.
     {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" && grep -qx "data hello from page" "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},

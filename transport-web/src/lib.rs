@@ -23,6 +23,8 @@
 //!
 //! - `bee` (wasm32 only): `Hyperbee`, the JavaScript class over the core's hyperbee on a page's
 //!   `Hypercore`, and `WebCore`, that core as a `BeeCore`.
+//! - `drive` (wasm32 only): `Corestore` on IndexedDB (JS corestore's keys), `StoreCore` (a core
+//!   of it as a bee / blobs core) and `Hyperdrive` (JS hyperdrive 13) in it.
 //! - `swarm` (wasm32 only): `Swarm`, hyperswarm in the page: the core's swarm engine driven
 //!   over a dht-relay session (topics announced and looked up through it, connections by
 //!   public key), its connections as `SwarmConnection`s (messages, or a core's replication).
@@ -38,6 +40,8 @@ use wasm_bindgen::prelude::*;
 pub mod bee;
 #[cfg(target_arch = "wasm32")]
 mod chan;
+#[cfg(target_arch = "wasm32")]
+pub mod drive;
 pub mod duplex;
 #[cfg(target_arch = "wasm32")]
 pub mod js;

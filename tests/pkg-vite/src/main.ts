@@ -1,9 +1,11 @@
 // The app Vite builds: it uses the package as a user would (a writable core in IndexedDB,
-// append, get, reopen; a Hyperbee, src/bee.ts; a Swarm on a topic, src/swarm.ts) and reports
-// in document.title, which scripts/test-pkg.sh reads in headless Chromium. src/example.ts (the package README's example, copied in by the test) is type-checked
-// by `tsc --noEmit` with this file.
+// append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; a
+// Swarm on a topic, src/swarm.ts) and reports in document.title, which scripts/test-pkg.sh
+// reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
+// the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
 import { beeCheck } from './bee'
+import { driveCheck } from './drive'
 import { swarmCheck } from './swarm'
 
 async function main (): Promise<string> {
@@ -26,7 +28,7 @@ async function main (): Promise<string> {
   const topic = params.get('topic')
   const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}` : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()}${swarm}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()}${swarm}`
 }
 
 main().then(
