@@ -27,6 +27,8 @@ struct Slot {
     highest_seq: Option<u32>,
     packets_sent: u64,
     retransmits: u64,
+    /// Told when the stream next takes a packet received on this socket.
+    direct_watch: Option<oneshot::Sender<()>>,
 }
 
 impl Slot {
@@ -138,6 +140,7 @@ impl Driver {
                         highest_seq: None,
                         packets_sent: 0,
                         retransmits: 0,
+                        direct_watch: None,
                     },
                 );
                 self.engine.insert(stream);
@@ -308,6 +311,11 @@ impl Driver {
                         self.writers.extend(writers.into_iter().map(|w| (id, w)));
                     }
                     Err(_) => {}
+                }
+            }
+            Command::WatchDirect(id, tx) => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.direct_watch = Some(tx);
                 }
             }
             Command::MoveIn(moved) => {
@@ -553,11 +561,14 @@ impl Driver {
                     let _ = to.send(Command::Deliver(datagram.to_vec()));
                     return;
                 }
-                if !self.slots.contains_key(&id) {
+                let Some(slot) = self.slots.get_mut(&id) else {
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
                     return;
+                };
+                if let Some(tx) = slot.direct_watch.take() {
+                    let _ = tx.send(());
                 }
                 self.engine.handle_datagram(now, datagram);
             }
