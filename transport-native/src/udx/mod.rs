@@ -66,9 +66,8 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
 /// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
 const READ_HIGH_WATER: usize = 1 << 20;
-/// Consecutive received DATA payloads are handed to a stream's handle in chunks of up to this
-/// many bytes.
-const DATA_COALESCE: usize = 256 * 1024;
+/// The driver sends what it gathered once this many bytes of datagrams are waiting.
+const OUT_BUF_MAX: usize = 1 << 20;
 /// A handle tells the driver what it took from its events once this many bytes add up (one
 /// command, and one wakeup of the driver, per batch); well under [`READ_HIGH_WATER`], so the
 /// driver always has something to hand over while the handle waits.
