@@ -120,6 +120,12 @@ export class Hypercore {
   /** Find the core's peers through the dht-relay at `url` and replicate with them. */
   replicate(url: string, opts?: ReplicateOptions): Promise<RelayReplication>
   /**
+   * Replicate over a connection of a `Swarm` (JS `swarm.on('connection', (conn) =>
+   * core.replicate(conn))`): the replication runs in the connection's encrypted stream;
+   * resolves once it closed cleanly. The connection's messages are the replication's then.
+   */
+  replicate(connection: SwarmConnection): Promise<void>
+  /**
    * Serve the core through the dht-relay at `url`: announce it on its discovery key and
    * replicate with every peer that connects. Resolves once announced. Non-custodial by
    * default (the session key never leaves the page; the relay forwards ciphertext; a relay
@@ -132,4 +138,347 @@ export class Hypercore {
   emit<E extends keyof HypercoreEvents>(name: E, ...args: Parameters<HypercoreEvents[E]>): boolean
   /** Delete the IndexedDB database `name` with every block in it. */
   static delete(name: string): Promise<void>
+}
+
+/** A key or value encoding of its own: bytes in, bytes out. */
+export interface Codec<T> {
+  encode(value: T): Uint8Array
+  decode(bytes: Uint8Array): T
+}
+
+/** hyperbee's named encodings (JS `codecs`): the same bytes as JS hyperbee stores. */
+export type EncodingName = 'binary' | 'utf-8' | 'utf8' | 'json'
+
+/** A `keyEncoding` / `valueEncoding`. */
+export type Encoding = EncodingName | Codec<any>
+
+/** What an encoding decodes to: bytes for 'binary', strings for 'utf-8', any for 'json'. */
+export type Decoded<E> =
+  E extends 'utf-8' | 'utf8' ? string
+    : E extends 'json' ? any
+      : E extends Codec<infer T> ? T
+        : Uint8Array
+
+export interface HyperbeeOptions<KE extends Encoding = 'binary', VE extends Encoding = 'binary'> {
+  /** Default 'binary'. Keys sort by their encoded bytes. */
+  keyEncoding?: KE
+  /** Default 'binary'. */
+  valueEncoding?: VE
+}
+
+/** One entry of a bee: the block `seq` holding `key`'s `value` (null: put without a value). */
+export interface BeeEntry<K, V> {
+  seq: number
+  key: K
+  value: V | null
+}
+
+/** Bounds and options of `createReadStream` (keys in the bee's key encoding). */
+export interface BeeRange<K> {
+  gt?: K
+  gte?: K
+  lt?: K
+  lte?: K
+  /** Descending order. */
+  reverse?: boolean
+  /** At most this many entries (negative: no limit). */
+  limit?: number
+}
+
+/** Puts and deletes staged in memory, appended in one write by `flush()` (`bee.batch()`). */
+export interface HyperbeeBatch<K, V> {
+  put(key: K, value?: V): Promise<void>
+  del(key: K): Promise<void>
+  /** `key`'s entry with the staged writes applied. */
+  get(key: K): Promise<BeeEntry<K, V> | null>
+  /** Append everything staged in one atomic write; the batch can be used again. */
+  flush(): Promise<void>
+  /** Discard what is staged. */
+  close(): Promise<void>
+}
+
+export interface HyperbeeSubOptions<KE extends Encoding, VE extends Encoding> extends HyperbeeOptions<KE, VE> {
+  /** Between the prefix and the keys (default one zero byte). */
+  sep?: Uint8Array | string
+}
+
+/**
+ * A Hyperbee (an append-only B-tree, JS hyperbee 2.x) on a `Hypercore` of the page. Its blocks
+ * are the ones JS hyperbee writes for the same operations: JS peers read it, and a bee
+ * replicated from JS reads here (missing blocks are downloaded as queries reach them).
+ */
+export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
+  readonly core: Hypercore
+  readonly keyEncoding: Codec<K>
+  readonly valueEncoding: Codec<V>
+  /** Resolves once the core is open. */
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** The core's length (at least 1). */
+  readonly version: number
+  readonly writable: boolean
+  /** Put `value` under `key` (without `value`: the key with no value). */
+  put(key: K, value?: V): Promise<void>
+  /** `key`'s entry, or null. */
+  get(key: K): Promise<BeeEntry<K, V> | null>
+  /** Delete `key` (appends nothing when it is not there). */
+  del(key: K): Promise<void>
+  batch(): HyperbeeBatch<K, V>
+  /**
+   * Entries in key order (descending with `reverse`) within the bounds, at most `limit`:
+   * iterate with `for await`. Reads a snapshot taken when iteration starts.
+   */
+  createReadStream(range?: BeeRange<K>): AsyncIterable<BeeEntry<K, V>>
+  /** The first entry in range, or null. */
+  peek(range?: BeeRange<K>): Promise<BeeEntry<K, V> | null>
+  /** A sub-database under `prefix`, with this bee's encodings unless given others. */
+  sub(prefix: Uint8Array | string): Hyperbee<K, V>
+  sub<KE extends Encoding, VE extends Encoding>(prefix: Uint8Array | string, opts: HyperbeeSubOptions<KE, VE>): Hyperbee<Decoded<KE>, Decoded<VE>>
+}
+
+export interface HyperbeeConstructor {
+  /**
+   * A bee on `core` (`new Hyperbee(core, { keyEncoding, valueEncoding })`). An empty writable
+   * core becomes a bee with its first write; its types follow the encodings
+   * (`'utf-8'`: string, `'json'`: any, `'binary'`: Uint8Array, a `Codec<T>`: T).
+   */
+  new <KE extends Encoding = 'binary', VE extends Encoding = 'binary'>(core: Hypercore, opts?: HyperbeeOptions<KE, VE>): Hyperbee<Decoded<KE>, Decoded<VE>>
+}
+
+export declare const Hyperbee: HyperbeeConstructor
+
+/** A listener of the events of `E`. */
+type Listener<E, K extends keyof E> = E[K] extends (...args: any[]) => void ? E[K] : never
+
+export interface SwarmConnectionEvents {
+  /** A message from the peer (reading starts with the first 'data' listener). */
+  data: (message: Uint8Array) => void
+  /** The peer ended its side. */
+  end: () => void
+  /** The stream closed (after 'error' when it failed). */
+  close: () => void
+  error: (error: Error) => void
+}
+
+/**
+ * One connection of a `Swarm` (hyperswarm's 'connection' stream): end-to-end encrypted
+ * messages with the peer, or a core's replication (`core.replicate(conn)`).
+ */
+export declare class SwarmConnection implements AsyncIterable<Uint8Array> {
+  private constructor()
+  /** The peer's public key (32 bytes). */
+  readonly remotePublicKey: Uint8Array
+  /** Whether this page dialed it. */
+  readonly isInitiator: boolean
+  /** Whether the stream closed. */
+  readonly destroyed: boolean
+  /** Send one message (a string is sent as UTF-8); false once ended or closed. */
+  write(data: Uint8Array | string): boolean
+  /** End our side (after a last message, if given). */
+  end(data?: Uint8Array | string): void
+  /** Close the stream now. */
+  destroy(): void
+  on<E extends keyof SwarmConnectionEvents>(name: E, fn: Listener<SwarmConnectionEvents, E>): this
+  once<E extends keyof SwarmConnectionEvents>(name: E, fn: Listener<SwarmConnectionEvents, E>): this
+  off<E extends keyof SwarmConnectionEvents>(name: E, fn: Listener<SwarmConnectionEvents, E>): this
+  emit<E extends keyof SwarmConnectionEvents>(name: E, ...args: Parameters<Listener<SwarmConnectionEvents, E>>): boolean
+  /** The messages until the peer ends (instead of 'data' events). */
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array>
+}
+
+/** What the 'connection' event tells about the peer (hyperswarm's PeerInfo, in part). */
+export interface SwarmPeerInfo {
+  /** The peer's public key. */
+  publicKey: Uint8Array
+  /** Whether this page dialed it (found it under a topic it looked up). */
+  client: boolean
+}
+
+export interface SwarmOptions {
+  /** The dht-relay WebSocket URL (`ws://` or `wss://`): `hyperpunch relay --ws`, or a JS `@hyperswarm/dht-relay`. */
+  relay: string
+  /**
+   * `true`: the relay holds the swarm's key pair (made for this swarm alone), runs the
+   * encryption and reads the traffic (needed to announce through a JS dht-relay). Default:
+   * non-custodial (the key never leaves the page; the relay forwards ciphertext), falling back
+   * to custodial when the relay refuses that mode (close code 4005); `false` never falls back.
+   */
+  custodial?: boolean
+  /** Where the .wasm file is loaded from (default: next to the module). */
+  wasmUrl?: string | URL
+}
+
+export interface JoinOptions {
+  /** Announce the topic and accept its peers' connections (default true). */
+  server?: boolean
+  /** Look the topic up and connect to its peers (default true). */
+  client?: boolean
+}
+
+/** What `swarm.join(topic)` returns (hyperswarm's PeerDiscovery). */
+export interface PeerDiscovery {
+  readonly swarm: Swarm
+  /** The topic (32 bytes). */
+  readonly topic: Uint8Array
+  /** Resolves once the topic was announced / looked up and the peers found were tried (false: the swarm was destroyed first). */
+  flushed(): Promise<boolean>
+  /** Leave this join. */
+  destroy(): Promise<void>
+}
+
+export interface SwarmEvents {
+  /** A new connection: one per peer at a time (duplicates resolved as hyperswarm does). */
+  connection: (connection: SwarmConnection, info: SwarmPeerInfo) => void
+  /** The relay session could not be opened. */
+  error: (error: Error) => void
+}
+
+/**
+ * Hyperswarm in the page through a dht-relay: join topics, get a 'connection' for each peer
+ * met there (JS hyperswarm peers, hyperpunch, other pages). The engine is hyperswarm 4.17's
+ * (refreshes, connection queue, retries, duplicate tie-break), run in wasm.
+ */
+export declare class Swarm {
+  constructor(opts: SwarmOptions)
+  readonly relay: string
+  /** Open connections. */
+  readonly connections: Set<SwarmConnection>
+  readonly destroyed: boolean
+  /** Resolves once the relay session is open. */
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** The swarm's public key, made for it (throws before `ready`). */
+  readonly publicKey: Uint8Array
+  /** Join `topic` (32 bytes or 64 hex characters): announce it and/or look it up. */
+  join(topic: KeyLike, opts?: JoinOptions): PeerDiscovery
+  /** Leave `topic` (its announcement is removed; connections stay). */
+  leave(topic: KeyLike): Promise<void>
+  /** Resolves once every topic was announced / looked up and every peer found was tried. */
+  flush(): Promise<boolean>
+  /** Leave every topic, close every connection and the relay session. */
+  destroy(): Promise<void>
+  on<E extends keyof SwarmEvents>(name: E, fn: Listener<SwarmEvents, E>): this
+  once<E extends keyof SwarmEvents>(name: E, fn: Listener<SwarmEvents, E>): this
+  off<E extends keyof SwarmEvents>(name: E, fn: Listener<SwarmEvents, E>): this
+  emit<E extends keyof SwarmEvents>(name: E, ...args: Parameters<Listener<SwarmEvents, E>>): boolean
+}
+
+export interface CorestoreOptions {
+  /** The primary key of a new store (32 bytes or hex; default random, kept in the database). */
+  primaryKey?: KeyLike
+  /** Where the .wasm file is loaded from (default: next to the module). */
+  wasmUrl?: string | URL
+}
+
+/** `store.get(...)`: a named core (created when missing) or a core by key. */
+export type CorestoreGetOptions = { name: string } | { key: KeyLike }
+
+/** A core of a `Corestore`. */
+export interface CorestoreCore {
+  readonly store: Corestore
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  /** The length as of `ready`, the last append or `update()`. */
+  readonly length: number
+  readonly writable: boolean
+  /** Refresh `length` and `writable`. */
+  update(): Promise<void>
+  append(blocks: Uint8Array | string | Array<Uint8Array | string>): Promise<number>
+  /** Block `index`, downloaded from the store's peers first when missing. */
+  get(index: number): Promise<Uint8Array | null>
+  /** End this session of the core. */
+  close(): Promise<void>
+}
+
+/**
+ * A corestore (JS corestore 7) in an IndexedDB database: named cores with the keys JS
+ * corestore derives from the same primary key, replicated together over each connection.
+ */
+export declare class Corestore {
+  constructor(name: string, opts?: CorestoreOptions)
+  readonly name: string
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly primaryKey: Uint8Array
+  get(opts: CorestoreGetOptions | KeyLike): CorestoreCore
+  /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
+  replicate(connection: SwarmConnection): Promise<void>
+  /** Delete the IndexedDB database `name` with every core in it. */
+  static delete(name: string): Promise<void>
+}
+
+/** Where a file's bytes are in the blobs core. */
+export interface BlobId {
+  blockOffset: number
+  blockLength: number
+  byteOffset: number
+  byteLength: number
+}
+
+/** A drive entry (hyperdrive's `{ seq, key, value }`). */
+export interface DriveEntry {
+  seq: number
+  /** The path. */
+  key: string
+  value: {
+    executable: boolean
+    /** A symlink's target. */
+    linkname: string | null
+    blob: BlobId | null
+    metadata: any
+  }
+}
+
+export interface DrivePutOptions {
+  executable?: boolean
+  /** Any JSON. */
+  metadata?: unknown
+}
+
+export interface HyperdriveOptions {
+  /** Opening someone else's drive: how long to wait for a peer to send its db core's manifest (default 30000). */
+  waitMs?: number
+}
+
+/**
+ * A Hyperdrive (JS hyperdrive 13) in a `Corestore`: `new Hyperdrive(store)` is the drive the
+ * store writes (same drive key as JS for the same primary key), `new Hyperdrive(store, key)`
+ * someone else's.
+ */
+export declare class Hyperdrive {
+  constructor(store: Corestore, key?: KeyLike | null, opts?: HyperdriveOptions)
+  readonly corestore: Corestore
+  ready(): Promise<void>
+  readonly opening: Promise<void>
+  /** 32 bytes (throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  /** The blobs core's key (null before `ready`). */
+  readonly contentKey: Uint8Array | null
+  /** The db core's length as of `ready`, the last write or `update()`. */
+  readonly version: number
+  readonly writable: boolean
+  update(): Promise<void>
+  put(path: string, data: Uint8Array | string, opts?: DrivePutOptions): Promise<void>
+  get(path: string): Promise<Uint8Array | null>
+  del(path: string): Promise<void>
+  symlink(path: string, target: string): Promise<void>
+  entry(path: string): Promise<DriveEntry | null>
+  exists(path: string): Promise<boolean>
+  /** Entries under `folder` in path order (`recursive: false`: directly in it). */
+  list(folder?: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry>
+  /** Names directly in `folder`. */
+  readdir(folder?: string): AsyncIterable<string>
+  /** The file's bytes (read whole, one chunk). */
+  createReadStream(path: string): AsyncIterable<Uint8Array>
+  /** Download every file under `folder`; resolves to the number of blocks fetched. */
+  download(folder?: string): Promise<number>
+  /** Replicate the drive's store over a `Swarm` connection. */
+  replicate(connection: SwarmConnection): Promise<void>
 }

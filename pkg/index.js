@@ -126,11 +126,14 @@ export class Hypercore {
   /**
    * Find this core's peers through the dht-relay at `url` and replicate with them. Resolves to
    * a handle with `connections` and `end()`; the core keeps it as `core.replication`.
+   * `core.replicate(conn)` with a `SwarmConnection` replicates over that connection instead
+   * (as JS `swarm.on('connection', (conn) => core.replicate(conn))`), resolving when it closed.
    * Non-custodial unless `opts.custodial`: the session's key never leaves the page, the
    * encryption runs here and the relay forwards ciphertext.
    */
   async replicate (url, opts = {}) {
     await this.opening
+    if (url instanceof SwarmConnection) return wasm.replicateConnection(this._core, url._c)
     this.replication = await this._core.replicateThroughRelay(url, opts.maxPeers, opts.custodial === true)
     return this.replication
   }
@@ -204,4 +207,682 @@ export async function discoveryKey (key) {
 export async function version () {
   await init()
   return wasm.version()
+}
+
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder()
+
+function asBytes (value) {
+  if (value instanceof Uint8Array) return value
+  if (typeof value === 'string') return utf8Encoder.encode(value)
+  throw new TypeError('expected a Uint8Array or a string')
+}
+
+// The encodings of JS `codecs` (hyperbee's keyEncoding / valueEncoding): same bytes.
+const ENCODINGS = {
+  binary: { encode: asBytes, decode: (b) => b },
+  'utf-8': { encode: asBytes, decode: (b) => utf8Decoder.decode(b) },
+  json: { encode: (v) => utf8Encoder.encode(JSON.stringify(v)), decode: (b) => JSON.parse(utf8Decoder.decode(b)) }
+}
+ENCODINGS.utf8 = ENCODINGS['utf-8']
+
+function codec (enc) {
+  if (enc === undefined || enc === null) return ENCODINGS.binary
+  if (typeof enc === 'string') {
+    const c = ENCODINGS[enc]
+    if (!c) throw new TypeError(`unknown encoding ${JSON.stringify(enc)} (binary, utf-8, json, or { encode, decode })`)
+    return c
+  }
+  if (typeof enc.encode === 'function' && typeof enc.decode === 'function') return enc
+  throw new TypeError('an encoding is binary, utf-8, json, or an object with encode and decode')
+}
+
+function decodeEntry (entry, keys, values) {
+  if (entry === null || entry === undefined) return null
+  return {
+    seq: entry.seq,
+    key: keys.decode(entry.key),
+    value: entry.value === null ? null : values.decode(entry.value)
+  }
+}
+
+/**
+ * A Hyperbee (an append-only B-tree, JS hyperbee 2.x) on a `Hypercore` of the page: the same
+ * blocks JS hyperbee writes for the same operations, so JS peers read it (and the other way
+ * around). `keyEncoding` / `valueEncoding`: 'binary' (default), 'utf-8', 'json', or
+ * `{ encode, decode }`.
+ */
+export class Hyperbee {
+  constructor (core, opts = {}) {
+    if (!(core instanceof Hypercore)) throw new TypeError('new Hyperbee(core): core must be a Hypercore of this package')
+    this.core = core
+    this.keyEncoding = codec(opts.keyEncoding)
+    this.valueEncoding = codec(opts.valueEncoding)
+    this._parent = opts._parent || null
+    this._prefix = opts._prefix
+    this._sep = opts._sep
+    this._bee = null
+    this.opening = this._open()
+    this.opening.catch(() => {})
+  }
+
+  async _open () {
+    await this.core.ready()
+    if (this._parent !== null) {
+      await this._parent.ready()
+      this._bee = this._parent._bee.sub(this._prefix, this._sep)
+    } else {
+      this._bee = new wasm.Hyperbee(this.core._core)
+    }
+  }
+
+  /** Resolves once the core is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** The bee's version: the core's length (at least 1). */
+  get version () {
+    return Math.max(1, this.core.length)
+  }
+
+  /** Whether this page can write (the core is writable). */
+  get writable () {
+    return this.core.writable
+  }
+
+  /** Put `value` under `key` (without `value`: the key with no value). */
+  async put (key, value) {
+    await this.opening
+    const v = value === undefined ? undefined : this.valueEncoding.encode(value)
+    return this._bee.put(this.keyEncoding.encode(key), v)
+  }
+
+  /** `{ seq, key, value }` of `key`, or null. */
+  async get (key) {
+    await this.opening
+    return decodeEntry(await this._bee.get(this.keyEncoding.encode(key)), this.keyEncoding, this.valueEncoding)
+  }
+
+  /** Delete `key` (nothing is appended when it is not there). */
+  async del (key) {
+    await this.opening
+    return this._bee.del(this.keyEncoding.encode(key))
+  }
+
+  /** A batch: puts and deletes appended in one write by `flush()`. */
+  batch () {
+    return new HyperbeeBatch(this)
+  }
+
+  /**
+   * Entries in key order (`reverse`: descending) within `gt`/`gte`/`lt`/`lte` (keys, encoded
+   * with keyEncoding), at most `limit`: an async iterable (`for await`), read from a snapshot
+   * taken when iteration starts.
+   */
+  createReadStream (range = {}) {
+    const bee = this
+    const enc = (k) => (k === undefined || k === null ? undefined : bee.keyEncoding.encode(k))
+    return {
+      async * [Symbol.asyncIterator] () {
+        await bee.opening
+        const it = bee._bee.readStream(enc(range.gt), enc(range.gte), enc(range.lt), enc(range.lte),
+          range.reverse === true, range.limit === undefined ? undefined : range.limit)
+        try {
+          while (true) {
+            const e = await it.next()
+            if (e === null) return
+            yield decodeEntry(e, bee.keyEncoding, bee.valueEncoding)
+          }
+        } finally {
+          it.free()
+        }
+      }
+    }
+  }
+
+  /** The first entry in range (`createReadStream({ ...range, limit: 1 })`), or null. */
+  async peek (range = {}) {
+    for await (const e of this.createReadStream({ ...range, limit: 1 })) return e
+    return null
+  }
+
+  /**
+   * A sub-database under `prefix` (a string or bytes), separated by `sep` (default one zero
+   * byte); it keeps this bee's encodings unless given others.
+   */
+  sub (prefix, opts = {}) {
+    return new Hyperbee(this.core, {
+      keyEncoding: opts.keyEncoding || this.keyEncoding,
+      valueEncoding: opts.valueEncoding || this.valueEncoding,
+      _parent: this,
+      _prefix: asBytes(prefix),
+      _sep: opts.sep === undefined ? undefined : asBytes(opts.sep)
+    })
+  }
+}
+
+/** A batch of a `Hyperbee` (`bee.batch()`). */
+class HyperbeeBatch {
+  constructor (bee) {
+    this.bee = bee
+    this._batch = null
+  }
+
+  async _open () {
+    await this.bee.opening
+    if (this._batch === null) this._batch = this.bee._bee.batch()
+    return this._batch
+  }
+
+  async put (key, value) {
+    const b = await this._open()
+    const v = value === undefined ? undefined : this.bee.valueEncoding.encode(value)
+    return b.put(this.bee.keyEncoding.encode(key), v)
+  }
+
+  async del (key) {
+    const b = await this._open()
+    return b.del(this.bee.keyEncoding.encode(key))
+  }
+
+  async get (key) {
+    const b = await this._open()
+    return decodeEntry(await b.get(this.bee.keyEncoding.encode(key)), this.bee.keyEncoding, this.bee.valueEncoding)
+  }
+
+  /** Append everything staged in one write. */
+  async flush () {
+    const b = await this._open()
+    return b.flush()
+  }
+
+  /** Discard what is staged. */
+  async close () {
+    const b = await this._open()
+    return b.close()
+  }
+}
+
+/** A small event emitter (on / once / off / emit), as Node's for the events used here. */
+class Emitter {
+  constructor () {
+    this._listeners = new Map()
+  }
+
+  on (name, fn) {
+    if (!this._listeners.has(name)) this._listeners.set(name, [])
+    this._listeners.get(name).push(fn)
+    return this
+  }
+
+  once (name, fn) {
+    const wrap = (...args) => { this.off(name, wrap); fn(...args) }
+    return this.on(name, wrap)
+  }
+
+  off (name, fn) {
+    const list = this._listeners.get(name)
+    if (list) {
+      const i = list.indexOf(fn)
+      if (i !== -1) list.splice(i, 1)
+    }
+    return this
+  }
+
+  emit (name, ...args) {
+    const list = this._listeners.get(name)
+    if (!list || list.length === 0) {
+      if (name === 'error') console.error(args[0])
+      return false
+    }
+    for (const fn of list.slice()) fn.apply(this, args)
+    return true
+  }
+}
+
+/**
+ * One connection of a `Swarm` (hyperswarm's 'connection' stream): end-to-end encrypted
+ * messages with the peer `remotePublicKey`, or a core's replication (`core.replicate(conn)`).
+ * Events: 'data' (Uint8Array; reading starts with the first 'data' listener or `for await`),
+ * 'end', 'close', 'error'.
+ */
+export class SwarmConnection extends Emitter {
+  constructor (inner) {
+    super()
+    this._c = inner
+    this.remotePublicKey = inner.remotePublicKey
+    this.isInitiator = inner.isInitiator
+    this.destroyed = false
+    this._reading = false
+    this._iterating = false
+    inner.whenClosed().then((error) => {
+      this.destroyed = true
+      if (error !== null) this.emit('error', new Error(error))
+      this.emit('close')
+    })
+  }
+
+  on (name, fn) {
+    super.on(name, fn)
+    if (name === 'data') this._read()
+    return this
+  }
+
+  _read () {
+    if (this._reading) return
+    this._reading = true
+    const loop = async () => {
+      while (true) {
+        const m = await this._c.read()
+        if (m === null) break
+        this.emit('data', m)
+      }
+      this.emit('end')
+    }
+    loop().catch((err) => this.emit('error', err))
+  }
+
+  /** Send one message (a Uint8Array, or a string as UTF-8); false once ended or closed. */
+  write (data) {
+    return this._c.write(asBytes(data))
+  }
+
+  /** End our side (optionally after a last message); the stream closes once the peer ended too. */
+  end (data) {
+    if (data !== undefined) this.write(data)
+    this._c.end()
+  }
+
+  /** Close the stream now. */
+  destroy () {
+    this._c.destroy()
+  }
+
+  /** The messages, until the peer ends (instead of 'data' events). */
+  async * [Symbol.asyncIterator] () {
+    if (this._reading) throw new Error('the connection is read through its data events')
+    this._reading = true
+    while (true) {
+      const m = await this._c.read()
+      if (m === null) return
+      yield m
+    }
+  }
+}
+
+function toTopic (topic) {
+  const t = toBytes('topic', topic)
+  if (t.length !== 32) throw new TypeError('a topic is 32 bytes (or 64 hex characters)')
+  return t
+}
+
+/** What `swarm.join(topic)` returns (hyperswarm's PeerDiscovery). */
+class PeerDiscovery {
+  constructor (swarm, topic, session) {
+    this.swarm = swarm
+    this.topic = topic
+    this._session = session
+    this._session.catch(() => {})
+  }
+
+  /** Resolves once the topic was announced / looked up and its peers were tried. */
+  async flushed () {
+    await this._session
+    return this.swarm._swarm.flush(this.topic)
+  }
+
+  /** Leave this join. */
+  async destroy () {
+    const id = await this._session
+    this.swarm._swarm.leaveSession(id)
+  }
+}
+
+/**
+ * Hyperswarm in the page, through a dht-relay (`new Swarm({ relay: 'ws://...' })`): join
+ * topics, meet the peers that joined them (JS hyperswarm, hyperpunch, other pages), get a
+ * 'connection' (a `SwarmConnection`, with the peer's info) for each.
+ */
+export class Swarm extends Emitter {
+  constructor (opts = {}) {
+    super()
+    if (typeof opts.relay !== 'string') throw new TypeError('new Swarm({ relay }): relay must be a dht-relay WebSocket URL (ws:// or wss://)')
+    this.relay = opts.relay
+    this._opts = opts
+    this._swarm = null
+    this.connections = new Set()
+    this.destroyed = false
+    this.opening = this._open()
+    this.opening.catch((err) => this.emit('error', err))
+  }
+
+  async _open () {
+    await init(this._opts.wasmUrl)
+    this._swarm = await wasm.Swarm.open(this.relay, this._opts.custodial)
+    this._accept().catch((err) => this.emit('error', err))
+  }
+
+  async _accept () {
+    while (true) {
+      const inner = await this._swarm.nextConnection()
+      if (inner === null) return
+      const conn = new SwarmConnection(inner)
+      this.connections.add(conn)
+      conn.once('close', () => this.connections.delete(conn))
+      this.emit('connection', conn, { publicKey: conn.remotePublicKey, client: conn.isInitiator })
+    }
+  }
+
+  /** Resolves once the relay session is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** The swarm's public key (32 bytes; throws before `ready`). */
+  get publicKey () {
+    if (this._swarm === null) throw new Error('the swarm is not open yet: await swarm.ready()')
+    return this._swarm.publicKey
+  }
+
+  /**
+   * Join `topic` (32 bytes or 64 hex characters): announce it (`server`, default true) and look
+   * it up and connect to its peers (`client`, default true).
+   */
+  join (topic, opts = {}) {
+    const t = toTopic(topic)
+    const session = this.opening.then(() => this._swarm.join(t, opts.server, opts.client))
+    return new PeerDiscovery(this, t, session)
+  }
+
+  /** Leave `topic`: its announcement is removed; connections stay. */
+  async leave (topic) {
+    const t = toTopic(topic)
+    await this.opening
+    this._swarm.leave(t)
+  }
+
+  /** Resolves once every topic was announced / looked up and every peer found was tried. */
+  async flush () {
+    await this.opening
+    return this._swarm.flush()
+  }
+
+  /** Leave every topic, close every connection and the relay session. */
+  async destroy () {
+    if (this.destroyed) return
+    this.destroyed = true
+    try {
+      await this.opening
+    } catch {
+      return
+    }
+    await this._swarm.destroy()
+  }
+}
+
+/**
+ * A corestore (JS corestore 7) in the IndexedDB database `name`: named cores whose keys are the
+ * ones JS corestore derives from the same primary key, replicated together over each
+ * connection (`store.replicate(conn)`). `primaryKey` (32 bytes or hex) for a new store;
+ * default random, kept in the database.
+ */
+export class Corestore {
+  constructor (name, opts = {}) {
+    if (typeof name !== 'string' || name === '') throw new TypeError('name must be a non-empty string')
+    this.name = name
+    this._opts = opts
+    this._store = null
+    this.opening = this._open()
+    this.opening.catch(() => {})
+  }
+
+  async _open () {
+    await init(this._opts.wasmUrl)
+    const pk = this._opts.primaryKey === undefined ? undefined : toBytes('primaryKey', this._opts.primaryKey)
+    this._store = await wasm.Corestore.open(this.name, pk)
+  }
+
+  /** Resolves once the store is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** The primary key (32 bytes; throws before `ready`). */
+  get primaryKey () {
+    if (this._store === null) throw new Error('the store is not open yet: await store.ready()')
+    return this._store.primaryKey
+  }
+
+  /**
+   * The core named `name` (`{ name }`: created, writable, when missing) or with public key
+   * `key` (`{ key }`, or the key itself): a `CorestoreCore` (await `core.ready()`).
+   */
+  get (opts) {
+    if (opts instanceof Uint8Array || typeof opts === 'string') opts = { key: opts }
+    if (!opts || (typeof opts.name !== 'string' && opts.key === undefined)) throw new TypeError('store.get({ name }) or store.get({ key })')
+    return new CorestoreCore(this, opts)
+  }
+
+  /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
+  async replicate (connection) {
+    if (!(connection instanceof SwarmConnection)) throw new TypeError('store.replicate(conn): conn must be a SwarmConnection')
+    await this.opening
+    return this._store.replicateConnection(connection._c)
+  }
+
+  /** Delete the IndexedDB database `name` with every core in it. */
+  static async delete (name) {
+    await init()
+    return wasm.Hypercore.deleteDatabase(name)
+  }
+}
+
+/** A core of a `Corestore` (`store.get(...)`). */
+class CorestoreCore {
+  constructor (store, opts) {
+    this.store = store
+    this._h = null
+    this.length = 0
+    this.writable = false
+    this.opening = this._open(opts)
+    this.opening.catch(() => {})
+  }
+
+  async _open (opts) {
+    await this.store.opening
+    const key = opts.key === undefined ? undefined : toBytes('key', opts.key)
+    this._h = await this.store._store.get(opts.name, key)
+    await this._refresh()
+  }
+
+  async _refresh () {
+    const info = await this._h.info()
+    this.length = info.length
+    this.writable = info.writable
+  }
+
+  ready () {
+    return this.opening
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get key () {
+    if (this._h === null) throw new Error('the core is not open yet: await core.ready()')
+    return this._h.key
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get discoveryKey () {
+    if (this._h === null) throw new Error('the core is not open yet: await core.ready()')
+    return this._h.discoveryKey
+  }
+
+  /** Refresh `length` / `writable` (they are read at `ready` and after each append). */
+  async update () {
+    await this.opening
+    await this._refresh()
+  }
+
+  /** Append blocks (Uint8Array or string, or an array of them); resolves to the new length. */
+  async append (blocks) {
+    await this.opening
+    for (const b of Array.isArray(blocks) ? blocks : [blocks]) this.length = await this._h.append(toBlock(b))
+    return this.length
+  }
+
+  /** Block `index`, downloaded from the store's peers first when missing. */
+  async get (index) {
+    await this.opening
+    return this._h.get(index)
+  }
+
+  /** End this session of the core. */
+  async close () {
+    await this.opening
+    return this._h.close()
+  }
+}
+
+function parseEntry (e) {
+  if (e === null || e === undefined) return null
+  return { seq: e.seq, key: e.key, value: JSON.parse(e.value) }
+}
+
+function fromArray (promise, map) {
+  return {
+    async * [Symbol.asyncIterator] () {
+      for (const x of await promise) yield map(x)
+    }
+  }
+}
+
+/**
+ * A Hyperdrive (JS hyperdrive 13: files on a db core and a blobs core) in a `Corestore`:
+ * `new Hyperdrive(store)` is the drive the store writes (its named core 'db', so the same drive
+ * key as JS hyperdrive on a corestore with the same primary key); `new Hyperdrive(store, key)`
+ * someone else's, read from the store's peers.
+ */
+export class Hyperdrive {
+  constructor (store, key = null, opts = {}) {
+    if (!(store instanceof Corestore)) throw new TypeError('new Hyperdrive(store, key?): store must be a Corestore of this package')
+    this.corestore = store
+    this._key = key === null || key === undefined ? undefined : toBytes('key', key)
+    this._opts = opts
+    this._d = null
+    this.version = 0
+    this.writable = false
+    this.contentKey = null
+    this.opening = this._open()
+    this.opening.catch(() => {})
+  }
+
+  async _open () {
+    await this.corestore.opening
+    this._d = await wasm.Hyperdrive.open(this.corestore._store, this._key, this._opts.waitMs)
+    this.contentKey = await this._d.contentKey()
+    await this._refresh()
+  }
+
+  async _refresh () {
+    this.version = await this._d.version()
+    this.writable = await this._d.writable()
+  }
+
+  /** Resolves once the drive is open. */
+  ready () {
+    return this.opening
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get key () {
+    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    return this._d.key
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get discoveryKey () {
+    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    return this._d.discoveryKey
+  }
+
+  /** Refresh `version` / `writable` (read at `ready` and after each write). */
+  async update () {
+    await this.opening
+    await this._refresh()
+  }
+
+  /** Write the file `path` (a Uint8Array, or a string as UTF-8). */
+  async put (path, data, opts = {}) {
+    await this.opening
+    const metadata = opts.metadata === undefined || opts.metadata === null ? undefined : JSON.stringify(opts.metadata)
+    await this._d.put(path, asBytes(data), opts.executable === true, metadata)
+    await this._refresh()
+  }
+
+  /** The file's bytes, or null. */
+  async get (path) {
+    await this.opening
+    return this._d.get(path)
+  }
+
+  /** Delete the file `path`. */
+  async del (path) {
+    await this.opening
+    await this._d.del(path)
+    await this._refresh()
+  }
+
+  /** Make `path` a symlink to `target`. */
+  async symlink (path, target) {
+    await this.opening
+    await this._d.symlink(path, target)
+    await this._refresh()
+  }
+
+  /** `{ seq, key, value: { executable, linkname, blob, metadata } }` of `path`, or null. */
+  async entry (path) {
+    await this.opening
+    return parseEntry(await this._d.entry(path))
+  }
+
+  /** Whether the file `path` exists. */
+  async exists (path) {
+    await this.opening
+    return this._d.exists(path)
+  }
+
+  /** The entries under `folder` (every file below it; `recursive: false`: directly in it), in path order: an async iterable. */
+  list (folder = '/', opts = {}) {
+    const entries = this.opening.then(() => this._d.list(folder, opts.recursive !== false))
+    return fromArray(entries, parseEntry)
+  }
+
+  /** The names directly in `folder` (files and folders): an async iterable. */
+  readdir (folder = '/') {
+    return fromArray(this.opening.then(() => this._d.readdir(folder)), (name) => name)
+  }
+
+  /** The file's bytes as an async iterable (read whole: one chunk). */
+  createReadStream (path) {
+    const drive = this
+    return {
+      async * [Symbol.asyncIterator] () {
+        const data = await drive.get(path)
+        if (data === null) throw new Error(`${path}: no such file`)
+        yield data
+      }
+    }
+  }
+
+  /** Download every file under `folder` from the peers; resolves to the number of blocks fetched. */
+  async download (folder = '/') {
+    await this.opening
+    return this._d.download(folder)
+  }
+
+  /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */
+  async replicate (connection) {
+    return this.corestore.replicate(connection)
+  }
 }

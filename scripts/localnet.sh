@@ -5,6 +5,8 @@
 #   localnet_start BLOCKS   sets relay_url, relay_pid, bootstrap (HOST:PORT of the bootstrap
 #                           node), core_key, core_len, serve_pid; needs $hp (the
 #                           hyperpunch binary) and $tmp (a scratch folder); adds pids to `pids`
+#   localnet_relay          the bootstrap node and the relay alone (sets bootstrap, relay_url,
+#                           relay_pid)
 #   localnet_stop           kills what localnet_start started
 pids=()
 localnet_stop() {
@@ -23,8 +25,8 @@ wait_for() {
   done
   return 1
 }
-localnet_start() {
-  local blocks=$1
+# localnet_relay: the bootstrap node and the relay only (sets bootstrap, relay_url, relay_pid).
+localnet_relay() {
   local boot_port
   boot_port=$(free_port)
   bootstrap="127.0.0.1:$boot_port"
@@ -35,6 +37,10 @@ localnet_start() {
   pids+=($relay_pid)
   relay_url=$(wait_for "$tmp/relay.log" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
     echo "error: the relay did not start:" >&2; cat "$tmp/relay.log" "$tmp/boot.log" >&2; return 1; }
+}
+localnet_start() {
+  local blocks=$1
+  localnet_relay
   mkdir -p "$tmp/blocks"
   local i
   for i in $(seq 0 $((blocks - 1))); do printf 'hyperpunch block %d' "$i" > "$tmp/blocks/$i"; done
@@ -42,7 +48,7 @@ localnet_start() {
   core_key=$("$hp" core create --storage "$tmp/core" --seed "$(printf '42%.0s' $(seq 32))")
   (cd "$tmp/blocks" && "$hp" core append --storage "$tmp/core" $(seq 0 $((blocks - 1)))) >/dev/null
   core_len=$blocks
-  "$hp" core serve --storage "$tmp/core" --swarm --host 127.0.0.1 --bootstrap "127.0.0.1:$boot_port" \
+  "$hp" core serve --storage "$tmp/core" --swarm --host 127.0.0.1 --bootstrap "$bootstrap" \
     >"$tmp/serve.out" 2>"$tmp/serve.log" &
   serve_pid=$!
   pids+=($serve_pid)

@@ -6,12 +6,18 @@
 #      template; package-lock.json pins vite and typescript, so `npm ci` is reproducible and
 #      served from npm's cache after the first run) into a temporary folder and install the
 #      tarball into it, as `npm install ./hyperpunch-X.tgz` would
-#   3. `tsc --noEmit` on the pkg README's example (copied from pkg/README.md's first js block
-#      into src/example.ts) and on the app (src/main.ts), strict, libraries checked too
+#   3. `tsc --noEmit` on the pkg README's examples (each js block of pkg/README.md copied into
+#      src/example-N.ts) and on the app (src/main.ts), strict, libraries checked too
 #   4. `vite build`; the output must hold the .wasm (byte for byte the packed one) and a script
 #      that loads it by URL
 #   5. the built app in headless Chromium (chromedriver): it creates a core in IndexedDB, appends,
-#      reads, reopens; document.title `ok ...`
+#      reads, reopens; a Hyperbee: put/get/del, a batch, range scans, a sub, reopened by name; a
+#      Corestore with a fixed primary key (a named core's key and the drive key equal JS
+#      corestore's and hyperdrive's, tests/interop/store-drive-keys.js) and a Hyperdrive in it:
+#      put/get/entry/list/readdir/symlink/del, reopened by name; a
+#      Swarm: joins a random topic through `hyperpunch relay --ws` on a local DHT, where a JS
+#      hyperswarm peer (tests/interop/swarm-topic-peer.js) joined, and exchanges a message each
+#      way with it; document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
 # logs. Needs node 20.19+ and npm (vite 8).
 set -euo pipefail
@@ -81,14 +87,15 @@ step "npm install $tgz"
 (cd "$app" && run npm-install.log 600 npm install --no-save --prefer-offline --no-audit --no-fund --loglevel=error "$tarball")
 [ -f "$app/node_modules/hyperpunch/package.json" ] || { echo "error: hyperpunch is not in node_modules" >&2; exit 1; }
 
-# The README's example, as a user would paste it.
-python3 - pkg/README.md "$app/src/example.ts" <<'PY'
+# The README's examples, as a user would paste them: each ```js block into src/example-N.ts.
+python3 - pkg/README.md "$app/src" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
-m = re.search(r"```js\n(.*?)```", text, re.S)
-if not m:
+blocks = re.findall(r"```js\n(.*?)```", text, re.S)
+if not blocks:
     sys.exit("pkg/README.md has no ```js example")
-open(sys.argv[2], "w").write(m.group(1))
+for i, b in enumerate(blocks):
+    open(f"{sys.argv[2]}/example-{i}.ts", "w").write(b)
 PY
 step "tsc --noEmit (the README example and the app, strict)"
 (cd "$app" && run tsc.log 300 npx --no-install tsc --noEmit -p .)
@@ -106,11 +113,45 @@ grep -lF "$wasm_name" "$app"/dist/assets/*.js >/dev/null || {
   echo "error: no built script names $wasm_name (the wasm is not loaded by URL)" >&2; exit 1; }
 step "dist/assets/$wasm_name ($(du -h "$built_wasm" | cut -f1)) is the packed wasm, loaded by URL"
 
-step "the built app in headless Chromium"
+step "a local DHT, hyperpunch relay --ws, a JS hyperswarm peer on a topic"
+cargo build --locked -q -p hyperpunch --bin hyperpunch
+hp="$root/target/debug/hyperpunch"
+bash scripts/install-js-reference.sh
+localnet_relay
+topic=$(python3 -c 'import os; print(os.urandom(32).hex())')
+node tests/interop/swarm-topic-peer.js "$bootstrap" "$topic" >"$tmp/jspeer.out" 2>"$tmp/jspeer.log" &
+pids+=($!)
+js_key=$(wait_for "$tmp/jspeer.out" 's/^joined \([0-9a-f]*\)$/\1/p') || {
+  echo "error: the JS hyperswarm peer did not join:" >&2; cat "$tmp/jspeer.out" "$tmp/jspeer.log" >&2; exit 1; }
+export SCRATCH="$tmp"
+# The keys JS corestore and hyperdrive give for the primary key the page's store uses.
+store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf '07%.0s' $(seq 32))") || {
+  echo "error: tests/interop/store-drive-keys.js failed" >&2; exit 1; }
+
+step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
-steps='[{"open": "'"$http_url"'"}, {"title": "ok ", "timeout": 120},
-  {"eval": "document.title.includes(\"length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true\")", "expect": true}]'
+page_url="${http_url}?relay=$relay_url&topic=$topic"
+bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
+drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
+swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" <<'PY'
+import json, sys
+url, bee, drive, store, swarm = sys.argv[1:]
+print(json.dumps([
+    {"open": url},
+    {"title": "ok ", "timeout": 180},
+    {"eval": 'document.title.includes("length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true")', "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(bee), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(drive), "expect": True},
+    # The store's named core and the drive have the keys JS gives for the same primary key.
+    {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
+    # The JS peer saw the page's key and got its message.
+    {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" && grep -qx "data hello from page" "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},
+]))
+PY
+)
 timeout -k 10 600 python3 scripts/webdriver.py "$webdriver_url" transport-web/webdriver.json "$steps"
 ok=1
 step "npm package check passed"

@@ -9,7 +9,8 @@
 //   say: [text] messages to send once writable; expect: messages to wait for in the view
 //   deadline: ms (default 60000); linger: after 'done', keep replicating until killed (or the
 //   deadline), so the other member can still fetch our blocks
-// Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text']}.
+// Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
+// fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
 // acks), listens on 127.0.0.1 (any port) and prints {event:'room', key, port}; then it reads
@@ -112,6 +113,8 @@ async function main () {
   if (cfg.create) return create()
   const store = new Corestore(dir)
   const base = open(store, b4a.from(cfg.room, 'hex'))
+  const fastForwards = []
+  base.on('fast-forward', (to, from) => fastForwards.push({ to, from }))
   await base.ready()
   out({ event: 'writer', key: b4a.toString(base.local.key, 'hex') })
   const socket = net.connect(cfg.port, '127.0.0.1')
@@ -129,7 +132,8 @@ async function main () {
       messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
     }
     if (messages.length >= cfg.expect) {
-      out({ event: 'done', messages })
+      const hex = (b) => b4a.toString(b, 'hex')
+      out({ event: 'done', messages, fastForwards, systemKey: hex(base.system.core.key), viewKey: hex(base.view.key) })
       break
     }
     await sleep(50)

@@ -66,7 +66,7 @@ impl Storage for BlockWrites {
         let blocks = batch
             .ops
             .iter()
-            .filter(|op| matches!(op, Op::Put(k, _) if k.first() == Some(&layout::BLOCK)))
+            .filter(|op| matches!(op, Op::Put(k, _) | Op::PutParts(k, _) if k.first() == Some(&layout::BLOCK)))
             .count();
         if blocks > 0 {
             self.writes.lock().unwrap().push(blocks);

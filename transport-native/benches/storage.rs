@@ -81,11 +81,13 @@ impl Storage for RedbStorage {
         tx.set_durability(self.durability).map_err(io)?;
         {
             let mut t = tx.open_table(TABLE).map_err(io)?;
-            for op in &batch.ops {
+            for op in batch.ops.into_iter().map(Op::joined) {
+                let op = &op;
                 match op {
                     Op::Put(k, v) => {
                         t.insert(k.as_slice(), v.as_slice()).map_err(io)?;
                     }
+                    Op::PutParts(..) => {} // joined above
                     Op::Delete(k) => {
                         t.remove(k.as_slice()).map_err(io)?;
                     }

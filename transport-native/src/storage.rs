@@ -64,13 +64,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
-use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 #[path = "storage_create.rs"]
 mod create;
@@ -239,7 +238,7 @@ fn last_op_of_each_key(ops: &[Op]) -> Vec<bool> {
     let mut last: HashMap<&[u8], usize, BuildHasherDefault<FxHasher>> =
         HashMap::with_capacity_and_hasher(ops.len(), Default::default());
     for (i, op) in ops.iter().enumerate() {
-        if let Op::Put(k, _) | Op::Delete(k) = op {
+        if let Op::Put(k, _) | Op::PutParts(k, _) | Op::Delete(k) = op {
             if let Some(prev) = last.insert(k.as_slice(), i) {
                 keep[prev] = false;
             }
@@ -466,6 +465,126 @@ fn open_database(dir: &Path) -> Result<Opened, StorageError> {
     // discard the data.
     sync_dir(dir)?;
     Ok((db, ks, Some(data)))
+}
+
+/// A value to store: one buffer, or the parts of an [`Op::PutParts`] (kept apart, so a value
+/// that goes to the data file is written from them as they are, in one vectored write).
+enum Value {
+    One(Vec<u8>),
+    Parts(Vec<Vec<u8>>),
+}
+
+impl Value {
+    fn len(&self) -> usize {
+        match self {
+            Value::One(v) => v.len(),
+            Value::Parts(p) => p.iter().map(Vec::len).sum(),
+        }
+    }
+    fn parts(&self) -> &[Vec<u8>] {
+        match self {
+            Value::One(v) => std::slice::from_ref(v),
+            Value::Parts(p) => p,
+        }
+    }
+    fn xxh3(&self) -> u64 {
+        match self {
+            Value::One(v) => xxh3_64(v),
+            Value::Parts(p) => {
+                let mut h = Xxh3::new();
+                for part in p {
+                    h.update(part);
+                }
+                h.digest()
+            }
+        }
+    }
+    /// `prefix` and then the value's bytes, in one new buffer.
+    fn prefixed(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut r = Vec::with_capacity(prefix.len() + self.len());
+        r.extend_from_slice(prefix);
+        for part in self.parts() {
+            r.extend_from_slice(part);
+        }
+        r
+    }
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Value::One(v) => v,
+            Value::Parts(p) => hyperpunch_core::storage::join(p),
+        }
+    }
+}
+
+/// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
+/// system call for a chunk header and its block; elsewhere one `pwrite` per part).
+#[cfg(target_os = "linux")]
+fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut parts: Vec<&[u8]> = parts
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut at = offset;
+    let mut first = 0usize;
+    while first < parts.len() {
+        let iov: Vec<libc::iovec> = parts[first..]
+            .iter()
+            .take(64) // well below IOV_MAX (1024)
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        let off = libc::off_t::try_from(at)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: each iovec points into a live slice of `parts` of its length; `pwritev` only
+        // reads them.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                off,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = usize::try_from(n).unwrap_or(0);
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+        }
+        at += n as u64;
+        // Skip what was written: whole parts, then the start of a part written in part.
+        while n > 0 && first < parts.len() {
+            let p = parts[first];
+            if n >= p.len() {
+                n -= p.len();
+                first += 1;
+            } else {
+                parts[first] = &p[n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut at = offset;
+    for p in parts {
+        file.write_all_at(p, at)?;
+        at += p.len() as u64;
+    }
+    Ok(())
 }
 
 /// Read exactly `len` bytes of `file` at `offset` into the empty `buf` (which has room for them),
@@ -729,14 +848,16 @@ impl FileStorage {
         }
         // Validate first: nothing is written if any op is out of bounds.
         for op in &batch.ops {
-            if let Op::Put(k, v) = op {
-                check_key(k)?;
-                if v.len() as u64 > MAX_VALUE_LEN {
-                    return Err(StorageError::Io(format!(
-                        "value of {} bytes too large for the file store",
-                        v.len()
-                    )));
-                }
+            let (k, len) = match op {
+                Op::Put(k, v) => (k, v.len()),
+                Op::PutParts(k, p) => (k, p.iter().map(Vec::len).sum()),
+                _ => continue,
+            };
+            check_key(k)?;
+            if len as u64 > MAX_VALUE_LEN {
+                return Err(StorageError::Io(format!(
+                    "value of {len} bytes too large for the file store"
+                )));
             }
         }
         let mut tail = self
@@ -746,7 +867,7 @@ impl FileStorage {
             .unwrap_or_else(|e| e.into_inner());
         guarded("writing", || {
             // The final state of each key the batch touches (`None`: removed).
-            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            let writes: Vec<(Vec<u8>, Option<Value>)> =
                 if batch.ops.iter().any(|op| matches!(op, Op::DeleteRange(..))) {
                     self.resolve(batch.ops)?.into_iter().collect()
                 } else {
@@ -759,7 +880,8 @@ impl FileStorage {
                         .into_iter()
                         .zip(keep)
                         .filter_map(|(op, keep)| match op {
-                            Op::Put(k, v) if keep => Some((k, Some(v))),
+                            Op::Put(k, v) if keep => Some((k, Some(Value::One(v)))),
+                            Op::PutParts(k, p) if keep => Some((k, Some(Value::Parts(p)))),
                             Op::Delete(k) if keep && !k.is_empty() && k.len() <= MAX_KEY_LEN => {
                                 Some((k, None))
                             }
@@ -792,24 +914,19 @@ impl FileStorage {
                 memtable_growth += (k.len() + record_len) as u64 + MEMTABLE_ITEM_OVERHEAD;
                 match (v, &self.inner.data) {
                     (None, _) => wb.remove(ks, k),
-                    (Some(v), None) => wb.insert(ks, k, v),
+                    (Some(v), None) => wb.insert(ks, k, v.into_vec()),
                     (Some(v), Some(data)) if v.len() >= DATA_THRESHOLD => {
-                        data.write_all_at(&v, end)
+                        write_all_parts_at(data, v.parts(), end)
                             .map_err(|e| io_err("write", &data_path(), e))?;
                         let mut r = Vec::with_capacity(DATA_REF_LEN);
                         r.push(TAG_DATA);
                         r.extend_from_slice(&end.to_le_bytes());
                         r.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                        r.extend_from_slice(&xxh3_64(&v).to_le_bytes());
+                        r.extend_from_slice(&v.xxh3().to_le_bytes());
                         end += v.len() as u64;
                         wb.insert(ks, k, r);
                     }
-                    (Some(v), Some(_)) => {
-                        let mut r = Vec::with_capacity(1 + v.len());
-                        r.push(TAG_INLINE);
-                        r.extend_from_slice(&v);
-                        wb.insert(ks, k, r);
-                    }
+                    (Some(v), Some(_)) => wb.insert(ks, k, v.prefixed(&[TAG_INLINE])),
                 }
             }
             if let Some(data) = &self.inner.data {
@@ -848,12 +965,15 @@ impl FileStorage {
 
     /// Resolve `ops` (which include range deletes), in order, into one final state per key: a
     /// range delete removes the keys in the store and those put earlier in the batch.
-    fn resolve(&self, ops: Vec<Op>) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>, StorageError> {
-        let mut fin: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    fn resolve(&self, ops: Vec<Op>) -> Result<BTreeMap<Vec<u8>, Option<Value>>, StorageError> {
+        let mut fin: BTreeMap<Vec<u8>, Option<Value>> = BTreeMap::new();
         for op in ops {
             match op {
                 Op::Put(k, v) => {
-                    fin.insert(k, Some(v));
+                    fin.insert(k, Some(Value::One(v)));
+                }
+                Op::PutParts(k, p) => {
+                    fin.insert(k, Some(Value::Parts(p)));
                 }
                 Op::Delete(k) => {
                     if !k.is_empty() && k.len() <= MAX_KEY_LEN {
@@ -935,6 +1055,7 @@ impl Storage for FileStorage {
 mod tests {
     use super::*;
     use futures_executor::block_on;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn file_backend_passes_conformance() {

@@ -342,6 +342,287 @@ fn a_js_member_joins_a_hyperpunch_room() {
     );
 }
 
+/// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
+/// point of the room `boot` (view `messages`) from what the creator signed.
+fn read_ff(boot: [u8; 32], port: u16) -> hyperpunch::autobase_ff::FastForwardPoint {
+    use hyperpunch::autobase_ff::read_fast_forward;
+    use hyperpunch::core::corestore::{Corestore, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
+            .await
+            .unwrap();
+        let (reader, _ev) = SharedCorestore::with_events(reader);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let conn = tokio::spawn({
+            let reader = reader.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x72; 32]), &reader).await }
+        });
+        let ff = tokio::time::timeout(
+            Duration::from_secs(120),
+            read_fast_forward(&reader, boot, &["messages"], Duration::from_secs(60)),
+        )
+        .await
+        .expect("read_fast_forward in time")
+        .expect("the chat's cores are signed");
+        conn.abort();
+        ff
+    })
+}
+
+/// A new member of a hyperpunch room fast-forwards: the creator (the room's only indexer) writes
+/// and signs the system core and the view core as JS lays them out (`hyperpunch::autobase_index`)
+/// while it chats. After 100 messages, a new hyperpunch reader (`read_fast_forward` over TCP)
+/// fast-forwards to all of them from the chat's signed cores; then a new JS autobase 7.28.1 member
+/// joins, derives the same system and view keys, is added, writes, and shows the same 101
+/// messages in the creator's order. Whether JS takes its `fast-forward` or first linearizes the
+/// creator's oplog depends on timing (README, autobase), so that is printed, not asserted.
+#[test]
+fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
+    const N: usize = 100;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    for i in 0..N {
+        alice.say(&format!("m{i}"));
+    }
+    let mut ours = alice.messages(N);
+    let want: Vec<String> = (0..N).map(|i| format!("{}: m{i}", &room[..8])).collect();
+    assert_eq!(ours, want);
+
+    // a new hyperpunch reader fast-forwards to every message from the chat's signed cores
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let ff = read_ff(boot, port);
+    assert_eq!(ff.views.len(), 1, "{:?}", ff.views);
+    assert_eq!(ff.views[0].2, N as u64, "fast-forwarded to every message");
+
+    // a new JS member
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": N + 1, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
+    let js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
+    alice.say(&format!("/add {js_key}"));
+    js.next("writable");
+    let done = js.next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    ours.extend(alice.messages(1));
+    assert_eq!(ours, js_view, "one order on both sides");
+    assert_eq!(ours[N], format!("{}: hello from js", &js_key[..8]));
+    assert_eq!(
+        done["systemKey"],
+        hex::encode(ff.system_key),
+        "JS's system key is the chat's system core"
+    );
+    assert_eq!(
+        done["viewKey"],
+        hex::encode(ff.views[0].1),
+        "JS's view key is the chat's view core"
+    );
+    eprintln!(
+        "JS member: fast-forwards {} (signed system length {})",
+        done["fastForwards"], ff.system_length
+    );
+
+    // restarted, the creator reopens its stored cores, appends only what they lack and signs
+    // again at its next write
+    drop(alice);
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(alice.messages(N + 1), ours, "the history after a restart");
+    alice.say("after restart");
+    assert_eq!(
+        alice.messages(1),
+        vec![format!("{}: after restart", &room[..8])]
+    );
+    let again = read_ff(boot, port);
+    assert_eq!(again.system_key, ff.system_key);
+    assert_eq!(again.views[0].1, ff.views[0].1, "the same view core");
+    assert_eq!(again.views[0].2, N as u64 + 2, "signed after the restart");
+}
+
+/// A JS member process (`tests/interop/autobase-chat.js`), killed on drop.
+struct JsMember {
+    child: Child,
+    lines: Receiver<serde_json::Value>,
+}
+
+impl JsMember {
+    fn spawn(config: &serde_json::Value) -> Self {
+        let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
+        let modules = interop.join("node_modules");
+        assert!(
+            modules.join("autobase/package.json").is_file(),
+            "the JS reference is not installed: run scripts/install-js-reference.sh"
+        );
+        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
+            .arg("autobase-chat.js")
+            .arg(config.to_string())
+            .current_dir(&interop)
+            .env("NODE_PATH", &modules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start node");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if let Ok(v) = serde_json::from_str(&l) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        JsMember { child, lines }
+    }
+
+    /// The next event `what` (120 s at most; a `failed` or `deadline` event fails the test).
+    fn next(&self, what: &str) -> serde_json::Value {
+        const JS_STEP: Duration = Duration::from_secs(120);
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(JS_STEP)
+                .unwrap_or_else(|_| panic!("no {what} from node within {JS_STEP:?}"));
+            assert!(
+                !matches!(v["event"].as_str(), Some("failed" | "deadline")),
+                "{v}"
+            );
+            if v["event"] == what {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for JsMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// After an indexer change the creator stops writing the signed cores (not done past a change)
+/// and the room goes on as before: Alice creates the room, signs her first messages as its only
+/// indexer, adds Bob as an indexer; once Bob counts, Alice writes again, and a new JS member joins
+/// Alice over TCP, is added, writes, and shows the same messages in the same order as both
+/// hyperpunch indexers (its fast-forward, to the point Alice signed before the change or none, is
+/// printed).
+#[test]
+fn a_js_member_joins_after_an_indexer_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("alice"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let a_addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    for i in 0..3 {
+        alice.say(&format!("signed {i}"));
+    }
+    let mut ours = alice.messages(3);
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("bob"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    let b_key = bob
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    alice.say(&format!("/add-indexer {b_key}"));
+    bob.expect("you are an indexer");
+    alice.say("after the change");
+    ours.extend(alice.messages(1));
+    assert_eq!(ours[3], format!("{}: after the change", &room[..8]));
+    assert_eq!(bob.messages(4), ours);
+
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 5, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
+    let js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
+    alice.say(&format!("/add {js_key}"));
+    js.next("writable");
+    let done = js.next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    ours.extend(alice.messages(1));
+    assert_eq!(ours[4], format!("{}: hello from js", &js_key[..8]));
+    assert_eq!(js_view, ours, "one order on all sides");
+    assert_eq!(bob.messages(1), ours[4..]);
+    eprintln!("JS member: fast-forwards {}", done["fastForwards"]);
+}
+
 /// A DHT process (bootstrap or node) on 127.0.0.1, killed on drop.
 struct DhtProc(Child);
 

@@ -62,24 +62,30 @@ impl Info {
 /// Bounded downloads someone waits for, by id.
 type Waiters = Rc<RefCell<HashMap<DownloadId, Sender<()>>>>;
 
-struct Inner {
-    hub: SharedHub<IdbStorage>,
+pub(crate) struct Inner {
+    pub(crate) hub: SharedHub<IdbStorage>,
     key: [u8; 32],
-    discovery_key: [u8; 32],
+    pub(crate) discovery_key: [u8; 32],
     writable: bool,
     encrypted: bool,
     info: Rc<RefCell<Info>>,
     waiters: Waiters,
-    listener: Listener,
+    pub(crate) listener: Listener,
     /// Peers replicating the core now (channels open, over any connection).
     peers: Rc<Cell<u32>>,
+    /// Tasks waiting for the core's length or fork to change, woken each time the hub is
+    /// released (see [`Inner::changed`]).
+    pub(crate) watchers: Watchers,
 }
 
+/// Wakers of tasks waiting for the core to change.
+pub(crate) type Watchers = Rc<RefCell<Vec<std::task::Waker>>>;
+
 /// The function events go to (see [`Hypercore::on_event`]).
-type Listener = Rc<RefCell<Option<js_sys::Function>>>;
+pub(crate) type Listener = Rc<RefCell<Option<js_sys::Function>>>;
 
 /// Call the listener with `(name, value)`; what it throws is reported on the console.
-fn emit(listener: &Listener, name: &str, value: f64) {
+pub(crate) fn emit(listener: &Listener, name: &str, value: f64) {
     let f = listener.borrow().clone();
     if let Some(f) = f {
         if let Err(e) = f.call2(
@@ -102,23 +108,23 @@ fn emit(listener: &Listener, name: &str, value: f64) {
 /// [`replicate`]. Block indexes and lengths are JS numbers (integers below 2^53).
 #[wasm_bindgen]
 pub struct Hypercore {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
 /// A JS-facing error with context.
-fn js_err(what: &str, e: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_err(what: &str, e: impl std::fmt::Display) -> JsError {
     JsError::new(&format!("{what}: {e}"))
 }
 
 /// A 32-byte key from JS bytes.
-fn key32(what: &str, bytes: &[u8]) -> Result<[u8; 32], JsError> {
+pub(crate) fn key32(what: &str, bytes: &[u8]) -> Result<[u8; 32], JsError> {
     bytes
         .try_into()
         .map_err(|_| js_err(what, KeyLengthError { len: bytes.len() }))
 }
 
 /// A block index or length from a JS number.
-fn index(what: &str, n: f64) -> Result<u64, JsError> {
+pub(crate) fn index(what: &str, n: f64) -> Result<u64, JsError> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
     if n.fract() != 0.0 || !(0.0..=MAX_SAFE).contains(&n) {
         return Err(JsError::new(&format!(
@@ -129,7 +135,7 @@ fn index(what: &str, n: f64) -> Result<u64, JsError> {
 }
 
 /// A fresh signing key pair from the browser's random source.
-fn random_key_pair() -> Result<KeyPair, JsError> {
+pub(crate) fn random_key_pair() -> Result<KeyPair, JsError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| js_err("crypto.getRandomValues", e))?;
     Ok(KeyPair::from_seed(&seed))
@@ -596,11 +602,16 @@ impl Hypercore {
             .add_core(Replicator::new(core, Options::default()))
             .map_err(|e| js_err("replicate the core", e))?;
         let (hub, mut events) = SharedHub::with_events(hub);
+        let watchers: Watchers = Rc::default();
         hub.set_observer({
             let info = info.clone();
+            let watchers = watchers.clone();
             move |h| {
                 if let Some(r) = h.replicator(&discovery_key) {
                     *info.borrow_mut() = Info::of(r.core());
+                }
+                for w in watchers.borrow_mut().drain(..) {
+                    w.wake();
                 }
             }
         });
@@ -656,12 +667,26 @@ impl Hypercore {
                 waiters,
                 listener,
                 peers,
+                watchers,
             }),
         })
     }
 }
 
 impl Inner {
+    /// Resolves the next time the hub is released (something may have changed).
+    pub(crate) fn changed(&self) -> impl Future<Output = ()> + '_ {
+        let mut registered = false;
+        poll_fn(move |cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.watchers.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
     /// The block at `index` if stored locally.
     async fn get_local(&self, index: u64) -> Result<Option<Vec<u8>>, JsError> {
         let g = self.hub.lock().await;
@@ -676,7 +701,7 @@ impl Inner {
     }
 
     /// Want `start..end`; for a bounded range, wait until it is all stored.
-    async fn download(&self, start: u64, end: Option<u64>) -> Result<(), JsError> {
+    pub(crate) async fn download(&self, start: u64, end: Option<u64>) -> Result<(), JsError> {
         let done: Option<Receiver<()>> = {
             let now = self.hub.now();
             let mut g = self.hub.lock().await;

@@ -21,6 +21,14 @@
 //! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
 //!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
+//! - `bee` (wasm32 only): `Hyperbee`, the JavaScript class over the core's hyperbee on a page's
+//!   `Hypercore`, and `WebCore`, that core as a `BeeCore`.
+//! - `drive` (wasm32 only): `Corestore` on IndexedDB (JS corestore's keys), `StoreCore` (a core
+//!   of it as a bee / blobs core) and `Hyperdrive` (JS hyperdrive 13) in it.
+//! - `swarm` (wasm32 only): `Swarm`, hyperswarm in the page: the core's swarm engine driven
+//!   over a dht-relay session (topics announced and looked up through it, connections by
+//!   public key), its connections as `SwarmConnection`s (messages, or a core's replication).
+//!
 //! On native targets only [`duplex`] and the wasm-bindgen functions are compiled (the latter as
 //! plain Rust functions), so the crate still builds (and unit-tests) with the rest of the
 //! workspace.
@@ -29,7 +37,11 @@
 use wasm_bindgen::prelude::*;
 
 #[cfg(target_arch = "wasm32")]
+pub mod bee;
+#[cfg(target_arch = "wasm32")]
 mod chan;
+#[cfg(target_arch = "wasm32")]
+pub mod drive;
 pub mod duplex;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
@@ -39,6 +51,8 @@ pub mod relay;
 pub mod replicate;
 #[cfg(target_arch = "wasm32")]
 pub mod storage;
+#[cfg(target_arch = "wasm32")]
+pub mod swarm;
 #[cfg(target_arch = "wasm32")]
 pub mod websocket;
 

@@ -347,6 +347,19 @@ impl Relay {
             .map(|q| q.replies)
     }
 
+    /// [`Relay::announce`], resolving to the public keys of the other peers announced on
+    /// `topic` that the announce met on its way (as hyperswarm's announce also finds peers).
+    pub async fn announce_and_find(
+        &self,
+        topic: [u8; 32],
+        key_pair: KeyPair,
+    ) -> Result<Vec<[u8; 32]>, RelayError> {
+        let own = key_pair.public_key;
+        self.query(|c| c.announce(topic, key_pair))
+            .await
+            .map(|q| q.peers.into_iter().filter(|p| *p != own).collect())
+    }
+
     /// Removes `key_pair`'s announcement of `topic` (JS `node.unannounce(topic, keyPair)`).
     pub async fn unannounce(&self, topic: [u8; 32], key_pair: KeyPair) -> Result<(), RelayError> {
         self.query(|c| c.unannounce(topic, key_pair))
@@ -485,6 +498,14 @@ impl Relay {
                 ))))
             }
         }
+    }
+}
+
+impl Relay {
+    /// Close the session now (its WebSocket): every stream, server and query of it ends,
+    /// whoever still holds the `Relay`.
+    pub fn close(&self) {
+        self.shared.borrow_mut().carrier.close();
     }
 }
 

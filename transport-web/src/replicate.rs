@@ -67,7 +67,7 @@ extern "C" {
     fn clear_timeout(id: &JsValue);
     /// `performance.now()`: monotonic milliseconds.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn performance_now() -> f64;
+    pub(crate) fn performance_now() -> f64;
 }
 
 /// Why [`replicate`] stopped with an error.
@@ -138,6 +138,8 @@ impl<H: ReplicationHost> State<H> {
 struct Inner<H> {
     state: Mutex<State<H>>,
     observer: RefCell<Option<Observer<H>>>,
+    /// Tasks waiting for the next release of the hub ([`SharedHost::changed`]).
+    changed: Rc<RefCell<Vec<std::task::Waker>>>,
     /// The most bytes a connection held unwritten at once (its queue and its carrier's).
     max_backlog: Cell<usize>,
     /// `performance.now()` when the hub was shared.
@@ -198,6 +200,7 @@ impl<H: ReplicationHost> SharedHost<H> {
                     events,
                 }),
                 observer: RefCell::new(None),
+                changed: Rc::default(),
                 max_backlog: Cell::new(0),
                 start: performance_now(),
             }),
@@ -209,6 +212,21 @@ impl<H: ReplicationHost> SharedHost<H> {
     /// snapshot of the hub's state; the observer must not lock the hub.
     pub fn set_observer(&self, observer: impl FnMut(&H) + 'static) {
         *self.inner.observer.borrow_mut() = Some(Box::new(observer));
+    }
+
+    /// Resolves the next time the hub's lock is released (blocks may have arrived, the length
+    /// may have changed): check the state, then await this, then check again.
+    pub fn changed(&self) -> impl Future<Output = ()> + 'static {
+        let waiters = self.inner.changed.clone();
+        let mut registered = false;
+        std::future::poll_fn(move |cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// Milliseconds since this hub was shared: the `now` to pass to hub and replicator calls.
@@ -223,6 +241,7 @@ impl<H: ReplicationHost> SharedHost<H> {
         HubGuard {
             state: self.inner.state.lock().await,
             observer: &self.inner.observer,
+            changed: &self.inner.changed,
         }
     }
 
@@ -253,6 +272,7 @@ impl<H: ReplicationHost> SharedHost<H> {
 pub struct HubGuard<'a, H: ReplicationHost> {
     state: MutexGuard<'a, State<H>>,
     observer: &'a RefCell<Option<Observer<H>>>,
+    changed: &'a RefCell<Vec<std::task::Waker>>,
 }
 
 impl<H: ReplicationHost> Deref for HubGuard<'_, H> {
@@ -274,6 +294,9 @@ impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
         self.state.route();
         if let Some(observe) = self.observer.borrow_mut().as_mut() {
             observe(&self.state.hub);
+        }
+        for w in self.changed.borrow_mut().drain(..) {
+            w.wake();
         }
     }
 }

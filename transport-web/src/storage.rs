@@ -296,8 +296,9 @@ impl Storage for IdbStorage {
             .map_err(|e| op_error("objectStore", e))?;
         // Requests run in the order they are issued. Their own futures are not awaited: a failed
         // request aborts the transaction, which `commit` reports.
-        for op in &batch.ops {
-            match op {
+        for op in batch.ops.into_iter().map(Op::joined) {
+            match &op {
+                Op::PutParts(..) => {} // joined above
                 Op::Put(k, v) => {
                     let _request = store
                         .put(value_js(v))

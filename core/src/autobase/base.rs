@@ -382,11 +382,32 @@ impl<A: Apply> Autobase<A> {
 
     /// The consensus state, for debugging.
     pub fn explain(&self) -> String {
+        let r = |n: &NodeId| {
+            let node = self.graph.node(*n);
+            let k = self.graph.key_of(*n);
+            format!(
+                "{:02x}{:02x}:{}{}",
+                k[0],
+                k[1],
+                node.length,
+                if node.value.is_some() { "*" } else { "" }
+            )
+        };
+        let writers: Vec<String> = self
+            .graph
+            .writers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("w{i}={:02x}{:02x}", w.key[0], w.key[1]))
+            .collect();
         format!(
-            "{} tip {} heads {}",
+            "{} | writers {} | tip {:?} heads {:?} tails {:?} pending {:?}",
             self.lin.consensus.explain(&self.graph),
-            self.lin.tip.tip.len(),
-            self.lin.heads.len()
+            writers.join(" "),
+            self.lin.tip.tip.iter().map(r).collect::<Vec<_>>(),
+            self.lin.heads.iter().map(r).collect::<Vec<_>>(),
+            self.lin.tails.iter().map(r).collect::<Vec<_>>(),
+            self.pending.values().map(r).collect::<Vec<_>>(),
         )
     }
 
@@ -485,6 +506,33 @@ impl<A: Apply> Autobase<A> {
     /// Append an ack (a node without a value) whether or not `shouldAck` asks for one (JS
     /// `append(null)`): an indexer breaks a stall with it, as JS never acks its own lone head.
     pub fn force_ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, vec![None])
+    }
+
+    /// An ack to break a stall that JS's `shouldAck` does not see (JS autobase 7.28.1): when two
+    /// indexers ack concurrently, each ack crossing the other's (neither seeing the other's
+    /// latest node), consensus counts for a node only the other indexer's *next* node after
+    /// what the node saw, and after two such crossings no unindexed node has one that sees it;
+    /// yet `shouldAck` says no to both, as each indexer's head already saw every value (JS to
+    /// JS too: two JS indexers stall there until a new value comes; JS's own tests force acks
+    /// in turn). Only a node that sees the other indexers' latest nodes moves it on. So this
+    /// writes an ack when the local writer is an active indexer, nodes wait unindexed, and a
+    /// DAG head is another writer's node (the ack sees something new); never when the local
+    /// writer's node is the only head (that self-ack confirms nothing: the other indexers must
+    /// ack it). `None` otherwise. Call it when nothing moves; `ack` first.
+    pub fn stall_ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
+        let w = self.graph.find_writer(local)?;
+        if !self.graph.writers[w].is_active_indexer || self.lin.size == 0 {
+            return None;
+        }
+        if !self
+            .lin
+            .heads
+            .iter()
+            .any(|&h| self.graph.node(h).writer != w)
+        {
+            return None;
+        }
         self.append_nodes(local, vec![None])
     }
 

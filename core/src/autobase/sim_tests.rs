@@ -456,6 +456,128 @@ fn three_indexers_round_robin() {
     }
 }
 
+/// Two indexers whose acks cross (each written before the other's arrived) stall with a value
+/// unindexed while neither `ack` (JS `shouldAck`) asks for another: JS autobase 7.28.1 does the
+/// same (`tests/interop/autobase-crossing.js` shows two JS indexers stuck there), and it is
+/// what stalled the live test with one JS and one hyperpunch indexer. `stall_ack` moves it on:
+/// an ack that sees the other indexer's latest node, never a self-ack of a lone head.
+#[test]
+fn crossing_acks_stall_until_an_ack_sees_the_other_indexer() {
+    let keys = [[1u8; 32], [2u8; 32]];
+    let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = apply;
+    let mut bases: Vec<Base> = keys.iter().map(|_| Autobase::new(keys[0], f)).collect();
+    let mut logs: Vec<Vec<Vec<u8>>> = vec![Vec::new(), Vec::new()];
+    let mut fed = [[0usize; 2]; 2];
+    let put = |i: usize,
+               msgs: Option<Vec<super::messages::OplogMessage>>,
+               bases: &mut Vec<Base>,
+               logs: &mut Vec<Vec<Vec<u8>>>| {
+        let wrote = msgs.is_some();
+        for m in msgs.into_iter().flatten() {
+            logs[i].push(m.to_bytes());
+        }
+        bases[i].update();
+        wrote
+    };
+    let exchange = |bases: &mut Vec<Base>, logs: &Vec<Vec<Vec<u8>>>, fed: &mut [[usize; 2]; 2]| {
+        for to in 0..2 {
+            for w in 0..2 {
+                while fed[to][w] < logs[w].len() {
+                    if to != w {
+                        bases[to]
+                            .handle_block(&keys[w], fed[to][w] as u64, &logs[w][fed[to][w]])
+                            .unwrap();
+                    }
+                    fed[to][w] += 1;
+                }
+            }
+            bases[to].update();
+        }
+    };
+    let indexed = |bases: &mut Vec<Base>| -> Vec<(usize, usize)> {
+        bases
+            .iter_mut()
+            .map(|b| {
+                let v = b.open_view("view");
+                (b.views().len(v), b.indexed_view_lengths()[v])
+            })
+            .collect()
+    };
+    let mut add = b"add:i".to_vec();
+    add.extend_from_slice(&keys[1]);
+    let m = bases[0].append(&keys[0], vec![b"a 0".to_vec()]);
+    put(0, m, &mut bases, &mut logs);
+    let m = bases[0].append(&keys[0], vec![add]);
+    put(0, m, &mut bases, &mut logs);
+    // both become indexers and index everything: forced acks in turn, each seeing the other's
+    for turn in 0..8 {
+        exchange(&mut bases, &logs, &mut fed);
+        let i = turn % 2;
+        let m = bases[i].force_ack(&keys[i]);
+        put(i, m, &mut bases, &mut logs);
+    }
+    exchange(&mut bases, &logs, &mut fed);
+    assert!(bases
+        .iter()
+        .all(|b| b.is_indexer(&keys[0]) && b.is_indexer(&keys[1])));
+    assert_eq!(indexed(&mut bases), vec![(1, 1), (1, 1)]);
+    // the second indexer's value crosses an ack of the first's
+    let m = bases[0].force_ack(&keys[0]);
+    put(0, m, &mut bases, &mut logs);
+    let m = bases[1].append(&keys[1], vec![b"b value".to_vec()]);
+    put(1, m, &mut bases, &mut logs);
+    exchange(&mut bases, &logs, &mut fed);
+    // then both ack as JS would, at the same moments: their acks cross, and they stop asking
+    let mut acks = 0;
+    for _ in 0..20 {
+        for i in 0..2 {
+            let m = bases[i].ack(&keys[i]);
+            if put(i, m, &mut bases, &mut logs) {
+                acks += 1;
+            }
+        }
+        exchange(&mut bases, &logs, &mut fed);
+    }
+    assert!(acks > 0 && acks < 8, "{acks} acks");
+    assert_eq!(
+        indexed(&mut bases),
+        vec![(2, 1), (2, 1)],
+        "stalled with the value unindexed: {}",
+        bases[0].explain()
+    );
+    for i in 0..2 {
+        assert!(bases[i].ack(&keys[i]).is_none(), "shouldAck says no");
+    }
+    // stall acks in turn: each sees the other indexer's latest node; then its own node is the
+    // only head, and it writes no more (the other indexer has to ack it)
+    let mut stall_acks = 0;
+    for turn in 0..6 {
+        let i = turn % 2;
+        let m = bases[i].stall_ack(&keys[i]);
+        if put(i, m, &mut bases, &mut logs) {
+            stall_acks += 1;
+            assert!(
+                bases[i].stall_ack(&keys[i]).is_none(),
+                "no self-ack of a lone head"
+            );
+        }
+        exchange(&mut bases, &logs, &mut fed);
+        if indexed(&mut bases) == vec![(2, 2), (2, 2)] {
+            break;
+        }
+    }
+    exchange(&mut bases, &logs, &mut fed);
+    assert!(stall_acks <= 3, "{stall_acks} stall acks");
+    assert_eq!(
+        indexed(&mut bases),
+        vec![(2, 2), (2, 2)],
+        "{}",
+        bases[0].explain()
+    );
+    let v = bases[0].open_view("view");
+    assert_eq!(bases[0].views().blocks(v), bases[1].views().blocks(v));
+}
+
 /// Bad input: a block that is not an oplog message is a typed error and freezes only that
 /// writer; a node linking a head that does not exist stalls only its writer (its later nodes
 /// wait forever); a node listing the same head twice loads with the duplicate dropped. The

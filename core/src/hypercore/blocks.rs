@@ -111,6 +111,17 @@ pub(crate) fn put(batch: &mut Batch, start: u64, blocks: &[&[u8]]) {
     }
 }
 
+/// Queue the record of block `index` alone (not stored yet), a block the caller gives away: the
+/// record is put in two parts, its 8-byte chunk header and the block as it is, so the block is
+/// not copied into a new record (the file backend writes both with one vectored write). The
+/// same record as [`put`] of the one block.
+pub(crate) fn put_owned(batch: &mut Batch, index: u64, block: Vec<u8>) {
+    let mut head = Vec::with_capacity(8);
+    head.extend_from_slice(&1u32.to_le_bytes());
+    head.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    batch.put_parts(layout::block_key(index), vec![head, block]);
+}
+
 /// The first chunk whose last block is at or after `index` (a chunk holding `index` ends within
 /// the next [`CHUNK_MAX_BLOCKS`] keys).
 async fn chunk_at_or_after<S: Storage>(
@@ -230,7 +241,7 @@ impl ChunkCache {
     /// Forget the cached chunk if `batch` writes or deletes any block record.
     pub(crate) fn invalidate(&self, batch: &Batch) {
         let touches_blocks = batch.ops.iter().any(|op| match op {
-            Op::Put(k, _) | Op::Delete(k) => k.first() == Some(&layout::BLOCK),
+            Op::Put(k, _) | Op::PutParts(k, _) | Op::Delete(k) => k.first() == Some(&layout::BLOCK),
             Op::DeleteRange(..) => true,
         });
         if touches_blocks {
@@ -405,6 +416,23 @@ mod tests {
             }
             check(model.clone()).await;
         });
+    }
+
+    #[test]
+    fn an_owned_block_is_put_as_the_record_of_it_alone() {
+        for block in [
+            vec![],
+            b"x".to_vec(),
+            vec![3u8; CHUNK_MAX_BYTES],
+            vec![5u8; 100_000],
+        ] {
+            let (mut a, mut b) = (Batch::new(), Batch::new());
+            put(&mut a, 7, &[&block]);
+            put_owned(&mut b, 7, block.clone());
+            assert!(matches!(&b.ops[..], [Op::PutParts(..)]));
+            let joined: Vec<Op> = b.ops.into_iter().map(Op::joined).collect();
+            assert_eq!(a.ops, joined, "block of {} bytes", block.len());
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ where
     delete_range(&fresh().await).await;
     get_many(&fresh().await).await;
     binary_keys_and_large_values(&fresh().await).await;
+    put_parts(&fresh().await).await;
 }
 
 /// Put, overwrite, get, delete of single keys.
@@ -139,4 +140,73 @@ pub async fn binary_keys_and_large_values<S: Storage>(s: &S) {
     b.put(key.clone(), big.clone());
     s.write(b).await.unwrap();
     assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(big.as_slice()));
+}
+
+/// A put in parts stores their concatenation: short and long (past any inline threshold),
+/// empty parts, overwrites either way, and the last op of a key in a batch wins.
+pub async fn put_parts<S: Storage>(s: &S) {
+    let long: Vec<u8> = (0..70_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let mut b = Batch::new();
+    b.put_parts(
+        b"s".to_vec(),
+        vec![b"ab".to_vec(), Vec::new(), b"cd".to_vec()],
+    )
+    .put_parts(b"l".to_vec(), vec![vec![1, 0, 0, 0], long.clone()])
+    .put_parts(b"e".to_vec(), Vec::new())
+    .put_parts(b"one".to_vec(), vec![long.clone()]);
+    s.write(b).await.unwrap();
+    let mut whole = vec![1, 0, 0, 0];
+    whole.extend_from_slice(&long);
+    assert_eq!(s.get(b"s").await.unwrap().as_deref(), Some(&b"abcd"[..]));
+    assert_eq!(
+        s.get(b"l").await.unwrap().as_deref(),
+        Some(whole.as_slice())
+    );
+    assert_eq!(s.get(b"e").await.unwrap(), Some(Vec::new()), "no parts");
+    assert_eq!(
+        s.get(b"one").await.unwrap().as_deref(),
+        Some(long.as_slice())
+    );
+    let all = s.scan(b"a", b"z", None).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (b"e".to_vec(), Vec::new()),
+            (b"l".to_vec(), whole.clone()),
+            (b"one".to_vec(), long.clone()),
+            (b"s".to_vec(), b"abcd".to_vec()),
+        ],
+        "scan gives the joined values"
+    );
+    let mut b = Batch::new();
+    b.put_parts(b"s".to_vec(), vec![long.clone(), b"!".to_vec()])
+        .put(b"l".to_vec(), b"short".to_vec())
+        .put_parts(b"one".to_vec(), vec![b"x".to_vec()])
+        .put_parts(b"one".to_vec(), vec![b"y".to_vec(), b"z".to_vec()]);
+    s.write(b).await.unwrap();
+    let mut long_bang = long.clone();
+    long_bang.push(b'!');
+    assert_eq!(
+        s.get(b"s").await.unwrap().as_deref(),
+        Some(long_bang.as_slice())
+    );
+    assert_eq!(s.get(b"l").await.unwrap().as_deref(), Some(&b"short"[..]));
+    assert_eq!(
+        s.get(b"one").await.unwrap().as_deref(),
+        Some(&b"yz"[..]),
+        "the last op of a key in a batch wins"
+    );
+    let mut b = Batch::new();
+    b.put_parts(b"k".to_vec(), vec![b"1".to_vec()])
+        .delete_range(b"k".to_vec(), b"l".to_vec())
+        .put_parts(b"m".to_vec(), vec![b"2".to_vec(), long.clone()]);
+    s.write(b).await.unwrap();
+    assert_eq!(
+        s.get(b"k").await.unwrap(),
+        None,
+        "range delete after a put in parts"
+    );
+    let mut two = b"2".to_vec();
+    two.extend_from_slice(&long);
+    assert_eq!(s.get(b"m").await.unwrap().as_deref(), Some(two.as_slice()));
 }

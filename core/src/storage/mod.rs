@@ -57,6 +57,11 @@ pub enum StorageError {
 pub enum Op {
     /// Set `key` to `value`.
     Put(Vec<u8>, Vec<u8>),
+    /// Set `key` to the concatenation of the parts: the same as a [`Op::Put`] of their bytes one
+    /// after the other (reads give back one value), for a writer whose value is in pieces it
+    /// owns already (hypercore's chunk header and a received block): a backend may write the
+    /// pieces as they are (the file backend: one vectored write) instead of copying them into one.
+    PutParts(Vec<u8>, Vec<Vec<u8>>),
     /// Remove `key` (no error if absent).
     Delete(Vec<u8>),
     /// Remove every key in `start..end` (end exclusive).
@@ -70,6 +75,36 @@ pub struct Batch {
     pub ops: Vec<Op>,
 }
 
+impl Op {
+    /// The key a put or delete writes (`None` for a range delete).
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Op::Put(k, _) | Op::PutParts(k, _) | Op::Delete(k) => Some(k),
+            Op::DeleteRange(..) => None,
+        }
+    }
+    /// `self` with an [`Op::PutParts`] turned into the [`Op::Put`] of its bytes (for backends
+    /// that store a value in one piece anyway); other ops as they are.
+    pub fn joined(self) -> Op {
+        match self {
+            Op::PutParts(k, parts) => Op::Put(k, join(parts)),
+            op => op,
+        }
+    }
+}
+
+/// The parts one after the other (no copy when there is only one).
+pub fn join(mut parts: Vec<Vec<u8>>) -> Vec<u8> {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in &parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
@@ -78,6 +113,11 @@ impl Batch {
     /// Queue a put.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
         self.ops.push(Op::Put(key.into(), value.into()));
+        self
+    }
+    /// Queue a put of the concatenation of `parts` ([`Op::PutParts`]).
+    pub fn put_parts(&mut self, key: impl Into<Vec<u8>>, parts: Vec<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::PutParts(key.into(), parts));
         self
     }
     /// Queue a delete.
@@ -181,6 +221,9 @@ impl Storage for MemoryStorage {
             match op {
                 Op::Put(k, v) => {
                     m.insert(k, v);
+                }
+                Op::PutParts(k, parts) => {
+                    m.insert(k, join(parts));
                 }
                 Op::Delete(k) => {
                     m.remove(&k);
@@ -295,6 +338,7 @@ impl<S> Prefixed<S> {
                 .into_iter()
                 .map(|op| match op {
                     Op::Put(k, v) => Op::Put(self.k(&k), v),
+                    Op::PutParts(k, parts) => Op::PutParts(self.k(&k), parts),
                     Op::Delete(k) => Op::Delete(self.k(&k)),
                     Op::DeleteRange(s, e) => Op::DeleteRange(self.k(&s), self.k(&e)),
                 })

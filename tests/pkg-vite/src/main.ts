@@ -1,8 +1,12 @@
 // The app Vite builds: it uses the package as a user would (a writable core in IndexedDB,
-// append, get, reopen) and reports in document.title, which scripts/test-pkg.sh reads in headless
-// Chromium. src/example.ts (the package README's example, copied in by the test) is type-checked
-// by `tsc --noEmit` with this file.
+// append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; a
+// Swarm on a topic, src/swarm.ts) and reports in document.title, which scripts/test-pkg.sh
+// reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
+// the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
+import { beeCheck } from './bee'
+import { driveCheck } from './drive'
+import { swarmCheck } from './swarm'
 
 async function main (): Promise<string> {
   const name = 'hyperpunch-vite-check'
@@ -18,8 +22,13 @@ async function main (): Promise<string> {
   const reopened = new Hypercore(name)
   await reopened.ready()
   const same = toHex(reopened.key) === key && reopened.length === length
+  // With ?relay=ws://...&topic=HEX (scripts/test-pkg.sh), the swarm too.
+  const params = new URLSearchParams(location.search)
+  const relay = params.get('relay')
+  const topic = params.get('topic')
+  const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}` : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()}${swarm}`
 }
 
 main().then(

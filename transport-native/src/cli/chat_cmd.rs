@@ -7,13 +7,18 @@
 //! `messages`. The creator is the first indexer; `/add-indexer KEY` adds indexers (the value
 //! carries `"indexer":true`). Indexers ack, so messages are indexed in one order that every member
 //! shows; a pending indexer acks until it counts, and while messages wait unindexed with nothing
-//! moving, the indexers force an ack in turn (JS never acks its own lone head).
+//! moving (crossed acks, which `shouldAck` does not see), the indexers take turns writing the ack
+//! that moves it on (`Autobase::stall_ack`). While the creator is the room's only indexer it also
+//! writes and signs the system core and the view core as JS does (`hyperpunch::autobase_index`),
+//! so that a new member fast-forwards to them; after an indexer change it stops (not done yet).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use hyperpunch::autobase_index::{IndexError, IndexerCores};
+use hyperpunch::core::autobase::messages::OplogMessage;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
 use hyperpunch::core::crypto::{discovery_key, KeyPair};
@@ -117,6 +122,9 @@ struct Room {
     local_handle: CoreHandle,
     cores: Vec<([u8; 32], CoreHandle)>,
     printed: usize,
+    /// The system and view cores the room's sole indexer writes and signs (the creator, until
+    /// the indexers change); `None` for other members and after a change.
+    cores_writer: Option<IndexerCores>,
 }
 
 impl Room {
@@ -166,6 +174,50 @@ impl Room {
         }
     }
 
+    /// Append what the engine wrote for the local writer (`msgs`) to the local core. The room's
+    /// sole indexer first writes what is indexed now into the system and view cores, signs them
+    /// and stamps its checkpoints and the system key into `msgs` (JS `_appendLocalNodes`).
+    async fn append_local(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        now: u64,
+        mut msgs: Vec<OplogMessage>,
+        dir: &Path,
+    ) -> Result<(), CliError> {
+        self.base.update();
+        if let Some(cores) = &mut self.cores_writer {
+            match cores.sync(s, now, &mut self.base).await {
+                Ok(()) => {
+                    let len = s
+                        .core(&self.local_handle)
+                        .map_err(|e| store_err(dir, e))?
+                        .length();
+                    cores.stamp(&mut msgs, len);
+                }
+                Err(e) => {
+                    // Signing cores after an indexer change is not done (README, autobase): the
+                    // room goes on as before, its later entries carry no checkpoints.
+                    if !matches!(e, IndexError::IndexersChanged) {
+                        eprintln!("note: the room's signed cores are not written any more ({e})");
+                    }
+                    self.cores_writer = None;
+                }
+            }
+        }
+        if self.cores_writer.is_none() {
+            // what the engine records for the cores is not needed any more
+            let _ = self.base.take_indexed_flushes();
+        }
+        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        s.append(now, &self.local_handle, &refs)
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        Ok(())
+    }
+
+    /// Write `values` (an ack when `ack`, if `shouldAck` asks for one); whether anything was
+    /// written.
     async fn write(
         &mut self,
         s: &mut Corestore<FileStorage>,
@@ -180,12 +232,7 @@ impl Room {
             self.base.append(&self.local, values)
         };
         let Some(msgs) = msgs else { return Ok(false) };
-        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
-        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
-        s.append(now, &self.local_handle, &refs)
-            .await
-            .map_err(|e| store_err(dir, e))?;
-        self.base.update();
+        self.append_local(s, now, msgs, dir).await?;
         Ok(true)
     }
 
@@ -196,15 +243,23 @@ impl Room {
         now: u64,
         dir: &Path,
     ) -> Result<(), CliError> {
-        let Some(msgs) = self.base.force_ack(&self.local) else {
-            return Ok(());
-        };
-        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
-        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
-        s.append(now, &self.local_handle, &refs)
-            .await
-            .map_err(|e| store_err(dir, e))?;
-        self.base.update();
+        if let Some(msgs) = self.base.force_ack(&self.local) {
+            self.append_local(s, now, msgs, dir).await?;
+        }
+        Ok(())
+    }
+
+    /// Append the ack that breaks a stall of crossed acks, when one confirms something
+    /// (`Autobase::stall_ack`).
+    async fn stall_ack(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        now: u64,
+        dir: &Path,
+    ) -> Result<(), CliError> {
+        if let Some(msgs) = self.base.stall_ack(&self.local) {
+            self.append_local(s, now, msgs, dir).await?;
+        }
         Ok(())
     }
 
@@ -303,12 +358,34 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let f: ChatApply = chat_apply;
     let mut base = Autobase::new(room_key, f);
     base.open_view("messages");
+    // The creator is the room's first and, until `/add-indexer`, only indexer: it writes and
+    // signs the system core and the view core as JS lays them out, so that new members (JS or
+    // hyperpunch) can fast-forward to them. A restart replays the room from its oplogs and
+    // appends only what the stored cores lack.
+    let cores_writer = if room_key == local && !args.dump {
+        let c = store.core(&local_handle).map_err(|e| store_err(&dir, e))?;
+        let key_pair = c.key_pair().cloned();
+        let entropy = c
+            .manifest()
+            .and_then(|m| m.signers.first())
+            .map(|s| s.namespace);
+        match (key_pair, entropy) {
+            (Some(kp), Some(ns)) => {
+                base.record_system();
+                IndexerCores::new(local, kp, ns, &["messages"]).await.ok()
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
     let mut room = Room {
         base,
         local,
         local_handle,
         cores,
         printed: 0,
+        cores_writer,
     };
 
     if args.dump {
@@ -456,9 +533,12 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         }
         if room.base.is_indexer(&local) {
             let acked = room.write(&mut s, now, Vec::new(), true, &dir).await?;
-            // With several indexers, an ack can be needed that `shouldAck` never asks for (JS
-            // never acks its own lone head): while messages wait unindexed and nothing moves,
-            // the indexers force an ack in turn, 10 ticks each, in the system's indexer order.
+            // With several indexers, an ack can be needed that `shouldAck` never asks for (crossed
+            // acks, JS autobase's own stall): while messages wait unindexed and nothing moves,
+            // the indexers take turns, 10 ticks each, in the system's indexer order, and the one
+            // whose turn it is writes the ack that moves it on if it has one (`stall_ack`: an
+            // ack that sees another writer's head, never a self-ack of its own lone head).
+            // In turn, so that two indexers' stall acks do not cross again.
             let view = room.base.open_view("messages");
             let waiting = room.base.views().len(view) > room.base.indexed_view_lengths()[view];
             let progress = (room.base.views().len(view), room.base.indexed_nodes());
@@ -471,7 +551,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 if let Some(me) = me {
                     if stuck.is_multiple_of(10) && (stuck / 10) % indexers.len() as u64 == me as u64
                     {
-                        room.force_ack(&mut s, now, &dir).await?;
+                        room.stall_ack(&mut s, now, &dir).await?;
                     }
                 }
             }

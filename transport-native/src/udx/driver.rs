@@ -5,6 +5,14 @@
 
 use super::*;
 
+/// A stream on its way from one socket's driver to another's ([`Command::MoveIn`]).
+pub(super) struct Moved {
+    stream: Stream,
+    slot: Slot,
+    /// Writers waiting for room in the stream's send buffer.
+    writers: Vec<oneshot::Sender<Result<(), UsageError>>>,
+}
+
 /// The driver's view of one stream.
 struct Slot {
     remote: SocketAddr,
@@ -19,6 +27,8 @@ struct Slot {
     highest_seq: Option<u32>,
     packets_sent: u64,
     retransmits: u64,
+    /// Told when the stream next takes a packet received on this socket.
+    direct_watch: Option<oneshot::Sender<()>>,
 }
 
 impl Slot {
@@ -52,10 +62,15 @@ pub(super) struct Driver {
     datagrams: Option<mpsc::Sender<Datagram>>,
     /// Unknown-stream UDX datagrams go to `datagrams` too.
     firewall: bool,
-    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams to send: destination, start and length in `out_buf`.
+    outgoing: Vec<(SocketAddr, usize, usize)>,
+    out_buf: Vec<u8>,
     gso_buf: Vec<u8>,
     recv_bufs: Vec<Vec<u8>>,
     recv_meta: Vec<RecvMeta>,
+    /// Streams moved to another socket: their handles' commands and the packets still
+    /// reaching this socket for them go to that socket's driver.
+    moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
 }
 
 impl Driver {
@@ -72,16 +87,18 @@ impl Driver {
             ipv6: local_addr.is_ipv6(),
             state,
             engine: Socket::new(),
-            epoch: Instant::now(),
+            epoch: epoch(),
             slots: HashMap::new(),
             ids,
             writers: Vec::new(),
             datagrams: None,
             firewall: false,
             outgoing: Vec::new(),
+            out_buf: Vec::new(),
             gso_buf: Vec::new(),
             recv_bufs: vec![vec![0u8; RECV_BUF]; if batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
+            moved: HashMap::new(),
         }
     }
 
@@ -90,6 +107,21 @@ impl Driver {
     }
 
     fn apply(&mut self, command: Command) {
+        if let Some(id) = command.stream_id() {
+            if let Some(to) = self.moved.get(&id) {
+                // The stream lives on another socket now: its handle's calls follow it.
+                let last = matches!(command, Command::Dropped { .. });
+                let _ = to.send(command);
+                if last {
+                    self.moved.remove(&id);
+                    self.ids
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                return;
+            }
+        }
         match command {
             Command::Connect {
                 local_id,
@@ -111,6 +143,7 @@ impl Driver {
                         highest_seq: None,
                         packets_sent: 0,
                         retransmits: 0,
+                        direct_watch: None,
                     },
                 );
                 self.engine.insert(stream);
@@ -180,6 +213,10 @@ impl Driver {
                 self.route(now, normalize(from), &bytes);
             }
             Command::Deliver(bytes) => {
+                if let Some(to) = packet::stream_id(&bytes).and_then(|id| self.moved.get(&id)) {
+                    let _ = to.send(Command::Deliver(bytes));
+                    return;
+                }
                 // Only to a stream of ours: never back to the owner (no ping-pong between
                 // sockets for a stream that is gone).
                 if packet::stream_id(&bytes).is_some_and(|id| self.slots.contains_key(&id)) {
@@ -210,6 +247,91 @@ impl Driver {
                     }
                 }
             }
+            Command::MoveOut {
+                id,
+                to,
+                to_ids,
+                remote_id,
+                remote,
+                done,
+            } => {
+                let release = |to_ids: &Arc<Mutex<HashSet<u32>>>| {
+                    to_ids.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                };
+                let Some(stream) = self
+                    .engine
+                    .stream_mut(id)
+                    .filter(|_| self.slots.contains_key(&id))
+                else {
+                    release(&to_ids);
+                    let _ = done.send(Err(UsageError::Closed));
+                    return;
+                };
+                if let Err(e) = stream.change_remote(remote_id) {
+                    release(&to_ids);
+                    let _ = done.send(Err(e));
+                    return;
+                }
+                // The whole engine state goes, queued events and transmissions included: the
+                // other driver sends what this one would have sent next.
+                let stream = self.engine.remove(id).expect("checked");
+                let mut slot = self.slots.remove(&id).expect("checked");
+                slot.remote = normalize(remote);
+                slot.changed = Some(done);
+                let mut writers = Vec::new();
+                let mut i = 0;
+                while i < self.writers.len() {
+                    if self.writers[i].0 == id {
+                        writers.push(self.writers.swap_remove(i).1);
+                    } else {
+                        i += 1;
+                    }
+                }
+                let moved = Box::new(Moved {
+                    stream,
+                    slot,
+                    writers,
+                });
+                match to.send(Command::MoveIn(moved)) {
+                    Ok(()) => {
+                        // The id stays reserved here until the handle is dropped, so that
+                        // its commands and stray packets are not taken for another stream.
+                        self.moved.insert(id, to);
+                    }
+                    Err(mpsc::error::SendError(Command::MoveIn(back))) => {
+                        // The other socket is gone: the stream stays, on its new remote.
+                        release(&to_ids);
+                        let Moved {
+                            stream,
+                            mut slot,
+                            writers,
+                        } = *back;
+                        if let Some(done) = slot.changed.take() {
+                            let _ = done.send(Err(UsageError::Closed));
+                        }
+                        self.engine.insert(stream);
+                        self.slots.insert(id, slot);
+                        self.writers.extend(writers.into_iter().map(|w| (id, w)));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Command::WatchDirect(id, tx) => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.direct_watch = Some(tx);
+                }
+            }
+            Command::MoveIn(moved) => {
+                let Moved {
+                    stream,
+                    slot,
+                    writers,
+                } = *moved;
+                let id = stream.local_id();
+                self.engine.insert(stream);
+                self.slots.insert(id, slot);
+                self.writers.extend(writers.into_iter().map(|w| (id, w)));
+            }
         }
     }
 
@@ -230,10 +352,9 @@ impl Driver {
                         let _ = done.send(Ok(()));
                     }
                 }
-                // Consecutive DATA payloads (one a packet) go to the handle as one chunk of up
-                // to DATA_COALESCE bytes: one channel message, one wakeup and one `Consumed`
-                // back per chunk instead of per packet.
-                let mut data: Option<Vec<u8>> = None;
+                // The engine joins consecutive DATA payloads into chunks of up to 256 KiB: one
+                // channel message, one wakeup and one `Consumed` back per chunk instead of per
+                // packet.
                 while slot.detached || slot.unread < READ_HIGH_WATER {
                     let Some(event) = stream.poll_event() else {
                         break;
@@ -245,41 +366,30 @@ impl Driver {
                     if let Event::Data(d) | Event::Message(d) = &event {
                         slot.unread += d.len();
                     }
-                    let event = match (event, &mut data) {
-                        (Event::Data(d), Some(held)) if held.len() + d.len() <= DATA_COALESCE => {
-                            held.reserve_exact(DATA_COALESCE - held.len());
-                            held.extend_from_slice(&d);
-                            continue;
-                        }
-                        (Event::Data(d), held) => match held.replace(d) {
-                            Some(full) => Event::Data(full),
-                            None => continue,
-                        },
-                        (other, held) => {
-                            if let Some(d) = held.take() {
-                                if slot.events.send(Event::Data(d)).is_err() {
-                                    slot.detached = true;
-                                }
-                            }
-                            other
-                        }
-                    };
                     if slot.events.send(event).is_err() {
-                        slot.detached = true;
-                    }
-                }
-                if let Some(d) = data {
-                    if slot.events.send(Event::Data(d)).is_err() {
                         slot.detached = true;
                     }
                 }
             }
             let now = self.now();
-            while let Some((id, bytes)) = self.engine.poll_transmit(now) {
+            // Every datagram due is encoded straight into one buffer (a DATA payload is copied
+            // once, from the stream's send buffer); runs of them leave as GSO batches.
+            loop {
+                let start = self.out_buf.len();
+                let Some((id, _)) = self.engine.poll_transmit_into(now, &mut self.out_buf) else {
+                    break;
+                };
                 progressed = true;
-                if let Some(slot) = self.slots.get_mut(&id) {
-                    slot.count(&bytes);
-                    self.outgoing.push((slot.remote, bytes));
+                match self.slots.get_mut(&id) {
+                    Some(slot) => {
+                        slot.count(&self.out_buf[start..]);
+                        let len = self.out_buf.len() - start;
+                        self.outgoing.push((slot.remote, start, len));
+                    }
+                    None => self.out_buf.truncate(start),
+                }
+                if self.out_buf.len() >= OUT_BUF_MAX {
+                    self.send_outgoing().await;
                 }
             }
             self.send_outgoing().await;
@@ -330,44 +440,57 @@ impl Driver {
         }
     }
 
-    /// Sends the queued datagrams, runs of same-size datagrams to one peer as one GSO batch.
+    /// Sends the queued datagrams, runs of same-size datagrams to one peer as one GSO batch
+    /// (straight from `out_buf` when they lie there one after the other, as they do for one
+    /// stream).
     async fn send_outgoing(&mut self) {
         let mut batch = std::mem::take(&mut self.outgoing);
         // Streams take turns, so datagrams to different peers interleave: group them by peer
         // (stably, keeping each peer's order) so runs can form.
-        batch.sort_by_key(|(dest, _)| *dest);
+        if batch.windows(2).any(|w| w[0].0 != w[1].0) {
+            batch.sort_by_key(|(dest, _, _)| *dest);
+        }
         let state = self.state.as_ref();
         let max_segments = state.map_or(1, |s| s.max_gso_segments());
         let mut i = 0;
         while i < batch.len() {
-            let (dest, first) = (batch[i].0, &batch[i].1);
-            let limit = max_segments.min(GSO_MAX_BYTES / first.len().max(1)).max(1);
+            let (dest, first_start, first_len) = batch[i];
+            let limit = max_segments.min(GSO_MAX_BYTES / first_len.max(1)).max(1);
             let mut j = i + 1;
+            let mut contiguous = true;
             while j < batch.len() && j - i < limit && batch[j].0 == dest {
-                let len = batch[j].1.len();
-                if len > first.len() {
+                let len = batch[j].2;
+                if len > first_len {
                     break;
                 }
+                contiguous &= batch[j].1 == batch[j - 1].1 + batch[j - 1].2;
                 j += 1;
                 // Only the last segment of a GSO batch may be shorter.
-                if len < first.len() {
+                if len < first_len {
                     break;
                 }
             }
+            let dest = for_family(dest, self.ipv6);
             if j - i == 1 {
-                transmit(&self.udp, state, for_family(dest, self.ipv6), first, None).await;
+                let first = &self.out_buf[first_start..first_start + first_len];
+                transmit(&self.udp, state, dest, first, None).await;
+            } else if contiguous {
+                let (last_start, last_len) = (batch[j - 1].1, batch[j - 1].2);
+                let run = &self.out_buf[first_start..last_start + last_len];
+                transmit(&self.udp, state, dest, run, Some(first_len)).await;
             } else {
                 self.gso_buf.clear();
-                for (_, d) in &batch[i..j] {
-                    self.gso_buf.extend_from_slice(d);
+                for &(_, start, len) in &batch[i..j] {
+                    self.gso_buf
+                        .extend_from_slice(&self.out_buf[start..start + len]);
                 }
-                let dest = for_family(dest, self.ipv6);
-                transmit(&self.udp, state, dest, &self.gso_buf, Some(first.len())).await;
+                transmit(&self.udp, state, dest, &self.gso_buf, Some(first_len)).await;
             }
             i = j;
         }
         self.outgoing = batch;
         self.outgoing.clear();
+        self.out_buf.clear();
     }
 
     /// Reads what the socket has queued (a bounded number of calls) and feeds it in.
@@ -437,11 +560,19 @@ impl Driver {
                 // the relays gave us its client socket), and the old path of a remote change
                 // keeps delivering for a while. What the packets carry is authenticated above
                 // UDX (secret-stream).
-                if !self.slots.contains_key(&id) {
+                if let Some(to) = self.moved.get(&id) {
+                    // The old path of a stream that moved to another socket.
+                    let _ = to.send(Command::Deliver(datagram.to_vec()));
+                    return;
+                }
+                let Some(slot) = self.slots.get_mut(&id) else {
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
                     return;
+                };
+                if let Some(tx) = slot.direct_watch.take() {
+                    let _ = tx.send(());
                 }
                 self.engine.handle_datagram(now, datagram);
             }

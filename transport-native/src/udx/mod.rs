@@ -66,9 +66,8 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
 /// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
 const READ_HIGH_WATER: usize = 1 << 20;
-/// Consecutive received DATA payloads are handed to a stream's handle in chunks of up to this
-/// many bytes.
-const DATA_COALESCE: usize = 256 * 1024;
+/// The driver sends what it gathered once this many bytes of datagrams are waiting.
+const OUT_BUF_MAX: usize = 1 << 20;
 /// A handle tells the driver what it took from its events once this many bytes add up (one
 /// command, and one wakeup of the driver, per batch); well under [`READ_HIGH_WATER`], so the
 /// driver always has something to hand over while the handle waits.
@@ -167,6 +166,47 @@ enum Command {
         remote: SocketAddr,
         done: oneshot::Sender<Result<(), UsageError>>,
     },
+    /// Move stream `id` to the socket whose driver takes `to`'s commands, then change its
+    /// remote there ([`UdxSocket::move_stream`]). `to_ids` is that socket's id set, where `id`
+    /// was reserved by the caller (released again if the move does not happen).
+    MoveOut {
+        id: u32,
+        to: mpsc::UnboundedSender<Command>,
+        to_ids: Arc<Mutex<HashSet<u32>>>,
+        remote_id: u32,
+        remote: SocketAddr,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
+    /// A stream moved here from another socket's driver ([`Command::MoveOut`]).
+    MoveIn(Box<driver::Moved>),
+    /// Tell when the stream next takes a packet received on its own socket.
+    WatchDirect(u32, oneshot::Sender<()>),
+}
+
+impl Command {
+    /// The stream a per-stream command is about.
+    fn stream_id(&self) -> Option<u32> {
+        match self {
+            Command::Write { id, .. }
+            | Command::End(id)
+            | Command::Message(id, _)
+            | Command::Destroy(id)
+            | Command::Consumed(id, _)
+            | Command::Dropped { id, .. }
+            | Command::Stats(id, _)
+            | Command::ChangeRemote { id, .. }
+            | Command::MoveOut { id, .. }
+            | Command::WatchDirect(id, _) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// The time origin of every driver's engine, shared so that a stream's timers (deadlines, RTT
+/// samples, pacing) keep their meaning when it moves to another socket's driver.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A bound UDP socket carrying UDX streams (and, for its owner, other datagrams). Dropping it
@@ -409,12 +449,129 @@ impl UdxSocket {
             .map_err(|_| gone())
     }
 
+    /// Moves this socket's stream `id`, live, to socket `to`, and there to the peer's stream
+    /// `remote_id` at `remote` (udx-native `changeRemote(socket, remoteId, port, host)` with
+    /// another socket: how hyperdht moves a relayed connection to the punched socket). The
+    /// engine's state moves whole (sequence numbers, unacknowledged packets, buffered data,
+    /// the handle's channels): from now on the stream's packets leave from `to`, its
+    /// retransmissions included, and `to` routes its incoming packets; packets still reaching
+    /// this socket for it (the old path) are handed over, as are the handle's calls, so no
+    /// byte is lost or delivered twice. Resolves when the remote change completes (every
+    /// packet sent before it acknowledged), like `changeRemote`'s promise. With `to` this very
+    /// socket it is a plain [`UdxStream::change_remote`]. Fails if `id` is in use on `to`, a
+    /// change is still pending, or the stream is gone.
+    pub async fn move_stream(
+        &self,
+        id: u32,
+        to: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        move_via(&self.commands, id, to, remote_id, remote).await
+    }
+
+    /// [`UdxSocket::move_stream`] in two steps: the move starts now (commands and packets sent
+    /// to this socket's stream afterwards follow it), and the returned future resolves when
+    /// the remote change completed.
+    pub fn start_move(
+        &self,
+        id: u32,
+        to: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<impl Future<Output = io::Result<()>> + Send + 'static> {
+        let rx = begin_move(&self.commands, id, to, remote_id, remote)?;
+        Ok(finish_move(rx))
+    }
+
+    /// Sends an unreliable MESSAGE on this socket's stream `id` (an empty one is how hyperdht
+    /// makes the peer observe a direct path: relay-connection.js `confirmDirectUpgrade`).
+    pub fn send_stream_message(&self, id: u32, bytes: Vec<u8>) -> io::Result<()> {
+        self.commands
+            .send(Command::Message(id, bytes))
+            .map_err(|_| gone())
+    }
+
+    /// Resolves when stream `id` next takes a packet that arrived on its own socket (not one
+    /// handed over from another socket: after a move, one from the new path); fails if the
+    /// stream goes away first.
+    pub fn next_direct_packet(&self, id: u32) -> io::Result<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::WatchDirect(id, tx))
+            .map_err(|_| gone())?;
+        Ok(rx)
+    }
+
     /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
     pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
         self.commands
             .send(Command::Inject(from, bytes))
             .map_err(|_| gone())
     }
+}
+
+/// [`UdxSocket::move_stream`] through the commands of the stream's current socket.
+async fn move_via(
+    commands: &mpsc::UnboundedSender<Command>,
+    id: u32,
+    to: &UdxSocket,
+    remote_id: u32,
+    remote: SocketAddr,
+) -> io::Result<()> {
+    finish_move(begin_move(commands, id, to, remote_id, remote)?).await
+}
+
+/// Sends the move (or plain remote change) command; the receiver tells when it completed.
+fn begin_move(
+    commands: &mpsc::UnboundedSender<Command>,
+    id: u32,
+    to: &UdxSocket,
+    remote_id: u32,
+    remote: SocketAddr,
+) -> io::Result<oneshot::Receiver<Result<(), UsageError>>> {
+    let (done, rx) = oneshot::channel();
+    let command = if commands.same_channel(&to.commands) {
+        Command::ChangeRemote {
+            id,
+            remote_id,
+            remote,
+            done,
+        }
+    } else {
+        if !to.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("stream id {id} is in use on the socket it should move to"),
+            ));
+        }
+        Command::MoveOut {
+            id,
+            to: to.commands.clone(),
+            to_ids: to.ids.clone(),
+            remote_id,
+            remote,
+            done,
+        }
+    };
+    if let Err(mpsc::error::SendError(command)) = commands.send(command) {
+        if let Command::MoveOut { to_ids, .. } = command {
+            to_ids.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        }
+        return Err(gone());
+    }
+    Ok(rx)
+}
+
+async fn finish_move(rx: oneshot::Receiver<Result<(), UsageError>>) -> io::Result<()> {
+    rx.await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream finished before its remote change completed",
+            )
+        })?
+        .map_err(usage)
 }
 
 /// The receive buffer a socket asks the kernel for.

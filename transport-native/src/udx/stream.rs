@@ -88,6 +88,18 @@ impl UdxStream {
             .map_err(usage)
     }
 
+    /// Moves the stream, live, to socket `to`, and there to the peer's stream `remote_id` at
+    /// `remote`: see [`UdxSocket::move_stream`]. The handle keeps working as before (its calls
+    /// follow the stream).
+    pub async fn move_to(
+        &self,
+        to: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<()> {
+        move_via(&self.commands, self.id, to, remote_id, remote).await
+    }
+
     /// Destroys the stream (the peer sees a reset).
     pub fn destroy(&self) -> io::Result<()> {
         self.commands

@@ -658,3 +658,117 @@ async fn a_bare_reset_from_another_socket_ends_the_stream() {
         .expect("done in time");
     assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
 }
+
+/// A relayed stream moves, live, to another socket (what hyperdht does when a punch succeeds
+/// after a blind relay paired the connection: `changeRemote(punchedSocket, ...)`). Both ends
+/// first talk through a forwarder; mid-transfer, with megabytes in flight both ways, our end
+/// moves from socket `a` to socket `b` and then the peer to `b`'s address. Packets the peer
+/// still sends to `a` (the old path) are handed over to the stream, the handles keep working
+/// (they were split for reading and writing before the move), and once both changes completed
+/// the forwarder stops: the rest, retransmissions included, can only go between `b` and the
+/// peer. Every byte arrives once, in order, both ways, and the close handshake completes.
+#[tokio::test]
+async fn a_stream_moves_to_another_socket_mid_transfer() {
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let b = UdxSocket::bind(loopback()).await.unwrap();
+    let peer = UdxSocket::bind(loopback()).await.unwrap();
+    let relay = UdpSocket::bind(loopback()).await.unwrap();
+    let via = relay.local_addr().unwrap();
+    let (a_addr, b_addr, p_addr) = (a.local_addr(), b.local_addr(), peer.local_addr());
+    let relayed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let forward = {
+        let relayed = relayed.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let (n, from) = relay.recv_from(&mut buf).await.unwrap();
+                let to = if from == a_addr { p_addr } else { a_addr };
+                relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = relay.send_to(&buf[..n], to).await;
+            }
+        })
+    };
+    let ours = a.connect(1, 2, via).unwrap();
+    let theirs = peer.connect(2, 1, via).unwrap();
+    let ours_traffic = ours.handle();
+    let up = pattern(8 << 20, 21);
+    let down = pattern(8 << 20, 22);
+    let (mut ours_r, mut ours_w) = tokio::io::split(ours);
+    let (mut theirs_r, mut theirs_w) = tokio::io::split(theirs);
+    let ours_reader = async {
+        let mut got = Vec::new();
+        ours_r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let theirs_reader = async {
+        let mut got = Vec::new();
+        theirs_r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    // Each writer writes 2 MiB, then the rest once our end has started moving: the move
+    // happens mid-transfer whatever the machine's load.
+    let (moving_tx, moving) = tokio::sync::watch::channel(false);
+    let ours_writer = async {
+        ours_w.write_all(&down[..2 << 20]).await.unwrap();
+        let _ = moving.clone().wait_for(|m| *m).await;
+        ours_w.write_all(&down[2 << 20..]).await.unwrap();
+        ours_w.shutdown().await.unwrap();
+    };
+    let theirs_writer = async {
+        theirs_w.write_all(&up[..2 << 20]).await.unwrap();
+        let _ = moving.clone().wait_for(|m| *m).await;
+        theirs_w.write_all(&up[2 << 20..]).await.unwrap();
+        theirs_w.shutdown().await.unwrap();
+    };
+    let mover = async {
+        while ours_traffic.bytes_read() < 1 << 20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let read_at_move = ours_traffic.bytes_read();
+        let moved = a.move_stream(1, &b, 2, p_addr);
+        moving_tx.send(true).unwrap();
+        moved.await.unwrap();
+        // The stream holds its id on `b` now.
+        assert_eq!(
+            b.connect(1, 9, p_addr).err().map(|e| e.kind()),
+            Some(io::ErrorKind::AddrInUse)
+        );
+        peer.move_stream(2, &peer, 1, b_addr).await.unwrap();
+        forward.abort();
+        let relayed_at_stop = relayed.load(std::sync::atomic::Ordering::Relaxed);
+        (read_at_move, relayed_at_stop)
+    };
+    let run = async {
+        tokio::join!(
+            ours_reader,
+            theirs_reader,
+            ours_writer,
+            theirs_writer,
+            mover
+        )
+    };
+    let (got_ours, got_theirs, (), (), (read_at_move, relayed_at_stop)) =
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("transfer in time");
+    assert!(
+        read_at_move < up.len() as u64,
+        "the move happened mid-transfer ({read_at_move} bytes read)"
+    );
+    assert!(
+        relayed_at_stop > 0,
+        "the stream ran through the relay first"
+    );
+    assert!(
+        got_ours == up,
+        "peer -> us: {} of {} bytes, or different ones",
+        got_ours.len(),
+        up.len()
+    );
+    assert!(
+        got_theirs == down,
+        "us -> peer: {} of {} bytes, or different ones",
+        got_theirs.len(),
+        down.len()
+    );
+}

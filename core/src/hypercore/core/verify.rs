@@ -391,11 +391,23 @@ impl<S: Storage> Hypercore<S> {
         &mut self,
         proofs: &[&Data],
     ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
+        let mut owned: Vec<Data> = proofs.iter().map(|&p| p.clone()).collect();
+        self.apply_proofs_owned(&mut owned).await
+    }
+
+    /// [`Hypercore::apply_proofs`] of proofs the caller gives away: the blocks stored are moved
+    /// out of them into the storage batch (not copied), so afterwards the `value` of a proof's
+    /// block may be empty. The replicator applies what it received this way.
+    pub async fn apply_proofs_owned(
+        &mut self,
+        proofs: &mut [Data],
+    ) -> Result<Vec<Result<ApplyOutcome, HypercoreError>>, HypercoreError> {
         if let Err(e) = self.check_not_frozen() {
             return Ok(proofs.iter().map(|_| Err(e.clone())).collect());
         }
         let mut results = Vec::with_capacity(proofs.len());
-        let mut blocks: Vec<&DataBlock> = Vec::new();
+        // The proofs (by position) whose block is stored.
+        let mut blocks: Vec<usize> = Vec::new();
         // The leaf hashes of all the blocks at once (SIMD lanes: about twice the throughput of
         // hashing them one by one), but those of proofs refused anyway.
         let values: Vec<&[u8]> = proofs
@@ -407,7 +419,7 @@ impl<S: Storage> Hypercore<S> {
         // The nodes verified so far in this batch, by index: what the batch stores.
         let mut pending: HashMap<u64, TreeNode> = HashMap::new();
         let in_tree = 2 * self.tree.length;
-        for &proof in proofs {
+        for (at, proof) in proofs.iter().enumerate() {
             if !self.is_batchable(proof) {
                 results.push(Err(HypercoreError::InvalidArgument(
                     "only proofs at the core's fork without upgrade or manifest are batched",
@@ -425,8 +437,8 @@ impl<S: Storage> Hypercore<S> {
             match self.verify_proof_with(proof, Some(&known), leaf).await {
                 Ok(v) => {
                     pending.extend(v.batch.nodes.into_iter().map(|n| (n.index, n)));
-                    if let Some(b) = &proof.block {
-                        blocks.push(b);
+                    if proof.block.is_some() {
+                        blocks.push(at);
                     }
                     results.push(Ok(ApplyOutcome {
                         block: proof.block.as_ref().map(|b| b.index),
@@ -446,10 +458,13 @@ impl<S: Storage> Hypercore<S> {
         tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
             .await?;
         let mut set = Vec::new();
-        for b in blocks {
+        for at in blocks {
+            let Some(b) = proofs[at].block.as_mut() else {
+                continue;
+            };
             // As in `apply_verified`: a block already held (or twice in `proofs`) is stored once.
             if self.bitfield.set(b.index, true) {
-                blocks::put(&mut batch, b.index, &[&b.value]);
+                blocks::put_owned(&mut batch, b.index, std::mem::take(&mut b.value));
                 set.push(b.index);
             }
         }

@@ -325,7 +325,9 @@ impl NodeCache {
         }
         for op in &batch.ops {
             let key = match op {
-                crate::storage::Op::Put(k, _) | crate::storage::Op::Delete(k) => k,
+                crate::storage::Op::Put(k, _)
+                | crate::storage::Op::PutParts(k, _)
+                | crate::storage::Op::Delete(k) => k,
                 crate::storage::Op::DeleteRange(..) => {
                     inner.pages.clear();
                     inner.order.clear();

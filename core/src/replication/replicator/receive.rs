@@ -128,8 +128,7 @@ impl<S: Storage> Replicator<S> {
             return Ok(());
         }
         let (old_len, old_fork) = (self.core.length(), self.core.fork());
-        let proofs: Vec<&Data> = group.iter().collect();
-        let results = self.core.apply_proofs(&proofs).await?;
+        let results = self.core.apply_proofs_owned(group).await?;
         group.clear();
         for applied in results {
             self.after_apply(peer, applied, old_len, old_fork).await?;

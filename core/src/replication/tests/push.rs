@@ -631,7 +631,7 @@ impl crate::storage::Storage for BlockWrites {
             .ops
             .iter()
             .filter(|op| {
-                matches!(op, crate::storage::Op::Put(k, _)
+                matches!(op, crate::storage::Op::Put(k, _) | crate::storage::Op::PutParts(k, _)
                     if k.first() == Some(&crate::hypercore::layout::BLOCK))
             })
             .count();

@@ -1,0 +1,52 @@
+// A JS hyperswarm 4.17.2 peer on a topic, for the npm package's browser test
+// (scripts/test-pkg.sh): it joins TOPIC (server and client) on a local DHT (BOOTSTRAP, never the
+// public bootstrap nodes), prints `joined PUBLIC_KEY` once the topic is announced, and on every
+// connection prints `connection REMOTE_KEY`, sends `hello from js`, prints each message it gets
+// as `data TEXT`, and answers `hello from page` with `echo hello from page`. Exits after TIMEOUT_MS
+// (default 240 s) or on SIGTERM.
+//
+//   node swarm-topic-peer.js BOOTSTRAP_HOST:PORT TOPIC_HEX
+//
+// hyperdht turns `port: 0` into its default 49737: a port range of [0, 0] binds one the OS picks.
+const ANY_PORT = [0, 0]
+const HyperDHT = require('hyperdht')
+const Hyperswarm = require('hyperswarm')
+const b4a = require('b4a')
+
+const [bootstrap, topicHex] = process.argv.slice(2)
+const [host, port] = bootstrap.split(':')
+const timeout = setTimeout(() => {
+  console.log('timeout')
+  process.exit(2)
+}, Number(process.env.TIMEOUT_MS || 240000))
+timeout.unref()
+
+async function main () {
+  const dht = new HyperDHT({ bootstrap: [{ host, port: Number(port) }], host: '127.0.0.1', port: ANY_PORT, anyPort: true, ephemeral: true })
+  await dht.fullyBootstrapped()
+  const swarm = new Hyperswarm({ dht })
+  swarm.on('connection', (conn, info) => {
+    console.log('connection', b4a.toString(conn.remotePublicKey, 'hex'), info.client ? 'client' : 'server')
+    conn.on('error', (err) => console.log('conn-error', err.message))
+    conn.on('data', (data) => {
+      const text = b4a.toString(data)
+      console.log('data', text)
+      if (text === 'hello from page') conn.write('echo hello from page')
+    })
+    conn.write('hello from js')
+  })
+  const discovery = swarm.join(b4a.from(topicHex, 'hex'), { server: true, client: true })
+  await discovery.flushed()
+  console.log('joined', b4a.toString(swarm.keyPair.publicKey, 'hex'))
+  const stop = async () => {
+    await swarm.destroy()
+    process.exit(0)
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+main().catch((err) => {
+  console.log('error', err.stack || err.message)
+  process.exit(1)
+})
