@@ -2,7 +2,7 @@
 # The NAT lab: hyperdht connections between peers behind NATs, in network namespaces this script
 # creates (and deletes, also on failure or Ctrl-C). Root only; iptables comes from apt.
 #
-#   bash tests/nat/lab.sh [--hp BIN] [--dht js|hp] [--timeout SECS] [--bulk MIB] [--out FILE] [--logs DIR [--pcap]] CELL...
+#   bash tests/nat/lab.sh [--hp BIN] [--dht js|hp] [--timeout SECS] [--bulk MIB [--hold-direct]] [--out FILE] [--logs DIR [--pcap]] CELL...
 #
 # A CELL is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback], e.g. `hp/js:consistent+random`:
 #   SERVER, CLIENT  js (the pinned hyperdht via tests/nat/js-peer.js) or hp (`hyperpunch dht
@@ -36,7 +36,11 @@
 # 64 KiB every 250 ms until its side printed `upgraded to direct` (a relayed stream moved to a
 # punched path; bounded), then MIB/2 MiB more; a cell connects when each side received exactly
 # what the other sent (sha256), and `how` becomes `relayed>direct` when both sides upgraded
-# (`relayed>direct?` when only one did). One TSV line per cell goes to stdout (and --out FILE):
+# (`relayed>direct?` when only one did). --hold-direct (cells with a relay, both sides behind
+# routers): each router drops what its LAN sends to the other side's address until both sides
+# printed that they connected through the relay, so the relay always pairs them first and the
+# punch, which goes on, opens the direct path only then (otherwise a lucky birthday punch can
+# beat the relay, and there is nothing to upgrade). One TSV line per cell goes to stdout (and --out FILE):
 #   server client snat cnat relay result how connect_ms process_ms detail
 # relay: none | relay | fallback;
 # result: ok | fail; how: direct | punched | relayed (as the client saw it) or -; connect_ms:
@@ -58,6 +62,7 @@ logs=""
 pcap=0
 relay_nat=open
 bulk=0
+hold_direct=0
 cells=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,6 +74,7 @@ while [ $# -gt 0 ]; do
     --pcap) pcap=1; shift ;;
     --relay-nat) relay_nat=$2; shift 2 ;;
     --bulk) bulk=$2; shift 2 ;;
+    --hold-direct) hold_direct=1; shift ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
     *) cells+=("$1"); shift ;;
@@ -342,6 +348,31 @@ run_cell() {
   fi
   key=${line#listening }
 
+  # --hold-direct: no direct path until both sides are connected through the relay (bounded).
+  # Only a consistent side's router holds its LAN's packets: a random side's birthday sockets
+  # send once, and their mappings must exist for the consistent side's later probes to find.
+  local holder="" holds=()
+  if [ $hold_direct = 1 ] && [ $relay != none ]; then
+    [ "$snat" = consistent ] && holds+=("${P}sr 198.18.0.12")
+    [ "${cnat%:early}" = consistent ] && holds+=("${P}cr 198.18.0.11")
+  fi
+  if [ ${#holds[@]} -gt 0 ]; then
+    local h hns hto
+    for h in "${holds[@]}"; do
+      read -r hns hto <<<"$h"
+      in_ns "$hns" iptables -I FORWARD 1 -i lan -o wan -d "$hto" -j DROP
+    done
+    (
+      wait_for "$d/client.err" 'via relayed' "$timeout_s" >/dev/null
+      wait_for "$d/server.err" '^connected 198\.18\.0\.9:' "$timeout_s" >/dev/null
+      for h in "${holds[@]}"; do
+        read -r hns hto <<<"$h"
+        in_ns "$hns" iptables -D FORWARD -i lan -o wan -d "$hto" -j DROP
+      done
+    ) &
+    holder=$!
+  fi
+
   # The client, bounded by timeout(1).
   local t0 t1 rc
   t0=$(now_ms)
@@ -360,6 +391,7 @@ run_cell() {
     rc=$?
   fi
   t1=$(now_ms)
+  [ -n "$holder" ] && wait "$holder" 2>/dev/null
   # The server ends once both sides ended; give it a moment to print what it got.
   for _ in $(seq 1 30); do
     grep -aq hello "$d/server.out" 2>/dev/null && break

@@ -226,10 +226,12 @@ fn nat_matrix() {
 }
 
 /// hyperdht's relayed-to-direct upgrade, live: a client that pairs through a blind relay
-/// (consistent NAT on one side, random on the other: the relay pairs them within a second, the
-/// birthday punch takes longer) is handed the relayed stream first; the punch goes on, and when
-/// it succeeds both sides move the stream to the punched path (`changeRemote`), each printing
-/// `upgraded to direct` (`relayed>direct` in the lab). Each side sends 4 MiB, then 64 KiB
+/// (consistent NAT on one side, random on the other) is handed the relayed stream first; the
+/// punch goes on, and when it succeeds both sides move the stream to the punched path
+/// (`changeRemote`), each printing `upgraded to direct` (`relayed>direct` in the lab). The
+/// consistent side's router holds the direct path until both sides printed that they connected
+/// through the relay (`--hold-direct`: a lucky birthday punch can otherwise beat the relay, 1
+/// run in 6 here, and then there is nothing to upgrade); the punch opens it after. Each side sends 4 MiB, then 64 KiB
 /// every 250 ms until it upgraded, then 4 MiB more; each must receive exactly what the other
 /// sent (sha256). hyperpunch on both ends, and against the pinned JS hyperdht in both roles.
 #[test]
@@ -239,7 +241,12 @@ fn relayed_connections_upgrade_to_the_punched_path() {
         "js/hp:consistent+random:relay",
         "hp/js:random+consistent:relay",
     ];
-    let Some(got) = run_lab(&cells, &["--bulk", "8"], 36, Duration::from_secs(420)) else {
+    let Some(got) = run_lab(
+        &cells,
+        &["--bulk", "8", "--hold-direct"],
+        36,
+        Duration::from_secs(420),
+    ) else {
         return;
     };
     let mut failures = Vec::new();
