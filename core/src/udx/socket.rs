@@ -155,6 +155,13 @@ impl Socket {
         self.streams.get_mut(&id)
     }
 
+    /// Gives a polled `Data` event's buffer back to stream `id` ([`Stream::recycle`]).
+    pub fn recycle(&mut self, id: u32, buf: Vec<u8>) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.recycle(buf);
+        }
+    }
+
     /// Removes a stream; streams relaying to it close.
     pub fn remove(&mut self, id: u32) -> Option<Stream> {
         self.forget(id);

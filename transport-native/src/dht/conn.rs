@@ -436,6 +436,7 @@ async fn pump(
             ev = udx.next_event(), if read_open => match ev {
                 Some(UdxEvent::Data(d)) => {
                     stream.handle_input(epoch.elapsed().as_millis() as u64, &d);
+                    udx.recycle(d);
                 }
                 // Unreliable datagrams: not part of the byte stream.
                 Some(UdxEvent::Message(_)) => {}

@@ -174,9 +174,12 @@ impl Driver {
                     s.destroy();
                 }
             }
-            Command::Consumed(id, n) => {
+            Command::Consumed(id, n, spare) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.unread = slot.unread.saturating_sub(n);
+                }
+                for buf in spare {
+                    self.engine.recycle(id, buf);
                 }
             }
             Command::Dropped { id, graceful } => {

@@ -145,7 +145,7 @@ enum Command {
     Message(u32, Vec<u8>),
     Destroy(u32),
     /// The handle took this many bytes of data events.
-    Consumed(u32, usize),
+    Consumed(u32, usize, Vec<Vec<u8>>),
     /// The handle was dropped; `graceful` when it had ended its write side.
     Dropped {
         id: u32,
@@ -191,7 +191,7 @@ impl Command {
             | Command::End(id)
             | Command::Message(id, _)
             | Command::Destroy(id)
-            | Command::Consumed(id, _)
+            | Command::Consumed(id, _, _)
             | Command::Dropped { id, .. }
             | Command::Stats(id, _)
             | Command::ChangeRemote { id, .. }
@@ -238,6 +238,9 @@ pub struct UdxStream {
     traffic: Arc<Traffic>,
     /// Bytes taken from events and not yet reported to the driver ([`CONSUMED_BATCH`]).
     unreported: usize,
+    /// Data buffers given back ([`UdxStream::recycle`]), returned to the driver with the next
+    /// report of consumed bytes.
+    spare: Vec<Vec<u8>>,
 }
 
 /// Bytes a stream's handle took and gave (JS `rawBytesRead` / `rawBytesWritten`).
@@ -394,6 +397,7 @@ impl UdxSocket {
             messages: VecDeque::new(),
             pending_write: None,
             unreported: 0,
+            spare: Vec::new(),
             traffic: Arc::default(),
         })
     }

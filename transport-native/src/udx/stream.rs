@@ -144,6 +144,14 @@ impl UdxStream {
         self.messages.pop_front()
     }
 
+    /// Gives back the buffer of a [`Event::Data`] taken with [`UdxStream::next_event`] once
+    /// done with it: the engine fills it again instead of allocating a new one (optional).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 4 {
+            self.spare.push(buf);
+        }
+    }
+
     fn took(&mut self, event: &Event) {
         if let Event::Data(d) = event {
             self.traffic
@@ -154,7 +162,8 @@ impl UdxStream {
             self.unreported += d.len();
             if self.unreported >= CONSUMED_BATCH {
                 let n = std::mem::take(&mut self.unreported);
-                let _ = self.commands.send(Command::Consumed(self.id, n));
+                let spare = std::mem::take(&mut self.spare);
+                let _ = self.commands.send(Command::Consumed(self.id, n, spare));
             }
         }
     }

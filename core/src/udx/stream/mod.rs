@@ -79,6 +79,8 @@ const PACING_CATCH_UP: Duration = Duration::from_millis(2);
 /// In-order payloads of consecutive packets join one [`Event::Data`] of up to this many bytes
 /// while the owner has not polled it.
 pub const DATA_CHUNK: usize = 256 * 1024;
+/// Chunk buffers given back with [`Stream::recycle`] kept at most.
+const SPARE_CHUNKS: usize = 4;
 /// MESSAGE payload bytes queued as events at most; later MESSAGEs are dropped until the owner
 /// polls (they are unreliable, and a peer must not grow our memory without bound).
 const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
@@ -365,6 +367,8 @@ pub struct Stream {
     last_arrival: Option<u64>,
     queued_bytes: usize,
     queued_message_bytes: usize,
+    /// Chunk buffers the owner gave back ([`Stream::recycle`]) for later `Data` events.
+    spare: Vec<Vec<u8>>,
     remote_end_seq: Option<u32>,
     ack_pending: bool,
     window_closed: bool,
@@ -451,6 +455,7 @@ impl Stream {
             last_arrival: None,
             queued_bytes: 0,
             queued_message_bytes: 0,
+            spare: Vec::new(),
             remote_end_seq: None,
             ack_pending: false,
             window_closed: false,
@@ -571,6 +576,15 @@ impl Stream {
         self.config.keepalive = interval;
     }
 
+    /// Gives back the buffer of a polled [`Event::Data`] once done with it: a later `Data`
+    /// event reuses it instead of allocating (optional; a few whole-chunk buffers are kept,
+    /// others dropped).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_CHUNKS && buf.capacity() >= DATA_CHUNK && !self.terminated {
+            self.spare.push(buf);
+        }
+    }
+
     /// Bytes written but not yet sent.
     pub fn send_buffered(&self) -> usize {
         self.unsent()
@@ -665,6 +679,7 @@ impl Stream {
         self.out_of_order = BTreeMap::new();
         self.out_of_order_runs = BTreeMap::new();
         self.out_of_order_bytes = 0;
+        self.spare = Vec::new();
         self.pipe = 0;
         self.pipe_bytes = 0;
         self.outstanding_bytes = 0;

@@ -180,12 +180,14 @@ impl Stream {
                 _ => {
                     // A full-size packet is likely followed by more: room for a whole chunk
                     // (`poll_event` gives back what stays unused).
-                    let room = if payload.len() >= 1024 {
-                        DATA_CHUNK
-                    } else {
-                        payload.len()
+                    let mut data = match self.spare.pop() {
+                        Some(mut b) if payload.len() >= 1024 => {
+                            b.clear();
+                            b
+                        }
+                        _ if payload.len() >= 1024 => Vec::with_capacity(DATA_CHUNK),
+                        _ => Vec::with_capacity(payload.len()),
                     };
-                    let mut data = Vec::with_capacity(room);
                     data.extend_from_slice(payload);
                     self.events.push_back(Event::Data(data));
                 }
