@@ -854,7 +854,8 @@ fn pushing_parts_equals_pushing_the_joined_message() {
 #[test]
 fn writes_in_parts_send_the_bytes_of_writes() {
     let big: Vec<u8> = (0..65_536u32).map(|i| (i % 249) as u8).collect();
-    let frames: Vec<(Vec<u8>, Vec<(usize, Vec<u8>)>)> = vec![
+    type Pieces = Vec<(usize, Vec<u8>)>;
+    let frames: Vec<(Vec<u8>, Pieces)> = vec![
         (b"early".to_vec(), vec![(2, big.clone())]),
         (b"head-tail".to_vec(), vec![(5, big.clone())]),
         (Vec::new(), vec![(0, b"only".to_vec())]),
