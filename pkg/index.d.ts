@@ -388,7 +388,7 @@ export interface CorestoreCore {
   /** Refresh `length` and `writable`. */
   update(): Promise<void>
   append(blocks: Uint8Array | string | Array<Uint8Array | string>): Promise<number>
-  /** Block `index`, downloaded from the store's peers first when missing. */
+  /** Block `index`, downloaded from the store's peers first when missing (past the length of a core this page does not write: once a peer extends it). */
   get(index: number): Promise<Uint8Array | null>
   /** End this session of the core. */
   close(): Promise<void>

@@ -731,10 +731,15 @@ class CorestoreCore {
     return this.length
   }
 
-  /** Block `index`, downloaded from the store's peers first when missing. */
+  /**
+   * Block `index`, downloaded from the store's peers first when missing (past the length of a
+   * core this page does not write: once a peer extends it).
+   */
   async get (index) {
     await this.opening
-    return this._h.get(index)
+    const block = await this._h.get(index)
+    await this._refresh()
+    return block
   }
 
   /** End this session of the core. */

@@ -17,7 +17,10 @@
 #      put/get/entry/list/readdir/symlink/del, reopened by name; a
 #      Swarm: joins a random topic through `hyperpunch relay --ws` on a local DHT, where a JS
 #      hyperswarm peer (tests/interop/swarm-topic-peer.js) joined, and exchanges a message each
-#      way with it; document.title `ok ...` holds each part's summary
+#      way with it; a JS hyperswarm peer seeding a hyperdrive of 20 files and a named core
+#      (tests/interop/swarm-drive-peer.js): the page joins the drive's discovery key, replicates
+#      its Corestore over the connection, opens the drive by key and reads every file, and the
+#      core's block; document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
 # logs. Needs node 20.19+ and npm (vite 8).
 set -euo pipefail
@@ -123,6 +126,12 @@ node tests/interop/swarm-topic-peer.js "$bootstrap" "$topic" >"$tmp/jspeer.out" 
 pids+=($!)
 js_key=$(wait_for "$tmp/jspeer.out" 's/^joined \([0-9a-f]*\)$/\1/p') || {
   echo "error: the JS hyperswarm peer did not join:" >&2; cat "$tmp/jspeer.out" "$tmp/jspeer.log" >&2; exit 1; }
+files=20
+node tests/interop/swarm-drive-peer.js "$bootstrap" "$files" >"$tmp/jsdrive.out" 2>"$tmp/jsdrive.log" &
+pids+=($!)
+seeding=$(wait_for "$tmp/jsdrive.out" 's/^seeding \([0-9a-f]* [0-9a-f]*\)$/\1/p') || {
+  echo "error: the JS drive seeder did not announce:" >&2; cat "$tmp/jsdrive.out" "$tmp/jsdrive.log" >&2; exit 1; }
+read -r drive_key notes_key <<<"$seeding"
 export SCRATCH="$tmp"
 # The keys JS corestore and hyperdrive give for the primary key the page's store uses.
 store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf '07%.0s' $(seq 32))") || {
@@ -131,22 +140,25 @@ store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf 
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
-page_url="${http_url}?relay=$relay_url&topic=$topic"
+page_url="${http_url}?relay=$relay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files"
 bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
+replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
-steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" <<'PY'
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" <<'PY'
 import json, sys
-url, bee, drive, store, swarm = sys.argv[1:]
+url, bee, drive, store, swarm, replica = sys.argv[1:]
 print(json.dumps([
     {"open": url},
-    {"title": "ok ", "timeout": 180},
+    {"title": "ok ", "timeout": 240},
     {"eval": 'document.title.includes("length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true")', "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(bee), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(drive), "expect": True},
     # The store's named core and the drive have the keys JS gives for the same primary key.
     {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
+    # A JS hyperswarm peer's hyperdrive and core, replicated over a swarm connection.
+    {"eval": "document.title.includes(%s)" % json.dumps(replica), "expect": True},
     # The JS peer saw the page's key and got its message.
     {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" && grep -qx "data hello from page" "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},
 ]))

@@ -19,6 +19,7 @@
 //       `error CODE` on stderr and exits 1.
 const HyperDHT = require('hyperdht')
 const b4a = require('b4a')
+const crypto = require('crypto')
 
 const argv = process.argv.slice(2)
 const cmd = argv.shift()
@@ -51,9 +52,43 @@ function peer() {
   return new HyperDHT({ bootstrap: parse(flags.bootstrap) })
 }
 
+// --bulk-mib N (with --sent FILE): after the message line, send N/2 MiB of random bytes, then
+// 64 KiB every 250 ms until the stream moved from a relay to a direct path (bounded: 120
+// rounds), then N/2 MiB more, and write everything sent to FILE (the lab compares hashes).
+function sendBulk(socket, message) {
+  const mib = Number(flags['bulk-mib'] || 0)
+  const sent = [b4a.from(message)]
+  const send = (b) => {
+    sent.push(b)
+    socket.write(b)
+  }
+  socket.write(sent[0])
+  send(crypto.randomBytes((mib * 1048576) / 2))
+  let upgraded = false
+  const raw = socket.rawStream
+  if (raw) raw.once('remote-changed', () => (upgraded = true))
+  let rounds = 0
+  const tick = () => {
+    if (!upgraded && rounds++ < 120) {
+      send(crypto.randomBytes(65536))
+      return setTimeout(tick, 250)
+    }
+    send(crypto.randomBytes((mib * 1048576) / 2))
+    if (flags.sent) require('fs').writeFileSync(flags.sent, b4a.concat(sent))
+    socket.end()
+  }
+  tick()
+}
+
 function pipe(socket, message, onend) {
   let ended = false
   let closed = false
+  const raw0 = socket.rawStream
+  if (raw0) {
+    raw0.on('remote-changed', () => {
+      process.stderr.write('upgraded to direct ' + raw0.remoteHost + ':' + raw0.remotePort + '\n')
+    })
+  }
   socket.on('data', (d) => process.stdout.write(d))
   socket.on('end', () => {
     ended = true
@@ -74,6 +109,7 @@ function pipe(socket, message, onend) {
       onend(ended)
     })
   })
+  if (flags['bulk-mib']) return sendBulk(socket, message)
   socket.write(b4a.from(message))
   socket.end()
 }

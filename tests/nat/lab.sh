@@ -2,7 +2,7 @@
 # The NAT lab: hyperdht connections between peers behind NATs, in network namespaces this script
 # creates (and deletes, also on failure or Ctrl-C). Root only; iptables comes from apt.
 #
-#   bash tests/nat/lab.sh [--hp BIN] [--dht js|hp] [--timeout SECS] [--out FILE] [--logs DIR [--pcap]] CELL...
+#   bash tests/nat/lab.sh [--hp BIN] [--dht js|hp] [--timeout SECS] [--bulk MIB [--hold-direct]] [--out FILE] [--logs DIR [--pcap]] CELL...
 #
 # A CELL is SERVER/CLIENT:SNAT+CNAT[:relay|:fallback], e.g. `hp/js:consistent+random`:
 #   SERVER, CLIENT  js (the pinned hyperdht via tests/nat/js-peer.js) or hp (`hyperpunch dht
@@ -32,7 +32,15 @@
 # nodes) and the relay live for the whole run.
 #
 # Per cell, the server sends "world", the client "hello"; a cell connects when each side got the
-# other's line. One TSV line per cell goes to stdout (and --out FILE):
+# other's line. With --bulk MIB each side follows its line with MIB/2 MiB of random bytes, then
+# 64 KiB every 250 ms until its side printed `upgraded to direct` (a relayed stream moved to a
+# punched path; bounded), then MIB/2 MiB more; a cell connects when each side received exactly
+# what the other sent (sha256), and `how` becomes `relayed>direct` when both sides upgraded
+# (`relayed>direct?` when only one did). --hold-direct (cells with a relay, both sides behind
+# routers): each router drops what its LAN sends to the other side's address until both sides
+# printed that they connected through the relay, so the relay always pairs them first and the
+# punch, which goes on, opens the direct path only then (otherwise a lucky birthday punch can
+# beat the relay, and there is nothing to upgrade). One TSV line per cell goes to stdout (and --out FILE):
 #   server client snat cnat relay result how connect_ms process_ms detail
 # relay: none | relay | fallback;
 # result: ok | fail; how: direct | punched | relayed (as the client saw it) or -; connect_ms:
@@ -53,6 +61,8 @@ out_file=""
 logs=""
 pcap=0
 relay_nat=open
+bulk=0
+hold_direct=0
 cells=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,6 +73,8 @@ while [ $# -gt 0 ]; do
     --logs) logs=$2; shift 2 ;;
     --pcap) pcap=1; shift ;;
     --relay-nat) relay_nat=$2; shift 2 ;;
+    --bulk) bulk=$2; shift 2 ;;
+    --hold-direct) hold_direct=1; shift ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
     *) cells+=("$1"); shift ;;
@@ -149,6 +161,20 @@ wait_for() {
   return 1
 }
 js_peer() { NODE_PATH="$modules" node "$here/js-peer.js" "$@"; }
+# feed LINE ERRFILE SENTFILE: what an hp side sends (--bulk), also written to SENTFILE.
+feed() {
+  if [ "$bulk" = 0 ]; then printf '%s\n' "$1"; return; fi
+  {
+    printf '%s\n' "$1"
+    head -c $((bulk * 524288)) /dev/urandom
+    for _ in $(seq 1 120); do
+      grep -q 'upgraded to direct' "$2" 2>/dev/null && break
+      head -c 65536 /dev/urandom
+      sleep 0.25
+    done
+    head -c $((bulk * 524288)) /dev/urandom
+  } | tee "$3"
+}
 
 # --- the internet ------------------------------------------------------------------------
 new_ns "$inet" || exit 1
@@ -295,14 +321,19 @@ run_cell() {
   fi
 
   # The server.
-  local seed spid
+  local seed spid bulk_js="" plimit=$((timeout_s + 2))
+  # --bulk: the JS sides' flags (the file name follows), and room for the paced part.
+  if [ "$bulk" != 0 ]; then
+    bulk_js="--bulk-mib $bulk --sent $d/"
+    plimit=$((timeout_s + 50))
+  fi
   seed=$(rand_hex)
   if [ "$simpl" = hp ]; then
-    (printf 'world\n' | in_ns "${P}s" "$hp" dht listen --seed "$seed" --bootstrap "$boot" --timeout "$timeout_s" -v \
+    (feed world "$d/server.err" "$d/server.sent" | in_ns "${P}s" "$hp" dht listen --seed "$seed" --bootstrap "$boot" --timeout "$timeout_s" -v \
       >"$d/server.out" 2>"$d/server.err") &
     spid=$!
   else
-    (in_ns "${P}s" bash -c "NODE_PATH='$modules' exec node '$here/js-peer.js' listen --seed $seed --bootstrap $boot --message world" \
+    (in_ns "${P}s" bash -c "NODE_PATH='$modules' exec node '$here/js-peer.js' listen --seed $seed --bootstrap $boot --message world $bulk_js${bulk_js:+server.sent}" \
       >"$d/server.out" 2>"$d/server.err") &
     spid=$!
   fi
@@ -317,6 +348,31 @@ run_cell() {
   fi
   key=${line#listening }
 
+  # --hold-direct: no direct path until both sides are connected through the relay (bounded).
+  # Only a consistent side's router holds its LAN's packets: a random side's birthday sockets
+  # send once, and their mappings must exist for the consistent side's later probes to find.
+  local holder="" holds=()
+  if [ $hold_direct = 1 ] && [ $relay != none ]; then
+    [ "$snat" = consistent ] && holds+=("${P}sr 198.18.0.12")
+    [ "${cnat%:early}" = consistent ] && holds+=("${P}cr 198.18.0.11")
+  fi
+  if [ ${#holds[@]} -gt 0 ]; then
+    local h hns hto
+    for h in "${holds[@]}"; do
+      read -r hns hto <<<"$h"
+      in_ns "$hns" iptables -I FORWARD 1 -i lan -o wan -d "$hto" -j DROP
+    done
+    (
+      wait_for "$d/client.err" 'via relayed' "$timeout_s" >/dev/null
+      wait_for "$d/server.err" '^connected 198\.18\.0\.9:' "$timeout_s" >/dev/null
+      for h in "${holds[@]}"; do
+        read -r hns hto <<<"$h"
+        in_ns "$hns" iptables -D FORWARD -i lan -o wan -d "$hto" -j DROP
+      done
+    ) &
+    holder=$!
+  fi
+
   # The client, bounded by timeout(1).
   local t0 t1 rc
   t0=$(now_ms)
@@ -324,22 +380,30 @@ run_cell() {
     local env_relays="HYPERPUNCH_RELAYS=" rt=()
     [ $relay = fallback ] && env_relays="HYPERPUNCH_RELAYS=$relay_key"
     [ $relay = relay ] && rt=(--relay-through "$relay_key")
-    printf 'hello\n' | in_ns "${P}c" env "$env_relays" timeout -k 1 $((timeout_s + 2)) \
+    feed hello "$d/client.err" "$d/client.sent" | in_ns "${P}c" env "$env_relays" timeout -k 1 $plimit \
       "$hp" dht connect "$key" --bootstrap "$boot" --timeout "$timeout_s" -v "${rt[@]}" >"$d/client.out" 2>"$d/client.err"
     rc=$?
   else
     local rt=""
     [ $relay = relay ] && rt="--relay-through $relay_key --relay-host 198.18.0.9"
-    in_ns "${P}c" env HP_LAB_CONNECT_EARLY="$early" bash -c "NODE_PATH='$modules' exec timeout -k 1 $((timeout_s + 2)) node '$here/js-peer.js' connect $key --bootstrap $boot --message hello $rt" \
+    in_ns "${P}c" env HP_LAB_CONNECT_EARLY="$early" bash -c "NODE_PATH='$modules' exec timeout -k 1 $plimit node '$here/js-peer.js' connect $key --bootstrap $boot --message hello $rt $bulk_js${bulk_js:+client.sent}" \
       >"$d/client.out" 2>"$d/client.err" </dev/null
     rc=$?
   fi
   t1=$(now_ms)
+  [ -n "$holder" ] && wait "$holder" 2>/dev/null
   # The server ends once both sides ended; give it a moment to print what it got.
   for _ in $(seq 1 30); do
-    grep -q hello "$d/server.out" 2>/dev/null && break
+    grep -aq hello "$d/server.out" 2>/dev/null && break
     sleep 0.1
   done
+  if [ "$bulk" != 0 ]; then
+    # The server exits once both sides ended and its data was acknowledged.
+    for _ in $(seq 1 100); do
+      kill -0 "$spid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
 
   local result=fail how=- ms=- detail=""
   line=$(grep -m1 '^connected ' "$d/client.err")
@@ -347,7 +411,21 @@ run_cell() {
     how=$(sed -n 's/.* via \([a-z]*\).*/\1/p' <<<"$line")
     ms=$(sed -n 's/.* in \([0-9]*\) ms.*/\1/p' <<<"$line")
   fi
-  if [ $rc = 0 ] && grep -qx world "$d/client.out" && grep -qx hello "$d/server.out"; then
+  local same=0
+  if [ "$bulk" != 0 ]; then
+    hash() { sha256sum <"$1" 2>/dev/null | cut -d' ' -f1; }
+    [ -s "$d/server.sent" ] && [ -s "$d/client.sent" ] \
+      && [ "$(hash "$d/client.out")" = "$(hash "$d/server.sent")" ] \
+      && [ "$(hash "$d/server.out")" = "$(hash "$d/client.sent")" ] && same=1
+    local ups=0
+    grep -q '^upgraded to direct' "$d/client.err" && ups=$((ups + 1))
+    grep -q '^upgraded to direct' "$d/server.err" && ups=$((ups + 1))
+    [ $ups = 2 ] && how="$how>direct"
+    [ $ups = 1 ] && how="$how>direct?"
+  elif grep -qx world "$d/client.out" && grep -qx hello "$d/server.out"; then
+    same=1
+  fi
+  if [ $rc = 0 ] && [ $same = 1 ]; then
     result=ok
   else
     detail=$(grep -m1 -oE '[A-Z][A-Z_]{5,}' "$d/client.err")

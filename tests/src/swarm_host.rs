@@ -310,10 +310,11 @@ impl SwarmHost {
             ConnectEvent::RelayPairing { pairing, .. } => {
                 self.connector.relay_failed(now, &mut self.dht, pairing);
             }
-            // Every connection here runs its own handshake.
+            // Every connection here runs its own handshake; no relays, so nothing upgrades.
             ConnectEvent::ExternalNoise { .. }
             | ConnectEvent::ServerNoise { .. }
-            | ConnectEvent::ServerSign { .. } => {}
+            | ConnectEvent::ServerSign { .. }
+            | ConnectEvent::Upgrade { .. } => {}
         }
     }
 

@@ -77,6 +77,20 @@ pub enum IndexError {
         /// Where its blocks in memory start.
         start: u64,
     },
+    /// The cores stored by an earlier run hold blocks that the replayed oplogs do not give (the
+    /// run stopped after writing them and before appending the local entry they were for):
+    /// nothing more is written or signed, so the orphan blocks are never signed.
+    #[error("the stored {core} core does not match the replayed oplog (stored length {stored}, replayed {replayed}, first difference at {at})")]
+    StoredMismatch {
+        /// `_system` or the view's name.
+        core: String,
+        /// The stored core's length.
+        stored: u64,
+        /// The length the replay gives.
+        replayed: u64,
+        /// The first index that differs (or is missing in the replay).
+        at: u64,
+    },
     /// An earlier call failed: its batches are not in the cores, so nothing more is written.
     #[error("an earlier sync failed ({0}); the cores lack its batches")]
     Failed(String),
@@ -264,6 +278,7 @@ impl IndexerCores {
             let handle = s
                 .get(GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone()))
                 .await?;
+            self.verify_stored(s, &handle, base).await?;
             self.system = Some((handle, key));
         } else {
             if flushes.iter().any(|f| f.indexers_changed) {
@@ -336,6 +351,65 @@ impl IndexerCores {
                 user.push(sig);
             }
             self.pending = Some((system, encryption, user));
+        }
+        Ok(())
+    }
+
+    /// Check, once after opening, that the stored cores hold a prefix of what the replay gives:
+    /// the system core's blocks against the system bee built from the replay, each view's
+    /// against the engine's blocks (those before the engine's first block in memory are not
+    /// checked). The local oplog entry is appended after the cores are written, so a run that
+    /// stopped in between left blocks no oplog entry backs; signing them would sign a state no
+    /// reader can reproduce.
+    async fn verify_stored<S: Storage + Clone + 'static, A: Apply>(
+        &self,
+        s: &Corestore<S>,
+        sys_handle: &CoreHandle,
+        base: &Autobase<A>,
+    ) -> Result<(), IndexError> {
+        let sys = s.core(sys_handle)?;
+        let have = sys.length();
+        let want = self.scratch.state().await.length;
+        for i in 0..have {
+            let ours = if i < want {
+                BeeCore::get(&self.scratch, i).await?
+            } else {
+                None
+            };
+            if ours.is_none() || sys.get(i).await? != ours {
+                return Err(IndexError::StoredMismatch {
+                    core: "_system".into(),
+                    stored: have,
+                    replayed: want,
+                    at: i,
+                });
+            }
+        }
+        let indexed = base.indexed_view_lengths();
+        for (id, v) in self.views.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let len = indexed.get(id).copied().unwrap_or(0) as u64;
+            let mismatch = |at| IndexError::StoredMismatch {
+                core: self.view_names[id].clone(),
+                stored: v.written,
+                replayed: len,
+                at,
+            };
+            if v.written > len {
+                return Err(mismatch(len));
+            }
+            if v.written == 0 {
+                continue;
+            }
+            let start = base.views().start(id) as u64;
+            let blocks = base.views().blocks(id);
+            let core = s.core(&v.handle)?;
+            for i in start..v.written {
+                let ours = blocks.get((i - start) as usize);
+                if ours.is_none() || core.get(i).await?.as_ref() != ours {
+                    return Err(mismatch(i));
+                }
+            }
         }
         Ok(())
     }
@@ -524,6 +598,63 @@ mod tests {
         let e = t.sync(&mut cores).await.unwrap_err();
         assert!(matches!(e, IndexError::Failed(_)), "{e}");
         assert_eq!(cores.signed_length(), 0);
+    }
+
+    /// A run that wrote and signed the cores and stopped before appending its local entry: the
+    /// restarted run replays an oplog without that entry, finds the stored cores ahead of (or
+    /// different from) the replay and refuses to sign them.
+    #[tokio::test]
+    async fn stored_blocks_the_replay_lacks_are_not_signed() {
+        for (case, after) in [
+            ("crash, then nothing", None),
+            ("crash, then other", Some(&b"other"[..])),
+        ] {
+            let mut t = setup().await;
+            let mut cores = t.cores(&["view"]).await;
+            t.append(b"v0");
+            t.sync(&mut cores).await.unwrap();
+            // the second entry: the cores are written, the entry is never stored
+            t.append(b"v1");
+            t.sync(&mut cores).await.unwrap();
+            // restart: the same store, the oplog replayed without the lost entry
+            let mut base: Base = Autobase::new(t.local, apply);
+            base.record_system();
+            t.base = base;
+            t.append(b"v0");
+            if let Some(v) = after {
+                t.append(v);
+            }
+            let mut cores = t.cores(&["view"]).await;
+            let e = t.sync(&mut cores).await.unwrap_err();
+            assert!(
+                matches!(&e, IndexError::StoredMismatch { .. }),
+                "{case}: {e}"
+            );
+            assert_eq!(cores.signed_length(), 0, "{case}");
+        }
+    }
+
+    /// A restart whose replay gives what the stored cores hold (and more) goes on signing.
+    #[tokio::test]
+    async fn a_restart_that_matches_the_stored_cores_signs_on() {
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        t.append(b"v0");
+        t.sync(&mut cores).await.unwrap();
+        let mut base: Base = Autobase::new(t.local, apply);
+        base.record_system();
+        t.base = base;
+        t.append(b"v0");
+        t.append(b"v1");
+        let mut cores = t.cores(&["view"]).await;
+        t.sync(&mut cores).await.unwrap();
+        assert_eq!(cores.signed_length(), t.base.indexed_system().length);
+        let h = t
+            .store
+            .get(GetOptions::from_key(cores.view_keys()[0]))
+            .await
+            .unwrap();
+        assert_eq!(t.store.core(&h).unwrap().length(), 2);
     }
 
     #[tokio::test]

@@ -421,12 +421,20 @@ impl StoreCoreHandle {
         })
     }
 
-    /// Block `index`, downloaded from the store's peers first when missing.
+    /// Block `index`, downloaded from the store's peers first when missing; past the length of
+    /// a core this page does not write, it waits for the peers to extend it (as JS `get`).
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | null>")]
     pub fn get(&self, index: f64) -> Promise {
         let core = self.core.clone();
         future_to_promise(async move {
             let i = crate::js::index("index", index)?;
+            loop {
+                let st = BeeCore::state(&core).await;
+                if i < st.length || st.writable {
+                    break;
+                }
+                core.store.changed().await;
+            }
             let block = BeeCore::get(&core, i).await.map_err(|e| js_err("get", e))?;
             Ok(block.map_or(JsValue::NULL, |b| Uint8Array::from(&b[..]).into()))
         })

@@ -30,6 +30,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::cache::{Block, SeqMap};
 use super::error::BeeError;
 use super::messages::{encode_node, write_varint, Level};
@@ -119,10 +121,19 @@ struct KeyRef {
     value: Option<KeyBytes>,
 }
 
+/// Keys of a node kept inline in its [`LevelData`]: a node of a bee JS wrote holds at most
+/// `MAX_CHILDREN` keys (for a moment, before it splits) and one more child; a larger node (a
+/// foreign writer's) spills to the heap.
+type Keys = SmallVec<[KeyRef; MAX_CHILDREN]>;
+type Children = SmallVec<[ChildId; MAX_CHILDREN + 1]>;
+
+/// A node's keys and children live inline in the arena's `levels` array: a descent reads one
+/// record per level instead of following two more pointers, and a batch allocates no arrays per
+/// node.
 #[derive(Debug, Default)]
 struct LevelData {
-    keys: Vec<KeyRef>,
-    children: Vec<ChildId>,
+    keys: Keys,
+    children: Children,
 }
 
 #[derive(Debug)]
@@ -148,8 +159,8 @@ enum EntryKind {
         block: Arc<Block>,
         levels: Vec<Option<LevelId>>,
     },
-    /// A block of this batch (JS `BatchEntry.pendingIndex`).
-    Pending { index: Vec<Option<ChildId>> },
+    /// A block of this batch (JS `BatchEntry.pendingIndex`), packed ([`pack_index`]).
+    Pending { index: Box<[u32]> },
 }
 
 /// JS `BlockEntry` / `BatchEntry`.
@@ -170,7 +181,16 @@ pub(crate) struct Arena {
     nodes: Vec<NodeData>,
     /// JS `TreeNode.changed`, by node.
     changed: Vec<bool>,
+    /// The committed blocks' entries, by seq.
     by_seq: SeqMap<EntryId>,
+    /// The pending blocks' entries, by `seq - pending_base` (their seqs are consecutive).
+    pending: Vec<EntryId>,
+    /// The seq of the first pending block.
+    pending_base: u64,
+    /// [`Arena::put`]'s path from the root (reused).
+    scratch_stack: Vec<NodeId>,
+    /// A pending block's index while it is built or encoded (reused).
+    scratch_index: Vec<Option<ChildId>>,
     /// Blocks written by this batch and not yet flushed (JS `batch.length`).
     pub length: u64,
 }
@@ -183,6 +203,16 @@ impl Arena {
     /// An empty arena.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The entry of block `seq`, if this batch has one (pending or committed).
+    fn lookup(&self, seq: u64) -> Option<EntryId> {
+        if let Some(i) = seq.checked_sub(self.pending_base) {
+            if let Some(&e) = usize::try_from(i).ok().and_then(|i| self.pending.get(i)) {
+                return Some(e);
+            }
+        }
+        self.by_seq.get(&seq).copied()
     }
 
     fn level(&self, n: NodeId) -> &LevelData {
@@ -220,7 +250,7 @@ impl Arena {
 
     /// JS `batch.getBlock(seq)` as an entry of this batch.
     async fn entry<C: BeeCore>(&mut self, ctx: &ReadCtx<C>, seq: u64) -> Result<EntryId, BeeError> {
-        if let Some(&e) = self.by_seq.get(&seq) {
+        if let Some(e) = self.lookup(seq) {
             return Ok(e);
         }
         let block = ctx.block(seq).await?;
@@ -245,7 +275,7 @@ impl Arena {
         let off = usize::try_from(offset).map_err(|_| bad())?;
         let level = match &mut self.entries[e].kind {
             EntryKind::Pending { index } => {
-                let c = index.get(off).copied().flatten().ok_or_else(bad)?;
+                let c = index.get(off).and_then(|&c| unpack(c)).ok_or_else(bad)?;
                 return self.childs[c].node.ok_or_else(bad);
             }
             EntryKind::Committed { block, levels } => {
@@ -259,7 +289,7 @@ impl Arena {
                         let node = &block.levels()?[off];
                         let src: &Level = &node.level;
                         let memo = &node.key_bytes;
-                        let mut children = Vec::with_capacity(src.children.len() / 2);
+                        let mut children = Children::with_capacity(src.children.len() / 2);
                         for pair in src.children.chunks_exact(2) {
                             self.childs.push(ChildData {
                                 seq: pair[0],
@@ -335,9 +365,8 @@ impl Arena {
         let v = if let Some(e) = own {
             KeyBytes::from_arc(&self.entries[e].key)
         } else if seq >= ctx.length {
-            let e = *self
-                .by_seq
-                .get(&seq)
+            let e = self
+                .lookup(seq)
                 .ok_or_else(|| self.err(n, "a key refers to a block past the version"))?;
             KeyBytes::from_arc(&self.entries[e].key)
         } else {
@@ -422,7 +451,7 @@ impl Arena {
         seq: u64,
     ) -> Result<BlockView, BeeError> {
         if seq >= ctx.length {
-            let e = *self.by_seq.get(&seq).ok_or_else(|| {
+            let e = self.lookup(seq).ok_or_else(|| {
                 BeeError::corrupt(seq, "a key refers to a block past the version")
             })?;
             return Ok(self.view_of(e));
@@ -530,7 +559,7 @@ impl Arena {
         let len = self.level(n).keys.len() >> 1;
         let right = self.create_node(self.nodes[n].block);
         let nk = self.level(n).keys.len();
-        let keys = self.level_mut(n).keys.split_off(nk - len);
+        let keys: Keys = self.level_mut(n).keys.drain(nk - len..).collect();
         self.level_mut(right).keys = keys;
         // Make sure the median is loaded.
         let last = self.level(n).keys.len() - 1;
@@ -545,7 +574,7 @@ impl Arena {
             if nc < len + 1 {
                 return Err(self.err(n, "a node has fewer children than keys"));
             }
-            let children = self.level_mut(n).children.split_off(nc - (len + 1));
+            let children: Children = self.level_mut(n).children.drain(nc - (len + 1)..).collect();
             self.level_mut(right).children = children;
         }
         self.changed[n] = true;
@@ -723,10 +752,28 @@ impl Arena {
         ctx: &ReadCtx<C>,
         key: &Arc<[u8]>,
         value: Option<&Arc<[u8]>>,
-        mut cas: Option<&mut F>,
+        cas: Option<&mut F>,
         always_duplicate: bool,
     ) -> Result<Option<(NodeId, u64)>, BeeError> {
-        let mut stack = Vec::new();
+        // The path from the root, in an array every put of the batch reuses.
+        let mut stack = std::mem::take(&mut self.scratch_stack);
+        stack.clear();
+        let out = self
+            .put_inner(ctx, key, value, cas, always_duplicate, &mut stack)
+            .await;
+        self.scratch_stack = stack;
+        out
+    }
+
+    async fn put_inner<C: BeeCore, F: CasFn>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        key: &Arc<[u8]>,
+        value: Option<&Arc<[u8]>>,
+        mut cas: Option<&mut F>,
+        always_duplicate: bool,
+        stack: &mut Vec<NodeId>,
+    ) -> Result<Option<(NodeId, u64)>, BeeError> {
         let (mut root, mut node) = match self.root(ctx).await? {
             Some(r) => (r, r),
             None => {
@@ -915,8 +962,19 @@ impl Arena {
     /// JS `deflate(index)`: the encoded `YoloIndex` of these nodes (as they are now).
     fn deflate(&self, index: &[Option<ChildId>]) -> Vec<u8> {
         let mut out = Vec::with_capacity(24 * index.len());
-        let mut level = Level::default();
-        let mut body = Vec::new();
+        self.deflate_into(index, &mut out, &mut Level::default(), &mut Vec::new());
+        out
+    }
+
+    /// [`Arena::deflate`] into `out` (cleared first), with scratch buffers the caller reuses.
+    fn deflate_into(
+        &self,
+        index: &[Option<ChildId>],
+        out: &mut Vec<u8>,
+        level: &mut Level,
+        body: &mut Vec<u8>,
+    ) {
+        out.clear();
         for c in index {
             level.keys.clear();
             level.children.clear();
@@ -929,12 +987,11 @@ impl Arena {
                 }
             }
             body.clear();
-            level.encode_into(&mut body);
+            level.encode_into(body);
             out.push(0x0a);
-            write_varint(&mut out, body.len() as u64);
-            out.extend_from_slice(&body);
+            write_varint(out, body.len() as u64);
+            out.extend_from_slice(body);
         }
-        out
     }
 
     /// JS `_append` for a single operation (`autoFlush`): the encoded block.
@@ -961,44 +1018,69 @@ impl Arena {
     ) -> Result<(), BeeError> {
         // The entry this block becomes; the walk points the nodes it indexes at it.
         let e = self.entries.len();
-        let mut index = Vec::with_capacity(INDEX_CAPACITY);
-        if let Err(err) = self.index_changes(root, &mut index, seq, Some(e), 0) {
-            // Nodes may point at `e` already: it must exist (never written: not in `by_seq`).
-            self.entries.push(Entry {
-                seq,
-                key,
-                value,
-                kind: EntryKind::Pending { index: Vec::new() },
+        let mut index = std::mem::take(&mut self.scratch_index);
+        index.clear();
+        let packed = self
+            .index_changes(root, &mut index, seq, Some(e), 0)
+            .and_then(|_| {
+                index[0] = Some(self.new_child(seq, 0, Some(root)));
+                pack_index(&index)
             });
-            return Err(err);
-        }
-        index[0] = Some(self.new_child(seq, 0, Some(root)));
+        self.scratch_index = index;
+        let packed = match packed {
+            Ok(p) => p,
+            Err(err) => {
+                // Nodes may point at `e` already: it must exist (never written: not in
+                // `pending`).
+                self.entries.push(Entry {
+                    seq,
+                    key,
+                    value,
+                    kind: EntryKind::Pending {
+                        index: Box::new([]),
+                    },
+                });
+                return Err(err);
+            }
+        };
         self.entries.push(Entry {
             seq,
             key,
             value,
-            kind: EntryKind::Pending { index },
+            kind: EntryKind::Pending { index: packed },
         });
         self.nodes[root].block = Some(e);
         self.length += 1;
-        self.by_seq.insert(seq, e);
+        if self.pending.is_empty() {
+            self.pending_base = seq;
+        }
+        if seq == self.pending_base + self.pending.len() as u64 {
+            self.pending.push(e);
+        } else {
+            // Not reached: a batch's seqs follow each other.
+            self.by_seq.insert(seq, e);
+        }
         Ok(())
     }
 
     /// JS `toBlocks`: the pending blocks, encoded, in order. `base` is the seq of the first
-    /// (the core's length).
+    /// (the core's length). The arena's pending indexes are consumed: it is discarded after.
     pub fn take_blocks(&mut self, base: u64) -> Result<Vec<Vec<u8>>, BeeError> {
         let mut out = Vec::with_capacity(self.length as usize);
+        let mut index = std::mem::take(&mut self.scratch_index);
+        let (mut buf, mut level, mut body) = (Vec::new(), Level::default(), Vec::new());
         for i in 0..self.length {
             let seq = base + i;
-            let e = *self
-                .by_seq
-                .get(&seq)
+            let e = self
+                .lookup(seq)
                 .ok_or(BeeError::InvalidArgument("batch blocks out of order"))?;
-            let EntryKind::Pending { index } = &mut self.entries[e].kind else {
+            let EntryKind::Pending { index: packed } = &mut self.entries[e].kind else {
                 return Err(BeeError::InvalidArgument("batch blocks out of order"));
             };
-            let mut index = std::mem::take(index);
+            // Taken: the arena is done with once its blocks are encoded.
+            let packed = std::mem::take(packed);
+            index.clear();
+            index.extend(packed.iter().map(|&c| unpack(c)));
             if i + 1 < self.length {
                 index[0] = None;
                 let mut j = 0;
@@ -1013,19 +1095,39 @@ impl Arena {
                     index.swap_remove(j);
                 }
             }
+            self.deflate_into(&index, &mut buf, &mut level, &mut body);
             let en = &self.entries[e];
-            out.push(encode_node(
-                &self.deflate(&index),
-                &en.key,
-                en.value.as_deref(),
-            ));
-            if let EntryKind::Pending { index: slot } = &mut self.entries[e].kind {
-                *slot = index;
-            }
+            out.push(encode_node(&buf, &en.key, en.value.as_deref()));
         }
+        self.scratch_index = index;
         Ok(out)
     }
 }
+
+/// A pending block's index as stored: one `u32` per node ([`NO_CHILD`] for none) instead of
+/// 16 bytes, and no spare capacity (a batch keeps one per block).
+fn pack_index(index: &[Option<ChildId>]) -> Result<Box<[u32]>, BeeError> {
+    // Exactly as long as `index`: one allocation, no shrinking copy.
+    let mut out = Vec::with_capacity(index.len());
+    for c in index {
+        out.push(match *c {
+            None => NO_CHILD,
+            Some(c) => u32::try_from(c)
+                .ok()
+                .filter(|&c| c != NO_CHILD)
+                .ok_or(BeeError::InvalidArgument("a batch too large for one arena"))?,
+        });
+    }
+    Ok(out.into_boxed_slice())
+}
+
+/// An entry of a packed index.
+fn unpack(c: u32) -> Option<ChildId> {
+    (c != NO_CHILD).then_some(c as ChildId)
+}
+
+/// No node at this offset of a packed index.
+const NO_CHILD: u32 = u32::MAX;
 
 fn raw_of(b: &BlockView) -> RawEntry<'_> {
     RawEntry {

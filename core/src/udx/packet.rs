@@ -219,21 +219,29 @@ pub fn reset(id: u32) -> Vec<u8> {
 /// `data_offset` bounds the SACK area instead: when a payload follows, the blocks are padded
 /// with zeros up to `data_offset` bytes, so that [`decode`] finds the payload where it was put.
 pub fn encode(header: &Header, sacks: &[SackRange], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(&mut out, header, sacks, [payload, &[]]);
+    out
+}
+
+/// [`encode`] appending the datagram to `out` (a batch of datagrams sent together, say), with
+/// the payload given in two pieces that follow each other (the two halves of a ring buffer).
+pub fn encode_into(out: &mut Vec<u8>, header: &Header, sacks: &[SackRange], payload: [&[u8]; 2]) {
     let sack = header.flags.contains(Flags::SACK);
     let sacks = if sack {
         &sacks[..sacks.len().min(MAX_SACKS)]
     } else {
         &[][..]
     };
+    let payload_len = payload[0].len() + payload[1].len();
     let padding = if !sack {
         usize::from(header.data_offset)
-    } else if payload.is_empty() {
+    } else if payload_len == 0 {
         0
     } else {
         usize::from(header.data_offset).saturating_sub(sacks.len() * SACK_BLOCK_LEN)
     };
-    let mut out =
-        Vec::with_capacity(HEADER_LEN + sacks.len() * SACK_BLOCK_LEN + padding + payload.len());
+    out.reserve(HEADER_LEN + sacks.len() * SACK_BLOCK_LEN + padding + payload_len);
     out.extend_from_slice(&[MAGIC, VERSION, header.flags.0, header.data_offset]);
     for v in [header.id, header.rwnd, header.seq, header.ack] {
         out.extend_from_slice(&v.to_le_bytes());
@@ -243,8 +251,8 @@ pub fn encode(header: &Header, sacks: &[SackRange], payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&s.end.to_le_bytes());
     }
     out.resize(out.len() + padding, 0);
-    out.extend_from_slice(payload);
-    out
+    out.extend_from_slice(payload[0]);
+    out.extend_from_slice(payload[1]);
 }
 
 #[cfg(test)]

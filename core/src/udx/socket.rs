@@ -274,27 +274,37 @@ impl Socket {
     /// [`Socket::poll_transmit`] with the destination address of streams added with
     /// [`Socket::connect`].
     pub fn poll_transmit_to(&mut self, now: Duration) -> Option<Transmit> {
+        let mut bytes = Vec::new();
+        let (id, to) = self.poll_transmit_into(now, &mut bytes)?;
+        Some(Transmit { id, to, bytes })
+    }
+
+    /// [`Socket::poll_transmit_to`] appending the datagram to `out` (where the owner gathers a
+    /// batch for one send; a stream's DATA payload is copied straight from its send buffer).
+    /// Returns the sending stream's local id and its remote address, if the socket knows it.
+    pub fn poll_transmit_into(
+        &mut self,
+        now: Duration,
+        out: &mut Vec<u8>,
+    ) -> Option<(u32, Option<SocketAddr>)> {
         self.now = self.now.max(now);
         if let Some(t) = self.forwarded.pop_front() {
-            return Some(t);
+            out.extend_from_slice(&t.bytes);
+            return Some((t.id, t.to));
         }
-        let ids: Vec<u32> = self
+        let cursor = self.cursor;
+        let found = self
             .streams
-            .range(self.cursor..)
-            .chain(self.streams.range(..self.cursor))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            if let Some(bytes) = self.streams.get_mut(&id).and_then(|s| s.poll_transmit(now)) {
-                self.cursor = id.wrapping_add(1);
-                return Some(Transmit {
-                    id,
-                    to: self.remotes.get(&id).copied(),
-                    bytes,
-                });
-            }
-        }
-        None
+            .range_mut(cursor..)
+            .find_map(|(&id, s)| s.poll_transmit_into(now, out).then_some(id));
+        let found = found.or_else(|| {
+            self.streams
+                .range_mut(..cursor)
+                .find_map(|(&id, s)| s.poll_transmit_into(now, out).then_some(id))
+        });
+        let id = found?;
+        self.cursor = id.wrapping_add(1);
+        Some((id, self.remotes.get(&id).copied()))
     }
 
     /// The next event of any stream, with its local id.

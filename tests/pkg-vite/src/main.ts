@@ -1,11 +1,13 @@
 // The app Vite builds: it uses the package as a user would (a writable core in IndexedDB,
 // append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; a
-// Swarm on a topic, src/swarm.ts) and reports in document.title, which scripts/test-pkg.sh
+// Swarm on a topic, src/swarm.ts; replication over a swarm
+// connection, src/replicate.ts) and reports in document.title, which scripts/test-pkg.sh
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
 // the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
+import { replicateCheck } from './replicate'
 import { swarmCheck } from './swarm'
 
 async function main (): Promise<string> {
@@ -27,8 +29,15 @@ async function main (): Promise<string> {
   const relay = params.get('relay')
   const topic = params.get('topic')
   const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}` : ''
+  // With &drive=KEY&notes=KEY&files=N, a drive and a core replicated over a swarm connection.
+  const drive = params.get('drive')
+  const notes = params.get('notes')
+  const files = params.get('files')
+  const replica = relay !== null && drive !== null && notes !== null && files !== null
+    ? ` | ${await replicateCheck(relay, drive, notes, Number(files))}`
+    : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()}${swarm}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()}${swarm}${replica}`
 }
 
 main().then(

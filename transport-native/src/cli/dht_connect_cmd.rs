@@ -38,7 +38,8 @@ Examples:
         /// Ask clients to pair through this blind relay (public key, 64 hex characters).
         #[arg(long, value_name = "KEY")]
         relay_through: Option<String>,
-        /// Print `connected ADDR via direct|punched|relayed` on stderr once connected.
+        /// Print `connected ADDR via direct|punched|relayed` on stderr once connected (and
+        /// `upgraded to direct ADDR` if a relayed connection later moves to a punched path).
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]
@@ -76,6 +77,7 @@ Examples:
         #[arg(long)]
         no_relay_fallback: bool,
         /// Print `connected ADDR via direct|punched|relayed in N ms` on stderr once connected
+        /// (and `upgraded to direct ADDR` if a relayed connection later moves to a punched path)
         /// (N: from the connect call, after the DHT bootstrap, to the open stream).
         #[arg(short, long)]
         verbose: bool,
@@ -195,6 +197,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::new("the DHT node stopped"))?;
             if verbose {
                 eprintln!("connected {} via {}", conn.remote_addr(), path(&conn));
+                report_upgrade(&conn);
             }
             pipe(conn).await
         }
@@ -244,6 +247,7 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                     path(&conn),
                     start.elapsed().as_millis()
                 );
+                report_upgrade(&conn);
             }
             pipe(conn).await
         }
@@ -275,6 +279,19 @@ pub async fn run(c: ConnectCommand) -> Result<(), CliError> {
                 }
             }
         }
+    }
+}
+
+/// For `--verbose`: prints `upgraded to direct ADDR` on stderr when a relayed connection moves
+/// to a direct path (the punch went on after the relay paired it).
+fn report_upgrade(conn: &Connection) {
+    if conn.is_relayed() {
+        let upgraded = conn.upgraded();
+        tokio::spawn(async move {
+            if let Some(addr) = upgraded.await {
+                eprintln!("upgraded to direct {addr}");
+            }
+        });
     }
 }
 

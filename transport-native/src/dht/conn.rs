@@ -41,6 +41,7 @@ pub struct Connection {
     out: mpsc::Sender<Out>,
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
     finished: tokio::sync::watch::Receiver<bool>,
+    direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
 }
 
 async fn wait_finished(mut w: tokio::sync::watch::Receiver<bool>) {
@@ -71,9 +72,20 @@ impl Connection {
         self.socket.0 >= 2 && !self.relayed
     }
 
-    /// Whether the connection runs through a blind relay.
+    /// Whether the connection runs through a blind relay (it may move to a direct path later:
+    /// [`Connection::upgraded`]).
     pub fn is_relayed(&self) -> bool {
         self.relayed
+    }
+
+    /// For a relayed connection: resolves with the peer's direct address once the stream moved
+    /// there (the punch that went on after the relay paired succeeded: hyperdht's
+    /// `changeRemote`); pending while it may still, `None` for a connection that was not
+    /// relayed (or once the node stopped).
+    pub fn upgraded(
+        &self,
+    ) -> impl std::future::Future<Output = Option<SocketAddrV4>> + Send + 'static {
+        wait_direct(self.direct.clone())
     }
 
     /// The peer's address (the relay's, for a relayed connection).
@@ -175,6 +187,17 @@ pub struct RawConnection {
     socket: Arc<UdxSocket>,
     est: Established,
     guards: Vec<Box<dyn Send>>,
+    /// For a relayed connection: the peer's direct address once the stream moved there.
+    direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
+}
+
+/// Waits until a relayed connection's stream moved to a direct path; `None` if it never does.
+async fn wait_direct(
+    direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
+) -> Option<SocketAddrV4> {
+    let mut rx = direct?;
+    let r = rx.wait_for(|d| d.is_some()).await.ok()?;
+    *r
 }
 
 /// A [`RawConnection`] taken apart ([`RawConnection::into_parts`]).
@@ -196,7 +219,22 @@ impl RawConnection {
             socket,
             est,
             guards: Vec::new(),
+            direct: None,
         }
+    }
+
+    pub(crate) fn set_direct(&mut self, rx: tokio::sync::watch::Receiver<Option<SocketAddrV4>>) {
+        self.direct = Some(rx);
+    }
+
+    /// For a relayed connection: resolves with the peer's direct address once the stream moved
+    /// there (the punch that went on after the relay paired succeeded: hyperdht's
+    /// `changeRemote`); pending while it may still, `None` for a connection that was not
+    /// relayed (or once the node stopped).
+    pub fn upgraded(
+        &self,
+    ) -> impl std::future::Future<Output = Option<SocketAddrV4>> + Send + 'static {
+        wait_direct(self.direct.clone())
     }
 
     /// Keeps `guard` until the connection is over (dropped with the message pump, or handed
@@ -290,6 +328,7 @@ impl RawConnection {
             ..StreamOptions::default()
         };
         let est = self.est.clone();
+        let direct = self.direct.clone();
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::channel(64);
         let (done_tx, finished) = tokio::sync::watch::channel(false);
@@ -320,6 +359,7 @@ impl RawConnection {
             out: out_tx,
             incoming: in_rx,
             finished,
+            direct,
         }
     }
 }

@@ -194,6 +194,8 @@ pub(crate) async fn spawn(
         requests: HashMap::new(),
         relay_jobs: HashMap::new(),
         links: relay::Links::default(),
+        upgrades: HashMap::new(),
+        relay_closers: HashMap::new(),
         relay_key: KeyPair::from_seed(&random32()?),
         weak: cmds.downgrade(),
         info: info_tx,
@@ -259,6 +261,12 @@ struct Driver {
     requests: HashMap<RequestId, oneshot::Sender<Result<rpc::Response, RequestError>>>,
     /// Connections to blind relays being made for a pairing.
     relay_jobs: HashMap<ConnId, relay::Job>,
+    /// Relayed connections' streams (by local id) that may still move to a direct path:
+    /// told the peer's direct address once they did.
+    upgrades: HashMap<u32, watch::Sender<Option<SocketAddrV4>>>,
+    /// Closes the connection to the relay of a pairing (by our stream id) once its stream
+    /// moved to a direct path (relay-connection.js `closeRelayConnection`).
+    relay_closers: HashMap<u32, oneshot::Sender<()>>,
     /// The data plane of a relay server run on this node.
     links: relay::Links,
     /// This node's key pair for connections to relays (JS `dht.defaultKeyPair`).
@@ -576,7 +584,16 @@ impl Driver {
         }
         self.in_use.retain(|_, w| w.strong_count() > 0);
         self.in_use.insert(est.socket, Arc::downgrade(&socket));
-        Ok(RawConnection::new(udx, est, socket))
+        let relayed = est.relayed;
+        let local_id = est.local_id;
+        let mut raw = RawConnection::new(udx, est, socket);
+        if relayed {
+            let (tx, rx) = watch::channel(None);
+            self.upgrades.retain(|_, tx| !tx.is_closed());
+            self.upgrades.insert(local_id, tx);
+            raw.set_direct(rx);
+        }
+        Ok(raw)
     }
 
     /// An event of the record layer or of our own requests (what the connector handed back).
@@ -675,6 +692,9 @@ impl Driver {
                     self.relay_key.clone(),
                     ConnectOptions::default(),
                 );
+                let (close_tx, close) = oneshot::channel();
+                self.relay_closers.retain(|_, tx| !tx.is_closed());
+                self.relay_closers.insert(stream_id, close_tx);
                 self.relay_jobs.insert(
                     conn,
                     relay::Job {
@@ -682,6 +702,7 @@ impl Driver {
                         token,
                         is_initiator,
                         stream_id,
+                        close,
                     },
                 );
             }
@@ -732,6 +753,12 @@ impl Driver {
                     let _ = tx.send(Err(DhtError::Connect(error)));
                 }
             }
+            ConnectEvent::Upgrade {
+                local_id,
+                socket,
+                remote_id,
+                remote,
+            } => self.upgrade(local_id, socket, remote_id, remote),
             ConnectEvent::Incoming {
                 server,
                 established,
@@ -759,6 +786,56 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// `onsocket` on a connected raw stream (connect.js, server.js): the relayed stream
+    /// `local_id` moves, live, to the punched `socket` and the peer's stream there
+    /// (`changeRemote`); once that completed, an empty MESSAGE shows the peer the direct path
+    /// and the connection to the relay closes when the stream next hears from the peer on it
+    /// (`confirmDirectUpgrade`).
+    fn upgrade(&mut self, local_id: u32, socket: SocketId, remote_id: u32, remote: SocketAddrV4) {
+        let from = self
+            .stream_sockets
+            .get(&local_id)
+            .and_then(|home| self.socket(*home));
+        let (Some(from), Some(to)) = (from, self.socket(socket)) else {
+            return;
+        };
+        let Ok(moved) = from.start_move(local_id, &to, remote_id, SocketAddr::V4(remote)) else {
+            return;
+        };
+        // Packets the firewall took for the stream on the new socket: through the old one,
+        // which hands them on once the stream has moved.
+        let (ours, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_inject)
+            .into_iter()
+            .partition(|(s, _, bytes)| {
+                *s == socket && hyperpunch_core::udx::packet::stream_id(bytes) == Some(local_id)
+            });
+        self.pending_inject = rest;
+        for (_, _, bytes) in ours {
+            let _ = from.deliver(bytes);
+        }
+        self.stream_sockets.insert(local_id, socket);
+        self.in_use.insert(socket, Arc::downgrade(&to));
+        let closer = self.relay_closers.remove(&local_id);
+        let told = self.upgrades.remove(&local_id);
+        tokio::spawn(async move {
+            if moved.await.is_err() {
+                return;
+            }
+            if let Some(tx) = told {
+                let _ = tx.send(Some(remote));
+            }
+            let Ok(heard) = to.next_direct_packet(local_id) else {
+                return;
+            };
+            let _ = to.send_stream_message(local_id, Vec::new());
+            if heard.await.is_ok() {
+                if let Some(c) = closer {
+                    let _ = c.send(());
+                }
+            }
+        });
     }
 
     /// An incoming connection nobody will run: reset the peer's stream (from the connection's

@@ -32,6 +32,8 @@ pub(crate) struct Job {
     pub token: [u8; 32],
     pub is_initiator: bool,
     pub stream_id: u32,
+    /// Fires when the stream moved to a direct path: the relay connection ends.
+    pub close: tokio::sync::oneshot::Receiver<()>,
 }
 
 async fn flush(mux: &mut Protomux, tx: &ConnectionSender) -> bool {
@@ -96,8 +98,22 @@ pub(crate) async fn pair(
             return;
         }
     }
-    // Keep the relay connection (JS keeps relaySocket with keepalive until the stream closes).
-    while let Some(Ok(frame)) = rx.recv().await {
+    // Keep the relay connection (JS keeps relaySocket with keepalive until the stream closes),
+    // and end it once the stream moved to a direct path (relay-connection.js
+    // `closeRelayConnection`: `relaySocket.end()`).
+    let mut close = Some(job.close);
+    loop {
+        let frame = tokio::select! {
+            frame = rx.recv() => frame,
+            fired = async { close.as_mut().expect("armed").await }, if close.is_some() => {
+                close = None;
+                if fired.is_ok() {
+                    let _ = tx.end().await;
+                }
+                continue;
+            }
+        };
+        let Some(Ok(frame)) = frame else { break };
         if mux.handle_frame(&frame).is_err() {
             break;
         }

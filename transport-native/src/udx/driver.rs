@@ -27,6 +27,8 @@ struct Slot {
     highest_seq: Option<u32>,
     packets_sent: u64,
     retransmits: u64,
+    /// Told when the stream next takes a packet received on this socket.
+    direct_watch: Option<oneshot::Sender<()>>,
 }
 
 impl Slot {
@@ -60,7 +62,9 @@ pub(super) struct Driver {
     datagrams: Option<mpsc::Sender<Datagram>>,
     /// Unknown-stream UDX datagrams go to `datagrams` too.
     firewall: bool,
-    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams to send: destination, start and length in `out_buf`.
+    outgoing: Vec<(SocketAddr, usize, usize)>,
+    out_buf: Vec<u8>,
     gso_buf: Vec<u8>,
     recv_bufs: Vec<Vec<u8>>,
     recv_meta: Vec<RecvMeta>,
@@ -90,6 +94,7 @@ impl Driver {
             datagrams: None,
             firewall: false,
             outgoing: Vec::new(),
+            out_buf: Vec::new(),
             gso_buf: Vec::new(),
             recv_bufs: vec![vec![0u8; RECV_BUF]; if batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
@@ -138,6 +143,7 @@ impl Driver {
                         highest_seq: None,
                         packets_sent: 0,
                         retransmits: 0,
+                        direct_watch: None,
                     },
                 );
                 self.engine.insert(stream);
@@ -310,6 +316,11 @@ impl Driver {
                     Err(_) => {}
                 }
             }
+            Command::WatchDirect(id, tx) => {
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.direct_watch = Some(tx);
+                }
+            }
             Command::MoveIn(moved) => {
                 let Moved {
                     stream,
@@ -341,10 +352,9 @@ impl Driver {
                         let _ = done.send(Ok(()));
                     }
                 }
-                // Consecutive DATA payloads (one a packet) go to the handle as one chunk of up
-                // to DATA_COALESCE bytes: one channel message, one wakeup and one `Consumed`
-                // back per chunk instead of per packet.
-                let mut data: Option<Vec<u8>> = None;
+                // The engine joins consecutive DATA payloads into chunks of up to 256 KiB: one
+                // channel message, one wakeup and one `Consumed` back per chunk instead of per
+                // packet.
                 while slot.detached || slot.unread < READ_HIGH_WATER {
                     let Some(event) = stream.poll_event() else {
                         break;
@@ -356,41 +366,30 @@ impl Driver {
                     if let Event::Data(d) | Event::Message(d) = &event {
                         slot.unread += d.len();
                     }
-                    let event = match (event, &mut data) {
-                        (Event::Data(d), Some(held)) if held.len() + d.len() <= DATA_COALESCE => {
-                            held.reserve_exact(DATA_COALESCE - held.len());
-                            held.extend_from_slice(&d);
-                            continue;
-                        }
-                        (Event::Data(d), held) => match held.replace(d) {
-                            Some(full) => Event::Data(full),
-                            None => continue,
-                        },
-                        (other, held) => {
-                            if let Some(d) = held.take() {
-                                if slot.events.send(Event::Data(d)).is_err() {
-                                    slot.detached = true;
-                                }
-                            }
-                            other
-                        }
-                    };
                     if slot.events.send(event).is_err() {
-                        slot.detached = true;
-                    }
-                }
-                if let Some(d) = data {
-                    if slot.events.send(Event::Data(d)).is_err() {
                         slot.detached = true;
                     }
                 }
             }
             let now = self.now();
-            while let Some((id, bytes)) = self.engine.poll_transmit(now) {
+            // Every datagram due is encoded straight into one buffer (a DATA payload is copied
+            // once, from the stream's send buffer); runs of them leave as GSO batches.
+            loop {
+                let start = self.out_buf.len();
+                let Some((id, _)) = self.engine.poll_transmit_into(now, &mut self.out_buf) else {
+                    break;
+                };
                 progressed = true;
-                if let Some(slot) = self.slots.get_mut(&id) {
-                    slot.count(&bytes);
-                    self.outgoing.push((slot.remote, bytes));
+                match self.slots.get_mut(&id) {
+                    Some(slot) => {
+                        slot.count(&self.out_buf[start..]);
+                        let len = self.out_buf.len() - start;
+                        self.outgoing.push((slot.remote, start, len));
+                    }
+                    None => self.out_buf.truncate(start),
+                }
+                if self.out_buf.len() >= OUT_BUF_MAX {
+                    self.send_outgoing().await;
                 }
             }
             self.send_outgoing().await;
@@ -441,44 +440,57 @@ impl Driver {
         }
     }
 
-    /// Sends the queued datagrams, runs of same-size datagrams to one peer as one GSO batch.
+    /// Sends the queued datagrams, runs of same-size datagrams to one peer as one GSO batch
+    /// (straight from `out_buf` when they lie there one after the other, as they do for one
+    /// stream).
     async fn send_outgoing(&mut self) {
         let mut batch = std::mem::take(&mut self.outgoing);
         // Streams take turns, so datagrams to different peers interleave: group them by peer
         // (stably, keeping each peer's order) so runs can form.
-        batch.sort_by_key(|(dest, _)| *dest);
+        if batch.windows(2).any(|w| w[0].0 != w[1].0) {
+            batch.sort_by_key(|(dest, _, _)| *dest);
+        }
         let state = self.state.as_ref();
         let max_segments = state.map_or(1, |s| s.max_gso_segments());
         let mut i = 0;
         while i < batch.len() {
-            let (dest, first) = (batch[i].0, &batch[i].1);
-            let limit = max_segments.min(GSO_MAX_BYTES / first.len().max(1)).max(1);
+            let (dest, first_start, first_len) = batch[i];
+            let limit = max_segments.min(GSO_MAX_BYTES / first_len.max(1)).max(1);
             let mut j = i + 1;
+            let mut contiguous = true;
             while j < batch.len() && j - i < limit && batch[j].0 == dest {
-                let len = batch[j].1.len();
-                if len > first.len() {
+                let len = batch[j].2;
+                if len > first_len {
                     break;
                 }
+                contiguous &= batch[j].1 == batch[j - 1].1 + batch[j - 1].2;
                 j += 1;
                 // Only the last segment of a GSO batch may be shorter.
-                if len < first.len() {
+                if len < first_len {
                     break;
                 }
             }
+            let dest = for_family(dest, self.ipv6);
             if j - i == 1 {
-                transmit(&self.udp, state, for_family(dest, self.ipv6), first, None).await;
+                let first = &self.out_buf[first_start..first_start + first_len];
+                transmit(&self.udp, state, dest, first, None).await;
+            } else if contiguous {
+                let (last_start, last_len) = (batch[j - 1].1, batch[j - 1].2);
+                let run = &self.out_buf[first_start..last_start + last_len];
+                transmit(&self.udp, state, dest, run, Some(first_len)).await;
             } else {
                 self.gso_buf.clear();
-                for (_, d) in &batch[i..j] {
-                    self.gso_buf.extend_from_slice(d);
+                for &(_, start, len) in &batch[i..j] {
+                    self.gso_buf
+                        .extend_from_slice(&self.out_buf[start..start + len]);
                 }
-                let dest = for_family(dest, self.ipv6);
-                transmit(&self.udp, state, dest, &self.gso_buf, Some(first.len())).await;
+                transmit(&self.udp, state, dest, &self.gso_buf, Some(first_len)).await;
             }
             i = j;
         }
         self.outgoing = batch;
         self.outgoing.clear();
+        self.out_buf.clear();
     }
 
     /// Reads what the socket has queued (a bounded number of calls) and feeds it in.
@@ -553,11 +565,14 @@ impl Driver {
                     let _ = to.send(Command::Deliver(datagram.to_vec()));
                     return;
                 }
-                if !self.slots.contains_key(&id) {
+                let Some(slot) = self.slots.get_mut(&id) else {
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
                     return;
+                };
+                if let Some(tx) = slot.direct_watch.take() {
+                    let _ = tx.send(());
                 }
                 self.engine.handle_datagram(now, datagram);
             }

@@ -66,9 +66,8 @@ const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Received bytes (data and messages) handed to a stream's handle and not read yet, at most
 /// (then the engine keeps them: its receive window closes, and it drops further MESSAGEs).
 const READ_HIGH_WATER: usize = 1 << 20;
-/// Consecutive received DATA payloads are handed to a stream's handle in chunks of up to this
-/// many bytes.
-const DATA_COALESCE: usize = 256 * 1024;
+/// The driver sends what it gathered once this many bytes of datagrams are waiting.
+const OUT_BUF_MAX: usize = 1 << 20;
 /// A handle tells the driver what it took from its events once this many bytes add up (one
 /// command, and one wakeup of the driver, per batch); well under [`READ_HIGH_WATER`], so the
 /// driver always has something to hand over while the handle waits.
@@ -180,6 +179,8 @@ enum Command {
     },
     /// A stream moved here from another socket's driver ([`Command::MoveOut`]).
     MoveIn(Box<driver::Moved>),
+    /// Tell when the stream next takes a packet received on its own socket.
+    WatchDirect(u32, oneshot::Sender<()>),
 }
 
 impl Command {
@@ -194,7 +195,8 @@ impl Command {
             | Command::Dropped { id, .. }
             | Command::Stats(id, _)
             | Command::ChangeRemote { id, .. }
-            | Command::MoveOut { id, .. } => Some(*id),
+            | Command::MoveOut { id, .. }
+            | Command::WatchDirect(id, _) => Some(*id),
             _ => None,
         }
     }
@@ -468,6 +470,39 @@ impl UdxSocket {
         move_via(&self.commands, id, to, remote_id, remote).await
     }
 
+    /// [`UdxSocket::move_stream`] in two steps: the move starts now (commands and packets sent
+    /// to this socket's stream afterwards follow it), and the returned future resolves when
+    /// the remote change completed.
+    pub fn start_move(
+        &self,
+        id: u32,
+        to: &UdxSocket,
+        remote_id: u32,
+        remote: SocketAddr,
+    ) -> io::Result<impl Future<Output = io::Result<()>> + Send + 'static> {
+        let rx = begin_move(&self.commands, id, to, remote_id, remote)?;
+        Ok(finish_move(rx))
+    }
+
+    /// Sends an unreliable MESSAGE on this socket's stream `id` (an empty one is how hyperdht
+    /// makes the peer observe a direct path: relay-connection.js `confirmDirectUpgrade`).
+    pub fn send_stream_message(&self, id: u32, bytes: Vec<u8>) -> io::Result<()> {
+        self.commands
+            .send(Command::Message(id, bytes))
+            .map_err(|_| gone())
+    }
+
+    /// Resolves when stream `id` next takes a packet that arrived on its own socket (not one
+    /// handed over from another socket: after a move, one from the new path); fails if the
+    /// stream goes away first.
+    pub fn next_direct_packet(&self, id: u32) -> io::Result<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::WatchDirect(id, tx))
+            .map_err(|_| gone())?;
+        Ok(rx)
+    }
+
     /// Routes `bytes` as if they had just arrived from `from` (after a firewall decision).
     pub fn inject(&self, from: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
         self.commands
@@ -484,6 +519,17 @@ async fn move_via(
     remote_id: u32,
     remote: SocketAddr,
 ) -> io::Result<()> {
+    finish_move(begin_move(commands, id, to, remote_id, remote)?).await
+}
+
+/// Sends the move (or plain remote change) command; the receiver tells when it completed.
+fn begin_move(
+    commands: &mpsc::UnboundedSender<Command>,
+    id: u32,
+    to: &UdxSocket,
+    remote_id: u32,
+    remote: SocketAddr,
+) -> io::Result<oneshot::Receiver<Result<(), UsageError>>> {
     let (done, rx) = oneshot::channel();
     let command = if commands.same_channel(&to.commands) {
         Command::ChangeRemote {
@@ -514,6 +560,10 @@ async fn move_via(
         }
         return Err(gone());
     }
+    Ok(rx)
+}
+
+async fn finish_move(rx: oneshot::Receiver<Result<(), UsageError>>) -> io::Result<()> {
     rx.await
         .map_err(|_| {
             io::Error::new(

@@ -193,6 +193,23 @@ pub enum ConnectEvent {
         /// Our UDX stream id, to send in `pair`.
         stream_id: u32,
     },
+    /// A relayed connection (handed over with `relayed` set) found a direct path: the punch
+    /// that went on after the relay paired it succeeded, or the peer's packets arrived from
+    /// the direct path (hyperdht's `onsocket` on a connected raw stream). Move the UDX stream
+    /// `local_id`, live, to `socket` and the peer's stream `remote_id` at `remote` (udx-native
+    /// `changeRemote(socket, remoteId, port, host)`); once that change completes, send the
+    /// peer an empty UDX MESSAGE and close the connection to the relay when the stream next
+    /// hears from the peer over the direct path (relay-connection.js `confirmDirectUpgrade`).
+    Upgrade {
+        /// Our UDX stream id.
+        local_id: u32,
+        /// The punched socket.
+        socket: SocketId,
+        /// The peer's UDX stream id (from its handshake payload).
+        remote_id: u32,
+        /// The peer's direct address.
+        remote: SocketAddrV4,
+    },
     /// A server accepted a connection.
     Incoming {
         /// The server.
@@ -804,6 +821,10 @@ impl Connector {
             Owner::Client(id) => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     client(c, &mut ctx);
+                    if c.is_upgrading() {
+                        // Handed over (relayed): the attempt's deadline is met.
+                        self.deadlines.remove(&id);
+                    }
                     if c.is_finished() {
                         let retry = c.take_retry();
                         self.clients.remove(&id);

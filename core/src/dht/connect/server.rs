@@ -19,6 +19,8 @@ use crate::dht::messages_connect::{
 use crate::dht::noise_wrap::{HandshakeResult, NoiseWrap};
 use crate::dht::rpc::{IncomingRequest, Node, ReplyOptions, RequestId, Response, SocketId};
 
+/// How long a relayed connection's slot keeps punching for a direct path at most.
+const UPGRADE_WAIT: Duration = Duration::from_secs(120);
 /// A handshake slot is freed this long after it finished (`handshakeClearWait`).
 const CLEAR_WAIT: Duration = Duration::from_secs(10);
 /// A slot that never connects is given up after this long (`HANDSHAKE_INITIAL_TIMEOUT`).
@@ -74,6 +76,12 @@ struct Slot {
     relay_addr: Option<SocketAddrV4>,
     /// The path chosen is the relay's.
     relayed_path: bool,
+    /// The relayed connection was handed over while the puncher goes on: a punched path
+    /// upgrades it ([`ConnectEvent::Upgrade`], server.js `hs.onsocket` on a connected raw
+    /// stream).
+    upgrading: bool,
+    /// The client's UDX stream id (from its handshake payload): the direct path's remote id.
+    client_stream_id: u32,
     /// The owner's handshake id (external handshakes).
     external: Option<u64>,
 }
@@ -579,6 +587,8 @@ impl Server {
             relaying: false,
             relay_addr: None,
             relayed_path: false,
+            upgrading: false,
+            client_stream_id: remote_payload.udx.map(|u| u.id as u32).unwrap_or(0),
             external: None,
         };
         if error != error_code::NONE {
@@ -779,7 +789,10 @@ impl Server {
                 // we opened the birthday sockets) must get the same answer, not TRY_LATER:
                 // server.js counts its own punch in `_randomPunches` and aborts it.
                 if random && !p.is_randomized() && ctx.limiter.is_limited(now_ms) {
-                    let relaying = self.slots[i].as_ref().is_some_and(|s| s.relaying);
+                    // server.js `h.relayToken`: set while the relay pairs and after it paired.
+                    let relaying = self.slots[i]
+                        .as_ref()
+                        .is_some_and(|s| s.relaying || s.upgrading);
                     if !relaying {
                         // server.js: without a relay token, abort with TRY_LATER.
                         self.reply_abort(ctx, i, &pp.req, &pp.msg, error_code::TRY_LATER);
@@ -896,6 +909,11 @@ impl Server {
         }
         s.relayed_path = true;
         s.remote_stream_id = remote_id;
+        if s.puncher.is_some() {
+            // server.js: pairing hands the relayed stream over and leaves the puncher (and the
+            // handshake's slot) alone; a punched path then moves the stream (`hs.onsocket`).
+            s.upgrading = true;
+        }
         self.on_socket(ctx, i, socket, relay);
     }
 
@@ -969,7 +987,7 @@ impl Server {
     ) -> bool {
         let Some(i) = self.slots.iter().position(|s| {
             s.as_ref()
-                .is_some_and(|s| s.stream_id == stream_id && !s.connected)
+                .is_some_and(|s| s.stream_id == stream_id && (!s.connected || s.upgrading))
         }) else {
             return false;
         };
@@ -989,11 +1007,48 @@ impl Server {
         let Some(Some(s)) = self.slots.get_mut(i) else {
             return;
         };
+        if s.connected && s.upgrading {
+            // server.js `hs.onsocket` on a connected raw stream: `changeRemote(socket,
+            // remotePayload.udx.id, port, host)`, confirmDirectUpgrade.
+            s.upgrading = false;
+            s.clearing = Some(ctx.now + CLEAR_WAIT);
+            let upgrade = ConnectEvent::Upgrade {
+                local_id: s.stream_id,
+                socket,
+                remote_id: s.client_stream_id,
+                remote: addr,
+            };
+            self.destroy_slot_puncher(ctx, i);
+            ctx.events.push_back(upgrade);
+            return;
+        }
         if s.connected {
             return;
         }
         s.connected = true;
         s.prepunching = None;
+        if s.upgrading {
+            // The punch goes on; the slot stays while it does (bounded: beyond JS, which keeps
+            // it until the stream closes).
+            s.clearing = Some(ctx.now + UPGRADE_WAIT);
+            let established = Established {
+                is_initiator: false,
+                handshake: s.hs.clone(),
+                remote_public_key: s.remote_public_key,
+                socket,
+                local_id: s.stream_id,
+                remote_id: s.remote_stream_id,
+                remote: addr,
+                relayed: true,
+                external_handshake: s.external,
+            };
+            ctx.events.push_back(ConnectEvent::Incoming {
+                server: self.id,
+                remote_public_key: s.remote_public_key,
+                established,
+            });
+            return;
+        }
         s.clearing = Some(ctx.now + CLEAR_WAIT);
         let established = Established {
             is_initiator: false,

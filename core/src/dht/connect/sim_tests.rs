@@ -1313,3 +1313,193 @@ fn early_public_client_to_random_server() {
         );
     }
 }
+
+/// hyperdht's relayed-to-direct upgrade: the second client of
+/// `a_try_later_punch_is_tried_again_and_connects` asks for a blind relay, the server's random
+/// punch limit puts its punch off (TRY_LATER, 10-20 s), and meanwhile the relay pairs both
+/// sides (simulated: each side's pairing answered a second after it asked). Both hand the
+/// connection over relayed at once (Connected / Incoming with `relayed`), keep punching, and
+/// when the later punch opens the path the client asks to move the stream there (`Upgrade`),
+/// and the server does when the moved stream's first packet reaches it over that path (the
+/// raw stream's firewall): the client to the server's stream id and the server to the
+/// client's, each on a punched socket, not to the relay; nothing fails, one upgrade a side.
+#[test]
+fn a_relayed_connection_upgrades_to_the_later_punched_path() {
+    for (seed, (server_nat, client_nat)) in [
+        (Kind::Random, Kind::Consistent),
+        (Kind::Consistent, Kind::Random),
+    ]
+    .into_iter()
+    .cycle()
+    .take(4)
+    .enumerate()
+    {
+        let seed = seed as u64 + 100;
+        let (mut sim, s, c1, server_kp) = listening(Some(server_nat), Some(client_nat), seed);
+        let boot = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+        let c2 = sim.add(
+            Ipv4Addr::new(40, 0, 0, 1),
+            7000,
+            Config {
+                bootstrap: vec![boot],
+                ..Config::default()
+            },
+            Some(client_nat),
+            false,
+        );
+        sim.run_for(Duration::from_secs(3));
+        // The first client arms the server's random punch limiter.
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c1];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[2; 32]),
+                ConnectOptions::default(),
+            );
+        }
+        sim.flush(c1);
+        for _ in 0..600 {
+            sim.run_for(Duration::from_millis(100));
+            if !sim.hosts[c1].events.is_empty() {
+                break;
+            }
+        }
+        let Some(ConnectEvent::Connected { established, .. }) = sim.hosts[c1].events.first() else {
+            panic!("seed {seed}: first client: {:?}", sim.hosts[c1].events);
+        };
+        let est1 = established.clone();
+        let mut pkt = vec![0xff, 1, 0, 0];
+        pkt.extend_from_slice(&est1.remote_id.to_le_bytes());
+        pkt.extend_from_slice(&[0; 12]);
+        sim.send(c1, est1.socket, est1.remote, pkt, 0);
+        sim.run_for(Duration::from_millis(50));
+        let server_events_before = sim.hosts[s].events.len();
+        // The second client, with a relay.
+        let now = sim.now;
+        {
+            let h = &mut sim.hosts[c2];
+            h.conn.connect(
+                now,
+                &mut h.dht,
+                server_kp.public_key,
+                KeyPair::from_seed(&[3; 32]),
+                ConnectOptions {
+                    relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
+                    ..ConnectOptions::default()
+                },
+            );
+        }
+        sim.flush(c2);
+        let relay = SocketAddrV4::new(Ipv4Addr::new(50, 0, 0, 1), 9999);
+        // Relay stream ids: 7001 faces the client, 7002 the server.
+        let mut paired = [false, false];
+        let mut asked_at: [Option<Duration>; 2] = [None, None];
+        let mut sent_direct = false;
+        let upgraded = |ev: &[ConnectEvent]| {
+            ev.iter().find_map(|e| match e {
+                ConnectEvent::Upgrade {
+                    local_id,
+                    socket,
+                    remote_id,
+                    remote,
+                } => Some((*local_id, *socket, *remote_id, *remote)),
+                _ => None,
+            })
+        };
+        for _ in 0..900 {
+            sim.run_for(Duration::from_millis(100));
+            for (k, h) in [(0, c2), (1, s)] {
+                let pairing = sim.hosts[h].events.iter().find_map(|e| match e {
+                    ConnectEvent::RelayPairing { pairing, .. } => Some(*pairing),
+                    _ => None,
+                });
+                let Some(pairing) = pairing else { continue };
+                let asked = *asked_at[k].get_or_insert(sim.now);
+                if !paired[k] && sim.now >= asked + Duration::from_secs(1) {
+                    paired[k] = true;
+                    let now = sim.now;
+                    let host = &mut sim.hosts[h];
+                    host.conn
+                        .relay_connected(now, &mut host.dht, pairing, relay);
+                    host.conn.relay_paired(
+                        now,
+                        &mut host.dht,
+                        pairing,
+                        SocketId::CLIENT,
+                        relay,
+                        7001 + k as u32,
+                    );
+                    sim.flush(h);
+                }
+            }
+            if let (Some((_, socket, remote_id, remote)), false) =
+                (upgraded(&sim.hosts[c2].events), sent_direct)
+            {
+                // The moved stream's first packet, over the punched path.
+                sent_direct = true;
+                let mut pkt = vec![0xff, 1, 0, 0];
+                pkt.extend_from_slice(&remote_id.to_le_bytes());
+                pkt.extend_from_slice(&[0; 12]);
+                sim.send(c2, socket, remote, pkt, 0);
+            }
+            if upgraded(&sim.hosts[c2].events).is_some() && upgraded(&sim.hosts[s].events).is_some()
+            {
+                break;
+            }
+        }
+        let cev = sim.hosts[c2].events.clone();
+        let sev = sim.hosts[s].events[server_events_before..].to_vec();
+        let relayed = cev
+            .iter()
+            .find_map(|e| match e {
+                ConnectEvent::Connected { established, .. } => Some(established.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: client: {cev:?}"));
+        assert!(relayed.relayed, "seed {seed}: first relayed: {relayed:?}");
+        assert_eq!((relayed.remote, relayed.remote_id), (relay, 7001));
+        let incoming = sev
+            .iter()
+            .find_map(|e| match e {
+                ConnectEvent::Incoming { established, .. } => Some(established.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: server: {sev:?}"));
+        assert!(incoming.relayed, "seed {seed}: {incoming:?}");
+        assert_eq!((incoming.remote, incoming.remote_id), (relay, 7002));
+        let (c_local, c_socket, c_remote_id, c_remote) = upgraded(&cev)
+            .unwrap_or_else(|| panic!("seed {seed}: the client did not upgrade: {cev:?}"));
+        let (s_local, s_socket, s_remote_id, s_remote) = upgraded(&sev)
+            .unwrap_or_else(|| panic!("seed {seed}: the server did not upgrade: {sev:?}"));
+        assert_eq!(c_local, relayed.local_id, "seed {seed}");
+        assert_eq!(s_local, incoming.local_id, "seed {seed}");
+        assert_eq!(
+            c_remote_id, incoming.local_id,
+            "seed {seed}: to the server's stream"
+        );
+        assert_eq!(
+            s_remote_id, relayed.local_id,
+            "seed {seed}: to the client's stream"
+        );
+        assert!(
+            c_socket.0 >= 2 && s_socket.0 >= 2,
+            "seed {seed}: punched sockets"
+        );
+        assert_ne!(c_remote, relay, "seed {seed}");
+        assert_ne!(s_remote, relay, "seed {seed}");
+        for ev in [&cev, &sev] {
+            assert!(failures(ev).is_empty(), "seed {seed}: {ev:?}");
+            assert_eq!(
+                ev.iter()
+                    .filter(|e| matches!(e, ConnectEvent::Upgrade { .. }))
+                    .count(),
+                1,
+                "seed {seed}: one upgrade"
+            );
+        }
+        assert!(sim.hosts[c2].conn.clients.is_empty(), "seed {seed}: done");
+    }
+}

@@ -76,6 +76,9 @@ const MAX_OUT_OF_ORDER: u32 = 8192;
 const PACING_BURST: Duration = Duration::from_millis(1);
 /// How far behind its pacing schedule a sender may be and still catch up.
 const PACING_CATCH_UP: Duration = Duration::from_millis(2);
+/// In-order payloads of consecutive packets join one [`Event::Data`] of up to this many bytes
+/// while the owner has not polled it.
+pub const DATA_CHUNK: usize = 256 * 1024;
 /// MESSAGE payload bytes queued as events at most; later MESSAGEs are dropped until the owner
 /// polls (they are unreliable, and a peer must not grow our memory without bound).
 const MAX_QUEUED_MESSAGE_BYTES: usize = 1 << 20;
@@ -162,7 +165,8 @@ pub enum UsageError {
 /// What the stream reports to its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// In-order stream bytes.
+    /// In-order stream bytes: the payloads of one or more consecutive packets (up to
+    /// [`DATA_CHUNK`] bytes), as many as arrived before the owner polled.
     Data(Vec<u8>),
     /// An unordered, unreliable MESSAGE datagram.
     Message(Vec<u8>),
@@ -206,7 +210,11 @@ enum CaState {
 struct Sent {
     seq: u32,
     end: bool,
-    payload: Vec<u8>,
+    /// Where the payload starts in the stream's bytes (it stays in the send buffer until it is
+    /// cumulatively acknowledged).
+    offset: u64,
+    /// Payload bytes (0 for END).
+    len: u32,
     sent_at: Duration,
     transmissions: u32,
     sacked: bool,
@@ -243,7 +251,7 @@ impl Sent {
             sent_at: self.sent_at,
             transmissions: self.transmissions,
             lost: self.lost,
-            payload_len: self.payload.len() as u64,
+            payload_len: u64::from(self.len),
             delivered: self.delivered,
             delivered_time: self.delivered_time,
             first_sent_time: self.first_sent_time,
@@ -279,7 +287,15 @@ pub struct Stream {
     seq: u32,
     remote_acked: u32,
     inflight: VecDeque<Sent>,
+    /// The bytes written and not cumulatively acknowledged: those of the packets in flight
+    /// (retransmissions read them here), then the unsent ones. Byte `i` is stream byte
+    /// `send_base + i`.
     send_buf: VecDeque<u8>,
+    send_base: u64,
+    /// Stream offset of the first byte not sent yet.
+    send_next: u64,
+    /// Stream offset one past the last byte written.
+    send_end: u64,
     end_requested: bool,
     end_seq: Option<u32>,
     remote_rwnd: u32,
@@ -385,6 +401,9 @@ impl Stream {
             remote_acked: 0,
             inflight: VecDeque::new(),
             send_buf: VecDeque::new(),
+            send_base: 0,
+            send_next: 0,
+            send_end: 0,
             end_requested: false,
             end_seq: None,
             remote_rwnd: DEFAULT_RECV_WINDOW,
@@ -505,6 +524,7 @@ impl Stream {
             return Err(UsageError::Ended);
         }
         self.send_buf.extend(bytes);
+        self.send_end += bytes.len() as u64;
         Ok(())
     }
 
@@ -553,7 +573,7 @@ impl Stream {
 
     /// Bytes written but not yet sent.
     pub fn send_buffered(&self) -> usize {
-        self.send_buf.len()
+        self.unsent()
     }
 
     /// Packets sent and not yet cumulatively acknowledged.
@@ -635,6 +655,8 @@ impl Stream {
 
     fn clear(&mut self) {
         self.send_buf = VecDeque::new();
+        self.send_base = self.send_end;
+        self.send_next = self.send_end;
         self.inflight = VecDeque::new();
         self.retransmit = VecDeque::new();
         self.sent_order = VecDeque::new();
@@ -684,7 +706,7 @@ impl Stream {
             .is_some_and(|e| self.inflight.is_empty() && seq_gt(self.remote_acked, e));
         if end_acked && self.remote_end_seq.is_some() {
             self.closed = true;
-            let send_buf_empty = self.send_buf.is_empty();
+            let send_buf_empty = self.unsent() == 0;
             debug_assert!(send_buf_empty);
             self.loss_timer = None;
             self.rack_timer = None;

@@ -11,7 +11,7 @@ impl Stream {
         let p = &mut self.inflight[i];
         p.lost = true;
         self.pipe -= 1;
-        self.pipe_bytes -= p.payload.len() as u64;
+        self.pipe_bytes -= u64::from(p.len);
         let probe = core::mem::take(&mut p.probe);
         if probe {
             self.mtu_probe_lost();
@@ -38,10 +38,13 @@ impl Stream {
                 break;
             };
             self.remote_acked = self.remote_acked.wrapping_add(1);
-            self.outstanding_bytes -= p.payload.len() as u64;
+            self.outstanding_bytes -= u64::from(p.len);
             if !p.sacked {
                 self.on_delivered(now, p.info(), &mut rs, &mut newest);
             }
+        }
+        if cumulative > 0 {
+            self.release_acked();
         }
         if let Some(from) = self.remote_changing {
             if !seq_gt(from, self.remote_acked) {
@@ -333,7 +336,7 @@ impl Stream {
     }
 
     pub(super) fn fire_tlp(&mut self, now: Duration) {
-        let has_new = !self.send_buf.is_empty() && self.send_allowance() > 0;
+        let has_new = self.unsent() > 0 && self.send_allowance() > 0;
         if !has_new {
             // Probe with the highest unacknowledged packet.
             if let Some(i) = self.inflight.iter().rposition(|p| !p.sacked && !p.lost) {

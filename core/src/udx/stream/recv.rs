@@ -7,7 +7,13 @@ impl Stream {
     /// The next event, if any. Polling `Data` frees receive window; call
     /// [`Stream::poll_transmit`] afterwards, as a window update may be due.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front()?;
+        let mut event = self.events.pop_front()?;
+        if let Event::Data(bytes) = &mut event {
+            // A chunk started with room for more that did not come (see `accept`).
+            if bytes.capacity() > 2 * bytes.len() + 4096 {
+                bytes.shrink_to_fit();
+            }
+        }
         if let Event::Message(bytes) = &event {
             self.queued_message_bytes -= bytes.len();
         }
@@ -120,7 +126,7 @@ impl Stream {
             {
                 return; // the peer ignores our window: drop, it will retransmit
             }
-            self.accept(seq, flags.contains(Flags::END), payload.to_vec());
+            self.accept(seq, flags.contains(Flags::END), payload);
             // The run that starts here (if any) is delivered now, up to an END.
             self.out_of_order_runs.remove(&self.ack_ext);
             // Nothing is delivered past the END.
@@ -130,7 +136,7 @@ impl Stream {
                 };
                 self.out_of_order_bytes -= next.payload.len();
                 let seq = self.ack;
-                self.accept(seq, next.end, next.payload);
+                self.accept(seq, next.end, &next.payload);
             }
             if self.remote_end_seq.is_some() {
                 self.out_of_order.clear();
@@ -159,12 +165,31 @@ impl Stream {
         }
     }
 
-    pub(super) fn accept(&mut self, seq: u32, end: bool, payload: Vec<u8>) {
+    /// Delivers the payload of packet `seq` in order. Consecutive payloads join one `Data`
+    /// event of up to [`DATA_CHUNK`] bytes while the owner has not polled it yet (one copy and
+    /// no allocation per packet).
+    pub(super) fn accept(&mut self, seq: u32, end: bool, payload: &[u8]) {
         self.ack = self.ack.wrapping_add(1);
         self.ack_ext += 1;
         if !payload.is_empty() {
             self.queued_bytes += payload.len();
-            self.events.push_back(Event::Data(payload));
+            match self.events.back_mut() {
+                Some(Event::Data(last)) if last.len() + payload.len() <= DATA_CHUNK => {
+                    last.extend_from_slice(payload);
+                }
+                _ => {
+                    // A full-size packet is likely followed by more: room for a whole chunk
+                    // (`poll_event` gives back what stays unused).
+                    let room = if payload.len() >= 1024 {
+                        DATA_CHUNK
+                    } else {
+                        payload.len()
+                    };
+                    let mut data = Vec::with_capacity(room);
+                    data.extend_from_slice(payload);
+                    self.events.push_back(Event::Data(data));
+                }
+            }
         }
         if end {
             self.remote_end_seq = Some(seq);

@@ -44,8 +44,8 @@ impl Stream {
         self.retransmit
             .iter()
             .any(|&s| self.index_of(s).is_some_and(|i| self.inflight[i].lost))
-            || (!self.send_buf.is_empty() && self.send_allowance() > 0)
-            || (self.end_requested && self.end_seq.is_none() && self.send_buf.is_empty())
+            || (self.unsent() > 0 && self.send_allowance() > 0)
+            || (self.end_requested && self.end_seq.is_none() && self.unsent() == 0)
     }
 
     /// Bytes of new data the windows allow now. The peer's window bounds what is in the pipe
@@ -79,17 +79,26 @@ impl Stream {
 
     /// The next datagram to send to the peer, if one may go out at `now`.
     pub fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.poll_transmit_into(now, &mut out).then_some(out)
+    }
+
+    /// [`Stream::poll_transmit`] appending the datagram to `out` (where a batch of datagrams
+    /// is gathered for one send): a DATA packet's payload is copied once, from the stream's
+    /// send buffer to `out`. Returns whether a datagram was appended.
+    pub fn poll_transmit_into(&mut self, now: Duration, out: &mut Vec<u8>) -> bool {
         self.now = self.now.max(now);
         let now = self.now;
+        let start = out.len();
         if self.destroy_pending {
             self.destroy_pending = false;
-            let bytes = packet::encode(&self.header(Flags::DESTROY), &[], &[]);
+            packet::encode_into(out, &self.header(Flags::DESTROY), &[], [&[], &[]]);
             self.seq = self.seq.wrapping_add(1);
             self.events.push_back(Event::Closed);
-            return Some(bytes);
+            return true;
         }
         if self.terminated {
-            return None;
+            return false;
         }
         if self.ack_pending {
             self.ack_pending = false;
@@ -99,23 +108,27 @@ impl Stream {
             } else {
                 Flags::SACK
             };
-            return Some(self.sent_now(packet::encode(&self.header(flags), &sacks, &[])));
+            packet::encode_into(out, &self.header(flags), &sacks, [&[], &[]]);
+            self.sent_now();
+            return true;
         }
         if let Some(message) = self.messages.pop_front() {
-            let bytes = packet::encode(&self.header(Flags::MESSAGE), &[], &message);
-            return Some(self.sent_now(bytes));
+            packet::encode_into(out, &self.header(Flags::MESSAGE), &[], [&message, &[]]);
+            self.sent_now();
+            return true;
         }
         if self.heartbeat_pending {
             self.heartbeat_pending = false;
-            let bytes = packet::encode(&self.header(Flags::HEARTBEAT), &[], &[]);
-            return Some(self.sent_now(bytes));
+            packet::encode_into(out, &self.header(Flags::HEARTBEAT), &[], [&[], &[]]);
+            self.sent_now();
+            return true;
         }
         if self.closed {
-            return None;
+            return false;
         }
         let probe = self.tlp_probe;
         if !probe && (self.pipe >= self.bbr.cwnd() || self.pacing_next > now + PACING_BURST) {
-            return None;
+            return false;
         }
         // Retransmissions first; they ignore the receive window.
         while let Some(seq) = self.retransmit.pop_front() {
@@ -134,66 +147,97 @@ impl Stream {
                 seq,
                 ..self.header(Flags::DATA)
             };
-            let bytes = packet::encode(&header, &[], &self.inflight[i].payload);
+            let (offset, len) = (self.inflight[i].offset, self.inflight[i].len as usize);
+            packet::encode_into(out, &header, &[], self.send_range(offset, len));
             self.snapshot_send(i, now);
             let p = &mut self.inflight[i];
             p.lost = false;
             p.transmissions += 1;
-            return Some(self.sent_reliable(bytes, false));
+            self.sent_reliable(out.len() - start, false);
+            return true;
         }
-        if !self.send_buf.is_empty() {
+        let unsent = self.unsent();
+        if unsent > 0 {
             let allowed = self.send_allowance();
-            let len = (self.max_payload() as u64)
-                .min(allowed)
-                .min(self.send_buf.len() as u64) as usize;
+            let len = (self.max_payload() as u64).min(allowed).min(unsent as u64) as usize;
             if len == 0 {
                 if self.pipe == 0 && self.zero_window_probe.is_none() {
                     self.zero_window_probe = Some(now + self.zero_window_backoff);
                 }
-                return None;
+                return false;
             }
-            let mut payload = Vec::with_capacity(len);
-            let (front, back) = self.send_buf.as_slices();
-            let from_front = len.min(front.len());
-            payload.extend_from_slice(&front[..from_front]);
-            payload.extend_from_slice(&back[..len - from_front]);
-            self.send_buf.drain(..len);
-            return Some(self.send_new(now, false, payload));
+            self.send_new(now, false, len, out);
+            return true;
         }
         if self.end_requested && self.end_seq.is_none() {
             self.end_seq = Some(self.seq);
-            return Some(self.send_new(now, true, Vec::new()));
+            self.send_new(now, true, 0, out);
+            return true;
         }
         // Nothing to send though the window is open: the application is the bottleneck.
         if self.pipe < self.bbr.cwnd() {
             self.app_limited_until = (self.delivered + self.pipe_bytes).max(1);
         }
         self.tlp_probe = false;
-        None
+        false
     }
 
-    pub(super) fn send_new(&mut self, now: Duration, end: bool, payload: Vec<u8>) -> Vec<u8> {
+    /// Bytes written and not sent yet (the back of the send buffer).
+    pub(super) fn unsent(&self) -> usize {
+        (self.send_end - self.send_next) as usize
+    }
+
+    /// The `len` bytes at stream offset `offset` (sent and not acknowledged, or unsent), as the
+    /// two pieces the send buffer's ring holds them in.
+    pub(super) fn send_range(&self, offset: u64, len: usize) -> [&[u8]; 2] {
+        let at = (offset - self.send_base) as usize;
+        let (a, b) = self.send_buf.as_slices();
+        if at >= a.len() {
+            [&b[at - a.len()..at - a.len() + len], &[]]
+        } else {
+            let first = &a[at..(at + len).min(a.len())];
+            [first, &b[..len - first.len()]]
+        }
+    }
+
+    /// Drops the front of the send buffer that no packet in flight needs any more.
+    pub(super) fn release_acked(&mut self) {
+        let keep_from = self.inflight.front().map_or(self.send_next, |p| p.offset);
+        let n = (keep_from - self.send_base) as usize;
+        if n > 0 {
+            self.send_buf.drain(..n);
+            self.send_base = keep_from;
+        }
+    }
+
+    /// Sends a new DATA packet with the next `len` unsent bytes (or an END when `end`),
+    /// appending it to `out`.
+    pub(super) fn send_new(&mut self, now: Duration, end: bool, len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
         let flags = if end { Flags::END } else { Flags::DATA };
         let mut header = self.header(flags);
         // One probe at a time, never as a tail-loss probe (libudx `_send_new_packet`).
         let padding = (self.mtu_probe_wanted
             && !end
-            && !payload.is_empty()
+            && len > 0
             && !self.tlp_probe
             && self.remote_changing.is_none())
-        .then(|| self.probe_padding(payload.len()))
+        .then(|| self.probe_padding(len))
         .flatten();
         if let Some(padding) = padding {
             header.data_offset = padding;
             self.mtu_probe_count += 1;
             self.mtu_probe_wanted = false;
         }
-        let bytes = packet::encode(&header, &[], &payload);
-        self.outstanding_bytes += payload.len() as u64;
+        let offset = self.send_next;
+        packet::encode_into(out, &header, &[], self.send_range(offset, len));
+        self.send_next += len as u64;
+        self.outstanding_bytes += len as u64;
         self.inflight.push_back(Sent {
             seq: self.seq,
             end,
-            payload,
+            offset,
+            len: len as u32,
             sent_at: now,
             transmissions: 1,
             sacked: false,
@@ -207,7 +251,7 @@ impl Stream {
         self.seq = self.seq.wrapping_add(1);
         let i = self.inflight.len() - 1;
         self.snapshot_send(i, now);
-        self.sent_reliable(bytes, true)
+        self.sent_reliable(out.len() - start, true);
     }
 
     /// Records the delivery-rate state a packet carries from this transmission.
@@ -230,13 +274,14 @@ impl Stream {
         p.first_sent_time = first_sent_time;
         p.app_limited = app_limited;
         self.pipe += 1;
-        self.pipe_bytes += p.payload.len() as u64;
+        self.pipe_bytes += u64::from(p.len);
     }
 
-    pub(super) fn sent_reliable(&mut self, bytes: Vec<u8>, new_data: bool) -> Vec<u8> {
+    /// A DATA/END packet of `bytes` bytes went out: pacing and the loss timer.
+    pub(super) fn sent_reliable(&mut self, bytes: usize, new_data: bool) {
         let now = self.now;
         let rate = self.bbr.pacing_rate().max(1);
-        let gap = Duration::from_nanos((bytes.len() as u64 * 1_000_000_000) / rate);
+        let gap = Duration::from_nanos((bytes as u64 * 1_000_000_000) / rate);
         // A sender woken late (coarse timers, a busy thread) may catch up on up to
         // PACING_CATCH_UP of schedule it missed, as libudx's token bucket refills for the time
         // that passed; a longer gap (idle, or a stall) is not made up for.
@@ -247,11 +292,10 @@ impl Stream {
             Some(_) if !new_data => {}
             _ => self.arm_loss_timer(now),
         }
-        self.sent_now(bytes)
+        self.sent_now();
     }
 
-    pub(super) fn sent_now(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+    pub(super) fn sent_now(&mut self) {
         self.last_send = self.now;
-        bytes
     }
 }

@@ -159,6 +159,11 @@ pub(crate) struct Client {
     relay_addr: Option<SocketAddrV4>,
     /// The path chosen is the relay's.
     relayed_path: bool,
+    /// The relayed connection was handed over ([`ConnectEvent::Connected`] with `relayed`)
+    /// while the punch goes on: a punched path now upgrades it ([`ConnectEvent::Upgrade`]),
+    /// a failed punch just ends the punching (connect.js `isDone`, `c.onsocket` with
+    /// `rawStream.connected`).
+    upgrading: bool,
     /// Only the LAN ping can connect (the server gave no holepunch info).
     lan_only: bool,
     /// The LAN ping was answered while a punch request was out: connect there once it is
@@ -279,6 +284,7 @@ impl Client {
             punch_error: None,
             relay_addr: None,
             relayed_path: false,
+            upgrading: false,
             lan_only: false,
             lan_ready: None,
             delayed: false,
@@ -310,6 +316,12 @@ impl Client {
 
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Whether the connection was handed over (relayed) and only the punch for a direct path
+    /// goes on: the attempt's deadline no longer applies.
+    pub fn is_upgrading(&self) -> bool {
+        self.upgrading
     }
 
     fn start_query(&mut self, ctx: &mut Ctx<'_>) {
@@ -1127,7 +1139,18 @@ impl Client {
         remote_id: u32,
     ) {
         self.relaying = false;
-        self.relayed_path = !self.finished;
+        if self.finished || self.upgrading {
+            return;
+        }
+        self.relayed_path = true;
+        if self.puncher.is_some() && self.punch_error.is_none() {
+            // connect.js: the relayed stream starts while the puncher goes on (`isDone` is
+            // false while `c.relaySocket` is set and the puncher neither connected nor
+            // destroyed); a punched path then moves the stream (`c.onsocket`).
+            self.upgrading = true;
+            self.report(ctx, socket, relay, remote_id);
+            return;
+        }
         self.established(ctx, socket, relay, remote_id);
     }
 
@@ -1159,12 +1182,9 @@ impl Client {
         addr: SocketAddrV4,
         remote_id: u32,
     ) {
-        if self.finished {
+        if self.finished || self.connect.is_none() {
             return;
         }
-        let Some(c) = self.connect.clone() else {
-            return;
-        };
         self.finished = true;
         self.relaying = false;
         self.phase = Phase::Done;
@@ -1173,6 +1193,26 @@ impl Client {
             ctx.drain_puncher(owner(self), &mut p);
         }
         self.cancel_requests(ctx);
+        if self.upgrading {
+            // connect.js `c.onsocket` on a connected raw stream: `changeRemote(socket,
+            // payload.udx.id, port, host)` and confirmDirectUpgrade.
+            self.upgrading = false;
+            ctx.events.push_back(ConnectEvent::Upgrade {
+                local_id: self.stream_id,
+                socket,
+                remote_id,
+                remote: addr,
+            });
+            return;
+        }
+        self.report(ctx, socket, addr, remote_id);
+    }
+
+    /// Hands the connection over ([`ConnectEvent::Connected`]).
+    fn report(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, addr: SocketAddrV4, remote_id: u32) {
+        let Some(c) = self.connect.clone() else {
+            return;
+        };
         ctx.events.push_back(ConnectEvent::Connected {
             conn: self.id,
             established: Established {
@@ -1200,6 +1240,16 @@ impl Client {
 
     fn fail(&mut self, ctx: &mut Ctx<'_>, error: ConnectError) {
         if self.finished {
+            return;
+        }
+        if self.upgrading {
+            // The relayed connection stays; only the punching ends (connect.js
+            // maybeDestroyEncryptedSocket returns: the encrypted socket has its raw stream).
+            self.upgrading = false;
+            self.finished = true;
+            self.phase = Phase::Done;
+            self.destroy_puncher(ctx);
+            self.cancel_requests(ctx);
             return;
         }
         if self.relaying && error != ConnectError::Destroyed {

@@ -1,0 +1,34 @@
+// Replication over a Swarm connection through the packed package: a JS hyperswarm peer seeds a
+// hyperdrive (and a named core "notes") in its corestore; the page joins the drive's discovery
+// key through the relay, replicates its Corestore on each connection (`store.replicate(conn)`),
+// opens the drive by key and reads every file, and a reader of "notes" by key. Returns a
+// summary that scripts/test-pkg.sh compares.
+import { Corestore, Hyperdrive, Swarm, discoveryKey, toHex } from 'hyperpunch'
+
+export async function replicateCheck (relay: string, driveKey: string, notesKey: string, files: number): Promise<string> {
+  const name = 'hyperpunch-vite-replica'
+  await Corestore.delete(name)
+  const store = new Corestore(name)
+  await store.ready()
+  const swarm = new Swarm({ relay })
+  const replications: Array<Promise<void>> = []
+  swarm.on('connection', (conn) => { replications.push(store.replicate(conn).catch(() => {})) })
+  // Opening by key waits (up to waitMs) for a peer to send the db core's manifest.
+  const drive = new Hyperdrive(store, driveKey, { waitMs: 120000 })
+  const flushed = await swarm.join(await discoveryKey(driveKey)).flushed()
+  await drive.ready()
+  const got: string[] = []
+  for (let i = 0; i < files; i++) {
+    const data = await drive.get(`/f/${i}.txt`)
+    got.push(data === null ? 'null' : new TextDecoder().decode(data))
+  }
+  const ok = got.every((t, i) => t === `file ${i}`)
+  let listed = 0
+  for await (const e of drive.list('/f')) if (e.value.blob !== null) listed++
+  const notes = store.get({ key: notesKey })
+  const note1 = await notes.get(1)
+  const summary = `replica flushed=${flushed} drive=${toHex(drive.key).slice(0, 8)} files=${got.length} ok=${ok} listed=${listed} ` +
+    `writable=${drive.writable} note1=${note1 === null ? 'null' : new TextDecoder().decode(note1)}`
+  await swarm.destroy()
+  return summary
+}
