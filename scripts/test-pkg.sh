@@ -143,7 +143,7 @@ chromedriver_start
 page_url="${http_url}?relay=$relay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files"
 bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
-replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1"
+replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
 steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" <<'PY'
 import json, sys

@@ -418,13 +418,15 @@ impl IndexerCores {
     /// holds `local_length` entries before them.
     pub fn stamp(&mut self, msgs: &mut [OplogMessage], local_length: u64) {
         let key = self.system_key();
-        let n = msgs.len() as u64;
-        if let Some(p) = self.pending.take() {
-            self.checkpoint.update(local_length + n, p);
-        }
-        for (i, m) in msgs.iter_mut().enumerate() {
-            self.checkpoint.stamp(m, local_length + i as u64 + 1, key);
-        }
+        // the indexed system lists this writer as its indexer once the first batch is written
+        let local_indexer = self.system.is_some();
+        let sigs = if msgs.is_empty() {
+            None
+        } else {
+            self.pending.take()
+        };
+        self.checkpoint
+            .stamp_batch(msgs, local_length, sigs, local_indexer, key);
     }
 }
 

@@ -189,10 +189,48 @@ impl LocalCheckpoint {
             .collect();
     }
 
+    /// Fill the checkpoints and digests of `msgs`, the next entries of the local oplog, which
+    /// holds `local_length` entries before them, the system core being `system_key` (JS
+    /// `_appendLocalNodes`, autobase 7.28.1 `lib/apply-state.js:1410-1437`).
+    ///
+    /// `sigs`, the signatures made for this append, are recorded at the batch's last entry
+    /// (JS `signedAt = local.length + blocks.length`, updated only when `length === signedAt`),
+    /// so the entries before it point back to the previous signatures. `local_indexer`: the
+    /// indexed system lists this writer as an indexer (JS `localIndexer`); then every entry
+    /// carries a checkpoint (all null before anything is signed, as JS `makeCheckpoints` returns
+    /// an object of nulls, `lib/apply-state.js:92-98`), else only the digest
+    /// (`lib/apply-state.js:1438-1444`).
+    pub fn stamp_batch(
+        &mut self,
+        msgs: &mut [OplogMessage],
+        local_length: u64,
+        sigs: Option<Signatures>,
+        local_indexer: bool,
+        system_key: [u8; 32],
+    ) {
+        let signed_at = local_length + msgs.len() as u64;
+        let mut sigs = if local_indexer { sigs } else { None };
+        for (i, m) in msgs.iter_mut().enumerate() {
+            let length = local_length + i as u64 + 1;
+            if length == signed_at {
+                if let Some(s) = sigs.take() {
+                    self.update(length, s);
+                }
+            }
+            self.stamp(m, length, local_indexer, system_key);
+        }
+    }
+
     /// Fill `msg`'s checkpoint and digest for the entry at oplog length `length`, the system core
-    /// being `system_key` (JS `_appendLocalNodes` for a local indexer; before it signed anything,
-    /// only the digest).
-    pub fn stamp(&mut self, msg: &mut OplogMessage, length: u64, system_key: [u8; 32]) {
+    /// being `system_key` (JS `makeCheckpoints` / `makeDigest`; the checkpoint only for a local
+    /// indexer).
+    pub fn stamp(
+        &mut self,
+        msg: &mut OplogMessage,
+        length: u64,
+        local_indexer: bool,
+        system_key: [u8; 32],
+    ) {
         let mk = |s: &Option<Signed>| {
             s.map(|s| {
                 let checkpointer = length.saturating_sub(s.at);
@@ -205,7 +243,7 @@ impl LocalCheckpoint {
                 }
             })
         };
-        msg.checkpoint = self.system.is_some().then(|| Checkpoint {
+        msg.checkpoint = local_indexer.then(|| Checkpoint {
             system: mk(&self.system),
             encryption: mk(&self.encryption),
             user: (!self.user.is_empty()).then(|| {
@@ -326,8 +364,8 @@ mod tests {
         };
         let mut c = LocalCheckpoint::default();
         let mut m = msg();
-        c.stamp(&mut m, 1, [1; 32]);
-        assert_eq!(m.checkpoint, None, "nothing signed yet");
+        c.stamp(&mut m, 1, false, [1; 32]);
+        assert_eq!(m.checkpoint, None, "not an indexer yet");
         assert_eq!(
             m.digest,
             Some(Digest {
@@ -338,7 +376,7 @@ mod tests {
         c.update(3, (([7; 64], 5), ([8; 64], 0), vec![Some(([9; 64], 2))]));
         assert_eq!(c.signed_length(), 5);
         let mut m = msg();
-        c.stamp(&mut m, 3, [1; 32]);
+        c.stamp(&mut m, 3, true, [1; 32]);
         let chk = m.checkpoint.clone().unwrap();
         assert_eq!(chk.system.unwrap().checkpointer, 0);
         assert_eq!(chk.system.unwrap().checkpoint.unwrap().length, 5);
@@ -354,7 +392,7 @@ mod tests {
             })
         );
         let mut m = msg();
-        c.stamp(&mut m, 4, [2; 32]);
+        c.stamp(&mut m, 4, true, [2; 32]);
         let chk = m.checkpoint.clone().unwrap();
         assert_eq!(chk.system.unwrap().checkpointer, 1);
         assert_eq!(chk.system.unwrap().checkpoint, None);
@@ -374,6 +412,81 @@ mod tests {
             bootstrap_system_key(&[1; 32]),
             bootstrap_system_key(&[2; 32])
         );
+    }
+
+    /// A batch of three entries appended with new signatures, as JS `_appendLocalNodes`
+    /// (autobase 7.28.1 `lib/apply-state.js:1410-1437`): `signedAt` is the batch's last entry,
+    /// the signatures are recorded only there (`length === signedAt`), so entries 1 and 2 point
+    /// back to the previous signatures (made at oplog length 2) and entry 3 carries the new
+    /// ones. A local indexer that signed nothing yet writes a checkpoint of nulls (flag set,
+    /// one zero flags byte: `makeCheckpoints` at `lib/apply-state.js:92-98` returns an object,
+    /// encoded by `encoding/spec/autobase/index.js:182-199`); a writer that is not an indexer
+    /// writes none (`lib/apply-state.js:1438-1444`).
+    #[test]
+    fn a_batch_records_its_signatures_at_its_last_entry() {
+        use crate::autobase::messages::Node;
+        let msg = |v: u8| {
+            OplogMessage::new(Node {
+                heads: vec![],
+                batch: 1,
+                value: Some(vec![v]),
+            })
+        };
+        let old = (([1; 64], 3), ([2; 64], 0), vec![Some(([3; 64], 1))]);
+        let new = (([4; 64], 9), ([5; 64], 0), vec![Some(([6; 64], 4))]);
+        let mut c = LocalCheckpoint::default();
+        let mut first = [msg(0), msg(1)];
+        c.stamp_batch(&mut first, 0, Some(old.clone()), true, [7; 32]);
+        let mut batch = [msg(2), msg(3), msg(4)];
+        c.stamp_batch(&mut batch, 2, Some(new), true, [7; 32]);
+        let back = |n: u64| Checkpointer {
+            checkpointer: n,
+            checkpoint: None,
+        };
+        let here = |sig: [u8; 64], length: u64| Checkpointer {
+            checkpointer: 0,
+            checkpoint: Some(IndexCheckpoint {
+                signature: sig,
+                length,
+            }),
+        };
+        for (i, m) in batch.iter().take(2).enumerate() {
+            let chk = m.checkpoint.clone().unwrap();
+            // entry at length 3 + i points back to length 2
+            assert_eq!(chk.system, Some(back(1 + i as u64)), "entry {i}");
+            assert_eq!(chk.encryption, Some(back(1 + i as u64)), "entry {i}");
+            assert_eq!(chk.user, Some(vec![back(1 + i as u64)]), "entry {i}");
+        }
+        let chk = batch[2].checkpoint.clone().unwrap();
+        assert_eq!(chk.system, Some(here([4; 64], 9)));
+        assert_eq!(chk.encryption, Some(here([5; 64], 0)));
+        assert_eq!(chk.user, Some(vec![here([6; 64], 4)]));
+        assert_eq!(c.signed_length(), 9);
+        // the digest was written at length 1: pointers back to it
+        assert_eq!(batch[0].digest.unwrap().pointer, 2);
+        assert_eq!(batch[2].digest.unwrap().pointer, 4);
+
+        // a local indexer before any signature: a checkpoint of nulls, one zero flags byte in a frame
+        let mut c = LocalCheckpoint::default();
+        let mut m = [msg(0)];
+        c.stamp_batch(&mut m, 0, None, true, [7; 32]);
+        assert_eq!(m[0].checkpoint, Some(Checkpoint::default()));
+        let with = m[0].to_bytes();
+        let mut none = m[0].clone();
+        none.checkpoint = None;
+        // framed (`encoding/spec/autobase/index.js:322`): length 1, then the zero flags byte
+        assert_eq!(
+            with.len(),
+            none.to_bytes().len() + 2,
+            "a frame of one flags byte"
+        );
+        assert_eq!(OplogMessage::from_bytes(&with).unwrap(), m[0]);
+        // not an indexer: no checkpoint, even with signatures offered
+        let mut c = LocalCheckpoint::default();
+        let mut m = [msg(0)];
+        c.stamp_batch(&mut m, 0, Some(old), false, [7; 32]);
+        assert_eq!(m[0].checkpoint, None);
+        assert_eq!(c.signed_length(), 0);
     }
 
     #[test]

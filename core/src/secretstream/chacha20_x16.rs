@@ -37,6 +37,47 @@ pub fn xor_keystream(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut 
     0
 }
 
+/// Appends to `out` the first whole 512-byte runs of `src` XORed with the keystream of `key`
+/// and `nonce` from block `counter` on, in one pass (no copy of `src` first), with AVX2 on
+/// x86-64 CPUs without AVX-512F; returns how many bytes that was (0 elsewhere, where the caller
+/// copies and then uses [`xor_keystream`]). The caller encrypts the rest from block
+/// `counter + n / 64`.
+pub fn append_xor_keystream(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    counter: u32,
+    src: &[u8],
+    out: &mut Vec<u8>,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if src.len() >= 512
+            && !std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx2")
+        {
+            let n = src.len() - src.len() % 512;
+            out.reserve(n);
+            let dst = &mut out.spare_capacity_mut()[..n];
+            // SAFETY: AVX2 was detected just above; `dst` has room for `n` bytes, all of which
+            // `xor8_to` writes.
+            unsafe {
+                avx2::xor8_to(
+                    key,
+                    nonce,
+                    counter,
+                    src[..n].as_ptr(),
+                    dst.as_mut_ptr() as *mut u8,
+                    n,
+                );
+                out.set_len(out.len() + n);
+            }
+            return n;
+        }
+    }
+    let _ = (key, nonce, counter, src, out);
+    0
+}
+
 /// The ChaCha20 state words of `key` and `nonce` (the counter word, 12, is set per run).
 #[cfg(target_arch = "x86_64")]
 fn input_words(key: &[u8; 32], nonce: &[u8; 12]) -> [u32; 16] {
@@ -129,9 +170,29 @@ mod avx2 {
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn xor8(key: &[u8; 32], nonce: &[u8; 12], counter: u32, data: &mut [u8]) {
-        debug_assert_eq!(data.len() % 512, 0);
+        let p = data.as_mut_ptr();
+        // SAFETY: AVX2 (the caller's promise); in place over `data`.
+        unsafe { xor8_to(key, nonce, counter, p, p, data.len()) }
+    }
+
+    /// Writes `len` bytes (a multiple of 512) to `dst`: those at `src` XORed with the keystream
+    /// from block `counter` on. `src` and `dst` may be the same (in place).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `src` must be readable and `dst` writable for `len` bytes, and
+    /// they are either equal or do not overlap.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn xor8_to(
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        counter: u32,
+        src: *const u8,
+        dst: *mut u8,
+        len: usize,
+    ) {
+        debug_assert_eq!(len % 512, 0);
         let input = super::input_words(key, nonce);
-        for (k, chunk) in data.chunks_exact_mut(512).enumerate() {
+        for k in 0..len / 512 {
             let x = blocks8(&input, counter.wrapping_add(8 * k as u32));
             // Within each 128-bit lane k: u[g][m] holds words 4g..4g+3 of block 4k+m.
             let mut u = [[_mm256_setzero_si256(); 4]; 4];
@@ -158,11 +219,14 @@ mod avx2 {
                     (4 + m, 1, _mm256_permute2x128_si256::<0x31>(a2, a3)),
                 ];
                 for (b, h, ks) in halves {
-                    let at = 64 * b + 32 * h;
-                    let p = chunk[at..at + 32].as_mut_ptr() as *mut __m256i;
-                    // SAFETY: `p` points at 32 bytes of `chunk` (b < 8, h < 2, chunk is 512
-                    // bytes); unaligned load and store.
-                    unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), ks)) };
+                    let at = 512 * k + 64 * b + 32 * h;
+                    // SAFETY: `at + 32 <= len` (b < 8, h < 2, k < len / 512), within what the
+                    // caller vouched for; unaligned loads and stores.
+                    unsafe {
+                        let from = src.add(at) as *const __m256i;
+                        let to = dst.add(at) as *mut __m256i;
+                        _mm256_storeu_si256(to, _mm256_xor_si256(_mm256_loadu_si256(from), ks));
+                    }
                 }
             }
         }
@@ -310,6 +374,18 @@ mod tests {
             } else if std::is_x86_feature_detected!("avx2") {
                 assert_eq!(n, len - len % 512);
             }
+
+            // Appending, encrypted as it is copied, after bytes already there.
+            let mut out = vec![0xee; 3];
+            let n = append_xor_keystream(&key, &nonce, counter, &data, &mut out);
+            assert_eq!(n % 512, 0);
+            assert_eq!(out.len(), 3 + n);
+            assert_eq!(&out[..3], &[0xee; 3]);
+            assert_eq!(
+                &out[3..],
+                &want[..n],
+                "length {len}, counter {counter}, appended"
+            );
         }
     }
 }

@@ -180,8 +180,21 @@ impl Push {
         poly.update_padded(&block);
         out.push(block[0]);
         let body = out.len();
-        out.extend_from_slice(message);
-        self.state.apply_body(&mut c, &mut out[body..]);
+        // Whole 512-byte runs are encrypted as they are copied (one pass), the rest in place.
+        let n = super::chacha20_x16::append_xor_keystream(
+            &self.state.k,
+            &self.state.nonce,
+            2,
+            message,
+            out,
+        );
+        out.extend_from_slice(&message[n..]);
+        if n > 0 {
+            c.seek(128 + n as u64);
+            c.apply_keystream(&mut out[body + n..]);
+        } else {
+            self.state.apply_body(&mut c, &mut out[body..]);
+        }
         let mac = State::finish_mac(poly, &out[body..]);
         out.extend_from_slice(&mac);
         self.state.advance(&mac, tag);

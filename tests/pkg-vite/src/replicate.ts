@@ -1,9 +1,10 @@
 // Replication over a Swarm connection through the packed package: a JS hyperswarm peer seeds a
 // hyperdrive (and a named core "notes") in its corestore; the page joins the drive's discovery
 // key through the relay, replicates its Corestore on each connection (`store.replicate(conn)`),
-// opens the drive by key and reads every file, and a reader of "notes" by key. Returns a
-// summary that scripts/test-pkg.sh compares.
-import { Corestore, Hyperdrive, Swarm, discoveryKey, toHex } from 'hyperpunch'
+// opens the drive by key and reads every file, and a reader of "notes" by key; then a lone
+// Hypercore of "notes" replicated over another swarm's connection (`core.replicate(conn)`).
+// Returns a summary that scripts/test-pkg.sh compares.
+import { Corestore, Hypercore, Hyperdrive, Swarm, discoveryKey, toHex } from 'hyperpunch'
 
 export async function replicateCheck (relay: string, driveKey: string, notesKey: string, files: number): Promise<string> {
   const name = 'hyperpunch-vite-replica'
@@ -30,5 +31,19 @@ export async function replicateCheck (relay: string, driveKey: string, notesKey:
   const summary = `replica flushed=${flushed} drive=${toHex(drive.key).slice(0, 8)} files=${got.length} ok=${ok} listed=${listed} ` +
     `writable=${drive.writable} note1=${note1 === null ? 'null' : new TextDecoder().decode(note1)}`
   await swarm.destroy()
-  return summary
+
+  // A lone Hypercore replicated over a connection of another swarm (`core.replicate(conn)`):
+  // the JS peer replicates its whole store on it, the page asks for "notes" alone.
+  await Hypercore.delete('hyperpunch-vite-notes')
+  const core = new Hypercore('hyperpunch-vite-notes', notesKey)
+  await core.ready()
+  const appended = new Promise<void>((resolve) => { core.on('append', () => resolve()) })
+  const swarm2 = new Swarm({ relay })
+  swarm2.on('connection', (conn) => { core.replicate(conn).catch(() => {}) })
+  await swarm2.join(await discoveryKey(driveKey), { server: false }).flushed()
+  if (core.length < 2) await appended
+  const block = await core.get(1)
+  const lone = `core length=${core.length} block1=${block === undefined ? 'none' : new TextDecoder().decode(block)}`
+  await swarm2.destroy()
+  return `${summary} ${lone}`
 }

@@ -372,7 +372,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         match (key_pair, entropy) {
             (Some(kp), Some(ns)) => {
                 base.record_system();
-                IndexerCores::new(local, kp, ns, &["messages"]).await.ok()
+                match IndexerCores::new(local, kp, ns, &["messages"]).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("note: the room's signed cores are not written ({e})");
+                        None
+                    }
+                }
             }
             _ => None,
         }
@@ -540,7 +546,9 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             // ack that sees another writer's head, never a self-ack of its own lone head).
             // In turn, so that two indexers' stall acks do not cross again.
             let view = room.base.open_view("messages");
-            let waiting = room.base.views().len(view) > room.base.indexed_view_lengths()[view];
+            // unindexed messages, or unindexed system changes (an add waiting for its ack)
+            let waiting = room.base.views().len(view) > room.base.indexed_view_lengths()[view]
+                || room.base.system().length > room.base.indexed_system().length;
             let progress = (room.base.views().len(view), room.base.indexed_nodes());
             if acked || !waiting || progress != last_progress {
                 stuck = 0;
