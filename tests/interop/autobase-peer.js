@@ -146,9 +146,8 @@ async function main () {
             localNamespace: hex(signer.namespace),
             stallAcks
           })
-          // let the peer read our last acks, then end
-          await sleep(2000)
-          s.end()
+          // keep serving until the peer, once it has read our last acks, closes the connection
+          // ('close' -> finish); bounded by the deadline
           return
         }
         await sleep(20)

@@ -118,6 +118,9 @@ pub struct IndexerCores {
     pending: Option<Signatures>,
     /// Set by a failed `sync`: its batches were taken from the engine but not written.
     failed: Option<String>,
+    /// Set when a `sync` met a batch that changes the indexers: what came before it is written
+    /// and signed, every later call refuses.
+    changed: bool,
 }
 
 impl IndexerCores {
@@ -155,6 +158,7 @@ impl IndexerCores {
             checkpoint: LocalCheckpoint::default(),
             pending: None,
             failed: None,
+            changed: false,
         })
     }
 
@@ -198,6 +202,9 @@ impl IndexerCores {
         if let Some(e) = &self.failed {
             return Err(IndexError::Failed(e.clone()));
         }
+        if self.changed {
+            return Err(IndexError::IndexersChanged);
+        }
         let r = self.sync_inner(s, now, base).await;
         if let Err(e) = &r {
             self.failed = Some(e.to_string());
@@ -214,6 +221,8 @@ impl IndexerCores {
         let flushes = base.take_indexed_flushes();
         let pks = [self.key_pair.public_key];
         let opened = base.indexed_view_lengths().len();
+        // after a batch that changes the indexers: the view lengths of the last batch written
+        let mut cut_views: Option<Vec<(usize, u64)>> = None;
         for f in &flushes {
             if let Some(&id) = f.view_ids.iter().find(|&&id| id >= self.view_names.len()) {
                 return Err(IndexError::ViewNotListed(id));
@@ -281,11 +290,26 @@ impl IndexerCores {
             self.verify_stored(s, &handle, base).await?;
             self.system = Some((handle, key));
         } else {
-            if flushes.iter().any(|f| f.indexers_changed) {
-                return Err(IndexError::IndexersChanged);
-            }
+            // write and sign the batches before the first that changes the indexers (moving the
+            // cores is not done); later calls refuse
+            let take = match flushes.iter().position(|f| f.indexers_changed) {
+                Some(0) => return Err(IndexError::IndexersChanged),
+                Some(i) => {
+                    let f = &flushes[i - 1];
+                    cut_views = Some(
+                        f.view_ids
+                            .iter()
+                            .zip(&f.info.views)
+                            .map(|(&id, v)| (id, v.length))
+                            .collect(),
+                    );
+                    self.changed = true;
+                    i
+                }
+                None => flushes.len(),
+            };
             if let Some(bee) = &self.bee {
-                write_flushes(bee, &flushes, &self.view_keys).await?;
+                write_flushes(bee, &flushes[..take], &self.view_keys).await?;
             }
         }
         let Some((sys_handle, _)) = &self.system else {
@@ -306,7 +330,10 @@ impl IndexerCores {
         let indexed = base.indexed_view_lengths();
         for (id, v) in self.views.iter_mut().enumerate() {
             let Some(v) = v else { continue };
-            let len = indexed.get(id).copied().unwrap_or(0) as u64;
+            let len = match &cut_views {
+                Some(c) => c.iter().find(|c| c.0 == id).map_or(0, |c| c.1),
+                None => indexed.get(id).copied().unwrap_or(0) as u64,
+            };
             if len <= v.written {
                 continue;
             }
@@ -336,9 +363,12 @@ impl IndexerCores {
             let sc = s.core(sys_handle)?;
             let system = sign(sc.key(), &sc.tree_hash(), sys_len);
             let encryption = sign(&self.encryption_key, &hash_roots(&[]), 0);
-            let last = base.indexed_system().clone();
+            let ids: Vec<usize> = match &cut_views {
+                Some(c) => c.iter().map(|c| c.0).collect(),
+                None => base.indexed_system().views.iter().map(|v| v.0).collect(),
+            };
             let mut user = Vec::new();
-            for &(id, _) in &last.views {
+            for id in ids {
                 let Some(v) = self.views.get(id).and_then(Option::as_ref) else {
                     return Err(IndexError::ViewNotListed(id));
                 };
@@ -564,6 +594,71 @@ mod tests {
             2,
             "{}",
             t.base.explain()
+        );
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(matches!(e, IndexError::IndexersChanged), "{e}");
+    }
+
+    /// After the first sync, a batch that adds a second indexer: the call that meets it writes
+    /// and signs the batches before it (not the change), the next call refuses.
+    #[tokio::test]
+    async fn the_batches_before_an_indexer_change_are_signed() {
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        t.append(b"first");
+        t.sync(&mut cores).await.unwrap();
+        let k2 = [7; 32];
+        let mut b2: Base = Autobase::new(t.local, apply);
+        let mut log1 = Vec::new();
+        let mut log2 = Vec::new();
+        let (mut fed1, mut fed2) = (0, 0);
+        // the first entry again, for b2
+        let mut replay: Base = Autobase::new(t.local, apply);
+        for m in replay.append(&t.local, vec![b"first".to_vec()]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&k2);
+        for m in t.base.append(&t.local, vec![add]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        let before = t.base.indexed_system().length;
+        for step in 0..20u8 {
+            while fed1 < log1.len() {
+                b2.handle_block(&t.local, fed1 as u64, &log1[fed1]).unwrap();
+                fed1 += 1;
+            }
+            b2.update();
+            for m in b2.append(&k2, vec![vec![b'b', step]]).into_iter().flatten() {
+                log2.push(m.to_bytes());
+            }
+            b2.update();
+            while fed2 < log2.len() {
+                t.base.handle_block(&k2, fed2 as u64, &log2[fed2]).unwrap();
+                fed2 += 1;
+            }
+            for m in t.base.append(&t.local, vec![vec![b'a', step]]).unwrap() {
+                log1.push(m.to_bytes());
+            }
+            t.base.update();
+            if t.base.indexed_system().indexers.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(
+            t.base.indexed_system().indexers.len(),
+            2,
+            "{}",
+            t.base.explain()
+        );
+        t.sync(&mut cores).await.unwrap();
+        let signed = cores.signed_length();
+        assert!(signed >= before, "{signed} < {before}");
+        assert!(
+            signed < t.base.indexed_system().length,
+            "the change is not signed"
         );
         let e = t.sync(&mut cores).await.unwrap_err();
         assert!(matches!(e, IndexError::IndexersChanged), "{e}");

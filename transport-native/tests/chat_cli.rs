@@ -582,6 +582,12 @@ fn a_js_member_joins_after_an_indexer_change() {
         alice.say(&format!("signed {i}"));
     }
     let mut ours = alice.messages(3);
+    // a new reader fast-forwards to the three signed messages. (After the change the creator's
+    // entries carry no digest, so a new reader's fast-forward is refused with `NoDigest`; JS
+    // writes a digest in every entry: not done yet, README autobase.)
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let ff = read_ff(boot, port);
+    assert_eq!(ff.views[0].2, 3, "signed before the change: {:?}", ff.views);
     let mut bob = Member::spawn(&[
         "chat",
         "--storage",
