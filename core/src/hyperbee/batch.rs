@@ -101,7 +101,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
     /// Encode `key` for the tree (sub prefix included).
     pub(crate) fn enc_key(&self, key: &K::Value) -> Arc<[u8]> {
         if self.prefix.is_empty() {
-            return self.keys.encode(key).into();
+            return self.keys.encode_arc(key);
         }
         let mut k = self.prefix.to_vec();
         k.extend_from_slice(&self.keys.encode(key));
@@ -127,7 +127,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
     pub async fn put(&self, key: &K::Value, value: &V::Value) -> Result<(), BeeError> {
         let w = Write::Put {
             key: self.enc_key(key),
-            value: Some(self.values.encode(value).into()),
+            value: Some(self.values.encode_arc(value)),
         };
         self.write_one(w, None::<&mut NoCas>).await.map(|_| ())
     }
@@ -152,7 +152,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
     ) -> Result<bool, BeeError> {
         let w = Write::Put {
             key: self.enc_key(key),
-            value: Some(self.values.encode(value).into()),
+            value: Some(self.values.encode_arc(value)),
         };
         let mut f = typed_cas(self, &mut cas);
         self.write_one(w, Some(&mut f)).await
@@ -253,7 +253,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     pub async fn put(&mut self, key: &K::Value, value: &V::Value) -> Result<(), BeeError> {
         let w = Write::Put {
             key: self.bee.enc_key(key),
-            value: Some(self.bee.values.encode(value).into()),
+            value: Some(self.bee.values.encode_arc(value)),
         };
         self.write(w, None::<&mut NoCas>).await.map(|_| ())
     }
@@ -276,7 +276,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     ) -> Result<bool, BeeError> {
         let w = Write::Put {
             key: self.bee.enc_key(key),
-            value: Some(self.bee.values.encode(value).into()),
+            value: Some(self.bee.values.encode_arc(value)),
         };
         let bee = self.bee.clone();
         let mut f = typed_cas(&bee, &mut cas);

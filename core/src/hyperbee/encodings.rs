@@ -8,6 +8,8 @@
 //!
 //! Keys are compared as encoded bytes (JS `b4a.compare`), so the key encoding decides the order.
 
+use std::sync::Arc;
+
 use super::error::BeeError;
 use crate::encoding::json_stringify;
 use crate::storage::{MaybeSend, MaybeSync};
@@ -20,6 +22,11 @@ pub trait Codec: Clone + MaybeSend + MaybeSync + 'static {
     type Owned;
     /// Encode `value`.
     fn encode(&self, value: &Self::Value) -> Vec<u8>;
+    /// Encode `value` into a shared buffer (what a write keeps): the same bytes as
+    /// [`Codec::encode`]. Codecs whose bytes are the value's own override it to copy once.
+    fn encode_arc(&self, value: &Self::Value) -> Arc<[u8]> {
+        self.encode(value).into()
+    }
     /// Decode stored bytes.
     fn decode(&self, bytes: &[u8]) -> Result<Self::Owned, BeeError>;
 }
@@ -33,6 +40,9 @@ impl Codec for Binary {
     type Owned = Vec<u8>;
     fn encode(&self, value: &[u8]) -> Vec<u8> {
         value.to_vec()
+    }
+    fn encode_arc(&self, value: &[u8]) -> Arc<[u8]> {
+        value.into()
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, BeeError> {
         Ok(bytes.to_vec())
@@ -49,6 +59,9 @@ impl Codec for Utf8 {
     type Owned = String;
     fn encode(&self, value: &str) -> Vec<u8> {
         value.as_bytes().to_vec()
+    }
+    fn encode_arc(&self, value: &str) -> Arc<[u8]> {
+        value.as_bytes().into()
     }
     fn decode(&self, bytes: &[u8]) -> Result<String, BeeError> {
         // Valid UTF-8 (the usual case) is one check and one copy.
