@@ -14,7 +14,7 @@ use futures_executor::block_on;
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::replication::{Event, HubEvent, ReplicationHub, StreamId};
 use hyperpunch_core::secretstream::{
-    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream,
+    Entropy, Event as StreamEvent, Options as StreamOptions, SecretStream, StreamError,
 };
 use hyperpunch_core::storage::{MemoryStorage, Storage};
 use serde_json::Value;
@@ -89,7 +89,12 @@ impl<S: Storage> Driver<S> {
 
     pub fn flush(&mut self) {
         while let Some((_, frame)) = self.hub.poll_transmit() {
-            self.stream.write(&frame).expect("secret-stream write");
+            match self.stream.write(&frame) {
+                // The stream ended or closed (the peer may close first): what the hub still
+                // sends (closing its channels) has nowhere to go.
+                Err(StreamError::NotWritable) => {}
+                r => r.expect("secret-stream write"),
+            }
         }
         self.events
             .extend(std::iter::from_fn(|| self.hub.poll_event()));

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use crate::core::corestore::Corestore;
 use crate::core::crypto::KeyPair;
+use crate::core::protomux::OutFrame;
 use crate::core::replication::{
     backlog_report_due, HubEvent, ReplicationError, ReplicationHost, ReplicationHub, StreamId,
 };
@@ -79,7 +80,7 @@ pub enum ReplicateError {
 #[derive(Debug, Default)]
 struct ConnQueue {
     /// Frames from the hub, not yet given to the secret stream.
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<OutFrame>,
     /// Their bytes (part of the connection's backlog, see [`Applier`]).
     bytes: usize,
     /// The hub destroyed the stream: drop the connection with this error.
@@ -113,7 +114,7 @@ struct State<H> {
 impl<H: ReplicationHost> State<H> {
     /// Move the hub's frames to their connections and its events to the subscriber.
     fn route(&mut self) {
-        while let Some((sid, frame)) = self.hub.poll_transmit() {
+        while let Some((sid, frame)) = self.hub.poll_transmit_frame() {
             if let Some(c) = self.conns.get(&sid) {
                 let mut q = c.queue();
                 q.bytes += frame.len();
@@ -841,9 +842,9 @@ impl<H: ReplicationHost + 'static> Pump<'_, H> {
             if self.stream.is_closed() {
                 break;
             }
-            // Encrypted in place (no copy of the frame); its pieces go out in one vectored
-            // write with the others queued.
-            self.stream.write_owned(f)?;
+            // Encrypted in place (no copy of the frame, nor of the blocks kept apart in it);
+            // its pieces go out in one vectored write with the others queued.
+            self.stream.write_parts(f.bytes, f.pieces)?;
         }
         if end && !self.ended_by_us {
             self.ended_by_us = true;

@@ -143,6 +143,10 @@ impl<S: Storage + Clone> ReplicationHost for Corestore<S> {
         self.hub.poll_transmit()
     }
 
+    fn poll_transmit_frame(&mut self) -> Option<(StreamId, crate::protomux::OutFrame)> {
+        self.hub.poll_transmit_frame()
+    }
+
     fn poll_event(&mut self) -> Option<HubEvent> {
         self.pull_events();
         self.events.pop_front()

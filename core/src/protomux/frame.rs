@@ -140,7 +140,7 @@ impl<'a> Frame<'a> {
                     builder.push(item.channel, None, &buf);
                 }
                 if let Some(frame) = builder.finish() {
-                    out.extend_from_slice(&frame);
+                    out.extend_from_slice(&frame.into_bytes());
                 } else {
                     // An empty batch: JS never sends one, but it is a valid frame.
                     out.extend_from_slice(&[0, 0, 0]);
@@ -261,6 +261,10 @@ pub(super) fn control_frame(message_type: u64, n: u64) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(super) struct BatchBuilder {
     buf: Vec<u8>,
+    /// Buffers inserted into `buf` where they belong (see [`super::OutFrame`]).
+    pieces: Vec<(usize, Vec<u8>)>,
+    /// Their total length.
+    piece_bytes: usize,
     last: Option<u64>,
 }
 
@@ -273,7 +277,12 @@ impl BatchBuilder {
     pub(super) fn with_capacity(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity.max(2));
         buf.extend_from_slice(&[0, 0]);
-        BatchBuilder { buf, last: None }
+        BatchBuilder {
+            buf,
+            pieces: Vec::new(),
+            piece_bytes: 0,
+            last: None,
+        }
     }
 
     /// True when no item was pushed.
@@ -283,7 +292,7 @@ impl BatchBuilder {
 
     /// Size of the frame so far (JS `_batchState.end` once an item is in).
     pub(super) fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.piece_bytes
     }
 
     /// Appends the item `uint message_type ‖ payload` for `channel` (`payload` alone when
@@ -322,6 +331,28 @@ impl BatchBuilder {
         );
     }
 
+    /// [`BatchBuilder::push`] of the payload `head` with `piece` inserted at offset `at` of it,
+    /// kept apart (not copied) in the frame.
+    pub(super) fn push_with_piece(
+        &mut self,
+        channel: u64,
+        message_type: u64,
+        head: &[u8],
+        at: usize,
+        piece: Vec<u8>,
+    ) {
+        self.start_item(channel);
+        write_uint(
+            &mut self.buf,
+            (uint_len(message_type) + head.len() + piece.len()) as u64,
+        );
+        write_uint(&mut self.buf, message_type);
+        let base = self.buf.len();
+        self.buf.extend_from_slice(head);
+        self.piece_bytes += piece.len();
+        self.pieces.push((base + at.min(head.len()), piece));
+    }
+
     /// The channel prefix of an item for `channel` (none when the previous item had it).
     fn start_item(&mut self, channel: u64) {
         match self.last {
@@ -336,13 +367,16 @@ impl BatchBuilder {
     }
 
     /// The frame, or `None` if nothing was pushed (JS sends nothing then).
-    pub(super) fn finish(mut self) -> Option<Vec<u8>> {
+    pub(super) fn finish(mut self) -> Option<super::OutFrame> {
         self.last?;
         // Built with room for a batch as large as the last one: give back what a small one
         // leaves unused.
         if self.buf.capacity() > 2 * self.buf.len() {
             self.buf.shrink_to_fit();
         }
-        Some(self.buf)
+        Some(super::OutFrame {
+            bytes: self.buf,
+            pieces: self.pieces,
+        })
     }
 }

@@ -287,6 +287,54 @@ struct Channel {
     message_types: u64,
 }
 
+/// A frame to send: `bytes` with the owned `pieces` inserted, each at its offset in `bytes`
+/// (offsets ascending; several may be equal). Its bytes on the wire are those of
+/// [`OutFrame::into_bytes`]; a transport may send the parts as they are
+/// ([`crate::secretstream::SecretStream::write_parts`]) instead of joining them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutFrame {
+    /// The frame but for the pieces.
+    pub bytes: Vec<u8>,
+    /// `(offset in bytes, piece)`.
+    pub pieces: Vec<(usize, Vec<u8>)>,
+}
+
+impl OutFrame {
+    /// Its length on the wire.
+    pub fn len(&self) -> usize {
+        self.bytes.len() + self.pieces.iter().map(|p| p.1.len()).sum::<usize>()
+    }
+    /// True when it has no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The frame in one buffer (no copy when it has no pieces).
+    pub fn into_bytes(self) -> Vec<u8> {
+        if self.pieces.is_empty() {
+            return self.bytes;
+        }
+        let mut out = Vec::with_capacity(self.len());
+        let mut from = 0;
+        for (at, piece) in &self.pieces {
+            let at = (*at).clamp(from, self.bytes.len());
+            out.extend_from_slice(&self.bytes[from..at]);
+            out.extend_from_slice(piece);
+            from = at;
+        }
+        out.extend_from_slice(&self.bytes[from..]);
+        out
+    }
+}
+
+impl From<Vec<u8>> for OutFrame {
+    fn from(bytes: Vec<u8>) -> Self {
+        OutFrame {
+            bytes,
+            pieces: Vec::new(),
+        }
+    }
+}
+
 /// The protomux engine of one stream. See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct Protomux {
@@ -310,7 +358,7 @@ pub struct Protomux {
     /// Corks taken while handling multi-message batches, released by `poll_event`.
     batch_corks: u32,
     buffered: usize,
-    transmit: VecDeque<Vec<u8>>,
+    transmit: VecDeque<OutFrame>,
     events: VecDeque<Event>,
     destroyed: bool,
 }
@@ -348,6 +396,13 @@ impl Protomux {
 
     /// The next frame to write to the stream, if any.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front().map(OutFrame::into_bytes)
+    }
+
+    /// [`Protomux::poll_transmit`] of the frame as it was built: with the buffers given to
+    /// [`Protomux::send_with_piece`] still apart (a transport that encrypts the parts where
+    /// they are saves copying them).
+    pub fn poll_transmit_frame(&mut self) -> Option<OutFrame> {
         self.transmit.pop_front()
     }
 
@@ -490,7 +545,7 @@ impl Protomux {
             write_uint(&mut buf, local_id);
             write_uint(&mut buf, message_type);
             buf.extend_from_slice(payload);
-            self.transmit.push_back(buf);
+            self.transmit.push_back(buf.into());
         }
         Ok(())
     }
@@ -523,7 +578,47 @@ impl Protomux {
             write_uint(&mut buf, local_id);
             write_uint(&mut buf, message_type);
             message.encode(&mut buf);
-            self.transmit.push_back(buf);
+            self.transmit.push_back(buf.into());
+        }
+        Ok(())
+    }
+
+    /// [`Protomux::send`] of the payload `head` with `piece` inserted at offset `at` of it (a
+    /// message whose block the caller owns: it goes into the frame as it is, not copied; see
+    /// [`OutFrame`]). The same frame as `send` of the joined payload.
+    pub fn send_with_piece(
+        &mut self,
+        channel: ChannelId,
+        message_type: u64,
+        head: &[u8],
+        at: usize,
+        piece: Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        if self.destroyed {
+            return Err(ChannelError::Destroyed);
+        }
+        let local_id = self
+            .channels
+            .get(&channel)
+            .ok_or(ChannelError::UnknownChannel)?
+            .local_id;
+        let at = at.min(head.len());
+        if self.batch.is_some() {
+            self.roll_batch();
+            if let Some(batch) = &mut self.batch {
+                batch.push_with_piece(local_id, message_type, head, at, piece);
+            }
+        } else {
+            let mut buf =
+                Vec::with_capacity(uint_len(local_id) + uint_len(message_type) + head.len());
+            write_uint(&mut buf, local_id);
+            write_uint(&mut buf, message_type);
+            let base = buf.len();
+            buf.extend_from_slice(head);
+            self.transmit.push_back(OutFrame {
+                bytes: buf,
+                pieces: vec![(base + at, piece)],
+            });
         }
         Ok(())
     }
@@ -591,7 +686,7 @@ impl Protomux {
         self.corked -= 1;
         if self.corked == 0 {
             if let Some(frame) = self.batch.take().and_then(BatchBuilder::finish) {
-                self.batch_hint = frame.len().min(MAX_BATCH_HINT);
+                self.batch_hint = frame.bytes.len().min(MAX_BATCH_HINT);
                 self.transmit.push_back(frame);
             }
         }
@@ -974,7 +1069,7 @@ impl Protomux {
         if self.batch.is_some() {
             self.push_batch(0, None, &frame[1..]);
         } else {
-            self.transmit.push_back(frame);
+            self.transmit.push_back(frame.into());
         }
     }
 

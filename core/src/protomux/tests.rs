@@ -761,3 +761,53 @@ proptest! {
         }
     }
 }
+
+/// `send_with_piece` gives the frames `send` gives of the joined payload, corked (in a batch,
+/// among other messages) or not, and the peer reads the joined payload.
+#[test]
+fn a_piece_sent_apart_joins_to_the_payload() {
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+    let run = |apart: bool| {
+        let (mut a, mut b) = (Protomux::new(), Protomux::new());
+        let ca = a.open(ChannelOptions::new("p")).unwrap();
+        let cb = b.open(ChannelOptions::new("p")).unwrap();
+        deliver(&mut a, &mut b);
+        deliver(&mut b, &mut a);
+        events(&mut a);
+        events(&mut b);
+        let send = |m: &mut Protomux, head: &[u8], at: usize, piece: &[u8]| {
+            if apart {
+                m.send_with_piece(ca, 3, head, at, piece.to_vec()).unwrap();
+            } else {
+                let mut joined = head[..at].to_vec();
+                joined.extend_from_slice(piece);
+                joined.extend_from_slice(&head[at..]);
+                m.send(ca, 3, &joined).unwrap();
+            }
+        };
+        send(&mut a, b"head", 2, &big);
+        a.cork();
+        a.send(ca, 1, b"small").unwrap();
+        send(&mut a, b"xy", 0, &big);
+        send(&mut a, b"", 0, &big[..10]);
+        send(&mut a, b"tail", 4, &big);
+        a.uncork();
+        let frames: Vec<OutFrame> = std::iter::from_fn(|| a.poll_transmit_frame()).collect();
+        let pieces: usize = frames.iter().map(|f| f.pieces.len()).sum();
+        let wire: Vec<Vec<u8>> = frames.into_iter().map(OutFrame::into_bytes).collect();
+        for f in &wire {
+            b.handle_frame(f).unwrap();
+        }
+        (wire, pieces, events(&mut b), cb)
+    };
+    let (wire, pieces, got, cb) = run(true);
+    let (plain_wire, plain_pieces, plain_got, _) = run(false);
+    assert_eq!((pieces, plain_pieces), (4, 0));
+    assert!(wire == plain_wire, "the same frames");
+    assert!(got == plain_got, "the same messages");
+    let mut first = b"he".to_vec();
+    first.extend_from_slice(&big);
+    first.extend_from_slice(b"ad");
+    assert_eq!(got[0], message(cb, 3, &first));
+    assert_eq!(got.len(), 5);
+}

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use crate::protomux::OutFrame;
 use crate::storage::{MaybeSend, Storage};
 
 use super::hub::{HubEvent, ReplicationHub, StreamId};
@@ -62,6 +63,12 @@ pub trait ReplicationHost: MaybeSend {
 
     /// Next frame to encrypt and write ([`ReplicationHub::poll_transmit`]).
     fn poll_transmit(&mut self) -> Option<(StreamId, Vec<u8>)>;
+
+    /// Next frame to encrypt and write, with its large blocks apart
+    /// ([`ReplicationHub::poll_transmit_frame`]).
+    fn poll_transmit_frame(&mut self) -> Option<(StreamId, OutFrame)> {
+        self.poll_transmit().map(|(sid, f)| (sid, f.into()))
+    }
 
     /// Next event ([`ReplicationHub::poll_event`]).
     fn poll_event(&mut self) -> Option<HubEvent>;
@@ -123,6 +130,10 @@ impl<S: Storage> ReplicationHost for ReplicationHub<S> {
 
     fn poll_transmit(&mut self) -> Option<(StreamId, Vec<u8>)> {
         ReplicationHub::poll_transmit(self)
+    }
+
+    fn poll_transmit_frame(&mut self) -> Option<(StreamId, OutFrame)> {
+        ReplicationHub::poll_transmit_frame(self)
     }
 
     fn poll_event(&mut self) -> Option<HubEvent> {

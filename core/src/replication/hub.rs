@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::encoding::{Decode, Encode};
 use crate::hypercore::messages::{Handshake, Message};
 use crate::hypercore::verifier::capability;
-use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent, Protomux};
+use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent, OutFrame, Protomux};
 use crate::storage::Storage;
 
 use super::replicator::{Event, PeerId, ReplicationError, Replicator};
@@ -51,6 +51,8 @@ const MESSAGE_TYPES: u64 = 10;
 /// many small frames instead of one of many megabytes, which the transport would encrypt and
 /// write in one piece (and the peer buffer whole before it can decrypt any of it).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Blocks at least this long go into a frame as they are ([`OutFrame`]), not copied into it.
+const PIECE_MIN: usize = 4 * 1024;
 /// A stream whose unsent bytes (frames in the hub plus the transport's backlog, see
 /// [`ReplicationHub::set_backlog`]) reach this many is congested: the peers' requests and
 /// `want`s wait ([`Replicator::set_window`]) until it drains to [`LOW_WATER`].
@@ -198,7 +200,7 @@ pub struct ReplicationHub<S: Storage> {
     peers: BTreeMap<([u8; 32], PeerId), (StreamId, ChannelId)>,
     next_stream: u64,
     events: VecDeque<HubEvent>,
-    out: VecDeque<(StreamId, Vec<u8>)>,
+    out: VecDeque<(StreamId, OutFrame)>,
     /// Opens for unknown cores are offered to the owner ([`HubEvent::UnknownCore`]).
     answer_unknown: bool,
     /// Opens for unknown cores waiting for the owner's answer.
@@ -691,9 +693,27 @@ impl<S: Storage> ReplicationHub<S> {
                 };
                 if let Some(s) = self.streams.get_mut(&sid) {
                     let len = msg.encoded_len();
-                    // Encoded straight into the mux's batch (a block is copied once, not
-                    // twice). A channel closed under us just drops the message.
-                    let _ = s.mux.send_encoded(ch, msg.type_id(), &msg);
+                    let message_type = msg.type_id();
+                    // A large block goes into the frame as it is (its buffer, not a copy: a
+                    // transport encrypts it where it is); the rest is encoded straight into the
+                    // mux's batch. A channel closed under us just drops the message.
+                    match msg {
+                        Message::Data(mut d)
+                            if d.block.as_ref().is_some_and(|b| b.value.len() >= PIECE_MIN) =>
+                        {
+                            if let Some((head, at)) = d.encode_around_block() {
+                                let value = d
+                                    .block
+                                    .as_mut()
+                                    .map(|b| std::mem::take(&mut b.value))
+                                    .unwrap_or_default();
+                                let _ = s.mux.send_with_piece(ch, message_type, &head, at, value);
+                            }
+                        }
+                        msg => {
+                            let _ = s.mux.send_encoded(ch, message_type, &msg);
+                        }
+                    }
                     s.corked_bytes += len;
                     if s.corked_bytes >= BATCH_BYTES {
                         s.corked_bytes = 0;
@@ -735,7 +755,7 @@ impl<S: Storage> ReplicationHub<S> {
         for (sid, s) in self.streams.iter_mut() {
             s.corked_bytes = 0;
             s.mux.uncork();
-            while let Some(f) = s.mux.poll_transmit() {
+            while let Some(f) = s.mux.poll_transmit_frame() {
                 s.out_bytes += f.len();
                 self.out.push_back((*sid, f));
             }
@@ -764,6 +784,14 @@ impl<S: Storage> ReplicationHub<S> {
 
     /// Next frame to encrypt and write, and on which stream.
     pub fn poll_transmit(&mut self) -> Option<(StreamId, Vec<u8>)> {
+        self.poll_transmit_frame()
+            .map(|(sid, f)| (sid, f.into_bytes()))
+    }
+
+    /// [`ReplicationHub::poll_transmit`] of the frame with its large blocks still apart
+    /// ([`OutFrame`]): a transport that encrypts the parts where they are
+    /// ([`crate::secretstream::SecretStream::write_parts`]) saves copying each block.
+    pub fn poll_transmit_frame(&mut self) -> Option<(StreamId, OutFrame)> {
         let (sid, f) = self.out.pop_front()?;
         if let Some(s) = self.streams.get_mut(&sid) {
             s.out_bytes -= f.len();

@@ -72,18 +72,47 @@ impl State {
         c.apply_keystream(&mut body[n..]);
     }
 
+    /// [`State::apply_body`] of the part of a body that starts `at` bytes into it.
+    fn apply_body_at(&self, c: &mut ChaCha20, at: u64, body: &mut [u8]) {
+        let mut i = 0;
+        let misaligned = (at % 64) as usize;
+        if misaligned != 0 {
+            // The rest of a keystream block begun by the previous part.
+            i = (64 - misaligned).min(body.len());
+            c.seek(128 + at);
+            c.apply_keystream(&mut body[..i]);
+        }
+        if i == body.len() {
+            return;
+        }
+        let pos = at + i as u64; // a multiple of 64
+        let n = match u32::try_from(2 + pos / 64) {
+            Ok(counter) => {
+                super::chacha20_x16::xor_keystream(&self.k, &self.nonce, counter, &mut body[i..])
+            }
+            Err(_) => 0,
+        };
+        c.seek(128 + pos + n as u64);
+        c.apply_keystream(&mut body[i + n..]);
+    }
+
     /// Finishes the MAC over the tag block (already fed) and `ciphertext` (no additional data),
     /// as libsodium computes it.
     fn finish_mac(mut poly: Poly1305, ciphertext: &[u8]) -> [u8; 16] {
         let full = ciphertext.len() - ciphertext.len() % 16;
         poly.update_padded(&ciphertext[..full]);
-        let rem = &ciphertext[full..];
+        Self::finish_mac_tail(poly, &ciphertext[full..], ciphertext.len() as u64)
+    }
+
+    /// Finishes the MAC whose ciphertext of `total` bytes was fed but for its last `rem` bytes
+    /// (fewer than 16).
+    fn finish_mac_tail(poly: Poly1305, rem: &[u8], total: u64) -> [u8; 16] {
         // libsodium pads with `(0x10 - 64 + mlen) & 0xf` = `mlen & 15` zero bytes, then the two
         // lengths (no additional data; the tag block and the ciphertext).
         let mut tail = [0u8; 2 * 15 + 16];
         tail[..rem.len()].copy_from_slice(rem);
         let lens = 2 * rem.len();
-        tail[lens + 8..lens + 16].copy_from_slice(&(64 + ciphertext.len() as u64).to_le_bytes());
+        tail[lens + 8..lens + 16].copy_from_slice(&(64 + total).to_le_bytes());
         poly.compute_unpadded(&tail[..lens + 16]).into()
     }
 
@@ -182,6 +211,44 @@ impl Push {
         poly.update_padded(&block);
         self.state.apply_body(&mut c, message);
         let mac = State::finish_mac(poly, message);
+        self.state.advance(&mac, tag);
+        (block[0], mac)
+    }
+
+    /// [`push_in_place`](Self::push_in_place) of the message made of `parts` one after the other
+    /// (each encrypted in place): the same tag byte, ciphertext and MAC as of their
+    /// concatenation, for a sender whose message is in pieces it owns (a frame's header and a
+    /// block), so none is copied into one buffer first.
+    pub fn push_parts_in_place(&mut self, parts: &mut [Vec<u8>], tag: u8) -> (u8, [u8; 16]) {
+        let (mut c, mut poly) = self.state.start();
+        let mut block = [0u8; 64];
+        block[0] = tag;
+        c.apply_keystream(&mut block);
+        poly.update_padded(&block);
+        let mut at = 0u64;
+        // Ciphertext bytes not fed to the MAC yet (an incomplete 16-byte block).
+        let mut carry = [0u8; 16];
+        let mut carried = 0usize;
+        for part in parts.iter_mut() {
+            self.state.apply_body_at(&mut c, at, part);
+            at += part.len() as u64;
+            let mut p = part.as_slice();
+            if carried > 0 {
+                let t = (16 - carried).min(p.len());
+                carry[carried..carried + t].copy_from_slice(&p[..t]);
+                carried += t;
+                p = &p[t..];
+                if carried < 16 {
+                    continue;
+                }
+                poly.update_padded(&carry);
+            }
+            let full = p.len() - p.len() % 16;
+            poly.update_padded(&p[..full]);
+            carried = p.len() - full;
+            carry[..carried].copy_from_slice(&p[full..]);
+        }
+        let mac = State::finish_mac_tail(poly, &carry[..carried], at);
         self.state.advance(&mac, tag);
         (block[0], mac)
     }

@@ -571,6 +571,50 @@ impl SecretStream {
         Ok(())
     }
 
+    /// [`write_owned`](Self::write_owned) of the message `head` with the owned `pieces` inserted
+    /// into it, each at its offset in `head` (ascending; a frame whose blocks were not copied
+    /// into it, [`crate::protomux::OutFrame`]): every part is encrypted in place, none is copied
+    /// into one buffer. The same bytes on the wire as `write` of the joined message; what
+    /// [`poll_transmit`](Self::poll_transmit) hands out for it is the frame's length and tag,
+    /// the parts, then the MAC.
+    pub fn write_parts(
+        &mut self,
+        head: Vec<u8>,
+        pieces: Vec<(usize, Vec<u8>)>,
+    ) -> Result<(), StreamError> {
+        if pieces.is_empty() {
+            return self.write_owned(head);
+        }
+        let total = head.len() + pieces.iter().map(|p| p.1.len()).sum::<usize>();
+        self.check_writable(total)?;
+        // The parts in order: pieces of `head` between the inserted ones.
+        let mut parts = Vec::with_capacity(2 * pieces.len() + 1);
+        let mut from = 0;
+        for (at, piece) in pieces {
+            let at = at.clamp(from, head.len());
+            if at > from {
+                parts.push(head[from..at].to_vec());
+            }
+            parts.push(piece);
+            from = at;
+        }
+        if from < head.len() {
+            parts.push(head[from..].to_vec());
+        }
+        let Some(session) = self.session.as_mut() else {
+            self.pending_writes.push_back(crate::storage::join(parts));
+            return Ok(());
+        };
+        let (tag, mac) = session.push.push_parts_in_place(&mut parts, TAG_MESSAGE);
+        let l = ((total + ABYTES) as u32).to_le_bytes();
+        self.outgoing.push_back(vec![l[0], l[1], l[2], tag]);
+        self.outgoing
+            .extend(parts.into_iter().filter(|p| !p.is_empty()));
+        self.outgoing.push_back(mac.to_vec());
+        self.rearm_keep_alive();
+        Ok(())
+    }
+
     /// Ends this side gracefully: no more writes; once everything queued is sent,
     /// [`wants_shutdown`](Self::wants_shutdown) turns true. The stream closes cleanly when the peer
     /// has ended too.

@@ -807,3 +807,106 @@ proptest! {
         prop_assert_eq!(&got[..], &sent[..got.len()]);
     }
 }
+
+/// `push_parts_in_place` gives the tag, ciphertext and MAC of `push` of the joined parts, for
+/// parts of any lengths (keystream blocks and MAC blocks split across parts), message after
+/// message (the state advances the same).
+#[test]
+fn pushing_parts_equals_pushing_the_joined_message() {
+    let key = [9u8; 32];
+    let mut whole = Push::new(&key, [4; 24]);
+    let mut split = Push::new(&key, [4; 24]);
+    let msg: Vec<u8> = (0..70_001u32).map(|i| (i * 31 % 253) as u8).collect();
+    let splits: Vec<Vec<usize>> = vec![
+        vec![],
+        vec![0],
+        vec![1, 7, 16, 17, 63, 64, 65],
+        vec![5, 5, 1000, 1031, 66_000],
+        vec![64, 128, 65_536 + 64],
+        vec![3, 3000, 69_999, 70_001],
+        vec![15, 33, 100, 511, 513, 1024, 2047],
+    ];
+    for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 2048, 70_001] {
+        for cuts in &splits {
+            let m = &msg[..len];
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for &c in cuts {
+                let c = c.min(len).max(from);
+                parts.push(m[from..c].to_vec());
+                from = c;
+            }
+            parts.push(m[from..].to_vec());
+            let expected = whole.push(m, TAG_MESSAGE);
+            let (tag, mac) = split.push_parts_in_place(&mut parts, TAG_MESSAGE);
+            let mut got = vec![tag];
+            for p in &parts {
+                got.extend_from_slice(p);
+            }
+            got.extend_from_slice(&mac);
+            assert_eq!(got, expected, "{len} bytes cut at {cuts:?}");
+        }
+    }
+}
+
+/// `write_parts` sends the bytes `write` sends of the joined message (before and after the
+/// handshake), and the peer reads it.
+#[test]
+fn writes_in_parts_send_the_bytes_of_writes() {
+    let big: Vec<u8> = (0..65_536u32).map(|i| (i % 249) as u8).collect();
+    type Pieces = Vec<(usize, Vec<u8>)>;
+    let frames: Vec<(Vec<u8>, Pieces)> = vec![
+        (b"early".to_vec(), vec![(2, big.clone())]),
+        (b"head-tail".to_vec(), vec![(5, big.clone())]),
+        (Vec::new(), vec![(0, b"only".to_vec())]),
+        (
+            b"ab".to_vec(),
+            vec![(0, big[..100].to_vec()), (1, Vec::new()), (2, big.clone())],
+        ),
+        (b"plain".to_vec(), Vec::new()),
+    ];
+    let joined: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|(head, pieces)| {
+            let mut out = Vec::new();
+            let mut from = 0;
+            for (at, p) in pieces {
+                out.extend_from_slice(&head[from..*at]);
+                out.extend_from_slice(p);
+                from = *at;
+            }
+            out.extend_from_slice(&head[from..]);
+            out
+        })
+        .collect();
+    let sent = |parts: bool| {
+        let (mut i, mut r) = vector_pair(Options::default());
+        let mut wire = Vec::new();
+        for (n, (head, pieces)) in frames.iter().enumerate() {
+            if parts {
+                i.write_parts(head.clone(), pieces.clone()).unwrap();
+            } else {
+                i.write(&joined[n]).unwrap();
+            }
+            if n == 0 {
+                pump(&mut i, &mut r, 1);
+            } else {
+                for p in drain(&mut i) {
+                    wire.extend_from_slice(&p);
+                }
+            }
+        }
+        r.handle_input(2, &wire);
+        let got: Vec<Vec<u8>> = events(&mut r)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        (wire, got)
+    };
+    let (wire, got) = sent(true);
+    assert_eq!(wire, sent(false).0, "the same bytes on the wire");
+    assert_eq!(got, joined, "the peer reads the joined messages");
+}

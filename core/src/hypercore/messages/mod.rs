@@ -496,6 +496,28 @@ impl Encode for Data {
     }
 }
 
+impl Data {
+    /// The encoding of this message but for its block's bytes, and the offset in it where they
+    /// belong (`None` without a block): what goes around a block sent as it is, not copied
+    /// (`Protomux::send_with_piece`).
+    pub fn encode_around_block(&self) -> Option<(Vec<u8>, usize)> {
+        let block = self.block.as_ref()?;
+        let mut out = Vec::with_capacity(self.encoded_len() - block.value.len());
+        write_uint(&mut out, self.flags());
+        write_uint(&mut out, self.request);
+        write_uint(&mut out, self.fork);
+        write_uint(&mut out, block.index);
+        write_uint(&mut out, block.value.len() as u64);
+        let at = out.len();
+        block.nodes.encode(&mut out);
+        opt_encode(&self.hash, &mut out);
+        opt_encode(&self.seek, &mut out);
+        opt_encode(&self.upgrade, &mut out);
+        opt_encode(&self.manifest, &mut out);
+        Some((out, at))
+    }
+}
+
 impl Decode<'_> for Data {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let flags = d.uint()?;

@@ -574,3 +574,39 @@ proptest! {
         prop_assert_eq!(ReorgHint::from_bytes(&r.to_bytes()).unwrap(), r);
     }
 }
+
+/// `Data::encode_around_block` with the block's bytes inserted at its offset is `encode`.
+#[test]
+fn data_encoded_around_its_block_joins_to_its_encoding() {
+    let node = |i: u64| TreeNode {
+        index: i,
+        size: 10 * i,
+        hash: [i as u8; 32],
+    };
+    let with = |value: Vec<u8>, hash: bool| Data {
+        request: 300,
+        fork: 2,
+        block: Some(DataBlock {
+            index: 70_000,
+            value,
+            nodes: vec![node(1), node(5)],
+        }),
+        hash: hash.then(|| DataHash {
+            index: 9,
+            nodes: vec![node(9)],
+        }),
+        ..Data::default()
+    };
+    for d in [
+        with(vec![7; 70_000], false),
+        with(vec![3; 5], true),
+        with(Vec::new(), false),
+    ] {
+        let (mut head, at) = d.encode_around_block().unwrap();
+        let tail = head.split_off(at);
+        head.extend_from_slice(&d.block.as_ref().unwrap().value);
+        head.extend_from_slice(&tail);
+        assert_eq!(head, d.to_bytes());
+    }
+    assert!(Data::default().encode_around_block().is_none());
+}
