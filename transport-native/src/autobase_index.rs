@@ -550,23 +550,17 @@ mod tests {
         assert_eq!(cores.signed_length(), t.base.indexed_system().length);
     }
 
-    #[tokio::test]
-    async fn two_moves_before_the_first_sync_are_refused() {
+    /// `t`'s writer (whose oplog so far is `log1`) and a second writer `b2` (key `k2`, just
+    /// added as an indexer) exchange entries until `t` counts two indexers.
+    fn exchange_until_two_indexers(
+        t: &mut Setup,
+        b2: &mut Base,
+        k2: [u8; 32],
+        mut log1: Vec<Vec<u8>>,
+    ) {
         use hyperpunch_core::encoding::Encode;
-        let mut t = setup().await;
-        let mut cores = t.cores(&["view"]).await;
-        // a second writer, added as an indexer; it becomes one when its first node is applied
-        let k2 = [7; 32];
-        let mut b2: Base = Autobase::new(t.local, apply);
-        let mut add = b"add:".to_vec();
-        add.extend_from_slice(&k2);
-        let mut log1 = Vec::new();
         let mut log2 = Vec::new();
         let (mut fed1, mut fed2) = (0, 0);
-        for m in t.base.append(&t.local, vec![add]).unwrap() {
-            log1.push(m.to_bytes());
-        }
-        t.base.update();
         for step in 0..20u8 {
             while fed1 < log1.len() {
                 b2.handle_block(&t.local, fed1 as u64, &log1[fed1]).unwrap();
@@ -595,6 +589,24 @@ mod tests {
             "{}",
             t.base.explain()
         );
+    }
+
+    #[tokio::test]
+    async fn two_moves_before_the_first_sync_are_refused() {
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        // a second writer, added as an indexer; it becomes one when its first node is applied
+        let k2 = [7; 32];
+        let mut b2: Base = Autobase::new(t.local, apply);
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&k2);
+        let mut log1 = Vec::new();
+        for m in t.base.append(&t.local, vec![add]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
         let e = t.sync(&mut cores).await.unwrap_err();
         assert!(matches!(e, IndexError::IndexersChanged), "{e}");
     }
@@ -611,8 +623,6 @@ mod tests {
         let k2 = [7; 32];
         let mut b2: Base = Autobase::new(t.local, apply);
         let mut log1 = Vec::new();
-        let mut log2 = Vec::new();
-        let (mut fed1, mut fed2) = (0, 0);
         // the first entry again, for b2
         let mut replay: Base = Autobase::new(t.local, apply);
         for m in replay.append(&t.local, vec![b"first".to_vec()]).unwrap() {
@@ -625,34 +635,7 @@ mod tests {
         }
         t.base.update();
         let before = t.base.indexed_system().length;
-        for step in 0..20u8 {
-            while fed1 < log1.len() {
-                b2.handle_block(&t.local, fed1 as u64, &log1[fed1]).unwrap();
-                fed1 += 1;
-            }
-            b2.update();
-            for m in b2.append(&k2, vec![vec![b'b', step]]).into_iter().flatten() {
-                log2.push(m.to_bytes());
-            }
-            b2.update();
-            while fed2 < log2.len() {
-                t.base.handle_block(&k2, fed2 as u64, &log2[fed2]).unwrap();
-                fed2 += 1;
-            }
-            for m in t.base.append(&t.local, vec![vec![b'a', step]]).unwrap() {
-                log1.push(m.to_bytes());
-            }
-            t.base.update();
-            if t.base.indexed_system().indexers.len() == 2 {
-                break;
-            }
-        }
-        assert_eq!(
-            t.base.indexed_system().indexers.len(),
-            2,
-            "{}",
-            t.base.explain()
-        );
+        exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
         t.sync(&mut cores).await.unwrap();
         let signed = cores.signed_length();
         assert!(signed >= before, "{signed} < {before}");
