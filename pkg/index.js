@@ -37,6 +37,43 @@ export function toHex (bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
+/** A small event emitter (on / once / off / emit), as Node's for the events used here. */
+class Emitter {
+  constructor () {
+    this._listeners = new Map()
+  }
+
+  on (name, fn) {
+    if (!this._listeners.has(name)) this._listeners.set(name, [])
+    this._listeners.get(name).push(fn)
+    return this
+  }
+
+  once (name, fn) {
+    const wrap = (...args) => { this.off(name, wrap); fn(...args) }
+    return this.on(name, wrap)
+  }
+
+  off (name, fn) {
+    const list = this._listeners.get(name)
+    if (list) {
+      const i = list.indexOf(fn)
+      if (i !== -1) list.splice(i, 1)
+    }
+    return this
+  }
+
+  emit (name, ...args) {
+    const list = this._listeners.get(name)
+    if (!list || list.length === 0) {
+      if (name === 'error') console.error(args[0])
+      return false
+    }
+    for (const fn of list.slice()) fn.apply(this, args)
+    return true
+  }
+}
+
 /**
  * A hypercore (a signed append-only log) stored in the IndexedDB database `name`.
  *
@@ -47,13 +84,13 @@ export function toHex (bytes) {
  * Events: 'ready', 'append' (length), 'download' (index), 'peer-add' / 'peer-remove' (peers),
  * 'error' (Error, from the `relay` option, or serving that stopped with an error).
  */
-export class Hypercore {
+export class Hypercore extends Emitter {
   constructor (name, key = null, opts = {}) {
+    super()
     if (typeof name !== 'string' || name === '') throw new TypeError('name must be a non-empty string')
     this.name = name
     this._key = key === null || key === undefined ? undefined : toBytes('key', key)
     this._opts = opts
-    this._listeners = new Map()
     this._core = null
     this.replication = null
     this.serving = null
@@ -164,36 +201,6 @@ export class Hypercore {
   static async delete (name) {
     await init()
     return wasm.Hypercore.deleteDatabase(name)
-  }
-
-  on (name, fn) {
-    if (!this._listeners.has(name)) this._listeners.set(name, [])
-    this._listeners.get(name).push(fn)
-    return this
-  }
-
-  once (name, fn) {
-    const wrap = (...args) => { this.off(name, wrap); fn(...args) }
-    return this.on(name, wrap)
-  }
-
-  off (name, fn) {
-    const list = this._listeners.get(name)
-    if (list) {
-      const i = list.indexOf(fn)
-      if (i !== -1) list.splice(i, 1)
-    }
-    return this
-  }
-
-  emit (name, ...args) {
-    const list = this._listeners.get(name)
-    if (!list || list.length === 0) {
-      if (name === 'error') console.error(args[0])
-      return false
-    }
-    for (const fn of list.slice()) fn.apply(this, args)
-    return true
   }
 }
 
@@ -401,43 +408,6 @@ class HyperbeeBatch {
   async close () {
     const b = await this._open()
     return b.close()
-  }
-}
-
-/** A small event emitter (on / once / off / emit), as Node's for the events used here. */
-class Emitter {
-  constructor () {
-    this._listeners = new Map()
-  }
-
-  on (name, fn) {
-    if (!this._listeners.has(name)) this._listeners.set(name, [])
-    this._listeners.get(name).push(fn)
-    return this
-  }
-
-  once (name, fn) {
-    const wrap = (...args) => { this.off(name, wrap); fn(...args) }
-    return this.on(name, wrap)
-  }
-
-  off (name, fn) {
-    const list = this._listeners.get(name)
-    if (list) {
-      const i = list.indexOf(fn)
-      if (i !== -1) list.splice(i, 1)
-    }
-    return this
-  }
-
-  emit (name, ...args) {
-    const list = this._listeners.get(name)
-    if (!list || list.length === 0) {
-      if (name === 'error') console.error(args[0])
-      return false
-    }
-    for (const fn of list.slice()) fn.apply(this, args)
-    return true
   }
 }
 
