@@ -3,6 +3,9 @@
 //! node (RPC), the connector (1-byte probes; UDX packets for stream ids no stream has yet) or
 //! a relay link; the connector's actions (bind a pool socket, send a probe with a TTL) are
 //! carried out as they come; operations and connections are handed back through channels.
+//!
+//! (About 1,000 lines: the one task's event loop and the carrying out of each action kind;
+//! connections are in `conn.rs`, lookups in `lookup.rs`, relay links in `relay.rs`.)
 
 use std::collections::HashMap;
 use std::io;

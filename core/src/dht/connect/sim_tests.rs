@@ -1,6 +1,8 @@
 //! End-to-end connects over a simulated network: HyperDht nodes as relays (record store and
 //! router), a server and a client each with a [`Connector`],
 //! optionally behind NATs, on virtual time.
+//!
+//! (Over 1,000 lines: test scenarios only, each a whole simulated network and its asserts.)
 
 use super::*;
 use crate::dht::holepunch::puncher::sim_tests::{Kind, NatBox};

@@ -1,5 +1,8 @@
 //! The node: state, datagram handling, requests, replies and the poll interface
 //! (dht-rpc index.js `_onrequest`/`_onresponse`/`_ontimeout`, io.js `onmessage`, `Request`).
+//!
+//! (About 1,000 lines: the node's state and its poll interface; the routing table, queries,
+//! NAT sampling, maintenance and messages are in their own files beside it.)
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;

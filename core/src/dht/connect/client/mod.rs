@@ -2,6 +2,10 @@
 //! FIND_PEER, send the Noise IK handshake through up to 2 of them at once, then connect
 //! directly (open server), or holepunch: a probe round and a punch round of PEER_HOLEPUNCH
 //! through the server's relay while the puncher opens the path.
+//!
+//! (Over 1,000 lines on purpose: one state machine, the phases of connect.js in their order;
+//! its options are in `options.rs`. Splitting the phases apart would scatter the shared
+//! attempt state they all read and write.)
 
 use core::net::SocketAddrV4;
 use core::time::Duration;
