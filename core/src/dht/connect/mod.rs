@@ -255,6 +255,13 @@ impl Pool {
         self.by_local.insert((owner, local), id);
         id
     }
+    /// `owner`'s local number for pool socket `socket`, if it is `owner`'s.
+    pub(crate) fn local_of(&self, owner: Owner, socket: SocketId) -> Option<u32> {
+        self.by_global
+            .get(&socket)
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, l)| *l)
+    }
     fn release(&mut self, owner: Owner, local: u32) -> Option<SocketId> {
         let id = self.by_local.remove(&(owner, local))?;
         self.by_global.remove(&id);

@@ -981,7 +981,12 @@ impl Server {
         self.drain_slot(ctx, i);
     }
 
-    /// The raw stream's firewall hook: the first UDX packet for a slot's stream id.
+    /// The raw stream's firewall hook: the first UDX packet for a slot's stream id. A stream
+    /// handed over relayed (`upgrading`) moves (server.js `hs.onsocket`, `changeRemote`) only
+    /// when the packet comes on one of the slot's punching sockets from the peer as the punch
+    /// knows it ([`Puncher::vouches_for`]): the relay, and anyone on path, sees the stream ids,
+    /// so one packet from anywhere must not move it (beyond JS, whose firewall takes any
+    /// non-relay sender). Other packets are left to the stream's own socket (`false`).
     pub fn on_firewall(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -1000,6 +1005,17 @@ impl Server {
             .as_ref()
             .is_some_and(|s| s.relay_addr == Some(from))
         {
+            return false;
+        }
+        let local = ctx.pool.local_of(Owner::Slot(self.id, i), socket);
+        if self.slots[i].as_ref().is_some_and(|s| {
+            s.connected
+                && !s
+                    .puncher
+                    .as_ref()
+                    .zip(local)
+                    .is_some_and(|(p, l)| p.vouches_for(l, from))
+        }) {
             return false;
         }
         self.on_socket(ctx, i, socket, from);

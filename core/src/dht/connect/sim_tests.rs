@@ -1323,10 +1323,22 @@ fn early_public_client_to_random_server() {
 /// connection over relayed at once (Connected / Incoming with `relayed`), keep punching, and
 /// when the later punch opens the path the client asks to move the stream there (`Upgrade`),
 /// and the server does when the moved stream's first packet reaches it over that path (the
-/// raw stream's firewall): the client to the server's stream id and the server to the
+/// raw stream's firewall, on its punching socket from the peer's address): the client to the server's stream id and the server to the
 /// client's, each on a punched socket, not to the relay; nothing fails, one upgrade a side.
 #[test]
 fn a_relayed_connection_upgrades_to_the_later_punched_path() {
+    relayed_then_punched(false);
+}
+
+/// While the punch after the relay runs, one UDX packet with our stream id from anyone (the
+/// relay sees the ids) must not move the stream: only the puncher's verified path does.
+#[test]
+fn a_stray_packet_during_the_upgrade_does_not_move_the_stream() {
+    relayed_then_punched(true);
+}
+
+fn relayed_then_punched(stray: bool) {
+    let stray_from = SocketAddrV4::new(Ipv4Addr::new(66, 0, 0, 6), 6666);
     for (seed, (server_nat, client_nat)) in [
         (Kind::Random, Kind::Consistent),
         (Kind::Consistent, Kind::Random),
@@ -1435,6 +1447,27 @@ fn a_relayed_connection_upgrades_to_the_later_punched_path() {
                         7001 + k as u32,
                     );
                     sim.flush(h);
+                    if stray {
+                        let local = sim.hosts[h].events.iter().rev().find_map(|e| match e {
+                            ConnectEvent::Connected { established, .. }
+                            | ConnectEvent::Incoming { established, .. } => {
+                                Some(established.local_id)
+                            }
+                            _ => None,
+                        });
+                        let local = local.unwrap_or_else(|| panic!("seed {seed}: not handed over"));
+                        let host = &mut sim.hosts[h];
+                        for socket in [SocketId::CLIENT, SocketId::SERVER, SocketId(2)] {
+                            host.conn.handle_udx_firewall(
+                                now,
+                                &mut host.dht,
+                                socket,
+                                stray_from,
+                                local,
+                            );
+                        }
+                        sim.flush(h);
+                    }
                 }
             }
             if let (Some((_, socket, remote_id, remote)), false) =
@@ -1492,6 +1525,8 @@ fn a_relayed_connection_upgrades_to_the_later_punched_path() {
         );
         assert_ne!(c_remote, relay, "seed {seed}");
         assert_ne!(s_remote, relay, "seed {seed}");
+        assert_ne!(c_remote, stray_from, "seed {seed}: moved by a stray packet");
+        assert_ne!(s_remote, stray_from, "seed {seed}: moved by a stray packet");
         for ev in [&cev, &sev] {
             assert!(failures(ev).is_empty(), "seed {seed}: {ev:?}");
             assert_eq!(

@@ -160,7 +160,13 @@ pub struct Puncher {
     next_at: Option<u64>,
     rng: u64,
     actions: VecDeque<PunchAction>,
+    /// The responder's last few probe senders (socket, address): the paths the peer proved
+    /// it reaches us on (bounded by [`HEARD_KEPT`]).
+    heard: VecDeque<(SocketId, SocketAddrV4)>,
 }
+
+/// How many probe senders a responder remembers.
+const HEARD_KEPT: usize = 8;
 
 impl Puncher {
     /// A puncher with one fresh socket that starts sampling its NAT against `nodes_newest_first`
@@ -192,6 +198,7 @@ impl Puncher {
             next_at: None,
             rng: seed | 1,
             actions: VecDeque::new(),
+            heard: VecDeque::new(),
         };
         let s = p.alloc_socket();
         p.sockets.push(s);
@@ -221,6 +228,19 @@ impl Puncher {
     /// Whether this side is the client.
     pub fn is_initiator(&self) -> bool {
         self.is_initiator
+    }
+
+    /// Whether a packet from `from` on our punching socket `socket` comes from the peer as far
+    /// as the punch knows: `socket` is still one of ours and a probe from `from` arrived on it,
+    /// or `from`'s host is one the peer gave (its signed holepunch payload). Not proof against
+    /// a sender on the peer's own host or path, which UDX's cleartext ids cannot give.
+    pub fn vouches_for(&self, socket: SocketId, from: SocketAddrV4) -> bool {
+        self.sockets.contains(&socket)
+            && (self.heard.contains(&(socket, from))
+                || self
+                    .remote_addresses
+                    .iter()
+                    .any(|r| r.addr.ip() == from.ip()))
     }
     /// Probing is running.
     pub fn is_punching(&self) -> bool {
@@ -543,6 +563,12 @@ impl Puncher {
             return;
         }
         if !self.is_initiator {
+            if !self.heard.contains(&(socket, from)) {
+                if self.heard.len() >= HEARD_KEPT {
+                    self.heard.pop_front();
+                }
+                self.heard.push_back((socket, from));
+            }
             self.actions.push_back(PunchAction::Probe {
                 socket,
                 to: from,

@@ -1110,9 +1110,12 @@ impl Client {
         self.drain(ctx);
     }
 
-    /// The raw stream's firewall: the server reached our stream id first.
+    /// The raw stream's firewall: the server reached our stream id first. A stream handed over
+    /// relayed (`upgrading`) is connected: like libudx (firewall only for unconnected streams),
+    /// a packet for it never moves it (the relay sees the ids); only the puncher's verified
+    /// path does (`c.onsocket`). Returning `false` leaves the packet to the stream's socket.
     pub fn on_firewall(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, from: SocketAddrV4) -> bool {
-        if self.finished || self.relay_addr == Some(from) {
+        if self.finished || self.upgrading || self.relay_addr == Some(from) {
             return false;
         }
         if self.connect.is_none() {
