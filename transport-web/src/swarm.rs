@@ -44,6 +44,12 @@ use hyperpunch_core::replication::ReplicationHost;
 /// How long `destroy` waits for the connections to close before closing the session.
 const DESTROY_GRACE_MS: u64 = 2000;
 
+/// Unread bytes a connection holds before its pump stops reading the relayed stream (and
+/// decrypting it); it reads again once the reader (JS `read`, or a replication) takes the inbox
+/// below this. A connection left unread, or read slowly, so holds at most this much decrypted
+/// (plus the messages of one received chunk).
+const HIGH_WATER: usize = 4 << 20;
+
 /// An armed `setTimeout`.
 type Timer = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -65,6 +71,8 @@ struct Conn {
     handshake_hash: Option<[u8; 64]>,
     /// Messages received and not yet read.
     inbox: VecDeque<Vec<u8>>,
+    /// The bytes in `inbox`.
+    inbox_bytes: usize,
     remote_ended: bool,
     /// The stream closed: `Some(error)` (None: cleanly).
     closed: Option<Option<String>>,
@@ -208,6 +216,7 @@ async fn run_pump(stream: &mut RelayStream, conn: &ConnRef) -> Result<(), String
                 }
                 StreamEvent::Message(m) => {
                     c.read_any = true;
+                    c.inbox_bytes += m.len();
                     c.inbox.push_back(m);
                 }
                 StreamEvent::End => c.remote_ended = true,
@@ -267,12 +276,14 @@ async fn run_pump(stream: &mut RelayStream, conn: &ConnRef) -> Result<(), String
                     return Poll::Ready(Wakeup::Timer);
                 }
             }
-            if reading {
+            let mut c = conn.borrow_mut();
+            // Backpressure: with the inbox full, the stream waits until the reader drains it
+            // (`poll_recv` wakes the pump then).
+            if reading && c.inbox_bytes < HIGH_WATER {
                 if let Poll::Ready(chunk) = stream.poll_recv(cx) {
                     return Poll::Ready(Wakeup::Input(chunk));
                 }
             }
-            let mut c = conn.borrow_mut();
             if !c.outbox.is_empty()
                 || (c.end_requested && !ended)
                 || (c.destroy_requested && !destroyed)
@@ -306,6 +317,11 @@ impl Duplex for MessageDuplex {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
         let mut c = self.0.borrow_mut();
         if let Some(m) = c.inbox.pop_front() {
+            let full = c.inbox_bytes >= HIGH_WATER;
+            c.inbox_bytes -= m.len();
+            if full && c.inbox_bytes < HIGH_WATER {
+                wake(&mut c.pump_waker);
+            }
             return Poll::Ready(Some(m));
         }
         if c.remote_ended || c.closed.is_some() {
@@ -728,27 +744,39 @@ async fn drive(shared: Weak<RefCell<Shared>>) {
                 None => timer = None,
             }
         }
+        // Not held across the wait: a swarm dropped by JS (without `destroy`) is freed, and
+        // this task ends at its next wake.
+        drop(strong);
         let fired = poll_fn(|cx| {
+            let Some(strong) = shared.upgrade() else {
+                return Poll::Ready(None);
+            };
             if let Some((_, t)) = timer.as_mut() {
                 if t.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(true);
+                    return Poll::Ready(Some(true));
                 }
             }
             let mut s = strong.borrow_mut();
             if std::mem::take(&mut s.kicked) {
-                return Poll::Ready(false);
+                return Poll::Ready(Some(false));
             }
             s.driver_waker = Some(cx.waker().clone());
             Poll::Pending
         })
         .await;
-        if fired {
-            timer = None;
-            let mut s = strong.borrow_mut();
-            let now = s.now();
-            s.engine.handle_timeout(now);
+        match fired {
+            None => return,
+            Some(true) => {
+                timer = None;
+                let Some(strong) = shared.upgrade() else {
+                    return;
+                };
+                let mut s = strong.borrow_mut();
+                let now = s.now();
+                s.engine.handle_timeout(now);
+            }
+            Some(false) => {}
         }
-        drop(strong);
     }
 }
 
@@ -921,3 +949,7 @@ async fn listen(
         s.kick();
     }
 }
+
+#[cfg(test)]
+#[path = "swarm_tests.rs"]
+mod tests;
