@@ -27,7 +27,7 @@ struct Slot {
     highest_seq: Option<u32>,
     packets_sent: u64,
     retransmits: u64,
-    /// Told when the stream next takes a packet received on this socket.
+    /// Told when the stream next takes a packet received on this socket from its remote.
     direct_watch: Option<oneshot::Sender<()>>,
 }
 
@@ -574,8 +574,12 @@ impl Driver {
                     }
                     return;
                 };
-                if let Some(tx) = slot.direct_watch.take() {
-                    let _ = tx.send(());
+                // Only the peer on the new path confirms a move: not the relay's late packets,
+                // nor anyone else who knows the stream id.
+                if slot.direct_watch.is_some() && slot.remote == from {
+                    if let Some(tx) = slot.direct_watch.take() {
+                        let _ = tx.send(());
+                    }
                 }
                 self.engine.handle_datagram(now, datagram);
             }

@@ -496,9 +496,9 @@ impl UdxSocket {
             .map_err(|_| gone())
     }
 
-    /// Resolves when stream `id` next takes a packet that arrived on its own socket (not one
-    /// handed over from another socket: after a move, one from the new path); fails if the
-    /// stream goes away first.
+    /// Resolves when stream `id` next takes a packet that arrived on its own socket from its
+    /// remote address (not one handed over from another socket, nor from anyone else: after a
+    /// move, one from the new path); fails if the stream goes away first.
     pub fn next_direct_packet(&self, id: u32) -> io::Result<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
         self.commands

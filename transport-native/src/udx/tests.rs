@@ -772,3 +772,51 @@ async fn a_stream_moves_to_another_socket_mid_transfer() {
         down.len()
     );
 }
+
+/// `next_direct_packet` (which ends a relay connection after a move) fires only for a packet
+/// from the stream's remote: anyone who knows the stream id (the relay sees it) must not
+/// confirm the path. A stranger's packet is taken (acknowledged to the remote) but confirms
+/// nothing; the peer's next packet does.
+#[tokio::test]
+async fn only_the_streams_remote_confirms_a_direct_path() {
+    use hyperpunch_core::udx::packet::{decode, encode, Flags, Header};
+    let a = UdxSocket::bind(loopback()).await.unwrap();
+    let peer = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let stranger = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let _sa = a.connect(1, 2, peer.local_addr().unwrap()).unwrap();
+    let mut direct = a.next_direct_packet(1).unwrap();
+    let data = |seq| Header {
+        flags: Flags::DATA,
+        data_offset: 0,
+        id: 1,
+        rwnd: 1 << 20,
+        seq,
+        ack: 0,
+    };
+    stranger
+        .send_to(&encode(&data(0), &[], b"x"), a.local_addr())
+        .await
+        .unwrap();
+    // The stream took it: it acknowledges seq 0 to its remote, the peer.
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(60), peer.recv_from(&mut buf))
+            .await
+            .expect("the stream never acknowledged the stranger's packet")
+            .unwrap();
+        if decode(&buf[..n]).is_ok_and(|p| p.header.ack >= 1) {
+            break;
+        }
+    }
+    assert!(
+        direct.try_recv().is_err(),
+        "a stranger's packet confirmed the direct path"
+    );
+    peer.send_to(&encode(&data(1), &[], b"y"), a.local_addr())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), direct)
+        .await
+        .expect("the remote's packet did not confirm the path")
+        .unwrap();
+}
