@@ -829,8 +829,16 @@ impl Connector {
                 if let Some(c) = self.clients.get_mut(&id) {
                     client(c, &mut ctx);
                     if c.is_upgrading() {
-                        // Handed over (relayed): the attempt's deadline is met.
-                        self.deadlines.remove(&id);
+                        // Handed over (relayed): the attempt's deadline is met; the punch for
+                        // a direct path goes on at most server::UPGRADE_WAIT (set once).
+                        let wait = server::UPGRADE_WAIT;
+                        let d = self
+                            .deadlines
+                            .entry(id)
+                            .or_insert((now.saturating_add(wait), wait));
+                        if d.1 != wait {
+                            *d = (now.saturating_add(wait), wait);
+                        }
                     }
                     if c.is_finished() {
                         let retry = c.take_retry();

@@ -24,7 +24,7 @@ use crate::dht::noise_wrap::{HandshakeResult, NoiseWrap};
 use crate::dht::rpc::{IncomingRequest, Node, ReplyOptions, RequestId, Response, SocketId};
 
 /// How long a relayed connection's slot keeps punching for a direct path at most.
-const UPGRADE_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const UPGRADE_WAIT: Duration = Duration::from_secs(120);
 /// A handshake slot is freed this long after it finished (`handshakeClearWait`).
 const CLEAR_WAIT: Duration = Duration::from_secs(10);
 /// A slot that never connects is given up after this long (`HANDSHAKE_INITIAL_TIMEOUT`).

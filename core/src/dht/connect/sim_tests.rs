@@ -1447,6 +1447,17 @@ fn relayed_then_punched(stray: bool) {
                         7001 + k as u32,
                     );
                     sim.flush(h);
+                    if k == 0 {
+                        // The relayed client's punch is bounded as the server's slot is.
+                        let (at, _) = sim.hosts[h]
+                            .conn
+                            .deadlines
+                            .values()
+                            .copied()
+                            .next()
+                            .unwrap_or_else(|| panic!("seed {seed}: no deadline while upgrading"));
+                        assert!(at <= now + Duration::from_secs(120), "seed {seed}");
+                    }
                     if stray {
                         let local = sim.hosts[h].events.iter().rev().find_map(|e| match e {
                             ConnectEvent::Connected { established, .. }
