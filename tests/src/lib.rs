@@ -6,6 +6,7 @@ pub mod drive_ops;
 pub mod hub_driver;
 pub mod hypercore_ops;
 pub mod js_dht;
+pub mod local_dht;
 pub mod matrix;
 pub mod netsim;
 pub mod node;

@@ -3,7 +3,7 @@
 //! each is counted in `NodeInfo::incoming_dropped` with its reason, and its client's stream is
 //! reset at once (the client's reads end with an error, not after a timeout on silence).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
@@ -14,18 +14,13 @@ const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const T: Duration = Duration::from_secs(60);
 
 async fn testnet(n: usize) -> (Vec<Dht>, String) {
-    // Port 0 cannot be a bootstrapper's public address: pick a free port first.
-    let probe = std::net::UdpSocket::bind((LOCAL, 0)).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let boot = format!("127.0.0.1:{port}");
-    let first = tokio::time::timeout(
+    let (first, port) = tokio::time::timeout(
         T,
-        Dht::bootstrap(DhtOptions::bootstrapper(SocketAddrV4::new(LOCAL, port))),
+        hyperpunch_tests::local_dht::bootstrapper_on_a_free_port(),
     )
     .await
-    .expect("bootstrapper in time")
-    .expect("bootstrapper");
+    .expect("bootstrapper in time");
+    let boot = format!("127.0.0.1:{port}");
     let mut nodes = vec![first];
     for _ in 1..n {
         let d = tokio::time::timeout(

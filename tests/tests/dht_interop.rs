@@ -3,7 +3,7 @@
 //! by one side and read by the other, and JS peers connecting through a DHT of hyperpunch
 //! nodes only.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
@@ -34,13 +34,7 @@ async fn rust_node(bootstrap: &[String]) -> Dht {
 }
 
 async fn rust_bootstrapper() -> (Dht, String) {
-    // Port 0 cannot be a bootstrapper's public address: pick a free port first.
-    let probe = std::net::UdpSocket::bind((LOCAL, 0)).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let d = Dht::bootstrap(DhtOptions::bootstrapper(SocketAddrV4::new(LOCAL, port)))
-        .await
-        .expect("bootstrapper");
+    let (d, port) = hyperpunch_tests::local_dht::bootstrapper_on_a_free_port().await;
     (d, format!("127.0.0.1:{port}"))
 }
 

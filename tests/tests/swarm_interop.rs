@@ -3,7 +3,7 @@
 //! connection per pair (JS's tie-break on both sides of a mixed pair), and hypercore
 //! replication by discovery key both ways.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +16,7 @@ const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// A hyperpunch testnet: a bootstrapper and `n - 1` persistent nodes on 127.0.0.1.
 async fn rust_testnet(n: usize) -> (Vec<Dht>, String) {
-    let probe = std::net::UdpSocket::bind((LOCAL, 0)).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let boot = Dht::bootstrap(DhtOptions::bootstrapper(SocketAddrV4::new(LOCAL, port)))
-        .await
-        .expect("bootstrapper");
+    let (boot, port) = hyperpunch_tests::local_dht::bootstrapper_on_a_free_port().await;
     let addr = format!("127.0.0.1:{port}");
     let mut nodes = vec![boot];
     for _ in 1..n {
