@@ -184,18 +184,7 @@ impl<H: CoreHost> BeeCore for HostCore<H> {
             };
         }
         let g = self.hub.lock().await;
-        match CoreHost::replicator(&*g, &self.dk) {
-            Some(r) => CoreState {
-                length: r.core().length(),
-                fork: r.core().fork(),
-                writable: r.core().writable(),
-            },
-            None => CoreState {
-                length: 0,
-                fork: 0,
-                writable: false,
-            },
-        }
+        CoreState::of(CoreHost::replicator(&*g, &self.dk).map(|r| r.core()))
     }
 
     async fn snapshot(&self) -> Self {

@@ -64,18 +64,7 @@ impl BeeCore for WebCore {
             };
         }
         let g = self.inner.hub.lock().await;
-        match g.replicator(&self.inner.discovery_key) {
-            Some(r) => CoreState {
-                length: r.core().length(),
-                fork: r.core().fork(),
-                writable: r.core().writable(),
-            },
-            None => CoreState {
-                length: 0,
-                fork: 0,
-                writable: false,
-            },
-        }
+        CoreState::of(g.replicator(&self.inner.discovery_key).map(|r| r.core()))
     }
 
     async fn snapshot(&self) -> Self {

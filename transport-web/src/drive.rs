@@ -123,18 +123,7 @@ impl BeeCore for StoreCore {
             };
         }
         let g = self.store.lock().await;
-        match g.hub().replicator(&self.dk) {
-            Some(r) => CoreState {
-                length: r.core().length(),
-                fork: r.core().fork(),
-                writable: r.core().writable(),
-            },
-            None => CoreState {
-                length: 0,
-                fork: 0,
-                writable: false,
-            },
-        }
+        CoreState::of(g.hub().replicator(&self.dk).map(|r| r.core()))
     }
 
     async fn snapshot(&self) -> Self {

@@ -16,7 +16,7 @@
 
 use std::future::Future;
 
-use crate::hypercore::{HypercoreError, Session};
+use crate::hypercore::{Hypercore, HypercoreError, Session};
 use crate::storage::{MaybeSend, MaybeSync, Storage};
 
 /// Blocks a local read of one block returns around it (a storage record holds up to 64).
@@ -31,6 +31,24 @@ pub struct CoreState {
     pub fork: u64,
     /// Whether this handle can append.
     pub writable: bool,
+}
+
+impl CoreState {
+    /// The state of `core` now; no core (not opened yet) is empty and not writable.
+    pub fn of<S: Storage>(core: Option<&Hypercore<S>>) -> CoreState {
+        core.map_or(
+            CoreState {
+                length: 0,
+                fork: 0,
+                writable: false,
+            },
+            |c| CoreState {
+                length: c.length(),
+                fork: c.fork(),
+                writable: c.writable(),
+            },
+        )
+    }
 }
 
 /// The hypercore a [`super::Hyperbee`] runs on. See the module docs.
