@@ -71,7 +71,14 @@ pub(super) struct Driver {
     /// Streams moved to another socket: their handles' commands and the packets still
     /// reaching this socket for them go to that socket's driver.
     moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
+    /// Reserved stream ids not connected yet ([`super::UdxSocket::reserve`]): the packets that
+    /// reach them early, handed to the stream once it connects.
+    expected: HashMap<u32, Vec<(SocketAddr, Vec<u8>)>>,
 }
+
+/// Early packets kept per reserved stream id at most (more are dropped, and resent by the
+/// peer as any lost packet).
+const EXPECTED_MAX: usize = 64;
 
 impl Driver {
     /// A driver for a freshly bound socket; [`Driver::run`] drives it.
@@ -99,6 +106,7 @@ impl Driver {
             recv_bufs: vec![vec![0u8; RECV_BUF]; if batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
             moved: HashMap::new(),
+            expected: HashMap::new(),
         }
     }
 
@@ -147,6 +155,18 @@ impl Driver {
                     },
                 );
                 self.engine.insert(stream);
+                if let Some(early) = self.expected.remove(&local_id) {
+                    let now = self.now();
+                    for (from, d) in early {
+                        self.route(now, from, &d);
+                    }
+                }
+            }
+            Command::Expect(id) => {
+                self.expected.entry(id).or_default();
+            }
+            Command::Unexpect(id) => {
+                self.expected.remove(&id);
             }
             Command::Write { id, bytes, done } => match self.engine.stream_mut(id) {
                 None => {
@@ -569,6 +589,12 @@ impl Driver {
                     return;
                 }
                 let Some(slot) = self.slots.get_mut(&id) else {
+                    if let Some(early) = self.expected.get_mut(&id) {
+                        if early.len() < EXPECTED_MAX {
+                            early.push((from, datagram.to_vec()));
+                        }
+                        return;
+                    }
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
