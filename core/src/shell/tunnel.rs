@@ -194,8 +194,8 @@ impl LocalForward {
                 .count()
         };
         // From `p_start`: group 2, `:`, then group 3 (greedy, optional) and group 4.
-        // Returns (port, host or None, hostport).
-        let tail = |p_start: usize| -> Option<(usize, Option<(usize, usize)>, usize, usize)> {
+        // Returns where group 2 ends, group 3's span if present, and group 4's span.
+        let tail = |p_start: usize| -> Option<Tail> {
             let n = digits(p_start);
             let p_end = p_start + n;
             if n == 0 || b.get(p_end) != Some(&b':') {
@@ -246,6 +246,10 @@ impl LocalForward {
     }
 }
 
+/// What follows group 1 in a `-L` match: group 2's end, group 3's span if present, group 4's
+/// span.
+type Tail = (usize, Option<(usize, usize)>, usize, usize);
+
 /// A `--tunnel-port` entry: a port or an inclusive range `A-B`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
@@ -293,10 +297,7 @@ pub struct TunnelPolicy {
 impl TunnelPolicy {
     /// Whether `target` may be tunnelled to (`firewallHosts && firewallPorts`).
     pub fn allows(&self, target: &TunnelTarget) -> bool {
-        let host_ok = self
-            .hosts
-            .as_ref()
-            .is_none_or(|h| h.iter().any(|h| *h == target.host));
+        let host_ok = self.hosts.as_ref().is_none_or(|h| h.contains(&target.host));
         let port_ok = self.ports.as_ref().is_none_or(|p| {
             p.iter()
                 .any(|r| r.start <= target.port && target.port <= r.end)

@@ -775,7 +775,7 @@ async fn serve_connection(
                     }
                     let host = host.clone();
                     let task = tokio::spawn(async move {
-                        let stream = match host.open_secret(reserved, client_id, true) {
+                        let stream = match host.open_secret(reserved, client_id, true).await {
                             Ok(s) => s,
                             Err(e) => {
                                 eprintln!("Tunnel to {target}: {e}");
@@ -1033,16 +1033,16 @@ async fn tunnel(
                     let Some((reserved, tcp)) = pending.remove(&client_id) else {
                         continue;
                     };
-                    match host.open_secret(reserved, server_id, false) {
-                        Ok(stream) => {
-                            streams.spawn(async move {
-                                if let Err(e) = native::bridge_tcp(tcp, stream).await {
-                                    eprintln!("Tunnel: {e}");
-                                }
-                            });
+                    let host = host.clone();
+                    streams.spawn(async move {
+                        let r = match host.open_secret(reserved, server_id, false).await {
+                            Ok(stream) => native::bridge_tcp(tcp, stream).await.map(|_| ()),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = r {
+                            eprintln!("Tunnel: {e}");
                         }
-                        Err(e) => eprintln!("Tunnel: {e}"),
-                    }
+                    });
                 }
                 Some(ClientEvent::Closed { rejected: true, .. }) => {
                     done = Some(Err(CliError::new(

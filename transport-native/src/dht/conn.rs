@@ -52,7 +52,14 @@ pub struct Connection {
 pub struct StreamHost {
     socket: Arc<UdxSocket>,
     remote: std::net::SocketAddr,
+    /// The connection's own stream: where its peer's packets come from.
+    main: crate::udx::StreamHandle,
+    /// Tells the DHT node which socket a new stream lives on.
+    registry: Option<Arc<StreamRegistry>>,
 }
+
+/// Tells the DHT node that a stream id lives on the connection's socket.
+pub(crate) type StreamRegistry = Box<dyn Fn(u32) + Send + Sync>;
 
 impl StreamHost {
     /// Reserves a fresh random stream id on the connection's socket (hyperdht
@@ -63,25 +70,37 @@ impl StreamHost {
             let mut b = [0u8; 4];
             getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
             match self.socket.reserve(u32::from_le_bytes(b)) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    // Packets for it that reach another socket of the node come here (the
+                    // peer sends to the address it sends the connection's packets to).
+                    if let Some(reg) = &self.registry {
+                        reg(r.id());
+                    }
+                    return Ok(r);
+                }
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("no free stream id")))
     }
 
-    /// Connects a reserved stream to the peer's stream `remote_id` and runs a fresh
+    /// Connects a reserved stream to the peer's stream `remote_id`, at the address the
+    /// connection's packets come from (the peer's stream lives on that socket, and a libudx
+    /// stream drops what reaches it through another socket of its node: the address we send
+    /// the connection's packets to may be another one, when the peer answered from its other
+    /// socket), and runs a fresh
     /// secret-stream over it (Noise XX with a random key pair, as `new SecretStream(isInitiator,
     /// rawStream)` without options; keep-alive 5 s as hypershell sets), as a message pipe.
     /// The peer's key is whatever random key it made: such a stream is tied to the
     /// authenticated connection only by its path, as in JS. Its
     /// [`Connection::remote_public_key`] and [`Connection::handshake_hash`] read zeros.
-    pub fn open_secret(
+    pub async fn open_secret(
         &self,
         reserved: crate::udx::ReservedStream,
         remote_id: u32,
         is_initiator: bool,
     ) -> io::Result<Connection> {
+        let to = self.main.seen_from().await.unwrap_or(self.remote);
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
         let key_pair = hyperpunch_core::crypto::KeyPair::from_seed(&seed);
@@ -95,7 +114,7 @@ impl StreamHost {
             SecretStream::new_responder(key_pair, entropy()?, opts, 0)
         }
         .map_err(|e| io::Error::other(e.to_string()))?;
-        let udx = reserved.connect(remote_id, self.remote)?;
+        let udx = reserved.connect(remote_id, to)?;
         let epoch = Instant::now();
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::channel(64);
@@ -105,7 +124,7 @@ impl StreamHost {
             pump(udx, stream, out_rx, in_tx, epoch, socket).await;
             let _ = done_tx.send(true);
         });
-        let remote = match self.remote {
+        let remote = match to {
             std::net::SocketAddr::V4(a) => a,
             std::net::SocketAddr::V6(_) => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
         };
@@ -277,6 +296,7 @@ pub struct RawConnection {
     guards: Vec<Box<dyn Send>>,
     /// For a relayed connection: the peer's direct address once the stream moved there.
     direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
+    registry: Option<Arc<StreamRegistry>>,
 }
 
 /// Waits until a relayed connection's stream moved to a direct path; `None` if it never does.
@@ -308,7 +328,12 @@ impl RawConnection {
             est,
             guards: Vec::new(),
             direct: None,
+            registry: None,
         }
+    }
+
+    pub(crate) fn set_stream_registry(&mut self, registry: StreamRegistry) {
+        self.registry = Some(Arc::new(registry));
     }
 
     pub(crate) fn set_direct(&mut self, rx: tokio::sync::watch::Receiver<Option<SocketAddrV4>>) {
@@ -420,6 +445,8 @@ impl RawConnection {
         let host = (!est.relayed).then(|| StreamHost {
             socket: self.socket.clone(),
             remote: std::net::SocketAddr::V4(est.remote),
+            main: self.udx.handle(),
+            registry: self.registry.clone(),
         });
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::channel(64);

@@ -29,6 +29,8 @@ struct Slot {
     retransmits: u64,
     /// Told when the stream next takes a packet received on this socket from its remote.
     direct_watch: Option<oneshot::Sender<()>>,
+    /// Where the latest packet this socket received for the stream came from.
+    seen_from: Option<SocketAddr>,
 }
 
 impl Slot {
@@ -73,7 +75,7 @@ pub(super) struct Driver {
     moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
     /// Reserved stream ids not connected yet ([`super::UdxSocket::reserve`]): the packets that
     /// reach them early, handed to the stream once it connects.
-    expected: HashMap<u32, Vec<(SocketAddr, Vec<u8>)>>,
+    expected: HashMap<u32, Vec<(Option<SocketAddr>, Vec<u8>)>>,
 }
 
 /// Early packets kept per reserved stream id at most (more are dropped, and resent by the
@@ -152,13 +154,20 @@ impl Driver {
                         packets_sent: 0,
                         retransmits: 0,
                         direct_watch: None,
+                        seen_from: None,
                     },
                 );
                 self.engine.insert(stream);
                 if let Some(early) = self.expected.remove(&local_id) {
                     let now = self.now();
                     for (from, d) in early {
-                        self.route(now, from, &d);
+                        match from {
+                            Some(from) => self.route(now, from, &d),
+                            // Handed over from another socket (`Deliver`).
+                            None => {
+                                let _ = self.engine.handle_datagram(now, &d);
+                            }
+                        }
                     }
                 }
             }
@@ -212,6 +221,9 @@ impl Driver {
                     }
                 }
             }
+            Command::SeenFrom(id, reply) => {
+                let _ = reply.send(self.slots.get(&id).and_then(|s| s.seen_from));
+            }
             Command::Stats(id, reply) => {
                 let stats = self
                     .engine
@@ -242,9 +254,14 @@ impl Driver {
                 }
                 // Only to a stream of ours: never back to the owner (no ping-pong between
                 // sockets for a stream that is gone).
-                if packet::stream_id(&bytes).is_some_and(|id| self.slots.contains_key(&id)) {
+                let id = packet::stream_id(&bytes);
+                if id.is_some_and(|id| self.slots.contains_key(&id)) {
                     let now = self.now();
                     self.engine.handle_datagram(now, &bytes);
+                } else if let Some(early) = id.and_then(|id| self.expected.get_mut(&id)) {
+                    if early.len() < EXPECTED_MAX {
+                        early.push((None, bytes));
+                    }
                 }
             }
             Command::ChangeRemote {
@@ -591,7 +608,7 @@ impl Driver {
                 let Some(slot) = self.slots.get_mut(&id) else {
                     if let Some(early) = self.expected.get_mut(&id) {
                         if early.len() < EXPECTED_MAX {
-                            early.push((from, datagram.to_vec()));
+                            early.push((Some(from), datagram.to_vec()));
                         }
                         return;
                     }
@@ -607,6 +624,7 @@ impl Driver {
                         let _ = tx.send(());
                     }
                 }
+                slot.seen_from = Some(from);
                 self.engine.handle_datagram(now, datagram);
             }
         }

@@ -152,6 +152,8 @@ enum Command {
         graceful: bool,
     },
     Stats(u32, oneshot::Sender<Option<StreamStats>>),
+    /// Where the stream's latest packet on this socket came from.
+    SeenFrom(u32, oneshot::Sender<Option<SocketAddr>>),
     Datagrams(mpsc::Sender<Datagram>),
     /// Hand UDX datagrams for unknown stream ids to the datagram receiver too.
     Firewall(bool),
@@ -198,6 +200,7 @@ impl Command {
             | Command::Consumed(id, _, _)
             | Command::Dropped { id, .. }
             | Command::Stats(id, _)
+            | Command::SeenFrom(id, _)
             | Command::ChangeRemote { id, .. }
             | Command::MoveOut { id, .. }
             | Command::WatchDirect(id, _) => Some(*id),
@@ -277,6 +280,15 @@ impl StreamHandle {
     /// Destroys the stream (the peer sees a reset; the handle's reads end with an error).
     pub fn destroy(&self) {
         let _ = self.commands.send(Command::Destroy(self.id));
+    }
+
+    /// The address the stream's latest packet came from (the peer's socket, which may not be
+    /// the address we send to: libudx takes a connected stream's packets from any address);
+    /// `None` before any packet, or once the stream is gone.
+    pub async fn seen_from(&self) -> Option<SocketAddr> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::SeenFrom(self.id, tx)).ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The engine's counters for the stream (as [`UdxStream::stats`]); fails once it is gone.
