@@ -640,7 +640,7 @@ impl Drop for DhtProc {
 }
 
 /// Waits for a stderr line of `child` containing `what`.
-fn wait_stderr(child: &mut Child, what: &str) {
+fn wait_stderr(child: &mut Child, what: &str) -> String {
     let err = child.stderr.take().unwrap();
     let (tx, rx) = channel();
     let what = what.to_string();
@@ -650,21 +650,15 @@ fn wait_stderr(child: &mut Child, what: &str) {
             let Ok(l) = l else { break };
             if !found && l.contains(&what) {
                 found = true;
-                let _ = tx.send(());
+                let _ = tx.send(l);
             }
         }
     });
-    rx.recv_timeout(STEP).expect("the DHT process started");
+    rx.recv_timeout(STEP).expect("the DHT process started")
 }
 
 /// A bootstrap node and two persistent nodes, all CLI processes on 127.0.0.1.
 fn loopback_dht() -> (Vec<DhtProc>, String) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let boot = format!("127.0.0.1:{port}");
     let spawn = |args: &[&str], ready: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
@@ -675,19 +669,29 @@ fn loopback_dht() -> (Vec<DhtProc>, String) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hyperpunch dht");
-        wait_stderr(&mut c, ready);
-        DhtProc(c)
+        let line = wait_stderr(&mut c, ready);
+        (DhtProc(c), line)
     };
-    let port = port.to_string();
-    let mut all = vec![spawn(
-        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &port],
+    // Port 0: the node takes a free port and prints it (`bootstrap node 127.0.0.1:PORT ...`).
+    let (b, line) = spawn(
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"],
         "bootstrap node",
-    )];
+    );
+    let boot = line
+        .split("bootstrap node ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let mut all = vec![b];
     for _ in 0..2 {
-        all.push(spawn(
-            &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
-            "persistent, id",
-        ));
+        all.push(
+            spawn(
+                &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
+                "persistent, id",
+            )
+            .0,
+        );
     }
     (all, boot)
 }
