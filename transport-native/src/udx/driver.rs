@@ -75,8 +75,12 @@ pub(super) struct Driver {
     moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
     /// Reserved stream ids not connected yet ([`super::UdxSocket::reserve`]): the packets that
     /// reach them early, handed to the stream once it connects.
-    expected: HashMap<u32, Vec<(Option<SocketAddr>, Vec<u8>)>>,
+    expected: HashMap<u32, Vec<Early>>,
 }
+
+/// A packet that reached a reserved stream id before its connect: where from (`None`: handed
+/// over from another socket), and its bytes.
+type Early = (Option<SocketAddr>, Vec<u8>);
 
 /// Early packets kept per reserved stream id at most (more are dropped, and resent by the
 /// peer as any lost packet).
