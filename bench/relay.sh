@@ -276,8 +276,8 @@ hc_v=$(node -p "require('$modules/hypercore/package.json').version")
   echo
   echo "What each reader is:"
   echo "- **page**: $chromium_version, headless, via chromedriver; \`bench/www/relay.html\` on the npm package (pkg/, wasm"
-  echo "  release build): \`new Hypercore(name, key)\` in IndexedDB, \`replicate(relay)\`, \`download(0..$blocks)\`; timed in the page from"
-  echo "  \`replicate()\` (WebSocket open, lookup, connect) to the last block verified and stored in IndexedDB. CPU: every"
+  echo "  release build): \`new Hypercore(name, key)\` in IndexedDB (blocks in its OPFS data file), \`replicate(relay)\`, \`download(0..$blocks)\`;"
+  echo "  timed in the page from \`replicate()\` (WebSocket open, lookup, connect) to the last block verified and stored. CPU: every"
   echo "  Chromium process of the session (renderer, GPU, network, browser), user + system."
   echo "- **JS client**: node $node_v, the pinned \`@hyperswarm/dht-relay\` 0.4.3 client over a \`ws\` WebSocket, hypercore $hc_v on"
   echo "  its own storage (hypercore-storage / RocksDB in a temporary folder), the same lookup / connect / replicate / download"
@@ -291,7 +291,7 @@ hc_v=$(node -p "require('$modules/hypercore/package.json').version")
   echo
   echo "| path: server → carrier → reader | MB/s | s | connect s | reader CPU s | relay CPU s | server CPU s |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
-  row page_hp "native → **our relay** → page (wasm, IndexedDB)"
+  row page_hp "native → **our relay** → page (wasm, IndexedDB + OPFS)"
   row js_hp "native → **our relay** → JS client (node, RocksDB)"
   row page_jsr "native → JS relay → page"
   row js_jsr "native → JS relay → JS client (the all-JS relay path)"
