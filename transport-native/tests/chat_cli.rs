@@ -11,6 +11,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hyperpunch_tests::autobase_js::{fast_forward_over_tcp, JsMember};
+
 const STEP: Duration = Duration::from_secs(60);
 
 struct Member {
@@ -245,7 +247,6 @@ fn bad_invites_are_refused() {
 /// show the same three messages in the same order.
 #[test]
 fn a_js_member_joins_a_hyperpunch_room() {
-    use serde_json::Value;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
     let mut alice = Member::spawn(&[
@@ -271,62 +272,16 @@ fn a_js_member_joins_a_hyperpunch_room() {
     alice.say("before js");
     alice.messages(1);
 
-    let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-    let modules = interop.join("node_modules");
-    assert!(
-        modules.join("autobase/package.json").is_file(),
-        "the JS reference is not installed: run scripts/install-js-reference.sh"
-    );
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
     let js_dir = tmp.path().join("js");
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
-    let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-        .arg("autobase-chat.js")
-        .arg(config.to_string())
-        .current_dir(&interop)
-        .env("NODE_PATH", &modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start node");
-    let out = js.stdout.take().unwrap();
-    let (tx, js_lines) = channel::<Value>();
-    thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if let Ok(v) = serde_json::from_str(&l) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _js = Kill(js);
-    let next = |what: &str| loop {
-        let v = js_lines
-            .recv_timeout(STEP)
-            .unwrap_or_else(|_| panic!("no {what} from node"));
-        assert!(
-            !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-            "{v}"
-        );
-        if v["event"] == what {
-            break v;
-        }
-    };
-    let js_key = next("writer")["key"].as_str().unwrap().to_string();
+    let mut js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
-    next("writable");
+    js.next("writable");
     alice.say("after js");
-    let done = next("done");
+    let done = js.next("done");
     let js_view: Vec<String> = done["messages"]
         .as_array()
         .unwrap()
@@ -345,38 +300,12 @@ fn a_js_member_joins_a_hyperpunch_room() {
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
 /// point of the room `boot` (view `messages`) from what the creator signed.
 fn read_ff(boot: [u8; 32], port: u16) -> hyperpunch::autobase_ff::FastForwardPoint {
-    use hyperpunch::autobase_ff::read_fast_forward;
-    use hyperpunch::core::corestore::{Corestore, PrimaryKey};
-    use hyperpunch::core::crypto::KeyPair;
-    use hyperpunch::core::storage::MemoryStorage;
-    use hyperpunch::replicate::{replicate, SharedCorestore};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
-            .await
-            .unwrap();
-        let (reader, _ev) = SharedCorestore::with_events(reader);
-        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let conn = tokio::spawn({
-            let reader = reader.clone();
-            async move { replicate(socket, true, KeyPair::from_seed(&[0x72; 32]), &reader).await }
-        });
-        let ff = tokio::time::timeout(
-            Duration::from_secs(120),
-            read_fast_forward(&reader, boot, &["messages"], Duration::from_secs(60)),
-        )
-        .await
-        .expect("read_fast_forward in time")
-        .expect("the chat's cores are signed");
-        conn.abort();
-        ff
-    })
+    rt.block_on(fast_forward_over_tcp(boot, port, &["messages"]))
 }
 
 /// A new member of a hyperpunch room fast-forwards: the creator (the room's only indexer) writes
@@ -426,7 +355,7 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
 
     // a new JS member
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": N + 1, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
-    let js = JsMember::spawn(&config);
+    let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
@@ -482,70 +411,6 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
     assert_eq!(again.system_key, ff.system_key);
     assert_eq!(again.views[0].1, ff.views[0].1, "the same view core");
     assert_eq!(again.views[0].2, N as u64 + 2, "signed after the restart");
-}
-
-/// A JS member process (`tests/interop/autobase-chat.js`), killed on drop.
-struct JsMember {
-    child: Child,
-    lines: Receiver<serde_json::Value>,
-}
-
-impl JsMember {
-    fn spawn(config: &serde_json::Value) -> Self {
-        let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-        let modules = interop.join("node_modules");
-        assert!(
-            modules.join("autobase/package.json").is_file(),
-            "the JS reference is not installed: run scripts/install-js-reference.sh"
-        );
-        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-            .arg("autobase-chat.js")
-            .arg(config.to_string())
-            .current_dir(&interop)
-            .env("NODE_PATH", &modules)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start node");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if let Ok(v) = serde_json::from_str(&l) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        JsMember { child, lines }
-    }
-
-    /// The next event `what` (120 s at most; a `failed` or `deadline` event fails the test).
-    fn next(&self, what: &str) -> serde_json::Value {
-        const JS_STEP: Duration = Duration::from_secs(120);
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(JS_STEP)
-                .unwrap_or_else(|_| panic!("no {what} from node within {JS_STEP:?}"));
-            assert!(
-                !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-                "{v}"
-            );
-            if v["event"] == what {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for JsMember {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// After an indexer change the creator stops writing the signed cores (not done past a change)
@@ -611,7 +476,7 @@ fn a_js_member_joins_after_an_indexer_change() {
     assert_eq!(bob.messages(4), ours);
 
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 5, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
-    let js = JsMember::spawn(&config);
+    let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
@@ -629,6 +494,277 @@ fn a_js_member_joins_after_an_indexer_change() {
     eprintln!("JS member: fast-forwards {}", done["fastForwards"]);
 }
 
+/// The room stays signed after an indexer change: Alice creates the room and signs three
+/// messages alone, adds Bob (hyperpunch) as an indexer; from the change every core moves to the
+/// two indexers' manifest (with a prologue at the change), both sign the moved cores and put the
+/// signatures and the moved system key in their entries, and Alice assembles the multisig from
+/// Bob's checkpoints and hers and writes the moved cores ("signed system length N"). A new
+/// hyperpunch reader follows Alice's digest to the moved system core at its signed length (before
+/// this, Alice's entries after the change carried no digest and the reader failed with
+/// `NoDigest`); a new JS reader started with that key shows the same messages with the same system
+/// key (whether its fast-forward or its linearizing got there first is printed). Then Alice
+/// restarts: she replays the room, reopens the moved cores and signs on: her next message is
+/// signed by both at a longer length, and a reader fast-forwards to it.
+#[test]
+fn the_room_stays_signed_after_an_indexer_change() {
+    const N: usize = 3;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("alice"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let a_addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    for i in 0..3 {
+        alice.say(&format!("before {i}"));
+    }
+    let mut ours = alice.messages(3);
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("bob"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    let b_key = bob
+        .expect("writer ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    alice.say(&format!("/add-indexer {b_key}"));
+    bob.expect("you are an indexer");
+    for i in 0..N {
+        alice.say(&format!("after {i}"));
+    }
+    ours.extend(alice.messages(N));
+    assert_eq!(bob.messages(3 + N), ours);
+    let signed: u64 = alice
+        .expect("signed system length ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let ff = read_ff(boot, port);
+    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    assert!(
+        ff.system_length >= signed,
+        "{} < {signed}",
+        ff.system_length
+    );
+    assert!(ff.views[0].2 >= 3, "{:?}", ff.views);
+
+    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    let mut carol = JsMember::spawn(&config);
+    let done = carol.next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(js_view, ours, "the JS reader shows the room");
+    assert_eq!(done["systemKey"], hex::encode(ff.system_key), "{done}");
+    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "{done}");
+    eprintln!(
+        "signed system length {signed}, reader's {}; JS reader's fast-forwards {}",
+        ff.system_length, done["fastForwards"]
+    );
+    drop(carol);
+
+    // restarted, Alice replays the room, reopens the moved cores and signs on with Bob
+    drop(alice);
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("alice"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let a_addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(alice.messages(3 + N), ours, "the history after a restart");
+    // Bob reconnects to the restarted Alice
+    let mut bob2 = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("bob2"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    drop(bob);
+    let _ = bob2.expect("writer ");
+    let mut bob = Member::spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    drop(bob2);
+    alice.say("after restart");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(3 + N + 1), ours);
+    // an indexer signs what it indexed in its next entry: one more message, which Bob acks
+    alice.say("after restart 2");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[3 + N + 1..]);
+    // the signed length grows until it covers the message written after the restart
+    let deadline = Instant::now() + STEP;
+    let ff2 = loop {
+        let n: u64 = alice
+            .expect("signed system length ")
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if n <= ff.system_length {
+            continue;
+        }
+        let ff2 = read_ff(boot, port);
+        if ff2.views[0].2 > (3 + N) as u64 {
+            break ff2;
+        }
+        assert!(Instant::now() < deadline, "not signed past {:?}", ff2.views);
+    };
+    assert_eq!(ff2.system_key, ff.system_key, "the same moved system core");
+    assert!(ff2.views[0].2 > (3 + N) as u64, "signed after the restart");
+}
+
+/// The room stays signed after an indexer change, with a JS indexer: Alice (hyperpunch) creates
+/// the room and signs three messages alone, then adds a JS autobase 7.28.1 member as an indexer.
+/// From the change both write the moved cores (every core keyed by the two indexers' manifest,
+/// with a prologue at the change) and put their signatures and the moved system key in every
+/// oplog entry. Alice assembles the multisig from the JS indexer's checkpoints and hers and
+/// writes the moved cores (her append verifies it: JS signed the same trees), and the JS indexer
+/// does the same from hers (its system core signed past the prologue by both). Then a new
+/// hyperpunch reader fast-forwards from Alice's digest to the moved system core at its signed
+/// length, and a new JS reader fast-forwards to it (started with that key) from Alice alone.
+/// Before the change was implemented Alice's entries carried no digest and her reader's
+/// fast-forward failed with `NoDigest`.
+#[test]
+#[ignore = "JS autobase next to a hyperpunch indexer in the chat stalls now and then (README, autobase)"]
+fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
+    const N: usize = 10;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice
+        .expect("room ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let addr = alice
+        .expect("listening on ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    for i in 0..3 {
+        alice.say(&format!("before {i}"));
+    }
+    let mut ours = alice.messages(3);
+
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from bob"], "expect": 4 + N, "ack": true, "waitSigned": true, "deadline": 240000, "linger": true, "dir": tmp.path().join("bob") });
+    let mut bob = JsMember::spawn(&config);
+    let bob_key = bob.next("writer")["key"].as_str().unwrap().to_string();
+    alice.say(&format!("/add-indexer {bob_key}"));
+    bob.next("writable");
+    ours.extend(alice.messages(1));
+    assert_eq!(ours[3], format!("{}: hello from bob", &bob_key[..8]));
+    for i in 0..N {
+        alice.say(&format!("after {i}"));
+    }
+    ours.extend(alice.messages(N));
+    // Alice wrote the moved cores with a multisig of both indexers
+    let signed: u64 = alice
+        .expect("signed system length ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let done = bob.next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(js_view, ours, "one order on both sides");
+    assert_eq!(done["indexers"], 2, "{done}");
+    assert!(
+        done["signedLength"].as_u64().unwrap() > done["prologueLength"].as_u64().unwrap(),
+        "JS signed the moved system core with Alice's signature: {done}"
+    );
+
+    // a new hyperpunch reader follows Alice's digest to the moved system core
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let ff = read_ff(boot, port);
+    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    assert_eq!(
+        done["systemKey"],
+        hex::encode(ff.system_key),
+        "one moved system core on both sides"
+    );
+    assert!(
+        ff.system_length >= signed,
+        "{} < {signed}",
+        ff.system_length
+    );
+    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "one view core");
+    assert!(ff.views[0].2 >= 4, "{:?}", ff.views);
+
+    // a new JS reader fast-forwards to it, from Alice alone
+    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    let mut carol = JsMember::spawn(&config);
+    let done = carol.next("done");
+    assert_eq!(done["systemKey"], hex::encode(ff.system_key));
+    let ffs = done["fastForwards"].as_array().unwrap();
+    assert!(!ffs.is_empty(), "the JS reader fast-forwarded: {done}");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(js_view, ours);
+    eprintln!(
+        "signed system length {signed}, reader's {}, JS reader's fast-forwards {}",
+        ff.system_length, done["fastForwards"]
+    );
+}
+
 /// A DHT process (bootstrap or node) on 127.0.0.1, killed on drop.
 struct DhtProc(Child);
 
@@ -640,7 +776,7 @@ impl Drop for DhtProc {
 }
 
 /// Waits for a stderr line of `child` containing `what`.
-fn wait_stderr(child: &mut Child, what: &str) {
+fn wait_stderr(child: &mut Child, what: &str) -> String {
     let err = child.stderr.take().unwrap();
     let (tx, rx) = channel();
     let what = what.to_string();
@@ -650,21 +786,15 @@ fn wait_stderr(child: &mut Child, what: &str) {
             let Ok(l) = l else { break };
             if !found && l.contains(&what) {
                 found = true;
-                let _ = tx.send(());
+                let _ = tx.send(l);
             }
         }
     });
-    rx.recv_timeout(STEP).expect("the DHT process started");
+    rx.recv_timeout(STEP).expect("the DHT process started")
 }
 
 /// A bootstrap node and two persistent nodes, all CLI processes on 127.0.0.1.
 fn loopback_dht() -> (Vec<DhtProc>, String) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let boot = format!("127.0.0.1:{port}");
     let spawn = |args: &[&str], ready: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
@@ -675,19 +805,29 @@ fn loopback_dht() -> (Vec<DhtProc>, String) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hyperpunch dht");
-        wait_stderr(&mut c, ready);
-        DhtProc(c)
+        let line = wait_stderr(&mut c, ready);
+        (DhtProc(c), line)
     };
-    let port = port.to_string();
-    let mut all = vec![spawn(
-        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &port],
+    // Port 0: the node takes a free port and prints it (`bootstrap node 127.0.0.1:PORT ...`).
+    let (b, line) = spawn(
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"],
         "bootstrap node",
-    )];
+    );
+    let boot = line
+        .split("bootstrap node ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let mut all = vec![b];
     for _ in 0..2 {
-        all.push(spawn(
-            &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
-            "persistent, id",
-        ));
+        all.push(
+            spawn(
+                &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
+                "persistent, id",
+            )
+            .0,
+        );
     }
     (all, boot)
 }
@@ -753,62 +893,12 @@ fn two_members_over_hyperswarm() {
 /// same three messages in the same order; `--dump` of the hyperpunch folder prints them too.
 #[test]
 fn a_hyperpunch_member_joins_a_js_room() {
-    use serde_json::Value;
-    const JS_STEP: Duration = Duration::from_secs(90);
-    let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-    let modules = interop.join("node_modules");
-    assert!(
-        modules.join("autobase/package.json").is_file(),
-        "the JS reference is not installed: run scripts/install-js-reference.sh"
-    );
     // Node's store lives in the test's folder, removed after node is killed (dropped later).
     let tmp = tempfile::tempdir().unwrap();
     let js_dir = tmp.path().join("js");
     let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
-    let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-        .arg("autobase-chat.js")
-        .arg(config.to_string())
-        .current_dir(&interop)
-        .env("NODE_PATH", &modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start node");
-    let out = js.stdout.take().unwrap();
-    let mut js_in = js.stdin.take().unwrap();
-    let (tx, js_lines) = channel::<Value>();
-    thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if let Ok(v) = serde_json::from_str(&l) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _js = Kill(js);
-    let next = |what: &str| loop {
-        let v = js_lines
-            .recv_timeout(JS_STEP)
-            .unwrap_or_else(|_| panic!("no {what} from node within {JS_STEP:?}"));
-        assert!(
-            !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-            "{v}"
-        );
-        if v["event"] == what {
-            break v;
-        }
-    };
-    let created = next("room");
+    let mut js = JsMember::spawn(&config);
+    let created = js.next("room");
     let room = created["key"].as_str().unwrap().to_string();
     let port = created["port"].as_u64().unwrap();
 
@@ -830,8 +920,7 @@ fn a_hyperpunch_member_joins_a_js_room() {
         .unwrap()
         .to_string();
     bob.say("hello from hyperpunch");
-    writeln!(js_in, "{}", serde_json::json!({ "add": writer })).unwrap();
-    js_in.flush().unwrap();
+    js.send(&serde_json::json!({ "add": writer }));
     // Bob's message is indexed (the JS creator acked it) before JS answers, so the order is fixed.
     let first_two = bob.messages(2);
     assert_eq!(
@@ -841,9 +930,8 @@ fn a_hyperpunch_member_joins_a_js_room() {
             format!("{}: hello from hyperpunch", &writer[..8]),
         ]
     );
-    writeln!(js_in, "{}", serde_json::json!({ "say": "answer from js" })).unwrap();
-    js_in.flush().unwrap();
-    let done = next("done");
+    js.send(&serde_json::json!({ "say": "answer from js" }));
+    let done = js.next("done");
     let js_view: Vec<String> = done["messages"]
         .as_array()
         .unwrap()
