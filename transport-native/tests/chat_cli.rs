@@ -70,6 +70,21 @@ impl Member {
         }
     }
 
+    /// The word after `prefix` in the next line starting with it (`room KEY`, `writer KEY`).
+    fn word(&mut self, prefix: &str) -> String {
+        let line = self.expect(prefix);
+        line.split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no word after {prefix:?} in {line:?}"))
+            .to_string()
+    }
+
+    /// The address of `listening on ADDR`.
+    fn listening(&mut self) -> String {
+        let line = self.expect("listening on ");
+        line.rsplit(' ').next().unwrap().to_string()
+    }
+
     fn say(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
@@ -91,6 +106,11 @@ impl Member {
         }
         out
     }
+}
+
+/// The port of `HOST:PORT`.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 fn is_message(l: &str) -> bool {
@@ -132,25 +152,10 @@ fn two_members_see_the_same_order() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let a_key = alice
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let room = alice.word("room ");
+    let a_key = alice.word("writer ");
     assert_eq!(room, a_key, "the creator's writer is the room's bootstrap");
-    let addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = alice.listening();
 
     let mut bob = Member::spawn(&[
         "chat",
@@ -162,12 +167,7 @@ fn two_members_see_the_same_order() {
         &addr,
     ]);
     assert_eq!(bob.expect("room ").split_whitespace().nth(1).unwrap(), room);
-    let b_key = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let b_key = bob.word("writer ");
     bob.expect("waiting to be added");
 
     alice.say(&format!("/add {b_key}"));
@@ -256,19 +256,9 @@ fn a_js_member_joins_a_hyperpunch_room() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    let port = port_of(&addr);
     alice.say("before js");
     alice.messages(1);
 
@@ -327,19 +317,9 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    let port = port_of(&addr);
     for i in 0..N {
         alice.say(&format!("m{i}"));
     }
@@ -394,13 +374,8 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let addr = alice.listening();
+    let port = port_of(&addr);
     assert_eq!(alice.messages(N + 1), ours, "the history after a restart");
     alice.say("after restart");
     assert_eq!(
@@ -430,19 +405,9 @@ fn a_js_member_joins_after_an_indexer_change() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let a_addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let room = alice.word("room ");
+    let a_addr = alice.listening();
+    let port = port_of(&a_addr);
     for i in 0..3 {
         alice.say(&format!("signed {i}"));
     }
@@ -462,12 +427,7 @@ fn a_js_member_joins_after_an_indexer_change() {
         "--tcp",
         &a_addr,
     ]);
-    let b_key = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let b_key = bob.word("writer ");
     alice.say(&format!("/add-indexer {b_key}"));
     bob.expect("you are an indexer");
     alice.say("after the change");
@@ -841,18 +801,8 @@ fn two_members_over_hyperswarm() {
     let mut args = vec!["chat", "--storage", a_dir.to_str().unwrap()];
     args.extend(common);
     let mut alice = Member::spawn(&args);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let a_key = alice
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let room = alice.word("room ");
+    let a_key = alice.word("writer ");
     alice.expect("joined the swarm");
 
     let mut args = vec![
@@ -864,12 +814,7 @@ fn two_members_over_hyperswarm() {
     ];
     args.extend(common);
     let mut bob = Member::spawn(&args);
-    let b_key = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let b_key = bob.word("writer ");
     bob.expect("joined the swarm");
 
     alice.say(&format!("/add {b_key}"));
@@ -913,12 +858,7 @@ fn a_hyperpunch_member_joins_a_js_room() {
         "--tcp",
         &addr,
     ]);
-    let writer = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let writer = bob.word("writer ");
     bob.say("hello from hyperpunch");
     js.send(&serde_json::json!({ "add": writer }));
     // Bob's message is indexed (the JS creator acked it) before JS answers, so the order is fixed.
@@ -956,18 +896,8 @@ fn three_indexers_go_on_without_the_creator() {
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
     let (a_dir, b_dir, c_dir) = (dir("alice"), dir("bob"), dir("carol"));
     let mut alice = Member::spawn(&["chat", "--storage", &a_dir, "--listen", "127.0.0.1:0"]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let a_addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let room = alice.word("room ");
+    let a_addr = alice.listening();
     let mut bob = Member::spawn(&[
         "chat",
         "--storage",
@@ -979,18 +909,8 @@ fn three_indexers_go_on_without_the_creator() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    let b_key = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let b_addr = bob
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let b_key = bob.word("writer ");
+    let b_addr = bob.listening();
     let mut carol = Member::spawn(&[
         "chat",
         "--storage",
@@ -1000,12 +920,7 @@ fn three_indexers_go_on_without_the_creator() {
         "--tcp",
         &b_addr,
     ]);
-    let c_key = carol
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let c_key = carol.word("writer ");
 
     alice.say(&format!("/add-indexer {b_key}"));
     alice.say(&format!("/add-indexer {c_key}"));
