@@ -9,7 +9,7 @@
 //   start { bootstrap: ["127.0.0.1:P", ...], count, ephemeral?, firewalled?, port? }
 //       count JS nodes (hyperdht testnet style: ephemeral false, firewalled false unless
 //       told otherwise); result: [{ index, port, id, ephemeral, firewalled }]
-//   bootstrapper { port } → a DHT.bootstrapper(port, '127.0.0.1') node; result { index, port }
+//   bootstrapper { port? } → a DHT.bootstrapper(port, '127.0.0.1') node (no port: a free one); result { index, port }
 //   info { node } → { port, id, ephemeral, firewalled, host, natPort, table, records }
 //   announce { node, topic, seed, relays? } / unannounce { node, topic, seed }
 //   lookup { node, topic } → { peers: [hex public keys], replies }
@@ -46,6 +46,17 @@ function parse(list) {
   })
 }
 
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const sock = require('dgram').createSocket('udp4')
+    sock.once('error', reject)
+    sock.bind(0, '127.0.0.1', () => {
+      const { port } = sock.address()
+      sock.close(() => resolve(port))
+    })
+  })
+}
+
 function info(dht) {
   const p = dht._persistent
   return {
@@ -79,10 +90,21 @@ const handlers = {
     return res
   },
   async bootstrapper({ port }) {
-    const dht = HyperDHT.bootstrapper(port, '127.0.0.1', { host: '127.0.0.1' })
-    await dht.fullyBootstrapped()
-    const index = nodes.push(dht) - 1
-    return { index, ...info(dht) }
+    // Without a port, a free one: the OS picks it for a probe socket, which is closed before the
+    // node binds it, so another process may take it in between: then try another (bounded).
+    for (let attempt = 0; ; attempt++) {
+      const p = port || await freeUdpPort()
+      const dht = HyperDHT.bootstrapper(p, '127.0.0.1', { host: '127.0.0.1' })
+      try {
+        await dht.fullyBootstrapped()
+      } catch (err) {
+        dht.destroy().catch(() => {}) // not awaited: a node that never bound may not settle
+        if (port || attempt >= 9) throw err
+        continue
+      }
+      const index = nodes.push(dht) - 1
+      return { index, ...info(dht) }
+    }
   },
   async info({ node }) {
     return info(nodes[node])

@@ -1,5 +1,6 @@
 //! Shared helpers for the cross-crate tests.
 
+pub mod autobase_js;
 pub mod bee_ops;
 pub mod crash;
 pub mod drive_ops;

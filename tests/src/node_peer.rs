@@ -7,7 +7,7 @@
 //! goes away even though a killed script cannot clean up).
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -43,6 +43,17 @@ fn private_tmp() -> Result<std::path::PathBuf, NodeError> {
 impl NodePeer {
     /// Starts `node <script> <config as JSON>` (a path relative to `tests/interop`).
     pub fn spawn(script: &str, config: &Value) -> Result<Self, NodeError> {
+        Self::start(script, config, Stdio::null())
+    }
+
+    /// The same with the script's stdin piped: commands for it, one line each.
+    pub fn spawn_with_stdin(script: &str, config: &Value) -> Result<(Self, ChildStdin), NodeError> {
+        let mut peer = Self::start(script, config, Stdio::piped())?;
+        let stdin = peer.child.stdin.take().expect("stdin is piped");
+        Ok((peer, stdin))
+    }
+
+    fn start(script: &str, config: &Value, stdin: Stdio) -> Result<Self, NodeError> {
         let modules = check_modules()?;
         let tmp = private_tmp()?;
         let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
@@ -51,7 +62,7 @@ impl NodePeer {
             .current_dir(interop_dir())
             .env("NODE_PATH", &modules)
             .env("TMPDIR", &tmp)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

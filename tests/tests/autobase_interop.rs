@@ -914,13 +914,13 @@ fn fast_forward_case(indexers: u64, entries: u64) {
 /// (`read_fast_forward`) to every indexed entry.
 #[test]
 fn readers_fast_forward_to_a_hyperpunch_indexer() {
-    use hyperpunch::autobase_ff::read_fast_forward;
     use hyperpunch::autobase_index::IndexerCores;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
     use hyperpunch::core::storage::MemoryStorage;
     use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::autobase_js::fast_forward_over_tcp;
     use hyperpunch_tests::node_peer::NodePeer;
 
     const HP_ENTRIES: u64 = 1000;
@@ -1014,22 +1014,7 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         }
 
         // a new hyperpunch reader
-        let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
-            .await
-            .unwrap();
-        let (reader, _ev) = SharedCorestore::with_events(reader);
-        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let conn = tokio::spawn({
-            let reader = reader.clone();
-            async move { replicate(socket, true, KeyPair::from_seed(&[0x72; 32]), &reader).await }
-        });
-        let ff = tokio::time::timeout(
-            Duration::from_secs(120),
-            read_fast_forward(&reader, local, &["view"], Duration::from_secs(60)),
-        )
-        .await
-        .expect("read_fast_forward in time")
-        .unwrap();
+        let ff = fast_forward_over_tcp(local, port, &["view"]).await;
         assert_eq!(ff.system_key, system_key);
         assert_eq!(ff.views[0].1, view_key);
         assert_eq!(ff.views[0].2, HP_ENTRIES, "fast-forwarded to every indexed entry");
@@ -1038,7 +1023,6 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         let rview = rbase.open_view("view");
         assert_eq!(rbase.views().start(rview) as u64, HP_ENTRIES);
         assert_eq!(rbase.oplog_start(&local), HP_ENTRIES);
-        conn.abort();
         server.abort();
     });
 }

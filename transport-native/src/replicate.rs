@@ -282,7 +282,7 @@ impl<H: ReplicationHost> SharedHost<H> {
         self.max_backlog.load(Ordering::Relaxed)
     }
 
-    fn deadline(&self, at_ms: u64) -> Instant {
+    pub(crate) fn deadline(&self, at_ms: u64) -> Instant {
         self.start + Duration::from_millis(at_ms)
     }
 }

@@ -11,6 +11,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hyperpunch_tests::autobase_js::{fast_forward_over_tcp, JsMember};
+
 const STEP: Duration = Duration::from_secs(60);
 
 struct Member {
@@ -245,7 +247,6 @@ fn bad_invites_are_refused() {
 /// show the same three messages in the same order.
 #[test]
 fn a_js_member_joins_a_hyperpunch_room() {
-    use serde_json::Value;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
     let mut alice = Member::spawn(&[
@@ -271,62 +272,16 @@ fn a_js_member_joins_a_hyperpunch_room() {
     alice.say("before js");
     alice.messages(1);
 
-    let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-    let modules = interop.join("node_modules");
-    assert!(
-        modules.join("autobase/package.json").is_file(),
-        "the JS reference is not installed: run scripts/install-js-reference.sh"
-    );
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
     let js_dir = tmp.path().join("js");
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
-    let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-        .arg("autobase-chat.js")
-        .arg(config.to_string())
-        .current_dir(&interop)
-        .env("NODE_PATH", &modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start node");
-    let out = js.stdout.take().unwrap();
-    let (tx, js_lines) = channel::<Value>();
-    thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if let Ok(v) = serde_json::from_str(&l) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _js = Kill(js);
-    let next = |what: &str| loop {
-        let v = js_lines
-            .recv_timeout(STEP)
-            .unwrap_or_else(|_| panic!("no {what} from node"));
-        assert!(
-            !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-            "{v}"
-        );
-        if v["event"] == what {
-            break v;
-        }
-    };
-    let js_key = next("writer")["key"].as_str().unwrap().to_string();
+    let mut js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
-    next("writable");
+    js.next("writable");
     alice.say("after js");
-    let done = next("done");
+    let done = js.next("done");
     let js_view: Vec<String> = done["messages"]
         .as_array()
         .unwrap()
@@ -345,38 +300,12 @@ fn a_js_member_joins_a_hyperpunch_room() {
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
 /// point of the room `boot` (view `messages`) from what the creator signed.
 fn read_ff(boot: [u8; 32], port: u16) -> hyperpunch::autobase_ff::FastForwardPoint {
-    use hyperpunch::autobase_ff::read_fast_forward;
-    use hyperpunch::core::corestore::{Corestore, PrimaryKey};
-    use hyperpunch::core::crypto::KeyPair;
-    use hyperpunch::core::storage::MemoryStorage;
-    use hyperpunch::replicate::{replicate, SharedCorestore};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
-            .await
-            .unwrap();
-        let (reader, _ev) = SharedCorestore::with_events(reader);
-        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let conn = tokio::spawn({
-            let reader = reader.clone();
-            async move { replicate(socket, true, KeyPair::from_seed(&[0x72; 32]), &reader).await }
-        });
-        let ff = tokio::time::timeout(
-            Duration::from_secs(120),
-            read_fast_forward(&reader, boot, &["messages"], Duration::from_secs(60)),
-        )
-        .await
-        .expect("read_fast_forward in time")
-        .expect("the chat's cores are signed");
-        conn.abort();
-        ff
-    })
+    rt.block_on(fast_forward_over_tcp(boot, port, &["messages"]))
 }
 
 /// A new member of a hyperpunch room fast-forwards: the creator (the room's only indexer) writes
@@ -426,7 +355,7 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
 
     // a new JS member
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": N + 1, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
-    let js = JsMember::spawn(&config);
+    let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
@@ -482,70 +411,6 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
     assert_eq!(again.system_key, ff.system_key);
     assert_eq!(again.views[0].1, ff.views[0].1, "the same view core");
     assert_eq!(again.views[0].2, N as u64 + 2, "signed after the restart");
-}
-
-/// A JS member process (`tests/interop/autobase-chat.js`), killed on drop.
-struct JsMember {
-    child: Child,
-    lines: Receiver<serde_json::Value>,
-}
-
-impl JsMember {
-    fn spawn(config: &serde_json::Value) -> Self {
-        let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-        let modules = interop.join("node_modules");
-        assert!(
-            modules.join("autobase/package.json").is_file(),
-            "the JS reference is not installed: run scripts/install-js-reference.sh"
-        );
-        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-            .arg("autobase-chat.js")
-            .arg(config.to_string())
-            .current_dir(&interop)
-            .env("NODE_PATH", &modules)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start node");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if let Ok(v) = serde_json::from_str(&l) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        JsMember { child, lines }
-    }
-
-    /// The next event `what` (120 s at most; a `failed` or `deadline` event fails the test).
-    fn next(&self, what: &str) -> serde_json::Value {
-        const JS_STEP: Duration = Duration::from_secs(120);
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(JS_STEP)
-                .unwrap_or_else(|_| panic!("no {what} from node within {JS_STEP:?}"));
-            assert!(
-                !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-                "{v}"
-            );
-            if v["event"] == what {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for JsMember {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// After an indexer change the creator stops writing the signed cores (not done past a change)
@@ -611,7 +476,7 @@ fn a_js_member_joins_after_an_indexer_change() {
     assert_eq!(bob.messages(4), ours);
 
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 5, "deadline": 240000, "linger": true, "dir": tmp.path().join("js") });
-    let js = JsMember::spawn(&config);
+    let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
@@ -640,7 +505,7 @@ impl Drop for DhtProc {
 }
 
 /// Waits for a stderr line of `child` containing `what`.
-fn wait_stderr(child: &mut Child, what: &str) {
+fn wait_stderr(child: &mut Child, what: &str) -> String {
     let err = child.stderr.take().unwrap();
     let (tx, rx) = channel();
     let what = what.to_string();
@@ -650,21 +515,15 @@ fn wait_stderr(child: &mut Child, what: &str) {
             let Ok(l) = l else { break };
             if !found && l.contains(&what) {
                 found = true;
-                let _ = tx.send(());
+                let _ = tx.send(l);
             }
         }
     });
-    rx.recv_timeout(STEP).expect("the DHT process started");
+    rx.recv_timeout(STEP).expect("the DHT process started")
 }
 
 /// A bootstrap node and two persistent nodes, all CLI processes on 127.0.0.1.
 fn loopback_dht() -> (Vec<DhtProc>, String) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let boot = format!("127.0.0.1:{port}");
     let spawn = |args: &[&str], ready: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
@@ -675,19 +534,29 @@ fn loopback_dht() -> (Vec<DhtProc>, String) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hyperpunch dht");
-        wait_stderr(&mut c, ready);
-        DhtProc(c)
+        let line = wait_stderr(&mut c, ready);
+        (DhtProc(c), line)
     };
-    let port = port.to_string();
-    let mut all = vec![spawn(
-        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &port],
+    // Port 0: the node takes a free port and prints it (`bootstrap node 127.0.0.1:PORT ...`).
+    let (b, line) = spawn(
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"],
         "bootstrap node",
-    )];
+    );
+    let boot = line
+        .split("bootstrap node ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let mut all = vec![b];
     for _ in 0..2 {
-        all.push(spawn(
-            &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
-            "persistent, id",
-        ));
+        all.push(
+            spawn(
+                &["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"],
+                "persistent, id",
+            )
+            .0,
+        );
     }
     (all, boot)
 }
@@ -753,62 +622,12 @@ fn two_members_over_hyperswarm() {
 /// same three messages in the same order; `--dump` of the hyperpunch folder prints them too.
 #[test]
 fn a_hyperpunch_member_joins_a_js_room() {
-    use serde_json::Value;
-    const JS_STEP: Duration = Duration::from_secs(90);
-    let interop = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-    let modules = interop.join("node_modules");
-    assert!(
-        modules.join("autobase/package.json").is_file(),
-        "the JS reference is not installed: run scripts/install-js-reference.sh"
-    );
     // Node's store lives in the test's folder, removed after node is killed (dropped later).
     let tmp = tempfile::tempdir().unwrap();
     let js_dir = tmp.path().join("js");
     let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
-    let mut js = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-        .arg("autobase-chat.js")
-        .arg(config.to_string())
-        .current_dir(&interop)
-        .env("NODE_PATH", &modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start node");
-    let out = js.stdout.take().unwrap();
-    let mut js_in = js.stdin.take().unwrap();
-    let (tx, js_lines) = channel::<Value>();
-    thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if let Ok(v) = serde_json::from_str(&l) {
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _js = Kill(js);
-    let next = |what: &str| loop {
-        let v = js_lines
-            .recv_timeout(JS_STEP)
-            .unwrap_or_else(|_| panic!("no {what} from node within {JS_STEP:?}"));
-        assert!(
-            !matches!(v["event"].as_str(), Some("failed" | "deadline")),
-            "{v}"
-        );
-        if v["event"] == what {
-            break v;
-        }
-    };
-    let created = next("room");
+    let mut js = JsMember::spawn(&config);
+    let created = js.next("room");
     let room = created["key"].as_str().unwrap().to_string();
     let port = created["port"].as_u64().unwrap();
 
@@ -830,8 +649,7 @@ fn a_hyperpunch_member_joins_a_js_room() {
         .unwrap()
         .to_string();
     bob.say("hello from hyperpunch");
-    writeln!(js_in, "{}", serde_json::json!({ "add": writer })).unwrap();
-    js_in.flush().unwrap();
+    js.send(&serde_json::json!({ "add": writer }));
     // Bob's message is indexed (the JS creator acked it) before JS answers, so the order is fixed.
     let first_two = bob.messages(2);
     assert_eq!(
@@ -841,9 +659,8 @@ fn a_hyperpunch_member_joins_a_js_room() {
             format!("{}: hello from hyperpunch", &writer[..8]),
         ]
     );
-    writeln!(js_in, "{}", serde_json::json!({ "say": "answer from js" })).unwrap();
-    js_in.flush().unwrap();
-    let done = next("done");
+    js.send(&serde_json::json!({ "say": "answer from js" }));
+    let done = js.next("done");
     let js_view: Vec<String> = done["messages"]
         .as_array()
         .unwrap()

@@ -76,17 +76,8 @@ impl Drop for Bg {
 /// A bootstrap node and `n` persistent nodes, all CLI processes; returns them and the
 /// bootstrap address.
 fn cli_dht(n: usize) -> (Vec<Bg>, String) {
-    let port = free_port();
-    let boot = format!("127.0.0.1:{port}");
-    let b = Bg::spawn(&[
-        "dht",
-        "bootstrap",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]);
-    b.expect("bootstrap node");
+    let b = Bg::spawn(&["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"]);
+    let boot = common::tools::bootstrap_addr(&b.expect("bootstrap node"));
     let mut all = vec![b];
     for _ in 0..n {
         let node = Bg::spawn(&["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"]);

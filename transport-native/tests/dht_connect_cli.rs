@@ -6,21 +6,12 @@
 mod common;
 use common::hp;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const STEP: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `hyperpunch` process: stderr lines watched, stdout collected, stdin piped; killed on drop.
 struct Proc {
@@ -103,20 +94,11 @@ impl Drop for Proc {
 }
 
 fn cli_dht(n: usize) -> (Vec<Proc>, String) {
-    let port = free_port();
-    let boot = format!("127.0.0.1:{port}");
     let b = Proc::spawn(
-        &[
-            "dht",
-            "bootstrap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ],
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"],
         &[],
     );
-    b.expect("bootstrap node");
+    let boot = common::tools::bootstrap_addr(&b.expect("bootstrap node"));
     let mut all = vec![b];
     for _ in 0..n {
         let node = Proc::spawn(

@@ -7,7 +7,6 @@ mod common;
 use common::{hp, ok};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -16,14 +15,6 @@ use std::time::{Duration, Instant};
 
 const STEP: Duration = Duration::from_secs(60);
 const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A long-running `hyperpunch` process whose stdout and stderr lines are watched; killed on
 /// drop.
@@ -85,17 +76,8 @@ impl Drop for Bg {
 
 /// A bootstrap node and `n` persistent nodes, all CLI processes.
 fn cli_dht(n: usize) -> (Vec<Bg>, String) {
-    let port = free_port();
-    let boot = format!("127.0.0.1:{port}");
-    let b = Bg::spawn(&[
-        "dht",
-        "bootstrap",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]);
-    Bg::expect(&b.err, "bootstrap node");
+    let b = Bg::spawn(&["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"]);
+    let boot = common::tools::bootstrap_addr(&Bg::expect(&b.err, "bootstrap node"));
     let mut all = vec![b];
     for _ in 0..n {
         let node = Bg::spawn(&["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"]);

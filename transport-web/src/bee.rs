@@ -14,126 +14,65 @@ use std::future::Future;
 use std::rc::Rc;
 
 use hyperpunch_core::hyperbee::{
-    self as hb, BeeCore, BeeError, Binary, CoreState, Entry, RangeOptions,
+    self as hb, BeeCore, BeeError, Binary, CoreState, Entry, HostCore, RangeOptions,
 };
-use hyperpunch_core::hypercore::{HypercoreError, Snapshot};
-use hyperpunch_core::storage::StorageError;
+use hyperpunch_core::hypercore::HypercoreError;
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::js::{emit, js_err, Hypercore, Inner};
+use crate::replicate::SharedHub;
+use crate::storage::IdbStorage;
 
-/// A page's [`Hypercore`] as the core of a bee (see the [module docs](self)).
+/// A page's [`Hypercore`] as the core of a bee (see the [module docs](self)): the core's
+/// [`HostCore`] in its hub, announcing local appends to the core's listener.
 #[derive(Clone)]
 pub struct WebCore {
+    core: HostCore<SharedHub<IdbStorage>>,
     inner: Rc<Inner>,
-    snapshot: Option<Snapshot>,
-}
-
-fn left_hub() -> HypercoreError {
-    HypercoreError::Storage(StorageError::Unavailable(
-        "the core left its replication hub".into(),
-    ))
 }
 
 impl WebCore {
     /// The core of `core`.
     pub fn new(core: &Hypercore) -> Self {
         WebCore {
+            core: HostCore::new(core.inner.hub.clone(), core.inner.discovery_key),
             inner: core.inner.clone(),
-            snapshot: None,
         }
     }
 }
 
 impl BeeCore for WebCore {
     async fn key(&self) -> [u8; 32] {
-        let g = self.inner.hub.lock().await;
-        g.replicator(&self.inner.discovery_key)
-            .map(|r| *r.core().key())
-            .unwrap_or_default()
+        self.core.key().await
     }
 
     async fn state(&self) -> CoreState {
-        if let Some(s) = &self.snapshot {
-            return CoreState {
-                length: s.length(),
-                fork: s.fork(),
-                writable: false,
-            };
-        }
-        let g = self.inner.hub.lock().await;
-        CoreState::of(g.replicator(&self.inner.discovery_key).map(|r| r.core()))
+        self.core.state().await
     }
 
     async fn snapshot(&self) -> Self {
-        let mut out = self.clone();
-        if out.snapshot.is_none() {
-            let mut g = self.inner.hub.lock().await;
-            if let Some(r) = g.replicator_mut(&self.inner.discovery_key) {
-                out.snapshot = Some(r.core_mut().snapshot());
-            }
+        WebCore {
+            core: self.core.snapshot().await,
+            inner: self.inner.clone(),
         }
-        out
     }
 
     /// A block the core does not hold is downloaded from its peers first (waiting for as long
     /// as that takes, as JS does by default).
     async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, HypercoreError> {
-        loop {
-            {
-                let g = self.inner.hub.lock().await;
-                let core = g
-                    .replicator(&self.inner.discovery_key)
-                    .ok_or_else(left_hub)?
-                    .core();
-                if core.has(index) {
-                    return match &self.snapshot {
-                        Some(s) => core.get_at(s, index).await,
-                        None => core.get(index).await,
-                    };
-                }
-                let length = self.snapshot.as_ref().map_or(core.length(), |s| s.length());
-                if index >= length {
-                    return Err(HypercoreError::OutOfBounds { index, length });
-                }
-            }
-            self.inner
-                .download(index, Some(index + 1))
-                .await
-                .map_err(|_| left_hub())?;
-        }
+        self.core.get(index).await
     }
 
     async fn append(&self, blocks: &[&[u8]]) -> Result<u64, HypercoreError> {
-        let now = self.inner.hub.now();
-        let out = {
-            let mut g = self.inner.hub.lock().await;
-            g.replicator_mut(&self.inner.discovery_key)
-                .ok_or_else(left_hub)?
-                .append(now, blocks)
-                .await
-                .map_err(|e| match e {
-                    hyperpunch_core::replication::ReplicationError::Core(e) => e,
-                    e => HypercoreError::Storage(StorageError::Unavailable(e.to_string())),
-                })?
-        };
-        emit(&self.inner.listener, "append", out.length as f64);
-        Ok(out.length)
+        let length = self.core.append(blocks).await?;
+        emit(&self.inner.listener, "append", length as f64);
+        Ok(length)
     }
 
     async fn wait_change(&self, length: u64, fork: u64) {
-        loop {
-            {
-                let g = self.inner.hub.lock().await;
-                match g.replicator(&self.inner.discovery_key) {
-                    Some(r) if r.core().length() == length && r.core().fork() == fork => {}
-                    _ => return,
-                }
-            }
-            self.inner.changed().await;
-        }
+        self.core.wait_change(length, fork).await
     }
 }
 

@@ -13,12 +13,8 @@ use std::rc::Rc;
 use std::task::Poll;
 
 use hyperpunch_core::corestore::{self as cs, CoreHandle, GetOptions, PrimaryKey};
-use hyperpunch_core::hyperbee::{BeeCore, BeeError, CoreState, Header};
-use hyperpunch_core::hyperblobs::BlobCore;
-use hyperpunch_core::hypercore::{HypercoreError, SeekResult, Snapshot};
+use hyperpunch_core::hyperbee::{BeeCore, BeeError, Header, HostCore};
 use hyperpunch_core::hyperdrive::{self as hd, DriveEntry, DriveError, ListOptions, PutOptions};
-use hyperpunch_core::replication::{ReplicationError, Replicator};
-use hyperpunch_core::storage::StorageError;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -33,252 +29,9 @@ pub type WebStore = SharedCorestore<Rc<IdbStorage>>;
 
 /// A core of a [`WebStore`] (open in it) as a [`BeeCore`] and [`BlobCore`]: a block the store
 /// does not hold is asked of the store's peers and waited for.
-#[derive(Clone)]
-pub struct StoreCore {
-    store: WebStore,
-    dk: [u8; 32],
-    snapshot: Option<Snapshot>,
-}
-
-type Rep = Replicator<cs::CoreStorage<Rc<IdbStorage>>>;
-
-fn unknown_core() -> HypercoreError {
-    HypercoreError::Storage(StorageError::Unavailable(
-        "the core is not open in the corestore".into(),
-    ))
-}
-
-fn repl_err(e: ReplicationError) -> HypercoreError {
-    match e {
-        ReplicationError::Core(e) => e,
-        e => HypercoreError::Storage(StorageError::Unavailable(format!("replication: {e}"))),
-    }
-}
-
-impl StoreCore {
-    /// The open core `discovery_key` of `store`.
-    pub fn new(store: WebStore, discovery_key: [u8; 32]) -> Self {
-        StoreCore {
-            store,
-            dk: discovery_key,
-            snapshot: None,
-        }
-    }
-
-    fn rep<'a>(
-        &self,
-        g: &'a mut cs::Corestore<Rc<IdbStorage>>,
-    ) -> Result<&'a mut Rep, HypercoreError> {
-        g.open_replicator_mut(&self.dk).ok_or_else(unknown_core)
-    }
-
-    /// Wait until every block of `start..end` is held, asking the peers for them.
-    async fn wait_range(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
-        let mut requested = false;
-        loop {
-            {
-                let now = self.store.now();
-                let mut g = self.store.lock().await;
-                let rep = self.rep(&mut g)?;
-                let core = rep.core();
-                let length = self.snapshot.as_ref().map_or(core.length(), |s| s.length());
-                if end > length {
-                    return Err(HypercoreError::OutOfBounds {
-                        index: end - 1,
-                        length,
-                    });
-                }
-                match core.bitfield().first_unset(start) {
-                    Some(u) if u < end => {
-                        if !requested {
-                            requested = true;
-                            rep.download(now, start, Some(end))
-                                .await
-                                .map_err(repl_err)?;
-                        }
-                    }
-                    _ => return Ok(()),
-                }
-            }
-            self.store.changed().await;
-        }
-    }
-}
-
-impl BeeCore for StoreCore {
-    async fn key(&self) -> [u8; 32] {
-        let g = self.store.lock().await;
-        g.hub()
-            .replicator(&self.dk)
-            .map(|r| *r.core().key())
-            .unwrap_or_default()
-    }
-
-    async fn state(&self) -> CoreState {
-        if let Some(s) = &self.snapshot {
-            return CoreState {
-                length: s.length(),
-                fork: s.fork(),
-                writable: false,
-            };
-        }
-        let g = self.store.lock().await;
-        CoreState::of(g.hub().replicator(&self.dk).map(|r| r.core()))
-    }
-
-    async fn snapshot(&self) -> Self {
-        let mut out = self.clone();
-        if out.snapshot.is_none() {
-            let mut g = self.store.lock().await;
-            if let Some(r) = g.open_replicator_mut(&self.dk) {
-                out.snapshot = Some(r.core_mut().snapshot());
-            }
-        }
-        out
-    }
-
-    async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, HypercoreError> {
-        let mut requested = false;
-        loop {
-            {
-                let now = self.store.now();
-                let mut g = self.store.lock().await;
-                let rep = self.rep(&mut g)?;
-                let core = rep.core();
-                if core.has(index) {
-                    return match &self.snapshot {
-                        Some(s) => core.get_at(s, index).await,
-                        None => core.get(index).await,
-                    };
-                }
-                let length = self.snapshot.as_ref().map_or(core.length(), |s| s.length());
-                if index >= length {
-                    return Err(HypercoreError::OutOfBounds { index, length });
-                }
-                if !requested {
-                    requested = true;
-                    rep.download(now, index, Some(index + 1))
-                        .await
-                        .map_err(repl_err)?;
-                }
-            }
-            self.store.changed().await;
-        }
-    }
-
-    async fn append(&self, blocks: &[&[u8]]) -> Result<u64, HypercoreError> {
-        let now = self.store.now();
-        let mut g = self.store.lock().await;
-        let out = self
-            .rep(&mut g)?
-            .append(now, blocks)
-            .await
-            .map_err(repl_err)?;
-        Ok(out.length)
-    }
-
-    async fn wait_change(&self, length: u64, fork: u64) {
-        loop {
-            {
-                let g = self.store.lock().await;
-                match g.hub().replicator(&self.dk) {
-                    Some(r) if r.core().length() == length && r.core().fork() == fork => {}
-                    _ => return,
-                }
-            }
-            self.store.changed().await;
-        }
-    }
-}
-
-impl BlobCore for StoreCore {
-    async fn byte_length(&self) -> u64 {
-        if let Some(s) = &self.snapshot {
-            return s.byte_length();
-        }
-        let g = self.store.lock().await;
-        g.hub()
-            .replicator(&self.dk)
-            .map_or(0, |r| r.core().byte_length())
-    }
-
-    async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
-        let g = self.store.lock().await;
-        let core = g
-            .hub()
-            .replicator(&self.dk)
-            .ok_or_else(unknown_core)?
-            .core();
-        match core.seek(bytes).await {
-            Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
-            Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn has(&self, start: u64, end: u64) -> bool {
-        let g = self.store.lock().await;
-        let Some(r) = g.hub().replicator(&self.dk) else {
-            return false;
-        };
-        let core = r.core();
-        end <= core.length()
-            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
-    }
-
-    async fn get_range(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Option<Vec<u8>>>, HypercoreError> {
-        if start < end && !BlobCore::has(self, start, end).await {
-            self.wait_range(start, end).await?;
-        }
-        let g = self.store.lock().await;
-        let core = g
-            .hub()
-            .replicator(&self.dk)
-            .ok_or_else(unknown_core)?
-            .core();
-        match &self.snapshot {
-            Some(s) => {
-                let mut out = Vec::with_capacity((end - start).min(1 << 16) as usize);
-                for i in start..end {
-                    out.push(core.get_at(s, i).await?);
-                }
-                Ok(out)
-            }
-            None => core.get_range(start, end).await,
-        }
-    }
-
-    async fn prefetch(&self, start: u64, end: u64) {
-        if start >= end || BlobCore::has(self, start, end).await {
-            return;
-        }
-        let now = self.store.now();
-        let mut g = self.store.lock().await;
-        if let Ok(rep) = self.rep(&mut g) {
-            let _ = rep.download(now, start, Some(end)).await;
-        }
-    }
-
-    async fn download(&self, start: u64, end: u64) -> Result<(), HypercoreError> {
-        if start >= end {
-            return Ok(());
-        }
-        self.wait_range(start, end).await
-    }
-
-    async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
-        let mut g = self.store.lock().await;
-        let core = self.rep(&mut g)?.core_mut();
-        let end = end.min(core.length());
-        let held = (start..end).filter(|&i| core.has(i)).count() as u64;
-        core.clear(start, end).await?;
-        Ok(held)
-    }
-}
+///
+/// [`BlobCore`]: hyperpunch_core::hyperblobs::BlobCore
+pub type StoreCore = HostCore<WebStore>;
 
 /// A corestore (JS corestore 7) in the IndexedDB database of the page: named cores whose keys
 /// are JS corestore's for the same primary key, replicated together over each connection.
@@ -379,7 +132,7 @@ impl StoreCoreHandle {
     /// The discovery key (32 bytes).
     #[wasm_bindgen(getter, js_name = discoveryKey)]
     pub fn discovery_key(&self) -> Vec<u8> {
-        self.core.dk.to_vec()
+        self.core.discovery_key().to_vec()
     }
 
     /// `{ length, writable, fork }` now.
@@ -422,7 +175,7 @@ impl StoreCoreHandle {
                 if i < st.length || st.writable {
                     break;
                 }
-                core.store.changed().await;
+                core.hub().changed().await;
             }
             let block = BeeCore::get(&core, i).await.map_err(|e| js_err("get", e))?;
             Ok(block.map_or(JsValue::NULL, |b| Uint8Array::from(&b[..]).into()))
@@ -433,7 +186,7 @@ impl StoreCoreHandle {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&mut self) -> Promise {
         let handle = self.handle.take();
-        let store = self.core.store.clone();
+        let store = self.core.hub().clone();
         future_to_promise(async move {
             if let Some(h) = handle {
                 store

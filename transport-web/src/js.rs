@@ -73,13 +73,7 @@ pub(crate) struct Inner {
     pub(crate) listener: Listener,
     /// Peers replicating the core now (channels open, over any connection).
     peers: Rc<Cell<u32>>,
-    /// Tasks waiting for the core's length or fork to change, woken each time the hub is
-    /// released (see [`Inner::changed`]).
-    pub(crate) watchers: Watchers,
 }
-
-/// Wakers of tasks waiting for the core to change.
-pub(crate) type Watchers = Rc<RefCell<Vec<std::task::Waker>>>;
 
 /// The function events go to (see [`Hypercore::on_event`]).
 pub(crate) type Listener = Rc<RefCell<Option<js_sys::Function>>>;
@@ -602,16 +596,11 @@ impl Hypercore {
             .add_core(Replicator::new(core, Options::default()))
             .map_err(|e| js_err("replicate the core", e))?;
         let (hub, mut events) = SharedHub::with_events(hub);
-        let watchers: Watchers = Rc::default();
         hub.set_observer({
             let info = info.clone();
-            let watchers = watchers.clone();
             move |h| {
                 if let Some(r) = h.replicator(&discovery_key) {
                     *info.borrow_mut() = Info::of(r.core());
-                }
-                for w in watchers.borrow_mut().drain(..) {
-                    w.wake();
                 }
             }
         });
@@ -667,26 +656,12 @@ impl Hypercore {
                 waiters,
                 listener,
                 peers,
-                watchers,
             }),
         })
     }
 }
 
 impl Inner {
-    /// Resolves the next time the hub is released (something may have changed).
-    pub(crate) fn changed(&self) -> impl Future<Output = ()> + '_ {
-        let mut registered = false;
-        poll_fn(move |cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = true;
-            self.watchers.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        })
-    }
-
     /// The block at `index` if stored locally.
     async fn get_local(&self, index: u64) -> Result<Option<Vec<u8>>, JsError> {
         let g = self.hub.lock().await;

@@ -37,10 +37,12 @@ use std::ops::{Deref, DerefMut};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_lock::{Mutex, MutexGuard};
 use hyperpunch_core::corestore::Corestore;
 use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::hyperbee::{CoreHost, SharedCoreHost};
 use hyperpunch_core::replication::{
     backlog_report_due, HubEvent, ReplicationError, ReplicationHost, ReplicationHub, StreamId,
 };
@@ -216,17 +218,11 @@ impl<H: ReplicationHost> SharedHost<H> {
 
     /// Resolves the next time the hub's lock is released (blocks may have arrived, the length
     /// may have changed): check the state, then await this, then check again.
-    pub fn changed(&self) -> impl Future<Output = ()> + 'static {
-        let waiters = self.inner.changed.clone();
-        let mut registered = false;
-        std::future::poll_fn(move |cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = true;
-            waiters.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        })
+    pub fn changed(&self) -> Changed {
+        Changed {
+            waiters: self.inner.changed.clone(),
+            registered: false,
+        }
     }
 
     /// Milliseconds since this hub was shared: the `now` to pass to hub and replicator calls.
@@ -265,6 +261,57 @@ impl<H: ReplicationHost> SharedHost<H> {
     /// high-water mark plus about one answer, however little the peer reads.
     pub fn max_backlog(&self) -> usize {
         self.inner.max_backlog.get()
+    }
+}
+
+/// What a [`HostCore`](hyperpunch_core::hyperbee::HostCore) (a bee or drive core of the page)
+/// needs of the host it reads: the lock, the clock, the wake-ups and `setTimeout`.
+impl<H: CoreHost> SharedCoreHost for SharedHost<H> {
+    type Host = H;
+    type Guard<'a> = HubGuard<'a, H>;
+    type Changed<'a> = Changed;
+
+    /// A read of the page's cores does not wait for the peers to announce their length.
+    const UPDATE_TIMEOUT: Option<Duration> = None;
+
+    fn lock(&self) -> impl Future<Output = HubGuard<'_, H>> {
+        SharedHost::lock(self)
+    }
+
+    fn now(&self) -> u64 {
+        SharedHost::now(self)
+    }
+
+    /// Nothing to arm: a [`Changed`] registers on its first poll, and as the page runs one
+    /// task at a time nothing releases the hub between a waiter's check and its await.
+    fn changed(&self) -> Changed {
+        SharedHost::changed(self)
+    }
+
+    /// Nothing to do: every release of the hub's lock wakes the waiters.
+    fn notify_changed(&self) {}
+
+    fn sleep_until(&self, at: u64) -> impl Future<Output = ()> {
+        sleep(at.saturating_sub(self.now()))
+    }
+}
+
+/// The next release of a [`SharedHost`]'s lock after the first poll (see
+/// [`SharedHost::changed`]).
+pub struct Changed {
+    waiters: Rc<RefCell<Vec<std::task::Waker>>>,
+    registered: bool,
+}
+
+impl Future for Changed {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.waiters.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
     }
 }
 

@@ -35,6 +35,8 @@
 //! The pieces, one concern each:
 //! - [`messages`]: the protobuf `Header` / `Node` / `YoloIndex` codecs.
 //! - [`source`]: [`BeeCore`], what the bee needs of its core.
+//! - `host_core`: [`HostCore`], a core of a replication host shared by a transport's tasks as
+//!   a [`BeeCore`] (and blobs core), downloading the blocks a read needs.
 //! - `cache`: decoded blocks shared by every read of a bee.
 //! - `read`: the tree as reads see it, and `get`.
 //! - `tree`: inserts, splits, deletes and rebalancing, object for object as JS.
@@ -59,6 +61,7 @@ mod diff;
 mod encodings;
 mod error;
 mod history;
+mod host_core;
 mod iterators;
 pub mod messages;
 mod read;
@@ -77,6 +80,7 @@ pub use diff::{DiffEntry, DiffIter};
 pub use encodings::{Binary, Codec, Json, Utf8};
 pub use error::BeeError;
 pub use history::{HistoryEntry, HistoryIter, HistoryOptions, HistoryType};
+pub use host_core::{CoreHost, HostCore, SharedCoreHost};
 pub use iterators::{RangeIter, RangeOptions};
 pub use messages::{Header, Metadata, Node};
 pub use source::{BeeCore, CoreState};

@@ -7,12 +7,12 @@
 //!
 //! - [`Session`] (this module): a local core. A block that is not stored is
 //!   [`super::BeeError::BlockNotAvailable`].
-//! - A core that is being replicated (the transports' "hub core", e.g.
+//! - [`super::HostCore`]: a core that is being replicated (the transports' "hub core", e.g.
 //!   `hyperpunch::bee::HubCore` natively): a missing block is requested from the peers and
 //!   `get` waits for it, so a query downloads only the blocks it reads (sparse reading).
 //!
-//! Implementations do the waiting themselves (a transport's task, an async lock); the bee
-//! stays sans-IO and only awaits what it is handed.
+//! Implementations do the waiting with what the transport hands them (a lock, a wake-up, a
+//! timer); the bee stays sans-IO and only awaits what it is handed.
 
 use std::future::Future;
 

@@ -92,16 +92,18 @@ pub enum DhtCommand {
 Run a bootstrap node (hyperdht's `DHT.bootstrapper(port, host)`): persistent from the start,
 with HOST:PORT as its public address. Other nodes list it in --bootstrap. It binds HOST:PORT
 (or 0.0.0.0:PORT when HOST is not an address of this machine, e.g. behind a 1:1 NAT) and runs
-until killed, printing its address on stderr.
+until killed, printing its address on stderr. With --port 0 it takes a free port and prints it
+(`bootstrap node HOST:PORT ...`): handy for scripts and tests on one machine.
 
 Examples:
   hyperpunch dht bootstrap --host 127.0.0.1 --port 49737
+  hyperpunch dht bootstrap --host 127.0.0.1 --port 0          # any free port, printed
   hyperpunch dht bootstrap --host 203.0.113.7 --port 49737   # a public server")]
     Bootstrap {
         /// The node's public IPv4 address.
         #[arg(long, value_name = "IP")]
         host: Ipv4Addr,
-        /// Its UDP port.
+        /// Its UDP port (0: a free one, printed).
         #[arg(long, value_name = "PORT", default_value_t = 49737)]
         port: u16,
         #[command(flatten)]
@@ -310,6 +312,11 @@ async fn run_async(c: DhtCommand) -> Result<(), CliError> {
             opts.limits = limit.limits();
             let dht = Dht::bootstrap(opts).await.map_err(dht_err)?;
             let info = dht.info();
+            // --port 0: the port the node bound is its public one.
+            let port = match (port, info.server_addr) {
+                (0, Some(bound)) => bound.port(),
+                _ => port,
+            };
             eprintln!(
                 "bootstrap node {host}:{port} (bound to {}), id {}",
                 info.server_addr.map(|a| a.to_string()).unwrap_or_default(),

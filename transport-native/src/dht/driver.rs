@@ -145,6 +145,10 @@ pub(crate) async fn spawn(
     let client_addr = client.local_addr();
 
     let mut config = match opts.bootstrapper {
+        // Port 0 (any free port): the public port is the one bound.
+        Some(public) if public.port() == 0 => {
+            DhtConfig::bootstrapper(SocketAddrV4::new(*public.ip(), local.port()))
+        }
         Some(public) => DhtConfig::bootstrapper(public),
         None => DhtConfig::default(),
     };

@@ -25,6 +25,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The address in `hyperpunch dht bootstrap`'s `bootstrap node HOST:PORT (bound to ...)` line.
+/// Tests start it with `--port 0` and read the port it took: a port picked by the test and
+/// bound later by the process could be taken in between by another test.
+#[allow(dead_code)]
+pub fn bootstrap_addr(line: &str) -> String {
+    let addr = line
+        .split("bootstrap node ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert!(!addr.ends_with(":0"), "{line:?}");
+    addr.to_string()
+}
+
 /// `tests/interop`, with the pinned JS reference installed.
 pub fn interop_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
@@ -319,14 +333,11 @@ impl Drop for Proc {
 /// A loopback testnet: a `hyperpunch dht bootstrap` node and `n` persistent `dht node`s.
 /// Returns the processes (keep them alive) and the bootstrap address.
 pub fn testnet(n: usize) -> (Vec<Proc>, String) {
-    let port = free_port();
-    let boot = format!("127.0.0.1:{port}");
-    let p = port.to_string();
     let mut b = Proc::hp(
         "bootstrap",
-        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", &p],
+        &["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"],
     );
-    b.expect("bootstrap node");
+    let boot = bootstrap_addr(&b.expect("bootstrap node"));
     let mut all = vec![b];
     for i in 0..n {
         let mut node = Proc::hp(

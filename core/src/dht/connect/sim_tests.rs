@@ -35,10 +35,6 @@ struct Sim {
 }
 
 impl Sim {
-    fn new() -> Self {
-        Self::seeded(0)
-    }
-
     /// A network whose node and NAT randomness derives from `seed`.
     fn seeded(seed: u64) -> Self {
         Sim {
@@ -91,6 +87,52 @@ impl Sim {
         let i = self.hosts.len() - 1;
         self.flush(i);
         i
+    }
+
+    /// A peer (not a DHT node) at `ip:port` behind `nat` (None: public), bootstrapping from
+    /// the testnet's [`BOOT`].
+    fn add_peer(&mut self, ip: Ipv4Addr, port: u16, nat: Option<Kind>) -> usize {
+        let config = Config {
+            bootstrap: vec![BOOT],
+            ..Config::default()
+        };
+        self.add(ip, port, config, nat, false)
+    }
+
+    /// Host `h` listens as `key_pair` with `opts`; then 3 s pass.
+    fn listen(&mut self, h: usize, key_pair: &KeyPair, opts: ServerOptions) {
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        host.conn.listen(now, &mut host.dht, key_pair.clone(), opts);
+        self.flush(h);
+        self.run_for(Duration::from_secs(3));
+    }
+
+    /// Host `h` connects to `server` as `key_pair` with `opts`.
+    fn connect(
+        &mut self,
+        h: usize,
+        server: [u8; 32],
+        key_pair: KeyPair,
+        opts: ConnectOptions,
+    ) -> ConnId {
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        let id = host
+            .conn
+            .connect(now, &mut host.dht, server, key_pair, opts);
+        self.flush(h);
+        id
+    }
+
+    /// The first packet of `est`'s UDX stream, sent by host `h` (the other side's raw stream
+    /// takes it); then 50 ms pass.
+    fn first_packet(&mut self, h: usize, est: &Established) {
+        let mut pkt = vec![0xff, 1, 0, 0];
+        pkt.extend_from_slice(&est.remote_id.to_le_bytes());
+        pkt.extend_from_slice(&[0; 12]);
+        self.send(h, est.socket, est.remote, pkt, 0);
+        self.run_for(Duration::from_millis(50));
     }
 
     fn public_src(&mut self, h: usize, socket: SocketId, to: SocketAddrV4) -> SocketAddrV4 {
@@ -226,30 +268,70 @@ impl Sim {
     }
 }
 
-fn testnet(sim: &mut Sim, n: usize) -> Vec<SocketAddrV4> {
-    let boot = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+/// The bootstrap node of [`testnet`].
+const BOOT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+
+/// A network (randomness from `seed`) with a settled DHT of `n` nodes, the first [`BOOT`]:
+/// the setup of every scenario.
+fn testnet(seed: u64, n: usize) -> Sim {
+    let mut sim = Sim::seeded(seed);
     sim.add(
-        *boot.ip(),
-        boot.port(),
-        Config::bootstrapper(boot),
+        *BOOT.ip(),
+        BOOT.port(),
+        Config::bootstrapper(BOOT),
         None,
         true,
     );
-    let mut addrs = vec![boot];
     for i in 1..n {
         let a = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1 + i as u8), 49737);
         let cfg = Config {
-            bootstrap: vec![boot],
+            bootstrap: vec![BOOT],
             ephemeral: Some(false),
             firewalled: false,
             ..Config::default()
         };
         sim.add(*a.ip(), a.port(), cfg, None, true);
-        addrs.push(a);
         sim.run_for(Duration::from_millis(200));
     }
     sim.run_for(Duration::from_secs(5));
-    addrs
+    sim
+}
+
+/// A server and a client (behind NATs of the given kinds) on a 6-node testnet, the server
+/// listening; returns the sim, the server's and client's host indexes and the server's key.
+fn listening(
+    server_nat: Option<Kind>,
+    client_nat: Option<Kind>,
+    seed: u64,
+) -> (Sim, usize, usize, KeyPair) {
+    listening_with(
+        server_nat,
+        client_nat,
+        seed,
+        ServerOptions::default(),
+        false,
+    )
+}
+
+/// As [`listening`], the server with `opts`; with `dup_client` every DHT message of the client
+/// arrives twice.
+fn listening_with(
+    server_nat: Option<Kind>,
+    client_nat: Option<Kind>,
+    seed: u64,
+    opts: ServerOptions,
+    dup_client: bool,
+) -> (Sim, usize, usize, KeyPair) {
+    let mut sim = testnet(seed, 6);
+    let s = sim.add_peer(Ipv4Addr::new(20, 0, 0, 1), 5000, server_nat);
+    let c = sim.add_peer(Ipv4Addr::new(30, 0, 0, 1), 6000, client_nat);
+    if dup_client {
+        sim.dup_from.push(c);
+    }
+    sim.run_for(Duration::from_secs(3));
+    let server_kp = KeyPair::from_seed(&[1; 32]);
+    sim.listen(s, &server_kp, opts);
+    (sim, s, c, server_kp)
 }
 
 /// Server and client behind NATs of the given kinds (None: public but firewalled nodes).
@@ -286,26 +368,7 @@ fn connect_dup(
     dup_client: bool,
     external: bool,
 ) -> (Option<Established>, Option<Established>, Vec<ConnectEvent>) {
-    let mut sim = Sim::seeded(seed);
-    let boot = testnet(&mut sim, 6);
-    let cfg = || Config {
-        bootstrap: vec![boot[0]],
-        ..Config::default()
-    };
-    let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), server_nat, false);
-    let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), client_nat, false);
-    if dup_client {
-        sim.dup_from.push(c);
-    }
-    sim.run_for(Duration::from_secs(3));
-    let server_kp = KeyPair::from_seed(&[1; 32]);
-    let now = sim.now;
-    {
-        let h = &mut sim.hosts[s];
-        h.conn.listen(now, &mut h.dht, server_kp.clone(), opts);
-    }
-    sim.flush(s);
-    sim.run_for(Duration::from_secs(3));
+    let (mut sim, s, c, server_kp) = listening_with(server_nat, client_nat, seed, opts, dup_client);
     assert!(
         sim.hosts[s]
             .events
@@ -405,11 +468,7 @@ fn connect_dup(
     let mut server = None;
     if let Some(est) = &client {
         // The client's UDX stream sends its first packet: the server's raw stream takes it.
-        let mut pkt = vec![0xff, 1, 0, 0];
-        pkt.extend_from_slice(&est.remote_id.to_le_bytes());
-        pkt.extend_from_slice(&[0; 12]);
-        sim.send(c, est.socket, est.remote, pkt, 0);
-        sim.run_for(Duration::from_millis(50));
+        sim.first_packet(c, est);
         server = sim.hosts[s].events.iter().find_map(|e| match e {
             ConnectEvent::Incoming { established, .. } => Some(established.clone()),
             _ => None,
@@ -504,18 +563,8 @@ fn double_random_nats_fail_with_the_js_error() {
 
 #[test]
 fn unknown_key_is_peer_not_found() {
-    let mut sim = Sim::new();
-    let boot = testnet(&mut sim, 4);
-    let c = sim.add(
-        Ipv4Addr::new(30, 0, 0, 1),
-        6000,
-        Config {
-            bootstrap: vec![boot[0]],
-            ..Config::default()
-        },
-        None,
-        false,
-    );
+    let mut sim = testnet(0, 4);
+    let c = sim.add_peer(Ipv4Addr::new(30, 0, 0, 1), 6000, None);
     sim.run_for(Duration::from_secs(2));
     let now = sim.now;
     let h = &mut sim.hosts[c];
@@ -596,29 +645,11 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
     use crate::dht::messages::{Handshake, Holepunch};
     use crate::dht::rpc::{IncomingRequest, Peer};
     use crate::dht::Event;
-    let mut sim = Sim::new();
-    let boot = testnet(&mut sim, 5);
-    let cfg = || Config {
-        bootstrap: vec![boot[0]],
-        ..Config::default()
-    };
-    let s = sim.add(
-        Ipv4Addr::new(20, 0, 0, 1),
-        5000,
-        cfg(),
-        Some(Kind::Consistent),
-        false,
-    );
+    let mut sim = testnet(0, 5);
+    let s = sim.add_peer(Ipv4Addr::new(20, 0, 0, 1), 5000, Some(Kind::Consistent));
     sim.run_for(Duration::from_secs(3));
     let server_kp = KeyPair::from_seed(&[1; 32]);
-    let now = sim.now;
-    {
-        let h = &mut sim.hosts[s];
-        h.conn
-            .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
-    }
-    sim.flush(s);
-    sim.run_for(Duration::from_secs(3));
+    sim.listen(s, &server_kp, ServerOptions::default());
     let target = crate::crypto::hash(&server_kp.public_key);
     let from = SocketAddrV4::new(Ipv4Addr::new(66, 6, 6, 6), 666);
     let req = |tid: u16| IncomingRequest {
@@ -676,26 +707,14 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
     }
     assert_eq!(sim.inflight.len(), before, "no answer to garbage");
     // The server still serves real clients.
-    let c = sim.add(
-        Ipv4Addr::new(30, 0, 0, 1),
-        6000,
-        cfg(),
-        Some(Kind::Consistent),
-        false,
-    );
+    let c = sim.add_peer(Ipv4Addr::new(30, 0, 0, 1), 6000, Some(Kind::Consistent));
     sim.run_for(Duration::from_secs(3));
-    let now = sim.now;
-    {
-        let h = &mut sim.hosts[c];
-        h.conn.connect(
-            now,
-            &mut h.dht,
-            server_kp.public_key,
-            KeyPair::from_seed(&[2; 32]),
-            ConnectOptions::default(),
-        );
-    }
-    sim.flush(c);
+    sim.connect(
+        c,
+        server_kp.public_key,
+        KeyPair::from_seed(&[2; 32]),
+        ConnectOptions::default(),
+    );
     sim.run_for(Duration::from_secs(20));
     assert!(
         sim.hosts[c]
@@ -762,34 +781,6 @@ fn nat_pairs_over_seeds() {
     }
 }
 
-/// A server and a client (behind NATs of the given kinds) on a 6-node testnet, the server
-/// listening; returns the sim, the server's and client's host indexes and the server's key.
-fn listening(
-    server_nat: Option<Kind>,
-    client_nat: Option<Kind>,
-    seed: u64,
-) -> (Sim, usize, usize, KeyPair) {
-    let mut sim = Sim::seeded(seed);
-    let boot = testnet(&mut sim, 6);
-    let cfg = || Config {
-        bootstrap: vec![boot[0]],
-        ..Config::default()
-    };
-    let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), server_nat, false);
-    let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), client_nat, false);
-    sim.run_for(Duration::from_secs(3));
-    let server_kp = KeyPair::from_seed(&[1; 32]);
-    let now = sim.now;
-    {
-        let h = &mut sim.hosts[s];
-        h.conn
-            .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
-    }
-    sim.flush(s);
-    sim.run_for(Duration::from_secs(3));
-    (sim, s, c, server_kp)
-}
-
 fn failures(events: &[ConnectEvent]) -> Vec<ConnectError> {
     events
         .iter()
@@ -798,6 +789,37 @@ fn failures(events: &[ConnectEvent]) -> Vec<ConnectError> {
             _ => None,
         })
         .collect()
+}
+
+/// A server whose random punch limiter a first client armed (one side's NAT is random):
+/// [`listening`], a second client at 40.0.0.1:7000 behind `client_nat`, then the first client
+/// connects (the server's random punch) and its stream's first packet reaches the server,
+/// which ends its punch there. Returns the sim, the server's and the second client's host
+/// indexes and the server's key.
+fn limiter_armed(server_nat: Kind, client_nat: Kind, seed: u64) -> (Sim, usize, usize, KeyPair) {
+    let (mut sim, s, c1, server_kp) = listening(Some(server_nat), Some(client_nat), seed);
+    let c2 = sim.add_peer(Ipv4Addr::new(40, 0, 0, 1), 7000, Some(client_nat));
+    sim.run_for(Duration::from_secs(3));
+    // The first client: the server's random punch, which arms its limiter.
+    sim.connect(
+        c1,
+        server_kp.public_key,
+        KeyPair::from_seed(&[2; 32]),
+        ConnectOptions::default(),
+    );
+    for _ in 0..600 {
+        sim.run_for(Duration::from_millis(100));
+        if !sim.hosts[c1].events.is_empty() {
+            break;
+        }
+    }
+    let Some(ConnectEvent::Connected { established, .. }) = sim.hosts[c1].events.first() else {
+        panic!("seed {seed}: first client: {:?}", sim.hosts[c1].events);
+    };
+    let est1 = established.clone();
+    // Its stream's first packet reaches the server, which ends its punch there.
+    sim.first_packet(c1, &est1);
+    (sim, s, c2, server_kp)
 }
 
 /// A connect through a blind relay that never answers, between two random NATs: the punch
@@ -809,22 +831,16 @@ fn a_connect_waiting_for_a_silent_relay_fails_at_its_deadline() {
     for timeout in [None, Some(Duration::from_secs(20))] {
         let (mut sim, _s, c, server_kp) = listening(Some(Kind::Random), Some(Kind::Random), 0);
         let start = sim.now;
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                KeyPair::from_seed(&[2; 32]),
-                ConnectOptions {
-                    relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
-                    timeout,
-                    ..ConnectOptions::default()
-                },
-            );
-        }
-        sim.flush(c);
+        sim.connect(
+            c,
+            server_kp.public_key,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions {
+                relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
+                timeout,
+                ..ConnectOptions::default()
+            },
+        );
         let mut failed_at = None;
         for _ in 0..1200 {
             sim.run_for(Duration::from_millis(100));
@@ -923,48 +939,7 @@ fn a_try_later_punch_is_tried_again_and_connects() {
     .enumerate()
     {
         let seed = seed as u64;
-        let (mut sim, s, c1, server_kp) = listening(Some(server_nat), Some(client_nat), seed);
-        let boot = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
-        let c2 = sim.add(
-            Ipv4Addr::new(40, 0, 0, 1),
-            7000,
-            Config {
-                bootstrap: vec![boot],
-                ..Config::default()
-            },
-            Some(client_nat),
-            false,
-        );
-        sim.run_for(Duration::from_secs(3));
-        // The first client: the server's random punch, which arms its limiter.
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c1];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                KeyPair::from_seed(&[2; 32]),
-                ConnectOptions::default(),
-            );
-        }
-        sim.flush(c1);
-        for _ in 0..600 {
-            sim.run_for(Duration::from_millis(100));
-            if !sim.hosts[c1].events.is_empty() {
-                break;
-            }
-        }
-        let Some(ConnectEvent::Connected { established, .. }) = sim.hosts[c1].events.first() else {
-            panic!("seed {seed}: first client: {:?}", sim.hosts[c1].events);
-        };
-        let est1 = established.clone();
-        // Its stream's first packet reaches the server, which ends its punch there.
-        let mut pkt = vec![0xff, 1, 0, 0];
-        pkt.extend_from_slice(&est1.remote_id.to_le_bytes());
-        pkt.extend_from_slice(&[0; 12]);
-        sim.send(c1, est1.socket, est1.remote, pkt, 0);
-        sim.run_for(Duration::from_millis(50));
+        let (mut sim, s, c2, server_kp) = limiter_armed(server_nat, client_nat, seed);
         // The second client, at once, with a relay (that never answers).
         let start = sim.now;
         let now = sim.now;
@@ -1010,11 +985,7 @@ fn a_try_later_punch_is_tried_again_and_connects() {
         let took = sim.now - start;
         assert!(took >= Duration::from_secs(10), "seed {seed}: {took:?}");
         // The server's side of it.
-        let mut pkt = vec![0xff, 1, 0, 0];
-        pkt.extend_from_slice(&est.remote_id.to_le_bytes());
-        pkt.extend_from_slice(&[0; 12]);
-        sim.send(c2, est.socket, est.remote, pkt, 0);
-        sim.run_for(Duration::from_millis(50));
+        sim.first_packet(c2, &est);
         let incoming = sim.hosts[s]
             .events
             .iter()
@@ -1129,14 +1100,9 @@ fn answer_server_owner(
 #[test]
 fn an_external_server_announces_and_accepts_without_its_key() {
     for nats in [None, Some(Kind::Consistent)] {
-        let mut sim = Sim::seeded(7);
-        let boot = testnet(&mut sim, 6);
-        let cfg = || Config {
-            bootstrap: vec![boot[0]],
-            ..Config::default()
-        };
-        let s = sim.add(Ipv4Addr::new(20, 0, 0, 1), 5000, cfg(), nats, false);
-        let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), nats, false);
+        let mut sim = testnet(7, 6);
+        let s = sim.add_peer(Ipv4Addr::new(20, 0, 0, 1), 5000, nats);
+        let c = sim.add_peer(Ipv4Addr::new(30, 0, 0, 1), 6000, nats);
         sim.run_for(Duration::from_secs(3));
         let server_kp = KeyPair::from_seed(&[1; 32]);
         let client_kp = KeyPair::from_seed(&[2; 32]);
@@ -1174,18 +1140,12 @@ fn an_external_server_announces_and_accepts_without_its_key() {
                 .any(|e| matches!(e, ConnectEvent::ServerSign { .. })),
             "the announcements were the owner's to sign"
         );
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                client_kp.clone(),
-                ConnectOptions::default(),
-            );
-        }
-        sim.flush(c);
+        sim.connect(
+            c,
+            server_kp.public_key,
+            client_kp.clone(),
+            ConnectOptions::default(),
+        );
         let mut client = None;
         for _ in 0..600 {
             answer_server_owner(
@@ -1216,11 +1176,7 @@ fn an_external_server_announces_and_accepts_without_its_key() {
                 sim.hosts[c].events
             )
         });
-        let mut pkt = vec![0xff, 1, 0, 0];
-        pkt.extend_from_slice(&client.remote_id.to_le_bytes());
-        pkt.extend_from_slice(&[0; 12]);
-        sim.send(c, client.socket, client.remote, pkt, 0);
-        sim.run_for(Duration::from_millis(50));
+        sim.first_packet(c, &client);
         let mut server = sim.hosts[s]
             .events
             .iter()
@@ -1262,44 +1218,20 @@ fn an_early_public_client_listing_no_address_is_punched_at_its_verified_address(
 
 fn early_public_client_to_random_server() {
     for seed in 1..=3 {
-        let mut sim = Sim::seeded(seed);
-        let boot = testnet(&mut sim, 6);
-        let cfg = || Config {
-            bootstrap: vec![boot[0]],
-            ..Config::default()
-        };
-        let s = sim.add(
-            Ipv4Addr::new(20, 0, 0, 1),
-            5000,
-            cfg(),
-            Some(Kind::Random),
-            false,
-        );
+        let mut sim = testnet(seed, 6);
+        let s = sim.add_peer(Ipv4Addr::new(20, 0, 0, 1), 5000, Some(Kind::Random));
         sim.run_for(Duration::from_secs(3));
         let server_kp = KeyPair::from_seed(&[1; 32]);
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[s];
-            h.conn
-                .listen(now, &mut h.dht, server_kp.clone(), ServerOptions::default());
-        }
-        sim.flush(s);
-        sim.run_for(Duration::from_secs(3));
+        sim.listen(s, &server_kp, ServerOptions::default());
         // The client connects in the step it starts in.
-        let c = sim.add(Ipv4Addr::new(30, 0, 0, 1), 6000, cfg(), None, false);
+        let c = sim.add_peer(Ipv4Addr::new(30, 0, 0, 1), 6000, None);
         assert!(sim.hosts[c].dht.rpc.is_firewalled(), "not checked yet");
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                KeyPair::from_seed(&[2; 32]),
-                ConnectOptions::default(),
-            );
-        }
-        sim.flush(c);
+        sim.connect(
+            c,
+            server_kp.public_key,
+            KeyPair::from_seed(&[2; 32]),
+            ConnectOptions::default(),
+        );
         sim.run_for(Duration::from_secs(30));
         assert!(
             !sim.hosts[c].dht.rpc.is_firewalled(),
@@ -1349,64 +1281,18 @@ fn relayed_then_punched(stray: bool) {
     .enumerate()
     {
         let seed = seed as u64 + 100;
-        let (mut sim, s, c1, server_kp) = listening(Some(server_nat), Some(client_nat), seed);
-        let boot = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
-        let c2 = sim.add(
-            Ipv4Addr::new(40, 0, 0, 1),
-            7000,
-            Config {
-                bootstrap: vec![boot],
-                ..Config::default()
-            },
-            Some(client_nat),
-            false,
-        );
-        sim.run_for(Duration::from_secs(3));
-        // The first client arms the server's random punch limiter.
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c1];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                KeyPair::from_seed(&[2; 32]),
-                ConnectOptions::default(),
-            );
-        }
-        sim.flush(c1);
-        for _ in 0..600 {
-            sim.run_for(Duration::from_millis(100));
-            if !sim.hosts[c1].events.is_empty() {
-                break;
-            }
-        }
-        let Some(ConnectEvent::Connected { established, .. }) = sim.hosts[c1].events.first() else {
-            panic!("seed {seed}: first client: {:?}", sim.hosts[c1].events);
-        };
-        let est1 = established.clone();
-        let mut pkt = vec![0xff, 1, 0, 0];
-        pkt.extend_from_slice(&est1.remote_id.to_le_bytes());
-        pkt.extend_from_slice(&[0; 12]);
-        sim.send(c1, est1.socket, est1.remote, pkt, 0);
-        sim.run_for(Duration::from_millis(50));
+        let (mut sim, s, c2, server_kp) = limiter_armed(server_nat, client_nat, seed);
         let server_events_before = sim.hosts[s].events.len();
         // The second client, with a relay.
-        let now = sim.now;
-        {
-            let h = &mut sim.hosts[c2];
-            h.conn.connect(
-                now,
-                &mut h.dht,
-                server_kp.public_key,
-                KeyPair::from_seed(&[3; 32]),
-                ConnectOptions {
-                    relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
-                    ..ConnectOptions::default()
-                },
-            );
-        }
-        sim.flush(c2);
+        sim.connect(
+            c2,
+            server_kp.public_key,
+            KeyPair::from_seed(&[3; 32]),
+            ConnectOptions {
+                relay_through: Some(KeyPair::from_seed(&[7; 32]).public_key),
+                ..ConnectOptions::default()
+            },
+        );
         let relay = SocketAddrV4::new(Ipv4Addr::new(50, 0, 0, 1), 9999);
         // Relay stream ids: 7001 faces the client, 7002 the server.
         let mut paired = [false, false];
