@@ -9,8 +9,12 @@
 //   say: [text] messages to send once writable; expect: messages to wait for in the view
 //   deadline: ms (default 60000); linger: after 'done', keep replicating until killed (or the
 //   deadline), so the other member can still fetch our blocks
+//   ack: ack as an indexer (when `ackable`, and an ack when nodes wait unindexed)
+//   reader: do not wait to be added; fastForwardKey: hex system key to fast-forward to at start
+//   waitSigned: 'done' also waits until the system core is signed past its prologue
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
-// fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey}.
+// fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
+// prologueLength, indexers (the system core's signers)}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
 // acks), listens on 127.0.0.1 (any port) and prints {event:'room', key, port}; then it reads
@@ -36,8 +40,9 @@ const cleanup = () => { try { fs.rmSync(dir, { recursive: true, force: true }) }
 const deadline = setTimeout(() => { out({ event: 'deadline' }); cleanup(); process.exit(2) }, cfg.deadline || 60000)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function open (store, key) {
+function open (store, key, extra = {}) {
   return new Autobase(store, key, {
+    ...extra,
     valueEncoding: 'json',
     ackInterval: 0,
     open: (s) => s.get('messages'),
@@ -112,7 +117,9 @@ async function create () {
 async function main () {
   if (cfg.create) return create()
   const store = new Corestore(dir)
-  const base = open(store, b4a.from(cfg.room, 'hex'))
+  // fastForwardKey: start with a fast-forward to that system key (JS `fastForward: { key }`)
+  const extra = cfg.fastForwardKey ? { fastForward: { key: b4a.from(cfg.fastForwardKey, 'hex') } } : {}
+  const base = open(store, b4a.from(cfg.room, 'hex'), extra)
   const fastForwards = []
   base.on('fast-forward', (to, from) => fastForwards.push({ to, from }))
   await base.ready()
@@ -121,19 +128,35 @@ async function main () {
   const s = new SecretStream(true, socket)
   s.on('error', () => {})
   store.replicate(s)
-  while (!base.writable) { await base.update(); await sleep(50) }
-  out({ event: 'writable' })
+  // reader: never added, it only reads
+  if (!cfg.reader) {
+    while (!base.writable) { await base.update(); await sleep(50) }
+    out({ event: 'writable' })
+  }
   for (const text of cfg.say || []) await base.append({ type: 'message', text })
+  let stuck = 0
   for (;;) {
     await base.update()
+    // ack: act as an indexer does (ack when `ackable`, and write an ack when nodes wait unindexed)
+    if (cfg.ack && base.writable) {
+      if (base.ackable) await base.ack()
+      const indexed = await indexedMessages(base)
+      stuck = base.view.length > indexed.length ? stuck + 1 : 0
+      if (stuck >= 20) { stuck = 0; await base.append(null) }
+    }
     const messages = []
     for (let i = 0; i < base.view.length; i++) {
       const v = JSON.parse(b4a.toString(await base.view.get(i)))
       messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
     }
-    if (messages.length >= cfg.expect) {
+    // waitSigned: also wait until the system core is signed past its prologue (after an indexer
+    // change: a multisig of a quorum of the indexers)
+    const sys = base.system.core
+    const prologueLength = sys.manifest && sys.manifest.prologue ? sys.manifest.prologue.length : 0
+    const signed = !cfg.waitSigned || sys.signedLength > prologueLength
+    if (messages.length >= cfg.expect && signed) {
       const hex = (b) => b4a.toString(b, 'hex')
-      out({ event: 'done', messages, fastForwards, systemKey: hex(base.system.core.key), viewKey: hex(base.view.key) })
+      out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0 })
       break
     }
     await sleep(50)

@@ -11,24 +11,32 @@
 //! [`IndexerCores::stamp`] puts those signatures and the system key into the oplog entries the
 //! indexer appends next (JS `_appendLocalNodes`). The cores replicate like any stored core.
 //!
-//! Covers a base whose only indexer is this one (the bootstrap); a batch that changes the
-//! indexers later is refused ([`IndexError::IndexersChanged`]), and so is a key pair that is not
-//! the indexer's ([`IndexError::NotTheIndexer`]). After any error the cores lack that call's
+//! While this indexer (the bootstrap) is the only one, it signs alone and writes the cores as it
+//! indexes. At a batch that changes the indexers every core moves (JS `_premigrate`): a new key
+//! from the new indexers' manifest, with the prologue of what it held; this indexer keeps an
+//! in-memory copy of each moved core, signs it at its indexed length and puts the new system key
+//! in its entries, and [`IndexerCores::commit_signed`] assembles a quorum's signatures (read from
+//! the indexers' latest oplog entries, JS `CheckpointCore`, `maybeSigned`, `_assembleMultisig`)
+//! into a multisig and writes the moved cores up to there. An indexer whose oplog core is not
+//! here is a typed error ([`IndexError::IndexerManifest`]), and so is a key pair that is not an
+//! indexer's ([`IndexError::NotTheIndexer`]). After any error the cores lack that call's
 //! batches, so every later [`IndexerCores::sync`] refuses ([`IndexError::Failed`]).
 
 use hyperpunch_core::autobase::cores::{
     bootstrap_system_key, core_manifest, last_move, prologue, write_flushes, LocalCheckpoint,
     Signatures,
 };
-use hyperpunch_core::autobase::messages::OplogMessage;
+use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
 use hyperpunch_core::autobase::{Apply, Autobase};
 use hyperpunch_core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
+use hyperpunch_core::crypto::discovery_key;
 use hyperpunch_core::crypto::KeyPair;
+use hyperpunch_core::encoding::Decode;
 use hyperpunch_core::hyperbee::{source::BeeCore, BeeError, Hyperbee};
 use hyperpunch_core::hypercore::manifest::Manifest;
 use hyperpunch_core::hypercore::session::Session;
 use hyperpunch_core::hypercore::tree::hash_roots;
-use hyperpunch_core::hypercore::verifier::signable;
+use hyperpunch_core::hypercore::verifier::{signable, Verifier};
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore, HypercoreError};
 use hyperpunch_core::storage::{MemoryStorage, Storage};
 
@@ -44,9 +52,9 @@ pub enum IndexError {
     /// The scratch core failed.
     #[error("hypercore: {0}")]
     Core(#[from] HypercoreError),
-    /// The indexers changed after the bootstrap (moving the cores again is not done).
-    #[error("the indexers changed after the bootstrap: writing the moved cores is not supported")]
-    IndexersChanged,
+    /// The manifest of an indexer's oplog core is not known here (its core not replicated).
+    #[error("the manifest of indexer {0} is not known")]
+    IndexerManifest(String),
     /// The indexed system's indexers are not exactly the writer of this key pair.
     #[error("the indexers are not exactly this key pair's writer ({indexers} indexers)")]
     NotTheIndexer {
@@ -118,15 +126,48 @@ pub struct IndexerCores {
     pending: Option<Signatures>,
     /// Set by a failed `sync`: its batches were taken from the engine but not written.
     failed: Option<String>,
-    /// Set when a `sync` met a batch that changes the indexers: what came before it is written
-    /// and signed, every later call refuses.
-    changed: bool,
+    /// After the cores moved to several indexers (or moved a second time): the moved cores,
+    /// written as a quorum of the indexers signs them.
+    multi: Option<Multi>,
+}
+
+/// One moved view: its real core (written up to what a quorum signed) and a scratch copy with
+/// every indexed block (the tree this indexer signs, and the patches of longer signatures).
+struct MovedView {
+    handle: CoreHandle,
+    key: [u8; 32],
+    scratch: Session<MemoryStorage>,
+}
+
+/// The cores after a move to several indexers (JS `_premigrate` / `_migrateView`), and what
+/// the indexers signed of them (JS `CheckpointCore` per indexer, `maybeSigned`,
+/// `_assembleMultisig`).
+struct Multi {
+    /// The indexers' writer keys, in the system's order (the manifests' signer order).
+    indexers: Vec<[u8; 32]>,
+    quorum: usize,
+    system: CoreHandle,
+    system_key: [u8; 32],
+    /// By view id.
+    views: Vec<Option<MovedView>>,
+    /// The view ids of `info.views`, in order, at each system length indexed since the move,
+    /// with their lengths (the views a multisig at that length covers).
+    infos: Vec<(u64, Vec<(usize, u64)>)>,
+}
+
+/// An indexer's latest signatures, read from its oplog (JS `CheckpointCore.updateCheckpoints`).
+#[derive(Debug, Clone)]
+struct Remote {
+    digest: [u8; 32],
+    system: ([u8; 64], u64),
+    user: Vec<Option<([u8; 64], u64)>>,
 }
 
 impl IndexerCores {
-    /// The cores of the base `bootstrap` whose indexer signs with `key_pair` (its oplog core's
-    /// signer) and whose oplog manifest's signer namespace is `entropy`; `view_names`: the names
-    /// of the views in the order apply opens them (their view ids).
+    /// The cores of the base `bootstrap` as the writer that signs with `key_pair` (its oplog
+    /// core's signer) and whose oplog manifest's signer namespace is `entropy` keeps them: the
+    /// bootstrap, or another writer (which follows the moves and signs once an indexer);
+    /// `view_names`: the names of the views in the order apply opens them (their view ids).
     pub async fn new(
         bootstrap: [u8; 32],
         key_pair: KeyPair,
@@ -158,7 +199,7 @@ impl IndexerCores {
             checkpoint: LocalCheckpoint::default(),
             pending: None,
             failed: None,
-            changed: false,
+            multi: None,
         })
     }
 
@@ -172,6 +213,9 @@ impl IndexerCores {
 
     /// The system core's key (before the first indexed batch: the bootstrap system key).
     pub fn system_key(&self) -> [u8; 32] {
+        if let Some(m) = &self.multi {
+            return m.system_key;
+        }
         self.system
             .as_ref()
             .map_or_else(|| bootstrap_system_key(&self.bootstrap), |s| s.1)
@@ -180,6 +224,15 @@ impl IndexerCores {
     /// The view cores' keys, by view id (empty before the first indexed batch).
     pub fn view_keys(&self) -> &[[u8; 32]] {
         &self.view_keys
+    }
+
+    /// The length of the system core a quorum of the indexers signed, as written in the store
+    /// (after a move to several indexers; before, the length this indexer signed).
+    pub fn committed_length<S: Storage + Clone + 'static>(&self, s: &Corestore<S>) -> u64 {
+        match &self.multi {
+            Some(m) => s.core(&m.system).map_or(0, |c| c.length()),
+            None => self.signed_length(),
+        }
     }
 
     /// The signed system length.
@@ -202,9 +255,6 @@ impl IndexerCores {
         if let Some(e) = &self.failed {
             return Err(IndexError::Failed(e.clone()));
         }
-        if self.changed {
-            return Err(IndexError::IndexersChanged);
-        }
         let r = self.sync_inner(s, now, base).await;
         if let Err(e) = &r {
             self.failed = Some(e.to_string());
@@ -219,6 +269,9 @@ impl IndexerCores {
         base: &mut Autobase<A>,
     ) -> Result<(), IndexError> {
         let flushes = base.take_indexed_flushes();
+        if self.multi.is_some() {
+            return self.sync_multi(s, now, base, &flushes).await;
+        }
         let pks = [self.key_pair.public_key];
         let opened = base.indexed_view_lengths().len();
         // after a batch that changes the indexers: the view lengths of the last batch written
@@ -232,19 +285,31 @@ impl IndexerCores {
             if flushes.is_empty() {
                 return Ok(());
             }
-            // one move only: the bootstrap becoming the indexer
-            if flushes.iter().filter(|f| f.indexers_changed).count() != 1 {
-                return Err(IndexError::IndexersChanged);
+            // a writer that is not the bootstrap: it follows every move, and signs once it is
+            // an indexer (JS writes the digest in every writer's entries)
+            if self.writer_key() != self.bootstrap {
+                self.bee = Some(Hyperbee::new(self.scratch.clone()));
+                return self.sync_multi(s, now, base, &flushes).await;
             }
-            let (moved_at, moved_views) = last_move(&flushes).ok_or(IndexError::IndexersChanged)?;
             // the indexers are writers (oplog core keys); ours is the default-signer manifest
             // of this key pair in the `entropy` namespace
             let indexers = &base.indexed_system().indexers;
-            if indexers.len() != 1 || indexers[0].key != self.writer_key() {
+            if !indexers.iter().any(|i| i.key == self.writer_key()) {
                 return Err(IndexError::NotTheIndexer {
                     indexers: indexers.len(),
                 });
             }
+            // more than the bootstrap becoming the indexer (a restart after a later change):
+            // every core as moved since
+            let moves = flushes.iter().filter(|f| f.indexers_changed).count();
+            if moves != 1 || indexers.len() != 1 {
+                let bee = Hyperbee::new(self.scratch.clone());
+                self.bee = Some(bee);
+                return self.sync_multi(s, now, base, &flushes).await;
+            }
+            let Some((moved_at, moved_views)) = last_move(&flushes) else {
+                return Ok(());
+            };
             if let Some((id, name)) = self.view_names.iter().enumerate().nth(opened) {
                 return Err(IndexError::ViewNotOpened {
                     id,
@@ -290,10 +355,10 @@ impl IndexerCores {
             self.verify_stored(s, &handle, base).await?;
             self.system = Some((handle, key));
         } else {
-            // write and sign the batches before the first that changes the indexers (moving the
-            // cores is not done); later calls refuse
+            // write and sign the batches before the first that changes the indexers; from
+            // there the cores move (`sync_multi`)
             let take = match flushes.iter().position(|f| f.indexers_changed) {
-                Some(0) => return Err(IndexError::IndexersChanged),
+                Some(0) => return self.sync_multi(s, now, base, &flushes).await,
                 Some(i) => {
                     let f = &flushes[i - 1];
                     cut_views = Some(
@@ -303,7 +368,6 @@ impl IndexerCores {
                             .map(|(&id, v)| (id, v.length))
                             .collect(),
                     );
-                    self.changed = true;
                     i
                 }
                 None => flushes.len(),
@@ -382,7 +446,272 @@ impl IndexerCores {
             }
             self.pending = Some((system, encryption, user));
         }
+        if cut_views.is_some() {
+            if let Some(i) = flushes.iter().position(|f| f.indexers_changed) {
+                return self.sync_multi(s, now, base, &flushes[i..]).await;
+            }
+        }
         Ok(())
+    }
+
+    /// The public key and signer namespace of the indexer `key`'s oplog (its core's manifest:
+    /// ours from our key pair, another's from its replicated core).
+    fn indexer_signer<S: Storage + Clone + 'static>(
+        &self,
+        s: &Corestore<S>,
+        key: &[u8; 32],
+    ) -> Result<([u8; 32], [u8; 32]), IndexError> {
+        if *key == self.writer_key() {
+            return Ok((self.key_pair.public_key, self.entropy));
+        }
+        s.open_core(&discovery_key(key))
+            .and_then(|c| c.manifest())
+            .and_then(|m| m.signers.first())
+            .map(|sg| (sg.public_key, sg.namespace))
+            .ok_or_else(|| IndexError::IndexerManifest(hex::encode(key)))
+    }
+
+    /// Write `flushes` after the cores moved to several indexers (or moved again), JS
+    /// `_premigrate`: at each batch that changes the indexers every core gets the new indexers'
+    /// manifest, with the prologue of what it held then (the views' blocks, the system core's
+    /// blocks through that batch, whose `info` names the moved views); this indexer signs each
+    /// core's tree at its indexed length (the next entries carry the signatures and the new
+    /// system key), and the real cores take what a quorum signed ([`Self::commit_signed`]).
+    async fn sync_multi<S: Storage + Clone + 'static, A: Apply>(
+        &mut self,
+        s: &mut Corestore<S>,
+        now: u64,
+        base: &mut Autobase<A>,
+        flushes: &[hyperpunch_core::autobase::system::SystemFlush],
+    ) -> Result<(), IndexError> {
+        let Some(bee) = self.bee.clone() else {
+            return Ok(());
+        };
+        for f in flushes {
+            if f.indexers_changed {
+                // the views move first: the batch's info names their new keys
+                let mut indexers = Vec::new();
+                let mut pks = Vec::new();
+                let mut first_ns = None;
+                for c in &f.info.indexers {
+                    let (pk, ns) = self.indexer_signer(s, &c.key)?;
+                    first_ns.get_or_insert(ns);
+                    indexers.push(c.key);
+                    pks.push(pk);
+                }
+                let entropy = f.info.entropy.or(first_ns).unwrap_or(self.entropy);
+                let mut views: Vec<Option<MovedView>> = Vec::new();
+                for (id, name) in self.view_names.iter().enumerate() {
+                    let at = f
+                        .view_ids
+                        .iter()
+                        .zip(&f.info.views)
+                        .find(|(&v, _)| v == id)
+                        .map_or(0, |(_, c)| c.length);
+                    let blocks = self.view_blocks(base, id, at)?;
+                    let m =
+                        core_manifest(&self.bootstrap, &entropy, &pks, name, prologue(&blocks, at));
+                    let key = m.key();
+                    let handle = s.get(GetOptions::from_manifest(m)).await?;
+                    fetch_all(s, now, &handle).await;
+                    let scratch = scratch_core().await?;
+                    let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                    scratch.append(&refs).await?;
+                    if id < self.view_keys.len() {
+                        self.view_keys[id] = key;
+                    } else {
+                        self.view_keys.push(key);
+                    }
+                    views.push(Some(MovedView {
+                        handle,
+                        key,
+                        scratch,
+                    }));
+                }
+                write_flushes(&bee, std::slice::from_ref(f), &self.view_keys).await?;
+                let mut head = Vec::new();
+                for i in 0..f.length {
+                    head.push(BeeCore::get(&self.scratch, i).await?.unwrap_or_default());
+                }
+                let m = core_manifest(
+                    &self.bootstrap,
+                    &entropy,
+                    &pks,
+                    "_system",
+                    prologue(&head, f.length),
+                );
+                let system_key = m.key();
+                let system = s.get(GetOptions::from_manifest(m)).await?;
+                fetch_all(s, now, &system).await;
+                self.encryption_key =
+                    core_manifest(&self.bootstrap, &entropy, &pks, "_encryption", None).key();
+                let n = pks.len();
+                self.multi = Some(Multi {
+                    indexers,
+                    quorum: n.min(n / 2 + 1),
+                    system,
+                    system_key,
+                    views,
+                    infos: Vec::new(),
+                });
+            } else {
+                write_flushes(&bee, std::slice::from_ref(f), &self.view_keys).await?;
+            }
+            if let Some(m) = &mut self.multi {
+                let lens = f
+                    .view_ids
+                    .iter()
+                    .zip(&f.info.views)
+                    .map(|(&id, c)| (id, c.length))
+                    .collect();
+                m.infos.push((f.length, lens));
+            }
+        }
+        let Some(m) = &self.multi else {
+            return Ok(());
+        };
+        // the views' scratch copies take their indexed blocks
+        let indexed = base.indexed_view_lengths();
+        for (id, v) in m.views.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let len = indexed.get(id).copied().unwrap_or(0) as u64;
+            let have = v.scratch.length().await;
+            if len > have {
+                let blocks = self.view_blocks(base, id, len)?;
+                let refs: Vec<&[u8]> = blocks[have as usize..].iter().map(Vec::as_slice).collect();
+                v.scratch.append(&refs).await?;
+            }
+        }
+        // sign what is indexed now, if this indexer is one of them (JS `localIndexer`)
+        let sys_len = self.scratch.length().await;
+        if m.indexers.contains(&self.writer_key()) && sys_len > self.signed_length() {
+            let sign = |key: &[u8; 32], th: &[u8; 32], len: u64| {
+                (self.key_pair.sign(&signable(key, th, len, 0)), len)
+            };
+            let th = self.scratch.lock().await.tree_hash();
+            let system = sign(&m.system_key, &th, sys_len);
+            let encryption = sign(&self.encryption_key, &hash_roots(&[]), 0);
+            let mut user = Vec::new();
+            for (id, _) in &base.indexed_system().views {
+                let Some(v) = m.views.get(*id).and_then(Option::as_ref) else {
+                    return Err(IndexError::ViewNotListed(*id));
+                };
+                let c = v.scratch.lock().await;
+                user.push((c.length() > 0).then(|| sign(&v.key, &c.tree_hash(), c.length())));
+            }
+            self.pending = Some((system, encryption, user));
+        }
+        Ok(())
+    }
+
+    /// The first `len` blocks of view `id` (the engine holds them from its start, 0 for a base
+    /// that was never fast-forwarded).
+    fn view_blocks<A: Apply>(
+        &self,
+        base: &Autobase<A>,
+        id: usize,
+        len: u64,
+    ) -> Result<Vec<Vec<u8>>, IndexError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let start = base.views().start(id) as u64;
+        let blocks = base.views().blocks(id);
+        if start != 0 || len > blocks.len() as u64 {
+            return Err(IndexError::ViewLength {
+                id,
+                indexed: len,
+                written: 0,
+                start,
+            });
+        }
+        Ok(blocks[..len as usize].to_vec())
+    }
+
+    /// After a move to several indexers: assemble what a quorum of them signed (their latest
+    /// oplog entries' checkpoints and digests, ours included) into multisigs and write the
+    /// moved cores up to there (JS `maybeSigned`, `_assembleMultisig`, then `commit` at the
+    /// next flush). Returns the system length written. Indexers whose entries name another
+    /// system key, or signed past what is indexed here, wait (as in JS).
+    pub async fn commit_signed<S: Storage + Clone + 'static>(
+        &mut self,
+        s: &mut Corestore<S>,
+        now: u64,
+    ) -> Result<u64, IndexError> {
+        let Some(m) = &self.multi else {
+            return Ok(self.signed_length());
+        };
+        let committed = s.core(&m.system)?.length();
+        let indexed = self.scratch.length().await;
+        let mut chks = Vec::new();
+        for (signer, key) in m.indexers.iter().enumerate() {
+            if let Some(r) = read_remote(s, key).await {
+                chks.push((signer as u64, r));
+            }
+        }
+        if chks.len() < m.quorum {
+            return Ok(committed);
+        }
+        chks.sort_by_key(|c| c.1.system.1);
+        let thres = chks.len() - m.quorum;
+        let signable = chks[thres].1.system.1;
+        if signable <= committed || signable > indexed {
+            return Ok(committed);
+        }
+        let top = &chks[thres..];
+        if top
+            .iter()
+            .any(|(_, r)| r.digest != m.system_key || r.system.1 > indexed)
+        {
+            return Ok(committed);
+        }
+        let Some((_, views)) = m.infos.iter().find(|(l, _)| *l == signable) else {
+            return Ok(committed);
+        };
+        // the views (JS commits them before the system core), then the system core
+        for (pos, &(id, len)) in views.iter().enumerate() {
+            let Some(v) = m.views.get(id).and_then(Option::as_ref) else {
+                continue;
+            };
+            let have = s.core(&v.handle)?.length();
+            if len <= have {
+                continue;
+            }
+            let scratch = v.scratch.lock().await;
+            let mut parts = Vec::new();
+            for (signer, r) in top {
+                let Some(Some((sig, at))) = r.user.get(pos) else {
+                    return Ok(committed);
+                };
+                parts.push(scratch.partial_signature(*signer, len, *at, *sig).await?);
+            }
+            let verifier = scratch_verifier(s, &v.handle)?;
+            let signature = verifier.assemble(&parts);
+            let mut blocks = Vec::new();
+            for i in have..len {
+                blocks.push(scratch.get(i).await?.unwrap_or_default());
+            }
+            drop(scratch);
+            let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+            s.append_signed(now, &v.handle, &refs, &signature).await?;
+        }
+        let sys = self.scratch.lock().await;
+        let mut parts = Vec::new();
+        for (signer, r) in top {
+            parts.push(
+                sys.partial_signature(*signer, signable, r.system.1, r.system.0)
+                    .await?,
+            );
+        }
+        let signature = scratch_verifier(s, &m.system)?.assemble(&parts);
+        let mut blocks = Vec::new();
+        for i in committed..signable {
+            blocks.push(sys.get(i).await?.unwrap_or_default());
+        }
+        drop(sys);
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        s.append_signed(now, &m.system, &refs, &signature).await?;
+        Ok(signable)
     }
 
     /// Check, once after opening, that the stored cores hold a prefix of what the replay gives:
@@ -449,7 +778,10 @@ impl IndexerCores {
     pub fn stamp(&mut self, msgs: &mut [OplogMessage], local_length: u64) {
         let key = self.system_key();
         // the indexed system lists this writer as its indexer once the first batch is written
-        let local_indexer = self.system.is_some();
+        let local_indexer = match &self.multi {
+            Some(m) => m.indexers.contains(&self.writer_key()),
+            None => self.system.is_some(),
+        };
         let sigs = if msgs.is_empty() {
             None
         } else {
@@ -458,6 +790,103 @@ impl IndexerCores {
         self.checkpoint
             .stamp_batch(msgs, local_length, sigs, local_indexer, key);
     }
+}
+
+/// Download every block of a moved core that other indexers write (another indexer may
+/// write a quorum's signature first: our core then takes that length from it, and should
+/// hold the blocks to serve them too).
+async fn fetch_all<S: Storage + Clone + 'static>(s: &mut Corestore<S>, now: u64, h: &CoreHandle) {
+    if let Ok(r) = s.replicator_mut(h) {
+        let _ = r.download(now, 0, None).await;
+    }
+}
+
+/// An in-memory core for a tree this indexer signs (its manifest does not matter).
+async fn scratch_core() -> Result<Session<MemoryStorage>, IndexError> {
+    Ok(Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&[0; 32])),
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_session())
+}
+
+/// The verifier of a stored core (its manifest's), to assemble a multisig for it.
+fn scratch_verifier<S: Storage + Clone + 'static>(
+    s: &Corestore<S>,
+    h: &CoreHandle,
+) -> Result<Verifier, IndexError> {
+    let c = s.core(h)?;
+    let m = c
+        .manifest()
+        .cloned()
+        .ok_or_else(|| IndexError::IndexerManifest(hex::encode(c.key())))?;
+    Ok(Verifier::for_core(*c.key(), m))
+}
+
+/// Entry `seq` of the oplog `key`, if stored here.
+async fn entry<S: Storage + Clone + 'static>(
+    s: &Corestore<S>,
+    key: &[u8; 32],
+    seq: u64,
+) -> Option<OplogMessage> {
+    let c = s.open_core(&discovery_key(key))?;
+    let b = c.get(seq).await.ok()??;
+    OplogMessage::from_bytes(&b).ok()
+}
+
+/// The latest signatures and system key in the oplog `key` (JS `CheckpointCore`: from its
+/// latest entry, following the pointers back); `None` when that entry carries no digest or no
+/// system signature, or an entry it points to is not here.
+async fn read_remote<S: Storage + Clone + 'static>(
+    s: &Corestore<S>,
+    key: &[u8; 32],
+) -> Option<Remote> {
+    let len = s.open_core(&discovery_key(key))?.length();
+    let last = entry(s, key, len.checked_sub(1)?).await?;
+    let d = last.digest?;
+    let digest = match d.key {
+        Some(k) if d.pointer == 0 => k,
+        _ => {
+            let at = len.checked_sub(d.pointer)?.checked_sub(1)?;
+            entry(s, key, at).await?.digest?.key?
+        }
+    };
+    let chk = last.checkpoint.clone()?;
+    // a checkpointer here or `checkpointer` entries back
+    async fn resolve<S: Storage + Clone + 'static>(
+        s: &Corestore<S>,
+        key: &[u8; 32],
+        len: u64,
+        c: &Checkpointer,
+        pick: impl Fn(&Checkpoint) -> Option<Checkpointer>,
+    ) -> Option<([u8; 64], u64)> {
+        if c.checkpointer == 0 {
+            return c.checkpoint.map(|p| (p.signature, p.length));
+        }
+        let at = len.checked_sub(c.checkpointer)?.checked_sub(1)?;
+        let m = entry(s, key, at).await?;
+        let p = pick(m.checkpoint.as_ref()?)?.checkpoint?;
+        Some((p.signature, p.length))
+    }
+    let system = resolve(s, key, len, chk.system.as_ref()?, |c| c.system).await?;
+    let mut user = Vec::new();
+    for (i, u) in chk.user.iter().flatten().enumerate() {
+        user.push(
+            resolve(s, key, len, u, |c| {
+                c.user.as_ref().and_then(|u| u.get(i).copied())
+            })
+            .await,
+        );
+    }
+    Some(Remote {
+        digest,
+        system,
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -591,12 +1020,82 @@ mod tests {
         );
     }
 
+    /// A second writer's oplog core in `t`'s store (so its manifest is known): its key and
+    /// public key.
+    async fn second_writer(t: &mut Setup) -> ([u8; 32], [u8; 32]) {
+        let h = t.store.get(GetOptions::named("b2")).await.unwrap();
+        let pk = t.store.core(&h).unwrap().manifest().unwrap().signers[0].public_key;
+        (*h.key(), pk)
+    }
+
+    /// The entry stamped after a sync names the moved system core and carries this indexer's
+    /// signature of its scratch tree at the indexed length.
+    async fn assert_moved_and_signed(t: &mut Setup, cores: &mut IndexerCores, pks: &[[u8; 32]]) {
+        use hyperpunch_core::autobase::messages::Node;
+        let key = cores.system_key();
+        assert_ne!(key, bootstrap_system_key(&t.local));
+        let m = cores.multi.as_ref().expect("moved");
+        let sys = t.store.core(&m.system).unwrap();
+        let manifest = sys.manifest().unwrap();
+        assert_eq!(manifest.key(), key);
+        let signers: Vec<[u8; 32]> = manifest.signers.iter().map(|s| s.public_key).collect();
+        assert_eq!(signers, pks, "the indexers' keys, in order");
+        assert_eq!(manifest.quorum, 2);
+        let len = t.base.indexed_system().length;
+        assert!(manifest.prologue.map_or(0, |p| p.length) <= len);
+        let mut msgs = [OplogMessage::new(Node {
+            heads: vec![],
+            batch: 1,
+            value: Some(b"x".to_vec()),
+        })];
+        cores.stamp(&mut msgs, 9);
+        assert_eq!(msgs[0].digest.unwrap().key, Some(key), "the new system key");
+        let chk = msgs[0].checkpoint.clone().unwrap().system.unwrap();
+        let c = chk.checkpoint.unwrap();
+        assert_eq!(c.length, len, "signed at the indexed length");
+        let th = cores.scratch.lock().await.tree_hash();
+        // this signer's signature of the scratch tree (at the move the tree is the prologue's)
+        if let Some(p) = manifest.prologue {
+            if p.length == len {
+                assert_eq!(p.hash, th, "the prologue is the tree at the move");
+            }
+        }
+        assert!(hyperpunch_core::crypto::verify(
+            &signable(&key, &th, len, 0),
+            &c.signature,
+            &t.key_pair.public_key
+        ));
+    }
+
+    /// Two moves in the first sync (the bootstrap becoming the indexer, then a second indexer),
+    /// as a restarted creator replays them: every core moves to the two indexers' manifest.
     #[tokio::test]
-    async fn two_moves_before_the_first_sync_are_refused() {
+    async fn two_moves_before_the_first_sync_move_the_cores() {
         use hyperpunch_core::encoding::Encode;
         let mut t = setup().await;
         let mut cores = t.cores(&["view"]).await;
+        let (k2, pk2) = second_writer(&mut t).await;
         // a second writer, added as an indexer; it becomes one when its first node is applied
+        let mut b2: Base = Autobase::new(t.local, apply);
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&k2);
+        let mut log1 = Vec::new();
+        for m in t.base.append(&t.local, vec![add]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
+        t.sync(&mut cores).await.unwrap();
+        let pk1 = t.key_pair.public_key;
+        assert_moved_and_signed(&mut t, &mut cores, &[pk1, pk2]).await;
+    }
+
+    /// An indexer whose oplog core is not here: its manifest is unknown, a typed error.
+    #[tokio::test]
+    async fn an_unknown_indexer_is_a_typed_error() {
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
         let k2 = [7; 32];
         let mut b2: Base = Autobase::new(t.local, apply);
         let mut add = b"add:".to_vec();
@@ -608,19 +1107,21 @@ mod tests {
         t.base.update();
         exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
         let e = t.sync(&mut cores).await.unwrap_err();
-        assert!(matches!(e, IndexError::IndexersChanged), "{e}");
+        assert!(matches!(e, IndexError::IndexerManifest(_)), "{e}");
     }
 
     /// After the first sync, a batch that adds a second indexer: the call that meets it writes
-    /// and signs the batches before it (not the change), the next call refuses.
+    /// and signs the batches before it into the first cores, then moves the cores and signs
+    /// the moved ones; the next calls go on.
     #[tokio::test]
-    async fn the_batches_before_an_indexer_change_are_signed() {
+    async fn an_indexer_change_moves_the_cores() {
         use hyperpunch_core::encoding::Encode;
         let mut t = setup().await;
         let mut cores = t.cores(&["view"]).await;
         t.append(b"first");
         t.sync(&mut cores).await.unwrap();
-        let k2 = [7; 32];
+        let first_key = cores.system_key();
+        let (k2, pk2) = second_writer(&mut t).await;
         let mut b2: Base = Autobase::new(t.local, apply);
         let mut log1 = Vec::new();
         // the first entry again, for b2
@@ -634,31 +1135,45 @@ mod tests {
             log1.push(m.to_bytes());
         }
         t.base.update();
-        let before = t.base.indexed_system().length;
         exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
         t.sync(&mut cores).await.unwrap();
-        let signed = cores.signed_length();
-        assert!(signed >= before, "{signed} < {before}");
-        assert!(
-            signed < t.base.indexed_system().length,
-            "the change is not signed"
-        );
-        let e = t.sync(&mut cores).await.unwrap_err();
-        assert!(matches!(e, IndexError::IndexersChanged), "{e}");
+        assert_ne!(cores.system_key(), first_key);
+        let pk1 = t.key_pair.public_key;
+        assert_moved_and_signed(&mut t, &mut cores, &[pk1, pk2]).await;
+        // the first system core kept what was signed before the change
+        let h = t.store.get(GetOptions::from_key(first_key)).await.unwrap();
+        assert!(t.store.core(&h).unwrap().length() > 0);
+        // nothing signed by a quorum yet: the moved system core is empty
+        assert_eq!(cores.commit_signed(&mut t.store, 0).await.unwrap(), 0);
+        t.append(b"later");
+        t.sync(&mut cores).await.unwrap();
     }
 
+    /// A key pair that is not the bootstrap's: a writer that is not an indexer, whose entries
+    /// carry the system key and no checkpoint (JS `_appendLocalNodes` for a non-indexer).
     #[tokio::test]
-    async fn a_key_pair_that_is_not_the_indexers_is_refused() {
+    async fn a_writer_that_is_not_an_indexer_writes_the_digest_only() {
+        use hyperpunch_core::autobase::messages::Node;
         let mut t = setup().await;
         let mut cores =
             IndexerCores::new(t.local, KeyPair::from_seed(&[9; 32]), t.entropy, &["view"])
                 .await
                 .unwrap();
         t.append(b"first");
-        let e = t.sync(&mut cores).await.unwrap_err();
-        assert!(
-            matches!(e, IndexError::NotTheIndexer { indexers: 1 }),
-            "{e}"
+        t.sync(&mut cores).await.unwrap();
+        assert_eq!(cores.signed_length(), 0);
+        let mut msgs = [OplogMessage::new(Node {
+            heads: vec![],
+            batch: 1,
+            value: Some(b"x".to_vec()),
+        })];
+        cores.stamp(&mut msgs, 0);
+        assert_eq!(msgs[0].checkpoint, None);
+        assert_eq!(msgs[0].digest.unwrap().key, Some(cores.system_key()));
+        assert_ne!(
+            cores.system_key(),
+            bootstrap_system_key(&t.local),
+            "the indexed system"
         );
     }
 

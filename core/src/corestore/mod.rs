@@ -652,6 +652,23 @@ impl<S: Storage + Clone> Corestore<S> {
         Ok(out)
     }
 
+    /// Append `blocks` with a signature made elsewhere (a multisig assembled from the signers'
+    /// partial signatures, JS `append(values, { signature })`) and tell its peers.
+    pub async fn append_signed(
+        &mut self,
+        now: u64,
+        handle: &CoreHandle,
+        blocks: &[&[u8]],
+        signature: &[u8],
+    ) -> Result<AppendOutcome, CorestoreError> {
+        let out = self
+            .replicator_mut(handle)?
+            .append_signed(now, blocks, signature)
+            .await?;
+        self.flush_hub();
+        Ok(out)
+    }
+
     /// Whether a core is open (by a session, or for a remote).
     pub fn is_open(&self, discovery_key: &[u8; 32]) -> bool {
         self.open.contains_key(discovery_key)

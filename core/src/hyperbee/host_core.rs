@@ -20,8 +20,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use crate::corestore::{CoreStorage, Corestore};
+use crate::hyperblobs::core_trait::{clear_held, holds, seek_held};
 use crate::hyperblobs::BlobCore;
-use crate::hypercore::{HypercoreError, SeekResult, Snapshot};
+use crate::hypercore::{HypercoreError, Snapshot};
 use crate::replication::{ReplicationError, ReplicationHost, ReplicationHub, Replicator};
 use crate::storage::{MaybeSend, MaybeSync, Storage, StorageError};
 
@@ -441,22 +442,17 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
 
     async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
         let g = self.hub.lock().await;
-        let core = g.replicator(&self.dk).ok_or_else(unknown_core)?.core();
-        match core.seek(bytes).await {
-            Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
-            Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        seek_held(
+            g.replicator(&self.dk).ok_or_else(unknown_core)?.core(),
+            bytes,
+        )
+        .await
     }
 
     async fn has(&self, start: u64, end: u64) -> bool {
         let g = self.hub.lock().await;
-        let Some(r) = g.replicator(&self.dk) else {
-            return false;
-        };
-        let core = r.core();
-        end <= core.length()
-            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
+        g.replicator(&self.dk)
+            .is_some_and(|r| holds(r.core(), start, end))
     }
 
     async fn get_range(
@@ -493,10 +489,7 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
         let now = self.hub.now();
         let mut g = self.hub.lock().await;
         if let Ok(rep) = self.rep(&mut g) {
-            let core = rep.core();
-            let held =
-                end <= core.length() && core.bitfield().first_unset(start).is_none_or(|u| u >= end);
-            if !held {
+            if !holds(rep.core(), start, end) {
                 let _ = rep.download(now, start, Some(end)).await;
             }
         }
@@ -511,10 +504,6 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
 
     async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
         let mut g = self.hub.lock().await;
-        let core = self.rep(&mut g)?.core_mut();
-        let end = end.min(core.length());
-        let held = (start..end).filter(|&i| core.has(i)).count() as u64;
-        core.clear(start, end).await?;
-        Ok(held)
+        clear_held(self.rep(&mut g)?.core_mut(), start, end).await
     }
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use crate::hyperbee::BeeCore;
-use crate::hypercore::{HypercoreError, SeekResult, Session};
+use crate::hypercore::{Hypercore, HypercoreError, SeekResult, Session};
 use crate::storage::{MaybeSend, Storage};
 
 /// A core holding blobs: a [`BeeCore`] that also knows its byte length, seeks bytes, clears
@@ -66,24 +66,47 @@ pub trait BlobCore: BeeCore {
     ) -> impl Future<Output = Result<u64, HypercoreError>> + MaybeSend;
 }
 
+/// Whether `core` holds every block of `start..end` ([`BlobCore::has`]).
+pub(crate) fn holds<S: Storage>(core: &Hypercore<S>, start: u64, end: u64) -> bool {
+    end <= core.length()
+        && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
+}
+
+/// [`BlobCore::seek`] on the tree nodes `core` holds.
+pub(crate) async fn seek_held<S: Storage>(
+    core: &Hypercore<S>,
+    bytes: u64,
+) -> Result<Option<(u64, u64)>, HypercoreError> {
+    match core.seek(bytes).await {
+        Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
+        Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`BlobCore::clear`] on `core`: how many blocks of `start..end` it held.
+pub(crate) async fn clear_held<S: Storage>(
+    core: &mut Hypercore<S>,
+    start: u64,
+    end: u64,
+) -> Result<u64, HypercoreError> {
+    let end = end.min(core.length());
+    let held = (start..end).filter(|&i| core.has(i)).count() as u64;
+    core.clear(start, end).await?;
+    Ok(held)
+}
+
 impl<S: Storage + 'static> BlobCore for Session<S> {
     async fn byte_length(&self) -> u64 {
         Session::byte_length(self).await
     }
 
     async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
-        let core = self.lock().await;
-        match core.seek(bytes).await {
-            Ok(SeekResult::Found { index, offset }) => Ok(Some((index, offset))),
-            Ok(_) | Err(HypercoreError::MissingNode(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        seek_held(&*self.lock().await, bytes).await
     }
 
     async fn has(&self, start: u64, end: u64) -> bool {
-        let core = self.lock().await;
-        end <= core.length()
-            && (start >= end || core.bitfield().first_unset(start).is_none_or(|u| u >= end))
+        holds(&*self.lock().await, start, end)
     }
 
     async fn get_range(
@@ -104,10 +127,6 @@ impl<S: Storage + 'static> BlobCore for Session<S> {
     }
 
     async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
-        let mut core = self.lock().await;
-        let end = end.min(core.length());
-        let held = (start..end).filter(|&i| core.has(i)).count() as u64;
-        core.clear(start, end).await?;
-        Ok(held)
+        clear_held(&mut *self.lock().await, start, end).await
     }
 }

@@ -36,7 +36,7 @@
 //! memory; hyperdrive does not use it).
 
 pub mod block_map;
-mod core_trait;
+pub(crate) mod core_trait;
 mod read;
 #[cfg(test)]
 mod tests;

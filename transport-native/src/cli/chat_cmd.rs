@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use hyperpunch::autobase_index::{IndexError, IndexerCores};
+use hyperpunch::autobase_index::IndexerCores;
 use hyperpunch::core::autobase::messages::OplogMessage;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
@@ -122,8 +122,10 @@ struct Room {
     local_handle: CoreHandle,
     cores: Vec<([u8; 32], CoreHandle)>,
     printed: usize,
-    /// The system and view cores the room's sole indexer writes and signs (the creator, until
-    /// the indexers change); `None` for other members and after a change.
+    /// The system and view cores as this member keeps them (JS `ApplyState`): the creator
+    /// writes and signs them while it is the only indexer; after a change every indexer signs
+    /// the moved cores and writes what a quorum signed; every member's entries carry the system
+    /// key. `None` after an error (the room goes on unsigned).
     cores_writer: Option<IndexerCores>,
 }
 
@@ -174,6 +176,23 @@ impl Room {
         }
     }
 
+    /// After the cores moved to several indexers: write what a quorum of them signed (their
+    /// oplogs' checkpoints) into the moved cores, announcing each new signed length.
+    async fn commit_signed(&mut self, s: &mut Corestore<FileStorage>, now: u64) {
+        let Some(cores) = &mut self.cores_writer else {
+            return;
+        };
+        let before = cores.committed_length(s);
+        match cores.commit_signed(s, now).await {
+            Ok(len) if len > before => println!("signed system length {len}"),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("note: the room's signed cores are not written any more ({e})");
+                self.cores_writer = None;
+            }
+        }
+    }
+
     /// Append what the engine wrote for the local writer (`msgs`) to the local core. The room's
     /// sole indexer first writes what is indexed now into the system and view cores, signs them
     /// and stamps its checkpoints and the system key into `msgs` (JS `_appendLocalNodes`).
@@ -195,11 +214,8 @@ impl Room {
                     cores.stamp(&mut msgs, len);
                 }
                 Err(e) => {
-                    // Signing cores after an indexer change is not done (README, autobase): the
-                    // room goes on as before, its later entries carry no checkpoints.
-                    if !matches!(e, IndexError::IndexersChanged) {
-                        eprintln!("note: the room's signed cores are not written any more ({e})");
-                    }
+                    // the room goes on as before, its later entries carry no checkpoints
+                    eprintln!("note: the room's signed cores are not written any more ({e})");
                     self.cores_writer = None;
                 }
             }
@@ -358,11 +374,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let f: ChatApply = chat_apply;
     let mut base = Autobase::new(room_key, f);
     base.open_view("messages");
-    // The creator is the room's first and, until `/add-indexer`, only indexer: it writes and
-    // signs the system core and the view core as JS lays them out, so that new members (JS or
-    // hyperpunch) can fast-forward to them. A restart replays the room from its oplogs and
-    // appends only what the stored cores lack.
-    let cores_writer = if room_key == local && !args.dump {
+    // The creator is the room's first indexer: while it is the only one it writes and signs the
+    // system core and the view core as JS lays them out, so that new members (JS or hyperpunch)
+    // can fast-forward to them. After `/add-indexer` every core moves to the indexers' manifest;
+    // each indexer signs the moved cores and writes what a quorum of them signed. Every member
+    // keeps the cores' keys, for the system key its entries carry. A restart replays the room
+    // from its oplogs and appends only what the stored cores lack.
+    let cores_writer = if !args.dump {
         let c = store.core(&local_handle).map_err(|e| store_err(&dir, e))?;
         let key_pair = c.key_pair().cloned();
         let entropy = c
@@ -372,7 +390,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         match (key_pair, entropy) {
             (Some(kp), Some(ns)) => {
                 base.record_system();
-                match IndexerCores::new(local, kp, ns, &["messages"]).await {
+                match IndexerCores::new(room_key, kp, ns, &["messages"]).await {
                     Ok(c) => Some(c),
                     Err(e) => {
                         eprintln!("note: the room's signed cores are not written ({e})");
@@ -578,6 +596,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 pending_acked = Some(progress);
             }
         }
+        room.commit_signed(&mut s, now).await;
         let indexer_now = room.base.is_indexer(&local);
         drop(s);
         let mut out = std::io::stdout().lock();

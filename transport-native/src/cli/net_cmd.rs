@@ -217,9 +217,10 @@ pub(super) async fn swarm_serve_loop<H: ReplicationHost + 'static>(
 }
 
 /// Accept clients forever, one replication task each. A failing client only ends its own task.
-async fn accept_loop(
+/// (`core serve`'s hub, `drive serve`'s corestore.)
+pub(super) async fn accept_loop<H: ReplicationHost + 'static>(
     listener: TcpListener,
-    hub: SharedHub<FileStorage>,
+    hub: SharedHost<H>,
     key_pair: KeyPair,
     opts: StreamOptions,
 ) {

@@ -28,8 +28,72 @@ impl<S: Storage> Hypercore<S> {
 
     /// Append `blocks` (one atomic storage write, one signature). Returns the new length.
     pub async fn append(&mut self, blocks: &[&[u8]]) -> Result<AppendOutcome, HypercoreError> {
+        self.append_with(blocks, None).await
+    }
+
+    /// Append `blocks` with `signature`, made elsewhere (JS `append(values, { signature })`):
+    /// the multisig of a core signed by several signers, assembled from their partial
+    /// signatures ([`super::super::verifier::Verifier::assemble`]). No key pair is needed; the
+    /// signature is verified against the new tree (patched proofs too) before anything is
+    /// written, a wrong one is [`HypercoreError::InvalidSignature`].
+    pub async fn append_signed(
+        &mut self,
+        blocks: &[&[u8]],
+        signature: &[u8],
+    ) -> Result<AppendOutcome, HypercoreError> {
+        self.append_with(blocks, Some(signature)).await
+    }
+
+    /// One signer's part of a multisig at length `from` (JS `multisig.partialSignature`):
+    /// `signature` signs this core's tree at `to` (`>= from`); when `to > from` the patch is
+    /// the upgrade nodes from `from` to `to`, so that the assembled proof verifies at `from`.
+    /// This core must hold the tree to `to` (else [`HypercoreError::BlockNotAvailable`]).
+    pub async fn partial_signature(
+        &self,
+        signer: u64,
+        from: u64,
+        to: u64,
+        signature: [u8; 64],
+    ) -> Result<crate::hypercore::verifier::PartialSignature, HypercoreError> {
+        if to > self.tree.length || from > to {
+            return Err(HypercoreError::BlockNotAvailable(to.max(from)));
+        }
+        let nodes = if to > from {
+            let req = crate::hypercore::proof::ProofRequest {
+                upgrade: Some(crate::hypercore::messages::RequestUpgrade {
+                    start: from,
+                    length: to - from,
+                }),
+                ..Default::default()
+            };
+            // the nodes from the roots at `from` to the roots at `to` (those past `to` are the
+            // proof's additional nodes, not part of the patch)
+            self.proof(&req)
+                .await?
+                .upgrade
+                .map(|u| u.nodes)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(crate::hypercore::verifier::PartialSignature {
+            signer,
+            signature,
+            patch: to - from,
+            nodes,
+        })
+    }
+
+    async fn append_with(
+        &mut self,
+        blocks: &[&[u8]],
+        given: Option<&[u8]>,
+    ) -> Result<AppendOutcome, HypercoreError> {
         self.check_not_frozen()?;
-        if !self.writable() {
+        if given.is_none() && !self.writable() {
+            return Err(HypercoreError::NotWritable);
+        }
+        if given.is_some() && self.verifier.is_none() {
             return Err(HypercoreError::NotWritable);
         }
         if self.encrypted && self.encryption.is_none() {
@@ -69,7 +133,13 @@ impl<S: Storage> Hypercore<S> {
         let refs: Vec<&[u8]> = stored.iter().map(|b| b.as_ref()).collect();
         blocks::put(&mut batch, start, &refs);
         let hash = tb.hash();
-        let signature = self.sign(&hash, tb.length, tb.fork)?;
+        let signature = match (given, &self.verifier) {
+            (Some(sig), Some(v)) => {
+                v.verify_with_roots(&tb.roots, &hash, tb.length, tb.fork, sig)?;
+                sig.to_vec()
+            }
+            _ => self.sign(&hash, tb.length, tb.fork)?,
+        };
         tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
             .await?;
         self.bitfield.set_range(start, tb.length, true);

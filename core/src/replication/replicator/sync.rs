@@ -94,6 +94,21 @@ impl<S: Storage> Replicator<S> {
         Ok(out)
     }
 
+    /// Append with a signature made elsewhere ([`crate::hypercore::Hypercore::append_signed`]: a multisig
+    /// assembled from its signers' partial signatures) and tell the peers, as [`Self::append`].
+    pub async fn append_signed(
+        &mut self,
+        now: u64,
+        blocks: &[&[u8]],
+        signature: &[u8],
+    ) -> Result<AppendOutcome, ReplicationError> {
+        let start = self.core.length();
+        let out = self.core.append_signed(blocks, signature).await?;
+        self.notify_local_change(now).await?;
+        self.push_appended(start).await?;
+        Ok(out)
+    }
+
     /// Truncate a writable core (fork + 1 by default) and tell the peers (`range{drop}` + sync).
     pub async fn truncate(
         &mut self,

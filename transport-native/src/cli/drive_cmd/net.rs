@@ -73,27 +73,8 @@ pub(super) async fn serve(
         keep_alive: IDLE_TIMEOUT_MS / 4,
         ..StreamOptions::default()
     };
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        eprintln!("{peer}: connected");
-        let store = store.clone();
-        let key_pair = key_pair.clone();
-        let opts = opts.clone();
-        tokio::spawn(async move {
-            match replicate_with(socket, false, key_pair, opts, &store).await {
-                Ok(()) => eprintln!("{peer}: closed"),
-                Err(e) => eprintln!("{peer}: closed: {e}"),
-            }
-        });
-    }
+    crate::cli::net_cmd::accept_loop(listener, store, key_pair, opts).await;
+    Ok(())
 }
 
 /// `drive fetch --key --tcp` / `--swarm`: the whole drive, db and blobs, over one connection

@@ -376,3 +376,100 @@ fn corrupt_lengths_and_sizes_on_disk_are_errors() {
         assert!(matches!(err, HypercoreError::Corrupt(_)), "{err:?}");
     });
 }
+
+/// A core signed by two of three signers (quorum 2): each signs its own tree, the parts are
+/// assembled (one patched: its signer signed a longer tree) and appended by a reader that holds
+/// no key pair; a multisig of one signer, or of a tree that is not the one appended, is refused
+/// and nothing is written.
+#[test]
+fn append_signed_takes_an_assembled_multisig() {
+    use crate::hypercore::manifest::{Manifest, Signer};
+    block_on(async {
+        let kps: Vec<KeyPair> = (1..=3u8).map(|i| KeyPair::from_seed(&[i; 32])).collect();
+        let manifest = Manifest {
+            version: 1,
+            hash: crate::hypercore::manifest::HASH_BLAKE2B,
+            allow_patch: true,
+            quorum: 2,
+            signers: kps
+                .iter()
+                .map(|k| Signer {
+                    namespace: [9; 32],
+                    ..Signer::ed25519(k.public_key)
+                })
+                .collect(),
+            prologue: None,
+            linked: None,
+            user_data: None,
+        };
+        let key = manifest.key();
+        let open = |m: Manifest| async move {
+            Hypercore::create(
+                MemoryStorage::new(),
+                CreateOptions {
+                    key: Some(key),
+                    manifest: Some(m),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        };
+        // a scratch copy holding 5 blocks: the signers' trees
+        let mut scratch = open(manifest.clone()).await;
+        let blocks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10]).collect();
+        let mut tb = scratch.tree.batch();
+        let mut hashes = Vec::new();
+        for b in &blocks {
+            tb.append(b);
+            hashes.push((tb.hash(), tb.length));
+        }
+        let sig = |k: &KeyPair, len: u64| {
+            let (h, l) = hashes[len as usize - 1];
+            k.sign(&crate::hypercore::verifier::signable(&key, &h, l, 0))
+        };
+        // the scratch core takes the blocks signed by signers 0 and 1 at 5
+        let v = scratch.verifier.clone().unwrap();
+        let full = v.assemble(&[
+            crate::hypercore::verifier::PartialSignature {
+                signer: 0,
+                signature: sig(&kps[0], 5),
+                patch: 0,
+                nodes: vec![],
+            },
+            crate::hypercore::verifier::PartialSignature {
+                signer: 1,
+                signature: sig(&kps[1], 5),
+                patch: 0,
+                nodes: vec![],
+            },
+        ]);
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        scratch.append_signed(&refs, &full).await.unwrap();
+        assert_eq!(scratch.length(), 5);
+
+        // the target: signer 2 signed 3 blocks, signer 0 signed 5 (a patch from 3 to 5)
+        let mut core = open(manifest.clone()).await;
+        let p2 = scratch
+            .partial_signature(2, 3, 3, sig(&kps[2], 3))
+            .await
+            .unwrap();
+        let p0 = scratch
+            .partial_signature(0, 3, 5, sig(&kps[0], 5))
+            .await
+            .unwrap();
+        assert_eq!(p0.patch, 2);
+        assert!(!p0.nodes.is_empty());
+        // one part is not a quorum; a multisig of 5 blocks does not sign 3
+        let one = v.assemble(std::slice::from_ref(&p2));
+        assert!(core.append_signed(&refs[..3], &one).await.is_err());
+        assert!(core.append_signed(&refs[..3], &full).await.is_err());
+        assert_eq!(core.length(), 0, "nothing written");
+        let sig3 = v.assemble(&[p0, p2]);
+        core.append_signed(&refs[..3], &sig3).await.unwrap();
+        assert_eq!(core.length(), 3);
+        assert_eq!(core.get(2).await.unwrap().unwrap(), blocks[2]);
+        // a patch past the tree held is an error, not a panic
+        assert!(core.partial_signature(0, 3, 9, [0; 64]).await.is_err());
+    });
+}
