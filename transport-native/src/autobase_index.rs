@@ -24,7 +24,7 @@
 
 use hyperpunch_core::autobase::cores::{
     bootstrap_system_key, core_manifest, last_move, prologue, write_flushes, LocalCheckpoint,
-    Signatures,
+    Signatures, Signed,
 };
 use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
 use hyperpunch_core::autobase::{Apply, Autobase};
@@ -773,6 +773,80 @@ impl IndexerCores {
         Ok(())
     }
 
+    /// Reload what this writer's oplog says it signed last, as JS does when it opens (its
+    /// `CheckpointCore` on the local core reads the latest entry, following its pointers): the
+    /// next entries then point back to those signatures and that digest instead of writing them
+    /// again, and nothing is signed again until more is indexed. An entry with no digest, or a
+    /// pointer to an entry that is not here, leaves the state empty (as JS, which keeps none).
+    pub async fn reload<S: Storage + Clone + 'static>(&mut self, s: &Corestore<S>) {
+        let key = self.writer_key();
+        let Some(len) = s.open_core(&discovery_key(&key)).map(|c| c.length()) else {
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        let Some(last) = entry(s, &key, len - 1).await else {
+            return;
+        };
+        let Some(d) = last.digest else { return };
+        let digest_at = len.saturating_sub(d.pointer);
+        let digest = match d.key {
+            Some(k) if d.pointer == 0 => k,
+            _ => match digest_at.checked_sub(1) {
+                Some(seq) => match entry(s, &key, seq).await.and_then(|m| m.digest?.key) {
+                    Some(k) => k,
+                    None => return,
+                },
+                None => return,
+            },
+        };
+        let mut restored = (None, None, Vec::new());
+        if let Some(chk) = &last.checkpoint {
+            // each checkpointer here (0) or `checkpointer` entries back
+            async fn at<S: Storage + Clone + 'static>(
+                s: &Corestore<S>,
+                key: &[u8; 32],
+                len: u64,
+                c: &Checkpointer,
+                pick: impl Fn(&Checkpoint) -> Option<Checkpointer>,
+            ) -> Option<Signed> {
+                let at = len.checked_sub(c.checkpointer)?;
+                let p = if c.checkpointer == 0 {
+                    c.checkpoint?
+                } else {
+                    let m = entry(s, key, at.checked_sub(1)?).await?;
+                    pick(m.checkpoint.as_ref()?)?.checkpoint?
+                };
+                Some(Signed {
+                    signature: p.signature,
+                    length: p.length,
+                    at,
+                })
+            }
+            if let Some(c) = &chk.system {
+                restored.0 = at(s, &key, len, c, |c| c.system).await;
+            }
+            if let Some(c) = &chk.encryption {
+                restored.1 = at(s, &key, len, c, |c| c.encryption).await;
+            }
+            for (i, u) in chk.user.iter().flatten().enumerate() {
+                let v = at(s, &key, len, u, |c| {
+                    c.user.as_ref().and_then(|u| u.get(i).copied())
+                })
+                .await;
+                restored.2.push(v);
+            }
+        }
+        self.checkpoint = LocalCheckpoint::restore(
+            restored.0,
+            restored.1,
+            restored.2,
+            Some((digest, digest_at)),
+        );
+        self.pending = None;
+    }
+
     /// Fill the checkpoints and digests of `msgs`, the next entries of the local oplog, which
     /// holds `local_length` entries before them.
     pub fn stamp(&mut self, msgs: &mut [OplogMessage], local_length: u64) {
@@ -1250,6 +1324,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(t.store.core(&h).unwrap().length(), 2);
+    }
+
+    /// A restart reloads what the local oplog says was signed last (JS `CheckpointCore` on the
+    /// local core): the next entry points back to those signatures and to the digest instead
+    /// of writing them again, and nothing is signed again until more is indexed.
+    #[tokio::test]
+    async fn a_restart_reloads_the_last_checkpoint() {
+        use hyperpunch_core::autobase::messages::Node;
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let local_h = t.store.get(GetOptions::named("local")).await.unwrap();
+        let mut cores = t.cores(&["view"]).await;
+        let msg = || {
+            OplogMessage::new(Node {
+                heads: vec![],
+                batch: 1,
+                value: Some(b"x".to_vec()),
+            })
+        };
+        // two entries: the first carries the signatures and the digest key
+        t.append(b"v0");
+        t.sync(&mut cores).await.unwrap();
+        for _ in 0..2 {
+            let len = t.store.core(&local_h).unwrap().length();
+            let mut m = [msg()];
+            cores.stamp(&mut m, len);
+            let b = m[0].to_bytes();
+            t.store.append(0, &local_h, &[&b[..]]).await.unwrap();
+        }
+        let signed = cores.signed_length();
+        assert!(signed > 0);
+        // restart: the same store, a new IndexerCores, the replay
+        let mut base: Base = Autobase::new(t.local, apply);
+        base.record_system();
+        t.base = base;
+        t.append(b"v0");
+        let mut cores = t.cores(&["view"]).await;
+        cores.reload(&t.store).await;
+        assert_eq!(cores.signed_length(), signed, "reloaded");
+        t.sync(&mut cores).await.unwrap();
+        let mut m = [msg()];
+        cores.stamp(&mut m, 2);
+        let chk = m[0].checkpoint.clone().unwrap().system.unwrap();
+        assert_eq!(chk.checkpointer, 2, "points back to the first entry");
+        assert_eq!(chk.checkpoint, None);
+        let d = m[0].digest.unwrap();
+        assert_eq!((d.pointer, d.key), (2, None), "the digest points back too");
+        // more indexed: signed again, in the new entry
+        t.append(b"v1");
+        t.sync(&mut cores).await.unwrap();
+        let mut m = [msg()];
+        cores.stamp(&mut m, 3);
+        let chk = m[0].checkpoint.clone().unwrap().system.unwrap();
+        assert_eq!(chk.checkpointer, 0);
+        assert!(chk.checkpoint.unwrap().length > signed);
     }
 
     #[tokio::test]

@@ -10,6 +10,18 @@
 //! - [`Storage::get_many`] and [`Storage::scan`] each run in one `readonly` transaction, so they
 //!   read a consistent snapshot.
 //!
+//! - Large values (at least [`FILE_VALUE_MIN`] bytes: hypercore's block records) go to the
+//!   store's data file on the Origin Private File System ([`crate::opfs`]) and the IndexedDB record
+//!   is a pointer to them, `[offset, length]` (a JS array; other values stay `Uint8Array`s). A write
+//!   appends the batch's large values to the file and flushes it, then commits the pointers with
+//!   the rest of the batch in one transaction: the transaction stays the commit point, so a batch
+//!   is still all or nothing (bytes appended by a batch that then failed are never pointed at).
+//!   Writes reach IndexedDB in the order they were called, whether or not they had large values.
+//!   Where no data file can be opened (no OPFS, no workers, the file held by another tab) the
+//!   store keeps large values in IndexedDB as before, and a pointer it cannot follow reads as
+//!   [`StorageError::Unavailable`]. Stores written before data files existed (every value inline)
+//!   read as they are.
+//!
 //! When another connection asks for a version change (another tab deleting or upgrading the
 //! database), this connection closes itself instead of blocking it; later calls then fail with
 //! [`StorageError::Unavailable`].
@@ -22,13 +34,24 @@ use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::{TransactionDurability, TransactionMode, TransactionOptions};
 use indexed_db_futures::KeyRange;
 use js_sys::{ArrayBuffer, Uint8Array};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::task::{Poll, Waker};
+
+use js_sys::Array;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
+
+use crate::opfs::DataFile;
 
 /// Name of the single object store inside each database.
 const STORE: &str = "kv";
 /// Schema version of the databases this backend creates.
 const SCHEMA_VERSION: u32 = 1;
+/// Values of at least this many bytes go to the data file (when the store has one).
+pub const FILE_VALUE_MIN: usize = 8 * 1024;
+/// The longest value a pointer may claim (larger ones are corrupt records).
+const FILE_VALUE_MAX: f64 = (1u64 << 32) as f64;
 
 /// An ordered key-value [`Storage`] on one IndexedDB database. See the module docs.
 ///
@@ -36,8 +59,86 @@ const SCHEMA_VERSION: u32 = 1;
 pub struct IdbStorage {
     name: String,
     db: Database,
+    /// Where large values go; `Err`: why this store has none (large values stay inline).
+    data: Result<DataFile, String>,
+    /// Gives writes their turn at IndexedDB in the order they were called.
+    turns: Turns,
     /// Keeps the `versionchange` handler alive for as long as the connection is.
     _on_version_change: Closure<dyn FnMut()>,
+}
+
+/// Tickets in call order: a write takes one when it starts and creates its transaction only when
+/// every earlier write created theirs (or gave up), even if its data file append answered first.
+#[derive(Default)]
+struct Turns {
+    next: Cell<u64>,
+    serving: Cell<u64>,
+    /// Tickets dropped before their turn: skipped when it comes.
+    gone: RefCell<BTreeSet<u64>>,
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl Turns {
+    fn take(&self) -> Ticket<'_> {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        Ticket {
+            turns: self,
+            n,
+            done: false,
+        }
+    }
+    fn advance(&self) {
+        let mut s = self.serving.get() + 1;
+        {
+            let mut gone = self.gone.borrow_mut();
+            while gone.remove(&s) {
+                s += 1;
+            }
+        }
+        self.serving.set(s);
+        for w in self.waiting.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+struct Ticket<'a> {
+    turns: &'a Turns,
+    n: u64,
+    done: bool,
+}
+
+impl Ticket<'_> {
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.turns.serving.get() == self.n {
+                Poll::Ready(())
+            } else {
+                self.turns.waiting.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+    /// This write created its transaction: the next may go.
+    fn finish(mut self) {
+        self.done = true;
+        self.turns.advance();
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.turns.serving.get() == self.n {
+            self.turns.advance();
+        } else {
+            self.turns.gone.borrow_mut().insert(self.n);
+        }
+    }
 }
 
 impl std::fmt::Debug for IdbStorage {
@@ -80,9 +181,18 @@ impl IdbStorage {
             move || raw.close()
         });
         raw.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        let data = DataFile::open(name).await.map_err(|e| {
+            let why = format!("no OPFS data file for IndexedDB store {name:?}: {e}");
+            web_sys::console::warn_1(
+                &format!("hyperpunch: {why}; large values stay in IndexedDB").into(),
+            );
+            why
+        });
         Ok(IdbStorage {
             name: name.to_owned(),
             db,
+            data,
+            turns: Turns::default(),
             _on_version_change: on_version_change,
         })
     }
@@ -95,7 +205,59 @@ impl IdbStorage {
         Database::delete_by_name(name)
             .map_err(|e| open_error(name, e))?
             .await
-            .map_err(|e| op_error("deleteDatabase", e))
+            .map_err(|e| op_error("deleteDatabase", e))?;
+        // The data file goes with it (where there is no OPFS there is no file either).
+        if let Err(e) = DataFile::remove(name).await {
+            web_sys::console::warn_1(
+                &format!("hyperpunch: could not remove the OPFS data file of {name:?}: {e}").into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether this store keeps large values in an OPFS data file (else all in IndexedDB).
+    pub fn has_data_file(&self) -> bool {
+        self.data.is_ok()
+    }
+
+    /// Values read from IndexedDB as bytes: pointers followed into the data file (one read for
+    /// all of them).
+    async fn resolve(
+        &self,
+        values: Vec<Option<JsValue>>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let mut out = Vec::with_capacity(values.len());
+        let mut spans = Vec::new();
+        let mut at = Vec::new();
+        for (i, v) in values.into_iter().enumerate() {
+            match v {
+                None => out.push(None),
+                Some(v) => match pointer_of(&v)? {
+                    Some(span) => {
+                        spans.push(span);
+                        at.push(i);
+                        out.push(None);
+                    }
+                    None => out.push(Some(bytes_of("value", v)?)),
+                },
+            }
+        }
+        if spans.is_empty() {
+            return Ok(out);
+        }
+        let data = self.data.as_ref().map_err(|why| {
+            StorageError::Unavailable(format!(
+                "IndexedDB store {:?} has values in its OPFS data file, which is unavailable ({why})",
+                self.name
+            ))
+        })?;
+        let bytes = data.read(&spans).await.map_err(|e| {
+            StorageError::Io(format!("OPFS data file of {:?}: read: {e}", self.name))
+        })?;
+        for (i, b) in at.into_iter().zip(bytes) {
+            out[i] = Some(b);
+        }
+        Ok(out)
     }
 
     /// The database name this store was opened with.
@@ -155,6 +317,30 @@ fn bytes_of(what: &str, js: JsValue) -> Result<Vec<u8>, StorageError> {
     )))
 }
 
+/// The `(offset, length)` of a pointer record (a JS array of two numbers), `None` for any other
+/// value; an array that is no valid pointer is corrupt.
+fn pointer_of(v: &JsValue) -> Result<Option<(u64, u64)>, StorageError> {
+    if !Array::is_array(v) {
+        return Ok(None);
+    }
+    let a: &Array = v.unchecked_ref();
+    let num = |x: JsValue| {
+        x.as_f64()
+            .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n <= 9007199254740991.0)
+    };
+    match (a.length(), num(a.get(0)), num(a.get(1))) {
+        (2, Some(off), Some(len)) if len <= FILE_VALUE_MAX => Ok(Some((off as u64, len as u64))),
+        _ => Err(StorageError::Corrupt(format!(
+            "IndexedDB value is an array but no data file pointer: {v:?}"
+        ))),
+    }
+}
+
+/// The pointer record of `len` bytes at `offset` of the data file.
+fn pointer_js(offset: u64, len: usize) -> JsValue {
+    Array::of2(&JsValue::from(offset as f64), &JsValue::from(len as f64)).into()
+}
+
 /// The key range `start..end` (callers ensure `start < end`).
 fn range_js(start: &[u8], end: &[u8]) -> KeyRange<JsValue> {
     KeyRange::Bound(key_js(start), false, key_js(end), true)
@@ -197,7 +383,7 @@ impl Storage for IdbStorage {
             .map_err(|e| op_error("get", e))?
             .await
             .map_err(|e| op_error("get", e))?;
-        value.map(|v| bytes_of("value", v)).transpose()
+        Ok(self.resolve(vec![value]).await?.pop().flatten())
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
@@ -217,9 +403,9 @@ impl Storage for IdbStorage {
         let mut out = Vec::with_capacity(keys.len());
         for req in requests {
             let value: Option<JsValue> = req.await.map_err(|e| op_error("get", e))?;
-            out.push(value.map(|v| bytes_of("value", v)).transpose()?);
+            out.push(value);
         }
-        Ok(out)
+        self.resolve(out).await
     }
 
     async fn scan(
@@ -266,7 +452,8 @@ impl Storage for IdbStorage {
         let values = values.map_err(|e| op_error("getAll", e))?;
         let keys = keys.await.map_err(|e| op_error("getAllKeys", e))?;
         let values = values.await.map_err(|e| op_error("getAll", e))?;
-        let mut out = Vec::new();
+        let mut out_keys = Vec::new();
+        let mut out_values = Vec::new();
         let mut values = values.into_iter();
         for key in keys {
             let key = key.map_err(|e| op_error("getAllKeys", e))?;
@@ -276,32 +463,75 @@ impl Storage for IdbStorage {
                     StorageError::Corrupt("IndexedDB getAll returned fewer values than keys".into())
                 })?
                 .map_err(|e| op_error("getAll", e))?;
-            out.push((bytes_of("key", key)?, bytes_of("value", value)?));
+            out_keys.push(bytes_of("key", key)?);
+            out_values.push(Some(value));
         }
         if values.next().is_some() {
             return Err(StorageError::Corrupt(
                 "IndexedDB getAll returned more values than keys".into(),
             ));
         }
-        Ok(out)
+        let values = self.resolve(out_values).await?;
+        Ok(out_keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect())
     }
 
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let ticket = self.turns.take();
+        let ops: Vec<Op> = batch.ops.into_iter().map(Op::joined).collect();
+        // Large values first go to the data file (appended and flushed before the transaction
+        // that points at them); `offsets[i]`: where op i's value starts there.
+        let mut offsets: Vec<Option<u64>> = vec![None; ops.len()];
+        if let Ok(data) = &self.data {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            let mut at = 0u64;
+            for (i, op) in ops.iter().enumerate() {
+                if let Op::Put(_, v) = op {
+                    if v.len() >= FILE_VALUE_MIN {
+                        parts.push(v);
+                        offsets[i] = Some(at);
+                        at += v.len() as u64;
+                    }
+                }
+            }
+            if !parts.is_empty() {
+                let start = data
+                    .append(&parts)
+                    .map_err(|e| {
+                        StorageError::Io(format!("OPFS data file of {:?}: {e}", self.name))
+                    })?
+                    .await
+                    .map_err(|e| {
+                        StorageError::Io(format!("OPFS data file of {:?}: append: {e}", self.name))
+                    })?;
+                for o in offsets.iter_mut().flatten() {
+                    *o += start;
+                }
+            }
+        }
+        ticket.wait().await;
         let tx = self.transaction(TransactionMode::Readwrite)?;
         let store = tx
             .object_store(STORE)
             .map_err(|e| op_error("objectStore", e))?;
         // Requests run in the order they are issued. Their own futures are not awaited: a failed
         // request aborts the transaction, which `commit` reports.
-        for op in batch.ops.into_iter().map(Op::joined) {
-            match &op {
+        for (op, offset) in ops.iter().zip(offsets) {
+            match op {
                 Op::PutParts(..) => {} // joined above
                 Op::Put(k, v) => {
+                    let value = match offset {
+                        Some(o) => pointer_js(o, v.len()),
+                        None => value_js(v),
+                    };
                     let _request = store
-                        .put(value_js(v))
+                        .put(value)
                         .with_key(key_js(k))
                         .without_key_type()
                         .primitive()
@@ -323,6 +553,8 @@ impl Storage for IdbStorage {
                 }
             }
         }
+        // The transaction exists and holds every request: later writes may create theirs.
+        ticket.finish();
         // `commit` resolves on the transaction's `complete` event (strict durability: flushed).
         tx.commit().await.map_err(|e| op_error("commit", e))
     }

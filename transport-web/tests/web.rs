@@ -254,3 +254,161 @@ async fn hyperbee_suite_on_idb() {
 async fn hyperdrive_suite_on_idb() {
     hyperpunch_core::hyperdrive::suite::run_all(|| fresh_idb("drive")).await;
 }
+
+/// Values from a few bytes to a few hundred KiB, on both sides of `FILE_VALUE_MIN` (the large
+/// ones go to the store's OPFS data file): get, get_many, scan, overwrites in both directions,
+/// deletes and range deletes, and everything again from a new connection.
+#[wasm_bindgen_test]
+async fn idb_large_values_live_in_the_data_file() {
+    use hyperpunch_web::storage::FILE_VALUE_MIN;
+    let name = unique_name("large");
+    IdbStorage::delete_database(&name).await.expect("delete");
+    let value = |seed: u8, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    };
+    let sizes = [1, FILE_VALUE_MIN - 1, FILE_VALUE_MIN, 65536 + 8, 300_000];
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (format!("k{i}").into_bytes(), value(i as u8, n)))
+        .collect();
+    {
+        let s = IdbStorage::open(&name).await.expect("open");
+        assert!(
+            s.has_data_file(),
+            "Chromium has OPFS: large values go to a data file"
+        );
+        s.write(batch(|b| {
+            for (k, v) in &expected {
+                b.put(k.clone(), v.clone());
+            }
+        }))
+        .await
+        .expect("write");
+        for (k, v) in &expected {
+            assert_eq!(s.get(k).await.expect("get").as_ref(), Some(v));
+        }
+        let keys: Vec<Vec<u8>> = expected
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain([b"none".to_vec()])
+            .collect();
+        let many = s.get_many(&keys).await.expect("get_many");
+        assert_eq!(many.len(), keys.len());
+        for ((_, v), got) in expected.iter().zip(&many) {
+            assert_eq!(got.as_ref(), Some(v));
+        }
+        assert_eq!(many.last(), Some(&None));
+        assert_eq!(s.scan(b"k", b"l", None).await.expect("scan"), expected);
+        assert_eq!(
+            s.scan(b"k", b"l", Some(2)).await.expect("scan 2"),
+            expected[..2]
+        );
+        // Large over small, small over large, a deleted large one, a range of them.
+        s.write(batch(|b| {
+            b.put(b"k0".to_vec(), value(9, 100_000));
+            b.put(b"k4".to_vec(), b"small now".to_vec());
+            b.delete(b"k3".to_vec());
+        }))
+        .await
+        .expect("overwrite");
+    }
+    let s = IdbStorage::open(&name).await.expect("reopen");
+    assert_eq!(s.get(b"k0").await.expect("get").unwrap(), value(9, 100_000));
+    assert_eq!(s.get(b"k4").await.expect("get").unwrap(), b"small now");
+    assert_eq!(s.get(b"k3").await.expect("get"), None);
+    assert_eq!(
+        s.get(b"k2").await.expect("get").as_ref(),
+        Some(&expected[2].1)
+    );
+    s.write(batch(|b| {
+        b.delete_range(b"k1".to_vec(), b"k3".to_vec());
+    }))
+    .await
+    .expect("delete range");
+    let left: Vec<Vec<u8>> = s
+        .scan(b"", b"z", None)
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, vec![b"k0".to_vec(), b"k4".to_vec()]);
+    drop(s);
+    IdbStorage::delete_database(&name).await.expect("delete");
+    let s = IdbStorage::open(&name).await.expect("open after delete");
+    assert_eq!(s.scan(b"", b"z", None).await.expect("scan"), Vec::new());
+}
+
+/// Writes reach IndexedDB in the order they were called: a batch with a large value (its data
+/// file append answered later) does not overtake, nor get overtaken by, a later small batch on
+/// the same key.
+#[wasm_bindgen_test]
+async fn idb_writes_keep_their_order_with_large_values() {
+    let s = fresh_idb("order").await;
+    for round in 0..4u8 {
+        let big = vec![round; 70_000];
+        let first = s.write(batch(|b| {
+            b.put(b"k".to_vec(), big.clone());
+        }));
+        let second = s.write(batch(|b| {
+            b.put(b"k".to_vec(), vec![round]);
+        }));
+        let third = s.write(batch(|b| {
+            b.put(b"j".to_vec(), vec![round; 9000]);
+        }));
+        let ((a, b), c) =
+            futures_util::future::join(futures_util::future::join(first, second), third).await;
+        a.expect("first");
+        b.expect("second");
+        c.expect("third");
+        assert_eq!(s.get(b"k").await.expect("get").unwrap(), vec![round]);
+        assert_eq!(s.get(b"j").await.expect("get").unwrap(), vec![round; 9000]);
+    }
+}
+
+/// A store written before data files existed (large values inline as `Uint8Array`s) reads as it
+/// is; an array that is no pointer is reported as corrupt, not followed.
+#[wasm_bindgen_test]
+async fn idb_reads_inline_large_values_and_rejects_bad_pointers() {
+    use indexed_db_futures::prelude::*;
+    use indexed_db_futures::transaction::TransactionMode;
+    let name = unique_name("inline");
+    IdbStorage::delete_database(&name).await.expect("delete");
+    let db = raw_db(&name, "kv").await;
+    let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    {
+        let tx = db
+            .transaction("kv")
+            .with_mode(TransactionMode::Readwrite)
+            .build()
+            .expect("tx");
+        let store = tx.object_store("kv").expect("store");
+        let put = |k: &[u8], v: wasm_bindgen::JsValue| {
+            let key: wasm_bindgen::JsValue = js_sys::Uint8Array::from(k).into();
+            store
+                .put(v)
+                .with_key(key)
+                .without_key_type()
+                .primitive()
+                .expect("put")
+        };
+        let _a = put(b"a", js_sys::Uint8Array::from(&big[..]).into());
+        let bad = js_sys::Array::of3(&1.into(), &2.into(), &3.into());
+        let _b = put(b"b", bad.into());
+        let neg = js_sys::Array::of2(&(-1).into(), &2.into());
+        let _c = put(b"c", neg.into());
+        tx.commit().await.expect("commit");
+    }
+    db.close();
+    let s = IdbStorage::open(&name).await.expect("open");
+    assert_eq!(s.get(b"a").await.expect("inline value").unwrap(), big);
+    assert!(matches!(s.get(b"b").await, Err(StorageError::Corrupt(_))));
+    assert!(matches!(s.get(b"c").await, Err(StorageError::Corrupt(_))));
+    assert!(matches!(
+        s.scan(b"", b"z", None).await,
+        Err(StorageError::Corrupt(_))
+    ));
+}

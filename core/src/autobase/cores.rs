@@ -165,6 +165,23 @@ pub type Signatures = (
 );
 
 impl LocalCheckpoint {
+    /// The state a writer's latest oplog entry records (JS `CheckpointCore.updateCheckpoints`
+    /// on the local core when it opens): its signatures, each with the 1-based oplog length of
+    /// the entry holding it, and the digest key with the length of the entry holding it.
+    pub fn restore(
+        system: Option<Signed>,
+        encryption: Option<Signed>,
+        user: Vec<Option<Signed>>,
+        digest: Option<([u8; 32], u64)>,
+    ) -> Self {
+        LocalCheckpoint {
+            system,
+            encryption,
+            user,
+            digest,
+        }
+    }
+
     /// The signed system length (JS `signedLength()`).
     pub fn signed_length(&self) -> u64 {
         self.system.map_or(0, |s| s.length)

@@ -391,7 +391,11 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             (Some(kp), Some(ns)) => {
                 base.record_system();
                 match IndexerCores::new(room_key, kp, ns, &["messages"]).await {
-                    Ok(c) => Some(c),
+                    Ok(mut c) => {
+                        // what its oplog says it signed last (JS reloads it when it opens)
+                        c.reload(&store).await;
+                        Some(c)
+                    }
                     Err(e) => {
                         eprintln!("note: the room's signed cores are not written ({e})");
                         None
