@@ -523,6 +523,19 @@ impl Protomux {
         Ok(channel)
     }
 
+    /// `channel`'s local id, for a frame on it: [`ChannelError::Destroyed`] once the mux is
+    /// destroyed, [`ChannelError::UnknownChannel`] for a channel it does not have.
+    fn live_local_id(&self, channel: ChannelId) -> Result<u64, ChannelError> {
+        if self.destroyed {
+            return Err(ChannelError::Destroyed);
+        }
+        Ok(self
+            .channels
+            .get(&channel)
+            .ok_or(ChannelError::UnknownChannel)?
+            .local_id)
+    }
+
     /// Sends a message of `message_type` on `channel`: `uint localId ‖ uint type ‖ payload`, or an
     /// item of the current batch when corked. Allowed before the remote answered the open (the
     /// remote buffers it), like JS.
@@ -532,14 +545,7 @@ impl Protomux {
         message_type: u64,
         payload: &[u8],
     ) -> Result<(), ChannelError> {
-        if self.destroyed {
-            return Err(ChannelError::Destroyed);
-        }
-        let local_id = self
-            .channels
-            .get(&channel)
-            .ok_or(ChannelError::UnknownChannel)?
-            .local_id;
+        let local_id = self.live_local_id(channel)?;
         if self.batch.is_some() {
             self.push_batch(local_id, Some(message_type), payload);
         } else {
@@ -562,14 +568,7 @@ impl Protomux {
         message_type: u64,
         message: &E,
     ) -> Result<(), ChannelError> {
-        if self.destroyed {
-            return Err(ChannelError::Destroyed);
-        }
-        let local_id = self
-            .channels
-            .get(&channel)
-            .ok_or(ChannelError::UnknownChannel)?
-            .local_id;
+        let local_id = self.live_local_id(channel)?;
         if self.batch.is_some() {
             self.roll_batch();
             if let Some(batch) = &mut self.batch {
@@ -597,14 +596,7 @@ impl Protomux {
         at: usize,
         piece: Vec<u8>,
     ) -> Result<(), ChannelError> {
-        if self.destroyed {
-            return Err(ChannelError::Destroyed);
-        }
-        let local_id = self
-            .channels
-            .get(&channel)
-            .ok_or(ChannelError::UnknownChannel)?
-            .local_id;
+        let local_id = self.live_local_id(channel)?;
         let at = at.min(head.len());
         if self.batch.is_some() {
             self.roll_batch();
@@ -629,14 +621,7 @@ impl Protomux {
     /// Closes `channel`: sends a close and emits [`Event::ChannelClosed`] with `by_remote: false`
     /// (index.js:243-258). Its local id is reused by later opens once the remote had answered.
     pub fn close(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
-        if self.destroyed {
-            return Err(ChannelError::Destroyed);
-        }
-        let local_id = self
-            .channels
-            .get(&channel)
-            .ok_or(ChannelError::UnknownChannel)?
-            .local_id;
+        let local_id = self.live_local_id(channel)?;
         let frame = control_frame(CONTROL_CLOSE, local_id);
         self.close_channel(
             channel,

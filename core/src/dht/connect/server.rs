@@ -133,31 +133,29 @@ pub(crate) struct Server {
 impl Server {
     pub fn new(id: ServerId, key_pair: KeyPair, opts: ServerOptions) -> Self {
         let target = hash(&key_pair.public_key);
-        Server {
-            id,
-            announcer: Announcer::new(key_pair.clone(), target),
-            key_pair: Some(key_pair),
-            externals: BTreeMap::new(),
-            next_external: 0,
-            reserved: BTreeSet::new(),
-            target,
-            opts,
-            slots: Vec::new(),
-            connects: HashMap::new(),
-            refused: Vec::new(),
-            listening_sent: false,
-            closed: false,
-        }
+        let announcer = Announcer::new(key_pair.clone(), target);
+        Self::build(id, announcer, Some(key_pair), target, opts)
     }
 
     /// A server whose key pair stays with its owner: each handshake's Noise steps and each
     /// announcement's signature are asked for with events.
     pub fn new_external(id: ServerId, public_key: [u8; 32], opts: ServerOptions) -> Self {
         let target = hash(&public_key);
+        let announcer = Announcer::new_external(public_key, target);
+        Self::build(id, announcer, None, target, opts)
+    }
+
+    fn build(
+        id: ServerId,
+        announcer: Announcer,
+        key_pair: Option<KeyPair>,
+        target: [u8; 32],
+        opts: ServerOptions,
+    ) -> Self {
         Server {
             id,
-            announcer: Announcer::new_external(public_key, target),
-            key_pair: None,
+            announcer,
+            key_pair,
             externals: BTreeMap::new(),
             next_external: 0,
             reserved: BTreeSet::new(),
