@@ -498,6 +498,49 @@ impl Drop for Extractor {
     }
 }
 
+/// Copies bytes both ways between a TCP connection and a tunnel stream (a
+/// [`crate::dht::Connection`] over its own UDX stream: hypershell's `pump(socket,
+/// secretStream, socket)`): each TCP read becomes one message, each message is written to
+/// TCP. Either side's end is passed on (a half-close stays a half-close); it returns once
+/// both directions ended, or one failed, after what was sent through the stream was
+/// acknowledged (bounded). Returns the bytes carried (to the stream, from the stream).
+pub async fn bridge_tcp(
+    tcp: tokio::net::TcpStream,
+    conn: crate::dht::Connection,
+) -> io::Result<(u64, u64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.set_nodelay(true);
+    let (mut r, mut w) = tcp.into_split();
+    let (tx, mut rx) = conn.split();
+    let up = async {
+        let mut n_up = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                tx.end().await?;
+                return Ok::<u64, io::Error>(n_up);
+            }
+            n_up += n as u64;
+            tx.send(buf[..n].to_vec()).await?;
+        }
+    };
+    let down = async {
+        let mut n_down = 0u64;
+        while let Some(m) = rx.recv().await {
+            let m = m?;
+            n_down += m.len() as u64;
+            w.write_all(&m).await?;
+        }
+        // The peer ended: so do we, towards TCP.
+        w.shutdown().await?;
+        Ok::<u64, io::Error>(n_down)
+    };
+    let r = tokio::try_join!(up, down);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), tx.finished()).await;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

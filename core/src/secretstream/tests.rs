@@ -43,6 +43,17 @@ fn events(s: &mut SecretStream) -> Vec<Event> {
     std::iter::from_fn(|| s.poll_event()).collect()
 }
 
+/// The messages among `events`, in order.
+fn messages_in(events: Vec<Event>) -> Vec<Vec<u8>> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Moves everything queued between the two peers until both are quiet.
 fn pump(a: &mut SecretStream, b: &mut SecretStream, now: u64) {
     loop {
@@ -289,13 +300,7 @@ fn owned_writes_send_the_bytes_of_writes() {
             }
         }
         r.handle_input(2, &wire);
-        let got: Vec<Vec<u8>> = events(&mut r)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let got = messages_in(events(&mut r));
         (wire, pieces, got)
     };
     let (plain, plain_pieces, plain_got) = sent(false);
@@ -340,13 +345,7 @@ fn batched_writes_send_the_bytes_of_writes() {
             wire.extend_from_slice(&p);
         }
         r.handle_input(2, &wire);
-        let got: Vec<Vec<u8>> = events(&mut r)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let got = messages_in(events(&mut r));
         (wire, pieces, got)
     };
     let (plain, plain_pieces, plain_got) = sent(false);
@@ -797,13 +796,7 @@ proptest! {
         }
         // Whatever arrived is a prefix of what was sent.
         let sent = [b"a".to_vec(), vec![2; 500], vec![3; 700]];
-        let got: Vec<Vec<u8>> = ev
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let got = messages_in(ev);
         prop_assert_eq!(&got[..], &sent[..got.len()]);
     }
 }
@@ -897,13 +890,7 @@ fn writes_in_parts_send_the_bytes_of_writes() {
             }
         }
         r.handle_input(2, &wire);
-        let got: Vec<Vec<u8>> = events(&mut r)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let got = messages_in(events(&mut r));
         (wire, got)
     };
     let (wire, got) = sent(true);

@@ -19,12 +19,16 @@
 //! - `hypershell-download`: the client opens with [`Download`] (source path); the server sends
 //!   message 0 ([`DownloadHeader`]), then message 2 tar chunks and an empty one at the end (or
 //!   message 1 and a close); the client closes once extracted.
+//! - `hypershell-tunnel-local` (`lib/local-tunnel.js`, `-L`): a JSON target handshake and a
+//!   JSON message of UDX stream ids per forwarded TCP connection, each connection then a UDX
+//!   stream of its own with a fresh secret-stream; see [`tunnel`].
 //!
 //! The side that answers an open sends the codec's encoding of `{}` as its handshake
 //! ([`messages::js_empty_spawn`] and friends); nobody reads it.
 
 pub mod messages;
 pub mod tar;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +38,7 @@ use crate::encoding::{write_buffer, write_uint, Decode, DecodeError, Decoder, En
 use crate::protomux::{ChannelError, ChannelId, ChannelOptions, Event, Protomux};
 
 pub use messages::{Download, DownloadHeader, RemoteError, Resize, Spawn, Upload};
+pub use tunnel::{LocalForward, PortRange, StreamIds, TunnelPolicy, TunnelTarget};
 
 /// The shell channel's protocol name.
 pub const SHELL: &str = "hypershell";
@@ -41,7 +46,7 @@ pub const SHELL: &str = "hypershell";
 pub const UPLOAD: &str = "hypershell-upload";
 /// The download channel's protocol name.
 pub const DOWNLOAD: &str = "hypershell-download";
-/// Local port forwarding (`-L`); not served here (the open is rejected).
+/// Local port forwarding (`-L`, [`tunnel`]).
 pub const TUNNEL: &str = "hypershell-tunnel-local";
 
 /// Message types of the shell channel.
@@ -78,6 +83,9 @@ pub enum ShellError {
     /// A protomux operation failed.
     #[error("protomux: {0}")]
     Channel(#[from] ChannelError),
+    /// A tunnel handshake or message (`c.json`) is not the JSON it must be.
+    #[error("malformed hypershell-tunnel-local JSON")]
+    Json,
 }
 
 /// What a channel carries.
@@ -89,6 +97,8 @@ pub enum Kind {
     Upload,
     /// A copy from the server.
     Download,
+    /// Local port forwarding.
+    Tunnel,
 }
 
 impl Kind {
@@ -98,6 +108,7 @@ impl Kind {
             Kind::Shell => SHELL,
             Kind::Upload => UPLOAD,
             Kind::Download => DOWNLOAD,
+            Kind::Tunnel => TUNNEL,
         }
     }
 }
@@ -158,7 +169,35 @@ pub enum ServerEvent {
         /// What.
         download: Download,
     },
-    /// The channel closed (by either side): kill its process, drop its transfer.
+    /// A tunnel opened to an allowed target: its connections go there.
+    TunnelOpened {
+        /// The channel.
+        channel: ChannelId,
+        /// Where.
+        target: TunnelTarget,
+    },
+    /// A tunnel's target is not allowed (the policy, or no usable target in the handshake):
+    /// the channel was closed, as JS does. For the log.
+    TunnelRefused {
+        /// The channel.
+        channel: ChannelId,
+        /// The target, when the handshake named one.
+        target: Option<TunnelTarget>,
+    },
+    /// The client forwards a new TCP connection on an open tunnel: make a UDX stream, answer
+    /// with [`ShellServer::tunnel_stream`], connect the stream to `client_id` on the
+    /// connection's socket and address, connect TCP to `target`, and run secret-stream as
+    /// initiator between them.
+    TunnelConnect {
+        /// The channel.
+        channel: ChannelId,
+        /// The client's UDX stream id.
+        client_id: u32,
+        /// Where to connect.
+        target: TunnelTarget,
+    },
+    /// The channel closed (by either side): kill its process, drop its transfer, destroy
+    /// its tunnel streams.
     Closed {
         /// The channel.
         channel: ChannelId,
@@ -172,11 +211,14 @@ pub enum ServerEvent {
 pub struct ShellServer {
     serve: Vec<Kind>,
     channels: BTreeMap<ChannelId, Kind>,
+    policy: TunnelPolicy,
+    /// Open tunnels' targets (allowed ones only).
+    targets: BTreeMap<ChannelId, TunnelTarget>,
 }
 
 impl ShellServer {
-    /// Registers the pairings of `serve` on `mux` (JS `--protocol`; every other open, and the
-    /// tunnel protocol, is rejected by protomux).
+    /// Registers the pairings of `serve` on `mux` (JS `--protocol`; every other open is
+    /// rejected).
     pub fn new(mux: &mut Protomux, serve: &[Kind]) -> Self {
         for k in serve {
             mux.pair(k.protocol(), None);
@@ -184,7 +226,15 @@ impl ShellServer {
         ShellServer {
             serve: serve.to_vec(),
             channels: BTreeMap::new(),
+            policy: TunnelPolicy::default(),
+            targets: BTreeMap::new(),
         }
+    }
+
+    /// Restricts tunnel targets (JS `--tunnel-host`, `--tunnel-port`; default: any target).
+    pub fn with_tunnel_policy(mut self, policy: TunnelPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// What a channel carries, while open.
@@ -211,6 +261,7 @@ impl ShellServer {
                             Kind::Shell => (5, messages::js_empty_spawn()),
                             Kind::Upload => (3, messages::js_empty_upload()),
                             Kind::Download => (3, messages::js_empty_download()),
+                            Kind::Tunnel => (1, tunnel::empty_handshake()),
                         };
                         let ch = mux.open(
                             ChannelOptions::new(kind.protocol())
@@ -240,6 +291,17 @@ impl ShellServer {
                         channel,
                         download: Download::from_bytes(&handshake)?,
                     },
+                    Kind::Tunnel => match TunnelTarget::from_handshake(&handshake)? {
+                        Some(target) if self.policy.allows(&target) => {
+                            self.targets.insert(channel, target.clone());
+                            ServerEvent::TunnelOpened { channel, target }
+                        }
+                        target => {
+                            // JS `onopen`: not allowed, `channel.close()`.
+                            mux.close(channel)?;
+                            ServerEvent::TunnelRefused { channel, target }
+                        }
+                    },
                 }))
             }
             Event::Message {
@@ -263,15 +325,44 @@ impl ShellServer {
                         channel,
                         data: payload,
                     }),
+                    (Kind::Tunnel, tunnel::STREAM_IDS) => {
+                        let ids = StreamIds::from_bytes(&payload)?;
+                        // Only on a tunnel that was allowed (a refused one is closed).
+                        self.targets
+                            .get(&channel)
+                            .map(|target| ServerEvent::TunnelConnect {
+                                channel,
+                                client_id: ids.client_id,
+                                target: target.clone(),
+                            })
+                    }
                     // Messages JS has no handler for are ignored.
                     _ => None,
                 })
             }
-            Event::ChannelClosed { channel, .. } | Event::ChannelRejected { channel } => Ok(self
-                .channels
-                .remove(&channel)
-                .map(|kind| ServerEvent::Closed { channel, kind })),
+            Event::ChannelClosed { channel, .. } | Event::ChannelRejected { channel } => {
+                self.targets.remove(&channel);
+                Ok(self
+                    .channels
+                    .remove(&channel)
+                    .map(|kind| ServerEvent::Closed { channel, kind }))
+            }
         }
+    }
+
+    /// Answers a [`ServerEvent::TunnelConnect`] with our stream's id.
+    pub fn tunnel_stream(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        client_id: u32,
+        server_id: u32,
+    ) -> Result<(), ShellError> {
+        let ids = StreamIds {
+            client_id,
+            server_id,
+        };
+        Ok(mux.send(channel, tunnel::STREAM_IDS, &ids.to_bytes())?)
     }
 
     /// PTY output.
@@ -392,7 +483,18 @@ pub enum ClientEvent {
         /// What.
         error: RemoteError,
     },
-    /// The channel closed; `rejected` when the server does not serve its protocol.
+    /// The server answered a tunnel connection: connect our UDX stream `client_id` to its
+    /// `server_id` on the connection's socket and address, and run secret-stream as responder.
+    TunnelStream {
+        /// The channel.
+        channel: ChannelId,
+        /// Our stream's id.
+        client_id: u32,
+        /// The server's stream id.
+        server_id: u32,
+    },
+    /// The channel closed; `rejected` when the server does not serve its protocol. A tunnel
+    /// the server closes right after opening it was refused (its target is not allowed).
     Closed {
         /// The channel.
         channel: ChannelId,
@@ -419,7 +521,11 @@ impl ShellClient {
         kind: Kind,
         handshake: Vec<u8>,
     ) -> Result<ChannelId, ShellError> {
-        let types = if kind == Kind::Shell { 5 } else { 3 };
+        let types = match kind {
+            Kind::Shell => 5,
+            Kind::Upload | Kind::Download => 3,
+            Kind::Tunnel => 1,
+        };
         let ch = mux.open(
             ChannelOptions::new(kind.protocol())
                 .handshake(handshake)
@@ -454,6 +560,31 @@ impl ShellClient {
         download: &Download,
     ) -> Result<ChannelId, ShellError> {
         self.open(mux, Kind::Download, download.to_bytes())
+    }
+
+    /// Opens a tunnel to `target` (one per connection: protomux pairs one
+    /// `hypershell-tunnel-local` channel; JS makes a connection per `-L`).
+    pub fn open_tunnel(
+        &mut self,
+        mux: &mut Protomux,
+        target: &TunnelTarget,
+    ) -> Result<ChannelId, ShellError> {
+        self.open(mux, Kind::Tunnel, target.to_handshake())
+    }
+
+    /// Asks the server to connect one more TCP connection on a tunnel; `client_id` is the id
+    /// of our UDX stream for it (made now, connected on [`ClientEvent::TunnelStream`]).
+    pub fn tunnel_connect(
+        &mut self,
+        mux: &mut Protomux,
+        channel: ChannelId,
+        client_id: u32,
+    ) -> Result<(), ShellError> {
+        let ids = StreamIds {
+            client_id,
+            server_id: 0,
+        };
+        Ok(mux.send(channel, tunnel::STREAM_IDS, &ids.to_bytes())?)
     }
 
     /// Bytes for the remote PTY.
@@ -531,6 +662,14 @@ impl ShellClient {
                         channel,
                         error: RemoteError::from_bytes(&payload)?,
                     }),
+                    (Kind::Tunnel, tunnel::STREAM_IDS) => {
+                        let ids = StreamIds::from_bytes(&payload)?;
+                        Some(ClientEvent::TunnelStream {
+                            channel,
+                            client_id: ids.client_id,
+                            server_id: ids.server_id,
+                        })
+                    }
                     _ => None,
                 })
             }
@@ -785,6 +924,122 @@ mod tests {
         let seed = [3u8; 32];
         assert_eq!(parse_key_file(&key_file(&seed)), Some(seed));
         assert_eq!(parse_key_file("garbage"), None);
+    }
+
+    fn drain_server(sm: &mut Protomux, server: &mut ShellServer) -> Vec<ServerEvent> {
+        let mut got = Vec::new();
+        while let Some(e) = sm.poll_event() {
+            got.extend(server.handle_event(sm, e).unwrap());
+        }
+        got
+    }
+
+    fn drain_client(cm: &mut Protomux, client: &mut ShellClient) -> Vec<ClientEvent> {
+        let mut got = Vec::new();
+        while let Some(e) = cm.poll_event() {
+            got.extend(client.handle_event(e).unwrap());
+        }
+        got
+    }
+
+    #[test]
+    fn tunnel_exchange() {
+        let (mut cm, mut sm) = (Protomux::new(), Protomux::new());
+        let mut server = ShellServer::new(&mut sm, &[Kind::Shell, Kind::Tunnel]);
+        let mut client = ShellClient::new();
+        let target = TunnelTarget {
+            host: "127.0.0.1".into(),
+            port: 7000,
+        };
+        let ch = client.open_tunnel(&mut cm, &target).unwrap();
+        // As JS's client: the stream request right behind the open.
+        client.tunnel_connect(&mut cm, ch, 77).unwrap();
+        pump(&mut cm, &mut sm);
+        let got = drain_server(&mut sm, &mut server);
+        let sch = match &got[..] {
+            [ServerEvent::TunnelOpened { channel, target: t }, ServerEvent::TunnelConnect {
+                channel: c2,
+                client_id: 77,
+                target: t2,
+            }] if t == &target && t2 == &target && channel == c2 => *channel,
+            other => panic!("{other:?}"),
+        };
+        server.tunnel_stream(&mut sm, sch, 77, 99).unwrap();
+        pump(&mut cm, &mut sm);
+        assert_eq!(
+            drain_client(&mut cm, &mut client),
+            vec![
+                ClientEvent::Opened { channel: ch },
+                ClientEvent::TunnelStream {
+                    channel: ch,
+                    client_id: 77,
+                    server_id: 99
+                }
+            ]
+        );
+        client.close(&mut cm, ch).unwrap();
+        pump(&mut cm, &mut sm);
+        assert_eq!(
+            drain_server(&mut sm, &mut server),
+            vec![ServerEvent::Closed {
+                channel: sch,
+                kind: Kind::Tunnel
+            }]
+        );
+    }
+
+    #[test]
+    fn tunnel_refused_by_policy_and_unserved() {
+        let (mut cm, mut sm) = (Protomux::new(), Protomux::new());
+        let policy = TunnelPolicy {
+            hosts: Some(vec!["127.0.0.1".into()]),
+            ports: Some(vec![PortRange::parse("7000-7001").unwrap()]),
+        };
+        let mut server = ShellServer::new(&mut sm, &[Kind::Tunnel]).with_tunnel_policy(policy);
+        let mut client = ShellClient::new();
+        let target = TunnelTarget {
+            host: "127.0.0.1".into(),
+            port: 22,
+        };
+        let ch = client.open_tunnel(&mut cm, &target).unwrap();
+        client.tunnel_connect(&mut cm, ch, 5).unwrap();
+        pump(&mut cm, &mut sm);
+        let got = drain_server(&mut sm, &mut server);
+        // Refused and closed; the stream request behind the open does nothing.
+        assert!(matches!(
+            &got[0],
+            ServerEvent::TunnelRefused { target: Some(t), .. } if t == &target
+        ));
+        assert!(!got
+            .iter()
+            .any(|e| matches!(e, ServerEvent::TunnelConnect { .. })));
+        pump(&mut cm, &mut sm);
+        assert_eq!(
+            drain_client(&mut cm, &mut client),
+            vec![
+                ClientEvent::Opened { channel: ch },
+                ClientEvent::Closed {
+                    channel: ch,
+                    rejected: false
+                }
+            ]
+        );
+
+        // A server that does not serve tunnels rejects the open.
+        let (mut cm, mut sm) = (Protomux::new(), Protomux::new());
+        let mut server = ShellServer::new(&mut sm, &[Kind::Shell]);
+        let mut client = ShellClient::new();
+        let ch = client.open_tunnel(&mut cm, &target).unwrap();
+        pump(&mut cm, &mut sm);
+        assert!(drain_server(&mut sm, &mut server).is_empty());
+        pump(&mut cm, &mut sm);
+        assert_eq!(
+            drain_client(&mut cm, &mut client),
+            vec![ClientEvent::Closed {
+                channel: ch,
+                rejected: true
+            }]
+        );
     }
 
     fn hex_of(b: &[u8]) -> String {

@@ -18,11 +18,12 @@ use clap::Subcommand;
 use hyperpunch::core::id_encoding;
 use hyperpunch::core::protomux::{ChannelId, Protomux};
 use hyperpunch::core::shell::{
-    parse_key_file, AllowList, ClientEvent, Download, DownloadHeader, Kind, RemoteError, Resize,
-    ServerEvent, ShellClient, ShellServer, Spawn, Upload,
+    parse_key_file, AllowList, ClientEvent, Download, DownloadHeader, Kind, LocalForward,
+    PortRange, RemoteError, Resize, ServerEvent, ShellClient, ShellServer, Spawn, TunnelPolicy,
+    Upload,
 };
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht::{ConnectOptions, Connection, ConnectionSender, ServerOptions};
+use hyperpunch::dht::{ConnectOptions, Connection, ConnectionSender, ServerOptions, StreamHost};
 use hyperpunch::shell::{self as native, Extractor, Pty};
 use tokio::sync::mpsc;
 
@@ -41,6 +42,7 @@ Works with JS hypershell on either side (hypershell-server, hypershell, hypershe
   hyperpunch shell exec KEY -- uname -a         # one command; its exit code is ours
   hyperpunch shell copy ./notes.txt KEY:/tmp/notes.txt    # upload (files or folders)
   hyperpunch shell copy KEY:/var/log/app ./app-logs       # download
+  hyperpunch shell connect KEY -L 127.0.0.1:8080:localhost:80   # a local port forwarded
 
 Keys are 52 z-base-32 characters (as hypershell prints them) or 64 hex, or names given to
 them in ~/.hypershell/known_peers (`NAME KEY` per line). Every command takes
@@ -87,9 +89,17 @@ re-read whenever it changes). Any other client is refused by the DHT firewall du
 handshake, before anything runs. Commands run in a pseudo-terminal in your home folder, with
 your environment, as JS hypershell-server does ($SHELL, else bash, when no command is given).
 
-Example:
+Tunnels (`connect -L`): as JS hypershell-server, by default an admitted client may have this
+machine open TCP connections to ANY host and port it can reach (its own localhost services
+included). Restrict the targets with --tunnel-host and --tunnel-port (a target must match
+both lists given; hosts compare as the client wrote them: `localhost` is not `127.0.0.1`), or
+turn tunnels off with --protocol shell upload download. A refused target's tunnel is closed
+at once and logged (`Tunnel refused: HOST:PORT`).
+
+Examples:
   hyperpunch shell server --bootstrap 127.0.0.1:49737
-  # prints: hyperpunch shell connect <KEY>")]
+  # prints: hyperpunch shell connect <KEY>
+  hyperpunch shell server --tunnel-host 127.0.0.1 --tunnel-port 5432 8000-8099")]
     Server {
         /// The server's key file.
         #[arg(short = 'f', value_name = "FILE")]
@@ -100,9 +110,15 @@ Example:
         /// Admit everyone (no allow list).
         #[arg(long)]
         disable_firewall: bool,
-        /// Serve only these protocols: shell, upload, download (default all).
+        /// Serve only these protocols: shell, upload, download, tunnel (default all four).
         #[arg(long, value_name = "NAME", num_args = 1..)]
         protocol: Vec<String>,
+        /// Tunnel only to these hosts (exactly as clients name them; default any host).
+        #[arg(long, value_name = "ADDRESS", num_args = 1..)]
+        tunnel_host: Vec<String>,
+        /// Tunnel only to these ports or ranges, e.g. 22 8000-8099 (default any port).
+        #[arg(long, value_name = "PORT", num_args = 1..)]
+        tunnel_port: Vec<String>,
         #[command(flatten)]
         net: ToolNet,
     },
@@ -126,17 +142,32 @@ Example:
         #[command(flatten)]
         net: ToolNet,
     },
-    /// An interactive shell on a server.
+    /// An interactive shell on a server, or local ports forwarded through it (-L).
     #[command(long_about = "\
 Open the server's shell in a pseudo-terminal: your terminal is in raw mode (Ctrl-C goes to the
 remote side) and window size changes follow. The session ends when the remote shell exits;
-this command exits with its code.")]
+this command exits with its code.
+
+With -L [ADDRESS:]PORT:HOST:HOSTPORT (repeatable; as `hypershell KEY -L ...`) no shell opens:
+each -L listens on ADDRESS:PORT (ADDRESS defaults to 0.0.0.0, every interface, as JS; PORT 0
+picks a free one) and prints `Tunnel on TCP ADDRESS:PORT` once the server accepted the
+tunnel; every TCP connection made there is carried, end-to-end encrypted, to the server,
+which connects it to HOST:HOSTPORT (HOST as the server resolves it: `localhost` is the
+server). Runs until Ctrl-C. A server that restricts targets (--tunnel-host, --tunnel-port)
+and does not allow HOST:HOSTPORT closes the tunnel: this command then says so and exits 255,
+as it does when the server cannot be reached or does not serve tunnels.
+
+Example (the server's PostgreSQL on local port 15432):
+  hyperpunch shell connect $KEY -L 127.0.0.1:15432:localhost:5432")]
     Connect {
         /// The server's public key.
         key: String,
         /// The client's key file.
         #[arg(short = 'f', value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Forward local [ADDRESS:]PORT to HOST:HOSTPORT as the server reaches it.
+        #[arg(short = 'L', value_name = "[ADDRESS:]PORT:HOST:HOSTPORT")]
+        forward: Vec<String>,
         #[command(flatten)]
         net: ToolNet,
     },
@@ -173,6 +204,8 @@ pub fn run(c: ShellCommand) -> Result<(), CliError> {
             firewall,
             disable_firewall,
             protocol,
+            tunnel_host,
+            tunnel_port,
             net,
         } => {
             let mut serve = Vec::new();
@@ -181,21 +214,32 @@ pub fn run(c: ShellCommand) -> Result<(), CliError> {
                     "shell" => Kind::Shell,
                     "upload" => Kind::Upload,
                     "download" => Kind::Download,
+                    "tunnel" => Kind::Tunnel,
                     other => {
                         return Err(CliError::new(format!(
-                            "--protocol {other}: not one of shell, upload, download"
+                            "--protocol {other}: not one of shell, upload, download, tunnel"
                         )))
                     }
                 });
             }
+            // JS prints its connect hint only when --protocol is not given.
+            let restricted = !serve.is_empty();
             if serve.is_empty() {
-                serve = vec![Kind::Shell, Kind::Upload, Kind::Download];
+                serve = vec![Kind::Shell, Kind::Upload, Kind::Download, Kind::Tunnel];
             }
+            let ports = tunnel_port
+                .iter()
+                .map(|p| PortRange::parse(p).map_err(|e| CliError::new(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let policy = TunnelPolicy {
+                hosts: (!tunnel_host.is_empty()).then_some(tunnel_host),
+                ports: (!ports.is_empty()).then_some(ports),
+            };
             let kp = load_key(&file.unwrap_or_else(default_key))?;
             let firewall = (!disable_firewall)
                 .then(|| firewall.unwrap_or_else(|| shell_dir().join("authorized_peers")));
             let rt = runtime()?;
-            let r = rt.block_on(server(kp, firewall, serve, net));
+            let r = rt.block_on(server(kp, firewall, serve, restricted, policy, net));
             rt.shutdown_background();
             r
         }
@@ -213,7 +257,27 @@ pub fn run(c: ShellCommand) -> Result<(), CliError> {
             };
             session(&key, file, net, spawn)
         }
-        ShellCommand::Connect { key, file, net } => session(&key, file, net, Spawn::default()),
+        ShellCommand::Connect {
+            key,
+            file,
+            forward,
+            net,
+        } if !forward.is_empty() => {
+            let forwards = forward
+                .iter()
+                .map(|f| LocalForward::parse(f).map_err(|e| CliError::new(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let server_key = parse_server_key(&key)?;
+            let kp = load_key(&file.unwrap_or_else(default_key))?;
+            let rt = runtime()?;
+            let r = rt.block_on(tunnels(server_key, kp, forwards, net));
+            rt.shutdown_background();
+            r.map_err(|mut e| {
+                e.code = EXIT_NO_SESSION;
+                e
+            })
+        }
+        ShellCommand::Connect { key, file, net, .. } => session(&key, file, net, Spawn::default()),
         ShellCommand::Copy {
             source,
             target,
@@ -333,6 +397,8 @@ async fn server(
     kp: KeyPair,
     firewall: Option<PathBuf>,
     serve: Vec<Kind>,
+    restricted: bool,
+    policy: TunnelPolicy,
     net: ToolNet,
 ) -> Result<(), CliError> {
     let allowed = Arc::new(RwLock::new(match &firewall {
@@ -387,7 +453,7 @@ async fn server(
         .await
         .map_err(|_| CliError::new("announcing timed out"))?
         .map_err(|e| CliError::new(e.to_string()))?;
-    if serve.len() == 3 {
+    if !restricted {
         println!("To connect to this shell, on another computer run:");
         println!(
             "hyperpunch shell connect {}",
@@ -400,9 +466,10 @@ async fn server(
     println!();
     while let Some(conn) = srv.accept().await {
         let serve = serve.clone();
+        let policy = policy.clone();
         tokio::spawn(async move {
             let who = id_encoding::encode(&conn.remote_public_key());
-            if let Err(e) = serve_connection(conn, serve).await {
+            if let Err(e) = serve_connection(conn, serve, policy).await {
                 eprintln!("Connection {who}: {e}");
             }
             println!("Connection closed {who}");
@@ -534,10 +601,17 @@ enum PtyInput {
     Resize(u64, u64),
 }
 
-async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), String> {
+async fn serve_connection(
+    conn: Connection,
+    serve: Vec<Kind>,
+    policy: TunnelPolicy,
+) -> Result<(), String> {
+    let host = conn.stream_host();
     let (tx, mut rx) = conn.split();
     let mut mux = Protomux::new();
-    let mut server = ShellServer::new(&mut mux, &serve);
+    let mut server = ShellServer::new(&mut mux, &serve).with_tunnel_policy(policy);
+    // Each tunnel's forwarded connections, aborted when the tunnel closes.
+    let mut tunnels: HashMap<ChannelId, Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
     let (local_tx, mut local) = mpsc::unbounded_channel::<Local>();
     let mut ptys: HashMap<ChannelId, (std::sync::mpsc::Sender<PtyInput>, u32)> = HashMap::new();
     let mut uploads: HashMap<ChannelId, Extractor> = HashMap::new();
@@ -664,6 +738,74 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
                         }),
                     );
                 }
+                ServerEvent::TunnelOpened { channel, .. } => {
+                    tunnels.insert(channel, Vec::new());
+                }
+                ServerEvent::TunnelRefused { target, .. } => match target {
+                    Some(t) => {
+                        println!("Tunnel refused: {t} (not allowed by --tunnel-host/--tunnel-port)")
+                    }
+                    None => println!("Tunnel refused: the client named no host and port"),
+                },
+                ServerEvent::TunnelConnect {
+                    channel,
+                    client_id,
+                    target,
+                } => {
+                    // hypershell's LocalTunnelServer.onstreamid: our stream's id to the client,
+                    // the stream beside the connection, secret-stream as initiator, TCP out.
+                    let Some(host) = &host else {
+                        // A relayed connection has no path for more streams.
+                        let _ = server.close(&mut mux, channel);
+                        continue;
+                    };
+                    let reserved = match host.reserve() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("Tunnel to {target}: {e}");
+                            continue;
+                        }
+                    };
+                    let server_id = reserved.id();
+                    if server
+                        .tunnel_stream(&mut mux, channel, client_id, server_id)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let host = host.clone();
+                    let task = tokio::spawn(async move {
+                        let stream = match host.open_secret(reserved, client_id, true).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                eprintln!("Tunnel to {target}: {e}");
+                                return;
+                            }
+                        };
+                        match tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                            .await
+                        {
+                            Ok(tcp) => {
+                                if let Err(e) = native::bridge_tcp(tcp, stream).await {
+                                    eprintln!("Tunnel to {target}: {e}");
+                                }
+                            }
+                            // Dropping the stream ends it: the client's TCP connection closes.
+                            Err(e) => eprintln!("Tunnel to {target}: {e}"),
+                        }
+                    });
+                    let list = tunnels.entry(channel).or_default();
+                    list.retain(|t| !t.is_finished());
+                    list.push(task);
+                }
+                ServerEvent::Closed {
+                    kind: Kind::Tunnel,
+                    channel,
+                } => {
+                    for t in tunnels.remove(&channel).unwrap_or_default() {
+                        t.abort();
+                    }
+                }
                 ServerEvent::Closed { channel, kind } => match kind {
                     Kind::Shell => {
                         if let Some((_, pid)) = ptys.remove(&channel) {
@@ -679,6 +821,7 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
                             t.abort();
                         }
                     }
+                    Kind::Tunnel => {}
                 },
             }
         }
@@ -694,6 +837,11 @@ async fn serve_connection(conn: Connection, serve: Vec<Kind>) -> Result<(), Stri
     };
     for (_, (_, pid)) in ptys.drain() {
         native::kill(pid);
+    }
+    for (_, list) in tunnels.drain() {
+        for t in list {
+            t.abort();
+        }
     }
     // The peer ended (or failed): end ours (JS `socket.on('end', () => socket.end())`).
     let _ = tx.end().await;
@@ -733,6 +881,17 @@ async fn dial(
     net: &ToolNet,
 ) -> Result<(hyperpunch::dht::Dht, Connection), CliError> {
     let peer = join(net, None).await?;
+    let conn = dial_on(&peer, server_key, kp, net).await?;
+    Ok((peer, conn))
+}
+
+/// Connects to the server of `key` from a node we already run.
+async fn dial_on(
+    peer: &hyperpunch::dht::Dht,
+    server_key: [u8; 32],
+    kp: KeyPair,
+    net: &ToolNet,
+) -> Result<Connection, CliError> {
     let conn = tokio::time::timeout(
         net.timeout(),
         peer.connect(server_key, kp, ConnectOptions::default()),
@@ -752,7 +911,164 @@ async fn dial(
             CliError::new(s)
         }
     })?;
-    Ok((peer, conn))
+    Ok(conn)
+}
+
+/// `connect -L ...`: every forward listens, connects to the server (one connection each, as
+/// JS) and opens its tunnel; runs until Ctrl-C or until one fails.
+async fn tunnels(
+    server_key: [u8; 32],
+    kp: KeyPair,
+    forwards: Vec<LocalForward>,
+    net: ToolNet,
+) -> Result<(), CliError> {
+    let peer = join(&net, None).await?;
+    let mut running = tokio::task::JoinSet::new();
+    for f in forwards {
+        let listener = tokio::net::TcpListener::bind((f.local_host.as_str(), f.local_port))
+            .await
+            .map_err(|e| {
+                CliError::new(format!(
+                    "cannot listen on {}:{}: {e}",
+                    f.local_host, f.local_port
+                ))
+            })?;
+        let conn = dial_on(&peer, server_key, kp.clone(), &net).await?;
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        running.spawn(tunnel(conn, f.clone(), listener, ready_tx));
+        // In the order given, each once the server took it (JS prints once listening).
+        tokio::select! {
+            r = ready => if let Ok(addr) = r {
+                let host = match addr.ip() {
+                    ip if ip.is_unspecified() => "localhost".to_string(),
+                    ip => ip.to_string(),
+                };
+                println!("Tunnel on TCP {host}:{}", addr.port());
+            },
+            Some(r) = running.join_next() => {
+                return match r {
+                    Ok(r) => r,
+                    Err(e) => Err(CliError::new(e.to_string())),
+                };
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    // Until Ctrl-C (the default SIGINT ends the process), or a tunnel fails.
+    match running.join_next().await {
+        Some(Ok(Ok(()))) | None => Err(CliError::new("the connection to the server closed")),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(CliError::new(e.to_string())),
+    }
+}
+
+/// One `-L`: the tunnel channel on `conn`; each accepted TCP connection gets a stream id, the
+/// server's answer connects it (hypershell's LocalTunnelClient). `ready` gets the listening
+/// address once the server opened the channel.
+async fn tunnel(
+    conn: Connection,
+    f: LocalForward,
+    listener: tokio::net::TcpListener,
+    ready: tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+) -> Result<(), CliError> {
+    let target = f.remote.clone();
+    let host: StreamHost = conn.stream_host().ok_or_else(|| {
+        CliError::new(
+            "the connection to the server is relayed: tunnels need a direct path (as in JS)",
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let (tx, mut rx) = conn.split();
+    let mut mux = Protomux::new();
+    let mut client = ShellClient::new();
+    let fail = |e: hyperpunch::core::shell::ShellError| CliError::new(e.to_string());
+    let ch = client.open_tunnel(&mut mux, &target).map_err(fail)?;
+    let mut ready = Some(ready);
+    let mut answered = false;
+    let mut pending: HashMap<u32, (hyperpunch::udx::ReservedStream, tokio::net::TcpStream)> =
+        HashMap::new();
+    let mut streams = tokio::task::JoinSet::new();
+    let result = loop {
+        if !flush(&mut mux, &tx).await {
+            break Err(CliError::new("the connection to the server closed"));
+        }
+        tokio::select! {
+            f = rx.recv() => match f {
+                Some(Ok(f)) => mux.handle_frame(&f).map_err(|e| CliError::new(e.to_string()))?,
+                Some(Err(e)) => break Err(CliError::new(format!("connection: {e}"))),
+                None => break Err(CliError::new("the server ended the connection")),
+            },
+            a = listener.accept() => match a {
+                Ok((tcp, _)) => {
+                    // JS onconnection: a stream with a fresh id, its id to the server.
+                    match host.reserve() {
+                        Ok(r) => {
+                            let id = r.id();
+                            pending.insert(id, (r, tcp));
+                            client.tunnel_connect(&mut mux, ch, id).map_err(fail)?;
+                        }
+                        Err(e) => eprintln!("Tunnel: {e}"),
+                    }
+                }
+                Err(e) => eprintln!("Tunnel: accepting: {e}"),
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+        }
+        let mut done = None;
+        while let Some(e) = mux.poll_event() {
+            match client.handle_event(e).map_err(fail)? {
+                Some(ClientEvent::Opened { .. }) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(local);
+                    }
+                }
+                Some(ClientEvent::TunnelStream {
+                    client_id,
+                    server_id,
+                    ..
+                }) => {
+                    answered = true;
+                    let Some((reserved, tcp)) = pending.remove(&client_id) else {
+                        continue;
+                    };
+                    let host = host.clone();
+                    streams.spawn(async move {
+                        let r = match host.open_secret(reserved, server_id, false).await {
+                            Ok(stream) => native::bridge_tcp(tcp, stream).await.map(|_| ()),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = r {
+                            eprintln!("Tunnel: {e}");
+                        }
+                    });
+                }
+                Some(ClientEvent::Closed { rejected: true, .. }) => {
+                    done = Some(Err(CliError::new(
+                        "the server does not serve tunnels (hypershell-tunnel-local; a server                          started with --protocol that leaves out tunnel)",
+                    )));
+                }
+                Some(ClientEvent::Closed { .. }) if !answered => {
+                    done = Some(Err(CliError::new(format!(
+                        "the server refused the tunnel to {target} (not allowed by its                          --tunnel-host/--tunnel-port)"
+                    ))));
+                }
+                Some(ClientEvent::Closed { .. }) => {
+                    done = Some(Err(CliError::new(format!(
+                        "the server closed the tunnel to {target}"
+                    ))));
+                }
+                _ => {}
+            }
+        }
+        if let Some(d) = done {
+            break d;
+        }
+    };
+    streams.abort_all();
+    let _ = tx.end().await;
+    result
 }
 
 fn session(

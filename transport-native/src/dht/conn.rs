@@ -42,6 +42,106 @@ pub struct Connection {
     incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
     finished: tokio::sync::watch::Receiver<bool>,
     direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
+    host: Option<StreamHost>,
+}
+
+/// The path of a connection, for more UDX streams beside it to the same peer (hyperdht
+/// `connectRawStream(encryptedStream, rawStream, remoteId)`: the raw stream connects on the
+/// encrypted stream's socket to its remote address): what hypershell's tunnels run on.
+#[derive(Clone)]
+pub struct StreamHost {
+    socket: Arc<UdxSocket>,
+    remote: std::net::SocketAddr,
+    /// The connection's own stream: where its peer's packets come from.
+    main: crate::udx::StreamHandle,
+    /// Tells the DHT node which socket a new stream lives on.
+    registry: Option<Arc<StreamRegistry>>,
+}
+
+/// Tells the DHT node that a stream id lives on the connection's socket.
+pub(crate) type StreamRegistry = Box<dyn Fn(u32) + Send + Sync>;
+
+impl StreamHost {
+    /// Reserves a fresh random stream id on the connection's socket (hyperdht
+    /// `createRawStream`); what the peer sends to it before it is connected is kept.
+    pub fn reserve(&self) -> io::Result<crate::udx::ReservedStream> {
+        let mut last = None;
+        for _ in 0..8 {
+            let mut b = [0u8; 4];
+            getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+            match self.socket.reserve(u32::from_le_bytes(b)) {
+                Ok(r) => {
+                    // Packets for it that reach another socket of the node come here (the
+                    // peer sends to the address it sends the connection's packets to).
+                    if let Some(reg) = &self.registry {
+                        reg(r.id());
+                    }
+                    return Ok(r);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free stream id")))
+    }
+
+    /// Connects a reserved stream to the peer's stream `remote_id`, at the address the
+    /// connection's packets come from (the peer's stream lives on that socket, and a libudx
+    /// stream drops what reaches it through another socket of its node: the address we send
+    /// the connection's packets to may be another one, when the peer answered from its other
+    /// socket), and runs a fresh
+    /// secret-stream over it (Noise XX with a random key pair, as `new SecretStream(isInitiator,
+    /// rawStream)` without options; keep-alive 5 s as hypershell sets), as a message pipe.
+    /// The peer's key is whatever random key it made: such a stream is tied to the
+    /// authenticated connection only by its path, as in JS. Its
+    /// [`Connection::remote_public_key`] and [`Connection::handshake_hash`] read zeros.
+    pub async fn open_secret(
+        &self,
+        reserved: crate::udx::ReservedStream,
+        remote_id: u32,
+        is_initiator: bool,
+    ) -> io::Result<Connection> {
+        let to = self.main.seen_from().await.unwrap_or(self.remote);
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+        let key_pair = hyperpunch_core::crypto::KeyPair::from_seed(&seed);
+        let opts = StreamOptions {
+            keep_alive: KEEP_ALIVE_MS,
+            ..StreamOptions::default()
+        };
+        let stream = if is_initiator {
+            SecretStream::new_initiator(key_pair, entropy()?, opts, 0)
+        } else {
+            SecretStream::new_responder(key_pair, entropy()?, opts, 0)
+        }
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        let udx = reserved.connect(remote_id, to)?;
+        let epoch = Instant::now();
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (done_tx, finished) = tokio::sync::watch::channel(false);
+        let socket = self.socket.clone();
+        tokio::spawn(async move {
+            pump(udx, stream, out_rx, in_tx, epoch, socket).await;
+            let _ = done_tx.send(true);
+        });
+        let remote = match to {
+            std::net::SocketAddr::V4(a) => a,
+            std::net::SocketAddr::V6(_) => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+        };
+        Ok(Connection {
+            socket: hyperpunch_core::dht::rpc::SocketId(u32::MAX),
+            remote,
+            relayed: false,
+            remote_public_key: [0; 32],
+            handshake_hash: [0; 64],
+            is_initiator,
+            out: out_tx,
+            incoming: in_rx,
+            finished,
+            direct: None,
+            host: Some(self.clone()),
+        })
+    }
 }
 
 async fn wait_finished(mut w: tokio::sync::watch::Receiver<bool>) {
@@ -96,6 +196,13 @@ impl Connection {
     /// Whether we connected out (the secret-stream initiator).
     pub fn is_initiator(&self) -> bool {
         self.is_initiator
+    }
+
+    /// The path of this connection, for more streams beside it ([`StreamHost`]); `None` for a
+    /// relayed connection (a stream beside it would go to the relay, which pairs only the
+    /// streams it was asked to).
+    pub fn stream_host(&self) -> Option<StreamHost> {
+        self.host.clone()
     }
 
     /// Sends one message (at most 16 MiB - 1 - 17 bytes).
@@ -189,6 +296,7 @@ pub struct RawConnection {
     guards: Vec<Box<dyn Send>>,
     /// For a relayed connection: the peer's direct address once the stream moved there.
     direct: Option<tokio::sync::watch::Receiver<Option<SocketAddrV4>>>,
+    registry: Option<Arc<StreamRegistry>>,
 }
 
 /// Waits until a relayed connection's stream moved to a direct path; `None` if it never does.
@@ -220,7 +328,12 @@ impl RawConnection {
             est,
             guards: Vec::new(),
             direct: None,
+            registry: None,
         }
+    }
+
+    pub(crate) fn set_stream_registry(&mut self, registry: StreamRegistry) {
+        self.registry = Some(Arc::new(registry));
     }
 
     pub(crate) fn set_direct(&mut self, rx: tokio::sync::watch::Receiver<Option<SocketAddrV4>>) {
@@ -329,6 +442,12 @@ impl RawConnection {
         };
         let est = self.est.clone();
         let direct = self.direct.clone();
+        let host = (!est.relayed).then(|| StreamHost {
+            socket: self.socket.clone(),
+            remote: std::net::SocketAddr::V4(est.remote),
+            main: self.udx.handle(),
+            registry: self.registry.clone(),
+        });
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = mpsc::channel(64);
         let (done_tx, finished) = tokio::sync::watch::channel(false);
@@ -360,6 +479,7 @@ impl RawConnection {
             incoming: in_rx,
             finished,
             direct,
+            host,
         }
     }
 }

@@ -110,6 +110,9 @@ pub(crate) enum Cmd {
         at: [Option<(SocketId, SocketAddrV4)>; 2],
     },
     RelayUnlink(Vec<u32>),
+    /// A stream opened beside a connection (a hypershell tunnel's) on this socket: route the
+    /// peer's packets for it that reach another of our sockets there, as for connections.
+    StreamOn(u32, SocketId),
 }
 
 type Datagrams = mpsc::Receiver<(SocketAddr, Vec<u8>)>;
@@ -556,6 +559,7 @@ impl Driver {
             Cmd::RelayFailed(pairing) => self.connector.relay_failed(now, &mut self.node, pairing),
             Cmd::RelayLink { ids, remotes, at } => self.links.link(ids, remotes, at),
             Cmd::RelayUnlink(ids) => self.links.unlink(&ids),
+            Cmd::StreamOn(id, socket) => self.remember_stream(id, socket),
         }
     }
 
@@ -572,28 +576,36 @@ impl Driver {
             .or_else(|| self.in_use.get(&id).and_then(|w| w.upgrade()))
     }
 
-    fn open_stream(&mut self, est: Established) -> io::Result<RawConnection> {
-        let socket = self
-            .socket(est.socket)
-            .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
-        let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
+    /// Remembers which socket stream `id` lives on ([`Driver::stream_sockets`]).
+    fn remember_stream(&mut self, id: u32, socket: SocketId) {
         if self.stream_sockets.len() >= STREAM_SOCKETS_KEPT {
             if let Some(old) = self.stream_order.pop_front() {
                 self.stream_sockets.remove(&old);
             }
         }
-        if self
-            .stream_sockets
-            .insert(est.local_id, est.socket)
-            .is_none()
-        {
-            self.stream_order.push_back(est.local_id);
+        if self.stream_sockets.insert(id, socket).is_none() {
+            self.stream_order.push_back(id);
         }
+    }
+
+    fn open_stream(&mut self, est: Established) -> io::Result<RawConnection> {
+        let socket = self
+            .socket(est.socket)
+            .ok_or_else(|| io::Error::other("the connection's socket is gone"))?;
+        let udx = socket.connect(est.local_id, est.remote_id, SocketAddr::V4(est.remote))?;
+        self.remember_stream(est.local_id, est.socket);
         self.in_use.retain(|_, w| w.strong_count() > 0);
         self.in_use.insert(est.socket, Arc::downgrade(&socket));
         let relayed = est.relayed;
         let local_id = est.local_id;
+        let home = est.socket;
         let mut raw = RawConnection::new(udx, est, socket);
+        let weak = self.weak.clone();
+        raw.set_stream_registry(Box::new(move |id| {
+            if let Some(cmds) = weak.upgrade() {
+                let _ = cmds.send(Cmd::StreamOn(id, home));
+            }
+        }));
         if relayed {
             let (tx, rx) = watch::channel(None);
             self.upgrades.retain(|_, tx| !tx.is_closed());

@@ -46,7 +46,8 @@ mod lookup;
 pub mod relay;
 
 pub use conn::{
-    Connection, ConnectionReceiver, ConnectionSender, RawConnection, RawParts, KEEP_ALIVE_MS,
+    Connection, ConnectionReceiver, ConnectionSender, RawConnection, RawParts, StreamHost,
+    KEEP_ALIVE_MS,
 };
 pub use hyperpunch_core::dht::connect::{
     ConnectError, ConnectOptions, ExternalReceived, NoiseStep, ServerOptions,

@@ -29,6 +29,8 @@ struct Slot {
     retransmits: u64,
     /// Told when the stream next takes a packet received on this socket from its remote.
     direct_watch: Option<oneshot::Sender<()>>,
+    /// Where the latest packet this socket received for the stream came from.
+    seen_from: Option<SocketAddr>,
 }
 
 impl Slot {
@@ -71,7 +73,18 @@ pub(super) struct Driver {
     /// Streams moved to another socket: their handles' commands and the packets still
     /// reaching this socket for them go to that socket's driver.
     moved: HashMap<u32, mpsc::UnboundedSender<Command>>,
+    /// Reserved stream ids not connected yet ([`super::UdxSocket::reserve`]): the packets that
+    /// reach them early, handed to the stream once it connects.
+    expected: HashMap<u32, Vec<Early>>,
 }
+
+/// A packet that reached a reserved stream id before its connect: where from (`None`: handed
+/// over from another socket), and its bytes.
+type Early = (Option<SocketAddr>, Vec<u8>);
+
+/// Early packets kept per reserved stream id at most (more are dropped, and resent by the
+/// peer as any lost packet).
+const EXPECTED_MAX: usize = 64;
 
 impl Driver {
     /// A driver for a freshly bound socket; [`Driver::run`] drives it.
@@ -99,6 +112,7 @@ impl Driver {
             recv_bufs: vec![vec![0u8; RECV_BUF]; if batched { RECV_BATCH } else { 1 }],
             recv_meta: vec![RecvMeta::default(); RECV_BATCH],
             moved: HashMap::new(),
+            expected: HashMap::new(),
         }
     }
 
@@ -144,9 +158,28 @@ impl Driver {
                         packets_sent: 0,
                         retransmits: 0,
                         direct_watch: None,
+                        seen_from: None,
                     },
                 );
                 self.engine.insert(stream);
+                if let Some(early) = self.expected.remove(&local_id) {
+                    let now = self.now();
+                    for (from, d) in early {
+                        match from {
+                            Some(from) => self.route(now, from, &d),
+                            // Handed over from another socket (`Deliver`).
+                            None => {
+                                let _ = self.engine.handle_datagram(now, &d);
+                            }
+                        }
+                    }
+                }
+            }
+            Command::Expect(id) => {
+                self.expected.entry(id).or_default();
+            }
+            Command::Unexpect(id) => {
+                self.expected.remove(&id);
             }
             Command::Write { id, bytes, done } => match self.engine.stream_mut(id) {
                 None => {
@@ -192,6 +225,9 @@ impl Driver {
                     }
                 }
             }
+            Command::SeenFrom(id, reply) => {
+                let _ = reply.send(self.slots.get(&id).and_then(|s| s.seen_from));
+            }
             Command::Stats(id, reply) => {
                 let stats = self
                     .engine
@@ -222,9 +258,14 @@ impl Driver {
                 }
                 // Only to a stream of ours: never back to the owner (no ping-pong between
                 // sockets for a stream that is gone).
-                if packet::stream_id(&bytes).is_some_and(|id| self.slots.contains_key(&id)) {
+                let id = packet::stream_id(&bytes);
+                if id.is_some_and(|id| self.slots.contains_key(&id)) {
                     let now = self.now();
                     self.engine.handle_datagram(now, &bytes);
+                } else if let Some(early) = id.and_then(|id| self.expected.get_mut(&id)) {
+                    if early.len() < EXPECTED_MAX {
+                        early.push((None, bytes));
+                    }
                 }
             }
             Command::ChangeRemote {
@@ -569,6 +610,12 @@ impl Driver {
                     return;
                 }
                 let Some(slot) = self.slots.get_mut(&id) else {
+                    if let Some(early) = self.expected.get_mut(&id) {
+                        if early.len() < EXPECTED_MAX {
+                            early.push((Some(from), datagram.to_vec()));
+                        }
+                        return;
+                    }
                     if self.firewall {
                         to_owner(&mut self.datagrams);
                     }
@@ -581,6 +628,7 @@ impl Driver {
                         let _ = tx.send(());
                     }
                 }
+                slot.seen_from = Some(from);
                 self.engine.handle_datagram(now, datagram);
             }
         }

@@ -152,9 +152,15 @@ enum Command {
         graceful: bool,
     },
     Stats(u32, oneshot::Sender<Option<StreamStats>>),
+    /// Where the stream's latest packet on this socket came from.
+    SeenFrom(u32, oneshot::Sender<Option<SocketAddr>>),
     Datagrams(mpsc::Sender<Datagram>),
     /// Hand UDX datagrams for unknown stream ids to the datagram receiver too.
     Firewall(bool),
+    /// Keep the packets for this reserved, unconnected stream id until it connects.
+    Expect(u32),
+    /// The reservation was dropped unconnected: forget its packets.
+    Unexpect(u32),
     /// Route a datagram as if it had just arrived from this address.
     Inject(SocketAddr, Vec<u8>),
     /// A UDX packet the owner routes back (it came before the stream's connect, or to a sibling
@@ -194,6 +200,7 @@ impl Command {
             | Command::Consumed(id, _, _)
             | Command::Dropped { id, .. }
             | Command::Stats(id, _)
+            | Command::SeenFrom(id, _)
             | Command::ChangeRemote { id, .. }
             | Command::MoveOut { id, .. }
             | Command::WatchDirect(id, _) => Some(*id),
@@ -273,6 +280,15 @@ impl StreamHandle {
     /// Destroys the stream (the peer sees a reset; the handle's reads end with an error).
     pub fn destroy(&self) {
         let _ = self.commands.send(Command::Destroy(self.id));
+    }
+
+    /// The address the stream's latest packet came from (the peer's socket, which may not be
+    /// the address we send to: libudx takes a connected stream's packets from any address);
+    /// `None` before any packet, or once the stream is gone.
+    pub async fn seen_from(&self) -> Option<SocketAddr> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::SeenFrom(self.id, tx)).ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The engine's counters for the stream (as [`UdxStream::stats`]); fails once it is gone.
@@ -369,10 +385,93 @@ impl UdxSocket {
                 format!("stream id {local_id} is in use on this socket"),
             ));
         }
+        let r = connect_command(&self.commands, local_id, remote_id, remote, config);
+        if r.is_err() {
+            ids.remove(&local_id);
+        }
+        r
+    }
+
+    /// Reserves stream id `local_id` for a stream connected later, once the peer's id is
+    /// known (a stream made with udx-native `createStream` and connected afterwards, as
+    /// hypershell's tunnels do): the peer may send to it before that, and what it sends is
+    /// kept (up to 64 packets) for the stream rather than dropped and resent after a
+    /// retransmission timeout. Fails if the id is in use. Dropping the reservation unconnected
+    /// frees the id.
+    pub fn reserve(&self, local_id: u32) -> io::Result<ReservedStream> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if !ids.insert(local_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("stream id {local_id} is in use on this socket"),
+            ));
+        }
+        if self.commands.send(Command::Expect(local_id)).is_err() {
+            ids.remove(&local_id);
+            return Err(gone());
+        }
+        Ok(ReservedStream {
+            id: local_id,
+            commands: self.commands.clone(),
+            ids: self.ids.clone(),
+            connected: false,
+        })
+    }
+}
+
+/// A stream id reserved on a socket ([`UdxSocket::reserve`]), not connected yet.
+pub struct ReservedStream {
+    id: u32,
+    commands: mpsc::UnboundedSender<Command>,
+    ids: Arc<Mutex<HashSet<u32>>>,
+    connected: bool,
+}
+
+impl ReservedStream {
+    /// The reserved id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Connects the stream to the peer's `remote_id` at `remote`; the packets that came
+    /// early are handed to it first.
+    pub fn connect(mut self, remote_id: u32, remote: SocketAddr) -> io::Result<UdxStream> {
+        let s = connect_command(
+            &self.commands,
+            self.id,
+            remote_id,
+            remote,
+            Config::default(),
+        )?;
+        self.connected = true;
+        Ok(s)
+    }
+}
+
+impl Drop for ReservedStream {
+    fn drop(&mut self) {
+        if !self.connected {
+            let _ = self.commands.send(Command::Unexpect(self.id));
+            self.ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.id);
+        }
+    }
+}
+
+/// Tells the driver to connect stream `local_id` (already in the socket's id set).
+fn connect_command(
+    commands: &mpsc::UnboundedSender<Command>,
+    local_id: u32,
+    remote_id: u32,
+    remote: SocketAddr,
+    config: Config,
+) -> io::Result<UdxStream> {
+    {
         let (events_tx, events) = mpsc::unbounded_channel();
         let max_payload = config.max_payload;
-        if self
-            .commands
+        if commands
             .send(Command::Connect {
                 local_id,
                 remote_id,
@@ -382,13 +481,12 @@ impl UdxSocket {
             })
             .is_err()
         {
-            ids.remove(&local_id);
             return Err(gone());
         }
         Ok(UdxStream {
             id: local_id,
             max_payload,
-            commands: self.commands.clone(),
+            commands: commands.clone(),
             events,
             ended: AtomicBool::new(false),
             read_buf: Vec::new(),
@@ -401,7 +499,9 @@ impl UdxSocket {
             traffic: Arc::default(),
         })
     }
+}
 
+impl UdxSocket {
     /// Receives the datagrams arriving on this socket that are not UDX (DHT messages,
     /// holepunch probes), with their sender. Only the latest receiver gets them; until one is
     /// taken, and while its queue holds 1024 datagrams, they are dropped.

@@ -207,6 +207,26 @@ impl Proc {
         }
     }
 
+    /// Waits for the `n`th (1-based) output line containing `what` and returns it.
+    pub fn expect_nth(&mut self, what: &str, n: usize) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(l) = self.seen.iter().filter(|l| l.contains(what)).nth(n - 1) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(e) => panic!(
+                    "{}: no {n} lines with `{what}` in its output ({}); got {:?}",
+                    self.name,
+                    self.why(e),
+                    self.seen
+                ),
+            }
+        }
+    }
+
     /// Waits for an output line containing any of `what` and returns it.
     pub fn expect_any(&mut self, what: &[&str]) -> String {
         let deadline = Instant::now() + STEP;
