@@ -129,6 +129,8 @@ pub struct IndexerCores {
     /// After the cores moved to several indexers (or moved a second time): the moved cores,
     /// written as a quorum of the indexers signs them.
     multi: Option<Multi>,
+    /// Why [`Self::commit_signed`] last skipped a round, and whether that was not told yet.
+    skipped: Option<(String, bool)>,
 }
 
 /// One moved view: its real core (written up to what a quorum signed) and a scratch copy with
@@ -161,6 +163,32 @@ struct Remote {
     digest: [u8; 32],
     system: ([u8; 64], u64),
     user: Vec<Option<([u8; 64], u64)>>,
+}
+
+/// What one round of [`IndexerCores::commit_signed`] did.
+enum Round {
+    /// A quorum's multisig was written up to this system length.
+    Committed(u64),
+    /// Nothing to write yet; the system length written.
+    Waiting(u64),
+}
+
+/// Whether `e` comes from what other indexers sent (a signature that does not verify, a
+/// length their checkpoint does not cover) rather than from the store: the round is skipped.
+fn peer_fault(e: &IndexError) -> bool {
+    use hyperpunch_core::replication::replicator::ReplicationError;
+    fn core(e: &HypercoreError) -> bool {
+        matches!(
+            e,
+            HypercoreError::InvalidSignature(_) | HypercoreError::BlockNotAvailable(_)
+        )
+    }
+    match e {
+        IndexError::Core(e) => core(e),
+        IndexError::Store(CorestoreError::Hypercore(e)) => core(e),
+        IndexError::Store(CorestoreError::Replication(ReplicationError::Core(e))) => core(e),
+        _ => false,
+    }
 }
 
 impl IndexerCores {
@@ -200,6 +228,7 @@ impl IndexerCores {
             pending: None,
             failed: None,
             multi: None,
+            skipped: None,
         })
     }
 
@@ -484,6 +513,12 @@ impl IndexerCores {
         base: &mut Autobase<A>,
         flushes: &[hyperpunch_core::autobase::system::SystemFlush],
     ) -> Result<(), IndexError> {
+        // as in `sync_inner`: a view the names lack would be keyed [0; 32] in the system bee
+        for f in flushes {
+            if let Some(&id) = f.view_ids.iter().find(|&&id| id >= self.view_names.len()) {
+                return Err(IndexError::ViewNotListed(id));
+            }
+        }
         let Some(bee) = self.bee.clone() else {
             return Ok(());
         };
@@ -633,15 +668,59 @@ impl IndexerCores {
     /// moved cores up to there (JS `maybeSigned`, `_assembleMultisig`, then `commit` at the
     /// next flush). Returns the system length written. Indexers whose entries name another
     /// system key, or signed past what is indexed here, wait (as in JS).
+    ///
+    /// What other indexers sent cannot end the signing: a checkpoint that does not cover the
+    /// length to commit, or a multisig that does not verify (a forged or stale signature),
+    /// skips this round (JS drops the round, `maybeSigned().catch(noop)`) and the next call
+    /// tries again with their newer entries; [`Self::take_skip_warning`] says why, once per
+    /// reason. Only a failure of the store itself is an error.
     pub async fn commit_signed<S: Storage + Clone + 'static>(
         &mut self,
         s: &mut Corestore<S>,
         now: u64,
     ) -> Result<u64, IndexError> {
-        let Some(m) = &self.multi else {
-            return Ok(self.signed_length());
+        match self.commit_round(s, now).await {
+            Ok(Round::Committed(len)) => {
+                self.skipped = None;
+                Ok(len)
+            }
+            Ok(Round::Waiting(len)) => Ok(len),
+            Err(e) if peer_fault(&e) => {
+                let why = e.to_string();
+                if self.skipped.as_ref().map(|w| &w.0) != Some(&why) {
+                    self.skipped = Some((why, true));
+                }
+                Ok(self.committed_length(s))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why the last rounds of [`Self::commit_signed`] were skipped (a checkpoint of another
+    /// indexer that did not verify): `Some` once per new reason, for a warning.
+    pub fn take_skip_warning(&mut self) -> Option<String> {
+        match &mut self.skipped {
+            Some((why, fresh)) if *fresh => {
+                *fresh = false;
+                Some(why.clone())
+            }
+            _ => None,
+        }
+    }
+
+    async fn commit_round<S: Storage + Clone + 'static>(
+        &mut self,
+        s: &mut Corestore<S>,
+        now: u64,
+    ) -> Result<Round, IndexError> {
+        let Some(m) = &mut self.multi else {
+            return Ok(Round::Waiting(self.signed_length()));
         };
         let committed = s.core(&m.system)?.length();
+        // the views a multisig covers, at the lengths that may still be committed
+        m.infos.retain(|(l, _)| *l > committed);
+        let wait = Ok(Round::Waiting(committed));
+        let m = &*m;
         let indexed = self.scratch.length().await;
         let mut chks = Vec::new();
         for (signer, key) in m.indexers.iter().enumerate() {
@@ -650,23 +729,23 @@ impl IndexerCores {
             }
         }
         if chks.len() < m.quorum {
-            return Ok(committed);
+            return wait;
         }
         chks.sort_by_key(|c| c.1.system.1);
         let thres = chks.len() - m.quorum;
         let signable = chks[thres].1.system.1;
         if signable <= committed || signable > indexed {
-            return Ok(committed);
+            return wait;
         }
         let top = &chks[thres..];
         if top
             .iter()
             .any(|(_, r)| r.digest != m.system_key || r.system.1 > indexed)
         {
-            return Ok(committed);
+            return wait;
         }
         let Some((_, views)) = m.infos.iter().find(|(l, _)| *l == signable) else {
-            return Ok(committed);
+            return wait;
         };
         // the views (JS commits them before the system core), then the system core
         for (pos, &(id, len)) in views.iter().enumerate() {
@@ -681,8 +760,13 @@ impl IndexerCores {
             let mut parts = Vec::new();
             for (signer, r) in top {
                 let Some(Some((sig, at))) = r.user.get(pos) else {
-                    return Ok(committed);
+                    return wait;
                 };
+                // a signature below the length to commit (JS: a partial that fails to verify)
+                // or past what is indexed here: not this round
+                if *at < len || *at > scratch.length() {
+                    return wait;
+                }
                 parts.push(scratch.partial_signature(*signer, len, *at, *sig).await?);
             }
             let verifier = scratch_verifier(s, &v.handle)?;
@@ -711,7 +795,10 @@ impl IndexerCores {
         drop(sys);
         let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
         s.append_signed(now, &m.system, &refs, &signature).await?;
-        Ok(signable)
+        if let Some(m) = &mut self.multi {
+            m.infos.retain(|(l, _)| *l > signable);
+        }
+        Ok(Round::Committed(signable))
     }
 
     /// Check, once after opening, that the stored cores hold a prefix of what the replay gives:
@@ -977,6 +1064,9 @@ mod tests {
                 host.add_writer(k.try_into().unwrap(), true);
             } else if let Some(name) = n.value.strip_prefix(b"open:") {
                 views.open(std::str::from_utf8(name).unwrap());
+            } else if let Some(v) = n.value.strip_prefix(b"other:") {
+                let id = views.open("other");
+                views.append(id, v.to_vec());
             } else {
                 let v = views.open("view");
                 views.append(v, n.value.to_vec());
@@ -1221,6 +1311,166 @@ mod tests {
         assert_eq!(cores.commit_signed(&mut t.store, 0).await.unwrap(), 0);
         t.append(b"later");
         t.sync(&mut cores).await.unwrap();
+    }
+
+    /// The cores moved to two indexers (this writer and a second one, `b2`, whose oplog core
+    /// is in `t`'s store: its handle and key pair), with more indexed after the move.
+    async fn moved_to_two() -> (Setup, IndexerCores, CoreHandle, KeyPair) {
+        use hyperpunch_core::encoding::Encode;
+        let mut t = setup().await;
+        let mut cores = t.cores(&["view"]).await;
+        t.append(b"first");
+        t.sync(&mut cores).await.unwrap();
+        let h2 = t.store.get(GetOptions::named("b2")).await.unwrap();
+        let kp2 = t.store.core(&h2).unwrap().key_pair().unwrap().clone();
+        let k2 = *h2.key();
+        let mut b2: Base = Autobase::new(t.local, apply);
+        let mut log1 = Vec::new();
+        let mut replay: Base = Autobase::new(t.local, apply);
+        for m in replay.append(&t.local, vec![b"first".to_vec()]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&k2);
+        for m in t.base.append(&t.local, vec![add]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
+        t.sync(&mut cores).await.unwrap();
+        // what the engine indexes is the moved cores' prologues; more indexed after the move
+        // (blocks the multisig must cover), as `sync_multi` records it: a system block and a
+        // view block, and the views at that system length
+        let m = cores.multi.as_mut().expect("moved");
+        let v = m.views[0].as_ref().unwrap();
+        v.scratch.append(&[b"v+"]).await.unwrap();
+        let vlen = v.scratch.length().await;
+        cores.scratch.append(&[b"s+"]).await.unwrap();
+        let len = cores.scratch.length().await;
+        m.infos.push((len, vec![(0, vlen)]));
+        (t, cores, h2, kp2)
+    }
+
+    /// What the indexer with key pair `kp` signs of the moved cores as `cores` holds them.
+    async fn signatures_of(cores: &IndexerCores, base: &Base, kp: &KeyPair) -> Signatures {
+        let m = cores.multi.as_ref().unwrap();
+        let sign =
+            |key: &[u8; 32], th: &[u8; 32], len: u64| (kp.sign(&signable(key, th, len, 0)), len);
+        let (th, len) = {
+            let c = cores.scratch.lock().await;
+            (c.tree_hash(), c.length())
+        };
+        let system = sign(&m.system_key, &th, len);
+        let encryption = sign(&cores.encryption_key, &hash_roots(&[]), 0);
+        let mut user = Vec::new();
+        for (id, _) in &base.indexed_system().views {
+            let v = m.views[*id].as_ref().unwrap();
+            let c = v.scratch.lock().await;
+            user.push((c.length() > 0).then(|| sign(&v.key, &c.tree_hash(), c.length())));
+        }
+        (system, encryption, user)
+    }
+
+    fn entry_msg() -> OplogMessage {
+        OplogMessage::new(hyperpunch_core::autobase::messages::Node {
+            heads: vec![],
+            batch: 1,
+            value: Some(b"x".to_vec()),
+        })
+    }
+
+    /// Append one entry carrying `sigs` (and the system key) to the oplog core `h`.
+    async fn append_checkpoint(
+        t: &mut Setup,
+        h: &CoreHandle,
+        chk: &mut LocalCheckpoint,
+        sigs: Signatures,
+        key: [u8; 32],
+    ) {
+        use hyperpunch_core::encoding::Encode;
+        let len = t.store.core(h).unwrap().length();
+        let mut m = [entry_msg()];
+        chk.stamp_batch(&mut m, len, Some(sigs), true, key);
+        let b = m[0].to_bytes();
+        t.store.append(0, h, &[&b[..]]).await.unwrap();
+    }
+
+    /// A checkpoint of the other indexer that does not verify (a forged system signature) or
+    /// that signs a view below the length to commit skips that round only (JS drops the round,
+    /// `maybeSigned().catch(noop)`): once its valid checkpoint arrives the quorum's multisig
+    /// is written.
+    #[tokio::test]
+    async fn a_bad_checkpoint_skips_the_round_and_later_rounds_commit() {
+        use hyperpunch_core::encoding::Encode;
+        for case in ["forged system signature", "view signed below the length"] {
+            let (mut t, mut cores, h2, kp2) = moved_to_two().await;
+            let key = cores.system_key();
+            let indexed = cores.scratch.length().await;
+            // our entry: our signatures of what is indexed
+            cores.pending = Some(signatures_of(&cores, &t.base, &t.key_pair).await);
+            let local_h = t.store.get(GetOptions::named("local")).await.unwrap();
+            let len = t.store.core(&local_h).unwrap().length();
+            let mut m = [entry_msg()];
+            cores.stamp(&mut m, len);
+            let b = m[0].to_bytes();
+            t.store.append(0, &local_h, &[&b[..]]).await.unwrap();
+            // the other indexer's bad entry
+            let good = signatures_of(&cores, &t.base, &kp2).await;
+            let mut bad = good.clone();
+            match case {
+                "forged system signature" => bad.0 .0[0] ^= 1,
+                _ => {
+                    let v = bad.2[0].as_mut().expect("the view is signed");
+                    assert!(v.1 > 0);
+                    v.1 -= 1;
+                }
+            }
+            let mut chk2 = LocalCheckpoint::default();
+            append_checkpoint(&mut t, &h2, &mut chk2, bad, key).await;
+            for _ in 0..2 {
+                let r = cores.commit_signed(&mut t.store, 0).await;
+                assert_eq!(r.unwrap(), 0, "{case}: the round is skipped");
+            }
+            if case == "forged system signature" {
+                let w = cores.take_skip_warning();
+                assert!(w.is_some_and(|w| w.contains("signature")), "{case}");
+                assert_eq!(cores.take_skip_warning(), None, "{case}: told once");
+            }
+            // its next entry is valid: the quorum's signatures are written
+            append_checkpoint(&mut t, &h2, &mut chk2, good, key).await;
+            let r = cores.commit_signed(&mut t.store, 0).await;
+            assert_eq!(r.unwrap(), indexed, "{case}");
+            assert_eq!(cores.committed_length(&t.store), indexed, "{case}");
+            let m = cores.multi.as_ref().unwrap();
+            assert!(
+                m.infos.iter().all(|(l, _)| *l > indexed),
+                "{case}: committed lengths are trimmed"
+            );
+        }
+    }
+
+    /// After the move (here: a writer that is not an indexer follows the bootstrap's), a batch
+    /// naming a view the names lack is refused before anything of it is put into the system
+    /// bee (else its key would be [0; 32], silently).
+    #[tokio::test]
+    async fn after_a_move_a_view_the_names_lack_is_refused() {
+        let mut t = setup().await;
+        let mut cores =
+            IndexerCores::new(t.local, KeyPair::from_seed(&[9; 32]), t.entropy, &["view"])
+                .await
+                .unwrap();
+        t.append(b"first");
+        t.sync(&mut cores).await.unwrap();
+        assert!(cores.multi.is_some(), "moved");
+        let before = cores.scratch.length().await;
+        t.append(b"other:x");
+        let e = t.sync(&mut cores).await.unwrap_err();
+        assert!(matches!(e, IndexError::ViewNotListed(1)), "{e}");
+        assert_eq!(
+            cores.scratch.length().await,
+            before,
+            "nothing put in the bee"
+        );
     }
 
     /// A key pair that is not the bootstrap's: a writer that is not an indexer, whose entries

@@ -114,14 +114,18 @@ struct State<H> {
 
 impl<H: ReplicationHost> State<H> {
     /// Move the hub's frames to their connections and its events to the subscriber.
-    fn route(&mut self) {
+    /// Routes the hub's frames and events; whether there were any.
+    fn route(&mut self) -> bool {
+        let mut any = false;
         while let Some((sid, frame)) = self.hub.poll_transmit() {
+            any = true;
             if let Some(c) = self.conns.get_mut(&sid) {
                 c.frames.push(frame);
                 c.wake.notify();
             }
         }
         while let Some(event) = self.hub.poll_event() {
+            any = true;
             if let HubEvent::StreamClosed { stream, error } = &event {
                 if let Some(c) = self.conns.get_mut(stream) {
                     c.destroyed = Some(error.clone());
@@ -134,14 +138,15 @@ impl<H: ReplicationHost> State<H> {
                 }
             }
         }
+        any
     }
 }
 
 struct Inner<H> {
     state: Mutex<State<H>>,
     observer: RefCell<Option<Observer<H>>>,
-    /// Tasks waiting for the next release of the hub ([`SharedHost::changed`]).
-    changed: Rc<RefCell<Vec<std::task::Waker>>>,
+    /// Tasks waiting for the hub to change ([`SharedHost::changed`]).
+    changed: Rc<Waiters>,
     /// The most bytes a connection held unwritten at once (its queue and its carrier's).
     max_backlog: Cell<usize>,
     /// `performance.now()` when the hub was shared.
@@ -216,12 +221,12 @@ impl<H: ReplicationHost> SharedHost<H> {
         *self.inner.observer.borrow_mut() = Some(Box::new(observer));
     }
 
-    /// Resolves the next time the hub's lock is released (blocks may have arrived, the length
-    /// may have changed): check the state, then await this, then check again.
+    /// Resolves once the hub may have changed after this call (blocks may have arrived, the
+    /// length may have changed): check the state, then await this, then check again.
     pub fn changed(&self) -> Changed {
         Changed {
+            seen: self.inner.changed.generation.get(),
             waiters: self.inner.changed.clone(),
-            registered: false,
         }
     }
 
@@ -238,6 +243,7 @@ impl<H: ReplicationHost> SharedHost<H> {
             state: self.inner.state.lock().await,
             observer: &self.inner.observer,
             changed: &self.inner.changed,
+            may_change: true,
         }
     }
 
@@ -274,43 +280,73 @@ impl<H: CoreHost> SharedCoreHost for SharedHost<H> {
     /// A read of the page's cores does not wait for the peers to announce their length.
     const UPDATE_TIMEOUT: Option<Duration> = None;
 
-    fn lock(&self) -> impl Future<Output = HubGuard<'_, H>> {
-        SharedHost::lock(self)
+    /// A reader's lock: its release wakes the waiters only when it sent or delivered something
+    /// (a request, an event). Otherwise two readers waiting for blocks would wake each other
+    /// for ever, each release of one's check waking the other, and the page's other tasks
+    /// (the WebSocket, IndexedDB) would never run.
+    async fn lock(&self) -> HubGuard<'_, H> {
+        let mut g = SharedHost::lock(self).await;
+        g.may_change = false;
+        g
     }
 
     fn now(&self) -> u64 {
         SharedHost::now(self)
     }
 
-    /// Nothing to arm: a [`Changed`] registers on its first poll, and as the page runs one
-    /// task at a time nothing releases the hub between a waiter's check and its await.
+    /// Nothing to arm: a [`Changed`] notes the hub's generation when it is made, before the
+    /// waiter's check.
     fn changed(&self) -> Changed {
         SharedHost::changed(self)
     }
 
-    /// Nothing to do: every release of the hub's lock wakes the waiters.
-    fn notify_changed(&self) {}
+    /// A reader changed the core itself (an append): wake the waiters.
+    fn notify_changed(&self) {
+        self.inner.changed.bump();
+    }
 
     fn sleep_until(&self, at: u64) -> impl Future<Output = ()> {
         sleep(at.saturating_sub(self.now()))
     }
 }
 
-/// The next release of a [`SharedHost`]'s lock after the first poll (see
-/// [`SharedHost::changed`]).
+/// The tasks waiting for a [`SharedHost`] to change, and how many times it may have.
+///
+/// The generation moves on when a release of the hub's lock may have changed what a waiter
+/// checks: every release of [`SharedHost::lock`]'s guard (the connections feed the hub through
+/// it), and a reader's ([`SharedCoreHost::lock`]) only when it sent frames or delivered events.
+#[derive(Default)]
+pub struct Waiters {
+    generation: Cell<u64>,
+    wakers: RefCell<Vec<std::task::Waker>>,
+}
+
+impl Waiters {
+    fn bump(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// A change of a [`SharedHost`] after this was made (see [`SharedHost::changed`]).
 pub struct Changed {
-    waiters: Rc<RefCell<Vec<std::task::Waker>>>,
-    registered: bool,
+    seen: u64,
+    waiters: Rc<Waiters>,
 }
 
 impl Future for Changed {
     type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.registered {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.waiters.generation.get() != self.seen {
             return Poll::Ready(());
         }
-        self.registered = true;
-        self.waiters.borrow_mut().push(cx.waker().clone());
+        let mut wakers = self.waiters.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
         Poll::Pending
     }
 }
@@ -319,7 +355,9 @@ impl Future for Changed {
 pub struct HubGuard<'a, H: ReplicationHost> {
     state: MutexGuard<'a, State<H>>,
     observer: &'a RefCell<Option<Observer<H>>>,
-    changed: &'a RefCell<Vec<std::task::Waker>>,
+    changed: &'a Waiters,
+    /// Whether this release wakes the waiters whatever it routed (see [`Waiters`]).
+    may_change: bool,
 }
 
 impl<H: ReplicationHost> Deref for HubGuard<'_, H> {
@@ -338,12 +376,12 @@ impl<H: ReplicationHost> DerefMut for HubGuard<'_, H> {
 impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
     fn drop(&mut self) {
         self.state.hub.flush();
-        self.state.route();
+        let routed = self.state.route();
         if let Some(observe) = self.observer.borrow_mut().as_mut() {
             observe(&self.state.hub);
         }
-        for w in self.changed.borrow_mut().drain(..) {
-            w.wake();
+        if self.may_change || routed {
+            self.changed.bump();
         }
     }
 }

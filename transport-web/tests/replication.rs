@@ -800,3 +800,47 @@ async fn js_api_round_trip() {
         "deleted: no core left"
     );
 }
+
+/// Two readers of the page waiting on the same unchanged core (a bee's `get` of a missing
+/// block, a watcher) do not wake each other: each one's check of the hub releases its lock,
+/// and when every release woke every waiter they woke each other for ever in the microtask
+/// queue, so no timer, WebSocket message or IndexedDB callback of the page ran again (this test
+/// then never ends). An append wakes both.
+#[wasm_bindgen_test]
+async fn waiting_readers_leave_the_page_its_timers() {
+    use hyperpunch_core::hyperbee::{BeeCore, HostCore};
+    let w = writer(&unique_name("wait-w"), None, &blocks(2)).await;
+    let mut wh = ReplicationHub::new();
+    let dk = wh.add_core(Replicator::new(w, Options::default())).unwrap();
+    let hub = SharedHub::new(wh);
+    let (a, b) = (
+        HostCore::new(hub.clone(), dk),
+        HostCore::new(hub.clone(), dk),
+    );
+    let woken = Cell::new(0);
+    let waits = join(
+        async {
+            a.wait_change(2, 0).await;
+            woken.set(woken.get() + 1);
+        },
+        async {
+            b.wait_change(2, 0).await;
+            woken.set(woken.get() + 1);
+        },
+    );
+    let append = async {
+        sleep(20).await;
+        assert_eq!(woken.get(), 0, "nothing changed yet");
+        let now = hub.now();
+        let mut g = hub.lock().await;
+        let out = g
+            .replicator_mut(&dk)
+            .unwrap()
+            .append(now, &[b"more"])
+            .await
+            .unwrap();
+        assert_eq!(out.length, 3);
+    };
+    join(waits, append).await;
+    assert_eq!(woken.get(), 2);
+}

@@ -106,8 +106,23 @@ pub struct KeyPair {
     pub public_key: Hash,
     /// 64-byte libsodium secret key: seed followed by the public key.
     pub secret_key: [u8; 64],
-    /// The expanded signing key, kept so that signing does not re-derive it each time.
-    signing: ed25519_dalek::SigningKey,
+    /// The expanded secret key (SHA-512 of the seed, clamped), kept so that signing does not
+    /// re-derive it each time (`SigningKey::sign` hashes the seed again on every call).
+    expanded: Expanded,
+    /// The public key as a point, decompressed once.
+    verifying: ed25519_dalek::VerifyingKey,
+}
+
+/// [`ed25519_dalek::hazmat::ExpandedSecretKey`] (zeroed on drop), cloneable.
+struct Expanded(ed25519_dalek::hazmat::ExpandedSecretKey);
+
+impl Clone for Expanded {
+    fn clone(&self) -> Self {
+        Expanded(ed25519_dalek::hazmat::ExpandedSecretKey {
+            scalar: self.0.scalar,
+            hash_prefix: self.0.hash_prefix,
+        })
+    }
 }
 
 impl core::fmt::Debug for KeyPair {
@@ -133,14 +148,17 @@ impl KeyPair {
     /// `keyPair(seed)`).
     pub fn from_seed(seed: &Hash) -> Self {
         let sk = ed25519_dalek::SigningKey::from_bytes(seed);
-        let public_key = sk.verifying_key().to_bytes();
+        let verifying = sk.verifying_key();
+        let public_key = verifying.to_bytes();
         let mut secret_key = [0u8; 64];
         secret_key[..32].copy_from_slice(seed);
         secret_key[32..].copy_from_slice(&public_key);
         KeyPair {
             public_key,
             secret_key,
-            signing: sk,
+            // What `SigningKey::sign` derives from the seed on every call.
+            expanded: Expanded(ed25519_dalek::hazmat::ExpandedSecretKey::from(seed)),
+            verifying,
         }
     }
 
@@ -165,8 +183,8 @@ impl KeyPair {
 
     /// Detached Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        use ed25519_dalek::Signer;
-        self.signing.sign(message).to_bytes()
+        ed25519_dalek::hazmat::raw_sign::<sha2::Sha512>(&self.expanded.0, message, &self.verifying)
+            .to_bytes()
     }
 }
 

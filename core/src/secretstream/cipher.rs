@@ -226,29 +226,35 @@ impl Push {
         c.apply_keystream(&mut block);
         poly.update_padded(&block);
         let mut at = 0u64;
-        // Ciphertext bytes not fed to the MAC yet (an incomplete 16-byte block).
-        let mut carry = [0u8; 16];
+        // Ciphertext bytes not fed to the MAC yet. The MAC is fed whole runs of 64 bytes (four
+        // Poly1305 blocks) only: its AVX2 backend takes the fast four-block path only while no
+        // single blocks wait in it, so feeding a part's odd 16-byte blocks would send every
+        // following part (a 64 KiB block after a message's header) down its slow path, block by
+        // block (a fifth of `core serve`'s CPU, measured with `perf`).
+        let mut carry = [0u8; 64];
         let mut carried = 0usize;
         for part in parts.iter_mut() {
             self.state.apply_body_at(&mut c, at, part);
             at += part.len() as u64;
             let mut p = part.as_slice();
             if carried > 0 {
-                let t = (16 - carried).min(p.len());
+                let t = (64 - carried).min(p.len());
                 carry[carried..carried + t].copy_from_slice(&p[..t]);
                 carried += t;
                 p = &p[t..];
-                if carried < 16 {
+                if carried < 64 {
                     continue;
                 }
                 poly.update_padded(&carry);
             }
-            let full = p.len() - p.len() % 16;
+            let full = p.len() - p.len() % 64;
             poly.update_padded(&p[..full]);
             carried = p.len() - full;
             carry[..carried].copy_from_slice(&p[full..]);
         }
-        let mac = State::finish_mac_tail(poly, &carry[..carried], at);
+        let whole = carried - carried % 16;
+        poly.update_padded(&carry[..whole]);
+        let mac = State::finish_mac_tail(poly, &carry[whole..carried], at);
         self.state.advance(&mac, tag);
         (block[0], mac)
     }

@@ -465,13 +465,19 @@ impl SecretStream {
                     // The whole frame at once (no regrowing and copying), up to a bound on what
                     // a peer can make us reserve before sending it.
                     let reserve = len.min(MAX_FRAME_RESERVE);
-                    self.frame = match self.spare.pop() {
-                        Some(mut b) => {
+                    // A spare buffer that holds it, or a new one: growing a smaller spare would
+                    // copy its old bytes (`realloc`), a 64 KiB copy per block for nothing.
+                    self.frame = match self.spare.iter().rposition(|b| b.capacity() >= reserve) {
+                        Some(i) => {
+                            let mut b = self.spare.swap_remove(i);
                             b.clear();
-                            b.reserve(reserve);
                             b
                         }
-                        None => Vec::with_capacity(reserve),
+                        None => {
+                            // Make room for the new one when it comes back.
+                            self.spare.pop();
+                            Vec::with_capacity(reserve)
+                        }
                     };
                 }
             }

@@ -818,6 +818,7 @@ fn pushing_parts_equals_pushing_the_joined_message() {
         vec![64, 128, 65_536 + 64],
         vec![3, 3000, 69_999, 70_001],
         vec![15, 33, 100, 511, 513, 1024, 2047],
+        vec![20, 40, 60, 100, 148, 149, 300],
     ];
     for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 2048, 70_001] {
         for cuts in &splits {

@@ -183,7 +183,12 @@ impl Room {
             return;
         };
         let before = cores.committed_length(s);
-        match cores.commit_signed(s, now).await {
+        let r = cores.commit_signed(s, now).await;
+        // another indexer's checkpoint that does not verify skips a round, retried next time
+        if let Some(why) = cores.take_skip_warning() {
+            eprintln!("note: the signed cores wait for newer checkpoints ({why})");
+        }
+        match r {
             Ok(len) if len > before => println!("signed system length {len}"),
             Ok(_) => {}
             Err(e) => {
