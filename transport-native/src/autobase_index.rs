@@ -21,6 +21,11 @@
 //! here is a typed error ([`IndexError::IndexerManifest`]), and so is a key pair that is not an
 //! indexer's ([`IndexError::NotTheIndexer`]). After any error the cores lack that call's
 //! batches, so every later [`IndexerCores::sync`] refuses ([`IndexError::Failed`]).
+//!
+//! (About 1,000 lines, its tests in `autobase_index_tests.rs`. Known debt: the quorum signing
+//! decisions here (`commit_signed`: which length a quorum signed, the checkpoint and digest
+//! pointers, the multisig assembly) are protocol and belong in `core::autobase`, sans-IO, so that
+//! the browser can share them; only the store access should stay here.)
 
 use hyperpunch_core::autobase::cores::{
     bootstrap_system_key, core_manifest, last_move, prologue, write_flushes, LocalCheckpoint,
