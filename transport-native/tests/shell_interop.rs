@@ -9,51 +9,10 @@
 
 mod common;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use common::shell::{hp, js, Home};
 use common::tools::{assert_same, pattern, testnet, Proc};
-
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Home {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn file(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_string()
-    }
-}
-
-/// `hyperpunch ARGS` with HOME and SHELL set.
-fn hp(name: &str, home: &Home, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hyperpunch"));
-    cmd.args(args)
-        .env_remove("HYPERPUNCH_BOOTSTRAP")
-        .env_remove("HYPERPUNCH_RELAYS")
-        .env("HOME", home.path())
-        .env("SHELL", "/bin/sh");
-    Proc::start(name, cmd)
-}
-
-/// A JS hypershell script with HOME and SHELL set.
-fn js(name: &str, bin: &str, home: &Home, args: &[&str], boot: &str) -> Proc {
-    let h = home.path().to_str().unwrap();
-    Proc::js(
-        name,
-        &format!("hypershell/bin/{bin}"),
-        args,
-        boot,
-        &[("HOME", h), ("SHELL", "/bin/sh")],
-    )
-}
 
 /// The last word of the first line containing `what`.
 fn last_word(p: &mut Proc, what: &str) -> String {

@@ -33,4 +33,6 @@ pub fn ok(args: &[&str], stdin: &[u8]) -> String {
     String::from_utf8(out.stdout).expect("utf8 stdout")
 }
 #[allow(dead_code)]
+pub mod shell;
+#[allow(dead_code)]
 pub mod tools;
