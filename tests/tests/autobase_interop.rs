@@ -688,8 +688,8 @@ fn fast_forward_case(indexers: u64, entries: u64) {
 
 fn fast_forward_run(indexers: u64, entries: u64, tail: u64, encryption_key: Option<[u8; 32]>) {
     use hyperpunch::autobase_ff::{read_fast_forward_encrypted, FastForwardReadError};
-    use hyperpunch::core::autobase::fast_forward::FastForwardError;
     use hyperpunch::bee::StoreCore;
+    use hyperpunch::core::autobase::fast_forward::FastForwardError;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::hyperbee::BeeCore;

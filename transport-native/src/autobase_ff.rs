@@ -74,12 +74,7 @@ async fn open<S: Storage + Clone + 'static>(
     opts: GetOptions,
     wait: Duration,
 ) -> Result<(CoreHandle, StoreCore<S>), FastForwardReadError> {
-    let h = store
-        .lock()
-        .await
-        .get(opts)
-        .await
-        .map_err(core_err)?;
+    let h = store.lock().await.get(opts).await.map_err(core_err)?;
     let core = StoreCore::new(store.clone(), *h.discovery_key())
         .with_block_timeout(Some(wait))
         .with_update_timeout(wait);
@@ -158,7 +153,10 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
     };
     let not_oplog = |e: crate::core::encoding::DecodeError| -> FastForwardReadError {
         if ek.is_some() {
-            FastForwardError::WrongEncryptionKey("the bootstrap's entry does not decrypt to an oplog entry").into()
+            FastForwardError::WrongEncryptionKey(
+                "the bootstrap's entry does not decrypt to an oplog entry",
+            )
+            .into()
         } else {
             FastForwardError::Malformed {
                 what: "oplog entry",
@@ -242,7 +240,9 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
     )
     .map_err(|e| match e {
         // the key is in the namespace: with another key, another system key
-        FastForwardError::Manifest { reason, .. } if ek.is_some() && reason.starts_with("the core key") => {
+        FastForwardError::Manifest { reason, .. }
+            if ek.is_some() && reason.starts_with("the core key") =>
+        {
             FastForwardError::WrongEncryptionKey(
                 "the system key derived with it is not the one the bootstrap names",
             )
@@ -290,7 +290,8 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
         for (name, key, _) in &views {
             let _opened = open(
                 store,
-                GetOptions::from_key(*key).with_block_encryption_key(view_block_key(&bootstrap, k, name)),
+                GetOptions::from_key(*key)
+                    .with_block_encryption_key(view_block_key(&bootstrap, k, name)),
                 wait,
             )
             .await?;
