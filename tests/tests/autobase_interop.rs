@@ -362,7 +362,17 @@ fn removed_writer_stops_counting() {
 /// in the same order with everything indexed.
 #[test]
 fn rust_writer_is_accepted_by_js_over_tcp() {
-    rust_member_with_js(false);
+    rust_member_with_js(false, None);
+}
+
+/// The same on an encrypted base (JS `encryptionKey`): the hyperpunch writer decrypts the JS
+/// bootstrap's oplog, and its own oplog entries are stored encrypted (hypercore's default block
+/// encryption with the keys derived from the base's key and its oplog key, as JS
+/// `WriterEncryption` expects of a version-1 writer core: checked byte for byte against what JS
+/// stores) and JS decrypts, applies and indexes them: both ends hold the same view.
+#[test]
+fn rust_writer_on_an_encrypted_base_is_accepted_by_js() {
+    rust_member_with_js(false, Some([0x6b; 32]));
 }
 
 /// The same with the hyperpunch member added as an indexer (one JS + one hyperpunch indexer, a
@@ -380,10 +390,10 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
 /// many stall acks each side wrote. `HP_AB_DEBUG=1` prints both sides' linearizer state.
 #[test]
 fn rust_indexer_with_a_js_indexer_over_tcp() {
-    rust_member_with_js(true);
+    rust_member_with_js(true, None);
 }
 
-fn rust_member_with_js(indexer: bool) {
+fn rust_member_with_js(indexer: bool, encryption_key: Option<[u8; 32]>) {
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
@@ -402,17 +412,25 @@ fn rust_member_with_js(indexer: bool) {
     rt.block_on(async {
         let mut store =
             Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x33; 32])).await.unwrap();
-        let local = store.get(GetOptions::named("local")).await.unwrap();
+        // with the base's key, every oplog is opened with it (hypercore's derived keys)
+        let enc = |o: GetOptions| match encryption_key {
+            Some(ek) => o.with_encryption_key(ek),
+            None => o,
+        };
+        let local = store.get(enc(GetOptions::named("local"))).await.unwrap();
         let local_key = *local.key();
         let our_signer = store.core(&local).unwrap().key_pair().unwrap().public_key;
-        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "indexer": indexer, "deadline": 110000 });
+        let mut config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "indexer": indexer, "deadline": 110000 });
+        if let Some(ek) = encryption_key {
+            config["encryptionKey"] = json!(hex::encode(ek));
+        }
         let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
         let bootstrap = key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
         let port = peer.next_event("listening", step).unwrap()["port"].as_u64().unwrap() as u16;
 
-        let boot = store.get(GetOptions::from_key(bootstrap)).await.unwrap();
+        let boot = store.get(enc(GetOptions::from_key(bootstrap))).await.unwrap();
         store.replicator_mut(&boot).unwrap().download(0, 0, None).await.unwrap();
-        let local_session = store.get(GetOptions::named("local")).await.unwrap();
+        let local_session = store.get(enc(GetOptions::named("local"))).await.unwrap();
         let mut handles = HashMap::from([(bootstrap, boot), (local_key, local_session)]);
         let (store, mut events) = SharedCorestore::with_events(store);
         let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -495,7 +513,7 @@ fn rust_member_with_js(indexer: bool) {
                 base.update();
                 for (k, _) in base.wanted() {
                     if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
-                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        let h = s.get(enc(GetOptions::from_key(k))).await.unwrap();
                         s.replicator_mut(&h).unwrap().download(now, 0, None).await.unwrap();
                         e.insert(h);
                     }
@@ -563,6 +581,19 @@ fn rust_member_with_js(indexer: bool) {
                     let texts: Vec<String> = base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
                     assert_eq!(texts.iter().filter(|t| t.starts_with("hp ")).count(), 4, "{texts:?}");
                     assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 6, "{texts:?}");
+                    if let Some(ek) = encryption_key {
+                        // our first entry as stored, here and in JS: encrypted with JS's keys
+                        use hyperpunch_core::autobase::encryption::writer_encryption;
+                        assert_eq!(done["encrypted"], true);
+                        let s = store.lock().await;
+                        let core = s.core(&local).unwrap();
+                        let stored = core.get_stored(0).await.unwrap().unwrap();
+                        let plain = core.get(0).await.unwrap().unwrap();
+                        assert_eq!(hex::encode(&stored), done["writerBlock0"].as_str().unwrap(), "JS stores our block as we do");
+                        assert_ne!(&stored[8..], &plain[..], "stored encrypted");
+                        assert_eq!(stored, writer_encryption(&ek, &local_key).encrypt(0, 0, &plain));
+                        eprintln!("encrypted writer: JS decrypted, applied and indexed our 4 values");
+                    }
                     if indexer {
                         let idx: Vec<String> =
                             base.indexed_system().indexers.iter().map(|c| hex::encode(c.key)).collect();
