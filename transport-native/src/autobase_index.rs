@@ -29,12 +29,11 @@
 
 use hyperpunch_core::autobase::cores::{
     bootstrap_system_key, core_manifest, core_manifest_encrypted, last_move, prologue,
-    prologue_encrypted, write_flushes, LocalCheckpoint,
-    Signatures, Signed,
+    prologue_encrypted, write_flushes, LocalCheckpoint, Signatures, Signed,
 };
+use hyperpunch_core::autobase::encryption::{view_block_key, view_encryption};
 use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
 use hyperpunch_core::autobase::{Apply, Autobase};
-use hyperpunch_core::autobase::encryption::{view_block_key, view_encryption};
 use hyperpunch_core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
 use hyperpunch_core::crypto::discovery_key;
 use hyperpunch_core::crypto::KeyPair;

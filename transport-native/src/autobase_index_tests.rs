@@ -611,13 +611,24 @@ async fn an_encrypted_base_is_written_until_its_cores_would_move() {
         std::mem::swap(&mut t.base, &mut base);
         c.view_keys().to_vec()
     };
-    assert_ne!(cores.view_keys(), &plain_keys[..], "the key is in the namespace");
+    assert_ne!(
+        cores.view_keys(),
+        &plain_keys[..],
+        "the key is in the namespace"
+    );
     let h = t
         .store
         .get(GetOptions::from_key(cores.view_keys()[0]))
         .await
         .unwrap();
-    let stored = t.store.core(&h).unwrap().get_stored(0).await.unwrap().unwrap();
+    let stored = t
+        .store
+        .core(&h)
+        .unwrap()
+        .get_stored(0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         stored,
         view_encryption(&t.local, &ek, "view").encrypt(0, 0, b"v0")

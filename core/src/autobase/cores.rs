@@ -36,7 +36,14 @@ pub fn core_manifest(
     name: &str,
     prologue: Option<Prologue>,
 ) -> Manifest {
-    core_manifest_encrypted(bootstrap, None, entropy, indexer_public_keys, name, prologue)
+    core_manifest_encrypted(
+        bootstrap,
+        None,
+        entropy,
+        indexer_public_keys,
+        name,
+        prologue,
+    )
 }
 
 /// [`core_manifest`] of a base encrypted with `encryption_key` (it enters the signers'
