@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::crypto::KeyPair;
 use crate::dht::holepunch::puncher::{PunchAction, Puncher, RandomPunchLimiter};
-use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode, NoisePayload};
+use crate::dht::messages_connect::NoisePayload;
 use crate::dht::noise_wrap::HandshakeResult;
 use crate::dht::rpc::{
     self, Event as RpcEvent, Node, QueryId, RequestId, RequestSpec, SocketId, PING,
@@ -701,30 +701,18 @@ impl Connector {
     ) -> Option<Event> {
         match event {
             Event::PeerHandshake { req, handshake } => {
-                let msg = HandshakeMessage {
-                    mode: Mode::from_wire(handshake.mode),
-                    noise: handshake.noise,
-                    peer_address: handshake.peer_address,
-                    relay_address: handshake.relay_address,
-                };
                 let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
-                    s.on_handshake(&mut ctx, req, msg);
+                    s.on_handshake(&mut ctx, req, handshake);
                 }
                 None
             }
             Event::PeerHolepunch { req, holepunch } => {
-                let msg = HolepunchMessage {
-                    mode: Mode::from_wire(holepunch.mode),
-                    id: holepunch.id,
-                    payload: holepunch.payload,
-                    peer_address: holepunch.peer_address,
-                };
                 let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
-                    s.on_holepunch(&mut ctx, req, msg);
+                    s.on_holepunch(&mut ctx, req, holepunch);
                 }
                 None
             }
