@@ -421,13 +421,8 @@ impl Connector {
         opts: ServerOptions,
     ) -> ServerId {
         self.next_id += 1;
-        let id = self.next_id;
-        let mut s = server::Server::new(id, key_pair, opts);
-        dht.register_server(s.target(), s.record());
-        let mut ctx = ctx!(self, now, dht);
-        s.start(&mut ctx);
-        self.servers.insert(id, s);
-        id
+        let server = server::Server::new(self.next_id, key_pair, opts);
+        self.start_server(now, dht, self.next_id, server)
     }
 
     /// `createServer({ createHandshake }).listen(keyPair, { signAnnounce })`, as a dht-relay
@@ -445,8 +440,18 @@ impl Connector {
         opts: ServerOptions,
     ) -> ServerId {
         self.next_id += 1;
-        let id = self.next_id;
-        let mut s = server::Server::new_external(id, public_key, opts);
+        let server = server::Server::new_external(self.next_id, public_key, opts);
+        self.start_server(now, dht, self.next_id, server)
+    }
+
+    /// Registers server `id` with the DHT node, starts announcing it and keeps it.
+    fn start_server(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        id: ServerId,
+        mut s: server::Server,
+    ) -> ServerId {
         dht.register_server(s.target(), s.record());
         let mut ctx = ctx!(self, now, dht);
         s.start(&mut ctx);
