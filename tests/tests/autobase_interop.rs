@@ -1075,13 +1075,29 @@ fn fast_forward_run(indexers: u64, entries: u64, tail: u64, encryption_key: Opti
 /// (`read_fast_forward`) to every indexed entry.
 #[test]
 fn readers_fast_forward_to_a_hyperpunch_indexer() {
+    hyperpunch_indexer_case(None);
+}
+
+/// The same base created encrypted (JS `encryptionKey`): the hyperpunch bootstrap's oplog, system
+/// core and view are written encrypted with JS's keys, and their keys derived with the
+/// encryption key in their namespaces. A new JS reader given the key ends with the same view,
+/// view and system keys, and stores the first view and system blocks byte for byte as we do
+/// (whether it fast-forwarded to our cores or linearized our oplog, its indexed blocks must be
+/// those our signatures cover); a new hyperpunch reader given the key fast-forwards to every
+/// indexed entry.
+#[test]
+fn readers_of_an_encrypted_base_a_hyperpunch_indexer_created() {
+    hyperpunch_indexer_case(Some([0x7c; 32]));
+}
+
+fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
     use hyperpunch::autobase_index::IndexerCores;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
     use hyperpunch::core::storage::MemoryStorage;
     use hyperpunch::replicate::{replicate, SharedCorestore};
-    use hyperpunch_tests::autobase_js::fast_forward_over_tcp;
+    use hyperpunch_tests::autobase_js::fast_forward_over_tcp_encrypted;
     use hyperpunch_tests::node_peer::NodePeer;
 
     const HP_ENTRIES: u64 = 1000;
@@ -1095,7 +1111,11 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         let mut store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x61; 32]))
             .await
             .unwrap();
-        let local_h = store.get(GetOptions::named("local")).await.unwrap();
+        let local_opts = match encryption_key {
+            Some(ek) => GetOptions::named("local").with_encryption_key(ek),
+            None => GetOptions::named("local"),
+        };
+        let local_h = store.get(local_opts).await.unwrap();
         let local = *local_h.key();
         let (kp, entropy) = {
             let c = store.core(&local_h).unwrap();
@@ -1108,7 +1128,9 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         let mut base = Autobase::new(local, chat_apply);
         base.record_system();
         let view = base.open_view("view");
-        let mut cores = IndexerCores::new(local, kp, entropy, &["view"]).await.unwrap();
+        let mut cores = IndexerCores::new_encrypted(local, kp, entropy, &["view"], encryption_key)
+            .await
+            .unwrap();
         for i in 0..HP_ENTRIES {
             let mut msgs = base
                 .append(&local, vec![format!("hp {i}").into_bytes()])
@@ -1148,7 +1170,20 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         });
 
         // a new JS reader
-        let config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        let mut config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        // our first view and system blocks as stored
+        let mut raw0 = None;
+        if let Some(ek) = encryption_key {
+            config["encryptionKey"] = json!(hex::encode(ek));
+            let mut s = store.lock().await;
+            let vh = s.get(GetOptions::from_key(view_key)).await.unwrap();
+            let sh = s.get(GetOptions::from_key(system_key)).await.unwrap();
+            let v = s.core(&vh).unwrap();
+            let (v0, v0_plain) = (v.get_stored(0).await.unwrap().unwrap(), v.get(0).await.unwrap().unwrap());
+            assert_ne!(&v0[8..], &v0_plain[..], "the view is stored encrypted");
+            let sys0 = s.core(&sh).unwrap().get_stored(0).await.unwrap().unwrap();
+            raw0 = Some((hex::encode(v0), hex::encode(sys0)));
+        }
         let mut peer = tokio::task::spawn_blocking(move || {
             let mut peer = NodePeer::spawn("autobase-reader.js", &config).expect("spawn node");
             let done = peer.next_event("done", Duration::from_secs(300));
@@ -1160,6 +1195,10 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         assert_eq!(done["systemKey"], hex::encode(system_key), "system key");
         assert_eq!(done["viewKey"], hex::encode(view_key), "view key");
         assert_eq!(done["view"], json!(want), "the view");
+        if let Some((v0, s0)) = &raw0 {
+            assert_eq!(done["viewRaw0"].as_str(), Some(v0.as_str()), "view block 0 as JS stores it");
+            assert_eq!(done["systemRaw0"].as_str(), Some(s0.as_str()), "system block 0 as JS stores it");
+        }
         let downloaded = done["oplogDownloaded"].as_u64().unwrap();
         eprintln!(
             "JS reader: fast-forwards {ffs:?}, {downloaded} oplog blocks of {} downloaded, {} ms",
@@ -1175,7 +1214,7 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         }
 
         // a new hyperpunch reader
-        let ff = fast_forward_over_tcp(local, port, &["view"]).await;
+        let ff = fast_forward_over_tcp_encrypted(local, encryption_key, port, &["view"]).await;
         assert_eq!(ff.system_key, system_key);
         assert_eq!(ff.views[0].1, view_key);
         assert_eq!(ff.views[0].2, HP_ENTRIES, "fast-forwarded to every indexed entry");
