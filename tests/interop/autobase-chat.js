@@ -12,6 +12,7 @@
 //   ack: ack as an indexer (when `ackable`, and an ack when nodes wait unindexed)
 //   reader: do not wait to be added; fastForwardKey: hex system key to fast-forward to at start
 //   waitSigned: 'done' also waits until the system core is signed past its prologue
+//   encryptionKey: hex, the room's encryption key (JS `encryptionKey`, `hyperpunch chat --encryption-key`)
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
 // fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
 // prologueLength, indexers (the system core's signers)}.
@@ -46,6 +47,7 @@ function open (store, key, extra = {}) {
     ...extra,
     valueEncoding: 'json',
     ackInterval: 0,
+    encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
       for (const { value, from } of nodes) {

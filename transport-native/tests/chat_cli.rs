@@ -257,15 +257,32 @@ fn bad_invites_are_refused() {
 /// show the same three messages in the same order.
 #[test]
 fn a_js_member_joins_a_hyperpunch_room() {
+    js_member_joins(None);
+}
+
+/// The same room created encrypted (`--encryption-key`, JS `encryptionKey`): the JS member
+/// decrypts the creator's oplog, the creator decrypts the JS member's, one order on both sides;
+/// the creator's stored blocks are encrypted (its message text is not in its folder's files),
+/// and `--dump` reads the room with the key it remembered.
+#[test]
+fn a_js_member_joins_an_encrypted_hyperpunch_room() {
+    js_member_joins(Some("5a".repeat(32)));
+}
+
+fn js_member_joins(encryption_key: Option<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
-    let mut alice = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    if let Some(k) = &encryption_key {
+        args.extend(["--encryption-key", k.as_str()]);
+    }
+    let mut alice = Member::spawn(&args);
     let room = alice.word("room ");
     let addr = alice.listening();
     let port = port_of(&addr);
@@ -275,7 +292,10 @@ fn a_js_member_joins_a_hyperpunch_room() {
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
     let js_dir = tmp.path().join("js");
-    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
+    let mut config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
@@ -295,6 +315,33 @@ fn a_js_member_joins_a_hyperpunch_room() {
         js_view.contains(&format!("{}: hello from js", &js_key[..8])),
         "{js_view:?}"
     );
+    if encryption_key.is_some() {
+        // no file of the folder holds the plaintext of a message
+        for e in walk(&dir) {
+            let bytes = std::fs::read(&e).unwrap();
+            assert!(
+                !bytes.windows(9).any(|w| w == b"before js"),
+                "{} holds a message in the clear",
+                e.display()
+            );
+        }
+        drop(alice);
+        assert_eq!(dump(&dir), ours, "--dump with the remembered key");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward

@@ -25,8 +25,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use hyperpunch::autobase_ff::{self, read_fast_forward, FastForwardPoint, FastForwardReadError};
+use hyperpunch::autobase_ff::{
+    self, read_fast_forward_encrypted, FastForwardPoint, FastForwardReadError,
+};
 use hyperpunch::autobase_index::IndexerCores;
+use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::messages::OplogMessage;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
@@ -103,6 +106,11 @@ pub struct ChatArgs {
     /// Print the room's messages held in the folder, one a line, and exit.
     #[arg(long)]
     pub dump: bool,
+    /// The room's encryption key, 64 hex characters (JS autobase `encryptionKey`): every core of
+    /// the room is stored and replicated encrypted with it; every member needs it. Remembered in
+    /// the folder. (While the room's cores would move to other indexers they are not written.)
+    #[arg(long, value_name = "HEX32")]
+    pub encryption_key: Option<String>,
     /// A new member reads every message of the room from its members' logs instead of starting
     /// from the point the room's indexers signed (JS `fastForward: false`).
     #[arg(long)]
@@ -159,6 +167,16 @@ struct Room {
     /// the moved cores and writes what a quorum signed; every member's entries carry the system
     /// key. `None` after an error (the room goes on unsigned).
     cores_writer: Option<IndexerCores>,
+    /// The room's encryption key (every oplog is opened with it).
+    encryption_key: Option<[u8; 32]>,
+}
+
+/// `opts` with the room's encryption key, for an oplog core.
+fn oplog_opts(opts: GetOptions, encryption_key: Option<[u8; 32]>) -> GetOptions {
+    match encryption_key {
+        Some(k) => opts.with_encryption_key(k),
+        None => opts,
+    }
 }
 
 impl Room {
@@ -198,7 +216,7 @@ impl Room {
                     continue;
                 }
                 let h = s
-                    .get(GetOptions::from_key(k))
+                    .get(oplog_opts(GetOptions::from_key(k), self.encryption_key))
                     .await
                     .map_err(|e| store_err(dir, e))?;
                 self.cores.push((k, h));
@@ -234,10 +252,14 @@ impl Room {
         let _ = self.base.take_indexed_flushes();
         if let Some((_, key, length)) = point.views.iter().find(|v| v.0 == "messages") {
             if *length > 0 {
-                let h = s
-                    .get(GetOptions::from_key(*key))
-                    .await
-                    .map_err(|e| store_err(dir, e))?;
+                // an encrypted room's view decrypts with the view block key of its name
+                let opts = match &self.encryption_key {
+                    Some(ek) => GetOptions::from_key(*key).with_block_encryption_key(
+                        view_block_key(self.base.bootstrap(), ek, "messages"),
+                    ),
+                    None => GetOptions::from_key(*key),
+                };
+                let h = s.get(opts).await.map_err(|e| store_err(dir, e))?;
                 self.view_core = Some((h, false));
             }
         }
@@ -423,6 +445,30 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let given_key = args
+        .encryption_key
+        .as_deref()
+        .map(|k| parse_hex32("--encryption-key", k))
+        .transpose()?;
+    let key_file = dir.join("autobase-encryption-key");
+    let saved_key = match std::fs::read_to_string(&key_file) {
+        Ok(s) => Some(parse_hex32("the saved encryption key", s.trim())?),
+        Err(_) => None,
+    };
+    let encryption_key = match (given_key, saved_key) {
+        (Some(g), Some(k)) if g != k => {
+            return Err(CliError::new(format!(
+                "{} holds a room with another encryption key",
+                dir.display()
+            )))
+        }
+        (Some(g), None) => {
+            std::fs::write(&key_file, hex::encode(g))
+                .map_err(|e| CliError::new(format!("cannot write the encryption key: {e}")))?;
+            Some(g)
+        }
+        (g, k) => g.or(k),
+    };
     let storage = FileStorage::open(&dir).map_err(|e| storage_err(&dir, e))?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| CliError::new(format!("cannot get randomness: {e}")))?;
@@ -430,7 +476,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| store_err(&dir, e))?;
     let local_handle = store
-        .get(GetOptions::named("local"))
+        .get(oplog_opts(GetOptions::named("local"), encryption_key))
         .await
         .map_err(|e| store_err(&dir, e))?;
     let local = *local_handle.key();
@@ -461,13 +507,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
 
     let mut cores = vec![];
     let boot = store
-        .get(GetOptions::from_key(room_key))
+        .get(oplog_opts(GetOptions::from_key(room_key), encryption_key))
         .await
         .map_err(|e| store_err(&dir, e))?;
     cores.push((room_key, boot));
     if room_key != local {
         let l = store
-            .get(GetOptions::named("local"))
+            .get(oplog_opts(GetOptions::named("local"), encryption_key))
             .await
             .map_err(|e| store_err(&dir, e))?;
         cores.push((local, l));
@@ -494,9 +540,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             .and_then(|m| m.signers.first())
             .map(|s| s.namespace);
         match (key_pair, entropy) {
+            // an encrypted room's cores are written by its creator only (while the only indexer)
+            (Some(_), Some(_)) if encryption_key.is_some() && room_key != local => None,
             (Some(kp), Some(ns)) => {
                 base.record_system();
-                match IndexerCores::new(room_key, kp, ns, &["messages"]).await {
+                match IndexerCores::new_encrypted(room_key, kp, ns, &["messages"], encryption_key)
+                    .await
+                {
                     Ok(mut c) => {
                         // what its oplog says it signed last (JS reloads it when it opens)
                         c.reload(&store).await;
@@ -524,6 +574,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         view_core: None,
         ff: None,
         cores_writer,
+        encryption_key,
     };
     if let Some(point) = resumed.clone() {
         room.fast_forwarded(&mut store, point, &dir).await?;
@@ -683,7 +734,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         tokio::spawn(async move {
             let r = tokio::time::timeout(
                 FF_TOTAL,
-                read_fast_forward(&reader, room_key, &["messages"], FF_STEP),
+                read_fast_forward_encrypted(
+                    &reader,
+                    room_key,
+                    encryption_key,
+                    &["messages"],
+                    FF_STEP,
+                ),
             )
             .await
             .unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point")));
