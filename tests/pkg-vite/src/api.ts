@@ -75,8 +75,33 @@ export async function beeApiCheck (): Promise<string> {
   } catch {
     refused = true
   }
-  return `bee-api history=${h.join('|')} cas=${versions.join(',')} v=${bee.version} diff=${diff} checkout=${checkout} ` +
-    `snapshot=${snapshot} watch=${watched} getAndWatch=${entryWatch} | checkout-write-refused=${refused}`
+  const compared = `bee-api history=${h.join('|')} cas=${versions.join(',')} v=${bee.version} diff=${diff} checkout=${checkout} ` +
+    `snapshot=${snapshot} watch=${watched} getAndWatch=${entryWatch}`
+  // Page-only checks (after the part compared with JS):
+  // a live history stream gives the last entry, then waits for the next write;
+  const live = bee.createHistoryStream({ gte: -1, live: true })[Symbol.asyncIterator]()
+  const last = await live.next()
+  const pending = live.next()
+  await bee.put('h', '8')
+  const arrived = await pending
+  await live.return?.(undefined)
+  const liveSeen = `${last.done === true ? 'done' : last.value.key}>${arrived.done === true ? 'done' : `${arrived.value.type}${arrived.value.seq}:${arrived.value.key}`}`
+  // closing a watcher ends a pending next;
+  const idle = bee.watch({ gte: 'x' })
+  await idle.ready()
+  const waiting = idle.next()
+  await idle.close()
+  const closedEnds = (await waiting).done
+  // a compare-and-swap callback that throws rejects the put with its error, nothing written.
+  const vBefore = bee.version
+  let thrown = ''
+  try {
+    await bee.put('a', 'x', { cas: () => { throw new Error('cas says no') } })
+  } catch (err) {
+    thrown = err instanceof Error ? err.message : String(err)
+  }
+  return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
+    `cas-throw=${thrown}/${bee.version === vBefore}`
 }
 
 export async function storeApiCheck (): Promise<string> {
@@ -139,5 +164,12 @@ export async function storeApiCheck (): Promise<string> {
   const sessionRead = await again.get(0)
   await again.close()
   const driveLine = `drive-api batch=${v1}>${afterBatch} written=${written} diff=${diff} checkout=${checkout} watch=${watched} v=${drive.version} cores=${cores}`
-  return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} checkout-writable=${old.writable}`
+  // An aborted write stream puts no entry and releases the drive for the next write.
+  const aborted = drive.createWriteStream('/aborted.txt').getWriter()
+  await aborted.write('partial')
+  await aborted.abort()
+  await drive.put('/after.txt', 'after')
+  const abortedOk = `${await drive.exists('/aborted.txt')}/${await drive.exists('/after.txt')}`
+  return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk}`
 }
