@@ -895,10 +895,25 @@ fn two_members_over_hyperswarm() {
 /// same three messages in the same order; `--dump` of the hyperpunch folder prints them too.
 #[test]
 fn a_hyperpunch_member_joins_a_js_room() {
+    hyperpunch_member_joins_js(None);
+}
+
+/// The same in a room JS created encrypted (JS `encryptionKey`; `--encryption-key` here): the
+/// hyperpunch member decrypts the JS creator's oplog and JS decrypts, applies and indexes the
+/// member's message; one order on both sides, and `--dump` prints the room.
+#[test]
+fn a_hyperpunch_member_joins_an_encrypted_js_room() {
+    hyperpunch_member_joins_js(Some("c3".repeat(32)));
+}
+
+fn hyperpunch_member_joins_js(encryption_key: Option<String>) {
     // Node's store lives in the test's folder, removed after node is killed (dropped later).
     let tmp = tempfile::tempdir().unwrap();
     let js_dir = tmp.path().join("js");
-    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
+    let mut config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut js = JsMember::spawn(&config);
     let created = js.next("room");
     let room = created["key"].as_str().unwrap().to_string();
@@ -906,7 +921,7 @@ fn a_hyperpunch_member_joins_a_js_room() {
 
     let dir = tmp.path().join("bob");
     let addr = format!("127.0.0.1:{port}");
-    let mut bob = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         dir.to_str().unwrap(),
@@ -914,7 +929,11 @@ fn a_hyperpunch_member_joins_a_js_room() {
         &room,
         "--tcp",
         &addr,
-    ]);
+    ];
+    if let Some(k) = &encryption_key {
+        args.extend(["--encryption-key", k.as_str()]);
+    }
+    let mut bob = Member::spawn(&args);
     let writer = bob.word("writer ");
     bob.say("hello from hyperpunch");
     js.send(&serde_json::json!({ "add": writer }));
