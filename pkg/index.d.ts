@@ -330,8 +330,13 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
    * checkout / snapshot of this bee; within the key range, in key order.
    */
   createDiffStream(other: number | Hyperbee<K, V>, range?: BeeRange<K>): AsyncIterable<DiffEntry<K, V>>
-  /** Watch the key range: `[current, previous]` snapshots per change. */
-  watch(range?: WatchRange<K>): HyperbeeWatcher<K, V>
+  /**
+   * Watch the key range: `[current, previous]` snapshots per change. `eager`: count from the
+   * empty bee (version 1), so the first `next` reports at once if the range holds anything.
+   */
+  watch(range?: WatchRange<K>, opts?: { eager?: boolean }): HyperbeeWatcher<K, V>
+  /** The key and value block `seq` wrote (a deletion's value is null). */
+  getBySeq(seq: number): Promise<{ key: K, value: V | null }>
   /** `key`'s entry, kept up to date as the bee changes. */
   getAndWatch(key: K): Promise<HyperbeeEntryWatcher<K, V>>
   /**

@@ -442,9 +442,18 @@ export class Hyperbee {
   /**
    * Watch the key range: an async iterable of `[current, previous]` snapshots (Hyperbees),
    * one per change in range made here or replicated; 'update' is emitted too. `close()` ends it.
+   * `eager`: count from the empty bee, so the first change is reported at once if the range
+   * holds anything.
    */
-  watch (range = {}) {
-    return new BeeWatcher(this, range)
+  watch (range = {}, opts = {}) {
+    return new BeeWatcher(this, range, opts.eager === true)
+  }
+
+  /** The key and value block `seq` wrote (a deletion's value is null): `{ key, value }`. */
+  async getBySeq (seq) {
+    await this.opening
+    const { key, value } = await this._bee.getBySeq(seq)
+    return { key: this.keyEncoding.decode(key), value: value === null ? null : this.valueEncoding.decode(value) }
   }
 
   /** `key`'s entry (`watcher.node`) kept up to date: 'update' is emitted on each change. */
@@ -477,7 +486,7 @@ export class Hyperbee {
 
 /** `bee.watch(range)`: `[current, previous]` snapshots per change, as hyperbee's Watcher. */
 class BeeWatcher extends Emitter {
-  constructor (bee, range) {
+  constructor (bee, range, eager) {
     super()
     this.bee = bee
     this.current = null
@@ -485,7 +494,7 @@ class BeeWatcher extends Emitter {
     this.closed = false
     this._inner = null
     this.opening = bee.opening.then(async () => {
-      this._inner = await bee._bee.watch(...bee._range(range))
+      this._inner = await bee._bee.watch(...bee._range(range), eager)
       if (this.closed) this._inner.close()
     })
     this.opening.catch(() => {})
