@@ -110,8 +110,16 @@ export async function beeApiCheck (): Promise<string> {
   } catch (err) {
     thrown = err instanceof Error ? err.message : String(err)
   }
+  // A closed checkout refuses reads.
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('a')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
   return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
-    `cas-throw=${thrown}/${bee.version === vBefore}`
+    `cas-throw=${thrown}/${bee.version === vBefore} closed-checkout=${closedRead}`
 }
 
 export async function storeApiCheck (): Promise<string> {
@@ -180,6 +188,13 @@ export async function storeApiCheck (): Promise<string> {
   await aborted.abort()
   await drive.put('/after.txt', 'after')
   const abortedOk = `${await drive.exists('/aborted.txt')}/${await drive.exists('/after.txt')}`
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('/a.txt')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
   return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
-    `checkout-writable=${old.writable} aborted-stream=${abortedOk}`
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead}`
 }
