@@ -516,22 +516,23 @@ impl Value {
     }
 }
 
-/// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
-/// system call for a chunk header and its block; elsewhere one `pwrite` per part).
+/// Buffers given to one `pwritev` at most (Linux's `IOV_MAX` is 1024).
 #[cfg(target_os = "linux")]
-fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+const MAX_IOV: usize = 512;
+
+/// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
+/// system call for the chunk headers and blocks of a whole batch; elsewhere one `pwrite` per
+/// part).
+#[cfg(target_os = "linux")]
+fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut parts: Vec<&[u8]> = parts
-        .iter()
-        .map(Vec::as_slice)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     let mut at = offset;
     let mut first = 0usize;
     while first < parts.len() {
         let iov: Vec<libc::iovec> = parts[first..]
             .iter()
-            .take(64) // well below IOV_MAX (1024)
+            .take(MAX_IOV)
             .map(|p| libc::iovec {
                 iov_base: p.as_ptr() as *mut libc::c_void,
                 iov_len: p.len(),
@@ -577,7 +578,7 @@ fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::R
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut at = offset;
     for p in parts {
@@ -904,7 +905,10 @@ impl FileStorage {
             let mut memtable_growth = 0u64;
             // Long values go to the data file first (after the bytes of the last write, so a
             // failed write leaves nothing referenced behind), their references into the batch.
+            // They lie back to back from `tail.end`: all of them go out in one vectored write
+            // (a batch of received blocks: one system call instead of one per block).
             let mut end = tail.end;
+            let mut long: Vec<Value> = Vec::new();
             for (k, v) in writes {
                 let record_len = match &v {
                     None => 0,
@@ -915,9 +919,7 @@ impl FileStorage {
                 match (v, &self.inner.data) {
                     (None, _) => wb.remove(ks, k),
                     (Some(v), None) => wb.insert(ks, k, v.into_vec()),
-                    (Some(v), Some(data)) if v.len() >= DATA_THRESHOLD => {
-                        write_all_parts_at(data, v.parts(), end)
-                            .map_err(|e| io_err("write", &data_path(), e))?;
+                    (Some(v), Some(_)) if v.len() >= DATA_THRESHOLD => {
                         let mut r = Vec::with_capacity(DATA_REF_LEN);
                         r.push(TAG_DATA);
                         r.extend_from_slice(&end.to_le_bytes());
@@ -925,9 +927,19 @@ impl FileStorage {
                         r.extend_from_slice(&v.xxh3().to_le_bytes());
                         end += v.len() as u64;
                         wb.insert(ks, k, r);
+                        long.push(v);
                     }
                     (Some(v), Some(_)) => wb.insert(ks, k, v.prefixed(&[TAG_INLINE])),
                 }
+            }
+            if let (Some(data), false) = (&self.inner.data, long.is_empty()) {
+                let parts: Vec<&[u8]> = long
+                    .iter()
+                    .flat_map(Value::parts)
+                    .map(Vec::as_slice)
+                    .collect();
+                write_all_parts_at(data, &parts, tail.end)
+                    .map_err(|e| io_err("write", &data_path(), e))?;
             }
             if let Some(data) = &self.inner.data {
                 // fjall makes its journal durable by itself whenever its worker flushes a
