@@ -160,6 +160,8 @@ struct DataTail {
     written_back: u64,
     /// Up to where the data file is known durable (`fdatasync`ed).
     synced: u64,
+    /// Up to where disk space was allocated ahead of the writes ([`preallocate`]).
+    allocated: u64,
 }
 
 impl Drop for Inner {
@@ -646,6 +648,41 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// The data file's space is allocated ahead of the writes by up to this many bytes at a time.
+const PREALLOCATE_AHEAD: u64 = 8 * 1024 * 1024;
+
+/// Allocate the data file's disk space from `from` to past `end`, where the next writes go, and
+/// return up to where it is allocated now (`u64::MAX` when the file system cannot: no more
+/// tries). Best effort: the writes themselves report a full disk.
+///
+/// Why: writing into space the file system reserves one page at a time as it goes (ext4's
+/// delayed allocation) costs a downloading process more CPU than writing into space allocated
+/// in large steps (a 100 MiB download in 64 KiB blocks: about 0.055 against 0.045 CPU s of
+/// system time, measured 2026-12-07). The file's length does not change (`FALLOC_FL_KEEP_SIZE`):
+/// it stays where the written bytes end, which is what an open reads as the data's end. Ahead
+/// of a small file no more than its own size is allocated (a store of many small cores does not
+/// take 8 MiB each).
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, from: u64, end: u64) -> u64 {
+    use std::os::fd::AsRawFd;
+    let to = end.saturating_add(end.clamp(64 * 1024, PREALLOCATE_AHEAD));
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return u64::MAX;
+    };
+    // SAFETY: a plain system call on a file descriptor this store owns; it reads no memory.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if r == 0 {
+        to
+    } else {
+        u64::MAX
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_file: &File, _from: u64, _end: u64) -> u64 {
+    u64::MAX
+}
+
 /// `fsync` the folder `dir` (its entries: files created, renamed or removed in it).
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
@@ -699,6 +736,7 @@ impl FileStorage {
                     written_back: end,
                     // `open_database` synced it.
                     synced: end,
+                    allocated: end,
                 }),
                 durability: options.durability,
                 path,
@@ -938,6 +976,9 @@ impl FileStorage {
                     .flat_map(Value::parts)
                     .map(Vec::as_slice)
                     .collect();
+                if end > tail.allocated {
+                    tail.allocated = preallocate(data, tail.allocated.max(tail.end), end);
+                }
                 write_all_parts_at(data, &parts, tail.end)
                     .map_err(|e| io_err("write", &data_path(), e))?;
             }
