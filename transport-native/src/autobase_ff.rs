@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bee::StoreCore;
+use crate::core::autobase::encryption::view_block_key;
 use crate::core::autobase::fast_forward::{
-    check_view_key, digest_source, info_from_block, match_views, member_from_entry,
-    namespace_entropy, view_namespace, DigestSource, FastForwardError, MEMBERS_PREFIX,
+    check_view_key, digest_source, info_from_block, match_views_encrypted, member_from_entry,
+    namespace_entropy, view_namespace_encrypted, DigestSource, FastForwardError, MEMBERS_PREFIX,
 };
 use crate::core::autobase::messages::{Info, Member, OplogMessage};
 use crate::core::corestore::{CoreHandle, GetOptions};
@@ -70,15 +71,10 @@ fn core_err(e: impl ToString) -> FastForwardReadError {
 
 async fn open<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
-    key: [u8; 32],
+    opts: GetOptions,
     wait: Duration,
 ) -> Result<(CoreHandle, StoreCore<S>), FastForwardReadError> {
-    let h = store
-        .lock()
-        .await
-        .get(GetOptions::from_key(key))
-        .await
-        .map_err(core_err)?;
+    let h = store.lock().await.get(opts).await.map_err(core_err)?;
     let core = StoreCore::new(store.clone(), *h.discovery_key())
         .with_block_timeout(Some(wait))
         .with_update_timeout(wait);
@@ -123,14 +119,54 @@ async fn manifest<S: Storage + Clone + 'static>(
 /// verifies is a quorum of those indexers' ([`check_view_key`]). Each name's view key is derived
 /// the same way and looked up in the info ([`match_views`]): a name with no entry is refused.
 /// No peer answering within `wait` is [`FastForwardReadError::Timeout`], not `Empty`.
+/// An unencrypted base; see [`read_fast_forward_encrypted`].
 pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
     bootstrap: [u8; 32],
     names: &[&str],
     wait: Duration,
 ) -> Result<FastForwardPoint, FastForwardReadError> {
+    read_fast_forward_encrypted(store, bootstrap, None, names, wait).await
+}
+
+/// [`read_fast_forward`] of a base encrypted with `encryption_key` (JS `encryptionKey`; its
+/// cores must have manifest version 1, what JS creates): the oplogs it opens are decrypted with
+/// the keys hypercore derives from it, the system core and each matched view with their view
+/// block keys ([`crate::core::autobase::encryption`]), and the key enters the namespaces the
+/// system and view keys are derived with. Opened here, those cores stay open in `store` with
+/// their encryption: a later `get` by key reads them decrypted. A key that is not the base's
+/// (or none for an encrypted base) is [`FastForwardError::WrongEncryptionKey`] (the bootstrap's
+/// entry decrypts to something that is not an oplog entry, or the system key derived with that
+/// key is not the one the bootstrap's digest names), or, for no key, a malformed entry.
+pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    bootstrap: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    names: &[&str],
+    wait: Duration,
+) -> Result<FastForwardPoint, FastForwardReadError> {
+    let ek = encryption_key.as_ref();
+    // an oplog (writer core): hypercore's derived keys
+    let oplog = |key: [u8; 32]| match ek {
+        Some(k) => GetOptions::from_key(key).with_encryption_key(*k),
+        None => GetOptions::from_key(key),
+    };
+    let not_oplog = |e: crate::core::encoding::DecodeError| -> FastForwardReadError {
+        if ek.is_some() {
+            FastForwardError::WrongEncryptionKey(
+                "the bootstrap's entry does not decrypt to an oplog entry",
+            )
+            .into()
+        } else {
+            FastForwardError::Malformed {
+                what: "oplog entry",
+                reason: e.to_string(),
+            }
+            .into()
+        }
+    };
     // 1. the system key, from the bootstrap's latest oplog entry (JS `_checkSystemUpgrade`)
-    let (_boot_h, boot) = open(store, bootstrap, wait).await?;
+    let (_boot_h, boot) = open(store, oplog(bootstrap), wait).await?;
     boot.update().await.map_err(core_err)?;
     let len = boot.state().await.length;
     if len == 0 {
@@ -140,18 +176,12 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         return Err(FastForwardReadError::Empty);
     }
     let last = OplogMessage::from_bytes(&block(&boot, len - 1, "the bootstrap's head").await?)
-        .map_err(|e| FastForwardError::Malformed {
-            what: "oplog entry",
-            reason: e.to_string(),
-        })?;
+        .map_err(not_oplog)?;
     let system_key = match digest_source(&last, len)? {
         DigestSource::Key(k) => k,
         DigestSource::At(seq) => {
             let m = OplogMessage::from_bytes(&block(&boot, seq, "the digest entry").await?)
-                .map_err(|e| FastForwardError::Malformed {
-                    what: "oplog entry",
-                    reason: e.to_string(),
-                })?;
+                .map_err(not_oplog)?;
             match digest_source(&m, seq + 1)? {
                 DigestSource::Key(k) => k,
                 DigestSource::At(_) => return Err(FastForwardError::NoDigest.into()),
@@ -160,7 +190,12 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     };
 
     // 2. the system core at its signed length
-    let (sys_h, sys) = open(store, system_key, wait).await?;
+    let sys_opts = match ek {
+        Some(k) => GetOptions::from_key(system_key)
+            .with_block_encryption_key(view_block_key(&bootstrap, k, "_system")),
+        None => GetOptions::from_key(system_key),
+    };
+    let (sys_h, sys) = open(store, sys_opts, wait).await?;
     sys.update().await.map_err(core_err)?;
     let system_length = sys.state().await.length;
     if system_length == 0 {
@@ -179,7 +214,7 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     let mut public_keys = Vec::new();
     let mut first_ns = None;
     for idx in &info.indexers {
-        let (h, _) = open(store, idx.key, wait).await?;
+        let (h, _) = open(store, oplog(idx.key), wait).await?;
         let m = manifest(store, &h, wait).await?;
         let s = m.signers.first().ok_or(FastForwardError::Manifest {
             name: "an indexer's oplog".into(),
@@ -200,9 +235,20 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         "_system",
         version,
         sys_m.prologue,
-        &view_namespace(&bootstrap, &entropy, "_system"),
+        &view_namespace_encrypted(&bootstrap, ek, &entropy, "_system"),
         &public_keys,
-    )?;
+    )
+    .map_err(|e| match e {
+        // the key is in the namespace: with another key, another system key
+        FastForwardError::Manifest { reason, .. }
+            if ek.is_some() && reason.starts_with("the core key") =>
+        {
+            FastForwardError::WrongEncryptionKey(
+                "the system key derived with it is not the one the bootstrap names",
+            )
+        }
+        e => e,
+    })?;
 
     // 4. the member records at the signed length
     let bee: Hyperbee<StoreCore<S>> = Hyperbee::new(sys.clone()).checkout(system_length).await;
@@ -226,18 +272,31 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
             manifests.push(None);
             continue;
         }
-        let (h, _) = open(store, v.key, wait).await?;
+        let (h, _) = open(store, GetOptions::from_key(v.key), wait).await?;
         manifests.push(Some(manifest(store, &h, wait).await?));
     }
-    let views = match_views(
+    let views = match_views_encrypted(
         &info,
         &manifests,
         names,
         version,
         &bootstrap,
+        ek,
         &entropy,
         &public_keys,
     )?;
+    // each matched view decrypts with its name's block key from now on
+    if let Some(k) = ek {
+        for (name, key, _) in &views {
+            let _opened = open(
+                store,
+                GetOptions::from_key(*key)
+                    .with_block_encryption_key(view_block_key(&bootstrap, k, name)),
+                wait,
+            )
+            .await?;
+        }
+    }
     Ok(FastForwardPoint {
         system_key,
         system_length,

@@ -17,7 +17,7 @@
 //!    lengths the system applied.
 
 use super::messages::{Info, Member, OplogMessage};
-use crate::crypto::{hash, hash_batch, namespace};
+use crate::crypto::{hash_batch, namespace};
 use crate::encoding::Decode;
 use crate::hyperbee::messages::Node;
 use crate::hypercore::manifest::{Manifest, Prologue};
@@ -48,6 +48,11 @@ pub enum FastForwardError {
     /// while the system has indexed it, or the reader runs another apply).
     #[error("view {0:?} is not among the system's views")]
     UnknownView(String),
+    /// The encryption key given is not the base's (or the base is not encrypted, or is and no
+    /// key was given): what it decrypts is not an oplog entry, or the system key derived with it
+    /// is not the one the bootstrap names.
+    #[error("the encryption key does not open this base: {0}")]
+    WrongEncryptionKey(&'static str),
     /// The manifest is not the one the indexers would sign the view with.
     #[error("the manifest of view {name:?} is not signed by the indexers: {reason}")]
     Manifest {
@@ -112,12 +117,23 @@ pub fn member_from_entry(key: &[u8], value: &[u8]) -> Result<([u8; 32], Member),
     Ok((writer, m))
 }
 
-/// The signers' namespace of view `name` (JS `AutoStore._deriveNamespace`, unencrypted base):
+/// The signers' namespace of view `name` of an unencrypted base (JS
+/// `AutoStore._deriveNamespace`): [`view_namespace_encrypted`] with no key.
+pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [u8; 32] {
+    view_namespace_encrypted(bootstrap, None, entropy, name)
+}
+
+/// The signers' namespace of view `name` (JS `AutoStore._deriveNamespace`):
 /// `H(NS_SIGNER_NAMESPACE ‖ uint(1) ‖ bootstrap ‖ H(encryption key or empty) ‖ entropy ‖ name)`.
 /// `entropy` is the info's (version 2), else the first indexer's manifest's signer namespace.
-pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [u8; 32] {
+pub fn view_namespace_encrypted(
+    bootstrap: &[u8; 32],
+    encryption_key: Option<&[u8; 32]>,
+    entropy: &[u8; 32],
+    name: &str,
+) -> [u8; 32] {
     let ns = namespace(b"autobase", 1)[0];
-    let encryption_id = hash(&[]);
+    let encryption_id = super::encryption::encryption_id(encryption_key);
     hash_batch(&[
         &ns,
         &[1],
@@ -203,7 +219,8 @@ pub fn check_view_key(
 /// fetched, e.g. an empty view), as JS `findViewByKey` (by namespace, else by derived key).
 /// Returns (name, key, length) per name, in order. A name with no entry is
 /// [`FastForwardError::UnknownView`]; an entry with no name is ignored, as JS
-/// `_applyFastForward` does ("unknown, view ignored").
+/// `_applyFastForward` does ("unknown, view ignored"). Unencrypted base: see
+/// [`match_views_encrypted`].
 pub fn match_views(
     info: &Info,
     manifests: &[Option<Manifest>],
@@ -213,9 +230,33 @@ pub fn match_views(
     entropy: &[u8; 32],
     indexer_public_keys: &[[u8; 32]],
 ) -> Result<Vec<(String, [u8; 32], u64)>, FastForwardError> {
+    match_views_encrypted(
+        info,
+        manifests,
+        names,
+        version,
+        bootstrap,
+        None,
+        entropy,
+        indexer_public_keys,
+    )
+}
+
+/// [`match_views`] for a base encrypted with `encryption_key` (it enters the views' namespaces).
+#[allow(clippy::too_many_arguments)]
+pub fn match_views_encrypted(
+    info: &Info,
+    manifests: &[Option<Manifest>],
+    names: &[&str],
+    version: u64,
+    bootstrap: &[u8; 32],
+    encryption_key: Option<&[u8; 32]>,
+    entropy: &[u8; 32],
+    indexer_public_keys: &[[u8; 32]],
+) -> Result<Vec<(String, [u8; 32], u64)>, FastForwardError> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let ns = view_namespace(bootstrap, entropy, name);
+        let ns = view_namespace_encrypted(bootstrap, encryption_key, entropy, name);
         let found = info.views.iter().enumerate().find(|(i, v)| {
             let prologue = manifests
                 .get(*i)
