@@ -658,7 +658,8 @@ impl Hypercore {
             move |h| {
                 if let Some(r) = h.replicator(&discovery_key) {
                     // Reported once the writes it depends on (all queued by now) are durable.
-                    info.borrow_mut().push(store.queued_seq(), Info::of(r.core()));
+                    info.borrow_mut()
+                        .push(store.queued_seq(), Info::of(r.core()));
                 }
             }
         });
@@ -691,34 +692,34 @@ impl Hypercore {
                         continue;
                     }
                     for event in ready.drain(..) {
-                    match event {
-                        HubEvent::Core {
-                            event: Event::Downloaded { id },
-                            ..
-                        } => {
-                            if let Some(tx) = waiters.borrow_mut().remove(&id) {
-                                // The waiter may have gone away; nothing to tell then.
-                                let _ = tx.send(());
+                        match event {
+                            HubEvent::Core {
+                                event: Event::Downloaded { id },
+                                ..
+                            } => {
+                                if let Some(tx) = waiters.borrow_mut().remove(&id) {
+                                    // The waiter may have gone away; nothing to tell then.
+                                    let _ = tx.send(());
+                                }
                             }
+                            HubEvent::Core {
+                                event: Event::Block { index, .. },
+                                ..
+                            } => emit(&listener, "download", index as f64),
+                            HubEvent::Core {
+                                event: Event::Upgraded { length, .. } | Event::Reorg { length, .. },
+                                ..
+                            } => emit(&listener, "append", length as f64),
+                            HubEvent::ChannelOpened { .. } => {
+                                peers.set(peers.get() + 1);
+                                emit(&listener, "peer-add", peers.get() as f64);
+                            }
+                            HubEvent::ChannelClosed { .. } => {
+                                peers.set(peers.get().saturating_sub(1));
+                                emit(&listener, "peer-remove", peers.get() as f64);
+                            }
+                            _ => {}
                         }
-                        HubEvent::Core {
-                            event: Event::Block { index, .. },
-                            ..
-                        } => emit(&listener, "download", index as f64),
-                        HubEvent::Core {
-                            event: Event::Upgraded { length, .. } | Event::Reorg { length, .. },
-                            ..
-                        } => emit(&listener, "append", length as f64),
-                        HubEvent::ChannelOpened { .. } => {
-                            peers.set(peers.get() + 1);
-                            emit(&listener, "peer-add", peers.get() as f64);
-                        }
-                        HubEvent::ChannelClosed { .. } => {
-                            peers.set(peers.get().saturating_sub(1));
-                            emit(&listener, "peer-remove", peers.get() as f64);
-                        }
-                        _ => {}
-                    }
                     }
                 }
             }

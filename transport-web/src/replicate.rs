@@ -187,7 +187,10 @@ impl HubEvents {
 
     /// The next event if one is waiting.
     pub fn try_next(&mut self) -> Option<HubEvent> {
-        match self.0.poll_recv(&mut Context::from_waker(std::task::Waker::noop())) {
+        match self
+            .0
+            .poll_recv(&mut Context::from_waker(std::task::Waker::noop()))
+        {
             Poll::Ready(e) => e,
             Poll::Pending => None,
         }

@@ -133,9 +133,7 @@ fn lookup(queue: &VecDeque<(u64, Batch)>, key: &[u8]) -> Option<Option<Vec<u8>>>
         for op in batch.ops.iter().rev() {
             match op {
                 Op::Put(k, v) if k.as_slice() == key => return Some(Some(v.clone())),
-                Op::PutParts(k, parts) if k.as_slice() == key => {
-                    return Some(Some(parts.concat()))
-                }
+                Op::PutParts(k, parts) if k.as_slice() == key => return Some(Some(parts.concat())),
                 Op::Delete(k) if k.as_slice() == key => return Some(None),
                 Op::DeleteRange(s, e) if s.as_slice() <= key && key < e.as_slice() => {
                     return Some(None)
@@ -281,8 +279,7 @@ impl<S: Storage + 'static> WriteBehind<S> {
                 return true;
             }
             let q = self.inner.queue.borrow();
-            keys.iter()
-                .all(|k| !c.has(k) || lookup(&q, k).is_some())
+            keys.iter().all(|k| !c.has(k) || lookup(&q, k).is_some())
         })
         .await
     }

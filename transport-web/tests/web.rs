@@ -496,11 +496,18 @@ async fn write_behind_is_durable_only_after_the_commit() {
     // Nothing is committed yet; reads see the queue.
     assert_eq!(base.mem.get(&[0]).await.unwrap(), None);
     assert_eq!(wb.get(&[4]).await.unwrap(), Some(vec![4; 3]));
-    assert_eq!(wb.get(&[3]).await.unwrap(), None, "deleted by the next batch");
+    assert_eq!(
+        wb.get(&[3]).await.unwrap(),
+        None,
+        "deleted by the next batch"
+    );
     assert_eq!(wb.get(b"last").await.unwrap(), Some(vec![4, 4]));
     assert_eq!(wb.durable_seq(), 0);
     let mut durable = Box::pin(wb.durable());
-    assert!((&mut durable).now_or_never().is_none(), "durable before the commit");
+    assert!(
+        (&mut durable).now_or_never().is_none(),
+        "durable before the commit"
+    );
     base.open();
     durable.await.expect("durable");
     assert_eq!(wb.durable_seq(), 5);
