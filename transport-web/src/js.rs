@@ -83,8 +83,10 @@ struct InfoLog {
 }
 
 impl InfoLog {
-    /// A snapshot of the hub's core after write `seq` was queued.
-    fn push(&mut self, seq: u64, info: Info) {
+    /// A snapshot of the hub's core after write `seq` was queued (`durable`: the last write
+    /// committed; older snapshots are dropped, so the log stays as short as the write queue).
+    fn push(&mut self, seq: u64, info: Info, durable: u64) {
+        self.current(durable);
         let last = self.pending.back().map_or(&self.current, |(_, i)| i);
         if *last == info {
             return;
@@ -658,8 +660,11 @@ impl Hypercore {
             move |h| {
                 if let Some(r) = h.replicator(&discovery_key) {
                     // Reported once the writes it depends on (all queued by now) are durable.
-                    info.borrow_mut()
-                        .push(store.queued_seq(), Info::of(r.core()));
+                    info.borrow_mut().push(
+                        store.queued_seq(),
+                        Info::of(r.core()),
+                        store.durable_seq(),
+                    );
                 }
             }
         });

@@ -16,9 +16,10 @@
 //! the `download` events, the getters' lengths) waits for that first (`js.rs`).
 //!
 //! - Order and atomicity: batches reach the storage beneath in the order they were queued, one
-//!   write at a time, several queued batches merged into one (their ops in order, so the merged
-//!   write has the effect of the batches one after the other, and being one atomic write, every
-//!   prefix of the queue that was committed is a prefix of whole batches).
+//!   write at a time, several queued batches merged into one (their ops in order, those a later
+//!   op overrides left out, so the merged write has the effect of the batches one after the
+//!   other, and being one atomic write, every prefix of the queue that was committed is a prefix
+//!   of whole batches).
 //! - Failure: once a write beneath fails, nothing after it is written, and every later call
 //!   (writes, reads, [`WriteBehind::durable`]) fails with that error: the cores above hold state
 //!   that never reached the storage, and must not go on as if it had. What was committed before
@@ -124,6 +125,32 @@ fn value_bytes(op: &Op) -> usize {
         Op::Delete(k) => k.len(),
         Op::DeleteRange(s, e) => s.len() + e.len(),
     }
+}
+
+/// `batch` without the puts and deletes a later op of it overrides (a put or delete of the same
+/// key, or a range delete over it): the same effect in fewer ops. The batches merged into one
+/// write rewrite the same small records (the core's bitfield page, the low tree node page, the
+/// header) once each; only the last of each is written.
+fn compact(batch: Batch) -> Batch {
+    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut kept: Vec<Op> = Vec::with_capacity(batch.ops.len());
+    for op in batch.ops.into_iter().rev() {
+        match &op {
+            Op::DeleteRange(s, e) => ranges.push((s.clone(), e.clone())),
+            Op::Put(k, _) | Op::PutParts(k, _) | Op::Delete(k) => {
+                let covered = ranges
+                    .iter()
+                    .any(|(s, e)| s.as_slice() <= k.as_slice() && k.as_slice() < e.as_slice());
+                if covered || !seen.insert(k.clone()) {
+                    continue;
+                }
+            }
+        }
+        kept.push(op);
+    }
+    kept.reverse();
+    Batch { ops: kept }
 }
 
 /// What the queue says of `key`: `Some(value or None for deleted)`, or `None` when no queued
@@ -246,7 +273,7 @@ impl<S: Storage + 'static> WriteBehind<S> {
                     last = seq;
                 }
                 inner.queued_bytes.set(0);
-                (merged, last, count)
+                (compact(merged), last, count)
             };
             // Room in the queue again.
             Self::wake_all(&inner);

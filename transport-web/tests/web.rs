@@ -484,14 +484,21 @@ async fn write_behind_is_durable_only_after_the_commit() {
     use futures_util::FutureExt;
     let base = Gated::default();
     let wb = WriteBehind::new(base.clone());
+    // The same batches applied one by one, for comparison.
+    let reference = MemoryStorage::new();
     for i in 0u8..5 {
-        wb.write(batch(|b| {
+        let b = batch(|b| {
             b.put(vec![i], vec![i; 3]);
+            b.put(vec![100 + i], vec![i]);
             b.delete(vec![i.wrapping_sub(1)]);
             b.put_parts(b"last".to_vec(), vec![vec![i], vec![i]]);
-        }))
-        .await
-        .expect("queued");
+            if i == 3 {
+                // Over keys 100..=102 of earlier batches and this one's 103; 104 comes after.
+                b.delete_range(vec![100], vec![104]);
+            }
+        });
+        reference.write(b.clone()).await.unwrap();
+        wb.write(b).await.expect("queued");
     }
     // Nothing is committed yet; reads see the queue.
     assert_eq!(base.mem.get(&[0]).await.unwrap(), None);
@@ -517,10 +524,11 @@ async fn write_behind_is_durable_only_after_the_commit() {
     assert_eq!(base.mem.get(&[4]).await.unwrap(), Some(vec![4; 3]));
     assert_eq!(base.mem.get(&[3]).await.unwrap(), None);
     assert_eq!(base.mem.get(b"last").await.unwrap(), Some(vec![4, 4]));
-    assert_eq!(
-        wb.scan(&[0], &[255], None).await.unwrap(),
-        base.mem.scan(&[0], &[255], None).await.unwrap()
-    );
+    let all = reference.scan(&[0], &[255], None).await.unwrap();
+    assert_eq!(base.mem.scan(&[0], &[255], None).await.unwrap(), all);
+    assert_eq!(wb.scan(&[0], &[255], None).await.unwrap(), all);
+    assert_eq!(wb.get(&[102]).await.unwrap(), None);
+    assert_eq!(wb.get(&[104]).await.unwrap(), Some(vec![4]));
 }
 
 /// A failed commit beneath stops everything after it: later writes, reads and `durable` fail,
