@@ -11,42 +11,24 @@ use tokio::time::Instant;
 
 use crate::bee::StoreCore;
 use crate::core::autobase::encryption::view_block_key;
+pub use crate::core::autobase::fast_forward::FastForwardPoint;
 use crate::core::autobase::fast_forward::{
     check_view_key, digest_source, info_from_block, match_views_encrypted, member_from_entry,
     namespace_entropy, view_namespace_encrypted, DigestSource, FastForwardError, MEMBERS_PREFIX,
 };
-use crate::core::autobase::messages::{Info, Member, OplogMessage};
-use crate::core::corestore::{CoreHandle, GetOptions};
-use crate::core::encoding::Decode;
+use crate::core::autobase::messages::OplogMessage;
+use crate::core::autobase::{Apply, Autobase};
+use crate::core::corestore::{layout, CoreHandle, Corestore, GetOptions};
+use crate::core::encoding::{Decode, Encode};
 use crate::core::hyperbee::{BeeCore, Hyperbee, RangeOptions};
 use crate::core::hypercore::manifest::Manifest;
-use crate::core::storage::Storage;
+use crate::core::storage::{Batch, Storage};
 use crate::replicate::SharedCorestore;
 
-/// The indexed state a reader fast-forwards to.
-#[derive(Debug, Clone)]
-pub struct FastForwardPoint {
-    /// The system core's key.
-    pub system_key: [u8; 32],
-    /// Its signed length (the blocks its indexers' signature covers).
-    pub system_length: u64,
-    /// Its `info` record there.
-    pub info: Info,
-    /// Its member records there.
-    pub members: Vec<([u8; 32], Member)>,
-    /// The views found among `info.views`: (name, key, length).
-    pub views: Vec<(String, [u8; 32], u64)>,
-}
-
-impl FastForwardPoint {
-    /// The views as [`crate::core::autobase::Autobase::fast_forward`] takes them.
-    pub fn view_lengths(&self) -> Vec<(&str, u64)> {
-        self.views
-            .iter()
-            .map(|(n, _, l)| (n.as_str(), *l))
-            .collect()
-    }
-}
+/// How far ahead of what a member has indexed a signed system core must be for the member to
+/// fast-forward to it (JS `FastForward.MINIMUM`, `DEFAULT_MIN_FF`): below it, linearizing the
+/// few nodes in between is as cheap.
+pub const MINIMUM: u64 = 16;
 
 /// Why a fast-forward could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -306,10 +288,90 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
     })
 }
 
+/// The fast-forward point stored for the autobase `bootstrap` in `store` (see [`save_point`]), if
+/// any. A stored point that does not decode is an error, not "none": the caller decides whether
+/// to read a new one.
+pub async fn load_point<S: Storage + Clone>(
+    store: &Corestore<S>,
+    bootstrap: &[u8; 32],
+) -> Result<Option<FastForwardPoint>, FastForwardReadError> {
+    let Some(b) = store
+        .storage()
+        .get(&layout::autobase_point_key(bootstrap))
+        .await
+        .map_err(core_err)?
+    else {
+        return Ok(None);
+    };
+    FastForwardPoint::from_bytes(&b).map(Some).map_err(|e| {
+        FastForwardError::Malformed {
+            what: "stored fast-forward point",
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Store `point` as the fast-forward point of the autobase `bootstrap`, in one atomic batch of
+/// its own (the system key and length, the `info` record with the heads and view lengths, the
+/// member records, the views' names and keys): after a crash it is there whole or not at all.
+/// It replaces an earlier one.
+pub async fn save_point<S: Storage + Clone>(
+    store: &Corestore<S>,
+    bootstrap: &[u8; 32],
+    point: &FastForwardPoint,
+) -> Result<(), FastForwardReadError> {
+    let mut batch = Batch::new();
+    batch.put(layout::autobase_point_key(bootstrap), point.to_bytes());
+    store.storage().write(batch).await.map_err(core_err)
+}
+
+fn apply_point<A: Apply>(base: &mut Autobase<A>, point: &FastForwardPoint) {
+    base.fast_forward(
+        point.system_length,
+        &point.info,
+        &point.members,
+        &point.view_lengths(),
+    );
+}
+
+/// Resume `base` from the fast-forward point stored in `store` ([`save_point`]), if there is one:
+/// the engine starts from it as after [`adopt`], without reading the system core again; the
+/// oplog blocks held above the point are fed as usual. Call it before feeding any block.
+pub async fn resume<S: Storage + Clone, A: Apply>(
+    store: &Corestore<S>,
+    base: &mut Autobase<A>,
+) -> Result<Option<FastForwardPoint>, FastForwardReadError> {
+    let point = load_point(store, base.bootstrap()).await?;
+    if let Some(p) = &point {
+        apply_point(base, p);
+    }
+    Ok(point)
+}
+
+/// Fast-forward `base` to `point` (as read by [`read_fast_forward`]) when it is at least
+/// [`MINIMUM`] system blocks past what `base` has indexed (JS `_applyFastForward`'s check):
+/// the point is stored first ([`save_point`], one atomic batch), then the engine continues from
+/// it ([`Autobase::fast_forward`]). Whether it did. A crash before the store leaves no point
+/// (a restart reads one again); after it, a restart [`resume`]s from it.
+pub async fn adopt<S: Storage + Clone, A: Apply>(
+    store: &Corestore<S>,
+    base: &mut Autobase<A>,
+    point: &FastForwardPoint,
+) -> Result<bool, FastForwardReadError> {
+    if point.system_length < base.indexed_system().length.saturating_add(MINIMUM) {
+        return Ok(false);
+    }
+    save_point(store, base.bootstrap(), point).await?;
+    apply_point(base, point);
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::corestore::{Corestore, PrimaryKey};
+    use crate::core::autobase::{ApplyNode, Host, Views};
+    use crate::core::corestore::PrimaryKey;
     use crate::core::storage::MemoryStorage;
 
     /// No peer at all: the wait for the bootstrap's length ends as a timeout, not as "nothing
@@ -328,5 +390,130 @@ mod tests {
             ),
             "{r:?}"
         );
+    }
+
+    fn point(system_length: u64) -> FastForwardPoint {
+        use crate::core::autobase::messages::{Checkout, Info, Member};
+        let boot = [7u8; 32];
+        let at = |length| Checkout { key: boot, length };
+        FastForwardPoint {
+            system_key: [8; 32],
+            system_length,
+            info: Info {
+                version: 1,
+                members: 1,
+                pending_indexers: vec![],
+                indexers: vec![at(20)],
+                heads: vec![at(20)],
+                views: vec![Checkout {
+                    key: [9; 32],
+                    length: 20,
+                }],
+                encryption_length: 0,
+                entropy: None,
+            },
+            members: vec![(
+                boot,
+                Member {
+                    is_indexer: true,
+                    is_removed: false,
+                    length: 20,
+                },
+            )],
+            views: vec![("messages".into(), [9; 32], 20)],
+        }
+    }
+
+    /// A memory store whose writes fail while `fail` is set (a crash before the batch landed).
+    #[derive(Clone, Default)]
+    struct Flaky {
+        inner: MemoryStorage,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Storage for Flaky {
+        async fn get(
+            &self,
+            key: &[u8],
+        ) -> Result<Option<Vec<u8>>, crate::core::storage::StorageError> {
+            self.inner.get(key).await
+        }
+        async fn get_many(
+            &self,
+            keys: &[Vec<u8>],
+        ) -> Result<Vec<Option<Vec<u8>>>, crate::core::storage::StorageError> {
+            self.inner.get_many(keys).await
+        }
+        async fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: Option<usize>,
+        ) -> Result<crate::core::storage::Entries, crate::core::storage::StorageError> {
+            self.inner.scan(start, end, limit).await
+        }
+        async fn write(&self, batch: Batch) -> Result<(), crate::core::storage::StorageError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::core::storage::StorageError::Io("crashed".into()));
+            }
+            self.inner.write(batch).await
+        }
+    }
+
+    fn base() -> Autobase<fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)> {
+        let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = crate::chat::apply;
+        let mut b = Autobase::new([7; 32], f);
+        b.open_view("messages");
+        b
+    }
+
+    /// A point is adopted only when it is `MINIMUM` system blocks ahead; adopted, it is stored
+    /// and a new engine on the same store resumes from it (same view start, same oplog starts,
+    /// same indexed system) without any network; a store write that fails (a crash before the
+    /// batch) leaves neither a stored point nor a fast-forwarded engine; a stored point that
+    /// does not decode is a typed error.
+    #[tokio::test]
+    async fn adopted_points_persist_and_resume() {
+        let storage = Flaky::default();
+        let store = Corestore::open(storage.clone(), PrimaryKey::Given([1; 32]))
+            .await
+            .unwrap();
+        let mut b = base();
+        assert!(!adopt(&store, &mut b, &point(MINIMUM - 1)).await.unwrap());
+        assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
+
+        storage
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(adopt(&store, &mut b, &point(40)).await.is_err());
+        assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
+        let view = b.open_view("messages");
+        assert_eq!(b.views().start(view), 0, "not fast-forwarded");
+
+        storage
+            .fail
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(adopt(&store, &mut b, &point(40)).await.unwrap());
+        assert_eq!(b.views().start(view), 20);
+        assert_eq!(b.oplog_start(&[7; 32]), 20);
+
+        let mut again = base();
+        let p = resume(&store, &mut again).await.unwrap().expect("stored");
+        assert_eq!(p, point(40));
+        let view = again.open_view("messages");
+        assert_eq!(again.views().start(view), 20);
+        assert_eq!(again.indexed_view_lengths()[view], 20);
+        assert_eq!(again.oplog_start(&[7; 32]), 20);
+        assert_eq!(again.indexed_system().length, 40);
+
+        let mut batch = Batch::new();
+        batch.put(layout::autobase_point_key(&[7; 32]), vec![1, 2, 3]);
+        store.storage().write(batch).await.unwrap();
+        assert!(matches!(
+            resume(&store, &mut base()).await,
+            Err(FastForwardReadError::Refused(
+                FastForwardError::Malformed { .. }
+            ))
+        ));
     }
 }

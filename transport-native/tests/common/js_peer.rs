@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 use std::io::Write;
-use std::process::{ChildStdin, Command};
+use std::process::ChildStdin;
 
-use super::tools::{interop_dir, Proc};
+use super::tools::Proc;
 
 /// The running script.
 pub struct JsPeer {
@@ -19,13 +19,8 @@ impl JsPeer {
     /// Starts `node SCRIPT {"timeoutMs": timeout_ms}` in `tests/interop` (commands wait in its
     /// stdin until it reads them).
     pub fn spawn(script: &str, timeout_ms: u64) -> Self {
-        let dir = interop_dir();
-        let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
-        cmd.arg(script)
-            .arg(json!({ "timeoutMs": timeout_ms }).to_string())
-            .current_dir(&dir)
-            .env("NODE_PATH", dir.join("node_modules"));
-        let mut proc = Proc::start(script, cmd);
+        let config = json!({ "timeoutMs": timeout_ms }).to_string();
+        let mut proc = Proc::node(script, script, &[&config], &[]);
         let stdin = proc.child.stdin.take().expect("stdin");
         JsPeer {
             proc,
