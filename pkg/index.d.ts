@@ -150,7 +150,7 @@ export interface Codec<T> {
 export type EncodingName = 'binary' | 'utf-8' | 'utf8' | 'json'
 
 /** A `keyEncoding` / `valueEncoding`. */
-export type Encoding = EncodingName | Codec<any>
+export type Encoding = EncodingName | Codec<unknown>
 
 /** What an encoding decodes to: bytes for 'binary', strings for 'utf-8', any for 'json'. */
 export type Decoded<E> =
@@ -319,6 +319,13 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
   /** Delete `key` (appends nothing when it is not there); `cas`: see `CasCallback`. */
   del(key: K, opts?: BeeDelOptions<K, V>): Promise<void>
   batch(): HyperbeeBatch<K, V>
+  /** Whether `close()` was called. */
+  readonly closed: boolean
+  /**
+   * Free this bee's wasm object (a checkout, snapshot, sub, or the bee itself; the core stays
+   * open); later calls throw. A watcher closes the pair of a change when the next one comes.
+   */
+  close(): Promise<void>
   /** The bee as of `version`, read-only (reads fail while the core is shorter). */
   checkout(version: number): Hyperbee<K, V>
   /** The bee as it is now, read-only. */
@@ -363,7 +370,7 @@ export interface HyperbeeConstructor {
 export declare const Hyperbee: HyperbeeConstructor
 
 /** A listener of the events of `E`. */
-type Listener<E, K extends keyof E> = E[K] extends (...args: any[]) => void ? E[K] : never
+type Listener<E, K extends keyof E> = E[K] extends (...args: never[]) => void ? E[K] : never
 
 export interface SwarmConnectionEvents {
   /** A message from the peer (reading starts with the first 'data' listener). */
@@ -657,6 +664,10 @@ export declare class Hyperdrive {
   download(folder?: string): Promise<number>
   /** Replicate the drive's store over a `Swarm` connection. */
   replicate(connection: SwarmConnection): Promise<void>
+  /** Whether `close()` was called. */
+  readonly closed: boolean
+  /** Free this drive's (or checkout's) wasm object; later calls throw. A watcher closes the pair of a change when the next one comes. */
+  close(): Promise<void>
   /** The drive as of `version`, read-only. */
   checkout(version: number): Hyperdrive
   /** What differs between the drive and its version `version` below `folder` (default '/'), in path order. */

@@ -1226,7 +1226,8 @@ fn big_js_room(n: usize, encryption_key: Option<String>) {
 }
 
 /// A hyperpunch member joins a hyperpunch room of many messages and fast-forwards to the system
-/// core the creator signed (see [`join_big_room`]).
+/// core the creator signed (see [`join_big_room`]); a member started with `--no-fast-forward`
+/// reads every oplog block instead and shows the same order.
 #[test]
 fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
     const N: usize = 2000;
@@ -1260,4 +1261,28 @@ fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
         },
         None,
     );
+
+    // with --no-fast-forward a new member reads the whole room from the oplogs: the same order
+    let c_dir = tmp.path().join("carol");
+    let mut carol = Member::spawn(&[
+        "chat",
+        "--storage",
+        c_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+        "--no-fast-forward",
+    ]);
+    assert_eq!(carol.messages_within(N + 2, BIG_ROOM), ours);
+    assert!(
+        !carol.seen.iter().any(|l| l.starts_with("fast-forwarded")),
+        "{:?}",
+        carol.seen
+    );
+    drop(carol);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let (held, _, full, point) = held_oplogs(&c_dir, boot, &[boot]);
+    assert!(point.is_none(), "no point stored");
+    assert_eq!(held, full, "every block of the creator's oplog");
 }

@@ -4,7 +4,7 @@
 // history, compare-and-swap, diff, checkouts, snapshots, watch and getAndWatch of a bee;
 // namespaces, sessions and listing of a store; batches, write streams, diff, checkouts and watch
 // of a drive.
-import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback } from 'hyperpunch'
+import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback, type Codec } from 'hyperpunch'
 
 const ent = (e: BeeEntry<string, string> | null): string => (e === null ? '-' : `${e.key}=${e.value}@${e.seq}`)
 
@@ -110,8 +110,23 @@ export async function beeApiCheck (): Promise<string> {
   } catch (err) {
     thrown = err instanceof Error ? err.message : String(err)
   }
-  return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
-    `cas-throw=${thrown}/${bee.version === vBefore}`
+  // A closed checkout refuses reads.
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('a')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
+  // A codec of one's own types the bee (its values are `{ n: number }`).
+  const numCodec: Codec<{ n: number }> = {
+    encode: (v) => new TextEncoder().encode(JSON.stringify(v)),
+    decode: (b) => JSON.parse(new TextDecoder().decode(b)) as { n: number }
+  }
+  const typed = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: numCodec })
+  const typedEntry: BeeEntry<string, { n: number }> | null = await typed.get('no such key')
+  return `${compared} | codec=${typedEntry === null ? 'null' : typedEntry.value?.n} checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
+    `cas-throw=${thrown}/${bee.version === vBefore} closed-checkout=${closedRead}`
 }
 
 export async function storeApiCheck (): Promise<string> {
@@ -180,6 +195,13 @@ export async function storeApiCheck (): Promise<string> {
   await aborted.abort()
   await drive.put('/after.txt', 'after')
   const abortedOk = `${await drive.exists('/aborted.txt')}/${await drive.exists('/after.txt')}`
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('/a.txt')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
   return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
-    `checkout-writable=${old.writable} aborted-stream=${abortedOk}`
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead}`
 }
