@@ -185,10 +185,104 @@ export interface BeeRange<K> {
   limit?: number
 }
 
+/**
+ * A compare-and-swap check (JS hyperbee's `cas`): called with the stored entry and the one
+ * about to be written (for a delete, `value` null); the write happens only if it returns true.
+ * Called synchronously; a throw rejects the write.
+ */
+export type CasCallback<K, V> = (stored: BeeEntry<K, V>, next: BeeEntry<K, V>) => boolean
+
+export interface BeePutOptions<K, V> {
+  /** Replace an existing entry only if this returns true (a new key is always written). */
+  cas?: CasCallback<K, V>
+}
+
+export interface BeeDelOptions<K, V> {
+  /** Delete only if this returns true. */
+  cas?: CasCallback<K, V>
+}
+
+/** Bounds and options of `createHistoryStream` (block seqs; negative: back from the version). */
+export interface HistoryRange {
+  gt?: number
+  gte?: number
+  lt?: number
+  lte?: number
+  /** Newest first. */
+  reverse?: boolean
+  /** At most this many entries. */
+  limit?: number
+  /** Keep following the core as it grows (end the iteration with `break`); not with `reverse`. */
+  live?: boolean
+}
+
+/** One block of a bee's history: a put or a delete (`value` null) of `key`. */
+export interface HistoryEntry<K, V> {
+  type: 'put' | 'del'
+  seq: number
+  key: K
+  value: V | null
+}
+
+/** One difference of `createDiffStream`: the entry in this bee and in the other version. */
+export interface DiffEntry<K, V> {
+  /** The entry in the bee the stream was made from (null: not there). */
+  left: BeeEntry<K, V> | null
+  /** The entry in the other version (null: not there). */
+  right: BeeEntry<K, V> | null
+}
+
+/** Key bounds of `watch`. */
+export interface WatchRange<K> {
+  gt?: K
+  gte?: K
+  lt?: K
+  lte?: K
+}
+
+export interface WatcherEvents {
+  /** A change in range (after `current` / `previous` were set). */
+  update: () => void
+  error: (error: Error) => void
+}
+
+/**
+ * `bee.watch(range)`: an async iterable of `[current, previous]` snapshots, one per change in
+ * range (made in this page or replicated), as hyperbee's Watcher.
+ */
+export interface HyperbeeWatcher<K, V> extends AsyncIterableIterator<[Hyperbee<K, V>, Hyperbee<K, V>]> {
+  readonly bee: Hyperbee<K, V>
+  /** The snapshot after the last change (null before the first). */
+  readonly current: Hyperbee<K, V> | null
+  /** The snapshot before the last change (null before the first). */
+  readonly previous: Hyperbee<K, V> | null
+  readonly closed: boolean
+  ready(): Promise<void>
+  /** Stop watching: a pending `next` ends the iteration. */
+  close(): Promise<void>
+  destroy(): Promise<void>
+  on<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+  once<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+  off<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+}
+
+/** `bee.getAndWatch(key)`: the key's entry, kept up to date ('update' on each change). */
+export interface HyperbeeEntryWatcher<K, V> {
+  readonly bee: Hyperbee<K, V>
+  /** The entry now (null: absent). */
+  readonly node: BeeEntry<K, V> | null
+  readonly closed: boolean
+  close(): Promise<void>
+  destroy(): Promise<void>
+  on<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+  once<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+  off<E extends keyof WatcherEvents>(name: E, fn: WatcherEvents[E]): this
+}
+
 /** Puts and deletes staged in memory, appended in one write by `flush()` (`bee.batch()`). */
 export interface HyperbeeBatch<K, V> {
-  put(key: K, value?: V): Promise<void>
-  del(key: K): Promise<void>
+  put(key: K, value?: V, opts?: BeePutOptions<K, V>): Promise<void>
+  del(key: K, opts?: BeeDelOptions<K, V>): Promise<void>
   /** `key`'s entry with the staged writes applied. */
   get(key: K): Promise<BeeEntry<K, V> | null>
   /** Append everything staged in one atomic write; the batch can be used again. */
@@ -214,16 +308,32 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
   /** Resolves once the core is open. */
   ready(): Promise<void>
   readonly opening: Promise<void>
-  /** The core's length (at least 1). */
+  /** The core's length (at least 1), or the version of a checkout / snapshot. */
   readonly version: number
+  /** Whether the core is writable here and this is not a checkout / snapshot. */
   readonly writable: boolean
-  /** Put `value` under `key` (without `value`: the key with no value). */
-  put(key: K, value?: V): Promise<void>
+  /** Put `value` under `key` (without `value`: the key with no value); `cas`: see `CasCallback`. */
+  put(key: K, value?: V, opts?: BeePutOptions<K, V>): Promise<void>
   /** `key`'s entry, or null. */
   get(key: K): Promise<BeeEntry<K, V> | null>
-  /** Delete `key` (appends nothing when it is not there). */
-  del(key: K): Promise<void>
+  /** Delete `key` (appends nothing when it is not there); `cas`: see `CasCallback`. */
+  del(key: K, opts?: BeeDelOptions<K, V>): Promise<void>
   batch(): HyperbeeBatch<K, V>
+  /** The bee as of `version`, read-only (reads fail while the core is shorter). */
+  checkout(version: number): Hyperbee<K, V>
+  /** The bee as it is now, read-only. */
+  snapshot(): Hyperbee<K, V>
+  /** Every put and delete in block order, within the seq bounds. */
+  createHistoryStream(opts?: HistoryRange): AsyncIterable<HistoryEntry<K, V>>
+  /**
+   * What differs between this bee (left) and `other` (right): a version number, or a
+   * checkout / snapshot of this bee; within the key range, in key order.
+   */
+  createDiffStream(other: number | Hyperbee<K, V>, range?: BeeRange<K>): AsyncIterable<DiffEntry<K, V>>
+  /** Watch the key range: `[current, previous]` snapshots per change. */
+  watch(range?: WatchRange<K>): HyperbeeWatcher<K, V>
+  /** `key`'s entry, kept up to date as the bee changes. */
+  getAndWatch(key: K): Promise<HyperbeeEntryWatcher<K, V>>
   /**
    * Entries in key order (descending with `reverse`) within the bounds, at most `limit`:
    * iterate with `for await`. Reads a snapshot taken when iteration starts.
@@ -390,6 +500,8 @@ export interface CorestoreCore {
   append(blocks: Uint8Array | string | Array<Uint8Array | string>): Promise<number>
   /** Block `index`, downloaded from the store's peers first when missing (past the length of a core this page does not write: once a peer extends it). */
   get(index: number): Promise<Uint8Array | null>
+  /** Another session of this core (JS `core.session()`): open until it is closed too. */
+  session(): CorestoreCore
   /** End this session of the core. */
   close(): Promise<void>
 }
@@ -406,6 +518,20 @@ export declare class Corestore {
   /** 32 bytes (throws before `ready`). */
   readonly primaryKey: Uint8Array
   get(opts: CorestoreGetOptions | KeyLike): CorestoreCore
+  /**
+   * The namespace `name` of this store (JS `store.namespace(name)`): the same store and
+   * database, whose named cores and drives get the keys JS corestore gives them there.
+   */
+  namespace(name: Uint8Array | string): Corestore
+  /** Another session of the store, in the same namespace (JS `store.session()`). */
+  session(): Corestore
+  /** The namespace names are looked up in (32 bytes; throws before `ready`). */
+  readonly ns: Uint8Array
+  /**
+   * The discovery keys of every core stored in the database, or with `namespace` (32 bytes,
+   * e.g. another store's `ns`) of the named cores in that namespace (JS `store.list(ns)`).
+   */
+  list(namespace?: KeyLike): AsyncIterable<Uint8Array>
   /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
   replicate(connection: SwarmConnection): Promise<void>
   /** Delete the IndexedDB database `name` with every core in it. */
@@ -430,7 +556,8 @@ export interface DriveEntry {
     /** A symlink's target. */
     linkname: string | null
     blob: BlobId | null
-    metadata: any
+    /** Any JSON (null when none). */
+    metadata: unknown
   }
 }
 
@@ -438,6 +565,49 @@ export interface DrivePutOptions {
   executable?: boolean
   /** Any JSON. */
   metadata?: unknown
+}
+
+/** One difference of `drive.diff`: the entry now and at the other version. */
+export interface DriveDiff {
+  /** The entry in this drive (null: no such path). */
+  left: DriveEntry | null
+  /** The entry at the other version (null: no such path). */
+  right: DriveEntry | null
+}
+
+export interface DriveWatcherEvents {
+  /** A change below the folder (after `current` / `previous` were set). */
+  update: () => void
+  error: (error: Error) => void
+}
+
+/** `drive.watch(folder)`: an async iterable of `[current, previous]` checkouts, one per change. */
+export interface DriveWatcher extends AsyncIterableIterator<[Hyperdrive, Hyperdrive]> {
+  readonly drive: Hyperdrive
+  /** The checkout after the last change (null before the first). */
+  readonly current: Hyperdrive | null
+  /** The checkout before the last change (null before the first). */
+  readonly previous: Hyperdrive | null
+  readonly closed: boolean
+  /** Resolves once changes are counted from (call before writing what you wait for). */
+  ready(): Promise<void>
+  /** Stop watching: a pending `next` ends the iteration. */
+  destroy(): Promise<void>
+  close(): Promise<void>
+  on<E extends keyof DriveWatcherEvents>(name: E, fn: DriveWatcherEvents[E]): this
+  once<E extends keyof DriveWatcherEvents>(name: E, fn: DriveWatcherEvents[E]): this
+  off<E extends keyof DriveWatcherEvents>(name: E, fn: DriveWatcherEvents[E]): this
+}
+
+/** `drive.batch()`: file contents written at once, entries appended together by `flush()`. */
+export interface DriveBatch {
+  put(path: string, data: Uint8Array | string, opts?: DrivePutOptions): Promise<void>
+  del(path: string): Promise<void>
+  symlink(path: string, target: string): Promise<void>
+  /** Append every staged entry in one write; the batch is done afterwards. */
+  flush(): Promise<void>
+  /** Discard the staged entries. */
+  close(): Promise<void>
 }
 
 export interface HyperdriveOptions {
@@ -461,8 +631,9 @@ export declare class Hyperdrive {
   readonly discoveryKey: Uint8Array
   /** The blobs core's key (null before `ready`). */
   readonly contentKey: Uint8Array | null
-  /** The db core's length as of `ready`, the last write or `update()`. */
+  /** The db core's length as of `ready`, the last write or `update()` (a checkout: its version). */
   readonly version: number
+  /** Whether this page writes the drive (false for a checkout). */
   readonly writable: boolean
   update(): Promise<void>
   put(path: string, data: Uint8Array | string, opts?: DrivePutOptions): Promise<void>
@@ -481,4 +652,18 @@ export declare class Hyperdrive {
   download(folder?: string): Promise<number>
   /** Replicate the drive's store over a `Swarm` connection. */
   replicate(connection: SwarmConnection): Promise<void>
+  /** The drive as of `version`, read-only. */
+  checkout(version: number): Hyperdrive
+  /** What differs between the drive and its version `version` below `folder` (default '/'), in path order. */
+  diff(version: number, folder?: string): AsyncIterable<DriveDiff>
+  /** Watch `folder` (default '/'): `[current, previous]` checkouts per change below it. */
+  watch(folder?: string): DriveWatcher
+  /** A batch of writes whose entries are appended together by `flush()`. */
+  batch(): DriveBatch
+  /**
+   * A WHATWG `WritableStream` (not a Node stream) writing the file `path`: each chunk is one
+   * block of the file; closing the stream (`getWriter().close()`, or the end of a `pipeTo`)
+   * puts the entry, aborting it puts none. Holds the drive's blobs write lock until then.
+   */
+  createWriteStream(path: string, opts?: DrivePutOptions): WritableStream<Uint8Array | string>
 }

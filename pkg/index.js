@@ -268,6 +268,9 @@ export class Hyperbee {
     this._parent = opts._parent || null
     this._prefix = opts._prefix
     this._sep = opts._sep
+    // A checkout or snapshot: a promise of its wasm bee.
+    this._from = opts._from || null
+    this._checkout = 0
     this._bee = null
     this.opening = this._open()
     this.opening.catch(() => {})
@@ -275,12 +278,20 @@ export class Hyperbee {
 
   async _open () {
     await this.core.ready()
-    if (this._parent !== null) {
+    if (this._from !== null) {
+      this._bee = await this._from
+      this._checkout = this._bee.checkoutVersion || 0
+    } else if (this._parent !== null) {
       await this._parent.ready()
       this._bee = this._parent._bee.sub(this._prefix, this._sep)
+      this._checkout = this._parent._checkout
     } else {
       this._bee = new wasm.Hyperbee(this.core._core)
     }
+  }
+
+  _derive (from) {
+    return new Hyperbee(this.core, { keyEncoding: this.keyEncoding, valueEncoding: this.valueEncoding, _from: from })
   }
 
   /** Resolves once the core is open. */
@@ -288,21 +299,31 @@ export class Hyperbee {
     return this.opening
   }
 
-  /** The bee's version: the core's length (at least 1). */
+  /** The bee's version: the core's length (at least 1), or the version of a checkout / snapshot. */
   get version () {
-    return Math.max(1, this.core.length)
+    return this._checkout || Math.max(1, this.core.length)
   }
 
-  /** Whether this page can write (the core is writable). */
+  /** Whether this page can write (the core is writable and this is not a checkout). */
   get writable () {
-    return this.core.writable
+    return this.core.writable && this._checkout === 0
   }
 
-  /** Put `value` under `key` (without `value`: the key with no value). */
-  async put (key, value) {
+  _cas (opts) {
+    const cas = opts && opts.cas
+    if (cas === undefined || cas === null) return undefined
+    if (typeof cas !== 'function') throw new TypeError('opts.cas must be a function (stored, next) => boolean')
+    return (stored, next) => cas(decodeEntry(stored, this.keyEncoding, this.valueEncoding), decodeEntry(next, this.keyEncoding, this.valueEncoding))
+  }
+
+  /**
+   * Put `value` under `key` (without `value`: the key with no value). `opts.cas(stored, next)`:
+   * when the key exists, it is replaced only if this returns true.
+   */
+  async put (key, value, opts) {
     await this.opening
     const v = value === undefined ? undefined : this.valueEncoding.encode(value)
-    return this._bee.put(this.keyEncoding.encode(key), v)
+    await this._bee.put(this.keyEncoding.encode(key), v, this._cas(opts))
   }
 
   /** `{ seq, key, value }` of `key`, or null. */
@@ -311,15 +332,33 @@ export class Hyperbee {
     return decodeEntry(await this._bee.get(this.keyEncoding.encode(key)), this.keyEncoding, this.valueEncoding)
   }
 
-  /** Delete `key` (nothing is appended when it is not there). */
-  async del (key) {
+  /**
+   * Delete `key` (nothing is appended when it is not there). `opts.cas(stored, next)`: deleted
+   * only if this returns true.
+   */
+  async del (key, opts) {
     await this.opening
-    return this._bee.del(this.keyEncoding.encode(key))
+    await this._bee.del(this.keyEncoding.encode(key), this._cas(opts))
   }
 
   /** A batch: puts and deletes appended in one write by `flush()`. */
   batch () {
     return new HyperbeeBatch(this)
+  }
+
+  /** The bee as of `version` (read-only; same encodings). */
+  checkout (version) {
+    return this._derive(this.opening.then(() => this._bee.checkout(version)))
+  }
+
+  /** The bee as it is now (read-only; same encodings). */
+  snapshot () {
+    return this._derive(this.opening.then(() => this._bee.snapshot()))
+  }
+
+  _range (range) {
+    const enc = (k) => (k === undefined || k === null ? undefined : this.keyEncoding.encode(k))
+    return [enc(range.gt), enc(range.gte), enc(range.lt), enc(range.lte)]
   }
 
   /**
@@ -329,12 +368,10 @@ export class Hyperbee {
    */
   createReadStream (range = {}) {
     const bee = this
-    const enc = (k) => (k === undefined || k === null ? undefined : bee.keyEncoding.encode(k))
     return {
       async * [Symbol.asyncIterator] () {
         await bee.opening
-        const it = bee._bee.readStream(enc(range.gt), enc(range.gte), enc(range.lt), enc(range.lte),
-          range.reverse === true, range.limit === undefined ? undefined : range.limit)
+        const it = bee._bee.readStream(...bee._range(range), range.reverse === true, range.limit === undefined ? undefined : range.limit)
         try {
           while (true) {
             const e = await it.next()
@@ -346,6 +383,75 @@ export class Hyperbee {
         }
       }
     }
+  }
+
+  /**
+   * Every put and delete in block order: `{ type: 'put' | 'del', seq, key, value }` within
+   * `gt`/`gte`/`lt`/`lte` (seqs; negative ones count back from the version), `reverse`,
+   * `limit`, `live` (keep following the core; end it with `break`).
+   */
+  createHistoryStream (opts = {}) {
+    const bee = this
+    return {
+      async * [Symbol.asyncIterator] () {
+        await bee.opening
+        const it = bee._bee.historyStream(opts.gt, opts.gte, opts.lt, opts.lte, opts.reverse === true,
+          opts.limit === undefined ? undefined : opts.limit, opts.live === true)
+        try {
+          while (true) {
+            const e = await it.next()
+            if (e === null) return
+            const d = decodeEntry(e, bee.keyEncoding, bee.valueEncoding)
+            yield { type: e.type, seq: d.seq, key: d.key, value: d.value }
+          }
+        } finally {
+          it.close()
+          it.free()
+        }
+      }
+    }
+  }
+
+  /**
+   * What differs between this bee (left) and `other` (a version number, or a checkout or
+   * snapshot of it; right), within the key range: `{ left, right }` entries, `null` on the
+   * side without the key, in key order.
+   */
+  createDiffStream (other, range = {}) {
+    const bee = this
+    return {
+      async * [Symbol.asyncIterator] () {
+        await bee.opening
+        const right = other instanceof Hyperbee ? other : bee.checkout(other)
+        await right.ready()
+        const it = bee._bee.diffStream(right._bee, ...bee._range(range), range.reverse === true,
+          range.limit === undefined ? undefined : range.limit)
+        try {
+          while (true) {
+            const d = await it.next()
+            if (d === null) return
+            yield { left: decodeEntry(d.left, bee.keyEncoding, bee.valueEncoding), right: decodeEntry(d.right, bee.keyEncoding, bee.valueEncoding) }
+          }
+        } finally {
+          it.free()
+        }
+      }
+    }
+  }
+
+  /**
+   * Watch the key range: an async iterable of `[current, previous]` snapshots (Hyperbees),
+   * one per change in range made here or replicated; 'update' is emitted too. `close()` ends it.
+   */
+  watch (range = {}) {
+    return new BeeWatcher(this, range)
+  }
+
+  /** `key`'s entry (`watcher.node`) kept up to date: 'update' is emitted on each change. */
+  async getAndWatch (key) {
+    await this.opening
+    const inner = await this._bee.getAndWatch(this.keyEncoding.encode(key))
+    return new BeeEntryWatcher(this, inner)
   }
 
   /** The first entry in range (`createReadStream({ ...range, limit: 1 })`), or null. */
@@ -369,6 +475,91 @@ export class Hyperbee {
   }
 }
 
+/** `bee.watch(range)`: `[current, previous]` snapshots per change, as hyperbee's Watcher. */
+class BeeWatcher extends Emitter {
+  constructor (bee, range) {
+    super()
+    this.bee = bee
+    this.current = null
+    this.previous = null
+    this.closed = false
+    this._inner = null
+    this.opening = bee.opening.then(async () => {
+      this._inner = await bee._bee.watch(...bee._range(range))
+      if (this.closed) this._inner.close()
+    })
+    this.opening.catch(() => {})
+  }
+
+  ready () {
+    return this.opening
+  }
+
+  async next () {
+    await this.opening
+    const pair = await this._inner.next()
+    if (pair === null) return { done: true, value: undefined }
+    const wrap = (b) => this.bee._derive(Promise.resolve(b))
+    this.current = wrap(pair[0])
+    this.previous = wrap(pair[1])
+    await Promise.all([this.current.ready(), this.previous.ready()])
+    this.emit('update')
+    return { done: false, value: [this.current, this.previous] }
+  }
+
+  async return () {
+    await this.close()
+    return { done: true, value: undefined }
+  }
+
+  [Symbol.asyncIterator] () {
+    return this
+  }
+
+  /** Stop watching: a pending `next` ends the iteration. */
+  async close () {
+    this.closed = true
+    if (this._inner !== null) this._inner.close()
+  }
+
+  destroy () {
+    return this.close()
+  }
+}
+
+/** `bee.getAndWatch(key)`: `node` is the key's entry, updated on each change ('update'). */
+class BeeEntryWatcher extends Emitter {
+  constructor (bee, inner) {
+    super()
+    this.bee = bee
+    this._inner = inner
+    this.closed = false
+    this.node = this._decode()
+    this._loop().catch((err) => this.emit('error', err))
+  }
+
+  _decode () {
+    return decodeEntry(this._inner.node, this.bee.keyEncoding, this.bee.valueEncoding)
+  }
+
+  async _loop () {
+    while (await this._inner.changed()) {
+      this.node = this._decode()
+      this.emit('update')
+    }
+  }
+
+  /** Stop watching. */
+  async close () {
+    this.closed = true
+    this._inner.close()
+  }
+
+  destroy () {
+    return this.close()
+  }
+}
+
 /** A batch of a `Hyperbee` (`bee.batch()`). */
 class HyperbeeBatch {
   constructor (bee) {
@@ -382,15 +573,15 @@ class HyperbeeBatch {
     return this._batch
   }
 
-  async put (key, value) {
+  async put (key, value, opts) {
     const b = await this._open()
     const v = value === undefined ? undefined : this.bee.valueEncoding.encode(value)
-    return b.put(this.bee.keyEncoding.encode(key), v)
+    await b.put(this.bee.keyEncoding.encode(key), v, this.bee._cas(opts))
   }
 
-  async del (key) {
+  async del (key, opts) {
     const b = await this._open()
-    return b.del(this.bee.keyEncoding.encode(key))
+    await b.del(this.bee.keyEncoding.encode(key), this.bee._cas(opts))
   }
 
   async get (key) {
@@ -603,14 +794,51 @@ export class Corestore {
     this.name = name
     this._opts = opts
     this._store = null
+    // A namespace or session: a function of the parent's wasm store.
+    this._derivedFrom = opts._parent || null
     this.opening = this._open()
     this.opening.catch(() => {})
   }
 
   async _open () {
+    if (this._derivedFrom !== null) {
+      const [parent, make] = this._derivedFrom
+      await parent.opening
+      this._store = make(parent._store)
+      return
+    }
     await init(this._opts.wasmUrl)
     const pk = this._opts.primaryKey === undefined ? undefined : toBytes('primaryKey', this._opts.primaryKey)
     this._store = await wasm.Corestore.open(this.name, pk)
+  }
+
+  /**
+   * The namespace `name` (a string or bytes) of this store: the same store, whose named cores
+   * (and drives) are looked up in the child namespace, with the keys JS corestore gives them.
+   */
+  namespace (name) {
+    const n = asBytes(name)
+    return new Corestore(this.name, { _parent: [this, (s) => s.namespace(n)] })
+  }
+
+  /** Another session of the store, in the same namespace. */
+  session () {
+    return new Corestore(this.name, { _parent: [this, (s) => s.session()] })
+  }
+
+  /** The namespace names are looked up in (32 bytes; throws before `ready`). */
+  get ns () {
+    if (this._store === null) throw new Error('the store is not open yet: await store.ready()')
+    return this._store.ns
+  }
+
+  /**
+   * The discovery keys of every core stored here, or with `namespace` (32 bytes, e.g.
+   * `store.namespace('x').ns`) of the named cores in it: an async iterable.
+   */
+  list (namespace) {
+    const ns = namespace === undefined ? undefined : toBytes('namespace', namespace)
+    return fromArray(this.opening.then(() => this._store.list(ns)), (k) => k)
   }
 
   /** Resolves once the store is open. */
@@ -661,8 +889,12 @@ class CorestoreCore {
 
   async _open (opts) {
     await this.store.opening
-    const key = opts.key === undefined ? undefined : toBytes('key', opts.key)
-    this._h = await this.store._store.get(opts.name, key)
+    if (opts._session !== undefined) {
+      this._h = await opts._session
+    } else {
+      const key = opts.key === undefined ? undefined : toBytes('key', opts.key)
+      this._h = await this.store._store.get(opts.name, key)
+    }
     await this._refresh()
   }
 
@@ -712,6 +944,11 @@ class CorestoreCore {
     return block
   }
 
+  /** Another session of this core (open until it is closed too). */
+  session () {
+    return new CorestoreCore(this.store, { _session: this.opening.then(() => this._h.session()) })
+  }
+
   /** End this session of the core. */
   async close () {
     await this.opening
@@ -754,14 +991,92 @@ export class Hyperdrive {
 
   async _open () {
     await this.corestore.opening
-    this._d = await wasm.Hyperdrive.open(this.corestore._store, this._key, this._opts.waitMs)
+    this._d = this._opts._from !== undefined
+      ? await this._opts._from
+      : await wasm.Hyperdrive.open(this.corestore._store, this._key, this._opts.waitMs)
     this.contentKey = await this._d.contentKey()
     await this._refresh()
   }
 
+  _derive (from) {
+    return new Hyperdrive(this.corestore, null, { _from: from })
+  }
+
+  /** The drive as of `version`, read-only. */
+  checkout (version) {
+    return this._derive(this.opening.then(() => this._d.checkout(version)))
+  }
+
+  /**
+   * What differs between this drive and its version `version` below `folder`: `{ left,
+   * right }` entries (null where the path has none), in path order: an async iterable.
+   */
+  diff (version, folder = '/') {
+    const drive = this
+    return {
+      async * [Symbol.asyncIterator] () {
+        await drive.opening
+        const it = await drive._d.diff(version, folder)
+        try {
+          while (true) {
+            const d = await it.next()
+            if (d === null) return
+            yield { left: parseEntry(d.left), right: parseEntry(d.right) }
+          }
+        } finally {
+          it.free()
+        }
+      }
+    }
+  }
+
+  /**
+   * Watch `folder`: an async iterable of `[current, previous]` checkouts, one per change
+   * below it (made here or replicated); 'update' is emitted too. `destroy()` ends it.
+   */
+  watch (folder = '/') {
+    return new DriveWatcher(this, folder)
+  }
+
+  /** A batch: files written now, their entries appended together by `flush()`. */
+  batch () {
+    return new DriveBatch(this)
+  }
+
+  /**
+   * A WHATWG `WritableStream` writing the file `path`: each chunk (a Uint8Array, or a string
+   * as UTF-8) is one block of the file, and closing the stream (`writer.close()`, or the end
+   * of a `pipeTo`) puts the entry; aborting it puts nothing.
+   */
+  createWriteStream (path, opts = {}) {
+    const metadata = opts.metadata === undefined || opts.metadata === null ? undefined : JSON.stringify(opts.metadata)
+    let w = null
+    const drive = this
+    return new WritableStream({
+      async start () {
+        await drive.opening
+        w = await drive._d.createWriter(path, opts.executable === true, metadata)
+      },
+      async write (chunk) {
+        await w.write(asBytes(chunk))
+      },
+      async close () {
+        await w.finish()
+        w.free()
+        await drive._refresh()
+      },
+      async abort () {
+        if (w !== null) {
+          await w.abort()
+          w.free()
+        }
+      }
+    })
+  }
+
   async _refresh () {
     this.version = await this._d.version()
-    this.writable = await this._d.writable()
+    this.writable = this._d.checkoutVersion === undefined && await this._d.writable()
   }
 
   /** Resolves once the drive is open. */
@@ -859,5 +1174,100 @@ export class Hyperdrive {
   /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */
   async replicate (connection) {
     return this.corestore.replicate(connection)
+  }
+}
+
+/** `drive.watch(folder)`: `[current, previous]` checkouts per change, as hyperdrive's watcher. */
+class DriveWatcher extends Emitter {
+  constructor (drive, folder) {
+    super()
+    this.drive = drive
+    this.current = null
+    this.previous = null
+    this.closed = false
+    this._inner = null
+    this.opening = drive.opening.then(async () => {
+      this._inner = await drive._d.watch(folder)
+      if (this.closed) this._inner.close()
+    })
+    this.opening.catch(() => {})
+  }
+
+  ready () {
+    return this.opening
+  }
+
+  async next () {
+    await this.opening
+    const pair = await this._inner.next()
+    if (pair === null) return { done: true, value: undefined }
+    this.current = this.drive._derive(Promise.resolve(pair[0]))
+    this.previous = this.drive._derive(Promise.resolve(pair[1]))
+    await Promise.all([this.current.ready(), this.previous.ready()])
+    this.emit('update')
+    return { done: false, value: [this.current, this.previous] }
+  }
+
+  async return () {
+    await this.destroy()
+    return { done: true, value: undefined }
+  }
+
+  [Symbol.asyncIterator] () {
+    return this
+  }
+
+  /** Stop watching: a pending `next` ends the iteration. */
+  async destroy () {
+    this.closed = true
+    if (this._inner !== null) this._inner.close()
+  }
+
+  close () {
+    return this.destroy()
+  }
+}
+
+/** `drive.batch()`: put / del / symlink staged, appended to the db together by `flush()`. */
+class DriveBatch {
+  constructor (drive) {
+    this.drive = drive
+    this._b = null
+  }
+
+  async _open () {
+    await this.drive.opening
+    if (this._b === null) this._b = this.drive._d.batch()
+    return this._b
+  }
+
+  /** Write the file `path` (its bytes go to the blobs core now; the entry at `flush`). */
+  async put (path, data, opts = {}) {
+    const b = await this._open()
+    const metadata = opts.metadata === undefined || opts.metadata === null ? undefined : JSON.stringify(opts.metadata)
+    await b.put(path, asBytes(data), opts.executable === true, metadata)
+  }
+
+  async del (path) {
+    const b = await this._open()
+    await b.del(path)
+  }
+
+  async symlink (path, target) {
+    const b = await this._open()
+    await b.symlink(path, target)
+  }
+
+  /** Append every staged entry in one write; the batch is done afterwards. */
+  async flush () {
+    const b = await this._open()
+    await b.flush()
+    await this.drive._refresh()
+  }
+
+  /** Discard the staged entries. */
+  async close () {
+    const b = await this._open()
+    await b.close()
   }
 }

@@ -20,7 +20,11 @@
 #      way with it; a JS hyperswarm peer seeding a hyperdrive of 20 files and a named core
 #      (tests/interop/swarm-drive-peer.js): the page joins the drive's discovery key, replicates
 #      its Corestore over the connection, opens the drive by key and reads every file, and the
-#      core's block; document.title `ok ...` holds each part's summary
+#      core's block; the rest of the hyperbee / corestore / hyperdrive API (history, diff,
+#      checkouts, snapshots, compare-and-swap, watch, getAndWatch; namespaces, sessions, list;
+#      drive batches, write streams, diff, checkouts, watch): the page's summaries must equal
+#      what JS hyperbee, corestore and hyperdrive print for the same operations
+#      (tests/interop/pkg-api-ops.js); document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
 # logs. Needs node 20.19+ and npm (vite 8).
 set -euo pipefail
@@ -137,6 +141,11 @@ export SCRATCH="$tmp"
 store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf '07%.0s' $(seq 32))") || {
   echo "error: tests/interop/store-drive-keys.js failed" >&2; exit 1; }
 
+# What JS hyperbee, corestore and hyperdrive give for the operations of the page's src/api.ts.
+api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s' $(seq 32))") || {
+  echo "error: tests/interop/pkg-api-ops.js failed" >&2; exit 1; }
+[ "$(wc -l <<<"$api_ops")" = 3 ] || { echo "error: pkg-api-ops.js printed:" >&2; echo "$api_ops" >&2; exit 1; }
+
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
@@ -145,15 +154,22 @@ bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
-steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" <<'PY'
+api_extra='checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true'
+store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true'
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" <<'PY'
 import json, sys
-url, bee, drive, store, swarm, replica = sys.argv[1:]
+url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra = sys.argv[1:]
 print(json.dumps([
     {"open": url},
-    {"title": "ok ", "timeout": 240},
+    {"title": "ok ", "timeout": 360},
     {"eval": 'document.title.includes("length=2 block1=world keyhex=64 dkey=32 writable=true reopened=true")', "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(bee), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(drive), "expect": True},
+    # History, diff, checkouts, CAS, watch; namespaces, sessions, list; drive batches, write
+    # streams, diff, checkouts, watch: each line as JS prints it for the same operations.
+    *[{"eval": "document.title.includes(%s)" % json.dumps(line), "expect": True} for line in api_ops.splitlines()],
+    {"eval": "document.title.includes(%s)" % json.dumps(api_extra), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(store_extra), "expect": True},
     # The store's named core and the drive have the keys JS gives for the same primary key.
     {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},

@@ -12,12 +12,14 @@
 //   ack: ack as an indexer (when `ackable`, and an ack when nodes wait unindexed)
 //   reader: do not wait to be added; fastForwardKey: hex system key to fast-forward to at start
 //   waitSigned: 'done' also waits until the system core is signed past its prologue
+//   encryptionKey: hex, the room's encryption key (JS `encryptionKey`, `hyperpunch chat --encryption-key`)
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
 // fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
 // prologueLength, indexers (the system core's signers)}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
-// acks), listens on 127.0.0.1 (any port) and prints {event:'room', key, port}; then it reads
+// acks; `count`: it first appends that many messages m0, m1, ... in batches of `batch`), listens
+// on 127.0.0.1 (any port) and prints {event:'room', key, port, systemLength, signedLength}; then it reads
 // commands on stdin, one JSON object a line: {"add": "<writer key>"} adds a writer (not an
 // indexer), {"say": "text"} sends a message. Once its view holds `expect` indexed messages it
 // prints {event:'done', messages}, and it keeps serving (and acking) until stdin closes.
@@ -45,6 +47,7 @@ function open (store, key, extra = {}) {
     ...extra,
     valueEncoding: 'json',
     ackInterval: 0,
+    encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
       for (const { value, from } of nodes) {
@@ -84,8 +87,16 @@ async function create () {
   require('readline').createInterface({ input: process.stdin })
     .on('line', (l) => { try { commands.push(JSON.parse(l)) } catch {} })
     .on('close', () => { stdinOpen = false })
+  // count: first append `count` messages m0, m1, ... in batches of `batch` (default 10) values
+  const count = cfg.count || 0
+  const batch = cfg.batch || 10
+  for (let i = 0; i < count; i += batch) {
+    const values = []
+    for (let j = i; j < Math.min(count, i + batch); j++) values.push({ type: 'message', text: `m${j}` })
+    await base.append(values)
+  }
   for (const text of cfg.say || []) await base.append({ type: 'message', text })
-  out({ event: 'room', key: b4a.toString(base.key, 'hex'), port: server.address().port })
+  out({ event: 'room', key: b4a.toString(base.key, 'hex'), port: server.address().port, systemLength: base.core.length, signedLength: base.core.signedLength })
   let done = false
   let stuck = 0
   while (stdinOpen) {

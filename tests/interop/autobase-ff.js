@@ -13,6 +13,9 @@
 //         indexers (in-process members) and ack until the entries are indexed and signed by a
 //         quorum of them
 //   deadline: ms (default 60000)
+//   encryptionKey: 64 hex chars: an encrypted base (every member opens it with this key, JS
+//         `encryptionKey`); `ready` then also prints `encrypted`, the system core's manifest
+//         version and its first stored (encrypted) block, `systemBlock0`
 // Prints: {event:'ready', bootstrap, writer, systemKey, signedLength, systemLength, oplogLength,
 //   viewKey, viewSignedLength, view:[hex] (indexed and tip), viewIndexedLength}, {event:'listening', port}, {event:'closed', error}.
 // The apply is the one of autobase-scenario.js (add:/rm: values, the rest appended to 'view').
@@ -39,6 +42,7 @@ function open (store, key) {
     valueEncoding: 'binary',
     ackInterval: 0,
     fastForward: false,
+    encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('view'),
     apply: async (nodes, view, host) => {
       for (const { value } of nodes) {
@@ -128,7 +132,10 @@ async function main () {
     viewKey: hex(base.view.key),
     viewSignedLength: base.view.signedLength,
     view,
-    viewIndexedLength: info.views.length ? info.views[0].length : 0
+    viewIndexedLength: info.views.length ? info.views[0].length : 0,
+    encrypted: base.encrypted,
+    systemManifestVersion: base.core.manifest.version,
+    systemBlock0: cfg.encryptionKey ? hex(await base.core.get(0, { raw: true })) : null
   })
 
   let finished = false

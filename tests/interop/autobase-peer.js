@@ -11,6 +11,8 @@
 //           hyperpunch writer connects
 //   expect: values from the hyperpunch writer to wait for
 //   deadline: ms (default 60000)
+//   encryptionKey: 64 hex chars: the base is encrypted with it (JS `encryptionKey`); `done` then
+//           also prints `writerBlock0`, the hyperpunch writer's first oplog block as JS stores it
 // Prints: {event:'ready', bootstrap}, {event:'listening', port}, {event:'done', view:[hex],
 // viewIndexedLength, writerLength, indexedLength, systemKey, viewKey, systemBlocks:[hex],
 // indexers:[hex], localSigner, localNamespace, stallAcks}, {event:'closed', error}; the apply is the one of
@@ -56,6 +58,7 @@ async function main () {
     valueEncoding: 'binary',
     ackInterval: 0,
     fastForward: false,
+    encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('view'),
     apply: async (nodes, view, host) => {
       for (const { value } of nodes) {
@@ -132,6 +135,13 @@ async function main () {
           for (let i = 0; i < sys.length; i++) systemBlocks.push(hex(await sys.get(i)))
           await sys.close()
           const signer = base.local.manifest.signers[0]
+          let writerBlock0 = null
+          if (cfg.encryptionKey) {
+            const w = store.get({ key: writer, active: false })
+            await w.ready()
+            writerBlock0 = hex(await w.get(0, { raw: true }))
+            await w.close()
+          }
           out({
             event: 'done',
             view: view.map(hex),
@@ -144,7 +154,9 @@ async function main () {
             indexers: base.system.indexers.map((i) => hex(i.key)),
             localSigner: hex(signer.publicKey),
             localNamespace: hex(signer.namespace),
-            stallAcks
+            stallAcks,
+            encrypted: base.encrypted,
+            writerBlock0
           })
           // keep serving until the peer, once it has read our last acks, closes the connection
           // ('close' -> finish); bounded by the deadline

@@ -6,6 +6,8 @@
 //
 // Usage: node autobase-reader.js '<json config>'
 //   port, bootstrap (hex), expect (view length), deadline: ms (default 120000)
+//   encryptionKey: 64 hex chars, for an encrypted base (JS `encryptionKey`); `done` then also
+//     prints `viewRaw0` and `systemRaw0`, the first view and system blocks as stored (encrypted)
 // Prints: {event:'connected'}, then {event:'done', fastForwards:[{to, from}], view:[hex],
 // viewIndexedLength, viewKey, systemKey, systemLength, systemSignedLength, oplogLength,
 // oplogDownloaded} or {event:'failed', error}. The apply is the one of autobase-scenario.js.
@@ -34,6 +36,7 @@ async function main () {
   const base = new Autobase(store, bootstrap, {
     valueEncoding: 'binary',
     ackInterval: 0,
+    encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('view'),
     apply: async (nodes, view, host) => {
       for (const { value } of nodes) {
@@ -72,8 +75,13 @@ async function main () {
   await oplog.ready()
   let downloaded = 0
   for (let i = 0; i < oplog.length; i++) if (await oplog.has(i)) downloaded++
+  const raw = async (core) => { try { return hex(await core.get(0, { raw: true })) } catch (err) { return 'error: ' + err.message } }
+  const viewRaw0 = cfg.encryptionKey ? await raw(base.view) : null
+  const systemRaw0 = cfg.encryptionKey ? await raw(base.system.core) : null
   out({
     event: 'done',
+    viewRaw0,
+    systemRaw0,
     ms,
     fastForwards,
     view,

@@ -23,29 +23,14 @@
 'use strict'
 
 const net = require('net')
-const fs = require('fs')
-const os = require('os')
-const path = require('path')
 const Corestore = require('corestore')
 const SecretStream = require('@hyperswarm/secret-stream')
 const hcrypto = require('hypercore-crypto')
 const b4a = require('b4a')
 
-const cfg = JSON.parse(process.argv[2] || '{}')
-const hex = (b) => b4a.toString(b, 'hex')
-const unhex = (s) => b4a.from(s, 'hex')
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+const { peer } = require('./peer-common.js')
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-corestore-'))
-function cleanup () {
-  try { fs.rmSync(dir, { recursive: true, force: true }) } catch {}
-}
-
-const deadline = setTimeout(() => {
-  out({ event: 'deadline' })
-  cleanup()
-  process.exit(2)
-}, cfg.deadline || 60000)
+const { cfg, hex, unhex, out, dir, cleanup, deadline } = peer('hp-corestore-', 60000)
 
 function block (name, k) {
   return b4a.concat([b4a.from(`${name} block ${k} `), b4a.alloc((k * 37) % 3000, k & 255)])

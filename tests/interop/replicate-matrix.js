@@ -31,24 +31,11 @@ const hcrypto = require('hypercore-crypto')
 const b4a = require('b4a')
 const cenc = require('compact-encoding')
 const net = require('net')
-const fs = require('fs')
-const os = require('os')
 const path = require('path')
 
-const cfg = JSON.parse(process.argv[2])
-const unhex = (s) => b4a.from(s, 'hex')
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n')
+const { peer } = require('./peer-common.js')
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-matrix-'))
-function cleanup () {
-  try { fs.rmSync(dir, { recursive: true, force: true }) } catch {}
-}
-
-const deadline = setTimeout(() => {
-  out({ event: 'deadline' })
-  cleanup()
-  process.exit(2)
-}, cfg.deadline || 90000)
+const { cfg, unhex, out, dir, cleanup, deadline } = peer('hp-matrix-', 90000)
 
 function size (k) {
   return k % 1000 === 999 ? (1 << 20) - (k % 7) : (k * 37) % 3000

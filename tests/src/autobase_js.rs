@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ChildStdin;
 use std::time::Duration;
 
-use hyperpunch::autobase_ff::{read_fast_forward, FastForwardPoint};
+use hyperpunch::autobase_ff::{read_fast_forward_encrypted, FastForwardPoint};
 use hyperpunch::core::corestore::{Corestore, PrimaryKey};
 use hyperpunch::core::crypto::KeyPair;
 use hyperpunch::core::storage::MemoryStorage;
@@ -65,6 +65,16 @@ pub async fn fast_forward_over_tcp(
     port: u16,
     views: &[&str],
 ) -> FastForwardPoint {
+    fast_forward_over_tcp_encrypted(bootstrap, None, port, views).await
+}
+
+/// [`fast_forward_over_tcp`] of a base encrypted with `encryption_key`.
+pub async fn fast_forward_over_tcp_encrypted(
+    bootstrap: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    port: u16,
+    views: &[&str],
+) -> FastForwardPoint {
     let reader = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x71; 32]))
         .await
         .unwrap();
@@ -78,7 +88,13 @@ pub async fn fast_forward_over_tcp(
     });
     let ff = tokio::time::timeout(
         Duration::from_secs(120),
-        read_fast_forward(&reader, bootstrap, views, Duration::from_secs(60)),
+        read_fast_forward_encrypted(
+            &reader,
+            bootstrap,
+            encryption_key,
+            views,
+            Duration::from_secs(60),
+        ),
     )
     .await
     .expect("read_fast_forward in time")

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::node_peer::NodePeer;
 
 /// How long each step of a test may take.
-pub const STEP: Duration = Duration::from_secs(20);
+pub const STEP: Duration = Duration::from_secs(30);
 
 /// Deterministic secret-stream entropy from `tag`.
 pub fn entropy(tag: u8) -> Entropy {

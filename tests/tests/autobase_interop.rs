@@ -362,7 +362,17 @@ fn removed_writer_stops_counting() {
 /// in the same order with everything indexed.
 #[test]
 fn rust_writer_is_accepted_by_js_over_tcp() {
-    rust_member_with_js(false);
+    rust_member_with_js(false, None);
+}
+
+/// The same on an encrypted base (JS `encryptionKey`): the hyperpunch writer decrypts the JS
+/// bootstrap's oplog, and its own oplog entries are stored encrypted (hypercore's default block
+/// encryption with the keys derived from the base's key and its oplog key, as JS
+/// `WriterEncryption` expects of a version-1 writer core: checked byte for byte against what JS
+/// stores) and JS decrypts, applies and indexes them: both ends hold the same view.
+#[test]
+fn rust_writer_on_an_encrypted_base_is_accepted_by_js() {
+    rust_member_with_js(false, Some([0x6b; 32]));
 }
 
 /// The same with the hyperpunch member added as an indexer (one JS + one hyperpunch indexer, a
@@ -380,10 +390,10 @@ fn rust_writer_is_accepted_by_js_over_tcp() {
 /// many stall acks each side wrote. `HP_AB_DEBUG=1` prints both sides' linearizer state.
 #[test]
 fn rust_indexer_with_a_js_indexer_over_tcp() {
-    rust_member_with_js(true);
+    rust_member_with_js(true, None);
 }
 
-fn rust_member_with_js(indexer: bool) {
+fn rust_member_with_js(indexer: bool, encryption_key: Option<[u8; 32]>) {
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
@@ -402,17 +412,25 @@ fn rust_member_with_js(indexer: bool) {
     rt.block_on(async {
         let mut store =
             Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x33; 32])).await.unwrap();
-        let local = store.get(GetOptions::named("local")).await.unwrap();
+        // with the base's key, every oplog is opened with it (hypercore's derived keys)
+        let enc = |o: GetOptions| match encryption_key {
+            Some(ek) => o.with_encryption_key(ek),
+            None => o,
+        };
+        let local = store.get(enc(GetOptions::named("local"))).await.unwrap();
         let local_key = *local.key();
         let our_signer = store.core(&local).unwrap().key_pair().unwrap().public_key;
-        let config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "indexer": indexer, "deadline": 110000 });
+        let mut config = json!({ "writer": hex::encode(local_key), "values": 6, "expect": 4, "indexer": indexer, "deadline": 110000 });
+        if let Some(ek) = encryption_key {
+            config["encryptionKey"] = json!(hex::encode(ek));
+        }
         let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
         let bootstrap = key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
         let port = peer.next_event("listening", step).unwrap()["port"].as_u64().unwrap() as u16;
 
-        let boot = store.get(GetOptions::from_key(bootstrap)).await.unwrap();
+        let boot = store.get(enc(GetOptions::from_key(bootstrap))).await.unwrap();
         store.replicator_mut(&boot).unwrap().download(0, 0, None).await.unwrap();
-        let local_session = store.get(GetOptions::named("local")).await.unwrap();
+        let local_session = store.get(enc(GetOptions::named("local"))).await.unwrap();
         let mut handles = HashMap::from([(bootstrap, boot), (local_key, local_session)]);
         let (store, mut events) = SharedCorestore::with_events(store);
         let socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -495,7 +513,7 @@ fn rust_member_with_js(indexer: bool) {
                 base.update();
                 for (k, _) in base.wanted() {
                     if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
-                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        let h = s.get(enc(GetOptions::from_key(k))).await.unwrap();
                         s.replicator_mut(&h).unwrap().download(now, 0, None).await.unwrap();
                         e.insert(h);
                     }
@@ -563,6 +581,19 @@ fn rust_member_with_js(indexer: bool) {
                     let texts: Vec<String> = base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
                     assert_eq!(texts.iter().filter(|t| t.starts_with("hp ")).count(), 4, "{texts:?}");
                     assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 6, "{texts:?}");
+                    if let Some(ek) = encryption_key {
+                        // our first entry as stored, here and in JS: encrypted with JS's keys
+                        use hyperpunch_core::autobase::encryption::writer_encryption;
+                        assert_eq!(done["encrypted"], true);
+                        let s = store.lock().await;
+                        let core = s.core(&local).unwrap();
+                        let stored = core.get_stored(0).await.unwrap().unwrap();
+                        let plain = core.get(0).await.unwrap().unwrap();
+                        assert_eq!(hex::encode(&stored), done["writerBlock0"].as_str().unwrap(), "JS stores our block as we do");
+                        assert_ne!(&stored[8..], &plain[..], "stored encrypted");
+                        assert_eq!(stored, writer_encryption(&ek, &local_key).encrypt(0, 0, &plain));
+                        eprintln!("encrypted writer: JS decrypted, applied and indexed our 4 values");
+                    }
                     if indexer {
                         let idx: Vec<String> =
                             base.indexed_system().indexers.iter().map(|c| hex::encode(c.key)).collect();
@@ -668,9 +699,28 @@ const FF_CONVERGE: u64 = 120;
 const FF_VIEW_READ: u64 = 120;
 const FF_NODE_DEADLINE: u64 = 2 * (FF_READY + FF_LISTENING + FF_READ + FF_CONVERGE + FF_VIEW_READ);
 
+/// A new reader of an encrypted base (JS `encryptionKey`, two JS writers: the bootstrap's 500
+/// entries indexed, 50 of a second writer on the tip): given the key, it decrypts the
+/// bootstrap's head and the system core (with their view block keys; the key also enters the
+/// system and view keys, which must equal JS's), fast-forwards, decrypts the second writer's
+/// oplog and the JS view core below the fast-forward point, and ends with JS's view. A second
+/// engine on the same store then linearizes every oplog from its first block (all decrypted)
+/// and ends with the same view in the same order, with the same indexed length. A wrong key:
+/// `read_fast_forward_encrypted` says so (`WrongEncryptionKey`) and a block decrypted with it
+/// is a typed error of the engine, no panic.
+#[test]
+fn new_reader_of_an_encrypted_base() {
+    fast_forward_run(1, 500, 50, Some([0x5e; 32]));
+}
+
 fn fast_forward_case(indexers: u64, entries: u64) {
-    use hyperpunch::autobase_ff::read_fast_forward;
+    fast_forward_run(indexers, entries, 5, None);
+}
+
+fn fast_forward_run(indexers: u64, entries: u64, tail: u64, encryption_key: Option<[u8; 32]>) {
+    use hyperpunch::autobase_ff::{read_fast_forward_encrypted, FastForwardReadError};
     use hyperpunch::bee::StoreCore;
+    use hyperpunch::core::autobase::fast_forward::FastForwardError;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::hyperbee::BeeCore;
@@ -681,15 +731,24 @@ fn fast_forward_case(indexers: u64, entries: u64) {
     use std::time::Instant;
 
     let _serial = FAST_FORWARD.lock().unwrap_or_else(|e| e.into_inner());
-    const TAIL: u64 = 5;
+    #[allow(non_snake_case)]
+    let TAIL: u64 = tail;
+    // an oplog's options: with the base's key (hypercore's derived keys) when it is encrypted
+    let oplog = |k: [u8; 32]| match encryption_key {
+        Some(ek) => GetOptions::from_key(k).with_encryption_key(ek),
+        None => GetOptions::from_key(k),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let config =
+        let mut config =
             json!({ "entries": entries, "tail": TAIL, "indexers": indexers, "deadline": FF_NODE_DEADLINE * 1000 });
+        if let Some(ek) = encryption_key {
+            config["encryptionKey"] = json!(hex::encode(ek));
+        }
         let mut peer = NodePeer::spawn("autobase-ff.js", &config).expect("spawn node");
         let ready = peer
             .next_event("ready", Duration::from_secs(FF_READY))
@@ -728,7 +787,13 @@ fn fast_forward_case(indexers: u64, entries: u64) {
 
         let ff = tokio::time::timeout(
             Duration::from_secs(FF_READ),
-            read_fast_forward(&store, bootstrap, &["view"], Duration::from_secs(60)),
+            read_fast_forward_encrypted(
+                &store,
+                bootstrap,
+                encryption_key,
+                &["view"],
+                Duration::from_secs(60),
+            ),
         )
         .await
         .unwrap_or_else(|_| panic!("read_fast_forward took over {FF_READ} s\n{}", peer.stderr()))
@@ -789,7 +854,7 @@ fn fast_forward_case(indexers: u64, entries: u64) {
                 let now = store.now();
                 for (k, from) in base.wanted() {
                     if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
-                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        let h = s.get(oplog(k)).await.unwrap();
                         s.replicator_mut(&h)
                             .unwrap()
                             .download(now, from, None)
@@ -855,7 +920,7 @@ fn fast_forward_case(indexers: u64, entries: u64) {
         // structural: which oplog blocks were downloaded
         let mut s = store.lock().await;
         let mut below = 0;
-        let mut fetched = 0;
+        let mut fetched = 0u64;
         let mut full = 0;
         for (k, h) in &handles {
             let core = s.core(h).unwrap();
@@ -883,7 +948,11 @@ fn fast_forward_case(indexers: u64, entries: u64) {
             below <= 2,
             "only the bootstrap's head and its digest entry: {below}"
         );
-        assert!(fetched * 50 < full, "{fetched} of {full}");
+        // besides the tip writer's oplog (linearized from its start), under 2% of the oplogs
+        assert!(
+            fetched.saturating_sub(TAIL) * 50 < full,
+            "{fetched} of {full}"
+        );
         // the system core: read sparsely (its last block, the member records' bee nodes), not
         // downloaded
         let sys_h = s.get(GetOptions::from_key(ff.system_key)).await.unwrap();
@@ -899,6 +968,98 @@ fn fast_forward_case(indexers: u64, entries: u64) {
             sys.length()
         );
         drop(s);
+        if let Some(ek) = encryption_key {
+            // every oplog from its first block, decrypted: the same view in the same order
+            let mut full_base = Autobase::new(bootstrap, chat_apply);
+            let fview = full_base.open_view("view");
+            let mut fh = HashMap::new();
+            let deadline = Instant::now() + Duration::from_secs(FF_CONVERGE);
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "full linearization: view {} of {}\n{}",
+                    full_base.views().len(fview),
+                    js_view.len(),
+                    peer.stderr()
+                );
+                {
+                    let mut s = store.lock().await;
+                    let now = store.now();
+                    for (k, _) in full_base.wanted() {
+                        if let std::collections::hash_map::Entry::Vacant(e) = fh.entry(k) {
+                            let h = s.get(oplog(k)).await.unwrap();
+                            s.replicator_mut(&h)
+                                .unwrap()
+                                .download(now, 0, None)
+                                .await
+                                .unwrap();
+                            e.insert(h);
+                        }
+                    }
+                    for (k, h) in &fh {
+                        let core = s.core(h).unwrap();
+                        loop {
+                            let seq = full_base.oplog_len(k);
+                            if seq >= core.length() || !core.has(seq) {
+                                break;
+                            }
+                            let block = core.get(seq).await.unwrap().expect("held block");
+                            full_base.handle_block(k, seq, &block).unwrap();
+                        }
+                    }
+                }
+                full_base.update();
+                if full_base.views().len(fview) == js_view.len()
+                    && full_base.indexed_view_lengths()[fview] == js_indexed
+                {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+            }
+            let all: Vec<String> = full_base
+                .views()
+                .blocks(fview)
+                .iter()
+                .map(hex::encode)
+                .collect();
+            assert_eq!(all, js_view, "every oplog linearized from the start");
+            eprintln!(
+                "encrypted base: {} view entries linearized from {} decrypted oplogs",
+                all.len(),
+                fh.len()
+            );
+
+            // a wrong key: a typed refusal, and what it decrypts is a typed error of the engine
+            let mut wrong = ek;
+            wrong[0] ^= 1;
+            let r = read_fast_forward_encrypted(
+                &store,
+                bootstrap,
+                Some(wrong),
+                &["view"],
+                Duration::from_secs(60),
+            )
+            .await;
+            assert!(
+                matches!(
+                    r,
+                    Err(FastForwardReadError::Refused(
+                        FastForwardError::WrongEncryptionKey(_)
+                    ))
+                ),
+                "{r:?}"
+            );
+            let garbage = {
+                let mut s = store.lock().await;
+                let h = s
+                    .get(GetOptions::from_key(bootstrap).with_encryption_key(wrong))
+                    .await
+                    .unwrap();
+                s.core(&h).unwrap().get(0).await.unwrap().expect("held")
+            };
+            let mut fresh = Autobase::new(bootstrap, chat_apply);
+            assert!(fresh.handle_block(&bootstrap, 0, &garbage).is_err());
+        }
         conn.abort();
         drop(peer);
     });
@@ -914,13 +1075,29 @@ fn fast_forward_case(indexers: u64, entries: u64) {
 /// (`read_fast_forward`) to every indexed entry.
 #[test]
 fn readers_fast_forward_to_a_hyperpunch_indexer() {
+    hyperpunch_indexer_case(None);
+}
+
+/// The same base created encrypted (JS `encryptionKey`): the hyperpunch bootstrap's oplog, system
+/// core and view are written encrypted with JS's keys, and their keys derived with the
+/// encryption key in their namespaces. A new JS reader given the key ends with the same view,
+/// view and system keys, and stores the first view and system blocks byte for byte as we do
+/// (whether it fast-forwarded to our cores or linearized our oplog, its indexed blocks must be
+/// those our signatures cover); a new hyperpunch reader given the key fast-forwards to every
+/// indexed entry.
+#[test]
+fn readers_of_an_encrypted_base_a_hyperpunch_indexer_created() {
+    hyperpunch_indexer_case(Some([0x7c; 32]));
+}
+
+fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
     use hyperpunch::autobase_index::IndexerCores;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
     use hyperpunch::core::encoding::Encode;
     use hyperpunch::core::storage::MemoryStorage;
     use hyperpunch::replicate::{replicate, SharedCorestore};
-    use hyperpunch_tests::autobase_js::fast_forward_over_tcp;
+    use hyperpunch_tests::autobase_js::fast_forward_over_tcp_encrypted;
     use hyperpunch_tests::node_peer::NodePeer;
 
     const HP_ENTRIES: u64 = 1000;
@@ -934,7 +1111,11 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         let mut store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x61; 32]))
             .await
             .unwrap();
-        let local_h = store.get(GetOptions::named("local")).await.unwrap();
+        let local_opts = match encryption_key {
+            Some(ek) => GetOptions::named("local").with_encryption_key(ek),
+            None => GetOptions::named("local"),
+        };
+        let local_h = store.get(local_opts).await.unwrap();
         let local = *local_h.key();
         let (kp, entropy) = {
             let c = store.core(&local_h).unwrap();
@@ -947,7 +1128,9 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         let mut base = Autobase::new(local, chat_apply);
         base.record_system();
         let view = base.open_view("view");
-        let mut cores = IndexerCores::new(local, kp, entropy, &["view"]).await.unwrap();
+        let mut cores = IndexerCores::new_encrypted(local, kp, entropy, &["view"], encryption_key)
+            .await
+            .unwrap();
         for i in 0..HP_ENTRIES {
             let mut msgs = base
                 .append(&local, vec![format!("hp {i}").into_bytes()])
@@ -987,7 +1170,20 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         });
 
         // a new JS reader
-        let config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        let mut config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        // our first view and system blocks as stored
+        let mut raw0 = None;
+        if let Some(ek) = encryption_key {
+            config["encryptionKey"] = json!(hex::encode(ek));
+            let mut s = store.lock().await;
+            let vh = s.get(GetOptions::from_key(view_key)).await.unwrap();
+            let sh = s.get(GetOptions::from_key(system_key)).await.unwrap();
+            let v = s.core(&vh).unwrap();
+            let (v0, v0_plain) = (v.get_stored(0).await.unwrap().unwrap(), v.get(0).await.unwrap().unwrap());
+            assert_ne!(&v0[8..], &v0_plain[..], "the view is stored encrypted");
+            let sys0 = s.core(&sh).unwrap().get_stored(0).await.unwrap().unwrap();
+            raw0 = Some((hex::encode(v0), hex::encode(sys0)));
+        }
         let mut peer = tokio::task::spawn_blocking(move || {
             let mut peer = NodePeer::spawn("autobase-reader.js", &config).expect("spawn node");
             let done = peer.next_event("done", Duration::from_secs(300));
@@ -999,6 +1195,10 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         assert_eq!(done["systemKey"], hex::encode(system_key), "system key");
         assert_eq!(done["viewKey"], hex::encode(view_key), "view key");
         assert_eq!(done["view"], json!(want), "the view");
+        if let Some((v0, s0)) = &raw0 {
+            assert_eq!(done["viewRaw0"].as_str(), Some(v0.as_str()), "view block 0 as JS stores it");
+            assert_eq!(done["systemRaw0"].as_str(), Some(s0.as_str()), "system block 0 as JS stores it");
+        }
         let downloaded = done["oplogDownloaded"].as_u64().unwrap();
         eprintln!(
             "JS reader: fast-forwards {ffs:?}, {downloaded} oplog blocks of {} downloaded, {} ms",
@@ -1014,7 +1214,7 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
         }
 
         // a new hyperpunch reader
-        let ff = fast_forward_over_tcp(local, port, &["view"]).await;
+        let ff = fast_forward_over_tcp_encrypted(local, encryption_key, port, &["view"]).await;
         assert_eq!(ff.system_key, system_key);
         assert_eq!(ff.views[0].1, view_key);
         assert_eq!(ff.views[0].2, HP_ENTRIES, "fast-forwarded to every indexed entry");

@@ -1079,3 +1079,361 @@ fn change_remote_mid_flight() {
     // In-flight data stranded at the dead relay was retransmitted over the direct path.
     assert!(lost_at_relay > 0);
 }
+
+/// One hop of [`PathNet`]: delay, jitter, loss and reordering (a reordered datagram is held
+/// up to twice the delay more).
+#[derive(Clone, Copy, Debug)]
+struct Hop {
+    delay: Duration,
+    jitter: Duration,
+    loss: f64,
+    reorder: f64,
+}
+
+/// A network of addressed nodes whose every (from, to) pair has a hop of its own.
+struct PathNet {
+    rng: Rng,
+    now: Duration,
+    hops: Vec<((SocketAddr, SocketAddr), Hop)>,
+    queue: BinaryHeap<Reverse<Addressed>>,
+    counter: u64,
+}
+
+impl PathNet {
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, datagram: Vec<u8>) {
+        let hop = self
+            .hops
+            .iter()
+            .find(|(k, _)| *k == (from, to))
+            .map(|(_, h)| *h)
+            .unwrap_or_else(|| panic!("no hop {from} -> {to}"));
+        if self.rng.chance(hop.loss) {
+            return;
+        }
+        let mut at = self.now + hop.delay + self.rng.below(hop.jitter);
+        if self.rng.chance(hop.reorder) {
+            at += self.rng.below(hop.delay * 2 + Duration::from_millis(1));
+        }
+        self.counter += 1;
+        self.queue
+            .push(Reverse((at, self.counter, to, from, datagram)));
+    }
+}
+
+/// What [`staggered_upgrade`] saw.
+#[derive(Debug, Default)]
+struct Upgrade {
+    /// When each side moved to the direct path.
+    moved_at: [Option<Duration>; 2],
+    /// Completed remote changes per side.
+    changed: [u32; 2],
+    /// Remote changes started (a stream that closed before its side moved does not).
+    started: u32,
+    /// Datagrams the relay forwarded after the first side moved (stale ones included).
+    relayed_after_move: u32,
+    /// Virtual time at the end.
+    end: Duration,
+}
+
+/// hyperdht's relayed-to-direct upgrade as the NAT lab runs it, in simulation: A (stream 1)
+/// and B (stream 2) talk through a blind relay R (two hops, each with its own delay, jitter,
+/// loss and reordering) and both send a transfer at once, read by applications slower than
+/// the network (so receive windows close and reopen, as behind a pipe). Mid-transfer the
+/// *leader* moves its stream to the direct path (another delay, loss and reordering); the
+/// other side follows either on the first packet from the leader's direct address (as a
+/// hyperdht server does, from its firewall hook) or a random moment later. The relay goes on
+/// forwarding for a random while after both moved (stale packets of the old path arrive
+/// after newer ones of the new path), then drops everything. Returns what each side received.
+fn staggered_upgrade(seed: u64, sizes: [usize; 2]) -> ([App; 2], Upgrade) {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37) ^ 0x5eed);
+    let ms =
+        |rng: &mut Rng, lo: u64, hi: u64| Duration::from_millis(lo + rng.next() % (hi - lo + 1));
+    let (a, b, r) = (addr(1), addr(2), addr(3));
+    let hop = |rng: &mut Rng, lo: u64, hi: u64| Hop {
+        delay: ms(rng, lo, hi),
+        jitter: ms(rng, 0, 8),
+        loss: (rng.next() % 4) as f64 * 0.01,
+        reorder: (rng.next() % 3) as f64 * 0.02,
+    };
+    let (ar, rb, ab) = (
+        hop(&mut rng, 1, 40),
+        hop(&mut rng, 1, 40),
+        hop(&mut rng, 1, 30),
+    );
+    let mut net = PathNet {
+        rng: Rng(seed),
+        now: Duration::ZERO,
+        hops: vec![
+            ((a, r), ar),
+            ((r, a), ar),
+            ((r, b), rb),
+            ((b, r), rb),
+            ((a, b), ab),
+            ((b, a), ab),
+        ],
+        queue: BinaryHeap::new(),
+        counter: 0,
+    };
+    let windows = [64 * 1024, 256 * 1024, 4 << 20];
+    let config = Config {
+        recv_window: windows[(rng.next() % 3) as usize],
+        ..Config::default()
+    };
+    // Application read rates in bytes per millisecond (0: reads at once).
+    let rates = [0u64, 300, 1500, 6000];
+    let read_rate = [
+        rates[(rng.next() % 4) as usize],
+        rates[(rng.next() % 4) as usize],
+    ];
+    let leader = (rng.next() % 2) as usize;
+    // The leader moves once this share of all bytes arrived; the follower on the leader's first
+    // direct packet (None) or this long after the leader.
+    let progress = 5 + rng.next() % 80;
+    let follow_after = (!rng.chance(0.5)).then(|| ms(&mut rng, 0, 400));
+    let relay_linger = ms(&mut rng, 0, 2000);
+
+    let mut relay = Socket::new();
+    relay.connect(Stream::new(100, 1, Duration::ZERO, config.clone()), a);
+    relay.connect(Stream::new(101, 2, Duration::ZERO, config.clone()), b);
+    relay.relay_to(100, 101).unwrap();
+    relay.relay_to(101, 100).unwrap();
+    let mut sockets = [Socket::new(), Socket::new()];
+    let ids = [1u32, 2u32];
+    let addrs = [a, b];
+    let via_relay = [100u32, 101u32];
+    let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+    for side in 0..2 {
+        let mut s = Stream::new(
+            ids[side],
+            via_relay[side],
+            Duration::ZERO,
+            Config {
+                seed: side as u32 + 1,
+                ..config.clone()
+            },
+        );
+        s.write(&data[side]).unwrap();
+        s.end().unwrap();
+        sockets[side].connect(s, r);
+    }
+    let trace = std::env::var("UDX_TRACE").is_ok();
+    let mut apps = [App::default(), App::default()];
+    let mut up = Upgrade::default();
+    // Bytes each application may still read now (refilled at its rate).
+    let mut budget = [0i64; 2];
+    let mut last_refill = Duration::ZERO;
+    let total = (sizes[0] + sizes[1]) as u64;
+    let move_side = |sockets: &mut [Socket; 2], up: &mut Upgrade, side: usize, now: Duration| {
+        if up.moved_at[side].is_some() {
+            return;
+        }
+        up.moved_at[side] = Some(now);
+        if trace {
+            eprintln!("{now:?} side {side} moves to the direct path");
+        }
+        match sockets[side].change_remote(ids[side], ids[1 - side], addrs[1 - side]) {
+            Ok(_) => up.started += 1,
+            Err(hyperpunch_core::udx::UsageError::Closed) => {}
+            Err(e) => panic!("seed {seed}: change_remote: {e:?}"),
+        }
+    };
+    loop {
+        let now = net.now;
+        // Refill the readers.
+        let dt = (now - last_refill).as_millis() as i64;
+        if dt > 0 {
+            for side in 0..2 {
+                budget[side] = (budget[side] + dt * read_rate[side] as i64).min(1 << 20);
+            }
+            last_refill = now;
+        }
+        let got = (apps[0].received.len() + apps[1].received.len()) as u64;
+        if up.moved_at[leader].is_none() && got * 100 >= total * progress {
+            move_side(&mut sockets, &mut up, leader, now);
+        }
+        if let (Some(t), Some(after)) = (up.moved_at[leader], follow_after) {
+            if now >= t + after {
+                move_side(&mut sockets, &mut up, 1 - leader, now);
+            }
+        }
+        for side in 0..2 {
+            let stream = sockets[side].stream_mut(ids[side]);
+            if let Some(stream) = stream {
+                while read_rate[side] == 0 || budget[side] > 0 {
+                    let Some(event) = stream.poll_event() else {
+                        break;
+                    };
+                    let app = &mut apps[side];
+                    match event {
+                        Event::Data(bytes) => {
+                            budget[side] -= bytes.len() as i64;
+                            app.received.extend_from_slice(&bytes);
+                        }
+                        Event::Message(m) => app.messages.push(m),
+                        Event::Ended => app.ended += 1,
+                        Event::Closed => app.closed += 1,
+                        Event::Error(e) => app.error = Some(e),
+                    }
+                }
+            }
+            while let Some(id) = sockets[side].poll_remote_changed() {
+                assert_eq!(id, ids[side]);
+                up.changed[side] += 1;
+            }
+            while let Some(t) = sockets[side].poll_transmit_to(net.now) {
+                let to = t.to.expect("connected");
+                if trace {
+                    let h = packet::decode(&t.bytes).unwrap().header;
+                    eprintln!(
+                        "{:?} {side} -> {to} id {} flags {} seq {} ack {} rwnd {} len {}",
+                        net.now,
+                        h.id,
+                        h.flags.0,
+                        h.seq,
+                        h.ack,
+                        h.rwnd,
+                        t.bytes.len()
+                    );
+                }
+                net.send(addrs[side], to, t.bytes);
+            }
+        }
+        if apps.iter().all(App::done) {
+            up.end = net.now;
+            return (apps, up);
+        }
+        // The next reader refill that lets a waiting reader go on.
+        let refill = (0..2)
+            .filter(|&s| read_rate[s] > 0 && budget[s] <= 0)
+            .filter(|&s| {
+                sockets[s]
+                    .stream(ids[s])
+                    .is_some_and(|st| st.recv_buffered() > 0)
+            })
+            .map(|s| {
+                let need = (-budget[s]) as u64 / read_rate[s] + 1;
+                last_refill + Duration::from_millis(need)
+            })
+            .min();
+        let follow = match (up.moved_at[leader], follow_after) {
+            (Some(t), Some(after)) if up.moved_at[1 - leader].is_none() => Some(t + after),
+            _ => None,
+        };
+        let next = [
+            net.queue.peek().map(|e| e.0 .0),
+            sockets[0].poll_timeout(),
+            sockets[1].poll_timeout(),
+            refill,
+            follow,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            panic!(
+                "seed {seed}: nothing pending and not done: received {} of {} and {} of {}, {up:?}",
+                apps[0].received.len(),
+                sizes[1],
+                apps[1].received.len(),
+                sizes[0]
+            );
+        };
+        net.now = net.now.max(next);
+        if net.now > Duration::from_secs(600) {
+            panic!(
+                "seed {seed}: stalled: received {} of {} and {} of {}, {up:?}, apps {:?} {:?}",
+                apps[0].received.len(),
+                sizes[1],
+                apps[1].received.len(),
+                sizes[0],
+                (apps[0].ended, apps[0].closed, &apps[0].error),
+                (apps[1].ended, apps[1].closed, &apps[1].error),
+            );
+        }
+        let first_move = up.moved_at.iter().flatten().min().copied();
+        // hyperdht ends the relay connection once a side that moved hears from the other on
+        // the direct path: both have moved by then (a side whose stream closed before it could
+        // move keeps the relay).
+        let both_moved = match up.moved_at {
+            [Some(x), Some(y)] if up.started == 2 => Some(x.max(y)),
+            _ => None,
+        };
+        while net.queue.peek().is_some_and(|e| e.0 .0 <= net.now) {
+            let Reverse((_, _, to, from, datagram)) = net.queue.pop().unwrap();
+            let now = net.now;
+            if to == r {
+                // The relay forwards until a while after both moved, then is gone.
+                if both_moved.is_some_and(|t| now >= t + relay_linger) {
+                    continue;
+                }
+                relay.handle_datagram_from(now, from, &datagram);
+                while let Some(t) = relay.poll_transmit_to(now) {
+                    if first_move.is_some() {
+                        up.relayed_after_move += 1;
+                    }
+                    net.send(r, t.to.unwrap(), t.bytes);
+                }
+                continue;
+            }
+            let side = usize::from(to == b);
+            if follow_after.is_none() && side != leader && from == addrs[leader] {
+                // The follower learns the direct path from the leader's first packet on it.
+                move_side(&mut sockets, &mut up, side, now);
+            }
+            let routed = sockets[side].handle_datagram_from(now, from, &datagram);
+            assert!(
+                matches!(routed, Incoming::Stream(_)),
+                "seed {seed}: {routed:?}"
+            );
+        }
+        for socket in sockets.iter_mut() {
+            if socket.poll_timeout().is_some_and(|t| t <= net.now) {
+                socket.handle_timeout(net.now);
+            }
+        }
+        relay.handle_timeout(net.now);
+    }
+}
+
+/// The relayed-to-direct upgrade over many seeds, as the NAT lab's cell runs it (both sides
+/// sending, slow readers, the two sides moving at different moments, the relay delivering
+/// stale packets after the move): every byte arrives once and in order, both close cleanly,
+/// each side reports its change once.
+#[test]
+fn staggered_upgrades_deliver_everything() {
+    let seeds: u64 = std::env::var("UDX_UPGRADE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let first: u64 = std::env::var("UDX_UPGRADE_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + seeds {
+        let sizes = [
+            200_000 + (seed as usize * 7919) % 600_000,
+            150_000 + (seed as usize * 104_729) % 500_000,
+        ];
+        let (apps, up) = staggered_upgrade(seed, sizes);
+        let data = [pattern(seed, sizes[0]), pattern(seed + 1, sizes[1])];
+        for side in 0..2 {
+            let app = &apps[side];
+            assert_eq!(
+                (app.error.as_ref(), app.closed, app.ended),
+                (None, 1, 1),
+                "seed {seed} side {side}: {up:?}"
+            );
+            assert!(
+                app.received == data[1 - side],
+                "seed {seed} side {side}: bytes differ ({} of {})",
+                app.received.len(),
+                data[1 - side].len()
+            );
+        }
+        assert_eq!(
+            up.changed.iter().sum::<u32>(),
+            up.started,
+            "seed {seed}: {up:?}"
+        );
+    }
+}

@@ -10,42 +10,25 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bee::StoreCore;
+use crate::core::autobase::encryption::view_block_key;
+pub use crate::core::autobase::fast_forward::FastForwardPoint;
 use crate::core::autobase::fast_forward::{
-    check_view_key, digest_source, info_from_block, match_views, member_from_entry,
-    namespace_entropy, view_namespace, DigestSource, FastForwardError, MEMBERS_PREFIX,
+    check_view_key, digest_source, info_from_block, match_views_encrypted, member_from_entry,
+    namespace_entropy, view_namespace_encrypted, DigestSource, FastForwardError, MEMBERS_PREFIX,
 };
-use crate::core::autobase::messages::{Info, Member, OplogMessage};
-use crate::core::corestore::{CoreHandle, GetOptions};
-use crate::core::encoding::Decode;
+use crate::core::autobase::messages::OplogMessage;
+use crate::core::autobase::{Apply, Autobase};
+use crate::core::corestore::{layout, CoreHandle, Corestore, GetOptions};
+use crate::core::encoding::{Decode, Encode};
 use crate::core::hyperbee::{BeeCore, Hyperbee, RangeOptions};
 use crate::core::hypercore::manifest::Manifest;
-use crate::core::storage::Storage;
+use crate::core::storage::{Batch, Storage};
 use crate::replicate::SharedCorestore;
 
-/// The indexed state a reader fast-forwards to.
-#[derive(Debug, Clone)]
-pub struct FastForwardPoint {
-    /// The system core's key.
-    pub system_key: [u8; 32],
-    /// Its signed length (the blocks its indexers' signature covers).
-    pub system_length: u64,
-    /// Its `info` record there.
-    pub info: Info,
-    /// Its member records there.
-    pub members: Vec<([u8; 32], Member)>,
-    /// The views found among `info.views`: (name, key, length).
-    pub views: Vec<(String, [u8; 32], u64)>,
-}
-
-impl FastForwardPoint {
-    /// The views as [`crate::core::autobase::Autobase::fast_forward`] takes them.
-    pub fn view_lengths(&self) -> Vec<(&str, u64)> {
-        self.views
-            .iter()
-            .map(|(n, _, l)| (n.as_str(), *l))
-            .collect()
-    }
-}
+/// How far ahead of what a member has indexed a signed system core must be for the member to
+/// fast-forward to it (JS `FastForward.MINIMUM`, `DEFAULT_MIN_FF`): below it, linearizing the
+/// few nodes in between is as cheap.
+pub const MINIMUM: u64 = 16;
 
 /// Why a fast-forward could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -70,15 +53,10 @@ fn core_err(e: impl ToString) -> FastForwardReadError {
 
 async fn open<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
-    key: [u8; 32],
+    opts: GetOptions,
     wait: Duration,
 ) -> Result<(CoreHandle, StoreCore<S>), FastForwardReadError> {
-    let h = store
-        .lock()
-        .await
-        .get(GetOptions::from_key(key))
-        .await
-        .map_err(core_err)?;
+    let h = store.lock().await.get(opts).await.map_err(core_err)?;
     let core = StoreCore::new(store.clone(), *h.discovery_key())
         .with_block_timeout(Some(wait))
         .with_update_timeout(wait);
@@ -123,14 +101,54 @@ async fn manifest<S: Storage + Clone + 'static>(
 /// verifies is a quorum of those indexers' ([`check_view_key`]). Each name's view key is derived
 /// the same way and looked up in the info ([`match_views`]): a name with no entry is refused.
 /// No peer answering within `wait` is [`FastForwardReadError::Timeout`], not `Empty`.
+/// An unencrypted base; see [`read_fast_forward_encrypted`].
 pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
     bootstrap: [u8; 32],
     names: &[&str],
     wait: Duration,
 ) -> Result<FastForwardPoint, FastForwardReadError> {
+    read_fast_forward_encrypted(store, bootstrap, None, names, wait).await
+}
+
+/// [`read_fast_forward`] of a base encrypted with `encryption_key` (JS `encryptionKey`; its
+/// cores must have manifest version 1, what JS creates): the oplogs it opens are decrypted with
+/// the keys hypercore derives from it, the system core and each matched view with their view
+/// block keys ([`crate::core::autobase::encryption`]), and the key enters the namespaces the
+/// system and view keys are derived with. Opened here, those cores stay open in `store` with
+/// their encryption: a later `get` by key reads them decrypted. A key that is not the base's
+/// (or none for an encrypted base) is [`FastForwardError::WrongEncryptionKey`] (the bootstrap's
+/// entry decrypts to something that is not an oplog entry, or the system key derived with that
+/// key is not the one the bootstrap's digest names), or, for no key, a malformed entry.
+pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    bootstrap: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    names: &[&str],
+    wait: Duration,
+) -> Result<FastForwardPoint, FastForwardReadError> {
+    let ek = encryption_key.as_ref();
+    // an oplog (writer core): hypercore's derived keys
+    let oplog = |key: [u8; 32]| match ek {
+        Some(k) => GetOptions::from_key(key).with_encryption_key(*k),
+        None => GetOptions::from_key(key),
+    };
+    let not_oplog = |e: crate::core::encoding::DecodeError| -> FastForwardReadError {
+        if ek.is_some() {
+            FastForwardError::WrongEncryptionKey(
+                "the bootstrap's entry does not decrypt to an oplog entry",
+            )
+            .into()
+        } else {
+            FastForwardError::Malformed {
+                what: "oplog entry",
+                reason: e.to_string(),
+            }
+            .into()
+        }
+    };
     // 1. the system key, from the bootstrap's latest oplog entry (JS `_checkSystemUpgrade`)
-    let (_boot_h, boot) = open(store, bootstrap, wait).await?;
+    let (_boot_h, boot) = open(store, oplog(bootstrap), wait).await?;
     boot.update().await.map_err(core_err)?;
     let len = boot.state().await.length;
     if len == 0 {
@@ -140,18 +158,12 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         return Err(FastForwardReadError::Empty);
     }
     let last = OplogMessage::from_bytes(&block(&boot, len - 1, "the bootstrap's head").await?)
-        .map_err(|e| FastForwardError::Malformed {
-            what: "oplog entry",
-            reason: e.to_string(),
-        })?;
+        .map_err(not_oplog)?;
     let system_key = match digest_source(&last, len)? {
         DigestSource::Key(k) => k,
         DigestSource::At(seq) => {
             let m = OplogMessage::from_bytes(&block(&boot, seq, "the digest entry").await?)
-                .map_err(|e| FastForwardError::Malformed {
-                    what: "oplog entry",
-                    reason: e.to_string(),
-                })?;
+                .map_err(not_oplog)?;
             match digest_source(&m, seq + 1)? {
                 DigestSource::Key(k) => k,
                 DigestSource::At(_) => return Err(FastForwardError::NoDigest.into()),
@@ -160,7 +172,12 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     };
 
     // 2. the system core at its signed length
-    let (sys_h, sys) = open(store, system_key, wait).await?;
+    let sys_opts = match ek {
+        Some(k) => GetOptions::from_key(system_key)
+            .with_block_encryption_key(view_block_key(&bootstrap, k, "_system")),
+        None => GetOptions::from_key(system_key),
+    };
+    let (sys_h, sys) = open(store, sys_opts, wait).await?;
     sys.update().await.map_err(core_err)?;
     let system_length = sys.state().await.length;
     if system_length == 0 {
@@ -179,7 +196,7 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     let mut public_keys = Vec::new();
     let mut first_ns = None;
     for idx in &info.indexers {
-        let (h, _) = open(store, idx.key, wait).await?;
+        let (h, _) = open(store, oplog(idx.key), wait).await?;
         let m = manifest(store, &h, wait).await?;
         let s = m.signers.first().ok_or(FastForwardError::Manifest {
             name: "an indexer's oplog".into(),
@@ -200,9 +217,20 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
         "_system",
         version,
         sys_m.prologue,
-        &view_namespace(&bootstrap, &entropy, "_system"),
+        &view_namespace_encrypted(&bootstrap, ek, &entropy, "_system"),
         &public_keys,
-    )?;
+    )
+    .map_err(|e| match e {
+        // the key is in the namespace: with another key, another system key
+        FastForwardError::Manifest { reason, .. }
+            if ek.is_some() && reason.starts_with("the core key") =>
+        {
+            FastForwardError::WrongEncryptionKey(
+                "the system key derived with it is not the one the bootstrap names",
+            )
+        }
+        e => e,
+    })?;
 
     // 4. the member records at the signed length
     let bee: Hyperbee<StoreCore<S>> = Hyperbee::new(sys.clone()).checkout(system_length).await;
@@ -226,18 +254,31 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
             manifests.push(None);
             continue;
         }
-        let (h, _) = open(store, v.key, wait).await?;
+        let (h, _) = open(store, GetOptions::from_key(v.key), wait).await?;
         manifests.push(Some(manifest(store, &h, wait).await?));
     }
-    let views = match_views(
+    let views = match_views_encrypted(
         &info,
         &manifests,
         names,
         version,
         &bootstrap,
+        ek,
         &entropy,
         &public_keys,
     )?;
+    // each matched view decrypts with its name's block key from now on
+    if let Some(k) = ek {
+        for (name, key, _) in &views {
+            let _opened = open(
+                store,
+                GetOptions::from_key(*key)
+                    .with_block_encryption_key(view_block_key(&bootstrap, k, name)),
+                wait,
+            )
+            .await?;
+        }
+    }
     Ok(FastForwardPoint {
         system_key,
         system_length,
@@ -247,10 +288,90 @@ pub async fn read_fast_forward<S: Storage + Clone + 'static>(
     })
 }
 
+/// The fast-forward point stored for the autobase `bootstrap` in `store` (see [`save_point`]), if
+/// any. A stored point that does not decode is an error, not "none": the caller decides whether
+/// to read a new one.
+pub async fn load_point<S: Storage + Clone>(
+    store: &Corestore<S>,
+    bootstrap: &[u8; 32],
+) -> Result<Option<FastForwardPoint>, FastForwardReadError> {
+    let Some(b) = store
+        .storage()
+        .get(&layout::autobase_point_key(bootstrap))
+        .await
+        .map_err(core_err)?
+    else {
+        return Ok(None);
+    };
+    FastForwardPoint::from_bytes(&b).map(Some).map_err(|e| {
+        FastForwardError::Malformed {
+            what: "stored fast-forward point",
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Store `point` as the fast-forward point of the autobase `bootstrap`, in one atomic batch of
+/// its own (the system key and length, the `info` record with the heads and view lengths, the
+/// member records, the views' names and keys): after a crash it is there whole or not at all.
+/// It replaces an earlier one.
+pub async fn save_point<S: Storage + Clone>(
+    store: &Corestore<S>,
+    bootstrap: &[u8; 32],
+    point: &FastForwardPoint,
+) -> Result<(), FastForwardReadError> {
+    let mut batch = Batch::new();
+    batch.put(layout::autobase_point_key(bootstrap), point.to_bytes());
+    store.storage().write(batch).await.map_err(core_err)
+}
+
+fn apply_point<A: Apply>(base: &mut Autobase<A>, point: &FastForwardPoint) {
+    base.fast_forward(
+        point.system_length,
+        &point.info,
+        &point.members,
+        &point.view_lengths(),
+    );
+}
+
+/// Resume `base` from the fast-forward point stored in `store` ([`save_point`]), if there is one:
+/// the engine starts from it as after [`adopt`], without reading the system core again; the
+/// oplog blocks held above the point are fed as usual. Call it before feeding any block.
+pub async fn resume<S: Storage + Clone, A: Apply>(
+    store: &Corestore<S>,
+    base: &mut Autobase<A>,
+) -> Result<Option<FastForwardPoint>, FastForwardReadError> {
+    let point = load_point(store, base.bootstrap()).await?;
+    if let Some(p) = &point {
+        apply_point(base, p);
+    }
+    Ok(point)
+}
+
+/// Fast-forward `base` to `point` (as read by [`read_fast_forward`]) when it is at least
+/// [`MINIMUM`] system blocks past what `base` has indexed (JS `_applyFastForward`'s check):
+/// the point is stored first ([`save_point`], one atomic batch), then the engine continues from
+/// it ([`Autobase::fast_forward`]). Whether it did. A crash before the store leaves no point
+/// (a restart reads one again); after it, a restart [`resume`]s from it.
+pub async fn adopt<S: Storage + Clone, A: Apply>(
+    store: &Corestore<S>,
+    base: &mut Autobase<A>,
+    point: &FastForwardPoint,
+) -> Result<bool, FastForwardReadError> {
+    if point.system_length < base.indexed_system().length.saturating_add(MINIMUM) {
+        return Ok(false);
+    }
+    save_point(store, base.bootstrap(), point).await?;
+    apply_point(base, point);
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::corestore::{Corestore, PrimaryKey};
+    use crate::core::autobase::{ApplyNode, Host, Views};
+    use crate::core::corestore::PrimaryKey;
     use crate::core::storage::MemoryStorage;
 
     /// No peer at all: the wait for the bootstrap's length ends as a timeout, not as "nothing
@@ -269,5 +390,130 @@ mod tests {
             ),
             "{r:?}"
         );
+    }
+
+    fn point(system_length: u64) -> FastForwardPoint {
+        use crate::core::autobase::messages::{Checkout, Info, Member};
+        let boot = [7u8; 32];
+        let at = |length| Checkout { key: boot, length };
+        FastForwardPoint {
+            system_key: [8; 32],
+            system_length,
+            info: Info {
+                version: 1,
+                members: 1,
+                pending_indexers: vec![],
+                indexers: vec![at(20)],
+                heads: vec![at(20)],
+                views: vec![Checkout {
+                    key: [9; 32],
+                    length: 20,
+                }],
+                encryption_length: 0,
+                entropy: None,
+            },
+            members: vec![(
+                boot,
+                Member {
+                    is_indexer: true,
+                    is_removed: false,
+                    length: 20,
+                },
+            )],
+            views: vec![("messages".into(), [9; 32], 20)],
+        }
+    }
+
+    /// A memory store whose writes fail while `fail` is set (a crash before the batch landed).
+    #[derive(Clone, Default)]
+    struct Flaky {
+        inner: MemoryStorage,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Storage for Flaky {
+        async fn get(
+            &self,
+            key: &[u8],
+        ) -> Result<Option<Vec<u8>>, crate::core::storage::StorageError> {
+            self.inner.get(key).await
+        }
+        async fn get_many(
+            &self,
+            keys: &[Vec<u8>],
+        ) -> Result<Vec<Option<Vec<u8>>>, crate::core::storage::StorageError> {
+            self.inner.get_many(keys).await
+        }
+        async fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: Option<usize>,
+        ) -> Result<crate::core::storage::Entries, crate::core::storage::StorageError> {
+            self.inner.scan(start, end, limit).await
+        }
+        async fn write(&self, batch: Batch) -> Result<(), crate::core::storage::StorageError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::core::storage::StorageError::Io("crashed".into()));
+            }
+            self.inner.write(batch).await
+        }
+    }
+
+    fn base() -> Autobase<fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)> {
+        let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = crate::chat::apply;
+        let mut b = Autobase::new([7; 32], f);
+        b.open_view("messages");
+        b
+    }
+
+    /// A point is adopted only when it is `MINIMUM` system blocks ahead; adopted, it is stored
+    /// and a new engine on the same store resumes from it (same view start, same oplog starts,
+    /// same indexed system) without any network; a store write that fails (a crash before the
+    /// batch) leaves neither a stored point nor a fast-forwarded engine; a stored point that
+    /// does not decode is a typed error.
+    #[tokio::test]
+    async fn adopted_points_persist_and_resume() {
+        let storage = Flaky::default();
+        let store = Corestore::open(storage.clone(), PrimaryKey::Given([1; 32]))
+            .await
+            .unwrap();
+        let mut b = base();
+        assert!(!adopt(&store, &mut b, &point(MINIMUM - 1)).await.unwrap());
+        assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
+
+        storage
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(adopt(&store, &mut b, &point(40)).await.is_err());
+        assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
+        let view = b.open_view("messages");
+        assert_eq!(b.views().start(view), 0, "not fast-forwarded");
+
+        storage
+            .fail
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(adopt(&store, &mut b, &point(40)).await.unwrap());
+        assert_eq!(b.views().start(view), 20);
+        assert_eq!(b.oplog_start(&[7; 32]), 20);
+
+        let mut again = base();
+        let p = resume(&store, &mut again).await.unwrap().expect("stored");
+        assert_eq!(p, point(40));
+        let view = again.open_view("messages");
+        assert_eq!(again.views().start(view), 20);
+        assert_eq!(again.indexed_view_lengths()[view], 20);
+        assert_eq!(again.oplog_start(&[7; 32]), 20);
+        assert_eq!(again.indexed_system().length, 40);
+
+        let mut batch = Batch::new();
+        batch.put(layout::autobase_point_key(&[7; 32]), vec![1, 2, 3]);
+        store.storage().write(batch).await.unwrap();
+        assert!(matches!(
+            resume(&store, &mut base()).await,
+            Err(FastForwardReadError::Refused(
+                FastForwardError::Malformed { .. }
+            ))
+        ));
     }
 }

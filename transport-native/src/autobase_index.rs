@@ -28,9 +28,10 @@
 //! the browser can share them; only the store access should stay here.)
 
 use hyperpunch_core::autobase::cores::{
-    bootstrap_system_key, core_manifest, last_move, prologue, write_flushes, LocalCheckpoint,
-    Signatures, Signed,
+    bootstrap_system_key, core_manifest, core_manifest_encrypted, last_move, prologue,
+    prologue_encrypted, write_flushes, LocalCheckpoint, Signatures, Signed,
 };
+use hyperpunch_core::autobase::encryption::{view_block_key, view_encryption};
 use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
 use hyperpunch_core::autobase::{Apply, Autobase};
 use hyperpunch_core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
@@ -66,6 +67,10 @@ pub enum IndexError {
         /// How many indexers the indexed system has.
         indexers: usize,
     },
+    /// An encrypted base whose cores moved to other indexers (or a writer that is not the
+    /// bootstrap): not supported yet, only a bootstrap that stays the only indexer.
+    #[error("an encrypted base is indexed here only while its bootstrap is its only indexer")]
+    EncryptedMove,
     /// A view named in `view_names` has not been opened by apply yet.
     #[error("view {name:?} (id {id}) is not opened yet")]
     ViewNotOpened {
@@ -131,6 +136,8 @@ pub struct IndexerCores {
     pending: Option<Signatures>,
     /// Set by a failed `sync`: its batches were taken from the engine but not written.
     failed: Option<String>,
+    /// The base's encryption key (JS `encryptionKey`), for an encrypted base.
+    base_encryption: Option<[u8; 32]>,
     /// After the cores moved to several indexers (or moved a second time): the moved cores,
     /// written as a quorum of the indexers signs them.
     multi: Option<Multi>,
@@ -207,6 +214,23 @@ impl IndexerCores {
         entropy: [u8; 32],
         view_names: &[&str],
     ) -> Result<Self, IndexError> {
+        Self::new_encrypted(bootstrap, key_pair, entropy, view_names, None).await
+    }
+
+    /// [`Self::new`] for a base encrypted with `encryption_key` (JS `encryptionKey`): the system
+    /// core and views are written encrypted with their view block keys
+    /// ([`hyperpunch_core::autobase::encryption::view_block_key`]) and keyed with the
+    /// encryption key in their namespaces, as JS derives them (the local oplog core is the
+    /// caller's: open it with the key too). Only while the bootstrap is the only indexer: a
+    /// move to other indexers, or a writer that is not the bootstrap, is
+    /// [`IndexError::EncryptedMove`].
+    pub async fn new_encrypted(
+        bootstrap: [u8; 32],
+        key_pair: KeyPair,
+        entropy: [u8; 32],
+        view_names: &[&str],
+        encryption_key_arg: Option<[u8; 32]>,
+    ) -> Result<Self, IndexError> {
         let scratch = Hypercore::create(
             MemoryStorage::new(),
             CreateOptions {
@@ -217,7 +241,16 @@ impl IndexerCores {
         .await?
         .into_session();
         let pks = [key_pair.public_key];
-        let encryption_key = core_manifest(&bootstrap, &entropy, &pks, "_encryption", None).key();
+        let encryption_key = core_manifest_encrypted(
+            &bootstrap,
+            encryption_key_arg.as_ref(),
+            &entropy,
+            &pks,
+            "_encryption",
+            None,
+        )
+        .key();
+        let base_encryption = encryption_key_arg;
         Ok(IndexerCores {
             bootstrap,
             key_pair,
@@ -234,7 +267,39 @@ impl IndexerCores {
             failed: None,
             multi: None,
             skipped: None,
+            base_encryption,
         })
+    }
+
+    /// The options of core `name`'s manifest `m`, signed by this indexer, encrypted with the
+    /// name's view block key in an encrypted base.
+    fn core_options(&self, m: Manifest, name: &str) -> GetOptions {
+        let o = GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone());
+        match &self.base_encryption {
+            Some(ek) => o.with_block_encryption_key(view_block_key(&self.bootstrap, ek, name)),
+            None => o,
+        }
+    }
+
+    /// The manifest of core `name` for these indexers, moved when `blocks[..at]` were indexed.
+    fn manifest_of<B: AsRef<[u8]>>(
+        &self,
+        pks: &[[u8; 32]],
+        name: &str,
+        blocks: &[B],
+        at: u64,
+    ) -> Manifest {
+        let enc = self
+            .base_encryption
+            .map(|ek| view_encryption(&self.bootstrap, &ek, name));
+        core_manifest_encrypted(
+            &self.bootstrap,
+            self.base_encryption.as_ref(),
+            &self.entropy,
+            pks,
+            name,
+            prologue_encrypted(blocks, at, enc.as_ref()),
+        )
     }
 
     /// The oplog core key of the writer that signs with this key pair (a version-1 manifest,
@@ -303,6 +368,13 @@ impl IndexerCores {
         base: &mut Autobase<A>,
     ) -> Result<(), IndexError> {
         let flushes = base.take_indexed_flushes();
+        if self.base_encryption.is_some()
+            && (self.multi.is_some()
+                || (!flushes.is_empty() && self.writer_key() != self.bootstrap)
+                || (self.system.is_some() && flushes.iter().any(|f| f.indexers_changed)))
+        {
+            return Err(IndexError::EncryptedMove);
+        }
         if self.multi.is_some() {
             return self.sync_multi(s, now, base, &flushes).await;
         }
@@ -337,6 +409,9 @@ impl IndexerCores {
             // every core as moved since
             let moves = flushes.iter().filter(|f| f.indexers_changed).count();
             if moves != 1 || indexers.len() != 1 {
+                if self.base_encryption.is_some() {
+                    return Err(IndexError::EncryptedMove);
+                }
                 let bee = Hyperbee::new(self.scratch.clone());
                 self.bee = Some(bee);
                 return self.sync_multi(s, now, base, &flushes).await;
@@ -353,17 +428,9 @@ impl IndexerCores {
             for (id, name) in self.view_names.iter().enumerate() {
                 let at = moved_views.iter().find(|v| v.0 == id).map_or(0, |v| v.1);
                 let blocks = base.views().blocks(id);
-                let m = core_manifest(
-                    &self.bootstrap,
-                    &self.entropy,
-                    &pks,
-                    name,
-                    prologue(blocks, at),
-                );
+                let m = self.manifest_of(&pks, name, blocks, at);
                 self.view_keys.push(m.key());
-                let handle = s
-                    .get(GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone()))
-                    .await?;
+                let handle = s.get(self.core_options(m, name)).await?;
                 // a stored core (a reopened store) keeps what it holds
                 let written = s.core(&handle)?.length();
                 self.views.push(Some(ViewCore { handle, written }));
@@ -375,17 +442,9 @@ impl IndexerCores {
             for i in 0..moved_at {
                 head.push(BeeCore::get(&self.scratch, i).await?.unwrap_or_default());
             }
-            let m = core_manifest(
-                &self.bootstrap,
-                &self.entropy,
-                &pks,
-                "_system",
-                prologue(&head, moved_at),
-            );
+            let m = self.manifest_of(&pks, "_system", &head, moved_at);
             let key = m.key();
-            let handle = s
-                .get(GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone()))
-                .await?;
+            let handle = s.get(self.core_options(m, "_system")).await?;
             self.verify_stored(s, &handle, base).await?;
             self.system = Some((handle, key));
         } else {

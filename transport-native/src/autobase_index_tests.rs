@@ -579,3 +579,89 @@ async fn a_view_the_names_lack_is_refused() {
     let e = t.sync(&mut cores).await.unwrap_err();
     assert!(matches!(e, IndexError::ViewNotListed(0)), "{e}");
 }
+
+/// An encrypted base (JS `encryptionKey`): the bootstrap writes its cores encrypted with the
+/// view block keys, keyed with the encryption key in their namespaces (not the unencrypted
+/// keys); a restart reopens them with the block keys and signs on; an indexer change (the cores
+/// would move) is refused with a typed error, not written.
+#[tokio::test]
+async fn an_encrypted_base_is_written_until_its_cores_would_move() {
+    use hyperpunch_core::autobase::encryption::view_encryption;
+    use hyperpunch_core::encoding::Encode;
+    let ek = [0x2a; 32];
+    let mut t = setup().await;
+    let enc = |t: &Setup| {
+        let (local, kp, entropy) = (t.local, t.key_pair.clone(), t.entropy);
+        async move {
+            IndexerCores::new_encrypted(local, kp, entropy, &["view"], Some(ek))
+                .await
+                .unwrap()
+        }
+    };
+    let mut cores = enc(&t).await;
+    t.append(b"v0");
+    t.sync(&mut cores).await.unwrap();
+    let plain_keys = {
+        let mut c = t.cores(&["view"]).await;
+        let mut base: Base = Autobase::new(t.local, apply);
+        base.record_system();
+        std::mem::swap(&mut t.base, &mut base);
+        t.append(b"v0");
+        t.sync(&mut c).await.unwrap();
+        std::mem::swap(&mut t.base, &mut base);
+        c.view_keys().to_vec()
+    };
+    assert_ne!(
+        cores.view_keys(),
+        &plain_keys[..],
+        "the key is in the namespace"
+    );
+    let h = t
+        .store
+        .get(GetOptions::from_key(cores.view_keys()[0]))
+        .await
+        .unwrap();
+    let stored = t
+        .store
+        .core(&h)
+        .unwrap()
+        .get_stored(0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        view_encryption(&t.local, &ek, "view").encrypt(0, 0, b"v0")
+    );
+    // a restart: the stored cores reopened with their block keys match the replay
+    let mut base: Base = Autobase::new(t.local, apply);
+    base.record_system();
+    t.base = base;
+    t.append(b"v0");
+    t.append(b"v1");
+    let mut cores = enc(&t).await;
+    t.sync(&mut cores).await.unwrap();
+    assert_eq!(cores.signed_length(), t.base.indexed_system().length);
+    // a second indexer: the cores would move
+    let (k2, _) = second_writer(&mut t).await;
+    let mut b2: Base = Autobase::new(t.local, apply);
+    let mut log1 = Vec::new();
+    let mut replay: Base = Autobase::new(t.local, apply);
+    for v in [&b"v0"[..], b"v1"] {
+        for m in replay.append(&t.local, vec![v.to_vec()]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        replay.update();
+    }
+    let mut add = b"add:".to_vec();
+    add.extend_from_slice(&k2);
+    for m in t.base.append(&t.local, vec![add]).unwrap() {
+        log1.push(m.to_bytes());
+    }
+    t.base.update();
+    exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
+    assert!(matches!(
+        t.sync(&mut cores).await,
+        Err(IndexError::EncryptedMove)
+    ));
+}

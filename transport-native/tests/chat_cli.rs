@@ -92,16 +92,26 @@ impl Member {
 
     /// Message lines (`xxxxxxxx: text`) until `n` of them were printed.
     fn messages(&mut self, n: usize) -> Vec<String> {
+        self.messages_within(n, STEP)
+    }
+
+    /// Message lines until `n` of them were printed, within `limit`.
+    fn messages_within(&mut self, n: usize, limit: Duration) -> Vec<String> {
         let (mut out, rest): (Vec<String>, Vec<String>) =
             self.seen.drain(..).partition(|l| is_message(l));
         self.seen = rest;
-        let deadline = Instant::now() + STEP;
+        let deadline = Instant::now() + limit;
         while out.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) if is_message(&l) => out.push(l),
                 Ok(l) => self.seen.push(l),
-                Err(_) => panic!("only {out:?} within {STEP:?}"),
+                Err(_) => panic!(
+                    "only {} messages of {n} within {limit:?} (last {:?}); other lines {:?}",
+                    out.len(),
+                    out.last(),
+                    self.seen
+                ),
             }
         }
         out
@@ -247,15 +257,32 @@ fn bad_invites_are_refused() {
 /// show the same three messages in the same order.
 #[test]
 fn a_js_member_joins_a_hyperpunch_room() {
+    js_member_joins(None);
+}
+
+/// The same room created encrypted (`--encryption-key`, JS `encryptionKey`): the JS member
+/// decrypts the creator's oplog, the creator decrypts the JS member's, one order on both sides;
+/// the creator's stored blocks are encrypted (its message text is not in its folder's files),
+/// and `--dump` reads the room with the key it remembered.
+#[test]
+fn a_js_member_joins_an_encrypted_hyperpunch_room() {
+    js_member_joins(Some("5a".repeat(32)));
+}
+
+fn js_member_joins(encryption_key: Option<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
-    let mut alice = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    if let Some(k) = &encryption_key {
+        args.extend(["--encryption-key", k.as_str()]);
+    }
+    let mut alice = Member::spawn(&args);
     let room = alice.word("room ");
     let addr = alice.listening();
     let port = port_of(&addr);
@@ -265,7 +292,10 @@ fn a_js_member_joins_a_hyperpunch_room() {
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
     // may see Alice's message before Alice has fetched its own.
     let js_dir = tmp.path().join("js");
-    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
+    let mut config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut js = JsMember::spawn(&config);
     let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add {js_key}"));
@@ -285,6 +315,33 @@ fn a_js_member_joins_a_hyperpunch_room() {
         js_view.contains(&format!("{}: hello from js", &js_key[..8])),
         "{js_view:?}"
     );
+    if encryption_key.is_some() {
+        // no file of the folder holds the plaintext of a message
+        for e in walk(&dir) {
+            let bytes = std::fs::read(&e).unwrap();
+            assert!(
+                !bytes.windows(9).any(|w| w == b"before js"),
+                "{} holds a message in the clear",
+                e.display()
+            );
+        }
+        drop(alice);
+        assert_eq!(dump(&dir), ours, "--dump with the remembered key");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
@@ -838,10 +895,25 @@ fn two_members_over_hyperswarm() {
 /// same three messages in the same order; `--dump` of the hyperpunch folder prints them too.
 #[test]
 fn a_hyperpunch_member_joins_a_js_room() {
+    hyperpunch_member_joins_js(None);
+}
+
+/// The same in a room JS created encrypted (JS `encryptionKey`; `--encryption-key` here): the
+/// hyperpunch member decrypts the JS creator's oplog and JS decrypts, applies and indexes the
+/// member's message; one order on both sides, and `--dump` prints the room.
+#[test]
+fn a_hyperpunch_member_joins_an_encrypted_js_room() {
+    hyperpunch_member_joins_js(Some("c3".repeat(32)));
+}
+
+fn hyperpunch_member_joins_js(encryption_key: Option<String>) {
     // Node's store lives in the test's folder, removed after node is killed (dropped later).
     let tmp = tempfile::tempdir().unwrap();
     let js_dir = tmp.path().join("js");
-    let config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
+    let mut config = serde_json::json!({ "create": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut js = JsMember::spawn(&config);
     let created = js.next("room");
     let room = created["key"].as_str().unwrap().to_string();
@@ -849,7 +921,7 @@ fn a_hyperpunch_member_joins_a_js_room() {
 
     let dir = tmp.path().join("bob");
     let addr = format!("127.0.0.1:{port}");
-    let mut bob = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         dir.to_str().unwrap(),
@@ -857,7 +929,11 @@ fn a_hyperpunch_member_joins_a_js_room() {
         &room,
         "--tcp",
         &addr,
-    ]);
+    ];
+    if let Some(k) = &encryption_key {
+        args.extend(["--encryption-key", k.as_str()]);
+    }
+    let mut bob = Member::spawn(&args);
     let writer = bob.word("writer ");
     bob.say("hello from hyperpunch");
     js.send(&serde_json::json!({ "add": writer }));
@@ -952,4 +1028,212 @@ fn three_indexers_go_on_without_the_creator() {
     let all = [one, two, three].concat();
     assert_eq!(dump(std::path::Path::new(&b_dir)), all);
     assert_eq!(dump(std::path::Path::new(&c_dir)), all);
+}
+
+/// Oplog blocks of the writers `keys` held in the stopped chat's folder `dir`, and the fast-forward
+/// point it stored: (blocks held, blocks held below the point's length for that writer, the
+/// cores' lengths summed, the point).
+fn held_oplogs(
+    dir: &std::path::Path,
+    room: [u8; 32],
+    keys: &[[u8; 32]],
+) -> (
+    u64,
+    u64,
+    u64,
+    Option<hyperpunch::autobase_ff::FastForwardPoint>,
+) {
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = hyperpunch::FileStorage::open(dir).unwrap();
+        let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew([0; 32]))
+            .await
+            .unwrap();
+        let point = hyperpunch::autobase_ff::load_point(&store, &room)
+            .await
+            .unwrap();
+        let (mut held, mut below, mut full) = (0, 0, 0);
+        for k in keys {
+            let start = point
+                .as_ref()
+                .and_then(|p| p.members.iter().find(|m| m.0 == *k))
+                .map_or(0, |m| m.1.length);
+            let h = store.get(GetOptions::from_key(*k)).await.unwrap();
+            let core = store.core(&h).unwrap();
+            full += core.length();
+            for i in 0..core.length() {
+                if core.has(i) {
+                    held += 1;
+                    if i < start {
+                        below += 1;
+                    }
+                }
+            }
+        }
+        (held, below, full, point)
+    })
+}
+
+/// The system length and message count of a `fast-forwarded to system length S (M messages)`
+/// or `resumed from the fast-forward point (system length S, M messages)` line.
+fn ff_line(line: &str) -> (u64, usize) {
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(nums.len(), 2, "{line:?}");
+    (nums[0], nums[1] as usize)
+}
+
+/// How long a big room may take to be shown (written one message a line by the creator, read by
+/// the new member from the view core), on a loaded machine.
+const BIG_ROOM: Duration = Duration::from_secs(240);
+
+/// A new member of a big room fast-forwards, then restarts from the stored point, for either
+/// creator: `bob` joins the room (`--invite`, `--tcp` to the creator), reads the room's signed
+/// system core and starts at its point, shows the `n` messages written before (read from the view
+/// core), is added, writes, and shows the same order as the creator (`creator_view`, called once
+/// both members' messages are written); only a small part of the oplogs is downloaded. Restarted
+/// with no peer, it resumes from the stored point (no second fast-forward) and shows the same
+/// messages; `--dump` prints them.
+fn join_big_room(
+    tmp: &std::path::Path,
+    room: &str,
+    addr: &str,
+    n: usize,
+    add: &mut dyn FnMut(&str),
+    creator_view: &mut dyn FnMut(&str) -> Vec<String>,
+) {
+    let b_dir = tmp.join("bob");
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        room,
+        "--tcp",
+        addr,
+    ]);
+    let b_key = bob.word("writer ");
+    let (system_length, ff_messages) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(
+        ff_messages + 100 >= n && ff_messages <= n,
+        "fast-forwarded to {ff_messages} of {n} messages"
+    );
+    let want: Vec<String> = (0..n).map(|i| format!("{}: m{i}", &room[..8])).collect();
+    assert_eq!(bob.messages_within(n, BIG_ROOM), want, "the history");
+    add(&b_key);
+    bob.say("hello from bob");
+    let ours = creator_view(&b_key);
+    assert_eq!(ours.len(), n + 2, "{:?}", &ours[n..]);
+    assert_eq!(bob.messages(2), ours[n..], "one order on both sides");
+    assert!(ours.contains(&format!("{}: hello from bob", &b_key[..8])));
+    drop(bob);
+
+    let boot: [u8; 32] = hex::decode(room).unwrap().try_into().unwrap();
+    let bk: [u8; 32] = hex::decode(&b_key).unwrap().try_into().unwrap();
+    let (held, below, full, point) = held_oplogs(&b_dir, boot, &[boot, bk]);
+    let point = point.expect("the fast-forward point is stored");
+    assert_eq!(point.system_length, system_length);
+    eprintln!(
+        "fast-forward to system length {system_length} ({ff_messages} messages): {held} oplog \
+         blocks held of {full}, {below} below the point"
+    );
+    assert!(
+        below <= 2,
+        "only the creator's head and its digest entry: {below}"
+    );
+    assert!(held * 10 < full, "{held} of {full} oplog blocks downloaded");
+
+    // restarted with no peer: from the stored point, not a second fast-forward
+    let mut again = Member::spawn(&["chat", "--storage", b_dir.to_str().unwrap()]);
+    let resumed = again.expect("resumed from the fast-forward point");
+    assert_eq!(ff_line(&resumed), (system_length, ff_messages));
+    assert_eq!(
+        again.messages_within(n + 2, BIG_ROOM),
+        ours,
+        "after a restart"
+    );
+    assert!(
+        !again.seen.iter().any(|l| l.starts_with("fast-forwarded")),
+        "{:?}",
+        again.seen
+    );
+    drop(again);
+    assert_eq!(dump(&b_dir), ours, "--dump");
+    let (held_after, _, _, _) = held_oplogs(&b_dir, boot, &[boot, bk]);
+    assert_eq!(held_after, held, "nothing more downloaded");
+}
+
+/// A hyperpunch member joins a JS room of 2000 messages (JS autobase 7.28.1 creator and indexer,
+/// the chat's apply) and fast-forwards to the system core JS signed (see [`join_big_room`]).
+#[test]
+fn a_new_member_fast_forwards_in_a_big_js_room() {
+    const N: usize = 2000;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({ "create": true, "count": N, "batch": 10, "expect": N + 2, "deadline": 600000, "dir": tmp.path().join("js") });
+    let mut js = JsMember::spawn(&config);
+    let created = js.next("room");
+    let room = created["key"].as_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{}", created["port"].as_u64().unwrap());
+    eprintln!("JS room: {created}");
+    let js = std::cell::RefCell::new(js);
+    join_big_room(
+        tmp.path(),
+        &room,
+        &addr,
+        N,
+        &mut |key| js.borrow_mut().send(&serde_json::json!({ "add": key })),
+        &mut |_| {
+            js.borrow_mut()
+                .send(&serde_json::json!({ "say": "answer from js" }));
+            let done = js.borrow_mut().next("done");
+            done["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_string())
+                .collect()
+        },
+    );
+}
+
+/// A hyperpunch member joins a hyperpunch room of many messages and fast-forwards to the system
+/// core the creator signed (see [`join_big_room`]).
+#[test]
+fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
+    const N: usize = 2000;
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    for i in 0..N {
+        alice.say(&format!("m{i}"));
+    }
+    let mut ours = alice.messages_within(N, BIG_ROOM);
+    let alice = std::cell::RefCell::new(alice);
+    join_big_room(
+        tmp.path(),
+        &room,
+        &addr,
+        N,
+        &mut |key| alice.borrow_mut().say(&format!("/add {key}")),
+        &mut |_| {
+            let mut a = alice.borrow_mut();
+            a.say("answer from alice");
+            ours.extend(a.messages(2));
+            ours.clone()
+        },
+    );
 }

@@ -5,87 +5,10 @@
 
 mod common;
 use common::hp;
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::thread;
-use std::time::Duration;
-
-const STEP: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A long-running `hyperpunch` process whose stderr lines we watch; killed on drop.
-struct Bg {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Bg {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-            .args(args)
-            .env_remove("HYPERPUNCH_BOOTSTRAP")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hyperpunch");
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            for l in BufReader::new(err).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Bg { child, lines }
-    }
-
-    /// Wait for a stderr line containing `what`.
-    fn expect(&self, what: &str) -> String {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(STEP) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no `{what}` on stderr within {STEP:?}; got {seen:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A bootstrap node and `n` persistent nodes, all CLI processes; returns them and the
-/// bootstrap address.
-fn cli_dht(n: usize) -> (Vec<Bg>, String) {
-    let b = Bg::spawn(&["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"]);
-    let boot = common::tools::bootstrap_addr(&b.expect("bootstrap node"));
-    let mut all = vec![b];
-    for _ in 0..n {
-        let node = Bg::spawn(&["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"]);
-        node.expect("persistent, id");
-        all.push(node);
-    }
-    (all, boot)
-}
+use common::js_peer::JsPeer;
+use common::tools::{free_port, testnet, Proc};
+use serde_json::json;
+use std::process::Command;
 
 fn run(args: &[&str], boot: &str) -> (bool, String, String) {
     let mut full: Vec<&str> = args.to_vec();
@@ -120,18 +43,21 @@ const PK2: &str = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b
 
 #[test]
 fn announce_lookup_and_values_between_cli_processes() {
-    let (_nodes, boot) = cli_dht(6);
-    let ann = Bg::spawn(&[
-        "dht",
+    let (_nodes, boot) = testnet(6);
+    let mut ann = Proc::hp(
         "announce",
-        TOPIC,
-        "--seed",
-        SEED1,
-        "--bootstrap",
-        &boot,
-        "--host",
-        "127.0.0.1",
-    ]);
+        &[
+            "dht",
+            "announce",
+            TOPIC,
+            "--seed",
+            SEED1,
+            "--bootstrap",
+            &boot,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
     assert_eq!(ann.expect("announced"), "announced");
     assert_eq!(ok(&["dht", "lookup", TOPIC], &boot), format!("{PK1}\n"));
 
@@ -199,93 +125,27 @@ fn usage_errors_are_clear() {
     );
 }
 
-/// The JS reference as a long-running peer driven over stdin (`dht-peer.js`).
-struct Js {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    next: u64,
-}
-
-impl Js {
-    fn spawn() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-        let modules = dir.join("node_modules");
-        if !modules.join("hyperdht/package.json").is_file() {
-            panic!("the JS reference is not installed: run `npm ci --prefix tests/interop`");
-        }
-        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-            .arg("dht-peer.js")
-            .arg(json!({"timeoutMs": 120_000}).to_string())
-            .current_dir(&dir)
-            .env("NODE_PATH", &modules)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start node");
-        let stdin = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if let Ok(v) = serde_json::from_str(&l) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let js = Js {
-            child,
-            stdin,
-            lines,
-            next: 0,
-        };
-        js.lines.recv_timeout(STEP).expect("dht-peer.js ready");
-        js
-    }
-
-    fn call(&mut self, mut cmd: Value) -> Value {
-        self.next += 1;
-        cmd["id"] = json!(self.next);
-        writeln!(self.stdin, "{cmd}").unwrap();
-        loop {
-            let v = self.lines.recv_timeout(STEP).expect("JS answer");
-            if v["id"] == json!(self.next) {
-                assert_eq!(v["ok"], json!(true), "JS {cmd}: {v}");
-                return v["result"].clone();
-            }
-        }
-    }
-}
-
-impl Drop for Js {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn cli_and_js_read_each_others_records() {
-    let (_nodes, boot) = cli_dht(5);
-    let mut js = Js::spawn();
+    let (_nodes, boot) = testnet(5);
+    let mut js = JsPeer::spawn("dht-peer.js", 120_000);
     js.call(json!({"cmd": "start", "bootstrap": [boot], "count": 3}));
 
     // CLI announces, JS looks up; JS announces, the CLI looks up.
-    let ann = Bg::spawn(&[
-        "dht",
+    let mut ann = Proc::hp(
         "announce",
-        TOPIC,
-        "--seed",
-        SEED1,
-        "--bootstrap",
-        &boot,
-        "--host",
-        "127.0.0.1",
-    ]);
+        &[
+            "dht",
+            "announce",
+            TOPIC,
+            "--seed",
+            SEED1,
+            "--bootstrap",
+            &boot,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
     ann.expect("announced");
     let r = js.call(json!({"cmd": "lookup", "node": 0, "topic": TOPIC}));
     assert_eq!(r["peers"], json!([PK1]));

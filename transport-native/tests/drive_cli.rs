@@ -5,14 +5,13 @@
 //! `FileStorage`.
 
 mod common;
-use common::tools::{interop_dir, Proc};
+use common::tools::Proc;
 use common::{hp, ok};
 use hyperpunch::crypto::hash;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -455,11 +454,7 @@ fn mirror_killed_mid_way_completes_on_rerun() {
 
 /// `node drive-peer.js CONFIG`.
 fn js_peer(config: &Value) -> Proc {
-    let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
-    cmd.arg("drive-peer.js")
-        .arg(config.to_string())
-        .current_dir(interop_dir());
-    Proc::start("js", cmd)
+    Proc::node("js", "drive-peer.js", &[&config.to_string()], &[])
 }
 
 fn hex_hash(b: &[u8]) -> String {

@@ -4,88 +4,14 @@
 //! (`tests/interop/swarm-peer.js`) both ways. Every process is killed when its test ends.
 
 mod common;
+use common::js_peer::JsPeer;
+use common::tools::{testnet, Proc};
 use common::{hp, ok};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-const STEP: Duration = Duration::from_secs(60);
 const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
-
-/// A long-running `hyperpunch` process whose stdout and stderr lines are watched; killed on
-/// drop.
-struct Bg {
-    child: Child,
-    out: Receiver<String>,
-    err: Receiver<String>,
-}
-
-fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    thread::spawn(move || {
-        for l in BufReader::new(r).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-impl Bg {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
-            .args(args)
-            .env_remove("HYPERPUNCH_BOOTSTRAP")
-            .env_remove("HYPERPUNCH_RELAYS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hyperpunch");
-        let out = lines(child.stdout.take().unwrap());
-        let err = lines(child.stderr.take().unwrap());
-        Bg { child, out, err }
-    }
-
-    fn expect(rx: &Receiver<String>, what: &str) -> String {
-        let deadline = Instant::now() + STEP;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match rx.recv_timeout(left) {
-                Ok(l) if l.contains(what) => return l,
-                Ok(l) => seen.push(l),
-                Err(_) => break,
-            }
-        }
-        panic!("no `{what}` within {STEP:?}; got {seen:?}");
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A bootstrap node and `n` persistent nodes, all CLI processes.
-fn cli_dht(n: usize) -> (Vec<Bg>, String) {
-    let b = Bg::spawn(&["dht", "bootstrap", "--host", "127.0.0.1", "--port", "0"]);
-    let boot = common::tools::bootstrap_addr(&Bg::expect(&b.err, "bootstrap node"));
-    let mut all = vec![b];
-    for _ in 0..n {
-        let node = Bg::spawn(&["dht", "node", "--bootstrap", &boot, "--host", "127.0.0.1"]);
-        Bg::expect(&node.err, "persistent, id");
-        all.push(node);
-    }
-    (all, boot)
-}
 
 fn info(dir: &Path) -> Value {
     serde_json::from_str(&ok(
@@ -117,19 +43,22 @@ fn fetch(dir: &Path, key: &str, boot: &str) -> std::process::Output {
     cmd.output().expect("run fetch")
 }
 
-fn serve(dir: &Path, boot: &str) -> (Bg, String) {
-    let s = Bg::spawn(&[
-        "core",
-        "serve",
-        "-s",
-        dir.to_str().unwrap(),
-        "--swarm",
-        "--bootstrap",
-        boot,
-        "--host",
-        "127.0.0.1",
-    ]);
-    let line = Bg::expect(&s.out, "announced ");
+fn serve(dir: &Path, boot: &str) -> (Proc, String) {
+    let mut s = Proc::hp(
+        "core serve",
+        &[
+            "core",
+            "serve",
+            "-s",
+            dir.to_str().unwrap(),
+            "--swarm",
+            "--bootstrap",
+            boot,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
+    let line = s.expect("announced ");
     let dk = line.trim().strip_prefix("announced ").unwrap().to_string();
     (s, dk)
 }
@@ -144,7 +73,7 @@ fn make_core(dir: &Path, blocks: usize) -> Value {
 
 #[test]
 fn serve_and_fetch_by_discovery_key() {
-    let (_nodes, boot) = cli_dht(3);
+    let (_nodes, boot) = testnet(3);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let expected = make_core(&src, 500);
@@ -224,74 +153,13 @@ fn swarm_usage_errors_are_clear() {
     );
 }
 
-/// `tests/interop/swarm-peer.js` driven over stdin.
-struct Js {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-    next: u64,
-}
-
-impl Js {
-    fn spawn() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop");
-        let modules = dir.join("node_modules");
-        if !modules.join("hyperswarm/package.json").is_file() {
-            panic!("the JS reference is not installed: run `npm ci --prefix tests/interop`");
-        }
-        let mut child = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()))
-            .arg("swarm-peer.js")
-            .arg(json!({"timeoutMs": 150_000}).to_string())
-            .current_dir(&dir)
-            .env("NODE_PATH", &modules)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start node");
-        let stdin = child.stdin.take().unwrap();
-        let lines = lines(child.stdout.take().unwrap());
-        let js = Js {
-            child,
-            stdin,
-            lines,
-            next: 0,
-        };
-        js.lines.recv_timeout(STEP).expect("swarm-peer.js ready");
-        js
-    }
-
-    fn call(&mut self, mut cmd: Value) -> Value {
-        self.next += 1;
-        cmd["id"] = json!(self.next);
-        writeln!(self.stdin, "{cmd}").unwrap();
-        loop {
-            let l = self.lines.recv_timeout(STEP).expect("JS answer");
-            let Ok(v) = serde_json::from_str::<Value>(&l) else {
-                continue;
-            };
-            if v["id"] == json!(self.next) {
-                assert_eq!(v["ok"], json!(true), "JS {cmd}: {v}");
-                return v["result"].clone();
-            }
-        }
-    }
-}
-
-impl Drop for Js {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A JS hyperswarm seeds a core; `core fetch --swarm` gets it by its key. Then `core serve
 /// --swarm` seeds a CLI core and a JS hyperswarm downloads it.
 #[test]
 fn cli_and_js_swarms_replicate_both_ways() {
-    let (_nodes, boot) = cli_dht(3);
+    let (_nodes, boot) = testnet(3);
     let tmp = tempfile::tempdir().unwrap();
-    let mut js = Js::spawn();
+    let mut js = JsPeer::spawn("swarm-peer.js", 150_000);
     let a = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "11".repeat(32)}));
     let created = js.call(json!({"cmd": "createCore", "swarm": a["index"], "dir": tmp.path().join("js-src"), "blocks": 300}));
     js.call(json!({"cmd": "join", "swarm": a["index"], "topic": created["discoveryKey"], "client": false}));
@@ -331,10 +199,10 @@ fn blake2b_hex(b: &[u8]) -> String {
 /// --swarm` seeds a CLI drive, and a JS hyperswarm and a CLI `drive fetch --swarm` download it.
 #[test]
 fn drive_swarm_with_js_both_ways() {
-    let (_nodes, boot) = cli_dht(3);
+    let (_nodes, boot) = testnet(3);
     let tmp = tempfile::tempdir().unwrap();
     let big: Vec<u8> = (0..300 * 1024).map(|i| ((i * 7) & 255) as u8).collect();
-    let mut js = Js::spawn();
+    let mut js = JsPeer::spawn("swarm-peer.js", 150_000);
 
     // JS seeds, the CLI fetches.
     let a = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "21".repeat(32)}));
@@ -396,18 +264,21 @@ fn drive_swarm_with_js_both_ways() {
     )
     .trim()
     .to_string();
-    let server = Bg::spawn(&[
-        "drive",
-        "serve",
-        "-s",
-        src.to_str().unwrap(),
-        "--swarm",
-        "--bootstrap",
-        &boot,
-        "--host",
-        "127.0.0.1",
-    ]);
-    let line = Bg::expect(&server.out, "announced ");
+    let mut server = Proc::hp(
+        "drive serve",
+        &[
+            "drive",
+            "serve",
+            "-s",
+            src.to_str().unwrap(),
+            "--swarm",
+            "--bootstrap",
+            &boot,
+            "--host",
+            "127.0.0.1",
+        ],
+    );
+    let line = server.expect("announced ");
     let dk = line.trim().strip_prefix("announced ").unwrap().to_string();
     let b = js.call(json!({"cmd": "swarm", "bootstrap": [boot], "seed": "22".repeat(32)}));
     let opened = js.call(json!({"cmd": "openDrive", "swarm": b["index"], "dir": tmp.path().join("js-copy"), "key": key}));

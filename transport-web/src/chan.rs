@@ -119,3 +119,46 @@ impl WakeFlag {
         Poll::Pending
     }
 }
+
+/// A stop signal shared by a watcher and its pending waits: once [`Stop::stop`] is called,
+/// every future run through [`Stop::or`] ends with `None` (JS `watcher.close()`).
+#[derive(Clone, Default)]
+pub(crate) struct Stop(Rc<RefCell<(bool, Vec<Waker>)>>);
+
+impl Stop {
+    /// Stop: pending and later [`Stop::or`] calls give `None`.
+    pub(crate) fn stop(&self) {
+        let wakers = {
+            let mut s = self.0.borrow_mut();
+            s.0 = true;
+            std::mem::take(&mut s.1)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether [`Stop::stop`] was called.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.0.borrow().0
+    }
+
+    /// `f`'s output, or `None` if stopped first (then `f` is dropped).
+    pub(crate) async fn or<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        poll_fn(|cx| {
+            if self.is_stopped() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            let mut s = self.0.borrow_mut();
+            if !s.1.iter().any(|w| w.will_wake(cx.waker())) {
+                s.1.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}

@@ -12,13 +12,14 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
 
-use hyperpunch_core::corestore::{self as cs, CoreHandle, GetOptions, PrimaryKey};
+use hyperpunch_core::corestore::{self as cs, CoreHandle, GetOptions, Namespace, PrimaryKey};
 use hyperpunch_core::hyperbee::{BeeCore, BeeError, Header, HostCore};
 use hyperpunch_core::hyperdrive::{self as hd, DriveEntry, DriveError, ListOptions, PutOptions};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::chan::Stop;
 use crate::js::{js_err, key32};
 use crate::replicate::{sleep, SharedCorestore};
 use crate::storage::IdbStorage;
@@ -39,6 +40,8 @@ pub type StoreCore = HostCore<WebStore>;
 pub struct Corestore {
     store: WebStore,
     primary_key: [u8; 32],
+    /// Where `get({ name })` looks names up (JS `store.ns`).
+    namespace: Namespace,
 }
 
 #[wasm_bindgen]
@@ -68,7 +71,63 @@ impl Corestore {
         Ok(Corestore {
             store: SharedCorestore::new(store),
             primary_key,
+            namespace: Namespace::ROOT,
         })
+    }
+
+    /// The namespace `name` of this store (JS `store.namespace(name)`): the same store, with
+    /// names looked up in the child namespace `BLAKE2b-256(ns ‖ name)`, so its named cores
+    /// have the keys JS corestore gives them.
+    pub fn namespace(&self, name: Vec<u8>) -> Corestore {
+        Corestore {
+            store: self.store.clone(),
+            primary_key: self.primary_key,
+            namespace: self.namespace.child(name),
+        }
+    }
+
+    /// Another session of the store in the same namespace (JS `store.session()`).
+    pub fn session(&self) -> Corestore {
+        Corestore {
+            store: self.store.clone(),
+            primary_key: self.primary_key,
+            namespace: self.namespace,
+        }
+    }
+
+    /// The namespace names are looked up in (32 bytes; JS `store.ns`).
+    #[wasm_bindgen(getter)]
+    pub fn ns(&self) -> Vec<u8> {
+        self.namespace.as_bytes().to_vec()
+    }
+
+    /// The discovery keys of the cores stored in the store (JS `store.list()`), or with
+    /// `namespace` (32 bytes) those of the named cores in it, by name.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array[]>")]
+    pub fn list(&self, namespace: Option<Vec<u8>>) -> Result<Promise, JsError> {
+        let ns = namespace
+            .map(|n| key32("namespace", &n).map(Namespace))
+            .transpose()?;
+        let store = self.store.clone();
+        Ok(future_to_promise(async move {
+            let g = store.lock().await;
+            let keys: Vec<[u8; 32]> = match ns {
+                None => g
+                    .list()
+                    .await
+                    .map(|l| l.into_iter().map(|c| c.discovery_key).collect()),
+                Some(ns) => g
+                    .list_names(&ns)
+                    .await
+                    .map(|l| l.into_iter().map(|(_, dk)| dk).collect()),
+            }
+            .map_err(|e| js_err("store.list", e))?;
+            Ok(keys
+                .iter()
+                .map(|k| JsValue::from(Uint8Array::from(&k[..])))
+                .collect::<Array>()
+                .into())
+        }))
     }
 
     /// The primary key (32 bytes) every key of the store derives from.
@@ -82,9 +141,10 @@ impl Corestore {
     #[wasm_bindgen(unchecked_return_type = "Promise<StoreCoreHandle>")]
     pub fn get(&self, name: Option<String>, key: Option<Vec<u8>>) -> Promise {
         let store = self.store.clone();
+        let namespace = self.namespace;
         future_to_promise(async move {
             let opts = match (name, key) {
-                (Some(n), _) => GetOptions::named(n.as_bytes()),
+                (Some(n), _) => GetOptions::named(n.as_bytes()).in_namespace(namespace),
                 (None, Some(k)) => GetOptions::from_key(key32("key", &k)?),
                 (None, None) => return Err(JsError::new("store.get: give a name or a key").into()),
             };
@@ -182,6 +242,29 @@ impl StoreCoreHandle {
         })
     }
 
+    /// Another session of this core (JS `core.session()`): open until it is closed too.
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoreCoreHandle>")]
+    pub fn session(&self) -> Promise {
+        let core = self.core.clone();
+        let key = self.handle.as_ref().map(|h| *h.key());
+        future_to_promise(async move {
+            let key = key.ok_or_else(|| JsError::new("core.session: the core is closed"))?;
+            // A core open in the store: `get` by its key opens another session of it.
+            let h = core
+                .hub()
+                .lock()
+                .await
+                .get(GetOptions::from_key(key))
+                .await
+                .map_err(|e| js_err("core.session", e))?;
+            Ok(StoreCoreHandle {
+                core,
+                handle: Some(h),
+            }
+            .into())
+        })
+    }
+
     /// End this session of the core (JS `core.close()`).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&mut self) -> Promise {
@@ -209,7 +292,8 @@ const MANIFEST_WAIT_MS: u64 = 30_000;
 pub struct Hyperdrive {
     drive: hd::Hyperdrive<StoreCore>,
     store: WebStore,
-    db: CoreHandle,
+    /// The db core's session (shared by the drive's checkouts).
+    db: Rc<CoreHandle>,
 }
 
 fn drive_err(what: &str, e: DriveError) -> JsValue {
@@ -228,7 +312,8 @@ fn entry_js(e: DriveEntry) -> JsValue {
 
 #[wasm_bindgen]
 impl Hyperdrive {
-    /// The drive the store writes (JS `new Hyperdrive(store)`: the named core `"db"` and its
+    /// The drive the store writes (JS `new Hyperdrive(store)`: the named core `"db"` of the
+    /// store's namespace and its
     /// blobs core, created when missing), or with `key` (32 bytes) that drive (JS `new
     /// Hyperdrive(store, key)`): the store's own when it is this one, else a reader whose db
     /// manifest must come from a connected peer within `waitMs` (default 30 s).
@@ -238,12 +323,16 @@ impl Hyperdrive {
         #[wasm_bindgen(js_name = waitMs)] wait_ms: Option<f64>,
     ) -> Result<Hyperdrive, JsError> {
         let key = key.map(|k| key32("key", &k)).transpose()?;
+        let namespace = store.namespace;
         let store = store.store.clone();
         let ctx = |e: cs::CorestoreError| js_err("open the drive", e);
         let db = {
             let mut g = store.lock().await;
             match key {
-                None => g.get(GetOptions::named("db")).await.map_err(ctx)?,
+                None => g
+                    .get(GetOptions::named("db").in_namespace(namespace))
+                    .await
+                    .map_err(ctx)?,
                 Some(k) => g.get(GetOptions::from_key(k)).await.map_err(ctx)?,
             }
         };
@@ -289,7 +378,11 @@ impl Hyperdrive {
             StoreCore::new(store.clone(), *db.discovery_key()),
             StoreCore::new(store.clone(), *blobs.discovery_key()),
         );
-        Ok(Hyperdrive { drive, store, db })
+        Ok(Hyperdrive {
+            drive,
+            store,
+            db: Rc::new(db),
+        })
     }
 
     /// The drive's key (the db core's public key, 32 bytes).
@@ -339,15 +432,7 @@ impl Hyperdrive {
     ) -> Promise {
         let drive = self.drive.clone();
         future_to_promise(async move {
-            let metadata = metadata
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(|e| js_err("put: metadata", e))?;
-            let opts = PutOptions {
-                executable: executable.unwrap_or(false),
-                metadata,
-                ..PutOptions::default()
-            };
+            let opts = put_options(executable, metadata)?;
             drive
                 .put(&path, &bytes, opts)
                 .await
@@ -470,6 +555,96 @@ impl Hyperdrive {
         })
     }
 
+    /// The drive as of `version` (JS `drive.checkout(version)`): read-only.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Hyperdrive>")]
+    pub fn checkout(&self, version: f64) -> Result<Promise, JsError> {
+        let version = crate::js::index("version", version)?;
+        let (drive, store, db) = (self.drive.clone(), self.store.clone(), self.db.clone());
+        Ok(future_to_promise(async move {
+            Ok(Hyperdrive {
+                drive: drive.checkout(version).await,
+                store,
+                db,
+            }
+            .into())
+        }))
+    }
+
+    /// The version checked out, or `undefined` for the live drive.
+    #[wasm_bindgen(getter, js_name = checkoutVersion)]
+    pub fn checkout_version(&self) -> Option<f64> {
+        self.drive.checkout_version().map(|v| v as f64)
+    }
+
+    /// What differs between this drive and its version `version` below `folder` (JS
+    /// `drive.diff(version, folder)`): `{ left, right }` entries (`null` where the path has
+    /// none), in path order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<DriveDiffIterator>")]
+    pub fn diff(&self, version: f64, folder: String) -> Result<Promise, JsError> {
+        let version = crate::js::index("version", version)?;
+        let drive = self.drive.clone();
+        Ok(future_to_promise(async move {
+            let it = drive
+                .diff(version, &folder)
+                .await
+                .map_err(|e| drive_err("diff", e))?;
+            Ok(DriveDiffIterator {
+                iter: Rc::new(async_lock::Mutex::new(it)),
+            }
+            .into())
+        }))
+    }
+
+    /// Watch `folder` (JS `drive.watch(folder)`): resolves once the watcher took its starting
+    /// point; each [`DriveWatcher::next`] then gives `[current, previous]` checkouts.
+    #[wasm_bindgen(unchecked_return_type = "Promise<DriveWatcher>")]
+    pub fn watch(&self, folder: String) -> Result<Promise, JsError> {
+        let mut watcher = self.drive.watch(&folder).map_err(|e| js_err("watch", e))?;
+        let (store, db) = (self.store.clone(), self.db.clone());
+        Ok(future_to_promise(async move {
+            watcher.ready().await;
+            Ok(DriveWatcher {
+                watcher: Rc::new(async_lock::Mutex::new(watcher)),
+                store,
+                db,
+                stop: Stop::default(),
+            }
+            .into())
+        }))
+    }
+
+    /// A batch (JS `drive.batch()`): file contents go to the blobs core at once, the entries
+    /// are appended to the db together by `flush`.
+    pub fn batch(&self) -> DriveBatch {
+        DriveBatch {
+            batch: Rc::new(async_lock::Mutex::new(Some(self.drive.batch()))),
+        }
+    }
+
+    /// A writer of the file `path` (JS `drive.createWriteStream(path, { executable, metadata
+    /// })`): each chunk written is one block of the blob; `finish` puts the entry. Holds the
+    /// blobs write lock until finished or aborted.
+    #[wasm_bindgen(js_name = createWriter, unchecked_return_type = "Promise<DriveWriter>")]
+    pub fn create_writer(
+        &self,
+        path: String,
+        executable: Option<bool>,
+        metadata: Option<String>,
+    ) -> Promise {
+        let drive = self.drive.clone();
+        future_to_promise(async move {
+            let opts = put_options(executable, metadata)?;
+            let w = drive
+                .writer(&path, opts)
+                .await
+                .map_err(|e| drive_err("createWriteStream", e))?;
+            Ok(DriveWriter {
+                writer: Rc::new(async_lock::Mutex::new(Some(w))),
+            }
+            .into())
+        })
+    }
+
     /// Replicate the store the drive is in over `connection` (JS `drive.replicate(conn)`).
     #[wasm_bindgen(
         js_name = replicateConnection,
@@ -477,6 +652,236 @@ impl Hyperdrive {
     )]
     pub fn replicate_connection(&self, connection: &SwarmConnection) -> Promise {
         replicate_conn(self.store.clone(), connection)
+    }
+}
+
+/// [`PutOptions`] from the JS arguments (`metadata` as JSON text).
+fn put_options(executable: Option<bool>, metadata: Option<String>) -> Result<PutOptions, JsValue> {
+    let metadata = metadata
+        .map(|m| serde_json::from_str(&m))
+        .transpose()
+        .map_err(|e| js_err("metadata", e))?;
+    Ok(PutOptions {
+        executable: executable.unwrap_or(false),
+        metadata,
+        ..PutOptions::default()
+    })
+}
+
+/// The differences of [`Hyperdrive::diff`].
+#[wasm_bindgen]
+pub struct DriveDiffIterator {
+    iter: Rc<async_lock::Mutex<hd::DiffStream<StoreCore>>>,
+}
+
+#[wasm_bindgen]
+impl DriveDiffIterator {
+    /// The next difference `{ left, right }` (entries with the value as JSON text, or `null`),
+    /// or `null` at the end.
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<{ left: { seq: number, key: string, value: string } | null, right: { seq: number, key: string, value: string } | null } | null>"
+    )]
+    pub fn next(&self) -> Promise {
+        let iter = self.iter.clone();
+        future_to_promise(async move {
+            let d = iter
+                .lock()
+                .await
+                .next()
+                .await
+                .map_err(|e| drive_err("diff", e))?;
+            Ok(d.map_or(JsValue::NULL, |d| {
+                let o = Object::new();
+                let side = |e: Option<DriveEntry>| e.map_or(JsValue::NULL, entry_js);
+                let _ = Reflect::set(&o, &"left".into(), &side(d.left));
+                let _ = Reflect::set(&o, &"right".into(), &side(d.right));
+                o.into()
+            }))
+        })
+    }
+}
+
+/// A watcher of a folder of a drive (see [`Hyperdrive::watch`]).
+#[wasm_bindgen]
+pub struct DriveWatcher {
+    watcher: Rc<async_lock::Mutex<hd::DriveWatcher<StoreCore>>>,
+    store: WebStore,
+    db: Rc<CoreHandle>,
+    stop: Stop,
+}
+
+#[wasm_bindgen]
+impl DriveWatcher {
+    /// Wait for the next change below the folder: `[current, previous]` checkouts of the
+    /// drive, or `null` once closed.
+    #[wasm_bindgen(unchecked_return_type = "Promise<[Hyperdrive, Hyperdrive] | null>")]
+    pub fn next(&self) -> Promise {
+        let watcher = self.watcher.clone();
+        let stop = self.stop.clone();
+        let (store, db) = (self.store.clone(), self.db.clone());
+        future_to_promise(async move {
+            let next = stop
+                .or(async move { watcher.lock().await.next().await })
+                .await
+                .transpose()
+                .map_err(|e| drive_err("watch", e))?;
+            Ok(next.map_or(JsValue::NULL, |(current, previous)| {
+                let wrap = |drive| -> JsValue {
+                    Hyperdrive {
+                        drive,
+                        store: store.clone(),
+                        db: db.clone(),
+                    }
+                    .into()
+                };
+                Array::of2(&wrap(current), &wrap(previous)).into()
+            }))
+        })
+    }
+
+    /// Stop watching: a pending and every later `next` resolves to `null`.
+    pub fn close(&self) {
+        self.stop.stop();
+    }
+}
+
+type SharedBatch = Rc<async_lock::Mutex<Option<hd::DriveBatch<StoreCore>>>>;
+
+/// A batch of a drive (see [`Hyperdrive::batch`]).
+#[wasm_bindgen]
+pub struct DriveBatch {
+    /// `None` once flushed or closed.
+    batch: SharedBatch,
+}
+
+impl DriveBatch {
+    fn run<F, Fut>(&self, what: &'static str, f: F) -> Promise
+    where
+        F: FnOnce(SharedBatch) -> Fut + 'static,
+        Fut: Future<Output = Result<(), DriveError>> + 'static,
+    {
+        let batch = self.batch.clone();
+        future_to_promise(async move {
+            f(batch).await.map_err(|e| drive_err(what, e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+fn batch_done() -> DriveError {
+    DriveError::Bee(BeeError::InvalidArgument("the batch was flushed or closed"))
+}
+
+#[wasm_bindgen]
+impl DriveBatch {
+    /// Write the file `path` in the batch (its bytes go to the blobs core now).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn put(
+        &self,
+        path: String,
+        bytes: Vec<u8>,
+        executable: Option<bool>,
+        metadata: Option<String>,
+    ) -> Result<Promise, JsValue> {
+        let opts = put_options(executable, metadata)?;
+        Ok(self.run("batch put", |b| async move {
+            let mut g = b.lock().await;
+            g.as_mut()
+                .ok_or_else(batch_done)?
+                .put(&path, &bytes, opts)
+                .await
+        }))
+    }
+
+    /// Delete the file `path` in the batch.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn del(&self, path: String) -> Promise {
+        self.run("batch del", |b| async move {
+            let mut g = b.lock().await;
+            g.as_mut().ok_or_else(batch_done)?.del(&path).await
+        })
+    }
+
+    /// Make `path` a symlink to `target` in the batch.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn symlink(&self, path: String, target: String) -> Promise {
+        self.run("batch symlink", |b| async move {
+            let mut g = b.lock().await;
+            g.as_mut()
+                .ok_or_else(batch_done)?
+                .symlink(&path, &target, None)
+                .await
+        })
+    }
+
+    /// Append the staged entries to the db in one append (JS `batch.flush()`); the batch is
+    /// done afterwards.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn flush(&self) -> Promise {
+        self.run("batch flush", |b| async move {
+            let batch = b.lock().await.take().ok_or_else(batch_done)?;
+            batch.flush().await
+        })
+    }
+
+    /// Discard the staged entries (the contents already in the blobs core stay there).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        self.run("batch close", |b| async move {
+            b.lock().await.take();
+            Ok(())
+        })
+    }
+}
+
+/// A writer of one file (see [`Hyperdrive::create_writer`]).
+#[wasm_bindgen]
+pub struct DriveWriter {
+    /// `None` once finished or aborted.
+    writer: Rc<async_lock::Mutex<Option<hd::DriveWriter<StoreCore>>>>,
+}
+
+#[wasm_bindgen]
+impl DriveWriter {
+    /// Append `chunk` as one block of the file (an empty chunk is skipped).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn write(&self, chunk: Vec<u8>) -> Promise {
+        let writer = self.writer.clone();
+        future_to_promise(async move {
+            let mut g = writer.lock().await;
+            let w = g
+                .as_mut()
+                .ok_or_else(|| JsError::new("write: the file was finished or aborted"))?;
+            w.write_owned(chunk)
+                .await
+                .map_err(|e| drive_err("write", e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Finish the file and put its entry; resolves once the entry is appended.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn finish(&self) -> Promise {
+        let writer = self.writer.clone();
+        future_to_promise(async move {
+            let w = writer
+                .lock()
+                .await
+                .take()
+                .ok_or_else(|| JsError::new("finish: the file was finished or aborted"))?;
+            w.finish().await.map_err(|e| drive_err("finish", e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Give the file up: no entry is put (the blocks written stay in the blobs core).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn abort(&self) -> Promise {
+        let writer = self.writer.clone();
+        future_to_promise(async move {
+            writer.lock().await.take();
+            Ok(JsValue::UNDEFINED)
+        })
     }
 }
 

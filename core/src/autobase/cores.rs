@@ -17,7 +17,7 @@
 //!
 //! Only the indexed batches are written (the tip may still be reordered).
 
-use super::fast_forward::{view_manifest, view_namespace, INFO_KEY, MEMBERS_PREFIX};
+use super::fast_forward::{view_manifest, view_namespace_encrypted, INFO_KEY, MEMBERS_PREFIX};
 use super::messages::{Checkout, Checkpoint, Checkpointer, Digest, IndexCheckpoint, OplogMessage};
 use super::system::SystemFlush;
 use crate::encoding::Encode;
@@ -36,8 +36,49 @@ pub fn core_manifest(
     name: &str,
     prologue: Option<Prologue>,
 ) -> Manifest {
-    let ns = view_namespace(bootstrap, entropy, name);
+    core_manifest_encrypted(
+        bootstrap,
+        None,
+        entropy,
+        indexer_public_keys,
+        name,
+        prologue,
+    )
+}
+
+/// [`core_manifest`] of a base encrypted with `encryption_key` (it enters the signers'
+/// namespace, JS `_deriveNamespace`).
+pub fn core_manifest_encrypted(
+    bootstrap: &[u8; 32],
+    encryption_key: Option<&[u8; 32]>,
+    entropy: &[u8; 32],
+    indexer_public_keys: &[[u8; 32]],
+    name: &str,
+    prologue: Option<Prologue>,
+) -> Manifest {
+    let ns = view_namespace_encrypted(bootstrap, encryption_key, entropy, name);
     view_manifest(1, prologue, indexer_public_keys, &ns)
+}
+
+/// [`prologue`] of a core whose blocks are stored encrypted with `encryption` at fork 0 (the
+/// tree hashes the stored bytes): an encrypted base's view or system core, whose block key
+/// depends only on the base and the name ([`super::encryption::view_encryption`]), so the
+/// moved core's predecessor held exactly these bytes.
+pub fn prologue_encrypted<B: AsRef<[u8]>>(
+    blocks: &[B],
+    length: u64,
+    encryption: Option<&crate::hypercore::encryption::BlockEncryption>,
+) -> Option<Prologue> {
+    let Some(e) = encryption else {
+        return prologue(blocks, length);
+    };
+    let n = usize::try_from(length).ok()?.min(blocks.len());
+    let stored: Vec<Vec<u8>> = blocks[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| e.encrypt(i as u64, 0, b.as_ref()))
+        .collect();
+    prologue(&stored, n as u64)
 }
 
 /// The prologue JS gives a core it moves to new indexers when it holds `length` indexed blocks:

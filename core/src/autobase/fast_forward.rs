@@ -17,8 +17,11 @@
 //!    lengths the system applied.
 
 use super::messages::{Info, Member, OplogMessage};
-use crate::crypto::{hash, hash_batch, namespace};
-use crate::encoding::Decode;
+use crate::crypto::{hash_batch, namespace};
+use crate::encoding::{
+    buffer_len, uint_len, write_buffer, write_string, write_uint, Decode, DecodeError, Decoder,
+    Encode,
+};
 use crate::hyperbee::messages::Node;
 use crate::hypercore::manifest::{Manifest, Prologue};
 
@@ -48,6 +51,11 @@ pub enum FastForwardError {
     /// while the system has indexed it, or the reader runs another apply).
     #[error("view {0:?} is not among the system's views")]
     UnknownView(String),
+    /// The encryption key given is not the base's (or the base is not encrypted, or is and no
+    /// key was given): what it decrypts is not an oplog entry, or the system key derived with it
+    /// is not the one the bootstrap names.
+    #[error("the encryption key does not open this base: {0}")]
+    WrongEncryptionKey(&'static str),
     /// The manifest is not the one the indexers would sign the view with.
     #[error("the manifest of view {name:?} is not signed by the indexers: {reason}")]
     Manifest {
@@ -112,12 +120,23 @@ pub fn member_from_entry(key: &[u8], value: &[u8]) -> Result<([u8; 32], Member),
     Ok((writer, m))
 }
 
-/// The signers' namespace of view `name` (JS `AutoStore._deriveNamespace`, unencrypted base):
+/// The signers' namespace of view `name` of an unencrypted base (JS
+/// `AutoStore._deriveNamespace`): [`view_namespace_encrypted`] with no key.
+pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [u8; 32] {
+    view_namespace_encrypted(bootstrap, None, entropy, name)
+}
+
+/// The signers' namespace of view `name` (JS `AutoStore._deriveNamespace`):
 /// `H(NS_SIGNER_NAMESPACE ‖ uint(1) ‖ bootstrap ‖ H(encryption key or empty) ‖ entropy ‖ name)`.
 /// `entropy` is the info's (version 2), else the first indexer's manifest's signer namespace.
-pub fn view_namespace(bootstrap: &[u8; 32], entropy: &[u8; 32], name: &str) -> [u8; 32] {
+pub fn view_namespace_encrypted(
+    bootstrap: &[u8; 32],
+    encryption_key: Option<&[u8; 32]>,
+    entropy: &[u8; 32],
+    name: &str,
+) -> [u8; 32] {
     let ns = namespace(b"autobase", 1)[0];
-    let encryption_id = hash(&[]);
+    let encryption_id = super::encryption::encryption_id(encryption_key);
     hash_batch(&[
         &ns,
         &[1],
@@ -203,7 +222,8 @@ pub fn check_view_key(
 /// fetched, e.g. an empty view), as JS `findViewByKey` (by namespace, else by derived key).
 /// Returns (name, key, length) per name, in order. A name with no entry is
 /// [`FastForwardError::UnknownView`]; an entry with no name is ignored, as JS
-/// `_applyFastForward` does ("unknown, view ignored").
+/// `_applyFastForward` does ("unknown, view ignored"). Unencrypted base: see
+/// [`match_views_encrypted`].
 pub fn match_views(
     info: &Info,
     manifests: &[Option<Manifest>],
@@ -213,9 +233,33 @@ pub fn match_views(
     entropy: &[u8; 32],
     indexer_public_keys: &[[u8; 32]],
 ) -> Result<Vec<(String, [u8; 32], u64)>, FastForwardError> {
+    match_views_encrypted(
+        info,
+        manifests,
+        names,
+        version,
+        bootstrap,
+        None,
+        entropy,
+        indexer_public_keys,
+    )
+}
+
+/// [`match_views`] for a base encrypted with `encryption_key` (it enters the views' namespaces).
+#[allow(clippy::too_many_arguments)]
+pub fn match_views_encrypted(
+    info: &Info,
+    manifests: &[Option<Manifest>],
+    names: &[&str],
+    version: u64,
+    bootstrap: &[u8; 32],
+    encryption_key: Option<&[u8; 32]>,
+    entropy: &[u8; 32],
+    indexer_public_keys: &[[u8; 32]],
+) -> Result<Vec<(String, [u8; 32], u64)>, FastForwardError> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let ns = view_namespace(bootstrap, entropy, name);
+        let ns = view_namespace_encrypted(bootstrap, encryption_key, entropy, name);
         let found = info.views.iter().enumerate().find(|(i, v)| {
             let prologue = manifests
                 .get(*i)
@@ -239,6 +283,115 @@ pub fn namespace_entropy(
     first_indexer_namespace: Option<[u8; 32]>,
 ) -> Option<[u8; 32]> {
     info.entropy.or(first_indexer_namespace)
+}
+
+/// The indexed state a reader fast-forwards to (what [`super::Autobase::fast_forward`] takes),
+/// as read from a signed system core. It is also what a member stores so that a restart resumes
+/// from it without reading the system core again: [`Encode`]/[`Decode`] give its stored form
+/// (hyperpunch's own, versioned: `uint version(1) ‖ fixed32 systemKey ‖ uint systemLength ‖
+/// buffer info ‖ uint n ‖ n × (fixed32 key ‖ buffer member) ‖ uint m ‖ m × (string name ‖
+/// fixed32 key ‖ uint length)`, `info` and `member` in JS's layouts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastForwardPoint {
+    /// The system core's key.
+    pub system_key: [u8; 32],
+    /// Its signed length (the blocks its indexers' signature covers).
+    pub system_length: u64,
+    /// Its `info` record there (heads, indexers, views).
+    pub info: Info,
+    /// Its member records there.
+    pub members: Vec<([u8; 32], Member)>,
+    /// The views found among `info.views`: (name, key, length).
+    pub views: Vec<(String, [u8; 32], u64)>,
+}
+
+/// The version of [`FastForwardPoint`]'s stored form.
+const POINT_VERSION: u64 = 1;
+
+impl FastForwardPoint {
+    /// The views as [`super::Autobase::fast_forward`] takes them.
+    pub fn view_lengths(&self) -> Vec<(&str, u64)> {
+        self.views
+            .iter()
+            .map(|(n, _, l)| (n.as_str(), *l))
+            .collect()
+    }
+
+    /// The length view `name` starts at (0 when the point has no such view).
+    pub fn view_length(&self, name: &str) -> u64 {
+        self.views
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map_or(0, |v| v.2)
+    }
+}
+
+impl Encode for FastForwardPoint {
+    fn encoded_len(&self) -> usize {
+        let info = self.info.encoded_len();
+        uint_len(POINT_VERSION)
+            + 32
+            + uint_len(self.system_length)
+            + uint_len(info as u64)
+            + info
+            + uint_len(self.members.len() as u64)
+            + self
+                .members
+                .iter()
+                .map(|(_, m)| 32 + buffer_len(m.encoded_len()))
+                .sum::<usize>()
+            + uint_len(self.views.len() as u64)
+            + self
+                .views
+                .iter()
+                .map(|(n, _, l)| buffer_len(n.len()) + 32 + uint_len(*l))
+                .sum::<usize>()
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_uint(out, POINT_VERSION);
+        out.extend_from_slice(&self.system_key);
+        write_uint(out, self.system_length);
+        write_buffer(out, &self.info.to_bytes());
+        write_uint(out, self.members.len() as u64);
+        for (k, m) in &self.members {
+            out.extend_from_slice(k);
+            write_buffer(out, &m.to_bytes());
+        }
+        write_uint(out, self.views.len() as u64);
+        for (n, k, l) in &self.views {
+            write_string(out, n);
+            out.extend_from_slice(k);
+            write_uint(out, *l);
+        }
+    }
+}
+
+impl<'a> Decode<'a> for FastForwardPoint {
+    fn decode(d: &mut Decoder<'a>) -> Result<Self, DecodeError> {
+        if d.uint()? != POINT_VERSION {
+            return Err(DecodeError::Invalid("fast-forward point version"));
+        }
+        let system_key = d.fixed()?;
+        let system_length = d.uint()?;
+        let info = whole::<Info>(d.buffer()?)?;
+        let members = d.array_with(|d| Ok((d.fixed()?, whole::<Member>(d.buffer()?)?)))?;
+        let views = d.array_with(|d| Ok((d.string()?.to_string(), d.fixed()?, d.uint()?)))?;
+        Ok(FastForwardPoint {
+            system_key,
+            system_length,
+            info,
+            members,
+            views,
+        })
+    }
+}
+
+/// A value that fills its buffer.
+fn whole<'a, T: Decode<'a>>(b: &'a [u8]) -> Result<T, DecodeError> {
+    let mut d = Decoder::new(b);
+    let v = T::decode(&mut d)?;
+    d.finish()?;
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -581,5 +734,57 @@ mod tests {
         let _ = b.handle_block(&boot, u64::MAX - 1, &[1, 2, 3]);
         b.update();
         assert_eq!(b.views().len(v), usize::MAX);
+    }
+
+    /// The stored form of a fast-forward point round-trips; every truncation and a wrong version
+    /// are typed errors.
+    #[test]
+    fn stored_point_round_trip_and_refusals() {
+        let p = FastForwardPoint {
+            system_key: [3; 32],
+            system_length: 4021,
+            info: Info {
+                version: 2,
+                members: 2,
+                pending_indexers: vec![],
+                indexers: vec![Checkout {
+                    key: [1; 32],
+                    length: 2000,
+                }],
+                heads: vec![Checkout {
+                    key: [1; 32],
+                    length: 2000,
+                }],
+                views: vec![Checkout {
+                    key: [9; 32],
+                    length: 2000,
+                }],
+                encryption_length: 0,
+                entropy: Some([7; 32]),
+            },
+            members: vec![(
+                [1; 32],
+                Member {
+                    is_indexer: true,
+                    is_removed: false,
+                    length: 2000,
+                },
+            )],
+            views: vec![("messages".into(), [9; 32], 2000)],
+        };
+        let b = p.to_bytes();
+        assert_eq!(b.len(), p.encoded_len());
+        assert_eq!(FastForwardPoint::from_bytes(&b), Ok(p.clone()));
+        assert_eq!(p.view_length("messages"), 2000);
+        assert_eq!(p.view_length("other"), 0);
+        for n in 0..b.len() {
+            assert!(FastForwardPoint::from_bytes(&b[..n]).is_err(), "{n}");
+        }
+        let mut v = b.clone();
+        v[0] = 2;
+        assert_eq!(
+            FastForwardPoint::from_bytes(&v),
+            Err(DecodeError::Invalid("fast-forward point version"))
+        );
     }
 }

@@ -35,13 +35,14 @@
 //! past it. Live-tested against a JS autobase with thousands of indexed entries.
 //!
 //! Not done yet (JS features): an indexer's digests and checkpoints (writing the system core and
-//! views as hypercores: storage compatibility for writers), optimistic apply, encryption, forks,
-//! wakeup.
+//! views as hypercores: storage compatibility for writers), optimistic apply, forks, wakeup; encrypted
+//! bases are read ([`encryption`]: the keys of version-1 cores), not yet written by an indexer.
 
 mod base;
 pub mod clock;
 pub mod consensus;
 pub mod cores;
+pub mod encryption;
 pub mod fast_forward;
 pub mod graph;
 pub mod linearizer;

@@ -9,6 +9,7 @@
 //! | `0x01` | `uint` the id the next new core gets |
 //! | `0x02 ‖ discoveryKey(32)` | core record: `uint version(1) ‖ uint id ‖ fixed32 key ‖ uint flags(1 named) ‖ [fixed32 namespace ‖ buffer name]` |
 //! | `0x03 ‖ namespace(32) ‖ name` | alias of a named core: `fixed32 discoveryKey` (JS `getAlias`) |
+//! | `0x04 ‖ bootstrap(32)` | the point an autobase member fast-forwarded to (`autobase::fast_forward::FastForwardPoint`), so that a restart resumes from it |
 //! | `0x10 ‖ u32be(id) ‖ …` | the data of core `id`: the keys of [`crate::hypercore::layout`] under this prefix ([`crate::storage::Prefixed`]) |
 //!
 //! Crash safety: the header is written once, in one batch, when the store is created. A core is
@@ -35,6 +36,8 @@ pub const NEXT_ID: u8 = 0x01;
 pub const CORE: u8 = 0x02;
 /// Tag of aliases.
 pub const ALIAS: u8 = 0x03;
+/// Tag of the autobase fast-forward points.
+pub const AUTOBASE_POINT: u8 = 0x04;
 /// Tag of core data.
 pub const DATA: u8 = 0x10;
 
@@ -46,6 +49,15 @@ const FLAG_NAMED: u64 = 1;
 /// The store header key.
 pub fn header_key() -> Vec<u8> {
     vec![HEADER]
+}
+
+/// The key of the fast-forward point stored for the autobase with `bootstrap` (written in one
+/// batch of its own: after a crash it is there whole or not at all).
+pub fn autobase_point_key(bootstrap: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(AUTOBASE_POINT);
+    k.extend_from_slice(bootstrap);
+    k
 }
 
 /// The next-id key.

@@ -202,6 +202,9 @@ pub struct GetOptions {
     /// Block encryption key (hypercore's default encryption), needed to read or append blocks
     /// of an encrypted core; replicating works without it.
     pub encryption_key: Option<[u8; 32]>,
+    /// Use `encryption_key` as the block key itself (JS `{ block: true }`, an autobase view's
+    /// key) instead of deriving the block key from it and the core key.
+    pub block_key: bool,
     /// Fail with [`CorestoreError::NotFound`] instead of creating a missing core (JS
     /// `createIfMissing: false`).
     pub must_exist: bool,
@@ -256,6 +259,14 @@ impl GetOptions {
     /// Block encryption key.
     pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
         self.encryption_key = Some(key);
+        self
+    }
+    /// Block encryption with `block_key` as is (JS `encryption: { key, block: true }`), e.g.
+    /// an autobase view's ([`crate::autobase::encryption::view_block_key`]); a core already open
+    /// without encryption (a reader that followed it by key) is switched to it.
+    pub fn with_block_encryption_key(mut self, block_key: [u8; 32]) -> Self {
+        self.encryption_key = Some(block_key);
+        self.block_key = true;
         self
     }
     /// Do not create the core if it is not stored.
@@ -421,8 +432,14 @@ impl<S: Storage + Clone> Corestore<S> {
             manifest,
             discovery_key: dk_opt,
             encryption_key,
+            block_key,
             must_exist,
         } = opts;
+        // a block key is set on the open core below, not derived at open or create
+        let (encryption_key, block_key) = match (encryption_key, block_key) {
+            (Some(k), true) => (None, Some(k)),
+            (ek, _) => (ek, None),
+        };
         // JS `_auth`: a name gives the key pair; a stored alias pins the core it named.
         let key_pair = match &name {
             Some(n) => Some(create_key_pair(&self.primary_key, &namespace, n)),
@@ -515,6 +532,13 @@ impl<S: Storage + Clone> Corestore<S> {
             } else {
                 return Err(HypercoreError::InvalidArgument("core is not encrypted").into());
             }
+        }
+        if let Some(bk) = block_key {
+            self.hub
+                .replicator_mut(&dk)
+                .ok_or(CorestoreError::UnknownHandle)?
+                .core_mut()
+                .set_block_encryption_key(bk);
         }
         let key = match key {
             Some(k) if alias.is_none() => k,

@@ -775,3 +775,39 @@ fn a_later_session_brings_the_encryption_key() {
         let _ = plain;
     });
 }
+
+/// A block key used as is (JS `{ block: true }`, an autobase view's key): the stored block is
+/// hypercore's default encryption under that key, a session that gives the key reads the
+/// plaintext, and a reader core opened by key without encryption switches to it.
+#[test]
+fn a_block_key_is_used_as_is() {
+    use crate::hypercore::encryption::BlockEncryption;
+    block_on(async {
+        let (mut s, _) = store(31).await;
+        let bk = [0x44; 32];
+        let h = s
+            .get(GetOptions::named("v").with_block_encryption_key(bk))
+            .await
+            .unwrap();
+        s.append(0, &h, &[b"secret"]).await.unwrap();
+        let core = s.core(&h).unwrap();
+        assert!(core.encrypted());
+        let stored = core.get_stored(0).await.unwrap().unwrap();
+        assert_eq!(
+            stored,
+            BlockEncryption::from_block_key(bk).encrypt(0, 0, b"secret")
+        );
+        assert_eq!(core.get(0).await.unwrap().as_deref(), Some(&b"secret"[..]));
+
+        let (mut r, _) = store(32).await;
+        let key = *h.key();
+        let rh = r.get(GetOptions::from_key(key)).await.unwrap();
+        assert!(!r.core(&rh).unwrap().encrypted());
+        let rh2 = r
+            .get(GetOptions::from_key(key).with_block_encryption_key(bk))
+            .await
+            .unwrap();
+        assert!(r.core(&rh).unwrap().encrypted());
+        let _ = rh2;
+    });
+}

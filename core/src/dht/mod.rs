@@ -75,18 +75,6 @@ pub const IMMUTABLE_GET: u64 = 9;
 /// User command: PLUGIN.
 pub const PLUGIN: u64 = 10;
 
-/// Firewall kinds of the noise/holepunch payloads.
-pub mod firewall {
-    /// Not known yet.
-    pub const UNKNOWN: u64 = 0;
-    /// Reachable.
-    pub const OPEN: u64 = 1;
-    /// A NAT that keeps the port per destination.
-    pub const CONSISTENT: u64 = 2;
-    /// A NAT that randomizes ports.
-    pub const RANDOM: u64 = 3;
-}
-
 /// hyperdht error: none.
 pub const ERROR_NONE: u64 = 0;
 /// hyperdht error: aborted.

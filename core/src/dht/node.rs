@@ -6,7 +6,8 @@ use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::client::Op;
-use super::messages::{Handshake, Holepunch, PeerRecord};
+use super::messages::PeerRecord;
+use super::messages_connect::{HandshakeMessage, HolepunchMessage};
 use super::persistent::{Persistent, StoreLimits};
 use super::router::Router;
 use super::rpc::{
@@ -191,7 +192,7 @@ pub enum Event {
         /// The request (its target is the server's key hash).
         req: IncomingRequest,
         /// The decoded value.
-        handshake: Handshake,
+        handshake: HandshakeMessage,
     },
     /// A PEER_HOLEPUNCH (mode FROM_RELAY) for a registered server; answer with
     /// [`HyperDht::server_holepunch_reply`].
@@ -199,7 +200,7 @@ pub enum Event {
         /// The request.
         req: IncomingRequest,
         /// The decoded value.
-        holepunch: Holepunch,
+        holepunch: HolepunchMessage,
     },
 }
 

@@ -15,7 +15,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 
 use super::cache::{MaxCache, Weight};
-use super::messages::{mode, Handshake, Holepunch};
+use super::messages_connect::{HandshakeMessage, HolepunchMessage, Mode};
 use super::node::{Event, HyperDht};
 use super::persistent::StoreLimits;
 use super::rpc::{
@@ -95,9 +95,9 @@ pub fn parse_handshake_reply(res: &Response, to: SocketAddrV4) -> Result<Handsha
     let hs = res
         .value
         .as_deref()
-        .and_then(|v| Handshake::decode(v).ok())
+        .and_then(|v| HandshakeMessage::decode(v).ok())
         .ok_or(BadReply::Handshake)?;
-    if hs.mode != mode::REPLY || res.from.addr != to {
+    if hs.mode != Mode::Reply || res.from.addr != to {
         return Err(BadReply::Handshake);
     }
     Ok(HandshakeReply {
@@ -126,9 +126,9 @@ pub fn parse_holepunch_reply(res: &Response, to: SocketAddrV4) -> Result<Holepun
     let hp = res
         .value
         .as_deref()
-        .and_then(|v| Holepunch::decode(v).ok())
+        .and_then(|v| HolepunchMessage::decode(v).ok())
         .ok_or(BadReply::Holepunch)?;
-    if hp.mode != mode::REPLY || res.from.addr != to {
+    if hp.mode != Mode::Reply || res.from.addr != to {
         return Err(BadReply::Holepunch);
     }
     Ok(HolepunchReply {
@@ -177,8 +177,8 @@ impl HyperDht {
         to: SocketAddrV4,
         socket: Option<SocketId>,
     ) -> Result<RequestId, RequestError> {
-        let value = Handshake {
-            mode: mode::FROM_CLIENT,
+        let value = HandshakeMessage {
+            mode: Mode::FromClient,
             noise,
             peer_address,
             relay_address,
@@ -203,8 +203,8 @@ impl HyperDht {
         to: SocketAddrV4,
         socket: Option<SocketId>,
     ) -> Result<RequestId, RequestError> {
-        let value = Holepunch {
-            mode: mode::FROM_CLIENT,
+        let value = HolepunchMessage {
+            mode: Mode::FromClient,
             id,
             payload,
             peer_address,
@@ -224,7 +224,7 @@ impl HyperDht {
     pub fn server_handshake_reply(
         &mut self,
         req: &IncomingRequest,
-        handshake: &Handshake,
+        handshake: &HandshakeMessage,
         noise: Vec<u8>,
         socket: Option<SocketId>,
     ) {
@@ -233,9 +233,9 @@ impl HyperDht {
             ..ReplyOptions::BARE
         };
         match handshake.mode {
-            mode::FROM_CLIENT => {
-                let v = Handshake {
-                    mode: mode::REPLY,
+            Mode::FromClient => {
+                let v = HandshakeMessage {
+                    mode: Mode::Reply,
                     noise,
                     peer_address: None,
                     relay_address: None,
@@ -243,9 +243,9 @@ impl HyperDht {
                 .encode();
                 self.rpc.reply(req, Some(&v), opts);
             }
-            mode::FROM_RELAY => {
-                let v = Handshake {
-                    mode: mode::FROM_SERVER,
+            Mode::FromRelay => {
+                let v = HandshakeMessage {
+                    mode: Mode::FromServer,
                     noise,
                     peer_address: handshake.peer_address,
                     relay_address: None,
@@ -253,12 +253,12 @@ impl HyperDht {
                 .encode();
                 self.rpc.relay(req, Some(&v), req.from.addr, socket);
             }
-            mode::FROM_SECOND_RELAY => {
+            Mode::FromSecondRelay => {
                 let Some(relay) = handshake.relay_address else {
                     return;
                 };
-                let v = Handshake {
-                    mode: mode::FROM_SERVER,
+                let v = HandshakeMessage {
+                    mode: Mode::FromServer,
                     noise,
                     peer_address: handshake.peer_address,
                     relay_address: None,
@@ -275,12 +275,12 @@ impl HyperDht {
     pub fn server_holepunch_reply(
         &mut self,
         req: &IncomingRequest,
-        holepunch: &Holepunch,
+        holepunch: &HolepunchMessage,
         payload: Vec<u8>,
         socket: Option<SocketId>,
     ) {
-        let v = Holepunch {
-            mode: mode::FROM_SERVER,
+        let v = HolepunchMessage {
+            mode: Mode::FromServer,
             id: 0,
             payload,
             peer_address: holepunch.peer_address,
@@ -291,7 +291,11 @@ impl HyperDht {
 
     /// PEER_HANDSHAKE arrived (JS `onpeerhandshake`).
     pub(crate) fn on_peer_handshake(&mut self, req: IncomingRequest) {
-        let Some(hs) = req.value.as_deref().and_then(|v| Handshake::decode(v).ok()) else {
+        let Some(hs) = req
+            .value
+            .as_deref()
+            .and_then(|v| HandshakeMessage::decode(v).ok())
+        else {
             return;
         };
         let state = req
@@ -304,7 +308,7 @@ impl HyperDht {
             return;
         }
         match hs.mode {
-            mode::FROM_CLIENT => {
+            Mode::FromClient => {
                 let Some(dest) = hs.relay_address.or(relay) else {
                     // Help the client route: closer nodes, nothing else.
                     let opts = ReplyOptions {
@@ -314,8 +318,8 @@ impl HyperDht {
                     self.rpc.reply(&req, None, opts);
                     return;
                 };
-                let v = Handshake {
-                    mode: mode::FROM_RELAY,
+                let v = HandshakeMessage {
+                    mode: Mode::FromRelay,
                     noise: hs.noise,
                     peer_address: Some(req.from.addr),
                     relay_address: None,
@@ -323,10 +327,10 @@ impl HyperDht {
                 .encode();
                 self.rpc.relay(&req, Some(&v), dest, None);
             }
-            mode::FROM_RELAY => {
+            Mode::FromRelay => {
                 let Some(relay) = relay else { return };
-                let v = Handshake {
-                    mode: mode::FROM_SECOND_RELAY,
+                let v = HandshakeMessage {
+                    mode: Mode::FromSecondRelay,
                     noise: hs.noise,
                     peer_address: hs.peer_address,
                     relay_address: Some(req.from.addr),
@@ -334,10 +338,10 @@ impl HyperDht {
                 .encode();
                 self.rpc.relay(&req, Some(&v), relay, None);
             }
-            mode::FROM_SERVER => {
+            Mode::FromServer => {
                 let Some(peer) = hs.peer_address else { return };
-                let v = Handshake {
-                    mode: mode::REPLY,
+                let v = HandshakeMessage {
+                    mode: Mode::Reply,
                     noise: hs.noise,
                     peer_address: Some(req.from.addr),
                     relay_address: None,
@@ -355,7 +359,11 @@ impl HyperDht {
 
     /// PEER_HOLEPUNCH arrived (JS `onpeerholepunch`).
     pub(crate) fn on_peer_holepunch(&mut self, req: IncomingRequest) {
-        let Some(hp) = req.value.as_deref().and_then(|v| Holepunch::decode(v).ok()) else {
+        let Some(hp) = req
+            .value
+            .as_deref()
+            .and_then(|v| HolepunchMessage::decode(v).ok())
+        else {
             return;
         };
         let state = req
@@ -364,12 +372,12 @@ impl HyperDht {
         let relay = state.as_ref().and_then(|s| s.relay);
         let is_server = state.as_ref().is_some_and(|s| s.server);
         match hp.mode {
-            mode::FROM_CLIENT => {
+            Mode::FromClient => {
                 let Some(dest) = hp.peer_address.or(relay) else {
                     return;
                 };
-                let v = Holepunch {
-                    mode: mode::FROM_RELAY,
+                let v = HolepunchMessage {
+                    mode: Mode::FromRelay,
                     id: hp.id,
                     payload: hp.payload,
                     peer_address: Some(req.from.addr),
@@ -377,17 +385,17 @@ impl HyperDht {
                 .encode();
                 self.rpc.relay(&req, Some(&v), dest, None);
             }
-            mode::FROM_RELAY => {
+            Mode::FromRelay => {
                 if !is_server || hp.peer_address.is_none() {
                     return;
                 }
                 self.events
                     .push_back(Event::PeerHolepunch { req, holepunch: hp });
             }
-            mode::FROM_SERVER => {
+            Mode::FromServer => {
                 let to = hp.peer_address.unwrap_or(req.from.addr);
-                let v = Holepunch {
-                    mode: mode::REPLY,
+                let v = HolepunchMessage {
+                    mode: Mode::Reply,
                     id: hp.id,
                     payload: hp.payload,
                     peer_address: Some(req.from.addr),

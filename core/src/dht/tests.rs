@@ -5,6 +5,10 @@ use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 
 use super::messages::*;
+use super::messages_connect::{
+    Firewall, HandshakeMessage, HolepunchInfo, HolepunchMessage, HolepunchPayload, Mode,
+    NoisePayload, RelayInfo, RelayThroughInfo, UdxInfo,
+};
 use super::rpc::tests::{addr_n, seed_of, unhex, vectors, Engine, Net, NET};
 use super::rpc::{
     self, messages as rpcm, node_id, Config, ReplyOptions, RequestSpec, SocketId, Transmit,
@@ -54,8 +58,8 @@ fn every_message_matches_the_vectors() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "handshake_fromClient",
-            Handshake {
-                mode: mode::FROM_CLIENT,
+            HandshakeMessage {
+                mode: Mode::FromClient,
                 noise: b"noise".to_vec(),
                 peer_address: None,
                 relay_address: None,
@@ -64,8 +68,8 @@ fn every_message_matches_the_vectors() {
         ),
         (
             "handshake_fromRelay",
-            Handshake {
-                mode: mode::FROM_RELAY,
+            HandshakeMessage {
+                mode: Mode::FromRelay,
                 noise: b"noise".to_vec(),
                 peer_address: Some(p1234),
                 relay_address: None,
@@ -74,8 +78,8 @@ fn every_message_matches_the_vectors() {
         ),
         (
             "handshake_fromSecondRelay",
-            Handshake {
-                mode: mode::FROM_SECOND_RELAY,
+            HandshakeMessage {
+                mode: Mode::FromSecondRelay,
                 noise: b"noise".to_vec(),
                 peer_address: Some(p1234),
                 relay_address: Some(a("5.6.7.8:5678")),
@@ -84,8 +88,8 @@ fn every_message_matches_the_vectors() {
         ),
         (
             "handshake_reply",
-            Handshake {
-                mode: mode::REPLY,
+            HandshakeMessage {
+                mode: Mode::Reply,
                 noise: b"noise".to_vec(),
                 peer_address: Some(p1234),
                 relay_address: None,
@@ -94,8 +98,8 @@ fn every_message_matches_the_vectors() {
         ),
         (
             "holepunch_fromClient",
-            Holepunch {
-                mode: mode::FROM_CLIENT,
+            HolepunchMessage {
+                mode: Mode::FromClient,
                 id: 7,
                 payload: b"p".to_vec(),
                 peer_address: Some(p1234),
@@ -104,8 +108,8 @@ fn every_message_matches_the_vectors() {
         ),
         (
             "holepunch_reply",
-            Holepunch {
-                mode: mode::REPLY,
+            HolepunchMessage {
+                mode: Mode::Reply,
                 id: 7,
                 payload: b"p".to_vec(),
                 peer_address: None,
@@ -133,7 +137,7 @@ fn every_message_matches_the_vectors() {
             NoisePayload {
                 version: 1,
                 error: 0,
-                firewall: firewall::CONSISTENT,
+                firewall: Firewall::Consistent,
                 holepunch: Some(HolepunchInfo {
                     id: 3,
                     relays: vec![RelayInfo {
@@ -162,7 +166,7 @@ fn every_message_matches_the_vectors() {
         (
             "holepunchPayload_probe",
             HolepunchPayload {
-                firewall: 2,
+                firewall: Firewall::Consistent,
                 addresses: Some(vec![a("1.2.3.4:40000")]),
                 remote_address: Some(a("5.6.7.8:50000")),
                 ..HolepunchPayload::default()
@@ -172,7 +176,7 @@ fn every_message_matches_the_vectors() {
         (
             "holepunchPayload_punch",
             HolepunchPayload {
-                firewall: 2,
+                firewall: Firewall::Consistent,
                 round: 1,
                 punching: true,
                 addresses: Some(vec![a("1.2.3.4:40000")]),
@@ -261,8 +265,8 @@ fn every_message_matches_the_vectors() {
     // And every one decodes back to itself.
     for (name, bytes) in cases {
         let again = match name {
-            n if n.starts_with("handshake_") => Handshake::decode(&bytes).unwrap().encode(),
-            n if n.starts_with("holepunch_") => Holepunch::decode(&bytes).unwrap().encode(),
+            n if n.starts_with("handshake_") => HandshakeMessage::decode(&bytes).unwrap().encode(),
+            n if n.starts_with("holepunch_") => HolepunchMessage::decode(&bytes).unwrap().encode(),
             n if n.starts_with("noisePayload") => NoisePayload::decode(&bytes).unwrap().encode(),
             n if n.starts_with("holepunchPayload") => {
                 HolepunchPayload::decode(&bytes).unwrap().encode()
@@ -404,12 +408,12 @@ fn captured_record_writes_verify() {
 
 #[test]
 fn malformed_messages_are_errors() {
-    assert!(Handshake::decode(&[]).is_err());
+    assert!(HandshakeMessage::decode(&[]).is_err());
     assert!(
-        Handshake::decode(&[1, 0, 0]).is_err(),
+        HandshakeMessage::decode(&[1, 0, 0]).is_err(),
         "peer address flag without the address"
     );
-    assert!(Holepunch::decode(&[0, 0, 0, 5, 1]).is_err());
+    assert!(HolepunchMessage::decode(&[0, 0, 0, 5, 1]).is_err());
     assert!(NoisePayload::decode(&[1, 0xff, 0, 0]).is_err());
     assert!(HolepunchPayload::decode(&[0x10, 0, 0, 0, 1, 2]).is_err());
     assert!(PeerRecord::decode(&[0; 31]).is_err());
@@ -906,7 +910,7 @@ fn handshakes_are_relayed_through_the_forward() {
             _ => None,
         })
         .expect("the server got the handshake");
-    assert_eq!(hs.mode, mode::FROM_RELAY);
+    assert_eq!(hs.mode, Mode::FromRelay);
     assert_eq!(hs.noise, b"hello noise");
     assert_eq!(
         hs.peer_address,

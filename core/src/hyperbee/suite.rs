@@ -712,6 +712,15 @@ pub async fn watchers<S: Storage + 'static>(storage: S) {
     let (cur, prev) = eager.next().await.unwrap();
     assert_eq!(prev.version().await, 1);
     assert!(cur.version().await > 1);
+    // `ready` takes the starting point (JS `await watcher.ready()`): a change made before the
+    // first `next` is reported by it, not waited past.
+    let mut early = db.watch(Default::default(), false);
+    early.ready().await;
+    let before = db.version().await;
+    db.put("q", "after ready").await.unwrap();
+    let (cur, prev) = early.next().await.unwrap();
+    assert_eq!(prev.version().await, before);
+    assert_eq!(cur.version().await, before + 1);
 }
 
 /// The header and its metadata, `is_hyperbee`, and blocks that are not a valid bee.

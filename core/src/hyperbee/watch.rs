@@ -48,9 +48,9 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
 }
 
 impl<C: BeeCore, K: Codec, V: Codec> Watcher<C, K, V> {
-    /// Wait for the next change within the range: `(current, previous)` snapshots of the bee
-    /// (diff them with [`Hyperbee::create_diff_stream`]). A truncation is always a change.
-    pub async fn next(&mut self) -> Result<(Hyperbee<C, K, V>, Hyperbee<C, K, V>), BeeError> {
+    /// Take the point changes are counted from now (JS `watcher.ready()`), instead of at the
+    /// first [`Watcher::next`]: a change made between the two is then reported.
+    pub async fn ready(&mut self) {
         if self.current.is_none() {
             self.current = Some(if self.eager {
                 self.bee.checkout(1).await
@@ -58,6 +58,12 @@ impl<C: BeeCore, K: Codec, V: Codec> Watcher<C, K, V> {
                 self.bee.snapshot().await
             });
         }
+    }
+
+    /// Wait for the next change within the range: `(current, previous)` snapshots of the bee
+    /// (diff them with [`Hyperbee::create_diff_stream`]). A truncation is always a change.
+    pub async fn next(&mut self) -> Result<(Hyperbee<C, K, V>, Hyperbee<C, K, V>), BeeError> {
+        self.ready().await;
         loop {
             let current = self.current.take().expect("set above");
             let version = current.checkout_version().unwrap_or(1);

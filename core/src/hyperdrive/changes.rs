@@ -53,6 +53,12 @@ pub struct DriveWatcher<C: BlobCore> {
 }
 
 impl<C: BlobCore> DriveWatcher<C> {
+    /// Take the point changes are counted from now (JS `watcher.ready()`) instead of at the
+    /// first [`DriveWatcher::next`].
+    pub async fn ready(&mut self) {
+        self.watcher.ready().await
+    }
+
     /// Wait for the next change below the folder (made here or arriving from peers); the drive
     /// after it and before it (diff them with [`Hyperdrive::diff_with`]).
     pub async fn next(&mut self) -> Result<(Hyperdrive<C>, Hyperdrive<C>), DriveError> {

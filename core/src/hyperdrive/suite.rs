@@ -586,6 +586,16 @@ pub async fn versions<S: Storage + 'static>(db: S, blobs: S) {
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].left.as_ref().unwrap().key, "/docs/d");
     }
+    // After `ready`, a change made before the first `next` is the one it reports.
+    let mut w = d.watch("/docs").unwrap();
+    w.ready().await;
+    let before = d.version().await;
+    d.put("/docs/e", b"e", PutOptions::default()).await.unwrap();
+    let (cur, prev) = w.next().await.unwrap();
+    assert_eq!(
+        (cur.version().await, prev.version().await),
+        (before + 1, before)
+    );
 }
 
 /// Dedup block maps, has / download / clear on a local core.

@@ -1,10 +1,13 @@
 // The app Vite builds: it uses the package as a user would (a writable core in IndexedDB,
-// append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; a
+// append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; the
+// rest of their JS API (history, diff, watch, checkouts, CAS, namespaces, batches, write
+// streams), src/api.ts; a
 // Swarm on a topic, src/swarm.ts; replication over a swarm
 // connection, src/replicate.ts) and reports in document.title, which scripts/test-pkg.sh
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
 // the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
+import { beeApiCheck, storeApiCheck } from './api'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
 import { replicateCheck } from './replicate'
@@ -37,7 +40,7 @@ async function main (): Promise<string> {
     ? ` | ${await replicateCheck(relay, drive, notes, Number(files))}`
     : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()}${swarm}${replica}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await storeApiCheck()}${swarm}${replica}`
 }
 
 main().then(

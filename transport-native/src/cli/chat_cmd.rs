@@ -10,14 +10,26 @@
 //! moving (crossed acks, which `shouldAck` does not see), the indexers take turns writing the ack
 //! that moves it on (`Autobase::stall_ack`). While the creator is the room's only indexer it also
 //! writes and signs the system core and the view core as JS does (`hyperpunch::autobase_index`),
-//! so that a new member fast-forwards to them; after an indexer change it stops (not done yet).
+//! so that a new member fast-forwards to them; after an indexer change every indexer signs the
+//! moved cores.
+//!
+//! A new member (`--invite`) reads the room's signed system core first and, when it is at least
+//! 16 blocks ahead (JS `FastForward.MINIMUM`), starts from its point instead of linearizing every
+//! oplog (`hyperpunch::autobase_ff`): the messages below the point come from the view core, the
+//! oplogs are downloaded only past it, and the point is stored in the member's folder, so that a
+//! restart resumes from it.
 
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use hyperpunch::autobase_ff::{
+    self, read_fast_forward_encrypted, FastForwardPoint, FastForwardReadError,
+};
 use hyperpunch::autobase_index::IndexerCores;
+use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::messages::OplogMessage;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
@@ -47,8 +59,10 @@ two of them are online. Lines typed on stdin are sent as messages. Members find 
 with `--bootstrap NODES` (hyperswarm: every member joins the room's discovery key, as server and
 client, and replicates with every member it meets), or over TCP: one side `--listen`s, the other
 connects with `--tcp` (several members can connect to one listener, and a member can listen and
-connect at once). `--dump` prints the room's
-messages held in the folder, one a line, and exits.
+connect at once). A new member of a room with many messages fast-forwards: it starts from the
+point the room's indexers signed (printing `fast-forwarded to system length ...`), reads the
+messages before it from the room's view, and remembers that point for its restarts. `--dump`
+prints the room's messages held in the folder, one a line, and exits.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
 {\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...[,\"indexer\":true]}. A JS autobase member with the same apply
@@ -92,9 +106,20 @@ pub struct ChatArgs {
     /// Print the room's messages held in the folder, one a line, and exit.
     #[arg(long)]
     pub dump: bool,
+    /// The room's encryption key, 64 hex characters (JS autobase `encryptionKey`): every core of
+    /// the room is stored and replicated encrypted with it; every member needs it. Remembered in
+    /// the folder. (While the room's cores would move to other indexers they are not written.)
+    #[arg(long, value_name = "HEX32")]
+    pub encryption_key: Option<String>,
 }
 
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
+
+/// How long a new member waits for each step of reading the room's fast-forward point (JS waits
+/// 5 s per step; longer here, as a loaded machine is slower and a timeout means linearizing).
+const FF_STEP: Duration = Duration::from_secs(20);
+/// And for all of it, before it linearizes the room's oplogs instead.
+const FF_TOTAL: Duration = Duration::from_secs(60);
 
 use hyperpunch::chat::apply as chat_apply;
 
@@ -122,16 +147,39 @@ struct Room {
     local_handle: CoreHandle,
     cores: Vec<([u8; 32], CoreHandle)>,
     printed: usize,
+    /// Whether the writers' oplogs are downloaded from peers: not while a fast-forward is being
+    /// read (the oplogs are then wanted only from the point it gives).
+    fetch: bool,
+    /// The oplogs whose download was asked for.
+    fetching: HashSet<[u8; 32]>,
+    /// After a fast-forward: the view core `messages` (its blocks below the point are the
+    /// room's history, signed by the indexers, not held by the engine) and whether its download
+    /// was asked for.
+    view_core: Option<(CoreHandle, bool)>,
+    /// The fast-forward point this member started from (read, or stored and resumed).
+    ff: Option<FastForwardPoint>,
     /// The system and view cores as this member keeps them (JS `ApplyState`): the creator
     /// writes and signs them while it is the only indexer; after a change every indexer signs
     /// the moved cores and writes what a quorum signed; every member's entries carry the system
     /// key. `None` after an error (the room goes on unsigned).
     cores_writer: Option<IndexerCores>,
+    /// The room's encryption key (every oplog is opened with it).
+    encryption_key: Option<[u8; 32]>,
+}
+
+/// `opts` with the room's encryption key, for an oplog core.
+fn oplog_opts(opts: GetOptions, encryption_key: Option<[u8; 32]>) -> GetOptions {
+    match encryption_key {
+        Some(k) => opts.with_encryption_key(k),
+        None => opts,
+    }
 }
 
 impl Room {
     /// Feed every block the store holds that the engine has not seen, open the cores of the
-    /// writers it wants (downloading them from peers), then linearize and apply.
+    /// writers it wants (downloading them from peers from the block it wants on, once `fetch`),
+    /// then linearize and apply. After a fast-forward the blocks below the point are neither
+    /// wanted nor downloaded.
     async fn sync(
         &mut self,
         s: &mut Corestore<FileStorage>,
@@ -142,9 +190,12 @@ impl Room {
             let mut fed = false;
             for (k, h) in &self.cores {
                 let core = s.core(h).map_err(|e| store_err(dir, e))?;
-                let have = core.contiguous_length();
-                while self.base.oplog_len(k) < have {
+                let have = core.length();
+                loop {
                     let seq = self.base.oplog_len(k);
+                    if seq >= have || !core.has(seq) {
+                        break;
+                    }
                     let Ok(Some(block)) = core.get(seq).await else {
                         break;
                     };
@@ -161,19 +212,57 @@ impl Room {
                     continue;
                 }
                 let h = s
-                    .get(GetOptions::from_key(k))
+                    .get(oplog_opts(GetOptions::from_key(k), self.encryption_key))
                     .await
                     .map_err(|e| store_err(dir, e))?;
-                if let Ok(r) = s.replicator_mut(&h) {
-                    let _ = r.download(now, 0, None).await;
-                }
                 self.cores.push((k, h));
                 opened = true;
+            }
+            if self.fetch {
+                for (k, h) in &self.cores {
+                    if *k == self.local || self.fetching.contains(k) {
+                        continue;
+                    }
+                    if let Ok(r) = s.replicator_mut(h) {
+                        let _ = r.download(now, self.base.oplog_len(k), None).await;
+                    }
+                    self.fetching.insert(*k);
+                }
             }
             if !fed && !opened {
                 return Ok(());
             }
         }
+    }
+
+    /// Continue from a fast-forward point (read now, or stored and resumed): the view's blocks
+    /// below it come from the view core; this member no longer writes the signed cores (it does
+    /// not hold the blocks below the point to write them: not done yet).
+    async fn fast_forwarded(
+        &mut self,
+        s: &mut Corestore<FileStorage>,
+        point: FastForwardPoint,
+        dir: &Path,
+    ) -> Result<(), CliError> {
+        self.cores_writer = None;
+        let _ = self.base.take_indexed_flushes();
+        if let Some((_, key, length)) = point.views.iter().find(|v| v.0 == "messages") {
+            if *length > 0 {
+                // an encrypted room's view decrypts with the view block key of its name
+                let opts = match &self.encryption_key {
+                    Some(ek) => GetOptions::from_key(*key).with_block_encryption_key(
+                        view_block_key(self.base.bootstrap(), ek, "messages"),
+                    ),
+                    None => GetOptions::from_key(*key),
+                };
+                let h = s.get(opts).await.map_err(|e| store_err(dir, e))?;
+                self.view_core = Some((h, false));
+            }
+        }
+        // every oplog is wanted again from the point on
+        self.fetching.clear();
+        self.ff = Some(point);
+        Ok(())
     }
 
     /// After the cores moved to several indexers: write what a quorum of them signed (their
@@ -284,14 +373,42 @@ impl Room {
         Ok(())
     }
 
-    /// The indexed messages not printed yet.
-    fn new_lines(&mut self) -> Vec<String> {
+    /// The indexed messages not printed yet. After a fast-forward the ones below the point are
+    /// read from the view core (downloaded from peers when `fetch`); it stops at the first one
+    /// not here yet.
+    async fn new_lines(&mut self, s: &mut Corestore<FileStorage>, now: u64) -> Vec<String> {
         let view = self.base.open_view("messages");
         let indexed = self.base.indexed_view_lengths()[view];
-        let blocks = self.base.views().blocks(view);
+        let start = self.base.views().start(view);
         let mut out = Vec::new();
         while self.printed < indexed {
-            out.push(render(&blocks[self.printed]));
+            if self.printed < start {
+                let Some((h, asked)) = &mut self.view_core else {
+                    break;
+                };
+                let Ok(core) = s.core(h) else { break };
+                let seq = self.printed as u64;
+                let block = if core.has(seq) {
+                    core.get(seq).await.ok().flatten()
+                } else {
+                    None
+                };
+                let Some(block) = block else {
+                    if self.fetch && !*asked {
+                        // the whole history below the point, for a restart and `--dump`
+                        if let Ok(r) = s.replicator_mut(h) {
+                            let _ = r.download(now, 0, Some(start as u64)).await;
+                        }
+                        *asked = true;
+                    }
+                    break;
+                };
+                out.push(render(&block));
+            } else {
+                out.push(render(
+                    &self.base.views().blocks(view)[self.printed - start],
+                ));
+            }
             self.printed += 1;
         }
         out
@@ -324,6 +441,30 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let given_key = args
+        .encryption_key
+        .as_deref()
+        .map(|k| parse_hex32("--encryption-key", k))
+        .transpose()?;
+    let key_file = dir.join("autobase-encryption-key");
+    let saved_key = match std::fs::read_to_string(&key_file) {
+        Ok(s) => Some(parse_hex32("the saved encryption key", s.trim())?),
+        Err(_) => None,
+    };
+    let encryption_key = match (given_key, saved_key) {
+        (Some(g), Some(k)) if g != k => {
+            return Err(CliError::new(format!(
+                "{} holds a room with another encryption key",
+                dir.display()
+            )))
+        }
+        (Some(g), None) => {
+            std::fs::write(&key_file, hex::encode(g))
+                .map_err(|e| CliError::new(format!("cannot write the encryption key: {e}")))?;
+            Some(g)
+        }
+        (g, k) => g.or(k),
+    };
     let storage = FileStorage::open(&dir).map_err(|e| storage_err(&dir, e))?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| CliError::new(format!("cannot get randomness: {e}")))?;
@@ -331,7 +472,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| store_err(&dir, e))?;
     let local_handle = store
-        .get(GetOptions::named("local"))
+        .get(oplog_opts(GetOptions::named("local"), encryption_key))
         .await
         .map_err(|e| store_err(&dir, e))?;
     let local = *local_handle.key();
@@ -362,16 +503,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
 
     let mut cores = vec![];
     let boot = store
-        .get(GetOptions::from_key(room_key))
+        .get(oplog_opts(GetOptions::from_key(room_key), encryption_key))
         .await
         .map_err(|e| store_err(&dir, e))?;
-    if let Ok(r) = store.replicator_mut(&boot) {
-        let _ = r.download(0, 0, None).await;
-    }
     cores.push((room_key, boot));
     if room_key != local {
         let l = store
-            .get(GetOptions::named("local"))
+            .get(oplog_opts(GetOptions::named("local"), encryption_key))
             .await
             .map_err(|e| store_err(&dir, e))?;
         cores.push((local, l));
@@ -379,13 +517,18 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let f: ChatApply = chat_apply;
     let mut base = Autobase::new(room_key, f);
     base.open_view("messages");
+    // A member that fast-forwarded before resumes from the point it stored, without reading the
+    // system core again and without linearizing from the start.
+    let resumed = autobase_ff::resume(&store, &mut base)
+        .await
+        .map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
     // The creator is the room's first indexer: while it is the only one it writes and signs the
     // system core and the view core as JS lays them out, so that new members (JS or hyperpunch)
     // can fast-forward to them. After `/add-indexer` every core moves to the indexers' manifest;
     // each indexer signs the moved cores and writes what a quorum of them signed. Every member
     // keeps the cores' keys, for the system key its entries carry. A restart replays the room
     // from its oplogs and appends only what the stored cores lack.
-    let cores_writer = if !args.dump {
+    let cores_writer = if !args.dump && resumed.is_none() {
         let c = store.core(&local_handle).map_err(|e| store_err(&dir, e))?;
         let key_pair = c.key_pair().cloned();
         let entropy = c
@@ -393,9 +536,13 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             .and_then(|m| m.signers.first())
             .map(|s| s.namespace);
         match (key_pair, entropy) {
+            // an encrypted room's cores are written by its creator only (while the only indexer)
+            (Some(_), Some(_)) if encryption_key.is_some() && room_key != local => None,
             (Some(kp), Some(ns)) => {
                 base.record_system();
-                match IndexerCores::new(room_key, kp, ns, &["messages"]).await {
+                match IndexerCores::new_encrypted(room_key, kp, ns, &["messages"], encryption_key)
+                    .await
+                {
                     Ok(mut c) => {
                         // what its oplog says it signed last (JS reloads it when it opens)
                         c.reload(&store).await;
@@ -418,26 +565,81 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         local_handle,
         cores,
         printed: 0,
+        fetch: true,
+        fetching: HashSet::new(),
+        view_core: None,
+        ff: None,
         cores_writer,
+        encryption_key,
     };
+    if let Some(point) = resumed.clone() {
+        room.fast_forwarded(&mut store, point, &dir).await?;
+    }
 
     if args.dump {
+        room.fetch = false;
         room.sync(&mut store, 0, &dir).await?;
         let view = room.base.open_view("messages");
+        let start = room.base.views().start(view);
         let mut out = std::io::stdout().lock();
+        // below a fast-forward point: the view core's blocks held here
+        let mut missing = 0;
+        for seq in 0..start as u64 {
+            let block = match &room.view_core {
+                Some((h, _)) => match store.core(h) {
+                    Ok(c) if c.has(seq) => c.get(seq).await.ok().flatten(),
+                    _ => None,
+                },
+                None => None,
+            };
+            match block {
+                Some(b) => {
+                    let _ = writeln!(out, "{}", render(&b));
+                }
+                None => missing += 1,
+            }
+        }
         for b in room.base.views().blocks(view) {
             let _ = writeln!(out, "{}", render(b));
+        }
+        if missing > 0 {
+            eprintln!(
+                "note: {missing} messages below the fast-forward point are not downloaded here yet"
+            );
         }
         return Ok(());
     }
 
     let (store, mut events) = SharedCorestore::with_events(store);
+    // Nothing is downloaded before it is known whether this member fast-forwards.
+    room.fetch = false;
     {
         let mut s = store.lock().await;
         room.sync(&mut s, store.now(), &dir).await?;
     }
+    // A member that is not the creator, has no stored point, is not an indexer (an indexer
+    // writes the signed cores from the whole history) and has peers to ask reads the room's
+    // fast-forward point first (JS fast-forwards when the signed system is `MINIMUM` blocks
+    // ahead), in the background, while the oplogs wait; if it fails or is not worth it, the
+    // room is linearized from the oplogs as before.
+    let indexer_here = {
+        let sys = room.base.system();
+        sys.indexers.iter().any(|c| c.key == local) || sys.pending_indexers.contains(&local)
+    };
+    let try_ff = room_key != local
+        && resumed.is_none()
+        && !indexer_here
+        && (args.tcp.is_some() || args.bootstrap.is_some() || args.listen.is_some());
+    room.fetch = !try_ff;
     println!("room {}", hex::encode(room_key));
     println!("writer {}", hex::encode(local));
+    if let Some(p) = &resumed {
+        println!(
+            "resumed from the fast-forward point (system length {}, {} messages)",
+            p.system_length,
+            p.view_length("messages")
+        );
+    }
     if room_key == local {
         println!("you created this room; add members with /add THEIR-WRITER-KEY");
     } else if !room.base.is_writable(&local) {
@@ -519,6 +721,30 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         let _ = tx.send(None);
     });
 
+    let (ff_tx, mut ff_rx) =
+        tokio::sync::oneshot::channel::<Result<FastForwardPoint, FastForwardReadError>>();
+    let mut ff_pending = try_ff;
+    if try_ff {
+        let reader = store.clone();
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(
+                FF_TOTAL,
+                read_fast_forward_encrypted(
+                    &reader,
+                    room_key,
+                    encryption_key,
+                    &["messages"],
+                    FF_STEP,
+                ),
+            )
+            .await
+            .unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point")));
+            let _ = ff_tx.send(r);
+        });
+    }
+    let mut ff_read = None;
+    let mut noted_indexer = false;
+
     let mut outbox: Vec<Vec<u8>> = Vec::new();
     let mut stuck = 0u64;
     let mut last_progress = (0usize, 0u64);
@@ -552,12 +778,46 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 }
                 None => stdin_open = false,
             },
+            r = &mut ff_rx, if ff_pending => {
+                ff_pending = false;
+                ff_read = Some(r.unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point"))));
+            }
             _ = events.recv() => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let mut s = store.lock().await;
         let now = store.now();
-        room.sync(&mut s, now, &dir).await?;
+        if let Some(r) = ff_read.take() {
+            room.fetch = true;
+            match r {
+                Ok(point) => match autobase_ff::adopt(&s, &mut room.base, &point).await {
+                    Ok(true) => {
+                        println!(
+                            "fast-forwarded to system length {} ({} messages)",
+                            point.system_length,
+                            point.view_length("messages")
+                        );
+                        room.fast_forwarded(&mut s, point, &dir).await?;
+                    }
+                    Ok(false) => {}
+                    Err(e) => eprintln!("note: no fast-forward ({e}); reading the room's logs"),
+                },
+                Err(FastForwardReadError::Empty) => {}
+                Err(e) => eprintln!("note: no fast-forward ({e}); reading the room's logs"),
+            }
+        }
+        // while the point is read, nothing is linearized (the blocks that reading fetches
+        // would start the view below the point)
+        if !ff_pending {
+            room.sync(&mut s, now, &dir).await?;
+        }
+        if room.ff.is_some() && !noted_indexer && room.base.is_indexer(&local) {
+            noted_indexer = true;
+            eprintln!(
+                "note: this member fast-forwarded: it orders and acks as an indexer but does not \
+                 write the room's signed cores (not done yet)"
+            );
+        }
         if !outbox.is_empty() && room.base.is_writable(&local) {
             let values = std::mem::take(&mut outbox);
             if !room.write(&mut s, now, values.clone(), false, &dir).await? {
@@ -606,14 +866,19 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             }
         }
         room.commit_signed(&mut s, now).await;
+        if room.cores_writer.is_none() {
+            // what the engine records for the cores is not needed
+            let _ = room.base.take_indexed_flushes();
+        }
         let indexer_now = room.base.is_indexer(&local);
+        let lines = room.new_lines(&mut s, now).await;
         drop(s);
         let mut out = std::io::stdout().lock();
         if indexer_now && !was_indexer {
             let _ = writeln!(out, "you are an indexer of this room");
         }
         was_indexer = indexer_now;
-        for l in room.new_lines() {
+        for l in lines {
             let _ = writeln!(out, "{l}");
         }
         let _ = out.flush();

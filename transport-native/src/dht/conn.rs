@@ -2,7 +2,9 @@
 //! stream, as a message pipe. A pump task owns both engines; the [`Connection`] handle sends
 //! and receives whole secret-stream messages.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 
 use hyperpunch_core::dht::connect::Established;
 use hyperpunch_core::secretstream::{
@@ -507,13 +509,22 @@ async fn pump(
     let mut read_open = true;
     let mut shut = false;
     let mut batch: Vec<Vec<u8>> = Vec::new();
+    // Set while the UDX stream holds more than its high-water mark unsent: resolves when it
+    // has room again. Meanwhile nothing more is taken from `out`, but the peer's bytes are
+    // still read: waiting for room without reading stalls the connection for good when the
+    // peer does the same (each one's receive window stays full of what the other does not
+    // read; 1 run in ~17 of the NAT lab's upgrade cell, where both sides send 4 MiB at once).
+    let mut room: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>> = None;
     loop {
-        // Each buffer is handed to the UDX driver as it is (no copy); the write returns once
-        // the stream holds less than its high-water mark.
+        // Each buffer is handed to the UDX driver as it is (no copy). What the secret-stream
+        // has queued is bounded: one batch from `out` (or a keep-alive) at a time.
         while let Some(bytes) = stream.poll_transmit() {
-            if udx.write_owned(bytes).await.is_err() {
-                deliver(&incoming, Err(closed())).await;
-                return;
+            match udx.write_queued(bytes) {
+                Ok(r) => room = Some(Box::pin(r)),
+                Err(_) => {
+                    deliver(&incoming, Err(closed())).await;
+                    return;
+                }
             }
         }
         if stream.wants_shutdown() && !shut {
@@ -551,6 +562,13 @@ async fn pump(
             .poll_timeout()
             .map(|t| epoch + std::time::Duration::from_millis(t));
         tokio::select! {
+            written = async { room.as_mut().expect("only while set").await }, if room.is_some() => {
+                room = None;
+                if written.is_err() {
+                    deliver(&incoming, Err(closed())).await;
+                    return;
+                }
+            }
             // The stream's events directly (not through `AsyncRead`, which copies each chunk
             // once more).
             ev = udx.next_event(), if read_open => match ev {
@@ -573,7 +591,7 @@ async fn pump(
                     return;
                 }
             },
-            m = out.recv(), if out_open => {
+            m = out.recv(), if out_open && room.is_none() => {
                 // This message and those already queued behind it, together.
                 let mut end = false;
                 let mut bytes = 0;

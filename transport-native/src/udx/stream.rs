@@ -21,6 +21,18 @@ impl UdxStream {
     /// Queues an owned buffer; waits while more than 1 MiB is waiting to be sent. (The
     /// [`AsyncWrite`] methods do the same for borrowed slices.)
     pub async fn write_owned(&self, bytes: Vec<u8>) -> io::Result<()> {
+        self.write_queued(bytes)?.await
+    }
+
+    /// Queues `bytes` at once, as [`UdxStream::write_owned`] does, and returns what resolves
+    /// when the stream holds less than its high-water mark unsent again. The stream stays free
+    /// meanwhile: a caller carrying both directions keeps reading while it waits for room,
+    /// which it must (two peers that each wait for room without reading fill each other's
+    /// receive windows and wait for good).
+    pub fn write_queued(
+        &self,
+        bytes: Vec<u8>,
+    ) -> io::Result<impl std::future::Future<Output = io::Result<()>> + Send + 'static> {
         let (done, rx) = oneshot::channel();
         self.traffic
             .written
@@ -32,7 +44,7 @@ impl UdxStream {
                 done,
             })
             .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?.map_err(usage)
+        Ok(async move { rx.await.map_err(|_| gone())?.map_err(usage) })
     }
 
     /// Ends the write side: END follows the written bytes (the peer reads EOF).

@@ -33,6 +33,8 @@ pub fn ok(args: &[&str], stdin: &[u8]) -> String {
     String::from_utf8(out.stdout).expect("utf8 stdout")
 }
 #[allow(dead_code)]
+pub mod js_peer;
+#[allow(dead_code)]
 pub mod shell;
 #[allow(dead_code)]
 pub mod tools;

@@ -57,6 +57,9 @@ pub struct Proc {
     seen: Vec<String>,
     stdout: Arc<Mutex<Vec<u8>>>,
     stdout_done: Receiver<()>,
+    /// A node script's own temporary folder (its `TMPDIR`), removed after it is killed: a
+    /// killed script cannot clean up what it put under `os.tmpdir()`.
+    tmp: Option<tempfile::TempDir>,
 }
 
 fn watch(name: String, r: impl Read + Send + 'static, tx: Sender<String>) {
@@ -155,7 +158,27 @@ impl Proc {
             seen: Vec::new(),
             stdout,
             stdout_done,
+            tmp: None,
         }
+    }
+
+    /// `node SCRIPT ARGS` in `tests/interop` (`$NODE` if set), with a temporary folder of its
+    /// own.
+    pub fn node(name: &str, script: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let dir = interop_dir();
+        let tmp = tempfile::tempdir().expect("a temporary folder for node");
+        let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
+        cmd.arg(script)
+            .args(args)
+            .current_dir(&dir)
+            .env("NODE_PATH", dir.join("node_modules"))
+            .env("TMPDIR", tmp.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::start(name, cmd);
+        proc.tmp = Some(tmp);
+        proc
     }
 
     /// The built `hyperpunch ARGS`, without the environment's bootstrap or relays.
@@ -170,16 +193,11 @@ impl Proc {
     /// A pinned JS tool's script, unchanged, on the testnet of `boot`
     /// (`node tool-run.js <bin> ARGS`).
     pub fn js(name: &str, bin: &str, args: &[&str], boot: &str, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(std::env::var_os("NODE").unwrap_or_else(|| "node".into()));
-        cmd.arg("tool-run.js")
-            .arg(bin)
-            .args(args)
-            .current_dir(interop_dir())
-            .env("HYPERPUNCH_TEST_BOOTSTRAP", boot);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Proc::start(name, cmd)
+        let mut all = vec![bin];
+        all.extend_from_slice(args);
+        let mut env = env.to_vec();
+        env.push(("HYPERPUNCH_TEST_BOOTSTRAP", boot));
+        Proc::node(name, "tool-run.js", &all, &env)
     }
 
     /// Waits for an output line containing `what` and returns it.

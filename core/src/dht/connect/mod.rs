@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::crypto::KeyPair;
 use crate::dht::holepunch::puncher::{PunchAction, Puncher, RandomPunchLimiter};
-use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode, NoisePayload};
+use crate::dht::messages_connect::NoisePayload;
 use crate::dht::noise_wrap::HandshakeResult;
 use crate::dht::rpc::{
     self, Event as RpcEvent, Node, QueryId, RequestId, RequestSpec, SocketId, PING,
@@ -421,13 +421,8 @@ impl Connector {
         opts: ServerOptions,
     ) -> ServerId {
         self.next_id += 1;
-        let id = self.next_id;
-        let mut s = server::Server::new(id, key_pair, opts);
-        dht.register_server(s.target(), s.record());
-        let mut ctx = ctx!(self, now, dht);
-        s.start(&mut ctx);
-        self.servers.insert(id, s);
-        id
+        let server = server::Server::new(self.next_id, key_pair, opts);
+        self.start_server(now, dht, self.next_id, server)
     }
 
     /// `createServer({ createHandshake }).listen(keyPair, { signAnnounce })`, as a dht-relay
@@ -445,8 +440,18 @@ impl Connector {
         opts: ServerOptions,
     ) -> ServerId {
         self.next_id += 1;
-        let id = self.next_id;
-        let mut s = server::Server::new_external(id, public_key, opts);
+        let server = server::Server::new_external(self.next_id, public_key, opts);
+        self.start_server(now, dht, self.next_id, server)
+    }
+
+    /// Registers server `id` with the DHT node, starts announcing it and keeps it.
+    fn start_server(
+        &mut self,
+        now: Duration,
+        dht: &mut HyperDht,
+        id: ServerId,
+        mut s: server::Server,
+    ) -> ServerId {
         dht.register_server(s.target(), s.record());
         let mut ctx = ctx!(self, now, dht);
         s.start(&mut ctx);
@@ -701,30 +706,18 @@ impl Connector {
     ) -> Option<Event> {
         match event {
             Event::PeerHandshake { req, handshake } => {
-                let msg = HandshakeMessage {
-                    mode: Mode::from_wire(handshake.mode),
-                    noise: handshake.noise,
-                    peer_address: handshake.peer_address,
-                    relay_address: handshake.relay_address,
-                };
                 let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
-                    s.on_handshake(&mut ctx, req, msg);
+                    s.on_handshake(&mut ctx, req, handshake);
                 }
                 None
             }
             Event::PeerHolepunch { req, holepunch } => {
-                let msg = HolepunchMessage {
-                    mode: Mode::from_wire(holepunch.mode),
-                    id: holepunch.id,
-                    payload: holepunch.payload,
-                    peer_address: holepunch.peer_address,
-                };
                 let server = self.server_for(&req)?;
                 if let Some(s) = self.servers.get_mut(&server) {
                     let mut ctx = ctx!(self, now, dht);
-                    s.on_holepunch(&mut ctx, req, msg);
+                    s.on_holepunch(&mut ctx, req, holepunch);
                 }
                 None
             }

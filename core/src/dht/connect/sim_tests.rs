@@ -642,7 +642,7 @@ fn the_server_firewall_refuses_a_client() {
 /// that should not be, and a real client still connects afterwards.
 #[test]
 fn hostile_handshakes_and_holepunches_are_dropped() {
-    use crate::dht::messages::{Handshake, Holepunch};
+    use crate::dht::messages_connect::{HandshakeMessage, HolepunchMessage, Mode};
     use crate::dht::rpc::{IncomingRequest, Peer};
     use crate::dht::Event;
     let mut sim = testnet(0, 5);
@@ -684,8 +684,8 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
         let ev = if i % 2 == 0 {
             Event::PeerHandshake {
                 req: req(i),
-                handshake: Handshake {
-                    mode,
+                handshake: HandshakeMessage {
+                    mode: Mode::from_wire(mode),
                     noise,
                     peer_address: peer,
                     relay_address: peer,
@@ -694,8 +694,8 @@ fn hostile_handshakes_and_holepunches_are_dropped() {
         } else {
             Event::PeerHolepunch {
                 req: req(i),
-                holepunch: Holepunch {
-                    mode: 2,
+                holepunch: HolepunchMessage {
+                    mode: Mode::FromRelay,
                     id: next() % 4,
                     payload: noise,
                     peer_address: Some(from),

@@ -637,6 +637,18 @@ impl<S: Storage> Hypercore<S> {
         Ok(())
     }
 
+    /// Encrypt this core's blocks with `block_key` as is (JS `setEncryptionKey(key, { block:
+    /// true })`: blinding key `H(block_key)`), e.g. an autobase view's key
+    /// ([`crate::autobase::encryption::view_block_key`]). A core opened without encryption (a
+    /// reader that followed it by key) becomes encrypted: the stored bytes are the same, reads
+    /// decrypt them from now on (the flag is stored with the next header write). The block key
+    /// stays when the manifest arrives (it is not derived from the core key).
+    pub fn set_block_encryption_key(&mut self, block_key: [u8; 32]) {
+        self.encrypted = true;
+        self.encryption = Some(BlockEncryption::from_block_key(block_key));
+        self.encryption_key = None;
+    }
+
     /// The merkle tree state (roots, length, byte length, fork, signature).
     pub fn tree(&self) -> &MerkleTree {
         &self.tree

@@ -1,0 +1,175 @@
+// The rest of the JS API of hyperbee, corestore and hyperdrive through the packed package: the
+// same operations as tests/interop/pkg-api-ops.js runs with JS hyperbee 2, corestore 7 and
+// hyperdrive 13, summarised in the same format (scripts/test-pkg.sh compares the lines):
+// history, compare-and-swap, diff, checkouts, snapshots, watch and getAndWatch of a bee;
+// namespaces, sessions and listing of a store; batches, write streams, diff, checkouts and watch
+// of a drive.
+import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback } from 'hyperpunch'
+
+const ent = (e: BeeEntry<string, string> | null): string => (e === null ? '-' : `${e.key}=${e.value}@${e.seq}`)
+
+async function all<T> (it: AsyncIterable<T>, f: (x: T) => string): Promise<string> {
+  const out: string[] = []
+  for await (const x of it) out.push(f(x))
+  return out.join(',')
+}
+
+export async function beeApiCheck (): Promise<string> {
+  const name = 'hyperpunch-vite-bee-api'
+  await Hypercore.delete(name)
+  const core = new Hypercore(name)
+  const bee = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
+  await bee.ready()
+  await bee.put('a', '1')
+  await bee.put('b', '2')
+  await bee.put('c', '3')
+  await bee.del('b')
+  const v1 = bee.version
+  const versions: number[] = []
+  const differs: CasCallback<string, string> = (stored, next) => stored.value !== next.value
+  await bee.put('a', '10', { cas: differs })
+  versions.push(bee.version)
+  await bee.put('a', '10', { cas: differs })
+  versions.push(bee.version)
+  await bee.put('c', '30', { cas: () => false })
+  versions.push(bee.version)
+  await bee.del('c', { cas: (stored) => stored.value === '3' })
+  versions.push(bee.version)
+  await bee.del('a', { cas: () => false })
+  versions.push(bee.version)
+  const batch = bee.batch()
+  await batch.put('d', '4')
+  await batch.put('e', '5')
+  await batch.put('e', '50', { cas: () => false })
+  await batch.flush()
+  const history = (o: Parameters<typeof bee.createHistoryStream>[0]): Promise<string> =>
+    all(bee.createHistoryStream(o), (e) => `${e.type}${e.seq}:${e.key}=${e.value}`)
+  const h = [await history({}), await history({ gte: 2, lt: 6 }), await history({ reverse: true, limit: 2 }), await history({ gte: -2 })]
+  const diff = await all(bee.createDiffStream(v1), (d) => `${ent(d.left)}/${ent(d.right)}`)
+  const old = bee.checkout(v1)
+  await old.ready()
+  const checkout = `${old.version}:${await all(old.createReadStream(), ent)}`
+  const snap = bee.snapshot()
+  await snap.ready()
+  await bee.put('f', '6')
+  const snapshot = `${snap.version}:${await all(snap.createReadStream(), (e) => e.key)}/${bee.version}`
+  const watcher = bee.watch({ gte: 'a', lt: 'z' })
+  await watcher.ready()
+  await bee.put('g', '7')
+  const next = await watcher.next()
+  if (next.done === true) throw new Error('the watcher ended')
+  const [current, previous] = next.value
+  const watched = `${current.version}/${previous.version}:${await all(current.createDiffStream(previous), (d) => `${ent(d.left)}/${ent(d.right)}`)}`
+  await watcher.close()
+  const ew = await bee.getAndWatch('a')
+  const before = ent(ew.node)
+  const updated = new Promise<void>((resolve) => { ew.once('update', resolve) })
+  await bee.put('a', '11')
+  await updated
+  const entryWatch = `${before}>${ent(ew.node)}`
+  await ew.close()
+  // A checkout cannot be written.
+  let refused = false
+  try {
+    await old.put('x', 'y')
+  } catch {
+    refused = true
+  }
+  const compared = `bee-api history=${h.join('|')} cas=${versions.join(',')} v=${bee.version} diff=${diff} checkout=${checkout} ` +
+    `snapshot=${snapshot} watch=${watched} getAndWatch=${entryWatch}`
+  // Page-only checks (after the part compared with JS):
+  // a live history stream gives the last entry, then waits for the next write;
+  const live = bee.createHistoryStream({ gte: -1, live: true })[Symbol.asyncIterator]()
+  const last = await live.next()
+  const pending = live.next()
+  await bee.put('h', '8')
+  const arrived = await pending
+  await live.return?.(undefined)
+  const liveSeen = `${last.done === true ? 'done' : last.value.key}>${arrived.done === true ? 'done' : `${arrived.value.type}${arrived.value.seq}:${arrived.value.key}`}`
+  // closing a watcher ends a pending next;
+  const idle = bee.watch({ gte: 'x' })
+  await idle.ready()
+  const waiting = idle.next()
+  await idle.close()
+  const closedEnds = (await waiting).done
+  // a compare-and-swap callback that throws rejects the put with its error, nothing written.
+  const vBefore = bee.version
+  let thrown = ''
+  try {
+    await bee.put('a', 'x', { cas: () => { throw new Error('cas says no') } })
+  } catch (err) {
+    thrown = err instanceof Error ? err.message : String(err)
+  }
+  return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
+    `cas-throw=${thrown}/${bee.version === vBefore}`
+}
+
+export async function storeApiCheck (): Promise<string> {
+  const name = 'hyperpunch-vite-store-api'
+  await Corestore.delete(name)
+  const store = new Corestore(name, { primaryKey: '07'.repeat(32) })
+  const ns = store.namespace('app')
+  const notes = ns.get({ name: 'notes' })
+  await notes.ready()
+  const inner = ns.namespace('inner').get({ name: 'notes' })
+  await inner.ready()
+  const rootNotes = store.get({ name: 'notes' })
+  await rootNotes.ready()
+  const sess = store.session().get({ name: 'notes' })
+  await sess.ready()
+  const drive = new Hyperdrive(ns)
+  await drive.ready()
+  const storeLine = `store-api ns=${toHex(notes.key)} inner=${toHex(inner.key)} session=${toHex(sess.key) === toHex(rootNotes.key)} drive=${toHex(drive.key)}`
+
+  await drive.put('/a.txt', 'A')
+  await drive.put('/dir/b.txt', 'B')
+  const v1 = drive.version
+  const batch = drive.batch()
+  await batch.put('/dir/c.txt', 'C')
+  await batch.del('/a.txt')
+  await batch.symlink('/l', '/dir/b.txt')
+  await batch.flush()
+  const afterBatch = drive.version
+  const ws = drive.createWriteStream('/w.txt', { metadata: { by: 'stream' } })
+  const writer = ws.getWriter()
+  await writer.write(new TextEncoder().encode('he'))
+  await writer.write('llo')
+  await writer.close()
+  const w = await drive.entry('/w.txt')
+  const bytes = await drive.get('/w.txt')
+  const written = `${bytes === null ? 'null' : new TextDecoder().decode(bytes)}/${w?.value.blob?.blockLength}/${JSON.stringify(w?.value.metadata)}`
+  const side = (e: { seq: number } | null): string => (e === null ? '-' : `${e.seq}`)
+  const diff = await all(drive.diff(v1, '/'), (d) => `${(d.left ?? d.right)?.key}:${side(d.left)}/${side(d.right)}`)
+  const old = drive.checkout(v1)
+  await old.ready()
+  const checkout = `${old.version}:${await all(old.list('/'), (e) => e.key)}`
+  const watcher = drive.watch('/dir')
+  await watcher.ready()
+  await drive.put('/elsewhere.txt', 'not watched')
+  await drive.put('/dir/d.txt', 'D')
+  const next = await watcher.next()
+  if (next.done === true) throw new Error('the drive watcher ended')
+  const [current, previous] = next.value
+  const watched = `${current.version}/${previous.version}`
+  await watcher.destroy()
+  let cores = 0
+  for await (const dk of store.list()) if (dk.length === 32) cores++
+  // The namespace's named cores, listed by namespace.
+  let named = 0
+  for await (const dk of store.list(ns.ns)) if (dk.length === 32) named++
+  // A second session of a core reads what the first appended.
+  const again = notes.session()
+  await again.ready()
+  await notes.append('one')
+  const sessionRead = await again.get(0)
+  await again.close()
+  const driveLine = `drive-api batch=${v1}>${afterBatch} written=${written} diff=${diff} checkout=${checkout} watch=${watched} v=${drive.version} cores=${cores}`
+  // An aborted write stream puts no entry and releases the drive for the next write.
+  const aborted = drive.createWriteStream('/aborted.txt').getWriter()
+  await aborted.write('partial')
+  await aborted.abort()
+  await drive.put('/after.txt', 'after')
+  const abortedOk = `${await drive.exists('/aborted.txt')}/${await drive.exists('/after.txt')}`
+  return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk}`
+}
