@@ -319,6 +319,13 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
   /** Delete `key` (appends nothing when it is not there); `cas`: see `CasCallback`. */
   del(key: K, opts?: BeeDelOptions<K, V>): Promise<void>
   batch(): HyperbeeBatch<K, V>
+  /** Whether `close()` was called. */
+  readonly closed: boolean
+  /**
+   * Free this bee's wasm object (a checkout, snapshot, sub, or the bee itself; the core stays
+   * open); later calls throw. A watcher closes the pair of a change when the next one comes.
+   */
+  close(): Promise<void>
   /** The bee as of `version`, read-only (reads fail while the core is shorter). */
   checkout(version: number): Hyperbee<K, V>
   /** The bee as it is now, read-only. */
@@ -330,8 +337,13 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
    * checkout / snapshot of this bee; within the key range, in key order.
    */
   createDiffStream(other: number | Hyperbee<K, V>, range?: BeeRange<K>): AsyncIterable<DiffEntry<K, V>>
-  /** Watch the key range: `[current, previous]` snapshots per change. */
-  watch(range?: WatchRange<K>): HyperbeeWatcher<K, V>
+  /**
+   * Watch the key range: `[current, previous]` snapshots per change. `eager`: count from the
+   * empty bee (version 1), so the first `next` reports at once if the range holds anything.
+   */
+  watch(range?: WatchRange<K>, opts?: { eager?: boolean }): HyperbeeWatcher<K, V>
+  /** The key and value block `seq` wrote (a deletion's value is null). */
+  getBySeq(seq: number): Promise<{ key: K, value: V | null }>
   /** `key`'s entry, kept up to date as the bee changes. */
   getAndWatch(key: K): Promise<HyperbeeEntryWatcher<K, V>>
   /**
@@ -652,6 +664,10 @@ export declare class Hyperdrive {
   download(folder?: string): Promise<number>
   /** Replicate the drive's store over a `Swarm` connection. */
   replicate(connection: SwarmConnection): Promise<void>
+  /** Whether `close()` was called. */
+  readonly closed: boolean
+  /** Free this drive's (or checkout's) wasm object; later calls throw. A watcher closes the pair of a change when the next one comes. */
+  close(): Promise<void>
   /** The drive as of `version`, read-only. */
   checkout(version: number): Hyperdrive
   /** What differs between the drive and its version `version` below `folder` (default '/'), in path order. */

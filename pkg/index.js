@@ -271,7 +271,8 @@ export class Hyperbee {
     // A checkout or snapshot: a promise of its wasm bee.
     this._from = opts._from || null
     this._checkout = 0
-    this._bee = null
+    this._w = null
+    this.closed = false
     this.opening = this._open()
     this.opening.catch(() => {})
   }
@@ -279,15 +280,38 @@ export class Hyperbee {
   async _open () {
     await this.core.ready()
     if (this._from !== null) {
-      this._bee = await this._from
-      this._checkout = this._bee.checkoutVersion || 0
+      this._w = await this._from
+      this._checkout = this._w.checkoutVersion || 0
     } else if (this._parent !== null) {
       await this._parent.ready()
-      this._bee = this._parent._bee.sub(this._prefix, this._sep)
+      this._w = this._parent._bee.sub(this._prefix, this._sep)
       this._checkout = this._parent._checkout
     } else {
-      this._bee = new wasm.Hyperbee(this.core._core)
+      this._w = new wasm.Hyperbee(this.core._core)
     }
+    if (this.closed) this._free()
+  }
+
+  get _bee () {
+    if (this.closed) throw new Error('the bee is closed')
+    return this._w
+  }
+
+  _free () {
+    if (this._w !== null) {
+      this._w.free()
+      this._w = null
+    }
+  }
+
+  /**
+   * Close this bee (a checkout, snapshot or sub; or the bee itself): its wasm object is freed
+   * and later calls throw. The core stays open.
+   */
+  async close () {
+    this.closed = true
+    await this.opening.catch(() => {})
+    this._free()
   }
 
   _derive (from) {
@@ -442,9 +466,18 @@ export class Hyperbee {
   /**
    * Watch the key range: an async iterable of `[current, previous]` snapshots (Hyperbees),
    * one per change in range made here or replicated; 'update' is emitted too. `close()` ends it.
+   * `eager`: count from the empty bee, so the first change is reported at once if the range
+   * holds anything.
    */
-  watch (range = {}) {
-    return new BeeWatcher(this, range)
+  watch (range = {}, opts = {}) {
+    return new BeeWatcher(this, range, opts.eager === true)
+  }
+
+  /** The key and value block `seq` wrote (a deletion's value is null): `{ key, value }`. */
+  async getBySeq (seq) {
+    await this.opening
+    const { key, value } = await this._bee.getBySeq(seq)
+    return { key: this.keyEncoding.decode(key), value: value === null ? null : this.valueEncoding.decode(value) }
   }
 
   /** `key`'s entry (`watcher.node`) kept up to date: 'update' is emitted on each change. */
@@ -477,7 +510,7 @@ export class Hyperbee {
 
 /** `bee.watch(range)`: `[current, previous]` snapshots per change, as hyperbee's Watcher. */
 class BeeWatcher extends Emitter {
-  constructor (bee, range) {
+  constructor (bee, range, eager) {
     super()
     this.bee = bee
     this.current = null
@@ -485,7 +518,7 @@ class BeeWatcher extends Emitter {
     this.closed = false
     this._inner = null
     this.opening = bee.opening.then(async () => {
-      this._inner = await bee._bee.watch(...bee._range(range))
+      this._inner = await bee._bee.watch(...bee._range(range), eager)
       if (this.closed) this._inner.close()
     })
     this.opening.catch(() => {})
@@ -500,9 +533,12 @@ class BeeWatcher extends Emitter {
     const pair = await this._inner.next()
     if (pair === null) return { done: true, value: undefined }
     const wrap = (b) => this.bee._derive(Promise.resolve(b))
+    // As hyperbee's Watcher: the pair of the last change is closed when the next one comes.
+    const old = [this.current, this.previous]
     this.current = wrap(pair[0])
     this.previous = wrap(pair[1])
     await Promise.all([this.current.ready(), this.previous.ready()])
+    for (const b of old) if (b !== null) await b.close()
     this.emit('update')
     return { done: false, value: [this.current, this.previous] }
   }
@@ -516,10 +552,11 @@ class BeeWatcher extends Emitter {
     return this
   }
 
-  /** Stop watching: a pending `next` ends the iteration. */
+  /** Stop watching: a pending `next` ends the iteration; the last pair is closed. */
   async close () {
     this.closed = true
     if (this._inner !== null) this._inner.close()
+    for (const b of [this.current, this.previous]) if (b !== null) await b.close()
   }
 
   destroy () {
@@ -981,7 +1018,8 @@ export class Hyperdrive {
     this.corestore = store
     this._key = key === null || key === undefined ? undefined : toBytes('key', key)
     this._opts = opts
-    this._d = null
+    this._dw = null
+    this.closed = false
     this.version = 0
     this.writable = false
     this.contentKey = null
@@ -991,11 +1029,31 @@ export class Hyperdrive {
 
   async _open () {
     await this.corestore.opening
-    this._d = this._opts._from !== undefined
+    this._dw = this._opts._from !== undefined
       ? await this._opts._from
       : await wasm.Hyperdrive.open(this.corestore._store, this._key, this._opts.waitMs)
-    this.contentKey = await this._d.contentKey()
+    this.contentKey = await this._dw.contentKey()
     await this._refresh()
+    if (this.closed) this._free()
+  }
+
+  get _d () {
+    if (this.closed) throw new Error('the drive is closed')
+    return this._dw
+  }
+
+  _free () {
+    if (this._dw !== null) {
+      this._dw.free()
+      this._dw = null
+    }
+  }
+
+  /** Close this drive (or checkout): its wasm object is freed and later calls throw. */
+  async close () {
+    this.closed = true
+    await this.opening.catch(() => {})
+    this._free()
   }
 
   _derive (from) {
@@ -1086,13 +1144,13 @@ export class Hyperdrive {
 
   /** 32 bytes (throws before `ready`). */
   get key () {
-    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    if (this._dw === null) throw new Error('the drive is not open yet: await drive.ready()')
     return this._d.key
   }
 
   /** 32 bytes (throws before `ready`). */
   get discoveryKey () {
-    if (this._d === null) throw new Error('the drive is not open yet: await drive.ready()')
+    if (this._dw === null) throw new Error('the drive is not open yet: await drive.ready()')
     return this._d.discoveryKey
   }
 
@@ -1201,9 +1259,11 @@ class DriveWatcher extends Emitter {
     await this.opening
     const pair = await this._inner.next()
     if (pair === null) return { done: true, value: undefined }
+    const old = [this.current, this.previous]
     this.current = this.drive._derive(Promise.resolve(pair[0]))
     this.previous = this.drive._derive(Promise.resolve(pair[1]))
     await Promise.all([this.current.ready(), this.previous.ready()])
+    for (const d of old) if (d !== null) await d.close()
     this.emit('update')
     return { done: false, value: [this.current, this.previous] }
   }
@@ -1217,10 +1277,11 @@ class DriveWatcher extends Emitter {
     return this
   }
 
-  /** Stop watching: a pending `next` ends the iteration. */
+  /** Stop watching: a pending `next` ends the iteration; the last pair is closed. */
   async destroy () {
     this.closed = true
     if (this._inner !== null) this._inner.close()
+    for (const d of [this.current, this.previous]) if (d !== null) await d.close()
   }
 
   close () {

@@ -66,6 +66,16 @@ async function beeOps (dir) {
   const { value: [current, previous] } = await watcher.next()
   const watched = `${current.version}/${previous.version}:${await all(current.createDiffStream(previous), (d) => `${ent(d.left)}/${ent(d.right)}`)}`
   await watcher.close()
+  const eager = bee.watch({ gte: 'd', lt: 'f' }, { eager: true })
+  await eager.ready()
+  const first = await eager.next()
+  const eagerSeen = first.done === true ? 'done' : `${first.value[0].version}/${first.value[1].version}`
+  await eager.close()
+  const bySeq = []
+  for (const seq of [4, 5]) {
+    const { key, value } = await bee.getBySeq(seq)
+    bySeq.push(`${key}=${value}`)
+  }
   const ew = await bee.getAndWatch('a')
   const before = ent(ew.node)
   const updated = new Promise((resolve) => ew.once('update', resolve))
@@ -74,7 +84,7 @@ async function beeOps (dir) {
   const entryWatch = `${before}>${ent(ew.node)}`
   await ew.close()
   const line = `bee-api history=${h.join('|')} cas=${versions.join(',')} v=${bee.version} diff=${diff} checkout=${checkout} ` +
-    `snapshot=${snapshot} watch=${watched} getAndWatch=${entryWatch}`
+    `snapshot=${snapshot} watch=${watched} eager=${eagerSeen} bySeq=${bySeq.join(',')} getAndWatch=${entryWatch}`
   await bee.close()
   return line
 }

@@ -1107,9 +1107,10 @@ fn join_big_room(
     n: usize,
     add: &mut dyn FnMut(&str),
     creator_view: &mut dyn FnMut(&str) -> Vec<String>,
+    encryption_key: Option<&str>,
 ) {
     let b_dir = tmp.join("bob");
-    let mut bob = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         b_dir.to_str().unwrap(),
@@ -1117,7 +1118,11 @@ fn join_big_room(
         room,
         "--tcp",
         addr,
-    ]);
+    ];
+    if let Some(k) = encryption_key {
+        args.extend(["--encryption-key", k]);
+    }
+    let mut bob = Member::spawn(&args);
     let b_key = bob.word("writer ");
     let (system_length, ff_messages) = ff_line(&bob.expect("fast-forwarded to system length "));
     assert!(
@@ -1173,9 +1178,26 @@ fn join_big_room(
 /// the chat's apply) and fast-forwards to the system core JS signed (see [`join_big_room`]).
 #[test]
 fn a_new_member_fast_forwards_in_a_big_js_room() {
-    const N: usize = 2000;
+    big_js_room(2000, None);
+}
+
+/// The same in a JS room created encrypted (JS `encryptionKey`, 300 messages): the member given
+/// the key (`--encryption-key`) reads the encrypted system core at its signed length and the
+/// messages below the point from the encrypted view core, then goes on as above (restart from
+/// the stored point, `--dump` with the remembered key).
+#[test]
+fn a_new_member_fast_forwards_in_an_encrypted_js_room() {
+    big_js_room(300, Some("e1".repeat(32)));
+}
+
+fn big_js_room(n: usize, encryption_key: Option<String>) {
+    #[allow(non_snake_case)]
+    let N = n;
     let tmp = tempfile::tempdir().unwrap();
-    let config = serde_json::json!({ "create": true, "count": N, "batch": 10, "expect": N + 2, "deadline": 600000, "dir": tmp.path().join("js") });
+    let mut config = serde_json::json!({ "create": true, "count": N, "batch": 10, "expect": N + 2, "deadline": 600000, "dir": tmp.path().join("js") });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut js = JsMember::spawn(&config);
     let created = js.next("room");
     let room = created["key"].as_str().unwrap().to_string();
@@ -1199,11 +1221,13 @@ fn a_new_member_fast_forwards_in_a_big_js_room() {
                 .map(|m| m.as_str().unwrap().to_string())
                 .collect()
         },
+        encryption_key.as_deref(),
     );
 }
 
 /// A hyperpunch member joins a hyperpunch room of many messages and fast-forwards to the system
-/// core the creator signed (see [`join_big_room`]).
+/// core the creator signed (see [`join_big_room`]); a member started with `--no-fast-forward`
+/// reads every oplog block instead and shows the same order.
 #[test]
 fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
     const N: usize = 2000;
@@ -1235,5 +1259,30 @@ fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
             ours.extend(a.messages(2));
             ours.clone()
         },
+        None,
     );
+
+    // with --no-fast-forward a new member reads the whole room from the oplogs: the same order
+    let c_dir = tmp.path().join("carol");
+    let mut carol = Member::spawn(&[
+        "chat",
+        "--storage",
+        c_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+        "--no-fast-forward",
+    ]);
+    assert_eq!(carol.messages_within(N + 2, BIG_ROOM), ours);
+    assert!(
+        !carol.seen.iter().any(|l| l.starts_with("fast-forwarded")),
+        "{:?}",
+        carol.seen
+    );
+    drop(carol);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let (held, _, full, point) = held_oplogs(&c_dir, boot, &[boot]);
+    assert!(point.is_none(), "no point stored");
+    assert_eq!(held, full, "every block of the creator's oplog");
 }

@@ -411,6 +411,8 @@ impl Hyperbee {
     /// Watch the bounds (JS `watch(range)`): resolves once the watcher took its starting
     /// snapshot (JS `watcher.ready()`); each [`BeeWatcher::next`] then waits for a change in
     /// range (made here or replicated) and gives `[current, previous]` snapshots.
+    /// With `eager`, changes are counted from the empty bee (version 1), so the first `next`
+    /// reports at once when the range holds anything (JS `watch(range, { eager: true })`).
     #[wasm_bindgen(unchecked_return_type = "Promise<BeeWatcher>")]
     pub fn watch(
         &self,
@@ -418,6 +420,7 @@ impl Hyperbee {
         gte: Option<Vec<u8>>,
         lt: Option<Vec<u8>>,
         lte: Option<Vec<u8>>,
+        eager: Option<bool>,
     ) -> Promise {
         let range = Range {
             gt,
@@ -427,7 +430,7 @@ impl Hyperbee {
             reverse: false,
             limit: None,
         };
-        let mut watcher = self.bee.watch(range.opts(), false);
+        let mut watcher = self.bee.watch(range.opts(), eager.unwrap_or(false));
         future_to_promise(async move {
             watcher.ready().await;
             Ok(BeeWatcher {
@@ -436,6 +439,28 @@ impl Hyperbee {
             }
             .into())
         })
+    }
+
+    /// The key and value block `seq` wrote (JS `getBySeq(seq)`; a deletion's value is
+    /// `null`), `{ key, value }`.
+    #[wasm_bindgen(
+        js_name = getBySeq,
+        unchecked_return_type = "Promise<{ key: Uint8Array, value: Uint8Array | null }>"
+    )]
+    pub fn get_by_seq(&self, seq: f64) -> Result<Promise, JsError> {
+        let seq = crate::js::index("seq", seq)?;
+        let bee = self.bee.clone();
+        Ok(future_to_promise(async move {
+            let (key, value) = bee
+                .get_by_seq(seq)
+                .await
+                .map_err(|e| bee_err("getBySeq", e))?;
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"key".into(), &Uint8Array::from(&key[..]).into());
+            let value = value.map_or(JsValue::NULL, |v| Uint8Array::from(&v[..]).into());
+            let _ = Reflect::set(&o, &"value".into(), &value);
+            Ok(o.into())
+        }))
     }
 
     /// `key`'s entry now and a watcher of its changes (JS `getAndWatch(key)`).

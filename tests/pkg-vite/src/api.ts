@@ -61,6 +61,16 @@ export async function beeApiCheck (): Promise<string> {
   const [current, previous] = next.value
   const watched = `${current.version}/${previous.version}:${await all(current.createDiffStream(previous), (d) => `${ent(d.left)}/${ent(d.right)}`)}`
   await watcher.close()
+  const eager = bee.watch({ gte: 'd', lt: 'f' }, { eager: true })
+  await eager.ready()
+  const first = await eager.next()
+  const eagerSeen = first.done === true ? 'done' : `${first.value[0].version}/${first.value[1].version}`
+  await eager.close()
+  const bySeq: string[] = []
+  for (const seq of [4, 5]) {
+    const { key, value } = await bee.getBySeq(seq)
+    bySeq.push(`${key}=${value}`)
+  }
   const ew = await bee.getAndWatch('a')
   const before = ent(ew.node)
   const updated = new Promise<void>((resolve) => { ew.once('update', resolve) })
@@ -76,7 +86,7 @@ export async function beeApiCheck (): Promise<string> {
     refused = true
   }
   const compared = `bee-api history=${h.join('|')} cas=${versions.join(',')} v=${bee.version} diff=${diff} checkout=${checkout} ` +
-    `snapshot=${snapshot} watch=${watched} getAndWatch=${entryWatch}`
+    `snapshot=${snapshot} watch=${watched} eager=${eagerSeen} bySeq=${bySeq.join(',')} getAndWatch=${entryWatch}`
   // Page-only checks (after the part compared with JS):
   // a live history stream gives the last entry, then waits for the next write;
   const live = bee.createHistoryStream({ gte: -1, live: true })[Symbol.asyncIterator]()
@@ -100,8 +110,16 @@ export async function beeApiCheck (): Promise<string> {
   } catch (err) {
     thrown = err instanceof Error ? err.message : String(err)
   }
+  // A closed checkout refuses reads.
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('a')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
   return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
-    `cas-throw=${thrown}/${bee.version === vBefore}`
+    `cas-throw=${thrown}/${bee.version === vBefore} closed-checkout=${closedRead}`
 }
 
 export async function storeApiCheck (): Promise<string> {
@@ -170,6 +188,13 @@ export async function storeApiCheck (): Promise<string> {
   await aborted.abort()
   await drive.put('/after.txt', 'after')
   const abortedOk = `${await drive.exists('/aborted.txt')}/${await drive.exists('/after.txt')}`
+  await old.close()
+  let closedRead = ''
+  try {
+    await old.get('/a.txt')
+  } catch (err) {
+    closedRead = err instanceof Error ? err.message : String(err)
+  }
   return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
-    `checkout-writable=${old.writable} aborted-stream=${abortedOk}`
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead}`
 }

@@ -111,6 +111,10 @@ pub struct ChatArgs {
     /// the folder. (While the room's cores would move to other indexers they are not written.)
     #[arg(long, value_name = "HEX32")]
     pub encryption_key: Option<String>,
+    /// A new member reads every message of the room from its members' logs instead of starting
+    /// from the point the room's indexers signed (JS `fastForward: false`).
+    #[arg(long)]
+    pub no_fast_forward: bool,
 }
 
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
@@ -627,6 +631,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         sys.indexers.iter().any(|c| c.key == local) || sys.pending_indexers.contains(&local)
     };
     let try_ff = room_key != local
+        && !args.no_fast_forward
         && resumed.is_none()
         && !indexer_here
         && (args.tcp.is_some() || args.bootstrap.is_some() || args.listen.is_some());

@@ -642,7 +642,9 @@ impl<S: Storage> Hypercore<S> {
     /// ([`crate::autobase::encryption::view_block_key`]). A core opened without encryption (a
     /// reader that followed it by key) becomes encrypted: the stored bytes are the same, reads
     /// decrypt them from now on (the flag is stored with the next header write). The block key
-    /// stays when the manifest arrives (it is not derived from the core key).
+    /// stays when the manifest arrives (it is not derived from the core key). Only for a core
+    /// whose blocks are (or will be) stored encrypted with that key: a core that holds blocks
+    /// written in the clear would read them as noise.
     pub fn set_block_encryption_key(&mut self, block_key: [u8; 32]) {
         self.encrypted = true;
         self.encryption = Some(BlockEncryption::from_block_key(block_key));
