@@ -12,6 +12,10 @@
 # 2. Whole processes, as a user runs them: `hyperpunch bee batch` of 100k KEY<TAB>VALUE lines
 #    (one batch) and `hyperpunch bee list` of them, against bench/js/bee-cli.js doing the same
 #    with JS (both outputs are compared byte for byte). Wall and CPU seconds from /usr/bin/time.
+#    Then $BEE_PROCS (40) puts into that bee of 100k entries, each its own process, as a user
+#    adding keys one command at a time runs them: `hyperpunch bee put` (which fsyncs before it
+#    exits) against `node bench/js/bee-cli.js put` (RocksDB, no fsync); the last key is read
+#    back from both.
 # Nothing is hard-coded: every ratio is computed from the figures of this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +27,7 @@ if [ ! -f "$modules/hyperbee/package.json" ]; then
   exit 1
 fi
 best=${BEE_BEST:-2}
+procs=${BEE_PROCS:-40}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -65,6 +70,11 @@ for i in $(seq 1 "$best"); do
   (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_list node "$root/bench/js/bee-cli.js" list "$tmp/j" >"$tmp/j.out")
   cmp -s "$tmp/r.out" "$tmp/j.out" || { echo "error: bee list and the JS listing differ" >&2; exit 1; }
   [ "$(wc -l <"$tmp/r.out")" -eq "$n" ] || { echo "error: bee list printed $(wc -l <"$tmp/r.out") lines" >&2; exit 1; }
+  echo "==> whole processes: $procs puts, one process each ($i/$best)" >&2
+  timed "$tmp/rust.txt" bee_cli_puts bash -c 'for k in $(seq 1 "$1"); do "$2" bee put --storage "$3" "put-$k" "value $k" || exit 1; done' _ "$procs" "$hp" "$tmp/r"
+  (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_puts bash -c 'for k in $(seq 1 "$1"); do node "$2" put "$3" "put-$k" "value $k" || exit 1; done' _ "$procs" "$root/bench/js/bee-cli.js" "$tmp/j")
+  [ "$("$hp" bee get --storage "$tmp/r" "put-$procs")" = "value $procs" ] || { echo "error: hyperpunch lost a put" >&2; exit 1; }
+  [ "$(cd "$root/tests/interop" && node "$root/bench/js/bee-cli.js" get "$tmp/j" "put-$procs")" = "value $procs" ] || { echo "error: JS lost a put" >&2; exit 1; }
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -115,6 +125,8 @@ row() { # key label unit [time]
   row bee_cli_batch_cpu_s "  the same" "CPU s" time
   row bee_cli_list_wall_s "whole process: \`bee list\` of the 100k entries (outputs identical)" s time
   row bee_cli_list_cpu_s "  the same" "CPU s" time
+  row bee_cli_puts_wall_s "whole processes: $procs \`bee put\`s into that bee, one process each (JS: \`bee-cli.js put\`; Rust fsyncs, JS does not)" s time
+  row bee_cli_puts_cpu_s "  the same" "CPU s" time
   echo
   echo "Load average (1/5/15 min) before: $load_before; after: $load_after."
 } >"$tmp/table.md"

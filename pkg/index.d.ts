@@ -150,7 +150,7 @@ export interface Codec<T> {
 export type EncodingName = 'binary' | 'utf-8' | 'utf8' | 'json'
 
 /** A `keyEncoding` / `valueEncoding`. */
-export type Encoding = EncodingName | Codec<any>
+export type Encoding = EncodingName | Codec<unknown>
 
 /** What an encoding decodes to: bytes for 'binary', strings for 'utf-8', any for 'json'. */
 export type Decoded<E> =
@@ -370,7 +370,7 @@ export interface HyperbeeConstructor {
 export declare const Hyperbee: HyperbeeConstructor
 
 /** A listener of the events of `E`. */
-type Listener<E, K extends keyof E> = E[K] extends (...args: any[]) => void ? E[K] : never
+type Listener<E, K extends keyof E> = E[K] extends (...args: never[]) => void ? E[K] : never
 
 export interface SwarmConnectionEvents {
   /** A message from the peer (reading starts with the first 'data' listener). */

@@ -154,7 +154,7 @@ bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
-api_extra='checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
+api_extra='codec=null checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
 store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true closed-checkout=the drive is closed'
 steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" <<'PY'
 import json, sys

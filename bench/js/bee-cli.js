@@ -2,13 +2,15 @@
 // whole-process rows of the hyperbee benchmark (bench/run.sh):
 //   node bee-cli.js batch DIR < lines   KEY<TAB>VALUE lines of stdin as one batch (utf-8)
 //   node bee-cli.js list DIR > out      every entry as KEY<TAB>VALUE lines
+//   node bee-cli.js put DIR KEY VALUE   one put (what `hyperpunch bee put` does)
+//   node bee-cli.js get DIR KEY         the value, or exit code 1 when absent
 // Run with NODE_PATH=tests/interop/node_modules.
 const Hypercore = require('hypercore')
 const Hyperbee = require('hyperbee')
 const fs = require('fs')
 
 ;(async () => {
-  const [cmd, dir] = process.argv.slice(2)
+  const [cmd, dir, key, value] = process.argv.slice(2)
   const core = new Hypercore(dir)
   const db = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
   await db.ready()
@@ -31,8 +33,14 @@ const fs = require('fs')
       }
     }
     process.stdout.write(out)
+  } else if (cmd === 'put') {
+    await db.put(key, value)
+  } else if (cmd === 'get') {
+    const e = await db.get(key)
+    if (e) process.stdout.write(e.value + '\n')
+    else process.exitCode = 1
   } else {
-    throw new Error('usage: bee-cli.js batch|list DIR')
+    throw new Error('usage: bee-cli.js batch|list DIR, put DIR KEY VALUE, get DIR KEY')
   }
   await db.close()
 })()

@@ -160,6 +160,8 @@ struct DataTail {
     written_back: u64,
     /// Up to where the data file is known durable (`fdatasync`ed).
     synced: u64,
+    /// Up to where disk space was allocated ahead of the writes ([`preallocate`]).
+    allocated: u64,
 }
 
 impl Drop for Inner {
@@ -516,22 +518,23 @@ impl Value {
     }
 }
 
-/// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
-/// system call for a chunk header and its block; elsewhere one `pwrite` per part).
+/// Buffers given to one `pwritev` at most (Linux's `IOV_MAX` is 1024).
 #[cfg(target_os = "linux")]
-fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+const MAX_IOV: usize = 512;
+
+/// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
+/// system call for the chunk headers and blocks of a whole batch; elsewhere one `pwrite` per
+/// part).
+#[cfg(target_os = "linux")]
+fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let mut parts: Vec<&[u8]> = parts
-        .iter()
-        .map(Vec::as_slice)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     let mut at = offset;
     let mut first = 0usize;
     while first < parts.len() {
         let iov: Vec<libc::iovec> = parts[first..]
             .iter()
-            .take(64) // well below IOV_MAX (1024)
+            .take(MAX_IOV)
             .map(|p| libc::iovec {
                 iov_base: p.as_ptr() as *mut libc::c_void,
                 iov_len: p.len(),
@@ -577,7 +580,7 @@ fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::R
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_all_parts_at(file: &File, parts: &[Vec<u8>], offset: u64) -> std::io::Result<()> {
+fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut at = offset;
     for p in parts {
@@ -645,6 +648,41 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// The data file's space is allocated ahead of the writes by up to this many bytes at a time.
+const PREALLOCATE_AHEAD: u64 = 8 * 1024 * 1024;
+
+/// Allocate the data file's disk space from `from` to past `end`, where the next writes go, and
+/// return up to where it is allocated now (`u64::MAX` when the file system cannot: no more
+/// tries). Best effort: the writes themselves report a full disk.
+///
+/// Why: writing into space the file system reserves one page at a time as it goes (ext4's
+/// delayed allocation) costs a downloading process more CPU than writing into space allocated
+/// in large steps (a 100 MiB download in 64 KiB blocks: about 0.055 against 0.045 CPU s of
+/// system time, measured 2026-12-07). The file's length does not change (`FALLOC_FL_KEEP_SIZE`):
+/// it stays where the written bytes end, which is what an open reads as the data's end. Ahead
+/// of a small file no more than its own size is allocated (a store of many small cores does not
+/// take 8 MiB each).
+#[cfg(target_os = "linux")]
+fn preallocate(file: &File, from: u64, end: u64) -> u64 {
+    use std::os::fd::AsRawFd;
+    let to = end.saturating_add(end.clamp(64 * 1024, PREALLOCATE_AHEAD));
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return u64::MAX;
+    };
+    // SAFETY: a plain system call on a file descriptor this store owns; it reads no memory.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if r == 0 {
+        to
+    } else {
+        u64::MAX
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_file: &File, _from: u64, _end: u64) -> u64 {
+    u64::MAX
+}
+
 /// `fsync` the folder `dir` (its entries: files created, renamed or removed in it).
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
@@ -698,6 +736,7 @@ impl FileStorage {
                     written_back: end,
                     // `open_database` synced it.
                     synced: end,
+                    allocated: end,
                 }),
                 durability: options.durability,
                 path,
@@ -904,7 +943,10 @@ impl FileStorage {
             let mut memtable_growth = 0u64;
             // Long values go to the data file first (after the bytes of the last write, so a
             // failed write leaves nothing referenced behind), their references into the batch.
+            // They lie back to back from `tail.end`: all of them go out in one vectored write
+            // (a batch of received blocks: one system call instead of one per block).
             let mut end = tail.end;
+            let mut long: Vec<Value> = Vec::new();
             for (k, v) in writes {
                 let record_len = match &v {
                     None => 0,
@@ -915,9 +957,7 @@ impl FileStorage {
                 match (v, &self.inner.data) {
                     (None, _) => wb.remove(ks, k),
                     (Some(v), None) => wb.insert(ks, k, v.into_vec()),
-                    (Some(v), Some(data)) if v.len() >= DATA_THRESHOLD => {
-                        write_all_parts_at(data, v.parts(), end)
-                            .map_err(|e| io_err("write", &data_path(), e))?;
+                    (Some(v), Some(_)) if v.len() >= DATA_THRESHOLD => {
                         let mut r = Vec::with_capacity(DATA_REF_LEN);
                         r.push(TAG_DATA);
                         r.extend_from_slice(&end.to_le_bytes());
@@ -925,9 +965,22 @@ impl FileStorage {
                         r.extend_from_slice(&v.xxh3().to_le_bytes());
                         end += v.len() as u64;
                         wb.insert(ks, k, r);
+                        long.push(v);
                     }
                     (Some(v), Some(_)) => wb.insert(ks, k, v.prefixed(&[TAG_INLINE])),
                 }
+            }
+            if let (Some(data), false) = (&self.inner.data, long.is_empty()) {
+                let parts: Vec<&[u8]> = long
+                    .iter()
+                    .flat_map(Value::parts)
+                    .map(Vec::as_slice)
+                    .collect();
+                if end > tail.allocated {
+                    tail.allocated = preallocate(data, tail.allocated.max(tail.end), end);
+                }
+                write_all_parts_at(data, &parts, tail.end)
+                    .map_err(|e| io_err("write", &data_path(), e))?;
             }
             if let Some(data) = &self.inner.data {
                 // fjall makes its journal durable by itself whenever its worker flushes a

@@ -25,15 +25,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::chan::Stop;
-use crate::js::{emit, js_err, Hypercore, Inner};
+use crate::js::{emit, js_err, Hypercore, Inner, Store};
 use crate::replicate::SharedHub;
-use crate::storage::IdbStorage;
 
 /// A page's [`Hypercore`] as the core of a bee (see the [module docs](self)): the core's
 /// [`HostCore`] in its hub, announcing local appends to the core's listener.
 #[derive(Clone)]
 pub struct WebCore {
-    core: HostCore<SharedHub<IdbStorage>>,
+    core: HostCore<SharedHub<Store>>,
     inner: Rc<Inner>,
 }
 
@@ -71,6 +70,8 @@ impl BeeCore for WebCore {
 
     async fn append(&self, blocks: &[&[u8]]) -> Result<u64, HypercoreError> {
         let length = self.core.append(blocks).await?;
+        // Appended means stored (the core's writes go behind, `write_behind`).
+        self.inner.store.durable().await?;
         emit(&self.inner.listener, "append", length as f64);
         Ok(length)
     }

@@ -35,10 +35,24 @@ use crate::relay::{replicate_relayed, Relay, RelayServer};
 use crate::replicate::{memory_duplex, replicate_with, sleep, SharedHub};
 use crate::storage::IdbStorage;
 use crate::websocket::RelayError;
+use crate::write_behind::WriteBehind;
 use crate::KeyLengthError;
 
+/// The storage of a page's core: IndexedDB (and its OPFS data file) with the writes behind
+/// ([`WriteBehind`]): the replication goes on while earlier batches are committed, and what the
+/// page tells its user waits for [`WriteBehind::durable`].
+pub(crate) type Store = WriteBehind<IdbStorage>;
+
+/// Open the store `name`.
+async fn open_store(name: &str) -> Result<Store, JsError> {
+    let storage = IdbStorage::open(name)
+        .await
+        .map_err(|e| js_err("open IndexedDB", e))?;
+    Ok(WriteBehind::new(storage))
+}
+
 /// What the synchronous getters report, refreshed on every release of the hub.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Info {
     length: u64,
     contiguous_length: u64,
@@ -48,7 +62,7 @@ struct Info {
 }
 
 impl Info {
-    fn of(core: &hc::Hypercore<IdbStorage>) -> Self {
+    fn of(core: &hc::Hypercore<Store>) -> Self {
         Info {
             length: core.length(),
             contiguous_length: core.contiguous_length(),
@@ -59,16 +73,52 @@ impl Info {
     }
 }
 
+/// The getters' snapshot: what they report (committed: every write it depends on is durable)
+/// and newer snapshots waiting for their writes, each with the last write queued when it was
+/// taken.
+#[derive(Debug)]
+struct InfoLog {
+    current: Info,
+    pending: std::collections::VecDeque<(u64, Info)>,
+}
+
+impl InfoLog {
+    /// A snapshot of the hub's core after write `seq` was queued (`durable`: the last write
+    /// committed; older snapshots are dropped, so the log stays as short as the write queue).
+    fn push(&mut self, seq: u64, info: Info, durable: u64) {
+        self.current(durable);
+        let last = self.pending.back().map_or(&self.current, |(_, i)| i);
+        if *last == info {
+            return;
+        }
+        match self.pending.back_mut() {
+            Some((s, i)) if *s == seq => *i = info,
+            _ => self.pending.push_back((seq, info)),
+        }
+    }
+    /// The newest snapshot whose writes are durable (`durable`: the last write committed).
+    fn current(&mut self, durable: u64) -> &Info {
+        while self.pending.front().is_some_and(|(s, _)| *s <= durable) {
+            if let Some((_, i)) = self.pending.pop_front() {
+                self.current = i;
+            }
+        }
+        &self.current
+    }
+}
+
 /// Bounded downloads someone waits for, by id.
 type Waiters = Rc<RefCell<HashMap<DownloadId, Sender<()>>>>;
 
 pub(crate) struct Inner {
-    pub(crate) hub: SharedHub<IdbStorage>,
+    pub(crate) hub: SharedHub<Store>,
+    /// The core's storage (the hub's): its durability is what the page reports.
+    pub(crate) store: Store,
     key: [u8; 32],
     pub(crate) discovery_key: [u8; 32],
     writable: bool,
     encrypted: bool,
-    info: Rc<RefCell<Info>>,
+    info: Rc<RefCell<InfoLog>>,
     waiters: Waiters,
     pub(crate) listener: Listener,
     /// Peers replicating the core now (channels open, over any connection).
@@ -179,9 +229,7 @@ impl Hypercore {
         name: String,
         #[wasm_bindgen(js_name = encryptionKey)] encryption_key: Option<Vec<u8>>,
     ) -> Result<Hypercore, JsError> {
-        let storage = IdbStorage::open(&name)
-            .await
-            .map_err(|e| js_err("open IndexedDB", e))?;
+        let storage = open_store(&name).await?;
         let opts = OpenOptions {
             encryption_key: encryption_key
                 .map(|k| key32("encryptionKey", &k))
@@ -206,9 +254,7 @@ impl Hypercore {
         let encryption_key = encryption_key
             .map(|k| key32("encryptionKey", &k))
             .transpose()?;
-        let storage = IdbStorage::open(&name)
-            .await
-            .map_err(|e| js_err("open IndexedDB", e))?;
+        let storage = open_store(&name).await?;
         let opts = OpenOptions {
             encryption_key,
             ..OpenOptions::default()
@@ -264,32 +310,32 @@ impl Hypercore {
     /// Number of blocks in the core (as far as this peer verified).
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> f64 {
-        self.inner.info.borrow().length as f64
+        self.inner.info().length as f64
     }
 
     /// Number of blocks from index 0 on that are all stored locally.
     #[wasm_bindgen(getter, js_name = contiguousLength)]
     pub fn contiguous_length(&self) -> f64 {
-        self.inner.info.borrow().contiguous_length as f64
+        self.inner.info().contiguous_length as f64
     }
 
     /// Total size of the blocks in bytes.
     #[wasm_bindgen(getter, js_name = byteLength)]
     pub fn byte_length(&self) -> f64 {
-        self.inner.info.borrow().byte_length as f64
+        self.inner.info().byte_length as f64
     }
 
     /// The fork id (bumped by truncations).
     #[wasm_bindgen(getter)]
     pub fn fork(&self) -> f64 {
-        self.inner.info.borrow().fork as f64
+        self.inner.info().fork as f64
     }
 
     /// The tree hash (32 bytes) of the current length: equal on two peers iff they hold the
     /// same log up to that length.
     #[wasm_bindgen(getter, js_name = treeHash)]
     pub fn tree_hash(&self) -> Vec<u8> {
-        self.inner.info.borrow().tree_hash.to_vec()
+        self.inner.info().tree_hash.to_vec()
     }
 
     /// Whether this peer can append (it holds the signing key).
@@ -531,6 +577,11 @@ impl Hypercore {
                 .await
                 .map_err(|e| js_err("append", e))?;
             drop(g);
+            inner
+                .store
+                .durable()
+                .await
+                .map_err(|e| js_err("append", e))?;
             emit(&inner.listener, "append", out.length as f64);
             Ok(JsValue::from(out.length as f64))
         })
@@ -575,10 +626,13 @@ impl Hypercore {
 
 impl Hypercore {
     async fn create_with(name: String, opts: CreateOptions) -> Result<Hypercore, JsError> {
-        let storage = IdbStorage::open(&name)
-            .await
-            .map_err(|e| js_err("open IndexedDB", e))?;
+        let storage = open_store(&name).await?;
         let core = hc::Hypercore::create(storage, opts)
+            .await
+            .map_err(|e| js_err(&format!("create a core in {name:?}"), e))?;
+        // Created means stored.
+        core.storage()
+            .durable()
             .await
             .map_err(|e| js_err(&format!("create a core in {name:?}"), e))?;
         Self::share(core)
@@ -586,11 +640,15 @@ impl Hypercore {
 
     /// Put `core` in its own hub, keep the getters' snapshot fresh and resolve waiters of
     /// bounded downloads from the hub's events.
-    fn share(core: hc::Hypercore<IdbStorage>) -> Result<Hypercore, JsError> {
+    fn share(core: hc::Hypercore<Store>) -> Result<Hypercore, JsError> {
         let key = *core.key();
         let writable = core.writable();
         let encrypted = core.encrypted();
-        let info = Rc::new(RefCell::new(Info::of(&core)));
+        let store = core.storage().clone();
+        let info = Rc::new(RefCell::new(InfoLog {
+            current: Info::of(&core),
+            pending: Default::default(),
+        }));
         let mut hub = ReplicationHub::new();
         let discovery_key = hub
             .add_core(Replicator::new(core, replicator_options()))
@@ -598,9 +656,15 @@ impl Hypercore {
         let (hub, mut events) = SharedHub::with_events(hub);
         hub.set_observer({
             let info = info.clone();
+            let store = store.clone();
             move |h| {
                 if let Some(r) = h.replicator(&discovery_key) {
-                    *info.borrow_mut() = Info::of(r.core());
+                    // Reported once the writes it depends on (all queued by now) are durable.
+                    info.borrow_mut().push(
+                        store.queued_seq(),
+                        Info::of(r.core()),
+                        store.durable_seq(),
+                    );
                 }
             }
         });
@@ -612,35 +676,55 @@ impl Hypercore {
             let waiters = waiters.clone();
             let listener = listener.clone();
             let peers = peers.clone();
+            let store = store.clone();
             async move {
+                let mut ready = Vec::new();
                 while let Some(event) = events.next().await {
-                    match event {
-                        HubEvent::Core {
-                            event: Event::Downloaded { id },
-                            ..
-                        } => {
-                            if let Some(tx) = waiters.borrow_mut().remove(&id) {
-                                // The waiter may have gone away; nothing to tell then.
-                                let _ = tx.send(());
+                    // The events that came meanwhile too, then the writes they depend on (all
+                    // queued before the hub sent them): a block is reported stored, and a
+                    // download done, only once durable.
+                    ready.push(event);
+                    while let Some(e) = events.try_next() {
+                        ready.push(e);
+                    }
+                    if let Err(e) = store.durable().await {
+                        // Nothing will be stored any more: the waiting downloads fail.
+                        web_sys::console::error_1(
+                            &format!("hyperpunch: the core's storage failed: {e}").into(),
+                        );
+                        waiters.borrow_mut().clear();
+                        ready.clear();
+                        continue;
+                    }
+                    for event in ready.drain(..) {
+                        match event {
+                            HubEvent::Core {
+                                event: Event::Downloaded { id },
+                                ..
+                            } => {
+                                if let Some(tx) = waiters.borrow_mut().remove(&id) {
+                                    // The waiter may have gone away; nothing to tell then.
+                                    let _ = tx.send(());
+                                }
                             }
+                            HubEvent::Core {
+                                event: Event::Block { index, .. },
+                                ..
+                            } => emit(&listener, "download", index as f64),
+                            HubEvent::Core {
+                                event: Event::Upgraded { length, .. } | Event::Reorg { length, .. },
+                                ..
+                            } => emit(&listener, "append", length as f64),
+                            HubEvent::ChannelOpened { .. } => {
+                                peers.set(peers.get() + 1);
+                                emit(&listener, "peer-add", peers.get() as f64);
+                            }
+                            HubEvent::ChannelClosed { .. } => {
+                                peers.set(peers.get().saturating_sub(1));
+                                emit(&listener, "peer-remove", peers.get() as f64);
+                            }
+                            _ => {}
                         }
-                        HubEvent::Core {
-                            event: Event::Block { index, .. },
-                            ..
-                        } => emit(&listener, "download", index as f64),
-                        HubEvent::Core {
-                            event: Event::Upgraded { length, .. } | Event::Reorg { length, .. },
-                            ..
-                        } => emit(&listener, "append", length as f64),
-                        HubEvent::ChannelOpened { .. } => {
-                            peers.set(peers.get() + 1);
-                            emit(&listener, "peer-add", peers.get() as f64);
-                        }
-                        HubEvent::ChannelClosed { .. } => {
-                            peers.set(peers.get().saturating_sub(1));
-                            emit(&listener, "peer-remove", peers.get() as f64);
-                        }
-                        _ => {}
                     }
                 }
             }
@@ -648,6 +732,7 @@ impl Hypercore {
         Ok(Hypercore {
             inner: Rc::new(Inner {
                 hub,
+                store,
                 key,
                 discovery_key,
                 writable,
@@ -662,6 +747,15 @@ impl Hypercore {
 }
 
 impl Inner {
+    /// What the getters report: the core as of its last durable write.
+    fn info(&self) -> std::cell::RefMut<'_, Info> {
+        let durable = self.store.durable_seq();
+        std::cell::RefMut::map(self.info.borrow_mut(), |log| {
+            log.current(durable);
+            &mut log.current
+        })
+    }
+
     /// The block at `index` if stored locally.
     async fn get_local(&self, index: u64) -> Result<Option<Vec<u8>>, JsError> {
         let g = self.hub.lock().await;
@@ -751,7 +845,7 @@ const CLOSE_GRACE_MS: u64 = 2000;
 /// session ends; then end every connection gracefully and tell `done` the first error.
 #[allow(clippy::too_many_arguments)]
 async fn serve_loop(
-    hub: SharedHub<IdbStorage>,
+    hub: SharedHub<Store>,
     relay: Rc<Relay>,
     topic: [u8; 32],
     server: RelayServer,

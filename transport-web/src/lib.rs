@@ -57,6 +57,8 @@ pub mod storage;
 pub mod swarm;
 #[cfg(target_arch = "wasm32")]
 pub mod websocket;
+#[cfg(target_arch = "wasm32")]
+pub mod write_behind;
 
 /// The version of this crate (and of the hyperpunch workspace).
 #[wasm_bindgen]

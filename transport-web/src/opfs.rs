@@ -302,18 +302,16 @@ impl DataFile {
         m
     }
 
-    /// Appends `parts` and flushes the file; resolves to the offset of the first byte. Posted at
-    /// once (see [`Worker::request`]): appends land in the file in the order of the calls.
+    /// Appends the bytes of `buffer` (transferred to the worker: detached here) and flushes the
+    /// file; resolves to the offset of the first byte. Posted at once (see [`Worker::request`]):
+    /// appends land in the file in the order of the calls.
     pub(crate) fn append(
         &self,
-        parts: &[&[u8]],
+        buffer: ArrayBuffer,
     ) -> Result<impl std::future::Future<Output = Result<u64, OpfsError>>, OpfsError> {
         let w = worker()?;
         let m = self.message("append");
-        let bufs = Array::new();
-        for p in parts {
-            bufs.push(&Uint8Array::from(*p).buffer());
-        }
+        let bufs = Array::of1(&buffer);
         let _ = Reflect::set(&m, &"parts".into(), &bufs);
         let fut = w.request(&m, &bufs)?;
         Ok(async move {

@@ -184,6 +184,17 @@ impl HubEvents {
     pub async fn next(&mut self) -> Option<HubEvent> {
         self.0.recv().await
     }
+
+    /// The next event if one is waiting.
+    pub fn try_next(&mut self) -> Option<HubEvent> {
+        match self
+            .0
+            .poll_recv(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            Poll::Ready(e) => e,
+            Poll::Pending => None,
+        }
+    }
 }
 
 impl<H: ReplicationHost> SharedHost<H> {

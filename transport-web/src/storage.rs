@@ -484,25 +484,52 @@ impl Storage for IdbStorage {
             return Ok(());
         }
         let ticket = self.turns.take();
-        let ops: Vec<Op> = batch.ops.into_iter().map(Op::joined).collect();
+        let mut ops = batch.ops;
         // Large values first go to the data file (appended and flushed before the transaction
-        // that points at them); `offsets[i]`: where op i's value starts there.
-        let mut offsets: Vec<Option<u64>> = vec![None; ops.len()];
+        // that points at them); `offsets[i]`: where op i's value starts there, and its length.
+        // They are copied out of wasm memory once, into one buffer for the whole batch, which
+        // is transferred to the worker (not copied again); their ops need no joined copy.
+        let mut offsets: Vec<Option<(u64, usize)>> = vec![None; ops.len()];
         if let Ok(data) = &self.data {
-            let mut parts: Vec<&[u8]> = Vec::new();
             let mut at = 0u64;
             for (i, op) in ops.iter().enumerate() {
-                if let Op::Put(_, v) = op {
-                    if v.len() >= FILE_VALUE_MIN {
-                        parts.push(v);
-                        offsets[i] = Some(at);
-                        at += v.len() as u64;
-                    }
+                let len = match op {
+                    Op::Put(_, v) => v.len(),
+                    Op::PutParts(_, parts) => parts.iter().map(Vec::len).sum(),
+                    _ => 0,
+                };
+                if len >= FILE_VALUE_MIN {
+                    offsets[i] = Some((at, len));
+                    at += len as u64;
                 }
             }
-            if !parts.is_empty() {
+            if at > 0 {
+                let total = u32::try_from(at).map_err(|_| {
+                    StorageError::Io(format!(
+                        "OPFS data file of {:?}: a batch of {at} bytes of large values",
+                        self.name
+                    ))
+                })?;
+                let buf = Uint8Array::new_with_length(total);
+                let put = |at: u64, bytes: &[u8]| {
+                    let at = at as u32;
+                    buf.subarray(at, at + bytes.len() as u32).copy_from(bytes);
+                };
+                for (op, off) in ops.iter().zip(&offsets) {
+                    let Some((mut at, _)) = *off else { continue };
+                    match op {
+                        Op::Put(_, v) => put(at, v),
+                        Op::PutParts(_, parts) => {
+                            for p in parts {
+                                put(at, p);
+                                at += p.len() as u64;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 let start = data
-                    .append(&parts)
+                    .append(buf.buffer())
                     .map_err(|e| {
                         StorageError::Io(format!("OPFS data file of {:?}: {e}", self.name))
                     })?
@@ -510,9 +537,16 @@ impl Storage for IdbStorage {
                     .map_err(|e| {
                         StorageError::Io(format!("OPFS data file of {:?}: append: {e}", self.name))
                     })?;
-                for o in offsets.iter_mut().flatten() {
+                for (o, _) in offsets.iter_mut().flatten() {
                     *o += start;
                 }
+            }
+        }
+        // Values that stay in IndexedDB in one piece.
+        for (op, off) in ops.iter_mut().zip(&offsets) {
+            if off.is_none() && matches!(op, Op::PutParts(..)) {
+                let taken = std::mem::replace(op, Op::Delete(Vec::new()));
+                *op = taken.joined();
             }
         }
         ticket.wait().await;
@@ -524,12 +558,18 @@ impl Storage for IdbStorage {
         // request aborts the transaction, which `commit` reports.
         for (op, offset) in ops.iter().zip(offsets) {
             match op {
+                Op::PutParts(k, _) | Op::Put(k, _) if offset.is_some() => {
+                    let Some((o, len)) = offset else { continue };
+                    let _request = store
+                        .put(pointer_js(o, len))
+                        .with_key(key_js(k))
+                        .without_key_type()
+                        .primitive()
+                        .map_err(|e| op_error("put", e))?;
+                }
                 Op::PutParts(..) => {} // joined above
                 Op::Put(k, v) => {
-                    let value = match offset {
-                        Some(o) => pointer_js(o, v.len()),
-                        None => value_js(v),
-                    };
+                    let value = value_js(v);
                     let _request = store
                         .put(value)
                         .with_key(key_js(k))

@@ -10,6 +10,7 @@ use hyperpunch_core::storage::{
     conformance, Batch, MemoryStorage, Prefixed, Storage, StorageError,
 };
 use hyperpunch_web::storage::IdbStorage;
+use hyperpunch_web::write_behind::WriteBehind;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -411,4 +412,159 @@ async fn idb_reads_inline_large_values_and_rejects_bad_pointers() {
         s.scan(b"", b"z", None).await,
         Err(StorageError::Corrupt(_))
     ));
+}
+
+/// A [`MemoryStorage`] whose writes wait until the test opens its gate (or fail while it says so).
+#[derive(Clone, Default)]
+struct Gated {
+    mem: MemoryStorage,
+    state: std::rc::Rc<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: Cell<bool>,
+    fail: Cell<bool>,
+    writes: Cell<u32>,
+    wakers: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Gated {
+    fn open(&self) {
+        self.state.open.set(true);
+        for w in self.state.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+impl Storage for Gated {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.mem.get(key).await
+    }
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.mem.get_many(keys).await
+    }
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<hyperpunch_core::storage::Entries, StorageError> {
+        self.mem.scan(start, end, limit).await
+    }
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        std::future::poll_fn(|cx| {
+            if self.state.open.get() {
+                std::task::Poll::Ready(())
+            } else {
+                self.state.wakers.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.state.writes.set(self.state.writes.get() + 1);
+        if self.state.fail.get() {
+            return Err(StorageError::Io("the test's storage fails".into()));
+        }
+        self.mem.write(batch).await
+    }
+}
+
+#[wasm_bindgen_test]
+async fn write_behind_passes_conformance() {
+    conformance::run_all(|| async { WriteBehind::new(MemoryStorage::new()) }).await;
+    conformance::run_all(|| async { WriteBehind::new(fresh_idb("write-behind").await) }).await;
+}
+
+/// Writes return once queued, reads see them at once, the storage beneath gets them in order
+/// (merged), and `durable` resolves only once they are committed there.
+#[wasm_bindgen_test]
+async fn write_behind_is_durable_only_after_the_commit() {
+    use futures_util::FutureExt;
+    let base = Gated::default();
+    let wb = WriteBehind::new(base.clone());
+    // The same batches applied one by one, for comparison.
+    let reference = MemoryStorage::new();
+    for i in 0u8..5 {
+        let b = batch(|b| {
+            b.put(vec![i], vec![i; 3]);
+            b.put(vec![100 + i], vec![i]);
+            b.delete(vec![i.wrapping_sub(1)]);
+            b.put_parts(b"last".to_vec(), vec![vec![i], vec![i]]);
+            if i == 3 {
+                // Over keys 100..=102 of earlier batches and this one's 103; 104 comes after.
+                b.delete_range(vec![100], vec![104]);
+            }
+        });
+        reference.write(b.clone()).await.unwrap();
+        wb.write(b).await.expect("queued");
+    }
+    // Nothing is committed yet; reads see the queue.
+    assert_eq!(base.mem.get(&[0]).await.unwrap(), None);
+    assert_eq!(wb.get(&[4]).await.unwrap(), Some(vec![4; 3]));
+    assert_eq!(
+        wb.get(&[3]).await.unwrap(),
+        None,
+        "deleted by the next batch"
+    );
+    assert_eq!(wb.get(b"last").await.unwrap(), Some(vec![4, 4]));
+    assert_eq!(wb.durable_seq(), 0);
+    let mut durable = Box::pin(wb.durable());
+    assert!(
+        (&mut durable).now_or_never().is_none(),
+        "durable before the commit"
+    );
+    base.open();
+    durable.await.expect("durable");
+    assert_eq!(wb.durable_seq(), 5);
+    // All five were queued before the writer task first ran: one merged write.
+    assert_eq!(base.state.writes.get(), 1);
+    assert_eq!(wb.stats(), (1, 5));
+    assert_eq!(base.mem.get(&[4]).await.unwrap(), Some(vec![4; 3]));
+    assert_eq!(base.mem.get(&[3]).await.unwrap(), None);
+    assert_eq!(base.mem.get(b"last").await.unwrap(), Some(vec![4, 4]));
+    let all = reference.scan(&[0], &[255], None).await.unwrap();
+    assert_eq!(base.mem.scan(&[0], &[255], None).await.unwrap(), all);
+    assert_eq!(wb.scan(&[0], &[255], None).await.unwrap(), all);
+    assert_eq!(wb.get(&[102]).await.unwrap(), None);
+    assert_eq!(wb.get(&[104]).await.unwrap(), Some(vec![4]));
+}
+
+/// A failed commit beneath stops everything after it: later writes, reads and `durable` fail,
+/// and nothing queued after the failed write reaches the storage beneath.
+#[wasm_bindgen_test]
+async fn write_behind_fails_for_good_after_a_failed_commit() {
+    let base = Gated::default();
+    let wb = WriteBehind::new(base.clone());
+    wb.write(batch(|b| {
+        b.put(b"a".to_vec(), b"1".to_vec());
+    }))
+    .await
+    .expect("queued");
+    base.open();
+    wb.durable().await.expect("committed");
+    base.state.fail.set(true);
+    base.state.open.set(false);
+    for k in [b"b", b"c"] {
+        wb.write(batch(|b| {
+            b.put(k.to_vec(), b"2".to_vec());
+        }))
+        .await
+        .expect("queued");
+    }
+    base.open();
+    assert!(matches!(wb.durable().await, Err(StorageError::Io(_))));
+    assert!(wb
+        .write(batch(|b| {
+            b.put(b"d".to_vec(), b"3".to_vec());
+        }))
+        .await
+        .is_err());
+    assert!(wb.get(b"a").await.is_err());
+    assert!(wb.scan(b"a", b"z", None).await.is_err());
+    // The write of "b" and "c" (merged: both were queued before the writer ran) failed beneath.
+    assert_eq!(base.state.writes.get(), 2);
+    assert_eq!(base.mem.get(b"a").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(base.mem.get(b"c").await.unwrap(), None);
 }

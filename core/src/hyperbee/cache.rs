@@ -63,6 +63,31 @@ impl Block {
         })
     }
 
+    /// [`Block::decode`] of a block just encoded, with the tree nodes of its index as decoding
+    /// them would give (`levels`, from the writer), so they are not decoded again.
+    pub fn decode_with_levels(
+        seq: u64,
+        raw: Vec<u8>,
+        levels: Vec<Level>,
+    ) -> Result<Self, BeeError> {
+        let b = Block::decode(seq, raw)?;
+        debug_assert_eq!(
+            YoloIndex::decode(b.part(b.index)).map(|i| i.levels),
+            Ok(levels.clone()),
+            "the writer's tree nodes are what its block decodes to"
+        );
+        let levels: Vec<NodeLevel> = levels
+            .into_iter()
+            .map(|level| NodeLevel {
+                key_bytes: level.keys.iter().map(|_| OnceLock::new()).collect(),
+                level,
+            })
+            .collect();
+        // Not reached: a block has one index.
+        let _ = b.levels.set(Ok(levels.into()));
+        Ok(b)
+    }
+
     fn part(&self, (s, e): (u32, u32)) -> &[u8] {
         &self.raw[s as usize..e as usize]
     }
@@ -177,6 +202,11 @@ impl BlockCache {
                 hand: 0,
             }),
         }
+    }
+
+    /// The most blocks it keeps.
+    pub fn capacity(&self) -> usize {
+        self.lock().cap
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {

@@ -139,6 +139,30 @@ pub enum HubEvent {
     },
 }
 
+/// A message on `channel` of a stream whose channels are `channels`, sorted and decoded (see
+/// [`Decoded`]).
+fn decode_payload(
+    channels: &BTreeMap<ChannelId, Chan>,
+    channel: ChannelId,
+    message_type: u64,
+    payload: &[u8],
+) -> Decoded {
+    let Some(&Chan {
+        dk,
+        peer: Some(peer),
+    }) = channels.get(&channel)
+    else {
+        return Decoded::Ignored;
+    };
+    if message_type >= MESSAGE_TYPES {
+        return Decoded::Ignored;
+    }
+    match Message::decode(message_type, payload) {
+        Ok(m) => Decoded::Message(dk, peer, m),
+        Err(e) => Decoded::Invalid(e.into()),
+    }
+}
+
 /// A mux event sorted by [`ReplicationHub::decode_message`].
 enum Decoded {
     /// A replication message for the core and peer of an open channel.
@@ -449,14 +473,31 @@ impl<S: Storage> ReplicationHub<S> {
         }
         // Decoded messages not yet given to their replicator, all for one (core, peer).
         let mut group: Option<([u8; 32], PeerId, Vec<Message>)> = None;
+        // The messages the mux gave straight away (not queued as events), decoded.
+        let mut direct: Vec<Decoded> = Vec::new();
         for frame in frames {
             let Some(s) = self.streams.get_mut(&stream) else {
                 break;
             };
-            if let Err(e) = s.mux.handle_frame(frame.as_ref()) {
+            let channels = &s.channels;
+            // Decoded from the frame where they are: a block is copied once (into its message),
+            // not first into a mux event.
+            let handled = s
+                .mux
+                .handle_frame_with(frame.as_ref(), &mut |channel, ty, payload| {
+                    direct.push(decode_payload(channels, channel, ty, payload));
+                });
+            if let Err(e) = handled {
+                direct.clear();
                 self.deliver(now, &mut group).await?;
                 self.destroy_stream(now, stream, e.into()).await?;
                 break;
+            }
+            for d in direct.drain(..) {
+                if !self.streams.contains_key(&stream) {
+                    break;
+                }
+                self.handle_decoded(now, stream, d, &mut group).await?;
             }
             self.handle_mux_events(now, stream, &mut group).await?;
         }
@@ -485,26 +526,39 @@ impl<S: Storage> ReplicationHub<S> {
             .get_mut(&stream)
             .and_then(|s| s.mux.poll_event())
         {
-            match self.decode_message(stream, ev) {
-                Decoded::Message(dk, peer, msg) => {
-                    if group.as_ref().is_some_and(|g| g.0 != dk || g.1 != peer) {
-                        self.deliver(now, group).await?;
-                    }
-                    group
-                        .get_or_insert_with(|| (dk, peer, Vec::new()))
-                        .2
-                        .push(msg);
-                }
-                Decoded::Ignored => {}
-                Decoded::Invalid(e) => {
+            let d = self.decode_message(stream, ev);
+            self.handle_decoded(now, stream, d, group).await?;
+        }
+        Ok(())
+    }
+
+    /// Act on one sorted mux event of `stream`; messages for one (core, peer) collect in `group`.
+    async fn handle_decoded(
+        &mut self,
+        now: u64,
+        stream: StreamId,
+        d: Decoded,
+        group: &mut Option<([u8; 32], PeerId, Vec<Message>)>,
+    ) -> Result<(), ReplicationError> {
+        match d {
+            Decoded::Message(dk, peer, msg) => {
+                if group.as_ref().is_some_and(|g| g.0 != dk || g.1 != peer) {
                     self.deliver(now, group).await?;
-                    self.destroy_stream(now, stream, e).await?;
                 }
-                Decoded::Other(ev) => {
-                    self.deliver(now, group).await?;
-                    self.on_mux_event(now, stream, ev).await?;
-                    self.flush();
-                }
+                group
+                    .get_or_insert_with(|| (dk, peer, Vec::new()))
+                    .2
+                    .push(msg);
+            }
+            Decoded::Ignored => {}
+            Decoded::Invalid(e) => {
+                self.deliver(now, group).await?;
+                self.destroy_stream(now, stream, e).await?;
+            }
+            Decoded::Other(ev) => {
+                self.deliver(now, group).await?;
+                self.on_mux_event(now, stream, ev).await?;
+                self.flush();
             }
         }
         Ok(())
@@ -543,22 +597,9 @@ impl<S: Storage> ReplicationHub<S> {
         else {
             return Decoded::Other(ev);
         };
-        let Some(&Chan {
-            dk,
-            peer: Some(peer),
-        }) = self
-            .streams
-            .get(&sid)
-            .and_then(|s| s.channels.get(&channel))
-        else {
-            return Decoded::Ignored;
-        };
-        if message_type >= MESSAGE_TYPES {
-            return Decoded::Ignored;
-        }
-        match Message::decode(message_type, &payload) {
-            Ok(m) => Decoded::Message(dk, peer, m),
-            Err(e) => Decoded::Invalid(e.into()),
+        match self.streams.get(&sid) {
+            Some(s) => decode_payload(&s.channels, channel, message_type, &payload),
+            None => Decoded::Ignored,
         }
     }
 

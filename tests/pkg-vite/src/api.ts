@@ -4,7 +4,7 @@
 // history, compare-and-swap, diff, checkouts, snapshots, watch and getAndWatch of a bee;
 // namespaces, sessions and listing of a store; batches, write streams, diff, checkouts and watch
 // of a drive.
-import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback } from 'hyperpunch'
+import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback, type Codec } from 'hyperpunch'
 
 const ent = (e: BeeEntry<string, string> | null): string => (e === null ? '-' : `${e.key}=${e.value}@${e.seq}`)
 
@@ -118,7 +118,14 @@ export async function beeApiCheck (): Promise<string> {
   } catch (err) {
     closedRead = err instanceof Error ? err.message : String(err)
   }
-  return `${compared} | checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
+  // A codec of one's own types the bee (its values are `{ n: number }`).
+  const numCodec: Codec<{ n: number }> = {
+    encode: (v) => new TextEncoder().encode(JSON.stringify(v)),
+    decode: (b) => JSON.parse(new TextDecoder().decode(b)) as { n: number }
+  }
+  const typed = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: numCodec })
+  const typedEntry: BeeEntry<string, { n: number }> | null = await typed.get('no such key')
+  return `${compared} | codec=${typedEntry === null ? 'null' : typedEntry.value?.n} checkout-write-refused=${refused} live=${liveSeen} watcher-close-ends=${closedEnds} ` +
     `cas-throw=${thrown}/${bee.version === vBefore} closed-checkout=${closedRead}`
 }
 

@@ -627,6 +627,7 @@ async fn download(
                 remote_length.map_or("?".to_string(), |r| r.to_string())
             )));
         }
+        let mut received = None;
         tokio::select! {
             r = &mut conn, if !conn_done => {
                 conn_done = true;
@@ -635,18 +636,36 @@ async fn download(
             () = &mut stop, if want == Want::Live && timeout.is_some() && !stopped => {
                 stopped = true;
             }
-            ev = events.recv() => match ev {
-                Some(HubEvent::Core { event: Event::PeerSync { length, .. }, .. }) => {
+            ev = events.recv() => received = Some(ev),
+        }
+        // The event, and every one queued meanwhile (one per stored block): the state above is
+        // read under the hub's lock once for all of them, not once each.
+        let mut ev = match received.take() {
+            Some(ev) => ev,
+            None => continue,
+        };
+        loop {
+            match ev {
+                Some(HubEvent::Core {
+                    event: Event::PeerSync { length, .. },
+                    ..
+                }) => {
                     if remote_length.is_none() {
                         timing::mark("handshake and first sync");
                     }
                     // The peer's latest announcement (it may shrink after a truncate).
                     remote_length = Some(length);
                 }
-                Some(HubEvent::Core { event: Event::InvalidData { error, .. }, .. }) => {
+                Some(HubEvent::Core {
+                    event: Event::InvalidData { error, .. },
+                    ..
+                }) => {
                     pb.suspend(|| eprintln!("the peer sent data that does not verify: {error}"));
                 }
-                Some(HubEvent::Core { event: Event::Conflict { .. }, .. }) => {
+                Some(HubEvent::Core {
+                    event: Event::Conflict { .. },
+                    ..
+                }) => {
                     // The writer forked: the core is frozen (stored with it), nothing to wait for.
                     let g = hub.lock().await;
                     let c = g.replicator(&dk).ok_or_else(vanished)?.core();
@@ -658,7 +677,11 @@ async fn download(
                 }
                 Some(_) => {}
                 None => return Err(CliError::new("the replication hub stopped")),
-            },
+            }
+            match events.try_recv() {
+                Ok(next) => ev = Some(next),
+                Err(_) => break,
+            }
         }
     }
     pb.finish_and_clear();
