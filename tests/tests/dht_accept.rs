@@ -3,48 +3,14 @@
 //! each is counted in `NodeInfo::incoming_dropped` with its reason, and its client's stream is
 //! reset at once (the client's reads end with an error, not after a timeout on silence).
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht::{ConnectOptions, Dht, DhtOptions, ServerOptions, ACCEPT_QUEUE};
+use hyperpunch::dht::{ConnectOptions, ServerOptions, ACCEPT_QUEUE};
+use hyperpunch_tests::local_dht::{peer, testnet};
 
-const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Generous: the machine running the tests may be busy.
 const T: Duration = Duration::from_secs(60);
-
-async fn testnet(n: usize) -> (Vec<Dht>, String) {
-    let (first, port) = tokio::time::timeout(
-        T,
-        hyperpunch_tests::local_dht::bootstrapper_on_a_free_port(),
-    )
-    .await
-    .expect("bootstrapper in time");
-    let boot = format!("127.0.0.1:{port}");
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        let d = tokio::time::timeout(
-            T,
-            Dht::bootstrap(DhtOptions::persistent(vec![boot.clone()], LOCAL, 0)),
-        )
-        .await
-        .expect("node in time")
-        .expect("node");
-        nodes.push(d);
-    }
-    (nodes, boot)
-}
-
-async fn peer(boot: &str) -> Dht {
-    let d = Dht::spawn(DhtOptions::on(LOCAL, &[boot.parse().unwrap()]))
-        .await
-        .expect("bind");
-    tokio::time::timeout(T, d.ready())
-        .await
-        .expect("bootstrap in time")
-        .expect("bootstrapped");
-    d
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_accept_queue_are_counted_and_reset() {

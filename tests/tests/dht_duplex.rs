@@ -13,45 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyperpunch::crypto::KeyPair;
-use hyperpunch::dht::{ConnectOptions, Dht, DhtOptions, ServerOptions};
+use hyperpunch::dht::{ConnectOptions, ServerOptions};
 use hyperpunch_core::secretstream::Options as StreamOptions;
+use hyperpunch_tests::local_dht::{peer, testnet};
 
-const LOCAL: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 /// Generous: the machine running the tests may be busy.
 const T: Duration = Duration::from_secs(60);
 const CHUNK: usize = 64 * 1024;
-async fn testnet(n: usize) -> (Vec<Dht>, String) {
-    let (first, port) = tokio::time::timeout(
-        T,
-        hyperpunch_tests::local_dht::bootstrapper_on_a_free_port(),
-    )
-    .await
-    .expect("bootstrapper in time");
-    let boot = format!("127.0.0.1:{port}");
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        let d = tokio::time::timeout(
-            T,
-            Dht::bootstrap(DhtOptions::persistent(vec![boot.clone()], LOCAL, 0)),
-        )
-        .await
-        .expect("node in time")
-        .expect("node");
-        nodes.push(d);
-    }
-    (nodes, boot)
-}
-
-async fn peer(boot: &str) -> Dht {
-    let d = Dht::spawn(DhtOptions::on(LOCAL, &[boot.parse().unwrap()]))
-        .await
-        .expect("bind");
-    tokio::time::timeout(T, d.ready())
-        .await
-        .expect("bootstrap in time")
-        .expect("bootstrapped");
-    d
-}
 
 /// The server holds its end raw and never reads it, so the client's writes soon wait for room
 /// for good (its messages fill the server's receive window). Once they do, the server sends
