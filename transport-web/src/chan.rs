@@ -151,6 +151,9 @@ impl Stop {
                 return Poll::Ready(None);
             }
             if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                // This task's waker is not needed any more: each `next()` of a watcher is a
+                // task of its own, so a kept waker would pile up until `stop`.
+                self.0.borrow_mut().1.retain(|w| !w.will_wake(cx.waker()));
                 return Poll::Ready(Some(v));
             }
             let mut s = self.0.borrow_mut();

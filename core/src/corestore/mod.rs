@@ -256,14 +256,16 @@ impl GetOptions {
         self.key_pair = Some(key_pair);
         self
     }
-    /// Block encryption key.
+    /// Block encryption key. The key belongs to the open core, not to this session: on a core
+    /// that is already open it replaces the key every other session of that core reads with.
     pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
         self.encryption_key = Some(key);
         self
     }
     /// Block encryption with `block_key` as is (JS `encryption: { key, block: true }`), e.g.
     /// an autobase view's ([`crate::autobase::encryption::view_block_key`]); a core already open
-    /// without encryption (a reader that followed it by key) is switched to it.
+    /// without encryption (a reader that followed it by key) is switched to it. As with
+    /// [`GetOptions::with_encryption_key`], the key applies to every session of the open core.
     pub fn with_block_encryption_key(mut self, block_key: [u8; 32]) -> Self {
         self.encryption_key = Some(block_key);
         self.block_key = true;

@@ -453,21 +453,25 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let key_file = dir.join("autobase-encryption-key");
     let saved_key = match std::fs::read_to_string(&key_file) {
         Ok(s) => Some(parse_hex32("the saved encryption key", s.trim())?),
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(CliError::new(format!(
+                "cannot read {}: {e}",
+                key_file.display()
+            )))
+        }
     };
-    let encryption_key = match (given_key, saved_key) {
+    // A new key is saved only once the room's local core opened with it (below): a key that
+    // does not fit the folder must not stay behind and lock the folder.
+    let (encryption_key, key_to_save) = match (given_key, saved_key) {
         (Some(g), Some(k)) if g != k => {
             return Err(CliError::new(format!(
                 "{} holds a room with another encryption key",
                 dir.display()
             )))
         }
-        (Some(g), None) => {
-            std::fs::write(&key_file, hex::encode(g))
-                .map_err(|e| CliError::new(format!("cannot write the encryption key: {e}")))?;
-            Some(g)
-        }
-        (g, k) => g.or(k),
+        (Some(g), None) => (Some(g), Some(g)),
+        (g, k) => (g.or(k), None),
     };
     let storage = FileStorage::open(&dir).map_err(|e| storage_err(&dir, e))?;
     let mut seed = [0u8; 32];
@@ -480,6 +484,10 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| store_err(&dir, e))?;
     let local = *local_handle.key();
+    if let Some(k) = key_to_save {
+        super::store::restrict(&dir, 0o700)?;
+        super::store::write_secret_file(&key_file, &hex::encode(k))?;
+    }
 
     let saved = std::fs::read_to_string(room_file(&dir)).ok();
     let room_key = match (invite, &saved) {

@@ -570,9 +570,12 @@ impl<S: Storage> Hypercore<S> {
         self.contiguous_length
     }
 
-    /// User-visible byte length (encryption padding excluded).
+    /// User-visible byte length (encryption padding excluded). Saturates at 0: a remote tree
+    /// whose blocks are shorter than the padding (not valid encrypted blocks) must not panic.
     pub fn byte_length(&self) -> u64 {
-        self.tree.byte_length - self.tree.length * self.padding()
+        self.tree
+            .byte_length
+            .saturating_sub(self.tree.length.saturating_mul(self.padding()))
     }
 
     /// Bytes of padding per stored block (8 when encrypted, else 0).
