@@ -58,6 +58,10 @@
 //! rejected with [`StorageError::Io`] before anything is written. Scans and gets accept any key.
 //! The space of long values that are deleted or overwritten stays in the data file (hypercore
 //! writes each block once; only `clear` and `truncate` delete them): nothing compacts it yet.
+//!
+//! (About 1,100 lines: one backend, the value layout, the data file and the write path next to
+//! the `Storage` impl they serve; store creation is in `create`, tests in `tests`. The data file
+//! and its compaction, once written, are the next module to split out.)
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
