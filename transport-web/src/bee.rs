@@ -128,6 +128,25 @@ struct Range {
 }
 
 impl Range {
+    /// The bounds as a JS call gives them (`reverse` absent: false; `limit`: see [`limit`]).
+    fn new(
+        gt: Option<Vec<u8>>,
+        gte: Option<Vec<u8>>,
+        lt: Option<Vec<u8>>,
+        lte: Option<Vec<u8>>,
+        reverse: Option<bool>,
+        limit: Option<f64>,
+    ) -> Result<Range, JsError> {
+        Ok(Range {
+            gt,
+            gte,
+            lt,
+            lte,
+            reverse: reverse.unwrap_or(false),
+            limit: self::limit(limit)?,
+        })
+    }
+
     fn opts(&self) -> RangeOptions<'_, Binary> {
         RangeOptions {
             gt: self.gt.as_deref(),
@@ -395,14 +414,7 @@ impl Hyperbee {
         reverse: Option<bool>,
         limit: Option<f64>,
     ) -> Result<DiffIterator, JsError> {
-        let range = Range {
-            gt,
-            gte,
-            lt,
-            lte,
-            reverse: reverse.unwrap_or(false),
-            limit: self::limit(limit)?,
-        };
+        let range = Range::new(gt, gte, lt, lte, reverse, limit)?;
         let iter = self.bee.create_diff_stream(&other.bee, range.opts());
         Ok(DiffIterator {
             iter: Rc::new(async_lock::Mutex::new(iter)),
@@ -511,14 +523,7 @@ impl Hyperbee {
         reverse: Option<bool>,
         limit: Option<f64>,
     ) -> Result<BeeIterator, JsError> {
-        let range = Range {
-            gt,
-            gte,
-            lt,
-            lte,
-            reverse: reverse.unwrap_or(false),
-            limit: self::limit(limit)?,
-        };
+        let range = Range::new(gt, gte, lt, lte, reverse, limit)?;
         let iter = self.bee.create_read_stream(range.opts());
         Ok(BeeIterator {
             iter: Rc::new(async_lock::Mutex::new(iter)),
