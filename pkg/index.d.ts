@@ -164,6 +164,30 @@ export interface HyperbeeOptions<KE extends Encoding = 'binary', VE extends Enco
   keyEncoding?: KE
   /** Default 'binary'. */
   valueEncoding?: VE
+  /**
+   * Written into the header (block 0) when the first write creates it, as JS hyperbee's
+   * `metadata` (a string as UTF-8). A bee that has its header already keeps it.
+   */
+  metadata?: HyperbeeMetadataOptions
+}
+
+/** `metadata` of `new Hyperbee(core, { metadata })`. */
+export interface HyperbeeMetadataOptions {
+  /** The key of a core holding the content (hyperdrive puts its blobs core's key here). */
+  contentFeed?: Uint8Array | string | null
+  /** Free-form application data. */
+  userData?: Uint8Array | string | null
+}
+
+/** A bee's header, block 0 of its core (`bee.getHeader()`), as JS hyperbee decodes it. */
+export interface HyperbeeHeader {
+  /** 'hyperbee'. */
+  protocol: string
+  /** null when the header has no metadata. */
+  metadata: {
+    contentFeed: Uint8Array | null
+    userData: Uint8Array | null
+  } | null
 }
 
 /** One entry of a bee: the block `seq` holding `key`'s `value` (null: put without a value). */
@@ -246,16 +270,36 @@ export interface WatcherEvents {
   error: (error: Error) => void
 }
 
+/** Options of `bee.watch(range, opts)`. */
+export interface BeeWatchOptions<K, V, T> {
+  /**
+   * Count from the empty bee (version 1), so the first `next` reports at once if the range
+   * holds anything.
+   */
+  eager?: boolean
+  /**
+   * What each change yields instead of the snapshot pair: `[map(current), map(previous)]`
+   * (JS `map`). A value with a `close()` method is closed with its snapshot when the next
+   * change comes, or when the watcher closes.
+   */
+  map?: (snapshot: Hyperbee<K, V>) => T
+}
+
 /**
- * `bee.watch(range)`: an async iterable of `[current, previous]` snapshots, one per change in
- * range (made in this page or replicated), as hyperbee's Watcher.
+ * `bee.watch(range)`: an async iterable of `[current, previous]` snapshots (or what `map`
+ * makes of them), one per change in range (made in this page or replicated), as hyperbee's
+ * Watcher.
  */
-export interface HyperbeeWatcher<K, V> extends AsyncIterableIterator<[Hyperbee<K, V>, Hyperbee<K, V>]> {
+export interface HyperbeeWatcher<K, V, T = Hyperbee<K, V>> extends AsyncIterableIterator<[T, T]> {
   readonly bee: Hyperbee<K, V>
   /** The snapshot after the last change (null before the first). */
   readonly current: Hyperbee<K, V> | null
   /** The snapshot before the last change (null before the first). */
   readonly previous: Hyperbee<K, V> | null
+  /** What was yielded for `current` (`current` itself without `map`). */
+  readonly currentMapped: T | null
+  /** What was yielded for `previous` (`previous` itself without `map`). */
+  readonly previousMapped: T | null
   readonly closed: boolean
   ready(): Promise<void>
   /** Stop watching: a pending `next` ends the iteration. */
@@ -340,8 +384,15 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
   /**
    * Watch the key range: `[current, previous]` snapshots per change. `eager`: count from the
    * empty bee (version 1), so the first `next` reports at once if the range holds anything.
+   * `map`: yield `[map(current), map(previous)]` instead.
    */
-  watch(range?: WatchRange<K>, opts?: { eager?: boolean }): HyperbeeWatcher<K, V>
+  watch(range?: WatchRange<K>, opts?: { eager?: boolean, map?: undefined }): HyperbeeWatcher<K, V>
+  watch<T>(range: WatchRange<K> | undefined, opts: BeeWatchOptions<K, V, T> & { map: (snapshot: Hyperbee<K, V>) => T }): HyperbeeWatcher<K, V, T>
+  /**
+   * Block 0, the header (`{ protocol, metadata }`), as JS hyperbee's `getHeader()`; null
+   * while the core has no block.
+   */
+  getHeader(): Promise<HyperbeeHeader | null>
   /** The key and value block `seq` wrote (a deletion's value is null). */
   getBySeq(seq: number): Promise<{ key: K, value: V | null }>
   /** `key`'s entry, kept up to date as the bee changes. */
@@ -360,8 +411,8 @@ export interface Hyperbee<K = Uint8Array, V = Uint8Array> {
 
 export interface HyperbeeConstructor {
   /**
-   * A bee on `core` (`new Hyperbee(core, { keyEncoding, valueEncoding })`). An empty writable
-   * core becomes a bee with its first write; its types follow the encodings
+   * A bee on `core` (`new Hyperbee(core, { keyEncoding, valueEncoding, metadata })`). An empty
+   * writable core becomes a bee with its first write; its types follow the encodings
    * (`'utf-8'`: string, `'json'`: any, `'binary'`: Uint8Array, a `Codec<T>`: T).
    */
   new <KE extends Encoding = 'binary', VE extends Encoding = 'binary'>(core: Hypercore, opts?: HyperbeeOptions<KE, VE>): Hyperbee<Decoded<KE>, Decoded<VE>>
@@ -622,6 +673,28 @@ export interface DriveBatch {
   close(): Promise<void>
 }
 
+/** Options of `drive.entry(path, opts)`. */
+export interface DriveEntryOptions {
+  /** Follow symlinks to the entry they end at (at most 16 in a row). */
+  follow?: boolean
+}
+
+/**
+ * A byte range of `drive.createReadStream(path, range)`: from `start` (default 0) to `end`
+ * (inclusive), or `length` bytes (`length` wins over `end`).
+ */
+export interface DriveReadRange {
+  start?: number
+  end?: number
+  length?: number
+}
+
+/** What `clear` / `clearAll` with `{ diff: true }` resolve to. */
+export interface DriveCleared {
+  /** The blocks cleared. */
+  blocks: number
+}
+
 export interface HyperdriveOptions {
   /** Opening someone else's drive: how long to wait for a peer to send its db core's manifest (default 30000). */
   waitMs?: number
@@ -652,16 +725,49 @@ export declare class Hyperdrive {
   get(path: string): Promise<Uint8Array | null>
   del(path: string): Promise<void>
   symlink(path: string, target: string): Promise<void>
-  entry(path: string): Promise<DriveEntry | null>
+  /** `path`'s entry, or null; `follow: true` follows symlinks (at most 16 in a row). */
+  entry(path: string, opts?: DriveEntryOptions): Promise<DriveEntry | null>
   exists(path: string): Promise<boolean>
   /** Entries under `folder` in path order (`recursive: false`: directly in it). */
   list(folder?: string, opts?: { recursive?: boolean }): AsyncIterable<DriveEntry>
   /** Names directly in `folder`. */
   readdir(folder?: string): AsyncIterable<string>
-  /** The file's bytes (read whole, one chunk). */
-  createReadStream(path: string): AsyncIterable<Uint8Array>
-  /** Download every file under `folder`; resolves to the number of blocks fetched. */
+  /**
+   * The file's bytes, one chunk per block read: the whole file, or a byte range of it
+   * (`start`..`end` inclusive, or `length` bytes from `start`). Only the blocks in range are
+   * read (fetched from the peers when missing). A range is clamped to the file. No such file
+   * throws; a symlink yields nothing.
+   */
+  createReadStream(path: string, opts?: DriveReadRange): AsyncIterable<Uint8Array>
+  /** Download every file under `folder` (or the file `folder`); resolves to the number of files. */
   download(folder?: string): Promise<number>
+  /**
+   * Download the files below `folder` (default '/') added or changed since version `version`;
+   * resolves to the number of files downloaded.
+   */
+  downloadDiff(version: number, folder?: string): Promise<number>
+  /**
+   * Whether the file `path`, or every file below the folder `path`, is stored in this page
+   * in full (a symlink, or a folder without files: false).
+   */
+  has(path: string): Promise<boolean>
+  /**
+   * Delete this page's copy of the file's contents; its entry stays and the blocks can be
+   * fetched again from a peer. `{ diff: true }`: resolves to `{ blocks }`, the blocks
+   * cleared (JS hyperdrive 13 on hypercore 11 always says 0); else to null.
+   */
+  clear(path: string, opts: { diff: true }): Promise<DriveCleared>
+  clear(path: string, opts?: { diff?: false }): Promise<null>
+  clear(path: string, opts?: { diff?: boolean }): Promise<DriveCleared | null>
+  /** Delete this page's copy of every blob of the drive; `{ diff: true }` as `clear`. */
+  clearAll(opts: { diff: true }): Promise<DriveCleared>
+  clearAll(opts?: { diff?: false }): Promise<null>
+  clearAll(opts?: { diff?: boolean }): Promise<DriveCleared | null>
+  /**
+   * The blobs core's length the drive's version `version` (default: now) needs: the end of
+   * the last blob its entries point at.
+   */
+  getBlobsLength(version?: number): Promise<number>
   /** Replicate the drive's store over a `Swarm` connection. */
   replicate(connection: SwarmConnection): Promise<void>
   /** Whether `close()` was called. */

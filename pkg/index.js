@@ -265,6 +265,7 @@ export class Hyperbee {
     this.core = core
     this.keyEncoding = codec(opts.keyEncoding)
     this.valueEncoding = codec(opts.valueEncoding)
+    this._metadata = opts.metadata || null
     this._parent = opts._parent || null
     this._prefix = opts._prefix
     this._sep = opts._sep
@@ -287,7 +288,12 @@ export class Hyperbee {
       this._w = this._parent._bee.sub(this._prefix, this._sep)
       this._checkout = this._parent._checkout
     } else {
-      this._w = new wasm.Hyperbee(this.core._core)
+      const md = this._metadata
+      const field = (name) => {
+        const v = md === null ? undefined : md[name]
+        return v === undefined || v === null ? undefined : asBytes(v)
+      }
+      this._w = new wasm.Hyperbee(this.core._core, field('contentFeed'), field('userData'))
     }
     if (this.closed) this._free()
   }
@@ -470,7 +476,8 @@ export class Hyperbee {
    * holds anything.
    */
   watch (range = {}, opts = {}) {
-    return new BeeWatcher(this, range, opts.eager === true)
+    if (opts.map !== undefined && opts.map !== null && typeof opts.map !== 'function') throw new TypeError('watch: opts.map must be a function (snapshot) => value')
+    return new BeeWatcher(this, range, opts.eager === true, opts.map || null)
   }
 
   /** The key and value block `seq` wrote (a deletion's value is null): `{ key, value }`. */
@@ -485,6 +492,15 @@ export class Hyperbee {
     await this.opening
     const inner = await this._bee.getAndWatch(this.keyEncoding.encode(key))
     return new BeeEntryWatcher(this, inner)
+  }
+
+  /**
+   * Block 0, the header: `{ protocol, metadata }`, `metadata` being `{ contentFeed, userData }`
+   * (Uint8Array or null each) or null; null while the core has no block.
+   */
+  async getHeader () {
+    await this.opening
+    return this._bee.getHeader()
   }
 
   /** The first entry in range (`createReadStream({ ...range, limit: 1 })`), or null. */
@@ -510,11 +526,14 @@ export class Hyperbee {
 
 /** `bee.watch(range)`: `[current, previous]` snapshots per change, as hyperbee's Watcher. */
 class BeeWatcher extends Emitter {
-  constructor (bee, range, eager) {
+  constructor (bee, range, eager, map) {
     super()
     this.bee = bee
     this.current = null
     this.previous = null
+    this._map = map
+    this.currentMapped = null
+    this.previousMapped = null
     this.closed = false
     this._inner = null
     this.opening = bee.opening.then(async () => {
@@ -533,14 +552,32 @@ class BeeWatcher extends Emitter {
     const pair = await this._inner.next()
     if (pair === null) return { done: true, value: undefined }
     const wrap = (b) => this.bee._derive(Promise.resolve(b))
-    // As hyperbee's Watcher: the pair of the last change is closed when the next one comes.
-    const old = [this.current, this.previous]
+    // As hyperbee's Watcher: the pair of the last change (and what `map` made of it) is
+    // closed when the next one comes.
+    await this._closePair()
     this.current = wrap(pair[0])
     this.previous = wrap(pair[1])
     await Promise.all([this.current.ready(), this.previous.ready()])
-    for (const b of old) if (b !== null) await b.close()
+    if (this._map === null) {
+      this.currentMapped = this.current
+      this.previousMapped = this.previous
+    } else {
+      this.currentMapped = this._map(this.current)
+      this.previousMapped = this._map(this.previous)
+    }
     this.emit('update')
-    return { done: false, value: [this.current, this.previous] }
+    return { done: false, value: [this.currentMapped, this.previousMapped] }
+  }
+
+  async _closePair () {
+    const all = [this.currentMapped, this.current, this.previousMapped, this.previous]
+    this.current = this.previous = this.currentMapped = this.previousMapped = null
+    const closed = new Set()
+    for (const x of all) {
+      if (x === null || x === undefined || closed.has(x)) continue
+      closed.add(x)
+      if (typeof x.close === 'function') await x.close()
+    }
   }
 
   async return () {
@@ -556,7 +593,7 @@ class BeeWatcher extends Emitter {
   async close () {
     this.closed = true
     if (this._inner !== null) this._inner.close()
-    for (const b of [this.current, this.previous]) if (b !== null) await b.close()
+    await this._closePair()
   }
 
   destroy () {
@@ -1188,10 +1225,13 @@ export class Hyperdrive {
     await this._refresh()
   }
 
-  /** `{ seq, key, value: { executable, linkname, blob, metadata } }` of `path`, or null. */
-  async entry (path) {
+  /**
+   * `{ seq, key, value: { executable, linkname, blob, metadata } }` of `path`, or null;
+   * `follow: true` follows symlinks (at most 16 in a row).
+   */
+  async entry (path, opts = {}) {
     await this.opening
-    return parseEntry(await this._d.entry(path))
+    return parseEntry(await this._d.entry(path, opts.follow === true))
   }
 
   /** Whether the file `path` exists. */
@@ -1211,22 +1251,78 @@ export class Hyperdrive {
     return fromArray(this.opening.then(() => this._d.readdir(folder)), (name) => name)
   }
 
-  /** The file's bytes as an async iterable (read whole: one chunk). */
-  createReadStream (path) {
+  /**
+   * The file's bytes as an async iterable of chunks (one per block read): the whole file, or
+   * from `start` to `end` (inclusive), or `length` bytes from `start` (`length` wins over
+   * `end`). Only the blocks in range are read (fetched from the peers when missing). A range
+   * is clamped to the file (JS reads on past a blob's end). No such file throws.
+   */
+  createReadStream (path, opts = {}) {
     const drive = this
+    const num = (n) => (n === undefined || n === null ? undefined : n)
     return {
       async * [Symbol.asyncIterator] () {
-        const data = await drive.get(path)
-        if (data === null) throw new Error(`${path}: no such file`)
-        yield data
+        await drive.opening
+        const r = await drive._d.createReader(path, num(opts.start), num(opts.end), num(opts.length))
+        try {
+          while (true) {
+            const chunk = await r.next()
+            if (chunk === null) return
+            yield chunk
+          }
+        } finally {
+          r.free()
+        }
       }
     }
   }
 
-  /** Download every file under `folder` from the peers; resolves to the number of blocks fetched. */
+  /**
+   * Whether the file `path`, or every file below the folder `path`, is stored here in full
+   * (a symlink, or a folder without files: false).
+   */
+  async has (path) {
+    await this.opening
+    return this._d.has(path)
+  }
+
+  /**
+   * Delete this page's copy of the file's contents (its entry stays; the blocks can be
+   * fetched again from a peer). `{ diff: true }` resolves to `{ blocks }`, the number of
+   * blocks cleared (JS hyperdrive 13 on hypercore 11 always says 0 there); else to null.
+   */
+  async clear (path, opts = {}) {
+    await this.opening
+    const n = await this._d.clear(path)
+    return opts && opts.diff ? { blocks: n === null ? 0 : n } : null
+  }
+
+  /** Delete this page's copy of every blob of the drive; `{ diff: true }` as `clear`. */
+  async clearAll (opts = {}) {
+    await this.opening
+    const n = await this._d.clearAll()
+    return opts && opts.diff ? { blocks: n } : null
+  }
+
+  /** Download every file under `folder` from the peers; resolves to the number of files downloaded. */
   async download (folder = '/') {
     await this.opening
     return this._d.download(folder)
+  }
+
+  /**
+   * Download the files below `folder` that were added or changed since version `version`;
+   * resolves to the number of files downloaded.
+   */
+  async downloadDiff (version, folder = '/') {
+    await this.opening
+    return this._d.downloadDiff(version, folder)
+  }
+
+  /** The blobs core's length the drive's version `version` (default: now) needs. */
+  async getBlobsLength (version) {
+    await this.opening
+    return this._d.getBlobsLength(version === undefined || version === null ? undefined : version)
   }
 
   /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */

@@ -238,13 +238,60 @@ fn history_js(e: hb::HistoryEntry<Vec<u8>, Vec<u8>>) -> JsValue {
 
 #[wasm_bindgen]
 impl Hyperbee {
-    /// A bee on `core` (JS `new Hyperbee(core)`): an empty writable core becomes a bee with its
-    /// first write (block 0, the header, is written then, as JS does).
+    /// A bee on `core` (JS `new Hyperbee(core, { metadata: { contentFeed, userData } })`): an
+    /// empty writable core becomes a bee with its first write (block 0, the header, is written
+    /// then, as JS does, with `contentFeed` and `userData` in its metadata when either is
+    /// given).
     #[wasm_bindgen(constructor)]
-    pub fn new(core: &Hypercore) -> Hyperbee {
+    pub fn new(
+        core: &Hypercore,
+        #[wasm_bindgen(js_name = contentFeed)] content_feed: Option<Vec<u8>>,
+        #[wasm_bindgen(js_name = userData)] user_data: Option<Vec<u8>>,
+    ) -> Hyperbee {
+        let metadata = (content_feed.is_some() || user_data.is_some()).then_some(hb::Metadata {
+            content_feed,
+            user_data,
+        });
+        let opts = hb::BeeOptions {
+            metadata,
+            ..hb::BeeOptions::default()
+        };
         Hyperbee {
-            bee: hb::Hyperbee::new(WebCore::new(core)),
+            bee: hb::Hyperbee::with_options(WebCore::new(core), opts),
         }
+    }
+
+    /// Block 0 of the core, the bee's header (JS `getHeader()`): `{ protocol, metadata }`
+    /// with `metadata` `{ contentFeed, userData }` (each bytes or `null`) or `null` when the
+    /// header has none; `null` for a core without blocks. A block 0 that is not a header
+    /// rejects.
+    #[wasm_bindgen(
+        js_name = getHeader,
+        unchecked_return_type = "Promise<{ protocol: string, metadata: { contentFeed: Uint8Array | null, userData: Uint8Array | null } | null } | null>"
+    )]
+    pub fn get_header(&self) -> Promise {
+        let bee = self.bee.clone();
+        future_to_promise(async move {
+            let Some(h) = bee
+                .get_header()
+                .await
+                .map_err(|e| bee_err("getHeader", e))?
+            else {
+                return Ok(JsValue::NULL);
+            };
+            let bytes =
+                |b: Option<Vec<u8>>| b.map_or(JsValue::NULL, |b| Uint8Array::from(&b[..]).into());
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"protocol".into(), &JsValue::from_str(&h.protocol));
+            let metadata = h.metadata.map_or(JsValue::NULL, |m| {
+                let md = Object::new();
+                let _ = Reflect::set(&md, &"contentFeed".into(), &bytes(m.content_feed));
+                let _ = Reflect::set(&md, &"userData".into(), &bytes(m.user_data));
+                md.into()
+            });
+            let _ = Reflect::set(&o, &"metadata".into(), &metadata);
+            Ok(o.into())
+        })
     }
 
     /// A sub-database under `prefix` (JS `bee.sub(prefix, { sep })`; `sep` defaults to one

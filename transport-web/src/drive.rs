@@ -14,6 +14,7 @@ use std::task::Poll;
 
 use hyperpunch_core::corestore::{self as cs, CoreHandle, GetOptions, Namespace, PrimaryKey};
 use hyperpunch_core::hyperbee::{BeeCore, BeeError, Header, HostCore};
+use hyperpunch_core::hyperblobs::{BlobReader, ReadRange};
 use hyperpunch_core::hyperdrive::{self as hd, DriveEntry, DriveError, ListOptions, PutOptions};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -474,19 +475,136 @@ impl Hyperdrive {
         })
     }
 
-    /// `path`'s entry `{ seq, key, value }` (the value as JSON text), or `null`.
+    /// `path`'s entry `{ seq, key, value }` (the value as JSON text), or `null`; with
+    /// `follow`, symlinks are followed to the entry they end at (JS `drive.entry(path, {
+    /// follow: true })`, at most 16 hops).
     #[wasm_bindgen(
         unchecked_return_type = "Promise<{ seq: number, key: string, value: string } | null>"
     )]
-    pub fn entry(&self, path: String) -> Promise {
+    pub fn entry(&self, path: String, follow: Option<bool>) -> Promise {
         let drive = self.drive.clone();
         future_to_promise(async move {
-            let e = drive
-                .entry(&path)
-                .await
-                .map_err(|e| drive_err("entry", e))?;
+            let e = if follow.unwrap_or(false) {
+                drive.entry_follow(&path).await
+            } else {
+                drive.entry(&path).await
+            }
+            .map_err(|e| drive_err("entry", e))?;
             Ok(e.map_or(JsValue::NULL, entry_js))
         })
+    }
+
+    /// A reader of the file `path`, or of the bytes `start` to `end` (inclusive) of it, or
+    /// `length` bytes from `start` (JS `drive.createReadStream(path, { start, end, length })`;
+    /// `length` wins over `end`). Only the blocks the range covers are read (downloaded from
+    /// the peers when missing). A range is clamped to the file: past its end it is empty or
+    /// stops there (JS reads on into the next blob's bytes, or waits for blocks nobody has).
+    /// No entry at `path` rejects; a symlink reads as empty.
+    #[wasm_bindgen(js_name = createReader, unchecked_return_type = "Promise<DriveReader>")]
+    pub fn create_reader(
+        &self,
+        path: String,
+        start: Option<f64>,
+        end: Option<f64>,
+        length: Option<f64>,
+    ) -> Result<Promise, JsError> {
+        let opt = |what, n: Option<f64>| n.map(|n| crate::js::index(what, n)).transpose();
+        let range = ReadRange {
+            start: opt("start", start)?,
+            end: opt("end", end)?,
+            length: opt("length", length)?,
+        };
+        let drive = self.drive.clone();
+        Ok(future_to_promise(async move {
+            let reader = drive
+                .reader(&path, range)
+                .await
+                .map_err(|e| drive_err("createReadStream", e))?;
+            Ok(DriveReader {
+                reader: Rc::new(async_lock::Mutex::new(reader)),
+            }
+            .into())
+        }))
+    }
+
+    /// Whether the file `path`, or every file below the folder `path` (a path ending in `/`,
+    /// or one without an entry), is stored in this page in full (JS `drive.has(path)`): a
+    /// symlink, or a folder without files, is `false`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn has(&self, path: String) -> Promise {
+        let drive = self.drive.clone();
+        future_to_promise(async move {
+            let has = drive.has(&path).await.map_err(|e| drive_err("has", e))?;
+            Ok(JsValue::from(has))
+        })
+    }
+
+    /// Delete this page's copy of the file `path`'s contents, keeping its entry (JS
+    /// `drive.clear(path)`): resolves to the number of blocks that were stored and are
+    /// cleared, or `null` when `path` has no entry. The blocks can be downloaded again from a
+    /// peer that has them.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number | null>")]
+    pub fn clear(&self, path: String) -> Promise {
+        let drive = self.drive.clone();
+        future_to_promise(async move {
+            let n = drive
+                .clear(&path)
+                .await
+                .map_err(|e| drive_err("clear", e))?;
+            Ok(n.map_or(JsValue::NULL, |n| JsValue::from(n as f64)))
+        })
+    }
+
+    /// Delete this page's copy of every blob of the drive (JS `drive.clearAll()`): resolves
+    /// to the number of blocks that were stored and are cleared.
+    #[wasm_bindgen(js_name = clearAll, unchecked_return_type = "Promise<number>")]
+    pub fn clear_all(&self) -> Promise {
+        let drive = self.drive.clone();
+        future_to_promise(async move {
+            let n = drive
+                .clear_all()
+                .await
+                .map_err(|e| drive_err("clearAll", e))?;
+            Ok(JsValue::from(n as f64))
+        })
+    }
+
+    /// Download the files below `folder` that differ between this drive and its version
+    /// `version` (the ones added or changed since; JS `drive.downloadDiff(version, folder)`);
+    /// resolves to the number of files downloaded.
+    #[wasm_bindgen(js_name = downloadDiff, unchecked_return_type = "Promise<number>")]
+    pub fn download_diff(&self, version: f64, folder: String) -> Result<Promise, JsError> {
+        let version = crate::js::index("version", version)?;
+        let drive = self.drive.clone();
+        Ok(future_to_promise(async move {
+            let n = drive
+                .download_diff(version, &folder)
+                .await
+                .map_err(|e| drive_err("downloadDiff", e))?;
+            Ok(JsValue::from(n as f64))
+        }))
+    }
+
+    /// The length of the blobs core the drive's version `version` (default: this drive's
+    /// version) needs: the end of the last blob an entry of that version points at (JS
+    /// `drive.getBlobsLength(version)`).
+    #[wasm_bindgen(js_name = getBlobsLength, unchecked_return_type = "Promise<number>")]
+    pub fn get_blobs_length(&self, version: Option<f64>) -> Result<Promise, JsError> {
+        let version = version
+            .map(|v| crate::js::index("version", v))
+            .transpose()?;
+        let drive = self.drive.clone();
+        Ok(future_to_promise(async move {
+            let version = match version {
+                Some(v) => v,
+                None => drive.version().await,
+            };
+            let n = drive
+                .blobs_length(version)
+                .await
+                .map_err(|e| drive_err("getBlobsLength", e))?;
+            Ok(JsValue::from(n as f64))
+        }))
     }
 
     /// Whether the file `path` exists.
@@ -541,8 +659,8 @@ impl Hyperdrive {
         })
     }
 
-    /// Download every file under `folder` from the peers (JS `drive.download(folder)`);
-    /// resolves to the number of blocks fetched.
+    /// Download every file under `folder` (or the file `folder`) from the peers (JS
+    /// `drive.download(folder)`); resolves to the number of files downloaded.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn download(&self, folder: String) -> Promise {
         let drive = self.drive.clone();
@@ -666,6 +784,31 @@ fn put_options(executable: Option<bool>, metadata: Option<String>) -> Result<Put
         metadata,
         ..PutOptions::default()
     })
+}
+
+/// The bytes of a file, or of a range of it, chunk by chunk (see
+/// [`Hyperdrive::create_reader`]).
+#[wasm_bindgen]
+pub struct DriveReader {
+    reader: Rc<async_lock::Mutex<BlobReader<StoreCore>>>,
+}
+
+#[wasm_bindgen]
+impl DriveReader {
+    /// The next chunk (at most one block of the file), or `null` at the end of the range.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | null>")]
+    pub fn next(&self) -> Promise {
+        let reader = self.reader.clone();
+        future_to_promise(async move {
+            let chunk = reader
+                .lock()
+                .await
+                .next()
+                .await
+                .map_err(|e| drive_err("createReadStream", e.into()))?;
+            Ok(chunk.map_or(JsValue::NULL, |c| Uint8Array::from(&c[..]).into()))
+        })
+    }
 }
 
 /// The differences of [`Hyperdrive::diff`].
