@@ -22,7 +22,9 @@
 #      its Corestore over the connection, opens the drive by key and reads every file, and the
 #      core's block; the rest of the hyperbee / corestore / hyperdrive API (history, diff,
 #      checkouts, snapshots, compare-and-swap, watch, getAndWatch; namespaces, sessions, list;
-#      drive batches, write streams, diff, checkouts, watch): the page's summaries must equal
+#      drive batches, write streams, diff, checkouts, watch; a bee's header, a watcher's `map`;
+#      ranged drive read streams, has, clear, getBlobsLength, entry follow; and, on the JS
+#      peer's drive, has / downloadDiff / download / clear): the page's summaries must equal
 #      what JS hyperbee, corestore and hyperdrive print for the same operations
 #      (tests/interop/pkg-api-ops.js); document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
@@ -142,9 +144,9 @@ store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf 
   echo "error: tests/interop/store-drive-keys.js failed" >&2; exit 1; }
 
 # What JS hyperbee, corestore and hyperdrive give for the operations of the page's src/api.ts.
-api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s' $(seq 32))") || {
+api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s' $(seq 32))" "$files") || {
   echo "error: tests/interop/pkg-api-ops.js failed" >&2; exit 1; }
-[ "$(wc -l <<<"$api_ops")" = 3 ] || { echo "error: pkg-api-ops.js printed:" >&2; echo "$api_ops" >&2; exit 1; }
+[ "$(wc -l <<<"$api_ops")" = 6 ] || { echo "error: pkg-api-ops.js printed:" >&2; echo "$api_ops" >&2; exit 1; }
 
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
@@ -155,10 +157,14 @@ drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/he
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
 api_extra='codec=null checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
-store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true closed-checkout=the drive is closed'
-steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" <<'PY'
+bee_extra='empty-header=null'
+# Blocks cleared (4 of /m.txt, none again, the 7 still stored), which JS gives as 0.
+store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true closed-checkout=the drive is closed clear-diff=4/0 clear-all=7/false'
+# Files downloaded by downloadDiff (the last half) and download (one), blocks cleared (JS: 0).
+replica_extra="counts=$((files / 2))/1/1/$((files - 1))/false"
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" "$bee_extra" "$replica_extra" <<'PY'
 import json, sys
-url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra = sys.argv[1:]
+url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra, bee_extra, replica_extra = sys.argv[1:]
 print(json.dumps([
     {"open": url},
     {"title": "ok ", "timeout": 360},
@@ -170,6 +176,8 @@ print(json.dumps([
     *[{"eval": "document.title.includes(%s)" % json.dumps(line), "expect": True} for line in api_ops.splitlines()],
     {"eval": "document.title.includes(%s)" % json.dumps(api_extra), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(store_extra), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(bee_extra), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(replica_extra), "expect": True},
     # The store's named core and the drive have the keys JS gives for the same primary key.
     {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},

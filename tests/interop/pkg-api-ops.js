@@ -6,8 +6,17 @@
 //                   and getAndWatch
 //   store-api ...   namespaced cores, a session, a drive in a namespace, store.list()
 //   drive-api ...   a drive batch, a write stream, diff, a checkout, a watcher
+//   bee-more ...    getHeader of a bee with header metadata and of one without, a watcher
+//                   with `map` (what it yields, and when the mapped values are closed)
+//   drive-more ...  ranged read streams of a four-block file (ranges inside blocks, across
+//                   them, empty, past the end), a symlink's and a missing file's stream, `has`,
+//                   `clear` of a local file, `getBlobsLength`, `entry(path, { follow })`
+//   drive-replica . a drive of FILES files read by key from another store: `has` before and
+//                   after `downloadDiff` and `download`, after reading, after `clear`, and a
+//                   cleared file read again from the peer (the page does this with the JS
+//                   hyperswarm peer's drive of tests/interop/swarm-drive-peer.js)
 //
-//   node pkg-api-ops.js PRIMARY_KEY_HEX
+//   node pkg-api-ops.js PRIMARY_KEY_HEX [FILES]
 'use strict'
 const Hypercore = require('hypercore')
 const Hyperbee = require('hyperbee')
@@ -138,9 +147,120 @@ async function storeOps (dir, primaryKey) {
   let cores = 0
   for await (const dk of store.list()) if (dk) cores++
   const driveLine = `drive-api batch=${v1}>${afterBatch} written=${written} diff=${diff} checkout=${checkout} watch=${watched} v=${drive.version} cores=${cores}`
+  const moreLine = await driveMoreOps(drive, v1)
   await drive.close()
   await store.close()
-  return [storeLine, driveLine]
+  return [storeLine, driveLine, moreLine]
+}
+
+const hex = (k) => b4a.toString(k, 'hex')
+const text = (b) => (b === null || b === undefined ? 'null' : b4a.toString(b))
+
+function header (h) {
+  if (h === null) return 'null'
+  const m = h.metadata
+  const md = m === null ? 'null' : `${m.contentFeed === null ? 'null' : hex(m.contentFeed)}/${text(m.userData)}`
+  return `${h.protocol}/${md}`
+}
+
+async function beeMoreOps (dir) {
+  const core = new Hypercore(path.join(dir, 'bee-meta'))
+  const metadata = { contentFeed: b4a.alloc(32, 11), userData: b4a.from('app data') }
+  const bee = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'utf-8', metadata })
+  await bee.ready()
+  await bee.put('a', '1')
+  const plainCore = new Hypercore(path.join(dir, 'bee-plain'))
+  const plain = new Hyperbee(plainCore, { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
+  await plain.ready()
+  await plain.put('a', '1')
+  const headers = `${header(await bee.getHeader())},${header(await plain.getHeader())}`
+  let closes = 0
+  const watcher = bee.watch({ gte: 'a', lt: 'z' }, { map: (snap) => ({ version: snap.version, close: async () => { closes++ } }) })
+  await watcher.ready()
+  await bee.put('b', '2')
+  const m1 = await watcher.next()
+  await bee.put('c', '3')
+  const m2 = await watcher.next()
+  const closedBefore = closes
+  await watcher.close()
+  const mapped = `${m1.value[0].version}/${m1.value[1].version},${m2.value[0].version}/${m2.value[1].version}:${closedBefore}/${closes}`
+  await bee.close()
+  await plain.close()
+  return `bee-more header=${headers} map=${mapped}`
+}
+
+// Ranges of the four-block file /m.txt ("abcd" "efgh" "ijkl" "mnop"): chunks joined by '|'.
+const RANGES = [{}, { start: 2, end: 9 }, { start: 5, length: 6 }, { start: 4, end: 7 }, { start: 6, end: 6 },
+  { start: 3, length: 0 }, { length: 0 }, { start: 3, end: 2 }, { end: 0 }, { start: 14 }, { start: 16 }, { start: 20 }]
+
+async function readAll (drive, file, range) {
+  const out = []
+  for await (const chunk of drive.createReadStream(file, range)) out.push(b4a.toString(chunk))
+  return out.join('|')
+}
+
+async function driveMoreOps (drive, v1) {
+  const ws = drive.createWriteStream('/m.txt')
+  await new Promise((resolve, reject) => {
+    ws.on('error', reject)
+    ws.on('close', resolve)
+    for (const c of ['abcd', 'efgh', 'ijkl', 'mnop']) ws.write(b4a.from(c))
+    ws.end()
+  })
+  await drive.put('/n.txt', 'NEXT')
+  const reads = []
+  for (const r of RANGES) reads.push(await readAll(drive, '/m.txt', r))
+  const link = await readAll(drive, '/l', {})
+  let missing = 'none'
+  try {
+    await readAll(drive, '/nope.txt', {})
+  } catch {
+    missing = 'threw'
+  }
+  const has = []
+  for (const p of ['/m.txt', '/', '/l', '/nope', '/nope/', '/dir/']) has.push(await drive.has(p))
+  const blobsLength = `${await drive.getBlobsLength()}/${await drive.getBlobsLength(v1)}`
+  const follow = `${(await drive.entry('/l')).key}>${(await drive.entry('/l', { follow: true })).key}/${await drive.entry('/nope', { follow: true })}`
+  const cleared = JSON.stringify(await drive.clear('/n.txt'))
+  const afterClear = `${await drive.has('/n.txt')}/${await drive.has('/')}/${await drive.has('/m.txt')}`
+  return `drive-more read=${reads.join(',')} link=${link} missing=${missing} has=${has.join(',')} blobsLength=${blobsLength} ` +
+    `follow=${follow} clear=${cleared} after=${afterClear}`
+}
+
+async function replicaOps (dir, files) {
+  const seedStore = new Corestore(path.join(dir, 'seed'))
+  const seed = new Hyperdrive(seedStore)
+  await seed.ready()
+  for (let i = 0; i < files; i++) await seed.put(`/f/${i}.txt`, b4a.from(`file ${i}`))
+  const store = new Corestore(path.join(dir, 'reader'))
+  const a = seedStore.replicate(true)
+  const b = store.replicate(false)
+  a.pipe(b).pipe(a)
+  const drive = new Hyperdrive(store, seed.key)
+  await drive.ready()
+  await drive.update()
+  const has = (p) => drive.has(p)
+  const before = `${await has('/f/3.txt')}/${await has('/f/')}`
+  const half = Math.floor(files / 2)
+  await (await drive.downloadDiff(half + 1, '/f')).done()
+  const afterDiff = [await has('/f/0.txt'), await has(`/f/${half - 1}.txt`), await has(`/f/${half}.txt`), await has(`/f/${files - 1}.txt`)].join(',')
+  await drive.download('/f/3.txt').done()
+  const afterDownload = `${await has('/f/3.txt')}/${await has('/f/4.txt')}`
+  for (let i = 0; i < files; i++) await drive.get(`/f/${i}.txt`)
+  const allRead = await has('/f/')
+  const cleared = JSON.stringify(await drive.clear('/f/1.txt'))
+  const afterClear = `${await has('/f/1.txt')}/${await has('/f/')}/${await has('/f/2.txt')}`
+  const missing = `${JSON.stringify(await drive.clear('/nope', { diff: true }))}/${JSON.stringify(await drive.clear('/nope'))}`
+  const again = `${text(await drive.get('/f/1.txt'))}/${await has('/f/1.txt')}/${await has('/f/')}`
+  const line = `drive-replica v=${drive.version} has=${before} diff=${afterDiff} download=${afterDownload} read=${allRead} ` +
+    `clear=${cleared} after=${afterClear} missing=${missing} again=${again}`
+  a.destroy()
+  b.destroy()
+  await drive.close()
+  await seed.close()
+  await store.close()
+  await seedStore.close()
+  return line
 }
 
 async function main () {
@@ -148,6 +268,8 @@ async function main () {
   try {
     console.log(await beeOps(dir))
     for (const line of await storeOps(dir, b4a.from(process.argv[2], 'hex'))) console.log(line)
+    console.log(await beeMoreOps(dir))
+    console.log(await replicaOps(dir, Number(process.argv[3] || 20)))
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -3,8 +3,9 @@
 // hyperdrive 13, summarised in the same format (scripts/test-pkg.sh compares the lines):
 // history, compare-and-swap, diff, checkouts, snapshots, watch and getAndWatch of a bee;
 // namespaces, sessions and listing of a store; batches, write streams, diff, checkouts and watch
-// of a drive.
-import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback, type Codec } from 'hyperpunch'
+// of a drive; a bee's header and a watcher with `map`; ranged read streams, `has`, `clear`,
+// `getBlobsLength` and `entry(path, { follow })` of a drive.
+import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback, type Codec, type DriveReadRange, type HyperbeeHeader } from 'hyperpunch'
 
 const ent = (e: BeeEntry<string, string> | null): string => (e === null ? '-' : `${e.key}=${e.value}@${e.seq}`)
 
@@ -129,6 +130,95 @@ export async function beeApiCheck (): Promise<string> {
     `cas-throw=${thrown}/${bee.version === vBefore} closed-checkout=${closedRead}`
 }
 
+const text = (b: Uint8Array | null): string => (b === null ? 'null' : new TextDecoder().decode(b))
+
+function header (h: HyperbeeHeader | null): string {
+  if (h === null) return 'null'
+  const m = h.metadata
+  const md = m === null ? 'null' : `${m.contentFeed === null ? 'null' : toHex(m.contentFeed)}/${text(m.userData)}`
+  return `${h.protocol}/${md}`
+}
+
+// getHeader of a bee made with header metadata and of one without; a watcher with `map`.
+export async function beeMoreCheck (): Promise<string> {
+  const metaName = 'hyperpunch-vite-bee-meta'
+  const plainName = 'hyperpunch-vite-bee-plain'
+  await Hypercore.delete(metaName)
+  await Hypercore.delete(plainName)
+  const contentFeed = new Uint8Array(32).fill(11)
+  const bee = new Hyperbee(new Hypercore(metaName), { keyEncoding: 'utf-8', valueEncoding: 'utf-8', metadata: { contentFeed, userData: 'app data' } })
+  await bee.ready()
+  await bee.put('a', '1')
+  const plain = new Hyperbee(new Hypercore(plainName), { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
+  await plain.ready()
+  await plain.put('a', '1')
+  const headers = `${header(await bee.getHeader())},${header(await plain.getHeader())}`
+  let closes = 0
+  const watcher = bee.watch({ gte: 'a', lt: 'z' }, { map: (snap) => ({ version: snap.version, close: async () => { closes++ } }) })
+  await watcher.ready()
+  await bee.put('b', '2')
+  const m1 = await watcher.next()
+  await bee.put('c', '3')
+  const m2 = await watcher.next()
+  if (m1.done === true || m2.done === true) throw new Error('the mapped watcher ended')
+  const closedBefore = closes
+  await watcher.close()
+  const mapped = `${m1.value[0].version}/${m1.value[1].version},${m2.value[0].version}/${m2.value[1].version}:${closedBefore}/${closes}`
+  // Page-only: a core without blocks has no header.
+  const emptyName = 'hyperpunch-vite-bee-empty'
+  await Hypercore.delete(emptyName)
+  const empty = new Hyperbee(new Hypercore(emptyName))
+  const none = await empty.getHeader()
+  await bee.close()
+  await plain.close()
+  await empty.close()
+  return `bee-more header=${headers} map=${mapped} | empty-header=${none === null ? 'null' : none.protocol}`
+}
+
+// The ranges tests/interop/pkg-api-ops.js reads of the four-block file /m.txt.
+const RANGES: DriveReadRange[] = [{}, { start: 2, end: 9 }, { start: 5, length: 6 }, { start: 4, end: 7 }, { start: 6, end: 6 },
+  { start: 3, length: 0 }, { length: 0 }, { start: 3, end: 2 }, { end: 0 }, { start: 14 }, { start: 16 }, { start: 20 }]
+
+async function readAll (drive: Hyperdrive, file: string, range: DriveReadRange): Promise<string> {
+  const out: string[] = []
+  for await (const chunk of drive.createReadStream(file, range)) out.push(new TextDecoder().decode(chunk))
+  return out.join('|')
+}
+
+// Ranged reads of a multi-block file, `has`, `clear`, `getBlobsLength`, `entry(path, { follow })`
+// of the drive storeApiCheck wrote; the compared line, then page-only checks.
+async function driveMoreCheck (drive: Hyperdrive, v1: number): Promise<[string, string]> {
+  const ws = drive.createWriteStream('/m.txt').getWriter()
+  for (const c of ['abcd', 'efgh', 'ijkl', 'mnop']) await ws.write(c)
+  await ws.close()
+  await drive.put('/n.txt', 'NEXT')
+  const reads: string[] = []
+  for (const r of RANGES) reads.push(await readAll(drive, '/m.txt', r))
+  const link = await readAll(drive, '/l', {})
+  let missing = 'none'
+  try {
+    await readAll(drive, '/nope.txt', {})
+  } catch {
+    missing = 'threw'
+  }
+  const has: boolean[] = []
+  for (const p of ['/m.txt', '/', '/l', '/nope', '/nope/', '/dir/']) has.push(await drive.has(p))
+  const blobsLength = `${await drive.getBlobsLength()}/${await drive.getBlobsLength(v1)}`
+  const key = (e: { key: string } | null): string => (e === null ? 'null' : e.key)
+  const follow = `${key(await drive.entry('/l'))}>${key(await drive.entry('/l', { follow: true }))}/${key(await drive.entry('/nope', { follow: true }))}`
+  const cleared = JSON.stringify(await drive.clear('/n.txt'))
+  const afterClear = `${await drive.has('/n.txt')}/${await drive.has('/')}/${await drive.has('/m.txt')}`
+  const line = `drive-more read=${reads.join(',')} link=${link} missing=${missing} has=${has.join(',')} blobsLength=${blobsLength} ` +
+    `follow=${follow} clear=${cleared} after=${afterClear}`
+  // Page-only: `{ diff: true }` counts the blocks cleared (JS hyperdrive 13 on hypercore 11
+  // says 0): the four of /m.txt, then none when cleared again, and nothing stored is left.
+  const diff = await drive.clear('/m.txt', { diff: true })
+  const again = await drive.clear('/m.txt', { diff: true })
+  const all = await drive.clearAll({ diff: true })
+  const extra = `clear-diff=${diff.blocks}/${again.blocks} clear-all=${all.blocks}/${await drive.has('/dir/')}`
+  return [line, extra]
+}
+
 export async function storeApiCheck (): Promise<string> {
   const name = 'hyperpunch-vite-store-api'
   await Corestore.delete(name)
@@ -189,6 +279,7 @@ export async function storeApiCheck (): Promise<string> {
   const sessionRead = await again.get(0)
   await again.close()
   const driveLine = `drive-api batch=${v1}>${afterBatch} written=${written} diff=${diff} checkout=${checkout} watch=${watched} v=${drive.version} cores=${cores}`
+  const [moreLine, moreExtra] = await driveMoreCheck(drive, v1)
   // An aborted write stream puts no entry and releases the drive for the next write.
   const aborted = drive.createWriteStream('/aborted.txt').getWriter()
   await aborted.write('partial')
@@ -202,6 +293,6 @@ export async function storeApiCheck (): Promise<string> {
   } catch (err) {
     closedRead = err instanceof Error ? err.message : String(err)
   }
-  return `${storeLine} | ${driveLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
-    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead}`
+  return `${storeLine} | ${driveLine} | ${moreLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead} ${moreExtra}`
 }

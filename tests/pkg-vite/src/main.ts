@@ -7,7 +7,7 @@
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
 // the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
-import { beeApiCheck, storeApiCheck } from './api'
+import { beeApiCheck, beeMoreCheck, storeApiCheck } from './api'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
 import { replicateCheck } from './replicate'
@@ -40,7 +40,7 @@ async function main (): Promise<string> {
     ? ` | ${await replicateCheck(relay, drive, notes, Number(files))}`
     : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await storeApiCheck()}${swarm}${replica}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${replica}`
 }
 
 main().then(

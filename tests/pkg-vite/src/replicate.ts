@@ -3,6 +3,9 @@
 // key through the relay, replicates its Corestore on each connection (`store.replicate(conn)`),
 // opens the drive by key and reads every file, and a reader of "notes" by key; then a lone
 // Hypercore of "notes" replicated over another swarm's connection (`core.replicate(conn)`).
+// Before reading, and after: `has`, `downloadDiff`, `download` and `clear` of the drive, as
+// tests/interop/pkg-api-ops.js does them (its `drive-replica` line) on a JS drive of the same
+// files replicated between two JS stores.
 // Returns a summary that scripts/test-pkg.sh compares.
 import { Corestore, Hypercore, Hyperdrive, Swarm, discoveryKey, toHex } from 'hyperpunch'
 
@@ -18,12 +21,33 @@ export async function replicateCheck (relay: string, driveKey: string, notesKey:
   const drive = new Hyperdrive(store, driveKey, { waitMs: 120000 })
   const flushed = await swarm.join(await discoveryKey(driveKey)).flushed()
   await drive.ready()
+  await drive.update()
+  const has = (p: string): Promise<boolean> => drive.has(p)
+  const before = `${await has('/f/3.txt')}/${await has('/f/')}`
+  const half = Math.floor(files / 2)
+  const diffFiles = await drive.downloadDiff(half + 1, '/f')
+  const afterDiff = [await has('/f/0.txt'), await has(`/f/${half - 1}.txt`), await has(`/f/${half}.txt`), await has(`/f/${files - 1}.txt`)].join(',')
+  const downloaded = await drive.download('/f/3.txt')
+  const afterDownload = `${await has('/f/3.txt')}/${await has('/f/4.txt')}`
   const got: string[] = []
   for (let i = 0; i < files; i++) {
     const data = await drive.get(`/f/${i}.txt`)
     got.push(data === null ? 'null' : new TextDecoder().decode(data))
   }
   const ok = got.every((t, i) => t === `file ${i}`)
+  const allRead = await has('/f/')
+  const cleared = JSON.stringify(await drive.clear('/f/1.txt'))
+  const afterClear = `${await has('/f/1.txt')}/${await has('/f/')}/${await has('/f/2.txt')}`
+  const missing = `${JSON.stringify(await drive.clear('/nope', { diff: true }))}/${JSON.stringify(await drive.clear('/nope'))}`
+  const refetched = await drive.get('/f/1.txt')
+  const again = `${refetched === null ? 'null' : new TextDecoder().decode(refetched)}/${await has('/f/1.txt')}/${await has('/f/')}`
+  const compared = `drive-replica v=${drive.version} has=${before} diff=${afterDiff} download=${afterDownload} read=${allRead} ` +
+    `clear=${cleared} after=${afterClear} missing=${missing} again=${again}`
+  // Page-only: the counts (files downloaded; blocks cleared, which JS hyperdrive 13 on
+  // hypercore 11 gives as 0): one block for /f/2.txt, then the other files' blocks.
+  const one = await drive.clear('/f/2.txt', { diff: true })
+  const rest = await drive.clearAll({ diff: true })
+  const counts = `counts=${diffFiles}/${downloaded}/${one.blocks}/${rest.blocks}/${await has('/f/0.txt')}`
   let listed = 0
   for await (const e of drive.list('/f')) if (e.value.blob !== null) listed++
   const notes = store.get({ key: notesKey })
@@ -45,5 +69,5 @@ export async function replicateCheck (relay: string, driveKey: string, notesKey:
   const block = await core.get(1)
   const lone = `core length=${core.length} block1=${block === undefined ? 'none' : new TextDecoder().decode(block)}`
   await swarm2.destroy()
-  return `${summary} ${lone}`
+  return `${summary} ${lone} | ${compared} | ${counts}`
 }
