@@ -764,7 +764,7 @@ export declare class Hyperdrive {
   clearAll(opts?: { diff?: false }): Promise<null>
   clearAll(opts?: { diff?: boolean }): Promise<DriveCleared | null>
   /**
-   * The blobs core's length the drive's version `version` (default: now) needs: the end of
+   * The blobs core's length the drive's version `version` (default, or 0: now) needs: the end of
    * the last blob its entries point at.
    */
   getBlobsLength(version?: number): Promise<number>

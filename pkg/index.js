@@ -1319,10 +1319,11 @@ export class Hyperdrive {
     return this._d.downloadDiff(version, folder)
   }
 
-  /** The blobs core's length the drive's version `version` (default: now) needs. */
+  /** The blobs core's length the drive's version `version` (default, or 0: now) needs. */
   async getBlobsLength (version) {
     await this.opening
-    return this._d.getBlobsLength(version === undefined || version === null ? undefined : version)
+    // As JS: a missing or zero version means the drive's version.
+    return this._d.getBlobsLength(version ? version : undefined)
   }
 
   /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */
