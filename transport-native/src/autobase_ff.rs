@@ -25,10 +25,7 @@ use crate::core::hypercore::manifest::Manifest;
 use crate::core::storage::{Batch, Storage};
 use crate::replicate::SharedCorestore;
 
-/// How far ahead of what a member has indexed a signed system core must be for the member to
-/// fast-forward to it (JS `FastForward.MINIMUM`, `DEFAULT_MIN_FF`): below it, linearizing the
-/// few nodes in between is as cheap.
-pub const MINIMUM: u64 = 16;
+pub use crate::core::autobase::fast_forward::MINIMUM;
 
 /// Why a fast-forward could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +124,25 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
     names: &[&str],
     wait: Duration,
 ) -> Result<FastForwardPoint, FastForwardReadError> {
+    read_fast_forward_past(store, bootstrap, encryption_key, names, wait, 0)
+        .await?
+        .ok_or(FastForwardReadError::Empty)
+}
+
+/// [`read_fast_forward_encrypted`] for a member that has indexed some of the base already (JS
+/// `FastForward` with its `minimum`): `None` when the signed system core is shorter than
+/// `min_length` ([`Autobase::fast_forward_minimum`]: not worth it), found after reading only the
+/// bootstrap's latest entries and the system core's length; the point otherwise. A running or
+/// restarted member calls it to learn whether it fell far enough behind, and
+/// [`adopt`] checks again when the point arrives.
+pub async fn read_fast_forward_past<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    bootstrap: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    names: &[&str],
+    wait: Duration,
+    min_length: u64,
+) -> Result<Option<FastForwardPoint>, FastForwardReadError> {
     let ek = encryption_key.as_ref();
     // an oplog (writer core): hypercore's derived keys
     let oplog = |key: [u8; 32]| match ek {
@@ -185,6 +201,9 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
             return Err(FastForwardReadError::Timeout("the system core's length"));
         }
         return Err(FastForwardReadError::Empty);
+    }
+    if system_length < min_length {
+        return Ok(None);
     }
     let info = info_from_block(
         system_length - 1,
@@ -279,13 +298,13 @@ pub async fn read_fast_forward_encrypted<S: Storage + Clone + 'static>(
             .await?;
         }
     }
-    Ok(FastForwardPoint {
+    Ok(Some(FastForwardPoint {
         system_key,
         system_length,
         info,
         members,
         views,
-    })
+    }))
 }
 
 /// The fast-forward point stored for the autobase `bootstrap` in `store` (see [`save_point`]), if
@@ -349,17 +368,20 @@ pub async fn resume<S: Storage + Clone, A: Apply>(
     Ok(point)
 }
 
-/// Fast-forward `base` to `point` (as read by [`read_fast_forward`]) when it is at least
-/// [`MINIMUM`] system blocks past what `base` has indexed (JS `_applyFastForward`'s check):
-/// the point is stored first ([`save_point`], one atomic batch), then the engine continues from
-/// it ([`Autobase::fast_forward`]). Whether it did. A crash before the store leaves no point
-/// (a restart reads one again); after it, a restart [`resume`]s from it.
+/// Fast-forward `base` to `point` (as read by [`read_fast_forward`]) when the engine says it is
+/// worth it ([`Autobase::fast_forward_worth`], JS `_applyFastForward`'s check: at least
+/// [`MINIMUM`] system blocks past what `base` has indexed, and behind it in nothing), for a new
+/// member as for a running or restarted one that fell behind: the point is stored first
+/// ([`save_point`], one atomic batch replacing the earlier point), then the engine continues
+/// from it ([`Autobase::fast_forward`]). Whether it did. A crash before the store leaves the
+/// earlier point, or none (a restart resumes from that one, or reads one again); after it, a
+/// restart [`resume`]s from the new one.
 pub async fn adopt<S: Storage + Clone, A: Apply>(
     store: &Corestore<S>,
     base: &mut Autobase<A>,
     point: &FastForwardPoint,
 ) -> Result<bool, FastForwardReadError> {
-    if point.system_length < base.indexed_system().length.saturating_add(MINIMUM) {
+    if !base.fast_forward_worth(point.system_length, &point.members, &point.view_lengths()) {
         return Ok(false);
     }
     save_point(store, base.bootstrap(), point).await?;
@@ -505,6 +527,19 @@ mod tests {
         assert_eq!(again.indexed_view_lengths()[view], 20);
         assert_eq!(again.oplog_start(&[7; 32]), 20);
         assert_eq!(again.indexed_system().length, 40);
+
+        // a running member that fell behind: a newer point replaces the stored one when it is
+        // MINIMUM ahead of what the engine indexed, not before
+        assert!(!adopt(&store, &mut again, &point(40 + MINIMUM - 1))
+            .await
+            .unwrap());
+        assert_eq!(load_point(&store, &[7; 32]).await.unwrap(), Some(point(40)));
+        assert!(adopt(&store, &mut again, &point(40 + MINIMUM))
+            .await
+            .unwrap());
+        assert_eq!(again.indexed_system().length, 40 + MINIMUM);
+        let p = resume(&store, &mut base()).await.unwrap().expect("stored");
+        assert_eq!(p, point(40 + MINIMUM), "the newer point replaced the older");
 
         let mut batch = Batch::new();
         batch.put(layout::autobase_point_key(&[7; 32]), vec![1, 2, 3]);

@@ -315,6 +315,92 @@ impl<A: Apply> Autobase<A> {
         self.restart();
     }
 
+    /// The least signed system length worth fast-forwarding to from here: [`MINIMUM`] blocks past
+    /// the system length this member indexed (JS `_queueFastForward` and `FastForward`'s
+    /// `_minLength`). A driver reads a fast-forward point only when the signed system core is at
+    /// least this long.
+    ///
+    /// [`MINIMUM`]: super::fast_forward::MINIMUM
+    pub fn fast_forward_minimum(&self) -> u64 {
+        self.indexed_system
+            .length
+            .saturating_add(super::fast_forward::MINIMUM)
+    }
+
+    /// Whether a running member should look for a newer fast-forward point (JS looks on every
+    /// append of the system core): the writers' oplogs are known (`known`: each writer's length
+    /// its peers announced) to hold at least [`MINIMUM`] entries past what this engine holds of
+    /// them, so the signed system may be [`MINIMUM`] blocks ahead. Only a hint for when to read;
+    /// [`Autobase::fast_forward_worth`] decides.
+    ///
+    /// [`MINIMUM`]: super::fast_forward::MINIMUM
+    pub fn fast_forward_may_be_due(&self, known: &[([u8; 32], u64)]) -> bool {
+        known
+            .iter()
+            .map(|(k, len)| len.saturating_sub(self.oplog_len(k)))
+            .fold(0u64, u64::saturating_add)
+            >= super::fast_forward::MINIMUM
+    }
+
+    /// Whether to fast-forward to a verified point (arguments as [`Autobase::fast_forward`]), JS
+    /// `_applyFastForward`'s check made when the point is applied (the member may have indexed
+    /// more while it was read): its system is at least [`Autobase::fast_forward_minimum`] long,
+    /// and it is behind this member in nothing: every member record indexed here is in it with at
+    /// least the length indexed here, and every view named in `views` is at least as long as
+    /// indexed here. So a fast-forward never goes back.
+    pub fn fast_forward_worth(
+        &self,
+        system_length: u64,
+        members: &[([u8; 32], Member)],
+        views: &[(&str, u64)],
+    ) -> bool {
+        if system_length < self.fast_forward_minimum() {
+            return false;
+        }
+        let members_ahead = self.indexed_system.member_records().all(|(k, m)| {
+            members
+                .iter()
+                .any(|(pk, pm)| pk == k && pm.length >= m.length)
+        });
+        let views_ahead = views.iter().all(|(name, length)| {
+            let Some(id) = self.views.logs.iter().position(|l| l.0 == *name) else {
+                return true;
+            };
+            let here = self.indexed_views.get(id).copied().unwrap_or(0) as u64;
+            *length >= here
+        });
+        members_ahead && views_ahead
+    }
+
+    /// [`Autobase::fast_forward`] when [`Autobase::fast_forward_worth`] says so; whether it did.
+    pub fn fast_forward_if_worth(
+        &mut self,
+        system_length: u64,
+        info: &Info,
+        members: &[([u8; 32], Member)],
+        views: &[(&str, u64)],
+    ) -> bool {
+        if !self.fast_forward_worth(system_length, members, views) {
+            return false;
+        }
+        self.fast_forward(system_length, info, members, views);
+        true
+    }
+
+    /// Whether the bootstrap's oplog is unreadable from its first block on: the first block of it
+    /// this engine was given (block 0, or the first past a fast-forward point) did not decode as
+    /// an oplog message, so no entry of the bootstrap was ever read. The bootstrap writes every
+    /// base's first entries, so when this member opened the oplogs with an encryption key that key
+    /// is not the base's (the cipher has no MAC: a wrong key reads as bytes that do not decode),
+    /// and when it gave none the base is encrypted (or not an autobase). A block that does not
+    /// decode after readable ones only freezes the bootstrap, as any writer.
+    pub fn bootstrap_unreadable(&self) -> bool {
+        self.frozen
+            .get(&self.bootstrap)
+            .is_some_and(|&seq| seq == self.oplog_start(&self.bootstrap))
+            && self.oplogs.get(&self.bootstrap).is_none_or(Vec::is_empty)
+    }
+
     /// The views' lengths at the indexed point.
     pub fn indexed_view_lengths(&self) -> Vec<usize> {
         let mut v = self.indexed_views.clone();

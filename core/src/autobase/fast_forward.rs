@@ -15,6 +15,11 @@
 //! 4. Each view core is matched to its name by its signers' namespace ([`view_namespace`]).
 //! 5. [`super::Autobase::fast_forward`] takes the state; the oplogs are wanted only from the
 //!    lengths the system applied.
+//!
+//! When: the engine decides ([`super::Autobase::fast_forward_minimum`],
+//! [`super::Autobase::fast_forward_worth`]): a member fast-forwards whenever the signed system
+//! is at least [`MINIMUM`] blocks past what it indexed, when it joins, when it restarts and while
+//! it runs (JS `_queueFastForward`, `_applyFastForward`), and never to a point behind what it has.
 
 use super::messages::{Info, Member, OplogMessage};
 use crate::crypto::{hash_batch, namespace};
@@ -24,6 +29,11 @@ use crate::encoding::{
 };
 use crate::hyperbee::messages::Node;
 use crate::hypercore::manifest::{Manifest, Prologue};
+
+/// How far ahead of what a member has indexed a signed system core must be for the member to
+/// fast-forward to it (JS `FastForward.MINIMUM`, `DEFAULT_MIN_FF`): below it, linearizing the few
+/// nodes in between is as cheap. [`super::Autobase::fast_forward_minimum`] applies it.
+pub const MINIMUM: u64 = 16;
 
 /// The system bee's `info` key (sub-encoder `[0]`, then `info`).
 pub const INFO_KEY: &[u8] = b"\x00\x00info";
@@ -688,6 +698,153 @@ mod tests {
         assert_eq!(b.views().len(bv), want.len());
         assert_eq!(b.views().blocks(bv), &want[indexed..]);
         assert_eq!(b.system().length, a.system().length);
+    }
+
+    /// A member that indexed up to some point while the system was signed further (a running or
+    /// restarted member that fell behind, JS `_queueFastForward`): a point fewer than
+    /// [`MINIMUM`] system blocks past what it indexed is not worth it and changes nothing; one at
+    /// least [`MINIMUM`] past is adopted, and what it indexed never goes back (system length,
+    /// view, each writer's oplog start); a point behind it in a writer or a view is refused
+    /// however long its system; fed the blocks past the point, it ends with the writer's view.
+    #[test]
+    fn a_member_that_fell_behind_fast_forwards_only_ahead() {
+        use crate::autobase::{ApplyNode, Autobase, Host, Views};
+        fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+            let v = views.open("view");
+            for n in nodes {
+                if let Some(k) = n.value.strip_prefix(b"add:") {
+                    host.add_writer(&k.try_into().unwrap(), false);
+                    continue;
+                }
+                views.append(v, n.value.to_vec());
+            }
+        }
+        type Snap = (u64, Info, Vec<([u8; 32], Member)>, u64, usize);
+        let boot = [7u8; 32];
+        let other = [8u8; 32];
+        let mut a = Autobase::new(boot, apply);
+        let view = a.open_view("view");
+        let mut logs: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        // after each write: (system length, info, members, view length, blocks written so far)
+        let mut snaps: Vec<Snap> = Vec::new();
+        let mut write = |a: &mut Autobase<_>, key: &[u8; 32], vals: Vec<Vec<u8>>| {
+            for m in a.append(key, vals).unwrap() {
+                logs.push((*key, m.to_bytes()));
+            }
+            a.update();
+            let members = a
+                .indexed_system()
+                .member_records()
+                .map(|(k, m)| (*k, *m))
+                .collect();
+            snaps.push((
+                a.indexed_system().length,
+                a.indexed_system().info(),
+                members,
+                a.indexed_view_lengths()[view] as u64,
+                logs.len(),
+            ));
+        };
+        let mut add = b"add:".to_vec();
+        add.extend_from_slice(&other);
+        write(&mut a, &boot, vec![add]);
+        for i in 0..80u32 {
+            write(&mut a, &boot, vec![format!("e {i}").into_bytes()]);
+            if i % 10 == 0 {
+                write(&mut a, &other, vec![format!("o {i}").into_bytes()]);
+            }
+        }
+        let want = a.views().blocks(view).to_vec();
+
+        // the member fed the blocks up to the 20th write, then stopped
+        let mut b = Autobase::new(boot, apply);
+        let bv = b.open_view("view");
+        let fed_to = snaps[20].4;
+        let mut next: std::collections::HashMap<[u8; 32], u64> = Default::default();
+        for (k, block) in &logs[..fed_to] {
+            let seq = next.entry(*k).or_default();
+            b.handle_block(k, *seq, block).unwrap();
+            *seq += 1;
+        }
+        b.update();
+        let had_system = b.indexed_system().length;
+        let had_view = b.indexed_view_lengths()[bv];
+        let had: Vec<([u8; 32], u64)> = b
+            .indexed_system()
+            .member_records()
+            .map(|(k, m)| (*k, m.length))
+            .collect();
+        assert_eq!(had.len(), 2, "both writers indexed");
+        assert_eq!(had_system, snaps[20].0);
+        assert!(had_view > 10, "{had_view}");
+        assert_eq!(b.fast_forward_minimum(), had_system + MINIMUM);
+        // what the writers' oplogs are known to hold: a hint to look only when MINIMUM ahead
+        let count = |n: usize, k: [u8; 32]| logs[..n].iter().filter(|l| l.0 == k).count() as u64;
+        let known = |n: usize| [(boot, count(n, boot)), (other, count(n, other))];
+        assert!(!b.fast_forward_may_be_due(&known(fed_to)));
+        assert!(!b.fast_forward_may_be_due(&known(fed_to + MINIMUM as usize - 1)));
+        assert!(b.fast_forward_may_be_due(&known(fed_to + MINIMUM as usize)));
+        assert!(b.fast_forward_may_be_due(&known(logs.len())));
+
+        // signed 15 blocks further: not worth it, nothing changes
+        let short = snaps.iter().rfind(|s| s.0 < had_system + MINIMUM).unwrap();
+        assert!(short.0 > had_system, "a point ahead, just not far enough");
+        let views = [("view", short.3)];
+        assert!(!b.fast_forward_if_worth(short.0, &short.1, &short.2, &views));
+        assert_eq!(b.indexed_system().length, had_system);
+        assert_eq!(b.views().start(bv), 0);
+        assert_eq!(b.oplog_start(&boot), 0);
+
+        // a long system that is behind in a writer or in the view: refused
+        let far = snaps.last().unwrap().clone();
+        let mut behind = far.2.clone();
+        let boot_had = had.iter().find(|h| h.0 == boot).unwrap().1;
+        for (k, m) in &mut behind {
+            if *k == boot {
+                m.length = boot_had - 1;
+            }
+        }
+        assert!(!b.fast_forward_worth(far.0, &behind, &[("view", far.3)]));
+        assert!(!b.fast_forward_worth(far.0, &far.2, &[("view", had_view as u64 - 1)]));
+        assert!(!b.fast_forward_worth(far.0, &far.2[..1], &[("view", far.3)]));
+
+        // signed at least MINIMUM further: adopted, nothing it had goes back
+        let ahead = snaps
+            .iter()
+            .find(|s| s.0 >= had_system + MINIMUM)
+            .unwrap()
+            .clone();
+        let views = [("view", ahead.3)];
+        assert!(b.fast_forward_if_worth(ahead.0, &ahead.1, &ahead.2, &views));
+        assert_eq!(b.indexed_system().length, ahead.0);
+        assert!(b.indexed_view_lengths()[bv] >= had_view);
+        assert_eq!(b.views().start(bv), ahead.3 as usize);
+        for (k, m) in &ahead.2 {
+            assert_eq!(b.oplog_start(k), m.length);
+        }
+        for (k, length) in &had {
+            assert!(b.indexed_system().get(k).unwrap().length >= *length);
+            assert!(b.oplog_start(k) >= *length);
+        }
+        // the same point again is not worth it any more
+        assert!(!b.fast_forward_if_worth(ahead.0, &ahead.1, &ahead.2, &views));
+
+        // fed what it lacks past the point: the writer's view
+        let mut next: std::collections::HashMap<[u8; 32], u64> = Default::default();
+        let mut fed = 0;
+        for (k, block) in &logs {
+            let seq = next.entry(*k).or_default();
+            if *seq >= b.oplog_len(k) {
+                b.handle_block(k, *seq, block).unwrap();
+                fed += 1;
+            }
+            *seq += 1;
+        }
+        b.update();
+        assert!(fed < logs.len() - fed_to, "{fed}");
+        assert_eq!(b.views().len(bv), want.len());
+        assert_eq!(b.views().blocks(bv), &want[ahead.3 as usize..]);
+        assert_eq!(b.indexed_system().length, a.indexed_system().length);
     }
 
     /// A signed state with absurd lengths (the indexers are trusted with the order, not with
