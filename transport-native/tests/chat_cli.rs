@@ -251,9 +251,11 @@ fn bad_invites_are_refused() {
     assert!(!out.status.success());
 }
 
-/// A key given to a folder whose room is not encrypted is refused and not remembered (it used to
-/// be saved before the room opened, locking the folder), and a saved key is readable by its
-/// owner only.
+/// A key given to a folder whose room is not encrypted is refused as a key that does not fit
+/// the room and not remembered (it used to be saved before the room opened, locking the folder),
+/// and a saved key is readable by its owner only; another key for a folder with a saved key is
+/// refused the same way, the saved one kept; a folder whose encrypted room has no key saved and
+/// none given is said to be encrypted.
 #[test]
 fn a_key_that_does_not_fit_the_room_is_not_saved() {
     let tmp = tempfile::tempdir().unwrap();
@@ -273,6 +275,12 @@ fn a_key_that_does_not_fit_the_room_is_not_saved() {
         !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the encryption key does not fit the room in")
+            && err.contains("not encrypted"),
+        "{err}"
     );
     assert!(!dir.join("autobase-encryption-key").exists());
     assert_eq!(dump(&dir), ours, "the room still opens without the key");
@@ -297,6 +305,41 @@ fn a_key_that_does_not_fit_the_room_is_not_saved() {
         let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the saved key is private: {mode:o}");
     }
+    // another key for that room: refused, the saved one kept
+    let other = "5c".repeat(32);
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args(["chat", "--storage", enc.to_str().unwrap()])
+        .args(["--encryption-key", &other, "--dump"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the encryption key does not fit the room in"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&saved).unwrap().trim(), key);
+    // none given: the saved one reads it; none saved either: the room is said to be encrypted
+    let dump_enc = || {
+        Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+            .args(["chat", "--storage", enc.to_str().unwrap(), "--dump"])
+            .output()
+            .unwrap()
+    };
+    let out = dump_enc();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&saved).unwrap();
+    let out = dump_enc();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is encrypted: give its --encryption-key"),
+        "{err}"
+    );
 }
 
 /// A JS autobase member (`tests/interop/autobase-chat.js`, autobase 7.28.1 with the chat's apply
@@ -1126,6 +1169,23 @@ fn held_oplogs(
     })
 }
 
+/// How many blocks of `key`'s core in `from..to` the stopped chat's folder `dir` holds.
+fn held_between(dir: &std::path::Path, key: [u8; 32], from: u64, to: u64) -> u64 {
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = hyperpunch::FileStorage::open(dir).unwrap();
+        let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew([0; 32]))
+            .await
+            .unwrap();
+        let h = store.get(GetOptions::from_key(key)).await.unwrap();
+        let core = store.core(&h).unwrap();
+        (from..to).filter(|&i| core.has(i)).count() as u64
+    })
+}
+
 /// The system length and message count of a `fast-forwarded to system length S (M messages)`
 /// or `resumed from the fast-forward point (system length S, M messages)` line.
 fn ff_line(line: &str) -> (u64, usize) {
@@ -1338,5 +1398,375 @@ fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
     assert!(
         held >= N as u64 && full.saturating_sub(held) <= 4,
         "every block of the creator's oplog: {held} of {full}"
+    );
+}
+
+/// Run `hyperpunch ARGS` (stdin closed) until it exits, within `limit` (killed and failed
+/// after): (success, stdout, stderr).
+fn run_to_exit(args: &[&str], limit: Duration) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args(args)
+        .env_remove("HYPERPUNCH_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hyperpunch");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {limit:?}: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A new member given the wrong `--encryption-key` for an encrypted room is told that the key
+/// does not fit the room and exits with an error, keeping nothing: a folder the run created is
+/// gone, a folder that existed holds only what it held, with its permissions; the same without a
+/// key ("give its --encryption-key"). The same folder then joins with the right key and shows the room. (Before,
+/// the wrong key froze the creator's log and the member waited, showing nothing, its folder
+/// locked to that key.)
+#[test]
+fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = "a7".repeat(32);
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        tmp.path().join("alice").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--encryption-key",
+        &key,
+    ]);
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    alice.say("secret");
+    let ours = alice.messages(1);
+
+    // a wrong key, into a folder the run creates: refused, the folder gone
+    let bob = tmp.path().join("bob");
+    let wrong = "b8".repeat(32);
+    let b = bob.to_str().unwrap();
+    let (ok, out, err) = run_to_exit(
+        &[
+            "chat",
+            "--storage",
+            b,
+            "--invite",
+            &room,
+            "--tcp",
+            &addr,
+            "--encryption-key",
+            &wrong,
+        ],
+        STEP,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!("the encryption key does not fit room {room}")),
+        "{err}"
+    );
+    assert!(!bob.exists(), "nothing kept of {}", bob.display());
+
+    // a wrong key, into a folder that held a file: refused, only that file left, the folder's
+    // permissions as they were (saving a key restricts them)
+    let carol = tmp.path().join("carol");
+    std::fs::create_dir(&carol).unwrap();
+    std::fs::write(carol.join("notes.txt"), "mine").unwrap();
+    let mode = std::fs::metadata(&carol).unwrap().permissions();
+    let c = carol.to_str().unwrap();
+    let (ok, out, err) = run_to_exit(
+        &[
+            "chat",
+            "--storage",
+            c,
+            "--invite",
+            &room,
+            "--tcp",
+            &addr,
+            "--encryption-key",
+            &wrong,
+        ],
+        STEP,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!("the encryption key does not fit room {room}")),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&carol)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("notes.txt")]);
+    assert_eq!(std::fs::metadata(&carol).unwrap().permissions(), mode);
+
+    // no key: refused, saying the room may be encrypted, the folder gone
+    let dave = tmp.path().join("dave");
+    let (ok, out, err) = run_to_exit(
+        &[
+            "chat",
+            "--storage",
+            dave.to_str().unwrap(),
+            "--invite",
+            &room,
+            "--tcp",
+            &addr,
+        ],
+        STEP,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!(
+            "room {room} does not read without an encryption key"
+        )) && err.contains("give its --encryption-key"),
+        "{err}"
+    );
+    assert!(!dave.exists(), "nothing kept of {}", dave.display());
+
+    // a wrong key without the fast-forward read: the creator's first entry does not decode
+    let eve = tmp.path().join("eve");
+    let (ok, out, err) = run_to_exit(
+        &[
+            "chat",
+            "--storage",
+            eve.to_str().unwrap(),
+            "--invite",
+            &room,
+            "--tcp",
+            &addr,
+            "--encryption-key",
+            &wrong,
+            "--no-fast-forward",
+        ],
+        STEP,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!("the encryption key does not fit room {room}"))
+            && err.contains("first entry does not decode"),
+        "{err}"
+    );
+    assert!(!eve.exists(), "nothing kept of {}", eve.display());
+
+    // the right key in the same folder: the room shows
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b,
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+        "--encryption-key",
+        &key,
+    ]);
+    bob.word("writer ");
+    assert_eq!(bob.messages(1), ours);
+    drop(bob);
+    let saved = tmp.path().join("bob").join("autobase-encryption-key");
+    assert_eq!(std::fs::read_to_string(saved).unwrap().trim(), key);
+}
+
+/// A member that fell behind fast-forwards again, restarted and while it runs (JS
+/// `_queueFastForward`: whenever the signed system is `MINIMUM` = 16 blocks past what it
+/// indexed). Bob joins a room of 40 messages (fast-forwarding), is added, writes, and is stopped;
+/// the creator writes 40 more; Bob restarted with the creator reachable resumes from his stored
+/// point, then fast-forwards to the new signed system instead of linearizing the 40 (of the
+/// creator's entries written meanwhile, at most its head and digest entry held below the new
+/// point, which is stored); then, Bob running and listening, once his look at the start is over,
+/// the creator, restarted alone, writes 40 more and connects to Bob: Bob fast-forwards again while
+/// running. Bob shows every message in the creator's order throughout. (Before, a member
+/// fast-forwarded only once, when it joined; with the running member's look switched off the
+/// last step fails: Bob linearizes the 40.)
+#[test]
+fn a_member_that_fell_behind_fast_forwards_again() {
+    const N: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("alice");
+    let a = a_dir.to_str().unwrap();
+    let mut alice = Member::spawn(&["chat", "--storage", a, "--listen", "127.0.0.1:0"]);
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    for i in 0..N {
+        alice.say(&format!("m{i}"));
+    }
+    let mut ours = alice.messages(N);
+
+    let b_dir = tmp.path().join("bob");
+    let b = b_dir.to_str().unwrap();
+    let mut bob = Member::spawn(&["chat", "--storage", b, "--invite", &room, "--tcp", &addr]);
+    let b_key = bob.word("writer ");
+    let (first, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert_eq!(bob.messages(N), ours);
+    alice.say(&format!("/add {b_key}"));
+    bob.say("hello from bob");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[N..]);
+    drop(bob);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let bk: [u8; 32] = hex::decode(&b_key).unwrap().try_into().unwrap();
+    // the creator's oplog as far as Bob knew it when he stopped
+    let (_, _, away_from, _) = held_oplogs(&b_dir, boot, &[boot]);
+
+    // the creator writes 40 more while Bob is away
+    for i in N..2 * N {
+        alice.say(&format!("m{i}"));
+    }
+    ours.extend(alice.messages(N));
+
+    // restarted: from the stored point, then to the newer one
+    let mut bob = Member::spawn(&["chat", "--storage", b, "--tcp", &addr]);
+    let (resumed, _) = ff_line(&bob.expect("resumed from the fast-forward point"));
+    assert_eq!(resumed, first);
+    let (second, msgs) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(
+        second >= first + 16,
+        "fast-forwarded from {first} to {second}"
+    );
+    assert!(msgs > N + 1, "{msgs} messages at the new point");
+    assert_eq!(bob.messages(2 * N + 1), ours, "after the restart");
+    assert!(
+        !bob.seen.iter().any(|l| l.starts_with("fast-forwarded")),
+        "one fast-forward only: {:?}",
+        bob.seen
+    );
+    drop(bob);
+    let (held, below, full, point) = held_oplogs(&b_dir, boot, &[boot, bk]);
+    let point = point.expect("a stored point");
+    assert_eq!(point.system_length, second, "the newer point is stored");
+    let boot_start = point.members.iter().find(|m| m.0 == boot).unwrap().1.length;
+    // of the creator's entries written while Bob was away, those below the new point that Bob
+    // holds: only the creator's head and its digest entry (the fast-forward read), none
+    // linearized
+    let away = held_between(&b_dir, boot, away_from, boot_start);
+    eprintln!(
+        "restart: {held} oplog blocks held of {full}, {below} below the point, {away} of the \
+         creator's {} written while away and below the point",
+        boot_start - away_from
+    );
+    assert!(boot_start >= away_from + 16, "{away_from} -> {boot_start}");
+    assert!(
+        away <= 2,
+        "{away} blocks written while away held below the point"
+    );
+
+    // running: Bob restarted with the creator and listening; once he shows the creator's next
+    // message his look at the start is over (no oplog is downloaded before it ends). The
+    // creator leaves, writes 40 more alone, then connects to Bob
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b,
+        "--tcp",
+        &addr,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let b_addr = bob.listening();
+    assert_eq!(bob.messages(2 * N + 1), ours, "after the second restart");
+    alice.say("ping");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[2 * N + 1..]);
+    drop(alice);
+    let mut alice = Member::spawn(&["chat", "--storage", a]);
+    assert_eq!(alice.messages(2 * N + 2), ours);
+    for i in 2 * N..3 * N {
+        alice.say(&format!("m{i}"));
+    }
+    ours.extend(alice.messages(N));
+    drop(alice);
+    let mut alice = Member::spawn(&["chat", "--storage", a, "--tcp", &b_addr]);
+    assert_eq!(alice.messages(3 * N + 2), ours);
+    let (third, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(
+        third >= second + 16,
+        "fast-forwarded while running from {second} to {third}"
+    );
+    assert!(
+        !bob.seen.iter().any(|l| l.starts_with("fast-forwarded")),
+        "one fast-forward only: {:?}",
+        bob.seen
+    );
+    assert_eq!(bob.messages(N), ours[2 * N + 2..], "while running");
+    drop(alice);
+    drop(bob);
+    let (_, _, _, point) = held_oplogs(&b_dir, boot, &[boot, bk]);
+    assert_eq!(point.unwrap().system_length, third);
+}
+
+/// The same against a JS room (JS autobase 7.28.1 creator and indexer, the chat's apply): Bob
+/// joins a room of 200 messages (fast-forwarding to the system JS signed), is added, writes, and
+/// is stopped; JS writes 40 more, one append each; Bob restarted resumes from his stored point,
+/// then fast-forwards to the newer system JS signed instead of linearizing the 40, and shows the
+/// room in JS's order.
+#[test]
+fn a_member_that_fell_behind_in_a_js_room_fast_forwards_again() {
+    const N: usize = 200;
+    const MORE: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({ "create": true, "count": N, "batch": 10, "expect": N + 1 + MORE, "deadline": 240000, "dir": tmp.path().join("js") });
+    let mut js = JsMember::spawn(&config);
+    let created = js.next("room");
+    let room = created["key"].as_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{}", created["port"].as_u64().unwrap());
+
+    let b_dir = tmp.path().join("bob");
+    let b = b_dir.to_str().unwrap();
+    let mut bob = Member::spawn(&["chat", "--storage", b, "--invite", &room, "--tcp", &addr]);
+    let b_key = bob.word("writer ");
+    let (first, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    let want: Vec<String> = (0..N).map(|i| format!("{}: m{i}", &room[..8])).collect();
+    assert_eq!(bob.messages_within(N, BIG_ROOM), want);
+    js.send(&serde_json::json!({ "add": b_key }));
+    bob.say("hello from bob");
+    assert_eq!(
+        bob.messages(1),
+        vec![format!("{}: hello from bob", &b_key[..8])]
+    );
+    drop(bob);
+
+    for i in 0..MORE {
+        js.send(&serde_json::json!({ "say": format!("j{i}") }));
+    }
+    let done = js.next("done");
+    let ours: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ours.len(), N + 1 + MORE);
+
+    let mut bob = Member::spawn(&["chat", "--storage", b, "--tcp", &addr]);
+    let (resumed, _) = ff_line(&bob.expect("resumed from the fast-forward point"));
+    assert_eq!(resumed, first);
+    let (second, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(second >= first + 16, "from {first} to {second}");
+    assert_eq!(bob.messages_within(N + 1 + MORE, BIG_ROOM), ours);
+    drop(bob);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let (_, _, _, point) = held_oplogs(&b_dir, boot, &[boot]);
+    assert_eq!(
+        point.unwrap().system_length,
+        second,
+        "the newer point is stored"
     );
 }

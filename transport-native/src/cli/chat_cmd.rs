@@ -17,24 +17,33 @@
 //! 16 blocks ahead (JS `FastForward.MINIMUM`), starts from its point instead of linearizing every
 //! oplog (`hyperpunch::autobase_ff`): the messages below the point come from the view core, the
 //! oplogs are downloaded only past it, and the point is stored in the member's folder, so that a
-//! restart resumes from it.
+//! restart resumes from it. A member restarted, or running, that is 16 signed system blocks
+//! behind what it indexed fast-forwards again the same way (the engine decides:
+//! `Autobase::fast_forward_worth`), its newer point replacing the stored one.
+//!
+//! An encryption key that does not fit the room (the creator's first entry does not decode with
+//! it, or the fast-forward read says so) stops the chat with an error saying so; a run that was
+//! joining the room takes back what it created in its folder.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use hyperpunch::autobase_ff::{
-    self, read_fast_forward_encrypted, FastForwardPoint, FastForwardReadError,
+    self, read_fast_forward_past, FastForwardPoint, FastForwardReadError,
 };
 use hyperpunch::autobase_index::IndexerCores;
 use hyperpunch::core::autobase::encryption::view_block_key;
+use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
 use hyperpunch::core::crypto::{discovery_key, KeyPair};
 use hyperpunch::core::encoding::Encode;
+use hyperpunch::core::hypercore::HypercoreError;
 use hyperpunch::replicate::{replicate, SharedCorestore};
 use hyperpunch::swarm::JoinOptions;
 use hyperpunch::FileStorage;
@@ -61,7 +70,8 @@ client, and replicates with every member it meets), or over TCP: one side `--lis
 connects with `--tcp` (several members can connect to one listener, and a member can listen and
 connect at once). A new member of a room with many messages fast-forwards: it starts from the
 point the room's indexers signed (printing `fast-forwarded to system length ...`), reads the
-messages before it from the room's view, and remembers that point for its restarts. `--dump`
+messages before it from the room's view, and remembers that point for its restarts; a member
+that falls 16 signed system blocks behind, restarted or running, fast-forwards again. `--dump`
 prints the room's messages held in the folder, one a line, and exits.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
@@ -124,6 +134,137 @@ type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
 const FF_STEP: Duration = Duration::from_secs(20);
 /// And for all of it, before it linearizes the room's oplogs instead.
 const FF_TOTAL: Duration = Duration::from_secs(60);
+/// After a failed read of the room's fast-forward point, a running member tries again only this
+/// much later (JS `MIN_FF_WAIT`, 5 minutes).
+const FF_RETRY: Duration = Duration::from_secs(300);
+
+type FfResult = Result<Option<FastForwardPoint>, FastForwardReadError>;
+
+/// Read the room's fast-forward point in the background if its signed system is at least
+/// `min_length` long (the engine's [`Autobase::fast_forward_minimum`]).
+fn spawn_ff_read(
+    store: &SharedCorestore<FileStorage>,
+    room_key: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    min_length: u64,
+) -> tokio::sync::oneshot::Receiver<FfResult> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<FfResult>();
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let r = tokio::time::timeout(
+            FF_TOTAL,
+            read_fast_forward_past(
+                &reader,
+                room_key,
+                encryption_key,
+                &["messages"],
+                FF_STEP,
+                min_length,
+            ),
+        )
+        .await
+        .unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point")));
+        let _ = tx.send(r);
+    });
+    rx
+}
+
+/// What a run that joins a room (`--invite` into a folder that holds no room yet) created in
+/// its folder, to take back when the room cannot be read with the key given (or without one):
+/// then the folder is left as it was before the run.
+#[derive(Clone)]
+struct JoinUndo {
+    dir: PathBuf,
+    /// The folder's entries before the run; `None` if the run created the folder; `Some(None)`
+    /// if they could not be listed (then nothing is taken back).
+    before: Option<Option<HashSet<OsString>>>,
+    /// The folder's permissions before the run (saving a key restricts them).
+    permissions: Option<std::fs::Permissions>,
+}
+
+impl JoinUndo {
+    fn new(dir: &Path) -> Self {
+        let before = std::fs::symlink_metadata(dir).ok().map(|_| {
+            std::fs::read_dir(dir).ok().map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    .collect()
+            })
+        });
+        JoinUndo {
+            dir: dir.to_path_buf(),
+            before,
+            permissions: std::fs::metadata(dir).ok().map(|m| m.permissions()),
+        }
+    }
+
+    /// Remove what the run created: the folder if it did not exist, else the entries it added.
+    fn undo(&self) {
+        match &self.before {
+            None => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Some(None) => {}
+            Some(Some(before)) => {
+                let Ok(entries) = std::fs::read_dir(&self.dir) else {
+                    return;
+                };
+                for e in entries.flatten() {
+                    if before.contains(&e.file_name()) {
+                        continue;
+                    }
+                    let path = e.path();
+                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+                if let Some(p) = &self.permissions {
+                    let _ = std::fs::set_permissions(&self.dir, p.clone());
+                }
+            }
+        }
+    }
+}
+
+/// What [`run`] takes back once the chat stopped (its store and tasks dropped).
+static UNDO_ON_EXIT: std::sync::Mutex<Option<JoinUndo>> = std::sync::Mutex::new(None);
+
+/// The error for a room whose entries do not read with the key given (or without one): the
+/// bootstrap's first entry does not decode, or the fast-forward read says the key is not the
+/// room's (`why`). What a joining run created in the folder is taken back when it stops.
+fn key_misfit(
+    room_key: &[u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    why: &str,
+    undo: Option<&JoinUndo>,
+    dir: &Path,
+) -> CliError {
+    let kept = match undo {
+        Some(u) if !matches!(u.before, Some(None)) => {
+            if let Ok(mut pending) = UNDO_ON_EXIT.lock() {
+                *pending = Some(u.clone());
+            }
+            format!(" (nothing was kept in {})", dir.display())
+        }
+        Some(_) => format!(
+            " ({} could not be listed before: what this run wrote there is left)",
+            dir.display()
+        ),
+        None => String::new(),
+    };
+    let room = hex::encode(room_key);
+    match encryption_key {
+        Some(_) => CliError::new(format!(
+            "the encryption key does not fit room {room}: {why}{kept}"
+        )),
+        None => CliError::new(format!(
+            "room {room} does not read without an encryption key: {why}; if the room is \
+             encrypted, give its --encryption-key{kept}"
+        )),
+    }
+}
 
 use hyperpunch::chat::apply as chat_apply;
 
@@ -377,6 +518,15 @@ impl Room {
         Ok(())
     }
 
+    /// The length of each writer's oplog the store knows of (what peers announced and this
+    /// member verified, held or not).
+    fn known_lengths(&self, s: &Corestore<FileStorage>) -> Vec<([u8; 32], u64)> {
+        self.cores
+            .iter()
+            .filter_map(|(k, h)| Some((*k, s.core(h).ok()?.length())))
+            .collect()
+    }
+
     /// The indexed messages not printed yet. After a fast-forward the ones below the point are
     /// read from the view core (downloaded from peers when `fetch`); it stops at the first one
     /// not here yet.
@@ -430,7 +580,15 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(chat(args))
+    let r = rt.block_on(chat(args));
+    // the store and every task are dropped with the runtime before the folder is taken back
+    drop(rt);
+    if r.is_err() {
+        if let Some(undo) = UNDO_ON_EXIT.lock().ok().and_then(|mut u| u.take()) {
+            undo.undo();
+        }
+    }
+    r
 }
 
 async fn chat(args: ChatArgs) -> Result<(), CliError> {
@@ -443,6 +601,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     if args.dump && !dir.exists() {
         return Err(CliError::new(format!("{}: no such folder", dir.display())));
     }
+    // what the folder held before, to take back what a join with a key that does not fit made
+    let undo_probe = JoinUndo::new(&dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
     let given_key = args
@@ -466,8 +626,10 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let (encryption_key, key_to_save) = match (given_key, saved_key) {
         (Some(g), Some(k)) if g != k => {
             return Err(CliError::new(format!(
-                "{} holds a room with another encryption key",
-                dir.display()
+                "the encryption key does not fit the room in {}: it holds the room with another \
+                 encryption key (the one in {})",
+                dir.display(),
+                key_file.display()
             )))
         }
         (Some(g), None) => (Some(g), Some(g)),
@@ -479,10 +641,32 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew(seed))
         .await
         .map_err(|e| store_err(&dir, e))?;
-    let local_handle = store
-        .get(oplog_opts(GetOptions::named("local"), encryption_key))
-        .await
-        .map_err(|e| store_err(&dir, e))?;
+    let local_handle =
+        store
+            .get(oplog_opts(GetOptions::named("local"), encryption_key))
+            .await
+            .map_err(|e| match e {
+                // the folder's writer was created without encryption: its room is not encrypted
+                CorestoreError::Hypercore(HypercoreError::InvalidArgument(
+                    "core is not encrypted",
+                )) if encryption_key.is_some() => CliError::new(format!(
+                    "the encryption key does not fit the room in {}: that room is not encrypted \
+                     (run without --encryption-key)",
+                    dir.display()
+                )),
+                e => store_err(&dir, e),
+            })?;
+    if encryption_key.is_none()
+        && store
+            .core(&local_handle)
+            .map_err(|e| store_err(&dir, e))?
+            .encrypted()
+    {
+        return Err(CliError::new(format!(
+            "the room in {} is encrypted: give its --encryption-key",
+            dir.display()
+        )));
+    }
     let local = *local_handle.key();
     if let Some(k) = key_to_save {
         super::store::restrict(&dir, 0o700)?;
@@ -508,6 +692,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         }
         (None, None) => local,
     };
+    // a run that joins a room takes back what it created if the room does not read with its key
+    let undo = (invite.is_some() && saved.is_none()).then_some(undo_probe);
     if saved.is_none() {
         std::fs::write(room_file(&dir), hex::encode(room_key))
             .map_err(|e| CliError::new(format!("cannot write the room key: {e}")))?;
@@ -591,6 +777,15 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     if args.dump {
         room.fetch = false;
         room.sync(&mut store, 0, &dir).await?;
+        if room.base.bootstrap_unreadable() {
+            return Err(key_misfit(
+                &room_key,
+                encryption_key,
+                "the room's first entry held here does not decode",
+                None,
+                &dir,
+            ));
+        }
         let view = room.base.open_view("messages");
         let start = room.base.views().start(view);
         let mut out = std::io::stdout().lock();
@@ -629,20 +824,32 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         let mut s = store.lock().await;
         room.sync(&mut s, store.now(), &dir).await?;
     }
-    // A member that is not the creator, has no stored point, is not an indexer (an indexer
-    // writes the signed cores from the whole history) and has peers to ask reads the room's
-    // fast-forward point first (JS fast-forwards when the signed system is `MINIMUM` blocks
-    // ahead), in the background, while the oplogs wait; if it fails or is not worth it, the
-    // room is linearized from the oplogs as before.
-    let indexer_here = {
-        let sys = room.base.system();
+    if room.base.bootstrap_unreadable() {
+        return Err(key_misfit(
+            &room_key,
+            encryption_key,
+            "the room's first entry held here does not decode",
+            undo.as_ref(),
+            &dir,
+        ));
+    }
+    // A member that is not the creator, is not an indexer (an indexer writes the signed cores
+    // from the whole history) and has peers to ask fast-forwards whenever the room's signed
+    // system is at least `MINIMUM` blocks past what it indexed (JS `_queueFastForward`): a new
+    // member, a restarted one (from its stored point, or from what it linearized) and, while it
+    // runs, one that fell behind. It reads the point in the background; meanwhile nothing is
+    // linearized, as JS pauses its apply while it fast-forwards (for a new member the blocks
+    // that reading fetches would start the view below the point), and at the start no oplog is
+    // downloaded until it knows. If the read fails or the point is not worth it, the room is
+    // linearized from the oplogs.
+    let indexer_here = |base: &Autobase<ChatApply>| {
+        let sys = base.system();
         sys.indexers.iter().any(|c| c.key == local) || sys.pending_indexers.contains(&local)
     };
-    let try_ff = room_key != local
+    let may_ff = room_key != local
         && !args.no_fast_forward
-        && resumed.is_none()
-        && !indexer_here
         && (args.tcp.is_some() || args.bootstrap.is_some() || args.listen.is_some());
+    let try_ff = may_ff && !indexer_here(&room.base);
     room.fetch = !try_ff;
     println!("room {}", hex::encode(room_key));
     println!("writer {}", hex::encode(local));
@@ -734,28 +941,30 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         let _ = tx.send(None);
     });
 
-    let (ff_tx, mut ff_rx) =
-        tokio::sync::oneshot::channel::<Result<FastForwardPoint, FastForwardReadError>>();
-    let mut ff_pending = try_ff;
-    if try_ff {
-        let reader = store.clone();
-        tokio::spawn(async move {
-            let r = tokio::time::timeout(
-                FF_TOTAL,
-                read_fast_forward_encrypted(
-                    &reader,
-                    room_key,
-                    encryption_key,
-                    &["messages"],
-                    FF_STEP,
-                ),
-            )
-            .await
-            .unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point")));
-            let _ = ff_tx.send(r);
-        });
-    }
+    // the read of the fast-forward point under way, if any
+    let mut ff_rx = try_ff.then(|| {
+        spawn_ff_read(
+            &store,
+            room_key,
+            encryption_key,
+            room.base.fast_forward_minimum(),
+        )
+    });
+    // what the oplogs' known lengths summed to when the last read started, and when a failed
+    // read may be tried again
+    let mut ff_known_at = {
+        let s = store.lock().await;
+        room.known_lengths(&s).iter().map(|k| k.1).sum::<u64>()
+    };
+    let mut ff_retry_at: Option<tokio::time::Instant> = None;
     let mut ff_read = None;
+    // Whether the key is known to fit the room: an entry of the creator's decoded with it, or a
+    // fast-forward point was read with it (its system key derived with it). From then on a
+    // refusal is not taken for a key that does not fit, and nothing of the folder is taken back.
+    let bootstrap_read =
+        |base: &Autobase<ChatApply>| base.oplog_len(&room_key) > base.oplog_start(&room_key);
+    let mut key_fits = resumed.is_some() || bootstrap_read(&room.base);
+    let mut undo = undo;
     let mut noted_indexer = false;
 
     let mut outbox: Vec<Vec<u8>> = Vec::new();
@@ -791,8 +1000,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 }
                 None => stdin_open = false,
             },
-            r = &mut ff_rx, if ff_pending => {
-                ff_pending = false;
+            r = async { ff_rx.as_mut().expect("guarded").await }, if ff_rx.is_some() => {
+                ff_rx = None;
                 ff_read = Some(r.unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point"))));
             }
             _ = events.recv() => {}
@@ -800,10 +1009,14 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         }
         let mut s = store.lock().await;
         let now = store.now();
+        let just_read = ff_read.is_some();
         if let Some(r) = ff_read.take() {
             room.fetch = true;
+            let failed = |e: &dyn std::fmt::Display| {
+                eprintln!("note: no fast-forward ({e}); reading the room's logs");
+            };
             match r {
-                Ok(point) => match autobase_ff::adopt(&s, &mut room.base, &point).await {
+                Ok(Some(point)) => match autobase_ff::adopt(&s, &mut room.base, &point).await {
                     Ok(true) => {
                         println!(
                             "fast-forwarded to system length {} ({} messages)",
@@ -811,18 +1024,79 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                             point.view_length("messages")
                         );
                         room.fast_forwarded(&mut s, point, &dir).await?;
+                        key_fits = true;
+                        undo = None;
                     }
                     Ok(false) => {}
-                    Err(e) => eprintln!("note: no fast-forward ({e}); reading the room's logs"),
+                    Err(e) => {
+                        failed(&e);
+                        ff_retry_at = Some(tokio::time::Instant::now() + FF_RETRY);
+                    }
                 },
-                Err(FastForwardReadError::Empty) => {}
-                Err(e) => eprintln!("note: no fast-forward ({e}); reading the room's logs"),
+                Ok(None) | Err(FastForwardReadError::Empty) => {}
+                Err(FastForwardReadError::Refused(FastForwardError::WrongEncryptionKey(why)))
+                    if !key_fits =>
+                {
+                    return Err(key_misfit(
+                        &room_key,
+                        encryption_key,
+                        why,
+                        undo.as_ref(),
+                        &dir,
+                    ));
+                }
+                // no peer answered in time: looked for again when the oplogs grow (JS reads
+                // again, as a timeout is not a failure there)
+                Err(e @ FastForwardReadError::Timeout(_)) => failed(&e),
+                Err(e) => {
+                    failed(&e);
+                    ff_retry_at = Some(tokio::time::Instant::now() + FF_RETRY);
+                }
             }
         }
-        // while the point is read, nothing is linearized (the blocks that reading fetches
-        // would start the view below the point)
-        if !ff_pending {
+        // A running member that fell behind (JS `_queueFastForward` on the system core's
+        // appends): when the oplogs are known to hold at least `MINIMUM` entries it has not
+        // linearized, and at least `MINIMUM` more than when it last looked, it reads the point
+        // again, which is taken if the engine's minimum is signed (after a failed read, only
+        // after `FF_RETRY`). Looked at before the blocks held are linearized, and never right
+        // after a read (the oplogs are linearized in between).
+        if may_ff
+            && !just_read
+            && ff_rx.is_none()
+            && !indexer_here(&room.base)
+            && ff_retry_at.is_none_or(|t| tokio::time::Instant::now() >= t)
+        {
+            let known = room.known_lengths(&s);
+            let total = known.iter().map(|k| k.1).sum::<u64>();
+            if total >= ff_known_at.saturating_add(autobase_ff::MINIMUM)
+                && room.base.fast_forward_may_be_due(&known)
+            {
+                ff_known_at = total;
+                ff_retry_at = None;
+                ff_rx = Some(spawn_ff_read(
+                    &store,
+                    room_key,
+                    encryption_key,
+                    room.base.fast_forward_minimum(),
+                ));
+            }
+        }
+        // while the point is read, nothing is linearized
+        if ff_rx.is_none() {
             room.sync(&mut s, now, &dir).await?;
+            if !key_fits && bootstrap_read(&room.base) {
+                key_fits = true;
+                undo = None;
+            }
+            if !key_fits && room.base.bootstrap_unreadable() {
+                return Err(key_misfit(
+                    &room_key,
+                    encryption_key,
+                    "the room's first entry does not decode",
+                    undo.as_ref(),
+                    &dir,
+                ));
+            }
         }
         if room.ff.is_some() && !noted_indexer && room.base.is_indexer(&local) {
             noted_indexer = true;
