@@ -310,8 +310,27 @@ pub(crate) async fn generate_cached<S: Storage>(
     let mut upgrade = req.upgrade;
     if let (Some(pro), Some(u)) = (prologue, upgrade.as_mut()) {
         if u.start < pro.length {
+            // JS `generateProof`: an upgrade from below the prologue stops at the prologue, so
+            // the requester checks the prologue's tree hash first. Deviation: when the request
+            // also asks for a block (or hash) past the prologue, which a proof up to the
+            // prologue cannot carry, the upgrade goes from 0 to where it asked (JS
+            // `verifyUpgrade` accepts an upgrade from 0 past the prologue; the signature covers
+            // that tree). JS's server throws there in `TreeProof.settle`, outside
+            // `_getProof`'s catch, so protomux destroys the connection; a JS reader that
+            // fast-forwards asks exactly that (`get(length - 1)` of a moved view core it holds
+            // nothing of: the block with an upgrade from 0) and otherwise times out.
+            let past_prologue = match (req.block, req.hash) {
+                (Some(b), _) => b.index >= pro.length,
+                (None, Some(h)) => flat_tree::right_span(h.index) >= pro.length.saturating_mul(2),
+                (None, None) => false,
+            };
+            let end = u.start.saturating_add(u.length);
             u.start = 0;
-            u.length = pro.length;
+            u.length = if past_prologue {
+                end.max(pro.length)
+            } else {
+                pro.length
+            };
         }
     }
     let mut out = Data {

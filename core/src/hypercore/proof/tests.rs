@@ -429,3 +429,84 @@ fn malformed_proofs_are_typed_errors() {
         Err(ProofError::NodeOutOfRange(_))
     ));
 }
+
+/// A core with a prologue (an autobase core moved at an indexer change): a request for a block
+/// past the prologue with an upgrade from 0 (a new JS reader's first request for the last block
+/// of a moved view core, in its fast-forward) gets the block and the whole upgrade from 0, which
+/// the requester verifies with the prologue rule (JS `verifyUpgrade`). JS's `generateProof`
+/// stops the upgrade at the prologue and cannot prove the block: before this, the request was
+/// refused ("invalid block request") and the JS reader waited out its fast-forward timeout.
+/// An upgrade-only request, or a block inside the prologue, still stops at the prologue, as JS.
+#[test]
+fn a_block_past_the_prologue_comes_with_the_upgrade_from_zero() {
+    use crate::hypercore::manifest::Prologue;
+    block_on(async {
+        let (s, t) = build(14).await;
+        let (_, t3) = build(3).await;
+        let pro = Prologue {
+            hash: t3.hash(),
+            length: 3,
+        };
+        let up = Some(RequestUpgrade {
+            start: 0,
+            length: 14,
+        });
+        for index in 3..14u64 {
+            let r = ProofRequest {
+                block: Some(RequestBlock { index, nodes: 0 }),
+                upgrade: up,
+                ..Default::default()
+            };
+            let mut p = generate(&s, &t, Some(&pro), &r).await.unwrap();
+            let u = p.upgrade.as_ref().unwrap();
+            assert_eq!((u.start, u.length), (0, 14), "block {index}");
+            p.block.as_mut().unwrap().value = vec![b'a' + index as u8];
+            let mut b = TreeBatch::empty(0);
+            let root = verify_tree(&p, &mut Vec::new()).unwrap();
+            let consumed =
+                verify_upgrade(0, p.upgrade.as_ref().unwrap(), root, &mut b, Some(&pro)).unwrap();
+            assert!(consumed, "block {index}");
+            assert_eq!(b.length, 14);
+            assert_eq!(b.hash(), t.hash());
+        }
+        // the hash of a node past the prologue too
+        let r = ProofRequest {
+            hash: Some(RequestBlock {
+                index: 2 * 13,
+                nodes: 0,
+            }),
+            upgrade: up,
+            ..Default::default()
+        };
+        let p = generate(&s, &t, Some(&pro), &r).await.unwrap();
+        assert_eq!(
+            p.upgrade.as_ref().map(|u| (u.start, u.length)),
+            Some((0, 14))
+        );
+        // as JS: an upgrade alone, or with a block inside the prologue, stops at the prologue
+        for block in [None, Some(RequestBlock { index: 1, nodes: 0 })] {
+            let r = ProofRequest {
+                block,
+                upgrade: up,
+                ..Default::default()
+            };
+            let mut p = generate(&s, &t, Some(&pro), &r).await.unwrap();
+            if let Some(b) = p.block.as_mut() {
+                b.value = b"b".to_vec();
+            }
+            let u = p.upgrade.as_ref().unwrap();
+            assert_eq!((u.start, u.length), (0, 3), "{block:?}");
+            let mut b = TreeBatch::empty(0);
+            let root = verify_tree(&p, &mut Vec::new()).unwrap();
+            verify_upgrade(0, u, root, &mut b, Some(&pro)).unwrap();
+            // the requester checks the prologue's tree hash there
+            let other = Prologue {
+                hash: [1; 32],
+                ..pro
+            };
+            let mut b = TreeBatch::empty(0);
+            let root = verify_tree(&p, &mut Vec::new()).unwrap();
+            assert!(verify_upgrade(0, u, root, &mut b, Some(&other)).is_err());
+        }
+    });
+}
