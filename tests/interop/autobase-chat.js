@@ -9,7 +9,10 @@
 //   say: [text] messages to send once writable; expect: messages to wait for in the view
 //   deadline: ms (default 60000); linger: after 'done', keep replicating until killed (or the
 //   deadline), so the other member can still fetch our blocks
-//   ack: ack as an indexer (when `ackable`, and an ack when nodes wait unindexed)
+//   ack: ack as an indexer (when `ackable`, and an ack when nodes wait unindexed); its 'done'
+//   lists the indexed messages, and with linger it goes on acking after 'done' (the other
+//   indexers need its acks: with two indexers the majority is both, so one that stops acking
+//   stops the room's indexing)
 //   reader: do not wait to be added; fastForwardKey: hex system key to fast-forward to at start
 //   waitSigned: 'done' also waits until the system core is signed past its prologue
 //   encryptionKey: hex, the room's encryption key (JS `encryptionKey`, `hyperpunch chat --encryption-key`)
@@ -146,37 +149,46 @@ async function main () {
   }
   for (const text of cfg.say || []) await base.append({ type: 'message', text })
   let stuck = 0
+  let done = false
   for (;;) {
     await base.update()
     // ack: act as an indexer does (ack when `ackable`, and write an ack when nodes wait unindexed)
+    let indexed = null
     if (cfg.ack && base.writable) {
       if (base.ackable) await base.ack()
-      const indexed = await indexedMessages(base)
+      indexed = await indexedMessages(base)
       stuck = base.view.length > indexed.length ? stuck + 1 : 0
       if (stuck >= 20) { stuck = 0; await base.append(null) }
     }
-    const messages = []
-    for (let i = 0; i < base.view.length; i++) {
-      const v = JSON.parse(b4a.toString(await base.view.get(i)))
-      messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
-    }
-    // waitSigned: also wait until the system core is signed past its prologue (after an indexer
-    // change: a multisig of a quorum of the indexers)
-    const sys = base.system.core
-    const prologueLength = sys.manifest && sys.manifest.prologue ? sys.manifest.prologue.length : 0
-    const signed = !cfg.waitSigned || sys.signedLength > prologueLength
-    if (messages.length >= cfg.expect && signed) {
-      const hex = (b) => b4a.toString(b, 'hex')
-      out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0 })
-      break
+    if (!done) {
+      // an indexer reports what is indexed (the room's order); others what their view holds
+      let messages = indexed
+      if (!cfg.ack) {
+        messages = []
+        for (let i = 0; i < base.view.length; i++) {
+          const v = JSON.parse(b4a.toString(await base.view.get(i)))
+          messages.push(`${v.from.slice(0, 8)}: ${v.text}`)
+        }
+      }
+      // waitSigned: also wait until the system core is signed past its prologue (after an indexer
+      // change: a multisig of a quorum of the indexers)
+      const sys = base.system.core
+      const prologueLength = sys.manifest && sys.manifest.prologue ? sys.manifest.prologue.length : 0
+      const signed = !cfg.waitSigned || sys.signedLength > prologueLength
+      if (messages && messages.length >= cfg.expect && signed) {
+        const hex = (b) => b4a.toString(b, 'hex')
+        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0 })
+        done = true
+        clearTimeout(deadline)
+        if (!cfg.linger) break
+        // keep replicating (the other member may still be fetching our blocks) until killed
+        setTimeout(() => { s.destroy(); cleanup(); process.exit(0) }, cfg.deadline || 60000)
+        // an indexer goes on acking: the other indexers' nodes need its acks to be indexed
+        // (with two indexers the majority is both)
+        if (!cfg.ack) return
+      }
     }
     await sleep(50)
-  }
-  clearTimeout(deadline)
-  if (cfg.linger) {
-    // keep replicating (the other member may still be fetching our blocks) until killed
-    setTimeout(() => { s.destroy(); cleanup(); process.exit(0) }, cfg.deadline || 60000)
-    return
   }
   s.destroy()
   await base.close()

@@ -772,9 +772,14 @@ fn the_room_stays_signed_after_an_indexer_change() {
 /// hyperpunch reader fast-forwards from Alice's digest to the moved system core at its signed
 /// length, and a new JS reader fast-forwards to it (started with that key) from Alice alone.
 /// Before the change was implemented Alice's entries carried no digest and her reader's
-/// fast-forward failed with `NoDigest`.
+/// fast-forward failed with `NoDigest`. The JS reader's first request for the moved view core
+/// is its last block with an upgrade from 0, which the prologue rule made unprovable: it was
+/// refused and the reader linearized after its 5 s timeout, failing the fast-forward assertion
+/// (until the proof generator kept that upgrade whole, `proof::tests::
+/// a_block_past_the_prologue_comes_with_the_upgrade_from_zero`). The JS indexer goes on acking
+/// after it reported: when it stopped, once its view (unindexed nodes too) held every message,
+/// Alice's last messages waited for its ack for good (no message indexed for 60 s, 4 of 23 runs).
 #[test]
-#[ignore = "JS autobase next to a hyperpunch indexer in the chat stalls now and then (README, autobase)"]
 fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
     const N: usize = 10;
     let tmp = tempfile::tempdir().unwrap();
