@@ -46,6 +46,10 @@ pub enum AutobaseError {
 pub struct ApplyNode<'a> {
     /// Indexed (confirmed by the indexers) or on the tip (may be undone).
     pub indexed: bool,
+    /// An optimistic node of a writer that is not a member (JS `node.optimistic`): apply keeps it
+    /// only by acking its writer ([`Host::ack_writer`], or adding it); otherwise everything this
+    /// apply did is rolled back. See [`Autobase::set_optimistic`].
+    pub optimistic: bool,
     /// The writer.
     pub from: &'a [u8; 32],
     /// The node's length in its writer's oplog.
@@ -141,7 +145,9 @@ impl Host<'_> {
         self.removed.push(*key);
         Ok(())
     }
-    /// JS `host.ackWriter(key)`.
+    /// JS `host.ackWriter(key)`: record the writer's length as the system saw it (its member
+    /// record, created for a writer that is not a member: not an indexer and still removed, so
+    /// it does not become a writer). This is how apply keeps an optimistic node.
     pub fn ack_writer(&mut self, key: &[u8; 32]) {
         self.system.ack(key);
     }
@@ -201,6 +207,10 @@ pub struct Autobase<A: Apply> {
     /// The system batches applied (recorded only after [`Autobase::record_system`]), oldest
     /// first, not yet taken by [`Autobase::take_indexed_flushes`].
     flushes: Option<Vec<SystemFlush>>,
+    /// JS `optimistic: true`: optimistic nodes of non-members are applied (and kept when acked).
+    optimistic: bool,
+    /// Writers named by [`Autobase::hint_writer`] (JS wakeup hints), wanted even when not members.
+    hinted: Vec<[u8; 32]>,
     /// Linearizer restarts because indexers changed.
     pub reboots: u64,
 }
@@ -228,6 +238,8 @@ impl<A: Apply> Autobase<A> {
             indexed_views: Vec::new(),
             indexed_nodes: 0,
             flushes: None,
+            optimistic: false,
+            hinted: Vec::new(),
             reboots: 0,
         };
         base.restart();
@@ -237,6 +249,34 @@ impl<A: Apply> Autobase<A> {
     /// The bootstrap key.
     pub fn bootstrap(&self) -> &[u8; 32] {
         &self.bootstrap
+    }
+
+    /// Make the base optimistic (JS `new Autobase(store, key, { optimistic: true })`): a writer
+    /// that is not a member (never added, or removed) may append an optimistic node
+    /// ([`Autobase::append_optimistic`]); the engine loads such writers' oplogs (the ones it holds
+    /// blocks of, see [`Autobase::hint_writer`]) and applies each optimistic node alone, flagged
+    /// [`ApplyNode::optimistic`]. Apply keeps it by acking its writer ([`Host::ack_writer`], or
+    /// [`Host::add_writer`]); if it does not, the system and the views are rolled back to before
+    /// that node, which leaves no trace (JS `_optimisticApply`). Other nodes of non-members are
+    /// skipped as always. Every member must agree on this setting, as in JS (it changes the view).
+    pub fn set_optimistic(&mut self, on: bool) {
+        self.optimistic = on;
+    }
+
+    /// Whether the base is optimistic ([`Autobase::set_optimistic`]).
+    pub fn is_optimistic(&self) -> bool {
+        self.optimistic
+    }
+
+    /// A writer some peer says is active (JS `hintWakeup`, which the wakeup protocol feeds):
+    /// [`Autobase::wanted`] names it from now on, member or not, so a driver fetches its oplog; in
+    /// an optimistic base the engine then loads its nodes. This is how a non-member's optimistic
+    /// oplog is found: its key comes from outside the system (the wakeup protocol, or the
+    /// application).
+    pub fn hint_writer(&mut self, key: &[u8; 32]) {
+        if !self.hinted.contains(key) {
+            self.hinted.push(*key);
+        }
     }
 
     /// Record every system batch from now on, for an indexer that writes the system core
@@ -424,7 +464,8 @@ impl<A: Apply> Autobase<A> {
     }
 
     /// Writers the engine wants blocks of: `(key, next block index)` for every writer it is
-    /// linearizing and every member of the system (what JS also learns from the wakeup protocol).
+    /// linearizing, every member of the system (what JS also learns from the wakeup protocol) and
+    /// every writer hinted ([`Autobase::hint_writer`]).
     pub fn wanted(&self) -> Vec<([u8; 32], u64)> {
         let mut keys: Vec<[u8; 32]> = self
             .active
@@ -433,6 +474,11 @@ impl<A: Apply> Autobase<A> {
             .collect();
         for (k, m) in self.system.member_records() {
             if !m.is_removed && !keys.contains(k) {
+                keys.push(*k);
+            }
+        }
+        for k in &self.hinted {
+            if !keys.contains(k) {
                 keys.push(*k);
             }
         }
@@ -565,7 +611,21 @@ impl<A: Apply> Autobase<A> {
     /// order (no digest or checkpoint: this writer does not index). `None` when not writable or
     /// when the local writer's oplog still has blocks to load.
     pub fn append(&mut self, local: &[u8; 32], values: Vec<Vec<u8>>) -> Option<Vec<OplogMessage>> {
-        self.append_nodes(local, values.into_iter().map(Some).collect())
+        self.append_nodes(local, values.into_iter().map(Some).collect(), false)
+    }
+
+    /// Append `value` as an optimistic node (JS `append(value, { optimistic: true })`): allowed
+    /// whether or not `local` is a member, always a batch of its own, flagged optimistic in its
+    /// oplog message. On an optimistic base ([`Autobase::set_optimistic`]) apply sees it and keeps
+    /// it only by acking `local`; on other bases a non-member's node is never applied (as JS, which
+    /// writes it all the same). From a member it is an ordinary node (the flag only changes where
+    /// it sorts among concurrent nodes). `None` when the local oplog still has blocks to load.
+    pub fn append_optimistic(
+        &mut self,
+        local: &[u8; 32],
+        value: Vec<u8>,
+    ) -> Option<Vec<OplogMessage>> {
+        self.append_nodes(local, vec![Some(value)], true)
     }
 
     /// Whether `local` is one of the indexers the linearizer runs with (JS `ackable`).
@@ -586,13 +646,13 @@ impl<A: Apply> Autobase<A> {
         if !self.lin.should_ack(&self.graph, w, pending) {
             return None;
         }
-        self.append_nodes(local, vec![None])
+        self.append_nodes(local, vec![None], false)
     }
 
     /// Append an ack (a node without a value) whether or not `shouldAck` asks for one (JS
     /// `append(null)`): an indexer breaks a stall with it, as JS never acks its own lone head.
     pub fn force_ack(&mut self, local: &[u8; 32]) -> Option<Vec<OplogMessage>> {
-        self.append_nodes(local, vec![None])
+        self.append_nodes(local, vec![None], false)
     }
 
     /// An ack to break a stall that JS's `shouldAck` does not see (JS autobase 7.28.1): when two
@@ -619,15 +679,16 @@ impl<A: Apply> Autobase<A> {
         {
             return None;
         }
-        self.append_nodes(local, vec![None])
+        self.append_nodes(local, vec![None], false)
     }
 
     fn append_nodes(
         &mut self,
         local: &[u8; 32],
         values: Vec<Option<Vec<u8>>>,
+        optimistic: bool,
     ) -> Option<Vec<OplogMessage>> {
-        if values.is_empty() || !self.is_writable(local) {
+        if values.is_empty() || !(optimistic || self.is_writable(local)) {
             return None;
         }
         let w = self.writer_by_key(local, None, false);
@@ -644,7 +705,7 @@ impl<A: Apply> Autobase<A> {
             let deps = self.lin.heads.clone();
             let batch = n - i as u64;
             let length = self.graph.writers[w].loaded() + 1;
-            let mut node = DagNode::new(w, length, value.clone(), heads.clone(), batch, false);
+            let mut node = DagNode::new(w, length, value.clone(), heads.clone(), batch, optimistic);
             node.dependencies = deps;
             let id = self.graph.insert(node);
             let ws = &mut self.graph.writers[w];
@@ -652,11 +713,12 @@ impl<A: Apply> Autobase<A> {
             ws.available += 1;
             ws.length += 1;
             self.lin.add_head(&mut self.graph, id);
-            let msg = OplogMessage::new(super::messages::Node {
+            let mut msg = OplogMessage::new(super::messages::Node {
                 heads,
                 batch,
                 value,
             });
+            msg.optimistic = optimistic;
             self.oplogs.entry(*local).or_default().push(msg.clone());
             out.push(msg);
         }
@@ -684,15 +746,22 @@ impl<A: Apply> Autobase<A> {
 
     /// Activate the members we hold unapplied blocks of (what JS learns from the wakeup
     /// protocol and the peers' announcements): after a restart only the indexers and the heads'
-    /// writers are known again.
+    /// writers are known again. An optimistic base activates non-members too (their nodes load
+    /// as a removed writer's; only their optimistic nodes can be applied).
     fn wake_writers(&mut self) {
         let mut keys: Vec<[u8; 32]> = self
             .oplogs
             .iter()
             .filter(|(k, log)| {
-                self.system.get(k).is_some_and(|m| {
-                    !m.is_removed && self.oplog_start(k).saturating_add(log.len() as u64) > m.length
-                })
+                let m = self.system.get(k);
+                // an optimistic base loads non-members too (JS wakes any writer it is told of)
+                let wanted = match m {
+                    Some(m) => !m.is_removed || self.optimistic,
+                    None => self.optimistic,
+                };
+                wanted
+                    && self.oplog_start(k).saturating_add(log.len() as u64)
+                        > m.map_or(0, |m| m.length)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -1001,33 +1070,42 @@ impl<A: Apply> Autobase<A> {
                 self.graph.writers[w].is_removed,
                 self.graph.writers[w].is_active_indexer,
             );
-            if removed && !active_indexer {
-                if n.batch > 1 {
+            // JS: a non-member's optimistic node, first of its batch, is applied alone and kept
+            // only if apply acked its writer
+            let optimist = removed
+                && n.optimistic
+                && batch == 1
+                && self.optimistic
+                && self.optimistic_apply(node, indexed);
+            if !optimist {
+                if removed && !active_indexer {
+                    if self.graph.node(node).batch > 1 {
+                        continue;
+                    }
+                    self.push_update(batch, false);
+                    batch = 0;
                     continue;
                 }
-                self.push_update(batch, false);
-                batch = 0;
-                continue;
-            }
-            let deps = self.causal_dependencies(node);
-            for &d in deps[1..].iter().rev() {
-                let dn = self.graph.node(d);
-                let key = self.graph.writers[dn.writer].key;
-                if self.system.linkable(&key, dn.length) {
-                    self.system.add_head(&key, dn.length, &dn.actual_heads);
+                let deps = self.causal_dependencies(node);
+                for &d in deps[1..].iter().rev() {
+                    let dn = self.graph.node(d);
+                    let key = self.graph.writers[dn.writer].key;
+                    if self.system.linkable(&key, dn.length) {
+                        self.system.add_head(&key, dn.length, &dn.actual_heads);
+                    }
                 }
-            }
-            let n = self.graph.node(node);
-            let key = self.graph.writers[w].key;
-            self.system.add_head(&key, n.length, &n.actual_heads);
-            if n.value.is_some() && !self.graph.writers[w].is_removed {
-                apply_batch.push((node, indexed));
-            }
-            if self.graph.node(node).batch > 1 {
-                continue;
-            }
-            if !apply_batch.is_empty() {
-                self.run_apply(&apply_batch);
+                let n = self.graph.node(node);
+                let key = self.graph.writers[w].key;
+                self.system.add_head(&key, n.length, &n.actual_heads);
+                if n.value.is_some() && !self.graph.writers[w].is_removed {
+                    apply_batch.push((node, indexed));
+                }
+                if self.graph.node(node).batch > 1 {
+                    continue;
+                }
+                if !apply_batch.is_empty() {
+                    self.run_apply(&apply_batch, false);
+                }
             }
             let indexers = self.system.indexer_update;
             if let Some(f) = self.flushes.as_mut() {
@@ -1057,7 +1135,28 @@ impl<A: Apply> Autobase<A> {
         indexers_updated > 0
     }
 
-    fn run_apply(&mut self, nodes: &[(NodeId, bool)]) {
+    /// JS `_optimisticApply`: apply a non-member's optimistic node alone; keep what apply did only
+    /// if it changed the writer's member record (acked or added it), else restore the system and
+    /// the views as they were before the node. Whether it was kept.
+    fn optimistic_apply(&mut self, node: NodeId, indexed: bool) -> bool {
+        let checkpoint = self.system.clone();
+        let view_lengths = self.views.lengths();
+        let n = self.graph.node(node);
+        let key = self.graph.writers[n.writer].key;
+        let (length, heads) = (n.length, n.actual_heads.clone());
+        self.system.add_head(&key, length, &heads);
+        let pre = self.system.get(&key).map_or(0, |m| m.length);
+        self.run_apply(&[(node, indexed)], true);
+        let kept = self.system.get(&key).is_some_and(|m| m.length != pre);
+        if !kept {
+            self.system = checkpoint;
+            self.views.truncate(&view_lengths);
+        }
+        self.refresh_writers();
+        kept
+    }
+
+    fn run_apply(&mut self, nodes: &[(NodeId, bool)], optimistic: bool) {
         let keys: Vec<[u8; 32]> = nodes
             .iter()
             .map(|&(n, _)| self.graph.writers[self.graph.node(n).writer].key)
@@ -1069,6 +1168,7 @@ impl<A: Apply> Autobase<A> {
                 let node = self.graph.node(n);
                 ApplyNode {
                     indexed,
+                    optimistic,
                     from: key,
                     length: node.length,
                     value: node.value.as_deref().unwrap_or(&[]),

@@ -52,6 +52,8 @@ pub mod topolist;
 
 pub use base::{Apply, ApplyNode, Autobase, AutobaseError, Host, ViewId, Views};
 #[cfg(test)]
+mod optimistic_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod vectors_tests;

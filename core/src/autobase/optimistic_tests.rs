@@ -1,0 +1,278 @@
+//! Optimistic writers (JS autobase `optimistic: true`, `append(value, { optimistic: true })`,
+//! `host.ackWriter`): a non-member appends optimistic nodes, apply keeps one only by acking its
+//! writer, and every member linearizes them in one order.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::messages::{Checkout, Node, OplogMessage};
+use super::{ApplyNode, Autobase, Host, Views};
+use crate::encoding::Encode;
+
+/// What apply saw: (value, optimistic flag).
+type Seen = Rc<RefCell<Vec<(String, bool)>>>;
+
+/// `add:<hex key>` adds a writer, `rm:<hex key>` removes one, a value starting with `ok` acks its
+/// writer (JS `host.ackWriter(node.from.key)`); every other value goes to the view, acked or not.
+fn apply_fn(seen: Seen) -> impl FnMut(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) {
+    move |nodes, views, host| {
+        let view = views.open("view");
+        for n in nodes {
+            let s = String::from_utf8_lossy(n.value).into_owned();
+            seen.borrow_mut().push((s.clone(), n.optimistic));
+            if let Some(k) = s.strip_prefix("add:") {
+                let k: [u8; 32] = hex::decode(k).unwrap().try_into().unwrap();
+                host.add_writer(&k, false);
+                continue;
+            }
+            if let Some(k) = s.strip_prefix("rm:") {
+                let k: [u8; 32] = hex::decode(k).unwrap().try_into().unwrap();
+                host.remove_writer(&k).unwrap();
+                continue;
+            }
+            if s.starts_with("ok") {
+                host.ack_writer(n.from);
+            }
+            views.append(view, n.value.to_vec());
+        }
+    }
+}
+
+type Base = Autobase<Box<dyn FnMut(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)>>;
+
+struct Peer {
+    key: [u8; 32],
+    base: Base,
+    seen: Seen,
+}
+
+const A: [u8; 32] = [0xa1; 32];
+const B: [u8; 32] = [0xb2; 32];
+const C: [u8; 32] = [0xc3; 32];
+
+fn peer(key: [u8; 32], optimistic: bool) -> Peer {
+    let seen: Seen = Rc::default();
+    let mut base: Base = Autobase::new(A, Box::new(apply_fn(seen.clone())));
+    base.set_optimistic(optimistic);
+    base.open_view("view");
+    Peer { key, base, seen }
+}
+
+/// Every oplog block written so far, by writer.
+#[derive(Default)]
+struct Net(HashMap<[u8; 32], Vec<Vec<u8>>>);
+
+impl Net {
+    fn write(&mut self, key: &[u8; 32], msgs: Vec<OplogMessage>) {
+        let log = self.0.entry(*key).or_default();
+        log.extend(msgs.iter().map(Encode::to_bytes));
+    }
+    /// Give `p` every block it wants, then update.
+    fn sync(&self, p: &mut Peer) {
+        loop {
+            let mut fed = false;
+            for (key, from) in p.base.wanted() {
+                let Some(log) = self.0.get(&key) else {
+                    continue;
+                };
+                for seq in from..log.len() as u64 {
+                    p.base.handle_block(&key, seq, &log[seq as usize]).unwrap();
+                    fed = true;
+                }
+            }
+            p.base.update();
+            if !fed {
+                break;
+            }
+        }
+    }
+}
+
+fn append(net: &mut Net, p: &mut Peer, v: &str) {
+    let m = p.base.append(&p.key, vec![v.as_bytes().to_vec()]).unwrap();
+    net.write(&p.key, m);
+    p.base.update();
+}
+
+fn append_optimistic(net: &mut Net, p: &mut Peer, v: &str) {
+    let m = p
+        .base
+        .append_optimistic(&p.key, v.as_bytes().to_vec())
+        .unwrap();
+    assert!(m.iter().all(|m| m.optimistic && m.node.batch == 1));
+    net.write(&p.key, m);
+    p.base.update();
+}
+
+fn view(p: &Peer) -> Vec<String> {
+    let v = p.base.views().blocks(0);
+    v.iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
+fn indexed_view(p: &Peer) -> Vec<String> {
+    let n = p.base.indexed_view_lengths()[0];
+    view(p)[..n].to_vec()
+}
+
+/// The JS test `optimistic - two writer`: a non-writer's optimistic node that apply does not ack
+/// leaves nothing; the one it acks is applied, indexed once the indexer links it, in the same
+/// place on both peers; the writer stays a non-member (JS `ackWriter` records its length only).
+#[test]
+fn an_acked_optimistic_node_is_indexed_in_order() {
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut b = peer(B, true);
+    append(&mut net, &mut a, "hello");
+    net.sync(&mut b);
+    assert!(!b.base.is_writable(&B));
+    assert!(
+        b.base.append(&B, vec![b"plain".to_vec()]).is_none(),
+        "not a writer"
+    );
+    append_optimistic(&mut net, &mut b, "world");
+    append_optimistic(&mut net, &mut b, "ok optimistic");
+    assert_eq!(
+        view(&b),
+        ["hello", "ok optimistic"],
+        "the non-writer's own view"
+    );
+    // the indexer learns of B from outside the system (JS: the wakeup protocol)
+    assert!(!a.base.wanted().iter().any(|(k, _)| *k == B));
+    a.base.hint_writer(&B);
+    assert!(a.base.wanted().contains(&(B, 0)));
+    net.sync(&mut a);
+    assert_eq!(view(&a), ["hello", "ok optimistic"]);
+    append(&mut net, &mut a, "after");
+    net.sync(&mut b);
+    for p in [&a, &b] {
+        assert_eq!(view(p), ["hello", "ok optimistic", "after"]);
+        assert_eq!(indexed_view(p), view(p), "all indexed");
+        let m = p.base.indexed_system().get(&B).expect("acked: a record");
+        assert!(m.is_removed && !m.is_indexer, "not made a writer: {m:?}");
+        assert_eq!(m.length, 2);
+        assert_eq!(p.base.indexed_system().members, 1);
+    }
+    assert_eq!(a.base.indexed_system(), b.base.indexed_system());
+    let seen = a.seen.borrow();
+    assert!(seen.contains(&("world".to_string(), true)), "{seen:?}");
+    assert!(seen.contains(&("ok optimistic".to_string(), true)));
+    assert!(seen.contains(&("hello".to_string(), false)));
+}
+
+/// An optimistic node apply does not ack leaves no trace: not in the view, no member record,
+/// no system head, the same system as a base that never saw it. Nor does a base that is not
+/// optimistic apply any of them.
+#[test]
+fn an_unacked_optimistic_node_leaves_no_trace() {
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut b = peer(B, true);
+    let mut plain = peer(C, false);
+    append(&mut net, &mut a, "hello");
+    net.sync(&mut b);
+    append_optimistic(&mut net, &mut b, "nope");
+    let mut control = peer(C, true);
+    net.sync(&mut control);
+    a.base.hint_writer(&B);
+    plain.base.hint_writer(&B);
+    net.sync(&mut a);
+    net.sync(&mut plain);
+    assert_eq!(view(&a), ["hello"]);
+    assert!(
+        a.seen.borrow().contains(&("nope".to_string(), true)),
+        "apply saw it"
+    );
+    assert!(a.base.system().get(&B).is_none());
+    assert!(!a.base.system().heads.iter().any(|h| h.key == B));
+    assert_eq!(a.base.system(), control.base.system(), "as if never seen");
+    assert_eq!(view(&b), ["hello"], "nor on the writer's own base");
+    assert!(b.base.system().get(&B).is_none());
+    // not optimistic: never even handed to apply
+    assert_eq!(view(&plain), ["hello"]);
+    assert!(!plain.seen.borrow().iter().any(|(v, _)| v == "nope"));
+    // an ok from a non-optimistic base's point of view is skipped too
+    append_optimistic(&mut net, &mut b, "ok later");
+    net.sync(&mut plain);
+    net.sync(&mut a);
+    assert_eq!(view(&plain), ["hello"]);
+    assert_eq!(view(&a), ["hello", "ok later"]);
+}
+
+/// A writer added, then removed, is a non-member again: its plain appends are refused, its
+/// optimistic nodes are applied only when acked, and the ack keeps it removed.
+#[test]
+fn an_optimistic_node_from_a_writer_later_removed() {
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut b = peer(B, true);
+    append(&mut net, &mut a, &format!("add:{}", hex::encode(B)));
+    net.sync(&mut b);
+    assert!(b.base.is_writable(&B));
+    append(&mut net, &mut b, "b member");
+    net.sync(&mut a);
+    append(&mut net, &mut a, &format!("rm:{}", hex::encode(B)));
+    net.sync(&mut b);
+    assert!(!b.base.is_writable(&B));
+    assert!(b.base.append(&B, vec![b"plain".to_vec()]).is_none());
+    append_optimistic(&mut net, &mut b, "nope removed");
+    append_optimistic(&mut net, &mut b, "ok removed");
+    net.sync(&mut a);
+    append(&mut net, &mut a, "after");
+    net.sync(&mut b);
+    for p in [&a, &b] {
+        assert_eq!(view(p), ["b member", "ok removed", "after"]);
+        assert_eq!(indexed_view(p), view(p));
+        let m = p.base.indexed_system().get(&B).unwrap();
+        assert!(m.is_removed, "still removed: {m:?}");
+        assert_eq!(m.length, 3);
+        assert_eq!(p.base.indexed_system().members, 1);
+    }
+}
+
+/// Bad input: the optimistic flag on a member's node changes nothing (applied without an ack,
+/// apply told it is not optimistic); on a non-member's node in a batch of two, or without a
+/// value, it is not an optimistic node (JS `optimistic && batch === 1 && !!value`): skipped.
+#[test]
+fn an_optimistic_flag_where_it_does_not_apply() {
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut c = peer(C, true);
+    append(&mut net, &mut a, &format!("add:{}", hex::encode(C)));
+    net.sync(&mut c);
+    append_optimistic(&mut net, &mut c, "member flagged");
+    net.sync(&mut a);
+    assert_eq!(view(&a), ["member flagged"]);
+    assert!(a
+        .seen
+        .borrow()
+        .contains(&("member flagged".to_string(), false)));
+    // a non-member writes a batch of two flagged optimistic, then a flagged node without value
+    let head = Checkout { key: A, length: 1 };
+    let flagged = |heads: Vec<Checkout>, batch, value: Option<&str>| {
+        let mut m = OplogMessage::new(Node {
+            heads,
+            batch,
+            value: value.map(|v| v.as_bytes().to_vec()),
+        });
+        m.optimistic = true;
+        m
+    };
+    net.write(
+        &B,
+        vec![
+            flagged(vec![head], 2, Some("ok batch one")),
+            flagged(vec![], 1, Some("ok batch two")),
+            flagged(vec![], 1, None),
+            flagged(vec![], 1, Some("ok alone")),
+        ],
+    );
+    a.base.hint_writer(&B);
+    net.sync(&mut a);
+    // concurrent with the member's node: the tip sorts the two (optimistic ones by key)
+    assert_eq!(view(&a), ["ok alone", "member flagged"]);
+    assert!(!a.seen.borrow().iter().any(|(v, _)| v.contains("batch")));
+    assert_eq!(a.base.system().get(&B).unwrap().length, 4);
+}
