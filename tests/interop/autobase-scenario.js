@@ -14,6 +14,11 @@
 //           per round, every second round as one batch (an array append)
 //   removeLast: the bootstrap removes the last writer after healing (it keeps writing; its
 //               later values must not count)
+//   optimists: members that are never added (default 0): on an optimistic base (JS `optimistic:
+//              true`) each appends, in every partitioned round, `o<i> r<r> nope` then `ok o<i> r<r>`
+//              with `append(value, { optimistic: true })`; the apply acks the writer of a value
+//              starting with `ok` (`host.ackWriter`), so only those stay in the view; after
+//              healing, the members are told the optimists' keys (`hintWakeup`)
 //   deadline: ms (default 60000)
 // The apply: a value `add:<hex key>:<0|1>` adds a writer (indexer if 1), `rm:<hex key>` removes
 // one, anything else is appended to the view 'view' as is. Acks are explicit (ackInterval 0).
@@ -27,6 +32,7 @@ const Autobase = require('autobase')
 const b4a = require('b4a')
 
 const cfg = JSON.parse(process.argv[2] || fs.readFileSync(0, 'utf8') || '{}')
+const optimists = cfg.optimists ?? 0
 const hex = (b) => b4a.toString(b, 'hex')
 const dirs = []
 const tmp = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-ab-')); dirs.push(d); return d }
@@ -38,10 +44,12 @@ function open (store, key) {
     valueEncoding: 'binary',
     ackInterval: 0,
     fastForward: false,
+    optimistic: optimists > 0,
     open: (s) => s.get('view'),
     apply: async (nodes, view, host) => {
-      for (const { value } of nodes) {
+      for (const { value, from } of nodes) {
         const s = b4a.toString(value)
+        if (optimists > 0 && s.startsWith('ok')) await host.ackWriter(from.key)
         if (s.startsWith('add:')) {
           const [, k, idx] = s.split(':')
           await host.addWriter(b4a.from(k, 'hex'), { indexer: idx === '1' })
@@ -84,24 +92,29 @@ async function main () {
   const perRound = cfg.perRound ?? 2
   const allIndexers = cfg.indexers === 'all'
   const stores = []
-  for (let i = 0; i <= n; i++) stores.push(new Corestore(tmp()))
+  for (let i = 0; i <= n + optimists; i++) stores.push(new Corestore(tmp()))
   const bases = [open(stores[0])]
   await bases[0].ready()
-  for (let i = 1; i <= n; i++) { bases.push(open(stores[i], bases[0].key)); await bases[i].ready() }
+  for (let i = 1; i <= n + optimists; i++) { bases.push(open(stores[i], bases[0].key)); await bases[i].ready() }
+  const members = bases.slice(0, n + 1)
 
   for (let i = 1; i <= n; i++) await bases[0].append(b4a.from(`add:${hex(bases[i].local.key)}:${allIndexers ? 1 : 0}`))
   connect(stores)
-  for (let t = 0; t < 400 && !bases.every((b) => b.writable); t++) {
+  for (let t = 0; t < 400 && !members.every((b) => b.writable); t++) {
     for (const b of bases) { await b.update(); if (b.ackable) await b.ack() }
     await sleep(20)
   }
-  if (!bases.every((b) => b.writable)) throw new Error('not all writable')
+  if (!members.every((b) => b.writable)) throw new Error('not all writable')
   // let everyone see everyone before partitioning
   for (let t = 0; t < 10; t++) { for (const b of bases) { await b.update(); if (b.ackable) await b.ack() } await sleep(20) }
 
   partition()
   for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < bases.length; i++) {
+    for (let i = n + 1; i < bases.length; i++) {
+      await bases[i].append(b4a.from(`o${i} r${r} nope`), { optimistic: true })
+      await bases[i].append(b4a.from(`ok o${i} r${r}`), { optimistic: true })
+    }
+    for (let i = 0; i <= n; i++) {
       const vals = []
       for (let k = 0; k < perRound; k++) vals.push(b4a.from(`w${i} r${r} v${k}`))
       if (r % 2 === 1) await bases[i].append(vals)
@@ -109,6 +122,10 @@ async function main () {
     }
   }
   connect(stores)
+  // the members learn of the optimists' cores from outside the system (JS `hintWakeup`, which
+  // the wakeup protocol feeds when peers announce writers)
+  const hints = bases.slice(n + 1).map((o) => ({ key: o.local.key, length: o.local.length }))
+  if (hints.length) for (const b of members) b.hintWakeup(hints)
 
   if (cfg.removeLast) {
     await sync(bases)

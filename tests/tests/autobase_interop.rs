@@ -33,6 +33,17 @@ fn chat_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
     }
 }
 
+/// The scenario's apply on an optimistic base (`optimists` in autobase-scenario.js): as
+/// [`chat_apply`], and a value starting with `ok` acks its writer (JS `host.ackWriter`).
+fn optimistic_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+    for n in nodes {
+        if n.value.starts_with(b"ok") {
+            host.ack_writer(n.from);
+        }
+        chat_apply(std::slice::from_ref(n), views, host);
+    }
+}
+
 struct Run {
     view: Vec<String>,
     indexed_view: usize,
@@ -158,7 +169,7 @@ fn system_core_of(
 
 /// Feed the blocks in the order `order` picks (writer index for each step), updating after
 /// every `every` blocks.
-fn replay(js: &Value, order: &[usize], every: usize) -> Run {
+fn replay(js: &Value, order: &[usize], every: usize, optimistic: bool) -> Run {
     let writers: Vec<([u8; 32], Vec<Vec<u8>>)> = js["writers"]
         .as_array()
         .unwrap()
@@ -174,7 +185,13 @@ fn replay(js: &Value, order: &[usize], every: usize) -> Run {
             )
         })
         .collect();
-    let mut base = Autobase::new(key(js["bootstrap"].as_str().unwrap()), chat_apply);
+    let apply: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = if optimistic {
+        optimistic_apply
+    } else {
+        chat_apply
+    };
+    let mut base = Autobase::new(key(js["bootstrap"].as_str().unwrap()), apply);
+    base.set_optimistic(optimistic);
     base.record_system();
     let view = base.open_view("view");
     let mut next = vec![0usize; writers.len()];
@@ -281,7 +298,8 @@ fn check(config: Value) -> (Value, u64) {
     assert!(!want.is_empty());
     let mut reboots = 0;
     for (name, order, every) in orders(&js) {
-        let run = replay(&js, &order, every);
+        let optimistic = config["optimists"].as_u64().unwrap_or(0) > 0;
+        let run = replay(&js, &order, every, optimistic);
         assert_eq!(run.view, want, "{config} {name}: the view");
         assert_eq!(
             run.indexed_view as u64,
@@ -353,6 +371,31 @@ fn removed_writer_stops_counting() {
             .any(|v| v.ends_with("after removal") && v.starts_with('w')),
         "{view:?}"
     );
+}
+
+/// Optimistic writers (JS `optimistic: true`): two JS peers that are never added append
+/// optimistically while partitioned (`o<i> r<r> nope`, then `ok o<i> r<r>`); JS's apply acks
+/// the writer of each `ok` value (`host.ackWriter`), so only those stay. Fed the oplogs JS wrote
+/// (the optimists' too) in every arrival order, an optimistic hyperpunch engine gives the JS view,
+/// indexed length, system length, and the system core JS's bootstrap wrote (its member records
+/// for the acked non-members included), byte for byte.
+#[test]
+fn optimistic_non_writers_acked_by_apply() {
+    let (js, _) = check(
+        json!({ "writers": 1, "indexers": "bootstrap", "rounds": 3, "perRound": 1, "optimists": 2 }),
+    );
+    let view: Vec<String> = js["view"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8(hex::decode(v.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        view.iter().filter(|v| v.starts_with("ok o")).count(),
+        6,
+        "{view:?}"
+    );
+    assert!(!view.iter().any(|v| v.ends_with("nope")), "{view:?}");
 }
 
 /// hyperpunch writes: a JS bootstrap adds the hyperpunch writer (its `local` core, named as JS
