@@ -11,6 +11,11 @@
 //           hyperpunch writer connects
 //   expect: values from the hyperpunch writer to wait for
 //   deadline: ms (default 60000)
+//   optimistic: the base is optimistic (JS `optimistic: true`) and the hyperpunch writer is never
+//           added: it appends optimistically, the apply acks the writer of a value starting with
+//           `ok` (`host.ackWriter`); `expect` then counts values starting with `ok hp`, and the
+//           bootstrap learns of the writer's core by opening it by key and hinting its length
+//           (`hintWakeup`, what the wakeup protocol does when a peer announces a writer)
 //   encryptionKey: 64 hex chars: the base is encrypted with it (JS `encryptionKey`); `done` then
 //           also prints `writerBlock0`, the hyperpunch writer's first oplog block as JS stores it
 // Prints: {event:'ready', bootstrap}, {event:'listening', port}, {event:'done', view:[hex],
@@ -59,10 +64,12 @@ async function main () {
     ackInterval: 0,
     fastForward: false,
     encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
+    optimistic: !!cfg.optimistic,
     open: (s) => s.get('view'),
     apply: async (nodes, view, host) => {
-      for (const { value } of nodes) {
+      for (const { value, from } of nodes) {
         const s = b4a.toString(value)
+        if (cfg.optimistic && s.startsWith('ok')) await host.ackWriter(from.key)
         if (s.startsWith('add:')) {
           const [, k, idx] = s.split(':')
           await host.addWriter(b4a.from(k, 'hex'), { indexer: idx === '1' })
@@ -76,7 +83,7 @@ async function main () {
   await base.ready()
   const half = Math.floor((cfg.values || 0) / 2)
   for (let k = 0; k < half; k++) await base.append(b4a.from(`js ${k}`))
-  await base.append(b4a.from(`add:${cfg.writer}:${cfg.indexer ? 1 : 0}`))
+  if (!cfg.optimistic) await base.append(b4a.from(`add:${cfg.writer}:${cfg.indexer ? 1 : 0}`))
   out({ event: 'ready', bootstrap: hex(base.key) })
 
   let finished = false
@@ -98,17 +105,29 @@ async function main () {
     ;(async () => {
       for (let k = half; k < (cfg.values || 0); k++) await base.append(b4a.from(`js ${k}`))
       const writer = b4a.from(cfg.writer, 'hex')
+      const writerCore = cfg.optimistic ? store.get({ key: writer }) : null
+      let hinted = 0
+      let updating = false
       let lastDebug = 0
       let lastProgress = ''
       let idle = 0
       let stallAcks = 0
       for (;;) {
+        if (writerCore !== null && !updating) {
+          // ask the peer for the writer's new length (one request at a time)
+          updating = true
+          writerCore.update().catch(() => {}).finally(() => { updating = false })
+        }
+        if (writerCore !== null && writerCore.length > hinted) {
+          hinted = writerCore.length
+          base.hintWakeup([{ key: writer, length: hinted }])
+        }
         await base.update()
         if (DEBUG && Date.now() - lastDebug > 1000) { lastDebug = Date.now(); debugState(base, 'loop') }
         if (base.ackable) await base.ack()
         const view = []
         for (let i = 0; i < base.view.length; i++) view.push(await base.view.get(i))
-        const fromRust = view.filter((v) => b4a.toString(v).startsWith('hp ')).length
+        const fromRust = view.filter((v) => b4a.toString(v).startsWith(cfg.optimistic ? 'ok hp' : 'hp ')).length
         const info = await base.system.getIndexedInfo(base.indexedLength)
         const indexed = info.views.length ? info.views[0].length : 0
         // Two indexers whose acks crossed can stall with values unindexed while `shouldAck`
@@ -156,7 +175,10 @@ async function main () {
             localNamespace: hex(signer.namespace),
             stallAcks,
             encrypted: base.encrypted,
-            writerBlock0
+            writerBlock0,
+            writerIsRemoved: member ? member.isRemoved : null,
+            members: base.system.members,
+            systemLength: base.system.core.length
           })
           // keep serving until the peer, once it has read our last acks, closes the connection
           // ('close' -> finish); bounded by the deadline

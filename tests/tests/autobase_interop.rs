@@ -1269,3 +1269,188 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
         server.abort();
     });
 }
+
+/// An optimistic hyperpunch non-writer, live: a JS bootstrap of an optimistic base
+/// (`autobase-peer.js` with `optimistic`: JS `optimistic: true`) serves its corestore on one TCP
+/// connection and never adds us. hyperpunch linearizes the JS oplog, is not writable (a plain
+/// append is refused), and appends optimistically (`Autobase::append_optimistic`): `hp nope`,
+/// which the apply does not ack, then `ok hp 1` and `ok hp 2`, which it acks (`host.ackWriter`).
+/// JS, told our key (`hintWakeup`), applies them: both end with the same view (the two `ok`
+/// values, not the other), all indexed, our member record at length 3 and still removed (acked,
+/// not added), and the system core a hyperpunch indexer would write from what we applied is the
+/// one JS's bootstrap wrote, byte for byte, with the same key.
+#[test]
+fn rust_optimistic_non_writer_is_acked_by_js() {
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::crypto::KeyPair;
+    use hyperpunch::core::encoding::Encode;
+    use hyperpunch::core::storage::MemoryStorage;
+    use hyperpunch::replicate::{replicate, SharedCorestore};
+    use hyperpunch_tests::node_peer::NodePeer;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    let step = Duration::from_secs(60);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut store = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x35; 32]))
+            .await
+            .unwrap();
+        let local = store.get(GetOptions::named("local")).await.unwrap();
+        let local_key = *local.key();
+        let config = json!({ "writer": hex::encode(local_key), "values": 4, "expect": 2, "optimistic": true, "deadline": 110000 });
+        let mut peer = NodePeer::spawn("autobase-peer.js", &config).expect("spawn node");
+        let bootstrap =
+            key(peer.next_event("ready", step).unwrap()["bootstrap"].as_str().unwrap());
+        let port = peer.next_event("listening", step).unwrap()["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let boot = store.get(GetOptions::from_key(bootstrap)).await.unwrap();
+        store
+            .replicator_mut(&boot)
+            .unwrap()
+            .download(0, 0, None)
+            .await
+            .unwrap();
+        let mut handles = HashMap::from([(bootstrap, boot)]);
+        let (store, mut events) = SharedCorestore::with_events(store);
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let conn = tokio::spawn({
+            let store = store.clone();
+            async move { replicate(socket, true, KeyPair::from_seed(&[0x36; 32]), &store).await }
+        });
+
+        let mut base = Autobase::new(bootstrap, optimistic_apply);
+        base.set_optimistic(true);
+        base.record_system();
+        let view = base.open_view("view");
+        let mut flushes = Vec::new();
+        let writes = ["hp nope", "ok hp 1", "ok hp 2"];
+        let mut written = 0;
+        let mut refused_plain = false;
+        let mut js_done: Option<Value> = None;
+        let deadline = Instant::now() + Duration::from_secs(100);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no convergence; view {:?} indexed {} js {js_done:?}\n{}",
+                base.views().blocks(view).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>(),
+                base.indexed_view_lengths()[view],
+                peer.stderr()
+            );
+            {
+                let mut s = store.lock().await;
+                let now = store.now();
+                for (k, h) in &handles {
+                    let core = s.core(h).unwrap();
+                    let have = core.contiguous_length();
+                    while base.oplog_len(k) < have {
+                        let seq = base.oplog_len(k);
+                        let block = core.get(seq).await.unwrap().expect("contiguous block");
+                        base.handle_block(k, seq, &block).unwrap();
+                    }
+                }
+                base.update();
+                for (k, _) in base.wanted() {
+                    if k == local_key {
+                        continue; // our own blocks are in the engine already
+                    }
+                    if let std::collections::hash_map::Entry::Vacant(e) = handles.entry(k) {
+                        let h = s.get(GetOptions::from_key(k)).await.unwrap();
+                        s.replicator_mut(&h).unwrap().download(now, 0, None).await.unwrap();
+                        e.insert(h);
+                    }
+                }
+                flushes.extend(base.take_indexed_flushes());
+                // write once the JS values before the connection are in
+                if written < writes.len() && base.views().len(view) >= 2 {
+                    assert!(!base.is_writable(&local_key), "never added");
+                    if !refused_plain {
+                        assert!(base.append(&local_key, vec![b"hp plain".to_vec()]).is_none());
+                        refused_plain = true;
+                    }
+                    let v = writes[written].as_bytes().to_vec();
+                    if let Some(msgs) = base.append_optimistic(&local_key, v) {
+                        assert!(msgs.iter().all(|m| m.optimistic));
+                        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+                        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+                        s.append(now, &local, &refs).await.unwrap();
+                        base.update();
+                        written += 1;
+                    }
+                }
+            }
+            if js_done.is_none() {
+                if let Ok(v) = peer.next(Duration::from_millis(1)) {
+                    assert!(!matches!(v["event"].as_str(), Some("failed" | "deadline")), "{v}");
+                    if v["event"] == "done" {
+                        js_done = Some(v);
+                    }
+                }
+            }
+            if let Some(done) = &js_done {
+                let want: Vec<String> = done["view"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                let got: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
+                if got == want && base.indexed_view_lengths()[view] == want.len() {
+                    assert_eq!(done["viewIndexedLength"].as_u64().unwrap() as usize, want.len());
+                    let texts: Vec<String> = base
+                        .views()
+                        .blocks(view)
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect();
+                    assert_eq!(
+                        texts.iter().filter(|t| t.starts_with("ok hp")).count(),
+                        2,
+                        "{texts:?}"
+                    );
+                    assert!(!texts.iter().any(|t| t.contains("nope") || t.contains("plain")), "{texts:?}");
+                    assert_eq!(texts.iter().filter(|t| t.starts_with("js ")).count(), 4, "{texts:?}");
+                    // acked, not added: a record at our length, still removed, one member
+                    assert_eq!(done["writerLength"], 3, "{done}");
+                    assert_eq!(done["writerIsRemoved"], true, "{done}");
+                    assert_eq!(done["members"], 1, "{done}");
+                    let m = base.indexed_system().get(&local_key).expect("our record");
+                    assert!(m.is_removed && !m.is_indexer && m.length == 3, "{m:?}");
+                    assert_eq!(base.indexed_system().members, 1);
+                    // the system JS wrote is the one we applied
+                    flushes.extend(base.take_indexed_flushes());
+                    let n = base.indexed_system().length as usize;
+                    let mut js = done.clone();
+                    js["bootstrap"] = json!(hex::encode(bootstrap));
+                    let view_blocks: Vec<Vec<u8>> = base.views().blocks(view).to_vec();
+                    // its own runtime on its own thread: this one is inside a runtime
+                    let (system_key, view_key, blocks) = std::thread::scope(|sc| {
+                        sc.spawn(|| system_core_of(&js, &flushes, &view_blocks))
+                            .join()
+                            .unwrap()
+                    });
+                    assert_eq!(blocks.len(), n);
+                    let js_blocks = done["systemBlocks"].as_array().unwrap();
+                    assert!(js_blocks.len() >= n, "JS system core {} < {n}", js_blocks.len());
+                    for (i, b) in blocks.iter().enumerate() {
+                        assert_eq!(b, &js_blocks[i], "system block {i}");
+                    }
+                    assert_eq!(hex::encode(view_key), done["viewKey"], "view key");
+                    assert_eq!(hex::encode(system_key), done["systemKey"], "system key");
+                    eprintln!("JS acked 2 of our 3 optimistic values; {n} indexed system blocks equal JS's");
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+        }
+        conn.abort();
+        let _ = peer.next_event("closed", step);
+    });
+}
