@@ -378,7 +378,8 @@ fn removed_writer_stops_counting() {
 /// the writer of each `ok` value (`host.ackWriter`), so only those stay. Fed the oplogs JS wrote
 /// (the optimists' too) in every arrival order, an optimistic hyperpunch engine gives the JS view,
 /// indexed length, system length, and the system core JS's bootstrap wrote (its member records
-/// for the acked non-members included), byte for byte.
+/// for the acked non-members included), byte for byte; and the view, indexed length and system
+/// length of a base with three indexers and an optimist.
 #[test]
 fn optimistic_non_writers_acked_by_apply() {
     let (js, _) = check(
@@ -396,6 +397,17 @@ fn optimistic_non_writers_acked_by_apply() {
         "{view:?}"
     );
     assert!(!view.iter().any(|v| v.ends_with("nope")), "{view:?}");
+    // with three indexers (the linearizer restarts as they are added)
+    let (js, _) = check(
+        json!({ "writers": 2, "indexers": "all", "rounds": 2, "perRound": 1, "optimists": 1 }),
+    );
+    let acked = js["view"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.as_str().unwrap().starts_with(&hex::encode("ok o")))
+        .count();
+    assert_eq!(acked, 2);
 }
 
 /// hyperpunch writes: a JS bootstrap adds the hyperpunch writer (its `local` core, named as JS
