@@ -34,9 +34,14 @@
 //! there (the blocks below stay in the view's hypercore) and linearizes only the oplog entries
 //! past it. Live-tested against a JS autobase with thousands of indexed entries.
 //!
-//! Not done yet (JS features): an indexer's digests and checkpoints (writing the system core and
-//! views as hypercores: storage compatibility for writers), optimistic apply, forks, wakeup; encrypted
-//! bases are read ([`encryption`]: the keys of version-1 cores), not yet written by an indexer.
+//! Indexing ([`cores`]): an indexer writes the system hyperbee and the views as JS stores them,
+//! signs them and puts its checkpoints and digests in its oplog entries; at an indexer change the
+//! cores move as JS `_premigrate` moves them and the quorum's multisig is assembled. Encrypted
+//! bases ([`encryption`]) are read and written. Optimistic writers: [`Autobase::append_optimistic`],
+//! kept only when the apply acks them (JS `_optimisticApply`).
+//!
+//! Not done yet (JS features): forks, the wakeup protocol ([`Autobase::hint_writer`] stands in),
+//! `ackInterval` timers (the driver decides when to [`Autobase::ack`]).
 
 mod base;
 pub mod clock;
