@@ -37,8 +37,8 @@
 //! Indexing ([`cores`]): an indexer writes the system hyperbee and the views as JS stores them,
 //! signs them and puts its checkpoints and digests in its oplog entries; at an indexer change the
 //! cores move as JS `_premigrate` moves them and the quorum's multisig is assembled. Encrypted
-//! bases ([`encryption`]) are read and written. Optimistic writers: [`Autobase::append_optimistic`],
-//! kept only when the apply acks them (JS `_optimisticApply`).
+//! bases ([`encryption`]) are read and written. Optimistic writers:
+//! [`Autobase::append_optimistic`], kept only when the apply acks them (JS `_optimisticApply`).
 //!
 //! Not done yet (JS features): forks, the wakeup protocol ([`Autobase::hint_writer`] stands in),
 //! `ackInterval` timers (the driver decides when to [`Autobase::ack`]).
