@@ -28,8 +28,8 @@
 //! the browser can share them; only the store access should stay here.)
 
 use hyperpunch_core::autobase::cores::{
-    bootstrap_system_key, core_manifest, core_manifest_encrypted, last_move, prologue,
-    prologue_encrypted, write_flushes, LocalCheckpoint, Signatures, Signed,
+    bootstrap_system_key, core_manifest_encrypted, last_move, prologue_encrypted, write_flushes,
+    LocalCheckpoint, Signatures, Signed,
 };
 use hyperpunch_core::autobase::encryption::{view_block_key, view_encryption};
 use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
@@ -67,10 +67,6 @@ pub enum IndexError {
         /// How many indexers the indexed system has.
         indexers: usize,
     },
-    /// An encrypted base whose cores moved to other indexers (or a writer that is not the
-    /// bootstrap): not supported yet, only a bootstrap that stays the only indexer.
-    #[error("an encrypted base is indexed here only while its bootstrap is its only indexer")]
-    EncryptedMove,
     /// A view named in `view_names` has not been opened by apply yet.
     #[error("view {name:?} (id {id}) is not opened yet")]
     ViewNotOpened {
@@ -221,9 +217,10 @@ impl IndexerCores {
     /// core and views are written encrypted with their view block keys
     /// ([`hyperpunch_core::autobase::encryption::view_block_key`]) and keyed with the
     /// encryption key in their namespaces, as JS derives them (the local oplog core is the
-    /// caller's: open it with the key too). Only while the bootstrap is the only indexer: a
-    /// move to other indexers, or a writer that is not the bootstrap, is
-    /// [`IndexError::EncryptedMove`].
+    /// caller's: open it with the key too). A core that moves to other indexers (JS
+    /// `_premigrate`) keeps its view block key (version-1 cores: JS `getCompatBlockKey` depends
+    /// on the base and the name only) and its prologue hashes the encrypted blocks (JS
+    /// `source.treeHash`); the in-memory trees this indexer signs are encrypted the same way.
     pub async fn new_encrypted(
         bootstrap: [u8; 32],
         key_pair: KeyPair,
@@ -231,15 +228,11 @@ impl IndexerCores {
         view_names: &[&str],
         encryption_key_arg: Option<[u8; 32]>,
     ) -> Result<Self, IndexError> {
-        let scratch = Hypercore::create(
-            MemoryStorage::new(),
-            CreateOptions {
-                key_pair: Some(KeyPair::from_seed(&[0; 32])),
-                ..Default::default()
-            },
-        )
-        .await?
-        .into_session();
+        // the system bee's blocks, encrypted as the system core stores them (its tree is the
+        // one signed after a move)
+        let scratch =
+            scratch_core(encryption_key_arg.map(|ek| view_block_key(&bootstrap, &ek, "_system")))
+                .await?;
         let pks = [key_pair.public_key];
         let encryption_key = core_manifest_encrypted(
             &bootstrap,
@@ -274,16 +267,47 @@ impl IndexerCores {
     /// The options of core `name`'s manifest `m`, signed by this indexer, encrypted with the
     /// name's view block key in an encrypted base.
     fn core_options(&self, m: Manifest, name: &str) -> GetOptions {
-        let o = GetOptions::from_manifest(m).with_key_pair(self.key_pair.clone());
-        match &self.base_encryption {
-            Some(ek) => o.with_block_encryption_key(view_block_key(&self.bootstrap, ek, name)),
+        self.moved_options(m, name)
+            .with_key_pair(self.key_pair.clone())
+    }
+
+    /// The options of core `name`'s manifest `m` (signed by a quorum of the indexers), with
+    /// the name's view block key in an encrypted base (JS `getViewCore`: `encryption:
+    /// getEncryption(name)`, the same block key before and after a move).
+    fn moved_options(&self, m: Manifest, name: &str) -> GetOptions {
+        let o = GetOptions::from_manifest(m);
+        match self.block_key(name) {
+            Some(bk) => o.with_block_encryption_key(bk),
             None => o,
         }
+    }
+
+    /// The view block key of core `name` in an encrypted base (none for `_encryption`, which
+    /// JS does not encrypt).
+    fn block_key(&self, name: &str) -> Option<[u8; 32]> {
+        self.base_encryption
+            .filter(|_| name != "_encryption")
+            .map(|ek| view_block_key(&self.bootstrap, &ek, name))
     }
 
     /// The manifest of core `name` for these indexers, moved when `blocks[..at]` were indexed.
     fn manifest_of<B: AsRef<[u8]>>(
         &self,
+        pks: &[[u8; 32]],
+        name: &str,
+        blocks: &[B],
+        at: u64,
+    ) -> Manifest {
+        self.moved_manifest(&self.entropy, pks, name, blocks, at)
+    }
+
+    /// The manifest of core `name` moved to the indexers `pks` when `blocks[..at]` (plain)
+    /// were indexed (JS `_migrateView`): the encryption key in the namespace of an encrypted
+    /// base, and the prologue the tree hash of the blocks as stored (encrypted with the name's
+    /// view block key, JS `source.treeHash(indexedLength)`).
+    fn moved_manifest<B: AsRef<[u8]>>(
+        &self,
+        entropy: &[u8; 32],
         pks: &[[u8; 32]],
         name: &str,
         blocks: &[B],
@@ -295,7 +319,7 @@ impl IndexerCores {
         core_manifest_encrypted(
             &self.bootstrap,
             self.base_encryption.as_ref(),
-            &self.entropy,
+            entropy,
             pks,
             name,
             prologue_encrypted(blocks, at, enc.as_ref()),
@@ -368,13 +392,6 @@ impl IndexerCores {
         base: &mut Autobase<A>,
     ) -> Result<(), IndexError> {
         let flushes = base.take_indexed_flushes();
-        if self.base_encryption.is_some()
-            && (self.multi.is_some()
-                || (!flushes.is_empty() && self.writer_key() != self.bootstrap)
-                || (self.system.is_some() && flushes.iter().any(|f| f.indexers_changed)))
-        {
-            return Err(IndexError::EncryptedMove);
-        }
         if self.multi.is_some() {
             return self.sync_multi(s, now, base, &flushes).await;
         }
@@ -409,9 +426,6 @@ impl IndexerCores {
             // every core as moved since
             let moves = flushes.iter().filter(|f| f.indexers_changed).count();
             if moves != 1 || indexers.len() != 1 {
-                if self.base_encryption.is_some() {
-                    return Err(IndexError::EncryptedMove);
-                }
                 let bee = Hyperbee::new(self.scratch.clone());
                 self.bee = Some(bee);
                 return self.sync_multi(s, now, base, &flushes).await;
@@ -608,12 +622,12 @@ impl IndexerCores {
                         .find(|(&v, _)| v == id)
                         .map_or(0, |(_, c)| c.length);
                     let blocks = self.view_blocks(base, id, at)?;
-                    let m =
-                        core_manifest(&self.bootstrap, &entropy, &pks, name, prologue(&blocks, at));
+                    let m = self.moved_manifest(&entropy, &pks, name, &blocks, at);
                     let key = m.key();
-                    let handle = s.get(GetOptions::from_manifest(m)).await?;
+                    let handle = s.get(self.moved_options(m, name)).await?;
                     fetch_all(s, now, &handle).await;
-                    let scratch = scratch_core().await?;
+                    // encrypted as the core stores them: the tree this indexer signs
+                    let scratch = scratch_core(self.block_key(name)).await?;
                     let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
                     scratch.append(&refs).await?;
                     if id < self.view_keys.len() {
@@ -632,18 +646,19 @@ impl IndexerCores {
                 for i in 0..f.length {
                     head.push(BeeCore::get(&self.scratch, i).await?.unwrap_or_default());
                 }
-                let m = core_manifest(
+                let m = self.moved_manifest(&entropy, &pks, "_system", &head, f.length);
+                let system_key = m.key();
+                let system = s.get(self.moved_options(m, "_system")).await?;
+                fetch_all(s, now, &system).await;
+                self.encryption_key = core_manifest_encrypted(
                     &self.bootstrap,
+                    self.base_encryption.as_ref(),
                     &entropy,
                     &pks,
-                    "_system",
-                    prologue(&head, f.length),
-                );
-                let system_key = m.key();
-                let system = s.get(GetOptions::from_manifest(m)).await?;
-                fetch_all(s, now, &system).await;
-                self.encryption_key =
-                    core_manifest(&self.bootstrap, &entropy, &pks, "_encryption", None).key();
+                    "_encryption",
+                    None,
+                )
+                .key();
                 let n = pks.len();
                 self.multi = Some(Multi {
                     indexers,
@@ -1026,17 +1041,22 @@ async fn fetch_all<S: Storage + Clone + 'static>(s: &mut Corestore<S>, now: u64,
     }
 }
 
-/// An in-memory core for a tree this indexer signs (its manifest does not matter).
-async fn scratch_core() -> Result<Session<MemoryStorage>, IndexError> {
-    Ok(Hypercore::create(
+/// An in-memory core for a tree this indexer signs (its manifest does not matter), its blocks
+/// encrypted with `block_key` as an encrypted base's core stores them (the tree hashes the
+/// stored bytes; reads decrypt).
+async fn scratch_core(block_key: Option<[u8; 32]>) -> Result<Session<MemoryStorage>, IndexError> {
+    let mut core = Hypercore::create(
         MemoryStorage::new(),
         CreateOptions {
             key_pair: Some(KeyPair::from_seed(&[0; 32])),
             ..Default::default()
         },
     )
-    .await?
-    .into_session())
+    .await?;
+    if let Some(bk) = block_key {
+        core.set_block_encryption_key(bk);
+    }
+    Ok(core.into_session())
 }
 
 /// The verifier of a stored core (its manifest's), to assemble a multisig for it.

@@ -1,6 +1,7 @@
 //! Tests of `autobase_index` (moved out of it to keep it under about 1,000 lines).
 
 use super::*;
+use hyperpunch_core::autobase::cores::core_manifest;
 use hyperpunch_core::autobase::{ApplyNode, Host, Views};
 use hyperpunch_core::corestore::PrimaryKey;
 
@@ -92,8 +93,13 @@ async fn the_bootstrap_writes_its_view_and_signs_what_is_indexed() {
 }
 
 /// `t`'s writer (whose oplog so far is `log1`) and a second writer `b2` (key `k2`, just
-/// added as an indexer) exchange entries until `t` counts two indexers.
-fn exchange_until_two_indexers(t: &mut Setup, b2: &mut Base, k2: [u8; 32], mut log1: Vec<Vec<u8>>) {
+/// added as an indexer) exchange entries until `t` counts two indexers; the two oplogs.
+fn exchange_until_two_indexers(
+    t: &mut Setup,
+    b2: &mut Base,
+    k2: [u8; 32],
+    mut log1: Vec<Vec<u8>>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     use hyperpunch_core::encoding::Encode;
     let mut log2 = Vec::new();
     let (mut fed1, mut fed2) = (0, 0);
@@ -125,6 +131,7 @@ fn exchange_until_two_indexers(t: &mut Setup, b2: &mut Base, k2: [u8; 32], mut l
         "{}",
         t.base.explain()
     );
+    (log1, log2)
 }
 
 /// A second writer's oplog core in `t`'s store (so its manifest is known): its key and
@@ -582,10 +589,15 @@ async fn a_view_the_names_lack_is_refused() {
 
 /// An encrypted base (JS `encryptionKey`): the bootstrap writes its cores encrypted with the
 /// view block keys, keyed with the encryption key in their namespaces (not the unencrypted
-/// keys); a restart reopens them with the block keys and signs on; an indexer change (the cores
-/// would move) is refused with a typed error, not written.
+/// keys); a restart reopens them with the block keys and signs on. At an indexer change every
+/// core moves as JS `_premigrate` moves it: the new indexers' manifest with the encryption key
+/// in the namespace, the prologue the tree hash of the encrypted blocks (JS
+/// `source.treeHash`), the same view block key; this indexer signs the encrypted trees, the
+/// quorum's multisig verifies against the stored (encrypted) moved cores, and a restart that
+/// replays both oplogs reopens the moved cores and signs on (its next multisig appends to
+/// them). Before, the move was refused (`IndexError::EncryptedMove`).
 #[tokio::test]
-async fn an_encrypted_base_is_written_until_its_cores_would_move() {
+async fn an_encrypted_base_moves_its_cores_and_signs_on_after_a_restart() {
     use hyperpunch_core::autobase::encryption::view_encryption;
     use hyperpunch_core::encoding::Encode;
     let ek = [0x2a; 32];
@@ -642,8 +654,12 @@ async fn an_encrypted_base_is_written_until_its_cores_would_move() {
     let mut cores = enc(&t).await;
     t.sync(&mut cores).await.unwrap();
     assert_eq!(cores.signed_length(), t.base.indexed_system().length);
-    // a second indexer: the cores would move
-    let (k2, _) = second_writer(&mut t).await;
+    let first_key = cores.system_key();
+
+    // a second indexer: every core moves
+    let h2 = t.store.get(GetOptions::named("b2")).await.unwrap();
+    let kp2 = t.store.core(&h2).unwrap().key_pair().unwrap().clone();
+    let (k2, pk2) = (*h2.key(), kp2.public_key);
     let mut b2: Base = Autobase::new(t.local, apply);
     let mut log1 = Vec::new();
     let mut replay: Base = Autobase::new(t.local, apply);
@@ -659,9 +675,167 @@ async fn an_encrypted_base_is_written_until_its_cores_would_move() {
         log1.push(m.to_bytes());
     }
     t.base.update();
-    exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
-    assert!(matches!(
-        t.sync(&mut cores).await,
-        Err(IndexError::EncryptedMove)
-    ));
+    let (log1, log2) = exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
+    t.sync(&mut cores).await.unwrap();
+    let pk1 = t.key_pair.public_key;
+    assert_ne!(cores.system_key(), first_key);
+    assert_moved_and_signed(&mut t, &mut cores, &[pk1, pk2]).await;
+    // each moved core: the encryption key in its namespace, the prologue the tree of its
+    // blocks as stored (encrypted with the name's view block key, built here in a core of its
+    // own), and the store opens it with that block key
+    let plain_system: Vec<Vec<u8>> = {
+        let n = cores.scratch.length().await;
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.push(BeeCore::get(&cores.scratch, i).await.unwrap().unwrap());
+        }
+        v
+    };
+    let view_plain: Vec<Vec<u8>> = t.base.views().blocks(0).to_vec();
+    let m = cores.multi.as_ref().unwrap();
+    let view_handle = &m.views[0].as_ref().unwrap().handle;
+    for (name, handle, blocks) in [
+        ("_system", &m.system, &plain_system),
+        ("view", view_handle, &view_plain),
+    ] {
+        let core = t.store.core(handle).unwrap();
+        let manifest = core.manifest().unwrap().clone();
+        let p = manifest.prologue.expect("a prologue");
+        let own = scratch_core(Some(view_block_key(&t.local, &ek, name)))
+            .await
+            .unwrap();
+        let refs: Vec<&[u8]> = blocks[..p.length as usize]
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        own.append(&refs).await.unwrap();
+        assert_eq!(
+            own.lock().await.tree_hash(),
+            p.hash,
+            "{name}: the prologue hashes the encrypted blocks"
+        );
+        let plain = core_manifest(&t.local, &t.entropy, &[pk1, pk2], name, Some(p));
+        assert_ne!(
+            plain.key(),
+            manifest.key(),
+            "{name}: the key is in the namespace"
+        );
+        assert_eq!(
+            manifest.signers[0].namespace,
+            hyperpunch_core::autobase::fast_forward::view_namespace_encrypted(
+                &t.local,
+                Some(&ek),
+                &t.entropy,
+                name
+            ),
+            "{name}"
+        );
+        assert!(core.encrypted(), "{name}: opened with its block key");
+    }
+    assert_eq!(
+        cores.encryption_key,
+        core_manifest_encrypted(
+            &t.local,
+            Some(&ek),
+            &t.entropy,
+            &[pk1, pk2],
+            "_encryption",
+            None
+        )
+        .key()
+    );
+
+    // both indexers' entries carry their signatures: the quorum's multisig verifies against
+    // the moved cores as stored (encrypted)
+    async fn commit_both(
+        t: &mut Setup,
+        cores: &mut IndexerCores,
+        h2: &CoreHandle,
+        kp2: &KeyPair,
+    ) -> u64 {
+        let key = cores.system_key();
+        // (`assert_moved_and_signed` stamped an entry that is not in the store: start afresh)
+        cores.checkpoint = LocalCheckpoint::default();
+        cores.pending = Some(signatures_of(cores, &t.base, &t.key_pair).await);
+        let local_h = t.store.get(GetOptions::named("local")).await.unwrap();
+        let len = t.store.core(&local_h).unwrap().length();
+        let mut m = [entry_msg()];
+        cores.stamp(&mut m, len);
+        let b = m[0].to_bytes();
+        t.store.append(0, &local_h, &[&b[..]]).await.unwrap();
+        let sigs = signatures_of(cores, &t.base, kp2).await;
+        let mut chk2 = LocalCheckpoint::default();
+        append_checkpoint(t, h2, &mut chk2, sigs, key).await;
+        let r = cores.commit_signed(&mut t.store, 0).await.unwrap();
+        assert_eq!(cores.take_skip_warning(), None);
+        r
+    }
+    let indexed = cores.scratch.length().await;
+    assert_eq!(commit_both(&mut t, &mut cores, &h2, &kp2).await, indexed);
+    let m = cores.multi.as_ref().unwrap();
+    let vh = &m.views[0].as_ref().unwrap().handle;
+    let vc = t.store.core(vh).unwrap();
+    assert!(vc.length() > 0);
+    let last = vc.length() - 1;
+    assert_eq!(
+        vc.get_stored(last).await.unwrap().unwrap(),
+        view_encryption(&t.local, &ek, "view").encrypt(last, 0, &view_plain[last as usize]),
+        "the moved view core stores the block encrypted"
+    );
+    let system_key = cores.system_key();
+    let view_key = cores.view_keys()[0];
+
+    // a restart: both oplogs replayed, the moved cores reopened, signed on
+    let mut base: Base = Autobase::new(t.local, apply);
+    base.record_system();
+    for (i, b) in log1.iter().enumerate() {
+        base.handle_block(&t.local, i as u64, b).unwrap();
+    }
+    for (i, b) in log2.iter().enumerate() {
+        base.handle_block(&k2, i as u64, b).unwrap();
+    }
+    base.update();
+    t.base = base;
+    assert_eq!(t.base.indexed_system().indexers.len(), 2);
+    let mut cores = enc(&t).await;
+    t.sync(&mut cores).await.unwrap();
+    assert_eq!(cores.system_key(), system_key, "the same moved system core");
+    assert_eq!(cores.view_keys()[0], view_key, "the same moved view core");
+    assert_eq!(cores.committed_length(&t.store), indexed);
+    // more entries, which the second indexer acks until they are indexed
+    let (mut log1, mut log2) = (log1, log2);
+    for m in t
+        .base
+        .append(&t.local, vec![b"after the restart".to_vec()])
+        .unwrap()
+    {
+        log1.push(m.to_bytes());
+    }
+    t.base.update();
+    for step in 0..20u8 {
+        for (i, b) in log1.iter().enumerate() {
+            b2.handle_block(&t.local, i as u64, b).unwrap();
+        }
+        b2.update();
+        for m in b2.append(&k2, vec![vec![b'c', step]]).into_iter().flatten() {
+            log2.push(m.to_bytes());
+        }
+        b2.update();
+        for (i, b) in log2.iter().enumerate() {
+            t.base.handle_block(&k2, i as u64, b).unwrap();
+        }
+        for m in t.base.append(&t.local, vec![vec![b'd', step]]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        if t.base.indexed_system().length > indexed {
+            break;
+        }
+    }
+    t.sync(&mut cores).await.unwrap();
+    let more = cores.scratch.length().await;
+    assert!(more > indexed);
+    assert_moved_and_signed(&mut t, &mut cores, &[pk1, pk2]).await;
+    // the next multisig appends to the stored moved cores: the replayed encrypted trees are theirs
+    assert_eq!(commit_both(&mut t, &mut cores, &h2, &kp2).await, more);
 }

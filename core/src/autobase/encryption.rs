@@ -105,4 +105,44 @@ mod tests {
         assert_eq!(encryption_id(None), hash(&[]));
         assert_eq!(encryption_id(Some(&ek)), hash(&ek));
     }
+
+    /// The keys of an encrypted base's cores moved to two indexers (JS `_migrateView`): the
+    /// prologue is the tree hash of the blocks as stored (encrypted with the name's view block
+    /// key), the namespace holds the encryption key. Vectors from the pinned JS (autobase
+    /// 7.28.1 `AutoStore.prototype._createManifest` called on `{ base: { key: bootstrap,
+    /// encryptionKey } }`, a hypercore 11.37.1 core given the view block key with
+    /// `setEncryptionKey(key, { block: true })`, blocks `b0 b1 b2`, `treeHash(2)`,
+    /// `Hypercore.key(manifest)`), bootstrap [1; 32], key [2; 32], entropy [4; 32], indexers'
+    /// public keys [5; 32] and [6; 32].
+    #[test]
+    fn moved_keys_match_js() {
+        use crate::autobase::cores::{core_manifest_encrypted, prologue_encrypted};
+        let (bs, ek, entropy) = ([1u8; 32], [2u8; 32], [4u8; 32]);
+        let pks = [[5u8; 32], [6u8; 32]];
+        let blocks: [&[u8]; 3] = [b"b0", b"b1", b"b2"];
+        for (name, prologue, key) in [
+            (
+                "view",
+                "9dbe7c2bda4a42428cda85c4730edf64514ba896bf8c605191266049ad7232c5",
+                "c68915d771e3b5541c8d76bef3c47fe8f23c164ad96581ccd9908d7b9fb12fdb",
+            ),
+            (
+                "_system",
+                "1cebc173ebe0e8fcef8fa9bfe217a215be8845f9d001e90e472292b110d9520e",
+                "42d10def3d6558f7ba34bdb909ca4d32125eb6f92fd8ecf0e9283edb9b29e121",
+            ),
+        ] {
+            let e = view_encryption(&bs, &ek, name);
+            let p = prologue_encrypted(&blocks, 2, Some(&e)).unwrap();
+            assert_eq!(p.length, 2);
+            assert_eq!(hex::encode(p.hash), prologue, "{name}");
+            let m = core_manifest_encrypted(&bs, Some(&ek), &entropy, &pks, name, Some(p));
+            assert_eq!(hex::encode(m.key()), key, "{name}");
+        }
+        let m = core_manifest_encrypted(&bs, Some(&ek), &entropy, &pks, "_encryption", None);
+        assert_eq!(
+            hex::encode(m.key()),
+            "e01dc83c6316f4625e3a907fe2d55e4ef8cef027b4a386854b47c207bd9bea0a"
+        );
+    }
 }

@@ -118,7 +118,8 @@ pub struct ChatArgs {
     pub dump: bool,
     /// The room's encryption key, 64 hex characters (JS autobase `encryptionKey`): every core of
     /// the room is stored and replicated encrypted with it; every member needs it. Remembered in
-    /// the folder. (While the room's cores would move to other indexers they are not written.)
+    /// the folder. After `/add-indexer` the room's cores move to the indexers, encrypted as
+    /// before, as JS autobase moves them.
     #[arg(long, value_name = "HEX32")]
     pub encryption_key: Option<String>,
     /// A new member reads every message of the room from its members' logs instead of starting
@@ -734,8 +735,6 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             .and_then(|m| m.signers.first())
             .map(|s| s.namespace);
         match (key_pair, entropy) {
-            // an encrypted room's cores are written by its creator only (while the only indexer)
-            (Some(_), Some(_)) if encryption_key.is_some() && room_key != local => None,
             (Some(kp), Some(ns)) => {
                 base.record_system();
                 match IndexerCores::new_encrypted(room_key, kp, ns, &["messages"], encryption_key)
