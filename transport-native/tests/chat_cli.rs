@@ -11,7 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hyperpunch_tests::autobase_js::{fast_forward_over_tcp, JsMember};
+use hyperpunch_tests::autobase_js::{fast_forward_over_tcp_encrypted, JsMember};
 
 const STEP: Duration = Duration::from_secs(60);
 
@@ -439,12 +439,26 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
 /// point of the room `boot` (view `messages`) from what the creator signed.
 fn read_ff(boot: [u8; 32], port: u16) -> hyperpunch::autobase_ff::FastForwardPoint {
+    read_ff_encrypted(boot, None, port)
+}
+
+/// [`read_ff`] of a room encrypted with `encryption_key`.
+fn read_ff_encrypted(
+    boot: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    port: u16,
+) -> hyperpunch::autobase_ff::FastForwardPoint {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(fast_forward_over_tcp(boot, port, &["messages"]))
+    rt.block_on(fast_forward_over_tcp_encrypted(
+        boot,
+        encryption_key,
+        port,
+        &["messages"],
+    ))
 }
 
 /// A new member of a hyperpunch room fast-forwards: the creator (the room's only indexer) writes
@@ -616,10 +630,39 @@ fn a_js_member_joins_after_an_indexer_change() {
 /// signed by both at a longer length, and a reader fast-forwards to it.
 #[test]
 fn the_room_stays_signed_after_an_indexer_change() {
+    room_stays_signed_after_an_indexer_change(None);
+}
+
+/// The same in an encrypted room (`--encryption-key`, JS `encryptionKey`): at the change every
+/// core moves keeping its view block key (JS `getCompatBlockKey`, by base and name), keyed with
+/// the encryption key in its namespace and with the prologue of its encrypted blocks (JS
+/// `source.treeHash`); Bob, a writer that is not the creator, writes and signs them too. The
+/// hyperpunch and JS readers are given the key (the JS reader fast-forwarded from 0 to the moved
+/// system core in the runs seen). Before, Alice refused the move (`IndexError::EncryptedMove`:
+/// "the room's signed cores are not written any more") and Bob kept no cores: no multisig was
+/// assembled, and the test failed waiting 60 s for "signed system length".
+#[test]
+fn an_encrypted_room_stays_signed_after_an_indexer_change() {
+    room_stays_signed_after_an_indexer_change(Some("2a".repeat(32)));
+}
+
+fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
     const N: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let mut alice = Member::spawn(&[
+    let ek: Vec<&str> = match &encryption_key {
+        Some(k) => vec!["--encryption-key", k.as_str()],
+        None => vec![],
+    };
+    let ek_bytes: Option<[u8; 32]> = encryption_key
+        .as_ref()
+        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
+    let spawn = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(ek.iter().copied());
+        Member::spawn(&a)
+    };
+    let mut alice = spawn(&[
         "chat",
         "--storage",
         &dir("alice"),
@@ -643,7 +686,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
         alice.say(&format!("before {i}"));
     }
     let mut ours = alice.messages(3);
-    let mut bob = Member::spawn(&[
+    let mut bob = spawn(&[
         "chat",
         "--storage",
         &dir("bob"),
@@ -674,7 +717,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
         .unwrap();
 
     let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
-    let ff = read_ff(boot, port);
+    let ff = read_ff_encrypted(boot, ek_bytes, port);
     assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
     assert!(
         ff.system_length >= signed,
@@ -683,7 +726,10 @@ fn the_room_stays_signed_after_an_indexer_change() {
     );
     assert!(ff.views[0].2 >= 3, "{:?}", ff.views);
 
-    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    let mut config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut carol = JsMember::spawn(&config);
     let done = carol.next("done");
     let js_view: Vec<String> = done["messages"]
@@ -703,7 +749,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
 
     // restarted, Alice replays the room, reopens the moved cores and signs on with Bob
     drop(alice);
-    let mut alice = Member::spawn(&[
+    let mut alice = spawn(&[
         "chat",
         "--storage",
         &dir("alice"),
@@ -719,7 +765,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
     let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(alice.messages(3 + N), ours, "the history after a restart");
     // Bob reconnects to the restarted Alice
-    let mut bob2 = Member::spawn(&[
+    let mut bob2 = spawn(&[
         "chat",
         "--storage",
         &dir("bob2"),
@@ -730,7 +776,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
     ]);
     drop(bob);
     let _ = bob2.expect("writer ");
-    let mut bob = Member::spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    let mut bob = spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
     drop(bob2);
     alice.say("after restart");
     ours.extend(alice.messages(1));
@@ -752,7 +798,7 @@ fn the_room_stays_signed_after_an_indexer_change() {
         if n <= ff.system_length {
             continue;
         }
-        let ff2 = read_ff(boot, port);
+        let ff2 = read_ff_encrypted(boot, ek_bytes, port);
         if ff2.views[0].2 > (3 + N) as u64 {
             break ff2;
         }
@@ -781,16 +827,44 @@ fn the_room_stays_signed_after_an_indexer_change() {
 /// Alice's last messages waited for its ack for good (no message indexed for 60 s, 4 of 23 runs).
 #[test]
 fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
+    js_indexer_and_hyperpunch_creator_sign_after_the_change(None);
+}
+
+/// The same in an encrypted room (`--encryption-key`, JS `encryptionKey`): the JS indexer's
+/// moved cores and Alice's are one (same system and view keys: the encryption key in the
+/// namespaces, the prologues of the encrypted blocks), each assembles a multisig from the
+/// other's signatures of the encrypted trees (Alice's append verifies JS's), and new readers
+/// given the key fast-forward to the moved system core. Before, Alice refused the move
+/// (`IndexError::EncryptedMove`) and wrote no moved cores.
+#[test]
+fn a_js_indexer_and_a_hyperpunch_creator_sign_an_encrypted_room_after_the_change() {
+    js_indexer_and_hyperpunch_creator_sign_after_the_change(Some("5c".repeat(32)));
+}
+
+fn js_indexer_and_hyperpunch_creator_sign_after_the_change(encryption_key: Option<String>) {
     const N: usize = 10;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
-    let mut alice = Member::spawn(&[
+    let mut args = vec![
         "chat",
         "--storage",
         dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    if let Some(k) = &encryption_key {
+        args.extend(["--encryption-key", k.as_str()]);
+    }
+    let ek_bytes: Option<[u8; 32]> = encryption_key
+        .as_ref()
+        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
+    let with_key = |mut c: serde_json::Value| {
+        if let Some(k) = &encryption_key {
+            c["encryptionKey"] = serde_json::json!(k);
+        }
+        c
+    };
+    let mut alice = Member::spawn(&args);
     let room = alice
         .expect("room ")
         .split_whitespace()
@@ -810,7 +884,7 @@ fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
     let mut ours = alice.messages(3);
 
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from bob"], "expect": 4 + N, "ack": true, "waitSigned": true, "deadline": 240000, "linger": true, "dir": tmp.path().join("bob") });
-    let mut bob = JsMember::spawn(&config);
+    let mut bob = JsMember::spawn(&with_key(config));
     let bob_key = bob.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add-indexer {bob_key}"));
     bob.next("writable");
@@ -844,7 +918,7 @@ fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
 
     // a new hyperpunch reader follows Alice's digest to the moved system core
     let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
-    let ff = read_ff(boot, port);
+    let ff = read_ff_encrypted(boot, ek_bytes, port);
     assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
     assert_eq!(
         done["systemKey"],
@@ -861,7 +935,7 @@ fn a_js_indexer_and_a_hyperpunch_creator_sign_after_the_change() {
 
     // a new JS reader fast-forwards to it, from Alice alone
     let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
-    let mut carol = JsMember::spawn(&config);
+    let mut carol = JsMember::spawn(&with_key(config));
     let done = carol.next("done");
     assert_eq!(done["systemKey"], hex::encode(ff.system_key));
     let ffs = done["fastForwards"].as_array().unwrap();
