@@ -839,3 +839,49 @@ async fn an_encrypted_base_moves_its_cores_and_signs_on_after_a_restart() {
     // the next multisig appends to the stored moved cores: the replayed encrypted trees are theirs
     assert_eq!(commit_both(&mut t, &mut cores, &h2, &kp2).await, more);
 }
+
+/// A writer of an encrypted base that is not the bootstrap follows the moves and keeps the
+/// cores too (JS writes the digest in every writer's entries): it derives the same encrypted
+/// system and view keys as the bootstrap, which writes them alone. Before, it was refused
+/// (`IndexError::EncryptedMove`).
+#[tokio::test]
+async fn a_writer_of_an_encrypted_base_that_is_not_the_bootstrap_keeps_the_cores() {
+    use hyperpunch_core::autobase::messages::Node;
+    let ek = [0x2a; 32];
+    let mut t = setup().await;
+    let mut boot =
+        IndexerCores::new_encrypted(t.local, t.key_pair.clone(), t.entropy, &["view"], Some(ek))
+            .await
+            .unwrap();
+    let mut writer = IndexerCores::new_encrypted(
+        t.local,
+        KeyPair::from_seed(&[9; 32]),
+        t.entropy,
+        &["view"],
+        Some(ek),
+    )
+    .await
+    .unwrap();
+    // the same base, synced by both (its flushes taken once each: a second engine)
+    let mut other: Base = Autobase::new(t.local, apply);
+    other.record_system();
+    for v in [&b"v0"[..], b"v1"] {
+        t.append(v);
+        other.append(&t.local, vec![v.to_vec()]).unwrap();
+        other.update();
+    }
+    t.sync(&mut boot).await.unwrap();
+    writer.sync(&mut t.store, 0, &mut other).await.unwrap();
+    assert!(writer.multi.is_some(), "it follows the move");
+    assert_eq!(writer.system_key(), boot.system_key(), "one system core");
+    assert_eq!(writer.view_keys(), boot.view_keys(), "one view core");
+    // its entries carry the system key, no checkpoint (not an indexer)
+    let mut m = [OplogMessage::new(Node {
+        heads: vec![],
+        batch: 1,
+        value: Some(b"x".to_vec()),
+    })];
+    writer.stamp(&mut m, 0);
+    assert_eq!(m[0].digest.unwrap().key, Some(boot.system_key()));
+    assert_eq!(m[0].checkpoint, None);
+}
