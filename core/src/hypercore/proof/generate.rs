@@ -319,11 +319,10 @@ pub(crate) async fn generate_cached<S: Storage>(
             // `_getProof`'s catch, so protomux destroys the connection; a JS reader that
             // fast-forwards asks exactly that (`get(length - 1)` of a moved view core it holds
             // nothing of: the block with an upgrade from 0) and otherwise times out.
-            let past_prologue = match (req.block, req.hash) {
-                (Some(b), _) => b.index >= pro.length,
-                (None, Some(h)) => flat_tree::right_span(h.index) >= pro.length.saturating_mul(2),
-                (None, None) => false,
-            };
+            // (an index out of range is no block past the prologue: `normalize` refuses it, as
+            // the proof below will)
+            let past_prologue =
+                normalize(req.block, req.hash).is_some_and(|n| n.last_index >= pro.length);
             let end = u.start.saturating_add(u.length);
             u.start = 0;
             u.length = if past_prologue {

@@ -508,5 +508,24 @@ fn a_block_past_the_prologue_comes_with_the_upgrade_from_zero() {
             let root = verify_tree(&p, &mut Vec::new()).unwrap();
             assert!(verify_upgrade(0, u, root, &mut b, Some(&other)).is_err());
         }
+        // hostile indexes with that upgrade are typed refusals, not overflows (a debug build
+        // panicked in `flat_tree::right_span` on them)
+        for index in [u64::MAX, u64::MAX - 2, (1 << 63) - 1, 1 << 62] {
+            for (block, hash) in [
+                (Some(RequestBlock { index, nodes: 0 }), None),
+                (None, Some(RequestBlock { index, nodes: 0 })),
+            ] {
+                let r = ProofRequest {
+                    block,
+                    hash,
+                    upgrade: up,
+                    ..Default::default()
+                };
+                assert!(
+                    generate(&s, &t, Some(&pro), &r).await.is_err(),
+                    "{block:?} {hash:?}"
+                );
+            }
+        }
     });
 }
