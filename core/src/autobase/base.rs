@@ -409,7 +409,13 @@ impl<A: Apply> Autobase<A> {
             let here = self.indexed_views.get(id).copied().unwrap_or(0) as u64;
             *length >= here
         });
-        members_ahead && views_ahead
+        // a view that holds indexed blocks here and that the point does not name would be reset
+        // to nothing by [`Autobase::fast_forward`]: not a point to take
+        let views_named = self.views.logs.iter().enumerate().all(|(id, l)| {
+            self.indexed_views.get(id).copied().unwrap_or(0) == 0
+                || views.iter().any(|(name, _)| *name == l.0)
+        });
+        members_ahead && views_ahead && views_named
     }
 
     /// [`Autobase::fast_forward`] when [`Autobase::fast_forward_worth`] says so; whether it did.

@@ -807,6 +807,9 @@ mod tests {
         assert!(!b.fast_forward_worth(far.0, &behind, &[("view", far.3)]));
         assert!(!b.fast_forward_worth(far.0, &far.2, &[("view", had_view as u64 - 1)]));
         assert!(!b.fast_forward_worth(far.0, &far.2[..1], &[("view", far.3)]));
+        // a point that does not name a view holding indexed blocks here would reset it: refused
+        assert!(!b.fast_forward_worth(far.0, &far.2, &[]));
+        assert!(!b.fast_forward_worth(far.0, &far.2, &[("other view", far.3)]));
 
         // signed at least MINIMUM further: adopted, nothing it had goes back
         let ahead = snaps
