@@ -695,6 +695,11 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 impl FileStorage {
+    /// The names of the files and folders a `FileStorage` keeps in its folder (nothing else of
+    /// the folder is its own).
+    pub const FILE_NAMES: [&'static str; 5] =
+        [DB_DIR, DATA_FILE, DB_STAGING_DIR, DB_INCOMPLETE, LOCK_FILE];
+
     /// Open (creating if needed) the store in folder `dir`, with default options.
     ///
     /// Fails with [`StorageError::Unavailable`] if another process holds the folder, and with

@@ -199,28 +199,35 @@ impl JoinUndo {
         }
     }
 
-    /// Remove what the run created: the folder if it did not exist, else the entries it added.
+    /// Remove what the run created: of the chat's own files and the store's (nothing another
+    /// program may have put there meanwhile), the ones that were not there before; the folder
+    /// too if the run created it and it is empty then.
     fn undo(&self) {
-        match &self.before {
-            None => {
-                let _ = std::fs::remove_dir_all(&self.dir);
+        let before = match &self.before {
+            Some(None) => return,
+            Some(Some(before)) => Some(before),
+            None => None,
+        };
+        let ours = [ROOM_FILE, KEY_FILE]
+            .into_iter()
+            .chain(FileStorage::FILE_NAMES);
+        for name in ours {
+            if before.is_some_and(|b| b.contains(std::ffi::OsStr::new(name))) {
+                continue;
             }
-            Some(None) => {}
-            Some(Some(before)) => {
-                let Ok(entries) = std::fs::read_dir(&self.dir) else {
-                    return;
-                };
-                for e in entries.flatten() {
-                    if before.contains(&e.file_name()) {
-                        continue;
-                    }
-                    let path = e.path();
-                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                }
+            let path = self.dir.join(name);
+            let _ = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+        }
+        match before {
+            // only if empty: whatever else is there now is not this run's
+            None => {
+                let _ = std::fs::remove_dir(&self.dir);
+            }
+            Some(_) => {
                 if let Some(p) = &self.permissions {
                     let _ = std::fs::set_permissions(&self.dir, p.clone());
                 }
@@ -570,8 +577,13 @@ impl Room {
     }
 }
 
+/// The file holding the room's key in a chat folder.
+const ROOM_FILE: &str = "autobase-room";
+/// The file holding a room's encryption key in a chat folder (0600).
+const KEY_FILE: &str = "autobase-encryption-key";
+
 fn room_file(dir: &Path) -> PathBuf {
-    dir.join("autobase-room")
+    dir.join(ROOM_FILE)
 }
 
 /// Run `hyperpunch chat`.
@@ -611,7 +623,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         .as_deref()
         .map(|k| parse_hex32("--encryption-key", k))
         .transpose()?;
-    let key_file = dir.join("autobase-encryption-key");
+    let key_file = dir.join(KEY_FILE);
     let saved_key = match std::fs::read_to_string(&key_file) {
         Ok(s) => Some(parse_hex32("the saved encryption key", s.trim())?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -776,7 +788,10 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     if args.dump {
         room.fetch = false;
         room.sync(&mut store, 0, &dir).await?;
-        if room.base.bootstrap_unreadable() {
+        // (a member resumed from a stored point read the room with this key before: an entry
+        // past the point that does not decode freezes that writer, it does not say the key is
+        // wrong)
+        if resumed.is_none() && room.base.bootstrap_unreadable() {
             return Err(key_misfit(
                 &room_key,
                 encryption_key,
@@ -823,7 +838,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         let mut s = store.lock().await;
         room.sync(&mut s, store.now(), &dir).await?;
     }
-    if room.base.bootstrap_unreadable() {
+    if resumed.is_none() && room.base.bootstrap_unreadable() {
         return Err(key_misfit(
             &room_key,
             encryption_key,
