@@ -9,7 +9,7 @@
 //! again. When an indexed node changes the indexers, the engine restarts from the indexed state
 //! with the new indexers, as JS reboots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::graph::{DagNode, Graph, NodeId, WriterId};
 use super::linearizer::Linearizer;
@@ -197,6 +197,10 @@ pub struct Autobase<A: Apply> {
     graph: Graph,
     lin: Linearizer,
     active: Vec<WriterId>,
+    /// The writers in `active`, for lookups (`active` keeps their order): with many writers
+    /// (an optimistic base wakes any writer it is told of) a scan of `active` per writer was
+    /// quadratic.
+    active_set: HashSet<WriterId>,
     pending: HashMap<WriterId, NodeId>,
     system: SystemState,
     views: Views,
@@ -211,6 +215,8 @@ pub struct Autobase<A: Apply> {
     optimistic: bool,
     /// Writers named by [`Autobase::hint_writer`] (JS wakeup hints), wanted even when not members.
     hinted: Vec<[u8; 32]>,
+    /// The same, for lookups.
+    hinted_set: HashSet<[u8; 32]>,
     /// Linearizer restarts because indexers changed.
     pub reboots: u64,
 }
@@ -230,6 +236,7 @@ impl<A: Apply> Autobase<A> {
             graph,
             lin,
             active: Vec::new(),
+            active_set: HashSet::new(),
             pending: HashMap::new(),
             indexed_system: system.clone(),
             system,
@@ -240,6 +247,7 @@ impl<A: Apply> Autobase<A> {
             flushes: None,
             optimistic: false,
             hinted: Vec::new(),
+            hinted_set: HashSet::new(),
             reboots: 0,
         };
         base.restart();
@@ -274,7 +282,7 @@ impl<A: Apply> Autobase<A> {
     /// oplog is found: its key comes from outside the system (the wakeup protocol, or the
     /// application).
     pub fn hint_writer(&mut self, key: &[u8; 32]) {
-        if !self.hinted.contains(key) {
+        if self.hinted_set.insert(*key) {
             self.hinted.push(*key);
         }
     }
@@ -478,13 +486,14 @@ impl<A: Apply> Autobase<A> {
             .iter()
             .map(|&w| self.graph.writers[w].key)
             .collect();
+        let mut seen: HashSet<[u8; 32]> = keys.iter().copied().collect();
         for (k, m) in self.system.member_records() {
-            if !m.is_removed && !keys.contains(k) {
+            if !m.is_removed && seen.insert(*k) {
                 keys.push(*k);
             }
         }
         for k in &self.hinted {
-            if !keys.contains(k) {
+            if seen.insert(*k) {
                 keys.push(*k);
             }
         }
@@ -744,7 +753,7 @@ impl<A: Apply> Autobase<A> {
         if w.is_removed && self.system.bootstrapping() && *key == self.bootstrap {
             w.is_removed = false;
         }
-        if !self.active.contains(&id) {
+        if self.active_set.insert(id) {
             self.active.push(id);
         }
         id
@@ -776,7 +785,7 @@ impl<A: Apply> Autobase<A> {
             let known = self
                 .graph
                 .find_writer(&k)
-                .is_some_and(|w| self.active.contains(&w));
+                .is_some_and(|w| self.active_set.contains(&w));
             if !known {
                 self.writer_by_key(&k, None, false);
             }
@@ -786,6 +795,7 @@ impl<A: Apply> Autobase<A> {
     fn restart(&mut self) {
         self.graph = Graph::new();
         self.active.clear();
+        self.active_set.clear();
         self.pending.clear();
         self.system = self.indexed_system.clone();
         self.views.truncate(&self.indexed_views);
@@ -797,6 +807,7 @@ impl<A: Apply> Autobase<A> {
             self.graph.writers[b].is_removed = false;
             self.graph.writers[b].is_active_indexer = true;
             self.active.push(b);
+            self.active_set.insert(b);
             self.lin = Linearizer::new(&mut self.graph, vec![b], &[]);
             return;
         }
