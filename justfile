@@ -34,6 +34,16 @@ lint:
 test-native:
     cargo test --workspace --locked --no-fail-fast
 
+# Run every user example of the native crate (not the bench_* programs): each runs on loopback
+# or in memory only, cleans up its temporary folders and stops by itself.
+examples:
+    for f in transport-native/examples/*.rs; do \
+        e="$(basename "$f" .rs)"; \
+        case "$e" in bench_*) continue ;; esac; \
+        echo "== example $e"; \
+        cargo run --locked -q -p hyperpunch --example "$e"; \
+    done
+
 # Build core + transport-web for wasm32 and fail if the core depends on any I/O crate.
 wasm:
     bash scripts/check-core-deps.sh
@@ -66,7 +76,7 @@ standalone:
     bash scripts/check-standalone.sh
 
 # Everything CI runs.
-test: standalone setup fmt-check lint wasm test-native test-browser test-www test-pkg
+test: standalone setup fmt-check lint wasm test-native examples test-browser test-www test-pkg
     @echo "all checks passed"
 
 # The end-to-end demo: a log written by the hyperpunch CLI, checked against the JS reference and
