@@ -1,9 +1,11 @@
+//! Run: `cargo run -p hyperpunch --example autobase` (exits 0 when done).
+//!
 //! Two writers of one autobase in one process: each member keeps its oplog (a hypercore) in a
 //! corestore, the sans-IO engine (`hyperpunch::core::autobase`) orders every writer's nodes
 //! into one history and a small `Apply` of our own turns them into a view. The bootstrap (the
 //! base's creator, its only indexer) adds the second writer, both append, the two stores
 //! replicate over an in-memory connection (a TCP socket or a swarm connection works the
-//! same), and both end with the same view: `cargo run -p hyperpunch --example autobase`.
+//! same), and both end with the same view.
 use std::time::Duration;
 
 use hyperpunch::core::autobase::{Apply, ApplyNode, Autobase, Host, Views};

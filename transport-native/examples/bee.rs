@@ -1,6 +1,8 @@
+//! Run: `cargo run -p hyperpunch --example bee` (exits 0 when done).
+//!
 //! A hyperbee (an append-only B-tree, byte-identical to JS hyperbee) on a hypercore in a folder:
 //! put/get/del, a batch, a range read, a sub-database, a checkout of an old version, then the
-//! bee reopened from disk: `cargo run -p hyperpunch --example bee`.
+//! bee reopened from disk.
 use hyperpunch::crypto::KeyPair;
 use hyperpunch::hyperbee::{Hyperbee, RangeOptions, Utf8};
 use hyperpunch::hypercore::{CreateOptions, Hypercore, OpenOptions};

@@ -1,6 +1,8 @@
+//! Run: `cargo run -p hyperpunch --example drive` (exits 0 when done).
+//!
 //! A hyperdrive (a file system on two hypercores, byte-identical to JS hyperdrive) in a
 //! corestore on disk: files, a symlink, listings, a byte range, a local folder mirrored in, and
-//! the diff between two versions: `cargo run -p hyperpunch --example drive`.
+//! the diff between two versions.
 use hyperpunch::core::mirror_drive::{Mirror, MirrorEvent, MirrorOptions};
 use hyperpunch::corestore::{Corestore, PrimaryKey};
 use hyperpunch::drive::open_local;

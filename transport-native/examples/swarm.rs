@@ -1,8 +1,9 @@
+//! Run: `cargo run -p hyperpunch --example swarm` (exits 0 when done).
+//!
 //! Find peers by topic with hyperswarm and replicate a hypercore to them: a local DHT testnet
 //! on 127.0.0.1 (in this process; never the public bootstrap nodes), a writer that joins its
 //! core's discovery key as a server, a reader that knows only the core's key and joins the same
-//! topic as a client, finds the writer, connects and downloads every block:
-//! `cargo run -p hyperpunch --example swarm`.
+//! topic as a client, finds the writer, connects and downloads every block.
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
