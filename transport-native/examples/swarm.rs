@@ -151,6 +151,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Takes the next connection `swarm` hands out and replicates every core of `store` over it
 /// in a task of its own (the task ends when the connection closes).
+///
+/// Start each connection as soon as it comes (as a JS `swarm.on('connection')` handler does):
+/// the listening side hands its end out when the first packet of the dialing side arrives (JS
+/// hyperdht's `onsocket`), so a dialed connection held unstarted may never show up there.
 async fn serve(
     swarm: &mut Swarm,
     store: SharedCorestore<MemoryStorage>,
