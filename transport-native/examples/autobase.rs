@@ -17,7 +17,7 @@ use hyperpunch::storage::MemoryStorage;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Every wait of this example is bounded by this.
+/// The whole example, and each of its waits, is bounded by this.
 const T: Duration = Duration::from_secs(30);
 
 /// Our apply (JS `apply(nodes, view, host)`): a node `add <hex key>` makes that key a writer;
@@ -185,6 +185,12 @@ async fn settle(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    tokio::time::timeout(T, run())
+        .await
+        .map_err(|_| "timed out")?
+}
+
+async fn run() -> Result<(), Error> {
     // The creator's writer key is the base's key (JS `base.key` for a new base).
     let mut alice = Member::open("alice", 1, None).await?;
     let mut bob = Member::open("bob", 2, Some(alice.local)).await?;
