@@ -127,7 +127,8 @@ impl SwarmConnection {
         self.raw.into_parts(opts, now_ms)
     }
 
-    /// The raw connection (its guard tells the swarm when it is dropped).
+    /// The raw connection (its guard tells the swarm when it is dropped). Nothing is sent on it
+    /// until it is started; the peer's [`Swarm::accept`] waits for its first bytes.
     pub fn into_raw(self) -> RawConnection {
         self.raw
     }
@@ -325,6 +326,12 @@ impl Swarm {
     }
 
     /// The next connection (dialed or accepted); `None` once the swarm stopped.
+    ///
+    /// Start each connection as it comes (spawn its replication or message pump) before
+    /// waiting for the next: a connection this swarm dialed reaches the peer's `accept` only
+    /// once its first bytes (the secret-stream header, sent when it is started) arrive there,
+    /// as hyperdht's server hands a socket out on the client's first packet. Two swarms that
+    /// each wait for the other's connection before starting their own wait forever.
     pub async fn accept(&mut self) -> Option<SwarmConnection> {
         self.incoming.recv().await
     }
