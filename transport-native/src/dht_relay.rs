@@ -185,7 +185,9 @@ enum Ev {
     Noise(u32, NoiseStep),
     /// A non-custodial announce's record to sign, for the client.
     Sign(u32, SignAnnounceRequest),
-    Data(u32, Vec<u8>),
+    /// Messages (custodial) or bytes (non-custodial) from the stream's peer, in order: what
+    /// one relay `data` message carries to the client.
+    Data(u32, Vec<Vec<u8>>),
     End(u32),
     Closed(u32, Option<String>),
     Written(u32, usize),
@@ -607,7 +609,7 @@ async fn run_session(
                         start_stream(&mut tasks, &mut streams, stream, conn, &ev_tx, &paused_rx);
                     }
                 }
-                Ev::Data(stream, data) => session.stream_data(stream, data),
+                Ev::Data(stream, data) => session.stream_data_many(stream, data),
                 Ev::End(stream) => session.stream_end(stream),
                 Ev::Written(stream, n) => session.stream_written(stream, n),
                 Ev::Closed(stream, error) => {
@@ -815,6 +817,11 @@ fn start_stream(
     t.push(writer);
 }
 
+/// The most bytes of a custodial stream's messages that one relay `data` message carries
+/// (more once the first message alone is larger): the messages already received when the
+/// relay reads one go together (see `read_stream`).
+const DATA_BATCH_BYTES: usize = 256 * 1024;
+
 async fn read_stream(
     stream: u32,
     mut rx: ConnectionReceiver,
@@ -828,7 +835,30 @@ async fn read_stream(
         }
         match rx.recv().await {
             Some(Ok(m)) => {
-                if ev.send(Ev::Data(stream, m)).is_err() {
+                // The messages already received go with it, in one relay `data` message (one
+                // WebSocket message) of up to DATA_BATCH_BYTES: the client then handles one
+                // message per batch, not per block.
+                let mut total = m.len();
+                let mut batch = vec![m];
+                let mut failed = None;
+                while total < DATA_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Some(Ok(m)) => {
+                            total += m.len();
+                            batch.push(m);
+                        }
+                        Some(Err(e)) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if ev.send(Ev::Data(stream, batch)).is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
                     return;
                 }
             }
@@ -890,7 +920,7 @@ async fn read_raw(
                 return rd;
             }
             Ok(n) => {
-                if ev.send(Ev::Data(stream, buf[..n].to_vec())).is_err() {
+                if ev.send(Ev::Data(stream, vec![buf[..n].to_vec()])).is_err() {
                     return rd;
                 }
             }
@@ -933,5 +963,50 @@ async fn write_raw(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `read_stream` reported: the chunks of each `data` event, then whether it ended.
+    async fn read_all(messages: Vec<Vec<u8>>) -> (Vec<Vec<Vec<u8>>>, bool) {
+        let (tx, rx) = mpsc::channel(messages.len().max(1));
+        for m in messages {
+            tx.send(Ok(m)).await.unwrap();
+        }
+        drop(tx);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (_paused_tx, paused_rx) = watch::channel(false);
+        read_stream(7, ConnectionReceiver::from_channel(rx), ev_tx, paused_rx).await;
+        let mut data = Vec::new();
+        let mut ended = false;
+        while let Ok(ev) = ev_rx.try_recv() {
+            match ev {
+                Ev::Data(7, chunks) => data.push(chunks),
+                Ev::End(7) => ended = true,
+                _ => panic!("unexpected event"),
+            }
+        }
+        (data, ended)
+    }
+
+    #[tokio::test]
+    async fn messages_already_received_go_in_one_data_event_up_to_the_batch_size() {
+        let block = 100 * 1024;
+        let messages: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; block]).collect();
+        let (data, ended) = read_all(messages.clone()).await;
+        assert!(ended);
+        // 3 × 100 KiB reach DATA_BATCH_BYTES (256 KiB): the rest go in the next event.
+        assert_eq!(data, vec![messages[..3].to_vec(), messages[3..].to_vec()]);
+        // Small messages all go together; one larger than the batch size goes alone.
+        let small: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 10]).collect();
+        assert_eq!(read_all(small.clone()).await.0, vec![small]);
+        let big = vec![vec![1; DATA_BATCH_BYTES + 1], vec![2; 1]];
+        assert_eq!(
+            read_all(big.clone()).await.0,
+            vec![vec![big[0].clone()], vec![big[1].clone()]]
+        );
     }
 }

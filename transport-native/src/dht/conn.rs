@@ -275,6 +275,18 @@ impl ConnectionReceiver {
     pub async fn recv(&mut self) -> Option<io::Result<Vec<u8>>> {
         self.incoming.recv().await
     }
+
+    /// The next message if one was already received, without waiting; `None` when there is
+    /// none yet, and at the peer's end (which [`ConnectionReceiver::recv`] then reports).
+    pub fn try_recv(&mut self) -> Option<io::Result<Vec<u8>>> {
+        self.incoming.try_recv().ok()
+    }
+
+    /// A receiver fed by `incoming` (tests of what reads connections).
+    #[cfg(test)]
+    pub(crate) fn from_channel(incoming: mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
+        ConnectionReceiver { incoming }
+    }
 }
 
 fn closed() -> io::Error {

@@ -83,6 +83,9 @@ fn connect_open_data_end_destroy() {
     assert_eq!(remote_public_key, [9; 32]);
     s.stream_open(stream, Some([5; 64]));
     s.stream_data(stream, b"hello".to_vec());
+    // Several messages at hand go in one `data` message, in order; none sends nothing.
+    s.stream_data_many(stream, vec![b"a".to_vec(), Vec::new(), b"bc".to_vec()]);
+    s.stream_data_many(stream, Vec::new());
     assert_eq!(
         c.recv(&mut s),
         vec![
@@ -94,6 +97,10 @@ fn connect_open_data_end_destroy() {
             Message::Data {
                 alias: stream,
                 data: vec![b"hello".to_vec()]
+            },
+            Message::Data {
+                alias: stream,
+                data: vec![b"a".to_vec(), Vec::new(), b"bc".to_vec()]
             }
         ]
     );
