@@ -32,6 +32,7 @@ use hyperpunch_core::autobase::cores::{
     LocalCheckpoint, Signatures, Signed,
 };
 use hyperpunch_core::autobase::encryption::{view_block_key, view_encryption};
+use hyperpunch_core::autobase::fast_forward::FastForwardPoint;
 use hyperpunch_core::autobase::messages::{Checkpoint, Checkpointer, OplogMessage};
 use hyperpunch_core::autobase::{Apply, Autobase};
 use hyperpunch_core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
@@ -132,6 +133,12 @@ pub struct IndexerCores {
     pending: Option<Signatures>,
     /// Set by a failed `sync`: its batches were taken from the engine but not written.
     failed: Option<String>,
+    /// After [`Self::seed_from_point`]: by view id, each view's blocks below the point (the
+    /// engine holds the view from there on).
+    view_prefix: Vec<Vec<Vec<u8>>>,
+    /// The cores [`Self::seed_from_point`] opened and asked the peers for (the system core,
+    /// then the views by id).
+    seeding: Option<Vec<CoreHandle>>,
     /// The base's encryption key (JS `encryptionKey`), for an encrypted base.
     base_encryption: Option<[u8; 32]>,
     /// After the cores moved to several indexers (or moved a second time): the moved cores,
@@ -258,6 +265,8 @@ impl IndexerCores {
             checkpoint: LocalCheckpoint::default(),
             pending: None,
             failed: None,
+            view_prefix: Vec::new(),
+            seeding: None,
             multi: None,
             skipped: None,
             base_encryption,
@@ -276,6 +285,16 @@ impl IndexerCores {
     /// getEncryption(name)`, the same block key before and after a move).
     fn moved_options(&self, m: Manifest, name: &str) -> GetOptions {
         let o = GetOptions::from_manifest(m);
+        match self.block_key(name) {
+            Some(bk) => o.with_block_encryption_key(bk),
+            None => o,
+        }
+    }
+
+    /// The options of the core `key` (its manifest known from the peers), with the name's view
+    /// block key in an encrypted base.
+    fn key_options(&self, key: [u8; 32], name: &str) -> GetOptions {
+        let o = GetOptions::from_key(key);
         match self.block_key(name) {
             Some(bk) => o.with_block_encryption_key(bk),
             None => o,
@@ -363,6 +382,129 @@ impl IndexerCores {
         self.pending
             .as_ref()
             .map_or(self.checkpoint.signed_length(), |p| p.0 .1)
+    }
+
+    /// For a member that fast-forwarded to `point` and so holds none of the cores' blocks below
+    /// it: open the system and view cores the point names ([`FastForwardPoint::indexer_prefix`];
+    /// after a move, the moved cores), ask the peers for their blocks below the point (the
+    /// replication verifies them against the cores' signed trees) and, once every one is here,
+    /// take them as this member's copy: the system bee continues from them, the views' trees
+    /// hold them, and the cores as the point's indexers sign them are followed from there
+    /// (written as a quorum signs them, moved at the next indexer change, signed by this member
+    /// once it is an indexer), as for a member that linearized from the start.
+    ///
+    /// Returns whether the blocks are all here (`false`: call again later). Until then the
+    /// engine's indexed batches past the point must be left in it (not taken by anyone), and
+    /// [`Self::sync`] and [`Self::stamp`] not called. A point that does not name a view of
+    /// `view_names` is [`IndexError::ViewNotListed`]. Call it on a new `IndexerCores`.
+    pub async fn seed_from_point<S: Storage + Clone + 'static>(
+        &mut self,
+        s: &mut Corestore<S>,
+        now: u64,
+        point: &FastForwardPoint,
+    ) -> Result<bool, IndexError> {
+        if self.bee.is_some() {
+            return Ok(true);
+        }
+        let names: Vec<&str> = self.view_names.iter().map(String::as_str).collect();
+        let p = point.indexer_prefix(&names);
+        let mut cores = vec![("_system".to_string(), p.system.0, p.system.1)];
+        for (id, v) in p.views.iter().enumerate() {
+            let Some((key, len)) = v else {
+                return Err(IndexError::ViewNotListed(id));
+            };
+            cores.push((self.view_names[id].clone(), *key, *len));
+        }
+        if self.seeding.is_none() {
+            let mut handles = Vec::new();
+            for (name, key, len) in &cores {
+                let h = s.get(self.key_options(*key, name)).await?;
+                if *len > 0 {
+                    if let Ok(r) = s.replicator_mut(&h) {
+                        let _ = r.download(now, 0, Some(*len)).await;
+                    }
+                }
+                handles.push(h);
+            }
+            self.seeding = Some(handles);
+        }
+        let handles = self.seeding.as_ref().map_or(&[][..], Vec::as_slice);
+        for ((_, _, len), h) in cores.iter().zip(handles) {
+            let c = s.core(h)?;
+            if c.length() < *len || !(0..*len).all(|i| c.has(i)) {
+                return Ok(false);
+            }
+        }
+        let mut blocks_of = Vec::new();
+        for ((_, _, len), h) in cores.iter().zip(handles) {
+            let c = s.core(h)?;
+            let mut blocks = Vec::with_capacity(*len as usize);
+            for i in 0..*len {
+                match c.get(i).await? {
+                    Some(b) => blocks.push(b),
+                    None => return Ok(false),
+                }
+            }
+            blocks_of.push(blocks);
+        }
+        // the signers of the cores at the point
+        let mut pks = Vec::new();
+        let mut first_ns = None;
+        for k in &p.indexers {
+            let (pk, ns) = self.indexer_signer(s, k)?;
+            first_ns.get_or_insert(ns);
+            pks.push(pk);
+        }
+        let entropy = point.info.entropy.or(first_ns).unwrap_or(self.entropy);
+        let mut handles = self.seeding.take().unwrap_or_default().into_iter();
+        let system = handles.next().ok_or(IndexError::ViewNotListed(0))?;
+        let mut views = Vec::new();
+        self.view_keys.clear();
+        self.view_prefix.clear();
+        for (id, name) in self.view_names.iter().enumerate() {
+            let (_, key, _) = cores[id + 1];
+            let scratch = scratch_core(self.block_key(name)).await?;
+            let blocks = &blocks_of[id + 1];
+            let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+            if !refs.is_empty() {
+                scratch.append(&refs).await?;
+            }
+            self.view_keys.push(key);
+            self.view_prefix.push(blocks.clone());
+            let Some(handle) = handles.next() else {
+                return Err(IndexError::ViewNotListed(id));
+            };
+            views.push(Some(MovedView {
+                handle,
+                key,
+                scratch,
+            }));
+        }
+        // the system bee's blocks below the point: the bee continues from them
+        let sys = &blocks_of[0];
+        let refs: Vec<&[u8]> = sys.iter().map(Vec::as_slice).collect();
+        if !refs.is_empty() {
+            self.scratch.append(&refs).await?;
+        }
+        self.encryption_key = core_manifest_encrypted(
+            &self.bootstrap,
+            self.base_encryption.as_ref(),
+            &entropy,
+            &pks,
+            "_encryption",
+            None,
+        )
+        .key();
+        self.multi = Some(Multi {
+            indexers: p.indexers.clone(),
+            quorum: p.quorum,
+            system,
+            system_key: p.system.0,
+            views,
+            infos: Vec::new(),
+        });
+        self.bee = Some(Hyperbee::new(self.scratch.clone()));
+        Ok(true)
     }
 
     /// Write what `base` indexed since the last call into the cores and sign them.
@@ -731,7 +873,9 @@ impl IndexerCores {
         }
         let start = base.views().start(id) as u64;
         let blocks = base.views().blocks(id);
-        if start != 0 || len > blocks.len() as u64 {
+        // below a fast-forward point: the blocks read from the view core
+        let prefix = self.view_prefix.get(id).map_or(&[][..], Vec::as_slice);
+        if start != prefix.len() as u64 || len > start + blocks.len() as u64 {
             return Err(IndexError::ViewLength {
                 id,
                 indexed: len,
@@ -739,7 +883,12 @@ impl IndexerCores {
                 start,
             });
         }
-        Ok(blocks[..len as usize].to_vec())
+        Ok(prefix
+            .iter()
+            .chain(blocks)
+            .take(len as usize)
+            .cloned()
+            .collect())
     }
 
     /// After a move to several indexers: assemble what a quorum of them signed (their latest

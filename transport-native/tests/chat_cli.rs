@@ -808,6 +808,167 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
     assert!(ff2.views[0].2 > (3 + N) as u64, "signed after the restart");
 }
 
+/// An indexer that joined by fast-forward signs: Alice signs 30 messages alone (the signed
+/// system well past 16 blocks), Bob joins by fast-forward (he holds none of the room's signed
+/// cores below the point), downloads the system and view cores' blocks below it from Alice
+/// (`IndexerCores::seed_from_point`), and Alice adds him as an indexer. From the change the
+/// quorum is both: Bob writes the moved cores and puts his signatures and the moved system key
+/// in his entries like Alice, so the signed system length grows past the change (both print it),
+/// and a new hyperpunch reader and a new JS reader fast-forward to the moved cores at the new
+/// signed length. Restarted (resuming from his stored point, the cores' blocks below it already
+/// here), Bob signs on: the next messages are signed by both at a longer length. Before, a member
+/// that fast-forwarded kept no cores: it ordered and acked as an indexer but never signed, and
+/// the room's signed length stopped at the change for good (Alice never printed "signed system
+/// length": the test failed there after 60 s).
+#[test]
+fn an_indexer_that_fast_forwarded_signs() {
+    const BEFORE: usize = 30;
+    const AFTER: usize = 3;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("alice"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice.word("room ");
+    let a_addr = alice.listening();
+    let port = port_of(&a_addr);
+    for i in 0..BEFORE {
+        alice.say(&format!("before {i}"));
+    }
+    let mut ours = alice.messages(BEFORE);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    // wait until Alice signed them all (a fast-forward point names every message)
+    let deadline = Instant::now() + STEP;
+    let ff0 = loop {
+        let ff = read_ff(boot, port);
+        if ff.views[0].2 == BEFORE as u64 {
+            break ff;
+        }
+        assert!(Instant::now() < deadline, "not signed: {:?}", ff.views);
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ff0.system_length >= 16, "{}", ff0.system_length);
+
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("bob"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    let b_key = bob.word("writer ");
+    let (s, m) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(s >= 16 && m == BEFORE, "{s} {m}");
+    bob.expect("holding the room's signed cores below the fast-forward point");
+    assert_eq!(bob.messages(BEFORE), ours);
+    alice.say(&format!("/add-indexer {b_key}"));
+    bob.expect("you are an indexer");
+    for i in 0..AFTER {
+        alice.say(&format!("after {i}"));
+    }
+    ours.extend(alice.messages(AFTER));
+    assert_eq!(bob.messages(AFTER), ours[BEFORE..]);
+    // a quorum of both signed past the change: Alice and Bob each assemble the multisig
+    let signed: u64 = alice
+        .expect("signed system length ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        signed > ff0.system_length,
+        "{signed} <= {}",
+        ff0.system_length
+    );
+    // (Bob also writes what Alice alone signed before the change: wait for the moved length)
+    let b_signed = loop {
+        let n: u64 = bob
+            .expect("signed system length ")
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if n >= signed {
+            break n;
+        }
+    };
+
+    // a new hyperpunch reader follows Alice's digest to the moved system core, signed by both
+    let ff = read_ff(boot, port);
+    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    assert_ne!(ff.system_key, ff0.system_key, "the moved system core");
+    assert!(
+        ff.system_length >= signed,
+        "{} < {signed}",
+        ff.system_length
+    );
+    assert!(ff.views[0].2 > BEFORE as u64, "{:?}", ff.views);
+
+    // a new JS reader started with that key shows the room, with the same keys
+    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    let mut carol = JsMember::spawn(&config);
+    let done = carol.next("done");
+    let js_view: Vec<String> = done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(js_view, ours, "the JS reader shows the room");
+    assert_eq!(done["systemKey"], hex::encode(ff.system_key), "{done}");
+    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "{done}");
+    eprintln!(
+        "signed system length {signed} (Bob {b_signed}), reader's {}; JS reader's fast-forwards {}",
+        ff.system_length, done["fastForwards"]
+    );
+    drop(carol);
+
+    // restarted, Bob resumes from his stored point and signs on
+    drop(bob);
+    let mut bob = Member::spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    bob.expect("resumed from the fast-forward point");
+    bob.expect("holding the room's signed cores below the fast-forward point");
+    assert_eq!(
+        bob.messages(BEFORE + AFTER),
+        ours,
+        "Bob's history after a restart"
+    );
+    alice.say("after restart");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[BEFORE + AFTER..]);
+    alice.say("after restart 2");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[BEFORE + AFTER + 1..]);
+    // the signed length grows until it covers the messages written after the restart
+    let deadline = Instant::now() + STEP;
+    let ff2 = loop {
+        let n: u64 = alice
+            .expect("signed system length ")
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if n <= ff.system_length {
+            continue;
+        }
+        let ff2 = read_ff(boot, port);
+        if ff2.views[0].2 > (BEFORE + AFTER) as u64 {
+            break ff2;
+        }
+        assert!(Instant::now() < deadline, "not signed past {:?}", ff2.views);
+    };
+    assert_eq!(ff2.system_key, ff.system_key, "the same moved system core");
+}
+
 /// The room stays signed after an indexer change, with a JS indexer: Alice (hyperpunch) creates
 /// the room and signs three messages alone, then adds a JS autobase 7.28.1 member as an indexer.
 /// From the change both write the moved cores (every core keyed by the two indexers' manifest,

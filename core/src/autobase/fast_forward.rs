@@ -336,6 +336,42 @@ impl FastForwardPoint {
     }
 }
 
+/// What a member that fast-forwarded to a point must hold before it writes and signs the
+/// system and view cores as an indexer (JS holds them as hypercores and downloads the blocks it
+/// lacks): every block below the point of the system core and of each view, read from the cores
+/// the point names (after a move, the moved cores: a moved core holds its blocks from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexerPrefix {
+    /// The system core's key and the blocks to hold (`0..length`).
+    pub system: ([u8; 32], u64),
+    /// By view id (the order of the names given): the view core's key and length at the point,
+    /// `None` for a view the point does not name (it starts empty there).
+    pub views: Vec<Option<([u8; 32], u64)>>,
+    /// The indexers at the point (writer keys, in the system's order: the signers' order of
+    /// the cores' manifests) and the quorum of them that signs (JS: a majority).
+    pub indexers: Vec<[u8; 32]>,
+    /// How many of `indexers` sign a core's length.
+    pub quorum: usize,
+}
+
+impl FastForwardPoint {
+    /// The cores, lengths and signers an indexer that continues from this point takes over
+    /// ([`IndexerPrefix`]); `view_names` in the order apply opens the views (their ids).
+    pub fn indexer_prefix(&self, view_names: &[&str]) -> IndexerPrefix {
+        let indexers: Vec<[u8; 32]> = self.info.indexers.iter().map(|c| c.key).collect();
+        let n = indexers.len();
+        IndexerPrefix {
+            system: (self.system_key, self.system_length),
+            views: view_names
+                .iter()
+                .map(|name| self.views.iter().find(|v| v.0 == *name).map(|v| (v.1, v.2)))
+                .collect(),
+            indexers,
+            quorum: n.min(n / 2 + 1),
+        }
+    }
+}
+
 impl Encode for FastForwardPoint {
     fn encoded_len(&self) -> usize {
         let info = self.info.encoded_len();
@@ -894,6 +930,44 @@ mod tests {
         let _ = b.handle_block(&boot, u64::MAX - 1, &[1, 2, 3]);
         b.update();
         assert_eq!(b.views().len(v), usize::MAX);
+    }
+
+    /// What an indexer that fast-forwarded takes over: the system core and each named view at
+    /// the point's lengths (a view the point lacks: `None`), the indexers in the system's order
+    /// and a majority quorum of them.
+    #[test]
+    fn an_indexer_prefix_names_the_points_cores() {
+        let c = |k: u8, length| Checkout {
+            key: [k; 32],
+            length,
+        };
+        let mut p = FastForwardPoint {
+            system_key: [3; 32],
+            system_length: 64,
+            info: Info {
+                version: 2,
+                members: 3,
+                pending_indexers: vec![],
+                indexers: vec![c(2, 30), c(1, 31)],
+                heads: vec![c(1, 31)],
+                views: vec![c(9, 30)],
+                encryption_length: 0,
+                entropy: None,
+            },
+            members: vec![],
+            views: vec![("messages".into(), [9; 32], 30)],
+        };
+        let x = p.indexer_prefix(&["messages", "other"]);
+        assert_eq!(x.system, ([3; 32], 64));
+        assert_eq!(x.views, vec![Some(([9; 32], 30)), None]);
+        assert_eq!(x.indexers, vec![[2; 32], [1; 32]], "the system's order");
+        assert_eq!(x.quorum, 2);
+        for (n, q) in [(1, 1), (3, 2), (4, 3), (5, 3)] {
+            p.info.indexers = (0..n).map(|i| c(i as u8, 1)).collect();
+            assert_eq!(p.indexer_prefix(&[]).quorum, q, "{n} indexers");
+        }
+        p.info.indexers.clear();
+        assert_eq!(p.indexer_prefix(&[]).quorum, 0);
     }
 
     /// The stored form of a fast-forward point round-trips; every truncation and a wrong version

@@ -316,8 +316,39 @@ struct Room {
     /// the moved cores and writes what a quorum signed; every member's entries carry the system
     /// key. `None` after an error (the room goes on unsigned).
     cores_writer: Option<IndexerCores>,
+    /// After a fast-forward: the cores this member keeps from the point on, while their blocks
+    /// below it are downloaded ([`IndexerCores::seed_from_point`]); they become `cores_writer`
+    /// once all are here. Meanwhile the engine keeps the batches indexed past the point.
+    seeding: Option<(IndexerCores, FastForwardPoint)>,
     /// The room's encryption key (every oplog is opened with it).
     encryption_key: Option<[u8; 32]>,
+}
+
+/// The cores a member keeps as the writer of `local_handle` (the local oplog: its key pair and
+/// signer namespace); `None` (with a note) if they cannot be made.
+async fn new_cores(
+    s: &Corestore<FileStorage>,
+    local_handle: &CoreHandle,
+    room_key: &[u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    dir: &Path,
+) -> Result<Option<IndexerCores>, CliError> {
+    let c = s.core(local_handle).map_err(|e| store_err(dir, e))?;
+    let key_pair = c.key_pair().cloned();
+    let entropy = c
+        .manifest()
+        .and_then(|m| m.signers.first())
+        .map(|s| s.namespace);
+    let (Some(kp), Some(ns)) = (key_pair, entropy) else {
+        return Ok(None);
+    };
+    match IndexerCores::new_encrypted(*room_key, kp, ns, &["messages"], encryption_key).await {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            eprintln!("note: the room's signed cores are not written ({e})");
+            Ok(None)
+        }
+    }
 }
 
 /// `opts` with the room's encryption key, for an oplog core.
@@ -389,8 +420,9 @@ impl Room {
     }
 
     /// Continue from a fast-forward point (read now, or stored and resumed): the view's blocks
-    /// below it come from the view core; this member no longer writes the signed cores (it does
-    /// not hold the blocks below the point to write them: not done yet).
+    /// below it come from the view core; the signed cores are kept from the point on once their
+    /// blocks below it are downloaded (`seeding`), so that this member writes and signs them
+    /// as the others do when it is an indexer.
     async fn fast_forwarded(
         &mut self,
         s: &mut Corestore<FileStorage>,
@@ -399,6 +431,20 @@ impl Room {
     ) -> Result<(), CliError> {
         self.cores_writer = None;
         let _ = self.base.take_indexed_flushes();
+        self.seeding = None;
+        if let Some(mut c) = new_cores(
+            s,
+            &self.local_handle,
+            self.base.bootstrap(),
+            self.encryption_key,
+            dir,
+        )
+        .await?
+        {
+            self.base.record_system();
+            c.reload(s).await;
+            self.seeding = Some((c, point.clone()));
+        }
         if let Some((_, key, length)) = point.views.iter().find(|v| v.0 == "messages") {
             if *length > 0 {
                 // an encrypted room's view decrypts with the view block key of its name
@@ -416,6 +462,28 @@ impl Room {
         self.fetching.clear();
         self.ff = Some(point);
         Ok(())
+    }
+
+    /// After a fast-forward: once the cores' blocks below the point are here, keep the cores
+    /// from there (`cores_writer`); announces it.
+    async fn seed(&mut self, s: &mut Corestore<FileStorage>, now: u64) {
+        let Some((cores, point)) = &mut self.seeding else {
+            return;
+        };
+        match cores.seed_from_point(s, now, point).await {
+            Ok(false) => {}
+            Ok(true) => {
+                println!(
+                    "holding the room's signed cores below the fast-forward point (system length {})",
+                    point.system_length
+                );
+                self.cores_writer = self.seeding.take().map(|c| c.0);
+            }
+            Err(e) => {
+                eprintln!("note: the room's signed cores are not written here ({e})");
+                self.seeding = None;
+            }
+        }
     }
 
     /// After the cores moved to several indexers: write what a quorum of them signed (their
@@ -467,7 +535,7 @@ impl Room {
                 }
             }
         }
-        if self.cores_writer.is_none() {
+        if self.cores_writer.is_none() && self.seeding.is_none() {
             // what the engine records for the cores is not needed any more
             let _ = self.base.take_indexed_flushes();
         }
@@ -740,30 +808,14 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     // keeps the cores' keys, for the system key its entries carry. A restart replays the room
     // from its oplogs and appends only what the stored cores lack.
     let cores_writer = if !args.dump && resumed.is_none() {
-        let c = store.core(&local_handle).map_err(|e| store_err(&dir, e))?;
-        let key_pair = c.key_pair().cloned();
-        let entropy = c
-            .manifest()
-            .and_then(|m| m.signers.first())
-            .map(|s| s.namespace);
-        match (key_pair, entropy) {
-            (Some(kp), Some(ns)) => {
+        match new_cores(&store, &local_handle, &room_key, encryption_key, &dir).await? {
+            Some(mut c) => {
                 base.record_system();
-                match IndexerCores::new_encrypted(room_key, kp, ns, &["messages"], encryption_key)
-                    .await
-                {
-                    Ok(mut c) => {
-                        // what its oplog says it signed last (JS reloads it when it opens)
-                        c.reload(&store).await;
-                        Some(c)
-                    }
-                    Err(e) => {
-                        eprintln!("note: the room's signed cores are not written ({e})");
-                        None
-                    }
-                }
+                // what its oplog says it signed last (JS reloads it when it opens)
+                c.reload(&store).await;
+                Some(c)
             }
-            _ => None,
+            None => None,
         }
     } else {
         None
@@ -779,6 +831,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         view_core: None,
         ff: None,
         cores_writer,
+        seeding: None,
         encryption_key,
     };
     if let Some(point) = resumed.clone() {
@@ -1112,11 +1165,12 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 ));
             }
         }
-        if room.ff.is_some() && !noted_indexer && room.base.is_indexer(&local) {
+        room.seed(&mut s, now).await;
+        if room.seeding.is_some() && !noted_indexer && room.base.is_indexer(&local) {
             noted_indexer = true;
             eprintln!(
-                "note: this member fast-forwarded: it orders and acks as an indexer but does not \
-                 write the room's signed cores (not done yet)"
+                "note: this member fast-forwarded: it signs the room's cores once their blocks \
+                 below the point are downloaded"
             );
         }
         if !outbox.is_empty() && room.base.is_writable(&local) {
@@ -1167,7 +1221,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             }
         }
         room.commit_signed(&mut s, now).await;
-        if room.cores_writer.is_none() {
+        if room.cores_writer.is_none() && room.seeding.is_none() {
             // what the engine records for the cores is not needed
             let _ = room.base.take_indexed_flushes();
         }
