@@ -822,11 +822,36 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
 /// length": the test failed there after 60 s).
 #[test]
 fn an_indexer_that_fast_forwarded_signs() {
+    indexer_that_fast_forwarded_signs(None);
+}
+
+/// The same in an encrypted room (`--encryption-key`): the cores' blocks below the point are
+/// downloaded and decrypted with their view block keys, and the moved cores Bob signs are
+/// encrypted as Alice's.
+#[test]
+fn an_indexer_that_fast_forwarded_signs_in_an_encrypted_room() {
+    indexer_that_fast_forwarded_signs(Some("5c".repeat(32)));
+}
+
+fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     const BEFORE: usize = 30;
     const AFTER: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let mut alice = Member::spawn(&[
+    let ek: Vec<&str> = match &encryption_key {
+        Some(k) => vec!["--encryption-key", k.as_str()],
+        None => vec![],
+    };
+    let ek_bytes: Option<[u8; 32]> = encryption_key
+        .as_ref()
+        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
+    let spawn = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(ek.iter().copied());
+        Member::spawn(&a)
+    };
+    let read_ff = |boot, port| read_ff_encrypted(boot, ek_bytes, port);
+    let mut alice = spawn(&[
         "chat",
         "--storage",
         &dir("alice"),
@@ -853,7 +878,7 @@ fn an_indexer_that_fast_forwarded_signs() {
     };
     assert!(ff0.system_length >= 16, "{}", ff0.system_length);
 
-    let mut bob = Member::spawn(&[
+    let mut bob = spawn(&[
         "chat",
         "--storage",
         &dir("bob"),
@@ -913,7 +938,10 @@ fn an_indexer_that_fast_forwarded_signs() {
     assert!(ff.views[0].2 > BEFORE as u64, "{:?}", ff.views);
 
     // a new JS reader started with that key shows the room, with the same keys
-    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    let mut config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
+    if let Some(k) = &encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
     let mut carol = JsMember::spawn(&config);
     let done = carol.next("done");
     let js_view: Vec<String> = done["messages"]
@@ -933,7 +961,7 @@ fn an_indexer_that_fast_forwarded_signs() {
 
     // restarted, Bob resumes from his stored point and signs on
     drop(bob);
-    let mut bob = Member::spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    let mut bob = spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
     bob.expect("resumed from the fast-forward point");
     bob.expect("holding the room's signed cores below the fast-forward point");
     assert_eq!(
