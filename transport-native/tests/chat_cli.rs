@@ -997,6 +997,132 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     assert_eq!(ff2.system_key, ff.system_key, "the same moved system core");
 }
 
+/// A member whose fast-forward point is past an indexer change (the moved cores, signed by a
+/// quorum of two) signs after the next change: Alice signs 30 messages, Bob joins by
+/// fast-forward and becomes an indexer, both sign the moved cores; then Carol joins by
+/// fast-forward to them (her point names the moved system and view cores, which hold their
+/// blocks from 0), is added as a third indexer, and Bob leaves. From then on the quorum (2 of 3)
+/// needs Carol's signatures: the signed length grows past what Alice and Bob signed, and a new
+/// reader fast-forwards to it with three indexers.
+#[test]
+fn an_indexer_that_fast_forwarded_past_a_change_signs() {
+    const BEFORE: usize = 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("alice"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice.word("room ");
+    let a_addr = alice.listening();
+    let port = port_of(&a_addr);
+    for i in 0..BEFORE {
+        alice.say(&format!("before {i}"));
+    }
+    let mut ours = alice.messages(BEFORE);
+    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let deadline = Instant::now() + STEP;
+    while read_ff(boot, port).views[0].2 < BEFORE as u64 {
+        assert!(Instant::now() < deadline, "not signed");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("bob"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    let b_key = bob.word("writer ");
+    bob.expect("fast-forwarded to system length ");
+    bob.expect("holding the room's signed cores below the fast-forward point");
+    alice.say(&format!("/add-indexer {b_key}"));
+    bob.expect("you are an indexer");
+    for i in 0..3 {
+        alice.say(&format!("two {i}"));
+    }
+    ours.extend(alice.messages(3));
+    assert_eq!(bob.messages(BEFORE + 3), ours);
+    // both sign the moved cores: wait until a reader's point holds every message
+    let deadline = Instant::now() + STEP;
+    let ff2 = loop {
+        let ff = read_ff(boot, port);
+        if ff.info.indexers.len() == 2 && ff.views[0].2 == ours.len() as u64 {
+            break ff;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not signed by two: {:?}",
+            ff.views
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+
+    // Carol fast-forwards to the moved cores and becomes the third indexer
+    let mut carol = Member::spawn(&[
+        "chat",
+        "--storage",
+        &dir("carol"),
+        "--invite",
+        &room,
+        "--tcp",
+        &a_addr,
+    ]);
+    let c_key = carol.word("writer ");
+    let (s, m) = ff_line(&carol.expect("fast-forwarded to system length "));
+    assert!(s >= ff2.system_length && m == ours.len(), "{s} {m}");
+    carol.expect("holding the room's signed cores below the fast-forward point");
+    alice.say(&format!("/add-indexer {c_key}"));
+    carol.expect("you are an indexer");
+    alice.say("three");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[BEFORE + 3..]);
+    assert_eq!(carol.messages(ours.len()), ours);
+    let deadline = Instant::now() + STEP;
+    let ff3 = loop {
+        let ff = read_ff(boot, port);
+        if ff.info.indexers.len() == 3 {
+            break ff;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not signed by three: {:?}",
+            ff.info
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_ne!(ff3.system_key, ff2.system_key, "moved again");
+    // Bob leaves: Alice's signatures alone are not a quorum of three
+    drop(bob);
+    let n3 = ff3.views[0].2;
+    for i in 0..2 {
+        alice.say(&format!("without bob {i}"));
+    }
+    ours.extend(alice.messages(2));
+    assert_eq!(carol.messages(2), ours[ours.len() - 2..]);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let ff = read_ff(boot, port);
+        if ff.views[0].2 == ours.len() as u64 {
+            assert_eq!(ff.system_key, ff3.system_key);
+            assert!(ff.views[0].2 > n3);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not signed without Bob: {:?} of {}",
+            ff.views,
+            ours.len()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The room stays signed after an indexer change, with a JS indexer: Alice (hyperpunch) creates
 /// the room and signs three messages alone, then adds a JS autobase 7.28.1 member as an indexer.
 /// From the change both write the moved cores (every core keyed by the two indexers' manifest,
