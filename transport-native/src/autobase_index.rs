@@ -22,6 +22,11 @@
 //! indexer's ([`IndexError::NotTheIndexer`]). After any error the cores lack that call's
 //! batches, so every later [`IndexerCores::sync`] refuses ([`IndexError::Failed`]).
 //!
+//! A member that fast-forwarded holds none of the cores' blocks below its point:
+//! [`IndexerCores::seed_from_point`] downloads them from the peers (the cores the point names,
+//! verified by the hypercore layer) and continues from there like a member that linearized from
+//! the start.
+//!
 //! (About 1,000 lines, its tests in `autobase_index_tests.rs`. Known debt: the quorum signing
 //! decisions here (`commit_signed`: which length a quorum signed, the checkpoint and digest
 //! pointers, the multisig assembly) are protocol and belong in `core::autobase`, sans-IO, so that

@@ -19,7 +19,12 @@
 //! oplogs are downloaded only past it, and the point is stored in the member's folder, so that a
 //! restart resumes from it. A member restarted, or running, that is 16 signed system blocks
 //! behind what it indexed fast-forwards again the same way (the engine decides:
-//! `Autobase::fast_forward_worth`), its newer point replacing the stored one.
+//! `Autobase::fast_forward_worth`), its newer point replacing the stored one. A member that
+//! fast-forwarded downloads the system and view cores' blocks below its point from its peers
+//! (`IndexerCores::seed_from_point`, printing `holding the room's signed cores below the
+//! fast-forward point ...`) and keeps the cores from there as the others do, so that once it is
+//! an indexer it writes and signs them too (until then the engine keeps what it indexes past
+//! the point).
 //!
 //! An encryption key that does not fit the room (the creator's first entry does not decode with
 //! it, or the fast-forward read says so) stops the chat with an error saying so; a run that was
