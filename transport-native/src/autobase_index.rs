@@ -27,7 +27,7 @@
 //! verified by the hypercore layer) and continues from there like a member that linearized from
 //! the start.
 //!
-//! (About 1,000 lines, its tests in `autobase_index_tests.rs`. Known debt: the quorum signing
+//! (About 1,300 lines, its tests in `autobase_index_tests.rs`. Known debt: the quorum signing
 //! decisions here (`commit_signed`: which length a quorum signed, the checkpoint and digest
 //! pointers, the multisig assembly) are protocol and belong in `core::autobase`, sans-IO, so that
 //! the browser can share them; only the store access should stay here.)

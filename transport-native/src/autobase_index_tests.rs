@@ -885,3 +885,138 @@ async fn a_writer_of_an_encrypted_base_that_is_not_the_bootstrap_keeps_the_cores
     assert_eq!(m[0].digest.unwrap().key, Some(boot.system_key()));
     assert_eq!(m[0].checkpoint, None);
 }
+
+/// A member seeded from a fast-forward point ([`IndexerCores::seed_from_point`]: the system and
+/// view cores' blocks below it, here in the same store) keeps the cores as a member that
+/// linearized from the start does: after an indexer change past the point both derive the same
+/// moved system and view keys and hold the same system bee and view trees. A point whose blocks
+/// are not here is not seeded yet (`false`), and one that does not name a view is refused.
+#[tokio::test]
+async fn a_member_seeded_from_a_point_keeps_the_cores_as_one_that_linearized() {
+    use hyperpunch_core::encoding::Encode;
+    let mut t = setup().await;
+    let mut boot = t.cores(&["view"]).await;
+    let mut log1 = Vec::new();
+    for i in 0..10u8 {
+        for m in t.base.append(&t.local, vec![vec![b'v', i]]).unwrap() {
+            log1.push(m.to_bytes());
+        }
+        t.base.update();
+        t.sync(&mut boot).await.unwrap();
+    }
+    let sys = t.base.indexed_system();
+    let len = sys.length;
+    let info = sys.info();
+    let members: Vec<([u8; 32], hyperpunch_core::autobase::messages::Member)> =
+        sys.member_records().map(|(k, m)| (*k, *m)).collect();
+    let vlen = t.base.indexed_view_lengths()[0] as u64;
+    assert_eq!(vlen, 10);
+    let point = FastForwardPoint {
+        system_key: boot.system_key(),
+        system_length: len,
+        info: info.clone(),
+        members: members.clone(),
+        views: vec![("view".into(), boot.view_keys()[0], vlen)],
+    };
+    // past the point: a second indexer, and a value after the move
+    let (k2, _) = second_writer(&mut t).await;
+    let mut add = b"add:".to_vec();
+    add.extend_from_slice(&k2);
+    for m in t.base.append(&t.local, vec![add]).unwrap() {
+        log1.push(m.to_bytes());
+    }
+    t.base.update();
+    let mut b2: Base = Autobase::new(t.local, apply);
+    let (mut log1, log2) = exchange_until_two_indexers(&mut t, &mut b2, k2, log1);
+    for m in t.base.append(&t.local, vec![b"later".to_vec()]).unwrap() {
+        log1.push(m.to_bytes());
+    }
+    t.base.update();
+    let feed = |b: &mut Base| {
+        for (k, log) in [(t.local, &log1), (k2, &log2)] {
+            for (i, blk) in log.iter().enumerate().skip(b.oplog_start(&k) as usize) {
+                b.handle_block(&k, i as u64, blk).unwrap();
+            }
+        }
+        b.update();
+    };
+    // one member linearizes from the start, the other fast-forwards to the point
+    let mut c: Base = Autobase::new(t.local, apply);
+    c.record_system();
+    feed(&mut c);
+    let mut d: Base = Autobase::new(t.local, apply);
+    d.record_system();
+    d.fast_forward(len, &info, &members, &[("view", vlen)]);
+    let _ = d.take_indexed_flushes();
+    feed(&mut d);
+    assert_eq!(d.views().start(0), 10, "fast-forwarded");
+    assert_eq!(d.indexed_system().length, c.indexed_system().length);
+    assert!(d.indexed_system().length > len);
+    assert_eq!(d.indexed_system().indexers.len(), 2);
+
+    let mut lin = IndexerCores::new(t.local, KeyPair::from_seed(&[9; 32]), t.entropy, &["view"])
+        .await
+        .unwrap();
+    lin.sync(&mut t.store, 0, &mut c).await.unwrap();
+    let mut seeded = IndexerCores::new(t.local, KeyPair::from_seed(&[8; 32]), t.entropy, &["view"])
+        .await
+        .unwrap();
+    assert!(seeded
+        .seed_from_point(&mut t.store, 0, &point)
+        .await
+        .unwrap());
+    seeded.sync(&mut t.store, 0, &mut d).await.unwrap();
+    assert_ne!(lin.system_key(), point.system_key, "moved past the point");
+    assert_eq!(
+        seeded.system_key(),
+        lin.system_key(),
+        "the same moved system key"
+    );
+    assert_eq!(
+        seeded.view_keys(),
+        lin.view_keys(),
+        "the same moved view keys"
+    );
+    let n = lin.scratch.length().await;
+    assert_eq!(seeded.scratch.length().await, n);
+    for i in 0..n {
+        assert_eq!(
+            BeeCore::get(&seeded.scratch, i).await.unwrap(),
+            BeeCore::get(&lin.scratch, i).await.unwrap(),
+            "system block {i}"
+        );
+    }
+    let tree = |c: &IndexerCores| {
+        let v = c.multi.as_ref().unwrap().views[0]
+            .as_ref()
+            .unwrap()
+            .scratch
+            .clone();
+        async move {
+            let l = v.lock().await;
+            (l.length(), l.tree_hash())
+        }
+    };
+    assert_eq!(tree(&seeded).await, tree(&lin).await, "the same view tree");
+    assert!(tree(&lin).await.0 > 10, "past the point");
+
+    // blocks not here: not seeded yet (asked from the peers; none here)
+    let mut empty = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x62; 32]))
+        .await
+        .unwrap();
+    let mut other = IndexerCores::new(t.local, KeyPair::from_seed(&[7; 32]), t.entropy, &["view"])
+        .await
+        .unwrap();
+    assert!(!other.seed_from_point(&mut empty, 0, &point).await.unwrap());
+    assert!(!other.seed_from_point(&mut empty, 0, &point).await.unwrap());
+    // a point that does not name the view
+    let mut unnamed = point.clone();
+    unnamed.views.clear();
+    let mut other = IndexerCores::new(t.local, KeyPair::from_seed(&[7; 32]), t.entropy, &["view"])
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.seed_from_point(&mut t.store, 0, &unnamed).await,
+        Err(IndexError::ViewNotListed(0))
+    ));
+}
