@@ -2100,6 +2100,21 @@ fn a_member_that_fell_behind_fast_forwards_again() {
         bob.seen
     );
     assert_eq!(bob.messages(N), ours[2 * N + 2..], "while running");
+    // added as an indexer, Bob (who fast-forwarded while running) signs the moved cores: the
+    // room's signed length grows past the change only with his signatures (quorum 2 of 2)
+    alice.say(&format!("/add-indexer {}", hex::encode(bk)));
+    bob.expect("you are an indexer");
+    alice.say("after the change");
+    ours.extend(alice.messages(1));
+    assert_eq!(bob.messages(1), ours[3 * N + 2..]);
+    let signed: u64 = alice
+        .expect("signed system length ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(signed > third, "{signed} <= {third}");
     drop(alice);
     drop(bob);
     let (_, _, _, point) = held_oplogs(&b_dir, boot, &[boot, bk]);
