@@ -11,6 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use hyperpunch::autobase_ff::FastForwardPoint;
 use hyperpunch_tests::autobase_js::{fast_forward_over_tcp_encrypted, JsMember};
 
 const STEP: Duration = Duration::from_secs(60);
@@ -393,12 +394,7 @@ fn js_member_joins(encryption_key: Option<String>) {
     js.next("writable");
     alice.say("after js");
     let done = js.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let js_view = js_messages(&done);
     let mut ours = vec![format!("{}: before js", &room[..8])];
     ours.extend(alice.messages(2));
     assert_eq!(ours, js_view, "one order on both sides");
@@ -438,7 +434,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// A new hyperpunch reader (in memory) connects to 127.0.0.1:`port` and reads the fast-forward
 /// point of the room `boot` (view `messages`) from what the creator signed.
-fn read_ff(boot: [u8; 32], port: u16) -> hyperpunch::autobase_ff::FastForwardPoint {
+fn read_ff(boot: [u8; 32], port: u16) -> FastForwardPoint {
     read_ff_encrypted(boot, None, port)
 }
 
@@ -447,7 +443,7 @@ fn read_ff_encrypted(
     boot: [u8; 32],
     encryption_key: Option<[u8; 32]>,
     port: u16,
-) -> hyperpunch::autobase_ff::FastForwardPoint {
+) -> FastForwardPoint {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -459,6 +455,163 @@ fn read_ff_encrypted(
         port,
         &["messages"],
     ))
+}
+
+/// The 32 bytes of a hex key (a room key, a writer key, an encryption key).
+fn key_bytes(hex_key: &str) -> [u8; 32] {
+    hex::decode(hex_key).unwrap().try_into().unwrap()
+}
+
+/// `hyperpunch` with `args`, followed by `--encryption-key KEY` in an encrypted room.
+fn spawn_in_room(args: &[&str], encryption_key: Option<&str>) -> Member {
+    let mut args = args.to_vec();
+    if let Some(k) = encryption_key {
+        args.extend(["--encryption-key", k]);
+    }
+    Member::spawn(&args)
+}
+
+/// A creator that makes a room stored in `dir` and listens on 127.0.0.1: the member, the room
+/// key and the address it listens on.
+fn create_room(dir: &str, encryption_key: Option<&str>) -> (Member, String, String) {
+    let mut creator = spawn_in_room(
+        &["chat", "--storage", dir, "--listen", "127.0.0.1:0"],
+        encryption_key,
+    );
+    let room = creator.word("room ");
+    let addr = creator.listening();
+    (creator, room, addr)
+}
+
+/// A member stored in `dir` that joins `room` over TCP to `addr`.
+fn join_room(dir: &str, room: &str, addr: &str, encryption_key: Option<&str>) -> Member {
+    spawn_in_room(
+        &["chat", "--storage", dir, "--invite", room, "--tcp", addr],
+        encryption_key,
+    )
+}
+
+/// A creator restarted from `dir`, listening on 127.0.0.1: the member and its new address.
+fn restart_creator(dir: &str, encryption_key: Option<&str>) -> (Member, String) {
+    let mut creator = spawn_in_room(
+        &["chat", "--storage", dir, "--listen", "127.0.0.1:0"],
+        encryption_key,
+    );
+    let addr = creator.listening();
+    (creator, addr)
+}
+
+impl Member {
+    /// The length in the next `signed system length N` line.
+    fn signed_length(&mut self) -> u64 {
+        self.expect("signed system length ")
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// A new hyperpunch reader's fast-forward point, read every 200 ms until `ready` holds for it
+/// (within [`STEP`]; the panic says `what` is missing).
+fn wait_for_point(
+    boot: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    port: u16,
+    what: &str,
+    ready: impl Fn(&FastForwardPoint) -> bool,
+) -> FastForwardPoint {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let ff = read_ff_encrypted(boot, encryption_key, port);
+        if ready(&ff) {
+            return ff;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?} {:?}",
+            ff.views,
+            ff.info
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Once `signer` printed a signed system length past `past`, a new hyperpunch reader's point
+/// holding more than `messages` messages (read after each such line, within [`STEP`]).
+fn wait_signed_past(
+    signer: &mut Member,
+    boot: [u8; 32],
+    encryption_key: Option<[u8; 32]>,
+    port: u16,
+    past: u64,
+    messages: usize,
+) -> FastForwardPoint {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if signer.signed_length() <= past {
+            continue;
+        }
+        let ff = read_ff_encrypted(boot, encryption_key, port);
+        if ff.views[0].2 > messages as u64 {
+            return ff;
+        }
+        assert!(Instant::now() < deadline, "not signed past {:?}", ff.views);
+    }
+}
+
+/// A point read past an indexer change: signed by both indexers, at least at `signed`.
+fn assert_signed_by_two(ff: &FastForwardPoint, signed: u64) {
+    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    assert!(
+        ff.system_length >= signed,
+        "{} < {signed}",
+        ff.system_length
+    );
+}
+
+/// The `messages` of a JS member's report.
+fn js_messages(done: &serde_json::Value) -> Vec<String> {
+    done["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A JS member's `config`, with `encryptionKey` in an encrypted room.
+fn with_encryption_key(
+    mut config: serde_json::Value,
+    encryption_key: Option<&str>,
+) -> serde_json::Value {
+    if let Some(k) = encryption_key {
+        config["encryptionKey"] = serde_json::json!(k);
+    }
+    config
+}
+
+/// A new JS reader of `room` (stored in `dir`) started with the system key of `ff` as its
+/// fast-forward key; it connects to 127.0.0.1:`port` and reports once it shows `expect`
+/// messages.
+fn spawn_js_reader(
+    room: &str,
+    port: u16,
+    ff: &FastForwardPoint,
+    expect: usize,
+    dir: std::path::PathBuf,
+    encryption_key: Option<&str>,
+) -> JsMember {
+    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": expect, "deadline": 240000, "dir": dir });
+    JsMember::spawn(&with_encryption_key(config, encryption_key))
+}
+
+/// A JS reader's report shows `ours` with the system and view cores of `ff`.
+fn assert_js_reader_shows(done: &serde_json::Value, ours: &[String], ff: &FastForwardPoint) {
+    assert_eq!(js_messages(done), ours, "the JS reader shows the room");
+    assert_eq!(done["systemKey"], hex::encode(ff.system_key), "{done}");
+    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "{done}");
 }
 
 /// A new member of a hyperpunch room fast-forwards: the creator (the room's only indexer) writes
@@ -491,7 +644,7 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
     assert_eq!(ours, want);
 
     // a new hyperpunch reader fast-forwards to every message from the chat's signed cores
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let ff = read_ff(boot, port);
     assert_eq!(ff.views.len(), 1, "{:?}", ff.views);
     assert_eq!(ff.views[0].2, N as u64, "fast-forwarded to every message");
@@ -503,12 +656,7 @@ fn a_new_member_fast_forwards_in_a_hyperpunch_room() {
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
     let done = js.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let js_view = js_messages(&done);
     ours.extend(alice.messages(1));
     assert_eq!(ours, js_view, "one order on both sides");
     assert_eq!(ours[N], format!("{}: hello from js", &js_key[..8]));
@@ -578,7 +726,7 @@ fn a_js_member_joins_after_an_indexer_change() {
     // a new reader fast-forwards to the three signed messages. (After the change the creator's
     // entries carry no digest, so a new reader's fast-forward is refused with `NoDigest`; JS
     // writes a digest in every entry: not done yet, README autobase.)
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let ff = read_ff(boot, port);
     assert_eq!(ff.views[0].2, 3, "signed before the change: {:?}", ff.views);
     let mut bob = Member::spawn(&[
@@ -604,12 +752,7 @@ fn a_js_member_joins_after_an_indexer_change() {
     alice.say(&format!("/add {js_key}"));
     js.next("writable");
     let done = js.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let js_view = js_messages(&done);
     ours.extend(alice.messages(1));
     assert_eq!(ours[4], format!("{}: hello from js", &js_key[..8]));
     assert_eq!(js_view, ours, "one order on all sides");
@@ -650,57 +793,16 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
     const N: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let ek: Vec<&str> = match &encryption_key {
-        Some(k) => vec!["--encryption-key", k.as_str()],
-        None => vec![],
-    };
-    let ek_bytes: Option<[u8; 32]> = encryption_key
-        .as_ref()
-        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
-    let spawn = |args: &[&str]| {
-        let mut a = args.to_vec();
-        a.extend(ek.iter().copied());
-        Member::spawn(&a)
-    };
-    let mut alice = spawn(&[
-        "chat",
-        "--storage",
-        &dir("alice"),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let a_addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let ek = encryption_key.as_deref();
+    let ek_bytes = ek.map(key_bytes);
+    let (mut alice, room, a_addr) = create_room(&dir("alice"), ek);
+    let port = port_of(&a_addr);
     for i in 0..3 {
         alice.say(&format!("before {i}"));
     }
     let mut ours = alice.messages(3);
-    let mut bob = spawn(&[
-        "chat",
-        "--storage",
-        &dir("bob"),
-        "--invite",
-        &room,
-        "--tcp",
-        &a_addr,
-    ]);
-    let b_key = bob
-        .expect("writer ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let mut bob = join_room(&dir("bob"), &room, &a_addr, ek);
+    let b_key = bob.word("writer ");
     alice.say(&format!("/add-indexer {b_key}"));
     bob.expect("you are an indexer");
     for i in 0..N {
@@ -708,39 +810,16 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
     }
     ours.extend(alice.messages(N));
     assert_eq!(bob.messages(3 + N), ours);
-    let signed: u64 = alice
-        .expect("signed system length ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let signed = alice.signed_length();
 
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let ff = read_ff_encrypted(boot, ek_bytes, port);
-    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
-    assert!(
-        ff.system_length >= signed,
-        "{} < {signed}",
-        ff.system_length
-    );
+    assert_signed_by_two(&ff, signed);
     assert!(ff.views[0].2 >= 3, "{:?}", ff.views);
 
-    let mut config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
-    if let Some(k) = &encryption_key {
-        config["encryptionKey"] = serde_json::json!(k);
-    }
-    let mut carol = JsMember::spawn(&config);
+    let mut carol = spawn_js_reader(&room, port, &ff, ours.len(), tmp.path().join("carol"), ek);
     let done = carol.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(js_view, ours, "the JS reader shows the room");
-    assert_eq!(done["systemKey"], hex::encode(ff.system_key), "{done}");
-    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "{done}");
+    assert_js_reader_shows(&done, &ours, &ff);
     eprintln!(
         "signed system length {signed}, reader's {}; JS reader's fast-forwards {}",
         ff.system_length, done["fastForwards"]
@@ -749,34 +828,14 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
 
     // restarted, Alice replays the room, reopens the moved cores and signs on with Bob
     drop(alice);
-    let mut alice = spawn(&[
-        "chat",
-        "--storage",
-        &dir("alice"),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let a_addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = a_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let (mut alice, a_addr) = restart_creator(&dir("alice"), ek);
+    let port = port_of(&a_addr);
     assert_eq!(alice.messages(3 + N), ours, "the history after a restart");
     // Bob reconnects to the restarted Alice
-    let mut bob2 = spawn(&[
-        "chat",
-        "--storage",
-        &dir("bob2"),
-        "--invite",
-        &room,
-        "--tcp",
-        &a_addr,
-    ]);
+    let mut bob2 = join_room(&dir("bob2"), &room, &a_addr, ek);
     drop(bob);
     let _ = bob2.expect("writer ");
-    let mut bob = spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    let mut bob = spawn_in_room(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr], ek);
     drop(bob2);
     alice.say("after restart");
     ours.extend(alice.messages(1));
@@ -786,24 +845,7 @@ fn room_stays_signed_after_an_indexer_change(encryption_key: Option<String>) {
     ours.extend(alice.messages(1));
     assert_eq!(bob.messages(1), ours[3 + N + 1..]);
     // the signed length grows until it covers the message written after the restart
-    let deadline = Instant::now() + STEP;
-    let ff2 = loop {
-        let n: u64 = alice
-            .expect("signed system length ")
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        if n <= ff.system_length {
-            continue;
-        }
-        let ff2 = read_ff_encrypted(boot, ek_bytes, port);
-        if ff2.views[0].2 > (3 + N) as u64 {
-            break ff2;
-        }
-        assert!(Instant::now() < deadline, "not signed past {:?}", ff2.views);
-    };
+    let ff2 = wait_signed_past(&mut alice, boot, ek_bytes, port, ff.system_length, 3 + N);
     assert_eq!(ff2.system_key, ff.system_key, "the same moved system core");
     assert!(ff2.views[0].2 > (3 + N) as u64, "signed after the restart");
 }
@@ -838,55 +880,22 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     const AFTER: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let ek: Vec<&str> = match &encryption_key {
-        Some(k) => vec!["--encryption-key", k.as_str()],
-        None => vec![],
-    };
-    let ek_bytes: Option<[u8; 32]> = encryption_key
-        .as_ref()
-        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
-    let spawn = |args: &[&str]| {
-        let mut a = args.to_vec();
-        a.extend(ek.iter().copied());
-        Member::spawn(&a)
-    };
-    let read_ff = |boot, port| read_ff_encrypted(boot, ek_bytes, port);
-    let mut alice = spawn(&[
-        "chat",
-        "--storage",
-        &dir("alice"),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let room = alice.word("room ");
-    let a_addr = alice.listening();
+    let ek = encryption_key.as_deref();
+    let ek_bytes = ek.map(key_bytes);
+    let (mut alice, room, a_addr) = create_room(&dir("alice"), ek);
     let port = port_of(&a_addr);
     for i in 0..BEFORE {
         alice.say(&format!("before {i}"));
     }
     let mut ours = alice.messages(BEFORE);
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     // wait until Alice signed them all (a fast-forward point names every message)
-    let deadline = Instant::now() + STEP;
-    let ff0 = loop {
-        let ff = read_ff(boot, port);
-        if ff.views[0].2 == BEFORE as u64 {
-            break ff;
-        }
-        assert!(Instant::now() < deadline, "not signed: {:?}", ff.views);
-        thread::sleep(Duration::from_millis(200));
-    };
+    let ff0 = wait_for_point(boot, ek_bytes, port, "not signed", |ff| {
+        ff.views[0].2 == BEFORE as u64
+    });
     assert!(ff0.system_length >= 16, "{}", ff0.system_length);
 
-    let mut bob = spawn(&[
-        "chat",
-        "--storage",
-        &dir("bob"),
-        "--invite",
-        &room,
-        "--tcp",
-        &a_addr,
-    ]);
+    let mut bob = join_room(&dir("bob"), &room, &a_addr, ek);
     let b_key = bob.word("writer ");
     let (s, m) = ff_line(&bob.expect("fast-forwarded to system length "));
     assert!(s >= 16 && m == BEFORE, "{s} {m}");
@@ -900,13 +909,7 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     ours.extend(alice.messages(AFTER));
     assert_eq!(bob.messages(AFTER), ours[BEFORE..]);
     // a quorum of both signed past the change: Alice and Bob each assemble the multisig
-    let signed: u64 = alice
-        .expect("signed system length ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let signed = alice.signed_length();
     assert!(
         signed > ff0.system_length,
         "{signed} <= {}",
@@ -914,45 +917,22 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     );
     // (Bob also writes what Alice alone signed before the change: wait for the moved length)
     let b_signed = loop {
-        let n: u64 = bob
-            .expect("signed system length ")
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let n = bob.signed_length();
         if n >= signed {
             break n;
         }
     };
 
     // a new hyperpunch reader follows Alice's digest to the moved system core, signed by both
-    let ff = read_ff(boot, port);
-    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    let ff = read_ff_encrypted(boot, ek_bytes, port);
+    assert_signed_by_two(&ff, signed);
     assert_ne!(ff.system_key, ff0.system_key, "the moved system core");
-    assert!(
-        ff.system_length >= signed,
-        "{} < {signed}",
-        ff.system_length
-    );
     assert!(ff.views[0].2 > BEFORE as u64, "{:?}", ff.views);
 
     // a new JS reader started with that key shows the room, with the same keys
-    let mut config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
-    if let Some(k) = &encryption_key {
-        config["encryptionKey"] = serde_json::json!(k);
-    }
-    let mut carol = JsMember::spawn(&config);
+    let mut carol = spawn_js_reader(&room, port, &ff, ours.len(), tmp.path().join("carol"), ek);
     let done = carol.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(js_view, ours, "the JS reader shows the room");
-    assert_eq!(done["systemKey"], hex::encode(ff.system_key), "{done}");
-    assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "{done}");
+    assert_js_reader_shows(&done, &ours, &ff);
     eprintln!(
         "signed system length {signed} (Bob {b_signed}), reader's {}; JS reader's fast-forwards {}",
         ff.system_length, done["fastForwards"]
@@ -961,7 +941,7 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
 
     // restarted, Bob resumes from his stored point and signs on
     drop(bob);
-    let mut bob = spawn(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr]);
+    let mut bob = spawn_in_room(&["chat", "--storage", &dir("bob"), "--tcp", &a_addr], ek);
     bob.expect("resumed from the fast-forward point");
     bob.expect("holding the room's signed cores below the fast-forward point");
     assert_eq!(
@@ -976,24 +956,14 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     ours.extend(alice.messages(1));
     assert_eq!(bob.messages(1), ours[BEFORE + AFTER + 1..]);
     // the signed length grows until it covers the messages written after the restart
-    let deadline = Instant::now() + STEP;
-    let ff2 = loop {
-        let n: u64 = alice
-            .expect("signed system length ")
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        if n <= ff.system_length {
-            continue;
-        }
-        let ff2 = read_ff(boot, port);
-        if ff2.views[0].2 > (BEFORE + AFTER) as u64 {
-            break ff2;
-        }
-        assert!(Instant::now() < deadline, "not signed past {:?}", ff2.views);
-    };
+    let ff2 = wait_signed_past(
+        &mut alice,
+        boot,
+        ek_bytes,
+        port,
+        ff.system_length,
+        BEFORE + AFTER,
+    );
     assert_eq!(ff2.system_key, ff.system_key, "the same moved system core");
 }
 
@@ -1009,35 +979,17 @@ fn an_indexer_that_fast_forwarded_past_a_change_signs() {
     const BEFORE: usize = 30;
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
-    let mut alice = Member::spawn(&[
-        "chat",
-        "--storage",
-        &dir("alice"),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let room = alice.word("room ");
-    let a_addr = alice.listening();
+    let (mut alice, room, a_addr) = create_room(&dir("alice"), None);
     let port = port_of(&a_addr);
     for i in 0..BEFORE {
         alice.say(&format!("before {i}"));
     }
     let mut ours = alice.messages(BEFORE);
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
-    let deadline = Instant::now() + STEP;
-    while read_ff(boot, port).views[0].2 < BEFORE as u64 {
-        assert!(Instant::now() < deadline, "not signed");
-        thread::sleep(Duration::from_millis(200));
-    }
-    let mut bob = Member::spawn(&[
-        "chat",
-        "--storage",
-        &dir("bob"),
-        "--invite",
-        &room,
-        "--tcp",
-        &a_addr,
-    ]);
+    let boot = key_bytes(&room);
+    wait_for_point(boot, None, port, "not signed", |ff| {
+        ff.views[0].2 >= BEFORE as u64
+    });
+    let mut bob = join_room(&dir("bob"), &room, &a_addr, None);
     let b_key = bob.word("writer ");
     bob.expect("fast-forwarded to system length ");
     bob.expect("holding the room's signed cores below the fast-forward point");
@@ -1049,30 +1001,12 @@ fn an_indexer_that_fast_forwarded_past_a_change_signs() {
     ours.extend(alice.messages(3));
     assert_eq!(bob.messages(BEFORE + 3), ours);
     // both sign the moved cores: wait until a reader's point holds every message
-    let deadline = Instant::now() + STEP;
-    let ff2 = loop {
-        let ff = read_ff(boot, port);
-        if ff.info.indexers.len() == 2 && ff.views[0].2 == ours.len() as u64 {
-            break ff;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not signed by two: {:?}",
-            ff.views
-        );
-        thread::sleep(Duration::from_millis(200));
-    };
+    let ff2 = wait_for_point(boot, None, port, "not signed by two", |ff| {
+        ff.info.indexers.len() == 2 && ff.views[0].2 == ours.len() as u64
+    });
 
     // Carol fast-forwards to the moved cores and becomes the third indexer
-    let mut carol = Member::spawn(&[
-        "chat",
-        "--storage",
-        &dir("carol"),
-        "--invite",
-        &room,
-        "--tcp",
-        &a_addr,
-    ]);
+    let mut carol = join_room(&dir("carol"), &room, &a_addr, None);
     let c_key = carol.word("writer ");
     let (s, m) = ff_line(&carol.expect("fast-forwarded to system length "));
     assert!(s >= ff2.system_length && m == ours.len(), "{s} {m}");
@@ -1083,19 +1017,9 @@ fn an_indexer_that_fast_forwarded_past_a_change_signs() {
     ours.extend(alice.messages(1));
     assert_eq!(bob.messages(1), ours[BEFORE + 3..]);
     assert_eq!(carol.messages(ours.len()), ours);
-    let deadline = Instant::now() + STEP;
-    let ff3 = loop {
-        let ff = read_ff(boot, port);
-        if ff.info.indexers.len() == 3 {
-            break ff;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not signed by three: {:?}",
-            ff.info
-        );
-        thread::sleep(Duration::from_millis(200));
-    };
+    let ff3 = wait_for_point(boot, None, port, "not signed by three", |ff| {
+        ff.info.indexers.len() == 3
+    });
     assert_ne!(ff3.system_key, ff2.system_key, "moved again");
     // Bob leaves: Alice's signatures alone are not a quorum of three
     drop(bob);
@@ -1105,22 +1029,11 @@ fn an_indexer_that_fast_forwarded_past_a_change_signs() {
     }
     ours.extend(alice.messages(2));
     assert_eq!(carol.messages(2), ours[ours.len() - 2..]);
-    let deadline = Instant::now() + STEP;
-    loop {
-        let ff = read_ff(boot, port);
-        if ff.views[0].2 == ours.len() as u64 {
-            assert_eq!(ff.system_key, ff3.system_key);
-            assert!(ff.views[0].2 > n3);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not signed without Bob: {:?} of {}",
-            ff.views,
-            ours.len()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    let ff = wait_for_point(boot, None, port, "not signed without Bob", |ff| {
+        ff.views[0].2 == ours.len() as u64
+    });
+    assert_eq!(ff.system_key, ff3.system_key);
+    assert!(ff.views[0].2 > n3);
 }
 
 /// The room stays signed after an indexer change, with a JS indexer: Alice (hyperpunch) creates
@@ -1160,46 +1073,17 @@ fn js_indexer_and_hyperpunch_creator_sign_after_the_change(encryption_key: Optio
     const N: usize = 10;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
-    let mut args = vec![
-        "chat",
-        "--storage",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    if let Some(k) = &encryption_key {
-        args.extend(["--encryption-key", k.as_str()]);
-    }
-    let ek_bytes: Option<[u8; 32]> = encryption_key
-        .as_ref()
-        .map(|k| hex::decode(k).unwrap().try_into().unwrap());
-    let with_key = |mut c: serde_json::Value| {
-        if let Some(k) = &encryption_key {
-            c["encryptionKey"] = serde_json::json!(k);
-        }
-        c
-    };
-    let mut alice = Member::spawn(&args);
-    let room = alice
-        .expect("room ")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let addr = alice
-        .expect("listening on ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let ek = encryption_key.as_deref();
+    let ek_bytes = ek.map(key_bytes);
+    let (mut alice, room, addr) = create_room(dir.to_str().unwrap(), ek);
+    let port = port_of(&addr);
     for i in 0..3 {
         alice.say(&format!("before {i}"));
     }
     let mut ours = alice.messages(3);
 
     let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from bob"], "expect": 4 + N, "ack": true, "waitSigned": true, "deadline": 240000, "linger": true, "dir": tmp.path().join("bob") });
-    let mut bob = JsMember::spawn(&with_key(config));
+    let mut bob = JsMember::spawn(&with_encryption_key(config, ek));
     let bob_key = bob.next("writer")["key"].as_str().unwrap().to_string();
     alice.say(&format!("/add-indexer {bob_key}"));
     bob.next("writable");
@@ -1210,21 +1094,9 @@ fn js_indexer_and_hyperpunch_creator_sign_after_the_change(encryption_key: Optio
     }
     ours.extend(alice.messages(N));
     // Alice wrote the moved cores with a multisig of both indexers
-    let signed: u64 = alice
-        .expect("signed system length ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let signed = alice.signed_length();
     let done = bob.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(js_view, ours, "one order on both sides");
+    assert_eq!(js_messages(&done), ours, "one order on both sides");
     assert_eq!(done["indexers"], 2, "{done}");
     assert!(
         done["signedLength"].as_u64().unwrap() > done["prologueLength"].as_u64().unwrap(),
@@ -1232,36 +1104,24 @@ fn js_indexer_and_hyperpunch_creator_sign_after_the_change(encryption_key: Optio
     );
 
     // a new hyperpunch reader follows Alice's digest to the moved system core
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let ff = read_ff_encrypted(boot, ek_bytes, port);
-    assert_eq!(ff.info.indexers.len(), 2, "{:?}", ff.info);
+    assert_signed_by_two(&ff, signed);
     assert_eq!(
         done["systemKey"],
         hex::encode(ff.system_key),
         "one moved system core on both sides"
     );
-    assert!(
-        ff.system_length >= signed,
-        "{} < {signed}",
-        ff.system_length
-    );
     assert_eq!(done["viewKey"], hex::encode(ff.views[0].1), "one view core");
     assert!(ff.views[0].2 >= 4, "{:?}", ff.views);
 
     // a new JS reader fast-forwards to it, from Alice alone
-    let config = serde_json::json!({ "room": room, "port": port, "reader": true, "fastForwardKey": hex::encode(ff.system_key), "expect": ours.len(), "deadline": 240000, "dir": tmp.path().join("carol") });
-    let mut carol = JsMember::spawn(&with_key(config));
+    let mut carol = spawn_js_reader(&room, port, &ff, ours.len(), tmp.path().join("carol"), ek);
     let done = carol.next("done");
     assert_eq!(done["systemKey"], hex::encode(ff.system_key));
     let ffs = done["fastForwards"].as_array().unwrap();
     assert!(!ffs.is_empty(), "the JS reader fast-forwarded: {done}");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(js_view, ours);
+    assert_eq!(js_messages(&done), ours);
     eprintln!(
         "signed system length {signed}, reader's {}, JS reader's fast-forwards {}",
         ff.system_length, done["fastForwards"]
@@ -1434,12 +1294,7 @@ fn hyperpunch_member_joins_js(encryption_key: Option<String>) {
     );
     js.send(&serde_json::json!({ "say": "answer from js" }));
     let done = js.next("done");
-    let js_view: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let js_view = js_messages(&done);
     let mut ours = first_two;
     ours.extend(bob.messages(1));
     assert_eq!(ours, js_view, "one order on both sides");
@@ -1784,7 +1639,7 @@ fn a_new_member_fast_forwards_in_a_big_hyperpunch_room() {
         carol.seen
     );
     drop(carol);
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let (held, _, full, point) = held_oplogs(&c_dir, boot, &[boot]);
     assert!(point.is_none(), "no point stored");
     // Every block of the creator's oplog carol linearized; the creator may have appended an
@@ -1830,6 +1685,14 @@ fn run_to_exit(args: &[&str], limit: Duration) -> (bool, String, String) {
     )
 }
 
+/// A member stored in `dir` that joins `room` over TCP to `addr` with `extra` arguments, run
+/// until it exits (within [`STEP`]): whether it succeeded, its stdout and its stderr.
+fn join_and_exit(dir: &str, room: &str, addr: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["chat", "--storage", dir, "--invite", room, "--tcp", addr];
+    args.extend(extra);
+    run_to_exit(&args, STEP)
+}
+
 /// A new member given the wrong `--encryption-key` for an encrypted room is told that the key
 /// does not fit the room and exits with an error, keeping nothing: a folder the run created is
 /// gone, a folder that existed holds only what it held, with its permissions; the same without a
@@ -1840,17 +1703,8 @@ fn run_to_exit(args: &[&str], limit: Duration) -> (bool, String, String) {
 fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let key = "a7".repeat(32);
-    let mut alice = Member::spawn(&[
-        "chat",
-        "--storage",
-        tmp.path().join("alice").to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--encryption-key",
-        &key,
-    ]);
-    let room = alice.word("room ");
-    let addr = alice.listening();
+    let (mut alice, room, addr) =
+        create_room(tmp.path().join("alice").to_str().unwrap(), Some(&key));
     alice.say("secret");
     let ours = alice.messages(1);
 
@@ -1858,20 +1712,7 @@ fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
     let bob = tmp.path().join("bob");
     let wrong = "b8".repeat(32);
     let b = bob.to_str().unwrap();
-    let (ok, out, err) = run_to_exit(
-        &[
-            "chat",
-            "--storage",
-            b,
-            "--invite",
-            &room,
-            "--tcp",
-            &addr,
-            "--encryption-key",
-            &wrong,
-        ],
-        STEP,
-    );
+    let (ok, out, err) = join_and_exit(b, &room, &addr, &["--encryption-key", &wrong]);
     assert!(!ok, "{out}");
     assert!(
         err.contains(&format!("the encryption key does not fit room {room}")),
@@ -1886,20 +1727,7 @@ fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
     std::fs::write(carol.join("notes.txt"), "mine").unwrap();
     let mode = std::fs::metadata(&carol).unwrap().permissions();
     let c = carol.to_str().unwrap();
-    let (ok, out, err) = run_to_exit(
-        &[
-            "chat",
-            "--storage",
-            c,
-            "--invite",
-            &room,
-            "--tcp",
-            &addr,
-            "--encryption-key",
-            &wrong,
-        ],
-        STEP,
-    );
+    let (ok, out, err) = join_and_exit(c, &room, &addr, &["--encryption-key", &wrong]);
     assert!(!ok, "{out}");
     assert!(
         err.contains(&format!("the encryption key does not fit room {room}")),
@@ -1914,18 +1742,7 @@ fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
 
     // no key: refused, saying the room may be encrypted, the folder gone
     let dave = tmp.path().join("dave");
-    let (ok, out, err) = run_to_exit(
-        &[
-            "chat",
-            "--storage",
-            dave.to_str().unwrap(),
-            "--invite",
-            &room,
-            "--tcp",
-            &addr,
-        ],
-        STEP,
-    );
+    let (ok, out, err) = join_and_exit(dave.to_str().unwrap(), &room, &addr, &[]);
     assert!(!ok, "{out}");
     assert!(
         err.contains(&format!(
@@ -1937,20 +1754,11 @@ fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
 
     // a wrong key without the fast-forward read: the creator's first entry does not decode
     let eve = tmp.path().join("eve");
-    let (ok, out, err) = run_to_exit(
-        &[
-            "chat",
-            "--storage",
-            eve.to_str().unwrap(),
-            "--invite",
-            &room,
-            "--tcp",
-            &addr,
-            "--encryption-key",
-            &wrong,
-            "--no-fast-forward",
-        ],
-        STEP,
+    let (ok, out, err) = join_and_exit(
+        eve.to_str().unwrap(),
+        &room,
+        &addr,
+        &["--encryption-key", &wrong, "--no-fast-forward"],
     );
     assert!(!ok, "{out}");
     assert!(
@@ -1961,17 +1769,7 @@ fn a_wrong_key_for_an_encrypted_room_is_reported_and_nothing_kept() {
     assert!(!eve.exists(), "nothing kept of {}", eve.display());
 
     // the right key in the same folder: the room shows
-    let mut bob = Member::spawn(&[
-        "chat",
-        "--storage",
-        b,
-        "--invite",
-        &room,
-        "--tcp",
-        &addr,
-        "--encryption-key",
-        &key,
-    ]);
+    let mut bob = join_room(b, &room, &addr, Some(&key));
     bob.word("writer ");
     assert_eq!(bob.messages(1), ours);
     drop(bob);
@@ -2015,7 +1813,7 @@ fn a_member_that_fell_behind_fast_forwards_again() {
     ours.extend(alice.messages(1));
     assert_eq!(bob.messages(1), ours[N..]);
     drop(bob);
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let bk: [u8; 32] = hex::decode(&b_key).unwrap().try_into().unwrap();
     // the creator's oplog as far as Bob knew it when he stopped
     let (_, _, away_from, _) = held_oplogs(&b_dir, boot, &[boot]);
@@ -2107,13 +1905,7 @@ fn a_member_that_fell_behind_fast_forwards_again() {
     alice.say("after the change");
     ours.extend(alice.messages(1));
     assert_eq!(bob.messages(1), ours[3 * N + 2..]);
-    let signed: u64 = alice
-        .expect("signed system length ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let signed = alice.signed_length();
     assert!(signed > third, "{signed} <= {third}");
     drop(alice);
     drop(bob);
@@ -2156,12 +1948,7 @@ fn a_member_that_fell_behind_in_a_js_room_fast_forwards_again() {
         js.send(&serde_json::json!({ "say": format!("j{i}") }));
     }
     let done = js.next("done");
-    let ours: Vec<String> = done["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let ours = js_messages(&done);
     assert_eq!(ours.len(), N + 1 + MORE);
 
     let mut bob = Member::spawn(&["chat", "--storage", b, "--tcp", &addr]);
@@ -2171,7 +1958,7 @@ fn a_member_that_fell_behind_in_a_js_room_fast_forwards_again() {
     assert!(second >= first + 16, "from {first} to {second}");
     assert_eq!(bob.messages_within(N + 1 + MORE, BIG_ROOM), ours);
     drop(bob);
-    let boot: [u8; 32] = hex::decode(&room).unwrap().try_into().unwrap();
+    let boot = key_bytes(&room);
     let (_, _, _, point) = held_oplogs(&b_dir, boot, &[boot]);
     assert_eq!(
         point.unwrap().system_length,
