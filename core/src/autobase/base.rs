@@ -10,6 +10,9 @@
 //! with the new indexers, as JS reboots.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use super::graph::{DagNode, Graph, NodeId, WriterId};
 use super::linearizer::Linearizer;
@@ -174,6 +177,46 @@ pub trait Apply {
 impl<F: FnMut(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)> Apply for F {
     fn apply(&mut self, nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
         self(nodes, views, host)
+    }
+}
+
+/// An apply function that may wait (JS's `async apply(nodes, view, host)`), for
+/// [`Autobase::update_async`]: the engine waits for each batch's future before it goes on, so
+/// a caller whose apply runs elsewhere (a JavaScript callback in the browser) applies batch by
+/// batch, in order. The future writes to `views` and calls `host` as [`Apply::apply`] does.
+pub trait AsyncApply {
+    /// Apply one batch of nodes; the engine waits for the future.
+    fn apply<'a, 'b: 'a>(
+        &'a mut self,
+        nodes: &'a [ApplyNode<'b>],
+        views: &'a mut Views,
+        host: &'a mut Host<'b>,
+    ) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+}
+
+/// No [`AsyncApply`]: the engine's own [`Apply`] runs (the type of `update`'s `None`).
+enum SyncOnly {}
+
+impl AsyncApply for SyncOnly {
+    fn apply<'a, 'b: 'a>(
+        &'a mut self,
+        _: &'a [ApplyNode<'b>],
+        _: &'a mut Views,
+        _: &'a mut Host<'b>,
+    ) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+        match *self {}
+    }
+}
+
+/// Drive a future that never waits (the engine's update with its synchronous [`Apply`]: every
+/// `.await` in it is on a future that is ready at once) to its end.
+fn run_ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        // With no `AsyncApply` nothing in the update waits (no input can change that).
+        Poll::Pending => unreachable!("the synchronous update waited"),
     }
 }
 
@@ -963,6 +1006,17 @@ impl<A: Apply> Autobase<A> {
     /// Load, linearize and apply everything the blocks held allow. Returns whether anything
     /// changed.
     pub fn update(&mut self) -> bool {
+        run_ready(self.update_with(None::<&mut SyncOnly>))
+    }
+
+    /// [`Autobase::update`] with `apply` (an [`AsyncApply`]) instead of the engine's own
+    /// [`Apply`]: each batch waits for `apply`'s future. The engine is borrowed until it ends;
+    /// a caller must not drop it half-way (the batch being applied would be lost).
+    pub async fn update_async<P: AsyncApply + ?Sized>(&mut self, apply: &mut P) -> bool {
+        self.update_with(Some(apply)).await
+    }
+
+    async fn update_with<P: AsyncApply + ?Sized>(&mut self, mut ext: Option<&mut P>) -> bool {
         let mut changed = false;
         loop {
             self.wake_writers();
@@ -974,7 +1028,7 @@ impl<A: Apply> Autobase<A> {
                 continue;
             };
             changed = true;
-            if self.apply_update(&u) {
+            if self.apply_update(&u, &mut ext).await {
                 self.reboots += 1;
                 self.restart();
             }
@@ -1050,7 +1104,11 @@ impl<A: Apply> Autobase<A> {
     }
 
     /// Apply an update; returns whether the indexers changed at an indexed node (reboot).
-    fn apply_update(&mut self, u: &Update) -> bool {
+    async fn apply_update<P: AsyncApply + ?Sized>(
+        &mut self,
+        u: &Update,
+        ext: &mut Option<&mut P>,
+    ) -> bool {
         let mut indexers_updated = 0;
         let mut j = 0;
         let mut i = 0;
@@ -1093,7 +1151,7 @@ impl<A: Apply> Autobase<A> {
                 && n.optimistic
                 && batch == 1
                 && self.optimistic
-                && self.optimistic_apply(node, indexed);
+                && self.optimistic_apply(node, indexed, ext).await;
             if !optimist {
                 if removed && !active_indexer {
                     if self.graph.node(node).batch > 1 {
@@ -1121,7 +1179,7 @@ impl<A: Apply> Autobase<A> {
                     continue;
                 }
                 if !apply_batch.is_empty() {
-                    self.run_apply(&apply_batch, false);
+                    self.run_apply(&apply_batch, false, ext).await;
                 }
             }
             let indexers = self.system.indexer_update;
@@ -1155,7 +1213,12 @@ impl<A: Apply> Autobase<A> {
     /// JS `_optimisticApply`: apply a non-member's optimistic node alone; keep what apply did only
     /// if it changed the writer's member record (acked or added it), else restore the system and
     /// the views as they were before the node. Whether it was kept.
-    fn optimistic_apply(&mut self, node: NodeId, indexed: bool) -> bool {
+    async fn optimistic_apply<P: AsyncApply + ?Sized>(
+        &mut self,
+        node: NodeId,
+        indexed: bool,
+        ext: &mut Option<&mut P>,
+    ) -> bool {
         let checkpoint = self.system.clone();
         let view_lengths = self.views.lengths();
         let n = self.graph.node(node);
@@ -1163,7 +1226,7 @@ impl<A: Apply> Autobase<A> {
         let (length, heads) = (n.length, n.actual_heads.clone());
         self.system.add_head(&key, length, &heads);
         let pre = self.system.get(&key).map_or(0, |m| m.length);
-        self.run_apply(&[(node, indexed)], true);
+        self.run_apply(&[(node, indexed)], true, ext).await;
         let kept = self.system.get(&key).is_some_and(|m| m.length != pre);
         if !kept {
             self.system = checkpoint;
@@ -1173,7 +1236,12 @@ impl<A: Apply> Autobase<A> {
         kept
     }
 
-    fn run_apply(&mut self, nodes: &[(NodeId, bool)], optimistic: bool) {
+    async fn run_apply<P: AsyncApply + ?Sized>(
+        &mut self,
+        nodes: &[(NodeId, bool)],
+        optimistic: bool,
+        ext: &mut Option<&mut P>,
+    ) {
         let keys: Vec<[u8; 32]> = nodes
             .iter()
             .map(|&(n, _)| self.graph.writers[self.graph.node(n).writer].key)
@@ -1198,7 +1266,10 @@ impl<A: Apply> Autobase<A> {
             added: Vec::new(),
             removed: Vec::new(),
         };
-        self.apply.apply(&batch, &mut self.views, &mut host);
+        match ext {
+            Some(p) => p.apply(&batch, &mut self.views, &mut host).await,
+            None => self.apply.apply(&batch, &mut self.views, &mut host),
+        }
         let (added, removed) = (host.added, host.removed);
         drop(batch);
         for key in added {

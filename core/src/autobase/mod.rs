@@ -55,7 +55,7 @@ pub mod messages;
 pub mod system;
 pub mod topolist;
 
-pub use base::{Apply, ApplyNode, Autobase, AutobaseError, Host, ViewId, Views};
+pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, ViewId, Views};
 #[cfg(test)]
 mod optimistic_tests;
 #[cfg(test)]

@@ -735,3 +735,156 @@ fn bad_writers_are_ignored() {
         "everything honest is indexed"
     );
 }
+
+/// [`super::AsyncApply`] that waits once before it writes anything (as the browser's JS
+/// `apply`, whose operations come back when its promise resolves).
+struct YieldingApply {
+    calls: usize,
+}
+
+impl super::AsyncApply for YieldingApply {
+    fn apply<'a, 'b: 'a>(
+        &'a mut self,
+        nodes: &'a [ApplyNode<'b>],
+        views: &'a mut Views,
+        host: &'a mut Host<'b>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+        self.calls += 1;
+        Box::pin(async move {
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            apply(nodes, views, host);
+        })
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1_000_000 {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("the future did not end");
+}
+
+/// `update_async` with an apply that waits gives what `update` gives with the same apply run
+/// at once: the same views, indexed lengths and system after each step, reorders (undo) and
+/// writers added by apply included.
+#[test]
+fn async_apply_matches_sync_apply() {
+    let keys = [[1u8; 32], [2u8; 32], [3u8; 32]];
+    let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = apply;
+    // Three members write concurrently (the bootstrap indexes and adds the other two).
+    let mut bases: Vec<Base> = keys.iter().map(|_| Autobase::new(keys[0], f)).collect();
+    let mut logs: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+    let write =
+        |i: usize, v: Option<Vec<u8>>, bases: &mut Vec<Base>, logs: &mut Vec<Vec<Vec<u8>>>| {
+            let msgs = match v {
+                Some(v) => bases[i].append(&keys[i], vec![v]),
+                None => bases[i].ack(&keys[i]),
+            };
+            for m in msgs.into_iter().flatten() {
+                logs[i].push(m.to_bytes());
+            }
+            bases[i].update();
+        };
+    for k in &keys[1..] {
+        let mut add = b"add:w".to_vec();
+        add.extend_from_slice(k);
+        write(0, Some(add), &mut bases, &mut logs);
+    }
+    let mut rng = Rng(7);
+    let mut fed = [[0usize; 3]; 3];
+    for step in 0..40 {
+        let to = rng.below(3);
+        for w in 0..3 {
+            while w != to && fed[to][w] < logs[w].len() && rng.below(3) > 0 {
+                let seq = fed[to][w];
+                bases[to]
+                    .handle_block(&keys[w], seq as u64, &logs[w][seq])
+                    .unwrap();
+                fed[to][w] += 1;
+            }
+        }
+        bases[to].update();
+        if bases[to].is_writable(&keys[to]) {
+            write(
+                to,
+                Some(format!("v{step}").into_bytes()),
+                &mut bases,
+                &mut logs,
+            );
+        }
+        write(0, None, &mut bases, &mut logs);
+    }
+    // An observer fed in a random order, twice: `update` and `update_async`.
+    let mut sync_base: Base = Autobase::new(keys[0], f);
+    let never: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = |_, _, _| {
+        panic!("update_async ran the engine's own apply");
+    };
+    let mut async_base: Base = Autobase::new(keys[0], never);
+    let mut yielding = YieldingApply { calls: 0 };
+    let view = sync_base.open_view("view");
+    assert_eq!(async_base.open_view("view"), view);
+    let mut have = [0usize; 3];
+    let mut moved = 0;
+    while have.iter().zip(&logs).any(|(h, l)| *h < l.len()) {
+        let w = rng.below(3);
+        let take = 1 + rng.below(4);
+        for _ in 0..take {
+            if have[w] < logs[w].len() {
+                for b in [&mut sync_base, &mut async_base] {
+                    b.handle_block(&keys[w], have[w] as u64, &logs[w][have[w]])
+                        .unwrap();
+                }
+                have[w] += 1;
+            }
+        }
+        let before = sync_base.views().clone();
+        let a = sync_base.update();
+        let b = block_on(async_base.update_async(&mut yielding));
+        assert_eq!(a, b);
+        // a block applied before changed: the tip was reordered (undone, applied again)
+        let kept = before.len(view).min(sync_base.views().len(view));
+        if sync_base.views().blocks(view)[..kept] != before.blocks(view)[..kept] {
+            moved += 1;
+        }
+        assert_eq!(
+            sync_base.views().blocks(view),
+            async_base.views().blocks(view)
+        );
+        assert_eq!(
+            sync_base.indexed_view_lengths(),
+            async_base.indexed_view_lengths()
+        );
+        assert_eq!(sync_base.system().length, async_base.system().length);
+        assert_eq!(
+            sync_base.system().indexers.len(),
+            async_base.system().indexers.len()
+        );
+        assert_eq!(sync_base.indexed_nodes(), async_base.indexed_nodes());
+    }
+    assert!(yielding.calls > 10, "apply ran {} times", yielding.calls);
+    assert!(
+        sync_base.views().len(view) > 20,
+        "{}",
+        sync_base.views().len(view)
+    );
+    // the writers added by apply count (their values are in the view)
+    assert!(sync_base
+        .views()
+        .blocks(view)
+        .iter()
+        .any(|b| b.starts_with(b"v")));
+    assert!(moved > 0, "no reorder met: the undo path is not compared");
+}
