@@ -789,3 +789,114 @@ export declare class Hyperdrive {
    */
   createWriteStream(path: string, opts?: DrivePutOptions): WritableStream<Uint8Array | string>
 }
+
+/** A node `apply` gets (JS autobase's `{ value, from, length, ... }`). */
+export interface AutobaseNode<T> {
+  /** Confirmed by the indexers (false: on the tip, may still be reordered). */
+  indexed: boolean
+  /** The writer: `from.key` is its oplog key. */
+  from: { key: Uint8Array }
+  /** The node's length in its writer's oplog. */
+  length: number
+  /** The value, decoded with the base's `valueEncoding`. */
+  value: T
+  /** The DAG heads the writer had seen. */
+  heads: Array<{ key: Uint8Array, length: number }>
+}
+
+/** The system calls `apply` may make (JS `host`); they take effect when `apply`'s batch ends. */
+export interface AutobaseHost {
+  /** Add a writer: an indexer unless `{ indexer: false }` (JS's default). */
+  addWriter(key: KeyLike, opts?: { indexer?: boolean, isIndexer?: boolean }): Promise<void>
+  /** Remove a writer; removing the last indexer fails the base (an 'error'). */
+  removeWriter(key: KeyLike): Promise<void>
+  /** Record that a writer acked. */
+  ackWriter(key: KeyLike): Promise<void>
+}
+
+/**
+ * A view: an append-only log that `apply` writes (JS's common case, a view hypercore from
+ * `store.get(name)`), kept in memory and rebuilt from the oplogs when the base opens.
+ */
+export interface AutobaseView<B = Uint8Array> {
+  readonly name: string
+  readonly length: number
+  /** Blocks confirmed by the indexers (they do not move any more). */
+  readonly indexedLength: number
+  /** Block `index`, decoded; null past the length. */
+  get(index: number): Promise<B | null>
+  /** Append a block or an array of blocks: only inside `apply`. */
+  append(block: B | B[]): Promise<{ length: number }>
+}
+
+/** What `open(store)` gets. */
+export interface AutobaseViewStore {
+  /** The view `name` (opened once; later calls give the same view). */
+  get<E extends Encoding = 'binary'>(name: string, opts?: { valueEncoding?: E }): AutobaseView<Decoded<E>>
+  get<E extends Encoding = 'binary'>(opts: { name: string, valueEncoding?: E }): AutobaseView<Decoded<E>>
+}
+
+/** `new Autobase(store, bootstrap, handlers)`. */
+export interface AutobaseHandlers<VE extends Encoding, V> {
+  /** Called once per batch of new nodes, in order; may be async (the next batch waits for it). */
+  apply(nodes: Array<AutobaseNode<Decoded<VE>>>, view: V, host: AutobaseHost): Promise<void> | void
+  /** Opens the views (once, at open): what it returns is `base.view` and `apply`'s `view`. */
+  open?: (store: AutobaseViewStore) => V | Promise<V>
+  /** The values' encoding (default binary). */
+  valueEncoding?: VE
+  /** Not read: acks are written whenever an update finds one due (JS `shouldAck`). */
+  ackInterval?: number
+}
+
+export interface AutobaseEvents {
+  /** The views changed (new nodes applied, reordered, or indexed). */
+  update: () => void
+  /** An `apply` threw, or a store error: the base stops updating. */
+  error: (error: Error) => void
+}
+
+/**
+ * An autobase (JS autobase 7.28.1) on a `Corestore`: writers' oplogs ordered into views by
+ * `apply`, wire-compatible with JS autobase peers (the store's replication carries every oplog).
+ * `bootstrap`: the base's key, or null for a new base this page bootstraps. Not supported:
+ * writing the system and view cores as a JS indexer does (a page indexer orders and acks; JS
+ * members linearize its oplog), fast-forward, encrypted bases, optimistic apply, views that
+ * are not append-only logs (e.g. a Hyperbee view).
+ */
+export interface Autobase<T = Uint8Array, V = null> {
+  readonly store: Corestore
+  /** What `open` returned (null without `open`). */
+  readonly view: V
+  /** The base's key: the bootstrap writer's oplog key (32 bytes; throws before `ready`). */
+  readonly key: Uint8Array
+  /** 32 bytes (throws before `ready`). */
+  readonly discoveryKey: Uint8Array
+  /** The local writer's oplog (the store's core 'local'; throws before `ready`). */
+  readonly local: { key: Uint8Array, discoveryKey: Uint8Array }
+  /** A member of the base: `append` is allowed. */
+  readonly writable: boolean
+  /** One of the indexers the base orders with. */
+  readonly isIndexer: boolean
+  /** Nodes confirmed by the indexers. */
+  readonly indexedLength: number
+  readonly closed: boolean
+  readonly opening: Promise<void>
+  ready(): Promise<void>
+  update(): Promise<void>
+  /** Append a value, or an array of values as one batch. */
+  append(value: T | T[]): Promise<void>
+  ack(): Promise<void>
+  replicate(connection: SwarmConnection): Promise<void>
+  close(): Promise<void>
+  on<E extends keyof AutobaseEvents>(name: E, fn: Listener<AutobaseEvents, E>): this
+  once<E extends keyof AutobaseEvents>(name: E, fn: Listener<AutobaseEvents, E>): this
+  off<E extends keyof AutobaseEvents>(name: E, fn: Listener<AutobaseEvents, E>): this
+  emit<E extends keyof AutobaseEvents>(name: E, ...args: Parameters<Listener<AutobaseEvents, E>>): boolean
+}
+
+export interface AutobaseConstructor {
+  /** `new Autobase(store, bootstrap | null, { apply, open, valueEncoding })`: values typed by `valueEncoding`. */
+  new <VE extends Encoding = 'binary', V = null>(store: Corestore, bootstrap: KeyLike | null, handlers: AutobaseHandlers<VE, V>): Autobase<Decoded<VE>, V>
+}
+
+export declare const Autobase: AutobaseConstructor

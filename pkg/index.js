@@ -1429,3 +1429,242 @@ class DriveBatch {
     await b.close()
   }
 }
+
+/**
+ * An autobase (JS autobase 7.28.1: a multi-writer log whose writers' oplogs are ordered into
+ * views by `apply`) on a `Corestore`: `new Autobase(store, bootstrap, { apply, open,
+ * valueEncoding })`. `bootstrap` is the base's key (the bootstrap writer's oplog key) or null
+ * for a new base this page bootstraps. The local writer is the store's core `local`, as in JS.
+ * `open(store)` opens the views with `store.get(name, { valueEncoding })` (append-only logs:
+ * `length`, `indexedLength`, `get(i)`, `append(block)`); `apply(nodes, view, host)` (may be
+ * async) is called once per batch and writes the views and adds / removes writers through
+ * `host`. Events: 'update' (after the views changed), 'error'. Replicates through the store:
+ * `base.replicate(conn)`.
+ */
+export class Autobase extends Emitter {
+  constructor (store, bootstrap, handlers = {}) {
+    super()
+    if (!(store instanceof Corestore)) throw new TypeError('new Autobase(store, bootstrap, handlers): store must be a Corestore')
+    if (typeof handlers.apply !== 'function') throw new TypeError('new Autobase: handlers.apply must be a function')
+    if (handlers.open !== undefined && typeof handlers.open !== 'function') throw new TypeError('new Autobase: handlers.open must be a function')
+    this.store = store
+    this._bootstrap = bootstrap === null || bootstrap === undefined ? undefined : toBytes('bootstrap', bootstrap)
+    this._values = codec(handlers.valueEncoding)
+    this._apply = handlers.apply
+    this._views = []
+    this._ops = null
+    this._b = null
+    this.view = null
+    this._discoveryKey = null
+    this._local = null
+    this.writable = false
+    this.isIndexer = false
+    this.indexedLength = 0
+    this.closed = false
+    this.opening = this._open(handlers.open)
+    this.opening.catch(() => {})
+  }
+
+  async _open (open) {
+    await this.store.opening
+    if (open !== undefined) this.view = await open(new AutobaseViewStore(this))
+    const names = this._views.map((v) => v.name)
+    this._b = await wasm.Autobase.open(this.store._store, this._bootstrap, names, (nodes, lengths) => this._runApply(nodes, lengths))
+    this._discoveryKey = wasm.discoveryKey(this._b.key)
+    const localKey = this._b.localKey
+    this._local = { key: localKey, discoveryKey: wasm.discoveryKey(localKey) }
+    await this._update()
+    this._loop()
+  }
+
+  _opened () {
+    if (this._local === null) throw new Error('the base is not open yet: await base.ready()')
+  }
+
+  /** The base's key: the bootstrap writer's oplog key (32 bytes; throws before `ready`). */
+  get key () {
+    this._opened()
+    return this._b.key
+  }
+
+  /** 32 bytes (throws before `ready`). */
+  get discoveryKey () {
+    this._opened()
+    return this._discoveryKey
+  }
+
+  /** The local writer's oplog (the store's core 'local'): `{ key, discoveryKey }` (throws before `ready`). */
+  get local () {
+    this._opened()
+    return this._local
+  }
+
+  async _runApply (nodes, lengths) {
+    for (let i = 0; i < this._views.length; i++) this._views[i]._truncate(lengths[i])
+    const ops = []
+    this._ops = ops
+    try {
+      const batch = nodes.map((n) => ({
+        indexed: n.indexed,
+        from: { key: n.from },
+        length: n.length,
+        value: this._values.decode(n.value),
+        heads: n.heads.map(([key, length]) => ({ key, length }))
+      }))
+      await this._apply(batch, this.view, new AutobaseHost(ops))
+    } finally {
+      this._ops = null
+    }
+    return ops
+  }
+
+  _sync (s) {
+    for (let i = 0; i < this._views.length; i++) {
+      this._views[i]._truncate(s.lengths[i])
+      this._views[i].indexedLength = s.indexedLengths[i]
+    }
+    this.writable = s.writable
+    this.isIndexer = s.isIndexer
+    this.indexedLength = s.indexedLength
+    if (s.changed) this.emit('update')
+  }
+
+  async _update () {
+    this._sync(await this._b.update())
+  }
+
+  async _loop () {
+    while (!this.closed) {
+      const next = this._b.changed()
+      try {
+        await this._update()
+      } catch (err) {
+        if (!this.closed) this.emit('error', err)
+        return
+      }
+      await next
+    }
+  }
+
+  /** Resolves once the base is open and what the store held is applied. */
+  ready () {
+    return this.opening
+  }
+
+  /** Apply what the store holds now (the base also does it by itself on every change). */
+  async update () {
+    await this.opening
+    await this._update()
+  }
+
+  /** Append a value (or an array of values: one batch) as the local writer (a member of the base). */
+  async append (value) {
+    await this.opening
+    if (this._ops !== null) throw new Error('append is not allowed inside apply')
+    const values = Array.isArray(value) ? value : [value]
+    await this._b.append(values.map((v) => this._values.encode(v)))
+    await this._update()
+  }
+
+  /** Write an ack now if this writer is an indexer (acks are also written on every update that finds one due). */
+  async ack () {
+    await this.opening
+    await this._b.ack()
+    await this._update()
+  }
+
+  /** Replicate the store (every writer's oplog) over a `Swarm` connection. */
+  replicate (connection) {
+    return this.store.replicate(connection)
+  }
+
+  /** Close the base (the store stays open). */
+  async close () {
+    if (this.closed) return
+    this.closed = true
+    await this.opening.catch(() => {})
+    if (this._b !== null) await this._b.close()
+  }
+}
+
+/** What `open(store)` gets: views by name. */
+class AutobaseViewStore {
+  constructor (base) {
+    this._base = base
+  }
+
+  /** The view `name` (or `{ name, valueEncoding }`), an append-only log. */
+  get (name, opts = {}) {
+    if (typeof name === 'object' && name !== null) {
+      opts = name
+      name = name.name
+    }
+    if (typeof name !== 'string' || name === '') throw new TypeError('store.get(name): a view has a non-empty name')
+    const open = this._base._views.find((v) => v.name === name)
+    if (open !== undefined) return open
+    if (this._base._b !== null) throw new Error('views are opened in open(store) only')
+    const v = new AutobaseView(this._base, this._base._views.length, name, opts.valueEncoding)
+    this._base._views.push(v)
+    return v
+  }
+}
+
+/** A view of an autobase: an append-only log written by `apply` (kept in memory). */
+class AutobaseView {
+  constructor (base, index, name, valueEncoding) {
+    this._base = base
+    this._index = index
+    this.name = name
+    this._enc = codec(valueEncoding)
+    this._blocks = []
+    this.indexedLength = 0
+  }
+
+  get length () {
+    return this._blocks.length
+  }
+
+  /** Block `index`, decoded; null past the length. */
+  async get (index) {
+    const b = this._blocks[index]
+    return b === undefined ? null : this._enc.decode(b)
+  }
+
+  /** Append a block (or an array of them): only inside `apply`. */
+  async append (block) {
+    const ops = this._base._ops
+    if (ops === null) throw new Error('a view is written only inside apply')
+    for (const b of Array.isArray(block) ? block : [block]) {
+      const bytes = this._enc.encode(b)
+      this._blocks.push(bytes)
+      ops.push(['append', this._index, bytes])
+    }
+    return { length: this._blocks.length }
+  }
+
+  _truncate (length) {
+    if (this._blocks.length > length) this._blocks.length = length
+  }
+}
+
+/** The system calls `apply` may make. */
+class AutobaseHost {
+  constructor (ops) {
+    this._ops = ops
+  }
+
+  /** Add a writer (an indexer unless `{ indexer: false }`, as JS). */
+  async addWriter (key, { indexer = true, isIndexer = indexer } = {}) {
+    this._ops.push(['add', toBytes('key', key), isIndexer])
+  }
+
+  /** Remove a writer (the last indexer cannot be: the base then fails with an error). */
+  async removeWriter (key) {
+    this._ops.push(['remove', toBytes('key', key)])
+  }
+
+  /** Record that a writer acked (JS `host.ackWriter`). */
+  async ackWriter (key) {
+    this._ops.push(['ack', toBytes('key', key)])
+  }
+}

@@ -163,6 +163,16 @@ impl Corestore {
         })
     }
 
+    /// The shared store (for the drivers of this crate).
+    pub(crate) fn web_store(&self) -> &WebStore {
+        &self.store
+    }
+
+    /// The namespace names are looked up in.
+    pub(crate) fn namespace_of(&self) -> Namespace {
+        self.namespace
+    }
+
     /// Replicate every core of the store with the peer over `connection` (JS
     /// `store.replicate(conn)`): cores the peer asks for are opened from storage; resolves once
     /// the connection closed cleanly.

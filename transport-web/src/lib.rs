@@ -21,6 +21,9 @@
 //! - `js` (wasm32 only): the JavaScript API, `Hypercore` on IndexedDB and `replicate(a, b)`
 //!   between two cores of the page, plus [`version`] and [`discovery_key`].
 //!
+//! - `autobase` (wasm32 only): `Autobase`, the driver of the core's autobase engine on a
+//!   `Corestore` (oplogs fed from the store's cores, the page's JavaScript `apply` per batch,
+//!   the local oplog written).
 //! - `bee` (wasm32 only): `Hyperbee`, the JavaScript class over the core's hyperbee on a page's
 //!   `Hypercore`, and `WebCore`, that core as a `BeeCore`.
 //! - `drive` (wasm32 only): `Corestore` on IndexedDB (JS corestore's keys), `StoreCore` (a core
@@ -36,6 +39,8 @@
 
 use wasm_bindgen::prelude::*;
 
+#[cfg(target_arch = "wasm32")]
+pub mod autobase;
 #[cfg(target_arch = "wasm32")]
 pub mod bee;
 #[cfg(target_arch = "wasm32")]

@@ -20,6 +20,8 @@
 //!   the oplogs a JS autobase wrote (one or three indexers, partitioned writers, a removed
 //!   writer) give the JS view, block for block, with the same indexed length and system length,
 //!   whatever order the blocks arrive in (`tests/tests/autobase_interop.rs`).
+//!   [`Autobase::update_async`] does the same with an [`AsyncApply`], whose future each batch
+//!   waits for (the browser's JavaScript `apply`, an async callback).
 //!
 //! Writing: [`Autobase::append`] adds a batch from the local writer the way JS `_addLocalHeads`
 //! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a

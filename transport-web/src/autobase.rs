@@ -1,0 +1,500 @@
+//! Autobase in the browser (JS autobase 7.28.1 on a page's [`Corestore`]): the driver of the
+//! sans-IO engine [`hyperpunch_core::autobase::Autobase`].
+//!
+//! It feeds the blocks of every writer's oplog core (the store's cores, downloaded from its
+//! peers) into the engine, applies batch by batch with the page's JavaScript `apply` (an
+//! [`AsyncApply`]: each batch waits for the callback's promise), writes the local writer's
+//! oplog entries (appends and acks) to its core `local` in the store, and opens the cores of
+//! the writers the system adds, so that the store's replication (`store.replicate(conn)`)
+//! carries every oplog.
+//!
+//! The JavaScript side (`pkg/index.js`) keeps each view's blocks as the callback wrote them and
+//! hands back, per batch, what the callback did: `["append", view, bytes]`,
+//! `["add", key, indexer]`, `["remove", key]`, `["ack", key]`; this driver replays them into
+//! the engine's [`Views`] and [`Host`].
+//!
+//! Not done here: writing and signing the system core and view cores (a page indexer orders
+//! and acks; JS members linearize its oplog, no fast-forward to it), fast-forward, encrypted
+//! bases, optimistic apply.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use hyperpunch_core::autobase::{
+    Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
+};
+use hyperpunch_core::corestore::{CoreHandle, GetOptions};
+use hyperpunch_core::encoding::Encode;
+use hyperpunch_core::hyperbee::SharedCoreHost;
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::chan::Stop;
+use crate::drive::{Corestore, WebStore};
+use crate::js::{js_err, key32};
+
+/// The engine's own [`Apply`], never called: the driver applies through [`JsApply`] with
+/// [`Engine::update_async`] only.
+struct Deferred;
+
+impl Apply for Deferred {
+    fn apply(&mut self, _: &[ApplyNode<'_>], _: &mut Views, _: &mut Host<'_>) {}
+}
+
+/// The page's `apply`, called once per batch: `f(nodes, lengths)` resolves to the list of
+/// what it did (see the [module docs](self)).
+struct JsApply {
+    f: Function,
+    views: Vec<ViewId>,
+    /// The first error of a callback (it threw, or handed back something that is not an
+    /// operation): the base stops there, as JS autobase closes on an apply error.
+    error: Option<String>,
+}
+
+fn bytes(v: &JsValue) -> Option<Vec<u8>> {
+    v.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec)
+}
+
+fn err_string(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+impl JsApply {
+    fn node(n: &ApplyNode<'_>) -> JsValue {
+        let o = Object::new();
+        let heads: Array = n
+            .heads
+            .iter()
+            .map(|h| {
+                let pair = Array::new();
+                pair.push(&Uint8Array::from(&h.key[..]));
+                pair.push(&JsValue::from(h.length as f64));
+                JsValue::from(pair)
+            })
+            .collect();
+        let _ = Reflect::set(&o, &"indexed".into(), &n.indexed.into());
+        let _ = Reflect::set(&o, &"from".into(), &Uint8Array::from(&n.from[..]));
+        let _ = Reflect::set(&o, &"length".into(), &JsValue::from(n.length as f64));
+        let _ = Reflect::set(&o, &"value".into(), &Uint8Array::from(n.value));
+        let _ = Reflect::set(&o, &"heads".into(), &heads);
+        o.into()
+    }
+
+    /// Replay the callback's operations into the engine.
+    fn replay(&self, ops: &JsValue, views: &mut Views, host: &mut Host<'_>) -> Result<(), String> {
+        let ops = ops
+            .dyn_ref::<Array>()
+            .ok_or("apply's operations are not an array")?;
+        for op in ops.iter() {
+            let op = op
+                .dyn_ref::<Array>()
+                .ok_or("an operation is not an array")?;
+            let kind = op.get(0).as_string().unwrap_or_default();
+            let key = || -> Result<[u8; 32], String> {
+                let k = bytes(&op.get(1)).ok_or("a writer key is not bytes")?;
+                k.try_into()
+                    .map_err(|_| "a writer key is not 32 bytes".to_string())
+            };
+            match kind.as_str() {
+                "append" => {
+                    let i = op
+                        .get(1)
+                        .as_f64()
+                        .filter(|i| i.fract() == 0.0 && *i >= 0.0)
+                        .ok_or("a view index is not a number")?;
+                    let id = *self
+                        .views
+                        .get(i as usize)
+                        .ok_or("a view index out of range")?;
+                    let block = bytes(&op.get(2)).ok_or("a view block is not bytes")?;
+                    views.append(id, block);
+                }
+                "add" => host.add_writer(&key()?, op.get(2).as_bool().unwrap_or(true)),
+                "remove" => host.remove_writer(&key()?).map_err(|e| e.to_string())?,
+                "ack" => host.ack_writer(&key()?),
+                other => return Err(format!("unknown apply operation {other:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsyncApply for JsApply {
+    fn apply<'a, 'b: 'a>(
+        &'a mut self,
+        nodes: &'a [ApplyNode<'b>],
+        views: &'a mut Views,
+        host: &'a mut Host<'b>,
+    ) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+        let arr: Array = nodes.iter().map(Self::node).collect();
+        let lengths: Array = self
+            .views
+            .iter()
+            .map(|&v| JsValue::from(views.len(v) as f64))
+            .collect();
+        let called = if self.error.is_some() {
+            Err(JsValue::from_str("an earlier apply failed"))
+        } else {
+            self.f.call2(&JsValue::NULL, &arr, &lengths)
+        };
+        Box::pin(async move {
+            if self.error.is_some() {
+                return;
+            }
+            let result = match called {
+                Ok(v) => JsFuture::from(Promise::resolve(&v)).await,
+                Err(e) => Err(e),
+            };
+            let r = match result {
+                Ok(ops) => self.replay(&ops, views, host),
+                Err(e) => Err(format!("apply threw: {}", err_string(&e))),
+            };
+            if let Err(e) = r {
+                self.error = Some(e);
+            }
+        })
+    }
+}
+
+/// The driver's state, behind the base's lock.
+struct State {
+    engine: Engine<Deferred>,
+    apply: JsApply,
+    local: [u8; 32],
+    /// The oplog cores open in the store (the local one first).
+    cores: Vec<([u8; 32], CoreHandle)>,
+    /// The oplogs whose download from peers was asked for.
+    fetching: HashSet<[u8; 32]>,
+    closed: bool,
+}
+
+/// An autobase (JS autobase 7.28.1) on a page's [`Corestore`]; see the [module docs](self).
+/// JavaScript reaches it through the npm package's `Autobase` class.
+#[wasm_bindgen]
+pub struct Autobase {
+    store: WebStore,
+    state: Rc<async_lock::Mutex<State>>,
+    key: [u8; 32],
+    local: [u8; 32],
+    stop: Stop,
+}
+
+impl State {
+    /// Feed the blocks the store holds that the engine has not seen, apply, open the cores of
+    /// the writers the engine wants and ask peers for their blocks; until nothing new comes.
+    /// Whether anything changed. Takes the store's reader lock: its release wakes the store's
+    /// waiters only when it sent something (a plain lock's release always does, and the base's
+    /// loop, which waits for a change after each sync, would then never let the page run).
+    async fn sync(&mut self, store: &WebStore) -> Result<bool, JsError> {
+        let mut any = false;
+        loop {
+            let mut fed = false;
+            {
+                let s = SharedCoreHost::lock(store).await;
+                for (k, h) in &self.cores {
+                    let core = s
+                        .core(h)
+                        .map_err(|e| js_err("autobase: an oplog core", e))?;
+                    let have = core.length();
+                    loop {
+                        let seq = self.engine.oplog_len(k);
+                        if seq >= have || !core.has(seq) {
+                            break;
+                        }
+                        let Ok(Some(block)) = core.get(seq).await else {
+                            break;
+                        };
+                        if self.engine.handle_block(k, seq, &block).is_err() {
+                            break; // a bad block freezes that writer; the base goes on
+                        }
+                        fed = true;
+                    }
+                }
+            }
+            if self.engine.update_async(&mut self.apply).await {
+                any = true;
+            }
+            if let Some(e) = &self.apply.error {
+                return Err(JsError::new(&format!("autobase: {e}")));
+            }
+            let mut opened = false;
+            {
+                let mut s = SharedCoreHost::lock(store).await;
+                for (k, _) in self.engine.wanted() {
+                    if self.cores.iter().any(|(c, _)| *c == k) {
+                        continue;
+                    }
+                    let h = s
+                        .get(GetOptions::from_key(k))
+                        .await
+                        .map_err(|e| js_err("autobase: open a writer's oplog", e))?;
+                    self.cores.push((k, h));
+                    opened = true;
+                }
+                let now = store.now();
+                for (k, h) in &self.cores {
+                    if *k == self.local || self.fetching.contains(k) {
+                        continue;
+                    }
+                    if let Ok(r) = s.replicator_mut(h) {
+                        let _ = r.download(now, self.engine.oplog_len(k), None).await;
+                    }
+                    self.fetching.insert(*k);
+                }
+            }
+            any |= fed;
+            if !fed && !opened {
+                return Ok(any);
+            }
+        }
+    }
+
+    /// Write the local writer's entries to its core, then apply them.
+    async fn write_local(
+        &mut self,
+        store: &WebStore,
+        msgs: Vec<hyperpunch_core::autobase::messages::OplogMessage>,
+    ) -> Result<(), JsError> {
+        let blocks: Vec<Vec<u8>> = msgs.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        {
+            let mut s = store.lock().await;
+            let now = store.now();
+            let (_, local) = self
+                .cores
+                .first()
+                .ok_or_else(|| JsError::new("autobase: closed"))?;
+            s.append(now, local, &refs)
+                .await
+                .map_err(|e| js_err("autobase: append to the local oplog", e))?;
+        }
+        self.sync(store).await?;
+        Ok(())
+    }
+
+    /// An ack when the local writer indexes and `shouldAck` asks for one (JS `ack()`), or, for
+    /// a writer added as an indexer that the linearizer does not count yet, once per new
+    /// system change (as JS `ack()` always writes for a pending indexer). Whether one was written.
+    async fn ack(&mut self, store: &WebStore) -> Result<bool, JsError> {
+        let msgs = if self.engine.is_indexer(&self.local) {
+            self.engine.ack(&self.local)
+        } else if self.engine.is_writable(&self.local)
+            && self.engine.system().pending_indexers.contains(&self.local)
+            && self.engine.indexed_system().length < self.engine.system().length
+        {
+            self.engine.force_ack(&self.local)
+        } else {
+            None
+        };
+        let Some(msgs) = msgs else { return Ok(false) };
+        self.write_local(store, msgs).await?;
+        Ok(true)
+    }
+
+    fn summary(&mut self) -> JsValue {
+        let o = Object::new();
+        let lengths: Array = self
+            .apply
+            .views
+            .iter()
+            .map(|&v| JsValue::from(self.engine.views().len(v) as f64))
+            .collect();
+        let indexed = self.engine.indexed_view_lengths();
+        let indexed: Array = self
+            .apply
+            .views
+            .iter()
+            .map(|&v| JsValue::from(indexed.get(v).copied().unwrap_or(0) as f64))
+            .collect();
+        let _ = Reflect::set(&o, &"lengths".into(), &lengths);
+        let _ = Reflect::set(&o, &"indexedLengths".into(), &indexed);
+        let writable = self.engine.is_writable(&self.local);
+        let _ = Reflect::set(&o, &"writable".into(), &writable.into());
+        let indexer = self.engine.is_indexer(&self.local);
+        let _ = Reflect::set(&o, &"isIndexer".into(), &indexer.into());
+        let _ = Reflect::set(
+            &o,
+            &"indexedLength".into(),
+            &JsValue::from(self.engine.indexed_nodes() as f64),
+        );
+        let _ = Reflect::set(
+            &o,
+            &"systemLength".into(),
+            &JsValue::from(self.engine.system().length as f64),
+        );
+        o.into()
+    }
+}
+
+#[wasm_bindgen]
+impl Autobase {
+    /// Open the autobase of `store` whose bootstrap (first indexer) is `bootstrap` (32 bytes),
+    /// or a new one this page bootstraps (`bootstrap` absent: its key is the local writer's),
+    /// with the views `views` (by name, as the page's `open` named them) and the page's
+    /// `apply(nodes, lengths)` (see the [module docs](self)). The local writer is the store's
+    /// core named `local` (JS autobase's). Replays what the store holds (nothing is applied
+    /// yet: call `update`).
+    pub async fn open(
+        store: &Corestore,
+        bootstrap: Option<Vec<u8>>,
+        views: Vec<String>,
+        apply: Function,
+    ) -> Result<Autobase, JsError> {
+        let web = store.web_store().clone();
+        let local_handle = web
+            .lock()
+            .await
+            .get(GetOptions::named(b"local").in_namespace(store.namespace_of()))
+            .await
+            .map_err(|e| js_err("autobase: open the local oplog", e))?;
+        let local = *local_handle.key();
+        let key = match bootstrap {
+            Some(b) => key32("bootstrap", &b)?,
+            None => local,
+        };
+        let mut cores = vec![(local, local_handle)];
+        if key != local {
+            let h = web
+                .lock()
+                .await
+                .get(GetOptions::from_key(key))
+                .await
+                .map_err(|e| js_err("autobase: open the bootstrap's oplog", e))?;
+            cores.push((key, h));
+        }
+        let mut engine = Engine::new(key, Deferred);
+        let ids = views.iter().map(|n| engine.open_view(n)).collect();
+        let state = State {
+            engine,
+            apply: JsApply {
+                f: apply,
+                views: ids,
+                error: None,
+            },
+            local,
+            cores,
+            fetching: HashSet::new(),
+            closed: false,
+        };
+        Ok(Autobase {
+            store: web,
+            state: Rc::new(async_lock::Mutex::new(state)),
+            key,
+            local,
+            stop: Stop::default(),
+        })
+    }
+
+    /// The base's key: the bootstrap's oplog key (32 bytes).
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> Vec<u8> {
+        self.key.to_vec()
+    }
+
+    /// The local writer's oplog key (32 bytes).
+    #[wasm_bindgen(getter, js_name = localKey)]
+    pub fn local_key(&self) -> Vec<u8> {
+        self.local.to_vec()
+    }
+
+    /// Feed what the store holds, apply, and ack when due; resolves to `{ changed, lengths,
+    /// indexedLengths, writable, isIndexer, indexedLength, systemLength }` (per view: its
+    /// length and its indexed length, in the order of the names given to `open`).
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<{ changed: boolean, lengths: number[], indexedLengths: number[], writable: boolean, isIndexer: boolean, indexedLength: number, systemLength: number }>"
+    )]
+    pub fn update(&self) -> Promise {
+        let (state, store) = (self.state.clone(), self.store.clone());
+        future_to_promise(async move {
+            let mut st = state.lock().await;
+            if st.closed {
+                return Err(JsError::new("autobase: closed").into());
+            }
+            let mut changed = st.sync(&store).await?;
+            // each ack is applied at once; another may be due after it (bounded: JS acks once)
+            if st.ack(&store).await? {
+                changed = true;
+            }
+            let o = st.summary();
+            let _ = Reflect::set(&o, &"changed".into(), &changed.into());
+            Ok(o)
+        })
+    }
+
+    /// Append `values` (encoded) as one batch from the local writer (JS `base.append`), then
+    /// apply them. Refused when this writer is not a member of the system.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn append(&self, values: Vec<Uint8Array>) -> Promise {
+        let (state, store) = (self.state.clone(), self.store.clone());
+        future_to_promise(async move {
+            let mut st = state.lock().await;
+            if st.closed {
+                return Err(JsError::new("autobase: closed").into());
+            }
+            st.sync(&store).await?;
+            let values: Vec<Vec<u8>> = values.iter().map(Uint8Array::to_vec).collect();
+            let local = st.local;
+            let Some(msgs) = st.engine.append(&local, values) else {
+                return Err(
+                    JsError::new("autobase: not writable (not a writer of this base)").into(),
+                );
+            };
+            st.write_local(&store, msgs).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Write an ack now if the local writer is an indexer (JS `base.ack()`); resolves to
+    /// whether one was written.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn ack(&self) -> Promise {
+        let (state, store) = (self.state.clone(), self.store.clone());
+        future_to_promise(async move {
+            let mut st = state.lock().await;
+            if st.closed {
+                return Err(JsError::new("autobase: closed").into());
+            }
+            st.sync(&store).await?;
+            Ok(st.ack(&store).await?.into())
+        })
+    }
+
+    /// Resolves at the store's next change (a block downloaded or appended, a peer), or at
+    /// `close`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn changed(&self) -> Promise {
+        let changed = self.store.changed();
+        let stop = self.stop.clone();
+        future_to_promise(async move {
+            let _ = stop.or(changed).await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Close the base: its oplog cores' sessions end (the store stays open).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        self.stop.stop();
+        let (state, store) = (self.state.clone(), self.store.clone());
+        future_to_promise(async move {
+            let mut st = state.lock().await;
+            if st.closed {
+                return Ok(JsValue::UNDEFINED);
+            }
+            st.closed = true;
+            let cores = std::mem::take(&mut st.cores);
+            let mut s = store.lock().await;
+            for (_, h) in cores {
+                s.close_core(h)
+                    .map_err(|e| js_err("autobase: close an oplog", e))?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
