@@ -138,6 +138,19 @@ pids+=($!)
 seeding=$(wait_for "$tmp/jsdrive.out" 's/^seeding \([0-9a-f]* [0-9a-f]*\)$/\1/p') || {
   echo "error: the JS drive seeder did not announce:" >&2; cat "$tmp/jsdrive.out" "$tmp/jsdrive.log" >&2; exit 1; }
 read -r drive_key notes_key <<<"$seeding"
+# A JS autobase bootstrap that adds the page's writer (its first message on a connection).
+abn=5
+node tests/interop/pkg-autobase-peer.js "$bootstrap" "$abn" >"$tmp/jsab.out" 2>"$tmp/jsab.log" &
+pids+=($!)
+ab_key=$(wait_for "$tmp/jsab.out" 's/^autobase \([0-9a-f]*\)$/\1/p') || {
+  echo "error: the JS autobase peer did not announce:" >&2; cat "$tmp/jsab.out" "$tmp/jsab.log" >&2; exit 1; }
+# A JS autobase writer that the page's own base adds (the page sends it the base key).
+abtopic=$(python3 -c 'import os; print(os.urandom(32).hex())')
+abcount=3
+node tests/interop/pkg-autobase-writer.js "$bootstrap" "$abtopic" "$abn" "$abcount" >"$tmp/jsabw.out" 2>"$tmp/jsabw.log" &
+pids+=($!)
+ab_writer=$(wait_for "$tmp/jsabw.out" 's/^writer \([0-9a-f]*\)$/\1/p') || {
+  echo "error: the JS autobase writer did not join:" >&2; cat "$tmp/jsabw.out" "$tmp/jsabw.log" >&2; exit 1; }
 export SCRATCH="$tmp"
 # The keys JS corestore and hyperdrive give for the primary key the page's store uses.
 store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf '07%.0s' $(seq 32))") || {
@@ -151,10 +164,13 @@ api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s'
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
-page_url="${http_url}?relay=$relay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files"
+page_url="${http_url}?relay=$relay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files&autobase=$ab_key&abn=$abn&abtopic=$abtopic&abwriter=$ab_writer&abcount=$abcount"
 bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
+# The page was added by the JS bootstrap, appended, indexed; its view is compared with JS's below.
+autobase="autobase key=true before=false writable=true view="
+autobase_rest="reopened=true solo=abc/3/true/true solo-reopened=true"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
 api_extra='codec=null checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
 bee_extra='empty-header=null'
@@ -162,9 +178,9 @@ bee_extra='empty-header=null'
 store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true closed-checkout=the drive is closed clear-diff=4/0 clear-all=7/false'
 # Files downloaded by downloadDiff (the last half) and download (one), blocks cleared (JS: 0).
 replica_extra="counts=$((files / 2))/1/1/$((files - 1))/false"
-steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" "$bee_extra" "$replica_extra" <<'PY'
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" "$bee_extra" "$replica_extra" "$autobase" "$autobase_rest" <<'PY'
 import json, sys
-url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra, bee_extra, replica_extra = sys.argv[1:]
+url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra, bee_extra, replica_extra, autobase, autobase_rest = sys.argv[1:]
 print(json.dumps([
     {"open": url},
     {"title": "ok ", "timeout": 360},
@@ -183,6 +199,14 @@ print(json.dumps([
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
     # A JS hyperswarm peer's hyperdrive and core, replicated over a swarm connection.
     {"eval": "document.title.includes(%s)" % json.dumps(replica), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(autobase), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps(autobase_rest), "expect": True},
+    # The page's autobase view is the JS bootstrap's, same values in the same order (JS prints
+    # it once it indexed every value; waited for, up to 30 s).
+    {"run": 'v=$(printf %s "$PAGE_TITLE" | sed -n "s/.* autobase key=true before=false writable=true view=\\([^ ]*\\) .*/\\1/p"); [ -n "$v" ] || { echo "no autobase view in the title"; exit 1; }; for i in $(seq 300); do grep -qx "done $v" "$SCRATCH/jsab.out" && exit 0; sleep 0.1; done; echo "the JS autobase view differs from the page view $v:"; cat "$SCRATCH/jsab.out"; exit 1'},
+    # The page's own base with the JS writer it added: the same view at both ends.
+    {"eval": "document.title.includes(%s)" % json.dumps("autobase-boot indexer=true view="), "expect": True},
+    {"run": 'v=$(printf %s "$PAGE_TITLE" | sed -n "s/.* autobase-boot indexer=true view=\\([^ ]*\\) end.*/\\1/p"); [ -n "$v" ] || { echo "no autobase-boot view in the title"; exit 1; }; for i in $(seq 300); do grep -qx "done $v" "$SCRATCH/jsabw.out" && exit 0; sleep 0.1; done; echo "the JS writer view differs from the page view $v:"; cat "$SCRATCH/jsabw.out"; exit 1'},
     # The JS peer saw the page's key and got its message.
     {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" && grep -qx "data hello from page" "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},
 ]))

@@ -3,11 +3,13 @@
 // rest of their JS API (history, diff, watch, checkouts, CAS, namespaces, batches, write
 // streams), src/api.ts; a
 // Swarm on a topic, src/swarm.ts; replication over a swarm
-// connection, src/replicate.ts) and reports in document.title, which scripts/test-pkg.sh
+// connection, src/replicate.ts; an Autobase with a JS bootstrap, src/autobase.ts) and
+// reports in document.title, which scripts/test-pkg.sh
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
 // the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
 import { beeApiCheck, beeMoreCheck, storeApiCheck } from './api'
+import { autobaseBootstrapCheck, autobaseCheck } from './autobase'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
 import { replicateCheck } from './replicate'
@@ -39,8 +41,21 @@ async function main (): Promise<string> {
   const replica = relay !== null && drive !== null && notes !== null && files !== null
     ? ` | ${await replicateCheck(relay, drive, notes, Number(files))}`
     : ''
+  // With &autobase=KEY&abn=N, the page as a writer of a JS autobase bootstrap's base.
+  const abKey = params.get('autobase')
+  const abN = params.get('abn')
+  const autobase = relay !== null && abKey !== null && abN !== null
+    ? ` | ${await autobaseCheck(relay, abKey, Number(abN))}`
+    : ''
+  // With &abtopic=HEX&abwriter=KEY&abcount=N, the page as the bootstrap that adds a JS writer.
+  const abTopic = params.get('abtopic')
+  const abWriter = params.get('abwriter')
+  const abCount = params.get('abcount')
+  const autobaseBoot = relay !== null && abTopic !== null && abWriter !== null && abN !== null && abCount !== null
+    ? ` | ${await autobaseBootstrapCheck(relay, abTopic, abWriter, Number(abN), Number(abCount))}`
+    : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${replica}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${replica}${autobase}${autobaseBoot}`
 }
 
 main().then(
