@@ -26,7 +26,12 @@
 #      ranged drive read streams, has, clear, getBlobsLength, entry follow; and, on the JS
 #      peer's drive, has / downloadDiff / download / clear): the page's summaries must equal
 #      what JS hyperbee, corestore and hyperdrive print for the same operations
-#      (tests/interop/pkg-api-ops.js); document.title `ok ...` holds each part's summary
+#      (tests/interop/pkg-api-ops.js); an Autobase: the page as a writer that a JS autobase
+#      bootstrap adds (tests/interop/pkg-autobase-peer.js; both append, the JS peer answering
+#      each page value: the page's view must be JS's, value for value in order, all indexed;
+#      then reopened from IndexedDB), the page as the bootstrap that adds a JS writer
+#      (tests/interop/pkg-autobase-writer.js; the same view at both ends), a page-only base
+#      reopened, an apply that throws; document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
 # logs. Needs node 20.19+ and npm (vite 8).
 set -euo pipefail
@@ -170,7 +175,7 @@ drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/he
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
 # The page was added by the JS bootstrap, appended, indexed; its view is compared with JS's below.
 autobase="autobase key=true before=false writable=true view="
-autobase_rest="reopened=true solo=abc/3/true/true solo-reopened=true"
+autobase_rest="reopened=true solo=abc/3/true/true solo-reopened=true throws=true"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
 api_extra='codec=null checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
 bee_extra='empty-header=null'

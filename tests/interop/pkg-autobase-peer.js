@@ -3,10 +3,12 @@
 // indexer), `{ text }` appends `text` to the view 'view' (utf-8). It appends `js0`, `js1`, joins
 // its discovery key on a local DHT (BOOTSTRAP, never the public bootstrap nodes) and prints
 // `autobase KEY`. A peer's first message on a connection is its writer key: it adds that
-// writer, replicates its store on the rest of the connection, appends `js2`, `js3` and acks
-// until its view holds EXPECT values of that writer and every value is indexed, then prints
-// `done VIEW` (the view's values joined by ','), and keeps serving (and acking) until SIGTERM
-// or TIMEOUT_MS (default 240 s).
+// writer, replicates its store on the rest of the connection, appends `js2`, `js3`, answers
+// each value `pageN` of that writer it sees with a value `re:pageN` of its own (written while
+// the page goes on appending: concurrent nodes, which both ends must order alike), and acks
+// until its view holds EXPECT values of that writer and its EXPECT answers, every value
+// indexed; then it prints `done VIEW` (the view's values joined by ','), and keeps serving (and
+// acking) until SIGTERM or TIMEOUT_MS (default 240 s).
 //
 //   node pkg-autobase-peer.js BOOTSTRAP_HOST:PORT EXPECT
 'use strict'
@@ -67,15 +69,25 @@ async function main () {
     await base.append({ text: 'js2' })
     await base.append({ text: 'js3' })
     let done = false
+    const answered = new Set()
     for (;;) {
       await base.update()
       if (base.ackable) await base.ack()
       if (!done) {
         const view = []
         for (let i = 0; i < base.view.length; i++) view.push(await base.view.get(i))
+        const fresh = view.filter((v) => v.startsWith('page') && !answered.has(v))
+        if (fresh.length > 0) {
+          for (const v of fresh) {
+            answered.add(v)
+            await base.append({ text: `re:${v}` })
+          }
+          continue
+        }
         const info = await base.system.getIndexedInfo(base.indexedLength)
         const indexed = info.views.length ? info.views[0].length : 0
-        if (view.filter((v) => v.startsWith('page')).length >= Number(expect) && indexed === view.length) {
+        if (view.filter((v) => v.startsWith('page')).length >= Number(expect) &&
+            view.filter((v) => v.startsWith('re:')).length >= Number(expect) && indexed === view.length) {
           done = true
           console.log('done', view.join(','))
         }

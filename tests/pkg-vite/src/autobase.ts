@@ -2,8 +2,9 @@
 // pkg-autobase-peer.js, found on the base's discovery key through the relay): the page opens
 // the base by key in its Corestore, tells the JS peer its writer key (the first message on the
 // connection), replicates its store on the rest, waits to be added (writable), appends
-// `page0`..`page<n-1>` (one of them as a batch of two) and waits until its view holds every
-// value, indexed by the JS indexer; then a reopen of the base from IndexedDB alone (the store's
+// `page0`..`page<n-1>` (the last two as a batch) while the JS peer answers each with a value of
+// its own (concurrent writes), and waits until its view holds every value, indexed by the JS
+// indexer; then a reopen of the base from IndexedDB alone (the store's
 // connections closed). Page-only: a base the page bootstraps (its only indexer), reopened.
 import { Autobase, Corestore, Swarm, discoveryKey, toHex, type AutobaseHost, type AutobaseNode, type AutobaseView } from 'hyperpunch'
 
@@ -69,7 +70,8 @@ export async function autobaseCheck (relay: string, key: string, n: number): Pro
   await until(base, 'being added', () => base.writable)
   for (let i = 0; i < n - 2; i++) await base.append({ text: `page${i}` })
   await base.append([{ text: `page${n - 2}` }, { text: `page${n - 1}` }])
-  const total = n + 4
+  // the JS peer's 4 values and its answer `re:pageN` to each of ours
+  const total = 2 * n + 4
   await until(base, 'indexing', () => base.view.length === total && base.view.indexedLength === total)
   const view = await viewOf(base)
   await swarm.destroy()
@@ -97,8 +99,17 @@ export async function autobaseCheck (relay: string, key: string, n: number): Pro
   await solo2.ready()
   const soloReopened = (await viewOf(solo2)).join('') === soloView && toHex(solo2.key) === soloKey && solo2.isIndexer
   await solo2.close()
+  // An apply that throws fails the append that ran it (and the base stops there).
+  const failing = new Autobase(soloStore.namespace('failing'), null, {
+    valueEncoding: 'utf-8',
+    apply: async (nodes) => { for (const { value } of nodes) if (value === 'boom') throw new Error('apply says boom') }
+  })
+  await failing.ready()
+  await failing.append('fine')
+  const threw = await failing.append('boom').then(() => 'no error', (err: unknown) => err instanceof Error ? err.message : String(err))
+  await failing.close()
   return `autobase key=${sameKey} before=${before} writable=${base.writable} view=${view.join(',')} reopened=${reopened} ` +
-    `solo=${soloView}/${soloIndexed}/${soloKey === soloLocal}/${solo.isIndexer} solo-reopened=${soloReopened}`
+    `solo=${soloView}/${soloIndexed}/${soloKey === soloLocal}/${solo.isIndexer} solo-reopened=${soloReopened} throws=${threw.includes('apply threw: apply says boom')}`
 }
 
 // The page bootstraps a base (its only indexer) and adds a JS writer (tests/interop/
