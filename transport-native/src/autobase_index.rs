@@ -368,6 +368,21 @@ impl IndexerCores {
             .map_or_else(|| bootstrap_system_key(&self.bootstrap), |s| s.1)
     }
 
+    /// The system core as this member holds it in the store, if it is open: after a move to
+    /// several indexers (or [`Self::seed_from_point`]'s completion) the moved core, while
+    /// [`Self::seed_from_point`] downloads the blocks below the point the core it asked for,
+    /// else the core written here (`None` before the first indexed batch). Its peers announce
+    /// their length of it (the room's signed system length as they know it).
+    pub fn system_handle(&self) -> Option<&CoreHandle> {
+        if let Some(m) = &self.multi {
+            return Some(&m.system);
+        }
+        if let Some(h) = self.seeding.as_ref().and_then(|s| s.first()) {
+            return Some(h);
+        }
+        self.system.as_ref().map(|s| &s.0)
+    }
+
     /// The view cores' keys, by view id (empty before the first indexed batch).
     pub fn view_keys(&self) -> &[[u8; 32]] {
         &self.view_keys

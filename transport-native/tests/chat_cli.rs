@@ -1892,6 +1892,12 @@ fn a_member_that_fell_behind_fast_forwards_again() {
         third >= second + 16,
         "fast-forwarded while running from {second} to {third}"
     );
+    // he looked because the creator announced its signed system 16 past what he indexed
+    let (announced, indexed) = look_line(&bob.expect(LOOK));
+    assert!(
+        announced >= indexed + 16 && announced <= third,
+        "looked at {announced} with {indexed} indexed, fast-forwarded to {third}"
+    );
     assert!(
         !bob.seen.iter().any(|l| l.starts_with("fast-forwarded")),
         "one fast-forward only: {:?}",
@@ -1911,6 +1917,90 @@ fn a_member_that_fell_behind_fast_forwards_again() {
     drop(bob);
     let (_, _, _, point) = held_oplogs(&b_dir, boot, &[boot, bk]);
     assert_eq!(point.unwrap().system_length, third);
+}
+
+/// The line a running member prints when it starts reading a fast-forward point.
+const LOOK: &str = "looking for a newer fast-forward point (";
+
+/// The signed system length announced and the one indexed in a [`LOOK`] line (it must name the
+/// signed system length: the member holds the system core).
+fn look_line(line: &str) -> (u64, u64) {
+    assert!(
+        line.starts_with(&format!("{LOOK}signed system length ")),
+        "{line:?}"
+    );
+    let (a, i) = ff_line(line);
+    (a, i as u64)
+}
+
+/// A running member looks for a newer fast-forward point when the room's signed system core is
+/// 16 past what it indexed (JS `_queueFastForward`), not when 16 oplog entries it has not
+/// linearized are announced. Bob fast-forwards into a room of 20 messages; Carol, invited, types
+/// 20 lines before she is added and so writes them as one batch once added: the creator indexes
+/// them with a few system blocks. Bob shows them without looking. Then the creator writes 20,
+/// one a line (20 signed system blocks at least): Bob looks, naming a signed length 16 past what
+/// he indexed, and fast-forwards. (With the look on 16 unlinearized oplog entries, as before,
+/// Bob looks on Carol's batch and the first check fails.)
+#[test]
+fn a_burst_of_entries_without_16_signed_system_blocks_does_not_start_a_look() {
+    const N: usize = 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("alice");
+    let a = a_dir.to_str().unwrap();
+    let mut alice = Member::spawn(&["chat", "--storage", a, "--listen", "127.0.0.1:0"]);
+    let room = alice.word("room ");
+    let addr = alice.listening();
+    for i in 0..N {
+        alice.say(&format!("m{i}"));
+    }
+    let mut ours = alice.messages(N);
+
+    let b_dir = tmp.path().join("bob");
+    let b = b_dir.to_str().unwrap();
+    let mut bob = Member::spawn(&["chat", "--storage", b, "--invite", &room, "--tcp", &addr]);
+    let (first, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert_eq!(bob.messages(N), ours);
+    // Bob holds the system core (its peers announce their length of it)
+    bob.expect("holding the room's signed cores below the fast-forward point");
+
+    let c_dir = tmp.path().join("carol");
+    let c = c_dir.to_str().unwrap();
+    let mut carol = Member::spawn(&["chat", "--storage", c, "--invite", &room, "--tcp", &addr]);
+    let c_key = carol.word("writer ");
+    carol.expect("waiting to be added");
+    for i in 0..N {
+        carol.say(&format!("c{i}"));
+    }
+    alice.say(&format!("/add {c_key}"));
+    ours.extend(alice.messages(N));
+    assert!(ours[N..].iter().all(|l| l.contains(": c")), "{ours:?}");
+    assert_eq!(bob.messages(N), ours[N..], "Carol's batch at Bob");
+    assert!(
+        !bob.seen.iter().any(|l| l.starts_with(LOOK)),
+        "Bob looked on Carol's batch: {:?}",
+        bob.seen
+    );
+
+    // the creator's signed system grows by one block a message at least: Bob looks and
+    // fast-forwards while running
+    for i in N..2 * N {
+        alice.say(&format!("m{i}"));
+    }
+    ours.extend(alice.messages(N));
+    let (announced, indexed) = look_line(&bob.expect(LOOK));
+    assert!(indexed >= first, "{indexed} < {first}");
+    assert!(announced >= indexed + 16, "{announced} < {indexed} + 16");
+    let (second, _) = ff_line(&bob.expect("fast-forwarded to system length "));
+    assert!(second >= announced, "{second} < {announced}");
+    assert_eq!(bob.messages(N), ours[2 * N..], "while running");
+    assert!(
+        !bob.seen.iter().any(|l| l.starts_with(LOOK)),
+        "one look only: {:?}",
+        bob.seen
+    );
+    drop(carol);
+    drop(bob);
+    drop(alice);
 }
 
 /// The same against a JS room (JS autobase 7.28.1 creator and indexer, the chat's apply): Bob

@@ -19,7 +19,10 @@
 //! oplogs are downloaded only past it, and the point is stored in the member's folder, so that a
 //! restart resumes from it. A member restarted, or running, that is 16 signed system blocks
 //! behind what it indexed fast-forwards again the same way (the engine decides:
-//! `Autobase::fast_forward_worth`), its newer point replacing the stored one. A member that
+//! `Autobase::fast_forward_worth`), its newer point replacing the stored one. A running member
+//! looks when its peers announce the signed system core 16 blocks past what it indexed (printing
+//! `looking for a newer fast-forward point ...`; a member that holds no system core yet looks
+//! when 16 oplog entries it has not linearized are known). A member that
 //! fast-forwarded downloads the system and view cores' blocks below its point from its peers
 //! (`IndexerCores::seed_from_point`, printing `holding the room's signed cores below the
 //! fast-forward point ...`) and keeps the cores from there as the others do, so that once it is
@@ -601,6 +604,27 @@ impl Room {
 
     /// The length of each writer's oplog the store knows of (what peers announced and this
     /// member verified, held or not).
+    /// The room's signed system length as this member's peers announce it (JS reads its system
+    /// core's length, which grows as peers' signed appends reach it): the longest of the system
+    /// core held here ([`IndexerCores::system_handle`], kept by a member that fast-forwarded or
+    /// indexed a batch) and of what the peers replicating it say they have. `None` when no such
+    /// core is open here or no peer replicates it with this member.
+    fn announced_system_length(&self, s: &Corestore<FileStorage>) -> Option<u64> {
+        let cores = self
+            .cores_writer
+            .as_ref()
+            .or(self.seeding.as_ref().map(|c| &c.0))?;
+        let h = cores.system_handle()?;
+        let core = s.core(h).ok()?;
+        let r = s.replicator(h).ok()?;
+        r.peers()
+            .filter_map(|p| r.peer_info(p))
+            .filter(|p| p.synced && p.remote_fork == core.fork())
+            .map(|p| p.remote_length)
+            .max()
+            .map(|peers| peers.max(core.length()))
+    }
+
     fn known_lengths(&self, s: &Corestore<FileStorage>) -> Vec<([u8; 32], u64)> {
         self.cores
             .iter()
@@ -909,11 +933,11 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     // from the whole history) and has peers to ask fast-forwards whenever the room's signed
     // system is at least `MINIMUM` blocks past what it indexed (JS `_queueFastForward`): a new
     // member, a restarted one (from its stored point, or from what it linearized) and, while it
-    // runs, one that fell behind. It reads the point in the background; meanwhile nothing is
-    // linearized, as JS pauses its apply while it fast-forwards (for a new member the blocks
-    // that reading fetches would start the view below the point), and at the start no oplog is
-    // downloaded until it knows. If the read fails or the point is not worth it, the room is
-    // linearized from the oplogs.
+    // runs, one that fell behind (see the running look below). It reads the point in the
+    // background; meanwhile nothing is linearized, as JS pauses its writers while it
+    // fast-forwards (for a new member the blocks that reading fetches would start the view
+    // below the point), and at the start no oplog is downloaded until it knows. If the read
+    // fails or the point is not worth it, the room is linearized from the oplogs.
     let indexer_here = |base: &Autobase<ChatApply>| {
         let sys = base.system();
         sys.indexers.iter().any(|c| c.key == local) || sys.pending_indexers.contains(&local)
@@ -1028,6 +1052,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         let s = store.lock().await;
         room.known_lengths(&s).iter().map(|k| k.1).sum::<u64>()
     };
+    // the signed system length announced when the last running look started
+    let mut ff_system_at = 0u64;
     let mut ff_retry_at: Option<tokio::time::Instant> = None;
     let mut ff_read = None;
     // Whether the key is known to fit the room: an entry of the creator's decoded with it, or a
@@ -1127,23 +1153,43 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             }
         }
         // A running member that fell behind (JS `_queueFastForward` on the system core's
-        // appends): when the oplogs are known to hold at least `MINIMUM` entries it has not
-        // linearized, and at least `MINIMUM` more than when it last looked, it reads the point
-        // again, which is taken if the engine's minimum is signed (after a failed read, only
-        // after `FF_RETRY`). Looked at before the blocks held are linearized, and never right
-        // after a read (the oplogs are linearized in between).
+        // appends): when its peers announce the room's signed system at least `MINIMUM` blocks
+        // past what it indexed (the engine's minimum), and at least `MINIMUM` more than when it
+        // last looked, it reads the point again, which is taken if that minimum is signed (after
+        // a failed read, only after `FF_RETRY`). A member that holds no system core its peers
+        // replicate (it never fast-forwarded nor indexed a batch) looks instead when the oplogs
+        // are known to hold at least `MINIMUM` entries it has not linearized, and at least
+        // `MINIMUM` more than when it last looked. Looked at before the blocks held are
+        // linearized, and never right after a read (the oplogs are linearized in between).
         if may_ff
             && !just_read
             && ff_rx.is_none()
             && !indexer_here(&room.base)
             && ff_retry_at.is_none_or(|t| tokio::time::Instant::now() >= t)
         {
-            let known = room.known_lengths(&s);
-            let total = known.iter().map(|k| k.1).sum::<u64>();
-            if total >= ff_known_at.saturating_add(autobase_ff::MINIMUM)
-                && room.base.fast_forward_may_be_due(&known)
-            {
-                ff_known_at = total;
+            let look = match room.announced_system_length(&s) {
+                Some(signed) => (signed >= room.base.fast_forward_minimum()
+                    && signed >= ff_system_at.saturating_add(autobase_ff::MINIMUM))
+                .then(|| {
+                    ff_system_at = signed;
+                    format!("signed system length {signed}")
+                }),
+                None => {
+                    let known = room.known_lengths(&s);
+                    let total = known.iter().map(|k| k.1).sum::<u64>();
+                    (total >= ff_known_at.saturating_add(autobase_ff::MINIMUM)
+                        && room.base.fast_forward_may_be_due(&known))
+                    .then(|| {
+                        ff_known_at = total;
+                        format!("{total} oplog entries known")
+                    })
+                }
+            };
+            if let Some(why) = look {
+                println!(
+                    "looking for a newer fast-forward point ({why}, {} indexed)",
+                    room.base.indexed_system().length
+                );
                 ff_retry_at = None;
                 ff_rx = Some(spawn_ff_read(
                     &store,
@@ -1153,7 +1199,9 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 ));
             }
         }
-        // while the point is read, nothing is linearized
+        // while the point is read, nothing is linearized (JS pauses its writers while it
+        // fast-forwards; linearizing the oplogs downloaded meanwhile would make the point not
+        // worth taking)
         if ff_rx.is_none() {
             room.sync(&mut s, now, &dir).await?;
             if !key_fits && bootstrap_read(&room.base) {
