@@ -418,11 +418,13 @@ impl<A: Apply> Autobase<A> {
             .saturating_add(super::fast_forward::MINIMUM)
     }
 
-    /// Whether a running member should look for a newer fast-forward point (JS looks on every
-    /// append of the system core): the writers' oplogs are known (`known`: each writer's length
-    /// its peers announced) to hold at least [`MINIMUM`] entries past what this engine holds of
-    /// them, so the signed system may be [`MINIMUM`] blocks ahead. Only a hint for when to read;
-    /// [`Autobase::fast_forward_worth`] decides.
+    /// Whether a running member that holds no system core its peers announce should look for a
+    /// newer fast-forward point (JS looks when the system core it replicates is
+    /// [`Autobase::fast_forward_minimum`] long; a driver that knows the system core's announced
+    /// length compares that instead): the writers' oplogs are known (`known`: each writer's
+    /// length its peers announced) to hold at least [`MINIMUM`] entries past what this engine
+    /// holds of them, so the signed system may be [`MINIMUM`] blocks ahead. Only a hint for
+    /// when to read; [`Autobase::fast_forward_worth`] decides.
     ///
     /// [`MINIMUM`]: super::fast_forward::MINIMUM
     pub fn fast_forward_may_be_due(&self, known: &[([u8; 32], u64)]) -> bool {
