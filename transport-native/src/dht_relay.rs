@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyperpunch_core::dht::connect::{ExternalReceived, NoiseStep};
 use hyperpunch_core::dht::{AnnounceOptions, LookupResult};
 use hyperpunch_core::relay::dht_relay::{
     close_code, Announcers, Limits, Node, Peer, Request, Session,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -817,9 +817,10 @@ fn start_stream(
     t.push(writer);
 }
 
-/// The most bytes of a custodial stream's messages that one relay `data` message carries
-/// (more once the first message alone is larger): the messages already received when the
-/// relay reads one go together (see `read_stream`).
+/// The most bytes of a stream's data that one relay `data` message carries: a custodial
+/// stream's messages already received when the relay reads one go together, up to this size
+/// (more once the first message alone is larger; see `read_stream`); a non-custodial stream's
+/// bytes already waiting, up to this size (see `read_raw`).
 const DATA_BATCH_BYTES: usize = 256 * 1024;
 
 async fn read_stream(
@@ -901,14 +902,20 @@ async fn write_stream(
     }
 }
 
-/// Reads a non-custodial stream's bytes (ciphertext) for the client, chunk by chunk.
-async fn read_raw(
+/// The read buffer of a non-custodial stream (what it holds while idle).
+const RAW_READ_BYTES: usize = 64 * 1024;
+
+/// Reads a non-custodial stream's bytes (ciphertext) for the client: each read waits for
+/// bytes, then takes the bytes already waiting in UDX with them (reads that complete at once),
+/// up to DATA_BATCH_BYTES, into one relay `data` message (one WebSocket message). The stream
+/// keeps only its RAW_READ_BYTES buffer between reads.
+async fn read_raw<R: AsyncRead + Unpin>(
     stream: u32,
-    mut rd: ReadHalf<UdxStream>,
+    mut rd: R,
     ev: mpsc::UnboundedSender<Ev>,
     mut paused: watch::Receiver<bool>,
-) -> ReadHalf<UdxStream> {
-    let mut buf = vec![0u8; 64 * 1024];
+) -> R {
+    let mut buf = vec![0u8; RAW_READ_BYTES];
     loop {
         // Backpressure: while the client is behind, leave the peer's bytes in UDX.
         if paused.wait_for(|p| !*p).await.is_err() {
@@ -920,8 +927,38 @@ async fn read_raw(
                 return rd;
             }
             Ok(n) => {
-                if ev.send(Ev::Data(stream, vec![buf[..n].to_vec()])).is_err() {
+                let mut data = buf[..n].to_vec();
+                // Some(None): the stream ended; Some(Some(e)): it failed (after this data).
+                let mut over = None;
+                while data.len() < DATA_BATCH_BYTES {
+                    let want = (DATA_BATCH_BYTES - data.len()).min(buf.len());
+                    match rd.read(&mut buf[..want]).now_or_never() {
+                        Some(Ok(0)) => {
+                            over = Some(None);
+                            break;
+                        }
+                        Some(Ok(n)) => data.extend_from_slice(&buf[..n]),
+                        Some(Err(e)) => {
+                            over = Some(Some(e));
+                            break;
+                        }
+                        // Nothing more waiting: send what there is.
+                        None => break,
+                    }
+                }
+                if ev.send(Ev::Data(stream, vec![data])).is_err() {
                     return rd;
+                }
+                match over {
+                    None => {}
+                    Some(None) => {
+                        let _ = ev.send(Ev::End(stream));
+                        return rd;
+                    }
+                    Some(Some(e)) => {
+                        let _ = ev.send(Ev::Closed(stream, Some(e.to_string())));
+                        return rd;
+                    }
                 }
             }
             Err(e) => {
@@ -1008,5 +1045,73 @@ mod tests {
             read_all(big.clone()).await.0,
             vec![vec![big[0].clone()], vec![big[1].clone()]]
         );
+    }
+
+    /// What `read_raw` reported for BYTES written (all of them before it reads) in pieces of
+    /// PIECE: the size of each `data` event, whether it ended, and the bytes.
+    async fn read_raw_all(bytes: usize, piece: usize) -> (Vec<usize>, bool, Vec<u8>) {
+        let (mut w, r) = tokio::io::duplex(bytes + 1);
+        let sent: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+        for p in sent.chunks(piece) {
+            w.write_all(p).await.unwrap();
+        }
+        drop(w);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (_paused_tx, paused_rx) = watch::channel(false);
+        read_raw(7, r, ev_tx, paused_rx).await;
+        let (mut sizes, mut ended, mut got) = (Vec::new(), false, Vec::new());
+        while let Ok(ev) = ev_rx.try_recv() {
+            match ev {
+                Ev::Data(7, chunks) => {
+                    assert!(!ended);
+                    assert_eq!(chunks.len(), 1);
+                    sizes.push(chunks[0].len());
+                    got.extend_from_slice(&chunks[0]);
+                }
+                Ev::End(7) => ended = true,
+                _ => panic!("unexpected event"),
+            }
+        }
+        assert_eq!(got, sent);
+        (sizes, ended, got)
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_already_waiting_go_in_one_data_event_up_to_the_batch_size() {
+        // 500 KiB waiting: 256 KiB, then the rest (not one event per 64 KiB read).
+        let (sizes, ended, _) = read_raw_all(500 * 1024, 100 * 1024).await;
+        assert!(ended);
+        assert_eq!(sizes, vec![DATA_BATCH_BYTES, 500 * 1024 - DATA_BATCH_BYTES]);
+        // Small writes all go together.
+        let (sizes, ended, _) = read_raw_all(500, 10).await;
+        assert!(ended);
+        assert_eq!(sizes, vec![500]);
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_arriving_later_go_in_a_later_data_event() {
+        let (mut w, r) = tokio::io::duplex(1 << 20);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (_paused_tx, paused_rx) = watch::channel(false);
+        let reader = tokio::spawn(read_raw(7, r, ev_tx, paused_rx));
+        w.write_all(&[1; 1000]).await.unwrap();
+        match ev_rx.recv().await {
+            Some(Ev::Data(7, chunks)) => assert_eq!(chunks, vec![vec![1; 1000]]),
+            _ => panic!("expected data"),
+        }
+        w.write_all(&[2; 10]).await.unwrap();
+        drop(w);
+        let mut rest = Vec::new();
+        let mut ended = false;
+        while let Some(ev) = ev_rx.recv().await {
+            match ev {
+                Ev::Data(7, chunks) => rest.extend(chunks.concat()),
+                Ev::End(7) => ended = true,
+                _ => panic!("unexpected event"),
+            }
+        }
+        assert!(ended);
+        assert_eq!(rest, vec![2; 10]);
+        reader.await.unwrap();
     }
 }
