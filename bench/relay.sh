@@ -17,7 +17,9 @@
 #   `core.replicate(relay, { custodial: true })` (WebSocket, lookup, connect through the relay, custodial: the relay
 #   runs Noise + secret-stream, the page verifies every block and stores it in IndexedDB),
 #   `download(0..1024)`; timed in the page (performance.now) from replicate() to the last block
-#   stored. Its CPU: every Chromium process of the session (user + system), read before the page
+#   stored; the WebSocket messages the page received, counted in the page. Also non-custodial
+#   through our relay (`custodial: false`, the npm package's default: the page runs Noise +
+#   secret-stream, the relay forwards ciphertext bytes). Its CPU: every Chromium process of the session (user + system), read before the page
 #   opens and once it is done.
 # * JS client: node + the pinned @hyperswarm/dht-relay 0.4.3 client (custodial, its default) over
 #   a `ws` WebSocket, a pinned hypercore 11 on its own storage (hypercore-storage, RocksDB), the
@@ -129,11 +131,12 @@ chromium_version=$(/usr/bin/chromium --version 2>/dev/null | head -1 || echo chr
 
 : >"$tmp/bench.txt"
 bench() { echo "BENCH $1 $2" | tee -a "$tmp/bench.txt" >&2; }
-# page TAG URL: one page run in a fresh Chromium session; records TAG_s, TAG_connect_s,
-# TAG_mb_s, TAG_cpu_s (Chromium, all processes) and the relay's CPU (RELAY_PID) as TAG_relay_cpu_s.
+# page TAG URL RELAY_PID [CUSTODIAL]: one page run in a fresh Chromium session (custodial unless
+# CUSTODIAL is 0); records TAG_s, TAG_connect_s, TAG_mb_s, TAG_cpu_s (Chromium, all processes),
+# TAG_ws_messages (received by the page) and the relay's CPU (RELAY_PID) as TAG_relay_cpu_s.
 page() {
   local tag=$1 relay=$2 rpid=$3 r0 s0
-  local url="${http_url}relay.html?relay=$relay&key=$key&n=$blocks&tag=$tag"
+  local url="${http_url}relay.html?relay=$relay&key=$key&n=$blocks&tag=$tag&custodial=${4:-1}"
   local steps
   steps=$(python3 -c 'import json, sys; print(json.dumps([
     {"run": "bash \"$TMPB/session-cpu.sh\" \"$CHROME_SID\" > \"$TMPB/cpu0\""},
@@ -147,11 +150,12 @@ page() {
       echo "error: the page run $tag failed:" >&2; cat "$tmp/webdriver.log" >&2; return 1; }
   bench "${tag}_relay_cpu_s" "$(sub_s "$(proc_cpu_s "$rpid")" "$r0")"
   bench "${tag}_server_cpu_s" "$(sub_s "$(proc_cpu_s "$serve_pid")" "$s0")"
-  local word t secs conn bytes
-  read -r word t secs conn bytes <"$tmp/title"
+  local word t secs conn bytes msgs
+  read -r word t secs conn bytes msgs <"$tmp/title"
   [ "$bytes" = $((mib * 1024 * 1024)) ] || { echo "error: the page fetched $bytes bytes" >&2; return 1; }
   bench "${tag}_s" "$secs"
   bench "${tag}_connect_s" "$conn"
+  bench "${tag}_ws_messages" "$msgs"
   bench "${tag}_mb_s" "$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.3f", b / s / 1e6 }')"
   bench "${tag}_cpu_s" "$(cpu_delta "$tmp/cpu0" "$tmp/cpu1")"
 }
@@ -189,6 +193,8 @@ native_fetch() {
 for i in $(seq 1 "$best"); do
   echo "==> round $i/$best: page through our relay" >&2
   page page_hp "$relay_url" "$relay_pid"
+  echo "==> round $i/$best: page through our relay, non-custodial" >&2
+  page page_hp_nc "$relay_url" "$relay_pid" 0
   echo "==> round $i/$best: JS client through our relay" >&2
   jsfetch js_hp relay "$relay_url" "$relay_pid"
   echo "==> round $i/$best: page through the JS relay" >&2
@@ -270,8 +276,8 @@ per_session() { # KIB_WITH KIB_IDLE N -> KiB per session
 }
 row() { # TAG LABEL ("—": not measured for this reader)
   local c r
-  c=$(val "$1_connect_s"); r=$(val "$1_relay_cpu_s")
-  echo "| $2 | $(fmt "$(val "$1_mb_s")") | $(fmt "$(val "$1_s")") | $([ -n "$c" ] && fmt "$c" || printf '—') | $(fmt "$(val "$1_cpu_s")") | $([ -n "$r" ] && fmt "$r" || printf '—') | $(fmt "$(val "$1_server_cpu_s")") |"
+  c=$(val "$1_connect_s"); r=$(val "$1_relay_cpu_s"); w=$(val "$1_ws_messages")
+  echo "| $2 | $(fmt "$(val "$1_mb_s")") | $(fmt "$(val "$1_s")") | $([ -n "$c" ] && fmt "$c" || printf '—') | $(fmt "$(val "$1_cpu_s")") | $([ -n "$r" ] && fmt "$r" || printf '—') | $(fmt "$(val "$1_server_cpu_s")") | $([ -n "$w" ] && printf '%s' "$w" || printf '—') |"
 }
 node_v=$(node --version)
 hc_v=$(node -p "require('$modules/hypercore/package.json').version")
@@ -287,20 +293,24 @@ hc_v=$(node -p "require('$modules/hypercore/package.json').version")
   echo "- **page**: $chromium_version, headless, via chromedriver; \`bench/www/relay.html\` on the npm package (pkg/, wasm"
   echo "  release build): \`new Hypercore(name, key)\` in IndexedDB (blocks in its OPFS data file), \`replicate(relay)\`, \`download(0..$blocks)\`;"
   echo "  timed in the page from \`replicate()\` (WebSocket open, lookup, connect) to the last block verified and stored. CPU: every"
-  echo "  Chromium process of the session (renderer, GPU, network, browser), user + system."
+  echo "  Chromium process of the session (renderer, GPU, network, browser), user + system. WebSocket messages: those the page"
+  echo "  received, counted in the page (fewest of the rounds)."
   echo "- **JS client**: node $node_v, the pinned \`@hyperswarm/dht-relay\` 0.4.3 client over a \`ws\` WebSocket, hypercore $hc_v on"
   echo "  its own storage (hypercore-storage / RocksDB in a temporary folder), the same lookup / connect / replicate / download"
   echo "  (\`bench/js/relay-fetch.js\`); timed in the process from the WebSocket's creation to the last block stored."
-  echo "- Both sessions are custodial (the dht-relay wire's default; the page asks for it with \`custodial: true\`): the relay runs the"
+  echo "- Sessions are custodial (the dht-relay wire's default; the page asks for it with \`custodial: true\`) unless the row says"
+  echo "  non-custodial (\`custodial: false\`, the npm package's default: the page runs Noise + secret-stream itself and our relay"
+  echo "  forwards the ciphertext bytes of the UDX stream). Custodial: the relay runs the"
   echo "  Noise handshake and secret-stream to the server and carries plaintext protomux frames over the WebSocket; the"
   echo "  reader verifies every block against the signed tree. **our relay** = \`hyperpunch relay --ws\` (release);"
   echo "  **JS relay** = dht-relay 0.4.3's \`relay()\` on a hyperdht node with a \`ws\` server (\`bench/js/relay-server.js\`, as its bin.js)."
   echo "- **direct** (no relay): \`hyperpunch core fetch --swarm\` timed from spawn to exit (whole process), and"
   echo "  \`relay-fetch.js direct\` (its own hyperdht node, UDX straight to the server), timed as the JS client above."
   echo
-  echo "| path: server → carrier → reader | MB/s | s | connect s | reader CPU s | relay CPU s | server CPU s |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| path: server → carrier → reader | MB/s | s | connect s | reader CPU s | relay CPU s | server CPU s | WebSocket messages |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   row page_hp "native → **our relay** → page (wasm, IndexedDB + OPFS)"
+  row page_hp_nc "native → **our relay**, non-custodial → page (its own Noise + secret-stream)"
   row js_hp "native → **our relay** → JS client (node, RocksDB)"
   row page_jsr "native → JS relay → page"
   row js_jsr "native → JS relay → JS client (the all-JS relay path)"

@@ -2,12 +2,25 @@
 // core KEY through the relay into a fresh IndexedDB database with the npm package (pkg/: wasm
 // hypercore, IdbStorage), timed from the replicate() call (WebSocket open, lookup, connect) to
 // the last of the N blocks stored (verified against the signed tree, in IndexedDB); each run
-// uses a database of its own (the browser profile is a temporary one).
-// document.title: `done TAG SECONDS CONNECT_SECONDS BYTES`, or `error: ...`.
+// uses a database of its own (the browser profile is a temporary one). &custodial=0: the page
+// runs Noise and secret-stream itself (the npm package's default; the relay forwards ciphertext);
+// otherwise custodial (the relay runs them).
+// document.title: `done TAG SECONDS CONNECT_SECONDS BYTES WS_MESSAGES` (WebSocket messages the
+// page received), or `error: ...`.
 import { Hypercore, init } from './hyperpunch/index.js'
 
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
+
+// Counts the WebSocket messages the page receives (the wasm opens its WebSocket by the global
+// name, so this subclass sees the relay's).
+let wsMessages = 0
+globalThis.WebSocket = class extends globalThis.WebSocket {
+  constructor (...args) {
+    super(...args)
+    this.addEventListener('message', () => { wsMessages++ })
+  }
+}
 
 async function main () {
   const relay = params.get('relay')
@@ -24,7 +37,8 @@ async function main () {
   const core = new Hypercore(name, key)
   await core.ready()
   const t0 = performance.now()
-  const replication = await core.replicate(relay, { maxPeers: 1, custodial: true })
+  const custodial = params.get('custodial') !== '0'
+  const replication = await core.replicate(relay, { maxPeers: 1, custodial })
   const t1 = performance.now()
   if (core.length < n) {
     await new Promise((resolve) => {
@@ -37,7 +51,7 @@ async function main () {
   const t2 = performance.now()
   const bytes = core.byteLength
   $('status').textContent = `fetched ${n} blocks, ${bytes} bytes in ${(t2 - t0).toFixed(0)} ms`
-  document.title = `done ${tag} ${((t2 - t0) / 1000).toFixed(3)} ${((t1 - t0) / 1000).toFixed(3)} ${bytes}`
+  document.title = `done ${tag} ${((t2 - t0) / 1000).toFixed(3)} ${((t1 - t0) / 1000).toFixed(3)} ${bytes} ${wsMessages}`
   await replication.end()
 }
 
