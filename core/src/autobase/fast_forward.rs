@@ -629,6 +629,23 @@ mod tests {
         assert!(member_from_entry(INFO_KEY, &m.to_bytes()).is_err());
     }
 
+    /// The apply of the fast-forward tests: `add:<key>` adds a writer, anything else goes to the
+    /// view `view`.
+    fn apply(
+        nodes: &[crate::autobase::ApplyNode<'_>],
+        views: &mut crate::autobase::Views,
+        host: &mut crate::autobase::Host<'_>,
+    ) {
+        let v = views.open("view");
+        for n in nodes {
+            if let Some(k) = n.value.strip_prefix(b"add:") {
+                host.add_writer(&k.try_into().unwrap(), false);
+                continue;
+            }
+            views.append(v, n.value.to_vec());
+        }
+    }
+
     #[test]
     fn digests() {
         let mut msg = OplogMessage {
@@ -666,17 +683,7 @@ mod tests {
     /// ends with the same view (the part below the fast-forward point not in memory).
     #[test]
     fn engine_continues_from_the_indexed_state() {
-        use crate::autobase::{ApplyNode, Autobase, Host, Views};
-        fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
-            let v = views.open("view");
-            for n in nodes {
-                if let Some(k) = n.value.strip_prefix(b"add:") {
-                    host.add_writer(&k.try_into().unwrap(), false);
-                    continue;
-                }
-                views.append(v, n.value.to_vec());
-            }
-        }
+        use crate::autobase::Autobase;
         let boot = [7u8; 32];
         let other = [8u8; 32];
         let mut a = Autobase::new(boot, apply);
@@ -744,17 +751,7 @@ mod tests {
     /// however long its system; fed the blocks past the point, it ends with the writer's view.
     #[test]
     fn a_member_that_fell_behind_fast_forwards_only_ahead() {
-        use crate::autobase::{ApplyNode, Autobase, Host, Views};
-        fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
-            let v = views.open("view");
-            for n in nodes {
-                if let Some(k) = n.value.strip_prefix(b"add:") {
-                    host.add_writer(&k.try_into().unwrap(), false);
-                    continue;
-                }
-                views.append(v, n.value.to_vec());
-            }
-        }
+        use crate::autobase::Autobase;
         type Snap = (u64, Info, Vec<([u8; 32], Member)>, u64, usize);
         let boot = [7u8; 32];
         let other = [8u8; 32];
