@@ -4,6 +4,9 @@
 //! order from either folder, and a restarted member shows the same history. The same over
 //! hyperswarm (`--bootstrap`, a loopback DHT of CLI nodes). Every process is killed when the
 //! test ends.
+//!
+//! (About 2,000 lines: one test per chat story, each a few whole processes talking, with the
+//! process helpers at the top; the stories share those helpers, so they stay in one test binary.)
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};

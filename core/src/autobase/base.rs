@@ -8,6 +8,12 @@
 //! nodes past the common prefix are undone (views truncated, the system restored) and applied
 //! again. When an indexed node changes the indexers, the engine restarts from the indexed state
 //! with the new indexers, as JS reboots.
+//!
+//! (About 1,300 lines: the engine is one state machine, the `Autobase` object of JS's index.js
+//! and apply-state.js, with the interface its apply function sees (`Views`, `Host`, `Apply`) at
+//! the top; its parts that stand alone are siblings: `graph`, `linearizer`, `consensus`,
+//! `topolist`, `system`, `clock`, `fast_forward`, `cores`, `encryption`. The apply interface is
+//! the next cut if it grows.)
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -19,7 +19,7 @@
 //! batch for [`super::Batch`]. Reads inside a batch go through [`ArenaTree`], which implements
 //! [`TreeRead`] over the arena, so a batch sees its pending writes.
 //!
-//! (About 1,000 lines on purpose: this is one JS object model, and each method sits next to the
+//! (About 1,300 lines on purpose: this is one JS object model, and each method sits next to the
 //! ones it calls, in JS's order, so it can be read against `index.js`.)
 //!
 //! Deviation: JS caches at most 128 committed `BlockEntry`s per batch (`maxBlocksCached`); this

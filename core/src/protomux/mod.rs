@@ -44,7 +44,7 @@
 //! * Batches nested in batches are limited to [`MAX_BATCH_DEPTH`] levels (JS overflows its stack
 //!   eventually, which also destroys the stream).
 //!
-//! (About 1,000 lines on purpose: one engine whose methods follow `protomux/index.js` in its
+//! (About 1,100 lines on purpose: one engine whose methods follow `protomux/index.js` in its
 //! order; frame encoding is in `frame.rs`, the tests in `tests.rs`.)
 
 pub mod frame;

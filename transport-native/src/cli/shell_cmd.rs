@@ -4,7 +4,7 @@
 //! local terminal and the file copies are [`hyperpunch::shell`]'s; this file joins them to a
 //! DHT connection.
 //!
-//! (About 1,000 lines: the argument definitions and `--help` texts of five commands, each
+//! (About 1,400 lines: the argument definitions and `--help` texts of five commands, each
 //! command's driver beside them.)
 
 use std::collections::HashMap;

@@ -17,6 +17,9 @@
 //! actions first: a reply may leave from a pool socket opened in the same step). A finished
 //! connection comes out as [`ConnectEvent::Connection`]: connect a UDX stream on that socket
 //! and run secret-stream over it with the handshake result.
+//!
+//! (About 1,000 lines: the types the owner sees and the `Connector` that routes each input to its
+//! client or server slot; the phases themselves are in `client/` and `server.rs`.)
 
 mod announcer;
 pub mod bogon;
