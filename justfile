@@ -29,6 +29,9 @@ lint:
     cargo clippy --locked --target wasm32-unknown-unknown -p hyperpunch-web --all-targets -- -D warnings
     # The fuzz targets (their own workspace, built by cargo-fuzz on nightly) still compile.
     cargo check --manifest-path fuzz/Cargo.toml --locked --bins
+    # The public API's rustdoc builds without a broken link (native crates, and the wasm one).
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q -p hyperpunch-core -p hyperpunch
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q -p hyperpunch-web --target wasm32-unknown-unknown
 
 # Every native test: unit, property, CLI, crash (kill -9) and live JS interop tests.
 test-native:

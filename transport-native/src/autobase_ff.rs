@@ -96,7 +96,7 @@ async fn manifest<S: Storage + Clone + 'static>(
 /// key must be the one of the manifest JS `_createManifest` builds from the public keys of the
 /// indexers its `info` lists and the `_system` namespace, so the signature the hypercore layer
 /// verifies is a quorum of those indexers' ([`check_view_key`]). Each name's view key is derived
-/// the same way and looked up in the info ([`match_views`]): a name with no entry is refused.
+/// the same way and looked up in the info ([`match_views`](crate::core::autobase::fast_forward::match_views)): a name with no entry is refused.
 /// No peer answering within `wait` is [`FastForwardReadError::Timeout`], not `Empty`.
 /// An unencrypted base; see [`read_fast_forward_encrypted`].
 pub async fn read_fast_forward<S: Storage + Clone + 'static>(

@@ -177,7 +177,7 @@ impl<H> Clone for SharedHost<H> {
 /// A shared [`ReplicationHub`] on storage `S`.
 pub type SharedHub<S> = SharedHost<ReplicationHub<S>>;
 
-/// A shared [`Corestore`](crate::core::corestore::Corestore) on storage `S`: every core of
+/// A shared [`Corestore`] on storage `S`: every core of
 /// the store replicated over each connection ([`replicate`]), cores the remote asks for opened
 /// from storage on demand.
 pub type SharedCorestore<S> = SharedHost<Corestore<S>>;

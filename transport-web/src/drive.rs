@@ -1,6 +1,6 @@
 //! Corestore and Hyperdrive in the browser: [`Corestore`] (a corestore in one IndexedDB
 //! database, JS corestore's keys for the same primary key), [`StoreCore`] (one of its cores as
-//! a [`BeeCore`] / [`BlobCore`], reading missing blocks from the store's peers) and
+//! a [`BeeCore`] / [`BlobCore`](hyperpunch_core::hyperblobs::BlobCore), reading missing blocks from the store's peers) and
 //! [`Hyperdrive`] (JS hyperdrive 13 on two of its cores: the named core `"db"` and the blobs
 //! core derived from it, so the drive key is the one JS hyperdrive gets from a corestore with
 //! the same primary key).

@@ -11,7 +11,7 @@
 //!   read a consistent snapshot.
 //!
 //! - Large values (at least [`FILE_VALUE_MIN`] bytes: hypercore's block records) go to the
-//!   store's data file on the Origin Private File System ([`crate::opfs`]) and the IndexedDB record
+//!   store's data file on the Origin Private File System (the crate's `opfs` module) and the IndexedDB record
 //!   is a pointer to them, `[offset, length]` (a JS array; other values stay `Uint8Array`s). A write
 //!   appends the batch's large values to the file and flushes it, then commits the pointers with
 //!   the rest of the batch in one transaction: the transaction stays the commit point, so a batch

@@ -10,7 +10,7 @@
 //! the map blocks (`block_map: true`); a deduplicating writer reuses blocks of an earlier blob
 //! whose hash matches instead of appending them again ([`block_map`]).
 //!
-//! A [`Hyperblobs`] runs on any [`BlobCore`]: a local [`Session`], or (in the transports) a
+//! A [`Hyperblobs`] runs on any [`BlobCore`]: a local [`Session`](crate::hypercore::Session), or (in the transports) a
 //! replicated core that downloads what a read needs. Reads go through a [`BlobReader`] (JS
 //! `createReadStream`, with byte ranges), which finds a range's first block with the core's
 //! merkle tree ([`BlobCore::seek`]) or, where the tree nodes are not held locally, by walking

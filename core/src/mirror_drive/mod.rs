@@ -1,5 +1,5 @@
 //! mirror-drive 1.14.2: make one drive hold what another holds, file by file, as JS
-//! `new MirrorDrive(src, dst, opts)` does, between any two [`Drive`]s (a [`Hyperdrive`], or a
+//! `new MirrorDrive(src, dst, opts)` does, between any two [`Drive`]s (a [`Hyperdrive`](crate::hyperdrive::Hyperdrive), or a
 //! folder on disk: the transports' localdrive).
 //!
 //! [`Mirror::run`] goes through the same steps as JS, reporting each change as a

@@ -1,7 +1,7 @@
 //! The Noise handshake as noise-handshake 4.2.0 runs it for @hyperswarm/secret-stream and hyperdht:
 //! `Noise_XX_Ed25519_ChaChaPoly_BLAKE2b` and `Noise_IK_Ed25519_ChaChaPoly_BLAKE2b`.
 //!
-//! - Static and ephemeral keys are Ed25519 key pairs ([`KeyPair`](crate::crypto::KeyPair)); the Diffie-Hellman is
+//! - Static and ephemeral keys are Ed25519 key pairs ([`KeyPair`]); the Diffie-Hellman is
 //!   noise-curve-ed's: the secret scalar (SHA-512 of the seed, clamped) times the remote Ed25519
 //!   point, encoded as an Ed25519 point.
 //! - Hash and HKDF are BLAKE2b-512 (HMAC with a 128-byte block), the cipher ChaCha20-Poly1305 with the
@@ -9,7 +9,7 @@
 //! - Every message carries a payload (possibly empty), encrypted as soon as a key exists.
 //!
 //! Sans-IO: the caller passes the ephemeral key pair (made from a seed it drew) to
-//! [`Handshake::new`](crate::noise::Handshake::new); no randomness is read here.
+//! [`Handshake::new`]; no randomness is read here.
 //!
 //! ```
 //! use hyperpunch_core::crypto::KeyPair;

@@ -1,19 +1,19 @@
 //! hypercore replication (JS `lib/replicator.js`) as sans-IO engines.
 //!
-//! - [`Replicator`](crate::replication::Replicator): one core shared with many peers. Input is decoded wire [`Message`]s per peer
-//!   ([`Replicator::handle_message`](crate::replication::Replicator::handle_message), async because it awaits the core's storage), output is
-//!   `(peer, message)` pairs from [`Replicator::poll_transmit`](crate::replication::Replicator::poll_transmit), [`Event`](crate::replication::Event)s from
-//!   [`Replicator::poll_event`](crate::replication::Replicator::poll_event) and a deadline from [`Replicator::poll_timeout`](crate::replication::Replicator::poll_timeout) (request timeouts,
-//!   invalid-request backoff) to feed back with [`Replicator::handle_timeout`](crate::replication::Replicator::handle_timeout).
-//! - [`ReplicationHub`](crate::replication::ReplicationHub): the stream-level glue. It owns the cores' replicators and one
+//! - [`Replicator`]: one core shared with many peers. Input is decoded wire [`Message`]s per peer
+//!   ([`Replicator::handle_message`], async because it awaits the core's storage), output is
+//!   `(peer, message)` pairs from [`Replicator::poll_transmit`], [`Event`]s from
+//!   [`Replicator::poll_event`] and a deadline from [`Replicator::poll_timeout`] (request timeouts,
+//!   invalid-request backoff) to feed back with [`Replicator::handle_timeout`].
+//! - [`ReplicationHub`]: the stream-level glue. It owns the cores' replicators and one
 //!   [`Protomux`](crate::protomux::Protomux) per stream, opens the `hypercore/alpha` channel (id =
 //!   discovery key, handshake = `{seeks, capability}`) for every core on every stream, checks the
 //!   remote capability, and maps channels to replicator peers: a transport only moves frames
 //!   (secret-stream plaintext messages) in and out.
-//! - [`ReplicationHost`](crate::replication::ReplicationHost): what a transport drives, a hub
+//! - [`ReplicationHost`]: what a transport drives, a hub
 //!   or a [`Corestore`](crate::corestore::Corestore) that owns one.
-//! - [`RemoteBitfield`](crate::replication::RemoteBitfield): what one remote says it has;
-//!   [`RemoteWants`](crate::replication::RemoteWants): what it says it wants.
+//! - [`RemoteBitfield`]: what one remote says it has;
+//!   [`RemoteWants`]: what it says it wants.
 //!
 //! Time is milliseconds from any origin the caller picks; nothing here reads a clock.
 //!

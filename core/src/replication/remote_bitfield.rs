@@ -12,7 +12,7 @@ const PAGE_BITS: u64 = 32768;
 const PAGE_WORDS: usize = (PAGE_BITS / 32) as usize;
 /// Pages one remote may make us hold (16 MiB, 2^27 advertised blocks beyond its contiguous
 /// prefix): bits on further pages are dropped, so a hostile peer cannot exhaust memory.
-const MAX_PAGES: usize = 4096;
+pub const MAX_PAGES: usize = 4096;
 
 /// A sparse bitfield of the blocks a remote peer has.
 #[derive(Debug, Clone, Default)]

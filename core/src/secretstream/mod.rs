@@ -5,26 +5,26 @@
 //!    `u24 LE length ‖ message`; the initiator speaks first.
 //! 2. Once its handshake completes, each side sends one 56-byte frame: its stream id
 //!    `BLAKE2b-256(NS_INITIATOR or NS_RESPONDER, key = handshake hash)` followed by its libsodium
-//!    secretstream header ([`cipher::HEADERBYTES`](crate::secretstream::cipher::HEADERBYTES) bytes). A received id must be the peer's.
+//!    secretstream header ([`cipher::HEADERBYTES`] bytes). A received id must be the peer's.
 //! 3. Every message is then one frame holding a `crypto_secretstream_xchacha20poly1305` push of it
-//!    (tag [`cipher::TAG_MESSAGE`](crate::secretstream::cipher::TAG_MESSAGE)), so a frame is at least [`cipher::ABYTES`](crate::secretstream::cipher::ABYTES) bytes. Keep-alives are
-//!    empty messages; a stream with keep-alive on (or [`Options::filter_zero_byte_messages`](crate::secretstream::Options::filter_zero_byte_messages)) drops
+//!    (tag [`cipher::TAG_MESSAGE`]), so a frame is at least [`cipher::ABYTES`] bytes. Keep-alives are
+//!    empty messages; a stream with keep-alive on (or [`Options::filter_zero_byte_messages`]) drops
 //!    received empty messages instead of reporting them.
 //!
-//! Unordered datagrams (`stream.send()` over UDX) use [`datagram::SecretSend`](crate::secretstream::datagram::SecretSend), whose state the
-//! stream sets up at the handshake ([`SecretStream::send_datagram`](crate::secretstream::SecretStream::send_datagram), [`SecretStream::recv_datagram`](crate::secretstream::SecretStream::recv_datagram)).
+//! Unordered datagrams (`stream.send()` over UDX) use [`datagram::SecretSend`], whose state the
+//! stream sets up at the handshake ([`SecretStream::send_datagram`], [`SecretStream::recv_datagram`]).
 //!
 //! # Driving it
-//! The transport feeds bytes from the wire to [`SecretStream::handle_input`](crate::secretstream::SecretStream::handle_input) (any chunking), tells
-//! it about the peer's end of stream with [`SecretStream::handle_eof`](crate::secretstream::SecretStream::handle_eof), writes out whatever
-//! [`SecretStream::poll_transmit`](crate::secretstream::SecretStream::poll_transmit) returns, shuts its write half once
-//! [`SecretStream::wants_shutdown`](crate::secretstream::SecretStream::wants_shutdown) is true, arms a timer for [`SecretStream::poll_timeout`](crate::secretstream::SecretStream::poll_timeout) and calls
-//! [`SecretStream::handle_timeout`](crate::secretstream::SecretStream::handle_timeout) when it expires, and reports [`SecretStream::poll_event`](crate::secretstream::SecretStream::poll_event)s to the
+//! The transport feeds bytes from the wire to [`SecretStream::handle_input`] (any chunking), tells
+//! it about the peer's end of stream with [`SecretStream::handle_eof`], writes out whatever
+//! [`SecretStream::poll_transmit`] returns, shuts its write half once
+//! [`SecretStream::wants_shutdown`] is true, arms a timer for [`SecretStream::poll_timeout`] and calls
+//! [`SecretStream::handle_timeout`] when it expires, and reports [`SecretStream::poll_event`]s to the
 //! application. Time is a `u64` of milliseconds from any origin the transport chooses; randomness
-//! comes in as an [`Entropy`](crate::secretstream::Entropy).
+//! comes in as an [`Entropy`].
 //!
 //! Errors (bad frames, failed handshake, bad MACs, timeout) close the stream: the last event is
-//! [`Event::Closed`](crate::secretstream::Event::Closed) with the [`StreamError`](crate::secretstream::StreamError), and nothing more is sent or received.
+//! [`Event::Closed`] with the [`StreamError`], and nothing more is sent or received.
 
 mod chacha20_x16;
 pub mod cipher;

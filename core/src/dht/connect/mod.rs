@@ -15,7 +15,7 @@
 //! [`SocketId`]s are fresh numbers above the node's two) and to send probes with a TTL; the
 //! dht-rpc traffic it causes leaves through the node's own transmits (apply the connector's
 //! actions first: a reply may leave from a pool socket opened in the same step). A finished
-//! connection comes out as [`ConnectEvent::Connection`]: connect a UDX stream on that socket
+//! connection comes out as [`ConnectEvent::Connected`] (or [`ConnectEvent::Incoming`] on a server): connect a UDX stream on that socket
 //! and run secret-stream over it with the handshake result.
 //!
 //! (About 1,000 lines: the types the owner sees and the `Connector` that routes each input to its

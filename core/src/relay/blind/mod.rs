@@ -1,4 +1,4 @@
-//! blind-relay 1.6.1 (index.js) as sans-IO engines over a [`Protomux`].
+//! blind-relay 1.6.1 (index.js) as sans-IO engines over a [`Protomux`](crate::protomux::Protomux).
 //!
 //! The relay and each peer talk over a normal hyperdht connection to the relay's key, on a
 //! protomux channel `blind-relay` whose id is the peer's public key. A peer sends

@@ -17,7 +17,7 @@ pub enum ReplicationError {
     /// The peer handle is unknown (never added, or removed).
     #[error("unknown peer {0:?}")]
     UnknownPeer(PeerId),
-    /// The peer sent [`MAX_INVALID_REQUESTS`] requests that could not be answered.
+    /// The peer sent [`MAX_INVALID_REQUESTS`](super::MAX_INVALID_REQUESTS) requests that could not be answered.
     #[error("peer sent {0} invalid requests")]
     TooManyInvalidRequests(u64),
     /// The peer sent a proof that does not verify (with

@@ -80,7 +80,7 @@ impl<S: Storage> Replicator<S> {
         Ok(())
     }
 
-    /// Append to a writable core and tell the peers (sync + range); with [`Options::push`],
+    /// Append to a writable core and tell the peers (sync + range); with [`Options::push`](super::Options::push),
     /// push the new blocks to the peers that accept pushes.
     pub async fn append(
         &mut self,

@@ -1,5 +1,7 @@
 //! What a session asks its owner to do on the DHT node ([`Request`]).
 
+#[cfg(doc)]
+use super::Session;
 use crate::dht::messages_connect::NoisePayload;
 
 use crate::crypto::KeyPair;
