@@ -198,6 +198,11 @@ impl State {
             {
                 let s = SharedCoreHost::lock(store).await;
                 for (k, h) in &self.cores {
+                    // a writer frozen at a bad block takes nothing more (the engine ignores its
+                    // blocks: its length would never move and this loop never end)
+                    if self.engine.frozen_at(k).is_some() {
+                        continue;
+                    }
                     let core = s
                         .core(h)
                         .map_err(|e| js_err("autobase: an oplog core", e))?;

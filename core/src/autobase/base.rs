@@ -492,6 +492,14 @@ impl<A: Apply> Autobase<A> {
         true
     }
 
+    /// The block at which `key`'s oplog froze: the first that did not decode as an oplog
+    /// message ([`AutobaseError::BadBlock`]). [`Autobase::handle_block`] ignores every block of
+    /// a frozen writer from then on (its length stays at that block), so a driver feeding a
+    /// writer's blocks until its [`Autobase::oplog_len`] stops moving must stop at this.
+    pub fn frozen_at(&self, key: &[u8; 32]) -> Option<u64> {
+        self.frozen.get(key).copied()
+    }
+
     /// Whether the bootstrap's oplog is unreadable from its first block on: the first block of it
     /// this engine was given (block 0, or the first past a fast-forward point) did not decode as
     /// an oplog message, so no entry of the bootstrap was ever read. The bootstrap writes every

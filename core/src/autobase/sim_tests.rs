@@ -704,7 +704,10 @@ fn bad_writers_are_ignored() {
         matches!(err, AutobaseError::BadBlock { seq: 1, .. }),
         "{err}"
     );
-    // blocks after a bad one are ignored (the writer is frozen at it)
+    // blocks after a bad one are ignored (the writer is frozen at it), the bad one too
+    assert_eq!(boot.frozen_at(&keys[2]), Some(1));
+    assert_eq!(boot.frozen_at(&keys[1]), None);
+    boot.handle_block(&keys[2], 1, &w1[0].to_bytes()).unwrap();
     boot.handle_block(&keys[2], 2, &w1[0].to_bytes()).unwrap();
     assert_eq!(boot.oplog_len(&keys[2]), 1);
     for (seq, m) in w3.iter().enumerate() {
