@@ -923,7 +923,11 @@ impl<H: ReplicationHost, L: Link> Pump<'_, H, L> {
             return Err(error.into());
         }
         for f in frames {
-            if self.stream.is_closed() {
+            // Once our side ended (a graceful end: ours, or in answer to the peer's), the
+            // frames the hub still makes for this stream (answers to the peer's last requests,
+            // requests of a download) have nowhere to go: dropped, not an error that would
+            // fail a clean close (the secret stream refuses writes after its end).
+            if self.ended_by_us || self.stream.is_closed() {
                 break;
             }
             self.stream.write(&f)?;
