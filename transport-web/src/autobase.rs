@@ -285,13 +285,18 @@ impl State {
 
     /// An ack when the local writer indexes and `shouldAck` asks for one (JS `ack()`), or, for
     /// a writer added as an indexer that the linearizer does not count yet, once per new
-    /// system change (as JS `ack()` always writes for a pending indexer). Whether one was written.
+    /// system change, and always while its oplog is empty (JS `ack()` always writes for a
+    /// pending indexer that wrote nothing, `isLocalPendingIndexer`: that first node, once
+    /// applied, makes it an indexer). Whether one was written.
     async fn ack(&mut self, store: &WebStore) -> Result<bool, JsError> {
+        let pending = self.engine.system().pending_indexers.contains(&self.local);
         let msgs = if self.engine.is_indexer(&self.local) {
             self.engine.ack(&self.local)
         } else if self.engine.is_writable(&self.local)
-            && self.engine.system().pending_indexers.contains(&self.local)
-            && self.engine.indexed_system().length < self.engine.system().length
+            && pending
+            && (self.engine.indexed_system().length < self.engine.system().length
+                || (self.engine.oplog_len(&self.local) == 0
+                    && self.local != *self.engine.bootstrap()))
         {
             self.engine.force_ack(&self.local)
         } else {
