@@ -163,11 +163,6 @@ impl Corestore {
         })
     }
 
-    /// The shared store (for the drivers of this crate).
-    pub(crate) fn web_store(&self) -> &WebStore {
-        &self.store
-    }
-
     /// The namespace names are looked up in.
     pub(crate) fn namespace_of(&self) -> Namespace {
         self.namespace
@@ -182,6 +177,16 @@ impl Corestore {
     )]
     pub fn replicate_connection(&self, connection: &SwarmConnection) -> Promise {
         replicate_conn(self.store.clone(), connection)
+    }
+}
+
+impl Corestore {
+    /// The shared store under this handle (every session and namespace of it shares one), for
+    /// Rust callers: replicate it over a [`Duplex`](crate::duplex::Duplex) with
+    /// [`replicate`](crate::replicate::replicate) (the browser tests' in-page peers), or read
+    /// and write its cores directly.
+    pub fn web_store(&self) -> &WebStore {
+        &self.store
     }
 }
 
