@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the wasm browser tests of hyperpunch-web (IndexedDB storage conformance, persistence,
-# wasm-bindgen exports, the dht-relay client against a local `hyperpunch relay`, replication
-# through that relay from a native `hyperpunch core serve --swarm`) in headless
-# Chromium through wasm-bindgen-test-runner + chromedriver.
+# wasm-bindgen exports, the autobase suite on IndexedDB corestores over in-memory duplexes,
+# the dht-relay client against a local `hyperpunch relay`, replication through that relay from
+# a native `hyperpunch core serve --swarm`) in headless Chromium through
+# wasm-bindgen-test-runner + chromedriver. One file: `bash scripts/test-browser.sh --test autobase`.
 # Installs the tools first (scripts/install-wasm-tools.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,17 +1,18 @@
 //! The autobase suite on IndexedDB in headless Chromium: the npm package's `Autobase`
-//! (`hyperpunch_web::autobase::Autobase`, `apply` a JavaScript function) on several members,
+//! (`hyperpunch_web::autobase::Autobase`; `apply` a `js_sys::Function`, a closure called through
+//! JavaScript as the package's callback is, its promise awaited per batch) on several members,
 //! each on its own IndexedDB corestore, replicating over in-memory duplexes in one page
 //! (`memory_duplex` + `replicate_with`, as `tests/corestore.rs`).
 //!
 //! Scenarios: writers and the indexer partitioned, appending concurrently, then healed; a writer
 //! removed by the indexer while partitioned (its later nodes are not applied); members closed
 //! and reopened from IndexedDB; writers whose oplog cores hold bytes that are not oplog entries,
-//! or a node linking a head nobody has; a seeded simulation of five writers under random
-//! partitions and heals. Every member's view is checked on every update (what was indexed never
+//! or a node linking a head nobody has; a seeded simulation of five writers (one or three
+//! indexers) under random partitions and heals. Every member's view is checked on every update (what was indexed never
 //! changes), and the converged view, indexed lengths and system length are compared with the
 //! core engine (`hyperpunch_core::autobase::Autobase`) fed the same oplog blocks in-process.
 //!
-//! The apply (the same in JavaScript and in the in-process engine): a value `add:i‖key` or
+//! The apply (the same for the page's base and the in-process engine): a value `add:i‖key` or
 //! `add:w‖key` adds an indexer or a writer, `rm:‖key` removes a writer, anything else is
 //! appended to the view `view`.
 //!
@@ -896,10 +897,10 @@ impl Rng {
     }
 }
 
-/// Five writers (the bootstrap, the only indexer, and four it adds) under random partitions:
-/// each seed splits the network into 1-3 groups (a member may be offline) three times, members
-/// append batches in between, then heals; every member converges to one view holding every
-/// value written, all indexed, and equal to the in-process engine's.
+/// Five writers (the bootstrap and four it adds; on even seeds two of them indexers too) under
+/// random partitions: each seed splits the network into 1-3 groups (a member may be offline)
+/// three times, members append batches in between, then heals; every member converges to one
+/// view holding every value written, all indexed, and equal to the in-process engine's.
 #[wasm_bindgen_test]
 async fn five_writers_under_seeded_partitions_converge() {
     for seed in [1u64, 2, 3, 4, 5, 6] {
