@@ -23,6 +23,10 @@
 //!   [`Autobase::update_async`] does the same with an [`AsyncApply`], whose future each batch
 //!   waits for (the browser's JavaScript `apply`, an async callback).
 //!
+//! Views are append-only logs of blocks ([`Views`]); apply may run a hyperbee on one
+//! ([`Views::bee`], [`bee_view`]): JS's `new Hyperbee(store.get('view'))` views, the same blocks
+//! byte for byte, read outside apply with [`Views::read_bee`] / [`Autobase::indexed_bee`].
+//!
 //! Writing: [`Autobase::append`] adds a batch from the local writer the way JS `_addLocalHeads`
 //! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a
 //! JS bootstrap adds, over corestore replication on TCP.
@@ -46,6 +50,7 @@
 //! `ackInterval` timers (the driver decides when to [`Autobase::ack`]).
 
 mod base;
+pub mod bee_view;
 pub mod clock;
 pub mod consensus;
 pub mod cores;
@@ -58,6 +63,9 @@ pub mod system;
 pub mod topolist;
 
 pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, ViewId, Views};
+pub use bee_view::{BeeReader, BeeView, BeeViewBatch, ViewCore};
+#[cfg(test)]
+mod bee_view_tests;
 #[cfg(test)]
 mod optimistic_tests;
 #[cfg(test)]
