@@ -44,7 +44,93 @@ fn optimistic_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<
     }
 }
 
+/// The scenario's apply with `bee` (autobase-scenario.js): the view "view" is a hyperbee (utf-8
+/// keys and values) and every value but `add:` / `rm:` is `put:<k>=<v>`, `del:<k>` or
+/// `batch:<op>;<op>;...` on it, as JS's `beeOps`.
+fn bee_apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
+    use hyperpunch_core::hyperbee::Utf8;
+    let view = views.open("view");
+    for n in nodes {
+        let s = String::from_utf8_lossy(n.value).into_owned();
+        if s.starts_with("add:") || s.starts_with("rm:") {
+            chat_apply(std::slice::from_ref(n), views, host);
+            continue;
+        }
+        let (batch, ops) = match s.strip_prefix("batch:") {
+            Some(rest) => (true, rest.split(';').collect::<Vec<_>>()),
+            None => (false, vec![s.as_str()]),
+        };
+        let ops: Vec<(&str, Option<&str>)> = ops
+            .into_iter()
+            .filter_map(|op| match op.strip_prefix("put:") {
+                Some(kv) => kv.split_once('=').map(|(k, v)| (k, Some(v))),
+                None => op.strip_prefix("del:").map(|k| (k, None)),
+            })
+            .collect();
+        let mut bee = views.bee(view).with_codecs(Utf8, Utf8);
+        if batch {
+            let mut b = bee.batch();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => b.put(k, v).unwrap(),
+                    None => b.del(k).unwrap(),
+                }
+            }
+            b.flush().unwrap();
+        } else {
+            for (k, v) in ops {
+                match v {
+                    Some(v) => bee.put(k, v).unwrap(),
+                    None => bee.del(k).unwrap(),
+                }
+            }
+        }
+    }
+}
+
+/// What JS's `beeReads` reads (autobase-scenario.js), read from our bee view: every entry, a
+/// range, a reversed limited range, a get of every key the scenario uses, and every entry at
+/// the indexed length.
+fn bee_reads<A: hyperpunch_core::autobase::Apply>(
+    base: &Autobase<A>,
+    view: usize,
+    members: usize,
+) -> Value {
+    use hyperpunch_core::hyperbee::{RangeOptions, Utf8};
+    let bee = base.views().read_bee(view).with_codecs(Utf8, Utf8);
+    let entries = |b: &hyperpunch_core::autobase::BeeReader<Utf8, Utf8>,
+                   r: RangeOptions<'_, Utf8>| {
+        Value::from(
+            b.range(r)
+                .unwrap()
+                .into_iter()
+                .map(|e| json!([e.key, e.value]))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut keys: Vec<String> = (0..20).map(|k| format!("a{k:02}")).collect();
+    keys.extend((0..8).map(|k| format!("k{k}")));
+    for i in 0..members {
+        keys.extend((0..8).map(|r| format!("b{i}{r}")));
+    }
+    keys.push("zz".into());
+    let mut gets = serde_json::Map::new();
+    for k in keys {
+        let v = bee.get(&k).unwrap().and_then(|e| e.value);
+        gets.insert(k, json!(v));
+    }
+    json!({
+        "all": entries(&bee, RangeOptions::default()),
+        "range": entries(&bee, RangeOptions { gte: Some("k2"), lt: Some("k6"), ..Default::default() }),
+        "reverse": entries(&bee, RangeOptions { reverse: true, limit: Some(3), ..Default::default() }),
+        "gets": gets,
+        "indexedAll": entries(&base.indexed_bee(view).with_codecs(Utf8, Utf8), RangeOptions::default()),
+    })
+}
+
 struct Run {
+    /// With `bee`: [`bee_reads`] of the view.
+    bee: Option<Value>,
     view: Vec<String>,
     indexed_view: usize,
     system_length: u64,
@@ -169,7 +255,7 @@ fn system_core_of(
 
 /// Feed the blocks in the order `order` picks (writer index for each step), updating after
 /// every `every` blocks.
-fn replay(js: &Value, order: &[usize], every: usize, optimistic: bool) -> Run {
+fn replay(js: &Value, order: &[usize], every: usize, optimistic: bool, bee: bool) -> Run {
     let writers: Vec<([u8; 32], Vec<Vec<u8>>)> = js["writers"]
         .as_array()
         .unwrap()
@@ -187,6 +273,8 @@ fn replay(js: &Value, order: &[usize], every: usize, optimistic: bool) -> Run {
         .collect();
     let apply: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = if optimistic {
         optimistic_apply
+    } else if bee {
+        bee_apply
     } else {
         chat_apply
     };
@@ -230,6 +318,7 @@ fn replay(js: &Value, order: &[usize], every: usize, optimistic: bool) -> Run {
         "every block fed"
     );
     Run {
+        bee: bee.then(|| bee_reads(&base, view, writers.len())),
         view: base.views().blocks(view).iter().map(hex::encode).collect(),
         indexed_view: base.indexed_view_lengths()[view],
         system_length: base.system().length,
@@ -299,8 +388,19 @@ fn check(config: Value) -> (Value, u64) {
     let mut reboots = 0;
     for (name, order, every) in orders(&js) {
         let optimistic = config["optimists"].as_u64().unwrap_or(0) > 0;
-        let run = replay(&js, &order, every, optimistic);
+        let bee = config["bee"] == true;
+        let run = replay(&js, &order, every, optimistic, bee);
         assert_eq!(run.view, want, "{config} {name}: the view");
+        if bee {
+            let (ours, theirs) = (run.bee.as_ref().unwrap(), &js["bee"]);
+            for part in ["all", "range", "reverse", "gets", "indexedAll"] {
+                assert_eq!(
+                    ours[part], theirs[part],
+                    "{config} {name}: bee reads, {part}"
+                );
+            }
+            assert!(!theirs["all"].as_array().unwrap().is_empty());
+        }
         assert_eq!(
             run.indexed_view as u64,
             js["viewIndexedLength"].as_u64().unwrap(),
@@ -341,6 +441,26 @@ fn check(config: Value) -> (Value, u64) {
 #[test]
 fn one_indexer_three_writers_partitioned() {
     check(json!({ "writers": 2, "indexers": "bootstrap", "rounds": 3, "perRound": 2 }));
+}
+
+/// A hyperbee view (JS `open: s => new Hyperbee(s.get('view'), { extension: false, ... })`):
+/// the JS members' applies put, delete and batch on the bee while partitioned, then heal. Fed
+/// their oplogs in 7 arrival orders (reorders undo bee writes), our bee view (`Views::bee`)
+/// holds JS's view core blocks byte for byte, with the same indexed length, and reads (every
+/// entry, ranges, gets of every key, the bee at the indexed length) give JS's answers; the
+/// system core an indexer writes over it (with the view's key JS derives) is JS's too.
+#[test]
+fn bee_view_one_indexer_partitioned() {
+    check(
+        json!({ "writers": 2, "indexers": "bootstrap", "rounds": 3, "perRound": 3, "bee": true }),
+    );
+}
+
+/// [`bee_view_one_indexer_partitioned`] with three indexers (the linearizer restarts as they are
+/// added).
+#[test]
+fn bee_view_three_indexers_partitioned() {
+    check(json!({ "writers": 2, "indexers": "all", "rounds": 3, "perRound": 3, "bee": true }));
 }
 
 #[test]
