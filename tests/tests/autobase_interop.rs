@@ -1250,7 +1250,18 @@ fn fast_forward_run(indexers: u64, entries: u64, tail: u64, encryption_key: Opti
 /// (`read_fast_forward`) to every indexed entry.
 #[test]
 fn readers_fast_forward_to_a_hyperpunch_indexer() {
-    hyperpunch_indexer_case(None);
+    hyperpunch_indexer_case(None, false);
+}
+
+/// [`readers_fast_forward_to_a_hyperpunch_indexer`] with a hyperbee view: the hyperpunch
+/// bootstrap's apply puts, deletes and batches on a bee view (`Views::bee`), its indexer writes
+/// and signs the bee's blocks as the view core. A new JS reader whose `open` is
+/// `new Hyperbee(store.get('view'))` (fast-forwarding to the signed cores, or linearizing the
+/// oplog with its own bee) ends with the same view core, block for block, the same view and
+/// system keys, and its bee reads every entry we read, now and at the signed length.
+#[test]
+fn a_js_reader_reads_a_bee_view_a_hyperpunch_indexer_signed() {
+    hyperpunch_indexer_case(None, true);
 }
 
 /// The same base created encrypted (JS `encryptionKey`): the hyperpunch bootstrap's oplog, system
@@ -1262,10 +1273,25 @@ fn readers_fast_forward_to_a_hyperpunch_indexer() {
 /// indexed entry.
 #[test]
 fn readers_of_an_encrypted_base_a_hyperpunch_indexer_created() {
-    hyperpunch_indexer_case(Some([0x7c; 32]));
+    hyperpunch_indexer_case(Some([0x7c; 32]), false);
 }
 
-fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
+/// The `i`th value of the bee case of [`hyperpunch_indexer_case`]: puts, deletes (of keys put
+/// before, and absent ones: no block) and batches on a few hundred keys.
+fn bee_op(i: u64) -> String {
+    match i % 5 {
+        0 | 1 => format!("put:k{:03}=v{i}", (i * 37) % 211),
+        2 => format!("del:k{:03}", (i * 11) % 211),
+        3 => format!(
+            "batch:put:b{i}=x;put:k{:03}=y{i};del:b{}",
+            (i * 3) % 211,
+            i.saturating_sub(5)
+        ),
+        _ => format!("put:k{:03}=w{i}", i % 211),
+    }
+}
+
+fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>, bee: bool) {
     use hyperpunch::autobase_index::IndexerCores;
     use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
     use hyperpunch::core::crypto::KeyPair;
@@ -1300,7 +1326,9 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
             )
         };
         let (store, _events) = SharedCorestore::with_events(store);
-        let mut base = Autobase::new(local, chat_apply);
+        let apply: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) =
+            if bee { bee_apply } else { chat_apply };
+        let mut base = Autobase::new(local, apply);
         base.record_system();
         let view = base.open_view("view");
         let mut cores = IndexerCores::new_encrypted(local, kp, entropy, &["view"], encryption_key)
@@ -1308,7 +1336,7 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
             .unwrap();
         for i in 0..HP_ENTRIES {
             let mut msgs = base
-                .append(&local, vec![format!("hp {i}").into_bytes()])
+                .append(&local, vec![if bee { bee_op(i) } else { format!("hp {i}") }.into_bytes()])
                 .expect("writable");
             base.update();
             let mut s = store.lock().await;
@@ -1320,7 +1348,12 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
             let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
             s.append(now, &local_h, &refs).await.unwrap();
         }
-        assert_eq!(base.indexed_view_lengths()[view] as u64, HP_ENTRIES);
+        // a bee view: a header and a block per put, per delete of a key present, per batch entry
+        let view_len = base.views().len(view) as u64;
+        assert_eq!(base.indexed_view_lengths()[view] as u64, view_len);
+        if !bee {
+            assert_eq!(view_len, HP_ENTRIES);
+        }
         let want: Vec<String> = base.views().blocks(view).iter().map(hex::encode).collect();
         let system_key = cores.system_key();
         let view_key = cores.view_keys()[0];
@@ -1345,7 +1378,7 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
         });
 
         // a new JS reader
-        let mut config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": HP_ENTRIES, "deadline": 400_000 });
+        let mut config = json!({ "port": port, "bootstrap": hex::encode(local), "expect": view_len, "deadline": 400_000, "bee": bee });
         // our first view and system blocks as stored
         let mut raw0 = None;
         if let Some(ek) = encryption_key {
@@ -1370,6 +1403,19 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
         assert_eq!(done["systemKey"], hex::encode(system_key), "system key");
         assert_eq!(done["viewKey"], hex::encode(view_key), "view key");
         assert_eq!(done["view"], json!(want), "the view");
+        if bee {
+            use hyperpunch::core::hyperbee::{RangeOptions, Utf8};
+            let entries = |r: hyperpunch::core::autobase::BeeReader<Utf8, Utf8>| {
+                let all = r.range(RangeOptions::default()).unwrap();
+                json!(all.into_iter().map(|e| json!([e.key, e.value])).collect::<Vec<_>>())
+            };
+            let ours = entries(base.views().read_bee(view).with_codecs(Utf8, Utf8));
+            assert!(ours.as_array().unwrap().len() > 100);
+            assert_eq!(done["bee"]["all"], ours, "the JS reader's bee");
+            let js_signed = done["bee"]["signedLength"].as_u64().unwrap() as usize;
+            let at = base.views().read_bee_at(view, js_signed).with_codecs(Utf8, Utf8);
+            assert_eq!(done["bee"]["signed"], entries(at), "the JS reader's bee at its signed length {js_signed}");
+        }
         if let Some((v0, s0)) = &raw0 {
             assert_eq!(done["viewRaw0"].as_str(), Some(v0.as_str()), "view block 0 as JS stores it");
             assert_eq!(done["systemRaw0"].as_str(), Some(s0.as_str()), "system block 0 as JS stores it");
@@ -1392,11 +1438,11 @@ fn hyperpunch_indexer_case(encryption_key: Option<[u8; 32]>) {
         let ff = fast_forward_over_tcp_encrypted(local, encryption_key, port, &["view"]).await;
         assert_eq!(ff.system_key, system_key);
         assert_eq!(ff.views[0].1, view_key);
-        assert_eq!(ff.views[0].2, HP_ENTRIES, "fast-forwarded to every indexed entry");
-        let mut rbase = Autobase::new(local, chat_apply);
+        assert_eq!(ff.views[0].2, view_len, "fast-forwarded to every indexed entry");
+        let mut rbase = Autobase::new(local, apply);
         rbase.fast_forward(ff.system_length, &ff.info, &ff.members, &ff.view_lengths());
         let rview = rbase.open_view("view");
-        assert_eq!(rbase.views().start(rview) as u64, HP_ENTRIES);
+        assert_eq!(rbase.views().start(rview) as u64, view_len);
         assert_eq!(rbase.oplog_start(&local), HP_ENTRIES);
         server.abort();
     });
