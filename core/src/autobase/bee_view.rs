@@ -74,6 +74,9 @@ use crate::hyperbee::source::{BeeCore, CoreState};
 use crate::hyperbee::{Batch, BeeError, BeeOptions, Binary, Codec, Entry, Hyperbee, RangeOptions};
 use crate::hypercore::HypercoreError;
 
+/// An entry of a bee view, decoded with its encodings.
+pub type BeeEntry<K, V> = Entry<<K as Codec>::Owned, <V as Codec>::Owned>;
+
 /// Run a bee operation on a view's in-memory blocks: it completes at its first poll (no block
 /// is ever waited for). One that waits (nothing in a view does) is an error, not a hang.
 fn ready<T>(f: impl Future<Output = Result<T, BeeError>>) -> Result<T, BeeError> {
@@ -325,6 +328,7 @@ impl<'a, K: Codec, V: Codec> BeeView<'a, K, V> {
 
     /// A sub-database of the bee (JS `bee.sub(prefix)`): keys prefixed with `prefix` and the
     /// separator `0x00`.
+    #[allow(clippy::should_implement_trait)] // JS's name
     pub fn sub(self, prefix: impl AsRef<[u8]>) -> Self {
         BeeView {
             bee: self.bee.sub(prefix),
@@ -367,23 +371,17 @@ impl<'a, K: Codec, V: Codec> BeeView<'a, K, V> {
     }
 
     /// `key`'s entry, `None` when absent (JS `view.get(key)`).
-    pub fn get(&self, key: &K::Value) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn get(&self, key: &K::Value) -> Result<Option<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.get(key))
     }
 
     /// The entries in `range`, in key order (JS `view.createReadStream(range)`, collected).
-    pub fn range(
-        &self,
-        range: RangeOptions<'_, K>,
-    ) -> Result<Vec<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn range(&self, range: RangeOptions<'_, K>) -> Result<Vec<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.create_read_stream(range).collect())
     }
 
     /// The first entry in `range` (JS `view.peek(range)`).
-    pub fn peek(
-        &self,
-        range: RangeOptions<'_, K>,
-    ) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn peek(&self, range: RangeOptions<'_, K>) -> Result<Option<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.peek(range))
     }
 
@@ -433,15 +431,12 @@ impl<K: Codec, V: Codec> BeeViewBatch<'_, K, V> {
     }
 
     /// `key`'s entry, staged writes included.
-    pub fn get(&mut self, key: &K::Value) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn get(&mut self, key: &K::Value) -> Result<Option<BeeEntry<K, V>>, BeeError> {
         ready(self.batch.get(key))
     }
 
     /// Entries in `range`, staged writes included.
-    pub fn range(
-        &mut self,
-        range: RangeOptions<'_, K>,
-    ) -> Result<Vec<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn range(&mut self, range: RangeOptions<'_, K>) -> Result<Vec<BeeEntry<K, V>>, BeeError> {
         ready(self.batch.create_read_stream(range))
     }
 
@@ -484,23 +479,17 @@ impl<K: Codec, V: Codec> BeeReader<K, V> {
     }
 
     /// `key`'s entry, `None` when absent.
-    pub fn get(&self, key: &K::Value) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn get(&self, key: &K::Value) -> Result<Option<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.get(key))
     }
 
     /// The entries in `range`, in key order.
-    pub fn range(
-        &self,
-        range: RangeOptions<'_, K>,
-    ) -> Result<Vec<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn range(&self, range: RangeOptions<'_, K>) -> Result<Vec<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.create_read_stream(range).collect())
     }
 
     /// The first entry in `range`.
-    pub fn peek(
-        &self,
-        range: RangeOptions<'_, K>,
-    ) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+    pub fn peek(&self, range: RangeOptions<'_, K>) -> Result<Option<BeeEntry<K, V>>, BeeError> {
         ready(self.bee.peek(range))
     }
 

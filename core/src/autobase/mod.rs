@@ -63,7 +63,7 @@ pub mod system;
 pub mod topolist;
 
 pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, ViewId, Views};
-pub use bee_view::{BeeReader, BeeView, BeeViewBatch, ViewCore};
+pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 #[cfg(test)]
 mod bee_view_tests;
 #[cfg(test)]
