@@ -472,3 +472,60 @@ fn past_root(child: u64) -> Vec<u8> {
         Some(b"1"),
     )
 }
+
+/// An [`super::AsyncApply`] (the browser's JS `apply`) that waits before it writes, then
+/// awaits the bee's own futures ([`super::BeeView::hyperbee`]).
+struct AsyncBee;
+
+impl super::AsyncApply for AsyncBee {
+    fn apply<'a, 'b: 'a>(
+        &'a mut self,
+        nodes: &'a [ApplyNode<'b>],
+        views: &'a mut Views,
+        _host: &'a mut Host<'b>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+        Box::pin(async move {
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            let db = views.open("db");
+            let bee = views.bee(db).with_codecs(Utf8, Utf8);
+            for n in nodes {
+                let value = String::from_utf8_lossy(n.value).into_owned();
+                for (k, v) in ops_of(&value).1 {
+                    match v {
+                        Some(v) => bee.hyperbee().put(k, v).await.unwrap(),
+                        None => bee.hyperbee().del(k).await.unwrap(),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// `update_async` with an apply that waits and awaits the bee: the view holds hyperbee's blocks.
+#[test]
+fn an_async_apply_runs_the_bee_view() {
+    let me = [1u8; 32];
+    let mut b = base(me);
+    let mut ops = Vec::new();
+    for i in 0..30 {
+        let op = if i % 4 == 3 {
+            format!("del:k{}", i % 7)
+        } else {
+            format!("put:k{}=v{i}", (i * 5) % 11)
+        };
+        b.append(&me, vec![op.clone().into_bytes()]).unwrap();
+        ops.push(op.into_bytes());
+    }
+    assert!(futures_executor::block_on(b.update_async(&mut AsyncBee)));
+    let db = b.open_view("db");
+    assert_eq!(b.views().blocks(db), &hyperbee_blocks(&ops)[..]);
+}
