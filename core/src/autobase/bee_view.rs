@@ -69,7 +69,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::base::{Apply, Autobase, ViewId, ViewLog, Views};
+use super::base::{Apply, Autobase};
+use super::views::{ViewId, ViewLog, Views};
 use crate::hyperbee::source::{BeeCore, CoreState};
 use crate::hyperbee::{Batch, BeeError, BeeOptions, Binary, Codec, Entry, Hyperbee, RangeOptions};
 use crate::hypercore::HypercoreError;

@@ -61,9 +61,11 @@ pub mod linearizer;
 pub mod messages;
 pub mod system;
 pub mod topolist;
+mod views;
 
-pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, ViewId, Views};
+pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host};
 pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
+pub use views::{ViewId, Views};
 #[cfg(test)]
 mod bee_view_tests;
 #[cfg(test)]
