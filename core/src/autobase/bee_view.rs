@@ -251,8 +251,9 @@ pub struct BeeView<'a, K: Codec = Binary, V: Codec = Binary> {
 
 impl Views {
     /// Run a hyperbee on `view` (JS `new Hyperbee(store.get(name), { extension: false })` in
-    /// `open`). The bee is kept with the view: its block cache serves the next applies too (and
-    /// is dropped, block by block, for the blocks a reorder undid).
+    /// `open`). The bee is kept with the view: its block cache serves the next applies too (a
+    /// truncation, when a reorder undoes nodes, starts a new fork of the view, and the cache
+    /// forgets what it held of the old one).
     ///
     /// # Panics
     /// When `view` was not opened ([`Views::open`]), as [`Views::append`].
@@ -403,7 +404,9 @@ impl<'a, K: Codec, V: Codec> BeeView<'a, K, V> {
 
     /// The bee itself, for the rest of the hyperbee API (history and diff streams, checkouts):
     /// its futures complete at their first poll while this [`BeeView`] lives (`.await` them in
-    /// an [`super::AsyncApply`], or poll them once).
+    /// an [`super::AsyncApply`], or poll them once). Use it only while the [`BeeView`] lives: the
+    /// view's blocks are lent to it for that long (a clone kept past it sees an empty view, and
+    /// what it writes never reaches the view).
     pub fn hyperbee(&self) -> &Hyperbee<ViewCore, K, V> {
         &self.bee
     }
