@@ -45,6 +45,7 @@ pub mod id_encoding;
 pub mod mirror_drive;
 pub mod noise;
 pub mod protomux;
+pub mod protomux_wakeup;
 pub mod relay;
 pub mod replication;
 pub mod secretstream;

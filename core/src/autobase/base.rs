@@ -174,6 +174,10 @@ struct Applied {
     views: Vec<usize>,
 }
 
+/// The most writers [`Autobase::hint_writer_length`] holds as hints (a peer cannot make the
+/// engine want unbounded writers).
+pub const MAX_HINTED: usize = 1024;
+
 /// The engine.
 pub struct Autobase<A: Apply> {
     bootstrap: [u8; 32],
@@ -274,6 +278,40 @@ impl<A: Apply> Autobase<A> {
         if self.hinted_set.insert(*key) {
             self.hinted.push(*key);
         }
+    }
+
+    /// [`Autobase::hint_writer`] for a hint from a peer (JS `hintWakeup({ key, length })`):
+    /// ignored when the engine holds `length` blocks of the writer already (a stale hint), and
+    /// bounded: at most [`MAX_HINTED`] writers are held as hints. At the bound the hints that are
+    /// members or linearized now (wanted anyway) are dropped; if none is, the hint is refused.
+    /// Returns whether the writer is wanted now.
+    pub fn hint_writer_length(&mut self, key: &[u8; 32], length: u64) -> bool {
+        if self.hinted_set.contains(key) {
+            return true;
+        }
+        if length <= self.oplog_len(key) {
+            return false;
+        }
+        if self.hinted.len() >= MAX_HINTED {
+            let known: HashSet<[u8; 32]> = self
+                .active
+                .iter()
+                .map(|&w| self.graph.writers[w].key)
+                .chain(
+                    self.system
+                        .member_records()
+                        .filter(|(_, m)| !m.is_removed)
+                        .map(|(k, _)| *k),
+                )
+                .collect();
+            self.hinted.retain(|k| !known.contains(k));
+            self.hinted_set.retain(|k| !known.contains(k));
+            if self.hinted.len() >= MAX_HINTED {
+                return false;
+            }
+        }
+        self.hint_writer(key);
+        true
     }
 
     /// Record every system batch from now on, for an indexer that writes the system core

@@ -46,8 +46,12 @@
 //! bases ([`encryption`]) are read and written. Optimistic writers:
 //! [`Autobase::append_optimistic`], kept only when the apply acks them (JS `_optimisticApply`).
 //!
-//! Not done yet (JS features): forks, the wakeup protocol ([`Autobase::hint_writer`] stands in),
-//! `ackInterval` timers (the driver decides when to [`Autobase::ack`]).
+//! The wakeup protocol ([`wakeup`], over [`crate::protomux_wakeup`]): peers announce writers
+//! with new blocks; announces become bounded hints ([`Autobase::hint_writer_length`]) and the
+//! writers with unindexed nodes are announced, as JS autobase does.
+//!
+//! Not done yet (JS features): forks, `ackInterval` timers (the driver decides when to
+//! [`Autobase::ack`]).
 
 mod base;
 pub mod bee_view;
@@ -62,8 +66,9 @@ pub mod messages;
 pub mod system;
 pub mod topolist;
 mod views;
+pub mod wakeup;
 
-pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host};
+pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, MAX_HINTED};
 pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 pub use views::{ViewId, Views};
 #[cfg(test)]

@@ -276,3 +276,107 @@ fn an_optimistic_flag_where_it_does_not_apply() {
     assert!(!a.seen.borrow().iter().any(|(v, _)| v.contains("batch")));
     assert_eq!(a.base.system().get(&B).unwrap().length, 4);
 }
+
+/// The wakeup protocol carries what `hint_writer` stood in for: B (a non-member) appends
+/// optimistically and announces itself over a wakeup channel (real protomux on both ends); A
+/// hints B with its length, fetches and applies it. Stale and excess hints are dropped.
+#[test]
+fn wakeup_announce_makes_the_indexer_fetch_an_optimistic_writer() {
+    use super::wakeup::{wakeup_writers, AutobaseWakeup};
+    use crate::protomux::{ChannelId, Event as MuxEvent, Protomux};
+    use crate::protomux_wakeup::{Output, WakeupWriter, PROTOCOL};
+
+    struct End {
+        w: AutobaseWakeup<u8>,
+        mux: Protomux,
+        ch: Option<ChannelId>,
+        initiator: bool,
+    }
+    fn pump(from: &mut End, to: &mut End, to_base: &mut Base) {
+        while let Some(o) = from.w.poll_output() {
+            match o {
+                Output::Send {
+                    message_type,
+                    payload,
+                    ..
+                } => from
+                    .mux
+                    .send(from.ch.unwrap(), message_type, &payload)
+                    .unwrap(),
+                Output::Close { .. } => from.mux.close(from.ch.unwrap()).unwrap(),
+            }
+        }
+        while let Some(f) = from.mux.poll_transmit() {
+            to.mux.handle_frame(&f).unwrap();
+        }
+        while let Some(ev) = to.mux.poll_event() {
+            match ev {
+                MuxEvent::PairRequest { .. } => {
+                    let o = to.w.add_peer(1, to.initiator, [5; 64]).unwrap();
+                    to.ch = Some(to.mux.open(o).unwrap());
+                }
+                MuxEvent::ChannelOpened { handshake, .. } => {
+                    to.w.handle_open(1, &handshake).unwrap()
+                }
+                MuxEvent::Message {
+                    message_type,
+                    payload,
+                    ..
+                } => to.w.handle_message(1, message_type, &payload).unwrap(),
+                _ => to.w.handle_closed(1),
+            }
+            to.w.handle_events(to_base);
+        }
+        to.w.handle_events(to_base);
+    }
+
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut b = peer(B, true);
+    append(&mut net, &mut a, "hello");
+    net.sync(&mut b);
+    let mut ea = End {
+        w: AutobaseWakeup::new(A),
+        mux: Protomux::new(),
+        ch: None,
+        initiator: true,
+    };
+    let mut eb = End {
+        w: AutobaseWakeup::new(A),
+        mux: Protomux::new(),
+        ch: None,
+        initiator: false,
+    };
+    eb.mux.pair(PROTOCOL, None);
+    let o = ea.w.add_peer(1, true, [5; 64]).unwrap();
+    ea.ch = Some(ea.mux.open(o).unwrap());
+    pump(&mut ea, &mut eb, &mut b.base);
+    pump(&mut eb, &mut ea, &mut a.base);
+    assert!(ea.w.session().is_open(1) && eb.w.session().is_open(1));
+
+    append_optimistic(&mut net, &mut b, "ok optimistic");
+    assert_eq!(
+        wakeup_writers(&b.base),
+        [WakeupWriter { key: B, length: 1 }]
+    );
+    eb.w.refresh(&b.base);
+    eb.w.refresh(&b.base); // the same list is not announced twice
+    assert!(!a.base.wanted().iter().any(|(k, _)| *k == B));
+    pump(&mut eb, &mut ea, &mut a.base);
+    assert_eq!(eb.w.session().stats().announce_tx, 1);
+    assert_eq!(ea.w.hints, 1);
+    assert!(a.base.wanted().contains(&(B, 0)), "hinted by the announce");
+    net.sync(&mut a);
+    assert_eq!(view(&a), ["hello", "ok optimistic"]);
+
+    // a hint for blocks A holds already is stale; past the bound, hints are refused
+    assert!(!a.base.hint_writer_length(&C, 0));
+    for i in 0..super::MAX_HINTED {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        k[31] = 0xee;
+        assert!(a.base.hint_writer_length(&k, 1));
+    }
+    assert!(!a.base.hint_writer_length(&C, 1), "at the bound");
+    assert!(a.base.wanted().len() <= super::MAX_HINTED + 2);
+}
