@@ -21,8 +21,12 @@ use std::collections::BTreeMap;
 
 use super::base::{Apply, Autobase};
 use crate::crypto::discovery_key;
-use crate::protomux::ChannelOptions;
-use crate::protomux_wakeup::{Output, WakeupError, WakeupEvent, WakeupSession, WakeupWriter};
+use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent};
+use crate::protomux_wakeup::{
+    Output, WakeupError, WakeupEvent, WakeupSession, WakeupWriter, PROTOCOL,
+};
+use crate::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use crate::storage::Storage;
 
 /// Writers of one announce that are hinted; the rest are dropped (a peer cannot make us walk
 /// a million keys per message).
@@ -152,6 +156,12 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
         }
     }
 
+    /// Ask every peer to announce (JS `broadcastLookup`, which autobase sends after a
+    /// fast-forward; a peer answers with its wakeup writers).
+    pub fn broadcast_lookup(&mut self) {
+        self.session.broadcast_lookup(None);
+    }
+
     /// Next wire action ([`WakeupSession::poll_output`]).
     pub fn poll_output(&mut self) -> Option<Output<P>> {
         let o = self.session.poll_output();
@@ -159,5 +169,137 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
             self.announced.remove(peer);
         }
         o
+    }
+}
+
+/// [`AutobaseWakeup`] on the streams of a [`ReplicationHub`] (or a corestore's,
+/// [`crate::corestore::Corestore::hub_mut`]): one wakeup channel per stream beside the cores, as
+/// JS `base.replicate(stream)` opens it. The driver calls [`HubWakeup::attach`] once, hands
+/// every hub event to [`HubWakeup::handle_hub_event`] and calls [`HubWakeup::refresh`] after
+/// the engine changed.
+#[derive(Debug, Clone)]
+pub struct HubWakeup {
+    wakeup: AutobaseWakeup<StreamId>,
+    channels: BTreeMap<StreamId, ChannelId>,
+}
+
+impl HubWakeup {
+    /// The wakeup topic of the base whose key is `base_key`.
+    pub fn new(base_key: [u8; 32]) -> Self {
+        HubWakeup {
+            wakeup: AutobaseWakeup::new(base_key),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    /// The topic's state.
+    pub fn wakeup(&self) -> &AutobaseWakeup<StreamId> {
+        &self.wakeup
+    }
+
+    /// Pair the `wakeup` protocol on the hub's streams; the streams there and to come are
+    /// reported ([`HubEvent::StreamAdded`]) and get our channel.
+    pub fn attach<S: Storage>(&self, hub: &mut ReplicationHub<S>) {
+        hub.pair_protocol(PROTOCOL);
+    }
+
+    /// Act on one hub event (others are ignored): open our channel on a new stream, answer the
+    /// remote's opens, hand the channel's open, messages and close to the topic, then react
+    /// with `base` (hints, announces) and send. Returns the writers hinted to the engine.
+    /// Errors are the hub's (an unknown stream, a destroyed mux); the remote's bad input only
+    /// closes its wakeup channel.
+    pub async fn handle_hub_event<S: Storage, A: Apply>(
+        &mut self,
+        now: u64,
+        hub: &mut ReplicationHub<S>,
+        base: &mut Autobase<A>,
+        event: &HubEvent,
+    ) -> Result<Vec<WakeupWriter>, ReplicationError> {
+        match event {
+            HubEvent::StreamAdded {
+                stream,
+                is_initiator,
+                handshake_hash,
+            } => {
+                if !self.channels.contains_key(stream) && hub.has_stream(*stream) {
+                    if let Some(o) = self
+                        .wakeup
+                        .add_peer(*stream, *is_initiator, *handshake_hash)
+                    {
+                        let ch = hub.open_other(now, *stream, o).await?;
+                        self.channels.insert(*stream, ch);
+                    }
+                }
+            }
+            HubEvent::Other { stream, event } => match event {
+                MuxEvent::PairRequest { protocol, id, .. } if protocol == PROTOCOL => {
+                    // Ours pairs with the remote's open without asking; another topic (or a
+                    // second open of ours) has nobody here (JS `onwakeup` for an unknown topic).
+                    let _ = hub.reject_other(*stream, protocol, id.as_deref());
+                }
+                MuxEvent::ChannelOpened { channel, handshake } => {
+                    if self.channels.get(stream) == Some(channel) {
+                        let _ = self.wakeup.handle_open(*stream, handshake);
+                    }
+                }
+                MuxEvent::Message {
+                    channel,
+                    message_type,
+                    payload,
+                } => {
+                    if self.channels.get(stream) == Some(channel) {
+                        let _ = self.wakeup.handle_message(*stream, *message_type, payload);
+                    }
+                }
+                MuxEvent::ChannelClosed { channel, .. } | MuxEvent::ChannelRejected { channel } => {
+                    if self.channels.get(stream) == Some(channel) {
+                        self.channels.remove(stream);
+                        self.wakeup.handle_closed(*stream);
+                    }
+                }
+                MuxEvent::PairRequest { .. } => {}
+            },
+            _ => return Ok(Vec::new()),
+        }
+        let hinted = self.wakeup.handle_events(base);
+        self.flush(hub);
+        Ok(hinted)
+    }
+
+    /// Announce our wakeup writers where they changed ([`AutobaseWakeup::refresh`]).
+    pub fn refresh<S: Storage, A: Apply>(
+        &mut self,
+        hub: &mut ReplicationHub<S>,
+        base: &Autobase<A>,
+    ) {
+        self.wakeup.refresh(base);
+        self.flush(hub);
+    }
+
+    /// Ask every peer to announce ([`AutobaseWakeup::broadcast_lookup`]).
+    pub fn broadcast_lookup<S: Storage>(&mut self, hub: &mut ReplicationHub<S>) {
+        self.wakeup.broadcast_lookup();
+        self.flush(hub);
+    }
+
+    fn flush<S: Storage>(&mut self, hub: &mut ReplicationHub<S>) {
+        while let Some(o) = self.wakeup.poll_output() {
+            match o {
+                Output::Send {
+                    peer,
+                    message_type,
+                    payload,
+                } => {
+                    if let Some(&ch) = self.channels.get(&peer) {
+                        let _ = hub.send_other(peer, ch, message_type, &payload);
+                    }
+                }
+                Output::Close { peer } => {
+                    if let Some(ch) = self.channels.remove(&peer) {
+                        let _ = hub.close_other(peer, ch);
+                    }
+                }
+            }
+        }
     }
 }

@@ -724,6 +724,14 @@ impl<S: Storage + Clone> Corestore<S> {
         &self.hub
     }
 
+    /// The hub, to run channels of other protocols on the store's streams
+    /// ([`ReplicationHub::pair_protocol`], [`ReplicationHub::open_other`]: e.g. an autobase's
+    /// wakeup channel beside its cores, as JS opens it on `store.replicate`'s stream). Their
+    /// events come out of the store's events.
+    pub fn hub_mut(&mut self) -> &mut ReplicationHub<CoreStorage<S>> {
+        &mut self.hub
+    }
+
     /// Whether a core is stored here (JS `storage.hasCore`).
     pub async fn has_core(&self, discovery_key: &[u8; 32]) -> Result<bool, CorestoreError> {
         Ok(self.record(discovery_key).await?.is_some())

@@ -45,6 +45,8 @@ use crate::storage::Storage;
 
 use super::replicator::{Event, PeerId, ReplicationError, Replicator};
 
+mod other;
+
 /// The channel protocol name.
 pub const PROTOCOL: &str = "hypercore/alpha";
 /// Its alias (older peers).
@@ -134,6 +136,27 @@ pub enum HubEvent {
         /// Why.
         error: ReplicationError,
     },
+    /// A stream was added while the owner pairs other protocols
+    /// ([`ReplicationHub::pair_protocol`]): it may open its channels on it
+    /// ([`ReplicationHub::open_other`]) with our role and the handshake hash (for capabilities).
+    StreamAdded {
+        /// The stream.
+        stream: StreamId,
+        /// Our Noise role.
+        is_initiator: bool,
+        /// The Noise handshake hash.
+        handshake_hash: [u8; 64],
+    },
+    /// An event of a channel of another protocol on a stream: a [`MuxEvent::PairRequest`] for a
+    /// protocol the owner pairs (answer with [`ReplicationHub::open_other`] or
+    /// [`ReplicationHub::reject_other`]), or the open, messages and close of a channel the owner
+    /// opened (a close also when the stream goes).
+    Other {
+        /// The stream.
+        stream: StreamId,
+        /// The protomux event.
+        event: MuxEvent,
+    },
     /// The stream is destroyed (protocol violation); the transport should drop the connection.
     StreamClosed {
         /// The stream.
@@ -147,10 +170,18 @@ pub enum HubEvent {
 /// [`Decoded`]).
 fn decode_payload(
     channels: &BTreeMap<ChannelId, Chan>,
+    other: &BTreeSet<ChannelId>,
     channel: ChannelId,
     message_type: u64,
     payload: &[u8],
 ) -> Decoded {
+    if other.contains(&channel) {
+        return Decoded::Other(MuxEvent::Message {
+            channel,
+            message_type,
+            payload: payload.to_vec(),
+        });
+    }
     let Some(&Chan {
         dk,
         peer: Some(peer),
@@ -191,6 +222,8 @@ struct Stream {
     is_initiator: bool,
     handshake_hash: [u8; 64],
     channels: BTreeMap<ChannelId, Chan>,
+    /// Channels of other protocols the owner opened ([`ReplicationHub::open_other`]).
+    other: BTreeSet<ChannelId>,
     /// Payload bytes in the mux's current batch frame (see [`BATCH_BYTES`]).
     corked_bytes: usize,
     /// Bytes of its frames in the hub's queue.
@@ -233,6 +266,8 @@ pub struct ReplicationHub<S: Storage> {
     answer_unknown: bool,
     /// Opens for unknown cores waiting for the owner's answer.
     unknown: BTreeSet<(StreamId, [u8; 32])>,
+    /// Other protocols the owner pairs on every stream ([`ReplicationHub::pair_protocol`]).
+    protocols: BTreeSet<String>,
 }
 
 impl<S: Storage> Default for ReplicationHub<S> {
@@ -252,6 +287,7 @@ impl<S: Storage> ReplicationHub<S> {
             events: VecDeque::new(),
             out: VecDeque::new(),
             answer_unknown: false,
+            protocols: BTreeSet::new(),
             unknown: BTreeSet::new(),
         }
     }
@@ -376,6 +412,9 @@ impl<S: Storage> ReplicationHub<S> {
         // Every open from the remote comes to us (JS corestore pairs the same way): for a core
         // we have, it is answered; for others see `set_answer_unknown`.
         mux.pair(PROTOCOL, None);
+        for p in &self.protocols {
+            mux.pair(p, None);
+        }
         self.streams.insert(
             sid,
             Stream {
@@ -383,6 +422,7 @@ impl<S: Storage> ReplicationHub<S> {
                 is_initiator,
                 handshake_hash,
                 channels: BTreeMap::new(),
+                other: BTreeSet::new(),
                 corked_bytes: 0,
                 out_bytes: 0,
                 backlog: 0,
@@ -392,6 +432,13 @@ impl<S: Storage> ReplicationHub<S> {
         let dks: Vec<[u8; 32]> = self.cores.keys().copied().collect();
         for dk in dks {
             self.open_channel(sid, dk)?;
+        }
+        if !self.protocols.is_empty() {
+            self.events.push_back(HubEvent::StreamAdded {
+                stream: sid,
+                is_initiator,
+                handshake_hash,
+            });
         }
         self.flush();
         Ok(sid)
@@ -433,6 +480,15 @@ impl<S: Storage> ReplicationHub<S> {
             return Ok(());
         };
         self.unknown.retain(|(sid, _)| *sid != stream);
+        for channel in &s.other {
+            self.events.push_back(HubEvent::Other {
+                stream,
+                event: MuxEvent::ChannelClosed {
+                    channel: *channel,
+                    by_remote: true,
+                },
+            });
+        }
         for chan in s.channels.into_values() {
             if let Some(peer) = chan.peer {
                 self.peers.remove(&(chan.dk, peer));
@@ -483,13 +539,13 @@ impl<S: Storage> ReplicationHub<S> {
             let Some(s) = self.streams.get_mut(&stream) else {
                 break;
             };
-            let channels = &s.channels;
+            let (channels, other) = (&s.channels, &s.other);
             // Decoded from the frame where they are: a block is copied once (into its message),
             // not first into a mux event.
             let handled = s
                 .mux
                 .handle_frame_with(frame.as_ref(), &mut |channel, ty, payload| {
-                    direct.push(decode_payload(channels, channel, ty, payload));
+                    direct.push(decode_payload(channels, other, channel, ty, payload));
                 });
             if let Err(e) = handled {
                 direct.clear();
@@ -602,7 +658,7 @@ impl<S: Storage> ReplicationHub<S> {
             return Decoded::Other(ev);
         };
         match self.streams.get(&sid) {
-            Some(s) => decode_payload(&s.channels, channel, message_type, &payload),
+            Some(s) => decode_payload(&s.channels, &s.other, channel, message_type, &payload),
             None => Decoded::Ignored,
         }
     }
@@ -619,6 +675,12 @@ impl<S: Storage> ReplicationHub<S> {
         match ev {
             MuxEvent::ChannelOpened { channel, handshake } => {
                 let Some(chan) = s.channels.get(&channel) else {
+                    if s.other.contains(&channel) {
+                        self.events.push_back(HubEvent::Other {
+                            stream: sid,
+                            event: MuxEvent::ChannelOpened { channel, handshake },
+                        });
+                    }
                     return Ok(());
                 };
                 let dk = chan.dk;
@@ -653,7 +715,30 @@ impl<S: Storage> ReplicationHub<S> {
                 });
             }
             // Sorted out by `decode_message` before.
-            MuxEvent::Message { .. } => {}
+            MuxEvent::Message { channel, .. } => {
+                if s.other.contains(&channel) {
+                    self.events.push_back(HubEvent::Other {
+                        stream: sid,
+                        event: ev,
+                    });
+                }
+            }
+            MuxEvent::ChannelClosed { channel, .. } | MuxEvent::ChannelRejected { channel }
+                if s.other.remove(&channel) =>
+            {
+                self.events.push_back(HubEvent::Other {
+                    stream: sid,
+                    event: ev,
+                });
+            }
+            MuxEvent::PairRequest { ref protocol, .. }
+                if protocol != PROTOCOL && self.protocols.contains(protocol) =>
+            {
+                self.events.push_back(HubEvent::Other {
+                    stream: sid,
+                    event: ev,
+                });
+            }
             MuxEvent::ChannelClosed { channel, .. } | MuxEvent::ChannelRejected { channel } => {
                 if let Some(chan) = s.channels.remove(&channel) {
                     if let Some(peer) = chan.peer {
