@@ -31,7 +31,11 @@
 //! disconnected) until the stream drained to [`LOW_WATER`]; everything else, answers to our own
 //! requests included, is still read and handled, so two peers cannot deadlock each other.
 //!
-//! (About 1,000 lines: the hub is one object, the channels, streams and replicators of one
+//! Channels of other protocols can run on the same streams (the owner pairs its protocol and
+//! opens its channels, [`ReplicationHub::pair_protocol`], in `hub/other.rs`): the hub only
+//! routes their events ([`HubEvent::Other`]).
+//!
+//! (About 1,100 lines: the hub is one object, the channels, streams and replicators of one
 //! connection and the routing between them; its tests live in `tests/`. Splitting the routing of
 //! frames from the stream bookkeeping is the next cut if it grows.)
 

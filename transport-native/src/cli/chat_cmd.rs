@@ -52,6 +52,7 @@ use hyperpunch::autobase_index::IndexerCores;
 use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
+use hyperpunch::core::autobase::wakeup::HubWakeup;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
 use hyperpunch::core::crypto::{discovery_key, KeyPair};
@@ -918,6 +919,11 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         return Ok(());
     }
 
+    // The room's wakeup channel beside the cores on every connection (JS `base.replicate`):
+    // peers' announces become hints the engine fetches, ours name our unindexed writer.
+    let mut wakeup = HubWakeup::new(*room.base.bootstrap());
+    wakeup.attach(store.hub_mut());
+    let mut hub_events = Vec::new();
     let (store, mut events) = SharedCorestore::with_events(store);
     // Nothing is downloaded before it is known whether this member fast-forwards.
     room.fetch = false;
@@ -1107,11 +1113,20 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 ff_rx = None;
                 ff_read = Some(r.unwrap_or(Err(FastForwardReadError::Timeout("the fast-forward point"))));
             }
-            _ = events.recv() => {}
+            ev = events.recv() => hub_events.extend(ev),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let mut s = store.lock().await;
         let now = store.now();
+        hub_events.extend(std::iter::from_fn(|| events.try_recv().ok()));
+        for ev in hub_events.drain(..) {
+            if let Err(e) = wakeup
+                .handle_hub_event(now, s.hub_mut(), &mut room.base, &ev)
+                .await
+            {
+                eprintln!("note: wakeup channel: {e}");
+            }
+        }
         let just_read = ff_read.is_some();
         if let Some(r) = ff_read.take() {
             room.fetch = true;
@@ -1127,6 +1142,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                             point.view_length("messages")
                         );
                         room.fast_forwarded(&mut s, point, &dir).await?;
+                        // JS asks its peers for their writers after a fast-forward
+                        wakeup.broadcast_lookup(s.hub_mut());
                         key_fits = true;
                         undo = None;
                     }
@@ -1278,6 +1295,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 pending_acked = Some(progress);
             }
         }
+        wakeup.refresh(s.hub_mut(), &room.base);
         room.commit_signed(&mut s, now).await;
         if room.cores_writer.is_none() && room.seeding.is_none() {
             // what the engine records for the cores is not needed

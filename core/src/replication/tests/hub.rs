@@ -341,3 +341,134 @@ fn backlog_reports_on_a_step_or_when_emptied() {
     assert!(backlog_report_due(0, 1));
     assert!(!backlog_report_due(1, 1));
 }
+
+/// Channels of other protocols beside the cores (the autobase wakeup channel's way): both hubs
+/// pair `x`, hear of the stream, open `x` and exchange a message, while the core replicates on
+/// the same stream; an open of a protocol nobody pairs is rejected; the channel's close comes
+/// out when the stream goes. Hubs that pair nothing say nothing of streams.
+#[test]
+fn channels_of_other_protocols_beside_the_cores() {
+    use crate::protomux::{ChannelOptions, Event as MuxEvent};
+    block_on(async {
+        let (w, _) = writer(5, None).await;
+        let r = reader(*w.key(), None).await;
+        let mut ha = ReplicationHub::new();
+        let mut hb = ReplicationHub::new();
+        let dk = ha.add_core(Rep::new(w, Options::default())).unwrap();
+        hb.add_core(Rep::new(r, Options::default())).unwrap();
+        let hh = [3u8; 64];
+        let sa = ha.add_stream(true, hh).unwrap();
+        ha.pair_protocol("x");
+        hb.pair_protocol("x");
+        let sb = hb.add_stream(false, hh).unwrap();
+        let added = |h: &mut ReplicationHub<MemoryStorage>| -> Vec<HubEvent> {
+            std::iter::from_fn(|| h.poll_event())
+                .filter(|e| matches!(e, HubEvent::StreamAdded { .. }))
+                .collect()
+        };
+        // the stream there before the pairing is reported too
+        assert_eq!(
+            added(&mut ha),
+            [HubEvent::StreamAdded {
+                stream: sa,
+                is_initiator: true,
+                handshake_hash: hh
+            }]
+        );
+        assert_eq!(
+            added(&mut hb),
+            [HubEvent::StreamAdded {
+                stream: sb,
+                is_initiator: false,
+                handshake_hash: hh
+            }]
+        );
+        let ca = ha
+            .open_other(
+                0,
+                sa,
+                ChannelOptions::new("x")
+                    .id(vec![1])
+                    .handshake(b"ha".to_vec()),
+            )
+            .await
+            .unwrap();
+        let cb = hb
+            .open_other(
+                0,
+                sb,
+                ChannelOptions::new("x")
+                    .id(vec![1])
+                    .handshake(b"hb".to_vec()),
+            )
+            .await
+            .unwrap();
+        ha.send_other(sa, ca, 0, b"hello").unwrap();
+        // not paired by B: refused
+        let cy = ha
+            .open_other(0, sa, ChannelOptions::new("y"))
+            .await
+            .unwrap();
+        hb.replicator_mut(&dk)
+            .unwrap()
+            .download(0, 0, None)
+            .await
+            .unwrap();
+        hb.flush();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        assert_eq!(
+            hb.replicator(&dk).unwrap().core().length(),
+            5,
+            "the core replicates beside"
+        );
+        let other = |h: &mut ReplicationHub<MemoryStorage>| -> Vec<MuxEvent> {
+            std::iter::from_fn(|| h.poll_event())
+                .filter_map(|e| match e {
+                    HubEvent::Other { event, .. } => Some(event),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            other(&mut hb),
+            [
+                MuxEvent::ChannelOpened {
+                    channel: cb,
+                    handshake: b"ha".to_vec()
+                },
+                MuxEvent::Message {
+                    channel: cb,
+                    message_type: 0,
+                    payload: b"hello".to_vec()
+                },
+            ]
+        );
+        assert_eq!(
+            other(&mut ha),
+            [
+                MuxEvent::ChannelOpened {
+                    channel: ca,
+                    handshake: b"hb".to_vec()
+                },
+                MuxEvent::ChannelRejected { channel: cy },
+            ]
+        );
+        assert!(
+            ha.send_other(sa, cy, 0, b"no").is_err(),
+            "a refused channel is gone"
+        );
+        hb.remove_stream(1, sb).await.unwrap();
+        assert_eq!(
+            other(&mut hb),
+            [MuxEvent::ChannelClosed {
+                channel: cb,
+                by_remote: true
+            }]
+        );
+
+        // a hub that pairs nothing reports no stream
+        let mut hc: ReplicationHub<MemoryStorage> = ReplicationHub::new();
+        hc.add_stream(true, hh).unwrap();
+        assert!(added(&mut hc).is_empty());
+    });
+}
