@@ -469,3 +469,45 @@ mod hyperdrive {
         }
     }
 }
+
+/// protomux-wakeup: the messages round-trip (flags beyond bit 0 are not kept, as in JS, so the
+/// first decode's value is compared), and a session takes the bytes as a handshake and as every
+/// message type with a typed error at worst.
+mod wakeup {
+    use super::*;
+    use hyperpunch_core::protomux_wakeup::*;
+
+    fn rt<T: for<'a> Decode<'a> + Encode + PartialEq + std::fmt::Debug>(
+        b: &[u8],
+    ) -> Result<(), TestCaseError> {
+        if let Ok(v) = T::from_bytes(b) {
+            let out = v.to_bytes();
+            prop_assert_eq!(out.len(), v.encoded_len());
+            prop_assert_eq!(T::from_bytes(&out), Ok(v));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn messages(b in bytes()) {
+            rt::<Handshake>(&b)?;
+            rt::<Lookup>(&b)?;
+            rt::<Announce>(&b)?;
+            rt::<Info>(&b)?;
+        }
+
+        #[test]
+        fn session(b in bytes(), initiator in any::<bool>()) {
+            let mut s = WakeupSession::<u8>::new([7; 32], None, true);
+            s.add_peer(1, initiator, [9; 64]);
+            let _ = s.handle_open(1, &b);
+            for ty in 0..4 {
+                let _ = s.handle_message(1, ty, &b);
+            }
+            while s.poll_output().is_some() || s.poll_event().is_some() {}
+        }
+    }
+}

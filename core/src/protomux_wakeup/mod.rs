@@ -324,7 +324,7 @@ impl<P: Ord + Copy> WakeupSession<P> {
     /// Announce `writers` to the peer (JS `session.announce`; like `announceByStream`, only once
     /// its channel opened). Returns whether it was queued.
     pub fn announce(&mut self, peer: P, writers: &[WakeupWriter]) -> bool {
-        if !self.peers.get(&peer).is_some_and(|p| !p.pending) {
+        if !self.is_open(peer) {
             return false;
         }
         self.stats.announce_tx += 1;
