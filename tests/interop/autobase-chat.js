@@ -16,6 +16,9 @@
 //   reader: do not wait to be added; fastForwardKey: hex system key to fast-forward to at start
 //   waitSigned: 'done' also waits until the system core is signed past its prologue
 //   encryptionKey: hex, the room's encryption key (JS `encryptionKey`, `hyperpunch chat --encryption-key`)
+//   wakeup: replicate with `base.replicate(stream)` (corestore replication plus the
+//   protomux-wakeup channel) instead of `store.replicate`; 'done' then has `wakeupPeers`, the
+//   peers its wakeup session has (whose channel opened with a valid capability)
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
 // fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
 // prologueLength, indexers (the system core's signers)}.
@@ -141,7 +144,8 @@ async function main () {
   const socket = net.connect(cfg.port, '127.0.0.1')
   const s = new SecretStream(true, socket)
   s.on('error', () => {})
-  store.replicate(s)
+  if (cfg.wakeup) base.replicate(s)
+  else store.replicate(s)
   // reader: never added, it only reads
   if (!cfg.reader) {
     while (!base.writable) { await base.update(); await sleep(50) }
@@ -177,7 +181,7 @@ async function main () {
       const signed = !cfg.waitSigned || sys.signedLength > prologueLength
       if (messages && messages.length >= cfg.expect && signed) {
         const hex = (b) => b4a.toString(b, 'hex')
-        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0 })
+        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0, wakeupPeers: cfg.wakeup ? base.wakeupSession.peers.length : null })
         done = true
         clearTimeout(deadline)
         if (!cfg.linger) break

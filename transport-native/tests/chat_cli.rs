@@ -385,9 +385,10 @@ fn js_member_joins(encryption_key: Option<String>) {
     alice.messages(1);
 
     // `linger`: node keeps replicating after its view is complete, until the test kills it: it
-    // may see Alice's message before Alice has fetched its own.
+    // may see Alice's message before Alice has fetched its own. `wakeup`: JS replicates with
+    // `base.replicate`, whose wakeup channel the chat answers.
     let js_dir = tmp.path().join("js");
-    let mut config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir });
+    let mut config = serde_json::json!({ "room": room, "port": port, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir, "wakeup": true });
     if let Some(k) = &encryption_key {
         config["encryptionKey"] = serde_json::json!(k);
     }
@@ -397,6 +398,10 @@ fn js_member_joins(encryption_key: Option<String>) {
     js.next("writable");
     alice.say("after js");
     let done = js.next("done");
+    assert_eq!(
+        done["wakeupPeers"], 1,
+        "the chat's wakeup channel opened with JS's"
+    );
     let js_view = js_messages(&done);
     let mut ours = vec![format!("{}: before js", &room[..8])];
     ours.extend(alice.messages(2));
