@@ -60,8 +60,14 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
     /// The topic of the base whose key is `base_key` (JS `wakeupCapability` defaults: the base
     /// key and its discovery key).
     pub fn new(base_key: [u8; 32]) -> Self {
+        Self::with_capability(base_key, discovery_key(&base_key))
+    }
+
+    /// The topic of JS `wakeupCapability: { key, discoveryKey }` (a base that shares its wakeup
+    /// topic with others).
+    pub fn with_capability(key: [u8; 32], discovery_key: [u8; 32]) -> Self {
         AutobaseWakeup {
-            session: WakeupSession::new(base_key, Some(discovery_key(&base_key)), true),
+            session: WakeupSession::new(key, Some(discovery_key), true),
             announced: BTreeMap::new(),
             hints: 0,
         }
@@ -186,8 +192,13 @@ pub struct HubWakeup {
 impl HubWakeup {
     /// The wakeup topic of the base whose key is `base_key`.
     pub fn new(base_key: [u8; 32]) -> Self {
+        Self::from_topic(AutobaseWakeup::new(base_key))
+    }
+
+    /// The given topic ([`AutobaseWakeup::with_capability`]) on the hub's streams.
+    pub fn from_topic(wakeup: AutobaseWakeup<StreamId>) -> Self {
         HubWakeup {
-            wakeup: AutobaseWakeup::new(base_key),
+            wakeup,
             channels: BTreeMap::new(),
         }
     }
