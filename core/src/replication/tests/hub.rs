@@ -457,6 +457,20 @@ fn channels_of_other_protocols_beside_the_cores() {
             ha.send_other(sa, cy, 0, b"no").is_err(),
             "a refused channel is gone"
         );
+        // an open of a paired protocol nobody opened is offered to the owner, who may refuse it
+        let c2 = ha
+            .open_other(0, sa, ChannelOptions::new("x").id(vec![2]))
+            .await
+            .unwrap();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        let asked = other(&mut hb);
+        assert!(
+            matches!(&asked[..], [MuxEvent::PairRequest { protocol, id: Some(id), .. }] if protocol == "x" && id == &[2]),
+            "{asked:?}"
+        );
+        hb.reject_other(sb, "x", Some(&[2])).unwrap();
+        run_hubs(&mut ha, sa, &mut hb, sb, 0).await;
+        assert_eq!(other(&mut ha), [MuxEvent::ChannelRejected { channel: c2 }]);
         hb.remove_stream(1, sb).await.unwrap();
         assert_eq!(
             other(&mut hb),
