@@ -369,6 +369,14 @@ fn wakeup_announce_makes_the_indexer_fetch_an_optimistic_writer() {
     net.sync(&mut a);
     assert_eq!(view(&a), ["hello", "ok optimistic"]);
 
+    // a peer that replicates B's core already is not told again (JS's CoreCoupler); one that
+    // does not is
+    append_optimistic(&mut net, &mut b, "ok again");
+    eb.w.refresh_with(&b.base, |_, k| *k == B);
+    assert!(eb.w.poll_output().is_none());
+    eb.w.refresh_with(&b.base, |_, _| false);
+    assert!(eb.w.poll_output().is_some());
+
     // a hint for blocks A holds already is stale; past the bound, hints are refused
     assert!(!a.base.hint_writer_length(&C, 0));
     for i in 0..super::MAX_HINTED {

@@ -147,13 +147,27 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
     /// Announce our wakeup writers to every opened peer that was not told this list yet (call
     /// after the engine changed: an append, an update).
     pub fn refresh<A: Apply>(&mut self, base: &Autobase<A>) {
+        self.refresh_with(base, |_, _| false);
+    }
+
+    /// [`AutobaseWakeup::refresh`], skipping the peers that replicate every writer to announce
+    /// already (`replicates(peer, key)`: the writer's core channel is open on the peer's
+    /// connection; those blocks reach it by hypercore), as JS's `CoreCoupler` announces only to
+    /// a connection missing one of them.
+    pub fn refresh_with<A: Apply>(
+        &mut self,
+        base: &Autobase<A>,
+        replicates: impl Fn(P, &[u8; 32]) -> bool,
+    ) {
         let writers = wakeup_writers(base);
         if writers.is_empty() {
             return;
         }
         let peers: Vec<P> = self.session.peers().collect();
         for peer in peers {
-            if self.announced.get(&peer) == Some(&writers) {
+            if self.announced.get(&peer) == Some(&writers)
+                || writers.iter().all(|w| replicates(peer, &w.key))
+            {
                 continue;
             }
             if self.session.announce(peer, &writers) {
@@ -277,13 +291,17 @@ impl HubWakeup {
         Ok(hinted)
     }
 
-    /// Announce our wakeup writers where they changed ([`AutobaseWakeup::refresh`]).
+    /// Announce our wakeup writers where they changed, to the connections that do not
+    /// replicate all of them yet ([`AutobaseWakeup::refresh_with`] with
+    /// [`ReplicationHub::is_core_open`]).
     pub fn refresh<S: Storage, A: Apply>(
         &mut self,
         hub: &mut ReplicationHub<S>,
         base: &Autobase<A>,
     ) {
-        self.wakeup.refresh(base);
+        self.wakeup.refresh_with(base, |stream, key| {
+            hub.is_core_open(stream, &discovery_key(key))
+        });
         self.flush(hub);
     }
 

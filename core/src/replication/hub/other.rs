@@ -25,6 +25,16 @@ impl<S: Storage> ReplicationHub<S> {
         }
     }
 
+    /// Whether the core's channel is open on `stream` at both ends (JS core-coupler's
+    /// `_hasMuxer`: the remote replicates the core with us there).
+    pub fn is_core_open(&self, stream: StreamId, discovery_key: &[u8; 32]) -> bool {
+        self.streams.get(&stream).is_some_and(|s| {
+            s.channels
+                .values()
+                .any(|c| c.dk == *discovery_key && c.peer.is_some())
+        })
+    }
+
     /// Open a channel of another protocol on `stream` (or answer the remote's waiting open of
     /// the same protocol and id). Its events come out as [`HubEvent::Other`].
     pub async fn open_other(

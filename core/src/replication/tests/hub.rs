@@ -421,6 +421,8 @@ fn channels_of_other_protocols_beside_the_cores() {
             5,
             "the core replicates beside"
         );
+        assert!(ha.is_core_open(sa, &dk) && hb.is_core_open(sb, &dk));
+        assert!(!ha.is_core_open(sa, &[9; 32]));
         let other = |h: &mut ReplicationHub<MemoryStorage>| -> Vec<MuxEvent> {
             std::iter::from_fn(|| h.poll_event())
                 .filter_map(|e| match e {
