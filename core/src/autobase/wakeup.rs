@@ -8,14 +8,15 @@
 //! gives. On each event:
 //! * an announce from a peer: each writer is hinted with its length
 //!   ([`Autobase::hint_writer_length`]: stale hints are dropped, at most
-//!   [`super::base::MAX_HINTED`] are held), at most [`MAX_ANNOUNCED_WRITERS`] per announce;
+//!   [`super::MAX_HINTED`] are held), at most [`MAX_ANNOUNCED_WRITERS`] per announce;
 //! * a lookup: we announce our wakeup writers ([`wakeup_writers`]) if there are any (JS
 //!   `onlookup`);
 //! * a peer becoming active, and whenever our wakeup writers change ([`AutobaseWakeup::refresh`]):
-//!   we announce them to every opened peer. JS announces from its `CoreCoupler`, to a connection
-//!   that replicates the system core but not yet one of the writers with unindexed nodes; here
-//!   the announce goes to every peer of the topic when the list changes, which says the same
-//!   (JS only hints from it) at the cost of a few more messages.
+//!   we announce them to the opened peers that were not told this list yet and (through a hub,
+//!   [`HubWakeup::refresh`]) whose connection does not replicate every one of those writers'
+//!   cores already. JS announces from its `CoreCoupler` when a connection replicates the system
+//!   core but not one of the writers with unindexed nodes; here the system core's channel is not
+//!   required (a reader that holds no system core is told too).
 
 use std::collections::BTreeMap;
 
