@@ -1182,6 +1182,14 @@ impl IndexerCores {
         self.pending = None;
     }
 
+    /// Whether this indexer's latest checkpoint signs less of the views than `base` indexed
+    /// (JS `shouldWrite`, [`LocalCheckpoint::lags`]): its next entry would carry new signatures,
+    /// so its ack timer writes one ([`Autobase::poll_ack`]'s `signed_behind`).
+    pub fn lags<A: Apply>(&self, base: &Autobase<A>) -> bool {
+        let views: Vec<u64> = base.indexed_system().views.iter().map(|v| v.1).collect();
+        self.checkpoint.lags(&views)
+    }
+
     /// Fill the checkpoints and digests of `msgs`, the next entries of the local oplog, which
     /// holds `local_length` entries before them.
     pub fn stamp(&mut self, msgs: &mut [OplogMessage], local_length: u64) {

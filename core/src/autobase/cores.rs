@@ -228,6 +228,25 @@ impl LocalCheckpoint {
         self.system.map_or(0, |s| s.length)
     }
 
+    /// Whether this indexer's latest signatures sign less of the views than `indexed` (the
+    /// indexed views' lengths, in the order of the system `info`'s views): then its next entry
+    /// should carry new ones, so it acks even when `shouldAck` does not ask for it (JS
+    /// `ApplyState.shouldWrite`, `SHOULD_SIGN_THRESHOLD` 0). No views indexed: `false`. JS also
+    /// writes for an encryption core signed short of `info.encryptionLength`; the bases this
+    /// handles (manifest version 1) have none.
+    pub fn lags(&self, indexed: &[u64]) -> bool {
+        if indexed.is_empty() {
+            return false;
+        }
+        if indexed.len() > self.user.len() {
+            return true;
+        }
+        indexed
+            .iter()
+            .zip(&self.user)
+            .any(|(&len, s)| s.map_or(0, |s| s.length) < len)
+    }
+
     /// Record signatures made for the entry at oplog length `at` (JS
     /// `updateInternalSignatures` + `updateUserSignatures`).
     pub fn update(&mut self, at: u64, sigs: Signatures) {

@@ -277,6 +277,14 @@ impl Linearizer {
         self.should_ack_heads(g, writer, pending)
     }
 
+    /// A node with a value is not indexed yet (JS `shouldAck`'s value check over the tails).
+    pub fn values_unindexed(&self, g: &Graph) -> bool {
+        let mut visited = Vec::new();
+        self.tails
+            .iter()
+            .any(|&t| Self::non_null(g, t, &mut visited))
+    }
+
     fn non_null(g: &Graph, target: NodeId, visited: &mut Vec<NodeId>) -> bool {
         let mut stack = vec![target];
         while let Some(node) = stack.pop() {

@@ -31,8 +31,10 @@
 //! does and returns the oplog messages for its core; live-tested as a non-indexer writer that a
 //! JS bootstrap adds, over corestore replication on TCP.
 //!
-//! Indexers ack with [`Autobase::ack`] (JS `shouldAck`); a seeded simulation runs one or three
-//! indexers under partitions.
+//! Indexers ack with [`Autobase::ack`] (JS `shouldAck`), when JS's ack timer says so
+//! ([`acks`]: `ackInterval`, `ackThreshold`; [`Autobase::poll_ack`] at [`Autobase::ack_timeout`],
+//! with the time and randomness passed in); a seeded simulation runs one or three indexers
+//! acking on a virtual clock under partitions.
 //!
 //! Fast-forward ([`fast_forward`], [`Autobase::fast_forward`]): a new reader reads a JS
 //! system core at its signed length (checking its manifest names the indexers), takes the
@@ -50,9 +52,9 @@
 //! with new blocks; announces become bounded hints ([`Autobase::hint_writer_length`]) and the
 //! writers with unindexed nodes are announced, as JS autobase does.
 //!
-//! Not done yet (JS features): forks, `ackInterval` timers (the driver decides when to
-//! [`Autobase::ack`]).
+//! Not done yet (JS features): forks.
 
+pub mod acks;
 mod base;
 pub mod bee_view;
 pub mod clock;
@@ -73,6 +75,8 @@ pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 pub use views::{ViewId, Views};
 #[cfg(test)]
 mod bee_view_tests;
+#[cfg(test)]
+mod ack_tests;
 #[cfg(test)]
 mod optimistic_tests;
 #[cfg(test)]
