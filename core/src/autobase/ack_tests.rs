@@ -318,3 +318,63 @@ fn no_interval_no_timer() {
     assert!(room.bases.iter().all(|b| b.ack_timeout().is_none()));
     assert_eq!(room.total_acks(), 1);
 }
+
+/// Two indexers whose acks crossed (JS autobase 7.28.1's stall: `shouldAck` says no on both
+/// sides while a value waits unindexed, see `sim_tests::crossing_acks_stall_until_an_ack_sees_
+/// the_other_indexer`): when a timer runs twice with nothing come in nor indexed in between,
+/// it writes the ack that moves it on ([`Autobase::stall_ack`]), and the value is indexed.
+#[test]
+fn a_timer_breaks_a_stall_of_crossed_acks() {
+    let mut room = Room::new(2, no_threshold(), 9);
+    room.write(0, b"a 0", 0);
+    room.add(1, true, 0);
+    for turn in 0..8 {
+        let i = turn % 2;
+        let k = room.keys[i];
+        if let Some(m) = room.bases[i].force_ack(&k) {
+            room.put(i, m);
+        }
+        room.exchange(0);
+    }
+    assert!(room
+        .bases
+        .iter()
+        .all(|b| b.is_indexer(&[1; 32]) && b.is_indexer(&[2; 32])));
+    // the second indexer's value crosses an ack of the first's, then both ack at the same
+    // moments until they stop asking
+    let k0 = room.keys[0];
+    let m = room.bases[0].force_ack(&k0).unwrap();
+    room.put(0, m);
+    let k1 = room.keys[1];
+    let m = room.bases[1]
+        .append(&k1, vec![b"b value".to_vec()])
+        .unwrap();
+    room.put(1, m);
+    room.exchange(0);
+    for _ in 0..20 {
+        for i in 0..2 {
+            let k = room.keys[i];
+            if let Some(m) = room.bases[i].ack(&k) {
+                room.put(i, m);
+            }
+        }
+        room.exchange(0);
+    }
+    assert_eq!(
+        room.indexed(0),
+        (2, 1),
+        "stalled: {}",
+        room.bases[0].explain()
+    );
+    assert_eq!(room.indexed(1), (2, 1));
+    assert!(room.total_acks() <= 1, "{:?}", room.acks);
+    // the timers run: one of them finds nothing moved since its last run and writes the ack
+    room.run_until(0, 120_000);
+    assert_eq!(room.indexed(0), (2, 2), "{}", room.bases[0].explain());
+    assert_eq!(room.indexed(1), (2, 2));
+    let acks = room.total_acks();
+    assert!(acks <= 4, "{:?}", room.acks);
+    // and then nothing more
+    room.run_until(120_000, 3_600_000);
+    assert_eq!(room.total_acks(), acks, "{:?}", room.acks);
+}

@@ -1,11 +1,16 @@
 //! Seeded simulation: 5-12 members of one autobase (the bootstrap indexes alone, or with two
-//! more indexers on even seeds, acking as JS does; it adds the others as writers) append while the network splits into partitions that sync among themselves,
-//! blocks arrive writer by writer in random interleavings, then the network heals. What a
-//! member indexed is never lost or changed, and every member ends with the same view, all of
-//! it indexed, holding every value written.
+//! more indexers on even seeds; it adds the others as writers) append while the network splits
+//! into partitions that sync among themselves, blocks arrive writer by writer in random
+//! interleavings, then the network heals. Every member runs JS's ack timer
+//! ([`Autobase::poll_ack`], JS's default `ackInterval` and `ackThreshold`) on a virtual clock:
+//! the indexers ack only when their timers say so. What a member indexed is never lost or
+//! changed, and every member ends with the same view, all of it indexed, holding every value
+//! written.
 #![allow(clippy::needless_range_loop, clippy::type_complexity)] // indexes pair members with their oplogs
 
+use super::acks::AckConfig;
 use super::{ApplyNode, Autobase, Host, Views};
+use crate::dht::rpc::rng::Rng as AckRng;
 use crate::encoding::Encode;
 
 struct Rng(u64);
@@ -50,6 +55,8 @@ struct Member {
     key: [u8; 32],
     base: Base,
     indexed: Vec<Vec<u8>>,
+    /// The randomness of the member's ack timer.
+    rng: AckRng,
 }
 
 impl Member {
@@ -118,10 +125,15 @@ fn run(seed: u64, optimists: usize) -> usize {
             let mut base = Autobase::new(keys[0], f);
             base.set_optimistic(optimists > 0);
             base.open_view("view");
+            base.set_ack_timer(*k, AckConfig::default());
+            let mut s = [0u8; 32];
+            s[..8].copy_from_slice(&seed.to_le_bytes());
+            s[8..].copy_from_slice(&k[8..]);
             Member {
                 key: *k,
                 base,
                 indexed: Vec::new(),
+                rng: AckRng::from_seed(s),
             }
         })
         .collect();
@@ -142,6 +154,31 @@ fn run(seed: u64, optimists: usize) -> usize {
             members[i].base.update();
         }
     };
+    // every member's ack timer at `now` (a member that is not an indexer never acks)
+    let poll = |i: usize,
+                now: u64,
+                members: &mut Vec<Member>,
+                oplogs: &mut Vec<Vec<Vec<u8>>>,
+                have: &mut Vec<Vec<usize>>|
+     -> bool {
+        let m = &mut members[i];
+        let Some(msgs) = m.base.poll_ack(now, &mut m.rng, false) else {
+            return false;
+        };
+        let sys = m.base.system();
+        assert!(
+            sys.indexers.iter().any(|c| c.key == m.key)
+                || sys.pending_indexers.contains(&m.key)
+                || m.base.is_indexer(&m.key),
+            "only an indexer acks"
+        );
+        for msg in msgs {
+            oplogs[i].push(msg.to_bytes());
+        }
+        have[i][i] = oplogs[i].len();
+        m.base.update();
+        true
+    };
     // the bootstrap adds everyone (on even seeds two of them as indexers), and everyone hears
     // of it
     let indexers = if seed.is_multiple_of(2) { 3 } else { 1 };
@@ -159,6 +196,9 @@ fn run(seed: u64, optimists: usize) -> usize {
         members[to].base.update();
     }
     let mut counter = 0u64;
+    // the virtual clock, in ms
+    let mut now = 0u64;
+    let mut acks = 0usize;
     for epoch in 0..4 {
         // partitions: every member in one of 1-3 groups
         let groups = 1 + rng.below(3);
@@ -166,15 +206,10 @@ fn run(seed: u64, optimists: usize) -> usize {
         for _ in 0..(10 + rng.below(20)) {
             let i = rng.below(n);
             let action = rng.below(6);
-            if action == 0 && i < indexers {
-                let key = members[i].key;
-                if let Some(msgs) = members[i].base.ack(&key) {
-                    for m in msgs {
-                        oplogs[i].push(m.to_bytes());
-                    }
-                    have[i][i] = oplogs[i].len();
-                    members[i].base.update();
-                }
+            // time passes: up to 4 s a step, up to 20 s when nothing else happens
+            now += rng.below(4_000) as u64;
+            if action == 0 {
+                now += rng.below(20_000) as u64;
             } else if action < 3 {
                 let j = rng.below(n);
                 if group[i] == group[j] && i != j {
@@ -212,11 +247,17 @@ fn run(seed: u64, optimists: usize) -> usize {
                 write(i, values, &mut members, &mut oplogs, &mut have);
                 members[i].check_indexed();
             }
+            for j in 0..n {
+                if poll(j, now, &mut members, &mut oplogs, &mut have) {
+                    acks += 1;
+                }
+                members[j].check_indexed();
+            }
         }
     }
-    // heal: everyone syncs from everyone and the indexers ack until every value is indexed
-    // everywhere (the bootstrap writes one last value first; an indexer in turn forces an ack
-    // when nothing moves, as JS never acks its own lone head)
+    // heal: everyone syncs from everyone, and the clock runs to the next member's timer; the
+    // indexers ack when their timers say so, until every value is indexed everywhere (the
+    // bootstrap writes one last value first)
     write(
         0,
         vec![b"last".to_vec()],
@@ -225,7 +266,9 @@ fn run(seed: u64, optimists: usize) -> usize {
         &mut have,
     );
     let mut done = false;
-    for round in 0..60 {
+    let mut rounds = 0;
+    for _round in 0..400 {
+        rounds += 1;
         for to in 0..n {
             for from in 0..n {
                 if to != from {
@@ -252,36 +295,16 @@ fn run(seed: u64, optimists: usize) -> usize {
             done = true;
             break;
         }
-        for i in 0..indexers {
-            // acks in turn, each indexer first hearing everything (two indexers acking at the
-            // same moment forever would criss-cross: each ack concurrent with the other's)
-            for from in 0..n {
-                if from != i {
-                    sync(
-                        &oplogs,
-                        &keys,
-                        &mut have,
-                        i,
-                        from,
-                        &mut rng,
-                        &mut members[i],
-                    );
-                }
+        let next = members.iter().filter_map(|m| m.base.ack_timeout()).min();
+        now = now.max(next.expect("an indexer's timer runs"));
+        for i in 0..n {
+            if poll(i, now, &mut members, &mut oplogs, &mut have) {
+                acks += 1;
             }
-            members[i].base.update();
-            let key = members[i].key;
-            let msgs = if round % 3 == 2 && i == (round / 3) % indexers {
-                members[i].base.force_ack(&key)
-            } else {
-                members[i].base.ack(&key)
-            };
-            for m in msgs.into_iter().flatten() {
-                oplogs[i].push(m.to_bytes());
-            }
-            have[i][i] = oplogs[i].len();
-            members[i].base.update();
         }
     }
+    assert!(acks > 0, "seed {seed}: the timers acked");
+    eprintln!("seed {seed}: {acks} acks, {rounds} rounds to heal, {now} ms");
     if !done {
         let view = members[0].base.open_view("view");
         for m in &members {
