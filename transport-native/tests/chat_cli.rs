@@ -19,6 +19,12 @@ use hyperpunch_tests::autobase_js::{fast_forward_over_tcp_encrypted, JsMember};
 
 const STEP: Duration = Duration::from_secs(60);
 
+/// The ack interval most tests give the chat (`--ack-interval`): JS's default, 10 s, makes every
+/// message that waits for another indexer's ack take 10-23 s, which the tests of what acks lead
+/// to (indexer changes, signing, fast-forward) do not need. The tests spawned with
+/// [`Member::spawn_default_acks`] run on the default.
+const FAST_ACKS: &str = "1000";
+
 struct Member {
     child: Child,
     stdin: ChildStdin,
@@ -27,7 +33,17 @@ struct Member {
 }
 
 impl Member {
+    /// `hyperpunch ARGS`; a chat acks every 1-2 s ([`FAST_ACKS`]) unless the args say.
     fn spawn(args: &[&str]) -> Self {
+        let mut args = args.to_vec();
+        if args.first() == Some(&"chat") && !args.contains(&"--ack-interval") {
+            args.extend(["--ack-interval", FAST_ACKS]);
+        }
+        Self::spawn_default_acks(&args)
+    }
+
+    /// `hyperpunch ARGS` as given: a chat acks on JS's default interval.
+    fn spawn_default_acks(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
             .args(args)
             .env_remove("HYPERPUNCH_BOOTSTRAP")
@@ -159,7 +175,7 @@ fn dump(dir: &std::path::Path) -> Vec<String> {
 fn two_members_see_the_same_order() {
     let tmp = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (tmp.path().join("alice"), tmp.path().join("bob"));
-    let mut alice = Member::spawn(&[
+    let mut alice = Member::spawn_default_acks(&[
         "chat",
         "--storage",
         a_dir.to_str().unwrap(),
@@ -171,7 +187,7 @@ fn two_members_see_the_same_order() {
     assert_eq!(room, a_key, "the creator's writer is the room's bootstrap");
     let addr = alice.listening();
 
-    let mut bob = Member::spawn(&[
+    let mut bob = Member::spawn_default_acks(&[
         "chat",
         "--storage",
         b_dir.to_str().unwrap(),
@@ -214,7 +230,7 @@ fn two_members_see_the_same_order() {
     assert_eq!(dump(&b_dir), a, "bob's folder");
 
     // a restarted member shows the history again, in the same order
-    let mut again = Member::spawn(&["chat", "--storage", a_dir.to_str().unwrap()]);
+    let mut again = Member::spawn_default_acks(&["chat", "--storage", a_dir.to_str().unwrap()]);
     assert_eq!(
         again.expect("room ").split_whitespace().nth(1).unwrap(),
         room
@@ -1320,10 +1336,11 @@ fn three_indexers_go_on_without_the_creator() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
     let (a_dir, b_dir, c_dir) = (dir("alice"), dir("bob"), dir("carol"));
-    let mut alice = Member::spawn(&["chat", "--storage", &a_dir, "--listen", "127.0.0.1:0"]);
+    let mut alice =
+        Member::spawn_default_acks(&["chat", "--storage", &a_dir, "--listen", "127.0.0.1:0"]);
     let room = alice.word("room ");
     let a_addr = alice.listening();
-    let mut bob = Member::spawn(&[
+    let mut bob = Member::spawn_default_acks(&[
         "chat",
         "--storage",
         &b_dir,
@@ -1336,7 +1353,7 @@ fn three_indexers_go_on_without_the_creator() {
     ]);
     let b_key = bob.word("writer ");
     let b_addr = bob.listening();
-    let mut carol = Member::spawn(&[
+    let mut carol = Member::spawn_default_acks(&[
         "chat",
         "--storage",
         &c_dir,
@@ -1377,6 +1394,48 @@ fn three_indexers_go_on_without_the_creator() {
     let all = [one, two, three].concat();
     assert_eq!(dump(std::path::Path::new(&b_dir)), all);
     assert_eq!(dump(std::path::Path::new(&c_dir)), all);
+    // how many acks each indexer wrote (the ack timer decides; printed, not asserted: timing)
+    for (name, dir, key) in [
+        ("alice", &a_dir, &room),
+        ("bob", &b_dir, &b_key),
+        ("carol", &c_dir, &c_key),
+    ] {
+        let (acks, len) = acks_in(std::path::Path::new(dir), key);
+        eprintln!("{name}: {acks} acks of {len} entries");
+    }
+}
+
+/// The acks (entries without a value) and all entries of `key`'s oplog in the stopped chat's
+/// folder `dir` (an unencrypted room).
+fn acks_in(dir: &std::path::Path, key: &str) -> (usize, u64) {
+    use hyperpunch::core::autobase::messages::OplogMessage;
+    use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};
+    use hyperpunch::core::encoding::Decode;
+    let key = key_bytes(key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = hyperpunch::FileStorage::open(dir).unwrap();
+        let mut store = Corestore::open(storage, PrimaryKey::StoredOrNew([0; 32]))
+            .await
+            .unwrap();
+        let h = store.get(GetOptions::from_key(key)).await.unwrap();
+        let core = store.core(&h).unwrap();
+        let mut acks = 0;
+        for i in 0..core.length() {
+            let block = core.get(i).await.unwrap().expect("held");
+            if OplogMessage::from_bytes(&block)
+                .unwrap()
+                .node
+                .value
+                .is_none()
+            {
+                acks += 1;
+            }
+        }
+        (acks, core.length())
+    })
 }
 
 /// Oplog blocks of the writers `keys` held in the stopped chat's folder `dir`, and the fast-forward

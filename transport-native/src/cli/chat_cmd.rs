@@ -6,8 +6,12 @@
 //! function adds writers (indexers when asked) and appends `{"from":<hex>,"text":...}` to the view
 //! `messages`. The creator is the first indexer; `/add-indexer KEY` adds indexers (the value
 //! carries `"indexer":true`). Indexers ack, so messages are indexed in one order that every member
-//! shows; a pending indexer acks until it counts, and while messages wait unindexed with nothing
-//! moving (crossed acks, which `shouldAck` does not see), the indexers take turns writing the ack
+//! shows. When is the engine's decision (`Autobase::poll_ack`, JS autobase's ack timer:
+//! `ackInterval`, 10 s by default or `--ack-interval MS`, and `ackThreshold`); this driver only
+//! wakes it at `Autobase::ack_timeout` and appends what it returns: a pending indexer's first
+//! ack at once, then an indexer's acks when its timer runs out and `shouldAck` asks for one,
+//! when its checkpoint signs less than is indexed, or, when messages waited unindexed and
+//! nothing moved for a whole interval (crossed acks, which `shouldAck` does not see), the ack
 //! that moves it on (`Autobase::stall_ack`). While the creator is the room's only indexer it also
 //! writes and signs the system core and the view core as JS does (`hyperpunch::autobase_index`),
 //! so that a new member fast-forwards to them; after an indexer change every indexer signs the
@@ -49,6 +53,7 @@ use hyperpunch::autobase_ff::{
     self, read_fast_forward_past, FastForwardPoint, FastForwardReadError,
 };
 use hyperpunch::autobase_index::IndexerCores;
+use hyperpunch::core::autobase::acks::{AckConfig, DEFAULT_ACK_INTERVAL};
 use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
@@ -56,6 +61,7 @@ use hyperpunch::core::autobase::wakeup::HubWakeup;
 use hyperpunch::core::autobase::{ApplyNode, Autobase, Host, Views};
 use hyperpunch::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions, PrimaryKey};
 use hyperpunch::core::crypto::{discovery_key, KeyPair};
+use hyperpunch::core::dht::rpc::rng::Rng;
 use hyperpunch::core::encoding::Encode;
 use hyperpunch::core::hypercore::HypercoreError;
 use hyperpunch::replicate::{replicate, SharedCorestore};
@@ -87,6 +93,12 @@ point the room's indexers signed (printing `fast-forwarded to system length ...`
 messages before it from the room's view, and remembers that point for its restarts; a member
 that falls 16 signed system blocks behind, restarted or running, fast-forwards again. `--dump`
 prints the room's messages held in the folder, one a line, and exits.
+
+Indexers acknowledge what they have seen (acks: entries without a message) on JS autobase's ack
+timer: every 10 to 20 s (`--ack-interval MS`: every MS to 2 x MS ms), pushed back while other
+members keep writing (at most 2 to 4 minutes) and brought forward after a run of updates; a
+message from a member that is not an indexer is ordered for good once enough indexers acked
+it, so it takes about one interval. An idle room writes no acks.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
 {\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...[,\"indexer\":true]}. A JS autobase member with the same apply
@@ -140,6 +152,12 @@ pub struct ChatArgs {
     /// from the point the room's indexers signed (JS `fastForward: false`).
     #[arg(long)]
     pub no_fast_forward: bool,
+    /// As an indexer, ack every MS to 2 x MS milliseconds when there is something to ack (JS
+    /// autobase `ackInterval`; default 10000, JS's). 0: no ack timer (JS `ackInterval: 0`):
+    /// this member acks only once, when it is added as an indexer, so the other members'
+    /// messages wait for the other indexers' acks.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_ACK_INTERVAL)]
+    pub ack_interval: u64,
 }
 
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
@@ -561,48 +579,36 @@ impl Room {
         Ok(())
     }
 
-    /// Write `values` (an ack when `ack`, if `shouldAck` asks for one); whether anything was
-    /// written.
+    /// Write `values`; whether they were written.
     async fn write(
         &mut self,
         s: &mut Corestore<FileStorage>,
         now: u64,
         values: Vec<Vec<u8>>,
-        ack: bool,
         dir: &Path,
     ) -> Result<bool, CliError> {
-        let msgs = if ack {
-            self.base.ack(&self.local)
-        } else {
-            self.base.append(&self.local, values)
+        let Some(msgs) = self.base.append(&self.local, values) else {
+            return Ok(false);
         };
-        let Some(msgs) = msgs else { return Ok(false) };
         self.append_local(s, now, msgs, dir).await?;
         Ok(true)
     }
 
-    /// Append an ack whether or not `shouldAck` asks for one.
-    async fn force_ack(
+    /// Run the engine's ack timer at `now` (`Autobase::poll_ack`) and append the ack it asks
+    /// for, if any. Its checkpoint lagging what is indexed (`IndexerCores::lags`) is the
+    /// engine's `signed_behind`.
+    async fn poll_ack(
         &mut self,
         s: &mut Corestore<FileStorage>,
         now: u64,
+        rng: &mut Rng,
         dir: &Path,
     ) -> Result<(), CliError> {
-        if let Some(msgs) = self.base.force_ack(&self.local) {
-            self.append_local(s, now, msgs, dir).await?;
-        }
-        Ok(())
-    }
-
-    /// Append the ack that breaks a stall of crossed acks, when one confirms something
-    /// (`Autobase::stall_ack`).
-    async fn stall_ack(
-        &mut self,
-        s: &mut Corestore<FileStorage>,
-        now: u64,
-        dir: &Path,
-    ) -> Result<(), CliError> {
-        if let Some(msgs) = self.base.stall_ack(&self.local) {
+        let behind = self
+            .cores_writer
+            .as_ref()
+            .is_some_and(|c| c.lags(&self.base));
+        if let Some(msgs) = self.base.poll_ack(now, rng, behind) {
             self.append_local(s, now, msgs, dir).await?;
         }
         Ok(())
@@ -831,6 +837,20 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let f: ChatApply = chat_apply;
     let mut base = Autobase::new(room_key, f);
     base.open_view("messages");
+    // the engine decides when this member acks (JS's ack timer); its randomness from the OS
+    base.set_ack_timer(
+        local,
+        AckConfig {
+            interval: args.ack_interval,
+            ..AckConfig::default()
+        },
+    );
+    let mut ack_rng = {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| CliError::new(format!("cannot get randomness: {e}")))?;
+        Rng::from_seed(seed)
+    };
     // A member that fast-forwarded before resumes from the point it stored, without reading the
     // system core again and without linearizing from the start.
     let resumed = autobase_ff::resume(&store, &mut base)
@@ -1077,13 +1097,17 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let mut noted_indexer = false;
 
     let mut outbox: Vec<Vec<u8>> = Vec::new();
-    let mut stuck = 0u64;
-    let mut last_progress = (0usize, 0u64);
-    let mut pending_acked = None;
     // The creator is the first indexer from the start: only a change is announced.
     let mut was_indexer = room_key == local;
     let mut stdin_open = true;
     loop {
+        // when the engine's ack timer is due (the store's clock, in ms)
+        let ack_in = room
+            .base
+            .ack_timeout()
+            .map(|t| Duration::from_millis(t.saturating_sub(store.now())));
+        let ack_at = tokio::time::Instant::now() + ack_in.unwrap_or_default();
+        let ack_at_set = ack_in.is_some();
         tokio::select! {
             line = lines.recv(), if stdin_open => match line.flatten() {
                 Some(line) => {
@@ -1115,6 +1139,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             }
             ev = events.recv() => hub_events.extend(ev),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            // the engine's ack timer
+            _ = tokio::time::sleep_until(ack_at), if ack_at_set => {}
         }
         let mut s = store.lock().await;
         let now = store.now();
@@ -1250,51 +1276,12 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         }
         if !outbox.is_empty() && room.base.is_writable(&local) {
             let values = std::mem::take(&mut outbox);
-            if !room.write(&mut s, now, values.clone(), false, &dir).await? {
+            if !room.write(&mut s, now, values.clone(), &dir).await? {
                 outbox = values;
             }
         }
-        if room.base.is_indexer(&local) {
-            let acked = room.write(&mut s, now, Vec::new(), true, &dir).await?;
-            // With several indexers, an ack can be needed that `shouldAck` never asks for (crossed
-            // acks, JS autobase's own stall): while messages wait unindexed and nothing moves,
-            // the indexers take turns, 10 ticks each, in the system's indexer order, and the one
-            // whose turn it is writes the ack that moves it on if it has one (`stall_ack`: an
-            // ack that sees another writer's head, never a self-ack of its own lone head).
-            // In turn, so that two indexers' stall acks do not cross again.
-            let view = room.base.open_view("messages");
-            // unindexed messages, or unindexed system changes (an add waiting for its ack)
-            let waiting = room.base.views().len(view) > room.base.indexed_view_lengths()[view]
-                || room.base.system().length > room.base.indexed_system().length;
-            let progress = (room.base.views().len(view), room.base.indexed_nodes());
-            if acked || !waiting || progress != last_progress {
-                stuck = 0;
-            } else {
-                stuck += 1;
-                let indexers = &room.base.system().indexers;
-                let me = indexers.iter().position(|c| c.key == local);
-                if let Some(me) = me {
-                    if stuck.is_multiple_of(10) && (stuck / 10) % indexers.len() as u64 == me as u64
-                    {
-                        room.stall_ack(&mut s, now, &dir).await?;
-                    }
-                }
-            }
-            last_progress = progress;
-        } else if room.base.is_writable(&local)
-            && (room.base.system().pending_indexers.contains(&local)
-                || room.base.system().indexers.iter().any(|c| c.key == local))
-        {
-            // A pending indexer (added as one, not yet counted by the linearizer) acks, as JS
-            // `ack()` always writes for one, so that the indexers switch to the new set; once
-            // per change of what it has seen.
-            let view = room.base.open_view("messages");
-            let progress = (room.base.views().len(view), room.base.indexed_nodes());
-            if pending_acked != Some(progress) {
-                room.force_ack(&mut s, now, &dir).await?;
-                pending_acked = Some(progress);
-            }
-        }
+        // acks: the engine decides (JS's ack timer), after what came in and what was written
+        room.poll_ack(&mut s, now, &mut ack_rng, &dir).await?;
         wakeup.refresh(s.hub_mut(), &room.base);
         room.commit_signed(&mut s, now).await;
         if room.cores_writer.is_none() && room.seeding.is_none() {
