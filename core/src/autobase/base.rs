@@ -12,22 +12,21 @@
 //! (About 1,300 lines: the engine is one state machine, the `Autobase` object of JS's index.js
 //! and apply-state.js, with the interface its apply function sees (`Views`, `Host`, `Apply`) at
 //! the top; its parts that stand alone are siblings: `graph`, `linearizer`, `consensus`,
-//! `topolist`, `system`, `clock`, `fast_forward`, `cores`, `encryption`. The apply interface is
-//! the next cut if it grows.)
+//! `topolist`, `system`, `clock`, `fast_forward`, `cores`, `encryption`, `acks`; the ack
+//! timer's methods are in `base_acks.rs`. The apply interface is the next cut if it grows.)
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use super::acks::{random2over1, AckConfig, AckState, Timer};
+use super::acks::AckState;
 use super::graph::{DagNode, Graph, NodeId, WriterId};
 use super::linearizer::Linearizer;
 use super::messages::{Checkout, Info, Member, OplogMessage};
 use super::system::{SystemFlush, SystemState};
 use super::topolist::Update;
 use super::views::{ViewId, Views};
-use crate::dht::rpc::rng::Rng;
 use crate::encoding::Decode;
 
 /// JS `REMOTE_ADD_BATCH`: nodes added to the DAG between two linearizer updates.
@@ -743,199 +742,6 @@ impl<A: Apply> Autobase<A> {
         self.append_nodes(local, vec![None], false)
     }
 
-    /// Run JS's ack timer for the local writer `local` (JS `ackInterval` and `ackThreshold`,
-    /// [`AckConfig::default`] being JS's defaults): from now on [`Autobase::poll_ack`] decides when
-    /// `local` acks, and [`Autobase::ack_timeout`] says when to call it next. The timer runs while
-    /// `local` is an indexer (of the indexed system, or of the linearizer) and stops when it is
-    /// not one any more; it starts again if it becomes one again (JS starts its timer only when
-    /// the local writer is opened, so a JS indexer demoted and added again has none until it
-    /// restarts).
-    pub fn set_ack_timer(&mut self, local: [u8; 32], config: AckConfig) {
-        self.acks.config = Some((config, local));
-        self.acks.tick_threshold = config.threshold;
-        self.acks.timer = None;
-    }
-
-    /// When [`Autobase::poll_ack`] is due next (the same clock as its `now`), if the timer runs.
-    /// Call it too after feeding blocks, updating or appending: those push the timer or bring it
-    /// forward.
-    pub fn ack_timeout(&self) -> Option<u64> {
-        self.acks.timer.as_ref().and_then(Timer::deadline)
-    }
-
-    /// Whether `local` is an indexer added that has written nothing yet (JS
-    /// `isLocalPendingIndexer`: it acks at once, so that its oplog starts).
-    pub fn is_pending_indexer(&self, local: &[u8; 32]) -> bool {
-        *local != self.bootstrap
-            && self.system.pending_indexers.contains(local)
-            && self.oplog_len(local) == 0
-    }
-
-    /// Whether the ack timer runs for `local`: an indexer of the indexed system (JS
-    /// `isLocalIndexer`) or of the linearizer (the bootstrap before anything is indexed).
-    fn acks_indexer(&self, local: &[u8; 32]) -> bool {
-        self.indexed_system.indexers.iter().any(|c| c.key == *local) || self.is_indexer(local)
-    }
-
-    /// The blocks held and the nodes indexed: when they are the same at two runs of the timer
-    /// while values wait unindexed, nothing moved for a whole interval.
-    fn ack_progress(&self) -> (u64, u64) {
-        let held = self.oplogs.values().map(|v| v.len() as u64).sum::<u64>();
-        (held, self.indexed_nodes)
-    }
-
-    /// A node with a value (a view value or a system change) waits to be indexed; unindexed
-    /// acks alone do not count.
-    fn values_wait(&self) -> bool {
-        self.lin.values_unindexed(&self.graph)
-    }
-
-    /// JS `_updateAckThreshold`: back to the ordinary schedule, ticks from 0, a new threshold.
-    fn new_ack_threshold(&mut self, now: u64, rng: &mut Rng) {
-        let Some((config, _)) = self.acks.config else {
-            return;
-        };
-        if config.threshold == 0 {
-            return;
-        }
-        if let Some(t) = &mut self.acks.timer {
-            t.bau(now, rng);
-        }
-        self.acks.tick = 0;
-        let n = self.lin.indexers().len() as u64;
-        self.acks.tick_threshold = random2over1(n.saturating_mul(config.threshold), rng);
-    }
-
-    /// JS `_triggerAckAsap`: the local writer saw the threshold's number of updates without
-    /// writing, no ack is running, and every indexer's blocks held are linearized.
-    fn ack_asap_due(&self) -> bool {
-        let Some(t) = &self.acks.timer else {
-            return false;
-        };
-        if self.acks.tick_threshold == 0
-            || t.executing.is_some()
-            || self.acks.tick < self.acks.tick_threshold
-        {
-            return false;
-        }
-        self.lin.indexers().iter().all(|&w| {
-            let ws = &self.graph.writers[w];
-            self.oplog_len(&ws.key) <= ws.length
-        })
-    }
-
-    /// The ack timer (JS `_ackTimer`, `_backgroundAck`, and the end of `_bump`), at `now`
-    /// (milliseconds, any monotonic clock; the same as [`Autobase::ack_timeout`]'s) with the
-    /// randomness of `rng` (the jitter of every interval and wait: the same seed and the same
-    /// inputs give the same schedule). Call it after feeding blocks, updating or appending, and
-    /// at [`Autobase::ack_timeout`]. Returns the oplog messages of an ack to append to the local
-    /// core when one is due now:
-    ///
-    /// * a pending indexer that has written nothing acks at once (JS `ack()` from `_bump`);
-    /// * when the timer runs out (`interval` to `2 × interval` after it was last armed, pushed
-    ///   back by every remote block but not past the limit, or brought forward after
-    ///   `random2over1(indexers × threshold)` updates without a local write), it waits up to a
-    ///   third of the interval more and then an indexer acks if `shouldAck` asks for one
-    ///   ([`Autobase::ack`]), or if `signed_behind` (the driver's indexer keeps the signed cores
-    ///   and its last checkpoint signs less than is indexed now: JS `shouldWrite`, which makes
-    ///   the ack carry the new checkpoint), or, when values waited unindexed and nothing came in
-    ///   nor was indexed since the timer last ran, with the ack that breaks a stall of crossed
-    ///   acks ([`Autobase::stall_ack`]; a deviation: JS waits for a new value there). The timer
-    ///   is armed again.
-    ///
-    /// `None` when nothing is to be written; an idle base writes nothing, and a writer that is
-    /// not an indexer never acks. Without [`Autobase::set_ack_timer`], always `None`.
-    pub fn poll_ack(
-        &mut self,
-        now: u64,
-        rng: &mut Rng,
-        signed_behind: bool,
-    ) -> Option<Vec<OplogMessage>> {
-        let (config, local) = self.acks.config?;
-        let remote_changed = std::mem::take(&mut self.acks.remote_changed);
-        let updates = std::mem::take(&mut self.acks.updates);
-        let local_wrote = std::mem::take(&mut self.acks.local_wrote);
-        if std::mem::take(&mut self.acks.rebooted) {
-            self.new_ack_threshold(now, rng);
-        }
-        let indexer = self.acks_indexer(&local);
-        if config.interval > 0 && indexer && self.acks.timer.is_none() {
-            // JS `_startAckTimer` (on open, a backlog of unindexed system blocks starts the
-            // ticks at the threshold)
-            let backlog = self
-                .system
-                .length
-                .saturating_sub(self.indexed_system.length);
-            if backlog > self.acks.tick_threshold {
-                self.acks.tick = self.acks.tick_threshold;
-            }
-            let mut t = Timer::new(config.interval, rng);
-            t.bump(now, rng);
-            self.acks.timer = Some(t);
-            self.acks.last_run = None;
-        } else if !indexer && self.acks.timer.is_some() {
-            // JS `_clearLocalIndexer`
-            self.acks.timer = None;
-        }
-        if remote_changed {
-            if let Some(t) = &mut self.acks.timer {
-                t.bump(now, rng);
-            }
-        }
-        if self.is_pending_indexer(&local) && self.is_writable(&local) {
-            let msgs = self.force_ack(&local);
-            if msgs.is_some() {
-                self.new_ack_threshold(now, rng);
-                if let Some(t) = &mut self.acks.timer {
-                    t.bump(now, rng);
-                }
-                return msgs;
-            }
-        } else if self.ack_asap_due() {
-            if let Some(t) = &mut self.acks.timer {
-                t.asap(now, rng);
-            }
-        }
-        if updates > 0 {
-            if local_wrote {
-                // JS `_resetAckTick`
-                self.acks.tick = 0;
-                if let Some(t) = &mut self.acks.timer {
-                    t.bau(now, rng);
-                }
-            } else {
-                self.acks.tick = self.acks.tick.saturating_add(updates);
-            }
-        }
-        let t = self.acks.timer.as_mut()?;
-        if t.executing.is_none() && t.fire_at.is_some_and(|at| at <= now) {
-            t.fire(now, rng);
-        }
-        if t.executing.is_none_or(|at| at > now) {
-            return None;
-        }
-        // JS `ack(true)` after its wait
-        let msgs = if signed_behind && indexer {
-            self.force_ack(&local)
-        } else {
-            self.ack(&local)
-        };
-        let progress = self.ack_progress();
-        let msgs = match msgs {
-            Some(m) => Some(m),
-            None if self.values_wait() && self.acks.last_run == Some(progress) => {
-                self.stall_ack(&local)
-            }
-            None => None,
-        };
-        self.acks.last_run = Some(self.ack_progress());
-        self.new_ack_threshold(now, rng);
-        if let Some(t) = &mut self.acks.timer {
-            t.done(now, rng);
-        }
-        msgs
-    }
-
     fn append_nodes(
         &mut self,
         local: &[u8; 32],
@@ -1504,3 +1310,7 @@ impl<A: Apply> Autobase<A> {
         self.updates.drain(..shift);
     }
 }
+
+// The ack timer's side of the engine (JS `_ackTimer`, `ack(bg)`, `_triggerAckAsap`).
+#[path = "base_acks.rs"]
+mod acks_impl;
