@@ -358,6 +358,12 @@ impl IndexerCores {
         m.key()
     }
 
+    /// Whether the cores moved to several indexers (or were seeded past such a move): their
+    /// lengths are then what a quorum signed ([`Self::commit_signed`]).
+    pub fn is_moved(&self) -> bool {
+        self.multi.is_some()
+    }
+
     /// The system core's key (before the first indexed batch: the bootstrap system key).
     pub fn system_key(&self) -> [u8; 32] {
         if let Some(m) = &self.multi {

@@ -932,8 +932,11 @@ fn indexer_that_fast_forwarded_signs(encryption_key: Option<String>) {
     }
     ours.extend(alice.messages(AFTER));
     assert_eq!(bob.messages(AFTER), ours[BEFORE..]);
-    // a quorum of both signed past the change: Alice and Bob each assemble the multisig
-    let signed = alice.signed_length();
+    // a quorum of both signed past the change, the messages after it too (with acks on a
+    // timer that may take more than one signed length): Alice and Bob each hold the multisig
+    // (each assembles it, or takes the other's commit by replication, whichever comes first)
+    let signed =
+        wait_signed_past(&mut alice, boot, ek_bytes, port, ff0.system_length, BEFORE).system_length;
     assert!(
         signed > ff0.system_length,
         "{signed} <= {}",

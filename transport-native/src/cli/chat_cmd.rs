@@ -354,6 +354,8 @@ struct Room {
     seeding: Option<(IndexerCores, FastForwardPoint)>,
     /// The room's encryption key (every oplog is opened with it).
     encryption_key: Option<[u8; 32]>,
+    /// After a move: the system core and the signed length last printed for it.
+    signed_shown: Option<([u8; 32], u64)>,
 }
 
 /// The cores a member keeps as the writer of `local_handle` (the local oplog: its key pair and
@@ -531,8 +533,22 @@ impl Room {
             eprintln!("note: the signed cores wait for newer checkpoints ({why})");
         }
         match r {
-            Ok(len) if len > before => println!("signed system length {len}"),
-            Ok(_) => {}
+            Ok(len) => {
+                // after a move the room's signed length here grows whoever assembled the
+                // multisig: this member, or another indexer whose commit reached this core by
+                // replication first (more likely now that acks come on a timer)
+                let key = cores.system_key();
+                let shown = match self.signed_shown {
+                    Some((k, l)) if k == key => l,
+                    _ => 0,
+                };
+                if len > before || (cores.is_moved() && len > shown) {
+                    println!("signed system length {len}");
+                }
+                if cores.is_moved() {
+                    self.signed_shown = Some((key, len.max(shown)));
+                }
+            }
             Err(e) => {
                 eprintln!("note: the room's signed cores are not written any more ({e})");
                 self.cores_writer = None;
@@ -592,6 +608,20 @@ impl Room {
         };
         self.append_local(s, now, msgs, dir).await?;
         Ok(true)
+    }
+
+    /// Write what the engine indexed into the cores this member keeps and sign them, as JS
+    /// flushes them while it indexes (not only when it appends): the signatures wait for this
+    /// member's next entry (which the ack timer writes when they sign more of the views than
+    /// its last checkpoint), and a quorum's signatures are committed up to what is written here.
+    async fn flush_cores(&mut self, s: &mut Corestore<FileStorage>, now: u64) {
+        let Some(cores) = &mut self.cores_writer else {
+            return;
+        };
+        if let Err(e) = cores.sync(s, now, &mut self.base).await {
+            eprintln!("note: the room's signed cores are not written any more ({e})");
+            self.cores_writer = None;
+        }
     }
 
     /// Run the engine's ack timer at `now` (`Autobase::poll_ack`) and append the ack it asks
@@ -888,6 +918,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         cores_writer,
         seeding: None,
         encryption_key,
+        signed_shown: None,
     };
     if let Some(point) = resumed.clone() {
         room.fast_forwarded(&mut store, point, &dir).await?;
@@ -1280,7 +1311,9 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
                 outbox = values;
             }
         }
-        // acks: the engine decides (JS's ack timer), after what came in and what was written
+        // what is indexed goes into the signed cores; then the acks: the engine decides (JS's
+        // ack timer), after what came in and what was written
+        room.flush_cores(&mut s, now).await;
         room.poll_ack(&mut s, now, &mut ack_rng, &dir).await?;
         wakeup.refresh(s.hub_mut(), &room.base);
         room.commit_signed(&mut s, now).await;
