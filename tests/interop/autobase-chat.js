@@ -19,9 +19,11 @@
 //   wakeup: replicate with `base.replicate(stream)` (corestore replication plus the
 //   protomux-wakeup channel) instead of `store.replicate`; 'done' then has `wakeupPeers`, the
 //   peers its wakeup session has (whose channel opened with a valid capability)
+//   ackInterval: ms, JS autobase's own ack timer (default 0: none); with ack, such a member writes
+//   no ack of its own accord: its timer does (it still reports what is indexed)
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
 // fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
-// prologueLength, indexers (the system core's signers)}.
+// prologueLength, indexers (the system core's signers), localLength (its oplog's entries)}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
 // acks; `count`: it first appends that many messages m0, m1, ... in batches of `batch`), listens
@@ -52,7 +54,7 @@ function open (store, key, extra = {}) {
   return new Autobase(store, key, {
     ...extra,
     valueEncoding: 'json',
-    ackInterval: 0,
+    ackInterval: cfg.ackInterval || 0,
     encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
@@ -159,10 +161,10 @@ async function main () {
     // ack: act as an indexer does (ack when `ackable`, and write an ack when nodes wait unindexed)
     let indexed = null
     if (cfg.ack && base.writable) {
-      if (base.ackable) await base.ack()
+      if (!cfg.ackInterval && base.ackable) await base.ack()
       indexed = await indexedMessages(base)
       stuck = base.view.length > indexed.length ? stuck + 1 : 0
-      if (stuck >= 20) { stuck = 0; await base.append(null) }
+      if (stuck >= 20 && !cfg.ackInterval) { stuck = 0; await base.append(null) }
     }
     if (!done) {
       // an indexer reports what is indexed (the room's order); others what their view holds
@@ -181,7 +183,7 @@ async function main () {
       const signed = !cfg.waitSigned || sys.signedLength > prologueLength
       if (messages && messages.length >= cfg.expect && signed) {
         const hex = (b) => b4a.toString(b, 'hex')
-        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0, wakeupPeers: cfg.wakeup ? base.wakeupSession.peers.length : null })
+        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0, wakeupPeers: cfg.wakeup ? base.wakeupSession.peers.length : null, localLength: base.local.length })
         done = true
         clearTimeout(deadline)
         if (!cfg.linger) break

@@ -1155,6 +1155,54 @@ fn js_indexer_and_hyperpunch_creator_sign_after_the_change(encryption_key: Optio
     );
 }
 
+/// JS autobase's own ack timer next to ours: a hyperpunch creator (`--ack-interval 2000`) and a
+/// JS indexer acking only on its timer (`ackInterval: 2000`, no ack of the test's) index every
+/// message in one order and both sign the moved cores (JS's system core signed past its
+/// prologue by both): neither waits on the other for good. Prints the acks each wrote.
+#[test]
+fn a_js_indexer_on_its_own_ack_timer_beside_a_hyperpunch_creator() {
+    const N: usize = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let a_dir = dir.to_str().unwrap();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--ack-interval",
+        "2000",
+    ]);
+    let room = alice.word("room ");
+    let port = port_of(&alice.listening());
+    alice.say("before");
+    let mut ours = alice.messages(1);
+    let config = serde_json::json!({ "room": room, "port": port, "say": ["hello from bob"], "expect": 2 + N, "ack": true, "ackInterval": 2000, "waitSigned": true, "deadline": 240000, "linger": true, "dir": tmp.path().join("bob") });
+    let mut bob = JsMember::spawn(&config);
+    let bob_key = bob.next("writer")["key"].as_str().unwrap().to_string();
+    alice.say(&format!("/add-indexer {bob_key}"));
+    bob.next("writable");
+    ours.extend(alice.messages(1));
+    assert_eq!(ours[1], format!("{}: hello from bob", &bob_key[..8]));
+    for i in 0..N {
+        alice.say(&format!("after {i}"));
+    }
+    ours.extend(alice.messages(N));
+    let done = bob.next("done");
+    assert_eq!(js_messages(&done), ours, "one order on both sides");
+    assert_eq!(done["indexers"], 2, "{done}");
+    assert!(
+        done["signedLength"].as_u64().unwrap() > done["prologueLength"].as_u64().unwrap(),
+        "JS signed the moved system core with Alice's signature: {done}"
+    );
+    let js_acks = done["localLength"].as_u64().unwrap() - 1;
+    drop(bob);
+    drop(alice);
+    let (acks, len) = acks_in(&dir, &room);
+    eprintln!("acks: Alice {acks} of {len} entries, the JS indexer {js_acks} (until its done)");
+}
+
 /// A DHT process (bootstrap or node) on 127.0.0.1, killed on drop.
 struct DhtProc(Child);
 
