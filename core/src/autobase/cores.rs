@@ -370,6 +370,22 @@ mod tests {
     /// A single-writer base: one batch per node, each the writer's member record and the info
     /// record; the bee written from them holds the header, then those records, and its length
     /// is the system length the engine counts.
+    /// JS `shouldWrite`: an indexer writes when its latest signatures sign less of a view
+    /// than is indexed, or a view it never signed; not when nothing is indexed or it is even.
+    #[test]
+    fn a_checkpoint_lags_what_is_indexed() {
+        let mut c = LocalCheckpoint::default();
+        assert!(!c.lags(&[]), "no views indexed");
+        assert!(c.lags(&[3]), "a view never signed");
+        c.update(5, (([1; 64], 10), ([2; 64], 0), vec![Some(([3; 64], 3))]));
+        assert!(!c.lags(&[3]));
+        assert!(c.lags(&[4]), "the view grew");
+        assert!(c.lags(&[3, 1]), "a new view");
+        // a round that did not sign the view keeps the older signature
+        c.update(6, (([1; 64], 12), ([2; 64], 0), vec![None]));
+        assert!(!c.lags(&[3]));
+    }
+
     #[test]
     fn flushes_fill_the_system_bee() {
         let kp = KeyPair::from_seed(&[3; 32]);

@@ -74,9 +74,9 @@ pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, MAX_
 pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 pub use views::{ViewId, Views};
 #[cfg(test)]
-mod bee_view_tests;
-#[cfg(test)]
 mod ack_tests;
+#[cfg(test)]
+mod bee_view_tests;
 #[cfg(test)]
 mod optimistic_tests;
 #[cfg(test)]
