@@ -53,7 +53,13 @@ use hyperpunch::autobase_ff::{
     self, read_fast_forward_past, FastForwardPoint, FastForwardReadError,
 };
 use hyperpunch::autobase_index::IndexerCores;
-use hyperpunch::core::autobase::acks::{AckConfig, DEFAULT_ACK_INTERVAL};
+use hyperpunch::core::autobase::acks::AckConfig;
+
+/// The chat's ack interval by default: 1 s. JS autobase's own default
+/// (`DEFAULT_ACK_INTERVAL`, 10 s) suits a library whose views show unindexed entries; the chat
+/// prints a message once it is ordered for good, which waits for an indexer's ack, so on JS's
+/// default a member's message would take 10 to 40 s to appear. An idle room still writes no acks.
+const CHAT_ACK_INTERVAL: u64 = 1_000;
 use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
@@ -95,10 +101,11 @@ that falls 16 signed system blocks behind, restarted or running, fast-forwards a
 prints the room's messages held in the folder, one a line, and exits.
 
 Indexers acknowledge what they have seen (acks: entries without a message) on JS autobase's ack
-timer: every 10 to 20 s (`--ack-interval MS`: every MS to 2 x MS ms), pushed back while other
+timer: every 1 to 2 s by default (`--ack-interval MS`: every MS to 2 x MS ms; JS autobase's
+library default is 10000), pushed back while other
 members keep writing (at most 2 to 4 minutes) and brought forward after a run of updates; a
 message from a member that is not an indexer is ordered for good once enough indexers acked
-it, so it takes about one interval. An idle room writes no acks.
+it, so it appears after about one interval. An idle room writes no acks.
 
 Each member's log is an autobase 7.28.1 oplog; a message is the JSON value
 {\"type\":\"message\",\"text\":...} and an addition {\"type\":\"add\",\"key\":...[,\"indexer\":true]}. A JS autobase member with the same apply
@@ -153,10 +160,11 @@ pub struct ChatArgs {
     #[arg(long)]
     pub no_fast_forward: bool,
     /// As an indexer, ack every MS to 2 x MS milliseconds when there is something to ack (JS
-    /// autobase `ackInterval`; default 10000, JS's). 0: no ack timer (JS `ackInterval: 0`):
+    /// autobase `ackInterval`; default 1000 here, so that messages appear within seconds; JS's
+    /// library default is 10000). 0: no ack timer (JS `ackInterval: 0`):
     /// this member acks only once, when it is added as an indexer, so the other members'
     /// messages wait for the other indexers' acks.
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_ACK_INTERVAL)]
+    #[arg(long, value_name = "MS", default_value_t = CHAT_ACK_INTERVAL)]
     pub ack_interval: u64,
 }
 
