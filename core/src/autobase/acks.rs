@@ -12,7 +12,7 @@
 //! a third of the interval (JS `asap`). A new ack threshold is drawn after every ack and every
 //! indexer change.
 //!
-//! Here the engine keeps that state ([`AckState`], inside [`super::Autobase`]); the driver passes
+//! Here the engine keeps that state (`AckState`, inside [`super::Autobase`]); the driver passes
 //! the time (milliseconds on any monotonic clock) and the randomness ([`Rng`]) in
 //! [`super::Autobase::poll_ack`] and wakes it at [`super::Autobase::ack_timeout`].
 
