@@ -506,4 +506,21 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
         let mut g = self.hub.lock().await;
         clear_held(self.rep(&mut g)?.core_mut(), start, end).await
     }
+
+    /// Truncates through the replicator, which tells the peers (`range{drop}` and a sync).
+    async fn truncate(&self, length: u64) -> Result<(), HypercoreError> {
+        if self.snapshot.is_some() {
+            return Err(HypercoreError::NotWritable);
+        }
+        let now = self.hub.now();
+        {
+            let mut g = self.hub.lock().await;
+            self.rep(&mut g)?
+                .truncate(now, length, None)
+                .await
+                .map_err(repl_err)?;
+        }
+        self.hub.notify_changed();
+        Ok(())
+    }
 }

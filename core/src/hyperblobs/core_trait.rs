@@ -64,6 +64,13 @@ pub trait BlobCore: BeeCore {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<u64, HypercoreError>> + MaybeSend;
+
+    /// Truncate the writable core to `length` blocks on the next fork (JS `core.truncate`):
+    /// the blocks past it are deleted and the core re-signed; a replicated core tells its
+    /// peers. A snapshot handle or a core without its secret key is
+    /// [`HypercoreError::NotWritable`], a length past the end [`HypercoreError::OutOfBounds`].
+    fn truncate(&self, length: u64)
+        -> impl Future<Output = Result<(), HypercoreError>> + MaybeSend;
 }
 
 /// Whether `core` holds every block of `start..end` ([`BlobCore::has`]).
@@ -128,5 +135,9 @@ impl<S: Storage + 'static> BlobCore for Session<S> {
 
     async fn clear(&self, start: u64, end: u64) -> Result<u64, HypercoreError> {
         clear_held(&mut *self.lock().await, start, end).await
+    }
+
+    async fn truncate(&self, length: u64) -> Result<(), HypercoreError> {
+        Session::truncate(self, length, None).await
     }
 }

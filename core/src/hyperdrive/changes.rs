@@ -1,4 +1,4 @@
-//! Changes and local copies: `diff`, `watch`, `download`, `clear`.
+//! Changes and local copies: `diff`, `watch`, `download`, `clear`, `truncate`.
 
 use crate::hyperbee::{DiffIter, RangeOptions, Utf8, Watcher};
 use crate::hyperblobs::BlobCore;
@@ -181,8 +181,13 @@ impl<C: BlobCore> Hyperdrive<C> {
     }
 
     /// The blobs core's length the drive's version `version` needs (JS `getBlobsLength`): the
-    /// end of the last blob any entry of that version points at.
+    /// end of the last blob any entry of that version points at. Version 0 means the drive's
+    /// current version, as in JS (`if (!checkout) checkout = this.version`).
     pub async fn blobs_length(&self, version: u64) -> Result<u64, DriveError> {
+        let version = match version {
+            0 => self.version().await,
+            v => v,
+        };
         let checkout = self.checkout(version).await;
         let mut it = checkout.entries();
         let mut length = 0;
@@ -192,5 +197,56 @@ impl<C: BlobCore> Hyperdrive<C> {
             }
         }
         Ok(length)
+    }
+
+    /// Cut the drive back to `version` (JS `truncate(version, { blobs })`): the db core is
+    /// truncated to `version` blocks, then the blobs core to `blobs`, or (`None`) to
+    /// [`Hyperdrive::blobs_length`] of `version`, the end of the last blob that version's
+    /// entries point at. Both cores move to their next fork and are re-signed; entries and
+    /// blobs written after `version` are gone (a read of a blob past the new blobs length is
+    /// [`crate::hyperblobs::BlobError::OutOfBounds`]), and the drive's next writes go on from
+    /// there. Replicated cores tell their peers.
+    ///
+    /// As JS: `version` 0 empties the db core but keeps the blobs the current version needs
+    /// (JS `getBlobsLength(0)` reads the current version), and `version` may equal the db
+    /// length (nothing removed from the db, a new fork all the same).
+    ///
+    /// Errors: a checkout, or cores without their secret key, [`DriveError::NotWritable`]; a
+    /// `version` past the db length or `blobs` past the blobs length,
+    /// [`DriveError::BadTruncationLength`] (JS "Bad truncation length"), with nothing
+    /// truncated.
+    pub async fn truncate(&self, version: u64, blobs: Option<u64>) -> Result<(), DriveError> {
+        if self.checkout_version().is_some() {
+            return Err(DriveError::NotWritable);
+        }
+        let db = self.files.core().state().await;
+        if !db.writable {
+            return Err(DriveError::NotWritable);
+        }
+        if version > db.length {
+            return Err(DriveError::BadTruncationLength {
+                core: "db",
+                length: version,
+                core_length: db.length,
+            });
+        }
+        let blobs_version = match blobs {
+            Some(b) => b,
+            None => self.blobs_length(version).await?,
+        };
+        let blobs_core = self.blobs.core().state().await;
+        if blobs_version > blobs_core.length {
+            return Err(DriveError::BadTruncationLength {
+                core: "blobs",
+                length: blobs_version,
+                core_length: blobs_core.length,
+            });
+        }
+        if !blobs_core.writable {
+            return Err(DriveError::NotWritable);
+        }
+        self.files.core().truncate(version).await?;
+        self.blobs.core().truncate(blobs_version).await?;
+        Ok(())
     }
 }

@@ -32,14 +32,18 @@
 //!
 //! The pieces: [`path`] (JS `unix-path-resolve`), [`entry`] (the entry JSON), [`keys`] (the
 //! blobs core of a drive), `read` (entry / get / list / readdir / read streams), `write` (put /
-//! del / symlink / write streams / batches), `changes` (diff, watch, download, clear).
+//! del / symlink / write streams / batches), `changes` (diff, watch, download, clear,
+//! truncate).
 //!
 //! Differences from JS: reads of a range past a file's end stop at the file's end (JS reads on
 //! into the next blob); `list` with `recursive: false` and `readdir` are the same shallow walk
 //! as JS; `watch` gives checkouts of the drive, not JS's custom `map`; an entry whose JSON is
 //! not an entry is a typed error ([`DriveError::Bee`] with an encoding error).
 //!
-//! Not done: `truncate`, `purge`, `monitor`, `findingPeers`, `downloadRange`, `has` for block
+//! `purge` (deleting both cores' storage) belongs to the store that holds them: natively
+//! `hyperpunch::drive::DriveCores::purge`.
+//!
+//! Not done: `monitor`, `findingPeers`, `downloadRange`, `has` for block
 //! maps fetched from peers with `wait: false`, compat drives being *created* (they are read).
 
 mod changes;
@@ -88,6 +92,16 @@ pub enum DriveError {
     /// The drive cannot be written (a checkout, or a drive someone else writes).
     #[error("the drive is not writable")]
     NotWritable,
+    /// [`Hyperdrive::truncate`] to a length past a core's end (JS "Bad truncation length").
+    #[error("bad truncation length: {length} blocks of the {core} core, which has {core_length}")]
+    BadTruncationLength {
+        /// `"db"` or `"blobs"`.
+        core: &'static str,
+        /// The length asked for.
+        length: u64,
+        /// The core's length.
+        core_length: u64,
+    },
 }
 
 impl From<HypercoreError> for DriveError {

@@ -5,7 +5,7 @@
 //! What it covers: the JS layout byte for byte (the vector drive of `07-corestore-hyperdrive`),
 //! put/get/entry/del, paths, symlinks, executables, metadata, empty files, byte ranges (through
 //! the tree and by walking blocks), write streams, listings (recursive, shallow, ignore),
-//! readdir, batches, checkouts, diffs, watchers, dedup block maps, has/clear/download on a local
+//! readdir, batches, checkouts, diffs, watchers, truncation (JS `truncate`), dedup block maps, has/clear/download on a local
 //! core, hostile blocks (typed errors, no panic), and a seeded random workload against a model.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 use super::*;
 use crate::corestore::{create_key_pair, Namespace};
 use crate::crypto::KeyPair;
+use crate::hyperbee::BeeCore;
 use crate::hyperblobs::{ReadRange, WriteOptions};
 use crate::hypercore::{CreateOptions, Hypercore, Session};
 use crate::storage::Storage;
@@ -72,6 +73,7 @@ where
     listings(fresh().await, fresh().await).await;
     batches(fresh().await, fresh().await).await;
     versions(fresh().await, fresh().await).await;
+    truncation(fresh().await, fresh().await).await;
     dedup_and_local_copies(fresh().await, fresh().await).await;
     hostile(fresh().await, fresh().await).await;
     for seed in 1..=2 {
@@ -596,6 +598,123 @@ pub async fn versions<S: Storage + 'static>(db: S, blobs: S) {
         (cur.version().await, prev.version().await),
         (before + 1, before)
     );
+}
+
+/// `truncate(version, blobs)` as JS hyperdrive 13.3.4: the db back to `version` blocks, the
+/// blobs to the end of the last blob that version's entries point at (JS `getBlobsLength`),
+/// later files gone (a kept entry's blob is a typed out-of-bounds error), both cores on a new
+/// fork, writes going on from there; bad lengths and checkouts refused with nothing changed.
+pub async fn truncation<S: Storage + 'static>(db: S, blobs: S) {
+    let d = drive(db, blobs, 9).await;
+    let lengths = |d: &Drive<S>| {
+        let d = d.clone();
+        async move {
+            let (db, blobs) = (d.db().state().await, d.blobs().core().state().await);
+            (db.length, blobs.length, db.fork, blobs.fork)
+        }
+    };
+    d.put("/a", b"a1", PutOptions::default()).await.unwrap();
+    d.put("/b", b"b1", PutOptions::default()).await.unwrap();
+    let v = d.version().await;
+    assert_eq!(v, 3, "header + two entries");
+    d.put("/c", &vec![7u8; 70_000], PutOptions::default())
+        .await
+        .unwrap();
+    d.put("/a", b"a2", PutOptions::default()).await.unwrap();
+    d.del("/b").await.unwrap();
+    let c = d.entry("/c").await.unwrap().expect("/c");
+    assert_eq!(lengths(&d).await, (6, 5, 0, 0));
+    assert_eq!(d.blobs_length(v).await.unwrap(), 2);
+    assert_eq!(
+        d.blobs_length(0).await.unwrap(),
+        5,
+        "0 is the current version, as JS"
+    );
+
+    // Refused, nothing changed.
+    let bad = d.truncate(7, None).await;
+    assert_eq!(
+        bad,
+        Err(DriveError::BadTruncationLength {
+            core: "db",
+            length: 7,
+            core_length: 6
+        })
+    );
+    let bad = d.truncate(v, Some(6)).await;
+    assert_eq!(
+        bad,
+        Err(DriveError::BadTruncationLength {
+            core: "blobs",
+            length: 6,
+            core_length: 5
+        })
+    );
+    let old = d.checkout(v).await;
+    assert_eq!(old.truncate(v, None).await, Err(DriveError::NotWritable));
+    assert_eq!(lengths(&d).await, (6, 5, 0, 0), "refusals truncate nothing");
+
+    d.truncate(v, None).await.unwrap();
+    assert_eq!(
+        lengths(&d).await,
+        (3, 2, 1, 1),
+        "the lengths JS computes, next forks"
+    );
+    assert_eq!(d.version().await, v);
+    assert_eq!(d.get("/a").await.unwrap().as_deref(), Some(&b"a1"[..]));
+    assert_eq!(d.get("/b").await.unwrap().as_deref(), Some(&b"b1"[..]));
+    assert_eq!(
+        d.get("/c").await.unwrap(),
+        None,
+        "written after the version"
+    );
+    let keys = keys_of(d.entries()).await;
+    assert_eq!(keys, ["/a", "/b"]);
+    assert!(
+        matches!(
+            d.get_entry(&c).await,
+            Err(DriveError::Blob(BlobError::OutOfBounds { length: 2, .. }))
+        ),
+        "a truncated file's blob is a typed error"
+    );
+    assert!(matches!(
+        d.reader("/c", ReadRange::default()).await,
+        Err(DriveError::NotFound(_))
+    ));
+
+    // Writes go on from the truncated lengths.
+    d.put("/d", b"d1", PutOptions::default()).await.unwrap();
+    assert_eq!(lengths(&d).await, (4, 3, 1, 1));
+    assert_eq!(d.get("/d").await.unwrap().as_deref(), Some(&b"d1"[..]));
+    assert_eq!(
+        d.entry("/d")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .blob
+            .unwrap()
+            .block_offset,
+        2
+    );
+
+    // Explicit blobs length; the same version again (a new fork, nothing removed).
+    d.truncate(4, Some(2)).await.unwrap();
+    assert_eq!(lengths(&d).await, (4, 2, 2, 2));
+    assert!(matches!(
+        d.get("/d").await,
+        Err(DriveError::Blob(BlobError::OutOfBounds { .. }))
+    ));
+
+    // Version 0 empties the db and keeps the blobs the current version needs (JS).
+    d.put("/e", b"e1", PutOptions::default()).await.unwrap();
+    assert_eq!(lengths(&d).await, (5, 3, 2, 2));
+    d.truncate(0, None).await.unwrap();
+    assert_eq!(lengths(&d).await, (0, 3, 3, 3));
+    assert!(d.entries().collect().await.unwrap().is_empty());
+    d.put("/f", b"f1", PutOptions::default()).await.unwrap();
+    assert_eq!(lengths(&d).await, (2, 4, 3, 3), "the header written again");
+    assert_eq!(d.get("/f").await.unwrap().as_deref(), Some(&b"f1"[..]));
 }
 
 /// Dedup block maps, has / download / clear on a local core.

@@ -40,6 +40,11 @@ fn versions() {
 }
 
 #[test]
+fn truncation() {
+    block_on(suite::truncation(m(), m()));
+}
+
+#[test]
 fn dedup_and_local_copies() {
     block_on(suite::dedup_and_local_copies(m(), m()));
 }
