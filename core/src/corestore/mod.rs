@@ -606,6 +606,42 @@ impl<S: Storage + Clone> Corestore<S> {
         self.pull_events();
     }
 
+    /// Delete a core from the store (JS `core.purge()`): every session of it ends (its
+    /// handles become [`CorestoreError::UnknownHandle`], its channels close on every stream),
+    /// then its core record, its alias (a named core) and all its data go in one atomic batch.
+    /// A core of that name or key got later is a new, empty one; a remote asking for it is
+    /// refused as for any core the store does not hold. Whether the core was stored here.
+    pub async fn purge(&mut self, discovery_key: &[u8; 32]) -> Result<bool, CorestoreError> {
+        self.check_open()?;
+        if self.open.remove(discovery_key).is_some() || self.idle.contains(discovery_key) {
+            self.idle.remove(discovery_key);
+            self.hub.remove_core(discovery_key);
+            self.pull_events();
+        }
+        let Some(rec) = self.record(discovery_key).await? else {
+            return Ok(false);
+        };
+        let mut batch = Batch::new();
+        batch.delete(layout::core_key(discovery_key));
+        if let Some((namespace, name)) = &rec.name {
+            let alias = layout::alias_key(namespace, name);
+            match self.storage.get(&alias).await? {
+                Some(v) if layout::decode_alias(&v)? == *discovery_key => {
+                    batch.delete(alias);
+                }
+                _ => {}
+            }
+        }
+        let start = layout::data_prefix(rec.id);
+        let end = match rec.id.checked_add(1) {
+            Some(next) => layout::data_prefix(next),
+            None => vec![layout::DATA + 1],
+        };
+        batch.delete_range(start, end);
+        self.storage.write(batch).await?;
+        Ok(true)
+    }
+
     /// Whether the store is closed.
     pub fn is_closed(&self) -> bool {
         self.closed

@@ -164,6 +164,79 @@ fn sessions_share_one_core_and_close_with_the_last() {
 }
 
 #[test]
+fn purge_deletes_a_core_and_nothing_else() {
+    block_on(async {
+        let (mut s, storage) = store(1).await;
+        let keep = s.get(GetOptions::named("keep")).await.unwrap();
+        s.append(0, &keep, &[b"k"]).await.unwrap();
+        let a = s.get(GetOptions::named("log")).await.unwrap();
+        let b = s.session(&a).unwrap();
+        s.append(0, &a, &[b"x", b"y"]).await.unwrap();
+        let (dk, key) = (*a.discovery_key(), *a.key());
+        let everything = |st: &MemoryStorage| {
+            let st = st.clone();
+            async move { st.scan(&[], &[0xff], None).await.unwrap() }
+        };
+        let before = everything(&storage).await;
+        assert!(s.purge(&dk).await.unwrap());
+        // Every session ended, the core is neither open nor stored.
+        assert!(!s.is_open(&dk));
+        assert_eq!(s.core(&a).unwrap_err(), CorestoreError::UnknownHandle);
+        assert_eq!(s.core(&b).unwrap_err(), CorestoreError::UnknownHandle);
+        assert!(!s.has_core(&dk).await.unwrap());
+        assert_eq!(s.list().await.unwrap().len(), 1);
+        assert!(s
+            .list_names(&Namespace::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|(n, _)| n == b"keep"));
+        // Only the purged core's records went: its record, alias and data prefix.
+        let id = s.find(keep.discovery_key()).await.unwrap().unwrap().id;
+        let after = everything(&storage).await;
+        let gone: Vec<&Vec<u8>> = before
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !after.iter().any(|(a, _)| a == *k))
+            .collect();
+        assert!(!gone.is_empty());
+        for k in &gone {
+            assert!(
+                k[0] == layout::CORE || k[0] == layout::ALIAS || k[0] == layout::DATA,
+                "an unexpected key went: {k:?}"
+            );
+            assert!(!k.starts_with(&layout::data_prefix(id)));
+        }
+        assert!(after
+            .iter()
+            .all(|(k, _)| !k.starts_with(&layout::data_prefix(id + 1))));
+        assert_eq!(s.core(&keep).unwrap().length(), 1);
+        // Purging again: nothing stored.
+        assert!(!s.purge(&dk).await.unwrap());
+        // The name gives a new, empty core with the same key.
+        let c = s.get(GetOptions::named("log")).await.unwrap();
+        assert_eq!(c.key(), &key);
+        assert_eq!(s.core(&c).unwrap().length(), 0);
+        s.append(0, &c, &[b"z"]).await.unwrap();
+        drop(s);
+        // Reopened from storage: still the new core, the kept one untouched.
+        let mut s = Corestore::open(storage, PrimaryKey::Given([1; 32]))
+            .await
+            .unwrap();
+        let c = s.get(GetOptions::named("log")).await.unwrap();
+        assert_eq!(
+            s.core(&c).unwrap().get(0).await.unwrap().as_deref(),
+            Some(&b"z"[..])
+        );
+        assert_eq!(s.core(&c).unwrap().length(), 1);
+        let keep = s.get(GetOptions::named("keep")).await.unwrap();
+        assert_eq!(s.core(&keep).unwrap().length(), 1);
+        s.close();
+        assert_eq!(s.purge(&dk).await.unwrap_err(), CorestoreError::Closed);
+    });
+}
+
+#[test]
 fn cores_by_key_key_pair_manifest_and_discovery_key() {
     block_on(async {
         let (mut s, _) = store(2).await;
