@@ -7,7 +7,8 @@
 //! derives from the db's ([`hyperdrive::keys`]), so a store with the same primary key gives the
 //! same drive key as JS. Both are [`StoreCore`]s: a read of a block the store does not hold asks
 //! the connected peers for it and waits (sparse reading); [`Hyperdrive::download`] fetches whole
-//! folders.
+//! folders. [`Hyperdrive::truncate`] cuts a writable drive back to a version (the peers are
+//! told) and [`DriveCores::purge`] deletes both cores from the store (JS `purge`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -78,6 +79,24 @@ impl DriveCores {
         let mut g = store.lock().await;
         g.close_core(self.blobs)?;
         g.close_core(self.db)
+    }
+
+    /// Delete the drive from the store (JS `drive.purge()`): every session of both cores ends
+    /// (handles of them anywhere become [`CorestoreError::UnknownHandle`], a [`StoreDrive`] on
+    /// them fails its reads) and both cores' storage is deleted ([`Corestore::purge`]); the
+    /// blobs core first, so a crash between the two leaves a db whose blobs are gone rather
+    /// than blobs no db names. Opening the drive again gives an empty one (the same key for
+    /// the store's own drive).
+    ///
+    /// [`Corestore::purge`]: crate::core::corestore::Corestore::purge
+    pub async fn purge<S: Storage + Clone + 'static>(
+        self,
+        store: &SharedCorestore<S>,
+    ) -> Result<(), CorestoreError> {
+        let mut g = store.lock().await;
+        g.purge(self.blobs.discovery_key()).await?;
+        g.purge(self.db.discovery_key()).await?;
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! `hyperpunch drive ...` end to end (the built binary on temporary folders): mirror a folder
-//! in, ls / cat / info, export it back out identical, changes and dry runs, errors, serve and
+//! in, ls / cat / info, export it back out identical, changes and dry runs, truncate and purge,
+//! errors, serve and
 //! fetch over TCP, a mirror killed with SIGKILL mid-way that a re-run completes, JS reading a
 //! drive the CLI serves and the CLI fetching a drive JS serves, and the drive suite on
 //! `FileStorage`.
@@ -331,6 +332,115 @@ fn errors_are_clear() {
         assert!(help.contains(word), "{word}");
     }
     assert!(ok(&["drive", "mirror", "--help"], b"").contains("--dry-run"));
+}
+
+#[test]
+fn truncate_and_purge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let store = tmp.path().join("store");
+    sample(&src);
+    let key = ok(&["drive", "mirror", s(&src), "-s", s(&store)], b"");
+    let key = key.trim().to_string();
+    let before = info(&store);
+    assert_eq!(before["version"], 9);
+    // Two more files (the second 2 blocks), then back to version 9.
+    fs::write(src.join("later.txt"), b"later").unwrap();
+    fs::write(src.join("later.bin"), pattern(70_000, 3)).unwrap();
+    ok(&["drive", "mirror", s(&src), "-s", s(&store)], b"");
+    let grown = info(&store);
+    assert_eq!(grown["version"], 11);
+    assert_eq!(
+        grown["blobsLength"].as_u64().unwrap(),
+        before["blobsLength"].as_u64().unwrap() + 3
+    );
+    // Refused: past either core's end; nothing changes.
+    let e = err(&["drive", "truncate", "-s", s(&store), "12"]);
+    assert!(
+        e.contains("bad truncation length: 12 blocks of the db core, which has 11"),
+        "{e}"
+    );
+    let e = err(&["drive", "truncate", "-s", s(&store), "9", "--blobs", "999"]);
+    assert!(e.contains("of the blobs core"), "{e}");
+    assert_eq!(info(&store), grown);
+    let out = hp(&["drive", "truncate", "-s", s(&store), "9"], b"");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("truncated to version 9: db 9 blocks"), "{e}");
+    let cut = info(&store);
+    assert_eq!(cut["version"], 9);
+    assert_eq!(
+        cut["blobsLength"], before["blobsLength"],
+        "JS getBlobsLength(9)"
+    );
+    assert_eq!(cut["files"], 8);
+    assert!(!ok(&["drive", "ls", "-s", s(&store)], b"").contains("later"));
+    let out_dir = tmp.path().join("out");
+    ok(&["drive", "export", "-s", s(&store), s(&out_dir)], b"");
+    fs::remove_file(src.join("later.txt")).unwrap();
+    fs::remove_file(src.join("later.bin")).unwrap();
+    assert_eq!(
+        tree(&out_dir),
+        tree(&src),
+        "the drive as it was at version 9"
+    );
+    // Writes go on from there.
+    fs::write(src.join("again.txt"), b"again").unwrap();
+    ok(&["drive", "mirror", s(&src), "-s", s(&store)], b"");
+    assert_eq!(info(&store)["version"], 10);
+    assert_eq!(
+        ok(&["drive", "cat", "-s", s(&store), "/again.txt"], b""),
+        "again"
+    );
+    // A fetched copy cannot be truncated.
+    let copy = tmp.path().join("copy");
+    {
+        let (_server, addr) = serve(&store);
+        ok(
+            &[
+                "drive",
+                "fetch",
+                "-s",
+                s(&copy),
+                "--key",
+                &key,
+                "--tcp",
+                &addr,
+            ],
+            b"",
+        );
+    }
+    let e = err(&["drive", "truncate", "-s", s(&copy), "2"]);
+    assert!(e.contains("not writable"), "{e}");
+    // Purge: refused without --yes, then the drive is gone, the copy's too.
+    let e = err(&["drive", "purge", "-s", s(&store)]);
+    assert!(e.contains("add --yes"), "{e}");
+    assert_eq!(info(&store)["files"], 9);
+    let out = hp(&["drive", "purge", "-s", s(&store), "--yes"], b"");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains(&format!("purged drive {key}")), "{e}");
+    assert!(err(&["drive", "ls", "-s", s(&store)]).contains("no drive in"));
+    let cores: Value =
+        serde_json::from_str(&ok(&["store", "info", "-s", s(&store), "--json"], b"")).unwrap();
+    assert_eq!(cores["cores"], json!([]), "both cores deleted");
+    // Made again: the same key, empty before the mirror.
+    let out = hp(&["drive", "mirror", s(&src), "-s", s(&store)], b"");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), key);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(+9 -0 ~0)"));
+    assert_eq!(info(&store)["version"], 10);
+    ok(
+        &["drive", "purge", "-s", s(&copy), "--key", &key, "--yes"],
+        b"",
+    );
+    assert!(err(&["drive", "info", "-s", s(&copy)]).contains("no drive in"));
+    let help = ok(&["drive", "truncate", "--help"], b"");
+    assert!(
+        help.contains("getBlobsLength") && help.contains("--blobs"),
+        "{help}"
+    );
+    assert!(ok(&["drive", "purge", "--help"], b"").contains("--yes"));
 }
 
 /// `drive serve` on an ephemeral port; killed on drop.

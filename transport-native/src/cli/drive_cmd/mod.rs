@@ -1,4 +1,4 @@
-//! `hyperpunch drive mirror|export|ls|cat|serve|fetch|info`: a hyperdrive (JS hyperdrive
+//! `hyperpunch drive mirror|export|ls|cat|serve|fetch|info|truncate|purge`: a hyperdrive (JS hyperdrive
 //! 13.3.4) in a corestore storage folder, mirrored from and to folders on disk
 //! ([`hyperpunch::localdrive`] + [`hyperpunch::core::mirror_drive`]), and replicated over TCP
 //! (db and blobs cores over one connection).
@@ -50,7 +50,8 @@ byte for byte as JavaScript's hyperdrive 13.3.4 writes it, kept in a corestore s
 
 `mirror` makes the drive hold what a folder holds (creating the drive and the storage folder the
 first time, and printing the drive key); `export` writes the drive's files into a folder; `ls`,
-`cat` and `info` read it; `serve` shares it (over TCP, or on the DHT by its discovery key with
+`cat` and `info` read it; `truncate` cuts it back to a version and `purge` deletes it; `serve`
+shares it (over TCP, or on the DHT by its discovery key with
 --swarm) and `fetch` copies someone's drive (db and blobs, over one connection per peer) into a
 storage folder.
 
@@ -69,8 +70,9 @@ Compared with JS's `drives` CLI: drives take a folder path or key as arguments (
 <src> <dst>`, `drives ls <key>`) and find their storage in `.drives`; here the storage folder is
 always --storage, `mirror` is folder->drive and `export` drive->folder, `cat` is `drives get`,
 `fetch` is `drives download` (over --tcp, or the DHT with --swarm), `serve` replicates (JS
-`drives serve` is an HTTP server; `serve --swarm` is `drives seed`). `--live`, `put`, `rm`,
-`entry`, `touch`, `purge` are not here.";
+`drives serve` is an HTTP server; `serve --swarm` is `drives seed`), `truncate` and `purge`
+are hyperdrive's `truncate` and `purge` (`drives purge` clears local blocks). `--live`, `put`,
+`rm`, `entry`, `touch` are not here.";
 
 /// The storage folder of a drive.
 #[derive(Debug, Args)]
@@ -280,6 +282,52 @@ Example:
         #[arg(long)]
         json: bool,
     },
+    /// Cut the drive back to VERSION: files written after it are gone.
+    #[command(long_about = "\
+Truncate the drive this storage writes to VERSION (JS `drive.truncate(version, { blobs })`):
+its db core is cut to VERSION blocks, then its blobs core to the end of the last blob that
+version's files point at (JS `getBlobsLength`), or to --blobs blocks. Both cores move to their
+next fork and are signed again; files written after VERSION are gone, later writes go on from
+there, and peers replicating the drive are told. `drive info` shows the version; `drive ls
+--json` shows each entry's `seq` (the entry at seq S is there from version S + 1). As JS,
+VERSION 0 empties the db but keeps the blobs the current version needs. A VERSION or --blobs
+past the core's length is refused and nothing changes. Only a drive this storage can write
+(not a `fetch`ed copy). Prints the new db and blobs lengths on stderr.
+
+Examples:
+  hyperpunch drive truncate --storage ./store 12
+  hyperpunch drive truncate --storage ./store 12 --blobs 40")]
+    Truncate {
+        #[command(flatten)]
+        storage: DriveStorage,
+        /// The version to go back to (the db core's new length).
+        #[arg(value_name = "VERSION")]
+        version: u64,
+        /// The blobs core's new length (default: what VERSION's files need).
+        #[arg(long, value_name = "N")]
+        blobs: Option<u64>,
+        #[command(flatten)]
+        which: WhichDrive,
+    },
+    /// Delete the drive (its db and blobs cores) from the storage folder.
+    #[command(long_about = "\
+Delete the drive from the storage folder (JS `drive.purge()`): its db core and its blobs core,
+every block, tree node and record of them; the store's other cores stay. The store's own drive
+made again by `drive mirror` then starts empty, under the same key. Works on a `fetch`ed copy
+too. Refuses without --yes. Prints the purged drive's key on stderr.
+
+Examples:
+  hyperpunch drive purge --storage ./store --yes
+  hyperpunch drive purge --storage ./copy --key $KEY --yes")]
+    Purge {
+        #[command(flatten)]
+        storage: DriveStorage,
+        #[command(flatten)]
+        which: WhichDrive,
+        /// Really delete it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// How long `fetch` waits for the TCP connection.
@@ -360,6 +408,17 @@ pub fn run(cmd: DriveCommand) -> Result<(), CliError> {
                 which,
                 json,
             } => info(&storage.storage, &which, json).await,
+            DriveCommand::Truncate {
+                storage,
+                version,
+                blobs,
+                which,
+            } => truncate(&storage.storage, version, blobs, &which).await,
+            DriveCommand::Purge {
+                storage,
+                which,
+                yes,
+            } => purge(&storage.storage, &which, yes).await,
         }
     })
 }
@@ -714,5 +773,50 @@ async fn info(dir: &Path, which: &WhichDrive, json: bool) -> Result<(), CliError
             None => println!("files:          (the db is not all stored)"),
         }
     }
+    Ok(())
+}
+
+/// `drive truncate VERSION [--blobs N]`.
+async fn truncate(
+    dir: &Path,
+    version: u64,
+    blobs: Option<u64>,
+    which: &WhichDrive,
+) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, _cores) = find_drive(&store, dir, which).await?;
+    match drive.truncate(version, blobs).await {
+        Ok(()) => {}
+        Err(DriveError::NotWritable) => {
+            return Err(CliError::new(format!(
+                "the drive in {} is not writable here (a copy of someone else's drive)",
+                dir.display()
+            )))
+        }
+        Err(e @ DriveError::BadTruncationLength { .. }) => {
+            return Err(CliError::new(e.to_string()))
+        }
+        Err(e) => return Err(drive_err(dir, e)),
+    }
+    let db = drive.db().state().await.length;
+    let blobs = drive.blobs().core().state().await.length;
+    eprintln!("truncated to version {version}: db {db} blocks, blobs {blobs} blocks");
+    Ok(())
+}
+
+/// `drive purge --yes`.
+async fn purge(dir: &Path, which: &WhichDrive, yes: bool) -> Result<(), CliError> {
+    let store = open_store(dir, false).await?;
+    let (drive, cores) = find_drive(&store, dir, which).await?;
+    let key = hex::encode(drive.key().await);
+    if !yes {
+        return Err(CliError::new(format!(
+            "this deletes the drive {key} (its db and blobs cores) from {}; add --yes to do it",
+            dir.display()
+        )));
+    }
+    drop(drive);
+    cores.purge(&store).await.map_err(|e| store_err(dir, e))?;
+    eprintln!("purged drive {key}");
     Ok(())
 }
