@@ -10,14 +10,15 @@
 //   streamSeed: hex 32, the secret-stream static key pair seed
 //   ops: [{ op: 'put', path, len, seed, executable?, metadata? }   drive.put of gen(len, seed)
 //         { op: 'write', path, len, seed, chunk, executable? }     createWriteStream, `chunk`-byte writes
-//         { op: 'symlink', path, target } | { op: 'del', path }]
+//         { op: 'symlink', path, target } | { op: 'del', path }
+//         { op: 'truncate', version, blobs? }]                     drive.truncate(version, { blobs })
 //   ranges: [{ path, start?, end?, length? }]   createReadStream ranges to hash in the dump
 //   folders: [folder]                          readdir of each in the dump
 //   deadline: ms after which the process gives up (exit 2)
 // gen(len, seed)[i] = (i * 31 + seed * 7 + (i >> 8)) & 255.
 // Prints one JSON object per line: {event:'ready', key, contentKey} (server/local, after the
 // ops, then a dump), {event:'listening', port}, {event:'connected'}, {event:'dump', key, contentKey, version,
-// dbBlocks:[hex], blobsLength, blobsByteLength, list:[{key, value}], files:{path: blake2b hex},
+// dbBlocks:[hex], blobsLength, blobsByteLength, blobsTreeHash, dbTreeHash, dbFork, blobsFork, list:[{key, value}], files:{path: blake2b hex},
 // readdir:{folder:[names]}, ranges:[blake2b hex], dbHas, blobsHas}, {event:'closed', error}.
 'use strict'
 
@@ -55,6 +56,8 @@ async function applyOps (drive, ops) {
       await drive.symlink(o.path, o.target)
     } else if (o.op === 'del') {
       await drive.del(o.path)
+    } else if (o.op === 'truncate') {
+      await drive.truncate(o.version, o.blobs === undefined ? {} : { blobs: o.blobs })
     } else {
       throw new Error('unknown op ' + o.op)
     }
@@ -103,6 +106,9 @@ async function dump (drive) {
     blobsLength: blobs.length,
     blobsByteLength: blobs.byteLength,
     blobsTreeHash: hex(await blobs.treeHash()),
+    dbTreeHash: hex(await db.treeHash()),
+    dbFork: db.fork,
+    blobsFork: blobs.fork,
     list,
     files,
     readdir,

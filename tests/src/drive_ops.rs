@@ -46,6 +46,26 @@ pub fn workload(big_mib: usize) -> Value {
     Value::Array(ops)
 }
 
+/// [`workload`] without a big file, then files written and truncated away (JS
+/// `drive.truncate`): back to version 14 (the workload's, blobs to what it needs), a file, a
+/// second one dropped by a truncation to version 15 with an explicit blobs length that keeps
+/// its blob, a last file, and a truncation to the current version (only the forks move).
+pub fn truncated_workload() -> Value {
+    let mut ops = workload(0).as_array().unwrap().clone();
+    ops.extend([
+        json!({"op": "put", "path": "/later/a.bin", "len": 200000, "seed": 10}),
+        json!({"op": "put", "path": "/later/b", "len": 10, "seed": 11}),
+        json!({"op": "del", "path": "/bin/tool"}),
+        json!({"op": "truncate", "version": 14}),
+        json!({"op": "put", "path": "/after.txt", "len": 500, "seed": 12}),
+        json!({"op": "put", "path": "/after2.txt", "len": 600, "seed": 13}),
+        json!({"op": "truncate", "version": 15, "blobs": 40}),
+        json!({"op": "put", "path": "/final", "len": 3, "seed": 14}),
+        json!({"op": "truncate", "version": 16}),
+    ]);
+    Value::Array(ops)
+}
+
 /// Folders whose `readdir` the dumps compare.
 pub fn folders() -> Value {
     json!(["/", "/dir", "/dir/a", "/ü", "/nothing"])
@@ -66,7 +86,7 @@ pub fn ranges() -> Value {
 /// Apply `ops` (see [`workload`]) to a drive.
 pub async fn apply<C: BlobCore>(drive: &Hyperdrive<C>, ops: &Value) {
     for o in ops.as_array().expect("ops array") {
-        let path = o["path"].as_str().unwrap();
+        let path = o["path"].as_str().unwrap_or_default();
         let len = o["len"].as_u64().unwrap_or(0) as usize;
         let seed = o["seed"].as_u64().unwrap_or(0);
         let opts = PutOptions {
@@ -89,6 +109,10 @@ pub async fn apply<C: BlobCore>(drive: &Hyperdrive<C>, ops: &Value) {
                 .await
                 .unwrap(),
             "del" => drive.del(path).await.unwrap(),
+            "truncate" => drive
+                .truncate(o["version"].as_u64().unwrap(), o["blobs"].as_u64())
+                .await
+                .unwrap(),
             op => panic!("unknown op {op}"),
         }
     }
@@ -155,20 +179,32 @@ pub async fn dump<S: Storage + Clone + 'static>(
         n
     };
     let content_key = drive.content_key().await;
-    let tree_hash = {
+    let drive_key = drive.key().await;
+    let (tree_hash, blobs_fork, db_tree_hash, db_fork) = {
         let g = store.lock().await;
         let dk = hyperpunch::core::crypto::discovery_key(&content_key);
-        hex::encode(g.open_core(&dk).expect("blobs core open").tree_hash())
+        let blobs = g.open_core(&dk).expect("blobs core open");
+        let dk = hyperpunch::core::crypto::discovery_key(&drive_key);
+        let db = g.open_core(&dk).expect("db core open");
+        (
+            hex::encode(blobs.tree_hash()),
+            blobs.fork(),
+            hex::encode(db.tree_hash()),
+            db.fork(),
+        )
     };
     json!({
         "event": "dump",
-        "key": hex::encode(drive.key().await),
+        "key": hex::encode(drive_key),
         "contentKey": hex::encode(content_key),
         "version": drive.version().await,
         "dbBlocks": db_blocks,
         "blobsLength": blobs_length,
         "blobsByteLength": BlobCore::byte_length(blobs).await,
         "blobsTreeHash": tree_hash,
+        "dbTreeHash": db_tree_hash,
+        "dbFork": db_fork,
+        "blobsFork": blobs_fork,
         "list": list,
         "files": files,
         "readdir": readdir,
