@@ -768,6 +768,22 @@ export declare class Hyperdrive {
    * the last blob its entries point at.
    */
   getBlobsLength(version?: number): Promise<number>
+  /**
+   * Cut the drive back to `version` (JS `truncate(version, { blobs })`): the db core to
+   * `version` blocks, then the blobs core to `opts.blobs` blocks or (default, -1) to what
+   * `version`'s files need (`getBlobsLength(version)`; as JS, version 0 keeps the current
+   * version's blobs). Files written after `version` are gone, both cores move to their next
+   * fork and peers are told. Rejects, truncating nothing, when a length is past its core's
+   * end ("bad truncation length"), on a checkout, or on a drive this page cannot write.
+   */
+  truncate(version: number, opts?: { blobs?: number }): Promise<void>
+  /**
+   * Delete the drive from its store (JS `purge()`): its db and blobs cores, every block and
+   * record, then close it. Other drive objects on those cores fail from then on; opening the
+   * drive again gives an empty one (the same key for the store's own drive). Rejects on a
+   * checkout.
+   */
+  purge(): Promise<void>
   /** Replicate the drive's store over a `Swarm` connection. */
   replicate(connection: SwarmConnection): Promise<void>
   /** Whether `close()` was called. */

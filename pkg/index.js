@@ -1326,6 +1326,29 @@ export class Hyperdrive {
     return this._d.getBlobsLength(version ? version : undefined)
   }
 
+  /**
+   * Cut the drive back to `version`: the db core to `version` blocks, then the blobs core to
+   * `opts.blobs` blocks or (default, -1) to what `version`'s files need (`getBlobsLength`).
+   * Files written after `version` are gone; both cores move to their next fork. Throws (nothing
+   * truncated) on a length past a core's end, a checkout, or a drive this page cannot write.
+   */
+  async truncate (version, opts = {}) {
+    await this.opening
+    const blobs = opts && opts.blobs !== undefined && opts.blobs !== -1 ? opts.blobs : undefined
+    await this._d.truncate(version, blobs)
+    await this._refresh()
+  }
+
+  /**
+   * Delete the drive (its db and blobs cores, every block and record) from the store, and close
+   * it. Throws on a checkout. Opening the drive again gives an empty one.
+   */
+  async purge () {
+    await this.opening
+    await this._d.purge()
+    await this.close()
+  }
+
   /** Replicate the drive's store over a `Swarm` connection; resolves once it closed. */
   async replicate (connection) {
     return this.corestore.replicate(connection)

@@ -622,6 +622,48 @@ impl Hyperdrive {
         }))
     }
 
+    /// Cut the drive back to `version` (JS `drive.truncate(version, { blobs })`): the db
+    /// core to `version` blocks, then the blobs core to `blobs` blocks, or (`undefined`) to
+    /// what `version`'s files need (`getBlobsLength(version)`; as JS, version 0 keeps the
+    /// current version's blobs). Both cores move to their next fork, re-signed; peers are told.
+    /// Rejects (nothing truncated) when `version` or `blobs` is past its core's length ("bad
+    /// truncation length"), or on a checkout or a drive this page cannot write.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn truncate(&self, version: f64, blobs: Option<f64>) -> Result<Promise, JsError> {
+        let version = crate::js::index("version", version)?;
+        let blobs = blobs.map(|b| crate::js::index("blobs", b)).transpose()?;
+        let drive = self.drive.clone();
+        Ok(future_to_promise(async move {
+            drive
+                .truncate(version, blobs)
+                .await
+                .map_err(|e| drive_err("truncate", e))?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Delete the drive from the page's store (JS `drive.purge()`): every session of its db
+    /// and blobs cores ends and both cores' records and blocks are deleted from IndexedDB.
+    /// This drive, its checkouts and any other drive object on those cores fail from then on;
+    /// opening the drive again gives an empty one. Rejects on a checkout.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn purge(&self) -> Promise {
+        let (drive, store, db) = (self.drive.clone(), self.store.clone(), self.db.clone());
+        future_to_promise(async move {
+            if drive.checkout_version().is_some() {
+                return Err(
+                    JsError::new("purge: can only purge the main session, not a checkout").into(),
+                );
+            }
+            let blobs = hyperpunch_core::crypto::discovery_key(&drive.content_key().await);
+            let mut g = store.lock().await;
+            let ctx = |e: cs::CorestoreError| JsValue::from(js_err("purge", e));
+            g.purge(&blobs).await.map_err(ctx)?;
+            g.purge(db.discovery_key()).await.map_err(ctx)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Whether the file `path` exists.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn exists(&self, path: String) -> Promise {

@@ -219,6 +219,56 @@ async function driveMoreCheck (drive: Hyperdrive, v1: number): Promise<[string, 
   return [line, extra]
 }
 
+// `truncate(version, { blobs })` and `purge()` of a drive in the namespace 'trunc'; the line
+// tests/interop/pkg-api-ops.js prints for the same operations.
+// Then, page-only (JS hyperdrive 13.3.4's `purge()` throws under hypercore 11.37.1): `purge()`
+// removes both cores from the store, and the drive made again has the same key and starts empty.
+async function driveTruncCheck (store: Corestore): Promise<[string, string]> {
+  const ns = store.namespace('trunc')
+  const drive = new Hyperdrive(ns)
+  await drive.ready()
+  const key = toHex(drive.key)
+  await drive.put('/a.txt', 'A')
+  await drive.put('/b.txt', 'BB')
+  const v1 = drive.version
+  await drive.put('/c.txt', new Uint8Array(70000).fill(99))
+  await drive.put('/a.txt', 'A2')
+  await drive.del('/b.txt')
+  const before = `${drive.version}/${await drive.getBlobsLength()}/${await drive.getBlobsLength(v1)}`
+  const bad: string[] = []
+  for (const [v, o] of [[drive.version + 1, {}], [v1, { blobs: 999 }]] as Array<[number, { blobs?: number }]>) {
+    try {
+      await drive.truncate(v, o)
+      bad.push('done')
+    } catch {
+      bad.push('threw')
+    }
+  }
+  const unchanged = `${drive.version}/${await drive.getBlobsLength()}`
+  await drive.truncate(v1)
+  const files = await all(drive.list('/'), (e) => e.key)
+  const after = `${drive.version}/${await drive.getBlobsLength()}/${text(await drive.get('/a.txt'))}/${text(await drive.get('/b.txt'))}/${await drive.exists('/c.txt')}`
+  await drive.put('/d.txt', 'D')
+  const dOffset = (await drive.entry('/d.txt'))?.value.blob?.blockOffset
+  await drive.truncate(drive.version, { blobs: 2 })
+  await drive.put('/e.txt', 'E')
+  const explicit = `${drive.version}/${await drive.getBlobsLength()}/${dOffset}/${text(await drive.get('/d.txt'))}`
+  let cores = 0
+  for await (const dk of store.list()) if (dk.length === 32) cores++
+  await drive.purge()
+  let left = 0
+  for await (const dk of store.list()) if (dk.length === 32) left++
+  const again = new Hyperdrive(ns)
+  await again.ready()
+  const purged = `${cores - left}/${toHex(again.key) === key}/${again.version}/${await all(again.list('/'), (e) => e.key)}`
+  await again.put('/new.txt', 'N')
+  const reborn = `${again.version}/${await again.getBlobsLength()}`
+  await again.close()
+  const line = `drive-trunc before=${before} bad=${bad.join(',')} unchanged=${unchanged} files=${files} after=${after} ` +
+    `explicit=${explicit}`
+  return [line, `purge=${purged} reborn=${reborn}`]
+}
+
 export async function storeApiCheck (): Promise<string> {
   const name = 'hyperpunch-vite-store-api'
   await Corestore.delete(name)
@@ -280,6 +330,7 @@ export async function storeApiCheck (): Promise<string> {
   await again.close()
   const driveLine = `drive-api batch=${v1}>${afterBatch} written=${written} diff=${diff} checkout=${checkout} watch=${watched} v=${drive.version} cores=${cores}`
   const [moreLine, moreExtra] = await driveMoreCheck(drive, v1)
+  const [truncLine, purgeExtra] = await driveTruncCheck(store)
   // An aborted write stream puts no entry and releases the drive for the next write.
   const aborted = drive.createWriteStream('/aborted.txt').getWriter()
   await aborted.write('partial')
@@ -293,6 +344,6 @@ export async function storeApiCheck (): Promise<string> {
   } catch (err) {
     closedRead = err instanceof Error ? err.message : String(err)
   }
-  return `${storeLine} | ${driveLine} | ${moreLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
-    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead} ${moreExtra}`
+  return `${storeLine} | ${driveLine} | ${moreLine} | ${truncLine} | named=${named} core-session=${sessionRead === null ? 'null' : new TextDecoder().decode(sessionRead)} ` +
+    `checkout-writable=${old.writable} aborted-stream=${abortedOk} closed-checkout=${closedRead} ${moreExtra} ${purgeExtra}`
 }
