@@ -14,6 +14,8 @@
 //         { op: 'truncate', version, blobs? }]                     drive.truncate(version, { blobs })
 //   ranges: [{ path, start?, end?, length? }]   createReadStream ranges to hash in the dump
 //   folders: [folder]                          readdir of each in the dump
+//   follow: { version, dbFork, blobsLength, blobsFork } (client: after the first dump, wait for the
+//           live drive to reach this state, download it again and dump again)
 //   deadline: ms after which the process gives up (exit 2)
 // gen(len, seed)[i] = (i * 31 + seed * 7 + (i >> 8)) & 255.
 // Prints one JSON object per line: {event:'ready', key, contentKey} (server/local, after the
@@ -168,6 +170,21 @@ async function main () {
   await drive.getBlobs()
   await drive.download('/').done()
   out(await dump(drive))
+  if (cfg.follow) {
+    // The writer truncates and writes on while connected: wait for the drive to reach the
+    // given state (db version and fork, blobs length and fork), then download and dump again.
+    const blobs = (await drive.getBlobs()).core
+    const f = cfg.follow
+    const reached = () => drive.core.length === f.version && drive.core.fork === f.dbFork &&
+      blobs.length === f.blobsLength && blobs.fork === f.blobsFork
+    while (!reached()) {
+      await drive.core.update({ wait: true })
+      await blobs.update({ wait: true })
+      if (!reached()) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await drive.download('/').done()
+    out(await dump(drive))
+  }
   s.end()
 }
 

@@ -12,7 +12,9 @@
 //! * `truncate(version, { blobs })`: the same writes and truncations (to a version, with an
 //!   explicit blobs length, to the current version, to 0) give the same db blocks, blobs and db
 //!   lengths, tree hashes and forks as JS; a drive hyperpunch truncated is read by JS as it
-//!   reads its own, and a drive JS truncated is read by hyperpunch as JS reads it.
+//!   reads its own, a drive JS truncated is read by hyperpunch as JS reads it, and a JS reader
+//!   that downloaded a drive follows hyperpunch's truncations and later writes live, over the
+//!   same connection.
 //!
 //! Every step has a deadline; the node process is killed when a test ends.
 
@@ -347,6 +349,85 @@ fn js_reads_a_drive_hyperpunch_truncated() {
             &js,
             "hyperpunch's truncated drive read by JS over TCP",
         );
+        let _ = tokio::time::timeout(STEP, conn).await;
+        let _ = peer.next_event("closed", STEP);
+    });
+}
+
+/// A JS reader downloads hyperpunch's drive; hyperpunch then truncates it and writes on while
+/// the connection stays up: the reader learns the new forks from the peer, drops what was
+/// truncated and ends with the drive hyperpunch has (computed first on a second store with the
+/// same primary key, and checked against the live one).
+#[test]
+fn a_js_reader_follows_a_live_truncation() {
+    let before = workload(0);
+    let all_ops = truncated_workload();
+    let later = json!(all_ops.as_array().unwrap()[before.as_array().unwrap().len()..]);
+    let primary = [0xb1; 32];
+    let rt = rt();
+    let expected = rt.block_on(async {
+        let s = store(primary).await;
+        let (drive, _cores) = open_local(&s).await.unwrap();
+        apply(&drive, &all_ops).await;
+        dump(&s, &drive, &folders(), &ranges()).await
+    });
+    let (local, drive, key, _cores) = rt.block_on(async {
+        let local = store(primary).await;
+        let (drive, cores) = open_local(&local).await.unwrap();
+        apply(&drive, &before).await;
+        let key = drive.key().await;
+        (local, drive, key, cores)
+    });
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1");
+    let port = listener.local_addr().unwrap().port();
+    let config = json!({
+        "mode": "client", "key": hex::encode(key), "port": port,
+        "streamSeed": hex::encode([0xb2; 32]), "deadline": 110_000,
+        "folders": folders(), "ranges": ranges(),
+        "follow": {
+            "version": expected["version"], "dbFork": expected["dbFork"],
+            "blobsLength": expected["blobsLength"], "blobsFork": expected["blobsFork"],
+        },
+    });
+    let mut peer = NodePeer::spawn(PEER, &config).expect("spawn node");
+    rt.block_on(async {
+        let (socket, _) = tokio::time::timeout(STEP, listener.accept())
+            .await
+            .expect("node connected in time")
+            .unwrap();
+        let conn = tokio::spawn({
+            let local = local.clone();
+            async move { replicate(socket, false, KeyPair::from_seed(&[0xb3; 32]), &local).await }
+        });
+        let (first, mut peer) = tokio::task::spawn_blocking(move || {
+            let d = peer.next_event("dump", STEP);
+            (d, peer)
+        })
+        .await
+        .unwrap();
+        let first = first.unwrap();
+        assert_eq!(
+            (&first["version"], &first["dbFork"]),
+            (&json!(14), &json!(0))
+        );
+        // Truncate and write on, connected.
+        apply(&drive, &later).await;
+        let ours = dump(&local, &drive, &folders(), &ranges()).await;
+        assert_same(
+            &ours,
+            &expected,
+            "the live drive and the one computed first",
+        );
+        let (js, mut peer) = tokio::task::spawn_blocking(move || {
+            let d = peer.next_event("dump", STEP);
+            (d, peer)
+        })
+        .await
+        .unwrap();
+        let js = js.unwrap();
+        assert_same(&ours, &js, "JS following the truncations live");
         let _ = tokio::time::timeout(STEP, conn).await;
         let _ = peer.next_event("closed", STEP);
     });
