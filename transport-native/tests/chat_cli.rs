@@ -2174,3 +2174,77 @@ fn a_member_that_fell_behind_in_a_js_room_fast_forwards_again() {
         "the newer point is stored"
     );
 }
+
+/// An open room (`--optimistic`, JS autobase `optimistic: true`): Bob joins with the room key
+/// only (`--invite`) and types without being added: his message is an optimistic entry that
+/// the room's apply keeps by adding his writer. Both show his message and Alice's in one
+/// order, he is a writer afterwards (`you are a writer of this room`, the engine's system), his
+/// next message is shown in the same place on both sides, `--dump` prints that order from both
+/// folders. Without the open room's apply (or with the room closed) his message never shows
+/// and `messages` times out.
+#[test]
+fn anyone_with_the_key_writes_in_an_open_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let a = a_dir.to_str().unwrap();
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a,
+        "--listen",
+        "127.0.0.1:0",
+        "--optimistic",
+    ]);
+    let room = alice.word("room ");
+    let a_key = alice.word("writer ");
+    alice.expect("you created this room; it is open");
+    let addr = alice.listening();
+    alice.say("hello from alice");
+    alice.messages(1);
+
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+        "--optimistic",
+    ]);
+    let b_key = bob.word("writer ");
+    bob.expect("this room is open");
+    bob.say("hello from bob");
+    let shown_b = bob.messages(2);
+    let mut shown_a = vec![format!("{}: hello from alice", &a_key[..8])];
+    shown_a.extend(alice.messages(1));
+    assert_eq!(shown_a, shown_b, "one order on both sides");
+    assert_eq!(shown_a[1], format!("{}: hello from bob", &b_key[..8]));
+    bob.expect("you are a writer of this room");
+
+    // a writer now: his next message is an ordinary entry; Alice's answer comes after it
+    bob.say("bob again");
+    let again = alice.messages(1);
+    assert_eq!(again, vec![format!("{}: bob again", &b_key[..8])]);
+    alice.say("alice answers");
+    shown_a.extend(again);
+    shown_a.extend(alice.messages(1));
+    assert_eq!(bob.messages(2), shown_a[2..], "one order on both sides");
+    drop(alice);
+    drop(bob);
+    assert_eq!(dump(&a_dir), shown_a, "alice's folder");
+    assert_eq!(dump(&b_dir), shown_a, "bob's folder");
+
+    // a folder that holds a closed room stays closed
+    let closed = tmp.path().join("closed");
+    let c = closed.to_str().unwrap();
+    std::fs::create_dir_all(&closed).unwrap();
+    std::fs::write(closed.join("autobase-room"), &room).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperpunch"))
+        .args(["chat", "--storage", c, "--optimistic", "--dump"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not open"), "{err}");
+}

@@ -33,6 +33,11 @@
 //! an indexer it writes and signs them too (until then the engine keeps what it indexes past
 //! the point).
 //!
+//! An open room (`--optimistic`, remembered in the folder as `autobase-open`) is an optimistic
+//! base (JS `optimistic: true`): a member not added writes each message with
+//! `Autobase::append_optimistic`, the room's apply (`hyperpunch::chat::apply`) keeps it by adding
+//! its writer, and its oplog reaches the others through the wakeup channel (announced, hinted).
+//!
 //! An encryption key that does not fit the room (the creator's first entry does not decode with
 //! it, or the fast-forward read says so) stops the chat with an error saying so; a run that was
 //! joining the room takes back what it created in its folder.
@@ -100,6 +105,13 @@ messages before it from the room's view, and remembers that point for its restar
 that falls 16 signed system blocks behind, restarted or running, fast-forwards again. `--dump`
 prints the room's messages held in the folder, one a line, and exits.
 
+An open room (`--optimistic` when it is created; JS autobase `optimistic: true`): anyone who has the
+room key can write in it, no `/add` needed. A member that was never added sends its messages as
+optimistic entries, and the room's apply keeps such a message by adding its writer, so that it is a
+writer from its first message on (an optimistic `/add` from a non-member is dropped). Every member
+of an open room passes `--optimistic` too (each member's apply must agree, as in JS), remembered in
+its folder; a room created without it stays closed (a non-member's optimistic entries are ignored).
+
 Indexers acknowledge what they have seen (acks: entries without a message) on JS autobase's ack
 timer: every 1 to 2 s by default (`--ack-interval MS`: every MS to 2 x MS ms; JS autobase's
 library default is 10000), pushed back while other
@@ -117,6 +129,8 @@ Examples:
   hyperpunch chat --storage ./bob --invite ROOM --bootstrap dht.example.org:49737
   hyperpunch chat --storage ./alice --listen 127.0.0.1:7100
   hyperpunch chat --storage ./bob --invite ROOM --tcp 127.0.0.1:7100
+  hyperpunch chat --storage ./alice --listen 127.0.0.1:7100 --optimistic    (an open room)
+  hyperpunch chat --storage ./bob --invite ROOM --tcp 127.0.0.1:7100 --optimistic
   hyperpunch chat --storage ./alice --dump";
 
 /// `hyperpunch chat`.
@@ -166,6 +180,11 @@ pub struct ChatArgs {
     /// messages wait for the other indexers' acks.
     #[arg(long, value_name = "MS", default_value_t = CHAT_ACK_INTERVAL)]
     pub ack_interval: u64,
+    /// An open room: anyone who has the room key can write, without being added (JS autobase
+    /// `optimistic: true`). Given when the room is created; every member passes it too (each
+    /// member's apply must agree). Remembered in the folder.
+    #[arg(long)]
+    pub optimistic: bool,
 }
 
 type ChatApply = fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>);
@@ -248,7 +267,7 @@ impl JoinUndo {
             Some(Some(before)) => Some(before),
             None => None,
         };
-        let ours = [ROOM_FILE, KEY_FILE]
+        let ours = [ROOM_FILE, KEY_FILE, OPEN_FILE]
             .into_iter()
             .chain(FileStorage::FILE_NAMES);
         for name in ours {
@@ -728,6 +747,13 @@ impl Room {
 const ROOM_FILE: &str = "autobase-room";
 /// The file holding a room's encryption key in a chat folder (0600).
 const KEY_FILE: &str = "autobase-encryption-key";
+/// The file saying the folder's room is open (`--optimistic`, JS autobase `optimistic: true`).
+const OPEN_FILE: &str = "autobase-open";
+
+/// Whether `value` (an oplog value the chat writes) is a message (not an `add`).
+fn is_message_value(value: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(value).is_ok_and(|v| v["type"] == "message")
+}
 
 fn room_file(dir: &Path) -> PathBuf {
     dir.join(ROOM_FILE)
@@ -854,9 +880,25 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     };
     // a run that joins a room takes back what it created if the room does not read with its key
     let undo = (invite.is_some() && saved.is_none()).then_some(undo_probe);
+    // An open room (JS `optimistic: true`) is one from its first run in the folder: a folder
+    // that holds a closed room stays closed, as its members' applies must agree.
+    let open_file = dir.join(OPEN_FILE);
+    let saved_open = open_file.exists();
+    if args.optimistic && !saved_open && saved.is_some() {
+        return Err(CliError::new(format!(
+            "the room in {} is not open: --optimistic is given on a room's first run in a folder \
+             (its creator's and each member's)",
+            dir.display()
+        )));
+    }
+    let open = args.optimistic || saved_open;
     if saved.is_none() {
         std::fs::write(room_file(&dir), hex::encode(room_key))
             .map_err(|e| CliError::new(format!("cannot write the room key: {e}")))?;
+        if open {
+            std::fs::write(&open_file, "optimistic\n")
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", open_file.display())))?;
+        }
     }
 
     let mut cores = vec![];
@@ -874,6 +916,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     }
     let f: ChatApply = chat_apply;
     let mut base = Autobase::new(room_key, f);
+    base.set_optimistic(open);
     base.open_view("messages");
     // the engine decides when this member acks (JS's ack timer); its randomness from the OS
     base.set_ack_timer(
@@ -1026,8 +1069,12 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             p.view_length("messages")
         );
     }
-    if room_key == local {
+    if room_key == local && open {
+        println!("you created this room; it is open: whoever has the room key can write");
+    } else if room_key == local {
         println!("you created this room; add members with /add THEIR-WRITER-KEY");
+    } else if open && !room.base.is_writable(&local) {
+        println!("this room is open: type to write (your first message makes you a writer)");
     } else if !room.base.is_writable(&local) {
         println!("waiting to be added: give the room's creator your writer key");
     }
@@ -1138,6 +1185,9 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
     let mut outbox: Vec<Vec<u8>> = Vec::new();
     // The creator is the first indexer from the start: only a change is announced.
     let mut was_indexer = room_key == local;
+    // Whether this member could write when last looked: becoming one is announced (added by
+    // `/add`, or, in an open room, by its first message).
+    let mut was_writer = room.base.is_writable(&local);
     let mut stdin_open = true;
     loop {
         // when the engine's ack timer is due (the store's clock, in ms)
@@ -1318,6 +1368,17 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             if !room.write(&mut s, now, values.clone(), &dir).await? {
                 outbox = values;
             }
+        } else if open {
+            // not a writer (yet) in an open room: each message is an optimistic node of its own
+            // (JS `append(value, { optimistic: true })`), which the room's apply keeps by adding
+            // this writer; an `/add` waits until this member is a writer
+            while outbox.first().is_some_and(|v| is_message_value(v)) {
+                let Some(msgs) = room.base.append_optimistic(&local, outbox[0].clone()) else {
+                    break;
+                };
+                outbox.remove(0);
+                room.append_local(&mut s, now, msgs, &dir).await?;
+            }
         }
         // what is indexed goes into the signed cores; then the acks: the engine decides (JS's
         // ack timer), after what came in and what was written
@@ -1330,9 +1391,14 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
             let _ = room.base.take_indexed_flushes();
         }
         let indexer_now = room.base.is_indexer(&local);
+        let writer_now = room.base.is_writable(&local);
         let lines = room.new_lines(&mut s, now).await;
         drop(s);
         let mut out = std::io::stdout().lock();
+        if writer_now && !was_writer {
+            let _ = writeln!(out, "you are a writer of this room");
+        }
+        was_writer = writer_now;
         if indexer_now && !was_indexer {
             let _ = writeln!(out, "you are an indexer of this room");
         }
