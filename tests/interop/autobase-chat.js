@@ -19,11 +19,20 @@
 //   wakeup: replicate with `base.replicate(stream)` (corestore replication plus the
 //   protomux-wakeup channel) instead of `store.replicate`; 'done' then has `wakeupPeers`, the
 //   peers its wakeup session has (whose channel opened with a valid capability)
+//   optimistic: an open room (JS `optimistic: true`, `hyperpunch chat --optimistic`): the apply
+//   keeps a non-member's optimistic message by adding its writer (`host.addWriter(from.key)`)
+//   and drops its optimistic `add`s (not acked: rolled back); a member does not wait to be
+//   added, it sends `say` with `append(value, { optimistic: true })` while it is not writable
+//   optimisticSay: [text] sent with `{ optimistic: true }` at once, whatever the base (on a base
+//   that is not optimistic nobody applies them); the member then does not wait to be added
+//   waitPeerHas: 'done' also waits until a peer holds every block of its oplog (the peer's
+//   bitfield: it downloaded them)
 //   ackInterval: ms, JS autobase's own ack timer (default 0: none); with ack, such a member writes
 //   no ack of its own accord: its timer does (it still reports what is indexed)
 // Prints {event:'writer', key}, {event:'writable'}, {event:'done', messages:['<from8>: text'],
 // fastForwards:[{to, from}] (its 'fast-forward' events), systemKey, viewKey, signedLength,
-// prologueLength, indexers (the system core's signers), localLength (its oplog's entries)}.
+// prologueLength, indexers (the system core's signers), localLength (its oplog's entries),
+// writable (whether it is a writer now)}.
 //
 // With create: true, it creates the room (its writer key is the room key, it is the indexer and
 // acks; `count`: it first appends that many messages m0, m1, ... in batches of `batch`), listens
@@ -56,11 +65,17 @@ function open (store, key, extra = {}) {
     valueEncoding: 'json',
     ackInterval: cfg.ackInterval || 0,
     encryptionKey: cfg.encryptionKey ? b4a.from(cfg.encryptionKey, 'hex') : undefined,
+    optimistic: !!cfg.optimistic,
     open: (s) => s.get('messages'),
     apply: async (nodes, view, host) => {
-      for (const { value, from } of nodes) {
-        if (value && value.type === 'add') { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: value.indexer === true }); continue }
-        if (value && value.type === 'message') await view.append(b4a.from(JSON.stringify({ from: b4a.toString(from.key, 'hex'), text: value.text })))
+      for (const { value, from, optimistic } of nodes) {
+        // a non-member's optimistic `add` is not acked: autobase rolls it back
+        if (value && value.type === 'add' && !optimistic) { await host.addWriter(b4a.from(value.key, 'hex'), { indexer: value.indexer === true }); continue }
+        if (value && value.type === 'message') {
+          // an open room keeps a non-member's optimistic message by adding its writer
+          if (optimistic) await host.addWriter(from.key, { indexer: false })
+          await view.append(b4a.from(JSON.stringify({ from: b4a.toString(from.key, 'hex'), text: value.text })))
+        }
       }
     }
   })
@@ -87,7 +102,8 @@ async function create () {
     const s = new SecretStream(false, socket)
     s.on('error', () => {})
     socket.on('error', () => {})
-    store.replicate(s)
+    if (cfg.wakeup) base.replicate(s)
+    else store.replicate(s)
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   const commands = []
@@ -148,12 +164,13 @@ async function main () {
   s.on('error', () => {})
   if (cfg.wakeup) base.replicate(s)
   else store.replicate(s)
-  // reader: never added, it only reads
-  if (!cfg.reader) {
+  for (const text of cfg.optimisticSay || []) await base.append({ type: 'message', text }, { optimistic: true })
+  // reader: never added, it only reads; an open room's member (optimistic) writes at once
+  if (!cfg.reader && !cfg.optimistic && !cfg.optimisticSay) {
     while (!base.writable) { await base.update(); await sleep(50) }
     out({ event: 'writable' })
   }
-  for (const text of cfg.say || []) await base.append({ type: 'message', text })
+  for (const text of cfg.say || []) await base.append({ type: 'message', text }, { optimistic: !!cfg.optimistic && !base.writable })
   let stuck = 0
   let done = false
   for (;;) {
@@ -181,9 +198,10 @@ async function main () {
       const sys = base.system.core
       const prologueLength = sys.manifest && sys.manifest.prologue ? sys.manifest.prologue.length : 0
       const signed = !cfg.waitSigned || sys.signedLength > prologueLength
-      if (messages && messages.length >= cfg.expect && signed) {
+      const held = !cfg.waitPeerHas || base.local.peers.some((p) => p.remoteContiguousLength >= base.local.length)
+      if (messages && messages.length >= cfg.expect && signed && held) {
         const hex = (b) => b4a.toString(b, 'hex')
-        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0, wakeupPeers: cfg.wakeup ? base.wakeupSession.peers.length : null, localLength: base.local.length })
+        out({ event: 'done', messages, fastForwards, systemKey: hex(sys.key), viewKey: hex(base.view.key), signedLength: sys.signedLength, prologueLength, indexers: sys.manifest ? sys.manifest.signers.length : 0, wakeupPeers: cfg.wakeup ? base.wakeupSession.peers.length : null, localLength: base.local.length, writable: base.writable })
         done = true
         clearTimeout(deadline)
         if (!cfg.linger) break

@@ -2248,3 +2248,123 @@ fn anyone_with_the_key_writes_in_an_open_room() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not open"), "{err}");
 }
+
+/// An open room with JS members (JS `optimistic: true`, `autobase-chat.js` with `optimistic`,
+/// whose apply adds the writer of a non-member's optimistic message as ours does): a JS member
+/// joins a hyperpunch open room and writes without being added (`append(value, { optimistic:
+/// true })`, its oplog announced on the wakeup channel), and it is a writer afterwards; then a
+/// hyperpunch member joins a JS open room and does the same. One order on both sides each time.
+#[test]
+fn js_and_hyperpunch_members_write_in_each_others_open_rooms() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a JS member in a hyperpunch open room
+    let a_dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--optimistic",
+    ]);
+    let room = alice.word("room ");
+    let port = port_of(&alice.listening());
+    alice.say("before js");
+    alice.messages(1);
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "room": room, "port": port, "optimistic": true, "say": ["hello from js"], "expect": 3, "deadline": 120000, "linger": true, "dir": js_dir, "wakeup": true });
+    let mut js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
+    let from_js = alice.messages(1);
+    assert_eq!(from_js, vec![format!("{}: hello from js", &js_key[..8])]);
+    alice.say("after js");
+    let done = js.next("done");
+    assert_eq!(done["writable"], true, "the JS member is a writer now");
+    let mut ours = vec![format!("{}: before js", &room[..8])];
+    ours.extend(from_js);
+    ours.extend(alice.messages(1));
+    assert_eq!(ours, js_messages(&done), "one order on both sides");
+    drop(js);
+    drop(alice);
+
+    // a hyperpunch member in a JS open room
+    let js_dir = tmp.path().join("js-room");
+    let config = serde_json::json!({ "create": true, "optimistic": true, "wakeup": true, "say": ["first from js"], "expect": 3, "deadline": 120000, "dir": js_dir });
+    let mut js = JsMember::spawn(&config);
+    let created = js.next("room");
+    let room = created["key"].as_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{}", created["port"].as_u64().unwrap());
+    let b_dir = tmp.path().join("bob");
+    let mut bob = Member::spawn(&[
+        "chat",
+        "--storage",
+        b_dir.to_str().unwrap(),
+        "--invite",
+        &room,
+        "--tcp",
+        &addr,
+        "--optimistic",
+    ]);
+    let writer = bob.word("writer ");
+    bob.say("hello from hyperpunch");
+    let first_two = bob.messages(2);
+    assert_eq!(
+        first_two,
+        vec![
+            format!("{}: first from js", &room[..8]),
+            format!("{}: hello from hyperpunch", &writer[..8]),
+        ]
+    );
+    bob.expect("you are a writer of this room");
+    js.send(&serde_json::json!({ "say": "answer from js" }));
+    let done = js.next("done");
+    let mut ours = first_two;
+    ours.extend(bob.messages(1));
+    assert_eq!(ours, js_messages(&done), "one order on both sides");
+    assert_eq!(ours[2], format!("{}: answer from js", &room[..8]));
+}
+
+/// A closed room (no `--optimistic`) ignores a non-member's optimistic message, as before: a JS
+/// member that is never added appends `sneaky` with `{ optimistic: true }`; once Alice's store
+/// holds that block (JS sees it in her bitfield) Alice writes again, and neither her terminal,
+/// her folder (`--dump`, which replays every oplog it holds) nor JS's view show `sneaky`.
+#[test]
+fn a_closed_room_ignores_optimistic_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("alice");
+    let mut alice = Member::spawn(&[
+        "chat",
+        "--storage",
+        a_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let room = alice.word("room ");
+    let port = port_of(&alice.listening());
+    alice.say("before");
+    alice.messages(1);
+    let js_dir = tmp.path().join("js");
+    let config = serde_json::json!({ "room": room, "port": port, "optimisticSay": ["sneaky"], "waitPeerHas": true, "expect": 1, "deadline": 120000, "linger": true, "dir": js_dir, "wakeup": true });
+    let mut js = JsMember::spawn(&config);
+    let js_key = js.next("writer")["key"].as_str().unwrap().to_string();
+    let done = js.next("done");
+    assert_eq!(done["localLength"], 1, "JS wrote its optimistic entry");
+    assert_eq!(done["writable"], false);
+    // Alice held the block before she wrote this: had her apply taken it, it would be indexed
+    // with this message at the latest
+    alice.say("after");
+    let shown = alice.messages(1);
+    let ours = vec![
+        format!("{}: before", &room[..8]),
+        format!("{}: after", &room[..8]),
+    ];
+    assert_eq!(shown[0], ours[1]);
+    drop(js);
+    drop(alice);
+    assert_eq!(
+        held_between(&a_dir, key_bytes(&js_key), 0, 1),
+        1,
+        "alice's folder holds the optimistic entry"
+    );
+    assert_eq!(dump(&a_dir), ours, "--dump replays it and ignores it");
+}
