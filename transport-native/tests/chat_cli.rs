@@ -2,10 +2,11 @@
 //! and listens, Bob joins with the room key and connects, Alice adds Bob's writer key, both type
 //! messages; every message appears in both terminals in the same order, `--dump` prints that
 //! order from either folder, and a restarted member shows the same history. The same over
-//! hyperswarm (`--bootstrap`, a loopback DHT of CLI nodes). Every process is killed when the
-//! test ends.
+//! hyperswarm (`--bootstrap`, a loopback DHT of CLI nodes). In an open room (`--optimistic`)
+//! a member writes without being added, with hyperpunch and JS members both ways; a closed room
+//! ignores a non-member's optimistic entry. Every process is killed when the test ends.
 //!
-//! (About 2,000 lines: one test per chat story, each a few whole processes talking, with the
+//! (About 2,400 lines: one test per chat story, each a few whole processes talking, with the
 //! process helpers at the top; the stories share those helpers, so they stay in one test binary.)
 
 use std::io::{BufRead, BufReader, Write};

@@ -42,7 +42,7 @@
 //! it, or the fast-forward read says so) stops the chat with an error saying so; a run that was
 //! joining the room takes back what it created in its folder.
 //!
-//! (About 1,300 lines: the command's arguments and `--help`, the `Room` (its cores, the engine and
+//! (About 1,400 lines: the command's arguments and `--help`, the `Room` (its cores, the engine and
 //! the indexer's signed cores) and the one event loop of a member; the protocol decisions are the
 //! engine's (`core::autobase`) and the indexer's cores are `crate::autobase_index`. `Room` is the
 //! next cut if it grows.)
