@@ -2215,6 +2215,8 @@ fn anyone_with_the_key_writes_in_an_open_room() {
     ]);
     let b_key = bob.word("writer ");
     bob.expect("this room is open");
+    // an `/add` typed before he is a writer waits for it, his messages do not
+    bob.say(&format!("/add {}", "cd".repeat(32)));
     bob.say("hello from bob");
     let shown_b = bob.messages(2);
     let mut shown_a = vec![format!("{}: hello from alice", &a_key[..8])];

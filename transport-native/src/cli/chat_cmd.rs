@@ -105,12 +105,13 @@ messages before it from the room's view, and remembers that point for its restar
 that falls 16 signed system blocks behind, restarted or running, fast-forwards again. `--dump`
 prints the room's messages held in the folder, one a line, and exits.
 
-An open room (`--optimistic` when it is created; JS autobase `optimistic: true`): anyone who has the
-room key can write in it, no `/add` needed. A member that was never added sends its messages as
-optimistic entries, and the room's apply keeps such a message by adding its writer, so that it is a
-writer from its first message on (an optimistic `/add` from a non-member is dropped). Every member
-of an open room passes `--optimistic` too (each member's apply must agree, as in JS), remembered in
-its folder; a room created without it stays closed (a non-member's optimistic entries are ignored).
+An open room (`--optimistic` when it is created; JS autobase `optimistic: true`): anyone who has
+the room key can write in it, no `/add` needed. A member that was never added sends its messages as
+optimistic entries, and the room's apply keeps such a message by adding its writer: the member is a
+writer from its first message on (its `/add`s wait until then: a non-member cannot add others).
+Every member of an open room passes `--optimistic` too (each member's apply must agree, as in JS),
+remembered in its folder; a room created without it stays closed (a non-member's optimistic entries
+are ignored).
 
 Indexers acknowledge what they have seen (acks: entries without a message) on JS autobase's ack
 timer: every 1 to 2 s by default (`--ack-interval MS`: every MS to 2 x MS ms; JS autobase's
@@ -1371,12 +1372,17 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         } else if open {
             // not a writer (yet) in an open room: each message is an optimistic node of its own
             // (JS `append(value, { optimistic: true })`), which the room's apply keeps by adding
-            // this writer; an `/add` waits until this member is a writer
-            while outbox.first().is_some_and(|v| is_message_value(v)) {
-                let Some(msgs) = room.base.append_optimistic(&local, outbox[0].clone()) else {
+            // this writer; an `/add` stays in the outbox until this member is a writer
+            let mut i = 0;
+            while i < outbox.len() {
+                if !is_message_value(&outbox[i]) {
+                    i += 1;
+                    continue;
+                }
+                let Some(msgs) = room.base.append_optimistic(&local, outbox[i].clone()) else {
                     break;
                 };
-                outbox.remove(0);
+                outbox.remove(i);
                 room.append_local(&mut s, now, msgs, &dir).await?;
             }
         }
