@@ -255,6 +255,7 @@ fn main() {
             root.path().join("fjall-sync"),
             FileStorageOptions {
                 durability: Durability::Sync,
+                ..FileStorageOptions::default()
             },
         )
         .unwrap();

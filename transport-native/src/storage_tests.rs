@@ -415,6 +415,7 @@ fn sync_durability_mode_round_trips() {
         dir.path(),
         FileStorageOptions {
             durability: Durability::Sync,
+            ..FileStorageOptions::default()
         },
     )
     .unwrap();
@@ -463,5 +464,128 @@ fn damaged_files_give_errors_not_panics() {
     if let Ok(s) = FileStorage::open(dir.path()) {
         let _ = block_on(s.scan(&[], &[0xff; 5], None));
         let _ = block_on(s.get(&5u32.to_be_bytes()));
+    }
+}
+
+/// Options that compact a journal of at least `at` bytes at open.
+fn compact_at(at: u64) -> FileStorageOptions {
+    FileStorageOptions {
+        compact_journal_at: at,
+        ..FileStorageOptions::default()
+    }
+}
+
+/// Total bytes of the store's journal files, and how many there are.
+fn journal_size(dir: &Path) -> (u64, usize) {
+    let j = journal_files(&dir.join(DB_DIR)).unwrap();
+    (j.iter().map(|j| j.len).sum(), j.len())
+}
+
+/// Writes `rounds` batches into a store in `dir` opened without compaction: 100 keys overwritten
+/// round after round (values of 2000 bytes, each round's different), every 10th round a long
+/// value (in the data file) and a delete. Returns what the store must hold.
+fn fill_without_compaction(dir: &Path, rounds: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let s = FileStorage::open_with(dir, compact_at(u64::MAX)).unwrap();
+    let mut want = BTreeMap::new();
+    for r in 0..rounds {
+        let mut b = Batch::new();
+        for k in 0u32..10 {
+            let key = format!("key{:03}", (r * 10 + k) % 100).into_bytes();
+            let value = format!("round {r} key {k} ").repeat(120).into_bytes();
+            b.put(key.clone(), value.clone());
+            want.insert(key, value);
+        }
+        if r % 10 == 0 {
+            let key = format!("long{r}").into_bytes();
+            let value = vec![r as u8; 20_000];
+            b.put(key.clone(), value.clone());
+            want.insert(key, value);
+            let gone = format!("key{:03}", (r * 7) % 100).into_bytes();
+            b.delete(gone.clone());
+            want.remove(&gone);
+        }
+        block_on(s.write(b)).unwrap();
+    }
+    want
+}
+
+fn assert_holds(s: &FileStorage, want: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    let all = block_on(s.scan(&[0], &[0xff], None)).unwrap();
+    let want: Vec<_> = want.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(all.len(), want.len());
+    assert!(all == want, "the store does not hold what was written");
+}
+
+/// Overwrites a key and reads it back, before and after reopening.
+fn overwrite_and_check(dir: &Path, want: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+    let s = FileStorage::open_with(dir, compact_at(u64::MAX)).unwrap();
+    let mut b = Batch::new();
+    b.put(b"key005".to_vec(), b"newest".to_vec());
+    block_on(s.write(b)).unwrap();
+    want.insert(b"key005".to_vec(), b"newest".to_vec());
+    assert_eq!(
+        block_on(s.get(b"key005")).unwrap(),
+        Some(b"newest".to_vec())
+    );
+    assert_holds(&s, want);
+    drop(s);
+    let s = FileStorage::open_with(dir, compact_at(u64::MAX)).unwrap();
+    assert_holds(&s, want);
+}
+
+/// A journal of at least `compact_journal_at` bytes found at open is moved into tables and
+/// replaced by an empty one (so later opens do not read it all again); everything written is
+/// still there, and later writes are visible over the older values.
+#[test]
+fn a_big_journal_is_compacted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = fill_without_compaction(dir.path(), 300);
+    let (before, _) = journal_size(dir.path());
+    assert!(before > 512 * 1024, "journal of {before} bytes");
+    // Below the threshold: left as it is.
+    let s = FileStorage::open_with(dir.path(), compact_at(before + 1)).unwrap();
+    let seqno = s.inner.db.seqno();
+    drop(s);
+    assert_eq!(journal_size(dir.path()).0, before);
+    let s = FileStorage::open_with(dir.path(), compact_at(before)).unwrap();
+    let compacted = journal_size(dir.path());
+    assert_holds(&s, &want);
+    // fjall numbers new writes from this: had it started again from 0 (as it does when it finds
+    // no journal at all), they would count as older than what the tables hold.
+    assert!(
+        s.inner.db.seqno() >= seqno,
+        "the sequence number is not recovered: {} < {seqno}",
+        s.inner.db.seqno()
+    );
+    drop(s);
+    overwrite_and_check(dir.path(), &mut want);
+    assert_eq!(compacted, (0, 1), "one empty journal after compaction");
+}
+
+/// A compaction interrupted after any of its steps (as by a crash: the files as that step left
+/// them) leaves a store that opens with everything in it and keeps working; the next open
+/// compacts again.
+#[test]
+fn an_interrupted_compaction_loses_nothing() {
+    for step in [1u8, 3, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = fill_without_compaction(dir.path(), 100);
+        let (before, _) = journal_size(dir.path());
+        COMPACT_STOP_AFTER.with(|s| s.set(Some(step)));
+        let r = FileStorage::open_with(dir.path(), compact_at(1));
+        COMPACT_STOP_AFTER.with(|s| s.set(None));
+        assert!(r.is_err(), "step {step}: the test stop was not reached");
+        drop(r);
+        let (_, files) = journal_size(dir.path());
+        assert_eq!(files, if step == 3 { 2 } else { 1 }, "step {step}");
+        {
+            let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
+            assert_holds(&s, &want);
+        }
+        overwrite_and_check(dir.path(), &mut want);
+        let s = FileStorage::open_with(dir.path(), compact_at(1)).unwrap();
+        assert_eq!(journal_size(dir.path()), (0, 1), "step {step}");
+        assert!(before > 0);
+        assert_holds(&s, &want);
     }
 }

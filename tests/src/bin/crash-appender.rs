@@ -3,11 +3,12 @@
 //! acknowledged before it sends SIGKILL.
 //!
 //! Usage: `crash-appender DIR RNG_SEED [large]` (`large`: blocks of 64 KiB, appended 1 to 32 at
-//! a time, instead of small ones).
+//! a time, instead of small ones). With `HP_CRASH_COMPACT_AT=N` in the environment, the store
+//! is opened with `compact_journal_at` N (1: every open that finds a journal compacts it).
 
 use futures_executor::block_on;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError, OpenOptions};
-use hyperpunch::FileStorage;
+use hyperpunch::{FileStorage, FileStorageOptions};
 use hyperpunch_tests::crash::{content, key_pair, Rng};
 use std::io::Write;
 
@@ -28,7 +29,13 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("bad RNG_SEED: {e}"))?;
     let large = args.next().as_deref() == Some("large");
     let mut rng = Rng::new(seed);
-    let storage = FileStorage::open(&dir).map_err(|e| e.to_string())?;
+    let mut options = FileStorageOptions::default();
+    if let Ok(at) = std::env::var("HP_CRASH_COMPACT_AT") {
+        options.compact_journal_at = at
+            .parse()
+            .map_err(|e| format!("bad HP_CRASH_COMPACT_AT: {e}"))?;
+    }
+    let storage = FileStorage::open_with(&dir, options).map_err(|e| e.to_string())?;
     let mut core = match block_on(Hypercore::open(storage.clone(), OpenOptions::default())) {
         Ok(c) => c,
         Err(HypercoreError::NotFound) => block_on(Hypercore::create(
