@@ -30,7 +30,7 @@ pub fn leaf_hashes_x8(blocks: [&[u8]; 8]) -> Option<[Hash; 8]> {
         let mut out = [[0u8; 32]; 8];
         // SAFETY: `available()` checked that this CPU has AVX-512F, the only feature the function
         // is compiled with.
-        unsafe { avx512::hash8(&prefix, &blocks, &mut out) };
+        unsafe { avx512::hash8(&prefix[..], &blocks, &mut out) };
         Some(out)
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -40,7 +40,29 @@ pub fn leaf_hashes_x8(blocks: [&[u8]; 8]) -> Option<[Hash; 8]> {
     }
 }
 
-/// Whether this CPU runs [`leaf_hashes_x8`] (x86-64 with AVX-512F).
+/// BLAKE2b-256 of eight messages of one length at once (a merkle tree's parent nodes: 73 bytes
+/// each), or `None` when this CPU lacks AVX-512F (or the lengths differ).
+pub fn hashes_x8(messages: [&[u8]; 8]) -> Option<[Hash; 8]> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let len = messages[0].len();
+        if messages.iter().any(|m| m.len() != len) || !available() {
+            return None;
+        }
+        let mut out = [[0u8; 32]; 8];
+        // SAFETY: `available()` checked that this CPU has AVX-512F, the only feature the function
+        // is compiled with.
+        unsafe { avx512::hash8(&[], &messages, &mut out) };
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = messages;
+        None
+    }
+}
+
+/// Whether this CPU runs [`leaf_hashes_x8`] and [`hashes_x8`] (x86-64 with AVX-512F).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -165,16 +187,17 @@ mod avx512 {
     }
 
     /// BLAKE2b-256 of `prefix ‖ blocks[j]` into `out[j]` for the eight lanes; every block has the
-    /// same length.
+    /// same length. `prefix` is at most 128 bytes (9 or none).
     ///
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn hash8(prefix: &[u8; 9], blocks: &[&[u8]; 8], out: &mut [[u8; 32]; 8]) {
+    pub(super) unsafe fn hash8(prefix: &[u8], blocks: &[&[u8]; 8], out: &mut [[u8; 32]; 8]) {
         let n = blocks[0].len();
         debug_assert!(blocks.iter().all(|b| b.len() == n));
         let total = n + prefix.len();
-        let count = total.div_ceil(128);
+        // An empty message is still one (zero) block.
+        let count = total.div_ceil(128).max(1);
         // Parameter block: 32-byte digest, no key, fanout 1, depth 1.
         let mut h = [_mm512_setzero_si512(); 8];
         for (i, hi) in h.iter_mut().enumerate() {
@@ -269,6 +292,39 @@ mod tests {
                 assert_eq!(got[j], leaf_hash(&data[j]), "length {len}, lane {j}");
             }
         }
+    }
+
+    #[test]
+    fn hashes_x8_equals_blake2b() {
+        if !available() {
+            assert!(hashes_x8([&[][..]; 8]).is_none());
+            return;
+        }
+        let mut lens: Vec<usize> = (0..300).collect();
+        lens.extend([383, 384, 385, 4096, 65537]);
+        for len in lens {
+            let data: Vec<Vec<u8>> = (0..8)
+                .map(|j| {
+                    (0..len)
+                        .map(|i| (i as u32).wrapping_mul(17).wrapping_add(j * 5 + len as u32) as u8)
+                        .collect()
+                })
+                .collect();
+            let messages: [&[u8]; 8] = std::array::from_fn(|j| data[j].as_slice());
+            let got = hashes_x8(messages).expect("AVX-512F available");
+            for j in 0..8 {
+                assert_eq!(
+                    got[j],
+                    crate::crypto::hash(&data[j]),
+                    "length {len}, lane {j}"
+                );
+            }
+        }
+        let a = [0u8; 73];
+        let b = [0u8; 72];
+        let mut messages: [&[u8]; 8] = [&a; 8];
+        messages[3] = &b;
+        assert!(hashes_x8(messages).is_none());
     }
 
     #[test]

@@ -127,9 +127,11 @@ impl<S: Storage> Hypercore<S> {
             })
             .collect();
         let hashes = tree::leaf_hashes(&stored);
-        for (data, hash) in stored.iter().zip(hashes) {
-            tb.append_leaf(hash, data.len() as u64);
-        }
+        tb.append_leaves(
+            hashes
+                .into_iter()
+                .zip(stored.iter().map(|data| data.len() as u64)),
+        );
         let refs: Vec<&[u8]> = stored.iter().map(|b| b.as_ref()).collect();
         blocks::put(&mut batch, start, &refs);
         let hash = tb.hash();

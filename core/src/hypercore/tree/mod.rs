@@ -143,6 +143,16 @@ pub fn parent_node(index: u64, a: &TreeNode, b: &TreeNode) -> TreeNode {
     }
 }
 
+/// What [`parent_hash`] hashes: `0x01 ‖ u64le(size) ‖ left ‖ right`.
+fn parent_message(size: u64, left: &Hash, right: &Hash) -> [u8; 73] {
+    let mut m = [0u8; 73];
+    m[0] = 1;
+    m[1..9].copy_from_slice(&size.to_le_bytes());
+    m[9..41].copy_from_slice(left);
+    m[41..].copy_from_slice(right);
+    m
+}
+
 /// Tree hash (root of roots) of `roots`.
 pub fn hash_roots(roots: &[TreeNode]) -> Hash {
     tree_hash(roots.iter().map(|r| (r.index, r.size, &r.hash)))
@@ -504,6 +514,96 @@ impl TreeBatch {
             },
             &mut ite,
         );
+    }
+
+    /// Append many blocks given their leaf hashes and sizes: the same nodes, in the same order,
+    /// as [`TreeBatch::append_leaf`] of each in turn, but the parent hashes are computed after
+    /// the merges, one tree level at a time, eight at a time in AVX-512 lanes where the CPU has
+    /// them (parents of one level do not depend on each other; every parent's message is 73
+    /// bytes). A 100k-block `bee batch` spent ~9% of its CPU hashing parents one at a time.
+    pub fn append_leaves(&mut self, leaves: impl ExactSizeIterator<Item = (Hash, u64)>) {
+        if leaves.len() < 8 || !crate::crypto::blake2b_x8::available() {
+            for (hash, size) in leaves {
+                self.append_leaf(hash, size);
+            }
+            return;
+        }
+        // Every node this call touches, by position: the roots it starts from, then each new
+        // node as `append_root` would push it (parents with their hash still to compute).
+        let mut work: Vec<TreeNode> = std::mem::take(&mut self.roots);
+        let mut depth: Vec<u8> = vec![0; work.len()];
+        let mut roots: Vec<usize> = (0..work.len()).collect();
+        let first_new = work.len();
+        // (parent, left child, right child) by position in `work`, left by flat-tree index.
+        let mut parents: Vec<(usize, usize, usize)> = Vec::with_capacity(leaves.len());
+        work.reserve(2 * leaves.len());
+        depth.reserve(2 * leaves.len());
+        self.upgraded = true;
+        for (hash, size) in leaves {
+            let mut ite = Iterator::new(self.length * 2);
+            self.length += 1;
+            self.byte_length += size;
+            roots.push(work.len());
+            work.push(TreeNode {
+                index: ite.index,
+                size,
+                hash,
+            });
+            depth.push(0);
+            while roots.len() > 1 {
+                let n = roots.len();
+                let (a, b) = (roots[n - 1], roots[n - 2]);
+                if ite.sibling() != work[b].index {
+                    ite.sibling();
+                    break;
+                }
+                let (l, r) = if work[a].index <= work[b].index {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                let p = work.len();
+                work.push(TreeNode {
+                    index: ite.parent(),
+                    size: work[a].size + work[b].size,
+                    hash: [0; 32],
+                });
+                depth.push(depth[a].max(depth[b]) + 1);
+                parents.push((p, l, r));
+                roots.truncate(n - 2);
+                roots.push(p);
+            }
+        }
+        // Level by level: each parent's children are leaves, earlier roots or parents of a
+        // lower level, all hashed by then.
+        let top = parents.iter().map(|&(p, _, _)| depth[p]).max().unwrap_or(0);
+        let mut level: Vec<(usize, usize, usize)> = Vec::with_capacity(parents.len() / 2 + 1);
+        for d in 1..=top {
+            level.clear();
+            level.extend(parents.iter().filter(|&&(p, _, _)| depth[p] == d));
+            for group in level.chunks(8) {
+                let msgs: Vec<[u8; 73]> = group
+                    .iter()
+                    .map(|&(p, l, r)| parent_message(work[p].size, &work[l].hash, &work[r].hash))
+                    .collect();
+                let lanes: Option<[&[u8]; 8]> = (group.len() >= 3)
+                    .then(|| std::array::from_fn(|j| &msgs[j.min(msgs.len() - 1)][..]));
+                match lanes.and_then(crate::crypto::blake2b_x8::hashes_x8) {
+                    Some(hashes) => {
+                        for (&(p, _, _), h) in group.iter().zip(hashes) {
+                            work[p].hash = h;
+                        }
+                    }
+                    None => {
+                        for &(p, l, r) in group {
+                            work[p].hash = parent_hash(work[p].size, &work[l].hash, &work[r].hash);
+                        }
+                    }
+                }
+            }
+        }
+        self.nodes.extend_from_slice(&work[first_new..]);
+        self.roots = roots.iter().map(|&i| work[i]).collect();
     }
 
     /// Add `node` (the subtree at `ite`) to the right of the roots and merge equal roots (JS

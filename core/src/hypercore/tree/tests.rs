@@ -283,3 +283,37 @@ fn missing_nodes_counts_absent_ancestors() {
         assert_eq!(MerkleTree::missing_nodes(&empty, 20, 5).await.unwrap(), 0);
     });
 }
+
+/// `append_leaves` gives the same nodes in the same order, the same roots, length and byte
+/// length as `append_leaf` one at a time, from trees of every starting length up to 70 and
+/// for counts around the lane widths and tree levels.
+#[test]
+fn append_leaves_equals_append_leaf_one_at_a_time() {
+    let leaf = |i: u64| (leaf_hash(&i.to_le_bytes()), 10 + i % 7);
+    for start in 0..70u64 {
+        for count in [0usize, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 257] {
+            let mut base = TreeBatch::empty(0);
+            for i in 0..start {
+                let (h, s) = leaf(i);
+                base.append_leaf(h, s);
+            }
+            base.nodes.clear();
+            let mut one = base.clone();
+            let mut many = base;
+            let new: Vec<(Hash, u64)> = (start..start + count as u64).map(leaf).collect();
+            for &(h, s) in &new {
+                one.append_leaf(h, s);
+            }
+            many.append_leaves(new.into_iter());
+            let what = format!("from {start}, {count} leaves");
+            assert_eq!(many.nodes, one.nodes, "{what}");
+            assert_eq!(many.roots, one.roots, "{what}");
+            assert_eq!(
+                (many.length, many.byte_length, many.upgraded),
+                (one.length, one.byte_length, one.upgraded),
+                "{what}"
+            );
+            assert_eq!(many.hash(), one.hash(), "{what}");
+        }
+    }
+}
