@@ -111,6 +111,9 @@ const DATA_REF_LEN: usize = 1 + 8 + 4 + 8;
 /// After this many bytes appended to the data file, its write-back to the disk is started
 /// (without waiting), so the final `sync` has little left to write.
 const WRITEBACK_STEP: u64 = 4 * 1024 * 1024;
+/// Made when a store with a data file is closed after its data file was synced, removed when
+/// it is opened: while it exists, the data file holds no unsynced bytes (see `open_database`).
+const DATA_SYNCED: &str = "db.data.synced";
 /// Subfolder holding the fjall database.
 const DB_DIR: &str = "db";
 /// Where earlier versions built a new database before renaming it to [`DB_DIR`] (one left by an
@@ -202,11 +205,19 @@ struct DataTail {
 impl Drop for Inner {
     /// Closing the database syncs its journal: the bytes its records reference are synced first
     /// (a failure here cannot be reported; the next open syncs them again before recovery).
+    ///
+    /// Once the data file is known synced, the marker [`DATA_SYNCED`] is made, so the next
+    /// open need not sync it again (not synced itself: a marker lost in a power cut only costs
+    /// the next open that sync).
     fn drop(&mut self) {
         let tail = self.write_lock.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let (Some(data), true) = (&self.data, tail.end > tail.synced) {
-            let _ = data.sync_data();
+        let Some(data) = &self.data else {
+            return;
+        };
+        if tail.end > tail.synced && data.sync_data().is_err() {
+            return;
         }
+        let _ = File::create(self.path.join(DATA_SYNCED));
     }
 }
 
@@ -442,9 +453,18 @@ fn open_database(dir: &Path, compact_journal_at: u64) -> Result<Opened, StorageE
         // Opening recovers fjall's journal and syncs it. The records it replays may reference
         // bytes of the data file that a killed process left in the page cache only: those are
         // made durable first (references never reach the disk before their bytes).
+        // Unless the last process closed the store cleanly (the marker [`DATA_SYNCED`], made
+        // after its final sync): then nothing unsynced can be there, and this `fdatasync`
+        // (which waits for a cache flush of the disk even with nothing to write) is skipped.
+        // The marker goes now, before anything is written: a process killed from here on
+        // leaves none.
+        let synced_marker = dir.join(DATA_SYNCED);
+        let clean = std::fs::remove_file(&synced_marker).is_ok();
         let data = match open_data_file(&data_path) {
             Ok(f) => {
-                f.sync_data().map_err(|e| io_err("sync", &data_path, e))?;
+                if !clean {
+                    f.sync_data().map_err(|e| io_err("sync", &data_path, e))?;
+                }
                 Some(f)
             }
             Err(e) => {
@@ -872,8 +892,14 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 impl FileStorage {
     /// The names of the files and folders a `FileStorage` keeps in its folder (nothing else of
     /// the folder is its own).
-    pub const FILE_NAMES: [&'static str; 5] =
-        [DB_DIR, DATA_FILE, DB_STAGING_DIR, DB_INCOMPLETE, LOCK_FILE];
+    pub const FILE_NAMES: [&'static str; 6] = [
+        DB_DIR,
+        DATA_FILE,
+        DATA_SYNCED,
+        DB_STAGING_DIR,
+        DB_INCOMPLETE,
+        LOCK_FILE,
+    ];
 
     /// Open (creating if needed) the store in folder `dir`, with default options.
     ///

@@ -589,3 +589,26 @@ fn an_interrupted_compaction_loses_nothing() {
         assert_holds(&s, &want);
     }
 }
+
+/// A clean close leaves the marker that the data file is synced; an open removes it before
+/// anything is written (so a process killed while the store is open leaves none, and the next
+/// open syncs the data file before fjall's recovery syncs references to it).
+#[test]
+fn the_data_synced_marker_exists_only_between_a_clean_close_and_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join(DATA_SYNCED);
+    let s = FileStorage::open(dir.path()).unwrap();
+    assert!(!marker.exists());
+    let mut b = Batch::new();
+    b.put(b"long".to_vec(), vec![7; 20_000]);
+    block_on(s.write(b)).unwrap();
+    assert!(!marker.exists());
+    drop(s);
+    assert!(marker.exists(), "a clean close leaves the marker");
+    let s = FileStorage::open(dir.path()).unwrap();
+    assert!(!marker.exists(), "an open removes the marker");
+    assert_eq!(block_on(s.get(b"long")).unwrap(), Some(vec![7; 20_000]));
+    drop(s);
+    assert!(marker.exists());
+    assert!(FileStorage::FILE_NAMES.contains(&DATA_SYNCED));
+}
