@@ -9,9 +9,10 @@
 //! value in the store's append-only data file, written before the batch that references it
 //! commits, so a kill between the two leaves unreferenced bytes that the next open skips.
 //!
-//! And with small blocks again, the appender compacting the store's journal at every open
-//! (`compact_journal_at` 1: the journal moved into tables and replaced by an empty one), half of
-//! the kills landing anywhere from its start on, so also in the middle of a compaction.
+//! And with small blocks again, the appender beginning a compaction of the store's journal at
+//! every open (`compact_journal_at` 1: fjall's worker flushes what the journal holds while the
+//! appender appends; the close, here the check's, replaces the journal by an empty one), half of
+//! the kills landing anywhere from its start on, so also in the middle of that flush.
 //!
 //! The random schedule is printed; rerun it with `HP_CRASH_SEED=<seed>`.
 
@@ -100,8 +101,8 @@ fn acknowledged_appends_survive_kill_9() {
 }
 
 /// `kills` rounds of: start the appender, SIGKILL it, check the store. With `compact`, the
-/// appender compacts the journal at every open (`compact_journal_at` 1) and half of the kills
-/// land anywhere from its start on (in its open, where the compaction runs).
+/// appender begins a compaction of the journal at every open (`compact_journal_at` 1) and half
+/// of the kills land anywhere from its start on.
 fn kill_9_rounds(kills: usize, large: bool, compact: bool) {
     let seed: u64 = std::env::var("HP_CRASH_SEED")
         .ok()

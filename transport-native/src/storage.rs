@@ -45,10 +45,10 @@
 //!
 //! # Opening
 //!
-//! fjall replays its whole journal at every open. An open that finds journals of at least
-//! [`FileStorageOptions::compact_journal_at`] bytes moves their contents into tables and starts
-//! an empty journal (crash-safe at every step, see `compact_journal`), so the next open does not
-//! read them again.
+//! fjall replays its whole journal at every open. When an open finds journals of at least
+//! [`FileStorageOptions::compact_journal_at`] bytes, fjall's worker moves their contents into
+//! tables while the store is used, and the close replaces them by an empty journal (crash-safe
+//! at every step, see `compact_journal`), so the next open does not read them again.
 //!
 //! # Blocking
 //!
@@ -74,6 +74,7 @@ use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::ManuallyDrop;
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -145,10 +146,10 @@ pub enum Durability {
 pub struct FileStorageOptions {
     /// Durability of each completed write. Default: [`Durability::Process`].
     pub durability: Durability,
-    /// When the journal found at open holds at least this many bytes, the open moves its
-    /// contents into tables and starts a new, empty journal, so the next open does not read it
-    /// all again (see [`FileStorage::open_with`]). Default: [`JOURNAL_COMPACT_AT`];
-    /// `u64::MAX` never does.
+    /// When the journal found at open holds at least this many bytes, its contents are moved
+    /// into tables (by fjall's worker, while the store is used) and the close replaces it by a
+    /// new, empty journal, so the next open does not read it all again (see the module
+    /// documentation). Default: [`JOURNAL_COMPACT_AT`]; `u64::MAX`: never.
     pub compact_journal_at: u64,
 }
 
@@ -165,15 +166,20 @@ impl Default for FileStorageOptions {
 ///
 /// Every open reads the whole journal and puts what it holds into a memtable (about 2 ms of CPU
 /// per MiB, measured with 12 MiB left by `bee batch` of 100k keys: 22 ms for each later
-/// `bee put` process). Compacting costs a flush of the memtable and a few `fsync`s, once.
+/// `bee put` process). Compacting costs a flush of the memtable (on fjall's worker thread,
+/// beside the caller's work) and a few `fsync`s at the close, once.
 /// A writer of small batches adds a few KiB per batch (a hypercore append rewrites a 4 KiB
 /// bitfield page), so a store opened by one short process after another compacts every few
 /// hundred of them and replays half a MiB on average.
 pub const JOURNAL_COMPACT_AT: u64 = 1024 * 1024;
 
 struct Inner {
-    db: Database,
-    ks: Keyspace,
+    /// Closed in [`Inner`]'s `drop` (which may compact the journal once it is closed).
+    db: ManuallyDrop<Database>,
+    ks: ManuallyDrop<Keyspace>,
+    /// Whether the open found a big journal and began compacting it ([`compact_journal`]); the
+    /// close finishes it.
+    compact: bool,
     /// The data file of a store with [`KEYSPACE_DATA`]; `None` for a store made before it
     /// (values in fjall as they are).
     data: Option<File>,
@@ -209,15 +215,31 @@ impl Drop for Inner {
     /// Once the data file is known synced, the marker [`DATA_SYNCED`] is made, so the next
     /// open need not sync it again (not synced itself: a marker lost in a power cut only costs
     /// the next open that sync).
+    ///
+    /// Then the database is closed, finishing the compaction of its journal if the open began
+    /// one ([`compact_journal`]; a failure leaves the journal to the next open).
     fn drop(&mut self) {
         let tail = self.write_lock.get_mut().unwrap_or_else(|e| e.into_inner());
-        let Some(data) = &self.data else {
-            return;
+        let data_synced = match &self.data {
+            Some(data) => tail.end <= tail.synced || data.sync_data().is_ok(),
+            None => false,
         };
-        if tail.end > tail.synced && data.sync_data().is_err() {
-            return;
+        // SAFETY: `drop` runs once and nothing uses these fields after it: each is taken once.
+        let (db, ks) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.db),
+                ManuallyDrop::take(&mut self.ks),
+            )
+        };
+        if self.compact && (data_synced || self.data.is_none()) {
+            let _ = compact_journal(&self.path.join(DB_DIR), db, ks);
+        } else {
+            drop(db);
+            drop(ks);
         }
-        let _ = File::create(self.path.join(DATA_SYNCED));
+        if data_synced {
+            let _ = File::create(self.path.join(DATA_SYNCED));
+        }
     }
 }
 
@@ -403,8 +425,9 @@ fn keyspace_options_data() -> KeyspaceCreateOptions {
     keyspace_options()
 }
 
-/// An open database: fjall, its keyspace, and the data file (`None` for a store made before it).
-type Opened = (Database, Keyspace, Option<File>);
+/// An open database: fjall, its keyspace, the data file (`None` for a store made before it), and
+/// whether its journal is to be compacted when it closes.
+type Opened = (Database, Keyspace, Option<File>, bool);
 
 /// Open the data file `p` of an existing store.
 fn open_data_file(p: &Path) -> Result<File, StorageError> {
@@ -494,15 +517,15 @@ fn open_database(dir: &Path, compact_journal_at: u64) -> Result<Opened, StorageE
         };
         let ks = open_ks(&db, name, opts)?;
         let journal_bytes: u64 = journal_files(&db_path)?.iter().map(|j| j.len).sum();
-        if journal_bytes < compact_journal_at {
-            return Ok((db, ks, data));
+        let compact = journal_bytes >= compact_journal_at;
+        if compact {
+            // The compaction begins (see `compact_journal`): fjall's worker flushes what the
+            // journal held while the caller works; the close finishes it.
+            guarded("compacting the journal", || {
+                ks.rotate_memtable().map_err(map_err).map(drop)
+            })?;
         }
-        let (db, ks) = compact_journal(&db_path, db, ks, || {
-            let db = open_db(&db_path)?;
-            let ks = open_ks(&db, name, opts)?;
-            Ok((db, ks))
-        })?;
-        return Ok((db, ks, data));
+        return Ok((db, ks, data, compact));
     }
     if !incomplete {
         // An empty file: syncing the folder makes its existence durable.
@@ -540,7 +563,7 @@ fn open_database(dir: &Path, compact_journal_at: u64) -> Result<Opened, StorageE
     // Synced before anything is written: a marker that came back after a power cut would
     // discard the data.
     sync_dir(dir)?;
-    Ok((db, ks, Some(data)))
+    Ok((db, ks, Some(data), false))
 }
 
 /// One of fjall's journal files (`ID.jnl` in the database folder).
@@ -578,19 +601,20 @@ fn journal_files(db_path: &Path) -> Result<Vec<JournalFile>, StorageError> {
 /// a memtable, which costs about 2 ms of CPU per MiB (22 ms for every `bee put` process after a
 /// `bee batch` of 100k keys), and fjall starts a new journal only once one reaches 64 MB.
 ///
-/// `db` and `ks` were just opened, nothing has been written since, and the data file has been
-/// synced (every reference in the journal points to durable bytes). Then:
+/// Begun by the open that found the journal big (it seals the memtable fjall filled from the
+/// journal, and fjall's worker flushes it while the caller works), finished here when the store
+/// closes, with the data file synced (every reference in the journal points to durable bytes)
+/// and the folder still locked:
 ///
-/// 1. The memtable fjall filled from the journal is sealed and flushed, and we wait until no
-///    sealed memtable is left: fjall writes and `fsync`s the tables (and blob files) and then,
-///    in one `fsync`ed version file, registers them and drops the memtable. Everything the
-///    journals hold is now in tables on disk.
+/// 1. What was written since the open is sealed too, and we wait until no sealed memtable is
+///    left: fjall writes and `fsync`s the tables (and blob files) and then, in one `fsync`ed
+///    version file, registers them and drops the memtable. Everything the journals hold is now
+///    in tables on disk.
 /// 2. The database is closed.
 /// 3. An empty journal `N+1.jnl` is created after the newest one `N.jnl` and synced with the
-///    folder: the journal fjall appends to from now on (a new journal is an empty file to
-///    fjall's reader; fjall makes it the same way when it rotates a full one).
+///    folder: the journal fjall appends to from the next open on (a new journal is an empty
+///    file to fjall's reader; fjall makes it the same way when it rotates a full one).
 /// 4. The older journals are removed, and the folder synced.
-/// 5. The database is opened again by `reopen`.
 ///
 /// A kill or power cut at any point leaves a database fjall opens with everything in it: before
 /// 3 completes, the old journal is the active one, and replaying it skips what the tables
@@ -599,15 +623,12 @@ fn journal_files(db_path: &Path) -> Result<Vec<JournalFile>, StorageError> {
 /// new journal is empty and fjall takes the sequence number to continue from from the tables.
 /// An empty journal file is kept rather than none: with no journal, fjall would start a new
 /// one without recovering the sequence number, and newer writes would be hidden behind older
-/// ones.
-fn compact_journal(
-    db_path: &Path,
-    db: Database,
-    ks: Keyspace,
-    reopen: impl Fn() -> Result<(Database, Keyspace), StorageError>,
-) -> Result<(Database, Keyspace), StorageError> {
+/// ones. Should anything fail, the journal stays as it is (the next open tries again).
+fn compact_journal(db_path: &Path, db: Database, ks: Keyspace) -> Result<(), StorageError> {
     guarded("compacting the journal", || {
-        ks.rotate_memtable().map_err(map_err)?;
+        if ks.tree.active_memtable().size() > 0 {
+            ks.rotate_memtable().map_err(map_err)?;
+        }
         let mut polls = 0u32;
         while ks.sealed_memtable_count() > 0 {
             // A failed flush poisons the database: report that instead of waiting forever.
@@ -622,12 +643,12 @@ fn compact_journal(
     #[cfg(test)]
     stop_here(1)?;
     if ks.tree.active_memtable().size() > 0 {
-        // Nothing writes while the store opens; should something have, keep the journal.
-        return Ok((db, ks));
+        // Nothing writes while the store closes; should something have, keep the journal.
+        return Ok(());
     }
     let journals = journal_files(db_path)?;
     let Some(newest) = journals.last() else {
-        return Ok((db, ks));
+        return Ok(());
     };
     drop(ks);
     drop(db);
@@ -646,14 +667,13 @@ fn compact_journal(
         std::fs::remove_file(&j.path).map_err(|e| io_err("remove", &j.path, e))?;
     }
     sync_dir(db_path)?;
-    #[cfg(test)]
-    stop_here(4)?;
-    reopen()
+    Ok(())
 }
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: stop [`compact_journal`] after this step (this thread only), as a crash would.
+    /// Tests: stop [`compact_journal`] after this step (this thread only), as a crash would
+    /// (the database is closed as it is).
     static COMPACT_STOP_AFTER: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
 }
 
@@ -925,7 +945,7 @@ impl FileStorage {
             StorageError::Io(m) => StorageError::Io(in_path(m)),
             StorageError::Corrupt(m) => StorageError::Corrupt(in_path(m)),
         };
-        let (db, ks, data) =
+        let (db, ks, data, compact) =
             open_database(&path, options.compact_journal_at).map_err(in_path_err)?;
         // Bytes past the last committed value (an interrupted write) are never referenced; new
         // values go after them.
@@ -938,8 +958,9 @@ impl FileStorage {
         };
         Ok(FileStorage {
             inner: Arc::new(Inner {
-                db,
-                ks,
+                db: ManuallyDrop::new(db),
+                ks: ManuallyDrop::new(ks),
+                compact,
                 data,
                 data_end: AtomicU64::new(end),
                 write_lock: Mutex::new(DataTail {
@@ -1059,7 +1080,7 @@ impl FileStorage {
                     if k.is_empty() || k.len() > MAX_KEY_LEN {
                         return Ok(None);
                     }
-                    match snap.get(&self.inner.ks, k).map_err(map_err)? {
+                    match snap.get(&*self.inner.ks, k).map_err(map_err)? {
                         Some(r) => self.value(&r).map(Some),
                         None => Ok(None),
                     }

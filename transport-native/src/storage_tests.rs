@@ -534,10 +534,11 @@ fn overwrite_and_check(dir: &Path, want: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
 }
 
 /// A journal of at least `compact_journal_at` bytes found at open is moved into tables and
-/// replaced by an empty one (so later opens do not read it all again); everything written is
-/// still there, and later writes are visible over the older values.
+/// replaced by an empty one when the store closes (so later opens do not read it all again);
+/// everything written, before and while the store was open, is still there, and later writes
+/// are visible over the older values.
 #[test]
-fn a_big_journal_is_compacted_at_open() {
+fn a_big_journal_is_compacted_by_the_next_open_and_close() {
     let dir = tempfile::tempdir().unwrap();
     let mut want = fill_without_compaction(dir.path(), 300);
     let (before, _) = journal_size(dir.path());
@@ -548,7 +549,22 @@ fn a_big_journal_is_compacted_at_open() {
     drop(s);
     assert_eq!(journal_size(dir.path()).0, before);
     let s = FileStorage::open_with(dir.path(), compact_at(before)).unwrap();
-    let compacted = journal_size(dir.path());
+    assert_holds(&s, &want);
+    // Written while the journal's contents are being flushed.
+    let mut b = Batch::new();
+    b.put(b"key001".to_vec(), b"during".to_vec())
+        .put(b"long-during".to_vec(), vec![3; 30_000]);
+    block_on(s.write(b)).unwrap();
+    want.insert(b"key001".to_vec(), b"during".to_vec());
+    want.insert(b"long-during".to_vec(), vec![3; 30_000]);
+    assert_holds(&s, &want);
+    drop(s);
+    assert_eq!(
+        journal_size(dir.path()),
+        (0, 1),
+        "one empty journal after compaction"
+    );
+    let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
     assert_holds(&s, &want);
     // fjall numbers new writes from this: had it started again from 0 (as it does when it finds
     // no journal at all), they would count as older than what the tables hold.
@@ -559,33 +575,30 @@ fn a_big_journal_is_compacted_at_open() {
     );
     drop(s);
     overwrite_and_check(dir.path(), &mut want);
-    assert_eq!(compacted, (0, 1), "one empty journal after compaction");
 }
 
 /// A compaction interrupted after any of its steps (as by a crash: the files as that step left
-/// them) leaves a store that opens with everything in it and keeps working; the next open
-/// compacts again.
+/// them) leaves a store that opens with everything in it and keeps working; the next open and
+/// close compact again.
 #[test]
 fn an_interrupted_compaction_loses_nothing() {
-    for step in [1u8, 3, 4] {
+    for step in [1u8, 3] {
         let dir = tempfile::tempdir().unwrap();
         let mut want = fill_without_compaction(dir.path(), 100);
-        let (before, _) = journal_size(dir.path());
         COMPACT_STOP_AFTER.with(|s| s.set(Some(step)));
-        let r = FileStorage::open_with(dir.path(), compact_at(1));
+        drop(FileStorage::open_with(dir.path(), compact_at(1)).unwrap());
         COMPACT_STOP_AFTER.with(|s| s.set(None));
-        assert!(r.is_err(), "step {step}: the test stop was not reached");
-        drop(r);
-        let (_, files) = journal_size(dir.path());
+        let (bytes, files) = journal_size(dir.path());
+        assert!(bytes > 0, "step {step}: the old journal is gone");
         assert_eq!(files, if step == 3 { 2 } else { 1 }, "step {step}");
         {
             let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
             assert_holds(&s, &want);
         }
         overwrite_and_check(dir.path(), &mut want);
-        let s = FileStorage::open_with(dir.path(), compact_at(1)).unwrap();
+        drop(FileStorage::open_with(dir.path(), compact_at(1)).unwrap());
         assert_eq!(journal_size(dir.path()), (0, 1), "step {step}");
-        assert!(before > 0);
+        let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
         assert_holds(&s, &want);
     }
 }

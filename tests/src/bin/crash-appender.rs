@@ -4,7 +4,7 @@
 //!
 //! Usage: `crash-appender DIR RNG_SEED [large]` (`large`: blocks of 64 KiB, appended 1 to 32 at
 //! a time, instead of small ones). With `HP_CRASH_COMPACT_AT=N` in the environment, the store
-//! is opened with `compact_journal_at` N (1: every open that finds a journal compacts it).
+//! is opened with `compact_journal_at` N (1: every open that finds a journal begins compacting it).
 
 use futures_executor::block_on;
 use hyperpunch::hypercore::core::{CreateOptions, Hypercore, HypercoreError, OpenOptions};
