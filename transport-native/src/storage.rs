@@ -238,9 +238,28 @@ impl Drop for Inner {
             drop(ks);
         }
         if data_synced {
-            let _ = File::create(self.path.join(DATA_SYNCED));
+            if let Some(state) = synced_state(&self.path) {
+                let _ = std::fs::write(self.path.join(DATA_SYNCED), state);
+            }
         }
     }
+}
+
+/// What the marker [`DATA_SYNCED`] records: the data file's length and modification time and
+/// the newest journal's id and length, as the clean close left them. The next open skips the
+/// data file's sync only when it finds the same: a data file or journal written since (by a
+/// process of an older version that knows no marker, say) makes it sync as after a crash.
+fn synced_state(dir: &Path) -> Option<String> {
+    let data = std::fs::metadata(dir.join(DATA_FILE)).ok()?;
+    let mtime = data
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let journals = journal_files(&dir.join(DB_DIR)).ok()?;
+    let (id, len) = journals.last().map_or((0, 0), |j| (j.id, j.len));
+    Some(format!("v1 {} {mtime} {id} {len}\n", data.len()))
 }
 
 /// A crash-safe [`Storage`] in a folder on disk. Clones share the same open store.
@@ -482,7 +501,10 @@ fn open_database(dir: &Path, compact_journal_at: u64) -> Result<Opened, StorageE
         // The marker goes now, before anything is written: a process killed from here on
         // leaves none.
         let synced_marker = dir.join(DATA_SYNCED);
-        let clean = std::fs::remove_file(&synced_marker).is_ok();
+        let recorded = std::fs::read_to_string(&synced_marker).ok();
+        let clean = recorded.is_some()
+            && std::fs::remove_file(&synced_marker).is_ok()
+            && recorded == synced_state(dir);
         let data = match open_data_file(&data_path) {
             Ok(f) => {
                 if !clean {
@@ -526,6 +548,13 @@ fn open_database(dir: &Path, compact_journal_at: u64) -> Result<Opened, StorageE
             })?;
         }
         return Ok((db, ks, data, compact));
+    }
+    // A marker of an earlier store in this folder says nothing of the one made now.
+    match std::fs::remove_file(dir.join(DATA_SYNCED)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err("remove", &dir.join(DATA_SYNCED), e));
+        }
+        _ => {}
     }
     if !incomplete {
         // An empty file: syncing the folder makes its existence durable.

@@ -625,3 +625,32 @@ fn the_data_synced_marker_exists_only_between_a_clean_close_and_the_next_open() 
     assert!(marker.exists());
     assert!(FileStorage::FILE_NAMES.contains(&DATA_SYNCED));
 }
+
+/// The marker says what the clean close left: a data file written since (by a process that
+/// knows no marker) or a marker from an earlier store of the folder does not skip the sync.
+#[test]
+fn the_data_synced_marker_holds_only_for_the_state_it_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join(DATA_SYNCED);
+    let s = FileStorage::open(dir.path()).unwrap();
+    let mut b = Batch::new();
+    b.put(b"long".to_vec(), vec![7; 20_000]);
+    block_on(s.write(b)).unwrap();
+    drop(s);
+    let recorded = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(Some(recorded.clone()), synced_state(dir.path()));
+    // the data file grows behind the marker's back
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(DATA_FILE))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[1; 100]).unwrap();
+    drop(f);
+    assert_ne!(Some(recorded), synced_state(dir.path()), "the state moved");
+    // a marker left by an earlier store does not survive a new store's creation
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join(DATA_SYNCED), "v1 0 0 0 0\n").unwrap();
+    let s = FileStorage::open(other.path()).unwrap();
+    assert!(!other.path().join(DATA_SYNCED).exists());
+    drop(s);
+}
