@@ -653,8 +653,9 @@ impl Swarm {
             .count() as u32
     }
 
-    /// Leave every topic (announcements removed), close every connection (waiting up to 2 s
-    /// for them to close) and the relay session (JS `swarm.destroy()`).
+    /// Leave every topic (announcements removed), let the connections close or finish what is
+    /// in flight for up to 2 s, destroy those still open, and close the relay session (JS
+    /// `swarm.destroy()`).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn destroy(&self) -> Promise {
         let shared = self.shared.clone();
@@ -671,26 +672,53 @@ impl Swarm {
                 wake(&mut s.ready_waker);
                 s.kick();
             }
-            // The engine's actions (destroys, unannounces) run; connections close.
-            let mut grace = pin!(sleep(DESTROY_GRACE_MS));
-            poll_fn(|cx| {
-                if grace.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
+            // The engine's actions (destroys, unannounces) run; connections close, or carry
+            // what is in flight (a replication's last answers) for up to the grace.
+            wait_closed(&shared, DESTROY_GRACE_MS).await;
+            // The engine leaves open connections to the application; JS hyperswarm's
+            // `destroy` ends them with its DHT node (their streams die with its socket).
+            // Destroy those still open (a replication over one would run on until the relay
+            // noticed the session closing, after `destroy` resolved), and each dial as it opens.
+            let open = {
                 let mut s = shared.borrow_mut();
-                if s.slots.is_empty() {
-                    return Poll::Ready(());
+                for slot in s.slots.values_mut() {
+                    match &slot.conn {
+                        Some(conn) => {
+                            let mut c = conn.borrow_mut();
+                            c.destroy_requested = true;
+                            wake(&mut c.pump_waker);
+                        }
+                        None => slot.destroy_on_open = true,
+                    }
                 }
-                // Re-polled when the driver runs (every close kicks it).
-                s.destroy_waker = Some(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
+                !s.slots.is_empty()
+            };
+            if open {
+                wait_closed(&shared, DESTROY_GRACE_MS).await;
+            }
             let relay = shared.borrow().relay.clone();
             relay.close();
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// Wait until the swarm has no connection (or dial) left, or `ms` passed.
+async fn wait_closed(shared: &SharedRef, ms: u64) {
+    let mut grace = pin!(sleep(ms));
+    poll_fn(|cx| {
+        if grace.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let mut s = shared.borrow_mut();
+        if s.slots.is_empty() {
+            return Poll::Ready(());
+        }
+        // Re-polled when the driver runs (every close kicks it).
+        s.destroy_waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await;
 }
 
 /// The swarm's task: the engine's actions and events, and its timers.

@@ -1,0 +1,305 @@
+//! Two pages meet through the relay, in headless Chromium: two [`Swarm`]s (the npm package's
+//! `Swarm` is a thin wrapper over this wasm object), each on its own relay session and
+//! WebSocket as two pages would be, join one random topic, meet (one connection each, the
+//! other's key, one side the initiator), exchange a message each way and end gracefully; two
+//! more meet and replicate a core one way over their connection (`core.replicate(conn)`,
+//! [`replicate_connection`]), every block checked. Through one relay and through two (two DHT
+//! nodes), non-custodially (the default: the relay forwards ciphertext) and custodially, and
+//! through the JS relay (`@hyperswarm/dht-relay` 0.4.3, custodial only): both pages on it, and
+//! one page on it and one on ours. Every step is bounded (`STEP_MS`), so a stall fails with the
+//! step's name instead of the suite's page timeout.
+//!
+//! scripts/test-browser.sh starts the bootstrap node, both relays and the JS relay, and passes
+//! their URLs at build time in HYPERPUNCH_TEST_RELAY, HYPERPUNCH_TEST_RELAY2 and
+//! HYPERPUNCH_TEST_JSRELAY.
+#![cfg(target_arch = "wasm32")]
+
+use std::future::Future;
+
+use futures_util::future::{select, Either};
+use hyperpunch_web::js::Hypercore;
+use hyperpunch_web::storage::IdbStorage;
+use hyperpunch_web::swarm::{replicate_connection, Swarm, SwarmConnection};
+use wasm_bindgen::convert::TryFromJsValue;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The bound of one step (a meeting, a message, a replication, a close).
+const STEP_MS: u32 = 30_000;
+
+fn relay_url() -> &'static str {
+    match option_env!("HYPERPUNCH_TEST_RELAY") {
+        Some(url) => url,
+        None => panic!(
+            "HYPERPUNCH_TEST_RELAY is unset: run the browser tests with scripts/test-browser.sh"
+        ),
+    }
+}
+
+/// The second relay (another DHT node).
+fn relay2_url() -> &'static str {
+    match option_env!("HYPERPUNCH_TEST_RELAY2") {
+        Some(url) => url,
+        None => panic!(
+            "HYPERPUNCH_TEST_RELAY2 is unset: run the browser tests with scripts/test-browser.sh"
+        ),
+    }
+}
+
+/// The JS relay (`@hyperswarm/dht-relay` 0.4.3 on a JS hyperdht node).
+fn js_relay_url() -> &'static str {
+    match option_env!("HYPERPUNCH_TEST_JSRELAY") {
+        Some(url) => url,
+        None => panic!(
+            "HYPERPUNCH_TEST_JSRELAY is unset: run the browser tests with scripts/test-browser.sh"
+        ),
+    }
+}
+
+fn random32() -> Vec<u8> {
+    (0..32)
+        .map(|_| (js_sys::Math::random() * 256.0) as u8)
+        .collect()
+}
+
+/// Wait `ms` milliseconds (a `setTimeout`).
+async fn sleep(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let set_timeout: js_sys::Function =
+            js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+                .expect("setTimeout")
+                .into();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
+            .expect("setTimeout");
+    });
+    JsFuture::from(promise).await.expect("setTimeout resolves");
+}
+
+/// `fut`, or a panic naming `what` after `STEP_MS`.
+async fn step<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(sleep(STEP_MS));
+    match select(fut, timer).await {
+        Either::Left((v, _)) => v,
+        Either::Right(_) => panic!("{what}: not done after {STEP_MS} ms"),
+    }
+}
+
+/// A promise's value (a rejection is a panic naming `what`).
+async fn resolve(what: &str, p: js_sys::Promise) -> JsValue {
+    step(what, JsFuture::from(p))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+async fn open(url: &str, custodial: bool) -> Swarm {
+    let swarm = Swarm::open(url.to_string(), Some(custodial))
+        .await
+        .map_err(JsValue::from)
+        .unwrap_or_else(|e| panic!("a swarm on {url}: {e:?}"));
+    assert_eq!(swarm.custodial(), custodial, "the session's mode");
+    swarm
+}
+
+async fn next_connection(what: &str, swarm: &Swarm) -> SwarmConnection {
+    let v = resolve(what, swarm.next_connection()).await;
+    SwarmConnection::try_from_js_value(v)
+        .unwrap_or_else(|v| panic!("{what}: not a connection: {v:?}"))
+}
+
+/// Two swarms on `a_url` and `b_url` join one fresh topic and meet: each gets one connection
+/// whose remote key is the other's.
+async fn meet(a_url: &str, b_url: &str, custodial: bool) -> [(Swarm, SwarmConnection); 2] {
+    let a = open(a_url, custodial).await;
+    let b = open(b_url, custodial).await;
+    assert_ne!(a.public_key(), b.public_key());
+    let topic = random32();
+    a.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    let flushed = resolve("a's join flushes", a.flush(Some(topic.clone())).unwrap()).await;
+    assert_eq!(flushed, JsValue::TRUE);
+    b.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    let flushed = resolve("b's join flushes", b.flush(Some(topic)).unwrap()).await;
+    assert_eq!(flushed, JsValue::TRUE);
+    let ca = next_connection("a meets b", &a).await;
+    let cb = next_connection("b meets a", &b).await;
+    assert_eq!(ca.remote_public_key(), b.public_key(), "a's peer is b");
+    assert_eq!(cb.remote_public_key(), a.public_key(), "b's peer is a");
+    assert_ne!(ca.is_initiator(), cb.is_initiator(), "one side dialed");
+    [(a, ca), (b, cb)]
+}
+
+async fn read(what: &str, conn: &SwarmConnection) -> Option<Vec<u8>> {
+    let v = resolve(what, conn.read()).await;
+    (!v.is_null()).then(|| js_sys::Uint8Array::new(&v).to_vec())
+}
+
+/// Both swarms hold exactly one open connection, then are destroyed.
+async fn close(swarms: [&Swarm; 2]) {
+    for s in swarms {
+        resolve("the swarm is destroyed", s.destroy()).await;
+        assert_eq!(s.connections(), 0);
+    }
+}
+
+/// Two pages meet and exchange a message each way, then end gracefully.
+async fn messages(a_url: &str, b_url: &str, custodial: bool) {
+    let [(a, ca), (b, cb)] = meet(a_url, b_url, custodial).await;
+    assert!(ca.write(b"hello from a".to_vec()));
+    assert!(cb.write(b"hello from b".to_vec()));
+    assert_eq!(
+        read("b reads a's message", &cb).await.as_deref(),
+        Some(&b"hello from a"[..])
+    );
+    assert_eq!(
+        read("a reads b's message", &ca).await.as_deref(),
+        Some(&b"hello from b"[..])
+    );
+    // An answer on the same connection: one stream each way, in order.
+    assert!(cb.write(b"echo hello from a".to_vec()));
+    assert_eq!(
+        read("a reads b's echo", &ca).await.as_deref(),
+        Some(&b"echo hello from a"[..])
+    );
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (1, 1),
+        "one connection each"
+    );
+    ca.end();
+    cb.end();
+    assert_eq!(read("a sees b's end", &ca).await, None);
+    assert_eq!(read("b sees a's end", &cb).await, None);
+    assert!(resolve("a's connection closes", ca.when_closed())
+        .await
+        .is_null());
+    assert!(resolve("b's connection closes", cb.when_closed())
+        .await
+        .is_null());
+    close([&a, &b]).await;
+}
+
+/// Two pages meet; one replicates the core it wrote to the other over the connection.
+async fn replicate(a_url: &str, b_url: &str, custodial: bool) {
+    const LENGTH: u32 = 50;
+    let tag = (js_sys::Math::random() * 1e12) as u64;
+    let (wname, rname) = (
+        format!("hyperpunch-swarm-pages-w-{tag:x}"),
+        format!("hyperpunch-swarm-pages-r-{tag:x}"),
+    );
+    let writer = Hypercore::create(wname.clone(), None)
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    for i in 0..LENGTH {
+        resolve(
+            "append",
+            writer.append(format!("page block {i}").into_bytes()),
+        )
+        .await;
+    }
+    let reader = Hypercore::create_reader(rname.clone(), writer.key(), None)
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    let [(a, ca), (b, cb)] = meet(a_url, b_url, custodial).await;
+    let served = JsFuture::from(replicate_connection(&writer, &ca));
+    let fetched = JsFuture::from(replicate_connection(&reader, &cb));
+    let download = resolve(
+        "b downloads a's core over the connection",
+        reader.download(0.0, Some(LENGTH as f64)),
+    );
+    let download = std::pin::pin!(download);
+    let early = std::pin::pin!(async {
+        let r = fetched.await;
+        panic!("b's replication ended before the download: {r:?}")
+    });
+    select(download, early).await;
+    assert_eq!(reader.length(), LENGTH as f64);
+    for i in 0..LENGTH {
+        let got = resolve("a downloaded block", reader.get(i as f64, Some(false))).await;
+        assert_eq!(
+            js_sys::Uint8Array::new(&got).to_vec(),
+            format!("page block {i}").into_bytes(),
+            "block {i}"
+        );
+    }
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (1, 1),
+        "one connection each"
+    );
+    close([&a, &b]).await;
+    // The replication on a's side ends with its swarm (destroyed).
+    let _ = step("a's replication ends", served).await;
+    drop((writer, reader));
+    IdbStorage::delete_database(&wname).await.unwrap();
+    IdbStorage::delete_database(&rname).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_exchange_messages_through_one_relay() {
+    messages(relay_url(), relay_url(), false).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_exchange_messages_through_one_relay_custodially() {
+    messages(relay_url(), relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_exchange_messages_through_two_relays() {
+    messages(relay_url(), relay2_url(), false).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_exchange_messages_through_two_relays_custodially() {
+    messages(relay_url(), relay2_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_exchange_messages_through_the_js_relay() {
+    messages(js_relay_url(), js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_on_the_js_relay_exchanges_messages_with_one_on_ours() {
+    messages(js_relay_url(), relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_core_to_another_through_one_relay() {
+    replicate(relay_url(), relay_url(), false).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_core_to_another_through_one_relay_custodially() {
+    replicate(relay_url(), relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_core_to_another_through_two_relays() {
+    replicate(relay_url(), relay2_url(), false).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_core_to_another_through_two_relays_custodially() {
+    replicate(relay_url(), relay2_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_core_to_another_through_the_js_relay() {
+    replicate(js_relay_url(), js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_on_ours_replicates_a_core_to_one_on_the_js_relay() {
+    replicate(relay_url(), js_relay_url(), true).await;
+}
