@@ -6,7 +6,8 @@
 //! [`replicate_connection`]), every block checked. Through one relay and through two (two DHT
 //! nodes), non-custodially (the default: the relay forwards ciphertext) and custodially, and
 //! through the JS relay (`@hyperswarm/dht-relay` 0.4.3, custodial only): both pages on it, and
-//! one page on it and one on ours. Every step is bounded (`STEP_MS`), so a stall fails with the
+//! one page on it and one on ours; and two pages meet on a topic where a closed session's
+//! announcement is left (a dead key they try too). Every step is bounded (`STEP_MS`), so a stall fails with the
 //! step's name instead of the suite's page timeout.
 //!
 //! scripts/test-browser.sh starts the bootstrap node, both relays and the JS relay, and passes
@@ -18,6 +19,7 @@ use std::future::Future;
 
 use futures_util::future::{select, Either};
 use hyperpunch_web::js::Hypercore;
+use hyperpunch_web::relay::Relay;
 use hyperpunch_web::storage::IdbStorage;
 use hyperpunch_web::swarm::{replicate_connection, Swarm, SwarmConnection};
 use wasm_bindgen::convert::TryFromJsValue;
@@ -302,4 +304,43 @@ async fn a_page_replicates_a_core_to_another_through_the_js_relay() {
 #[wasm_bindgen_test]
 async fn a_page_on_ours_replicates_a_core_to_one_on_the_js_relay() {
     replicate(relay_url(), js_relay_url(), true).await;
+}
+
+/// A session announces the topic and goes without unannouncing (a page closed, its record left
+/// on the DHT until it expires); two pages then meet on the topic through `url`, trying that
+/// dead key too.
+async fn meet_past_a_dead_announcement(dead_url: &str, url: &str, custodial: bool) {
+    let topic = random32();
+    let dead = Relay::open(dead_url).await.expect("a session");
+    let t: [u8; 32] = topic.clone().try_into().unwrap();
+    dead.announce(t, dead.key_pair()).await.expect("announced");
+    let dead_key = dead.key_pair().public_key;
+    dead.close();
+    drop(dead);
+    let a = open(url, custodial).await;
+    let b = open(url, custodial).await;
+    a.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    resolve("a's join flushes", a.flush(Some(topic.clone())).unwrap()).await;
+    b.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    resolve("b's join flushes", b.flush(Some(topic)).unwrap()).await;
+    let ca = next_connection("a meets b", &a).await;
+    let cb = next_connection("b meets a", &b).await;
+    assert_ne!(ca.remote_public_key(), dead_key.to_vec());
+    assert_eq!(ca.remote_public_key(), b.public_key(), "a's peer is b");
+    assert_eq!(cb.remote_public_key(), a.public_key(), "b's peer is a");
+    close([&a, &b]).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_meet_through_the_js_relay_past_a_dead_announcement() {
+    meet_past_a_dead_announcement(relay_url(), js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn two_pages_meet_through_our_relay_past_a_dead_announcement() {
+    meet_past_a_dead_announcement(relay_url(), relay_url(), false).await;
 }
