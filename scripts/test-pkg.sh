@@ -17,7 +17,11 @@
 #      put/get/entry/list/readdir/symlink/del, reopened by name; a
 #      Swarm: joins a random topic through `hyperpunch relay --ws` on a local DHT, where a JS
 #      hyperswarm peer (tests/interop/swarm-topic-peer.js) joined, and exchanges a message each
-#      way with it; a JS hyperswarm peer seeding a hyperdrive of 20 files and a named core
+#      way with it; two Swarms of the page, each on its own relay session as two pages, meet
+#      on a random topic, exchange messages both ways and replicate a core one way over a
+#      second pair's connection, through our relay and through a JS @hyperswarm/dht-relay
+#      0.4.3 relay (custodially; src/pages.ts); a JS hyperswarm peer seeding a hyperdrive of
+#      20 files and a named core
 #      (tests/interop/swarm-drive-peer.js): the page joins the drive's discovery key, replicates
 #      its Corestore over the connection, opens the drive by key and reads every file, and the
 #      core's block; the rest of the hyperbee / corestore / hyperdrive API (history, diff,
@@ -138,6 +142,12 @@ node tests/interop/swarm-topic-peer.js "$bootstrap" "$topic" >"$tmp/jspeer.out" 
 pids+=($!)
 js_key=$(wait_for "$tmp/jspeer.out" 's/^joined \([0-9a-f]*\)$/\1/p') || {
   echo "error: the JS hyperswarm peer did not join:" >&2; cat "$tmp/jspeer.out" "$tmp/jspeer.log" >&2; exit 1; }
+# A JS @hyperswarm/dht-relay 0.4.3 relay on a JS hyperdht node: two page swarms meet through it
+# (custodially, src/pages.ts).
+node tests/interop/relay-stall-jsrelay.js "$bootstrap" >"$tmp/jsrelay.out" 2>"$tmp/jsrelay.log" &
+pids+=($!)
+jsrelay_url=$(wait_for "$tmp/jsrelay.out" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
+  echo "error: the JS relay did not start:" >&2; cat "$tmp/jsrelay.out" "$tmp/jsrelay.log" >&2; exit 1; }
 files=20
 node tests/interop/swarm-drive-peer.js "$bootstrap" "$files" >"$tmp/jsdrive.out" 2>"$tmp/jsdrive.log" &
 pids+=($!)
@@ -170,7 +180,7 @@ api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s'
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"
 chromedriver_start
-page_url="${http_url}?relay=$relay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files&autobase=$ab_key&abn=$abn&abtopic=$abtopic&abwriter=$ab_writer&abcount=$abcount"
+page_url="${http_url}?relay=$relay_url&jsrelay=$jsrelay_url&topic=$topic&drive=$drive_key&notes=$notes_key&files=$files&autobase=$ab_key&abn=$abn&abtopic=$abtopic&abwriter=$ab_writer&abcount=$abcount"
 bee='bee a=0@1 b=null staged=4 all=a=0,c=2,e=4,f=5 bounded=c=2,e=4 reversed=f=5,e=4 sub=9/null/x=9 version=10 reopened=true peek=c raw=true'
 drive='drive hello=hello run=true/{"mode":"x"} link=/docs/hello.txt all=/docs/hello.txt,/docs/run.sh,/latest,/top.txt docs=/docs/hello.txt,/docs/run.sh readdir=docs,latest,top.txt gone=false/null stream=hi version=7 writable=true reopened=true'
 replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed=$files writable=false note1=note 1 core length=2 block1=note 1"
@@ -178,6 +188,9 @@ replica="replica flushed=true drive=${drive_key:0:8} files=$files ok=true listed
 autobase="autobase key=true before=false writable=true view="
 autobase_rest="reopened=true solo=abc/3/true/true solo-reopened=true throws=true"
 swarm="flushed=true peer=${js_key:0:8} client=true got=echo hello from page+hello from js open=1"
+# Two page swarms on a fresh topic: a message each way and an answer, then a core of 20 blocks
+# replicated one way; through our relay (non-custodial) and the JS relay (custodial).
+pages="keys=true a=echo hello from a+hello from b b=hello from a open=1/1 replicated=true/20 open=1/1"
 api_extra='codec=null checkout-write-refused=true live=a>put12:h watcher-close-ends=true cas-throw=cas says no/true closed-checkout=the bee is closed'
 bee_extra='empty-header=null'
 # Blocks cleared (4 of /m.txt, none again, the 7 still stored), which JS gives as 0. A drive's
@@ -186,9 +199,9 @@ bee_extra='empty-header=null'
 store_extra='named=2 core-session=one checkout-writable=false aborted-stream=false/true closed-checkout=the drive is closed clear-diff=4/0 clear-all=7/false purge=2/true/1/ reborn=2/1'
 # Files downloaded by downloadDiff (the last half) and download (one), blocks cleared (JS: 0).
 replica_extra="counts=$((files / 2))/1/1/$((files - 1))/false"
-steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" "$bee_extra" "$replica_extra" "$autobase" "$autobase_rest" <<'PY'
+steps=$(python3 - "$page_url" "$bee" "$drive" "store $store_keys" "$swarm" "$replica" "$api_ops" "$api_extra" "$store_extra" "$bee_extra" "$replica_extra" "$autobase" "$autobase_rest" "$pages" <<'PY'
 import json, sys
-url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra, bee_extra, replica_extra, autobase, autobase_rest = sys.argv[1:]
+url, bee, drive, store, swarm, replica, api_ops, api_extra, store_extra, bee_extra, replica_extra, autobase, autobase_rest, pages = sys.argv[1:]
 print(json.dumps([
     {"open": url},
     {"title": "ok ", "timeout": 360},
@@ -205,6 +218,9 @@ print(json.dumps([
     # The store's named core and the drive have the keys JS gives for the same primary key.
     {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
+    # Two pages meeting through our relay and through the JS relay.
+    {"eval": "document.title.includes(%s)" % json.dumps("pages-ours " + pages), "expect": True},
+    {"eval": "document.title.includes(%s)" % json.dumps("pages-js " + pages), "expect": True},
     # A JS hyperswarm peer's hyperdrive and core, replicated over a swarm connection.
     {"eval": "document.title.includes(%s)" % json.dumps(replica), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(autobase), "expect": True},

@@ -1,5 +1,5 @@
 // A JS @hyperswarm/dht-relay relay (hyperdht node + WebSocketServer) on a local bootstrap node:
-// scripts/relay-stall-repro.sh and scripts/test-browser.sh. Prints `relay ws://...`.
+// scripts/relay-stall-repro.sh, scripts/test-browser.sh and scripts/test-pkg.sh. Prints `relay ws://...`.
 // hyperdht turns `port: 0` into its default 49737 (`opts.port || 49737`), so concurrent JS nodes
 // would take 49737, 49738, ... in turn; a port range of [0, 0] binds a port the OS picks.
 const ANY_PORT = [0, 0]

@@ -2,7 +2,7 @@
 // append, get, reopen; a Hyperbee, src/bee.ts; a Corestore and Hyperdrive, src/drive.ts; the
 // rest of their JS API (history, diff, watch, checkouts, CAS, namespaces, batches, write
 // streams), src/api.ts; a
-// Swarm on a topic, src/swarm.ts; replication over a swarm
+// Swarm on a topic, src/swarm.ts; two pages meeting, src/pages.ts; replication over a swarm
 // connection, src/replicate.ts; an Autobase with a JS bootstrap, src/autobase.ts) and
 // reports in document.title, which scripts/test-pkg.sh
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
@@ -13,6 +13,7 @@ import { autobaseBootstrapCheck, autobaseCheck } from './autobase'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
 import { replicateCheck } from './replicate'
+import { pagesCheck } from './pages'
 import { swarmCheck } from './swarm'
 
 async function main (): Promise<string> {
@@ -34,6 +35,12 @@ async function main (): Promise<string> {
   const relay = params.get('relay')
   const topic = params.get('topic')
   const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}` : ''
+  // With &jsrelay=ws://... (a JS @hyperswarm/dht-relay), two pages meeting through our relay
+  // and through that one (custodially, the JS relay's only mode).
+  const jsRelay = params.get('jsrelay')
+  const pages = relay !== null && jsRelay !== null
+    ? ` | ${await pagesCheck('ours', { relay })} | ${await pagesCheck('js', { relay: jsRelay, custodial: true })}`
+    : ''
   // With &drive=KEY&notes=KEY&files=N, a drive and a core replicated over a swarm connection.
   const drive = params.get('drive')
   const notes = params.get('notes')
@@ -55,7 +62,7 @@ async function main (): Promise<string> {
     ? ` | ${await autobaseBootstrapCheck(relay, abTopic, abWriter, Number(abN), Number(abCount))}`
     : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${replica}${autobase}${autobaseBoot}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${pages}${replica}${autobase}${autobaseBoot}`
 }
 
 main().then(

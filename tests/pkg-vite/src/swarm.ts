@@ -3,6 +3,15 @@
 // Returns a summary that scripts/test-pkg.sh compares.
 import { Swarm, toHex, type SwarmConnection, type SwarmPeerInfo } from 'hyperpunch'
 
+/** `p`, or a rejection naming `what` after `ms` (a stalled step fails with its name). */
+export function within<T> (ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms`)), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
 export async function swarmCheck (relay: string, topic: string): Promise<string> {
   const swarm = new Swarm({ relay })
   await swarm.ready()
@@ -21,8 +30,8 @@ export async function swarmCheck (relay: string, topic: string): Promise<string>
     })
   })
   const discovery = swarm.join(topic)
-  const flushed = await discovery.flushed()
-  const summary = await met
+  const flushed = await within(60000, `swarm through ${relay}: flushed`, discovery.flushed())
+  const summary = await within(60000, `swarm through ${relay}: the JS peer met`, met)
   const open = swarm.connections.size
   await swarm.destroy()
   return `swarm me=${toHex(swarm.publicKey)} flushed=${flushed} ${summary} open=${open}`
