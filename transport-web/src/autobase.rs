@@ -13,6 +13,12 @@
 //! `["add", key, indexer]`, `["remove", key]`, `["ack", key]`; this driver replays them into
 //! the engine's [`Views`] and [`Host`].
 //!
+//! The base's wakeup topic (protomux-wakeup, JS `base.replicate(stream)`) runs on every
+//! connection of the store beside the cores, as natively: the decisions are the core's
+//! [`HubWakeup`] (peers' announces become hints, so the engine opens and fetches writers it
+//! does not know yet; the local writer is announced while it has nodes not indexed; lookups are
+//! answered). The driver hands it the store's hub events at each update and sends what it says.
+//!
 //! Not done here: writing and signing the system core and view cores (a page indexer orders
 //! and acks; JS members linearize its oplog, no fast-forward to it), fast-forward, encrypted
 //! bases, optimistic apply.
@@ -22,6 +28,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use hyperpunch_core::autobase::wakeup::HubWakeup;
 use hyperpunch_core::autobase::{
     Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
 };
@@ -35,6 +42,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use crate::chan::Stop;
 use crate::drive::{Corestore, WebStore};
 use crate::js::{js_err, key32};
+use crate::replicate::HubEvents;
 
 /// The engine's own [`Apply`], never called: the driver applies through [`JsApply`] with
 /// [`Engine::update_async`] only.
@@ -171,6 +179,10 @@ struct State {
     cores: Vec<([u8; 32], CoreHandle)>,
     /// The oplogs whose download from peers was asked for.
     fetching: HashSet<[u8; 32]>,
+    /// The base's wakeup channel on the store's connections.
+    wakeup: HubWakeup,
+    /// The store's hub events, for [`State::wakeup`].
+    events: HubEvents,
     closed: bool,
 }
 
@@ -193,6 +205,7 @@ impl State {
     /// loop, which waits for a change after each sync, would then never let the page run).
     async fn sync(&mut self, store: &WebStore) -> Result<bool, JsError> {
         let mut any = false;
+        self.wakeup_events(store).await;
         loop {
             let mut fed = false;
             {
@@ -260,6 +273,31 @@ impl State {
         }
     }
 
+    /// Hand the store's hub events to the wakeup topic (hints go to the engine, which then
+    /// wants those writers: [`State::sync`] opens and fetches them).
+    async fn wakeup_events(&mut self, store: &WebStore) {
+        let events: Vec<_> = std::iter::from_fn(|| self.events.try_next()).collect();
+        if events.is_empty() {
+            return;
+        }
+        let mut s = SharedCoreHost::lock(store).await;
+        let now = store.now();
+        for ev in &events {
+            // errors are the hub's (a stream gone meanwhile): nothing to do but go on
+            let _ = self
+                .wakeup
+                .handle_hub_event(now, s.hub_mut(), &mut self.engine, ev)
+                .await;
+        }
+    }
+
+    /// Announce the local writer's unindexed nodes where that changed (after an update or an
+    /// append).
+    async fn wakeup_refresh(&mut self, store: &WebStore) {
+        let mut s = SharedCoreHost::lock(store).await;
+        self.wakeup.refresh(s.hub_mut(), &self.engine);
+    }
+
     /// Write the local writer's entries to its core, then apply them.
     async fn write_local(
         &mut self,
@@ -280,6 +318,7 @@ impl State {
                 .map_err(|e| js_err("autobase: append to the local oplog", e))?;
         }
         self.sync(store).await?;
+        self.wakeup_refresh(store).await;
         Ok(())
     }
 
@@ -338,6 +377,11 @@ impl State {
             &"systemLength".into(),
             &JsValue::from(self.engine.system().length as f64),
         );
+        let _ = Reflect::set(
+            &o,
+            &"wakeupHints".into(),
+            &JsValue::from(self.wakeup.wakeup().hints as f64),
+        );
         o.into()
     }
 }
@@ -380,6 +424,10 @@ impl Autobase {
         }
         let mut engine = Engine::new(key, Deferred);
         let ids = views.iter().map(|n| engine.open_view(n)).collect();
+        // subscribed first: the streams there already are reported once the protocol is paired
+        let events = web.subscribe().await;
+        let wakeup = HubWakeup::new(key);
+        wakeup.attach(web.lock().await.hub_mut());
         let state = State {
             engine,
             apply: JsApply {
@@ -390,6 +438,8 @@ impl Autobase {
             local,
             cores,
             fetching: HashSet::new(),
+            wakeup,
+            events,
             closed: false,
         };
         Ok(Autobase {
@@ -413,11 +463,13 @@ impl Autobase {
         self.local.to_vec()
     }
 
-    /// Feed what the store holds, apply, and ack when due; resolves to `{ changed, lengths,
-    /// indexedLengths, writable, isIndexer, indexedLength, systemLength }` (per view: its
-    /// length and its indexed length, in the order of the names given to `open`).
+    /// Take the wakeup channel's news, feed what the store holds, apply, ack when due and
+    /// announce the local writer if that changed; resolves to `{ changed, lengths,
+    /// indexedLengths, writable, isIndexer, indexedLength, systemLength, wakeupHints }` (per
+    /// view: its length and its indexed length, in the order of the names given to `open`;
+    /// `wakeupHints`: the writers peers' wakeup announces made the base fetch so far).
     #[wasm_bindgen(
-        unchecked_return_type = "Promise<{ changed: boolean, lengths: number[], indexedLengths: number[], writable: boolean, isIndexer: boolean, indexedLength: number, systemLength: number }>"
+        unchecked_return_type = "Promise<{ changed: boolean, lengths: number[], indexedLengths: number[], writable: boolean, isIndexer: boolean, indexedLength: number, systemLength: number, wakeupHints: number }>"
     )]
     pub fn update(&self) -> Promise {
         let (state, store) = (self.state.clone(), self.store.clone());
@@ -431,6 +483,7 @@ impl Autobase {
             if st.ack(&store).await? {
                 changed = true;
             }
+            st.wakeup_refresh(&store).await;
             let o = st.summary();
             let _ = Reflect::set(&o, &"changed".into(), &changed.into());
             Ok(o)

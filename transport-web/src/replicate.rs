@@ -109,7 +109,8 @@ type Observer<H> = Box<dyn FnMut(&H)>;
 struct State<H> {
     hub: H,
     conns: HashMap<StreamId, Conn>,
-    events: Option<Sender<HubEvent>>,
+    /// Every subscriber's queue ([`SharedHost::with_events`], [`SharedHost::subscribe`]).
+    events: Vec<Sender<HubEvent>>,
 }
 
 impl<H: ReplicationHost> State<H> {
@@ -132,11 +133,8 @@ impl<H: ReplicationHost> State<H> {
                     c.wake.notify();
                 }
             }
-            if let Some(tx) = &self.events {
-                if tx.send(event).is_err() {
-                    self.events = None;
-                }
-            }
+            // a subscriber that went away (its receiver dropped) is forgotten
+            self.events.retain(|tx| tx.send(event.clone()).is_ok());
         }
         any
     }
@@ -200,16 +198,24 @@ impl HubEvents {
 impl<H: ReplicationHost> SharedHost<H> {
     /// Share `hub`; its events are dropped.
     pub fn new(hub: H) -> Self {
-        Self::build(hub, None)
+        Self::build(hub, Vec::new())
     }
 
     /// Share `hub` and receive all of its events (unbounded: keep reading them).
     pub fn with_events(hub: H) -> (Self, HubEvents) {
         let (tx, rx) = channel();
-        (Self::build(hub, Some(tx)), HubEvents(rx))
+        (Self::build(hub, vec![tx]), HubEvents(rx))
     }
 
-    fn build(hub: H, events: Option<Sender<HubEvent>>) -> Self {
+    /// Receive every event of the hub from now on, beside the other subscribers (unbounded:
+    /// keep reading them, or drop the receiver).
+    pub async fn subscribe(&self) -> HubEvents {
+        let (tx, rx) = channel();
+        self.inner.state.lock().await.events.push(tx);
+        HubEvents(rx)
+    }
+
+    fn build(hub: H, events: Vec<Sender<HubEvent>>) -> Self {
         SharedHost {
             inner: Rc::new(Inner {
                 state: Mutex::new(State {

@@ -8,7 +8,8 @@
 //! removed by the indexer while partitioned (its later nodes are not applied); members closed
 //! and reopened from IndexedDB; writers whose oplog cores hold bytes that are not oplog entries,
 //! or a node linking a head nobody has; a seeded simulation of five writers (one or three
-//! indexers) under random partitions and heals. Every member's view is checked on every update (what was indexed never
+//! indexers) under random partitions and heals; the wakeup channel (a page announcing its
+//! unindexed writer, a page member fetching a writer it learns of only from an announce). Every member's view is checked on every update (what was indexed never
 //! changes), and the converged view, indexed lengths and system length are compared with the
 //! core engine (`hyperpunch_core::autobase::Autobase`) fed the same oplog blocks in-process.
 //!
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use hyperpunch_core::autobase::messages::{Checkout, Node, OplogMessage};
+use hyperpunch_core::autobase::wakeup::HubWakeup;
 use hyperpunch_core::autobase::{ApplyNode, Autobase as Engine, AutobaseError, Host, Views};
 use hyperpunch_core::corestore::{GetOptions, Namespace};
 use hyperpunch_core::crypto::KeyPair;
@@ -31,7 +33,7 @@ use hyperpunch_core::encoding::Encode;
 use hyperpunch_core::secretstream::Options as StreamOptions;
 use hyperpunch_web::autobase::Autobase;
 use hyperpunch_web::drive::{Corestore, WebStore};
-use hyperpunch_web::replicate::{memory_duplex, replicate_with};
+use hyperpunch_web::replicate::{memory_duplex, replicate_with, HubEvents};
 use hyperpunch_web::storage::IdbStorage;
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -164,6 +166,8 @@ struct Summary {
     system_length: u64,
     writable: bool,
     indexer: bool,
+    /// Writers peers' wakeup announces made the base fetch.
+    wakeup_hints: u64,
 }
 
 fn field(o: &JsValue, name: &str) -> JsValue {
@@ -186,6 +190,7 @@ impl Summary {
             system_length: field(o, "systemLength").as_f64().unwrap() as u64,
             writable: field(o, "writable").as_bool().unwrap(),
             indexer: field(o, "isIndexer").as_bool().unwrap(),
+            wakeup_hints: field(o, "wakeupHints").as_f64().unwrap() as u64,
         }
     }
 }
@@ -983,4 +988,141 @@ async fn five_writers_under_seeded_partitions_converge() {
         net.close().await;
         drop_members(m).await;
     }
+}
+
+/// The first `len` blocks of `key`'s oplog in `store`, waiting (bounded) for them.
+async fn oplog_of(store: &WebStore, key: [u8; 32], len: usize) -> Vec<Vec<u8>> {
+    for _ in 0..MAX_ROUNDS {
+        let got = oplogs(store, &[key]).await.remove(0).1;
+        if got.len() >= len {
+            return got;
+        }
+        sleep(20).await;
+    }
+    panic!("the oplog did not arrive");
+}
+
+/// Hand `store`'s hub events to a wakeup topic driven by the test (as a native peer does).
+async fn pump<A: hyperpunch_core::autobase::Apply>(
+    store: &WebStore,
+    events: &mut HubEvents,
+    wakeup: &mut HubWakeup,
+    engine: &mut Engine<A>,
+) {
+    let mut g = store.lock().await;
+    let now = store.now();
+    while let Some(ev) = events.try_next() {
+        wakeup
+            .handle_hub_event(now, g.hub_mut(), engine, &ev)
+            .await
+            .unwrap();
+    }
+}
+
+/// The wakeup channel of page members, both ways. The writer `w` appends while the bootstrap is
+/// away (nodes not indexed). A peer `x` (a store driven by the test with the core's wakeup topic
+/// and an engine, as a native or JS peer) holds `w`'s oplog but not the bootstrap's: `w`'s page
+/// announces its unindexed writer to `x` (a hint there). A new member `r` is connected only to
+/// `x` (so it cannot read the system's add of `w`): `x` announces `w`, `r`'s base takes the
+/// announce as a hint, opens `w`'s oplog and downloads it from `x`. Without the page's wakeup
+/// channel neither happens (`r` never opens that core). Once `r` meets `w`, it applies `w`'s
+/// nodes.
+#[wasm_bindgen_test]
+async fn a_writer_reaches_a_page_member_only_through_wakeup() {
+    let (mut m, mut net) = base_with_writers("wake", 1, 0).await;
+    net.close().await;
+    m[1].append(&[b"w-0", b"w-1"]).await.unwrap();
+    let key = m[0].base_key();
+    let (b, w) = (m[0].key, m[1].key);
+    let logs = oplogs(&m[1].store(), &[b, w]).await;
+    let w_len = logs[1].1.len();
+
+    // x: w's oplog only (not the bootstrap's), and an engine fed the bootstrap's oplog: it
+    // knows w is a writer, not w's nodes
+    let xdb = db_name("wake-x");
+    let x = open_store(&xdb, [40; 32]).await;
+    let xs = x.web_store().clone();
+    let mut x_events = xs.subscribe().await;
+    let mut x_wakeup = HubWakeup::new(key);
+    let apply: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = apply_rs;
+    let mut x_engine = Engine::new(key, apply);
+    x_engine.open_view("view");
+    let feed = |engine: &mut Engine<_>, (k, blocks): &([u8; 32], Vec<Vec<u8>>)| {
+        for (i, blk) in blocks.iter().enumerate() {
+            engine.handle_block(k, i as u64, blk).unwrap();
+        }
+        for _ in 0..1000 {
+            if !engine.update() {
+                break;
+            }
+        }
+    };
+    feed(&mut x_engine, &logs[0]);
+    {
+        let mut g = xs.lock().await;
+        x_wakeup.attach(g.hub_mut());
+        let h = g.get(GetOptions::from_key(w)).await.unwrap();
+        g.replicator_mut(&h)
+            .unwrap()
+            .download(0, 0, Some(w_len as u64))
+            .await
+            .unwrap();
+    }
+    let wx = link(m[1].store(), xs.clone(), (21, 22));
+    // w's page announces its unindexed writer on its wakeup channel: x takes it as a hint
+    let mut hinted = false;
+    for _ in 0..MAX_ROUNDS {
+        pump(&xs, &mut x_events, &mut x_wakeup, &mut x_engine).await;
+        m[1].update().await;
+        if x_wakeup.wakeup().hints >= 1 {
+            hinted = true;
+            break;
+        }
+        sleep(20).await;
+    }
+    assert!(hinted, "w's page announced w to x");
+    let x_w = oplog_of(&xs, w, w_len).await;
+    assert_eq!(x_w, logs[1].1, "x holds w's oplog");
+    feed(&mut x_engine, &(w, x_w));
+    let announced = hyperpunch_core::autobase::wakeup::wakeup_writers(&x_engine);
+    assert!(
+        announced
+            .iter()
+            .any(|a| a.key == w && a.length == w_len as u64),
+        "x announces w: {announced:?}"
+    );
+
+    let mut r = Member::new("wake-r", 30, Some(key)).await;
+    let rx = link(r.store(), xs.clone(), (23, 24));
+    let mut hinted = false;
+    for _ in 0..MAX_ROUNDS {
+        pump(&xs, &mut x_events, &mut x_wakeup, &mut x_engine).await;
+        let s = r.update().await;
+        if s.wakeup_hints >= 1 {
+            hinted = true;
+            break;
+        }
+        sleep(20).await;
+    }
+    assert!(hinted, "r took x's announce of w as a hint");
+    // the base opened w's oplog on the hint and downloads it from x
+    let got = oplog_of(&r.store(), w, w_len).await;
+    assert_eq!(got, logs[1].1, "w's oplog reached r through x");
+    assert!(r.view().is_empty(), "r does not know w is a writer yet");
+    assert_eq!(r.last.as_ref().unwrap().system_length, 0);
+
+    // r meets w: the system's add arrives, and w's nodes are applied
+    let rw = connect(&r, &m[1], (25, 26));
+    let mut all = vec![r, m.remove(1)];
+    settle(&mut all, "r applies w's nodes", |m| {
+        m[0].view() == values(&["w-0", "w-1"]) && m[1].view() == m[0].view()
+    })
+    .await;
+    for l in [rw, rx, wx] {
+        l.close().await;
+    }
+    all.push(m.remove(0));
+    drop_members(all).await;
+    drop(x);
+    IdbStorage::delete_database(&xdb).await.unwrap();
 }
