@@ -34,7 +34,8 @@
 #      (tests/interop/pkg-api-ops.js); an Autobase: the page as a writer that a JS autobase
 #      bootstrap adds (tests/interop/pkg-autobase-peer.js; both append, the JS peer answering
 #      each page value: the page's view must be JS's, value for value in order, all indexed;
-#      then reopened from IndexedDB), the page as the bootstrap that adds a JS writer
+#      then reopened from IndexedDB; the JS base replicates with base.replicate and its wakeup
+#      session must have had the page's wakeup channel as an active peer), the page as the bootstrap that adds a JS writer
 #      (tests/interop/pkg-autobase-writer.js; the same view at both ends), a page-only base
 #      reopened, an apply that throws; document.title `ok ...` holds each part's summary
 # Bounded (each step has a deadline); cleans up its processes and folder; on failure prints the
@@ -228,6 +229,9 @@ print(json.dumps([
     # The page's autobase view is the JS bootstrap's, same values in the same order (JS prints
     # it once it indexed every value; waited for, up to 30 s).
     {"run": 'v=$(printf %s "$PAGE_TITLE" | sed -n "s/.* autobase key=true before=false writable=true view=\\([^ ]*\\) .*/\\1/p"); [ -n "$v" ] || { echo "no autobase view in the title"; exit 1; }; for i in $(seq 300); do grep -qx "done $v" "$SCRATCH/jsab.out" && exit 0; sleep 0.1; done; echo "the JS autobase view differs from the page view $v:"; cat "$SCRATCH/jsab.out"; exit 1'},
+    # The JS bootstrap replicates with base.replicate: its wakeup session had the page's wakeup
+    # channel as an active peer (the page opened it with the base's capability).
+    {"run": 'for i in $(seq 300); do grep -qx "wakeup-peer active" "$SCRATCH/jsab.out" && exit 0; sleep 0.1; done; echo "the JS base never had the page as a wakeup peer:"; cat "$SCRATCH/jsab.out"; exit 1'},
     # The page's own base with the JS writer it added: the same view at both ends.
     {"eval": "document.title.includes(%s)" % json.dumps("autobase-boot indexer=true view="), "expect": True},
     {"run": 'v=$(printf %s "$PAGE_TITLE" | sed -n "s/.* autobase-boot indexer=true view=\\([^ ]*\\) end.*/\\1/p"); [ -n "$v" ] || { echo "no autobase-boot view in the title"; exit 1; }; for i in $(seq 300); do grep -qx "done $v" "$SCRATCH/jsabw.out" && exit 0; sleep 0.1; done; echo "the JS writer view differs from the page view $v:"; cat "$SCRATCH/jsabw.out"; exit 1'},

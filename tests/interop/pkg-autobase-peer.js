@@ -8,7 +8,11 @@
 // the page goes on appending: concurrent nodes, which both ends must order alike), and acks
 // until its view holds EXPECT values of that writer and its EXPECT answers, every value
 // indexed; then it prints `done VIEW` (the view's values joined by ','), and keeps serving (and
-// acking) until SIGTERM or TIMEOUT_MS (default 240 s).
+// acking) until SIGTERM or TIMEOUT_MS (default 240 s). It replicates with `base.replicate`
+// (the store plus the base's protomux-wakeup channel, as a JS app does): it prints
+// `wakeup-peer active` once its wakeup session holds a connection's peer as active (the page's
+// wakeup channel opened with the base's capability), and `wakeup-hint KEY LENGTH` for each hint
+// its base takes (announces from the page among them).
 //
 //   node pkg-autobase-peer.js BOOTSTRAP_HOST:PORT EXPECT
 'use strict'
@@ -48,6 +52,21 @@ async function main () {
     }
   })
   await base.ready()
+  const hint = base.hintWakeup.bind(base)
+  base.hintWakeup = (hints) => {
+    for (const { key, length } of Array.isArray(hints) ? hints : [hints]) console.log('wakeup-hint', b4a.toString(key, 'hex'), length)
+    return hint(hints)
+  }
+  let peerSeen = false
+  const watchPeer = setInterval(() => {
+    const peers = base.wakeupSession ? base.wakeupSession.peers : []
+    if (!peerSeen && peers.some((p) => p.active)) {
+      peerSeen = true
+      console.log('wakeup-peer active')
+      clearInterval(watchPeer)
+    }
+  }, 50)
+  watchPeer.unref()
   await base.append({ text: 'js0' })
   await base.append({ text: 'js1' })
   const dht = new HyperDHT({ bootstrap: [{ host, port: Number(port) }], host: '127.0.0.1', port: ANY_PORT, anyPort: true, ephemeral: true })
@@ -57,7 +76,7 @@ async function main () {
   swarm.on('connection', (conn) => {
     conn.on('error', (err) => console.log('conn-error', err.message))
     conn.once('data', (key) => {
-      store.replicate(conn)
+      base.replicate(conn)
       if (writer !== null) return
       writer = b4a.toString(key, 'hex')
       console.log('writer', writer)
