@@ -860,7 +860,12 @@ export interface AutobaseHandlers<VE extends Encoding, V> {
   open?: (store: AutobaseViewStore) => V | Promise<V>
   /** The values' encoding (default binary). */
   valueEncoding?: VE
-  /** Not read: acks are written whenever an update finds one due (JS `shouldAck`). */
+  /**
+   * JS autobase's ack timer, in milliseconds (default 10000, as JS): an indexer acks when it runs
+   * out (every `ackInterval` to `2 × ackInterval`, pushed back by peers' blocks) if `shouldAck`
+   * asks, or to break a stall of crossed acks. 0: no timer (call `ack()` yourself; a pending
+   * indexer still writes its first ack at once). A whole number, 0 or more.
+   */
   ackInterval?: number
 }
 

@@ -1470,6 +1470,8 @@ export class Autobase extends Emitter {
     if (!(store instanceof Corestore)) throw new TypeError('new Autobase(store, bootstrap, handlers): store must be a Corestore')
     if (typeof handlers.apply !== 'function') throw new TypeError('new Autobase: handlers.apply must be a function')
     if (handlers.open !== undefined && typeof handlers.open !== 'function') throw new TypeError('new Autobase: handlers.open must be a function')
+    if (handlers.ackInterval !== undefined && !(Number.isSafeInteger(handlers.ackInterval) && handlers.ackInterval >= 0)) throw new TypeError('new Autobase: handlers.ackInterval must be a whole number of milliseconds, 0 or more')
+    this._ackInterval = handlers.ackInterval
     this.store = store
     this._bootstrap = bootstrap === null || bootstrap === undefined ? undefined : toBytes('bootstrap', bootstrap)
     this._values = codec(handlers.valueEncoding)
@@ -1492,7 +1494,7 @@ export class Autobase extends Emitter {
     await this.store.opening
     if (open !== undefined) this.view = await open(new AutobaseViewStore(this))
     const names = this._views.map((v) => v.name)
-    this._b = await wasm.Autobase.open(this.store._store, this._bootstrap, names, (nodes, lengths) => this._runApply(nodes, lengths))
+    this._b = await wasm.Autobase.open(this.store._store, this._bootstrap, names, (nodes, lengths) => this._runApply(nodes, lengths), this._ackInterval)
     this._discoveryKey = wasm.discoveryKey(this._b.key)
     const localKey = this._b.localKey
     this._local = { key: localKey, discoveryKey: wasm.discoveryKey(localKey) }
@@ -1589,7 +1591,7 @@ export class Autobase extends Emitter {
     await this._update()
   }
 
-  /** Write an ack now if this writer is an indexer (acks are also written on every update that finds one due). */
+  /** Write an ack now if this writer is an indexer and one is due (JS `shouldAck`); the ack timer (`ackInterval`) acks by itself. */
   async ack () {
     await this.opening
     await this._b.ack()

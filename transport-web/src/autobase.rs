@@ -19,6 +19,13 @@
 //! does not know yet; the local writer is announced while it has nodes not indexed; lookups are
 //! answered). The driver hands it the store's hub events at each update and sends what it says.
 //!
+//! When the local writer acks is the engine's decision, JS's ack timer
+//! ([`Engine::set_ack_timer`], [`Engine::poll_ack`]: `ackInterval`, JS's 10 s by default; the
+//! stall-breaking ack of crossed acks comes with it): every update asks the engine at the page's
+//! clock (the store's, `performance.now()`), with randomness seeded once from
+//! `crypto.getRandomValues`, and [`Autobase::changed`] also resolves when the timer is due
+//! ([`Engine::ack_timeout`]), so the page's loop updates then.
+//!
 //! Not done here: writing and signing the system core and view cores (a page indexer orders
 //! and acks; JS members linearize its oplog, no fast-forward to it), fast-forward, encrypted
 //! bases, optimistic apply.
@@ -28,11 +35,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use hyperpunch_core::autobase::acks::AckConfig;
 use hyperpunch_core::autobase::wakeup::HubWakeup;
 use hyperpunch_core::autobase::{
     Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
 };
 use hyperpunch_core::corestore::{CoreHandle, GetOptions};
+use hyperpunch_core::dht::rpc::rng::Rng;
 use hyperpunch_core::encoding::Encode;
 use hyperpunch_core::hyperbee::SharedCoreHost;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
@@ -42,7 +51,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use crate::chan::Stop;
 use crate::drive::{Corestore, WebStore};
 use crate::js::{js_err, key32};
-use crate::replicate::HubEvents;
+use crate::replicate::{sleep, HubEvents};
 
 /// The engine's own [`Apply`], never called: the driver applies through [`JsApply`] with
 /// [`Engine::update_async`] only.
@@ -183,6 +192,8 @@ struct State {
     wakeup: HubWakeup,
     /// The store's hub events, for [`State::wakeup`].
     events: HubEvents,
+    /// The ack timer's randomness (seeded once from the browser's random source).
+    rng: Rng,
     closed: bool,
 }
 
@@ -322,22 +333,29 @@ impl State {
         Ok(())
     }
 
-    /// An ack when the local writer indexes and `shouldAck` asks for one (JS `ack()`), or, for
-    /// a writer added as an indexer that the linearizer does not count yet, once per new
-    /// system change, and always while its oplog is empty (JS `ack()` always writes for a
-    /// pending indexer that wrote nothing, `isLocalPendingIndexer`: that first node, once
-    /// applied, makes it an indexer). Whether one was written.
-    async fn ack(&mut self, store: &WebStore) -> Result<bool, JsError> {
-        let pending = self.engine.system().pending_indexers.contains(&self.local);
-        let msgs = if self.engine.is_indexer(&self.local) {
-            self.engine.ack(&self.local)
-        } else if self.engine.is_writable(&self.local)
-            && pending
-            && (self.engine.indexed_system().length < self.engine.system().length
-                || (self.engine.oplog_len(&self.local) == 0
-                    && self.local != *self.engine.bootstrap()))
+    /// The ack the engine's ack timer asks for now ([`Engine::poll_ack`] at the store's
+    /// clock: a pending indexer's first ack at once, an indexer's when the timer runs out and
+    /// `shouldAck` asks, or the one that breaks a stall of crossed acks), written and applied.
+    /// Whether one was written.
+    async fn poll_ack(&mut self, store: &WebStore) -> Result<bool, JsError> {
+        let now = store.now();
+        // the page keeps no signed cores: nothing is signed behind
+        let Some(msgs) = self.engine.poll_ack(now, &mut self.rng, false) else {
+            return Ok(false);
+        };
+        self.write_local(store, msgs).await?;
+        Ok(true)
+    }
+
+    /// An ack now (JS `base.ack()`): a pending indexer that wrote nothing always writes one,
+    /// an indexer when `shouldAck` asks. Whether one was written.
+    async fn ack_now(&mut self, store: &WebStore) -> Result<bool, JsError> {
+        let msgs = if self.engine.is_pending_indexer(&self.local)
+            && self.engine.is_writable(&self.local)
         {
             self.engine.force_ack(&self.local)
+        } else if self.engine.is_indexer(&self.local) {
+            self.engine.ack(&self.local)
         } else {
             None
         };
@@ -392,14 +410,28 @@ impl Autobase {
     /// or a new one this page bootstraps (`bootstrap` absent: its key is the local writer's),
     /// with the views `views` (by name, as the page's `open` named them) and the page's
     /// `apply(nodes, lengths)` (see the [module docs](self)). The local writer is the store's
-    /// core named `local` (JS autobase's). Replays what the store holds (nothing is applied
-    /// yet: call `update`).
+    /// core named `local` (JS autobase's). `ack_interval`: JS `ackInterval` in milliseconds
+    /// (absent: JS's 10 s; 0: no timer, the page acks with `ack`). Replays what the store holds
+    /// (nothing is applied yet: call `update`).
     pub async fn open(
         store: &Corestore,
         bootstrap: Option<Vec<u8>>,
         views: Vec<String>,
         apply: Function,
+        ack_interval: Option<f64>,
     ) -> Result<Autobase, JsError> {
+        let interval = match ack_interval {
+            None => AckConfig::default().interval,
+            Some(ms) if ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0 => ms as u64,
+            Some(_) => {
+                return Err(JsError::new(
+                    "autobase: ackInterval must be a whole number of milliseconds, 0 or more",
+                ))
+            }
+        };
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| JsError::new(&format!("autobase: no randomness: {e}")))?;
         let web = store.web_store().clone();
         let local_handle = web
             .lock()
@@ -424,6 +456,13 @@ impl Autobase {
         }
         let mut engine = Engine::new(key, Deferred);
         let ids = views.iter().map(|n| engine.open_view(n)).collect();
+        engine.set_ack_timer(
+            local,
+            AckConfig {
+                interval,
+                ..AckConfig::default()
+            },
+        );
         // subscribed first: the streams there already are reported once the protocol is paired
         let events = web.subscribe().await;
         let wakeup = HubWakeup::new(key);
@@ -440,6 +479,7 @@ impl Autobase {
             fetching: HashSet::new(),
             wakeup,
             events,
+            rng: Rng::from_seed(seed),
             closed: false,
         };
         Ok(Autobase {
@@ -463,8 +503,8 @@ impl Autobase {
         self.local.to_vec()
     }
 
-    /// Take the wakeup channel's news, feed what the store holds, apply, ack when due and
-    /// announce the local writer if that changed; resolves to `{ changed, lengths,
+    /// Take the wakeup channel's news, feed what the store holds, apply, write the ack the
+    /// ack timer asks for now and announce the local writer if that changed; resolves to `{ changed, lengths,
     /// indexedLengths, writable, isIndexer, indexedLength, systemLength, wakeupHints }` (per
     /// view: its length and its indexed length, in the order of the names given to `open`;
     /// `wakeupHints`: the writers peers' wakeup announces made the base fetch so far).
@@ -479,8 +519,7 @@ impl Autobase {
                 return Err(JsError::new("autobase: closed").into());
             }
             let mut changed = st.sync(&store).await?;
-            // each ack is applied at once; another may be due after it (bounded: JS acks once)
-            if st.ack(&store).await? {
+            if st.poll_ack(&store).await? {
                 changed = true;
             }
             st.wakeup_refresh(&store).await;
@@ -513,8 +552,9 @@ impl Autobase {
         })
     }
 
-    /// Write an ack now if the local writer is an indexer (JS `base.ack()`); resolves to
-    /// whether one was written.
+    /// Write an ack now (JS `base.ack()`): a pending indexer that wrote nothing always, an
+    /// indexer when `shouldAck` asks (the timer acks by itself: this is for `ackInterval: 0`
+    /// or an app that wants one now); resolves to whether one was written.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn ack(&self) -> Promise {
         let (state, store) = (self.state.clone(), self.store.clone());
@@ -524,18 +564,34 @@ impl Autobase {
                 return Err(JsError::new("autobase: closed").into());
             }
             st.sync(&store).await?;
-            Ok(st.ack(&store).await?.into())
+            Ok(st.ack_now(&store).await?.into())
         })
     }
 
-    /// Resolves at the store's next change (a block downloaded or appended, a peer), or at
+    /// Resolves at the store's next change (a block downloaded or appended, a peer), when the
+    /// ack timer is due ([`Engine::ack_timeout`], read once any running update is done), or at
     /// `close`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn changed(&self) -> Promise {
         let changed = self.store.changed();
-        let stop = self.stop.clone();
+        let (stop, state, store) = (self.stop.clone(), self.state.clone(), self.store.clone());
         future_to_promise(async move {
-            let _ = stop.or(changed).await;
+            let due = state.lock().await.engine.ack_timeout();
+            let timer = async move {
+                match due {
+                    Some(at) => sleep(at.saturating_sub(store.now())).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (mut changed, mut timer) = (std::pin::pin!(changed), std::pin::pin!(timer));
+            let either = std::future::poll_fn(|cx| {
+                if changed.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            });
+            let _ = stop.or(either).await;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -22,9 +22,10 @@ const valueCodec = {
   decode: (b: Uint8Array): Value => JSON.parse(new TextDecoder().decode(b)) as Value
 }
 
-function open (store: Corestore, key: string | null): Autobase<Value, AutobaseView<string>> {
+function open (store: Corestore, key: string | null, ackInterval?: number): Autobase<Value, AutobaseView<string>> {
   return new Autobase(store, key, {
     valueEncoding: valueCodec,
+    ackInterval,
     open: (s) => s.get('view', { valueEncoding: 'utf-8' }),
     apply
   })
@@ -120,7 +121,8 @@ export async function autobaseBootstrapCheck (relay: string, topic: string, writ
   const name = 'hyperpunch-vite-autobase-boot'
   await Corestore.delete(name)
   const store = new Corestore(name)
-  const base = open(store, null)
+  // the page indexes on its ack timer: 1 s here (JS's default is 10 s)
+  const base = open(store, null, 1000)
   await base.ready()
   await base.append({ add: writer })
   const swarm = new Swarm({ relay })
