@@ -518,9 +518,15 @@ impl Autobase {
             if st.closed {
                 return Err(JsError::new("autobase: closed").into());
             }
+            let due = st.engine.ack_timeout();
             let mut changed = st.sync(&store).await?;
             if st.poll_ack(&store).await? {
                 changed = true;
+            }
+            if st.engine.ack_timeout() != due {
+                // a `changed()` made before this update may wait for the old deadline (or for
+                // none): wake it, so that the page's loop asks again
+                SharedCoreHost::notify_changed(&store);
             }
             st.wakeup_refresh(&store).await;
             let o = st.summary();
@@ -569,8 +575,8 @@ impl Autobase {
     }
 
     /// Resolves at the store's next change (a block downloaded or appended, a peer), when the
-    /// ack timer is due ([`Engine::ack_timeout`], read once any running update is done), or at
-    /// `close`.
+    /// ack timer is due ([`Engine::ack_timeout`]; an update that moves it counts as a change),
+    /// or at `close`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn changed(&self) -> Promise {
         let changed = self.store.changed();
