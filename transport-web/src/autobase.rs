@@ -190,8 +190,9 @@ struct State {
     fetching: HashSet<[u8; 32]>,
     /// The base's wakeup channel on the store's connections.
     wakeup: HubWakeup,
-    /// The store's hub events, for [`State::wakeup`].
-    events: HubEvents,
+    /// The store's hub events, for [`State::wakeup`] (`None` once closed: the store forgets
+    /// a subscriber whose receiver is gone, so a closed base holds none of its events).
+    events: Option<HubEvents>,
     /// The ack timer's randomness (seeded once from the browser's random source).
     rng: Rng,
     closed: bool,
@@ -287,7 +288,10 @@ impl State {
     /// Hand the store's hub events to the wakeup topic (hints go to the engine, which then
     /// wants those writers: [`State::sync`] opens and fetches them).
     async fn wakeup_events(&mut self, store: &WebStore) {
-        let events: Vec<_> = std::iter::from_fn(|| self.events.try_next()).collect();
+        let Some(rx) = self.events.as_mut() else {
+            return;
+        };
+        let events: Vec<_> = std::iter::from_fn(|| rx.try_next()).collect();
         if events.is_empty() {
             return;
         }
@@ -478,7 +482,7 @@ impl Autobase {
             cores,
             fetching: HashSet::new(),
             wakeup,
-            events,
+            events: Some(events),
             rng: Rng::from_seed(seed),
             closed: false,
         };
@@ -613,6 +617,7 @@ impl Autobase {
                 return Ok(JsValue::UNDEFINED);
             }
             st.closed = true;
+            st.events = None;
             let cores = std::mem::take(&mut st.cores);
             let mut s = store.lock().await;
             for (_, h) in cores {
