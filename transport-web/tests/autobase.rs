@@ -9,7 +9,10 @@
 //! and reopened from IndexedDB; writers whose oplog cores hold bytes that are not oplog entries,
 //! or a node linking a head nobody has; a seeded simulation of five writers (one or three
 //! indexers) under random partitions and heals; the wakeup channel (a page announcing its
-//! unindexed writer, a page member fetching a writer it learns of only from an announce). Every member's view is checked on every update (what was indexed never
+//! unindexed writer, a page member fetching a writer it learns of only from an announce); a page
+//! indexer acking on its ack timer while it only waits for `changed()`. Members ack on the
+//! engine's ack timer (JS `ackInterval`, [`ACK_INTERVAL_MS`]), which also breaks stalls of
+//! crossed acks: no test writes a value to unstick indexers. Every member's view is checked on every update (what was indexed never
 //! changes), and the converged view, indexed lengths and system length are compared with the
 //! core engine (`hyperpunch_core::autobase::Autobase`) fed the same oplog blocks in-process.
 //!
@@ -1078,3 +1081,44 @@ async fn a_writer_reaches_a_page_member_only_through_wakeup() {
     drop(x);
     IdbStorage::delete_database(&xdb).await.unwrap();
 }
+
+/// A page indexer acks on its timer while the page only waits for `changed()` (as the npm
+/// package's loop does: `changed()`, then `update()`): the writer's value comes in, nothing more
+/// changes in the store, and the ack that indexes it is written because `changed()` resolves when
+/// the engine's ack timer is due. Each wait is bounded: a `changed()` that has not resolved after
+/// [`CHANGED_BOUND_MS`] fails the test (without the timer in `changed()` it never does).
+#[wasm_bindgen_test]
+async fn a_page_indexer_acks_on_its_timer_while_it_waits_for_changes() {
+    let (mut m, mut net) = base_with_writers("timer", 1, 0).await;
+    m[1].append(&[b"w-0"]).await.unwrap();
+    let mut indexed = false;
+    for _ in 0..MAX_ROUNDS {
+        let next = m[0].base.changed();
+        let s = m[0].update().await;
+        if s.indexed_view == 1 && m[0].view() == values(&["w-0"]) {
+            indexed = true;
+            break;
+        }
+        let bound = Promise::new(&mut |resolve, _| {
+            let f = Closure::once_into_js(move || {
+                let _ = resolve.call1(&JsValue::NULL, &JsValue::from_str("bound"));
+            });
+            set_timeout(f.unchecked_ref(), CHANGED_BOUND_MS);
+        });
+        let won = JsFuture::from(Promise::race(&Array::of2(&next, &bound)))
+            .await
+            .unwrap();
+        assert!(
+            won.as_string().is_none(),
+            "changed() did not resolve while the writer's value waited for an ack"
+        );
+    }
+    assert!(indexed, "the writer's value was indexed by the page's ack");
+    net.close().await;
+    drop_members(m).await;
+}
+
+/// How long a `changed()` may take in [`a_page_indexer_acks_on_its_timer_while_it_waits_for_changes`]
+/// (a bound on a wait that, with the ack timer at [`ACK_INTERVAL_MS`], ends within a few times
+/// that).
+const CHANGED_BOUND_MS: i32 = 5_000;
