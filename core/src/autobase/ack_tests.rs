@@ -30,6 +30,8 @@ struct Room {
     rngs: Vec<Rng>,
     /// Per member: the virtual times of the acks it wrote.
     acks: Vec<Vec<u64>>,
+    /// Per member: reachable; an offline member neither gets nor gives blocks, nor runs.
+    online: Vec<bool>,
 }
 
 impl Room {
@@ -60,6 +62,7 @@ impl Room {
                 })
                 .collect(),
             acks: vec![Vec::new(); n],
+            online: vec![true; n],
             keys,
         }
     }
@@ -76,8 +79,11 @@ impl Room {
         loop {
             let mut moved = false;
             for to in 0..self.keys.len() {
+                if !self.online[to] {
+                    continue;
+                }
                 for w in 0..self.keys.len() {
-                    while self.fed[to][w] < self.logs[w].len() {
+                    while self.online[w] && self.fed[to][w] < self.logs[w].len() {
                         if to != w {
                             let seq = self.fed[to][w];
                             self.bases[to]
@@ -127,7 +133,13 @@ impl Room {
     fn run_until(&mut self, from: u64, to: u64) -> u64 {
         let mut now = from;
         loop {
-            let next = self.bases.iter().filter_map(|b| b.ack_timeout()).min();
+            let next = self
+                .bases
+                .iter()
+                .zip(&self.online)
+                .filter(|(_, &on)| on)
+                .filter_map(|(b, _)| b.ack_timeout())
+                .min();
             match next {
                 Some(t) if t <= to => {
                     now = now.max(t);
@@ -377,4 +389,65 @@ fn a_timer_breaks_a_stall_of_crossed_acks() {
     // and then nothing more
     room.run_until(120_000, 3_600_000);
     assert_eq!(room.total_acks(), acks, "{:?}", room.acks);
+}
+
+/// Four indexers, two of them offline (the majority of three is out of reach) and a value
+/// waiting: nothing the two online indexers write can index it. JS's `shouldAck` writes nothing
+/// there; the stall rule must not make them trade acks forever (each one's stall ack was the
+/// other writer's head that made the other's next one legal: 50 acks an hour each at a 10 s
+/// interval). A stall ack is written only when it can move something, so a bounded handful
+/// comes, then none.
+#[test]
+fn two_indexers_without_a_quorum_do_not_trade_acks() {
+    // JS's default interval, and the chat's 1 s
+    without_a_quorum(AckConfig::default());
+    without_a_quorum(AckConfig {
+        interval: 1_000,
+        threshold: 4,
+    });
+}
+
+fn without_a_quorum(config: AckConfig) {
+    let mut room = Room::new(4, config, 11);
+    room.add(1, true, 0);
+    room.add(2, true, 0);
+    room.add(3, true, 0);
+    let mut now = room.run_until(0, 200_000);
+    for i in 0..4 {
+        assert!(room.bases[i].is_indexer(&room.keys[i]), "{i} indexes");
+        assert!(room.bases[0].is_indexer(&room.keys[i]), "{i} indexes");
+    }
+    let settled = room.total_acks();
+    now = room.run_until(now, now + 200_000);
+    assert_eq!(room.total_acks(), settled, "settled: {:?}", room.acks);
+    room.online[2] = false;
+    room.online[3] = false;
+    room.write(0, b"waits", now);
+    let before: Vec<usize> = room.acks.iter().map(Vec::len).collect();
+    now = room.run_until(now, now + 3_600_000);
+    let (n, indexed) = room.indexed(0);
+    assert_eq!(indexed + 1, n, "the value waits for the quorum");
+    let during: Vec<usize> = room
+        .acks
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.len() - b)
+        .collect();
+    // the ordinary acks of the value (JS's too) and at most one stall ack each
+    assert!(
+        during[0] <= 3 && during[1] <= 3,
+        "acks in the hour: {during:?}, at {:?}",
+        room.acks
+    );
+    // and none once settled
+    let total = room.total_acks();
+    room.run_until(now, now + 3_600_000);
+    assert_eq!(room.total_acks(), total, "{:?}", room.acks);
+    // back online: the value is indexed
+    room.online[2] = true;
+    room.online[3] = true;
+    room.exchange(now + 3_600_000);
+    room.run_until(now + 3_600_000, now + 3_900_000);
+    let (n, indexed) = room.indexed(0);
+    assert_eq!(indexed, n, "{}", room.bases[0].explain());
 }

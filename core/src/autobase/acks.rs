@@ -162,6 +162,9 @@ pub(super) struct AckState {
     /// What the engine held and had indexed when the timer last ran, with values waiting: the
     /// same again at the next run means nothing moved for a whole interval.
     pub(super) last_run: Option<(u64, u64)>,
+    /// The nodes indexed and the values waiting when the local writer last wrote a stall ack:
+    /// it writes another only once one of them changed (a new value, or something indexed).
+    pub(super) stalled: Option<(u64, u64)>,
 }
 
 #[cfg(test)]

@@ -50,6 +50,16 @@ impl<A: Apply> Autobase<A> {
         (held, self.indexed_nodes)
     }
 
+    /// The nodes indexed and the nodes with a value waiting unindexed: a stall ack is written at
+    /// most once per indexer while these stay the same (it moves things on only if something
+    /// changed since the last one; two indexers without a quorum would trade them forever).
+    fn stall_epoch(&self) -> (u64, u64) {
+        (
+            self.indexed_nodes,
+            self.lin.values_unindexed_count(&self.graph),
+        )
+    }
+
     /// A node with a value (a view value or a system change) waits to be indexed; unindexed
     /// acks alone do not count.
     fn values_wait(&self) -> bool {
@@ -106,8 +116,10 @@ impl<A: Apply> Autobase<A> {
     ///   and its last checkpoint signs less than is indexed now: JS `shouldWrite`, which makes
     ///   the ack carry the new checkpoint), or, when values waited unindexed and nothing came in
     ///   nor was indexed since the timer last ran, with the ack that breaks a stall of crossed
-    ///   acks ([`Autobase::stall_ack`]; a deviation: JS waits for a new value there). The timer
-    ///   is armed again.
+    ///   acks ([`Autobase::stall_ack`]; a deviation: JS waits for a new value there), at most
+    ///   once until a new value comes or something is indexed (two indexers without a quorum,
+    ///   whose stall acks are each other's new head, would otherwise trade them forever). The
+    ///   timer is armed again.
     ///
     /// `None` when nothing is to be written; an idle base writes nothing, and a writer that is
     /// not an indexer never acks. Without [`Autobase::set_ack_timer`], always `None`.
@@ -189,8 +201,16 @@ impl<A: Apply> Autobase<A> {
         let progress = self.ack_progress();
         let msgs = match msgs {
             Some(m) => Some(m),
-            None if self.values_wait() && self.acks.last_run == Some(progress) => {
-                self.stall_ack(&local)
+            None if self.values_wait()
+                && self.acks.last_run == Some(progress)
+                && self.acks.stalled != Some(self.stall_epoch()) =>
+            {
+                let m = self.stall_ack(&local);
+                if m.is_some() {
+                    // the epoch before this ack (the ack itself carries no value)
+                    self.acks.stalled = Some(self.stall_epoch());
+                }
+                m
             }
             None => None,
         };

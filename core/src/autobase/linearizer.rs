@@ -6,6 +6,7 @@ use super::consensus::Consensus;
 use super::graph::{Graph, NodeId, WriterId};
 use super::messages::Checkout;
 use super::topolist::{self, Topolist, Update};
+use std::collections::HashSet;
 
 /// Heads, tails, tip and consensus over a [`Graph`].
 #[derive(Debug)]
@@ -283,6 +284,22 @@ impl Linearizer {
         self.tails
             .iter()
             .any(|&t| Self::non_null(g, t, &mut visited))
+    }
+
+    /// How many nodes with a value are not indexed yet.
+    pub fn values_unindexed_count(&self, g: &Graph) -> u64 {
+        let mut visited = HashSet::new();
+        let mut stack: Vec<NodeId> = self.tails.clone();
+        let mut n = 0;
+        while let Some(node) = stack.pop() {
+            if !visited.insert(node) {
+                continue;
+            }
+            let d = g.node(node);
+            n += u64::from(d.value.is_some());
+            stack.extend_from_slice(&d.dependents);
+        }
+        n
     }
 
     fn non_null(g: &Graph, target: NodeId, visited: &mut Vec<NodeId>) -> bool {
