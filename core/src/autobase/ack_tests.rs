@@ -2,6 +2,7 @@
 //! members exchange every block at once; time passes only in the test's steps.
 
 use super::acks::{AckConfig, DEFAULT_ACK_INTERVAL, MAX_WAIT};
+use super::messages::{Node, OplogMessage};
 use super::{ApplyNode, Autobase, Host, Views};
 use crate::dht::rpc::rng::Rng;
 use crate::encoding::Encode;
@@ -337,6 +338,20 @@ fn no_interval_no_timer() {
 /// it writes the ack that moves it on ([`Autobase::stall_ack`]), and the value is indexed.
 #[test]
 fn a_timer_breaks_a_stall_of_crossed_acks() {
+    let mut room = crossed_acks_stall();
+    // the timers run: one of them finds nothing moved since its last run and writes the ack
+    room.run_until(0, 120_000);
+    assert_eq!(room.indexed(0), (2, 2), "{}", room.bases[0].explain());
+    assert_eq!(room.indexed(1), (2, 2));
+    let acks = room.total_acks();
+    assert!(acks <= 4, "{:?}", room.acks);
+    // and then nothing more
+    room.run_until(120_000, 3_600_000);
+    assert_eq!(room.total_acks(), acks, "{:?}", room.acks);
+}
+
+/// Two indexers stalled on crossed acks, their timers not run yet.
+fn crossed_acks_stall() -> Room {
     let mut room = Room::new(2, no_threshold(), 9);
     room.write(0, b"a 0", 0);
     room.add(1, true, 0);
@@ -380,15 +395,35 @@ fn a_timer_breaks_a_stall_of_crossed_acks() {
     );
     assert_eq!(room.indexed(1), (2, 1));
     assert!(room.total_acks() <= 1, "{:?}", room.acks);
-    // the timers run: one of them finds nothing moved since its last run and writes the ack
-    room.run_until(0, 120_000);
+    room
+}
+
+/// The same stall while a writer that is no member (hinted, as the wakeup protocol does) sends
+/// a block a second to both indexers: its blocks are never linearized, so they are no progress,
+/// and the timers still break the stall (they did not: every run saw more blocks held).
+#[test]
+fn blocks_of_a_non_member_do_not_keep_a_stall() {
+    let mut room = crossed_acks_stall();
+    let stranger = [9u8; 32];
+    for b in &mut room.bases {
+        b.hint_writer(&stranger);
+    }
+    let mut now = 0;
+    for seq in 0..600u64 {
+        let block = OplogMessage::new(Node {
+            heads: Vec::new(),
+            batch: 1,
+            value: Some(format!("junk {seq}").into_bytes()),
+        })
+        .to_bytes();
+        for b in &mut room.bases {
+            b.handle_block(&stranger, seq, &block).unwrap();
+            b.update();
+        }
+        now = room.run_until(now, now + 1_000);
+    }
     assert_eq!(room.indexed(0), (2, 2), "{}", room.bases[0].explain());
     assert_eq!(room.indexed(1), (2, 2));
-    let acks = room.total_acks();
-    assert!(acks <= 4, "{:?}", room.acks);
-    // and then nothing more
-    room.run_until(120_000, 3_600_000);
-    assert_eq!(room.total_acks(), acks, "{:?}", room.acks);
 }
 
 /// Four indexers, two of them offline (the majority of three is out of reach) and a value

@@ -635,7 +635,13 @@ impl<A: Apply> Autobase<A> {
         match OplogMessage::from_bytes(block) {
             Ok(m) => {
                 log.push(m);
-                if self.acks.config.is_some_and(|(_, local)| local != *key) {
+                // JS `_onremotewriterchange` hears of the writers it opened: members (and any
+                // writer in an optimistic base), not a hinted non-member's blocks
+                if self.acks.config.is_some_and(|(_, local)| local != *key)
+                    && (self.optimistic
+                        || *key == self.bootstrap
+                        || self.system.get(key).is_some_and(|m| !m.is_removed))
+                {
                     self.acks.remote_changed = true;
                 }
                 Ok(())

@@ -43,10 +43,19 @@ impl<A: Apply> Autobase<A> {
         self.indexed_system.indexers.iter().any(|c| c.key == *local) || self.is_indexer(local)
     }
 
-    /// The blocks held and the nodes indexed: when they are the same at two runs of the timer
-    /// while values wait unindexed, nothing moved for a whole interval.
+    /// The blocks held of the writers the linearizer counts (active writers that are members,
+    /// or the bootstrap while bootstrapping) and the nodes indexed: when they are the same at two
+    /// runs of the timer while values wait unindexed, nothing moved for a whole interval. Blocks
+    /// of writers that are never linearized (a hinted non-member's, a removed writer's) do not
+    /// count: a trickle of them would keep a stall from ever being broken.
     fn ack_progress(&self) -> (u64, u64) {
-        let held = self.oplogs.values().map(|v| v.len() as u64).sum::<u64>();
+        let held = self
+            .active
+            .iter()
+            .map(|&w| &self.graph.writers[w])
+            .filter(|ws| !ws.is_removed)
+            .map(|ws| self.oplog_len(&ws.key))
+            .sum::<u64>();
         (held, self.indexed_nodes)
     }
 
@@ -109,8 +118,9 @@ impl<A: Apply> Autobase<A> {
     ///
     /// * a pending indexer that has written nothing acks at once (JS `ack()` from `_bump`);
     /// * when the timer runs out (`interval` to `2 × interval` after it was last armed, pushed
-    ///   back by every remote block but not past the limit, or brought forward after
-    ///   `random2over1(indexers × threshold)` updates without a local write), it waits up to a
+    ///   back by every block of another member, not a hinted non-member's, but not past the
+    ///   limit, or brought forward after `random2over1(indexers × threshold)` updates without
+    ///   a local write), it waits up to a
     ///   third of the interval more and then an indexer acks if `shouldAck` asks for one
     ///   ([`Autobase::ack`]), or if `signed_behind` (the driver's indexer keeps the signed cores
     ///   and its last checkpoint signs less than is indexed now: JS `shouldWrite`, which makes
