@@ -1189,9 +1189,16 @@ impl IndexerCores {
     }
 
     /// Whether this indexer's latest checkpoint signs less of the views than `base` indexed
-    /// (JS `shouldWrite`, [`LocalCheckpoint::lags`]): its next entry would carry new signatures,
-    /// so its ack timer writes one ([`Autobase::poll_ack`]'s `signed_behind`).
+    /// (JS `shouldWrite`, [`LocalCheckpoint::lags`]) and its next entry would carry new
+    /// signatures (made by [`IndexerCores::sync`], not written yet): then its ack timer writes
+    /// one ([`Autobase::poll_ack`]'s `signed_behind`). A lag that no entry can fix (signing
+    /// stuck after a failed sync, a listed view this indexer never signs) asks for nothing: the
+    /// timer would ack at every run. JS signs at the append itself, so its new entry always
+    /// carries what is indexed.
     pub fn lags<A: Apply>(&self, base: &Autobase<A>) -> bool {
+        if self.pending.is_none() {
+            return false;
+        }
         let views: Vec<u64> = base.indexed_system().views.iter().map(|v| v.1).collect();
         self.checkpoint.lags(&views)
     }

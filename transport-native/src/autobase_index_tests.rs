@@ -476,6 +476,32 @@ async fn a_view_not_opened_yet_is_an_error_and_later_syncs_refuse() {
     assert_eq!(cores.signed_length(), 0);
 }
 
+/// `lags` (the ack timer's `signed_behind`) asks for an ack only when the next entry carries
+/// new signatures: an indexer whose signing is stuck (an earlier sync failed) lags what is
+/// indexed for good, and no ack fixes that (it asked for one at every timer run: an ack every
+/// 1-2 s in an idle chat); a healthy one asks until the entry with its signatures is written.
+#[tokio::test]
+async fn a_lag_no_entry_can_fix_asks_for_no_ack() {
+    let mut t = setup().await;
+    let mut cores = t.cores(&["view", "other"]).await;
+    t.append(b"first");
+    t.sync(&mut cores).await.unwrap_err();
+    assert!(!t.base.indexed_system().views.is_empty(), "a view indexed");
+    assert_eq!(cores.signed_length(), 0, "nothing signed");
+    assert!(!cores.lags(&t.base), "no new signatures to write");
+
+    let mut t = setup().await;
+    let mut cores = t.cores(&["view"]).await;
+    t.append(b"v");
+    t.sync(&mut cores).await.unwrap();
+    assert!(cores.lags(&t.base), "signatures to write");
+    let mut m = t.base.force_ack(&t.local).unwrap();
+    cores.stamp(&mut m, 1);
+    t.base.update();
+    t.sync(&mut cores).await.unwrap();
+    assert!(!cores.lags(&t.base), "written");
+}
+
 /// A run that wrote and signed the cores and stopped before appending its local entry: the
 /// restarted run replays an oplog without that entry, finds the stored cores ahead of (or
 /// different from) the replay and refuses to sign them.

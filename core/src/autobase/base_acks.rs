@@ -123,8 +123,9 @@ impl<A: Apply> Autobase<A> {
     ///   a local write), it waits up to a
     ///   third of the interval more and then an indexer acks if `shouldAck` asks for one
     ///   ([`Autobase::ack`]), or if `signed_behind` (the driver's indexer keeps the signed cores
-    ///   and its last checkpoint signs less than is indexed now: JS `shouldWrite`, which makes
-    ///   the ack carry the new checkpoint), or, when values waited unindexed and nothing came in
+    ///   and its last checkpoint signs less than is indexed now while its next entry would
+    ///   carry new signatures: JS `shouldWrite`, which makes the ack carry the new checkpoint;
+    ///   a lag that no entry fixes must pass `false`, or every run acks), or, when values waited unindexed and nothing came in
     ///   nor was indexed since the timer last ran, with the ack that breaks a stall of crossed
     ///   acks ([`Autobase::stall_ack`]; a deviation: JS waits for a new value there), at most
     ///   once until a new value comes or something is indexed (two indexers without a quorum,

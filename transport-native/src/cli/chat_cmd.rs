@@ -653,8 +653,8 @@ impl Room {
     }
 
     /// Run the engine's ack timer at `now` (`Autobase::poll_ack`) and append the ack it asks
-    /// for, if any. Its checkpoint lagging what is indexed (`IndexerCores::lags`) is the
-    /// engine's `signed_behind`.
+    /// for, if any. Its checkpoint lagging what is indexed with new signatures to write
+    /// (`IndexerCores::lags`) is the engine's `signed_behind`.
     async fn poll_ack(
         &mut self,
         s: &mut Corestore<FileStorage>,
