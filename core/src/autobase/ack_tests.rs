@@ -486,3 +486,31 @@ fn without_a_quorum(config: AckConfig) {
     let (n, indexed) = room.indexed(0);
     assert_eq!(indexed, n, "{}", room.bases[0].explain());
 }
+
+/// While the driver reads a fast-forward point (JS `isFastForwarding()`) the timer writes no
+/// ack, as JS's `ack()` returns early then; a pending indexer still acks at once. Once the read
+/// is over the indexer acks as before.
+#[test]
+fn no_ack_while_a_fast_forward_is_read() {
+    let mut room = Room::new(3, no_threshold(), 12);
+    room.add(1, false, 0);
+    room.bases[0].set_fast_forwarding(true);
+    let mut now = 0;
+    for i in 0..10 {
+        now += 500;
+        room.write(1, format!("b{i}").as_bytes(), now);
+    }
+    now = room.run_until(now, now + 600_000);
+    assert_eq!(room.total_acks(), 0, "{:?}", room.acks);
+    assert_eq!(room.indexed(0), (10, 0));
+    assert!(room.bases[0].ack_timeout().is_some(), "the timer runs");
+    // a pending indexer's first entry comes all the same
+    room.bases[2].set_fast_forwarding(true);
+    room.add(2, true, now);
+    assert_eq!(room.acks[2], vec![now]);
+    room.bases[2].set_fast_forwarding(false);
+    room.bases[0].set_fast_forwarding(false);
+    room.run_until(now, now + 600_000);
+    assert!(!room.acks[0].is_empty());
+    assert_eq!(room.indexed(0), (10, 10), "{}", room.bases[0].explain());
+}

@@ -165,6 +165,8 @@ pub(super) struct AckState {
     /// The nodes indexed and the values waiting when the local writer last wrote a stall ack:
     /// it writes another only once one of them changed (a new value, or something indexed).
     pub(super) stalled: Option<(u64, u64)>,
+    /// The driver reads a fast-forward point ([`super::Autobase::set_fast_forwarding`]).
+    pub(super) fast_forwarding: bool,
 }
 
 #[cfg(test)]

@@ -22,6 +22,15 @@ impl<A: Apply> Autobase<A> {
         self.acks.timer = None;
     }
 
+    /// Tell the ack timer whether the driver is reading a fast-forward point now (JS
+    /// `isFastForwarding()`): meanwhile [`Autobase::poll_ack`] writes no ack but a pending
+    /// indexer's first one (JS `ack()` returns early then, "wait for FF before pushing an ack":
+    /// an ack of what the fast-forward is about to skip is wasted). The timer keeps running.
+    /// The engine does not know of a read in progress by itself (the driver fetches the point).
+    pub fn set_fast_forwarding(&mut self, on: bool) {
+        self.acks.fast_forwarding = on;
+    }
+
     /// When [`Autobase::poll_ack`] is due next (the same clock as its `now`), if the timer runs.
     /// Call it too after feeding blocks, updating or appending: those push the timer or bring it
     /// forward.
@@ -132,6 +141,9 @@ impl<A: Apply> Autobase<A> {
     ///   whose stall acks are each other's new head, would otherwise trade them forever). The
     ///   timer is armed again.
     ///
+    /// While the driver reads a fast-forward point ([`Autobase::set_fast_forwarding`]) the
+    /// timer runs but writes nothing (a pending indexer still acks at once).
+    ///
     /// `None` when nothing is to be written; an idle base writes nothing, and a writer that is
     /// not an indexer never acks. Without [`Autobase::set_ack_timer`], always `None`.
     pub fn poll_ack(
@@ -203,7 +215,16 @@ impl<A: Apply> Autobase<A> {
         if t.executing.is_none_or(|at| at > now) {
             return None;
         }
-        // JS `ack(true)` after its wait
+        // JS `ack(true)` after its wait; none while a fast-forward is read (JS
+        // `isFastForwarding()`), and no stall counted across it
+        if self.acks.fast_forwarding {
+            self.acks.last_run = None;
+            self.new_ack_threshold(now, rng);
+            if let Some(t) = &mut self.acks.timer {
+                t.done(now, rng);
+            }
+            return None;
+        }
         let msgs = if signed_behind && indexer {
             self.force_ack(&local)
         } else {

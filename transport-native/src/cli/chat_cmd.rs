@@ -1389,6 +1389,8 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         // what is indexed goes into the signed cores; then the acks: the engine decides (JS's
         // ack timer), after what came in and what was written
         room.flush_cores(&mut s, now).await;
+        // no acks while a fast-forward point is read (JS `ack()` waits for it)
+        room.base.set_fast_forwarding(ff_rx.is_some());
         room.poll_ack(&mut s, now, &mut ack_rng, &dir).await?;
         wakeup.refresh(s.hub_mut(), &room.base);
         room.commit_signed(&mut s, now).await;
