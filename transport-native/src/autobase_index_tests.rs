@@ -1,4 +1,7 @@
 //! Tests of `autobase_index` (moved out of it to keep it under about 1,000 lines).
+//!
+//! (About 1,050 lines: one test per signing scenario of the indexer's cores, sharing the
+//! member setup at the top; the bee view's tests are in `autobase_index_bee_tests.rs`.)
 
 use super::*;
 use hyperpunch_core::autobase::cores::core_manifest;
