@@ -1,10 +1,12 @@
-//! Seeded simulation: 5-12 members of one autobase (the bootstrap indexes alone, or with two
+//! Seeded simulation: 5-20 members of one autobase (the bootstrap indexes alone, or with two
 //! more indexers on even seeds; it adds the others as writers) append while the network splits
 //! into partitions that sync among themselves, blocks arrive writer by writer in random
-//! interleavings, then the network heals. Every member runs JS's ack timer
+//! interleavings, members restart, then the network heals. Every member runs JS's ack timer
 //! ([`Autobase::poll_ack`], JS's default `ackInterval` and `ackThreshold`) on a virtual clock:
-//! the indexers ack only when their timers say so. What a member indexed is never lost or
-//! changed, and every member ends with the same view, all of it indexed, holding every value
+//! the indexers ack only when their timers say so. A restart is a process's: the engine is
+//! dropped and a new one replays the oplog blocks that member stored (as the chat does), with
+//! its ack timer set again. What a member indexed is never lost or changed, across restarts
+//! too, and every member ends with the same view, all of it indexed, holding every value
 //! written.
 #![allow(clippy::needless_range_loop, clippy::type_complexity)] // indexes pair members with their oplogs
 
@@ -60,6 +62,75 @@ struct Member {
 }
 
 impl Member {
+    /// A member's engine as a process opens it: the base with its view and its ack timer (the
+    /// timer's randomness from the seed, the key and the `boot` count), nothing fed yet.
+    fn open(seed: u64, key: [u8; 32], boot: usize, bootstrap: [u8; 32], optimistic: bool) -> Self {
+        let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) =
+            if optimistic { apply_optimistic } else { apply };
+        let mut base = Autobase::new(bootstrap, f);
+        base.set_optimistic(optimistic);
+        base.open_view("view");
+        base.set_ack_timer(key, AckConfig::default());
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&seed.to_le_bytes());
+        s[8..].copy_from_slice(&key[8..]);
+        s[30] ^= boot as u8;
+        Member {
+            key,
+            base,
+            indexed: Vec::new(),
+            rng: AckRng::from_seed(s),
+        }
+    }
+
+    /// Restart as the chat does: drop the engine, open a new one and replay what this member
+    /// stored, the bootstrap's oplog and its own first, then the other writers' (in a random
+    /// order, each in order). It shows the view it had, and what it had indexed is still
+    /// indexed, unchanged.
+    fn restart(
+        &mut self,
+        seed: u64,
+        boot: usize,
+        optimistic: bool,
+        oplogs: &[Vec<Vec<u8>>],
+        keys: &[[u8; 32]],
+        have: &[usize],
+        rng: &mut Rng,
+    ) {
+        let me = keys.iter().position(|k| *k == self.key).unwrap();
+        let mut new = Member::open(seed, self.key, boot, keys[0], optimistic);
+        let mut order: Vec<usize> = (1..keys.len()).filter(|&w| w != me).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let first: Vec<usize> = if me == 0 { vec![0] } else { vec![0, me] };
+        for (step, ws) in [first, order].iter().enumerate() {
+            for &w in ws {
+                for seq in 0..have[w] {
+                    new.base
+                        .handle_block(&keys[w], seq as u64, &oplogs[w][seq])
+                        .unwrap();
+                }
+            }
+            if step == 0 {
+                new.base.update();
+            }
+        }
+        new.base.update();
+        // the same blocks held give the same linearization: the whole view, its indexed part
+        // at least as long as before
+        let view = self.base.open_view("view");
+        assert_eq!(new.base.open_view("view"), view);
+        assert_eq!(
+            new.base.views().blocks(view),
+            self.base.views().blocks(view),
+            "the view changed across a restart"
+        );
+        new.indexed = std::mem::take(&mut self.indexed);
+        *self = new;
+        self.check_indexed();
+    }
+
     fn check_indexed(&mut self) {
         let view = self.base.open_view("view");
         let n = self.base.indexed_view_lengths()[view];
@@ -104,7 +175,7 @@ fn sync(
 /// values, `ok ...` (acked by apply, kept) or `nope ...` (not acked: dropped).
 fn run(seed: u64, optimists: usize) -> usize {
     let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-    let n = 5 + rng.below(8);
+    let n = 5 + rng.below(16);
     let keys: Vec<[u8; 32]> = (0..n)
         .map(|i| {
             let mut k = [0u8; 32];
@@ -113,30 +184,14 @@ fn run(seed: u64, optimists: usize) -> usize {
             k
         })
         .collect();
-    let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = if optimists > 0 {
-        apply_optimistic
-    } else {
-        apply
-    };
     let writers = n - optimists;
     let mut members: Vec<Member> = keys
         .iter()
-        .map(|k| {
-            let mut base = Autobase::new(keys[0], f);
-            base.set_optimistic(optimists > 0);
-            base.open_view("view");
-            base.set_ack_timer(*k, AckConfig::default());
-            let mut s = [0u8; 32];
-            s[..8].copy_from_slice(&seed.to_le_bytes());
-            s[8..].copy_from_slice(&k[8..]);
-            Member {
-                key: *k,
-                base,
-                indexed: Vec::new(),
-                rng: AckRng::from_seed(s),
-            }
-        })
+        .map(|k| Member::open(seed, *k, 0, keys[0], optimists > 0))
         .collect();
+    // boots[member]: how many times it started
+    let mut boots = vec![0usize; n];
+    let mut restarts = 0usize;
     let mut oplogs: Vec<Vec<Vec<u8>>> = vec![Vec::new(); n];
     // have[member][writer]: blocks of writer's oplog that member holds
     let mut have = vec![vec![0usize; n]; n];
@@ -205,6 +260,21 @@ fn run(seed: u64, optimists: usize) -> usize {
         let group: Vec<usize> = (0..n).map(|_| rng.below(groups)).collect();
         for _ in 0..(10 + rng.below(20)) {
             let i = rng.below(n);
+            // a member restarts now and then, anywhere in the run
+            if rng.below(12) == 0 {
+                let r = rng.below(n);
+                boots[r] += 1;
+                restarts += 1;
+                members[r].restart(
+                    seed,
+                    boots[r],
+                    optimists > 0,
+                    &oplogs,
+                    &keys,
+                    &have[r],
+                    &mut rng,
+                );
+            }
             let action = rng.below(6);
             // time passes: up to 4 s a step, up to 20 s when nothing else happens
             now += rng.below(4_000) as u64;
@@ -269,6 +339,25 @@ fn run(seed: u64, optimists: usize) -> usize {
     let mut rounds = 0;
     for _round in 0..400 {
         rounds += 1;
+        // restarts go on while the network heals
+        if rng.below(8) == 0 {
+            let r = rng.below(n);
+            boots[r] += 1;
+            restarts += 1;
+            members[r].restart(
+                seed,
+                boots[r],
+                optimists > 0,
+                &oplogs,
+                &keys,
+                &have[r],
+                &mut rng,
+            );
+            // its driver runs the timer once it has replayed (it starts there)
+            if poll(r, now, &mut members, &mut oplogs, &mut have) {
+                acks += 1;
+            }
+        }
         for to in 0..n {
             for from in 0..n {
                 if to != from {
@@ -304,7 +393,7 @@ fn run(seed: u64, optimists: usize) -> usize {
         }
     }
     assert!(acks > 0, "seed {seed}: the timers acked");
-    eprintln!("seed {seed}: {acks} acks, {rounds} rounds to heal, {now} ms");
+    eprintln!("seed {seed}: {n} members, {restarts} restarts, {acks} acks, {rounds} rounds to heal, {now} ms");
     if !done {
         let view = members[0].base.open_view("view");
         for m in &members {
