@@ -445,7 +445,7 @@ fn run(seed: u64, optimists: usize) -> usize {
 fn members_converge_under_partitions() {
     let only: Option<u64> = std::env::var("AB_SEED").ok().and_then(|s| s.parse().ok());
     let mut failed = Vec::new();
-    for seed in 1..=40 {
+    for seed in 1..=80 {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
@@ -463,7 +463,7 @@ fn optimists_converge_under_partitions() {
     let only: Option<u64> = std::env::var("AB_SEED").ok().and_then(|s| s.parse().ok());
     let mut failed = Vec::new();
     let mut acked = 0;
-    for seed in 1..=40 {
+    for seed in 1..=80 {
         if only.is_some_and(|o| o != seed) {
             continue;
         }
