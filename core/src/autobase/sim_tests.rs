@@ -59,6 +59,8 @@ struct Member {
     indexed: Vec<Vec<u8>>,
     /// The randomness of the member's ack timer.
     rng: AckRng,
+    /// How many times it restarted.
+    boots: usize,
 }
 
 impl Member {
@@ -80,6 +82,7 @@ impl Member {
             base,
             indexed: Vec::new(),
             rng: AckRng::from_seed(s),
+            boots: boot,
         }
     }
 
@@ -90,7 +93,6 @@ impl Member {
     fn restart(
         &mut self,
         seed: u64,
-        boot: usize,
         optimistic: bool,
         oplogs: &[Vec<Vec<u8>>],
         keys: &[[u8; 32]],
@@ -98,7 +100,7 @@ impl Member {
         rng: &mut Rng,
     ) {
         let me = keys.iter().position(|k| *k == self.key).unwrap();
-        let mut new = Member::open(seed, self.key, boot, keys[0], optimistic);
+        let mut new = Member::open(seed, self.key, self.boots + 1, keys[0], optimistic);
         let mut order: Vec<usize> = (1..keys.len()).filter(|&w| w != me).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i + 1));
@@ -189,9 +191,6 @@ fn run(seed: u64, optimists: usize) -> usize {
         .iter()
         .map(|k| Member::open(seed, *k, 0, keys[0], optimists > 0))
         .collect();
-    // boots[member]: how many times it started
-    let mut boots = vec![0usize; n];
-    let mut restarts = 0usize;
     let mut oplogs: Vec<Vec<Vec<u8>>> = vec![Vec::new(); n];
     // have[member][writer]: blocks of writer's oplog that member holds
     let mut have = vec![vec![0usize; n]; n];
@@ -263,17 +262,7 @@ fn run(seed: u64, optimists: usize) -> usize {
             // a member restarts now and then, anywhere in the run
             if rng.below(12) == 0 {
                 let r = rng.below(n);
-                boots[r] += 1;
-                restarts += 1;
-                members[r].restart(
-                    seed,
-                    boots[r],
-                    optimists > 0,
-                    &oplogs,
-                    &keys,
-                    &have[r],
-                    &mut rng,
-                );
+                members[r].restart(seed, optimists > 0, &oplogs, &keys, &have[r], &mut rng);
             }
             let action = rng.below(6);
             // time passes: up to 4 s a step, up to 20 s when nothing else happens
@@ -342,17 +331,7 @@ fn run(seed: u64, optimists: usize) -> usize {
         // restarts go on while the network heals
         if rng.below(8) == 0 {
             let r = rng.below(n);
-            boots[r] += 1;
-            restarts += 1;
-            members[r].restart(
-                seed,
-                boots[r],
-                optimists > 0,
-                &oplogs,
-                &keys,
-                &have[r],
-                &mut rng,
-            );
+            members[r].restart(seed, optimists > 0, &oplogs, &keys, &have[r], &mut rng);
             // its driver runs the timer once it has replayed (it starts there)
             if poll(r, now, &mut members, &mut oplogs, &mut have) {
                 acks += 1;
@@ -393,7 +372,11 @@ fn run(seed: u64, optimists: usize) -> usize {
         }
     }
     assert!(acks > 0, "seed {seed}: the timers acked");
-    eprintln!("seed {seed}: {n} members, {restarts} restarts, {acks} acks, {rounds} rounds to heal, {now} ms");
+    let restarts: usize = members.iter().map(|m| m.boots).sum();
+    eprintln!(
+        "seed {seed}: {n} members, {restarts} restarts, {acks} acks, {rounds} rounds to heal, \
+         {now} ms"
+    );
     if !done {
         let view = members[0].base.open_view("view");
         for m in &members {
