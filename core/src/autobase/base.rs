@@ -50,6 +50,17 @@ pub enum AutobaseError {
     /// The host refused a call from apply.
     #[error("{0}")]
     Host(&'static str),
+    /// A block of a writer the engine holds no member record of, while it holds
+    /// [`MAX_NONMEMBER_BLOCKS`] such blocks already: not stored (a peer cannot make the engine
+    /// hold unbounded blocks of writers it never applies). Feed it again once the writer is a
+    /// member.
+    #[error("writer {writer}: block {seq} not stored: not a member, {MAX_NONMEMBER_BLOCKS} blocks of non-members held")]
+    NotAMember {
+        /// The writer key (hex).
+        writer: String,
+        /// The block.
+        seq: u64,
+    },
 }
 
 /// One node handed to [`Apply::apply`].
@@ -179,6 +190,23 @@ struct Applied {
 /// engine want unbounded writers).
 pub const MAX_HINTED: usize = 1024;
 
+/// The most oplog blocks the engine holds of writers with no member record (never added nor
+/// acked): past it [`Autobase::handle_block`] refuses them ([`AutobaseError::NotAMember`]) and
+/// [`Autobase::hint_writer_length`] refuses hints of non-members.
+pub const MAX_NONMEMBER_BLOCKS: usize = 4096;
+
+/// A writer [`Autobase::wanted_ranges`] names: fetch its blocks `from..until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedWriter {
+    /// The writer key.
+    pub key: [u8; 32],
+    /// The next block the engine needs ([`Autobase::oplog_len`]).
+    pub from: u64,
+    /// The end (exclusive) for a writer the engine may never apply (a non-member hinted by a
+    /// peer, or one a pending node depends on); `None`: every block, following the core.
+    pub until: Option<u64>,
+}
+
 /// The engine.
 pub struct Autobase<A: Apply> {
     bootstrap: [u8; 32],
@@ -207,10 +235,14 @@ pub struct Autobase<A: Apply> {
     flushes: Option<Vec<SystemFlush>>,
     /// JS `optimistic: true`: optimistic nodes of non-members are applied (and kept when acked).
     optimistic: bool,
-    /// Writers named by [`Autobase::hint_writer`] (JS wakeup hints), wanted even when not members.
+    /// Writers named by [`Autobase::hint_writer`] and [`Autobase::hint_writer_length`] (JS
+    /// wakeup hints), oldest first.
     hinted: Vec<[u8; 32]>,
-    /// The same, for lookups.
-    hinted_set: HashSet<[u8; 32]>,
+    /// The same, each with the end it is wanted to (`None`: the application's hint, every
+    /// block) and whether an update ran since (a peer's hint expires at the next one).
+    hints: HashMap<[u8; 32], (Option<u64>, bool)>,
+    /// Oplog blocks held of writers with no member record (recounted by each update).
+    nonmember_blocks: usize,
     /// The ack timer ([`Autobase::set_ack_timer`]).
     acks: AckState,
     /// Linearizer restarts because indexers changed.
@@ -243,7 +275,8 @@ impl<A: Apply> Autobase<A> {
             flushes: None,
             optimistic: false,
             hinted: Vec::new(),
-            hinted_set: HashSet::new(),
+            hints: HashMap::new(),
+            nonmember_blocks: 0,
             acks: AckState::default(),
             reboots: 0,
         };
@@ -273,49 +306,121 @@ impl<A: Apply> Autobase<A> {
         self.optimistic
     }
 
-    /// A writer some peer says is active (JS `hintWakeup`, which the wakeup protocol feeds):
-    /// [`Autobase::wanted`] names it from now on, member or not, so a driver fetches its oplog; in
-    /// an optimistic base the engine then loads its nodes. This is how a non-member's optimistic
-    /// oplog is found: its key comes from outside the system (the wakeup protocol, or the
-    /// application).
+    /// A writer the application says is active (JS `hintWakeup` with length -1):
+    /// [`Autobase::wanted`] names it from now on, every block of it, in an optimistic base (a
+    /// plain base never applies a non-member's nodes; a member is wanted anyway), and the engine
+    /// then loads its nodes. This is how a non-member's optimistic oplog is found: its key comes
+    /// from outside the system. Not bounded: the application's call (a peer's hint is
+    /// [`Autobase::hint_writer_length`]).
     pub fn hint_writer(&mut self, key: &[u8; 32]) {
-        if self.hinted_set.insert(*key) {
+        if self.hints.insert(*key, (None, false)).is_none() {
             self.hinted.push(*key);
         }
     }
 
-    /// [`Autobase::hint_writer`] for a hint from a peer (JS `hintWakeup({ key, length })`):
-    /// ignored when the engine holds `length` blocks of the writer already (a stale hint), and
-    /// bounded: at most [`MAX_HINTED`] writers are held as hints. At the bound the hints that are
-    /// members or linearized now (wanted anyway) are dropped; if none is, the hint is refused.
-    /// Returns whether the writer is wanted now.
+    /// A hint from a peer (JS `hintWakeup({ key, length })` from a wakeup announce). Returns
+    /// whether the writer is wanted now. Dropped when stale (the engine holds `length` blocks
+    /// already) and, in a base that is not optimistic, when `key` is not a member (its nodes
+    /// cannot be applied; JS skips them as stale or GCs the writer). A member is wanted anyway
+    /// (true, nothing held). In an optimistic base a non-member is held as a hint, bounded: it
+    /// is wanted up to `length` and one block past what the engine holds (its next optimistic
+    /// node; apply acks it before the rest is fetched), at most [`MAX_HINTED`] hints and
+    /// [`MAX_NONMEMBER_BLOCKS`] blocks of non-members are held, and a hint expires once its
+    /// blocks are held or at the second [`Autobase::update`] after it (JS clears its hints after
+    /// each drain; here the driver reads [`Autobase::wanted_ranges`] after the first and starts
+    /// the bounded download).
     pub fn hint_writer_length(&mut self, key: &[u8; 32], length: u64) -> bool {
-        if self.hinted_set.contains(key) {
-            return true;
-        }
-        if length <= self.oplog_len(key) {
+        let have = self.oplog_len(key);
+        if length <= have {
             return false;
         }
+        let member = self.system.get(key);
+        if member.is_some_and(|m| !m.is_removed) || self.is_open_ended(key) {
+            return true;
+        }
+        if !self.optimistic || self.nonmember_blocks >= MAX_NONMEMBER_BLOCKS {
+            return false;
+        }
+        // an acked (or removed) writer is wanted to its hinted length; a stranger one block on
+        let end = if member.is_some() {
+            length
+        } else {
+            length.min(have.saturating_add(1))
+        };
+        match self.hints.get_mut(key) {
+            Some((None, _)) => return true,
+            Some((Some(e), drained)) => {
+                *e = (*e).max(end);
+                *drained = false;
+                return true;
+            }
+            None => {}
+        }
         if self.hinted.len() >= MAX_HINTED {
-            let known: HashSet<[u8; 32]> = self
-                .active
-                .iter()
-                .map(|&w| self.graph.writers[w].key)
-                .chain(
-                    self.system
-                        .member_records()
-                        .filter(|(_, m)| !m.is_removed)
-                        .map(|(k, _)| *k),
-                )
-                .collect();
-            self.hinted.retain(|k| !known.contains(k));
-            self.hinted_set.retain(|k| !known.contains(k));
+            self.expire_hints(false);
             if self.hinted.len() >= MAX_HINTED {
                 return false;
             }
         }
-        self.hint_writer(key);
+        self.hints.insert(*key, (Some(end), false));
+        self.hinted.push(*key);
         true
+    }
+
+    /// Whether every block of `key` is wanted without a hint: the bootstrap while bootstrapping,
+    /// an active indexer, or a linearized writer with a member record.
+    fn is_open_ended(&self, key: &[u8; 32]) -> bool {
+        (self.system.bootstrapping() && *key == self.bootstrap)
+            || self.system.get(key).is_some_and(|m| !m.is_removed)
+            || self.graph.find_writer(key).is_some_and(|w| {
+                self.active_set.contains(&w)
+                    && (self.graph.writers[w].is_active_indexer || self.system.get(key).is_some())
+            })
+    }
+
+    /// Drop the hints that are handled (JS clears its hints after each drain): a peer's hint
+    /// once its blocks are held, its writer is a member (wanted anyway) or an update drained it
+    /// already (`drained`: the driver was told, see [`Autobase::hint_writer_length`]); every
+    /// peer's hint in a base that is not optimistic.
+    fn expire_hints(&mut self, drained: bool) {
+        let keep: Vec<[u8; 32]> = self
+            .hinted
+            .iter()
+            .filter(|k| match self.hints.get(*k) {
+                Some((None, _)) => true,
+                Some((Some(end), was_drained)) => {
+                    !(drained && *was_drained)
+                        && self.optimistic
+                        && self.oplog_len(k) < *end
+                        && self.system.get(k).is_none_or(|m| m.is_removed)
+                }
+                None => false,
+            })
+            .copied()
+            .collect();
+        let keep_set: HashSet<[u8; 32]> = keep.iter().copied().collect();
+        self.hints.retain(|k, _| keep_set.contains(k));
+        if drained {
+            for v in self.hints.values_mut() {
+                v.1 = true;
+            }
+        }
+        self.hinted = keep;
+    }
+
+    /// Recount the blocks held of writers with no member record.
+    fn count_nonmember_blocks(&mut self) {
+        self.nonmember_blocks = self
+            .oplogs
+            .iter()
+            .filter(|(k, _)| !self.is_member_record(k))
+            .map(|(_, v)| v.len())
+            .sum();
+    }
+
+    /// Whether `key` has a member record (added, acked or removed) or is the bootstrap.
+    fn is_member_record(&self, key: &[u8; 32]) -> bool {
+        *key == self.bootstrap || self.system.get(key).is_some()
     }
 
     /// Record every system batch from now on, for an indexer that writes the system core
@@ -518,29 +623,68 @@ impl<A: Apply> Autobase<A> {
         self.indexed_nodes
     }
 
-    /// Writers the engine wants blocks of: `(key, next block index)` for every writer it is
-    /// linearizing, every member of the system (what JS also learns from the wakeup protocol) and
-    /// every writer hinted ([`Autobase::hint_writer`]).
+    /// Writers the engine wants blocks of: `(key, next block index)` ([`Autobase::wanted_ranges`]
+    /// without the ends).
     pub fn wanted(&self) -> Vec<([u8; 32], u64)> {
-        let mut keys: Vec<[u8; 32]> = self
-            .active
-            .iter()
-            .map(|&w| self.graph.writers[w].key)
-            .collect();
-        let mut seen: HashSet<[u8; 32]> = keys.iter().copied().collect();
+        self.wanted_ranges()
+            .into_iter()
+            .map(|w| (w.key, w.from))
+            .collect()
+    }
+
+    /// Writers the engine wants blocks of, each with the range: every block of each member of
+    /// the system, of each writer it linearizes with a member record (added, acked or removed)
+    /// and of the active indexers; of the writers it linearizes without a record (which it never
+    /// applies but for a dependency or an optimistic node), up to what its pending nodes depend
+    /// on; of each hinted writer ([`Autobase::hint_writer`], [`Autobase::hint_writer_length`],
+    /// in an optimistic base only), up to the hint's end.
+    pub fn wanted_ranges(&self) -> Vec<WantedWriter> {
+        let mut need: HashMap<[u8; 32], u64> = HashMap::new();
+        for &n in self.pending.values() {
+            let node = self.graph.node(n);
+            for h in node.heads.iter().skip(node.dependencies.len()) {
+                let e = need.entry(h.key).or_default();
+                *e = (*e).max(h.length);
+            }
+        }
+        if self.optimistic {
+            for (k, (end, _)) in &self.hints {
+                let e = need.entry(*k).or_default();
+                *e = (*e).max(end.unwrap_or(u64::MAX));
+            }
+        }
+        let mut out: Vec<WantedWriter> = Vec::new();
+        let mut seen: HashSet<[u8; 32]> = HashSet::new();
+        let mut push = |key: [u8; 32], until: Option<u64>| {
+            if !seen.insert(key) {
+                return;
+            }
+            let from = self.oplog_len(&key);
+            let until = until.filter(|&u| u != u64::MAX);
+            if until.is_some_and(|u| u <= from) {
+                return;
+            }
+            out.push(WantedWriter { key, from, until });
+        };
+        for &w in &self.active {
+            let key = self.graph.writers[w].key;
+            if self.is_open_ended(&key) {
+                push(key, None);
+            } else if let Some(&u) = need.get(&key) {
+                push(key, Some(u));
+            }
+        }
         for (k, m) in self.system.member_records() {
-            if !m.is_removed && seen.insert(*k) {
-                keys.push(*k);
+            if !m.is_removed {
+                push(*k, None);
             }
         }
         for k in &self.hinted {
-            if seen.insert(*k) {
-                keys.push(*k);
+            if let Some(&u) = need.get(k) {
+                push(*k, Some(u));
             }
         }
-        keys.into_iter()
-            .map(|key| (key, self.oplog_len(&key)))
-            .collect()
+        out
     }
 
     /// Every writer the engine knows: `(key, indexed, linearized, loaded, removed, indexer)`.
@@ -627,14 +771,22 @@ impl<A: Apply> Autobase<A> {
         if self.frozen.contains_key(key) {
             return Ok(());
         }
-        let start = self.oplog_start(key);
-        let log = self.oplogs.entry(*key).or_default();
-        if seq != start.saturating_add(log.len() as u64) {
+        if seq != self.oplog_len(key) {
             return Ok(());
+        }
+        let stranger = !self.is_member_record(key);
+        if stranger && self.nonmember_blocks >= MAX_NONMEMBER_BLOCKS {
+            return Err(AutobaseError::NotAMember {
+                writer: key.iter().map(|b| format!("{b:02x}")).collect(),
+                seq,
+            });
         }
         match OplogMessage::from_bytes(block) {
             Ok(m) => {
-                log.push(m);
+                self.oplogs.entry(*key).or_default().push(m);
+                if stranger {
+                    self.nonmember_blocks += 1;
+                }
                 // JS `_onremotewriterchange` hears of the writers it opened: members (and any
                 // writer in an optimistic base), not a hinted non-member's blocks
                 if self.acks.config.is_some_and(|(_, local)| local != *key)
@@ -1048,6 +1200,8 @@ impl<A: Apply> Autobase<A> {
         if remote {
             self.acks.updates += 1;
         }
+        self.expire_hints(true);
+        self.count_nonmember_blocks();
         changed
     }
 

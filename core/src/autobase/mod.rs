@@ -70,7 +70,10 @@ pub mod topolist;
 mod views;
 pub mod wakeup;
 
-pub use base::{Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, MAX_HINTED};
+pub use base::{
+    Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, WantedWriter, MAX_HINTED,
+    MAX_NONMEMBER_BLOCKS,
+};
 pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 pub use views::{ViewId, Views};
 #[cfg(test)]

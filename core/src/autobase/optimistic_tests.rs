@@ -388,3 +388,77 @@ fn wakeup_announce_makes_the_indexer_fetch_an_optimistic_writer() {
     assert!(!a.base.hint_writer_length(&C, 1), "at the bound");
     assert!(a.base.wanted().len() <= super::MAX_HINTED + 2);
 }
+
+/// A peer that knows the room key announces [`MAX_HINTED`](super::MAX_HINTED) made-up writers
+/// with huge lengths. A plain base drops every hint (a non-member's nodes cannot be applied) and
+/// wants none; an optimistic base wants each for one block only, lets the hints expire after
+/// the next update (JS clears its hints after each drain), and then takes a genuine optimistic
+/// writer's hint and applies it. Blocks of writers with no member record are held up to
+/// [`MAX_NONMEMBER_BLOCKS`](super::MAX_NONMEMBER_BLOCKS), past it refused (typed). Before the
+/// fix: every made-up key was wanted forever, from block 0 with no end, the genuine hint was
+/// refused at the bound and every block of them was stored.
+#[test]
+fn made_up_announced_writers_are_bounded_and_expire() {
+    use super::{AutobaseError, WantedWriter, MAX_HINTED, MAX_NONMEMBER_BLOCKS};
+    let mut net = Net::default();
+    let mut a = peer(A, true);
+    let mut b = peer(B, true);
+    let mut plain = peer(C, false);
+    append(&mut net, &mut a, "hello");
+    net.sync(&mut b);
+    net.sync(&mut plain);
+    let fake = |i: usize| {
+        let mut k = [0xeeu8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        k
+    };
+    let is_fake = |k: &[u8; 32]| k[8..] == [0xee; 24];
+    for i in 0..MAX_HINTED {
+        assert!(!plain.base.hint_writer_length(&fake(i), u64::MAX));
+        assert!(a.base.hint_writer_length(&fake(i), u64::MAX));
+    }
+    assert!(!plain.base.wanted().iter().any(|(k, _)| is_fake(k)));
+    let fakes: Vec<WantedWriter> = a
+        .base
+        .wanted_ranges()
+        .into_iter()
+        .filter(|w| is_fake(&w.key))
+        .collect();
+    assert_eq!(fakes.len(), MAX_HINTED);
+    assert!(
+        fakes.iter().all(|w| w.from == 0 && w.until == Some(1)),
+        "one block each"
+    );
+    assert!(!a.base.hint_writer_length(&B, 1), "at the bound");
+    for _ in 0..3 {
+        a.base.update();
+        plain.base.update();
+    }
+    assert!(
+        !a.base.wanted().iter().any(|(k, _)| is_fake(k)),
+        "expired once drained"
+    );
+    // the genuine optimistic writer is hinted and applied
+    append_optimistic(&mut net, &mut b, "ok optimistic");
+    assert!(a.base.hint_writer_length(&B, 1));
+    net.sync(&mut a);
+    assert_eq!(view(&a), ["hello", "ok optimistic"]);
+    // blocks of a made-up writer: bounded, then refused
+    let block = net.0[&B][0].clone();
+    for seq in 0..MAX_NONMEMBER_BLOCKS as u64 {
+        plain.base.handle_block(&fake(0), seq, &block).unwrap();
+    }
+    let over = plain
+        .base
+        .handle_block(&fake(0), MAX_NONMEMBER_BLOCKS as u64, &block);
+    assert!(
+        matches!(over, Err(AutobaseError::NotAMember { .. })),
+        "{over:?}"
+    );
+    plain.base.update();
+    assert!(plain.base.handle_block(&fake(1), 0, &block).is_err());
+    assert_eq!(plain.base.oplog_len(&fake(0)), MAX_NONMEMBER_BLOCKS as u64);
+    assert_eq!(plain.base.oplog_len(&fake(1)), 0);
+    assert!(!plain.base.wanted().iter().any(|(k, _)| is_fake(k)));
+    assert_eq!(view(&plain), ["hello"]);
+}

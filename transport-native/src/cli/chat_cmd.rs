@@ -47,7 +47,7 @@
 //! engine's (`core::autobase`) and the indexer's cores are `crate::autobase_index`. `Room` is the
 //! next cut if it grows.)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -364,7 +364,7 @@ struct Room {
     /// read (the oplogs are then wanted only from the point it gives).
     fetch: bool,
     /// The oplogs whose download was asked for.
-    fetching: HashSet<[u8; 32]>,
+    fetching: HashMap<[u8; 32], Option<u64>>,
     /// After a fast-forward: the view core `messages` (its blocks below the point are the
     /// room's history, signed by the indexers, not held by the engine) and whether its download
     /// was asked for.
@@ -453,26 +453,37 @@ impl Room {
             }
             self.base.update();
             let mut opened = false;
-            for (k, _) in self.base.wanted() {
-                if self.cores.iter().any(|(c, _)| *c == k) {
+            let wanted = self.base.wanted_ranges();
+            for w in &wanted {
+                if self.cores.iter().any(|(c, _)| *c == w.key) {
                     continue;
                 }
                 let h = s
-                    .get(oplog_opts(GetOptions::from_key(k), self.encryption_key))
+                    .get(oplog_opts(GetOptions::from_key(w.key), self.encryption_key))
                     .await
                     .map_err(|e| store_err(dir, e))?;
-                self.cores.push((k, h));
+                self.cores.push((w.key, h));
                 opened = true;
             }
             if self.fetch {
-                for (k, h) in &self.cores {
-                    if *k == self.local || self.fetching.contains(k) {
+                // each wanted writer from the block the engine needs, up to the end it gives (a
+                // non-member: its hinted node); again when that end moves on
+                for w in &wanted {
+                    if w.key == self.local {
                         continue;
                     }
-                    if let Ok(r) = s.replicator_mut(h) {
-                        let _ = r.download(now, self.base.oplog_len(k), None).await;
+                    let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
+                        continue;
+                    };
+                    match self.fetching.get(&w.key) {
+                        Some(None) => continue,
+                        Some(Some(end)) if w.until.is_some_and(|u| u <= *end) => continue,
+                        _ => {}
                     }
-                    self.fetching.insert(*k);
+                    if let Ok(r) = s.replicator_mut(h) {
+                        let _ = r.download(now, w.from, w.until).await;
+                    }
+                    self.fetching.insert(w.key, w.until);
                 }
             }
             if !fed && !opened {
@@ -964,7 +975,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         cores,
         printed: 0,
         fetch: true,
-        fetching: HashSet::new(),
+        fetching: HashMap::new(),
         view_core: None,
         ff: None,
         cores_writer,
