@@ -86,3 +86,5 @@ mod optimistic_tests;
 mod sim_tests;
 #[cfg(test)]
 mod vectors_tests;
+#[cfg(test)]
+mod wakeup_tests;

@@ -10,15 +10,30 @@
 //!   ([`Autobase::hint_writer_length`]: stale hints are dropped, at most
 //!   [`super::MAX_HINTED`] are held), at most [`MAX_ANNOUNCED_WRITERS`] per announce;
 //! * a lookup: we announce our wakeup writers ([`wakeup_writers`]) if there are any (JS
-//!   `onlookup`);
+//!   `onlookup`); while the peer's connection is congested (it does not read, through a hub:
+//!   [`ReplicationHub::is_congested`], not drained to [`LOW_WATER`]) the lookup waits, at most one per peer, and is answered
+//!   once it drained ([`AutobaseWakeup::handle_events_with`]), so a peer that sends lookups and
+//!   never reads cannot grow what we queue;
 //! * a peer becoming active, and whenever our wakeup writers change ([`AutobaseWakeup::refresh`]):
 //!   we announce them to the opened peers that were not told this list yet and (through a hub,
 //!   [`HubWakeup::refresh`]) whose connection does not replicate every one of those writers'
 //!   cores already. JS announces from its `CoreCoupler` when a connection replicates the system
 //!   core but not one of the writers with unindexed nodes; here the system core's channel is not
 //!   required (a reader that holds no system core is told too).
+//!
+//! Two differences from JS, on purpose:
+//! * an announce during a fast-forward is hinted at once (JS sets `_needsWakeupRequest` and
+//!   looks up after the fast-forward instead): here the fast-forward is a decision of the driver
+//!   ([`super::fast_forward`]), which the engine does not see, and a hint is harmless there (a
+//!   stale one is dropped, a non-member's is bounded, [`Autobase::hint_writer_length`]); the
+//!   driver broadcasts a lookup after the fast-forward as JS does
+//!   ([`AutobaseWakeup::broadcast_lookup`]).
+//! * we announce the writers' loaded length (nodes whose blocks we hold), JS `_getWakeup` the
+//!   linearized one (`w.length`). The engine loads at most a bounded preload past the
+//!   linearized nodes and the blocks it holds are there for the peer to fetch; an announce is a
+//!   hint, and a length past what the peer can fetch from us is only wanted later.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::base::{Apply, Autobase};
 use crate::crypto::discovery_key;
@@ -26,7 +41,7 @@ use crate::protomux::{ChannelId, ChannelOptions, Event as MuxEvent};
 use crate::protomux_wakeup::{
     Output, WakeupError, WakeupEvent, WakeupSession, WakeupWriter, PROTOCOL,
 };
-use crate::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId};
+use crate::replication::{HubEvent, ReplicationError, ReplicationHub, StreamId, LOW_WATER};
 use crate::storage::Storage;
 
 /// Writers of one announce that are hinted; the rest are dropped (a peer cannot make us walk
@@ -53,6 +68,8 @@ pub struct AutobaseWakeup<P: Ord + Copy> {
     session: WakeupSession<P>,
     /// Per opened peer, what we last announced to it.
     announced: BTreeMap<P, Vec<WakeupWriter>>,
+    /// Peers whose lookup waits for their connection to drain (one each).
+    deferred: BTreeSet<P>,
     /// Hints taken from announces (counted for tests and diagnostics).
     pub hints: u64,
 }
@@ -70,6 +87,7 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
         AutobaseWakeup {
             session: WakeupSession::new(key, Some(discovery_key), true),
             announced: BTreeMap::new(),
+            deferred: BTreeSet::new(),
             hints: 0,
         }
     }
@@ -108,11 +126,23 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
     pub fn handle_closed(&mut self, peer: P) {
         self.session.handle_closed(peer);
         self.announced.remove(&peer);
+        self.deferred.remove(&peer);
     }
 
     /// React to the session's events with `base` (see the [module docs](self)). Returns the
     /// writers hinted to the engine (each `(key, length)`), for the driver to log or fetch.
     pub fn handle_events<A: Apply>(&mut self, base: &mut Autobase<A>) -> Vec<WakeupWriter> {
+        self.handle_events_with(base, |_| true)
+    }
+
+    /// [`AutobaseWakeup::handle_events`], answering a peer's lookup only while
+    /// `can_send(peer)` (its connection is not congested): otherwise it waits, coalesced with
+    /// the peer's later lookups, until [`AutobaseWakeup::answer_deferred`] finds it can send.
+    pub fn handle_events_with<A: Apply>(
+        &mut self,
+        base: &mut Autobase<A>,
+        can_send: impl Fn(P) -> bool,
+    ) -> Vec<WakeupWriter> {
         let mut hinted = Vec::new();
         while let Some(ev) = self.session.poll_event() {
             match ev {
@@ -125,10 +155,11 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
                     }
                 }
                 WakeupEvent::Lookup { peer, .. } => {
-                    let writers = wakeup_writers(base);
-                    if !writers.is_empty() {
-                        self.session.announce(peer, &writers);
-                        self.announced.insert(peer, writers);
+                    if can_send(peer) {
+                        self.deferred.remove(&peer);
+                        self.answer_lookup(base, peer);
+                    } else {
+                        self.deferred.insert(peer);
                     }
                 }
                 WakeupEvent::PeerActive { peer } => {
@@ -143,6 +174,33 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
             }
         }
         hinted
+    }
+
+    fn answer_lookup<A: Apply>(&mut self, base: &Autobase<A>, peer: P) {
+        let writers = wakeup_writers(base);
+        if !writers.is_empty() && self.session.announce(peer, &writers) {
+            self.announced.insert(peer, writers);
+        }
+    }
+
+    /// Answer the waiting lookups ([`AutobaseWakeup::handle_events_with`]) of the peers we can
+    /// send to now.
+    pub fn answer_deferred<A: Apply>(&mut self, base: &Autobase<A>, can_send: impl Fn(P) -> bool) {
+        let ready: Vec<P> = self
+            .deferred
+            .iter()
+            .copied()
+            .filter(|&p| can_send(p))
+            .collect();
+        for peer in ready {
+            self.deferred.remove(&peer);
+            self.answer_lookup(base, peer);
+        }
+    }
+
+    /// Peers whose lookup waits for their connection to drain.
+    pub fn deferred_lookups(&self) -> usize {
+        self.deferred.len()
     }
 
     /// Announce our wakeup writers to every opened peer that was not told this list yet (call
@@ -188,9 +246,16 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
         let o = self.session.poll_output();
         if let Some(Output::Close { peer }) = &o {
             self.announced.remove(peer);
+            self.deferred.remove(peer);
         }
         o
     }
+}
+
+/// Whether `stream` cannot take more from us now: congested and not drained to [`LOW_WATER`]
+/// since (when the hub answers its peers' requests again).
+fn congested<S: Storage>(hub: &ReplicationHub<S>, stream: StreamId) -> bool {
+    hub.is_congested(stream) && hub.unsent(stream).is_some_and(|u| u > LOW_WATER)
 }
 
 /// [`AutobaseWakeup`] on the streams of a [`ReplicationHub`] (or a corestore's,
@@ -202,6 +267,8 @@ impl<P: Ord + Copy> AutobaseWakeup<P> {
 pub struct HubWakeup {
     wakeup: AutobaseWakeup<StreamId>,
     channels: BTreeMap<StreamId, ChannelId>,
+    /// Each stream's role and handshake hash, to open our channel again when the remote does.
+    streams: BTreeMap<StreamId, (bool, [u8; 64])>,
 }
 
 impl HubWakeup {
@@ -215,6 +282,7 @@ impl HubWakeup {
         HubWakeup {
             wakeup,
             channels: BTreeMap::new(),
+            streams: BTreeMap::new(),
         }
     }
 
@@ -247,21 +315,30 @@ impl HubWakeup {
                 is_initiator,
                 handshake_hash,
             } => {
-                if !self.channels.contains_key(stream) && hub.has_stream(*stream) {
-                    if let Some(o) = self
-                        .wakeup
-                        .add_peer(*stream, *is_initiator, *handshake_hash)
-                    {
-                        let ch = hub.open_other(now, *stream, o).await?;
-                        self.channels.insert(*stream, ch);
-                    }
+                if hub.has_stream(*stream) {
+                    self.streams
+                        .insert(*stream, (*is_initiator, *handshake_hash));
+                    self.open(now, hub, *stream).await?;
                 }
+            }
+            HubEvent::StreamClosed { stream, .. } => {
+                self.streams.remove(stream);
+                return Ok(Vec::new());
             }
             HubEvent::Other { stream, event } => match event {
                 MuxEvent::PairRequest { protocol, id, .. } if protocol == PROTOCOL => {
-                    // Ours pairs with the remote's open without asking; another topic (or a
-                    // second open of ours) has nobody here (JS `onwakeup` for an unknown topic).
-                    let _ = hub.reject_other(*stream, protocol, id.as_deref());
+                    // The remote opens our topic again after closing it (a JS peer that closed
+                    // and reopened its Autobase on this connection): open ours anew
+                    // (protomux-wakeup `_onpair` for a known topic). Another topic, or our topic
+                    // while our channel is there (it pairs with the remote's open without
+                    // asking), has nobody here (JS `onwakeup` for an unknown topic).
+                    let ours = id.as_deref() == Some(&self.wakeup.session().id()[..]);
+                    if !(ours
+                        && !self.channels.contains_key(stream)
+                        && self.open(now, hub, *stream).await?)
+                    {
+                        let _ = hub.reject_other(*stream, protocol, id.as_deref());
+                    }
                 }
                 MuxEvent::ChannelOpened { channel, handshake } => {
                     if self.channels.get(stream) == Some(channel) {
@@ -287,9 +364,33 @@ impl HubWakeup {
             },
             _ => return Ok(Vec::new()),
         }
-        let hinted = self.wakeup.handle_events(base);
+        let hinted = self.wakeup.handle_events_with(base, |s| !congested(hub, s));
+        self.flush(hub);
+        self.wakeup.answer_deferred(base, |s| !congested(hub, s));
         self.flush(hub);
         Ok(hinted)
+    }
+
+    /// Open our channel on `stream` if it has none (its peer added to the topic). Returns
+    /// whether it opened one.
+    async fn open<S: Storage>(
+        &mut self,
+        now: u64,
+        hub: &mut ReplicationHub<S>,
+        stream: StreamId,
+    ) -> Result<bool, ReplicationError> {
+        let Some(&(is_initiator, handshake_hash)) = self.streams.get(&stream) else {
+            return Ok(false);
+        };
+        if self.channels.contains_key(&stream) || !hub.has_stream(stream) {
+            return Ok(false);
+        }
+        let Some(o) = self.wakeup.add_peer(stream, is_initiator, handshake_hash) else {
+            return Ok(false);
+        };
+        let ch = hub.open_other(now, stream, o).await?;
+        self.channels.insert(stream, ch);
+        Ok(true)
     }
 
     /// Announce our wakeup writers where they changed, to the connections that do not
@@ -300,6 +401,7 @@ impl HubWakeup {
         hub: &mut ReplicationHub<S>,
         base: &Autobase<A>,
     ) {
+        self.wakeup.answer_deferred(base, |s| !congested(hub, s));
         self.wakeup.refresh_with(base, |stream, key| {
             hub.is_core_open(stream, &discovery_key(key))
         });
