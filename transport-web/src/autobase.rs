@@ -30,7 +30,7 @@
 //! and acks; JS members linearize its oplog, no fast-forward to it), fast-forward, encrypted
 //! bases, optimistic apply.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -187,7 +187,7 @@ struct State {
     /// The oplog cores open in the store (the local one first).
     cores: Vec<([u8; 32], CoreHandle)>,
     /// The oplogs whose download from peers was asked for.
-    fetching: HashSet<[u8; 32]>,
+    fetching: HashMap<[u8; 32], Option<u64>>,
     /// The base's wakeup channel on the store's connections.
     wakeup: HubWakeup,
     /// The store's hub events, for [`State::wakeup`] (`None` once closed: the store forgets
@@ -256,26 +256,37 @@ impl State {
             let mut opened = false;
             {
                 let mut s = SharedCoreHost::lock(store).await;
-                for (k, _) in self.engine.wanted() {
-                    if self.cores.iter().any(|(c, _)| *c == k) {
+                let wanted = self.engine.wanted_ranges();
+                for w in &wanted {
+                    if self.cores.iter().any(|(c, _)| *c == w.key) {
                         continue;
                     }
                     let h = s
-                        .get(GetOptions::from_key(k))
+                        .get(GetOptions::from_key(w.key))
                         .await
                         .map_err(|e| js_err("autobase: open a writer's oplog", e))?;
-                    self.cores.push((k, h));
+                    self.cores.push((w.key, h));
                     opened = true;
                 }
                 let now = store.now();
-                for (k, h) in &self.cores {
-                    if *k == self.local || self.fetching.contains(k) {
+                // each wanted writer up to the end the engine gives (a non-member: its hinted
+                // node), again when that end moves on
+                for w in &wanted {
+                    if w.key == self.local {
                         continue;
                     }
-                    if let Ok(r) = s.replicator_mut(h) {
-                        let _ = r.download(now, self.engine.oplog_len(k), None).await;
+                    match self.fetching.get(&w.key) {
+                        Some(None) => continue,
+                        Some(Some(end)) if w.until.is_some_and(|u| u <= *end) => continue,
+                        _ => {}
                     }
-                    self.fetching.insert(*k);
+                    let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
+                        continue;
+                    };
+                    if let Ok(r) = s.replicator_mut(h) {
+                        let _ = r.download(now, w.from, w.until).await;
+                    }
+                    self.fetching.insert(w.key, w.until);
                 }
             }
             any |= fed;
@@ -480,7 +491,7 @@ impl Autobase {
             },
             local,
             cores,
-            fetching: HashSet::new(),
+            fetching: HashMap::new(),
             wakeup,
             events: Some(events),
             rng: Rng::from_seed(seed),
