@@ -195,6 +195,12 @@ pub const MAX_HINTED: usize = 1024;
 /// [`Autobase::hint_writer_length`] refuses hints of non-members.
 pub const MAX_NONMEMBER_BLOCKS: usize = 4096;
 
+/// Blocks a peer's hint of a writer makes the engine want past what it holds while it knows no
+/// member yet (its system not read: it cannot tell a member from a stranger, as a new JS member
+/// wakes any hinted writer); once the system names members such hints of non-members are
+/// dropped (see [`Autobase::hint_writer_length`]).
+pub const MAX_UNKNOWN_SYSTEM_BLOCKS: u64 = 64;
+
 /// A writer [`Autobase::wanted_ranges`] names: fetch its blocks `from..until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WantedWriter {
@@ -321,9 +327,11 @@ impl<A: Apply> Autobase<A> {
     /// A hint from a peer (JS `hintWakeup({ key, length })` from a wakeup announce). Returns
     /// whether the writer is wanted now. Dropped when stale (the engine holds `length` blocks
     /// already) and, in a base that is not optimistic, when `key` is not a member (its nodes
-    /// cannot be applied; JS skips them as stale or GCs the writer). A member is wanted anyway
-    /// (true, nothing held). In an optimistic base a non-member is held as a hint, bounded: it
-    /// is wanted up to `length` and one block past what the engine holds (its next optimistic
+    /// cannot be applied; JS skips them as stale or GCs the writer), unless the system has no
+    /// member yet (a new member that has not read it: then the writer is wanted up to
+    /// [`MAX_UNKNOWN_SYSTEM_BLOCKS`] past what is held). A member is wanted anyway (true,
+    /// nothing held). In an optimistic base a non-member is held as a hint, bounded: it is
+    /// wanted up to `length` and one block past what the engine holds (its next optimistic
     /// node; apply acks it before the rest is fetched), at most [`MAX_HINTED`] hints and
     /// [`MAX_NONMEMBER_BLOCKS`] blocks of non-members are held, and a hint expires once its
     /// blocks are held or at the second [`Autobase::update`] after it (JS clears its hints after
@@ -338,12 +346,17 @@ impl<A: Apply> Autobase<A> {
         if member.is_some_and(|m| !m.is_removed) || self.is_open_ended(key) {
             return true;
         }
-        if !self.optimistic || self.nonmember_blocks >= MAX_NONMEMBER_BLOCKS {
+        // no member yet (a new member that has not read the system): nobody can tell
+        let unknown = self.system.bootstrapping();
+        if !(self.optimistic || unknown) || self.nonmember_blocks >= MAX_NONMEMBER_BLOCKS {
             return false;
         }
-        // an acked (or removed) writer is wanted to its hinted length; a stranger one block on
+        // an acked (or removed) writer is wanted to its hinted length; a stranger one block on,
+        // or while the system is unknown a few
         let end = if member.is_some() {
             length
+        } else if unknown {
+            length.min(have.saturating_add(MAX_UNKNOWN_SYSTEM_BLOCKS))
         } else {
             length.min(have.saturating_add(1))
         };
@@ -390,7 +403,7 @@ impl<A: Apply> Autobase<A> {
                 Some((None, _)) => true,
                 Some((Some(end), was_drained)) => {
                     !(drained && *was_drained)
-                        && self.optimistic
+                        && (self.optimistic || self.system.bootstrapping())
                         && self.oplog_len(k) < *end
                         && self.system.get(k).is_none_or(|m| m.is_removed)
                 }
@@ -637,7 +650,7 @@ impl<A: Apply> Autobase<A> {
     /// and of the active indexers; of the writers it linearizes without a record (which it never
     /// applies but for a dependency or an optimistic node), up to what its pending nodes depend
     /// on; of each hinted writer ([`Autobase::hint_writer`], [`Autobase::hint_writer_length`],
-    /// in an optimistic base only), up to the hint's end.
+    /// in an optimistic base or while the system has no member), up to the hint's end.
     pub fn wanted_ranges(&self) -> Vec<WantedWriter> {
         let mut need: HashMap<[u8; 32], u64> = HashMap::new();
         for &n in self.pending.values() {
@@ -647,7 +660,7 @@ impl<A: Apply> Autobase<A> {
                 *e = (*e).max(h.length);
             }
         }
-        if self.optimistic {
+        if self.optimistic || self.system.bootstrapping() {
             for (k, (end, _)) in &self.hints {
                 let e = need.entry(*k).or_default();
                 *e = (*e).max(end.unwrap_or(u64::MAX));

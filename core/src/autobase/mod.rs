@@ -72,7 +72,7 @@ pub mod wakeup;
 
 pub use base::{
     Apply, ApplyNode, AsyncApply, Autobase, AutobaseError, Host, WantedWriter, MAX_HINTED,
-    MAX_NONMEMBER_BLOCKS,
+    MAX_NONMEMBER_BLOCKS, MAX_UNKNOWN_SYSTEM_BLOCKS,
 };
 pub use bee_view::{BeeEntry, BeeReader, BeeView, BeeViewBatch, ViewCore};
 pub use views::{ViewId, Views};

@@ -461,4 +461,21 @@ fn made_up_announced_writers_are_bounded_and_expire() {
     assert_eq!(plain.base.oplog_len(&fake(1)), 0);
     assert!(!plain.base.wanted().iter().any(|(k, _)| is_fake(k)));
     assert_eq!(view(&plain), ["hello"]);
+    // a new member that has not read the system cannot tell: it wants a hinted writer, a
+    // bounded number of blocks on
+    let mut fresh = peer(C, false);
+    assert!(fresh.base.hint_writer_length(&fake(7), u64::MAX));
+    let w = fresh
+        .base
+        .wanted_ranges()
+        .into_iter()
+        .find(|w| w.key == fake(7));
+    assert_eq!(
+        w,
+        Some(WantedWriter {
+            key: fake(7),
+            from: 0,
+            until: Some(super::MAX_UNKNOWN_SYSTEM_BLOCKS)
+        })
+    );
 }
