@@ -45,10 +45,12 @@
 //!
 //! # Opening
 //!
-//! fjall replays its whole journal at every open. When an open finds journals of at least
-//! [`FileStorageOptions::compact_journal_at`] bytes, fjall's worker moves their contents into
-//! tables while the store is used, and the close replaces them by an empty journal (crash-safe
-//! at every step, see `compact_journal`), so the next open does not read them again.
+//! fjall replays its whole journal at every open. When a close finds journals of at least
+//! [`FileStorageOptions::compact_journal_at`] bytes, their contents are flushed into tables and
+//! the journals replaced by an empty one (crash-safe at every step, see `compact_journal`), so
+//! the next open does not read them again: the process that wrote a lot pays for it. When an
+//! open finds such journals (left by a process that was killed, or by an older version),
+//! fjall's worker begins that flush while the store is used, and the close finishes it.
 //!
 //! # Blocking
 //!
@@ -180,6 +182,10 @@ struct Inner {
     /// Whether the open found a big journal and began compacting it ([`compact_journal`]); the
     /// close finishes it.
     compact: bool,
+    /// [`FileStorageOptions::compact_journal_at`]: a close that finds journals this big compacts
+    /// them even if the open did not begin to (the process that wrote them pays the flush, not
+    /// the next one).
+    compact_at: u64,
     /// The data file of a store with [`KEYSPACE_DATA`]; `None` for a store made before it
     /// (values in fjall as they are).
     data: Option<File>,
@@ -231,7 +237,12 @@ impl Drop for Inner {
                 ManuallyDrop::take(&mut self.ks),
             )
         };
-        if self.compact && (data_synced || self.data.is_none()) {
+        let big_journal = || {
+            journal_files(&self.path.join(DB_DIR))
+                .map(|js| js.iter().map(|j| j.len).sum::<u64>() >= self.compact_at)
+                .unwrap_or(false)
+        };
+        if (self.compact || big_journal()) && (data_synced || self.data.is_none()) {
             let _ = compact_journal(&self.path.join(DB_DIR), db, ks);
         } else {
             drop(db);
@@ -990,6 +1001,7 @@ impl FileStorage {
                 db: ManuallyDrop::new(db),
                 ks: ManuallyDrop::new(ks),
                 compact,
+                compact_at: options.compact_journal_at,
                 data,
                 data_end: AtomicU64::new(end),
                 write_lock: Mutex::new(DataTail {

@@ -577,6 +577,39 @@ fn a_big_journal_is_compacted_by_the_next_open_and_close() {
     overwrite_and_check(dir.path(), &mut want);
 }
 
+/// A close that finds a big journal compacts it, though the open found a small one: the writer
+/// of a big batch pays the flush, and the next open reads an empty journal.
+#[test]
+fn a_close_compacts_the_journal_its_process_made_big() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStorage::open_with(dir.path(), compact_at(256 * 1024)).unwrap();
+    let mut want = BTreeMap::new();
+    let mut b = Batch::new();
+    for i in 0..2000u32 {
+        let (k, v) = (
+            format!("key{i:05}").into_bytes(),
+            vec![(i % 251) as u8; 300],
+        );
+        b.put(k.clone(), v.clone());
+        want.insert(k, v);
+    }
+    block_on(s.write(b)).unwrap();
+    assert!(
+        journal_size(dir.path()).0 >= 256 * 1024,
+        "the batch made the journal big"
+    );
+    drop(s);
+    assert_eq!(
+        journal_size(dir.path()),
+        (0, 1),
+        "one empty journal after the close"
+    );
+    let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
+    assert_holds(&s, &want);
+    drop(s);
+    overwrite_and_check(dir.path(), &mut want);
+}
+
 /// A compaction interrupted after any of its steps (as by a crash: the files as that step left
 /// them) leaves a store that opens with everything in it and keeps working; the next open and
 /// close compact again.
