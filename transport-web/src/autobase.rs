@@ -30,12 +30,12 @@
 //! and acks; JS members linearize its oplog, no fast-forward to it), fast-forward, encrypted
 //! bases, optimistic apply.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
 use hyperpunch_core::autobase::acks::AckConfig;
+use hyperpunch_core::autobase::driver::{feed_oplogs, Fetches};
 use hyperpunch_core::autobase::wakeup::HubWakeup;
 use hyperpunch_core::autobase::{
     Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
@@ -187,7 +187,7 @@ struct State {
     /// The oplog cores open in the store (the local one first).
     cores: Vec<([u8; 32], CoreHandle)>,
     /// The oplogs whose download from peers was asked for.
-    fetching: HashMap<[u8; 32], Option<u64>>,
+    fetching: Fetches,
     /// The base's wakeup channel on the store's connections.
     wakeup: HubWakeup,
     /// The store's hub events, for [`State::wakeup`] (`None` once closed: the store forgets
@@ -219,34 +219,12 @@ impl State {
         let mut any = false;
         self.wakeup_events(store).await;
         loop {
-            let mut fed = false;
-            {
+            let fed = {
                 let s = SharedCoreHost::lock(store).await;
-                for (k, h) in &self.cores {
-                    // a writer frozen at a bad block takes nothing more (the engine ignores its
-                    // blocks: its length would never move and this loop never end)
-                    if self.engine.frozen_at(k).is_some() {
-                        continue;
-                    }
-                    let core = s
-                        .core(h)
-                        .map_err(|e| js_err("autobase: an oplog core", e))?;
-                    let have = core.length();
-                    loop {
-                        let seq = self.engine.oplog_len(k);
-                        if seq >= have || !core.has(seq) {
-                            break;
-                        }
-                        let Ok(Some(block)) = core.get(seq).await else {
-                            break;
-                        };
-                        if self.engine.handle_block(k, seq, &block).is_err() {
-                            break; // a bad block freezes that writer; the base goes on
-                        }
-                        fed = true;
-                    }
-                }
-            }
+                feed_oplogs(&mut self.engine, &s, &self.cores)
+                    .await
+                    .map_err(|e| js_err("autobase: an oplog core", e))?
+            };
             if self.engine.update_async(&mut self.apply).await {
                 any = true;
             }
@@ -271,22 +249,13 @@ impl State {
                 let now = store.now();
                 // each wanted writer up to the end the engine gives (a non-member: its hinted
                 // node), again when that end moves on
-                for w in &wanted {
-                    if w.key == self.local {
-                        continue;
-                    }
-                    match self.fetching.get(&w.key) {
-                        Some(None) => continue,
-                        Some(Some(end)) if w.until.is_some_and(|u| u <= *end) => continue,
-                        _ => {}
-                    }
+                for w in self.fetching.due(&wanted, &self.local) {
                     let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
                         continue;
                     };
                     if let Ok(r) = s.replicator_mut(h) {
                         let _ = r.download(now, w.from, w.until).await;
                     }
-                    self.fetching.insert(w.key, w.until);
                 }
             }
             any |= fed;
@@ -491,7 +460,7 @@ impl Autobase {
             },
             local,
             cores,
-            fetching: HashMap::new(),
+            fetching: Fetches::default(),
             wakeup,
             events: Some(events),
             rng: Rng::from_seed(seed),

@@ -60,6 +60,7 @@ pub mod bee_view;
 pub mod clock;
 pub mod consensus;
 pub mod cores;
+pub mod driver;
 pub mod encryption;
 pub mod fast_forward;
 pub mod graph;

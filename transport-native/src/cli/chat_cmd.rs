@@ -47,7 +47,7 @@
 //! engine's (`core::autobase`) and the indexer's cores are `crate::autobase_index`. `Room` is the
 //! next cut if it grows.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,7 @@ use hyperpunch::core::autobase::acks::AckConfig;
 /// prints a message once it is ordered for good, which waits for an indexer's ack, so on JS's
 /// default a member's message would take 10 to 40 s to appear. An idle room still writes no acks.
 const CHAT_ACK_INTERVAL: u64 = 1_000;
+use hyperpunch::core::autobase::driver::{feed_oplogs, Fetches};
 use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
@@ -364,7 +365,7 @@ struct Room {
     /// read (the oplogs are then wanted only from the point it gives).
     fetch: bool,
     /// The oplogs whose download was asked for.
-    fetching: HashMap<[u8; 32], Option<u64>>,
+    fetching: Fetches,
     /// After a fast-forward: the view core `messages` (its blocks below the point are the
     /// room's history, signed by the indexers, not held by the engine) and whether its download
     /// was asked for.
@@ -433,24 +434,9 @@ impl Room {
         dir: &Path,
     ) -> Result<(), CliError> {
         loop {
-            let mut fed = false;
-            for (k, h) in &self.cores {
-                let core = s.core(h).map_err(|e| store_err(dir, e))?;
-                let have = core.length();
-                loop {
-                    let seq = self.base.oplog_len(k);
-                    if seq >= have || !core.has(seq) {
-                        break;
-                    }
-                    let Ok(Some(block)) = core.get(seq).await else {
-                        break;
-                    };
-                    if self.base.handle_block(k, seq, &block).is_err() {
-                        break; // a bad block freezes that writer; the room goes on
-                    }
-                    fed = true;
-                }
-            }
+            let fed = feed_oplogs(&mut self.base, s, &self.cores)
+                .await
+                .map_err(|e| store_err(dir, e))?;
             self.base.update();
             let mut opened = false;
             let wanted = self.base.wanted_ranges();
@@ -468,22 +454,13 @@ impl Room {
             if self.fetch {
                 // each wanted writer from the block the engine needs, up to the end it gives (a
                 // non-member: its hinted node); again when that end moves on
-                for w in &wanted {
-                    if w.key == self.local {
-                        continue;
-                    }
+                for w in self.fetching.due(&wanted, &self.local) {
                     let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
                         continue;
                     };
-                    match self.fetching.get(&w.key) {
-                        Some(None) => continue,
-                        Some(Some(end)) if w.until.is_some_and(|u| u <= *end) => continue,
-                        _ => {}
-                    }
                     if let Ok(r) = s.replicator_mut(h) {
                         let _ = r.download(now, w.from, w.until).await;
                     }
-                    self.fetching.insert(w.key, w.until);
                 }
             }
             if !fed && !opened {
@@ -975,7 +952,7 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         cores,
         printed: 0,
         fetch: true,
-        fetching: HashMap::new(),
+        fetching: Fetches::default(),
         view_core: None,
         ff: None,
         cores_writer,
