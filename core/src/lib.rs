@@ -48,6 +48,7 @@ pub mod protomux;
 pub mod protomux_wakeup;
 pub mod relay;
 pub mod replication;
+pub mod rng;
 pub mod secretstream;
 pub mod shell;
 pub mod storage;

@@ -41,9 +41,9 @@ use hyperpunch_core::autobase::{
     Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
 };
 use hyperpunch_core::corestore::{CoreHandle, GetOptions};
-use hyperpunch_core::dht::rpc::rng::Rng;
 use hyperpunch_core::encoding::Encode;
 use hyperpunch_core::hyperbee::SharedCoreHost;
+use hyperpunch_core::rng::Rng;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};

@@ -4,8 +4,8 @@
 use super::acks::{AckConfig, DEFAULT_ACK_INTERVAL, MAX_WAIT};
 use super::messages::{Node, OplogMessage};
 use super::{ApplyNode, Autobase, Host, Views};
-use crate::dht::rpc::rng::Rng;
 use crate::encoding::Encode;
+use crate::rng::Rng;
 
 fn apply(nodes: &[ApplyNode<'_>], views: &mut Views, host: &mut Host<'_>) {
     let view = views.open("view");

@@ -16,7 +16,7 @@
 //! the time (milliseconds on any monotonic clock) and the randomness ([`Rng`]) in
 //! [`super::Autobase::poll_ack`] and wakes it at [`super::Autobase::ack_timeout`].
 
-use crate::dht::rpc::rng::Rng;
+use crate::rng::Rng;
 
 /// JS `DEFAULT_ACK_INTERVAL`: 10 s.
 pub const DEFAULT_ACK_INTERVAL: u64 = 10_000;

@@ -6,7 +6,7 @@
 use super::super::acks::{random2over1, AckConfig, Timer};
 use super::super::messages::OplogMessage;
 use super::{Apply, Autobase};
-use crate::dht::rpc::rng::Rng;
+use crate::rng::Rng;
 
 impl<A: Apply> Autobase<A> {
     /// Run JS's ack timer for the local writer `local` (JS `ackInterval` and `ackThreshold`,

@@ -12,8 +12,8 @@
 
 use super::acks::AckConfig;
 use super::{ApplyNode, Autobase, Host, Views};
-use crate::dht::rpc::rng::Rng as AckRng;
 use crate::encoding::Encode;
+use crate::rng::Rng as AckRng;
 
 struct Rng(u64);
 impl Rng {

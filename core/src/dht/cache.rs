@@ -18,7 +18,7 @@ use core::hash::Hash;
 use core::time::Duration;
 use std::collections::HashMap;
 
-use super::rpc::rng::Rng;
+use crate::rng::Rng;
 
 fn gc_interval(max_age: Duration) -> Option<Duration> {
     if max_age.is_zero() {

@@ -52,7 +52,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::crypto::KeyPair;
-use crate::dht::rpc::rng::Rng;
+use crate::rng::Rng;
 
 use connections::Conn;
 use discovery::Discovery;

@@ -1,7 +1,7 @@
 //! The connection queue (shuffled-priority-queue as hyperswarm uses it): peers by priority,
 //! the highest first, a random one among equals.
 
-use crate::dht::rpc::rng::Rng;
+use crate::rng::Rng;
 
 /// Queued public keys by priority.
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 use core::time::Duration;
 
 use super::peer_info::PeerInfo;
-use crate::dht::rpc::rng::Rng;
+use crate::rng::Rng;
 
 /// A timer that fires for everything added before its previous tick (JS `BulkTimer`: an
 /// interval of 66% of its time; an entry waits one to two intervals).

@@ -10,7 +10,7 @@
 //!
 //! Time is a [`Duration`] since an epoch the caller picks (hyperdht's announce `bump` compares
 //! with it as Unix time, so drivers pass time since the Unix epoch). Randomness is a 32-byte
-//! seed given to [`Node::new`] and expanded with ChaCha20 ([`rng::Rng`]).
+//! seed given to [`Node::new`] and expanded with ChaCha20 ([`crate::rng::Rng`]).
 //!
 //! ## Sockets
 //! dht-rpc binds two UDP sockets: the *server* socket (the node's public port; replies to
@@ -36,7 +36,7 @@
 //!
 //! Modules: [`messages`] (wire codec), [`table`] (kademlia-routing-table plus the time-ordered
 //! node list), [`nat`] (nat-sampler), [`io`] (congestion window, tokens, tids, retries, rate
-//! limits), [`rng`]; the node's behaviour is split over `node` (datagrams, requests, replies),
+//! limits) (randomness from [`crate::rng`]); the node's behaviour is split over `node` (datagrams, requests, replies),
 //! `query` (the iterative walk and its commit phase) and `maintenance` (ticks, bootstrap,
 //! NAT/firewall decisions, health pings, network health).
 
@@ -49,7 +49,6 @@ pub mod messages;
 pub mod nat;
 mod node;
 mod query;
-pub mod rng;
 pub mod table;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -13,13 +13,13 @@ use super::maintenance::{Boot, Health, NetCheck};
 use super::messages::{self, node_id, NodeId, Packet, PacketError, RequestPacket, ResponsePacket};
 use super::nat::NatSampler;
 use super::query::Query;
-use super::rng::Rng;
 use super::table::{Added, Table, TableNode, K};
 use super::{
     Config, Event, IncomingRequest, Peer, QueryId, ReplyOptions, RequestError, RequestId,
     RequestSpec, Response, SocketId, Transmit, DELAYED_PING, DOWN_HINT, ERROR_INVALID_TOKEN,
     ERROR_UNKNOWN_COMMAND, FIND_NODE, PING, PING_NAT, TICK_INTERVAL,
 };
+use crate::rng::Rng;
 
 /// Ticks after which an adaptive node re-checks whether it can be persistent (~20 min).
 pub(crate) const STABLE_TICKS: i64 = 240;

@@ -1,9 +1,11 @@
-//! The engine's randomness: a ChaCha20 keystream seeded by the transport.
+//! The engines' randomness: a ChaCha20 keystream seeded by the transport.
 //!
-//! The core never reads a global RNG. A [`super::Node`] takes a 32-byte seed (the native driver
-//! draws it from the operating system, the simulation from its own seeded generator) and expands
-//! it with ChaCha20. Everything random in dht-rpc comes from here: the first tid, the routing
-//! table's random id, the token secrets, the tick offsets and `table.random()`.
+//! The core never reads a global RNG. An engine that needs randomness takes a 32-byte seed or an
+//! [`Rng`] (the native driver draws the seed from the operating system, the simulation from its
+//! own seeded generator) and expands it with ChaCha20. dht-rpc draws its first tid, the routing
+//! table's random id, the token secrets, the tick offsets and `table.random()` from here
+//! ([`crate::dht::rpc::Node::new`]); hyperswarm its retry jitter and queue order; autobase its ack
+//! timer's jitter.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
