@@ -136,6 +136,13 @@ impl Shared {
                         s.wake();
                     }
                 }
+                ClientEvent::Overrun { stream, .. } => {
+                    // The peer sent more than the reader took: the stream is destroyed, and
+                    // what waits of it goes (the `Closed` that follows says why).
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.inbox = VecDeque::new();
+                    }
+                }
                 ClientEvent::End { stream } => {
                     if let Some(s) = self.streams.get_mut(&stream) {
                         s.ended = true;
@@ -658,6 +665,7 @@ impl Duplex for RelayStream {
             return Poll::Ready(None);
         };
         if let Some(chunk) = slot.inbox.pop_front() {
+            s.client.consumed(self.stream, chunk.len());
             return Poll::Ready(Some(chunk));
         }
         if slot.ended || slot.closed.is_some() {

@@ -78,6 +78,16 @@ pub enum ClientEvent {
         /// The stream.
         stream: StreamId,
     },
+    /// The peer sent more than [`Client::set_max_unread`] bytes that were not read
+    /// ([`Client::consumed`]): the stream is destroyed (a [`ClientEvent::Closed`] follows) and
+    /// whatever the owner still holds of it should be dropped. A peer cannot make a page (which
+    /// cannot push back on a WebSocket) buffer without bound.
+    Overrun {
+        /// The stream.
+        stream: StreamId,
+        /// The bytes delivered and not consumed, this message included.
+        unread: usize,
+    },
     /// The stream is gone (failed to connect, destroyed by the peer or the relay).
     Closed {
         /// The stream.
@@ -131,6 +141,8 @@ struct Stream {
     remote_public_key: [u8; 32],
     /// The relay's alias, once paired.
     remote_alias: Option<u32>,
+    /// Bytes delivered in [`ClientEvent::Data`] and not yet [`Client::consumed`].
+    unread: usize,
 }
 
 #[derive(Debug)]
@@ -167,7 +179,12 @@ pub struct Client {
     finished: BTreeMap<u32, Split>,
     events: VecDeque<ClientEvent>,
     failed: bool,
+    max_unread: usize,
 }
+
+/// The default of [`Client::set_max_unread`]: 32 MiB, twice the most a page's replication asks
+/// to have in flight from one peer (16 MiB).
+pub const DEFAULT_MAX_UNREAD: usize = 32 << 20;
 
 impl Client {
     /// A session for `key_pair` (the default key pair, sent in the handshake: its secret key
@@ -194,10 +211,26 @@ impl Client {
             finished: BTreeMap::new(),
             events: VecDeque::new(),
             failed: false,
+            max_unread: DEFAULT_MAX_UNREAD,
         };
         let keys = c.keys(key_pair);
         c.send(&Message::Handshake(keys));
         c
+    }
+
+    /// How many bytes of one stream may be delivered and not [consumed](Client::consumed)
+    /// before the stream is destroyed ([`ClientEvent::Overrun`]); [`DEFAULT_MAX_UNREAD`] unless
+    /// set. The relay forwards whatever the peer sends, and a browser cannot stop reading a
+    /// WebSocket, so this is what bounds the memory a peer can make the client hold.
+    pub fn set_max_unread(&mut self, bytes: usize) {
+        self.max_unread = bytes;
+    }
+
+    /// The owner has read `bytes` of what [`ClientEvent::Data`] delivered for `stream`.
+    pub fn consumed(&mut self, stream: StreamId, bytes: usize) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.unread = s.unread.saturating_sub(bytes);
+        }
     }
 
     /// Whether the secret keys go to the relay.
@@ -237,6 +270,7 @@ impl Client {
                 key_pair,
                 remote_public_key,
                 remote_alias: None,
+                unread: 0,
             },
         );
         self.send(&Message::Connect {
@@ -429,6 +463,7 @@ impl Client {
                         key_pair,
                         remote_public_key,
                         remote_alias: None,
+                        unread: 0,
                     },
                 );
                 self.pair(stream, alias);
@@ -444,10 +479,29 @@ impl Client {
                 });
             }
             Message::Data { alias, data } => {
-                if let Some(&stream) = self.by_remote.get(&alias) {
-                    for d in data {
-                        self.events.push_back(ClientEvent::Data { stream, data: d });
-                    }
+                let Some(&stream) = self.by_remote.get(&alias) else {
+                    return;
+                };
+                let Some(s) = self.streams.get_mut(&stream) else {
+                    return;
+                };
+                s.unread = data.iter().fold(s.unread, |n, d| n.saturating_add(d.len()));
+                if s.unread > self.max_unread {
+                    let unread = s.unread;
+                    self.destroy(stream);
+                    self.events
+                        .push_back(ClientEvent::Overrun { stream, unread });
+                    self.events.push_back(ClientEvent::Closed {
+                        stream,
+                        error: Some(format!(
+                            "the peer sent {unread} bytes that were not read (the limit is {})",
+                            self.max_unread
+                        )),
+                    });
+                    return;
+                }
+                for d in data {
+                    self.events.push_back(ClientEvent::Data { stream, data: d });
                 }
             }
             Message::End { alias } => {

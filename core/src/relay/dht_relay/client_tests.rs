@@ -399,3 +399,64 @@ fn garbage_from_the_relay_is_an_error() {
     assert!(c.handle_frame(&[0xff; 12]).is_err());
     assert!(c.handle_frame(&[]).is_err());
 }
+
+/// A peer that keeps sending to a reader that does not read: the stream is destroyed once
+/// more than `max_unread` bytes wait (the relay is told), not buffered without bound; what was
+/// consumed does not count.
+#[test]
+fn a_stream_whose_peer_overruns_the_unread_limit_is_destroyed() {
+    let me = KeyPair::from_seed(&[1; 32]);
+    let mut c = Client::new(&me, true, [0; 32]);
+    c.set_max_unread(10_000);
+    let mut s = Session::new(Duration::ZERO, Limits::default());
+    pump(&mut c, &mut s);
+    let stream = c.connect([5; 32], me.clone());
+    pump(&mut c, &mut s);
+    let Some(Request::Connect { stream: rs, .. }) = s.poll_request() else {
+        panic!()
+    };
+    s.stream_open(rs, Some([7; 64]));
+    pump(&mut c, &mut s);
+    assert!(matches!(c.poll_event(), Some(ClientEvent::Opened { .. })));
+
+    // 3 × 4000 bytes, each read: nothing unread.
+    for _ in 0..3 {
+        s.stream_data(rs, vec![1; 4000]);
+        pump(&mut c, &mut s);
+        let Some(ClientEvent::Data { data, .. }) = c.poll_event() else {
+            panic!("data")
+        };
+        c.consumed(stream, data.len());
+    }
+    // Nothing read from here: 8000 unread is under the limit, 12000 is over it.
+    s.stream_data(rs, vec![2; 4000]);
+    s.stream_data(rs, vec![2; 4000]);
+    pump(&mut c, &mut s);
+    let mut data = 0;
+    while let Some(ClientEvent::Data { .. }) = c.poll_event() {
+        data += 1;
+    }
+    assert_eq!(data, 2);
+    s.stream_data(rs, vec![3; 4000]);
+    pump(&mut c, &mut s);
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Overrun { stream: st, unread: 12_000 }) if st == stream
+    ));
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Closed { stream: st, error: Some(_) }) if st == stream
+    ));
+    assert!(!c.is_paired(stream));
+    assert!(!c.write(stream, b"x".to_vec()));
+    // The relay was told to destroy it.
+    let mut destroyed = false;
+    while let Some(r) = s.poll_request() {
+        destroyed |= matches!(r, Request::Destroy { stream: d } if d == rs);
+    }
+    assert!(destroyed, "the relay destroys the stream");
+    // Later data for it is dropped.
+    s.stream_data(rs, vec![4; 4000]);
+    pump(&mut c, &mut s);
+    assert!(c.poll_event().is_none());
+}
