@@ -23,7 +23,9 @@ use hyperpunch_core::replication::{Event, HubEvent, Options, ReplicationHub, Rep
 use hyperpunch_web::relay::{replicate_relayed, Relay};
 use hyperpunch_web::replicate::SharedHub;
 use hyperpunch_web::storage::IdbStorage;
-use wasm_bindgen_futures::spawn_local;
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -250,4 +252,67 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str, custodial: bool) {
     drop(serving);
     IdbStorage::delete_database(&writer_db).await.unwrap();
     IdbStorage::delete_database(&reader_db).await.unwrap();
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: i32) -> JsValue;
+}
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+/// A peer that keeps sending on a stream the page does not read: a browser cannot stop reading
+/// its WebSocket, so the page's relay client counts what it holds unread and destroys the
+/// stream past its limit (here 1 MiB; 32 MiB by default), dropping what it held, instead of
+/// buffering whatever the peer sends. The session serves on: a second stream works.
+#[wasm_bindgen_test]
+async fn a_stream_flooded_past_the_unread_limit_is_destroyed_and_the_session_serves_on() {
+    use hyperpunch_web::duplex::Duplex;
+    let serving = Relay::open(relay_url())
+        .await
+        .expect("the relay accepts us");
+    let kp = serving.key_pair();
+    let server = serving.listen(kp.clone()).await.expect("listening");
+    let reading = Relay::open(relay2_url())
+        .await
+        .expect("a session on the second relay");
+    reading.set_max_unread(1 << 20);
+
+    let (accepted, connected) =
+        futures_util::future::join(server.accept(), reading.connect(kp.public_key)).await;
+    let mut sender = accepted.expect("the connection reaches the server");
+    let mut receiver = connected.expect("connected through the relays");
+    // 3 MiB the reader never reads.
+    for _ in 0..48 {
+        sender.send(vec![7; 64 * 1024]).expect("sent");
+    }
+    let mut waited = 0;
+    while receiver.error().is_none() && waited < 30_000 {
+        sleep(50).await;
+        waited += 50;
+    }
+    let why = receiver
+        .error()
+        .expect("the flooded stream is destroyed, not buffered");
+    assert!(why.contains("not read"), "{why}");
+    let next = futures_util::future::poll_fn(|cx| receiver.poll_recv(cx)).await;
+    assert!(next.is_none(), "nothing of the flood is kept");
+
+    // The session is fine: a second stream carries bytes both ways.
+    let (accepted, connected) =
+        futures_util::future::join(server.accept(), reading.connect(kp.public_key)).await;
+    let mut a = accepted.expect("a second connection");
+    let mut b = connected.expect("connected again");
+    a.send(b"ping".to_vec()).unwrap();
+    let got = futures_util::future::poll_fn(|cx| b.poll_recv(cx)).await;
+    assert_eq!(got.as_deref(), Some(&b"ping"[..]));
+    b.send(b"pong".to_vec()).unwrap();
+    let got = futures_util::future::poll_fn(|cx| a.poll_recv(cx)).await;
+    assert_eq!(got.as_deref(), Some(&b"pong"[..]));
 }
