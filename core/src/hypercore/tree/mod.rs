@@ -528,6 +528,17 @@ impl TreeBatch {
             }
             return;
         }
+        self.append_leaves_by_level(leaves);
+    }
+
+    /// [`TreeBatch::append_leaves`]'s level-by-level path, whatever the CPU (without AVX-512
+    /// every parent is hashed alone): its own entry point so that the tests run it on every
+    /// machine, not only on one with AVX-512.
+    pub(crate) fn append_leaves_by_level(
+        &mut self,
+        leaves: impl core::iter::Iterator<Item = (Hash, u64)>,
+    ) {
+        let (at_least, _) = leaves.size_hint();
         // Every node this call touches, by position: the roots it starts from, then each new
         // node as `append_root` would push it (parents with their hash still to compute).
         let mut work: Vec<TreeNode> = std::mem::take(&mut self.roots);
@@ -535,11 +546,11 @@ impl TreeBatch {
         let mut roots: Vec<usize> = (0..work.len()).collect();
         let first_new = work.len();
         // (parent, left child, right child) by position in `work`, left by flat-tree index.
-        let mut parents: Vec<(usize, usize, usize)> = Vec::with_capacity(leaves.len());
-        work.reserve(2 * leaves.len());
-        depth.reserve(2 * leaves.len());
-        self.upgraded = true;
+        let mut parents: Vec<(usize, usize, usize)> = Vec::with_capacity(at_least);
+        work.reserve(2 * at_least);
+        depth.reserve(2 * at_least);
         for (hash, size) in leaves {
+            self.upgraded = true;
             let mut ite = Iterator::new(self.length * 2);
             self.length += 1;
             self.byte_length += size;
