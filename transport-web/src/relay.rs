@@ -411,6 +411,14 @@ impl Relay {
         self.shared.borrow().key_pair.clone()
     }
 
+    /// How many bytes a stream of this session may hold that its reader has not taken before
+    /// the stream is destroyed (32 MiB unless set; see
+    /// [`Client::set_max_unread`](hyperpunch_core::relay::dht_relay::Client::set_max_unread)):
+    /// a page cannot stop the WebSocket, so this bounds what a peer can make it buffer.
+    pub fn set_max_unread(&self, bytes: usize) {
+        self.shared.borrow_mut().client.set_max_unread(bytes);
+    }
+
     /// Whether the session hands its secret keys to the relay ([`Relay::open`]) or keeps them
     /// ([`Relay::open_non_custodial`]).
     pub fn is_custodial(&self) -> bool {
