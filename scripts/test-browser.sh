@@ -4,6 +4,7 @@
 # the dht-relay client against a local `hyperpunch relay`, replication through that relay from
 # a native `hyperpunch core serve --swarm`) in headless Chromium through
 # wasm-bindgen-test-runner + chromedriver. One file: `bash scripts/test-browser.sh --test autobase`.
+# HYPERPUNCH_KEEP_LOGS=DIR copies the servers' and JS peers' logs there on exit.
 # Installs the tools first (scripts/install-wasm-tools.sh). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ cargo build --locked -q -p hyperpunch --bin hyperpunch
 hp="$root/target/debug/hyperpunch"
 tmp=$(mktemp -d)
 source scripts/localnet.sh
-trap 'localnet_stop; rm -rf "$tmp"' EXIT
+trap '[ -n "${HYPERPUNCH_KEEP_LOGS:-}" ] && cp "$tmp"/*.out "$tmp"/*.log "$HYPERPUNCH_KEEP_LOGS"/ 2>/dev/null; localnet_stop; rm -rf "$tmp"' EXIT
 # The page replicates the served core through the relay (tests/relay_replication.rs).
 localnet_start "${HYPERPUNCH_TEST_CORE_BLOCKS:-300}"
 export HYPERPUNCH_TEST_RELAY="$relay_url"
@@ -47,6 +48,21 @@ pids+=($!)
 jsrelay_url=$(wait_for "$tmp/jsrelay.out" 's/^relay \(ws:\/\/[0-9.:]*\)$/\1/p') || {
   echo "error: the JS relay did not start:" >&2; cat "$tmp/jsrelay.out" "$tmp/jsrelay.log" >&2; exit 1; }
 export HYPERPUNCH_TEST_JSRELAY="$jsrelay_url"
+# A JS hyperswarm 4.17.2 peer on a random topic, server and client (tests/swarm_pages.rs meets
+# it through the JS relay and ours).
+jspeer_topic=$(python3 -c 'import os; print(os.urandom(32).hex())')
+TIMEOUT_MS=1800000 node tests/interop/swarm-topic-peer.js "$bootstrap" "$jspeer_topic" >"$tmp/jspeer.out" 2>"$tmp/jspeer.log" &
+pids+=($!)
+jspeer_key=$(wait_for "$tmp/jspeer.out" 's/^joined \([0-9a-f]*\)$/\1/p') || {
+  echo "error: the JS hyperswarm peer did not join:" >&2; cat "$tmp/jspeer.out" "$tmp/jspeer.log" >&2; exit 1; }
+export HYPERPUNCH_TEST_JSPEER="$jspeer_topic:$jspeer_key"
+# A JS hyperswarm peer seeding a corestore (a hyperdrive and a core "notes" of two blocks) on
+# the drive's discovery key: tests/swarm_pages.rs replicates "notes" from it through each relay.
+TIMEOUT_MS=1800000 node tests/interop/swarm-drive-peer.js "$bootstrap" 2 >"$tmp/jsdrive.out" 2>"$tmp/jsdrive.log" &
+pids+=($!)
+seeding=$(wait_for "$tmp/jsdrive.out" 's/^seeding \([0-9a-f]*\) \([0-9a-f]*\)$/\1:\2/p') || {
+  echo "error: the JS drive seeder did not announce:" >&2; cat "$tmp/jsdrive.out" "$tmp/jsdrive.log" >&2; exit 1; }
+export HYPERPUNCH_TEST_JSDRIVE="$seeding"
 export HYPERPUNCH_TEST_CORE="$core_key:$core_len"
 echo "==> relay at $relay_url; core $core_key ($core_len blocks) served through the DHT" >&2
 

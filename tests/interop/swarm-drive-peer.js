@@ -1,9 +1,10 @@
-// A JS hyperswarm 4.17.2 peer seeding a hyperdrive 13 (in a corestore 7), for the npm package's
-// browser test (scripts/test-pkg.sh): it writes FILES files (/f/<i>.txt = "file <i>") and a
-// named core "notes" with two blocks, joins the drive's discovery key (server and client) on a
-// local DHT (BOOTSTRAP, never the public bootstrap nodes), replicates the store on every
-// connection, and prints `seeding DRIVE_KEY NOTES_KEY` once announced, then `connection
-// REMOTE_KEY` for each peer. Exits after TIMEOUT_MS (default 240 s) or on SIGTERM.
+// A JS hyperswarm 4.17.2 peer seeding a hyperdrive 13 (in a corestore 7), for the browser tests
+// (scripts/test-pkg.sh, transport-web/tests/swarm_pages.rs through scripts/test-browser.sh): it
+// writes FILES files (/f/<i>.txt = "file <i>") and a named core "notes" with two blocks, joins the
+// drive's discovery key (server and client) on a local DHT (BOOTSTRAP, never the public bootstrap
+// nodes), replicates the store on every connection, and prints `seeding DRIVE_KEY NOTES_KEY` once
+// announced, then `connection REMOTE_KEY` for each peer. Exits after TIMEOUT_MS (default 240 s) or
+// on SIGTERM.
 //
 //   node swarm-drive-peer.js BOOTSTRAP_HOST:PORT FILES
 //

@@ -1,9 +1,13 @@
-// A JS hyperswarm 4.17.2 peer on a topic, for the npm package's browser test
-// (scripts/test-pkg.sh): it joins TOPIC (server and client) on a local DHT (BOOTSTRAP, never the
-// public bootstrap nodes), prints `joined PUBLIC_KEY` once the topic is announced, and on every
-// connection prints `connection REMOTE_KEY`, sends `hello from js`, prints each message it gets
-// as `data TEXT`, and answers `hello from page` with `echo hello from page`. Exits after TIMEOUT_MS
-// (default 240 s) or on SIGTERM.
+// A JS hyperswarm 4.17.2 peer on a topic, for the browser tests (scripts/test-pkg.sh, and
+// transport-web/tests/swarm_pages.rs through scripts/test-browser.sh): it joins TOPIC (server
+// and client) on a local DHT (BOOTSTRAP, never the public bootstrap nodes), prints `joined
+// PUBLIC_KEY` once the topic is announced, and on every connection prints `connection
+// REMOTE_KEY client|server`, sends `hello from js`, prints each message it gets as `data TEXT`,
+// and answers `hello from page` with `echo hello from page`, `whoami` with `you are REMOTE_KEY
+// client|server` (the page's key as this peer sees it, and this peer's side), `reset me` by
+// destroying the connection (`reset REMOTE_KEY`), and `join TOPIC_HEX` by joining that topic as
+// a client only (so it dials the pages there; `joined-as-client TOPIC_HEX`). Exits after
+// TIMEOUT_MS (default 240 s) or on SIGTERM.
 //
 //   node swarm-topic-peer.js BOOTSTRAP_HOST:PORT TOPIC_HEX
 //
@@ -32,6 +36,16 @@ async function main () {
       const text = b4a.toString(data)
       console.log('data', text)
       if (text === 'hello from page') conn.write('echo hello from page')
+      if (text === 'whoami') conn.write(`you are ${b4a.toString(conn.remotePublicKey, 'hex')} ${info.client ? 'client' : 'server'}`)
+      if (/^join [0-9a-f]{64}$/.test(text)) {
+        const topic = text.slice(5)
+        swarm.join(b4a.from(topic, 'hex'), { server: false, client: true }).flushed()
+          .then(() => console.log('joined-as-client', topic), (err) => console.log('error', err.message))
+      }
+      if (text === 'reset me') {
+        console.log('reset', b4a.toString(conn.remotePublicKey, 'hex'))
+        conn.destroy()
+      }
     })
     conn.write('hello from js')
   })

@@ -646,6 +646,34 @@ impl RelayStream {
             .and_then(|slot| slot.closed.clone().flatten())
     }
 
+    /// Whether the relay destroyed the stream, rather than the peer ending it: `Some(error)`
+    /// once it destroyed it before the peer's `end` (the peer reset it, its UDX stream timed
+    /// out, ...; `error` is `None` when the relay gave none), or with an error after one.
+    /// `None` while it is open, and after a graceful close (the peer ended, then the relay
+    /// reported the stream closed without an error). A relay's destroy is no end: JS
+    /// dht-relay's client destroys its stream then (with the error), and hyperswarm retries.
+    pub fn reset(&self) -> Option<Option<String>> {
+        let s = self.shared.borrow();
+        let slot = s.streams.get(&self.stream)?;
+        match &slot.closed {
+            Some(Some(why)) => Some(Some(why.clone())),
+            Some(None) if !slot.ended => Some(None),
+            _ => None,
+        }
+    }
+
+    /// Ready with [`RelayStream::reset`]'s error once the relay destroyed the stream, for a
+    /// reader that no longer polls [`Duplex::poll_recv`] (the peer ended; both use one waker).
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Option<String>> {
+        if let Some(why) = self.reset() {
+            return Poll::Ready(why);
+        }
+        if let Some(slot) = self.shared.borrow_mut().streams.get_mut(&self.stream) {
+            slot.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// The [`Link`] replication runs through on this stream: custodial, the relay's messages as
     /// frames with the relay's handshake hash; non-custodial, secret-stream from the page's
     /// own handshake. Only once per stream.

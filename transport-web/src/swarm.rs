@@ -194,6 +194,9 @@ async fn pump(
 
 enum Wakeup {
     Input(Option<Vec<u8>>),
+    /// The relay destroyed the stream after the peer's end, with this error (see
+    /// [`RelayStream::reset`]).
+    Reset(Option<String>),
     Timer,
     Work,
 }
@@ -283,6 +286,10 @@ async fn run_pump(stream: &mut RelayStream, conn: &ConnRef) -> Result<(), String
                 if let Poll::Ready(chunk) = stream.poll_recv(cx) {
                     return Poll::Ready(Wakeup::Input(chunk));
                 }
+            } else if !reading {
+                if let Poll::Ready(why) = stream.poll_reset(cx) {
+                    return Poll::Ready(Wakeup::Reset(why));
+                }
             }
             if !c.outbox.is_empty()
                 || (c.end_requested && !ended)
@@ -299,8 +306,16 @@ async fn run_pump(stream: &mut RelayStream, conn: &ConnRef) -> Result<(), String
             Wakeup::Input(Some(chunk)) => link.handle_input(now, &chunk),
             Wakeup::Input(None) => {
                 reading = false;
+                // A stream the relay destroyed (the peer reset it, or its UDX stream timed out)
+                // closes the connection, with the relay's error, as JS dht-relay's client
+                // destroys its stream: taken for the peer's end, it would stay half open, and
+                // the swarm would never hear of it (nor dial the peer again).
+                if let Some(why) = stream.reset() {
+                    return why.map_or(Ok(()), Err);
+                }
                 link.handle_eof(now);
             }
+            Wakeup::Reset(why) => return why.map_or(Ok(()), Err),
             Wakeup::Timer => {
                 timer = None;
                 link.handle_timeout(now);

@@ -7,12 +7,18 @@
 //! nodes), non-custodially (the default: the relay forwards ciphertext) and custodially, and
 //! through the JS relay (`@hyperswarm/dht-relay` 0.4.3, custodial only): both pages on it, and
 //! one page on it and one on ours; and two pages meet on a topic where a closed session's
-//! announcement is left (a dead key they try too). Every step is bounded (`STEP_MS`), so a stall fails with the
-//! step's name instead of the suite's page timeout.
+//! announcement is left (a dead key they try too). A page meets a JS hyperswarm 4.17.2 peer
+//! through the JS relay (custodially) and through ours (non-custodially): the page dials it,
+//! the peer dials a page (a server only), a message goes each way, the peer names the page's
+//! key; the peer resets a connection (the page's closes with the error and the swarm dials
+//! again); and a page replicates a JS peer's core over a swarm connection. Every step is
+//! bounded (`STEP_MS`), so a stall fails with the step's name instead of the suite's page
+//! timeout.
 //!
-//! scripts/test-browser.sh starts the bootstrap node, both relays and the JS relay, and passes
-//! their URLs at build time in HYPERPUNCH_TEST_RELAY, HYPERPUNCH_TEST_RELAY2 and
-//! HYPERPUNCH_TEST_JSRELAY.
+//! scripts/test-browser.sh starts the bootstrap node, both relays, the JS relay and the JS
+//! peers, and passes their URLs and keys at build time in HYPERPUNCH_TEST_RELAY,
+//! HYPERPUNCH_TEST_RELAY2, HYPERPUNCH_TEST_JSRELAY, HYPERPUNCH_TEST_JSPEER and
+//! HYPERPUNCH_TEST_JSDRIVE.
 #![cfg(target_arch = "wasm32")]
 
 use std::future::Future;
@@ -343,4 +349,230 @@ async fn two_pages_meet_through_the_js_relay_past_a_dead_announcement() {
 #[wasm_bindgen_test]
 async fn two_pages_meet_through_our_relay_past_a_dead_announcement() {
     meet_past_a_dead_announcement(relay_url(), relay_url(), false).await;
+}
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `NAME`'s two hex keys (`A_HEX:B_HEX`), set by scripts/test-browser.sh.
+fn two_keys(name: &str, value: Option<&'static str>) -> (Vec<u8>, Vec<u8>) {
+    let Some(v) = value else {
+        panic!("{name} is unset: run the browser tests with scripts/test-browser.sh")
+    };
+    let (a, b) = v.split_once(':').unwrap();
+    (unhex(a), unhex(b))
+}
+
+/// The JS hyperswarm peer's topic and key (tests/interop/swarm-topic-peer.js).
+fn js_peer() -> (Vec<u8>, Vec<u8>) {
+    two_keys(
+        "HYPERPUNCH_TEST_JSPEER",
+        option_env!("HYPERPUNCH_TEST_JSPEER"),
+    )
+}
+
+/// How many connections to the JS peer a test takes before it gives up on one that exchanges
+/// the greeting (each bounded by `STEP_MS`).
+const JS_PEER_ATTEMPTS: usize = 3;
+
+/// The next connection of `s` (to the JS peer of key `key`) on which a message goes each way
+/// and the peer answers (`hello from page`, answered `echo hello from page`; the peer's
+/// `hello from js`). A connection that ends before that must close with the relay's error, not
+/// stay half open: the JS relay's first connection on its DHT node can time out on loopback
+/// (the JS dht-relay client through it sees that too), and the swarm then dials again, as JS
+/// hyperswarm does. At most [`JS_PEER_ATTEMPTS`] connections.
+async fn greet_js_peer(what: &str, s: &Swarm, key: &[u8]) -> SwarmConnection {
+    for attempt in 0..JS_PEER_ATTEMPTS {
+        let c = next_connection(&format!("{what}: a connection"), s).await;
+        assert_eq!(c.remote_public_key(), key, "{what}: the JS peer's key");
+        assert!(c.write(b"hello from page".to_vec()));
+        let mut got = vec![];
+        while got.len() < 2 {
+            match read(&format!("{what}: a message from the JS peer"), &c).await {
+                Some(m) => got.push(String::from_utf8(m).unwrap()),
+                None => break,
+            }
+        }
+        if got.len() == 2 {
+            got.sort();
+            assert_eq!(got, ["echo hello from page", "hello from js"], "{what}");
+            return c;
+        }
+        let why = resolve(
+            &format!("{what}: a connection that ended early closes"),
+            c.when_closed(),
+        )
+        .await;
+        let why = why.as_string().unwrap_or_else(|| {
+            panic!("{what}: the connection ended after {got:?} and closed without an error")
+        });
+        web_sys::console::log_1(
+            &format!("{what}: connection {attempt} closed early ({got:?}): {why}").into(),
+        );
+    }
+    panic!("{what}: no connection of {JS_PEER_ATTEMPTS} exchanged the greeting");
+}
+
+/// Asks the JS peer who this page is: it answers with the key it sees and its side.
+async fn whoami(what: &str, c: &SwarmConnection) -> String {
+    assert!(c.write(b"whoami".to_vec()));
+    let m = read(what, c)
+        .await
+        .unwrap_or_else(|| panic!("{what}: the connection ended"));
+    String::from_utf8(m).unwrap()
+}
+
+/// A page joins the JS hyperswarm peer's topic through `url` (the peer joined first: the page
+/// dials it) and meets it: a message each way, and the peer sees the page's key on its server.
+/// The peer then resets the connection: the page's connection closes with the relay's error
+/// (before the fix it read an end and never closed), and the swarm dials the peer again.
+async fn meet_the_js_peer(url: &str, custodial: bool) {
+    let (topic, key) = js_peer();
+    let s = open(url, custodial).await;
+    s.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    let flushed = resolve("the join flushes", s.flush(Some(topic)).unwrap()).await;
+    assert_eq!(flushed, JsValue::TRUE);
+    let c = greet_js_peer("the page meets the JS peer", &s, &key).await;
+    assert!(
+        c.is_initiator(),
+        "the page dialed the peer, announced before it"
+    );
+    assert_eq!(
+        whoami("the JS peer names the page", &c).await,
+        format!("you are {} server", hex(&s.public_key()))
+    );
+    assert!(c.write(b"reset me".to_vec()));
+    assert_eq!(read("the reset connection ends", &c).await, None);
+    let why = resolve("the reset connection closes", c.when_closed()).await;
+    assert!(
+        why.is_string(),
+        "a reset closes with the relay's error: {why:?}"
+    );
+    assert!(c.closed());
+    let again = greet_js_peer("the page meets the JS peer again", &s, &key).await;
+    assert!(!again.closed());
+    resolve("the swarm is destroyed", s.destroy()).await;
+    assert_eq!(s.connections(), 0);
+}
+
+#[wasm_bindgen_test]
+async fn a_page_meets_a_js_hyperswarm_peer_through_the_js_relay() {
+    meet_the_js_peer(js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_meets_a_js_hyperswarm_peer_through_our_relay() {
+    meet_the_js_peer(relay_url(), false).await;
+}
+
+/// The JS hyperswarm peer dials a page: a page that met it asks it to join a fresh topic as a
+/// client, where a second page (a server only) joined through `url`; the second page accepts
+/// the peer's connection (not the initiator), a message goes each way, and the peer names the
+/// page's key on its client side.
+async fn the_js_peer_dials_a_page(url: &str, custodial: bool) {
+    let (topic, key) = js_peer();
+    let a = open(url, custodial).await;
+    a.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    resolve("a's join flushes", a.flush(Some(topic)).unwrap()).await;
+    let ca = greet_js_peer("a meets the JS peer", &a, &key).await;
+    let b = open(url, custodial).await;
+    let fresh = random32();
+    b.join(fresh.clone(), Some(true), Some(false))
+        .map_err(JsValue::from)
+        .unwrap();
+    let flushed = resolve("b's join flushes", b.flush(Some(fresh.clone())).unwrap()).await;
+    assert_eq!(flushed, JsValue::TRUE);
+    assert!(ca.write(format!("join {}", hex(&fresh)).into_bytes()));
+    let cb = greet_js_peer("the JS peer dials b", &b, &key).await;
+    assert!(!cb.is_initiator(), "the peer dialed b");
+    assert_eq!(
+        whoami("the JS peer names b", &cb).await,
+        format!("you are {} client", hex(&b.public_key()))
+    );
+    close([&a, &b]).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_js_hyperswarm_peer_dials_a_page_through_the_js_relay() {
+    the_js_peer_dials_a_page(js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_js_hyperswarm_peer_dials_a_page_through_our_relay() {
+    the_js_peer_dials_a_page(relay_url(), false).await;
+}
+
+/// A page replicates a JS hyperswarm peer's core (tests/interop/swarm-drive-peer.js: a
+/// corestore with a hyperdrive and a core "notes" of two blocks, replicated on every
+/// connection) through `url`: it joins the drive's discovery key and replicates a reader of
+/// "notes" over the connection (`core.replicate(conn)`); a connection whose replication ends
+/// before the download is dropped for the swarm's next one (see [`greet_js_peer`]).
+async fn replicate_from_the_js_peer(url: &str, custodial: bool) {
+    let (drive_key, notes_key) = two_keys(
+        "HYPERPUNCH_TEST_JSDRIVE",
+        option_env!("HYPERPUNCH_TEST_JSDRIVE"),
+    );
+    let name = format!(
+        "hyperpunch-swarm-js-notes-{:x}",
+        (js_sys::Math::random() * 1e12) as u64
+    );
+    let reader = Hypercore::create_reader(name.clone(), notes_key, None)
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    let topic = hyperpunch_web::discovery_key(&drive_key)
+        .map_err(JsValue::from)
+        .unwrap();
+    let s = open(url, custodial).await;
+    s.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    resolve("the join flushes", s.flush(Some(topic)).unwrap()).await;
+    let mut download = std::pin::pin!(JsFuture::from(reader.download(0.0, Some(2.0))));
+    let mut done = false;
+    for attempt in 0..JS_PEER_ATTEMPTS {
+        let c = next_connection("the page meets the JS drive peer", &s).await;
+        let replication = JsFuture::from(replicate_connection(&reader, &c));
+        match step("the notes download", select(download.as_mut(), replication)).await {
+            Either::Left((r, _)) => {
+                r.expect("the download");
+                done = true;
+                break;
+            }
+            Either::Right((r, _)) => web_sys::console::log_1(
+                &format!("replication {attempt} ended before the download: {r:?}").into(),
+            ),
+        }
+    }
+    assert!(
+        done,
+        "no connection of {JS_PEER_ATTEMPTS} replicated the notes"
+    );
+    for (i, want) in ["note 0", "note 1"].iter().enumerate() {
+        let got = resolve("a note", reader.get(i as f64, Some(false))).await;
+        assert_eq!(js_sys::Uint8Array::new(&got).to_vec(), want.as_bytes());
+    }
+    resolve("the swarm is destroyed", s.destroy()).await;
+    drop(reader);
+    IdbStorage::delete_database(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_js_hyperswarm_peers_core_through_the_js_relay() {
+    replicate_from_the_js_peer(js_relay_url(), true).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_page_replicates_a_js_hyperswarm_peers_core_through_our_relay() {
+    replicate_from_the_js_peer(relay_url(), false).await;
 }
