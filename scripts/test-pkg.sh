@@ -17,9 +17,10 @@
 #      put/get/entry/list/readdir/symlink/del, reopened by name; a
 #      Swarm: joins a random topic through `hyperpunch relay --ws` on a local DHT, where a JS
 #      hyperswarm peer (tests/interop/swarm-topic-peer.js) joined, and exchanges a message each
-#      way with it; two Swarms of the page, each on its own relay session as two pages, meet
-#      on a random topic, exchange messages both ways and replicate a core one way over a
-#      second pair's connection, through our relay and through a JS @hyperswarm/dht-relay
+#      way with it, then the same through a JS @hyperswarm/dht-relay 0.4.3 relay (custodially);
+#      two Swarms of the page, each on its own relay session as two pages, meet on a random
+#      topic, exchange messages both ways and replicate a core one way over a second pair's
+#      connection, through our relay and through a JS @hyperswarm/dht-relay
 #      0.4.3 relay (custodially; src/pages.ts); a JS hyperswarm peer seeding a hyperdrive of
 #      20 files and a named core
 #      (tests/interop/swarm-drive-peer.js): the page joins the drive's discovery key, replicates
@@ -219,6 +220,8 @@ print(json.dumps([
     # The store's named core and the drive have the keys JS gives for the same primary key.
     {"eval": "document.title.includes(%s)" % json.dumps(store), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps(swarm), "expect": True},
+    # The same through the JS relay (custodially): the summary after `swarm-js me=KEY `.
+    {"eval": '(document.title.split("swarm-js me=")[1] || "").slice(65).startsWith(%s)' % json.dumps(swarm), "expect": True},
     # Two pages meeting through our relay and through the JS relay.
     {"eval": "document.title.includes(%s)" % json.dumps("pages-ours " + pages), "expect": True},
     {"eval": "document.title.includes(%s)" % json.dumps("pages-js " + pages), "expect": True},
@@ -237,6 +240,7 @@ print(json.dumps([
     {"run": 'v=$(printf %s "$PAGE_TITLE" | sed -n "s/.* autobase-boot indexer=true view=\\([^ ]*\\) end.*/\\1/p"); [ -n "$v" ] || { echo "no autobase-boot view in the title"; exit 1; }; for i in $(seq 300); do grep -qx "done $v" "$SCRATCH/jsabw.out" && exit 0; sleep 0.1; done; echo "the JS writer view differs from the page view $v:"; cat "$SCRATCH/jsabw.out"; exit 1'},
     # The JS peer saw the page's key and got its message.
     {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" && grep -qx "data hello from page" "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},
+    {"run": 'me=$(printf %s "$PAGE_TITLE" | sed -n "s/.*swarm-js me=\\([0-9a-f]*\\).*/\\1/p"); [ -n "$me" ] && grep -q "^connection $me " "$SCRATCH/jspeer.out" || { echo "the JS peer did not meet $me through the JS relay:"; cat "$SCRATCH/jspeer.out"; exit 1; }'},
 ]))
 PY
 )

@@ -34,10 +34,11 @@ async function main (): Promise<string> {
   const params = new URLSearchParams(location.search)
   const relay = params.get('relay')
   const topic = params.get('topic')
-  const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}` : ''
-  // With &jsrelay=ws://... (a JS @hyperswarm/dht-relay), two pages meeting through our relay
-  // and through that one (custodially, the JS relay's only mode).
+  // With &jsrelay=ws://... (a JS @hyperswarm/dht-relay), the swarm through it too (custodially,
+  // the JS relay's only mode), and two pages meeting through our relay and through that one.
   const jsRelay = params.get('jsrelay')
+  const swarmJs = jsRelay !== null && topic !== null ? ` | ${await swarmCheck(jsRelay, topic, 'swarm-js', true)}` : ''
+  const swarm = relay !== null && topic !== null ? ` | ${await swarmCheck(relay, topic)}${swarmJs}` : ''
   const pages = relay !== null && jsRelay !== null
     ? ` | ${await pagesCheck('ours', { relay })} | ${await pagesCheck('js', { relay: jsRelay, custodial: true })}`
     : ''

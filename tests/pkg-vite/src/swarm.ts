@@ -1,5 +1,8 @@
 // Swarm through the packed package: join a topic through the relay, meet the JS hyperswarm peer
 // of scripts/test-pkg.sh there, and exchange a message each way on the encrypted connection.
+// Through our relay (non-custodial) and a JS dht-relay (custodial): there the relay's first
+// connection can time out on the relay's side (a JS dht-relay client sees that too); it closes
+// with the error and the swarm dials the peer again, as JS hyperswarm does.
 // Returns a summary that scripts/test-pkg.sh compares.
 import { Swarm, toHex, type SwarmConnection, type SwarmPeerInfo } from 'hyperpunch'
 
@@ -12,8 +15,8 @@ export function within<T> (ms: number, what: string, p: Promise<T>): Promise<T> 
   return Promise.race([p, late]).finally(() => clearTimeout(timer))
 }
 
-export async function swarmCheck (relay: string, topic: string): Promise<string> {
-  const swarm = new Swarm({ relay })
+export async function swarmCheck (relay: string, topic: string, label = 'swarm', custodial?: boolean): Promise<string> {
+  const swarm = new Swarm({ relay, custodial })
   await swarm.ready()
   const met = new Promise<string>((resolve, reject) => {
     swarm.on('error', reject)
@@ -34,5 +37,5 @@ export async function swarmCheck (relay: string, topic: string): Promise<string>
   const summary = await within(60000, `swarm through ${relay}: the JS peer met`, met)
   const open = swarm.connections.size
   await swarm.destroy()
-  return `swarm me=${toHex(swarm.publicKey)} flushed=${flushed} ${summary} open=${open}`
+  return `${label} me=${toHex(swarm.publicKey)} flushed=${flushed} ${summary} open=${open}`
 }
