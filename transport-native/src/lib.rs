@@ -24,5 +24,6 @@ pub mod drive;
 pub mod localdrive;
 pub mod replicate;
 pub mod shell;
+pub mod store_watch;
 pub mod swarm;
 pub mod udx;

@@ -138,7 +138,7 @@ impl<H: ReplicationHost> State<H> {
                 }
             }
         }
-        if any {
+        if any | self.hub.take_changed() {
             self.changed.notify_waiters();
         }
     }
@@ -259,6 +259,14 @@ impl<H: ReplicationHost> SharedHost<H> {
             state: self.state.lock().await,
             timeout: &self.timeout,
         }
+    }
+
+    /// [`SharedHost::lock`] if the hub is not locked now.
+    pub(crate) fn try_lock(&self) -> Option<HubGuard<'_, H>> {
+        Some(HubGuard {
+            state: self.state.try_lock().ok()?,
+            timeout: &self.timeout,
+        })
     }
 
     /// Ask every current connection to end gracefully (each [`replicate`] call then returns

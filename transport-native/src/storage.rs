@@ -80,7 +80,7 @@ use std::mem::ManuallyDrop;
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
@@ -196,10 +196,38 @@ struct Inner {
     /// writer in between; holds where the data file's next value goes.
     write_lock: Mutex<DataTail>,
     durability: Durability,
+    /// [`FileStorage::suspend`]: while set, reads and writes wait.
+    suspend: Suspend,
     path: PathBuf,
     /// Exclusive lock on `DIR/storage.lock`, held while open; declared last so it is released
     /// only after the database is closed.
     _lock: File,
+}
+
+/// Whether the store is suspended ([`FileStorage::suspend`]), and who waits for the resume.
+#[derive(Default)]
+struct Suspend {
+    suspended: AtomicBool,
+    resumed: tokio::sync::Notify,
+}
+
+impl Suspend {
+    fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Returns once the store is not suspended (at once when it is not).
+    async fn resumed(&self) {
+        while self.is_suspended() {
+            let notified = self.resumed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_suspended() {
+                break;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The writer's position in the data file.
@@ -1024,6 +1052,7 @@ impl FileStorage {
                     allocated: end,
                 }),
                 durability: options.durability,
+                suspend: Suspend::default(),
                 path,
                 _lock: lock,
             }),
@@ -1061,6 +1090,52 @@ impl FileStorage {
         guarded("syncing", || {
             self.inner.db.persist(PersistMode::SyncAll).map_err(map_err)
         })
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, DataTail> {
+        self.inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Suspend the store (JS `corestore.suspend()`, rocksdb-native's `suspend`: e.g. before a
+    /// mobile app goes to the background, where the system may kill it at any time).
+    ///
+    /// When this returns:
+    ///
+    /// * every write that completed before it is on the disk: the data file and fjall's journal
+    ///   are `fsync`ed (as [`FileStorage::sync`]), so it survives power loss too;
+    /// * no write is in progress, and no [`Storage`] call of any clone of this store starts
+    ///   until [`FileStorage::resume`]: reads and writes wait (their futures stay pending; a
+    ///   read that had begun before the suspend finishes first). So a corestore on it keeps its
+    ///   sessions and connections, and its replication waits at its next storage call
+    ///   (incoming data is not lost: the connection stops being read once its queue fills);
+    /// * the files stay open and the folder stays locked (no other process can open it in the
+    ///   meantime); fjall's own background thread may still finish moving a sealed memtable into
+    ///   a table (crash-safe as always).
+    ///
+    /// Resume from a task that does not wait on the store (e.g. not while holding the lock of
+    /// a `SharedCorestore` whose replication waits here). Suspending twice is the same as once.
+    /// Should the sync fail, the error is returned and the store is suspended all the same.
+    pub fn suspend(&self) -> Result<(), StorageError> {
+        {
+            let _tail = self.write_lock();
+            self.inner.suspend.suspended.store(true, Ordering::Release);
+        }
+        self.sync()
+    }
+
+    /// Resume after [`FileStorage::suspend`]: the reads and writes waiting go on, in no
+    /// particular order. Resuming a store that is not suspended does nothing.
+    pub fn resume(&self) {
+        self.inner.suspend.suspended.store(false, Ordering::Release);
+        self.inner.suspend.resumed.notify_waiters();
+    }
+
+    /// Whether the store is suspended ([`FileStorage::suspend`]).
+    pub fn is_suspended(&self) -> bool {
+        self.inner.suspend.is_suspended()
     }
 
     /// The value a stored record stands for: in a store with a data file, the inline bytes or
@@ -1169,11 +1244,8 @@ impl FileStorage {
         })
     }
 
-    fn write_sync(&self, batch: Batch) -> Result<(), StorageError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // Validate first: nothing is written if any op is out of bounds.
+    /// Check a batch before anything of it is written: every op within bounds.
+    fn validate(batch: &Batch) -> Result<(), StorageError> {
         for op in &batch.ops {
             let (k, len) = match op {
                 Op::Put(k, v) => (k, v.len()),
@@ -1187,11 +1259,15 @@ impl FileStorage {
                 )));
             }
         }
-        let mut tail = self
-            .inner
-            .write_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        Ok(())
+    }
+
+    /// Write a validated batch under the write lock.
+    fn commit(
+        &self,
+        batch: Batch,
+        mut tail: std::sync::MutexGuard<'_, DataTail>,
+    ) -> Result<(), StorageError> {
         guarded("writing", || {
             // The final state of each key the batch touches (`None`: removed).
             let writes: Vec<(Vec<u8>, Option<Value>)> =
@@ -1372,10 +1448,12 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.suspend.resumed().await;
         self.get_sync(key)
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.inner.suspend.resumed().await;
         self.get_many_sync(keys)
     }
 
@@ -1385,11 +1463,24 @@ impl Storage for FileStorage {
         end: &[u8],
         limit: Option<usize>,
     ) -> Result<Entries, StorageError> {
+        self.inner.suspend.resumed().await;
         self.scan_sync(start, end, limit)
     }
 
     async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        self.write_sync(batch)
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Validate first: nothing is written if any op is out of bounds.
+        Self::validate(&batch)?;
+        loop {
+            self.inner.suspend.resumed().await;
+            let tail = self.write_lock();
+            // A suspend that took the lock since: wait for the resume again.
+            if !self.inner.suspend.is_suspended() {
+                return self.commit(batch, tail);
+            }
+        }
     }
 }
 

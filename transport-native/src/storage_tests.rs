@@ -687,3 +687,50 @@ fn the_data_synced_marker_holds_only_for_the_state_it_recorded() {
     assert!(!other.path().join(DATA_SYNCED).exists());
     drop(s);
 }
+
+/// `suspend` syncs what was written and holds every later read and write until `resume`;
+/// then they go on and the store works as before.
+#[test]
+fn suspend_syncs_and_holds_reads_and_writes_until_resume() {
+    use futures_util::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStorage::open(dir.path()).unwrap();
+    let mut b = Batch::new();
+    b.put(b"a".to_vec(), b"1".to_vec())
+        .put(b"long".to_vec(), vec![7; 50_000]);
+    block_on(s.write(b)).unwrap();
+    {
+        let tail = s.write_lock();
+        assert!(tail.synced < tail.end, "the long value is not synced yet");
+    }
+    s.suspend().unwrap();
+    assert!(s.is_suspended());
+    {
+        let tail = s.write_lock();
+        assert_eq!(tail.synced, tail.end, "suspend synced the data file");
+    }
+    let other = s.clone();
+    let mut read = Box::pin(other.get(b"a"));
+    let mut scan = Box::pin(other.scan(b"a", b"z", None));
+    let mut b = Batch::new();
+    b.put(b"b".to_vec(), b"2".to_vec());
+    let mut write = Box::pin(other.write(b));
+    assert!((&mut read).now_or_never().is_none(), "a read waits");
+    assert!((&mut scan).now_or_never().is_none(), "a scan waits");
+    assert!((&mut write).now_or_never().is_none(), "a write waits");
+    s.suspend().unwrap(); // twice is once
+    assert!((&mut write).now_or_never().is_none(), "still waiting");
+    s.resume();
+    assert!(!s.is_suspended());
+    block_on(write).unwrap();
+    assert_eq!(block_on(read).unwrap(), Some(b"1".to_vec()));
+    // Waiters go on in no particular order: the scan may see the write.
+    let keys: Vec<Vec<u8>> = block_on(scan).unwrap().into_iter().map(|e| e.0).collect();
+    assert!(keys.contains(&b"a".to_vec()) && keys.contains(&b"long".to_vec()));
+    assert_eq!(block_on(s.get(b"b")).unwrap(), Some(b"2".to_vec()));
+    assert_eq!(block_on(s.get(b"long")).unwrap(), Some(vec![7; 50_000]));
+    s.resume(); // not suspended: nothing
+    drop((s, other));
+    let s = FileStorage::open(dir.path()).unwrap();
+    assert_eq!(block_on(s.get(b"b")).unwrap(), Some(b"2".to_vec()));
+}

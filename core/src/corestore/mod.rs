@@ -44,8 +44,12 @@
 //! # }).unwrap();
 //! ```
 //!
+//! * **Watching**: [`Corestore::watch`] reports every core the store opens from then on (JS
+//!   `store.watch(fn)`, see [`watch`]).
+//!
 //! Not done (JS features): `staticify`, `audit`, group notifications (`notifyGroup`),
-//! `findingPeers`, `watch`, suspend/resume, read-only stores, and the delayed closing of idle
+//! `findingPeers`, read-only stores; suspend/resume is the storage's (natively
+//! `FileStorage::suspend` in the `hyperpunch` crate), and the delayed closing of idle
 //! cores (JS closes a core some seconds after it went idle; here at once).
 
 pub mod keys;
@@ -53,6 +57,7 @@ pub mod layout;
 mod replicate;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -68,6 +73,7 @@ use crate::storage::{Batch, Prefixed, Storage, StorageError};
 
 pub use keys::{create_key_pair, derive_seed, named_core, NamedCore, Namespace};
 use layout::{CoreRecord, StoreHeader};
+pub use watch::{OpenedCore, WatchId};
 
 /// The storage of one core of a store: the store's storage under the core's prefix.
 pub type CoreStorage<S> = Prefixed<S>;
@@ -336,6 +342,8 @@ pub struct Corestore<S: Storage + Clone> {
     unknown: VecDeque<(StreamId, [u8; 32])>,
     /// Cores opened for a remote (no session), to close once they have no peers.
     idle: BTreeSet<[u8; 32]>,
+    /// [`Corestore::watch`]ers.
+    watchers: watch::Watchers,
     closed: bool,
 }
 
@@ -397,6 +405,7 @@ impl<S: Storage + Clone> Corestore<S> {
             events: VecDeque::new(),
             unknown: VecDeque::new(),
             idle: BTreeSet::new(),
+            watchers: watch::Watchers::default(),
             closed: false,
         })
     }
@@ -598,6 +607,7 @@ impl<S: Storage + Clone> Corestore<S> {
     /// close on every stream; the streams themselves stay until the transport removes them.
     pub fn close(&mut self) {
         self.closed = true;
+        self.watchers.store_closed();
         for dk in std::mem::take(&mut self.open).into_keys() {
             self.hub.remove_core(&dk);
         }
@@ -865,6 +875,7 @@ impl<S: Storage + Clone> Corestore<S> {
 
     /// Replicate an opened core (on every stream).
     fn add_core(&mut self, core: Hypercore<CoreStorage<S>>) -> Result<(), CorestoreError> {
+        let key = *core.key();
         let dk = self
             .hub
             .add_core(Replicator::new(core, self.replicator.clone()))?;
@@ -874,6 +885,11 @@ impl<S: Storage + Clone> Corestore<S> {
                 sessions: BTreeSet::new(),
             },
         );
+        self.watchers.opened(OpenedCore {
+            key,
+            discovery_key: dk,
+            for_remote: false,
+        });
         self.pull_events();
         Ok(())
     }

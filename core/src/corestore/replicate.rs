@@ -54,8 +54,14 @@ impl<S: Storage + Clone> Corestore<S> {
                 "a core record points at another core's data".into(),
             ));
         }
+        let key = *core.key();
         let rep = Replicator::new(core, self.replicator.clone());
         self.hub.accept_core(now, rep).await?;
+        self.watchers.opened(super::OpenedCore {
+            key,
+            discovery_key: *dk,
+            for_remote: true,
+        });
         self.open.insert(
             *dk,
             OpenCore {
@@ -145,6 +151,10 @@ impl<S: Storage + Clone> ReplicationHost for Corestore<S> {
 
     fn poll_transmit_frame(&mut self) -> Option<(StreamId, crate::protomux::OutFrame)> {
         self.hub.poll_transmit_frame()
+    }
+
+    fn take_changed(&mut self) -> bool {
+        self.watchers.take_changed()
     }
 
     fn poll_event(&mut self) -> Option<HubEvent> {

@@ -72,6 +72,14 @@ pub trait ReplicationHost: MaybeSend {
 
     /// Next event ([`ReplicationHub::poll_event`]).
     fn poll_event(&mut self) -> Option<HubEvent>;
+
+    /// Whether something the owner may wait for changed since the last call without an event
+    /// to show for it (a [`Corestore`](crate::corestore::Corestore) opened a core its watchers
+    /// are told of, [`Corestore::watch`](crate::corestore::Corestore::watch)); a transport
+    /// wakes its waiters then as it does for events. A bare hub: never.
+    fn take_changed(&mut self) -> bool {
+        false
+    }
 }
 
 impl<S: Storage> ReplicationHost for ReplicationHub<S> {
