@@ -522,7 +522,7 @@ async fn read_split_from(ports: &[u16], key: [u8; 32]) {
             }
             match events.recv().await.expect("hub events") {
                 HubEvent::Core {
-                    event: Event::Block { index, peer },
+                    event: Event::Block { index, peer, .. },
                     ..
                 } => {
                     sources.insert(index, peer);
@@ -541,7 +541,7 @@ async fn read_split_from(ports: &[u16], key: [u8; 32]) {
     // Block events queued before the check saw the core complete.
     while let Ok(ev) = events.try_recv() {
         if let HubEvent::Core {
-            event: Event::Block { index, peer },
+            event: Event::Block { index, peer, .. },
             ..
         } = ev
         {

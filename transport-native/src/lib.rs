@@ -21,6 +21,7 @@ pub mod chat;
 pub mod dht;
 pub mod dht_relay;
 pub mod drive;
+pub mod drive_monitor;
 pub mod localdrive;
 pub mod replicate;
 pub mod shell;

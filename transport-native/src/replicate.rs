@@ -107,6 +107,8 @@ struct State<H> {
     hub: H,
     conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
+    /// More subscribers ([`SharedHost::subscribe`]); closed ones are dropped.
+    taps: Vec<mpsc::UnboundedSender<HubEvent>>,
     /// Woken whenever the hub reported events (see [`SharedHost::changed`]).
     changed: Arc<Notify>,
 }
@@ -131,6 +133,9 @@ impl<H: ReplicationHost> State<H> {
                     c.queue().destroyed = Some(error.clone());
                     c.wake.notify_one();
                 }
+            }
+            if !self.taps.is_empty() {
+                self.taps.retain(|tx| tx.send(event.clone()).is_ok());
             }
             if let Some(tx) = &self.events {
                 if tx.send(event).is_err() {
@@ -202,6 +207,7 @@ impl<H: ReplicationHost> SharedHost<H> {
                 hub,
                 conns: HashMap::new(),
                 events,
+                taps: Vec::new(),
                 changed: changed.clone(),
             })),
             max_backlog: Arc::new(AtomicUsize::new(0)),
@@ -209,6 +215,14 @@ impl<H: ReplicationHost> SharedHost<H> {
             start: Instant::now(),
             changed,
         }
+    }
+
+    /// Every event of the hub from now on, in order (beside the receiver of
+    /// [`SharedHost::with_events`]; unbounded: keep reading it, or drop it).
+    pub async fn subscribe(&self) -> mpsc::UnboundedReceiver<HubEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.lock().await.taps.push(tx);
+        rx
     }
 
     /// Woken (`notify_waiters`) each time a release of the hub's lock delivered events: blocks

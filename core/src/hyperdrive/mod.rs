@@ -43,12 +43,16 @@
 //! `purge` (deleting both cores' storage) belongs to the store that holds them: natively
 //! `hyperpunch::drive::DriveCores::purge`.
 //!
-//! Not done: `monitor`, `findingPeers`, `downloadRange`, `has` for block
+//! [`monitor`] is JS `drive.monitor(name)`'s statistics, fed by a transport with the blobs
+//! core's replication events (natively `hyperpunch::drive::monitor`).
+//!
+//! Not done: `findingPeers`, `downloadRange`, `has` for block
 //! maps fetched from peers with `wait: false`, compat drives being *created* (they are read).
 
 mod changes;
 pub mod entry;
 pub mod keys;
+pub mod monitor;
 pub mod path;
 mod read;
 pub mod suite;

@@ -93,6 +93,8 @@ pub struct ApplyOutcome {
     pub upgraded_to: Option<u64>,
     /// This block was verified and stored.
     pub block: Option<u64>,
+    /// The byte length of that block as it came (with the encryption padding, if any).
+    pub block_bytes: u64,
     /// The manifest was learned from the proof.
     pub manifest_stored: bool,
 }

@@ -442,6 +442,7 @@ impl<S: Storage> Hypercore<S> {
                     }
                     results.push(Ok(ApplyOutcome {
                         block: proof.block.as_ref().map(|b| b.index),
+                        block_bytes: proof.block.as_ref().map_or(0, |b| b.value.len() as u64),
                         ..ApplyOutcome::default()
                     }));
                 }
@@ -530,6 +531,7 @@ impl<S: Storage> Hypercore<S> {
                 batch.put(layout::bitfield_key(page), bytes);
             }
             out.block = Some(b.index);
+            out.block_bytes = b.value.len() as u64;
         }
         let manifest = new_manifest.as_ref().or(self.manifest.as_ref());
         if tb.upgraded || new_manifest.is_some() {

@@ -72,11 +72,22 @@ pub enum Event {
         /// New length.
         length: u64,
     },
-    /// Block `index` was downloaded from `peer`, verified and stored.
+    /// Block `index` was downloaded from `peer`, verified and stored (JS `download`).
     Block {
         /// Block index.
         index: u64,
+        /// Its byte length (without the encryption padding, as JS reports it).
+        bytes: u64,
         /// Where it came from.
+        peer: PeerId,
+    },
+    /// Block `index` was sent to `peer` in answer to its request (JS `upload`).
+    Uploaded {
+        /// Block index.
+        index: u64,
+        /// Its byte length (without the encryption padding, as JS reports it).
+        bytes: u64,
+        /// Who it went to.
         peer: PeerId,
     },
     /// A [`Replicator::seek`](super::Replicator::seek) resolved: user byte `bytes` is byte `offset`

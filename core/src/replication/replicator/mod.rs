@@ -145,6 +145,11 @@ const SEEK_SCAN: u32 = 64;
 pub struct PeerId(u64);
 
 impl PeerId {
+    #[cfg(test)]
+    pub(crate) fn from_raw(n: u64) -> Self {
+        PeerId(n)
+    }
+
     /// The raw handle number.
     pub fn get(self) -> u64 {
         self.0

@@ -307,7 +307,8 @@ impl<S: Storage> Replicator<S> {
                     self.events.push_back(Event::Upgraded { length, fork });
                 }
                 if let Some(index) = out.block {
-                    self.events.push_back(Event::Block { index, peer });
+                    let bytes = out.block_bytes.saturating_sub(self.core.padding());
+                    self.events.push_back(Event::Block { index, bytes, peer });
                 }
                 if fork != old_fork || len != old_len {
                     self.after_upgrade(old_fork).await?;

@@ -79,6 +79,13 @@ impl<S: Storage> Replicator<S> {
                     data.manifest = self.core.manifest().cloned();
                 }
                 self.note_upgrade_sent(peer, &data);
+                if let Some(b) = &data.block {
+                    self.events.push_back(Event::Uploaded {
+                        index: b.index,
+                        bytes: (b.value.len() as u64).saturating_sub(self.core.padding()),
+                        peer,
+                    });
+                }
                 self.transmits
                     .push_back((peer, Message::Data(Box::new(data))));
             }

@@ -70,7 +70,7 @@ fn batched_delivery_punishes_only_bad_proofs() {
         assert!(!net.reps[2].is_frozen());
         let mut blocks = BTreeSet::new();
         for e in &net.events[2] {
-            if let Event::Block { peer, index } = e {
+            if let Event::Block { peer, index, .. } = e {
                 assert_eq!(*peer, good, "seed {seed}");
                 blocks.insert(*index);
             }

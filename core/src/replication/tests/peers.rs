@@ -40,7 +40,7 @@ fn three_peers_blocks_from_whoever_has_them() {
         net.events[2]
             .iter()
             .filter_map(|e| match e {
-                Event::Block { index, peer: p } if *p == peer => Some(*index),
+                Event::Block { index, peer: p, .. } if *p == peer => Some(*index),
                 _ => None,
             })
             .collect::<BTreeSet<u64>>()
@@ -287,7 +287,7 @@ fn range_broadcasts_go_to_peers_that_want_them() {
     get(&mut net, 2, 10);
     assert!(net.events[2]
         .iter()
-        .any(|e| matches!(e, Event::Block { index: 10, peer } if *peer == a_at_b)));
+        .any(|e| matches!(e, Event::Block { index: 10, peer, .. } if *peer == a_at_b)));
     // Now B wants batch 0: A announces its next old block there.
     get(&mut net, 1, 20);
     assert_eq!(ranges_to_b(&net, 20), 1);

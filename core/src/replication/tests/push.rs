@@ -37,7 +37,7 @@ fn blocks_from(net: &Net, node: usize, from: PeerId) -> BTreeSet<u64> {
     net.events[node]
         .iter()
         .filter_map(|e| match e {
-            Event::Block { index, peer } if *peer == from => Some(*index),
+            Event::Block { index, peer, .. } if *peer == from => Some(*index),
             _ => None,
         })
         .collect()
