@@ -140,8 +140,8 @@ fn monitor_counts_a_download_from_js_as_js_counts_the_upload() {
             let store = store.clone();
             async move { replicate(socket, true, KeyPair::from_seed(&[0x24; 32]), &store).await }
         });
-        let (drive, cores) = open_remote(&store, key, STEP).await.unwrap();
-        let mut monitor = DriveMonitor::open(&store, &drive, &cores, Some("/big"))
+        let (drive, _cores) = open_remote(&store, key, STEP).await.unwrap();
+        let mut monitor = DriveMonitor::open(&store, &drive, Some("/big"))
             .await
             .unwrap();
         assert_eq!(monitor.peers(), 1);
@@ -179,7 +179,7 @@ fn monitor_counts_a_download_from_js_as_js_counts_the_upload() {
 #[test]
 fn monitor_counts_an_upload_to_js_as_js_counts_the_download() {
     let rt = rt();
-    let (store, drive, cores) = rt.block_on(async {
+    let (store, drive, _cores) = rt.block_on(async {
         let store = SharedCorestore::new(
             Corestore::open(MemoryStorage::new(), PrimaryKey::Given([0x31; 32]))
                 .await
@@ -205,7 +205,7 @@ fn monitor_counts_an_upload_to_js_as_js_counts_the_download() {
     });
     let mut peer = NodePeer::spawn(PEER, &config).expect("spawn node");
     let ours = rt.block_on(async {
-        let mut monitor = DriveMonitor::open(&store, &drive, &cores, Some("/big"))
+        let mut monitor = DriveMonitor::open(&store, &drive, Some("/big"))
             .await
             .unwrap();
         assert_eq!(monitor.peers(), 0);

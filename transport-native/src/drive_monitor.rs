@@ -7,8 +7,8 @@
 //! # async fn demo(store: hyperpunch::replicate::SharedCorestore<hyperpunch::FileStorage>, key: [u8; 32]) -> Result<(), Box<dyn std::error::Error>> {
 //! use hyperpunch::drive::open_remote;
 //! use hyperpunch::drive_monitor::DriveMonitor;
-//! let (drive, cores) = open_remote(&store, key, std::time::Duration::from_secs(10)).await?;
-//! let mut monitor = DriveMonitor::open(&store, &drive, &cores, Some("/video.mp4")).await?;
+//! let (drive, _cores) = open_remote(&store, key, std::time::Duration::from_secs(10)).await?;
+//! let mut monitor = DriveMonitor::open(&store, &drive, Some("/video.mp4")).await?;
 //! let reading = drive.get("/video.mp4");
 //! tokio::pin!(reading);
 //! loop {
@@ -32,7 +32,7 @@ use crate::core::hyperdrive::monitor::{Monitor, MonitoredCore, TransferStats};
 use crate::core::hyperdrive::DriveError;
 use crate::core::replication::HubEvent;
 use crate::core::storage::Storage;
-use crate::drive::{DriveCores, StoreDrive};
+use crate::drive::StoreDrive;
 use crate::replicate::SharedCorestore;
 
 /// A drive monitor (JS `drive.monitor(name)`); see the [module docs](self).
@@ -60,7 +60,6 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
     pub async fn open(
         store: &SharedCorestore<S>,
         drive: &StoreDrive<S>,
-        cores: &DriveCores,
         name: Option<&str>,
     ) -> Result<Self, DriveError> {
         let entry = match name {
@@ -76,12 +75,12 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
             None => Monitor::new(now, None),
         };
         let events = store.subscribe().await;
-        let blobs = *cores.blobs.discovery_key();
+        let blobs = *drive.blobs().core().discovery_key();
         monitor.set_peers(peers(store, &blobs).await);
         Ok(DriveMonitor {
             store: store.clone(),
             monitor,
-            db: *cores.db.discovery_key(),
+            db: *drive.db().discovery_key(),
             blobs,
             events,
         })
