@@ -52,6 +52,13 @@
 //! open finds such journals (left by a process that was killed, or by an older version),
 //! fjall's worker begins that flush while the store is used, and the close finishes it.
 //!
+//! # Suspending
+//!
+//! [`FileStorage::suspend`] (JS `corestore.suspend()`, e.g. before a mobile app goes to the
+//! background) syncs everything written so far and makes every later read and write wait
+//! until [`FileStorage::resume`]; the files stay open and the folder locked. Its rustdoc says
+//! exactly what it guarantees.
+//!
 //! # Blocking
 //!
 //! The [`Storage`] methods are `async` but do their work synchronously on the calling thread:
@@ -68,9 +75,9 @@
 //! The space of long values that are deleted or overwritten stays in the data file (hypercore
 //! writes each block once; only `clear` and `truncate` delete them): nothing compacts it yet.
 //!
-//! (About 1,100 lines: one backend, the value layout, the data file and the write path next to
-//! the `Storage` impl they serve; store creation is in `create`, tests in `tests`. The data file
-//! and its compaction, once written, are the next module to split out.)
+//! (About 1,500 lines: one backend, the value layout, the data file, the write path and the
+//! suspend gate next to the `Storage` impl they serve; store creation is in `create`, tests in
+//! `tests`. The data file and its compaction, once written, are the next module to split out.)
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
