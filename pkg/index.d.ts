@@ -595,10 +595,31 @@ export declare class Corestore {
    * e.g. another store's `ns`) of the named cores in that namespace (JS `store.list(ns)`).
    */
   list(namespace?: KeyLike): AsyncIterable<Uint8Array>
+  /**
+   * Call `fn` with each core the store opens from now on, in any namespace or session of it,
+   * or for a peer that asked for a stored core (JS `store.watch(fn)`, which passes the core
+   * itself). Resolves once watching: opens after that are reported. Watching `fn` twice is once.
+   */
+  watch(fn: (core: OpenedCore) => void): Promise<void>
+  /**
+   * Stop calling `fn` (JS `store.unwatch(fn)`): the cores opened before this call are still
+   * reported. Resolves once stopped.
+   */
+  unwatch(fn: (core: OpenedCore) => void): Promise<void>
   /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
   replicate(connection: SwarmConnection): Promise<void>
   /** Delete the IndexedDB database `name` with every core in it. */
   static delete(name: string): Promise<void>
+}
+
+/** A core a `Corestore` opened (what `store.watch(fn)` calls `fn` with). */
+export interface OpenedCore {
+  /** 32 bytes. */
+  key: Uint8Array
+  /** 32 bytes. */
+  discoveryKey: Uint8Array
+  /** Opened because a peer asked for it (it is stored here), not by `store.get`. */
+  forRemote: boolean
 }
 
 /** Where a file's bytes are in the blobs core. */
@@ -636,6 +657,56 @@ export interface DriveDiff {
   left: DriveEntry | null
   /** The entry at the other version (null: no such path). */
   right: DriveEntry | null
+}
+
+/** One direction of a `DriveMonitor` (JS hyperdrive `monitor.uploadStats` / `downloadStats`). */
+export interface MonitorStats {
+  /** Milliseconds (the page's clock since the store was opened) of the first block counted; 0 before. */
+  startTime: number
+  /** `blocks / targetBlocks * 100`, two decimals (Infinity without a file, as JS). */
+  percentage: number
+  /** Peers of the blobs core. */
+  peers: number
+  /** Bytes per second at the last block (JS speedometer: a five-second window). */
+  speed: number
+  /** Blocks counted. */
+  blocks: number
+  /** Bytes counted (JS: the same as `monitoringBytes`). */
+  totalBytes: number
+  /** Bytes counted. */
+  monitoringBytes: number
+  /** The file's byte length (0 without a file). */
+  targetBytes: number
+  /** The file's block length (0 without a file). */
+  targetBlocks: number
+}
+
+export interface DriveMonitorEvents {
+  /** A block of the file was uploaded or downloaded (the stats changed). */
+  update: () => void
+  error: (error: Error) => void
+}
+
+/** `drive.monitor(name)`: upload and download statistics of one file (JS hyperdrive's monitor). */
+export interface DriveMonitor {
+  readonly drive: Hyperdrive
+  readonly name: string | null
+  readonly closed: boolean
+  /** Resolves once the file's entry is read and blocks are counted. */
+  ready(): Promise<void>
+  readonly uploadStats: MonitorStats
+  readonly downloadStats: MonitorStats
+  /** Peers of the blobs core. */
+  readonly peers: number
+  /** Bytes per second downloaded now. */
+  downloadSpeed(): number
+  /** Bytes per second uploaded now. */
+  uploadSpeed(): number
+  /** Stop counting. */
+  close(): Promise<void>
+  on<E extends keyof DriveMonitorEvents>(name: E, fn: DriveMonitorEvents[E]): this
+  once<E extends keyof DriveMonitorEvents>(name: E, fn: DriveMonitorEvents[E]): this
+  off<E extends keyof DriveMonitorEvents>(name: E, fn: DriveMonitorEvents[E]): this
 }
 
 export interface DriveWatcherEvents {
@@ -796,6 +867,11 @@ export declare class Hyperdrive {
   diff(version: number, folder?: string): AsyncIterable<DriveDiff>
   /** Watch `folder` (default '/'): `[current, previous]` checkouts per change below it. */
   watch(folder?: string): DriveWatcher
+  /**
+   * Upload and download statistics of the file `name` (JS `drive.monitor(name)`); no name, or
+   * a name not in the drive: every block of both cores counts.
+   */
+  monitor(name?: string): DriveMonitor
   /** A batch of writes whose entries are appended together by `flush()`. */
   batch(): DriveBatch
   /**

@@ -936,6 +936,50 @@ export class Corestore {
     return new CorestoreCore(this, opts)
   }
 
+  /**
+   * Call `fn({ key, discoveryKey, forRemote })` with each core the store opens from now on,
+   * in any namespace or session of it, or for a peer that asked for a stored core (JS
+   * `store.watch(fn)`; JS passes the core itself). Resolves once watching: opens after that
+   * are reported. Watching `fn` twice is once.
+   */
+  watch (fn) {
+    if (typeof fn !== 'function') throw new TypeError('store.watch(fn): fn must be a function')
+    const watchers = this._rootWatchers()
+    if (watchers.has(fn)) return watchers.get(fn).opening
+    const w = { inner: null, opening: null, closing: null }
+    watchers.set(fn, w)
+    w.opening = this.opening.then(async () => {
+      w.inner = await this._store.watch()
+    })
+    w.opening.then(async () => {
+      for (;;) {
+        const core = await w.inner.next()
+        if (core === null) return
+        fn(core)
+      }
+    }).catch(() => {})
+    return w.opening
+  }
+
+  /**
+   * Stop calling `fn` (JS `store.unwatch(fn)`): the cores opened before this call are still
+   * reported. Resolves once stopped.
+   */
+  unwatch (fn) {
+    const watchers = this._rootWatchers()
+    const w = watchers.get(fn)
+    if (w === undefined) return Promise.resolve()
+    watchers.delete(fn)
+    return w.opening.then(() => w.inner.close())
+  }
+
+  _rootWatchers () {
+    let root = this
+    while (root._derivedFrom !== null) root = root._derivedFrom[0]
+    if (root._watchers === undefined) root._watchers = new Map()
+    return root._watchers
+  }
+
   /** Replicate every core of the store over a `Swarm` connection; resolves once it closed. */
   async replicate (connection) {
     if (!(connection instanceof SwarmConnection)) throw new TypeError('store.replicate(conn): conn must be a SwarmConnection')
@@ -1131,6 +1175,15 @@ export class Hyperdrive {
    */
   watch (folder = '/') {
     return new DriveWatcher(this, folder)
+  }
+
+  /**
+   * Upload and download statistics of the file `name` (JS `drive.monitor(name)`): the blobs
+   * blocks of its range as peers fetch them from here or this page fetches them; 'update' is
+   * emitted at each. No name (or a name not in the drive): every block of both cores counts.
+   */
+  monitor (name) {
+    return new DriveMonitor(this, name)
   }
 
   /** A batch: files written now, their entries appended together by `flush()`. */
@@ -1356,6 +1409,57 @@ export class Hyperdrive {
 }
 
 /** `drive.watch(folder)`: `[current, previous]` checkouts per change, as hyperdrive's watcher. */
+const NO_STATS = Object.freeze({
+  startTime: 0, percentage: 0, peers: 0, speed: 0, blocks: 0, totalBytes: 0, monitoringBytes: 0, targetBytes: 0, targetBlocks: 0
+})
+
+class DriveMonitor extends Emitter {
+  constructor (drive, name) {
+    super()
+    this.drive = drive
+    this.name = name === undefined ? null : name
+    this.closed = false
+    this._inner = null
+    this.opening = drive.opening.then(async () => {
+      this._inner = await drive._d.monitor(this.name === null ? undefined : this.name)
+      if (this.closed) this._inner.close()
+    })
+    this.opening.catch(() => {})
+    this.opening.then(async () => {
+      while (await this._inner.next()) this.emit('update')
+    }).catch((err) => this.emit('error', err))
+  }
+
+  ready () {
+    return this.opening
+  }
+
+  get uploadStats () {
+    return this._inner === null ? { ...NO_STATS } : this._inner.uploadStats
+  }
+
+  get downloadStats () {
+    return this._inner === null ? { ...NO_STATS } : this._inner.downloadStats
+  }
+
+  get peers () {
+    return this._inner === null ? 0 : this._inner.peers
+  }
+
+  downloadSpeed () {
+    return this._inner === null ? 0 : this._inner.downloadSpeed()
+  }
+
+  uploadSpeed () {
+    return this._inner === null ? 0 : this._inner.uploadSpeed()
+  }
+
+  async close () {
+    this.closed = true
+    if (this._inner !== null) this._inner.close()
+  }
+}
+
 class DriveWatcher extends Emitter {
   constructor (drive, folder) {
     super()

@@ -177,7 +177,7 @@ store_keys=$(cd tests/interop && timeout 120 node store-drive-keys.js "$(printf 
 # What JS hyperbee, corestore and hyperdrive give for the operations of the page's src/api.ts.
 api_ops=$(cd tests/interop && timeout 120 node pkg-api-ops.js "$(printf '07%.0s' $(seq 32))" "$files") || {
   echo "error: tests/interop/pkg-api-ops.js failed" >&2; exit 1; }
-[ "$(wc -l <<<"$api_ops")" = 7 ] || { echo "error: pkg-api-ops.js printed:" >&2; echo "$api_ops" >&2; exit 1; }
+[ "$(wc -l <<<"$api_ops")" = 8 ] || { echo "error: pkg-api-ops.js printed:" >&2; echo "$api_ops" >&2; exit 1; }
 
 step "the built app in headless Chromium (relay $relay_url, topic $topic)"
 serve_dir "$app/dist"

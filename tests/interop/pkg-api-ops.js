@@ -271,6 +271,33 @@ async function driveMoreOps (drive, v1) {
     `follow=${follow} clear=${cleared} after=${afterClear}`
 }
 
+// `store.watch(fn)`: the cores reported to two watchers (hex keys, in order) for the same opens
+// as the page's watchCheck (tests/pkg-vite/src/api.ts).
+async function watchOps (dir) {
+  const store = new Corestore(path.join(dir, 'watch'), { primaryKey: b4a.alloc(32, 3), unsafe: true })
+  const first = []
+  const second = []
+  const fn1 = (core) => first.push(core)
+  const fn2 = (core) => second.push(core)
+  await store.get({ name: 'before' }).ready()
+  store.watch(fn1)
+  const a = store.get({ name: 'a' })
+  await a.ready()
+  await store.get({ name: 'a' }).ready()
+  await a.session().ready()
+  await store.get({ name: 'before' }).ready()
+  const ns = store.namespace('ns')
+  await ns.get({ name: 'a' }).ready()
+  ns.watch(fn2)
+  await store.get({ key: b4a.alloc(32, 9) }).ready()
+  store.unwatch(fn1)
+  await store.get({ name: 'c' }).ready()
+  const keys = (l) => l.map((c) => b4a.toString(c.key, 'hex').slice(0, 8)).join(',')
+  const line = `store-watch first=${keys(first)} second=${keys(second)}`
+  await store.close()
+  return line
+}
+
 async function replicaOps (dir, files) {
   const seedStore = new Corestore(path.join(dir, 'seed'))
   const seed = new Hyperdrive(seedStore)
@@ -290,14 +317,19 @@ async function replicaOps (dir, files) {
   const afterDiff = [await has('/f/0.txt'), await has(`/f/${half - 1}.txt`), await has(`/f/${half}.txt`), await has(`/f/${files - 1}.txt`)].join(',')
   await drive.download('/f/3.txt').done()
   const afterDownload = `${await has('/f/3.txt')}/${await has('/f/4.txt')}`
+  const monitor = drive.monitor('/f/5.txt')
+  await monitor.ready()
   for (let i = 0; i < files; i++) await drive.get(`/f/${i}.txt`)
+  const m = monitor.downloadStats
+  const monitored = `${m.blocks}/${m.monitoringBytes}/${m.targetBlocks}/${m.targetBytes}/${m.percentage}/${monitor.uploadStats.blocks}`
+  await monitor.close()
   const allRead = await has('/f/')
   const cleared = JSON.stringify(await drive.clear('/f/1.txt'))
   const afterClear = `${await has('/f/1.txt')}/${await has('/f/')}/${await has('/f/2.txt')}`
   const missing = `${JSON.stringify(await drive.clear('/nope', { diff: true }))}/${JSON.stringify(await drive.clear('/nope'))}`
   const again = `${text(await drive.get('/f/1.txt'))}/${await has('/f/1.txt')}/${await has('/f/')}`
   const line = `drive-replica v=${drive.version} has=${before} diff=${afterDiff} download=${afterDownload} read=${allRead} ` +
-    `clear=${cleared} after=${afterClear} missing=${missing} again=${again}`
+    `clear=${cleared} after=${afterClear} missing=${missing} again=${again} monitor=${monitored}`
   a.destroy()
   b.destroy()
   await drive.close()
@@ -314,6 +346,7 @@ async function main () {
     for (const line of await storeOps(dir, b4a.from(process.argv[2], 'hex'))) console.log(line)
     console.log(await beeMoreOps(dir))
     console.log(await replicaOps(dir, Number(process.argv[3] || 20)))
+    console.log(await watchOps(dir))
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -180,6 +180,18 @@ impl Corestore {
     }
 }
 
+impl Hyperdrive {
+    /// The drive itself.
+    pub(crate) fn inner(&self) -> &hd::Hyperdrive<StoreCore> {
+        &self.drive
+    }
+
+    /// The store the drive is in.
+    pub(crate) fn web_store(&self) -> &WebStore {
+        &self.store
+    }
+}
+
 impl Corestore {
     /// The shared store under this handle (every session and namespace of it shares one), for
     /// Rust callers: replicate it over a [`Duplex`](crate::duplex::Duplex) with
@@ -312,7 +324,7 @@ pub struct Hyperdrive {
     db: Rc<CoreHandle>,
 }
 
-fn drive_err(what: &str, e: DriveError) -> JsValue {
+pub(crate) fn drive_err(what: &str, e: DriveError) -> JsValue {
     js_err(what, e).into()
 }
 

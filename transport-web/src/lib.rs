@@ -59,6 +59,8 @@ pub mod replicate;
 #[cfg(target_arch = "wasm32")]
 pub mod storage;
 #[cfg(target_arch = "wasm32")]
+pub mod store_features;
+#[cfg(target_arch = "wasm32")]
 pub mod swarm;
 #[cfg(target_arch = "wasm32")]
 pub mod websocket;

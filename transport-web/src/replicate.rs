@@ -393,7 +393,7 @@ impl<H: ReplicationHost> DerefMut for HubGuard<'_, H> {
 impl<H: ReplicationHost> Drop for HubGuard<'_, H> {
     fn drop(&mut self) {
         self.state.hub.flush();
-        let routed = self.state.route();
+        let routed = self.state.route() | self.state.hub.take_changed();
         if let Some(observe) = self.observer.borrow_mut().as_mut() {
             observe(&self.state.hub);
         }

@@ -5,7 +5,7 @@
 // namespaces, sessions and listing of a store; batches, write streams, diff, checkouts and watch
 // of a drive; a bee's header and a watcher with `map`; ranged read streams, `has`, `clear`,
 // `getBlobsLength` and `entry(path, { follow })` of a drive.
-import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type CasCallback, type Codec, type DriveReadRange, type HyperbeeHeader } from 'hyperpunch'
+import { Corestore, Hyperbee, Hypercore, Hyperdrive, toHex, type BeeEntry, type OpenedCore, type CasCallback, type Codec, type DriveReadRange, type HyperbeeHeader } from 'hyperpunch'
 
 const ent = (e: BeeEntry<string, string> | null): string => (e === null ? '-' : `${e.key}=${e.value}@${e.seq}`)
 
@@ -267,6 +267,36 @@ async function driveTruncCheck (store: Corestore): Promise<[string, string]> {
   const line = `drive-trunc before=${before} bad=${bad.join(',')} unchanged=${unchanged} files=${files} after=${after} ` +
     `explicit=${explicit}`
   return [line, `purge=${purged} reborn=${reborn}`]
+}
+
+// `store.watch(fn)` / `unwatch(fn)`: the cores reported to two watchers for the opens
+// tests/interop/pkg-api-ops.js makes (its `store-watch` line).
+export async function watchCheck (): Promise<string> {
+  const name = 'hyperpunch-vite-store-watch'
+  await Corestore.delete(name)
+  const store = new Corestore(name, { primaryKey: '03'.repeat(32) })
+  const first: OpenedCore[] = []
+  const second: OpenedCore[] = []
+  const fn1 = (core: OpenedCore): void => { first.push(core) }
+  const fn2 = (core: OpenedCore): void => { second.push(core) }
+  await store.get({ name: 'before' }).ready()
+  await store.watch(fn1)
+  const a = store.get({ name: 'a' })
+  await a.ready()
+  await store.get({ name: 'a' }).ready()
+  await a.session().ready()
+  await store.get({ name: 'before' }).ready()
+  const ns = store.namespace('ns')
+  await ns.get({ name: 'a' }).ready()
+  await ns.watch(fn2)
+  await store.get({ key: '09'.repeat(32) }).ready()
+  await store.unwatch(fn1)
+  await store.get({ name: 'c' }).ready()
+  // The callbacks run as the watchers' queues are read: wait (bounded) for the second's two.
+  for (let i = 0; i < 200 && second.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  await store.unwatch(fn2)
+  const keys = (l: OpenedCore[]): string => l.map((c) => toHex(c.key).slice(0, 8)).join(',')
+  return `store-watch first=${keys(first)} second=${keys(second)}`
 }
 
 export async function storeApiCheck (): Promise<string> {

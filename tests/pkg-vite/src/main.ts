@@ -8,7 +8,7 @@
 // reads in headless Chromium. The package README's examples (src/example-N.ts, copied in by
 // the test) are type-checked by `tsc --noEmit` with this file.
 import { Hypercore, discoveryKey, toHex, version } from 'hyperpunch'
-import { beeApiCheck, beeMoreCheck, storeApiCheck } from './api'
+import { beeApiCheck, beeMoreCheck, storeApiCheck, watchCheck } from './api'
 import { autobaseBootstrapCheck, autobaseCheck } from './autobase'
 import { beeCheck } from './bee'
 import { driveCheck } from './drive'
@@ -63,7 +63,7 @@ async function main (): Promise<string> {
     ? ` | ${await autobaseBootstrapCheck(relay, abTopic, abWriter, Number(abN), Number(abCount))}`
     : ''
   return `ok ${await version()} length=${length} block1=${new TextDecoder().decode(block)} ` +
-    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()}${swarm}${pages}${replica}${autobase}${autobaseBoot}`
+    `keyhex=${key.length} dkey=${dkey.length} writable=${core.writable} reopened=${same} | ${await beeCheck()} | ${await driveCheck()} | ${await beeApiCheck()} | ${await beeMoreCheck()} | ${await storeApiCheck()} | ${await watchCheck()}${swarm}${pages}${replica}${autobase}${autobaseBoot}`
 }
 
 main().then(

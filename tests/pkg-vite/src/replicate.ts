@@ -29,12 +29,20 @@ export async function replicateCheck (relay: string, driveKey: string, notesKey:
   const afterDiff = [await has('/f/0.txt'), await has(`/f/${half - 1}.txt`), await has(`/f/${half}.txt`), await has(`/f/${files - 1}.txt`)].join(',')
   const downloaded = await drive.download('/f/3.txt')
   const afterDownload = `${await has('/f/3.txt')}/${await has('/f/4.txt')}`
+  // A monitor of one file not downloaded yet (JS `drive.monitor(name)`), through the reads.
+  const monitor = drive.monitor('/f/5.txt')
+  await monitor.ready()
+  let updates = 0
+  monitor.on('update', () => { updates++ })
   const got: string[] = []
   for (let i = 0; i < files; i++) {
     const data = await drive.get(`/f/${i}.txt`)
     got.push(data === null ? 'null' : new TextDecoder().decode(data))
   }
   const ok = got.every((t, i) => t === `file ${i}`)
+  const m = monitor.downloadStats
+  const monitored = `${m.blocks}/${m.monitoringBytes}/${m.targetBlocks}/${m.targetBytes}/${m.percentage}/${monitor.uploadStats.blocks}`
+  await monitor.close()
   const allRead = await has('/f/')
   const cleared = JSON.stringify(await drive.clear('/f/1.txt'))
   const afterClear = `${await has('/f/1.txt')}/${await has('/f/')}/${await has('/f/2.txt')}`
@@ -42,12 +50,12 @@ export async function replicateCheck (relay: string, driveKey: string, notesKey:
   const refetched = await drive.get('/f/1.txt')
   const again = `${refetched === null ? 'null' : new TextDecoder().decode(refetched)}/${await has('/f/1.txt')}/${await has('/f/')}`
   const compared = `drive-replica v=${drive.version} has=${before} diff=${afterDiff} download=${afterDownload} read=${allRead} ` +
-    `clear=${cleared} after=${afterClear} missing=${missing} again=${again}`
+    `clear=${cleared} after=${afterClear} missing=${missing} again=${again} monitor=${monitored}`
   // Page-only: the counts (files downloaded; blocks cleared, which JS hyperdrive 13 on
   // hypercore 11 gives as 0): one block for /f/2.txt, then the other files' blocks.
   const one = await drive.clear('/f/2.txt', { diff: true })
   const rest = await drive.clearAll({ diff: true })
-  const counts = `counts=${diffFiles}/${downloaded}/${one.blocks}/${rest.blocks}/${await has('/f/0.txt')}`
+  const counts = `counts=${diffFiles}/${downloaded}/${one.blocks}/${rest.blocks}/${await has('/f/0.txt')} monitor-updates=${updates}`
   let listed = 0
   for await (const e of drive.list('/f')) if (e.value.blob !== null) listed++
   const notes = store.get({ key: notesKey })
