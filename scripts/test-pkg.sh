@@ -26,11 +26,12 @@
 #      (tests/interop/swarm-drive-peer.js): the page joins the drive's discovery key, replicates
 #      its Corestore over the connection, opens the drive by key and reads every file, and the
 #      core's block; the rest of the hyperbee / corestore / hyperdrive API (history, diff,
-#      checkouts, snapshots, compare-and-swap, watch, getAndWatch; namespaces, sessions, list;
+#      checkouts, snapshots, compare-and-swap, watch, getAndWatch; namespaces, sessions, list,
+#      store watch/unwatch;
 #      drive batches, write streams, diff, checkouts, watch; a bee's header, a watcher's `map`;
 #      ranged drive read streams, has, clear, getBlobsLength, entry follow; drive truncate and
 #      purge; and, on the JS
-#      peer's drive, has / downloadDiff / download / clear): the page's summaries must equal
+#      peer's drive, has / downloadDiff / download / clear and a monitor of one file read): the page's summaries must equal
 #      what JS hyperbee, corestore and hyperdrive print for the same operations
 #      (tests/interop/pkg-api-ops.js); an Autobase: the page as a writer that a JS autobase
 #      bootstrap adds (tests/interop/pkg-autobase-peer.js; both append, the JS peer answering
