@@ -31,7 +31,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bee::StoreCore;
-use crate::core::corestore::{CoreHandle, CorestoreError, GetOptions};
+use crate::core::corestore::{CoreHandle, Corestore, CorestoreError, GetOptions};
+use crate::core::crypto::discovery_key;
 use crate::core::hyperbee::{BeeCore, BeeError, Header};
 use crate::core::hypercore::manifest::Manifest;
 use crate::core::hyperdrive::{self, DriveError, Hyperdrive};
@@ -58,6 +59,16 @@ pub enum DriveOpenError {
     /// blobs core).
     #[error("not a hyperdrive: {0}")]
     NotADrive(&'static str),
+    /// The store's own (writable) drive whose db core has entries while its blobs core is not
+    /// stored: what a purge interrupted between its two cores left (versions before the
+    /// one-batch purge deleted the blobs core first). Opening it would make a new, empty blobs
+    /// core under the same key, and the old entries would read the bytes of later writes;
+    /// delete the rest with [`purge_stored`] (`hyperpunch drive purge`).
+    #[error(
+        "the drive's db core has entries but its blobs core is not stored (left by an \
+         interrupted purge): purge the drive to delete the rest"
+    )]
+    BlobsMissing,
 }
 
 /// The store sessions of a drive's two cores: they keep the cores open; hand them to
@@ -82,20 +93,27 @@ impl DriveCores {
     }
 
     /// Delete the drive from the store (JS `drive.purge()`): every session of both cores ends
-    /// (handles of them anywhere become [`CorestoreError::UnknownHandle`], a [`StoreDrive`] on
-    /// them fails its reads) and both cores' storage is deleted ([`Corestore::purge`]); the
-    /// blobs core first, so a crash between the two leaves a db whose blobs are gone rather
-    /// than blobs no db names. Opening the drive again gives an empty one (the same key for
-    /// the store's own drive).
+    /// (handles of them anywhere become [`CorestoreError::UnknownHandle`]) and both cores'
+    /// records, aliases and data are deleted in ONE storage batch
+    /// ([`Corestore::purge_many`]): a crash or a failed write leaves the whole drive or
+    /// nothing of it, never a db whose entries would point into a new, empty blobs core.
+    /// Every [`StoreDrive`] on these cores (this one, its checkouts, clones) fails from then
+    /// on with [`HypercoreError::Purged`](crate::core::hypercore::HypercoreError::Purged),
+    /// also once the drive is opened again. Opening it again gives an empty one (the same key
+    /// for the store's own drive).
     ///
-    /// [`Corestore::purge`]: crate::core::corestore::Corestore::purge
+    /// The records are deleted; natively ([`crate::FileStorage`]) the blocks' bytes stay in
+    /// the store's data file until it is compacted (see `STORAGE.md`), so they are not erased
+    /// from the disk.
+    ///
+    /// [`Corestore::purge_many`]: crate::core::corestore::Corestore::purge_many
     pub async fn purge<S: Storage + Clone + 'static>(
         self,
         store: &SharedCorestore<S>,
     ) -> Result<(), CorestoreError> {
         let mut g = store.lock().await;
-        g.purge(self.blobs.discovery_key()).await?;
-        g.purge(self.db.discovery_key()).await?;
+        g.purge_many(&[*self.blobs.discovery_key(), *self.db.discovery_key()])
+            .await?;
         Ok(())
     }
 }
@@ -152,6 +170,10 @@ pub async fn open_local_with<S: Storage + Clone + 'static>(
     let manifest = manifest.ok_or(DriveOpenError::NotADrive("the db core has no manifest"))?;
     let content = hyperdrive::keys::content_manifest(&manifest, db.key())
         .ok_or(DriveOpenError::NotADrive("a version-0 db manifest"))?;
+    if let Err(e) = check_blobs_stored(&g, &db, &content).await {
+        g.close_core(db)?;
+        return Err(e);
+    }
     let mut get = GetOptions::from_manifest(content);
     get.key_pair = key_pair;
     let blobs = g.get(get).await?;
@@ -187,11 +209,18 @@ pub async fn open_remote_with<S: Storage + Clone + 'static>(
     };
     let blobs = match hyperdrive::keys::content_manifest(&manifest, &key) {
         Some(content) => {
+            let mut g = store.lock().await;
+            if writable {
+                if let Err(e) = check_blobs_stored(&g, &db, &content).await {
+                    g.close_core(db)?;
+                    return Err(e);
+                }
+            }
             let mut get = GetOptions::from_manifest(content);
             if writable {
                 get.key_pair = key_pair;
             }
-            store.lock().await.get(get).await?
+            g.get(get).await?
         }
         None => {
             // A compat drive: the blobs key is in the db header.
@@ -215,18 +244,73 @@ pub async fn open_remote_with<S: Storage + Clone + 'static>(
     Ok(finish(store, db, blobs, opts))
 }
 
+/// `Err(BlobsMissing)` for a db core with entries whose blobs core (manifest `content`) is not
+/// stored: a writer must not make a new, empty one under the old entries.
+async fn check_blobs_stored<S: Storage + Clone + 'static>(
+    g: &Corestore<S>,
+    db: &CoreHandle,
+    content: &Manifest,
+) -> Result<(), DriveOpenError> {
+    if g.core(db)?.length() > 0 && !g.has_core(&discovery_key(&content.key())).await? {
+        return Err(DriveOpenError::BlobsMissing);
+    }
+    Ok(())
+}
+
+/// Delete the drive whose db core has key `key` from the store without opening it as a drive
+/// (JS `drive.purge()`, as [`DriveCores::purge`]): the db core and its blobs core (the one its
+/// manifest derives, or for a compat drive the one its stored header names) in ONE storage
+/// batch; every session of them ends and drives on them fail with
+/// [`HypercoreError::Purged`](crate::core::hypercore::HypercoreError::Purged). Also deletes
+/// what an interrupted purge of an older version left: a db core without its blobs core
+/// ([`DriveOpenError::BlobsMissing`]). Whether the db core was stored.
+pub async fn purge_stored<S: Storage + Clone + 'static>(
+    store: &SharedCorestore<S>,
+    key: [u8; 32],
+) -> Result<bool, CorestoreError> {
+    let mut g = store.lock().await;
+    let dk = discovery_key(&key);
+    if !g.has_core(&dk).await? {
+        return Ok(false);
+    }
+    let db = g
+        .get(GetOptions::from_discovery_key(dk).must_exist())
+        .await?;
+    let blobs = {
+        let core = g.core(&db)?;
+        match core
+            .manifest()
+            .and_then(|m| hyperdrive::keys::content_key(m, &key))
+        {
+            Some(k) => Some(k),
+            None if core.has(0) => core
+                .get(0)
+                .await?
+                .and_then(|raw| Header::decode(&raw).ok())
+                .and_then(|h| hyperdrive::keys::content_key_from_header(&h)),
+            None => None,
+        }
+    };
+    let mut dks = vec![dk];
+    dks.extend(blobs.map(|b| discovery_key(&b)));
+    g.close_core(db)?;
+    g.purge_many(&dks).await?;
+    Ok(true)
+}
+
 fn finish<S: Storage + Clone + 'static>(
     store: &SharedCorestore<S>,
     db: CoreHandle,
     blobs: CoreHandle,
     opts: DriveOptions,
 ) -> (StoreDrive<S>, DriveCores) {
-    let core = |dk: &[u8; 32]| {
-        StoreCore::new(store.clone(), *dk)
+    let core = |h: &CoreHandle| {
+        StoreCore::new(store.clone(), *h.discovery_key())
+            .with_generation(h.generation())
             .with_block_timeout(opts.block_timeout)
             .with_update_timeout(opts.update_timeout)
     };
-    let drive = Hyperdrive::new(core(db.discovery_key()), core(blobs.discovery_key()));
+    let drive = Hyperdrive::new(core(&db), core(&blobs));
     (drive, DriveCores { db, blobs })
 }
 
@@ -244,3 +328,7 @@ async fn wait_manifest<S: Storage + Clone + 'static>(
         .await?
         .ok_or(DriveOpenError::NotAvailable(wait))
 }
+
+#[cfg(test)]
+#[path = "drive_tests.rs"]
+mod tests;

@@ -156,7 +156,8 @@ impl Corestore {
                 .await
                 .map_err(|e| js_err("store.get", e))?;
             Ok(StoreCoreHandle {
-                core: StoreCore::new(store.clone(), *handle.discovery_key()),
+                core: StoreCore::new(store.clone(), *handle.discovery_key())
+                    .with_generation(handle.generation()),
                 handle: Some(handle),
             }
             .into())
@@ -403,8 +404,9 @@ impl Hyperdrive {
             }
         };
         let drive = hd::Hyperdrive::new(
-            StoreCore::new(store.clone(), *db.discovery_key()),
-            StoreCore::new(store.clone(), *blobs.discovery_key()),
+            StoreCore::new(store.clone(), *db.discovery_key()).with_generation(db.generation()),
+            StoreCore::new(store.clone(), *blobs.discovery_key())
+                .with_generation(blobs.generation()),
         );
         Ok(Hyperdrive {
             drive,
@@ -655,9 +657,13 @@ impl Hyperdrive {
     }
 
     /// Delete the drive from the page's store (JS `drive.purge()`): every session of its db
-    /// and blobs cores ends and both cores' records and blocks are deleted from IndexedDB.
-    /// This drive, its checkouts and any other drive object on those cores fail from then on;
-    /// opening the drive again gives an empty one. Rejects on a checkout.
+    /// and blobs cores ends and both cores' records and blocks are deleted from IndexedDB in
+    /// one transaction (a closed tab or a failure leaves the whole drive or none of it).
+    /// This drive, its checkouts and any other drive object on those cores fail from then on
+    /// ("the core was purged from its store"), also once the drive is opened again; opening
+    /// it again gives an empty one. Rejects on a checkout. The records go; the bytes of
+    /// large blocks (8 KiB and more) stay in the store's OPFS data file, unreachable, as the
+    /// data file reclaims nothing yet.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn purge(&self) -> Promise {
         let (drive, store, db) = (self.drive.clone(), self.store.clone(), self.db.clone());
@@ -670,8 +676,9 @@ impl Hyperdrive {
             let blobs = hyperpunch_core::crypto::discovery_key(&drive.content_key().await);
             let mut g = store.lock().await;
             let ctx = |e: cs::CorestoreError| JsValue::from(js_err("purge", e));
-            g.purge(&blobs).await.map_err(ctx)?;
-            g.purge(db.discovery_key()).await.map_err(ctx)?;
+            g.purge_many(&[blobs, *db.discovery_key()])
+                .await
+                .map_err(ctx)?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -293,6 +293,7 @@ pub struct CoreHandle {
     key: [u8; 32],
     discovery_key: [u8; 32],
     session: u64,
+    id: u32,
 }
 
 impl CoreHandle {
@@ -303,6 +304,14 @@ impl CoreHandle {
     /// The discovery key (the replication channel id).
     pub fn discovery_key(&self) -> &[u8; 32] {
         &self.discovery_key
+    }
+    /// The generation of the stored core this is a session of: the id of its record
+    /// ([`StoredCore::id`], never reused in a store). A core purged ([`Corestore::purge`]) and
+    /// made again under the same key has another one, so a reader pinned to this generation
+    /// ([`crate::hyperbee::HostCore::with_generation`]) keeps failing after the purge instead
+    /// of reading the new core.
+    pub fn generation(&self) -> u64 {
+        u64::from(self.id)
     }
 }
 
@@ -324,6 +333,9 @@ pub struct StoredCore {
 struct OpenCore {
     /// Live sessions.
     sessions: BTreeSet<u64>,
+    /// The id of its record ([`StoredCore::id`]): a core purged and made again under the same
+    /// key has another one.
+    id: u32,
 }
 
 /// Many cores in one storage, replicated together; see the [module docs](self).
@@ -344,6 +356,9 @@ pub struct Corestore<S: Storage + Clone> {
     idle: BTreeSet<[u8; 32]>,
     /// [`Corestore::watch`]ers.
     watchers: watch::Watchers,
+    /// The generations ([`CoreHandle::generation`]) of the cores purged since the store was
+    /// opened (one number per purged core).
+    purged: BTreeSet<u32>,
     closed: bool,
 }
 
@@ -406,6 +421,7 @@ impl<S: Storage + Clone> Corestore<S> {
             unknown: VecDeque::new(),
             idle: BTreeSet::new(),
             watchers: watch::Watchers::default(),
+            purged: BTreeSet::new(),
             closed: false,
         })
     }
@@ -495,7 +511,7 @@ impl<S: Storage + Clone> Corestore<S> {
 
         if !self.open.contains_key(&dk) {
             let record = self.record(&dk).await?;
-            let core = match record {
+            let (core, id) = match record {
                 Some(rec) => {
                     let core = Hypercore::open(
                         self.core_storage(rec.id),
@@ -510,7 +526,7 @@ impl<S: Storage + Clone> Corestore<S> {
                             "a core record points at another core's data".into(),
                         ));
                     }
-                    core
+                    (core, rec.id)
                 }
                 None if must_exist || key.is_none() => {
                     return Err(CorestoreError::NotFound("no such core in this store"))
@@ -530,7 +546,7 @@ impl<S: Storage + Clone> Corestore<S> {
                     .await?
                 }
             };
-            self.add_core(core)?;
+            self.add_core(core, id)?;
         } else if let Some(ek) = encryption_key {
             // Open without the key (for a remote, or by a session that did not give it).
             let core = self
@@ -572,14 +588,17 @@ impl<S: Storage + Clone> Corestore<S> {
     fn new_session(&mut self, dk: [u8; 32], key: [u8; 32]) -> CoreHandle {
         let session = self.next_session;
         self.next_session += 1;
+        let mut id = u32::MAX;
         if let Some(c) = self.open.get_mut(&dk) {
             c.sessions.insert(session);
+            id = c.id;
         }
         self.idle.remove(&dk);
         CoreHandle {
             key,
             discovery_key: dk,
             session,
+            id,
         }
     }
 
@@ -622,34 +641,64 @@ impl<S: Storage + Clone> Corestore<S> {
     /// A core of that name or key got later is a new, empty one; a remote asking for it is
     /// refused as for any core the store does not hold. Whether the core was stored here.
     pub async fn purge(&mut self, discovery_key: &[u8; 32]) -> Result<bool, CorestoreError> {
+        Ok(self.purge_many(&[*discovery_key]).await? > 0)
+    }
+
+    /// [`Corestore::purge`] of several cores at once (a drive's db and blobs cores): every
+    /// session of each ends, then the records, aliases and data of all of them go in ONE
+    /// atomic batch, so a crash or a failed write leaves either all of them stored or none
+    /// (never a drive's db without its blobs, whose entries would point into a new, empty
+    /// blobs core that the next writes fill with other bytes). How many of them were stored.
+    ///
+    /// The storage deletes each core's data as one range; a backend may hold the keys of
+    /// that range in memory while it commits (the file backend does: see its docs).
+    pub async fn purge_many(
+        &mut self,
+        discovery_keys: &[[u8; 32]],
+    ) -> Result<usize, CorestoreError> {
         self.check_open()?;
-        if self.open.remove(discovery_key).is_some() || self.idle.contains(discovery_key) {
-            self.idle.remove(discovery_key);
-            self.hub.remove_core(discovery_key);
-            self.pull_events();
-        }
-        let Some(rec) = self.record(discovery_key).await? else {
-            return Ok(false);
-        };
-        let mut batch = Batch::new();
-        batch.delete(layout::core_key(discovery_key));
-        if let Some((namespace, name)) = &rec.name {
-            let alias = layout::alias_key(namespace, name);
-            match self.storage.get(&alias).await? {
-                Some(v) if layout::decode_alias(&v)? == *discovery_key => {
-                    batch.delete(alias);
-                }
-                _ => {}
+        for dk in discovery_keys {
+            if self.open.remove(dk).is_some() || self.idle.contains(dk) {
+                self.idle.remove(dk);
+                self.hub.remove_core(dk);
+                self.pull_events();
             }
         }
-        let start = layout::data_prefix(rec.id);
-        let end = match rec.id.checked_add(1) {
-            Some(next) => layout::data_prefix(next),
-            None => vec![layout::DATA + 1],
-        };
-        batch.delete_range(start, end);
-        self.storage.write(batch).await?;
-        Ok(true)
+        let mut batch = Batch::new();
+        let mut stored = 0;
+        let mut ids = Vec::new();
+        let mut seen = BTreeSet::new();
+        for dk in discovery_keys {
+            if !seen.insert(*dk) {
+                continue;
+            }
+            let Some(rec) = self.record(dk).await? else {
+                continue;
+            };
+            stored += 1;
+            ids.push(rec.id);
+            batch.delete(layout::core_key(dk));
+            if let Some((namespace, name)) = &rec.name {
+                let alias = layout::alias_key(namespace, name);
+                match self.storage.get(&alias).await? {
+                    Some(v) if layout::decode_alias(&v)? == *dk => {
+                        batch.delete(alias);
+                    }
+                    _ => {}
+                }
+            }
+            let start = layout::data_prefix(rec.id);
+            let end = match rec.id.checked_add(1) {
+                Some(next) => layout::data_prefix(next),
+                None => vec![layout::DATA + 1],
+            };
+            batch.delete_range(start, end);
+        }
+        if !batch.is_empty() {
+            self.storage.write(batch).await?;
+        }
+        self.purged.extend(ids);
+        Ok(stored)
     }
 
     /// Whether the store is closed.
@@ -739,6 +788,18 @@ impl<S: Storage + Clone> Corestore<S> {
             .await?;
         self.flush_hub();
         Ok(out)
+    }
+
+    /// The generation of the open core `discovery_key` ([`CoreHandle::generation`]), `None`
+    /// when it is not open.
+    pub fn open_generation(&self, discovery_key: &[u8; 32]) -> Option<u64> {
+        self.open.get(discovery_key).map(|c| u64::from(c.id))
+    }
+
+    /// Whether the core of generation `generation` ([`CoreHandle::generation`]) was purged
+    /// by this store since it was opened.
+    pub fn was_purged(&self, generation: u64) -> bool {
+        u32::try_from(generation).is_ok_and(|id| self.purged.contains(&id))
     }
 
     /// Whether a core is open (by a session, or for a remote).
@@ -849,7 +910,7 @@ impl<S: Storage + Clone> Corestore<S> {
         &mut self,
         opts: CreateOptions,
         name: Option<(Namespace, Vec<u8>)>,
-    ) -> Result<Hypercore<CoreStorage<S>>, CorestoreError> {
+    ) -> Result<(Hypercore<CoreStorage<S>>, u32), CorestoreError> {
         let id = u32::try_from(self.next_id).map_err(|_| CorestoreError::Full)?;
         let storage = self.core_storage(id);
         let (core, batch) = Hypercore::prepare_create(storage.clone(), opts).await?;
@@ -870,11 +931,11 @@ impl<S: Storage + Clone> Corestore<S> {
         );
         self.storage.write(batch).await?;
         self.next_id += 1;
-        Ok(core)
+        Ok((core, id))
     }
 
     /// Replicate an opened core (on every stream).
-    fn add_core(&mut self, core: Hypercore<CoreStorage<S>>) -> Result<(), CorestoreError> {
+    fn add_core(&mut self, core: Hypercore<CoreStorage<S>>, id: u32) -> Result<(), CorestoreError> {
         let key = *core.key();
         let dk = self
             .hub
@@ -883,6 +944,7 @@ impl<S: Storage + Clone> Corestore<S> {
             dk,
             OpenCore {
                 sessions: BTreeSet::new(),
+                id,
             },
         );
         self.watchers.opened(OpenedCore {

@@ -66,6 +66,7 @@ impl<S: Storage + Clone> Corestore<S> {
             *dk,
             OpenCore {
                 sessions: Default::default(),
+                id: rec.id,
             },
         );
         // No session: it closes when its last peer goes.

@@ -143,6 +143,7 @@ fn sessions_share_one_core_and_close_with_the_last() {
             key: *c.key(),
             discovery_key: dk,
             session: c.session,
+            id: c.id,
         };
         s.close_core(c).unwrap();
         assert!(!s.is_open(&dk));

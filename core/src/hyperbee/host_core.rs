@@ -36,6 +36,16 @@ pub trait CoreHost: ReplicationHost + 'static {
     fn replicator(&self, dk: &[u8; 32]) -> Option<&Replicator<Self::Storage>>;
     /// The same, to change.
     fn replicator_mut(&mut self, dk: &[u8; 32]) -> Option<&mut Replicator<Self::Storage>>;
+    /// The generation of the open core `dk` (see [`HostCore::with_generation`]): a number
+    /// that changes when the core is deleted and made again under the same key. A host that
+    /// never does that gives 0 for every open core.
+    fn generation(&self, dk: &[u8; 32]) -> Option<u64> {
+        self.replicator(dk).map(|_| 0)
+    }
+    /// Whether the core of generation `generation` was deleted (purged) from the host.
+    fn was_purged(&self, _generation: u64) -> bool {
+        false
+    }
 }
 
 impl<S: Storage + 'static> CoreHost for ReplicationHub<S> {
@@ -55,6 +65,12 @@ impl<S: Storage + Clone + 'static> CoreHost for Corestore<S> {
     }
     fn replicator_mut(&mut self, dk: &[u8; 32]) -> Option<&mut Replicator<CoreStorage<S>>> {
         self.open_replicator_mut(dk)
+    }
+    fn generation(&self, dk: &[u8; 32]) -> Option<u64> {
+        self.open_generation(dk)
+    }
+    fn was_purged(&self, generation: u64) -> bool {
+        Corestore::was_purged(self, generation)
     }
 }
 
@@ -103,6 +119,8 @@ pub trait SharedCoreHost: Clone + MaybeSend + MaybeSync + 'static {
 pub struct HostCore<T: SharedCoreHost> {
     hub: T,
     dk: [u8; 32],
+    /// The generation of the core this reads ([`HostCore::with_generation`]); `None`: any.
+    generation: Option<u64>,
     snapshot: Option<Snapshot>,
     block_timeout: Option<Duration>,
     update_timeout: Option<Duration>,
@@ -115,6 +133,7 @@ impl<T: SharedCoreHost> Clone for HostCore<T> {
         HostCore {
             hub: self.hub.clone(),
             dk: self.dk,
+            generation: self.generation,
             snapshot: self.snapshot.clone(),
             block_timeout: self.block_timeout,
             update_timeout: self.update_timeout,
@@ -170,6 +189,7 @@ impl<T: SharedCoreHost> HostCore<T> {
         HostCore {
             hub,
             dk: discovery_key,
+            generation: None,
             snapshot: None,
             block_timeout: None,
             update_timeout: T::UPDATE_TIMEOUT,
@@ -191,6 +211,16 @@ impl<T: SharedCoreHost> HostCore<T> {
         self
     }
 
+    /// Read only the core of generation `generation` ([`CoreHost::generation`]; in a
+    /// corestore [`CoreHandle::generation`](crate::corestore::CoreHandle::generation) of a
+    /// session of it): once that core is purged, every read, append and truncation fails with
+    /// [`HypercoreError::Purged`], also after a core with the same key is made again (without
+    /// this, the reader would read and write the new core).
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
     /// The hub.
     pub fn hub(&self) -> &T {
         &self.hub
@@ -204,7 +234,7 @@ impl<T: SharedCoreHost> HostCore<T> {
     /// How many blocks of the core are stored locally.
     pub async fn stored_blocks(&self) -> Result<u64, HypercoreError> {
         let g = self.hub.lock().await;
-        let core = g.replicator(&self.dk).ok_or_else(unknown_core)?.core();
+        let core = self.lookup(&g)?.core();
         Ok((0..core.length()).filter(|&i| core.has(i)).count() as u64)
     }
 
@@ -212,7 +242,7 @@ impl<T: SharedCoreHost> HostCore<T> {
     /// timed out: the length it leaves is ours, not the network's).
     pub async fn any_peer_synced(&self) -> Result<bool, HypercoreError> {
         let g = self.hub.lock().await;
-        let rep = g.replicator(&self.dk).ok_or_else(unknown_core)?;
+        let rep = self.lookup(&g)?;
         let synced = rep
             .peers()
             .filter_map(|p| rep.peer_info(p))
@@ -220,10 +250,32 @@ impl<T: SharedCoreHost> HostCore<T> {
         Ok(synced)
     }
 
+    /// `Err(Purged)` when the core this reads is not (or no longer) the host's core `dk`.
+    fn check_generation(&self, g: &T::Host) -> Result<(), HypercoreError> {
+        match self.generation {
+            Some(want) if g.was_purged(want) => Err(HypercoreError::Purged),
+            Some(want) => match g.generation(&self.dk) {
+                Some(have) if have != want => Err(HypercoreError::Purged),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// The replicator of the core this reads.
+    fn lookup<'a>(
+        &self,
+        g: &'a T::Host,
+    ) -> Result<&'a Replicator<<T::Host as CoreHost>::Storage>, HypercoreError> {
+        self.check_generation(g)?;
+        g.replicator(&self.dk).ok_or_else(unknown_core)
+    }
+
     fn rep<'a>(
         &self,
         g: &'a mut T::Host,
     ) -> Result<&'a mut Replicator<<T::Host as CoreHost>::Storage>, HypercoreError> {
+        self.check_generation(g)?;
         g.replicator_mut(&self.dk).ok_or_else(unknown_core)
     }
 
@@ -287,9 +339,7 @@ impl<T: SharedCoreHost> HostCore<T> {
 impl<T: SharedCoreHost> BeeCore for HostCore<T> {
     async fn key(&self) -> [u8; 32] {
         let g = self.hub.lock().await;
-        g.replicator(&self.dk)
-            .map(|r| *r.core().key())
-            .unwrap_or_default()
+        self.lookup(&g).map(|r| *r.core().key()).unwrap_or_default()
     }
 
     async fn state(&self) -> CoreState {
@@ -301,14 +351,14 @@ impl<T: SharedCoreHost> BeeCore for HostCore<T> {
             };
         }
         let g = self.hub.lock().await;
-        CoreState::of(g.replicator(&self.dk).map(|r| r.core()))
+        CoreState::of(self.lookup(&g).ok().map(|r| r.core()))
     }
 
     async fn snapshot(&self) -> Self {
         let mut out = self.clone();
         if out.snapshot.is_none() {
             let mut g = self.hub.lock().await;
-            if let Some(r) = g.replicator_mut(&self.dk) {
+            if let Ok(r) = self.rep(&mut g) {
                 out.snapshot = Some(r.core_mut().snapshot());
             }
         }
@@ -369,14 +419,22 @@ impl<T: SharedCoreHost> BeeCore for HostCore<T> {
         Ok(out.length)
     }
 
+    async fn check_live(&self) -> Result<(), HypercoreError> {
+        if self.generation.is_none() {
+            return Ok(());
+        }
+        let g = self.hub.lock().await;
+        self.check_generation(&g)
+    }
+
     async fn wait_change(&self, length: u64, fork: u64) {
         loop {
             let mut changed = pin!(self.hub.changed());
             T::arm(changed.as_mut());
             {
                 let g = self.hub.lock().await;
-                match g.replicator(&self.dk) {
-                    Some(r) if r.core().length() == length && r.core().fork() == fork => {}
+                match self.lookup(&g) {
+                    Ok(r) if r.core().length() == length && r.core().fork() == fork => {}
                     _ => return,
                 }
             }
@@ -400,7 +458,7 @@ impl<T: SharedCoreHost> BeeCore for HostCore<T> {
             T::arm(changed.as_mut());
             {
                 let g = self.hub.lock().await;
-                let rep = g.replicator(&self.dk).ok_or_else(unknown_core)?;
+                let rep = self.lookup(&g)?;
                 let core = rep.core();
                 if core.writable() {
                     return Ok(());
@@ -437,22 +495,17 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
             return s.byte_length();
         }
         let g = self.hub.lock().await;
-        g.replicator(&self.dk).map_or(0, |r| r.core().byte_length())
+        self.lookup(&g).map_or(0, |r| r.core().byte_length())
     }
 
     async fn seek(&self, bytes: u64) -> Result<Option<(u64, u64)>, HypercoreError> {
         let g = self.hub.lock().await;
-        seek_held(
-            g.replicator(&self.dk).ok_or_else(unknown_core)?.core(),
-            bytes,
-        )
-        .await
+        seek_held(self.lookup(&g)?.core(), bytes).await
     }
 
     async fn has(&self, start: u64, end: u64) -> bool {
         let g = self.hub.lock().await;
-        g.replicator(&self.dk)
-            .is_some_and(|r| holds(r.core(), start, end))
+        self.lookup(&g).is_ok_and(|r| holds(r.core(), start, end))
     }
 
     async fn get_range(
@@ -469,7 +522,7 @@ impl<T: SharedCoreHost> BlobCore for HostCore<T> {
             return Ok(out);
         }
         let g = self.hub.lock().await;
-        let core = g.replicator(&self.dk).ok_or_else(unknown_core)?.core();
+        let core = self.lookup(&g)?.core();
         match &self.snapshot {
             Some(s) => {
                 let mut out = Vec::with_capacity((end - start).min(1 << 16) as usize);

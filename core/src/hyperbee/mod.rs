@@ -277,6 +277,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
         let cache = self.shared.cache.clone();
         match &self.checkout {
             Some((snap, version)) => {
+                snap.check_live().await?;
                 let st = snap.state().await;
                 if *version > st.length.max(1) {
                     return Err(BeeError::VersionNotAvailable {

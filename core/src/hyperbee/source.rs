@@ -105,6 +105,13 @@ pub trait BeeCore: Clone + MaybeSend + MaybeSync + 'static {
     fn update(&self) -> impl Future<Output = Result<(), HypercoreError>> + MaybeSend {
         async { Ok(()) }
     }
+
+    /// `Err` when the core can no longer be read at all (a host core whose core was purged:
+    /// [`HypercoreError::Purged`]), checked by reads that may be answered from the bee's block
+    /// cache alone (a checkout's). Most cores have nothing to check.
+    fn check_live(&self) -> impl Future<Output = Result<(), HypercoreError>> + MaybeSend {
+        async { Ok(()) }
+    }
 }
 
 impl<S: Storage + 'static> BeeCore for Session<S> {

@@ -52,6 +52,7 @@ impl<C: BlobCore> BlobWriter<C> {
     pub(super) async fn open(blobs: &Hyperblobs<C>, opts: WriteOptions) -> Result<Self, BlobError> {
         let guard = blobs.lock.lock_arc().await;
         let core = blobs.core.clone();
+        core.check_live().await?;
         let st = core.state().await;
         if !st.writable {
             return Err(BlobError::InvalidArgument("the blobs core is not writable"));

@@ -109,6 +109,10 @@ pub enum HypercoreError {
     /// An argument outside what the operation accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// The core was purged (deleted from its store) after this reader or writer of it was
+    /// made; a core made again under the same key is another one, which it does not touch.
+    #[error("the core was purged from its store")]
+    Purged,
 }
 
 impl From<BitfieldError> for HypercoreError {

@@ -311,10 +311,14 @@ Examples:
     },
     /// Delete the drive (its db and blobs cores) from the storage folder.
     #[command(long_about = "\
-Delete the drive from the storage folder (JS `drive.purge()`): its db core and its blobs core,
-every block, tree node and record of them; the store's other cores stay. The store's own drive
-made again by `drive mirror` then starts empty, under the same key. Works on a `fetch`ed copy
-too. Refuses without --yes. Prints the purged drive's key on stderr.
+Delete the drive from the storage folder (JS `drive.purge()`): the records of its db core and
+its blobs core (every block, tree node and record of them) go in one atomic write, so a kill
+leaves the whole drive or none of it; the store's other cores stay. The store's own drive made
+again by `drive mirror` then starts empty, under the same key. Works on a `fetch`ed copy too,
+and on a db core an interrupted purge of an older version left without its blobs core.
+The file contents are not erased from the disk: blocks of 8 KiB and more stay, unreferenced, in
+the store's data file (`db.data`), which nothing shrinks yet; smaller ones until the store's
+compaction drops them. Refuses without --yes. Prints the purged drive's key on stderr.
 
 Examples:
   hyperpunch drive purge --storage ./store --yes
@@ -804,19 +808,106 @@ async fn truncate(
     Ok(())
 }
 
+/// The db cores of drives whose blobs core is not stored: what a purge interrupted between
+/// its two cores left (before purges were one batch). A drive's db is told from other cores by
+/// its first block: a hyperbee header with metadata (hyperdrive writes `contentFeed`).
+async fn orphan_drive_dbs(store: &Store, dir: &Path) -> Result<Vec<[u8; 32]>, CliError> {
+    let mut g = store.lock().await;
+    let cores = g.list().await.map_err(|e| store_err(dir, e))?;
+    let mut out = Vec::new();
+    for c in &cores {
+        let Ok(h) = g.get(GetOptions::from_discovery_key(c.discovery_key)).await else {
+            continue;
+        };
+        let mut orphan = false;
+        if let Ok(core) = g.core(&h) {
+            let content = core.manifest().and_then(|m| keys::content_key(m, &c.key));
+            let header = match core.has(0) {
+                true => core.get(0).await.ok().flatten(),
+                false => None,
+            };
+            let is_drive_db = header
+                .and_then(|raw| hyperpunch::core::hyperbee::Header::decode(&raw).ok())
+                .is_some_and(|h| h.metadata.is_some());
+            if let (true, Some(ck)) = (is_drive_db, content) {
+                orphan = !g
+                    .has_core(&discovery_key(&ck))
+                    .await
+                    .map_err(|e| store_err(dir, e))?;
+            }
+        }
+        g.close_core(h).map_err(|e| store_err(dir, e))?;
+        if orphan {
+            out.push(c.key);
+        }
+    }
+    Ok(out)
+}
+
+/// The key of the drive `drive purge` deletes: as [`find_drive`] finds it, without opening it
+/// (a drive left half-purged cannot be opened), or the one db core a half-done purge left.
+async fn purge_target(store: &Store, dir: &Path, which: &WhichDrive) -> Result<[u8; 32], CliError> {
+    if let Some(k) = &which.key {
+        let key = parse_hex32("--key", k)?;
+        let stored = store
+            .lock()
+            .await
+            .has_core(&discovery_key(&key))
+            .await
+            .map_err(|e| store_err(dir, e))?;
+        if !stored {
+            return Err(CliError::new(format!(
+                "the drive {k} is not in {} (copy it with `hyperpunch drive fetch`)",
+                dir.display()
+            )));
+        }
+        return Ok(key);
+    }
+    {
+        let g = store.lock().await;
+        let local = g
+            .list_names(&Namespace::ROOT)
+            .await
+            .map_err(|e| store_err(dir, e))?
+            .into_iter()
+            .find(|(n, _)| n == b"db");
+        if let Some((_, dk)) = local {
+            if let Some(c) = g.find(&dk).await.map_err(|e| store_err(dir, e))? {
+                return Ok(c.key);
+            }
+        }
+    }
+    let mut drives = stored_drives(store, dir).await?;
+    if drives.is_empty() {
+        drives = orphan_drive_dbs(store, dir).await?;
+    }
+    match drives.as_slice() {
+        [] => Err(no_drive(dir)),
+        [key] => Ok(*key),
+        many => Err(CliError::new(format!(
+            "{} holds {} drives; pick one with --key ({})",
+            dir.display(),
+            many.len(),
+            many.iter().map(hex::encode).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 /// `drive purge --yes`.
 async fn purge(dir: &Path, which: &WhichDrive, yes: bool) -> Result<(), CliError> {
     let store = open_store(dir, false).await?;
-    let (drive, cores) = find_drive(&store, dir, which).await?;
-    let key = hex::encode(drive.key().await);
+    let key = purge_target(&store, dir, which).await?;
+    let hex_key = hex::encode(key);
     if !yes {
         return Err(CliError::new(format!(
-            "this deletes the drive {key} (its db and blobs cores) from {}; add --yes to do it",
+            "this deletes the drive {hex_key} (its db and blobs cores) from {}; add --yes to do \
+             it",
             dir.display()
         )));
     }
-    drop(drive);
-    cores.purge(&store).await.map_err(|e| store_err(dir, e))?;
-    eprintln!("purged drive {key}");
+    hyperpunch::drive::purge_stored(&store, key)
+        .await
+        .map_err(|e| store_err(dir, e))?;
+    eprintln!("purged drive {hex_key}");
     Ok(())
 }
