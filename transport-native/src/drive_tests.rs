@@ -16,24 +16,31 @@ use crate::core::storage::{Batch, Entries, MemoryStorage, StorageError};
 /// A memory storage whose writes fail once `budget` of them succeeded (a crash, or a full
 /// disk, at that point: a failed write changes nothing, as an atomic batch that did not
 /// commit).
-#[derive(Clone, Default)]
-struct Failing {
-    inner: MemoryStorage,
+#[derive(Clone)]
+struct Failing<S = MemoryStorage> {
+    inner: S,
     budget: Arc<AtomicUsize>,
 }
 
 impl Failing {
     fn new() -> Self {
-        let f = Failing::default();
-        f.allow(usize::MAX);
-        f
+        Failing::over(MemoryStorage::new())
+    }
+}
+
+impl<S> Failing<S> {
+    fn over(inner: S) -> Self {
+        Failing {
+            inner,
+            budget: Arc::new(AtomicUsize::new(usize::MAX)),
+        }
     }
     fn allow(&self, writes: usize) {
         self.budget.store(writes, Ordering::SeqCst);
     }
 }
 
-impl Storage for Failing {
+impl<S: Storage> Storage for Failing<S> {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.get(key).await
     }
@@ -60,7 +67,7 @@ impl Storage for Failing {
 
 const PK: [u8; 32] = [3; 32];
 
-async fn shared(storage: &Failing) -> SharedCorestore<Failing> {
+async fn shared<S: Storage + Clone + 'static>(storage: &Failing<S>) -> SharedCorestore<Failing<S>> {
     SharedCorestore::new(
         Corestore::open(storage.clone(), PrimaryKey::Given(PK))
             .await
@@ -213,4 +220,68 @@ async fn drive_objects_held_across_a_purge_keep_failing_after_it_is_made_again()
     assert_eq!(fresh.get("/a").await.unwrap(), None);
     assert_eq!(fresh.get("/b").await.unwrap().as_deref(), Some(&b"new"[..]));
     assert_eq!(fresh.version().await, 2, "header and /b only");
+}
+
+/// The same on the file storage, reopened from disk after each stopped purge.
+#[tokio::test]
+async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing_on_disk() {
+    let five = vec![5u8; 100_000];
+    let mut outcomes = Vec::new();
+    for allowed in 0..3 {
+        let tmp = tempfile::tempdir().unwrap();
+        let (db, blobs, result) = {
+            let storage = Failing::over(crate::FileStorage::open(tmp.path()).unwrap());
+            let store = shared(&storage).await;
+            let (drive, cores) = open_local(&store).await.unwrap();
+            drive.put("/a", &five, PutOptions::default()).await.unwrap();
+            drive
+                .put("/b", b"small", PutOptions::default())
+                .await
+                .unwrap();
+            let (db, blobs) = dks(&cores);
+            drop(drive);
+            storage.allow(allowed);
+            let result = cores.purge(&store).await;
+            store.lock().await.close();
+            (db, blobs, result)
+        };
+        let storage = Failing::over(crate::FileStorage::open(tmp.path()).unwrap());
+        let store = shared(&storage).await;
+        let (has_db, has_blobs) = {
+            let g = store.lock().await;
+            (
+                g.has_core(&db).await.unwrap(),
+                g.has_core(&blobs).await.unwrap(),
+            )
+        };
+        assert_eq!(
+            has_db, has_blobs,
+            "{allowed}: db {has_db}, blobs {has_blobs}"
+        );
+        assert_eq!(result.is_ok(), !has_db, "{allowed}: {result:?}");
+        if has_db {
+            let (drive, _cores) = open_local(&store).await.unwrap();
+            assert_eq!(drive.get("/a").await.unwrap().as_deref(), Some(&five[..]));
+            assert_eq!(
+                drive.get("/b").await.unwrap().as_deref(),
+                Some(&b"small"[..])
+            );
+        } else {
+            let g = store.lock().await;
+            assert!(g.list().await.unwrap().is_empty());
+            // Nothing of either core's data prefix is left.
+            let rest = storage
+                .inner
+                .scan(
+                    &[crate::core::corestore::layout::DATA],
+                    &[crate::core::corestore::layout::DATA + 1],
+                    None,
+                )
+                .await
+                .unwrap();
+            assert!(rest.is_empty(), "{} data keys left", rest.len());
+        }
+        outcomes.push(has_db);
+    }
+    assert_eq!(outcomes, [true, false, false]);
 }

@@ -443,6 +443,86 @@ fn truncate_and_purge() {
     assert!(ok(&["drive", "purge", "--help"], b"").contains("--yes"));
 }
 
+/// Delete only the blobs core of the drive `key` in the store `dir`: what a purge of an older
+/// version (blobs core, then db core, in two writes) killed between its writes left.
+fn purge_blobs_only(dir: &Path, key: &str) {
+    use hyperpunch::core::corestore::{Corestore, PrimaryKey};
+    futures_executor::block_on(async {
+        let storage = hyperpunch::FileStorage::open(dir).unwrap();
+        let mut store = Corestore::open(storage, PrimaryKey::Stored).await.unwrap();
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(key, &mut k).unwrap();
+        let dk = hyperpunch::core::crypto::discovery_key(&k);
+        let db = store
+            .get(hyperpunch::core::corestore::GetOptions::from_discovery_key(dk).must_exist())
+            .await
+            .unwrap();
+        let m = store.core(&db).unwrap().manifest().cloned().unwrap();
+        let blobs = hyperpunch::core::hyperdrive::keys::content_key(&m, &k).unwrap();
+        store.close_core(db).unwrap();
+        let blobs_dk = hyperpunch::core::crypto::discovery_key(&blobs);
+        assert!(store.purge(&blobs_dk).await.unwrap());
+        store.close();
+    });
+}
+
+#[test]
+fn purge_finishes_what_an_interrupted_purge_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let store = tmp.path().join("store");
+    let copy = tmp.path().join("copy");
+    sample(&src);
+    let key = ok(&["drive", "mirror", s(&src), "-s", s(&store)], b"");
+    let key = key.trim().to_string();
+    {
+        let (_server, addr) = serve(&store);
+        ok(
+            &[
+                "drive",
+                "fetch",
+                "-s",
+                s(&copy),
+                "--key",
+                &key,
+                "--tcp",
+                &addr,
+            ],
+            b"",
+        );
+    }
+    for dir in [&store, &copy] {
+        purge_blobs_only(dir, &key);
+        let cores: Value =
+            serde_json::from_str(&ok(&["store", "info", "-s", s(dir), "--json"], b"")).unwrap();
+        assert_eq!(
+            cores["cores"].as_array().unwrap().len(),
+            1,
+            "the db core is left"
+        );
+        let out = hp(&["drive", "purge", "-s", s(dir), "--yes"], b"");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {e}", dir.display());
+        assert!(e.contains(&format!("purged drive {key}")), "{e}");
+        let cores: Value =
+            serde_json::from_str(&ok(&["store", "info", "-s", s(dir), "--json"], b"")).unwrap();
+        assert_eq!(cores["cores"], json!([]), "{}", dir.display());
+    }
+    // The writer refuses such a drive instead of writing a new blobs core under its entries.
+    let store2 = tmp.path().join("store2");
+    ok(&["drive", "mirror", s(&src), "-s", s(&store2)], b"");
+    let key2 = info(&store2)["key"].as_str().unwrap().to_string();
+    purge_blobs_only(&store2, &key2);
+    fs::write(src.join("new.txt"), b"new").unwrap();
+    let e = err(&["drive", "mirror", s(&src), "-s", s(&store2)]);
+    assert!(e.contains("blobs core is not stored"), "{e}");
+    let help = ok(&["drive", "purge", "--help"], b"");
+    assert!(
+        help.contains("one atomic write") && help.contains("db.data"),
+        "{help}"
+    );
+}
+
 /// `drive serve` on an ephemeral port; killed on drop.
 fn serve(store: &Path) -> (Proc, String) {
     let mut p = Proc::hp(
