@@ -73,7 +73,18 @@
 //! Keys must be 1 to 65 535 bytes long and values at most 4 GiB (fjall's limits); other keys are
 //! rejected with [`StorageError::Io`] before anything is written. Scans and gets accept any key.
 //! The space of long values that are deleted or overwritten stays in the data file (hypercore
-//! writes each block once; only `clear` and `truncate` delete them): nothing compacts it yet.
+//! writes each block once; only `clear`, `truncate` and a corestore's `purge` delete them):
+//! nothing compacts it yet, and the bytes stay there as they were, unreferenced but readable
+//! by anyone who can read the file (they are not overwritten: a deleted value is not erased
+//! from the disk). Shorter values, kept in fjall, stay on disk until its compaction drops
+//! their tombstoned versions.
+//!
+//! A range delete ([`Op::DeleteRange`], a corestore purging a core) reads every key of the
+//! range into memory and commits one fjall batch with a tombstone per key: that one batch is
+//! what makes the purge atomic, so its memory (the keys plus about a hundred bytes of map
+//! overhead each) and its journal record grow with the number of records the purged cores hold
+//! (several per block). A bounded variant would need several batches, and a crash between them
+//! would leave part of a core.
 //!
 //! (About 1,500 lines: one backend, the value layout, the data file, the write path and the
 //! suspend gate next to the `Storage` impl they serve; store creation is in `create`, tests in
@@ -1388,7 +1399,9 @@ impl FileStorage {
     }
 
     /// Resolve `ops` (which include range deletes), in order, into one final state per key: a
-    /// range delete removes the keys in the store and those put earlier in the batch.
+    /// range delete removes the keys in the store and those put earlier in the batch. Every key
+    /// of a range is held here and tombstoned in the one batch (the batch is the atomicity), so
+    /// memory grows with the range's size: see the module docs' limits.
     fn resolve(&self, ops: Vec<Op>) -> Result<BTreeMap<Vec<u8>, Option<Value>>, StorageError> {
         let mut fin: BTreeMap<Vec<u8>, Option<Value>> = BTreeMap::new();
         for op in ops {

@@ -651,7 +651,9 @@ impl<S: Storage + Clone> Corestore<S> {
     /// blobs core that the next writes fill with other bytes). How many of them were stored.
     ///
     /// The storage deletes each core's data as one range; a backend may hold the keys of
-    /// that range in memory while it commits (the file backend does: see its docs).
+    /// that range in memory while it commits (the file backend does: see its docs). The
+    /// records are deleted, which need not erase the bytes: the native file backend leaves
+    /// values of 8 KiB and more, unreferenced, in its data file.
     pub async fn purge_many(
         &mut self,
         discovery_keys: &[[u8; 32]],

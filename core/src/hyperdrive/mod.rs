@@ -40,8 +40,9 @@
 //! as JS; `watch` gives checkouts of the drive, not JS's custom `map`; an entry whose JSON is
 //! not an entry is a typed error ([`DriveError::Bee`] with an encoding error).
 //!
-//! `purge` (deleting both cores' storage) belongs to the store that holds them: natively
-//! `hyperpunch::drive::DriveCores::purge`.
+//! `purge` (deleting both cores' storage, in one storage batch) belongs to the store that holds
+//! them: natively `hyperpunch::drive::DriveCores::purge` / `purge_stored`, in the browser the
+//! npm `Hyperdrive.purge()`.
 //!
 //! [`monitor`] is JS `drive.monitor(name)`'s statistics, fed by a transport with the blobs
 //! core's replication events (natively `hyperpunch::drive::monitor`).
