@@ -81,10 +81,12 @@
 //!
 //! A range delete ([`Op::DeleteRange`], a corestore purging a core) reads every key of the
 //! range into memory and commits one fjall batch with a tombstone per key: that one batch is
-//! what makes the purge atomic, so its memory (the keys plus about a hundred bytes of map
-//! overhead each) and its journal record grow with the number of records the purged cores hold
-//! (several per block). A bounded variant would need several batches, and a crash between them
-//! would leave part of a core.
+//! what makes the purge atomic, so its memory and its journal record grow with the number of
+//! records the purged cores hold: a record per block of 8 KiB or more (one per chunk of up to
+//! 64 smaller blocks), a tree page per 16 blocks and a bitfield page, each key held once in a
+//! map and once as a tombstone (estimated, not measured: of the order of 100-200 bytes per
+//! record, so some 100-200 MB for a core of a million large blocks). A bounded variant would
+//! need several batches, and a crash between them would leave part of a core.
 //!
 //! (About 1,500 lines: one backend, the value layout, the data file, the write path and the
 //! suspend gate next to the `Storage` impl they serve; store creation is in `create`, tests in
