@@ -885,3 +885,69 @@ fn a_block_key_is_used_as_is() {
         let _ = rh2;
     });
 }
+
+/// Counts the batches written to a memory storage.
+#[derive(Clone, Default)]
+struct Counting {
+    inner: MemoryStorage,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Storage for Counting {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.inner.get_many(keys).await
+    }
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<Entries, StorageError> {
+        self.inner.scan(start, end, limit).await
+    }
+    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.write(batch).await
+    }
+}
+
+#[test]
+fn purge_many_deletes_several_cores_in_one_batch_and_new_ones_are_another_generation() {
+    block_on(async {
+        let storage = Counting::default();
+        let mut s = Corestore::open(storage.clone(), PrimaryKey::Given([4; 32]))
+            .await
+            .unwrap();
+        let a = s.get(GetOptions::named("a")).await.unwrap();
+        let b = s.get(GetOptions::named("b")).await.unwrap();
+        let keep = s.get(GetOptions::named("keep")).await.unwrap();
+        s.append(0, &a, &[b"1"]).await.unwrap();
+        s.append(0, &b, &[b"2"]).await.unwrap();
+        let (da, db) = (*a.discovery_key(), *b.discovery_key());
+        let (ga, gb) = (a.generation(), b.generation());
+        assert_ne!(ga, gb);
+        assert_eq!(s.open_generation(&da), Some(ga));
+        let before = storage.writes.load(std::sync::atomic::Ordering::SeqCst);
+        // A repeated key and one not stored count once / not at all.
+        assert_eq!(s.purge_many(&[da, db, da, [9; 32]]).await.unwrap(), 2);
+        assert_eq!(
+            storage.writes.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1,
+            "one batch"
+        );
+        assert!(!s.has_core(&da).await.unwrap() && !s.has_core(&db).await.unwrap());
+        assert!(s.was_purged(ga) && s.was_purged(gb));
+        assert!(!s.was_purged(keep.generation()));
+        assert_eq!(s.purge_many(&[da, db]).await.unwrap(), 0);
+        // Made again under the same key: another generation.
+        let a2 = s.get(GetOptions::named("a")).await.unwrap();
+        assert_eq!(a2.key(), a.key());
+        assert_ne!(a2.generation(), ga);
+        assert_eq!(s.open_generation(&da), Some(a2.generation()));
+        assert!(!s.was_purged(a2.generation()));
+    });
+}
