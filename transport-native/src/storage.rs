@@ -1,5 +1,9 @@
 //! Native file storage: [`FileStorage`], a [`Storage`] backed by the embedded LSM store `fjall`.
 //!
+//! (About 1,500 lines: one backend, the value layout, the data file, the write path and the
+//! suspend gate next to the `Storage` impl they serve; store creation is in `create`, tests in
+//! `tests`. The data file and its compaction, once written, are the next module to split out.)
+//!
 //! One [`FileStorage`] owns one folder DIR. Opening takes an exclusive lock on
 //! `DIR/storage.lock`, so a second process (or a second open in the same process) gets
 //! [`StorageError::Unavailable`] instead of silently sharing the files. The database lives in
@@ -87,10 +91,6 @@
 //! map and once as a tombstone (estimated, not measured: of the order of 100-200 bytes per
 //! record, so some 100-200 MB for a core of a million large blocks). A bounded variant would
 //! need several batches, and a crash between them would leave part of a core.
-//!
-//! (About 1,500 lines: one backend, the value layout, the data file, the write path and the
-//! suspend gate next to the `Storage` impl they serve; store creation is in `create`, tests in
-//! `tests`. The data file and its compaction, once written, are the next module to split out.)
 
 use hyperpunch_core::storage::{Batch, Entries, Op, Storage, StorageError};
 use std::collections::{BTreeMap, HashMap};
