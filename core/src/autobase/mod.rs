@@ -61,6 +61,8 @@ pub mod clock;
 pub mod consensus;
 pub mod cores;
 pub mod driver;
+#[cfg(test)]
+mod driver_tests;
 pub mod encryption;
 pub mod fast_forward;
 pub mod graph;

@@ -78,6 +78,11 @@ impl<S: Storage> Replicator<S> {
         Ok(id)
     }
 
+    /// The download ranges wanted and not complete yet ([`Replicator::download`]).
+    pub fn pending_downloads(&self) -> usize {
+        self.downloads.len()
+    }
+
     /// Stop wanting a download range; requests only it needed are cancelled.
     pub fn cancel_download(&mut self, id: DownloadId) {
         self.downloads.remove(&id);
