@@ -65,7 +65,7 @@ use hyperpunch::core::autobase::acks::AckConfig;
 /// prints a message once it is ordered for good, which waits for an indexer's ack, so on JS's
 /// default a member's message would take 10 to 40 s to appear. An idle room still writes no acks.
 const CHAT_ACK_INTERVAL: u64 = 1_000;
-use hyperpunch::core::autobase::driver::{feed_oplogs, Fetches};
+use hyperpunch::core::autobase::driver::OplogCores;
 use hyperpunch::core::autobase::encryption::view_block_key;
 use hyperpunch::core::autobase::fast_forward::FastForwardError;
 use hyperpunch::core::autobase::messages::OplogMessage;
@@ -359,13 +359,14 @@ struct Room {
     base: Autobase<ChatApply>,
     local: [u8; 32],
     local_handle: CoreHandle,
-    cores: Vec<([u8; 32], CoreHandle)>,
+    /// The writers' oplog cores: the creator's and the local one for good, the others while
+    /// the engine wants them (bounded: a peer's made-up hints cannot make this member open,
+    /// store and replicate a core each for good).
+    oplogs: OplogCores,
     printed: usize,
     /// Whether the writers' oplogs are downloaded from peers: not while a fast-forward is being
     /// read (the oplogs are then wanted only from the point it gives).
     fetch: bool,
-    /// The oplogs whose download was asked for.
-    fetching: Fetches,
     /// After a fast-forward: the view core `messages` (its blocks below the point are the
     /// room's history, signed by the indexers, not held by the engine) and whether its download
     /// was asked for.
@@ -434,35 +435,25 @@ impl Room {
         dir: &Path,
     ) -> Result<(), CliError> {
         loop {
-            let fed = feed_oplogs(&mut self.base, s, &self.cores)
+            let fed = self
+                .oplogs
+                .feed(&mut self.base, s)
                 .await
                 .map_err(|e| store_err(dir, e))?;
             self.base.update();
-            let mut opened = false;
-            let wanted = self.base.wanted_ranges();
-            for w in &wanted {
-                if self.cores.iter().any(|(c, _)| *c == w.key) {
-                    continue;
-                }
-                let h = s
-                    .get(oplog_opts(GetOptions::from_key(w.key), self.encryption_key))
-                    .await
-                    .map_err(|e| store_err(dir, e))?;
-                self.cores.push((w.key, h));
-                opened = true;
-            }
-            if self.fetch {
-                // each wanted writer from the block the engine needs, up to the end it gives (a
-                // non-member: its hinted node); again when that end moves on
-                for w in self.fetching.due(&wanted, &self.local) {
-                    let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
-                        continue;
-                    };
-                    if let Ok(r) = s.replicator_mut(h) {
-                        let _ = r.download(now, w.from, w.until).await;
-                    }
-                }
-            }
+            // open the cores of the writers the engine wants (bounded), close the others, and
+            // ask each wanted writer from the block the engine needs up to the end it gives (a
+            // non-member: its hinted node); again when that end moves on
+            let ek = self.encryption_key;
+            let opened = self
+                .oplogs
+                .sync(&self.base, s, now, self.fetch, |k| {
+                    oplog_opts(GetOptions::from_key(*k), ek)
+                })
+                .await
+                .map_err(|e| store_err(dir, e))?
+                .opened
+                > 0;
             if !fed && !opened {
                 return Ok(());
             }
@@ -509,7 +500,7 @@ impl Room {
             }
         }
         // every oplog is wanted again from the point on
-        self.fetching.clear();
+        self.oplogs.clear_fetches();
         self.ff = Some(point);
         Ok(())
     }
@@ -684,7 +675,8 @@ impl Room {
     }
 
     fn known_lengths(&self, s: &Corestore<FileStorage>) -> Vec<([u8; 32], u64)> {
-        self.cores
+        self.oplogs
+            .cores()
             .iter()
             .filter_map(|(k, h)| Some((*k, s.core(h).ok()?.length())))
             .collect()
@@ -949,10 +941,9 @@ async fn chat(args: ChatArgs) -> Result<(), CliError> {
         base,
         local,
         local_handle,
-        cores,
+        oplogs: OplogCores::new(local, cores),
         printed: 0,
         fetch: true,
-        fetching: Fetches::default(),
         view_core: None,
         ff: None,
         cores_writer,
