@@ -35,12 +35,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use hyperpunch_core::autobase::acks::AckConfig;
-use hyperpunch_core::autobase::driver::{feed_oplogs, Fetches};
+use hyperpunch_core::autobase::driver::OplogCores;
 use hyperpunch_core::autobase::wakeup::HubWakeup;
 use hyperpunch_core::autobase::{
     Apply, ApplyNode, AsyncApply, Autobase as Engine, Host, ViewId, Views,
 };
-use hyperpunch_core::corestore::{CoreHandle, GetOptions};
+use hyperpunch_core::corestore::GetOptions;
 use hyperpunch_core::encoding::Encode;
 use hyperpunch_core::hyperbee::SharedCoreHost;
 use hyperpunch_core::rng::Rng;
@@ -184,10 +184,10 @@ struct State {
     engine: Engine<Deferred>,
     apply: JsApply,
     local: [u8; 32],
-    /// The oplog cores open in the store (the local one first).
-    cores: Vec<([u8; 32], CoreHandle)>,
-    /// The oplogs whose download from peers was asked for.
-    fetching: Fetches,
+    /// The oplog cores open in the store: the local one and the bootstrap's for good, the
+    /// others while the engine wants them (bounded: a peer's made-up hints cannot make the page
+    /// open, store and replicate a core each for good), with the downloads asked of them.
+    oplogs: OplogCores,
     /// The base's wakeup channel on the store's connections.
     wakeup: HubWakeup,
     /// The store's hub events, for [`State::wakeup`] (`None` once closed: the store forgets
@@ -221,7 +221,8 @@ impl State {
         loop {
             let fed = {
                 let s = SharedCoreHost::lock(store).await;
-                feed_oplogs(&mut self.engine, &s, &self.cores)
+                self.oplogs
+                    .feed(&mut self.engine, &s)
                     .await
                     .map_err(|e| js_err("autobase: an oplog core", e))?
             };
@@ -231,33 +232,21 @@ impl State {
             if let Some(e) = &self.apply.error {
                 return Err(JsError::new(&format!("autobase: {e}")));
             }
-            let mut opened = false;
-            {
+            let opened = {
                 let mut s = SharedCoreHost::lock(store).await;
-                let wanted = self.engine.wanted_ranges();
-                for w in &wanted {
-                    if self.cores.iter().any(|(c, _)| *c == w.key) {
-                        continue;
-                    }
-                    let h = s
-                        .get(GetOptions::from_key(w.key))
-                        .await
-                        .map_err(|e| js_err("autobase: open a writer's oplog", e))?;
-                    self.cores.push((w.key, h));
-                    opened = true;
-                }
                 let now = store.now();
-                // each wanted writer up to the end the engine gives (a non-member: its hinted
-                // node), again when that end moves on
-                for w in self.fetching.due(&wanted, &self.local) {
-                    let Some((_, h)) = self.cores.iter().find(|(c, _)| *c == w.key) else {
-                        continue;
-                    };
-                    if let Ok(r) = s.replicator_mut(h) {
-                        let _ = r.download(now, w.from, w.until).await;
-                    }
-                }
-            }
+                // open the cores of the writers the engine wants (bounded), close the others,
+                // and ask each wanted writer up to the end the engine gives (a non-member: its
+                // hinted node), again when that end moves on
+                self.oplogs
+                    .sync(&self.engine, &mut s, now, true, |k| {
+                        GetOptions::from_key(*k)
+                    })
+                    .await
+                    .map_err(|e| js_err("autobase: a writer's oplog", e))?
+                    .opened
+                    > 0
+            };
             any |= fed;
             if !fed && !opened {
                 return Ok(any);
@@ -305,7 +294,8 @@ impl State {
             let mut s = store.lock().await;
             let now = store.now();
             let (_, local) = self
-                .cores
+                .oplogs
+                .cores()
                 .first()
                 .ok_or_else(|| JsError::new("autobase: closed"))?;
             s.append(now, local, &refs)
@@ -459,8 +449,7 @@ impl Autobase {
                 error: None,
             },
             local,
-            cores,
-            fetching: Fetches::default(),
+            oplogs: OplogCores::new(local, cores),
             wakeup,
             events: Some(events),
             rng: Rng::from_seed(seed),
@@ -598,12 +587,12 @@ impl Autobase {
             }
             st.closed = true;
             st.events = None;
-            let cores = std::mem::take(&mut st.cores);
             let mut s = store.lock().await;
-            for (_, h) in cores {
-                s.close_core(h)
-                    .map_err(|e| js_err("autobase: close an oplog", e))?;
-            }
+            let st = &mut *st;
+            st.oplogs
+                .close_all(&st.engine, &mut s)
+                .await
+                .map_err(|e| js_err("autobase: close an oplog", e))?;
             Ok(JsValue::UNDEFINED)
         })
     }
