@@ -285,7 +285,7 @@ impl OplogCores {
             // end it gives (a non-member: its hinted node); again when that end moves on
             let open: Vec<WantedWriter> = wanted
                 .into_iter()
-                .filter(|w| self.cores.iter().any(|(k, _)| *k == w.key))
+                .filter(|w| self.pinned.contains(&w.key) || self.uses.contains_key(&w.key))
                 .collect();
             for w in self.fetches.due(&open, &self.local) {
                 let Some((_, h)) = self.cores.iter().find(|(k, _)| *k == w.key) else {
