@@ -12,10 +12,13 @@
 # 2. Whole processes, as a user runs them: `hyperpunch bee batch` of 100k KEY<TAB>VALUE lines
 #    (one batch) and `hyperpunch bee list` of them, against bench/js/bee-cli.js doing the same
 #    with JS (both outputs are compared byte for byte). Wall and CPU seconds from /usr/bin/time.
-#    Then $BEE_PROCS (40) puts into that bee of 100k entries, each its own process, as a user
-#    adding keys one command at a time runs them: `hyperpunch bee put` (which fsyncs before it
-#    exits) against `node bench/js/bee-cli.js put` (RocksDB, no fsync); the last key is read
-#    back from both.
+#    Then $BEE_PROCS (40) gets of random existing keys and as many range scans (the 100
+#    entries from a random key on: `bee list --gte K --limit 100`) from that bee, each its own
+#    process, against `bee-cli.js get` and `bee-cli.js list DIR K 100` (the outputs of both
+#    compared byte for byte). Then $BEE_PROCS puts into that bee of 100k entries, each its own
+#    process, as a user adding keys one command at a time runs them: `hyperpunch bee put`
+#    (which fsyncs before it exits) against `node bench/js/bee-cli.js put` (RocksDB, no fsync);
+#    the last key is read back from both.
 # Nothing is hard-coded: every ratio is computed from the figures of this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +54,8 @@ done
 # Whole processes: 100k lines, one batch, then a full listing.
 n=100000
 awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "key%08d\tvalue of %d\n", (i * 7919) % n, i }' >"$tmp/lines.tsv"
+# $procs random keys of those lines (the same every run), for the gets and the range scans.
+awk -v n="$n" -v p="$procs" 'BEGIN { srand(13); for (i = 0; i < p; i++) printf "key%08d\n", int(rand() * n) }' >"$tmp/keys.txt"
 # timed FILE TAG CMD...: run CMD (its stdin/stdout as redirected), append `BENCH TAG_wall_s W`
 # and `BENCH TAG_cpu_s C` to FILE.
 timed() {
@@ -70,6 +75,15 @@ for i in $(seq 1 "$best"); do
   (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_list node "$root/bench/js/bee-cli.js" list "$tmp/j" >"$tmp/j.out")
   cmp -s "$tmp/r.out" "$tmp/j.out" || { echo "error: bee list and the JS listing differ" >&2; exit 1; }
   [ "$(wc -l <"$tmp/r.out")" -eq "$n" ] || { echo "error: bee list printed $(wc -l <"$tmp/r.out") lines" >&2; exit 1; }
+  echo "==> whole processes: $procs gets and $procs range scans, one process each ($i/$best)" >&2
+  timed "$tmp/rust.txt" bee_cli_gets bash -c 'while read -r k; do "$1" bee get --storage "$2" "$k" || exit 1; done <"$3" >"$4"' _ "$hp" "$tmp/r" "$tmp/keys.txt" "$tmp/r.gets"
+  (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_gets bash -c 'while read -r k; do node "$1" get "$2" "$k" || exit 1; done <"$3" >"$4"' _ "$root/bench/js/bee-cli.js" "$tmp/j" "$tmp/keys.txt" "$tmp/j.gets")
+  cmp -s "$tmp/r.gets" "$tmp/j.gets" || { echo "error: the gets of hyperpunch and JS differ" >&2; exit 1; }
+  [ "$(wc -l <"$tmp/r.gets")" -eq "$procs" ] || { echo "error: $procs gets printed $(wc -l <"$tmp/r.gets") lines" >&2; exit 1; }
+  timed "$tmp/rust.txt" bee_cli_ranges bash -c 'while read -r k; do "$1" bee list --storage "$2" --gte "$k" --limit 100 || exit 1; done <"$3" >"$4"' _ "$hp" "$tmp/r" "$tmp/keys.txt" "$tmp/r.ranges"
+  (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_ranges bash -c 'while read -r k; do node "$1" list "$2" "$k" 100 || exit 1; done <"$3" >"$4"' _ "$root/bench/js/bee-cli.js" "$tmp/j" "$tmp/keys.txt" "$tmp/j.ranges")
+  cmp -s "$tmp/r.ranges" "$tmp/j.ranges" || { echo "error: the range scans of hyperpunch and JS differ" >&2; exit 1; }
+  [ "$(wc -l <"$tmp/r.ranges")" -gt "$procs" ] || { echo "error: $procs range scans printed $(wc -l <"$tmp/r.ranges") lines" >&2; exit 1; }
   echo "==> whole processes: $procs puts, one process each ($i/$best)" >&2
   timed "$tmp/rust.txt" bee_cli_puts bash -c 'for k in $(seq 1 "$1"); do "$2" bee put --storage "$3" "put-$k" "value $k" || exit 1; done' _ "$procs" "$hp" "$tmp/r"
   (cd "$root/tests/interop" && timed "$tmp/js.txt" bee_cli_puts bash -c 'for k in $(seq 1 "$1"); do node "$2" put "$3" "put-$k" "value $k" || exit 1; done' _ "$procs" "$root/bench/js/bee-cli.js" "$tmp/j")
@@ -125,6 +139,10 @@ row() { # key label unit [time]
   row bee_cli_batch_cpu_s "  the same" "CPU s" time
   row bee_cli_list_wall_s "whole process: \`bee list\` of the 100k entries (outputs identical)" s time
   row bee_cli_list_cpu_s "  the same" "CPU s" time
+  row bee_cli_gets_wall_s "whole processes: $procs \`bee get\`s of random keys of that bee, one process each (JS: \`bee-cli.js get\`; outputs identical)" s time
+  row bee_cli_gets_cpu_s "  the same" "CPU s" time
+  row bee_cli_ranges_wall_s "whole processes: $procs range scans, \`bee list --gte K --limit 100\` from random keys, one process each (JS: \`bee-cli.js list DIR K 100\`; outputs identical)" s time
+  row bee_cli_ranges_cpu_s "  the same" "CPU s" time
   row bee_cli_puts_wall_s "whole processes: $procs \`bee put\`s into that bee, one process each (JS: \`bee-cli.js put\`; Rust fsyncs, JS does not)" s time
   row bee_cli_puts_cpu_s "  the same" "CPU s" time
   echo

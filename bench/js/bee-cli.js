@@ -2,6 +2,8 @@
 // whole-process rows of the hyperbee benchmark (bench/run.sh):
 //   node bee-cli.js batch DIR < lines   KEY<TAB>VALUE lines of stdin as one batch (utf-8)
 //   node bee-cli.js list DIR > out      every entry as KEY<TAB>VALUE lines
+//   node bee-cli.js list DIR GTE LIMIT  the LIMIT entries from key GTE on (what `hyperpunch bee
+//                                       list --gte GTE --limit LIMIT` prints)
 //   node bee-cli.js put DIR KEY VALUE   one put (what `hyperpunch bee put` does)
 //   node bee-cli.js get DIR KEY         the value, or exit code 1 when absent
 // Run with NODE_PATH=tests/interop/node_modules.
@@ -11,6 +13,8 @@ const fs = require('fs')
 
 ;(async () => {
   const [cmd, dir, key, value] = process.argv.slice(2)
+  // `list DIR GTE LIMIT`: the range (KEY and VALUE are then the bounds)
+  const range = cmd === 'list' && key !== undefined ? { gte: key, limit: Number(value) } : {}
   const core = new Hypercore(dir)
   const db = new Hyperbee(core, { keyEncoding: 'utf-8', valueEncoding: 'utf-8' })
   await db.ready()
@@ -25,7 +29,7 @@ const fs = require('fs')
     await b.flush()
   } else if (cmd === 'list') {
     let out = ''
-    for await (const e of db.createReadStream()) {
+    for await (const e of db.createReadStream(range)) {
       out += e.key + '\t' + e.value + '\n'
       if (out.length > 1 << 16) {
         if (!process.stdout.write(out)) await new Promise((resolve) => process.stdout.once('drain', resolve))
@@ -40,7 +44,7 @@ const fs = require('fs')
     if (e) process.stdout.write(e.value + '\n')
     else process.exitCode = 1
   } else {
-    throw new Error('usage: bee-cli.js batch|list DIR, put DIR KEY VALUE, get DIR KEY')
+    throw new Error('usage: bee-cli.js batch|list DIR, list DIR GTE LIMIT, put DIR KEY VALUE, get DIR KEY')
   }
   await db.close()
 })()
