@@ -14,6 +14,11 @@
 //! appender appends; the close, here the check's, replaces the journal by an empty one), half of
 //! the kills landing anywhere from its start on, so also in the middle of that flush.
 //!
+//! And with appends of 8000 small blocks among small ones: batches of over 1 MiB, whose tree
+//! pages and block chunks of 1 KiB or more the store writes to its data file too (the journal
+//! gets their references only), and whose partial tree page and bitfield pages later small
+//! appends overwrite inline.
+//!
 //! The random schedule is printed; rerun it with `HP_CRASH_SEED=<seed>`.
 
 use futures_executor::block_on;
@@ -95,15 +100,28 @@ fn check(
 /// and the next child of the first test could find the folder locked.
 #[test]
 fn acknowledged_appends_survive_kill_9() {
-    kill_9_rounds(KILLS, false, false);
-    kill_9_rounds(KILLS / 2, true, false);
-    kill_9_rounds(KILLS / 2, false, true);
+    kill_9_rounds(KILLS, Mode::Small, false);
+    kill_9_rounds(KILLS / 2, Mode::Large, false);
+    kill_9_rounds(KILLS / 2, Mode::Small, true);
+    kill_9_rounds(KILLS / 2, Mode::Big, false);
+}
+
+/// What the appender appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Small blocks, 1 to 1000 at a time.
+    Small,
+    /// Blocks of 64 KiB, 1 to 32 at a time.
+    Large,
+    /// Small blocks, 1, 20 or 8000 at a time (batches of over 1 MiB).
+    Big,
 }
 
 /// `kills` rounds of: start the appender, SIGKILL it, check the store. With `compact`, the
 /// appender begins a compaction of the journal at every open (`compact_journal_at` 1) and half
 /// of the kills land anywhere from its start on.
-fn kill_9_rounds(kills: usize, large: bool, compact: bool) {
+fn kill_9_rounds(kills: usize, mode: Mode, compact: bool) {
+    let large = mode == Mode::Large;
     let seed: u64 = std::env::var("HP_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -128,7 +146,11 @@ fn kill_9_rounds(kills: usize, large: bool, compact: bool) {
         let mut child = cmd
             .arg(&dir)
             .arg(rng.next_u64().to_string())
-            .arg(if large { "large" } else { "small" })
+            .arg(match mode {
+                Mode::Small => "small",
+                Mode::Large => "large",
+                Mode::Big => "big",
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -21,7 +21,11 @@
 //! journal, then again to a blob file when it flushes the memtable), and the writes of a
 //! download are one sequential file. The bytes of a batch are written to the data file before
 //! the batch that references them commits: a crash in between leaves bytes no record points to,
-//! which the next open leaves behind (new values go after them). Stores made by versions before
+//! which the next open leaves behind (new values go after them). A big batch (values of 1 MiB
+//! or more in all, such as a hypercore append of many small blocks) puts its values of 1 KiB or
+//! more there too (its block chunks and tree pages), so that its bytes are written once, not
+//! to fjall's journal and again to its tables; the few of them rewritten later (a partial tree
+//! page, bitfield pages) leave a few KiB behind per MiB of such a batch. Stores made by versions before
 //! the data file (keyspace `kv`, values as they are) are opened as they are and keep that
 //! layout.
 //!
@@ -52,7 +56,10 @@
 //! fjall replays its whole journal at every open. When a close finds journals of at least
 //! [`FileStorageOptions::compact_journal_at`] bytes, their contents are flushed into tables and
 //! the journals replaced by an empty one (crash-safe at every step, see `compact_journal`), so
-//! the next open does not read them again: the process that wrote a lot pays for it. When an
+//! the next open does not read them again: the process that wrote a lot pays for it. So does a
+//! process that wrote a big batch (see `BIG_BATCH`), whatever the journal's size: its values
+//! went to the data file, and the journal holds a short record per value, whose number rather
+//! than their bytes is what a replay costs. When an
 //! open finds such journals (left by a process that was killed, or by an older version),
 //! fjall's worker begins that flush while the store is used, and the close finishes it.
 //!
@@ -125,6 +132,17 @@ const DATA_FILE: &str = "db.data";
 /// stay below it: hypercore rewrites a 4 KiB bitfield page with every batch of blocks, and
 /// writes blocks (and chunks of small blocks, up to 64 KiB) once.
 const DATA_THRESHOLD: usize = 8 * 1024;
+/// A batch whose values add up to at least this many bytes is a big one: its values of at least
+/// [`BIG_BATCH_DATA_THRESHOLD`] go to the data file too. Such a batch (an append of many blocks:
+/// a `bee batch` of 100k keys writes 12 MB of block chunks and tree pages of about 1.3 KiB) would
+/// otherwise be written to fjall's journal, to its memtable, and again to tables and blob files
+/// when the memtable is flushed (at the close at the latest, see `compact_journal`); in the data
+/// file it is one write, and the journal gets only the references. The values of a big batch
+/// overwritten later (the last, partial tree page, the bitfield pages, one of each per 32768
+/// blocks) leave their old bytes in the data file: a few KiB per MiB of such a batch.
+const BIG_BATCH: usize = 1024 * 1024;
+/// The shortest value a big batch ([`BIG_BATCH`]) puts in the data file.
+const BIG_BATCH_DATA_THRESHOLD: usize = 1024;
 /// A tagged value held inline: the tag, then the value.
 const TAG_INLINE: u8 = 0;
 /// A tagged value in the data file: the tag, `u64le(offset) ‖ u32le(length) ‖ u64le(xxh3)`.
@@ -206,6 +224,12 @@ struct Inner {
     /// them even if the open did not begin to (the process that wrote them pays the flush, not
     /// the next one).
     compact_at: u64,
+    /// Whether this process wrote a big batch ([`BIG_BATCH`]): its close then compacts the
+    /// journal whatever its size (unless [`FileStorageOptions::compact_journal_at`] is
+    /// `u64::MAX`). Such a batch leaves the journal small in bytes but with a record per value
+    /// (the references of the values it put in the data file: 7,800 for a `bee batch` of 100k
+    /// keys), and replaying records costs each later open about 1.3 µs of CPU apiece (10 ms).
+    wrote_big: AtomicBool,
     /// The data file of a store with [`KEYSPACE_DATA`]; `None` for a store made before it
     /// (values in fjall as they are).
     data: Option<File>,
@@ -290,7 +314,8 @@ impl Drop for Inner {
                 .map(|js| js.iter().map(|j| j.len).sum::<u64>() >= self.compact_at)
                 .unwrap_or(false)
         };
-        if (self.compact || big_journal()) && (data_synced || self.data.is_none()) {
+        let wrote_big = *self.wrote_big.get_mut() && self.compact_at != u64::MAX;
+        if (self.compact || wrote_big || big_journal()) && (data_synced || self.data.is_none()) {
             let _ = compact_journal(&self.path.join(DB_DIR), db, ks);
         } else {
             drop(db);
@@ -1062,6 +1087,7 @@ impl FileStorage {
                 ks: ManuallyDrop::new(ks),
                 compact,
                 compact_at: options.compact_journal_at,
+                wrote_big: AtomicBool::new(false),
                 data,
                 data_end: AtomicU64::new(end),
                 write_lock: Mutex::new(DataTail {
@@ -1331,17 +1357,27 @@ impl FileStorage {
             // (a batch of received blocks: one system call instead of one per block).
             let mut end = tail.end;
             let mut long: Vec<Value> = Vec::new();
+            let total: usize = writes
+                .iter()
+                .filter_map(|(_, v)| v.as_ref().map(Value::len))
+                .sum();
+            let threshold = if total >= BIG_BATCH {
+                self.inner.wrote_big.store(true, Ordering::Relaxed);
+                BIG_BATCH_DATA_THRESHOLD
+            } else {
+                DATA_THRESHOLD
+            };
             for (k, v) in writes {
                 let record_len = match &v {
                     None => 0,
-                    Some(v) if v.len() >= DATA_THRESHOLD => DATA_REF_LEN,
+                    Some(v) if v.len() >= threshold => DATA_REF_LEN,
                     Some(v) => v.len() + 1,
                 };
                 memtable_growth += (k.len() + record_len) as u64 + MEMTABLE_ITEM_OVERHEAD;
                 match (v, &self.inner.data) {
                     (None, _) => wb.remove(ks, k),
                     (Some(v), None) => wb.insert(ks, k, v.into_vec()),
-                    (Some(v), Some(_)) if v.len() >= DATA_THRESHOLD => {
+                    (Some(v), Some(_)) if v.len() >= threshold => {
                         let mut r = Vec::with_capacity(DATA_REF_LEN);
                         r.push(TAG_DATA);
                         r.extend_from_slice(&end.to_le_bytes());

@@ -266,6 +266,69 @@ fn long_values_live_in_the_data_file() {
     ));
 }
 
+/// A batch of [`BIG_BATCH`] bytes or more puts its values of [`BIG_BATCH_DATA_THRESHOLD`] bytes
+/// or more in the data file (the journal gets their references only), shorter ones inline; a
+/// smaller batch keeps them all inline. Everything reads back, also after reopening, and a big
+/// batch's value overwritten by a small batch reads as the new one.
+#[test]
+fn a_big_batch_puts_its_values_of_a_kib_or_more_in_the_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(DATA_FILE);
+    let value = |i: u32, len: usize| vec![(i % 251) as u8; len];
+    let n = (BIG_BATCH / BIG_BATCH_DATA_THRESHOLD) as u32;
+    let mut want = BTreeMap::new();
+    {
+        let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
+        // Just under BIG_BATCH: every value inline.
+        let mut b = Batch::new();
+        for i in 0..n - 1 {
+            let (k, v) = (
+                format!("small{i:05}").into_bytes(),
+                value(i, BIG_BATCH_DATA_THRESHOLD),
+            );
+            b.put(k.clone(), v.clone());
+            want.insert(k, v);
+        }
+        block_on(s.write(b)).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), 0);
+        let journal = journal_size(dir.path()).0;
+        assert!(journal > (n as u64 - 1) * BIG_BATCH_DATA_THRESHOLD as u64);
+        // BIG_BATCH and more: the long values in the data file, the short ones inline.
+        let mut b = Batch::new();
+        for i in 0..n {
+            let (k, v) = (
+                format!("big{i:05}").into_bytes(),
+                value(i, BIG_BATCH_DATA_THRESHOLD + i as usize % 100),
+            );
+            b.put(k.clone(), v.clone());
+            want.insert(k, v);
+        }
+        let short = value(7, BIG_BATCH_DATA_THRESHOLD - 1);
+        b.put(b"short".to_vec(), short.clone());
+        want.insert(b"short".to_vec(), short);
+        block_on(s.write(b)).unwrap();
+        let long: u64 = (0..n)
+            .map(|i| (BIG_BATCH_DATA_THRESHOLD + i as usize % 100) as u64)
+            .sum();
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), long);
+        let grew = journal_size(dir.path()).0 - journal;
+        assert!(
+            grew < 128 * 1024,
+            "the journal grew by {grew} bytes for references"
+        );
+        assert_holds(&s, &want);
+        // Overwritten by a small batch: inline, the old bytes left in the data file.
+        let mut b = Batch::new();
+        b.put(b"big00003".to_vec(), b"inline now".to_vec());
+        block_on(s.write(b)).unwrap();
+        want.insert(b"big00003".to_vec(), b"inline now".to_vec());
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), long);
+        assert_holds(&s, &want);
+    }
+    let s = FileStorage::open_with(dir.path(), compact_at(u64::MAX)).unwrap();
+    assert_holds(&s, &want);
+}
+
 /// Any stored record, however damaged, reads as a value or a typed error, never a panic
 /// (nor a huge allocation: a reference past the data file's end is refused before reading).
 #[test]

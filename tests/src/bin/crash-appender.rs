@@ -2,8 +2,9 @@
 //! printing each completed length on its own line (flushed) so the parent knows what was
 //! acknowledged before it sends SIGKILL.
 //!
-//! Usage: `crash-appender DIR RNG_SEED [large]` (`large`: blocks of 64 KiB, appended 1 to 32 at
-//! a time, instead of small ones). With `HP_CRASH_COMPACT_AT=N` in the environment, the store
+//! Usage: `crash-appender DIR RNG_SEED [large|big]` (`large`: blocks of 64 KiB, appended 1 to 32
+//! at a time, instead of small ones; `big`: small blocks, some appends of 8000 at once, batches
+//! of over 1 MiB whose tree pages and block chunks the store puts in its data file). With `HP_CRASH_COMPACT_AT=N` in the environment, the store
 //! is opened with `compact_journal_at` N (1: every open that finds a journal begins compacting it).
 
 use futures_executor::block_on;
@@ -27,7 +28,9 @@ fn run() -> Result<(), String> {
         .ok_or("usage: crash-appender DIR RNG_SEED")?
         .parse()
         .map_err(|e| format!("bad RNG_SEED: {e}"))?;
-    let large = args.next().as_deref() == Some("large");
+    let mode = args.next();
+    let large = mode.as_deref() == Some("large");
+    let big = mode.as_deref() == Some("big");
     let mut rng = Rng::new(seed);
     let mut options = FileStorageOptions::default();
     if let Ok(at) = std::env::var("HP_CRASH_COMPACT_AT") {
@@ -51,9 +54,13 @@ fn run() -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     const SIZES: [u64; 6] = [1, 3, 20, 100, 500, 1000];
     const LARGE_SIZES: [u64; 4] = [1, 3, 16, 32];
+    // 8000 blocks of ~160 bytes: 1.3 MB of blocks and 0.6 MB of tree pages, a big batch.
+    const BIG_SIZES: [u64; 4] = [1, 20, 8000, 8000];
     loop {
         let n = if large {
             LARGE_SIZES[rng.below(LARGE_SIZES.len() as u64) as usize]
+        } else if big {
+            BIG_SIZES[rng.below(BIG_SIZES.len() as u64) as usize]
         } else {
             SIZES[rng.below(SIZES.len() as u64) as usize]
         };
