@@ -392,21 +392,26 @@ where
 
 /// `KEY<TAB>VALUE` lines of stdin as one batch.
 fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
+    // All of stdin at once: the batch holds every line's key and value until the flush anyway,
+    // and knowing the number of lines lets it allocate its arrays once (see `Batch::reserve`).
+    // Read (and its lines counted) on a second thread while this one opens the storage.
+    let reader = std::thread::spawn(|| {
+        let mut input = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut input)?;
+        let count = input.split_inclusive(|&b| b == b'\n').count();
+        Ok::<_, std::io::Error>((input, count))
+    });
     let db = open_bee(dir)?;
     if !block_on(db.core().state()).writable {
         return Err(bee_err(dir, BeeError::NotWritable));
     }
     timing::mark("storage opened");
-    // All of stdin at once: the batch holds every line's key and value until the flush anyway,
-    // and knowing the number of lines lets it allocate its arrays once (see `Batch::reserve`).
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
+    let (input, count) = reader
+        .join()
+        .map_err(|_| CliError::new("cannot read stdin: the reading thread panicked"))?
         .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
     // Lines as `read_until(b'\n')` gives them: each with its `\n`, but the last maybe.
     let lines = input.split_inclusive(|&b| b == b'\n');
-    let count = lines.clone().count();
     timing::mark("stdin read");
     let pb = if std::io::stderr().is_terminal() {
         let pb = ProgressBar::with_draw_target(Some(count as u64), ProgressDrawTarget::stderr());
