@@ -329,6 +329,47 @@ fn a_big_batch_puts_its_values_of_a_kib_or_more_in_the_data_file() {
     assert_holds(&s, &want);
 }
 
+/// The close of a store that wrote a big batch compacts its journal, though the journal (the
+/// references of the values in the data file) is far below `compact_journal_at`; a store that
+/// wrote only small batches keeps its small journal.
+#[test]
+fn a_close_after_a_big_batch_compacts_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeMap::new();
+    let s = FileStorage::open(dir.path()).unwrap();
+    let mut b = Batch::new();
+    b.put(b"small".to_vec(), b"value".to_vec());
+    want.insert(b"small".to_vec(), b"value".to_vec());
+    block_on(s.write(b)).unwrap();
+    drop(s);
+    let (small, files) = journal_size(dir.path());
+    assert!(small > 0 && files == 1, "a small batch's journal is kept");
+    let s = FileStorage::open(dir.path()).unwrap();
+    let mut b = Batch::new();
+    for i in 0..(BIG_BATCH / BIG_BATCH_DATA_THRESHOLD) as u32 {
+        let (k, v) = (
+            format!("big{i:05}").into_bytes(),
+            vec![(i % 251) as u8; BIG_BATCH_DATA_THRESHOLD],
+        );
+        b.put(k.clone(), v.clone());
+        want.insert(k, v);
+    }
+    block_on(s.write(b)).unwrap();
+    let (journal, _) = journal_size(dir.path());
+    assert!(
+        journal < JOURNAL_COMPACT_AT / 4,
+        "journal of {journal} bytes"
+    );
+    drop(s);
+    assert_eq!(
+        journal_size(dir.path()),
+        (0, 1),
+        "one empty journal after the close"
+    );
+    let s = FileStorage::open(dir.path()).unwrap();
+    assert_holds(&s, &want);
+}
+
 /// Any stored record, however damaged, reads as a value or a typed error, never a panic
 /// (nor a huge allocation: a reference past the data file's end is refused before reading).
 #[test]
