@@ -7,6 +7,7 @@
 #   bash bench/browser-floor.sh            # prints the table, writes bench/latest-floor.md
 #   bash bench/browser-floor.sh OUT.md     # writes the table to OUT.md only
 #   FLOOR_ROUNDS=5 bash bench/browser-floor.sh   # rounds (default 3), all runs interleaved
+#   FLOOR_SIZES="65536 1048576" FLOOR_MODES="hash idb" bash bench/browser-floor.sh   # a subset
 #
 # The server: `bench_ws_floor` (transport-native/examples, release): tokio-tungstenite with the
 # relay's configuration, one `send` per message, 64 MiB as 64 KiB or 256 KiB binary messages.
@@ -108,15 +109,18 @@ run() {
   read -r word m s secs bytes msgs <"$tmp/title"
   [ "$bytes" = "$total" ] || { echo "error: the page received $bytes bytes" >&2; return 1; }
   tag="${mode}_$((size / 1024))k"
-  echo "BENCH ${tag}_s $secs" >>"$tmp/bench.txt"
-  echo "BENCH ${tag}_mb_s $(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }')" >>"$tmp/bench.txt"
-  echo "BENCH ${tag}_messages $msgs" >>"$tmp/bench.txt"
-  cpu_by_type "$tmp/cpu0" "$tmp/cpu1" | while read -r k v; do echo "BENCH ${tag}_cpu_${k}_s $v" >>"$tmp/bench.txt"; done
-  echo "  $tag: $(tail -n +1 "$tmp/bench.txt" | grep "BENCH ${tag}_" | tail -n 20 | awk '{ printf "%s=%s ", substr($2, length("'"$tag"'") + 2), $3 }')" >&2
+  {
+    echo "BENCH ${tag}_s $secs"
+    echo "BENCH ${tag}_mb_s $(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }')"
+    echo "BENCH ${tag}_messages $msgs"
+    cpu_by_type "$tmp/cpu0" "$tmp/cpu1" | while read -r k v; do echo "BENCH ${tag}_cpu_${k}_s $v"; done
+  } >"$tmp/run.txt"
+  cat "$tmp/run.txt" >>"$tmp/bench.txt"
+  echo "  $tag: $(awk -v n=$((${#tag} + 2)) '{ printf "%s=%s ", substr($2, n), $3 }' "$tmp/run.txt")" >&2
 }
 
-modes="recv copy hash opfs idb"
-sizes="65536 262144"
+modes=${FLOOR_MODES:-recv copy hash opfs idb}
+sizes=${FLOOR_SIZES:-65536 262144}
 for i in $(seq 1 "$rounds"); do
   echo "==> round $i/$rounds" >&2
   for mode in $modes; do

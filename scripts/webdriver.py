@@ -13,6 +13,9 @@ SCRIPT_JSON is a list of steps, run in order; the first that fails ends the run 
   {"run": COMMAND}                                run a shell command (e.g. stop a peer); its
                                                   environment has PAGE_TITLE, the title the
                                                   last title step saw
+  {"cdp": METHOD, "params": {...}, "save": FILE}  a Chrome DevTools Protocol command through
+                                                  chromedriver (e.g. Profiler.start); "save"
+                                                  (optional) writes its result to FILE as JSON
 Waits poll the title every 100 ms; each has its own bound, so the run always ends.
 """
 import json
@@ -77,6 +80,13 @@ def main():
                           file=sys.stderr)
                     return 1
                 print(f"webdriver: {step['eval']} = {got!r}", file=sys.stderr)
+            elif "cdp" in step:
+                got = call(base, "POST", s + "/goog/cdp/execute",
+                           {"cmd": step["cdp"], "params": step.get("params", {})})
+                if "save" in step:
+                    with open(step["save"], "w") as f:
+                        json.dump(got, f)
+                print(f"webdriver: cdp {step['cdp']}", file=sys.stderr)
             elif "run" in step:
                 r = subprocess.run(step["run"], shell=True, env=env)
                 if r.returncode != 0:
