@@ -345,8 +345,10 @@ impl OplogCores {
 
     /// Close `key`'s core (not pinned) and forget its downloads; purge it from the store when
     /// no other session has it open, the engine keeps nothing of its writer (no member record
-    /// at the tip or indexed, not the bootstrap, no block held) and this driver created it or it
-    /// holds nothing (length 0).
+    /// at the tip or indexed, not the bootstrap, no block held) and this driver created it. A
+    /// core that was in the store before is never purged, empty or not: a peer may hint any
+    /// key as a writer, and the store is shared (a user's core made with its own key pair and
+    /// not written yet, a drive's empty blobs core).
     async fn close<S: Storage + Clone, A: Apply>(
         &mut self,
         engine: &Autobase<A>,
@@ -361,14 +363,13 @@ impl OplogCores {
         let created = self.uses.remove(key).is_some_and(|u| u.created);
         self.fetches.forget(key);
         let dk = *h.discovery_key();
-        let empty = store.core(&h).is_ok_and(|c| c.length() == 0);
         store.close_core(h)?;
         out.closed += 1;
         let kept = *key == *engine.bootstrap()
             || engine.system().get(key).is_some()
             || engine.indexed_system().get(key).is_some()
             || engine.oplog_len(key) > 0;
-        if !kept && (created || empty) && !store.is_open(&dk) && store.purge(&dk).await? {
+        if !kept && created && !store.is_open(&dk) && store.purge(&dk).await? {
             out.purged += 1;
         }
         Ok(())

@@ -432,3 +432,39 @@ fn oplog_cores_close_what_the_engine_no_longer_wants() {
         );
     });
 }
+
+/// A peer may hint any key as a writer, and the store is shared with the application: a core
+/// that was stored before the driver opened it for a hint (here a user's core not written yet)
+/// is closed with the hint but never purged, empty as it is; a core the driver made for a
+/// made-up key is.
+#[test]
+fn a_hinted_core_the_driver_did_not_create_is_never_purged() {
+    block_on(async {
+        let mut store = store(5).await;
+        let local = store.get(GetOptions::named("local")).await.unwrap();
+        let lk = *local.key();
+        let vault = store.get(GetOptions::named("vault")).await.unwrap();
+        let vk = *vault.key();
+        let vdk = *vault.discovery_key();
+        store.close_core(vault).unwrap();
+        let mut engine = base(lk, true);
+        let mut oplogs = OplogCores::new(lk, vec![(lk, local)]);
+        assert!(engine.hint_writer_length(&vk, 5));
+        let made_up = fake(0, 1);
+        assert!(engine.hint_writer_length(&made_up, 5));
+        drive(&mut engine, &mut store, &mut oplogs).await;
+        assert!(oplogs.get(&vk).is_some(), "opened for the hint");
+        oplogs.close_all(&engine, &mut store).await.unwrap();
+        assert!(
+            store.has_core(&vdk).await.unwrap(),
+            "the user's empty core is still stored"
+        );
+        assert!(
+            !store
+                .has_core(&crate::crypto::discovery_key(&made_up))
+                .await
+                .unwrap(),
+            "the core made for a made-up key is purged"
+        );
+    })
+}
