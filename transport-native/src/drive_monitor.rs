@@ -36,12 +36,20 @@ use crate::drive::StoreDrive;
 use crate::replicate::SharedCorestore;
 
 /// A drive monitor (JS `drive.monitor(name)`); see the [module docs](self).
+///
+/// It subscribes only to the events of its drive's two cores
+/// ([`SharedHost::subscribe_filtered`](crate::replicate::SharedHost::subscribe_filtered)), so
+/// what waits in its queue is bounded by the drive's own traffic, and its getters take in what
+/// is waiting first: reading the statistics on a timer, without [`DriveMonitor::update`] or
+/// [`DriveMonitor::poll`], is fine.
 pub struct DriveMonitor<S: Storage + Clone + 'static> {
     store: SharedCorestore<S>,
     monitor: Monitor,
     db: [u8; 32],
     blobs: [u8; 32],
     events: mpsc::UnboundedReceiver<HubEvent>,
+    /// A channel of the blobs core opened or closed since the peers were last counted.
+    peers_stale: bool,
 }
 
 impl<S: Storage + Clone + 'static> std::fmt::Debug for DriveMonitor<S> {
@@ -74,38 +82,89 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
             },
             None => Monitor::new(now, None),
         };
-        let events = store.subscribe().await;
+        let db = *drive.db().discovery_key();
         let blobs = *drive.blobs().core().discovery_key();
+        let events = store
+            .subscribe_filtered(move |ev| match ev {
+                HubEvent::Core { discovery_key, .. } => {
+                    *discovery_key == blobs || *discovery_key == db
+                }
+                HubEvent::ChannelOpened { discovery_key, .. }
+                | HubEvent::ChannelClosed { discovery_key, .. } => *discovery_key == blobs,
+                _ => false,
+            })
+            .await;
         monitor.set_peers(peers(store, &blobs).await);
         Ok(DriveMonitor {
             store: store.clone(),
             monitor,
-            db: *drive.db().discovery_key(),
+            db,
             blobs,
             events,
+            peers_stale: false,
         })
     }
 
     /// Wait for the next change of the statistics (JS `update`); `None` once the store is gone.
+    /// Cancel-safe (e.g. in a `tokio::select!`): nothing taken in is lost.
     pub async fn update(&mut self) -> Option<()> {
         loop {
+            let changed = self.take_pending();
+            if self.peers_stale {
+                // the flag stays set until the count is in: a cancelled wait here recounts later
+                let n = peers(&self.store, &self.blobs).await;
+                self.monitor.set_peers(n);
+                self.peers_stale = false;
+            }
+            if changed {
+                return Some(());
+            }
             let ev = self.events.recv().await?;
-            if self.handle(ev).await {
+            if self.handle(ev) {
                 return Some(());
             }
         }
     }
 
-    /// Take in every event already delivered, without waiting; whether the statistics changed.
+    /// Take in every event already delivered, without waiting for more; whether the
+    /// statistics changed.
     pub async fn poll(&mut self) -> bool {
-        let mut changed = false;
-        while let Ok(ev) = self.events.try_recv() {
-            changed |= self.handle(ev).await;
+        let changed = self.take_pending();
+        if self.peers_stale {
+            let n = peers(&self.store, &self.blobs).await;
+            self.monitor.set_peers(n);
+            self.peers_stale = false;
         }
         changed
     }
 
-    async fn handle(&mut self, ev: HubEvent) -> bool {
+    /// Take in the events waiting, without waiting; whether the statistics changed. The peers
+    /// are recounted if the hub is free now, else later.
+    fn take_pending(&mut self) -> bool {
+        let mut changed = false;
+        while let Ok(ev) = self.events.try_recv() {
+            changed |= self.handle(ev);
+        }
+        changed
+    }
+
+    /// [`Self::take_pending`], then recount the peers if that is due and the hub is free now.
+    fn catch_up(&mut self) {
+        self.take_pending();
+        if self.peers_stale {
+            if let Some(g) = self.store.try_lock() {
+                let n = g
+                    .hub()
+                    .replicator(&self.blobs)
+                    .map_or(0, |r| r.peers().count());
+                drop(g);
+                self.monitor.set_peers(n);
+                self.peers_stale = false;
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: HubEvent) -> bool {
         match ev {
             HubEvent::Core {
                 discovery_key,
@@ -124,40 +183,45 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
             | HubEvent::ChannelClosed { discovery_key, .. }
                 if discovery_key == self.blobs =>
             {
-                self.monitor
-                    .set_peers(peers(&self.store, &self.blobs).await);
+                self.peers_stale = true;
                 false
             }
             _ => false,
         }
     }
 
-    /// What was downloaded (JS `monitor.downloadStats`).
-    pub fn download_stats(&self) -> &TransferStats {
+    /// What was downloaded (JS `monitor.downloadStats`), with the events delivered so far.
+    pub fn download_stats(&mut self) -> &TransferStats {
+        self.catch_up();
         self.monitor.download_stats()
     }
 
-    /// What was uploaded (JS `monitor.uploadStats`).
-    pub fn upload_stats(&self) -> &TransferStats {
+    /// What was uploaded (JS `monitor.uploadStats`), with the events delivered so far.
+    pub fn upload_stats(&mut self) -> &TransferStats {
+        self.catch_up();
         self.monitor.upload_stats()
     }
 
     /// The blobs core's peers (JS `monitor.peers`).
-    pub fn peers(&self) -> usize {
+    pub fn peers(&mut self) -> usize {
+        self.catch_up();
         self.monitor.peers()
     }
 
     /// The download speed now, bytes per second (JS `monitor.downloadSpeed()`).
     pub fn download_speed(&mut self) -> f64 {
+        self.catch_up();
         self.monitor.download_speed(self.store.now())
     }
 
     /// The upload speed now, bytes per second (JS `monitor.uploadSpeed()`).
     pub fn upload_speed(&mut self) -> f64 {
+        self.catch_up();
         self.monitor.upload_speed(self.store.now())
     }
 
-    /// The sans-IO monitor.
+    /// The sans-IO monitor, as of the last [`DriveMonitor::update`], [`DriveMonitor::poll`] or
+    /// getter call.
     pub fn monitor(&self) -> &Monitor {
         &self.monitor
     }
@@ -170,4 +234,83 @@ async fn peers<S: Storage + Clone + 'static>(store: &SharedCorestore<S>, dk: &[u
         .hub()
         .replicator(dk)
         .map_or(0, |r| r.peers().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::corestore::{Corestore, PrimaryKey};
+    use crate::core::hyperdrive::PutOptions;
+    use crate::core::storage::MemoryStorage;
+    use crate::crypto::KeyPair;
+    use crate::drive::{open_local, open_remote};
+    use crate::replicate::replicate;
+
+    const STEP: Duration = Duration::from_secs(20);
+
+    async fn store(seed: u8) -> SharedCorestore<MemoryStorage> {
+        SharedCorestore::new(
+            Corestore::open(MemoryStorage::new(), PrimaryKey::Given([seed; 32]))
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// A store serving a drive with file `/f` (`len` bytes) to `reader`; the drive's key.
+    async fn serve(seed: u8, len: usize, reader: &SharedCorestore<MemoryStorage>) -> [u8; 32] {
+        let writer = store(seed).await;
+        let (drive, _cores) = open_local(&writer).await.unwrap();
+        drive
+            .put("/f", &vec![seed; len], PutOptions::default())
+            .await
+            .unwrap();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        tokio::spawn({
+            let writer = writer.clone();
+            async move { replicate(a, false, KeyPair::from_seed(&[seed; 32]), &writer).await }
+        });
+        tokio::spawn({
+            let reader = reader.clone();
+            async move { replicate(b, true, KeyPair::from_seed(&[seed + 1; 32]), &reader).await }
+        });
+        drive.key().await
+    }
+
+    /// A monitor only queues its drive's events (another drive's download, in the same store,
+    /// leaves its queue empty), and its getters count the blocks downloaded without a
+    /// `poll`/`update`. Before: every event of the store was queued until the next
+    /// `poll`/`update`, and the getters gave 0 blocks.
+    #[tokio::test]
+    async fn the_queue_holds_only_the_drives_events_and_the_getters_catch_up() {
+        let reader = store(9).await;
+        let watched = serve(1, 200_000, &reader).await;
+        let other = serve(3, 300_000, &reader).await;
+        let (drive, _c) = open_remote(&reader, watched, STEP).await.unwrap();
+        let (other, _o) = open_remote(&reader, other, STEP).await.unwrap();
+        let mut monitor = DriveMonitor::open(&reader, &drive, Some("/f"))
+            .await
+            .unwrap();
+        assert_eq!(monitor.download_stats().blocks, 0);
+        let data = tokio::time::timeout(STEP, other.get("/f"))
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(data.len(), 300_000);
+        assert_eq!(monitor.events.len(), 0, "another drive's events queued");
+        let data = tokio::time::timeout(STEP, drive.get("/f"))
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(data.len(), 200_000);
+        let d = monitor.download_stats().clone();
+        assert_eq!(d.monitoring_bytes, 200_000);
+        assert_eq!(d.percentage, 100.0);
+        assert_eq!(monitor.events.len(), 0);
+        assert!(!monitor.poll().await, "the getter took the events in");
+        reader.end_all().await;
+    }
 }

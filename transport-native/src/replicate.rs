@@ -103,12 +103,16 @@ impl Conn {
     }
 }
 
+/// Which events a subscriber wants ([`SharedHost::subscribe_filtered`]).
+type EventFilter = Box<dyn Fn(&HubEvent) -> bool + Send>;
+
 struct State<H> {
     hub: H,
     conns: HashMap<StreamId, Arc<Conn>>,
     events: Option<mpsc::UnboundedSender<HubEvent>>,
-    /// More subscribers ([`SharedHost::subscribe`]); closed ones are dropped.
-    taps: Vec<mpsc::UnboundedSender<HubEvent>>,
+    /// More subscribers ([`SharedHost::subscribe`], [`SharedHost::subscribe_filtered`]), each
+    /// with the events it wants (`None`: all); closed ones are dropped.
+    taps: Vec<(mpsc::UnboundedSender<HubEvent>, Option<EventFilter>)>,
     /// Woken whenever the hub reported events (see [`SharedHost::changed`]).
     changed: Arc<Notify>,
 }
@@ -135,7 +139,12 @@ impl<H: ReplicationHost> State<H> {
                 }
             }
             if !self.taps.is_empty() {
-                self.taps.retain(|tx| tx.send(event.clone()).is_ok());
+                self.taps.retain(|(tx, filter)| {
+                    if filter.as_ref().is_some_and(|f| !f(&event)) {
+                        return !tx.is_closed();
+                    }
+                    tx.send(event.clone()).is_ok()
+                });
             }
             if let Some(tx) = &self.events {
                 if tx.send(event).is_err() {
@@ -221,7 +230,23 @@ impl<H: ReplicationHost> SharedHost<H> {
     /// [`SharedHost::with_events`]; unbounded: keep reading it, or drop it).
     pub async fn subscribe(&self) -> mpsc::UnboundedReceiver<HubEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.state.lock().await.taps.push(tx);
+        self.state.lock().await.taps.push((tx, None));
+        rx
+    }
+
+    /// The events of the hub from now on for which `filter` is true, in order (as
+    /// [`SharedHost::subscribe`], but the others are never queued: a subscriber interested in a
+    /// few cores does not collect the events of the whole store).
+    pub async fn subscribe_filtered(
+        &self,
+        filter: impl Fn(&HubEvent) -> bool + Send + 'static,
+    ) -> mpsc::UnboundedReceiver<HubEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state
+            .lock()
+            .await
+            .taps
+            .push((tx, Some(Box::new(filter))));
         rx
     }
 
