@@ -702,7 +702,10 @@ export interface DriveMonitor {
   downloadSpeed(): number
   /** Bytes per second uploaded now. */
   uploadSpeed(): number
-  /** Stop counting. */
+  /**
+   * Stop counting and free the wasm monitor (it leaves the store's event subscribers): the
+   * stats and peers keep their last values, the speeds are 0 from then on.
+   */
   close(): Promise<void>
   on<E extends keyof DriveMonitorEvents>(name: E, fn: DriveMonitorEvents[E]): this
   once<E extends keyof DriveMonitorEvents>(name: E, fn: DriveMonitorEvents[E]): this

@@ -1420,14 +1420,30 @@ class DriveMonitor extends Emitter {
     this.name = name === undefined ? null : name
     this.closed = false
     this._inner = null
+    this._last = null
     this.opening = drive.opening.then(async () => {
       this._inner = await drive._d.monitor(this.name === null ? undefined : this.name)
-      if (this.closed) this._inner.close()
+      if (this.closed) this._free()
     })
     this.opening.catch(() => {})
     this.opening.then(async () => {
-      while (await this._inner.next()) this.emit('update')
+      while (this._inner !== null && await this._inner.next()) this.emit('update')
     }).catch((err) => this.emit('error', err))
+  }
+
+  // Keeps the last statistics, then frees the wasm monitor: it leaves the store's event
+  // subscribers now (a pending `next` gives false).
+  _free () {
+    const inner = this._inner
+    if (inner === null) return
+    this._last = {
+      uploadStats: inner.uploadStats,
+      downloadStats: inner.downloadStats,
+      peers: inner.peers
+    }
+    this._inner = null
+    inner.close()
+    inner.free()
   }
 
   ready () {
@@ -1435,15 +1451,18 @@ class DriveMonitor extends Emitter {
   }
 
   get uploadStats () {
-    return this._inner === null ? { ...NO_STATS } : this._inner.uploadStats
+    if (this._inner !== null) return this._inner.uploadStats
+    return this._last === null ? { ...NO_STATS } : { ...this._last.uploadStats }
   }
 
   get downloadStats () {
-    return this._inner === null ? { ...NO_STATS } : this._inner.downloadStats
+    if (this._inner !== null) return this._inner.downloadStats
+    return this._last === null ? { ...NO_STATS } : { ...this._last.downloadStats }
   }
 
   get peers () {
-    return this._inner === null ? 0 : this._inner.peers
+    if (this._inner !== null) return this._inner.peers
+    return this._last === null ? 0 : this._last.peers
   }
 
   downloadSpeed () {
@@ -1456,7 +1475,7 @@ class DriveMonitor extends Emitter {
 
   async close () {
     this.closed = true
-    if (this._inner !== null) this._inner.close()
+    this._free()
   }
 }
 

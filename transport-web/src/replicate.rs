@@ -177,6 +177,13 @@ impl<H> Clone for SharedHost<H> {
 /// The events of a [`SharedHub`] (see [`SharedHub::with_events`]).
 pub struct HubEvents(Receiver<HubEvent>);
 
+/// A sender and its [`HubEvents`], as the hub holds them (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_events() -> (Sender<HubEvent>, HubEvents) {
+    let (tx, rx) = channel();
+    (tx, HubEvents(rx))
+}
+
 impl HubEvents {
     /// The next event; `None` once the hub is gone.
     pub async fn next(&mut self) -> Option<HubEvent> {

@@ -165,8 +165,23 @@ impl Hyperdrive {
 
 struct MonitorState {
     monitor: Monitor,
-    /// Taken while a `next` waits on it.
+    /// Taken while a `next` waits on it; `None` for good once closed.
     events: Option<HubEvents>,
+}
+
+impl MonitorState {
+    /// Put back the receiver a `next` took, unless the monitor was closed meanwhile: then it is
+    /// dropped, and the hub forgets this subscriber at its next event.
+    fn give_back(&mut self, events: HubEvents, stop: &Stop) {
+        if !stop.is_stopped() {
+            self.events = Some(events);
+        }
+    }
+
+    /// Drop the receiver (if no `next` holds it; else [`MonitorState::give_back`] drops it).
+    fn close(&mut self) {
+        self.events = None;
+    }
 }
 
 /// A drive monitor (see [`Hyperdrive::monitor`]).
@@ -215,6 +230,9 @@ impl DriveMonitor {
         let (inner, store, stop) = (self.inner.clone(), self.store.clone(), self.stop.clone());
         let (db, blobs) = (self.db, self.blobs);
         future_to_promise(async move {
+            if stop.is_stopped() {
+                return Ok(JsValue::FALSE);
+            }
             let Some(mut events) = inner.borrow_mut().events.take() else {
                 return Err(JsError::new("monitor.next: another next is waiting").into());
             };
@@ -256,7 +274,7 @@ impl DriveMonitor {
                 })
                 .await
                 .unwrap_or(false);
-            inner.borrow_mut().events = Some(events);
+            inner.borrow_mut().give_back(events, &stop);
             Ok(JsValue::from_bool(changed))
         })
     }
@@ -297,8 +315,58 @@ impl DriveMonitor {
         self.inner.borrow_mut().monitor.upload_speed(now)
     }
 
-    /// Stop: a pending `next` gives `false`, and so does every later one.
+    /// Stop: a pending `next` gives `false`, and so does every later one. The monitor stops
+    /// receiving the store's events (its queue is dropped now, or when a pending `next` ends);
+    /// the statistics keep their last values.
     pub fn close(&self) {
         self.stop.stop();
+        self.inner.borrow_mut().close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replicate::test_events;
+
+    fn state(events: HubEvents) -> MonitorState {
+        MonitorState {
+            monitor: Monitor::new(0, None),
+            events: Some(events),
+        }
+    }
+
+    fn event() -> HubEvent {
+        HubEvent::Core {
+            discovery_key: [0; 32],
+            event: hyperpunch_core::replication::Event::Upgraded { length: 1, fork: 0 },
+        }
+    }
+
+    /// A closed monitor drops its receiver, whether a `next` held it or not, so the hub's send
+    /// fails and the hub forgets the subscriber (before: `next` put it back and `close` kept it:
+    /// the closed monitor queued every event of the store for good).
+    #[wasm_bindgen_test::wasm_bindgen_test]
+    fn a_closed_monitor_lets_go_of_the_stores_events() {
+        // closed while a `next` waits
+        let (tx, rx) = test_events();
+        let mut s = state(rx);
+        let stop = Stop::default();
+        let held = s.events.take().unwrap();
+        stop.stop();
+        s.close();
+        s.give_back(held, &stop);
+        assert!(s.events.is_none());
+        assert!(tx.send(event()).is_err(), "the hub still delivers to it");
+        // closed between two `next`s
+        let (tx, rx) = test_events();
+        let mut s = state(rx);
+        let stop = Stop::default();
+        let held = s.events.take().unwrap();
+        s.give_back(held, &stop);
+        assert!(tx.send(event()).is_ok(), "open: still subscribed");
+        stop.stop();
+        s.close();
+        assert!(tx.send(event()).is_err(), "the hub still delivers to it");
     }
 }
