@@ -3,6 +3,9 @@
 //! [`CoreWatcher::next`] waits for the next core the store opens, by [`Corestore::get`] in any
 //! namespace or for a remote that asked for a stored core (see
 //! [`hyperpunch_core::corestore::watch`] for what is reported, and its one deviation from JS).
+//! Each watcher's queue keeps the last
+//! [`WATCH_QUEUE_MAX`](hyperpunch_core::corestore::WATCH_QUEUE_MAX) cores not yet taken by
+//! [`CoreWatcher::next`] (older ones are dropped).
 //!
 //! ```
 //! # use hyperpunch::core::corestore::{Corestore, GetOptions, PrimaryKey};

@@ -73,7 +73,7 @@ use crate::storage::{Batch, Prefixed, Storage, StorageError};
 
 pub use keys::{create_key_pair, derive_seed, named_core, NamedCore, Namespace};
 use layout::{CoreRecord, StoreHeader};
-pub use watch::{OpenedCore, WatchId};
+pub use watch::{OpenedCore, WatchId, WATCH_QUEUE_MAX};
 
 /// The storage of one core of a store: the store's storage under the core's prefix.
 pub type CoreStorage<S> = Prefixed<S>;

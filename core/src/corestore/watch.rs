@@ -37,6 +37,11 @@ pub struct OpenedCore {
     pub for_remote: bool,
 }
 
+/// The most [`OpenedCore`]s a watcher's queue holds ([`Corestore::watch`]): past it, the oldest
+/// is dropped for each new one. A remote can make the store open (and report) a stored core
+/// again and again; a watcher that is not drained stays bounded.
+pub const WATCH_QUEUE_MAX: usize = 4096;
+
 /// The watchers of a store and what each has not drained yet.
 #[derive(Debug, Default)]
 pub(super) struct Watchers {
@@ -49,6 +54,9 @@ pub(super) struct Watchers {
 impl Watchers {
     pub(super) fn opened(&mut self, core: OpenedCore) {
         for (_, q) in &mut self.queues {
+            if q.len() >= WATCH_QUEUE_MAX {
+                q.pop_front();
+            }
             q.push_back(core);
         }
         self.changed |= !self.queues.is_empty();
@@ -67,8 +75,9 @@ impl Watchers {
 impl<S: Storage + Clone> Corestore<S> {
     /// Start watching the cores this store opens from now on (JS `store.watch(fn)`): each one
     /// opened by [`Corestore::get`] in any namespace, or for a remote, is queued for this
-    /// watcher until [`Corestore::poll_watch`] takes it. A watcher that is never drained grows
-    /// by one entry per opened core: [`Corestore::unwatch`] it when done.
+    /// watcher until [`Corestore::poll_watch`] takes it. The queue holds the last
+    /// [`WATCH_QUEUE_MAX`] cores at most (older ones are dropped): drain it, and
+    /// [`Corestore::unwatch`] it when done.
     pub fn watch(&mut self) -> WatchId {
         let id = WatchId(self.watchers.next);
         self.watchers.next += 1;
@@ -108,6 +117,33 @@ mod tests {
     use crate::corestore::{GetOptions, Namespace, PrimaryKey};
     use crate::replication::{HubEvent, ReplicationHost};
     use crate::storage::MemoryStorage;
+
+    /// A watcher that is not drained keeps the last [`WATCH_QUEUE_MAX`] cores opened (the
+    /// oldest dropped), however often a core is opened again; another watcher the same.
+    #[test]
+    fn an_undrained_watcher_keeps_the_newest_cores_up_to_the_cap() {
+        block_on(async {
+            let mut s = Corestore::open(MemoryStorage::new(), PrimaryKey::Given([5; 32]))
+                .await
+                .unwrap();
+            let w = s.watch();
+            let v = s.watch();
+            let first = s.get(GetOptions::named("first")).await.unwrap();
+            let first_key = *first.key();
+            s.close_core(first).unwrap();
+            let mut again = s.get(GetOptions::named("again")).await.unwrap();
+            let again_key = *again.key();
+            for _ in 0..WATCH_QUEUE_MAX {
+                s.close_core(again).unwrap();
+                again = s.get(GetOptions::named("again")).await.unwrap();
+            }
+            assert_eq!(s.poll_watch(v).map(|c| c.key), Some(again_key));
+            let left = keys(&mut s, w);
+            assert_eq!(left.len(), WATCH_QUEUE_MAX);
+            assert!(left.iter().all(|(k, _)| *k == again_key));
+            assert!(!left.iter().any(|(k, _)| *k == first_key));
+        })
+    }
 
     fn keys(store: &mut Corestore<MemoryStorage>, id: WatchId) -> Vec<([u8; 32], bool)> {
         std::iter::from_fn(|| store.poll_watch(id))
