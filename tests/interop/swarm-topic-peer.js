@@ -42,6 +42,11 @@ async function main () {
         swarm.join(b4a.from(topic, 'hex'), { server: false, client: true }).flushed()
           .then(() => console.log('joined-as-client', topic), (err) => console.log('error', err.message))
       }
+      if (/^flood [0-9]{1,4}$/.test(text)) {
+        // N messages of 64 KiB (a reader that stalls: tests/swarm_pages.rs).
+        const n = Number(text.slice(6))
+        for (let i = 0; i < n; i++) conn.write(b4a.alloc(65536, i & 0xff))
+      }
       if (text === 'reset me') {
         console.log('reset', b4a.toString(conn.remotePublicKey, 'hex'))
         conn.destroy()

@@ -194,8 +194,8 @@ async fn pump(
 
 enum Wakeup {
     Input(Option<Vec<u8>>),
-    /// The relay destroyed the stream after the peer's end, with this error (see
-    /// [`RelayStream::reset`]).
+    /// The relay destroyed the stream, after the peer's end or while the inbox was full, with
+    /// this error (see [`RelayStream::reset`]).
     Reset(Option<String>),
     Timer,
     Work,
@@ -281,15 +281,15 @@ async fn run_pump(stream: &mut RelayStream, conn: &ConnRef) -> Result<(), String
             }
             let mut c = conn.borrow_mut();
             // Backpressure: with the inbox full, the stream waits until the reader drains it
-            // (`poll_recv` wakes the pump then).
+            // (`poll_recv` wakes the pump then). It still hears of a destroy meanwhile: the
+            // relay client destroys a stream whose reader stalls while the peer writes on
+            // (`ClientEvent::Overrun`), and that is just when the inbox is full.
             if reading && c.inbox_bytes < HIGH_WATER {
                 if let Poll::Ready(chunk) = stream.poll_recv(cx) {
                     return Poll::Ready(Wakeup::Input(chunk));
                 }
-            } else if !reading {
-                if let Poll::Ready(why) = stream.poll_reset(cx) {
-                    return Poll::Ready(Wakeup::Reset(why));
-                }
+            } else if let Poll::Ready(why) = stream.poll_reset(cx) {
+                return Poll::Ready(Wakeup::Reset(why));
             }
             if !c.outbox.is_empty()
                 || (c.end_requested && !ended)
@@ -715,6 +715,16 @@ impl Swarm {
             relay.close();
             Ok(JsValue::UNDEFINED)
         })
+    }
+}
+
+impl Swarm {
+    /// How many bytes a connection may hold in the relay session that the page has not taken
+    /// before the relay client destroys it ([`Relay::set_max_unread`]; 32 MiB unless set). A
+    /// connection whose reader stalls takes up to 4 MiB more into its inbox, then stops; a
+    /// peer that writes on past both closes the connection with an error.
+    pub fn set_max_unread(&self, bytes: usize) {
+        self.shared.borrow().relay.set_max_unread(bytes);
     }
 }
 

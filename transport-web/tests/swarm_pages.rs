@@ -350,6 +350,31 @@ async fn two_pages_meet_through_the_js_relay_past_a_dead_announcement() {
 async fn two_pages_meet_through_our_relay_past_a_dead_announcement() {
     meet_past_a_dead_announcement(relay_url(), relay_url(), false).await;
 }
+/// A page that stops reading while the other writes on: once the connection's inbox holds its
+/// 4 MiB, the page takes no more from its relay session, and the writer's 8 MiB pass what our
+/// relay buffers for a stream its peer does not take (`max_stream_buffer`, 4 MiB): the relay
+/// destroys the writer's stream, and the reader's is reset. The reader's connection must close
+/// with that error, though its inbox is full (before the fix it stayed open, half dead).
+#[wasm_bindgen_test]
+async fn a_stalled_page_connection_closes_when_the_relay_resets_its_stream() {
+    const MESSAGE: usize = 64 << 10;
+    let [(a, ca), (b, cb)] = meet(relay_url(), relay_url(), false).await;
+    for i in 0..128u8 {
+        assert!(ca.write(vec![i; MESSAGE]), "a writes message {i}");
+    }
+    let why = resolve("b's connection closes", cb.when_closed()).await;
+    let why = why
+        .as_string()
+        .unwrap_or_else(|| panic!("b's connection closes with an error, not {why:?}"));
+    assert!(
+        why.contains("reset"),
+        "b's connection closes for the reset: {why}"
+    );
+    assert!(cb.closed());
+    resolve("a is destroyed", a.destroy()).await;
+    resolve("b is destroyed", b.destroy()).await;
+}
+
 fn unhex(h: &str) -> Vec<u8> {
     (0..h.len() / 2)
         .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
@@ -510,6 +535,34 @@ async fn a_js_hyperswarm_peer_dials_a_page_through_the_js_relay() {
 #[wasm_bindgen_test]
 async fn a_js_hyperswarm_peer_dials_a_page_through_our_relay() {
     the_js_peer_dials_a_page(relay_url(), false).await;
+}
+
+/// A page meets the JS hyperswarm peer through our relay, stops reading and asks it for 8 MiB
+/// (`flood 128`) with its session's unread limit at 1 MiB: once the connection's inbox holds
+/// its 4 MiB the page takes no more from the session, the relay client destroys the stream
+/// (`ClientEvent::Overrun`), and the page's connection closes with that error (before the fix
+/// that close woke nobody: the connection stayed open, half dead, never dialled again).
+#[wasm_bindgen_test]
+async fn a_stalled_page_connection_closes_when_the_js_peer_overruns_its_session() {
+    let (topic, key) = js_peer();
+    let s = open(relay_url(), false).await;
+    s.set_max_unread(1 << 20);
+    s.join(topic.clone(), None, None)
+        .map_err(JsValue::from)
+        .unwrap();
+    resolve("the join flushes", s.flush(Some(topic)).unwrap()).await;
+    let c = greet_js_peer("the page meets the JS peer", &s, &key).await;
+    assert!(c.write(b"flood 128".to_vec()));
+    let why = resolve("the flooded connection closes", c.when_closed()).await;
+    let why = why
+        .as_string()
+        .unwrap_or_else(|| panic!("the connection closes with an error, not {why:?}"));
+    assert!(
+        why.contains("were not read"),
+        "the connection closes for the overrun: {why}"
+    );
+    assert!(c.closed());
+    resolve("the swarm is destroyed", s.destroy()).await;
 }
 
 /// A page replicates a JS hyperswarm peer's core (tests/interop/swarm-drive-peer.js: a
