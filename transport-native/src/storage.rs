@@ -40,12 +40,20 @@
 //!   survives `kill -9`, a panic or an abort of this process. It does *not* necessarily survive a
 //!   power cut or kernel crash: for that, call [`FileStorage::sync`] at the points that matter
 //!   (it `fsync`s the data file, then the journal), or open with [`Durability::Sync`] to
-//!   `fdatasync` every batch (much slower; see `STORAGE.md`). A power cut loses the latest
-//!   batches only, never some in the middle: a reference never reaches the disk before the bytes
-//!   it points to, since the data file is synced before anything can sync fjall's journal (our
-//!   [`FileStorage::sync`], a flush of a sealed memtable by fjall's worker, closing, and the
-//!   recovery of the next open). Should bytes be lost anyway (a lying disk), reading that value
-//!   is a [`StorageError::Corrupt`] (the checksum), never wrong bytes.
+//!   `fdatasync` every batch (much slower; see `STORAGE.md`).
+//! * **Order on the disk.** Each batch's bytes in the data file are written before its
+//!   references are committed to the journal, and the data file is `fsync`ed before *we* or
+//!   *fjall* sync the journal ([`FileStorage::sync`], [`FileStorage::suspend`], a flush of a
+//!   sealed memtable by fjall's worker, closing, and the recovery of the next open). So, in
+//!   either mode, what was written before the last [`FileStorage::sync`] survives a power cut
+//!   with its bytes; with [`Durability::Sync`], each batch's data bytes are synced before its
+//!   journal record, and every completed batch survives with its bytes. With
+//!   the default [`Durability::Process`], what was written since the last sync is ordered only
+//!   in the page cache: the kernel writes dirty pages back in no order between the two files,
+//!   so a power cut may keep a committed reference (a journal record) whose bytes in the data
+//!   file never reached the disk. Reading such a value (like one a lying disk lost) is a
+//!   [`StorageError::Corrupt`] (the value lies past the end of the data file, or does not match
+//!   its checksum), never wrong bytes and never a panic.
 //! * **No panics on damaged files.** Errors from the store (including a checksum mismatch or an
 //!   unreadable file) become [`StorageError`]s; as a last line of defence every call into the
 //!   store is wrapped in `catch_unwind`, so even a bug in the store surfaces as
@@ -1153,13 +1161,15 @@ impl FileStorage {
     /// * every write that completed before it is on the disk: the data file and fjall's journal
     ///   are `fsync`ed (as [`FileStorage::sync`]), so it survives power loss too;
     /// * no write is in progress, and no [`Storage`] call of any clone of this store starts
-    ///   until [`FileStorage::resume`]: reads and writes wait (their futures stay pending; a
-    ///   read that had begun before the suspend finishes first). So a corestore on it keeps its
+    ///   until [`FileStorage::resume`]: reads and writes wait (their futures stay pending). A
+    ///   read already under way (on another thread) is not waited for: it may still read the
+    ///   files after this returns (reads write nothing). So a corestore on it keeps its
     ///   sessions and connections, and its replication waits at its next storage call
     ///   (incoming data is not lost: the connection stops being read once its queue fills);
     /// * the files stay open and the folder stays locked (no other process can open it in the
-    ///   meantime); fjall's own background thread may still finish moving a sealed memtable into
-    ///   a table (crash-safe as always).
+    ///   meantime). The store's files are not frozen: fjall's background threads may go on
+    ///   writing to the folder while suspended (flushing a sealed memtable into a table,
+    ///   compacting tables, then removing the files they replace), crash-safe as always.
     ///
     /// Resume from a task that does not wait on the store (e.g. not while holding the lock of
     /// a `SharedCorestore` whose replication waits here). Suspending twice is the same as once.
