@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_executor::block_on;
 use hyperpunch_core::hypercore::{layout, CreateOptions, Hypercore};
 use hyperpunch_core::replication::{Options, ReplicationHub, Replicator};
-use hyperpunch_core::storage::{Batch, Entries, MemoryStorage, Op, Storage, StorageError};
+use hyperpunch_core::storage::{Batch, Instrumented, MemoryStorage, Op, Storage};
 use hyperpunch_tests::hub_driver::{js_server, key_of, no_complaints, Driver, STEP};
 use hyperpunch_tests::node_peer::NodePeer;
 use serde_json::{json, Value};
@@ -34,45 +34,22 @@ fn block(k: u64) -> Vec<u8> {
     b
 }
 
-/// [`MemoryStorage`] recording how many blocks each write stores.
-#[derive(Clone, Default)]
-struct BlockWrites {
-    inner: MemoryStorage,
-    writes: Arc<Mutex<Vec<usize>>>,
-}
-
-impl BlockWrites {
-    fn writes(&self) -> Vec<usize> {
-        self.writes.lock().unwrap().clone()
-    }
-}
-
-impl Storage for BlockWrites {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<Entries, StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
+/// A [`MemoryStorage`], and how many blocks each of its writes stores (writes of none left out).
+fn counting_block_writes() -> (Instrumented<MemoryStorage>, Arc<Mutex<Vec<usize>>>) {
+    let storage = Instrumented::new(MemoryStorage::new());
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let w = writes.clone();
+    storage.observe(move |batch: &Batch| {
         let blocks = batch
             .ops
             .iter()
             .filter(|op| matches!(op, Op::Put(k, _) | Op::PutParts(k, _) if k.first() == Some(&layout::BLOCK)))
             .count();
         if blocks > 0 {
-            self.writes.lock().unwrap().push(blocks);
+            w.lock().unwrap().push(blocks);
         }
-        self.inner.write(batch).await
-    }
+    });
+    (storage, writes)
 }
 
 /// Pump `d` until the node peer prints a line with `event`; every line it printed on the way
@@ -125,7 +102,7 @@ fn js_pushes_only_while_a_rust_reader_downloads_and_its_pushes_are_stored_in_bat
             "reportSync": true, "deadline": 30000,
         }),
     );
-    let storage = BlockWrites::default();
+    let (storage, block_writes) = counting_block_writes();
     let core = block_on(Hypercore::create(
         storage.clone(),
         CreateOptions {
@@ -185,7 +162,7 @@ fn js_pushes_only_while_a_rust_reader_downloads_and_its_pushes_are_stored_in_bat
         assert_eq!(block_on(c.get(k)).unwrap(), Some(block(k)), "block {k}");
     }
     assert!(no_complaints(&d.events), "{:?}", d.events);
-    let writes = storage.writes();
+    let writes = block_writes.lock().unwrap().clone();
     assert_eq!(writes.iter().sum::<usize>() as u64, N, "{writes:?}");
     assert_eq!(writes[0], 1, "the push with the upgrade: {writes:?}");
     assert!(

@@ -446,41 +446,8 @@ mod tests {
         }
     }
 
-    /// A memory store whose writes fail while `fail` is set (a crash before the batch landed).
-    #[derive(Clone, Default)]
-    struct Flaky {
-        inner: MemoryStorage,
-        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    impl Storage for Flaky {
-        async fn get(
-            &self,
-            key: &[u8],
-        ) -> Result<Option<Vec<u8>>, crate::core::storage::StorageError> {
-            self.inner.get(key).await
-        }
-        async fn get_many(
-            &self,
-            keys: &[Vec<u8>],
-        ) -> Result<Vec<Option<Vec<u8>>>, crate::core::storage::StorageError> {
-            self.inner.get_many(keys).await
-        }
-        async fn scan(
-            &self,
-            start: &[u8],
-            end: &[u8],
-            limit: Option<usize>,
-        ) -> Result<crate::core::storage::Entries, crate::core::storage::StorageError> {
-            self.inner.scan(start, end, limit).await
-        }
-        async fn write(&self, batch: Batch) -> Result<(), crate::core::storage::StorageError> {
-            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(crate::core::storage::StorageError::Io("crashed".into()));
-            }
-            self.inner.write(batch).await
-        }
-    }
+    /// A memory store whose writes fail when told to (a crash before the batch landed).
+    type Flaky = crate::core::storage::Instrumented<MemoryStorage>;
 
     fn base() -> Autobase<fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>)> {
         let f: fn(&[ApplyNode<'_>], &mut Views, &mut Host<'_>) = crate::chat::apply;
@@ -504,17 +471,13 @@ mod tests {
         assert!(!adopt(&store, &mut b, &point(MINIMUM - 1)).await.unwrap());
         assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
 
-        storage
-            .fail
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        storage.fail_writes(true);
         assert!(adopt(&store, &mut b, &point(40)).await.is_err());
         assert!(load_point(&store, &[7; 32]).await.unwrap().is_none());
         let view = b.open_view("messages");
         assert_eq!(b.views().start(view), 0, "not fast-forwarded");
 
-        storage
-            .fail
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        storage.fail_writes(false);
         assert!(adopt(&store, &mut b, &point(40)).await.unwrap());
         assert_eq!(b.views().start(view), 20);
         assert_eq!(b.oplog_start(&[7; 32]), 20);

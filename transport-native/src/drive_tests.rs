@@ -3,67 +3,17 @@
 //! blobs core) refused by the writer and deleted by `purge_stored`, and drive objects held
 //! across a purge failing with `Purged` also once the drive is made again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use super::*;
 use crate::core::corestore::PrimaryKey;
 use crate::core::hyperblobs::BlobError;
 use crate::core::hypercore::HypercoreError;
 use crate::core::hyperdrive::PutOptions;
-use crate::core::storage::{Batch, Entries, MemoryStorage, StorageError};
+use crate::core::storage::MemoryStorage;
 
-/// A memory storage whose writes fail once `budget` of them succeeded (a crash, or a full
-/// disk, at that point: a failed write changes nothing, as an atomic batch that did not
-/// commit).
-#[derive(Clone)]
-struct Failing<S = MemoryStorage> {
-    inner: S,
-    budget: Arc<AtomicUsize>,
-}
-
-impl Failing {
-    fn new() -> Self {
-        Failing::over(MemoryStorage::new())
-    }
-}
-
-impl<S> Failing<S> {
-    fn over(inner: S) -> Self {
-        Failing {
-            inner,
-            budget: Arc::new(AtomicUsize::new(usize::MAX)),
-        }
-    }
-    fn allow(&self, writes: usize) {
-        self.budget.store(writes, Ordering::SeqCst);
-    }
-}
-
-impl<S: Storage> Storage for Failing<S> {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<Entries, StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        let left = self.budget.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(StorageError::Io("stopped here (test)".into()));
-        }
-        self.budget.store(left.saturating_sub(1), Ordering::SeqCst);
-        self.inner.write(batch).await
-    }
-}
+/// A storage whose writes fail once the number allowed succeeded (`allow_writes`: a crash,
+/// or a full disk, at that point: a failed write changes nothing, as an atomic batch that did
+/// not commit).
+type Failing<S = MemoryStorage> = crate::core::storage::Instrumented<S>;
 
 const PK: [u8; 32] = [3; 32];
 
@@ -93,15 +43,15 @@ async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing() {
     let five = vec![5u8; 100_000];
     let mut outcomes = Vec::new();
     for allowed in 0..3 {
-        let storage = Failing::new();
+        let storage = Failing::new(MemoryStorage::new());
         let store = shared(&storage).await;
         let (drive, cores) = open_local(&store).await.unwrap();
         drive.put("/a", &five, PutOptions::default()).await.unwrap();
         let (db, blobs) = dks(&cores);
         drop(drive);
-        storage.allow(allowed);
+        storage.allow_writes(allowed);
         let result = cores.purge(&store).await;
-        storage.allow(usize::MAX);
+        storage.allow_writes(usize::MAX);
         // What a restart finds.
         let store = shared(&storage).await;
         let (has_db, has_blobs) = {
@@ -129,7 +79,7 @@ async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing() {
 
 #[tokio::test]
 async fn a_db_left_without_its_blobs_is_refused_and_purge_stored_deletes_it() {
-    let storage = Failing::new();
+    let storage = Failing::new(MemoryStorage::new());
     let store = shared(&storage).await;
     let (drive, cores) = open_local(&store).await.unwrap();
     drive
@@ -173,12 +123,12 @@ async fn a_db_left_without_its_blobs_is_refused_and_purge_stored_deletes_it() {
 
 #[tokio::test]
 async fn purge_stored_deletes_a_whole_drive_in_one_write() {
-    let storage = Failing::new();
+    let storage = Failing::new(MemoryStorage::new());
     let store = shared(&storage).await;
     let (drive, _cores) = open_local(&store).await.unwrap();
     drive.put("/a", b"x", PutOptions::default()).await.unwrap();
     let key = drive.key().await;
-    storage.allow(1);
+    storage.allow_writes(1);
     assert!(purge_stored(&store, key).await.unwrap());
     assert!(store.lock().await.list().await.unwrap().is_empty());
     assert!(purged(&drive.get("/a").await.unwrap_err()));
@@ -186,7 +136,7 @@ async fn purge_stored_deletes_a_whole_drive_in_one_write() {
 
 #[tokio::test]
 async fn drive_objects_held_across_a_purge_keep_failing_after_it_is_made_again() {
-    let storage = Failing::new();
+    let storage = Failing::new(MemoryStorage::new());
     let store = shared(&storage).await;
     let (stale, cores) = open_local(&store).await.unwrap();
     stale
@@ -230,7 +180,7 @@ async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing_on_disk(
     for allowed in 0..3 {
         let tmp = tempfile::tempdir().unwrap();
         let (db, blobs, result) = {
-            let storage = Failing::over(crate::FileStorage::open(tmp.path()).unwrap());
+            let storage = Failing::new(crate::FileStorage::open(tmp.path()).unwrap());
             let store = shared(&storage).await;
             let (drive, cores) = open_local(&store).await.unwrap();
             drive.put("/a", &five, PutOptions::default()).await.unwrap();
@@ -240,12 +190,12 @@ async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing_on_disk(
                 .unwrap();
             let (db, blobs) = dks(&cores);
             drop(drive);
-            storage.allow(allowed);
+            storage.allow_writes(allowed);
             let result = cores.purge(&store).await;
             store.lock().await.close();
             (db, blobs, result)
         };
-        let storage = Failing::over(crate::FileStorage::open(tmp.path()).unwrap());
+        let storage = Failing::new(crate::FileStorage::open(tmp.path()).unwrap());
         let store = shared(&storage).await;
         let (has_db, has_blobs) = {
             let g = store.lock().await;
@@ -271,7 +221,7 @@ async fn a_purge_stopped_at_any_write_leaves_the_whole_drive_or_nothing_on_disk(
             assert!(g.list().await.unwrap().is_empty());
             // Nothing of either core's data prefix is left.
             let rest = storage
-                .inner
+                .inner()
                 .scan(
                     &[crate::core::corestore::layout::DATA],
                     &[crate::core::corestore::layout::DATA + 1],

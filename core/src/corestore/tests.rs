@@ -7,7 +7,7 @@ use futures_executor::block_on;
 
 use super::*;
 use crate::replication::{Event, ReplicationHost};
-use crate::storage::{Entries, MemoryStorage};
+use crate::storage::MemoryStorage;
 
 type Store = Corestore<MemoryStorage>;
 
@@ -328,35 +328,8 @@ fn an_alias_keeps_the_core_a_name_was_first_given() {
     });
 }
 
-/// Storage whose writes fail while `fail` is set.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStorage,
-    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Storage for Flaky {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<Entries, StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StorageError::Io("disk full".into()));
-        }
-        self.inner.write(batch).await
-    }
-}
+/// Storage whose writes fail when told to.
+type Flaky = crate::storage::Instrumented<MemoryStorage>;
 
 #[test]
 fn a_failed_create_leaves_nothing_behind() {
@@ -365,22 +338,18 @@ fn a_failed_create_leaves_nothing_behind() {
         let mut s = Corestore::open(storage.clone(), PrimaryKey::Given([1; 32]))
             .await
             .unwrap();
-        let before = storage.inner.scan(&[], &[0xff], None).await.unwrap();
-        storage
-            .fail
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let before = storage.inner().scan(&[], &[0xff], None).await.unwrap();
+        storage.fail_writes(true);
         assert!(matches!(
             s.get(GetOptions::named("a")).await.unwrap_err(),
             CorestoreError::Hypercore(HypercoreError::Storage(_)) | CorestoreError::Storage(_)
         ));
         assert_eq!(
-            storage.inner.scan(&[], &[0xff], None).await.unwrap(),
+            storage.inner().scan(&[], &[0xff], None).await.unwrap(),
             before
         );
         assert_eq!(s.open_cores().count(), 0);
-        storage
-            .fail
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        storage.fail_writes(false);
         let a = s.get(GetOptions::named("a")).await.unwrap();
         assert_eq!(s.find(a.discovery_key()).await.unwrap().unwrap().id, 0);
     });
@@ -887,33 +856,7 @@ fn a_block_key_is_used_as_is() {
 }
 
 /// Counts the batches written to a memory storage.
-#[derive(Clone, Default)]
-struct Counting {
-    inner: MemoryStorage,
-    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Storage for Counting {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<Entries, StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.write(batch).await
-    }
-}
+type Counting = crate::storage::Instrumented<MemoryStorage>;
 
 #[test]
 fn purge_many_deletes_several_cores_in_one_batch_and_new_ones_are_another_generation() {
@@ -931,14 +874,10 @@ fn purge_many_deletes_several_cores_in_one_batch_and_new_ones_are_another_genera
         let (ga, gb) = (a.generation(), b.generation());
         assert_ne!(ga, gb);
         assert_eq!(s.open_generation(&da), Some(ga));
-        let before = storage.writes.load(std::sync::atomic::Ordering::SeqCst);
+        let before = storage.writes();
         // A repeated key and one not stored count once / not at all.
         assert_eq!(s.purge_many(&[da, db, da, [9; 32]]).await.unwrap(), 2);
-        assert_eq!(
-            storage.writes.load(std::sync::atomic::Ordering::SeqCst),
-            before + 1,
-            "one batch"
-        );
+        assert_eq!(storage.writes(), before + 1, "one batch");
         assert!(!s.has_core(&da).await.unwrap() && !s.has_core(&db).await.unwrap());
         assert!(s.was_purged(ga) && s.was_purged(gb));
         assert!(!s.was_purged(keep.generation()));

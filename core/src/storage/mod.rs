@@ -15,6 +15,9 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 pub mod conformance;
+mod instrumented;
+
+pub use instrumented::Instrumented;
 
 /// `Send` on native targets, nothing on wasm (where futures and JS handles are not `Send`).
 #[cfg(not(target_arch = "wasm32"))]

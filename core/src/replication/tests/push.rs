@@ -598,35 +598,16 @@ fn sync_says_downloading_and_allow_push_only_while_downloading() {
     assert!(net.reps[1].is_downloading());
 }
 
-/// Counts the blocks each storage write stores.
-#[derive(Clone, Default)]
-struct BlockWrites {
-    inner: MemoryStorage,
-    writes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
-}
-
-impl crate::storage::Storage for BlockWrites {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::storage::StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(
-        &self,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Option<Vec<u8>>>, crate::storage::StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<crate::storage::Entries, crate::storage::StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(
-        &self,
-        batch: crate::storage::Batch,
-    ) -> Result<(), crate::storage::StorageError> {
+/// A memory storage, and the number of blocks each of its writes stores (writes of none left
+/// out).
+fn counting_block_writes() -> (
+    crate::storage::Instrumented<MemoryStorage>,
+    std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+) {
+    let storage = crate::storage::Instrumented::new(MemoryStorage::new());
+    let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let w = writes.clone();
+    storage.observe(move |batch| {
         let blocks = batch
             .ops
             .iter()
@@ -636,10 +617,10 @@ impl crate::storage::Storage for BlockWrites {
             })
             .count();
         if blocks > 0 {
-            self.writes.lock().unwrap().push(blocks);
+            w.lock().unwrap().push(blocks);
         }
-        self.inner.write(batch).await
-    }
+    });
+    (storage, writes)
 }
 
 /// Pushed blocks that arrive together are verified and stored together, like answers: the
@@ -650,7 +631,7 @@ impl crate::storage::Storage for BlockWrites {
 fn consecutive_pushes_are_stored_in_one_write() {
     block_on(async {
         let (w, _) = writer(24, None).await;
-        let storage = BlockWrites::default();
+        let (storage, block_writes) = counting_block_writes();
         let r = Hypercore::create(
             storage.clone(),
             CreateOptions {
@@ -711,7 +692,7 @@ fn consecutive_pushes_are_stored_in_one_write() {
         assert!(events
             .iter()
             .any(|e| matches!(e, Event::InvalidData { .. })));
-        assert_eq!(*storage.writes.lock().unwrap(), vec![1, 22]);
+        assert_eq!(*block_writes.lock().unwrap(), vec![1, 22]);
         r.core().verify_all().await.unwrap();
         assert!(!r.core().has(20));
     });

@@ -53,7 +53,7 @@ async fn block_proofs(w: &Hypercore<MemoryStorage>, indexes: &[u64]) -> Vec<Data
 }
 
 async fn dump(s: &Flaky) -> Vec<(Vec<u8>, Vec<u8>)> {
-    s.inner.scan(&[], &[0xff; 8], None).await.unwrap()
+    s.inner().scan(&[], &[0xff; 8], None).await.unwrap()
 }
 
 /// Applying a run of block proofs together stores exactly what applying them one by one does,
@@ -73,10 +73,10 @@ fn apply_proofs_equals_one_by_one_in_one_write() {
             one.apply_proof(p).await.unwrap();
         }
         let mut all = flaky_reader(&w).await;
-        let before = all.storage().writes.load(Ordering::SeqCst);
+        let before = all.storage().writes();
         let refs: Vec<&Data> = proofs.iter().collect();
         let results = all.apply_proofs(&refs).await.unwrap();
-        assert_eq!(all.storage().writes.load(Ordering::SeqCst), before + 1);
+        assert_eq!(all.storage().writes(), before + 1);
         for (r, &i) in results.iter().zip(&order) {
             assert_eq!(r.as_ref().unwrap().block, Some(i));
         }
@@ -194,7 +194,7 @@ fn apply_proofs_is_atomic_on_write_failure() {
         let refs: Vec<&Data> = proofs.iter().collect();
         let mut r = flaky_reader(&w).await;
         let stored = dump(r.storage()).await;
-        r.storage().fail.store(true, Ordering::SeqCst);
+        r.storage().fail_writes(true);
         assert!(matches!(
             r.apply_proofs(&refs).await,
             Err(HypercoreError::Storage(_))
@@ -202,7 +202,7 @@ fn apply_proofs_is_atomic_on_write_failure() {
         assert_eq!(dump(r.storage()).await, stored);
         assert_eq!(r.contiguous_length(), 0);
         assert!((0..40).all(|i| !r.has(i)));
-        r.storage().fail.store(false, Ordering::SeqCst);
+        r.storage().fail_writes(false);
         let results = r.apply_proofs(&refs).await.unwrap();
         assert!(results.iter().all(Result::is_ok));
         assert_eq!(r.contiguous_length(), 20);

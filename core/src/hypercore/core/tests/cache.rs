@@ -127,7 +127,7 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         .unwrap();
         let coherent = |w: &Hypercore<Flaky>| {
             let cached = w.node_cache.snapshot();
-            let s = s.inner.clone();
+            let s = s.inner().clone();
             async move {
                 for (page, bytes) in cached {
                     let stored = s.get(&super::layout::tree_node_key(page)).await.unwrap();
@@ -137,9 +137,9 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         };
         for i in 0..300u32 {
             if i % 37 == 5 {
-                s.fail.store(true, Ordering::SeqCst);
+                s.fail_writes(true);
                 assert!(w.append(&[b"lost".as_slice()]).await.is_err());
-                s.fail.store(false, Ordering::SeqCst);
+                s.fail_writes(false);
                 coherent(&w).await;
             }
             w.append(&[i.to_le_bytes().as_slice()]).await.unwrap();
@@ -147,7 +147,7 @@ fn node_cache_stays_in_line_with_storage_through_failed_writes() {
         coherent(&w).await;
         assert!(!w.node_cache.snapshot().is_empty());
         assert_eq!(w.length(), 300);
-        let fresh = Hypercore::open(s.inner.clone(), OpenOptions::default())
+        let fresh = Hypercore::open(s.inner().clone(), OpenOptions::default())
             .await
             .unwrap();
         assert_eq!((fresh.length(), fresh.tree_hash()), (300, w.tree_hash()));

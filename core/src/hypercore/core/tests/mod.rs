@@ -160,34 +160,5 @@ async fn five_block_writer() -> (Hypercore<MemoryStorage>, Data) {
     (w, p3)
 }
 
-/// [`MemoryStorage`] that counts writes and fails them while `fail` is set.
-#[derive(Clone, Default)]
-struct Flaky {
-    inner: MemoryStorage,
-    writes: Arc<AtomicU64>,
-    fail: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Storage for Flaky {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: Option<usize>,
-    ) -> Result<crate::storage::Entries, StorageError> {
-        self.inner.scan(start, end, limit).await
-    }
-    async fn write(&self, batch: Batch) -> Result<(), StorageError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StorageError::Io("injected failure".into()));
-        }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.write(batch).await
-    }
-}
+/// [`MemoryStorage`] that counts writes and fails them when told to.
+type Flaky = crate::storage::Instrumented<MemoryStorage>;
