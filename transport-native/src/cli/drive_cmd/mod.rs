@@ -566,6 +566,24 @@ async fn stored_drives(store: &Store, dir: &Path) -> Result<Vec<[u8; 32]>, CliEr
     Ok(out)
 }
 
+/// The drive key `--key` names, once its db core is known to be in the store.
+async fn stored_key(store: &Store, dir: &Path, k: &str) -> Result<[u8; 32], CliError> {
+    let key = parse_hex32("--key", k)?;
+    let stored = store
+        .lock()
+        .await
+        .has_core(&discovery_key(&key))
+        .await
+        .map_err(|e| store_err(dir, e))?;
+    if !stored {
+        return Err(CliError::new(format!(
+            "the drive {k} is not in {} (copy it with `hyperpunch drive fetch`)",
+            dir.display()
+        )));
+    }
+    Ok(key)
+}
+
 /// The drive of a storage folder (see the module docs), for reading without peers.
 async fn find_drive(
     store: &Store,
@@ -574,19 +592,7 @@ async fn find_drive(
 ) -> Result<(StoreDrive<FileStorage>, DriveCores), CliError> {
     let offline = hyperpunch::drive::DriveOptions::offline();
     if let Some(k) = &which.key {
-        let key = parse_hex32("--key", k)?;
-        let stored = store
-            .lock()
-            .await
-            .has_core(&discovery_key(&key))
-            .await
-            .map_err(|e| store_err(dir, e))?;
-        if !stored {
-            return Err(CliError::new(format!(
-                "the drive {k} is not in {} (copy it with `hyperpunch drive fetch`)",
-                dir.display()
-            )));
-        }
+        let key = stored_key(store, dir, k).await?;
         return hyperpunch::drive::open_remote_with(store, key, Duration::ZERO, offline)
             .await
             .map_err(|e| open_err(dir, e));
@@ -848,19 +854,7 @@ async fn orphan_drive_dbs(store: &Store, dir: &Path) -> Result<Vec<[u8; 32]>, Cl
 /// (a drive left half-purged cannot be opened), or the one db core a half-done purge left.
 async fn purge_target(store: &Store, dir: &Path, which: &WhichDrive) -> Result<[u8; 32], CliError> {
     if let Some(k) = &which.key {
-        let key = parse_hex32("--key", k)?;
-        let stored = store
-            .lock()
-            .await
-            .has_core(&discovery_key(&key))
-            .await
-            .map_err(|e| store_err(dir, e))?;
-        if !stored {
-            return Err(CliError::new(format!(
-                "the drive {k} is not in {} (copy it with `hyperpunch drive fetch`)",
-                dir.display()
-            )));
-        }
+        let key = stored_key(store, dir, k).await?;
         return Ok(key);
     }
     {
