@@ -74,14 +74,7 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
             Some(n) => drive.entry(n).await?,
             None => None,
         };
-        let now = store.now();
-        let mut monitor = match &entry {
-            Some(e) => match &e.value.blob {
-                Some(blob) => Monitor::new(now, Some(blob)),
-                None => Monitor::for_entry_without_blob(now),
-            },
-            None => Monitor::new(now, None),
-        };
+        let mut monitor = Monitor::for_entry(store.now(), entry.as_ref());
         let db = *drive.db().discovery_key();
         let blobs = *drive.blobs().core().discovery_key();
         let events = store

@@ -137,14 +137,7 @@ impl Hyperdrive {
                 Some(n) => drive.entry(n).await.map_err(|e| drive_err("monitor", e))?,
                 None => None,
             };
-            let now = store.now();
-            let mut monitor = match &entry {
-                Some(e) => match &e.value.blob {
-                    Some(blob) => Monitor::new(now, Some(blob)),
-                    None => Monitor::for_entry_without_blob(now),
-                },
-                None => Monitor::new(now, None),
-            };
+            let mut monitor = Monitor::for_entry(store.now(), entry.as_ref());
             let events = store.subscribe().await;
             let blobs = *drive.blobs().core().discovery_key();
             monitor.set_peers(peers(&store, &blobs).await);

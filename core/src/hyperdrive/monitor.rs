@@ -156,6 +156,19 @@ impl Monitor {
         )
     }
 
+    /// A monitor of what `drive.monitor(name)` found: a file's blob range, nothing for an entry
+    /// without a blob (a symlink; JS throws), every block of both cores when `entry` is `None`
+    /// (no name, or not found).
+    pub fn for_entry(now: u64, entry: Option<&super::DriveEntry>) -> Self {
+        match entry {
+            Some(e) => match &e.value.blob {
+                Some(blob) => Self::new(now, Some(blob)),
+                None => Self::for_entry_without_blob(now),
+            },
+            None => Self::new(now, None),
+        }
+    }
+
     /// A monitor of a file entry without a blob (a symlink): nothing counts (JS throws).
     pub fn for_entry_without_blob(now: u64) -> Self {
         Self::with_range(now, Some((0, 0, 0)))
