@@ -18,7 +18,7 @@ use super::iterators::{RangeOptions, RangeState};
 use super::messages::Header;
 use super::read::{self, ReadCtx};
 use super::source::BeeCore;
-use super::tree::{Arena, ArenaTree, CasFn, NoCas, NodeId, RawEntry};
+use super::tree::{Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, NodeId, RawEntry};
 use super::{Entry, Hyperbee};
 
 /// One write of a batch or of a single operation.
@@ -58,11 +58,11 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
     }
 
     /// Remember blocks just appended at `base..` (decoded) for the next reads.
-    pub(crate) fn cache_appended(&self, ctx: &ReadCtx<C>, base: u64, blocks: Vec<Vec<u8>>) {
+    pub(crate) fn cache_appended(&self, ctx: &ReadCtx<C>, base: u64, blocks: &EncodedBlocks) {
         // Only the last blocks fit: decoding the others would evict them again at once.
         let skip = blocks.len().saturating_sub(self.shared.cache.capacity());
-        for (i, raw) in blocks.into_iter().enumerate().skip(skip) {
-            if let Ok(b) = Block::decode(base + i as u64, raw) {
+        for (i, raw) in blocks.iter().enumerate().skip(skip) {
+            if let Ok(b) = Block::decode(base + i as u64, raw.to_vec()) {
                 self.shared
                     .cache
                     .insert(base + i as u64, ctx.fork, Arc::new(b));
@@ -83,7 +83,13 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
         let (block, levels) = match &w {
             Write::Put { key, value } => {
                 match arena
-                    .put(&ctx, key, value.as_ref(), cas, self.shared.always_duplicate)
+                    .put(
+                        &ctx,
+                        key,
+                        value.as_deref(),
+                        cas,
+                        self.shared.always_duplicate,
+                    )
                     .await?
                 {
                     Some((root, seq)) => arena.encode_single(root, seq, key, value.as_deref())?,
@@ -113,6 +119,20 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
         k.extend_from_slice(&self.keys.encode(key));
         k.into()
     }
+
+    /// [`Hyperbee::enc_key`] appended to `out`.
+    fn enc_key_into(&self, key: &K::Value, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        self.keys.encode_into(key, out);
+    }
+}
+
+/// What a [`Batch`] write does with its key (encoded in [`Batch::scratch`]).
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    /// Put this value (`None`: a put with no value).
+    Put(Option<&'a [u8]>),
+    Del,
 }
 
 /// A typed compare-and-swap callback over decoded entries.
@@ -195,6 +215,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             first_seq: None,
             ctx: None,
             cache_flushed: true,
+            scratch: Vec::new(),
         }
     }
 }
@@ -213,6 +234,9 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     ctx: Option<ReadCtx<C>>,
     /// Whether a flush caches the blocks it appends ([`Batch::set_cache_flushed`]).
     cache_flushed: bool,
+    /// Each write's key, then its value, encoded (one buffer every write reuses: the arena
+    /// copies them into its own).
+    scratch: Vec<u8>,
 }
 
 impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
@@ -242,7 +266,37 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         self.cache_flushed = on;
     }
 
-    async fn write<F: CasFn>(&mut self, w: Write, cas: Option<&mut F>) -> Result<bool, BeeError> {
+    /// Encode `key` and `value` (for a put) into [`Batch::scratch`] and stage the write.
+    async fn write<F: CasFn>(
+        &mut self,
+        key: &K::Value,
+        put: Option<Option<&V::Value>>,
+        cas: Option<&mut F>,
+    ) -> Result<bool, BeeError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        self.bee.enc_key_into(key, &mut buf);
+        let k = buf.len();
+        if let Some(Some(v)) = put {
+            self.bee.values.encode_into(v, &mut buf);
+        }
+        let (key, value) = buf.split_at(k);
+        let op = match put {
+            Some(Some(_)) => Op::Put(Some(value)),
+            Some(None) => Op::Put(None),
+            None => Op::Del,
+        };
+        let out = self.write_encoded(key, op, cas).await;
+        self.scratch = buf;
+        out
+    }
+
+    async fn write_encoded<F: CasFn>(
+        &mut self,
+        key: &[u8],
+        op: Op<'_>,
+        cas: Option<&mut F>,
+    ) -> Result<bool, BeeError> {
         if self.bee.checkout.is_some() || self.bee.shared.readonly {
             return Err(BeeError::ReadOnly);
         }
@@ -256,15 +310,9 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         }
         let ctx = self.ctx.as_ref().expect("set above");
         let always = self.bee.shared.always_duplicate;
-        let (out, key, value): (Option<(NodeId, u64)>, _, _) = match w {
-            Write::Put { key, value } => (
-                self.arena
-                    .put(ctx, &key, value.as_ref(), cas, always)
-                    .await?,
-                key,
-                value,
-            ),
-            Write::Del { key } => (self.arena.del(ctx, &key, cas).await?, key, None),
+        let (out, value): (Option<(NodeId, u64)>, _) = match op {
+            Op::Put(value) => (self.arena.put(ctx, key, value, cas, always).await?, value),
+            Op::Del => (self.arena.del(ctx, key, cas).await?, None),
         };
         let Some((root, seq)) = out else {
             return Ok(false);
@@ -276,20 +324,16 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
 
     /// Stage a put.
     pub async fn put(&mut self, key: &K::Value, value: &V::Value) -> Result<(), BeeError> {
-        let w = Write::Put {
-            key: self.bee.enc_key(key),
-            value: Some(self.bee.values.encode_arc(value)),
-        };
-        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+        self.write(key, Some(Some(value)), None::<&mut NoCas>)
+            .await
+            .map(|_| ())
     }
 
     /// Stage a put with no value (see [`Hyperbee::put_null`]).
     pub async fn put_null(&mut self, key: &K::Value) -> Result<(), BeeError> {
-        let w = Write::Put {
-            key: self.bee.enc_key(key),
-            value: None,
-        };
-        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+        self.write(key, Some(None), None::<&mut NoCas>)
+            .await
+            .map(|_| ())
     }
 
     /// Stage a compare-and-swap put (see [`Hyperbee::put_cas`]); whether it was staged.
@@ -299,21 +343,14 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         value: &V::Value,
         mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
     ) -> Result<bool, BeeError> {
-        let w = Write::Put {
-            key: self.bee.enc_key(key),
-            value: Some(self.bee.values.encode_arc(value)),
-        };
         let bee = self.bee.clone();
         let mut f = typed_cas(&bee, &mut cas);
-        self.write(w, Some(&mut f)).await
+        self.write(key, Some(Some(value)), Some(&mut f)).await
     }
 
     /// Stage a delete.
     pub async fn del(&mut self, key: &K::Value) -> Result<(), BeeError> {
-        let w = Write::Del {
-            key: self.bee.enc_key(key),
-        };
-        self.write(w, None::<&mut NoCas>).await.map(|_| ())
+        self.write(key, None, None::<&mut NoCas>).await.map(|_| ())
     }
 
     /// Stage a compare-and-swap delete (see [`Hyperbee::del_cas`]); whether it was staged.
@@ -322,12 +359,9 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         key: &K::Value,
         mut cas: impl FnMut(&Entry<K::Owned, V::Owned>, &Entry<K::Owned, V::Owned>) -> bool,
     ) -> Result<bool, BeeError> {
-        let w = Write::Del {
-            key: self.bee.enc_key(key),
-        };
         let bee = self.bee.clone();
         let mut f = typed_cas(&bee, &mut cas);
-        self.write(w, Some(&mut f)).await
+        self.write(key, None, Some(&mut f)).await
     }
 
     /// A context to read the committed blocks with (live state).
@@ -405,7 +439,11 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
             return Ok(());
         };
         let blocks = self.arena.take_blocks(base)?;
-        let refs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        // The arena is done with: freed before the append, whose tree nodes, pages and chunks
+        // then reuse its memory instead of faulting in fresh pages (a 100k-put batch: ~20 MB,
+        // a sixth of the process's time).
+        self.arena = Arena::new();
+        let refs: Vec<&[u8]> = blocks.iter().collect();
         let ctx = self.read_ctx().await;
         if ctx.length != base {
             return Err(BeeError::InvalidArgument(
@@ -415,7 +453,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         self.bee.shared.core.append(&refs).await?;
         drop(refs);
         if self.cache_flushed {
-            self.bee.cache_appended(&ctx, base, blocks);
+            self.bee.cache_appended(&ctx, base, &blocks);
         }
         Ok(())
     }

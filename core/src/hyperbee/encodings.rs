@@ -27,6 +27,11 @@ pub trait Codec: Clone + MaybeSend + MaybeSync + 'static {
     fn encode_arc(&self, value: &Self::Value) -> Arc<[u8]> {
         self.encode(value).into()
     }
+    /// Append [`Codec::encode`]'s bytes of `value` to `out` (a batch encodes every write into
+    /// one reused buffer). Codecs whose bytes are the value's own override it to copy once.
+    fn encode_into(&self, value: &Self::Value, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.encode(value));
+    }
     /// Decode stored bytes.
     fn decode(&self, bytes: &[u8]) -> Result<Self::Owned, BeeError>;
 }
@@ -43,6 +48,9 @@ impl Codec for Binary {
     }
     fn encode_arc(&self, value: &[u8]) -> Arc<[u8]> {
         value.into()
+    }
+    fn encode_into(&self, value: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(value);
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, BeeError> {
         Ok(bytes.to_vec())
@@ -62,6 +70,9 @@ impl Codec for Utf8 {
     }
     fn encode_arc(&self, value: &str) -> Arc<[u8]> {
         value.as_bytes().into()
+    }
+    fn encode_into(&self, value: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(value.as_bytes());
     }
     fn decode(&self, bytes: &[u8]) -> Result<String, BeeError> {
         // Valid UTF-8 (the usual case) is one check and one copy.

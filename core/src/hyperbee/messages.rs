@@ -275,12 +275,17 @@ pub fn encode_node(index: &[u8], key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
         + key.len()
         + value.map_or(0, |v| 1 + varint_len(v.len() as u64) + v.len());
     let mut out = Vec::with_capacity(len);
-    write_bytes_field(&mut out, 0x0a, index);
-    write_bytes_field(&mut out, 0x12, key);
-    if let Some(v) = value {
-        write_bytes_field(&mut out, 0x1a, v);
-    }
+    encode_node_into(&mut out, index, key, value);
     out
+}
+
+/// [`encode_node`] appended to `out`.
+pub(crate) fn encode_node_into(out: &mut Vec<u8>, index: &[u8], key: &[u8], value: Option<&[u8]>) {
+    write_bytes_field(out, 0x0a, index);
+    write_bytes_field(out, 0x12, key);
+    if let Some(v) = value {
+        write_bytes_field(out, 0x1a, v);
+    }
 }
 
 impl Node {
