@@ -142,7 +142,7 @@ mbs() { awk -v s="$1" -v m="$mib" 'BEGIN { if (s > 0) printf "%.0f", m * 1048576
   echo
   echo "| phase | ms | at ms |"
   echo "|---|---:|---:|"
-  sed -n 's/^\(.*\) +\([0-9.]*\) ms (at \([0-9.]*\) ms)$/| \1 | \2 | \3 |/p' "$tmp/phases.$fastest"
+  sed -n 's/^\(.*\) +\([0-9.]*\) ms (at \([0-9.]*\) ms)\(, [0-9.]* MB resident\)\{0,1\}$/| \1 | \2 | \3 |/p' "$tmp/phases.$fastest"
   echo
   echo "Load average (1/5/15 min) before: $load_before; after: $load_after (2 CPUs shared with other work: wall-clock figures are noisy, CPU seconds less so)."
 } >"$tmp/table.md"

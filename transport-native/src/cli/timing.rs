@@ -47,12 +47,29 @@ pub fn mark(phase: &str) {
     let mut g = MARKS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((start, last)) = g.as_mut() {
         eprintln!(
-            "timing: {phase} +{:.1} ms (at {:.1} ms)",
+            "timing: {phase} +{:.1} ms (at {:.1} ms){}",
             ms(now - *last),
-            ms(now - *start)
+            ms(now - *start),
+            resident().map_or(String::new(), |mb| format!(", {mb:.1} MB resident"))
         );
         *last = now;
     }
+}
+
+/// The process's resident memory in MB (Linux `/proc/self/statm`), which each new page it
+/// touches grows: page faults are a large part of a big batch's CPU.
+#[cfg(target_os = "linux")]
+fn resident() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: `sysconf` only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page as f64 / 1e6)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident() -> Option<f64> {
+    None
 }
 
 fn ms(d: Duration) -> f64 {
