@@ -876,9 +876,15 @@ const MAX_IOV: usize = 512;
 
 /// Write all of `parts`, one after the other, to `file` at `offset` (Linux: `pwritev`, one
 /// system call for the chunk headers and blocks of a whole batch; elsewhere one `pwrite` per
-/// part).
+/// part). `written(end)` is told after each system call where the bytes written so far end (the
+/// caller starts their write-back while the rest is copied).
 #[cfg(target_os = "linux")]
-fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
+fn write_all_parts_at(
+    file: &File,
+    parts: &[&[u8]],
+    offset: u64,
+    mut written: impl FnMut(u64),
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
     let mut at = offset;
@@ -916,6 +922,7 @@ fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Res
             return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
         }
         at += n as u64;
+        written(at);
         // Skip what was written: whole parts, then the start of a part written in part.
         while n > 0 && first < parts.len() {
             let p = parts[first];
@@ -932,12 +939,18 @@ fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Res
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_all_parts_at(file: &File, parts: &[&[u8]], offset: u64) -> std::io::Result<()> {
+fn write_all_parts_at(
+    file: &File,
+    parts: &[&[u8]],
+    offset: u64,
+    mut written: impl FnMut(u64),
+) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut at = offset;
     for p in parts {
         file.write_all_at(p, at)?;
         at += p.len() as u64;
+        written(at);
     }
     Ok(())
 }
@@ -1409,8 +1422,17 @@ impl FileStorage {
                 if end > tail.allocated {
                     tail.allocated = preallocate(data, tail.allocated.max(tail.end), end);
                 }
-                write_all_parts_at(data, &parts, tail.end)
-                    .map_err(|e| io_err("write", &data_path(), e))?;
+                // A big batch's bytes go to the disk while the rest of them are copied (each
+                // `WRITEBACK_STEP`), so the sync that follows waits less.
+                let start = tail.end;
+                let written_back = &mut tail.written_back;
+                write_all_parts_at(data, &parts, start, |to| {
+                    if to - *written_back >= WRITEBACK_STEP {
+                        start_writeback(data, *written_back, to - *written_back);
+                        *written_back = to;
+                    }
+                })
+                .map_err(|e| io_err("write", &data_path(), e))?;
             }
             if let Some(data) = &self.inner.data {
                 // fjall makes its journal durable by itself whenever its worker flushes a
