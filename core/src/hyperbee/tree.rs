@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `BlockEntry` / `BatchEntry` (one per block a batch touched, cached in `batch.blocks`) | [`Entry`] |
 //! | the `{ keys, children }` arrays of an inflated index level (`Pointers`), shared by every `TreeNode` made from it | `LevelData` |
-//! | `Child { seq, offset, value }` | `ChildData` |
+//! | `Child { seq, offset, value }` | `ChildLink` (the loaded node) and `ChildPos` (where it is stored) |
 //! | `TreeNode { block, offset, keys, children, changed }` | `NodeData` (keys/children live in its `LevelData`) |
 //! | `Key { seq, value }` (moved between arrays, never shared) | `KeyRef` (by value) |
 //!
@@ -366,6 +366,8 @@ impl Arena {
 
     /// JS `entry.getTreeNode(offset)`.
     fn tree_node(&mut self, e: EntryId, offset: u64) -> Result<NodeId, BeeError> {
+        // Reads inside a batch come here too, not only writes (which check at their start).
+        self.check_room()?;
         let seq = self.entries[e].seq;
         let bad = || BeeError::corrupt(seq, "a child refers to a node the block does not have");
         let off = usize::try_from(offset).map_err(|_| bad())?;
@@ -384,6 +386,13 @@ impl Arena {
                     Some(Some(l)) => *l,
                     Some(None) => {
                         let node = &block.levels()?[off];
+                        // A foreign block's node may have any number of children.
+                        let adds = node.level.children.len() / 2;
+                        if self.child_link.len().saturating_add(adds) >= MAX_ARENA_IDS {
+                            return Err(BeeError::InvalidArgument(
+                                "a batch too large for one arena",
+                            ));
+                        }
                         let src: &Level = &node.level;
                         let memo = &node.key_bytes;
                         let mut children = Children::with_capacity(src.children.len() / 2);
@@ -927,6 +936,7 @@ impl Arena {
         stack: &mut Vec<NodeId>,
     ) -> Result<Option<(NodeId, u64)>, BeeError> {
         self.check_room()?;
+        check_lengths(key, value)?;
         let (mut root, mut node) = match self.root(ctx).await? {
             Some(r) => (r, r),
             None => {
@@ -941,7 +951,7 @@ impl Arena {
         };
         let new = RawEntry { seq, key, value };
         let mut depth = 0;
-        // `node`'s level, carried down with it (see `ChildData::level`).
+        // `node`'s level, carried down with it (see `ChildLink::level`).
         let mut lvl = self.nodes[node].level;
         while !self.levels[lvl].children.is_empty() {
             depth += 1;
@@ -1029,6 +1039,7 @@ impl Arena {
         mut cas: Option<&mut F>,
     ) -> Result<Option<(NodeId, u64)>, BeeError> {
         self.check_room()?;
+        check_lengths(key, None)?;
         let mut stack = Vec::new();
         let Some(mut node) = self.root(ctx).await? else {
             return Ok(None);
@@ -1196,15 +1207,10 @@ impl Arena {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), BeeError> {
-        let too_long = || BeeError::InvalidArgument("a key or value of 4 GiB or more");
-        let key_len = u32::try_from(key.len()).map_err(|_| too_long())?;
-        let value_len = match value {
-            Some(v) => u32::try_from(v.len())
-                .ok()
-                .filter(|&l| l != NO_VALUE)
-                .ok_or_else(too_long)?,
-            None => NO_VALUE,
-        };
+        // `put` and `del` refused longer ones before they changed anything.
+        check_lengths(key, value)?;
+        let key_len = key.len() as u32;
+        let value_len = value.map_or(NO_VALUE, |v| v.len() as u32);
         let at = self.bytes.len();
         self.bytes.extend_from_slice(key);
         self.bytes.extend_from_slice(value.unwrap_or_default());
@@ -1299,11 +1305,13 @@ impl Arena {
             self.deflate_into(&index, &mut buf, &mut level, &mut body);
             let (key, value) = self.entry_bytes(e);
             if out.bytes.capacity() == 0 {
-                // A guess from the first block (its index is about the depth of the tree, as
-                // the others'), so the buffer is not copied as it grows.
-                let first = buf.len() + key.len() + value.map_or(0, <[u8]>::len);
-                out.bytes
-                    .reserve((first + 8).saturating_mul(self.length as usize));
+                // Every key and value, and a guess of the indexes from the first block's (about
+                // the depth of the tree, as the others'): the buffer is not copied as it grows.
+                // Only a hint: a failure leaves the buffer to grow as it goes.
+                let indexes = (buf.len() + 8).saturating_mul(self.length as usize);
+                let _ = out
+                    .bytes
+                    .try_reserve(self.bytes.len().saturating_add(indexes));
             }
             encode_node_into(&mut out.bytes, &buf, key, value);
             out.ends.push(out.bytes.len());
@@ -1332,6 +1340,17 @@ impl EncodedBlocks {
     /// How many blocks.
     pub fn len(&self) -> usize {
         self.ends.len()
+    }
+}
+
+/// Refuse a key or value too long for [`EntryKind::Pending`]'s lengths (4 GiB or more; a
+/// core's blocks are far smaller anyway).
+fn check_lengths(key: &[u8], value: Option<&[u8]>) -> Result<(), BeeError> {
+    let fits = |len: usize| u32::try_from(len).is_ok_and(|l| l != NO_VALUE);
+    if fits(key.len()) && value.is_none_or(|v| fits(v.len())) {
+        Ok(())
+    } else {
+        Err(BeeError::InvalidArgument("a key or value of 4 GiB or more"))
     }
 }
 

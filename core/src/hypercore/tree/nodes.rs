@@ -192,9 +192,6 @@ pub(super) async fn load_pages<S: Storage>(
     let mut wanted: Vec<u64> = pages.into_iter().collect();
     wanted.sort_unstable();
     wanted.dedup();
-    if let Some(pages) = load_dense_pages(storage, &wanted).await? {
-        return Ok(pages);
-    }
     let keys: Vec<Vec<u8>> = wanted.iter().map(|&p| layout::tree_node_key(p)).collect();
     let vals = storage.get_many(&keys).await?;
     if vals.len() != wanted.len() {
@@ -207,47 +204,6 @@ pub(super) async fn load_pages<S: Storage>(
         .zip(vals)
         .map(|(p, v)| Ok((p, v.map(|v| NodePage::decode(p, v)).transpose()?)))
         .collect()
-}
-
-/// Fewest pages [`load_dense_pages`] reads with one scan.
-const DENSE_MIN: usize = 64;
-
-/// [`load_pages`] of `wanted` (sorted, without duplicates) with one range scan instead of a
-/// point read each, when they are many and most pages between the first and the last are
-/// wanted (an append of thousands of blocks touches thousands of consecutive pages, most of
-/// them not stored yet: 6k point reads of absent keys cost a 100k-block append ~2 ms).
-/// `None` when they are too few or too spread out.
-async fn load_dense_pages<S: Storage>(
-    storage: &S,
-    wanted: &[u64],
-) -> Result<Option<std::collections::BTreeMap<u64, Option<NodePage>>>, HypercoreError> {
-    let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
-        return Ok(None);
-    };
-    let Some(end) = last.checked_add(1) else {
-        return Ok(None);
-    };
-    if wanted.len() < DENSE_MIN || end - first > 2 * wanted.len() as u64 {
-        return Ok(None);
-    }
-    let found = storage
-        .scan(
-            &layout::tree_node_key(first),
-            &layout::tree_node_key(end),
-            None,
-        )
-        .await?;
-    let mut out: std::collections::BTreeMap<u64, Option<NodePage>> =
-        wanted.iter().map(|&p| (p, None)).collect();
-    for (k, v) in found {
-        let Some(p) = layout::index_of(&k) else {
-            continue;
-        };
-        if let Some(slot) = out.get_mut(&p) {
-            *slot = Some(NodePage::decode(p, v)?);
-        }
-    }
-    Ok(Some(out))
 }
 
 /// [`load_pages`] through `cache` (copies of the cached pages; the others are read, and those
