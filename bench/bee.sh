@@ -57,11 +57,12 @@ awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "key%08d\tvalue of %d\n", 
 # $procs random keys of those lines (the same every run), for the gets and the range scans.
 awk -v n="$n" -v p="$procs" 'BEGIN { srand(13); for (i = 0; i < p; i++) printf "key%08d\n", int(rand() * n) }' >"$tmp/keys.txt"
 # timed FILE TAG CMD...: run CMD (its stdin/stdout as redirected), append `BENCH TAG_wall_s W`
-# and `BENCH TAG_cpu_s C` to FILE.
+# and `BENCH TAG_cpu_s C` to FILE. Timed by bash's `time` to the millisecond (/usr/bin/time's
+# wall clock has 10 ms steps: a tenth of a `bee batch`).
 timed() {
-  local file=$1 tag=$2
+  local file=$1 tag=$2 TIMEFORMAT='%3R %3U %3S'
   shift 2
-  /usr/bin/time -f "%e %U %S" -o "$tmp/time" "$@"
+  { time "$@" 2>&3; } 3>&2 2>"$tmp/time"
   awk -v t="$tag" '{ printf "BENCH %s_wall_s %s\nBENCH %s_cpu_s %.3f\n", t, $1, t, $2 + $3 }' "$tmp/time" | tee -a "$file" >&2
 }
 export NODE_PATH="$modules"
@@ -103,7 +104,7 @@ best_of() {
 best_of <"$tmp/js.txt" >"$tmp/js.kv"
 best_of <"$tmp/rust.txt" >"$tmp/rust.kv"
 val() { awk -v k="$2" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$1"; }
-fmt() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { if (v >= 100) printf "%.0f", v; else printf "%.2f", v }' || printf 'missing'; }
+fmt() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { if (v >= 100) printf "%.0f", v; else if (v < 1) printf "%.3f", v; else printf "%.2f", v }' || printf 'missing'; }
 # ratio JS RUST [time]: Rust/JS for rates, JS/Rust for times (higher is better for Rust).
 ratio() {
   if [ -n "$1" ] && [ -n "$2" ]; then
