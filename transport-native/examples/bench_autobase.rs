@@ -479,7 +479,6 @@ async fn serve(n: usize) -> Result<(), Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    hyperpunch::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).and_then(|v| v.parse::<usize>().ok());
     match (args.first().map(String::as_str), arg(1)) {

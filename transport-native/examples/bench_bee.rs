@@ -169,7 +169,6 @@ async fn compare() -> Result<(), Error> {
 }
 
 fn main() -> Result<(), Error> {
-    hyperpunch::disable_transparent_huge_pages();
     match std::env::args().nth(1).as_deref() {
         Some("compare") | None => block_on(compare()),
         Some(other) => Err(format!("unknown mode {other}; use compare").into()),

@@ -326,7 +326,6 @@ async fn rss_raw() -> Result<(), Error> {
 }
 
 fn main() -> Result<(), Error> {
-    hyperpunch::disable_transparent_huge_pages();
     match std::env::args().nth(1).as_deref() {
         Some("compare") => block_on(compare()),
         Some("rust-only") => rust_only(),

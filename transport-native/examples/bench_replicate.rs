@@ -611,7 +611,6 @@ fn tcp(tag: &str, mib: usize) -> Result<(), Error> {
 }
 
 fn main() -> Result<(), Error> {
-    hyperpunch::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {

@@ -460,7 +460,6 @@ async fn relay(
 }
 
 fn main() -> Result<(), Error> {
-    hyperpunch::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {

@@ -28,7 +28,6 @@ const MAX_SIZE: usize = 16 << 20;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    hyperpunch::disable_transparent_huge_pages();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("floor ws://{}", listener.local_addr()?);
     loop {

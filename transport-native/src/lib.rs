@@ -28,18 +28,3 @@ pub mod shell;
 pub mod store_watch;
 pub mod swarm;
 pub mod udx;
-
-/// Turn transparent huge pages off for this process (Linux; nothing elsewhere): the programs of
-/// this package whose allocator (mimalloc) would otherwise ask for them call it first thing.
-/// With them, one in-process replication run in three spent ~30% of its CPU zeroing 2 MiB
-/// pages that mimalloc kept freeing and taking again; the `hyperpunch` binary keeps them only
-/// for commands that build one big batch in memory (see its `huge_pages`).
-#[doc(hidden)]
-pub fn disable_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: `prctl(PR_SET_THP_DISABLE)` only sets a flag of this process (checked at each page
-    // fault from then on); it reads no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}

@@ -12,7 +12,6 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     cli::timing::init();
     let args = cli::args::Cli::parse();
-    huge_pages(cli::builds_one_big_batch(&args));
     let result = cli::run(args);
     cli::timing::mark("command done (everything dropped)");
     let code = match result {
@@ -23,20 +22,6 @@ fn main() {
         }
     };
     exit_now(code);
-}
-
-/// Keep transparent huge pages for this process's heap (mimalloc asks for them) only when `on`.
-///
-/// A command that builds one big batch in memory (`bee batch` of 100k lines: ~60 MB allocated
-/// and touched within 0.1 s) takes ~300 page faults with them instead of ~13k, and its median
-/// run ~18% less time (2026-12-07, interleaved runs; the slow outliers of this machine came as
-/// often either way). Every other command turns them off, as the binary always did before:
-/// one in-process replication run in three spent ~30% of its CPU zeroing 2 MiB pages that
-/// mimalloc kept freeing and taking again.
-fn huge_pages(on: bool) {
-    if !on {
-        hyperpunch::disable_transparent_huge_pages();
-    }
 }
 
 /// End the process with `code` once the command is done and everything it opened is dropped

@@ -83,16 +83,6 @@ pub fn parse_hex32(what: &str, s: &str) -> Result<[u8; 32], CliError> {
 }
 
 /// Run the parsed command line.
-/// Whether the command builds one big batch in memory before it writes it (`bee batch`): tens
-/// of megabytes allocated and touched at once, where transparent huge pages save most of the
-/// page faults and TLB misses (see `huge_pages` in the binary).
-pub fn builds_one_big_batch(cli: &args::Cli) -> bool {
-    matches!(
-        cli.command,
-        args::Command::Bee(bee_cmd::BeeCommand::Batch { .. })
-    )
-}
-
 pub fn run(cli: args::Cli) -> Result<(), CliError> {
     match cli.command {
         args::Command::Core(c) => run_core(c),
