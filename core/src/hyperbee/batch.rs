@@ -18,7 +18,7 @@ use super::iterators::{RangeOptions, RangeState};
 use super::messages::Header;
 use super::read::{self, ReadCtx};
 use super::source::BeeCore;
-use super::tree::{Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, NodeId, RawEntry};
+use super::tree::{Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, RawEntry};
 use super::{Entry, Hyperbee};
 
 /// One write of a batch or of a single operation.
@@ -216,6 +216,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             ctx: None,
             cache_flushed: true,
             scratch: Vec::new(),
+            failed: false,
         }
     }
 }
@@ -223,7 +224,10 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
 /// Writes staged in memory and appended in one `append` by [`Batch::flush`] (JS `Batch`).
 ///
 /// The first `put`/`del` takes the bee's write lock: other writers wait until the batch is
-/// flushed or dropped. Dropping a batch discards what was not flushed. Reads through the batch
+/// flushed or dropped. Dropping a batch discards what was not flushed. A write that fails inside
+/// the tree (a block it needs does not load or decode) fails the batch: it takes no more writes
+/// and its flush appends nothing and returns that error (a stricter rule than JS, whose batch
+/// would append whatever half-changed nodes the failure left). Reads through the batch
 /// ([`Batch::get`], [`Batch::create_read_stream`], [`Batch::peek`]) see its pending writes.
 pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     bee: Hyperbee<C, K, V>,
@@ -237,7 +241,16 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     /// Each write's key, then its value, encoded (one buffer every write reuses: the arena
     /// copies them into its own).
     scratch: Vec<u8>,
+    /// A write failed inside the tree (a block it needed did not load or decode, say) and may
+    /// have left its nodes half changed: the batch takes no more writes and its flush appends
+    /// nothing ([`Batch::flush`] says so and discards it).
+    failed: bool,
 }
+
+/// What a batch answers once a write of it failed ([`Batch`]'s `failed`).
+const BATCH_FAILED: BeeError = BeeError::InvalidArgument(
+    "a write of this batch failed: discard it and stage the writes again",
+);
 
 impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     /// Blocks written so far and not flushed.
@@ -308,18 +321,37 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         if self.ctx.is_none() {
             self.ctx = Some(self.bee.write_ctx().await?);
         }
+        if self.failed {
+            return Err(BATCH_FAILED);
+        }
         let ctx = self.ctx.as_ref().expect("set above");
         let always = self.bee.shared.always_duplicate;
-        let (out, value): (Option<(NodeId, u64)>, _) = match op {
-            Op::Put(value) => (self.arena.put(ctx, key, value, cas, always).await?, value),
-            Op::Del => (self.arena.del(ctx, key, cas).await?, None),
-        };
-        let Some((root, seq)) = out else {
-            return Ok(false);
-        };
-        self.arena.append_pending(root, seq, key, value)?;
-        self.first_seq.get_or_insert(ctx.length);
-        Ok(true)
+        let staged = match op {
+            Op::Put(value) => self
+                .arena
+                .put(ctx, key, value, cas, always)
+                .await
+                .map(|out| (out, value)),
+            Op::Del => self.arena.del(ctx, key, cas).await.map(|out| (out, None)),
+        }
+        .and_then(|(out, value)| match out {
+            Some((root, seq)) => self
+                .arena
+                .append_pending(root, seq, key, value)
+                .map(|()| true),
+            None => Ok(false),
+        });
+        match staged {
+            Ok(true) => {
+                self.first_seq.get_or_insert(ctx.length);
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
     }
 
     /// Stage a put.
@@ -426,7 +458,12 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     /// Append everything staged in one `append` and release the lock (JS `flush`). The batch
     /// can be used again afterwards.
     pub async fn flush(&mut self) -> Result<(), BeeError> {
-        let result = self.flush_inner().await;
+        let result = if self.failed {
+            Err(BATCH_FAILED)
+        } else {
+            self.flush_inner().await
+        };
+        self.failed = false;
         self.arena = Arena::new();
         self.first_seq = None;
         self.ctx = None;

@@ -362,3 +362,34 @@ mod properties {
         }
     }
 }
+
+/// A write of a batch that fails inside the tree (here: the root block is not a bee node) may
+/// leave its nodes half changed, so the batch refuses further writes and its flush appends
+/// nothing; after that flush the batch is usable again (and fails the same way here).
+#[test]
+fn a_batch_whose_write_failed_appends_nothing() {
+    block_on(async {
+        let core = session(7).await;
+        let db = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
+        db.put("a", "1").await.unwrap();
+        core.append(&[b"not a hyperbee node"]).await.unwrap();
+        let length = core.length().await;
+        let mut b = db.batch();
+        let first = b.put("b", "2").await.unwrap_err();
+        assert!(matches!(first, BeeError::InvalidNode { .. }), "{first}");
+        let again = b.put("c", "3").await.unwrap_err();
+        assert!(
+            again.to_string().contains("a write of this batch failed"),
+            "{again}"
+        );
+        let flushed = b.flush().await.unwrap_err();
+        assert!(
+            flushed.to_string().contains("a write of this batch failed"),
+            "{flushed}"
+        );
+        assert_eq!(core.length().await, length);
+        // Flushed (discarded), the batch takes writes again: this one fails as the first did.
+        let after = b.put("d", "4").await.unwrap_err();
+        assert!(matches!(after, BeeError::InvalidNode { .. }), "{after}");
+    });
+}
