@@ -11,7 +11,7 @@
 #    the process (all its threads); best of $BEE_BEST runs, JS and Rust interleaved.
 # 2. Whole processes, as a user runs them: `hyperpunch bee batch` of 100k KEY<TAB>VALUE lines
 #    (one batch) and `hyperpunch bee list` of them, against bench/js/bee-cli.js doing the same
-#    with JS (both outputs are compared byte for byte). Wall and CPU seconds from /usr/bin/time.
+#    with JS (both outputs are compared byte for byte). Wall and CPU seconds from bash's `time`.
 #    Then $BEE_PROCS (40) gets of random existing keys and as many range scans (the 100
 #    entries from a random key on: `bee list --gte K --limit 100`) from that bee, each its own
 #    process, against `bee-cli.js get` and `bee-cli.js list DIR K 100` (the outputs of both
@@ -60,9 +60,9 @@ awk -v n="$n" -v p="$procs" 'BEGIN { srand(13); for (i = 0; i < p; i++) printf "
 # and `BENCH TAG_cpu_s C` to FILE. Timed by bash's `time` to the millisecond (/usr/bin/time's
 # wall clock has 10 ms steps: a tenth of a `bee batch`).
 timed() {
-  local file=$1 tag=$2 TIMEFORMAT='%3R %3U %3S'
+  local file=$1 tag=$2 TIMEFORMAT='%3R %3U %3S' LC_NUMERIC=C
   shift 2
-  { time "$@" 2>&3; } 3>&2 2>"$tmp/time"
+  { time "$@" 2>&3 3>&-; } 3>&2 2>"$tmp/time"
   awk -v t="$tag" '{ printf "BENCH %s_wall_s %s\nBENCH %s_cpu_s %.3f\n", t, $1, t, $2 + $3 }' "$tmp/time" | tee -a "$file" >&2
 }
 export NODE_PATH="$modules"

@@ -1378,6 +1378,9 @@ impl FileStorage {
             // failed write leaves nothing referenced behind), their references into the batch.
             // They lie back to back from `tail.end`: all of them go out in one vectored write
             // (a batch of received blocks: one system call instead of one per block).
+            // A batch that failed after starting its write-back (a later write or sync
+            // failed) left `written_back` past the end it did not reach: bring it back.
+            tail.written_back = tail.written_back.min(tail.end);
             let mut end = tail.end;
             let mut long: Vec<Value> = Vec::new();
             let total: usize = writes
@@ -1427,7 +1430,7 @@ impl FileStorage {
                 let start = tail.end;
                 let written_back = &mut tail.written_back;
                 write_all_parts_at(data, &parts, start, |to| {
-                    if to - *written_back >= WRITEBACK_STEP {
+                    if to.saturating_sub(*written_back) >= WRITEBACK_STEP {
                         start_writeback(data, *written_back, to - *written_back);
                         *written_back = to;
                     }
@@ -1459,7 +1462,7 @@ impl FileStorage {
             tail.end = end;
             wb.commit().map_err(map_err)?;
             if let Some(data) = &self.inner.data {
-                if end - tail.written_back >= WRITEBACK_STEP {
+                if end.saturating_sub(tail.written_back) >= WRITEBACK_STEP {
                     start_writeback(data, tail.written_back, end - tail.written_back);
                     tail.written_back = end;
                 }

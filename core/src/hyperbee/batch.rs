@@ -18,7 +18,7 @@ use super::iterators::{RangeOptions, RangeState};
 use super::messages::Header;
 use super::read::{self, ReadCtx};
 use super::source::BeeCore;
-use super::tree::{Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, RawEntry};
+use super::tree::{self, Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, RawEntry};
 use super::{Entry, Hyperbee};
 
 /// One write of a batch or of a single operation.
@@ -225,9 +225,11 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
 ///
 /// The first `put`/`del` takes the bee's write lock: other writers wait until the batch is
 /// flushed or dropped. Dropping a batch discards what was not flushed. A write that fails inside
-/// the tree (a block it needs does not load or decode) fails the batch: it takes no more writes
-/// and its flush appends nothing and returns that error (a stricter rule than JS, whose batch
-/// would append whatever half-changed nodes the failure left). Reads through the batch
+/// the tree (a block it needs does not load or decode, a compare-and-swap callback fails) or is
+/// dropped before it completes fails the batch: its writes and reads fail from then on, and its
+/// flush appends nothing, fails, and leaves the batch empty and usable again (a stricter rule than
+/// JS, whose batch would append whatever half-changed nodes the failure left; a key or value of
+/// 4 GiB or more is refused without failing the batch). Reads through the batch
 /// ([`Batch::get`], [`Batch::create_read_stream`], [`Batch::peek`]) see its pending writes.
 pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     bee: Hyperbee<C, K, V>,
@@ -241,9 +243,9 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     /// Each write's key, then its value, encoded (one buffer every write reuses: the arena
     /// copies them into its own).
     scratch: Vec<u8>,
-    /// A write failed inside the tree (a block it needed did not load or decode, say) and may
-    /// have left its nodes half changed: the batch takes no more writes and its flush appends
-    /// nothing ([`Batch::flush`] says so and discards it).
+    /// A write failed inside the tree (a block it needed did not load or decode, say), or its
+    /// future was dropped half way, and may have left nodes half changed: the batch's writes and
+    /// reads fail and its flush appends nothing (it fails and empties the batch). See [`Batch`].
     failed: bool,
 }
 
@@ -324,8 +326,19 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         if self.failed {
             return Err(BATCH_FAILED);
         }
+        // Refused before the tree is touched: the batch stays usable.
+        tree::check_lengths(
+            key,
+            match op {
+                Op::Put(value) => value,
+                Op::Del => None,
+            },
+        )?;
         let ctx = self.ctx.as_ref().expect("set above");
         let always = self.bee.shared.always_duplicate;
+        // Failed until the write completes: a write whose future is dropped half way (a
+        // timeout, a `select!`) may have left nodes half changed too.
+        self.failed = true;
         let staged = match op {
             Op::Put(value) => self
                 .arena
@@ -341,17 +354,11 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
                 .map(|()| true),
             None => Ok(false),
         });
-        match staged {
-            Ok(true) => {
-                self.first_seq.get_or_insert(ctx.length);
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
-            Err(e) => {
-                self.failed = true;
-                Err(e)
-            }
+        self.failed = staged.is_err();
+        if let Ok(true) = staged {
+            self.first_seq.get_or_insert(ctx.length);
         }
+        staged
     }
 
     /// Stage a put.
@@ -414,6 +421,9 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         &mut self,
         key: &K::Value,
     ) -> Result<Option<Entry<K::Owned, V::Owned>>, BeeError> {
+        if self.failed {
+            return Err(BATCH_FAILED);
+        }
         let k = self.bee.enc_key(key);
         let ctx = self.read_ctx().await;
         let mut t = ArenaTree {
@@ -431,6 +441,9 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         &mut self,
         range: RangeOptions<'_, K>,
     ) -> Result<Vec<Entry<K::Owned, V::Owned>>, BeeError> {
+        if self.failed {
+            return Err(BATCH_FAILED);
+        }
         let raw = self.bee.raw_range(&range);
         let ctx = self.read_ctx().await;
         let mut t = ArenaTree {

@@ -1345,7 +1345,7 @@ impl EncodedBlocks {
 
 /// Refuse a key or value too long for [`EntryKind::Pending`]'s lengths (4 GiB or more; a
 /// core's blocks are far smaller anyway).
-fn check_lengths(key: &[u8], value: Option<&[u8]>) -> Result<(), BeeError> {
+pub(crate) fn check_lengths(key: &[u8], value: Option<&[u8]>) -> Result<(), BeeError> {
     let fits = |len: usize| u32::try_from(len).is_ok_and(|l| l != NO_VALUE);
     if fits(key.len()) && value.is_none_or(|v| fits(v.len())) {
         Ok(())
