@@ -78,14 +78,7 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
         let db = *drive.db().discovery_key();
         let blobs = *drive.blobs().core().discovery_key();
         let events = store
-            .subscribe_filtered(move |ev| match ev {
-                HubEvent::Core { discovery_key, .. } => {
-                    *discovery_key == blobs || *discovery_key == db
-                }
-                HubEvent::ChannelOpened { discovery_key, .. }
-                | HubEvent::ChannelClosed { discovery_key, .. } => *discovery_key == blobs,
-                _ => false,
-            })
+            .subscribe_filtered(move |ev| Monitor::wants_event(&db, &blobs, ev))
             .await;
         monitor.set_peers(peers(store, &blobs).await);
         Ok(DriveMonitor {

@@ -49,6 +49,12 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Whether sending would fail (the receiver is gone, or this sender was closed).
+    pub(crate) fn is_gone(&self) -> bool {
+        let s = self.0.borrow();
+        s.receiver_gone || s.closed
+    }
+
     /// No more values: the receiver gets `None` after the queued ones.
     pub(crate) fn close(&self) {
         let mut s = self.0.borrow_mut();

@@ -106,11 +106,15 @@ struct Conn {
 /// Called with the hub each time its lock is released (see [`SharedHost::set_observer`]).
 type Observer<H> = Box<dyn FnMut(&H)>;
 
+/// Which events a subscriber wants ([`SharedHost::subscribe_filtered`]).
+pub(crate) type EventFilter = Box<dyn Fn(&HubEvent) -> bool>;
+
 struct State<H> {
     hub: H,
     conns: HashMap<StreamId, Conn>,
-    /// Every subscriber's queue ([`SharedHost::with_events`], [`SharedHost::subscribe`]).
-    events: Vec<Sender<HubEvent>>,
+    /// Every subscriber's queue ([`SharedHost::with_events`], [`SharedHost::subscribe`],
+    /// [`SharedHost::subscribe_filtered`]), with the events it wants (`None`: all).
+    events: Vec<(Sender<HubEvent>, Option<EventFilter>)>,
 }
 
 impl<H: ReplicationHost> State<H> {
@@ -133,11 +137,22 @@ impl<H: ReplicationHost> State<H> {
                     c.wake.notify();
                 }
             }
-            // a subscriber that went away (its receiver dropped) is forgotten
-            self.events.retain(|tx| tx.send(event.clone()).is_ok());
+            deliver(&mut self.events, &event);
         }
         any
     }
+}
+
+/// Queue `event` to the subscribers that want it; a subscriber that went away (its receiver
+/// dropped) is forgotten, whether it wanted the event or not.
+pub(crate) fn deliver(
+    subscribers: &mut Vec<(Sender<HubEvent>, Option<EventFilter>)>,
+    event: &HubEvent,
+) {
+    subscribers.retain(|(tx, wants)| match wants {
+        Some(wants) if !wants(event) => !tx.is_gone(),
+        _ => tx.send(event.clone()).is_ok(),
+    });
 }
 
 struct Inner<H> {
@@ -211,18 +226,35 @@ impl<H: ReplicationHost> SharedHost<H> {
     /// Share `hub` and receive all of its events (unbounded: keep reading them).
     pub fn with_events(hub: H) -> (Self, HubEvents) {
         let (tx, rx) = channel();
-        (Self::build(hub, vec![tx]), HubEvents(rx))
+        (Self::build(hub, vec![(tx, None)]), HubEvents(rx))
     }
 
     /// Receive every event of the hub from now on, beside the other subscribers (unbounded:
     /// keep reading them, or drop the receiver).
     pub async fn subscribe(&self) -> HubEvents {
         let (tx, rx) = channel();
-        self.inner.state.lock().await.events.push(tx);
+        self.inner.state.lock().await.events.push((tx, None));
         HubEvents(rx)
     }
 
-    fn build(hub: H, events: Vec<Sender<HubEvent>>) -> Self {
+    /// The events of the hub from now on for which `wants` is true, in order (as
+    /// [`SharedHost::subscribe`], but the others are never queued: a subscriber interested in a
+    /// few cores does not collect the events of the whole store).
+    pub async fn subscribe_filtered(
+        &self,
+        wants: impl Fn(&HubEvent) -> bool + 'static,
+    ) -> HubEvents {
+        let (tx, rx) = channel();
+        self.inner
+            .state
+            .lock()
+            .await
+            .events
+            .push((tx, Some(Box::new(wants))));
+        HubEvents(rx)
+    }
+
+    fn build(hub: H, events: Vec<(Sender<HubEvent>, Option<EventFilter>)>) -> Self {
         SharedHost {
             inner: Rc::new(Inner {
                 state: Mutex::new(State {

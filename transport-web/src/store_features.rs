@@ -138,8 +138,11 @@ impl Hyperdrive {
                 None => None,
             };
             let mut monitor = Monitor::for_entry(store.now(), entry.as_ref());
-            let events = store.subscribe().await;
+            let db = *drive.db().discovery_key();
             let blobs = *drive.blobs().core().discovery_key();
+            let events = store
+                .subscribe_filtered(move |ev| Monitor::wants_event(&db, &blobs, ev))
+                .await;
             monitor.set_peers(peers(&store, &blobs).await);
             Ok(DriveMonitor {
                 inner: Rc::new(RefCell::new(MonitorState {
@@ -147,7 +150,7 @@ impl Hyperdrive {
                     events: Some(events),
                 })),
                 store,
-                db: *drive.db().discovery_key(),
+                db,
                 blobs,
                 stop: Stop::default(),
             }
@@ -361,5 +364,40 @@ mod tests {
         stop.stop();
         s.close();
         assert!(tx.send(event()).is_err(), "the hub still delivers to it");
+    }
+
+    /// A monitor's subscription queues only its drive's events (the db and blobs cores, the
+    /// blobs core's channels), not every event of the store, and is forgotten once dropped
+    /// even if no event it wants comes (before, a page's monitor queued all of the store's
+    /// events while it was open).
+    #[wasm_bindgen_test::wasm_bindgen_test]
+    fn a_monitor_queues_only_its_drives_events() {
+        use crate::replicate::deliver;
+        let (db, blobs, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let core = |dk: [u8; 32]| HubEvent::Core {
+            discovery_key: dk,
+            event: hyperpunch_core::replication::Event::Upgraded { length: 1, fork: 0 },
+        };
+        let (tx, mut rx) = test_events();
+        let (all_tx, mut all) = test_events();
+        let wants: Box<dyn Fn(&HubEvent) -> bool> =
+            Box::new(move |ev| Monitor::wants_event(&db, &blobs, ev));
+        let mut subs = vec![(tx, Some(wants)), (all_tx, None)];
+        for dk in [other, db, other, blobs, other] {
+            deliver(&mut subs, &core(dk));
+        }
+        let mut got = Vec::new();
+        while let Some(HubEvent::Core { discovery_key, .. }) = rx.try_next() {
+            got.push(discovery_key);
+        }
+        assert_eq!(got, vec![db, blobs]);
+        let mut n = 0;
+        while all.try_next().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 5, "an unfiltered subscriber gets every event");
+        drop(rx);
+        deliver(&mut subs, &core(other));
+        assert_eq!(subs.len(), 1, "a dropped monitor is forgotten");
     }
 }

@@ -30,7 +30,7 @@
 //! ```
 
 use crate::hyperblobs::BlobId;
-use crate::replication::Event;
+use crate::replication::{Event, HubEvent};
 
 /// Quarter-second ticks (JS speedometer's `resolution`).
 const RESOLUTION: u64 = 4;
@@ -209,6 +209,19 @@ impl Monitor {
     /// The blobs core's peers.
     pub fn peers(&self) -> usize {
         self.download.peers
+    }
+
+    /// Whether a monitor of the drive whose db and blobs cores have these discovery keys wants
+    /// `event` of the store's hub: the events of its two cores, and the blobs core's channels
+    /// opening and closing (its peer count). A transport subscribes with this filter, so a
+    /// monitor does not collect the events of every other core of the store.
+    pub fn wants_event(db: &[u8; 32], blobs: &[u8; 32], event: &HubEvent) -> bool {
+        match event {
+            HubEvent::Core { discovery_key, .. } => discovery_key == blobs || discovery_key == db,
+            HubEvent::ChannelOpened { discovery_key, .. }
+            | HubEvent::ChannelClosed { discovery_key, .. } => discovery_key == blobs,
+            _ => false,
+        }
     }
 
     /// A replicator event of the drive's `core`: [`Event::Block`] (a download) and
