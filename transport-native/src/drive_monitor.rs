@@ -28,7 +28,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::core::hyperdrive::monitor::{Monitor, MonitoredCore, TransferStats};
+use crate::core::hyperdrive::monitor::{HubEventEffect, Monitor, TransferStats};
 use crate::core::hyperdrive::DriveError;
 use crate::core::replication::HubEvent;
 use crate::core::storage::Storage;
@@ -151,28 +151,16 @@ impl<S: Storage + Clone + 'static> DriveMonitor<S> {
     }
 
     fn handle(&mut self, ev: HubEvent) -> bool {
-        match ev {
-            HubEvent::Core {
-                discovery_key,
-                event,
-            } => {
-                let core = if discovery_key == self.blobs {
-                    MonitoredCore::Blobs
-                } else if discovery_key == self.db {
-                    MonitoredCore::Db
-                } else {
-                    return false;
-                };
-                self.monitor.handle_event(self.store.now(), core, &event)
-            }
-            HubEvent::ChannelOpened { discovery_key, .. }
-            | HubEvent::ChannelClosed { discovery_key, .. }
-                if discovery_key == self.blobs =>
-            {
+        let now = self.store.now();
+        match self
+            .monitor
+            .handle_hub_event(now, &self.db, &self.blobs, &ev)
+        {
+            HubEventEffect::Stats { changed } => changed,
+            HubEventEffect::PeersChanged => {
                 self.peers_stale = true;
                 false
             }
-            _ => false,
         }
     }
 

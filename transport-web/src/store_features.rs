@@ -11,8 +11,7 @@ use std::rc::Rc;
 
 use hyperpunch_core::corestore::{OpenedCore, WatchId};
 use hyperpunch_core::hyperbee::SharedCoreHost;
-use hyperpunch_core::hyperdrive::monitor::{Monitor, MonitoredCore, TransferStats};
-use hyperpunch_core::replication::HubEvent;
+use hyperpunch_core::hyperdrive::monitor::{HubEventEffect, Monitor, TransferStats};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -235,35 +234,19 @@ impl DriveMonitor {
             let changed = stop
                 .or(async {
                     while let Some(ev) = events.next().await {
-                        let changed = match ev {
-                            HubEvent::Core {
-                                discovery_key,
-                                event,
-                            } => {
-                                let core = if discovery_key == blobs {
-                                    MonitoredCore::Blobs
-                                } else if discovery_key == db {
-                                    MonitoredCore::Db
-                                } else {
-                                    continue;
-                                };
-                                inner
-                                    .borrow_mut()
-                                    .monitor
-                                    .handle_event(store.now(), core, &event)
-                            }
-                            HubEvent::ChannelOpened { discovery_key, .. }
-                            | HubEvent::ChannelClosed { discovery_key, .. }
-                                if discovery_key == blobs =>
-                            {
+                        let effect = inner.borrow_mut().monitor.handle_hub_event(
+                            store.now(),
+                            &db,
+                            &blobs,
+                            &ev,
+                        );
+                        match effect {
+                            HubEventEffect::Stats { changed: true } => return true,
+                            HubEventEffect::Stats { changed: false } => {}
+                            HubEventEffect::PeersChanged => {
                                 let n = peers(&store, &blobs).await;
                                 inner.borrow_mut().monitor.set_peers(n);
-                                false
                             }
-                            _ => false,
-                        };
-                        if changed {
-                            return true;
                         }
                     }
                     false
@@ -324,6 +307,7 @@ impl DriveMonitor {
 mod tests {
     use super::*;
     use crate::replicate::test_events;
+    use hyperpunch_core::replication::HubEvent;
 
     fn state(events: HubEvents) -> MonitorState {
         MonitorState {

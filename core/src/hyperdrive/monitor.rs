@@ -135,6 +135,18 @@ pub enum MonitoredCore {
     Db,
 }
 
+/// What a hub event did to a monitor ([`Monitor::handle_hub_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubEventEffect {
+    /// Whether the transfer stats changed (JS `update`).
+    Stats {
+        /// They did.
+        changed: bool,
+    },
+    /// The blobs core's peers may have changed: count them and [`Monitor::set_peers`].
+    PeersChanged,
+}
+
 /// A drive monitor; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -221,6 +233,41 @@ impl Monitor {
             HubEvent::ChannelOpened { discovery_key, .. }
             | HubEvent::ChannelClosed { discovery_key, .. } => discovery_key == blobs,
             _ => false,
+        }
+    }
+
+    /// An event of the store's hub, for a monitor of the drive whose db and blobs cores have
+    /// these discovery keys: its cores' replicator events go to [`Monitor::handle_event`]; a
+    /// channel of the blobs core opening or closing asks the caller to count the blobs core's
+    /// peers again ([`Monitor::set_peers`]: the hub knows them); the rest changes nothing.
+    pub fn handle_hub_event(
+        &mut self,
+        now: u64,
+        db: &[u8; 32],
+        blobs: &[u8; 32],
+        event: &HubEvent,
+    ) -> HubEventEffect {
+        match event {
+            HubEvent::Core {
+                discovery_key,
+                event,
+            } if discovery_key == blobs || discovery_key == db => {
+                let core = if discovery_key == blobs {
+                    MonitoredCore::Blobs
+                } else {
+                    MonitoredCore::Db
+                };
+                HubEventEffect::Stats {
+                    changed: self.handle_event(now, core, event),
+                }
+            }
+            HubEvent::ChannelOpened { discovery_key, .. }
+            | HubEvent::ChannelClosed { discovery_key, .. }
+                if discovery_key == blobs =>
+            {
+                HubEventEffect::PeersChanged
+            }
+            _ => HubEventEffect::Stats { changed: false },
         }
     }
 
@@ -364,5 +411,44 @@ mod tests {
         assert!(m.download_stats().percentage.is_infinite());
         let mut m = Monitor::for_entry_without_blob(0);
         assert!(!m.handle_event(1, MonitoredCore::Blobs, &down(0, 1)));
+    }
+    /// A hub event, as both transports hand them over: the drive's two cores count, the blobs
+    /// core's channels ask for a peer count, everything else (and what `wants_event` filters
+    /// out) changes nothing.
+    #[test]
+    fn hub_events_of_the_drive_and_of_other_cores() {
+        let (db, blobs, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let core = |dk: [u8; 32]| HubEvent::Core {
+            discovery_key: dk,
+            event: down(0, 5),
+        };
+        let opened = |dk: [u8; 32]| HubEvent::ChannelOpened {
+            stream: crate::replication::StreamId::from_raw(1),
+            discovery_key: dk,
+            peer: peer(),
+        };
+        let mut m = Monitor::new(0, None);
+        let mut handle = |ev: &HubEvent| m.handle_hub_event(1, &db, &blobs, ev);
+        assert_eq!(
+            handle(&core(blobs)),
+            HubEventEffect::Stats { changed: true }
+        );
+        assert_eq!(handle(&core(db)), HubEventEffect::Stats { changed: true });
+        assert_eq!(
+            handle(&core(other)),
+            HubEventEffect::Stats { changed: false }
+        );
+        assert_eq!(handle(&opened(blobs)), HubEventEffect::PeersChanged);
+        assert_eq!(
+            handle(&opened(db)),
+            HubEventEffect::Stats { changed: false }
+        );
+        assert_eq!(m.download_stats().blocks, 2);
+        for ev in [core(blobs), core(db), opened(blobs)] {
+            assert!(Monitor::wants_event(&db, &blobs, &ev));
+        }
+        for ev in [core(other), opened(db), opened(other)] {
+            assert!(!Monitor::wants_event(&db, &blobs, &ev));
+        }
     }
 }

@@ -90,6 +90,12 @@ impl StreamId {
     pub fn get(self) -> u64 {
         self.0
     }
+
+    /// A handle for tests of code that only carries it.
+    #[cfg(test)]
+    pub(crate) fn from_raw(n: u64) -> Self {
+        StreamId(n)
+    }
 }
 
 /// What happened in a [`ReplicationHub`].
