@@ -342,19 +342,29 @@ async fn append_in_batches(
         let n = per.min(end - t.length);
         let leaves: Vec<(Hash, u64)> = (t.length..t.length + n).map(leaf).collect();
         b.append_leaves(leaves.into_iter());
-        let mut w = Batch::new();
-        b.write_ops_cached(s, cache, &mut w).await.unwrap();
-        // As a core writes through its cache: invalidated first, the written pages kept.
-        let kept = cache.map(|c| {
-            c.invalidate(&w);
-            NodeCache::pages_of(&w)
-        });
-        s.write(w).await.unwrap();
-        if let (Some(c), Some(kept)) = (cache, kept) {
-            c.written(kept);
-        }
-        t.commit(&b);
+        commit_through(s, t, &b, cache).await;
     }
+}
+
+/// Write `b`'s changes to `s` and adopt them, as a core writes through its node cache: the
+/// cache invalidated first, the written pages it keeps given back after.
+async fn commit_through(
+    s: &MemoryStorage,
+    t: &mut MerkleTree,
+    b: &TreeBatch,
+    cache: Option<&NodeCache>,
+) {
+    let mut w = Batch::new();
+    b.write_ops_cached(s, cache, &mut w).await.unwrap();
+    let kept = cache.map(|c| {
+        c.invalidate(&w);
+        NodeCache::pages_of(&w)
+    });
+    s.write(w).await.unwrap();
+    if let (Some(c), Some(kept)) = (cache, kept) {
+        c.written(kept);
+    }
+    t.commit(b);
 }
 
 /// `a` and `b` store the same pages (the first difference named, not printed whole).
@@ -411,17 +421,7 @@ fn a_big_append_stores_the_same_pages_as_small_ones() {
             // Cut inside a page, then a big append over what the cut left of it.
             for (s, t, cache) in [(&dense, &mut td, cache), (&sparse, &mut ts, None)] {
                 let b = t.truncate_batch(s, 2501, t.fork + 1).await.unwrap();
-                let mut w = Batch::new();
-                b.write_ops_cached(s, cache, &mut w).await.unwrap();
-                let kept = cache.map(|c| {
-                    c.invalidate(&w);
-                    NodeCache::pages_of(&w)
-                });
-                s.write(w).await.unwrap();
-                if let (Some(c), Some(kept)) = (cache, kept) {
-                    c.written(kept);
-                }
-                t.commit(&b);
+                commit_through(s, t, &b, cache).await;
             }
             append_in_batches(&dense, &mut td, 4000, 4000, cache).await;
             append_in_batches(&sparse, &mut ts, 4000, 5, None).await;
