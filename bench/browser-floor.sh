@@ -23,6 +23,7 @@
 # worker and database open) and once it is done; by process type too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 root=$(pwd)
 out_md=${1:-}
 rounds=${FLOOR_ROUNDS:-3}
@@ -58,36 +59,7 @@ serve_dir "$tmp/site"
 chromedriver_start
 chromium_version=$(/usr/bin/chromium --version 2>/dev/null | head -1 || echo chromium)
 
-# `PID TYPE SECONDS` for every process of session SID: TYPE is Chromium's --type (renderer,
-# gpu-process, zygote), `network` for the network service, `utility` for other utilities,
-# `browser` for the browser process, `driver` for chromedriver.
-cat >"$tmp/session-cpu.sh" <<'EOS'
-sid=$1
-hz=$(getconf CLK_TCK)
-for d in /proc/[0-9]*; do
-  stat=$(cat "$d/stat" 2>/dev/null) || continue
-  set -- $(printf '%s' "$stat" | sed 's/.*) //')
-  [ "$4" = "$sid" ] || continue
-  cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)
-  case "$cmd" in
-    *chromedriver*) type=driver ;;
-    *--type=utility*NetworkService*) type=network ;;
-    *--type=utility*) type=utility ;;
-    *--type=renderer*) type=renderer ;;
-    *--type=gpu-process*) type=gpu ;;
-    *--type=zygote*) type=zygote ;;
-    *) type=browser ;;
-  esac
-  awk -v p="${d#/proc/}" -v t="$type" -v u="${12}" -v s="${13}" -v hz="$hz" 'BEGIN { printf "%s %s %.3f\n", p, t, (u + s) / hz }'
-done
-EOS
-# cpu_by_type BEFORE AFTER: `TYPE SECONDS` lines and `total SECONDS`, each process's CPU since
-# the first reading (all of it for those started since; those gone by the second left out).
-cpu_by_type() {
-  awk 'NR == FNR { before[$1] = $3; next }
-    { d = $3 - ($1 in before ? before[$1] : 0); t[$2] += d; all += d }
-    END { for (k in t) printf "%s %.3f\n", k, t[k]; printf "total %.3f\n", all }' "$1" "$2"
-}
+cp bench/session-cpu.sh "$tmp/session-cpu.sh"
 
 : >"$tmp/bench.txt"
 # run MODE SIZE: one page run in a fresh Chromium session.

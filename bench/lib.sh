@@ -23,3 +23,20 @@ wait_for() {
   cat "$1" >&2
   return 1
 }
+
+# cpu_since BEFORE AFTER [TYPE]: CPU seconds between two bench/session-cpu.sh readings, of the
+# processes alive at the second (of TYPE only, if given): what each used since the first (all of
+# it for those started since). A process gone by then is left out: the previous session's
+# Chromium, still exiting at the first reading, would otherwise take its whole CPU time off.
+cpu_since() {
+  awk -v want="${3:-total}" 'NR == FNR { before[$1] = $3; next }
+    { d = $3 - ($1 in before ? before[$1] : 0); if (want == "total" || $2 == want) t += d }
+    END { printf "%.3f", t }' "$1" "$2"
+}
+
+# cpu_by_type BEFORE AFTER: `TYPE SECONDS` lines and `total SECONDS` (see `cpu_since`).
+cpu_by_type() {
+  awk 'NR == FNR { before[$1] = $3; next }
+    { d = $3 - ($1 in before ? before[$1] : 0); t[$2] += d; all += d }
+    END { for (k in t) printf "%s %.3f\n", k, t[k]; printf "total %.3f\n", all }' "$1" "$2"
+}

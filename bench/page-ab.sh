@@ -69,31 +69,7 @@ for side in a b; do
 done
 serve_dir "$tmp/site"
 chromedriver_start
-cat >"$tmp/session-cpu.sh" <<'EOS'
-sid=$1
-hz=$(getconf CLK_TCK)
-for d in /proc/[0-9]*; do
-  stat=$(cat "$d/stat" 2>/dev/null) || continue
-  set -- $(printf '%s' "$stat" | sed 's/.*) //')
-  [ "$4" = "$sid" ] || continue
-  cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)
-  case "$cmd" in
-    *chromedriver*) type=driver ;;
-    *--type=utility*NetworkService*) type=network ;;
-    *--type=utility*) type=utility ;;
-    *--type=renderer*) type=renderer ;;
-    *--type=gpu-process*) type=gpu ;;
-    *--type=zygote*) type=zygote ;;
-    *) type=browser ;;
-  esac
-  awk -v p="${d#/proc/}" -v t="$type" -v u="${12}" -v s="${13}" -v hz="$hz" 'BEGIN { printf "%s %s %.3f\n", p, t, (u + s) / hz }'
-done
-EOS
-cpu_of() { # BEFORE AFTER TYPE|total
-  awk -v want="$3" 'NR == FNR { before[$1] = $3; next }
-    { d = $3 - ($1 in before ? before[$1] : 0); if (want == "total" || $2 == want) t += d }
-    END { printf "%.3f", t }' "$1" "$2"
-}
+cp bench/session-cpu.sh "$tmp/session-cpu.sh"
 : >"$tmp/runs.txt"
 n=0
 run() { # SIDE
@@ -117,7 +93,7 @@ run() { # SIDE
   read -r word t secs conn bytes msgs <"$tmp/title"
   [ "$bytes" = $((mib * 1024 * 1024)) ] || { echo "error: the page fetched $bytes bytes" >&2; return 1; }
   local line
-  line="$side $(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }') $(cpu_of "$tmp/cpu0" "$tmp/cpu1" total) $(cpu_of "$tmp/cpu0" "$tmp/cpu1" renderer) $(cpu_of "$tmp/cpu0" "$tmp/cpu1" browser) $(cpu_of "$tmp/cpu0" "$tmp/cpu1" network) $msgs $(awk -v a="$(proc_cpu_s "$rpid")" -v b="$r0" 'BEGIN { printf "%.3f", a - b }')"
+  line="$side $(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }') $(cpu_since "$tmp/cpu0" "$tmp/cpu1" total) $(cpu_since "$tmp/cpu0" "$tmp/cpu1" renderer) $(cpu_since "$tmp/cpu0" "$tmp/cpu1" browser) $(cpu_since "$tmp/cpu0" "$tmp/cpu1" network) $msgs $(awk -v a="$(proc_cpu_s "$rpid")" -v b="$r0" 'BEGIN { printf "%.3f", a - b }')"
   echo "$line" >>"$tmp/runs.txt"
   echo "  $line" >&2
 }

@@ -72,22 +72,7 @@ proc_cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.3f"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 sub_s() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-# CPU seconds of every process in session SID (Chromium under chromedriver), one `PID SECONDS`
-# line each.
-cat >"$tmp/session-cpu.sh" <<'EOF'
-sid=$1
-hz=$(getconf CLK_TCK)
-for f in /proc/[0-9]*/stat; do cat "$f" 2>/dev/null; done | awk -v sid="$sid" -v hz="$hz" '
-  { pid = $1; sub(/.*\) /, ""); if ($4 == sid) printf "%s %.3f\n", pid, ($12 + $13) / hz }'
-EOF
-# CPU seconds between two session-cpu.sh readings BEFORE AFTER: of the processes alive at the
-# second, what each used since the first (all of it for those started since). A process gone by
-# then is left out: the previous session's Chromium, still exiting at the first reading, would
-# otherwise take its whole CPU time off the sum.
-cpu_delta() {
-  awk 'NR == FNR { before[$1] = $2; next } { t += $2 - ($1 in before ? before[$1] : 0) }
-    END { printf "%.3f", t }' "$1" "$2"
-}
+cp bench/session-cpu.sh "$tmp/session-cpu.sh"
 
 echo "==> a local DHT, our relay, the JS relay" >&2
 boot_port=$(free_port)
@@ -157,7 +142,7 @@ page() {
   bench "${tag}_connect_s" "$conn"
   bench "${tag}_ws_messages" "$msgs"
   bench "${tag}_mb_s" "$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.3f", b / s / 1e6 }')"
-  bench "${tag}_cpu_s" "$(cpu_delta "$tmp/cpu0" "$tmp/cpu1")"
+  bench "${tag}_cpu_s" "$(cpu_since "$tmp/cpu0" "$tmp/cpu1")"
 }
 # jsfetch TAG MODE WHERE RELAY_PID: relay-fetch.js into fresh storage.
 jsfetch() {
