@@ -266,11 +266,17 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     }
 
     /// A hint: about `writes` more puts or deletes are coming before the next flush. The
-    /// batch's arrays are then
-    /// allocated once at their size instead of growing by doubling (each time copying them
-    /// into fresh memory); room never used costs address space only. Nothing else changes.
+    /// batch's arrays are then allocated once at their size instead of growing by doubling
+    /// (each time copying them into fresh memory); room never used costs address space only.
+    /// Nothing else changes.
     pub fn reserve(&mut self, writes: usize) {
         self.arena.reserve(writes);
+    }
+
+    /// A hint, as [`Batch::reserve`]: the keys and values of the coming writes take about
+    /// `bytes` bytes (encoded) in all.
+    pub fn reserve_bytes(&mut self, bytes: usize) {
+        self.arena.reserve_bytes(bytes);
     }
 
     /// Whether [`Batch::flush`] decodes the blocks it appends into the bee's block cache (on by

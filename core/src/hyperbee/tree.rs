@@ -88,6 +88,64 @@ enum KeyBytes {
 /// Keys up to this long are kept inline.
 const INLINE_KEY: usize = 30;
 
+/// A key of at most [`INLINE_KEY`] bytes as big-endian words of its bytes padded with zeros,
+/// for comparing it with inline keys ([`KeyBytes::Inline`], zero-padded too) a word at a time.
+///
+/// Comparing two zero-padded keys word by word, then by length when every word is equal, is
+/// their byte order: at the first byte where the padded keys differ, either both have a byte
+/// there, or the one that ends before it has a zero where the other has a non-zero byte, and is
+/// a prefix of it, so the smaller; and padded keys that are equal differ only in trailing zero
+/// bytes, the shorter being the smaller.
+#[derive(Debug, Clone, Copy)]
+struct PaddedKey {
+    words: [u64; INLINE_WORDS],
+    len: u8,
+}
+
+/// Words of a [`PaddedKey`].
+const INLINE_WORDS: usize = INLINE_KEY.div_ceil(8);
+
+impl PaddedKey {
+    fn new(key: &[u8]) -> Option<Self> {
+        if key.len() > INLINE_KEY {
+            return None;
+        }
+        let mut buf = [0u8; INLINE_KEY];
+        buf[..key.len()].copy_from_slice(key);
+        Some(PaddedKey {
+            words: padded_words(&buf),
+            len: key.len() as u8,
+        })
+    }
+
+    /// This key's order against the inline key of `len` bytes in `buf`.
+    #[inline]
+    fn cmp_inline(&self, len: u8, buf: &[u8; INLINE_KEY]) -> std::cmp::Ordering {
+        let used = usize::from(self.len.max(len)).div_ceil(8);
+        for (i, &mine) in self.words.iter().enumerate().take(used) {
+            let theirs = padded_word(buf, i);
+            if mine != theirs {
+                return mine.cmp(&theirs);
+            }
+        }
+        self.len.cmp(&len)
+    }
+}
+
+/// Word `i` of a zero-padded inline key (big-endian, zeros past the buffer).
+#[inline]
+fn padded_word(buf: &[u8; INLINE_KEY], i: usize) -> u64 {
+    let start = i * 8;
+    let mut w = [0u8; 8];
+    let end = (start + 8).min(INLINE_KEY);
+    w[..end - start].copy_from_slice(&buf[start..end]);
+    u64::from_be_bytes(w)
+}
+
+fn padded_words(buf: &[u8; INLINE_KEY]) -> [u64; INLINE_WORDS] {
+    std::array::from_fn(|i| padded_word(buf, i))
+}
+
 impl KeyBytes {
     fn new(b: &[u8]) -> Self {
         if b.len() <= INLINE_KEY {
@@ -125,7 +183,7 @@ struct KeyRef {
 /// `MAX_CHILDREN` keys (for a moment, before it splits) and one more child; a larger node (a
 /// foreign writer's) spills to the heap.
 type Keys = SmallVec<[KeyRef; MAX_CHILDREN]>;
-type Children = SmallVec<[ChildId; MAX_CHILDREN + 1]>;
+type Children = SmallVec<[Slot; MAX_CHILDREN + 1]>;
 
 /// A node's keys and children live inline in the arena's `levels` array: a descent reads one
 /// record per level instead of following two more pointers, and a batch allocates no arrays per
@@ -138,10 +196,9 @@ struct LevelData {
 }
 
 /// JS `Child { seq, offset, value }`, in two arrays by [`ChildId`]: [`ChildLink`] (the loaded
-/// node), which every write's descent and `indexChanges` read for every child they pass, and
-/// [`ChildPos`] (where the child is stored), which only the children a write changes and the
-/// blocks' encoding read. The links of a 100k-key batch fit in 1 MB, and stay in the CPU's
-/// cache where 40-byte records of both did not.
+/// node), which every write's descent and `indexChanges` read for every child they pass (from
+/// the copy in the parent's [`Slot`]), and [`ChildPos`] (where the child is stored), which only
+/// the children a write changes and the blocks' encoding read.
 #[derive(Debug, Clone, Copy)]
 struct ChildLink {
     /// The child's node once loaded ([`NO_NODE`] until then).
@@ -150,6 +207,28 @@ struct ChildLink {
     /// `node` is [`NO_NODE`]): a descent reads the child's keys without loading its `NodeData`
     /// first (one cache miss fewer per level of a batch's descents).
     level: u32,
+}
+
+/// A child as its parent's `children` hold it: its id (of its [`ChildPos`], and of its
+/// [`ChildLink`] for the lookups by id of a block's index) and a copy of its link. A descent
+/// and `indexChanges` read the links of the children they pass from the parent's record they
+/// already read, instead of one load each from an arena-wide array (which a 100k-key batch
+/// makes bigger than the CPU's second-level cache). The copy is written wherever the link is.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    link: ChildLink,
+}
+
+impl Slot {
+    fn id(self) -> ChildId {
+        self.id as ChildId
+    }
+
+    /// The child's node, if loaded.
+    fn node(self) -> Option<NodeId> {
+        (self.link.node != NO_NODE).then_some(self.link.node as NodeId)
+    }
 }
 
 /// See [`ChildLink`].
@@ -272,6 +351,12 @@ impl Arena {
         self.changed.reserve(nodes);
     }
 
+    /// Make room for about `bytes` bytes of keys and values of staged writes (a hint, as
+    /// [`Arena::reserve`]).
+    pub fn reserve_bytes(&mut self, bytes: usize) {
+        self.bytes.reserve(bytes);
+    }
+
     /// The entry of block `seq`, if this batch has one (pending or committed).
     fn lookup(&self, seq: u64) -> Option<EntryId> {
         if let Some(i) = seq.checked_sub(self.pending_base) {
@@ -324,6 +409,14 @@ impl Arena {
         self.child_link.push(link);
         self.child_pos.push(ChildPos { seq, offset });
         self.child_link.len() - 1
+    }
+
+    /// Child `c` as a parent's `children` hold it.
+    fn slot(&self, c: ChildId) -> Slot {
+        Slot {
+            id: id32(c),
+            link: self.child_link[c],
+        }
     }
 
     /// Child `c`'s node, if loaded.
@@ -397,15 +490,19 @@ impl Arena {
                         let memo = &node.key_bytes;
                         let mut children = Children::with_capacity(src.children.len() / 2);
                         for pair in src.children.chunks_exact(2) {
-                            self.child_link.push(ChildLink {
+                            let link = ChildLink {
                                 node: NO_NODE,
                                 level: 0,
-                            });
+                            };
+                            self.child_link.push(link);
                             self.child_pos.push(ChildPos {
                                 seq: pair[0],
                                 offset: pair[1],
                             });
-                            children.push(self.child_link.len() - 1);
+                            children.push(Slot {
+                                id: id32(self.child_link.len() - 1),
+                                link,
+                            });
                         }
                         self.levels.push(LevelData {
                             keys: src
@@ -508,11 +605,27 @@ impl Arena {
 
     /// [`Arena::search_loaded`] over the keys of level `l`.
     fn search_loaded_in(&self, l: LevelId, key: &[u8]) -> Option<Result<usize, usize>> {
+        self.search_loaded_padded(l, key, PaddedKey::new(key).as_ref())
+    }
+
+    /// [`Arena::search_loaded_in`] with `key` padded (when short enough), which a descent
+    /// pads once for all its levels: a short key is compared with the inline keys word by word
+    /// instead of by a call to `memcmp` each.
+    fn search_loaded_padded(
+        &self,
+        l: LevelId,
+        key: &[u8],
+        padded: Option<&PaddedKey>,
+    ) -> Option<Result<usize, usize>> {
         let keys = &self.levels[l].keys;
         let (mut s, mut e) = (0, keys.len());
         while s < e {
             let mid = (s + e) >> 1;
-            match key.cmp(keys[mid].value.as_ref()?.as_slice()) {
+            let order = match (keys[mid].value.as_ref()?, padded) {
+                (KeyBytes::Inline(len, buf), Some(p)) => p.cmp_inline(*len, buf),
+                (k, _) => key.cmp(k.as_slice()),
+            };
+            match order {
                 std::cmp::Ordering::Equal => return Some(Ok(mid)),
                 std::cmp::Ordering::Less => e = mid,
                 std::cmp::Ordering::Greater => s = mid + 1,
@@ -536,14 +649,15 @@ impl Arena {
         n: NodeId,
         i: usize,
     ) -> Result<NodeId, BeeError> {
-        let c = *self
+        let slot = *self
             .level(n)
             .children
             .get(i)
             .ok_or_else(|| self.err(n, "a child index out of range"))?;
-        if let Some(node) = self.child_node(c) {
+        if let Some(node) = slot.node() {
             return Ok(node);
         }
+        let c = slot.id();
         let ChildPos { seq, offset } = self.child_pos[c];
         if seq >= ctx.length {
             return Err(self.err(n, "a child refers to a block past the version"));
@@ -554,10 +668,12 @@ impl Arena {
             None => self.entry(ctx, seq).await?,
         };
         let node = self.tree_node(e, offset)?;
-        self.child_link[c] = ChildLink {
+        let link = ChildLink {
             node: id32(node),
             level: id32(self.nodes[node].level),
         };
+        self.child_link[c] = link;
+        self.level_mut(n).children[i].link = link;
         Ok(node)
     }
 
@@ -569,8 +685,8 @@ impl Arena {
         l: LevelId,
         i: usize,
     ) -> Result<(NodeId, LevelId), BeeError> {
-        if let Some(&c) = self.levels[l].children.get(i) {
-            let link = self.child_link[c];
+        if let Some(&slot) = self.levels[l].children.get(i) {
+            let link = slot.link;
             if link.node != NO_NODE {
                 return Ok((link.node as NodeId, link.level as LevelId));
             }
@@ -686,7 +802,8 @@ impl Arena {
                         return Err(self.err(n, "a node has fewer children than keys"));
                     }
                     let c = self.new_child(0, 0, Some(child));
-                    self.level_mut(n).children.insert(i + 1, c);
+                    let slot = self.slot(c);
+                    self.level_mut(n).children.insert(i + 1, slot);
                 }
                 self.level_mut(n).keys.insert(i, key);
                 self.changed[n] = true;
@@ -703,10 +820,11 @@ impl Arena {
         }
         self.levels[l].keys.remove(index);
         if !self.levels[l].children.is_empty() {
-            let c = *self.levels[l]
+            let c = self.levels[l]
                 .children
                 .get(index + 1)
-                .ok_or_else(|| self.err(n, "a node has fewer children than keys"))?;
+                .ok_or_else(|| self.err(n, "a node has fewer children than keys"))?
+                .id();
             self.child_pos[c].seq = 0; // mark as freed
             self.levels[l].children.remove(index + 1);
         }
@@ -754,7 +872,7 @@ impl Arena {
     ) -> Result<(Option<NodeId>, usize, Option<NodeId>), BeeError> {
         let children = &self.level(parent).children;
         let len = children.len();
-        let Some(i) = children.iter().position(|&c| self.child_node(c) == Some(n)) else {
+        let Some(i) = children.iter().position(|s| s.node() == Some(n)) else {
             return Err(self.err(parent, "bad parent"));
         };
         let left = if i > 0 {
@@ -950,6 +1068,7 @@ impl Arena {
             value: Some(KeyBytes::new(key)),
         };
         let new = RawEntry { seq, key, value };
+        let padded = PaddedKey::new(key);
         let mut depth = 0;
         // `node`'s level, carried down with it (see `ChildLink::level`).
         let mut lvl = self.nodes[node].level;
@@ -960,7 +1079,7 @@ impl Arena {
             }
             stack.push(node);
             self.changed[node] = true; // changed, but compressible
-            let found = match self.search_loaded_in(lvl, key) {
+            let found = match self.search_loaded_padded(lvl, key, padded.as_ref()) {
                 Some(found) => found,
                 None => search(&mut ArenaTree { arena: self, ctx }, &node, key).await?,
             };
@@ -1020,7 +1139,9 @@ impl Arena {
             } else {
                 root = self.create_node(self.nodes[node].block);
                 let a = self.new_child(0, 0, Some(node));
+                let a = self.slot(a);
                 let b = self.new_child(0, 0, Some(right));
+                let b = self.slot(b);
                 let l = self.level_mut(root);
                 l.keys.push(median);
                 l.children.push(a);
@@ -1108,10 +1229,11 @@ impl Arena {
         let l = self.nodes[n].level;
         // Indexing children does not change this node's arrays: walk them in place.
         for k in 0..self.levels[l].children.len() {
-            let c = self.levels[l].children[k];
-            let Some(cn) = self.child_node(c) else {
+            let slot = self.levels[l].children[k];
+            let Some(cn) = slot.node() else {
                 continue;
             };
+            let c = slot.id();
             if !self.changed[cn] {
                 continue;
             }
@@ -1138,9 +1260,10 @@ impl Arena {
                 let l = self.level(node);
                 level.keys.extend(l.keys.iter().map(|k| k.seq));
                 level.children.reserve(2 * l.children.len());
-                for &c in &l.children {
-                    level.children.push(self.child_pos[c].seq);
-                    level.children.push(self.child_pos[c].offset);
+                for s in &l.children {
+                    let pos = self.child_pos[s.id()];
+                    level.children.push(pos.seq);
+                    level.children.push(pos.offset);
                 }
             }
             body.clear();
@@ -1169,9 +1292,10 @@ impl Arena {
             if let Some(node) = c.and_then(|c| self.child_node(c)) {
                 let l = self.level(node);
                 level.keys.extend(l.keys.iter().map(|k| k.seq));
-                for &c in &l.children {
-                    level.children.push(self.child_pos[c].seq);
-                    level.children.push(self.child_pos[c].offset);
+                for s in &l.children {
+                    let pos = self.child_pos[s.id()];
+                    level.children.push(pos.seq);
+                    level.children.push(pos.offset);
                 }
             }
             body.clear();
@@ -1305,13 +1429,18 @@ impl Arena {
             self.deflate_into(&index, &mut buf, &mut level, &mut body);
             let (key, value) = self.entry_bytes(e);
             if out.bytes.capacity() == 0 {
-                // Every key and value, and a guess of the indexes from the first block's (about
-                // the depth of the tree, as the others'): the buffer is not copied as it grows.
-                // Only a hint: a failure leaves the buffer to grow as it goes.
-                let indexes = (buf.len() + 8).saturating_mul(self.length as usize);
-                let _ = out
+                // Room for every key and value, each block's framing, and each node once (a
+                // node is encoded in the one block that last changed it) plus the first block's
+                // index: the buffer is not copied into fresh pages as it grows. A generous
+                // bound, as room never written is address space only. Only a hint: a failure
+                // leaves the buffer to grow as it goes.
+                let room = self
                     .bytes
-                    .try_reserve(self.bytes.len().saturating_add(indexes));
+                    .len()
+                    .saturating_add((self.length as usize).saturating_mul(BLOCK_FRAMING))
+                    .saturating_add(self.levels.len().saturating_mul(NODE_ROOM))
+                    .saturating_add(buf.len());
+                let _ = out.bytes.try_reserve(room);
             }
             encode_node_into(&mut out.bytes, &buf, key, value);
             out.ends.push(out.bytes.len());
@@ -1320,6 +1449,14 @@ impl Arena {
         Ok(out)
     }
 }
+
+/// Room [`Arena::take_blocks`] makes for each block's framing: the key's, value's and index's
+/// tags and lengths.
+const BLOCK_FRAMING: usize = 16;
+
+/// Room [`Arena::take_blocks`] makes for each node's encoding: its keys' seqs and its children's
+/// seqs and offsets, for a node of a few keys of a big tree.
+const NODE_ROOM: usize = 128;
 
 /// Encoded blocks, one after the other in one buffer ([`Arena::take_blocks`]): a batch of
 /// 100k puts makes one allocation for its blocks instead of 100k.
@@ -1425,12 +1562,13 @@ impl<C: BeeCore> TreeRead for ArenaTree<'_, C> {
     }
 
     fn child_ptr(&self, n: &NodeId, i: usize) -> Result<(u64, u64), BeeError> {
-        let c = *self
+        let c = self
             .arena
             .level(*n)
             .children
             .get(i)
-            .ok_or_else(|| self.arena.err(*n, "a child index out of range"))?;
+            .ok_or_else(|| self.arena.err(*n, "a child index out of range"))?
+            .id();
         let ChildPos { seq, offset } = self.arena.child_pos[c];
         Ok((seq, offset))
     }
@@ -1463,8 +1601,53 @@ impl<C: BeeCore> TreeRead for ArenaTree<'_, C> {
     }
 
     fn unlink_child(&mut self, n: &NodeId, i: usize) {
-        if let Some(&c) = self.arena.level(*n).children.get(i) {
-            self.arena.child_link[c].node = NO_NODE;
+        let l = self.arena.nodes[*n].level;
+        if let Some(slot) = self.arena.levels[l].children.get_mut(i) {
+            slot.link.node = NO_NODE;
+            self.arena.child_link[slot.id()].node = NO_NODE;
         }
+    }
+}
+
+#[cfg(test)]
+mod padded_key_tests {
+    use super::*;
+
+    /// Word-wise comparison of padded keys is byte order, for keys that share prefixes, end in
+    /// zero bytes, and cross every word boundary.
+    #[test]
+    fn padded_order_is_byte_order() {
+        let mut keys: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0, 0], vec![1], vec![255]];
+        let mut x: u32 = 7;
+        for len in 0..=INLINE_KEY {
+            for _ in 0..12 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                // Bytes from a small alphabet with zeros, so that many keys share prefixes.
+                let k: Vec<u8> = (0..len)
+                    .map(|i| [0u8, 1, b'k', 255][((x >> (i % 16)) & 3) as usize])
+                    .collect();
+                keys.push(k);
+            }
+            keys.push(vec![b'k'; len]);
+            let mut z = vec![b'k'; len];
+            if let Some(last) = z.last_mut() {
+                *last = 0;
+            }
+            keys.push(z);
+        }
+        for a in &keys {
+            let pa = PaddedKey::new(a).expect("short key");
+            for b in &keys {
+                let KeyBytes::Inline(len, buf) = KeyBytes::new(b) else {
+                    panic!("short keys are inline");
+                };
+                assert_eq!(
+                    pa.cmp_inline(len, &buf),
+                    a.as_slice().cmp(b),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+        assert!(PaddedKey::new(&[1; INLINE_KEY + 1]).is_none());
     }
 }

@@ -390,6 +390,17 @@ where
     g.storage().sync().map_err(|e| storage_err(dir, e))
 }
 
+/// The size of stdin when it is a regular file (a redirection), as a hint; `None` otherwise.
+fn stdin_file_len() -> Option<usize> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    usize::try_from(meta.len()).ok()
+}
+
 /// `KEY<TAB>VALUE` lines of stdin as one batch.
 fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
     // All of stdin at once: the batch holds every line's key and value until the flush anyway,
@@ -397,6 +408,11 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
     // Read (and its lines counted) on a second thread while this one opens the storage.
     let reader = std::thread::spawn(|| {
         let mut input = Vec::new();
+        // Stdin redirected from a file: its size, so that the buffer is allocated once instead
+        // of doubling (each time copying what it read into fresh pages).
+        if let Some(len) = stdin_file_len() {
+            input.reserve(len.saturating_add(1));
+        }
         std::io::stdin().lock().read_to_end(&mut input)?;
         let count = input.split_inclusive(|&b| b == b'\n').count();
         Ok::<_, std::io::Error>((input, count))
@@ -428,6 +444,7 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
     block_on(async {
         let mut b = db.batch();
         b.reserve(count);
+        b.reserve_bytes(input.len());
         // The process exits after the batch: decoding its blocks into the bee's cache for later
         // reads would be wasted.
         b.set_cache_flushed(false);
