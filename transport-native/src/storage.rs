@@ -1013,6 +1013,15 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
+/// Start writing back the data file's bytes from `written_back` to `to` once they are at least
+/// [`WRITEBACK_STEP`], and move `written_back` there.
+fn writeback_step(file: &File, written_back: &mut u64, to: u64) {
+    if to.saturating_sub(*written_back) >= WRITEBACK_STEP {
+        start_writeback(file, *written_back, to - *written_back);
+        *written_back = to;
+    }
+}
+
 /// The data file's space is allocated ahead of the writes by up to this many bytes at a time.
 const PREALLOCATE_AHEAD: u64 = 8 * 1024 * 1024;
 
@@ -1430,10 +1439,7 @@ impl FileStorage {
                 let start = tail.end;
                 let written_back = &mut tail.written_back;
                 write_all_parts_at(data, &parts, start, |to| {
-                    if to.saturating_sub(*written_back) >= WRITEBACK_STEP {
-                        start_writeback(data, *written_back, to - *written_back);
-                        *written_back = to;
-                    }
+                    writeback_step(data, written_back, to)
                 })
                 .map_err(|e| io_err("write", &data_path(), e))?;
             }
@@ -1462,10 +1468,7 @@ impl FileStorage {
             tail.end = end;
             wb.commit().map_err(map_err)?;
             if let Some(data) = &self.inner.data {
-                if end.saturating_sub(tail.written_back) >= WRITEBACK_STEP {
-                    start_writeback(data, tail.written_back, end - tail.written_back);
-                    tail.written_back = end;
-                }
+                writeback_step(data, &mut tail.written_back, end);
             }
             self.throttle()
         })
