@@ -23,6 +23,9 @@
 //! Run with `scripts/test-browser.sh --test autobase`.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+use common::sleep;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -50,13 +53,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(f: &Function, ms: i32) -> JsValue;
-}
-
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, ms);
-    });
-    let _ = JsFuture::from(p).await;
 }
 
 /// The members' ack timer (JS `ackInterval`, here in milliseconds): short, so that the bounded

@@ -16,6 +16,9 @@
 //! HYPERPUNCH_TEST_JSRELAY.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+use common::sleep;
+
 use futures_util::future::{select, Either};
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
@@ -23,9 +26,7 @@ use hyperpunch_core::replication::{Event, HubEvent, Options, ReplicationHub, Rep
 use hyperpunch_web::relay::{replicate_relayed, Relay};
 use hyperpunch_web::replicate::SharedHub;
 use hyperpunch_web::storage::IdbStorage;
-use js_sys::{Function, Promise};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -252,19 +253,6 @@ async fn serve_and_fetch(serve_url: &str, fetch_url: &str, custodial: bool) {
     drop(serving);
     IdbStorage::delete_database(&writer_db).await.unwrap();
     IdbStorage::delete_database(&reader_db).await.unwrap();
-}
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &Function, ms: i32) -> JsValue;
-}
-
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, ms);
-    });
-    let _ = JsFuture::from(p).await;
 }
 
 /// A peer that keeps sending on a stream the page does not read: a browser cannot stop reading

@@ -5,6 +5,9 @@
 //! Run with `scripts/test-browser.sh`.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+use common::sleep;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -471,20 +474,6 @@ async fn silent_peer_times_out() {
         matches!(r, Err(ReplicateError::Stream(StreamError::TimedOut))),
         "{r:?}"
     );
-}
-
-/// Wait `ms` milliseconds (a `setTimeout`).
-async fn sleep(ms: u32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        let set_timeout: js_sys::Function =
-            js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-                .expect("setTimeout")
-                .into();
-        set_timeout
-            .call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
-            .expect("setTimeout");
-    });
-    JsFuture::from(promise).await.expect("setTimeout resolves");
 }
 
 /// Stops and resumes the reading of a [`Gated`] duplex.

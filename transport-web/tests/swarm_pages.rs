@@ -21,6 +21,9 @@
 //! HYPERPUNCH_TEST_JSDRIVE.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+use common::sleep;
+
 use std::future::Future;
 
 use futures_util::future::{select, Either};
@@ -71,20 +74,6 @@ fn random32() -> Vec<u8> {
     (0..32)
         .map(|_| (js_sys::Math::random() * 256.0) as u8)
         .collect()
-}
-
-/// Wait `ms` milliseconds (a `setTimeout`).
-async fn sleep(ms: u32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        let set_timeout: js_sys::Function =
-            js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
-                .expect("setTimeout")
-                .into();
-        set_timeout
-            .call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
-            .expect("setTimeout");
-    });
-    JsFuture::from(promise).await.expect("setTimeout resolves");
 }
 
 /// `fut`, or a panic naming `what` after `STEP_MS`.
