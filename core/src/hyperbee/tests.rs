@@ -358,6 +358,15 @@ mod properties {
                 let _ = b.put(b"\x02", b"1").await;
                 let _ = b.get(b"\x02").await;
                 let _ = b.flush().await;
+                // A batch that deletes too (merges and borrows from siblings over hostile nodes),
+                // and reads inside it.
+                let mut b = db.batch();
+                for k in 0u8..12 {
+                    let _ = b.put(&[k % 5][..], b"x").await;
+                    let _ = b.del(&[(k * 7) % 5][..]).await;
+                    let _ = b.get(&[k % 3][..]).await;
+                }
+                let _ = b.flush().await;
             });
         }
     }

@@ -81,6 +81,8 @@ pub(crate) type NoCas = fn(&RawEntry<'_>, &RawEntry<'_>) -> Result<bool, BeeErro
 /// instead of following a pointer per key.
 #[derive(Debug, Clone)]
 enum KeyBytes {
+    /// The key's length and its bytes, zero past the length (made only by [`KeyBytes::new`]):
+    /// [`PaddedKey::cmp_inline`] relies on the zeros.
     Inline(u8, [u8; INLINE_KEY]),
     Heap(Arc<[u8]>),
 }
@@ -339,22 +341,27 @@ impl Arena {
         // entry per node it rewrites (its path from the root, and a sibling per split; 8 covers
         // a tree of millions of keys), and about one new node per five inserts (a split, with
         // its child pointer): a fifth here, for leaves that split at their fullest.
-        self.entries.reserve(writes);
-        self.pending.reserve(writes);
-        self.pending_index
-            .reserve(writes.saturating_mul(INDEX_CAPACITY));
-        self.child_link.reserve(writes.saturating_add(writes / 2));
-        self.child_pos.reserve(writes.saturating_add(writes / 2));
+        let _ = self.entries.try_reserve(writes);
+        let _ = self.pending.try_reserve(writes);
+        let _ = self
+            .pending_index
+            .try_reserve(writes.saturating_mul(INDEX_CAPACITY));
+        let _ = self
+            .child_link
+            .try_reserve(writes.saturating_add(writes / 2));
+        let _ = self
+            .child_pos
+            .try_reserve(writes.saturating_add(writes / 2));
         let nodes = writes / 3;
-        self.levels.reserve(nodes);
-        self.nodes.reserve(nodes);
-        self.changed.reserve(nodes);
+        let _ = self.levels.try_reserve(nodes);
+        let _ = self.nodes.try_reserve(nodes);
+        let _ = self.changed.try_reserve(nodes);
     }
 
     /// Make room for about `bytes` bytes of keys and values of staged writes (a hint, as
     /// [`Arena::reserve`]).
     pub fn reserve_bytes(&mut self, bytes: usize) {
-        self.bytes.reserve(bytes);
+        let _ = self.bytes.try_reserve(bytes);
     }
 
     /// The entry of block `seq`, if this batch has one (pending or committed).
@@ -654,6 +661,11 @@ impl Arena {
             .children
             .get(i)
             .ok_or_else(|| self.err(n, "a child index out of range"))?;
+        debug_assert_eq!(
+            slot.link.node,
+            self.child_link[slot.id()].node,
+            "a stale slot"
+        );
         if let Some(node) = slot.node() {
             return Ok(node);
         }
@@ -687,6 +699,7 @@ impl Arena {
     ) -> Result<(NodeId, LevelId), BeeError> {
         if let Some(&slot) = self.levels[l].children.get(i) {
             let link = slot.link;
+            debug_assert_eq!(link.node, self.child_link[slot.id()].node, "a stale slot");
             if link.node != NO_NODE {
                 return Ok((link.node as NodeId, link.level as LevelId));
             }
@@ -893,7 +906,10 @@ impl Arena {
         self.changed[left] = true;
         let rl = self.nodes[right].level;
         let keys = self.levels[rl].keys.clone();
-        let children = self.levels[rl].children.clone();
+        // Moved, not copied: a child's slot lives in one record only, or a load through one
+        // copy would leave the other's link behind (`right` is not reached again in a valid
+        // tree: its parent's pointer to it is removed).
+        let children = std::mem::take(&mut self.levels[rl].children);
         let l = self.level_mut(left);
         l.keys.push(median);
         l.keys.extend(keys);
@@ -1230,6 +1246,11 @@ impl Arena {
         // Indexing children does not change this node's arrays: walk them in place.
         for k in 0..self.levels[l].children.len() {
             let slot = self.levels[l].children[k];
+            debug_assert_eq!(
+                slot.link.node,
+                self.child_link[slot.id()].node,
+                "a stale slot"
+            );
             let Some(cn) = slot.node() else {
                 continue;
             };

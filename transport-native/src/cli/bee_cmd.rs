@@ -411,7 +411,8 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
         // Stdin redirected from a file: its size, so that the buffer is allocated once instead
         // of doubling (each time copying what it read into fresh pages).
         if let Some(len) = stdin_file_len() {
-            input.reserve(len.saturating_add(1));
+            // A hint only: a file too big for memory fails in `read_to_end`, as without it.
+            let _ = input.try_reserve_exact(len.saturating_add(1));
         }
         std::io::stdin().lock().read_to_end(&mut input)?;
         let count = input.split_inclusive(|&b| b == b'\n').count();
