@@ -229,7 +229,14 @@ impl Slot {
 
     /// The child's node, if loaded.
     fn node(self) -> Option<NodeId> {
-        (self.link.node != NO_NODE).then_some(self.link.node as NodeId)
+        self.link.node()
+    }
+}
+
+impl ChildLink {
+    /// The child's node, if loaded.
+    fn node(self) -> Option<NodeId> {
+        (self.node != NO_NODE).then_some(self.node as NodeId)
     }
 }
 
@@ -428,8 +435,13 @@ impl Arena {
 
     /// Child `c`'s node, if loaded.
     fn child_node(&self, c: ChildId) -> Option<NodeId> {
-        let n = self.child_link[c].node;
-        (n != NO_NODE).then_some(n as NodeId)
+        self.child_link[c].node()
+    }
+
+    /// Whether `slot`'s copy of its link is the arena's (debug builds check it wherever a slot's
+    /// link is read; see [`Slot`]).
+    fn slot_in_sync(&self, slot: Slot) -> bool {
+        slot.link.node == self.child_link[slot.id()].node
     }
 
     /// Refuse a write when the arena is too big for its ids ([`MAX_ARENA_IDS`]): a batch of
@@ -661,11 +673,7 @@ impl Arena {
             .children
             .get(i)
             .ok_or_else(|| self.err(n, "a child index out of range"))?;
-        debug_assert_eq!(
-            slot.link.node,
-            self.child_link[slot.id()].node,
-            "a stale slot"
-        );
+        debug_assert!(self.slot_in_sync(slot), "a stale slot");
         if let Some(node) = slot.node() {
             return Ok(node);
         }
@@ -698,10 +706,9 @@ impl Arena {
         i: usize,
     ) -> Result<(NodeId, LevelId), BeeError> {
         if let Some(&slot) = self.levels[l].children.get(i) {
-            let link = slot.link;
-            debug_assert_eq!(link.node, self.child_link[slot.id()].node, "a stale slot");
-            if link.node != NO_NODE {
-                return Ok((link.node as NodeId, link.level as LevelId));
+            debug_assert!(self.slot_in_sync(slot), "a stale slot");
+            if let Some(node) = slot.node() {
+                return Ok((node, slot.link.level as LevelId));
             }
         }
         let node = self.child(ctx, n, i).await?;
@@ -1246,11 +1253,7 @@ impl Arena {
         // Indexing children does not change this node's arrays: walk them in place.
         for k in 0..self.levels[l].children.len() {
             let slot = self.levels[l].children[k];
-            debug_assert_eq!(
-                slot.link.node,
-                self.child_link[slot.id()].node,
-                "a stale slot"
-            );
+            debug_assert!(self.slot_in_sync(slot), "a stale slot");
             let Some(cn) = slot.node() else {
                 continue;
             };
@@ -1275,23 +1278,10 @@ impl Arena {
         let mut out = Vec::with_capacity(24 * index.len());
         let mut levels = Vec::with_capacity(index.len());
         let mut body = Vec::new();
-        for c in index {
+        for &c in index {
             let mut level = Level::default();
-            if let Some(node) = c.and_then(|c| self.child_node(c)) {
-                let l = self.level(node);
-                level.keys.extend(l.keys.iter().map(|k| k.seq));
-                level.children.reserve(2 * l.children.len());
-                for s in &l.children {
-                    let pos = self.child_pos[s.id()];
-                    level.children.push(pos.seq);
-                    level.children.push(pos.offset);
-                }
-            }
-            body.clear();
-            level.encode_into(&mut body);
-            out.push(0x0a);
-            write_varint(&mut out, body.len() as u64);
-            out.extend_from_slice(&body);
+            self.fill_level(c, &mut level);
+            push_level(&mut out, &level, &mut body);
             levels.push(level);
         }
         (out, levels)
@@ -1307,23 +1297,26 @@ impl Arena {
         body: &mut Vec<u8>,
     ) {
         out.clear();
-        for c in index {
-            level.keys.clear();
-            level.children.clear();
-            if let Some(node) = c.and_then(|c| self.child_node(c)) {
-                let l = self.level(node);
-                level.keys.extend(l.keys.iter().map(|k| k.seq));
-                for s in &l.children {
-                    let pos = self.child_pos[s.id()];
-                    level.children.push(pos.seq);
-                    level.children.push(pos.offset);
-                }
+        for &c in index {
+            self.fill_level(c, level);
+            push_level(out, level, body);
+        }
+    }
+
+    /// `level` (cleared first) as the node of child `c` is now: its keys' seqs and its
+    /// children's seqs and offsets (empty for no node: an index entry this block leaves out).
+    fn fill_level(&self, c: Option<ChildId>, level: &mut Level) {
+        level.keys.clear();
+        level.children.clear();
+        if let Some(node) = c.and_then(|c| self.child_node(c)) {
+            let l = self.level(node);
+            level.keys.extend(l.keys.iter().map(|k| k.seq));
+            level.children.reserve(2 * l.children.len());
+            for s in &l.children {
+                let pos = self.child_pos[s.id()];
+                level.children.push(pos.seq);
+                level.children.push(pos.offset);
             }
-            body.clear();
-            level.encode_into(body);
-            out.push(0x0a);
-            write_varint(out, body.len() as u64);
-            out.extend_from_slice(body);
         }
     }
 
@@ -1469,6 +1462,16 @@ impl Arena {
         self.scratch_index = index;
         Ok(out)
     }
+}
+
+/// `level` as one `YoloIndex.levels` entry (tag, length, body) at the end of `out`, encoded
+/// through `body` (a scratch buffer).
+fn push_level(out: &mut Vec<u8>, level: &Level, body: &mut Vec<u8>) {
+    body.clear();
+    level.encode_into(body);
+    out.push(0x0a);
+    write_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
 }
 
 /// Room [`Arena::take_blocks`] makes for each block's framing: the key's, value's and index's

@@ -247,11 +247,14 @@ impl Monitor {
         blobs: &[u8; 32],
         event: &HubEvent,
     ) -> HubEventEffect {
+        if !Self::wants_event(db, blobs, event) {
+            return HubEventEffect::Stats { changed: false };
+        }
         match event {
             HubEvent::Core {
                 discovery_key,
                 event,
-            } if discovery_key == blobs || discovery_key == db => {
+            } => {
                 let core = if discovery_key == blobs {
                     MonitoredCore::Blobs
                 } else {
@@ -261,13 +264,8 @@ impl Monitor {
                     changed: self.handle_event(now, core, event),
                 }
             }
-            HubEvent::ChannelOpened { discovery_key, .. }
-            | HubEvent::ChannelClosed { discovery_key, .. }
-                if discovery_key == blobs =>
-            {
-                HubEventEffect::PeersChanged
-            }
-            _ => HubEventEffect::Stats { changed: false },
+            // What `wants_event` lets through besides: the blobs core's channels.
+            _ => HubEventEffect::PeersChanged,
         }
     }
 
