@@ -321,8 +321,20 @@ pub(crate) struct Arena {
     /// The keys and values of the pending blocks, one after the other (one buffer for the
     /// batch instead of two allocations per write).
     bytes: Vec<u8>,
-    /// [`Arena::put`]'s path from the root (reused).
+    /// [`Arena::put`]'s path from the root (reused); after a put that changed only its path,
+    /// the path ([`Arena::path_ok`]).
     scratch_stack: Vec<NodeId>,
+    /// The child ids [`Arena::put`]'s descent went through: `path_ids[d]` is the child of
+    /// `scratch_stack[d]` that is `scratch_stack[d + 1]`.
+    path_ids: Vec<ChildId>,
+    /// The last [`Arena::put`] changed exactly the nodes of its path (`scratch_stack`, root
+    /// first): no split. Unless [`Arena::dirty_elsewhere`], the next block's `indexChanges`
+    /// is that path, and [`Arena::append_pending`] takes it without walking the tree.
+    path_ok: bool,
+    /// No node outside the next write's path is marked changed: not so after a put that
+    /// marked its path and then wrote nothing (JS keeps those marks for the next block), until
+    /// the next full `indexChanges` walk clears every mark.
+    dirty_elsewhere: bool,
     /// A pending block's index while it is built or encoded (reused).
     scratch_index: Vec<Option<ChildId>>,
     /// Blocks written by this batch and not yet flushed (JS `batch.length`).
@@ -1060,10 +1072,16 @@ impl Arena {
         // The path from the root, in an array every put of the batch reuses.
         let mut stack = std::mem::take(&mut self.scratch_stack);
         stack.clear();
+        self.path_ids.clear();
+        self.path_ok = false;
         let out = self
             .put_inner(ctx, key, value, cas, always_duplicate, &mut stack)
             .await;
         self.scratch_stack = stack;
+        if !matches!(out, Ok(Some(_))) {
+            // Marks left on the path (a put that wrote nothing), or a write that failed.
+            self.dirty_elsewhere = true;
+        }
         out
     }
 
@@ -1122,9 +1140,15 @@ impl Arena {
                     }
                     self.level_mut(node).keys[mid] = target;
                     self.changed[node] = true;
+                    // The path ends here: the nodes on the stack changed, no other.
+                    self.path_ok = true;
                     return Ok(Some((root, seq)));
                 }
-                Err(i) => (node, lvl) = self.child_level(ctx, node, lvl, i).await?,
+                Err(i) => {
+                    let parent = lvl;
+                    (node, lvl) = self.child_level(ctx, node, lvl, i).await?;
+                    self.path_ids.push(self.levels[parent].children[i].id());
+                }
             }
         }
         let mut needs_split = !self
@@ -1141,6 +1165,11 @@ impl Arena {
             .await?;
         if !self.changed[node] {
             return Ok(None);
+        }
+        if !needs_split {
+            // The leaf ends the path; nothing split.
+            stack.push(node);
+            self.path_ok = true;
         }
         while needs_split {
             let parent = stack.pop();
@@ -1272,6 +1301,62 @@ impl Arena {
         Ok(offset)
     }
 
+    /// [`Arena::index_changes`] of `root` for pending block `e` when the last put changed
+    /// exactly its path (`scratch_stack`, [`Arena::path_ok`]) and no other node is marked:
+    /// the walk would find one changed child per node, the next one of the path, so the index
+    /// is the path in order, each node at its depth. The same result without reading every
+    /// child of every node of the path.
+    fn index_path(
+        &mut self,
+        root: NodeId,
+        index: &mut Vec<Option<ChildId>>,
+        seq: u64,
+        e: EntryId,
+    ) -> Result<(), BeeError> {
+        let path = std::mem::take(&mut self.scratch_stack);
+        let ok = path.first() == Some(&root) && self.path_ids.len() + 1 == path.len();
+        debug_assert!(ok, "a put's path that does not start at its root");
+        debug_assert!(
+            self.path_is_the_change(&path),
+            "a path that is not the whole change"
+        );
+        if ok {
+            self.changed[root] = false;
+            index.push(None);
+            for (d, (&c, &n)) in self.path_ids.iter().zip(&path[1..]).enumerate() {
+                self.child_pos[c] = ChildPos {
+                    seq,
+                    offset: d as u64 + 1,
+                };
+                self.nodes[n].block = Some(e);
+                self.changed[n] = false;
+                index.push(Some(c));
+            }
+        }
+        self.scratch_stack = path;
+        if ok {
+            Ok(())
+        } else {
+            self.index_changes(root, index, seq, Some(e), 0).map(|_| ())
+        }
+    }
+
+    /// Debug check of [`Arena::index_path`]: each node of `path` is changed and its only
+    /// changed child is the next node of the path (so the `indexChanges` walk finds the path).
+    fn path_is_the_change(&self, path: &[NodeId]) -> bool {
+        path.iter().enumerate().all(|(d, &n)| {
+            let changed_children: Vec<NodeId> = self
+                .level(n)
+                .children
+                .iter()
+                .filter_map(|s| s.node())
+                .filter(|&cn| self.changed[cn])
+                .collect();
+            self.changed[n]
+                && changed_children == path.get(d + 1).copied().into_iter().collect::<Vec<_>>()
+        })
+    }
+
     /// JS `deflate(index)`: the encoded `YoloIndex` of these nodes (as they are now), and the
     /// nodes themselves as decoding it gives them back.
     fn deflate(&self, index: &[Option<ChildId>]) -> (Vec<u8>, Vec<Level>) {
@@ -1356,12 +1441,19 @@ impl Arena {
         let e = self.entries.len();
         let mut index = std::mem::take(&mut self.scratch_index);
         index.clear();
-        let packed = self
-            .index_changes(root, &mut index, seq, Some(e), 0)
-            .and_then(|_| {
-                index[0] = Some(self.new_child(seq, 0, Some(root)));
-                pack_index(&index, &mut self.pending_index)
-            });
+        let walked = if self.path_ok && !self.dirty_elsewhere {
+            self.index_path(root, &mut index, seq, e)
+        } else {
+            let walked = self.index_changes(root, &mut index, seq, Some(e), 0);
+            // Every mark reachable from the root is cleared (unreachable ones never count).
+            self.dirty_elsewhere = walked.is_err();
+            walked.map(|_| ())
+        };
+        self.path_ok = false;
+        let packed = walked.and_then(|_| {
+            index[0] = Some(self.new_child(seq, 0, Some(root)));
+            pack_index(&index, &mut self.pending_index)
+        });
         self.scratch_index = index;
         let packed = match packed {
             Ok(p) => p,
