@@ -287,6 +287,12 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         self.cache_flushed = on;
     }
 
+    /// Tests: index every block by the full `indexChanges` walk.
+    #[cfg(test)]
+    pub(crate) fn always_walk(&mut self) {
+        self.arena.always_walk = true;
+    }
+
     /// Encode `key` and `value` (for a put) into [`Batch::scratch`] and stage the write.
     async fn write<F: CasFn>(
         &mut self,

@@ -317,6 +317,42 @@ mod properties {
         }
 
         /// A core of hostile blocks (raw bytes, or nodes pointing anywhere): every operation
+        /// A batch indexes a put that changed only its path by that path (`Arena::index_path`):
+        /// the blocks are byte for byte those of the full `indexChanges` walk, over batches of
+        /// puts that split nodes, rewrite a key with its own value (a put that writes nothing
+        /// but leaves its path marked), fail a compare-and-swap, and delete.
+        #[test]
+        fn a_put_indexed_by_its_path_is_the_walk(
+            first in prop::collection::vec((any::<u8>(), any::<u8>()), 0..200),
+            ops in prop::collection::vec((0u8..4, any::<u8>(), 0u8..3), 1..300),
+        ) {
+            let run = |walk: bool| block_on(async {
+                let core = session(8).await;
+                let db = Hyperbee::new(core.clone());
+                let mut b = db.batch();
+                for &(k, v) in &first {
+                    b.put(&key(k), &[v % 3]).await.unwrap();
+                }
+                b.flush().await.unwrap();
+                let mut b = db.batch();
+                if walk {
+                    b.always_walk();
+                }
+                for &(op, k, v) in &ops {
+                    match op {
+                        0 | 1 => b.put(&key(k), &[v]).await.unwrap(),
+                        2 => {
+                            b.put_cas(&key(k), &[v], |_, _| false).await.unwrap();
+                        }
+                        _ => b.del(&key(k)).await.unwrap(),
+                    }
+                }
+                b.flush().await.unwrap();
+                all_blocks(&core).await
+            });
+            prop_assert_eq!(run(false), run(true));
+        }
+
         /// ends with a value or a typed error.
         #[test]
         fn hostile_blocks_never_panic(blocks in prop::collection::vec(

@@ -335,6 +335,9 @@ pub(crate) struct Arena {
     /// marked its path and then wrote nothing (JS keeps those marks for the next block), until
     /// the next full `indexChanges` walk clears every mark.
     dirty_elsewhere: bool,
+    /// Tests: always walk (to check [`Arena::index_path`] against the walk).
+    #[cfg(test)]
+    pub(crate) always_walk: bool,
     /// A pending block's index while it is built or encoded (reused).
     scratch_index: Vec<Option<ChildId>>,
     /// Blocks written by this batch and not yet flushed (JS `batch.length`).
@@ -1441,6 +1444,10 @@ impl Arena {
         let e = self.entries.len();
         let mut index = std::mem::take(&mut self.scratch_index);
         index.clear();
+        #[cfg(test)]
+        if self.always_walk {
+            self.path_ok = false;
+        }
         let walked = if self.path_ok && !self.dirty_elsewhere {
             self.index_path(root, &mut index, seq, e)
         } else {
