@@ -331,9 +331,10 @@ pub(crate) struct Arena {
     /// first): no split. Unless [`Arena::dirty_elsewhere`], the next block's `indexChanges`
     /// is that path, and [`Arena::append_pending`] takes it without walking the tree.
     path_ok: bool,
-    /// No node outside the next write's path is marked changed: not so after a put that
-    /// marked its path and then wrote nothing (JS keeps those marks for the next block), until
-    /// the next full `indexChanges` walk clears every mark.
+    /// Some node may carry a `changed` mark the next write's path does not explain: a put
+    /// that marked its path and then wrote nothing (JS keeps those marks for the next block),
+    /// or a write that failed or was dropped half way. Until the next full `indexChanges` walk
+    /// clears every mark reachable from the root.
     dirty_elsewhere: bool,
     /// Tests: always walk (to check [`Arena::index_path`] against the walk).
     #[cfg(test)]
@@ -1077,13 +1078,15 @@ impl Arena {
         stack.clear();
         self.path_ids.clear();
         self.path_ok = false;
+        // Set while the put runs: a put that writes nothing leaves its path marked, and one
+        // that fails or whose future is dropped may leave marks anywhere.
+        let before = std::mem::replace(&mut self.dirty_elsewhere, true);
         let out = self
             .put_inner(ctx, key, value, cas, always_duplicate, &mut stack)
             .await;
         self.scratch_stack = stack;
-        if !matches!(out, Ok(Some(_))) {
-            // Marks left on the path (a put that wrote nothing), or a write that failed.
-            self.dirty_elsewhere = true;
+        if matches!(out, Ok(Some(_))) {
+            self.dirty_elsewhere = before;
         }
         out
     }
@@ -1212,6 +1215,23 @@ impl Arena {
         &mut self,
         ctx: &ReadCtx<C>,
         key: &[u8],
+        cas: Option<&mut F>,
+    ) -> Result<Option<(NodeId, u64)>, BeeError> {
+        // A delete's block is always indexed by the full walk; one that fails or whose future
+        // is dropped half way may leave marks (see `Arena::dirty_elsewhere`).
+        self.path_ok = false;
+        let before = std::mem::replace(&mut self.dirty_elsewhere, true);
+        let out = self.del_inner(ctx, key, cas).await;
+        if out.is_ok() {
+            self.dirty_elsewhere = before;
+        }
+        out
+    }
+
+    async fn del_inner<C: BeeCore, F: CasFn>(
+        &mut self,
+        ctx: &ReadCtx<C>,
+        key: &[u8],
         mut cas: Option<&mut F>,
     ) -> Result<Option<(NodeId, u64)>, BeeError> {
         self.check_room()?;
@@ -1318,7 +1338,10 @@ impl Arena {
     ) -> Result<(), BeeError> {
         let path = std::mem::take(&mut self.scratch_stack);
         let ok = path.first() == Some(&root) && self.path_ids.len() + 1 == path.len();
-        debug_assert!(ok, "a put's path that does not start at its root");
+        debug_assert!(
+            ok,
+            "a put's path that does not start at its root or does not match its ids"
+        );
         debug_assert!(
             self.path_is_the_change(&path),
             "a path that is not the whole change"
@@ -1433,6 +1456,8 @@ impl Arena {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), BeeError> {
+        // Taken: it describes the last put, and only this block.
+        let path_ok = std::mem::take(&mut self.path_ok);
         // `put` and `del` refused longer ones before they changed anything.
         check_lengths(key, value)?;
         let key_len = key.len() as u32;
@@ -1445,10 +1470,8 @@ impl Arena {
         let mut index = std::mem::take(&mut self.scratch_index);
         index.clear();
         #[cfg(test)]
-        if self.always_walk {
-            self.path_ok = false;
-        }
-        let walked = if self.path_ok && !self.dirty_elsewhere {
+        let path_ok = path_ok && !self.always_walk;
+        let walked = if path_ok && !self.dirty_elsewhere {
             self.index_path(root, &mut index, seq, e)
         } else {
             let walked = self.index_changes(root, &mut index, seq, Some(e), 0);
@@ -1456,7 +1479,6 @@ impl Arena {
             self.dirty_elsewhere = walked.is_err();
             walked.map(|_| ())
         };
-        self.path_ok = false;
         let packed = walked.and_then(|_| {
             index[0] = Some(self.new_child(seq, 0, Some(root)));
             pack_index(&index, &mut self.pending_index)
