@@ -327,8 +327,9 @@ pub(crate) struct Arena {
     /// The child ids [`Arena::put`]'s descent went through: `path_ids[d]` is the child of
     /// `scratch_stack[d]` that is `scratch_stack[d + 1]`.
     path_ids: Vec<ChildId>,
-    /// The last [`Arena::put`] changed exactly the nodes of its path (`scratch_stack`, root
-    /// first): no split. Unless [`Arena::dirty_elsewhere`], the next block's `indexChanges`
+    /// The last [`Arena::put`]'s changed nodes are `scratch_stack`, in the order the
+    /// `indexChanges` walk meets them: its path when nothing split, or the path down to the
+    /// leaf's parent, the leaf and its new right half when only the leaf split. Unless [`Arena::dirty_elsewhere`], the next block's `indexChanges`
     /// is that path, and [`Arena::append_pending`] takes it without walking the tree.
     path_ok: bool,
     /// Some node may carry a `changed` mark the next write's path does not explain: a put
@@ -1177,6 +1178,7 @@ impl Arena {
             stack.push(node);
             self.path_ok = true;
         }
+        let leaf = node;
         while needs_split {
             let parent = stack.pop();
             let (median, right) = self.split(ctx, node).await?;
@@ -1193,6 +1195,10 @@ impl Arena {
                         always_duplicate,
                     )
                     .await?;
+                if node == leaf && !needs_split {
+                    // The leaf split into a parent with room: the path, then the two halves.
+                    self.path_ok = self.path_through_split(stack, parent, leaf, right);
+                }
                 node = parent;
             } else {
                 root = self.create_node(self.nodes[node].block);
@@ -1324,11 +1330,11 @@ impl Arena {
         Ok(offset)
     }
 
-    /// [`Arena::index_changes`] of `root` for pending block `e` when the last put changed
-    /// exactly its path (`scratch_stack`, [`Arena::path_ok`]) and no other node is marked:
-    /// the walk would find one changed child per node, the next one of the path, so the index
-    /// is the path in order, each node at its depth. The same result without reading every
-    /// child of every node of the path.
+    /// [`Arena::index_changes`] of `root` for pending block `e` when the last put's changed
+    /// nodes are known in the walk's order (`scratch_stack`, [`Arena::path_ok`]) and no
+    /// other node is marked: the index is that list, each node at its place, each reached
+    /// through its id in `path_ids`. The same result without reading every child of every
+    /// node of the path.
     fn index_path(
         &mut self,
         root: NodeId,
@@ -1343,8 +1349,12 @@ impl Arena {
             "a put's path that does not start at its root or does not match its ids"
         );
         debug_assert!(
-            self.path_is_the_change(&path),
-            "a path that is not the whole change"
+            {
+                let mut walk = Vec::new();
+                self.changed_preorder(root, &mut walk, 0);
+                walk == path
+            },
+            "a path that is not the walk's"
         );
         if ok {
             self.changed[root] = false;
@@ -1367,20 +1377,50 @@ impl Arena {
         }
     }
 
-    /// Debug check of [`Arena::index_path`]: each node of `path` is changed and its only
-    /// changed child is the next node of the path (so the `indexChanges` walk finds the path).
-    fn path_is_the_change(&self, path: &[NodeId]) -> bool {
-        path.iter().enumerate().all(|(d, &n)| {
-            let changed_children: Vec<NodeId> = self
-                .level(n)
-                .children
-                .iter()
-                .filter_map(|s| s.node())
-                .filter(|&cn| self.changed[cn])
-                .collect();
-            self.changed[n]
-                && changed_children == path.get(d + 1).copied().into_iter().collect::<Vec<_>>()
-        })
+    /// After a put whose leaf split into a parent with room: its changed nodes in the order
+    /// of the `indexChanges` walk, for [`Arena::index_path`]. `stack` holds the path above
+    /// `parent`; the walk meets the path down to `parent`, then the leaf (its child at the
+    /// place the descent took), then `right` (the next child, where the split put it), and
+    /// nothing below them (leaves). Adds them to `stack` and `right`'s child id to
+    /// `path_ids`; false (nothing added: the walk indexes the block) if the parent's children
+    /// are not as expected.
+    fn path_through_split(
+        &mut self,
+        stack: &mut Vec<NodeId>,
+        parent: NodeId,
+        leaf: NodeId,
+        right: NodeId,
+    ) -> bool {
+        let Some(&leaf_id) = self.path_ids.last() else {
+            return false;
+        };
+        let children = &self.level(parent).children;
+        let Some(at) = children.iter().position(|s| s.id() == leaf_id) else {
+            return false;
+        };
+        match children.get(at + 1) {
+            Some(r) if r.node() == Some(right) && children[at].node() == Some(leaf) => {
+                self.path_ids.push(r.id());
+                stack.extend([parent, leaf, right]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Debug check of [`Arena::index_path`]: the changed nodes from `n` in the order of the
+    /// `indexChanges` walk (which looks at every child of a changed node, recursing into
+    /// the changed ones).
+    fn changed_preorder(&self, n: NodeId, out: &mut Vec<NodeId>, depth: usize) {
+        out.push(n);
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for s in &self.level(n).children {
+            if let Some(cn) = s.node().filter(|&cn| self.changed[cn]) {
+                self.changed_preorder(cn, out, depth + 1);
+            }
+        }
     }
 
     /// JS `deflate(index)`: the encoded `YoloIndex` of these nodes (as they are now), and the
