@@ -321,16 +321,17 @@ pub(crate) struct Arena {
     /// The keys and values of the pending blocks, one after the other (one buffer for the
     /// batch instead of two allocations per write).
     bytes: Vec<u8>,
-    /// [`Arena::put`]'s path from the root (reused); after a put that changed only its path,
-    /// the path ([`Arena::path_ok`]).
+    /// [`Arena::put`]'s path from the root (reused); after a put, with [`Arena::path_ok`],
+    /// the nodes it changed.
     scratch_stack: Vec<NodeId>,
     /// The child ids [`Arena::put`]'s descent went through: `path_ids[d]` is the child of
     /// `scratch_stack[d]` that is `scratch_stack[d + 1]`.
     path_ids: Vec<ChildId>,
     /// The last [`Arena::put`]'s changed nodes are `scratch_stack`, in the order the
     /// `indexChanges` walk meets them: its path when nothing split, or the path down to the
-    /// leaf's parent, the leaf and its new right half when only the leaf split. Unless [`Arena::dirty_elsewhere`], the next block's `indexChanges`
-    /// is that path, and [`Arena::append_pending`] takes it without walking the tree.
+    /// leaf's parent, the leaf and its new right half when only the leaf split. Unless
+    /// [`Arena::dirty_elsewhere`], the next block's index is that list, and
+    /// [`Arena::append_pending`] takes it without walking the tree.
     path_ok: bool,
     /// Some node may carry a `changed` mark the next write's path does not explain: a put
     /// that marked its path and then wrote nothing (JS keeps those marks for the next block),
