@@ -432,8 +432,12 @@ run_cell() {
     [ -z "$detail" ] && [ $rc = 124 ] && detail=timeout
     [ -z "$detail" ] && detail="exit-$rc"
     [ -n "$line" ] && detail="$detail;data-not-exchanged"
-    echo "    client: $(tail -n 3 "$d/client.err" | tr '\n' ' ')" >&2
-    echo "    server: $(tail -n 3 "$d/server.err" | tr '\n' ' ')" >&2
+    # A failed cell's last lines in full (ours run with -v): what a CI log keeps of a
+    # flaky punch (a rare timeout of a birthday punch was seen with three lines only).
+    echo "    client (last 25 lines of its stderr):" >&2
+    tail -n 25 "$d/client.err" | sed 's/^/      /' >&2
+    echo "    server (last 25 lines of its stderr):" >&2
+    tail -n 25 "$d/server.err" | sed 's/^/      /' >&2
   fi
   [ -n "$how" ] || how=-
   [ -n "$ms" ] || ms=-
