@@ -326,7 +326,7 @@ mod properties {
             ops in prop::collection::vec((0u8..5, any::<u16>(), 0u8..3), 1..300),
         ) {
             // Keys of 2-4 bytes over 2,048 values: trees three or four levels deep.
-            let key = |k: u16| {
+            let wide_key = |k: u16| {
                 let k = k % 2048;
                 let mut v = vec![b'k'; usize::from(k % 3)];
                 v.extend_from_slice(&k.to_be_bytes());
@@ -342,7 +342,7 @@ mod properties {
                     b.always_walk();
                 }
                 for &(k, v) in &first {
-                    b.put(&key(k), &[v % 3]).await.unwrap();
+                    b.put(&wide_key(k), &[v % 3]).await.unwrap();
                 }
                 b.flush().await.unwrap();
                 let mut b = db.batch();
@@ -351,14 +351,14 @@ mod properties {
                 }
                 for &(op, k, v) in &ops {
                     match op {
-                        0 | 1 => b.put(&key(k), &[v]).await.unwrap(),
+                        0 | 1 => b.put(&wide_key(k), &[v]).await.unwrap(),
                         2 => {
-                            b.put_cas(&key(k), &[v], |_, _| false).await.unwrap();
+                            b.put_cas(&wide_key(k), &[v], |_, _| false).await.unwrap();
                         }
-                        3 => b.del(&key(k)).await.unwrap(),
+                        3 => b.del(&wide_key(k)).await.unwrap(),
                         // A read between writes (it loads and links nodes while marks are set).
                         _ => {
-                            b.get(&key(k)).await.unwrap();
+                            b.get(&wide_key(k)).await.unwrap();
                         }
                     }
                 }

@@ -1335,14 +1335,15 @@ impl Arena {
     /// nodes are known in the walk's order (`scratch_stack`, [`Arena::path_ok`]) and no
     /// other node is marked: the index is that list, each node at its place, each reached
     /// through its id in `path_ids`. The same result without reading every child of every
-    /// node of the path.
+    /// node of the path. False (nothing changed: the caller walks) if the list does not
+    /// start at `root` or does not match its ids.
     fn index_path(
         &mut self,
         root: NodeId,
         index: &mut Vec<Option<ChildId>>,
         seq: u64,
         e: EntryId,
-    ) -> Result<(), BeeError> {
+    ) -> bool {
         let path = std::mem::take(&mut self.scratch_stack);
         let ok = path.first() == Some(&root) && self.path_ids.len() + 1 == path.len();
         debug_assert!(
@@ -1371,11 +1372,7 @@ impl Arena {
             }
         }
         self.scratch_stack = path;
-        if ok {
-            Ok(())
-        } else {
-            self.index_changes(root, index, seq, Some(e), 0).map(|_| ())
-        }
+        ok
     }
 
     /// After a put whose leaf split into a parent with room: its changed nodes in the order
@@ -1512,14 +1509,15 @@ impl Arena {
         index.clear();
         #[cfg(test)]
         let path_ok = path_ok && !self.always_walk;
-        let walked = if path_ok && !self.dirty_elsewhere {
-            self.index_path(root, &mut index, seq, e)
-        } else {
-            let walked = self.index_changes(root, &mut index, seq, Some(e), 0);
-            // Every mark reachable from the root is cleared (unreachable ones never count).
-            self.dirty_elsewhere = walked.is_err();
-            walked.map(|_| ())
-        };
+        let walked =
+            if path_ok && !self.dirty_elsewhere && self.index_path(root, &mut index, seq, e) {
+                Ok(())
+            } else {
+                let walked = self.index_changes(root, &mut index, seq, Some(e), 0);
+                // Every mark reachable from the root is cleared (unreachable ones never count).
+                self.dirty_elsewhere = walked.is_err();
+                walked.map(|_| ())
+            };
         let packed = walked.and_then(|_| {
             index[0] = Some(self.new_child(seq, 0, Some(root)));
             pack_index(&index, &mut self.pending_index)
