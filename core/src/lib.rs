@@ -16,6 +16,8 @@
 //! - [`hyperdrive`] — a file system on a db bee and a blobs core (byte-identical to hyperdrive 13.3.4).
 //! - [`mirror_drive`] — mirroring one drive into another (mirror-drive 1.14.2).
 //! - [`storage`] — the storage trait, the in-memory backend and the backend conformance suite.
+//! - [`parallel`] — fork-join: big appends and batches split in two halves a transport may run
+//!   at once (the core itself starts no thread).
 //!
 //! The network side, each a sans-IO engine its transport drives:
 //! - [`noise`] — the Noise XX/IK handshake as noise-handshake runs it.
@@ -44,6 +46,7 @@ pub mod hyperdrive;
 pub mod id_encoding;
 pub mod mirror_drive;
 pub mod noise;
+pub mod parallel;
 pub mod protomux;
 pub mod protomux_wakeup;
 pub mod relay;

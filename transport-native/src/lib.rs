@@ -23,6 +23,7 @@ pub mod dht_relay;
 pub mod drive;
 pub mod drive_monitor;
 pub mod localdrive;
+pub mod parallel;
 pub mod replicate;
 pub mod shell;
 pub mod store_watch;

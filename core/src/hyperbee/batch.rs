@@ -20,6 +20,7 @@ use super::read::{self, ReadCtx};
 use super::source::BeeCore;
 use super::tree::{self, Arena, ArenaTree, CasFn, EncodedBlocks, NoCas, RawEntry};
 use super::{Entry, Hyperbee};
+use crate::parallel::Join;
 
 /// One write of a batch or of a single operation.
 pub(crate) enum Write {
@@ -215,6 +216,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             first_seq: None,
             ctx: None,
             cache_flushed: true,
+            join: None,
             scratch: Vec::new(),
             failed: false,
         }
@@ -240,6 +242,9 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     ctx: Option<ReadCtx<C>>,
     /// Whether a flush caches the blocks it appends ([`Batch::set_cache_flushed`]).
     cache_flushed: bool,
+    /// How a flush splits the encoding of a big batch's blocks ([`Batch::set_join`]); not
+    /// split without one.
+    join: Option<Arc<dyn Join>>,
     /// Each write's key, then its value, encoded (one buffer every write reuses: the arena
     /// copies them into its own).
     scratch: Vec<u8>,
@@ -285,6 +290,14 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     /// decoding and keeping every block (a tenth of the memory of a batch of 100k puts).
     pub fn set_cache_flushed(&mut self, on: bool) {
         self.cache_flushed = on;
+    }
+
+    /// How [`Batch::flush`] of thousands of writes splits the encoding of their blocks in two:
+    /// halves that `join` may run at once (see [`crate::parallel`]; without one they are
+    /// encoded in one pass). The blocks are the same bytes either way. The core's append has
+    /// its own (`Hypercore::set_join`).
+    pub fn set_join(&mut self, join: Arc<dyn Join>) {
+        self.join = Some(join);
     }
 
     /// Tests: index every block by the full `indexChanges` walk.
@@ -500,7 +513,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         let Some(base) = self.first_seq else {
             return Ok(());
         };
-        let blocks = self.arena.take_blocks(base)?;
+        let blocks = self.arena.take_blocks(base, self.join.as_deref())?;
         // The arena is done with: freed before the append, whose tree nodes, pages and chunks
         // then reuse its memory instead of faulting in fresh pages (a 100k-put batch: ~20 MB,
         // a sixth of the process's time).

@@ -182,6 +182,44 @@ fn suite_on_memory() {
     block_on(suite::run_all(|| async { MemoryStorage::new() }));
 }
 
+/// A flush of thousands of writes given a `Join` encodes its blocks in two halves
+/// (`Arena::take_blocks`): the same bytes as in one pass without one, with the halves run in
+/// reverse order (a half that read what the other writes, or a wrong boundary, would show). Two
+/// batches: the second over the tree the first made, with deletes among its puts.
+#[test]
+fn a_big_batch_encoded_in_halves_is_the_same_bytes() {
+    let n = crate::parallel::SPLIT_AT as u32 + 1000;
+    let run = |split: bool| {
+        block_on(async {
+            let core = session(9).await;
+            let db = Hyperbee::new(core.clone());
+            for round in 0..2u32 {
+                let mut b = db.batch();
+                if split {
+                    b.set_join(std::sync::Arc::new(crate::parallel::Reversed));
+                }
+                for i in 0..n {
+                    let k = (i.wrapping_mul(2_654_435_761) ^ round) % 20_000;
+                    if round == 1 && i % 7 == 3 {
+                        b.del(&k.to_be_bytes()).await.unwrap();
+                    } else {
+                        b.put(&k.to_be_bytes(), &i.to_le_bytes()).await.unwrap();
+                    }
+                }
+                b.flush().await.unwrap();
+            }
+            all_blocks(&core).await
+        })
+    };
+    let (split, whole) = (run(true), run(false));
+    assert!(
+        split.len() > n as usize + crate::parallel::SPLIT_AT,
+        "{}",
+        split.len()
+    );
+    assert_eq!(split, whole);
+}
+
 mod properties {
     use super::*;
     use crate::hyperbee::messages::{encode_node, Level, YoloIndex};

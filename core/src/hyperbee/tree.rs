@@ -37,6 +37,7 @@ use super::error::BeeError;
 use super::messages::{encode_node, encode_node_into, write_varint, Level};
 use super::read::{search, BlockView, ReadCtx, TreeRead, MAX_DEPTH};
 use super::source::BeeCore;
+use crate::parallel::{join2, Join, SPLIT_AT};
 
 /// Order of the tree (JS `T`).
 const T: usize = 5;
@@ -1440,13 +1441,13 @@ impl Arena {
     /// reuses.
     fn deflate_into(
         &self,
-        index: &[Option<ChildId>],
+        index: impl Iterator<Item = Option<ChildId>>,
         out: &mut Vec<u8>,
         level: &mut Level,
         body: &mut Vec<u8>,
     ) {
         out.clear();
-        for &c in index {
+        for c in index {
             self.fill_level(c, level);
             push_level(out, level, body);
         }
@@ -1567,60 +1568,107 @@ impl Arena {
 
     /// JS `toBlocks`: the pending blocks, encoded, in order. `base` is the seq of the first
     /// (the core's length). The arena's pending indexes are consumed: it is discarded after.
-    pub fn take_blocks(&mut self, base: u64) -> Result<EncodedBlocks, BeeError> {
-        let mut out = EncodedBlocks {
-            bytes: Vec::new(),
-            ends: Vec::with_capacity(self.length as usize),
+    ///
+    /// In two passes: which nodes each block holds and where (in order: a block's nodes point
+    /// at the places the blocks before it gave theirs), then the encoding, which only reads and
+    /// so runs in two halves through `join` (at once where it runs them so) for a big batch
+    /// given one.
+    pub fn take_blocks(
+        &mut self,
+        base: u64,
+        join: Option<&dyn Join>,
+    ) -> Result<EncodedBlocks, BeeError> {
+        let spans = self.place_nodes(base)?;
+        let this = &*self;
+        let encode = |spans: &[BlockSpan]| this.encode_blocks(spans);
+        let parts = if let Some(join) = join.filter(|_| spans.len() >= SPLIT_AT) {
+            let (lo, hi) = spans.split_at(spans.len() / 2);
+            let (a, b) = join2(join, || encode(lo), || encode(hi));
+            vec![a, b]
+        } else {
+            vec![encode(&spans)]
         };
-        let mut index = std::mem::take(&mut self.scratch_index);
-        let (mut buf, mut level, mut body) = (Vec::new(), Level::default(), Vec::new());
+        Ok(EncodedBlocks { parts })
+    }
+
+    /// `take_blocks`' first pass: each pending block's index narrowed, in place, to the nodes
+    /// it encodes (JS `toBlocks`: a node goes in the last block that changed it, the root only
+    /// in the last block), and each of those nodes' offset in it set.
+    fn place_nodes(&mut self, base: u64) -> Result<Vec<BlockSpan>, BeeError> {
+        let mut spans = Vec::with_capacity(self.length as usize);
         for i in 0..self.length {
             let seq = base + i;
             let e = self
                 .lookup(seq)
                 .ok_or(BeeError::InvalidArgument("batch blocks out of order"))?;
-            let EntryKind::Pending { start, len, .. } = &mut self.entries[e].kind else {
+            let EntryKind::Pending {
+                start,
+                len,
+                key_len,
+                value_len,
+                ..
+            } = &mut self.entries[e].kind
+            else {
                 return Err(BeeError::InvalidArgument("batch blocks out of order"));
             };
             // Taken: the arena is done with once its blocks are encoded.
-            let packed = &self.pending_index[*start..*start + std::mem::take(len) as usize];
-            index.clear();
-            index.extend(packed.iter().map(|&c| unpack(c)));
+            let (start, mut live) = (*start, std::mem::take(len) as usize);
+            let kv = *key_len as usize
+                + if *value_len == NO_VALUE {
+                    0
+                } else {
+                    *value_len as usize
+                };
+            let index = &mut self.pending_index[start..start + live];
             if i + 1 < self.length {
-                index[0] = None;
+                if let Some(root) = index.first_mut() {
+                    *root = NO_CHILD;
+                }
                 let mut j = 0;
-                while j < index.len() {
-                    if let Some(c) = index[j] {
+                while j < live {
+                    if let Some(c) = unpack(index[j]) {
                         if self.child_pos[c].seq == seq {
                             self.child_pos[c].offset = j as u64;
                             j += 1;
                             continue;
                         }
                     }
-                    index.swap_remove(j);
+                    // `swap_remove`, as JS splices its list.
+                    live -= 1;
+                    index[j] = index[live];
                 }
             }
-            self.deflate_into(&index, &mut buf, &mut level, &mut body);
-            let (key, value) = self.entry_bytes(e);
-            if out.bytes.capacity() == 0 {
-                // Room for every key and value, each block's framing, and each node once (a
-                // node is encoded in the one block that last changed it) plus the first block's
-                // index: the buffer is not copied into fresh pages as it grows. A generous
-                // bound, as room never written is address space only. Only a hint: a failure
-                // leaves the buffer to grow as it goes.
-                let room = self
-                    .bytes
-                    .len()
-                    .saturating_add((self.length as usize).saturating_mul(BLOCK_FRAMING))
-                    .saturating_add(self.levels.len().saturating_mul(NODE_ROOM))
-                    .saturating_add(buf.len());
-                let _ = out.bytes.try_reserve(room);
-            }
+            spans.push(BlockSpan {
+                entry: e,
+                start,
+                len: live,
+                room: kv + BLOCK_FRAMING + live * NODE_ROOM,
+            });
+        }
+        Ok(spans)
+    }
+
+    /// `take_blocks`' second pass over some of the blocks: their bytes, one after the other.
+    fn encode_blocks(&self, spans: &[BlockSpan]) -> EncodedPart {
+        let mut out = EncodedPart {
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(spans.len()),
+        };
+        // Room for every block: the buffer is not copied into fresh pages as it grows. A
+        // generous bound, as room never written is address space only. Only a hint: a failure
+        // leaves the buffer to grow as it goes.
+        let _ = out
+            .bytes
+            .try_reserve(spans.iter().map(|s| s.room).sum::<usize>() + NODE_ROOM);
+        let (mut buf, mut level, mut body) = (Vec::new(), Level::default(), Vec::new());
+        for s in spans {
+            let index = self.pending_index[s.start..s.start + s.len].iter();
+            self.deflate_into(index.map(|&c| unpack(c)), &mut buf, &mut level, &mut body);
+            let (key, value) = self.entry_bytes(s.entry);
             encode_node_into(&mut out.bytes, &buf, key, value);
             out.ends.push(out.bytes.len());
         }
-        self.scratch_index = index;
-        Ok(out)
+        out
     }
 }
 
@@ -1642,10 +1690,25 @@ const BLOCK_FRAMING: usize = 16;
 /// seqs and offsets, for a node of a few keys of a big tree.
 const NODE_ROOM: usize = 128;
 
-/// Encoded blocks, one after the other in one buffer ([`Arena::take_blocks`]): a batch of
-/// 100k puts makes one allocation for its blocks instead of 100k.
+/// A pending block as [`Arena::take_blocks`] encodes it: its entry, its narrowed index (at
+/// `start..start + len` of [`Arena::pending_index`]) and the room its bytes may take.
+struct BlockSpan {
+    entry: EntryId,
+    start: usize,
+    len: usize,
+    room: usize,
+}
+
+/// Encoded blocks ([`Arena::take_blocks`]): one buffer for each part of the batch that was
+/// encoded apart (one, or two for a big batch), the blocks one after the other in it: a batch
+/// of 100k puts makes two allocations for its blocks instead of 100k.
 #[derive(Debug, Default)]
 pub(crate) struct EncodedBlocks {
+    parts: Vec<EncodedPart>,
+}
+
+#[derive(Debug, Default)]
+struct EncodedPart {
     bytes: Vec<u8>,
     /// Where each block ends in `bytes`.
     ends: Vec<usize>,
@@ -1654,13 +1717,15 @@ pub(crate) struct EncodedBlocks {
 impl EncodedBlocks {
     /// The blocks, in order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(s, &e)| &self.bytes[s..e])
+        self.parts.iter().flat_map(|p| {
+            let starts = std::iter::once(0).chain(p.ends.iter().copied());
+            starts.zip(&p.ends).map(|(s, &e)| &p.bytes[s..e])
+        })
     }
 
     /// How many blocks.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.parts.iter().map(|p| p.ends.len()).sum()
     }
 }
 

@@ -449,6 +449,9 @@ fn batch(dir: &Path, del: bool) -> Result<(), CliError> {
         // The process exits after the batch: decoding its blocks into the bee's cache for later
         // reads would be wasted.
         b.set_cache_flushed(false);
+        // The blocks of a big batch are encoded in two halves at once (the core's append, opened
+        // by `open_bee`, hashes on two threads too).
+        b.set_join(hyperpunch::parallel::best_join());
         for (n, mut line) in lines.enumerate() {
             if let [rest @ .., b'\n'] = line {
                 line = rest;

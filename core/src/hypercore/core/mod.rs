@@ -29,6 +29,7 @@ use std::sync::{Arc, Weak};
 
 use crate::crypto::{discovery_key, Hash, KeyPair};
 use crate::encoding::{write_buffer, write_uint, Decode, Decoder, Encode};
+use crate::parallel::Join;
 use crate::storage::{Batch, Storage, StorageError};
 
 use super::bitfield::Bitfield;
@@ -272,6 +273,8 @@ pub struct Hypercore<S: Storage> {
     chunk_cache: blocks::ChunkCache,
     /// A detected fork conflict (stored in the header): writes are refused.
     conflict: Option<Conflict>,
+    /// How a big append splits its hashing and tree pages in two ([`Hypercore::set_join`]).
+    join: Arc<dyn Join>,
 }
 
 impl<S: Storage> core::fmt::Debug for Hypercore<S> {
@@ -385,6 +388,7 @@ impl<S: Storage> Hypercore<S> {
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
             chunk_cache: blocks::ChunkCache::default(),
+            join: crate::parallel::sequential(),
             conflict: None,
             storage,
         };
@@ -462,6 +466,7 @@ impl<S: Storage> Hypercore<S> {
             snapshots: Vec::new(),
             node_cache: tree::NodeCache::default(),
             chunk_cache: blocks::ChunkCache::default(),
+            join: crate::parallel::sequential(),
             conflict: h.conflict,
             storage,
         })
@@ -654,6 +659,14 @@ impl<S: Storage> Hypercore<S> {
         self.encrypted = true;
         self.encryption = Some(BlockEncryption::from_block_key(block_key));
         self.encryption_key = None;
+    }
+
+    /// How a big append (thousands of blocks, or megabytes) splits its work in two: the leaf
+    /// hashes, each wide level of parent hashes and the filling of the tree's pages, in halves
+    /// that `join` may run at once (see [`crate::parallel`]). The default runs them one after
+    /// the other; the stored bytes are the same either way.
+    pub fn set_join(&mut self, join: Arc<dyn Join>) {
+        self.join = join;
     }
 
     /// The merkle tree state (roots, length, byte length, fork, signature).

@@ -415,7 +415,7 @@ impl<S: Storage> Hypercore<S> {
             .filter_map(|p| self.batch_leaf(p))
             .map(|b| b.value.as_slice())
             .collect();
-        let mut leaves = tree::leaf_hashes(&values).into_iter();
+        let mut leaves = tree::leaf_hashes_joined(&*self.join, &values).into_iter();
         // The nodes verified so far in this batch, by index: what the batch stores.
         let mut pending: HashMap<u64, TreeNode> = HashMap::new();
         let in_tree = 2 * self.tree.length;
@@ -456,8 +456,13 @@ impl<S: Storage> Hypercore<S> {
         let mut tb = self.tree.batch();
         tb.nodes = pending.into_values().collect();
         let mut batch = Batch::new();
-        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
-            .await?;
+        tb.write_ops_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            &*self.join,
+            &mut batch,
+        )
+        .await?;
         let mut set = Vec::new();
         for at in blocks {
             let Some(b) = proofs[at].block.as_mut() else {
@@ -510,8 +515,13 @@ impl<S: Storage> Hypercore<S> {
         }
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
-        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
-            .await?;
+        tb.write_ops_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            &*self.join,
+            &mut batch,
+        )
+        .await?;
         let old_length = self.tree.length;
         let reorg = tb.truncates();
         let saved = reorg.then(|| self.bitfield.clone());

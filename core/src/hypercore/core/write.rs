@@ -126,8 +126,9 @@ impl<S: Storage> Hypercore<S> {
                 None => std::borrow::Cow::Borrowed(*b),
             })
             .collect();
-        let hashes = tree::leaf_hashes(&stored);
-        tb.append_leaves(
+        let hashes = tree::leaf_hashes_joined(&*self.join, &stored);
+        tb.append_leaves_joined(
+            &*self.join,
             hashes
                 .into_iter()
                 .zip(stored.iter().map(|data| data.len() as u64)),
@@ -142,8 +143,13 @@ impl<S: Storage> Hypercore<S> {
             }
             _ => self.sign(&hash, tb.length, tb.fork)?,
         };
-        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
-            .await?;
+        tb.write_ops_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            &*self.join,
+            &mut batch,
+        )
+        .await?;
         self.bitfield.set_range(start, tb.length, true);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
             batch.put(layout::bitfield_key(page), bytes);
@@ -198,8 +204,13 @@ impl<S: Storage> Hypercore<S> {
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         let mut batch = Batch::new();
-        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &mut batch)
-            .await?;
+        tb.write_ops_cached(
+            &self.storage,
+            Some(&self.node_cache),
+            &*self.join,
+            &mut batch,
+        )
+        .await?;
         blocks::remove(&self.storage, &mut batch, new_length, None).await?;
         let saved = self.bitfield.clone();
         self.bitfield.set_range(new_length, old_length, false);

@@ -14,6 +14,7 @@
 //! [`TreeBatch`]; `nodes` holds the node records, pages, reads and the node cache.
 
 use crate::crypto::{leaf_hash, parent_hash, tree_hash, Hash};
+use crate::parallel::{join2, Join, Sequential, SPLIT_AT};
 use crate::storage::{Batch, Storage};
 
 use super::error::HypercoreError;
@@ -49,6 +50,10 @@ pub fn block_node(index: u64, data: &[u8]) -> TreeNode {
 /// last 128-byte block).
 const COPY_MAX: usize = 512;
 
+/// Blocks of at least this many bytes in all are hashed in two halves by
+/// [`leaf_hashes_joined`] (whatever their number).
+const SPLIT_BYTES: usize = 4 << 20;
+
 /// Blocks [`leaf_hashes`] hashes per group (a multiple of `hash_many`'s four lanes).
 const LEAF_GROUP: usize = 256;
 
@@ -58,6 +63,37 @@ const LEAF_GROUP: usize = 256;
 /// blake2b_simd's `hash_many` / `update_many`.
 pub fn leaf_hashes<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<Hash> {
     let mut out = vec![[0u8; 32]; blocks.len()];
+    leaf_hashes_into(blocks, &mut out);
+    out
+}
+
+/// [`leaf_hashes`], in two halves through `join` (at once where it runs them so) when there
+/// are many blocks: halves of about equal bytes, so that a few large blocks among small ones
+/// do not leave one side idle.
+pub(crate) fn leaf_hashes_joined<B: AsRef<[u8]> + Sync>(
+    join: &dyn Join,
+    blocks: &[B],
+) -> Vec<Hash> {
+    let bytes: usize = blocks.iter().map(|b| b.as_ref().len()).sum();
+    if blocks.len() < 2 || (blocks.len() < SPLIT_AT && bytes < SPLIT_BYTES) {
+        return leaf_hashes(blocks);
+    }
+    let mut mid = 0;
+    let mut seen = 0;
+    while mid < blocks.len() - 1 && seen < bytes / 2 {
+        seen += blocks[mid].as_ref().len();
+        mid += 1;
+    }
+    let mut out = vec![[0u8; 32]; blocks.len()];
+    let (lo, hi) = out.split_at_mut(mid.max(1));
+    let (a, b) = blocks.split_at(mid.max(1));
+    join2(join, || leaf_hashes_into(a, lo), || leaf_hashes_into(b, hi));
+    out
+}
+
+/// [`leaf_hashes`] into `out` (as long as `blocks`).
+fn leaf_hashes_into<B: AsRef<[u8]>>(blocks: &[B], out: &mut [Hash]) {
+    debug_assert_eq!(blocks.len(), out.len());
     // With AVX-512, blocks of equal length go eight at a time through `blake2b_x8`; the rest (all
     // of them elsewhere) through blake2b_simd below.
     let mut rest: Vec<usize> = Vec::new();
@@ -128,7 +164,6 @@ pub fn leaf_hashes<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<Hash> {
             out[*i].copy_from_slice(&state.finalize().as_bytes()[..32]);
         }
     }
-    out
 }
 
 /// The parent node `index` of `a` and `b` (`a` is the left child).
@@ -522,13 +557,23 @@ impl TreeBatch {
     /// them (parents of one level do not depend on each other; every parent's message is 73
     /// bytes). A 100k-block `bee batch` spent ~9% of its CPU hashing parents one at a time.
     pub fn append_leaves(&mut self, leaves: impl ExactSizeIterator<Item = (Hash, u64)>) {
+        self.append_leaves_joined(&Sequential, leaves);
+    }
+
+    /// [`TreeBatch::append_leaves`], the parents of a wide tree level hashed in two halves
+    /// through `join` (at once where it runs them so).
+    pub(crate) fn append_leaves_joined(
+        &mut self,
+        join: &dyn Join,
+        leaves: impl ExactSizeIterator<Item = (Hash, u64)>,
+    ) {
         if leaves.len() < 8 || !crate::crypto::blake2b_x8::available() {
             for (hash, size) in leaves {
                 self.append_leaf(hash, size);
             }
             return;
         }
-        self.append_leaves_by_level(leaves);
+        self.append_leaves_by_level(join, leaves);
     }
 
     /// [`TreeBatch::append_leaves`]'s level-by-level path, whatever the CPU (without AVX-512
@@ -536,6 +581,7 @@ impl TreeBatch {
     /// machine, not only on one with AVX-512.
     pub(crate) fn append_leaves_by_level(
         &mut self,
+        join: &dyn Join,
         leaves: impl core::iter::Iterator<Item = (Hash, u64)>,
     ) {
         let (at_least, _) = leaves.size_hint();
@@ -597,31 +643,48 @@ impl TreeBatch {
                 pos += 1;
             }
         }
-        for level in &by_depth {
-            for group in level.chunks(8) {
-                let mut msgs = [[0u8; 73]; 8];
-                for (m, &(p, l, r)) in msgs.iter_mut().zip(group) {
-                    let (np, nl, nr) = (at(&self.nodes, p), at(&self.nodes, l), at(&self.nodes, r));
-                    *m = parent_message(np.size, &nl.hash, &nr.hash);
-                }
-                let lanes: Option<[&[u8]; 8]> = (group.len() >= 3)
-                    .then(|| std::array::from_fn(|j| &msgs[j.min(group.len() - 1)][..]));
-                let hashes = match lanes.and_then(crate::crypto::blake2b_x8::hashes_x8) {
-                    Some(hashes) => hashes,
-                    None => {
-                        let mut out = [[0u8; 32]; 8];
-                        for (h, &(p, l, r)) in out.iter_mut().zip(group) {
-                            let (np, nl, nr) =
-                                (at(&self.nodes, p), at(&self.nodes, l), at(&self.nodes, r));
-                            *h = parent_hash(np.size, &nl.hash, &nr.hash);
-                        }
-                        out
+        // The hashes of `parents` (of one depth), eight at a time, into `out`.
+        let hash_parents =
+            |nodes: &Vec<TreeNode>, parents: &[(usize, usize, usize)], out: &mut [Hash]| {
+                for (group, out) in parents.chunks(8).zip(out.chunks_mut(8)) {
+                    let mut msgs = [[0u8; 73]; 8];
+                    for (m, &(p, l, r)) in msgs.iter_mut().zip(group) {
+                        let (np, nl, nr) = (at(nodes, p), at(nodes, l), at(nodes, r));
+                        *m = parent_message(np.size, &nl.hash, &nr.hash);
                     }
-                };
-                for (&(p, _, _), h) in group.iter().zip(hashes) {
-                    // A parent is always new: its position is past `old`.
-                    self.nodes[base + p - old].hash = h;
+                    let lanes: Option<[&[u8]; 8]> = (group.len() >= 3)
+                        .then(|| std::array::from_fn(|j| &msgs[j.min(group.len() - 1)][..]));
+                    match lanes.and_then(crate::crypto::blake2b_x8::hashes_x8) {
+                        Some(hashes) => out.copy_from_slice(&hashes[..group.len()]),
+                        None => {
+                            for (h, &(p, l, r)) in out.iter_mut().zip(group) {
+                                let (np, nl, nr) = (at(nodes, p), at(nodes, l), at(nodes, r));
+                                *h = parent_hash(np.size, &nl.hash, &nr.hash);
+                            }
+                        }
+                    }
                 }
+            };
+        let mut hashes: Vec<Hash> = Vec::new();
+        for level in &by_depth {
+            hashes.clear();
+            hashes.resize(level.len(), [0; 32]);
+            if level.len() >= SPLIT_AT {
+                // Two halves of whole groups of eight.
+                let mid = level.len() / 2 / 8 * 8;
+                let (lo, hi) = hashes.split_at_mut(mid);
+                let nodes = &self.nodes;
+                join2(
+                    join,
+                    || hash_parents(nodes, &level[..mid], lo),
+                    || hash_parents(nodes, &level[mid..], hi),
+                );
+            } else {
+                hash_parents(&self.nodes, level, &mut hashes);
+            }
+            for (&(p, _, _), h) in level.iter().zip(&hashes) {
+                // A parent is always new: its position is past `old`.
+                self.nodes[base + p - old].hash = *h;
             }
         }
         self.roots = roots.iter().map(|&(i, _)| at(&self.nodes, i)).collect();
@@ -661,7 +724,7 @@ impl TreeBatch {
         storage: &S,
         out: &mut Batch,
     ) -> Result<(), HypercoreError> {
-        self.write_ops_cached(storage, None, out).await
+        self.write_ops_cached(storage, None, &Sequential, out).await
     }
 
     /// [`TreeBatch::write_ops`], reading the pages it modifies through `cache` when given.
@@ -669,6 +732,7 @@ impl TreeBatch {
         &self,
         storage: &S,
         cache: Option<&NodeCache>,
+        join: &dyn Join,
         out: &mut Batch,
     ) -> Result<(), HypercoreError> {
         // Nodes at or past `cut` are gone (truncate / reorg); single nodes below it may go too.
@@ -742,17 +806,35 @@ impl TreeBatch {
                 pages[k].1.remove(i);
             }
         }
-        // The page of the previous node first: the next one is most often in it.
-        let mut k = 0;
-        for n in &self.nodes {
-            let p = page_of(n.index);
-            if pages.get(k).map(|e| e.0) != Some(p) {
-                let Some(found) = find(&pages, p) else {
+        // Each node into its page; with many pages, the two halves of the pages at once (where
+        // `join` runs them so), each half taking the nodes of its pages.
+        let fill = |pages: &mut [(u64, NodePage)]| {
+            let (Some(first), Some(last)) = (pages.first(), pages.last()) else {
+                return;
+            };
+            let (first, last) = (first.0, last.0);
+            // The page of the previous node first: the next one is most often in it.
+            let mut k = 0;
+            for n in &self.nodes {
+                let p = page_of(n.index);
+                if p < first || p > last {
                     continue;
-                };
-                k = found;
+                }
+                if pages.get(k).map(|e| e.0) != Some(p) {
+                    let Some(found) = find(pages, p) else {
+                        continue;
+                    };
+                    k = found;
+                }
+                pages[k].1.put(n);
             }
-            pages[k].1.put(n);
+        };
+        if pages.len() >= SPLIT_AT / NODES_PER_PAGE as usize * 2 {
+            let mid = pages.len() / 2;
+            let (lo, hi) = pages.split_at_mut(mid);
+            join2(join, || fill(lo), || fill(hi));
+        } else {
+            fill(&mut pages);
         }
         for (p, page) in pages {
             if page.is_empty() {

@@ -311,7 +311,7 @@ fn append_leaves_equals_append_leaf_one_at_a_time() {
                 one.append_leaf(h, s);
             }
             many.append_leaves(new.clone().into_iter());
-            by_level.append_leaves_by_level(new.into_iter());
+            by_level.append_leaves_by_level(&crate::parallel::Sequential, new.into_iter());
             for (other, path) in [(&many, "append_leaves"), (&by_level, "by level")] {
                 let what = format!("{path} from {start}, {count} leaves");
                 assert_eq!(other.nodes, one.nodes, "{what}");
@@ -324,6 +324,69 @@ fn append_leaves_equals_append_leaf_one_at_a_time() {
                 assert_eq!(other.hash(), one.hash(), "{what}");
             }
         }
+    }
+}
+
+/// A big append split in halves (leaf hashes, each wide level of parents, the tree's pages)
+/// gives what the unsplit work gives (`leaf_hashes`, `append_leaf` one at a time, each node put
+/// in its page here), with the halves run in reverse order, so that a half reading what the
+/// other writes, or a wrong boundary, would show.
+#[test]
+fn split_halves_give_what_the_whole_gives() {
+    use crate::parallel::{Reversed, SPLIT_AT};
+    let n = SPLIT_AT as u64;
+    // Leaf hashes: many small blocks of a few lengths; a few big ones (split by bytes); mixed.
+    let small: Vec<Vec<u8>> = (0..2 * n + 13)
+        .map(|i| vec![i as u8; 1 + (i % 300) as usize])
+        .collect();
+    let big: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| vec![i; (1 << 20) + 7 * i as usize])
+        .collect();
+    let mut mixed = small[..100].to_vec();
+    mixed.extend(big.iter().cloned());
+    mixed.extend(small[100..].iter().cloned());
+    for blocks in [&small, &big, &mixed] {
+        assert_eq!(leaf_hashes_joined(&Reversed, blocks), leaf_hashes(blocks));
+    }
+    // Parents: from an empty tree and from ones with odd roots, past a split width.
+    let leaf = |i: u64| (leaf_hash(&i.to_le_bytes()), 10 + i % 7);
+    for (start, count) in [
+        (0, 2 * n),
+        (1, 2 * n + 9),
+        (1000, 4 * n),
+        (12345, 3 * n + 5),
+    ] {
+        let mut base = TreeBatch::empty(0);
+        for i in 0..start {
+            let (h, s) = leaf(i);
+            base.append_leaf(h, s);
+        }
+        base.nodes.clear();
+        let new: Vec<(Hash, u64)> = (start..start + count).map(leaf).collect();
+        let mut one = base.clone();
+        let mut split = base;
+        for &(h, s) in &new {
+            one.append_leaf(h, s);
+        }
+        split.append_leaves_by_level(&Reversed, new.into_iter());
+        assert_eq!(split.nodes, one.nodes, "from {start}, {count} leaves");
+        assert_eq!(split.roots, one.roots, "from {start}, {count} leaves");
+        // Pages: each node in its page, the pages in order.
+        let mut pages: std::collections::BTreeMap<u64, NodePage> = Default::default();
+        for node in &one.nodes {
+            let p = page_of(node.index);
+            pages
+                .entry(p)
+                .or_insert_with(|| NodePage::empty(p))
+                .put(node);
+        }
+        let mut want = Batch::new();
+        for (p, page) in pages {
+            want.put(layout::tree_node_key(p), page.into_bytes());
+        }
+        let mut got = Batch::new();
+        block_on(split.write_ops_cached(&MemoryStorage::new(), None, &Reversed, &mut got)).unwrap();
+        assert_eq!(got, want, "pages from {start}, {count} leaves");
     }
 }
 
@@ -355,7 +418,9 @@ async fn commit_through(
     cache: Option<&NodeCache>,
 ) {
     let mut w = Batch::new();
-    b.write_ops_cached(s, cache, &mut w).await.unwrap();
+    b.write_ops_cached(s, cache, &crate::parallel::Sequential, &mut w)
+        .await
+        .unwrap();
     let kept = cache.map(|c| {
         c.invalidate(&w);
         NodeCache::pages_of(&w)
