@@ -32,9 +32,22 @@ pub fn sequential() -> Arc<dyn Join> {
     Arc::new(Sequential)
 }
 
-/// Work smaller than this many items (blocks, tree nodes) is not split: a thread's start costs
-/// tens of microseconds, about what a few thousand small items take.
+/// Work of fewer items than this (blocks to encode, parents of one tree depth; tree pages
+/// count 32 nodes each, leaf hashes also split from 4 MiB of blocks) is not split: a thread's
+/// start costs tens of microseconds, about what a few thousand small items take.
 pub(crate) const SPLIT_AT: usize = 4096;
+
+/// Where to cut `items` in two halves of about equal cost: the first index of the second half,
+/// in `1..items.len()` for two items or more (each half keeps at least one).
+pub(crate) fn split_by_cost<T>(items: &[T], cost: impl Fn(&T) -> usize) -> usize {
+    let half = items.iter().map(&cost).sum::<usize>() / 2;
+    let (mut mid, mut seen) = (0, 0);
+    while mid + 1 < items.len() && (mid == 0 || seen < half) {
+        seen += cost(&items[mid]);
+        mid += 1;
+    }
+    mid
+}
 
 /// Run `a` and `b` through `join` and return both results.
 pub(crate) fn join2<RA: Send, RB: Send>(
@@ -76,6 +89,19 @@ impl Join for Reversed {
     }
 }
 
+/// Tests: [`Reversed`] that counts its calls (to check that work was split at all).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct CountedReversed(pub(crate) std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl Join for CountedReversed {
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Reversed.join(a, b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +112,17 @@ mod tests {
         fn join(&self, a: &mut (dyn FnMut() + Send), _b: &mut (dyn FnMut() + Send)) {
             a();
         }
+    }
+
+    #[test]
+    fn split_by_cost_keeps_an_item_on_each_side() {
+        assert_eq!(split_by_cost(&[1, 1, 1, 1], |&c| c), 2);
+        assert_eq!(split_by_cost(&[0, 0, 0, 9], |&c| c), 3);
+        assert_eq!(split_by_cost(&[9, 0, 0, 0], |&c| c), 1);
+        assert_eq!(split_by_cost(&[0usize; 5], |&c| c), 1);
+        assert_eq!(split_by_cost(&[5, 5], |&c| c), 1);
+        assert_eq!(split_by_cost(&[5], |&c| c), 0);
+        assert_eq!(split_by_cost::<usize>(&[], |&c| c), 0);
     }
 
     #[test]

@@ -62,6 +62,17 @@ mod tests {
             TwoThreads.join(&mut || {}, &mut || panic!("in the helper"));
         });
         assert!(r.is_err());
+        // A panic on the caller's thread while the helper still runs: the helper finishes,
+        // then the panic is passed on.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let r = std::panic::catch_unwind(|| {
+            TwoThreads.join(&mut || panic!("on the caller's thread"), &mut || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        });
+        assert!(r.is_err());
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     /// A bee batch of 10k puts flushed with the core and the batch on two threads stores the

@@ -217,6 +217,8 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             ctx: None,
             cache_flushed: true,
             join: None,
+            #[cfg(test)]
+            one_pass: false,
             scratch: Vec::new(),
             failed: false,
         }
@@ -245,6 +247,9 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     /// How a flush splits the encoding of a big batch's blocks ([`Batch::set_join`]); not
     /// split without one.
     join: Option<Arc<dyn Join>>,
+    /// Tests: [`Batch::one_pass`].
+    #[cfg(test)]
+    one_pass: bool,
     /// Each write's key, then its value, encoded (one buffer every write reuses: the arena
     /// copies them into its own).
     scratch: Vec<u8>,
@@ -298,6 +303,13 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     /// its own (`Hypercore::set_join`).
     pub fn set_join(&mut self, join: Arc<dyn Join>) {
         self.join = Some(join);
+    }
+
+    /// Tests: encode the blocks at flush as JS does, each narrowed and encoded before the next
+    /// (`Arena::take_blocks_one_pass`), instead of in two passes.
+    #[cfg(test)]
+    pub(crate) fn one_pass(&mut self) {
+        self.one_pass = true;
     }
 
     /// Tests: index every block by the full `indexChanges` walk.
@@ -513,6 +525,13 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         let Some(base) = self.first_seq else {
             return Ok(());
         };
+        #[cfg(test)]
+        let blocks = if self.one_pass {
+            self.arena.take_blocks_one_pass(base)?
+        } else {
+            self.arena.take_blocks(base, self.join.as_deref())?
+        };
+        #[cfg(not(test))]
         let blocks = self.arena.take_blocks(base, self.join.as_deref())?;
         // The arena is done with: freed before the append, whose tree nodes, pages and chunks
         // then reuse its memory instead of faulting in fresh pages (a 100k-put batch: ~20 MB,

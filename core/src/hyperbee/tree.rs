@@ -37,7 +37,7 @@ use super::error::BeeError;
 use super::messages::{encode_node, encode_node_into, write_varint, Level};
 use super::read::{search, BlockView, ReadCtx, TreeRead, MAX_DEPTH};
 use super::source::BeeCore;
-use crate::parallel::{join2, Join, SPLIT_AT};
+use crate::parallel::{join2, split_by_cost, Join, SPLIT_AT};
 
 /// Order of the tree (JS `T`).
 const T: usize = 5;
@@ -342,7 +342,7 @@ pub(crate) struct Arena {
     /// Tests: always walk (to check [`Arena::index_path`] against the walk).
     #[cfg(test)]
     pub(crate) always_walk: bool,
-    /// A pending block's index while it is built or encoded (reused).
+    /// A pending block's index while it is built (reused).
     scratch_index: Vec<Option<ChildId>>,
     /// Blocks written by this batch and not yet flushed (JS `batch.length`).
     pub length: u64,
@@ -1437,25 +1437,13 @@ impl Arena {
         (out, levels)
     }
 
-    /// [`Arena::deflate`]'s bytes into `out` (cleared first), with scratch buffers the caller
-    /// reuses.
-    fn deflate_into(
+    /// [`Arena::fill_level`], each child's offset given by `offset` (from its id and place).
+    fn fill_level_at(
         &self,
-        index: impl Iterator<Item = Option<ChildId>>,
-        out: &mut Vec<u8>,
+        c: Option<ChildId>,
         level: &mut Level,
-        body: &mut Vec<u8>,
+        offset: impl Fn(ChildId, ChildPos) -> u64,
     ) {
-        out.clear();
-        for c in index {
-            self.fill_level(c, level);
-            push_level(out, level, body);
-        }
-    }
-
-    /// `level` (cleared first) as the node of child `c` is now: its keys' seqs and its
-    /// children's seqs and offsets (empty for no node: an index entry this block leaves out).
-    fn fill_level(&self, c: Option<ChildId>, level: &mut Level) {
         level.keys.clear();
         level.children.clear();
         if let Some(node) = c.and_then(|c| self.child_node(c)) {
@@ -1465,9 +1453,15 @@ impl Arena {
             for s in &l.children {
                 let pos = self.child_pos[s.id()];
                 level.children.push(pos.seq);
-                level.children.push(pos.offset);
+                level.children.push(offset(s.id(), pos));
             }
         }
+    }
+
+    /// `level` (cleared first) as the node of child `c` is now: its keys' seqs and its
+    /// children's seqs and offsets (empty for no node: an index entry this block leaves out).
+    fn fill_level(&self, c: Option<ChildId>, level: &mut Level) {
+        self.fill_level_at(c, level, |_, pos| pos.offset);
     }
 
     /// JS `_append` for a single operation (`autoFlush`): the encoded block, and the tree
@@ -1569,45 +1563,90 @@ impl Arena {
     /// JS `toBlocks`: the pending blocks, encoded, in order. `base` is the seq of the first
     /// (the core's length). The arena's pending indexes are consumed: it is discarded after.
     ///
-    /// In two passes: which nodes each block holds and where (in order: a block's nodes point
-    /// at the places the blocks before it gave theirs), then the encoding, which only reads and
-    /// so runs in two halves through `join` (at once where it runs them so) for a big batch
-    /// given one.
+    /// JS narrows each block's list of nodes and encodes the block at once, before the next
+    /// block is narrowed; here in two passes: every block narrowed first ([`Arena::place_nodes`],
+    /// in order), then the bytes, which only read and so run in two halves through `join` (at
+    /// once where it runs them so) for a big batch given one. A node of a block that points at
+    /// a child placed by a *later* block (deletes make such nodes) gets the child's offset as
+    /// it was before that block moved it, as JS reads it ([`Placement::offset_at`]).
     pub fn take_blocks(
         &mut self,
         base: u64,
         join: Option<&dyn Join>,
     ) -> Result<EncodedBlocks, BeeError> {
-        let spans = self.place_nodes(base)?;
+        let placed = self.place_nodes(base)?;
         let this = &*self;
-        let encode = |spans: &[BlockSpan]| this.encode_blocks(spans);
-        let parts = if let Some(join) = join.filter(|_| spans.len() >= SPLIT_AT) {
+        let encode = |blocks: core::ops::Range<usize>| this.encode_blocks(&placed, blocks);
+        let n = placed.spans.len();
+        let parts = if let Some(join) = join.filter(|_| n >= SPLIT_AT) {
             // Halves of about equal work, not of equal numbers of blocks: a node goes in the
             // last block that changed it, so most of them are in the last blocks (in a batch of
             // 100k random puts, the last 19k hold all 20k nodes), and a node (its keys and
             // children, each child's place read from the arena) costs about what ten blocks'
             // keys and values do.
-            let cost = |s: &BlockSpan| 1 + 10 * s.len;
-            let half = spans.iter().map(cost).sum::<usize>() / 2;
-            let (mut mid, mut seen) = (0, 0);
-            while mid + 1 < spans.len() && seen < half {
-                seen += cost(&spans[mid]);
-                mid += 1;
-            }
-            let (lo, hi) = spans.split_at(mid);
-            let (a, b) = join2(join, || encode(lo), || encode(hi));
+            let mid = split_by_cost(&placed.spans, |s| 1 + 10 * s.len);
+            let (a, b) = join2(join, || encode(0..mid), || encode(mid..n));
             vec![a, b]
         } else {
-            vec![encode(&spans)]
+            vec![encode(0..n)]
         };
         Ok(EncodedBlocks { parts })
     }
 
+    /// Tests: JS `toBlocks` as JS runs it, each block narrowed and encoded before the next one
+    /// is narrowed: what [`Arena::take_blocks`]' two passes must give, byte for byte.
+    #[cfg(test)]
+    pub(crate) fn take_blocks_one_pass(&mut self, base: u64) -> Result<EncodedBlocks, BeeError> {
+        let mut out = EncodedPart::default();
+        let (mut level, mut body) = (Level::default(), Vec::new());
+        for i in 0..self.length {
+            let seq = base + i;
+            let e = self
+                .lookup(seq)
+                .ok_or(BeeError::InvalidArgument("batch blocks out of order"))?;
+            let EntryKind::Pending { start, len, .. } = &mut self.entries[e].kind else {
+                return Err(BeeError::InvalidArgument("batch blocks out of order"));
+            };
+            let packed = &self.pending_index[*start..*start + std::mem::take(len) as usize];
+            let mut index: Vec<Option<ChildId>> = packed.iter().map(|&c| unpack(c)).collect();
+            if i + 1 < self.length {
+                if let Some(root) = index.first_mut() {
+                    *root = None;
+                }
+                let mut j = 0;
+                while j < index.len() {
+                    if let Some(c) = index[j] {
+                        if self.child_pos[c].seq == seq {
+                            self.child_pos[c].offset = j as u64;
+                            j += 1;
+                            continue;
+                        }
+                    }
+                    index.swap_remove(j);
+                }
+            }
+            let mut buf = Vec::new();
+            for &c in &index {
+                self.fill_level(c, &mut level);
+                push_level(&mut buf, &level, &mut body);
+            }
+            let (key, value) = self.entry_bytes(e);
+            encode_node_into(&mut out.bytes, &buf, key, value);
+            out.ends.push(out.bytes.len());
+        }
+        Ok(EncodedBlocks { parts: vec![out] })
+    }
+
     /// `take_blocks`' first pass: each pending block's index narrowed, in place, to the nodes
     /// it encodes (JS `toBlocks`: a node goes in the last block that changed it, the root only
-    /// in the last block), and each of those nodes' offset in it set.
-    fn place_nodes(&mut self, base: u64) -> Result<Vec<BlockSpan>, BeeError> {
-        let mut spans = Vec::with_capacity(self.length as usize);
+    /// in the last block), and each of those nodes' offset in it set (the offset it had
+    /// before kept too).
+    fn place_nodes(&mut self, base: u64) -> Result<Placement, BeeError> {
+        let mut placed = Placement {
+            base,
+            spans: Vec::with_capacity(self.length as usize),
+            before: Vec::new(),
+        };
         for i in 0..self.length {
             let seq = base + i;
             let e = self
@@ -1632,7 +1671,9 @@ impl Arena {
                     *value_len as usize
                 };
             let index = &mut self.pending_index[start..start + live];
+            let mut before_at = NOT_NARROWED;
             if i + 1 < self.length {
+                before_at = placed.before.len();
                 if let Some(root) = index.first_mut() {
                     *root = NO_CHILD;
                 }
@@ -1640,6 +1681,7 @@ impl Arena {
                 while j < live {
                     if let Some(c) = unpack(index[j]) {
                         if self.child_pos[c].seq == seq {
+                            placed.before.push(self.child_pos[c].offset);
                             self.child_pos[c].offset = j as u64;
                             j += 1;
                             continue;
@@ -1650,18 +1692,21 @@ impl Arena {
                     index[j] = index[live];
                 }
             }
-            spans.push(BlockSpan {
+            placed.spans.push(BlockSpan {
                 entry: e,
                 start,
                 len: live,
+                before_at,
                 room: kv + BLOCK_FRAMING + live * NODE_ROOM,
             });
         }
-        Ok(spans)
+        Ok(placed)
     }
 
-    /// `take_blocks`' second pass over some of the blocks: their bytes, one after the other.
-    fn encode_blocks(&self, spans: &[BlockSpan]) -> EncodedPart {
+    /// `take_blocks`' second pass over `blocks` (indexes into the placement's spans): their
+    /// bytes, one after the other.
+    fn encode_blocks(&self, placed: &Placement, blocks: core::ops::Range<usize>) -> EncodedPart {
+        let spans = &placed.spans[blocks.clone()];
         let mut out = EncodedPart {
             bytes: Vec::new(),
             ends: Vec::with_capacity(spans.len()),
@@ -1673,9 +1718,19 @@ impl Arena {
             .bytes
             .try_reserve(spans.iter().map(|s| s.room).sum::<usize>() + NODE_ROOM);
         let (mut buf, mut level, mut body) = (Vec::new(), Level::default(), Vec::new());
-        for s in spans {
-            let index = self.pending_index[s.start..s.start + s.len].iter();
-            self.deflate_into(index.map(|&c| unpack(c)), &mut buf, &mut level, &mut body);
+        for (i, s) in blocks.zip(spans) {
+            let seq = placed.base + i as u64;
+            buf.clear();
+            for &c in &self.pending_index[s.start..s.start + s.len] {
+                self.fill_level_at(unpack(c), &mut level, |c, pos| {
+                    if pos.seq > seq {
+                        placed.offset_at(self, c, pos)
+                    } else {
+                        pos.offset
+                    }
+                });
+                push_level(&mut buf, &level, &mut body);
+            }
             let (key, value) = self.entry_bytes(s.entry);
             encode_node_into(&mut out.bytes, &buf, key, value);
             out.ends.push(out.bytes.len());
@@ -1708,7 +1763,41 @@ struct BlockSpan {
     entry: EntryId,
     start: usize,
     len: usize,
+    /// Where the offsets its nodes had before it placed them start in
+    /// [`Placement::before`] (one for each of its `len` nodes, in order), or [`NOT_NARROWED`]
+    /// for the last block, which places none.
+    before_at: usize,
     room: usize,
+}
+
+/// [`BlockSpan::before_at`] of the batch's last block.
+const NOT_NARROWED: usize = usize::MAX;
+
+/// What [`Arena::place_nodes`] decided: each pending block's span, from the one of seq `base`
+/// on, and the offsets the nodes it placed had before.
+struct Placement {
+    base: u64,
+    spans: Vec<BlockSpan>,
+    before: Vec<u64>,
+}
+
+impl Placement {
+    /// The offset of child `c`, placed at `pos` by a later block of the batch, as JS reads it
+    /// while encoding an earlier block (before that later block was narrowed): the offset it
+    /// had before. A child its block did not move (the last block's, or the root a block
+    /// dropped) keeps the one it has.
+    fn offset_at(&self, arena: &Arena, c: ChildId, pos: ChildPos) -> u64 {
+        let moved = usize::try_from(pos.seq - self.base)
+            .ok()
+            .and_then(|i| self.spans.get(i))
+            .filter(|s| s.before_at != NOT_NARROWED)
+            .and_then(|s| {
+                let placed = &arena.pending_index[s.start..s.start + s.len];
+                let k = placed.iter().position(|&p| unpack(p) == Some(c))?;
+                self.before.get(s.before_at + k).copied()
+            });
+        moved.unwrap_or(pos.offset)
+    }
 }
 
 /// Encoded blocks ([`Arena::take_blocks`]): one buffer for each part of the batch that was

@@ -729,7 +729,7 @@ fn open_or_create_copy(
         restrict(dir, 0o700)?;
         s
     };
-    block_on(Hypercore::create(
+    let mut core = block_on(Hypercore::create(
         storage,
         CreateOptions {
             key: Some(key),
@@ -742,7 +742,10 @@ fn open_or_create_copy(
             dir.display()
         )),
         e => core_err(dir, e),
-    })
+    })?;
+    // A first copy verifies its downloads on two threads too, as `open_core` gives later runs.
+    core.set_join(hyperpunch::parallel::best_join());
+    Ok(core)
 }
 
 #[cfg(test)]

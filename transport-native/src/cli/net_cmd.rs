@@ -360,7 +360,10 @@ fn open_or_create_reader(
         },
     ));
     let core = match created {
-        Ok(core) => core,
+        Ok(mut core) => {
+            core.set_join(hyperpunch::parallel::best_join());
+            core
+        }
         Err(HypercoreError::AlreadyExists) => open_core(dir)?,
         Err(e) => {
             if wrote_key {

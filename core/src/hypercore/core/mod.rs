@@ -273,7 +273,7 @@ pub struct Hypercore<S: Storage> {
     chunk_cache: blocks::ChunkCache,
     /// A detected fork conflict (stored in the header): writes are refused.
     conflict: Option<Conflict>,
-    /// How a big append splits its hashing and tree pages in two ([`Hypercore::set_join`]).
+    /// How big writes split their hashing and tree pages in two ([`Hypercore::set_join`]).
     join: Arc<dyn Join>,
 }
 
@@ -661,9 +661,11 @@ impl<S: Storage> Hypercore<S> {
         self.encryption_key = None;
     }
 
-    /// How a big append (thousands of blocks, or megabytes) splits its work in two: the leaf
-    /// hashes, each wide level of parent hashes and the filling of the tree's pages, in halves
-    /// that `join` may run at once (see [`crate::parallel`]). The default runs them one after
+    /// How big writes (thousands of blocks or tree nodes, or megabytes) split their work in
+    /// two, in halves that `join` may run at once (see [`crate::parallel`]): an append's leaf
+    /// hashes, its wide levels of parent hashes (where the CPU hashes eight at a time, AVX-512)
+    /// and the filling of its tree pages; the leaf hashes of a batch of downloaded blocks; the
+    /// tree pages a truncation or a verified upgrade rewrites. The default runs them one after
     /// the other; the stored bytes are the same either way.
     pub fn set_join(&mut self, join: Arc<dyn Join>) {
         self.join = join;

@@ -329,8 +329,8 @@ fn append_leaves_equals_append_leaf_one_at_a_time() {
 
 /// A big append split in halves (leaf hashes, each wide level of parents, the tree's pages)
 /// gives what the unsplit work gives (`leaf_hashes`, `append_leaf` one at a time, each node put
-/// in its page here), with the halves run in reverse order, so that a half reading what the
-/// other writes, or a wrong boundary, would show.
+/// in its page here), with the halves run in reverse order (the borrow checker keeps the two
+/// halves apart; a wrong boundary, or a half left out, would show).
 #[test]
 fn split_halves_give_what_the_whole_gives() {
     use crate::parallel::{Reversed, SPLIT_AT};
