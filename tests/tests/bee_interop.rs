@@ -353,25 +353,7 @@ fn a_deleted_key_stays_deleted_unlike_js() {
         put(28, 210),
     ];
     let q = json!({"gets": [{"key": key(35)}], "ranges": [{}]});
-    let (blocks, ours) = block_on(async {
-        let core = Hypercore::create(
-            MemoryStorage::new(),
-            CreateOptions {
-                key_pair: Some(KeyPair::from_seed(&SEED)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .into_session();
-        let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
-        apply(&db, &ops).await.unwrap();
-        let mut blocks = Vec::new();
-        for i in 0..core.length().await {
-            blocks.push(json!(hex::encode(core.get(i).await.unwrap().unwrap())));
-        }
-        (blocks, queries(&db, &q).await.unwrap())
-    });
+    let (blocks, ours) = ops_on_a_new_bee(&ops, &q);
     let js = run_script(
         "bee-ops.js",
         &json!({"seed": hex::encode(SEED), "ops": ops, "queries": q}),
@@ -434,25 +416,7 @@ fn delete_heavy_small_batches_give_identical_blocks() {
                 }
             }
         }
-        let blocks = block_on(async {
-            let core = Hypercore::create(
-                MemoryStorage::new(),
-                CreateOptions {
-                    key_pair: Some(KeyPair::from_seed(&SEED)),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap()
-            .into_session();
-            let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
-            apply(&db, &ops).await.unwrap();
-            let mut blocks = Vec::new();
-            for i in 0..core.length().await {
-                blocks.push(json!(hex::encode(core.get(i).await.unwrap().unwrap())));
-            }
-            blocks
-        });
+        let (blocks, _) = ops_on_a_new_bee(&ops, &json!({}));
         assert!(blocks.len() > 200, "seed {seed}: {} blocks", blocks.len());
         let js = run_script(
             "bee-ops.js",
@@ -466,4 +430,28 @@ fn delete_heavy_small_batches_give_identical_blocks() {
         }
         assert_eq!(blocks.len(), theirs.len(), "seed {seed}");
     }
+}
+
+/// `ops` applied to a new bee (utf-8 keys and values) on a core of the key pair of [`SEED`]:
+/// its blocks (hex) and the answers to `q`.
+fn ops_on_a_new_bee(ops: &[Value], q: &Value) -> (Vec<Value>, Value) {
+    block_on(async {
+        let core = Hypercore::create(
+            MemoryStorage::new(),
+            CreateOptions {
+                key_pair: Some(KeyPair::from_seed(&SEED)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_session();
+        let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
+        apply(&db, ops).await.unwrap();
+        let mut blocks = Vec::new();
+        for i in 0..core.length().await {
+            blocks.push(json!(hex::encode(core.get(i).await.unwrap().unwrap())));
+        }
+        (blocks, queries(&db, q).await.unwrap())
+    })
 }

@@ -671,6 +671,17 @@ impl<S: Storage> Hypercore<S> {
         self.join = join;
     }
 
+    /// `tb`'s tree nodes (and removals) into `batch`, through the node cache and this core's
+    /// [`Join`].
+    async fn queue_tree_ops(
+        &self,
+        tb: &TreeBatch,
+        batch: &mut Batch,
+    ) -> Result<(), HypercoreError> {
+        tb.write_ops_cached(&self.storage, Some(&self.node_cache), &*self.join, batch)
+            .await
+    }
+
     /// The merkle tree state (roots, length, byte length, fork, signature).
     pub fn tree(&self) -> &MerkleTree {
         &self.tree

@@ -456,13 +456,7 @@ impl<S: Storage> Hypercore<S> {
         let mut tb = self.tree.batch();
         tb.nodes = pending.into_values().collect();
         let mut batch = Batch::new();
-        tb.write_ops_cached(
-            &self.storage,
-            Some(&self.node_cache),
-            &*self.join,
-            &mut batch,
-        )
-        .await?;
+        self.queue_tree_ops(&tb, &mut batch).await?;
         let mut set = Vec::new();
         for at in blocks {
             let Some(b) = proofs[at].block.as_mut() else {
@@ -515,13 +509,7 @@ impl<S: Storage> Hypercore<S> {
         }
         let mut out = ApplyOutcome::default();
         let mut batch = Batch::new();
-        tb.write_ops_cached(
-            &self.storage,
-            Some(&self.node_cache),
-            &*self.join,
-            &mut batch,
-        )
-        .await?;
+        self.queue_tree_ops(&tb, &mut batch).await?;
         let old_length = self.tree.length;
         let reorg = tb.truncates();
         let saved = reorg.then(|| self.bitfield.clone());

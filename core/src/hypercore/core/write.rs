@@ -143,13 +143,7 @@ impl<S: Storage> Hypercore<S> {
             }
             _ => self.sign(&hash, tb.length, tb.fork)?,
         };
-        tb.write_ops_cached(
-            &self.storage,
-            Some(&self.node_cache),
-            &*self.join,
-            &mut batch,
-        )
-        .await?;
+        self.queue_tree_ops(&tb, &mut batch).await?;
         self.bitfield.set_range(start, tb.length, true);
         for (page, bytes) in self.bitfield.take_dirty_pages() {
             batch.put(layout::bitfield_key(page), bytes);
@@ -204,13 +198,7 @@ impl<S: Storage> Hypercore<S> {
         let hash = tb.hash();
         let signature = self.sign(&hash, tb.length, tb.fork)?;
         let mut batch = Batch::new();
-        tb.write_ops_cached(
-            &self.storage,
-            Some(&self.node_cache),
-            &*self.join,
-            &mut batch,
-        )
-        .await?;
+        self.queue_tree_ops(&tb, &mut batch).await?;
         blocks::remove(&self.storage, &mut batch, new_length, None).await?;
         let saved = self.bitfield.clone();
         self.bitfield.set_range(new_length, old_length, false);
