@@ -16,7 +16,7 @@ use hyperpunch::bee::HubCore;
 use hyperpunch::replicate::{replicate, SharedHub};
 use hyperpunch_core::crypto::KeyPair;
 use hyperpunch_core::hyperbee::{Hyperbee, Utf8};
-use hyperpunch_core::hypercore::{CreateOptions, Hypercore};
+use hyperpunch_core::hypercore::{CreateOptions, Hypercore, Session};
 use hyperpunch_core::replication::{Options, ReplicationHub, Replicator};
 use hyperpunch_core::storage::MemoryStorage;
 use hyperpunch_tests::bee_ops::{apply, queries, query_set, workload, Db, Rng};
@@ -36,17 +36,7 @@ fn thousand_keys_give_identical_blocks_and_answers() {
         .sum();
     assert!(writes > 1300, "{writes} writes");
     let (blocks, tree_hash, key, versions, db) = block_on(async {
-        let core = Hypercore::create(
-            MemoryStorage::new(),
-            CreateOptions {
-                key_pair: Some(KeyPair::from_seed(&SEED)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let session = core.into_session();
-        let db: Db<_> = Hyperbee::new(session.clone()).with_codecs(Utf8, Utf8);
+        let (session, db) = seeded_bee().await;
         let versions = apply(&db, &ops).await.unwrap();
         let length = session.length().await;
         assert_eq!(versions.last(), Some(&length));
@@ -104,16 +94,7 @@ fn thousand_keys_give_identical_blocks_and_answers() {
 /// A bee built from `ops` on a memory core (to learn the versions each op leaves).
 fn local_versions(ops: &[Value]) -> Vec<u64> {
     block_on(async {
-        let core = Hypercore::create(
-            MemoryStorage::new(),
-            CreateOptions {
-                key_pair: Some(KeyPair::from_seed(&SEED)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let db: Db<_> = Hyperbee::new(core.into_session()).with_codecs(Utf8, Utf8);
+        let (_, db) = seeded_bee().await;
         apply(&db, ops).await.unwrap()
     })
 }
@@ -436,17 +417,7 @@ fn delete_heavy_small_batches_give_identical_blocks() {
 /// its blocks (hex) and the answers to `q`.
 fn ops_on_a_new_bee(ops: &[Value], q: &Value) -> (Vec<Value>, Value) {
     block_on(async {
-        let core = Hypercore::create(
-            MemoryStorage::new(),
-            CreateOptions {
-                key_pair: Some(KeyPair::from_seed(&SEED)),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .into_session();
-        let db: Db<_> = Hyperbee::new(core.clone()).with_codecs(Utf8, Utf8);
+        let (core, db) = seeded_bee().await;
         apply(&db, ops).await.unwrap();
         let mut blocks = Vec::new();
         for i in 0..core.length().await {
@@ -454,4 +425,20 @@ fn ops_on_a_new_bee(ops: &[Value], q: &Value) -> (Vec<Value>, Value) {
         }
         (blocks, queries(&db, q).await.unwrap())
     })
+}
+
+/// A new bee (utf-8 keys and values) in memory, on a core of the key pair of [`SEED`].
+async fn seeded_bee() -> (Session<MemoryStorage>, Db<Session<MemoryStorage>>) {
+    let session = Hypercore::create(
+        MemoryStorage::new(),
+        CreateOptions {
+            key_pair: Some(KeyPair::from_seed(&SEED)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_session();
+    let db = Hyperbee::new(session.clone()).with_codecs(Utf8, Utf8);
+    (session, db)
 }

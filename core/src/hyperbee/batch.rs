@@ -216,7 +216,7 @@ impl<C: BeeCore, K: Codec, V: Codec> Hyperbee<C, K, V> {
             first_seq: None,
             ctx: None,
             cache_flushed: true,
-            join: None,
+            join: crate::parallel::sequential(),
             #[cfg(test)]
             one_pass: false,
             scratch: Vec::new(),
@@ -244,9 +244,8 @@ pub struct Batch<C: BeeCore, K: Codec, V: Codec> {
     ctx: Option<ReadCtx<C>>,
     /// Whether a flush caches the blocks it appends ([`Batch::set_cache_flushed`]).
     cache_flushed: bool,
-    /// How a flush splits the encoding of a big batch's blocks ([`Batch::set_join`]); not
-    /// split without one.
-    join: Option<Arc<dyn Join>>,
+    /// How a flush splits the encoding of a big batch's blocks ([`Batch::set_join`]).
+    join: Arc<dyn Join>,
     /// Tests: [`Batch::one_pass`].
     #[cfg(test)]
     one_pass: bool,
@@ -298,11 +297,11 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
     }
 
     /// How [`Batch::flush`] of thousands of writes splits the encoding of their blocks in two:
-    /// halves that `join` may run at once (see [`crate::parallel`]; without one they are
-    /// encoded in one pass). The blocks are the same bytes either way. The core's append has
-    /// its own (`Hypercore::set_join`).
+    /// halves that `join` may run at once (see [`crate::parallel`]; the default runs them one
+    /// after the other). The blocks are the same bytes either way. The core's append has its
+    /// own (`Hypercore::set_join`).
     pub fn set_join(&mut self, join: Arc<dyn Join>) {
-        self.join = Some(join);
+        self.join = join;
     }
 
     /// Tests: encode the blocks at flush as JS does, each narrowed and encoded before the next
@@ -529,10 +528,10 @@ impl<C: BeeCore, K: Codec, V: Codec> Batch<C, K, V> {
         let blocks = if self.one_pass {
             self.arena.take_blocks_one_pass(base)?
         } else {
-            self.arena.take_blocks(base, self.join.as_deref())?
+            self.arena.take_blocks(base, &*self.join)?
         };
         #[cfg(not(test))]
-        let blocks = self.arena.take_blocks(base, self.join.as_deref())?;
+        let blocks = self.arena.take_blocks(base, &*self.join)?;
         // The arena is done with: freed before the append, whose tree nodes, pages and chunks
         // then reuse its memory instead of faulting in fresh pages (a 100k-put batch: ~20 MB,
         // a sixth of the process's time).

@@ -806,17 +806,22 @@ pub async fn header_and_bad_blocks<S: Storage + 'static>(storage: S, other: S) {
     assert!(matches!(db.get("m").await, Err(BeeError::Corrupt { .. })));
 }
 
-/// A seeded random workload of puts, deletes, batches and compare-and-swaps against an ordered
-/// map: every `get`, and ranges with random bounds, agree after every step.
-pub async fn model<S: Storage + 'static>(storage: S, seed: u64, steps: usize) {
-    let (_core, db) = bee(storage).await;
+/// A small seeded generator (xorshift): each call gives a number in `0..n`.
+pub(crate) fn seeded(seed: u64) -> impl FnMut(u64) -> u64 {
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move |n: u64| {
+    move |n: u64| {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         rng % n
-    };
+    }
+}
+
+/// A seeded random workload of puts, deletes, batches and compare-and-swaps against an ordered
+/// map: every `get`, and ranges with random bounds, agree after every step.
+pub async fn model<S: Storage + 'static>(storage: S, seed: u64, steps: usize) {
+    let (_core, db) = bee(storage).await;
+    let mut next = seeded(seed);
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     let key = |i: u64| format!("{:03}", i * 37 % 101);
     for step in 0..steps {

@@ -238,13 +238,7 @@ fn small_batches_with_deletes_encode_what_js_one_pass_encodes() {
             block_on(async {
                 let core = session(2).await;
                 let db = Hyperbee::new(core.clone());
-                let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-                let mut next = move |n: u64| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng % n
-                };
+                let mut next = suite::seeded(seed);
                 let space = [20u64, 80, 300][seed as usize % 3];
                 for step in 0..60u64 {
                     match next(4) {

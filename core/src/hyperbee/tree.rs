@@ -1566,19 +1566,15 @@ impl Arena {
     /// JS narrows each block's list of nodes and encodes the block at once, before the next
     /// block is narrowed; here in two passes: every block narrowed first ([`Arena::place_nodes`],
     /// in order), then the bytes, which only read and so run in two halves through `join` (at
-    /// once where it runs them so) for a big batch given one. A node of a block that points at
+    /// once where it runs them so) for a big batch. A node of a block that points at
     /// a child placed by a *later* block (deletes make such nodes) gets the child's offset as
     /// it was before that block moved it, as JS reads it ([`Placement::offset_at`]).
-    pub fn take_blocks(
-        &mut self,
-        base: u64,
-        join: Option<&dyn Join>,
-    ) -> Result<EncodedBlocks, BeeError> {
+    pub fn take_blocks(&mut self, base: u64, join: &dyn Join) -> Result<EncodedBlocks, BeeError> {
         let placed = self.place_nodes(base)?;
         let this = &*self;
         let encode = |blocks: core::ops::Range<usize>| this.encode_blocks(&placed, blocks);
         let n = placed.spans.len();
-        let parts = if let Some(join) = join.filter(|_| n >= SPLIT_AT) {
+        let parts = if n >= SPLIT_AT {
             // Halves of about equal work, not of equal numbers of blocks: a node goes in the
             // last block that changed it, so most of them are in the last blocks (in a batch of
             // 100k random puts, the last 19k hold all 20k nodes), and a node (its keys and
