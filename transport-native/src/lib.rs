@@ -24,6 +24,7 @@ pub mod drive;
 pub mod drive_monitor;
 pub mod localdrive;
 pub mod parallel;
+pub mod prefault;
 pub mod replicate;
 pub mod shell;
 pub mod store_watch;

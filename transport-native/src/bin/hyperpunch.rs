@@ -5,9 +5,15 @@ mod cli;
 
 use clap::Parser;
 
+// Both wrapped in `Prefault`, which does nothing until a command enables it (`bee batch`).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: hyperpunch::prefault::Prefault<mimalloc::MiMalloc> =
+    hyperpunch::prefault::Prefault(mimalloc::MiMalloc);
+#[cfg(not(feature = "mimalloc"))]
+#[global_allocator]
+static ALLOC: hyperpunch::prefault::Prefault<std::alloc::System> =
+    hyperpunch::prefault::Prefault(std::alloc::System);
 
 fn main() {
     cli::timing::init();
