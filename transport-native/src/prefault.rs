@@ -16,10 +16,17 @@
 //!   an [`Enabled`] guard lives, are handed over; the hand-over takes no lock and allocates
 //!   nothing (a fixed ring of [`RING`] slots; when it is full the request is dropped: a hint).
 //! * The helper only populates page tables: it never reads or writes the memory, so it cannot
-//!   race with the owner's writes (the kernel serialises the faults), and a range freed or
-//!   reused in the meantime is at worst populated for its next user. It walks each range from
-//!   its end down, in chunks, so a buffer the owner fills from its start at once (a `Vec` built
-//!   in one go) is met half way rather than raced page by page.
+//!   race with the owner's writes (the kernel serialises the faults) and never changes what a
+//!   page holds. It walks each range from its end down, in chunks, so a buffer the owner fills
+//!   from its start at once (a `Vec` built in one go) is met half way rather than raced page by
+//!   page.
+//! * A range freed before the helper takes it is taken off the ring (a large `dealloc` cancels
+//!   its entry), and once no guard lives the helper drops what is left: the work after a
+//!   command's guard is dropped runs without it. A range freed while the helper is populating
+//!   it is populated anyway: still mapped by the allocator, it only becomes resident again. The
+//!   call is also harmless on whatever else the address may hold by then, *except* a writable
+//!   shared file mapping, whose pages it would mark dirty (written back unchanged): this
+//!   process maps no files.
 //! * The cost is memory: capacity reserved but never used (a `Vec::with_capacity` guess that
 //!   was too big) is made resident. Commands turn it on around work whose big buffers are
 //!   filled (see `hyperpunch bee batch`), not for a whole long-running process.
@@ -35,7 +42,8 @@ pub const MIN_BYTES: usize = 1 << 20;
 pub const RING: usize = 64;
 /// The helper's step: one `madvise` per this many bytes, from a range's end down.
 const CHUNK: usize = 256 * 1024;
-const PAGE: usize = 4096;
+/// A slot's `addr` once its allocation was freed before the helper took it.
+const CANCELLED: usize = 1;
 
 /// A global allocator that passes large allocations made while [`enable`]d to the helper
 /// thread of [`start`] (see the module docs); everything else goes to `A` unchanged.
@@ -52,7 +60,7 @@ static SLOTS: [Slot; RING] = [const {
         len: AtomicUsize::new(0),
     }
 }; RING];
-/// Ranges handed over so far (the next slot to fill is `HEAD % RING`).
+/// Slots claimed so far, published or about to be (the next slot to claim is `HEAD % RING`).
 static HEAD: AtomicUsize = AtomicUsize::new(0);
 /// Ranges the helper has taken.
 static TAIL: AtomicUsize = AtomicUsize::new(0);
@@ -114,9 +122,27 @@ fn hand_over(addr: usize, len: usize) {
     }
     let slot = &SLOTS[head % RING];
     slot.len.store(len, Ordering::Relaxed);
-    // Non-zero: published (the helper waits for it).
+    // Non-zero: published (the helper waits for it). Allocations are never at 0 or 1.
     slot.addr.store(addr, Ordering::Release);
     helper.unpark();
+}
+
+/// The allocation `[addr, addr + len)` is being freed: take the ranges in it off the ring (it
+/// and the grown parts of its reallocations) if the helper has not taken them yet. Takes no
+/// lock and allocates nothing.
+fn cancel(addr: usize, len: usize) {
+    if len < MIN_BYTES || !STARTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let end = addr.saturating_add(len);
+    for slot in &SLOTS {
+        let queued = slot.addr.load(Ordering::Relaxed);
+        if queued >= addr && queued < end {
+            let _ =
+                slot.addr
+                    .compare_exchange(queued, CANCELLED, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
 }
 
 fn helper() {
@@ -135,17 +161,39 @@ fn helper() {
         }
         let len = slot.len.load(Ordering::Relaxed);
         TAIL.store(tail + 1, Ordering::Release);
-        populate(addr, len);
+        // Freed since, or no guard lives any more (the command's work that wanted it is over).
+        if addr != CANCELLED && ENABLED.load(Ordering::Acquire) > 0 {
+            populate(addr, len);
+        }
     }
+}
+
+/// The size of a page (4 KiB unless the system says otherwise).
+fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        #[cfg(unix)]
+        #[allow(unsafe_code)]
+        // SAFETY: `sysconf` only reads a configuration value.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        #[cfg(not(unix))]
+        let page = 4096;
+        usize::try_from(page)
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
+    })
 }
 
 /// Fault in the whole pages of `[addr, addr + len)`, from the end down.
 fn populate(addr: usize, len: usize) {
-    let start = addr.next_multiple_of(PAGE);
-    let end = addr.saturating_add(len) / PAGE * PAGE;
+    let page = page_size();
+    let start = addr.next_multiple_of(page);
+    let end = addr.saturating_add(len) / page * page;
+    let chunk = CHUNK.max(page);
     let mut hi = end;
     while hi > start {
-        let lo = hi.saturating_sub(CHUNK).max(start);
+        let lo = hi.saturating_sub(chunk).max(start);
         populate_range(lo, hi - lo);
         hi = lo;
     }
@@ -156,9 +204,10 @@ fn populate(addr: usize, len: usize) {
 fn populate_range(addr: usize, len: usize) {
     /// `MADV_POPULATE_WRITE` (Linux 5.14; not in every libc crate version).
     const MADV_POPULATE_WRITE: libc::c_int = 23;
-    // SAFETY: populating page tables neither reads nor changes the memory's contents; on a
-    // range that is no longer mapped (freed since) the call fails (ENOMEM), which is ignored,
-    // as is an older kernel's EINVAL.
+    // SAFETY: populating page tables neither reads nor changes the memory's contents. A range
+    // freed since is usually still mapped by the allocator (then it becomes resident again);
+    // an unmapped range fails with ENOMEM, a guard page or an older kernel with EINVAL: all
+    // ignored. See the module docs for the one kind of mapping it would touch (shared files).
     let _ = unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE) };
 }
 
@@ -188,24 +237,29 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Prefault<A> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        cancel(ptr as usize, layout.size());
         // SAFETY: the caller's contract, passed on.
         unsafe { self.0.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // The old block's entries, for the block may move (if it stays, those not taken yet
+        // are lost: a hint).
+        cancel(ptr as usize, layout.size());
         // SAFETY: the caller's contract, passed on.
         let p = unsafe { self.0.realloc(ptr, layout, new_size) };
         if !p.is_null() && new_size > layout.size() {
-            // Only the grown part: the rest holds the old contents, already resident.
+            // Only the grown part: the rest holds the old contents (kept or copied there).
             hand_over(p as usize + layout.size(), new_size - layout.size());
         }
         p
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn populate_of_a_fresh_mapping_keeps_it_zero_and_of_a_written_one_keeps_its_bytes() {
@@ -219,46 +273,126 @@ mod tests {
         assert!(v.iter().enumerate().all(|(i, &b)| b == i as u8));
     }
 
-    /// Whether each page of `[addr, addr + len)` (page-aligned) is resident (`mincore`).
+    /// How many pages of `[addr, addr + len)` (whole pages only) are resident (`mincore`), and
+    /// of how many.
     #[allow(unsafe_code)]
-    fn resident(addr: usize, len: usize) -> Vec<bool> {
-        let mut vec = vec![0u8; len.div_ceil(PAGE)];
+    fn resident(addr: usize, len: usize) -> (usize, usize) {
+        let page = page_size();
+        let start = addr.next_multiple_of(page);
+        let end = (addr + len) / page * page;
+        let mut vec = vec![0u8; (end - start) / page];
         // SAFETY: `vec` has a byte per page of the range; `mincore` only writes those.
-        let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
         assert_eq!(rc, 0, "mincore");
-        vec.iter().map(|b| b & 1 == 1).collect()
+        (vec.iter().filter(|&&b| b & 1 == 1).count(), vec.len())
+    }
+
+    /// Waits (up to 10 s) until every page of the range is resident.
+    fn wait_resident(addr: usize, len: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (r, n) = resident(addr, len);
+            if r == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {r} of {n} pages resident"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// One test for everything that depends on the global guard count (tests run at once).
+    #[test]
+    #[allow(unsafe_code)]
+    fn only_large_allocations_made_while_enabled_are_made_resident_by_the_helper() {
+        start();
+        // The system allocator gives blocks this big a fresh mapping of their own: not
+        // resident until written or populated.
+        let a = Prefault(std::alloc::System);
+        let len = 8 << 20;
+        let layout = Layout::from_size_align(len, 4096).unwrap();
+        let fresh = |p: *mut u8| {
+            let (r, n) = resident(p as usize, len);
+            assert!(
+                r < n / 2,
+                "a fresh allocation already resident: the test shows nothing"
+            );
+        };
+        // Not enabled: not handed over.
+        // SAFETY: a valid layout; freed below with it.
+        let off = unsafe { a.alloc(layout) };
+        assert!(!off.is_null());
+        fresh(off);
+        std::thread::sleep(Duration::from_millis(200));
+        let (r, n) = resident(off as usize, len);
+        assert!(r < n / 2, "populated while not enabled: {r} of {n} pages");
+
+        let on = enable();
+        // SAFETY: as above.
+        let p = unsafe { a.alloc(layout) };
+        fresh(p);
+        wait_resident(p as usize, len, "alloc");
+        // Zeroed memory stays zero.
+        // SAFETY: as above.
+        let z = unsafe { a.alloc_zeroed(layout) };
+        wait_resident(z as usize, len, "alloc_zeroed");
+        // SAFETY: `z` is `len` bytes the allocator zeroed.
+        assert!(unsafe { std::slice::from_raw_parts(z, len) }
+            .iter()
+            .all(|&b| b == 0));
+        // A reallocation: the grown part, and the bytes before it kept.
+        // SAFETY: `p` was allocated with `layout` and is written within it.
+        unsafe { std::ptr::write_bytes(p, 7, len) };
+        // SAFETY: `p` comes from this allocator with `layout`; the new size is not zero.
+        let g = unsafe { a.realloc(p, layout, 2 * len) };
+        assert!(!g.is_null());
+        wait_resident(g as usize + len, len, "the grown part of a realloc");
+        // SAFETY: the first `len` bytes of `g` are `p`'s, kept by `realloc`.
+        assert!(unsafe { std::slice::from_raw_parts(g, len) }
+            .iter()
+            .all(|&b| b == 7));
+        // Small allocations are not handed over (nothing to see: only that nothing breaks).
+        // SAFETY: a valid layout, freed at once.
+        unsafe {
+            a.dealloc(
+                a.alloc(Layout::from_size_align(64, 8).unwrap()),
+                Layout::from_size_align(64, 8).unwrap(),
+            )
+        };
+        drop(on);
+        // SAFETY: each freed with the layout it was allocated with.
+        unsafe {
+            a.dealloc(off, layout);
+            a.dealloc(z, layout);
+            a.dealloc(g, Layout::from_size_align(2 * len, 4096).unwrap());
+        }
     }
 
     #[test]
-    fn an_allocation_handed_over_while_enabled_is_made_resident_by_the_helper() {
-        // Fresh memory from the system allocator (a mapping of its own at this size), not
-        // touched: not resident until the helper populates it.
-        let len = 8 << 20;
-        let v: Vec<u8> = Vec::with_capacity(len);
-        let start = (v.as_ptr() as usize).next_multiple_of(PAGE);
-        let pages = (v.as_ptr() as usize + len) / PAGE * PAGE - start;
-        assert!(
-            resident(start, pages).iter().filter(|&&r| r).count() < pages / PAGE / 2,
-            "a fresh allocation already resident: the test shows nothing"
+    fn a_freed_range_is_taken_off_the_ring() {
+        let addr = 1 << 40;
+        let slot = &SLOTS[RING - 1];
+        // A slot as `hand_over` leaves it (the helper does not look at it: the ring's head and
+        // tail are elsewhere).
+        slot.addr.store(addr + 4096, Ordering::Release);
+        start();
+        cancel(addr, MIN_BYTES - 1);
+        assert_eq!(
+            slot.addr.load(Ordering::Acquire),
+            addr + 4096,
+            "too small to be queued"
         );
-        // Not enabled: not handed over.
-        hand_over(v.as_ptr() as usize, len);
-        let _on = enable();
-        hand_over(v.as_ptr() as usize, len);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !resident(start, pages).iter().all(|&r| r) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the helper did not populate the range"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        drop(v);
+        cancel(addr, 2 * MIN_BYTES);
+        assert_eq!(slot.addr.load(Ordering::Acquire), CANCELLED);
+        slot.addr.store(0, Ordering::Release);
     }
 
     #[test]
     fn a_range_not_mapped_is_ignored() {
-        // The page at 4 KiB is never mapped (mmap_min_addr): the call fails quietly.
-        populate(PAGE, 8 * PAGE);
+        // The lowest pages are never mapped (mmap_min_addr): the call fails quietly.
+        populate(page_size(), 8 * page_size());
     }
 }
