@@ -30,8 +30,9 @@
 //! - [`relay`] — relaying through a third peer: blind-relay and the browsers' dht-relay.
 //! - [`shell`], [`tele`], [`beam`] — hypershell, hypertele and hyperbeam.
 //! - [`id_encoding`] — keys as z-base-32 text (hypercore-id-encoding).
+// unsafe is allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512, AVX2) and
+// in hyperbee's prefetch_record (a prefetch instruction).
 #![deny(unsafe_code)]
-// allowed only in crypto::blake2b_x8 and secretstream::chacha20_x16 (AVX-512, AVX2), and hyperbee's prefetch_record
 #![warn(missing_docs)]
 
 pub mod autobase;
