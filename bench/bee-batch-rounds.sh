@@ -16,12 +16,10 @@ if [ ! -f "$modules/hyperbee/package.json" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+source bench/lib.sh
 echo "==> building hyperpunch (release)" >&2
-cargo build --release --locked -q -p hyperpunch --bin hyperpunch
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-hp="$target_dir/release/hyperpunch"
-n=100000
-awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "key%08d\tvalue of %d\n", (i * 7919) % n, i }' >"$tmp/lines.tsv"
+hp=$(bench_build_hyperpunch)
+bench_bee_lines 100000 "$tmp/lines.tsv"
 wall() {
   local TIMEFORMAT='%3R' LC_NUMERIC=C
   { time "$@" >/dev/null 2>&3 3>&-; } 3>&2 2>&1

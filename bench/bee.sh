@@ -53,7 +53,8 @@ done
 
 # Whole processes: 100k lines, one batch, then a full listing.
 n=100000
-awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "key%08d\tvalue of %d\n", (i * 7919) % n, i }' >"$tmp/lines.tsv"
+source bench/lib.sh
+bench_bee_lines "$n" "$tmp/lines.tsv"
 # $procs random keys of those lines (the same every run), for the gets and the range scans.
 awk -v n="$n" -v p="$procs" 'BEGIN { srand(13); for (i = 0; i < p; i++) printf "key%08d\n", int(rand() * n) }' >"$tmp/keys.txt"
 # timed FILE TAG CMD...: run CMD (its stdin/stdout as redirected), append `BENCH TAG_wall_s W`

@@ -8,6 +8,12 @@ bench_build_hyperpunch() {
   echo "$target_dir/release/hyperpunch"
 }
 
+# bench_bee_lines N FILE: the `KEY<TAB>VALUE` lines of the hyperbee benchmarks' `bee batch` (N keys
+# `key%08d` in a scattered order, each once), as bench/bee.sh and bench/bee-batch-rounds.sh feed them.
+bench_bee_lines() {
+  awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "key%08d\tvalue of %d\n", (i * 7919) % n, i }' >"$2"
+}
+
 # wait_for FILE PATTERN: print the first line of FILE matching PATTERN, waiting up to 120 s for
 # it; on a timeout, say so and print FILE to stderr.
 wait_for() {

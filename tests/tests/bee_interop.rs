@@ -209,15 +209,7 @@ async fn queries_of_get<C: hyperpunch_core::hyperbee::BeeCore>(db: &Db<C>, k: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_writes_js_reads_over_tcp() {
     let ops = workload(13, 700);
-    let writer = Hypercore::create(
-        MemoryStorage::new(),
-        CreateOptions {
-            key_pair: Some(KeyPair::from_seed(&SEED)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let writer = seeded_core().await;
     let key = *writer.key();
     let mut hub = ReplicationHub::new();
     let dk = hub
@@ -427,9 +419,9 @@ fn ops_on_a_new_bee(ops: &[Value], q: &Value) -> (Vec<Value>, Value) {
     })
 }
 
-/// A new bee (utf-8 keys and values) in memory, on a core of the key pair of [`SEED`].
-async fn seeded_bee() -> (Session<MemoryStorage>, Db<Session<MemoryStorage>>) {
-    let session = Hypercore::create(
+/// A new core in memory, of the key pair of [`SEED`].
+async fn seeded_core() -> Hypercore<MemoryStorage> {
+    Hypercore::create(
         MemoryStorage::new(),
         CreateOptions {
             key_pair: Some(KeyPair::from_seed(&SEED)),
@@ -438,7 +430,11 @@ async fn seeded_bee() -> (Session<MemoryStorage>, Db<Session<MemoryStorage>>) {
     )
     .await
     .unwrap()
-    .into_session();
+}
+
+/// A new bee (utf-8 keys and values) in memory, on [`seeded_core`].
+async fn seeded_bee() -> (Session<MemoryStorage>, Db<Session<MemoryStorage>>) {
+    let session = seeded_core().await.into_session();
     let db = Hyperbee::new(session.clone()).with_codecs(Utf8, Utf8);
     (session, db)
 }

@@ -168,8 +168,8 @@ fn helper() {
     }
 }
 
-/// The size of a page (4 KiB unless the system says otherwise).
-fn page_size() -> usize {
+/// The size of a memory page (`sysconf(_SC_PAGESIZE)`; 4 KiB where there is none).
+pub fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
     *PAGE.get_or_init(|| {
         #[cfg(unix)]

@@ -62,9 +62,7 @@ pub fn mark(phase: &str) {
 fn resident() -> Option<f64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: `sysconf` only reads a configuration value.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page as f64 / 1e6)
+    Some(pages * hyperpunch::prefault::page_size() as f64 / 1e6)
 }
 
 #[cfg(not(target_os = "linux"))]
